@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The whole test suite from a fresh Debian 12 machine: installs packages, starts a local RabbitMQ
+# broker, builds (preset `ci`), runs every test, then rebuilds the loader tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
+#   scripts/test.sh            everything
+#   SKIP_ASAN=1 scripts/test.sh   without the sanitizer pass
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+jobs="${SYNERGOS_JOBS:-2}"
+
+"$root/scripts/install-deps.sh"
+export SYNERGOS_TEST_AMQP_URL="${SYNERGOS_TEST_AMQP_URL:-$("$root/scripts/start-rabbitmq.sh")}"
+export SYNERGOS_TEST_RABBITMQCTL="${SYNERGOS_TEST_RABBITMQCTL:-$(command -v rabbitmqctl)}"
+echo "test: broker at $SYNERGOS_TEST_AMQP_URL"
+
+cmake --preset ci >/dev/null
+cmake --build --preset ci -j "$jobs"
+ctest --preset ci --timeout 900
+
+if [ "${SKIP_ASAN:-0}" != "1" ]; then
+    cmake --preset asan >/dev/null
+    cmake --build --preset asan -j "$jobs" --target synergos_loader_tests synergos_fixture_plugins
+    ctest --test-dir build/asan -L loader --output-on-failure --timeout 600
+fi
