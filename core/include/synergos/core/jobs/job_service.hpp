@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file job_service.hpp
+/// The director's side of the job machinery: submits jobs (record first, then a confirmed
+/// publish to the chosen grid's queue), cancels them, and runs the archival loop that consumes
+/// every TTP event and result and writes them as the single writer of the store, exactly once
+/// per job id.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/jobs/job_store.hpp>
+#include <synergos/core/jobs/messages.hpp>
+#include <synergos/sdk/log.hpp>
+#include <synergos/sdk/message_queue.hpp>
+#include <synergos/sdk/storage_backend.hpp>
+#include <synergos/sdk/tracker.hpp>
+#include <synergos/sdk/ttp_function.hpp>
+
+namespace synergos::core::jobs {
+
+/// Which TTP function handles a process (both halves); absent = module deactivated.
+using FunctionRegistry = std::map<std::string, sdk::TtpFunction*>;
+
+/// A job to submit.
+struct JobSpec {
+    std::string process;
+    std::vector<std::string> filters;                 ///< keys as a list (original `keys`)
+    nlohmann::json keys = nlohmann::json::object();   ///< keys as an object
+    nlohmann::json grids = nlohmann::json::array();   ///< every grid's nodes
+    nlohmann::json parameters = nlohmann::json::object();
+    int grid = -1;                                    ///< -1: the service chooses
+};
+
+struct JobServiceOptions {
+    int max_attempts = 3;
+    std::chrono::milliseconds publish_timeout{30000};
+    std::chrono::milliseconds receive_timeout{250};   ///< archival loop wake-up bound
+    std::string outputs_dir;
+    std::uint16_t results_prefetch = 32;
+};
+
+class JobService {
+public:
+    JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk::Logger& logger,
+               FunctionRegistry functions, sdk::Tracker* tracker, JobServiceOptions options);
+    ~JobService();
+    JobService(const JobService&) = delete;
+    JobService& operator=(const JobService&) = delete;
+
+    /// Declares the shared queues, republishes jobs left in `submitting` by a crash, and starts
+    /// the archival thread.
+    sdk::Status start();
+    /// Stops the archival thread (finishing the message in hand).
+    void stop();
+
+    /// Submits jobs: each gets a record and one confirmed publish. A job whose publish fails is
+    /// marked failed with the reason, and the call returns the error.
+    sdk::Result<std::vector<JobRecord>> submit(std::vector<JobSpec> specs);
+
+    /// Cancels a job: a queued job is dropped (its TTP discards it on delivery), a running one is
+    /// told to stop at its next safe point. Cancelling a finished job is FailedPrecondition.
+    sdk::Result<JobRecord> cancel(const std::string& job_id);
+
+    /// A job with its reason brought up to date (why it is still queued).
+    sdk::Result<JobRecord> get(const std::string& job_id);
+    sdk::Result<std::vector<JobRecord>> list(const JobFilter& filter);
+
+    /// Waits until the job is terminal or `timeout` passes; returns it as it is then.
+    sdk::Result<JobRecord> wait(const std::string& job_id, std::chrono::milliseconds timeout);
+
+    /// Whether a process has an active function on this director.
+    bool has_function(const std::string& process) const { return functions_.count(process) != 0; }
+
+    JobStore& store() { return store_; }
+
+private:
+    class ArchiveCtx;
+    void archival_loop();
+    void handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& delivery);
+    sdk::Status handle_event(const ResultMessage& event);
+    sdk::Status archive_result(const ResultMessage& event);
+    int choose_grid(const JobSpec& spec, std::map<int, int>& outstanding);
+    std::string queued_reason(const JobRecord& job);
+    sdk::Status publish_job(const JobRecord& job, const JobSpec& spec);
+    void notify_changed();
+
+    sdk::StorageBackend& storage_;
+    sdk::MessageQueue& mq_;
+    sdk::Logger& logger_;
+    FunctionRegistry functions_;
+    sdk::Tracker* tracker_;
+    JobServiceOptions options_;
+    JobStore store_;
+
+    std::atomic<bool> stopping_{false};
+    std::thread archival_;
+    std::mutex changed_mutex_;
+    std::condition_variable changed_;
+    std::uint64_t change_counter_ = 0;
+    std::mutex grids_mutex_;
+    std::map<int, bool> declared_grids_;
+};
+
+}  // namespace synergos::core::jobs

@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file job_store.hpp
+/// Job records (kind "Job", key {job_id}) in the director's store, and their state machine:
+///   submitting -> queued -> running -> succeeded | failed | cancelled
+///   running -> queued (a failed attempt that will be retried)
+///   queued | submitting -> cancelled
+/// Terminal states are final: a late or duplicate event never moves a job out of one, which is
+/// what makes archival idempotent by job id.
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/status.hpp>
+#include <synergos/sdk/storage_backend.hpp>
+
+namespace synergos::core::jobs {
+
+inline constexpr const char* kJobKind = "Job";
+
+/// One job as stored.
+struct JobRecord {
+    std::string job_id;
+    std::string process;
+    std::vector<std::string> filters;          ///< the job's keys as a list
+    nlohmann::json keys = nlohmann::json::object();  ///< {collab_id, project_id, expt_id, run_id}
+    int grid = 0;
+    std::string state = "submitting";
+    int attempts = 0;
+    int max_attempts = 3;
+    std::string created_at;
+    std::string started_at;
+    std::string finished_at;
+    std::string reason;
+    std::string ttp_id;
+    nlohmann::json progress = nlohmann::json::object();
+    nlohmann::json outputs = nlohmann::json::object();  ///< summary of the result (small)
+    nlohmann::json message = nlohmann::json::object();  ///< the job message as published
+    std::int64_t doc_id = 0;
+
+    bool is_terminal() const { return state == "succeeded" || state == "failed" || state == "cancelled"; }
+    nlohmann::json to_document() const;
+    /// The JSON shape served by the job routes.
+    nlohmann::json to_api() const;
+    static sdk::Result<JobRecord> from_record(const sdk::Record& record);
+};
+
+/// Filters for listing jobs; empty strings match everything.
+struct JobFilter {
+    std::string state;
+    std::string process;
+    std::string collab_id;
+    std::string project_id;
+};
+
+/// Reads and writes job records. The director is the only writer; a mutex serialises
+/// read-modify-write cycles between the REST threads (cancel) and the archival thread.
+class JobStore {
+public:
+    explicit JobStore(sdk::StorageBackend& storage) : storage_(storage) {}
+
+    sdk::Key key_of(const std::string& job_id) const { return {{"job_id", job_id}}; }
+    sdk::Mutation insert_mutation(const JobRecord& job) const;
+    sdk::Mutation update_mutation(const JobRecord& job) const;
+
+    sdk::Result<JobRecord> get(const std::string& job_id);
+    sdk::Result<std::vector<JobRecord>> list(const JobFilter& filter);
+
+    /// Reads the job, lets `change` edit it (return false to leave it unchanged), and writes it
+    /// back together with `extra` mutations in one atomic batch. Returns the job as stored.
+    template <typename Change>
+    sdk::Result<JobRecord> update(const std::string& job_id, Change&& change,
+                                  std::vector<sdk::Mutation> extra = {}) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto job = get(job_id);
+        if (!job) {
+            return job.error();
+        }
+        JobRecord updated = *job;
+        if (!change(updated)) {
+            return updated;
+        }
+        extra.push_back(update_mutation(updated));
+        auto st = storage_.apply(extra);
+        if (!st) {
+            return st.error();
+        }
+        return updated;
+    }
+
+private:
+    sdk::StorageBackend& storage_;
+    std::mutex mutex_;
+};
+
+/// Current UTC time as ISO-8601 with milliseconds ("2026-11-26T04:02:23.123Z").
+std::string now_iso8601();
+
+}  // namespace synergos::core::jobs

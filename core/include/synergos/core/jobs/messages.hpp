@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file messages.hpp
+/// The queue topology and the JSON messages between the director and the TTPs.
+///
+/// Jobs go to one durable priority queue per grid (`synergos.jobs.grid.<g>`), so a TTP only ever
+/// sees jobs for its grid and "no TTP connected for grid g" is observable (consumer count).
+/// Everything a TTP reports (started, progress, result) goes to `synergos.results`, which only the
+/// director consumes (the single writer). Cancellations of running jobs go to
+/// `synergos.control.grid.<g>`. Rejected messages land in `*.dead` queues.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/message_queue.hpp>
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::core::jobs {
+
+inline constexpr const char* kResultsQueue = "synergos.results";
+inline constexpr const char* kResultsDeadQueue = "synergos.results.dead";
+inline constexpr const char* kJobsDeadQueue = "synergos.jobs.dead";
+inline constexpr std::uint8_t kMaxPriority = 10;
+
+std::string jobs_queue(int grid);
+std::string control_queue(int grid);
+
+/// Declares every queue a director or TTP of `grid_count` grids uses (idempotent).
+sdk::Status declare_topology(sdk::MessageQueue& mq, int grid_count);
+/// Declares the queues of one grid plus the shared ones.
+sdk::Status declare_grid(sdk::MessageQueue& mq, int grid);
+
+/// Priority of a process: preprocessing before training before evaluation.
+std::uint8_t priority_of(const std::string& process);
+
+/// A job as published to a grid queue.
+struct JobMessage {
+    std::string job_id;
+    std::string process;               ///< preprocess | train | validate | predict | optimize | ...
+    std::vector<std::string> keys;     ///< [collab, project] or [collab, project, expt, run]
+    int grid = 0;
+    nlohmann::json grids = nlohmann::json::array();  ///< every grid's nodes (original field)
+    nlohmann::json parameters = nlohmann::json::object();
+    int attempt = 1;
+    int max_attempts = 3;
+
+    nlohmann::json to_json() const;
+    /// Strict decode; InvalidArgument names the missing or mistyped field.
+    static sdk::Result<JobMessage> from_json(const std::string& body);
+};
+
+/// What a TTP reports.
+enum class EventType { Started, Progress, Result };
+
+/// Terminal outcome of a job attempt.
+enum class Outcome { Succeeded, Failed, Cancelled };
+
+const char* to_string(Outcome outcome);
+
+struct ResultMessage {
+    EventType type = EventType::Result;
+    std::string job_id;
+    std::string process;
+    std::vector<std::string> filters;  ///< the job's keys (original field)
+    int grid = 0;
+    int attempt = 1;
+    std::string ttp_id;
+    Outcome outcome = Outcome::Succeeded;   ///< for results
+    std::string reason;                     ///< why it failed / was cancelled
+    bool final = true;                      ///< false: a failed attempt that will be retried
+    nlohmann::json outputs = nlohmann::json::object();
+    nlohmann::json progress = nlohmann::json::object();
+
+    nlohmann::json to_json() const;
+    static sdk::Result<ResultMessage> from_json(const std::string& body);
+};
+
+/// Builds a queue message for a JSON body.
+sdk::Message make_message(const std::string& id, const nlohmann::json& body, std::uint8_t priority = 0);
+
+/// Random job id: "job-" + 24 hex chars.
+std::string new_job_id();
+
+}  // namespace synergos::core::jobs

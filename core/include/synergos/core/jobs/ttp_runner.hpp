@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file ttp_runner.hpp
+/// The TTP's side of the job machinery: consumes its grid's job queue (prefetch 1, so the broker's
+/// priorities decide what comes next), runs the TTP function the job names, publishes the result
+/// and only then acknowledges the job. Failed attempts are retried by republishing the job with
+/// its attempt count raised, up to the job's limit, then dead-lettered with a failure result.
+/// A second consumer on the grid's control queue delivers cancellations.
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include <synergos/core/jobs/job_service.hpp>
+#include <synergos/core/jobs/messages.hpp>
+#include <synergos/sdk/aggregator.hpp>
+#include <synergos/sdk/log.hpp>
+#include <synergos/sdk/message_queue.hpp>
+#include <synergos/sdk/ttp_function.hpp>
+
+namespace synergos::core::jobs {
+
+/// Looks up an aggregator plugin by (case-insensitive) name.
+using AggregatorLookup = std::function<sdk::Result<sdk::Aggregator*>(const std::string&)>;
+
+struct TtpRunnerOptions {
+    int grid = 0;
+    std::string ttp_id = "ttp";
+    std::string outputs_dir;
+    std::chrono::milliseconds publish_timeout{30000};
+    std::chrono::milliseconds receive_timeout{250};
+};
+
+/// Submits and awaits follow-up jobs (optimize); optional.
+class JobSubmitter {
+public:
+    virtual ~JobSubmitter() = default;
+    virtual sdk::Result<std::string> submit(const nlohmann::json& job) = 0;
+    virtual sdk::Result<std::string> wait(const std::string& job_id, std::chrono::milliseconds timeout) = 0;
+};
+
+class TtpRunner {
+public:
+    TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistry functions,
+              sdk::WorkerClient* workers, AggregatorLookup aggregators, TtpRunnerOptions options,
+              JobSubmitter* submitter = nullptr);
+    ~TtpRunner();
+    TtpRunner(const TtpRunner&) = delete;
+    TtpRunner& operator=(const TtpRunner&) = delete;
+
+    /// Declares the grid's queues and starts the job and control threads.
+    sdk::Status start();
+    /// Stops: a job in progress is asked to stop at its next safe point and is NOT acknowledged,
+    /// so the broker redelivers it (a training job then resumes from its last checkpoint).
+    void stop();
+
+    /// Jobs finished by this runner (any outcome), for tests and metrics.
+    std::uint64_t jobs_done() const { return jobs_done_; }
+
+private:
+    class Ctx;
+    void job_loop();
+    void control_loop();
+    void run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery);
+    sdk::Status publish_event(const ResultMessage& event);
+    bool was_cancelled(const std::string& job_id);
+    void wait_backoff(std::chrono::milliseconds d);
+
+    sdk::MessageQueue& mq_;
+    sdk::Logger& logger_;
+    FunctionRegistry functions_;
+    sdk::WorkerClient* workers_;
+    AggregatorLookup aggregators_;
+    TtpRunnerOptions options_;
+    JobSubmitter* submitter_;
+
+    std::atomic<bool> stopping_{false};
+    std::thread job_thread_;
+    std::thread control_thread_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::set<std::string> cancelled_;
+    std::deque<std::string> cancelled_order_;  // bounds the set
+    std::string current_job_;
+    std::atomic<bool> current_cancelled_{false};
+    std::atomic<std::uint64_t> jobs_done_{0};
+};
+
+}  // namespace synergos::core::jobs

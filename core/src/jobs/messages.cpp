@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "synergos/core/jobs/messages.hpp"
+
+#include <random>
+
+namespace synergos::core::jobs {
+namespace {
+
+using nlohmann::json;
+
+sdk::Status require(const json& j, const char* field, json::value_t type, const char* type_name) {
+    auto it = j.find(field);
+    if (it == j.end()) {
+        return {sdk::ErrorCode::InvalidArgument, std::string("message field '") + field + "' is missing"};
+    }
+    bool ok = it->type() == type ||
+              (type == json::value_t::number_integer && it->is_number_unsigned());
+    if (!ok) {
+        return {sdk::ErrorCode::InvalidArgument,
+                std::string("message field '") + field + "' must be " + type_name};
+    }
+    return {};
+}
+
+sdk::Result<std::vector<std::string>> string_list(const json& j, const char* field) {
+    std::vector<std::string> out;
+    for (const auto& v : j.at(field)) {
+        if (!v.is_string()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              std::string("message field '") + field + "' must hold strings"};
+        }
+        out.push_back(v.get<std::string>());
+    }
+    return out;
+}
+
+sdk::Result<json> parse(const std::string& body) {
+    json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "message body is not valid JSON"};
+    }
+    if (!j.is_object()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "message body must be a JSON object"};
+    }
+    return j;
+}
+
+}  // namespace
+
+std::string jobs_queue(int grid) { return "synergos.jobs.grid." + std::to_string(grid); }
+std::string control_queue(int grid) { return "synergos.control.grid." + std::to_string(grid); }
+
+sdk::Status declare_grid(sdk::MessageQueue& mq, int grid) {
+    for (const sdk::QueueSpec& spec :
+         {sdk::QueueSpec{kJobsDeadQueue, 0, ""}, sdk::QueueSpec{kResultsDeadQueue, 0, ""},
+          sdk::QueueSpec{kResultsQueue, 0, kResultsDeadQueue},
+          sdk::QueueSpec{jobs_queue(grid), kMaxPriority, kJobsDeadQueue},
+          sdk::QueueSpec{control_queue(grid), 0, ""}}) {
+        if (auto st = mq.declare(spec); !st) {
+            return st;
+        }
+    }
+    return {};
+}
+
+sdk::Status declare_topology(sdk::MessageQueue& mq, int grid_count) {
+    for (int g = 0; g < grid_count; ++g) {
+        if (auto st = declare_grid(mq, g); !st) {
+            return st;
+        }
+    }
+    return {};
+}
+
+std::uint8_t priority_of(const std::string& process) {
+    if (process == "preprocess") {
+        return 9;
+    }
+    if (process == "train" || process == "optimize") {
+        return 5;
+    }
+    return 2;  // validate, predict, anything else
+}
+
+const char* to_string(Outcome outcome) {
+    switch (outcome) {
+        case Outcome::Succeeded: return "succeeded";
+        case Outcome::Failed: return "failed";
+        case Outcome::Cancelled: return "cancelled";
+    }
+    return "failed";
+}
+
+json JobMessage::to_json() const {
+    return json{{"job_id", job_id},       {"process", process},         {"keys", keys},
+                {"grid", grid},           {"grids", grids},             {"parameters", parameters},
+                {"attempt", attempt},     {"max_attempts", max_attempts}};
+}
+
+sdk::Result<JobMessage> JobMessage::from_json(const std::string& body) {
+    auto parsed = parse(body);
+    if (!parsed) {
+        return parsed.error();
+    }
+    const json& j = *parsed;
+    using vt = json::value_t;
+    for (auto [field, type, name] :
+         {std::tuple{"job_id", vt::string, "a string"}, std::tuple{"process", vt::string, "a string"},
+          std::tuple{"keys", vt::array, "an array"}, std::tuple{"grid", vt::number_integer, "an integer"},
+          std::tuple{"parameters", vt::object, "an object"}}) {
+        if (auto st = require(j, field, type, name); !st) {
+            return st.error();
+        }
+    }
+    JobMessage m;
+    m.job_id = j["job_id"].get<std::string>();
+    m.process = j["process"].get<std::string>();
+    auto keys = string_list(j, "keys");
+    if (!keys) {
+        return keys.error();
+    }
+    m.keys = std::move(*keys);
+    m.grid = j["grid"].get<int>();
+    if (m.grid < 0) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "message field 'grid' must be >= 0"};
+    }
+    if (auto it = j.find("grids"); it != j.end()) {
+        if (!it->is_array()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "message field 'grids' must be an array"};
+        }
+        m.grids = *it;
+    }
+    m.parameters = j["parameters"];
+    m.attempt = j.value("attempt", 1);
+    m.max_attempts = j.value("max_attempts", 3);
+    if (m.job_id.empty() || m.process.empty()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "message fields 'job_id' and 'process' must not be empty"};
+    }
+    return m;
+}
+
+json ResultMessage::to_json() const {
+    const char* t = type == EventType::Started ? "started" : type == EventType::Progress ? "progress" : "result";
+    json j{{"type", t},          {"job_id", job_id}, {"process", process}, {"filters", filters},
+           {"grid", grid},       {"attempt", attempt}, {"ttp_id", ttp_id}};
+    if (type == EventType::Result) {
+        j["status"] = to_string(outcome);
+        j["reason"] = reason;
+        j["final"] = final;
+        j["outputs"] = outputs;
+    }
+    if (type == EventType::Progress) {
+        j["progress"] = progress;
+    }
+    return j;
+}
+
+sdk::Result<ResultMessage> ResultMessage::from_json(const std::string& body) {
+    auto parsed = parse(body);
+    if (!parsed) {
+        return parsed.error();
+    }
+    const json& j = *parsed;
+    using vt = json::value_t;
+    for (auto [field, type, name] :
+         {std::tuple{"type", vt::string, "a string"}, std::tuple{"job_id", vt::string, "a string"},
+          std::tuple{"process", vt::string, "a string"}}) {
+        if (auto st = require(j, field, type, name); !st) {
+            return st.error();
+        }
+    }
+    ResultMessage m;
+    const std::string t = j["type"].get<std::string>();
+    if (t == "started") {
+        m.type = EventType::Started;
+    } else if (t == "progress") {
+        m.type = EventType::Progress;
+    } else if (t == "result") {
+        m.type = EventType::Result;
+    } else {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "message field 'type' is unknown: '" + t + "'"};
+    }
+    m.job_id = j["job_id"].get<std::string>();
+    m.process = j["process"].get<std::string>();
+    if (auto it = j.find("filters"); it != j.end() && it->is_array()) {
+        auto f = string_list(j, "filters");
+        if (!f) {
+            return f.error();
+        }
+        m.filters = std::move(*f);
+    }
+    m.grid = j.value("grid", 0);
+    m.attempt = j.value("attempt", 1);
+    m.ttp_id = j.value("ttp_id", std::string());
+    if (m.type == EventType::Result) {
+        if (auto st = require(j, "status", vt::string, "a string"); !st) {
+            return st.error();
+        }
+        const std::string s = j["status"].get<std::string>();
+        if (s == "succeeded") {
+            m.outcome = Outcome::Succeeded;
+        } else if (s == "failed") {
+            m.outcome = Outcome::Failed;
+        } else if (s == "cancelled") {
+            m.outcome = Outcome::Cancelled;
+        } else {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "message field 'status' is unknown: '" + s + "'"};
+        }
+        m.reason = j.value("reason", std::string());
+        m.final = j.value("final", true);
+        m.outputs = j.value("outputs", json::object());
+        if (!m.outputs.is_object()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "message field 'outputs' must be an object"};
+        }
+    }
+    if (m.type == EventType::Progress) {
+        m.progress = j.value("progress", json::object());
+    }
+    return m;
+}
+
+sdk::Message make_message(const std::string& id, const json& body, std::uint8_t priority) {
+    sdk::Message m;
+    m.id = id;
+    m.body = body.dump();
+    m.priority = priority;
+    return m;
+}
+
+std::string new_job_id() {
+    // Not security-sensitive: ids only need to be unique. random_device seeds per call site.
+    thread_local std::mt19937_64 rng{std::random_device{}()};
+    static const char* hex = "0123456789abcdef";
+    std::string id = "job-";
+    for (int i = 0; i < 24; ++i) {
+        id.push_back(hex[rng() & 0xF]);
+    }
+    return id;
+}
+
+}  // namespace synergos::core::jobs

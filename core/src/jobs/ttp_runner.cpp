@@ -1,0 +1,416 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "synergos/core/jobs/ttp_runner.hpp"
+
+#include <algorithm>
+
+namespace synergos::core::jobs {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kCancelledMemory = 10000;
+
+std::string fields(std::initializer_list<std::pair<const char*, json>> kv) {
+    json j = json::object();
+    for (const auto& [k, v] : kv) {
+        j[k] = v;
+    }
+    return j.dump();
+}
+
+/// Used when a TTP has no worker client (tests of the machinery with fixture functions).
+class NoWorkers final : public sdk::WorkerClient {
+public:
+    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest&) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unavailable,
+                          "no worker client on this TTP (cannot reach '" + node.participant_id + "')"};
+    }
+    void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+                  sdk::ReplyVisitor& visitor) noexcept override {
+        for (std::size_t i = 0; i < nodes.size() && i < requests.size(); ++i) {
+            visitor.on_reply(i, call(nodes[i], requests[i]));
+        }
+    }
+};
+
+bool is_retryable(sdk::ErrorCode code) {
+    return code == sdk::ErrorCode::Unavailable || code == sdk::ErrorCode::Timeout ||
+           code == sdk::ErrorCode::Internal;
+}
+
+/// Reads one grid's nodes from the job's `grids` (registration node blocks as the director
+/// builds them: {participant_id, host, port} with the original's `rest`/`keys` blocks accepted).
+sdk::Result<std::vector<sdk::GridNode>> grid_nodes(const JobMessage& job) {
+    if (!job.grids.is_array() || job.grid >= static_cast<int>(job.grids.size())) {
+        return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                          "TTP for grid " + std::to_string(job.grid) +
+                              " has no node in this job's registrations (they define " +
+                              std::to_string(job.grids.is_array() ? job.grids.size() : 0) + " grids)"};
+    }
+    const json& grid = job.grids[static_cast<std::size_t>(job.grid)];
+    if (!grid.is_array()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job field 'grids[" + std::to_string(job.grid) +
+                                                               "]' must be an array of nodes"};
+    }
+    std::vector<sdk::GridNode> nodes;
+    for (const json& n : grid) {
+        if (!n.is_object()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "a node of grid " + std::to_string(job.grid) +
+                                                                   " is not an object"};
+        }
+        sdk::GridNode node;
+        if (n.contains("participant_id") && n["participant_id"].is_string()) {
+            node.participant_id = n["participant_id"].get<std::string>();
+        } else if (n.contains("keys") && n["keys"].is_object()) {
+            node.participant_id = n["keys"].value("participant_id", "");
+        }
+        const json& rest = n.contains("rest") && n["rest"].is_object() ? n["rest"] : n;
+        node.host = rest.value("host", "");
+        if (rest.contains("port") && rest["port"].is_number_integer()) {
+            node.port = rest["port"].get<int>();
+        }
+        if (node.participant_id.empty() || node.host.empty() || node.port <= 0 || node.port > 65535) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "a node of grid " + std::to_string(job.grid) +
+                                  " lacks participant_id, host or a valid port"};
+        }
+        nodes.push_back(std::move(node));
+    }
+    return nodes;
+}
+
+}  // namespace
+
+class TtpRunner::Ctx final : public sdk::JobContext {
+public:
+    Ctx(TtpRunner& r, const JobMessage& job, std::vector<sdk::GridNode> nodes)
+        : r_(r), job_(job), nodes_(std::move(nodes)) {}
+
+    sdk::Logger& logger() noexcept override { return r_.logger_; }
+    const std::string& job_id() const noexcept override { return job_.job_id; }
+    int grid() const noexcept override { return job_.grid; }
+    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
+    std::string outputs_dir() const override { return r_.options_.outputs_dir; }
+    bool is_cancelled() const noexcept override { return r_.current_cancelled_ || r_.stopping_; }
+    void report_progress(std::string_view progress_json) noexcept override {
+        ResultMessage e;
+        e.type = EventType::Progress;
+        e.job_id = job_.job_id;
+        e.process = job_.process;
+        e.filters = job_.keys;
+        e.grid = job_.grid;
+        e.attempt = job_.attempt;
+        e.ttp_id = r_.options_.ttp_id;
+        e.progress = json::parse(progress_json, nullptr, false);
+        if (e.progress.is_discarded()) {
+            e.progress = json{{"message", std::string(progress_json)}};
+        }
+        // Progress is best effort: a lost progress record never fails the job.
+        (void)r_.publish_event(e);
+    }
+    sdk::WorkerClient& workers() noexcept override {
+        return r_.workers_ ? *r_.workers_ : no_workers_;
+    }
+    sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
+        if (!r_.aggregators_) {
+            return sdk::Error{sdk::ErrorCode::Unimplemented, "no aggregator plugins are active on this TTP"};
+        }
+        return r_.aggregators_(name);
+    }
+    sdk::Result<std::string> submit_job(std::string_view job_json) noexcept override {
+        if (!r_.submitter_) {
+            return sdk::Error{sdk::ErrorCode::Unimplemented, "this TTP cannot submit follow-up jobs"};
+        }
+        json j = json::parse(job_json, nullptr, false);
+        if (j.is_discarded()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "follow-up job is not valid JSON"};
+        }
+        return r_.submitter_->submit(j);
+    }
+    sdk::Result<std::string> wait_job(const std::string& job_id, std::chrono::milliseconds timeout) noexcept override {
+        if (!r_.submitter_) {
+            return sdk::Error{sdk::ErrorCode::Unimplemented, "this TTP cannot wait for follow-up jobs"};
+        }
+        return r_.submitter_->wait(job_id, timeout);
+    }
+
+private:
+    TtpRunner& r_;
+    const JobMessage& job_;
+    std::vector<sdk::GridNode> nodes_;
+    NoWorkers no_workers_;
+};
+
+TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistry functions,
+                     sdk::WorkerClient* workers, AggregatorLookup aggregators, TtpRunnerOptions options,
+                     JobSubmitter* submitter)
+    : mq_(mq),
+      logger_(logger),
+      functions_(std::move(functions)),
+      workers_(workers),
+      aggregators_(std::move(aggregators)),
+      options_(std::move(options)),
+      submitter_(submitter) {}
+
+TtpRunner::~TtpRunner() { stop(); }
+
+sdk::Status TtpRunner::start() {
+    if (auto st = declare_grid(mq_, options_.grid); !st) {
+        return st;
+    }
+    stopping_ = false;
+    control_thread_ = std::thread([this] { control_loop(); });
+    job_thread_ = std::thread([this] { job_loop(); });
+    logger_.info("ttp consuming jobs", fields({{"grid", options_.grid}, {"queue", jobs_queue(options_.grid)}}));
+    return {};
+}
+
+void TtpRunner::stop() {
+    stopping_ = true;
+    wake_.notify_all();
+    if (job_thread_.joinable()) {
+        job_thread_.join();
+    }
+    if (control_thread_.joinable()) {
+        control_thread_.join();
+    }
+}
+
+void TtpRunner::wait_backoff(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait_for(lock, d, [&] { return stopping_.load(); });
+}
+
+sdk::Status TtpRunner::publish_event(const ResultMessage& event) {
+    return mq_.publish(kResultsQueue, make_message(event.job_id, event.to_json()), options_.publish_timeout);
+}
+
+bool TtpRunner::was_cancelled(const std::string& job_id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return cancelled_.count(job_id) != 0;
+}
+
+void TtpRunner::job_loop() {
+    std::unique_ptr<sdk::Consumer> consumer;
+    auto backoff = 100ms;
+    while (!stopping_) {
+        if (!consumer) {
+            auto c = mq_.consume(jobs_queue(options_.grid), 1);
+            if (!c) {
+                logger_.error("job consumer could not start; retrying",
+                              fields({{"queue", jobs_queue(options_.grid)}, {"error", c.error().message}}));
+                wait_backoff(backoff);
+                backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
+                continue;
+            }
+            consumer = std::move(*c);
+            backoff = 100ms;
+        }
+        auto d = consumer->receive(options_.receive_timeout);
+        if (!d) {
+            wait_backoff(backoff);
+            continue;
+        }
+        if (!d->has_value()) {
+            continue;
+        }
+        run_job(*consumer, **d);
+    }
+    if (consumer) {
+        consumer->close();  // an unacknowledged job returns to the queue
+    }
+}
+
+void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) {
+    auto parsed = JobMessage::from_json(delivery.message.body);
+    ResultMessage result;
+    result.type = EventType::Result;
+    result.ttp_id = options_.ttp_id;
+    result.grid = options_.grid;
+
+    auto fail_final = [&](const std::string& reason) {
+        result.outcome = Outcome::Failed;
+        result.final = true;
+        result.reason = reason;
+        logger_.error("job failed", fields({{"job_id", result.job_id}, {"reason", reason}}));
+        if (!result.job_id.empty()) {
+            if (auto st = publish_event(result); !st) {
+                // Without a failure record the director would wait forever: keep the job queued.
+                logger_.error("failure result not published; job requeued",
+                              fields({{"job_id", result.job_id}, {"error", st.message()}}));
+                (void)consumer.reject(delivery.tag, true);
+                return;
+            }
+        }
+        (void)consumer.reject(delivery.tag, false);  // dead-letter
+        ++jobs_done_;
+    };
+
+    if (!parsed) {
+        // Recover the id when possible so the director can mark the job failed.
+        json raw = json::parse(delivery.message.body, nullptr, false);
+        if (raw.is_object()) {
+            result.job_id = raw.value("job_id", std::string());
+            result.process = raw.value("process", std::string());
+        }
+        if (result.job_id.empty()) {
+            result.job_id = delivery.message.id;
+        }
+        if (result.process.empty()) {
+            result.process = "unknown";
+        }
+        fail_final("malformed job message: " + parsed.error().message);
+        return;
+    }
+    const JobMessage& job = *parsed;
+    result.job_id = job.job_id;
+    result.process = job.process;
+    result.filters = job.keys;
+    result.attempt = job.attempt;
+
+    if (job.grid != options_.grid) {
+        fail_final("job for grid " + std::to_string(job.grid) + " was delivered to the TTP of grid " +
+                   std::to_string(options_.grid));
+        return;
+    }
+    auto nodes = grid_nodes(job);
+    if (!nodes) {
+        fail_final(nodes.error().message);
+        return;
+    }
+    if (was_cancelled(job.job_id)) {
+        result.outcome = Outcome::Cancelled;
+        result.reason = "cancelled while queued";
+        if (publish_event(result)) {
+            (void)consumer.ack(delivery.tag);
+        } else {
+            (void)consumer.reject(delivery.tag, true);
+        }
+        return;
+    }
+    auto fn = functions_.find(job.process);
+    if (fn == functions_.end()) {
+        fail_final("process '" + job.process + "' has no active ttp function on this TTP");
+        return;
+    }
+
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        current_job_ = job.job_id;
+        current_cancelled_ = false;
+    }
+    ResultMessage started = result;
+    started.type = EventType::Started;
+    (void)publish_event(started);
+    logger_.info("job started", fields({{"job_id", job.job_id}, {"process", job.process},
+                                        {"attempt", job.attempt}, {"redelivered", delivery.redelivered}}));
+
+    Ctx ctx(*this, job, std::move(*nodes));
+    sdk::Result<std::string> outputs = fn->second->execute(ctx, delivery.message.body);
+    const bool cancel_requested = current_cancelled_;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        current_job_.clear();
+    }
+
+    if (stopping_ && !outputs) {
+        // Shutting down mid-job: leave it to the broker; it resumes on the next delivery.
+        (void)consumer.reject(delivery.tag, true);
+        logger_.info("job interrupted by shutdown; requeued", fields({{"job_id", job.job_id}}));
+        return;
+    }
+    if (outputs) {
+        result.outcome = Outcome::Succeeded;
+        result.outputs = json::parse(*outputs, nullptr, false);
+        if (result.outputs.is_discarded() || !result.outputs.is_object()) {
+            fail_final("ttp function '" + job.process + "' returned outputs that are not a JSON object");
+            return;
+        }
+    } else if (outputs.error().code == sdk::ErrorCode::Cancelled || cancel_requested) {
+        result.outcome = Outcome::Cancelled;
+        result.reason = "cancelled while running: " + outputs.error().message;
+    } else if (is_retryable(outputs.error().code) && job.attempt < job.max_attempts) {
+        JobMessage retry = job;
+        retry.attempt = job.attempt + 1;
+        auto st = mq_.publish(jobs_queue(options_.grid),
+                              make_message(job.job_id, retry.to_json(), priority_of(job.process)),
+                              options_.publish_timeout);
+        if (!st) {
+            (void)consumer.reject(delivery.tag, true);  // the broker keeps it; nothing lost
+            return;
+        }
+        result.outcome = Outcome::Failed;
+        result.final = false;
+        result.reason = outputs.error().message;
+        (void)publish_event(result);
+        (void)consumer.ack(delivery.tag);
+        logger_.warn("job attempt failed; retrying",
+                     fields({{"job_id", job.job_id}, {"attempt", job.attempt}, {"reason", result.reason}}));
+        return;
+    } else {
+        std::string reason = outputs.error().message;
+        if (is_retryable(outputs.error().code)) {
+            reason += " (after " + std::to_string(job.attempt) + " attempts)";
+        }
+        fail_final(reason);
+        return;
+    }
+    // Publish first, acknowledge second: a crash in between redelivers the job, and the
+    // director ignores the duplicate result.
+    if (auto st = publish_event(result); !st) {
+        logger_.error("result not published; job requeued", fields({{"job_id", job.job_id}, {"error", st.message()}}));
+        (void)consumer.reject(delivery.tag, true);
+        return;
+    }
+    (void)consumer.ack(delivery.tag);
+    ++jobs_done_;
+    logger_.info("job finished", fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
+}
+
+void TtpRunner::control_loop() {
+    std::unique_ptr<sdk::Consumer> consumer;
+    while (!stopping_) {
+        if (!consumer) {
+            auto c = mq_.consume(control_queue(options_.grid), 16);
+            if (!c) {
+                wait_backoff(1000ms);
+                continue;
+            }
+            consumer = std::move(*c);
+        }
+        auto d = consumer->receive(options_.receive_timeout);
+        if (!d) {
+            wait_backoff(500ms);
+            continue;
+        }
+        if (!d->has_value()) {
+            continue;
+        }
+        const sdk::Delivery& delivery = **d;
+        json j = json::parse(delivery.message.body, nullptr, false);
+        if (j.is_object() && j.value("type", "") == "cancel" && j.contains("job_id") && j["job_id"].is_string()) {
+            const std::string id = j["job_id"].get<std::string>();
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (cancelled_.insert(id).second) {
+                cancelled_order_.push_back(id);
+                if (cancelled_order_.size() > kCancelledMemory) {
+                    cancelled_.erase(cancelled_order_.front());
+                    cancelled_order_.pop_front();
+                }
+            }
+            if (current_job_ == id) {
+                current_cancelled_ = true;
+            }
+        } else {
+            logger_.warn("unknown control message dropped", fields({{"message_id", delivery.message.id}}));
+        }
+        (void)consumer->ack(delivery.tag);
+    }
+    if (consumer) {
+        consumer->close();
+    }
+}
+
+}  // namespace synergos::core::jobs
