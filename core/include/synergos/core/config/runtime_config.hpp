@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file runtime_config.hpp
+/// The effective configuration of one `synergos` process: defaults for its role, overlaid by the
+/// YAML config file, overlaid by command-line flags (see cli.hpp). Plain data; every plugin
+/// section names a backend (plugin) and its textual options.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/log.hpp>
+
+namespace synergos::core {
+
+/// The role a process plays.
+enum class Role : std::uint8_t { Director = 1, Ttp, Worker };
+
+/// "director", "ttp" or "worker".
+const char* role_name(Role role) noexcept;
+/// Parses a role name; nullopt when unknown.
+std::optional<Role> parse_role(const std::string& name) noexcept;
+/// Parses a level name ("trace" ... "critical"; "warning" is accepted for "warn").
+std::optional<sdk::Level> parse_level(const std::string& name) noexcept;
+
+/// A configuration error: names the file, the line (0 when unknown) and the dotted key.
+/// `what()` is the whole one-line message.
+class ConfigError : public std::runtime_error {
+public:
+    ConfigError(std::string file, int line, std::string key, const std::string& message);
+
+    const std::string& file() const noexcept { return file_; }
+    int line() const noexcept { return line_; }
+    const std::string& key() const noexcept { return key_; }
+    /// The message without the location prefix.
+    const std::string& detail() const noexcept { return detail_; }
+
+private:
+    std::string file_;
+    int line_;
+    std::string key_;
+    std::string detail_;
+};
+
+/// The backend value that switches a section off.
+inline constexpr const char* kBackendNone = "none";
+
+/// One plugin choice: a subsystem section (`storage: {backend: sqlite, options: {...}}`) or one
+/// entry of a plugin list (`ttp.functions: [train, {name: align, options: {...}}]`).
+struct PluginSection {
+    std::string backend;                          ///< plugin name; "none" (or empty) = off
+    std::map<std::string, std::string> options;   ///< textual values, validated by the loader
+    std::string path;                             ///< explicit library file (overrides search)
+    bool required = true;                         ///< false: a failure is a warning, not fatal
+    std::string source_key;                       ///< dotted key it came from, e.g. "storage"
+    int source_line = 0;                          ///< line in the config file (0: default/flag)
+
+    bool is_enabled() const { return !backend.empty() && backend != kBackendNone; }
+};
+
+/// `logging:` section.
+struct LoggingConfig {
+    PluginSection sink;                        ///< `backend` + `options` (basic, graylog)
+    sdk::Level level = sdk::Level::Info;       ///< `--debug` sets Debug
+    bool censored = false;                     ///< `--censored`
+    std::vector<std::string> censor_keys;      ///< key patterns, `*` wildcard, case-insensitive
+    double resolution_s = 5.0;                 ///< system-metrics interval (`--logging_resolution`)
+    bool system_metrics = true;                ///< sample and log system metrics
+};
+
+/// `ttp:` section.
+struct TtpConfig {
+    std::vector<PluginSection> functions;  ///< align, train, validate, predict, optimize
+    int grid = 0;                          ///< `--grid`
+};
+
+/// `http:` section (the REST server).
+struct HttpConfig {
+    std::string host = "0.0.0.0";
+    int port = 5000;                                 ///< 0: any free port
+    int threads = 2;
+    std::uint64_t body_limit_bytes = 64ULL << 20U;   ///< largest request body accepted
+    std::int64_t header_timeout_ms = 10'000;
+    std::int64_t body_timeout_ms = 60'000;
+    int max_connections = 256;
+};
+
+/// `jobs:` section.
+struct JobsConfig {
+    int max_attempts = 3;             ///< deliveries before a job is dead-lettered
+    std::int64_t job_timeout_s = 86'400;
+};
+
+/// Node identity and directories.
+struct NodeConfig {
+    std::string id;                   ///< `--id`; a random id when not given
+    Role role = Role::Director;
+    std::string data_dir = "data";
+    std::string outputs_dir = "outputs";
+    std::string mlflow_dir = "mlflow";
+};
+
+/// Everything a process needs to start.
+struct RuntimeConfig {
+    NodeConfig node;
+    std::vector<std::string> plugin_search_paths;  ///< `plugins.search_paths` (+ `--plugin-path`)
+    LoggingConfig logging;
+    PluginSection message_queue;
+    PluginSection storage;
+    PluginSection tracking;
+    TtpConfig ttp;
+    std::vector<PluginSection> aggregators;
+    PluginSection model;
+    std::vector<PluginSection> data;
+    HttpConfig http;
+    JobsConfig jobs;
+    int cpus = 0;   ///< 0: auto (all detected logical CPUs but one)
+    int gpus = 0;   ///< 0: none/auto
+    std::string source_file;  ///< the YAML file loaded, empty when none
+
+    /// The defaults of a role (ARCHITECTURE.md): a director embeds an in-process queue, SQLite
+    /// storage, MLflow tracking and the TTP functions; a TTP talks to RabbitMQ; a worker holds
+    /// data pipelines and the model backend.
+    static RuntimeConfig defaults_for(Role role);
+
+    /// The effective configuration as JSON (for the start-up snapshot and `check-config`).
+    nlohmann::json to_json() const;
+    /// CPUs the process may use: `cpus` capped at detected logical CPUs - 1 (at least 1).
+    int effective_cpus() const;
+};
+
+/// The default censor key list: path-like keys, hosts, credentials and tokens.
+std::vector<std::string> default_censor_keys();
+
+/// Checks ranges and names (port, resolution, plugin names, ...). Throws ConfigError naming the
+/// key (and the file/line when the value came from a file).
+void validate(const RuntimeConfig& config);
+
+}  // namespace synergos::core

@@ -1,0 +1,703 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/config/config_loader.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+namespace synergos::core {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string join(const std::vector<std::string>& items, const char* separator) {
+    std::string out;
+    for (const auto& item : items) {
+        if (!out.empty()) {
+            out += separator;
+        }
+        out += item;
+    }
+    return out;
+}
+
+/// Reads typed values out of a YAML document; every error names the file, the line and the key.
+class YamlReader {
+public:
+    YamlReader(std::string source, std::string base_dir)
+        : source_(std::move(source)), base_dir_(std::move(base_dir)) {}
+
+    [[noreturn]] void fail(const YAML::Node& node, const std::string& key,
+                           const std::string& message) const {
+        const int line = node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+        throw ConfigError(source_, line, key, message);
+    }
+
+    int line_of(const YAML::Node& node) const {
+        return node.IsDefined() && node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+    }
+
+    const std::string& source() const { return source_; }
+
+    /// Refuses keys outside `allowed`, listing the valid ones.
+    void check_keys(const YAML::Node& map, const std::string& prefix,
+                    const std::vector<std::string>& allowed) const {
+        if (!map.IsMap()) {
+            fail(map, prefix, "must be a mapping with keys: " + join(allowed, ", "));
+        }
+        for (const auto& item : map) {
+            const std::string key = item.first.Scalar();
+            if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+                const std::string full = prefix.empty() ? key : prefix + "." + key;
+                fail(item.first, full, "unknown key (valid: " + join(allowed, ", ") + ")");
+            }
+        }
+    }
+
+    std::string text(const YAML::Node& node, const std::string& key) const {
+        if (!node.IsScalar()) {
+            fail(node, key, "must be a single value");
+        }
+        return node.Scalar();
+    }
+
+    std::int64_t integer(const YAML::Node& node, const std::string& key, std::int64_t min,
+                         std::int64_t max) const {
+        const std::string value = text(node, key);
+        std::int64_t parsed = 0;
+        std::size_t used = 0;
+        try {
+            parsed = std::stoll(value, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != value.size()) {
+            fail(node, key, "expected an integer, got '" + value + "'");
+        }
+        if (parsed < min || parsed > max) {
+            fail(node, key,
+                 "must be in " + std::to_string(min) + ".." + std::to_string(max) + ", got " +
+                     value);
+        }
+        return parsed;
+    }
+
+    double number(const YAML::Node& node, const std::string& key, double min_exclusive) const {
+        const std::string value = text(node, key);
+        double parsed = 0.0;
+        std::size_t used = 0;
+        try {
+            parsed = std::stod(value, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used == 0 || used != value.size() || !std::isfinite(parsed)) {
+            fail(node, key, "expected a number, got '" + value + "'");
+        }
+        if (!(parsed > min_exclusive)) {
+            fail(node, key, "must be greater than " + std::to_string(min_exclusive).substr(0, 3));
+        }
+        return parsed;
+    }
+
+    bool boolean(const YAML::Node& node, const std::string& key) const {
+        const std::string value = text(node, key);
+        if (value == "true" || value == "yes" || value == "on") {
+            return true;
+        }
+        if (value == "false" || value == "no" || value == "off") {
+            return false;
+        }
+        fail(node, key, "expected true or false, got '" + value + "'");
+    }
+
+    std::vector<std::string> string_list(const YAML::Node& node, const std::string& key) const {
+        if (!node.IsSequence()) {
+            fail(node, key, "must be a list");
+        }
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            out.push_back(text(node[i], key + "[" + std::to_string(i) + "]"));
+        }
+        return out;
+    }
+
+    /// A path; relative ones are taken from the config file's folder.
+    std::string path(const YAML::Node& node, const std::string& key) const {
+        const std::string value = text(node, key);
+        if (value.empty()) {
+            fail(node, key, "must not be empty");
+        }
+        fs::path p(value);
+        if (p.is_relative() && !base_dir_.empty()) {
+            p = fs::path(base_dir_) / p;
+        }
+        return p.lexically_normal().string();
+    }
+
+    /// Plugin options become text: scalars as they are, lists of scalars comma-joined (the
+    /// SDK's string_list), anything nested as a JSON document (the SDK's json type).
+    std::string option_value(const YAML::Node& node, const std::string& key) const {
+        if (node.IsNull()) {
+            fail(node, key, "has no value");
+        }
+        if (node.IsScalar()) {
+            return node.Scalar();
+        }
+        if (node.IsSequence()) {
+            bool all_scalars = true;
+            for (const auto& item : node) {
+                all_scalars = all_scalars && item.IsScalar();
+            }
+            if (all_scalars) {
+                std::vector<std::string> items;
+                for (const auto& item : node) {
+                    items.push_back(item.Scalar());
+                }
+                return join(items, ",");
+            }
+        }
+        return to_json(node).dump();
+    }
+
+    nlohmann::json to_json(const YAML::Node& node) const {
+        if (node.IsMap()) {
+            nlohmann::json j = nlohmann::json::object();
+            for (const auto& item : node) {
+                j[item.first.Scalar()] = to_json(item.second);
+            }
+            return j;
+        }
+        if (node.IsSequence()) {
+            nlohmann::json j = nlohmann::json::array();
+            for (const auto& item : node) {
+                j.push_back(to_json(item));
+            }
+            return j;
+        }
+        if (node.IsScalar()) {
+            return node.Scalar();
+        }
+        return nullptr;
+    }
+
+    void options(const YAML::Node& node, const std::string& key,
+                 std::map<std::string, std::string>& out) const {
+        if (node.IsNull()) {
+            return;
+        }
+        if (!node.IsMap()) {
+            fail(node, key, "must be a mapping of option names to values");
+        }
+        for (const auto& item : node) {
+            const std::string name = item.first.Scalar();
+            out[name] = option_value(item.second, key + "." + name);
+        }
+    }
+
+    /// A subsystem section: `storage: sqlite` or `storage: {backend, options, path, required}`.
+    /// `extra` lists other keys the caller reads itself (e.g. logging's `level`).
+    void plugin_section(const YAML::Node& node, const std::string& key, PluginSection& out,
+                        const std::vector<std::string>& extra = {}) const {
+        out.source_key = key;
+        out.source_line = line_of(node);
+        if (node.IsScalar()) {
+            out = PluginSection{};
+            out.backend = node.Scalar();
+            out.source_key = key;
+            out.source_line = line_of(node);
+            return;
+        }
+        if (node.IsNull()) {
+            out.backend = kBackendNone;
+            out.options.clear();
+            return;
+        }
+        std::vector<std::string> allowed = {"backend", "options", "path", "required"};
+        allowed.insert(allowed.end(), extra.begin(), extra.end());
+        check_keys(node, key, allowed);
+        if (node["backend"]) {
+            const std::string backend = text(node["backend"], key + ".backend");
+            if (backend != out.backend) {
+                out.options.clear();  // options of the default backend do not carry over
+            }
+            out.backend = backend;
+            out.source_line = line_of(node["backend"]);
+        }
+        if (node["options"]) {
+            options(node["options"], key + ".options", out.options);
+        }
+        if (node["path"]) {
+            out.path = path(node["path"], key + ".path");
+        }
+        if (node["required"]) {
+            out.required = boolean(node["required"], key + ".required");
+        }
+    }
+
+    /// A plugin list: entries are a name or `{name, options, path, required}`.
+    std::vector<PluginSection> plugin_list(const YAML::Node& node, const std::string& key) const {
+        std::vector<PluginSection> out;
+        if (node.IsNull()) {
+            return out;
+        }
+        if (!node.IsSequence()) {
+            fail(node, key, "must be a list of plugin names or {name, options} entries");
+        }
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            const YAML::Node entry = node[i];
+            const std::string entry_key = key + "[" + std::to_string(i) + "]";
+            PluginSection s;
+            s.source_key = entry_key;
+            s.source_line = line_of(entry);
+            if (entry.IsScalar()) {
+                s.backend = entry.Scalar();
+            } else {
+                check_keys(entry, entry_key, {"name", "options", "path", "required"});
+                if (!entry["name"]) {
+                    fail(entry, entry_key + ".name", "is required");
+                }
+                s.backend = text(entry["name"], entry_key + ".name");
+                if (entry["options"]) {
+                    options(entry["options"], entry_key + ".options", s.options);
+                }
+                if (entry["path"]) {
+                    s.path = path(entry["path"], entry_key + ".path");
+                }
+                if (entry["required"]) {
+                    s.required = boolean(entry["required"], entry_key + ".required");
+                }
+            }
+            if (s.backend.empty() || s.backend == kBackendNone) {
+                fail(entry, entry_key, "needs a plugin name");
+            }
+            out.push_back(std::move(s));
+        }
+        return out;
+    }
+
+private:
+    std::string source_;
+    std::string base_dir_;
+};
+
+YAML::Node parse_document(const std::string& text, const std::string& source_name) {
+    try {
+        return YAML::Load(text);
+    } catch (const YAML::Exception& e) {
+        const int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
+        throw ConfigError(source_name, line, {}, "invalid YAML: " + e.msg);
+    }
+}
+
+std::string read_file(const std::string& path) {
+    std::error_code ec;
+    if (!fs::exists(path, ec)) {
+        throw ConfigError(path, 0, {}, "file not found");
+    }
+    if (fs::is_directory(path, ec)) {
+        throw ConfigError(path, 0, {}, "is a directory, not a config file");
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        throw ConfigError(path, 0, {}, "cannot be read");
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+std::string folder_of(const std::string& path) {
+    std::error_code ec;
+    fs::path absolute = fs::absolute(path, ec);
+    return ec ? fs::path(path).parent_path().string() : absolute.parent_path().string();
+}
+
+std::string random_id() {
+    std::random_device device;
+    std::mt19937_64 engine(device());
+    std::uniform_int_distribution<std::uint64_t> dist;
+    char buffer[17];
+    std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(dist(engine)));
+    return std::string(buffer).substr(0, 12);
+}
+
+int parse_port_flag(const std::string& flag, const std::string& value) {
+    std::size_t used = 0;
+    int port = -1;
+    try {
+        port = std::stoi(value, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != value.size() || port < 1 || port > 65535) {
+        throw ConfigError({}, 0, flag, "PORT must be an integer in 1..65535, got '" + value + "'");
+    }
+    return port;
+}
+
+/// Default Graylog ports of the original deployment (reference 2.1): DIR 9200, TTP 9300, WKR 9400.
+int default_graylog_port(Role role) {
+    switch (role) {
+        case Role::Director: return 9200;
+        case Role::Ttp: return 9300;
+        case Role::Worker: return 9400;
+    }
+    return 12201;
+}
+
+void apply_variant(PluginSection& section, const std::string& flag, const std::string& section_key,
+                   const std::vector<std::string>& args, const std::vector<std::string>& variants,
+                   std::optional<int> default_port) {
+    if (args.empty()) {
+        throw ConfigError({}, 0, flag, "needs VARIANT [HOST PORT]");
+    }
+    const std::string& variant = args[0];
+    if (std::find(variants.begin(), variants.end(), variant) == variants.end()) {
+        throw ConfigError({}, 0, flag,
+                          "unknown variant '" + variant + "' (valid: " + join(variants, ", ") + ")");
+    }
+    if (args.size() == 2) {
+        throw ConfigError({}, 0, flag, "'" + variant + " " + args[1] + "' lacks the PORT");
+    }
+    if (args.size() > 3) {
+        throw ConfigError({}, 0, flag, "takes VARIANT [HOST PORT], got " +
+                                           std::to_string(args.size()) + " values");
+    }
+    if (section.backend != variant) {
+        section.options.clear();
+    }
+    section.backend = variant;
+    section.source_key = section_key;
+    section.source_line = 0;
+    section.path.clear();
+    if (args.size() == 3) {
+        section.options["host"] = args[1];
+        section.options["port"] = std::to_string(parse_port_flag(flag, args[2]));
+    } else if (default_port && section.options.count("port") == 0) {
+        section.options["host"] = section.options.count("host") ? section.options["host"]
+                                                                : std::string("127.0.0.1");
+        section.options["port"] = std::to_string(*default_port);
+    }
+}
+
+std::string absolute_path(const std::string& path) {
+    std::error_code ec;
+    fs::path absolute = fs::absolute(path, ec);
+    return ec ? path : absolute.lexically_normal().string();
+}
+
+}  // namespace
+
+std::optional<Role> peek_config_role(const std::string& path) {
+    const YAML::Node root = parse_document(read_file(path), path);
+    if (!root.IsMap() || !root["node"] || !root["node"].IsMap() || !root["node"]["role"]) {
+        return std::nullopt;
+    }
+    const YAML::Node role_node = root["node"]["role"];
+    YamlReader reader(path, {});
+    const std::string name = reader.text(role_node, "node.role");
+    auto role = parse_role(name);
+    if (!role) {
+        reader.fail(role_node, "node.role",
+                    "unknown role '" + name + "' (valid: director, ttp, worker)");
+    }
+    return role;
+}
+
+void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::string& source_name,
+                  const std::string& base_dir) {
+    const YAML::Node root = parse_document(yaml_text, source_name);
+    YamlReader r(source_name, base_dir);
+    if (root.IsNull()) {
+        return;  // an empty file keeps the defaults
+    }
+    if (!root.IsMap()) {
+        r.fail(root, {}, "the document must be a mapping of sections");
+    }
+    r.check_keys(root, {},
+                 {"node", "paths", "plugins", "logging", "message_queue", "storage", "tracking",
+                  "ttp", "aggregators", "model", "data", "http", "jobs", "cpus", "gpus"});
+
+    if (const YAML::Node n = root["node"]) {
+        r.check_keys(n, "node", {"id", "role"});
+        if (n["id"]) {
+            c.node.id = r.text(n["id"], "node.id");
+            if (c.node.id.empty()) {
+                r.fail(n["id"], "node.id", "must not be empty");
+            }
+        }
+        if (n["role"]) {
+            const std::string name = r.text(n["role"], "node.role");
+            auto role = parse_role(name);
+            if (!role) {
+                r.fail(n["role"], "node.role",
+                       "unknown role '" + name + "' (valid: director, ttp, worker)");
+            }
+            if (*role != c.node.role) {
+                r.fail(n["role"], "node.role",
+                       "this file is for role " + name + ", not " + role_name(c.node.role));
+            }
+        }
+    }
+    if (const YAML::Node n = root["paths"]) {
+        r.check_keys(n, "paths", {"data_dir", "outputs_dir", "mlflow_dir"});
+        if (n["data_dir"]) {
+            c.node.data_dir = r.path(n["data_dir"], "paths.data_dir");
+        }
+        if (n["outputs_dir"]) {
+            c.node.outputs_dir = r.path(n["outputs_dir"], "paths.outputs_dir");
+        }
+        if (n["mlflow_dir"]) {
+            c.node.mlflow_dir = r.path(n["mlflow_dir"], "paths.mlflow_dir");
+        }
+    }
+    if (const YAML::Node n = root["plugins"]) {
+        r.check_keys(n, "plugins", {"search_paths"});
+        if (n["search_paths"]) {
+            const YAML::Node list = n["search_paths"];
+            if (!list.IsSequence()) {
+                r.fail(list, "plugins.search_paths", "must be a list of folders");
+            }
+            c.plugin_search_paths.clear();
+            for (std::size_t i = 0; i < list.size(); ++i) {
+                c.plugin_search_paths.push_back(
+                    r.path(list[i], "plugins.search_paths[" + std::to_string(i) + "]"));
+            }
+        }
+    }
+    if (const YAML::Node n = root["logging"]) {
+        r.plugin_section(n, "logging", c.logging.sink,
+                         {"level", "censored", "censor_keys", "resolution_s", "system_metrics"});
+        if (n.IsMap()) {
+            if (n["level"]) {
+                const std::string name = r.text(n["level"], "logging.level");
+                auto level = parse_level(name);
+                if (!level) {
+                    r.fail(n["level"], "logging.level",
+                           "unknown level '" + name +
+                               "' (valid: trace, debug, info, warn, error, critical)");
+                }
+                c.logging.level = *level;
+            }
+            if (n["censored"]) {
+                c.logging.censored = r.boolean(n["censored"], "logging.censored");
+            }
+            if (n["censor_keys"]) {
+                c.logging.censor_keys = r.string_list(n["censor_keys"], "logging.censor_keys");
+            }
+            if (n["resolution_s"]) {
+                c.logging.resolution_s = r.number(n["resolution_s"], "logging.resolution_s", 0.0);
+            }
+            if (n["system_metrics"]) {
+                c.logging.system_metrics = r.boolean(n["system_metrics"], "logging.system_metrics");
+            }
+        }
+    }
+    if (const YAML::Node n = root["message_queue"]) {
+        r.plugin_section(n, "message_queue", c.message_queue);
+    }
+    if (const YAML::Node n = root["storage"]) {
+        r.plugin_section(n, "storage", c.storage);
+    }
+    if (const YAML::Node n = root["tracking"]) {
+        r.plugin_section(n, "tracking", c.tracking);
+    }
+    if (const YAML::Node n = root["model"]) {
+        r.plugin_section(n, "model", c.model);
+    }
+    if (const YAML::Node n = root["ttp"]) {
+        r.check_keys(n, "ttp", {"functions", "grid"});
+        if (n["functions"]) {
+            c.ttp.functions = r.plugin_list(n["functions"], "ttp.functions");
+        }
+        if (n["grid"]) {
+            c.ttp.grid = static_cast<int>(r.integer(n["grid"], "ttp.grid", 0, 1'000'000));
+        }
+    }
+    if (const YAML::Node n = root["aggregators"]) {
+        c.aggregators = r.plugin_list(n, "aggregators");
+    }
+    if (const YAML::Node n = root["data"]) {
+        c.data = r.plugin_list(n, "data");
+    }
+    if (const YAML::Node n = root["http"]) {
+        r.check_keys(n, "http",
+                     {"host", "port", "threads", "body_limit_bytes", "header_timeout_ms",
+                      "body_timeout_ms", "max_connections"});
+        if (n["host"]) {
+            c.http.host = r.text(n["host"], "http.host");
+        }
+        if (n["port"]) {
+            c.http.port = static_cast<int>(r.integer(n["port"], "http.port", 0, 65535));
+        }
+        if (n["threads"]) {
+            c.http.threads = static_cast<int>(r.integer(n["threads"], "http.threads", 1, 1024));
+        }
+        if (n["body_limit_bytes"]) {
+            c.http.body_limit_bytes = static_cast<std::uint64_t>(
+                r.integer(n["body_limit_bytes"], "http.body_limit_bytes", 1, INT64_MAX));
+        }
+        if (n["header_timeout_ms"]) {
+            c.http.header_timeout_ms =
+                r.integer(n["header_timeout_ms"], "http.header_timeout_ms", 1, INT64_MAX);
+        }
+        if (n["body_timeout_ms"]) {
+            c.http.body_timeout_ms =
+                r.integer(n["body_timeout_ms"], "http.body_timeout_ms", 1, INT64_MAX);
+        }
+        if (n["max_connections"]) {
+            c.http.max_connections = static_cast<int>(
+                r.integer(n["max_connections"], "http.max_connections", 1, 1'000'000));
+        }
+    }
+    if (const YAML::Node n = root["jobs"]) {
+        r.check_keys(n, "jobs", {"max_attempts", "job_timeout_s"});
+        if (n["max_attempts"]) {
+            c.jobs.max_attempts =
+                static_cast<int>(r.integer(n["max_attempts"], "jobs.max_attempts", 1, 1000));
+        }
+        if (n["job_timeout_s"]) {
+            c.jobs.job_timeout_s = r.integer(n["job_timeout_s"], "jobs.job_timeout_s", 1, INT64_MAX);
+        }
+    }
+    if (const YAML::Node n = root["cpus"]) {
+        c.cpus = static_cast<int>(r.integer(n, "cpus", 0, 65536));
+    }
+    if (const YAML::Node n = root["gpus"]) {
+        c.gpus = static_cast<int>(r.integer(n, "gpus", 0, 1024));
+    }
+}
+
+void overlay_yaml_file(RuntimeConfig& base, const std::string& path) {
+    const std::string text = read_file(path);
+    base.source_file = path;
+    overlay_yaml(base, text, path, folder_of(path));
+}
+
+void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
+    if (f.id) {
+        if (f.id->empty()) {
+            throw ConfigError({}, 0, "--id", "must not be empty");
+        }
+        c.node.id = *f.id;
+    }
+    if (f.queue) {
+        apply_variant(c.message_queue, "--queue", "message_queue", *f.queue,
+                      {"rabbitmq", "memory"}, std::nullopt);
+        if (c.message_queue.backend == "rabbitmq" && f.queue->size() != 3) {
+            throw ConfigError({}, 0, "--queue", "'rabbitmq' needs HOST and PORT");
+        }
+    }
+    if (f.logging_variant) {
+        apply_variant(c.logging.sink, "--logging_variant", "logging", *f.logging_variant,
+                      {"basic", "graylog"}, (*f.logging_variant)[0] == "graylog"
+                                                ? std::optional<int>(default_graylog_port(c.node.role))
+                                                : std::nullopt);
+        if (c.logging.sink.backend == "basic" && f.logging_variant->size() != 1) {
+            throw ConfigError({}, 0, "--logging_variant", "'basic' takes no HOST and PORT");
+        }
+    }
+    if (f.logging_resolution_s) {
+        const double value = *f.logging_resolution_s;
+        if (!(value > 0.0) || !std::isfinite(value)) {
+            throw ConfigError({}, 0, "--logging_resolution", "must be a positive number of seconds");
+        }
+        c.logging.resolution_s = value;
+    }
+    if (f.cpus) {
+        if (*f.cpus < 0) {
+            throw ConfigError({}, 0, "--cpus", "must be 0 (auto) or positive");
+        }
+        c.cpus = *f.cpus;
+    }
+    if (f.gpus) {
+        if (*f.gpus < 0) {
+            throw ConfigError({}, 0, "--gpus", "must be 0 or positive");
+        }
+        c.gpus = *f.gpus;
+    }
+    if (f.censored) {
+        c.logging.censored = true;
+    }
+    if (f.debug) {
+        c.logging.level = sdk::Level::Debug;
+    }
+    if (f.port) {
+        if (*f.port < 0 || *f.port > 65535) {
+            throw ConfigError({}, 0, "--port", "must be in 0..65535, got " + std::to_string(*f.port));
+        }
+        c.http.port = *f.port;
+    }
+    for (const auto& [value, target, flag] :
+         {std::tuple{&f.data_dir, &c.node.data_dir, "--data-dir"},
+          std::tuple{&f.outputs_dir, &c.node.outputs_dir, "--outputs-dir"},
+          std::tuple{&f.mlflow_dir, &c.node.mlflow_dir, "--mlflow-dir"}}) {
+        if (*value) {
+            if ((*value)->empty()) {
+                throw ConfigError({}, 0, flag, "must not be empty");
+            }
+            *target = absolute_path(**value);
+        }
+    }
+    if (!f.plugin_paths.empty()) {
+        std::vector<std::string> paths;
+        for (const auto& p : f.plugin_paths) {
+            if (p.empty()) {
+                throw ConfigError({}, 0, "--plugin-path", "must not be empty");
+            }
+            paths.push_back(absolute_path(p));
+        }
+        paths.insert(paths.end(), c.plugin_search_paths.begin(), c.plugin_search_paths.end());
+        c.plugin_search_paths = std::move(paths);
+    }
+    if (f.grid) {
+        if (*f.grid < 0) {
+            throw ConfigError({}, 0, "--grid", "must be 0 or positive");
+        }
+        c.ttp.grid = *f.grid;
+    }
+}
+
+void finalise(RuntimeConfig& c) {
+    if (c.node.id.empty()) {
+        c.node.id = random_id();
+    }
+    c.node.data_dir = absolute_path(c.node.data_dir);
+    c.node.outputs_dir = absolute_path(c.node.outputs_dir);
+    c.node.mlflow_dir = absolute_path(c.node.mlflow_dir);
+}
+
+RuntimeConfig build_config(std::optional<Role> role, const std::optional<std::string>& file,
+                           const FlagOverrides& flags) {
+    Role effective = role.value_or(Role::Director);
+    if (!role && file) {
+        effective = peek_config_role(*file).value_or(Role::Director);
+    }
+    RuntimeConfig config = RuntimeConfig::defaults_for(effective);
+    if (file) {
+        overlay_yaml_file(config, *file);
+    }
+    apply_flags(config, flags);
+    finalise(config);
+    try {
+        validate(config);
+    } catch (const ConfigError& e) {
+        // Name the file when the offending value came from it.
+        if (e.file().empty() && file && e.line() == 0 && e.key().rfind("--", 0) != 0) {
+            throw ConfigError(*file, 0, e.key(), e.detail());
+        }
+        throw;
+    }
+    return config;
+}
+
+}  // namespace synergos::core
