@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "synergos/core/jobs/tensor_files.hpp"
+
 namespace synergos::core::jobs {
 
 using nlohmann::json;
@@ -134,6 +136,21 @@ public:
             return sdk::Error{sdk::ErrorCode::Unimplemented, "this TTP cannot wait for follow-up jobs"};
         }
         return r_.submitter_->wait(job_id, timeout);
+    }
+    sdk::Status write_tensors(const std::string& path, const sdk::TensorMap& tensors,
+                              std::string_view metadata) noexcept override {
+        try {
+            return write_tensor_file(path, tensors, metadata);
+        } catch (const std::exception& e) {
+            return {sdk::ErrorCode::Internal, std::string("writing '") + path + "' failed: " + e.what()};
+        }
+    }
+    sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
+        try {
+            return read_tensor_file(path);
+        } catch (const std::exception& e) {
+            return sdk::Error{sdk::ErrorCode::Internal, std::string("reading '") + path + "' failed: " + e.what()};
+        }
     }
 
 private:

@@ -97,6 +97,13 @@ public:
     /// ({"state": ..., "outputs": ...}).
     virtual Result<std::string> wait_job(const std::string& job_id,
                                          std::chrono::milliseconds timeout) noexcept = 0;
+    /// Writes `tensors` as a safetensors file at `path` (atomically: a temporary file renamed into
+    /// place, parent folders created), with `metadata` (a JSON object of string values) as its
+    /// `__metadata__`. The file loads in PyTorch with `safetensors.torch.load_file`.
+    virtual Status write_tensors(const std::string& path, const TensorMap& tensors,
+                                 std::string_view metadata) noexcept = 0;
+    /// Reads a safetensors file written by `write_tensors` (or any valid safetensors file).
+    virtual Result<TensorMap> read_tensors(const std::string& path) noexcept = 0;
 };
 
 /// What a TTP function sees while archiving a result on the director.
