@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <synergos/core/config/runtime_config.hpp>
+#include <synergos/core/logging/censor.hpp>
+
+using synergos::core::Censor;
+using nlohmann::json;
+
+TEST_CASE("Censor redacts matching keys at any depth", "[unit][logging][censor]") {
+    const Censor censor({"*_dir", "*_path", "path", "host", "hosts", "password", "token",
+                         "authorization", "secret", "api_key", "credentials", "url"});
+    json fields = json::parse(R"({
+        "DATA_DIR": "/srv/data",
+        "job": {"id": "j1", "out_path": "/o/m.safetensors",
+                "nodes": [{"Host": "10.0.0.1", "port": 8020}, {"host": "10.0.0.2"}]},
+        "credentials": {"user": "u", "password": "p"},
+        "hosts": ["a", "b"],
+        "Authorization": "Bearer x",
+        "token": null,
+        "count": 3,
+        "note": "path=/x stays: values are not scanned"
+    })");
+    censor.apply(fields);
+    CHECK(fields["DATA_DIR"] == Censor::kRedacted);
+    CHECK(fields["job"]["id"] == "j1");
+    CHECK(fields["job"]["out_path"] == Censor::kRedacted);
+    CHECK(fields["job"]["nodes"][0]["Host"] == Censor::kRedacted);
+    CHECK(fields["job"]["nodes"][0]["port"] == 8020);
+    CHECK(fields["job"]["nodes"][1]["host"] == Censor::kRedacted);
+    CHECK(fields["credentials"] == Censor::kRedacted);  // a whole object goes
+    CHECK(fields["hosts"] == Censor::kRedacted);        // a whole list goes
+    CHECK(fields["Authorization"] == Censor::kRedacted);
+    CHECK(fields["token"].is_null());                   // nothing to hide
+    CHECK(fields["count"] == 3);
+    CHECK(fields["note"] == "path=/x stays: values are not scanned");
+}
+
+TEST_CASE("Censor patterns are case-insensitive globs", "[unit][logging][censor]") {
+    const Censor censor({"*_DIR", "db_*", "x*y*z"});
+    CHECK(censor.matches("mlflow_dir"));
+    CHECK(censor.matches("MLFLOW_DIR"));
+    CHECK_FALSE(censor.matches("dir"));
+    CHECK_FALSE(censor.matches("directory"));
+    CHECK(censor.matches("DB_PATH"));
+    CHECK(censor.matches("xAyBz"));
+    CHECK(censor.matches("xyz"));
+    CHECK_FALSE(censor.matches("xzy"));
+}
+
+TEST_CASE("Censor with a configured key list redacts only those keys", "[unit][logging][censor]") {
+    const Censor censor({"participant_id"});
+    json fields = {{"participant_id", "p1"}, {"host", "h"}, {"list", {{{"participant_id", "p2"}}}}};
+    censor.apply(fields);
+    CHECK(fields["participant_id"] == Censor::kRedacted);
+    CHECK(fields["list"][0]["participant_id"] == Censor::kRedacted);
+    CHECK(fields["host"] == "h");
+}
+
+TEST_CASE("The default key list censors path-like keys", "[unit][logging][censor]") {
+    const Censor censor(synergos::core::default_censor_keys());
+    for (const char* key : {"data_dir", "OUT_DIR", "db_path", "path", "url", "api_key", "secret"}) {
+        INFO(key);
+        CHECK(censor.matches(key));
+    }
+    for (const char* key : {"collab_id", "port", "event", "level"}) {
+        INFO(key);
+        CHECK_FALSE(censor.matches(key));
+    }
+}
