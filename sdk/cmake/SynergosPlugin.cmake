@@ -32,17 +32,21 @@ function(synergos_add_plugin)
   endif()
   set(base synergos_plugin_${P_KIND}_${P_NAME})
 
-  add_library(${base}_impl STATIC ${P_SOURCES})
-  if(NOT P_SOURCES)
-    # An entry-only plugin still gets an _impl target so tests can link it uniformly.
-    set_target_properties(${base}_impl PROPERTIES LINKER_LANGUAGE CXX)
-  endif()
-  set_target_properties(${base}_impl PROPERTIES POSITION_INDEPENDENT_CODE ON
-    CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
-  target_link_libraries(${base}_impl PUBLIC synergos::sdk ${P_LINK_PRIVATE})
-  target_include_directories(${base}_impl PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src ${P_INCLUDE_PRIVATE})
-  if(TARGET synergos_warnings)
-    target_link_libraries(${base}_impl PRIVATE synergos_warnings)
+  if(P_SOURCES)
+    add_library(${base}_impl STATIC ${P_SOURCES})
+    set_target_properties(${base}_impl PROPERTIES POSITION_INDEPENDENT_CODE ON
+      CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON)
+    target_link_libraries(${base}_impl PUBLIC synergos::sdk ${P_LINK_PRIVATE})
+    target_include_directories(${base}_impl PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/src ${P_INCLUDE_PRIVATE})
+    if(TARGET synergos_warnings)
+      target_link_libraries(${base}_impl PRIVATE synergos_warnings)
+    endif()
+  else()
+    # An entry-only plugin (all code in shared libraries) still gets an _impl target so tests
+    # can link it uniformly.
+    add_library(${base}_impl INTERFACE)
+    target_link_libraries(${base}_impl INTERFACE synergos::sdk ${P_LINK_PRIVATE})
+    target_include_directories(${base}_impl INTERFACE ${CMAKE_CURRENT_SOURCE_DIR}/src ${P_INCLUDE_PRIVATE})
   endif()
 
   add_library(${base} MODULE ${P_ENTRY})

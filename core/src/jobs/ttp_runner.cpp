@@ -145,6 +145,13 @@ public:
             return {sdk::ErrorCode::Internal, std::string("writing '") + path + "' failed: " + e.what()};
         }
     }
+    sdk::Status write_file(const std::string& path, std::string_view content) noexcept override {
+        try {
+            return write_file_atomic(path, content);
+        } catch (const std::exception& e) {
+            return {sdk::ErrorCode::Internal, std::string("writing '") + path + "' failed: " + e.what()};
+        }
+    }
     sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
         try {
             return read_tensor_file(path);

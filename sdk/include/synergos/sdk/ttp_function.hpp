@@ -104,6 +104,9 @@ public:
                                  std::string_view metadata) noexcept = 0;
     /// Reads a safetensors file written by `write_tensors` (or any valid safetensors file).
     virtual Result<TensorMap> read_tensors(const std::string& path) noexcept = 0;
+    /// Writes `content` to `path` atomically and durably (temporary file, fsync, rename; parent
+    /// folders created), so a crash leaves either the old or the new file, never a torn one.
+    virtual Status write_file(const std::string& path, std::string_view content) noexcept = 0;
 };
 
 /// What a TTP function sees while archiving a result on the director.

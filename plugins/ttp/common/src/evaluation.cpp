@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "evaluation.hpp"
+
+#include <set>
+
+#include "ttp_common.hpp"
+
+namespace synergos::plugins::ttp {
+
+EvaluationFunction::EvaluationFunction(EvaluationKind kind, sdk::HostContext&, const sdk::Options& options)
+    : kind_(kind), timeout_ms_(options.get_int("timeout_ms", 600000)) {}
+
+sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::string_view job_json) noexcept {
+    try {
+        auto job = parse_job(job_json, 4);
+        if (!job) {
+            return job.error();
+        }
+        const json& params = job->parameters;
+        const json experiment = params.value("experiment", json::object());
+        std::set<std::string> wanted;
+        for (const auto& p : params.value("participants", json::array())) {
+            if (p.is_string()) {
+                wanted.insert(p.get<std::string>());
+            }
+        }
+        std::vector<sdk::GridNode> nodes;
+        for (const auto& node : ctx.nodes()) {
+            if (wanted.empty() || wanted.count(node.participant_id)) {
+                nodes.push_back(node);
+            }
+        }
+        if (nodes.empty()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "none of the requested participants has a node on grid " + std::to_string(ctx.grid())};
+        }
+        const std::string dir = run_dir(ctx.outputs_dir(), *job);
+        auto global = ctx.read_tensors(dir + "/global_model.safetensors");
+        if (!global) {
+            return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                              "run '" + job->run() + "' has no trained global model yet (" + global.error().message + ")"};
+        }
+        const std::string route = run_route(*job);
+        std::vector<sdk::WorkerRequest> init;
+        for (const auto& node : nodes) {
+            auto tags = participant_tags(params, node.participant_id);
+            if (!tags) {
+                return tags.error();
+            }
+            sdk::WorkerRequest req;
+            req.path = route + "/initialise";
+            req.json = json{{"action", params.value("action", "classify")}, {"tags", *tags},
+                            {"alignment", params.value("alignment", json(nullptr))},
+                            {"architecture", experiment.value("model", json::array())},
+                            {"run", params.value("run", json::object())}, {"return_weights", false}}
+                           .dump();
+            req.timeout = std::chrono::milliseconds(timeout_ms_);
+            init.push_back(std::move(req));
+        }
+        std::vector<std::string> failures;
+        sdk::ErrorCode code = sdk::ErrorCode::InvalidArgument;
+        auto note = [&](const sdk::Error& e) {
+            failures.push_back(e.message);
+            if (e.code == sdk::ErrorCode::Unavailable || e.code == sdk::ErrorCode::Timeout ||
+                e.code == sdk::ErrorCode::Internal) {
+                code = e.code;
+            }
+        };
+        fan_out(ctx.workers(), nodes, init, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
+            auto body = reply_json(reply, nodes[i], init[i].path);
+            if (!body) {
+                note(body.error());
+            }
+        });
+        if (!failures.empty()) {
+            return sdk::Error{code, failures.front()};
+        }
+        std::vector<sdk::WorkerRequest> evals(nodes.size());
+        for (auto& req : evals) {
+            req.path = route + "/evaluate";
+            req.json = json{{"meta", kind_.meta}, {"write_outputs", true}}.dump();
+            req.tensors = &*global;
+            req.timeout = std::chrono::milliseconds(timeout_ms_);
+        }
+        json outputs = json::object();
+        fan_out(ctx.workers(), nodes, evals, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
+            auto body = reply_json(reply, nodes[i], evals[i].path);
+            if (!body) {
+                note(body.error());
+                return;
+            }
+            outputs[nodes[i].participant_id][kind_.meta] = {
+                {"statistics", body->value("statistics", json::object())},
+                {"res_path", body->value("res_path", json(nullptr))},
+                {"loss", body->value("loss", json(nullptr))},
+                {"rows", body->value("rows", 0)}};
+        });
+        if (!failures.empty()) {
+            return sdk::Error{code, failures.front()};
+        }
+        return outputs.dump();
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, std::string(kind_.process) + " failed: " + e.what()};
+    }
+}
+
+sdk::Result<std::vector<sdk::Mutation>> EvaluationFunction::archive(sdk::ArchiveContext&, std::string_view job_json,
+                                                                     std::string_view outputs_json) noexcept {
+    try {
+        auto job = parse_job(job_json, 4);
+        if (!job) {
+            return job.error();
+        }
+        auto out = parse_object(outputs_json, std::string(kind_.process) + " outputs");
+        if (!out) {
+            return out.error();
+        }
+        std::vector<sdk::Mutation> batch;
+        for (auto& [pid, metas] : out->items()) {
+            json doc = json::object();
+            for (auto& [meta, result] : metas.items()) {
+                doc[meta] = {{"statistics", result.value("statistics", json::object())},
+                             {"res_path", result.value("res_path", json(nullptr))}};
+            }
+            batch.push_back({sdk::WriteMode::Upsert, kind_.record_kind,
+                             evaluation_key(pid, job->collab(), job->project(), job->expt(), job->run()), doc.dump()});
+        }
+        return batch;
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, std::string(kind_.process) + " archival failed: " + e.what()};
+    }
+}
+
+sdk::Status EvaluationFunction::after_archive(sdk::ArchiveContext& ctx, std::string_view job_json,
+                                              std::string_view outputs_json) noexcept {
+    try {
+        sdk::Tracker* tracker = ctx.tracker();
+        if (!kind_.track || !tracker) {
+            return {};
+        }
+        auto job = parse_job(job_json, 4);
+        auto out = parse_object(outputs_json, "outputs");
+        if (!job || !out) {
+            return {sdk::ErrorCode::InvalidArgument, "outputs cannot be tracked"};
+        }
+        std::vector<std::string> participants;
+        for (auto& [pid, v] : out->items()) {
+            participants.push_back(pid);
+        }
+        auto run = tracking_run(*tracker, *job, job->parameters.value("run", json::object()), participants);
+        if (!run) {
+            return run.status();
+        }
+        std::vector<sdk::MetricPoint> points;
+        const auto ts = now_ms();
+        for (auto& [pid, metas] : out->items()) {
+            for (auto& [meta, result] : metas.items()) {
+                for (auto& [stat, value] : result.value("statistics", json::object()).items()) {
+                    const std::string base = pid + "." + meta + "." + stat;
+                    if (value.is_number()) {
+                        points.push_back({base, value.get<double>(), 0, ts});
+                    } else if (value.is_array()) {
+                        for (std::size_t i = 0; i < value.size(); ++i) {
+                            if (value[i].is_number()) {
+                                points.push_back({base + "_class_" + std::to_string(i), value[i].get<double>(),
+                                                  static_cast<std::int64_t>(i + 1), ts});
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return tracker->log_metrics(*run, points);
+    } catch (const std::exception& e) {
+        return {sdk::ErrorCode::Internal, std::string("tracking failed: ") + e.what()};
+    }
+}
+
+}  // namespace synergos::plugins::ttp

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "ttp_common.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace synergos::plugins::ttp {
+
+sdk::Result<json> parse_object(std::string_view text, const std::string& what) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, what + " is not a JSON object"};
+    }
+    return j;
+}
+
+sdk::Result<Job> parse_job(std::string_view job_json, std::size_t min_keys) {
+    auto j = parse_object(job_json, "job message");
+    if (!j) {
+        return j.error();
+    }
+    Job job;
+    try {
+        job.job_id = j->value("job_id", "");
+        job.process = j->value("process", "");
+        job.keys = j->at("keys").get<std::vector<std::string>>();
+        job.parameters = j->value("parameters", json::object());
+        job.grid = j->value("grid", 0);
+        job.attempt = j->value("attempt", 1);
+    } catch (const json::exception& e) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("job message: ") + e.what()};
+    }
+    if (job.keys.size() < min_keys) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job field 'keys' needs " + std::to_string(min_keys) +
+                                                               " entries, found " + std::to_string(job.keys.size())};
+    }
+    if (!job.parameters.is_object()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job field 'parameters' must be an object"};
+    }
+    return job;
+}
+
+std::string run_dir(const std::string& outputs_dir, const Job& job) {
+    return outputs_dir + "/" + job.collab() + "/" + job.project() + "/" + job.expt() + "/" + job.run();
+}
+
+std::string run_route(const Job& job) {
+    return "/v1/runs/" + job.collab() + "/" + job.project() + "/" + job.expt() + "/" + job.run();
+}
+
+std::string log_fields(std::initializer_list<std::pair<const char*, json>> kv) {
+    json j = json::object();
+    for (const auto& [k, v] : kv) {
+        j[k] = v;
+    }
+    return j.dump();
+}
+
+sdk::Result<json> reply_json(const sdk::Result<sdk::WorkerReply>& reply, const sdk::GridNode& node,
+                             const std::string& route) {
+    const std::string who = "worker '" + node.participant_id + "' (" + node.host + ":" + std::to_string(node.port) + ")";
+    if (!reply) {
+        return sdk::Error{reply.error().code, who + " on " + route + ": " + reply.error().message};
+    }
+    json body = json::parse(reply->json.empty() ? std::string("{}") : reply->json, nullptr, false);
+    if (reply->status < 200 || reply->status >= 300) {
+        std::string msg = body.is_object() ? body.value("message", reply->json) : reply->json;
+        sdk::ErrorCode code = sdk::ErrorCode::Internal;
+        if (reply->status == 409) {
+            code = sdk::ErrorCode::FailedPrecondition;
+        } else if (reply->status == 413) {
+            code = sdk::ErrorCode::ResourceExhausted;
+        } else if (reply->status == 503) {
+            code = sdk::ErrorCode::Unavailable;
+        } else if (reply->status >= 400 && reply->status < 500) {
+            code = sdk::ErrorCode::InvalidArgument;
+        }
+        return sdk::Error{code, who + " answered " + std::to_string(reply->status) + " on " + route + ": " + msg};
+    }
+    if (body.is_discarded() || !body.is_object()) {
+        return sdk::Error{sdk::ErrorCode::Internal, who + " sent a reply that is not a JSON object on " + route};
+    }
+    return body;
+}
+
+namespace {
+
+class FnVisitor final : public sdk::ReplyVisitor {
+public:
+    explicit FnVisitor(const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& fn) : fn_(fn) {}
+    void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        try {
+            fn_(index, std::move(reply));
+        } catch (...) {
+            // The callback owns its error reporting; an exception here must not unwind into the host.
+        }
+    }
+
+private:
+    const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& fn_;
+};
+
+}  // namespace
+
+void fan_out(sdk::WorkerClient& client, const std::vector<sdk::GridNode>& nodes,
+             const std::vector<sdk::WorkerRequest>& requests,
+             const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& on_reply) {
+    FnVisitor visitor(on_reply);
+    client.call_all(nodes, requests, visitor);
+}
+
+sdk::Result<json> participant_tags(const json& parameters, const std::string& participant) {
+    auto tags = parameters.find("tags");
+    if (tags == parameters.end() || !tags->is_object() || !tags->contains(participant)) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          "participant '" + participant + "' has no data tags registered for this project"};
+    }
+    return (*tags)[participant];
+}
+
+sdk::Key alignment_key(const std::string& c, const std::string& p, const std::string& pid) {
+    return {{"collab_id", c}, {"project_id", p}, {"participant_id", pid}};
+}
+sdk::Key experiment_key(const std::string& c, const std::string& p, const std::string& e) {
+    return {{"collab_id", c}, {"project_id", p}, {"expt_id", e}};
+}
+sdk::Key model_key(const std::string& c, const std::string& p, const std::string& e, const std::string& r) {
+    return {{"collab_id", c}, {"project_id", p}, {"expt_id", e}, {"run_id", r}};
+}
+sdk::Key evaluation_key(const std::string& pid, const std::string& c, const std::string& p,
+                        const std::string& e, const std::string& r) {
+    return {{"participant_id", pid}, {"collab_id", c}, {"project_id", p}, {"expt_id", e}, {"run_id", r}};
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    return s;
+}
+
+}  // namespace synergos::plugins::ttp
+
+#include <chrono>
+
+namespace synergos::plugins::ttp {
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+sdk::Result<std::string> tracking_run(sdk::Tracker& tracker, const Job& job, const json& run_settings,
+                                      const std::vector<std::string>& participants) {
+    auto expt = tracker.ensure_experiment(job.collab() + "_>_" + job.project() + "_>_" + job.expt());
+    if (!expt) {
+        return expt.error();
+    }
+    std::string joined;
+    for (const auto& p : participants) {
+        joined += (joined.empty() ? "" : ",") + p;
+    }
+    sdk::StringPairs tags{{"synergos.collab_id", job.collab()},
+                          {"synergos.project_id", job.project()},
+                          {"synergos.expt_id", job.expt()},
+                          {"synergos.run_id", job.run()},
+                          {"synergos.participants", joined}};
+    auto run = tracker.ensure_run(*expt, job.run(), tags);
+    if (!run) {
+        return run.error();
+    }
+    sdk::StringPairs params;
+    if (run_settings.is_object()) {
+        for (auto& [k, v] : run_settings.items()) {
+            if (k == "key" || k == "relations" || k == "created_at" || k == "link") {
+                continue;
+            }
+            params.emplace_back(k, v.is_string() ? v.get<std::string>() : v.dump());
+        }
+    }
+    if (!params.empty()) {
+        if (auto st = tracker.log_params(*run, params); !st) {
+            return st.error();
+        }
+    }
+    return run;
+}
+
+}  // namespace synergos::plugins::ttp

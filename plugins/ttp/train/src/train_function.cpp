@@ -1,0 +1,554 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "train_function.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "ttp_common.hpp"
+
+namespace synergos::plugins::train {
+
+using ttp::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+/// Loss histories; round indexes are strings in the files (the original's JSON layout).
+struct History {
+    json global_train = json::object();
+    json global_evaluate = json::object();
+    json local = json::object();  // pid -> {round: loss}
+
+    json to_json() const {
+        return json{{"train", global_train}, {"evaluate", global_evaluate}, {"local", local}};
+    }
+    static History from_json(const json& j) {
+        History h;
+        h.global_train = j.value("train", json::object());
+        h.global_evaluate = j.value("evaluate", json::object());
+        h.local = j.value("local", json::object());
+        return h;
+    }
+};
+
+/// The newest round whose checkpoint is complete, from `<ckpt>/round_<k>/state.json`. The
+/// state file is written last (atomically), after the round's weights.
+std::optional<std::pair<int, json>> latest_checkpoint(const std::string& ckpt_dir) {
+    std::error_code ec;
+    if (!fs::is_directory(ckpt_dir, ec)) {
+        return std::nullopt;
+    }
+    std::optional<std::pair<int, json>> best;
+    for (const auto& entry : fs::directory_iterator(ckpt_dir, ec)) {
+        const std::string name = entry.path().filename().string();
+        if (name.rfind("round_", 0) != 0) {
+            continue;
+        }
+        int round = -1;
+        try {
+            round = std::stoi(name.substr(6));
+        } catch (...) {
+            continue;
+        }
+        std::ifstream in(entry.path() / "state.json");
+        if (!in) {
+            continue;
+        }
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        json state = json::parse(text, nullptr, false);
+        if (state.is_discarded() || !state.is_object()) {
+            continue;
+        }
+        if (!best || round > best->first) {
+            best = std::make_pair(round, std::move(state));
+        }
+    }
+    return best;
+}
+
+int quorum_of(const json& run, std::size_t workers) {
+    if (!run.contains("quorum") || run["quorum"].is_null()) {
+        return static_cast<int>(workers);
+    }
+    const json& q = run["quorum"];
+    if (q.is_number_integer()) {
+        return std::clamp(q.get<int>(), 1, static_cast<int>(workers));
+    }
+    if (q.is_number()) {  // a fraction of the grid
+        return std::clamp(static_cast<int>(std::ceil(q.get<double>() * static_cast<double>(workers))), 1,
+                          static_cast<int>(workers));
+    }
+    return static_cast<int>(workers);
+}
+
+/// The failure of a round, as one error: the code says whether retrying can help.
+sdk::Error round_error(int round, const std::vector<std::pair<std::string, sdk::Error>>& failures) {
+    std::string msg = "round " + std::to_string(round) + " failed: ";
+    sdk::ErrorCode code = sdk::ErrorCode::InvalidArgument;
+    for (std::size_t i = 0; i < failures.size(); ++i) {
+        msg += (i ? "; " : "") + failures[i].second.message;
+        const auto c = failures[i].second.code;
+        if (c == sdk::ErrorCode::Unavailable || c == sdk::ErrorCode::Timeout || c == sdk::ErrorCode::Internal) {
+            code = c;  // transient somewhere: the whole job is worth retrying (it resumes)
+        } else if (code == sdk::ErrorCode::InvalidArgument) {
+            code = c;
+        }
+    }
+    return {code, msg};
+}
+
+double mean(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) {
+        s += x;
+    }
+    return v.empty() ? 0.0 : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+TrainFunction::TrainFunction(sdk::HostContext& host, const sdk::Options& options)
+    : host_(host),
+      init_timeout_ms_(options.get_int("init_timeout_ms", 600000)),
+      round_timeout_ms_(options.get_int("round_timeout_ms", 3600000)),
+      save_local_models_(options.get_bool("save_local_models", true)) {}
+
+sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::string_view job_json) noexcept {
+    try {
+        const auto started = std::chrono::steady_clock::now();
+        auto job = ttp::parse_job(job_json, 4);
+        if (!job) {
+            return job.error();
+        }
+        const json& params = job->parameters;
+        const json run = params.value("run", json::object());
+        const json experiment = params.value("experiment", json::object());
+        if (!experiment.contains("model") || !experiment["model"].is_array() || experiment["model"].empty()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "experiment '" + job->expt() + "' has no model architecture ('model')"};
+        }
+        const std::string action = params.value("action", "classify");
+        const int rounds = run.value("rounds", 10);
+        const int patience = run.value("patience", 10);
+        const double delta = run.value("delta", 0.0);
+        if (rounds < 1) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "run field 'rounds' must be at least 1"};
+        }
+        const std::string algorithm = ttp::lower(run.value("algorithm", std::string("FedProx")));
+        auto aggregator = ctx.aggregator(algorithm);
+        if (!aggregator) {
+            return sdk::Error{aggregator.error().code,
+                              "run field 'algorithm' = '" + algorithm + "': " + aggregator.error().message};
+        }
+        const std::string run_text = run.dump();
+        if (auto st = (*aggregator)->validate(run_text); !st) {
+            return st.error();
+        }
+        json args = run;
+        json worker_args = json::parse((*aggregator)->worker_arguments(run_text), nullptr, false);
+        if (worker_args.is_object()) {
+            for (auto& [k, v] : worker_args.items()) {
+                args[k] = v;
+            }
+        }
+        auto session_r = (*aggregator)->open(run_text);
+        if (!session_r) {
+            return session_r.error();
+        }
+        std::unique_ptr<sdk::AggregationSession> session = std::move(*session_r);
+
+        const std::string dir = ttp::run_dir(ctx.outputs_dir(), *job);
+        const std::string ckpt_dir = dir + "/checkpoints";
+        const std::string route = ttp::run_route(*job);
+        std::vector<sdk::GridNode> active = ctx.nodes();
+        if (active.empty()) {
+            return sdk::Error{sdk::ErrorCode::FailedPrecondition, "grid " + std::to_string(ctx.grid()) + " has no workers"};
+        }
+        const int quorum = quorum_of(run, active.size());
+
+        // 1. Initialise every worker: it loads its splits aligned to the superset and builds the
+        //    model from the run's seed (so every worker starts from identical weights).
+        std::vector<sdk::WorkerRequest> init;
+        for (const auto& node : active) {
+            auto tags = ttp::participant_tags(params, node.participant_id);
+            if (!tags) {
+                return tags.error();
+            }
+            sdk::WorkerRequest req;
+            req.path = route + "/initialise";
+            req.json = json{{"action", action}, {"tags", *tags}, {"alignment", params.value("alignment", json(nullptr))},
+                            {"architecture", experiment["model"]}, {"run", run}, {"return_weights", true}}
+                           .dump();
+            req.timeout = std::chrono::milliseconds(init_timeout_ms_);
+            init.push_back(std::move(req));
+        }
+        std::optional<sdk::TensorMap> global;
+        std::vector<std::pair<std::string, sdk::Error>> failures;
+        std::vector<bool> alive(active.size(), true);
+        ttp::fan_out(ctx.workers(), active, init, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
+            auto body = ttp::reply_json(reply, active[i], init[i].path);
+            if (!body) {
+                failures.emplace_back(active[i].participant_id, body.error());
+                alive[i] = false;
+                return;
+            }
+            if (!global && !reply->tensors.tensors.empty()) {
+                global = std::move(reply->tensors);
+            }
+        });
+        if (!failures.empty()) {
+            const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
+            if (ok < quorum || ok == 0) {
+                auto e = round_error(0, failures);
+                return sdk::Error{e.code, "initialisation " + e.message.substr(e.message.find("failed"))};
+            }
+            for (const auto& f : failures) {
+                ctx.logger().warn("worker dropped at initialisation",
+                                  ttp::log_fields({{"participant", f.first}, {"error", f.second.message}}));
+            }
+        }
+        std::vector<std::string> dropped;
+        auto prune = [&] {
+            std::vector<sdk::GridNode> kept;
+            for (std::size_t i = 0; i < active.size(); ++i) {
+                if (alive[i]) {
+                    kept.push_back(active[i]);
+                } else {
+                    dropped.push_back(active[i].participant_id);
+                }
+            }
+            active = std::move(kept);
+            alive.assign(active.size(), true);
+        };
+        prune();
+        if (!global) {
+            return sdk::Error{sdk::ErrorCode::Internal, "no worker returned initial weights"};
+        }
+
+        // 2. Resume from the newest complete checkpoint, if a previous attempt left one.
+        History history;
+        int start_round = 0;
+        if (auto ckpt = latest_checkpoint(ckpt_dir)) {
+            const std::string round_dir = ckpt_dir + "/round_" + std::to_string(ckpt->first);
+            auto weights = ctx.read_tensors(round_dir + "/global_model.safetensors");
+            if (weights) {
+                global = std::move(*weights);
+                history = History::from_json(ckpt->second.value("history", json::object()));
+                start_round = ckpt->first + 1;
+                if (ckpt->second.value("has_aggregator_state", false)) {
+                    auto state = ctx.read_tensors(round_dir + "/aggregator_state.safetensors");
+                    if (!state) {
+                        return state.error();
+                    }
+                    if (auto st = session->load_state(*state); !st) {
+                        return st.error();
+                    }
+                }
+                ctx.logger().info("training resumed from checkpoint",
+                                  ttp::log_fields({{"job_id", job->job_id}, {"round", start_round}}));
+            }
+        }
+
+        // Early-stopping state follows from the history, so a resumed run decides identically.
+        double best = std::numeric_limits<double>::infinity();
+        int stale = 0;
+        bool stopped_early = false;
+        for (int r = 0; r < start_round; ++r) {
+            const std::string k = std::to_string(r);
+            if (history.global_evaluate.contains(k) && history.global_evaluate[k].is_number()) {
+                const double l = history.global_evaluate[k].get<double>();
+                if (l < best - delta) {
+                    best = l;
+                    stale = 0;
+                } else {
+                    ++stale;
+                }
+            }
+        }
+        if (start_round > 0 && stale >= patience) {
+            stopped_early = true;
+            start_round = rounds;
+        }
+
+        // 3. Rounds.
+        int last_round = start_round - 1;
+        for (int r = start_round; r < rounds; ++r) {
+            if (ctx.is_cancelled()) {
+                return sdk::Error{sdk::ErrorCode::Cancelled, "stopped before round " + std::to_string(r)};
+            }
+            const auto round_started = std::chrono::steady_clock::now();
+            if (auto st = session->begin_round(*global, r); !st) {
+                return st.error();
+            }
+            json round_args = args;
+            round_args["round"] = r;
+            const std::string train_json = json{{"round", r}, {"args", round_args}}.dump();
+            std::vector<sdk::WorkerRequest> reqs(active.size());
+            for (auto& req : reqs) {
+                req.path = route + "/train";
+                req.json = train_json;
+                req.tensors = &*global;
+                req.timeout = std::chrono::milliseconds(round_timeout_ms_);
+            }
+            failures.clear();
+            std::vector<double> local_losses;
+            ttp::fan_out(ctx.workers(), active, reqs, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
+                const std::string& pid = active[i].participant_id;
+                auto body = ttp::reply_json(reply, active[i], reqs[i].path);
+                if (!body) {
+                    auto e = body.error();
+                    if (e.code == sdk::ErrorCode::FailedPrecondition) {
+                        // The worker lost the run's state (restarted): the job resumes on retry.
+                        e.code = sdk::ErrorCode::Unavailable;
+                    }
+                    failures.emplace_back(pid, e);
+                    alive[i] = false;
+                    return;
+                }
+                const auto samples = body->value("samples", std::int64_t{0});
+                if (auto st = session->accumulate(pid, samples, reply->tensors); !st) {
+                    failures.emplace_back(pid, sdk::Error{st.code(), "worker '" + pid + "': " + st.message()});
+                    alive[i] = false;
+                    return;
+                }
+                const json losses = body->value("epoch_losses", json::array());
+                if (!losses.empty() && losses.back().is_number()) {
+                    const double l = losses.back().get<double>();
+                    local_losses.push_back(l);
+                    history.local[pid][std::to_string(r)] = l;
+                }
+                if (save_local_models_) {
+                    (void)ctx.write_tensors(dir + "/local_model_" + pid + ".safetensors", reply->tensors,
+                                            json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
+                }
+            });
+            if (!failures.empty()) {
+                const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
+                if (ok < quorum || ok == 0) {
+                    return round_error(r, failures);
+                }
+                for (const auto& f : failures) {
+                    ctx.logger().warn("worker dropped from the round",
+                                      ttp::log_fields({{"job_id", job->job_id}, {"participant", f.first},
+                                                       {"round", r}, {"error", f.second.message}}));
+                }
+                prune();
+            }
+            auto next = session->finish_round();
+            if (!next) {
+                return next.error();
+            }
+            global = std::move(*next);
+
+            // Validation loss of the new global model on the workers' evaluate splits.
+            std::vector<sdk::WorkerRequest> evals(active.size());
+            for (auto& req : evals) {
+                req.path = route + "/evaluate";
+                req.json = json{{"meta", "evaluate"}, {"write_outputs", false}}.dump();
+                req.tensors = &*global;
+                req.timeout = std::chrono::milliseconds(round_timeout_ms_);
+            }
+            double weighted = 0;
+            std::int64_t rows = 0;
+            failures.clear();
+            ttp::fan_out(ctx.workers(), active, evals, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
+                auto body = ttp::reply_json(reply, active[i], evals[i].path);
+                if (!body) {
+                    failures.emplace_back(active[i].participant_id, body.error());
+                    return;
+                }
+                const auto n = body->value("rows", std::int64_t{0});
+                if (n > 0 && body->contains("loss") && (*body)["loss"].is_number()) {
+                    weighted += (*body)["loss"].get<double>() * static_cast<double>(n);
+                    rows += n;
+                }
+            });
+            if (!failures.empty()) {
+                return round_error(r, failures);
+            }
+            const std::string rk = std::to_string(r);
+            history.global_train[rk] = mean(local_losses);
+            std::optional<double> eval_loss;
+            if (rows > 0) {
+                eval_loss = weighted / static_cast<double>(rows);
+                history.global_evaluate[rk] = *eval_loss;
+            }
+
+            // Checkpoint: weights first, then the state file that marks the round complete.
+            const std::string round_dir = ckpt_dir + "/round_" + rk;
+            if (auto st = ctx.write_tensors(round_dir + "/global_model.safetensors", *global,
+                                            json{{"round", rk}}.dump());
+                !st) {
+                return st.error();
+            }
+            auto agg_state = session->save_state();
+            if (!agg_state) {
+                return agg_state.error();
+            }
+            const bool has_state = !agg_state->tensors.empty();
+            if (has_state) {
+                if (auto st = ctx.write_tensors(round_dir + "/aggregator_state.safetensors", *agg_state, "{}"); !st) {
+                    return st.error();
+                }
+            }
+            if (auto st = ctx.write_file(round_dir + "/state.json",
+                                         json{{"round", r}, {"history", history.to_json()},
+                                              {"has_aggregator_state", has_state}}
+                                             .dump());
+                !st) {
+                return st.error();
+            }
+            last_round = r;
+
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            const double round_s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - round_started).count();
+            json progress{{"round", r + 1}, {"rounds", rounds}, {"train_loss", history.global_train[rk]},
+                          {"grid", ctx.grid()}, {"participants", active.size()}, {"elapsed_s", elapsed},
+                          {"eta_s", round_s * (rounds - r - 1)}};
+            if (eval_loss) {
+                progress["evaluate_loss"] = *eval_loss;
+            }
+            ctx.report_progress(progress.dump());
+
+            if (eval_loss) {
+                if (*eval_loss < best - delta) {
+                    best = *eval_loss;
+                    stale = 0;
+                } else if (++stale >= patience) {
+                    stopped_early = true;
+                    ctx.logger().info("global early stopping",
+                                      ttp::log_fields({{"job_id", job->job_id}, {"round", r}, {"patience", patience}}));
+                    break;
+                }
+            }
+        }
+
+        // 4. Exports (the original's file set, with safetensors models).
+        const std::string global_path = dir + "/global_model.safetensors";
+        const std::string global_hist = dir + "/global_loss_history.json";
+        if (auto st = ctx.write_tensors(global_path, *global, json{{"rounds_run", std::to_string(last_round + 1)}}.dump());
+            !st) {
+            return st.error();
+        }
+        if (auto st = ctx.write_file(global_hist, json{{"train", history.global_train},
+                                                       {"evaluate", history.global_evaluate}}
+                                                      .dump(2));
+            !st) {
+            return st.error();
+        }
+        json outputs = json::object();
+        outputs["global"] = {{"origin", "ttp"}, {"path", global_path}, {"loss_history", global_hist},
+                             {"checkpoints", ckpt_dir}};
+        int n = 1;
+        for (const auto& node : ctx.nodes()) {
+            const std::string& pid = node.participant_id;
+            const std::string hist = dir + "/local_loss_history_" + pid + ".json";
+            (void)ctx.write_file(hist, history.local.value(pid, json::object()).dump(2));
+            outputs["local_" + std::to_string(n++)] = {
+                {"origin", pid},
+                {"path", save_local_models_ ? dir + "/local_model_" + pid + ".safetensors" : ""},
+                {"loss_history", hist}};
+        }
+        outputs["history"] = history.to_json();
+        outputs["summary"] = {{"rounds_run", last_round + 1}, {"stopped_early", stopped_early},
+                              {"dropped", dropped}, {"algorithm", algorithm}, {"resumed_at", start_round}};
+
+        // Free the workers' memory for this run (best effort: validation re-initialises anyway).
+        std::vector<sdk::WorkerRequest> bye(active.size());
+        for (auto& req : bye) {
+            req.path = route + "/terminate";
+            req.timeout = std::chrono::milliseconds(10000);
+        }
+        ttp::fan_out(ctx.workers(), active, bye, [](std::size_t, sdk::Result<sdk::WorkerReply>&&) {});
+        return outputs.dump();
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, std::string("train failed: ") + e.what()};
+    }
+}
+
+sdk::Result<std::vector<sdk::Mutation>> TrainFunction::archive(sdk::ArchiveContext&, std::string_view job_json,
+                                                                std::string_view outputs_json) noexcept {
+    try {
+        auto job = ttp::parse_job(job_json, 4);
+        if (!job) {
+            return job.error();
+        }
+        auto out = ttp::parse_object(outputs_json, "train outputs");
+        if (!out) {
+            return out.error();
+        }
+        // The Model record keeps the original's shape: `global` and `local_<n>` blocks only.
+        json doc = json::object();
+        for (auto& [k, v] : out->items()) {
+            if (k == "global" || k.rfind("local_", 0) == 0) {
+                doc[k] = v;
+            }
+        }
+        return std::vector<sdk::Mutation>{{sdk::WriteMode::Upsert, "Model",
+                                           ttp::model_key(job->collab(), job->project(), job->expt(), job->run()),
+                                           doc.dump()}};
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, std::string("train archival failed: ") + e.what()};
+    }
+}
+
+sdk::Status TrainFunction::after_archive(sdk::ArchiveContext& ctx, std::string_view job_json,
+                                         std::string_view outputs_json) noexcept {
+    try {
+        sdk::Tracker* tracker = ctx.tracker();
+        if (!tracker) {
+            return {};
+        }
+        auto job = ttp::parse_job(job_json, 4);
+        auto out = ttp::parse_object(outputs_json, "train outputs");
+        if (!job || !out) {
+            return {sdk::ErrorCode::InvalidArgument, "train outputs cannot be tracked"};
+        }
+        std::vector<std::string> participants;
+        for (auto& [k, v] : out->items()) {
+            if (k.rfind("local_", 0) == 0) {
+                participants.push_back(v.value("origin", ""));
+            }
+        }
+        auto run = ttp::tracking_run(*tracker, *job, job->parameters.value("run", json::object()), participants);
+        if (!run) {
+            return run.status();
+        }
+        const json history = out->value("history", json::object());
+        std::vector<sdk::MetricPoint> points;
+        const auto ts = ttp::now_ms();
+        auto add_series = [&](const std::string& key, const json& series) {
+            for (auto& [round, loss] : series.items()) {
+                if (loss.is_number()) {
+                    points.push_back({key, loss.get<double>(), std::stoll(round), ts});
+                }
+            }
+        };
+        add_series("global_train_loss", history.value("train", json::object()));
+        add_series("global_evaluate_loss", history.value("evaluate", json::object()));
+        for (auto& [pid, series] : history.value("local", json::object()).items()) {
+            add_series(pid + "_local_loss", series);
+        }
+        if (auto st = tracker->log_metrics(*run, points); !st) {
+            return st;
+        }
+        const json global = out->value("global", json::object());
+        if (global.contains("path")) {
+            (void)tracker->log_artifact(*run, global["path"].get<std::string>(), "model");
+            (void)tracker->log_artifact(*run, global.value("loss_history", ""), "model");
+        }
+        return {};
+    } catch (const std::exception& e) {
+        return {sdk::ErrorCode::Internal, std::string("train tracking failed: ") + e.what()};
+    }
+}
+
+}  // namespace synergos::plugins::train
