@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file sqlite_db.hpp
+/// Thin RAII wrappers over the SQLite C API: a connection with a cache of prepared statements,
+/// and a statement cursor. Every failure becomes an `sdk::Error` naming the SQL and the file.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <synergos/sdk/status.hpp>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace synergos::plugins::sqlite {
+
+/// A prepared statement borrowed from a `Connection`'s cache. Reset on destruction, so the next
+/// user starts from a clean state. Threading: used by the thread that holds the connection.
+class Statement final {
+public:
+    Statement(sqlite3* db, sqlite3_stmt* stmt) noexcept : db_(db), stmt_(stmt) {}
+    ~Statement();
+    Statement(const Statement&) = delete;
+    Statement& operator=(const Statement&) = delete;
+    Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.stmt_) {
+        other.stmt_ = nullptr;
+    }
+    Statement& operator=(Statement&&) = delete;
+
+    void bind(int index, std::string_view text) noexcept;
+    void bind(int index, std::int64_t value) noexcept;
+
+    /// Steps once: true when a row is available, false when done; an error otherwise.
+    sdk::Result<bool> step() noexcept;
+    /// Steps until done (for statements that return no rows).
+    sdk::Status run() noexcept;
+
+    std::int64_t column_int(int index) const noexcept;
+    std::string column_text(int index) const;
+
+private:
+    sqlite3* db_;
+    sqlite3_stmt* stmt_;
+};
+
+/// One SQLite connection. Not thread-safe: the owner serialises use (the storage class keeps
+/// one writer and a pool of readers).
+class Connection final {
+public:
+    Connection() = default;
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    /// Opens (creating when `create`) the file with the given busy timeout.
+    sdk::Status open(const std::string& path, bool create, int busy_timeout_ms) noexcept;
+    void close() noexcept;
+    bool is_open() const noexcept { return db_ != nullptr; }
+
+    /// Runs one or more statements without results (DDL, PRAGMA, BEGIN/COMMIT).
+    sdk::Status exec(const std::string& sql) noexcept;
+    /// A cached prepared statement for `sql`.
+    sdk::Result<Statement> prepare(const std::string& sql) noexcept;
+    /// The value of an integer PRAGMA (e.g. "user_version").
+    sdk::Result<std::int64_t> pragma_int(const std::string& name) noexcept;
+
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    sqlite3* db_ = nullptr;
+    std::string path_;
+    std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
+};
+
+}  // namespace synergos::plugins::sqlite

@@ -1,0 +1,721 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "sqlite_storage.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <exception>
+#include <filesystem>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+namespace synergos::plugins::sqlite {
+namespace {
+
+using sdk::ErrorCode;
+using Json = nlohmann::json;
+
+/// Each entry migrates from version (index) to version (index + 1), inside one transaction.
+constexpr const char* kMigrations[] = {
+    // 0 -> 1: records, their key fields (for subset matching) and per-kind doc_id sequences.
+    "CREATE TABLE records ("
+    "  kind TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL,"
+    "  key_json TEXT NOT NULL,"
+    "  doc_id INTEGER NOT NULL,"
+    "  document TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  updated_at_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, key_id)) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX records_by_doc_id ON records (kind, doc_id);"
+    "CREATE TABLE record_keys ("
+    "  kind TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
+    "  PRIMARY KEY (kind, key_id, name)) WITHOUT ROWID;"
+    "CREATE TABLE sequences (kind TEXT PRIMARY KEY, last_doc_id INTEGER NOT NULL) WITHOUT ROWID;",
+    // 1 -> 2: index for "every record of a kind whose key field equals a value" (relations,
+    // cascades), and a row recording when the store was created.
+    "CREATE INDEX record_keys_by_value ON record_keys (kind, name, value, key_id);"
+    "CREATE TABLE store_info (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO store_info (name, value) VALUES ('created_by', 'synergos storage sqlite');",
+};
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion);
+
+std::int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+sdk::Error not_started() {
+    return sdk::Error{ErrorCode::FailedPrecondition, "storage 'sqlite' is not started"};
+}
+
+bool is_valid_kind(const std::string& kind) {
+    if (kind.empty() || kind.size() > 64) {
+        return false;
+    }
+    return std::all_of(kind.begin(), kind.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+    });
+}
+
+std::string describe(const std::string& kind, const sdk::Key& key) {
+    std::string out = kind + " {";
+    for (std::size_t i = 0; i < key.size(); ++i) {
+        out += (i == 0 ? "" : ", ") + key[i].name + ": " + key[i].value;
+    }
+    return out + "}";
+}
+
+/// Canonical identity of a key (field order does not matter) and its ordered form.
+struct EncodedKey {
+    std::string id;
+    std::string ordered;
+};
+
+sdk::Result<EncodedKey> encode_key(const std::string& kind, const sdk::Key& key, bool allow_empty) {
+    if (!is_valid_kind(kind)) {
+        return sdk::Error{ErrorCode::InvalidArgument,
+                          "storage: kind '" + kind + "' must match [A-Za-z0-9_]{1,64}"};
+    }
+    if (key.empty() && !allow_empty) {
+        return sdk::Error{ErrorCode::InvalidArgument, "storage: key of " + kind + " is empty"};
+    }
+    Json ordered = Json::array();
+    std::vector<std::pair<std::string, std::string>> sorted;
+    for (const auto& field : key) {
+        if (field.name.empty()) {
+            return sdk::Error{ErrorCode::InvalidArgument,
+                              "storage: a key field of " + kind + " has no name"};
+        }
+        for (const auto& seen : sorted) {
+            if (seen.first == field.name) {
+                return sdk::Error{ErrorCode::InvalidArgument, "storage: key field '" + field.name +
+                                                                  "' of " + kind + " repeats"};
+            }
+        }
+        sorted.emplace_back(field.name, field.value);
+        ordered.push_back(Json::array({field.name, field.value}));
+    }
+    std::sort(sorted.begin(), sorted.end());
+    Json canonical = Json::array();
+    for (auto& [name, value] : sorted) {
+        canonical.push_back(Json::array({name, value}));
+    }
+    try {
+        return EncodedKey{canonical.dump(), ordered.dump()};
+    } catch (const std::exception&) {
+        return sdk::Error{ErrorCode::InvalidArgument,
+                          "storage: key of " + kind + " is not valid UTF-8"};
+    }
+}
+
+sdk::Key decode_key(const std::string& text) {
+    sdk::Key key;
+    const Json parsed = Json::parse(text, nullptr, false);
+    if (!parsed.is_array()) {
+        return key;
+    }
+    for (const auto& pair : parsed) {
+        if (pair.is_array() && pair.size() == 2 && pair[0].is_string() && pair[1].is_string()) {
+            key.push_back({pair[0].get<std::string>(), pair[1].get<std::string>()});
+        }
+    }
+    return key;
+}
+
+/// Builds "records whose key contains every `match` field" as SQL; binds start at `first`.
+std::string match_clause(std::size_t fields, int first) {
+    if (fields == 0) {
+        return "";
+    }
+    std::string sql = " AND r.key_id IN (SELECT k0.key_id FROM record_keys k0";
+    for (std::size_t i = 1; i < fields; ++i) {
+        const std::string k = "k" + std::to_string(i);
+        sql += " JOIN record_keys " + k + " ON " + k + ".kind = k0.kind AND " + k +
+               ".key_id = k0.key_id AND " + k + ".name = ?" + std::to_string(first + 2 * i) +
+               " AND " + k + ".value = ?" + std::to_string(first + 2 * i + 1);
+    }
+    sql += " WHERE k0.kind = ?1 AND k0.name = ?" + std::to_string(first) + " AND k0.value = ?" +
+           std::to_string(first + 1) + ")";
+    return sql;
+}
+
+constexpr const char* kSelectColumns =
+    "SELECT r.key_json, r.doc_id, r.document, r.version, r.created_at_ms, r.updated_at_ms "
+    "FROM records r WHERE r.kind = ?1";
+
+sdk::Record read_row(const Statement& stmt, const std::string& kind) {
+    sdk::Record record;
+    record.kind = kind;
+    record.key = decode_key(stmt.column_text(0));
+    record.doc_id = stmt.column_int(1);
+    record.document = stmt.column_text(2);
+    record.version = stmt.column_int(3);
+    record.created_at_ms = stmt.column_int(4);
+    record.updated_at_ms = stmt.column_int(5);
+    return record;
+}
+
+sdk::Result<std::optional<sdk::Record>> find(Connection& db, const std::string& kind,
+                                             const std::string& key_id) {
+    auto stmt = db.prepare(std::string(kSelectColumns) + " AND r.key_id = ?2");
+    if (!stmt) {
+        return stmt.error();
+    }
+    stmt->bind(1, kind);
+    stmt->bind(2, key_id);
+    auto row = stmt->step();
+    if (!row) {
+        return row.error();
+    }
+    if (!*row) {
+        return std::optional<sdk::Record>();
+    }
+    return std::optional<sdk::Record>(read_row(*stmt, kind));
+}
+
+sdk::Status delete_by_id(Connection& db, const std::string& kind, const std::string& key_id) {
+    for (const char* sql : {"DELETE FROM records WHERE kind = ?1 AND key_id = ?2",
+                            "DELETE FROM record_keys WHERE kind = ?1 AND key_id = ?2"}) {
+        auto stmt = db.prepare(sql);
+        if (!stmt) {
+            return stmt.error();
+        }
+        stmt->bind(1, kind);
+        stmt->bind(2, key_id);
+        if (auto st = stmt->run(); !st) {
+            return st;
+        }
+    }
+    return {};
+}
+
+sdk::Status check_document(const sdk::Mutation& m) {
+    try {
+        const Json parsed = Json::parse(m.document);
+        if (!parsed.is_object()) {
+            return sdk::Status(ErrorCode::InvalidArgument,
+                               "storage: document of " + describe(m.kind, m.key) +
+                                   " is not a JSON object");
+        }
+    } catch (const std::exception& e) {
+        return sdk::Status(ErrorCode::InvalidArgument, "storage: document of " +
+                                                           describe(m.kind, m.key) +
+                                                           " is not valid JSON: " + e.what());
+    }
+    return {};
+}
+
+std::string upper(std::string text) {
+    for (auto& c : text) {
+        c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return text;
+}
+
+}  // namespace
+
+class SqliteStorage::ReadLease {
+public:
+    ReadLease(SqliteStorage& owner, Connection* connection) : owner_(owner), conn_(connection) {}
+    ~ReadLease() { owner_.release_reader(conn_); }
+    ReadLease(const ReadLease&) = delete;
+    ReadLease& operator=(const ReadLease&) = delete;
+    Connection& operator*() const { return *conn_; }
+
+private:
+    SqliteStorage& owner_;
+    Connection* conn_;
+};
+
+SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options) : host_(host) {
+    path_ = options.get_string("path");
+    if (path_.empty()) {
+        path_ = host.data_dir() + "/synergos.db";
+    }
+    busy_timeout_ms_ = static_cast<int>(options.get_int("busy_timeout_ms", 5000));
+    synchronous_ = upper(options.get_string("synchronous", "FULL"));
+    read_connections_ = static_cast<int>(options.get_int("read_connections", 4));
+    commit_timeout_ = std::chrono::milliseconds(options.get_int("commit_timeout_ms", 30000));
+    if (synchronous_ != "OFF" && synchronous_ != "NORMAL" && synchronous_ != "FULL" &&
+        synchronous_ != "EXTRA") {
+        option_error_ = sdk::Error{ErrorCode::InvalidArgument,
+                                   "storage 'sqlite': option 'synchronous' must be OFF, NORMAL, "
+                                   "FULL or EXTRA, not '" + synchronous_ + "'"};
+    } else if (read_connections_ < 1 || read_connections_ > 64) {
+        option_error_ = sdk::Error{ErrorCode::InvalidArgument,
+                                   "storage 'sqlite': option 'read_connections' must be 1-64"};
+    } else if (busy_timeout_ms_ < 0 || commit_timeout_.count() <= 0) {
+        option_error_ = sdk::Error{ErrorCode::InvalidArgument,
+                                   "storage 'sqlite': options 'busy_timeout_ms' and "
+                                   "'commit_timeout_ms' must be positive"};
+    }
+}
+
+SqliteStorage::~SqliteStorage() { stop(); }
+
+sdk::Status SqliteStorage::start() noexcept {
+    try {
+        if (option_error_) {
+            return *option_error_;
+        }
+        std::lock_guard<std::mutex> lock(write_mutex_);
+        if (started_) {
+            return {};
+        }
+        const std::filesystem::path file(path_);
+        std::error_code ec;
+        if (file.has_parent_path()) {
+            std::filesystem::create_directories(file.parent_path(), ec);
+            if (ec) {
+                return sdk::Status(ErrorCode::Unavailable,
+                                   "storage 'sqlite': cannot create folder '" +
+                                       file.parent_path().string() + "': " + ec.message());
+            }
+        }
+        if (auto st = writer_.open(path_, true, busy_timeout_ms_); !st) {
+            return st;
+        }
+        {
+            // Scoped: the statement must be reset before the migrations' transactions.
+            auto mode = writer_.prepare("PRAGMA journal_mode=WAL");
+            if (!mode) {
+                return mode.error();
+            }
+            auto row = mode->step();
+            if (!row || !*row || upper(mode->column_text(0)) != "WAL") {
+                return sdk::Status(ErrorCode::Unavailable,
+                                   "storage 'sqlite': cannot switch '" + path_ + "' to WAL mode");
+            }
+        }
+        if (auto st = writer_.exec("PRAGMA synchronous=" + synchronous_); !st) {
+            return st;
+        }
+        if (auto st = migrate(); !st) {
+            writer_.close();
+            return st;
+        }
+        {
+            std::lock_guard<std::mutex> read_lock(read_mutex_);
+            for (int i = 0; i < read_connections_; ++i) {
+                auto conn = std::make_unique<Connection>();
+                if (auto st = conn->open(path_, false, busy_timeout_ms_); !st) {
+                    readers_.clear();
+                    free_readers_.clear();
+                    writer_.close();
+                    return st;
+                }
+                (void)conn->exec("PRAGMA query_only=1");
+                free_readers_.push_back(conn.get());
+                readers_.push_back(std::move(conn));
+            }
+            readers_open_ = true;
+        }
+        started_ = true;
+        host_.logger().info("storage sqlite started",
+                            Json{{"path", path_},
+                                 {"schema_version", schema_version_},
+                                 {"synchronous", synchronous_}}
+                                .dump());
+        return {};
+    } catch (const std::exception& e) {
+        return sdk::Status(ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what());
+    }
+}
+
+sdk::Status SqliteStorage::migrate() noexcept {
+    auto version = writer_.pragma_int("user_version");
+    if (!version) {
+        return version.error();
+    }
+    if (*version > kSchemaVersion) {
+        return sdk::Status(ErrorCode::FailedPrecondition,
+                           "storage 'sqlite': '" + path_ + "' has schema version " +
+                               std::to_string(*version) + ", newer than this plugin's " +
+                               std::to_string(kSchemaVersion) + "; upgrade synergos");
+    }
+    for (auto v = *version; v < kSchemaVersion; ++v) {
+        if (auto st = writer_.exec("BEGIN IMMEDIATE"); !st) {
+            return st;
+        }
+        auto st = writer_.exec(kMigrations[v]);
+        if (st) {
+            st = writer_.exec("PRAGMA user_version=" + std::to_string(v + 1));
+        }
+        if (st) {
+            st = writer_.exec("COMMIT");
+        }
+        if (!st) {
+            (void)writer_.exec("ROLLBACK");
+            return sdk::Status(st.code(), "storage 'sqlite': migration to schema version " +
+                                              std::to_string(v + 1) + " failed: " + st.message());
+        }
+        host_.logger().info("storage sqlite migrated",
+                            Json{{"path", path_}, {"schema_version", v + 1}}.dump());
+    }
+    schema_version_ = kSchemaVersion;
+    return {};
+}
+
+int SqliteStorage::schema_version() const noexcept { return schema_version_; }
+
+sdk::Result<Connection*> SqliteStorage::acquire_reader() noexcept {
+    std::unique_lock<std::mutex> lock(read_mutex_);
+    const bool ready = read_cv_.wait_for(lock, std::chrono::milliseconds(busy_timeout_ms_ + 1000),
+                                         [&] { return !readers_open_ || !free_readers_.empty(); });
+    if (!readers_open_) {
+        return not_started();
+    }
+    if (!ready) {
+        return sdk::Error{ErrorCode::Timeout, "storage 'sqlite': no read connection free in time"};
+    }
+    Connection* conn = free_readers_.back();
+    free_readers_.pop_back();
+    return conn;
+}
+
+void SqliteStorage::release_reader(Connection* connection) noexcept {
+    {
+        std::lock_guard<std::mutex> lock(read_mutex_);
+        free_readers_.push_back(connection);
+    }
+    read_cv_.notify_all();
+}
+
+sdk::Result<sdk::Record> SqliteStorage::get(const std::string& kind, const sdk::Key& key) noexcept {
+    try {
+        auto encoded = encode_key(kind, key, false);
+        if (!encoded) {
+            return encoded.error();
+        }
+        auto conn = acquire_reader();
+        if (!conn) {
+            return conn.error();
+        }
+        ReadLease lease(*this, *conn);
+        auto found = find(*lease, kind, encoded->id);
+        if (!found) {
+            return found.error();
+        }
+        if (!found->has_value()) {
+            return sdk::Error{ErrorCode::NotFound, "no record " + describe(kind, key)};
+        }
+        return std::move(**found);
+    } catch (const std::exception& e) {
+        return sdk::Error{ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what()};
+    }
+}
+
+sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& query) noexcept {
+    try {
+        if (auto encoded = encode_key(query.kind, query.match, true); !encoded) {
+            return encoded.error();
+        }
+        auto conn = acquire_reader();
+        if (!conn) {
+            return conn.error();
+        }
+        ReadLease lease(*this, *conn);
+        const std::string sql = std::string(kSelectColumns) + match_clause(query.match.size(), 2) +
+                                " ORDER BY r.doc_id LIMIT ?" +
+                                std::to_string(2 + 2 * query.match.size()) + " OFFSET ?" +
+                                std::to_string(3 + 2 * query.match.size());
+        auto stmt = (*lease).prepare(sql);
+        if (!stmt) {
+            return stmt.error();
+        }
+        stmt->bind(1, query.kind);
+        int index = 2;
+        for (const auto& field : query.match) {
+            stmt->bind(index++, field.name);
+            stmt->bind(index++, field.value);
+        }
+        stmt->bind(index++, query.limit == 0 ? std::int64_t{-1}
+                                             : static_cast<std::int64_t>(query.limit));
+        stmt->bind(index, static_cast<std::int64_t>(query.offset));
+        std::vector<sdk::Record> out;
+        for (;;) {
+            auto row = stmt->step();
+            if (!row) {
+                return row.error();
+            }
+            if (!*row) {
+                break;
+            }
+            out.push_back(read_row(*stmt, query.kind));
+        }
+        return out;
+    } catch (const std::exception& e) {
+        return sdk::Error{ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what()};
+    }
+}
+
+sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
+    const std::vector<sdk::Mutation>& batch) noexcept {
+    try {
+        // Reject malformed mutations before they join a group.
+        for (const auto& m : batch) {
+            if (auto encoded = encode_key(m.kind, m.key, m.mode == sdk::WriteMode::DeleteWhere);
+                !encoded) {
+                return encoded.error();
+            }
+            if (m.mode == sdk::WriteMode::Insert || m.mode == sdk::WriteMode::Upsert ||
+                m.mode == sdk::WriteMode::Update) {
+                if (auto st = check_document(m); !st) {
+                    return st.error();
+                }
+            }
+        }
+        auto pending = std::make_shared<Pending>();
+        pending->batch = &batch;
+        const auto deadline = std::chrono::steady_clock::now() + commit_timeout_;
+        std::unique_lock<std::mutex> lock(write_mutex_);
+        if (!started_) {
+            return not_started();
+        }
+        write_queue_.push_back(pending);
+        while (!pending->result) {
+            if (!leader_active_) {
+                // Become the leader: commit everything queued so far in one transaction.
+                leader_active_ = true;
+                std::vector<std::shared_ptr<Pending>> group(write_queue_.begin(),
+                                                            write_queue_.end());
+                write_queue_.clear();
+                lock.unlock();
+                commit_group(group);
+                lock.lock();
+                leader_active_ = false;
+                write_cv_.notify_all();
+                continue;
+            }
+            if (write_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
+                !pending->result) {
+                // Still queued: withdraw it so it never commits after we report the timeout.
+                auto it = std::find(write_queue_.begin(), write_queue_.end(), pending);
+                if (it != write_queue_.end()) {
+                    write_queue_.erase(it);
+                    return sdk::Error{ErrorCode::Timeout,
+                                      "storage 'sqlite': the write was not started within " +
+                                          std::to_string(commit_timeout_.count()) + " ms"};
+                }
+                // Being committed by a leader right now: its outcome is coming, keep waiting.
+            }
+        }
+        return std::move(*pending->result);
+    } catch (const std::exception& e) {
+        return sdk::Error{ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what()};
+    }
+}
+
+void SqliteStorage::commit_group(std::vector<std::shared_ptr<Pending>>& group) noexcept {
+    if (auto st = writer_.exec("BEGIN IMMEDIATE"); !st) {
+        for (auto& p : group) {
+            p->result.emplace(st.error());
+        }
+        return;
+    }
+    bool any_ok = false;
+    for (auto& p : group) {
+        (void)writer_.exec("SAVEPOINT batch");
+        auto result = apply_batch(*p->batch);
+        if (result) {
+            (void)writer_.exec("RELEASE batch");
+            any_ok = true;
+        } else {
+            (void)writer_.exec("ROLLBACK TO batch");
+            (void)writer_.exec("RELEASE batch");
+        }
+        p->result.emplace(std::move(result));
+    }
+    if (!any_ok) {
+        (void)writer_.exec("ROLLBACK");
+        return;
+    }
+    if (auto st = writer_.exec("COMMIT"); !st) {
+        (void)writer_.exec("ROLLBACK");
+        for (auto& p : group) {
+            if (p->result && p->result->has_value()) {
+                p->result.emplace(sdk::Error{st.code(), "storage 'sqlite': commit failed: " +
+                                                            st.message()});
+            }
+        }
+    }
+}
+
+sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
+    const std::vector<sdk::Mutation>& batch) noexcept {
+    try {
+        std::vector<sdk::Record> out;
+        const std::int64_t now = now_ms();
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            const sdk::Mutation& m = batch[i];
+            const std::string where = " (mutation " + std::to_string(i) + ")";
+            auto encoded = encode_key(m.kind, m.key, m.mode == sdk::WriteMode::DeleteWhere);
+            if (!encoded) {
+                return encoded.error();
+            }
+            if (m.mode == sdk::WriteMode::DeleteWhere) {
+                auto select = writer_.prepare("SELECT r.key_id FROM records r WHERE r.kind = ?1" +
+                                              match_clause(m.key.size(), 2));
+                if (!select) {
+                    return select.error();
+                }
+                select->bind(1, m.kind);
+                int index = 2;
+                for (const auto& field : m.key) {
+                    select->bind(index++, field.name);
+                    select->bind(index++, field.value);
+                }
+                std::vector<std::string> doomed;
+                for (;;) {
+                    auto row = select->step();
+                    if (!row) {
+                        return row.error();
+                    }
+                    if (!*row) {
+                        break;
+                    }
+                    doomed.push_back(select->column_text(0));
+                }
+                for (const auto& key_id : doomed) {
+                    if (auto st = delete_by_id(writer_, m.kind, key_id); !st) {
+                        return st.error();
+                    }
+                }
+                continue;
+            }
+            auto existing = find(writer_, m.kind, encoded->id);
+            if (!existing) {
+                return existing.error();
+            }
+            switch (m.mode) {
+                case sdk::WriteMode::Insert:
+                case sdk::WriteMode::Upsert:
+                case sdk::WriteMode::Update: {
+                    if (existing->has_value()) {
+                        if (m.mode == sdk::WriteMode::Insert) {
+                            return sdk::Error{ErrorCode::AlreadyExists,
+                                              describe(m.kind, m.key) + " already exists" + where};
+                        }
+                        auto stmt = writer_.prepare(
+                            "UPDATE records SET document = ?3, version = version + 1, "
+                            "updated_at_ms = ?4 WHERE kind = ?1 AND key_id = ?2");
+                        if (!stmt) {
+                            return stmt.error();
+                        }
+                        stmt->bind(1, m.kind);
+                        stmt->bind(2, encoded->id);
+                        stmt->bind(3, m.document);
+                        stmt->bind(4, now);
+                        if (auto st = stmt->run(); !st) {
+                            return st.error();
+                        }
+                        sdk::Record record = std::move(**existing);
+                        record.document = m.document;
+                        record.version += 1;
+                        record.updated_at_ms = now;
+                        out.push_back(std::move(record));
+                        break;
+                    }
+                    if (m.mode == sdk::WriteMode::Update) {
+                        return sdk::Error{ErrorCode::NotFound,
+                                          "no record " + describe(m.kind, m.key) + where};
+                    }
+                    auto seq = writer_.prepare(
+                        "INSERT INTO sequences (kind, last_doc_id) VALUES (?1, 1) "
+                        "ON CONFLICT (kind) DO UPDATE SET last_doc_id = last_doc_id + 1 "
+                        "RETURNING last_doc_id");
+                    if (!seq) {
+                        return seq.error();
+                    }
+                    seq->bind(1, m.kind);
+                    auto row = seq->step();
+                    if (!row) {
+                        return row.error();
+                    }
+                    const std::int64_t doc_id = seq->column_int(0);
+                    if (auto st = seq->run(); !st) {
+                        return st.error();
+                    }
+                    auto insert = writer_.prepare(
+                        "INSERT INTO records (kind, key_id, key_json, doc_id, document, version, "
+                        "created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)");
+                    if (!insert) {
+                        return insert.error();
+                    }
+                    insert->bind(1, m.kind);
+                    insert->bind(2, encoded->id);
+                    insert->bind(3, encoded->ordered);
+                    insert->bind(4, doc_id);
+                    insert->bind(5, m.document);
+                    insert->bind(6, now);
+                    if (auto st = insert->run(); !st) {
+                        return st.error();
+                    }
+                    for (const auto& field : m.key) {
+                        auto key_row = writer_.prepare(
+                            "INSERT INTO record_keys (kind, key_id, name, value) "
+                            "VALUES (?1, ?2, ?3, ?4)");
+                        if (!key_row) {
+                            return key_row.error();
+                        }
+                        key_row->bind(1, m.kind);
+                        key_row->bind(2, encoded->id);
+                        key_row->bind(3, field.name);
+                        key_row->bind(4, field.value);
+                        if (auto st = key_row->run(); !st) {
+                            return st.error();
+                        }
+                    }
+                    out.push_back(sdk::Record{m.kind, m.key, m.document, doc_id, 1, now, now});
+                    break;
+                }
+                case sdk::WriteMode::Delete: {
+                    if (!existing->has_value()) {
+                        return sdk::Error{ErrorCode::NotFound,
+                                          "no record " + describe(m.kind, m.key) + where};
+                    }
+                    if (auto st = delete_by_id(writer_, m.kind, encoded->id); !st) {
+                        return st.error();
+                    }
+                    out.push_back(std::move(**existing));
+                    break;
+                }
+                case sdk::WriteMode::DeleteWhere:
+                    break;
+            }
+        }
+        return out;
+    } catch (const std::exception& e) {
+        return sdk::Error{ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what()};
+    }
+}
+
+void SqliteStorage::stop() noexcept {
+    {
+        std::unique_lock<std::mutex> lock(write_mutex_);
+        if (!started_) {
+            return;
+        }
+        started_ = false;
+        // Let an in-flight group commit finish; queued followers are served by it or fail.
+        write_cv_.wait_for(lock, commit_timeout_, [&] { return !leader_active_; });
+        for (auto& p : write_queue_) {
+            p->result.emplace(not_started());
+        }
+        write_queue_.clear();
+        write_cv_.notify_all();
+        writer_.close();
+    }
+    std::unique_lock<std::mutex> lock(read_mutex_);
+    readers_open_ = false;
+    read_cv_.notify_all();
+    read_cv_.wait_for(lock, std::chrono::milliseconds(busy_timeout_ms_ + 1000),
+                      [&] { return free_readers_.size() == readers_.size(); });
+    free_readers_.clear();
+    readers_.clear();
+}
+
+}  // namespace synergos::plugins::sqlite

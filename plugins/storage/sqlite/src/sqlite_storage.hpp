@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file sqlite_storage.hpp
+/// The `sqlite` storage plugin: records in one SQLite file (WAL, versioned schema migrated at
+/// start-up). Writes use group commit: concurrent `apply` calls are folded into one transaction,
+/// each batch inside its own SAVEPOINT, so a failing batch rolls back alone while the others share
+/// one fsync. Reads use a small pool of read-only connections, so they never wait for a commit.
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <synergos/sdk/host.hpp>
+#include <synergos/sdk/options.hpp>
+#include <synergos/sdk/plugin.hpp>
+#include <synergos/sdk/storage_backend.hpp>
+
+#include "sqlite_db.hpp"
+
+namespace synergos::plugins::sqlite {
+
+inline constexpr sdk::OptionSpec kOptions[] = {
+    {"path", sdk::OptionType::Path, false, nullptr,
+     "database file; default <data_dir>/synergos.db (parent folders are created)", false},
+    {"busy_timeout_ms", sdk::OptionType::DurationMs, false, "5000",
+     "how long a statement waits for a lock held by another process", false},
+    {"synchronous", sdk::OptionType::String, false, "FULL",
+     "SQLite synchronous level: OFF, NORMAL, FULL or EXTRA (FULL: a commit survives power loss)",
+     false},
+    {"read_connections", sdk::OptionType::Int, false, "4",
+     "read-only connections kept open for concurrent reads (1-64)", false},
+    {"commit_timeout_ms", sdk::OptionType::DurationMs, false, "30000",
+     "how long apply() waits for its group commit before reporting a timeout", false},
+};
+
+inline constexpr sdk::PluginDescriptor kDescriptor{
+    sizeof(sdk::PluginDescriptor),
+    "sqlite",
+    sdk::PluginKind::Storage,
+    "1.0.0",
+    "metadata store in one SQLite file (WAL, migrations, group commit)",
+    "Synergos Director project",
+    sdk::PluginStatus::Stable,
+    kOptions,
+    sizeof(kOptions) / sizeof(kOptions[0]),
+};
+
+/// The schema version this build migrates to.
+inline constexpr int kSchemaVersion = 2;
+
+/// Storage backend on SQLite. Threading: every method may be called from any thread.
+class SqliteStorage final : public sdk::StorageBackend {
+public:
+    SqliteStorage(sdk::HostContext& host, const sdk::Options& options);
+    ~SqliteStorage() override;
+
+    sdk::Status start() noexcept override;
+    int schema_version() const noexcept override;
+    sdk::Result<sdk::Record> get(const std::string& kind, const sdk::Key& key) noexcept override;
+    sdk::Result<std::vector<sdk::Record>> list(const sdk::Query& query) noexcept override;
+    sdk::Result<std::vector<sdk::Record>> apply(
+        const std::vector<sdk::Mutation>& batch) noexcept override;
+    void stop() noexcept override;
+
+    /// The resolved database file.
+    const std::string& path() const noexcept { return path_; }
+
+private:
+    struct Pending {
+        const std::vector<sdk::Mutation>* batch = nullptr;
+        std::optional<sdk::Result<std::vector<sdk::Record>>> result;
+    };
+
+    /// A read connection borrowed from the pool; returned on destruction.
+    class ReadLease;
+
+    sdk::Status migrate() noexcept;
+    sdk::Result<Connection*> acquire_reader() noexcept;
+    void release_reader(Connection* connection) noexcept;
+    void commit_group(std::vector<std::shared_ptr<Pending>>& group) noexcept;
+    sdk::Result<std::vector<sdk::Record>> apply_batch(
+        const std::vector<sdk::Mutation>& batch) noexcept;
+
+    sdk::HostContext& host_;
+    std::string path_;
+    int busy_timeout_ms_ = 5000;
+    std::string synchronous_ = "FULL";
+    int read_connections_ = 4;
+    std::chrono::milliseconds commit_timeout_{30000};
+    std::optional<sdk::Error> option_error_;
+
+    int schema_version_ = 0;
+
+    // Writer state: the queue of batches and the leader flag (leader/follower group commit).
+    std::mutex write_mutex_;
+    std::condition_variable write_cv_;
+    std::deque<std::shared_ptr<Pending>> write_queue_;
+    bool leader_active_ = false;
+    bool started_ = false;
+    Connection writer_;
+
+    // Reader pool.
+    std::mutex read_mutex_;
+    std::condition_variable read_cv_;
+    std::vector<std::unique_ptr<Connection>> readers_;
+    std::vector<Connection*> free_readers_;
+    bool readers_open_ = false;
+};
+
+}  // namespace synergos::plugins::sqlite

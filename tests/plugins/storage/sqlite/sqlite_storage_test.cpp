@@ -1,0 +1,354 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <sqlite3.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/dll/import.hpp>
+#include <boost/dll/shared_library.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/export.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "sqlite_storage.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using synergos::plugins::sqlite::SqliteStorage;
+using namespace synergos;  // NOLINT(google-build-using-namespace): test file
+
+struct TempDir {
+    TempDir() {
+        std::string pattern = (fs::temp_directory_path() / "synergos-sqlite-XXXXXX").string();
+        path = mkdtemp(pattern.data());
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string path;
+};
+
+sdk::Options opts(std::map<std::string, std::string> values) {
+    return sdk::Options(std::move(values));
+}
+
+sdk::Key project_key(const std::string& c, const std::string& p) {
+    return {{"collab_id", c}, {"project_id", p}};
+}
+
+sdk::Mutation insert(const std::string& kind, sdk::Key key, std::string doc = "{}") {
+    return {sdk::WriteMode::Insert, kind, std::move(key), std::move(doc)};
+}
+
+std::string journal_mode(const std::string& file) {
+    sqlite3* db = nullptr;
+    sqlite3_open(file.c_str(), &db);
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &stmt, nullptr);
+    std::string mode;
+    if (sqlite3_step(stmt) == SQLITE_ROW) {
+        mode = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return mode;
+}
+
+void set_user_version(const std::string& file, int version) {
+    sqlite3* db = nullptr;
+    sqlite3_open(file.c_str(), &db);
+    sqlite3_exec(db, ("PRAGMA user_version=" + std::to_string(version)).c_str(), nullptr, nullptr,
+                 nullptr);
+    sqlite3_close(db);
+}
+
+}  // namespace
+
+TEST_CASE("sqlite storage creates its file under the data directory in WAL mode",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    CHECK(store.path() == dir.path + "/data/synergos.db");
+    CHECK(fs::exists(store.path()));
+    CHECK(store.schema_version() == synergos::plugins::sqlite::kSchemaVersion);
+    CHECK(journal_mode(store.path()) == "wal");
+    CHECK(host.captured().contains("storage sqlite migrated"));
+}
+
+TEST_CASE("sqlite storage inserts, reads, lists, updates and deletes records", "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+
+    auto written = store.apply({insert("Project", project_key("c1", "p1"), R"({"action":"x"})"),
+                                insert("Project", project_key("c1", "p2")),
+                                insert("Collaboration", {{"collab_id", "c1"}})});
+    REQUIRE(written.has_value());
+    REQUIRE(written->size() == 3);
+    CHECK((*written)[0].doc_id == 1);
+    CHECK((*written)[1].doc_id == 2);
+    CHECK((*written)[2].doc_id == 1);  // doc ids count per kind
+
+    auto got = store.get("Project", project_key("c1", "p1"));
+    REQUIRE(got.has_value());
+    CHECK(got->document == R"({"action":"x"})");
+    CHECK(got->version == 1);
+    CHECK(got->key.size() == 2);
+    CHECK(got->key[0].name == "collab_id");
+
+    // Key field order does not change identity.
+    auto reversed = store.get("Project", {{"project_id", "p1"}, {"collab_id", "c1"}});
+    REQUIRE(reversed.has_value());
+    CHECK(reversed->doc_id == 1);
+
+    auto listed = store.list({"Project", {{"collab_id", "c1"}}, 0, 0});
+    REQUIRE(listed.has_value());
+    REQUIRE(listed->size() == 2);
+    CHECK((*listed)[0].doc_id == 1);
+    auto paged = store.list({"Project", {}, 1, 1});
+    REQUIRE(paged.has_value());
+    REQUIRE(paged->size() == 1);
+    CHECK((*paged)[0].doc_id == 2);
+
+    auto updated = store.apply({{sdk::WriteMode::Update, "Project", project_key("c1", "p1"),
+                                 R"({"action":"y"})"}});
+    REQUIRE(updated.has_value());
+    CHECK((*updated)[0].version == 2);
+    CHECK(store.get("Project", project_key("c1", "p1"))->document == R"({"action":"y"})");
+
+    auto deleted = store.apply({{sdk::WriteMode::Delete, "Project", project_key("c1", "p1"), ""}});
+    REQUIRE(deleted.has_value());
+    CHECK((*deleted)[0].document == R"({"action":"y"})");
+    auto missing = store.get("Project", project_key("c1", "p1"));
+    REQUIRE_FALSE(missing.has_value());
+    CHECK(missing.error().code == sdk::ErrorCode::NotFound);
+    CHECK(missing.error().message.find("Project") != std::string::npos);
+
+    // A deleted id is not reused.
+    auto again = store.apply({insert("Project", project_key("c1", "p3"))});
+    REQUIRE(again.has_value());
+    CHECK((*again)[0].doc_id == 3);
+}
+
+TEST_CASE("sqlite storage applies a batch all or nothing", "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    REQUIRE(store.apply({insert("Project", project_key("c1", "p1"))}).has_value());
+
+    SECTION("insert over an existing key") {
+        auto result = store.apply({insert("Project", project_key("c1", "p2")),
+                                   insert("Project", project_key("c1", "p1"))});
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().code == sdk::ErrorCode::AlreadyExists);
+    }
+    SECTION("update of a missing record") {
+        auto result = store.apply({insert("Project", project_key("c1", "p2")),
+                                   {sdk::WriteMode::Update, "Project", project_key("c9", "p9"), "{}"}});
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().code == sdk::ErrorCode::NotFound);
+    }
+    SECTION("delete of a missing record") {
+        auto result = store.apply({insert("Project", project_key("c1", "p2")),
+                                   {sdk::WriteMode::Delete, "Project", project_key("c9", "p9"), ""}});
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().code == sdk::ErrorCode::NotFound);
+    }
+    SECTION("a document that is not a JSON object") {
+        auto result = store.apply({insert("Project", project_key("c1", "p2")),
+                                   insert("Project", project_key("c1", "p3"), "[1,2]")});
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().code == sdk::ErrorCode::InvalidArgument);
+    }
+    SECTION("a malformed kind or key") {
+        auto bad_kind = store.apply({insert("Pro ject", project_key("c1", "p2"))});
+        REQUIRE_FALSE(bad_kind.has_value());
+        CHECK(bad_kind.error().message.find("kind") != std::string::npos);
+        auto repeated = store.apply({insert("Project", {{"a", "1"}, {"a", "2"}})});
+        REQUIRE_FALSE(repeated.has_value());
+        CHECK(repeated.error().code == sdk::ErrorCode::InvalidArgument);
+    }
+    auto all = store.list({"Project", {}, 0, 0});
+    REQUIRE(all.has_value());
+    CHECK(all->size() == 1);
+}
+
+TEST_CASE("sqlite storage deletes by key subset, scoped by every given field",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    auto run_key = [](const std::string& c, const std::string& p, const std::string& r) {
+        return sdk::Key{{"collab_id", c}, {"project_id", p}, {"expt_id", "e"}, {"run_id", r}};
+    };
+    REQUIRE(store.apply({insert("Run", run_key("A", "p1", "r1")), insert("Run", run_key("A", "p1", "r2")),
+                         insert("Run", run_key("B", "p1", "r1")), insert("Run", run_key("A", "p2", "r1"))})
+                .has_value());
+    auto result = store.apply({{sdk::WriteMode::DeleteWhere, "Run", project_key("A", "p1"), ""}});
+    REQUIRE(result.has_value());
+    CHECK(result->empty());
+    auto left = store.list({"Run", {}, 0, 0});
+    REQUIRE(left.has_value());
+    REQUIRE(left->size() == 2);
+    CHECK(store.get("Run", run_key("B", "p1", "r1")).has_value());
+    CHECK(store.get("Run", run_key("A", "p2", "r1")).has_value());
+    CHECK(store.list({"Run", {{"project_id", "p1"}}, 0, 0})->size() == 1);
+    // Matching nothing is not an error.
+    CHECK(store.apply({{sdk::WriteMode::DeleteWhere, "Run", {{"collab_id", "Z"}}, ""}}).has_value());
+}
+
+TEST_CASE("sqlite storage keeps data across restarts and refuses a newer schema",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    const std::string file = dir.path + "/nested/folder/store.db";
+    sdk::Options options = opts({{"path", file}});
+    {
+        SqliteStorage store(host, options);
+        REQUIRE(store.start().is_ok());
+        REQUIRE(store.apply({insert("Project", project_key("c1", "p1"), R"({"n":1})")}).has_value());
+        store.stop();
+        CHECK_FALSE(store.get("Project", project_key("c1", "p1")).has_value());
+    }
+    {
+        SqliteStorage store(host, options);
+        REQUIRE(store.start().is_ok());
+        auto got = store.get("Project", project_key("c1", "p1"));
+        REQUIRE(got.has_value());
+        CHECK(got->document == R"({"n":1})");
+    }
+    set_user_version(file, synergos::plugins::sqlite::kSchemaVersion + 1);
+    SqliteStorage newer(host, options);
+    auto st = newer.start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.code() == sdk::ErrorCode::FailedPrecondition);
+    CHECK(st.message().find("schema version") != std::string::npos);
+    CHECK(st.message().find(file) != std::string::npos);
+}
+
+TEST_CASE("sqlite storage migrates a version-1 file to the current schema", "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    const std::string file = dir.path + "/v1.db";
+    {
+        // Build a version-1 file by hand (tables only, no lookup index yet).
+        sqlite3* db = nullptr;
+        sqlite3_open(file.c_str(), &db);
+        sqlite3_exec(db,
+                     "CREATE TABLE records (kind TEXT NOT NULL, key_id TEXT NOT NULL, key_json TEXT "
+                     "NOT NULL, doc_id INTEGER NOT NULL, document TEXT NOT NULL, version INTEGER NOT "
+                     "NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, PRIMARY "
+                     "KEY (kind, key_id)) WITHOUT ROWID;"
+                     "CREATE UNIQUE INDEX records_by_doc_id ON records (kind, doc_id);"
+                     "CREATE TABLE record_keys (kind TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT "
+                     "NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key_id, name)) WITHOUT ROWID;"
+                     "CREATE TABLE sequences (kind TEXT PRIMARY KEY, last_doc_id INTEGER NOT NULL) "
+                     "WITHOUT ROWID;"
+                     "PRAGMA user_version=1;",
+                     nullptr, nullptr, nullptr);
+        sqlite3_close(db);
+    }
+    SqliteStorage store(host, opts({{"path", file}}));
+    REQUIRE(store.start().is_ok());
+    CHECK(store.schema_version() == 2);
+    CHECK(store.apply({insert("Project", project_key("c", "p"))}).has_value());
+    CHECK(store.list({"Project", {{"collab_id", "c"}}, 0, 0})->size() == 1);
+}
+
+TEST_CASE("sqlite storage rejects bad options with the option's name", "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, opts({{"synchronous", "sometimes"}}));
+    auto st = store.start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find("synchronous") != std::string::npos);
+    CHECK_FALSE(store.get("Project", project_key("c", "p")).has_value());
+}
+
+TEST_CASE("sqlite storage serves concurrent writers and readers with group commit",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, opts({{"synchronous", "NORMAL"}}));
+    REQUIRE(store.start().is_ok());
+    constexpr int kThreads = 8;
+    constexpr int kPerThread = 40;
+    std::atomic<int> failures{0};
+    std::atomic<int> expected_conflicts{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kPerThread; ++i) {
+                const std::string id = std::to_string(t) + "-" + std::to_string(i);
+                auto ok = store.apply({insert("Run", {{"collab_id", "c"}, {"run_id", id}}),
+                                       insert("Model", {{"collab_id", "c"}, {"run_id", id}})});
+                if (!ok) {
+                    ++failures;
+                }
+                // Every fifth write is a batch that must fail alone (duplicate within itself).
+                if (i % 5 == 0) {
+                    auto bad = store.apply({insert("Tag", {{"id", id}}), insert("Tag", {{"id", id}})});
+                    if (!bad && bad.error().code == sdk::ErrorCode::AlreadyExists) {
+                        ++expected_conflicts;
+                    }
+                }
+                if (!store.list({"Run", {{"collab_id", "c"}}, 5, 0})) {
+                    ++failures;
+                }
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    CHECK(failures == 0);
+    CHECK(expected_conflicts == kThreads * kPerThread / 5);
+    auto runs = store.list({"Run", {}, 0, 0});
+    auto models = store.list({"Model", {}, 0, 0});
+    REQUIRE(runs.has_value());
+    REQUIRE(models.has_value());
+    CHECK(runs->size() == kThreads * kPerThread);
+    CHECK(models->size() == kThreads * kPerThread);
+    CHECK(store.list({"Tag", {}, 0, 0})->empty());
+    std::set<std::int64_t> ids;
+    for (const auto& r : *runs) {
+        ids.insert(r.doc_id);
+    }
+    CHECK(ids.size() == runs->size());
+}
+
+TEST_CASE("the sqlite plugin library loads and works through its exported factory",
+          "[integration][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    const std::string library = std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-storage-sqlite.so";
+    REQUIRE(fs::exists(library));
+    boost::dll::shared_library lib(library);
+    auto& descriptor = lib.get_alias<const sdk::PluginDescriptor>("synergos_plugin_descriptor");
+    CHECK(std::string(descriptor.name) == "sqlite");
+    CHECK(descriptor.kind == sdk::PluginKind::Storage);
+    auto& create = lib.get_alias<sdk::Factory<sdk::StorageBackend>>("synergos_plugin_create_storage");
+    auto made = create(host, sdk::Options{});
+    REQUIRE(made.has_value());
+    std::unique_ptr<sdk::StorageBackend> store = std::move(*made);
+    REQUIRE(store->start().is_ok());
+    REQUIRE(store->apply({insert("Participant", {{"participant_id", "w1"}}, R"({"id":"w1"})")})
+                .has_value());
+    CHECK(store->get("Participant", {{"participant_id", "w1"}})->document == R"({"id":"w1"})");
+    store->stop();
+    store.reset();
+}
