@@ -1,0 +1,924 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "tabular_pipeline.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <optional>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "csv.hpp"
+
+namespace synergos::plugins::tabular {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using sdk::Error;
+using sdk::ErrorCode;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr std::int64_t kMaxSchemaBytes = std::int64_t{16} << 20;
+constexpr std::string_view kTarget = "target";
+
+Error invalid(std::string message) {
+    return {ErrorCode::InvalidArgument, std::move(message)};
+}
+
+std::string q(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
+
+enum class Kind : std::uint8_t { Numeric, Categorical };
+
+struct DtypeInfo {
+    Kind kind = Kind::Numeric;
+    bool integer = false;
+    bool boolean = false;
+};
+
+/// pandas dtype names accepted in schema.json.
+std::optional<DtypeInfo> dtype_info(std::string_view d) {
+    static constexpr std::string_view kInts[] = {"int", "int8", "int16", "int32", "int64",
+                                                 "Int8", "Int16", "Int32", "Int64", "uint8",
+                                                 "uint16", "uint32", "uint64", "UInt8", "UInt16",
+                                                 "UInt32", "UInt64"};
+    static constexpr std::string_view kFloats[] = {"float", "float16", "float32", "float64",
+                                                   "Float32", "Float64", "double"};
+    static constexpr std::string_view kCats[] = {"category", "object", "string", "str"};
+    for (std::string_view s : kInts) {
+        if (d == s) {
+            return DtypeInfo{Kind::Numeric, true, false};
+        }
+    }
+    for (std::string_view s : kFloats) {
+        if (d == s) {
+            return DtypeInfo{Kind::Numeric, false, false};
+        }
+    }
+    if (d == "bool" || d == "boolean") {
+        return DtypeInfo{Kind::Numeric, true, true};
+    }
+    for (std::string_view s : kCats) {
+        if (d == s) {
+            return DtypeInfo{Kind::Categorical, false, false};
+        }
+    }
+    return std::nullopt;
+}
+
+std::string_view trim(std::string_view v) {
+    const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    while (!v.empty() && is_space(v.front())) {
+        v.remove_prefix(1);
+    }
+    while (!v.empty() && is_space(v.back())) {
+        v.remove_suffix(1);
+    }
+    return v;
+}
+
+/// pandas' default NA strings.
+bool is_missing_token(std::string_view v) {
+    static constexpr std::string_view kTokens[] = {
+        "",     "#N/A", "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+        "1.#QNAN", "<NA>", "N/A",   "NA",   "NULL",    "NaN",      "None", "n/a",  "nan", "null"};
+    for (std::string_view t : kTokens) {
+        if (v == t) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// A finite decimal number using the whole text.
+bool parse_number(std::string_view v, double& out) {
+    if (!v.empty() && v.front() == '+') {
+        v.remove_prefix(1);
+    }
+    if (v.empty()) {
+        return false;
+    }
+    double d = 0.0;
+    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+    if (ec != std::errc() || ptr != v.data() + v.size() || !std::isfinite(d)) {
+        return false;
+    }
+    out = d;
+    return true;
+}
+
+bool parse_bool(std::string_view v, double& out) {
+    if (v == "True" || v == "true" || v == "TRUE") {
+        out = 1.0;
+        return true;
+    }
+    if (v == "False" || v == "false" || v == "FALSE") {
+        out = 0.0;
+        return true;
+    }
+    return false;
+}
+
+/// The name of a numeric level: an integer when integral ("3.0" -> "3"), else the shortest
+/// decimal that round-trips.
+std::string level_name(double v) {
+    if (v == std::floor(v) && std::fabs(v) < 9.007199254740992e15) {
+        return std::to_string(static_cast<long long>(v));
+    }
+    char buf[64];
+    const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
+}
+
+/// JSON-safe double (NaN/inf would make nlohmann emit null anyway; keep it explicit).
+Json number(double v) {
+    return std::isfinite(v) ? Json(v) : Json(nullptr);
+}
+
+struct ColumnDef {
+    std::string name;
+    std::string dtype;
+    DtypeInfo info;
+    std::string schema_file;
+};
+
+struct SourceFile {
+    std::string path;
+    CsvTable table;
+    std::vector<std::ptrdiff_t> file_column;  ///< per global column: index in the file, or -1
+};
+
+/// One column over all rows of the split.
+struct Column {
+    ColumnDef def;
+    bool numeric_codes = false;        ///< categorical whose levels are numbers
+    std::vector<double> num;           ///< numeric columns: NaN = missing
+    std::vector<std::int32_t> codes;   ///< categorical: index into `levels`, -1 = missing
+    std::vector<std::string> levels;   ///< categorical level names (sorted at the end)
+    std::vector<double> level_values;  ///< numeric codes: the value of each level
+    std::int64_t missing = 0;
+    std::int64_t unparseable = 0;
+    std::int64_t imputed = 0;
+    Json imputed_value;
+
+    bool is_missing(std::size_t row) const {
+        return def.info.kind == Kind::Numeric ? std::isnan(num[row]) : codes[row] < 0;
+    }
+    /// The numeric value of a present cell (numeric column, or categorical with numeric codes).
+    double value(std::size_t row) const {
+        return def.info.kind == Kind::Numeric
+                   ? num[row]
+                   : level_values[static_cast<std::size_t>(codes[row])];
+    }
+};
+
+sdk::Result<std::string> read_file(const fs::path& path, std::int64_t max_bytes) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) {
+        return invalid("file " + path.string() + " does not exist or is not a regular file");
+    }
+    const auto size = fs::file_size(path, ec);
+    if (ec) {
+        return invalid("file " + path.string() + ": " + ec.message());
+    }
+    if (static_cast<std::uint64_t>(max_bytes) < size) {
+        return Error{ErrorCode::ResourceExhausted,
+                     "file " + path.string() + " has " + std::to_string(size) +
+                         " bytes, more than the limit of " + std::to_string(max_bytes)};
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return invalid("file " + path.string() + " cannot be opened");
+    }
+    std::string text(size, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(size));
+    if (static_cast<std::uint64_t>(in.gcount()) != size) {
+        return invalid("file " + path.string() + " could not be read completely");
+    }
+    return text;
+}
+
+/// schema.json: column -> pandas dtype.
+sdk::Result<std::vector<ColumnDef>> read_schema(const fs::path& dir) {
+    const fs::path file = dir / "schema.json";
+    auto text = read_file(file, kMaxSchemaBytes);
+    if (!text) {
+        return text.error();
+    }
+    const Json schema = Json::parse(*text, nullptr, false);
+    if (schema.is_discarded() || !schema.is_object()) {
+        return invalid("file " + file.string() + " is not a JSON object of column -> dtype");
+    }
+    std::vector<ColumnDef> defs;
+    for (auto it = schema.begin(); it != schema.end(); ++it) {
+        if (!it.value().is_string()) {
+            return invalid("file " + file.string() + ", column " + q(it.key()) +
+                           ": dtype is not a string");
+        }
+        const std::string dtype = it.value().get<std::string>();
+        auto info = dtype_info(dtype);
+        if (!info) {
+            return invalid("file " + file.string() + ", column " + q(it.key()) +
+                           ": unknown dtype " + q(dtype) +
+                           " (use int32, int64, float64, bool, category, ...)");
+        }
+        defs.push_back(ColumnDef{it.key(), dtype, *info, file.string()});
+    }
+    return defs;
+}
+
+bool has_csv_extension(const fs::path& p) {
+    std::string ext = p.extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return ext == ".csv";
+}
+
+/// Fills a numeric column from the files.
+void fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>& files) {
+    for (const SourceFile& f : files) {
+        const std::ptrdiff_t fc = f.file_column[index];
+        for (std::size_t r = 0; r < f.table.rows; ++r) {
+            double v = kNaN;
+            if (fc < 0) {
+                ++col.missing;
+            } else {
+                const std::string_view cell = trim(f.table.at(r, static_cast<std::size_t>(fc)));
+                if (is_missing_token(cell)) {
+                    ++col.missing;
+                } else if (!parse_number(cell, v) && !(col.def.info.boolean && parse_bool(cell, v))) {
+                    ++col.unparseable;
+                    v = kNaN;
+                }
+            }
+            col.num.push_back(v);
+        }
+    }
+}
+
+/// Fills a categorical column. Levels are numbers when most present values are numbers (then the
+/// other values are unparseable, hence missing); otherwise every distinct text is a level.
+sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<SourceFile>& files,
+                             std::int64_t max_levels) {
+    std::int64_t numeric = 0;
+    std::int64_t textual = 0;
+    double scratch = 0.0;
+    for (const SourceFile& f : files) {
+        const std::ptrdiff_t fc = f.file_column[index];
+        if (fc < 0) {
+            continue;
+        }
+        for (std::size_t r = 0; r < f.table.rows; ++r) {
+            const std::string_view cell = trim(f.table.at(r, static_cast<std::size_t>(fc)));
+            if (is_missing_token(cell)) {
+                continue;
+            }
+            if (parse_number(cell, scratch)) {
+                ++numeric;
+            } else {
+                ++textual;
+            }
+        }
+    }
+    col.numeric_codes = numeric > 0 && numeric >= textual;
+
+    std::unordered_map<std::string, std::int32_t> index_of;
+    std::string key;
+    for (const SourceFile& f : files) {
+        const std::ptrdiff_t fc = f.file_column[index];
+        for (std::size_t r = 0; r < f.table.rows; ++r) {
+            std::int32_t code = -1;
+            const std::string_view cell =
+                fc < 0 ? std::string_view() : trim(f.table.at(r, static_cast<std::size_t>(fc)));
+            if (fc < 0 || is_missing_token(cell)) {
+                ++col.missing;
+            } else {
+                double v = 0.0;
+                bool ok = true;
+                if (col.numeric_codes) {
+                    ok = parse_number(cell, v);
+                    if (ok) {
+                        key = level_name(v);
+                    }
+                } else {
+                    key.assign(cell);
+                }
+                if (!ok) {
+                    ++col.unparseable;
+                } else {
+                    auto [it, inserted] =
+                        index_of.emplace(key, static_cast<std::int32_t>(col.levels.size()));
+                    if (inserted) {
+                        if (static_cast<std::int64_t>(col.levels.size()) >= max_levels) {
+                            return invalid("column " + q(col.def.name) + " has more than " +
+                                           std::to_string(max_levels) +
+                                           " distinct levels (option max_levels)");
+                        }
+                        col.levels.push_back(key);
+                        col.level_values.push_back(col.numeric_codes ? v : 0.0);
+                    }
+                    code = it->second;
+                }
+            }
+            col.codes.push_back(code);
+        }
+    }
+    // Sort the levels (numerically for numeric codes) and renumber the codes.
+    std::vector<std::int32_t> order(col.levels.size());
+    std::iota(order.begin(), order.end(), 0);
+    if (col.numeric_codes) {
+        std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+            return col.level_values[static_cast<std::size_t>(a)] <
+                   col.level_values[static_cast<std::size_t>(b)];
+        });
+    } else {
+        std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+            return col.levels[static_cast<std::size_t>(a)] < col.levels[static_cast<std::size_t>(b)];
+        });
+    }
+    std::vector<std::int32_t> rank(order.size());
+    std::vector<std::string> levels(order.size());
+    std::vector<double> values(order.size());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+        const auto old = static_cast<std::size_t>(order[i]);
+        rank[old] = static_cast<std::int32_t>(i);
+        levels[i] = std::move(col.levels[old]);
+        values[i] = col.level_values[old];
+    }
+    col.levels = std::move(levels);
+    col.level_values = std::move(values);
+    for (std::int32_t& c : col.codes) {
+        if (c >= 0) {
+            c = rank[static_cast<std::size_t>(c)];
+        }
+    }
+    return sdk::Status::ok();
+}
+
+/// Quantile with linear interpolation (pandas' default) over sorted values.
+double quantile(const std::vector<double>& sorted, double p) {
+    if (sorted.empty()) {
+        return kNaN;
+    }
+    const double pos = p * static_cast<double>(sorted.size() - 1);
+    const auto lo = static_cast<std::size_t>(std::floor(pos));
+    const auto hi = std::min(lo + 1, sorted.size() - 1);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
+}
+
+/// Median (numeric, rounded for integer dtypes) or mode (categorical, first level on ties) of
+/// the present values among `rows`; fills the missing cells.
+void impute(Column& col, const std::vector<std::size_t>& rows) {
+    if (col.def.info.kind == Kind::Numeric) {
+        std::vector<double> present;
+        present.reserve(rows.size());
+        for (std::size_t r : rows) {
+            if (!std::isnan(col.num[r])) {
+                present.push_back(col.num[r]);
+            }
+        }
+        if (present.size() == rows.size() || present.empty()) {
+            return;
+        }
+        std::sort(present.begin(), present.end());
+        double fill = quantile(present, 0.5);
+        if (col.def.info.integer) {
+            fill = std::round(fill);
+        }
+        for (std::size_t r : rows) {
+            if (std::isnan(col.num[r])) {
+                col.num[r] = fill;
+                ++col.imputed;
+            }
+        }
+        col.imputed_value = fill;
+        return;
+    }
+    std::vector<std::int64_t> counts(col.levels.size(), 0);
+    bool any_missing = false;
+    for (std::size_t r : rows) {
+        if (col.codes[r] >= 0) {
+            ++counts[static_cast<std::size_t>(col.codes[r])];
+        } else {
+            any_missing = true;
+        }
+    }
+    if (!any_missing || counts.empty()) {
+        return;
+    }
+    const auto mode = static_cast<std::int32_t>(
+        std::max_element(counts.begin(), counts.end()) - counts.begin());  // first max wins
+    for (std::size_t r : rows) {
+        if (col.codes[r] < 0) {
+            col.codes[r] = mode;
+            ++col.imputed;
+        }
+    }
+    col.imputed_value = col.levels[static_cast<std::size_t>(mode)];
+}
+
+/// pandas-describe-like summary of a column over `rows`.
+Json summarise(const Column& col, const std::vector<std::size_t>& rows) {
+    Json s = Json::object();
+    s["datatype"] = col.def.dtype;
+    s["count"] = rows.size();
+    if (col.def.info.kind == Kind::Numeric) {
+        std::vector<double> v;
+        v.reserve(rows.size());
+        for (std::size_t r : rows) {
+            v.push_back(col.num[r]);
+        }
+        std::sort(v.begin(), v.end());
+        double mean = 0.0;
+        for (double x : v) {
+            mean += x;
+        }
+        mean = v.empty() ? kNaN : mean / static_cast<double>(v.size());
+        double var = 0.0;
+        for (double x : v) {
+            var += (x - mean) * (x - mean);
+        }
+        const double stdev = v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : kNaN;
+        s["mean"] = number(mean);
+        s["std"] = number(stdev);
+        s["min"] = number(v.empty() ? kNaN : v.front());
+        s["25%"] = number(quantile(v, 0.25));
+        s["50%"] = number(quantile(v, 0.5));
+        s["75%"] = number(quantile(v, 0.75));
+        s["max"] = number(v.empty() ? kNaN : v.back());
+        return s;
+    }
+    std::vector<std::int64_t> counts(col.levels.size(), 0);
+    for (std::size_t r : rows) {
+        ++counts[static_cast<std::size_t>(col.codes[r])];
+    }
+    std::int64_t unique = 0;
+    for (std::int64_t c : counts) {
+        unique += c > 0 ? 1 : 0;
+    }
+    s["unique"] = unique;
+    if (!counts.empty()) {
+        const auto top = static_cast<std::size_t>(std::max_element(counts.begin(), counts.end()) -
+                                                  counts.begin());
+        s["top"] = col.levels[top];
+        s["freq"] = counts[top];
+    }
+    s["labels"] = col.levels;
+    return s;
+}
+
+struct Feature {
+    std::string name;
+    std::size_t column = 0;
+    std::int32_t level = -1;  ///< one-hot level, or -1 for a numeric column
+};
+
+sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const TabularLimits& limits) {
+    if (request.action != "classify" && request.action != "regress") {
+        return invalid("action " + q(request.action) + " is not 'classify' or 'regress'");
+    }
+    const Json options = Json::parse(request.options_json.empty() ? "{}" : request.options_json,
+                                     nullptr, false);
+    if (options.is_discarded() || !options.is_object()) {
+        return invalid("options_json is not a JSON object");
+    }
+    if (request.directories.empty()) {
+        return invalid("no dataset folder was given");
+    }
+
+    // 1. Read every folder's schema and CSV files.
+    std::vector<SourceFile> files;
+    std::map<std::string, ColumnDef> defs;
+    for (const std::string& dir_text : request.directories) {
+        const fs::path dir(dir_text);
+        std::error_code ec;
+        if (!fs::is_directory(dir, ec)) {
+            return invalid("dataset folder " + dir_text + " does not exist");
+        }
+        auto schema = read_schema(dir);
+        if (!schema) {
+            return schema.error();
+        }
+        std::vector<fs::path> csvs;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            if (it->is_regular_file(ec) && has_csv_extension(it->path())) {
+                csvs.push_back(it->path());
+            }
+        }
+        if (ec) {
+            return invalid("dataset folder " + dir_text + " cannot be listed: " + ec.message());
+        }
+        if (csvs.empty()) {
+            return invalid("dataset folder " + dir_text + " has no CSV file");
+        }
+        std::sort(csvs.begin(), csvs.end());
+        for (const ColumnDef& def : *schema) {
+            auto [it, inserted] = defs.emplace(def.name, def);
+            if (!inserted && it->second.dtype != def.dtype) {
+                return invalid("column " + q(def.name) + " has dtype " + q(it->second.dtype) +
+                               " in " + it->second.schema_file + " but " + q(def.dtype) + " in " +
+                               def.schema_file);
+            }
+        }
+        for (const fs::path& csv : csvs) {
+            auto text = read_file(csv, limits.max_file_bytes);
+            if (!text) {
+                return text.error();
+            }
+            auto table = parse_csv(std::move(*text), csv.string());
+            if (!table) {
+                return table.error();
+            }
+            const auto& header = table->header;
+            const auto has = [&](std::string_view name) {
+                return std::find(header.begin(), header.end(), name) != header.end();
+            };
+            if (!has(kTarget)) {
+                return invalid("file " + csv.string() + ": column 'target' is missing");
+            }
+            for (const ColumnDef& def : *schema) {
+                if (!has(def.name)) {
+                    return invalid("file " + csv.string() + ": column " + q(def.name) +
+                                   " named in " + def.schema_file + " is missing");
+                }
+            }
+            for (std::string_view name : header) {
+                const bool in_schema = std::any_of(schema->begin(), schema->end(),
+                                                   [&](const ColumnDef& d) { return d.name == name; });
+                if (!in_schema) {
+                    return invalid("file " + csv.string() + ": column " + q(name) +
+                                   " has no dtype in " + (dir / "schema.json").string());
+                }
+            }
+            files.push_back(SourceFile{csv.string(), std::move(*table), {}});
+        }
+    }
+
+    // 2. One column per name over all files (std::map: sorted by name); absent cells are missing.
+    std::vector<Column> columns;
+    for (const auto& [name, def] : defs) {
+        Column c;
+        c.def = def;
+        columns.push_back(std::move(c));
+    }
+    std::size_t total_rows = 0;
+    std::vector<std::string> file_names;
+    for (SourceFile& f : files) {
+        total_rows += f.table.rows;
+        file_names.push_back(fs::path(f.path).filename().string());
+        f.file_column.assign(columns.size(), -1);
+        for (std::size_t i = 0; i < f.table.header.size(); ++i) {
+            for (std::size_t c = 0; c < columns.size(); ++c) {
+                if (columns[c].def.name == f.table.header[i]) {
+                    f.file_column[c] = static_cast<std::ptrdiff_t>(i);
+                }
+            }
+        }
+    }
+    if (total_rows == 0) {
+        return invalid("dataset folders hold no data rows (" + files.front().path + " ...)");
+    }
+    std::size_t target_index = columns.size();
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+        Column& col = columns[c];
+        if (col.def.info.kind == Kind::Numeric) {
+            col.num.reserve(total_rows);
+            fill_numeric(col, c, files);
+        } else {
+            col.codes.reserve(total_rows);
+            sdk::Status st = fill_categorical(col, c, files, limits.max_levels);
+            if (!st) {
+                return st;
+            }
+        }
+        if (col.def.name == kTarget) {
+            target_index = c;
+        }
+    }
+    files.clear();  // the raw text is no longer needed
+    const Column* raw_target = &columns[target_index];
+    if (request.action == "regress" && raw_target->def.info.kind == Kind::Categorical &&
+        !raw_target->numeric_codes && !raw_target->levels.empty()) {
+        return invalid("column 'target' holds text classes (" + q(raw_target->levels.front()) +
+                       ", ...): regression needs a numeric target");
+    }
+
+    // 3. Rows without a target are dropped: a label is never imputed.
+    std::vector<std::size_t> kept;
+    kept.reserve(total_rows);
+    for (std::size_t r = 0; r < total_rows; ++r) {
+        if (!raw_target->is_missing(r)) {
+            kept.push_back(r);
+        }
+    }
+    const std::int64_t rows_missing_target = static_cast<std::int64_t>(total_rows - kept.size());
+    if (kept.empty()) {
+        return invalid("column 'target' has no usable value in " + request.directories.front() +
+                       (request.directories.size() > 1 ? " and the other folders" : ""));
+    }
+
+    // 4. Columns empty on every kept row are dropped; the others are imputed.
+    Json dropped = Json::array();
+    std::vector<Column> live;
+    for (Column& col : columns) {
+        bool any = false;
+        for (std::size_t r : kept) {
+            if (!col.is_missing(r)) {
+                any = true;
+                break;
+            }
+        }
+        if (!any) {
+            dropped.push_back({{"column", col.def.name}, {"reason", "all values missing"}});
+            continue;
+        }
+        impute(col, kept);
+        live.push_back(std::move(col));
+    }
+    columns = std::move(live);  // invalidates `raw_target`
+    target_index = 0;
+    while (columns[target_index].def.name != kTarget) {
+        ++target_index;
+    }
+    const Column& target = columns[target_index];
+
+    // 5. Duplicate rows (all columns, target included) are dropped, the first one kept.
+    std::vector<std::size_t> rows;
+    rows.reserve(kept.size());
+    {
+        std::unordered_set<std::string> seen;
+        seen.reserve(kept.size());
+        std::string key;
+        for (std::size_t r : kept) {
+            key.clear();
+            for (const Column& col : columns) {
+                if (col.def.info.kind == Kind::Numeric) {
+                    double v = col.num[r] == 0.0 ? 0.0 : col.num[r];  // -0 == 0
+                    key.append(reinterpret_cast<const char*>(&v), sizeof v);
+                } else {
+                    key.append(reinterpret_cast<const char*>(&col.codes[r]), sizeof(std::int32_t));
+                }
+            }
+            if (seen.insert(key).second) {
+                rows.push_back(r);
+            }
+        }
+    }
+    const std::int64_t duplicates = static_cast<std::int64_t>(kept.size() - rows.size());
+
+    // 6. Features: numeric columns as they are, categorical ones one-hot with every level,
+    //    all sorted by name.
+    std::vector<Feature> features;
+    Json cat_vars = Json::array();
+    Json num_vars = Json::array();
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+        const Column& col = columns[c];
+        if (c == target_index) {
+            continue;
+        }
+        if (col.def.info.kind == Kind::Numeric) {
+            features.push_back({col.def.name, c, -1});
+            num_vars.push_back(col.def.name);
+        } else {
+            cat_vars.push_back(col.def.name);
+            for (std::size_t l = 0; l < col.levels.size(); ++l) {
+                features.push_back({col.def.name + "_" + col.levels[l], c,
+                                    static_cast<std::int32_t>(l)});
+            }
+        }
+    }
+    std::sort(features.begin(), features.end(),
+              [](const Feature& a, const Feature& b) { return a.name < b.name; });
+    for (std::size_t i = 1; i < features.size(); ++i) {
+        if (features[i].name == features[i - 1].name) {
+            return invalid("feature name " + q(features[i].name) +
+                           " is produced twice (a column and a one-hot level of another column)");
+        }
+    }
+
+    sdk::Dataset ds;
+    const std::size_t n = rows.size();
+    const std::size_t width = features.size();
+    ds.rows = static_cast<std::int64_t>(n);
+    ds.sample_shape = {static_cast<std::int64_t>(width)};
+    ds.features.assign(n * width, 0.0f);
+    for (std::size_t f = 0; f < width; ++f) {
+        const Feature& feat = features[f];
+        const Column& col = columns[feat.column];
+        ds.feature_names.push_back(feat.name);
+        if (feat.level >= 0) {
+            // One-hot: min-max of a 0/1 column is itself, except a constant column -> 0.
+            std::size_t ones = 0;
+            for (std::size_t i = 0; i < n; ++i) {
+                ones += col.codes[rows[i]] == feat.level ? 1 : 0;
+            }
+            if (ones == 0 || ones == n) {
+                continue;
+            }
+            for (std::size_t i = 0; i < n; ++i) {
+                ds.features[i * width + f] = col.codes[rows[i]] == feat.level ? 1.0f : 0.0f;
+            }
+            continue;
+        }
+        double lo = std::numeric_limits<double>::infinity();
+        double hi = -lo;
+        for (std::size_t r : rows) {
+            lo = std::min(lo, col.num[r]);
+            hi = std::max(hi, col.num[r]);
+        }
+        const double span = hi - lo;
+        if (!(span > 0.0)) {
+            continue;  // constant column -> 0
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            ds.features[i * width + f] = static_cast<float>((col.num[rows[i]] - lo) / span);
+        }
+    }
+
+    // 7. Labels.
+    Json classes = Json::array();
+    if (request.action == "classify") {
+        std::vector<std::int32_t> codes(n);
+        std::vector<std::string> names;
+        if (target.def.info.kind == Kind::Categorical) {
+            names = target.levels;
+            for (std::size_t i = 0; i < n; ++i) {
+                codes[i] = target.codes[rows[i]];
+            }
+        } else {
+            std::vector<double> values;
+            for (std::size_t r : rows) {
+                values.push_back(target.num[r]);
+            }
+            std::sort(values.begin(), values.end());
+            values.erase(std::unique(values.begin(), values.end()), values.end());
+            if (static_cast<std::int64_t>(values.size()) > limits.max_levels) {
+                return invalid("column 'target' has more than " +
+                               std::to_string(limits.max_levels) + " classes (option max_levels)");
+            }
+            for (double v : values) {
+                names.push_back(level_name(v));
+            }
+            for (std::size_t i = 0; i < n; ++i) {
+                codes[i] = static_cast<std::int32_t>(
+                    std::lower_bound(values.begin(), values.end(), target.num[rows[i]]) -
+                    values.begin());
+            }
+        }
+        // Only classes present after cleaning are labels; alignment adds the others.
+        std::vector<std::int64_t> counts(names.size(), 0);
+        for (std::int32_t c : codes) {
+            ++counts[static_cast<std::size_t>(c)];
+        }
+        std::vector<std::int32_t> remap(names.size(), -1);
+        for (std::size_t k = 0; k < names.size(); ++k) {
+            if (counts[k] > 0) {
+                remap[k] = static_cast<std::int32_t>(ds.label_names.size());
+                ds.label_names.push_back("target_" + names[k]);
+                classes.push_back({{"class", names[k]}, {"count", counts[k]}});
+            }
+        }
+        const std::size_t lw = ds.label_names.size();
+        ds.labels.assign(n * lw, 0.0f);
+        for (std::size_t i = 0; i < n; ++i) {
+            ds.labels[i * lw + static_cast<std::size_t>(remap[static_cast<std::size_t>(codes[i])])] =
+                1.0f;
+        }
+    } else {
+        ds.label_names = {"target"};
+        ds.labels.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            ds.labels[i] = static_cast<float>(target.value(rows[i]));
+        }
+    }
+
+    // 8. Descriptive schema and metadata (names, dtypes, counts and summaries only).
+    Json schema = Json::object();
+    Json summaries = Json::object();
+    Json missing = Json::object();
+    Json unparseable = Json::object();
+    Json imputed = Json::object();
+    for (const Column& col : columns) {
+        schema[col.def.name] = col.def.dtype;
+        summaries[col.def.name] = summarise(col, rows);
+        if (col.missing > 0) {
+            missing[col.def.name] = col.missing;
+        }
+        if (col.unparseable > 0) {
+            unparseable[col.def.name] = col.unparseable;
+        }
+        if (col.imputed > 0) {
+            imputed[col.def.name] = {
+                {"count", col.imputed},
+                {"strategy", col.def.info.kind == Kind::Numeric ? "median" : "mode"},
+                {"value", col.imputed_value}};
+        }
+    }
+    Json meta = Json::object();
+    meta["_type"] = "tabular";
+    meta["src_count"] = n;
+    meta["rows_read"] = total_rows;
+    meta["rows_missing_target"] = rows_missing_target;
+    meta["duplicates_dropped"] = duplicates;
+    meta["files"] = file_names;
+    meta["dropped_columns"] = dropped;
+    meta["missing_values"] = missing;
+    meta["unparseable_values"] = unparseable;
+    meta["imputed"] = imputed;
+    meta["features"] = {{"cat_variables", cat_vars},
+                        {"num_variables", num_vars},
+                        {"misc_variables", Json::array()}};
+    meta["columns"] = summaries;
+    meta["feature_count"] = width;
+    if (request.action == "classify") {
+        meta["classes"] = classes;
+    }
+    ds.schema_json = schema.dump();
+    ds.metadata_json = meta.dump();
+    return ds;
+}
+
+}  // namespace
+
+sdk::Result<sdk::Dataset> load_tabular(const sdk::DataRequest& request,
+                                       const TabularLimits& limits) noexcept {
+    try {
+        return load_impl(request, limits);
+    } catch (const std::bad_alloc&) {
+        return Error{ErrorCode::ResourceExhausted, "tabular: out of memory while loading data"};
+    } catch (const std::exception& e) {
+        return Error{ErrorCode::Internal, std::string("tabular: ") + e.what()};
+    } catch (...) {
+        return Error{ErrorCode::Internal, "tabular: unknown failure"};
+    }
+}
+
+TabularPipeline::TabularPipeline(sdk::HostContext& host, const sdk::Options& options)
+    : host_(host) {
+    limits_.max_file_bytes = options.get_int("max_file_bytes", limits_.max_file_bytes);
+    limits_.max_levels = options.get_int("max_levels", limits_.max_levels);
+    if (limits_.max_file_bytes <= 0 || limits_.max_levels <= 0) {
+        throw std::invalid_argument("options max_file_bytes and max_levels must be positive");
+    }
+}
+
+sdk::Result<sdk::Dataset> TabularPipeline::load(const sdk::DataRequest& request) noexcept {
+    auto result = load_tabular(request, limits_);
+    try {
+        if (result) {
+            host_.logger().debug("tabular: split loaded",
+                                 Json{{"rows", result->rows},
+                                      {"features", result->feature_names.size()},
+                                      {"folders", request.directories.size()}}
+                                     .dump());
+        } else {
+            host_.logger().warn("tabular: load refused",
+                                Json{{"error", result.error().message}}.dump(
+                                    -1, ' ', false, Json::error_handler_t::replace));
+        }
+    } catch (...) {
+        // Logging is best effort; the result stands.
+    }
+    return result;
+}
+
+namespace {
+
+constexpr sdk::OptionSpec kOptions[] = {
+    {"max_file_bytes", sdk::OptionType::Int, false, "1073741824",
+     "largest CSV file read, in bytes (larger files are refused)", false},
+    {"max_levels", sdk::OptionType::Int, false, "1000",
+     "most distinct levels of one categorical column or classes of the target", false},
+};
+
+}  // namespace
+
+const sdk::PluginDescriptor kTabularDescriptor{
+    sizeof(sdk::PluginDescriptor),
+    "tabular",
+    sdk::PluginKind::Data,
+    "0.1.0",
+    "CSV files with schema.json dtypes: imputation, de-duplication, one-hot, min-max scaling",
+    "Synergos",
+    sdk::PluginStatus::Stable,
+    kOptions,
+    sizeof(kOptions) / sizeof(kOptions[0]),
+};
+
+}  // namespace synergos::plugins::tabular

@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/dll/shared_library.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/export.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "tabular_pipeline.hpp"
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using synergos::plugins::tabular::TabularPipeline;
+using synergos::sdk::DataRequest;
+using synergos::sdk::Dataset;
+using synergos::sdk::ErrorCode;
+using synergos::sdk::Options;
+using synergos::sdk::testing::FakeHost;
+
+namespace {
+
+const std::string kExamples = std::string(SYNERGOS_TEST_SOURCE_DIR) + "/examples/data";
+
+/// A temp folder removed at scope exit.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        path = fs::temp_directory_path() /
+               ("synergos-tabular-" + std::to_string(std::random_device{}()));
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    /// Writes a dataset folder: schema.json plus one file per (name, text).
+    std::string folder(const std::string& name, const Json& schema,
+                       const std::vector<std::pair<std::string, std::string>>& files) const {
+        const fs::path dir = path / name;
+        fs::create_directories(dir);
+        std::ofstream(dir / "schema.json") << schema.dump();
+        std::ofstream(dir / "metadata.json") << R"({"datatype": "tabular", "operations": {}})";
+        for (const auto& [file, text] : files) {
+            std::ofstream(dir / file, std::ios::binary) << text;
+        }
+        return dir.string();
+    }
+};
+
+Dataset load_ok(const std::vector<std::string>& dirs, const std::string& action = "classify") {
+    FakeHost host;
+    TabularPipeline pipeline(host, Options());
+    auto result = pipeline.load(DataRequest{action, dirs, "{}"});
+    if (!result) {
+        FAIL("load failed: " << result.error().message);
+    }
+    return std::move(*result);
+}
+
+synergos::sdk::Error load_error(const std::vector<std::string>& dirs,
+                                const std::string& action = "classify") {
+    FakeHost host;
+    TabularPipeline pipeline(host, Options());
+    auto result = pipeline.load(DataRequest{action, dirs, "{}"});
+    REQUIRE_FALSE(result);
+    return result.error();
+}
+
+std::size_t index_of(const std::vector<std::string>& names, const std::string& name) {
+    auto it = std::find(names.begin(), names.end(), name);
+    REQUIRE(it != names.end());
+    return static_cast<std::size_t>(it - names.begin());
+}
+
+float cell(const Dataset& ds, std::size_t row, const std::string& feature) {
+    const std::size_t width = ds.feature_names.size();
+    return ds.features[row * width + index_of(ds.feature_names, feature)];
+}
+
+const Json kSchema = {{"age", "int32"}, {"sex", "category"}, {"chol", "float64"},
+                      {"target", "category"}};
+
+}  // namespace
+
+TEST_CASE("tabular loads heart_disease iid_1 with the reference headers and scaling",
+          "[unit][data][tabular]") {
+    const Dataset ds = load_ok({kExamples + "/heart_disease/data1/iid_1"});
+    CHECK(ds.rows == 771);
+    const std::vector<std::string> expected = {
+        "age",       "ca_0",    "ca_1",      "ca_2",      "ca_3",      "chol",      "cp_1",
+        "cp_2",      "cp_3",    "cp_4",      "exang_0",   "exang_1",   "fbs_0",     "fbs_1",
+        "oldpeak",   "restecg_0", "restecg_1", "restecg_2", "sex_0",   "sex_1",     "slope_1",
+        "slope_2",   "slope_3", "thal_3",    "thal_6",    "thal_7",    "thalach",   "trestbps"};
+    CHECK(ds.feature_names == expected);
+    CHECK(ds.sample_shape == std::vector<std::int64_t>{28});
+    CHECK(ds.label_names ==
+          std::vector<std::string>{"target_0", "target_1", "target_2", "target_3", "target_4"});
+    REQUIRE(ds.features.size() == 771u * 28u);
+    REQUIRE(ds.labels.size() == 771u * 5u);
+    // Min-max per split: every value in [0,1], each column reaching 0 and 1.
+    for (std::size_t f = 0; f < 28; ++f) {
+        float lo = 1.0f;
+        float hi = 0.0f;
+        for (std::int64_t r = 0; r < ds.rows; ++r) {
+            const float v = ds.features[static_cast<std::size_t>(r) * 28 + f];
+            lo = std::min(lo, v);
+            hi = std::max(hi, v);
+        }
+        INFO(ds.feature_names[f]);
+        CHECK(lo == 0.0f);
+        CHECK(hi == 1.0f);
+    }
+    // First CSV row: age 64 (min 25, max 78), sex 0.0, cp 4, target 3.0.
+    CHECK(cell(ds, 0, "age") == Approx((64.0 - 25.0) / (78.0 - 25.0)));
+    CHECK(cell(ds, 0, "sex_0") == 1.0f);
+    CHECK(cell(ds, 0, "sex_1") == 0.0f);
+    CHECK(cell(ds, 0, "cp_4") == 1.0f);
+    CHECK(ds.labels[3] == 1.0f);
+    CHECK(std::count(ds.labels.begin(), ds.labels.begin() + 5, 1.0f) == 1);
+
+    const Json meta = Json::parse(ds.metadata_json);
+    CHECK(meta["src_count"] == 771);
+    CHECK(meta["_type"] == "tabular");
+    CHECK(meta["features"]["cat_variables"].size() == 8);
+    CHECK(meta["features"]["num_variables"].size() == 5);
+    CHECK(meta["columns"]["age"]["min"] == 25.0);
+    CHECK(meta["columns"]["age"]["max"] == 78.0);
+    CHECK(meta["columns"]["sex"]["labels"] == Json::array({"0", "1"}));
+    const Json schema = Json::parse(ds.schema_json);
+    CHECK(schema["oldpeak"] == "float64");
+    CHECK(schema["target"] == "category");
+}
+
+TEST_CASE("tabular loads abalone for regression with raw targets and sex one-hot",
+          "[unit][data][tabular]") {
+    const Dataset ds = load_ok({kExamples + "/abalone/data1/train"}, "regress");
+    CHECK(ds.rows == 1308);
+    CHECK(ds.feature_names ==
+          std::vector<std::string>{"diameter", "height", "length", "sex_0", "sex_1", "sex_2",
+                                   "shell_weight", "shucked_weight", "viscera_weight",
+                                   "whole_weight"});
+    CHECK(ds.label_names == std::vector<std::string>{"target"});
+    REQUIRE(ds.labels.size() == 1308);
+    CHECK(ds.labels[0] == 15.0f);  // unscaled
+    CHECK(*std::max_element(ds.labels.begin(), ds.labels.end()) > 20.0f);
+    CHECK(cell(ds, 0, "sex_1") == 1.0f);
+}
+
+TEST_CASE("tabular concatenates several folders and drops duplicate rows",
+          "[unit][data][tabular]") {
+    const std::string iid = kExamples + "/heart_disease/data1/iid_1";
+    const std::string non_iid = kExamples + "/heart_disease/data1/non_iid_1";
+    SECTION("the same folder twice gives the rows once") {
+        const Dataset ds = load_ok({iid, iid});
+        CHECK(ds.rows == 771);
+        CHECK(Json::parse(ds.metadata_json)["duplicates_dropped"] == 771);
+    }
+    SECTION("two folders are stacked") {
+        const Dataset a = load_ok({iid});
+        const Dataset b = load_ok({non_iid});
+        const Dataset both = load_ok({iid, non_iid});
+        const auto dups = Json::parse(both.metadata_json)["duplicates_dropped"].get<std::int64_t>();
+        CHECK(both.rows == a.rows + b.rows - dups);
+        CHECK(both.rows > a.rows);
+    }
+}
+
+TEST_CASE("tabular imputes missing values locally: median for numbers, mode for categories",
+          "[unit][data][tabular]") {
+    TempDir tmp;
+    const std::string dir = tmp.folder(
+        "impute", kSchema,
+        {{"data.csv",
+          "age,sex,chol,target\n"
+          "10,1,100,0\n"
+          "20,1,,1\n"
+          ",0,300,0\n"
+          "40,,abc,1\n"
+          "31,1,200.5,1\n"}});
+    const Dataset ds = load_ok({dir});
+    REQUIRE(ds.rows == 5);
+    const Json meta = Json::parse(ds.metadata_json);
+    // age: median of 10,20,31,40 = 25.5, rounded for an int dtype -> 26.
+    CHECK(meta["imputed"]["age"]["strategy"] == "median");
+    CHECK(meta["imputed"]["age"]["value"] == 26.0);
+    CHECK(meta["imputed"]["age"]["count"] == 1);
+    // chol: "abc" is unparseable: counted, then imputed with the median of 100,200.5,300.
+    CHECK(meta["unparseable_values"]["chol"] == 1);
+    CHECK(meta["missing_values"]["chol"] == 1);
+    CHECK(meta["imputed"]["chol"]["value"] == 200.5);
+    CHECK(meta["imputed"]["chol"]["count"] == 2);
+    // sex: mode of 1,1,0,1 is 1.
+    CHECK(meta["imputed"]["sex"]["strategy"] == "mode");
+    CHECK(meta["imputed"]["sex"]["value"] == "1");
+    // age scaled over 10..40: the imputed 26 is (26-10)/30.
+    CHECK(cell(ds, 2, "age") == Approx(16.0 / 30.0));
+    CHECK(cell(ds, 3, "sex_1") == 1.0f);
+}
+
+TEST_CASE("tabular drops an all-empty column with a note and rows without a target",
+          "[unit][data][tabular]") {
+    TempDir tmp;
+    Json schema = kSchema;
+    schema["fbs"] = "category";
+    const std::string dir = tmp.folder("na", schema,
+                                       {{"data.csv",
+                                         "age,sex,chol,fbs,target\n"
+                                         "10,1,100,,0\n"
+                                         "20,0,200,NA,1\n"
+                                         "30,0,300,,\n"
+                                         "40,1,400,,1\n"}});
+    const Dataset ds = load_ok({dir});
+    CHECK(ds.rows == 3);
+    const Json meta = Json::parse(ds.metadata_json);
+    REQUIRE(meta["dropped_columns"].size() == 1);
+    CHECK(meta["dropped_columns"][0]["column"] == "fbs");
+    CHECK(meta["rows_missing_target"] == 1);
+    for (const std::string& name : ds.feature_names) {
+        CHECK(name.rfind("fbs", 0) != 0);
+    }
+    CHECK(Json::parse(ds.schema_json).count("fbs") == 0);
+}
+
+TEST_CASE("tabular names levels as integers for numeric codes and sorts them numerically",
+          "[unit][data][tabular]") {
+    TempDir tmp;
+    const Json schema = {{"grade", "category"}, {"colour", "category"}, {"target", "category"}};
+    const std::string dir = tmp.folder("levels", schema,
+                                       {{"data.csv",
+                                         "grade,colour,target\n"
+                                         "10.0,red,10\n"
+                                         "9,blue,2.0\n"
+                                         "2.5,red,9\n"
+                                         "10,green,2\n"}});
+    const Dataset ds = load_ok({dir});
+    // Feature columns are sorted by name as strings (as the original did); levels become
+    // integers when integral; class labels keep numeric order.
+    CHECK(ds.feature_names == std::vector<std::string>{"colour_blue", "colour_green", "colour_red",
+                                                       "grade_10", "grade_2.5", "grade_9"});
+    CHECK(Json::parse(ds.metadata_json)["columns"]["grade"]["labels"] ==
+          Json::array({"2.5", "9", "10"}));
+    CHECK(ds.label_names == std::vector<std::string>{"target_2", "target_9", "target_10"});
+    // Row 4 duplicates nothing (colour differs from row 1), so 4 rows; row 0 is class 10.
+    REQUIRE(ds.rows == 4);
+    CHECK(ds.labels[0 * 3 + 2] == 1.0f);
+    CHECK(ds.labels[1 * 3 + 0] == 1.0f);
+}
+
+TEST_CASE("tabular scales a constant column to 0", "[unit][data][tabular]") {
+    TempDir tmp;
+    const std::string dir = tmp.folder("const", kSchema,
+                                       {{"data.csv",
+                                         "age,sex,chol,target\n"
+                                         "5,1,100,0\n"
+                                         "5,1,200,1\n"
+                                         "5,1,300,1\n"}});
+    const Dataset ds = load_ok({dir});
+    for (std::size_t r = 0; r < 3; ++r) {
+        CHECK(cell(ds, r, "age") == 0.0f);
+        CHECK(cell(ds, r, "sex_1") == 0.0f);  // a one-hot column that is all ones, too
+    }
+    CHECK(cell(ds, 1, "chol") == Approx(0.5));
+}
+
+TEST_CASE("tabular reads quoted fields, CRLF line ends and a byte-order mark",
+          "[unit][data][tabular]") {
+    TempDir tmp;
+    const Json schema = {{"name, with comma", "category"}, {"x", "float64"}, {"target", "float64"}};
+    const std::string dir =
+        tmp.folder("quoted", schema,
+                   {{"data.csv",
+                     "\xEF\xBB\xBF\"name, with comma\",x,target\r\n"
+                     "\"a \"\"quoted\"\" level\",1.5,3\r\n"
+                     "\"multi\nline\",2.5,4\r\n"
+                     "\r\n"}});
+    const Dataset ds = load_ok({dir}, "regress");
+    CHECK(ds.rows == 2);
+    CHECK(ds.feature_names == std::vector<std::string>{"name, with comma_a \"quoted\" level",
+                                                       "name, with comma_multi\nline", "x"});
+    CHECK(ds.labels == std::vector<float>{3.0f, 4.0f});
+}
+
+TEST_CASE("tabular refuses broken inputs with InvalidArgument naming file and column",
+          "[unit][data][tabular]") {
+    TempDir tmp;
+    SECTION("a file without the target column") {
+        const std::string dir = tmp.folder("no-target", {{"age", "int32"}, {"target", "category"}},
+                                           {{"part.csv", "age\n1\n2\n"}});
+        const auto e = load_error({dir});
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("part.csv") && Catch::Contains("'target'"));
+    }
+    SECTION("a schema naming an absent column") {
+        const std::string dir = tmp.folder("absent", kSchema,
+                                           {{"data.csv", "age,sex,target\n1,0,1\n"}});
+        const auto e = load_error({dir});
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("data.csv") && Catch::Contains("'chol'"));
+    }
+    SECTION("a column the schema does not type") {
+        const std::string dir = tmp.folder("untyped", {{"age", "int32"}, {"target", "category"}},
+                                           {{"data.csv", "age,extra,target\n1,2,1\n"}});
+        CHECK_THAT(load_error({dir}).message, Catch::Contains("'extra'"));
+    }
+    SECTION("an unknown dtype") {
+        const std::string dir = tmp.folder("dtype", {{"age", "complex128"}, {"target", "category"}},
+                                           {{"data.csv", "age,target\n1,1\n"}});
+        CHECK_THAT(load_error({dir}).message,
+                   Catch::Contains("schema.json") && Catch::Contains("'age'") &&
+                       Catch::Contains("complex128"));
+    }
+    SECTION("a row with too many fields") {
+        const std::string dir = tmp.folder("ragged", {{"age", "int32"}, {"target", "category"}},
+                                           {{"data.csv", "age,target\n1,1\n2,0,9\n"}});
+        CHECK_THAT(load_error({dir}).message,
+                   Catch::Contains("data.csv") && Catch::Contains("line 3"));
+    }
+    SECTION("an unterminated quote") {
+        const std::string dir = tmp.folder("quote", {{"age", "int32"}, {"target", "category"}},
+                                           {{"data.csv", "age,target\n\"1,1\n"}});
+        CHECK_THAT(load_error({dir}).message, Catch::Contains("unterminated"));
+    }
+    SECTION("no schema.json") {
+        const std::string dir = tmp.folder("schema", kSchema, {{"data.csv", "age\n"}});
+        fs::remove(fs::path(dir) / "schema.json");
+        CHECK_THAT(load_error({dir}).message, Catch::Contains("schema.json"));
+    }
+    SECTION("a target with no value at all") {
+        const std::string dir = tmp.folder("empty-target", {{"age", "int32"}, {"target", "float64"}},
+                                           {{"data.csv", "age,target\n1,\n2,\n"}});
+        CHECK_THAT(load_error({dir}, "regress").message, Catch::Contains("'target'"));
+    }
+    SECTION("text classes for regression") {
+        const std::string dir = tmp.folder("text", {{"age", "int32"}, {"target", "category"}},
+                                           {{"data.csv", "age,target\n1,cat\n2,dog\n"}});
+        CHECK_THAT(load_error({dir}, "regress").message, Catch::Contains("regression"));
+    }
+    SECTION("conflicting dtypes across folders") {
+        const std::string a = tmp.folder("a", {{"age", "int32"}, {"target", "category"}},
+                                         {{"data.csv", "age,target\n1,1\n"}});
+        const std::string b = tmp.folder("b", {{"age", "category"}, {"target", "category"}},
+                                         {{"data.csv", "age,target\n1,1\n"}});
+        CHECK_THAT(load_error({a, b}).message, Catch::Contains("'age'"));
+    }
+    SECTION("an unknown action") {
+        const std::string dir = tmp.folder("act", kSchema, {{"data.csv", "age\n"}});
+        CHECK_THAT(load_error({dir}, "cluster").message, Catch::Contains("'cluster'"));
+    }
+    SECTION("a folder without CSV files") {
+        const std::string dir = tmp.folder("nocsv", kSchema, {});
+        CHECK_THAT(load_error({dir}).message, Catch::Contains("no CSV file"));
+    }
+}
+
+TEST_CASE("tabular aligns a folder lacking a column by treating its cells as missing",
+          "[unit][data][tabular]") {
+    TempDir tmp;
+    const std::string a = tmp.folder("full", kSchema,
+                                     {{"data.csv", "age,sex,chol,target\n10,1,100,0\n20,0,200,1\n"}});
+    const std::string b = tmp.folder("lacks-chol",
+                                     {{"age", "int32"}, {"sex", "category"}, {"target", "category"}},
+                                     {{"data.csv", "age,sex,target\n30,1,1\n"}});
+    const Dataset ds = load_ok({a, b});
+    CHECK(ds.rows == 3);
+    const Json meta = Json::parse(ds.metadata_json);
+    CHECK(meta["missing_values"]["chol"] == 1);
+    CHECK(meta["imputed"]["chol"]["value"] == 150.0);
+}
+
+TEST_CASE("tabular plugin library loads through Boost.DLL and reads heart_disease",
+          "[integration][data][tabular]") {
+    const fs::path lib = fs::path(SYNERGOS_TEST_PLUGIN_DIR) / "libsynergos-data-tabular.so";
+    REQUIRE(fs::exists(lib));
+    boost::dll::shared_library so(lib.string());
+    const auto& descriptor =
+        so.get_alias<const synergos::sdk::PluginDescriptor>("synergos_plugin_descriptor");
+    CHECK(std::string(descriptor.name) == "tabular");
+    CHECK(descriptor.kind == synergos::sdk::PluginKind::Data);
+    auto& create = so.get_alias<synergos::sdk::Factory<synergos::sdk::DataPipeline>>(
+        "synergos_plugin_create_data");
+    FakeHost host;
+    auto pipeline = create(host, Options(std::map<std::string, std::string>{{"max_file_bytes", "1000000"}, {"max_levels", "50"}}));
+    REQUIRE(pipeline);
+    CHECK((*pipeline)->datatype() == "tabular");
+    auto ds = (*pipeline)->load(DataRequest{"classify", {kExamples + "/heart_disease/data2/iid_2"}});
+    REQUIRE(ds);
+    CHECK(ds->rows == 771);
+    CHECK(ds->sample_shape == std::vector<std::int64_t>{28});
+
+    SECTION("the file size option is enforced") {
+        auto small = create(host, Options(std::map<std::string, std::string>{{"max_file_bytes", "100"}}));
+        REQUIRE(small);
+        auto refused = (*small)->load(DataRequest{"classify", {kExamples + "/heart_disease/data2/iid_2"}});
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == ErrorCode::ResourceExhausted);
+        small->reset();
+    }
+    pipeline->reset();  // destroy plugin objects before the library unloads
+}
