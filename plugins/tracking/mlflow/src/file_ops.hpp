@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file file_ops.hpp
+/// Crash-safe file primitives (POSIX). Whole files are replaced through a temporary file in a
+/// staging directory on the same filesystem: write, fsync, rename over the target, fsync the
+/// target's directory; a reader sees the old content or the new, never a mix. Appends use one
+/// O_APPEND write per call. Errors name the path and carry the errno text.
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::plugins::mlflow {
+
+/// Prefix of temporary files; they live in a run or experiment folder, where MLflow's readers
+/// never look (they list only sub-folders there, and named sub-folders of a run).
+inline constexpr std::string_view kTempPrefix = ".synergos-tmp-";
+
+/// `bytes` random bytes as lower-case hex.
+std::string random_hex(std::size_t bytes);
+
+/// Creates `dir` and its parents when missing.
+sdk::Status make_dirs(const std::filesystem::path& dir);
+
+/// Creates exactly `dir` (its parent must exist). `created` is false when it already existed.
+sdk::Status make_dir(const std::filesystem::path& dir, bool& created);
+
+/// Replaces `target` with `content` (see the file comment). The temp file goes in `staging`.
+sdk::Status write_file_atomic(const std::filesystem::path& target, std::string_view content,
+                              const std::filesystem::path& staging);
+
+/// Copies `source` to `target` the same way (data fsynced before the rename).
+sdk::Status copy_file_atomic(const std::filesystem::path& source,
+                             const std::filesystem::path& target,
+                             const std::filesystem::path& staging);
+
+/// Drops a torn last line (bytes after the last '\n', left by a crash in the middle of an
+/// append) so the next append starts on a line of its own. No-op for a missing or clean file.
+sdk::Status repair_torn_tail(const std::filesystem::path& file);
+
+/// Appends `data` with one O_APPEND write loop, creating the file (0644) when missing; with
+/// `sync`, fsyncs the file (and, when it was created, its directory) before returning.
+sdk::Status append_file(const std::filesystem::path& file, std::string_view data, bool sync);
+
+/// Reads a whole file.
+sdk::Result<std::string> read_file(const std::filesystem::path& file);
+
+/// fsyncs a directory (so a rename or a creation in it is durable).
+sdk::Status sync_dir(const std::filesystem::path& dir);
+
+}  // namespace synergos::plugins::mlflow
