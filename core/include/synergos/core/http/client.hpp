@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file client.hpp
+/// A small synchronous HTTP/1.1 client (Boost.Beast) with connect and request timeouts and
+/// keep-alive connection reuse per host:port. Used by the TTP to call workers (bodies of several
+/// MB) and by the CLI. Beast stays out of this header (pimpl).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <synergos/core/http/message.hpp>
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::core::http {
+
+struct ClientOptions {
+    std::chrono::milliseconds connect_timeout{5000};  ///< resolve + TCP connect
+    std::size_t max_response_bytes = 1024 * 1024 * 1024;  ///< larger bodies fail the request
+    std::size_t max_idle_per_host = 8;  ///< idle keep-alive connections kept per host:port
+    std::string user_agent = "synergos";
+};
+
+/// Threading: `request` may be called from many threads at once; each call uses its own
+/// connection (taken from the idle pool or newly opened).
+class HttpClient {
+public:
+    explicit HttpClient(ClientOptions options = {});
+    ~HttpClient();
+    HttpClient(const HttpClient&) = delete;
+    HttpClient& operator=(const HttpClient&) = delete;
+
+    /// Sends one request and reads the whole response within `timeout` (connecting counts
+    /// against `connect_timeout` as well). Errors: Unavailable (cannot resolve or connect, peer
+    /// closed), Timeout, ResourceExhausted (response too large), InvalidArgument (bad method).
+    /// A failure on a reused idle connection that the peer had closed is retried once on a
+    /// fresh connection. Any HTTP status is a success at this level.
+    sdk::Result<Response> request(std::string_view method, const std::string& host,
+                                  std::uint16_t port, std::string_view path,
+                                  std::string_view body = {},
+                                  std::string_view content_type = "application/json",
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                                  const std::vector<std::pair<std::string, std::string>>& headers =
+                                      {});
+
+    /// Idle connections currently pooled (for tests).
+    std::size_t idle_connections() const;
+    /// Connections opened since construction (for tests: shows reuse).
+    std::size_t connections_opened() const noexcept;
+
+private:
+    class Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace synergos::core::http

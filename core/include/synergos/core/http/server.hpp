@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file server.hpp
+/// The asynchronous HTTP/1.1 server (Boost.Beast): keep-alive, a fixed pool of threads that also
+/// run the route handlers, a body limit (413), header and body read timeouts, a connection limit
+/// (503 past it), `GET /healthz` and `GET /readyz`, an access log line per request, and a graceful
+/// stop that lets in-flight requests finish. Beast stays out of this header (pimpl).
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <synergos/core/http/router.hpp>
+#include <synergos/sdk/log.hpp>
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::core::http {
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";  ///< address to bind; "0.0.0.0" for every interface
+    std::uint16_t port = 5000;       ///< 0: an ephemeral port, read it back with bound_port()
+    int threads = 2;                 ///< I/O + handler threads (1-256)
+    std::size_t body_limit_bytes = 16 * 1024 * 1024;  ///< larger bodies get 413
+    std::size_t header_limit_bytes = 16 * 1024;       ///< larger headers get 431
+    std::chrono::milliseconds header_timeout{10000};  ///< to receive a request's headers
+    std::chrono::milliseconds body_timeout{60000};    ///< to receive its body
+    std::chrono::milliseconds keep_alive_timeout{30000};  ///< idle time between requests
+    std::size_t max_connections = 1024;  ///< open connections; one more gets 503 and is closed
+    std::size_t max_json_depth = 64;     ///< passed to handlers through Request::max_json_depth
+    bool access_log = true;              ///< one Info line per request through the logger
+};
+
+/// Threading: start/stop from one owner thread; bound_port/set_ready from any thread.
+class HttpServer {
+public:
+    /// `router` and `logger` must outlive the server.
+    HttpServer(ServerOptions options, const Router& router, sdk::Logger& logger);
+    ~HttpServer();  ///< stops with a zero deadline if still running
+    HttpServer(const HttpServer&) = delete;
+    HttpServer& operator=(const HttpServer&) = delete;
+
+    /// Validates the options, binds and starts the threads. Fails with a message naming the
+    /// option or the address when binding is impossible.
+    sdk::Status start();
+
+    /// The port actually bound (useful with port 0); 0 before start.
+    std::uint16_t bound_port() const noexcept;
+
+    /// Stops accepting, closes idle connections, lets requests already being read or handled
+    /// finish (their responses carry `Connection: close`) until `deadline`, then closes the rest
+    /// and joins the threads. Returns true when nothing had to be cut off.
+    bool stop(std::chrono::milliseconds deadline);
+
+    /// `GET /readyz` answers 200 when ready (default after start), 503 otherwise.
+    void set_ready(bool ready) noexcept;
+
+    /// Connections currently open (for tests and metrics).
+    std::size_t connection_count() const noexcept;
+
+private:
+    class Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace synergos::core::http

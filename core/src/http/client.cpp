@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/http/client.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace synergos::core::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+/// One keep-alive connection with its own io_context, so a synchronous call can run exactly
+/// its own operations with a deadline.
+struct Connection {
+    net::io_context ioc;
+    beast::tcp_stream stream{ioc};
+    beast::flat_buffer buffer;
+};
+
+bool is_stale_connection_error(const beast::error_code& ec) {
+    return ec == bhttp::error::end_of_stream || ec == net::error::eof ||
+           ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+           ec == net::error::connection_aborted;
+}
+
+}  // namespace
+
+class HttpClient::Impl {
+public:
+    explicit Impl(ClientOptions options) : options_(std::move(options)) {}
+
+    std::unique_ptr<Connection> take_idle(const std::string& key) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = idle_.find(key);
+        if (it == idle_.end() || it->second.empty()) {
+            return nullptr;
+        }
+        auto conn = std::move(it->second.back());
+        it->second.pop_back();
+        return conn;
+    }
+
+    void give_back(const std::string& key, std::unique_ptr<Connection> conn) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto& pool = idle_[key];
+        if (pool.size() < options_.max_idle_per_host) {
+            pool.push_back(std::move(conn));
+        }
+    }
+
+    sdk::Result<std::unique_ptr<Connection>> connect(const std::string& host, std::uint16_t port,
+                                                     Clock::time_point deadline) {
+        auto conn = std::make_unique<Connection>();
+        const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
+        beast::error_code ec;
+        std::vector<tcp::endpoint> endpoints;
+        const auto address = net::ip::make_address(host, ec);
+        if (!ec) {
+            endpoints.emplace_back(address, port);
+        } else {
+            tcp::resolver resolver(conn->ioc);
+            bool resolved = false;
+            resolver.async_resolve(host, std::to_string(port),
+                                   [&](beast::error_code rec, tcp::resolver::results_type results) {
+                                       resolved = true;
+                                       ec = rec;
+                                       for (const auto& entry : results) {
+                                           endpoints.push_back(entry.endpoint());
+                                       }
+                                   });
+            conn->ioc.run_until(connect_deadline);
+            if (!resolved) {
+                resolver.cancel();
+                return sdk::Error{sdk::ErrorCode::Timeout,
+                                  "http: resolving '" + host + "' timed out"};
+            }
+            if (ec || endpoints.empty()) {
+                return sdk::Error{sdk::ErrorCode::Unavailable,
+                                  "http: cannot resolve '" + host + "': " + ec.message()};
+            }
+        }
+        conn->stream.expires_at(connect_deadline);
+        ec = {};
+        conn->stream.async_connect(endpoints, [&](beast::error_code cec, const tcp::endpoint&) {
+            ec = cec;
+        });
+        conn->ioc.restart();
+        conn->ioc.run();
+        if (ec) {
+            const auto code = ec == beast::error::timeout ? sdk::ErrorCode::Timeout
+                                                          : sdk::ErrorCode::Unavailable;
+            return sdk::Error{code, "http: cannot connect to " + host + ":" +
+                                        std::to_string(port) + ": " + ec.message()};
+        }
+        conn->stream.socket().set_option(tcp::no_delay(true), ec);
+        ++opened_;
+        return conn;
+    }
+
+    ClientOptions options_;
+    mutable std::mutex mutex_;
+    std::map<std::string, std::vector<std::unique_ptr<Connection>>> idle_;
+    std::atomic<std::size_t> opened_{0};
+};
+
+HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+HttpClient::~HttpClient() = default;
+
+sdk::Result<Response> HttpClient::request(
+    std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
+    std::string_view body, std::string_view content_type, std::chrono::milliseconds timeout,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
+    const auto verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
+    if (verb == bhttp::verb::unknown) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          "http: unknown method '" + std::string(method) + "'"};
+    }
+    if (path.empty() || path.front() != '/') {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          "http: path must start with '/': '" + std::string(path) + "'"};
+    }
+    const std::string key = host + ":" + std::to_string(port);
+    const std::string where = std::string(method) + " http://" + key + std::string(path);
+    const auto deadline = Clock::now() + timeout;
+
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        auto conn = impl_->take_idle(key);
+        const bool reused = conn != nullptr;
+        if (!conn) {
+            auto fresh = impl_->connect(host, port, deadline);
+            if (!fresh) {
+                return fresh.error();
+            }
+            conn = std::move(*fresh);
+        }
+        bhttp::request<bhttp::string_body> req{verb, beast::string_view(path.data(), path.size()),
+                                               11};
+        req.set(bhttp::field::host, key);
+        req.set(bhttp::field::user_agent, impl_->options_.user_agent);
+        if (!body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put) {
+            req.set(bhttp::field::content_type,
+                    beast::string_view(content_type.data(), content_type.size()));
+        }
+        for (const auto& [name, value] : headers) {
+            req.set(name, value);
+        }
+        req.body() = std::string(body);
+        req.keep_alive(true);
+        req.prepare_payload();
+
+        bhttp::response_parser<bhttp::string_body> parser;
+        parser.body_limit(impl_->options_.max_response_bytes);
+        beast::error_code write_ec;
+        beast::error_code read_ec;
+        bool wrote = false;
+        conn->stream.expires_at(deadline);
+        bhttp::async_write(conn->stream, req, [&](beast::error_code ec, std::size_t) {
+            write_ec = ec;
+            wrote = true;
+            if (ec) {
+                return;
+            }
+            bhttp::async_read(conn->stream, conn->buffer, parser,
+                              [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+        });
+        conn->ioc.restart();
+        conn->ioc.run();
+        const beast::error_code ec = write_ec ? write_ec : read_ec;
+        if (ec) {
+            if (reused && attempt == 0 && (write_ec || (is_stale_connection_error(read_ec) &&
+                                                        !parser.got_some()))) {
+                continue;  // the peer closed the idle connection: retry once on a fresh one
+            }
+            (void)wrote;
+            if (ec == beast::error::timeout) {
+                return sdk::Error{sdk::ErrorCode::Timeout,
+                                  "http: " + where + " timed out after " +
+                                      std::to_string(timeout.count()) + " ms"};
+            }
+            if (ec == bhttp::error::body_limit) {
+                return sdk::Error{sdk::ErrorCode::ResourceExhausted,
+                                  "http: " + where + ": response exceeds " +
+                                      std::to_string(impl_->options_.max_response_bytes) +
+                                      " bytes"};
+            }
+            return sdk::Error{sdk::ErrorCode::Unavailable, "http: " + where + ": " + ec.message()};
+        }
+        auto& res = parser.get();
+        Response out;
+        out.status = static_cast<int>(res.result_int());
+        out.content_type = std::string(res[bhttp::field::content_type]);
+        for (const auto& field : res) {
+            if (field.name() != bhttp::field::content_type) {
+                out.headers.emplace_back(std::string(field.name_string()),
+                                         std::string(field.value()));
+            }
+        }
+        out.body = std::move(res.body());
+        if (res.keep_alive()) {
+            impl_->give_back(key, std::move(conn));
+        }
+        return out;
+    }
+    return sdk::Error{sdk::ErrorCode::Unavailable, "http: " + where + ": connection lost"};
+}
+
+std::size_t HttpClient::idle_connections() const {
+    std::lock_guard<std::mutex> lock(impl_->mutex_);
+    std::size_t n = 0;
+    for (const auto& [key, pool] : impl_->idle_) {
+        n += pool.size();
+    }
+    return n;
+}
+
+std::size_t HttpClient::connections_opened() const noexcept { return impl_->opened_; }
+
+}  // namespace synergos::core::http

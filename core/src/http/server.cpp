@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/http/server.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace synergos::core::http {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::string lower(boost::beast::string_view text) {
+    std::string out(text);
+    for (auto& c : out) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return out;
+}
+
+}  // namespace
+
+class HttpServer::Impl {
+public:
+    class Session;
+
+    Impl(ServerOptions options, const Router& router, sdk::Logger& logger)
+        : options_(std::move(options)), router_(router), logger_(logger) {}
+
+    sdk::Status start();
+    bool stop(std::chrono::milliseconds deadline);
+
+    void do_accept();
+    void on_accept(beast::error_code ec, tcp::socket socket);
+    void reject(tcp::socket socket);
+
+    Response dispatch(Request& request);
+    void log_access(const Request& request, int status, std::size_t bytes, Clock::time_point began);
+
+    void session_opened(std::uint64_t id, const std::shared_ptr<Session>& session);
+    void session_closed(std::uint64_t id);
+
+    ServerOptions options_;
+    const Router& router_;
+    sdk::Logger& logger_;
+    std::atomic<std::uint16_t> port_{0};
+    std::atomic<bool> ready_{true};
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> running_{false};
+    std::atomic<std::size_t> connections_{0};
+    std::atomic<std::uint64_t> next_session_id_{1};
+
+    std::mutex sessions_mutex_;
+    std::condition_variable sessions_cv_;
+    std::map<std::uint64_t, std::weak_ptr<Session>> sessions_;
+    std::vector<std::thread> threads_;
+
+    // Declared last among what sessions touch: destroyed first, so pending handlers (and the
+    // sessions they keep alive) go away while the members above still exist.
+    net::io_context ioc_;
+    std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+    std::optional<tcp::acceptor> acceptor_;
+};
+
+/// One connection: reads requests one after the other (keep-alive), runs the handler on the
+/// thread that completed the read (the session's strand serialises its own steps).
+class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
+public:
+    Session(Impl& server, tcp::socket socket, std::uint64_t id)
+        : server_(server), stream_(std::move(socket)), id_(id) {
+        beast::error_code ec;
+        const auto peer = stream_.socket().remote_endpoint(ec);
+        if (!ec) {
+            remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
+        }
+    }
+    ~Session() { server_.session_closed(id_); }
+
+    void run() {
+        net::dispatch(stream_.get_executor(),
+                      [self = shared_from_this()] { self->do_read(); });
+    }
+
+    /// Called on stop: an idle connection closes now; a busy one closes after its response.
+    void shutdown(bool force) {
+        net::post(stream_.get_executor(), [self = shared_from_this(), force] {
+            if (force || !self->busy_) {
+                beast::error_code ec;
+                self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+                self->stream_.socket().close(ec);
+            }
+        });
+    }
+
+private:
+    void do_read() {
+        if (server_.stopping_) {
+            close();
+            return;
+        }
+        parser_.emplace();
+        parser_->body_limit(server_.options_.body_limit_bytes);
+        parser_->header_limit(static_cast<std::uint32_t>(server_.options_.header_limit_bytes));
+        stream_.expires_after(requests_ == 0 ? server_.options_.header_timeout
+                                             : server_.options_.keep_alive_timeout);
+        bhttp::async_read_header(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                self->on_header(ec);
+            });
+    }
+
+    void on_header(beast::error_code ec) {
+        began_ = Clock::now();
+        if (ec) {
+            if (ec == bhttp::error::header_limit) {
+                send_error(431, "request headers exceed " +
+                                    std::to_string(server_.options_.header_limit_bytes) + " bytes");
+            } else if (ec == beast::error::timeout && buffer_.size() > 0) {
+                send_error(408, "request headers not received within " +
+                                    std::to_string(server_.options_.header_timeout.count()) + " ms");
+            } else if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
+                       ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+                       ec == net::error::eof || ec == net::error::bad_descriptor) {
+                close();
+            } else {
+                send_error(400, "malformed HTTP request: " + ec.message());
+            }
+            return;
+        }
+        busy_ = true;
+        ++requests_;
+        const auto length = parser_->content_length();
+        if (length && *length > server_.options_.body_limit_bytes) {
+            send_error(413, "request body of " + std::to_string(*length) + " bytes exceeds the " +
+                                std::to_string(server_.options_.body_limit_bytes) + "-byte limit");
+            return;
+        }
+        stream_.expires_after(server_.options_.body_timeout);
+        bhttp::async_read(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_body(ec);
+                          });
+    }
+
+    void on_body(beast::error_code ec) {
+        if (ec) {
+            if (ec == bhttp::error::body_limit) {
+                send_error(413, "request body exceeds the " +
+                                    std::to_string(server_.options_.body_limit_bytes) +
+                                    "-byte limit");
+            } else if (ec == beast::error::timeout) {
+                send_error(408, "request body not received within " +
+                                    std::to_string(server_.options_.body_timeout.count()) + " ms");
+            } else if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
+                       ec == net::error::connection_reset || ec == net::error::eof ||
+                       ec == bhttp::error::partial_message) {
+                close();
+            } else {
+                send_error(400, "malformed HTTP request body: " + ec.message());
+            }
+            return;
+        }
+        handle();
+    }
+
+    void handle() {
+        auto& raw = parser_->get();
+        Request request;
+        request.method = std::string(raw.method_string());
+        request.target = std::string(raw.target());
+        const auto query_at = request.target.find('?');
+        request.path = request.target.substr(0, query_at);
+        if (query_at != std::string::npos) {
+            request.query = request.target.substr(query_at + 1);
+        }
+        for (const auto& field : raw) {
+            request.headers.emplace(lower(field.name_string()), std::string(field.value()));
+        }
+        request.body = std::move(raw.body());
+        request.remote = remote_;
+        request.max_json_depth = server_.options_.max_json_depth;
+        const bool keep_alive = raw.keep_alive();
+        const unsigned version = raw.version();
+
+        Response response = server_.dispatch(request);
+        write(response, version, keep_alive && !server_.stopping_, &request);
+    }
+
+    void send_error(int status, const std::string& message) {
+        busy_ = true;
+        Request request;
+        if (parser_) {
+            request.method = std::string(parser_->get().method_string());
+            request.path = std::string(parser_->get().target());
+        }
+        request.remote = remote_;
+        write(Response::error(status, message), 11, false, &request);
+    }
+
+    void write(const Response& response, unsigned version, bool keep_alive,
+               const Request* request) {
+        res_ = {};
+        res_.version(version);
+        res_.result(static_cast<unsigned>(response.status));
+        res_.set(bhttp::field::server, "synergos");
+        res_.set(bhttp::field::content_type, response.content_type);
+        for (const auto& [name, value] : response.headers) {
+            res_.set(name, value);
+        }
+        res_.body() = response.body;
+        res_.keep_alive(keep_alive);
+        res_.prepare_payload();
+        if (request != nullptr) {
+            server_.log_access(*request, response.status, response.body.size(), began_);
+        }
+        stream_.expires_after(server_.options_.body_timeout);
+        bhttp::async_write(stream_, res_,
+                           [self = shared_from_this(), keep_alive](beast::error_code ec,
+                                                                   std::size_t) {
+                               self->on_write(ec, keep_alive);
+                           });
+    }
+
+    void on_write(beast::error_code ec, bool keep_alive) {
+        busy_ = false;
+        if (ec || !keep_alive) {
+            close();
+            return;
+        }
+        do_read();
+    }
+
+    void close() {
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream_.socket().close(ec);
+    }
+
+    Impl& server_;
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+    bhttp::response<bhttp::string_body> res_;
+    std::string remote_;
+    std::uint64_t id_;
+    std::uint64_t requests_ = 0;
+    bool busy_ = false;
+    Clock::time_point began_ = Clock::now();
+};
+
+sdk::Status HttpServer::Impl::start() {
+    const auto& o = options_;
+    if (o.threads < 1 || o.threads > 256) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument, "http: option 'threads' must be 1-256");
+    }
+    if (o.body_limit_bytes == 0 || o.max_connections == 0 || o.max_json_depth == 0) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: options 'body_limit_bytes', 'max_connections' and "
+                           "'max_json_depth' must be positive");
+    }
+    if (o.header_timeout.count() <= 0 || o.body_timeout.count() <= 0 ||
+        o.keep_alive_timeout.count() <= 0) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: options 'header_timeout', 'body_timeout' and "
+                           "'keep_alive_timeout' must be positive");
+    }
+    beast::error_code ec;
+    const auto address = net::ip::make_address(o.host, ec);
+    if (ec) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: option 'host' is not an IP address: '" + o.host + "'");
+    }
+    const tcp::endpoint endpoint(address, o.port);
+    acceptor_.emplace(net::make_strand(ioc_));
+    acceptor_->open(endpoint.protocol(), ec);
+    if (!ec) {
+        acceptor_->set_option(net::socket_base::reuse_address(true), ec);
+    }
+    if (!ec) {
+        acceptor_->bind(endpoint, ec);
+    }
+    if (!ec) {
+        acceptor_->listen(net::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+        acceptor_.reset();
+        return sdk::Status(sdk::ErrorCode::Unavailable, "http: cannot listen on " + o.host + ":" +
+                                                            std::to_string(o.port) + ": " +
+                                                            ec.message());
+    }
+    port_ = acceptor_->local_endpoint().port();
+    running_ = true;
+    work_.emplace(ioc_.get_executor());
+    do_accept();
+    for (int i = 0; i < o.threads; ++i) {
+        threads_.emplace_back([this] {
+            for (;;) {
+                try {
+                    ioc_.run();
+                    return;
+                } catch (const std::exception& e) {
+                    // A handler bug must not take the server down; log and keep serving.
+                    logger_.error("http: unexpected exception in I/O thread",
+                                  nlohmann::json{{"error", e.what()}}.dump());
+                }
+            }
+        });
+    }
+    logger_.info("http server listening",
+                 nlohmann::json{{"host", o.host}, {"port", port_.load()}, {"threads", o.threads}}
+                     .dump());
+    return {};
+}
+
+void HttpServer::Impl::do_accept() {
+    acceptor_->async_accept(net::make_strand(ioc_),
+                            [this](beast::error_code ec, tcp::socket socket) {
+                                on_accept(ec, std::move(socket));
+                            });
+}
+
+void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
+    if (stopping_ || !acceptor_->is_open()) {
+        return;
+    }
+    if (!ec) {
+        if (connections_.load() >= options_.max_connections) {
+            reject(std::move(socket));
+        } else {
+            socket.set_option(tcp::no_delay(true), ec);
+            const auto id = next_session_id_++;
+            auto session = std::make_shared<Session>(*this, std::move(socket), id);
+            session_opened(id, session);
+            session->run();
+        }
+    }
+    do_accept();
+}
+
+void HttpServer::Impl::reject(tcp::socket socket) {
+    struct Rejection {
+        tcp::socket socket;
+        std::string bytes;
+    };
+    std::string body = nlohmann::json{{"message", "too many connections (limit " +
+                                                      std::to_string(options_.max_connections) +
+                                                      "); retry later"}}
+                           .dump() +
+                       "\n";
+    auto r = std::make_shared<Rejection>(Rejection{std::move(socket), {}});
+    r->bytes = "HTTP/1.1 503 Service Unavailable\r\nServer: synergos\r\nContent-Type: "
+               "application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body;
+    net::async_write(r->socket, net::buffer(r->bytes), [r](beast::error_code, std::size_t) {
+        beast::error_code ignored;
+        r->socket.shutdown(tcp::socket::shutdown_both, ignored);
+        r->socket.close(ignored);
+    });
+    logger_.warn("http connection refused: limit reached",
+                 nlohmann::json{{"max_connections", options_.max_connections}}.dump());
+}
+
+Response HttpServer::Impl::dispatch(Request& request) {
+    if (request.method == "GET" && request.path == "/healthz") {
+        return Response::json(200, nlohmann::json{{"status", "ok"}});
+    }
+    if (request.method == "GET" && request.path == "/readyz") {
+        if (ready_ && !stopping_) {
+            return Response::json(200, nlohmann::json{{"status", "ready"}});
+        }
+        return Response::error(503, stopping_ ? "server is stopping" : "server is not ready");
+    }
+    return router_.route(request);
+}
+
+void HttpServer::Impl::log_access(const Request& request, int status, std::size_t bytes,
+                                  Clock::time_point began) {
+    if (!options_.access_log || !logger_.enabled(sdk::Level::Info)) {
+        return;
+    }
+    const double ms =
+        std::chrono::duration<double, std::milli>(Clock::now() - began).count();
+    logger_.info("http request",
+                 nlohmann::json{{"method", request.method},
+                                {"path", request.path},
+                                {"status", status},
+                                {"bytes", bytes},
+                                {"duration_ms", ms},
+                                {"remote", request.remote}}
+                     .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+void HttpServer::Impl::session_opened(std::uint64_t id, const std::shared_ptr<Session>& session) {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    sessions_.emplace(id, session);
+    ++connections_;
+}
+
+void HttpServer::Impl::session_closed(std::uint64_t id) {
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        sessions_.erase(id);
+        --connections_;
+    }
+    sessions_cv_.notify_all();
+}
+
+bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
+    if (!running_.exchange(false)) {
+        return true;
+    }
+    stopping_ = true;
+    net::post(acceptor_->get_executor(), [this] {
+        beast::error_code ec;
+        acceptor_->close(ec);
+    });
+    auto shutdown_all = [this](bool force) {
+        std::vector<std::shared_ptr<Session>> live;
+        {
+            std::lock_guard<std::mutex> lock(sessions_mutex_);
+            for (auto& [id, weak] : sessions_) {
+                if (auto s = weak.lock()) {
+                    live.push_back(std::move(s));
+                }
+            }
+        }
+        for (auto& s : live) {
+            s->shutdown(force);
+        }
+    };
+    shutdown_all(false);
+    bool clean = true;
+    {
+        std::unique_lock<std::mutex> lock(sessions_mutex_);
+        clean = sessions_cv_.wait_for(lock, deadline, [this] { return sessions_.empty(); });
+    }
+    if (!clean) {
+        shutdown_all(true);
+        std::unique_lock<std::mutex> lock(sessions_mutex_);
+        sessions_cv_.wait_for(lock, std::chrono::milliseconds(500),
+                              [this] { return sessions_.empty(); });
+    }
+    work_.reset();
+    ioc_.stop();
+    for (auto& t : threads_) {
+        if (t.joinable()) {
+            t.join();
+        }
+    }
+    threads_.clear();
+    logger_.info("http server stopped", nlohmann::json{{"clean", clean}}.dump());
+    return clean;
+}
+
+HttpServer::HttpServer(ServerOptions options, const Router& router, sdk::Logger& logger)
+    : impl_(std::make_shared<Impl>(std::move(options), router, logger)) {}
+
+HttpServer::~HttpServer() { impl_->stop(std::chrono::milliseconds(0)); }
+
+sdk::Status HttpServer::start() {
+    if (impl_->running_) {
+        return sdk::Status(sdk::ErrorCode::FailedPrecondition, "http: server already started");
+    }
+    if (impl_->stopping_) {
+        return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                           "http: a stopped server cannot be restarted; create a new one");
+    }
+    return impl_->start();
+}
+
+std::uint16_t HttpServer::bound_port() const noexcept { return impl_->port_; }
+
+bool HttpServer::stop(std::chrono::milliseconds deadline) { return impl_->stop(deadline); }
+
+void HttpServer::set_ready(bool ready) noexcept { impl_->ready_ = ready; }
+
+std::size_t HttpServer::connection_count() const noexcept { return impl_->connections_; }
+
+}  // namespace synergos::core::http

@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/rest/connect_routes.hpp>
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <synergos/core/rest/error_mapping.hpp>
+#include <synergos/core/rest/record_store.hpp>
+
+#include "schemas.hpp"
+
+namespace synergos::core::rest {
+namespace {
+
+using Json = nlohmann::json;
+using http::Request;
+using http::Response;
+
+constexpr const char* kPrefix = "/ttp/connect";
+constexpr const char* kEnvelopeParams[] = {"collab_id",      "project_id", "expt_id",
+                                           "run_id",         "participant_id", "tag_id",
+                                           "alignment_id"};
+constexpr const char* kReservedFields[] = {"key", "doc_id", "kind", "relations", "created_at",
+                                           "link"};
+
+/// One connect resource: how its records are keyed, created and named in messages.
+struct Resource {
+    const char* kind;
+    const char* singular;  ///< method name prefix for items, e.g. "project" -> "project.get"
+    const char* plural;    ///< for collections, e.g. "projects" -> "projects.post"
+    const char* label;     ///< for 422 messages: "Inappropriate <label> configurations passed!"
+    const char* body_id;   ///< the id field of a POST body ("id" for participants), or nullptr
+    const char* key_id;    ///< the key field that body_id fills, or nullptr
+    std::array<const char*, 4> parents;  ///< kinds that must exist before a create, outermost first
+    bool create_replaces;  ///< registration and tag POST: create or replace (the Driver's flow)
+    bool raw_post;         ///< experiments POST answers with the raw stored document
+};
+
+constexpr Resource kCollaboration{"Collaboration", "collaboration", "collaborations", "collaboration",
+                              "collab_id", "collab_id", {nullptr}, false, false};
+constexpr Resource kProject{"Project", "project", "projects", "project", "project_id", "project_id",
+                        {"Collaboration"}, false, false};
+constexpr Resource kExperiment{"Experiment", "experiment", "experiments", "experiment", "expt_id",
+                           "expt_id", {"Collaboration", "Project"}, false, true};
+constexpr Resource kRun{"Run", "run", "runs", "run", "run_id", "run_id",
+                    {"Collaboration", "Project", "Experiment"}, false, false};
+constexpr Resource kParticipant{"Participant", "participant", "participants", "participant", "id",
+                            "participant_id", {nullptr}, false, false};
+constexpr Resource kRegistration{"Registration", "registration", "registrations", "registration",
+                             nullptr, nullptr, {"Collaboration", "Project", "Participant"}, true,
+                             false};
+constexpr Resource kTag{"Tag", "tag", "tags", "tag", nullptr, nullptr,
+                    {"Collaboration", "Project", "Participant", "Registration"}, true, false};
+
+std::string param_or(const Params& p, const char* name) {
+    auto it = p.find(name);
+    return it == p.end() ? std::string() : it->second;
+}
+
+/// The original's 404 texts (section 5), so clients matching on them keep working.
+std::string missing_message(std::string_view kind, const Params& p) {
+    const std::string c = param_or(p, "collab_id");
+    const std::string pr = param_or(p, "project_id");
+    const std::string e = param_or(p, "expt_id");
+    const std::string r = param_or(p, "run_id");
+    const std::string pt = param_or(p, "participant_id");
+    if (kind == "Collaboration") {
+        return "Collaboration '" + c + "' does not exist!";
+    }
+    if (kind == "Project") {
+        return "Project '" + pr + "' does not exist!";
+    }
+    if (kind == "Experiment") {
+        return "Experiment '" + e + "' does not exist in Project '" + pr + "'!";
+    }
+    if (kind == "Run") {
+        return "Run '" + r + "' does not exist for Experiment " + e + " under Project '" + pr +
+               "'!";
+    }
+    if (kind == "Participant") {
+        return "Participant '" + pt + "' does not exist!";
+    }
+    if (kind == "Registration") {
+        return "Participant '" + pt + "' has not registered for Project '" + pr + "'!";
+    }
+    if (kind == "Tag") {
+        return "Data tags does not exist for participant '" + pt + "' under Project '" + pr + "'!";
+    }
+    return std::string(kind) + " does not exist!";
+}
+
+std::string exists_message(std::string_view kind, const Params& p) {
+    const std::string c = param_or(p, "collab_id");
+    const std::string pr = param_or(p, "project_id");
+    if (kind == "Collaboration") {
+        return "Collaboration '" + c + "' already exists!";
+    }
+    if (kind == "Project") {
+        return "Project '" + pr + "' already exists in Collaboration '" + c + "'!";
+    }
+    if (kind == "Experiment") {
+        return "Experiment '" + param_or(p, "expt_id") + "' already exists in Project '" + pr +
+               "'!";
+    }
+    if (kind == "Run") {
+        return "Run '" + param_or(p, "run_id") + "' already exists for Experiment " +
+               param_or(p, "expt_id") + " under Project '" + pr + "'!";
+    }
+    if (kind == "Participant") {
+        return "Participant '" + param_or(p, "participant_id") + "' already exists!";
+    }
+    return std::string(kind) + " already exists!";
+}
+
+Response ok(int status, const std::string& method, Json params, Json data) {
+    return Response::json(status, envelope(status, method, std::move(params), std::move(data)));
+}
+
+class ConnectApi {
+public:
+    ConnectApi(sdk::StorageBackend& storage, sdk::Logger& logger)
+        : store_(storage), logger_(logger) {}
+
+    /// 400 naming the first path parameter that is not a valid id.
+    static std::optional<Response> check_path(const Request& request) {
+        for (const auto& [name, value] : request.params) {
+            if (auto problem = id_problem(value)) {
+                return Response::field_error(400, "path parameter '" + name + "' " + *problem,
+                                             name);
+            }
+        }
+        return std::nullopt;
+    }
+
+    /// 404 naming the first of `kinds` that does not exist (keys taken from `params`).
+    template <typename Kinds>
+    std::optional<Response> check_exists(const Kinds& kinds, const Params& params) {
+        for (const char* kind : kinds) {
+            if (kind == nullptr) {
+                break;
+            }
+            auto key = RecordStore::make_key(kind, params);
+            if (!key) {
+                return error_response(key.error());
+            }
+            auto found = store_.exists(kind, *key);
+            if (!found) {
+                return error_response(found.error());
+            }
+            if (!*found) {
+                return Response::error(404, missing_message(kind, params));
+            }
+        }
+        return std::nullopt;
+    }
+
+    Response list(const Request& request, const char* kind, const std::string& method,
+                  const std::vector<const char*>& scope, bool with_params) {
+        if (auto bad = check_path(request)) {
+            return *bad;
+        }
+        if (auto missing = check_exists(scope, request.params)) {
+            return *missing;
+        }
+        auto data = store_.read_list(kind, RecordStore::partial_key(kind, request.params));
+        if (!data) {
+            return error_response(data.error());
+        }
+        return ok(200, method, with_params ? envelope_params(request) : Json::object(),
+                  std::move(*data));
+    }
+
+    /// Checks the body of a POST/PUT: reserved fields, and id fields that must match the path.
+    /// Removes the key fields (they live in the key) and returns the stored document.
+    std::optional<Response> clean_body(const Resource& res, const Params& path, Json& body,
+                                       bool is_create) {
+        const std::string prefix =
+            std::string("Inappropriate ") + res.label + " configurations passed! ";
+        for (const char* reserved : kReservedFields) {
+            if (body.contains(reserved)) {
+                return Response::field_error(
+                    422, prefix + "Field '" + reserved + "' is managed by the server", reserved);
+            }
+        }
+        const KindSpec* spec = RecordStore::spec(res.kind);
+        for (const auto& field : spec->key_fields) {
+            if (res.key_id != nullptr && field == res.key_id && is_create) {
+                continue;  // the new record's own id: checked by the caller
+            }
+            auto it = body.find(field);
+            if (it == body.end()) {
+                continue;
+            }
+            const auto p = path.find(field);
+            if (p == path.end() || !it->is_string() || *it != p->second) {
+                return Response::field_error(
+                    422, prefix + "Field '" + field + "' does not match the URL", field);
+            }
+            body.erase(it);
+        }
+        return std::nullopt;
+    }
+
+    Response create(const Request& request, const Resource& res, const std::string& method) {
+        if (auto bad = check_path(request)) {
+            return *bad;
+        }
+        auto parsed = http::parse_json_body(request);
+        if (!parsed.ok()) {
+            return parsed.error;
+        }
+        Json body = std::move(*parsed.value);
+        Params params = request.params;
+        const std::string prefix =
+            std::string("Inappropriate ") + res.label + " configurations passed! ";
+        if (auto bad = clean_body(res, params, body, true)) {
+            return *bad;
+        }
+        if (res.body_id != nullptr) {
+            auto it = body.find(res.body_id);
+            if (it == body.end()) {
+                return Response::field_error(422, prefix + "Field '" + res.body_id + "' is required",
+                                             res.body_id);
+            }
+            if (!it->is_string()) {
+                return Response::field_error(
+                    422, prefix + "Field '" + res.body_id + "' must be a string", res.body_id);
+            }
+            if (auto problem = id_problem(it->get<std::string>())) {
+                return Response::field_error(
+                    422, prefix + "Field '" + res.body_id + "' " + *problem, res.body_id);
+            }
+            params[res.key_id] = it->get<std::string>();
+            if (std::string(res.body_id) != "id") {
+                body.erase(it);  // ids move into the key; participants keep `id` as the original
+            }
+        }
+        if (auto invalid = validate_document(res.kind, body)) {
+            return Response::field_error(
+                422, prefix + "Field '" + invalid->field + "' " + invalid->problem,
+                invalid->field);
+        }
+        if (auto missing = check_exists(res.parents, params)) {
+            return *missing;
+        }
+        auto key = RecordStore::make_key(res.kind, params);
+        if (!key) {
+            return error_response(key.error());
+        }
+        const auto mode = res.create_replaces ? sdk::WriteMode::Upsert : sdk::WriteMode::Insert;
+        auto written = store_.backend().apply({{mode, res.kind, *key, body.dump()}});
+        if (!written) {
+            if (written.error().code == sdk::ErrorCode::AlreadyExists) {
+                return Response::error(409, exists_message(res.kind, params));
+            }
+            return error_response(written.error());
+        }
+        Json out_params = envelope_params(request);
+        if (res.raw_post) {
+            const sdk::Record& record = written->front();
+            auto rel = store_.relations_of(record);
+            if (!rel) {
+                return error_response(rel.error());
+            }
+            return ok(201, method, std::move(out_params), RecordStore::raw(record, &*rel));
+        }
+        auto data = store_.read(res.kind, *key);
+        if (!data) {
+            return error_response(data.error());
+        }
+        return ok(201, method, std::move(out_params), std::move(*data));
+    }
+
+    Response get(const Request& request, const Resource& res, const std::string& method) {
+        if (auto bad = check_path(request)) {
+            return *bad;
+        }
+        auto key = RecordStore::make_key(res.kind, request.params);
+        if (!key) {
+            return error_response(key.error());
+        }
+        auto data = store_.read(res.kind, *key);
+        if (!data) {
+            if (data.error().code == sdk::ErrorCode::NotFound) {
+                return Response::error(404, missing_message(res.kind, request.params));
+            }
+            return error_response(data.error());
+        }
+        return ok(200, method, envelope_params(request), std::move(*data));
+    }
+
+    Response update(const Request& request, const Resource& res, const std::string& method) {
+        if (auto bad = check_path(request)) {
+            return *bad;
+        }
+        auto parsed = http::parse_json_body(request);
+        if (!parsed.ok()) {
+            return parsed.error;
+        }
+        Json body = std::move(*parsed.value);
+        if (auto bad = clean_body(res, request.params, body, false)) {
+            return *bad;
+        }
+        const std::string prefix =
+            std::string("Inappropriate ") + res.label + " configurations passed! ";
+        auto key = RecordStore::make_key(res.kind, request.params);
+        if (!key) {
+            return error_response(key.error());
+        }
+        auto current = store_.get(res.kind, *key);
+        if (!current) {
+            if (current.error().code == sdk::ErrorCode::NotFound) {
+                return Response::error(404, missing_message(res.kind, request.params));
+            }
+            return error_response(current.error());
+        }
+        Json doc = Json::parse(current->document, nullptr, false);
+        if (!doc.is_object()) {
+            doc = Json::object();
+        }
+        if (res.body_id != nullptr && std::string(res.body_id) == "id") {
+            if (auto it = body.find("id");
+                it != body.end() && (!it->is_string() || *it != request.param("participant_id"))) {
+                return Response::field_error(
+                    422, prefix + "Field 'id' does not match the URL", "id");
+            }
+        }
+        for (auto& [field, value] : body.items()) {
+            doc[field] = value;  // shallow merge, as the original's update
+        }
+        if (auto invalid = validate_document(res.kind, doc)) {
+            return Response::field_error(
+                422, prefix + "Field '" + invalid->field + "' " + invalid->problem,
+                invalid->field);
+        }
+        auto written = store_.backend().apply({{sdk::WriteMode::Update, res.kind, *key, doc.dump()}});
+        if (!written) {
+            if (written.error().code == sdk::ErrorCode::NotFound) {
+                return Response::error(404, missing_message(res.kind, request.params));
+            }
+            return error_response(written.error());
+        }
+        auto data = store_.read(res.kind, *key);
+        if (!data) {
+            return error_response(data.error());
+        }
+        return ok(200, method, envelope_params(request), std::move(*data));
+    }
+
+    Response remove(const Request& request, const Resource& res, const std::string& method) {
+        if (auto bad = check_path(request)) {
+            return *bad;
+        }
+        auto key = RecordStore::make_key(res.kind, request.params);
+        if (!key) {
+            return error_response(key.error());
+        }
+        // The answer is the record as it was, with its relations (read before the cascade).
+        auto before = store_.read(res.kind, *key);
+        if (!before) {
+            if (before.error().code == sdk::ErrorCode::NotFound) {
+                return Response::error(404, missing_message(res.kind, request.params));
+            }
+            return error_response(before.error());
+        }
+        auto deleted = store_.backend().apply(RecordStore::cascade_delete(res.kind, *key));
+        if (!deleted) {
+            if (deleted.error().code == sdk::ErrorCode::NotFound) {
+                return Response::error(404, missing_message(res.kind, request.params));
+            }
+            return error_response(deleted.error());
+        }
+        logger_.info("record deleted",
+                     Json{{"kind", res.kind}, {"key", RecordStore::key_json(*key)}}.dump());
+        return ok(200, method, envelope_params(request), std::move(*before));
+    }
+
+private:
+    RecordStore store_;
+    sdk::Logger& logger_;
+};
+
+/// Registers GET/POST on a collection (both slash spellings) and GET/PUT/DELETE on its items.
+void add_resource(http::Router& router, const std::shared_ptr<ConnectApi>& api,
+                  const Resource& res, const std::string& collection, const std::string& item,
+                  const std::vector<const char*>& list_scope) {
+    const std::string plural = res.plural;
+    const std::string singular = res.singular;
+    const Resource* r = &res;
+    router.add("GET", collection + "/", [api, r, plural, list_scope](const Request& req) {
+        return api->list(req, r->kind, plural + ".get", list_scope, true);
+    });
+    router.add("POST", collection + "/", [api, r, plural](const Request& req) {
+        return api->create(req, *r, plural + ".post");
+    });
+    router.add("GET", item, [api, r, singular](const Request& req) {
+        return api->get(req, *r, singular + ".get");
+    });
+    router.add("PUT", item, [api, r, singular](const Request& req) {
+        return api->update(req, *r, singular + ".put");
+    });
+    router.add("DELETE", item, [api, r, singular](const Request& req) {
+        return api->remove(req, *r, singular + ".delete");
+    });
+}
+
+/// Registers GET/POST/PUT/DELETE on a singular resource (registration, tags).
+void add_singular(http::Router& router, const std::shared_ptr<ConnectApi>& api,
+                  const Resource& res, const std::string& path) {
+    const std::string singular = res.singular;
+    const Resource* r = &res;
+    router.add("GET", path, [api, r, singular](const Request& req) {
+        return api->get(req, *r, singular + ".get");
+    });
+    router.add("POST", path, [api, r, singular](const Request& req) {
+        return api->create(req, *r, singular + ".post");
+    });
+    router.add("PUT", path, [api, r, singular](const Request& req) {
+        return api->update(req, *r, singular + ".put");
+    });
+    router.add("DELETE", path, [api, r, singular](const Request& req) {
+        return api->remove(req, *r, singular + ".delete");
+    });
+}
+
+void add_registration_listing(http::Router& router, const std::shared_ptr<ConnectApi>& api,
+                              const std::string& path, std::vector<const char*> scope) {
+    router.add("GET", path, [api, scope](const Request& req) {
+        return api->list(req, "Registration", "registrations.get", scope, false);
+    });
+}
+
+}  // namespace
+
+nlohmann::json envelope(int status, const std::string& method, nlohmann::json params,
+                        nlohmann::json data) {
+    return Json{{"apiVersion", kApiVersion}, {"success", 1},           {"status", status},
+                {"method", method},          {"params", std::move(params)}, {"data", std::move(data)}};
+}
+
+nlohmann::json envelope_params(const http::Request& request) {
+    Json out = Json::object();
+    for (const char* name : kEnvelopeParams) {
+        if (auto it = request.params.find(name); it != request.params.end()) {
+            out[name] = it->second;
+        }
+    }
+    return out;
+}
+
+void register_connect_routes(http::Router& router, sdk::StorageBackend& storage,
+                             sdk::Logger& logger) {
+    auto api = std::make_shared<ConnectApi>(storage, logger);
+    const std::string p = kPrefix;
+    const std::string collab = p + "/collaborations/{collab_id}";
+    const std::string project = collab + "/projects/{project_id}";
+    const std::string experiment = project + "/experiments/{expt_id}";
+    const std::string participant = p + "/participants/{participant_id}";
+
+    add_resource(router, api, kCollaboration, p + "/collaborations", collab, {});
+    add_resource(router, api, kProject, collab + "/projects", project, {"Collaboration"});
+    add_resource(router, api, kExperiment, project + "/experiments", experiment,
+                 {"Collaboration", "Project"});
+    add_resource(router, api, kRun, experiment + "/runs", experiment + "/runs/{run_id}",
+                 {"Collaboration", "Project", "Experiment"});
+    add_resource(router, api, kParticipant, p + "/participants", participant, {});
+
+    // Registration and tags, under the project and (alias) under the participant.
+    for (const std::string& base :
+         {project + "/participants/{participant_id}/registration",
+          participant + "/collaborations/{collab_id}/projects/{project_id}/registration"}) {
+        add_singular(router, api, kRegistration, base);
+        add_singular(router, api, kTag, base + "/tags");
+    }
+
+    // The five registration listings.
+    add_registration_listing(router, api, collab + "/registrations", {"Collaboration"});
+    add_registration_listing(router, api,
+                             collab + "/participants/{participant_id}/registrations",
+                             {"Collaboration", "Participant"});
+    add_registration_listing(router, api, project + "/registrations",
+                             {"Collaboration", "Project"});
+    add_registration_listing(router, api, participant + "/registrations", {"Participant"});
+    add_registration_listing(router, api, participant + "/collaborations/{collab_id}/registrations",
+                             {"Participant", "Collaboration"});
+}
+
+}  // namespace synergos::core::rest
