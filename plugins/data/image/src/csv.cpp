@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "csv.hpp"
+
+#include <set>
+#include <utility>
+
+namespace synergos::plugins::image {
+
+namespace {
+
+sdk::Error csv_error(const std::string& label, std::size_t line, const std::string& what) {
+    return {sdk::ErrorCode::InvalidArgument,
+            "file " + label + ", line " + std::to_string(line) + ": " + what};
+}
+
+}  // namespace
+
+sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
+    CsvTable table;
+    table.buffer = std::move(text);
+    std::string& b = table.buffer;
+    std::size_t r = 0;
+    if (b.size() >= 3 && b.compare(0, 3, "\xEF\xBB\xBF") == 0) {
+        r = 3;
+    }
+    // Fields are compacted in place: `w` never passes `r`, so views stay valid.
+    std::size_t w = r;
+    std::size_t line = 1;
+    std::vector<std::string_view> record;
+    bool have_header = false;
+    std::size_t width = 0;
+
+    auto finish_record = [&](std::size_t record_line) -> sdk::Status {
+        // A blank line is one empty unquoted field: skipped, as pandas does.
+        if (record.size() == 1 && record[0].empty()) {
+            record.clear();
+            return sdk::Status::ok();
+        }
+        if (!have_header) {
+            std::set<std::string_view> seen;
+            for (std::string_view name : record) {
+                if (name.empty()) {
+                    return csv_error(label, record_line, "the header has an empty column name");
+                }
+                if (!seen.insert(name).second) {
+                    return csv_error(label, record_line,
+                                     "the header names column '" + std::string(name) + "' twice");
+                }
+            }
+            table.header = record;
+            width = record.size();
+            have_header = true;
+        } else {
+            if (record.size() > width) {
+                return csv_error(label, record_line,
+                                 "row has " + std::to_string(record.size()) +
+                                     " fields, the header has " + std::to_string(width));
+            }
+            table.cells.insert(table.cells.end(), record.begin(), record.end());
+            table.cells.resize(table.cells.size() + (width - record.size()));
+            ++table.rows;
+        }
+        record.clear();
+        return sdk::Status::ok();
+    };
+
+    const std::size_t n = b.size();
+    while (r < n) {
+        const std::size_t record_line = line;
+        // One record.
+        while (true) {
+            const std::size_t start = w;
+            if (r < n && b[r] == '"') {
+                ++r;
+                bool closed = false;
+                while (r < n) {
+                    const char c = b[r];
+                    if (c == '"') {
+                        if (r + 1 < n && b[r + 1] == '"') {
+                            b[w++] = '"';
+                            r += 2;
+                            continue;
+                        }
+                        ++r;
+                        closed = true;
+                        break;
+                    }
+                    if (c == '\n') {
+                        ++line;
+                    }
+                    b[w++] = c;
+                    ++r;
+                }
+                if (!closed) {
+                    return csv_error(label, record_line, "unterminated quoted field");
+                }
+                // Characters between the closing quote and the delimiter are kept, as pandas does.
+                while (r < n && b[r] != ',' && b[r] != '\n' && b[r] != '\r') {
+                    b[w++] = b[r++];
+                }
+            } else {
+                while (r < n && b[r] != ',' && b[r] != '\n' && b[r] != '\r') {
+                    b[w++] = b[r++];
+                }
+            }
+            record.emplace_back(b.data() + start, w - start);
+            if (r < n && b[r] == ',') {
+                ++r;
+                continue;
+            }
+            // End of record: '\n', "\r\n", a lone '\r', or end of text.
+            if (r < n && b[r] == '\r') {
+                ++r;
+            }
+            if (r < n && b[r] == '\n') {
+                ++r;
+            }
+            ++line;
+            break;
+        }
+        sdk::Status st = finish_record(record_line);
+        if (!st) {
+            return st;
+        }
+    }
+    if (!have_header) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "file " + label + " has no header row"};
+    }
+    return table;
+}
+
+}  // namespace synergos::plugins::image

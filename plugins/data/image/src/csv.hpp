@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::plugins::image {
+
+/// A parsed CSV file. Fields are views into `buffer` (quoted fields are unescaped in place), so
+/// a table costs one copy of the file plus 16 bytes per cell.
+/// Shape: `header.size()` columns; `cells` is row-major with that width. Rows with fewer fields
+/// than the header are padded with empty fields (pandas reads them as missing).
+struct CsvTable {
+    std::string buffer;
+    std::vector<std::string_view> header;
+    std::vector<std::string_view> cells;
+    std::size_t rows = 0;
+
+    std::string_view at(std::size_t row, std::size_t column) const {
+        return cells[row * header.size() + column];
+    }
+};
+
+/// Parses RFC 4180 CSV (`"` quoting with `""` escapes, quoted newlines, LF or CRLF line ends,
+/// blank lines skipped, a UTF-8 byte-order mark ignored). The first record is the header.
+/// Errors (InvalidArgument naming `label` and the line): no header, an empty or duplicate column
+/// name, a row with more fields than the header, an unterminated quote.
+sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
+
+}  // namespace synergos::plugins::image

@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::plugins::image {
+
+/// An 8-bit image, interleaved (HWC).
+struct Image {
+    int width = 0;
+    int height = 0;
+    int channels = 0;
+    std::vector<unsigned char> pixels;
+};
+
+/// Decodes a PNG or JPEG held in memory with stb_image, converted to `channels` (1 = grayscale
+/// "L", 3 = "RGB"; alpha is dropped). The dimensions are read first and an image of more than
+/// `max_pixels` pixels is refused before any pixel buffer is allocated (decompression bombs).
+/// Errors: InvalidArgument naming `label` (not PNG/JPEG, corrupt, too large).
+sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64_t max_pixels,
+                                const std::string& label);
+
+/// Writes `src` as planar floats (C x height x width, channel-major) scaled to [0,1] into `out`,
+/// resizing when the size differs: nearest neighbour, or bilinear with pixel centres aligned
+/// (half-pixel offsets, edge pixels clamped: the PIL/OpenCV convention). `out` holds
+/// `src.channels * height * width` floats.
+void to_planar(const Image& src, int height, int width, bool bilinear, float* out);
+
+}  // namespace synergos::plugins::image

@@ -1,0 +1,499 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "image_pipeline.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "csv.hpp"
+#include "decode.hpp"
+
+namespace synergos::plugins::image {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using sdk::Error;
+using sdk::ErrorCode;
+
+Error invalid(std::string message) {
+    return {ErrorCode::InvalidArgument, std::move(message)};
+}
+
+std::string q(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
+
+std::string_view trim(std::string_view v) {
+    const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    while (!v.empty() && is_space(v.front())) {
+        v.remove_prefix(1);
+    }
+    while (!v.empty() && is_space(v.back())) {
+        v.remove_suffix(1);
+    }
+    return v;
+}
+
+bool is_missing_token(std::string_view v) {
+    return v.empty() || v == "NA" || v == "NaN" || v == "nan" || v == "null" || v == "None" ||
+           v == "N/A" || v == "n/a" || v == "NULL" || v == "<NA>";
+}
+
+bool parse_number(std::string_view v, double& out) {
+    if (!v.empty() && v.front() == '+') {
+        v.remove_prefix(1);
+    }
+    if (v.empty()) {
+        return false;
+    }
+    double d = 0.0;
+    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
+    if (ec != std::errc() || ptr != v.data() + v.size() || !std::isfinite(d)) {
+        return false;
+    }
+    out = d;
+    return true;
+}
+
+std::string level_name(double v) {
+    if (v == std::floor(v) && std::fabs(v) < 9.007199254740992e15) {
+        return std::to_string(static_cast<long long>(v));
+    }
+    char buf[64];
+    const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
+}
+
+sdk::Result<std::string> read_file(const fs::path& path, std::int64_t max_bytes) {
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) {
+        return invalid("file " + path.string() + " does not exist or is not a regular file");
+    }
+    const auto size = fs::file_size(path, ec);
+    if (ec) {
+        return invalid("file " + path.string() + ": " + ec.message());
+    }
+    if (static_cast<std::uint64_t>(max_bytes) < size) {
+        return Error{ErrorCode::ResourceExhausted,
+                     "file " + path.string() + " has " + std::to_string(size) +
+                         " bytes, more than the limit of " + std::to_string(max_bytes) +
+                         " (option max_file_bytes)"};
+    }
+    std::ifstream in(path, std::ios::binary);
+    std::string text(size, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(size));
+    if (!in || static_cast<std::uint64_t>(in.gcount()) != size) {
+        return invalid("file " + path.string() + " could not be read");
+    }
+    return text;
+}
+
+/// Applies request options over the plugin defaults; unknown keys are refused.
+sdk::Result<ImageSettings> settings_from(const std::string& options_json, ImageSettings s) {
+    const Json o = Json::parse(options_json.empty() ? "{}" : options_json, nullptr, false);
+    if (o.is_discarded() || !o.is_object()) {
+        return invalid("image options are not a JSON object");
+    }
+    for (auto it = o.begin(); it != o.end(); ++it) {
+        const std::string& key = it.key();
+        const Json& v = it.value();
+        if (key == "color") {
+            if (!v.is_string() || (v != "L" && v != "RGB")) {
+                return invalid("image option 'color' must be \"L\" or \"RGB\"");
+            }
+            s.color = v.get<std::string>();
+        } else if (key == "height" || key == "width") {
+            if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 ||
+                v.get<std::int64_t>() > 65535) {
+                return invalid("image option " + q(key) + " must be an integer in 1..65535");
+            }
+            (key == "height" ? s.height : s.width) = v.get<int>();
+        } else if (key == "resize") {
+            if (!v.is_string() || (v != "nearest" && v != "bilinear")) {
+                return invalid("image option 'resize' must be \"nearest\" or \"bilinear\"");
+            }
+            s.bilinear = v == "bilinear";
+        } else {
+            return invalid("unknown image option " + q(key) +
+                           " (known: color, height, width, resize)");
+        }
+    }
+    if ((s.height == 0) != (s.width == 0)) {
+        return invalid("image options 'height' and 'width' must be given together");
+    }
+    return s;
+}
+
+struct Row {
+    std::size_t image = 0;  ///< index into the decoded images
+    std::string target;
+    std::string where;      ///< "<mapping.csv> row <n>", for errors
+};
+
+struct Decoded {
+    Image image;
+    std::string file;
+    std::uint64_t hash = 0;
+};
+
+std::uint64_t fnv1a(const std::vector<unsigned char>& bytes) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char b : bytes) {
+        h = (h ^ b) * 1099511628211ull;
+    }
+    return h;
+}
+
+sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const ImageSettings& defaults,
+                                    const ImageLimits& limits) {
+    if (request.action != "classify" && request.action != "regress") {
+        return invalid("action " + q(request.action) + " is not 'classify' or 'regress'");
+    }
+    auto settings = settings_from(request.options_json, defaults);
+    if (!settings) {
+        return settings.error();
+    }
+    const ImageSettings& s = *settings;
+    const int channels = s.color == "RGB" ? 3 : 1;
+    if (request.directories.empty()) {
+        return invalid("no dataset folder was given");
+    }
+
+    std::vector<Decoded> images;
+    std::unordered_map<std::string, std::size_t> image_index;  // by normalised path
+    std::vector<Row> rows;
+    std::int64_t rows_read = 0;
+    std::int64_t rows_missing_target = 0;
+    for (const std::string& dir_text : request.directories) {
+        const fs::path dir(dir_text);
+        std::error_code ec;
+        const fs::path root = fs::canonical(dir, ec);
+        if (ec || !fs::is_directory(root, ec)) {
+            return invalid("dataset folder " + dir_text + " does not exist");
+        }
+        const fs::path mapping = dir / "mapping.csv";
+        auto text = read_file(mapping, limits.max_file_bytes);
+        if (!text) {
+            return text.error();
+        }
+        auto table = parse_csv(std::move(*text), mapping.string());
+        if (!table) {
+            return table.error();
+        }
+        const auto& header = table->header;
+        const auto image_col = std::find(header.begin(), header.end(), "image");
+        const auto target_col = std::find(header.begin(), header.end(), "target");
+        if (image_col == header.end() || target_col == header.end()) {
+            return invalid("file " + mapping.string() + ": column " +
+                           (image_col == header.end() ? "'image'" : "'target'") +
+                           " is missing (expected columns image,target)");
+        }
+        const auto ic = static_cast<std::size_t>(image_col - header.begin());
+        const auto tc = static_cast<std::size_t>(target_col - header.begin());
+        for (std::size_t r = 0; r < table->rows; ++r) {
+            ++rows_read;
+            const std::string where = mapping.string() + " row " + std::to_string(r + 1);
+            const std::string_view name = trim(table->at(r, ic));
+            const std::string_view target = trim(table->at(r, tc));
+            if (name.empty()) {
+                return invalid("file " + where + ": column 'image' is empty");
+            }
+            if (is_missing_token(target)) {
+                ++rows_missing_target;
+                continue;
+            }
+            const fs::path rel(name);
+            bool escapes = rel.is_absolute() || name.find('\0') != std::string_view::npos;
+            for (const fs::path& part : rel) {
+                escapes = escapes || part == "..";
+            }
+            if (escapes) {
+                return invalid("file " + where + ": image " + q(name) +
+                               " must be a path inside the dataset folder");
+            }
+            const fs::path file = (root / rel).lexically_normal();
+            auto it = image_index.find(file.string());
+            if (it == image_index.end()) {
+                if (static_cast<std::int64_t>(images.size()) >= limits.max_images) {
+                    return Error{ErrorCode::ResourceExhausted,
+                                 "more than " + std::to_string(limits.max_images) +
+                                     " images in one split (option max_images)"};
+                }
+                // A symbolic link may not lead out of the dataset folder.
+                const fs::path real = fs::canonical(file, ec);
+                if (ec) {
+                    return invalid("file " + where + ": image " + file.string() +
+                                   " does not exist");
+                }
+                const auto [a, b] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+                if (a != root.end()) {
+                    return invalid("file " + where + ": image " + q(name) +
+                                   " resolves outside the dataset folder");
+                }
+                auto bytes = read_file(real, limits.max_file_bytes);
+                if (!bytes) {
+                    return bytes.error();
+                }
+                auto img = decode_image(*bytes, channels, limits.max_image_pixels, file.string());
+                if (!img) {
+                    return img.error();
+                }
+                const std::uint64_t hash = fnv1a(img->pixels);
+                images.push_back(Decoded{std::move(*img), file.string(), hash});
+                it = image_index.emplace(file.string(), images.size() - 1).first;
+            }
+            if (static_cast<std::int64_t>(rows.size()) >= limits.max_images) {
+                return Error{ErrorCode::ResourceExhausted,
+                             "more than " + std::to_string(limits.max_images) +
+                                 " rows in one split (option max_images)"};
+            }
+            rows.push_back(Row{it->second, std::string(target), where});
+        }
+    }
+    if (rows.empty()) {
+        return invalid("dataset folder " + request.directories.front() +
+                       " lists no image with a target");
+    }
+
+    // Sample size: explicit, or that of the first image (then every image must share it).
+    int height = s.height;
+    int width = s.width;
+    const bool explicit_size = height > 0;
+    if (!explicit_size) {
+        height = images[rows.front().image].image.height;
+        width = images[rows.front().image].image.width;
+        for (const Decoded& d : images) {
+            if (d.image.height != height || d.image.width != width) {
+                return invalid("image " + d.file + " is " + std::to_string(d.image.width) + "x" +
+                               std::to_string(d.image.height) + " but " + images.front().file +
+                               " is " + std::to_string(width) + "x" + std::to_string(height) +
+                               ": set the options height and width to resize them");
+            }
+        }
+    }
+
+    // Identical pixels (even from different files) with the same target are one sample.
+    std::vector<std::size_t> canonical(images.size());
+    {
+        std::unordered_map<std::uint64_t, std::vector<std::size_t>> by_hash;
+        for (std::size_t i = 0; i < images.size(); ++i) {
+            canonical[i] = i;
+            auto& bucket = by_hash[images[i].hash];
+            for (std::size_t j : bucket) {
+                if (images[j].image.width == images[i].image.width &&
+                    images[j].image.pixels == images[i].image.pixels) {
+                    canonical[i] = j;
+                    break;
+                }
+            }
+            if (canonical[i] == i) {
+                bucket.push_back(i);
+            }
+        }
+    }
+    std::vector<const Row*> kept;
+    {
+        std::set<std::pair<std::size_t, std::string>> seen;
+        for (const Row& row : rows) {
+            if (seen.emplace(canonical[row.image], row.target).second) {
+                kept.push_back(&row);
+            }
+        }
+    }
+    const std::int64_t duplicates = static_cast<std::int64_t>(rows.size() - kept.size());
+
+    sdk::Dataset ds;
+    const std::size_t n = kept.size();
+    const std::size_t sample = static_cast<std::size_t>(channels) *
+                               static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
+    ds.rows = static_cast<std::int64_t>(n);
+    ds.sample_shape = {channels, height, width};
+    ds.features.resize(n * sample);
+    std::int64_t resized = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const Image& img = images[kept[i]->image].image;
+        if (img.height != height || img.width != width) {
+            ++resized;
+        }
+        to_planar(img, height, width, s.bilinear, ds.features.data() + i * sample);
+    }
+
+    Json classes = Json::array();
+    if (request.action == "classify") {
+        // Classes: numerically sorted when every target is a number, else as strings.
+        bool numeric = true;
+        std::vector<double> values(n);
+        for (std::size_t i = 0; i < n && numeric; ++i) {
+            numeric = parse_number(kept[i]->target, values[i]);
+        }
+        std::vector<std::string> names(n);
+        std::map<std::string, double> order;  // name -> sort key (numeric) or 0
+        for (std::size_t i = 0; i < n; ++i) {
+            names[i] = numeric ? level_name(values[i]) : kept[i]->target;
+            order.emplace(names[i], numeric ? values[i] : 0.0);
+        }
+        std::vector<std::pair<std::string, double>> sorted(order.begin(), order.end());
+        if (numeric) {
+            std::sort(sorted.begin(), sorted.end(),
+                      [](const auto& a, const auto& b) { return a.second < b.second; });
+        }
+        std::map<std::string, std::size_t> index;
+        for (const auto& [name, key] : sorted) {
+            index.emplace(name, ds.label_names.size());
+            ds.label_names.push_back("target_" + name);
+        }
+        const std::size_t lw = ds.label_names.size();
+        std::vector<std::int64_t> counts(lw, 0);
+        ds.labels.assign(n * lw, 0.0f);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t k = index.at(names[i]);
+            ds.labels[i * lw + k] = 1.0f;
+            ++counts[k];
+        }
+        for (std::size_t k = 0; k < lw; ++k) {
+            classes.push_back({{"class", sorted[k].first}, {"count", counts[k]}});
+        }
+    } else {
+        ds.label_names = {"target"};
+        ds.labels.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            double v = 0.0;
+            if (!parse_number(kept[i]->target, v)) {
+                return invalid("file " + kept[i]->where + ": target " + q(kept[i]->target) +
+                               " is not a number (regression)");
+            }
+            ds.labels[i] = static_cast<float>(v);
+        }
+    }
+
+    Json meta = Json::object();
+    meta["_type"] = "image";
+    meta["src_count"] = n;
+    meta["rows_read"] = rows_read;
+    meta["rows_missing_target"] = rows_missing_target;
+    meta["duplicates_dropped"] = duplicates;
+    meta["image_files"] = images.size();
+    meta["resized"] = resized;
+    meta["pixel_height"] = height;
+    meta["pixel_width"] = width;
+    meta["color"] = s.color;
+    meta["channels"] = channels;
+    meta["resize"] = s.bilinear ? "bilinear" : "nearest";
+    meta["pixel_scale"] = "[0,1]";
+    if (request.action == "classify") {
+        meta["classes"] = classes;
+    }
+    ds.metadata_json = meta.dump();
+    ds.schema_json = Json{{"image", s.color == "RGB" ? "image/RGB" : "image/L"},
+                          {"target", request.action == "classify" ? "category" : "float64"}}
+                         .dump();
+    return ds;
+}
+
+}  // namespace
+
+sdk::Result<sdk::Dataset> load_images(const sdk::DataRequest& request,
+                                      const ImageSettings& defaults,
+                                      const ImageLimits& limits) noexcept {
+    try {
+        return load_impl(request, defaults, limits);
+    } catch (const std::bad_alloc&) {
+        return Error{ErrorCode::ResourceExhausted, "image: out of memory while loading data"};
+    } catch (const std::exception& e) {
+        return Error{ErrorCode::Internal, std::string("image: ") + e.what()};
+    } catch (...) {
+        return Error{ErrorCode::Internal, "image: unknown failure"};
+    }
+}
+
+ImagePipeline::ImagePipeline(sdk::HostContext& host, const sdk::Options& options) : host_(host) {
+    Json defaults = Json::object();
+    defaults["color"] = options.get_string("color", "L");
+    defaults["resize"] = options.get_string("resize", "bilinear");
+    const std::int64_t height = options.get_int("height", 0);
+    const std::int64_t width = options.get_int("width", 0);
+    if (height != 0 || width != 0) {
+        defaults["height"] = height;
+        defaults["width"] = width;
+    }
+    auto settings = settings_from(defaults.dump(), ImageSettings{});
+    if (!settings) {
+        throw std::invalid_argument(settings.error().message);
+    }
+    defaults_ = *settings;
+    limits_.max_images = options.get_int("max_images", limits_.max_images);
+    limits_.max_image_pixels = options.get_int("max_image_pixels", limits_.max_image_pixels);
+    limits_.max_file_bytes = options.get_int("max_file_bytes", limits_.max_file_bytes);
+    if (limits_.max_images <= 0 || limits_.max_image_pixels <= 0 || limits_.max_file_bytes <= 0) {
+        throw std::invalid_argument(
+            "options max_images, max_image_pixels and max_file_bytes must be positive");
+    }
+}
+
+sdk::Result<sdk::Dataset> ImagePipeline::load(const sdk::DataRequest& request) noexcept {
+    auto result = load_images(request, defaults_, limits_);
+    try {
+        if (result) {
+            host_.logger().debug("image: split loaded",
+                                 Json{{"rows", result->rows},
+                                      {"sample_shape", result->sample_shape}}
+                                     .dump());
+        } else {
+            host_.logger().warn("image: load refused",
+                                Json{{"error", result.error().message}}.dump(
+                                    -1, ' ', false, Json::error_handler_t::replace));
+        }
+    } catch (...) {
+        // Logging is best effort; the result stands.
+    }
+    return result;
+}
+
+namespace {
+
+constexpr sdk::OptionSpec kOptions[] = {
+    {"color", sdk::OptionType::String, false, "L",
+     "default colour mode: L (grayscale, 1 channel) or RGB (3 channels)", false},
+    {"height", sdk::OptionType::Int, false, "0",
+     "default sample height; 0 = the first image's (all images must then share one size)", false},
+    {"width", sdk::OptionType::Int, false, "0", "default sample width; 0 = the first image's",
+     false},
+    {"resize", sdk::OptionType::String, false, "bilinear",
+     "resize filter when an image differs from the sample size: nearest or bilinear", false},
+    {"max_images", sdk::OptionType::Int, false, "100000", "most images (rows) in one split", false},
+    {"max_image_pixels", sdk::OptionType::Int, false, "16777216",
+     "largest source image (width x height), checked before decoding", false},
+    {"max_file_bytes", sdk::OptionType::Int, false, "67108864",
+     "largest image or mapping.csv file, in bytes", false},
+};
+
+}  // namespace
+
+const sdk::PluginDescriptor kImageDescriptor{
+    sizeof(sdk::PluginDescriptor),
+    "image",
+    sdk::PluginKind::Data,
+    "0.1.0",
+    "PNG/JPEG images listed in mapping.csv: grayscale or RGB, resized, scaled to [0,1]",
+    "Synergos",
+    sdk::PluginStatus::Stable,
+    kOptions,
+    sizeof(kOptions) / sizeof(kOptions[0]),
+};
+
+}  // namespace synergos::plugins::image

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <boost/dll/shared_library.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/export.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "image_pipeline.hpp"
+
+// The writer half of stb, private to this test, to make real PNG and JPEG files.
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#include <stb/stb_image_write.h>
+#pragma GCC diagnostic pop
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+using synergos::plugins::image::ImagePipeline;
+using synergos::sdk::DataRequest;
+using synergos::sdk::Dataset;
+using synergos::sdk::ErrorCode;
+using synergos::sdk::Options;
+using synergos::sdk::testing::FakeHost;
+
+namespace {
+
+const std::string kFemnist =
+    std::string(SYNERGOS_TEST_SOURCE_DIR) + "/tests/data/images/femnist_evaluate";
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        path = fs::temp_directory_path() /
+               ("synergos-image-" + std::to_string(std::random_device{}()));
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    fs::path folder(const std::string& name, const std::string& mapping) const {
+        const fs::path dir = path / name;
+        fs::create_directories(dir);
+        std::ofstream(dir / "mapping.csv") << mapping;
+        std::ofstream(dir / "metadata.json") << R"({"datatype": "image", "operations": {}})";
+        return dir;
+    }
+};
+
+void write_png(const fs::path& file, int w, int h, int comp, const std::vector<unsigned char>& px) {
+    REQUIRE(stbi_write_png(file.string().c_str(), w, h, comp, px.data(), w * comp) != 0);
+}
+
+Dataset load_ok(const std::vector<std::string>& dirs, const std::string& options = "{}",
+                const std::string& action = "classify") {
+    FakeHost host;
+    ImagePipeline pipeline(host, Options());
+    auto result = pipeline.load(DataRequest{action, dirs, options});
+    if (!result) {
+        FAIL("load failed: " << result.error().message);
+    }
+    return std::move(*result);
+}
+
+synergos::sdk::Error load_error(const std::vector<std::string>& dirs,
+                                const std::string& options = "{}",
+                                const std::string& action = "classify") {
+    FakeHost host;
+    ImagePipeline pipeline(host, Options());
+    auto result = pipeline.load(DataRequest{action, dirs, options});
+    REQUIRE_FALSE(result);
+    return result.error();
+}
+
+}  // namespace
+
+TEST_CASE("image loads the femnist evaluate split as 1x28x28 grayscale in [0,1]",
+          "[unit][data][image]") {
+    const Dataset ds = load_ok({kFemnist});
+    CHECK(ds.rows == 89);
+    CHECK(ds.sample_shape == std::vector<std::int64_t>{1, 28, 28});
+    CHECK(ds.feature_names.empty());
+    CHECK(ds.label_names == std::vector<std::string>{"target_J", "target_K", "target_L"});
+    REQUIRE(ds.features.size() == 89u * 784u);
+    const auto [lo, hi] = std::minmax_element(ds.features.begin(), ds.features.end());
+    CHECK(*lo >= 0.0f);
+    CHECK(*hi <= 1.0f);
+    CHECK(*hi > 0.5f);  // real strokes, not an empty buffer
+    std::vector<float> per_class(3, 0.0f);
+    for (std::int64_t r = 0; r < ds.rows; ++r) {
+        float sum = 0.0f;
+        for (std::size_t k = 0; k < 3; ++k) {
+            sum += ds.labels[static_cast<std::size_t>(r) * 3 + k];
+            per_class[k] += ds.labels[static_cast<std::size_t>(r) * 3 + k];
+        }
+        CHECK(sum == 1.0f);
+    }
+    CHECK(per_class == std::vector<float>{30.0f, 29.0f, 30.0f});
+    const Json meta = Json::parse(ds.metadata_json);
+    CHECK(meta["_type"] == "image");
+    CHECK(meta["pixel_height"] == 28);
+    CHECK(meta["color"] == "L");
+    CHECK(meta["src_count"] == 89);
+
+    SECTION("RGB gives three planes") {
+        const Dataset rgb = load_ok({kFemnist}, R"({"color": "RGB"})");
+        CHECK(rgb.sample_shape == std::vector<std::int64_t>{3, 28, 28});
+        CHECK(rgb.features.size() == 89u * 3u * 784u);
+    }
+    SECTION("an explicit size resizes every image") {
+        const Dataset small = load_ok({kFemnist}, R"({"height": 14, "width": 7, "resize": "nearest"})");
+        CHECK(small.sample_shape == std::vector<std::int64_t>{1, 14, 7});
+        CHECK(Json::parse(small.metadata_json)["resized"] == 89);
+    }
+}
+
+TEST_CASE("image converts exact pixel values, planar, for L and RGB", "[unit][data][image]") {
+    TempDir tmp;
+    const fs::path dir = tmp.folder("px", "image,target\na.png,cat\n");
+    // 2x1 RGB: red-ish then white.
+    write_png(dir / "a.png", 2, 1, 3, {200, 100, 50, 255, 255, 255});
+    const Dataset rgb = load_ok({dir.string()}, R"({"color": "RGB"})");
+    REQUIRE(rgb.sample_shape == std::vector<std::int64_t>{3, 1, 2});
+    const std::vector<float> expected = {200 / 255.0f, 1.0f, 100 / 255.0f, 1.0f, 50 / 255.0f, 1.0f};
+    REQUIRE(rgb.features.size() == 6);
+    for (std::size_t i = 0; i < 6; ++i) {
+        CHECK(rgb.features[i] == Approx(expected[i]));
+    }
+    const Dataset gray = load_ok({dir.string()});
+    REQUIRE(gray.features.size() == 2);
+    // stb's luma: (77 r + 150 g + 29 b) >> 8.
+    CHECK(gray.features[0] == Approx(((77 * 200 + 150 * 100 + 29 * 50) >> 8) / 255.0f));
+    CHECK(gray.features[1] == Approx(1.0f));
+    CHECK(gray.label_names == std::vector<std::string>{"target_cat"});
+}
+
+TEST_CASE("image resizes with bilinear (pixel centres) or nearest filters", "[unit][data][image]") {
+    TempDir tmp;
+    const fs::path dir = tmp.folder("resize", "image,target\nramp.png,1\n");
+    write_png(dir / "ramp.png", 2, 1, 1, {0, 255});
+    const Dataset bi = load_ok({dir.string()}, R"({"height": 1, "width": 4})");
+    REQUIRE(bi.features.size() == 4);
+    CHECK(bi.features[0] == Approx(0.0f));
+    CHECK(bi.features[1] == Approx(0.25f));
+    CHECK(bi.features[2] == Approx(0.75f));
+    CHECK(bi.features[3] == Approx(1.0f));
+    const Dataset nn =
+        load_ok({dir.string()}, R"({"height": 1, "width": 4, "resize": "nearest"})");
+    CHECK(nn.features == std::vector<float>{0.0f, 0.0f, 1.0f, 1.0f});
+}
+
+TEST_CASE("image reads JPEG files", "[unit][data][image]") {
+    TempDir tmp;
+    const fs::path dir = tmp.folder("jpeg", "image,target\ngray.jpg,0\ngray.jpeg,1\n");
+    const std::vector<unsigned char> px(16 * 16 * 3, 128);
+    REQUIRE(stbi_write_jpg((dir / "gray.jpg").string().c_str(), 16, 16, 3, px.data(), 100) != 0);
+    std::vector<unsigned char> px2(16 * 16 * 3, 40);
+    REQUIRE(stbi_write_jpg((dir / "gray.jpeg").string().c_str(), 16, 16, 3, px2.data(), 95) != 0);
+    const Dataset ds = load_ok({dir.string()});
+    CHECK(ds.rows == 2);
+    CHECK(ds.sample_shape == std::vector<std::int64_t>{1, 16, 16});
+    CHECK(ds.features[0] == Approx(128 / 255.0f).margin(2 / 255.0));
+    CHECK(ds.features[256] == Approx(40 / 255.0f).margin(2 / 255.0));
+    CHECK(ds.label_names == std::vector<std::string>{"target_0", "target_1"});
+}
+
+TEST_CASE("image sorts numeric classes numerically and drops duplicate samples",
+          "[unit][data][image]") {
+    TempDir tmp;
+    const fs::path dir = tmp.folder("classes",
+                                    "image,target\n"
+                                    "a.png,10\n"
+                                    "b.png,9.0\n"
+                                    "c.png,2\n"
+                                    "a.png,10\n"     // same file, same class: a duplicate
+                                    "copy.png,10\n"  // same pixels as a.png, same class
+                                    "a.png,2\n"      // same pixels, another class: kept
+                                    "d.png,\n");     // no target: dropped
+    write_png(dir / "a.png", 1, 1, 1, {10});
+    write_png(dir / "copy.png", 1, 1, 1, {10});
+    write_png(dir / "b.png", 1, 1, 1, {20});
+    write_png(dir / "c.png", 1, 1, 1, {30});
+    const Dataset ds = load_ok({dir.string()});
+    CHECK(ds.label_names == std::vector<std::string>{"target_2", "target_9", "target_10"});
+    CHECK(ds.rows == 4);
+    const Json meta = Json::parse(ds.metadata_json);
+    CHECK(meta["duplicates_dropped"] == 2);
+    CHECK(meta["rows_missing_target"] == 1);
+    CHECK(ds.labels[0 * 3 + 2] == 1.0f);  // a.png -> 10
+    CHECK(ds.labels[3 * 3 + 0] == 1.0f);  // a.png -> 2
+
+    SECTION("regression reads the targets as numbers") {
+        const Dataset reg = load_ok({dir.string()}, "{}", "regress");
+        CHECK(reg.label_names == std::vector<std::string>{"target"});
+        CHECK(reg.labels == std::vector<float>{10.0f, 9.0f, 2.0f, 2.0f});
+    }
+}
+
+TEST_CASE("image refuses bad folders, files and options with a clear error",
+          "[unit][data][image]") {
+    TempDir tmp;
+    SECTION("no mapping.csv") {
+        const fs::path dir = tmp.folder("nomap", "");
+        fs::remove(dir / "mapping.csv");
+        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("mapping.csv"));
+    }
+    SECTION("mapping without a target column") {
+        const fs::path dir = tmp.folder("nocol", "image,label\na.png,1\n");
+        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("'target'"));
+    }
+    SECTION("a path leaving the folder") {
+        const fs::path dir = tmp.folder("escape", "image,target\n../secret.png,1\n");
+        const auto e = load_error({dir.string()});
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("../secret.png") && Catch::Contains("row 1"));
+    }
+    SECTION("an absolute path") {
+        const fs::path dir = tmp.folder("abs", "image,target\n/etc/passwd,1\n");
+        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("inside the dataset folder"));
+    }
+    SECTION("a symbolic link leading out of the folder") {
+        const fs::path outside = tmp.path / "outside.png";
+        write_png(outside, 1, 1, 1, {1});
+        const fs::path dir = tmp.folder("link", "image,target\nlink.png,1\n");
+        fs::create_symlink(outside, dir / "link.png");
+        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("outside the dataset folder"));
+    }
+    SECTION("a missing image") {
+        const fs::path dir = tmp.folder("missing", "image,target\nnone.png,1\n");
+        CHECK_THAT(load_error({dir.string()}).message,
+                   Catch::Contains("none.png") && Catch::Contains("does not exist"));
+    }
+    SECTION("a file that is not an image") {
+        const fs::path dir = tmp.folder("notimg", "image,target\nfake.png,1\n");
+        std::ofstream(dir / "fake.png") << "this is not a PNG";
+        const auto e = load_error({dir.string()});
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("fake.png"));
+    }
+    SECTION("a truncated PNG") {
+        const fs::path dir = tmp.folder("trunc", "image,target\nt.png,1\n");
+        write_png(dir / "t.png", 8, 8, 1, std::vector<unsigned char>(64, 7));
+        fs::resize_file(dir / "t.png", fs::file_size(dir / "t.png") / 2);
+        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("t.png"));
+    }
+    SECTION("images of different sizes without an explicit size") {
+        const fs::path dir = tmp.folder("sizes", "image,target\na.png,1\nb.png,2\n");
+        write_png(dir / "a.png", 2, 2, 1, {1, 2, 3, 4});
+        write_png(dir / "b.png", 3, 2, 1, {1, 2, 3, 4, 5, 6});
+        CHECK_THAT(load_error({dir.string()}).message,
+                   Catch::Contains("b.png") && Catch::Contains("height and width"));
+        const Dataset ok = load_ok({dir.string()}, R"({"height": 2, "width": 2})");
+        CHECK(Json::parse(ok.metadata_json)["resized"] == 1);
+    }
+    SECTION("unknown or invalid options") {
+        const fs::path dir = tmp.folder("opts", "image,target\na.png,1\n");
+        write_png(dir / "a.png", 1, 1, 1, {1});
+        CHECK_THAT(load_error({dir.string()}, R"({"colour": "L"})").message,
+                   Catch::Contains("'colour'"));
+        CHECK_THAT(load_error({dir.string()}, R"({"color": "CMYK"})").message,
+                   Catch::Contains("'color'"));
+        CHECK_THAT(load_error({dir.string()}, R"({"height": 4})").message,
+                   Catch::Contains("together"));
+        CHECK_THAT(load_error({dir.string()}, R"({"height": -4, "width": 4})").message,
+                   Catch::Contains("'height'"));
+        CHECK_THAT(load_error({dir.string()}, "not json").message, Catch::Contains("JSON"));
+    }
+    SECTION("text targets for regression") {
+        const fs::path dir = tmp.folder("reg", "image,target\na.png,cat\n");
+        write_png(dir / "a.png", 1, 1, 1, {1});
+        CHECK_THAT(load_error({dir.string()}, "{}", "regress").message,
+                   Catch::Contains("'cat'") && Catch::Contains("row 1"));
+    }
+}
+
+TEST_CASE("image plugin library loads through Boost.DLL with its options",
+          "[integration][data][image]") {
+    const fs::path lib = fs::path(SYNERGOS_TEST_PLUGIN_DIR) / "libsynergos-data-image.so";
+    REQUIRE(fs::exists(lib));
+    boost::dll::shared_library so(lib.string());
+    const auto& descriptor =
+        so.get_alias<const synergos::sdk::PluginDescriptor>("synergos_plugin_descriptor");
+    CHECK(std::string(descriptor.name) == "image");
+    auto& create = so.get_alias<synergos::sdk::Factory<synergos::sdk::DataPipeline>>(
+        "synergos_plugin_create_data");
+    FakeHost host;
+    {
+        auto pipeline = create(host, Options(std::map<std::string, std::string>{
+                                         {"color", "RGB"}, {"height", "8"}, {"width", "8"}}));
+        REQUIRE(pipeline);
+        CHECK((*pipeline)->datatype() == "image");
+        auto ds = (*pipeline)->load(DataRequest{"classify", {kFemnist}});
+        REQUIRE(ds);
+        CHECK(ds->sample_shape == std::vector<std::int64_t>{3, 8, 8});
+    }
+    // A constructor refusing its options reports an error instead of throwing across the boundary.
+    auto bad = create(host, Options(std::map<std::string, std::string>{{"color", "CMYK"}}));
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("color"));
+}
