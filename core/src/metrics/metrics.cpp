@@ -274,9 +274,8 @@ Result<nlohmann::json> regress(const std::vector<float>& labels, std::int64_t la
                                const std::vector<float>& scores, std::int64_t score_width,
                                std::int64_t rows) {
     if (score_width != label_width) {
-        return invalid("score_width " + std::to_string(score_width) +
-                       " must equal label_width " + std::to_string(label_width) +
-                       " for regress");
+        return invalid("score_width " + std::to_string(score_width) + " must equal label_width " +
+                       std::to_string(label_width) + " for regress");
     }
     const auto n = static_cast<std::size_t>(rows);
     const auto w = static_cast<std::size_t>(label_width);
@@ -309,8 +308,8 @@ Result<nlohmann::json> regress(const std::vector<float>& labels, std::int64_t la
         mae_sum += abs_sum / static_cast<double>(n);
     }
     const double outputs = static_cast<double>(w);
-    return nlohmann::json{{"R2", r2_sum / outputs}, {"MSE", mse_sum / outputs},
-                          {"MAE", mae_sum / outputs}};
+    return nlohmann::json{
+        {"R2", r2_sum / outputs}, {"MSE", mse_sum / outputs}, {"MAE", mae_sum / outputs}};
 }
 
 template <typename T>

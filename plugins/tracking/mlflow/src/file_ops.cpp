@@ -18,9 +18,8 @@ namespace fs = std::filesystem;
 namespace {
 
 sdk::Status io_error(const std::string& action, const fs::path& path, int error) {
-    return sdk::Status(sdk::ErrorCode::Internal, "mlflow: cannot " + action + " '" +
-                                                     path.string() + "': " +
-                                                     std::strerror(error));
+    return sdk::Status(sdk::ErrorCode::Internal, "mlflow: cannot " + action + " '" + path.string() +
+                                                     "': " + std::strerror(error));
 }
 
 /// Closes a descriptor on scope exit.
@@ -145,8 +144,8 @@ sdk::Status copy_file_atomic(const fs::path& source, const fs::path& target,
     fs::copy_file(source, temp, fs::copy_options::none, ec);
     if (ec) {
         fs::remove(temp, ec);
-        return sdk::Status(sdk::ErrorCode::Internal, "mlflow: cannot copy '" + source.string() +
-                                                         "': " + ec.message());
+        return sdk::Status(sdk::ErrorCode::Internal,
+                           "mlflow: cannot copy '" + source.string() + "': " + ec.message());
     }
     {
         Fd fd(::open(temp.c_str(), O_RDONLY | O_CLOEXEC));
@@ -183,9 +182,8 @@ sdk::Status repair_torn_tail(const fs::path& file) {
     std::vector<char> chunk(4096);
     off_t keep = 0;
     while (end > 0) {
-        const off_t start = end > static_cast<off_t>(chunk.size())
-                                ? end - static_cast<off_t>(chunk.size())
-                                : 0;
+        const off_t start =
+            end > static_cast<off_t>(chunk.size()) ? end - static_cast<off_t>(chunk.size()) : 0;
         const auto size = static_cast<std::size_t>(end - start);
         if (::pread(fd.get(), chunk.data(), size, start) != static_cast<ssize_t>(size)) {
             return io_error("read", file, errno);

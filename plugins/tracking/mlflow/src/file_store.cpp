@@ -35,7 +35,9 @@ sdk::Status invalid(std::string message) {
     return sdk::Status(sdk::ErrorCode::InvalidArgument, "mlflow: " + std::move(message));
 }
 
-sdk::Error error_of(const sdk::Status& status) { return status.error(); }
+sdk::Error error_of(const sdk::Status& status) {
+    return status.error();
+}
 
 std::int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -114,8 +116,8 @@ std::string render_yaml_value(const YAML::Node& node) {
     if (node.IsScalar()) {
         const std::string& text = node.Scalar();
         // "!" marks a quoted (string) scalar in yaml-cpp; plain ones keep their resolved type.
-        bool is_plain_ok = node.Tag() != "!" && !text.empty() && text.front() != ' ' &&
-                           text.back() != ' ';
+        bool is_plain_ok =
+            node.Tag() != "!" && !text.empty() && text.front() != ' ' && text.back() != ' ';
         for (char c : text) {
             const auto u = static_cast<unsigned char>(c);
             is_plain_ok = is_plain_ok && u >= 0x20 && u < 0x7F && c != '#' && c != ':';
@@ -134,21 +136,20 @@ sdk::Status check_key_path(std::string_view what, const fs::path& base, const st
     std::size_t start = 0;
     for (;;) {
         const std::size_t slash = key.find('/', start);
-        current /= key.substr(start, slash == std::string::npos ? std::string::npos
-                                                                : slash - start);
+        current /=
+            key.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
         std::error_code ec;
         const auto status = fs::status(current, ec);
         if (slash == std::string::npos) {
             if (fs::is_directory(status)) {
-                return invalid(std::string(what) + " '" + key +
-                               "' conflicts with keys below '" + key + "/' of the same run");
+                return invalid(std::string(what) + " '" + key + "' conflicts with keys below '" +
+                               key + "/' of the same run");
             }
             return sdk::Status::ok();
         }
         if (fs::exists(status) && !fs::is_directory(status)) {
             return invalid(std::string(what) + " '" + key + "' conflicts with " +
-                           std::string(what) + " '" + key.substr(0, slash) +
-                           "' of the same run");
+                           std::string(what) + " '" + key.substr(0, slash) + "' of the same run");
         }
         start = slash + 1;
     }
@@ -159,8 +160,8 @@ std::string new_run_id() {
     std::string hex = random_hex(16);
     hex[12] = '4';
     static constexpr char kVariant[] = "89ab";
-    const auto nibble = static_cast<std::size_t>(
-        hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0');
+    const auto nibble =
+        static_cast<std::size_t>(hex[16] >= 'a' ? hex[16] - 'a' + 10 : hex[16] - '0');
     hex[16] = kVariant[nibble & 3U];
     return hex;
 }
@@ -259,10 +260,10 @@ sdk::Result<RunMeta> parse_run_meta(const std::string& text, const std::string& 
     meta.end_time = int_field(doc, "end_time");
     meta.deleted_time = int_field(doc, "deleted_time");
     static constexpr std::array<std::string_view, 16> kKnown = {
-        "artifact_uri", "deleted_time", "end_time",    "entry_point_name", "experiment_id",
-        "lifecycle_stage", "run_id",   "run_name",     "run_uuid",         "source_name",
-        "source_type",  "source_version", "start_time", "status",          "tags",
-        "user_id"};
+        "artifact_uri",  "deleted_time",    "end_time",    "entry_point_name",
+        "experiment_id", "lifecycle_stage", "run_id",      "run_name",
+        "run_uuid",      "source_name",     "source_type", "source_version",
+        "start_time",    "status",          "tags",        "user_id"};
     for (const auto& item : doc) {
         const std::string key = item.first.as<std::string>();
         if (std::find(kKnown.begin(), kKnown.end(), key) == kKnown.end()) {
@@ -319,12 +320,13 @@ sdk::Status FileStore::open() {
         return status;
     }
     bool created = false;
-    if (!path_exists(root_ / kDefaultExperimentId) && !path_exists(root_ / kTrash / kDefaultExperimentId)) {
+    if (!path_exists(root_ / kDefaultExperimentId) &&
+        !path_exists(root_ / kTrash / kDefaultExperimentId)) {
         if (auto status = make_dir(root_ / kDefaultExperimentId, created); !status) {
             return status;
         }
-        if (auto status = create_experiment_dir(kDefaultExperimentId, kDefaultExperimentName,
-                                                now_ms());
+        if (auto status =
+                create_experiment_dir(kDefaultExperimentId, kDefaultExperimentName, now_ms());
             !status) {
             return status;
         }
@@ -455,9 +457,9 @@ sdk::Result<ExperimentMeta> FileStore::load_experiment(const std::string& experi
                               "mlflow: experiment '" + experiment_id + "' is deleted"};
         }
         if (text.error().code == sdk::ErrorCode::NotFound) {
-            return sdk::Error{sdk::ErrorCode::NotFound,
-                              "mlflow: experiment '" + experiment_id + "' does not exist in '" +
-                                  root_.string() + "'"};
+            return sdk::Error{sdk::ErrorCode::NotFound, "mlflow: experiment '" + experiment_id +
+                                                            "' does not exist in '" +
+                                                            root_.string() + "'"};
         }
         return text.error();
     }
@@ -518,8 +520,8 @@ sdk::Result<FileStore::RunEntry*> FileStore::find_run(const std::string& run_id)
         dir = it->second.dir;
     }
     std::error_code ec;
-    fs::file_time_type mtime = dir.empty() ? fs::file_time_type{}
-                                           : fs::last_write_time(dir / kMetaFile, ec);
+    fs::file_time_type mtime =
+        dir.empty() ? fs::file_time_type{} : fs::last_write_time(dir / kMetaFile, ec);
     if (dir.empty() || ec) {
         // Unknown here (a run id from storage, after a restart) or moved: look in every
         // experiment, active or deleted.
@@ -540,9 +542,9 @@ sdk::Result<FileStore::RunEntry*> FileStore::find_run(const std::string& run_id)
         }
         if (dir.empty()) {
             runs_.erase(run_id);
-            return sdk::Error{sdk::ErrorCode::NotFound, "mlflow: run '" + run_id +
-                                                            "' does not exist in '" +
-                                                            root_.string() + "'"};
+            return sdk::Error{
+                sdk::ErrorCode::NotFound,
+                "mlflow: run '" + run_id + "' does not exist in '" + root_.string() + "'"};
         }
         mtime = fs::last_write_time(dir / kMetaFile, ec);
     }
@@ -608,8 +610,7 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
     if (run_name.empty()) {
         return error_of(invalid("run name must not be empty"));
     }
-    if (auto status = validate_value("run name", run_name, run_name, kMaxTagValueLength);
-        !status) {
+    if (auto status = validate_value("run name", run_name, run_name, kMaxTagValueLength); !status) {
         return error_of(status);
     }
     for (const auto& [key, value] : tags) {
@@ -620,8 +621,8 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
             return error_of(status);
         }
         if (key == kRunNameTag && value != run_name) {
-            return error_of(invalid("run name '" + run_name + "' and tag mlflow.runName '" +
-                                    value + "' differ"));
+            return error_of(invalid("run name '" + run_name + "' and tag mlflow.runName '" + value +
+                                    "' differ"));
         }
     }
     auto experiment = load_experiment(experiment_id);
@@ -662,8 +663,8 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
         return error_of(status);
     }
     if (!created) {
-        return sdk::Error{sdk::ErrorCode::Internal, "mlflow: run folder '" + dir.string() +
-                                                        "' already exists"};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          "mlflow: run folder '" + dir.string() + "' already exists"};
     }
     for (const char* folder : {"metrics", "params", "artifacts", "tags"}) {
         if (auto status = make_dir(dir / folder, created); !status) {
@@ -875,8 +876,7 @@ sdk::Status FileStore::log_artifact(const std::string& run_id, const std::string
     if (!artifacts) {
         return sdk::Status(sdk::ErrorCode::Unimplemented,
                            "mlflow: run '" + run_id + "' stores artifacts at '" +
-                               (*entry)->meta.artifact_uri +
-                               "', which is not a local file URI");
+                               (*entry)->meta.artifact_uri + "', which is not a local file URI");
     }
     const fs::path source(local_path);
     std::error_code ec;

@@ -105,8 +105,7 @@ public:
 
     sdk::Result<std::string> ensure_experiment(const std::string& name);
     sdk::Result<std::string> ensure_run(const std::string& experiment_id,
-                                        const std::string& run_name,
-                                        const sdk::StringPairs& tags);
+                                        const std::string& run_name, const sdk::StringPairs& tags);
     sdk::Status log_params(const std::string& run_id, const sdk::StringPairs& params);
     sdk::Status log_metrics(const std::string& run_id,
                             const std::vector<sdk::MetricPoint>& metrics);
@@ -139,7 +138,7 @@ private:
     std::string user_;
 
     std::map<std::string, std::string> experiment_by_name_;  ///< active experiments
-    std::set<std::string> deleted_names_;                      ///< experiments in .trash
+    std::set<std::string> deleted_names_;                    ///< experiments in .trash
     std::map<std::pair<std::string, std::string>, std::string> run_by_name_;
     std::map<std::string, RunEntry> runs_;
     std::set<std::string> checked_metric_files_;  ///< torn-tail check done this process

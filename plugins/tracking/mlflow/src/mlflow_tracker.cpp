@@ -24,8 +24,7 @@ constexpr sdk::OptionSpec kOptions[] = {
      "the OS (a crash may then lose the last lines, never corrupt earlier ones)",
      false},
     {"user", sdk::OptionType::String, false, nullptr,
-     "user_id recorded on new runs (tag mlflow.user); default: the OS user of the process",
-     false},
+     "user_id recorded on new runs (tag mlflow.user); default: the OS user of the process", false},
 };
 
 std::string os_user() {
@@ -131,8 +130,7 @@ sdk::Status MlflowTracker::log_params(const std::string& run_id,
 
 sdk::Status MlflowTracker::log_metrics(const std::string& run_id,
                                        const std::vector<sdk::MetricPoint>& metrics) noexcept {
-    return guarded<sdk::Status>("log_metrics",
-                                [&] { return store_.log_metrics(run_id, metrics); });
+    return guarded<sdk::Status>("log_metrics", [&] { return store_.log_metrics(run_id, metrics); });
 }
 
 sdk::Status MlflowTracker::set_tags(const std::string& run_id,
@@ -142,13 +140,11 @@ sdk::Status MlflowTracker::set_tags(const std::string& run_id,
 
 sdk::Status MlflowTracker::log_artifact(const std::string& run_id, const std::string& local_path,
                                         const std::string& artifact_path) noexcept {
-    return guarded<sdk::Status>("log_artifact", [&] {
-        return store_.log_artifact(run_id, local_path, artifact_path);
-    });
+    return guarded<sdk::Status>(
+        "log_artifact", [&] { return store_.log_artifact(run_id, local_path, artifact_path); });
 }
 
-sdk::Status MlflowTracker::end_run(const std::string& run_id,
-                                   const std::string& status) noexcept {
+sdk::Status MlflowTracker::end_run(const std::string& run_id, const std::string& status) noexcept {
     return guarded<sdk::Status>("end_run", [&] { return store_.end_run(run_id, status); });
 }
 
@@ -157,6 +153,8 @@ void MlflowTracker::stop() noexcept {
     is_started_ = false;
 }
 
-std::string MlflowTracker::root() const { return store_.root().string(); }
+std::string MlflowTracker::root() const {
+    return store_.root().string();
+}
 
 }  // namespace synergos::plugins::mlflow

@@ -12,7 +12,9 @@ bool is_word(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-bool is_alnum(char c) { return is_word(c) && c != '_'; }
+bool is_alnum(char c) {
+    return is_word(c) && c != '_';
+}
 
 sdk::Status invalid(std::string message) {
     return sdk::Status(sdk::ErrorCode::InvalidArgument, "mlflow: " + std::move(message));
@@ -124,7 +126,8 @@ sdk::Status validate_key(std::string_view what, std::string_view key) {
     if (norm != key || norm == "." || norm.rfind("..", 0) == 0 || norm.rfind('/', 0) == 0) {
         return invalid("invalid " + std::string(what) + " name " + quoted +
                        ": names are file paths and must not resolve to another name (this one "
-                       "resolves to '" + norm + "')");
+                       "resolves to '" +
+                       norm + "')");
     }
     if (key.size() > kMaxEntityKeyLength) {
         return invalid(std::string(what) + " name " + quoted.substr(0, 60) + "...' has " +
@@ -165,7 +168,9 @@ sdk::Status validate_experiment_name(std::string_view name) {
     return sdk::Status::ok();
 }
 
-sdk::Status validate_run_id(std::string_view run_id) { return check_id("run", run_id, 255); }
+sdk::Status validate_run_id(std::string_view run_id) {
+    return check_id("run", run_id, 255);
+}
 
 sdk::Status validate_experiment_id(std::string_view experiment_id) {
     return check_id("experiment", experiment_id, 63);

@@ -29,9 +29,9 @@ bool is_plain_safe(std::string_view text) {
     }
     // YAML 1.1 resolves these plain words to booleans or null (PyYAML's resolver table).
     static constexpr std::array<std::string_view, 25> kReserved = {
-        "y",     "Y",    "yes",  "Yes",  "YES", "n",   "N",   "no",    "No",
-        "NO",    "true", "True", "TRUE", "false", "False", "FALSE", "on", "On",
-        "ON",    "off",  "Off",  "OFF",  "null",  "Null",  "NULL"};
+        "y",  "Y",    "yes",  "Yes",  "YES",   "n",     "N",     "no", "No",
+        "NO", "true", "True", "TRUE", "false", "False", "FALSE", "on", "On",
+        "ON", "off",  "Off",  "OFF",  "null",  "Null",  "NULL"};
     for (std::string_view word : kReserved) {
         if (text == word) {
             return false;
@@ -174,8 +174,8 @@ std::string file_uri(std::string_view absolute_path) {
     for (char c : absolute_path) {
         const auto u = static_cast<unsigned char>(c);
         const bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-' ||
-                          c == '~' || c == '/';
+                          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-' || c == '~' ||
+                          c == '/';
         if (keep) {
             out.push_back(c);
         } else {

@@ -21,12 +21,11 @@ TEST_CASE("libsynergos-tracking-mlflow.so exports its descriptor and a working f
           "[integration][mlflow]") {
     const std::string path =
         std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-tracking-mlflow.so";
-    boost::dll::shared_library library(path, boost::dll::load_mode::rtld_now |
-                                                 boost::dll::load_mode::rtld_local);
+    boost::dll::shared_library library(
+        path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     const auto& abi = library.get_alias<const sdk::AbiInfo>(sdk::kAbiAlias);
     CHECK(abi.struct_size == sizeof(sdk::AbiInfo));
-    const auto& descriptor =
-        library.get_alias<const sdk::PluginDescriptor>(sdk::kDescriptorAlias);
+    const auto& descriptor = library.get_alias<const sdk::PluginDescriptor>(sdk::kDescriptorAlias);
     CHECK(std::string(descriptor.name) == "mlflow");
     CHECK(descriptor.kind == sdk::PluginKind::Tracking);
     std::map<std::string, std::string> defaults;

@@ -25,10 +25,10 @@
 namespace fs = std::filesystem;
 namespace sdk = synergos::sdk;
 namespace mlflow = synergos::plugins::mlflow;
+using Catch::Matchers::Contains;
 using synergos::test::mlflow::slurp;
 using synergos::test::mlflow::spit;
 using synergos::test::mlflow::TempDir;
-using Catch::Matchers::Contains;
 
 namespace {
 
@@ -101,8 +101,7 @@ TEST_CASE("start lays out the root, the Default experiment 0 and .trash", "[unit
     CHECK(meta["lifecycle_stage"].as<std::string>() == "active");
     CHECK(meta["artifact_location"].as<std::string>() == "file://" + (f.root / "0").string());
     CHECK(meta["creation_time"].as<std::int64_t>() > 1600000000000);
-    CHECK(meta["last_update_time"].as<std::int64_t>() ==
-          meta["creation_time"].as<std::int64_t>());
+    CHECK(meta["last_update_time"].as<std::int64_t>() == meta["creation_time"].as<std::int64_t>());
     CHECK(f.tracker.root() == f.root.string());
 }
 
@@ -135,8 +134,7 @@ TEST_CASE("a root that is a file is refused with its path", "[unit][mlflow]") {
     CHECK_THAT(status.message(), Contains((dir.path() / "file").string()));
 }
 
-TEST_CASE("experiments get increasing integer ids and are found again by name",
-          "[unit][mlflow]") {
+TEST_CASE("experiments get increasing integer ids and are found again by name", "[unit][mlflow]") {
     Fixture f;
     const std::string a = f.experiment("collab_>_project_>_expt_a");
     const std::string b = f.experiment("collab_>_project_>_expt_b");
@@ -273,14 +271,12 @@ TEST_CASE("runs get a 32-hex id, MLflow's meta.yaml and tags, and are found agai
     }
 }
 
-TEST_CASE("ensure_run refuses unknown experiments, bad tags and an empty name",
-          "[unit][mlflow]") {
+TEST_CASE("ensure_run refuses unknown experiments, bad tags and an empty name", "[unit][mlflow]") {
     Fixture f;
     const std::string experiment = f.experiment("e");
     CHECK(f.tracker.ensure_run("42", "r", {}).error().code == sdk::ErrorCode::NotFound);
     CHECK(f.tracker.ensure_run("../0", "r", {}).error().code == sdk::ErrorCode::InvalidArgument);
-    CHECK(f.tracker.ensure_run(experiment, "", {}).error().code ==
-          sdk::ErrorCode::InvalidArgument);
+    CHECK(f.tracker.ensure_run(experiment, "", {}).error().code == sdk::ErrorCode::InvalidArgument);
     auto bad_tag = f.tracker.ensure_run(experiment, "r", {{"bad:tag", "v"}});
     REQUIRE_FALSE(bad_tag.has_value());
     CHECK_THAT(bad_tag.error().message, Contains("bad:tag"));
@@ -301,8 +297,9 @@ TEST_CASE("params are files holding the value without a newline, and cannot chan
     const std::string experiment = f.experiment("e");
     const std::string run = f.run(experiment, "r");
     const fs::path params = f.run_dir(experiment, run) / "params";
-    REQUIRE(f.tracker.log_params(run, {{"rounds", "2"}, {"lr", "0.001"}, {"model/layers", "3"},
-                                       {"empty", ""}})
+    REQUIRE(f.tracker
+                .log_params(
+                    run, {{"rounds", "2"}, {"lr", "0.001"}, {"model/layers", "3"}, {"empty", ""}})
                 .is_ok());
     CHECK(slurp(params / "rounds") == "2");
     CHECK(slurp(params / "lr") == "0.001");
@@ -352,10 +349,9 @@ TEST_CASE("metrics are lines '<timestamp> <value> <step>' appended per key", "[u
         CHECK(line.substr(line.find(' ')) == " 2.0 5");
     }
     SECTION("a batch with one bad point writes nothing") {
-        const std::string bad = GENERATE(as<std::string>{}, "../escape", "bad:key", "", "/abs",
-                                         "global_train_loss/x");
-        const auto status =
-            f.tracker.log_metrics(run, {{"fresh", 1.0, 1, 1}, {bad, 1.0, 1, 1}});
+        const std::string bad =
+            GENERATE(as<std::string>{}, "../escape", "bad:key", "", "/abs", "global_train_loss/x");
+        const auto status = f.tracker.log_metrics(run, {{"fresh", 1.0, 1, 1}, {bad, 1.0, 1, 1}});
         REQUIRE_FALSE(status.is_ok());
         CHECK(status.code() == sdk::ErrorCode::InvalidArgument);
         CHECK_FALSE(fs::exists(metrics / "fresh"));
@@ -409,9 +405,8 @@ TEST_CASE("tags are files without a newline and may be overwritten", "[unit][mlf
 TEST_CASE("end_run records MLflow's status enum and end_time", "[unit][mlflow]") {
     Fixture f;
     const std::string experiment = f.experiment("e");
-    const auto [text, code] = GENERATE(table<std::string, int>({{"FINISHED", 3},
-                                                                {"FAILED", 4},
-                                                                {"KILLED", 5}}));
+    const auto [text, code] =
+        GENERATE(table<std::string, int>({{"FINISHED", 3}, {"FAILED", 4}, {"KILLED", 5}}));
     const std::string run = f.run(experiment, "r_" + text);
     const std::int64_t before = now_ms();
     REQUIRE(f.tracker.end_run(run, text).is_ok());
@@ -535,8 +530,7 @@ TEST_CASE("concurrent callers get one experiment, one run and every metric line"
     REQUIRE(failures == 0);
     CHECK(std::set<std::string>(experiments.begin(), experiments.end()).size() == 1);
     CHECK(std::set<std::string>(runs.begin(), runs.end()).size() == 1);
-    const auto lines =
-        lines_of(slurp(f.run_dir(experiments[0], runs[0]) / "metrics" / "loss"));
+    const auto lines = lines_of(slurp(f.run_dir(experiments[0], runs[0]) / "metrics" / "loss"));
     CHECK(lines.size() == static_cast<std::size_t>(kThreads * kRounds));
     for (const auto& line : lines) {
         CHECK(std::regex_match(line, std::regex("[0-9]+ [0-9]\\.0 [0-9]+")));

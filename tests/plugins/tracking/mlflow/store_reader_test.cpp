@@ -4,11 +4,11 @@
 // which must find the experiments, runs, params and per-round metrics where MLflow puts them.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
 #include <cstdio>
 #include <filesystem>
 #include <map>
 #include <string>
-#include <sys/wait.h>
 
 #include <nlohmann/json.hpp>
 
@@ -36,10 +36,9 @@ struct ReaderOutput {
 
 /// Runs the reader on `root` (stderr goes to the test log).
 ReaderOutput read_store(const fs::path& root) {
-    const std::string command = std::string(SYNERGOS_TEST_PYTHON) + " '" +
-                                SYNERGOS_TEST_SOURCE_DIR +
-                                "/tests/plugins/tracking/mlflow/read_mlflow_store.py' '" +
-                                root.string() + "'";
+    const std::string command =
+        std::string(SYNERGOS_TEST_PYTHON) + " '" + SYNERGOS_TEST_SOURCE_DIR +
+        "/tests/plugins/tracking/mlflow/read_mlflow_store.py' '" + root.string() + "'";
     ReaderOutput result;
     FILE* pipe = ::popen(command.c_str(), "r");
     REQUIRE(pipe != nullptr);
@@ -78,20 +77,24 @@ TEST_CASE("an independent reader finds experiments, runs, params and per-round m
     const std::string other = tracker.ensure_experiment("c1_>_p1_>_e2 'quoted' \xc3\xa9").value();
     const std::string run = tracker.ensure_run(experiment, "r1", {}).value();
     const std::string run2 = tracker.ensure_run(experiment, "r2", {}).value();
-    REQUIRE(tracker.log_params(run, {{"rounds", "3"}, {"lr", "0.001"}, {"algorithm", "FedAvg"},
-                                     {"model/structure", "[{\"l\": 1}]"}})
+    REQUIRE(tracker
+                .log_params(run, {{"rounds", "3"},
+                                  {"lr", "0.001"},
+                                  {"algorithm", "FedAvg"},
+                                  {"model/structure", "[{\"l\": 1}]"}})
                 .is_ok());
     for (int round = 0; round < 3; ++round) {
         REQUIRE(tracker
-                    .log_metrics(run, {{"global_train_loss", 1.0 / (round + 1), round,
-                                        1700000000000 + round},
-                                       {"global_evaluate_loss", 0.1 * (3 - round), round,
-                                        1700000000000 + round}})
+                    .log_metrics(
+                        run,
+                        {{"global_train_loss", 1.0 / (round + 1), round, 1700000000000 + round},
+                         {"global_evaluate_loss", 0.1 * (3 - round), round, 1700000000000 + round}})
                     .is_ok());
     }
-    REQUIRE(tracker.log_metrics(run, {{"accuracy_class_0", 0.625, 1, 1700000000100},
-                                      {"accuracy_class_1", 0.625, 2, 1700000000100},
-                                      {"R2", -0.5, 0, 1700000000100}})
+    REQUIRE(tracker
+                .log_metrics(run, {{"accuracy_class_0", 0.625, 1, 1700000000100},
+                                   {"accuracy_class_1", 0.625, 2, 1700000000100},
+                                   {"R2", -0.5, 0, 1700000000100}})
                 .is_ok());
     spit(dir.path() / "outputs" / "model.safetensors", "w");
     REQUIRE(tracker.log_artifact(run, (dir.path() / "outputs").string(), "").is_ok());
@@ -116,7 +119,8 @@ TEST_CASE("an independent reader finds experiments, runs, params and per-round m
     REQUIRE(first != nullptr);
     CHECK(first->at("experiment_id") == experiment);
     CHECK(first->at("lifecycle_stage") == "active");
-    CHECK(first->at("artifact_location") == "file://" + (dir.path() / "mlflow" / experiment).string());
+    CHECK(first->at("artifact_location") ==
+          "file://" + (dir.path() / "mlflow" / experiment).string());
     REQUIRE(first->at("runs").size() == 2);
 
     const auto* r1 = find_by(first->at("runs"), "run_id", run);

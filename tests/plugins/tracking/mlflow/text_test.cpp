@@ -65,8 +65,7 @@ TEST_CASE("posix_normpath matches Python's posixpath.normpath", "[unit][mlflow]"
     CHECK(mlflow::posix_normpath(in) == out);
 }
 
-TEST_CASE("file URIs are percent-encoded like pathlib's as_uri and decode back",
-          "[unit][mlflow]") {
+TEST_CASE("file URIs are percent-encoded like pathlib's as_uri and decode back", "[unit][mlflow]") {
     CHECK(mlflow::file_uri("/tmp/a b/%c~d") == "file:///tmp/a%20b/%25c~d");
     CHECK(mlflow::local_path_of_uri("file:///tmp/a%20b/%25c~d") == "/tmp/a b/%c~d");
     CHECK(mlflow::local_path_of_uri("/plain/path") == "/plain/path");
@@ -76,12 +75,11 @@ TEST_CASE("file URIs are percent-encoded like pathlib's as_uri and decode back",
 }
 
 TEST_CASE("YAML string scalars read back as the same string", "[unit][mlflow]") {
-    const std::string text = GENERATE(as<std::string>{}, "Default", "0", "123", "yes", "No",
-                                      "null", "~", "", " lead", "a: b", "it's", "#x", "-",
-                                      "file:///tmp/a b", "tab\there", "line\nbreak",
-                                      "quote \" and \\ slash", "caf\xc3\xa9 \xe2\x82\xac",
-                                      "\xf0\x9f\x98\x80", "c_>_p_>_e", "[list]", "{map}",
-                                      "1e5", ".inf", "true");
+    const std::string text =
+        GENERATE(as<std::string>{}, "Default", "0", "123", "yes", "No", "null", "~", "", " lead",
+                 "a: b", "it's", "#x", "-", "file:///tmp/a b", "tab\there", "line\nbreak",
+                 "quote \" and \\ slash", "caf\xc3\xa9 \xe2\x82\xac", "\xf0\x9f\x98\x80",
+                 "c_>_p_>_e", "[list]", "{map}", "1e5", ".inf", "true");
     const std::string rendered = mlflow::yaml_string(text);
     INFO("text '" << text << "' rendered " << rendered);
     const YAML::Node node = YAML::Load("key: " + rendered);
@@ -100,16 +98,16 @@ TEST_CASE("YAML string scalars read back as the same string", "[unit][mlflow]") 
 
 TEST_CASE("keys are validated as MLflow's _validate_metric_name does", "[unit][mlflow]") {
     SECTION("accepted") {
-        const std::string key = GENERATE(as<std::string>{}, "loss", "global_train_loss",
-                                         "a b", "a-b.c_d", "loss/train", "a..b", ".a",
-                                         "accuracy_class_0", "x/y/z");
+        const std::string key =
+            GENERATE(as<std::string>{}, "loss", "global_train_loss", "a b", "a-b.c_d", "loss/train",
+                     "a..b", ".a", "accuracy_class_0", "x/y/z");
         INFO("key '" << key << "'");
         CHECK(mlflow::validate_key("metric", key).is_ok());
     }
     SECTION("refused, naming the key") {
-        const std::string key = GENERATE(as<std::string>{}, "", "/a", "a/", "a//b", "./a",
-                                         "a/./b", "../a", "..a", "a/..", "a:b", "a\\b",
-                                         "caf\xc3\xa9", "a\nb", std::string(251, 'k'));
+        const std::string key =
+            GENERATE(as<std::string>{}, "", "/a", "a/", "a//b", "./a", "a/./b", "../a", "..a",
+                     "a/..", "a:b", "a\\b", "caf\xc3\xa9", "a\nb", std::string(251, 'k'));
         INFO("key '" << key << "'");
         const auto status = mlflow::validate_key("metric", key);
         REQUIRE_FALSE(status.is_ok());
@@ -126,8 +124,8 @@ TEST_CASE("values must be UTF-8 and within MLflow's length limits", "[unit][mlfl
     CHECK(mlflow::validate_value("param", "k", "caf\xc3\xa9", 4).is_ok());
     CHECK_FALSE(mlflow::validate_value("param", "k", "caf\xc3\xa9!", 4).is_ok());
     CHECK_FALSE(mlflow::validate_value("param", "k", "\xff", 10).is_ok());
-    CHECK_FALSE(mlflow::validate_value("param", "k", "\xc3", 10).is_ok());        // truncated
-    CHECK_FALSE(mlflow::validate_value("param", "k", "\xc0\xaf", 10).is_ok());    // overlong
+    CHECK_FALSE(mlflow::validate_value("param", "k", "\xc3", 10).is_ok());          // truncated
+    CHECK_FALSE(mlflow::validate_value("param", "k", "\xc0\xaf", 10).is_ok());      // overlong
     CHECK_FALSE(mlflow::validate_value("param", "k", "\xed\xa0\x80", 10).is_ok());  // surrogate
     CHECK(mlflow::utf8_length("\xf0\x9f\x98\x80") == 1);
     CHECK_THAT(mlflow::validate_value("tag", "note", std::string(5001, 'x'), 5000).message(),

@@ -100,13 +100,14 @@ TEST_CASE("binary statistics from one probability column match a hand-worked con
     check_binary_statistics(stats);
 }
 
-TEST_CASE("binary statistics agree whether labels are a 0/1 column or one-hot and scores one "
-          "or two columns",
-          "[unit][metrics]") {
+TEST_CASE(
+    "binary statistics agree whether labels are a 0/1 column or one-hot and scores one "
+    "or two columns",
+    "[unit][metrics]") {
     std::vector<float> column(kBinaryTruth.begin(), kBinaryTruth.end());
     SECTION("label_width 1, score_width 1") {
-        check_binary_statistics(metrics::compute_statistics("classify", column, 1, kBinaryScores,
-                                                            1, 8));
+        check_binary_statistics(
+            metrics::compute_statistics("classify", column, 1, kBinaryScores, 1, 8));
     }
     SECTION("label_width 1, score_width 2 (argmax of [1 - s, s])") {
         std::vector<float> two;
@@ -131,8 +132,13 @@ TEST_CASE("multiclass statistics have one entry per class even for a class never
     //   5    2     .45 .1  .45  0          0 (tie: first maximum wins)
     const std::vector<int> truth = {0, 0, 1, 1, 2, 2};
     const std::vector<float> scores = {
-        0.7F, 0.2F, 0.1F, 0.0F,  0.3F, 0.6F, 0.1F, 0.0F,  0.2F,  0.5F, 0.3F,  0.0F,
-        0.1F, 0.4F, 0.5F, 0.0F,  0.2F, 0.2F, 0.6F, 0.0F,  0.45F, 0.1F, 0.45F, 0.0F};
+        0.7F,  0.2F, 0.1F,  0.0F,  // row 0
+        0.3F,  0.6F, 0.1F,  0.0F,  // row 1
+        0.2F,  0.5F, 0.3F,  0.0F,  // row 2
+        0.1F,  0.4F, 0.5F,  0.0F,  // row 3
+        0.2F,  0.2F, 0.6F,  0.0F,  // row 4
+        0.45F, 0.1F, 0.45F, 0.0F,  // row 5
+    };
     std::vector<float> labels(6 * 4, 0.0F);
     for (std::size_t r = 0; r < truth.size(); ++r) {
         labels[r * 4 + static_cast<std::size_t>(truth[r])] = 1.0F;
@@ -222,12 +228,10 @@ TEST_CASE("a binary score of exactly 0.5 predicts class 0", "[unit][metrics]") {
     CHECK(predicted == std::vector<double>{0, 1, 0});
 }
 
-TEST_CASE("predictions are the argmax class per row or the regression value",
-          "[unit][metrics]") {
+TEST_CASE("predictions are the argmax class per row or the regression value", "[unit][metrics]") {
     CHECK(metrics::predictions("classify", {0.1F, 0.7F, 0.2F, 0.5F, 0.5F, 0.0F}, 3, 2) ==
           std::vector<double>{1, 0});
-    CHECK(metrics::predictions("regress", {1.5F, -2.25F}, 1, 2) ==
-          std::vector<double>{1.5, -2.25});
+    CHECK(metrics::predictions("regress", {1.5F, -2.25F}, 1, 2) == std::vector<double>{1.5, -2.25});
 }
 
 TEST_CASE("regression statistics match hand-worked R2, MSE and MAE", "[unit][metrics]") {
@@ -287,7 +291,8 @@ TEST_CASE("malformed input is refused with a message naming the field", "[unit][
         auto r = metrics::try_compute_statistics("classify", {0, 1, 1, 1}, 2, scores, 1, 2);
         REQUIRE_FALSE(r);
         CHECK_THAT(r.error().message, Contains("labels row 1"));
-        auto half = metrics::try_compute_statistics("classify", {0.5F, 0.5F, 1, 0}, 2, scores, 1, 2);
+        auto half =
+            metrics::try_compute_statistics("classify", {0.5F, 0.5F, 1, 0}, 2, scores, 1, 2);
         REQUIRE_FALSE(half);
         CHECK_THAT(half.error().message, Contains("labels row 0"));
     }
