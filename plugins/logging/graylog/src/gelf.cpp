@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gelf.hpp"
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+
+#include <nlohmann/json.hpp>
+
+namespace synergos::plugins::graylog {
+
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+/// Deeper objects are sent as one JSON string instead of being flattened further.
+constexpr int kMaxFlattenDepth = 16;
+/// fields_json nested deeper than this is sent raw: parsing and dumping it would recurse deeply.
+constexpr int kMaxParseDepth = 64;
+
+/// Names of the additional fields the encoder writes itself; a record field with one of these
+/// names (or `id`) is renamed to `field_<name>`.
+constexpr std::string_view kReservedNames[] = {"id",   "logger",   "level_name", "file",
+                                               "line", "function", "facility"};
+
+std::size_t utf8_sequence_length(const unsigned char* p, const unsigned char* end) {
+    const unsigned char c = p[0];
+    if (c < 0x80) {
+        return 1;
+    }
+    std::size_t length = 0;
+    unsigned char min_second = 0x80;
+    unsigned char max_second = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        length = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        length = 3;
+        min_second = c == 0xe0 ? 0xa0 : 0x80;
+        max_second = c == 0xed ? 0x9f : 0xbf;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        length = 4;
+        min_second = c == 0xf0 ? 0x90 : 0x80;
+        max_second = c == 0xf4 ? 0x8f : 0xbf;
+    } else {
+        return 0;
+    }
+    if (static_cast<std::size_t>(end - p) < length || p[1] < min_second || p[1] > max_second) {
+        return 0;
+    }
+    for (std::size_t i = 2; i < length; ++i) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
+        }
+    }
+    return length;
+}
+
+void append_int(std::string& out, long long value) {
+    char digits[24];
+    const auto result = std::to_chars(digits, digits + sizeof(digits), value);
+    out.append(digits, result.ptr);
+}
+
+bool is_reserved(std::string_view name) {
+    for (auto reserved : kReservedNames) {
+        if (name == reserved) {
+            return true;
+        }
+    }
+    return false;
+}
+
+std::string dump(const nlohmann::json& value) {
+    return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+/// True when `json` nests arrays/objects at most `limit` deep (strings are skipped).
+bool nesting_within(std::string_view json, int limit) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        const char c = json[i];
+        if (in_string) {
+            if (c == '\\') {
+                ++i;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > limit) {
+                return false;
+            }
+        } else if (c == '}' || c == ']') {
+            --depth;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
+    out.push_back('"');
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const auto* end = p + text.size();
+    const auto* run_start = p;
+    auto flush_run = [&](const unsigned char* upto) {
+        out.append(reinterpret_cast<const char*>(run_start), static_cast<std::size_t>(upto - run_start));
+    };
+    while (p < end) {
+        const unsigned char c = *p;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            ++p;
+            continue;
+        }
+        if (c >= 0x80) {
+            const std::size_t n = utf8_sequence_length(p, end);
+            if (n != 0) {
+                p += n;
+                continue;
+            }
+            flush_run(p);
+            out.append("\xef\xbf\xbd");  // U+FFFD for a byte that is not valid UTF-8
+            run_start = ++p;
+            continue;
+        }
+        flush_run(p);
+        switch (c) {
+            case '"': out.append("\\\""); break;
+            case '\\': out.append("\\\\"); break;
+            case '\n': out.append("\\n"); break;
+            case '\r': out.append("\\r"); break;
+            case '\t': out.append("\\t"); break;
+            default:
+                out.append("\\u00");
+                out.push_back(kHex[c >> 4]);
+                out.push_back(kHex[c & 0xf]);
+                break;
+        }
+        run_start = ++p;
+    }
+    flush_run(end);
+    out.push_back('"');
+}
+
+std::string sanitize_field_name(std::string_view name) {
+    std::string out(name);
+    for (char& c : out) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '_' || c == '.' || c == '-';
+        if (!ok) {
+            c = '_';
+        }
+    }
+    return out;
+}
+
+/// Writes additional fields, keeping names unique and valid.
+class GelfEncoder::FieldWriter {
+public:
+    FieldWriter(std::string& out, std::unordered_set<std::string>& used) : out_(out), used_(used) {}
+
+    /// Claims a name for a field the encoder writes itself (never renamed).
+    void claim(std::string_view name) { used_.emplace(name); }
+
+    /// Writes `"_<name>":` for a record field, renaming reserved or duplicate names.
+    void key(std::string_view raw_name) {
+        std::string name = sanitize_field_name(raw_name);
+        if (name.empty() || is_reserved(name)) {
+            name.insert(0, name.empty() ? "field" : "field_");
+        }
+        if (!used_.insert(name).second) {
+            for (int suffix = 2;; ++suffix) {
+                std::string candidate = name + "_" + std::to_string(suffix);
+                if (used_.insert(candidate).second) {
+                    name = std::move(candidate);
+                    break;
+                }
+            }
+        }
+        out_.append(",\"_");
+        out_.append(name);
+        out_.append("\":");
+    }
+
+    /// Writes one field of `fields_json`, flattening objects.
+    void value(const std::string& name, const nlohmann::json& value, int depth) {
+        using Type = nlohmann::json::value_t;
+        switch (value.type()) {
+            case Type::object:
+                if (depth >= kMaxFlattenDepth) {
+                    key(name);
+                    append_json_string(out_, dump(value));
+                    return;
+                }
+                for (const auto& [child_key, child] : value.items()) {
+                    this->value(name + "_" + child_key, child, depth + 1);
+                }
+                return;
+            case Type::array:
+                key(name);
+                append_json_string(out_, dump(value));
+                return;
+            case Type::string:
+                key(name);
+                append_json_string(out_, value.get_ref<const std::string&>());
+                return;
+            case Type::boolean:
+                key(name);
+                out_.append(value.get<bool>() ? "\"true\"" : "\"false\"");
+                return;
+            case Type::number_integer:
+            case Type::number_unsigned:
+            case Type::number_float:
+                key(name);
+                out_.append(dump(value));
+                return;
+            case Type::null:
+            case Type::binary:
+            case Type::discarded:
+                return;  // nothing to show
+        }
+    }
+
+private:
+    std::string& out_;
+    std::unordered_set<std::string>& used_;
+};
+
+GelfEncoder::GelfEncoder(std::string facility, std::string default_host)
+    : facility_(std::move(facility)), default_host_(std::move(default_host)) {
+    if (default_host_.empty()) {
+        default_host_ = "unknown";
+    }
+}
+
+void GelfEncoder::encode(const sdk::LogRecord& record, std::string& out) {
+    out.clear();
+    used_names_.clear();
+    FieldWriter fields(out, used_names_);
+
+    nlohmann::json parsed;
+    bool parsed_ok = false;
+    const bool has_fields = !record.fields_json.empty() && record.fields_json != "{}";
+    if (has_fields && nesting_within(record.fields_json, kMaxParseDepth)) {
+        parsed = nlohmann::json::parse(record.fields_json, nullptr, false);
+        parsed_ok = parsed.is_object();
+    }
+
+    out.append("{\"version\":\"1.1\",\"host\":");
+    append_json_string(out, record.host.empty() ? std::string_view(default_host_) : record.host);
+    out.append(",\"short_message\":");
+    // GELF requires a non-empty short_message.
+    append_json_string(out, record.event.empty() ? std::string_view("(empty)") : record.event);
+
+    if (parsed_ok) {
+        std::string full;
+        for (const char* name : {"exception", "stack"}) {
+            const auto it = parsed.find(name);
+            if (it == parsed.end() || it->is_null()) {
+                continue;
+            }
+            if (!full.empty()) {
+                full.push_back('\n');
+            }
+            full += it->is_string() ? it->get_ref<const std::string&>() : dump(*it);
+        }
+        if (!full.empty()) {
+            out.append(",\"full_message\":");
+            append_json_string(out, full);
+        }
+    }
+
+    using namespace std::chrono;
+    const auto ms_total = duration_cast<milliseconds>(record.time.time_since_epoch()).count();
+    std::int64_t seconds = ms_total / 1000;
+    std::int64_t millis = ms_total % 1000;
+    if (millis < 0) {
+        millis += 1000;
+        seconds -= 1;
+    }
+    out.append(",\"timestamp\":");
+    append_int(out, seconds);
+    const char decimals[4] = {'.', static_cast<char>('0' + millis / 100),
+                              static_cast<char>('0' + millis / 10 % 10),
+                              static_cast<char>('0' + millis % 10)};
+    out.append(decimals, sizeof(decimals));
+    out.append(",\"level\":");
+    append_int(out, sdk::to_syslog(record.level));
+
+    auto standard = [&](std::string_view name, std::string_view value) {
+        fields.claim(name);
+        if (value.empty()) {
+            return;  // no blank fields
+        }
+        out.append(",\"_");
+        out.append(name);
+        out.append("\":");
+        append_json_string(out, value);
+    };
+    standard("logger", record.logger);
+    standard("level_name", sdk::to_string(record.level));
+    standard("file", record.location.file != nullptr ? record.location.file : "");
+    fields.claim("line");
+    if (record.location.line > 0) {
+        out.append(",\"_line\":");
+        append_int(out, record.location.line);
+    }
+    standard("function", record.location.function != nullptr ? record.location.function : "");
+    standard("facility", facility_);
+
+    if (parsed_ok) {
+        for (const auto& [name, value] : parsed.items()) {
+            fields.value(name, value, 0);
+        }
+    } else if (has_fields) {
+        fields.key("fields_raw");
+        append_json_string(out, record.fields_json);
+    }
+    out.push_back('}');
+}
+
+}  // namespace synergos::plugins::graylog

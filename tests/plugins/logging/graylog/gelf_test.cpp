@@ -1,0 +1,194 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "gelf.hpp"
+#include "gelf_receiver.hpp"
+
+namespace sdk = synergos::sdk;
+using nlohmann::json;
+using synergos::plugins::graylog::GelfEncoder;
+using synergos::plugins::graylog::sanitize_field_name;
+using synergos::test::gelf_violations;
+
+namespace {
+
+// 2024-05-01T12:34:56.789Z
+const auto kTime = std::chrono::system_clock::time_point(std::chrono::milliseconds(1714566896789LL));
+
+sdk::LogRecord record_with(std::string_view fields, sdk::Level level = sdk::Level::Info) {
+    sdk::LogRecord record;
+    record.level = level;
+    record.event = "job started";
+    record.logger = "director/dir-1";
+    record.host = "node-a";
+    record.time = kTime;
+    record.location = {"/src/jobs/scheduler.cpp", 42, "schedule"};
+    record.fields_json = fields;
+    return record;
+}
+
+json encode(const sdk::LogRecord& record, std::string facility = "synergos") {
+    GelfEncoder encoder(std::move(facility), "fallback-host");
+    std::string out;
+    encoder.encode(record, out);
+    REQUIRE(out.find('\0') == std::string::npos);
+    const auto message = json::parse(out);
+    const auto problems = gelf_violations(message);
+    CAPTURE(out);
+    CHECK(problems.empty());
+    for (const auto& problem : problems) {
+        UNSCOPED_INFO(problem);
+    }
+    return message;
+}
+
+}  // namespace
+
+TEST_CASE("GelfEncoder maps a record to the GELF 1.1 fields", "[unit][logging]") {
+    const auto message = encode(record_with(R"({"job_id":"j-1","round":3,"loss":0.25})"));
+    CHECK(message == json{{"version", "1.1"},
+                          {"host", "node-a"},
+                          {"short_message", "job started"},
+                          {"level", 6},
+                          {"_logger", "director/dir-1"},
+                          {"_level_name", "info"},
+                          {"_file", "/src/jobs/scheduler.cpp"},
+                          {"_line", 42},
+                          {"_function", "schedule"},
+                          {"_facility", "synergos"},
+                          {"_job_id", "j-1"},
+                          {"_round", 3},
+                          {"_loss", 0.25},
+                          {"timestamp", 1714566896.789}});
+}
+
+TEST_CASE("GelfEncoder writes the timestamp as seconds with millisecond decimals", "[unit][logging]") {
+    GelfEncoder encoder("", "h");
+    std::string out;
+    auto record = record_with("{}");
+    record.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1714566896005LL));
+    encoder.encode(record, out);
+    CHECK(out.find("\"timestamp\":1714566896.005,") != std::string::npos);
+}
+
+TEST_CASE("GelfEncoder sends syslog levels and level names", "[unit][logging]") {
+    const auto [level, syslog, name] = GENERATE(table<sdk::Level, int, std::string>({
+        {sdk::Level::Trace, 7, "trace"},
+        {sdk::Level::Debug, 7, "debug"},
+        {sdk::Level::Info, 6, "info"},
+        {sdk::Level::Warn, 4, "warn"},
+        {sdk::Level::Error, 3, "error"},
+        {sdk::Level::Critical, 2, "critical"},
+    }));
+    const auto message = encode(record_with("{}", level));
+    CHECK(message["level"] == syslog);
+    CHECK(message["_level_name"] == name);
+}
+
+TEST_CASE("GelfEncoder never sends _id and renames fields that clash with its own", "[unit][logging]") {
+    const auto message = encode(record_with(
+        R"({"id":7,"logger":"mine","line":"l","file":"f","function":"fn","facility":"x","level_name":"q"})"));
+    CHECK_FALSE(message.contains("_id"));
+    CHECK(message["_field_id"] == 7);
+    CHECK(message["_field_logger"] == "mine");
+    CHECK(message["_field_line"] == "l");
+    CHECK(message["_field_file"] == "f");
+    CHECK(message["_field_function"] == "fn");
+    CHECK(message["_field_facility"] == "x");
+    CHECK(message["_field_level_name"] == "q");
+    CHECK(message["_logger"] == "director/dir-1");  // the encoder's own fields are intact
+    CHECK(message["_line"] == 42);
+}
+
+TEST_CASE("GelfEncoder flattens objects, serialises arrays and sanitises names", "[unit][logging]") {
+    const auto message = encode(record_with(R"({
+        "job": {"id": "j-9", "spec": {"rounds": 5}},
+        "tags": ["a", 1, {"b": null}],
+        "ok": true, "bad": false, "nothing": null,
+        "key with spaces/and:colons": "v",
+        "ünï": 1,
+        "dotted.name-ok_1": 2,
+        "": "empty key",
+        "a_b": "plain",
+        "a": {"b": "nested"}
+    })"));
+    CHECK(message["_job_id"] == "j-9");
+    CHECK(message["_job_spec_rounds"] == 5);
+    CHECK(message["_tags"] == R"(["a",1,{"b":null}])");
+    CHECK(message["_ok"] == "true");
+    CHECK(message["_bad"] == "false");
+    CHECK_FALSE(message.contains("_nothing"));
+    CHECK(message["_key_with_spaces_and_colons"] == "v");
+    CHECK(message["___n__"] == 1);  // each byte of the two-byte letters is replaced
+    CHECK(message["_dotted.name-ok_1"] == 2);
+    CHECK(message["_field"] == "empty key");
+    // "a_b" and {"a":{"b":..}} flatten to the same name: the second one gets a suffix.
+    CHECK(message["_a_b"] == "nested");
+    CHECK(message["_a_b_2"] == "plain");
+}
+
+TEST_CASE("GelfEncoder puts exception and stack into full_message", "[unit][logging]") {
+    SECTION("both") {
+        const auto message = encode(record_with(R"j({"exception":"boom","stack":"at f()\nat g()"})j"));
+        CHECK(message["full_message"] == "boom\nat f()\nat g()");
+        CHECK(message["_exception"] == "boom");
+    }
+    SECTION("only stack, not a string") {
+        const auto message = encode(record_with(R"({"stack":["f","g"]})"));
+        CHECK(message["full_message"] == R"(["f","g"])");
+    }
+    SECTION("neither") {
+        const auto message = encode(record_with(R"({"error":"x"})"));
+        CHECK_FALSE(message.contains("full_message"));
+    }
+}
+
+TEST_CASE("GelfEncoder keeps bad fields_json as _fields_raw and always emits valid JSON",
+          "[unit][logging]") {
+    SECTION("not JSON") {
+        const auto message = encode(record_with("{broken"));
+        CHECK(message["_fields_raw"] == "{broken");
+    }
+    SECTION("not an object") {
+        const auto message = encode(record_with("[1,2]"));
+        CHECK(message["_fields_raw"] == "[1,2]");
+    }
+    SECTION("nested too deep to parse safely") {
+        const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+        const auto message = encode(record_with(deep));
+        CHECK(message["_fields_raw"].get<std::string>().size() == deep.size());
+    }
+    SECTION("invalid UTF-8 everywhere") {
+        static const char kBad[] = "bad \xff\xfe text";
+        auto record = record_with("{\"k\":\"\xff\"}");
+        record.event = kBad;
+        record.logger = kBad;
+        const auto message = encode(record);
+        CHECK(message["short_message"] == "bad \xef\xbf\xbd\xef\xbf\xbd text");
+        CHECK(message.contains("_fields_raw"));
+    }
+}
+
+TEST_CASE("GelfEncoder fills in required fields the record lacks", "[unit][logging]") {
+    sdk::LogRecord record;
+    record.time = kTime;
+    const auto message = encode(record, "");
+    CHECK(message["host"] == "fallback-host");
+    CHECK(message["short_message"] == "(empty)");
+    // No blank additional fields.
+    CHECK_FALSE(message.contains("_logger"));
+    CHECK_FALSE(message.contains("_file"));
+    CHECK_FALSE(message.contains("_line"));
+    CHECK_FALSE(message.contains("_function"));
+    CHECK_FALSE(message.contains("_facility"));
+}
+
+TEST_CASE("sanitize_field_name keeps only [A-Za-z0-9_.-]", "[unit][logging]") {
+    CHECK(sanitize_field_name("ok.Name-1_x") == "ok.Name-1_x");
+    CHECK(sanitize_field_name("a b/c:d\"e") == "a_b_c_d_e");
+}
