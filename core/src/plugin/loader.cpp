@@ -48,9 +48,9 @@ using plugin_detail::read_plugin_string;
 using plugin_detail::sanitize;
 
 constexpr std::array<sdk::PluginKind, 8> kAllKinds = {
-    sdk::PluginKind::LogSink,     sdk::PluginKind::MessageQueue, sdk::PluginKind::Storage,
-    sdk::PluginKind::Tracking,    sdk::PluginKind::TtpFunction,  sdk::PluginKind::Aggregator,
-    sdk::PluginKind::Model,       sdk::PluginKind::Data};
+    sdk::PluginKind::LogSink,  sdk::PluginKind::MessageQueue, sdk::PluginKind::Storage,
+    sdk::PluginKind::Tracking, sdk::PluginKind::TtpFunction,  sdk::PluginKind::Aggregator,
+    sdk::PluginKind::Model,    sdk::PluginKind::Data};
 constexpr std::string_view kFilePrefix = "libsynergos-";
 constexpr std::string_view kFileSuffix = ".so";
 // A descriptor claiming more options than this is treated as corrupt.
@@ -146,8 +146,7 @@ sdk::Result<std::string> resolve_file(const PluginRequest& request,
         const std::string path = normalised(request.path);
         if (!fs::exists(path, ec)) {
             return sdk::Error{sdk::ErrorCode::NotFound,
-                              plugin_prefix(request.name, request.kind, path) +
-                                  ": file not found"};
+                              plugin_prefix(request.name, request.kind, path) + ": file not found"};
         }
         fs::path canonical = fs::canonical(path, ec);
         return ec ? path : canonical.string();
@@ -163,8 +162,8 @@ sdk::Result<std::string> resolve_file(const PluginRequest& request,
     return sdk::Error{sdk::ErrorCode::NotFound,
                       plugin_prefix(request.name, request.kind) + ": not found: no " + file_name +
                           " in [" + join(search_paths, ", ", "") + "]; available " +
-                          sdk::kind_name(request.kind) + " plugins: " +
-                          join(available_names(search_paths, request.kind))};
+                          sdk::kind_name(request.kind) +
+                          " plugins: " + join(available_names(search_paths, request.kind))};
 }
 
 /// Refuses files another user could have replaced (osquery's safePermissions, STYLE.md L3).
@@ -179,8 +178,9 @@ std::optional<std::string> check_file_safety(const std::string& path) {
     if ((info.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(info.st_mode & 07777));
-        return std::string("unsafe permissions: expected a file not writable by group or others, "
-                           "found mode ") +
+        return std::string(
+                   "unsafe permissions: expected a file not writable by group or others, "
+                   "found mode ") +
                mode;
     }
     const uid_t self = ::geteuid();
@@ -233,8 +233,8 @@ std::optional<std::string> check_options_table(const sdk::PluginDescriptor& d) {
                " options, found " + std::to_string(d.option_count);
     }
     if (d.option_count > 0 && d.options == nullptr) {
-        return "invalid descriptor: expected an option table of " +
-               std::to_string(d.option_count) + " entries, found none";
+        return "invalid descriptor: expected an option table of " + std::to_string(d.option_count) +
+               " entries, found none";
     }
     std::set<std::string> keys;
     for (std::size_t i = 0; i < d.option_count; ++i) {
@@ -287,8 +287,10 @@ std::optional<std::string> check_descriptor(const sdk::PluginDescriptor* d,
 
 std::string status_text(sdk::PluginStatus status) {
     switch (status) {
-        case sdk::PluginStatus::Stable: return "stable";
-        case sdk::PluginStatus::Alpha: return "alpha";
+        case sdk::PluginStatus::Stable:
+            return "stable";
+        case sdk::PluginStatus::Alpha:
+            return "alpha";
     }
     return "unknown";
 }
@@ -375,8 +377,8 @@ sdk::Result<std::shared_ptr<const PluginLibrary>> PluginLoader::open(const Plugi
         library->impl_ = std::make_unique<PluginLibrary::Impl>();
         boost::dll::shared_library& dll = library->impl_->library;
         boost::system::error_code ec;
-        dll.load(fs::path(file), boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local,
-                 ec);
+        dll.load(fs::path(file),
+                 boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local, ec);
         if (ec || !dll.is_loaded()) {
             return sdk::Error{ErrorCode::FailedPrecondition,
                               prefix + ": cannot load: " + load_failure_reason(file, ec)};
@@ -411,23 +413,24 @@ sdk::Result<std::shared_ptr<const PluginLibrary>> PluginLoader::open(const Plugi
         if (auto problem = check_abi(abi, expected_)) {
             return sdk::Error{ErrorCode::FailedPrecondition, prefix + ": " + *problem};
         }
-        const auto* descriptor = static_cast<const sdk::PluginDescriptor*>(
-            dll.get<const void*>(sdk::kDescriptorAlias));
+        const auto* descriptor =
+            static_cast<const sdk::PluginDescriptor*>(dll.get<const void*>(sdk::kDescriptorAlias));
         if (auto problem = check_descriptor(descriptor, request)) {
             return sdk::Error{ErrorCode::FailedPrecondition, prefix + ": " + *problem};
         }
         if (!has_create) {
-            return sdk::Error{ErrorCode::FailedPrecondition,
-                              prefix + ": missing entry point " + create_alias +
-                                  "; found: " + join(found)};
+            return sdk::Error{
+                ErrorCode::FailedPrecondition,
+                prefix + ": missing entry point " + create_alias + "; found: " + join(found)};
         }
 
         const std::string identity = std::string(sdk::kind_name(request.kind)) + "/" + request.name;
         auto previous = opened_.find(identity);
         if (previous != opened_.end() && previous->second != file) {
             return sdk::Error{ErrorCode::FailedPrecondition,
-                              prefix + ": duplicate plugin: expected one file per kind and name, "
-                                       "found it already loaded from " +
+                              prefix +
+                                  ": duplicate plugin: expected one file per kind and name, "
+                                  "found it already loaded from " +
                                   previous->second};
         }
 
@@ -464,12 +467,12 @@ std::vector<PluginLoader::Discovered> PluginLoader::discover() {
                 std::string(sdk::kind_name(parsed->kind)) + "/" + parsed->name;
             auto [first, inserted] = first_file.emplace(identity, file);
             if (!inserted) {
-                out.push_back({file,
-                               sdk::Error{sdk::ErrorCode::FailedPrecondition,
-                                          plugin_prefix(parsed->name, parsed->kind, file) +
-                                              ": shadowed by " + first->second +
-                                              " earlier on the search path"},
-                               nullptr});
+                out.push_back(
+                    {file,
+                     sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                plugin_prefix(parsed->name, parsed->kind, file) + ": shadowed by " +
+                                    first->second + " earlier on the search path"},
+                     nullptr});
                 continue;
             }
             PluginRequest request;
@@ -504,13 +507,12 @@ std::map<std::string, std::string> redact_options(const PluginInfo& info,
 namespace detail {
 
 sdk::Error interface_mismatch(const PluginRequest& request, sdk::PluginKind interface_kind) {
-    return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                      plugin_detail::plugin_prefix(request.name, request.kind) +
-                          ": requested through the " +
-                          plugin_detail::describe_kind(interface_kind) +
-                          " interface: expected kind " +
-                          plugin_detail::describe_kind(interface_kind) + ", found " +
-                          plugin_detail::describe_kind(request.kind)};
+    return sdk::Error{
+        sdk::ErrorCode::InvalidArgument,
+        plugin_detail::plugin_prefix(request.name, request.kind) + ": requested through the " +
+            plugin_detail::describe_kind(interface_kind) + " interface: expected kind " +
+            plugin_detail::describe_kind(interface_kind) + ", found " +
+            plugin_detail::describe_kind(request.kind)};
 }
 
 sdk::Error factory_failed(const PluginLibrary& library, const sdk::Error& error) {

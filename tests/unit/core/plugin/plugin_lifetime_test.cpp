@@ -116,11 +116,10 @@ TEST_CASE("Loading and unloading a plugin repeatedly is clean", "[unit][loader][
 }
 
 TEST_CASE("Refused plugins are unloaded at once", "[unit][loader][lifetime]") {
-    const std::string name = GENERATE(std::string("abi_major_mismatch"),
-                                      std::string("fingerprint_mismatch"),
-                                      std::string("wrong_kind"),
-                                      std::string("missing_create_symbol"),
-                                      std::string("throws_in_constructor"));
+    const std::string name =
+        GENERATE(std::string("abi_major_mismatch"), std::string("fingerprint_mismatch"),
+                 std::string("wrong_kind"), std::string("missing_create_symbol"),
+                 std::string("throws_in_constructor"));
     FakeHost host;
     {
         PluginLoader loader({fixture_dir()});

@@ -92,7 +92,8 @@ TEST_CASE("The plugin listing renders as text", "[unit][loader][listing]") {
     PluginLoader loader({fixture_dir()});
     const std::string text = render_plugin_listing(loader.discover(), "text");
     CHECK_THAT(text, Catch::Contains("logging/good 1.2.3 (stable) - a well-formed fixture sink\n"
-                                     "  file: " + fixture_file("good") + "\n"));
+                                     "  file: " +
+                                     fixture_file("good") + "\n"));
     CHECK_THAT(text, Catch::Contains("    prefix (string, default 'good'): text the sink logs "
                                      "at creation\n"));
     CHECK_THAT(text, Catch::Contains("    endpoint (string, required): where records go\n"));
@@ -121,9 +122,12 @@ TEST_CASE("The plugin listing renders as JSON", "[unit][loader][listing]") {
     CHECK(requires_option.at("abi").at("major") == SYNERGOS_SDK_ABI_MAJOR);
     const auto& options = requires_option.at("options");
     REQUIRE(options.size() == 9);
-    CHECK(options[0] == nlohmann::json{{"key", "endpoint"}, {"type", "string"},
-                                       {"required", true}, {"default", nullptr},
-                                       {"description", "where records go"}, {"secret", false}});
+    CHECK(options[0] == nlohmann::json{{"key", "endpoint"},
+                                       {"type", "string"},
+                                       {"required", true},
+                                       {"default", nullptr},
+                                       {"description", "where records go"},
+                                       {"secret", false}});
     CHECK(options[3].at("default") == "5s");
     CHECK(options[7].at("secret") == true);
 

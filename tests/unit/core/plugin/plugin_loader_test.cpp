@@ -125,20 +125,22 @@ TEST_CASE("PluginLoader refuses an explicit path that does not exist", "[unit][l
     request.path = dir.str() + "/libsynergos-logging-good.so";
     auto error = open_error(request);
     CHECK(error.code == ErrorCode::NotFound);
-    CHECK(error.message == "plugin 'good' (kind logging, file " + request.path +
-                               "): file not found");
+    CHECK(error.message ==
+          "plugin 'good' (kind logging, file " + request.path + "): file not found");
 }
 
 TEST_CASE("PluginLoader refuses a plugin of the wrong kind", "[unit][loader]") {
     auto error = open_error(fixture_request("wrong_kind"));
     CHECK(error.code == ErrorCode::FailedPrecondition);
-    CHECK(error.message == fixture_prefix("wrong_kind") + ": wrong kind: expected logging, found storage");
+    CHECK(error.message ==
+          fixture_prefix("wrong_kind") + ": wrong kind: expected logging, found storage");
 }
 
 TEST_CASE("PluginLoader refuses a plugin built against another SDK major", "[unit][loader]") {
     auto error = open_error(fixture_request("abi_major_mismatch"));
     CHECK(error.code == ErrorCode::FailedPrecondition);
-    CHECK(error.message == fixture_prefix("abi_major_mismatch") + ": ABI major mismatch: expected " +
+    CHECK(error.message == fixture_prefix("abi_major_mismatch") +
+                               ": ABI major mismatch: expected " +
                                std::to_string(SYNERGOS_SDK_ABI_MAJOR) + ", found " +
                                std::to_string(SYNERGOS_SDK_ABI_MAJOR + 1));
 }
@@ -151,8 +153,8 @@ TEST_CASE("PluginLoader refuses a plugin built against a newer SDK minor", "[uni
     auto error = open_error(fixture_request("abi_minor_newer"));
     CHECK(error.code == ErrorCode::FailedPrecondition);
     CHECK(error.message == fixture_prefix("abi_minor_newer") +
-                               ": newer ABI minor: expected at most " + host_version +
-                               ", found " + plugin_version);
+                               ": newer ABI minor: expected at most " + host_version + ", found " +
+                               plugin_version);
 }
 
 TEST_CASE("PluginLoader accepts a plugin built against an older SDK minor", "[unit][loader]") {
@@ -213,22 +215,21 @@ TEST_CASE("PluginLoader refuses a plugin whose required option is missing", "[un
           fixture_prefix("requires_option") + ": missing required option 'endpoint' (string)");
 }
 
-TEST_CASE("PluginLoader refuses option values that do not parse as their type",
-          "[unit][loader]") {
+TEST_CASE("PluginLoader refuses option values that do not parse as their type", "[unit][loader]") {
     struct Row {
         const char* key;
         const char* value;
         const char* expected;
     };
-    const Row row = GENERATE(Row{"port", "12x", "option 'port' expects int, found '12x'"},
-                             Row{"port", "", "option 'port' expects int, found ''"},
-                             Row{"verbose", "maybe", "option 'verbose' expects bool, found 'maybe'"},
-                             Row{"timeout", "5 parsecs",
-                                 "option 'timeout' expects duration_ms, found '5 parsecs'"},
-                             Row{"timeout", "-1", "option 'timeout' expects duration_ms, found '-1'"},
-                             Row{"ratio", "nan", "option 'ratio' expects double, found 'nan'"},
-                             Row{"extra", "{\"a\":", "option 'extra' expects json, found '{\"a\":'"},
-                             Row{"pin", "12ab", "option 'pin' expects int, found '***'"});
+    const Row row = GENERATE(
+        Row{"port", "12x", "option 'port' expects int, found '12x'"},
+        Row{"port", "", "option 'port' expects int, found ''"},
+        Row{"verbose", "maybe", "option 'verbose' expects bool, found 'maybe'"},
+        Row{"timeout", "5 parsecs", "option 'timeout' expects duration_ms, found '5 parsecs'"},
+        Row{"timeout", "-1", "option 'timeout' expects duration_ms, found '-1'"},
+        Row{"ratio", "nan", "option 'ratio' expects double, found 'nan'"},
+        Row{"extra", "{\"a\":", "option 'extra' expects json, found '{\"a\":'"},
+        Row{"pin", "12ab", "option 'pin' expects int, found '***'"});
     auto request = fixture_request("requires_option");
     request.options = {{"endpoint", "127.0.0.1"}, {row.key, row.value}};
     auto error = create_error(request);
@@ -255,7 +256,7 @@ TEST_CASE("PluginLoader fills defaults and normalises option values", "[unit][lo
     CHECK(redacted.at("endpoint") == "127.0.0.1");
 
     request.options = {{"endpoint", "e"}, {"verbose", "YES"}, {"timeout", "2m"},
-                       {"ratio", "0.25"}, {"tags", "a, b"}, {"extra", R"({"k": [1, 2]})"}};
+                       {"ratio", "0.25"}, {"tags", "a, b"},   {"extra", R"({"k": [1, 2]})"}};
     options = PluginLoader::validate_options(*library.value(), request);
     REQUIRE(options.has_value());
     CHECK(options->get_bool("verbose"));
@@ -296,10 +297,9 @@ TEST_CASE("PluginLoader refuses a file that is not a loadable library", "[unit][
     auto opened = loader.open(fixture_request("garbage"));
     REQUIRE_FALSE(opened.has_value());
     CHECK(opened.error().code == ErrorCode::FailedPrecondition);
-    CHECK_THAT(opened.error().message,
-               Catch::StartsWith("plugin 'garbage' (kind logging, file " + file +
-                                 "): cannot load: ") &&
-                   Catch::Contains(file));
+    CHECK_THAT(opened.error().message, Catch::StartsWith("plugin 'garbage' (kind logging, file " +
+                                                         file + "): cannot load: ") &&
+                                           Catch::Contains(file));
     CHECK(opened.error().message.find('\n') == std::string::npos);
 }
 
@@ -352,8 +352,8 @@ TEST_CASE("PluginLoader resolves names in search-path order and honours an expli
 }
 
 TEST_CASE("PluginLoader refuses a request whose name is not a plugin name", "[unit][loader]") {
-    const std::string name = GENERATE(std::string("../good"), std::string(""),
-                                      std::string("Good"), std::string(65, 'a'));
+    const std::string name = GENERATE(std::string("../good"), std::string(""), std::string("Good"),
+                                      std::string(65, 'a'));
     PluginLoader loader({fixture_dir()});
     auto opened = loader.open(fixture_request(name));
     REQUIRE_FALSE(opened.has_value());
@@ -368,6 +368,7 @@ TEST_CASE("PluginLoader refuses create through an interface of another kind", "[
     FakeHost host;
     auto made = loader.create<synergos::sdk::StorageBackend>(fixture_request("good"), host);
     REQUIRE_FALSE(made.has_value());
-    CHECK(made.error().message == "plugin 'good' (kind logging): requested through the storage "
-                                  "interface: expected kind storage, found logging");
+    CHECK(made.error().message ==
+          "plugin 'good' (kind logging): requested through the storage "
+          "interface: expected kind storage, found logging");
 }

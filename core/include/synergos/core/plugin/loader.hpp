@@ -52,10 +52,10 @@ PluginHandle<T> adopt_plugin_object(std::unique_ptr<T> object,
 /// What the config asks for.
 struct PluginRequest {
     sdk::PluginKind kind = sdk::PluginKind::LogSink;
-    std::string name;                               ///< plugin name, e.g. "graylog"
-    std::map<std::string, std::string> options;     ///< textual option values from YAML/flags
-    std::string path;                               ///< explicit file, overrides the search
-    bool required = true;                           ///< for the caller: abort start-up on failure
+    std::string name;                            ///< plugin name, e.g. "graylog"
+    std::map<std::string, std::string> options;  ///< textual option values from YAML/flags
+    std::string path;                            ///< explicit file, overrides the search
+    bool required = true;                        ///< for the caller: abort start-up on failure
 };
 
 /// An owned copy of one `sdk::OptionSpec` (safe to keep after the library is unloaded).
@@ -79,7 +79,7 @@ struct PluginInfo {
     int abi_major = 0;
     int abi_minor = 0;
     std::string fingerprint;
-    std::string file;    ///< resolved absolute path
+    std::string file;                      ///< resolved absolute path
     std::vector<sdk::OptionSpec> options;  ///< views into the library; valid while it is loaded
     std::vector<std::string> option_keys;  ///< owned copies of option keys
     std::vector<std::string> option_descriptions;
@@ -124,7 +124,8 @@ public:
     /// Opens, validates and creates: the whole path from config entry to live object.
     /// `Interface` must be the interface of `request.kind` (e.g. `sdk::StorageBackend`).
     template <typename Interface>
-    sdk::Result<PluginHandle<Interface>> create(const PluginRequest& request, sdk::HostContext& host);
+    sdk::Result<PluginHandle<Interface>> create(const PluginRequest& request,
+                                                sdk::HostContext& host);
 
     /// Every `libsynergos-<kind>-<name>.so` on the search path (reads descriptors, creates
     /// nothing), in search order, sorted by file name within a folder. Files that fail the checks,
