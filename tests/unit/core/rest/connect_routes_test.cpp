@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <set>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "rest_fixture.hpp"
+
+namespace {
+
+using nlohmann::json;
+using synergos::testing::body_of;
+using synergos::testing::RestServer;
+
+const std::string kConnect = "/ttp/connect";
+
+json collab_body(const std::string& id) {
+    return {{"collab_id", id},
+            {"mq", {{"host", "h"}, {"ports", {{"main", 5672}, {"ui", 15672}}}, {"secure", false}}}};
+}
+
+json project_body(const std::string& id) {
+    return {{"project_id", id}, {"action", "classify"}, {"incentives", {{"tier_1", json::array()}, {"tier_2", json::array()}}}};
+}
+
+json experiment_body(const std::string& id) {
+    return {{"expt_id", id},
+            {"model",
+             {{{"is_input", true},
+               {"l_type", "Linear"},
+               {"structure", {{"in_features", 15}, {"out_features", 1}, {"bias", true}}},
+               {"activation", "sigmoid"}}}}};
+}
+
+json run_body(const std::string& id) {
+    return {{"run_id", id}, {"algorithm", "FedProx"}, {"rounds", 2}, {"epochs", 1}, {"lr", 0.001}};
+}
+
+json participant_body(const std::string& id) {
+    return {{"id", id},      {"category", nullptr}, {"summary", nullptr},
+            {"phone", nullptr}, {"email", nullptr},    {"socials", nullptr}};
+}
+
+json registration_body() {
+    return {{"role", "host"},
+            {"n_count", 1},
+            {"node_0",
+             {{"host", "127.0.0.1"}, {"port", 8020}, {"f_port", 5000}, {"log_msgs", false}, {"verbose", false}}}};
+}
+
+std::string project_path(const std::string& c, const std::string& p) {
+    return kConnect + "/collaborations/" + c + "/projects/" + p;
+}
+
+/// Checks the six-key success envelope and returns its data.
+json expect_envelope(const synergos::core::http::Response& response, int status,
+                     const std::string& method) {
+    INFO("response: " << response.status << " " << response.body);
+    REQUIRE(response.status == status);
+    CHECK(response.content_type == "application/json");
+    json body = body_of(response);
+    std::set<std::string> keys;
+    for (auto& [key, value] : body.items()) {
+        keys.insert(key);
+    }
+    CHECK(keys == std::set<std::string>{"apiVersion", "success", "status", "method", "params", "data"});
+    CHECK(body["apiVersion"] == "0.1.0");
+    CHECK(body["success"] == 1);
+    CHECK(body["status"] == status);
+    CHECK(body["method"] == method);
+    return body;
+}
+
+void expect_error(const synergos::core::http::Response& response, int status,
+                  const std::string& message_prefix) {
+    INFO("response: " << response.status << " " << response.body);
+    CHECK(response.status == status);
+    CHECK(response.content_type == "application/json");
+    json body = body_of(response);
+    REQUIRE(body.contains("message"));
+    CHECK(body["message"].get<std::string>().rfind(message_prefix, 0) == 0);
+}
+
+/// Builds collab c / project p / experiment e / run r / participant w / registration / tag.
+void build_tree(RestServer& s, const std::string& c, const std::string& p, const std::string& w) {
+    REQUIRE(s.call("POST", kConnect + "/collaborations", collab_body(c)).status == 201);
+    REQUIRE(s.call("POST", kConnect + "/collaborations/" + c + "/projects", project_body(p)).status == 201);
+    REQUIRE(s.call("POST", project_path(c, p) + "/experiments", experiment_body("e1")).status == 201);
+    REQUIRE(s.call("POST", project_path(c, p) + "/experiments/e1/runs", run_body("r1")).status == 201);
+    auto pt = s.call("POST", kConnect + "/participants", participant_body(w));
+    REQUIRE((pt.status == 201 || pt.status == 409));
+    REQUIRE(s.call("POST", project_path(c, p) + "/participants/" + w + "/registration",
+                   registration_body())
+                .status == 201);
+    REQUIRE(s.call("POST", project_path(c, p) + "/participants/" + w + "/registration/tags",
+                   json{{"train", json::array({json::array({"a", "b"})})}})
+                .status == 201);
+}
+
+}  // namespace
+
+TEST_CASE("connect routes serve the full journey of the original client", "[unit][rest]") {
+    RestServer s;
+
+    // 1. Collaboration (slash-less, as the Driver sends it).
+    auto r = s.call("POST", kConnect + "/collaborations", collab_body("c1"));
+    json body = expect_envelope(r, 201, "collaborations.post");
+    CHECK(body["params"] == json::object());
+    json data = body["data"];
+    CHECK(data["key"] == json{{"collab_id", "c1"}});
+    CHECK(data["kind"] == "Collaboration");
+    CHECK(data["doc_id"] == "1");
+    CHECK(data["mq"]["host"] == "h");
+    CHECK_FALSE(data.contains("created_at"));
+    CHECK_FALSE(data.contains("collab_id"));
+    REQUIRE(data["relations"].size() == 8);
+    for (const char* kind : {"Project", "Experiment", "Run", "Registration", "Tag", "Model", "Validation", "Prediction"}) {
+        CHECK(data["relations"][kind] == json::array());
+    }
+
+    // Both spellings of the collection.
+    for (const std::string& path : {kConnect + "/collaborations", kConnect + "/collaborations/"}) {
+        json list = expect_envelope(s.call("GET", path), 200, "collaborations.get");
+        REQUIRE(list["data"].size() == 1);
+        CHECK(list["data"][0]["key"]["collab_id"] == "c1");
+    }
+
+    // 2. Project (slash form, with the Driver's redundant collab_id in the body).
+    json project = project_body("p1");
+    project["collab_id"] = "c1";
+    body = expect_envelope(s.call("POST", kConnect + "/collaborations/c1/projects/", project), 201,
+                           "projects.post");
+    CHECK(body["params"] == json{{"collab_id", "c1"}});
+    CHECK(body["data"]["key"] == json{{"collab_id", "c1"}, {"project_id", "p1"}});
+    CHECK(body["data"]["action"] == "classify");
+    CHECK_FALSE(body["data"].contains("collab_id"));
+
+    // 3. Experiment: the raw stored document (integer doc_id, created_at).
+    body = expect_envelope(s.call("POST", project_path("c1", "p1") + "/experiments", experiment_body("e1")), 201,
+                           "experiments.post");
+    data = body["data"];
+    CHECK(data["doc_id"] == 1);
+    REQUIRE(data["created_at"].is_string());
+    const std::string created = data["created_at"];
+    CHECK(created.size() == 21);
+    CHECK(created.substr(created.size() - 2) == " N");
+    CHECK(data["relations"].contains("Run"));
+    CHECK(data["model"][0]["l_type"] == "Linear");
+    CHECK(body["params"] == json{{"collab_id", "c1"}, {"project_id", "p1"}});
+
+    // 4. Run: stored-only fields (algorithm) are not echoed.
+    body = expect_envelope(s.call("POST", project_path("c1", "p1") + "/experiments/e1/runs/", run_body("r1")), 201,
+                           "runs.post");
+    data = body["data"];
+    CHECK(data["rounds"] == 2);
+    CHECK(data["lr"] == 0.001);
+    CHECK_FALSE(data.contains("algorithm"));
+    CHECK(data["key"] == json{{"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}, {"run_id", "r1"}});
+    CHECK(data["relations"] == json{{"Model", json::array()}, {"Validation", json::array()}, {"Prediction", json::array()}});
+
+    // 5. Participants (nulls omitted).
+    for (const char* w : {"w1", "w2"}) {
+        body = expect_envelope(s.call("POST", kConnect + "/participants", participant_body(w)), 201,
+                               "participants.post");
+        CHECK(body["data"]["key"] == json{{"participant_id", w}});
+        CHECK(body["data"]["id"] == w);
+        CHECK_FALSE(body["data"].contains("category"));
+        CHECK(body["data"]["relations"] == json{{"Registration", json::array()}, {"Tag", json::array()}});
+    }
+
+    // 6. Registration: the Driver first GETs (404), then POSTs.
+    const std::string reg = project_path("c1", "p1") + "/participants/w1/registration";
+    expect_error(s.call("GET", reg), 404, "Participant 'w1' has not registered for Project 'p1'!");
+    body = expect_envelope(s.call("POST", reg, registration_body()), 201, "registration.post");
+    data = body["data"];
+    CHECK(body["params"] == json{{"collab_id", "c1"}, {"project_id", "p1"}, {"participant_id", "w1"}});
+    CHECK(data["role"] == "host");
+    CHECK(data["n_count"] == 1);
+    CHECK(data["node_0"]["f_port"] == 5000);
+    CHECK(data["collaboration"]["mq"]["host"] == "h");
+    CHECK(data["collaboration"]["logs"] == json::object());
+    CHECK(data["project"]["action"] == "classify");
+    CHECK(data["participant"]["id"] == "w1");
+    CHECK(data["participant"]["category"] == json::array());
+    CHECK(data["relations"] == json{{"Tag", json::array()}});
+    // The participant-side alias reaches the same record.
+    body = expect_envelope(s.call("GET", kConnect + "/participants/w1/collaborations/c1/projects/p1/registration"), 200,
+                           "registration.get");
+    CHECK(body["data"]["doc_id"] == data["doc_id"]);
+    REQUIRE(s.call("POST", project_path("c1", "p1") + "/participants/w2/registration",
+                   json{{"role", "guest"}, {"n_count", 1}, {"node_0", {{"host", "h2"}, {"port", 8021}, {"f_port", 5001}}}})
+                .status == 201);
+
+    // 7. Tags.
+    body = expect_envelope(s.call("POST", reg + "/tags", json{{"train", json::array({json::array({"heart_disease", "data1"})})}, {"evaluate", json::array()}, {"predict", json::array()}}),
+                           201, "tag.post");
+    CHECK(body["data"]["train"] == json::array({json::array({"heart_disease", "data1"})}));
+    CHECK_FALSE(body["data"].contains("relations"));
+    body = expect_envelope(s.call("GET", reg), 200, "registration.get");
+    REQUIRE(body["data"]["relations"]["Tag"].size() == 1);
+    CHECK(body["data"]["relations"]["Tag"][0]["kind"] == "Tag");
+    body = expect_envelope(s.call("GET", project_path("c1", "p1")), 200, "project.get");
+    CHECK(body["data"]["relations"]["Tag"].size() == 1);
+    CHECK(body["data"]["relations"]["Registration"].size() == 2);
+    CHECK(body["data"]["relations"]["Experiment"].size() == 1);
+    CHECK(body["data"]["relations"]["Run"].size() == 1);
+    body = expect_envelope(s.call("GET", kConnect + "/participants/w1/collaborations/c1/projects/p1/registration/tags"), 200,
+                           "tag.get");
+    CHECK(body["data"]["key"]["participant_id"] == "w1");
+
+    // 8. The five registration listings (params always {}).
+    struct Listing {
+        std::string path;
+        std::size_t count;
+    };
+    for (const auto& listing : {Listing{kConnect + "/collaborations/c1/registrations", 2},
+                                Listing{kConnect + "/collaborations/c1/participants/w1/registrations", 1},
+                                Listing{project_path("c1", "p1") + "/registrations", 2},
+                                Listing{kConnect + "/participants/w2/registrations", 1},
+                                Listing{kConnect + "/participants/w1/collaborations/c1/registrations", 1}}) {
+        INFO(listing.path);
+        body = expect_envelope(s.call("GET", listing.path), 200, "registrations.get");
+        CHECK(body["params"] == json::object());
+        CHECK(body["data"].size() == listing.count);
+    }
+
+    // 9. Read, update, list.
+    body = expect_envelope(s.call("PUT", project_path("c1", "p1") + "/experiments/e1/runs/r1", json{{"rounds", 5}}), 200,
+                           "run.put");
+    CHECK(body["data"]["rounds"] == 5);
+    CHECK(body["data"]["epochs"] == 1);
+    body = expect_envelope(s.call("PUT", project_path("c1", "p1"), json{{"action", "regress"}}), 200, "project.put");
+    CHECK(body["data"]["action"] == "regress");
+    body = expect_envelope(s.call("PUT", reg + "/tags", json{{"evaluate", {{"x"}}}}), 200, "tag.put");
+    CHECK(body["data"]["evaluate"] == json{{"x"}});
+    body = expect_envelope(s.call("PUT", kConnect + "/collaborations/c1", json{{"logs", {{"host", "g"}, {"ports", {{"main", 1}, {"sysmetrics", 2}, {"director", 3}, {"ttp", 4}, {"worker", 5}}}}}}),
+                           200, "collaboration.put");
+    CHECK(body["data"]["logs"]["host"] == "g");
+    body = expect_envelope(s.call("PUT", kConnect + "/participants/w1", json{{"summary", "hospital"}}), 200,
+                           "participant.put");
+    CHECK(body["data"]["summary"] == "hospital");
+    body = expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments"), 200, "experiments.get");
+    REQUIRE(body["data"].size() == 1);
+    CHECK(body["data"][0]["doc_id"] == "1");  // a string everywhere but experiments POST
+    CHECK(body["data"][0]["model"][0]["structure"]["in_features"] == 15);
+    body = expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments/e1/runs/"), 200, "runs.get");
+    CHECK(body["data"].size() == 1);
+    body = expect_envelope(s.call("GET", kConnect + "/participants/"), 200, "participants.get");
+    CHECK(body["data"].size() == 2);
+    expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments/e1"), 200, "experiment.get");
+
+    // 10. Registration delete (Driver's re-registration flow) cascades to its tag.
+    body = expect_envelope(s.call("DELETE", reg), 200, "registration.delete");
+    CHECK(body["data"]["relations"]["Tag"].size() == 1);
+    expect_error(s.call("GET", reg + "/tags"), 404, "Data tags does not exist for participant 'w1'");
+    REQUIRE(s.call("POST", reg, registration_body()).status == 201);
+
+    // 11. Cascade delete of the project.
+    body = expect_envelope(s.call("DELETE", project_path("c1", "p1")), 200, "project.delete");
+    CHECK(body["data"]["relations"]["Run"].size() == 1);
+    expect_error(s.call("GET", project_path("c1", "p1")), 404, "Project 'p1' does not exist!");
+    expect_error(s.call("GET", project_path("c1", "p1") + "/experiments/e1"), 404, "Experiment 'e1' does not exist in Project 'p1'!");
+    expect_error(s.call("GET", project_path("c1", "p1") + "/experiments/e1/runs/r1"), 404,
+                 "Run 'r1' does not exist for Experiment e1 under Project 'p1'!");
+    expect_error(s.call("GET", reg), 404, "Participant 'w1' has not registered");
+    body = expect_envelope(s.call("GET", kConnect + "/participants/w1"), 200, "participant.get");
+    CHECK(body["data"]["relations"]["Registration"] == json::array());
+    body = expect_envelope(s.call("GET", kConnect + "/collaborations/c1"), 200, "collaboration.get");
+    CHECK(body["data"]["relations"]["Project"] == json::array());
+
+    // 12. Collaboration and participant delete.
+    expect_envelope(s.call("DELETE", kConnect + "/collaborations/c1"), 200, "collaboration.delete");
+    expect_envelope(s.call("DELETE", kConnect + "/participants/w1"), 200, "participant.delete");
+    body = expect_envelope(s.call("GET", kConnect + "/collaborations"), 200, "collaborations.get");
+    CHECK(body["data"] == json::array());
+}
+
+TEST_CASE("relations and cascades are scoped by the full key", "[unit][rest]") {
+    RestServer s;
+    build_tree(s, "A", "p1", "w1");
+    build_tree(s, "B", "p1", "w1");
+
+    json a = body_of(s.call("GET", project_path("A", "p1")))["data"];
+    REQUIRE(a["relations"]["Run"].size() == 1);
+    CHECK(a["relations"]["Run"][0]["key"]["collab_id"] == "A");
+    CHECK(a["relations"]["Registration"].size() == 1);
+    json run = body_of(s.call("GET", project_path("A", "p1") + "/experiments/e1/runs/r1"))["data"];
+    CHECK(run["key"]["collab_id"] == "A");
+
+    REQUIRE(s.call("DELETE", project_path("A", "p1")).status == 200);
+    CHECK(s.call("GET", project_path("B", "p1")).status == 200);
+    CHECK(s.call("GET", project_path("B", "p1") + "/experiments/e1/runs/r1").status == 200);
+    CHECK(s.call("GET", project_path("B", "p1") + "/participants/w1/registration/tags").status == 200);
+    json w1 = body_of(s.call("GET", kConnect + "/participants/w1"))["data"];
+    REQUIRE(w1["relations"]["Registration"].size() == 1);
+    CHECK(w1["relations"]["Registration"][0]["key"]["collab_id"] == "B");
+
+    // Deleting the participant removes its registrations and tags everywhere.
+    REQUIRE(s.call("DELETE", kConnect + "/participants/w1").status == 200);
+    CHECK(s.call("GET", project_path("B", "p1") + "/participants/w1/registration").status == 404);
+    CHECK(body_of(s.call("GET", project_path("B", "p1")))["data"]["relations"]["Tag"] == json::array());
+}
+
+TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
+    RestServer s;
+    build_tree(s, "c", "p", "w");
+    const std::string reg = project_path("c", "p") + "/participants/w/registration";
+    auto first = body_of(s.call("GET", reg))["data"];
+    json again = registration_body();
+    again["role"] = "guest";
+    json replaced = expect_envelope(s.call("POST", reg, again), 201, "registration.post")["data"];
+    CHECK(replaced["role"] == "guest");
+    CHECK(replaced["doc_id"] == first["doc_id"]);
+    CHECK(replaced["relations"]["Tag"].size() == 1);  // the tag stays linked (same key)
+    json tag = expect_envelope(s.call("POST", reg + "/tags", json{{"train", {{"z"}}}}), 201, "tag.post")["data"];
+    CHECK(tag["train"] == json{{"z"}});
+}
+
+TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][rest]") {
+    RestServer s;
+    build_tree(s, "c1", "p1", "w1");
+    const std::string runs = project_path("c1", "p1") + "/experiments/e1/runs";
+
+    SECTION("404 names the missing record, including a missing parent on create") {
+        expect_error(s.call("GET", kConnect + "/collaborations/nope"), 404, "Collaboration 'nope' does not exist!");
+        expect_error(s.call("POST", kConnect + "/collaborations/nope/projects", project_body("p")), 404,
+                     "Collaboration 'nope' does not exist!");
+        expect_error(s.call("POST", project_path("c1", "nope") + "/experiments", experiment_body("e")), 404,
+                     "Project 'nope' does not exist!");
+        expect_error(s.call("POST", project_path("c1", "p1") + "/experiments/nope/runs", run_body("r")), 404,
+                     "Experiment 'nope' does not exist in Project 'p1'!");
+        expect_error(s.call("POST", project_path("c1", "p1") + "/participants/ghost/registration", registration_body()),
+                     404, "Participant 'ghost' does not exist!");
+        REQUIRE(s.call("POST", kConnect + "/participants", participant_body("w9")).status == 201);
+        expect_error(s.call("POST", project_path("c1", "p1") + "/participants/w9/registration/tags",
+                            json{{"train", {{"a"}}}}),
+                     404, "Participant 'w9' has not registered for Project 'p1'!");
+        expect_error(s.call("PUT", runs + "/nope", json{{"rounds", 1}}), 404, "Run 'nope' does not exist");
+        expect_error(s.call("DELETE", runs + "/nope"), 404, "Run 'nope' does not exist");
+        expect_error(s.call("DELETE", kConnect + "/participants/nope"), 404, "Participant 'nope' does not exist!");
+        expect_error(s.call("PUT", kConnect + "/collaborations/nope", json{{"mq", nullptr}}), 404,
+                     "Collaboration 'nope' does not exist!");
+        expect_error(s.call("GET", kConnect + "/collaborations/nope/projects"), 404, "Collaboration 'nope'");
+        expect_error(s.call("GET", kConnect + "/participants/nope/registrations"), 404, "Participant 'nope'");
+        expect_error(s.call("GET", "/ttp/connect/nothing/here"), 404, "no route");
+        expect_error(s.call("GET", "/"), 404, "no route");
+    }
+    SECTION("409 when a create would overwrite") {
+        expect_error(s.call("POST", kConnect + "/collaborations", collab_body("c1")), 409,
+                     "Collaboration 'c1' already exists!");
+        expect_error(s.call("POST", kConnect + "/collaborations/c1/projects", project_body("p1")), 409,
+                     "Project 'p1' already exists");
+        expect_error(s.call("POST", runs, run_body("r1")), 409, "Run 'r1' already exists");
+        expect_error(s.call("POST", kConnect + "/participants", participant_body("w1")), 409,
+                     "Participant 'w1' already exists!");
+        // Nothing was overwritten.
+        CHECK(body_of(s.call("GET", runs + "/r1"))["data"]["rounds"] == 2);
+    }
+    SECTION("422 names the invalid field") {
+        struct Case {
+            std::string path;
+            json body;
+            std::string field;
+        };
+        json no_incentives = project_body("p2");
+        no_incentives.erase("incentives");
+        json bad_action = project_body("p2");
+        bad_action["action"] = "predict";
+        json no_model = experiment_body("e2");
+        no_model.erase("model");
+        json bad_layer = experiment_body("e2");
+        bad_layer["model"][0].erase("is_input");
+        json bad_rounds = run_body("r2");
+        bad_rounds["rounds"] = "2";
+        json bad_reduction = run_body("r2");
+        bad_reduction["reduction"] = "max";
+        json extra_reg = registration_body();
+        extra_reg["colour"] = "blue";
+        json missing_node = registration_body();
+        missing_node["n_count"] = 2;
+        json bad_port = registration_body();
+        bad_port["node_0"]["port"] = "8020";
+        json bad_mq = collab_body("c2");
+        bad_mq["mq"]["ports"] = json{{"ui", 1}};
+        const std::string reg = project_path("c1", "p1") + "/participants/w1/registration";
+        for (const auto& c : {Case{kConnect + "/collaborations", json{{"mq", {{"host", "h"}}}}, "collab_id"},
+                              Case{kConnect + "/collaborations", json{{"collab_id", 5}}, "collab_id"},
+                              Case{kConnect + "/collaborations", json{{"collab_id", "a/b"}}, "collab_id"},
+                              Case{kConnect + "/collaborations", bad_mq, "mq.ports.main"},
+                              Case{kConnect + "/collaborations/c1/projects", no_incentives, "incentives"},
+                              Case{kConnect + "/collaborations/c1/projects", bad_action, "action"},
+                              Case{project_path("c1", "p1") + "/experiments", no_model, "model"},
+                              Case{project_path("c1", "p1") + "/experiments", bad_layer, "model[0].is_input"},
+                              Case{runs, bad_rounds, "rounds"},
+                              Case{runs, bad_reduction, "reduction"},
+                              Case{kConnect + "/participants", json{{"id", 5}}, "id"},
+                              Case{kConnect + "/participants", json{{"category", "x"}}, "id"},
+                              Case{reg, json{{"role", "host"}}, "n_count"},
+                              Case{reg, json{{"role", "boss"}, {"n_count", 1}}, "role"},
+                              Case{reg, extra_reg, "colour"},
+                              Case{reg, missing_node, "node_1"},
+                              Case{reg, bad_port, "node_0.port"},
+                              Case{reg + "/tags", json{{"evaluate", {{"a"}}}}, "train"},
+                              Case{reg + "/tags", json{{"train", {"a"}}}, "train"},
+                              Case{runs, json{{"run_id", "r3"}, {"relations", json::object()}}, "relations"},
+                              Case{kConnect + "/collaborations/c1/projects",
+                                   json{{"project_id", "p3"}, {"collab_id", "other"}, {"incentives", json::object()}},
+                                   "collab_id"}}) {
+            INFO(c.path << " " << c.body.dump());
+            auto response = s.call("POST", c.path, c.body);
+            CHECK(response.status == 422);
+            json body = body_of(response);
+            CHECK(body["field"] == c.field);
+            CHECK(body["message"].get<std::string>().find("'" + c.field + "'") != std::string::npos);
+        }
+        // PUT is validated too (the original never checked updates).
+        auto put = s.call("PUT", runs + "/r1", json{{"epochs", "many"}});
+        CHECK(put.status == 422);
+        CHECK(body_of(put)["field"] == "epochs");
+        CHECK(body_of(s.call("GET", runs + "/r1"))["data"]["epochs"] == 1);
+        auto put_id = s.call("PUT", kConnect + "/participants/w1", json{{"id", "w2"}});
+        CHECK(put_id.status == 422);
+    }
+    SECTION("405 for a wrong method, 415 for a non-JSON body, 400 for bad JSON and bad ids") {
+        auto r = s.call("DELETE", kConnect + "/collaborations/");
+        expect_error(r, 405, "The method is not allowed");
+        CHECK(r.header("Allow") == "GET, POST");
+        expect_error(s.call("POST", kConnect + "/collaborations/c1"), 405, "The method is not allowed");
+        expect_error(s.raw("PUT", kConnect + "/collaborations/c1/registrations", "{}"), 405, "The method");
+        expect_error(s.call("POST", kConnect + "/collaborations", "collab_id=c9", "application/x-www-form-urlencoded"),
+                     415, "request body must be JSON");
+        expect_error(s.call("POST", kConnect + "/collaborations", "{\"collab_id\": \"c9\"", "application/json"), 400,
+                     "request body is not valid JSON");
+        expect_error(s.raw("POST", kConnect + "/collaborations", "[1,2]"), 400, "request body must be a JSON object");
+        expect_error(s.raw("POST", kConnect + "/collaborations", ""), 400, "request body is empty");
+        auto traversal = s.call("GET", kConnect + "/collaborations/..");
+        expect_error(traversal, 400, "path parameter 'collab_id'");
+        CHECK(body_of(traversal)["field"] == "collab_id");
+        expect_error(s.call("GET", kConnect + "/collaborations/c1%2F..%2Fx"), 400, "path parameter 'collab_id'");
+        expect_error(s.call("GET", project_path("c1", "%ZZ")), 400, "path parameter 'project_id'");
+        CHECK(s.call("GET", kConnect + "/collaborations/c1/").status == 404);  // items have no slash form
+        CHECK(s.call("GET", kConnect + "/collaborations").status == 200);
+    }
+}
+
+TEST_CASE("the server answers health and readiness probes", "[unit][rest]") {
+    RestServer s;
+    auto health = s.call("GET", "/healthz");
+    CHECK(health.status == 200);
+    CHECK(body_of(health)["status"] == "ok");
+    CHECK(s.call("GET", "/readyz").status == 200);
+    s.server().set_ready(false);
+    CHECK(s.call("GET", "/readyz").status == 503);
+    CHECK(s.host().captured().contains("http request"));
+}

@@ -1,0 +1,121 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Shared by the REST and HTTP tests: a temp folder, a condition wait with a timeout, and an
+// in-process server (connect routes on the real sqlite store) reached through real sockets.
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/http/router.hpp>
+#include <synergos/core/http/server.hpp>
+#include <synergos/core/rest/connect_routes.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "sqlite_storage.hpp"
+
+namespace synergos::testing {
+
+struct TempDir {
+    TempDir() {
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "synergos-rest-XXXXXX").string();
+        path = mkdtemp(pattern.data());
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string path;
+};
+
+/// Polls `condition` until it holds or `timeout` passes (for states with no notification, such
+/// as "the server has closed that connection"). Returns the condition's last value.
+inline bool wait_until(const std::function<bool()>& condition,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return condition();
+        }
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+/// Connect routes + sqlite + HTTP server on 127.0.0.1, port 0, and a client.
+class RestServer {
+public:
+    explicit RestServer(core::http::ServerOptions options = default_options())
+        : host_(dir_.path),
+          storage_(host_, sdk::Options(std::map<std::string, std::string>{
+                              {"synchronous", "NORMAL"}})),
+          server_(options, router_, host_.logger()) {
+        REQUIRE(storage_.start().is_ok());
+        core::rest::register_connect_routes(router_, storage_, host_.logger());
+        REQUIRE(server_.start().is_ok());
+    }
+    ~RestServer() {
+        server_.stop(std::chrono::seconds(2));
+        storage_.stop();
+    }
+
+    static core::http::ServerOptions default_options() {
+        core::http::ServerOptions options;
+        options.port = 0;
+        options.threads = 2;
+        options.body_limit_bytes = 1024 * 1024;
+        return options;
+    }
+
+    core::http::Response call(const std::string& method, const std::string& path,
+                              const std::string& body = {},
+                              const std::string& content_type = "application/json") {
+        auto result = client_.request(method, "127.0.0.1", server_.bound_port(), path, body,
+                                      content_type, std::chrono::seconds(10));
+        REQUIRE(result.has_value());
+        return std::move(*result);
+    }
+    core::http::Response call(const std::string& method, const std::string& path,
+                              const nlohmann::json& body) {
+        return call(method, path, body.dump());
+    }
+    /// A request with a literal body (string literals would be ambiguous with `call`).
+    core::http::Response raw(const std::string& method, const std::string& path,
+                             const std::string& body) {
+        return call(method, path, body, "application/json");
+    }
+
+    std::uint16_t port() const { return server_.bound_port(); }
+    sdk::testing::FakeHost& host() { return host_; }
+    plugins::sqlite::SqliteStorage& storage() { return storage_; }
+    core::http::HttpServer& server() { return server_; }
+
+private:
+    TempDir dir_;
+    sdk::testing::FakeHost host_;
+    plugins::sqlite::SqliteStorage storage_;
+    core::http::Router router_;
+    core::http::HttpServer server_;
+    core::http::HttpClient client_;
+};
+
+inline nlohmann::json body_of(const core::http::Response& response) {
+    auto parsed = nlohmann::json::parse(response.body, nullptr, false);
+    INFO("body: " << response.body);
+    REQUIRE_FALSE(parsed.is_discarded());
+    return parsed;
+}
+
+}  // namespace synergos::testing
