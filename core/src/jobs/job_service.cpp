@@ -45,7 +45,7 @@ JobService::JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk:
 JobService::~JobService() { stop(); }
 
 sdk::Status JobService::start() {
-    if (auto st = declare_grid(mq_, 0); !st) {
+    if (auto st = options_.topology.declare_grid(mq_, 0); !st) {
         return st;
     }
     // Jobs left in `submitting` were recorded but maybe never published (a crash between the
@@ -92,8 +92,8 @@ int JobService::choose_grid(const JobSpec& spec, std::map<int, int>& outstanding
     int best = 0;
     std::pair<int, int> best_score{2, 1 << 30};
     for (int g = 0; g < n; ++g) {
-        (void)declare_grid(mq_, g);
-        auto consumers = mq_.consumer_count(jobs_queue(g));
+        (void)options_.topology.declare_grid(mq_, g);
+        auto consumers = mq_.consumer_count(options_.topology.jobs(g));
         const int has_ttp = consumers && *consumers > 0 ? 0 : 1;
         const std::pair<int, int> score{has_ttp, outstanding[g]};
         if (score < best_score) {
@@ -109,13 +109,13 @@ sdk::Status JobService::publish_job(const JobRecord& job, const JobSpec&) {
     {
         std::lock_guard<std::mutex> lock(grids_mutex_);
         if (!declared_grids_[job.grid]) {
-            if (auto st = declare_grid(mq_, job.grid); !st) {
+            if (auto st = options_.topology.declare_grid(mq_, job.grid); !st) {
                 return st;
             }
             declared_grids_[job.grid] = true;
         }
     }
-    return mq_.publish(jobs_queue(job.grid),
+    return mq_.publish(options_.topology.jobs(job.grid),
                        make_message(job.job_id, job.message, priority_of(job.process)),
                        options_.publish_timeout);
 }
@@ -170,7 +170,7 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
                 j.state = "queued";
             } else {
                 j.state = "failed";
-                j.reason = "could not publish to " + jobs_queue(j.grid) + ": " + st.message();
+                j.reason = "could not publish to " + options_.topology.jobs(j.grid) + ": " + st.message();
                 j.finished_at = now_iso8601();
             }
             return true;
@@ -216,7 +216,7 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
     }
     // Tell the grid's TTP either way: a queued job is dropped when it is delivered.
     json cancel{{"type", "cancel"}, {"job_id", job_id}};
-    if (auto st = mq_.publish(control_queue(job->grid), make_message(job_id + ".cancel", cancel),
+    if (auto st = mq_.publish(options_.topology.control(job->grid), make_message(job_id + ".cancel", cancel),
                               options_.publish_timeout);
         !st) {
         if (was_running) {
@@ -230,7 +230,7 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
 }
 
 std::string JobService::queued_reason(const JobRecord& job) {
-    auto consumers = mq_.consumer_count(jobs_queue(job.grid));
+    auto consumers = mq_.consumer_count(options_.topology.jobs(job.grid));
     if (consumers && *consumers == 0) {
         return "no TTP connected for grid " + std::to_string(job.grid);
     }
@@ -309,10 +309,10 @@ void JobService::archival_loop() {
     auto backoff = 100ms;
     while (!stopping_) {
         if (!consumer) {
-            auto c = mq_.consume(kResultsQueue, options_.results_prefetch);
+            auto c = mq_.consume(options_.topology.results(), options_.results_prefetch);
             if (!c) {
                 logger_.error("results consumer could not start; retrying",
-                              fields({{"queue", kResultsQueue}, {"error", c.error().message}}));
+                              fields({{"queue", options_.topology.results()}, {"error", c.error().message}}));
                 std::unique_lock<std::mutex> lock(changed_mutex_);
                 changed_.wait_for(lock, backoff, [&] { return stopping_.load(); });
                 backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
@@ -342,7 +342,7 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
     auto event = ResultMessage::from_json(delivery.message.body);
     if (!event) {
         logger_.error("malformed result message dead-lettered",
-                      fields({{"queue", kResultsQueue}, {"error", event.error().message},
+                      fields({{"queue", options_.topology.results()}, {"error", event.error().message},
                               {"message_id", delivery.message.id}}));
         (void)consumer.reject(delivery.tag, false);
         return;

@@ -47,25 +47,12 @@ sdk::Result<json> parse(const std::string& body) {
 
 }  // namespace
 
-std::string jobs_queue(int grid) { return "synergos.jobs.grid." + std::to_string(grid); }
-std::string control_queue(int grid) { return "synergos.control.grid." + std::to_string(grid); }
-
-sdk::Status declare_grid(sdk::MessageQueue& mq, int grid) {
+sdk::Status Topology::declare_grid(sdk::MessageQueue& mq, int grid) const {
     for (const sdk::QueueSpec& spec :
-         {sdk::QueueSpec{kJobsDeadQueue, 0, ""}, sdk::QueueSpec{kResultsDeadQueue, 0, ""},
-          sdk::QueueSpec{kResultsQueue, 0, kResultsDeadQueue},
-          sdk::QueueSpec{jobs_queue(grid), kMaxPriority, kJobsDeadQueue},
-          sdk::QueueSpec{control_queue(grid), 0, ""}}) {
+         {sdk::QueueSpec{jobs_dead(), 0, ""}, sdk::QueueSpec{results_dead(), 0, ""},
+          sdk::QueueSpec{results(), 0, results_dead()}, sdk::QueueSpec{jobs(grid), kMaxPriority, jobs_dead()},
+          sdk::QueueSpec{control(grid), 0, ""}}) {
         if (auto st = mq.declare(spec); !st) {
-            return st;
-        }
-    }
-    return {};
-}
-
-sdk::Status declare_topology(sdk::MessageQueue& mq, int grid_count) {
-    for (int g = 0; g < grid_count; ++g) {
-        if (auto st = declare_grid(mq, g); !st) {
             return st;
         }
     }
@@ -97,7 +84,8 @@ json JobMessage::to_json() const {
                 {"attempt", attempt},     {"max_attempts", max_attempts}};
 }
 
-sdk::Result<JobMessage> JobMessage::from_json(const std::string& body) {
+namespace {
+sdk::Result<JobMessage> decode_job(const std::string& body) {
     auto parsed = parse(body);
     if (!parsed) {
         return parsed.error();
@@ -139,6 +127,8 @@ sdk::Result<JobMessage> JobMessage::from_json(const std::string& body) {
     return m;
 }
 
+}  // namespace
+
 json ResultMessage::to_json() const {
     const char* t = type == EventType::Started ? "started" : type == EventType::Progress ? "progress" : "result";
     json j{{"type", t},          {"job_id", job_id}, {"process", process}, {"filters", filters},
@@ -155,7 +145,8 @@ json ResultMessage::to_json() const {
     return j;
 }
 
-sdk::Result<ResultMessage> ResultMessage::from_json(const std::string& body) {
+namespace {
+sdk::Result<ResultMessage> decode_result(const std::string& body) {
     auto parsed = parse(body);
     if (!parsed) {
         return parsed.error();
@@ -217,6 +208,25 @@ sdk::Result<ResultMessage> ResultMessage::from_json(const std::string& body) {
         m.progress = j.value("progress", json::object());
     }
     return m;
+}
+
+}  // namespace
+
+sdk::Result<JobMessage> JobMessage::from_json(const std::string& body) {
+    try {
+        return decode_job(body);
+    } catch (const json::exception& e) {
+        // A field of the wrong type deeper than the explicit checks (e.g. "attempt": "2").
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("malformed job message: ") + e.what()};
+    }
+}
+
+sdk::Result<ResultMessage> ResultMessage::from_json(const std::string& body) {
+    try {
+        return decode_result(body);
+    } catch (const json::exception& e) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("malformed result message: ") + e.what()};
+    }
 }
 
 sdk::Message make_message(const std::string& id, const json& body, std::uint8_t priority) {

@@ -66,10 +66,15 @@ sdk::Result<std::vector<sdk::GridNode>> grid_nodes(const JobMessage& job) {
         if (n.contains("participant_id") && n["participant_id"].is_string()) {
             node.participant_id = n["participant_id"].get<std::string>();
         } else if (n.contains("keys") && n["keys"].is_object()) {
-            node.participant_id = n["keys"].value("participant_id", "");
+            const json& keys = n["keys"];
+            if (keys.contains("participant_id") && keys["participant_id"].is_string()) {
+                node.participant_id = keys["participant_id"].get<std::string>();
+            }
         }
         const json& rest = n.contains("rest") && n["rest"].is_object() ? n["rest"] : n;
-        node.host = rest.value("host", "");
+        if (rest.contains("host") && rest["host"].is_string()) {
+            node.host = rest["host"].get<std::string>();
+        }
         if (rest.contains("port") && rest["port"].is_number_integer()) {
             node.port = rest["port"].get<int>();
         }
@@ -181,13 +186,19 @@ TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistr
 TtpRunner::~TtpRunner() { stop(); }
 
 sdk::Status TtpRunner::start() {
-    if (auto st = declare_grid(mq_, options_.grid); !st) {
+    if (auto st = options_.topology.declare_grid(mq_, options_.grid); !st) {
         return st;
     }
     stopping_ = false;
+    // Attach the job consumer before returning, so the director sees this grid served at once
+    // (it routes new jobs to grids with a TTP); the loop retries if the broker is not there yet.
+    std::unique_ptr<sdk::Consumer> first;
+    if (auto c = mq_.consume(options_.topology.jobs(options_.grid), 1); c) {
+        first = std::move(*c);
+    }
     control_thread_ = std::thread([this] { control_loop(); });
-    job_thread_ = std::thread([this] { job_loop(); });
-    logger_.info("ttp consuming jobs", fields({{"grid", options_.grid}, {"queue", jobs_queue(options_.grid)}}));
+    job_thread_ = std::thread([this, c = std::move(first)]() mutable { job_loop(std::move(c)); });
+    logger_.info("ttp consuming jobs", fields({{"grid", options_.grid}, {"queue", options_.topology.jobs(options_.grid)}}));
     return {};
 }
 
@@ -208,7 +219,7 @@ void TtpRunner::wait_backoff(std::chrono::milliseconds d) {
 }
 
 sdk::Status TtpRunner::publish_event(const ResultMessage& event) {
-    return mq_.publish(kResultsQueue, make_message(event.job_id, event.to_json()), options_.publish_timeout);
+    return mq_.publish(options_.topology.results(), make_message(event.job_id, event.to_json()), options_.publish_timeout);
 }
 
 bool TtpRunner::was_cancelled(const std::string& job_id) {
@@ -216,15 +227,14 @@ bool TtpRunner::was_cancelled(const std::string& job_id) {
     return cancelled_.count(job_id) != 0;
 }
 
-void TtpRunner::job_loop() {
-    std::unique_ptr<sdk::Consumer> consumer;
+void TtpRunner::job_loop(std::unique_ptr<sdk::Consumer> consumer) {
     auto backoff = 100ms;
     while (!stopping_) {
         if (!consumer) {
-            auto c = mq_.consume(jobs_queue(options_.grid), 1);
+            auto c = mq_.consume(options_.topology.jobs(options_.grid), 1);
             if (!c) {
                 logger_.error("job consumer could not start; retrying",
-                              fields({{"queue", jobs_queue(options_.grid)}, {"error", c.error().message}}));
+                              fields({{"queue", options_.topology.jobs(options_.grid)}, {"error", c.error().message}}));
                 wait_backoff(backoff);
                 backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
                 continue;
@@ -240,7 +250,13 @@ void TtpRunner::job_loop() {
         if (!d->has_value()) {
             continue;
         }
-        run_job(*consumer, **d);
+        try {
+            run_job(*consumer, **d);
+        } catch (const std::exception& e) {
+            // A bug, not input (input errors are Results): keep serving; the broker redelivers.
+            logger_.error("job handling threw; job requeued", fields({{"error", e.what()}}));
+            (void)consumer->reject((*d)->tag, true);
+        }
     }
     if (consumer) {
         consumer->close();  // an unacknowledged job returns to the queue
@@ -276,8 +292,12 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         // Recover the id when possible so the director can mark the job failed.
         json raw = json::parse(delivery.message.body, nullptr, false);
         if (raw.is_object()) {
-            result.job_id = raw.value("job_id", std::string());
-            result.process = raw.value("process", std::string());
+            if (raw.contains("job_id") && raw["job_id"].is_string()) {
+                result.job_id = raw["job_id"].get<std::string>();
+            }
+            if (raw.contains("process") && raw["process"].is_string()) {
+                result.process = raw["process"].get<std::string>();
+            }
         }
         if (result.job_id.empty()) {
             result.job_id = delivery.message.id;
@@ -358,7 +378,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     } else if (is_retryable(outputs.error().code) && job.attempt < job.max_attempts) {
         JobMessage retry = job;
         retry.attempt = job.attempt + 1;
-        auto st = mq_.publish(jobs_queue(options_.grid),
+        auto st = mq_.publish(options_.topology.jobs(options_.grid),
                               make_message(job.job_id, retry.to_json(), priority_of(job.process)),
                               options_.publish_timeout);
         if (!st) {
@@ -397,7 +417,7 @@ void TtpRunner::control_loop() {
     std::unique_ptr<sdk::Consumer> consumer;
     while (!stopping_) {
         if (!consumer) {
-            auto c = mq_.consume(control_queue(options_.grid), 16);
+            auto c = mq_.consume(options_.topology.control(options_.grid), 16);
             if (!c) {
                 wait_backoff(1000ms);
                 continue;

@@ -48,6 +48,7 @@ struct JobServiceOptions {
     std::chrono::milliseconds receive_timeout{250};   ///< archival loop wake-up bound
     std::string outputs_dir;
     std::uint16_t results_prefetch = 32;
+    Topology topology;
 };
 
 class JobService {

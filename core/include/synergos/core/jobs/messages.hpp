@@ -22,18 +22,22 @@
 
 namespace synergos::core::jobs {
 
-inline constexpr const char* kResultsQueue = "synergos.results";
-inline constexpr const char* kResultsDeadQueue = "synergos.results.dead";
-inline constexpr const char* kJobsDeadQueue = "synergos.jobs.dead";
 inline constexpr std::uint8_t kMaxPriority = 10;
 
-std::string jobs_queue(int grid);
-std::string control_queue(int grid);
+/// Queue names under a prefix ("synergos" unless configured), so several clusters (or test runs)
+/// can share one broker.
+struct Topology {
+    std::string prefix = "synergos";
 
-/// Declares every queue a director or TTP of `grid_count` grids uses (idempotent).
-sdk::Status declare_topology(sdk::MessageQueue& mq, int grid_count);
-/// Declares the queues of one grid plus the shared ones.
-sdk::Status declare_grid(sdk::MessageQueue& mq, int grid);
+    std::string jobs(int grid) const { return prefix + ".jobs.grid." + std::to_string(grid); }
+    std::string control(int grid) const { return prefix + ".control.grid." + std::to_string(grid); }
+    std::string results() const { return prefix + ".results"; }
+    std::string results_dead() const { return prefix + ".results.dead"; }
+    std::string jobs_dead() const { return prefix + ".jobs.dead"; }
+
+    /// Declares the queues of one grid plus the shared ones (idempotent).
+    sdk::Status declare_grid(sdk::MessageQueue& mq, int grid) const;
+};
 
 /// Priority of a process: preprocessing before training before evaluation.
 std::uint8_t priority_of(const std::string& process);

@@ -38,6 +38,7 @@ struct TtpRunnerOptions {
     std::string outputs_dir;
     std::chrono::milliseconds publish_timeout{30000};
     std::chrono::milliseconds receive_timeout{250};
+    Topology topology;
 };
 
 /// Submits and awaits follow-up jobs (optimize); optional.
@@ -68,7 +69,7 @@ public:
 
 private:
     class Ctx;
-    void job_loop();
+    void job_loop(std::unique_ptr<sdk::Consumer> consumer);
     void control_loop();
     void run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery);
     sdk::Status publish_event(const ResultMessage& event);

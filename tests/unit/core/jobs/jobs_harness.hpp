@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// A director job service and TTP runners wired to a real store (sqlite), a real queue backend
+// (memory, or a RabbitMQ broker from SYNERGOS_TEST_AMQP_URL) and the fixture TTP function.
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "fixture_function.hpp"
+#include "memory_queue.hpp"
+#if SYNERGOS_HAVE_RABBITMQ
+#include "rabbitmq_queue.hpp"
+#endif
+#include "sqlite_storage.hpp"
+#include "synergos/core/jobs/job_service.hpp"
+#include "synergos/core/jobs/ttp_runner.hpp"
+#include <synergos/sdk/testing/fake_host.hpp>
+
+namespace synergos::test {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+enum class Backend { Memory, RabbitMq };
+
+inline sdk::Options opts(std::map<std::string, std::string> values) { return sdk::Options(std::move(values)); }
+
+inline std::string random_suffix() {
+    std::mt19937_64 rng{std::random_device{}()};
+    return std::to_string(rng() % 1000000000ULL);
+}
+
+/// Broker options from SYNERGOS_TEST_AMQP_URL (amqp://user:pass@host:port/vhost).
+inline std::map<std::string, std::string> amqp_options() {
+    const char* url = std::getenv("SYNERGOS_TEST_AMQP_URL");
+    if (url == nullptr) {
+        FAIL("SYNERGOS_TEST_AMQP_URL is not set: start a broker (scripts/start-rabbitmq.sh) and export "
+             "SYNERGOS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f, or exclude with -LE rabbitmq");
+    }
+    std::string u = url;
+    std::map<std::string, std::string> o{{"host", "127.0.0.1"}, {"port", "5672"}, {"vhost", "/"},
+                                         {"username", "guest"}, {"password", "guest"}};
+    auto rest = u.substr(u.find("://") + 3);
+    if (auto at = rest.find('@'); at != std::string::npos) {
+        auto cred = rest.substr(0, at);
+        o["username"] = cred.substr(0, cred.find(':'));
+        o["password"] = cred.substr(cred.find(':') + 1);
+        rest = rest.substr(at + 1);
+    }
+    auto slash = rest.find('/');
+    auto hostport = rest.substr(0, slash);
+    o["host"] = hostport.substr(0, hostport.find(':'));
+    if (hostport.find(':') != std::string::npos) {
+        o["port"] = hostport.substr(hostport.find(':') + 1);
+    }
+    return o;
+}
+
+struct Harness {
+    explicit Harness(Backend backend, int grids = 2)
+        : backend(backend),
+          dir(fs::temp_directory_path() / ("synergos-jobs-" + random_suffix())),
+          host(dir.string(), "test") {
+        fs::create_directories(dir / "data");
+        fs::create_directories(dir / "logs");
+        storage = std::make_unique<plugins::sqlite::SqliteStorage>(
+            host, opts({{"path", (dir / "data" / "store.db").string()}}));
+        REQUIRE(storage->start());
+        fixture = std::make_unique<fixtures::FixtureFunction>(
+            host, opts({{"processes", "noop,preprocess,train,validate"}}));
+        for (const char* p : {"noop", "preprocess", "train", "validate"}) {
+            registry[p] = fixture.get();
+        }
+        topology.prefix = "synergos-test-" + random_suffix();
+        for (int g = 0; g < grids; ++g) {
+            grid_nodes.push_back(json::array({json{{"participant_id", "p1"}, {"host", "127.0.0.1"}, {"port", 1}}}));
+        }
+    }
+
+    ~Harness() {
+        for (auto& t : ttps) {
+            t->stop();
+        }
+        if (service) {
+            service->stop();
+        }
+        ttps.clear();
+        service.reset();
+        for (auto& q : queues) {
+            q->stop();
+        }
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+
+    sdk::MessageQueue& new_queue() {
+        if (backend == Backend::Memory && !queues.empty()) {
+            return *queues.front();  // one in-process broker shared by every role
+        }
+        std::unique_ptr<sdk::MessageQueue> q;
+        if (backend == Backend::Memory) {
+            q = std::make_unique<plugins::memory::MemoryQueue>(host, opts({}));
+        } else {
+#if SYNERGOS_HAVE_RABBITMQ
+            q = std::make_unique<plugins::rabbitmq::RabbitMqQueue>(host, opts(amqp_options()));
+#else
+            FAIL("the rabbitmq plugin was not built (librabbitmq-dev missing?)");
+#endif
+        }
+        REQUIRE(q->start());
+        queues.push_back(std::move(q));
+        return *queues.back();
+    }
+
+    void start_director(int max_attempts = 3) {
+        core::jobs::JobServiceOptions o;
+        o.max_attempts = max_attempts;
+        o.outputs_dir = (dir / "outputs").string();
+        o.topology = topology;
+        service = std::make_unique<core::jobs::JobService>(*storage, new_queue(), host.logger(), registry, nullptr, o);
+        REQUIRE(service->start());
+    }
+
+    core::jobs::TtpRunner& start_ttp(int grid) {
+        core::jobs::TtpRunnerOptions o;
+        o.grid = grid;
+        o.ttp_id = "ttp-" + std::to_string(grid);
+        o.outputs_dir = (dir / "outputs").string();
+        o.topology = topology;
+        ttps.push_back(std::make_unique<core::jobs::TtpRunner>(new_queue(), host.logger(), registry, nullptr,
+                                                               nullptr, o));
+        REQUIRE(ttps.back()->start());
+        return *ttps.back();
+    }
+
+    core::jobs::JobSpec spec(const std::string& process, json params, int grid = -1) {
+        params["log_dir"] = (dir / "logs").string();
+        core::jobs::JobSpec s;
+        s.process = process;
+        s.filters = {"c1", "p1", "e1", "r1"};
+        s.keys = {{"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}, {"run_id", "r1"}};
+        s.grids = grid_nodes;
+        s.parameters = std::move(params);
+        s.grid = grid;
+        return s;
+    }
+
+    std::vector<std::string> submit(const std::vector<core::jobs::JobSpec>& specs) {
+        auto jobs = service->submit(specs);
+        REQUIRE(jobs);
+        std::vector<std::string> ids;
+        for (const auto& j : *jobs) {
+            ids.push_back(j.job_id);
+        }
+        return ids;
+    }
+
+    core::jobs::JobRecord wait(const std::string& id, std::chrono::milliseconds timeout = 60s) {
+        auto j = service->wait(id, timeout);
+        REQUIRE(j);
+        return *j;
+    }
+
+    /// Lines of logs/<file> split into their first field (the job id), counted.
+    std::map<std::string, int> log_counts(const char* file) const {
+        std::map<std::string, int> counts;
+        std::ifstream in(dir / "logs" / file);
+        std::string id;
+        std::string line;
+        while (std::getline(in, line)) {
+            counts[line.substr(0, line.find(' '))]++;
+        }
+        return counts;
+    }
+    std::vector<std::string> log_lines(const char* file) const {
+        std::vector<std::string> lines;
+        std::ifstream in(dir / "logs" / file);
+        std::string line;
+        while (std::getline(in, line)) {
+            lines.push_back(line);
+        }
+        return lines;
+    }
+
+    Backend backend;
+    fs::path dir;
+    sdk::testing::FakeHost host;
+    std::unique_ptr<plugins::sqlite::SqliteStorage> storage;
+    std::unique_ptr<fixtures::FixtureFunction> fixture;
+    core::jobs::FunctionRegistry registry;
+    core::jobs::Topology topology;
+    json grid_nodes = json::array();
+    std::vector<std::unique_ptr<sdk::MessageQueue>> queues;
+    std::unique_ptr<core::jobs::JobService> service;
+    std::vector<std::unique_ptr<core::jobs::TtpRunner>> ttps;
+};
+
+}  // namespace synergos::test

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+// The same scenarios against a real RabbitMQ broker (SYNERGOS_TEST_AMQP_URL).
+
+#include "jobs_scenarios.hpp"
+
+namespace synergos::test {
+
+TEST_CASE("Two TTPs on two grids run a batch in parallel, each job once, archived once (rabbitmq)",
+          "[jobs][rabbitmq]") {
+    two_grids_run_a_batch_once(Backend::RabbitMq);
+}
+TEST_CASE("A poison message and an always-failing job are dead-lettered while others flow (rabbitmq)",
+          "[jobs][rabbitmq]") {
+    poison_and_failing_jobs_are_dead_lettered(Backend::RabbitMq);
+}
+TEST_CASE("A preprocessing job is taken before a backlog of training jobs (rabbitmq)", "[jobs][rabbitmq]") {
+    preprocessing_overtakes_a_training_backlog(Backend::RabbitMq);
+}
+TEST_CASE("Cancelling a queued job drops it and a running job stops at a safe point (rabbitmq)",
+          "[jobs][rabbitmq]") {
+    cancel_queued_and_running(Backend::RabbitMq);
+}
+
+}  // namespace synergos::test
