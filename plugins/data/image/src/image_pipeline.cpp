@@ -398,7 +398,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     if (request.action == "classify") {
         meta["classes"] = classes;
     }
-    ds.metadata_json = meta.dump();
+    ds.metadata_json = meta.dump(-1, ' ', false, Json::error_handler_t::replace);
     ds.schema_json = Json{{"image", s.color == "RGB" ? "image/RGB" : "image/L"},
                           {"target", request.action == "classify" ? "category" : "float64"}}
                          .dump();

@@ -849,8 +849,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
     if (request.action == "classify") {
         meta["classes"] = classes;
     }
-    ds.schema_json = schema.dump();
-    ds.metadata_json = meta.dump();
+    ds.schema_json = schema.dump(-1, ' ', false, Json::error_handler_t::replace);
+    ds.metadata_json = meta.dump(-1, ' ', false, Json::error_handler_t::replace);
     return ds;
 }
 

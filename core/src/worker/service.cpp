@@ -1,0 +1,827 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/worker/service.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/metrics/metrics.hpp>
+#include <synergos/core/tensor/safetensors.hpp>
+#include <synergos/core/worker/alignment.hpp>
+#include <synergos/core/worker/data_layout.hpp>
+
+namespace synergos::core::worker {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+constexpr const char* kMetas[] = {"train", "evaluate", "predict"};
+constexpr std::size_t kMaxJsonDepth = 64;
+constexpr std::size_t kMaxIdBytes = 255;
+
+/// A failed request on its way to the client. Thrown inside the service only; `handle` turns
+/// it into a response, so nothing escapes.
+struct HttpError {
+    int status;
+    std::string message;
+};
+
+[[noreturn]] void fail(int status, std::string message) {
+    throw HttpError{status, std::move(message)};
+}
+
+/// The one place where SDK error codes become HTTP statuses for data and model failures.
+int status_for(sdk::ErrorCode code) {
+    switch (code) {
+        case sdk::ErrorCode::InvalidArgument: return 422;
+        case sdk::ErrorCode::NotFound: return 404;
+        case sdk::ErrorCode::AlreadyExists:
+        case sdk::ErrorCode::FailedPrecondition: return 409;
+        case sdk::ErrorCode::ResourceExhausted: return 413;
+        case sdk::ErrorCode::PermissionDenied: return 403;
+        case sdk::ErrorCode::Unimplemented: return 501;
+        default: return 500;
+    }
+}
+
+std::string dump(const Json& j) {
+    return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string quote(std::string_view s) {
+    return dump(Json(std::string(s)));
+}
+
+WorkerHttpResponse json_response(int status, const Json& body) {
+    return WorkerHttpResponse{status, "application/json", dump(body)};
+}
+
+/// A finite number, or null (JSON has no NaN).
+Json number_or_null(double v) {
+    return std::isfinite(v) ? Json(v) : Json(nullptr);
+}
+
+/// The media type without parameters, lower-case.
+std::string media_type(std::string_view content_type) {
+    std::string t(content_type.substr(0, content_type.find(';')));
+    while (!t.empty() && t.back() == ' ') {
+        t.pop_back();
+    }
+    std::transform(t.begin(), t.end(), t.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return t;
+}
+
+/// Parses JSON with a nesting bound (deeply nested input would make later printing recurse).
+Json parse_json(std::string_view text, const std::string& what) {
+    std::size_t depth = 0;
+    bool too_deep = false;
+    auto callback = [&](int d, Json::parse_event_t, Json&) {
+        depth = std::max(depth, static_cast<std::size_t>(d));
+        too_deep = too_deep || depth > kMaxJsonDepth;
+        return true;
+    };
+    Json j = Json::parse(text.begin(), text.end(), callback, false);
+    if (too_deep) {
+        fail(400, what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    }
+    if (j.is_discarded() || !j.is_object()) {
+        fail(400, what + " is not a JSON object");
+    }
+    return j;
+}
+
+Json json_body(const WorkerHttpRequest& request, bool allow_empty) {
+    const std::string type = media_type(request.content_type);
+    if (type == tensor::kSafetensorsContentType) {
+        fail(400, "this route takes a JSON body, not " + std::string(tensor::kSafetensorsContentType));
+    }
+    if (request.body.empty()) {
+        if (allow_empty) {
+            return Json::object();
+        }
+        fail(400, "the request body is empty; a JSON object is expected");
+    }
+    return parse_json(request.body, "the request body");
+}
+
+struct WeightsBody {
+    sdk::TensorMap tensors;
+    Json json = Json::object();
+};
+
+WeightsBody weights_body(const WorkerHttpRequest& request, std::size_t max_bytes) {
+    const std::string type = media_type(request.content_type);
+    if (type != tensor::kSafetensorsContentType && type != "application/octet-stream") {
+        fail(400, "this route takes a safetensors body (" +
+                      std::string(tensor::kSafetensorsContentType) + "), not " +
+                      (type.empty() ? std::string("an untyped body") : quote(type)));
+    }
+    tensor::DecodeLimits limits;
+    limits.max_total_bytes = max_bytes;
+    auto decoded = tensor::decode(request.body, limits);
+    if (!decoded) {
+        fail(decoded.error().code == sdk::ErrorCode::ResourceExhausted ? 413 : 400,
+             decoded.error().message);
+    }
+    WeightsBody out;
+    out.tensors = std::move(decoded->tensors);
+    auto it = decoded->metadata.find("json");
+    if (it != decoded->metadata.end()) {
+        out.json = parse_json(it->second, "__metadata__[\"json\"]");
+    }
+    return out;
+}
+
+/// One percent-decoded path segment.
+std::string decode_segment(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] != '%') {
+            out.push_back(s[i]);
+            continue;
+        }
+        if (i + 2 >= s.size() || !std::isxdigit(static_cast<unsigned char>(s[i + 1])) ||
+            !std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+            fail(400, "the path has an invalid percent escape");
+        }
+        out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+        i += 2;
+    }
+    return out;
+}
+
+std::vector<std::string> split_path(std::string_view target) {
+    target = target.substr(0, target.find_first_of("?#"));
+    std::vector<std::string> parts;
+    std::size_t start = 0;
+    while (start <= target.size()) {
+        const std::size_t end = std::min(target.find('/', start), target.size());
+        if (end > start) {
+            parts.push_back(decode_segment(target.substr(start, end - start)));
+        }
+        start = end + 1;
+    }
+    return parts;
+}
+
+/// Route ids become folder names under the outputs directory: plain names only.
+void check_id(const std::string& value, const char* name) {
+    bool bad = value.empty() || value == "." || value == ".." || value.size() > kMaxIdBytes;
+    for (unsigned char c : value) {
+        bad = bad || c == '/' || c == '\\' || c < 0x20 || c == 0x7f;
+    }
+    if (bad) {
+        fail(400, std::string("path parameter '") + name + "' (" + quote(value) +
+                      ") must be a plain name: no '/', '..' or control characters");
+    }
+}
+
+std::string require_action(const Json& body) {
+    const auto it = body.find("action");
+    if (it == body.end() || !it->is_string() ||
+        (*it != metrics::kClassify && *it != metrics::kRegress)) {
+        fail(400, "body field 'action' must be \"classify\" or \"regress\"");
+    }
+    return it->get<std::string>();
+}
+
+/// `tags`: {train: [tag...], evaluate: [...], predict: [...]}.
+Json require_tags(const Json& body) {
+    const auto it = body.find("tags");
+    if (it == body.end() || !it->is_object()) {
+        fail(400, "body field 'tags' must be an object {train, evaluate, predict}");
+    }
+    for (auto t = it->begin(); t != it->end(); ++t) {
+        const bool known = std::any_of(std::begin(kMetas), std::end(kMetas),
+                                       [&](const char* m) { return t.key() == m; });
+        if (!known) {
+            fail(400, "body field 'tags' has unknown split " + quote(t.key()) +
+                          " (expected train, evaluate, predict)");
+        }
+        if (!t.value().is_null() && !t.value().is_array()) {
+            fail(400, "body field 'tags." + t.key() + "' must be a list of tags");
+        }
+    }
+    return *it;
+}
+
+std::vector<std::string> string_list(const Json& value, const std::string& field) {
+    if (value.is_null()) {
+        return {};
+    }
+    if (!value.is_array()) {
+        fail(400, "body field '" + field + "' must be a list of names");
+    }
+    std::vector<std::string> out;
+    for (const Json& v : value) {
+        if (!v.is_string()) {
+            fail(400, "body field '" + field + "' must hold strings only");
+        }
+        out.push_back(v.get<std::string>());
+    }
+    return out;
+}
+
+/// Writes a file through a temporary name, so readers never see half a file.
+void write_file(const fs::path& path, const std::string& text) {
+    const fs::path tmp = path.string() + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out.write(text.data(), static_cast<std::streamsize>(text.size()));
+        if (!out) {
+            fail(500, "cannot write " + path.filename().string() + " in the outputs directory");
+        }
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+    if (ec) {
+        fail(500, "cannot write " + path.filename().string() + ": " + ec.message());
+    }
+}
+
+/// numpy.savetxt's default format: '%.18e', space-separated, one row per line.
+template <typename T>
+std::string savetxt(const std::vector<T>& values, std::size_t width) {
+    std::string out;
+    out.reserve(values.size() * 26);
+    char buf[40];
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        const int n = std::snprintf(buf, sizeof buf, "%.18e", static_cast<double>(values[i]));
+        out.append(buf, static_cast<std::size_t>(n));
+        out.push_back((i + 1) % width == 0 ? '\n' : ' ');
+    }
+    return out;
+}
+
+std::string shape_text(const std::vector<std::int64_t>& shape) {
+    return dump(Json(shape));
+}
+
+/// One loaded split: the dataset as the pipeline produced it (shared with the cache).
+struct Split {
+    std::shared_ptr<const sdk::Dataset> data;
+    std::string datatype;
+    std::vector<std::string> folders;  ///< relative to the data directory
+};
+
+/// An initialised run. `mutex` serialises the requests of this run.
+struct RunState {
+    std::timed_mutex mutex;
+    std::string action;
+    Json run = Json::object();
+    std::map<std::string, sdk::Dataset> splits;  ///< aligned, by meta
+    std::unique_ptr<sdk::Model> model;
+    std::vector<std::int64_t> input_shape;
+};
+
+struct CacheEntry {
+    std::string key;
+    std::shared_ptr<const sdk::Dataset> data;
+};
+
+}  // namespace
+
+struct WorkerService::Impl {
+    WorkerServiceConfig config;
+    fs::path data_root;  ///< canonical data directory, empty when it does not exist
+    mutable std::mutex runs_mutex;
+    std::map<std::string, std::shared_ptr<RunState>> runs;
+    std::mutex cache_mutex;
+    std::list<CacheEntry> cache;  ///< most recently used first
+
+    void log(sdk::Level level, std::string_view event, const Json& fields) const noexcept {
+        if (config.logger == nullptr || !config.logger->enabled(level)) {
+            return;
+        }
+        try {
+            config.logger->log(level, event, dump(fields), {});
+        } catch (...) {
+            // Logging is best effort.
+        }
+    }
+
+    /// Replaces the data directory's absolute path in messages that go to the TTP.
+    std::string scrub(std::string message) const {
+        if (data_root.empty()) {
+            return message;
+        }
+        const std::string root = data_root.string() + "/";
+        for (std::size_t pos = message.find(root); pos != std::string::npos;
+             pos = message.find(root, pos)) {
+            message.replace(pos, root.size(), "<data>/");
+        }
+        return message;
+    }
+
+    const fs::path& root() const {
+        if (data_root.empty()) {
+            fail(500, "the worker's data directory " + quote(config.data_dir) + " does not exist");
+        }
+        return data_root;
+    }
+
+    Split load_split(const std::string& action, const Json& tags, const std::string& meta) {
+        Split split;
+        std::vector<std::string> dirs;
+        std::string key = action + "\n" + meta;
+        Json operations = Json::object();
+        for (const Json& tag : tags) {
+            auto folder = resolve_tag(root(), tag, config.max_search_entries);
+            if (!folder) {
+                const sdk::ErrorCode code = folder.error().code;
+                fail(code == sdk::ErrorCode::NotFound ? 404 : code == sdk::ErrorCode::Internal ? 500 : 400,
+                     "split '" + meta + "': " + scrub(folder.error().message));
+            }
+            if (split.datatype.empty()) {
+                split.datatype = folder->datatype;
+                operations = folder->operations;
+            } else if (split.datatype != folder->datatype) {
+                fail(422, "split '" + meta + "' mixes datatypes " + quote(split.datatype) +
+                              " and " + quote(folder->datatype) + " (tag " + tag_text(tag) + ")");
+            }
+            dirs.push_back(folder->path.string());
+            split.folders.push_back(folder->relative);
+            key += "\n" + folder_fingerprint(folder->path);
+        }
+        const auto pipeline = config.pipelines.find(split.datatype);
+        if (pipeline == config.pipelines.end() || pipeline->second == nullptr) {
+            std::string known;
+            for (const auto& [name, p] : config.pipelines) {
+                known += (known.empty() ? "" : ", ") + name;
+            }
+            fail(422, "split '" + meta + "': no data pipeline for datatype " +
+                          quote(split.datatype) + " (available: " +
+                          (known.empty() ? std::string("none") : known) + ")");
+        }
+        const std::string options = dump(operations);
+        key += "\n" + split.datatype + "\n" + options;
+        {
+            std::lock_guard<std::mutex> lock(cache_mutex);
+            for (auto it = cache.begin(); it != cache.end(); ++it) {
+                if (it->key == key) {
+                    cache.splice(cache.begin(), cache, it);
+                    split.data = it->data;
+                    return split;
+                }
+            }
+        }
+        // Load outside every lock: a large split must not hold up other projects.
+        auto loaded = pipeline->second->load(sdk::DataRequest{action, dirs, options});
+        if (!loaded) {
+            fail(status_for(loaded.error().code),
+                 "split '" + meta + "': " + scrub(loaded.error().message));
+        }
+        if (loaded->rows <= 0) {
+            fail(422, "split '" + meta + "' has no rows");
+        }
+        split.data = std::make_shared<const sdk::Dataset>(std::move(*loaded));
+        std::lock_guard<std::mutex> lock(cache_mutex);
+        cache.push_front(CacheEntry{key, split.data});
+        while (cache.size() > config.max_cached_splits) {
+            cache.pop_back();
+        }
+        return split;
+    }
+
+    std::map<std::string, Split> load_splits(const std::string& action, const Json& tags) {
+        std::map<std::string, Split> out;
+        for (const char* meta : kMetas) {
+            const auto it = tags.find(meta);
+            if (it == tags.end() || it->is_null() || it->empty()) {
+                continue;
+            }
+            out.emplace(meta, load_split(action, *it, meta));
+        }
+        if (out.empty()) {
+            fail(400, "body field 'tags' names no data for train, evaluate or predict");
+        }
+        return out;
+    }
+
+    std::shared_ptr<RunState> find_run(const std::string& key) const {
+        std::lock_guard<std::mutex> lock(runs_mutex);
+        const auto it = runs.find(key);
+        if (it == runs.end()) {
+            fail(409, "run " + quote(key) + " is not initialised on this worker (call initialise)");
+        }
+        return it->second;
+    }
+
+    std::unique_lock<std::timed_mutex> lock_run(RunState& state, const std::string& key) const {
+        std::unique_lock<std::timed_mutex> lock(state.mutex, std::defer_lock);
+        if (!lock.try_lock_for(config.run_wait)) {
+            fail(409, "run " + quote(key) + " is busy with another request");
+        }
+        return lock;
+    }
+
+    void load_weights(RunState& state, const sdk::TensorMap& weights) const {
+        if (auto st = state.model->load_state(weights); !st) {
+            fail(st.code() == sdk::ErrorCode::InvalidArgument ? 422 : status_for(st.code()),
+                 "the weights do not fit the run's model: " + st.message());
+        }
+    }
+
+    // ---- routes ----
+
+    WorkerHttpResponse health() const {
+        Json datatypes = Json::array();
+        for (const auto& [name, pipeline] : config.pipelines) {
+            if (pipeline != nullptr) {
+                datatypes.push_back(name);
+            }
+        }
+        std::size_t n = 0;
+        {
+            std::lock_guard<std::mutex> lock(runs_mutex);
+            n = runs.size();
+        }
+        return json_response(200, {{"participant_id", config.participant_id},
+                                   {"datatypes", datatypes},
+                                   {"runs_loaded", n},
+                                   {"model_backend", config.model != nullptr}});
+    }
+
+    WorkerHttpResponse poll(const WorkerHttpRequest& request) {
+        const Json body = json_body(request, false);
+        const std::string action = require_action(body);
+        const Json tags = require_tags(body);
+        const auto splits = load_splits(action, tags);
+        Json headers = Json::object();
+        Json schemas = Json::object();
+        Json metadata = Json::object();
+        for (const auto& [meta, split] : splits) {
+            const sdk::Dataset& ds = *split.data;
+            headers[meta] = {{"X", ds.feature_names}, {"y", ds.label_names}};
+            Json schema = Json::parse(ds.schema_json, nullptr, false);
+            schemas[meta] = schema.is_object() ? schema : Json::object();
+            Json m = Json::parse(ds.metadata_json, nullptr, false);
+            if (!m.is_object()) {
+                m = Json::object();
+            }
+            m["rows"] = ds.rows;
+            m["datatype"] = split.datatype;
+            m["sample_shape"] = ds.sample_shape;
+            m["folders"] = split.folders;
+            metadata[meta] = std::move(m);
+        }
+        return json_response(200, {{"headers", headers}, {"schemas", schemas},
+                                   {"metadata", metadata}});
+    }
+
+    WorkerHttpResponse initialise(const WorkerHttpRequest& request, const std::string& key) {
+        const Json body = json_body(request, false);
+        const std::string action = require_action(body);
+        const Json tags = require_tags(body);
+        const auto arch = body.find("architecture");
+        if (arch == body.end() || !arch->is_array() || arch->empty()) {
+            fail(400, "body field 'architecture' must be a non-empty list of layers");
+        }
+        Json run = body.value("run", Json::object());
+        if (run.is_null()) {
+            run = Json::object();
+        }
+        if (!run.is_object()) {
+            fail(400, "body field 'run' must be an object");
+        }
+        const Json return_weights = body.value("return_weights", Json(false));
+        if (!return_weights.is_boolean()) {
+            fail(400, "body field 'return_weights' must be true or false");
+        }
+        std::vector<std::string> x_superset;
+        std::vector<std::string> y_superset;
+        const Json alignment = body.value("alignment", Json(nullptr));
+        if (!alignment.is_null()) {
+            if (!alignment.is_object()) {
+                fail(400, "body field 'alignment' must be {X: [...], y: [...]} or null");
+            }
+            x_superset = string_list(alignment.value("X", Json(nullptr)), "alignment.X");
+            y_superset = string_list(alignment.value("y", Json(nullptr)), "alignment.y");
+        }
+        if (config.model == nullptr) {
+            fail(500, "this worker has no model backend");
+        }
+
+        const auto splits = load_splits(action, tags);
+        auto state = std::make_shared<RunState>();
+        state->action = action;
+        state->run = run;
+        for (const auto& [meta, split] : splits) {
+            sdk::Dataset ds = *split.data;  // aligned copy; the cached load stays as loaded
+            // Image data keeps its pixel layout: only labels are aligned.
+            if (!x_superset.empty() && split.datatype != "image") {
+                if (auto st = align_features(ds, x_superset, meta); !st) {
+                    fail(status_for(st.code()), st.message());
+                }
+            }
+            if (!y_superset.empty()) {
+                if (auto st = align_labels(ds, y_superset, meta); !st) {
+                    fail(status_for(st.code()), st.message());
+                }
+            }
+            if (state->input_shape.empty()) {
+                state->input_shape = ds.sample_shape;
+            } else if (state->input_shape != ds.sample_shape) {
+                fail(422, "split '" + meta + "' has sample shape " + shape_text(ds.sample_shape) +
+                              " but another split has " + shape_text(state->input_shape) +
+                              " (send an alignment)");
+            }
+            state->splits.emplace(meta, std::move(ds));
+        }
+        const std::string arch_json = dump(*arch);
+        const std::string run_json = dump(run);
+        if (auto st = config.model->validate(arch_json, run_json, state->input_shape); !st) {
+            fail(st.code() == sdk::ErrorCode::InvalidArgument ? 422 : status_for(st.code()),
+                 "model: " + st.message());
+        }
+        auto model = config.model->build(arch_json, run_json);
+        if (!model) {
+            fail(model.error().code == sdk::ErrorCode::InvalidArgument
+                     ? 422
+                     : status_for(model.error().code),
+                 "model: " + model.error().message);
+        }
+        state->model = std::move(*model);
+
+        Json out = Json::object();
+        for (const char* meta : kMetas) {
+            const auto it = state->splits.find(meta);
+            out[std::string(meta) + "_rows"] = it == state->splits.end() ? 0 : it->second.rows;
+        }
+        out["input_shape"] = state->input_shape;
+        out["parameter_count"] = state->model->parameter_count();
+        WorkerHttpResponse response = json_response(200, out);
+        if (return_weights.get<bool>()) {
+            auto weights = state->model->state();
+            if (!weights) {
+                fail(status_for(weights.error().code), "model: " + weights.error().message);
+            }
+            auto encoded = tensor::encode_to_string(*weights, {{"json", dump(out)}});
+            if (!encoded) {
+                fail(500, "model weights cannot be encoded: " + encoded.error().message);
+            }
+            response = WorkerHttpResponse{200, std::string(tensor::kSafetensorsContentType),
+                                          std::move(*encoded)};
+        }
+
+        // Install: an existing run is replaced once its in-flight request is done.
+        std::shared_ptr<RunState> previous;
+        {
+            std::lock_guard<std::mutex> lock(runs_mutex);
+            auto it = runs.find(key);
+            if (it != runs.end()) {
+                previous = it->second;
+            }
+        }
+        std::unique_lock<std::timed_mutex> previous_lock;
+        if (previous) {
+            previous_lock = lock_run(*previous, key);
+        }
+        {
+            std::lock_guard<std::mutex> lock(runs_mutex);
+            runs[key] = state;
+        }
+        log(sdk::Level::Info, "worker: run initialised",
+            {{"run", key}, {"input_shape", state->input_shape}, {"splits", state->splits.size()}});
+        return response;
+    }
+
+    WorkerHttpResponse train(const WorkerHttpRequest& request, const std::string& key) {
+        WeightsBody body = weights_body(request, config.max_body_bytes);
+        const auto state = find_run(key);
+        auto lock = lock_run(*state, key);
+        const auto split = state->splits.find("train");
+        if (split == state->splits.end()) {
+            fail(422, "run " + quote(key) + " has no train split (no train tags at initialise)");
+        }
+        Json args = body.json.value("args", state->run);
+        if (!args.is_object()) {
+            fail(400, "__metadata__ json field 'args' must be an object");
+        }
+        const Json round = body.json.value("round", Json(nullptr));
+        load_weights(*state, body.tensors);
+        auto report = state->model->train(split->second, dump(args), &body.tensors);
+        if (!report) {
+            fail(report.error().code == sdk::ErrorCode::InvalidArgument
+                     ? 422
+                     : status_for(report.error().code),
+                 "training failed: " + report.error().message);
+        }
+        Json losses = Json::array();
+        for (double l : report->epoch_losses) {
+            losses.push_back(number_or_null(l));
+        }
+        const Json out = {{"samples", report->samples},
+                          {"epoch_losses", losses},
+                          {"epochs_run", report->epochs_run},
+                          {"round", round}};
+        auto encoded = tensor::encode_to_string(report->weights, {{"json", dump(out)}});
+        if (!encoded) {
+            fail(500, "trained weights cannot be encoded: " + encoded.error().message);
+        }
+        log(sdk::Level::Debug, "worker: round trained",
+            {{"run", key}, {"round", round}, {"samples", report->samples}});
+        return WorkerHttpResponse{200, std::string(tensor::kSafetensorsContentType),
+                                  std::move(*encoded)};
+    }
+
+    WorkerHttpResponse evaluate(const WorkerHttpRequest& request, const std::string& key,
+                                const std::vector<std::string>& ids) {
+        WeightsBody body = weights_body(request, config.max_body_bytes);
+        const Json meta_json = body.json.value("meta", Json("evaluate"));
+        const bool meta_ok =
+            meta_json.is_string() &&
+            std::any_of(std::begin(kMetas), std::end(kMetas),
+                        [&](const char* m) { return meta_json.get<std::string>() == m; });
+        if (!meta_ok) {
+            fail(400, "__metadata__ json field 'meta' must be \"train\", \"evaluate\" or \"predict\"");
+        }
+        const std::string meta = meta_json.get<std::string>();
+        const Json write_outputs = body.json.value("write_outputs", Json(false));
+        if (!write_outputs.is_boolean()) {
+            fail(400, "__metadata__ json field 'write_outputs' must be true or false");
+        }
+        const auto state = find_run(key);
+        auto lock = lock_run(*state, key);
+        const auto split = state->splits.find(meta);
+        if (split == state->splits.end()) {
+            fail(422, "run " + quote(key) + " has no " + meta + " split (no " + meta +
+                          " tags at initialise)");
+        }
+        const sdk::Dataset& ds = split->second;
+        load_weights(*state, body.tensors);
+        auto inference = state->model->infer(ds, dump(state->run));
+        if (!inference) {
+            fail(inference.error().code == sdk::ErrorCode::InvalidArgument
+                     ? 422
+                     : status_for(inference.error().code),
+                 "inference failed: " + inference.error().message);
+        }
+        const sdk::Inference& inf = *inference;
+        if (inf.rows != ds.rows || inf.width <= 0 ||
+            inf.scores.size() != static_cast<std::size_t>(inf.rows * inf.width)) {
+            fail(500, "the model returned " + std::to_string(inf.scores.size()) + " scores for " +
+                          std::to_string(ds.rows) + " rows");
+        }
+        const auto label_width = static_cast<std::int64_t>(ds.label_names.size());
+        auto stats = metrics::try_compute_statistics(state->action, ds.labels, label_width,
+                                                     inf.scores, inf.width, ds.rows);
+        if (!stats) {
+            fail(422, "statistics of split '" + meta + "': " + stats.error().message);
+        }
+        Json res_path = nullptr;
+        if (write_outputs.get<bool>()) {
+            auto predictions =
+                metrics::try_predictions(state->action, inf.scores, inf.width, ds.rows);
+            if (!predictions) {
+                fail(422, "predictions of split '" + meta + "': " + predictions.error().message);
+            }
+            fs::path dir = fs::path(config.outputs_dir);
+            for (const std::string& id : ids) {
+                dir /= id;
+            }
+            dir /= meta;
+            std::error_code ec;
+            fs::create_directories(dir, ec);
+            if (ec) {
+                fail(500, "cannot create the outputs folder: " + ec.message());
+            }
+            const std::size_t pred_width =
+                state->action == metrics::kRegress ? static_cast<std::size_t>(inf.width) : 1;
+            write_file(dir / ("inference_predictions_" + meta + ".txt"),
+                       savetxt(*predictions, pred_width));
+            write_file(dir / ("inference_scores_" + meta + ".txt"),
+                       savetxt(inf.scores, static_cast<std::size_t>(inf.width)));
+            write_file(dir / ("inference_statistics_" + meta + ".json"),
+                       stats->dump(2, ' ', false, Json::error_handler_t::replace));
+            res_path = dir.string();
+        }
+        log(sdk::Level::Debug, "worker: split evaluated",
+            {{"run", key}, {"meta", meta}, {"rows", ds.rows}});
+        return json_response(200, {{"loss", number_or_null(inf.loss)},
+                                   {"rows", ds.rows},
+                                   {"statistics", *stats},
+                                   {"res_path", res_path}});
+    }
+
+    WorkerHttpResponse terminate(const std::string& key) {
+        bool found = false;
+        std::shared_ptr<RunState> state;
+        {
+            std::lock_guard<std::mutex> lock(runs_mutex);
+            auto it = runs.find(key);
+            if (it != runs.end()) {
+                state = std::move(it->second);
+                runs.erase(it);
+                found = true;
+            }
+        }
+        // An in-flight request of this run keeps its own reference; the model goes with the last.
+        state.reset();
+        log(sdk::Level::Info, "worker: run terminated", {{"run", key}, {"was_loaded", found}});
+        return json_response(200, {{"terminated", found}});
+    }
+
+    WorkerHttpResponse route(const WorkerHttpRequest& request) {
+        if (request.body.size() > config.max_body_bytes) {
+            fail(413, "the request body has " + std::to_string(request.body.size()) +
+                          " bytes, more than the limit of " + std::to_string(config.max_body_bytes));
+        }
+        const std::vector<std::string> parts = split_path(request.path);
+        const auto require_method = [&](const char* method) {
+            if (request.method != method) {
+                fail(405, "route " + quote(request.path) + " takes " + method + ", not " +
+                              quote(request.method));
+            }
+        };
+        if (parts.size() == 2 && parts[0] == "v1" && parts[1] == "health") {
+            require_method("GET");
+            return health();
+        }
+        if (parts.size() == 5 && parts[0] == "v1" && parts[1] == "projects" && parts[4] == "poll") {
+            require_method("POST");
+            check_id(parts[2], "collab_id");
+            check_id(parts[3], "project_id");
+            return poll(request);
+        }
+        if (parts.size() == 7 && parts[0] == "v1" && parts[1] == "runs") {
+            const std::string& op = parts[6];
+            if (op == "initialise" || op == "train" || op == "evaluate" || op == "terminate") {
+                require_method("POST");
+                check_id(parts[2], "collab_id");
+                check_id(parts[3], "project_id");
+                check_id(parts[4], "expt_id");
+                check_id(parts[5], "run_id");
+                const std::vector<std::string> ids(parts.begin() + 2, parts.begin() + 6);
+                const std::string key = ids[0] + "/" + ids[1] + "/" + ids[2] + "/" + ids[3];
+                if (op == "initialise") {
+                    return initialise(request, key);
+                }
+                if (op == "train") {
+                    return train(request, key);
+                }
+                if (op == "evaluate") {
+                    return evaluate(request, key, ids);
+                }
+                return terminate(key);
+            }
+        }
+        fail(404, "no worker route " + quote(request.method) + " " + quote(request.path));
+    }
+};
+
+WorkerService::WorkerService(WorkerServiceConfig config) : impl_(std::make_unique<Impl>()) {
+    impl_->config = std::move(config);
+    std::error_code ec;
+    const fs::path root = fs::canonical(impl_->config.data_dir, ec);
+    if (!ec && fs::is_directory(root, ec)) {
+        impl_->data_root = root;
+    }
+}
+
+WorkerService::~WorkerService() = default;
+
+std::size_t WorkerService::runs_loaded() const {
+    std::lock_guard<std::mutex> lock(impl_->runs_mutex);
+    return impl_->runs.size();
+}
+
+WorkerHttpResponse WorkerService::handle(const WorkerHttpRequest& request) noexcept {
+    try {
+        try {
+            return impl_->route(request);
+        } catch (const HttpError& e) {
+            impl_->log(e.status >= 500 ? sdk::Level::Error : sdk::Level::Info,
+                       "worker: request refused",
+                       {{"method", request.method}, {"path", request.path},
+                        {"status", e.status}, {"message", e.message}});
+            return json_response(e.status, {{"message", e.message}});
+        } catch (const std::bad_alloc&) {
+            return json_response(500, {{"message", "the worker ran out of memory"}});
+        } catch (const std::exception& e) {
+            return json_response(500, {{"message", std::string("internal error: ") + e.what()}});
+        }
+    } catch (...) {
+        // Building the error response itself failed (out of memory): answer with a constant.
+        return WorkerHttpResponse{500, "application/json", R"({"message":"internal error"})"};
+    }
+}
+
+}  // namespace synergos::core::worker
