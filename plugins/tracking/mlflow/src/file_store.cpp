@@ -339,7 +339,40 @@ sdk::Status FileStore::open() {
             return status;
         }
     }
+    remove_abandoned_experiment_dirs();
     return scan_experiments();
+}
+
+void FileStore::remove_abandoned_experiment_dirs() {
+    // A crash between claiming an id (mkdir) and writing meta.yaml leaves a folder that MLflow
+    // warns about on every listing. Such a folder holds nothing but our temp files; one older
+    // than a minute is no longer being created by anyone, so it goes.
+    const auto cutoff = fs::file_time_type::clock::now() - std::chrono::minutes(1);
+    for (const std::string& id : list_subdirs(root_)) {
+        const fs::path dir = root_ / id;
+        std::error_code ec;
+        if (!parse_id_number(id) || path_exists(dir / kMetaFile) ||
+            fs::last_write_time(dir, ec) > cutoff || ec) {
+            continue;
+        }
+        std::vector<fs::path> temps;
+        bool is_abandoned = true;
+        for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+            const std::string name = it->path().filename().string();
+            if (name.rfind(kTempPrefix, 0) == 0 && it->is_regular_file(ec)) {
+                temps.push_back(it->path());
+            } else {
+                is_abandoned = false;
+            }
+        }
+        if (ec || !is_abandoned) {
+            continue;
+        }
+        for (const fs::path& temp : temps) {
+            fs::remove(temp, ec);
+        }
+        fs::remove(dir, ec);  // fails harmlessly if something appeared meanwhile
+    }
 }
 
 sdk::Status FileStore::scan_experiments() {

@@ -123,6 +123,7 @@ private:
     };
 
     sdk::Status scan_experiments();
+    void remove_abandoned_experiment_dirs();
     sdk::Result<ExperimentMeta> load_experiment(const std::string& experiment_id);
     sdk::Result<RunEntry*> find_run(const std::string& run_id);
     sdk::Result<RunEntry*> find_active_run(const std::string& run_id);

@@ -547,3 +547,25 @@ TEST_CASE("sync_metrics false still writes every line", "[unit][mlflow]") {
     REQUIRE(tracker.log_metrics(run, {{"m", 1.5, 1, 7}}).is_ok());
     CHECK(slurp(dir.path() / "mlflow" / experiment / run / "metrics" / "m") == "7 1.5 1\n");
 }
+
+TEST_CASE("an experiment folder abandoned by a crash before its meta.yaml is removed on start",
+          "[unit][mlflow]") {
+    TempDir dir;
+    const fs::path root = dir.path() / "mlflow";
+    const auto old = fs::file_time_type::clock::now() - std::chrono::minutes(5);
+    spit(root / "5" / ".synergos-tmp-0011223344556677", "artifact_location: x\n");
+    fs::last_write_time(root / "5", old);
+    fs::create_directories(root / "6");  // just claimed by a live writer: kept
+    spit(root / "7" / "notes.txt", "a user's file");
+    fs::last_write_time(root / "7", old);  // not ours to remove
+    fs::create_directories(root / "scratch");
+    fs::last_write_time(root / "scratch", old);  // not an experiment id: left alone
+    sdk::testing::FakeHost host(dir.path().string());
+    mlflow::MlflowTracker tracker(host, opts({}));
+    REQUIRE(tracker.start().is_ok());
+    CHECK_FALSE(fs::exists(root / "5"));
+    CHECK(fs::exists(root / "6"));
+    CHECK(fs::exists(root / "7" / "notes.txt"));
+    CHECK(fs::exists(root / "scratch"));
+    CHECK(tracker.ensure_experiment("next").value_or("") == "8");
+}
