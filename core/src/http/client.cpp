@@ -199,6 +199,11 @@ sdk::Result<Response> HttpClient::request(
             return sdk::Error{sdk::ErrorCode::Unavailable, "http: " + where + ": " + ec.message()};
         }
         auto& res = parser.get();
+        if (res.body().size() > impl_->options_.max_response_bytes) {
+            return sdk::Error{sdk::ErrorCode::ResourceExhausted,
+                              "http: " + where + ": response exceeds " +
+                                  std::to_string(impl_->options_.max_response_bytes) + " bytes"};
+        }
         Response out;
         out.status = static_cast<int>(res.result_int());
         out.content_type = std::string(res[bhttp::field::content_type]);

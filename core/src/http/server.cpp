@@ -134,12 +134,13 @@ private:
     void on_header(beast::error_code ec) {
         began_ = Clock::now();
         if (ec) {
-            if (ec == bhttp::error::header_limit) {
+            if (ec == bhttp::error::body_limit) {
+                send_error(413, "request body exceeds the " +
+                                    std::to_string(server_.options_.body_limit_bytes) +
+                                    "-byte limit");
+            } else if (ec == bhttp::error::header_limit) {
                 send_error(431, "request headers exceed " +
                                     std::to_string(server_.options_.header_limit_bytes) + " bytes");
-            } else if (ec == beast::error::timeout && buffer_.size() > 0) {
-                send_error(408, "request headers not received within " +
-                                    std::to_string(server_.options_.header_timeout.count()) + " ms");
             } else if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
                        ec == net::error::operation_aborted || ec == net::error::connection_reset ||
                        ec == net::error::eof || ec == net::error::bad_descriptor) {
@@ -170,10 +171,8 @@ private:
                 send_error(413, "request body exceeds the " +
                                     std::to_string(server_.options_.body_limit_bytes) +
                                     "-byte limit");
-            } else if (ec == beast::error::timeout) {
-                send_error(408, "request body not received within " +
-                                    std::to_string(server_.options_.body_timeout.count()) + " ms");
-            } else if (ec == bhttp::error::end_of_stream || ec == net::error::operation_aborted ||
+            } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
+                       ec == net::error::operation_aborted ||
                        ec == net::error::connection_reset || ec == net::error::eof ||
                        ec == bhttp::error::partial_message) {
                 close();

@@ -1,0 +1,92 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Helpers for the HTTP tests: a raw TCP connection (to send malformed or partial requests) and a
+// condition wait with a timeout.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace synergos::testing {
+
+inline bool wait_until(const std::function<bool()>& condition,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) {
+            return condition();
+        }
+        std::this_thread::yield();
+    }
+    return true;
+}
+
+/// A blocking TCP connection to 127.0.0.1 whose reads time out after `read_timeout`.
+class RawConnection {
+public:
+    explicit RawConnection(std::uint16_t port,
+                           std::chrono::milliseconds read_timeout = std::chrono::seconds(5)) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        timeval tv{};
+        tv.tv_sec = static_cast<long>(read_timeout.count() / 1000);
+        tv.tv_usec = static_cast<long>((read_timeout.count() % 1000) * 1000);
+        ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+        connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    }
+    ~RawConnection() { ::close(fd_); }
+    RawConnection(const RawConnection&) = delete;
+    RawConnection& operator=(const RawConnection&) = delete;
+
+    bool connected() const { return connected_; }
+    bool send(const std::string& bytes) {
+        std::size_t sent = 0;
+        while (sent < bytes.size()) {
+            const auto n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) {
+                return false;
+            }
+            sent += static_cast<std::size_t>(n);
+        }
+        return true;
+    }
+    /// Reads until the peer closes or the read timeout passes; `closed` tells which.
+    std::string read_all(bool* closed = nullptr) {
+        std::string out;
+        char buffer[4096];
+        for (;;) {
+            const auto n = ::recv(fd_, buffer, sizeof(buffer), 0);
+            if (n == 0) {
+                if (closed != nullptr) {
+                    *closed = true;
+                }
+                return out;
+            }
+            if (n < 0) {
+                if (closed != nullptr) {
+                    *closed = false;
+                }
+                return out;
+            }
+            out.append(buffer, static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    int fd_ = -1;
+    bool connected_ = false;
+};
+
+}  // namespace synergos::testing

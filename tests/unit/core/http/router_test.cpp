@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <stdexcept>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/http/message.hpp>
+#include <synergos/core/http/router.hpp>
+
+namespace {
+
+using synergos::core::http::Request;
+using synergos::core::http::Response;
+using synergos::core::http::Router;
+
+Request make(const std::string& method, const std::string& path) {
+    Request r;
+    r.method = method;
+    r.path = path;
+    r.target = path;
+    return r;
+}
+
+Response echo(const Request& r) {
+    nlohmann::json params = nlohmann::json::object();
+    for (const auto& [k, v] : r.params) {
+        params[k] = v;
+    }
+    return Response::json(200, params);
+}
+
+}  // namespace
+
+TEST_CASE("Router matches literal and parameter segments", "[unit][http]") {
+    Router router;
+    router.add("GET", "/a/{x}/b/{y}", echo);
+    router.add("GET", "/a/{x}", [](const Request&) { return Response::json(200, "item"); });
+    auto req = make("GET", "/a/1/b/two");
+    auto res = router.route(req);
+    CHECK(res.status == 200);
+    CHECK(nlohmann::json::parse(res.body) == nlohmann::json{{"x", "1"}, {"y", "two"}});
+    auto item = make("GET", "/a/9");
+    CHECK(nlohmann::json::parse(router.route(item).body) == "item");
+    CHECK(router.size() == 2);
+}
+
+TEST_CASE("Router serves both slash spellings of collection patterns only", "[unit][http]") {
+    Router router;
+    router.add("GET", "/things/", echo);
+    router.add("GET", "/things/{id}", echo);
+    for (const char* path : {"/things", "/things/"}) {
+        auto req = make("GET", path);
+        CHECK(router.route(req).status == 200);
+    }
+    auto slash_item = make("GET", "/things/1/");
+    CHECK(router.route(slash_item).status == 404);
+    auto doubled = make("GET", "/things//");
+    CHECK(router.route(doubled).status == 404);
+}
+
+TEST_CASE("Router answers 404, 405 with Allow, and 400 for malformed escapes", "[unit][http]") {
+    Router router;
+    router.add("GET", "/x/{id}", echo);
+    router.add("PUT", "/x/{id}", echo);
+    auto missing = make("GET", "/y");
+    auto res = router.route(missing);
+    CHECK(res.status == 404);
+    CHECK(nlohmann::json::parse(res.body)["message"].get<std::string>().find("/y") != std::string::npos);
+    auto wrong = make("DELETE", "/x/1");
+    res = router.route(wrong);
+    CHECK(res.status == 405);
+    CHECK(res.header("allow") == "GET, PUT");
+    CHECK(nlohmann::json::parse(res.body)["message"] == "The method is not allowed for the requested URL.");
+    auto encoded = make("GET", "/x/a%2Fb%20c");
+    CHECK(nlohmann::json::parse(router.route(encoded).body)["id"] == "a/b c");
+    auto bad = make("GET", "/x/a%2");
+    res = router.route(bad);
+    CHECK(res.status == 400);
+    CHECK(nlohmann::json::parse(res.body)["field"] == "id");
+}
+
+TEST_CASE("Router turns a handler exception into a JSON 500", "[unit][http]") {
+    Router router;
+    router.add("GET", "/boom", [](const Request&) -> Response { throw std::runtime_error("kaput"); });
+    auto req = make("GET", "/boom");
+    auto res = router.route(req);
+    CHECK(res.status == 500);
+    CHECK(nlohmann::json::parse(res.body)["message"].get<std::string>().find("kaput") != std::string::npos);
+}
+
+TEST_CASE("Router: a later registration replaces the same method and pattern", "[unit][http]") {
+    Router router;
+    router.add("GET", "/v", [](const Request&) { return Response::json(200, 1); });
+    router.add("GET", "/v", [](const Request&) { return Response::json(200, 2); });
+    auto req = make("GET", "/v");
+    CHECK(nlohmann::json::parse(router.route(req).body) == 2);
+    CHECK(router.size() == 1);
+}
+
+TEST_CASE("parse_json_body checks type, emptiness, depth, syntax and UTF-8", "[unit][http]") {
+    Request r = make("POST", "/");
+    r.headers["content-type"] = "application/json; charset=utf-8";
+    r.body = R"({"a": [1, {"b": 2}]})";
+    auto ok = synergos::core::http::parse_json_body(r);
+    REQUIRE(ok.ok());
+    CHECK((*ok.value)["a"][1]["b"] == 2);
+
+    r.headers["content-type"] = "text/plain";
+    CHECK(synergos::core::http::parse_json_body(r).error.status == 415);
+    r.headers.erase("content-type");
+    CHECK(synergos::core::http::parse_json_body(r).error.status == 415);
+    r.headers["content-type"] = "application/json";
+    r.body = "   ";
+    CHECK(synergos::core::http::parse_json_body(r).error.status == 400);
+    r.max_json_depth = 8;
+    r.body = std::string(9, '[') + std::string(9, ']');
+    auto deep = synergos::core::http::parse_json_body(r, false);
+    CHECK(deep.error.status == 400);
+    CHECK(deep.error.body.find("deeper than 8") != std::string::npos);
+    r.body = "\"[[[[[[[[[[[[[[\"";  // brackets inside a string do not count
+    CHECK(synergos::core::http::parse_json_body(r, false).ok());
+    r.body = "{\"a\": \"\xff\xfe\"}";
+    CHECK(synergos::core::http::parse_json_body(r).error.status == 400);
+    r.body = "{\"a\": 1";
+    CHECK(synergos::core::http::parse_json_body(r).error.status == 400);
+    r.body = "3";
+    CHECK(synergos::core::http::parse_json_body(r).error.status == 400);
+}
+
+TEST_CASE("percent_decode decodes escapes and refuses malformed ones", "[unit][http]") {
+    using synergos::core::http::percent_decode;
+    CHECK(percent_decode("a%20b") == std::optional<std::string>("a b"));
+    CHECK(percent_decode("%2e%2E") == std::optional<std::string>(".."));
+    CHECK_FALSE(percent_decode("%").has_value());
+    CHECK_FALSE(percent_decode("%4").has_value());
+    CHECK_FALSE(percent_decode("%zz").has_value());
+}

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/http/router.hpp>
+#include <synergos/core/http/server.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "http_test_util.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using synergos::core::http::HttpClient;
+using synergos::core::http::HttpServer;
+using synergos::core::http::Request;
+using synergos::core::http::Response;
+using synergos::core::http::Router;
+using synergos::core::http::ServerOptions;
+using synergos::testing::RawConnection;
+using synergos::testing::wait_until;
+
+ServerOptions test_options() {
+    ServerOptions o;
+    o.port = 0;
+    o.threads = 2;
+    o.body_limit_bytes = 4096;
+    return o;
+}
+
+Router echo_router() {
+    Router router;
+    router.add("POST", "/echo", [](const Request& r) {
+        Response res;
+        res.content_type = "application/octet-stream";
+        res.body = r.body;
+        return res;
+    });
+    router.add("GET", "/hello", [](const Request&) { return Response::json(200, {{"hello", "world"}}); });
+    return router;
+}
+
+/// Blocks a handler until released (or 5 s), and tells when it has been entered.
+struct Gate {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool entered = false;
+    bool open = false;
+
+    void enter_and_wait(std::chrono::milliseconds limit = 5s) {
+        std::unique_lock<std::mutex> lock(mutex);
+        entered = true;
+        cv.notify_all();
+        cv.wait_for(lock, limit, [&] { return open; });
+    }
+    bool wait_entered() {
+        std::unique_lock<std::mutex> lock(mutex);
+        return cv.wait_for(lock, 5s, [&] { return entered; });
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex);
+        open = true;
+        cv.notify_all();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("HttpServer binds an ephemeral port and keeps connections alive", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    REQUIRE(server.bound_port() != 0);
+    HttpClient client;
+    for (int i = 0; i < 3; ++i) {
+        auto res = client.request("GET", "127.0.0.1", server.bound_port(), "/hello");
+        REQUIRE(res.has_value());
+        CHECK(res->status == 200);
+        CHECK(nlohmann::json::parse(res->body)["hello"] == "world");
+        CHECK(res->header("Server") == "synergos");
+    }
+    CHECK(client.connections_opened() == 1);
+    CHECK(server.connection_count() == 1);
+    CHECK(logger.contains("http request"));
+    bool saw_fields = false;
+    for (const auto& line : logger.lines()) {
+        if (line.event == "http request") {
+            auto fields = nlohmann::json::parse(line.fields_json);
+            saw_fields = fields["status"] == 200 && fields["path"] == "/hello" && fields.contains("duration_ms");
+        }
+    }
+    CHECK(saw_fields);
+    CHECK(server.stop(2s));
+}
+
+TEST_CASE("HttpServer answers health probes and readiness", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router;
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    HttpClient client;
+    CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/healthz")->status == 200);
+    CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/readyz")->status == 200);
+    server.set_ready(false);
+    auto res = client.request("GET", "127.0.0.1", server.bound_port(), "/readyz");
+    CHECK(res->status == 503);
+    CHECK(nlohmann::json::parse(res->body)["message"] == "server is not ready");
+}
+
+TEST_CASE("HttpServer refuses bodies over the limit with 413", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    HttpClient client;
+    auto small = client.request("POST", "127.0.0.1", server.bound_port(), "/echo", std::string(4096, 'a'));
+    REQUIRE(small.has_value());
+    CHECK(small->status == 200);
+    CHECK(small->body.size() == 4096);
+
+    SECTION("declared by Content-Length") {
+        auto big = client.request("POST", "127.0.0.1", server.bound_port(), "/echo", std::string(4097, 'a'));
+        REQUIRE(big.has_value());
+        CHECK(big->status == 413);
+        CHECK(nlohmann::json::parse(big->body)["message"].get<std::string>().find("4096") != std::string::npos);
+    }
+    SECTION("sent chunked") {
+        RawConnection raw(server.bound_port());
+        REQUIRE(raw.connected());
+        raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1400\r\n" +
+                 std::string(0x1400, 'b') + "\r\n0\r\n\r\n");
+        bool closed = false;
+        const std::string reply = raw.read_all(&closed);
+        CHECK(reply.rfind("HTTP/1.1 413", 0) == 0);
+        CHECK(closed);
+    }
+    // The server keeps serving.
+    CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/hello")->status == 200);
+}
+
+TEST_CASE("HttpServer enforces header and body read timeouts", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.header_timeout = 300ms;
+    options.body_timeout = 300ms;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+
+    SECTION("partial headers: the connection closes at the header timeout") {
+        RawConnection raw(server.bound_port());
+        raw.send("GET /hello HTTP/1.1\r\nHost: x\r\n");
+        const auto began = std::chrono::steady_clock::now();
+        bool closed = false;
+        CHECK(raw.read_all(&closed).empty());
+        CHECK(closed);  // read_all's own timeout is 5 s: closed means the server closed it
+        CHECK(std::chrono::steady_clock::now() - began >= 250ms);
+        CHECK(std::chrono::steady_clock::now() - began < 4s);
+    }
+    SECTION("a silent connection is closed") {
+        RawConnection raw(server.bound_port());
+        bool closed = false;
+        CHECK(raw.read_all(&closed).empty());
+        CHECK(closed);
+    }
+    SECTION("a body that stops arriving: the connection closes at the body timeout") {
+        RawConnection raw(server.bound_port());
+        raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789");
+        bool closed = false;
+        CHECK(raw.read_all(&closed).empty());
+        CHECK(closed);
+    }
+    CHECK(wait_until([&] { return server.connection_count() == 0; }));
+}
+
+TEST_CASE("HttpServer answers 503 past the connection limit", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.max_connections = 2;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection a(server.bound_port());
+    RawConnection b(server.bound_port());
+    REQUIRE(wait_until([&] { return server.connection_count() == 2; }));
+    RawConnection c(server.bound_port());
+    bool closed = false;
+    const std::string reply = c.read_all(&closed);
+    CHECK(reply.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(reply.find("too many connections") != std::string::npos);
+    CHECK(closed);
+    CHECK(logger.contains("limit reached"));
+}
+
+TEST_CASE("HttpServer answers malformed requests with 400 and keeps serving", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    for (const std::string& junk : {std::string("NOT HTTP AT ALL\r\n\r\n"), std::string("GET / HTTP/9.9\r\n\r\n"),
+                                    std::string("GET /hello HTTP/1.1\r\nBad Header\r\n\r\n"),
+                                    std::string("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")}) {
+        RawConnection raw(server.bound_port());
+        raw.send(junk);
+        const std::string reply = raw.read_all();
+        INFO(junk);
+        CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK(reply.find("\"message\"") != std::string::npos);
+    }
+    HttpClient client;
+    CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/hello")->status == 200);
+}
+
+TEST_CASE("HttpServer stop lets an in-flight request finish", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Gate gate;
+    Router router = echo_router();
+    router.add("GET", "/slow", [&](const Request&) {
+        gate.enter_and_wait();
+        return Response::json(200, {{"finished", true}});
+    });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    RawConnection idle(port);  // an idle keep-alive connection is closed at once by stop
+    REQUIRE(wait_until([&] { return server.connection_count() == 1; }));
+
+    auto in_flight = std::async(std::launch::async, [port] {
+        HttpClient client;
+        return client.request("GET", "127.0.0.1", port, "/slow", {}, "application/json", 10s);
+    });
+    REQUIRE(gate.wait_entered());
+    auto stopped = std::async(std::launch::async, [&] { return server.stop(5s); });
+    bool idle_closed = false;
+    CHECK(idle.read_all(&idle_closed).empty());
+    CHECK(idle_closed);
+    gate.release();
+    auto res = in_flight.get();
+    REQUIRE(res.has_value());
+    CHECK(res->status == 200);
+    CHECK(res->header("Connection") == "close");
+    CHECK(stopped.get());
+    HttpClient late;
+    auto refused = late.request("GET", "127.0.0.1", port, "/hello", {}, "application/json", 2s);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().code == synergos::sdk::ErrorCode::Unavailable);
+}
+
+TEST_CASE("HttpServer stop reports requests cut off at the deadline", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Gate gate;
+    Router router;
+    router.add("GET", "/stuck", [&](const Request&) {
+        gate.enter_and_wait(1s);
+        return Response::json(200, {});
+    });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    auto in_flight = std::async(std::launch::async, [port] {
+        HttpClient client;
+        return client.request("GET", "127.0.0.1", port, "/stuck", {}, "application/json", 10s);
+    });
+    REQUIRE(gate.wait_entered());
+    CHECK_FALSE(server.stop(100ms));
+    (void)in_flight.get();
+}
+
+TEST_CASE("HttpServer refuses bad options and busy ports with a clear message", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router;
+    ServerOptions bad = test_options();
+    bad.threads = 0;
+    auto st = HttpServer(bad, router, logger).start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find("threads") != std::string::npos);
+    bad = test_options();
+    bad.host = "not-an-ip";
+    st = HttpServer(bad, router, logger).start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find("host") != std::string::npos);
+
+    HttpServer first(test_options(), router, logger);
+    REQUIRE(first.start().is_ok());
+    ServerOptions same = test_options();
+    same.port = first.bound_port();
+    st = HttpServer(same, router, logger).start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find(std::to_string(first.bound_port())) != std::string::npos);
+}
