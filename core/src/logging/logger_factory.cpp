@@ -131,7 +131,7 @@ void LoggerFactory::emit(sdk::Level level, std::string_view component, std::stri
             fields = nlohmann::json{{"value", std::move(fields)}};
         }
         if (!component.empty()) {
-            fields["component"] = component;
+            fields["module"] = component;
         }
         std::shared_lock<std::shared_mutex> lock(route_mutex_);
         if (censor_) {
@@ -182,16 +182,16 @@ std::string LoggerFactory::iso8601_utc(std::chrono::system_clock::time_point tim
 }
 
 std::string LoggerFactory::format_json_line(const sdk::LogRecord& record) {
+    // Same keys as the basic sink's JSON lines, so both read alike.
     nlohmann::json line;
-    line["timestamp"] = iso8601_utc(record.time);
+    line["time"] = iso8601_utc(record.time);
     line["level"] = sdk::to_string(record.level);
     line["logger"] = record.logger;
     line["host"] = record.host;
     line["event"] = record.event;
-    line["source"] = {{"file", record.location.file != nullptr ? record.location.file : ""},
-                      {"line", record.location.line},
-                      {"function", record.location.function != nullptr ? record.location.function
-                                                                       : ""}};
+    line["file"] = record.location.file != nullptr ? record.location.file : "";
+    line["line"] = record.location.line;
+    line["function"] = record.location.function != nullptr ? record.location.function : "";
     nlohmann::json fields = nlohmann::json::parse(record.fields_json, nullptr, false);
     line["fields"] = fields.is_discarded() ? nlohmann::json::object() : std::move(fields);
     return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

@@ -86,13 +86,13 @@ TEST_CASE("Records reach the console as structured JSON lines until a sink is at
     CHECK(r["event"] == "role started");
     CHECK(r["level"] == "info");
     CHECK(r["logger"] == "director/dir-1");
-    CHECK(r["fields"]["component"] == "runtime");
+    CHECK(r["fields"]["module"] == "runtime");
     CHECK(r["fields"]["port"] == 5000);
-    CHECK(r["source"]["file"] == "logger_factory_test.cpp");
-    CHECK(r["source"]["line"] == line);
+    CHECK(r["file"] == "logger_factory_test.cpp");
+    CHECK(r["line"] == line);
     CHECK_FALSE(r["host"].get<std::string>().empty());
     const std::regex iso(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)");
-    CHECK(std::regex_match(r["timestamp"].get<std::string>(), iso));
+    CHECK(std::regex_match(r["time"].get<std::string>(), iso));
 }
 
 TEST_CASE("The level filter drops records below it", "[unit][logging]") {
@@ -138,7 +138,7 @@ TEST_CASE("An attached sink receives records instead of the console; detaching r
     CHECK(copies[0].line == 12);
     const auto fields = json::parse(copies[0].fields);
     CHECK(fields["rows"] == 10);
-    CHECK(fields["component"] == "plugin.logging.basic");
+    CHECK(fields["module"] == "plugin.logging.basic");
 
     const auto records = console.records();
     REQUIRE(records.size() == 2);

@@ -28,7 +28,7 @@ namespace synergos::core {
 class LoggerFactory;
 
 /// One named logger. Records carry the node's logger name (`<role>/<id>`) and this logger's
-/// component (e.g. `runtime`, `plugin.logging.graylog`) as the `component` field.
+/// component (e.g. `runtime`, `plugin.logging.graylog`) as the `module` field.
 /// Lifetime: owned by its LoggerFactory. Threading: every method may run on any thread.
 class HostLogger final : public sdk::Logger {
 public:
@@ -104,7 +104,8 @@ public:
     void emit(sdk::Level level, std::string_view component, std::string_view event,
               nlohmann::json fields, sdk::SourceLocation location) noexcept;
 
-    /// The record as one JSON line: timestamp, level, logger, host, event, source, fields.
+    /// The record as one JSON line: time, level, logger, host, event, file, line, function, fields
+    /// (the keys of the basic sink's JSON lines).
     static std::string format_json_line(const sdk::LogRecord& record);
     /// ISO-8601 UTC with milliseconds, e.g. "2026-11-26T04:11:50.123Z".
     static std::string iso8601_utc(std::chrono::system_clock::time_point time);

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: Apache-2.0
+// `synergos`: parses the command line, builds the config, dispatches to a role or a tool, and
+// turns the outcome into an exit code (0 ok, 1 failure, 2 command-line mistake).
+#include <filesystem>
+#include <iostream>
+
+#include <synergos/core/config/cli.hpp>
+#include <synergos/core/config/config_loader.hpp>
+#include <synergos/core/plugin/listing.hpp>
+#include <synergos/core/plugin/loader.hpp>
+#include <synergos/core/runtime/roles.hpp>
+#include <synergos/core/runtime/runtime.hpp>
+#include <synergos/sdk/version.hpp>
+
+#ifndef SYNERGOS_VERSION
+#define SYNERGOS_VERSION "0.0.0"
+#endif
+
+namespace {
+
+namespace core = synergos::core;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+std::string exe_dir() {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string() : exe.parent_path().string();
+}
+
+core::RuntimeConfig load(const core::CliInvocation& inv) {
+    core::RuntimeConfig config =
+        core::build_config(core::role_of(inv.command), inv.config_file, inv.flags);
+    config.plugin_search_paths =
+        core::default_plugin_search_path(config.plugin_search_paths, exe_dir());
+    return config;
+}
+
+int run_role(const core::CliInvocation& inv) {
+    core::RuntimeConfig config = load(inv);
+    core::RuntimeOptions options;
+    options.handle_signals = true;
+    core::Runtime runtime(std::move(config), std::move(options));
+    runtime.logger().info("synergos " SYNERGOS_VERSION,
+                          {{"version", SYNERGOS_VERSION},
+                           {"sdk_abi", std::to_string(synergos::sdk::kAbiMajor) + "." +
+                                           std::to_string(synergos::sdk::kAbiMinor)}});
+    switch (inv.command) {
+        case core::Command::Ttp: return core::run_ttp(runtime);
+        case core::Command::Worker: return core::run_worker(runtime);
+        default: return core::run_director(runtime);
+    }
+}
+
+int list_plugins(const core::CliInvocation& inv) {
+    std::vector<std::string> paths = inv.flags.plugin_paths;
+    if (inv.config_file) {
+        paths = core::build_config(std::nullopt, inv.config_file, inv.flags).plugin_search_paths;
+    }
+    core::PluginLoader loader(core::default_plugin_search_path(paths, exe_dir()));
+    std::cout << core::render_plugin_listing(loader.discover(), inv.format);
+    return kExitOk;
+}
+
+int check_config(const core::CliInvocation& inv) {
+    const core::RuntimeConfig config = load(inv);
+    core::PluginLoader loader(config.plugin_search_paths);
+    std::size_t checked = 0;
+    std::vector<std::string> warnings;
+    if (auto status = core::check_configured_plugins(config, loader, &checked, &warnings);
+        !status) {
+        std::cerr << "synergos: " << status.message() << "\n";
+        return kExitFailure;
+    }
+    for (const auto& warning : warnings) {
+        std::cerr << "synergos: warning: " << warning << "\n";
+    }
+    std::cout << *inv.config_file << ": ok (role " << core::role_name(config.node.role) << ", "
+              << checked << " plugin" << (checked == 1 ? "" : "s") << " checked)\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const core::CliInvocation inv = core::parse_command_line(argc, argv);
+        switch (inv.command) {
+            case core::Command::Help:
+                std::cout << core::help_text(inv.help_for);
+                return kExitOk;
+            case core::Command::Version:
+                std::cout << "synergos " SYNERGOS_VERSION " (SDK ABI " << synergos::sdk::kAbiMajor
+                          << "." << synergos::sdk::kAbiMinor << ", " << synergos::sdk::kFingerprint
+                          << ")\n";
+                return kExitOk;
+            case core::Command::Plugins: return list_plugins(inv);
+            case core::Command::CheckConfig: return check_config(inv);
+            default: return run_role(inv);
+        }
+    } catch (const core::UsageError& e) {
+        std::cerr << "synergos: " << e.what() << " (see synergos --help)\n";
+        return kExitUsage;
+    } catch (const core::ConfigError& e) {
+        std::cerr << "synergos: config error: " << e.what() << "\n";
+        return kExitFailure;
+    } catch (const std::exception& e) {
+        std::cerr << "synergos: " << e.what() << "\n";
+        return kExitFailure;
+    }
+}

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/runtime/runtime.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+#include <synergos/core/config/plugin_requests.hpp>
+#include <synergos/core/logging/censor.hpp>
+#include <synergos/core/runtime/signals.hpp>
+
+#ifndef SYNERGOS_INSTALL_PLUGIN_DIR
+#define SYNERGOS_INSTALL_PLUGIN_DIR "/usr/local/lib/synergos/plugins"
+#endif
+
+namespace synergos::core {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Option keys whose values never appear in the snapshot, censored or not (STYLE.md C3).
+std::vector<std::string> secret_option_patterns() {
+    return {"*password*", "*secret*", "*token*", "*api_key*", "*credentials*", "authorization",
+            "*passphrase*", "*private_key*"};
+}
+
+std::string plugin_label(const PluginRequest& request) {
+    return std::string(sdk::kind_name(request.kind)) + "/" + request.name;
+}
+
+std::string where(const PluginSection& section) {
+    std::string text = "config key '" + section.source_key + "'";
+    if (section.source_line > 0) {
+        text += ", line " + std::to_string(section.source_line);
+    }
+    return text;
+}
+
+}  // namespace
+
+Runtime::Runtime(RuntimeConfig config, RuntimeOptions options)
+    : config_(std::move(config)),
+      options_(std::move(options)),
+      loggers_(std::make_unique<LoggerFactory>(
+          std::string(role_name(config_.node.role)) + "/" + config_.node.id, options_.console)),
+      logger_(loggers_->logger("runtime")),
+      loader_(std::make_unique<PluginLoader>(config_.plugin_search_paths)) {
+    loggers_->set_level(config_.logging.level);
+    if (config_.logging.censored) {
+        loggers_->set_censor(Censor(config_.logging.censor_keys));
+    }
+    if (options_.handle_signals) {
+        signals_ = std::make_unique<SignalWatcher>([this](int signal_number) {
+            request_stop(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+        });
+    }
+}
+
+Runtime::~Runtime() {
+    stop_all();
+    signals_.reset();
+}
+
+sdk::HostContext& Runtime::host_context(const std::string& component) {
+    auto it = hosts_.find(component);
+    if (it == hosts_.end()) {
+        it = hosts_
+                 .emplace(component,
+                          std::make_unique<RuntimeHost>(loggers_->logger(component), config_))
+                 .first;
+    }
+    return *it->second;
+}
+
+template <typename Interface>
+sdk::Result<std::shared_ptr<Interface>> Runtime::create(const PluginRequest& request) {
+    sdk::HostContext& host =
+        host_context("plugin." + std::string(sdk::kind_name(request.kind)) + "." + request.name);
+    auto handle = loader_->create<Interface>(request, host);
+    if (!handle) {
+        return handle.error();
+    }
+    const PluginInfo& info = handle.value().get_deleter().library->info();
+    logger_.info("plugin loaded", {{"kind", sdk::kind_name(request.kind)},
+                                   {"name", info.name},
+                                   {"version", info.version},
+                                   {"status", info.status},
+                                   {"abi", std::to_string(info.abi_major) + "." +
+                                               std::to_string(info.abi_minor)},
+                                   {"plugin_path", info.file}});
+    // The deleter (host code) holds the library, so the shared_ptr keeps it loaded (L4).
+    return std::shared_ptr<Interface>(std::move(handle).value());
+}
+
+sdk::Status Runtime::start_one(const PluginRequest& request) {
+    const std::string label = plugin_label(request);
+    auto push = [this, &label](std::function<void()> stop) {
+        std::lock_guard<std::mutex> lock(steps_mutex_);
+        steps_.push_back({label, std::move(stop)});
+    };
+    auto started = [this, &label] { logger_.info("component started", {{"component", label}}); };
+
+    switch (request.kind) {
+        case sdk::PluginKind::LogSink: {
+            auto sink = create<sdk::LogSink>(request);
+            if (!sink) {
+                return sink.status();
+            }
+            if (auto status = sink.value()->start(); !status) {
+                return status;
+            }
+            log_sink_ = std::move(sink).value();
+            started();  // still on the console: says which sink takes over
+            loggers_->attach_sink(log_sink_.get());
+            push([this] {
+                // Detach first: once detach returns no thread is inside write().
+                loggers_->detach_sink();
+                log_sink_->flush();
+                log_sink_->stop();
+                const auto stats = log_sink_->stats();
+                log_sink_.reset();
+                logger_.info("log sink statistics", {{"written", stats.written},
+                                                     {"dropped", stats.dropped},
+                                                     {"failed", stats.failed}});
+            });
+            log_config_snapshot();
+            return {};
+        }
+        case sdk::PluginKind::Tracking: {
+            auto made = create<sdk::Tracker>(request);
+            if (!made) {
+                return made.status();
+            }
+            if (auto status = made.value()->start(); !status) {
+                return status;
+            }
+            tracker_ = std::move(made).value();
+            push([this] {
+                tracker_->stop();
+                tracker_.reset();
+            });
+            break;
+        }
+        case sdk::PluginKind::Storage: {
+            auto made = create<sdk::StorageBackend>(request);
+            if (!made) {
+                return made.status();
+            }
+            if (auto status = made.value()->start(); !status) {
+                return status;
+            }
+            storage_ = std::move(made).value();
+            push([this] {
+                storage_->stop();
+                storage_.reset();
+            });
+            break;
+        }
+        case sdk::PluginKind::MessageQueue: {
+            auto made = create<sdk::MessageQueue>(request);
+            if (!made) {
+                return made.status();
+            }
+            if (auto status = made.value()->start(); !status) {
+                return status;
+            }
+            message_queue_ = std::move(made).value();
+            push([this] {
+                message_queue_->stop();
+                message_queue_.reset();
+            });
+            break;
+        }
+        case sdk::PluginKind::Aggregator: {
+            auto made = create<sdk::Aggregator>(request);
+            if (!made) {
+                return made.status();
+            }
+            aggregators_.emplace_back(request.name, std::move(made).value());
+            push([this, name = request.name] {
+                std::erase_if(aggregators_, [&name](const auto& a) { return a.first == name; });
+            });
+            break;
+        }
+        case sdk::PluginKind::Model: {
+            auto made = create<sdk::ModelBackend>(request);
+            if (!made) {
+                return made.status();
+            }
+            model_ = std::move(made).value();
+            push([this] { model_.reset(); });
+            break;
+        }
+        case sdk::PluginKind::Data: {
+            auto made = create<sdk::DataPipeline>(request);
+            if (!made) {
+                return made.status();
+            }
+            data_.emplace_back(request.name, std::move(made).value());
+            push([this, name = request.name] {
+                std::erase_if(data_, [&name](const auto& d) { return d.first == name; });
+            });
+            break;
+        }
+        case sdk::PluginKind::TtpFunction: {
+            auto made = create<sdk::TtpFunction>(request);
+            if (!made) {
+                return made.status();
+            }
+            ttp_functions_.emplace_back(request.name, std::move(made).value());
+            push([this, name = request.name] {
+                std::erase_if(ttp_functions_, [&name](const auto& f) { return f.first == name; });
+            });
+            break;
+        }
+    }
+    started();
+    return {};
+}
+
+sdk::Status Runtime::start_plugins() {
+    logger_.info("starting", {{"role", role_name(config_.node.role)},
+                              {"node_id", config_.node.id},
+                              {"plugin_search_paths", config_.plugin_search_paths}});
+    for (const auto& plugin : configured_plugins(config_)) {
+        if (plugin.request.kind != sdk::PluginKind::LogSink && !snapshot_logged_) {
+            log_config_snapshot();  // no log sink plugin (or it was optional and failed)
+        }
+        sdk::Status status = start_one(plugin.request);
+        if (!status) {
+            const std::string message = "plugin " + plugin_label(plugin.request) + " (" +
+                                        where(plugin.section) + "): " + status.message();
+            if (plugin.request.required) {
+                return sdk::Status(status.code(), message);
+            }
+            logger_.warn("optional plugin failed; continuing without it",
+                         {{"kind", sdk::kind_name(plugin.request.kind)},
+                          {"name", plugin.request.name},
+                          {"error", message}});
+            failed_.push_back(
+                {sdk::kind_name(plugin.request.kind), plugin.request.name, status.message()});
+        }
+    }
+    if (!snapshot_logged_) {
+        log_config_snapshot();
+    }
+    if (config_.logging.system_metrics) {
+        sampler_ = std::make_unique<SystemMetricsSampler>(
+            loggers_->logger("sysmetrics"),
+            std::chrono::duration<double>(config_.logging.resolution_s), options_.system_paths);
+        sampler_->start();
+        {
+            std::lock_guard<std::mutex> lock(steps_mutex_);
+            steps_.push_back({"system metrics", [this] {
+                                  sampler_->stop();
+                                  sampler_.reset();
+                              }});
+        }
+        logger_.info("component started", {{"component", "system metrics"},
+                                           {"resolution_s", config_.logging.resolution_s}});
+    }
+    return {};
+}
+
+void Runtime::log_config_snapshot() {
+    nlohmann::json snapshot = config_.to_json();
+    Censor(secret_option_patterns()).apply(snapshot);
+    snapshot_logged_ = true;
+    logger_.info("configuration snapshot", std::move(snapshot));
+}
+
+void Runtime::add_component(const std::string& name, std::function<void()> stop) {
+    std::lock_guard<std::mutex> lock(steps_mutex_);
+    steps_.push_back({name, std::move(stop)});
+    logger_.info("component started", {{"component", name}});
+}
+
+void Runtime::stop_all() noexcept {
+    std::vector<Step> steps;
+    {
+        std::lock_guard<std::mutex> lock(steps_mutex_);
+        steps.swap(steps_);
+    }
+    if (steps.empty()) {
+        return;
+    }
+    logger_.info("stopping", {{"components", steps.size()}});
+    for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+        logger_.info("stopping component", {{"component", it->name}});
+        try {
+            it->stop();
+        } catch (const std::exception& e) {
+            logger_.error("component failed to stop cleanly",
+                          {{"component", it->name}, {"error", e.what()}});
+        }
+        logger_.info("component stopped", {{"component", it->name}});
+    }
+    logger_.info("stopped");
+}
+
+void Runtime::request_stop(const std::string& reason) {
+    {
+        std::lock_guard<std::mutex> lock(stop_mutex_);
+        if (stop_requested_) {
+            return;
+        }
+        stop_requested_ = true;
+        stop_reason_ = reason;
+    }
+    // Logged before waking the role, so the line precedes the stop lines.
+    logger_.info("stop requested", {{"reason", reason}});
+    stop_cv_.notify_all();
+}
+
+bool Runtime::stop_requested() const {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    return stop_requested_;
+}
+
+std::string Runtime::stop_reason() const {
+    std::lock_guard<std::mutex> lock(stop_mutex_);
+    return stop_reason_;
+}
+
+void Runtime::wait_for_stop() {
+    std::unique_lock<std::mutex> lock(stop_mutex_);
+    stop_cv_.wait(lock, [this] { return stop_requested_; });
+}
+
+bool Runtime::wait_for_stop(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(stop_mutex_);
+    return stop_cv_.wait_for(lock, timeout, [this] { return stop_requested_; });
+}
+
+std::vector<std::pair<std::string, sdk::TtpFunction*>> Runtime::ttp_functions() const {
+    std::vector<std::pair<std::string, sdk::TtpFunction*>> out;
+    for (const auto& [name, fn] : ttp_functions_) {
+        out.emplace_back(name, fn.get());
+    }
+    return out;
+}
+
+sdk::TtpFunction* Runtime::ttp_function(const std::string& name) const {
+    for (const auto& [n, fn] : ttp_functions_) {
+        if (n == name) {
+            return fn.get();
+        }
+    }
+    return nullptr;
+}
+
+sdk::Aggregator* Runtime::aggregator(const std::string& name) const {
+    for (const auto& [n, a] : aggregators_) {
+        if (n == name) {
+            return a.get();
+        }
+    }
+    return nullptr;
+}
+
+std::vector<std::string> Runtime::aggregator_names() const {
+    std::vector<std::string> out;
+    for (const auto& a : aggregators_) {
+        out.push_back(a.first);
+    }
+    return out;
+}
+
+sdk::DataPipeline* Runtime::data_pipeline(const std::string& name) const {
+    for (const auto& [n, d] : data_) {
+        if (n == name) {
+            return d.get();
+        }
+    }
+    return nullptr;
+}
+
+std::vector<std::pair<std::string, sdk::DataPipeline*>> Runtime::data_pipelines() const {
+    std::vector<std::pair<std::string, sdk::DataPipeline*>> out;
+    for (const auto& [name, d] : data_) {
+        out.emplace_back(name, d.get());
+    }
+    return out;
+}
+
+std::vector<std::string> Runtime::started_components() const {
+    std::lock_guard<std::mutex> lock(steps_mutex_);
+    std::vector<std::string> out;
+    for (const auto& step : steps_) {
+        out.push_back(step.name);
+    }
+    return out;
+}
+
+sdk::Status check_configured_plugins(const RuntimeConfig& config, PluginLoader& loader,
+                                     std::size_t* checked, std::vector<std::string>* warnings) {
+    std::size_t count = 0;
+    for (const auto& plugin : configured_plugins(config)) {
+        auto fail = [&](const sdk::Error& error) {
+            std::string text = config.source_file.empty() ? std::string("config")
+                                                          : config.source_file;
+            if (plugin.section.source_line > 0) {
+                text += ":" + std::to_string(plugin.section.source_line);
+            }
+            text += ": key '" + plugin.section.source_key + "': plugin " +
+                    plugin_label(plugin.request) + ": " + error.message;
+            return sdk::Status(error.code, text);
+        };
+        auto library = loader.open(plugin.request);
+        sdk::Status status = library ? PluginLoader::validate_options(*library.value(),
+                                                                      plugin.request)
+                                           .status()
+                                     : library.status();
+        if (!status) {
+            sdk::Status described = fail(status.error());
+            if (plugin.request.required) {
+                return described;
+            }
+            if (warnings != nullptr) {
+                warnings->push_back(described.message() + " (required: false, ignored)");
+            }
+            continue;
+        }
+        ++count;
+    }
+    if (checked != nullptr) {
+        *checked = count;
+    }
+    return {};
+}
+
+std::vector<std::string> default_plugin_search_path(const std::vector<std::string>& config_paths,
+                                                    const std::string& exe_dir) {
+    std::vector<std::string> candidates = config_paths;
+    if (const char* env = std::getenv("SYNERGOS_PLUGIN_PATH")) {
+        std::istringstream in(env);
+        std::string item;
+        while (std::getline(in, item, ':')) {
+            if (!item.empty()) {
+                candidates.push_back(item);
+            }
+        }
+    }
+    if (!exe_dir.empty()) {
+        candidates.push_back((fs::path(exe_dir) / ".." / "lib" / "synergos" / "plugins")
+                                 .lexically_normal()
+                                 .string());
+        candidates.push_back((fs::path(exe_dir) / ".." / "plugins").lexically_normal().string());
+    }
+    candidates.emplace_back(SYNERGOS_INSTALL_PLUGIN_DIR);
+    std::vector<std::string> out;
+    for (auto& path : candidates) {
+        std::string normal = fs::path(path).lexically_normal().string();
+        while (normal.size() > 1 && normal.back() == '/') {
+            normal.pop_back();
+        }
+        if (std::find(out.begin(), out.end(), normal) == out.end()) {
+            out.push_back(std::move(normal));
+        }
+    }
+    return out;
+}
+
+}  // namespace synergos::core
