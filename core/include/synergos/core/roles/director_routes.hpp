@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file director_routes.hpp
+/// The director's job-making routes: `/ttp/train` (alignments, models) and `/ttp/evaluate`
+/// (validations, predictions) of the Synergos API, and the job routes added by this project
+/// (`/v1/jobs`). A POST turns the request into one job per federated combination (as the
+/// original) through the job service and answers at once with the envelope, `data: []` and the
+/// created jobs under `jobs`; the matching GET returns the archived records (404 until there are
+/// any), so the original clients' POST-then-poll pattern keeps working.
+
+#include <synergos/core/http/router.hpp>
+#include <synergos/core/jobs/job_service.hpp>
+#include <synergos/sdk/log.hpp>
+#include <synergos/sdk/model.hpp>
+#include <synergos/sdk/storage_backend.hpp>
+
+namespace synergos::core::roles {
+
+struct DirectorRoutesDeps {
+    sdk::StorageBackend& storage;
+    jobs::JobService& jobs;
+    sdk::Logger& logger;
+    /// When set, architectures and run arguments are checked at POST time (422 naming the item).
+    sdk::ModelBackend* model = nullptr;
+};
+
+/// Registers the train, evaluate and job routes. Everything in `deps` must outlive the router.
+void register_director_routes(http::Router& router, DirectorRoutesDeps deps);
+
+/// Parses `a=1&b=x%20y` into a map (later keys win); malformed escapes are kept verbatim.
+std::map<std::string, std::string> parse_query(std::string_view query);
+
+}  // namespace synergos::core::roles

@@ -1,0 +1,550 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "synergos/core/roles/director_routes.hpp"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "synergos/core/rest/connect_routes.hpp"
+#include "synergos/core/rest/error_mapping.hpp"
+#include "synergos/core/rest/record_store.hpp"
+
+namespace synergos::core::roles {
+
+using nlohmann::json;
+using http::Request;
+using http::Response;
+using rest::Params;
+
+namespace {
+
+constexpr const char* kTrain = "/ttp/train/collaborations/{collab_id}/projects/{project_id}";
+constexpr const char* kEvaluate = "/ttp/evaluate/collaborations/{collab_id}/projects/{project_id}";
+constexpr const char* kPredict = "/ttp/evaluate/participants/{participant_id}/collaborations/{collab_id}/predictions";
+constexpr const char* kBoolFields[] = {"auto_align", "auto_fix", "dockerised", "verbose", "log_msgs"};
+
+/// Which module (plugin) runs a process, for "module not active" messages.
+const char* module_of(const std::string& process) {
+    return process == "preprocess" ? "align" : process.c_str();
+}
+
+/// An error carried as an HTTP response (routes return early with it).
+struct Fail {
+    Response response;
+};
+
+Response ok(int status, const std::string& method, const Request& req, json data, const json* jobs = nullptr) {
+    json body = rest::envelope(status, method, rest::envelope_params(req), std::move(data));
+    if (jobs != nullptr) {
+        body["jobs"] = *jobs;
+    }
+    return Response::json(status, body);
+}
+
+Params params_of(const Request& req) { return Params(req.params.begin(), req.params.end()); }
+
+class Routes : public std::enable_shared_from_this<Routes> {
+public:
+    explicit Routes(DirectorRoutesDeps deps) : d_(deps), store_(deps.storage) {}
+
+    void add(http::Router& r) {
+        // Each handler holds the routes object, so it lives as long as the router does.
+        auto self = shared_from_this();
+        auto bind = [self](Response (Routes::*fn)(const Request&)) {
+            return [self, fn](const Request& req) {
+                try {
+                    return ((*self).*fn)(req);
+                } catch (const Fail& f) {
+                    return f.response;
+                }
+            };
+        };
+        const std::string train = kTrain;
+        const std::string eval = kEvaluate;
+        const std::string pred = kPredict;
+        r.add("GET", train + "/alignments/", bind(&Routes::get_alignments));
+        r.add("POST", train + "/alignments/", bind(&Routes::post_alignments));
+        for (const std::string suffix : {"/models/", "/models/{expt_id}", "/models/{expt_id}/{run_id}"}) {
+            r.add("GET", train + suffix, bind(&Routes::get_models));
+            r.add("POST", train + suffix, bind(&Routes::post_models));
+        }
+        for (const std::string suffix : {"/validations/", "/validations/{expt_id}", "/validations/{expt_id}/{run_id}",
+                                         "/validations/{expt_id}/{run_id}/{participant_id}"}) {
+            r.add("GET", eval + suffix, bind(&Routes::get_validations));
+            r.add("POST", eval + suffix, bind(&Routes::post_validations));
+        }
+        for (const std::string suffix : {"/", "/{project_id}", "/{project_id}/{expt_id}", "/{project_id}/{expt_id}/{run_id}"}) {
+            r.add("GET", pred + suffix, bind(&Routes::get_predictions));
+            r.add("POST", pred + suffix, bind(&Routes::post_predictions));
+        }
+        r.add("GET", "/v1/jobs/", bind(&Routes::list_jobs));
+        r.add("GET", "/v1/jobs/{job_id}", bind(&Routes::get_job));
+        r.add("DELETE", "/v1/jobs/{job_id}", bind(&Routes::cancel_job));
+        r.add("POST", "/v1/jobs/{job_id}/cancel", bind(&Routes::cancel_job));
+    }
+
+private:
+    // ---- helpers -------------------------------------------------------------------------
+
+    static Fail fail(int status, const std::string& message) { return Fail{Response::error(status, message)}; }
+    static Fail fail(const sdk::Error& e) { return Fail{rest::error_response(e)}; }
+
+    template <typename T>
+    T must(sdk::Result<T> r) {
+        if (!r) {
+            throw fail(r.error());
+        }
+        return std::move(*r);
+    }
+
+    /// The POST body as an object (an empty body counts as `{}`); booleans checked by name.
+    json body_of(const Request& req) {
+        if (req.body.empty()) {
+            return json::object();
+        }
+        auto parsed = http::parse_json_body(req, true);
+        if (!parsed.ok()) {
+            throw Fail{parsed.error};
+        }
+        json body = *parsed.value;
+        for (const char* f : kBoolFields) {
+            if (body.contains(f) && !body[f].is_boolean()) {
+                throw Fail{Response::field_error(422, std::string("field '") + f + "' must be a boolean", f)};
+            }
+        }
+        return body;
+    }
+
+    json document(const sdk::Record& rec) {
+        json doc = json::parse(rec.document, nullptr, false);
+        return doc.is_object() ? doc : json::object();
+    }
+
+    void require_module(const std::string& process) {
+        if (!d_.jobs.has_function(process)) {
+            throw fail(501, std::string("the '") + module_of(process) + "' module is not active on this director (add '" +
+                                module_of(process) + "' to ttp.functions in its config)");
+        }
+    }
+
+    sdk::Record require_record(const char* kind, const sdk::Key& key, const std::string& message) {
+        auto rec = store_.get(kind, key);
+        if (!rec) {
+            if (rec.error().code == sdk::ErrorCode::NotFound) {
+                throw fail(404, message);
+            }
+            throw fail(rec.error());
+        }
+        return *rec;
+    }
+
+    json project_doc(const std::string& c, const std::string& p) {
+        require_record("Collaboration", {{"collab_id", c}}, "Collaboration '" + c + "' does not exist!");
+        return document(require_record("Project", {{"collab_id", c}, {"project_id", p}},
+                                       "Project '" + p + "' does not exist in Collaboration '" + c + "'!"));
+    }
+
+    /// Grids and tags of a project: grid i holds every registered participant's node_i.
+    struct Cluster {
+        json grids = json::array();
+        json tags = json::object();
+        std::vector<std::string> participants;
+    };
+
+    Cluster cluster_of(const std::string& c, const std::string& p) {
+        auto regs = must(store_.list("Registration", {{"collab_id", c}, {"project_id", p}}));
+        if (regs.empty()) {
+            throw fail(409, "no participant is registered for Project '" + p +
+                                "' (POST .../participants/<id>/registration first)");
+        }
+        std::sort(regs.begin(), regs.end(), [](const sdk::Record& a, const sdk::Record& b) {
+            return rest::RecordStore::key_json(a.key).value("participant_id", "") <
+                   rest::RecordStore::key_json(b.key).value("participant_id", "");
+        });
+        Cluster cl;
+        int grids = -1;
+        std::vector<json> docs;
+        for (const auto& reg : regs) {
+            const std::string pid = rest::RecordStore::key_json(reg.key).value("participant_id", "");
+            json doc = document(reg);
+            const int n = doc.contains("n_count") && doc["n_count"].is_number_integer() ? doc["n_count"].get<int>() : 1;
+            grids = grids < 0 ? n : std::min(grids, n);
+            cl.participants.push_back(pid);
+            docs.push_back(std::move(doc));
+        }
+        if (grids <= 0) {
+            throw fail(422, "registrations of Project '" + p + "' define no grid (n_count must be at least 1)");
+        }
+        for (int g = 0; g < grids; ++g) {
+            json nodes = json::array();
+            for (std::size_t i = 0; i < docs.size(); ++i) {
+                const std::string key = "node_" + std::to_string(g);
+                const json node = docs[i].value(key, json::object());
+                const std::string host = node.contains("host") && node["host"].is_string() ? node["host"].get<std::string>() : "";
+                int port = 0;
+                for (const char* f : {"f_port", "port"}) {
+                    if (port == 0 && node.contains(f) && node[f].is_number_integer()) {
+                        port = node[f].get<int>();
+                    }
+                }
+                if (host.empty() || port <= 0) {
+                    throw fail(422, "registration of participant '" + cl.participants[i] + "' in Project '" + p +
+                                        "' has no usable " + key + " (host and f_port are required)");
+                }
+                nodes.push_back({{"participant_id", cl.participants[i]},
+                                 {"host", host},
+                                 {"port", port},
+                                 {"keys", {{"collab_id", c}, {"project_id", p}, {"participant_id", cl.participants[i]}}},
+                                 {"rest", {{"host", host}, {"port", port}}}});
+            }
+            cl.grids.push_back(std::move(nodes));
+        }
+        for (const auto& tag : must(store_.list("Tag", {{"collab_id", c}, {"project_id", p}}))) {
+            const std::string pid = rest::RecordStore::key_json(tag.key).value("participant_id", "");
+            json doc = document(tag);
+            cl.tags[pid] = {{"train", doc.value("train", json::array())},
+                            {"evaluate", doc.value("evaluate", json::array())},
+                            {"predict", doc.value("predict", json::array())}};
+        }
+        for (const auto& pid : cl.participants) {
+            if (!cl.tags.contains(pid)) {
+                throw fail(409, "participant '" + pid + "' has no data tags for Project '" + p +
+                                    "' (POST .../registration/tags first)");
+            }
+        }
+        return cl;
+    }
+
+    /// The feature/label superset found by alignment, or null (auto_align off).
+    json superset_of(const std::string& c, const std::string& p, bool auto_align) {
+        if (!auto_align) {
+            return nullptr;
+        }
+        auto aligns = must(store_.list("Alignment", {{"collab_id", c}, {"project_id", p}}));
+        for (const auto& a : aligns) {
+            json doc = document(a);
+            if (doc.contains("superset") && doc["superset"].is_object()) {
+                return doc["superset"];
+            }
+        }
+        throw fail(409, "no alignment exists for Project '" + p +
+                            "': POST /ttp/train/collaborations/" + c + "/projects/" + p +
+                            "/alignments first, or send auto_align: false");
+    }
+
+    /// (experiment, run) pairs of a project, narrowed by the path's expt_id / run_id.
+    std::vector<std::pair<sdk::Record, sdk::Record>> combinations(const std::string& c, const std::string& p,
+                                                                  const std::string& e, const std::string& r) {
+        sdk::Key ematch{{"collab_id", c}, {"project_id", p}};
+        if (!e.empty()) {
+            require_record("Experiment", {{"collab_id", c}, {"project_id", p}, {"expt_id", e}},
+                           "Experiment '" + e + "' does not exist in Project '" + p + "'!");
+            ematch.push_back({"expt_id", e});
+        }
+        if (!r.empty()) {
+            require_record("Run", {{"collab_id", c}, {"project_id", p}, {"expt_id", e}, {"run_id", r}},
+                           "Run '" + r + "' does not exist for Experiment '" + e + "' under Project '" + p + "'!");
+        }
+        std::vector<std::pair<sdk::Record, sdk::Record>> out;
+        for (const auto& expt : must(store_.list("Experiment", ematch))) {
+            const std::string eid = rest::RecordStore::key_json(expt.key).value("expt_id", "");
+            sdk::Key rmatch{{"collab_id", c}, {"project_id", p}, {"expt_id", eid}};
+            if (!r.empty()) {
+                rmatch.push_back({"run_id", r});
+            }
+            for (const auto& run : must(store_.list("Run", rmatch))) {
+                out.emplace_back(expt, run);
+            }
+        }
+        if (out.empty()) {
+            throw fail(409, "Project '" + p + "' has no experiment with a run to work on");
+        }
+        return out;
+    }
+
+    jobs::JobSpec combination_job(const std::string& process, const std::string& c, const std::string& p,
+                                  const json& project, const sdk::Record& expt, const sdk::Record& run,
+                                  const Cluster& cl, const json& superset, const json& body) {
+        const json ekey = rest::RecordStore::key_json(expt.key);
+        const json rkey = rest::RecordStore::key_json(run.key);
+        jobs::JobSpec s;
+        s.process = process;
+        s.filters = {c, p, ekey.value("expt_id", ""), rkey.value("run_id", "")};
+        s.keys = rkey;
+        s.grids = cl.grids;
+        json experiment = document(expt);
+        experiment["expt_id"] = ekey.value("expt_id", "");
+        json run_doc = document(run);
+        s.parameters = {{"action", project.value("action", "classify")},
+                        {"experiment", experiment},
+                        {"run", run_doc},
+                        {"alignment", superset},
+                        {"tags", cl.tags},
+                        {"auto_align", body.value("auto_align", true)}};
+        if (d_.model != nullptr && experiment.contains("model")) {
+            std::vector<std::int64_t> shape;
+            if (superset.is_object() && superset.contains("X") && superset["X"].is_array() && !superset["X"].empty()) {
+                shape.push_back(static_cast<std::int64_t>(superset["X"].size()));
+            }
+            if (auto st = d_.model->validate(experiment["model"].dump(), run_doc.dump(), shape); !st) {
+                throw Fail{Response::field_error(422,
+                                                 "experiment '" + experiment["expt_id"].get<std::string>() + "', run '" +
+                                                     rkey.value("run_id", "") + "': " + st.message(),
+                                                 "model")};
+            }
+        }
+        return s;
+    }
+
+    json submit(std::vector<jobs::JobSpec> specs) {
+        auto submitted = d_.jobs.submit(std::move(specs));
+        if (!submitted) {
+            throw fail(sdk::Error{sdk::ErrorCode::Unavailable, "jobs could not be queued: " + submitted.error().message});
+        }
+        json out = json::array();
+        for (const auto& j : *submitted) {
+            out.push_back(j.to_api());
+        }
+        return out;
+    }
+
+    Response listing(const Request& req, const char* kind, const sdk::Key& match, const std::string& method,
+                     const std::string& none, const char* as_kind = nullptr) {
+        auto data = must(store_.read_list(kind, match));
+        if (!data.is_array() || data.empty()) {
+            throw fail(404, none);
+        }
+        if (as_kind != nullptr) {
+            for (auto& rec : data) {
+                rec["kind"] = as_kind;
+            }
+        }
+        return ok(200, method, req, std::move(data));
+    }
+
+    sdk::Key match_of(const Request& req, std::initializer_list<const char*> names) {
+        sdk::Key key;
+        for (const char* n : names) {
+            const std::string& v = req.param(n);
+            if (!v.empty()) {
+                key.push_back({n, v});
+            }
+        }
+        return key;
+    }
+
+    // ---- /ttp/train ----------------------------------------------------------------------
+
+    Response get_alignments(const Request& req) {
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        return listing(req, "Alignment", {{"collab_id", c}, {"project_id", p}}, "alignments.get",
+                       "MFA has not been performed for Project '" + p + "'!");
+    }
+
+    Response post_alignments(const Request& req) {
+        require_module("preprocess");
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        json body = body_of(req);
+        json project = project_doc(c, p);
+        Cluster cl = cluster_of(c, p);
+        json experiments = json::array();
+        for (const auto& e : must(store_.list("Experiment", {{"collab_id", c}, {"project_id", p}}))) {
+            json doc = document(e);
+            doc["expt_id"] = rest::RecordStore::key_json(e.key).value("expt_id", "");
+            experiments.push_back(std::move(doc));
+        }
+        jobs::JobSpec s;
+        s.process = "preprocess";
+        s.filters = {c, p};
+        s.keys = {{"collab_id", c}, {"project_id", p}};
+        s.grids = cl.grids;
+        s.parameters = {{"action", project.value("action", "classify")}, {"tags", cl.tags},
+                        {"experiments", experiments}, {"auto_align", body.value("auto_align", true)},
+                        {"auto_fix", body.value("auto_fix", true)}};
+        json jobs = submit({std::move(s)});
+        return ok(201, "alignments.post", req, json::array(), &jobs);
+    }
+
+    Response get_models(const Request& req) {
+        return listing(req, "Model", match_of(req, {"collab_id", "project_id", "expt_id", "run_id"}), "models.get",
+                       "Models does not exist for specified keyword filters!");
+    }
+
+    Response post_models(const Request& req) {
+        require_module("train");
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        json body = body_of(req);
+        json project = project_doc(c, p);
+        Cluster cl = cluster_of(c, p);
+        json superset = superset_of(c, p, body.value("auto_align", true));
+        std::vector<jobs::JobSpec> specs;
+        for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
+            specs.push_back(combination_job("train", c, p, project, expt, run, cl, superset, body));
+        }
+        json jobs = submit(std::move(specs));
+        return ok(200, "models.post", req, json::array(), &jobs);
+    }
+
+    // ---- /ttp/evaluate -------------------------------------------------------------------
+
+    Response get_validations(const Request& req) {
+        return listing(req, "Validation",
+                       match_of(req, {"participant_id", "collab_id", "project_id", "expt_id", "run_id"}),
+                       "validations.get", "Validations do not exist for specified keyword filters!");
+    }
+
+    void require_trained(const std::string& c, const std::string& p, const sdk::Record& run) {
+        const json rkey = rest::RecordStore::key_json(run.key);
+        auto model = store_.get("Model", {{"collab_id", c}, {"project_id", p}, {"expt_id", rkey.value("expt_id", "")},
+                                          {"run_id", rkey.value("run_id", "")}});
+        if (!model) {
+            throw fail(409, "Run '" + rkey.value("run_id", "") + "' of Experiment '" + rkey.value("expt_id", "") +
+                                "' has no trained model yet (POST .../models first and wait for it)");
+        }
+    }
+
+    Response post_validations(const Request& req) {
+        require_module("validate");
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        const auto& pt = req.param("participant_id");
+        json body = body_of(req);
+        json project = project_doc(c, p);
+        Cluster cl = cluster_of(c, p);
+        if (!pt.empty() && std::find(cl.participants.begin(), cl.participants.end(), pt) == cl.participants.end()) {
+            throw fail(404, "Participant '" + pt + "' has not registered for Project '" + p + "'!");
+        }
+        json superset = superset_of(c, p, body.value("auto_align", true));
+        std::vector<jobs::JobSpec> specs;
+        for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
+            require_trained(c, p, run);
+            auto s = combination_job("validate", c, p, project, expt, run, cl, superset, body);
+            s.parameters["participants"] = pt.empty() ? json(cl.participants) : json::array({pt});
+            s.parameters["metas"] = json::array({"evaluate"});
+            specs.push_back(std::move(s));
+        }
+        json jobs = submit(std::move(specs));
+        return ok(200, "validations.post", req, json::array(), &jobs);
+    }
+
+    Response get_predictions(const Request& req) {
+        return listing(req, "Prediction",
+                       match_of(req, {"participant_id", "collab_id", "project_id", "expt_id", "run_id"}),
+                       "predictions.get", "Predictions do not exist for specified keyword filters!");
+    }
+
+    Response post_predictions(const Request& req) {
+        require_module("predict");
+        const auto& pt = req.param("participant_id");
+        const auto& c = req.param("collab_id");
+        json body = body_of(req);
+        require_record("Participant", {{"participant_id", pt}}, "Participant '" + pt + "' does not exist!");
+        require_record("Collaboration", {{"collab_id", c}}, "Collaboration '" + c + "' does not exist!");
+        if (body.contains("tags") && !body["tags"].is_object()) {
+            throw Fail{Response::field_error(422, "field 'tags' must map project ids to lists of tags", "tags")};
+        }
+        sdk::Key rmatch{{"collab_id", c}, {"participant_id", pt}};
+        if (!req.param("project_id").empty()) {
+            rmatch.push_back({"project_id", req.param("project_id")});
+        }
+        auto regs = must(store_.list("Registration", rmatch));
+        if (regs.empty()) {
+            throw fail(404, "Participant '" + pt + "' has not registered for any matching project in Collaboration '" +
+                                c + "'!");
+        }
+        // The director is the single writer: new predict tags are stored here, before the jobs.
+        std::vector<sdk::Mutation> tag_updates;
+        const json new_tags = body.value("tags", json::object());
+        for (auto& [project_id, tags] : new_tags.items()) {
+            if (!tags.is_array()) {
+                throw Fail{Response::field_error(422, "field 'tags." + project_id + "' must be a list of tags", "tags")};
+            }
+            auto tag = require_record("Tag", {{"collab_id", c}, {"project_id", project_id}, {"participant_id", pt}},
+                                      "Data tags does not exist for participant '" + pt + "' under Project '" +
+                                          project_id + "'!");
+            json doc = document(tag);
+            doc["predict"] = tags;
+            tag_updates.push_back({sdk::WriteMode::Update, "Tag", tag.key, doc.dump()});
+        }
+        if (!tag_updates.empty()) {
+            if (auto st = d_.storage.apply(tag_updates); !st) {
+                throw fail(st.error());
+            }
+        }
+        std::vector<jobs::JobSpec> specs;
+        for (const auto& reg : regs) {
+            const std::string p = rest::RecordStore::key_json(reg.key).value("project_id", "");
+            json project = project_doc(c, p);
+            Cluster cl = cluster_of(c, p);
+            json superset = superset_of(c, p, body.value("auto_align", true));
+            for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
+                require_trained(c, p, run);
+                auto s = combination_job("predict", c, p, project, expt, run, cl, superset, body);
+                s.parameters["participants"] = json::array({pt});
+                s.parameters["metas"] = json::array({"predict"});
+                specs.push_back(std::move(s));
+            }
+        }
+        json jobs = submit(std::move(specs));
+        return ok(200, "predictions.post", req, json::array(), &jobs);
+    }
+
+    // ---- /v1/jobs ------------------------------------------------------------------------
+
+    Response list_jobs(const Request& req) {
+        auto q = parse_query(req.query);
+        static const std::set<std::string> kStates{"submitting", "queued", "running", "succeeded", "failed", "cancelled"};
+        if (!q["state"].empty() && !kStates.count(q["state"])) {
+            throw Fail{Response::field_error(400, "query 'state' must be one of submitting, queued, running, "
+                                                  "succeeded, failed, cancelled",
+                                             "state")};
+        }
+        auto jobs = must(d_.jobs.list({q["state"], q["process"], q["collab_id"], q["project_id"]}));
+        json data = json::array();
+        for (const auto& j : jobs) {
+            data.push_back(j.to_api());
+        }
+        return ok(200, "jobs.get", req, std::move(data));
+    }
+
+    Response get_job(const Request& req) {
+        return ok(200, "job.get", req, must(d_.jobs.get(req.param("job_id"))).to_api());
+    }
+
+    Response cancel_job(const Request& req) {
+        return ok(200, "job.cancel", req, must(d_.jobs.cancel(req.param("job_id"))).to_api());
+    }
+
+    DirectorRoutesDeps d_;
+    rest::RecordStore store_;
+};
+
+}  // namespace
+
+std::map<std::string, std::string> parse_query(std::string_view query) {
+    std::map<std::string, std::string> out;
+    while (!query.empty()) {
+        const auto amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+        const auto eq = pair.find('=');
+        std::string_view k = pair.substr(0, eq);
+        std::string_view v = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+        auto dk = http::percent_decode(k);
+        auto dv = http::percent_decode(v);
+        out[dk ? *dk : std::string(k)] = dv ? *dv : std::string(v);
+    }
+    return out;
+}
+
+void register_director_routes(http::Router& router, DirectorRoutesDeps deps) {
+    std::make_shared<Routes>(deps)->add(router);
+}
+
+}  // namespace synergos::core::roles
