@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "names.hpp"
+
 namespace synergos::plugins::mlflow {
 
 namespace {
@@ -67,6 +69,9 @@ StoreConfig parse_config(sdk::HostContext& host, const sdk::Options& options) {
     config.user = options.get_string("user");
     if (config.user.empty()) {
         config.user = os_user();
+    }
+    if (utf8_length(config.user) == std::string::npos) {
+        throw std::invalid_argument("mlflow: option 'user' is not valid UTF-8");
     }
     return config;
 }

@@ -569,3 +569,10 @@ TEST_CASE("an experiment folder abandoned by a crash before its meta.yaml is rem
     CHECK(fs::exists(root / "scratch"));
     CHECK(tracker.ensure_experiment("next").value_or("") == "8");
 }
+
+TEST_CASE("an unusable option is refused at construction, naming it", "[unit][mlflow]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path().string());
+    CHECK_THROWS_WITH(mlflow::MlflowTracker(host, opts({{"user", "\xff"}})),
+                      Contains("'user'"));
+}
