@@ -1,8 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// Shared by the REST and HTTP tests: a temp folder, a condition wait with a timeout, and an
-// in-process server (connect routes on the real sqlite store) reached through real sockets.
+// Shared by the REST and integration tests: a temp folder and an in-process server (connect routes on the real sqlite store) reached through real sockets.
 
 #include <stdlib.h>
 
@@ -22,6 +21,7 @@
 #include <synergos/sdk/testing/fake_host.hpp>
 
 #include "sqlite_storage.hpp"
+#include "unit/core/http/http_test_util.hpp"
 
 namespace synergos::testing {
 
@@ -39,20 +39,6 @@ struct TempDir {
     TempDir& operator=(const TempDir&) = delete;
     std::string path;
 };
-
-/// Polls `condition` until it holds or `timeout` passes (for states with no notification, such
-/// as "the server has closed that connection"). Returns the condition's last value.
-inline bool wait_until(const std::function<bool()>& condition,
-                       std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!condition()) {
-        if (std::chrono::steady_clock::now() > deadline) {
-            return condition();
-        }
-        std::this_thread::yield();
-    }
-    return true;
-}
 
 /// Connect routes + sqlite + HTTP server on 127.0.0.1, port 0, and a client.
 class RestServer {
