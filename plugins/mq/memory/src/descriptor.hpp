@@ -10,8 +10,7 @@ namespace synergos::plugins::memory {
 /// Option table of the `memory` mq plugin (plain data, no dynamic initialisation).
 inline constexpr sdk::OptionSpec kOptions[] = {
     {"max_messages_per_queue", sdk::OptionType::Int, false, "1000000",
-     "ready messages one queue may hold; a publish beyond it fails with resource_exhausted",
-     false},
+     "ready messages one queue may hold; a publish beyond it fails with resource_exhausted", false},
 };
 
 inline constexpr sdk::PluginDescriptor kDescriptor{

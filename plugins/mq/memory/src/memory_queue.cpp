@@ -94,18 +94,16 @@ struct Broker {
         if (it != queues.end()) {
             const sdk::QueueSpec& existing = it->second->spec;
             if (existing.max_priority != spec.max_priority) {
-                return sdk::Status(
-                    sdk::ErrorCode::FailedPrecondition,
-                    "queue '" + spec.name + "' already exists with max_priority " +
-                        std::to_string(existing.max_priority) + ", not " +
-                        std::to_string(spec.max_priority));
+                return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                                   "queue '" + spec.name + "' already exists with max_priority " +
+                                       std::to_string(existing.max_priority) + ", not " +
+                                       std::to_string(spec.max_priority));
             }
             if (existing.dead_letter_queue != spec.dead_letter_queue) {
-                return sdk::Status(sdk::ErrorCode::FailedPrecondition,
-                                   "queue '" + spec.name +
-                                       "' already exists with dead_letter_queue '" +
-                                       existing.dead_letter_queue + "', not '" +
-                                       spec.dead_letter_queue + "'");
+                return sdk::Status(
+                    sdk::ErrorCode::FailedPrecondition,
+                    "queue '" + spec.name + "' already exists with dead_letter_queue '" +
+                        existing.dead_letter_queue + "', not '" + spec.dead_letter_queue + "'");
             }
             return sdk::Status::ok();
         }
@@ -150,8 +148,7 @@ sdk::Error internal_error(const char* what, const std::exception& e) {
 
 MemoryQueue::MemoryQueue(sdk::HostContext& host, const sdk::Options& options)
     : host_(host), broker_(std::make_shared<Broker>()) {
-    const std::string raw =
-        options.get_string("max_messages_per_queue", kOptions[0].default_value);
+    const std::string raw = options.get_string("max_messages_per_queue", kOptions[0].default_value);
     std::int64_t max_messages = -1;
     try {
         std::size_t used = 0;
@@ -165,7 +162,8 @@ MemoryQueue::MemoryQueue(sdk::HostContext& host, const sdk::Options& options)
     if (max_messages <= 0) {
         config_error_ = sdk::Status(sdk::ErrorCode::InvalidArgument,
                                     "option max_messages_per_queue of mq plugin 'memory' must be "
-                                    "a positive integer, got '" + raw + "'");
+                                    "a positive integer, got '" +
+                                        raw + "'");
     } else {
         broker_->max_messages = static_cast<std::uint64_t>(max_messages);
     }
@@ -186,9 +184,9 @@ sdk::Status MemoryQueue::start() noexcept {
             }
             broker_->started = true;
         }
-        host_.logger().info("memory message queue started",
-                            nlohmann::json{{"max_messages_per_queue", broker_->max_messages}}
-                                .dump());
+        host_.logger().info(
+            "memory message queue started",
+            nlohmann::json{{"max_messages_per_queue", broker_->max_messages}}.dump());
         return sdk::Status::ok();
     } catch (const std::exception& e) {
         return internal_error("start", e);
@@ -208,8 +206,7 @@ sdk::Status MemoryQueue::declare(const sdk::QueueSpec& spec) noexcept {
         if (broker_->queues.count(spec.name) != 0) {
             return broker_->declare_locked(spec);
         }
-        if (!spec.dead_letter_queue.empty() &&
-            broker_->queues.count(spec.dead_letter_queue) == 0) {
+        if (!spec.dead_letter_queue.empty() && broker_->queues.count(spec.dead_letter_queue) == 0) {
             sdk::QueueSpec dlq;
             dlq.name = spec.dead_letter_queue;
             if (auto status = broker_->declare_locked(dlq); !status) {
@@ -246,8 +243,7 @@ sdk::Status MemoryQueue::publish(const std::string& queue, const sdk::Message& m
         QueueState& state = **found;
         if (state.ready_count >= broker_->max_messages) {
             return sdk::Status(sdk::ErrorCode::ResourceExhausted,
-                               "queue '" + queue + "' holds " +
-                                   std::to_string(state.ready_count) +
+                               "queue '" + queue + "' holds " + std::to_string(state.ready_count) +
                                    " ready messages, the max_messages_per_queue limit");
         }
         state.push_back(std::move(stored));
@@ -342,9 +338,9 @@ sdk::Status MemoryConsumer::check_open_locked() const {
                            "consumer on queue '" + queue_->spec.name + "' is closed");
     }
     if (broker_->stopped) {
-        return sdk::Status(sdk::ErrorCode::FailedPrecondition,
-                           "memory message queue is stopped (consumer on queue '" +
-                               queue_->spec.name + "')");
+        return sdk::Status(
+            sdk::ErrorCode::FailedPrecondition,
+            "memory message queue is stopped (consumer on queue '" + queue_->spec.name + "')");
     }
     return sdk::Status::ok();
 }

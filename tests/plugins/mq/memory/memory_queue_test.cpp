@@ -85,7 +85,8 @@ TEST_CASE("memory mq stop wakes a blocked receive", "[unit][mq][memory]") {
 
 TEST_CASE("memory mq bounds each queue by max_messages_per_queue", "[unit][mq][memory]") {
     sdk::testing::FakeHost host;
-    MemoryQueue queue(host, sdk::Options(std::map<std::string, std::string>{{"max_messages_per_queue", "2"}}));
+    MemoryQueue queue(
+        host, sdk::Options(std::map<std::string, std::string>{{"max_messages_per_queue", "2"}}));
     mq::require_ok(queue.start());
     mq::require_ok(queue.declare({"jobs", 0, ""}));
     mq::publish_ok(queue, "jobs", mq::make_message("1", "x"));
@@ -100,10 +101,11 @@ TEST_CASE("memory mq bounds each queue by max_messages_per_queue", "[unit][mq][m
 }
 
 TEST_CASE("memory mq refuses a bad max_messages_per_queue option", "[unit][mq][memory]") {
-    const std::string value = GENERATE(std::string("abc"), std::string("0"), std::string("-3"),
-                                       std::string("12x"));
+    const std::string value =
+        GENERATE(std::string("abc"), std::string("0"), std::string("-3"), std::string("12x"));
     sdk::testing::FakeHost host;
-    MemoryQueue queue(host, sdk::Options(std::map<std::string, std::string>{{"max_messages_per_queue", value}}));
+    MemoryQueue queue(
+        host, sdk::Options(std::map<std::string, std::string>{{"max_messages_per_queue", value}}));
     sdk::Status status = queue.start();
     CHECK(status.code() == sdk::ErrorCode::InvalidArgument);
     CHECK_THAT(status.message(), Catch::Contains("max_messages_per_queue"));
@@ -140,8 +142,8 @@ TEST_CASE("memory mq dead letters keep the first death headers once", "[unit][mq
 TEST_CASE("memory mq loads as a plugin module and works through its factory",
           "[integration][mq][memory]") {
     const std::string path = std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-mq-memory.so";
-    boost::dll::shared_library library(path, boost::dll::load_mode::rtld_now |
-                                                 boost::dll::load_mode::rtld_local);
+    boost::dll::shared_library library(
+        path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
     const auto& abi = library.get_alias<const sdk::AbiInfo>(sdk::kAbiAlias);
     CHECK(abi.abi_major == SYNERGOS_SDK_ABI_MAJOR);
     CHECK(std::string(abi.fingerprint) == SYNERGOS_SDK_FINGERPRINT);
@@ -153,7 +155,9 @@ TEST_CASE("memory mq loads as a plugin module and works through its factory",
     auto& create = library.get_alias<sdk::Factory<sdk::MessageQueue>>("synergos_plugin_create_mq");
     sdk::testing::FakeHost host;
     {
-        auto created = create(host, sdk::Options(std::map<std::string, std::string>{{"max_messages_per_queue", "10"}}));
+        auto created = create(
+            host,
+            sdk::Options(std::map<std::string, std::string>{{"max_messages_per_queue", "10"}}));
         mq::require_ok(created.status());
         auto& queue = **created;
         mq::require_ok(queue.start());

@@ -493,8 +493,7 @@ inline void bad_input_is_refused(Backend& backend) {
     CHECK(mq->publish(name, bad_header, 5s).code() == sdk::ErrorCode::InvalidArgument);
     CHECK(mq->publish(name, make_message(std::string(300, 'i'), "x"), 5s).code() ==
           sdk::ErrorCode::InvalidArgument);
-    CHECK(mq->publish(name, make_message("t", "x"), 0ms).code() ==
-          sdk::ErrorCode::InvalidArgument);
+    CHECK(mq->publish(name, make_message("t", "x"), 0ms).code() == sdk::ErrorCode::InvalidArgument);
 
     CHECK(mq->consume(name, 0).status().code() == sdk::ErrorCode::InvalidArgument);
     auto no_queue = mq->consume(missing, 1);
@@ -535,25 +534,28 @@ inline void bad_input_is_refused(Backend& backend) {
         ::synergos::tests::mq::scenario(*backend);                  \
     }
 
-#define SYNERGOS_MQ_SCENARIOS(label, tags, factory)                                              \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "delivers a published message until it is acked", \
-                         publish_consume_ack)                                                    \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                   \
-                         "confirms each publish and refuses an unroutable one", publish_is_confirmed) \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "never has more than prefetch deliveries unacked", \
-                         prefetch_bounds_unacked)                                                \
+#define SYNERGOS_MQ_SCENARIOS(label, tags, factory)                                                \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "delivers a published message until it is acked",   \
+                         publish_consume_ack)                                                      \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
+                         "confirms each publish and refuses an unroutable one",                    \
+                         publish_is_confirmed)                                                     \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "never has more than prefetch deliveries unacked",  \
+                         prefetch_bounds_unacked)                                                  \
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "delivers higher priorities first", priority_order) \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "redelivers a requeued message flagged redelivered", \
-                         reject_requeue_sets_redelivered)                                        \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                   \
-                         "dead-letters a message rejected without requeue", reject_dead_letters) \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "returns unacked deliveries when a consumer closes", \
-                         close_returns_unacked)                                                  \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "times out a receive on an empty queue",          \
-                         receive_times_out)                                                      \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "keeps every message of concurrent publishers",   \
-                         concurrent_publishers)                                                  \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "counts the consumers of a queue",                \
-                         consumer_count_tracks_consumers)                                        \
-    SYNERGOS_MQ_SCENARIO(label, tags, factory, "refuses bad input with a clear error",           \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
+                         "redelivers a requeued message flagged redelivered",                      \
+                         reject_requeue_sets_redelivered)                                          \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "dead-letters a message rejected without requeue",  \
+                         reject_dead_letters)                                                      \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
+                         "returns unacked deliveries when a consumer closes",                      \
+                         close_returns_unacked)                                                    \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "times out a receive on an empty queue",            \
+                         receive_times_out)                                                        \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "keeps every message of concurrent publishers",     \
+                         concurrent_publishers)                                                    \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "counts the consumers of a queue",                  \
+                         consumer_count_tracks_consumers)                                          \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "refuses bad input with a clear error",             \
                          bad_input_is_refused)

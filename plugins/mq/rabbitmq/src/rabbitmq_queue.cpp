@@ -1,0 +1,899 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "rabbitmq_queue.hpp"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "rabbitmq_consumer.hpp"
+#include "validation.hpp"
+
+namespace synergos::plugins::rabbitmq {
+
+namespace {
+
+constexpr amqp_channel_t kPublishChannel = 1;
+constexpr amqp_channel_t kAdminChannel = 2;
+constexpr auto kMinBackoff = std::chrono::milliseconds(100);
+
+amqp_bytes_t as_bytes(const std::string& text) {
+    return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
+}
+
+std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+
+}  // namespace
+
+/// One operation handed to the I/O thread.
+struct RabbitMqQueue::Op {
+    enum class Kind { Publish, Declare, Inspect };
+    Kind kind = Kind::Publish;
+    std::string queue;
+    sdk::Message message;
+    sdk::QueueSpec spec;
+    std::chrono::milliseconds timeout{0};
+    Clock::time_point deadline;
+    // Guarded by mutex_.
+    bool done = false;
+    bool abandoned = false;  ///< the caller stopped waiting
+    bool sent = false;       ///< publish bytes went out at least once
+    sdk::Status status;
+    QueueInfo info;
+    std::condition_variable cv;
+    // I/O thread only.
+    std::optional<sdk::Status> returned;  ///< the broker returned the message (unroutable)
+
+    std::string what() const {
+        switch (kind) {
+            case Kind::Publish:
+                return "publish of message '" + message.id + "' to queue '" + queue + "'";
+            case Kind::Declare:
+                return "declare of queue '" + queue + "'";
+            case Kind::Inspect:
+                return "inspection of queue '" + queue + "'";
+        }
+        return "operation";
+    }
+};
+
+RabbitMqQueue::RabbitMqQueue(sdk::HostContext& host, const sdk::Options& options) : host_(host) {
+    auto parsed = parse_settings(options);
+    if (parsed) {
+        settings_ = std::move(*parsed);
+        settings_.client_name = "synergos " + host.role() + "/" + host.node_id();
+    } else {
+        config_error_ = parsed.status();
+    }
+    context_ = settings_.describe();
+}
+
+RabbitMqQueue::~RabbitMqQueue() { stop(); }
+
+// --- caller side ------------------------------------------------------------------------------
+
+sdk::Status RabbitMqQueue::start() noexcept {
+    try {
+        if (!config_error_) {
+            return config_error_;
+        }
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (stopping_) {
+            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                               context_ + ": message queue was stopped and cannot restart");
+        }
+        if (started_) {
+            return sdk::Status::ok();
+        }
+        if (!wake_) {
+            wake_ = std::make_unique<WakeFd>();
+        }
+        started_ = true;
+        first_attempt_done_ = false;
+        thread_ = std::thread([this] { run(); });
+        const auto limit =
+            settings_.connect_timeout + 2 * settings_.rpc_timeout + std::chrono::seconds(1);
+        state_cv_.wait_for(lock, limit, [&] { return first_attempt_done_; });
+        if (connected_) {
+            lock.unlock();
+            host_.logger().info(
+                "rabbitmq message queue connected",
+                nlohmann::json{{"broker", settings_.host + ":" + std::to_string(settings_.port)},
+                               {"vhost", settings_.vhost},
+                               {"tls", settings_.tls},
+                               {"heartbeat_s", settings_.heartbeat_s}}
+                    .dump());
+            return sdk::Status::ok();
+        }
+        sdk::Status failure =
+            first_attempt_done_
+                ? last_error_
+                : sdk::Status(
+                      sdk::ErrorCode::Unavailable,
+                      context_ + ": no connection within " +
+                          ms_text(std::chrono::duration_cast<std::chrono::milliseconds>(limit)));
+        // Leave the object as before start(), so the host may retry.
+        stopping_ = true;
+        lock.unlock();
+        wake_->signal();
+        thread_.join();
+        lock.lock();
+        stopping_ = false;
+        started_ = false;
+        return failure;
+    } catch (const std::exception& e) {
+        return sdk::Status(sdk::ErrorCode::Internal, context_ + ": start failed: " + e.what());
+    }
+}
+
+void RabbitMqQueue::stop() noexcept {
+    std::vector<std::weak_ptr<ConsumerCore>> consumers;
+    {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (stopping_ && !thread_.joinable()) {
+            return;
+        }
+        stopping_ = true;
+        consumers.swap(consumers_);
+        if (thread_.joinable()) {
+            wake_->signal();
+            // A send stuck on a blocked or dead socket is broken by shutting the socket down.
+            const auto limit = 2 * settings_.rpc_timeout + std::chrono::seconds(1);
+            if (!state_cv_.wait_for(lock, limit, [&] { return thread_done_; }) &&
+                live_link_ != nullptr) {
+                live_link_->interrupt();
+            }
+        }
+    }
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+    // The contract says consumers are closed first; close stragglers so no thread outlives us.
+    for (auto& weak : consumers) {
+        if (auto core = weak.lock()) {
+            core->close();
+        }
+    }
+}
+
+sdk::Status RabbitMqQueue::submit(const OpPtr& op) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) {
+            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                               context_ + ": message queue is stopped (" + op->what() + ")");
+        }
+        if (!started_) {
+            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                               context_ + ": message queue is not started (" + op->what() + ")");
+        }
+        incoming_.push_back(op);
+    }
+    wake_->signal();
+    std::unique_lock<std::mutex> lock(mutex_);
+    // The I/O thread completes every operation by its deadline; the margin covers a thread busy
+    // in a connect attempt, after which the caller's own deadline wins.
+    op->cv.wait_until(lock, op->deadline + std::chrono::milliseconds(200),
+                      [&] { return op->done; });
+    if (op->done) {
+        return op->status;
+    }
+    op->abandoned = true;
+    if (op->sent) {
+        return sdk::Status(sdk::ErrorCode::Timeout,
+                           context_ + ": " + op->what() + " was sent but not confirmed within " +
+                               ms_text(op->timeout) +
+                               "; it may still be stored (consumers de-duplicate by message id)");
+    }
+    return outage_status().is_ok()
+               ? sdk::Status(
+                     sdk::ErrorCode::Timeout,
+                     context_ + ": " + op->what() + " did not run within " + ms_text(op->timeout))
+               : sdk::Status(sdk::ErrorCode::Unavailable,
+                             context_ + ": " + op->what() + " not done within " +
+                                 ms_text(op->timeout) +
+                                 "; nothing was sent: " + outage_status().message());
+}
+
+sdk::Status RabbitMqQueue::outage_status() const {
+    if (!connected_) {
+        return sdk::Status(
+            sdk::ErrorCode::Unavailable,
+            "broker unreachable, reconnecting (last error: " +
+                (last_error_.is_ok() ? std::string("none yet") : last_error_.message()) + ")");
+    }
+    if (blocked_) {
+        return sdk::Status(sdk::ErrorCode::Unavailable,
+                           "the broker blocked publishing (memory or disk alarm)");
+    }
+    return sdk::Status::ok();
+}
+
+sdk::Status RabbitMqQueue::declare(const sdk::QueueSpec& spec) noexcept {
+    try {
+        if (auto status = validate_spec(spec); !status) {
+            return status;
+        }
+        auto op = std::make_shared<Op>();
+        op->kind = Op::Kind::Declare;
+        op->queue = spec.name;
+        op->spec = spec;
+        op->timeout = std::max(settings_.connect_timeout, settings_.rpc_timeout);
+        op->deadline = Clock::now() + op->timeout;
+        return submit(op);
+    } catch (const std::exception& e) {
+        return sdk::Status(sdk::ErrorCode::Internal, context_ + ": declare failed: " + e.what());
+    }
+}
+
+sdk::Status RabbitMqQueue::publish(const std::string& queue, const sdk::Message& message,
+                                   std::chrono::milliseconds timeout) noexcept {
+    try {
+        if (auto status = validate_queue_name(queue, "queue"); !status) {
+            return status;
+        }
+        if (auto status = validate_message(queue, message); !status) {
+            return status;
+        }
+        if (auto status = validate_timeout(queue, timeout); !status) {
+            return status;
+        }
+        auto op = std::make_shared<Op>();
+        op->kind = Op::Kind::Publish;
+        op->queue = queue;
+        op->message = message;
+        op->timeout = timeout;
+        op->deadline = Clock::now() + timeout;
+        return submit(op);
+    } catch (const std::exception& e) {
+        return sdk::Status(sdk::ErrorCode::Internal, context_ + ": publish failed: " + e.what());
+    }
+}
+
+sdk::Result<RabbitMqQueue::QueueInfo> RabbitMqQueue::inspect(const std::string& queue) {
+    if (auto status = validate_queue_name(queue, "queue"); !status) {
+        return status;
+    }
+    auto op = std::make_shared<Op>();
+    op->kind = Op::Kind::Inspect;
+    op->queue = queue;
+    op->timeout = std::max(settings_.connect_timeout, settings_.rpc_timeout);
+    op->deadline = Clock::now() + op->timeout;
+    if (auto status = submit(op); !status) {
+        return status;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    return op->info;
+}
+
+sdk::Result<std::uint64_t> RabbitMqQueue::depth(const std::string& queue) noexcept {
+    try {
+        auto info = inspect(queue);
+        if (!info) {
+            return info.error();
+        }
+        return info->messages;
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, context_ + ": depth failed: " + e.what()};
+    }
+}
+
+sdk::Result<std::uint32_t> RabbitMqQueue::consumer_count(const std::string& queue) noexcept {
+    try {
+        auto info = inspect(queue);
+        if (!info) {
+            return info.error();
+        }
+        return info->consumers;
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          context_ + ": consumer_count failed: " + e.what()};
+    }
+}
+
+sdk::Result<std::unique_ptr<sdk::Consumer>> RabbitMqQueue::consume(
+    const std::string& queue, std::uint16_t prefetch) noexcept {
+    try {
+        if (auto status = validate_queue_name(queue, "queue"); !status) {
+            return status;
+        }
+        if (auto status = validate_prefetch(queue, prefetch); !status) {
+            return status;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_ || !started_) {
+                return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                  context_ + ": message queue is " +
+                                      (stopping_ ? "stopped" : "not started") +
+                                      " (consume from queue '" + queue + "')"};
+            }
+        }
+        auto core = std::make_shared<ConsumerCore>(settings_, host_.logger(), queue, prefetch);
+        if (auto status = core->open(); !status) {
+            return status;
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            // Forget consumers that are gone, so the list does not grow without bound.
+            consumers_.erase(std::remove_if(consumers_.begin(), consumers_.end(),
+                                            [](const auto& weak) { return weak.expired(); }),
+                             consumers_.end());
+            consumers_.push_back(core);
+        }
+        return std::unique_ptr<sdk::Consumer>(new RabbitMqConsumer(std::move(core)));
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, context_ + ": consume failed: " + e.what()};
+    }
+}
+
+void RabbitMqQueue::complete(const OpPtr& op, sdk::Status status) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (op->done) {
+        return;
+    }
+    op->done = true;
+    op->status = std::move(status);
+    op->cv.notify_all();
+}
+
+// --- I/O thread -------------------------------------------------------------------------------
+
+void RabbitMqQueue::run() noexcept {
+    try {
+        run_loop();
+    } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        last_error_ =
+            sdk::Status(sdk::ErrorCode::Internal, context_ + ": I/O thread failed: " + e.what());
+        connected_ = false;
+        first_attempt_done_ = true;
+    }
+    // Everything still waiting learns that the queue stopped.
+    std::vector<OpPtr> left(pending_.begin(), pending_.end());
+    for (auto& [seq, op] : inflight_) {
+        left.push_back(op);
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        left.insert(left.end(), incoming_.begin(), incoming_.end());
+        incoming_.clear();
+    }
+    for (auto& op : left) {
+        complete(op, sdk::Status(sdk::ErrorCode::Cancelled,
+                                 context_ + ": message queue stopped before the " + op->what() +
+                                     " completed" +
+                                     (op->sent ? " (it was sent and may still be stored)" : "")));
+    }
+    pending_.clear();
+    inflight_.clear();
+    if (link_) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            live_link_ = link_.get();
+        }
+        link_->close(
+            std::min<std::chrono::milliseconds>(settings_.rpc_timeout, std::chrono::seconds(2)));
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_link_ = nullptr;
+        link_.reset();
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    connected_ = false;
+    thread_done_ = true;
+    state_cv_.notify_all();
+}
+
+void RabbitMqQueue::run_loop() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        thread_done_ = false;
+    }
+    next_attempt_ = Clock::now();
+    backoff_ = kMinBackoff;
+    while (true) {
+        wake_->drain();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (stopping_) {
+                return;
+            }
+            while (!incoming_.empty()) {
+                pending_.push_back(std::move(incoming_.front()));
+                incoming_.pop_front();
+            }
+        }
+        expire(Clock::now());
+        if (!link_) {
+            if (Clock::now() >= next_attempt_) {
+                sdk::Status status = connect();
+                const bool first = [&] {
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    return !first_attempt_done_;
+                }();
+                if (status) {
+                    if (failed_attempts_ > 0 || !first) {
+                        host_.logger().info("rabbitmq publisher reconnected",
+                                            nlohmann::json{{"broker", context_},
+                                                           {"failed_attempts", failed_attempts_}}
+                                                .dump());
+                    }
+                    failed_attempts_ = 0;
+                    backoff_ = kMinBackoff;
+                } else {
+                    if (failed_attempts_ == 0 && !first) {
+                        host_.logger().warn("rabbitmq publisher cannot reconnect yet; retrying",
+                                            nlohmann::json{{"error", status.message()}}.dump());
+                    }
+                    ++failed_attempts_;
+                    next_attempt_ = Clock::now() + backoff_;
+                    backoff_ = std::min(backoff_ * 2, settings_.reconnect_max_backoff);
+                }
+                std::lock_guard<std::mutex> lock(mutex_);
+                connected_ = status.is_ok();
+                if (!status) {
+                    last_error_ = status;
+                } else {
+                    blocked_ = false;
+                }
+                first_attempt_done_ = true;
+                state_cv_.notify_all();
+            }
+            if (!link_) {
+                // Sleep until the next attempt, the earliest deadline, or a new operation.
+                pollfd wake{wake_->fd(), POLLIN, 0};
+                const auto until = std::min(next_attempt_, next_deadline());
+                const auto left =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+                ::poll(&wake, 1,
+                       static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 60000)));
+                continue;
+            }
+        }
+        republish_on_loss_ = true;
+        sdk::Status status = execute_pending();
+        if (status) {
+            status = drain_frames();
+        }
+        if (status) {
+            status = link_->service_heartbeat();
+        }
+        if (status) {
+            expire(Clock::now());
+            bool woken = false;
+            status = link_->wait(wake_->fd(), next_deadline(), &woken);
+        }
+        if (!status) {
+            lose_connection(status, republish_on_loss_);
+        }
+    }
+}
+
+sdk::Status RabbitMqQueue::connect() {
+    auto link = std::make_unique<AmqpLink>(settings_, settings_.client_name + " publisher");
+    if (auto status = link->open(); !status) {
+        return status;
+    }
+    if (auto status = link->open_channel(kPublishChannel, context_ + ": open publish channel");
+        !status) {
+        return status;
+    }
+    amqp_confirm_select(link->state(), kPublishChannel);
+    if (auto status = reply_status(amqp_get_rpc_reply(link->state()),
+                                   context_ + ": enable publisher confirms");
+        !status) {
+        return status;
+    }
+    if (auto status = link->open_channel(kAdminChannel, context_ + ": open declare channel");
+        !status) {
+        return status;
+    }
+    link_ = std::move(link);
+    admin_open_ = true;
+    next_seq_ = 1;
+    assembler_.reset();
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_link_ = link_.get();
+    }
+    // The broker may have lost queues (a new node, a wiped mnesia): declare ours again.
+    for (const auto& spec : declared_) {
+        bool channel_error = false;
+        sdk::Status status = declare_on_admin(spec, false, nullptr, &channel_error);
+        if (!status && !channel_error) {
+            std::lock_guard<std::mutex> lock(mutex_);
+            live_link_ = nullptr;
+            link_.reset();
+            return status;
+        }
+        if (!status) {
+            host_.logger().error(
+                "rabbitmq queue could not be declared again after reconnecting",
+                nlohmann::json{{"queue", spec.name}, {"error", status.message()}}.dump());
+        }
+    }
+    return sdk::Status::ok();
+}
+
+void RabbitMqQueue::lose_connection(const sdk::Status& why, bool republish) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        live_link_ = nullptr;
+        connected_ = false;
+        last_error_ = why;
+    }
+    link_.reset();
+    admin_open_ = false;
+    assembler_.reset();
+    // Unconfirmed publishes go out again on the next connection, in their original order.
+    // After a channel error they fail instead: the broker refused something and would again.
+    for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
+        if (republish) {
+            it->second->returned.reset();
+            pending_.push_front(it->second);
+        } else {
+            complete(it->second,
+                     sdk::Status(why.code(), why.message() + " (during the " + it->second->what() +
+                                                 "; it may not have been stored)"));
+        }
+    }
+    inflight_.clear();
+    failed_attempts_ = 0;
+    backoff_ = kMinBackoff;
+    next_attempt_ = Clock::now();
+    host_.logger().warn(
+        "rabbitmq publisher connection lost; reconnecting",
+        nlohmann::json{{"error", why.message()}, {"unconfirmed_messages", pending_.size()}}.dump());
+}
+
+sdk::Status RabbitMqQueue::execute_pending() {
+    while (!pending_.empty()) {
+        OpPtr op = pending_.front();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (op->abandoned || op->done) {
+                pending_.pop_front();
+                continue;
+            }
+            if (op->kind == Op::Kind::Publish) {
+                op->sent =
+                    true;  // before the bytes leave, so a caller timeout says "may be stored"
+            }
+        }
+        sdk::Status status = op->kind == Op::Kind::Publish ? execute_publish(op) : execute_rpc(op);
+        if (!status) {
+            return status;  // connection-level: the operation stays queued for the next link
+        }
+        pending_.pop_front();
+    }
+    return sdk::Status::ok();
+}
+
+sdk::Status RabbitMqQueue::execute_publish(const OpPtr& op) {
+    const sdk::Message& message = op->message;
+    std::vector<amqp_table_entry_t> headers(message.headers.size() + 1);
+    for (std::size_t i = 0; i < message.headers.size(); ++i) {
+        headers[i].key = as_bytes(message.headers[i].first);
+        headers[i].value.kind = AMQP_FIELD_KIND_UTF8;
+        headers[i].value.value.bytes = as_bytes(message.headers[i].second);
+    }
+    const std::uint64_t seq = next_seq_;
+    amqp_table_entry_t& seq_entry = headers.back();
+    seq_entry.key = amqp_cstring_bytes(kSeqHeader);
+    seq_entry.value.kind = AMQP_FIELD_KIND_I64;
+    seq_entry.value.value.i64 = static_cast<std::int64_t>(seq);
+
+    amqp_basic_properties_t props{};
+    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG |
+                   AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    props.delivery_mode = 2;  // persistent
+    props.priority = message.priority;
+    props.timestamp =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+    props.headers = amqp_table_t{static_cast<int>(headers.size()), headers.data()};
+    if (!message.content_type.empty()) {
+        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props.content_type = as_bytes(message.content_type);
+    }
+    if (!message.id.empty()) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props.message_id = as_bytes(message.id);
+    }
+    // mandatory = 1: an unroutable message (no such queue) comes back as basic.return.
+    const int sent = amqp_basic_publish(link_->state(), kPublishChannel, amqp_empty_bytes,
+                                        as_bytes(op->queue), 1, 0, &props, as_bytes(message.body));
+    link_->note_sent();
+    if (sent != AMQP_STATUS_OK) {
+        return library_error(sent, context_ + ": " + op->what());
+    }
+    ++next_seq_;
+    op->returned.reset();
+    inflight_[seq] = op;
+    return sdk::Status::ok();
+}
+
+sdk::Status RabbitMqQueue::ensure_admin_channel() {
+    if (admin_open_) {
+        return sdk::Status::ok();
+    }
+    auto status = link_->open_channel(kAdminChannel, context_ + ": reopen declare channel");
+    admin_open_ = status.is_ok();
+    return status;
+}
+
+sdk::Status RabbitMqQueue::declare_on_admin(const sdk::QueueSpec& spec, bool passive,
+                                            QueueInfo* info, bool* channel_error) {
+    *channel_error = false;
+    if (auto status = ensure_admin_channel(); !status) {
+        return status;
+    }
+    if (!passive && !spec.dead_letter_queue.empty()) {
+        sdk::QueueSpec dlq;
+        dlq.name = spec.dead_letter_queue;
+        if (auto status = declare_on_admin(dlq, false, nullptr, channel_error); !status) {
+            return status;
+        }
+    }
+    amqp_table_entry_t entries[3];
+    int count = 0;
+    if (spec.max_priority > 0) {
+        entries[count].key = amqp_cstring_bytes("x-max-priority");
+        entries[count].value.kind = AMQP_FIELD_KIND_I32;
+        entries[count].value.value.i32 = spec.max_priority;
+        ++count;
+    }
+    if (!spec.dead_letter_queue.empty()) {
+        entries[count].key = amqp_cstring_bytes("x-dead-letter-exchange");
+        entries[count].value.kind = AMQP_FIELD_KIND_UTF8;
+        entries[count].value.value.bytes = amqp_empty_bytes;
+        ++count;
+        entries[count].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+        entries[count].value.kind = AMQP_FIELD_KIND_UTF8;
+        entries[count].value.value.bytes = as_bytes(spec.dead_letter_queue);
+        ++count;
+    }
+    const amqp_table_t arguments{count, entries};
+    const std::string what = passive ? "inspect queue '" + spec.name + "'"
+                                     : "declare queue '" + spec.name + "' (max_priority " +
+                                           std::to_string(spec.max_priority) +
+                                           ", dead_letter_queue '" + spec.dead_letter_queue + "')";
+    link_->note_sent();
+    auto* ok = amqp_queue_declare(link_->state(), kAdminChannel, as_bytes(spec.name),
+                                  passive ? 1 : 0, 1, 0, 0, passive ? amqp_empty_table : arguments);
+    const amqp_rpc_reply_t reply = amqp_get_rpc_reply(link_->state());
+    if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
+        link_->note_received();
+        if (info != nullptr && ok != nullptr) {
+            info->messages = ok->message_count;
+            info->consumers = ok->consumer_count;
+        }
+        return sdk::Status::ok();
+    }
+    if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        // Only the declare channel is gone; confirm the close and reopen it on next use.
+        sdk::Status status = close_method_status(reply.reply, context_ + ": " + what);
+        link_->send_close_ok(kAdminChannel, false);
+        admin_open_ = false;
+        *channel_error = true;
+        return status;
+    }
+    return reply_status(reply, context_ + ": " + what);
+}
+
+sdk::Status RabbitMqQueue::execute_rpc(const OpPtr& op) {
+    bool channel_error = false;
+    QueueInfo info;
+    sdk::Status status;
+    if (op->kind == Op::Kind::Declare) {
+        status = declare_on_admin(op->spec, false, nullptr, &channel_error);
+        if (status) {
+            auto same = [&](const sdk::QueueSpec& known) { return known.name == op->spec.name; };
+            declared_.erase(std::remove_if(declared_.begin(), declared_.end(), same),
+                            declared_.end());
+            declared_.push_back(op->spec);
+        }
+    } else {
+        sdk::QueueSpec probe;
+        probe.name = op->queue;
+        status = declare_on_admin(probe, true, &info, &channel_error);
+    }
+    if (!status && !channel_error) {
+        return status;  // the connection failed: retry on the next one
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        op->info = info;
+    }
+    complete(op, status);
+    return sdk::Status::ok();
+}
+
+sdk::Status RabbitMqQueue::drain_frames() {
+    while (true) {
+        auto next = link_->next_frame();
+        if (!next) {
+            return next.status();
+        }
+        if (!next->has_value()) {
+            return sdk::Status::ok();
+        }
+        sdk::Status status = handle_frame(**next);
+        link_->release_buffers();
+        if (!status) {
+            return status;
+        }
+    }
+}
+
+sdk::Status RabbitMqQueue::handle_frame(const amqp_frame_t& frame) {
+    if (frame.frame_type == AMQP_FRAME_HEADER || frame.frame_type == AMQP_FRAME_BODY) {
+        auto added = assembler_.add(frame);
+        if (!added) {
+            return sdk::Status(added.error().code, context_ + ": " + added.error().message);
+        }
+        if (added->has_value() && (**added).method == AMQP_BASIC_RETURN_METHOD) {
+            const ContentMessage& returned = **added;
+            if (returned.publish_seq) {
+                auto it = inflight_.find(*returned.publish_seq);
+                if (it != inflight_.end()) {
+                    const std::string reason =
+                        std::to_string(returned.reply_code) + " " + returned.reply_text;
+                    it->second->returned =
+                        returned.reply_code == AMQP_NO_ROUTE
+                            ? sdk::Status(sdk::ErrorCode::NotFound,
+                                          context_ + ": queue '" + returned.routing_key +
+                                              "' does not exist (the broker returned message '" +
+                                              returned.message.id + "': " + reason + ")")
+                            : sdk::Status(code_for_reply(returned.reply_code),
+                                          context_ + ": the broker returned message '" +
+                                              returned.message.id + "' for queue '" +
+                                              returned.routing_key + "': " + reason);
+                }
+            }
+        }
+        return sdk::Status::ok();
+    }
+    if (frame.frame_type != AMQP_FRAME_METHOD) {
+        return sdk::Status::ok();
+    }
+    const amqp_method_t& method = frame.payload.method;
+    switch (method.id) {
+        case AMQP_BASIC_ACK_METHOD: {
+            const auto* ack = static_cast<const amqp_basic_ack_t*>(method.decoded);
+            handle_confirm(ack->delivery_tag, ack->multiple != 0, false);
+            return sdk::Status::ok();
+        }
+        case AMQP_BASIC_NACK_METHOD: {
+            const auto* nack = static_cast<const amqp_basic_nack_t*>(method.decoded);
+            handle_confirm(nack->delivery_tag, nack->multiple != 0, true);
+            return sdk::Status::ok();
+        }
+        case AMQP_BASIC_RETURN_METHOD:
+            assembler_.start(frame);
+            return sdk::Status::ok();
+        case AMQP_CHANNEL_CLOSE_METHOD: {
+            sdk::Status status = close_method_status(
+                method, context_ + ": channel " + std::to_string(frame.channel));
+            link_->send_close_ok(frame.channel, false);
+            if (frame.channel == kAdminChannel) {
+                admin_open_ = false;
+                return sdk::Status::ok();
+            }
+            republish_on_loss_ = false;
+            return status;
+        }
+        case AMQP_CONNECTION_CLOSE_METHOD: {
+            sdk::Status status = close_method_status(method, context_ + ": connection");
+            link_->send_close_ok(0, true);
+            return status;
+        }
+        case AMQP_CONNECTION_BLOCKED_METHOD: {
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                blocked_ = true;
+            }
+            host_.logger().warn("rabbitmq broker blocked publishing (resource alarm)",
+                                nlohmann::json{{"broker", context_}}.dump());
+            return sdk::Status::ok();
+        }
+        case AMQP_CONNECTION_UNBLOCKED_METHOD: {
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                blocked_ = false;
+            }
+            host_.logger().info("rabbitmq broker unblocked publishing",
+                                nlohmann::json{{"broker", context_}}.dump());
+            return sdk::Status::ok();
+        }
+        default:
+            return sdk::Status::ok();
+    }
+}
+
+void RabbitMqQueue::handle_confirm(std::uint64_t tag, bool multiple, bool nack) {
+    auto first = multiple ? inflight_.begin() : inflight_.find(tag);
+    auto last = multiple ? inflight_.upper_bound(tag)
+                         : (first == inflight_.end() ? first : std::next(first));
+    for (auto it = first; it != last; ++it) {
+        const OpPtr& op = it->second;
+        if (nack) {
+            complete(op, sdk::Status(sdk::ErrorCode::Unavailable,
+                                     context_ + ": the broker nacked the " + op->what() +
+                                         " (it was not stored); publish it again"));
+        } else if (op->returned) {
+            complete(op, *op->returned);
+        } else {
+            complete(op, sdk::Status::ok());
+        }
+    }
+    inflight_.erase(first, last);
+}
+
+void RabbitMqQueue::expire(Clock::time_point now) {
+    sdk::Status outage;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        outage = outage_status();
+    }
+    for (auto it = pending_.begin(); it != pending_.end();) {
+        const OpPtr& op = *it;
+        if (now < op->deadline) {
+            ++it;
+            continue;
+        }
+        const bool was_sent = [&] {
+            std::lock_guard<std::mutex> lock(mutex_);
+            return op->sent;
+        }();
+        if (was_sent) {
+            complete(op, sdk::Status(
+                             sdk::ErrorCode::Timeout,
+                             context_ + ": " + op->what() + " was sent but not confirmed within " +
+                                 ms_text(op->timeout) + " (" +
+                                 (outage ? std::string("connection open") : outage.message()) +
+                                 "); it may still be stored"));
+        } else if (!outage) {
+            complete(op, sdk::Status(sdk::ErrorCode::Unavailable,
+                                     context_ + ": " + op->what() + " not done within " +
+                                         ms_text(op->timeout) +
+                                         "; nothing was sent: " + outage.message()));
+        } else {
+            complete(op, sdk::Status(sdk::ErrorCode::Timeout, context_ + ": " + op->what() +
+                                                                  " did not run within " +
+                                                                  ms_text(op->timeout)));
+        }
+        it = pending_.erase(it);
+    }
+    for (auto it = inflight_.begin(); it != inflight_.end();) {
+        const OpPtr& op = it->second;
+        if (now < op->deadline) {
+            ++it;
+            continue;
+        }
+        complete(op, sdk::Status(outage ? sdk::ErrorCode::Timeout : sdk::ErrorCode::Unavailable,
+                                 context_ + ": " + op->what() +
+                                     " was sent but not confirmed within " + ms_text(op->timeout) +
+                                     (outage ? std::string() : " (" + outage.message() + ")") +
+                                     "; it may still be stored"));
+        it = inflight_.erase(it);
+    }
+}
+
+Clock::time_point RabbitMqQueue::next_deadline() const {
+    auto earliest = Clock::now() + std::chrono::hours(1);
+    for (const auto& op : pending_) {
+        earliest = std::min(earliest, op->deadline);
+    }
+    for (const auto& [seq, op] : inflight_) {
+        earliest = std::min(earliest, op->deadline);
+    }
+    return earliest;
+}
+
+}  // namespace synergos::plugins::rabbitmq

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// The `rabbitmq` mq plugin: the MessageQueue backed by a RabbitMQ broker through rabbitmq-c.
+///
+/// One publisher connection is owned by an I/O thread: callers hand it operations (publish,
+/// declare, inspect) and wait, with a deadline, for the result. Channel 1 is in confirm mode
+/// for publishes; channel 2 carries declares and passive declares, so a refused declare
+/// (channel error) never disturbs publishes in flight. When the connection drops, the thread
+/// reconnects with back-off, re-declares every queue it declared, and republishes messages
+/// whose confirm did not arrive; a publish that cannot be confirmed before its timeout fails
+/// with a clear error. Each consumer has its own connection and thread (rabbitmq_consumer.hpp).
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <synergos/sdk/host.hpp>
+#include <synergos/sdk/message_queue.hpp>
+#include <synergos/sdk/options.hpp>
+
+#include "amqp_link.hpp"
+#include "settings.hpp"
+
+namespace synergos::plugins::rabbitmq {
+
+class ConsumerCore;
+
+/// The RabbitMQ message queue. Threading: every method may be called from any thread.
+class RabbitMqQueue final : public sdk::MessageQueue {
+public:
+    RabbitMqQueue(sdk::HostContext& host, const sdk::Options& options);
+    ~RabbitMqQueue() override;
+
+    sdk::Status start() noexcept override;
+    sdk::Status declare(const sdk::QueueSpec& spec) noexcept override;
+    sdk::Status publish(const std::string& queue, const sdk::Message& message,
+                        std::chrono::milliseconds timeout) noexcept override;
+    sdk::Result<std::unique_ptr<sdk::Consumer>> consume(const std::string& queue,
+                                                        std::uint16_t prefetch) noexcept override;
+    sdk::Result<std::uint64_t> depth(const std::string& queue) noexcept override;
+    sdk::Result<std::uint32_t> consumer_count(const std::string& queue) noexcept override;
+    void stop() noexcept override;
+
+private:
+    struct Op;
+    using OpPtr = std::shared_ptr<Op>;
+
+    struct QueueInfo {
+        std::uint64_t messages = 0;
+        std::uint32_t consumers = 0;
+    };
+
+    sdk::Status submit(const OpPtr& op);
+    sdk::Result<QueueInfo> inspect(const std::string& queue);
+    void complete(const OpPtr& op, sdk::Status status);
+
+    // I/O thread only.
+    void run() noexcept;
+    void run_loop();
+    sdk::Status connect();
+    void lose_connection(const sdk::Status& why, bool republish);
+    sdk::Status execute_pending();
+    sdk::Status execute_publish(const OpPtr& op);
+    sdk::Status execute_rpc(const OpPtr& op);
+    sdk::Status declare_on_admin(const sdk::QueueSpec& spec, bool passive, QueueInfo* info,
+                                 bool* channel_error);
+    sdk::Status ensure_admin_channel();
+    sdk::Status drain_frames();
+    sdk::Status handle_frame(const amqp_frame_t& frame);
+    void handle_confirm(std::uint64_t tag, bool multiple, bool nack);
+    void expire(Clock::time_point now);
+    Clock::time_point next_deadline() const;
+    sdk::Status outage_status() const;
+
+    sdk::HostContext& host_;
+    sdk::Status config_error_;
+    BrokerSettings settings_;
+    std::string context_;  ///< settings_.describe()
+
+    // Shared with callers, guarded by mutex_.
+    std::mutex mutex_;
+    std::condition_variable state_cv_;
+    std::deque<OpPtr> incoming_;
+    bool started_ = false;
+    bool stopping_ = false;
+    bool connected_ = false;
+    bool first_attempt_done_ = false;
+    bool blocked_ = false;  ///< the broker sent connection.blocked (resource alarm)
+    bool thread_done_ = false;
+    sdk::Status last_error_;
+    AmqpLink* live_link_ = nullptr;  ///< for stop() to interrupt a blocked send
+    std::vector<std::weak_ptr<ConsumerCore>> consumers_;  ///< closed by stop()
+
+    std::unique_ptr<WakeFd> wake_;
+    std::thread thread_;
+
+    // Owned by the I/O thread.
+    std::unique_ptr<AmqpLink> link_;
+    std::deque<OpPtr> pending_;
+    std::map<std::uint64_t, OpPtr> inflight_;  ///< by confirm sequence number
+    std::uint64_t next_seq_ = 1;
+    bool admin_open_ = false;
+    bool republish_on_loss_ = true;  ///< false after a publish-channel error
+    ContentAssembler assembler_;
+    std::vector<sdk::QueueSpec> declared_;
+    std::chrono::milliseconds backoff_{100};
+    Clock::time_point next_attempt_{};
+    std::uint64_t failed_attempts_ = 0;
+};
+
+}  // namespace synergos::plugins::rabbitmq
