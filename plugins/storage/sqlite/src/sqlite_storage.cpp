@@ -484,8 +484,13 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
                                                             write_queue_.end());
                 write_queue_.clear();
                 lock.unlock();
-                commit_group(group);
+                auto results = commit_group(group);
                 lock.lock();
+                // Publish outcomes only now, under the lock: a follower must never see its
+                // result before the transaction that holds it is committed.
+                for (std::size_t i = 0; i < group.size(); ++i) {
+                    group[i]->result.emplace(std::move(results[i]));
+                }
                 leader_active_ = false;
                 write_cv_.notify_all();
                 continue;
@@ -509,15 +514,18 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
     }
 }
 
-void SqliteStorage::commit_group(std::vector<std::shared_ptr<Pending>>& group) noexcept {
+std::vector<sdk::Result<std::vector<sdk::Record>>> SqliteStorage::commit_group(
+    const std::vector<std::shared_ptr<Pending>>& group) noexcept {
+    std::vector<sdk::Result<std::vector<sdk::Record>>> results;
+    results.reserve(group.size());
     if (auto st = writer_.exec("BEGIN IMMEDIATE"); !st) {
-        for (auto& p : group) {
-            p->result.emplace(st.error());
+        for (std::size_t i = 0; i < group.size(); ++i) {
+            results.emplace_back(st.error());
         }
-        return;
+        return results;
     }
     bool any_ok = false;
-    for (auto& p : group) {
+    for (const auto& p : group) {
         (void)writer_.exec("SAVEPOINT batch");
         auto result = apply_batch(*p->batch);
         if (result) {
@@ -527,21 +535,21 @@ void SqliteStorage::commit_group(std::vector<std::shared_ptr<Pending>>& group) n
             (void)writer_.exec("ROLLBACK TO batch");
             (void)writer_.exec("RELEASE batch");
         }
-        p->result.emplace(std::move(result));
+        results.push_back(std::move(result));
     }
     if (!any_ok) {
         (void)writer_.exec("ROLLBACK");
-        return;
+        return results;
     }
     if (auto st = writer_.exec("COMMIT"); !st) {
         (void)writer_.exec("ROLLBACK");
-        for (auto& p : group) {
-            if (p->result && p->result->has_value()) {
-                p->result.emplace(sdk::Error{st.code(), "storage 'sqlite': commit failed: " +
-                                                            st.message()});
+        for (auto& r : results) {
+            if (r.has_value()) {
+                r = sdk::Error{st.code(), "storage 'sqlite': commit failed: " + st.message()};
             }
         }
     }
+    return results;
 }
 
 sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(

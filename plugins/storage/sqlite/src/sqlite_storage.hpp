@@ -84,7 +84,9 @@ private:
     sdk::Status migrate() noexcept;
     sdk::Result<Connection*> acquire_reader() noexcept;
     void release_reader(Connection* connection) noexcept;
-    void commit_group(std::vector<std::shared_ptr<Pending>>& group) noexcept;
+    /// Runs every batch of `group` in one transaction; one outcome per batch, in order.
+    std::vector<sdk::Result<std::vector<sdk::Record>>> commit_group(
+        const std::vector<std::shared_ptr<Pending>>& group) noexcept;
     sdk::Result<std::vector<sdk::Record>> apply_batch(
         const std::vector<sdk::Mutation>& batch) noexcept;
 
