@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 
@@ -13,6 +14,56 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 constexpr int kMaxDepth = 64;
+
+// Word-at-a-time tests (SWAR) let the hot loops skip eight ordinary bytes per step. They may
+// report a byte that is not special (a borrow from a lower byte), never miss one: the caller
+// then looks at those eight bytes one by one.
+constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+
+inline std::uint64_t load_word(const char* p) {
+    std::uint64_t word;
+    std::memcpy(&word, p, sizeof(word));
+    return word;
+}
+inline bool has_byte_below(std::uint64_t word, unsigned char limit) {
+    return ((word - kOnes * limit) & ~word & kHighs) != 0;
+}
+inline bool has_byte(std::uint64_t word, unsigned char value) {
+    return has_byte_below(word ^ (kOnes * value), 1);
+}
+/// Control characters and DEL: what a console line must escape.
+inline bool may_have_control(std::uint64_t word) {
+    return has_byte_below(word, 0x20) || has_byte(word, 0x7f);
+}
+/// Anything but printable ASCII other than '"' and '\\': what a JSON string must look at.
+inline bool may_need_json_care(std::uint64_t word) {
+    return (word & kHighs) != 0 || has_byte_below(word, 0x20) || has_byte(word, '"') ||
+           has_byte(word, '\\');
+}
+
+/// Byte classes, looked up once per byte in the loops below.
+constexpr unsigned char kJsonPlain = 1;    // inside a JSON string: printable ASCII but '"' and '\\'
+constexpr unsigned char kConsoleSafe = 2;  // on a console line: anything but controls and DEL
+constexpr std::array<unsigned char, 256> make_byte_classes() {
+    std::array<unsigned char, 256> classes{};
+    for (int c = 0; c < 256; ++c) {
+        unsigned char bits = 0;
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            bits |= kJsonPlain;
+        }
+        if (c >= 0x20 && c != 0x7f) {
+            bits |= kConsoleSafe;
+        }
+        classes[static_cast<std::size_t>(c)] = bits;
+    }
+    return classes;
+}
+constexpr std::array<unsigned char, 256> kByteClasses = make_byte_classes();
+
+inline bool is(unsigned char byte_class, char c) {
+    return (kByteClasses[static_cast<unsigned char>(c)] & byte_class) != 0;
+}
 
 /// Length of the valid UTF-8 sequence starting at `p`, or 0 when it is invalid (overlong forms,
 /// surrogates and code points above U+10FFFF are invalid).
@@ -81,7 +132,16 @@ public:
         if (!consume('"')) {
             return false;
         }
-        while (p_ < end_) {
+        while (true) {
+            while (end_ - p_ >= 8 && !may_need_json_care(load_word(p_))) {
+                p_ += 8;
+            }
+            while (p_ < end_ && is(kJsonPlain, *p_)) {
+                ++p_;
+            }
+            if (p_ == end_) {
+                return false;
+            }
             const auto c = static_cast<unsigned char>(*p_);
             if (c == '"') {
                 ++p_;
@@ -250,14 +310,22 @@ void append_hex_escape(std::string& out, const char* prefix, unsigned char c) {
 }  // namespace
 
 void append_console_text(std::string& out, std::string_view text) {
+    const char* data = text.data();
+    const std::size_t size = text.size();
+    std::size_t i = 0;
     std::size_t run_start = 0;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c >= 0x20 && c != 0x7f) {
-            continue;
+    while (true) {
+        while (size - i >= 8 && !may_have_control(load_word(data + i))) {
+            i += 8;
         }
-        out.append(text.data() + run_start, i - run_start);
-        run_start = i + 1;
+        while (i < size && is(kConsoleSafe, data[i])) {
+            ++i;
+        }
+        if (i == size) {
+            break;
+        }
+        out.append(data + run_start, i - run_start);
+        const auto c = static_cast<unsigned char>(data[i]);
         if (c == '\n') {
             out.append("\\n");
         } else if (c == '\t') {
@@ -267,8 +335,9 @@ void append_console_text(std::string& out, std::string_view text) {
         } else {
             append_hex_escape(out, "\\x", c);
         }
+        run_start = ++i;
     }
-    out.append(text.data() + run_start, text.size() - run_start);
+    out.append(data + run_start, size - run_start);
 }
 
 void append_json_text(std::string& out, std::string_view text) {
@@ -279,11 +348,16 @@ void append_json_text(std::string& out, std::string_view text) {
         out.append(reinterpret_cast<const char*>(run_start), static_cast<std::size_t>(upto - run_start));
     };
     while (p < end) {
-        const unsigned char c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            ++p;
-            continue;
+        while (end - p >= 8 && !may_need_json_care(load_word(reinterpret_cast<const char*>(p)))) {
+            p += 8;
         }
+        while (p < end && (kByteClasses[*p] & kJsonPlain) != 0) {
+            ++p;
+        }
+        if (p == end) {
+            break;
+        }
+        const unsigned char c = *p;
         if (c >= 0x80) {
             const std::size_t n = utf8_sequence_length(p, end);
             if (n != 0) {

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +22,20 @@ constexpr int kMaxParseDepth = 64;
 /// names (or `id`) is renamed to `field_<name>`.
 constexpr std::string_view kReservedNames[] = {"id",   "logger",   "level_name", "file",
                                                "line", "function", "facility"};
+
+/// True unless all eight bytes of the word at `p` are printable ASCII other than '"' and '\\'
+/// (word-at-a-time test; a rare false "true" only costs a byte-by-byte look).
+bool may_need_escaping(const unsigned char* p) {
+    constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+    constexpr std::uint64_t kHighs = 0x8080808080808080ULL;
+    std::uint64_t word;
+    std::memcpy(&word, p, sizeof(word));
+    auto has_below = [](std::uint64_t w, std::uint64_t limit) {
+        return ((w - kOnes * limit) & ~w & kHighs) != 0;
+    };
+    return (word & kHighs) != 0 || has_below(word, 0x20) || has_below(word ^ (kOnes * '"'), 1) ||
+           has_below(word ^ (kOnes * '\\'), 1);
+}
 
 std::size_t utf8_sequence_length(const unsigned char* p, const unsigned char* end) {
     const unsigned char c = p[0];
@@ -108,12 +123,18 @@ void append_json_string(std::string& out, std::string_view text) {
     auto flush_run = [&](const unsigned char* upto) {
         out.append(reinterpret_cast<const char*>(run_start), static_cast<std::size_t>(upto - run_start));
     };
+    auto is_plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
     while (p < end) {
-        const unsigned char c = *p;
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            ++p;
-            continue;
+        while (end - p >= 8 && !may_need_escaping(p)) {
+            p += 8;
         }
+        while (p < end && is_plain(*p)) {
+            ++p;
+        }
+        if (p == end) {
+            break;
+        }
+        const unsigned char c = *p;
         if (c >= 0x80) {
             const std::size_t n = utf8_sequence_length(p, end);
             if (n != 0) {

@@ -41,7 +41,7 @@ void write_chunk_header(unsigned char* out, std::uint64_t message_id, std::uint8
 /// (1 = sent as a plain datagram without a chunk header).
 std::size_t chunk_count(std::size_t size, std::size_t chunk_size);
 
-/// zlib or gzip deflate with a reused stream.
+/// zlib or gzip deflate with reused streams.
 /// Threading: not synchronised.
 class Compressor {
 public:
@@ -54,9 +54,16 @@ public:
     bool compress(std::string_view in, std::string& out);
 
 private:
+    struct Stream {
+        z_stream z{};
+        bool initialised = false;
+    };
+
     Compression mode_;
-    z_stream stream_{};
-    bool initialised_ = false;
+    // Resetting a stream clears its hash table, which costs more than compressing a typical
+    // record: small messages use a stream with a small hash.
+    Stream small_;
+    Stream large_;
 };
 
 /// Lets `stop()` interrupt the sender thread's polls, and bounds every later wait by the stop

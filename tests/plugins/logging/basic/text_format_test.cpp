@@ -95,3 +95,53 @@ TEST_CASE("TimestampFormatter writes ISO-8601 UTC with milliseconds", "[unit][lo
     formatter.append(out, system_clock::time_point(milliseconds(-1)));
     CHECK(out == "1969-12-31T23:59:59.999Z");
 }
+
+TEST_CASE("escaping agrees with a byte-by-byte reference at every position", "[unit][logging]") {
+    // The word-at-a-time fast paths must find a special byte wherever it sits in a word.
+    auto reference_console = [](std::string_view text) {
+        std::string out;
+        for (const char ch : text) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (c == '\n') {
+                out += "\\n";
+            } else if (c == '\t') {
+                out += "\\t";
+            } else if (c == '\r') {
+                out += "\\r";
+            } else if (c < 0x20 || c == 0x7f) {
+                static const char kHexDigits[] = "0123456789abcdef";
+                out += "\\x";
+                out += kHexDigits[c >> 4];
+                out += kHexDigits[c & 0xf];
+            } else {
+                out += ch;
+            }
+        }
+        return out;
+    };
+    const std::string specials = std::string("\n\t\x01\x1f\x7f\"\\\x80\xc3\xa9", 11);
+    std::vector<JsonMember> members;
+    for (std::size_t length = 0; length <= 24; ++length) {
+        for (std::size_t at = 0; at < length; ++at) {
+            for (const char special : specials) {
+                std::string text(length, 'a');
+                text[at] = special;
+                CAPTURE(length, at, static_cast<int>(static_cast<unsigned char>(special)));
+                std::string console;
+                append_console_text(console, text);
+                CHECK(console == reference_console(text));
+
+                std::string quoted = "\"";
+                append_json_text(quoted, text);
+                quoted += "\"";
+                const auto parsed = nlohmann::json::parse(quoted);  // always valid JSON
+                if (static_cast<unsigned char>(special) < 0x80) {
+                    CHECK(parsed.get<std::string>() == text);
+                }
+                // The scanner accepts exactly the strings nlohmann accepts.
+                const std::string object = "{\"k\":\"" + text + "\"}";
+                CHECK(split_json_object(object, members) == nlohmann::json::accept(object));
+            }
+        }
+    }
+}

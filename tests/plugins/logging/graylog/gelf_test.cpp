@@ -192,3 +192,25 @@ TEST_CASE("sanitize_field_name keeps only [A-Za-z0-9_.-]", "[unit][logging]") {
     CHECK(sanitize_field_name("ok.Name-1_x") == "ok.Name-1_x");
     CHECK(sanitize_field_name("a b/c:d\"e") == "a_b_c_d_e");
 }
+
+TEST_CASE("append_json_string escapes a special byte wherever it sits", "[unit][logging]") {
+    using synergos::plugins::graylog::append_json_string;
+    const std::string specials = std::string("\n\t\x01\x1f\"\\\x80\xc3\xa9\x7f", 11);
+    for (std::size_t length = 1; length <= 24; ++length) {
+        for (std::size_t at = 0; at < length; ++at) {
+            for (const char special : specials) {
+                std::string text(length, 'a');
+                text[at] = special;
+                CAPTURE(length, at, static_cast<int>(static_cast<unsigned char>(special)));
+                std::string quoted;
+                append_json_string(quoted, text);
+                const auto parsed = json::parse(quoted);  // always valid JSON and UTF-8
+                if (static_cast<unsigned char>(special) < 0x80) {
+                    CHECK(parsed.get<std::string>() == text);
+                } else if (special == '\x80') {
+                    CHECK(parsed.get<std::string>().find("\xef\xbf\xbd") != std::string::npos);
+                }
+            }
+        }
+    }
+}
