@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "torch_backend.hpp"
+
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "architecture.hpp"
+#include "spec_error.hpp"
+#include "torch_model.hpp"
+#include "train_args.hpp"
+
+namespace synergos::plugins::torch {
+
+TorchBackend::TorchBackend(sdk::HostContext& host, const sdk::Options& options) : host_(host) {
+    const std::int64_t threads = options.get_int("threads", 0);
+    if (threads < 0 || threads > 4096) {
+        throw std::invalid_argument("option threads must be between 0 and 4096 (got " +
+                                    std::to_string(threads) + ")");
+    }
+    set_intra_op_threads(static_cast<int>(threads));
+}
+
+sdk::Status TorchBackend::validate(std::string_view architecture_json, std::string_view args_json,
+                                   const std::vector<std::int64_t>& input_shape) noexcept {
+    try {
+        const Architecture layers = parse_architecture(architecture_json);
+        const TrainArgs args = parse_train_args(args_json);
+        require_training_fields(args);
+        if (auto status = check_shapes(layers, input_shape); !status) {
+            return {status.code(), "torch: " + status.message()};
+        }
+        return sdk::Status::ok();
+    } catch (const SpecError& e) {
+        return {sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
+    } catch (const std::exception& e) {
+        return {sdk::ErrorCode::Internal, std::string("torch: validate failed: ") + e.what()};
+    }
+}
+
+sdk::Result<std::unique_ptr<sdk::Model>> TorchBackend::build(std::string_view architecture_json,
+                                                             std::string_view args_json) noexcept {
+    try {
+        Architecture layers = parse_architecture(architecture_json);
+        const TrainArgs args = parse_train_args(args_json);
+        return build_model(host_.logger(), std::move(layers), args.seed);
+    } catch (const SpecError& e) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::Internal, std::string("torch: build failed: ") + e.what()};
+    }
+}
+
+}  // namespace synergos::plugins::torch

@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <synergos/sdk/aggregator.hpp>
+
+#include "tensor_builders.hpp"
+#include "weighted_mean.hpp"
+
+namespace {
+
+using synergos::plugins::fedavg::WeightedMeanSession;
+using synergos::sdk::DType;
+using synergos::sdk::ErrorCode;
+using synergos::sdk::TensorMap;
+using namespace synergos::test;
+
+/// A model-shaped map: a [3, 37] weight (37: not a multiple of the 16-wide block), a bias,
+/// and BatchNorm's num_batches_tracked as a 0-dim I64.
+TensorMap client_map(std::uint32_t seed, std::int64_t batches) {
+    TensorMap m;
+    m.tensors.push_back(f32_tensor("nnl_0_linear.weight", {3, 37}, pseudo_random(3 * 37, seed)));
+    m.tensors.push_back(f32_tensor("nnl_0_linear.bias", {3}, pseudo_random(3, seed + 100)));
+    m.tensors.push_back(i64_tensor("nnl_1_batchnorm1d.num_batches_tracked", {}, {batches}));
+    return m;
+}
+
+/// sum_k n_k w_k / sum_k n_k in double, independently of the plugin's float32 accumulator.
+std::vector<double> expected_mean(const std::vector<TensorMap>& maps,
+                                  const std::vector<std::int64_t>& samples, std::size_t tensor) {
+    std::vector<double> sum(static_cast<std::size_t>(maps[0].tensors[tensor].numel()), 0.0);
+    double total = 0.0;
+    for (std::size_t k = 0; k < maps.size(); ++k) {
+        const auto values = f32_values(maps[k].tensors[tensor]);
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            sum[i] += static_cast<double>(samples[k]) * values[i];
+        }
+        total += static_cast<double>(samples[k]);
+    }
+    for (double& v : sum) {
+        v /= total;
+    }
+    return sum;
+}
+
+}  // namespace
+
+TEST_CASE("FedAvg's aggregate equals an independently computed weighted mean",
+          "[unit][fedavg]") {
+    const std::vector<TensorMap> maps{client_map(1, 10), client_map(2, 13), client_map(3, 20)};
+    const std::vector<std::int64_t> samples{10, 30, 7};
+    const std::vector<std::string> names{"alice", "bob", "carol"};
+
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(maps[0], 0).is_ok());
+    for (std::size_t k = 0; k < maps.size(); ++k) {
+        REQUIRE(session.accumulate(names[k], samples[k], maps[k]).is_ok());
+    }
+    auto result = session.finish_round();
+    REQUIRE(result.has_value());
+    REQUIRE(result->tensors.size() == 3);
+
+    for (std::size_t t = 0; t < 2; ++t) {
+        const auto expected = expected_mean(maps, samples, t);
+        const auto got = f32_values(result->tensors[t]);
+        REQUIRE(got.size() == expected.size());
+        for (std::size_t i = 0; i < got.size(); ++i) {
+            REQUIRE(got[i] == Approx(expected[i]).margin(1e-6));
+        }
+    }
+    // num_batches_tracked: weighted mean rounded to nearest: (10*10 + 30*13 + 7*20) / 47 = 13.4.
+    const auto& nbt = result->tensors[2];
+    CHECK(nbt.name == "nnl_1_batchnorm1d.num_batches_tracked");
+    CHECK(nbt.dtype == DType::I64);
+    CHECK(nbt.shape.empty());
+    CHECK(i64_values(nbt) == std::vector<std::int64_t>{13});
+}
+
+TEST_CASE("FedAvg matches updates by name whatever their tensor order", "[unit][fedavg]") {
+    TensorMap a = client_map(5, 1);
+    TensorMap b = client_map(6, 3);
+    TensorMap b_reordered;
+    b_reordered.tensors = {b.tensors[2], b.tensors[0], b.tensors[1]};
+
+    WeightedMeanSession first("fedavg");
+    WeightedMeanSession second("fedavg");
+    REQUIRE(first.begin_round(a, 0).is_ok());
+    REQUIRE(second.begin_round(a, 0).is_ok());
+    REQUIRE(first.accumulate("a", 4, a).is_ok());
+    REQUIRE(first.accumulate("b", 9, b).is_ok());
+    REQUIRE(second.accumulate("a", 4, a).is_ok());
+    REQUIRE(second.accumulate("b", 9, b_reordered).is_ok());
+    auto x = first.finish_round();
+    auto y = second.finish_round();
+    REQUIRE(x.has_value());
+    REQUIRE(y.has_value());
+    for (std::size_t t = 0; t < 3; ++t) {
+        CHECK(x->tensors[t].name == y->tensors[t].name);
+        CHECK(x->tensors[t].data == y->tensors[t].data);
+    }
+}
+
+TEST_CASE("FedAvg refuses a malformed update, names the tensor and folds nothing of it",
+          "[unit][fedavg]") {
+    const TensorMap good = client_map(7, 2);
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(good, 3).is_ok());
+    REQUIRE(session.accumulate("good", 5, good).is_ok());
+
+    TensorMap bad = client_map(8, 2);
+    std::string expected_text;
+    SECTION("wrong shape in the second tensor (the first one is fine)") {
+        bad.tensors[1] = f32_tensor("nnl_0_linear.bias", {4}, {1, 2, 3, 4});
+        expected_text = "nnl_0_linear.bias";
+    }
+    SECTION("wrong dtype") {
+        bad.tensors[2] = f32_tensor("nnl_1_batchnorm1d.num_batches_tracked", {}, {1.0F});
+        expected_text = "num_batches_tracked";
+    }
+    SECTION("missing tensor") {
+        bad.tensors.pop_back();
+        expected_text = "lacks tensor 'nnl_1_batchnorm1d.num_batches_tracked'";
+    }
+    SECTION("unknown tensor") {
+        bad.tensors.push_back(f32_tensor("nnl_9_linear.weight", {1}, {1.0F}));
+        expected_text = "nnl_9_linear.weight";
+    }
+    SECTION("data size does not match the shape") {
+        bad.tensors[1].data.resize(8);
+        expected_text = "nnl_0_linear.bias";
+    }
+    auto status = session.accumulate("bad", 50, bad);
+    REQUIRE_FALSE(status.is_ok());
+    CHECK(status.code() == ErrorCode::InvalidArgument);
+    CHECK_THAT(status.message(), Catch::Contains(expected_text));
+    CHECK_THAT(status.message(), Catch::Contains("participant 'bad'"));
+    CHECK_THAT(status.message(), Catch::Contains("round 3"));
+
+    // Nothing of the refused update was folded: the mean is the good update alone.
+    auto result = session.finish_round();
+    REQUIRE(result.has_value());
+    for (std::size_t t = 0; t < 2; ++t) {
+        const auto want = f32_values(good.tensors[t]);
+        const auto got = f32_values(result->tensors[t]);
+        for (std::size_t i = 0; i < want.size(); ++i) {
+            REQUIRE(got[i] == Approx(want[i]).margin(1e-6));
+        }
+    }
+    CHECK(i64_values(result->tensors[2]) == std::vector<std::int64_t>{2});
+}
+
+TEST_CASE("FedAvg refuses bad samples, duplicate participants and out-of-round calls",
+          "[unit][fedavg]") {
+    const TensorMap m = client_map(9, 1);
+    WeightedMeanSession session("fedavg");
+
+    auto early = session.accumulate("a", 1, m);
+    CHECK(early.code() == ErrorCode::FailedPrecondition);
+    CHECK_FALSE(session.finish_round().has_value());
+
+    REQUIRE(session.begin_round(m, 0).is_ok());
+    auto none = session.finish_round();
+    REQUIRE_FALSE(none.has_value());
+    CHECK(none.error().code == ErrorCode::FailedPrecondition);
+    CHECK_THAT(none.error().message, Catch::Contains("no update arrived for round 0"));
+
+    REQUIRE(session.begin_round(m, 1).is_ok());
+    auto zero = session.accumulate("a", 0, m);
+    CHECK(zero.code() == ErrorCode::InvalidArgument);
+    CHECK_THAT(zero.message(), Catch::Contains("samples must be positive"));
+    REQUIRE(session.accumulate("a", 3, m).is_ok());
+    auto twice = session.accumulate("a", 3, m);
+    CHECK(twice.code() == ErrorCode::AlreadyExists);
+    CHECK_THAT(twice.message(), Catch::Contains("participant 'a'"));
+}
+
+TEST_CASE("FedAvg rounds are independent and the layout may come from the first update",
+          "[unit][fedavg]") {
+    const TensorMap a = client_map(11, 4);
+    const TensorMap b = client_map(12, 8);
+    WeightedMeanSession session("fedavg");
+
+    REQUIRE(session.begin_round(TensorMap{}, 0).is_ok());  // no global yet: adopt a's layout
+    REQUIRE(session.accumulate("a", 2, a).is_ok());
+    REQUIRE(session.accumulate("b", 2, b).is_ok());
+    auto round0 = session.finish_round();
+    REQUIRE(round0.has_value());
+
+    REQUIRE(session.begin_round(*round0, 1).is_ok());
+    REQUIRE(session.accumulate("b", 1, b).is_ok());
+    auto round1 = session.finish_round();
+    REQUIRE(round1.has_value());
+    // Round 1 saw only b: the round 0 sums were cleared.
+    CHECK(round1->tensors[0].data == b.tensors[0].data);
+    CHECK(i64_values(round1->tensors[2]) == std::vector<std::int64_t>{8});
+    // Round 0 was the plain mean of a and b (equal weights); 4 and 8 batches give 6.
+    CHECK(i64_values(round0->tensors[2]) == std::vector<std::int64_t>{6});
+}
+
+TEST_CASE("FedAvg keeps no strategy state", "[unit][fedavg]") {
+    WeightedMeanSession session("fedavg");
+    auto saved = session.save_state();
+    REQUIRE(saved.has_value());
+    CHECK(saved->tensors.empty());
+    CHECK(session.load_state(TensorMap{}).is_ok());
+    auto refused = session.load_state(client_map(1, 1));
+    CHECK(refused.code() == ErrorCode::InvalidArgument);
+}
