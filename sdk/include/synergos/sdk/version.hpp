@@ -37,10 +37,11 @@
 #define SYNERGOS_SDK_STDLIB "unknown-stdlib"
 #endif
 
-/// The fingerprint: compiler id and major, standard library and its ABI, Boost major.minor.
+/// The fingerprint: compiler id and major, standard library and its ABI, Boost major_minor
+/// (`BOOST_LIB_VERSION`, e.g. "1_74": patch releases keep the ABI).
 /// Two translation units with equal fingerprints can share C++ objects across the plugin boundary.
 #define SYNERGOS_SDK_FINGERPRINT \
-    SYNERGOS_SDK_COMPILER ";" SYNERGOS_SDK_STDLIB ";boost-" SYNERGOS_SDK_STRINGIFY(BOOST_VERSION / 100)
+    SYNERGOS_SDK_COMPILER ";" SYNERGOS_SDK_STDLIB ";boost-" BOOST_LIB_VERSION
 
 namespace synergos::sdk {
 
