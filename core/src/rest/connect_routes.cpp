@@ -266,7 +266,7 @@ public:
             }
             return ok(201, method, std::move(out_params), RecordStore::raw(record, &*rel));
         }
-        auto data = store_.read(res.kind, *key);
+        auto data = store_.read(written->front());
         if (!data) {
             return error_response(data.error());
         }
@@ -342,7 +342,7 @@ public:
             }
             return error_response(written.error());
         }
-        auto data = store_.read(res.kind, *key);
+        auto data = store_.read(written->front());
         if (!data) {
             return error_response(data.error());
         }

@@ -415,13 +415,17 @@ sdk::Result<nlohmann::json> RecordStore::read(std::string_view kind, const sdk::
     if (!record) {
         return record.error();
     }
-    auto rel = relations_of(*record);
+    return read(*record);
+}
+
+sdk::Result<nlohmann::json> RecordStore::read(const sdk::Record& record) {
+    auto rel = relations_of(record);
     if (!rel) {
         return rel.error();
     }
-    Json out = marshal(*record, &*rel);
-    if (record->kind == "Registration") {
-        add_registration_blocks(*this, *record, out);
+    Json out = marshal(record, &*rel);
+    if (record.kind == "Registration") {
+        add_registration_blocks(*this, record, out);
     }
     return out;
 }

@@ -381,7 +381,7 @@ void SqliteStorage::release_reader(Connection* connection) noexcept {
         std::lock_guard<std::mutex> lock(read_mutex_);
         free_readers_.push_back(connection);
     }
-    read_cv_.notify_all();
+    read_cv_.notify_one();
 }
 
 sdk::Result<sdk::Record> SqliteStorage::get(const std::string& kind, const sdk::Key& key) noexcept {

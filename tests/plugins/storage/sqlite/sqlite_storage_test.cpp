@@ -288,6 +288,7 @@ TEST_CASE("sqlite storage serves concurrent writers and readers with group commi
     constexpr int kThreads = 8;
     constexpr int kPerThread = 40;
     std::atomic<int> failures{0};
+    std::atomic<int> invisible{0};
     std::atomic<int> expected_conflicts{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -298,6 +299,10 @@ TEST_CASE("sqlite storage serves concurrent writers and readers with group commi
                                        insert("Model", {{"collab_id", "c"}, {"run_id", id}})});
                 if (!ok) {
                     ++failures;
+                }
+                // A write is visible to every reader as soon as apply returns.
+                if (!store.get("Model", {{"collab_id", "c"}, {"run_id", id}})) {
+                    ++invisible;
                 }
                 // Every fifth write is a batch that must fail alone (duplicate within itself).
                 if (i % 5 == 0) {
@@ -316,6 +321,7 @@ TEST_CASE("sqlite storage serves concurrent writers and readers with group commi
         thread.join();
     }
     CHECK(failures == 0);
+    CHECK(invisible == 0);
     CHECK(expected_conflicts == kThreads * kPerThread / 5);
     auto runs = store.list({"Run", {}, 0, 0});
     auto models = store.list({"Model", {}, 0, 0});

@@ -68,6 +68,8 @@ public:
 
     /// Reads a record and marshals it with its relations (the GET shape of the original).
     sdk::Result<nlohmann::json> read(std::string_view kind, const sdk::Key& key);
+    /// Marshals a record already in hand with its relations (e.g. one `apply` returned).
+    sdk::Result<nlohmann::json> read(const sdk::Record& record);
     /// Lists and marshals records with their relations.
     sdk::Result<nlohmann::json> read_list(std::string_view kind, const sdk::Key& match);
 

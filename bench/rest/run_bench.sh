@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# REST benchmark: requests/s and p99 latency of the connect routes (sqlite, synchronous=FULL) for
+#   GET  one run record (with its relations) and
+#   POST a new run (unique run_id per request, durable commit),
+# next to nginx serving the same JSON body from a file, all on 127.0.0.1 in the same run.
+# Usage: run_bench.sh SERVER_BINARY   (env: DURATION=5s CONNECTIONS=64 WRK_THREADS=2
+#                                           SERVER_THREADS=8 NGINX_WORKERS=2)
+set -euo pipefail
+
+SERVER=${1:?usage: run_bench.sh SERVER_BINARY}
+DURATION=${DURATION:-5s}
+CONNECTIONS=${CONNECTIONS:-64}
+WRK_THREADS=${WRK_THREADS:-2}
+SERVER_THREADS=${SERVER_THREADS:-8}
+NGINX_WORKERS=${NGINX_WORKERS:-2}
+HERE=$(cd "$(dirname "$0")" && pwd)
+
+for tool in wrk nginx curl; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || {
+    echo "bench_rest: '$tool' is missing (apt-get install wrk nginx-light curl)" >&2; exit 1; }
+done
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+WORK=$(mktemp -d /tmp/synergos-bench-rest-XXXXXX)
+SERVER_PID=""
+NGINX_PID=""
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+  [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# --- the Synergos test server (connect routes on sqlite) ---
+mkdir -p "$WORK/data" "$WORK/www"
+"$SERVER" --data "$WORK/data" --port 0 --threads "$SERVER_THREADS" --quiet > "$WORK/server.out" 2> "$WORK/server.err" &
+SERVER_PID=$!
+for _ in $(seq 1 100); do
+  grep -q '^PORT ' "$WORK/server.out" 2>/dev/null && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.err" >&2; exit 1; }
+  sleep 0.1
+done
+PORT=$(sed -n 's/^PORT //p' "$WORK/server.out")
+[ -n "$PORT" ] || { echo "bench_rest: the server did not report a port" >&2; exit 1; }
+BASE="http://127.0.0.1:$PORT/ttp/connect"
+post() { curl -sf -o /dev/null -X POST -H 'Content-Type: application/json' -d "$2" "$BASE$1"; }
+post /collaborations '{"collab_id":"bench","mq":{"host":"127.0.0.1","ports":{"main":5672,"ui":15672},"secure":false}}'
+post /collaborations/bench/projects '{"project_id":"p","action":"classify","incentives":{"tier_1":[],"tier_2":[]}}'
+post /collaborations/bench/projects/p/experiments '{"expt_id":"e","model":[{"is_input":true,"l_type":"Linear","structure":{"in_features":15,"out_features":1},"activation":"sigmoid"}]}'
+post /collaborations/bench/projects/p/experiments/e/runs '{"run_id":"r0","rounds":2,"epochs":1,"lr":0.001,"algorithm":"FedProx"}'
+GET_PATH=/ttp/connect/collaborations/bench/projects/p/experiments/e/runs/r0
+POST_PATH=/ttp/connect/collaborations/bench/projects/p/experiments/e/runs
+curl -sf "http://127.0.0.1:$PORT$GET_PATH" > "$WORK/www/run.json"
+# nginx workers run as an unprivileged user: let them read the body.
+chmod 755 "$WORK" "$WORK/www"; chmod 644 "$WORK/www/run.json"
+
+# --- nginx serving the same body from a file ---
+NPORT=$(free_port)
+cat > "$WORK/nginx.conf" <<CONF
+daemon off;
+worker_processes $NGINX_WORKERS;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  client_body_temp_path $WORK/nginx-body;
+  proxy_temp_path $WORK/nginx-proxy;
+  fastcgi_temp_path $WORK/nginx-fastcgi;
+  uwsgi_temp_path $WORK/nginx-uwsgi;
+  scgi_temp_path $WORK/nginx-scgi;
+  server {
+    listen 127.0.0.1:$NPORT;
+    location = /run.json { root $WORK/www; default_type application/json; }
+  }
+}
+CONF
+"$NGINX" -c "$WORK/nginx.conf" -p "$WORK" 2> "$WORK/nginx.err" &
+NGINX_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf -o /dev/null "http://127.0.0.1:$NPORT/run.json" && break
+  kill -0 "$NGINX_PID" 2>/dev/null || { cat "$WORK/nginx.err" >&2; exit 1; }
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$NPORT/run.json" > "$WORK/nginx-body.json" || true
+cmp -s "$WORK/nginx-body.json" "$WORK/www/run.json" || { cat "$WORK/nginx-error.log" "$WORK/nginx.err" >&2; head -c 300 "$WORK/nginx-body.json" >&2;
+  echo "bench_rest: nginx does not serve the same body" >&2; exit 1; }
+
+# --- wrk runs (keep-alive is wrk's default) ---
+run_wrk() {  # name, url, [lua script]
+  local name=$1 url=$2 script=${3:-}
+  local args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 5s)
+  [ -n "$script" ] && args+=(-s "$script")
+  wrk "${args[@]}" "$url" > "$WORK/$name.wrk" 2>&1
+}
+rps() { awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.wrk"; }
+p99_ms() {
+  awk '$1 == "99%" { v=$2; if (v ~ /us$/) { sub(/us$/,"",v); v=v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v) }
+                      else if (v ~ /s$/) { sub(/s$/,"",v); v=v*1000 }; printf "%.3f", v }' "$WORK/$1.wrk"
+}
+non2xx() { awk '/Non-2xx or 3xx responses:/ {print $5}' "$WORK/$1.wrk"; }
+errors() { awk '/Socket errors:/ {print}' "$WORK/$1.wrk"; }
+
+run_wrk nginx_get "http://127.0.0.1:$NPORT/run.json"
+run_wrk synergos_get "http://127.0.0.1:$PORT$GET_PATH"
+run_wrk synergos_post "http://127.0.0.1:$PORT$POST_PATH" "$HERE/post_run.lua"
+
+RUNS=$(curl -sf "http://127.0.0.1:$PORT$POST_PATH" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
+
+NG=$(rps nginx_get); SG=$(rps synergos_get); SP=$(rps synergos_post)
+RATIO=$(python3 -c "print(f'{$SG / $NG:.2f}')")
+echo
+echo "REST benchmark: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (keep-alive), 127.0.0.1, $(nproc) cores"
+echo "  synergos server: $SERVER_THREADS threads, sqlite synchronous=FULL, access log off; nginx: $NGINX_WORKERS workers, access log off"
+printf "  %-38s %12s %10s\n" "case" "requests/s" "p99 ms"
+printf "  %-38s %12s %10s\n" "nginx GET same body from a file" "$NG" "$(p99_ms nginx_get)"
+printf "  %-38s %12s %10s\n" "synergos GET one run (with relations)" "$SG" "$(p99_ms synergos_get)"
+printf "  %-38s %12s %10s\n" "synergos POST create run (durable)" "$SP" "$(p99_ms synergos_post)"
+echo "  GET ratio synergos/nginx: $RATIO (goal >= 0.50); p99 goal < 5 ms for both synergos cases"
+echo "  non-2xx: nginx_get=$(non2xx nginx_get) synergos_get=$(non2xx synergos_get) synergos_post=$(non2xx synergos_post)"
+for n in nginx_get synergos_get synergos_post; do
+  e=$(errors $n); [ -n "$e" ] && echo "  $n: $e"
+done
+echo "  runs stored after the POST run: $RUNS (1 seeded + one per 201)"
