@@ -94,9 +94,9 @@ const sdk::PluginDescriptor kBasicDescriptor{
 
 bool parse_level(const std::string& text, sdk::Level& level) {
     static constexpr std::pair<std::string_view, sdk::Level> kNames[] = {
-        {"trace", sdk::Level::Trace}, {"debug", sdk::Level::Debug},
-        {"info", sdk::Level::Info},   {"warn", sdk::Level::Warn},
-        {"warning", sdk::Level::Warn}, {"error", sdk::Level::Error},
+        {"trace", sdk::Level::Trace},      {"debug", sdk::Level::Debug},
+        {"info", sdk::Level::Info},        {"warn", sdk::Level::Warn},
+        {"warning", sdk::Level::Warn},     {"error", sdk::Level::Error},
         {"critical", sdk::Level::Critical}};
     for (const auto& [name, value] : kNames) {
         if (text == name) {
@@ -111,8 +111,9 @@ sdk::Result<BasicConfig> parse_basic_config(const sdk::Options& options) {
     BasicConfig config;
     config.output = options.get_string("output", config.output);
     if (config.output.empty()) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                          "basic: option 'output' is empty; use stderr, stdout, none or a file path"};
+        return sdk::Error{
+            sdk::ErrorCode::InvalidArgument,
+            "basic: option 'output' is empty; use stderr, stdout, none or a file path"};
     }
 
     const std::string color = options.get_string("color", "auto");
@@ -148,9 +149,9 @@ sdk::Result<BasicConfig> parse_basic_config(const sdk::Options& options) {
         const std::string value = options.get_string(key, "");
         if (!value.empty() && value != "true" && value != "false" && value != "1" && value != "0" &&
             value != "yes" && value != "no" && value != "on" && value != "off") {
-            return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("basic: option '") + key +
-                                                                   "' is '" + value +
-                                                                   "'; use true or false"};
+            return sdk::Error{
+                sdk::ErrorCode::InvalidArgument,
+                std::string("basic: option '") + key + "' is '" + value + "'; use true or false"};
         }
     }
     config.buffered = options.get_bool("buffered", true);
@@ -200,8 +201,12 @@ sdk::Status BasicSink::start() noexcept {
             }
         }
         switch (config_.color) {
-            case ColorMode::Always: use_color_ = console_.is_open(); break;
-            case ColorMode::Never: use_color_ = false; break;
+            case ColorMode::Always:
+                use_color_ = console_.is_open();
+                break;
+            case ColorMode::Never:
+                use_color_ = false;
+                break;
             case ColorMode::Auto:
                 use_color_ = console_.is_open() && ::isatty(console_.fd()) == 1 &&
                              std::getenv("NO_COLOR") == nullptr;
@@ -321,7 +326,8 @@ void BasicSink::format_console(const sdk::LogRecord& record, std::string& out) {
             append_console_text(out, record.fields_json);
         }
     }
-    if (config_.show_location && record.location.file != nullptr && record.location.file[0] != '\0') {
+    if (config_.show_location && record.location.file != nullptr &&
+        record.location.file[0] != '\0') {
         out.append(" (");
         append_console_text(out, base_name(record.location.file));
         if (record.location.line > 0) {

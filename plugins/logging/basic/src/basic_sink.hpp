@@ -32,10 +32,10 @@ enum class ColorMode : std::uint8_t { Auto = 1, Always, Never };
 struct BasicConfig {
     std::string output = "stderr";  ///< "stderr", "stdout", "none" or a file path
     ColorMode color = ColorMode::Auto;
-    std::string json_file;          ///< "" for none, "stderr", "stdout" or a file path
+    std::string json_file;  ///< "" for none, "stderr", "stdout" or a file path
     sdk::Level flush_level = sdk::Level::Warn;
-    bool buffered = true;           ///< buffer file outputs (consoles are never buffered)
-    bool show_location = false;     ///< append "(file:line)" to readable lines
+    bool buffered = true;        ///< buffer file outputs (consoles are never buffered)
+    bool show_location = false;  ///< append "(file:line)" to readable lines
 };
 
 /// Parses a level name ("trace" ... "critical"); false when unknown.

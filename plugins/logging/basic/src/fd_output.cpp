@@ -17,7 +17,8 @@ constexpr std::size_t kFlushThreshold = 64 * 1024;
 /// A descriptor someone made non-blocking is waited on at most this long per write.
 constexpr int kWritableTimeoutMs = 1000;
 
-/// Writes all of `data`, retrying on EINTR, partial writes and EAGAIN (bounded). Returns 0 or errno.
+/// Writes all of `data`, retrying on EINTR, partial writes and EAGAIN (bounded). Returns 0 or
+/// errno.
 int write_all(int fd, const char* data, std::size_t size) {
     while (size > 0) {
         const ssize_t n = ::write(fd, data, size);

@@ -169,8 +169,9 @@ public:
                 }
                 continue;
             }
-            const std::size_t n = utf8_sequence_length(reinterpret_cast<const unsigned char*>(p_),
-                                                       reinterpret_cast<const unsigned char*>(end_));
+            const std::size_t n =
+                utf8_sequence_length(reinterpret_cast<const unsigned char*>(p_),
+                                     reinterpret_cast<const unsigned char*>(end_));
             if (n == 0) {
                 return false;
             }
@@ -184,13 +185,20 @@ public:
             return false;
         }
         switch (*p_) {
-            case '{': return object(depth + 1, nullptr);
-            case '[': return array(depth + 1);
-            case '"': return string();
-            case 't': return literal("true");
-            case 'f': return literal("false");
-            case 'n': return literal("null");
-            default: return number();
+            case '{':
+                return object(depth + 1, nullptr);
+            case '[':
+                return array(depth + 1);
+            case '"':
+                return string();
+            case 't':
+                return literal("true");
+            case 'f':
+                return literal("false");
+            case 'n':
+                return literal("null");
+            default:
+                return number();
         }
     }
 
@@ -221,7 +229,8 @@ public:
             }
             if (members != nullptr) {
                 members->push_back(
-                    {std::string_view(key_begin + 1, static_cast<std::size_t>(key_end - key_begin - 2)),
+                    {std::string_view(key_begin + 1,
+                                      static_cast<std::size_t>(key_end - key_begin - 2)),
                      std::string_view(value_begin, static_cast<std::size_t>(p_ - value_begin))});
             }
             skip_ws();
@@ -345,7 +354,8 @@ void append_json_text(std::string& out, std::string_view text) {
     const auto* end = p + text.size();
     const auto* run_start = p;
     auto flush_run = [&](const unsigned char* upto) {
-        out.append(reinterpret_cast<const char*>(run_start), static_cast<std::size_t>(upto - run_start));
+        out.append(reinterpret_cast<const char*>(run_start),
+                   static_cast<std::size_t>(upto - run_start));
     };
     while (p < end) {
         while (end - p >= 8 && !may_need_json_care(load_word(reinterpret_cast<const char*>(p)))) {
@@ -371,14 +381,30 @@ void append_json_text(std::string& out, std::string_view text) {
         }
         flush_run(p);
         switch (c) {
-            case '"': out.append("\\\""); break;
-            case '\\': out.append("\\\\"); break;
-            case '\n': out.append("\\n"); break;
-            case '\r': out.append("\\r"); break;
-            case '\t': out.append("\\t"); break;
-            case '\b': out.append("\\b"); break;
-            case '\f': out.append("\\f"); break;
-            default: append_hex_escape(out, "\\u00", c); break;
+            case '"':
+                out.append("\\\"");
+                break;
+            case '\\':
+                out.append("\\\\");
+                break;
+            case '\n':
+                out.append("\\n");
+                break;
+            case '\r':
+                out.append("\\r");
+                break;
+            case '\t':
+                out.append("\\t");
+                break;
+            case '\b':
+                out.append("\\b");
+                break;
+            case '\f':
+                out.append("\\f");
+                break;
+            default:
+                append_hex_escape(out, "\\u00", c);
+                break;
         }
         run_start = ++p;
     }
@@ -442,8 +468,9 @@ void TimestampFormatter::append(std::string& out, std::chrono::system_clock::tim
         cached_second_ = second;
     }
     out.append(cached_, cached_size_);
-    const char millis[5] = {'.', static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
-                            static_cast<char>('0' + ms % 10), 'Z'};
+    const char millis[5] = {'.', static_cast<char>('0' + ms / 100),
+                            static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10),
+                            'Z'};
     out.append(millis, sizeof(millis));
 }
 

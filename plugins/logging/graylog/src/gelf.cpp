@@ -121,7 +121,8 @@ void append_json_string(std::string& out, std::string_view text) {
     const auto* end = p + text.size();
     const auto* run_start = p;
     auto flush_run = [&](const unsigned char* upto) {
-        out.append(reinterpret_cast<const char*>(run_start), static_cast<std::size_t>(upto - run_start));
+        out.append(reinterpret_cast<const char*>(run_start),
+                   static_cast<std::size_t>(upto - run_start));
     };
     auto is_plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
     while (p < end) {
@@ -148,11 +149,21 @@ void append_json_string(std::string& out, std::string_view text) {
         }
         flush_run(p);
         switch (c) {
-            case '"': out.append("\\\""); break;
-            case '\\': out.append("\\\\"); break;
-            case '\n': out.append("\\n"); break;
-            case '\r': out.append("\\r"); break;
-            case '\t': out.append("\\t"); break;
+            case '"':
+                out.append("\\\"");
+                break;
+            case '\\':
+                out.append("\\\\");
+                break;
+            case '\n':
+                out.append("\\n");
+                break;
+            case '\r':
+                out.append("\\r");
+                break;
+            case '\t':
+                out.append("\\t");
+                break;
             default:
                 out.append("\\u00");
                 out.push_back(kHex[c >> 4]);
@@ -168,8 +179,8 @@ void append_json_string(std::string& out, std::string_view text) {
 std::string sanitize_field_name(std::string_view name) {
     std::string out(name);
     for (char& c : out) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '_' || c == '.' || c == '-';
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
         if (!ok) {
             c = '_';
         }

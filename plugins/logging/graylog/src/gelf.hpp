@@ -2,7 +2,8 @@
 #pragma once
 
 /// @file gelf.hpp
-/// GELF 1.1 encoding of one `sdk::LogRecord` (https://go2docs.graylog.org/current/getting_in_log_data/gelf.html).
+/// GELF 1.1 encoding of one `sdk::LogRecord`
+/// (https://go2docs.graylog.org/current/getting_in_log_data/gelf.html).
 ///
 /// Mapping (also in README.md):
 ///   version "1.1"; host = record host (or the machine's name); short_message = event;

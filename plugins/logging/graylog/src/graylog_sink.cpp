@@ -170,8 +170,9 @@ sdk::Result<GraylogConfig> parse_graylog_config(const sdk::Options& options) {
     config.reconnect_max = std::chrono::milliseconds(values[7]);
     config.drop_report_interval = std::chrono::milliseconds(values[8]);
     if (config.reconnect_min > config.reconnect_max) {
-        return option_error("reconnect_min_ms", std::to_string(values[6]),
-                            "it must not exceed reconnect_max_ms (" + std::to_string(values[7]) + ")");
+        return option_error(
+            "reconnect_min_ms", std::to_string(values[6]),
+            "it must not exceed reconnect_max_ms (" + std::to_string(values[7]) + ")");
     }
     return config;
 }
@@ -187,8 +188,7 @@ GraylogSink::GraylogSink(sdk::HostContext& host, GraylogConfig config)
       encoder_(config_.facility, machine_name()),
       udp_(config_.chunk_size, config_.compression),
       backoff_(config_.reconnect_min),
-      jitter_state_(static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) |
-                    1) {}
+      jitter_state_(static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()) | 1) {}
 
 GraylogSink::~GraylogSink() {
     stop();
@@ -198,13 +198,14 @@ sdk::Status GraylogSink::start() noexcept {
     try {
         std::lock_guard<std::mutex> lock(mutex_);
         if (started_ || !accepting_) {
-            return {sdk::ErrorCode::FailedPrecondition, "graylog: start called twice or after stop"};
+            return {sdk::ErrorCode::FailedPrecondition,
+                    "graylog: start called twice or after stop"};
         }
         if (auto status = stop_.open(); !status) {
             return status;
         }
-        auto endpoint = resolve_endpoint(config_.host, config_.port,
-                                         config_.transport == Transport::Tcp);
+        auto endpoint =
+            resolve_endpoint(config_.host, config_.port, config_.transport == Transport::Tcp);
         if (!endpoint) {
             return endpoint.status();
         }
@@ -344,7 +345,8 @@ void GraylogSink::schedule_reconnect() {
     jitter_state_ ^= jitter_state_ >> 7;
     jitter_state_ ^= jitter_state_ << 17;
     const auto half = backoff_.count() / 2;
-    const auto jitter = half > 0 ? static_cast<long long>(jitter_state_ % static_cast<std::uint64_t>(half + 1)) : 0;
+    const auto jitter =
+        half > 0 ? static_cast<long long>(jitter_state_ % static_cast<std::uint64_t>(half + 1)) : 0;
     next_attempt_ = Clock::now() + std::chrono::milliseconds(backoff_.count() - half + jitter);
     backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
 }
@@ -401,9 +403,8 @@ void GraylogSink::run_loop() {
                 }
                 sender_idle_ = true;
                 // Wake for new records, stop, or the next periodic drop report.
-                wake_sender_.wait_for(lock, config_.drop_report_interval, [&] {
-                    return ring_.size() > 0 || stop_.requested();
-                });
+                wake_sender_.wait_for(lock, config_.drop_report_interval,
+                                      [&] { return ring_.size() > 0 || stop_.requested(); });
                 sender_idle_ = false;
                 continue;
             }
@@ -467,7 +468,8 @@ std::uint64_t GraylogSink::send_batch_udp(std::uint64_t begin, std::uint64_t end
             dropped_.fetch_add(1, std::memory_order_relaxed);
             continue;
         }
-        const auto outcome = udp_.send(message_, stop_, stop_.bound(Clock::now() + config_.send_timeout));
+        const auto outcome =
+            udp_.send(message_, stop_, stop_.bound(Clock::now() + config_.send_timeout));
         slot.trim();
         if (outcome == SendOutcome::Sent) {
             written_.fetch_add(1, std::memory_order_relaxed);
@@ -549,7 +551,8 @@ void GraylogSink::maybe_report_drops(bool now_or_never) {
     }
     const std::string fields = "{\"dropped\":" + std::to_string(dropped - dropped_reported_) +
                                ",\"dropped_total\":" + std::to_string(dropped) +
-                               ",\"buffer_records\":" + std::to_string(config_.buffer_records) + "}";
+                               ",\"buffer_records\":" + std::to_string(config_.buffer_records) +
+                               "}";
     sdk::LogRecord record;
     record.level = sdk::Level::Warn;
     record.event = "graylog records dropped";

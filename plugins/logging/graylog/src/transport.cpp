@@ -114,7 +114,8 @@ sdk::Status StopSignal::open() {
     }
     event_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (event_fd_ < 0) {
-        return {sdk::ErrorCode::Internal, "graylog: cannot create an eventfd: " + errno_text(errno)};
+        return {sdk::ErrorCode::Internal,
+                "graylog: cannot create an eventfd: " + errno_text(errno)};
     }
     return {};
 }
@@ -195,7 +196,9 @@ sdk::Result<Endpoint> resolve_endpoint(const std::string& host, int port, bool t
 }
 
 UdpSender::UdpSender(std::size_t chunk_size, Compression compression)
-    : chunk_size_(chunk_size), compression_(compression), compressor_(compression),
+    : chunk_size_(chunk_size),
+      compression_(compression),
+      compressor_(compression),
       id_state_(random_seed()) {}
 
 UdpSender::~UdpSender() {
@@ -206,8 +209,8 @@ sdk::Status UdpSender::open(const Endpoint& endpoint) {
     close();
     fd_ = ::socket(endpoint.address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd_ < 0) {
-        return {sdk::ErrorCode::Unavailable,
-                "graylog: cannot create a UDP socket for " + endpoint.text + ": " + errno_text(errno)};
+        return {sdk::ErrorCode::Unavailable, "graylog: cannot create a UDP socket for " +
+                                                 endpoint.text + ": " + errno_text(errno)};
     }
     endpoint_ = endpoint;
     return {};
@@ -220,8 +223,9 @@ void UdpSender::close() {
     }
 }
 
-bool UdpSender::send_datagram(const unsigned char* header, std::size_t header_size, const char* data,
-                              std::size_t size, const StopSignal& stop, Clock::time_point deadline) {
+bool UdpSender::send_datagram(const unsigned char* header, std::size_t header_size,
+                              const char* data, std::size_t size, const StopSignal& stop,
+                              Clock::time_point deadline) {
     iovec parts[2] = {{const_cast<unsigned char*>(header), header_size},
                       {const_cast<char*>(data), size}};
     msghdr message{};
@@ -273,7 +277,8 @@ SendOutcome UdpSender::send(std::string_view message, const StopSignal& stop,
     const std::uint64_t id = next_id(id_state_);
     unsigned char header[kChunkHeaderSize];
     for (std::size_t i = 0; i < count; ++i) {
-        write_chunk_header(header, id, static_cast<std::uint8_t>(i), static_cast<std::uint8_t>(count));
+        write_chunk_header(header, id, static_cast<std::uint8_t>(i),
+                           static_cast<std::uint8_t>(count));
         const std::size_t offset = i * chunk_size_;
         const std::size_t size = std::min(chunk_size_, payload.size() - offset);
         if (!send_datagram(header, sizeof(header), payload.data() + offset, size, stop, deadline)) {
@@ -290,18 +295,21 @@ TcpSender::~TcpSender() {
 sdk::Status TcpSender::connect(const Endpoint& endpoint, const StopSignal& stop,
                                Clock::time_point deadline) {
     close();
-    const int fd = ::socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    const int fd =
+        ::socket(endpoint.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return {sdk::ErrorCode::Unavailable,
-                "graylog: cannot create a TCP socket for " + endpoint.text + ": " + errno_text(errno)};
+        return {sdk::ErrorCode::Unavailable, "graylog: cannot create a TCP socket for " +
+                                                 endpoint.text + ": " + errno_text(errno)};
     }
     int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length);
     if (rc != 0 && errno == EINPROGRESS) {
         const int ready = stop.wait(fd, POLLOUT, deadline);
         if (ready <= 0) {
-            const std::string cause = ready == 0 ? "timed out" : "poll failed: " + errno_text(errno);
+            const std::string cause =
+                ready == 0 ? "timed out" : "poll failed: " + errno_text(errno);
             ::close(fd);
-            return {sdk::ErrorCode::Timeout, "graylog: connecting to " + endpoint.text + " " + cause};
+            return {sdk::ErrorCode::Timeout,
+                    "graylog: connecting to " + endpoint.text + " " + cause};
         }
         int so_error = 0;
         socklen_t length = sizeof(so_error);

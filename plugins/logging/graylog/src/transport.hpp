@@ -146,7 +146,8 @@ public:
     ~TcpSender();
 
     /// Connects with a deadline. The error names the endpoint and the cause.
-    sdk::Status connect(const Endpoint& endpoint, const StopSignal& stop, Clock::time_point deadline);
+    sdk::Status connect(const Endpoint& endpoint, const StopSignal& stop,
+                        Clock::time_point deadline);
     void close();
     bool is_connected() const noexcept { return fd_ >= 0; }
     /// True when the peer has closed or reset the connection (checked without blocking).

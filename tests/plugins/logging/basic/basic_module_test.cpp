@@ -19,9 +19,10 @@ namespace sdk = synergos::sdk;
 
 TEST_CASE("libsynergos-logging-basic.so exports its ABI, descriptor and a working factory",
           "[integration][logging]") {
-    const std::string path = std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-logging-basic.so";
-    boost::dll::shared_library library(path, boost::dll::load_mode::rtld_now |
-                                                 boost::dll::load_mode::rtld_local);
+    const std::string path =
+        std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-logging-basic.so";
+    boost::dll::shared_library library(
+        path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
 
     const auto& abi = library.get_alias<const sdk::AbiInfo>(sdk::kAbiAlias);
     CHECK(abi.struct_size == sizeof(sdk::AbiInfo));
@@ -82,7 +83,8 @@ TEST_CASE("the README options table matches the descriptor", "[unit][logging]") 
         const std::string default_cell =
             spec.default_value == nullptr ? "(none)" : "`" + std::string(spec.default_value) + "`";
         const std::string row = "| `" + std::string(spec.key) + "` | " + sdk::to_string(spec.type) +
-                                " | " + (spec.required ? "yes" : "no") + " | " + default_cell + " |";
+                                " | " + (spec.required ? "yes" : "no") + " | " + default_cell +
+                                " |";
         CAPTURE(row);
         CHECK(readme.find(row) != std::string::npos);
     }

@@ -31,7 +31,8 @@ using synergos::test::TempDir;
 namespace {
 
 // 2024-05-01T12:34:56.789Z
-const auto kTime = std::chrono::system_clock::time_point(std::chrono::milliseconds(1714566896789LL));
+const auto kTime =
+    std::chrono::system_clock::time_point(std::chrono::milliseconds(1714566896789LL));
 
 sdk::LogRecord make_record(std::string_view event, std::string_view fields = "{}",
                            sdk::Level level = sdk::Level::Info) {
@@ -68,11 +69,12 @@ TEST_CASE("BasicSink writes readable lines with level, logger, event, fields and
 
     const auto lines = read_lines(path);
     REQUIRE(lines.size() == 3);
-    CHECK(lines[0] ==
-          R"(2024-05-01T12:34:56.789Z INFO  [director/dir-1] job started job_id="j-1" round=3 cfg={"lr":0.1} (scheduler.cpp:42))");
-    CHECK(lines[1] == R"(2024-05-01T12:34:56.789Z ERROR [director/dir-1] two\nlines (scheduler.cpp:42))");
-    CHECK(lines[2] ==
-          R"(2024-05-01T12:34:56.789Z INFO  [director/dir-1] bad fields fields={not json (scheduler.cpp:42))");
+    CHECK(lines[0] == R"(2024-05-01T12:34:56.789Z INFO  [director/dir-1] job started )"
+                      R"(job_id="j-1" round=3 cfg={"lr":0.1} (scheduler.cpp:42))");
+    CHECK(lines[1] ==
+          R"(2024-05-01T12:34:56.789Z ERROR [director/dir-1] two\nlines (scheduler.cpp:42))");
+    CHECK(lines[2] == R"(2024-05-01T12:34:56.789Z INFO  [director/dir-1] bad fields )"
+                      R"(fields={not json (scheduler.cpp:42))");
     CHECK(sink.stats().written == 3);
     CHECK(sink.stats().dropped == 0);
     CHECK(sink.stats().failed == 0);
@@ -119,9 +121,9 @@ TEST_CASE("BasicSink writes one valid JSON object per line to json_file", "[unit
     CHECK_FALSE(records[2].contains("fields"));
 
     // No blank fields: an unknown logger, host or location is left out.
-    CHECK(records[3] == nlohmann::json({{"time", "2024-05-01T12:34:56.789Z"},
-                                        {"level", "info"},
-                                        {"event", "no location"}}));
+    CHECK(records[3] ==
+          nlohmann::json(
+              {{"time", "2024-05-01T12:34:56.789Z"}, {"level", "info"}, {"event", "no location"}}));
 }
 
 TEST_CASE("BasicSink writes readable and JSON lines side by side", "[unit][logging]") {
@@ -298,8 +300,8 @@ TEST_CASE("BasicSink keeps lines whole when many threads log at once", "[unit][l
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
         threads.emplace_back([&sink, t]() {
-            const std::string fields = "{\"thread\":" + std::to_string(t) + ",\"pad\":\"" +
-                                       std::string(200, 'x') + "\"}";
+            const std::string fields =
+                "{\"thread\":" + std::to_string(t) + ",\"pad\":\"" + std::string(200, 'x') + "\"}";
             for (int i = 0; i < kPerThread; ++i) {
                 sink.write(make_record("concurrent", fields));
             }

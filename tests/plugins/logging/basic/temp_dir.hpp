@@ -16,7 +16,8 @@ namespace synergos::test {
 class TempDir {
 public:
     TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "synergos-basic-XXXXXX").string();
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "synergos-basic-XXXXXX").string();
         if (::mkdtemp(pattern.data()) == nullptr) {
             throw std::runtime_error("mkdtemp failed for " + pattern);
         }

@@ -33,13 +33,14 @@ TEST_CASE("split_json_object accepts valid objects and reports their members", "
     CHECK(members.size() == 3);
 }
 
-TEST_CASE("split_json_object rejects everything that is not one valid JSON object", "[unit][logging]") {
+TEST_CASE("split_json_object rejects everything that is not one valid JSON object",
+          "[unit][logging]") {
     std::vector<JsonMember> members;
-    const std::string bad = GENERATE(as<std::string>{}, "", "[]", "1", "\"s\"", "{", "{\"a\"}", "{\"a\":}",
-                                     "{\"a\":1,}", "{\"a\":1} x", "{\"a\":01}", "{\"a\":1.}",
-                                     "{\"a\":tru}", "{a:1}", "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}",
-                                     "{\"a\":\"line\nbreak\"}", "{\"a\":\"\xff\"}", "{\"a\":[1,]}",
-                                     "{\"a\":1}{\"b\":2}");
+    const std::string bad =
+        GENERATE(as<std::string>{}, "", "[]", "1", "\"s\"", "{", "{\"a\"}", "{\"a\":}",
+                 "{\"a\":1,}", "{\"a\":1} x", "{\"a\":01}", "{\"a\":1.}", "{\"a\":tru}", "{a:1}",
+                 "{\"a\":\"\\x\"}", "{\"a\":\"\\u12\"}", "{\"a\":\"line\nbreak\"}",
+                 "{\"a\":\"\xff\"}", "{\"a\":[1,]}", "{\"a\":1}{\"b\":2}");
     CAPTURE(bad);
     CHECK_FALSE(split_json_object(bad, members));
 }
@@ -62,7 +63,8 @@ TEST_CASE("append_json_text always yields valid JSON string content", "[unit][lo
     append_json_text(out, std::string(kInput, sizeof(kInput) - 1));
     out += "\"";
     const auto parsed = nlohmann::json::parse(out);
-    CHECK(parsed.get<std::string>() == "quote\" back\\ nl\n tab\t ctl\x01 bad\xef\xbf\xbd\xef\xbf\xbd ok\xc3\xa9 end");
+    CHECK(parsed.get<std::string>() ==
+          "quote\" back\\ nl\n tab\t ctl\x01 bad\xef\xbf\xbd\xef\xbf\xbd ok\xc3\xa9 end");
 }
 
 TEST_CASE("append_console_text keeps a record on one line and neutralises escape sequences",

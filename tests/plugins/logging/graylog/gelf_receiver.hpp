@@ -22,8 +22,8 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <zlib.h>
+#include <nlohmann/json.hpp>
 
 namespace synergos::test {
 
@@ -87,7 +87,9 @@ inline Encoding detect_encoding(const std::string& payload) {
         return Encoding::Gzip;
     }
     if (payload.size() >= 2 && static_cast<unsigned char>(payload[0]) == 0x78 &&
-        ((static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1])) % 31 == 0) {
+        ((static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1])) %
+                31 ==
+            0) {
         return Encoding::Zlib;
     }
     return Encoding::Plain;
@@ -103,7 +105,8 @@ inline std::vector<std::string> gelf_violations(const nlohmann::json& message) {
     if (message.value("version", "") != "1.1") {
         problems.push_back("version is not \"1.1\"");
     }
-    if (!message.contains("host") || !message["host"].is_string() || message["host"].get<std::string>().empty()) {
+    if (!message.contains("host") || !message["host"].is_string() ||
+        message["host"].get<std::string>().empty()) {
         problems.push_back("host missing or empty");
     }
     if (!message.contains("short_message") || !message["short_message"].is_string() ||
@@ -113,7 +116,8 @@ inline std::vector<std::string> gelf_violations(const nlohmann::json& message) {
     if (message.contains("full_message") && !message["full_message"].is_string()) {
         problems.push_back("full_message is not a string");
     }
-    if (!message.contains("timestamp") || !message["timestamp"].is_number() || message["timestamp"].get<double>() <= 0) {
+    if (!message.contains("timestamp") || !message["timestamp"].is_number() ||
+        message["timestamp"].get<double>() <= 0) {
         problems.push_back("timestamp missing or not a positive number");
     }
     if (!message.contains("level") || !message["level"].is_number_integer() ||
@@ -129,7 +133,8 @@ inline std::vector<std::string> gelf_violations(const nlohmann::json& message) {
             problems.push_back("_id is not allowed");
         }
         if (!std::regex_match(key, kFieldName)) {
-            problems.push_back("field '" + key + "' is not an additional field matching ^_[\\w.-]*$");
+            problems.push_back("field '" + key +
+                               "' is not an additional field matching ^_[\\w.-]*$");
         }
         if (!value.is_string() && !value.is_number()) {
             problems.push_back("field '" + key + "' is neither a string nor a number");
@@ -234,7 +239,8 @@ private:
     static GelfMessage decode(const std::string& payload) {
         GelfMessage message;
         message.encoding = detect_encoding(payload);
-        const std::string text = message.encoding == Encoding::Plain ? payload : inflate_payload(payload);
+        const std::string text =
+            message.encoding == Encoding::Plain ? payload : inflate_payload(payload);
         message.json = nlohmann::json::parse(text);
         return message;
     }
@@ -255,7 +261,8 @@ public:
         sockaddr_in address{};
         address.sin_family = AF_INET;
         address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+        if (listener_ < 0 ||
+            ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
             throw std::runtime_error("bind failed");
         }
         socklen_t length = sizeof(address);

@@ -18,7 +18,8 @@ using synergos::test::gelf_violations;
 namespace {
 
 // 2024-05-01T12:34:56.789Z
-const auto kTime = std::chrono::system_clock::time_point(std::chrono::milliseconds(1714566896789LL));
+const auto kTime =
+    std::chrono::system_clock::time_point(std::chrono::milliseconds(1714566896789LL));
 
 sdk::LogRecord record_with(std::string_view fields, sdk::Level level = sdk::Level::Info) {
     sdk::LogRecord record;
@@ -67,7 +68,8 @@ TEST_CASE("GelfEncoder maps a record to the GELF 1.1 fields", "[unit][logging]")
                           {"timestamp", 1714566896.789}});
 }
 
-TEST_CASE("GelfEncoder writes the timestamp as seconds with millisecond decimals", "[unit][logging]") {
+TEST_CASE("GelfEncoder writes the timestamp as seconds with millisecond decimals",
+          "[unit][logging]") {
     GelfEncoder encoder("", "h");
     std::string out;
     auto record = record_with("{}");
@@ -90,9 +92,10 @@ TEST_CASE("GelfEncoder sends syslog levels and level names", "[unit][logging]") 
     CHECK(message["_level_name"] == name);
 }
 
-TEST_CASE("GelfEncoder never sends _id and renames fields that clash with its own", "[unit][logging]") {
-    const auto message = encode(record_with(
-        R"({"id":7,"logger":"mine","line":"l","file":"f","function":"fn","facility":"x","level_name":"q"})"));
+TEST_CASE("GelfEncoder never sends _id and renames fields that clash with its own",
+          "[unit][logging]") {
+    const auto message = encode(record_with(R"({"id":7,"logger":"mine","line":"l","file":"f",)"
+                                            R"("function":"fn","facility":"x","level_name":"q"})"));
     CHECK_FALSE(message.contains("_id"));
     CHECK(message["_field_id"] == 7);
     CHECK(message["_field_logger"] == "mine");
@@ -105,7 +108,8 @@ TEST_CASE("GelfEncoder never sends _id and renames fields that clash with its ow
     CHECK(message["_line"] == 42);
 }
 
-TEST_CASE("GelfEncoder flattens objects, serialises arrays and sanitises names", "[unit][logging]") {
+TEST_CASE("GelfEncoder flattens objects, serialises arrays and sanitises names",
+          "[unit][logging]") {
     const auto message = encode(record_with(R"({
         "job": {"id": "j-9", "spec": {"rounds": 5}},
         "tags": ["a", 1, {"b": null}],
@@ -134,7 +138,8 @@ TEST_CASE("GelfEncoder flattens objects, serialises arrays and sanitises names",
 
 TEST_CASE("GelfEncoder puts exception and stack into full_message", "[unit][logging]") {
     SECTION("both") {
-        const auto message = encode(record_with(R"j({"exception":"boom","stack":"at f()\nat g()"})j"));
+        const auto message =
+            encode(record_with(R"j({"exception":"boom","stack":"at f()\nat g()"})j"));
         CHECK(message["full_message"] == "boom\nat f()\nat g()");
         CHECK(message["_exception"] == "boom");
     }
@@ -159,7 +164,8 @@ TEST_CASE("GelfEncoder keeps bad fields_json as _fields_raw and always emits val
         CHECK(message["_fields_raw"] == "[1,2]");
     }
     SECTION("nested too deep to parse safely") {
-        const std::string deep = "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+        const std::string deep =
+            "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
         const auto message = encode(record_with(deep));
         CHECK(message["_fields_raw"].get<std::string>().size() == deep.size());
     }

@@ -61,7 +61,8 @@ void check_gelf(const GelfMessage& message) {
 /// Letters and digits that deflate only a little, so compressed payloads still need chunks.
 std::string noisy_text(std::size_t size, unsigned seed) {
     std::mt19937 rng(seed);
-    static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static const char kAlphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     std::string text;
     for (std::size_t i = 0; i < size; ++i) {
         text.push_back(kAlphabet[rng() % (sizeof(kAlphabet) - 1)]);
@@ -71,7 +72,8 @@ std::string noisy_text(std::size_t size, unsigned seed) {
 
 }  // namespace
 
-TEST_CASE("GraylogSink sends valid GELF over UDP, chunked and compressed", "[integration][logging]") {
+TEST_CASE("GraylogSink sends valid GELF over UDP, chunked and compressed",
+          "[integration][logging]") {
     UdpGelfReceiver receiver;
     sdk::testing::FakeHost host;
     const auto [compression, expected_encoding] = GENERATE(table<std::string, Encoding>({
@@ -121,7 +123,8 @@ TEST_CASE("GraylogSink sends valid GELF over UDP, chunked and compressed", "[int
     CHECK(sink.stats().failed == 0);
 }
 
-TEST_CASE("GraylogSink drops a UDP record that needs more than 128 chunks", "[integration][logging]") {
+TEST_CASE("GraylogSink drops a UDP record that needs more than 128 chunks",
+          "[integration][logging]") {
     UdpGelfReceiver receiver;
     sdk::testing::FakeHost host;
     auto options = base_options(receiver.port(), "udp");
@@ -153,10 +156,12 @@ TEST_CASE("GraylogSink sends NUL-delimited uncompressed GELF over TCP", "[integr
 
     constexpr int kCount = 300;
     for (int i = 0; i < kCount; ++i) {
-        const std::string fields =
-            json{{"seq", i}, {"job", {{"id", "j-" + std::to_string(i)}}}, {"exception", i % 50 == 0 ? "boom" : ""}}
-                .dump();
-        sink.write(make_record("tcp record", fields, i % 2 == 0 ? sdk::Level::Info : sdk::Level::Error));
+        const std::string fields = json{{"seq", i},
+                                        {"job", {{"id", "j-" + std::to_string(i)}}},
+                                        {"exception", i % 50 == 0 ? "boom" : ""}}
+                                       .dump();
+        sink.write(
+            make_record("tcp record", fields, i % 2 == 0 ? sdk::Level::Info : sdk::Level::Error));
     }
     for (int i = 0; i < kCount; ++i) {
         auto message = receiver.receive();
@@ -212,7 +217,7 @@ TEST_CASE("GraylogSink buffers while Graylog is down and reports the drops once 
         sink.write(make_record("while down", json{{"n", i}}.dump()));
     }
     CHECK(sink.stats().dropped == 40);  // the buffer holds the first 10
-    sink.flush();                        // returns at once: the sink knows Graylog is down
+    sink.flush();                       // returns at once: the sink knows Graylog is down
     CHECK(sink.stats().written == 0);
 
     receiver.listen();  // Graylog is back
@@ -371,7 +376,8 @@ TEST_CASE("GraylogSink counts writes after stop as dropped and stops idempotentl
     CHECK(sink.stats().written == 0);
 }
 
-TEST_CASE("GraylogSink refuses invalid options with an error naming the option", "[unit][logging]") {
+TEST_CASE("GraylogSink refuses invalid options with an error naming the option",
+          "[unit][logging]") {
     struct Case {
         std::map<std::string, std::string> values;
         std::string expected;
