@@ -17,8 +17,8 @@ sdk::Error csv_error(const std::string& label, std::size_t line, const std::stri
 
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
     CsvTable table;
-    table.buffer = std::move(text);
-    std::string& b = table.buffer;
+    table.buffer = std::make_unique<std::string>(std::move(text));
+    std::string& b = *table.buffer;
     std::size_t r = 0;
     if (b.size() >= 3 && b.compare(0, 3, "\xEF\xBB\xBF") == 0) {
         r = 3;

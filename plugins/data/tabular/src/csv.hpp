@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -10,12 +11,14 @@
 
 namespace synergos::plugins::tabular {
 
-/// A parsed CSV file. Fields are views into `buffer` (quoted fields are unescaped in place), so
-/// a table costs one copy of the file plus 16 bytes per cell.
+/// A parsed CSV file. Fields are views into `*buffer` (quoted fields are unescaped in place), so
+/// a table costs one copy of the file plus 16 bytes per cell. The text lives on the heap behind a
+/// pointer so the views survive moves of the table (a short std::string keeps its characters
+/// inside the object, and moving it would leave the views dangling).
 /// Shape: `header.size()` columns; `cells` is row-major with that width. Rows with fewer fields
 /// than the header are padded with empty fields (pandas reads them as missing).
 struct CsvTable {
-    std::string buffer;
+    std::unique_ptr<std::string> buffer;
     std::vector<std::string_view> header;
     std::vector<std::string_view> cells;
     std::size_t rows = 0;

@@ -406,3 +406,30 @@ TEST_CASE("tabular plugin library loads through Boost.DLL and reads heart_diseas
     }
     pipeline->reset();  // destroy plugin objects before the library unloads
 }
+
+TEST_CASE("tabular reads a file shorter than a small-string buffer", "[unit][data][tabular]") {
+    // 13 bytes: the parsed views must survive moving the table (regression found by ASan).
+    TempDir tmp;
+    const std::string dir = tmp.folder("tiny", {{"a", "float64"}, {"target", "float64"}},
+                                       {{"t.csv", "a,target\n1,0\n"}});
+    const Dataset ds = load_ok({dir}, "regress");
+    CHECK(ds.rows == 1);
+    CHECK(ds.feature_names == std::vector<std::string>{"a"});
+    CHECK(ds.labels == std::vector<float>{0.0f});
+}
+
+TEST_CASE("tabular keeps metadata valid JSON when names are not UTF-8", "[unit][data][tabular]") {
+    TempDir tmp;
+    const std::string latin1 = "caf\xe9";  // ISO-8859-1 text in a CSV header
+    const fs::path dir = tmp.path / "latin1";
+    fs::create_directories(dir);
+    std::ofstream(dir / "schema.json") << "{\"caf\\u00e9\": \"category\", \"target\": \"category\"}";
+    std::ofstream(dir / "data.csv") << latin1 << ",target\nx,1\ny,0\n";
+    // The schema names "café" in UTF-8 while the file says "caf\xe9": a clear error, no crash.
+    const auto e = load_error({dir.string()});
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    std::ofstream(dir / "schema.json", std::ios::trunc)
+        << "{\"" << latin1 << "\": \"category\", \"target\": \"category\"}";
+    // nlohmann refuses invalid UTF-8 in schema.json itself: also a clear error.
+    CHECK(load_error({dir.string()}).code == ErrorCode::InvalidArgument);
+}
