@@ -549,9 +549,21 @@ sdk::Status AmqpLink::service_heartbeat() {
     return sdk::Status::ok();
 }
 
+bool AmqpLink::has_buffered() const {
+    return amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_);
+}
+
+Clock::time_point AmqpLink::wake_by(Clock::time_point deadline) const {
+    if (heartbeat_.count() == 0) {
+        return deadline;
+    }
+    return std::min(
+        {deadline, last_send_ + heartbeat_ / 2, last_recv_ + kMissedHeartbeats * heartbeat_});
+}
+
 sdk::Status AmqpLink::wait(int wake_fd, Clock::time_point deadline, bool* woken) {
     *woken = false;
-    if (amqp_frames_enqueued(conn_) || amqp_data_in_buffer(conn_)) {
+    if (has_buffered()) {
         return sdk::Status::ok();
     }
     const int fd = fd_.load();
@@ -560,13 +572,8 @@ sdk::Status AmqpLink::wait(int wake_fd, Clock::time_point deadline, bool* woken)
         note_received();
         return sdk::Status::ok();
     }
-    auto until = deadline;
-    if (heartbeat_.count() > 0) {
-        until = std::min(
-            {until, last_send_ + heartbeat_ / 2, last_recv_ + kMissedHeartbeats * heartbeat_});
-    }
     pollfd fds[2] = {{fd, POLLIN, 0}, {wake_fd, POLLIN, 0}};
-    const int ready = ::poll(fds, 2, ms_until(until));
+    const int ready = ::poll(fds, 2, ms_until(wake_by(deadline)));
     if (ready < 0) {
         if (errno == EINTR) {
             return sdk::Status::ok();

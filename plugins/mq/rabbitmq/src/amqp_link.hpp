@@ -129,6 +129,12 @@ public:
     /// Waits until the socket has data, `wake_fd` is signalled, or `deadline` passes (earlier
     /// when a heartbeat is due). Returns at once when rabbitmq-c already buffers data.
     sdk::Status wait(int wake_fd, Clock::time_point deadline, bool* woken);
+    /// True when rabbitmq-c holds unread data or frames (poll would not report them).
+    bool has_buffered() const;
+    /// The socket, for a thread that polls it without owning the link (it must not read).
+    int fd() const { return fd_.load(); }
+    /// `deadline`, or earlier when a heartbeat is due to be sent or checked.
+    Clock::time_point wake_by(Clock::time_point deadline) const;
 
 private:
     sdk::Status tls_setup(amqp_socket_t* socket);

@@ -26,9 +26,6 @@ struct ConsumerCore::Command {
     std::uint64_t tag = 0;  ///< the owner's tag (epoch + broker tag)
     bool ack = true;
     bool requeue = false;
-    // Guarded by ConsumerCore::mutex_.
-    bool done = false;
-    sdk::Status status;
 };
 
 ConsumerCore::ConsumerCore(const BrokerSettings& settings, sdk::Logger& logger, std::string queue,
@@ -113,24 +110,19 @@ sdk::Status ConsumerCore::settle(std::uint64_t tag, bool ack, bool requeue) {
         }
         commands_.push_back(command);
     }
+    // Handed over without waiting: AMQP has no reply to an ack, so waiting for the send would
+    // add two thread switches and no guarantee. If the connection drops first, the broker
+    // redelivers the message (at-least-once), exactly as if the ack had been lost on the wire.
     wake_.signal();
-    std::unique_lock<std::mutex> lock(mutex_);
-    const auto limit = settings_.rpc_timeout;
-    if (!ready_cv_.wait_for(lock, limit, [&] { return command->done; })) {
-        return sdk::Status(sdk::ErrorCode::Timeout,
-                           context_ + ": " + (ack ? "ack" : "reject") + " of tag " +
-                               std::to_string(tag) + " was not sent within " +
-                               std::to_string(limit.count()) +
-                               " ms; the broker redelivers the message if it never arrives");
-    }
-    return command->status;
+    return sdk::Status::ok();
 }
 
 void ConsumerCore::complete(const CommandPtr& command, sdk::Status status) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    command->done = true;
-    command->status = std::move(status);
-    ready_cv_.notify_all();
+    if (!status) {
+        logger_.info("rabbitmq " + std::string(command->ack ? "ack" : "reject") +
+                         " not delivered; the broker redelivers the message",
+                     nlohmann::json{{"queue", queue_}, {"error", status.message()}}.dump());
+    }
 }
 
 void ConsumerCore::close() noexcept {
@@ -163,10 +155,6 @@ void ConsumerCore::close() noexcept {
     current_epoch_ = 0;
     ready_.clear();
     outstanding_.clear();
-    for (auto& command : commands_) {
-        command->done = true;
-        command->status = sdk::Status(sdk::ErrorCode::FailedPrecondition, context_ + " is closed");
-    }
     commands_.clear();
     ready_cv_.notify_all();
 }
@@ -354,12 +342,17 @@ void ConsumerCore::run_loop() {
     while (true) {
         wake_.drain();
         std::deque<CommandPtr> commands;
+        bool closing = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (closing_) {
-                return;
-            }
+            closing = closing_;
             commands.swap(commands_);
+        }
+        if (closing) {
+            if (link_) {
+                (void)execute(commands);  // acks the owner issued before close() go out first
+            }
+            return;
         }
         if (!link_) {
             for (auto& command : commands) {

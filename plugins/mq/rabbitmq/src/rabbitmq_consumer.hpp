@@ -4,9 +4,10 @@
 /// A RabbitMQ consumer: its own connection, serviced by its own I/O thread, so heartbeats keep
 /// flowing while the owner runs a long job between `receive` calls. The thread reads frames,
 /// buffers deliveries (never more than `prefetch` are unacknowledged, so the buffer is bounded)
-/// and executes the ack/reject commands the owner hands over. After a connection loss it
-/// resubscribes with back-off; delivery tags carry the connection epoch, so settling a tag
-/// from a lost connection is refused with `FailedPrecondition` (the broker redelivers it).
+/// and executes the ack/reject commands the owner hands over (before closing, too). After a
+/// connection loss it resubscribes with back-off; delivery tags carry the connection epoch, so
+/// settling a tag from a lost connection is refused with `FailedPrecondition` (the broker
+/// redelivers it).
 
 #include <chrono>
 #include <condition_variable>
@@ -43,6 +44,8 @@ public:
     /// Starts the I/O thread and waits for the first subscription (qos + basic.consume).
     sdk::Status open();
     sdk::Result<std::optional<sdk::Delivery>> receive(std::chrono::milliseconds timeout);
+    /// Checks the tag (stale or unknown tags are refused here) and hands the ack/reject to the
+    /// I/O thread without waiting for the send.
     sdk::Status settle(std::uint64_t tag, bool ack, bool requeue);
     /// Cancels the subscription and closes the connection; unacked deliveries return to the
     /// queue. Idempotent; safe from any thread.
@@ -72,7 +75,7 @@ private:
 
     // Shared with the owner, guarded by mutex_.
     std::mutex mutex_;
-    std::condition_variable ready_cv_;  ///< deliveries, state changes, command completion
+    std::condition_variable ready_cv_;  ///< deliveries and state changes
     std::deque<sdk::Delivery> ready_;
     std::set<std::uint64_t> outstanding_;  ///< handed to the owner, not yet settled
     std::deque<CommandPtr> commands_;

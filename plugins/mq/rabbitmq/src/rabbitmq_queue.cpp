@@ -172,7 +172,11 @@ sdk::Status RabbitMqQueue::submit(const OpPtr& op) {
         }
         incoming_.push_back(op);
     }
-    wake_->signal();
+    // A publisher that finds the connection idle drives it itself: no thread hand-off on the
+    // way out and back, which is most of a confirmed publish's cost besides the broker's.
+    if (op->kind != Op::Kind::Publish || !lead(op)) {
+        wake_->signal();
+    }
     std::unique_lock<std::mutex> lock(mutex_);
     // The I/O thread completes every operation by its deadline; the margin covers a thread busy
     // in a connect attempt, after which the caller's own deadline wins.
@@ -353,6 +357,7 @@ void RabbitMqQueue::run() noexcept {
         first_attempt_done_ = true;
     }
     // Everything still waiting learns that the queue stopped.
+    std::lock_guard<std::timed_mutex> io(io_mutex_);
     std::vector<OpPtr> left(pending_.begin(), pending_.end());
     for (auto& [seq, op] : inflight_) {
         left.push_back(op);
@@ -387,6 +392,73 @@ void RabbitMqQueue::run() noexcept {
     state_cv_.notify_all();
 }
 
+bool RabbitMqQueue::take_incoming() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) {
+        return false;
+    }
+    while (!incoming_.empty()) {
+        pending_.push_back(std::move(incoming_.front()));
+        incoming_.pop_front();
+    }
+    return true;
+}
+
+sdk::Status RabbitMqQueue::service_once() {
+    republish_on_loss_ = true;
+    sdk::Status status = execute_pending();
+    if (status) {
+        status = drain_frames();
+    }
+    if (status) {
+        status = link_->service_heartbeat();
+    }
+    if (status) {
+        expire(Clock::now());
+    }
+    return status;
+}
+
+bool RabbitMqQueue::lead(const OpPtr& op) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!connected_) {
+            return false;  // the I/O thread reconnects and publishes it then
+        }
+    }
+    // The I/O thread holds the lock only for short steps while connected (or for one RPC);
+    // waiting for it costs no more than handing the operation over.
+    std::unique_lock<std::timed_mutex> io(io_mutex_, std::defer_lock);
+    if (!io.try_lock_until(op->deadline) || !link_ || broken_) {
+        return false;
+    }
+    while (take_incoming()) {
+        sdk::Status status = service_once();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (op->done) {
+                break;
+            }
+        }
+        bool woken = false;
+        if (status) {
+            status = link_->wait(wake_->fd(), next_deadline(), &woken);
+        }
+        if (!status) {
+            // Only the I/O thread tears a link down (it may be polling the socket right now).
+            broken_ = status;
+            broken_republish_ = republish_on_loss_;
+            break;
+        }
+        if (woken) {
+            wake_->drain();  // new operations from other callers: sent on the next pass
+        }
+    }
+    io.unlock();
+    wake_->signal();  // the I/O thread takes over the other confirms, or the outage
+    return true;
+}
+
 void RabbitMqQueue::run_loop() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -394,17 +466,21 @@ void RabbitMqQueue::run_loop() {
     }
     next_attempt_ = Clock::now();
     backoff_ = kMinBackoff;
+    bool socket_event = false;
     while (true) {
+        std::unique_lock<std::timed_mutex> io(io_mutex_);
         wake_->drain();
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (stopping_) {
-                return;
-            }
-            while (!incoming_.empty()) {
-                pending_.push_back(std::move(incoming_.front()));
-                incoming_.pop_front();
-            }
+        if (!take_incoming()) {
+            return;
+        }
+        if (socket_event && link_) {
+            link_->note_received();
+        }
+        socket_event = false;
+        if (broken_) {
+            const sdk::Status why = *broken_;
+            broken_.reset();
+            lose_connection(why, broken_republish_);
         }
         expire(Clock::now());
         if (!link_) {
@@ -444,8 +520,9 @@ void RabbitMqQueue::run_loop() {
             }
             if (!link_) {
                 // Sleep until the next attempt, the earliest deadline, or a new operation.
-                pollfd wake{wake_->fd(), POLLIN, 0};
                 const auto until = std::min(next_attempt_, next_deadline());
+                io.unlock();
+                pollfd wake{wake_->fd(), POLLIN, 0};
                 const auto left =
                     std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
                 ::poll(&wake, 1,
@@ -453,22 +530,24 @@ void RabbitMqQueue::run_loop() {
                 continue;
             }
         }
-        republish_on_loss_ = true;
-        sdk::Status status = execute_pending();
-        if (status) {
-            status = drain_frames();
-        }
-        if (status) {
-            status = link_->service_heartbeat();
-        }
-        if (status) {
-            expire(Clock::now());
-            bool woken = false;
-            status = link_->wait(wake_->fd(), next_deadline(), &woken);
-        }
+        sdk::Status status = service_once();
         if (!status) {
             lose_connection(status, republish_on_loss_);
+            continue;
         }
+        if (link_->has_buffered()) {
+            continue;
+        }
+        // Poll without the link lock, so an idle caller can drive the connection meanwhile
+        // (see lead()); this thread only watches the socket and never reads it unlocked.
+        const int fd = link_->fd();
+        const auto until = link_->wake_by(next_deadline());
+        io.unlock();
+        pollfd fds[2] = {{fd, POLLIN, 0}, {wake_->fd(), POLLIN, 0}};
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+        ::poll(fds, 2, static_cast<int>(std::clamp<long long>(left.count() + 1, 0, 60000)));
+        socket_event = fds[0].revents != 0;
     }
 }
 

@@ -3,13 +3,16 @@
 
 /// The `rabbitmq` mq plugin: the MessageQueue backed by a RabbitMQ broker through rabbitmq-c.
 ///
-/// One publisher connection is owned by an I/O thread: callers hand it operations (publish,
-/// declare, inspect) and wait, with a deadline, for the result. Channel 1 is in confirm mode
-/// for publishes; channel 2 carries declares and passive declares, so a refused declare
-/// (channel error) never disturbs publishes in flight. When the connection drops, the thread
-/// reconnects with back-off, re-declares every queue it declared, and republishes messages
-/// whose confirm did not arrive; a publish that cannot be confirmed before its timeout fails
-/// with a clear error. Each consumer has its own connection and thread (rabbitmq_consumer.hpp).
+/// One publisher connection, guarded by a mutex and kept by an I/O thread (reconnects,
+/// heartbeats, confirms): callers hand it operations (publish, declare, inspect) and wait, with a
+/// deadline, for the result. A publisher that finds the connection up takes the mutex and
+/// drives it itself until its confirm arrives, sending other callers' publishes on the way.
+/// Channel 1 is in confirm mode for publishes; channel 2 carries declares and passive
+/// declares, so a refused declare (channel error) never disturbs publishes in flight. When the
+/// connection drops, the thread reconnects with back-off, re-declares every queue it declared,
+/// and republishes messages whose confirm did not arrive; a publish that cannot be confirmed
+/// before its timeout fails with a clear error. Each consumer has its own connection and thread
+/// (rabbitmq_consumer.hpp).
 
 #include <chrono>
 #include <condition_variable>
@@ -63,9 +66,12 @@ private:
     sdk::Result<QueueInfo> inspect(const std::string& queue);
     void complete(const OpPtr& op, sdk::Status status);
 
-    // I/O thread only.
+    // The connection side: the I/O thread, or a caller leading while it holds io_mutex_.
     void run() noexcept;
     void run_loop();
+    bool take_incoming();
+    sdk::Status service_once();
+    bool lead(const OpPtr& op);
     sdk::Status connect();
     void lose_connection(const sdk::Status& why, bool republish);
     sdk::Status execute_pending();
@@ -103,7 +109,12 @@ private:
     std::unique_ptr<WakeFd> wake_;
     std::thread thread_;
 
-    // Owned by the I/O thread.
+    // Guarded by io_mutex_: held by the I/O thread except while it polls, or by one caller
+    // that leads (drives the connection for its own publish). Lock order: io_mutex_, mutex_.
+    // Only the I/O thread creates or destroys link_; a leader that hits an error sets broken_.
+    std::timed_mutex io_mutex_;
+    std::optional<sdk::Status> broken_;
+    bool broken_republish_ = true;
     std::unique_ptr<AmqpLink> link_;
     std::deque<OpPtr> pending_;
     std::map<std::uint64_t, OpPtr> inflight_;  ///< by confirm sequence number
