@@ -2,6 +2,7 @@
 #include <synergos/core/worker/service.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstdio>
@@ -284,6 +285,9 @@ struct Split {
 /// An initialised run. `mutex` serialises the requests of this run.
 struct RunState {
     std::timed_mutex mutex;
+    /// Set when the run is re-initialised or terminated: a request that was waiting for `mutex`
+    /// must not work on the old state.
+    std::atomic<bool> retired{false};
     std::string action;
     Json run = Json::object();
     std::map<std::string, sdk::Dataset> splits;  ///< aligned, by meta
@@ -428,6 +432,10 @@ struct WorkerService::Impl {
         std::unique_lock<std::timed_mutex> lock(state.mutex, std::defer_lock);
         if (!lock.try_lock_for(config.run_wait)) {
             fail(409, "run " + quote(key) + " is busy with another request");
+        }
+        if (state.retired.load()) {
+            fail(409, "run " + quote(key) +
+                          " was re-initialised or terminated while this request waited");
         }
         return lock;
     }
@@ -592,7 +600,11 @@ struct WorkerService::Impl {
         }
         std::unique_lock<std::timed_mutex> previous_lock;
         if (previous) {
-            previous_lock = lock_run(*previous, key);
+            previous_lock = std::unique_lock<std::timed_mutex>(previous->mutex, std::defer_lock);
+            if (!previous_lock.try_lock_for(config.run_wait)) {
+                fail(409, "run " + quote(key) + " is busy with another request");
+            }
+            previous->retired = true;
         }
         {
             std::lock_guard<std::mutex> lock(runs_mutex);
@@ -732,6 +744,9 @@ struct WorkerService::Impl {
                 runs.erase(it);
                 found = true;
             }
+        }
+        if (state) {
+            state->retired = true;  // requests still waiting for this run get 409
         }
         // An in-flight request of this run keeps its own reference; the model goes with the last.
         state.reset();

@@ -562,3 +562,26 @@ TEST_CASE("alignment by name places columns at superset positions and zero-fills
     auto dup = synergos::core::worker::align_features(ds, {"a", "a"}, "train");
     CHECK_FALSE(dup);
 }
+
+TEST_CASE("worker refuses a request that waited for a run terminated meanwhile", "[unit][worker]") {
+    Worker w;
+    const TensorMap weights = w.initialise_heart();
+    auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+    REQUIRE(body);
+    const std::string type(st::kSafetensorsContentType);
+    w.backend.gate.enabled = true;
+    auto held = std::async(std::launch::async, [&] {
+        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
+    });
+    REQUIRE(w.backend.gate.wait_inside(1));
+    auto waiting = std::async(std::launch::async, [&] {
+        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
+    });
+    CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
+    w.backend.gate.release();
+    REQUIRE(held.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    REQUIRE(waiting.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(held.get().status == 200);  // the in-flight round completes on its own state
+    CHECK(waiting.get().status == 409);
+    CHECK(w.service->runs_loaded() == 0);
+}
