@@ -251,8 +251,8 @@ void GraylogSink::write(const sdk::LogRecord& record) noexcept {
 
 void GraylogSink::flush() noexcept {
     std::unique_lock<std::mutex> lock(mutex_);
-    if (!started_ || !sender_.joinable()) {
-        return;
+    if (!started_ || !accepting_) {
+        return;  // no sender thread to wait for
     }
     const std::uint64_t target = ring_.tail();
     sender_idle_ = false;

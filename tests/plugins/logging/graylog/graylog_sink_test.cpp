@@ -272,6 +272,37 @@ TEST_CASE("GraylogSink reports drops at stop", "[integration][logging]") {
     CHECK(sink.drop_reports_sent() == 1);
 }
 
+TEST_CASE("GraylogSink reports drops periodically while running", "[integration][logging]") {
+    UdpGelfReceiver receiver;
+    sdk::testing::FakeHost host;
+    auto options = base_options(receiver.port(), "udp");
+    options["buffer_records"] = "1";
+    options["drop_report_interval_ms"] = "5";
+    GraylogSink sink(host, sdk::Options(options));
+    for (int i = 0; i < 4; ++i) {
+        sink.write(make_record("early", json{{"n", i}}.dump()));  // 1 buffered, 3 dropped
+    }
+    REQUIRE(sink.start().is_ok());
+    // Without stop(): the report comes from the sender's periodic check, before or after the
+    // buffered record depending on when the sender first looks at the clock.
+    std::vector<json> received;
+    for (int i = 0; i < 2; ++i) {
+        auto message = receiver.receive();
+        REQUIRE(message.has_value());
+        check_gelf(*message);
+        received.push_back(message->json);
+    }
+    const bool report_first = received[0]["short_message"] == "graylog records dropped";
+    const json& report = received[report_first ? 0 : 1];
+    const json& record = received[report_first ? 1 : 0];
+    CHECK(record["_n"] == 0);
+    CHECK(report["short_message"] == "graylog records dropped");
+    CHECK(report["_dropped"] == 3);
+    CHECK(report["_buffer_records"] == 1);
+    sink.stop();
+    CHECK(sink.drop_reports_sent() == 1);  // nothing new to report at stop
+}
+
 TEST_CASE("GraylogSink takes 100000 calls without a listener and accounts for every record",
           "[integration][logging]") {
     sdk::testing::FakeHost host;
