@@ -16,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -81,6 +82,7 @@ public:
     net::io_context ioc_;
     std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
     std::optional<tcp::acceptor> acceptor_;
+    std::optional<net::steady_timer> accept_timer_;
 };
 
 /// One connection: reads requests one after the other (keep-alive), runs the handler on the
@@ -310,6 +312,7 @@ sdk::Status HttpServer::Impl::start() {
                                                             ec.message());
     }
     port_ = acceptor_->local_endpoint().port();
+    accept_timer_.emplace(acceptor_->get_executor());
     running_ = true;
     work_.emplace(ioc_.get_executor());
     do_accept();
@@ -342,6 +345,17 @@ void HttpServer::Impl::do_accept() {
 
 void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
     if (stopping_ || !acceptor_->is_open()) {
+        return;
+    }
+    if (ec && ec != net::error::operation_aborted) {
+        // E.g. EMFILE: retrying at once would spin; back off briefly, then accept again.
+        logger_.warn("http: accept failed", nlohmann::json{{"error", ec.message()}}.dump());
+        accept_timer_->expires_after(std::chrono::milliseconds(50));
+        accept_timer_->async_wait([this](beast::error_code) {
+            if (!stopping_) {
+                do_accept();
+            }
+        });
         return;
     }
     if (!ec) {
@@ -434,6 +448,7 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
     net::post(acceptor_->get_executor(), [this] {
         beast::error_code ec;
         acceptor_->close(ec);
+        accept_timer_->cancel();
     });
     auto shutdown_all = [this](bool force) {
         std::vector<std::shared_ptr<Session>> live;

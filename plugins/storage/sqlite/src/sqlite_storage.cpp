@@ -5,6 +5,7 @@
 #include <cctype>
 #include <exception>
 #include <filesystem>
+#include <string_view>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -74,41 +75,132 @@ struct EncodedKey {
     std::string ordered;
 };
 
-sdk::Result<EncodedKey> encode_key(const std::string& kind, const sdk::Key& key, bool allow_empty) {
+/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF).
+bool is_utf8(std::string_view text) {
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        std::size_t extra = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            extra = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            extra = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            extra = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + extra >= text.size()) {
+            return false;
+        }
+        for (std::size_t k = 1; k <= extra; ++k) {
+            const auto cc = static_cast<unsigned char>(text[i + k]);
+            if ((cc & 0xc0) != 0x80) {
+                return false;
+            }
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+        if (cp < kMin[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+            return false;
+        }
+        i += extra + 1;
+    }
+    return true;
+}
+
+/// Appends `text` as a JSON string, escaped exactly as nlohmann's dump() does.
+void append_json_string(std::string& out, std::string_view text) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    out.push_back('"');
+    for (char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
+        switch (ch) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\b': out += "\\b"; break;
+            case '\f': out += "\\f"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (c < 0x20) {
+                    out += "\\u00";
+                    out.push_back(kHex[c >> 4]);
+                    out.push_back(kHex[c & 0xf]);
+                } else {
+                    out.push_back(ch);
+                }
+        }
+    }
+    out.push_back('"');
+}
+
+/// Checks kind and key field names (and, for records, that the key is not empty).
+sdk::Status check_key(const std::string& kind, const sdk::Key& key, bool allow_empty) {
     if (!is_valid_kind(kind)) {
-        return sdk::Error{ErrorCode::InvalidArgument,
-                          "storage: kind '" + kind + "' must match [A-Za-z0-9_]{1,64}"};
+        return sdk::Status(ErrorCode::InvalidArgument,
+                           "storage: kind '" + kind + "' must match [A-Za-z0-9_]{1,64}");
     }
     if (key.empty() && !allow_empty) {
-        return sdk::Error{ErrorCode::InvalidArgument, "storage: key of " + kind + " is empty"};
+        return sdk::Status(ErrorCode::InvalidArgument, "storage: key of " + kind + " is empty");
     }
-    Json ordered = Json::array();
-    std::vector<std::pair<std::string, std::string>> sorted;
-    for (const auto& field : key) {
-        if (field.name.empty()) {
-            return sdk::Error{ErrorCode::InvalidArgument,
-                              "storage: a key field of " + kind + " has no name"};
+    for (std::size_t i = 0; i < key.size(); ++i) {
+        if (key[i].name.empty()) {
+            return sdk::Status(ErrorCode::InvalidArgument,
+                               "storage: a key field of " + kind + " has no name");
         }
-        for (const auto& seen : sorted) {
-            if (seen.first == field.name) {
-                return sdk::Error{ErrorCode::InvalidArgument, "storage: key field '" + field.name +
-                                                                  "' of " + kind + " repeats"};
+        if (!is_utf8(key[i].name) || !is_utf8(key[i].value)) {
+            return sdk::Status(ErrorCode::InvalidArgument,
+                               "storage: key of " + kind + " is not valid UTF-8");
+        }
+        for (std::size_t j = 0; j < i; ++j) {
+            if (key[j].name == key[i].name) {
+                return sdk::Status(ErrorCode::InvalidArgument, "storage: key field '" +
+                                                                   key[i].name + "' of " + kind +
+                                                                   " repeats");
             }
         }
-        sorted.emplace_back(field.name, field.value);
-        ordered.push_back(Json::array({field.name, field.value}));
     }
-    std::sort(sorted.begin(), sorted.end());
-    Json canonical = Json::array();
-    for (auto& [name, value] : sorted) {
-        canonical.push_back(Json::array({name, value}));
+    return {};
+}
+
+std::string encode_pairs(const std::vector<const sdk::KeyField*>& fields) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        out += i == 0 ? "[" : ",[";
+        append_json_string(out, fields[i]->name);
+        out.push_back(',');
+        append_json_string(out, fields[i]->value);
+        out.push_back(']');
     }
-    try {
-        return EncodedKey{canonical.dump(), ordered.dump()};
-    } catch (const std::exception&) {
-        return sdk::Error{ErrorCode::InvalidArgument,
-                          "storage: key of " + kind + " is not valid UTF-8"};
+    out.push_back(']');
+    return out;
+}
+
+sdk::Result<EncodedKey> encode_key(const std::string& kind, const sdk::Key& key, bool allow_empty) {
+    if (auto st = check_key(kind, key, allow_empty); !st) {
+        return st.error();
     }
+    std::vector<const sdk::KeyField*> fields;
+    fields.reserve(key.size());
+    for (const auto& field : key) {
+        fields.push_back(&field);
+    }
+    EncodedKey encoded;
+    encoded.ordered = encode_pairs(fields);
+    std::sort(fields.begin(), fields.end(), [](const sdk::KeyField* a, const sdk::KeyField* b) {
+        return a->name != b->name ? a->name < b->name : a->value < b->value;
+    });
+    encoded.id = encode_pairs(fields);
+    return encoded;
 }
 
 sdk::Key decode_key(const std::string& text) {
@@ -410,8 +502,8 @@ sdk::Result<sdk::Record> SqliteStorage::get(const std::string& kind, const sdk::
 
 sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& query) noexcept {
     try {
-        if (auto encoded = encode_key(query.kind, query.match, true); !encoded) {
-            return encoded.error();
+        if (auto st = check_key(query.kind, query.match, true); !st) {
+            return st.error();
         }
         auto conn = acquire_reader();
         if (!conn) {

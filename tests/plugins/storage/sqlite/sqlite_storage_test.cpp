@@ -358,3 +358,34 @@ TEST_CASE("the sqlite plugin library loads and works through its exported factor
     store->stop();
     store.reset();
 }
+
+TEST_CASE("sqlite storage keys hold any UTF-8 text and refuse invalid UTF-8", "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    const std::string odd = "q\"uote\\back\nline\x01\xc3\xa9\xe2\x82\xac";
+    REQUIRE(store.apply({insert("Project", project_key(odd, "p"))}).has_value());
+    auto got = store.get("Project", {{"project_id", "p"}, {"collab_id", odd}});
+    REQUIRE(got.has_value());
+    CHECK(got->key[0].value == odd);
+    CHECK(store.list({"Project", {{"collab_id", odd}}, 0, 0})->size() == 1);
+    // The stored key is the JSON text nlohmann would write, so files stay readable by tools.
+    sqlite3* db = nullptr;
+    sqlite3_open(store.path().c_str(), &db);
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db, "SELECT key_json FROM records", -1, &stmt, nullptr);
+    REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+    const std::string key_json = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    CHECK(key_json == nlohmann::json::array({nlohmann::json::array({"collab_id", odd}),
+                                             nlohmann::json::array({"project_id", "p"})})
+                          .dump());
+    for (const std::string& bad : {std::string("\xff"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80"),
+                                  std::string("\xe2\x82")}) {
+        auto result = store.apply({insert("Project", project_key(bad, "p"))});
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().message.find("UTF-8") != std::string::npos);
+    }
+}
