@@ -35,7 +35,8 @@ sdk::Result<std::unique_ptr<sdk::AggregationSession>> FedAvg::open(
         host_.logger().debug("fedavg: session opened");
         return std::unique_ptr<sdk::AggregationSession>(new WeightedMeanSession("fedavg"));
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("fedavg: open failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("fedavg: open failed: ") + e.what()};
     }
 }
 

@@ -76,7 +76,8 @@ inline double element_as_double(const sdk::Tensor& t, std::size_t i) noexcept {
             std::memcpy(&v, p, sizeof v);
             return static_cast<double>(v);
         }
-        case sdk::DType::U8: return static_cast<double>(*p);
+        case sdk::DType::U8:
+            return static_cast<double>(*p);
         case sdk::DType::F32: {
             float v;
             std::memcpy(&v, p, sizeof v);
@@ -90,7 +91,9 @@ inline double element_as_double(const sdk::Tensor& t, std::size_t i) noexcept {
 inline void store_from_double(sdk::Tensor& t, std::size_t i, double v) noexcept {
     unsigned char* p = t.data.data() + i * sdk::dtype_size(t.dtype);
     switch (t.dtype) {
-        case sdk::DType::F64: std::memcpy(p, &v, sizeof v); return;
+        case sdk::DType::F64:
+            std::memcpy(p, &v, sizeof v);
+            return;
         case sdk::DType::I64: {
             const std::int64_t r = std::llround(v);
             std::memcpy(p, &r, sizeof r);
@@ -101,7 +104,9 @@ inline void store_from_double(sdk::Tensor& t, std::size_t i, double v) noexcept 
             std::memcpy(p, &r, sizeof r);
             return;
         }
-        case sdk::DType::U8: *p = static_cast<unsigned char>(std::lround(v)); return;
+        case sdk::DType::U8:
+            *p = static_cast<unsigned char>(std::lround(v));
+            return;
         case sdk::DType::F32: {
             const auto f = static_cast<float>(v);
             std::memcpy(p, &f, sizeof f);
@@ -234,8 +239,9 @@ private:
             }
             for (std::int64_t d : t.shape) {
                 if (d < 0) {
-                    return {sdk::ErrorCode::InvalidArgument, std::string(what) + " tensor '" +
-                                                                 t.name + "' has a negative dimension"};
+                    return {
+                        sdk::ErrorCode::InvalidArgument,
+                        std::string(what) + " tensor '" + t.name + "' has a negative dimension"};
                 }
             }
             if (t.data.size() != static_cast<std::size_t>(t.numel()) * sdk::dtype_size(t.dtype)) {
@@ -295,7 +301,8 @@ private:
                 s = it->second;
             }
             if (matched[s] != nullptr) {
-                return {sdk::ErrorCode::InvalidArgument, "update has tensor '" + t.name + "' twice"};
+                return {sdk::ErrorCode::InvalidArgument,
+                        "update has tensor '" + t.name + "' twice"};
             }
             const Slot& slot = slots_[s];
             if (t.dtype != slot.dtype) {
@@ -362,13 +369,13 @@ public:
                             "' arrived outside a round (call begin_round first)"};
             }
             if (contributors_.count(participant) != 0) {
-                return {sdk::ErrorCode::AlreadyExists,
-                        strategy_ + ": participant '" + participant +
-                            "' already sent an update for round " + std::to_string(round_)};
+                return {sdk::ErrorCode::AlreadyExists, strategy_ + ": participant '" + participant +
+                                                           "' already sent an update for round " +
+                                                           std::to_string(round_)};
             }
             if (auto status = mean_.add(samples, weights); !status) {
-                return fail(status, "participant '" + participant + "', round " +
-                                        std::to_string(round_));
+                return fail(status,
+                            "participant '" + participant + "', round " + std::to_string(round_));
             }
             contributors_.insert(participant);
             return sdk::Status::ok();
@@ -384,9 +391,9 @@ public:
                                   strategy_ + ": finish_round without an open round"};
             }
             if (mean_.updates() == 0) {
-                return sdk::Error{sdk::ErrorCode::FailedPrecondition,
-                                  strategy_ + ": no update arrived for round " +
-                                      std::to_string(round_)};
+                return sdk::Error{
+                    sdk::ErrorCode::FailedPrecondition,
+                    strategy_ + ": no update arrived for round " + std::to_string(round_)};
             }
             auto result = mean_.mean();
             is_open_ = false;

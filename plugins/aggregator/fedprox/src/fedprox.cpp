@@ -27,9 +27,9 @@ sdk::Result<double> run_mu(std::string_view run_json) noexcept {
         }
         const double mu = it->get<double>();
         if (!std::isfinite(mu) || mu < 0.0) {
-            return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                              "fedprox: field 'mu' must be a finite number >= 0 (got " +
-                                  it->dump() + ")"};
+            return sdk::Error{
+                sdk::ErrorCode::InvalidArgument,
+                "fedprox: field 'mu' must be a finite number >= 0 (got " + it->dump() + ")"};
         }
         return mu;
     } catch (const nlohmann::json::exception& e) {
@@ -53,10 +53,10 @@ sdk::Result<std::unique_ptr<sdk::AggregationSession>> FedProx::open(
         return status;
     }
     try {
-        return std::unique_ptr<sdk::AggregationSession>(
-            new fedavg::WeightedMeanSession("fedprox"));
+        return std::unique_ptr<sdk::AggregationSession>(new fedavg::WeightedMeanSession("fedprox"));
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("fedprox: open failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("fedprox: open failed: ") + e.what()};
     }
 }
 

@@ -175,8 +175,8 @@ public:
             for (const auto& k : used_) {
                 allowed += (allowed.empty() ? "" : ", ") + k;
             }
-            fail("unknown structure field '" + unknown.front() + "' (allowed: " +
-                 (allowed.empty() ? std::string("none") : allowed) + ")");
+            fail("unknown structure field '" + unknown.front() +
+                 "' (allowed: " + (allowed.empty() ? std::string("none") : allowed) + ")");
         }
     }
 
@@ -330,10 +330,18 @@ void parse_structure(const json& structure, LayerSpec& l) {
             parse_conv_padding(r, structure, l, dims);
             break;
         }
-        case LayerType::MaxPool1d: parse_pool(r, l, 1, true); break;
-        case LayerType::MaxPool2d: parse_pool(r, l, 2, true); break;
-        case LayerType::AvgPool1d: parse_pool(r, l, 1, false); break;
-        case LayerType::AvgPool2d: parse_pool(r, l, 2, false); break;
+        case LayerType::MaxPool1d:
+            parse_pool(r, l, 1, true);
+            break;
+        case LayerType::MaxPool2d:
+            parse_pool(r, l, 2, true);
+            break;
+        case LayerType::AvgPool1d:
+            parse_pool(r, l, 1, false);
+            break;
+        case LayerType::AvgPool2d:
+            parse_pool(r, l, 2, false);
+            break;
         case LayerType::Flatten:
             l.start_dim = r.int_or("start_dim", 1);
             l.end_dim = r.int_or("end_dim", -1);
@@ -407,11 +415,14 @@ int LayerSpec::spatial_dims() const noexcept {
     switch (type) {
         case LayerType::Conv1d:
         case LayerType::MaxPool1d:
-        case LayerType::AvgPool1d: return 1;
+        case LayerType::AvgPool1d:
+            return 1;
         case LayerType::Conv2d:
         case LayerType::MaxPool2d:
-        case LayerType::AvgPool2d: return 2;
-        default: return 0;
+        case LayerType::AvgPool2d:
+            return 2;
+        default:
+            return 0;
     }
 }
 
@@ -419,10 +430,13 @@ bool LayerSpec::has_parameters() const noexcept {
     switch (type) {
         case LayerType::Linear:
         case LayerType::Conv1d:
-        case LayerType::Conv2d: return true;
+        case LayerType::Conv2d:
+            return true;
         case LayerType::BatchNorm1d:
-        case LayerType::BatchNorm2d: return affine;
-        default: return false;
+        case LayerType::BatchNorm2d:
+            return affine;
+        default:
+            return false;
     }
 }
 

@@ -39,14 +39,27 @@ enum class LayerType {
 };
 
 /// Supported `activation` values (torch.nn.functional names); Identity is "" or null.
-enum class Activation { Identity, Relu, Sigmoid, Tanh, Softmax, LogSoftmax, LeakyRelu, Elu, Gelu, Selu, Silu, Softplus };
+enum class Activation {
+    Identity,
+    Relu,
+    Sigmoid,
+    Tanh,
+    Softmax,
+    LogSoftmax,
+    LeakyRelu,
+    Elu,
+    Gelu,
+    Selu,
+    Silu,
+    Softplus
+};
 
 /// One parsed layer. Fields not used by the layer's type keep their defaults.
 struct LayerSpec {
     int index = 0;
     LayerType type = LayerType::Identity;
-    std::string l_type;           ///< as written in the architecture
-    std::string name;             ///< `nnl_<index>_<l_type lower>`, the state-dict prefix
+    std::string l_type;  ///< as written in the architecture
+    std::string name;    ///< `nnl_<index>_<l_type lower>`, the state-dict prefix
     Activation activation = Activation::Identity;
     std::string activation_name;  ///< as written ("" for identity)
 

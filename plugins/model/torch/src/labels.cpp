@@ -23,8 +23,8 @@ std::int64_t label_width(const sdk::Dataset& data) {
     }
     if (width == 0 || data.labels.size() != rows * static_cast<std::size_t>(width)) {
         throw SpecError("dataset labels hold " + std::to_string(data.labels.size()) +
-                        " values, expected rows x label columns = " + std::to_string(rows) +
-                        " x " + std::to_string(width));
+                        " values, expected rows x label columns = " + std::to_string(rows) + " x " +
+                        std::to_string(width));
     }
     return width;
 }
@@ -53,7 +53,8 @@ Targets make_targets(const sdk::Dataset& data, bool classify, const TrainArgs& a
         criterion == CriterionKind::NllLoss || criterion == CriterionKind::CrossEntropyLoss;
     for (std::size_t i = 0; i < data.labels.size(); ++i) {
         if (!std::isfinite(data.labels[i])) {
-            throw SpecError("dataset label of row " + std::to_string(i / static_cast<std::size_t>(width)) +
+            throw SpecError("dataset label of row " +
+                            std::to_string(i / static_cast<std::size_t>(width)) +
                             " is not a finite number");
         }
     }
@@ -118,8 +119,8 @@ Targets make_targets(const sdk::Dataset& data, bool classify, const TrainArgs& a
     t.width = output_width;
     t.values.assign(static_cast<std::size_t>(rows * output_width), 0.0F);
     for (std::size_t r = 0; r < classes.size(); ++r) {
-        t.values[r * static_cast<std::size_t>(output_width) + static_cast<std::size_t>(classes[r])] =
-            1.0F;
+        t.values[r * static_cast<std::size_t>(output_width) +
+                 static_cast<std::size_t>(classes[r])] = 1.0F;
     }
     return t;
 }

@@ -128,29 +128,38 @@ tnn::AnyModule make_module(const LayerSpec& l, const std::shared_ptr<at::Generat
         case LayerType::Dropout:
             return tnn::AnyModule(std::make_shared<SeededDropout>(l.p, dropout));
         case LayerType::BatchNorm1d:
-            return tnn::AnyModule(tnn::BatchNorm1d(tnn::BatchNorm1dOptions(l.in)
-                                                       .eps(l.eps)
-                                                       .momentum(bn_momentum(l))
-                                                       .affine(l.affine)
-                                                       .track_running_stats(l.track_running_stats)));
+            return tnn::AnyModule(
+                tnn::BatchNorm1d(tnn::BatchNorm1dOptions(l.in)
+                                     .eps(l.eps)
+                                     .momentum(bn_momentum(l))
+                                     .affine(l.affine)
+                                     .track_running_stats(l.track_running_stats)));
         case LayerType::BatchNorm2d:
-            return tnn::AnyModule(tnn::BatchNorm2d(tnn::BatchNorm2dOptions(l.in)
-                                                       .eps(l.eps)
-                                                       .momentum(bn_momentum(l))
-                                                       .affine(l.affine)
-                                                       .track_running_stats(l.track_running_stats)));
-        case LayerType::ReLU: return tnn::AnyModule(tnn::ReLU());
+            return tnn::AnyModule(
+                tnn::BatchNorm2d(tnn::BatchNorm2dOptions(l.in)
+                                     .eps(l.eps)
+                                     .momentum(bn_momentum(l))
+                                     .affine(l.affine)
+                                     .track_running_stats(l.track_running_stats)));
+        case LayerType::ReLU:
+            return tnn::AnyModule(tnn::ReLU());
         case LayerType::LeakyReLU:
             return tnn::AnyModule(
                 tnn::LeakyReLU(tnn::LeakyReLUOptions().negative_slope(l.negative_slope)));
-        case LayerType::ELU: return tnn::AnyModule(tnn::ELU(tnn::ELUOptions().alpha(l.alpha)));
+        case LayerType::ELU:
+            return tnn::AnyModule(tnn::ELU(tnn::ELUOptions().alpha(l.alpha)));
         case LayerType::GELU:
             return tnn::AnyModule(tnn::GELU(tnn::GELUOptions().approximate(l.approximate)));
-        case LayerType::Sigmoid: return tnn::AnyModule(tnn::Sigmoid());
-        case LayerType::Tanh: return tnn::AnyModule(tnn::Tanh());
-        case LayerType::Softmax: return tnn::AnyModule(tnn::Softmax(l.dim));
-        case LayerType::LogSoftmax: return tnn::AnyModule(tnn::LogSoftmax(l.dim));
-        case LayerType::Identity: return tnn::AnyModule(tnn::Identity());
+        case LayerType::Sigmoid:
+            return tnn::AnyModule(tnn::Sigmoid());
+        case LayerType::Tanh:
+            return tnn::AnyModule(tnn::Tanh());
+        case LayerType::Softmax:
+            return tnn::AnyModule(tnn::Softmax(l.dim));
+        case LayerType::LogSoftmax:
+            return tnn::AnyModule(tnn::LogSoftmax(l.dim));
+        case LayerType::Identity:
+            return tnn::AnyModule(tnn::Identity());
     }
     throw SpecError(layer_label(l) + ": unsupported layer type");
 }
@@ -158,8 +167,7 @@ tnn::AnyModule make_module(const LayerSpec& l, const std::shared_ptr<at::Generat
 /// PyTorch's default init (kaiming_uniform(a=sqrt(5)) for weights, U(+-1/sqrt(fan_in)) for
 /// biases: both are U(-1/sqrt(fan_in), 1/sqrt(fan_in))), drawn from `generator`.
 void init_parameters(const LayerSpec& l, tnn::Module& module, at::Generator& generator) {
-    if (l.type != LayerType::Linear && l.type != LayerType::Conv1d &&
-        l.type != LayerType::Conv2d) {
+    if (l.type != LayerType::Linear && l.type != LayerType::Conv1d && l.type != LayerType::Conv2d) {
         return;  // BatchNorm starts at weight 1, bias 0: deterministic already
     }
     std::int64_t fan_in = l.in;
@@ -222,7 +230,8 @@ void check_input(const LayerSpec& l, const ::torch::Tensor& x) {
                 fail("input [N, channels, height, width]");
             }
             break;
-        default: break;
+        default:
+            break;
     }
 }
 
@@ -286,18 +295,30 @@ Network::Network(Architecture layers, std::uint64_t seed)
 
 ::torch::Tensor Network::activate(const ::torch::Tensor& x, std::size_t index) const {
     switch (layers_[index].activation) {
-        case Activation::Identity: return x;
-        case Activation::Relu: return ::torch::relu(x);
-        case Activation::Sigmoid: return ::torch::sigmoid(x);
-        case Activation::Tanh: return ::torch::tanh(x);
-        case Activation::Softmax: return ::torch::softmax(x, 1);
-        case Activation::LogSoftmax: return ::torch::log_softmax(x, 1);
-        case Activation::LeakyRelu: return ::torch::leaky_relu(x, 0.01);
-        case Activation::Elu: return ::torch::elu(x);
-        case Activation::Gelu: return ::torch::gelu(x);
-        case Activation::Selu: return ::torch::selu(x);
-        case Activation::Silu: return ::torch::silu(x);
-        case Activation::Softplus: return ::torch::softplus(x);
+        case Activation::Identity:
+            return x;
+        case Activation::Relu:
+            return ::torch::relu(x);
+        case Activation::Sigmoid:
+            return ::torch::sigmoid(x);
+        case Activation::Tanh:
+            return ::torch::tanh(x);
+        case Activation::Softmax:
+            return ::torch::softmax(x, 1);
+        case Activation::LogSoftmax:
+            return ::torch::log_softmax(x, 1);
+        case Activation::LeakyRelu:
+            return ::torch::leaky_relu(x, 0.01);
+        case Activation::Elu:
+            return ::torch::elu(x);
+        case Activation::Gelu:
+            return ::torch::gelu(x);
+        case Activation::Selu:
+            return ::torch::selu(x);
+        case Activation::Silu:
+            return ::torch::silu(x);
+        case Activation::Softplus:
+            return ::torch::softplus(x);
     }
     return x;
 }
@@ -384,7 +405,9 @@ std::int64_t Network::parameter_count() const {
     return n;
 }
 
-void Network::set_training(bool on) { root_->train(on); }
+void Network::set_training(bool on) {
+    root_->train(on);
+}
 
 void Network::seed_dropout(std::uint64_t seed) {
     *dropout_generator_ = at::make_generator<at::CPUGeneratorImpl>(seed);

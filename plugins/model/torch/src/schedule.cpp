@@ -25,9 +25,15 @@ EpochSetting cyclic_at(const TrainArgs& args, int epoch) {
     // triangular/triangular2 scale by cycle, exp_range by iteration (torch's scale_mode).
     double scale = 1.0;
     switch (c.mode) {
-        case CyclicMode::Triangular: scale = 1.0; break;
-        case CyclicMode::Triangular2: scale = 1.0 / std::pow(2.0, cycle - 1.0); break;
-        case CyclicMode::ExpRange: scale = std::pow(c.gamma, last); break;
+        case CyclicMode::Triangular:
+            scale = 1.0;
+            break;
+        case CyclicMode::Triangular2:
+            scale = 1.0 / std::pow(2.0, cycle - 1.0);
+            break;
+        case CyclicMode::ExpRange:
+            scale = std::pow(c.gamma, last);
+            break;
     }
     EpochSetting s;
     s.lr = base_lr + (max_lr - base_lr) * scale_factor * scale;
@@ -42,13 +48,15 @@ EpochSetting cyclic_at(const TrainArgs& args, int epoch) {
 EpochSetting schedule_at(const TrainArgs& args, int epoch) {
     const double e = static_cast<double>(epoch);
     switch (args.scheduler) {
-        case SchedulerKind::CyclicLr: return cyclic_at(args, epoch);
+        case SchedulerKind::CyclicLr:
+            return cyclic_at(args, epoch);
         case SchedulerKind::StepLr: {
             const std::int64_t step = std::max<std::int64_t>(1, args.step_size.value_or(1));
             const double gamma = args.gamma.value_or(0.1);
             return {args.lr * std::pow(gamma, static_cast<double>(epoch / step)), std::nullopt};
         }
-        case SchedulerKind::LambdaLr: return {args.lr / (1.0 + args.lr_decay * e), std::nullopt};
+        case SchedulerKind::LambdaLr:
+            return {args.lr / (1.0 + args.lr_decay * e), std::nullopt};
         case SchedulerKind::ExponentialLr:
             return {args.lr * std::pow(args.gamma.value_or(1.0), e), std::nullopt};
     }

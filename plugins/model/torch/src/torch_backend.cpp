@@ -48,7 +48,8 @@ sdk::Result<std::unique_ptr<sdk::Model>> TorchBackend::build(std::string_view ar
     } catch (const SpecError& e) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("torch: build failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("torch: build failed: ") + e.what()};
     }
 }
 

@@ -95,14 +95,18 @@ bool nll_after_softmax(const Network& network, const TrainArgs& args) {
 Tensor criterion_loss(const TrainArgs& args, const Tensor& out, const Tensor& y, bool sum) {
     const std::int64_t reduction = sum ? at::Reduction::Sum : at::Reduction::Mean;
     switch (args.criterion) {
-        case CriterionKind::BceLoss: return at::binary_cross_entropy(out, y, {}, reduction);
+        case CriterionKind::BceLoss:
+            return at::binary_cross_entropy(out, y, {}, reduction);
         case CriterionKind::BceWithLogitsLoss:
             return at::binary_cross_entropy_with_logits(out, y, {}, {}, reduction);
-        case CriterionKind::NllLoss: return at::nll_loss(out, y, {}, reduction, -100);
+        case CriterionKind::NllLoss:
+            return at::nll_loss(out, y, {}, reduction, -100);
         case CriterionKind::CrossEntropyLoss:
             return at::cross_entropy_loss(out, y, {}, reduction, -100, args.label_smoothing);
-        case CriterionKind::MseLoss: return at::mse_loss(out, y, reduction);
-        case CriterionKind::L1Loss: return at::l1_loss(out, y, reduction);
+        case CriterionKind::MseLoss:
+            return at::mse_loss(out, y, reduction);
+        case CriterionKind::L1Loss:
+            return at::l1_loss(out, y, reduction);
         case CriterionKind::SmoothL1Loss:
             return at::smooth_l1_loss(out, y, reduction, args.smooth_l1_beta);
     }
@@ -145,12 +149,11 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainArgs& a, std::vector
             // The original passes every truthy Arguments field the constructor knows, so
             // Adagrad receives Arguments.lr_decay (default 0.1).
             return std::make_unique<optim::Adagrad>(
-                std::move(params),
-                optim::AdagradOptions(lr)
-                    .lr_decay(a.lr_decay)
-                    .weight_decay(wd)
-                    .initial_accumulator_value(a.initial_accumulator_value)
-                    .eps(a.effective_eps()));
+                std::move(params), optim::AdagradOptions(lr)
+                                       .lr_decay(a.lr_decay)
+                                       .weight_decay(wd)
+                                       .initial_accumulator_value(a.initial_accumulator_value)
+                                       .eps(a.effective_eps()));
     }
     throw SpecError("unsupported optimizer " + a.optimizer_name);
 }
@@ -180,15 +183,16 @@ void apply_setting(optim::Optimizer& optimizer, OptimizerKind kind, const EpochS
                 adamw.betas(std::make_tuple(*s.momentum, std::get<1>(adamw.betas())));
                 break;
             }
-            case OptimizerKind::Adagrad: break;
+            case OptimizerKind::Adagrad:
+                break;
         }
     }
 }
 
 /// The proximal anchors w_global, one per trainable parameter, viewing the caller's reference
 /// state (borrowed for the call, read only).
-std::vector<Tensor> proximal_anchors(
-    const std::vector<std::pair<std::string, Tensor>>& params, const sdk::TensorMap& reference) {
+std::vector<Tensor> proximal_anchors(const std::vector<std::pair<std::string, Tensor>>& params,
+                                     const sdk::TensorMap& reference) {
     std::vector<Tensor> anchors;
     anchors.reserve(params.size());
     for (const auto& [name, p] : params) {
@@ -201,8 +205,8 @@ std::vector<Tensor> proximal_anchors(
             throw SpecError("reference tensor '" + name + "' is " + sdk::to_string(t->dtype) + " " +
                             shape_text(t->shape) + ", the model has F32 " + shape_text(p.sizes()));
         }
-        anchors.push_back(::torch::from_blob(const_cast<unsigned char*>(t->data.data()),
-                                             p.sizes(), ::torch::kFloat));
+        anchors.push_back(::torch::from_blob(const_cast<unsigned char*>(t->data.data()), p.sizes(),
+                                             ::torch::kFloat));
     }
     return anchors;
 }
@@ -212,7 +216,9 @@ std::vector<Tensor> proximal_anchors(
 Tensor regularisers(const TrainArgs& a, const std::vector<std::pair<std::string, Tensor>>& params,
                     const std::vector<Tensor>& anchors) {
     Tensor total;
-    const auto add = [&total](const Tensor& term) { total = total.defined() ? total + term : term; };
+    const auto add = [&total](const Tensor& term) {
+        total = total.defined() ? total + term : term;
+    };
     for (std::size_t i = 0; i < params.size(); ++i) {
         const Tensor& w = params[i].second;
         if (a.l1_lambda > 0.0) {
@@ -230,12 +236,18 @@ Tensor regularisers(const TrainArgs& a, const std::vector<std::pair<std::string,
 
 sdk::DType sdk_dtype(const Tensor& t) {
     switch (t.scalar_type()) {
-        case ::torch::kFloat: return sdk::DType::F32;
-        case ::torch::kDouble: return sdk::DType::F64;
-        case ::torch::kLong: return sdk::DType::I64;
-        case ::torch::kInt: return sdk::DType::I32;
-        case ::torch::kByte: return sdk::DType::U8;
-        default: throw std::runtime_error("unsupported tensor dtype in the model state");
+        case ::torch::kFloat:
+            return sdk::DType::F32;
+        case ::torch::kDouble:
+            return sdk::DType::F64;
+        case ::torch::kLong:
+            return sdk::DType::I64;
+        case ::torch::kInt:
+            return sdk::DType::I32;
+        case ::torch::kByte:
+            return sdk::DType::U8;
+        default:
+            throw std::runtime_error("unsupported tensor dtype in the model state");
     }
 }
 
@@ -274,9 +286,11 @@ sdk::Result<sdk::TensorMap> TorchModel::state() noexcept {
     try {
         return export_state(*network_);
     } catch (const std::bad_alloc&) {
-        return sdk::Error{sdk::ErrorCode::ResourceExhausted, "torch: out of memory exporting state"};
+        return sdk::Error{sdk::ErrorCode::ResourceExhausted,
+                          "torch: out of memory exporting state"};
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("torch: state failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("torch: state failed: ") + e.what()};
     }
 }
 
@@ -296,7 +310,8 @@ sdk::Status TorchModel::load_state(const sdk::TensorMap& state) noexcept {
         for (const auto& [name, tensor] : entries) {
             auto it = given.find(name);
             if (it == given.end()) {
-                return {sdk::ErrorCode::InvalidArgument, "torch: state lacks tensor '" + name + "'"};
+                return {sdk::ErrorCode::InvalidArgument,
+                        "torch: state lacks tensor '" + name + "'"};
             }
             const sdk::Tensor& t = *it->second;
             const sdk::DType expected = sdk_dtype(tensor);
@@ -323,8 +338,9 @@ sdk::Status TorchModel::load_state(const sdk::TensorMap& state) noexcept {
                 const bool known = std::any_of(entries.begin(), entries.end(),
                                                [&](const auto& e) { return e.first == t.name; });
                 if (!known) {
-                    return {sdk::ErrorCode::InvalidArgument,
-                            "torch: state has tensor '" + t.name + "', which the model does not have"};
+                    return {
+                        sdk::ErrorCode::InvalidArgument,
+                        "torch: state has tensor '" + t.name + "', which the model does not have"};
                 }
             }
         }
@@ -393,10 +409,11 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
             const auto global_epoch =
                 static_cast<std::uint64_t>(args.round) * static_cast<std::uint64_t>(args.epochs) +
                 static_cast<std::uint64_t>(epoch);
-            const Tensor order = ::torch::randperm(
-                rows, at::make_generator<at::CPUGeneratorImpl>(
-                          mix_seed(args.seed, global_epoch, kShuffleStream)),
-                ::torch::kLong);
+            const Tensor order =
+                ::torch::randperm(rows,
+                                  at::make_generator<at::CPUGeneratorImpl>(
+                                      mix_seed(args.seed, global_epoch, kShuffleStream)),
+                                  ::torch::kLong);
             network_->seed_dropout(mix_seed(args.seed, global_epoch, kDropoutStream));
 
             double loss_sum = 0.0;
@@ -444,15 +461,16 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const c10::Error& e) {
         network_->set_training(false);
-        return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                          "torch: training failed in epoch " + std::to_string(epoch) + ": " +
-                              first_line(e)};
+        return sdk::Error{
+            sdk::ErrorCode::InvalidArgument,
+            "torch: training failed in epoch " + std::to_string(epoch) + ": " + first_line(e)};
     } catch (const std::bad_alloc&) {
         network_->set_training(false);
         return sdk::Error{sdk::ErrorCode::ResourceExhausted, "torch: out of memory while training"};
     } catch (const std::exception& e) {
         network_->set_training(false);
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("torch: training failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("torch: training failed: ") + e.what()};
     }
 }
 
@@ -492,11 +510,14 @@ sdk::Result<sdk::Inference> TorchModel::infer(const sdk::Dataset& data,
     } catch (const SpecError& e) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const c10::Error& e) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument, "torch: inference failed: " + first_line(e)};
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          "torch: inference failed: " + first_line(e)};
     } catch (const std::bad_alloc&) {
-        return sdk::Error{sdk::ErrorCode::ResourceExhausted, "torch: out of memory during inference"};
+        return sdk::Error{sdk::ErrorCode::ResourceExhausted,
+                          "torch: out of memory during inference"};
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("torch: inference failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("torch: inference failed: ") + e.what()};
     }
 }
 
@@ -516,12 +537,14 @@ sdk::Result<std::unique_ptr<sdk::Model>> build_model(sdk::Logger& logger, Archit
     } catch (const SpecError& e) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const c10::Error& e) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument, "torch: building the network failed: " +
-                                                               first_line(e)};
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          "torch: building the network failed: " + first_line(e)};
     } catch (const std::bad_alloc&) {
-        return sdk::Error{sdk::ErrorCode::ResourceExhausted, "torch: out of memory building the network"};
+        return sdk::Error{sdk::ErrorCode::ResourceExhausted,
+                          "torch: out of memory building the network"};
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("torch: build failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("torch: build failed: ") + e.what()};
     }
 }
 

@@ -208,22 +208,22 @@ TrainArgs parse_train_args(std::string_view args_json) {
     }
     if (auto batch = r.integer("batch_size")) {
         if (*batch < 1) {
-            FieldReader::fail("batch_size", "must be at least 1 or null (got " +
-                                                std::to_string(*batch) + ")");
+            FieldReader::fail("batch_size",
+                              "must be at least 1 or null (got " + std::to_string(*batch) + ")");
         }
         a.batch_size = *batch;
     }
     if (auto epochs = r.integer("epochs")) {
         if (*epochs < 1 || *epochs > 1000000) {
-            FieldReader::fail("epochs", "must be between 1 and 1000000 (got " +
-                                            std::to_string(*epochs) + ")");
+            FieldReader::fail(
+                "epochs", "must be between 1 and 1000000 (got " + std::to_string(*epochs) + ")");
         }
         a.epochs = static_cast<int>(*epochs);
     }
     if (auto round = r.integer("round")) {
         if (*round < 0 || *round > std::numeric_limits<int>::max() / 2) {
-            FieldReader::fail("round", "must be a non-negative integer (got " +
-                                           std::to_string(*round) + ")");
+            FieldReader::fail(
+                "round", "must be a non-negative integer (got " + std::to_string(*round) + ")");
         }
         a.round = static_cast<int>(*round);
     }
@@ -276,8 +276,8 @@ TrainArgs parse_train_args(std::string_view args_json) {
     }
     if (auto reduction = r.string("reduction")) {
         if (*reduction != "mean" && *reduction != "sum") {
-            FieldReader::fail("reduction", "must be 'mean' or 'sum' for training (got '" +
-                                               *reduction + "')");
+            FieldReader::fail("reduction",
+                              "must be 'mean' or 'sum' for training (got '" + *reduction + "')");
         }
         a.reduction_sum = *reduction == "sum";
     }
@@ -315,8 +315,8 @@ TrainArgs parse_train_args(std::string_view args_json) {
         } else if (*mode == "exp_range") {
             a.cyclic.mode = CyclicMode::ExpRange;
         } else {
-            FieldReader::fail("mode", "must be triangular, triangular2 or exp_range (got '" +
-                                          *mode + "')");
+            FieldReader::fail("mode",
+                              "must be triangular, triangular2 or exp_range (got '" + *mode + "')");
         }
     }
     a.cyclic.cycle_momentum = r.boolean_or("cycle_momentum", a.cyclic.cycle_momentum);
@@ -367,7 +367,8 @@ void require_training_fields(const TrainArgs& a) {
             break;
         case SchedulerKind::StepLr:
             if (!a.step_size || *a.step_size < 1) {
-                FieldReader::fail("step_size", "is required by lr_scheduler StepLR (an integer >= 1)");
+                FieldReader::fail("step_size",
+                                  "is required by lr_scheduler StepLR (an integer >= 1)");
             }
             break;
         case SchedulerKind::ExponentialLr:
@@ -375,12 +376,19 @@ void require_training_fields(const TrainArgs& a) {
                 FieldReader::fail("gamma", "is required by lr_scheduler ExponentialLR");
             }
             break;
-        case SchedulerKind::LambdaLr: break;
+        case SchedulerKind::LambdaLr:
+            break;
     }
 }
 
-std::string supported_optimizers() { return names(kOptimizers); }
-std::string supported_criteria() { return names(kCriteria); }
-std::string supported_schedulers() { return names(kSchedulers); }
+std::string supported_optimizers() {
+    return names(kOptimizers);
+}
+std::string supported_criteria() {
+    return names(kCriteria);
+}
+std::string supported_schedulers() {
+    return names(kSchedulers);
+}
 
 }  // namespace synergos::plugins::torch

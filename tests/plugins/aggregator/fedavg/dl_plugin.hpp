@@ -15,7 +15,8 @@ namespace synergos::test {
 
 class DlPlugin {
 public:
-    explicit DlPlugin(const std::string& path) : handle_(::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+    explicit DlPlugin(const std::string& path)
+        : handle_(::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
         if (handle_ == nullptr) {
             const char* err = ::dlerror();
             error_ = err != nullptr ? err : "dlopen failed";
@@ -41,7 +42,9 @@ public:
         return slot == nullptr ? nullptr : *slot;
     }
 
-    const sdk::AbiInfo* abi() const { return static_cast<const sdk::AbiInfo*>(alias("synergos_plugin_abi")); }
+    const sdk::AbiInfo* abi() const {
+        return static_cast<const sdk::AbiInfo*>(alias("synergos_plugin_abi"));
+    }
     const sdk::PluginDescriptor* descriptor() const {
         return static_cast<const sdk::PluginDescriptor*>(alias("synergos_plugin_descriptor"));
     }

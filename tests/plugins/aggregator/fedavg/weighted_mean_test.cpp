@@ -49,8 +49,7 @@ std::vector<double> expected_mean(const std::vector<TensorMap>& maps,
 
 }  // namespace
 
-TEST_CASE("FedAvg's aggregate equals an independently computed weighted mean",
-          "[unit][fedavg]") {
+TEST_CASE("FedAvg's aggregate equals an independently computed weighted mean", "[unit][fedavg]") {
     const std::vector<TensorMap> maps{client_map(1, 10), client_map(2, 13), client_map(3, 20)};
     const std::vector<std::int64_t> samples{10, 30, 7};
     const std::vector<std::string> names{"alice", "bob", "carol"};

@@ -57,8 +57,8 @@ TEST_CASE("FedProx hands workers the run's mu, 0.1 by default", "[unit][fedprox]
 TEST_CASE("FedProx refuses a bad mu and names the field", "[unit][fedprox]") {
     FakeHost host;
     FedProx fedprox(host, {});
-    for (const char* run : {R"({"mu": -0.5})", R"({"mu": "0.1"})", R"({"mu": true})", "[]",
-                            "{oops"}) {
+    for (const char* run :
+         {R"({"mu": -0.5})", R"({"mu": "0.1"})", R"({"mu": true})", "[]", "{oops"}) {
         INFO(run);
         auto status = fedprox.validate(run);
         CHECK(status.code() == ErrorCode::InvalidArgument);

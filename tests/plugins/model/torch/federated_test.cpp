@@ -20,7 +20,8 @@ constexpr const char* kNet = R"([
   {"l_type": "Linear", "structure": {"in_features": 6, "out_features": 8}, "activation": "relu"},
   {"l_type": "Dropout", "structure": {"p": 0.2}, "activation": ""},
   {"l_type": "BatchNorm1d", "structure": {"num_features": 8}, "activation": ""},
-  {"l_type": "Linear", "structure": {"in_features": 8, "out_features": 1}, "activation": "sigmoid"}])";
+  {"l_type": "Linear", "structure": {"in_features": 8, "out_features": 1},
+      "activation": "sigmoid"}])";
 
 Dataset binary_rows(std::uint32_t seed, std::size_t rows) {
     auto x = pseudo_features(rows * 6, seed);
@@ -50,7 +51,8 @@ FederatedRun federated(TorchFixture& f, FedAvg& fedavg, const Dataset& data,
         REQUIRE(model->load_state(run.global).is_ok());
         auto report = model->train(data, round_args, &run.global);
         REQUIRE(report.has_value());
-        run.losses.insert(run.losses.end(), report->epoch_losses.begin(), report->epoch_losses.end());
+        run.losses.insert(run.losses.end(), report->epoch_losses.begin(),
+                          report->epoch_losses.end());
         REQUIRE((*session)->begin_round(run.global, r).is_ok());
         REQUIRE((*session)->accumulate("only", report->samples, report->weights).is_ok());
         auto next = (*session)->finish_round();
@@ -62,13 +64,15 @@ FederatedRun federated(TorchFixture& f, FedAvg& fedavg, const Dataset& data,
 
 }  // namespace
 
-TEST_CASE("One worker with FedAvg equals centralized training to 1e-6", "[integration][torch][fedavg]") {
+TEST_CASE("One worker with FedAvg equals centralized training to 1e-6",
+          "[integration][torch][fedavg]") {
     // Exactly true when nothing carries over between rounds inside the worker: plain SGD
     // without momentum (the optimizer is fresh every round), a constant learning rate (the
     // scheduler is fresh every round), no early stopping. Batch order and dropout masks are
     // seeded from (seed, round * epochs + epoch), i.e. from the global epoch.
     const std::string args =
-        R"({"criterion": "BCELoss", "optimizer": "SGD", "lr": 0.1, "lr_scheduler": "", "lr_decay": 0, "batch_size": 8, "patience": null, "seed": 21})";
+        R"({"criterion": "BCELoss", "optimizer": "SGD", "lr": 0.1, "lr_scheduler": "",
+            "lr_decay": 0, "batch_size": 8, "patience": null, "seed": 21})";
     const Dataset data = binary_rows(9, 44);
     TorchFixture f;
     FedAvg fedavg(f.host, {});
@@ -102,14 +106,15 @@ TEST_CASE("One worker with FedAvg equals centralized training to 1e-6", "[integr
 TEST_CASE("FedAvg aggregates BatchNorm running statistics of trained models",
           "[integration][torch][fedavg]") {
     const std::string args =
-        R"({"criterion": "BCELoss", "lr": 0.1, "lr_scheduler": "", "batch_size": 8, "epochs": 1, "seed": 4})";
+        R"({"criterion": "BCELoss", "lr": 0.1, "lr_scheduler": "", "batch_size": 8, "epochs": 1,
+            "seed": 4})";
     TorchFixture f;
     FedAvg fedavg(f.host, {});
     auto a = f.build(kNet, args);
     auto b = f.build(kNet, args);
     const TensorMap global = *a->state();
-    auto ra = a->train(binary_rows(1, 24), args, &global);   // 3 batches
-    auto rb = b->train(binary_rows(2, 56), args, &global);   // 7 batches
+    auto ra = a->train(binary_rows(1, 24), args, &global);  // 3 batches
+    auto rb = b->train(binary_rows(2, 56), args, &global);  // 7 batches
     REQUIRE(ra.has_value());
     REQUIRE(rb.has_value());
     auto session = fedavg.open(args);
@@ -131,7 +136,8 @@ TEST_CASE("FedAvg aggregates BatchNorm running statistics of trained models",
         }
     }
     // (24 * 3 + 56 * 7) / 80 = 5.8 -> 6
-    CHECK(int64s(*next->find("nnl_2_batchnorm1d.num_batches_tracked")) == std::vector<std::int64_t>{6});
+    CHECK(int64s(*next->find("nnl_2_batchnorm1d.num_batches_tracked")) ==
+          std::vector<std::int64_t>{6});
     auto loaded = f.build(kNet, args);
     CHECK(loaded->load_state(*next).is_ok());
 }

@@ -51,85 +51,171 @@ std::vector<LayerCase> layer_cases() {
     const float s1 = 1 / (1 + e + e * e);  // softmax of [1, 2, 3] = [s1, e s1, e^2 s1]
     const std::string flat = layer("Flatten", "{}");
     std::vector<LayerCase> cases;
-    cases.push_back({"Linear", net({layer("Linear", R"({"in_features": 2, "out_features": 2})")}),
-                     {2}, {1, 1},
+    cases.push_back({"Linear",
+                     net({layer("Linear", R"({"in_features": 2, "out_features": 2})")}),
+                     {2},
+                     {1, 1},
                      TensorMap{{f32("nnl_0_linear.weight", {2, 2}, {1, 2, 3, 4}),
                                 f32("nnl_0_linear.bias", {2}, {0.5F, -1})}},
-                     {3.5F, 6}, {"nnl_0_linear.weight", "nnl_0_linear.bias"}});
-    cases.push_back({"Conv1d",
-                     net({layer("Conv1d", R"({"in_channels": 1, "out_channels": 1, "kernel_size": 2})"), flat}),
-                     {1, 3}, {1, 4, 9},
-                     TensorMap{{f32("nnl_0_conv1d.weight", {1, 1, 2}, {1, -1}),
-                                f32("nnl_0_conv1d.bias", {1}, {0})}},
-                     {-3, -5}, {"nnl_0_conv1d.weight", "nnl_0_conv1d.bias"}});
-    cases.push_back({"Conv2d",
-                     net({layer("Conv2d", R"({"in_channels": 1, "out_channels": 1, "kernel_size": 2})"), flat}),
-                     {1, 3, 3}, {0, 1, 2, 3, 4, 5, 6, 7, 8},
-                     TensorMap{{f32("nnl_0_conv2d.weight", {1, 1, 2, 2}, {1, 1, 1, 1}),
-                                f32("nnl_0_conv2d.bias", {1}, {0.5F})}},
-                     {8.5F, 12.5F, 20.5F, 24.5F}, {"nnl_0_conv2d.weight", "nnl_0_conv2d.bias"}});
-    cases.push_back({"MaxPool2d", net({layer("MaxPool2d", R"({"kernel_size": 2})"), flat}),
-                     {1, 4, 4}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {},
-                     {5, 7, 13, 15}, {}});
-    cases.push_back({"AvgPool2d", net({layer("AvgPool2d", R"({"kernel_size": 2})"), flat}),
-                     {1, 4, 4}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}, {},
-                     {2.5F, 4.5F, 10.5F, 12.5F}, {}});
-    cases.push_back({"MaxPool1d", net({layer("MaxPool1d", R"({"kernel_size": 2})"), flat}),
-                     {1, 6}, {1, 5, 2, 2, -3, 0}, {}, {5, 2, 0}, {}});
-    cases.push_back({"AvgPool1d", net({layer("AvgPool1d", R"({"kernel_size": 3})"), flat}),
-                     {1, 6}, {1, 2, 3, 4, 5, 6}, {}, {2, 5}, {}});
-    cases.push_back({"Flatten", net({flat}), {2, 3}, {1, 2, 3, 4, 5, 6}, {}, {1, 2, 3, 4, 5, 6}, {}});
-    cases.push_back({"Dropout (eval: identity)", net({layer("Dropout", R"({"p": 0.5})")}), {3},
-                     {1, 2, 3}, {}, {1, 2, 3}, {}});
-    cases.push_back({"BatchNorm1d (eval: running statistics)",
-                     net({layer("BatchNorm1d", R"({"num_features": 2})")}), {2}, {3, 1},
-                     TensorMap{{f32("nnl_0_batchnorm1d.weight", {2}, {2, 1}),
-                                f32("nnl_0_batchnorm1d.bias", {2}, {0, 1}),
-                                f32("nnl_0_batchnorm1d.running_mean", {2}, {1, -1}),
-                                f32("nnl_0_batchnorm1d.running_var", {2}, {4, 1})}},
-                     {2, 3},
-                     {"nnl_0_batchnorm1d.weight", "nnl_0_batchnorm1d.bias",
-                      "nnl_0_batchnorm1d.running_mean", "nnl_0_batchnorm1d.running_var",
-                      "nnl_0_batchnorm1d.num_batches_tracked"}});
-    cases.push_back({"BatchNorm2d (eval: running statistics)",
-                     net({layer("BatchNorm2d", R"({"num_features": 1})"), flat}), {1, 1, 2}, {3, 5},
-                     TensorMap{{f32("nnl_0_batchnorm2d.running_mean", {1}, {1}),
-                                f32("nnl_0_batchnorm2d.running_var", {1}, {4})}},
-                     {1, 2},
-                     {"nnl_0_batchnorm2d.weight", "nnl_0_batchnorm2d.bias",
-                      "nnl_0_batchnorm2d.running_mean", "nnl_0_batchnorm2d.running_var",
-                      "nnl_0_batchnorm2d.num_batches_tracked"}});
+                     {3.5F, 6},
+                     {"nnl_0_linear.weight", "nnl_0_linear.bias"}});
+    cases.push_back(
+        {"Conv1d",
+         net({layer("Conv1d", R"({"in_channels": 1, "out_channels": 1, "kernel_size": 2})"), flat}),
+         {1, 3},
+         {1, 4, 9},
+         TensorMap{
+             {f32("nnl_0_conv1d.weight", {1, 1, 2}, {1, -1}), f32("nnl_0_conv1d.bias", {1}, {0})}},
+         {-3, -5},
+         {"nnl_0_conv1d.weight", "nnl_0_conv1d.bias"}});
+    cases.push_back(
+        {"Conv2d",
+         net({layer("Conv2d", R"({"in_channels": 1, "out_channels": 1, "kernel_size": 2})"), flat}),
+         {1, 3, 3},
+         {0, 1, 2, 3, 4, 5, 6, 7, 8},
+         TensorMap{{f32("nnl_0_conv2d.weight", {1, 1, 2, 2}, {1, 1, 1, 1}),
+                    f32("nnl_0_conv2d.bias", {1}, {0.5F})}},
+         {8.5F, 12.5F, 20.5F, 24.5F},
+         {"nnl_0_conv2d.weight", "nnl_0_conv2d.bias"}});
+    cases.push_back({"MaxPool2d",
+                     net({layer("MaxPool2d", R"({"kernel_size": 2})"), flat}),
+                     {1, 4, 4},
+                     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+                     {},
+                     {5, 7, 13, 15},
+                     {}});
+    cases.push_back({"AvgPool2d",
+                     net({layer("AvgPool2d", R"({"kernel_size": 2})"), flat}),
+                     {1, 4, 4},
+                     {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+                     {},
+                     {2.5F, 4.5F, 10.5F, 12.5F},
+                     {}});
+    cases.push_back({"MaxPool1d",
+                     net({layer("MaxPool1d", R"({"kernel_size": 2})"), flat}),
+                     {1, 6},
+                     {1, 5, 2, 2, -3, 0},
+                     {},
+                     {5, 2, 0},
+                     {}});
+    cases.push_back({"AvgPool1d",
+                     net({layer("AvgPool1d", R"({"kernel_size": 3})"), flat}),
+                     {1, 6},
+                     {1, 2, 3, 4, 5, 6},
+                     {},
+                     {2, 5},
+                     {}});
+    cases.push_back(
+        {"Flatten", net({flat}), {2, 3}, {1, 2, 3, 4, 5, 6}, {}, {1, 2, 3, 4, 5, 6}, {}});
+    cases.push_back({"Dropout (eval: identity)",
+                     net({layer("Dropout", R"({"p": 0.5})")}),
+                     {3},
+                     {1, 2, 3},
+                     {},
+                     {1, 2, 3},
+                     {}});
+    cases.push_back(
+        {"BatchNorm1d (eval: running statistics)",
+         net({layer("BatchNorm1d", R"({"num_features": 2})")}),
+         {2},
+         {3, 1},
+         TensorMap{{f32("nnl_0_batchnorm1d.weight", {2}, {2, 1}),
+                    f32("nnl_0_batchnorm1d.bias", {2}, {0, 1}),
+                    f32("nnl_0_batchnorm1d.running_mean", {2}, {1, -1}),
+                    f32("nnl_0_batchnorm1d.running_var", {2}, {4, 1})}},
+         {2, 3},
+         {"nnl_0_batchnorm1d.weight", "nnl_0_batchnorm1d.bias", "nnl_0_batchnorm1d.running_mean",
+          "nnl_0_batchnorm1d.running_var", "nnl_0_batchnorm1d.num_batches_tracked"}});
+    cases.push_back(
+        {"BatchNorm2d (eval: running statistics)",
+         net({layer("BatchNorm2d", R"({"num_features": 1})"), flat}),
+         {1, 1, 2},
+         {3, 5},
+         TensorMap{{f32("nnl_0_batchnorm2d.running_mean", {1}, {1}),
+                    f32("nnl_0_batchnorm2d.running_var", {1}, {4})}},
+         {1, 2},
+         {"nnl_0_batchnorm2d.weight", "nnl_0_batchnorm2d.bias", "nnl_0_batchnorm2d.running_mean",
+          "nnl_0_batchnorm2d.running_var", "nnl_0_batchnorm2d.num_batches_tracked"}});
     cases.push_back({"ReLU", net({layer("ReLU", "{}")}), {2}, {-1, 2}, {}, {0, 2}, {}});
-    cases.push_back({"LeakyReLU", net({layer("LeakyReLU", R"({"negative_slope": 0.2})")}), {2},
-                     {-1, 3}, {}, {-0.2F, 3}, {}});
+    cases.push_back({"LeakyReLU",
+                     net({layer("LeakyReLU", R"({"negative_slope": 0.2})")}),
+                     {2},
+                     {-1, 3},
+                     {},
+                     {-0.2F, 3},
+                     {}});
     cases.push_back({"ELU", net({layer("ELU", "{}")}), {2}, {-1, 2}, {}, {1 / e - 1, 2}, {}});
     cases.push_back({"GELU", net({layer("GELU", "{}")}), {1}, {1}, {}, {0.8413447F}, {}});
-    cases.push_back({"Sigmoid", net({layer("Sigmoid", "{}")}), {2}, {0, 2}, {},
-                     {0.5F, 1 / (1 + std::exp(-2.0F))}, {}});
+    cases.push_back({"Sigmoid",
+                     net({layer("Sigmoid", "{}")}),
+                     {2},
+                     {0, 2},
+                     {},
+                     {0.5F, 1 / (1 + std::exp(-2.0F))},
+                     {}});
     cases.push_back({"Tanh", net({layer("Tanh", "{}")}), {1}, {0.5F}, {}, {std::tanh(0.5F)}, {}});
-    cases.push_back({"Softmax", net({layer("Softmax", R"({"dim": 1})")}), {3}, {1, 2, 3}, {},
-                     {s1, e * s1, e * e * s1}, {}});
-    cases.push_back({"LogSoftmax", net({layer("LogSoftmax", "{}")}), {3}, {1, 2, 3}, {},
-                     {std::log(s1), 1 + std::log(s1), 2 + std::log(s1)}, {}});
+    cases.push_back({"Softmax",
+                     net({layer("Softmax", R"({"dim": 1})")}),
+                     {3},
+                     {1, 2, 3},
+                     {},
+                     {s1, e * s1, e * e * s1},
+                     {}});
+    cases.push_back({"LogSoftmax",
+                     net({layer("LogSoftmax", "{}")}),
+                     {3},
+                     {1, 2, 3},
+                     {},
+                     {std::log(s1), 1 + std::log(s1), 2 + std::log(s1)},
+                     {}});
     cases.push_back({"Identity", net({layer("Identity", "{}")}), {2}, {7, -7}, {}, {7, -7}, {}});
     // Activations by name after a layer.
-    cases.push_back({"activation relu", net({layer("Identity", "{}", "relu")}), {2}, {-1, 1}, {},
-                     {0, 1}, {}});
-    cases.push_back({"activation softmax (dim 1)", net({layer("Identity", "{}", "softmax")}), {3},
-                     {1, 2, 3}, {}, {s1, e * s1, e * e * s1}, {}});
+    cases.push_back(
+        {"activation relu", net({layer("Identity", "{}", "relu")}), {2}, {-1, 1}, {}, {0, 1}, {}});
+    cases.push_back({"activation softmax (dim 1)",
+                     net({layer("Identity", "{}", "softmax")}),
+                     {3},
+                     {1, 2, 3},
+                     {},
+                     {s1, e * s1, e * e * s1},
+                     {}});
     cases.push_back({"activation log_softmax (dim 1)",
-                     net({layer("Identity", "{}", "log_softmax")}), {3}, {1, 2, 3}, {},
-                     {std::log(s1), 1 + std::log(s1), 2 + std::log(s1)}, {}});
-    cases.push_back({"activation leaky_relu", net({layer("Identity", "{}", "leaky_relu")}), {1},
-                     {-2}, {}, {-0.02F}, {}});
-    cases.push_back({"activation elu", net({layer("Identity", "{}", "elu")}), {1}, {-1}, {},
-                     {1 / e - 1}, {}});
-    cases.push_back({"activation gelu", net({layer("Identity", "{}", "gelu")}), {1}, {1}, {},
-                     {0.8413447F}, {}});
-    cases.push_back({"activation tanh", net({layer("Identity", "{}", "tanh")}), {1}, {0.5F}, {},
-                     {std::tanh(0.5F)}, {}});
-    cases.push_back({"activation sigmoid", net({layer("Identity", "{}", "sigmoid")}), {1}, {0}, {},
-                     {0.5F}, {}});
+                     net({layer("Identity", "{}", "log_softmax")}),
+                     {3},
+                     {1, 2, 3},
+                     {},
+                     {std::log(s1), 1 + std::log(s1), 2 + std::log(s1)},
+                     {}});
+    cases.push_back({"activation leaky_relu",
+                     net({layer("Identity", "{}", "leaky_relu")}),
+                     {1},
+                     {-2},
+                     {},
+                     {-0.02F},
+                     {}});
+    cases.push_back(
+        {"activation elu", net({layer("Identity", "{}", "elu")}), {1}, {-1}, {}, {1 / e - 1}, {}});
+    cases.push_back({"activation gelu",
+                     net({layer("Identity", "{}", "gelu")}),
+                     {1},
+                     {1},
+                     {},
+                     {0.8413447F},
+                     {}});
+    cases.push_back({"activation tanh",
+                     net({layer("Identity", "{}", "tanh")}),
+                     {1},
+                     {0.5F},
+                     {},
+                     {std::tanh(0.5F)},
+                     {}});
+    cases.push_back({"activation sigmoid",
+                     net({layer("Identity", "{}", "sigmoid")}),
+                     {1},
+                     {0},
+                     {},
+                     {0.5F},
+                     {}});
     return cases;
 }
 
@@ -196,7 +282,8 @@ TEST_CASE("validate finds shape mismatches and names the layer", "[unit][torch]"
     const std::string args = R"({"base_lr": 0.0005, "max_lr": 0.005, "criterion": "NLLLoss"})";
     const std::string femnist = R"([
       {"activation": "relu", "is_input": true, "l_type": "Conv2d",
-       "structure": {"in_channels": 1, "out_channels": 4, "kernel_size": 3, "stride": 1, "padding": 1}},
+       "structure": {"in_channels": 1, "out_channels": 4, "kernel_size": 3, "stride": 1,
+           "padding": 1}},
       {"activation": null, "is_input": false, "l_type": "Flatten", "structure": {}},
       {"activation": "softmax", "is_input": false, "l_type": "Linear",
        "structure": {"bias": true, "in_features": 3136, "out_features": 3}}])";
@@ -211,13 +298,20 @@ TEST_CASE("validate finds shape mismatches and names the layer", "[unit][torch]"
         {femnist, {1, 14, 14}, {"layer 2 (Linear)", "in_features=3136", "[N, 784]"}},
         {femnist, {3, 28, 28}, {"layer 0 (Conv2d)", "1 (in_channels)", "[N, 3, 28, 28]"}},
         {femnist, {784}, {"layer 0 (Conv2d)", "[N, 784]"}},
-        {net({layer("Conv2d", R"({"in_channels": 1, "out_channels": 1, "kernel_size": 5})"), layer("Flatten", "{}")}),
-         {1, 3, 3}, {"layer 0 (Conv2d)", "cannot take input of shape [N, 1, 3, 3]"}},
-        {net({layer("Linear", R"({"in_features": 4, "out_features": 3})"), layer("BatchNorm1d", R"({"num_features": 4})")}),
-         {4}, {"layer 1 (BatchNorm1d)", "4 (num_features)", "[N, 3]"}},
+        {net({layer("Conv2d", R"({"in_channels": 1, "out_channels": 1, "kernel_size": 5})"),
+              layer("Flatten", "{}")}),
+         {1, 3, 3},
+         {"layer 0 (Conv2d)", "cannot take input of shape [N, 1, 3, 3]"}},
+        {net({layer("Linear", R"({"in_features": 4, "out_features": 3})"),
+              layer("BatchNorm1d", R"({"num_features": 4})")}),
+         {4},
+         {"layer 1 (BatchNorm1d)", "4 (num_features)", "[N, 3]"}},
         {net({layer("Conv2d", R"({"in_channels": 1, "out_channels": 2, "kernel_size": 3})")}),
-         {1, 8, 8}, {"output must be 2-D", "Flatten"}},
-        {net({layer("Linear", R"({"in_features": 4, "out_features": 3})")}), {}, {"input shape is empty"}},
+         {1, 8, 8},
+         {"output must be 2-D", "Flatten"}},
+        {net({layer("Linear", R"({"in_features": 4, "out_features": 3})")}),
+         {},
+         {"input shape is empty"}},
     };
     for (const auto& c : cases) {
         INFO(c.architecture);
@@ -233,7 +327,8 @@ TEST_CASE("validate finds shape mismatches and names the layer", "[unit][torch]"
 TEST_CASE("validate and build name unknown layers, activations, optimizers and losses",
           "[unit][torch]") {
     TorchFixture f;
-    const std::string good = net({layer("Linear", R"({"in_features": 4, "out_features": 1})", "sigmoid")});
+    const std::string good =
+        net({layer("Linear", R"({"in_features": 4, "out_features": 1})", "sigmoid")});
     const std::string args = R"({"base_lr": 0.1, "max_lr": 0.2})";
     struct Case {
         std::string architecture;
@@ -241,11 +336,13 @@ TEST_CASE("validate and build name unknown layers, activations, optimizers and l
         std::string expected;
     };
     const std::vector<Case> cases{
-        {net({layer("Linear", R"({"in_features": 4, "out_features": 1})"), layer("Transformer", "{}")}),
+        {net({layer("Linear", R"({"in_features": 4, "out_features": 1})"),
+              layer("Transformer", "{}")}),
          args, "layer 1: unknown l_type 'Transformer'"},
         {net({layer("Linear", R"({"in_features": 4, "out_features": 1})", "mish")}), args,
          "layer 0 (Linear): unknown activation 'mish'"},
-        {good, merge_args(args, R"({"optimizer": "SparseAdam"})"), "unknown optimizer 'SparseAdam'"},
+        {good, merge_args(args, R"({"optimizer": "SparseAdam"})"),
+         "unknown optimizer 'SparseAdam'"},
         {good, merge_args(args, R"({"criterion": "CTCLoss"})"), "unknown criterion 'CTCLoss'"},
         {good, "{}", "run field 'base_lr' is required"},
     };

@@ -30,19 +30,24 @@ TEST_CASE("The torch module loads with RTLD_NOW | RTLD_LOCAL and trains", "[inte
     REQUIRE(factory != nullptr);
 
     sdk::testing::FakeHost host;
-    auto refused = factory(host, sdk::Options(std::map<std::string, std::string>{{"threads", "-3"}}));
+    auto refused =
+        factory(host, sdk::Options(std::map<std::string, std::string>{{"threads", "-3"}}));
     REQUIRE_FALSE(refused.has_value());
     CHECK_THAT(refused.error().message, Catch::Contains("option threads"));
 
-    auto backend = factory(host, sdk::Options(std::map<std::string, std::string>{{"threads", "0"}}));
+    auto backend =
+        factory(host, sdk::Options(std::map<std::string, std::string>{{"threads", "0"}}));
     REQUIRE(backend.has_value());
     const std::string arch =
-        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1}, "activation": "sigmoid"}])";
-    const std::string args = R"({"criterion": "BCELoss", "base_lr": 0.1, "max_lr": 0.2, "epochs": 2})";
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1},
+            "activation": "sigmoid"}])";
+    const std::string args =
+        R"({"criterion": "BCELoss", "base_lr": 0.1, "max_lr": 0.2, "epochs": 2})";
     CHECK((*backend)->validate(arch, args, {2}).is_ok());
     auto model = (*backend)->build(arch, args);
     REQUIRE(model.has_value());
-    auto report = (*model)->train(test::classify_data({2}, {1, 0, 0, 1, 1, 1}, {1, 0, 1}, 2), args, nullptr);
+    auto report =
+        (*model)->train(test::classify_data({2}, {1, 0, 0, 1, 1, 1}, {1, 0, 1}, 2), args, nullptr);
     REQUIRE(report.has_value());
     CHECK(report->epochs_run == 2);
     // `model` and `backend` are destroyed before `plugin` closes the library.

@@ -34,11 +34,14 @@ struct Reference {
 }  // namespace
 
 TEST_CASE("CyclicLR follows torch's formula in all three modes", "[unit][torch]") {
-    const auto [mode_name, mode] = GENERATE(std::make_pair("triangular", 0),
-                                            std::make_pair("triangular2", 1),
-                                            std::make_pair("exp_range", 2));
-    const auto args = parse_train_args(std::string(R"({"base_lr": 0.001, "max_lr": 0.01, "step_size_up": 3, "step_size_down": 5, "gamma": 0.9, "mode": ")") +
-                                       mode_name + R"("})");
+    const auto [mode_name, mode] =
+        GENERATE(std::make_pair("triangular", 0), std::make_pair("triangular2", 1),
+                 std::make_pair("exp_range", 2));
+    const auto args = parse_train_args(
+        std::string(
+            R"({"base_lr": 0.001, "max_lr": 0.01, "step_size_up": 3, "step_size_down": 5,
+                "gamma": 0.9, "mode": ")") +
+        mode_name + R"("})");
     const Reference ref{0.001, 0.01, 3, 5, 0.9, 0.8, 0.9, mode};
     for (int e = 0; e < 30; ++e) {
         INFO(mode_name << " epoch " << e);
@@ -62,10 +65,12 @@ TEST_CASE("CyclicLR follows torch's formula in all three modes", "[unit][torch]"
 }
 
 TEST_CASE("CyclicLR without cycle_momentum leaves momentum alone", "[unit][torch]") {
-    const auto args = parse_train_args(R"({"base_lr": 0.1, "max_lr": 0.2, "cycle_momentum": false, "momentum": 0.5})");
+    const auto args = parse_train_args(
+        R"({"base_lr": 0.1, "max_lr": 0.2, "cycle_momentum": false, "momentum": 0.5})");
     CHECK_FALSE(schedule_at(args, 4).momentum.has_value());
     CHECK(args.initial_momentum() == 0.5);
-    const auto adagrad = parse_train_args(R"({"base_lr": 0.1, "max_lr": 0.2, "optimizer": "Adagrad"})");
+    const auto adagrad =
+        parse_train_args(R"({"base_lr": 0.1, "max_lr": 0.2, "optimizer": "Adagrad"})");
     CHECK_FALSE(schedule_at(adagrad, 4).momentum.has_value());
 }
 
@@ -79,7 +84,8 @@ TEST_CASE("Step and decay schedules", "[unit][torch]") {
     const auto lambda = parse_train_args(R"({"lr": 0.5, "lr_scheduler": "", "lr_decay": 0.25})");
     CHECK(schedule_at(lambda, 0).lr == Approx(0.5));
     CHECK(schedule_at(lambda, 4).lr == Approx(0.25));
-    const auto expo = parse_train_args(R"({"lr": 0.5, "lr_scheduler": "ExponentialLR", "gamma": 0.5})");
+    const auto expo =
+        parse_train_args(R"({"lr": 0.5, "lr_scheduler": "ExponentialLR", "gamma": 0.5})");
     CHECK(schedule_at(expo, 3).lr == Approx(0.0625));
 }
 

@@ -60,7 +60,8 @@ inline sdk::Dataset classify_data(std::vector<std::int64_t> sample_shape,
     d.features = std::move(features);
     d.labels.assign(labels.size() * static_cast<std::size_t>(classes), 0.0F);
     for (std::size_t r = 0; r < labels.size(); ++r) {
-        d.labels[r * static_cast<std::size_t>(classes) + static_cast<std::size_t>(labels[r])] = 1.0F;
+        d.labels[r * static_cast<std::size_t>(classes) + static_cast<std::size_t>(labels[r])] =
+            1.0F;
     }
     for (int c = 0; c < classes; ++c) {
         d.label_names.push_back("target_" + std::to_string(c));

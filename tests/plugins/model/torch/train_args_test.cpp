@@ -49,9 +49,12 @@ TEST_CASE("Run arguments default like the original's Arguments", "[unit][torch]"
 
 TEST_CASE("Weight decay reaches the optimizer only without l2_lambda", "[unit][torch]") {
     CHECK(parse_train_args(R"({"weight_decay": 0.3})").effective_weight_decay() == 0.3);
-    CHECK(parse_train_args(R"({"weight_decay": 0.3, "l2_lambda": 0.1})").effective_weight_decay() == 0.0);
+    CHECK(parse_train_args(R"({"weight_decay": 0.3, "l2_lambda": 0.1})").effective_weight_decay() ==
+          0.0);
     CHECK(parse_train_args(R"({"optimizer": "AdamW"})").effective_weight_decay() == 0.01);
-    CHECK(parse_train_args(R"({"optimizer": "AdamW", "weight_decay": 0})").effective_weight_decay() == 0.0);
+    CHECK(
+        parse_train_args(R"({"optimizer": "AdamW", "weight_decay": 0})").effective_weight_decay() ==
+        0.0);
 }
 
 TEST_CASE("An empty or null lr_scheduler falls back to LambdaLR", "[unit][torch]") {

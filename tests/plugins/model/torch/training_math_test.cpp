@@ -15,9 +15,11 @@ using synergos::sdk::TensorMap;
 using namespace synergos::test;
 
 constexpr const char* kLinear =
-    R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1}, "activation": ""}])";
+    R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1},
+        "activation": ""}])";
 constexpr const char* kPlainSgd =
-    R"({"criterion": "MSELoss", "optimizer": "SGD", "lr": 0.1, "lr_scheduler": "", "lr_decay": 0, "epochs": 1, "patience": null, "mu": 0})";
+    R"({"criterion": "MSELoss", "optimizer": "SGD", "lr": 0.1, "lr_scheduler": "", "lr_decay": 0,
+        "epochs": 1, "patience": null, "mu": 0})";
 
 const std::vector<std::array<double, 2>> kX{{1, 2}, {3, -1}, {0.5, 0.5}};
 const std::vector<double> kY{1, -2, 0.3};
@@ -34,8 +36,9 @@ Dataset regression() {
 }
 
 TensorMap linear_state(double w0, double w1, double b) {
-    return TensorMap{{f32("nnl_0_linear.weight", {1, 2}, {static_cast<float>(w0), static_cast<float>(w1)}),
-                      f32("nnl_0_linear.bias", {1}, {static_cast<float>(b)})}};
+    return TensorMap{
+        {f32("nnl_0_linear.weight", {1, 2}, {static_cast<float>(w0), static_cast<float>(w1)}),
+         f32("nnl_0_linear.bias", {1}, {static_cast<float>(b)})}};
 }
 
 /// Parameters (w0, w1, b) of the linear model, as doubles.
@@ -72,7 +75,9 @@ void check_params(const TensorMap& got, const Params& want) {
     }
 }
 
-double sign(double v) { return v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0); }
+double sign(double v) {
+    return v > 0 ? 1.0 : (v < 0 ? -1.0 : 0.0);
+}
 
 }  // namespace
 
@@ -113,7 +118,8 @@ TEST_CASE("L1, L2 and the FedProx proximal term add their gradients", "[unit][to
     for (std::size_t i = 0; i < 3; ++i) {
         const double grad = g[i] + 0.05 * sign(p0[i]) + 0.2 * p0[i] + 0.3 * (p0[i] - anchor[i]);
         want[i] = p0[i] - 0.1 * grad;
-        loss += 0.05 * std::fabs(p0[i]) + 0.1 * p0[i] * p0[i] + 0.15 * (p0[i] - anchor[i]) * (p0[i] - anchor[i]);
+        loss += 0.05 * std::fabs(p0[i]) + 0.1 * p0[i] * p0[i] +
+                0.15 * (p0[i] - anchor[i]) * (p0[i] - anchor[i]);
     }
     check_params(report->weights, want);
     CHECK(report->epoch_losses[0] == Approx(loss).epsilon(1e-6));
@@ -124,12 +130,14 @@ TEST_CASE("Without l2_lambda, weight_decay reaches SGD", "[unit][torch]") {
     auto model = f.build(kLinear, "{}");
     const Params p0{0.5, -0.25, 0.1};
     REQUIRE(model->load_state(linear_state(p0[0], p0[1], p0[2])).is_ok());
-    auto report = model->train(regression(), merge_args(kPlainSgd, R"({"weight_decay": 0.7})"), nullptr);
+    auto report =
+        model->train(regression(), merge_args(kPlainSgd, R"({"weight_decay": 0.7})"), nullptr);
     REQUIRE(report.has_value());
     Params g;
     mse(p0, &g);
-    check_params(report->weights, {p0[0] - 0.1 * (g[0] + 0.7 * p0[0]), p0[1] - 0.1 * (g[1] + 0.7 * p0[1]),
-                                   p0[2] - 0.1 * (g[2] + 0.7 * p0[2])});
+    check_params(report->weights,
+                 {p0[0] - 0.1 * (g[0] + 0.7 * p0[0]), p0[1] - 0.1 * (g[1] + 0.7 * p0[1]),
+                  p0[2] - 0.1 * (g[2] + 0.7 * p0[2])});
 }
 
 TEST_CASE("The proximal term needs the round's reference state", "[unit][torch]") {
@@ -169,7 +177,8 @@ TEST_CASE("SGD under CyclicLR uses the cycled lr and momentum of each epoch", "[
     const Params p0{0.5, -0.25, 0.1};
     REQUIRE(model->load_state(linear_state(p0[0], p0[1], p0[2])).is_ok());
     const std::string args =
-        R"({"criterion": "MSELoss", "base_lr": 0.05, "max_lr": 0.15, "step_size_up": 4, "epochs": 2, "patience": null, "mu": 0})";
+        R"({"criterion": "MSELoss", "base_lr": 0.05, "max_lr": 0.15, "step_size_up": 4,
+            "epochs": 2, "patience": null, "mu": 0})";
     auto report = model->train(regression(), args, nullptr);
     REQUIRE(report.has_value());
 
@@ -195,8 +204,8 @@ TEST_CASE("The first step of Adam, AdamW, RMSprop and Adagrad matches their upda
           "[unit][torch]") {
     struct Case {
         const char* optimizer;
-        double step;         ///< |update| / lr per unit sign(g)
-        double decay;        ///< decoupled weight decay (AdamW default 0.01)
+        double step;   ///< |update| / lr per unit sign(g)
+        double decay;  ///< decoupled weight decay (AdamW default 0.01)
     };
     const auto c = GENERATE(Case{"Adam", 1.0, 0.0}, Case{"AdamW", 1.0, 0.01},
                             Case{"RMSprop", 10.0, 0.0}, Case{"Adagrad", 1.0, 0.0});
@@ -205,8 +214,8 @@ TEST_CASE("The first step of Adam, AdamW, RMSprop and Adagrad matches their upda
     auto model = f.build(kLinear, "{}");
     const Params p0{0.5, -0.25, 0.1};
     REQUIRE(model->load_state(linear_state(p0[0], p0[1], p0[2])).is_ok());
-    const std::string args =
-        merge_args(kPlainSgd, std::string(R"({"optimizer": ")") + c.optimizer + R"(", "lr": 0.01})");
+    const std::string args = merge_args(
+        kPlainSgd, std::string(R"({"optimizer": ")") + c.optimizer + R"(", "lr": 0.01})");
     auto report = model->train(regression(), args, nullptr);
     REQUIRE(report.has_value());
     Params g;
@@ -224,12 +233,14 @@ TEST_CASE("The first step of Adam, AdamW, RMSprop and Adagrad matches their upda
 TEST_CASE("NLLLoss after a softmax output is the true cross-entropy", "[unit][torch]") {
     TorchFixture f;
     auto model = f.build(
-        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3}, "activation": "softmax"}])",
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3},
+            "activation": "softmax"}])",
         "{}");
     const std::vector<float> w{1, 0, 0, 1, -1, 1};
     const std::vector<float> b{0, 0.5F, -0.5F};
-    REQUIRE(model->load_state(TensorMap{{f32("nnl_0_linear.weight", {3, 2}, w),
-                                         f32("nnl_0_linear.bias", {3}, b)}})
+    REQUIRE(model
+                ->load_state(TensorMap{
+                    {f32("nnl_0_linear.weight", {3, 2}, w), f32("nnl_0_linear.bias", {3}, b)}})
                 .is_ok());
     const std::vector<float> x{1, 2, -1, 0.5F, 0.3F, -2};
     const std::vector<int> labels{2, 0, 1};
@@ -261,7 +272,8 @@ TEST_CASE("NLLLoss after a softmax output is the true cross-entropy", "[unit][to
 TEST_CASE("Binary BCELoss and regression MSELoss inference losses", "[unit][torch]") {
     TorchFixture f;
     auto model = f.build(
-        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1}, "activation": "sigmoid"}])",
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1},
+            "activation": "sigmoid"}])",
         "{}");
     REQUIRE(model->load_state(linear_state(0.5, -0.25, 0.1)).is_ok());
     const std::vector<int> labels{1, 0, 1};
@@ -290,9 +302,11 @@ TEST_CASE("Binary BCELoss and regression MSELoss inference losses", "[unit][torc
 TEST_CASE("The seed and the round fix the batch order", "[unit][torch]") {
     TorchFixture f;
     const std::string arch =
-        R"([{"l_type": "Linear", "structure": {"in_features": 4, "out_features": 3}, "activation": "relu"},
+        R"([{"l_type": "Linear", "structure": {"in_features": 4, "out_features": 3},
+            "activation": "relu"},
             {"l_type": "Dropout", "structure": {"p": 0.3}, "activation": ""},
-            {"l_type": "Linear", "structure": {"in_features": 3, "out_features": 1}, "activation": ""}])";
+            {"l_type": "Linear", "structure": {"in_features": 3, "out_features": 1},
+                "activation": ""}])";
     std::vector<float> y(40);
     const auto x = pseudo_features(160, 3);
     for (std::size_t r = 0; r < 40; ++r) {
@@ -300,7 +314,8 @@ TEST_CASE("The seed and the round fix the batch order", "[unit][torch]") {
     }
     const Dataset data = regression_data({4}, x, y);
     const std::string args =
-        R"({"criterion": "MSELoss", "lr": 0.05, "lr_scheduler": "", "batch_size": 8, "epochs": 3, "seed": 11})";
+        R"({"criterion": "MSELoss", "lr": 0.05, "lr_scheduler": "", "batch_size": 8, "epochs": 3,
+            "seed": 11})";
     const auto train = [&](const std::string& a) {
         auto model = f.build(arch, a);
         auto report = model->train(data, a, nullptr);
@@ -319,14 +334,14 @@ TEST_CASE("Local early stopping ends the round after patience epochs without imp
     auto model = f.build(kLinear, "{}");
     // delta is huge, so no epoch after the first counts as an improvement.
     auto report = model->train(
-        regression(), merge_args(kPlainSgd, R"({"epochs": 10, "patience": 2, "delta": 1e9})"), nullptr);
+        regression(), merge_args(kPlainSgd, R"({"epochs": 10, "patience": 2, "delta": 1e9})"),
+        nullptr);
     REQUIRE(report.has_value());
     CHECK(report->epochs_run == 3);
     CHECK(report->epoch_losses.size() == 3);
 }
 
-TEST_CASE("Training refuses bad data and bad reference states with clear errors",
-          "[unit][torch]") {
+TEST_CASE("Training refuses bad data and bad reference states with clear errors", "[unit][torch]") {
     TorchFixture f;
     auto model = f.build(kLinear, "{}");
     const auto before = *model->state();
@@ -349,8 +364,8 @@ TEST_CASE("Training refuses bad data and bad reference states with clear errors"
     REQUIRE_FALSE(r3.has_value());
     CHECK_THAT(r3.error().message, Catch::Contains("NaN"));
 
-    const TensorMap bad_reference{{f32("nnl_0_linear.weight", {2, 1}, {0, 0}),
-                                   f32("nnl_0_linear.bias", {1}, {0})}};
+    const TensorMap bad_reference{
+        {f32("nnl_0_linear.weight", {2, 1}, {0, 0}), f32("nnl_0_linear.bias", {1}, {0})}};
     auto r4 = model->train(regression(), merge_args(kPlainSgd, R"({"mu": 0.1})"), &bad_reference);
     REQUIRE_FALSE(r4.has_value());
     CHECK_THAT(r4.error().message, Catch::Contains("reference tensor 'nnl_0_linear.weight'"));

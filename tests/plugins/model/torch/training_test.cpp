@@ -24,7 +24,8 @@ constexpr const char* kBatchNormNet = R"([
   {"l_type": "BatchNorm1d", "structure": {"num_features": 6}, "activation": "relu"},
   {"l_type": "Linear", "structure": {"in_features": 6, "out_features": 1}, "activation": ""}])";
 constexpr const char* kBatchNormArgs =
-    R"({"criterion": "MSELoss", "lr": 0.05, "lr_scheduler": "", "batch_size": 8, "epochs": 2, "seed": 3})";
+    R"({"criterion": "MSELoss", "lr": 0.05, "lr_scheduler": "", "batch_size": 8, "epochs": 2,
+        "seed": 3})";
 
 Dataset regression_rows(std::uint32_t seed, std::size_t rows) {
     const auto x = pseudo_features(rows * 4, seed);
@@ -40,9 +41,11 @@ Dataset regression_rows(std::uint32_t seed, std::size_t rows) {
 Dataset heart_disease(const std::string& csv_path) {
     std::ifstream in(csv_path);
     if (!in) {
-        FAIL("cannot open " << csv_path << " (the shared datasets live at ../shared from the repo)");
+        FAIL("cannot open " << csv_path
+                            << " (the shared datasets live at ../shared from the repo)");
     }
-    const std::set<std::string> categorical{"sex", "cp", "fbs", "restecg", "exang", "slope", "ca", "thal"};
+    const std::set<std::string> categorical{"sex",   "cp",    "fbs", "restecg",
+                                            "exang", "slope", "ca",  "thal"};
     std::string line;
     std::getline(in, line);
     std::vector<std::string> header;
@@ -103,7 +106,8 @@ Dataset heart_disease(const std::string& csv_path) {
         }
         ++j;
     }
-    return classify_data({static_cast<std::int64_t>(columns.size())}, std::move(features), target, 5);
+    return classify_data({static_cast<std::int64_t>(columns.size())}, std::move(features), target,
+                         5);
 }
 
 }  // namespace
@@ -146,8 +150,7 @@ TEST_CASE("BatchNorm running statistics survive a state round trip", "[unit][tor
     CHECK(a->loss == b->loss);
 }
 
-TEST_CASE("load_state refuses a state that does not match and changes nothing",
-          "[unit][torch]") {
+TEST_CASE("load_state refuses a state that does not match and changes nothing", "[unit][torch]") {
     TorchFixture f;
     auto model = f.build(kBatchNormNet, kBatchNormArgs);
     const TensorMap good = *model->state();
@@ -160,7 +163,8 @@ TEST_CASE("load_state refuses a state that does not match and changes nothing",
     {
         TensorMap s = good;
         s.find("nnl_1_batchnorm1d.num_batches_tracked")->dtype = DType::F32;
-        cases.push_back({"dtype", s, "'nnl_1_batchnorm1d.num_batches_tracked' is F32, the model has I64"});
+        cases.push_back(
+            {"dtype", s, "'nnl_1_batchnorm1d.num_batches_tracked' is F32, the model has I64"});
     }
     {
         TensorMap s = good;
@@ -175,7 +179,8 @@ TEST_CASE("load_state refuses a state that does not match and changes nothing",
     {
         TensorMap s = good;
         s.tensors[0] = f32("nnl_0_linear.weight", {4, 6}, std::vector<float>(24, 0.0F));
-        cases.push_back({"shape", s, "'nnl_0_linear.weight' has shape [4, 6], the model has [6, 4]"});
+        cases.push_back(
+            {"shape", s, "'nnl_0_linear.weight' has shape [4, 6], the model has [6, 4]"});
     }
     {
         TensorMap s = good;
@@ -204,9 +209,11 @@ TEST_CASE("Training on heart_disease reduces the loss", "[integration][torch]") 
     // The heart_disease experiment after the TTP's auto-fix: Linear(28 -> 5), softmax, NLLLoss,
     // the default SGD + CyclicLR (with larger rates than the smoke hyperparameters).
     const std::string arch =
-        R"([{"activation": "softmax", "is_input": true, "l_type": "Linear", "structure": {"bias": true, "in_features": 28, "out_features": 5}}])";
+        R"([{"activation": "softmax", "is_input": true, "l_type": "Linear",
+            "structure": {"bias": true, "in_features": 28, "out_features": 5}}])";
     const std::string args =
-        R"({"criterion": "NLLLoss", "base_lr": 0.01, "max_lr": 0.05, "batch_size": 32, "epochs": 15})";
+        R"({"criterion": "NLLLoss", "base_lr": 0.01, "max_lr": 0.05, "batch_size": 32,
+            "epochs": 15})";
     auto model = f.build(arch, args);
     CHECK(model->parameter_count() == 145);
     auto before = model->infer(data, args);
@@ -237,7 +244,8 @@ TEST_CASE("Training on heart_disease reduces the loss", "[integration][torch]") 
         ++counts[static_cast<std::size_t>(truth)];
         correct += guess == truth ? 1 : 0;
     }
-    const double majority = *std::max_element(counts.begin(), counts.end()) / static_cast<double>(data.rows);
+    const double majority =
+        *std::max_element(counts.begin(), counts.end()) / static_cast<double>(data.rows);
     const double accuracy = correct / static_cast<double>(data.rows);
     INFO("accuracy " << accuracy << ", majority share " << majority);
     CHECK(accuracy > majority + 0.05);
