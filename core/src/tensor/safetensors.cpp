@@ -151,8 +151,7 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
     if (header_len > body.size() - kLengthBytes) {
         return Error{ErrorCode::InvalidArgument,
                      "safetensors: header length " + std::to_string(header_len) +
-                         " runs past the end of the " + std::to_string(body.size()) +
-                         "-byte body"};
+                         " runs past the end of the " + std::to_string(body.size()) + "-byte body"};
     }
     if (header_len < 2 || body[kLengthBytes] != '{') {
         return Error{ErrorCode::InvalidArgument, "safetensors: header does not start with '{'"};
@@ -180,9 +179,9 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
             }
             for (auto m = value.begin(); m != value.end(); ++m) {
                 if (!m.value().is_string()) {
-                    return Error{ErrorCode::InvalidArgument,
-                                 "safetensors: __metadata__ value of " + quote_name(m.key()) +
-                                     " is not a string"};
+                    return Error{ErrorCode::InvalidArgument, "safetensors: __metadata__ value of " +
+                                                                 quote_name(m.key()) +
+                                                                 " is not a string"};
                 }
                 out.metadata.emplace(m.key(), m.value().get<std::string>());
             }
@@ -210,8 +209,8 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
         }
         auto dtype = parse_dtype(dtype_it->get_ref<const std::string&>());
         if (!dtype) {
-            return Error{ErrorCode::InvalidArgument, "safetensors: " + where + ": " +
-                                                         dtype.error().message};
+            return Error{ErrorCode::InvalidArgument,
+                         "safetensors: " + where + ": " + dtype.error().message};
         }
         entry.view.dtype = *dtype;
         const auto shape_it = value.find("shape");
@@ -223,9 +222,9 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
         for (const Json& d : *shape_it) {
             std::uint64_t dim = 0;
             if (!read_count(d, dim) || dim > static_cast<std::uint64_t>(INT64_MAX)) {
-                return Error{ErrorCode::InvalidArgument,
-                             "safetensors: " + where + " has a shape entry that is not a "
-                                                       "non-negative integer"};
+                return Error{ErrorCode::InvalidArgument, "safetensors: " + where +
+                                                             " has a shape entry that is not a "
+                                                             "non-negative integer"};
             }
             entry.view.shape.push_back(static_cast<std::int64_t>(dim));
         }
@@ -233,9 +232,9 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
         if (offsets_it == value.end() || !offsets_it->is_array() || offsets_it->size() != 2 ||
             !read_count((*offsets_it)[0], entry.begin) ||
             !read_count((*offsets_it)[1], entry.end)) {
-            return Error{ErrorCode::InvalidArgument,
-                         "safetensors: " + where +
-                             " needs 'data_offsets' as two non-negative integers"};
+            return Error{
+                ErrorCode::InvalidArgument,
+                "safetensors: " + where + " needs 'data_offsets' as two non-negative integers"};
         }
         if (entry.begin > entry.end || entry.end > data.size()) {
             return Error{ErrorCode::InvalidArgument,
@@ -246,10 +245,11 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
         std::uint64_t bytes = 0;
         if (!checked_bytes(entry.view.shape, entry.view.dtype, bytes) ||
             bytes != entry.end - entry.begin) {
-            return Error{ErrorCode::InvalidArgument,
-                         "safetensors: " + where + " has shape x dtype size that does not "
-                                                   "match its " +
-                             std::to_string(entry.end - entry.begin) + " data bytes"};
+            return Error{ErrorCode::InvalidArgument, "safetensors: " + where +
+                                                         " has shape x dtype size that does not "
+                                                         "match its " +
+                                                         std::to_string(entry.end - entry.begin) +
+                                                         " data bytes"};
         }
         entries.push_back(std::move(entry));
     }
@@ -318,7 +318,8 @@ Status build_header(const sdk::TensorMap& tensors, const Metadata& metadata, std
         }
         std::uint64_t bytes = 0;
         if (!checked_bytes(t.shape, t.dtype, bytes) || bytes != t.data.size()) {
-            return invalid("tensor " + quote_name(t.name) + " holds " + std::to_string(t.data.size()) +
+            return invalid("tensor " + quote_name(t.name) + " holds " +
+                           std::to_string(t.data.size()) +
                            " bytes, which does not match its shape and dtype");
         }
         if (!first) {
@@ -424,9 +425,9 @@ Result<sdk::DType> parse_dtype(std::string_view name) noexcept {
         return sdk::DType::U8;
     }
     try {
-        return Error{ErrorCode::InvalidArgument,
-                     "unsupported dtype '" + std::string(name) + "' (supported: F32, F64, I64, "
-                                                                 "I32, U8)"};
+        return Error{ErrorCode::InvalidArgument, "unsupported dtype '" + std::string(name) +
+                                                     "' (supported: F32, F64, I64, "
+                                                     "I32, U8)"};
     } catch (...) {
         return Error{ErrorCode::ResourceExhausted, "out of memory"};
     }
@@ -542,8 +543,8 @@ Status decode_into(std::span<const unsigned char> body, sdk::TensorMap& out, Met
     }
 }
 
-Status decode_into(std::string_view body, sdk::TensorMap& out, Metadata* metadata,
-                   DecodeInto mode, const DecodeLimits& limits) noexcept {
+Status decode_into(std::string_view body, sdk::TensorMap& out, Metadata* metadata, DecodeInto mode,
+                   const DecodeLimits& limits) noexcept {
     return decode_into(as_bytes(body), out, metadata, mode, limits);
 }
 

@@ -32,9 +32,9 @@ sdk::Status realign(std::vector<float>& values, std::vector<std::string>& names,
     for (std::size_t c = 0; c < width; ++c) {
         auto it = position.find(names[c]);
         if (it == position.end()) {
-            return {sdk::ErrorCode::InvalidArgument,
-                    "column '" + names[c] + "' of split '" + split + "' is not in the alignment " +
-                        what + " superset (re-run the alignment)"};
+            return {sdk::ErrorCode::InvalidArgument, "column '" + names[c] + "' of split '" +
+                                                         split + "' is not in the alignment " +
+                                                         what + " superset (re-run the alignment)"};
         }
         target[c] = it->second;
     }

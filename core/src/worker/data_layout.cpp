@@ -56,9 +56,9 @@ sdk::Result<DatasetFolder> read_folder(const fs::path& root, const fs::path& fol
     }
     const auto size = fs::file_size(meta_real, ec);
     if (ec || size > kMaxMetadataBytes) {
-        return Error{ErrorCode::InvalidArgument,
-                     "tag " + tag_text(tag) + ": " + relative_text(root, meta_file) +
-                         " cannot be read or is larger than 1 MiB"};
+        return Error{ErrorCode::InvalidArgument, "tag " + tag_text(tag) + ": " +
+                                                     relative_text(root, meta_file) +
+                                                     " cannot be read or is larger than 1 MiB"};
     }
     std::ifstream in(meta_real, std::ios::binary);
     const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -116,8 +116,8 @@ sdk::Status check_tag(const Json& tag) {
         }
         if (bad) {
             return {ErrorCode::InvalidArgument,
-                    "tag " + tag_text(tag) + " has token " + Json(t).dump(-1, ' ', false,
-                                                                          Json::error_handler_t::replace) +
+                    "tag " + tag_text(tag) + " has token " +
+                        Json(t).dump(-1, ' ', false, Json::error_handler_t::replace) +
                         ", which is not a plain folder name (no '/', '..', NUL or absolute path)"};
         }
     }
@@ -170,12 +170,11 @@ sdk::Result<DatasetFolder> resolve_tag(const fs::path& data_root, const Json& ta
         }
     }
     if (ec) {
-        return Error{ErrorCode::Internal,
-                     "the data directory cannot be searched: " + ec.message()};
+        return Error{ErrorCode::Internal, "the data directory cannot be searched: " + ec.message()};
     }
     if (matches.empty()) {
-        return Error{ErrorCode::NotFound, "no dataset folder with a metadata.json matches tag " +
-                                              tag_text(tag)};
+        return Error{ErrorCode::NotFound,
+                     "no dataset folder with a metadata.json matches tag " + tag_text(tag)};
     }
     std::sort(matches.begin(), matches.end());
     return read_folder(data_root, matches.front().second, tag);

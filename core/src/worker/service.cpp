@@ -49,14 +49,21 @@ struct HttpError {
 /// The one place where SDK error codes become HTTP statuses for data and model failures.
 int status_for(sdk::ErrorCode code) {
     switch (code) {
-        case sdk::ErrorCode::InvalidArgument: return 422;
-        case sdk::ErrorCode::NotFound: return 404;
+        case sdk::ErrorCode::InvalidArgument:
+            return 422;
+        case sdk::ErrorCode::NotFound:
+            return 404;
         case sdk::ErrorCode::AlreadyExists:
-        case sdk::ErrorCode::FailedPrecondition: return 409;
-        case sdk::ErrorCode::ResourceExhausted: return 413;
-        case sdk::ErrorCode::PermissionDenied: return 403;
-        case sdk::ErrorCode::Unimplemented: return 501;
-        default: return 500;
+        case sdk::ErrorCode::FailedPrecondition:
+            return 409;
+        case sdk::ErrorCode::ResourceExhausted:
+            return 413;
+        case sdk::ErrorCode::PermissionDenied:
+            return 403;
+        case sdk::ErrorCode::Unimplemented:
+            return 501;
+        default:
+            return 500;
     }
 }
 
@@ -110,7 +117,8 @@ Json parse_json(std::string_view text, const std::string& what) {
 Json json_body(const WorkerHttpRequest& request, bool allow_empty) {
     const std::string type = media_type(request.content_type);
     if (type == tensor::kSafetensorsContentType) {
-        fail(400, "this route takes a JSON body, not " + std::string(tensor::kSafetensorsContentType));
+        fail(400,
+             "this route takes a JSON body, not " + std::string(tensor::kSafetensorsContentType));
     }
     if (request.body.empty()) {
         if (allow_empty) {
@@ -350,7 +358,9 @@ struct WorkerService::Impl {
             auto folder = resolve_tag(root(), tag, config.max_search_entries);
             if (!folder) {
                 const sdk::ErrorCode code = folder.error().code;
-                fail(code == sdk::ErrorCode::NotFound ? 404 : code == sdk::ErrorCode::Internal ? 500 : 400,
+                fail(code == sdk::ErrorCode::NotFound   ? 404
+                     : code == sdk::ErrorCode::Internal ? 500
+                                                        : 400,
                      "split '" + meta + "': " + scrub(folder.error().message));
             }
             if (split.datatype.empty()) {
@@ -371,8 +381,8 @@ struct WorkerService::Impl {
                 known += (known.empty() ? "" : ", ") + name;
             }
             fail(422, "split '" + meta + "': no data pipeline for datatype " +
-                          quote(split.datatype) + " (available: " +
-                          (known.empty() ? std::string("none") : known) + ")");
+                          quote(split.datatype) +
+                          " (available: " + (known.empty() ? std::string("none") : known) + ")");
         }
         const std::string options = dump(operations);
         key += "\n" + split.datatype + "\n" + options;
@@ -490,8 +500,8 @@ struct WorkerService::Impl {
             m["folders"] = split.folders;
             metadata[meta] = std::move(m);
         }
-        return json_response(200, {{"headers", headers}, {"schemas", schemas},
-                                   {"metadata", metadata}});
+        return json_response(200,
+                             {{"headers", headers}, {"schemas", schemas}, {"metadata", metadata}});
     }
 
     WorkerHttpResponse initialise(const WorkerHttpRequest& request, const std::string& key) {
@@ -658,12 +668,13 @@ struct WorkerService::Impl {
                                 const std::vector<std::string>& ids) {
         WeightsBody body = weights_body(request, config.max_body_bytes);
         const Json meta_json = body.json.value("meta", Json("evaluate"));
-        const bool meta_ok =
-            meta_json.is_string() &&
-            std::any_of(std::begin(kMetas), std::end(kMetas),
-                        [&](const char* m) { return meta_json.get<std::string>() == m; });
+        const bool meta_ok = meta_json.is_string() &&
+                             std::any_of(std::begin(kMetas), std::end(kMetas), [&](const char* m) {
+                                 return meta_json.get<std::string>() == m;
+                             });
         if (!meta_ok) {
-            fail(400, "__metadata__ json field 'meta' must be \"train\", \"evaluate\" or \"predict\"");
+            fail(400,
+                 "__metadata__ json field 'meta' must be \"train\", \"evaluate\" or \"predict\"");
         }
         const std::string meta = meta_json.get<std::string>();
         const Json write_outputs = body.json.value("write_outputs", Json(false));
@@ -757,7 +768,8 @@ struct WorkerService::Impl {
     WorkerHttpResponse route(const WorkerHttpRequest& request) {
         if (request.body.size() > config.max_body_bytes) {
             fail(413, "the request body has " + std::to_string(request.body.size()) +
-                          " bytes, more than the limit of " + std::to_string(config.max_body_bytes));
+                          " bytes, more than the limit of " +
+                          std::to_string(config.max_body_bytes));
         }
         const std::vector<std::string> parts = split_path(request.path);
         const auto require_method = [&](const char* method) {
@@ -825,8 +837,10 @@ WorkerHttpResponse WorkerService::handle(const WorkerHttpRequest& request) noexc
         } catch (const HttpError& e) {
             impl_->log(e.status >= 500 ? sdk::Level::Error : sdk::Level::Info,
                        "worker: request refused",
-                       {{"method", request.method}, {"path", request.path},
-                        {"status", e.status}, {"message", e.message}});
+                       {{"method", request.method},
+                        {"path", request.path},
+                        {"status", e.status},
+                        {"message", e.message}});
             return json_response(e.status, {{"message", e.message}});
         } catch (const std::bad_alloc&) {
             return json_response(500, {{"message", "the worker ran out of memory"}});

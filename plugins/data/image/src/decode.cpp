@@ -55,16 +55,16 @@ sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64
     }
     stbi_uc* pixels = stbi_load_from_memory(data, len, &w, &h, &n, channels);
     if (pixels == nullptr) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                          "image " + label + " cannot be decoded (" +
-                              std::string(stbi_failure_reason()) + ")"};
+        return sdk::Error{
+            sdk::ErrorCode::InvalidArgument,
+            "image " + label + " cannot be decoded (" + std::string(stbi_failure_reason()) + ")"};
     }
     Image img;
     img.width = w;
     img.height = h;
     img.channels = channels;
-    const std::size_t size =
-        static_cast<std::size_t>(w) * static_cast<std::size_t>(h) * static_cast<std::size_t>(channels);
+    const std::size_t size = static_cast<std::size_t>(w) * static_cast<std::size_t>(h) *
+                             static_cast<std::size_t>(channels);
     try {
         img.pixels.assign(pixels, pixels + size);
     } catch (...) {
@@ -99,19 +99,21 @@ void to_planar(const Image& src, int height, int width, bool bilinear, float* ou
     for (std::size_t y = 0; y < h; ++y) {
         for (std::size_t x = 0; x < w; ++x) {
             if (!bilinear) {
-                const auto iy = std::min(static_cast<std::size_t>(src.height - 1),
-                                         static_cast<std::size_t>((static_cast<double>(y) + 0.5) * sy));
-                const auto ix = std::min(static_cast<std::size_t>(src.width - 1),
-                                         static_cast<std::size_t>((static_cast<double>(x) + 0.5) * sx));
+                const auto iy =
+                    std::min(static_cast<std::size_t>(src.height - 1),
+                             static_cast<std::size_t>((static_cast<double>(y) + 0.5) * sy));
+                const auto ix =
+                    std::min(static_cast<std::size_t>(src.width - 1),
+                             static_cast<std::size_t>((static_cast<double>(x) + 0.5) * sx));
                 for (std::size_t k = 0; k < c; ++k) {
                     out[(k * h + y) * w + x] = at(iy, ix, k) * kScale;
                 }
                 continue;
             }
-            const double fy = std::clamp((static_cast<double>(y) + 0.5) * sy - 0.5, 0.0,
-                                         src.height - 1.0);
-            const double fx = std::clamp((static_cast<double>(x) + 0.5) * sx - 0.5, 0.0,
-                                         src.width - 1.0);
+            const double fy =
+                std::clamp((static_cast<double>(y) + 0.5) * sy - 0.5, 0.0, src.height - 1.0);
+            const double fx =
+                std::clamp((static_cast<double>(x) + 0.5) * sx - 0.5, 0.0, src.width - 1.0);
             const auto y0 = static_cast<std::size_t>(fy);
             const auto x0 = static_cast<std::size_t>(fx);
             const std::size_t y1 = std::min(y0 + 1, static_cast<std::size_t>(src.height - 1));
@@ -121,7 +123,8 @@ void to_planar(const Image& src, int height, int width, bool bilinear, float* ou
             for (std::size_t k = 0; k < c; ++k) {
                 const double top = at(y0, x0, k) * (1 - wx) + at(y0, x1, k) * wx;
                 const double bottom = at(y1, x0, k) * (1 - wx) + at(y1, x1, k) * wx;
-                out[(k * h + y) * w + x] = static_cast<float>((top * (1 - wy) + bottom * wy) / 255.0);
+                out[(k * h + y) * w + x] =
+                    static_cast<float>((top * (1 - wy) + bottom * wy) / 255.0);
             }
         }
     }

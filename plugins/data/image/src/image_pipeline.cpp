@@ -142,7 +142,7 @@ sdk::Result<ImageSettings> settings_from(const std::string& options_json, ImageS
 struct Row {
     std::size_t image = 0;  ///< index into the decoded images
     std::string target;
-    std::string where;      ///< "<mapping.csv> row <n>", for errors
+    std::string where;  ///< "<mapping.csv> row <n>", for errors
 };
 
 struct Decoded {
@@ -240,7 +240,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                     return invalid("file " + where + ": image " + file.string() +
                                    " does not exist");
                 }
-                const auto [a, b] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+                const auto [a, b] =
+                    std::mismatch(root.begin(), root.end(), real.begin(), real.end());
                 if (a != root.end()) {
                     return invalid("file " + where + ": image " + q(name) +
                                    " resolves outside the dataset folder");
@@ -449,10 +450,9 @@ sdk::Result<sdk::Dataset> ImagePipeline::load(const sdk::DataRequest& request) n
     auto result = load_images(request, defaults_, limits_);
     try {
         if (result) {
-            host_.logger().debug("image: split loaded",
-                                 Json{{"rows", result->rows},
-                                      {"sample_shape", result->sample_shape}}
-                                     .dump());
+            host_.logger().debug(
+                "image: split loaded",
+                Json{{"rows", result->rows}, {"sample_shape", result->sample_shape}}.dump());
         } else {
             host_.logger().warn("image: load refused",
                                 Json{{"error", result.error().message}}.dump(

@@ -17,14 +17,14 @@ struct ImageSettings {
     std::string color = "L";  ///< "L" (grayscale, 1 channel) or "RGB" (3 channels)
     int height = 0;           ///< 0: the size of the first image (then all must share it)
     int width = 0;
-    bool bilinear = true;     ///< resize filter; false = nearest neighbour
+    bool bilinear = true;  ///< resize filter; false = nearest neighbour
 };
 
 /// Bounds on what one load may read.
 struct ImageLimits {
-    std::int64_t max_images = 100000;           ///< rows of one split
-    std::int64_t max_image_pixels = 16777216;   ///< width x height of one source image
-    std::int64_t max_file_bytes = 64 << 20;     ///< one image or mapping.csv file
+    std::int64_t max_images = 100000;          ///< rows of one split
+    std::int64_t max_image_pixels = 16777216;  ///< width x height of one source image
+    std::int64_t max_file_bytes = 64 << 20;    ///< one image or mapping.csv file
 };
 
 /// Loads the images listed in each folder's `mapping.csv` into one split (see README).

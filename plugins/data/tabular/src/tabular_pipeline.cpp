@@ -54,11 +54,10 @@ struct DtypeInfo {
 
 /// pandas dtype names accepted in schema.json.
 std::optional<DtypeInfo> dtype_info(std::string_view d) {
-    static constexpr std::string_view kInts[] = {"int", "int8", "int16", "int32", "int64",
-                                                 "Int8", "Int16", "Int32", "Int64", "uint8",
-                                                 "uint16", "uint32", "uint64", "UInt8", "UInt16",
-                                                 "UInt32", "UInt64"};
-    static constexpr std::string_view kFloats[] = {"float", "float16", "float32", "float64",
+    static constexpr std::string_view kInts[] = {
+        "int",   "int8",   "int16",  "int32",  "int64", "Int8",   "Int16",  "Int32", "Int64",
+        "uint8", "uint16", "uint32", "uint64", "UInt8", "UInt16", "UInt32", "UInt64"};
+    static constexpr std::string_view kFloats[] = {"float",   "float16", "float32", "float64",
                                                    "Float32", "Float64", "double"};
     static constexpr std::string_view kCats[] = {"category", "object", "string", "str"};
     for (std::string_view s : kInts) {
@@ -96,8 +95,9 @@ std::string_view trim(std::string_view v) {
 /// pandas' default NA strings.
 bool is_missing_token(std::string_view v) {
     static constexpr std::string_view kTokens[] = {
-        "",     "#N/A", "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-        "1.#QNAN", "<NA>", "N/A",   "NA",   "NULL",    "NaN",      "None", "n/a",  "nan", "null"};
+        "",     "#N/A",   "#N/A N/A", "#NA",  "-1.#IND", "-1.#QNAN", "-NaN",
+        "-nan", "1.#IND", "1.#QNAN",  "<NA>", "N/A",     "NA",       "NULL",
+        "NaN",  "None",   "n/a",      "nan",  "null"};
     for (std::string_view t : kTokens) {
         if (v == t) {
             return true;
@@ -182,9 +182,8 @@ struct Column {
     }
     /// The numeric value of a present cell (numeric column, or categorical with numeric codes).
     double value(std::size_t row) const {
-        return def.info.kind == Kind::Numeric
-                   ? num[row]
-                   : level_values[static_cast<std::size_t>(codes[row])];
+        return def.info.kind == Kind::Numeric ? num[row]
+                                              : level_values[static_cast<std::size_t>(codes[row])];
     }
 };
 
@@ -262,7 +261,8 @@ void fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>&
                 const std::string_view cell = trim(f.table.at(r, static_cast<std::size_t>(fc)));
                 if (is_missing_token(cell)) {
                     ++col.missing;
-                } else if (!parse_number(cell, v) && !(col.def.info.boolean && parse_bool(cell, v))) {
+                } else if (!parse_number(cell, v) &&
+                           !(col.def.info.boolean && parse_bool(cell, v))) {
                     ++col.unparseable;
                     v = kNaN;
                 }
@@ -349,7 +349,8 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
         });
     } else {
         std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
-            return col.levels[static_cast<std::size_t>(a)] < col.levels[static_cast<std::size_t>(b)];
+            return col.levels[static_cast<std::size_t>(a)] <
+                   col.levels[static_cast<std::size_t>(b)];
         });
     }
     std::vector<std::int32_t> rank(order.size());
@@ -422,8 +423,8 @@ void impute(Column& col, const std::vector<std::size_t>& rows) {
     if (!any_missing || counts.empty()) {
         return;
     }
-    const auto mode = static_cast<std::int32_t>(
-        std::max_element(counts.begin(), counts.end()) - counts.begin());  // first max wins
+    const auto mode = static_cast<std::int32_t>(std::max_element(counts.begin(), counts.end()) -
+                                                counts.begin());  // first max wins
     for (std::size_t r : rows) {
         if (col.codes[r] < 0) {
             col.codes[r] = mode;
@@ -454,7 +455,8 @@ Json summarise(const Column& col, const std::vector<std::size_t>& rows) {
         for (double x : v) {
             var += (x - mean) * (x - mean);
         }
-        const double stdev = v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : kNaN;
+        const double stdev =
+            v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : kNaN;
         s["mean"] = number(mean);
         s["std"] = number(stdev);
         s["min"] = number(v.empty() ? kNaN : v.front());
@@ -493,8 +495,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
     if (request.action != "classify" && request.action != "regress") {
         return invalid("action " + q(request.action) + " is not 'classify' or 'regress'");
     }
-    const Json options = Json::parse(request.options_json.empty() ? "{}" : request.options_json,
-                                     nullptr, false);
+    const Json options =
+        Json::parse(request.options_json.empty() ? "{}" : request.options_json, nullptr, false);
     if (options.is_discarded() || !options.is_object()) {
         return invalid("options_json is not a JSON object");
     }
@@ -559,8 +561,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
                 }
             }
             for (std::string_view name : header) {
-                const bool in_schema = std::any_of(schema->begin(), schema->end(),
-                                                   [&](const ColumnDef& d) { return d.name == name; });
+                const bool in_schema =
+                    std::any_of(schema->begin(), schema->end(),
+                                [&](const ColumnDef& d) { return d.name == name; });
                 if (!in_schema) {
                     return invalid("file " + csv.string() + ": column " + q(name) +
                                    " has no dtype in " + (dir / "schema.json").string());
@@ -698,8 +701,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         } else {
             cat_vars.push_back(col.def.name);
             for (std::size_t l = 0; l < col.levels.size(); ++l) {
-                features.push_back({col.def.name + "_" + col.levels[l], c,
-                                    static_cast<std::int32_t>(l)});
+                features.push_back(
+                    {col.def.name + "_" + col.levels[l], c, static_cast<std::int32_t>(l)});
             }
         }
     }
@@ -797,8 +800,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         const std::size_t lw = ds.label_names.size();
         ds.labels.assign(n * lw, 0.0f);
         for (std::size_t i = 0; i < n; ++i) {
-            ds.labels[i * lw + static_cast<std::size_t>(remap[static_cast<std::size_t>(codes[i])])] =
-                1.0f;
+            ds.labels[i * lw +
+                      static_cast<std::size_t>(remap[static_cast<std::size_t>(codes[i])])] = 1.0f;
         }
     } else {
         ds.label_names = {"target"};

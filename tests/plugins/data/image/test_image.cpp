@@ -122,7 +122,8 @@ TEST_CASE("image loads the femnist evaluate split as 1x28x28 grayscale in [0,1]"
         CHECK(rgb.features.size() == 89u * 3u * 784u);
     }
     SECTION("an explicit size resizes every image") {
-        const Dataset small = load_ok({kFemnist}, R"({"height": 14, "width": 7, "resize": "nearest"})");
+        const Dataset small =
+            load_ok({kFemnist}, R"({"height": 14, "width": 7, "resize": "nearest"})");
         CHECK(small.sample_shape == std::vector<std::int64_t>{1, 14, 7});
         CHECK(Json::parse(small.metadata_json)["resized"] == 89);
     }
@@ -158,8 +159,7 @@ TEST_CASE("image resizes with bilinear (pixel centres) or nearest filters", "[un
     CHECK(bi.features[1] == Approx(0.25f));
     CHECK(bi.features[2] == Approx(0.75f));
     CHECK(bi.features[3] == Approx(1.0f));
-    const Dataset nn =
-        load_ok({dir.string()}, R"({"height": 1, "width": 4, "resize": "nearest"})");
+    const Dataset nn = load_ok({dir.string()}, R"({"height": 1, "width": 4, "resize": "nearest"})");
     CHECK(nn.features == std::vector<float>{0.0f, 0.0f, 1.0f, 1.0f});
 }
 
@@ -230,14 +230,16 @@ TEST_CASE("image refuses bad folders, files and options with a clear error",
     }
     SECTION("an absolute path") {
         const fs::path dir = tmp.folder("abs", "image,target\n/etc/passwd,1\n");
-        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("inside the dataset folder"));
+        CHECK_THAT(load_error({dir.string()}).message,
+                   Catch::Contains("inside the dataset folder"));
     }
     SECTION("a symbolic link leading out of the folder") {
         const fs::path outside = tmp.path / "outside.png";
         write_png(outside, 1, 1, 1, {1});
         const fs::path dir = tmp.folder("link", "image,target\nlink.png,1\n");
         fs::create_symlink(outside, dir / "link.png");
-        CHECK_THAT(load_error({dir.string()}).message, Catch::Contains("outside the dataset folder"));
+        CHECK_THAT(load_error({dir.string()}).message,
+                   Catch::Contains("outside the dataset folder"));
     }
     SECTION("a missing image") {
         const fs::path dir = tmp.folder("missing", "image,target\nnone.png,1\n");

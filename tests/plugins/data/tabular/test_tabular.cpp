@@ -86,8 +86,8 @@ float cell(const Dataset& ds, std::size_t row, const std::string& feature) {
     return ds.features[row * width + index_of(ds.feature_names, feature)];
 }
 
-const Json kSchema = {{"age", "int32"}, {"sex", "category"}, {"chol", "float64"},
-                      {"target", "category"}};
+const Json kSchema = {
+    {"age", "int32"}, {"sex", "category"}, {"chol", "float64"}, {"target", "category"}};
 
 }  // namespace
 
@@ -96,10 +96,10 @@ TEST_CASE("tabular loads heart_disease iid_1 with the reference headers and scal
     const Dataset ds = load_ok({kExamples + "/heart_disease/data1/iid_1"});
     CHECK(ds.rows == 771);
     const std::vector<std::string> expected = {
-        "age",       "ca_0",    "ca_1",      "ca_2",      "ca_3",      "chol",      "cp_1",
-        "cp_2",      "cp_3",    "cp_4",      "exang_0",   "exang_1",   "fbs_0",     "fbs_1",
-        "oldpeak",   "restecg_0", "restecg_1", "restecg_2", "sex_0",   "sex_1",     "slope_1",
-        "slope_2",   "slope_3", "thal_3",    "thal_6",    "thal_7",    "thalach",   "trestbps"};
+        "age",     "ca_0",      "ca_1",      "ca_2",      "ca_3",    "chol",    "cp_1",
+        "cp_2",    "cp_3",      "cp_4",      "exang_0",   "exang_1", "fbs_0",   "fbs_1",
+        "oldpeak", "restecg_0", "restecg_1", "restecg_2", "sex_0",   "sex_1",   "slope_1",
+        "slope_2", "slope_3",   "thal_3",    "thal_6",    "thal_7",  "thalach", "trestbps"};
     CHECK(ds.feature_names == expected);
     CHECK(ds.sample_shape == std::vector<std::int64_t>{28});
     CHECK(ds.label_names ==
@@ -144,10 +144,10 @@ TEST_CASE("tabular loads abalone for regression with raw targets and sex one-hot
           "[unit][data][tabular]") {
     const Dataset ds = load_ok({kExamples + "/abalone/data1/train"}, "regress");
     CHECK(ds.rows == 1308);
-    CHECK(ds.feature_names ==
-          std::vector<std::string>{"diameter", "height", "length", "sex_0", "sex_1", "sex_2",
-                                   "shell_weight", "shucked_weight", "viscera_weight",
-                                   "whole_weight"});
+    CHECK(ds.feature_names == std::vector<std::string>{"diameter", "height", "length", "sex_0",
+                                                       "sex_1", "sex_2", "shell_weight",
+                                                       "shucked_weight", "viscera_weight",
+                                                       "whole_weight"});
     CHECK(ds.label_names == std::vector<std::string>{"target"});
     REQUIRE(ds.labels.size() == 1308);
     CHECK(ds.labels[0] == 15.0f);  // unscaled
@@ -177,15 +177,14 @@ TEST_CASE("tabular concatenates several folders and drops duplicate rows",
 TEST_CASE("tabular imputes missing values locally: median for numbers, mode for categories",
           "[unit][data][tabular]") {
     TempDir tmp;
-    const std::string dir = tmp.folder(
-        "impute", kSchema,
-        {{"data.csv",
-          "age,sex,chol,target\n"
-          "10,1,100,0\n"
-          "20,1,,1\n"
-          ",0,300,0\n"
-          "40,,abc,1\n"
-          "31,1,200.5,1\n"}});
+    const std::string dir = tmp.folder("impute", kSchema,
+                                       {{"data.csv",
+                                         "age,sex,chol,target\n"
+                                         "10,1,100,0\n"
+                                         "20,1,,1\n"
+                                         ",0,300,0\n"
+                                         "40,,abc,1\n"
+                                         "31,1,200.5,1\n"}});
     const Dataset ds = load_ok({dir});
     REQUIRE(ds.rows == 5);
     const Json meta = Json::parse(ds.metadata_json);
@@ -275,13 +274,12 @@ TEST_CASE("tabular reads quoted fields, CRLF line ends and a byte-order mark",
           "[unit][data][tabular]") {
     TempDir tmp;
     const Json schema = {{"name, with comma", "category"}, {"x", "float64"}, {"target", "float64"}};
-    const std::string dir =
-        tmp.folder("quoted", schema,
-                   {{"data.csv",
-                     "\xEF\xBB\xBF\"name, with comma\",x,target\r\n"
-                     "\"a \"\"quoted\"\" level\",1.5,3\r\n"
-                     "\"multi\nline\",2.5,4\r\n"
-                     "\r\n"}});
+    const std::string dir = tmp.folder("quoted", schema,
+                                       {{"data.csv",
+                                         "\xEF\xBB\xBF\"name, with comma\",x,target\r\n"
+                                         "\"a \"\"quoted\"\" level\",1.5,3\r\n"
+                                         "\"multi\nline\",2.5,4\r\n"
+                                         "\r\n"}});
     const Dataset ds = load_ok({dir}, "regress");
     CHECK(ds.rows == 2);
     CHECK(ds.feature_names == std::vector<std::string>{"name, with comma_a \"quoted\" level",
@@ -300,8 +298,8 @@ TEST_CASE("tabular refuses broken inputs with InvalidArgument naming file and co
         CHECK_THAT(e.message, Catch::Contains("part.csv") && Catch::Contains("'target'"));
     }
     SECTION("a schema naming an absent column") {
-        const std::string dir = tmp.folder("absent", kSchema,
-                                           {{"data.csv", "age,sex,target\n1,0,1\n"}});
+        const std::string dir =
+            tmp.folder("absent", kSchema, {{"data.csv", "age,sex,target\n1,0,1\n"}});
         const auto e = load_error({dir});
         CHECK(e.code == ErrorCode::InvalidArgument);
         CHECK_THAT(e.message, Catch::Contains("data.csv") && Catch::Contains("'chol'"));
@@ -314,9 +312,9 @@ TEST_CASE("tabular refuses broken inputs with InvalidArgument naming file and co
     SECTION("an unknown dtype") {
         const std::string dir = tmp.folder("dtype", {{"age", "complex128"}, {"target", "category"}},
                                            {{"data.csv", "age,target\n1,1\n"}});
-        CHECK_THAT(load_error({dir}).message,
-                   Catch::Contains("schema.json") && Catch::Contains("'age'") &&
-                       Catch::Contains("complex128"));
+        CHECK_THAT(load_error({dir}).message, Catch::Contains("schema.json") &&
+                                                  Catch::Contains("'age'") &&
+                                                  Catch::Contains("complex128"));
     }
     SECTION("a row with too many fields") {
         const std::string dir = tmp.folder("ragged", {{"age", "int32"}, {"target", "category"}},
@@ -335,8 +333,9 @@ TEST_CASE("tabular refuses broken inputs with InvalidArgument naming file and co
         CHECK_THAT(load_error({dir}).message, Catch::Contains("schema.json"));
     }
     SECTION("a target with no value at all") {
-        const std::string dir = tmp.folder("empty-target", {{"age", "int32"}, {"target", "float64"}},
-                                           {{"data.csv", "age,target\n1,\n2,\n"}});
+        const std::string dir =
+            tmp.folder("empty-target", {{"age", "int32"}, {"target", "float64"}},
+                       {{"data.csv", "age,target\n1,\n2,\n"}});
         CHECK_THAT(load_error({dir}, "regress").message, Catch::Contains("'target'"));
     }
     SECTION("text classes for regression") {
@@ -364,11 +363,11 @@ TEST_CASE("tabular refuses broken inputs with InvalidArgument naming file and co
 TEST_CASE("tabular aligns a folder lacking a column by treating its cells as missing",
           "[unit][data][tabular]") {
     TempDir tmp;
-    const std::string a = tmp.folder("full", kSchema,
-                                     {{"data.csv", "age,sex,chol,target\n10,1,100,0\n20,0,200,1\n"}});
-    const std::string b = tmp.folder("lacks-chol",
-                                     {{"age", "int32"}, {"sex", "category"}, {"target", "category"}},
-                                     {{"data.csv", "age,sex,target\n30,1,1\n"}});
+    const std::string a = tmp.folder(
+        "full", kSchema, {{"data.csv", "age,sex,chol,target\n10,1,100,0\n20,0,200,1\n"}});
+    const std::string b =
+        tmp.folder("lacks-chol", {{"age", "int32"}, {"sex", "category"}, {"target", "category"}},
+                   {{"data.csv", "age,sex,target\n30,1,1\n"}});
     const Dataset ds = load_ok({a, b});
     CHECK(ds.rows == 3);
     const Json meta = Json::parse(ds.metadata_json);
@@ -388,18 +387,22 @@ TEST_CASE("tabular plugin library loads through Boost.DLL and reads heart_diseas
     auto& create = so.get_alias<synergos::sdk::Factory<synergos::sdk::DataPipeline>>(
         "synergos_plugin_create_data");
     FakeHost host;
-    auto pipeline = create(host, Options(std::map<std::string, std::string>{{"max_file_bytes", "1000000"}, {"max_levels", "50"}}));
+    auto pipeline = create(host, Options(std::map<std::string, std::string>{
+                                     {"max_file_bytes", "1000000"}, {"max_levels", "50"}}));
     REQUIRE(pipeline);
     CHECK((*pipeline)->datatype() == "tabular");
-    auto ds = (*pipeline)->load(DataRequest{"classify", {kExamples + "/heart_disease/data2/iid_2"}});
+    auto ds =
+        (*pipeline)->load(DataRequest{"classify", {kExamples + "/heart_disease/data2/iid_2"}});
     REQUIRE(ds);
     CHECK(ds->rows == 771);
     CHECK(ds->sample_shape == std::vector<std::int64_t>{28});
 
     SECTION("the file size option is enforced") {
-        auto small = create(host, Options(std::map<std::string, std::string>{{"max_file_bytes", "100"}}));
+        auto small =
+            create(host, Options(std::map<std::string, std::string>{{"max_file_bytes", "100"}}));
         REQUIRE(small);
-        auto refused = (*small)->load(DataRequest{"classify", {kExamples + "/heart_disease/data2/iid_2"}});
+        auto refused =
+            (*small)->load(DataRequest{"classify", {kExamples + "/heart_disease/data2/iid_2"}});
         REQUIRE_FALSE(refused);
         CHECK(refused.error().code == ErrorCode::ResourceExhausted);
         small->reset();
@@ -423,7 +426,8 @@ TEST_CASE("tabular keeps metadata valid JSON when names are not UTF-8", "[unit][
     const std::string latin1 = "caf\xe9";  // ISO-8859-1 text in a CSV header
     const fs::path dir = tmp.path / "latin1";
     fs::create_directories(dir);
-    std::ofstream(dir / "schema.json") << "{\"caf\\u00e9\": \"category\", \"target\": \"category\"}";
+    std::ofstream(dir / "schema.json")
+        << "{\"caf\\u00e9\": \"category\", \"target\": \"category\"}";
     std::ofstream(dir / "data.csv") << latin1 << ",target\nx,1\ny,0\n";
     // The schema names "café" in UTF-8 while the file says "caf\xe9": a clear error, no crash.
     const auto e = load_error({dir.string()});

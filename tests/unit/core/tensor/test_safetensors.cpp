@@ -47,12 +47,12 @@ TensorMap compat_tensors() {
         w.push_back(static_cast<float>(i) * 0.5f - 1.0f);
     }
     m.tensors.push_back(make_tensor("nnl_0_linear.weight", DType::F32, {3, 4}, w));
-    m.tensors.push_back(make_tensor<double>("nnl_0_linear.bias", DType::F64, {4},
-                                            {1.0 / 3.0, -2.5, 1e300, -0.0}));
+    m.tensors.push_back(
+        make_tensor<double>("nnl_0_linear.bias", DType::F64, {4}, {1.0 / 3.0, -2.5, 1e300, -0.0}));
     m.tensors.push_back(make_tensor<std::int64_t>(
         "counts", DType::I64, {2, 2}, {-(std::int64_t{1} << 40), 7, 0, std::int64_t{1} << 62}));
-    m.tensors.push_back(make_tensor<std::int32_t>("index", DType::I32, {5},
-                                                  {-3, -1, 0, 2, 2147483647}));
+    m.tensors.push_back(
+        make_tensor<std::int32_t>("index", DType::I32, {5}, {-3, -1, 0, 2, 2147483647}));
     m.tensors.push_back(make_tensor<std::uint8_t>("mask", DType::U8, {3}, {0, 255, 17}));
     m.tensors.push_back(make_tensor<float>("scalar", DType::F32, {}, {42.0f}));
     m.tensors.push_back(make_tensor<float>("empty", DType::F32, {0, 3}, {}));
@@ -291,17 +291,17 @@ TEST_CASE("safetensors decode refuses malformed bodies with a message naming the
         {"not an object", raw_body("[1,2]", ""), "does not start with '{'"},
         {"duplicate key", raw_body("{" + ok_entry + "," + ok_entry + "}", f32x2),
          "duplicate key 'w'"},
-        {"unknown dtype", raw_body(R"({"w":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})",
-                                   f32x2),
+        {"unknown dtype",
+         raw_body(R"({"w":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}})", f32x2),
          "tensor 'w': unsupported dtype 'BF16'"},
-        {"shape mismatch", raw_body(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
-                                    f32x2),
+        {"shape mismatch",
+         raw_body(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", f32x2),
          "tensor 'w' has shape x dtype size"},
-        {"negative dim", raw_body(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
-                                  f32x2),
+        {"negative dim",
+         raw_body(R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", f32x2),
          "tensor 'w' has a shape entry"},
-        {"float dim", raw_body(R"({"w":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})",
-                               f32x2),
+        {"float dim",
+         raw_body(R"({"w":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})", f32x2),
          "tensor 'w' has a shape entry"},
         {"overflowing shape",
          raw_body(R"({"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
@@ -320,8 +320,8 @@ TEST_CASE("safetensors decode refuses malformed bodies with a message naming the
                   R"("b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                   f32x2),
          "overlaps the previous tensor"},
-        {"trailing bytes", raw_body(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
-                                    f32x2),
+        {"trailing bytes",
+         raw_body(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", f32x2),
          "4 trailing data bytes"},
         {"missing offsets", raw_body(R"({"w":{"dtype":"F32","shape":[2]}})", f32x2),
          "tensor 'w' needs 'data_offsets'"},

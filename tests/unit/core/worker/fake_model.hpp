@@ -80,10 +80,12 @@ public:
             return {sdk::ErrorCode::InvalidArgument, "tensor 'nnl_0_linear.weight' is missing"};
         }
         if (w->dtype != sdk::DType::F32 || w->shape != std::vector<std::int64_t>{out_, in_}) {
-            return {sdk::ErrorCode::InvalidArgument, "tensor 'nnl_0_linear.weight' has the wrong shape"};
+            return {sdk::ErrorCode::InvalidArgument,
+                    "tensor 'nnl_0_linear.weight' has the wrong shape"};
         }
         if (b->dtype != sdk::DType::F32 || b->shape != std::vector<std::int64_t>{out_}) {
-            return {sdk::ErrorCode::InvalidArgument, "tensor 'nnl_0_linear.bias' has the wrong shape"};
+            return {sdk::ErrorCode::InvalidArgument,
+                    "tensor 'nnl_0_linear.bias' has the wrong shape"};
         }
         std::memcpy(weight_.data(), w->data.data(), w->data.size());
         std::memcpy(bias_.data(), b->data.data(), b->data.size());
@@ -235,7 +237,8 @@ private:
     static sdk::Result<nlohmann::json> first_layer(std::string_view architecture_json) {
         const auto arch = nlohmann::json::parse(architecture_json, nullptr, false);
         if (!arch.is_array() || arch.empty() || !arch[0].is_object()) {
-            return sdk::Error{sdk::ErrorCode::InvalidArgument, "architecture is not a list of layers"};
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "architecture is not a list of layers"};
         }
         if (arch[0].value("l_type", "") != "Linear" || !arch[0].contains("structure")) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument,

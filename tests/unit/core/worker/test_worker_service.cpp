@@ -40,10 +40,11 @@ const Json kHeartTags = {{"train", {{"heart_disease", "data1", "iid_1"}}},
                          {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}}};
 
 Json linear(std::int64_t in, std::int64_t out, const std::string& activation) {
-    return Json::array({{{"l_type", "Linear"},
-                         {"activation", activation},
-                         {"is_input", true},
-                         {"structure", {{"in_features", in}, {"out_features", out}, {"bias", true}}}}});
+    return Json::array(
+        {{{"l_type", "Linear"},
+          {"activation", activation},
+          {"is_input", true},
+          {"structure", {{"in_features", in}, {"out_features", out}, {"bias", true}}}}});
 }
 
 /// A worker with a private data directory holding real example datasets.
@@ -59,7 +60,8 @@ struct Worker {
 
     explicit Worker(std::size_t max_body = std::size_t{64} << 20,
                     std::chrono::milliseconds run_wait = std::chrono::seconds(30)) {
-        root = fs::temp_directory_path() / ("synergos-worker-" + std::to_string(std::random_device{}()));
+        root = fs::temp_directory_path() /
+               ("synergos-worker-" + std::to_string(std::random_device{}()));
         data = root / "data";
         outputs = root / "outputs";
         fs::create_directories(data);
@@ -102,10 +104,12 @@ struct Worker {
     }
     /// Initialises the heart_disease run and returns the initial weights.
     TensorMap initialise_heart(const Json& alignment = nullptr) {
-        auto r = post(kRun + "/initialise",
-                      {{"action", "classify"}, {"tags", kHeartTags}, {"alignment", alignment},
-                       {"architecture", linear(28, 5, "softmax")}, {"run", {{"seed", 7}}},
-                       {"return_weights", true}});
+        auto r = post(kRun + "/initialise", {{"action", "classify"},
+                                             {"tags", kHeartTags},
+                                             {"alignment", alignment},
+                                             {"architecture", linear(28, 5, "softmax")},
+                                             {"run", {{"seed", 7}}},
+                                             {"return_weights", true}});
         REQUIRE(r.status == 200);
         REQUIRE(r.content_type == st::kSafetensorsContentType);
         auto decoded = st::decode(r.body);
@@ -176,17 +180,18 @@ TEST_CASE("worker poll returns headers, schemas and metadata of each tagged spli
     CHECK(r.body.find(w.data.string()) == std::string::npos);                   // no local paths
 
     SECTION("a second poll with the same tags is served from the cache") {
-        auto again = w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}});
+        auto again =
+            w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}});
         CHECK(again.status == 200);
         CHECK(again.body == r.body);
     }
 }
 
-TEST_CASE("worker resolves tags order-insensitively and prefers the exact path",
-          "[unit][worker]") {
+TEST_CASE("worker resolves tags order-insensitively and prefers the exact path", "[unit][worker]") {
     Worker w;
     const fs::path root = fs::canonical(w.data);
-    auto exact = synergos::core::worker::resolve_tag(root, Json{"heart_disease", "data2", "iid_2"}, 1000);
+    auto exact =
+        synergos::core::worker::resolve_tag(root, Json{"heart_disease", "data2", "iid_2"}, 1000);
     REQUIRE(exact);
     CHECK(exact->relative == "heart_disease/data2/iid_2");
     CHECK(exact->datatype == "tabular");
@@ -240,14 +245,17 @@ TEST_CASE("worker answers 422 naming an unknown datatype", "[unit][worker]") {
     fs::create_directories(w.data / "texts/t1");
     std::ofstream(w.data / "texts/t1/metadata.json") << R"({"datatype": "text", "operations": {}})";
     auto r = w.post("/v1/projects/c1/p1/poll",
-                    {{"action", "classify"}, {"tags", {{"train", Json::array({Json::array({"texts", "t1"})})}}}});
+                    {{"action", "classify"},
+                     {"tags", {{"train", Json::array({Json::array({"texts", "t1"})})}}}});
     CHECK(r.status == 422);
     CHECK_THAT(message_of(r), Catch::Contains("'text'") || Catch::Contains("\"text\""));
     SECTION("and a split mixing datatypes") {
-        auto mixed = w.post("/v1/projects/c1/p1/poll",
-                            {{"action", "classify"},
-                             {"tags", {{"train", {{"heart_disease", "data1", "iid_1"},
-                                                  {"femnist", "data1", "evaluate"}}}}}});
+        auto mixed =
+            w.post("/v1/projects/c1/p1/poll",
+                   {{"action", "classify"},
+                    {"tags",
+                     {{"train",
+                       {{"heart_disease", "data1", "iid_1"}, {"femnist", "data1", "evaluate"}}}}}});
         CHECK(mixed.status == 422);
         CHECK_THAT(message_of(mixed), Catch::Contains("mixes datatypes"));
     }
@@ -261,10 +269,11 @@ TEST_CASE("worker reports data errors from the pipeline as 422 without local pat
     std::ofstream(w.data / "broken/b1/schema.json") << R"({"age": "int32", "target": "category"})";
     std::ofstream(w.data / "broken/b1/data.csv") << "age\n1\n";
     auto r = w.post("/v1/projects/c1/p1/poll",
-                    {{"action", "classify"}, {"tags", {{"train", Json::array({Json::array({"broken", "b1"})})}}}});
+                    {{"action", "classify"},
+                     {"tags", {{"train", Json::array({Json::array({"broken", "b1"})})}}}});
     CHECK(r.status == 422);
-    CHECK_THAT(message_of(r), Catch::Contains("<data>/broken/b1/data.csv") &&
-                                  Catch::Contains("'target'"));
+    CHECK_THAT(message_of(r),
+               Catch::Contains("<data>/broken/b1/data.csv") && Catch::Contains("'target'"));
 }
 
 TEST_CASE("worker refuses malformed requests with the right status", "[unit][worker]") {
@@ -272,11 +281,13 @@ TEST_CASE("worker refuses malformed requests with the right status", "[unit][wor
     CHECK(w.call("POST", "/v1/projects/c1/p1/poll", "{not json").status == 400);
     CHECK(w.call("POST", "/v1/projects/c1/p1/poll", "[1]").status == 400);
     CHECK(w.call("POST", "/v1/projects/c1/p1/poll", std::string(200, '[')).status == 400);
-    CHECK(w.post("/v1/projects/c1/p1/poll", {{"action", "cluster"}, {"tags", kHeartTags}}).status == 400);
-    CHECK(w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", {{"test", Json::array()}}}})
-              .status == 400);
-    CHECK(w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", Json::object()}}).status ==
+    CHECK(w.post("/v1/projects/c1/p1/poll", {{"action", "cluster"}, {"tags", kHeartTags}}).status ==
           400);
+    CHECK(w.post("/v1/projects/c1/p1/poll",
+                 {{"action", "classify"}, {"tags", {{"test", Json::array()}}}})
+              .status == 400);
+    CHECK(w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", Json::object()}})
+              .status == 400);
     auto big = w.call("POST", "/v1/projects/c1/p1/poll", std::string(5000, ' '));
     CHECK(big.status == 413);
     CHECK(w.call("GET", "/v1/projects/c1/p1/poll").status == 405);
@@ -299,9 +310,10 @@ TEST_CASE("worker initialise aligns by name, builds the model and returns initia
     CHECK(w.service->runs_loaded() == 1);
 
     SECTION("the JSON summary travels in __metadata__") {
-        auto r = w.post(kRun + "/initialise",
-                        {{"action", "classify"}, {"tags", kHeartTags},
-                         {"architecture", linear(28, 5, "softmax")}, {"return_weights", true}});
+        auto r = w.post(kRun + "/initialise", {{"action", "classify"},
+                                               {"tags", kHeartTags},
+                                               {"architecture", linear(28, 5, "softmax")},
+                                               {"return_weights", true}});
         auto view = st::parse(r.body);
         REQUIRE(view);
         const Json meta = Json::parse(view->metadata.at("json"));
@@ -311,24 +323,26 @@ TEST_CASE("worker initialise aligns by name, builds the model and returns initia
         CHECK(meta["input_shape"] == Json::array({28}));
     }
     SECTION("a superset with extra columns and classes widens the data by name") {
-        auto poll = body_of(w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}}));
+        auto poll = body_of(
+            w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}}));
         std::vector<std::string> x = poll["headers"]["train"]["X"];
         x.insert(x.begin() + 1, "aaa_extra");
         x.push_back("zzz_extra");
         std::vector<std::string> y = poll["headers"]["train"]["y"];
         y.push_back("target_5");
-        auto r = w.post(kRun + "/initialise",
-                        {{"action", "classify"}, {"tags", kHeartTags},
-                         {"alignment", {{"X", x}, {"y", y}}},
-                         {"architecture", linear(30, 6, "softmax")}});
+        auto r = w.post(kRun + "/initialise", {{"action", "classify"},
+                                               {"tags", kHeartTags},
+                                               {"alignment", {{"X", x}, {"y", y}}},
+                                               {"architecture", linear(30, 6, "softmax")}});
         REQUIRE(r.status == 200);
         CHECK(body_of(r)["input_shape"] == Json::array({30}));
     }
     SECTION("a superset lacking one of the worker's columns is refused") {
-        auto r = w.post(kRun + "/initialise",
-                        {{"action", "classify"}, {"tags", kHeartTags},
-                         {"alignment", {{"X", {"age"}}, {"y", Json::array()}}},
-                         {"architecture", linear(1, 5, "softmax")}});
+        auto r =
+            w.post(kRun + "/initialise", {{"action", "classify"},
+                                          {"tags", kHeartTags},
+                                          {"alignment", {{"X", {"age"}}, {"y", Json::array()}}},
+                                          {"architecture", linear(1, 5, "softmax")}});
         CHECK(r.status == 422);
         CHECK_THAT(message_of(r), Catch::Contains("not in the alignment X superset"));
     }
@@ -343,14 +357,15 @@ TEST_CASE("worker initialise aligns by name, builds the model and returns initia
         CHECK(w.post_weights(kRun + "/train", initial, {{"round", 0}}).status == 200);
     }
     SECTION("a model whose input does not fit the data is 422") {
-        auto r = w.post(kRun + "/initialise",
-                        {{"action", "classify"}, {"tags", kHeartTags},
-                         {"architecture", linear(13, 5, "softmax")}});
+        auto r = w.post(kRun + "/initialise", {{"action", "classify"},
+                                               {"tags", kHeartTags},
+                                               {"architecture", linear(13, 5, "softmax")}});
         CHECK(r.status == 422);
         CHECK_THAT(message_of(r), Catch::Contains("13"));
     }
     SECTION("missing architecture is 400") {
-        CHECK(w.post(kRun + "/initialise", {{"action", "classify"}, {"tags", kHeartTags}}).status == 400);
+        CHECK(w.post(kRun + "/initialise", {{"action", "classify"}, {"tags", kHeartTags}}).status ==
+              400);
     }
 }
 
@@ -414,7 +429,8 @@ TEST_CASE("worker evaluate computes statistics on the worker and writes outputs 
           "[unit][worker]") {
     Worker w;
     const TensorMap weights = w.initialise_heart();
-    auto r = w.post_weights(kRun + "/evaluate", weights, {{"meta", "evaluate"}, {"write_outputs", true}});
+    auto r = w.post_weights(kRun + "/evaluate", weights,
+                            {{"meta", "evaluate"}, {"write_outputs", true}});
     REQUIRE(r.status == 200);
     const Json j = body_of(r);
     CHECK(j["rows"] == 826);
@@ -438,7 +454,8 @@ TEST_CASE("worker evaluate computes statistics on the worker and writes outputs 
     CHECK(stats == j["statistics"]);
 
     SECTION("without write_outputs nothing is written") {
-        auto t = w.post_weights(kRun + "/evaluate", weights, {{"meta", "train"}, {"write_outputs", false}});
+        auto t = w.post_weights(kRun + "/evaluate", weights,
+                                {{"meta", "train"}, {"write_outputs", false}});
         REQUIRE(t.status == 200);
         CHECK(body_of(t)["rows"] == 771);
         CHECK(body_of(t)["res_path"].is_null());
@@ -456,20 +473,23 @@ TEST_CASE("worker evaluates a regression run with R2, MSE and MAE", "[unit][work
     Worker w;
     const Json tags = {{"train", {{"abalone", "data1", "train"}}},
                        {"predict", {{"abalone", "data1", "predict"}}}};
-    auto init = w.post(kRun + "/initialise",
-                       {{"action", "regress"}, {"tags", tags}, {"architecture", linear(10, 1, "")},
-                        {"return_weights", true}});
+    auto init = w.post(kRun + "/initialise", {{"action", "regress"},
+                                              {"tags", tags},
+                                              {"architecture", linear(10, 1, "")},
+                                              {"return_weights", true}});
     REQUIRE(init.status == 200);
     auto weights = st::decode(init.body);
     REQUIRE(weights);
-    auto r = w.post_weights(kRun + "/evaluate", weights->tensors, {{"meta", "predict"}, {"write_outputs", true}});
+    auto r = w.post_weights(kRun + "/evaluate", weights->tensors,
+                            {{"meta", "predict"}, {"write_outputs", true}});
     REQUIRE(r.status == 200);
     const Json j = body_of(r);
     CHECK(j["rows"] == 436);
     CHECK(j["statistics"].contains("R2"));
     CHECK(j["statistics"].contains("MSE"));
     CHECK(j["statistics"]["MAE"].get<double>() > 0.0);
-    CHECK(lines_of(w.outputs / "c1/p1/e1/r1/predict/inference_predictions_predict.txt").size() == 436);
+    CHECK(lines_of(w.outputs / "c1/p1/e1/r1/predict/inference_predictions_predict.txt").size() ==
+          436);
 }
 
 TEST_CASE("worker aligns only the labels of image data", "[unit][worker]") {
@@ -482,11 +502,14 @@ TEST_CASE("worker aligns only the labels of image data", "[unit][worker]") {
     CHECK(p["headers"]["evaluate"]["y"] == Json::array({"target_J", "target_K", "target_L"}));
     CHECK(p["metadata"]["evaluate"]["sample_shape"] == Json::array({1, 28, 28}));
 
-    auto init = w.post(kRun + "/initialise",
-                       {{"action", "classify"}, {"tags", tags},
-                        {"alignment", {{"X", {"some", "tabular", "names"}},
-                                       {"y", {"target_I", "target_J", "target_K", "target_L"}}}},
-                        {"architecture", linear(784, 4, "softmax")}, {"return_weights", true}});
+    auto init =
+        w.post(kRun + "/initialise", {{"action", "classify"},
+                                      {"tags", tags},
+                                      {"alignment",
+                                       {{"X", {"some", "tabular", "names"}},
+                                        {"y", {"target_I", "target_J", "target_K", "target_L"}}}},
+                                      {"architecture", linear(784, 4, "softmax")},
+                                      {"return_weights", true}});
     REQUIRE(init.status == 200);
     auto weights = st::decode(init.body);
     REQUIRE(weights);
@@ -513,9 +536,10 @@ TEST_CASE("worker serialises requests of one run and runs different runs concurr
     const std::string run_a = "/v1/runs/c1/p1/e1/a";
     const std::string run_b = "/v1/runs/c1/p1/e1/b";
     auto init = [&](const std::string& run) {
-        auto r = w.post(run + "/initialise",
-                        {{"action", "classify"}, {"tags", kHeartTags},
-                         {"architecture", linear(28, 5, "softmax")}, {"return_weights", true}});
+        auto r = w.post(run + "/initialise", {{"action", "classify"},
+                                              {"tags", kHeartTags},
+                                              {"architecture", linear(28, 5, "softmax")},
+                                              {"return_weights", true}});
         REQUIRE(r.status == 200);
         return st::decode(r.body)->tensors;
     };

@@ -82,8 +82,10 @@ TEST_CASE("worker trains heart_disease with the real tabular and torch plugin li
                              ("synergos-worker-torch-" + std::to_string(std::random_device{}()));
     {
         synergos::sdk::testing::FakeHost host(outputs.string(), "worker");
-        auto tabular = create<synergos::sdk::DataPipeline>(tabular_lib, "synergos_plugin_create_data", host);
-        auto backend = create<synergos::sdk::ModelBackend>(torch_lib, "synergos_plugin_create_model", host);
+        auto tabular =
+            create<synergos::sdk::DataPipeline>(tabular_lib, "synergos_plugin_create_data", host);
+        auto backend =
+            create<synergos::sdk::ModelBackend>(torch_lib, "synergos_plugin_create_model", host);
         WorkerServiceConfig config;
         config.participant_id = "worker-1";
         config.data_dir = std::string(SYNERGOS_TEST_SOURCE_DIR) + "/examples/data";
@@ -97,18 +99,25 @@ TEST_CASE("worker trains heart_disease with the real tabular and torch plugin li
 
         const Json tags = {{"train", {{"heart_disease", "data1", "iid_1"}}},
                            {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}}};
-        auto poll = post("/v1/projects/c/p/poll", Json{{"action", "classify"}, {"tags", tags}}.dump(),
-                         "application/json");
+        auto poll = post("/v1/projects/c/p/poll",
+                         Json{{"action", "classify"}, {"tags", tags}}.dump(), "application/json");
         REQUIRE(poll.status == 200);
         const Json headers = Json::parse(poll.body)["headers"]["train"];
-        const Json arch = Json::array({{{"l_type", "Linear"}, {"activation", "softmax"}, {"is_input", true},
-                                        {"structure", {{"in_features", 28}, {"out_features", 5}, {"bias", true}}}}});
+        const Json arch = Json::array(
+            {{{"l_type", "Linear"},
+              {"activation", "softmax"},
+              {"is_input", true},
+              {"structure", {{"in_features", 28}, {"out_features", 5}, {"bias", true}}}}});
         // The example's hyperparameters.json (SGD + CyclicLR between base_lr and max_lr).
-        const Json run = {{"seed", 42}, {"epochs", 2}, {"batch_size", 64}, {"base_lr", 0.0005},
-                          {"max_lr", 0.005}, {"criterion", "NLLLoss"}};
+        const Json run = {{"seed", 42},        {"epochs", 2},     {"batch_size", 64},
+                          {"base_lr", 0.0005}, {"max_lr", 0.005}, {"criterion", "NLLLoss"}};
         auto init = post("/v1/runs/c/p/e/r/initialise",
-                         Json{{"action", "classify"}, {"tags", tags}, {"alignment", headers},
-                              {"architecture", arch}, {"run", run}, {"return_weights", true}}
+                         Json{{"action", "classify"},
+                              {"tags", tags},
+                              {"alignment", headers},
+                              {"architecture", arch},
+                              {"run", run},
+                              {"return_weights", true}}
                              .dump(),
                          "application/json");
         INFO(init.body.substr(0, 300));
@@ -117,9 +126,11 @@ TEST_CASE("worker trains heart_disease with the real tabular and torch plugin li
         REQUIRE(global);
         REQUIRE_FALSE(global->tensors.tensors.empty());
 
-        auto body = st::encode_to_string(global->tensors, {{"json", Json{{"round", 0}, {"args", run}}.dump()}});
+        auto body = st::encode_to_string(global->tensors,
+                                         {{"json", Json{{"round", 0}, {"args", run}}.dump()}});
         REQUIRE(body);
-        auto trained = post("/v1/runs/c/p/e/r/train", *body, std::string(st::kSafetensorsContentType));
+        auto trained =
+            post("/v1/runs/c/p/e/r/train", *body, std::string(st::kSafetensorsContentType));
         INFO(trained.body.substr(0, 300));
         REQUIRE(trained.status == 200);
         auto local = st::decode(trained.body);
@@ -133,7 +144,8 @@ TEST_CASE("worker trains heart_disease with the real tabular and torch plugin li
         auto eval_body = st::encode_to_string(
             local->tensors, {{"json", Json{{"meta", "evaluate"}, {"write_outputs", true}}.dump()}});
         REQUIRE(eval_body);
-        auto evaluated = post("/v1/runs/c/p/e/r/evaluate", *eval_body, std::string(st::kSafetensorsContentType));
+        auto evaluated =
+            post("/v1/runs/c/p/e/r/evaluate", *eval_body, std::string(st::kSafetensorsContentType));
         INFO(evaluated.body.substr(0, 300));
         REQUIRE(evaluated.status == 200);
         const Json result = Json::parse(evaluated.body);

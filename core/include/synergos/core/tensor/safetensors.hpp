@@ -10,7 +10,8 @@
 ///   - N bytes: a UTF-8 JSON object `{"<name>": {"dtype": "F32", "shape": [..],
 ///     "data_offsets": [begin, end]}, ..., "__metadata__": {"<key>": "<string>"}}`, padded with
 ///     spaces so that the data starts on an 8-byte boundary;
-///   - the data: every tensor's bytes, little-endian, row-major, offsets relative to the data start.
+///   - the data: every tensor's bytes, little-endian, row-major, offsets relative to the data
+///   start.
 ///
 /// Decoding is strict: the header length is bounded, the JSON must be one object without duplicate
 /// keys, every dtype must be one the SDK knows, `shape x dtype size == end - begin`, and the

@@ -24,9 +24,9 @@ namespace synergos::core::worker {
 
 /// A resolved tag.
 struct DatasetFolder {
-    std::filesystem::path path;      ///< canonical (real) path, inside the data directory
-    std::string relative;            ///< path relative to the data directory, '/'-separated
-    std::string datatype;            ///< metadata.json "datatype"
+    std::filesystem::path path;  ///< canonical (real) path, inside the data directory
+    std::string relative;        ///< path relative to the data directory, '/'-separated
+    std::string datatype;        ///< metadata.json "datatype"
     nlohmann::json operations = nlohmann::json::object();  ///< metadata.json "operations"
 };
 
