@@ -88,9 +88,7 @@ int main(int argc, char** argv) {
     try {
         const core::CliInvocation inv = core::parse_command_line(argc, argv);
         switch (inv.command) {
-            case core::Command::Help:
-                std::cout << core::help_text(inv.help_for);
-                return kExitOk;
+            case core::Command::Help: std::cout << core::help_text(inv.help_for); return kExitOk;
             case core::Command::Version:
                 std::cout << "synergos " SYNERGOS_VERSION " (SDK ABI " << synergos::sdk::kAbiMajor
                           << "." << synergos::sdk::kAbiMinor << ", " << synergos::sdk::kFingerprint

@@ -21,7 +21,8 @@ constexpr CommandName kCommands[] = {
     {"director", Command::Director, "serve the REST API and schedule federated jobs"},
     {"ttp", Command::Ttp, "run a trusted third party for one grid (--grid N)"},
     {"worker", Command::Worker, "run a participant's worker"},
-    {"plugins", Command::Plugins, "list every plugin on the search path (--format text|json|markdown)"},
+    {"plugins", Command::Plugins,
+     "list every plugin on the search path (--format text|json|markdown)"},
     {"check-config", Command::CheckConfig,
      "check-config FILE: load and validate a config and every plugin it names; start nothing"},
 };
@@ -41,13 +42,16 @@ po::options_description run_options() {
     // clang-format off
     d.add_options()
         ("help,h", "show this help")
-        ("config", po::value<std::string>()->value_name("FILE"), "YAML config file (flags override it)")
+        ("config", po::value<std::string>()->value_name("FILE"),
+         "YAML config file (flags override it)")
         ("id,i", po::value<std::string>()->value_name("ID"), "node id (default: random)")
-        ("queue", po::value<std::vector<std::string>>()->multitoken()->value_name("VARIANT [HOST PORT]"),
+        ("queue", po::value<std::vector<std::string>>()->multitoken()
+             ->value_name("VARIANT [HOST PORT]"),
          "message queue: 'rabbitmq HOST PORT' or 'memory' (alias -mq; a director without it "
          "runs an in-process queue)")
         ("logging_variant,l", po::value<std::vector<std::string>>()->multitoken()
-             ->value_name("VARIANT [HOST PORT]"), "log sink: 'basic' (default) or 'graylog [HOST PORT]'")
+             ->value_name("VARIANT [HOST PORT]"),
+         "log sink: 'basic' (default) or 'graylog [HOST PORT]'")
         ("logging_resolution,r", po::value<double>()->value_name("SECONDS"),
          "system-metrics interval in seconds (default 5)")
         ("cpus", po::value<int>()->value_name("N"), "CPU cores to use (0: all but one)")
@@ -66,7 +70,8 @@ po::options_description run_options() {
 
 po::options_description ttp_options() {
     po::options_description d("TTP options");
-    d.add_options()("grid,g", po::value<int>()->value_name("N"), "grid index of this TTP (default 0)");
+    d.add_options()("grid,g", po::value<int>()->value_name("N"),
+                    "grid index of this TTP (default 0)");
     return d;
 }
 
@@ -77,7 +82,8 @@ po::options_description plugins_options() {
         ("help,h", "show this help")
         ("format", po::value<std::string>()->value_name("FORMAT")->default_value("text"),
          "text, json or markdown")
-        ("config", po::value<std::string>()->value_name("FILE"), "take plugins.search_paths from FILE")
+        ("config", po::value<std::string>()->value_name("FILE"),
+         "take plugins.search_paths from FILE")
         ("plugin-path", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
          "plugin folder searched first (repeatable)");
     // clang-format on
@@ -147,7 +153,8 @@ std::string help_text(std::optional<Command> command) {
             out << "  " << c.name << std::string(14 - std::string(c.name).size(), ' ') << c.summary
                 << "\n";
         }
-        out << "\nGlobal options:\n  -h, --help     show this help (also: synergos COMMAND --help)\n"
+        out << "\nGlobal options:\n  -h, --help     show this help (also: synergos COMMAND "
+               "--help)\n"
             << "  -V, --version  show the version\n\n"
             << "Precedence: command-line flags, then the YAML config file, then defaults.\n";
         return out.str();
@@ -160,7 +167,8 @@ std::string help_text(std::optional<Command> command) {
     } else if (*command == Command::Plugins) {
         out << "Usage: synergos plugins [--format text|json|markdown] [--plugin-path DIR]...\n\n"
             << "Lists every plugin library on the search path: --plugin-path folders, the\n"
-            << "config's plugins.search_paths, $SYNERGOS_PLUGIN_PATH, then the built-in folders.\n\n";
+            << "config's plugins.search_paths, $SYNERGOS_PLUGIN_PATH, then the built-in "
+               "folders.\n\n";
     } else {
         out << "Usage: synergos " << command_name(*command) << " [OPTIONS]\n\n";
     }

@@ -103,7 +103,7 @@ public:
             fail(node, key, "expected a number, got '" + value + "'");
         }
         if (!(parsed > min_exclusive)) {
-            fail(node, key, "must be greater than " + std::to_string(min_exclusive).substr(0, 3));
+            fail(node, key, "must be a positive number, got " + value);
         }
         return parsed;
     }
@@ -362,15 +362,16 @@ void apply_variant(PluginSection& section, const std::string& flag, const std::s
     }
     const std::string& variant = args[0];
     if (std::find(variants.begin(), variants.end(), variant) == variants.end()) {
-        throw ConfigError({}, 0, flag,
-                          "unknown variant '" + variant + "' (valid: " + join(variants, ", ") + ")");
+        throw ConfigError(
+            {}, 0, flag, "unknown variant '" + variant + "' (valid: " + join(variants, ", ") + ")");
     }
     if (args.size() == 2) {
         throw ConfigError({}, 0, flag, "'" + variant + " " + args[1] + "' lacks the PORT");
     }
     if (args.size() > 3) {
-        throw ConfigError({}, 0, flag, "takes VARIANT [HOST PORT], got " +
-                                           std::to_string(args.size()) + " values");
+        throw ConfigError(
+            {}, 0, flag,
+            "takes VARIANT [HOST PORT], got " + std::to_string(args.size()) + " values");
     }
     if (section.backend != variant) {
         section.options.clear();
@@ -383,8 +384,8 @@ void apply_variant(PluginSection& section, const std::string& flag, const std::s
         section.options["host"] = args[1];
         section.options["port"] = std::to_string(parse_port_flag(flag, args[2]));
     } else if (default_port && section.options.count("port") == 0) {
-        section.options["host"] = section.options.count("host") ? section.options["host"]
-                                                                : std::string("127.0.0.1");
+        section.options["host"] =
+            section.options.count("host") ? section.options["host"] : std::string("127.0.0.1");
         section.options["port"] = std::to_string(*default_port);
     }
 }
@@ -566,7 +567,8 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
                 static_cast<int>(r.integer(n["max_attempts"], "jobs.max_attempts", 1, 1000));
         }
         if (n["job_timeout_s"]) {
-            c.jobs.job_timeout_s = r.integer(n["job_timeout_s"], "jobs.job_timeout_s", 1, INT64_MAX);
+            c.jobs.job_timeout_s =
+                r.integer(n["job_timeout_s"], "jobs.job_timeout_s", 1, INT64_MAX);
         }
     }
     if (const YAML::Node n = root["cpus"]) {
@@ -591,17 +593,22 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
         c.node.id = *f.id;
     }
     if (f.queue) {
-        apply_variant(c.message_queue, "--queue", "message_queue", *f.queue,
-                      {"rabbitmq", "memory"}, std::nullopt);
+        apply_variant(c.message_queue, "--queue", "message_queue", *f.queue, {"rabbitmq", "memory"},
+                      std::nullopt);
         if (c.message_queue.backend == "rabbitmq" && f.queue->size() != 3) {
             throw ConfigError({}, 0, "--queue", "'rabbitmq' needs HOST and PORT");
+        }
+        if (c.message_queue.backend == "memory" && f.queue->size() != 1) {
+            throw ConfigError({}, 0, "--queue",
+                              "'memory' is in-process and takes no HOST and PORT");
         }
     }
     if (f.logging_variant) {
         apply_variant(c.logging.sink, "--logging_variant", "logging", *f.logging_variant,
-                      {"basic", "graylog"}, (*f.logging_variant)[0] == "graylog"
-                                                ? std::optional<int>(default_graylog_port(c.node.role))
-                                                : std::nullopt);
+                      {"basic", "graylog"},
+                      (*f.logging_variant)[0] == "graylog"
+                          ? std::optional<int>(default_graylog_port(c.node.role))
+                          : std::nullopt);
         if (c.logging.sink.backend == "basic" && f.logging_variant->size() != 1) {
             throw ConfigError({}, 0, "--logging_variant", "'basic' takes no HOST and PORT");
         }
@@ -609,7 +616,8 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
     if (f.logging_resolution_s) {
         const double value = *f.logging_resolution_s;
         if (!(value > 0.0) || !std::isfinite(value)) {
-            throw ConfigError({}, 0, "--logging_resolution", "must be a positive number of seconds");
+            throw ConfigError({}, 0, "--logging_resolution",
+                              "must be a positive number of seconds");
         }
         c.logging.resolution_s = value;
     }
@@ -633,7 +641,8 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
     }
     if (f.port) {
         if (*f.port < 0 || *f.port > 65535) {
-            throw ConfigError({}, 0, "--port", "must be in 0..65535, got " + std::to_string(*f.port));
+            throw ConfigError({}, 0, "--port",
+                              "must be in 0..65535, got " + std::to_string(*f.port));
         }
         c.http.port = *f.port;
     }

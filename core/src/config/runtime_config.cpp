@@ -18,7 +18,7 @@ std::string location_prefix(const std::string& file, int line) {
 }
 
 std::string format_config_error(const std::string& file, int line, const std::string& key,
-                                 const std::string& message) {
+                                const std::string& message) {
     std::string text = location_prefix(file, line);
     if (!key.empty()) {
         text += ": key '" + key + "'";
@@ -33,13 +33,23 @@ PluginSection section(const std::string& key, std::string backend) {
     return s;
 }
 
-std::vector<PluginSection> list_of(const std::string& key, std::initializer_list<const char*> names) {
+std::vector<PluginSection> list_of(const std::string& key,
+                                   std::initializer_list<const char*> names) {
     std::vector<PluginSection> out;
     int index = 0;
     for (const char* name : names) {
         out.push_back(section(key + "[" + std::to_string(index++) + "]", name));
     }
     return out;
+}
+
+/// The TTP functions of a default config. Optimisation is an optional module: without its
+/// plugin the node still starts (with a warning) and only the optimisation routes answer 501.
+std::vector<PluginSection> default_functions() {
+    auto functions =
+        list_of("ttp.functions", {"align", "train", "validate", "predict", "optimize"});
+    functions.back().required = false;
+    return functions;
 }
 
 nlohmann::json section_json(const PluginSection& s) {
@@ -66,8 +76,8 @@ nlohmann::json list_json(const std::vector<PluginSection>& list) {
     return j;
 }
 
-[[noreturn]] void fail_at(const RuntimeConfig& config, const PluginSection* s, const std::string& key,
-                          const std::string& message) {
+[[noreturn]] void fail_at(const RuntimeConfig& config, const PluginSection* s,
+                          const std::string& key, const std::string& message) {
     const int line = s != nullptr ? s->source_line : 0;
     throw ConfigError(line > 0 ? config.source_file : std::string(), line, key, message);
 }
@@ -78,8 +88,7 @@ void validate_section(const RuntimeConfig& config, const PluginSection& s) {
         return;
     }
     if (!std::regex_match(s.backend, kName)) {
-        fail_at(config, &s, s.source_key,
-                "plugin name '" + s.backend + "' must match [a-z0-9_]+");
+        fail_at(config, &s, s.source_key, "plugin name '" + s.backend + "' must match [a-z0-9_]+");
     }
     for (const auto& [key, value] : s.options) {
         if (!std::regex_match(key, kName)) {
@@ -126,9 +135,9 @@ std::optional<Role> parse_role(const std::string& name) noexcept {
 
 std::optional<sdk::Level> parse_level(const std::string& name) noexcept {
     static constexpr std::pair<const char*, sdk::Level> kLevels[] = {
-        {"trace", sdk::Level::Trace}, {"debug", sdk::Level::Debug},
-        {"info", sdk::Level::Info},   {"warn", sdk::Level::Warn},
-        {"warning", sdk::Level::Warn}, {"error", sdk::Level::Error},
+        {"trace", sdk::Level::Trace},      {"debug", sdk::Level::Debug},
+        {"info", sdk::Level::Info},        {"warn", sdk::Level::Warn},
+        {"warning", sdk::Level::Warn},     {"error", sdk::Level::Error},
         {"critical", sdk::Level::Critical}};
     for (const auto& [text, level] : kLevels) {
         if (name == text) {
@@ -146,8 +155,9 @@ ConfigError::ConfigError(std::string file, int line, std::string key, const std:
       detail_(message) {}
 
 std::vector<std::string> default_censor_keys() {
-    return {"*_dir", "*_path", "path", "host", "hosts", "password", "token", "authorization",
-            "secret", "api_key", "credentials", "url"};
+    return {"*_dir",         "*_dirs", "*_path",  "*_paths",     "*_file",
+            "path",          "host",   "hosts",   "password",    "token",
+            "authorization", "secret", "api_key", "credentials", "url"};
 }
 
 RuntimeConfig RuntimeConfig::defaults_for(Role role) {
@@ -165,16 +175,14 @@ RuntimeConfig RuntimeConfig::defaults_for(Role role) {
             c.message_queue.backend = "memory";
             c.storage.backend = "sqlite";
             c.tracking.backend = "mlflow";
-            c.ttp.functions =
-                list_of("ttp.functions", {"align", "train", "validate", "predict", "optimize"});
+            c.ttp.functions = default_functions();
             c.aggregators = list_of("aggregators", {"fedavg", "fedprox"});
             c.model.backend = "torch";
             break;
         case Role::Ttp:
             // The queue has no sensible default for a TTP: validate() asks for one.
             c.message_queue.backend.clear();
-            c.ttp.functions =
-                list_of("ttp.functions", {"align", "train", "validate", "predict", "optimize"});
+            c.ttp.functions = default_functions();
             c.aggregators = list_of("aggregators", {"fedavg", "fedprox"});
             c.model.backend = "torch";
             break;

@@ -149,8 +149,9 @@ void LoggerFactory::emit(sdk::Level level, std::string_view component, std::stri
         record.logger = logger_name_;
         record.host = host_name_;
         record.time = std::chrono::system_clock::now();
-        record.location = sdk::SourceLocation{base_name(location.file), location.line,
-                                              location.function != nullptr ? location.function : ""};
+        record.location =
+            sdk::SourceLocation{base_name(location.file), location.line,
+                                location.function != nullptr ? location.function : ""};
         record.fields_json = fields_text;
         if (sink_ != nullptr) {
             sink_->write(record);

@@ -22,8 +22,8 @@ namespace fs = std::filesystem;
 
 /// Option keys whose values never appear in the snapshot, censored or not (STYLE.md C3).
 std::vector<std::string> secret_option_patterns() {
-    return {"*password*", "*secret*", "*token*", "*api_key*", "*credentials*", "authorization",
-            "*passphrase*", "*private_key*"};
+    return {"*password*",    "*secret*",      "*token*",      "*api_key*",
+            "*credentials*", "authorization", "*passphrase*", "*private_key*"};
 }
 
 std::string plugin_label(const PluginRequest& request) {
@@ -83,13 +83,13 @@ sdk::Result<std::shared_ptr<Interface>> Runtime::create(const PluginRequest& req
         return handle.error();
     }
     const PluginInfo& info = handle.value().get_deleter().library->info();
-    logger_.info("plugin loaded", {{"kind", sdk::kind_name(request.kind)},
-                                   {"name", info.name},
-                                   {"version", info.version},
-                                   {"status", info.status},
-                                   {"abi", std::to_string(info.abi_major) + "." +
-                                               std::to_string(info.abi_minor)},
-                                   {"plugin_path", info.file}});
+    logger_.info("plugin loaded",
+                 {{"kind", sdk::kind_name(request.kind)},
+                  {"name", info.name},
+                  {"version", info.version},
+                  {"status", info.status},
+                  {"abi", std::to_string(info.abi_major) + "." + std::to_string(info.abi_minor)},
+                  {"plugin_path", info.file}});
     // The deleter (host code) holds the library, so the shared_ptr keeps it loaded (L4).
     return std::shared_ptr<Interface>(std::move(handle).value());
 }
@@ -399,8 +399,8 @@ sdk::Status check_configured_plugins(const RuntimeConfig& config, PluginLoader& 
     std::size_t count = 0;
     for (const auto& plugin : configured_plugins(config)) {
         auto fail = [&](const sdk::Error& error) {
-            std::string text = config.source_file.empty() ? std::string("config")
-                                                          : config.source_file;
+            std::string text =
+                config.source_file.empty() ? std::string("config") : config.source_file;
             if (plugin.section.source_line > 0) {
                 text += ":" + std::to_string(plugin.section.source_line);
             }
@@ -409,10 +409,9 @@ sdk::Status check_configured_plugins(const RuntimeConfig& config, PluginLoader& 
             return sdk::Status(error.code, text);
         };
         auto library = loader.open(plugin.request);
-        sdk::Status status = library ? PluginLoader::validate_options(*library.value(),
-                                                                      plugin.request)
-                                           .status()
-                                     : library.status();
+        sdk::Status status =
+            library ? PluginLoader::validate_options(*library.value(), plugin.request).status()
+                    : library.status();
         if (!status) {
             sdk::Status described = fail(status.error());
             if (plugin.request.required) {

@@ -32,7 +32,8 @@ extern "C" void synergos_on_signal(int signal_number) {
 
 void make_pipe(int fds[2]) {
     if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-        throw std::runtime_error(std::string("cannot create a signal pipe: ") + std::strerror(errno));
+        throw std::runtime_error(std::string("cannot create a signal pipe: ") +
+                                 std::strerror(errno));
     }
 }
 
@@ -47,7 +48,8 @@ void close_pipe(int fds[2]) {
 
 }  // namespace
 
-SignalWatcher::SignalWatcher(std::function<void(int)> on_signal) : on_signal_(std::move(on_signal)) {
+SignalWatcher::SignalWatcher(std::function<void(int)> on_signal)
+    : on_signal_(std::move(on_signal)) {
     bool expected = false;
     if (!g_watcher_active.compare_exchange_strong(expected, true)) {
         throw std::runtime_error("a signal watcher is already active");

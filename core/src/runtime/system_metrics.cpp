@@ -314,8 +314,7 @@ SystemSample read_system_sample(const SystemPaths& paths) {
 
 nlohmann::json system_metrics_fields(const SystemSample& previous, const SystemSample& current,
                                      long ticks_per_second, unsigned host_cpus) {
-    const double seconds =
-        std::chrono::duration<double>(current.time - previous.time).count();
+    const double seconds = std::chrono::duration<double>(current.time - previous.time).count();
     nlohmann::json fields;
     fields["interval_s"] = *round2(seconds);
 
@@ -331,8 +330,8 @@ nlohmann::json system_metrics_fields(const SystemSample& previous, const SystemS
         host_cpu = *busy / *total * 100.0;
     }
     std::optional<double> cgroup_cpu;
-    const double limit_cores = current.cgroup_cpu_limit_cores.value_or(
-        static_cast<double>(host_cpus > 0 ? host_cpus : 1));
+    const double limit_cores =
+        current.cgroup_cpu_limit_cores.value_or(static_cast<double>(host_cpus > 0 ? host_cpus : 1));
     if (auto d = delta(previous.cgroup_cpu_usage_usec, current.cgroup_cpu_usage_usec);
         d && seconds > 0.0) {
         cgroup_cpu = *d / 1e6 / seconds / limit_cores * 100.0;
@@ -348,18 +347,19 @@ nlohmann::json system_metrics_fields(const SystemSample& previous, const SystemS
         *current.host_memory_total_bytes >= *current.host_memory_available_bytes) {
         host_used = *current.host_memory_total_bytes - *current.host_memory_available_bytes;
     }
-    fields["memory"] = {{"rss_bytes", number_or_null(current.process_rss_bytes)},
-                        {"host_total_bytes", number_or_null(current.host_memory_total_bytes)},
-                        {"host_used_bytes", number_or_null(host_used)},
-                        {"host_available_bytes", number_or_null(current.host_memory_available_bytes)},
-                        {"cgroup_used_bytes", number_or_null(current.cgroup_memory_used_bytes)},
-                        {"cgroup_limit_bytes", number_or_null(current.cgroup_memory_limit_bytes)}};
+    fields["memory"] = {
+        {"rss_bytes", number_or_null(current.process_rss_bytes)},
+        {"host_total_bytes", number_or_null(current.host_memory_total_bytes)},
+        {"host_used_bytes", number_or_null(host_used)},
+        {"host_available_bytes", number_or_null(current.host_memory_available_bytes)},
+        {"cgroup_used_bytes", number_or_null(current.cgroup_memory_used_bytes)},
+        {"cgroup_limit_bytes", number_or_null(current.cgroup_memory_limit_bytes)}};
 
     fields["disk"] = {
         {"read_bytes_per_s",
          number_or_null(round2(rate(previous.disk_read_bytes, current.disk_read_bytes, seconds)))},
-        {"write_bytes_per_s",
-         number_or_null(round2(rate(previous.disk_write_bytes, current.disk_write_bytes, seconds)))},
+        {"write_bytes_per_s", number_or_null(round2(rate(previous.disk_write_bytes,
+                                                         current.disk_write_bytes, seconds)))},
         {"process_read_bytes_per_s",
          number_or_null(
              round2(rate(previous.process_read_bytes, current.process_read_bytes, seconds)))},

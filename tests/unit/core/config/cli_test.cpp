@@ -25,9 +25,29 @@ CliInvocation parse(std::vector<std::string> args) {
 }  // namespace
 
 TEST_CASE("The CLI parses the original director flags", "[unit][config][cli]") {
-    const auto inv = parse({"director", "-i", "sync_director", "-mq", "rabbitmq", "10.0.0.2", "5672",
-                            "-l", "graylog", "10.0.0.3", "9200", "-r", "5", "--cpus", "2", "-c",
-                            "-d", "--port", "0", "--plugin-path", "/a", "--plugin-path", "/b"});
+    const auto inv = parse({"director",
+                            "-i",
+                            "sync_director",
+                            "-mq",
+                            "rabbitmq",
+                            "10.0.0.2",
+                            "5672",
+                            "-l",
+                            "graylog",
+                            "10.0.0.3",
+                            "9200",
+                            "-r",
+                            "5",
+                            "--cpus",
+                            "2",
+                            "-c",
+                            "-d",
+                            "--port",
+                            "0",
+                            "--plugin-path",
+                            "/a",
+                            "--plugin-path",
+                            "/b"});
     CHECK(inv.command == Command::Director);
     CHECK(inv.flags.id == "sync_director");
     CHECK(*inv.flags.queue == std::vector<std::string>{"rabbitmq", "10.0.0.2", "5672"});
@@ -72,7 +92,8 @@ TEST_CASE("The CLI refuses mistakes with one clear line", "[unit][config][cli]")
     CHECK_THROWS_WITH(parse({"director", "--frobnicate"}), Catch::Contains("frobnicate"));
     CHECK_THROWS_WITH(parse({"director", "--grid", "1"}), Catch::Contains("grid"));
     CHECK_THROWS_WITH(parse({"director", "--port", "http"}), Catch::Contains("port"));
-    CHECK_THROWS_WITH(parse({"plugins", "--format", "yaml"}), Catch::Contains("text, json or markdown"));
+    CHECK_THROWS_WITH(parse({"plugins", "--format", "yaml"}),
+                      Catch::Contains("text, json or markdown"));
     CHECK_THROWS_WITH(parse({"check-config"}), Catch::Contains("missing FILE"));
     CHECK_THROWS_AS(parse({"--id", "x"}), UsageError);
 }

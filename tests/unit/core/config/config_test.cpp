@@ -97,7 +97,9 @@ logging:
   censored: true
   censor_keys: [secret_sauce, "*_dir"]
   resolution_s: 2.5
-message_queue: {backend: rabbitmq, options: {host: mq, port: 5672, queues: [a, b], tls: {verify: true}}}
+message_queue:
+  backend: rabbitmq
+  options: {host: mq, port: 5672, queues: [a, b], tls: {verify: true}}
 storage: sqlite
 tracking: {backend: none}
 ttp:
@@ -120,7 +122,7 @@ gpus: 1
     CHECK(c.logging.censored);
     CHECK(c.logging.censor_keys == std::vector<std::string>{"secret_sauce", "*_dir"});
     CHECK(c.logging.resolution_s == 2.5);
-    CHECK(c.message_queue.options.at("queues") == "a,b");          // list -> string_list
+    CHECK(c.message_queue.options.at("queues") == "a,b");                // list -> string_list
     CHECK(c.message_queue.options.at("tls") == R"({"verify":"true"})");  // nested -> json
     CHECK(c.storage.backend == "sqlite");
     CHECK_FALSE(c.tracking.is_enabled());
@@ -190,7 +192,8 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         CHECK(e.line() == 3);
     }
     SECTION("a plugin option without a value") {
-        auto e = expect_error([] { load_text("storage:\n  backend: sqlite\n  options:\n    path:\n"); });
+        auto e =
+            expect_error([] { load_text("storage:\n  backend: sqlite\n  options:\n    path:\n"); });
         CHECK(e.key() == "storage.options.path");
     }
     SECTION("an invalid plugin name is caught by validation with its line") {
@@ -203,7 +206,8 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
     }
     SECTION("a missing file") {
         auto e = expect_error([] { build_config(Role::Director, "/nonexistent/x.yaml", {}); });
-        CHECK_THAT(e.what(), Catch::Contains("/nonexistent/x.yaml") && Catch::Contains("not found"));
+        CHECK_THAT(e.what(),
+                   Catch::Contains("/nonexistent/x.yaml") && Catch::Contains("not found"));
     }
 }
 
@@ -319,6 +323,12 @@ TEST_CASE("The original flags map onto the plugin sections", "[unit][config]") {
         CHECK(e.key() == "--logging_variant");
         CHECK_THAT(e.what(), Catch::Contains("PORT"));
     }
+    SECTION("--queue memory with HOST PORT is refused") {
+        FlagOverrides f;
+        f.queue = std::vector<std::string>{"memory", "h", "1"};
+        auto e = expect_error([&] { build_config(Role::Director, std::nullopt, f); });
+        CHECK(e.key() == "--queue");
+    }
     SECTION("a ttp without a queue is refused") {
         auto e = expect_error([] { build_config(Role::Ttp, std::nullopt, {}); });
         CHECK(e.key() == "message_queue.backend");
@@ -359,7 +369,8 @@ TEST_CASE("Configured plugins come out in start order", "[unit][config]") {
     const auto plugins = synergos::core::configured_plugins(c);
     std::vector<std::string> names;
     for (const auto& p : plugins) {
-        names.push_back(std::string(synergos::sdk::kind_name(p.request.kind)) + "/" + p.request.name);
+        names.push_back(std::string(synergos::sdk::kind_name(p.request.kind)) + "/" +
+                        p.request.name);
     }
     CHECK(names == std::vector<std::string>{"logging/basic", "tracking/mlflow", "storage/sqlite",
                                             "mq/memory", "ttp/align"});

@@ -4,8 +4,8 @@
 #include <synergos/core/config/runtime_config.hpp>
 #include <synergos/core/logging/censor.hpp>
 
-using synergos::core::Censor;
 using nlohmann::json;
+using synergos::core::Censor;
 
 TEST_CASE("Censor redacts matching keys at any depth", "[unit][logging][censor]") {
     const Censor censor({"*_dir", "*_path", "path", "host", "hosts", "password", "token",
@@ -31,7 +31,7 @@ TEST_CASE("Censor redacts matching keys at any depth", "[unit][logging][censor]"
     CHECK(fields["credentials"] == Censor::kRedacted);  // a whole object goes
     CHECK(fields["hosts"] == Censor::kRedacted);        // a whole list goes
     CHECK(fields["Authorization"] == Censor::kRedacted);
-    CHECK(fields["token"].is_null());                   // nothing to hide
+    CHECK(fields["token"].is_null());  // nothing to hide
     CHECK(fields["count"] == 3);
     CHECK(fields["note"] == "path=/x stays: values are not scanned");
 }
@@ -59,7 +59,8 @@ TEST_CASE("Censor with a configured key list redacts only those keys", "[unit][l
 
 TEST_CASE("The default key list censors path-like keys", "[unit][logging][censor]") {
     const Censor censor(synergos::core::default_censor_keys());
-    for (const char* key : {"data_dir", "OUT_DIR", "db_path", "path", "url", "api_key", "secret"}) {
+    for (const char* key : {"data_dir", "OUT_DIR", "db_path", "path", "url", "api_key", "secret",
+                            "search_paths", "json_file", "plugin_dirs"}) {
         INFO(key);
         CHECK(censor.matches(key));
     }

@@ -10,10 +10,10 @@
 
 #include <synergos/core/logging/logger_factory.hpp>
 
+using nlohmann::json;
 using synergos::core::Censor;
 using synergos::core::LoggerFactory;
 using synergos::sdk::Level;
-using nlohmann::json;
 
 namespace {
 
@@ -114,7 +114,7 @@ TEST_CASE("The level filter drops records below it", "[unit][logging]") {
     CHECK(records[1]["event"] == "shown too");
 }
 
-TEST_CASE("An attached sink receives records instead of the console; detaching restores it",
+TEST_CASE("An attached sink receives records instead of the console, detaching restores it",
           "[unit][logging]") {
     Console console;
     RecordingSink sink;

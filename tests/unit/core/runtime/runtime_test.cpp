@@ -17,12 +17,12 @@
 #include <synergos/core/runtime/runtime.hpp>
 
 namespace fs = std::filesystem;
+using nlohmann::json;
 using synergos::core::PluginSection;
 using synergos::core::Role;
 using synergos::core::Runtime;
 using synergos::core::RuntimeConfig;
 using synergos::core::RuntimeOptions;
-using nlohmann::json;
 
 namespace {
 
@@ -144,18 +144,16 @@ TEST_CASE("Runtime starts plugins in order and stops them in reverse", "[unit][r
             lifecycle.push_back(line);
         }
     }
-    CHECK(lifecycle == std::vector<std::string>{
-                           "logging/recorder start",  "tracking/recorder start",
-                           "storage/recorder start",  "mq/recorder start",
-                           "rest stop",               "ttp/recorder destroy",
-                           "mq/recorder stop",        "mq/recorder destroy",
-                           "storage/recorder stop",   "storage/recorder destroy",
-                           "tracking/recorder stop",  "tracking/recorder destroy",
-                           "logging/recorder flush",  "logging/recorder stop",
-                           "logging/recorder destroy"});
+    CHECK(lifecycle ==
+          std::vector<std::string>{
+              "logging/recorder start", "tracking/recorder start", "storage/recorder start",
+              "mq/recorder start", "rest stop", "ttp/recorder destroy", "mq/recorder stop",
+              "mq/recorder destroy", "storage/recorder stop", "storage/recorder destroy",
+              "tracking/recorder stop", "tracking/recorder destroy", "logging/recorder flush",
+              "logging/recorder stop", "logging/recorder destroy"});
     // Plugins got the node's identity through their host context.
-    CHECK_THAT(journal.front(), Catch::Contains("node=rt-1 role=director data_dir=" +
-                                                (dir.path / "data").string()));
+    CHECK_THAT(journal.front(),
+               Catch::Contains("node=rt-1 role=director data_dir=" + (dir.path / "data").string()));
 
     // Between attach and detach, records went to the sink; the rest to the console.
     const auto records = read_lines(dir.path / "records.txt");
@@ -176,7 +174,7 @@ TEST_CASE("Runtime starts plugins in order and stops them in reverse", "[unit][r
     CHECK(stopped[0]["fields"]["component"] == "logging/recorder");
 }
 
-TEST_CASE("A required plugin that fails to start stops the start-up; the rest stops in reverse",
+TEST_CASE("A required plugin that fails to start stops the start-up and the rest stops in reverse",
           "[unit][runtime]") {
     TempDir dir;
     Console console;
@@ -218,7 +216,8 @@ TEST_CASE("A plugin missing from the search path is named in the error", "[unit]
             synergos::core::check_configured_plugins(config, runtime.loader(), &checked);
         REQUIRE_FALSE(check.is_ok());
         CHECK_THAT(check.message(),
-                   Catch::StartsWith("/etc/synergos/d.yaml:12: key 'storage': plugin storage/nosuchstore"));
+                   Catch::StartsWith(
+                       "/etc/synergos/d.yaml:12: key 'storage': plugin storage/nosuchstore"));
         CHECK(check.message().find('\n') == std::string::npos);
     }
 }
@@ -255,8 +254,8 @@ TEST_CASE("check-config refuses an option the plugin does not declare", "[unit][
     synergos::core::PluginLoader loader(config.plugin_search_paths);
     const auto status = synergos::core::check_configured_plugins(config, loader);
     REQUIRE_FALSE(status.is_ok());
-    CHECK_THAT(status.message(), Catch::StartsWith("c.yaml:7: key 'storage'") &&
-                                     Catch::Contains("jornal"));
+    CHECK_THAT(status.message(),
+               Catch::StartsWith("c.yaml:7: key 'storage'") && Catch::Contains("jornal"));
 }
 
 TEST_CASE("The configuration snapshot hides secrets, and censors when asked", "[unit][runtime]") {
@@ -349,8 +348,8 @@ TEST_CASE("A basic role whose start-up fails returns 1", "[unit][runtime]") {
 
 TEST_CASE("The plugin search path: config, environment, then built-in folders", "[unit][runtime]") {
     ::setenv("SYNERGOS_PLUGIN_PATH", "/env/a::/env/b/", 1);
-    const auto paths = synergos::core::default_plugin_search_path({"/flag", "/cfg", "/flag"},
-                                                                  "/opt/synergos/bin");
+    const auto paths =
+        synergos::core::default_plugin_search_path({"/flag", "/cfg", "/flag"}, "/opt/synergos/bin");
     ::unsetenv("SYNERGOS_PLUGIN_PATH");
     REQUIRE(paths.size() >= 6);
     CHECK(std::vector<std::string>(paths.begin(), paths.begin() + 6) ==

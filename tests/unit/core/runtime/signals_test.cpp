@@ -30,7 +30,7 @@ TEST_CASE("SignalWatcher reports each signal on its thread", "[unit][signals]") 
     CHECK(seen == std::vector<int>{SIGINT, SIGTERM});
 }
 
-TEST_CASE("Only one SignalWatcher may be active; the handlers come back after it",
+TEST_CASE("Only one SignalWatcher may be active and the handlers come back after it",
           "[unit][signals]") {
     struct sigaction before {};
     REQUIRE(::sigaction(SIGTERM, nullptr, &before) == 0);

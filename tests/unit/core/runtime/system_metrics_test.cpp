@@ -16,9 +16,9 @@
 #include <synergos/core/runtime/system_metrics.hpp>
 
 namespace fs = std::filesystem;
+using nlohmann::json;
 using synergos::core::SystemPaths;
 using synergos::core::SystemSample;
-using nlohmann::json;
 
 namespace {
 
@@ -56,8 +56,8 @@ struct FakeSystem {
         write("proc/self/statm", "1000 250 10 1 0 100 0\n");
         write("proc/self/io", "rchar: 1\nwchar: 2\nread_bytes: " + std::to_string(process_read) +
                                   "\nwrite_bytes: 0\n");
-        write("proc/stat", "cpu  " + std::to_string(cpu_busy) + " 0 0 " +
-                               std::to_string(cpu_idle) + " 0 0 0 0 0 0\ncpu0 1 2 3 4\n");
+        write("proc/stat", "cpu  " + std::to_string(cpu_busy) + " 0 0 " + std::to_string(cpu_idle) +
+                               " 0 0 0 0 0 0\ncpu0 1 2 3 4\n");
         write("proc/meminfo",
               "MemTotal:       8000000 kB\nMemFree:         100 kB\nMemAvailable:   6000000 kB\n");
         write("proc/diskstats",
@@ -68,9 +68,10 @@ struct FakeSystem {
               "Inter-|   Receive                            |  Transmit\n"
               " face |bytes    packets errs drop fifo frame compressed multicast|bytes ...\n"
               "    lo: 999999 1 0 0 0 0 0 0 999999 1 0 0 0 0 0 0\n"
-              "  eth0: " + std::to_string(net_rx) + " 1 0 0 0 0 0 0 500 1 0 0 0 0 0 0\n");
-        write("cgroup/app.slice/cpu.stat", "usage_usec " + std::to_string(cgroup_usec) +
-                                                "\nuser_usec 1\nsystem_usec 1\n");
+              "  eth0: " +
+                  std::to_string(net_rx) + " 1 0 0 0 0 0 0 500 1 0 0 0 0 0 0\n");
+        write("cgroup/app.slice/cpu.stat",
+              "usage_usec " + std::to_string(cgroup_usec) + "\nuser_usec 1\nsystem_usec 1\n");
         write("cgroup/app.slice/cpu.max", "200000 100000\n");
         write("cgroup/app.slice/memory.current", "104857600\n");
         write("cgroup/app.slice/memory.max", "536870912\n");
@@ -92,7 +93,7 @@ TEST_CASE("Samples read every counter of a fake /proc and cgroup v2 tree", "[uni
     CHECK(s.host_memory_total_bytes == 8'000'000ull * 1024);
     CHECK(s.host_memory_available_bytes == 6'000'000ull * 1024);
     CHECK(s.disk_read_bytes == 2048u * 512);  // sda only: not the partition, not loop0
-    CHECK(s.net_rx_bytes == 10'000u);          // eth0 only: lo excluded
+    CHECK(s.net_rx_bytes == 10'000u);         // eth0 only: lo excluded
     CHECK(s.net_tx_bytes == 500u);
     CHECK(s.cgroup_cpu_usage_usec == 5'000'000u);
     CHECK(s.cgroup_cpu_limit_cores == 2.0);
@@ -204,7 +205,8 @@ TEST_CASE("The sampler logs a record per interval after a silent baseline", "[un
     sampler.start();
     {
         std::unique_lock<std::mutex> lock(mutex);
-        REQUIRE(changed.wait_for(lock, std::chrono::seconds(10), [&] { return records.size() >= 3; }));
+        REQUIRE(
+            changed.wait_for(lock, std::chrono::seconds(10), [&] { return records.size() >= 3; }));
     }
     sampler.stop();
     const auto elapsed = std::chrono::steady_clock::now() - started;

@@ -27,10 +27,10 @@ public:
 /// The parsed command line.
 struct CliInvocation {
     Command command = Command::Help;
-    std::optional<Command> help_for;           ///< `synergos director --help`
-    std::optional<std::string> config_file;    ///< `--config FILE` or check-config's FILE
+    std::optional<Command> help_for;         ///< `synergos director --help`
+    std::optional<std::string> config_file;  ///< `--config FILE` or check-config's FILE
     FlagOverrides flags;
-    std::string format = "text";               ///< `plugins --format text|json|markdown`
+    std::string format = "text";  ///< `plugins --format text|json|markdown`
 };
 
 /// Parses `argv` (argv[0] is the program). Throws UsageError.

@@ -54,24 +54,24 @@ inline constexpr const char* kBackendNone = "none";
 /// One plugin choice: a subsystem section (`storage: {backend: sqlite, options: {...}}`) or one
 /// entry of a plugin list (`ttp.functions: [train, {name: align, options: {...}}]`).
 struct PluginSection {
-    std::string backend;                          ///< plugin name; "none" (or empty) = off
-    std::map<std::string, std::string> options;   ///< textual values, validated by the loader
-    std::string path;                             ///< explicit library file (overrides search)
-    bool required = true;                         ///< false: a failure is a warning, not fatal
-    std::string source_key;                       ///< dotted key it came from, e.g. "storage"
-    int source_line = 0;                          ///< line in the config file (0: default/flag)
+    std::string backend;                         ///< plugin name; "none" (or empty) = off
+    std::map<std::string, std::string> options;  ///< textual values, validated by the loader
+    std::string path;                            ///< explicit library file (overrides search)
+    bool required = true;                        ///< false: a failure is a warning, not fatal
+    std::string source_key;                      ///< dotted key it came from, e.g. "storage"
+    int source_line = 0;                         ///< line in the config file (0: default/flag)
 
     bool is_enabled() const { return !backend.empty() && backend != kBackendNone; }
 };
 
 /// `logging:` section.
 struct LoggingConfig {
-    PluginSection sink;                        ///< `backend` + `options` (basic, graylog)
-    sdk::Level level = sdk::Level::Info;       ///< `--debug` sets Debug
-    bool censored = false;                     ///< `--censored`
-    std::vector<std::string> censor_keys;      ///< key patterns, `*` wildcard, case-insensitive
-    double resolution_s = 5.0;                 ///< system-metrics interval (`--logging_resolution`)
-    bool system_metrics = true;                ///< sample and log system metrics
+    PluginSection sink;                    ///< `backend` + `options` (basic, graylog)
+    sdk::Level level = sdk::Level::Info;   ///< `--debug` sets Debug
+    bool censored = false;                 ///< `--censored`
+    std::vector<std::string> censor_keys;  ///< key patterns, `*` wildcard, case-insensitive
+    double resolution_s = 5.0;             ///< system-metrics interval (`--logging_resolution`)
+    bool system_metrics = true;            ///< sample and log system metrics
 };
 
 /// `ttp:` section.
@@ -83,9 +83,9 @@ struct TtpConfig {
 /// `http:` section (the REST server).
 struct HttpConfig {
     std::string host = "0.0.0.0";
-    int port = 5000;                                 ///< 0: any free port
+    int port = 5000;  ///< 0: any free port
     int threads = 2;
-    std::uint64_t body_limit_bytes = 64ULL << 20U;   ///< largest request body accepted
+    std::uint64_t body_limit_bytes = 64ULL << 20U;  ///< largest request body accepted
     std::int64_t header_timeout_ms = 10'000;
     std::int64_t body_timeout_ms = 60'000;
     int max_connections = 256;
@@ -93,13 +93,13 @@ struct HttpConfig {
 
 /// `jobs:` section.
 struct JobsConfig {
-    int max_attempts = 3;             ///< deliveries before a job is dead-lettered
+    int max_attempts = 3;  ///< deliveries before a job is dead-lettered
     std::int64_t job_timeout_s = 86'400;
 };
 
 /// Node identity and directories.
 struct NodeConfig {
-    std::string id;                   ///< `--id`; a random id when not given
+    std::string id;  ///< `--id`; a random id when not given
     Role role = Role::Director;
     std::string data_dir = "data";
     std::string outputs_dir = "outputs";
@@ -120,8 +120,8 @@ struct RuntimeConfig {
     std::vector<PluginSection> data;
     HttpConfig http;
     JobsConfig jobs;
-    int cpus = 0;   ///< 0: auto (all detected logical CPUs but one)
-    int gpus = 0;   ///< 0: none/auto
+    int cpus = 0;             ///< 0: auto (all detected logical CPUs but one)
+    int gpus = 0;             ///< 0: none/auto
     std::string source_file;  ///< the YAML file loaded, empty when none
 
     /// The defaults of a role (ARCHITECTURE.md): a director embeds an in-process queue, SQLite
@@ -135,7 +135,8 @@ struct RuntimeConfig {
     int effective_cpus() const;
 };
 
-/// The default censor key list: path-like keys, hosts, credentials and tokens.
+/// The default censor key list: path-like keys (`*_dir(s)`, `*_path(s)`, `*_file`, `path`),
+/// hosts, credentials and tokens.
 std::vector<std::string> default_censor_keys();
 
 /// Checks ranges and names (port, resolution, plugin names, ...). Throws ConfigError naming the

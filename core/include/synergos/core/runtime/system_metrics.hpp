@@ -41,7 +41,7 @@ struct SystemSample {
     std::optional<std::uint64_t> host_cpu_total;  ///< jiffies, all CPUs
     std::optional<std::uint64_t> host_memory_total_bytes;
     std::optional<std::uint64_t> host_memory_available_bytes;
-    std::optional<std::uint64_t> disk_read_bytes;   ///< whole physical disks
+    std::optional<std::uint64_t> disk_read_bytes;  ///< whole physical disks
     std::optional<std::uint64_t> disk_write_bytes;
     std::optional<std::uint64_t> net_rx_bytes;  ///< every interface but lo
     std::optional<std::uint64_t> net_tx_bytes;
@@ -59,10 +59,10 @@ SystemSample read_system_sample(const SystemPaths& paths = {});
 
 /// The fields of a `system metrics` record for the interval between two samples:
 /// `interval_s`, `cpu_percent {process, system, cgroup, cgroup_limit_cores}` (process: percent
-/// of one core, like top; system: the host's, percent of all CPUs; cgroup: percent of its quota, or of all CPUs
-/// without one), `memory {rss_bytes, host_total_bytes, host_used_bytes, host_available_bytes,
-/// cgroup_used_bytes, cgroup_limit_bytes}`, `disk {read_bytes_per_s, write_bytes_per_s,
-/// process_read_bytes_per_s, process_write_bytes_per_s, cgroup_read_bytes_per_s,
+/// of one core, like top; system: the host's, percent of all CPUs; cgroup: percent of its quota, or
+/// of all CPUs without one), `memory {rss_bytes, host_total_bytes, host_used_bytes,
+/// host_available_bytes, cgroup_used_bytes, cgroup_limit_bytes}`, `disk {read_bytes_per_s,
+/// write_bytes_per_s, process_read_bytes_per_s, process_write_bytes_per_s, cgroup_read_bytes_per_s,
 /// cgroup_write_bytes_per_s}`, `network {rx_bytes_per_s, tx_bytes_per_s}`. Unavailable figures
 /// (and counters that went backwards) are null. `ticks_per_second` is sysconf(_SC_CLK_TCK).
 nlohmann::json system_metrics_fields(const SystemSample& previous, const SystemSample& current,

@@ -17,4 +17,4 @@ const sdk::PluginDescriptor kDescriptor{sizeof(sdk::PluginDescriptor),
 }  // namespace synergos::plugins::recorder
 
 SYNERGOS_DECLARE_MESSAGE_QUEUE_PLUGIN(synergos::plugins::recorder::RecorderQueue,
-                              synergos::plugins::recorder::kDescriptor)
+                                      synergos::plugins::recorder::kDescriptor)

@@ -51,8 +51,8 @@ public:
         : label_(label),
           journal_(options.get_string("journal")),
           fail_start_(options.get_bool("fail_start")) {
-        note("create node=" + host.node_id() + " role=" + host.role() + " data_dir=" +
-             host.data_dir());
+        note("create node=" + host.node_id() + " role=" + host.role() +
+             " data_dir=" + host.data_dir());
         host.logger().info("recorder created", "{\"label\":\"" + label_ + "\"}");
     }
     ~Recorder() { note("destroy"); }
@@ -85,7 +85,8 @@ public:
         std::lock_guard<std::mutex> lock(mutex_);
         ++written_;
         if (!records_.empty()) {
-            append_line(records_, std::string(record.event) + " " + std::string(record.fields_json));
+            append_line(records_,
+                        std::string(record.event) + " " + std::string(record.fields_json));
         }
     }
     void flush() noexcept override { rec_.note("flush"); }
@@ -140,7 +141,8 @@ public:
     sdk::Result<std::vector<sdk::Record>> list(const sdk::Query&) noexcept override {
         return not_here().error();
     }
-    sdk::Result<std::vector<sdk::Record>> apply(const std::vector<sdk::Mutation>&) noexcept override {
+    sdk::Result<std::vector<sdk::Record>> apply(
+        const std::vector<sdk::Mutation>&) noexcept override {
         return not_here().error();
     }
     void stop() noexcept override { rec_.note("stop"); }
@@ -164,7 +166,8 @@ public:
     sdk::Status log_params(const std::string&, const sdk::StringPairs&) noexcept override {
         return not_here();
     }
-    sdk::Status log_metrics(const std::string&, const std::vector<sdk::MetricPoint>&) noexcept override {
+    sdk::Status log_metrics(const std::string&,
+                            const std::vector<sdk::MetricPoint>&) noexcept override {
         return not_here();
     }
     sdk::Status set_tags(const std::string&, const sdk::StringPairs&) noexcept override {

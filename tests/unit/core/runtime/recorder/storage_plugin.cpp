@@ -17,4 +17,4 @@ const sdk::PluginDescriptor kDescriptor{sizeof(sdk::PluginDescriptor),
 }  // namespace synergos::plugins::recorder
 
 SYNERGOS_DECLARE_STORAGE_PLUGIN(synergos::plugins::recorder::RecorderStorage,
-                              synergos::plugins::recorder::kDescriptor)
+                                synergos::plugins::recorder::kDescriptor)

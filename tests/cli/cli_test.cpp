@@ -1,0 +1,286 @@
+// SPDX-License-Identifier: Apache-2.0
+// Runs the real `synergos` executable as a child process.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+extern char** environ;
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+/// A child process whose stdout and stderr are read through pipes with timeouts.
+class Child {
+public:
+    explicit Child(const std::vector<std::string>& args) {
+        REQUIRE(::pipe2(out_, O_CLOEXEC) == 0);
+        REQUIRE(::pipe2(err_, O_CLOEXEC) == 0);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, out_[1], STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&actions, err_[1], STDERR_FILENO);
+        std::vector<char*> argv;
+        argv.push_back(const_cast<char*>(SYNERGOS_EXE));
+        for (const auto& a : args) {
+            argv.push_back(const_cast<char*>(a.c_str()));
+        }
+        argv.push_back(nullptr);
+        const int rc = ::posix_spawn(&pid_, SYNERGOS_EXE, &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        ::close(out_[1]);
+        ::close(err_[1]);
+        REQUIRE(rc == 0);
+    }
+    ~Child() {
+        if (pid_ > 0 && !exit_code_) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        ::close(out_[0]);
+        ::close(err_[0]);
+    }
+
+    /// Reads both pipes until `done()` holds on the stderr lines, EOF on both, or the timeout.
+    template <typename Pred>
+    bool read_until(Pred done, std::chrono::milliseconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (!done(err_lines_)) {
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0 || (out_eof_ && err_eof_)) {
+                return done(err_lines_);
+            }
+            pollfd fds[2] = {{out_eof_ ? -1 : out_[0], POLLIN, 0},
+                             {err_eof_ ? -1 : err_[0], POLLIN, 0}};
+            if (::poll(fds, 2, static_cast<int>(left.count())) <= 0) {
+                continue;
+            }
+            drain(fds[0], out_[0], out_buffer_, out_lines_, out_eof_);
+            drain(fds[1], err_[0], err_buffer_, err_lines_, err_eof_);
+        }
+        return true;
+    }
+    /// Reads to EOF and reaps the child; nullopt when it did not finish within the timeout.
+    std::optional<int> wait(std::chrono::milliseconds timeout) {
+        read_until([](const auto&) { return false; }, timeout);
+        if (!exit_code_) {
+            // After EOF on both pipes the child is exiting, so a blocking reap is bounded;
+            // before it (timeout), only look.
+            int status = 0;
+            const pid_t r = ::waitpid(pid_, &status, out_eof_ && err_eof_ ? 0 : WNOHANG);
+            if (r == pid_) {
+                exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            }
+        }
+        return exit_code_;
+    }
+    void signal(int signal_number) const { ::kill(pid_, signal_number); }
+    const std::vector<std::string>& out_lines() const { return out_lines_; }
+    const std::vector<std::string>& err_lines() const { return err_lines_; }
+    std::string out_text() const {
+        std::string text;
+        for (const auto& l : out_lines_) {
+            text += l + "\n";
+        }
+        return text + out_buffer_;
+    }
+
+private:
+    static void drain(const pollfd& p, int fd, std::string& buffer, std::vector<std::string>& lines,
+                      bool& eof) {
+        if (p.fd < 0 || (p.revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+            return;
+        }
+        char chunk[4096];
+        const ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n <= 0) {
+            eof = true;
+            if (!buffer.empty()) {
+                lines.push_back(buffer);
+                buffer.clear();
+            }
+            return;
+        }
+        buffer.append(chunk, static_cast<std::size_t>(n));
+        std::size_t newline;
+        while ((newline = buffer.find('\n')) != std::string::npos) {
+            lines.push_back(buffer.substr(0, newline));
+            buffer.erase(0, newline + 1);
+        }
+    }
+
+    pid_t pid_ = -1;
+    int out_[2] = {-1, -1};
+    int err_[2] = {-1, -1};
+    bool out_eof_ = false;
+    bool err_eof_ = false;
+    std::string out_buffer_;
+    std::string err_buffer_;
+    std::vector<std::string> out_lines_;
+    std::vector<std::string> err_lines_;
+    std::optional<int> exit_code_;
+};
+
+constexpr std::chrono::seconds kTimeout(30);
+
+/// The JSON records among stderr lines (both the console fallback and the basic sink's
+/// json_file lines are one JSON object per line with "event" and "fields").
+std::vector<json> records(const std::vector<std::string>& lines) {
+    std::vector<json> out;
+    for (const auto& line : lines) {
+        if (!line.empty() && line[0] == '{') {
+            json r = json::parse(line, nullptr, false);
+            if (!r.is_discarded() && r.contains("event")) {
+                out.push_back(std::move(r));
+            }
+        }
+    }
+    return out;
+}
+
+bool has_event(const std::vector<std::string>& lines, const std::string& event) {
+    for (const auto& r : records(lines)) {
+        if (r["event"] == event) {
+            return true;
+        }
+    }
+    return false;
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::random_device rd;
+        path = fs::temp_directory_path() / ("synergos-cli-test-" + std::to_string(rd()));
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("check-config on a broken file exits non-zero with one line naming file and key",
+          "[cli]") {
+    const std::string file = std::string(SYNERGOS_CLI_DATA_DIR) + "/broken.yaml";
+    Child child({"check-config", file});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    REQUIRE(child.err_lines().size() == 1);
+    const std::string& line = child.err_lines()[0];
+    CHECK_THAT(line, Catch::Contains(file + ":6") && Catch::Contains("key 'http.prot'") &&
+                         Catch::Contains("unknown key"));
+    CHECK(child.out_lines().empty());
+}
+
+TEST_CASE("check-config names a flag mistake in one line", "[cli]") {
+    Child child({"check-config", std::string(SYNERGOS_CLI_DATA_DIR) + "/broken.yaml", "--queue",
+                 "rabbitmq"});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code != 0);
+    REQUIRE(child.err_lines().size() == 1);
+}
+
+TEST_CASE("A usage mistake exits 2 with one line", "[cli]") {
+    Child child({"director", "--no-such-flag"});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 2);
+    REQUIRE(child.err_lines().size() == 1);
+    CHECK_THAT(child.err_lines()[0], Catch::Contains("no-such-flag"));
+}
+
+TEST_CASE("plugins --format json prints a parsable listing", "[cli]") {
+    Child child({"plugins", "--format", "json"});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    const json listing = json::parse(child.out_text());
+    REQUIRE(listing.contains("plugins"));
+    REQUIRE(listing["plugins"].is_array());
+    for (const auto& p : listing["plugins"]) {
+        CHECK(p.contains("name"));
+        CHECK(p.contains("kind"));
+        CHECK(p.contains("version"));
+        CHECK(p.contains("file"));
+        CHECK(p.contains("options"));
+    }
+#if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS)
+    bool found_basic = false;
+    for (const auto& p : listing["plugins"]) {
+        found_basic = found_basic || (p["kind"] == "logging" && p["name"] == "basic");
+    }
+    CHECK(found_basic);  // found through <exe dir>/../plugins, with no --plugin-path
+#endif
+}
+
+#if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS)
+TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lifecycle]") {
+    TempDir dir;
+    const fs::path config = dir.path / "director.yaml";
+    std::ofstream(config) << "node: {id: cli-1}\n"
+                             "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
+                             "logging:\n"
+                             "  backend: basic\n"
+                             "  options: {output: none, json_file: stderr}\n"
+                             "  resolution_s: 0.2\n"
+                             "message_queue: memory\n"
+                             "storage: none\n"
+                             "tracking: none\n"
+                             "ttp: {functions: []}\n"
+                             "aggregators: []\n"
+                             "model: none\n";
+    Child child({"director", "--config", config.string(), "--port", "0", "--censored"});
+    // Wait for a real system-metrics record: the role is up and the sampler has a baseline.
+    REQUIRE(child.read_until([](const auto& lines) { return has_event(lines, "system metrics"); },
+                             kTimeout));
+    child.signal(SIGTERM);
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+
+    std::vector<std::string> started;
+    std::vector<std::string> stopped;
+    bool snapshot_censored = false;
+    bool stop_requested = false;
+    for (const auto& r : records(child.err_lines())) {
+        if (r["event"] == "component started") {
+            started.push_back(r["fields"]["component"]);
+        } else if (r["event"] == "component stopped") {
+            stopped.push_back(r["fields"]["component"]);
+        } else if (r["event"] == "configuration snapshot") {
+            snapshot_censored = r["fields"]["paths"]["data_dir"] == "*CENSORED*";
+        } else if (r["event"] == "stop requested") {
+            stop_requested = r["fields"]["reason"] == "SIGTERM";
+        } else if (r["event"] == "system metrics") {
+            CHECK(r["logger"] == "director/cli-1");
+            CHECK(r["fields"]["cpu_percent"].contains("process"));
+            CHECK(r["fields"]["memory"]["rss_bytes"].get<double>() > 0);
+        }
+    }
+    CHECK(started == std::vector<std::string>{"logging/basic", "mq/memory", "system metrics"});
+    CHECK(stopped == std::vector<std::string>{"system metrics", "mq/memory", "logging/basic"});
+    CHECK(snapshot_censored);
+    CHECK(stop_requested);
+}
+#endif
