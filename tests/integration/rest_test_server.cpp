@@ -3,8 +3,9 @@
 // can kill it with SIGKILL and benchmarks can load it. Prints "PORT <n>" on stdout once listening;
 // SIGTERM or SIGINT stop it gracefully (exit 0).
 //
-//   synergos_rest_test_server --data DIR [--port 0] [--threads 2] [--synchronous FULL]
-//                             [--quiet] [--body-limit BYTES]
+//   synergos_rest_test_server --data DIR [--port 0] [--threads 2] [--handler-threads 16]
+//                             [--read-connections 4] [--synchronous FULL] [--quiet]
+//                             [--body-limit BYTES]
 
 #include <signal.h>
 
@@ -58,6 +59,7 @@ int usage(const char* why) {
 int main(int argc, char** argv) {
     std::string data_dir;
     std::string synchronous = "FULL";
+    std::string read_connections = "4";
     synergos::core::http::ServerOptions options;
     options.port = 0;
     bool quiet = false;
@@ -78,6 +80,10 @@ int main(int argc, char** argv) {
             options.port = static_cast<std::uint16_t>(std::atoi(value));
         } else if (arg == "--threads") {
             options.threads = std::atoi(value);
+        } else if (arg == "--handler-threads") {
+            options.handler_threads = std::atoi(value);
+        } else if (arg == "--read-connections") {
+            read_connections = value;
         } else if (arg == "--synchronous") {
             synchronous = value;
         } else if (arg == "--body-limit") {
@@ -102,6 +108,7 @@ int main(int argc, char** argv) {
     synergos::sdk::testing::FakeHost host(data_dir);
     synergos::plugins::sqlite::SqliteStorage storage(
         host, synergos::sdk::Options({{"synchronous", synchronous},
+                                      {"read_connections", read_connections},
                                       {"path", data_dir + "/synergos.db"}}));
     if (auto st = storage.start(); !st) {
         std::fprintf(stderr, "rest_test_server: %s\n", st.message().c_str());

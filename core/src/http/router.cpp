@@ -25,8 +25,10 @@ std::vector<std::string_view> split_path(std::string_view path, bool& trailing_s
     return out;
 }
 
-void Router::add(std::string method, std::string_view pattern, Handler handler) {
+void Router::add(std::string method, std::string_view pattern, Handler handler,
+                 Execution execution) {
     Route route;
+    route.execution = execution;
     route.method = std::move(method);
     route.pattern = std::string(pattern);
     bool trailing = false;
@@ -51,12 +53,14 @@ void Router::add(std::string method, std::string_view pattern, Handler handler) 
     routes_.push_back(std::move(route));
 }
 
-Response Router::route(Request& request) const {
+Match Router::match(Request& request) const {
+    Match out;
     bool trailing = false;
     const auto segments = split_path(request.path, trailing);
     // Empty segments ("//") are collapsed by split_path; refuse them so ids cannot be empty.
     if (request.path.find("//") != std::string::npos) {
-        return Response::error(404, "no route for '" + request.path + "'");
+        out.error = Response::error(404, "no route for '" + request.path + "'");
+        return out;
     }
     std::set<std::string> allowed;
     const Route* chosen = nullptr;
@@ -69,21 +73,22 @@ Response Router::route(Request& request) const {
             continue;
         }
         std::map<std::string, std::string> params;
-        bool match = true;
-        for (std::size_t i = 0; i < segments.size() && match; ++i) {
+        bool matched = true;
+        for (std::size_t i = 0; i < segments.size() && matched; ++i) {
             const Segment& s = route.segments[i];
             if (s.is_param) {
                 auto decoded = percent_decode(segments[i]);
                 if (!decoded) {
-                    return Response::field_error(
+                    out.error = Response::field_error(
                         400, "path parameter '" + s.text + "' has a malformed %-escape", s.text);
+                    return out;
                 }
                 params.emplace(s.text, std::move(*decoded));
             } else if (s.text != segments[i]) {
-                match = false;
+                matched = false;
             }
         }
-        if (!match) {
+        if (!matched) {
             continue;
         }
         allowed.insert(route.method);
@@ -94,25 +99,39 @@ Response Router::route(Request& request) const {
     }
     if (chosen != nullptr) {
         request.params = std::move(chosen_params);
-        try {
-            return chosen->handler(request);
-        } catch (const std::exception& e) {
-            return Response::error(500, std::string("internal error: ") + e.what());
-        } catch (...) {
-            return Response::error(500, "internal error");
-        }
+        out.handler = &chosen->handler;
+        out.execution = chosen->execution;
+        return out;
     }
     if (!allowed.empty()) {
-        Response response =
-            Response::error(405, "The method is not allowed for the requested URL.");
+        out.error = Response::error(405, "The method is not allowed for the requested URL.");
         std::string allow;
         for (const auto& method : allowed) {
             allow += (allow.empty() ? "" : ", ") + method;
         }
-        response.headers.emplace_back("Allow", allow);
-        return response;
+        out.error.headers.emplace_back("Allow", allow);
+        return out;
     }
-    return Response::error(404, "no route for '" + request.path + "'");
+    out.error = Response::error(404, "no route for '" + request.path + "'");
+    return out;
+}
+
+Response Router::invoke(const Handler& handler, const Request& request) noexcept {
+    try {
+        return handler(request);
+    } catch (const std::exception& e) {
+        return Response::error(500, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return Response::error(500, "internal error");
+    }
+}
+
+Response Router::route(Request& request) const {
+    Match m = match(request);
+    if (m.handler == nullptr) {
+        return std::move(m.error);
+    }
+    return invoke(*m.handler, request);
 }
 
 }  // namespace synergos::core::http

@@ -18,6 +18,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -56,7 +57,8 @@ public:
     void on_accept(beast::error_code ec, tcp::socket socket);
     void reject(tcp::socket socket);
 
-    Response dispatch(Request& request);
+    /// Health probes, or the router's match (a handler, or the error to send).
+    Match dispatch(Request& request);
     void log_access(const Request& request, int status, std::size_t bytes, Clock::time_point began);
 
     void session_opened(std::uint64_t id, const std::shared_ptr<Session>& session);
@@ -78,15 +80,18 @@ public:
     std::vector<std::thread> threads_;
 
     // Declared last among what sessions touch: destroyed first, so pending handlers (and the
-    // sessions they keep alive) go away while the members above still exist.
-    net::io_context ioc_;
-    std::optional<net::executor_work_guard<net::io_context::executor_type>> work_;
+    // sessions they keep alive) go away while the members above still exist. The handler pool
+    // goes before the event loops: a pooled handler posts its response back into one of them.
+    std::vector<std::unique_ptr<net::io_context>> contexts_;
+    std::vector<net::executor_work_guard<net::io_context::executor_type>> work_;
+    std::size_t next_context_ = 0;
+    std::optional<net::thread_pool> pool_;
     std::optional<tcp::acceptor> acceptor_;
     std::optional<net::steady_timer> accept_timer_;
 };
 
-/// One connection: reads requests one after the other (keep-alive), runs the handler on the
-/// thread that completed the read (the session's strand serialises its own steps).
+/// One connection, owned by one event loop (one thread): reads requests one after the other
+/// (keep-alive); quick handlers run inline, the others on the pool (see handle()).
 class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
 public:
     Session(Impl& server, tcp::socket socket, std::uint64_t id)
@@ -205,8 +210,27 @@ private:
         const bool keep_alive = raw.keep_alive();
         const unsigned version = raw.version();
 
-        Response response = server_.dispatch(request);
-        write(response, version, keep_alive && !server_.stopping_, &request);
+        const bool reuse = keep_alive && !server_.stopping_;
+        Match match = server_.dispatch(request);
+        if (match.handler == nullptr || match.execution == Execution::Inline) {
+            Response response = match.handler == nullptr
+                                    ? std::move(match.error)
+                                    : Router::invoke(*match.handler, request);
+            write(response, version, reuse, &request);
+            return;
+        }
+        // A handler that may block runs on the pool; its response comes back to this
+        // connection's event loop, which serves other connections meanwhile.
+        net::post(*server_.pool_, [self = shared_from_this(), handler = match.handler,
+                                   request = std::move(request), version, reuse]() mutable {
+            auto response = std::make_shared<Response>(Router::invoke(*handler, request));
+            auto shared_request = std::make_shared<Request>(std::move(request));
+            net::post(self->stream_.get_executor(),
+                      [self, response, shared_request, version, reuse] {
+                          self->write(*response, version, reuse && !self->server_.stopping_,
+                                      shared_request.get());
+                      });
+        });
     }
 
     void send_error(int status, const std::string& message) {
@@ -273,8 +297,12 @@ private:
 
 sdk::Status HttpServer::Impl::start() {
     const auto& o = options_;
-    if (o.threads < 1 || o.threads > 256) {
-        return sdk::Status(sdk::ErrorCode::InvalidArgument, "http: option 'threads' must be 1-256");
+    if (o.threads < 1 || o.threads > 64) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument, "http: option 'threads' must be 1-64");
+    }
+    if (o.handler_threads < 1 || o.handler_threads > 1024) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: option 'handler_threads' must be 1-1024");
     }
     if (o.body_limit_bytes == 0 || o.max_connections == 0 || o.max_json_depth == 0) {
         return sdk::Status(sdk::ErrorCode::InvalidArgument,
@@ -294,7 +322,10 @@ sdk::Status HttpServer::Impl::start() {
                            "http: option 'host' is not an IP address: '" + o.host + "'");
     }
     const tcp::endpoint endpoint(address, o.port);
-    acceptor_.emplace(net::make_strand(ioc_));
+    for (int i = 0; i < o.threads; ++i) {
+        contexts_.push_back(std::make_unique<net::io_context>(1));
+    }
+    acceptor_.emplace(contexts_.front()->get_executor());
     acceptor_->open(endpoint.protocol(), ec);
     if (!ec) {
         acceptor_->set_option(net::socket_base::reuse_address(true), ec);
@@ -314,16 +345,19 @@ sdk::Status HttpServer::Impl::start() {
     port_ = acceptor_->local_endpoint().port();
     accept_timer_.emplace(acceptor_->get_executor());
     running_ = true;
-    work_.emplace(ioc_.get_executor());
+    pool_.emplace(static_cast<std::size_t>(o.handler_threads));
+    for (auto& context : contexts_) {
+        work_.push_back(net::make_work_guard(*context));
+    }
     do_accept();
-    for (int i = 0; i < o.threads; ++i) {
-        threads_.emplace_back([this] {
+    for (auto& context : contexts_) {
+        threads_.emplace_back([this, ioc = context.get()] {
             for (;;) {
                 try {
-                    ioc_.run();
+                    ioc->run();
                     return;
                 } catch (const std::exception& e) {
-                    // A handler bug must not take the server down; log and keep serving.
+                    // A bug in a completion handler must not take the server down; log, go on.
                     logger_.error("http: unexpected exception in I/O thread",
                                   nlohmann::json{{"error", e.what()}}.dump());
                 }
@@ -331,13 +365,17 @@ sdk::Status HttpServer::Impl::start() {
         });
     }
     logger_.info("http server listening",
-                 nlohmann::json{{"host", o.host}, {"port", port_.load()}, {"threads", o.threads}}
+                 nlohmann::json{{"host", o.host},
+                                 {"port", port_.load()},
+                                 {"threads", o.threads},
+                                 {"handler_threads", o.handler_threads}}
                      .dump());
     return {};
 }
 
 void HttpServer::Impl::do_accept() {
-    acceptor_->async_accept(net::make_strand(ioc_),
+    auto& context = *contexts_[next_context_++ % contexts_.size()];
+    acceptor_->async_accept(context,
                             [this](beast::error_code ec, tcp::socket socket) {
                                 on_accept(ec, std::move(socket));
                             });
@@ -395,17 +433,21 @@ void HttpServer::Impl::reject(tcp::socket socket) {
                  nlohmann::json{{"max_connections", options_.max_connections}}.dump());
 }
 
-Response HttpServer::Impl::dispatch(Request& request) {
+Match HttpServer::Impl::dispatch(Request& request) {
+    Match out;
     if (request.method == "GET" && request.path == "/healthz") {
-        return Response::json(200, nlohmann::json{{"status", "ok"}});
+        out.error = Response::json(200, nlohmann::json{{"status", "ok"}});
+        return out;
     }
     if (request.method == "GET" && request.path == "/readyz") {
         if (ready_ && !stopping_) {
-            return Response::json(200, nlohmann::json{{"status", "ready"}});
+            out.error = Response::json(200, nlohmann::json{{"status", "ready"}});
+        } else {
+            out.error = Response::error(503, stopping_ ? "server is stopping" : "server is not ready");
         }
-        return Response::error(503, stopping_ ? "server is stopping" : "server is not ready");
+        return out;
     }
-    return router_.route(request);
+    return router_.match(request);
 }
 
 void HttpServer::Impl::log_access(const Request& request, int status, std::size_t bytes,
@@ -476,8 +518,12 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
         sessions_cv_.wait_for(lock, std::chrono::milliseconds(500),
                               [this] { return sessions_.empty(); });
     }
-    work_.reset();
-    ioc_.stop();
+    // Handlers still running past the deadline finish on the pool; their responses are dropped.
+    pool_->join();
+    work_.clear();
+    for (auto& context : contexts_) {
+        context->stop();
+    }
     for (auto& t : threads_) {
         if (t.joinable()) {
             t.join();

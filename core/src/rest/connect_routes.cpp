@@ -389,15 +389,21 @@ void add_resource(http::Router& router, const std::shared_ptr<ConnectApi>& api,
     const std::string plural = res.plural;
     const std::string singular = res.singular;
     const Resource* r = &res;
-    router.add("GET", collection + "/", [api, r, plural, list_scope](const Request& req) {
-        return api->list(req, r->kind, plural + ".get", list_scope, true);
-    });
+    // Reads run inline on the I/O thread (SQLite WAL readers never wait for writers); writes
+    // run on the handler pool, where they wait for their group commit.
+    router.add(
+        "GET", collection + "/",
+        [api, r, plural, list_scope](const Request& req) {
+            return api->list(req, r->kind, plural + ".get", list_scope, true);
+        },
+        http::Execution::Inline);
     router.add("POST", collection + "/", [api, r, plural](const Request& req) {
         return api->create(req, *r, plural + ".post");
     });
-    router.add("GET", item, [api, r, singular](const Request& req) {
-        return api->get(req, *r, singular + ".get");
-    });
+    router.add(
+        "GET", item,
+        [api, r, singular](const Request& req) { return api->get(req, *r, singular + ".get"); },
+        http::Execution::Inline);
     router.add("PUT", item, [api, r, singular](const Request& req) {
         return api->update(req, *r, singular + ".put");
     });
@@ -411,9 +417,10 @@ void add_singular(http::Router& router, const std::shared_ptr<ConnectApi>& api,
                   const Resource& res, const std::string& path) {
     const std::string singular = res.singular;
     const Resource* r = &res;
-    router.add("GET", path, [api, r, singular](const Request& req) {
-        return api->get(req, *r, singular + ".get");
-    });
+    router.add(
+        "GET", path,
+        [api, r, singular](const Request& req) { return api->get(req, *r, singular + ".get"); },
+        http::Execution::Inline);
     router.add("POST", path, [api, r, singular](const Request& req) {
         return api->create(req, *r, singular + ".post");
     });
@@ -427,9 +434,12 @@ void add_singular(http::Router& router, const std::shared_ptr<ConnectApi>& api,
 
 void add_registration_listing(http::Router& router, const std::shared_ptr<ConnectApi>& api,
                               const std::string& path, std::vector<const char*> scope) {
-    router.add("GET", path, [api, scope](const Request& req) {
-        return api->list(req, "Registration", "registrations.get", scope, false);
-    });
+    router.add(
+        "GET", path,
+        [api, scope](const Request& req) {
+            return api->list(req, "Registration", "registrations.get", scope, false);
+        },
+        http::Execution::Inline);
 }
 
 }  // namespace

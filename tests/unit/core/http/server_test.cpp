@@ -296,3 +296,39 @@ TEST_CASE("HttpServer refuses bad options and busy ports with a clear message", 
     REQUIRE_FALSE(st.is_ok());
     CHECK(st.message().find(std::to_string(first.bound_port())) != std::string::npos);
 }
+
+TEST_CASE("HttpServer runs blocking handlers on the pool while the I/O thread keeps serving",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Gate gate;
+    Router router;
+    router.add("POST", "/block", [&](const Request&) {
+        gate.enter_and_wait();
+        return Response::json(201, {{"done", true}});
+    });  // Execution::Pool, the default
+    router.add(
+        "GET", "/quick", [](const Request&) { return Response::json(200, {{"quick", true}}); },
+        synergos::core::http::Execution::Inline);
+    ServerOptions options = test_options();
+    options.threads = 1;
+    options.handler_threads = 2;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    auto blocked = std::async(std::launch::async, [port] {
+        HttpClient client;
+        return client.request("POST", "127.0.0.1", port, "/block", "{}", "application/json", 10s);
+    });
+    REQUIRE(gate.wait_entered());
+    HttpClient client;
+    for (int i = 0; i < 3; ++i) {
+        auto quick = client.request("GET", "127.0.0.1", port, "/quick", {}, "application/json", 2s);
+        REQUIRE(quick.has_value());
+        CHECK(quick->status == 200);
+    }
+    gate.release();
+    auto res = blocked.get();
+    REQUIRE(res.has_value());
+    CHECK(res->status == 201);
+    CHECK(server.stop(2s));
+}

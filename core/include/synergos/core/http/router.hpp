@@ -9,6 +9,7 @@
 /// run on the HTTP server's thread pool, so they may block briefly (storage) but must not wait
 /// for long. Other areas add their routes with `add`; the server owns nothing but a reference.
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -21,12 +22,36 @@ namespace synergos::core::http {
 /// A route handler. Exceptions it throws become a JSON 500 (they never reach the network code).
 using Handler = std::function<Response(const Request&)>;
 
+/// Where the server runs a handler.
+enum class Execution : std::uint8_t {
+    /// On the server's handler pool (ServerOptions::handler_threads): for handlers that may
+    /// block (storage writes, queue publishes, calls to other hosts). The default.
+    Pool = 1,
+    /// Directly on the I/O thread that read the request: only for handlers that never wait
+    /// (in-memory work, short reads). Saves two thread hand-offs per request.
+    Inline,
+};
+
+/// The outcome of matching a request: a handler to run, or the error response to send.
+struct Match {
+    const Handler* handler = nullptr;
+    Execution execution = Execution::Pool;
+    Response error;  ///< 404/405/400 when `handler` is null
+};
+
 /// Threading: add every route before the server starts; `route` is then safe from any thread.
 class Router {
 public:
     /// Registers `handler` for `method` (e.g. "GET") on `pattern`. A second registration of the
     /// same method and pattern replaces the first.
-    void add(std::string method, std::string_view pattern, Handler handler);
+    void add(std::string method, std::string_view pattern, Handler handler,
+             Execution execution = Execution::Pool);
+
+    /// Finds the handler and fills `request.params`; does not run it.
+    Match match(Request& request) const;
+
+    /// Runs a matched handler, turning exceptions into a JSON 500.
+    static Response invoke(const Handler& handler, const Request& request) noexcept;
 
     /// Dispatches: fills `request.params` and calls the handler; a JSON 404 when no pattern
     /// matches the path, 405 (with `Allow`) when the path matches but not the method, 400 when a
@@ -47,6 +72,7 @@ private:
         std::vector<Segment> segments;
         bool optional_trailing_slash = false;
         Handler handler;
+        Execution execution = Execution::Pool;
     };
 
     std::vector<Route> routes_;

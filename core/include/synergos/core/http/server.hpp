@@ -2,10 +2,13 @@
 #pragma once
 
 /// @file server.hpp
-/// The asynchronous HTTP/1.1 server (Boost.Beast): keep-alive, a fixed pool of threads that also
-/// run the route handlers, a body limit (413), header and body read timeouts, a connection limit
-/// (503 past it), `GET /healthz` and `GET /readyz`, an access log line per request, and a graceful
-/// stop that lets in-flight requests finish. Beast stays out of this header (pimpl).
+/// The asynchronous HTTP/1.1 server (Boost.Beast): keep-alive; `threads` I/O threads, each running
+/// its own event loop with its share of the connections; a pool of `handler_threads` that runs the
+/// route handlers that may block (Execution::Pool: storage writes wait for their group commit
+/// there, so many commits share one fsync) while quick handlers run inline on the I/O thread; a
+/// body limit (413), header and body read timeouts, a connection limit (503 past it),
+/// `GET /healthz` and `GET /readyz`, an access log line per request, and a graceful stop that lets
+/// in-flight requests finish. Beast stays out of this header (pimpl).
 
 #include <chrono>
 #include <cstddef>
@@ -23,7 +26,8 @@ namespace synergos::core::http {
 struct ServerOptions {
     std::string host = "127.0.0.1";  ///< address to bind; "0.0.0.0" for every interface
     std::uint16_t port = 5000;       ///< 0: an ephemeral port, read it back with bound_port()
-    int threads = 2;                 ///< I/O + handler threads (1-256)
+    int threads = 2;                 ///< I/O threads, one event loop each (1-64)
+    int handler_threads = 16;        ///< pool for Execution::Pool handlers (1-1024)
     std::size_t body_limit_bytes = 16 * 1024 * 1024;  ///< larger bodies get 413
     std::size_t header_limit_bytes = 16 * 1024;       ///< larger headers get 431
     std::chrono::milliseconds header_timeout{10000};  ///< to receive a request's headers

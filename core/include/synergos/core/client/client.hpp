@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file client.hpp
+/// The command-line client in the `synergos` executable: `submit JOB.yaml` walks the original
+/// driver's whole journey against a director (collaboration, project, experiment, runs,
+/// participants with their nodes and tags; then alignment, training, validation, prediction),
+/// showing progress while jobs run and a table of the final metrics; `jobs` and `status` show
+/// what the director is doing.
+
+#include <chrono>
+#include <ostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::core::client {
+
+struct ClientOptions {
+    std::string server = "http://127.0.0.1:5000";  ///< director base URL
+    std::string token;                              ///< bearer token, when the director wants one
+    bool json = false;                              ///< machine-readable output
+    std::chrono::seconds timeout{7200};             ///< bound on the whole submit
+    std::chrono::milliseconds poll{500};            ///< job polling period
+};
+
+/// Reads a job file (YAML) into the JSON shape `submit` uses; errors name the file and field.
+sdk::Result<nlohmann::json> load_job_file(const std::string& path);
+
+/// Runs a job file end to end. Exit code: 0 when every step succeeded, 1 when a job failed (its
+/// reason is printed), 2 for a bad job file or an unreachable director.
+int submit(const std::string& job_file, const ClientOptions& options, std::ostream& out, std::ostream& err);
+
+/// Lists jobs (optionally of one state) as a table or JSON. Exit 0, or 2 when unreachable.
+int list_jobs(const ClientOptions& options, const std::string& state, std::ostream& out, std::ostream& err);
+
+/// The director's health, readiness and job counts. Exit 0 when ready, 1 when not, 2 unreachable.
+int status(const ClientOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace synergos::core::client

@@ -1,0 +1,546 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "synergos/core/client/client.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include <yaml-cpp/yaml.h>
+
+#include "synergos/core/http/client.hpp"
+
+namespace synergos::core::client {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Fail {
+    int code;
+    std::string message;
+};
+
+/// YAML scalars become JSON numbers, booleans or null where they read as such.
+json to_json(const YAML::Node& node) {
+    switch (node.Type()) {
+        case YAML::NodeType::Null:
+        case YAML::NodeType::Undefined: return nullptr;
+        case YAML::NodeType::Sequence: {
+            json a = json::array();
+            for (const auto& item : node) {
+                a.push_back(to_json(item));
+            }
+            return a;
+        }
+        case YAML::NodeType::Map: {
+            json o = json::object();
+            for (const auto& kv : node) {
+                o[kv.first.as<std::string>()] = to_json(kv.second);
+            }
+            return o;
+        }
+        case YAML::NodeType::Scalar: {
+            const std::string s = node.Scalar();
+            if (node.Tag() == "!") {  // quoted: always a string
+                return s;
+            }
+            if (s == "true" || s == "True") {
+                return true;
+            }
+            if (s == "false" || s == "False") {
+                return false;
+            }
+            if (s == "null" || s == "~") {
+                return nullptr;
+            }
+            char* end = nullptr;
+            const long long i = std::strtoll(s.c_str(), &end, 10);
+            if (!s.empty() && end == s.c_str() + s.size()) {
+                return i;
+            }
+            const double d = std::strtod(s.c_str(), &end);
+            if (!s.empty() && end == s.c_str() + s.size()) {
+                return d;
+            }
+            return s;
+        }
+    }
+    return nullptr;
+}
+
+std::string required_string(const json& obj, const std::string& field, const std::string& where) {
+    if (!obj.contains(field) || !obj[field].is_string() || obj[field].get<std::string>().empty()) {
+        throw Fail{2, where + ": field '" + field + "' is required (a non-empty string)"};
+    }
+    return obj[field];
+}
+
+struct Server {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 5000;
+};
+
+Server parse_server(const std::string& url) {
+    std::string rest = url;
+    if (rest.rfind("http://", 0) == 0) {
+        rest = rest.substr(7);
+    } else if (rest.find("://") != std::string::npos) {
+        throw Fail{2, "--server '" + url + "': only http:// is supported by this client"};
+    }
+    rest = rest.substr(0, rest.find('/'));
+    Server s;
+    const auto colon = rest.rfind(':');
+    s.host = rest.substr(0, colon);
+    if (colon != std::string::npos) {
+        try {
+            const int p = std::stoi(rest.substr(colon + 1));
+            if (p <= 0 || p > 65535) {
+                throw std::out_of_range("port");
+            }
+            s.port = static_cast<std::uint16_t>(p);
+        } catch (const std::exception&) {
+            throw Fail{2, "--server '" + url + "': the port is not a number between 1 and 65535"};
+        }
+    }
+    if (s.host.empty()) {
+        throw Fail{2, "--server '" + url + "': no host"};
+    }
+    return s;
+}
+
+/// A thin JSON-over-HTTP session with the director.
+class Api {
+public:
+    explicit Api(const ClientOptions& o) : o_(o), server_(parse_server(o.server)) {}
+
+    struct Reply {
+        int status;
+        json body;
+    };
+
+    Reply call(const std::string& method, const std::string& path, const json& body = nullptr) {
+        std::vector<std::pair<std::string, std::string>> headers;
+        if (!o_.token.empty()) {
+            headers.emplace_back("Authorization", "Bearer " + o_.token);
+        }
+        auto r = http_.request(method, server_.host, server_.port, path, body.is_null() ? std::string() : body.dump(),
+                               "application/json", std::chrono::seconds(60), headers);
+        if (!r) {
+            throw Fail{2, "director at " + o_.server + " unreachable: " + r.error().message};
+        }
+        json parsed = json::parse(r->body, nullptr, false);
+        return {r->status, parsed.is_discarded() ? json{{"message", r->body}} : parsed};
+    }
+
+    json expect(const std::string& method, const std::string& path, const json& body, std::initializer_list<int> ok) {
+        Reply r = call(method, path, body);
+        for (int s : ok) {
+            if (r.status == s) {
+                return r.body;
+            }
+        }
+        throw Fail{1, method + " " + path + " answered " + std::to_string(r.status) + ": " +
+                          r.body.value("message", r.body.dump())};
+    }
+
+private:
+    const ClientOptions& o_;
+    Server server_;
+    http::HttpClient http_;
+};
+
+/// Creates a record, or updates it when it already exists (so a job file can be re-submitted).
+void create_or_update(Api& api, const std::string& collection, const std::string& item, const json& body) {
+    Api::Reply r = api.call("POST", collection, body);
+    if (r.status == 201) {
+        return;
+    }
+    if (r.status == 409) {
+        api.expect("PUT", item, body, {200});
+        return;
+    }
+    throw Fail{1, "POST " + collection + " answered " + std::to_string(r.status) + ": " + r.body.value("message", r.body.dump())};
+}
+
+std::string fmt(double v, int precision = 3) {
+    std::ostringstream s;
+    s << std::fixed << std::setprecision(precision) << v;
+    return s.str();
+}
+
+double mean_of(const json& list) {
+    double sum = 0;
+    std::size_t n = 0;
+    for (const auto& v : list) {
+        if (v.is_number()) {
+            sum += v.get<double>();
+            ++n;
+        }
+    }
+    return n ? sum / static_cast<double>(n) : NAN;
+}
+
+/// Polls jobs until each ends, printing progress as it changes. Returns the final jobs.
+std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& step, const ClientOptions& o,
+                            std::ostream& out, std::chrono::steady_clock::time_point deadline) {
+    std::vector<json> done;
+    std::map<std::string, std::string> last_line;
+    std::vector<std::string> ids;
+    for (const auto& j : answer.value("jobs", json::array())) {
+        ids.push_back(j.value("job_id", ""));
+    }
+    std::vector<bool> finished(ids.size(), false);
+    std::size_t remaining = ids.size();
+    while (remaining > 0) {
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            if (finished[i]) {
+                continue;
+            }
+            json job = api.expect("GET", "/v1/jobs/" + ids[i], nullptr, {200})["data"];
+            const std::string state = job.value("state", "");
+            const json p = job.value("progress", json::object());
+            std::string line = step + " " + ids[i] + " [grid " + std::to_string(job.value("grid", 0)) + "] " + state;
+            if (p.contains("round")) {
+                line += ": round " + std::to_string(p.value("round", 0)) + "/" + std::to_string(p.value("rounds", 0));
+                if (p.contains("train_loss") && p["train_loss"].is_number()) {
+                    line += ", loss " + fmt(p["train_loss"].get<double>(), 4);
+                }
+                if (p.contains("evaluate_loss") && p["evaluate_loss"].is_number()) {
+                    line += ", eval loss " + fmt(p["evaluate_loss"].get<double>(), 4);
+                }
+                if (p.contains("eta_s") && p["eta_s"].is_number() && state == "running") {
+                    line += ", ~" + std::to_string(static_cast<int>(std::ceil(p["eta_s"].get<double>()))) + " s left";
+                }
+            }
+            if (state == "queued" && !job.value("reason", "").empty()) {
+                line += " (" + job.value("reason", "") + ")";
+            }
+            if (!o.json && line != last_line[ids[i]]) {
+                out << line << "\n" << std::flush;
+                last_line[ids[i]] = line;
+            }
+            if (state == "succeeded" || state == "failed" || state == "cancelled") {
+                finished[i] = true;
+                --remaining;
+                if (state != "succeeded") {
+                    throw Fail{1, step + " job " + ids[i] + " " + state + ": " + job.value("reason", "")};
+                }
+                done.push_back(job);
+            }
+        }
+        if (remaining > 0) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                throw Fail{1, step + ": jobs still running when the submit timeout ran out"};
+            }
+            std::this_thread::sleep_for(o.poll);  // polling the REST API: the original clients' pattern
+        }
+    }
+    return done;
+}
+
+void print_metrics(const json& records, const char* meta, std::ostream& out) {
+    bool header = false;
+    for (const auto& r : records) {
+        const json stats = r.value(meta, json::object()).value("statistics", json::object());
+        const std::string who = r["key"].value("participant_id", "?");
+        if (stats.contains("R2")) {
+            if (!header) {
+                out << std::left << std::setw(16) << "participant" << std::setw(10) << "split" << std::setw(10) << "R2"
+                    << std::setw(12) << "MSE" << "MAE\n";
+                header = true;
+            }
+            out << std::left << std::setw(16) << who << std::setw(10) << meta << std::setw(10)
+                << fmt(stats.value("R2", NAN)) << std::setw(12) << fmt(stats.value("MSE", NAN)) << fmt(stats.value("MAE", NAN))
+                << "\n";
+        } else if (stats.contains("TPs")) {
+            if (!header) {
+                out << std::left << std::setw(16) << "participant" << std::setw(10) << "split" << std::setw(10)
+                    << "accuracy" << std::setw(10) << "f1" << std::setw(10) << "roc_auc" << std::setw(10) << "pr_auc"
+                    << "rows\n";
+                header = true;
+            }
+            double tp = 0;
+            double rows = 0;
+            for (std::size_t c = 0; c < stats["TPs"].size(); ++c) {
+                tp += stats["TPs"][c].get<double>();
+                rows += stats["TPs"][c].get<double>() + stats["FNs"][c].get<double>();
+            }
+            out << std::left << std::setw(16) << who << std::setw(10) << meta << std::setw(10)
+                << fmt(rows > 0 ? tp / rows : NAN) << std::setw(10) << fmt(mean_of(stats.value("f_score", json::array())))
+                << std::setw(10) << fmt(mean_of(stats.value("roc_auc_score", json::array()))) << std::setw(10)
+                << fmt(mean_of(stats.value("pr_auc_score", json::array()))) << static_cast<long long>(rows) << "\n";
+        }
+    }
+}
+
+int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream& out) {
+    auto loaded = load_job_file(job_file);
+    if (!loaded) {
+        throw Fail{2, loaded.error().message};
+    }
+    const json job = *loaded;
+    const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+    Api api(o);
+    const std::string c = job["collaboration"]["id"];
+    const std::string p = job["project"]["id"];
+    const std::string e = job["experiment"]["id"];
+    const std::string base = "/ttp/connect/collaborations/" + c;
+    auto say = [&](const std::string& s) {
+        if (!o.json) {
+            out << s << "\n" << std::flush;
+        }
+    };
+
+    json collab = job["collaboration"];
+    collab.erase("id");
+    collab["collab_id"] = c;
+    create_or_update(api, "/ttp/connect/collaborations", base, collab);
+    json project = job["project"];
+    project.erase("id");
+    project["project_id"] = p;
+    if (!project.contains("incentives")) {
+        project["incentives"] = json::object();
+    }
+    create_or_update(api, base + "/projects", base + "/projects/" + p, project);
+    const std::string pbase = base + "/projects/" + p;
+    json expt = job["experiment"];
+    expt.erase("id");
+    expt["expt_id"] = e;
+    create_or_update(api, pbase + "/experiments", pbase + "/experiments/" + e, expt);
+    std::vector<std::string> runs;
+    for (const auto& run : job["runs"]) {
+        json r = run;
+        const std::string rid = r["id"];
+        r.erase("id");
+        r["run_id"] = rid;
+        create_or_update(api, pbase + "/experiments/" + e + "/runs", pbase + "/experiments/" + e + "/runs/" + rid, r);
+        runs.push_back(rid);
+    }
+    std::vector<std::pair<std::string, json>> predict_tags;
+    for (const auto& part : job["participants"]) {
+        const std::string pid = part["id"];
+        json pdoc = part.value("details", json::object());
+        pdoc["id"] = pid;
+        create_or_update(api, "/ttp/connect/participants", "/ttp/connect/participants/" + pid, pdoc);
+        const std::string reg = pbase + "/participants/" + pid + "/registration";
+        if (api.call("GET", reg).status == 200) {
+            api.expect("DELETE", reg, nullptr, {200});  // re-registering replaces nodes and tags
+        }
+        json registration{{"role", part.value("role", "guest")}, {"n_count", part["nodes"].size()}};
+        for (std::size_t i = 0; i < part["nodes"].size(); ++i) {
+            const json& n = part["nodes"][i];
+            registration["node_" + std::to_string(i)] = {{"host", n.value("host", "127.0.0.1")},
+                                                         {"port", n.value("port", 8020)},
+                                                         {"f_port", n.value("f_port", n.value("port", 5000))},
+                                                         {"log_msgs", false},
+                                                         {"verbose", false}};
+        }
+        api.expect("POST", reg, registration, {201});
+        json tags = part["tags"];
+        api.expect("POST", reg + "/tags", tags, {201});
+        if (tags.contains("predict") && tags["predict"].is_array() && !tags["predict"].empty()) {
+            predict_tags.emplace_back(pid, tags["predict"]);
+        }
+    }
+    say("registered collaboration '" + c + "', project '" + p + "', experiment '" + e + "', " +
+        std::to_string(runs.size()) + " run(s), " + std::to_string(job["participants"].size()) + " participant(s)");
+
+    json summary{{"collaboration", c}, {"project", p}, {"experiment", e}, {"runs", json::object()}};
+    const json steps = job.value("steps", json::array({"align", "train", "validate", "predict"}));
+    auto has_step = [&](const char* s) { return std::find(steps.begin(), steps.end(), s) != steps.end(); };
+    const std::string tbase = "/ttp/train/collaborations/" + c + "/projects/" + p;
+    const std::string ebase = "/ttp/evaluate/collaborations/" + c + "/projects/" + p;
+    if (has_step("align")) {
+        wait_jobs(api, api.expect("POST", tbase + "/alignments", job.value("alignment", json::object()), {201}), "align",
+                  o, out, deadline);
+        say("alignment done");
+    }
+    for (const auto& r : runs) {
+        if (has_step("train")) {
+            auto trained = wait_jobs(api, api.expect("POST", tbase + "/models/" + e + "/" + r, json::object(), {200}),
+                                     "train " + r, o, out, deadline);
+            json models = api.expect("GET", tbase + "/models/" + e + "/" + r, nullptr, {200})["data"];
+            const std::string path = models.empty() ? "" : models[0]["global"].value("path", "");
+            summary["runs"][r]["model"] = path;
+            summary["runs"][r]["training"] = trained.empty() ? json() : trained[0].value("outputs", json::object()).value("summary", json::object());
+            say("run " + r + " trained: " + path);
+        }
+        if (has_step("validate")) {
+            wait_jobs(api, api.expect("POST", ebase + "/validations/" + e + "/" + r, json::object(), {200}),
+                      "validate " + r, o, out, deadline);
+            json v = api.expect("GET", ebase + "/validations/" + e + "/" + r, nullptr, {200})["data"];
+            summary["runs"][r]["validations"] = v;
+            if (!o.json) {
+                out << "\nvalidation of run " << r << ":\n";
+                print_metrics(v, "evaluate", out);
+                out << "\n";
+            }
+        }
+        if (has_step("predict")) {
+            for (const auto& [pid, tags] : predict_tags) {
+                const std::string route = "/ttp/evaluate/participants/" + pid + "/collaborations/" + c + "/predictions/" +
+                                          p + "/" + e + "/" + r;
+                wait_jobs(api, api.expect("POST", route, json{{"tags", {{p, tags}}}}, {200}), "predict " + r + " " + pid,
+                          o, out, deadline);
+                json pr = api.expect("GET", route, nullptr, {200})["data"];
+                summary["runs"][r]["predictions"][pid] = pr;
+                if (!o.json) {
+                    out << "prediction of run " << r << " by " << pid << " (files stay on its worker):\n";
+                    print_metrics(pr, "predict", out);
+                    out << "\n";
+                }
+            }
+        }
+    }
+    if (o.json) {
+        out << summary.dump(2) << "\n";
+    } else {
+        out << "done\n";
+    }
+    return 0;
+}
+
+}  // namespace
+
+sdk::Result<json> load_job_file(const std::string& path) {
+    YAML::Node root;
+    try {
+        root = YAML::LoadFile(path);
+    } catch (const YAML::Exception& e) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': " + e.what()};
+    }
+    try {
+        json job = to_json(root);
+        const std::string where = "job file '" + path + "'";
+        if (!job.is_object()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": must be a mapping"};
+        }
+        for (const char* section : {"collaboration", "project", "experiment"}) {
+            if (!job.contains(section) || !job[section].is_object()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": section '" + section + "' is required"};
+            }
+            required_string(job[section], "id", where + ", " + section);
+        }
+        json& expt = job["experiment"];
+        if (expt.contains("model_file")) {
+            const fs::path file = fs::path(path).parent_path() / expt["model_file"].get<std::string>();
+            std::ifstream in(file);
+            json model = json::parse(in, nullptr, false);
+            if (!in || model.is_discarded() || !model.is_array()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                  where + ": experiment.model_file '" + file.string() + "' is not a JSON list of layers"};
+            }
+            expt["model"] = model;
+            expt.erase("model_file");
+        }
+        if (!expt.contains("model") || !expt["model"].is_array() || expt["model"].empty()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": experiment needs 'model' (a list of layers) or 'model_file'"};
+        }
+        if (!job.contains("runs") || !job["runs"].is_array() || job["runs"].empty()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": 'runs' must list at least one run"};
+        }
+        for (std::size_t i = 0; i < job["runs"].size(); ++i) {
+            required_string(job["runs"][i], "id", where + ", runs[" + std::to_string(i) + "]");
+        }
+        if (!job.contains("participants") || !job["participants"].is_array() || job["participants"].empty()) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": 'participants' must list at least one participant"};
+        }
+        for (std::size_t i = 0; i < job["participants"].size(); ++i) {
+            const json& part = job["participants"][i];
+            const std::string at = where + ", participants[" + std::to_string(i) + "]";
+            required_string(part, "id", at);
+            if (!part.contains("nodes") || !part["nodes"].is_array() || part["nodes"].empty()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, at + ": 'nodes' must list one node per grid"};
+            }
+            if (!part.contains("tags") || !part["tags"].is_object() || !part["tags"].contains("train")) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, at + ": 'tags' needs at least 'train'"};
+            }
+        }
+        return job;
+    } catch (const Fail& f) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, f.message};
+    } catch (const std::exception& e) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': " + e.what()};
+    }
+}
+
+int submit(const std::string& job_file, const ClientOptions& options, std::ostream& out, std::ostream& err) {
+    try {
+        return run_submit(job_file, options, out);
+    } catch (const Fail& f) {
+        err << "synergos submit: " << f.message << "\n";
+        return f.code;
+    } catch (const std::exception& e) {
+        err << "synergos submit: " << e.what() << "\n";
+        return 2;
+    }
+}
+
+int list_jobs(const ClientOptions& options, const std::string& state, std::ostream& out, std::ostream& err) {
+    try {
+        Api api(options);
+        json data = api.expect("GET", "/v1/jobs" + (state.empty() ? std::string() : "?state=" + state), nullptr, {200})["data"];
+        if (options.json) {
+            out << data.dump(2) << "\n";
+            return 0;
+        }
+        out << std::left << std::setw(30) << "job" << std::setw(12) << "process" << std::setw(6) << "grid" << std::setw(11)
+            << "state" << std::setw(9) << "attempt" << "keys / progress / reason\n";
+        for (const auto& j : data) {
+            std::string keys;
+            for (const auto& k : j.value("filters", json::array())) {
+                keys += (keys.empty() ? "" : "/") + k.get<std::string>();
+            }
+            std::string extra = keys;
+            const json p = j.value("progress", json::object());
+            if (p.contains("round")) {
+                extra += "  round " + std::to_string(p.value("round", 0)) + "/" + std::to_string(p.value("rounds", 0));
+            }
+            if (!j.value("reason", "").empty()) {
+                extra += "  " + j.value("reason", "");
+            }
+            out << std::left << std::setw(30) << j.value("job_id", "") << std::setw(12) << j.value("process", "")
+                << std::setw(6) << j.value("grid", 0) << std::setw(11) << j.value("state", "") << std::setw(9)
+                << j.value("attempts", 0) << extra << "\n";
+        }
+        return 0;
+    } catch (const Fail& f) {
+        err << "synergos jobs: " << f.message << "\n";
+        return 2;
+    }
+}
+
+int status(const ClientOptions& options, std::ostream& out, std::ostream& err) {
+    try {
+        Api api(options);
+        const int ready = api.call("GET", "/readyz").status;
+        json jobs = api.expect("GET", "/v1/jobs", nullptr, {200})["data"];
+        std::map<std::string, int> by_state;
+        for (const auto& j : jobs) {
+            by_state[j.value("state", "?")]++;
+        }
+        json s{{"server", options.server}, {"ready", ready == 200}, {"jobs", by_state}};
+        if (options.json) {
+            out << s.dump(2) << "\n";
+        } else {
+            out << "director " << options.server << ": " << (ready == 200 ? "ready" : "not ready") << "\n";
+            for (const auto& [state, n] : by_state) {
+                out << "  " << std::left << std::setw(11) << state << n << "\n";
+            }
+        }
+        return ready == 200 ? 0 : 1;
+    } catch (const Fail& f) {
+        err << "synergos status: " << f.message << "\n";
+        return 2;
+    }
+}
+
+}  // namespace synergos::core::client

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: Apache-2.0
+// The role loops: what `synergos director`, `synergos ttp` and `synergos worker` run once the
+// Runtime has loaded the plugins their config names.
+#include <synergos/core/runtime/roles.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/http/server.hpp>
+#include <synergos/core/jobs/job_service.hpp>
+#include <synergos/core/jobs/ttp_runner.hpp>
+#include <synergos/core/rest/connect_routes.hpp>
+#include <synergos/core/roles/director_routes.hpp>
+#include <synergos/core/roles/worker_client.hpp>
+#include <synergos/core/runtime/runtime.hpp>
+#include <synergos/core/worker/service.hpp>
+
+namespace synergos::core {
+
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+/// Which TTP function handles each job process (from each function's `processes()`).
+jobs::FunctionRegistry function_registry(Runtime& rt) {
+    jobs::FunctionRegistry registry;
+    for (const auto& [name, fn] : rt.ttp_functions()) {
+        for (const auto& process : fn->processes()) {
+            registry[process] = fn;
+        }
+    }
+    return registry;
+}
+
+jobs::AggregatorLookup aggregator_lookup(Runtime& rt) {
+    return [&rt](const std::string& name) -> sdk::Result<sdk::Aggregator*> {
+        if (sdk::Aggregator* a = rt.aggregator(name)) {
+            return a;
+        }
+        std::string known;
+        for (const auto& n : rt.aggregator_names()) {
+            known += (known.empty() ? "" : ", ") + n;
+        }
+        return sdk::Error{sdk::ErrorCode::Unimplemented,
+                          "no aggregator plugin '" + name + "' is active (active: " + (known.empty() ? "none" : known) + ")"};
+    };
+}
+
+http::ServerOptions server_options(const RuntimeConfig& cfg) {
+    http::ServerOptions o;
+    o.host = cfg.http.host;
+    o.port = static_cast<std::uint16_t>(cfg.http.port);
+    o.threads = cfg.http.threads;
+    o.body_limit_bytes = cfg.http.body_limit_bytes;
+    o.header_timeout = std::chrono::milliseconds(cfg.http.header_timeout_ms);
+    o.body_timeout = std::chrono::milliseconds(cfg.http.body_timeout_ms);
+    o.max_connections = static_cast<std::size_t>(cfg.http.max_connections);
+    return o;
+}
+
+/// Starts the plugins or logs why not; false on failure (the caller returns 1).
+bool start(Runtime& rt) {
+    if (sdk::Status st = rt.start_plugins(); !st) {
+        rt.logger().critical("start-up failed", {{"error", st.message()}});
+        rt.stop_all();
+        return false;
+    }
+    return true;
+}
+
+int fail(Runtime& rt, const std::string& what, const std::string& error) {
+    rt.logger().critical(what, {{"error", error}});
+    rt.stop_all();
+    return 1;
+}
+
+/// Announces the listening address on stdout, so scripts and tests started with port 0 can find
+/// the server (logs may go elsewhere).
+void announce(const std::string& role, const std::string& host, std::uint16_t port) {
+    std::printf("synergos %s listening on http://%s:%u\n", role.c_str(), host.c_str(), static_cast<unsigned>(port));
+    std::fflush(stdout);
+}
+
+/// A TTP loop on `grid` with an HTTP worker client, owned by the runtime's component list.
+struct TtpParts {
+    std::unique_ptr<http::HttpClient> http;
+    std::unique_ptr<roles::HttpWorkerClient> workers;
+    std::unique_ptr<jobs::TtpRunner> runner;
+};
+
+sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::MessageQueue& mq, int grid,
+                                                        const std::string& ttp_id) {
+    auto parts = std::make_shared<TtpParts>();
+    parts->http = std::make_unique<http::HttpClient>();
+    parts->workers = std::make_unique<roles::HttpWorkerClient>(*parts->http);
+    jobs::TtpRunnerOptions o;
+    o.grid = grid;
+    o.ttp_id = ttp_id;
+    o.outputs_dir = rt.config().node.outputs_dir;
+    parts->runner = std::make_unique<jobs::TtpRunner>(mq, rt.host_context("ttp").logger(), function_registry(rt),
+                                                      parts->workers.get(), aggregator_lookup(rt), o);
+    if (auto st = parts->runner->start(); !st) {
+        return st.error();
+    }
+    return parts;
+}
+
+}  // namespace
+
+int run_director(Runtime& rt) {
+    if (!start(rt)) {
+        return 1;
+    }
+    const auto& cfg = rt.config();
+    sdk::StorageBackend* storage = rt.storage();
+    sdk::MessageQueue* mq = rt.message_queue();
+    if (storage == nullptr || mq == nullptr) {
+        return fail(rt, "start-up failed", "a director needs a storage plugin and a message_queue plugin");
+    }
+    sdk::Logger& jobs_logger = rt.host_context("jobs").logger();
+    jobs::JobServiceOptions jo;
+    jo.max_attempts = cfg.jobs.max_attempts;
+    jo.outputs_dir = cfg.node.outputs_dir;
+    auto service = std::make_shared<jobs::JobService>(*storage, *mq, jobs_logger, function_registry(rt), rt.tracker(), jo);
+    if (auto st = service->start(); !st) {
+        return fail(rt, "job service failed to start", st.message());
+    }
+    rt.add_component("job service", [service] { service->stop(); });
+
+    // The embedded standalone director: without a broker, it runs the TTP of grid 0 itself.
+    const bool embedded = cfg.message_queue.backend == "memory";
+    if (embedded) {
+        auto ttp = start_ttp_runner(rt, *mq, 0, cfg.node.id + "/ttp-0");
+        if (!ttp) {
+            return fail(rt, "embedded TTP failed to start", ttp.error().message);
+        }
+        auto parts = *ttp;
+        rt.add_component("embedded ttp (grid 0)", [parts] { parts->runner->stop(); });
+    }
+
+    auto router = std::make_shared<http::Router>();
+    sdk::Logger& rest_logger = rt.host_context("rest").logger();
+    rest::register_connect_routes(*router, *storage, rest_logger);
+    roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model()});
+    auto server = std::make_shared<http::HttpServer>(server_options(cfg), *router, rest_logger);
+    if (auto st = server->start(); !st) {
+        return fail(rt, "REST API failed to start", st.message());
+    }
+    // Stopped first (reverse order): in-flight requests finish before the job service goes.
+    rt.add_component("rest api", [server, router] { server->stop(10s); });
+    announce("director", cfg.http.host, server->bound_port());
+    rt.logger().info("role started", {{"role", "director"},
+                                      {"node_id", cfg.node.id},
+                                      {"port", server->bound_port()},
+                                      {"embedded_ttp", embedded},
+                                      {"components", rt.started_components()}});
+    rt.wait_for_stop();
+    rt.stop_all();
+    return 0;
+}
+
+int run_ttp(Runtime& rt) {
+    if (!start(rt)) {
+        return 1;
+    }
+    const auto& cfg = rt.config();
+    sdk::MessageQueue* mq = rt.message_queue();
+    if (mq == nullptr) {
+        return fail(rt, "start-up failed", "a TTP needs a message_queue plugin (--queue rabbitmq HOST PORT)");
+    }
+    auto ttp = start_ttp_runner(rt, *mq, cfg.ttp.grid, cfg.node.id);
+    if (!ttp) {
+        return fail(rt, "TTP failed to start", ttp.error().message);
+    }
+    auto parts = *ttp;
+    rt.add_component("ttp runner", [parts] { parts->runner->stop(); });
+    rt.logger().info("role started", {{"role", "ttp"}, {"node_id", cfg.node.id}, {"grid", cfg.ttp.grid},
+                                      {"components", rt.started_components()}});
+    rt.wait_for_stop();
+    rt.stop_all();
+    return 0;
+}
+
+int run_worker(Runtime& rt) {
+    if (!start(rt)) {
+        return 1;
+    }
+    const auto& cfg = rt.config();
+    if (rt.model() == nullptr) {
+        return fail(rt, "start-up failed", "a worker needs a model plugin (model: {backend: torch})");
+    }
+    worker::WorkerServiceConfig wc;
+    wc.participant_id = cfg.node.id;
+    wc.data_dir = cfg.node.data_dir;
+    wc.outputs_dir = cfg.node.outputs_dir;
+    for (const auto& [name, pipeline] : rt.data_pipelines()) {
+        wc.pipelines[pipeline->datatype()] = pipeline;
+    }
+    wc.model = rt.model();
+    wc.logger = &rt.host_context("worker").logger();
+    wc.max_body_bytes = cfg.http.body_limit_bytes;
+    auto service = std::make_shared<worker::WorkerService>(wc);
+
+    auto router = std::make_shared<http::Router>();
+    auto forward = [service](const http::Request& req) {
+        worker::WorkerHttpRequest wr{req.method, req.path, req.header("content-type"), req.body};
+        worker::WorkerHttpResponse out = service->handle(wr);
+        http::Response resp;
+        resp.status = out.status;
+        resp.content_type = out.content_type;
+        resp.body = std::move(out.body);
+        return resp;
+    };
+    router->add("GET", "/v1/health", forward);
+    router->add("POST", "/v1/projects/{collab_id}/{project_id}/poll", forward);
+    for (const char* action : {"initialise", "train", "evaluate", "terminate"}) {
+        router->add("POST", std::string("/v1/runs/{collab_id}/{project_id}/{expt_id}/{run_id}/") + action, forward);
+    }
+    auto server = std::make_shared<http::HttpServer>(server_options(cfg), *router, *wc.logger);
+    if (auto st = server->start(); !st) {
+        return fail(rt, "worker protocol server failed to start", st.message());
+    }
+    rt.add_component("worker protocol", [server, router, service] { server->stop(10s); });
+    announce("worker", cfg.http.host, server->bound_port());
+    rt.logger().info("role started", {{"role", "worker"}, {"node_id", cfg.node.id}, {"port", server->bound_port()},
+                                      {"datatypes", json(wc.pipelines.size())},
+                                      {"components", rt.started_components()}});
+    rt.wait_for_stop();
+    rt.stop_all();
+    return 0;
+}
+
+}  // namespace synergos::core
