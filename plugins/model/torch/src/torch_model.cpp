@@ -366,6 +366,20 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
                                                 std::string_view args_json,
                                                 const sdk::TensorMap* reference) noexcept {
     int epoch = -1;
+    // The state before the loop, restored when training fails half-way (a refused call
+    // changes nothing). One model-sized copy per call.
+    std::vector<std::pair<Tensor, Tensor>> backup;
+    const auto restore = [&]() noexcept {
+        try {
+            ::torch::NoGradGuard no_grad;
+            for (auto& [live, saved] : backup) {
+                live.copy_(saved);
+            }
+            network_->set_training(false);
+        } catch (...) {
+            // nothing better to do: the error being reported already says training failed
+        }
+    };
     try {
         const TrainArgs args = parse_train_args(args_json);
         require_training_fields(args);
@@ -399,6 +413,9 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         EarlyStopping stopper(args.patience, args.delta);
         const bool log_softmax_here = nll_after_softmax(*network_, args);
 
+        for (const auto& [name, tensor] : network_->state_entries()) {
+            backup.emplace_back(tensor, tensor.detach().clone());
+        }
         sdk::TrainReport report;
         report.samples = rows;
         network_->set_training(true);
@@ -457,18 +474,18 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         }
         return report;
     } catch (const SpecError& e) {
-        network_->set_training(false);
+        restore();
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const c10::Error& e) {
-        network_->set_training(false);
+        restore();
         return sdk::Error{
             sdk::ErrorCode::InvalidArgument,
             "torch: training failed in epoch " + std::to_string(epoch) + ": " + first_line(e)};
     } catch (const std::bad_alloc&) {
-        network_->set_training(false);
+        restore();
         return sdk::Error{sdk::ErrorCode::ResourceExhausted, "torch: out of memory while training"};
     } catch (const std::exception& e) {
-        network_->set_training(false);
+        restore();
         return sdk::Error{sdk::ErrorCode::Internal,
                           std::string("torch: training failed: ") + e.what()};
     }

@@ -376,3 +376,21 @@ TEST_CASE("Training refuses bad data and bad reference states with clear errors"
     // None of the refused calls changed the weights.
     CHECK(max_abs_diff(before, *model->state()) == 0.0);
 }
+
+TEST_CASE("A training call that fails half-way leaves the weights as they were", "[unit][torch]") {
+    TorchFixture f;
+    // No sigmoid: BCELoss accepts the output only while it stays in [0, 1]. It starts at 0.5
+    // and every step (label 1) pushes it up, so a few batches in, BCELoss refuses its input.
+    auto model = f.build(
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1},
+            "activation": ""}])",
+        "{}");
+    const TensorMap before = linear_state(0.5, 0.5, 0.0);
+    REQUIRE(model->load_state(before).is_ok());
+    auto report = model->train(
+        classify_data({2}, std::vector<float>(16, 0.5F), std::vector<int>(8, 1), 2),
+        R"({"criterion": "BCELoss", "lr": 0.05, "lr_scheduler": "", "batch_size": 1})", nullptr);
+    REQUIRE_FALSE(report.has_value());
+    CHECK_THAT(report.error().message, Catch::Contains("training failed in epoch 0"));
+    CHECK(max_abs_diff(before, *model->state()) == 0.0);
+}
