@@ -5,14 +5,17 @@
 #   POST a new run (unique run_id per request, durable commit),
 # next to nginx serving the same JSON body from a file, all on 127.0.0.1 in the same run.
 # Usage: run_bench.sh SERVER_BINARY   (env: DURATION=5s CONNECTIONS=64 WRK_THREADS=2
-#                                           SERVER_THREADS=8 NGINX_WORKERS=2)
+#   SERVER_THREADS=2 (I/O event loops) HANDLER_THREADS=64 (pool for writes: group commit)
+#   READ_CONNECTIONS=8 NGINX_WORKERS=2)
 set -euo pipefail
 
 SERVER=${1:?usage: run_bench.sh SERVER_BINARY}
 DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
-SERVER_THREADS=${SERVER_THREADS:-8}
+SERVER_THREADS=${SERVER_THREADS:-2}
+HANDLER_THREADS=${HANDLER_THREADS:-64}
+READ_CONNECTIONS=${READ_CONNECTIONS:-8}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -38,7 +41,8 @@ free_port() {
 
 # --- the Synergos test server (connect routes on sqlite) ---
 mkdir -p "$WORK/data" "$WORK/www"
-"$SERVER" --data "$WORK/data" --port 0 --threads "$SERVER_THREADS" --quiet > "$WORK/server.out" 2> "$WORK/server.err" &
+"$SERVER" --data "$WORK/data" --port 0 --threads "$SERVER_THREADS" \
+  --handler-threads "$HANDLER_THREADS" --read-connections "$READ_CONNECTIONS" --quiet > "$WORK/server.out" 2> "$WORK/server.err" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
   grep -q '^PORT ' "$WORK/server.out" 2>/dev/null && break
@@ -93,6 +97,7 @@ cmp -s "$WORK/nginx-body.json" "$WORK/www/run.json" || { cat "$WORK/nginx-error.
   echo "bench_rest: nginx does not serve the same body" >&2; exit 1; }
 
 # --- wrk runs (keep-alive is wrk's default) ---
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 run_wrk() {  # name, url, [lua script]
   local name=$1 url=$2 script=${3:-}
   local args=(-t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency --timeout 5s)
@@ -117,7 +122,8 @@ NG=$(rps nginx_get); SG=$(rps synergos_get); SP=$(rps synergos_post)
 RATIO=$(python3 -c "print(f'{$SG / $NG:.2f}')")
 echo
 echo "REST benchmark: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (keep-alive), 127.0.0.1, $(nproc) cores"
-echo "  synergos server: $SERVER_THREADS threads, sqlite synchronous=FULL, access log off; nginx: $NGINX_WORKERS workers, access log off"
+echo "  synergos: $SERVER_THREADS I/O threads, $HANDLER_THREADS handler threads, sqlite synchronous=FULL (WAL, group commit), access log off"
+echo "  nginx: $NGINX_WORKERS workers, access log off; load average before the run: $LOAD_BEFORE"
 printf "  %-38s %12s %10s\n" "case" "requests/s" "p99 ms"
 printf "  %-38s %12s %10s\n" "nginx GET same body from a file" "$NG" "$(p99_ms nginx_get)"
 printf "  %-38s %12s %10s\n" "synergos GET one run (with relations)" "$SG" "$(p99_ms synergos_get)"

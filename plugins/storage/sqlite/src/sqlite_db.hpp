@@ -5,6 +5,7 @@
 /// Thin RAII wrappers over the SQLite C API: a connection with a cache of prepared statements,
 /// and a statement cursor. Every failure becomes an `sdk::Error` naming the SQL and the file.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -69,6 +70,12 @@ public:
     sdk::Result<std::int64_t> pragma_int(const std::string& name) noexcept;
 
     const std::string& path() const noexcept { return path_; }
+
+    /// Read-snapshot bookkeeping for pooled readers (owned by the storage class): whether a read
+    /// transaction is open, the write generation it started at, and when.
+    bool in_read_txn = false;
+    std::uint64_t snapshot_generation = 0;
+    std::chrono::steady_clock::time_point snapshot_began{};
 
 private:
     sqlite3* db_ = nullptr;

@@ -465,7 +465,31 @@ sdk::Result<Connection*> SqliteStorage::acquire_reader() noexcept {
     }
     Connection* conn = free_readers_.back();
     free_readers_.pop_back();
+    lock.unlock();
+    // Reuse the open snapshot when nothing was committed since it began (see the header).
+    const auto generation = write_generation_.load();
+    const auto now = std::chrono::steady_clock::now();
+    if (conn->in_read_txn && (conn->snapshot_generation != generation ||
+                              now - conn->snapshot_began > kSnapshotMaxAge)) {
+        (void)conn->exec("COMMIT");
+        conn->in_read_txn = false;
+    }
+    if (!conn->in_read_txn && conn->exec("BEGIN")) {
+        conn->in_read_txn = true;
+        conn->snapshot_generation = generation;
+        conn->snapshot_began = now;
+    }
     return conn;
+}
+
+void SqliteStorage::refresh_idle_readers() noexcept {
+    std::lock_guard<std::mutex> lock(read_mutex_);
+    for (Connection* conn : free_readers_) {
+        if (conn->in_read_txn) {
+            (void)conn->exec("COMMIT");
+            conn->in_read_txn = false;
+        }
+    }
 }
 
 void SqliteStorage::release_reader(Connection* connection) noexcept {
@@ -577,6 +601,9 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
                 write_queue_.clear();
                 lock.unlock();
                 auto results = commit_group(group);
+                // Readers must start a new snapshot before anyone learns of this commit.
+                write_generation_.fetch_add(1);
+                refresh_idle_readers();
                 lock.lock();
                 // Publish outcomes only now, under the lock: a follower must never see its
                 // result before the transaction that holds it is committed.

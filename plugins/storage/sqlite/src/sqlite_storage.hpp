@@ -7,6 +7,7 @@
 /// each batch inside its own SAVEPOINT, so a failing batch rolls back alone while the others share
 /// one fsync. Reads use a small pool of read-only connections, so they never wait for a commit.
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -52,6 +53,9 @@ inline constexpr sdk::PluginDescriptor kDescriptor{
     sizeof(kOptions) / sizeof(kOptions[0]),
 };
 
+/// How long a pooled reader may reuse one snapshot when nothing was written by this process.
+inline constexpr std::chrono::milliseconds kSnapshotMaxAge{50};
+
 /// The schema version this build migrates to.
 inline constexpr int kSchemaVersion = 2;
 
@@ -84,6 +88,9 @@ private:
     sdk::Status migrate() noexcept;
     sdk::Result<Connection*> acquire_reader() noexcept;
     void release_reader(Connection* connection) noexcept;
+    /// Ends the read transactions of idle readers (after a commit), so they never pin old
+    /// WAL frames and block checkpoints. Called with no lock held.
+    void refresh_idle_readers() noexcept;
     /// Runs every batch of `group` in one transaction; one outcome per batch, in order.
     std::vector<sdk::Result<std::vector<sdk::Record>>> commit_group(
         const std::vector<std::shared_ptr<Pending>>& group) noexcept;
@@ -114,6 +121,10 @@ private:
     std::vector<std::unique_ptr<Connection>> readers_;
     std::vector<Connection*> free_readers_;
     bool readers_open_ = false;
+    // Bumped after every local commit. A pooled reader keeps its read transaction (one snapshot,
+    // no per-statement locking) while the generation is unchanged and the snapshot is younger
+    // than kSnapshotMaxAge (which bounds staleness for writes by other processes).
+    std::atomic<std::uint64_t> write_generation_{0};
 };
 
 }  // namespace synergos::plugins::sqlite

@@ -389,3 +389,29 @@ TEST_CASE("sqlite storage keys hold any UTF-8 text and refuse invalid UTF-8", "[
         CHECK(result.error().message.find("UTF-8") != std::string::npos);
     }
 }
+
+TEST_CASE("sqlite storage sees writes made through another connection to the same file",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage reader(host, sdk::Options{});
+    REQUIRE(reader.start().is_ok());
+    // Warm every pooled reader's snapshot.
+    for (int i = 0; i < 8; ++i) {
+        CHECK_FALSE(reader.get("Project", project_key("c", "p")).has_value());
+    }
+    SqliteStorage other(host, sdk::Options{});  // stands for another process on the same file
+    REQUIRE(other.start().is_ok());
+    REQUIRE(other.apply({insert("Project", project_key("c", "p"))}).has_value());
+    // Snapshots are reused for at most kSnapshotMaxAge when this instance has not written.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    bool seen = false;
+    while (!seen && std::chrono::steady_clock::now() < deadline) {
+        seen = reader.get("Project", project_key("c", "p")).has_value();
+    }
+    CHECK(seen);
+    // Its own writes are visible at once.
+    REQUIRE(reader.apply({insert("Project", project_key("c", "q"))}).has_value());
+    CHECK(reader.get("Project", project_key("c", "q")).has_value());
+    CHECK(reader.list({"Project", {{"collab_id", "c"}}, 0, 0})->size() == 2);
+}
