@@ -349,7 +349,10 @@ struct WorkerService::Impl {
         return data_root;
     }
 
-    Split load_split(const std::string& action, const Json& tags, const std::string& meta) {
+    /// `scaling` (feature -> [min, max]) is the federation-wide scaling the TTP found at
+    /// alignment; it reaches the pipeline as the option `scaling` (null: each split scales itself).
+    Split load_split(const std::string& action, const Json& tags, const std::string& meta,
+                     const Json& scaling = Json(nullptr)) {
         Split split;
         std::vector<std::string> dirs;
         std::string key = action + "\n" + meta;
@@ -384,6 +387,9 @@ struct WorkerService::Impl {
                           quote(split.datatype) +
                           " (available: " + (known.empty() ? std::string("none") : known) + ")");
         }
+        if (scaling.is_object() && operations.is_object()) {
+            operations["scaling"] = scaling;
+        }
         const std::string options = dump(operations);
         key += "\n" + split.datatype + "\n" + options;
         {
@@ -414,14 +420,15 @@ struct WorkerService::Impl {
         return split;
     }
 
-    std::map<std::string, Split> load_splits(const std::string& action, const Json& tags) {
+    std::map<std::string, Split> load_splits(const std::string& action, const Json& tags,
+                                             const Json& scaling = Json(nullptr)) {
         std::map<std::string, Split> out;
         for (const char* meta : kMetas) {
             const auto it = tags.find(meta);
             if (it == tags.end() || it->is_null() || it->empty()) {
                 continue;
             }
-            out.emplace(meta, load_split(action, *it, meta));
+            out.emplace(meta, load_split(action, *it, meta, scaling));
         }
         if (out.empty()) {
             fail(400, "body field 'tags' names no data for train, evaluate or predict");
@@ -525,6 +532,7 @@ struct WorkerService::Impl {
         }
         std::vector<std::string> x_superset;
         std::vector<std::string> y_superset;
+        Json scaling = nullptr;
         const Json alignment = body.value("alignment", Json(nullptr));
         if (!alignment.is_null()) {
             if (!alignment.is_object()) {
@@ -532,12 +540,16 @@ struct WorkerService::Impl {
             }
             x_superset = string_list(alignment.value("X", Json(nullptr)), "alignment.X");
             y_superset = string_list(alignment.value("y", Json(nullptr)), "alignment.y");
+            scaling = alignment.value("scaling", Json(nullptr));
+            if (!scaling.is_null() && !scaling.is_object()) {
+                fail(400, "body field 'alignment.scaling' must map features to [min, max]");
+            }
         }
         if (config.model == nullptr) {
             fail(500, "this worker has no model backend");
         }
 
-        const auto splits = load_splits(action, tags);
+        const auto splits = load_splits(action, tags, scaling);
         auto state = std::make_shared<RunState>();
         state->action = action;
         state->run = run;

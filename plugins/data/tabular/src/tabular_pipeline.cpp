@@ -187,6 +187,19 @@ struct Column {
     }
 };
 
+/// The [min, max] of `feature` in a `scaling` option ({feature: [min, max]}), when valid.
+std::optional<std::pair<double, double>> scaling_of(const Json& scaling, const std::string& feature) {
+    if (!scaling.is_object()) {
+        return std::nullopt;
+    }
+    const auto it = scaling.find(feature);
+    if (it == scaling.end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number() ||
+        !(*it)[1].is_number()) {
+        return std::nullopt;
+    }
+    return std::make_pair((*it)[0].get<double>(), (*it)[1].get<double>());
+}
+
 sdk::Result<std::string> read_file(const fs::path& path, std::int64_t max_bytes) {
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) {
@@ -715,6 +728,10 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         }
     }
 
+    // Federation-wide min-max bounds from the alignment (option `scaling`), when given.
+    const Json scaling = options.value("scaling", Json(nullptr));
+    const bool global_scaling = scaling.is_object();
+
     sdk::Dataset ds;
     const std::size_t n = rows.size();
     const std::size_t width = features.size();
@@ -726,12 +743,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         const Column& col = columns[feat.column];
         ds.feature_names.push_back(feat.name);
         if (feat.level >= 0) {
-            // One-hot: min-max of a 0/1 column is itself, except a constant column -> 0.
+            // One-hot: min-max of a 0/1 column is itself, except a constant column -> 0 when the
+            // split scales itself. Under federation-wide scaling a 0/1 column keeps its values.
             std::size_t ones = 0;
             for (std::size_t i = 0; i < n; ++i) {
                 ones += col.codes[rows[i]] == feat.level ? 1 : 0;
             }
-            if (ones == 0 || ones == n) {
+            if (ones == 0 || (ones == n && !global_scaling)) {
                 continue;
             }
             for (std::size_t i = 0; i < n; ++i) {
@@ -741,9 +759,16 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         }
         double lo = std::numeric_limits<double>::infinity();
         double hi = -lo;
-        for (std::size_t r : rows) {
-            lo = std::min(lo, col.num[r]);
-            hi = std::max(hi, col.num[r]);
+        if (const auto bound = scaling_of(scaling, feat.name)) {
+            // The federation-wide range: every participant and split scales alike, so a model
+            // sees the same feature values for the same raw values (values outside stay outside).
+            lo = bound->first;
+            hi = bound->second;
+        } else {
+            for (std::size_t r : rows) {
+                lo = std::min(lo, col.num[r]);
+                hi = std::max(hi, col.num[r]);
+            }
         }
         const double span = hi - lo;
         if (!(span > 0.0)) {

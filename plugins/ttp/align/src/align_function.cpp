@@ -162,8 +162,36 @@ sdk::Result<std::string> AlignFunction::execute(sdk::JobContext& ctx, std::strin
             return sdk::Error{sdk::ErrorCode::InvalidArgument, "no worker reported any label column ('target')"};
         }
 
+        // Federation-wide min-max bounds of numeric features, from the participants' training
+        // split summaries (ranges only, never rows): every worker then scales alike, where the
+        // original scaled each split by its own range.
+        json scaling = json::object();
+        const std::set<std::string> x_names(x_superset.begin(), x_superset.end());
+        for (const auto& p : polled) {
+            const json train_meta = p.value("metadata", json::object()).value("train", json::object());
+            const json columns = train_meta.value("columns", json::object());
+            if (!columns.is_object()) {
+                continue;
+            }
+            for (auto it = columns.begin(); it != columns.end(); ++it) {
+                const json& summary = it.value();
+                if (!x_names.count(it.key()) || !summary.is_object() || !summary.contains("min") ||
+                    !summary.contains("max") || !summary["min"].is_number() || !summary["max"].is_number()) {
+                    continue;
+                }
+                const double lo = summary["min"].get<double>();
+                const double hi = summary["max"].get<double>();
+                if (!scaling.contains(it.key())) {
+                    scaling[it.key()] = json::array({lo, hi});
+                } else {
+                    scaling[it.key()][0] = std::min(scaling[it.key()][0].get<double>(), lo);
+                    scaling[it.key()][1] = std::max(scaling[it.key()][1].get<double>(), hi);
+                }
+            }
+        }
+
         json out = json::object();
-        out["superset"] = auto_align ? json{{"X", x_superset}, {"y", y_superset}} : json(nullptr);
+        out["superset"] = auto_align ? json{{"X", x_superset}, {"y", y_superset}, {"scaling", scaling}} : json(nullptr);
         out["spacers"] = json::object();
         out["participants"] = json::object();
         for (std::size_t i = 0; i < nodes.size(); ++i) {
@@ -220,7 +248,8 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
         }
         std::vector<sdk::Mutation> batch;
         const json superset = out->value("superset", json(nullptr));
-        for (auto& [pid, metas] : out->value("spacers", json::object()).items()) {
+        const json all_spacers = out->value("spacers", json::object());
+        for (auto& [pid, metas] : all_spacers.items()) {
             json doc = metas;
             doc["superset"] = superset;
             batch.push_back({sdk::WriteMode::Upsert, "Alignment", ttp::alignment_key(job->collab(), job->project(), pid),
@@ -236,7 +265,8 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
             if (!doc) {
                 return doc.error();
             }
-            for (auto& [k, v] : update.value("updates", json::object()).items()) {
+            const json updates = update.value("updates", json::object());
+            for (auto& [k, v] : updates.items()) {
                 (*doc)[k] = v;
             }
             batch.push_back({sdk::WriteMode::Update, "Experiment", rec->key, doc->dump()});

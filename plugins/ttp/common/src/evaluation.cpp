@@ -155,7 +155,8 @@ sdk::Status EvaluationFunction::after_archive(sdk::ArchiveContext& ctx, std::str
         const auto ts = now_ms();
         for (auto& [pid, metas] : out->items()) {
             for (auto& [meta, result] : metas.items()) {
-                for (auto& [stat, value] : result.value("statistics", json::object()).items()) {
+                const json statistics = result.value("statistics", json::object());
+                for (auto& [stat, value] : statistics.items()) {
                     const std::string base = pid + "." + meta + "." + stat;
                     if (value.is_number()) {
                         points.push_back({base, value.get<double>(), 0, ts});

@@ -534,7 +534,8 @@ sdk::Status TrainFunction::after_archive(sdk::ArchiveContext& ctx, std::string_v
         };
         add_series("global_train_loss", history.value("train", json::object()));
         add_series("global_evaluate_loss", history.value("evaluate", json::object()));
-        for (auto& [pid, series] : history.value("local", json::object()).items()) {
+        const json local = history.value("local", json::object());
+        for (auto& [pid, series] : local.items()) {
             add_series(pid + "_local_loss", series);
         }
         if (auto st = tracker->log_metrics(*run, points); !st) {
