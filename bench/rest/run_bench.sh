@@ -4,7 +4,7 @@
 #   GET  one run record (with its relations) and
 #   POST a new run (unique run_id per request, durable commit),
 # next to nginx serving the same JSON body from a file, all on 127.0.0.1 in the same run.
-# Usage: run_bench.sh SERVER_BINARY   (env: DURATION=5s CONNECTIONS=64 WRK_THREADS=2
+# Usage: run_bench.sh SERVER_BINARY   (env: DURATION=5s ROUNDS=3 CONNECTIONS=64 WRK_THREADS=2
 #   SERVER_THREADS=2 (I/O event loops) HANDLER_THREADS=64 (pool for writes: group commit)
 #   READ_CONNECTIONS=8 NGINX_WORKERS=2)
 set -euo pipefail
@@ -112,25 +112,43 @@ p99_ms() {
 non2xx() { awk '/Non-2xx or 3xx responses:/ {print $5}' "$WORK/$1.wrk"; }
 errors() { awk '/Socket errors:/ {print}' "$WORK/$1.wrk"; }
 
-run_wrk nginx_get "http://127.0.0.1:$NPORT/run.json"
-run_wrk synergos_get "http://127.0.0.1:$PORT$GET_PATH"
-run_wrk synergos_post "http://127.0.0.1:$PORT$POST_PATH" "$HERE/post_run.lua"
+# The machine is shared: alternate the cases for ROUNDS rounds and report medians, so a burst of
+# background load does not land on one side only.
+ROUNDS=${ROUNDS:-3}
+for round in $(seq 1 "$ROUNDS"); do
+  run_wrk "nginx_get_$round" "http://127.0.0.1:$NPORT/run.json"
+  run_wrk "synergos_get_$round" "http://127.0.0.1:$PORT$GET_PATH"
+  run_wrk "synergos_post_$round" "http://127.0.0.1:$PORT$POST_PATH" "$HERE/post_run.lua"
+done
 
 RUNS=$(curl -sf "http://127.0.0.1:$PORT$POST_PATH" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))')
 
-NG=$(rps nginx_get); SG=$(rps synergos_get); SP=$(rps synergos_post)
+median() {  # case, metric function
+  local values=""
+  for round in $(seq 1 "$ROUNDS"); do values="$values $($2 "$1_$round")"; done
+  python3 -c "import statistics,sys; print(f'{statistics.median(float(v) for v in sys.argv[1:]):.2f}')" $values
+}
+all_rounds() {
+  local out=""
+  for round in $(seq 1 "$ROUNDS"); do out="$out $($2 "$1_$round")"; done
+  echo "$out"
+}
+NG=$(median nginx_get rps); SG=$(median synergos_get rps); SP=$(median synergos_post rps)
 RATIO=$(python3 -c "print(f'{$SG / $NG:.2f}')")
 echo
-echo "REST benchmark: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (keep-alive), 127.0.0.1, $(nproc) cores"
+echo "REST benchmark: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (keep-alive), 127.0.0.1, $(nproc) cores, medians of $ROUNDS alternating rounds"
 echo "  synergos: $SERVER_THREADS I/O threads, $HANDLER_THREADS handler threads, sqlite synchronous=FULL (WAL, group commit), access log off"
-echo "  nginx: $NGINX_WORKERS workers, access log off; load average before the run: $LOAD_BEFORE"
-printf "  %-38s %12s %10s\n" "case" "requests/s" "p99 ms"
-printf "  %-38s %12s %10s\n" "nginx GET same body from a file" "$NG" "$(p99_ms nginx_get)"
-printf "  %-38s %12s %10s\n" "synergos GET one run (with relations)" "$SG" "$(p99_ms synergos_get)"
-printf "  %-38s %12s %10s\n" "synergos POST create run (durable)" "$SP" "$(p99_ms synergos_post)"
+echo "  nginx: $NGINX_WORKERS workers, access log off; load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "  %-38s %12s %10s   %s\n" "case" "requests/s" "p99 ms" "per round (req/s)"
+printf "  %-38s %12s %10s  %s\n" "nginx GET same body from a file" "$NG" "$(median nginx_get p99_ms)" "$(all_rounds nginx_get rps)"
+printf "  %-38s %12s %10s  %s\n" "synergos GET one run (with relations)" "$SG" "$(median synergos_get p99_ms)" "$(all_rounds synergos_get rps)"
+printf "  %-38s %12s %10s  %s\n" "synergos POST create run (durable)" "$SP" "$(median synergos_post p99_ms)" "$(all_rounds synergos_post rps)"
 echo "  GET ratio synergos/nginx: $RATIO (goal >= 0.50); p99 goal < 5 ms for both synergos cases"
-echo "  non-2xx: nginx_get=$(non2xx nginx_get) synergos_get=$(non2xx synergos_get) synergos_post=$(non2xx synergos_post)"
-for n in nginx_get synergos_get synergos_post; do
-  e=$(errors $n); [ -n "$e" ] && echo "  $n: $e"
+echo "  p99 per round (ms): nginx$(all_rounds nginx_get p99_ms) | get$(all_rounds synergos_get p99_ms) | post$(all_rounds synergos_post p99_ms)"
+for round in $(seq 1 "$ROUNDS"); do
+  for n in nginx_get synergos_get synergos_post; do
+    bad=$(non2xx "${n}_$round"); [ -n "$bad" ] && echo "  ${n} round $round: $bad non-2xx responses"
+    e=$(errors "${n}_$round"); [ -n "$e" ] && echo "  ${n} round $round: $e"
+  done
 done
-echo "  runs stored after the POST run: $RUNS (1 seeded + one per 201)"
+echo "  runs stored after the POST rounds: $RUNS (1 seeded + one per 201)"

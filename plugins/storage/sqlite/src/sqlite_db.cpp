@@ -137,6 +137,34 @@ sdk::Result<Statement> Connection::prepare(const std::string& sql) noexcept {
     return Statement(db_, stmt);
 }
 
+void Connection::set_checkpoint_policy(int passive_frames, int restart_frames) noexcept {
+    passive_frames_ = passive_frames;
+    restart_frames_ = restart_frames;
+    sqlite3_wal_hook(db_, &Connection::on_wal_commit, this);
+}
+
+int Connection::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
+    auto* conn = static_cast<Connection*>(self);
+    conn->wal_frames_ = frames;
+    if (frames >= conn->passive_frames_) {
+        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
+    return SQLITE_OK;
+}
+
+void Connection::restart_if_large(int wait_ms, int busy_timeout_ms) noexcept {
+    if (restart_frames_ <= 0 || wal_frames_ < restart_frames_) {
+        return;
+    }
+    sqlite3_busy_timeout(db_, wait_ms);
+    const int rc =
+        sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+    sqlite3_busy_timeout(db_, busy_timeout_ms);
+    if (rc == SQLITE_OK) {
+        wal_frames_ = 0;
+    }
+}
+
 sdk::Result<std::int64_t> Connection::pragma_int(const std::string& name) noexcept {
     auto stmt = prepare("PRAGMA " + name);
     if (!stmt) {

@@ -66,6 +66,14 @@ public:
     sdk::Status exec(const std::string& sql) noexcept;
     /// A cached prepared statement for `sql`.
     sdk::Result<Statement> prepare(const std::string& sql) noexcept;
+    /// Replaces SQLite's auto-checkpoint: a PASSIVE checkpoint after a commit once the WAL holds
+    /// `passive_frames`; `restart_if_large()` then lets the WAL start over past `restart_frames`.
+    void set_checkpoint_policy(int passive_frames, int restart_frames) noexcept;
+    /// Under a steady stream of reads and writes PASSIVE checkpoints never complete and the WAL
+    /// grows without bound: past the threshold, try a RESTART checkpoint, waiting at most
+    /// `wait_ms` for readers to leave old snapshots (it is retried after a later commit).
+    void restart_if_large(int wait_ms, int busy_timeout_ms) noexcept;
+
     /// The value of an integer PRAGMA (e.g. "user_version").
     sdk::Result<std::int64_t> pragma_int(const std::string& name) noexcept;
 
@@ -78,7 +86,12 @@ public:
     std::chrono::steady_clock::time_point snapshot_began{};
 
 private:
+    static int on_wal_commit(void* self, sqlite3* db, const char* schema, int frames);
+
     sqlite3* db_ = nullptr;
+    int passive_frames_ = 1000;
+    int restart_frames_ = 0;
+    int wal_frames_ = 0;
     std::string path_;
     std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
 };

@@ -389,6 +389,9 @@ sdk::Status SqliteStorage::start() noexcept {
             writer_.close();
             return st;
         }
+        // ~4 MB passive, ~64 MB forces the WAL to start over (4 KiB pages).
+        writer_.set_checkpoint_policy(1000, 16384);
+        (void)writer_.exec("PRAGMA journal_size_limit=67108864");
         {
             std::lock_guard<std::mutex> read_lock(read_mutex_);
             for (int i = 0; i < read_connections_; ++i) {
@@ -493,6 +496,11 @@ void SqliteStorage::refresh_idle_readers() noexcept {
 }
 
 void SqliteStorage::release_reader(Connection* connection) noexcept {
+    if (connection->in_read_txn &&
+        connection->snapshot_generation != write_generation_.load()) {
+        (void)connection->exec("COMMIT");  // stale: do not pin old WAL frames while idle
+        connection->in_read_txn = false;
+    }
     {
         std::lock_guard<std::mutex> lock(read_mutex_);
         free_readers_.push_back(connection);
@@ -604,6 +612,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
                 // Readers must start a new snapshot before anyone learns of this commit.
                 write_generation_.fetch_add(1);
                 refresh_idle_readers();
+                writer_.restart_if_large(20, busy_timeout_ms_);
                 lock.lock();
                 // Publish outcomes only now, under the lock: a follower must never see its
                 // result before the transaction that holds it is committed.
