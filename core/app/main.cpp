@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include <synergos/core/client/client.hpp>
 #include <synergos/core/config/cli.hpp>
 #include <synergos/core/config/config_loader.hpp>
 #include <synergos/core/plugin/listing.hpp>
@@ -86,9 +87,21 @@ int check_config(const core::CliInvocation& inv) {
 
 int main(int argc, char** argv) {
     try {
+        // The client commands (submit, jobs, status) talk to a director; they start no runtime.
+        if (auto rc = synergos::core::client::main_if_client(argc, argv)) {
+            return *rc;
+        }
         const core::CliInvocation inv = core::parse_command_line(argc, argv);
         switch (inv.command) {
-            case core::Command::Help: std::cout << core::help_text(inv.help_for); return kExitOk;
+            case core::Command::Help:
+                std::cout << core::help_text(inv.help_for);
+                if (!inv.help_for) {
+                    std::cout << "\nClient commands (talk to a running director):\n"
+                                 "  submit JOB.yaml   walk a whole job file: register, align, train, validate, predict\n"
+                                 "  jobs              list jobs with their state, progress and reason\n"
+                                 "  status            the director's readiness and job counts\n";
+                }
+                return kExitOk;
             case core::Command::Version:
                 std::cout << "synergos " SYNERGOS_VERSION " (SDK ABI " << synergos::sdk::kAbiMajor
                           << "." << synergos::sdk::kAbiMinor << ", " << synergos::sdk::kFingerprint

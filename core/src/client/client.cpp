@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
+#include <iostream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -168,6 +170,28 @@ void create_or_update(Api& api, const std::string& collection, const std::string
         return;
     }
     throw Fail{1, "POST " + collection + " answered " + std::to_string(r.status) + ": " + r.body.value("message", r.body.dump())};
+}
+
+/// A port given as a number or a numeric string; `fallback` when absent.
+int port_field(const json& node, const char* field, int fallback, const std::string& where) {
+    if (!node.contains(field)) {
+        return fallback;
+    }
+    const json& v = node[field];
+    if (v.is_number_integer() && v.get<int>() > 0 && v.get<int>() <= 65535) {
+        return v.get<int>();
+    }
+    if (v.is_string()) {
+        try {
+            std::size_t used = 0;
+            const int p = std::stoi(v.get<std::string>(), &used);
+            if (used == v.get<std::string>().size() && p > 0 && p <= 65535) {
+                return p;
+            }
+        } catch (const std::exception&) {
+        }
+    }
+    throw Fail{2, where + ": '" + field + "' must be a port number (1-65535)"};
 }
 
 std::string fmt(double v, int precision = 3) {
@@ -337,9 +361,14 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
         json registration{{"role", part.value("role", "guest")}, {"n_count", part["nodes"].size()}};
         for (std::size_t i = 0; i < part["nodes"].size(); ++i) {
             const json& n = part["nodes"][i];
-            registration["node_" + std::to_string(i)] = {{"host", n.value("host", "127.0.0.1")},
-                                                         {"port", n.value("port", 8020)},
-                                                         {"f_port", n.value("f_port", n.value("port", 5000))},
+            const std::string where = "participant '" + pid + "', nodes[" + std::to_string(i) + "]";
+            const int f_port = port_field(n, "f_port", port_field(n, "port", 0, where), where);
+            if (f_port <= 0) {
+                throw Fail{2, where + ": 'f_port' (the worker's REST port) is required"};
+            }
+            registration["node_" + std::to_string(i)] = {{"host", n.value("host", std::string("127.0.0.1"))},
+                                                         {"port", port_field(n, "port", 8020, where)},
+                                                         {"f_port", f_port},
                                                          {"log_msgs", false},
                                                          {"verbose", false}};
         }
@@ -410,10 +439,58 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
 
 }  // namespace
 
+namespace {
+
+/// Replaces `${NAME}` and `${NAME:-default}` with the environment's values, so one job file
+/// serves several deployments (ports, hosts). An unset variable without a default is an error.
+sdk::Result<std::string> expand_environment(const std::string& text, const std::string& path) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        const std::size_t start = text.find("${", i);
+        if (start == std::string::npos) {
+            out.append(text, i, std::string::npos);
+            break;
+        }
+        out.append(text, i, start - i);
+        const std::size_t end = text.find('}', start);
+        if (end == std::string::npos) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': unterminated '${'"};
+        }
+        const std::string expr = text.substr(start + 2, end - start - 2);
+        const std::size_t dflt = expr.find(":-");
+        const std::string name = expr.substr(0, dflt);
+        const char* value = std::getenv(name.c_str());
+        if (value != nullptr && *value != '\0') {
+            out += value;
+        } else if (dflt != std::string::npos) {
+            out += expr.substr(dflt + 2);
+        } else {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "job file '" + path + "': environment variable '" + name + "' is not set (write ${" +
+                                  name + ":-default} for a default)"};
+        }
+        i = end + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
 sdk::Result<json> load_job_file(const std::string& path) {
     YAML::Node root;
     try {
-        root = YAML::LoadFile(path);
+        std::ifstream in(path);
+        if (!in) {
+            return sdk::Error{sdk::ErrorCode::NotFound, "job file '" + path + "' cannot be read"};
+        }
+        std::stringstream text;
+        text << in.rdbuf();
+        auto expanded = expand_environment(text.str(), path);
+        if (!expanded) {
+            return expanded.error();
+        }
+        root = YAML::Load(*expanded);
     } catch (const YAML::Exception& e) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': " + e.what()};
     }
@@ -541,6 +618,76 @@ int status(const ClientOptions& options, std::ostream& out, std::ostream& err) {
         err << "synergos status: " << f.message << "\n";
         return 2;
     }
+}
+
+}  // namespace synergos::core::client
+
+namespace synergos::core::client {
+
+std::optional<int> main_if_client(int argc, const char* const* argv) {
+    if (argc < 2) {
+        return std::nullopt;
+    }
+    const std::string command = argv[1];
+    if (command != "submit" && command != "jobs" && command != "status") {
+        return std::nullopt;
+    }
+    ClientOptions o;
+    if (const char* s = std::getenv("SYNERGOS_SERVER")) {
+        o.server = s;
+    }
+    if (const char* t = std::getenv("SYNERGOS_TOKEN")) {
+        o.token = t;
+    }
+    std::string job_file;
+    std::string state;
+    for (int i = 2; i < argc; ++i) {
+        const std::string a = argv[i];
+        auto value = [&](const char* flag) -> std::string {
+            if (i + 1 >= argc) {
+                throw std::invalid_argument(std::string(flag) + " needs a value");
+            }
+            return argv[++i];
+        };
+        try {
+            if (a == "--help" || a == "-h") {
+                std::cout << "Usage: synergos submit JOB.yaml [--server URL] [--token T] [--json] [--timeout S]\n"
+                             "       synergos jobs [--state STATE] [--server URL] [--token T] [--json]\n"
+                             "       synergos status [--server URL] [--token T] [--json]\n"
+                             "The server defaults to $SYNERGOS_SERVER or http://127.0.0.1:5000; the token to "
+                             "$SYNERGOS_TOKEN.\n";
+                return 0;
+            } else if (a == "--server") {
+                o.server = value("--server");
+            } else if (a == "--token") {
+                o.token = value("--token");
+            } else if (a == "--json") {
+                o.json = true;
+            } else if (a == "--timeout") {
+                o.timeout = std::chrono::seconds(std::stoll(value("--timeout")));
+            } else if (a == "--state" && command == "jobs") {
+                state = value("--state");
+            } else if (command == "submit" && job_file.empty() && a.rfind("--", 0) != 0) {
+                job_file = a;
+            } else {
+                throw std::invalid_argument("unknown argument '" + a + "'");
+            }
+        } catch (const std::exception& e) {
+            std::cerr << "synergos " << command << ": " << e.what() << " (see synergos " << command << " --help)\n";
+            return 64;
+        }
+    }
+    if (command == "submit") {
+        if (job_file.empty()) {
+            std::cerr << "synergos submit: missing JOB.yaml (see synergos submit --help)\n";
+            return 64;
+        }
+        return submit(job_file, o, std::cout, std::cerr);
+    }
+    if (command == "jobs") {
+        return list_jobs(o, state, std::cout, std::cerr);
+    }
+    return status(o, std::cout, std::cerr);
 }
 
 }  // namespace synergos::core::client

@@ -9,6 +9,7 @@
 /// what the director is doing.
 
 #include <chrono>
+#include <optional>
 #include <ostream>
 #include <string>
 
@@ -38,5 +39,14 @@ int list_jobs(const ClientOptions& options, const std::string& state, std::ostre
 
 /// The director's health, readiness and job counts. Exit 0 when ready, 1 when not, 2 unreachable.
 int status(const ClientOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace synergos::core::client
+
+namespace synergos::core::client {
+
+/// Runs `synergos submit|jobs|status ...` when argv[1] names a client command; nullopt otherwise.
+/// Flags: `--server URL` (or $SYNERGOS_SERVER), `--token T` (or $SYNERGOS_TOKEN), `--json`,
+/// `--timeout SECONDS` (submit), `--state S` (jobs).
+std::optional<int> main_if_client(int argc, const char* const* argv);
 
 }  // namespace synergos::core::client
