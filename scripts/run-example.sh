@@ -8,6 +8,7 @@
 #
 #   scripts/run-example.sh [heart_disease|abalone]
 #   SYNERGOS_RUN_DIR=/some/dir scripts/run-example.sh      (where outputs go; default run/<example>-<time>)
+#   SYNERGOS_BUILD_DIR=build/x scripts/run-example.sh      (use an existing build; skip install and build)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -16,10 +17,15 @@ job="$root/examples/$example/job.yaml"
 [ -f "$job" ] || { echo "run-example: no example '$example' (examples/*/job.yaml)" >&2; exit 2; }
 jobs_n="${SYNERGOS_JOBS:-2}"
 
-"$root/scripts/install-deps.sh"
-cmake --preset ci >/dev/null
-cmake --build --preset ci -j "$jobs_n" --target synergos synergos_plugins
-bin="$root/build/ci/bin/synergos"
+if [ -n "${SYNERGOS_BUILD_DIR:-}" ]; then
+    # A build that already has `synergos` and the plugins (the test of this script uses its own).
+    bin="$SYNERGOS_BUILD_DIR/bin/synergos"
+else
+    "$root/scripts/install-deps.sh"
+    cmake --preset ci >/dev/null
+    cmake --build --preset ci -j "$jobs_n" --target synergos synergos_plugins
+    bin="$root/build/ci/bin/synergos"
+fi
 
 run="${SYNERGOS_RUN_DIR:-$root/run/$example-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$run/logs"
