@@ -348,7 +348,9 @@ sdk::Status MemoryConsumer::check_open_locked() const {
 sdk::Result<std::optional<sdk::Delivery>> MemoryConsumer::receive(
     std::chrono::milliseconds timeout) noexcept {
     try {
-        const auto deadline = std::chrono::steady_clock::now() + std::max(timeout, {});
+        // Clamped, so `now + timeout` cannot overflow for "wait forever" values.
+        const auto wait = std::clamp(timeout, std::chrono::milliseconds(0), kLongestWait);
+        const auto deadline = std::chrono::steady_clock::now() + wait;
         std::unique_lock<std::mutex> lock(broker_->mutex);
         const auto ready = [&] {
             return closed_ || broker_->stopped ||

@@ -14,6 +14,8 @@ namespace synergos::plugins::memory {
 
 /// Longest queue name, message id, content type or header name (AMQP short string).
 inline constexpr std::size_t kMaxShortString = 255;
+/// Longest wait honoured for a receive timeout (longer ones are clamped).
+inline constexpr std::chrono::milliseconds kLongestWait = std::chrono::hours(24 * 365);
 
 /// A queue name: 1..255 bytes, no spaces or control characters, not the reserved `amq.` prefix.
 /// `field` names the offending field in the message ("queue", "dead_letter_queue").

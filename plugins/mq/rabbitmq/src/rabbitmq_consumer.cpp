@@ -60,7 +60,9 @@ sdk::Status ConsumerCore::open() {
 }
 
 sdk::Result<std::optional<sdk::Delivery>> ConsumerCore::receive(std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+    // Clamped, so `now + timeout` cannot overflow for "wait forever" values.
+    const auto deadline =
+        Clock::now() + std::clamp(timeout, std::chrono::milliseconds(0), kLongestWait);
     std::unique_lock<std::mutex> lock(mutex_);
     ready_cv_.wait_until(lock, deadline, [&] { return !ready_.empty() || closing_ || closed_; });
     if (closing_ || closed_) {

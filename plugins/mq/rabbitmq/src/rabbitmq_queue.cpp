@@ -250,7 +250,7 @@ sdk::Status RabbitMqQueue::publish(const std::string& queue, const sdk::Message&
         op->queue = queue;
         op->message = message;
         op->timeout = timeout;
-        op->deadline = Clock::now() + timeout;
+        op->deadline = Clock::now() + std::min(timeout, kLongestWait);
         return submit(op);
     } catch (const std::exception& e) {
         return sdk::Status(sdk::ErrorCode::Internal, context_ + ": publish failed: " + e.what());
@@ -428,8 +428,11 @@ bool RabbitMqQueue::lead(const OpPtr& op) {
     }
     // The I/O thread holds the lock only for short steps while connected (or for one RPC);
     // waiting for it costs no more than handing the operation over.
+    // A system_clock deadline (pthread_mutex_timedlock): a clock jump only stretches this wait,
+    // the caller's own wait stays on the steady clock; and ThreadSanitizer understands it.
     std::unique_lock<std::timed_mutex> io(io_mutex_, std::defer_lock);
-    if (!io.try_lock_until(op->deadline) || !link_ || broken_) {
+    const auto lock_deadline = std::chrono::system_clock::now() + (op->deadline - Clock::now());
+    if (!io.try_lock_until(lock_deadline) || !link_ || broken_) {
         return false;
     }
     while (take_incoming()) {

@@ -395,6 +395,13 @@ inline void receive_times_out(Backend& backend) {
     CHECK(waited < 20s);
     CHECK((*woken)->message.id == "late");
     require_ok((*consumer)->ack((*woken)->tag));
+    // "Wait forever" timeouts are accepted (no overflow of now + timeout).
+    require_ok(mq->publish(name, make_message("forever", "x"), std::chrono::milliseconds::max()));
+    auto forever = (*consumer)->receive(std::chrono::milliseconds::max());
+    require_ok(forever.status());
+    REQUIRE(forever->has_value());
+    CHECK((*forever)->message.id == "forever");
+    require_ok((*consumer)->ack((*forever)->tag));
     (*consumer)->close();
     mq->stop();
 }
