@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file fedmedian.hpp
+/// The `fedmedian` aggregator: coordinate-wise median (Yin et al. 2018).
+/// Run fields: none.
+/// It keeps every update of the round (memory = n models). The rule is
+/// aggregator_common::RobustSession; docs/strategies.md has the formulas.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <synergos/sdk/aggregator.hpp>
+#include <synergos/sdk/host.hpp>
+#include <synergos/sdk/options.hpp>
+#include <synergos/sdk/plugin.hpp>
+#include <synergos/sdk/status.hpp>
+
+#include "aggregator_common/robust.hpp"
+
+namespace synergos::plugins::fedmedian {
+
+inline constexpr sdk::PluginDescriptor kFedMedianDescriptor{
+    sizeof(sdk::PluginDescriptor),
+    "fedmedian",
+    sdk::PluginKind::Aggregator,
+    "0.1.0",
+    "FedMedian: coordinate-wise median of client weights (Yin et al. 2018)",
+    "Synergos",
+    sdk::PluginStatus::Stable,
+    nullptr,
+    0};
+
+/// The rule and the defaults of its run fields.
+inline constexpr aggregator_common::RobustConfig kDefaults{
+    .rule = aggregator_common::RobustRule::Median,
+    .trim_fraction = 0.2,
+    .krum_f = 0,
+    .multikrum_m = std::nullopt,
+};
+
+/// The run's settings; InvalidArgument names the field when one is out of range.
+sdk::Result<aggregator_common::RobustConfig> run_config(std::string_view run_json) noexcept;
+
+/// FedMedian. Threading: every method may be called from any thread; sessions are independent.
+class FedMedian final : public sdk::Aggregator {
+public:
+    FedMedian(sdk::HostContext& host, const sdk::Options& options);
+
+    sdk::Status validate(std::string_view run_json) noexcept override;
+    sdk::Result<std::unique_ptr<sdk::AggregationSession>> open(
+        std::string_view run_json) noexcept override;
+    /// {"mu": 0}: workers train plainly; the strategy acts on the server only.
+    std::string worker_arguments(std::string_view run_json) noexcept override;
+
+private:
+    sdk::HostContext& host_;
+};
+
+}  // namespace synergos::plugins::fedmedian

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// @file fedyogi.hpp
+/// The `fedyogi` aggregator: Yogi on the server (Reddi et al. 2021, Algorithm 2).
+/// Run fields: server_lr (default 1e-2), beta_1 (0.9), beta_2 (0.99), tau (1e-3).
+/// The server step is aggregator_common::ServerOptimizerSession; docs/strategies.md has the
+/// formulas.
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <synergos/sdk/aggregator.hpp>
+#include <synergos/sdk/host.hpp>
+#include <synergos/sdk/options.hpp>
+#include <synergos/sdk/plugin.hpp>
+#include <synergos/sdk/status.hpp>
+
+#include "aggregator_common/server_optimizer.hpp"
+
+namespace synergos::plugins::fedyogi {
+
+inline constexpr sdk::PluginDescriptor kFedYogiDescriptor{
+    sizeof(sdk::PluginDescriptor),
+    "fedyogi",
+    sdk::PluginKind::Aggregator,
+    "0.1.0",
+    "FedYogi: Yogi on the server over the round pseudo-gradient (Reddi et al. 2021)",
+    "Synergos",
+    sdk::PluginStatus::Stable,
+    nullptr,
+    0};
+
+/// The defaults of the run fields.
+inline constexpr aggregator_common::ServerOptimizerConfig kDefaults{
+    .rule = aggregator_common::ServerRule::Yogi,
+    .server_lr = 1e-2,
+    .server_momentum = 0.0,
+    .beta_1 = 0.9,
+    .beta_2 = 0.99,
+    .tau = 1e-3,
+};
+
+/// The run's settings; InvalidArgument names the field when one is out of range.
+sdk::Result<aggregator_common::ServerOptimizerConfig> run_config(
+    std::string_view run_json) noexcept;
+
+/// FedYogi. Threading: every method may be called from any thread; sessions are independent.
+class FedYogi final : public sdk::Aggregator {
+public:
+    FedYogi(sdk::HostContext& host, const sdk::Options& options);
+
+    sdk::Status validate(std::string_view run_json) noexcept override;
+    sdk::Result<std::unique_ptr<sdk::AggregationSession>> open(
+        std::string_view run_json) noexcept override;
+    /// {"mu": 0}: workers train plainly; the strategy acts on the server only.
+    std::string worker_arguments(std::string_view run_json) noexcept override;
+
+private:
+    sdk::HostContext& host_;
+};
+
+}  // namespace synergos::plugins::fedyogi
