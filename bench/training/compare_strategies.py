@@ -1,0 +1,334 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""Compare federated strategies on heart_disease split non-IID across four workers.
+
+Two steps (Python 3 standard library only):
+
+  prepare  Pools examples/data/heart_disease (iid_1 + iid_2), draws a label-skewed split for
+           each worker from a Dirichlet distribution (seeded), holds out a per-worker evaluate
+           split, and writes one data directory per worker:
+             <out>/worker_<i>/heart_disease_noniid/{train,evaluate}/{metadata,schema}.json,data.csv
+
+  run      Drives a running director through the Synergos REST API: participants,
+           collaboration, project, experiment, registrations and tags (/ttp/connect/...),
+           alignment (/ttp/train/.../alignments/), then for every algorithm one run per round
+           count in --round-grid, trained (/ttp/train/.../models/{e}/{r}) and validated
+           (/ttp/evaluate/.../validations/{e}/{r}). Accuracy after k rounds is the pooled
+           accuracy of the run trained for k rounds (same seed, so the same first k rounds).
+           Prints final accuracy and the rounds needed to reach --target accuracy.
+
+What `run` needs (see docs/strategies.md):
+  - a director (REST on --director) with a TTP whose config lists the compared algorithms under
+    `aggregators:` (fedavg, fedprox, fedadam, scaffold by default);
+  - four workers reachable at the --worker addresses, each started with its data directory
+    pointing at the matching <out>/worker_<i> written by `prepare`;
+  - for scaffold, a worker model plugin that runs SCAFFOLD's client side
+    (plugins/aggregator/scaffold/src/scaffold_client.hpp); without it the scaffold runs fail
+    with "lacks tensor 'scaffold.delta_c...'" and are reported as failed.
+"""
+
+import argparse
+import csv
+import json
+import math
+import os
+import random
+import sys
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATASET = os.path.join(HERE, "..", "..", "examples", "data", "heart_disease")
+SOURCES = [os.path.join(DATASET, "data1", "iid_1"), os.path.join(DATASET, "data2", "iid_2")]
+DATASET_TAG = "heart_disease_noniid"
+
+
+# ---- prepare ---------------------------------------------------------------------------------
+
+def read_rows(folder):
+    csvs = [f for f in sorted(os.listdir(folder)) if f.endswith(".csv")]
+    if not csvs:
+        raise SystemExit(f"no CSV file in {folder}")
+    with open(os.path.join(folder, csvs[0]), newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        return header, [row for row in reader if row]
+
+
+def dirichlet(rng, alpha, k):
+    draws = [rng.gammavariate(alpha, 1.0) for _ in range(k)]
+    total = sum(draws)
+    return [d / total for d in draws]
+
+
+def split_non_iid(rows, label_index, workers, alpha, rng, min_rows):
+    """Per class, share the rows between workers with Dirichlet(alpha) proportions."""
+    by_class = {}
+    for row in rows:
+        by_class.setdefault(row[label_index], []).append(row)
+    for attempt in range(100):
+        parts = [[] for _ in range(workers)]
+        for label in sorted(by_class):
+            members = by_class[label][:]
+            rng.shuffle(members)
+            shares = dirichlet(rng, alpha, workers)
+            start = 0
+            for w in range(workers):
+                end = len(members) if w == workers - 1 else start + round(shares[w] * len(members))
+                parts[w].extend(members[start:end])
+                start = end
+        if min(len(p) for p in parts) >= min_rows:
+            return parts
+    raise SystemExit(f"could not draw a split with at least {min_rows} rows per worker; "
+                     "raise --alpha")
+
+
+def write_split(folder, header, rows, schema, metadata):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "data.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    for name, doc in (("schema.json", schema), ("metadata.json", metadata)):
+        with open(os.path.join(folder, name), "w") as f:
+            json.dump(doc, f, indent=2)
+
+
+def prepare(args):
+    header, rows = None, []
+    for folder in SOURCES:
+        h, r = read_rows(folder)
+        if header is not None and h != header:
+            raise SystemExit(f"{folder}: columns differ from {SOURCES[0]}")
+        header = h
+        rows.extend(r)
+    with open(os.path.join(SOURCES[0], "schema.json")) as f:
+        schema = json.load(f)
+    with open(os.path.join(SOURCES[0], "metadata.json")) as f:
+        metadata = json.load(f)
+    label = header.index("target")
+    rng = random.Random(args.seed)
+    parts = split_non_iid(rows, label, args.workers, args.alpha, rng, min_rows=40)
+    print(f"{len(rows)} rows, Dirichlet alpha {args.alpha}, seed {args.seed}")
+    classes = sorted({r[label] for r in rows}, key=float)
+    print("worker      train  evaluate  " + "  ".join(f"class {c}" for c in classes))
+    for w, part in enumerate(parts, start=1):
+        rng.shuffle(part)
+        cut = max(1, int(len(part) * args.evaluate_fraction))
+        evaluate, train = part[:cut], part[cut:]
+        base = os.path.join(args.out, f"worker_{w}", DATASET_TAG)
+        write_split(os.path.join(base, "train"), header, train, schema, metadata)
+        write_split(os.path.join(base, "evaluate"), header, evaluate, schema, metadata)
+        counts = "  ".join(f"{sum(1 for r in part if r[label] == c):7d}" for c in classes)
+        print(f"worker_{w}  {len(train):7d}  {len(evaluate):8d}  {counts}")
+    print(f"data directories: {os.path.abspath(args.out)}/worker_<i>")
+
+
+# ---- REST client -----------------------------------------------------------------------------
+
+class Api:
+    def __init__(self, base, timeout):
+        self.base = base.rstrip("/")
+        self.timeout = timeout
+
+    def call(self, method, path, body=None, ok=(200, 201)):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, text = resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode(errors="replace")
+        except urllib.error.URLError as e:
+            raise SystemExit(f"{method} {path}: cannot reach the director: {e.reason}")
+        if status not in ok:
+            raise RuntimeError(f"{method} {path}: HTTP {status}: {text.strip()[:500]}")
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, {"message": text}
+
+    def upsert(self, path, body):
+        """POST a record; an existing one is replaced (the API's create is an upsert)."""
+        return self.call("POST", path, body)[1]
+
+    def wait(self, what, jobs, poll_path):
+        """Waits for the queued jobs (GET /v1/jobs/{id}), else until GET poll_path answers."""
+        deadline = time.monotonic() + self.timeout
+        ids = [j.get("job_id") for j in jobs or [] if isinstance(j, dict) and j.get("job_id")]
+        while time.monotonic() < deadline:
+            if ids:
+                states = []
+                for job_id in ids:
+                    _, body = self.call("GET", f"/v1/jobs/{job_id}")
+                    job = body.get("data", {})
+                    states.append(job.get("state"))
+                    if job.get("state") in ("failed", "cancelled"):
+                        raise RuntimeError(f"{what}: job {job_id} {job.get('state')}: "
+                                           f"{job.get('reason')}")
+                if all(s == "succeeded" for s in states):
+                    return self.call("GET", poll_path)[1]
+            else:
+                status, body = self.call("GET", poll_path, ok=(200, 404))
+                if status == 200:
+                    return body
+            time.sleep(1.0)
+        raise RuntimeError(f"{what}: not done after {self.timeout} s")
+
+
+def pooled_accuracy(validations):
+    """Sum of true positives over classes / rows, pooled over participants."""
+    correct = rows = 0
+    for record in validations:
+        stats = (record.get("evaluate") or {}).get("statistics") or {}
+        tps, fns = stats.get("TPs"), stats.get("FNs")
+        if not tps or not fns:
+            continue
+        correct += sum(tps)
+        rows += sum(tps) + sum(fns)
+    return correct / rows if rows else float("nan")
+
+
+def parse_fields(items):
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        algorithm, dot, field = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--field {item!r}: expected algorithm.field=value")
+        out.setdefault(algorithm, {})[field] = json.loads(value)
+    return out
+
+
+def run(args):
+    if len(args.worker) != 4:
+        raise SystemExit("give four --worker host:port addresses (one per prepared data directory)")
+    api = Api(args.director, args.timeout)
+    algorithms = args.algorithms.split(",")
+    grid = sorted({int(k) for k in args.round_grid.split(",")}) if args.round_grid else \
+        list(range(1, args.rounds + 1))
+    fields = parse_fields(args.field)
+    with open(os.path.join(DATASET, "architecture.json")) as f:
+        architecture = json.load(f)
+    with open(os.path.join(DATASET, "hyperparameters.json")) as f:
+        hyperparameters = json.load(f)
+    c, p, e = args.collaboration, args.project, args.experiment
+    connect = f"/ttp/connect/collaborations/{c}"
+
+    # Connection phase.
+    api.upsert("/ttp/connect/collaborations/", {"collab_id": c})
+    api.upsert(f"{connect}/projects/", {"project_id": p, "action": "classify",
+                                        "incentives": {"tier_1": [], "tier_2": []}})
+    api.upsert(f"{connect}/projects/{p}/experiments/", {"expt_id": e, "model": architecture})
+    for i, address in enumerate(args.worker, start=1):
+        host, _, port = address.rpartition(":")
+        pid = f"{args.participant_prefix}{i}"
+        api.upsert("/ttp/connect/participants/", {"id": pid, "category": None, "summary": None,
+                                                  "phone": None, "email": None, "socials": None})
+        reg = f"{connect}/projects/{p}/participants/{pid}/registration"
+        api.call("DELETE", reg, ok=(200, 404, 500))  # a fresh registration id for the tags
+        api.upsert(reg, {"role": "host" if i == 1 else "guest", "n_count": 1,
+                         "node_0": {"host": host, "port": int(port), "f_port": int(port),
+                                    "log_msgs": False, "verbose": False}})
+        api.upsert(f"{reg}/tags", {"train": [[DATASET_TAG, "train"]],
+                                   "evaluate": [[DATASET_TAG, "evaluate"]]})
+
+    # Alignment (auto_fix sizes the model's first and last layers).
+    train = f"/ttp/train/collaborations/{c}/projects/{p}"
+    _, body = api.call("POST", f"{train}/alignments/", {"auto_align": True, "auto_fix": True})
+    api.wait("alignment", body.get("jobs"), f"{train}/alignments/")
+
+    accuracy = {}  # (algorithm, rounds) -> accuracy or None (failed)
+    errors = {}
+    for algorithm in algorithms:
+        for k in grid:
+            r = f"{algorithm}_r{k}"
+            run_body = dict(hyperparameters)
+            run_body.update({"run_id": r, "algorithm": algorithm, "rounds": k,
+                             "epochs": args.epochs, "seed": args.seed,
+                             "patience": k + 1})  # no global early stopping inside the grid
+            run_body.update(fields.get(algorithm, {}))
+            api.upsert(f"{connect}/projects/{p}/experiments/{e}/runs/", run_body)
+            try:
+                _, body = api.call("POST", f"{train}/models/{e}/{r}", {"auto_align": True})
+                api.wait(f"training {r}", body.get("jobs"), f"{train}/models/{e}/{r}")
+                evaluate = f"/ttp/evaluate/collaborations/{c}/projects/{p}/validations/{e}/{r}"
+                _, body = api.call("POST", evaluate, {"auto_align": True})
+                result = api.wait(f"validation {r}", body.get("jobs"), evaluate)
+                acc = pooled_accuracy(result.get("data", []))
+                if math.isnan(acc):
+                    raise RuntimeError(f"validation {r}: no classification statistics returned")
+                accuracy[(algorithm, k)] = acc
+            except RuntimeError as err:
+                accuracy[(algorithm, k)] = None
+                errors.setdefault(algorithm, str(err))
+            shown = accuracy[(algorithm, k)]
+            print(f"  {algorithm:>10} after {k:3d} rounds: "
+                  f"{'failed' if shown is None else f'{shown:.3f}'}", file=sys.stderr)
+
+    print()
+    print(f"heart_disease, 4 workers, non-IID; accuracy on the pooled evaluate splits; "
+          f"target {args.target:.0%}")
+    print()
+    print(f"| algorithm | final accuracy ({grid[-1]} rounds) | rounds to reach {args.target:.0%} |")
+    print("| --- | --- | --- |")
+    for algorithm in algorithms:
+        final = accuracy.get((algorithm, grid[-1]))
+        reached = next((k for k in grid if (accuracy.get((algorithm, k)) or 0) >= args.target),
+                       None)
+        final_text = "failed" if final is None else f"{final:.3f}"
+        reached_text = str(reached) if reached is not None else f"not within {grid[-1]}"
+        print(f"| {algorithm} | {final_text} | {reached_text} |")
+    for algorithm, err in errors.items():
+        print(f"\n{algorithm}: {err}")
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["algorithm", "rounds", "accuracy"])
+            for (algorithm, k), acc in sorted(accuracy.items()):
+                writer.writerow([algorithm, k, "" if acc is None else f"{acc:.6f}"])
+    return 1 if errors else 0
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="write the non-IID worker data directories")
+    prep.add_argument("--out", required=True, help="folder for worker_1 .. worker_4")
+    prep.add_argument("--workers", type=int, default=4)
+    prep.add_argument("--alpha", type=float, default=0.5,
+                      help="Dirichlet concentration; smaller is more skewed (default 0.5)")
+    prep.add_argument("--evaluate-fraction", type=float, default=0.2)
+    prep.add_argument("--seed", type=int, default=7)
+    go = sub.add_parser("run", help="train and validate through a running director")
+    go.add_argument("--director", default="http://127.0.0.1:5000")
+    go.add_argument("--worker", action="append", default=[], metavar="HOST:PORT",
+                    help="a worker's REST address; four, in the order of worker_1 .. worker_4")
+    go.add_argument("--algorithms", default="fedavg,fedprox,fedadam,scaffold")
+    go.add_argument("--rounds", type=int, default=20, help="largest round count (default 20)")
+    go.add_argument("--round-grid", default="",
+                    help="round counts to train, e.g. 1,2,4,8,16 (default: 1..--rounds)")
+    go.add_argument("--epochs", type=int, default=1, help="local epochs per round")
+    go.add_argument("--seed", type=int, default=42)
+    go.add_argument("--target", type=float, default=0.5)
+    go.add_argument("--field", action="append", default=[], metavar="ALGORITHM.FIELD=JSON",
+                    help="a strategy field, e.g. fedadam.server_lr=0.05 or fedprox.mu=0.01")
+    go.add_argument("--collaboration", default="strategies")
+    go.add_argument("--project", default="heart_noniid")
+    go.add_argument("--experiment", default="logreg")
+    go.add_argument("--participant-prefix", default="noniid_worker_")
+    go.add_argument("--timeout", type=float, default=3600, help="seconds per job")
+    go.add_argument("--csv", help="also write accuracy per (algorithm, rounds) here")
+    args = parser.parse_args()
+    if args.command == "prepare":
+        prepare(args)
+        return 0
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
