@@ -64,6 +64,7 @@ Runtime::~Runtime() {
 }
 
 sdk::HostContext& Runtime::host_context(const std::string& component) {
+    std::lock_guard<std::mutex> lock(hosts_mutex_);
     auto it = hosts_.find(component);
     if (it == hosts_.end()) {
         it = hosts_

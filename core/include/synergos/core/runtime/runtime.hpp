@@ -93,7 +93,8 @@ public:
     /// The runtime's own logger (component `runtime`).
     HostLogger& logger() { return logger_; }
     PluginLoader& loader() { return *loader_; }
-    /// The host context for a component (one per name, owned by the Runtime).
+    /// The host context for a component (one per name, owned by the Runtime, valid while it
+    /// lives). Thread-safe.
     sdk::HostContext& host_context(const std::string& component);
 
     /// Loads and starts every plugin the config names, in order: log sink (then the config
@@ -158,6 +159,7 @@ private:
     std::unique_ptr<LoggerFactory> loggers_;
     HostLogger& logger_;
     std::unique_ptr<PluginLoader> loader_;
+    std::mutex hosts_mutex_;
     std::map<std::string, std::unique_ptr<RuntimeHost>> hosts_;
 
     std::shared_ptr<sdk::LogSink> log_sink_;
