@@ -36,25 +36,30 @@ using synergos::testing::TempDir;
 const std::string kProject = "/ttp/connect/collaborations/c/projects/p";
 
 int post(HttpClient& client, std::uint16_t port, const std::string& path, const json& body) {
-    auto res = client.request("POST", "127.0.0.1", port, path, body.dump(), "application/json", 10s);
+    auto res =
+        client.request("POST", "127.0.0.1", port, path, body.dump(), "application/json", 10s);
     return res ? res->status : -1;
 }
 
-int send(HttpClient& client, std::uint16_t port, const std::string& method, const std::string& path) {
+int send(HttpClient& client, std::uint16_t port, const std::string& method,
+         const std::string& path) {
     auto res = client.request(method, "127.0.0.1", port, path, {}, "application/json", 10s);
     return res ? res->status : -1;
 }
 
 json model() {
-    return json::array({{{"is_input", true}, {"l_type", "Linear"}, {"structure", {{"in_features", 4}}}, {"activation", nullptr}}});
+    return json::array({{{"is_input", true},
+                         {"l_type", "Linear"},
+                         {"structure", {{"in_features", 4}}},
+                         {"activation", nullptr}}});
 }
 
 /// What the writers got acknowledged before the crash.
 struct Acks {
     std::mutex mutex;
     std::condition_variable cv;
-    std::vector<std::string> runs;                  // "e/r"
-    std::vector<std::string> deleted_experiments;   // cascade-deleted, acknowledged
+    std::vector<std::string> runs;                 // "e/r"
+    std::vector<std::string> deleted_experiments;  // cascade-deleted, acknowledged
     std::size_t total = 0;
 
     void add(std::vector<std::string>& list, std::string item) {
@@ -77,10 +82,12 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
         HttpClient setup;
         const auto port = server.port();
         REQUIRE(post(setup, port, "/ttp/connect/collaborations", {{"collab_id", "c"}}) == 201);
-        REQUIRE(post(setup, port, "/ttp/connect/collaborations/c/projects", {{"project_id", "p"}, {"incentives", json::object()}}) == 201);
+        REQUIRE(post(setup, port, "/ttp/connect/collaborations/c/projects",
+                     {{"project_id", "p"}, {"incentives", json::object()}}) == 201);
         constexpr int kWriters = 4;
         for (int w = 0; w < kWriters; ++w) {
-            REQUIRE(post(setup, port, kProject + "/experiments", {{"expt_id", "e" + std::to_string(w)}, {"model", model()}}) == 201);
+            REQUIRE(post(setup, port, kProject + "/experiments",
+                         {{"expt_id", "e" + std::to_string(w)}, {"model", model()}}) == 201);
         }
 
         std::atomic<bool> stop{false};
@@ -93,12 +100,14 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
                     if (w == 0 && i % 4 == 3) {
                         // A multi-record change: an experiment with runs, then its cascade delete.
                         const std::string x = "x" + std::to_string(i);
-                        if (post(client, port, kProject + "/experiments", {{"expt_id", x}, {"model", model()}}) != 201) {
+                        if (post(client, port, kProject + "/experiments",
+                                 {{"expt_id", x}, {"model", model()}}) != 201) {
                             return;
                         }
                         for (int k = 0; k < 3; ++k) {
                             if (post(client, port, kProject + "/experiments/" + x + "/runs",
-                                     {{"run_id", "r" + std::to_string(k)}, {"rounds", k + 1}}) != 201) {
+                                     {{"run_id", "r" + std::to_string(k)}, {"rounds", k + 1}}) !=
+                                201) {
                                 return;
                             }
                         }
@@ -109,8 +118,9 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
                         continue;
                     }
                     const std::string run = "r" + std::to_string(i);
-                    const int status = post(client, port, kProject + "/experiments/" + expt + "/runs",
-                                            {{"run_id", run}, {"rounds", i % 7 + 1}, {"lr", 0.01}});
+                    const int status =
+                        post(client, port, kProject + "/experiments/" + expt + "/runs",
+                             {{"run_id", run}, {"rounds", i % 7 + 1}, {"lr", 0.01}});
                     if (status != 201) {
                         return;  // the server is gone
                     }
@@ -130,7 +140,8 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
         CHECK(WIFSIGNALED(status));
         CHECK(WTERMSIG(status) == SIGKILL);
     }
-    INFO("acknowledged runs: " << acks.runs.size() << ", cascade deletes: " << acks.deleted_experiments.size());
+    INFO("acknowledged runs: " << acks.runs.size()
+                               << ", cascade deletes: " << acks.deleted_experiments.size());
     REQUIRE(acks.runs.size() >= 200);
 
     // Restart on the same data directory: every acknowledged write is there.
@@ -141,7 +152,8 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
         std::size_t missing = 0;
         for (const auto& id : acks.runs) {
             const auto slash = id.find('/');
-            const std::string path = kProject + "/experiments/" + id.substr(0, slash) + "/runs/" + id.substr(slash + 1);
+            const std::string path =
+                kProject + "/experiments/" + id.substr(0, slash) + "/runs/" + id.substr(slash + 1);
             if (send(client, server.port(), "GET", path) != 200) {
                 ++missing;
             }
@@ -149,7 +161,8 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
         CHECK(missing == 0);
         for (const auto& x : acks.deleted_experiments) {
             CHECK(send(client, server.port(), "GET", kProject + "/experiments/" + x) == 404);
-            CHECK(send(client, server.port(), "GET", kProject + "/experiments/" + x + "/runs/r0") == 404);
+            CHECK(send(client, server.port(), "GET", kProject + "/experiments/" + x + "/runs/r0") ==
+                  404);
         }
         // The API sees a consistent tree: the project's relations agree with the listings.
         auto project = client.request("GET", "127.0.0.1", server.port(), kProject);
@@ -158,7 +171,8 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
         std::size_t listed_runs = 0;
         for (const auto& e : relations["Experiment"]) {
             const std::string expt = e["key"]["expt_id"];
-            auto runs = client.request("GET", "127.0.0.1", server.port(), kProject + "/experiments/" + expt + "/runs");
+            auto runs = client.request("GET", "127.0.0.1", server.port(),
+                                       kProject + "/experiments/" + expt + "/runs");
             REQUIRE(runs.has_value());
             listed_runs += json::parse(runs->body)["data"].size();
         }
@@ -181,7 +195,8 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
     };
     CHECK(scalar("PRAGMA integrity_check") == "ok");
     CHECK(scalar("SELECT count(*) FROM records r WHERE (SELECT count(*) FROM record_keys k WHERE "
-                 "k.kind = r.kind AND k.key_id = r.key_id) != json_array_length(r.key_json)") == "0");
+                 "k.kind = r.kind AND k.key_id = r.key_id) != json_array_length(r.key_json)") ==
+          "0");
     CHECK(scalar("SELECT count(*) FROM record_keys k WHERE NOT EXISTS (SELECT 1 FROM records r "
                  "WHERE r.kind = k.kind AND r.key_id = k.key_id)") == "0");
     sqlite3_close(db);

@@ -75,8 +75,12 @@ TEST_CASE("malformed requests get a 4xx JSON error and never stop the server",
     };
     // A small valid tree so deeper routes are reachable.
     REQUIRE(call("POST", kC, R"({"collab_id":"c1"})", "application/json").status == 201);
-    REQUIRE(call("POST", kC + "/c1/projects", R"({"project_id":"p1","incentives":{}})", "application/json").status == 201);
-    REQUIRE(call("POST", "/ttp/connect/participants", R"({"id":"w1"})", "application/json").status == 201);
+    REQUIRE(call("POST", kC + "/c1/projects", R"({"project_id":"p1","incentives":{}})",
+                 "application/json")
+                .status == 201);
+    REQUIRE(
+        call("POST", "/ttp/connect/participants", R"({"id":"w1"})", "application/json").status ==
+        201);
 
     const std::string deep = std::string(5000, '[') + std::string(5000, ']');
     const std::vector<Bad> corpus = {
@@ -89,34 +93,49 @@ TEST_CASE("malformed requests get a 4xx JSON error and never stop the server",
         {"json null", "POST", kC, "null", "application/json", 400},
         {"json array", "PUT", kC + "/c1", "[]", "application/json", 400},
         {"nesting bomb", "POST", kC, deep, "application/json", 400},
-        {"number overflow", "POST", kC, R"({"collab_id": "c2", "mq": {"ports": {"main": 1e999}}})", "application/json", 400},
+        {"number overflow", "POST", kC, R"({"collab_id": "c2", "mq": {"ports": {"main": 1e999}}})",
+         "application/json", 400},
         // Wrong types.
         {"id as number", "POST", kC, R"({"collab_id": 7})", "application/json", 422},
-        {"id as object", "POST", "/ttp/connect/participants", R"({"id": {"a": 1}})", "application/json", 422},
-        {"incentives as list", "POST", kC + "/c1/projects", R"({"project_id": "p2", "incentives": []})", "application/json", 422},
-        {"rounds as string", "POST", kP + "/experiments", R"({"expt_id": "e1", "model": "linear"})", "application/json", 422},
-        {"n_count as string", "POST", kReg, R"({"role": "host", "n_count": "1", "node_0": {}})", "application/json", 422},
+        {"id as object", "POST", "/ttp/connect/participants", R"({"id": {"a": 1}})",
+         "application/json", 422},
+        {"incentives as list", "POST", kC + "/c1/projects",
+         R"({"project_id": "p2", "incentives": []})", "application/json", 422},
+        {"rounds as string", "POST", kP + "/experiments", R"({"expt_id": "e1", "model": "linear"})",
+         "application/json", 422},
+        {"n_count as string", "POST", kReg, R"({"role": "host", "n_count": "1", "node_0": {}})",
+         "application/json", 422},
         {"tags as string", "POST", kReg + "/tags", R"({"train": "a"})", "application/json", 422},
-        {"ports as string", "POST", kC, R"({"collab_id": "c3", "mq": {"ports": "5672"}})", "application/json", 422},
+        {"ports as string", "POST", kC, R"({"collab_id": "c3", "mq": {"ports": "5672"}})",
+         "application/json", 422},
         // Unknown or reserved fields.
-        {"unknown registration field", "POST", kReg, R"({"role": "host", "n_count": 1, "node_0": {}, "admin": true})", "application/json", 422},
-        {"reserved relations", "POST", kC, R"({"collab_id": "c4", "relations": {}})", "application/json", 422},
-        {"reserved key", "PUT", kC + "/c1", R"({"key": {"collab_id": "zz"}})", "application/json", 422},
-        {"id mismatch", "POST", kC + "/c1/projects", R"({"project_id": "p5", "collab_id": "c9", "incentives": {}})", "application/json", 422},
+        {"unknown registration field", "POST", kReg,
+         R"({"role": "host", "n_count": 1, "node_0": {}, "admin": true})", "application/json", 422},
+        {"reserved relations", "POST", kC, R"({"collab_id": "c4", "relations": {}})",
+         "application/json", 422},
+        {"reserved key", "PUT", kC + "/c1", R"({"key": {"collab_id": "zz"}})", "application/json",
+         422},
+        {"id mismatch", "POST", kC + "/c1/projects",
+         R"({"project_id": "p5", "collab_id": "c9", "incentives": {}})", "application/json", 422},
         // Bad UTF-8.
-        {"bad utf-8 in body", "POST", kC, "{\"collab_id\": \"c\xff\xfe\"}", "application/json", 400},
-        {"overlong utf-8 in body", "POST", kC, "{\"collab_id\": \"\xc0\xaf\"}", "application/json", 400},
+        {"bad utf-8 in body", "POST", kC, "{\"collab_id\": \"c\xff\xfe\"}", "application/json",
+         400},
+        {"overlong utf-8 in body", "POST", kC, "{\"collab_id\": \"\xc0\xaf\"}", "application/json",
+         400},
         {"bad utf-8 in path", "GET", kC + "/c%ff%fe", "", "application/json", 400},
         // Path traversal and odd ids.
         {"dot-dot id", "GET", kC + "/..", "", "application/json", 400},
         {"encoded dot-dot", "GET", kC + "/%2e%2e", "", "application/json", 400},
-        {"encoded slash traversal", "GET", kC + "/c1%2F..%2F..%2Fetc%2Fpasswd", "", "application/json", 400},
-        {"traversal in project", "DELETE", kC + "/c1/projects/..%2F..", "", "application/json", 400},
+        {"encoded slash traversal", "GET", kC + "/c1%2F..%2F..%2Fetc%2Fpasswd", "",
+         "application/json", 400},
+        {"traversal in project", "DELETE", kC + "/c1/projects/..%2F..", "", "application/json",
+         400},
         {"nul byte id", "GET", kC + "/c1%00", "", "application/json", 400},
         {"control char id", "GET", "/ttp/connect/participants/w%0a1", "", "application/json", 400},
         {"overlong id", "GET", kC + "/" + std::string(300, 'a'), "", "application/json", 400},
         {"broken escape", "GET", kC + "/c1%G1", "", "application/json", 400},
-        {"traversal in body id", "POST", kC, R"({"collab_id": "../../etc"})", "application/json", 422},
+        {"traversal in body id", "POST", kC, R"({"collab_id": "../../etc"})", "application/json",
+         422},
         // Methods not allowed, wrong media type, unknown routes.
         {"PATCH a collection", "PATCH", kC, "{}", "application/json", 405},
         {"DELETE a collection", "DELETE", kC + "/", "", "application/json", 405},
@@ -127,7 +146,9 @@ TEST_CASE("malformed requests get a 4xx JSON error and never stop the server",
         {"unknown route", "GET", "/ttp/connect/nothing", "", "application/json", 404},
         {"unknown tree", "GET", "/etc/passwd", "", "application/json", 404},
         // Size.
-        {"body over the limit", "POST", kC, R"({"collab_id": "big", "x": ")" + std::string(1100000, 'a') + "\"}", "application/json", 413},
+        {"body over the limit", "POST", kC,
+         R"({"collab_id": "big", "x": ")" + std::string(1100000, 'a') + "\"}", "application/json",
+         413},
     };
     for (const auto& bad : corpus) {
         INFO(bad.name);
@@ -156,12 +177,23 @@ TEST_CASE("malformed requests get a 4xx JSON error and never stop the server",
         {"garbage request line", "HELLO\r\n\r\n", 400},
         {"bad version", "GET /healthz HTTP/7.0\r\n\r\n", 400},
         {"header without colon", "GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", 400},
-        {"bad content length", "POST " + kC + " HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400},
-        {"huge content length", "POST " + kC + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{", 413},
-        {"huge chunked body", "POST " + kC + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFF\r\n{", 413},
+        {"bad content length", "POST " + kC + " HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+         400},
+        {"huge content length",
+         "POST " + kC +
+             " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+             "99999999999\r\n\r\n{",
+         413},
+        {"huge chunked body",
+         "POST " + kC +
+             " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: "
+             "chunked\r\n\r\nFFFFFFF\r\n{",
+         413},
         {"raw high bytes in target", "GET " + kC + "/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n", 400},
         {"unknown method", "BREW " + kC + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405},
-        {"huge header", "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + std::string(64 * 1024, 'j') + "\r\n\r\n", 431},
+        {"huge header",
+         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Junk: " + std::string(64 * 1024, 'j') + "\r\n\r\n",
+         431},
     };
     for (const auto& bad : raw_corpus) {
         INFO(bad.name);

@@ -24,8 +24,8 @@ public:
         if (::pipe(out) != 0) {
             return;
         }
-        std::vector<std::string> args = {SYNERGOS_REST_TEST_SERVER, "--data", data_dir, "--port",
-                                         "0", "--quiet"};
+        std::vector<std::string> args = {
+            SYNERGOS_REST_TEST_SERVER, "--data", data_dir, "--port", "0", "--quiet"};
         args.insert(args.end(), extra.begin(), extra.end());
         pid_ = ::fork();
         if (pid_ == 0) {
@@ -44,7 +44,8 @@ public:
         fd_ = out[0];
         std::string line;
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-        while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+        while (line.find('\n') == std::string::npos &&
+               std::chrono::steady_clock::now() < deadline) {
             pollfd p{fd_, POLLIN, 0};
             if (::poll(&p, 1, 200) <= 0) {
                 continue;

@@ -93,16 +93,15 @@ public:
         }
         conn->stream.expires_at(connect_deadline);
         ec = {};
-        conn->stream.async_connect(endpoints, [&](beast::error_code cec, const tcp::endpoint&) {
-            ec = cec;
-        });
+        conn->stream.async_connect(endpoints,
+                                   [&](beast::error_code cec, const tcp::endpoint&) { ec = cec; });
         conn->ioc.restart();
         conn->ioc.run();
         if (ec) {
-            const auto code = ec == beast::error::timeout ? sdk::ErrorCode::Timeout
-                                                          : sdk::ErrorCode::Unavailable;
-            return sdk::Error{code, "http: cannot connect to " + host + ":" +
-                                        std::to_string(port) + ": " + ec.message()};
+            const auto code =
+                ec == beast::error::timeout ? sdk::ErrorCode::Timeout : sdk::ErrorCode::Unavailable;
+            return sdk::Error{code, "http: cannot connect to " + host + ":" + std::to_string(port) +
+                                        ": " + ec.message()};
         }
         conn->stream.socket().set_option(tcp::no_delay(true), ec);
         ++opened_;
@@ -180,15 +179,15 @@ sdk::Result<Response> HttpClient::request(
         conn->ioc.run();
         const beast::error_code ec = write_ec ? write_ec : read_ec;
         if (ec) {
-            if (reused && attempt == 0 && (write_ec || (is_stale_connection_error(read_ec) &&
-                                                        !parser.got_some()))) {
+            if (reused && attempt == 0 &&
+                (write_ec || (is_stale_connection_error(read_ec) && !parser.got_some()))) {
                 continue;  // the peer closed the idle connection: retry once on a fresh one
             }
             (void)wrote;
             if (ec == beast::error::timeout) {
-                return sdk::Error{sdk::ErrorCode::Timeout,
-                                  "http: " + where + " timed out after " +
-                                      std::to_string(timeout.count()) + " ms"};
+                return sdk::Error{sdk::ErrorCode::Timeout, "http: " + where + " timed out after " +
+                                                               std::to_string(timeout.count()) +
+                                                               " ms"};
             }
             if (ec == bhttp::error::body_limit) {
                 return sdk::Error{sdk::ErrorCode::ResourceExhausted,

@@ -105,8 +105,7 @@ public:
     ~Session() { server_.session_closed(id_); }
 
     void run() {
-        net::dispatch(stream_.get_executor(),
-                      [self = shared_from_this()] { self->do_read(); });
+        net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
     }
 
     /// Called on stop: an idle connection closes now; a busy one closes after its response.
@@ -131,11 +130,10 @@ private:
         parser_->header_limit(static_cast<std::uint32_t>(server_.options_.header_limit_bytes));
         stream_.expires_after(requests_ == 0 ? server_.options_.header_timeout
                                              : server_.options_.keep_alive_timeout);
-        bhttp::async_read_header(
-            stream_, buffer_, *parser_,
-            [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                self->on_header(ec);
-            });
+        bhttp::async_read_header(stream_, buffer_, *parser_,
+                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                     self->on_header(ec);
+                                 });
     }
 
     void on_header(beast::error_code ec) {
@@ -166,10 +164,9 @@ private:
             return;
         }
         stream_.expires_after(server_.options_.body_timeout);
-        bhttp::async_read(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                              self->on_body(ec);
-                          });
+        bhttp::async_read(
+            stream_, buffer_, *parser_,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
     }
 
     void on_body(beast::error_code ec) {
@@ -179,9 +176,8 @@ private:
                                     std::to_string(server_.options_.body_limit_bytes) +
                                     "-byte limit");
             } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-                       ec == net::error::operation_aborted ||
-                       ec == net::error::connection_reset || ec == net::error::eof ||
-                       ec == bhttp::error::partial_message) {
+                       ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+                       ec == net::error::eof || ec == bhttp::error::partial_message) {
                 close();
             } else {
                 send_error(400, "malformed HTTP request body: " + ec.message());
@@ -213,9 +209,8 @@ private:
         const bool reuse = keep_alive && !server_.stopping_;
         Match match = server_.dispatch(request);
         if (match.handler == nullptr || match.execution == Execution::Inline) {
-            Response response = match.handler == nullptr
-                                    ? std::move(match.error)
-                                    : Router::invoke(*match.handler, request);
+            Response response = match.handler == nullptr ? std::move(match.error)
+                                                         : Router::invoke(*match.handler, request);
             write(response, version, reuse, &request);
             return;
         }
@@ -261,11 +256,11 @@ private:
             server_.log_access(*request, response.status, response.body.size(), began_);
         }
         stream_.expires_after(server_.options_.body_timeout);
-        bhttp::async_write(stream_, res_,
-                           [self = shared_from_this(), keep_alive](beast::error_code ec,
-                                                                   std::size_t) {
-                               self->on_write(ec, keep_alive);
-                           });
+        bhttp::async_write(
+            stream_, res_,
+            [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                self->on_write(ec, keep_alive);
+            });
     }
 
     void on_write(beast::error_code ec, bool keep_alive) {
@@ -364,21 +359,19 @@ sdk::Status HttpServer::Impl::start() {
             }
         });
     }
-    logger_.info("http server listening",
-                 nlohmann::json{{"host", o.host},
-                                 {"port", port_.load()},
-                                 {"threads", o.threads},
-                                 {"handler_threads", o.handler_threads}}
-                     .dump());
+    logger_.info("http server listening", nlohmann::json{{"host", o.host},
+                                                         {"port", port_.load()},
+                                                         {"threads", o.threads},
+                                                         {"handler_threads", o.handler_threads}}
+                                              .dump());
     return {};
 }
 
 void HttpServer::Impl::do_accept() {
     auto& context = *contexts_[next_context_++ % contexts_.size()];
-    acceptor_->async_accept(context,
-                            [this](beast::error_code ec, tcp::socket socket) {
-                                on_accept(ec, std::move(socket));
-                            });
+    acceptor_->async_accept(context, [this](beast::error_code ec, tcp::socket socket) {
+        on_accept(ec, std::move(socket));
+    });
 }
 
 void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
@@ -415,15 +408,16 @@ void HttpServer::Impl::reject(tcp::socket socket) {
         tcp::socket socket;
         std::string bytes;
     };
-    std::string body = nlohmann::json{{"message", "too many connections (limit " +
-                                                      std::to_string(options_.max_connections) +
-                                                      "); retry later"}}
-                           .dump() +
-                       "\n";
+    std::string body =
+        nlohmann::json{{"message", "too many connections (limit " +
+                                       std::to_string(options_.max_connections) + "); retry later"}}
+            .dump() +
+        "\n";
     auto r = std::make_shared<Rejection>(Rejection{std::move(socket), {}});
-    r->bytes = "HTTP/1.1 503 Service Unavailable\r\nServer: synergos\r\nContent-Type: "
-               "application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n" + body;
+    r->bytes =
+        "HTTP/1.1 503 Service Unavailable\r\nServer: synergos\r\nContent-Type: "
+        "application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
     net::async_write(r->socket, net::buffer(r->bytes), [r](beast::error_code, std::size_t) {
         beast::error_code ignored;
         r->socket.shutdown(tcp::socket::shutdown_both, ignored);
@@ -443,7 +437,8 @@ Match HttpServer::Impl::dispatch(Request& request) {
         if (ready_ && !stopping_) {
             out.error = Response::json(200, nlohmann::json{{"status", "ready"}});
         } else {
-            out.error = Response::error(503, stopping_ ? "server is stopping" : "server is not ready");
+            out.error =
+                Response::error(503, stopping_ ? "server is stopping" : "server is not ready");
         }
         return out;
     }
@@ -455,8 +450,7 @@ void HttpServer::Impl::log_access(const Request& request, int status, std::size_
     if (!options_.access_log || !logger_.enabled(sdk::Level::Info)) {
         return;
     }
-    const double ms =
-        std::chrono::duration<double, std::milli>(Clock::now() - began).count();
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - began).count();
     logger_.info("http request",
                  nlohmann::json{{"method", request.method},
                                 {"path", request.path},

@@ -19,11 +19,10 @@ using http::Request;
 using http::Response;
 
 constexpr const char* kPrefix = "/ttp/connect";
-constexpr const char* kEnvelopeParams[] = {"collab_id",      "project_id", "expt_id",
-                                           "run_id",         "participant_id", "tag_id",
-                                           "alignment_id"};
-constexpr const char* kReservedFields[] = {"key", "doc_id", "kind", "relations", "created_at",
-                                           "link"};
+constexpr const char* kEnvelopeParams[] = {"collab_id",      "project_id", "expt_id",     "run_id",
+                                           "participant_id", "tag_id",     "alignment_id"};
+constexpr const char* kReservedFields[] = {"key",       "doc_id",     "kind",
+                                           "relations", "created_at", "link"};
 
 /// One connect resource: how its records are keyed, created and named in messages.
 struct Resource {
@@ -38,21 +37,44 @@ struct Resource {
     bool raw_post;         ///< experiments POST answers with the raw stored document
 };
 
-constexpr Resource kCollaboration{"Collaboration", "collaboration", "collaborations", "collaboration",
-                              "collab_id", "collab_id", {nullptr}, false, false};
-constexpr Resource kProject{"Project", "project", "projects", "project", "project_id", "project_id",
-                        {"Collaboration"}, false, false};
-constexpr Resource kExperiment{"Experiment", "experiment", "experiments", "experiment", "expt_id",
-                           "expt_id", {"Collaboration", "Project"}, false, true};
-constexpr Resource kRun{"Run", "run", "runs", "run", "run_id", "run_id",
-                    {"Collaboration", "Project", "Experiment"}, false, false};
-constexpr Resource kParticipant{"Participant", "participant", "participants", "participant", "id",
-                            "participant_id", {nullptr}, false, false};
-constexpr Resource kRegistration{"Registration", "registration", "registrations", "registration",
-                             nullptr, nullptr, {"Collaboration", "Project", "Participant"}, true,
-                             false};
-constexpr Resource kTag{"Tag", "tag", "tags", "tag", nullptr, nullptr,
-                    {"Collaboration", "Project", "Participant", "Registration"}, true, false};
+constexpr Resource kCollaboration{"Collaboration", "collaboration", "collaborations",
+                                  "collaboration", "collab_id",     "collab_id",
+                                  {nullptr},       false,           false};
+constexpr Resource kProject{"Project",    "project",         "projects", "project", "project_id",
+                            "project_id", {"Collaboration"}, false,      false};
+constexpr Resource kExperiment{"Experiment",
+                               "experiment",
+                               "experiments",
+                               "experiment",
+                               "expt_id",
+                               "expt_id",
+                               {"Collaboration", "Project"},
+                               false,
+                               true};
+constexpr Resource kRun{
+    "Run", "run", "runs", "run", "run_id", "run_id", {"Collaboration", "Project", "Experiment"},
+    false, false};
+constexpr Resource kParticipant{"Participant", "participant", "participants",
+                                "participant", "id",          "participant_id",
+                                {nullptr},     false,         false};
+constexpr Resource kRegistration{"Registration",
+                                 "registration",
+                                 "registrations",
+                                 "registration",
+                                 nullptr,
+                                 nullptr,
+                                 {"Collaboration", "Project", "Participant"},
+                                 true,
+                                 false};
+constexpr Resource kTag{"Tag",
+                        "tag",
+                        "tags",
+                        "tag",
+                        nullptr,
+                        nullptr,
+                        {"Collaboration", "Project", "Participant", "Registration"},
+                        true,
+                        false};
 
 std::string param_or(const Params& p, const char* name) {
     auto it = p.find(name);
@@ -221,8 +243,8 @@ public:
         if (res.body_id != nullptr) {
             auto it = body.find(res.body_id);
             if (it == body.end()) {
-                return Response::field_error(422, prefix + "Field '" + res.body_id + "' is required",
-                                             res.body_id);
+                return Response::field_error(
+                    422, prefix + "Field '" + res.body_id + "' is required", res.body_id);
             }
             if (!it->is_string()) {
                 return Response::field_error(
@@ -239,8 +261,7 @@ public:
         }
         if (auto invalid = validate_document(res.kind, body)) {
             return Response::field_error(
-                422, prefix + "Field '" + invalid->field + "' " + invalid->problem,
-                invalid->field);
+                422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field);
         }
         if (auto missing = check_exists(res.parents, params)) {
             return *missing;
@@ -323,8 +344,8 @@ public:
         if (res.body_id != nullptr && std::string(res.body_id) == "id") {
             if (auto it = body.find("id");
                 it != body.end() && (!it->is_string() || *it != request.param("participant_id"))) {
-                return Response::field_error(
-                    422, prefix + "Field 'id' does not match the URL", "id");
+                return Response::field_error(422, prefix + "Field 'id' does not match the URL",
+                                             "id");
             }
         }
         for (auto& [field, value] : body.items()) {
@@ -332,10 +353,10 @@ public:
         }
         if (auto invalid = validate_document(res.kind, doc)) {
             return Response::field_error(
-                422, prefix + "Field '" + invalid->field + "' " + invalid->problem,
-                invalid->field);
+                422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field);
         }
-        auto written = store_.backend().apply({{sdk::WriteMode::Update, res.kind, *key, doc.dump()}});
+        auto written =
+            store_.backend().apply({{sdk::WriteMode::Update, res.kind, *key, doc.dump()}});
         if (!written) {
             if (written.error().code == sdk::ErrorCode::NotFound) {
                 return Response::error(404, missing_message(res.kind, request.params));
@@ -383,8 +404,8 @@ private:
 };
 
 /// Registers GET/POST on a collection (both slash spellings) and GET/PUT/DELETE on its items.
-void add_resource(http::Router& router, const std::shared_ptr<ConnectApi>& api,
-                  const Resource& res, const std::string& collection, const std::string& item,
+void add_resource(http::Router& router, const std::shared_ptr<ConnectApi>& api, const Resource& res,
+                  const std::string& collection, const std::string& item,
                   const std::vector<const char*>& list_scope) {
     const std::string plural = res.plural;
     const std::string singular = res.singular;
@@ -413,8 +434,8 @@ void add_resource(http::Router& router, const std::shared_ptr<ConnectApi>& api,
 }
 
 /// Registers GET/POST/PUT/DELETE on a singular resource (registration, tags).
-void add_singular(http::Router& router, const std::shared_ptr<ConnectApi>& api,
-                  const Resource& res, const std::string& path) {
+void add_singular(http::Router& router, const std::shared_ptr<ConnectApi>& api, const Resource& res,
+                  const std::string& path) {
     const std::string singular = res.singular;
     const Resource* r = &res;
     router.add(
@@ -446,8 +467,12 @@ void add_registration_listing(http::Router& router, const std::shared_ptr<Connec
 
 nlohmann::json envelope(int status, const std::string& method, nlohmann::json params,
                         nlohmann::json data) {
-    return Json{{"apiVersion", kApiVersion}, {"success", 1},           {"status", status},
-                {"method", method},          {"params", std::move(params)}, {"data", std::move(data)}};
+    return Json{{"apiVersion", kApiVersion},
+                {"success", 1},
+                {"status", status},
+                {"method", method},
+                {"params", std::move(params)},
+                {"data", std::move(data)}};
 }
 
 nlohmann::json envelope_params(const http::Request& request) {
@@ -487,11 +512,9 @@ void register_connect_routes(http::Router& router, sdk::StorageBackend& storage,
 
     // The five registration listings.
     add_registration_listing(router, api, collab + "/registrations", {"Collaboration"});
-    add_registration_listing(router, api,
-                             collab + "/participants/{participant_id}/registrations",
+    add_registration_listing(router, api, collab + "/participants/{participant_id}/registrations",
                              {"Collaboration", "Participant"});
-    add_registration_listing(router, api, project + "/registrations",
-                             {"Collaboration", "Project"});
+    add_registration_listing(router, api, project + "/registrations", {"Collaboration", "Project"});
     add_registration_listing(router, api, participant + "/registrations", {"Participant"});
     add_registration_listing(router, api, participant + "/collaborations/{collab_id}/registrations",
                              {"Participant", "Collaboration"});

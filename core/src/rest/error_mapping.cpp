@@ -5,17 +5,28 @@ namespace synergos::core::rest {
 
 int http_status(sdk::ErrorCode code) noexcept {
     switch (code) {
-        case sdk::ErrorCode::InvalidArgument: return 422;
-        case sdk::ErrorCode::NotFound: return 404;
-        case sdk::ErrorCode::AlreadyExists: return 409;
-        case sdk::ErrorCode::FailedPrecondition: return 409;
-        case sdk::ErrorCode::Unavailable: return 503;
-        case sdk::ErrorCode::Timeout: return 504;
-        case sdk::ErrorCode::PermissionDenied: return 403;
-        case sdk::ErrorCode::Unimplemented: return 501;
-        case sdk::ErrorCode::Cancelled: return 409;
-        case sdk::ErrorCode::ResourceExhausted: return 413;
-        case sdk::ErrorCode::Internal: return 500;
+        case sdk::ErrorCode::InvalidArgument:
+            return 422;
+        case sdk::ErrorCode::NotFound:
+            return 404;
+        case sdk::ErrorCode::AlreadyExists:
+            return 409;
+        case sdk::ErrorCode::FailedPrecondition:
+            return 409;
+        case sdk::ErrorCode::Unavailable:
+            return 503;
+        case sdk::ErrorCode::Timeout:
+            return 504;
+        case sdk::ErrorCode::PermissionDenied:
+            return 403;
+        case sdk::ErrorCode::Unimplemented:
+            return 501;
+        case sdk::ErrorCode::Cancelled:
+            return 409;
+        case sdk::ErrorCode::ResourceExhausted:
+            return 413;
+        case sdk::ErrorCode::Internal:
+            return 500;
     }
     return 500;
 }

@@ -17,8 +17,8 @@ const std::vector<KindSpec>& kind_specs() {
          {"collab_id"},
          {"Project", "Experiment", "Run", "Registration", "Tag", "Model", "Validation",
           "Prediction"},
-         {"Project", "Experiment", "Run", "Registration", "Tag", "Alignment", "Model",
-          "Validation", "Prediction", "Job"},
+         {"Project", "Experiment", "Run", "Registration", "Tag", "Alignment", "Model", "Validation",
+          "Prediction", "Job"},
          true},
         {"Project",
          {"collab_id", "project_id"},
@@ -66,34 +66,139 @@ const std::vector<KindSpec>& kind_specs() {
 }
 
 /// Keys of `structure` that the original experiment output model declares (sorted).
-constexpr std::string_view kStructureKeys[] = {
-    "activation", "add_bias_kv", "add_zero_attn", "affine", "align_corners", "alpha",
-    "batch_first", "beta", "bias", "bidirectional", "blank", "ceil_mode", "count_include_pad",
-    "cutoffs", "d_model", "device_ids", "dilation", "dim", "dim_feedforward", "div_value",
-    "dropout", "elementwise_affine", "embed_dim", "embedding_dim", "end_dim", "eps", "full",
-    "groups", "head_bias", "hidden_size", "ignore_index", "in1_features", "in2_features",
-    "in_channels", "in_features", "init", "inplace", "input_size", "k", "kdim", "keepdim",
-    "kernel_size", "lambd", "log_input", "lower", "margin", "max_norm", "max_val", "min_val",
-    "mode", "momentum", "n_classes", "negative_slope", "nhead", "nonlinearity", "norm_type",
-    "normalized_shape", "num_channels", "num_chunks", "num_decoder_layers", "num_embeddings",
-    "num_encoder_layers", "num_features", "num_groups", "num_heads", "num_layers",
-    "num_parameters", "out_channels", "out_features", "output_device", "output_padding",
-    "output_ratio", "output_size", "p", "padding", "padding_idx", "padding_mode", "pos_weight",
-    "reduction", "requires_grad", "return_indices", "scale_factor", "scale_grad_by_freq", "size",
-    "size_average", "sparse", "start_dim", "stride", "swap", "threshold", "track_running_stats",
-    "upper", "upscale_factor", "value", "vdim", "zero_infinity"};
+constexpr std::string_view kStructureKeys[] = {"activation",
+                                               "add_bias_kv",
+                                               "add_zero_attn",
+                                               "affine",
+                                               "align_corners",
+                                               "alpha",
+                                               "batch_first",
+                                               "beta",
+                                               "bias",
+                                               "bidirectional",
+                                               "blank",
+                                               "ceil_mode",
+                                               "count_include_pad",
+                                               "cutoffs",
+                                               "d_model",
+                                               "device_ids",
+                                               "dilation",
+                                               "dim",
+                                               "dim_feedforward",
+                                               "div_value",
+                                               "dropout",
+                                               "elementwise_affine",
+                                               "embed_dim",
+                                               "embedding_dim",
+                                               "end_dim",
+                                               "eps",
+                                               "full",
+                                               "groups",
+                                               "head_bias",
+                                               "hidden_size",
+                                               "ignore_index",
+                                               "in1_features",
+                                               "in2_features",
+                                               "in_channels",
+                                               "in_features",
+                                               "init",
+                                               "inplace",
+                                               "input_size",
+                                               "k",
+                                               "kdim",
+                                               "keepdim",
+                                               "kernel_size",
+                                               "lambd",
+                                               "log_input",
+                                               "lower",
+                                               "margin",
+                                               "max_norm",
+                                               "max_val",
+                                               "min_val",
+                                               "mode",
+                                               "momentum",
+                                               "n_classes",
+                                               "negative_slope",
+                                               "nhead",
+                                               "nonlinearity",
+                                               "norm_type",
+                                               "normalized_shape",
+                                               "num_channels",
+                                               "num_chunks",
+                                               "num_decoder_layers",
+                                               "num_embeddings",
+                                               "num_encoder_layers",
+                                               "num_features",
+                                               "num_groups",
+                                               "num_heads",
+                                               "num_layers",
+                                               "num_parameters",
+                                               "out_channels",
+                                               "out_features",
+                                               "output_device",
+                                               "output_padding",
+                                               "output_ratio",
+                                               "output_size",
+                                               "p",
+                                               "padding",
+                                               "padding_idx",
+                                               "padding_mode",
+                                               "pos_weight",
+                                               "reduction",
+                                               "requires_grad",
+                                               "return_indices",
+                                               "scale_factor",
+                                               "scale_grad_by_freq",
+                                               "size",
+                                               "size_average",
+                                               "sparse",
+                                               "start_dim",
+                                               "stride",
+                                               "swap",
+                                               "threshold",
+                                               "track_running_stats",
+                                               "upper",
+                                               "upscale_factor",
+                                               "value",
+                                               "vdim",
+                                               "zero_infinity"};
 
 bool is_structure_key(std::string_view key) {
     return std::find(std::begin(kStructureKeys), std::end(kStructureKeys), key) !=
            std::end(kStructureKeys);
 }
 
-constexpr std::string_view kRunOutputFields[] = {
-    "input_size", "output_size", "is_condensed", "rounds", "epochs", "batch_size", "lr",
-    "lr_decay", "weight_decay", "seed", "precision_fractional", "use_CLR", "mu", "reduction",
-    "l1_lambda", "l2_lambda", "dampening", "base_lr", "max_lr", "step_size_up", "step_size_down",
-    "mode", "gamma", "scale_mode", "cycle_momentum", "base_momentum", "max_momentum",
-    "last_epoch", "patience", "delta", "cumulative_delta"};
+constexpr std::string_view kRunOutputFields[] = {"input_size",
+                                                 "output_size",
+                                                 "is_condensed",
+                                                 "rounds",
+                                                 "epochs",
+                                                 "batch_size",
+                                                 "lr",
+                                                 "lr_decay",
+                                                 "weight_decay",
+                                                 "seed",
+                                                 "precision_fractional",
+                                                 "use_CLR",
+                                                 "mu",
+                                                 "reduction",
+                                                 "l1_lambda",
+                                                 "l2_lambda",
+                                                 "dampening",
+                                                 "base_lr",
+                                                 "max_lr",
+                                                 "step_size_up",
+                                                 "step_size_down",
+                                                 "mode",
+                                                 "gamma",
+                                                 "scale_mode",
+                                                 "cycle_momentum",
+                                                 "base_momentum",
+                                                 "max_momentum",
+                                                 "last_epoch",
+                                                 "patience",
+                                                 "delta",
+                                                 "cumulative_delta"};
 
 /// flask-restx "skip none": omit null, missing and empty-object values.
 void put(Json& out, const Json& doc, std::string_view name) {
@@ -182,7 +287,8 @@ void marshal_fields(const std::string& kind, const Json& doc, Json& out) {
         put(out, doc, "n_count");
         for (auto& [key, value] : doc.items()) {
             if (key.rfind("node_", 0) == 0) {
-                out[key] = marshal_artifact(value, {"host", "port", "log_msgs", "verbose", "f_port"});
+                out[key] =
+                    marshal_artifact(value, {"host", "port", "log_msgs", "verbose", "f_port"});
             }
         }
     } else if (kind == "Tag") {
@@ -257,7 +363,8 @@ const KindSpec* RecordStore::spec(std::string_view kind) noexcept {
 sdk::Result<sdk::Key> RecordStore::make_key(std::string_view kind, const Params& params) {
     const KindSpec* s = spec(kind);
     if (s == nullptr) {
-        return sdk::Error{sdk::ErrorCode::Internal, "unknown record kind '" + std::string(kind) + "'"};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          "unknown record kind '" + std::string(kind) + "'"};
     }
     sdk::Key key;
     for (const auto& field : s->key_fields) {
@@ -296,7 +403,7 @@ sdk::Result<sdk::Record> RecordStore::get(std::string_view kind, const sdk::Key&
 }
 
 sdk::Result<std::vector<sdk::Record>> RecordStore::list(std::string_view kind,
-                                                         const sdk::Key& match) {
+                                                        const sdk::Key& match) {
     return backend_.list(sdk::Query{std::string(kind), match, 0, 0});
 }
 
@@ -450,8 +557,7 @@ sdk::Result<nlohmann::json> RecordStore::read_list(std::string_view kind, const 
     return out;
 }
 
-std::vector<sdk::Mutation> RecordStore::cascade_delete(std::string_view kind,
-                                                       const sdk::Key& key) {
+std::vector<sdk::Mutation> RecordStore::cascade_delete(std::string_view kind, const sdk::Key& key) {
     std::vector<sdk::Mutation> batch;
     if (const KindSpec* s = spec(kind)) {
         for (const auto& dependent : s->cascade) {

@@ -153,11 +153,12 @@ Check experiment(const Json& doc) {
 
 Check run(const Json& doc) {
     static constexpr const char* kIntegers[] = {
-        "input_size", "output_size", "batch_size", "rounds", "epochs", "seed",
+        "input_size",           "output_size",  "batch_size",     "rounds",     "epochs",  "seed",
         "precision_fractional", "step_size_up", "step_size_down", "last_epoch", "patience"};
     static constexpr const char* kNumbers[] = {
-        "lr", "lr_decay", "weight_decay", "mu", "l1_lambda", "l2_lambda", "dampening", "base_lr",
-        "max_lr", "gamma", "base_momentum", "max_momentum", "delta"};
+        "lr",        "lr_decay", "weight_decay", "mu",    "l1_lambda",     "l2_lambda",
+        "dampening", "base_lr",  "max_lr",       "gamma", "base_momentum", "max_momentum",
+        "delta"};
     static constexpr const char* kBooleans[] = {"is_condensed", "use_CLR", "cycle_momentum",
                                                 "cumulative_delta"};
     for (const char* f : kIntegers) {

@@ -123,13 +123,27 @@ void append_json_string(std::string& out, std::string_view text) {
     for (char ch : text) {
         const auto c = static_cast<unsigned char>(ch);
         switch (ch) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\b':
+                out += "\\b";
+                break;
+            case '\f':
+                out += "\\f";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20) {
                     out += "\\u00";
@@ -163,9 +177,9 @@ sdk::Status check_key(const std::string& kind, const sdk::Key& key, bool allow_e
         }
         for (std::size_t j = 0; j < i; ++j) {
             if (key[j].name == key[i].name) {
-                return sdk::Status(ErrorCode::InvalidArgument, "storage: key field '" +
-                                                                   key[i].name + "' of " + kind +
-                                                                   " repeats");
+                return sdk::Status(
+                    ErrorCode::InvalidArgument,
+                    "storage: key field '" + key[i].name + "' of " + kind + " repeats");
             }
         }
     }
@@ -288,14 +302,14 @@ sdk::Status check_document(const sdk::Mutation& m) {
     try {
         const Json parsed = Json::parse(m.document);
         if (!parsed.is_object()) {
-            return sdk::Status(ErrorCode::InvalidArgument,
-                               "storage: document of " + describe(m.kind, m.key) +
-                                   " is not a JSON object");
+            return sdk::Status(
+                ErrorCode::InvalidArgument,
+                "storage: document of " + describe(m.kind, m.key) + " is not a JSON object");
         }
     } catch (const std::exception& e) {
-        return sdk::Status(ErrorCode::InvalidArgument, "storage: document of " +
-                                                           describe(m.kind, m.key) +
-                                                           " is not valid JSON: " + e.what());
+        return sdk::Status(
+            ErrorCode::InvalidArgument,
+            "storage: document of " + describe(m.kind, m.key) + " is not valid JSON: " + e.what());
     }
     return {};
 }
@@ -335,7 +349,8 @@ SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options
         synchronous_ != "EXTRA") {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': option 'synchronous' must be OFF, NORMAL, "
-                                   "FULL or EXTRA, not '" + synchronous_ + "'"};
+                                   "FULL or EXTRA, not '" +
+                                       synchronous_ + "'"};
     } else if (read_connections_ < 1 || read_connections_ > 64) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': option 'read_connections' must be 1-64"};
@@ -409,11 +424,10 @@ sdk::Status SqliteStorage::start() noexcept {
             readers_open_ = true;
         }
         started_ = true;
-        host_.logger().info("storage sqlite started",
-                            Json{{"path", path_},
-                                 {"schema_version", schema_version_},
-                                 {"synchronous", synchronous_}}
-                                .dump());
+        host_.logger().info("storage sqlite started", Json{{"path", path_},
+                                                           {"schema_version", schema_version_},
+                                                           {"synchronous", synchronous_}}
+                                                          .dump());
         return {};
     } catch (const std::exception& e) {
         return sdk::Status(ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what());
@@ -472,8 +486,8 @@ sdk::Result<Connection*> SqliteStorage::acquire_reader() noexcept {
     // Reuse the open snapshot when nothing was committed since it began (see the header).
     const auto generation = write_generation_.load();
     const auto now = std::chrono::steady_clock::now();
-    if (conn->in_read_txn && (conn->snapshot_generation != generation ||
-                              now - conn->snapshot_began > kSnapshotMaxAge)) {
+    if (conn->in_read_txn &&
+        (conn->snapshot_generation != generation || now - conn->snapshot_began > kSnapshotMaxAge)) {
         (void)conn->exec("COMMIT");
         conn->in_read_txn = false;
     }
@@ -496,8 +510,7 @@ void SqliteStorage::refresh_idle_readers() noexcept {
 }
 
 void SqliteStorage::release_reader(Connection* connection) noexcept {
-    if (connection->in_read_txn &&
-        connection->snapshot_generation != write_generation_.load()) {
+    if (connection->in_read_txn && connection->snapshot_generation != write_generation_.load()) {
         (void)connection->exec("COMMIT");  // stale: do not pin old WAL frames while idle
         connection->in_read_txn = false;
     }
@@ -556,8 +569,8 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
             stmt->bind(index++, field.name);
             stmt->bind(index++, field.value);
         }
-        stmt->bind(index++, query.limit == 0 ? std::int64_t{-1}
-                                             : static_cast<std::int64_t>(query.limit));
+        stmt->bind(index++,
+                   query.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(query.limit));
         stmt->bind(index, static_cast<std::int64_t>(query.offset));
         std::vector<sdk::Record> out;
         for (;;) {

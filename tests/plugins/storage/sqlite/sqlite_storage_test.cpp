@@ -122,8 +122,8 @@ TEST_CASE("sqlite storage inserts, reads, lists, updates and deletes records", "
     REQUIRE(paged->size() == 1);
     CHECK((*paged)[0].doc_id == 2);
 
-    auto updated = store.apply({{sdk::WriteMode::Update, "Project", project_key("c1", "p1"),
-                                 R"({"action":"y"})"}});
+    auto updated = store.apply(
+        {{sdk::WriteMode::Update, "Project", project_key("c1", "p1"), R"({"action":"y"})"}});
     REQUIRE(updated.has_value());
     CHECK((*updated)[0].version == 2);
     CHECK(store.get("Project", project_key("c1", "p1"))->document == R"({"action":"y"})");
@@ -156,14 +156,16 @@ TEST_CASE("sqlite storage applies a batch all or nothing", "[unit][storage]") {
         CHECK(result.error().code == sdk::ErrorCode::AlreadyExists);
     }
     SECTION("update of a missing record") {
-        auto result = store.apply({insert("Project", project_key("c1", "p2")),
-                                   {sdk::WriteMode::Update, "Project", project_key("c9", "p9"), "{}"}});
+        auto result =
+            store.apply({insert("Project", project_key("c1", "p2")),
+                         {sdk::WriteMode::Update, "Project", project_key("c9", "p9"), "{}"}});
         REQUIRE_FALSE(result.has_value());
         CHECK(result.error().code == sdk::ErrorCode::NotFound);
     }
     SECTION("delete of a missing record") {
-        auto result = store.apply({insert("Project", project_key("c1", "p2")),
-                                   {sdk::WriteMode::Delete, "Project", project_key("c9", "p9"), ""}});
+        auto result =
+            store.apply({insert("Project", project_key("c1", "p2")),
+                         {sdk::WriteMode::Delete, "Project", project_key("c9", "p9"), ""}});
         REQUIRE_FALSE(result.has_value());
         CHECK(result.error().code == sdk::ErrorCode::NotFound);
     }
@@ -186,8 +188,7 @@ TEST_CASE("sqlite storage applies a batch all or nothing", "[unit][storage]") {
     CHECK(all->size() == 1);
 }
 
-TEST_CASE("sqlite storage deletes by key subset, scoped by every given field",
-          "[unit][storage]") {
+TEST_CASE("sqlite storage deletes by key subset, scoped by every given field", "[unit][storage]") {
     TempDir dir;
     sdk::testing::FakeHost host(dir.path);
     SqliteStorage store(host, sdk::Options{});
@@ -195,8 +196,11 @@ TEST_CASE("sqlite storage deletes by key subset, scoped by every given field",
     auto run_key = [](const std::string& c, const std::string& p, const std::string& r) {
         return sdk::Key{{"collab_id", c}, {"project_id", p}, {"expt_id", "e"}, {"run_id", r}};
     };
-    REQUIRE(store.apply({insert("Run", run_key("A", "p1", "r1")), insert("Run", run_key("A", "p1", "r2")),
-                         insert("Run", run_key("B", "p1", "r1")), insert("Run", run_key("A", "p2", "r1"))})
+    REQUIRE(store
+                .apply({insert("Run", run_key("A", "p1", "r1")),
+                        insert("Run", run_key("A", "p1", "r2")),
+                        insert("Run", run_key("B", "p1", "r1")),
+                        insert("Run", run_key("A", "p2", "r1"))})
                 .has_value());
     auto result = store.apply({{sdk::WriteMode::DeleteWhere, "Run", project_key("A", "p1"), ""}});
     REQUIRE(result.has_value());
@@ -208,7 +212,8 @@ TEST_CASE("sqlite storage deletes by key subset, scoped by every given field",
     CHECK(store.get("Run", run_key("A", "p2", "r1")).has_value());
     CHECK(store.list({"Run", {{"project_id", "p1"}}, 0, 0})->size() == 1);
     // Matching nothing is not an error.
-    CHECK(store.apply({{sdk::WriteMode::DeleteWhere, "Run", {{"collab_id", "Z"}}, ""}}).has_value());
+    CHECK(
+        store.apply({{sdk::WriteMode::DeleteWhere, "Run", {{"collab_id", "Z"}}, ""}}).has_value());
 }
 
 TEST_CASE("sqlite storage keeps data across restarts and refuses a newer schema",
@@ -220,7 +225,8 @@ TEST_CASE("sqlite storage keeps data across restarts and refuses a newer schema"
     {
         SqliteStorage store(host, options);
         REQUIRE(store.start().is_ok());
-        REQUIRE(store.apply({insert("Project", project_key("c1", "p1"), R"({"n":1})")}).has_value());
+        REQUIRE(
+            store.apply({insert("Project", project_key("c1", "p1"), R"({"n":1})")}).has_value());
         store.stop();
         CHECK_FALSE(store.get("Project", project_key("c1", "p1")).has_value());
     }
@@ -248,18 +254,19 @@ TEST_CASE("sqlite storage migrates a version-1 file to the current schema", "[un
         // Build a version-1 file by hand (tables only, no lookup index yet).
         sqlite3* db = nullptr;
         sqlite3_open(file.c_str(), &db);
-        sqlite3_exec(db,
-                     "CREATE TABLE records (kind TEXT NOT NULL, key_id TEXT NOT NULL, key_json TEXT "
-                     "NOT NULL, doc_id INTEGER NOT NULL, document TEXT NOT NULL, version INTEGER NOT "
-                     "NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, PRIMARY "
-                     "KEY (kind, key_id)) WITHOUT ROWID;"
-                     "CREATE UNIQUE INDEX records_by_doc_id ON records (kind, doc_id);"
-                     "CREATE TABLE record_keys (kind TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT "
-                     "NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key_id, name)) WITHOUT ROWID;"
-                     "CREATE TABLE sequences (kind TEXT PRIMARY KEY, last_doc_id INTEGER NOT NULL) "
-                     "WITHOUT ROWID;"
-                     "PRAGMA user_version=1;",
-                     nullptr, nullptr, nullptr);
+        sqlite3_exec(
+            db,
+            "CREATE TABLE records (kind TEXT NOT NULL, key_id TEXT NOT NULL, key_json TEXT "
+            "NOT NULL, doc_id INTEGER NOT NULL, document TEXT NOT NULL, version INTEGER NOT "
+            "NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, PRIMARY "
+            "KEY (kind, key_id)) WITHOUT ROWID;"
+            "CREATE UNIQUE INDEX records_by_doc_id ON records (kind, doc_id);"
+            "CREATE TABLE record_keys (kind TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT "
+            "NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key_id, name)) WITHOUT ROWID;"
+            "CREATE TABLE sequences (kind TEXT PRIMARY KEY, last_doc_id INTEGER NOT NULL) "
+            "WITHOUT ROWID;"
+            "PRAGMA user_version=1;",
+            nullptr, nullptr, nullptr);
         sqlite3_close(db);
     }
     SqliteStorage store(host, opts({{"path", file}}));
@@ -306,7 +313,8 @@ TEST_CASE("sqlite storage serves concurrent writers and readers with group commi
                 }
                 // Every fifth write is a batch that must fail alone (duplicate within itself).
                 if (i % 5 == 0) {
-                    auto bad = store.apply({insert("Tag", {{"id", id}}), insert("Tag", {{"id", id}})});
+                    auto bad =
+                        store.apply({insert("Tag", {{"id", id}}), insert("Tag", {{"id", id}})});
                     if (!bad && bad.error().code == sdk::ErrorCode::AlreadyExists) {
                         ++expected_conflicts;
                     }
@@ -341,13 +349,15 @@ TEST_CASE("the sqlite plugin library loads and works through its exported factor
           "[integration][storage]") {
     TempDir dir;
     sdk::testing::FakeHost host(dir.path);
-    const std::string library = std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-storage-sqlite.so";
+    const std::string library =
+        std::string(SYNERGOS_TEST_PLUGIN_DIR) + "/libsynergos-storage-sqlite.so";
     REQUIRE(fs::exists(library));
     boost::dll::shared_library lib(library);
     auto& descriptor = lib.get_alias<const sdk::PluginDescriptor>("synergos_plugin_descriptor");
     CHECK(std::string(descriptor.name) == "sqlite");
     CHECK(descriptor.kind == sdk::PluginKind::Storage);
-    auto& create = lib.get_alias<sdk::Factory<sdk::StorageBackend>>("synergos_plugin_create_storage");
+    auto& create =
+        lib.get_alias<sdk::Factory<sdk::StorageBackend>>("synergos_plugin_create_storage");
     auto made = create(host, sdk::Options{});
     REQUIRE(made.has_value());
     std::unique_ptr<sdk::StorageBackend> store = std::move(*made);
@@ -382,8 +392,8 @@ TEST_CASE("sqlite storage keys hold any UTF-8 text and refuse invalid UTF-8", "[
     CHECK(key_json == nlohmann::json::array({nlohmann::json::array({"collab_id", odd}),
                                              nlohmann::json::array({"project_id", "p"})})
                           .dump());
-    for (const std::string& bad : {std::string("\xff"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80"),
-                                  std::string("\xe2\x82")}) {
+    for (const std::string& bad : {std::string("\xff"), std::string("\xc0\xaf"),
+                                   std::string("\xed\xa0\x80"), std::string("\xe2\x82")}) {
         auto result = store.apply({insert("Project", project_key(bad, "p"))});
         REQUIRE_FALSE(result.has_value());
         CHECK(result.error().message.find("UTF-8") != std::string::npos);

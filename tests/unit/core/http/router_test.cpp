@@ -65,12 +65,14 @@ TEST_CASE("Router answers 404, 405 with Allow, and 400 for malformed escapes", "
     auto missing = make("GET", "/y");
     auto res = router.route(missing);
     CHECK(res.status == 404);
-    CHECK(nlohmann::json::parse(res.body)["message"].get<std::string>().find("/y") != std::string::npos);
+    CHECK(nlohmann::json::parse(res.body)["message"].get<std::string>().find("/y") !=
+          std::string::npos);
     auto wrong = make("DELETE", "/x/1");
     res = router.route(wrong);
     CHECK(res.status == 405);
     CHECK(res.header("allow") == "GET, PUT");
-    CHECK(nlohmann::json::parse(res.body)["message"] == "The method is not allowed for the requested URL.");
+    CHECK(nlohmann::json::parse(res.body)["message"] ==
+          "The method is not allowed for the requested URL.");
     auto encoded = make("GET", "/x/a%2Fb%20c");
     CHECK(nlohmann::json::parse(router.route(encoded).body)["id"] == "a/b c");
     auto bad = make("GET", "/x/a%2");
@@ -81,11 +83,13 @@ TEST_CASE("Router answers 404, 405 with Allow, and 400 for malformed escapes", "
 
 TEST_CASE("Router turns a handler exception into a JSON 500", "[unit][http]") {
     Router router;
-    router.add("GET", "/boom", [](const Request&) -> Response { throw std::runtime_error("kaput"); });
+    router.add("GET", "/boom",
+               [](const Request&) -> Response { throw std::runtime_error("kaput"); });
     auto req = make("GET", "/boom");
     auto res = router.route(req);
     CHECK(res.status == 500);
-    CHECK(nlohmann::json::parse(res.body)["message"].get<std::string>().find("kaput") != std::string::npos);
+    CHECK(nlohmann::json::parse(res.body)["message"].get<std::string>().find("kaput") !=
+          std::string::npos);
 }
 
 TEST_CASE("Router: a later registration replaces the same method and pattern", "[unit][http]") {

@@ -43,7 +43,9 @@ Router echo_router() {
         res.body = r.body;
         return res;
     });
-    router.add("GET", "/hello", [](const Request&) { return Response::json(200, {{"hello", "world"}}); });
+    router.add("GET", "/hello", [](const Request&) {
+        return Response::json(200, {{"hello", "world"}});
+    });
     return router;
 }
 
@@ -94,7 +96,8 @@ TEST_CASE("HttpServer binds an ephemeral port and keeps connections alive", "[un
     for (const auto& line : logger.lines()) {
         if (line.event == "http request") {
             auto fields = nlohmann::json::parse(line.fields_json);
-            saw_fields = fields["status"] == 200 && fields["path"] == "/hello" && fields.contains("duration_ms");
+            saw_fields = fields["status"] == 200 && fields["path"] == "/hello" &&
+                         fields.contains("duration_ms");
         }
     }
     CHECK(saw_fields);
@@ -121,16 +124,19 @@ TEST_CASE("HttpServer refuses bodies over the limit with 413", "[unit][http]") {
     HttpServer server(test_options(), router, logger);
     REQUIRE(server.start().is_ok());
     HttpClient client;
-    auto small = client.request("POST", "127.0.0.1", server.bound_port(), "/echo", std::string(4096, 'a'));
+    auto small =
+        client.request("POST", "127.0.0.1", server.bound_port(), "/echo", std::string(4096, 'a'));
     REQUIRE(small.has_value());
     CHECK(small->status == 200);
     CHECK(small->body.size() == 4096);
 
     SECTION("declared by Content-Length") {
-        auto big = client.request("POST", "127.0.0.1", server.bound_port(), "/echo", std::string(4097, 'a'));
+        auto big = client.request("POST", "127.0.0.1", server.bound_port(), "/echo",
+                                  std::string(4097, 'a'));
         REQUIRE(big.has_value());
         CHECK(big->status == 413);
-        CHECK(nlohmann::json::parse(big->body)["message"].get<std::string>().find("4096") != std::string::npos);
+        CHECK(nlohmann::json::parse(big->body)["message"].get<std::string>().find("4096") !=
+              std::string::npos);
     }
     SECTION("sent chunked") {
         RawConnection raw(server.bound_port());
@@ -205,9 +211,10 @@ TEST_CASE("HttpServer answers malformed requests with 400 and keeps serving", "[
     Router router = echo_router();
     HttpServer server(test_options(), router, logger);
     REQUIRE(server.start().is_ok());
-    for (const std::string& junk : {std::string("NOT HTTP AT ALL\r\n\r\n"), std::string("GET / HTTP/9.9\r\n\r\n"),
-                                    std::string("GET /hello HTTP/1.1\r\nBad Header\r\n\r\n"),
-                                    std::string("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")}) {
+    for (const std::string& junk :
+         {std::string("NOT HTTP AT ALL\r\n\r\n"), std::string("GET / HTTP/9.9\r\n\r\n"),
+          std::string("GET /hello HTTP/1.1\r\nBad Header\r\n\r\n"),
+          std::string("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")}) {
         RawConnection raw(server.bound_port());
         raw.send(junk);
         const std::string reply = raw.read_all();
@@ -307,7 +314,10 @@ TEST_CASE("HttpServer runs blocking handlers on the pool while the I/O thread ke
         return Response::json(201, {{"done", true}});
     });  // Execution::Pool, the default
     router.add(
-        "GET", "/quick", [](const Request&) { return Response::json(200, {{"quick", true}}); },
+        "GET", "/quick",
+        [](const Request&) {
+            return Response::json(200, {{"quick", true}});
+        },
         synergos::core::http::Execution::Inline);
     ServerOptions options = test_options();
     options.threads = 1;

@@ -21,7 +21,9 @@ json collab_body(const std::string& id) {
 }
 
 json project_body(const std::string& id) {
-    return {{"project_id", id}, {"action", "classify"}, {"incentives", {{"tier_1", json::array()}, {"tier_2", json::array()}}}};
+    return {{"project_id", id},
+            {"action", "classify"},
+            {"incentives", {{"tier_1", json::array()}, {"tier_2", json::array()}}}};
 }
 
 json experiment_body(const std::string& id) {
@@ -38,7 +40,7 @@ json run_body(const std::string& id) {
 }
 
 json participant_body(const std::string& id) {
-    return {{"id", id},      {"category", nullptr}, {"summary", nullptr},
+    return {{"id", id},         {"category", nullptr}, {"summary", nullptr},
             {"phone", nullptr}, {"email", nullptr},    {"socials", nullptr}};
 }
 
@@ -46,7 +48,11 @@ json registration_body() {
     return {{"role", "host"},
             {"n_count", 1},
             {"node_0",
-             {{"host", "127.0.0.1"}, {"port", 8020}, {"f_port", 5000}, {"log_msgs", false}, {"verbose", false}}}};
+             {{"host", "127.0.0.1"},
+              {"port", 8020},
+              {"f_port", 5000},
+              {"log_msgs", false},
+              {"verbose", false}}}};
 }
 
 std::string project_path(const std::string& c, const std::string& p) {
@@ -64,7 +70,8 @@ json expect_envelope(const synergos::core::http::Response& response, int status,
     for (auto& [key, value] : body.items()) {
         keys.insert(key);
     }
-    CHECK(keys == std::set<std::string>{"apiVersion", "success", "status", "method", "params", "data"});
+    CHECK(keys ==
+          std::set<std::string>{"apiVersion", "success", "status", "method", "params", "data"});
     CHECK(body["apiVersion"] == "0.1.0");
     CHECK(body["success"] == 1);
     CHECK(body["status"] == status);
@@ -85,9 +92,13 @@ void expect_error(const synergos::core::http::Response& response, int status,
 /// Builds collab c / project p / experiment e / run r / participant w / registration / tag.
 void build_tree(RestServer& s, const std::string& c, const std::string& p, const std::string& w) {
     REQUIRE(s.call("POST", kConnect + "/collaborations", collab_body(c)).status == 201);
-    REQUIRE(s.call("POST", kConnect + "/collaborations/" + c + "/projects", project_body(p)).status == 201);
-    REQUIRE(s.call("POST", project_path(c, p) + "/experiments", experiment_body("e1")).status == 201);
-    REQUIRE(s.call("POST", project_path(c, p) + "/experiments/e1/runs", run_body("r1")).status == 201);
+    REQUIRE(
+        s.call("POST", kConnect + "/collaborations/" + c + "/projects", project_body(p)).status ==
+        201);
+    REQUIRE(s.call("POST", project_path(c, p) + "/experiments", experiment_body("e1")).status ==
+            201);
+    REQUIRE(s.call("POST", project_path(c, p) + "/experiments/e1/runs", run_body("r1")).status ==
+            201);
     auto pt = s.call("POST", kConnect + "/participants", participant_body(w));
     REQUIRE((pt.status == 201 || pt.status == 409));
     REQUIRE(s.call("POST", project_path(c, p) + "/participants/" + w + "/registration",
@@ -115,7 +126,8 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     CHECK_FALSE(data.contains("created_at"));
     CHECK_FALSE(data.contains("collab_id"));
     REQUIRE(data["relations"].size() == 8);
-    for (const char* kind : {"Project", "Experiment", "Run", "Registration", "Tag", "Model", "Validation", "Prediction"}) {
+    for (const char* kind : {"Project", "Experiment", "Run", "Registration", "Tag", "Model",
+                             "Validation", "Prediction"}) {
         CHECK(data["relations"][kind] == json::array());
     }
 
@@ -137,8 +149,9 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     CHECK_FALSE(body["data"].contains("collab_id"));
 
     // 3. Experiment: the raw stored document (integer doc_id, created_at).
-    body = expect_envelope(s.call("POST", project_path("c1", "p1") + "/experiments", experiment_body("e1")), 201,
-                           "experiments.post");
+    body = expect_envelope(
+        s.call("POST", project_path("c1", "p1") + "/experiments", experiment_body("e1")), 201,
+        "experiments.post");
     data = body["data"];
     CHECK(data["doc_id"] == 1);
     REQUIRE(data["created_at"].is_string());
@@ -150,14 +163,18 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     CHECK(body["params"] == json{{"collab_id", "c1"}, {"project_id", "p1"}});
 
     // 4. Run: stored-only fields (algorithm) are not echoed.
-    body = expect_envelope(s.call("POST", project_path("c1", "p1") + "/experiments/e1/runs/", run_body("r1")), 201,
-                           "runs.post");
+    body = expect_envelope(
+        s.call("POST", project_path("c1", "p1") + "/experiments/e1/runs/", run_body("r1")), 201,
+        "runs.post");
     data = body["data"];
     CHECK(data["rounds"] == 2);
     CHECK(data["lr"] == 0.001);
     CHECK_FALSE(data.contains("algorithm"));
-    CHECK(data["key"] == json{{"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}, {"run_id", "r1"}});
-    CHECK(data["relations"] == json{{"Model", json::array()}, {"Validation", json::array()}, {"Prediction", json::array()}});
+    CHECK(data["key"] ==
+          json{{"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}, {"run_id", "r1"}});
+    CHECK(data["relations"] == json{{"Model", json::array()},
+                                    {"Validation", json::array()},
+                                    {"Prediction", json::array()}});
 
     // 5. Participants (nulls omitted).
     for (const char* w : {"w1", "w2"}) {
@@ -166,7 +183,8 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
         CHECK(body["data"]["key"] == json{{"participant_id", w}});
         CHECK(body["data"]["id"] == w);
         CHECK_FALSE(body["data"].contains("category"));
-        CHECK(body["data"]["relations"] == json{{"Registration", json::array()}, {"Tag", json::array()}});
+        CHECK(body["data"]["relations"] ==
+              json{{"Registration", json::array()}, {"Tag", json::array()}});
     }
 
     // 6. Registration: the Driver first GETs (404), then POSTs.
@@ -174,7 +192,8 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     expect_error(s.call("GET", reg), 404, "Participant 'w1' has not registered for Project 'p1'!");
     body = expect_envelope(s.call("POST", reg, registration_body()), 201, "registration.post");
     data = body["data"];
-    CHECK(body["params"] == json{{"collab_id", "c1"}, {"project_id", "p1"}, {"participant_id", "w1"}});
+    CHECK(body["params"] ==
+          json{{"collab_id", "c1"}, {"project_id", "p1"}, {"participant_id", "w1"}});
     CHECK(data["role"] == "host");
     CHECK(data["n_count"] == 1);
     CHECK(data["node_0"]["f_port"] == 5000);
@@ -185,16 +204,23 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     CHECK(data["participant"]["category"] == json::array());
     CHECK(data["relations"] == json{{"Tag", json::array()}});
     // The participant-side alias reaches the same record.
-    body = expect_envelope(s.call("GET", kConnect + "/participants/w1/collaborations/c1/projects/p1/registration"), 200,
-                           "registration.get");
+    body = expect_envelope(
+        s.call("GET", kConnect + "/participants/w1/collaborations/c1/projects/p1/registration"),
+        200, "registration.get");
     CHECK(body["data"]["doc_id"] == data["doc_id"]);
     REQUIRE(s.call("POST", project_path("c1", "p1") + "/participants/w2/registration",
-                   json{{"role", "guest"}, {"n_count", 1}, {"node_0", {{"host", "h2"}, {"port", 8021}, {"f_port", 5001}}}})
+                   json{{"role", "guest"},
+                        {"n_count", 1},
+                        {"node_0", {{"host", "h2"}, {"port", 8021}, {"f_port", 5001}}}})
                 .status == 201);
 
     // 7. Tags.
-    body = expect_envelope(s.call("POST", reg + "/tags", json{{"train", json::array({json::array({"heart_disease", "data1"})})}, {"evaluate", json::array()}, {"predict", json::array()}}),
-                           201, "tag.post");
+    body = expect_envelope(
+        s.call("POST", reg + "/tags",
+               json{{"train", json::array({json::array({"heart_disease", "data1"})})},
+                    {"evaluate", json::array()},
+                    {"predict", json::array()}}),
+        201, "tag.post");
     CHECK(body["data"]["train"] == json::array({json::array({"heart_disease", "data1"})}));
     CHECK_FALSE(body["data"].contains("relations"));
     body = expect_envelope(s.call("GET", reg), 200, "registration.get");
@@ -205,8 +231,10 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     CHECK(body["data"]["relations"]["Registration"].size() == 2);
     CHECK(body["data"]["relations"]["Experiment"].size() == 1);
     CHECK(body["data"]["relations"]["Run"].size() == 1);
-    body = expect_envelope(s.call("GET", kConnect + "/participants/w1/collaborations/c1/projects/p1/registration/tags"), 200,
-                           "tag.get");
+    body = expect_envelope(
+        s.call("GET",
+               kConnect + "/participants/w1/collaborations/c1/projects/p1/registration/tags"),
+        200, "tag.get");
     CHECK(body["data"]["key"]["participant_id"] == "w1");
 
     // 8. The five registration listings (params always {}).
@@ -214,11 +242,12 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
         std::string path;
         std::size_t count;
     };
-    for (const auto& listing : {Listing{kConnect + "/collaborations/c1/registrations", 2},
-                                Listing{kConnect + "/collaborations/c1/participants/w1/registrations", 1},
-                                Listing{project_path("c1", "p1") + "/registrations", 2},
-                                Listing{kConnect + "/participants/w2/registrations", 1},
-                                Listing{kConnect + "/participants/w1/collaborations/c1/registrations", 1}}) {
+    for (const auto& listing :
+         {Listing{kConnect + "/collaborations/c1/registrations", 2},
+          Listing{kConnect + "/collaborations/c1/participants/w1/registrations", 1},
+          Listing{project_path("c1", "p1") + "/registrations", 2},
+          Listing{kConnect + "/participants/w2/registrations", 1},
+          Listing{kConnect + "/participants/w1/collaborations/c1/registrations", 1}}) {
         INFO(listing.path);
         body = expect_envelope(s.call("GET", listing.path), 200, "registrations.get");
         CHECK(body["params"] == json::object());
@@ -226,47 +255,65 @@ TEST_CASE("connect routes serve the full journey of the original client", "[unit
     }
 
     // 9. Read, update, list.
-    body = expect_envelope(s.call("PUT", project_path("c1", "p1") + "/experiments/e1/runs/r1", json{{"rounds", 5}}), 200,
-                           "run.put");
+    body = expect_envelope(
+        s.call("PUT", project_path("c1", "p1") + "/experiments/e1/runs/r1", json{{"rounds", 5}}),
+        200, "run.put");
     CHECK(body["data"]["rounds"] == 5);
     CHECK(body["data"]["epochs"] == 1);
-    body = expect_envelope(s.call("PUT", project_path("c1", "p1"), json{{"action", "regress"}}), 200, "project.put");
+    body = expect_envelope(s.call("PUT", project_path("c1", "p1"), json{{"action", "regress"}}),
+                           200, "project.put");
     CHECK(body["data"]["action"] == "regress");
-    body = expect_envelope(s.call("PUT", reg + "/tags", json{{"evaluate", {{"x"}}}}), 200, "tag.put");
+    body =
+        expect_envelope(s.call("PUT", reg + "/tags", json{{"evaluate", {{"x"}}}}), 200, "tag.put");
     CHECK(body["data"]["evaluate"] == json{{"x"}});
-    body = expect_envelope(s.call("PUT", kConnect + "/collaborations/c1", json{{"logs", {{"host", "g"}, {"ports", {{"main", 1}, {"sysmetrics", 2}, {"director", 3}, {"ttp", 4}, {"worker", 5}}}}}}),
+    body = expect_envelope(s.call("PUT", kConnect + "/collaborations/c1",
+                                  json{{"logs",
+                                        {{"host", "g"},
+                                         {"ports",
+                                          {{"main", 1},
+                                           {"sysmetrics", 2},
+                                           {"director", 3},
+                                           {"ttp", 4},
+                                           {"worker", 5}}}}}}),
                            200, "collaboration.put");
     CHECK(body["data"]["logs"]["host"] == "g");
-    body = expect_envelope(s.call("PUT", kConnect + "/participants/w1", json{{"summary", "hospital"}}), 200,
-                           "participant.put");
+    body =
+        expect_envelope(s.call("PUT", kConnect + "/participants/w1", json{{"summary", "hospital"}}),
+                        200, "participant.put");
     CHECK(body["data"]["summary"] == "hospital");
-    body = expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments"), 200, "experiments.get");
+    body = expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments"), 200,
+                           "experiments.get");
     REQUIRE(body["data"].size() == 1);
     CHECK(body["data"][0]["doc_id"] == "1");  // a string everywhere but experiments POST
     CHECK(body["data"][0]["model"][0]["structure"]["in_features"] == 15);
-    body = expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments/e1/runs/"), 200, "runs.get");
+    body = expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments/e1/runs/"), 200,
+                           "runs.get");
     CHECK(body["data"].size() == 1);
     body = expect_envelope(s.call("GET", kConnect + "/participants/"), 200, "participants.get");
     CHECK(body["data"].size() == 2);
-    expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments/e1"), 200, "experiment.get");
+    expect_envelope(s.call("GET", project_path("c1", "p1") + "/experiments/e1"), 200,
+                    "experiment.get");
 
     // 10. Registration delete (Driver's re-registration flow) cascades to its tag.
     body = expect_envelope(s.call("DELETE", reg), 200, "registration.delete");
     CHECK(body["data"]["relations"]["Tag"].size() == 1);
-    expect_error(s.call("GET", reg + "/tags"), 404, "Data tags does not exist for participant 'w1'");
+    expect_error(s.call("GET", reg + "/tags"), 404,
+                 "Data tags does not exist for participant 'w1'");
     REQUIRE(s.call("POST", reg, registration_body()).status == 201);
 
     // 11. Cascade delete of the project.
     body = expect_envelope(s.call("DELETE", project_path("c1", "p1")), 200, "project.delete");
     CHECK(body["data"]["relations"]["Run"].size() == 1);
     expect_error(s.call("GET", project_path("c1", "p1")), 404, "Project 'p1' does not exist!");
-    expect_error(s.call("GET", project_path("c1", "p1") + "/experiments/e1"), 404, "Experiment 'e1' does not exist in Project 'p1'!");
+    expect_error(s.call("GET", project_path("c1", "p1") + "/experiments/e1"), 404,
+                 "Experiment 'e1' does not exist in Project 'p1'!");
     expect_error(s.call("GET", project_path("c1", "p1") + "/experiments/e1/runs/r1"), 404,
                  "Run 'r1' does not exist for Experiment e1 under Project 'p1'!");
     expect_error(s.call("GET", reg), 404, "Participant 'w1' has not registered");
     body = expect_envelope(s.call("GET", kConnect + "/participants/w1"), 200, "participant.get");
     CHECK(body["data"]["relations"]["Registration"] == json::array());
-    body = expect_envelope(s.call("GET", kConnect + "/collaborations/c1"), 200, "collaboration.get");
+    body =
+        expect_envelope(s.call("GET", kConnect + "/collaborations/c1"), 200, "collaboration.get");
     CHECK(body["data"]["relations"]["Project"] == json::array());
 
     // 12. Collaboration and participant delete.
@@ -291,7 +338,8 @@ TEST_CASE("relations and cascades are scoped by the full key", "[unit][rest]") {
     REQUIRE(s.call("DELETE", project_path("A", "p1")).status == 200);
     CHECK(s.call("GET", project_path("B", "p1")).status == 200);
     CHECK(s.call("GET", project_path("B", "p1") + "/experiments/e1/runs/r1").status == 200);
-    CHECK(s.call("GET", project_path("B", "p1") + "/participants/w1/registration/tags").status == 200);
+    CHECK(s.call("GET", project_path("B", "p1") + "/participants/w1/registration/tags").status ==
+          200);
     json w1 = body_of(s.call("GET", kConnect + "/participants/w1"))["data"];
     REQUIRE(w1["relations"]["Registration"].size() == 1);
     CHECK(w1["relations"]["Registration"][0]["key"]["collab_id"] == "B");
@@ -299,7 +347,8 @@ TEST_CASE("relations and cascades are scoped by the full key", "[unit][rest]") {
     // Deleting the participant removes its registrations and tags everywhere.
     REQUIRE(s.call("DELETE", kConnect + "/participants/w1").status == 200);
     CHECK(s.call("GET", project_path("B", "p1") + "/participants/w1/registration").status == 404);
-    CHECK(body_of(s.call("GET", project_path("B", "p1")))["data"]["relations"]["Tag"] == json::array());
+    CHECK(body_of(s.call("GET", project_path("B", "p1")))["data"]["relations"]["Tag"] ==
+          json::array());
 }
 
 TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
@@ -313,7 +362,8 @@ TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
     CHECK(replaced["role"] == "guest");
     CHECK(replaced["doc_id"] == first["doc_id"]);
     CHECK(replaced["relations"]["Tag"].size() == 1);  // the tag stays linked (same key)
-    json tag = expect_envelope(s.call("POST", reg + "/tags", json{{"train", {{"z"}}}}), 201, "tag.post")["data"];
+    json tag = expect_envelope(s.call("POST", reg + "/tags", json{{"train", {{"z"}}}}), 201,
+                               "tag.post")["data"];
     CHECK(tag["train"] == json{{"z"}});
 }
 
@@ -323,34 +373,42 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
     const std::string runs = project_path("c1", "p1") + "/experiments/e1/runs";
 
     SECTION("404 names the missing record, including a missing parent on create") {
-        expect_error(s.call("GET", kConnect + "/collaborations/nope"), 404, "Collaboration 'nope' does not exist!");
-        expect_error(s.call("POST", kConnect + "/collaborations/nope/projects", project_body("p")), 404,
+        expect_error(s.call("GET", kConnect + "/collaborations/nope"), 404,
                      "Collaboration 'nope' does not exist!");
-        expect_error(s.call("POST", project_path("c1", "nope") + "/experiments", experiment_body("e")), 404,
-                     "Project 'nope' does not exist!");
-        expect_error(s.call("POST", project_path("c1", "p1") + "/experiments/nope/runs", run_body("r")), 404,
-                     "Experiment 'nope' does not exist in Project 'p1'!");
-        expect_error(s.call("POST", project_path("c1", "p1") + "/participants/ghost/registration", registration_body()),
+        expect_error(s.call("POST", kConnect + "/collaborations/nope/projects", project_body("p")),
+                     404, "Collaboration 'nope' does not exist!");
+        expect_error(
+            s.call("POST", project_path("c1", "nope") + "/experiments", experiment_body("e")), 404,
+            "Project 'nope' does not exist!");
+        expect_error(
+            s.call("POST", project_path("c1", "p1") + "/experiments/nope/runs", run_body("r")), 404,
+            "Experiment 'nope' does not exist in Project 'p1'!");
+        expect_error(s.call("POST", project_path("c1", "p1") + "/participants/ghost/registration",
+                            registration_body()),
                      404, "Participant 'ghost' does not exist!");
         REQUIRE(s.call("POST", kConnect + "/participants", participant_body("w9")).status == 201);
         expect_error(s.call("POST", project_path("c1", "p1") + "/participants/w9/registration/tags",
                             json{{"train", {{"a"}}}}),
                      404, "Participant 'w9' has not registered for Project 'p1'!");
-        expect_error(s.call("PUT", runs + "/nope", json{{"rounds", 1}}), 404, "Run 'nope' does not exist");
+        expect_error(s.call("PUT", runs + "/nope", json{{"rounds", 1}}), 404,
+                     "Run 'nope' does not exist");
         expect_error(s.call("DELETE", runs + "/nope"), 404, "Run 'nope' does not exist");
-        expect_error(s.call("DELETE", kConnect + "/participants/nope"), 404, "Participant 'nope' does not exist!");
+        expect_error(s.call("DELETE", kConnect + "/participants/nope"), 404,
+                     "Participant 'nope' does not exist!");
         expect_error(s.call("PUT", kConnect + "/collaborations/nope", json{{"mq", nullptr}}), 404,
                      "Collaboration 'nope' does not exist!");
-        expect_error(s.call("GET", kConnect + "/collaborations/nope/projects"), 404, "Collaboration 'nope'");
-        expect_error(s.call("GET", kConnect + "/participants/nope/registrations"), 404, "Participant 'nope'");
+        expect_error(s.call("GET", kConnect + "/collaborations/nope/projects"), 404,
+                     "Collaboration 'nope'");
+        expect_error(s.call("GET", kConnect + "/participants/nope/registrations"), 404,
+                     "Participant 'nope'");
         expect_error(s.call("GET", "/ttp/connect/nothing/here"), 404, "no route");
         expect_error(s.call("GET", "/"), 404, "no route");
     }
     SECTION("409 when a create would overwrite") {
         expect_error(s.call("POST", kConnect + "/collaborations", collab_body("c1")), 409,
                      "Collaboration 'c1' already exists!");
-        expect_error(s.call("POST", kConnect + "/collaborations/c1/projects", project_body("p1")), 409,
-                     "Project 'p1' already exists");
+        expect_error(s.call("POST", kConnect + "/collaborations/c1/projects", project_body("p1")),
+                     409, "Project 'p1' already exists");
         expect_error(s.call("POST", runs, run_body("r1")), 409, "Run 'r1' already exists");
         expect_error(s.call("POST", kConnect + "/participants", participant_body("w1")), 409,
                      "Participant 'w1' already exists!");
@@ -384,35 +442,39 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         json bad_mq = collab_body("c2");
         bad_mq["mq"]["ports"] = json{{"ui", 1}};
         const std::string reg = project_path("c1", "p1") + "/participants/w1/registration";
-        for (const auto& c : {Case{kConnect + "/collaborations", json{{"mq", {{"host", "h"}}}}, "collab_id"},
-                              Case{kConnect + "/collaborations", json{{"collab_id", 5}}, "collab_id"},
-                              Case{kConnect + "/collaborations", json{{"collab_id", "a/b"}}, "collab_id"},
-                              Case{kConnect + "/collaborations", bad_mq, "mq.ports.main"},
-                              Case{kConnect + "/collaborations/c1/projects", no_incentives, "incentives"},
-                              Case{kConnect + "/collaborations/c1/projects", bad_action, "action"},
-                              Case{project_path("c1", "p1") + "/experiments", no_model, "model"},
-                              Case{project_path("c1", "p1") + "/experiments", bad_layer, "model[0].is_input"},
-                              Case{runs, bad_rounds, "rounds"},
-                              Case{runs, bad_reduction, "reduction"},
-                              Case{kConnect + "/participants", json{{"id", 5}}, "id"},
-                              Case{kConnect + "/participants", json{{"category", "x"}}, "id"},
-                              Case{reg, json{{"role", "host"}}, "n_count"},
-                              Case{reg, json{{"role", "boss"}, {"n_count", 1}}, "role"},
-                              Case{reg, extra_reg, "colour"},
-                              Case{reg, missing_node, "node_1"},
-                              Case{reg, bad_port, "node_0.port"},
-                              Case{reg + "/tags", json{{"evaluate", {{"a"}}}}, "train"},
-                              Case{reg + "/tags", json{{"train", {"a"}}}, "train"},
-                              Case{runs, json{{"run_id", "r3"}, {"relations", json::object()}}, "relations"},
-                              Case{kConnect + "/collaborations/c1/projects",
-                                   json{{"project_id", "p3"}, {"collab_id", "other"}, {"incentives", json::object()}},
-                                   "collab_id"}}) {
+        for (const auto& c :
+             {Case{kConnect + "/collaborations", json{{"mq", {{"host", "h"}}}}, "collab_id"},
+              Case{kConnect + "/collaborations", json{{"collab_id", 5}}, "collab_id"},
+              Case{kConnect + "/collaborations", json{{"collab_id", "a/b"}}, "collab_id"},
+              Case{kConnect + "/collaborations", bad_mq, "mq.ports.main"},
+              Case{kConnect + "/collaborations/c1/projects", no_incentives, "incentives"},
+              Case{kConnect + "/collaborations/c1/projects", bad_action, "action"},
+              Case{project_path("c1", "p1") + "/experiments", no_model, "model"},
+              Case{project_path("c1", "p1") + "/experiments", bad_layer, "model[0].is_input"},
+              Case{runs, bad_rounds, "rounds"},
+              Case{runs, bad_reduction, "reduction"},
+              Case{kConnect + "/participants", json{{"id", 5}}, "id"},
+              Case{kConnect + "/participants", json{{"category", "x"}}, "id"},
+              Case{reg, json{{"role", "host"}}, "n_count"},
+              Case{reg, json{{"role", "boss"}, {"n_count", 1}}, "role"},
+              Case{reg, extra_reg, "colour"},
+              Case{reg, missing_node, "node_1"},
+              Case{reg, bad_port, "node_0.port"},
+              Case{reg + "/tags", json{{"evaluate", {{"a"}}}}, "train"},
+              Case{reg + "/tags", json{{"train", {"a"}}}, "train"},
+              Case{runs, json{{"run_id", "r3"}, {"relations", json::object()}}, "relations"},
+              Case{
+                  kConnect + "/collaborations/c1/projects",
+                  json{
+                      {"project_id", "p3"}, {"collab_id", "other"}, {"incentives", json::object()}},
+                  "collab_id"}}) {
             INFO(c.path << " " << c.body.dump());
             auto response = s.call("POST", c.path, c.body);
             CHECK(response.status == 422);
             json body = body_of(response);
             CHECK(body["field"] == c.field);
-            CHECK(body["message"].get<std::string>().find("'" + c.field + "'") != std::string::npos);
+            CHECK(body["message"].get<std::string>().find("'" + c.field + "'") !=
+                  std::string::npos);
         }
         // PUT is validated too (the original never checked updates).
         auto put = s.call("PUT", runs + "/r1", json{{"epochs", "many"}});
@@ -426,20 +488,27 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         auto r = s.call("DELETE", kConnect + "/collaborations/");
         expect_error(r, 405, "The method is not allowed");
         CHECK(r.header("Allow") == "GET, POST");
-        expect_error(s.call("POST", kConnect + "/collaborations/c1"), 405, "The method is not allowed");
-        expect_error(s.raw("PUT", kConnect + "/collaborations/c1/registrations", "{}"), 405, "The method");
-        expect_error(s.call("POST", kConnect + "/collaborations", "collab_id=c9", "application/x-www-form-urlencoded"),
+        expect_error(s.call("POST", kConnect + "/collaborations/c1"), 405,
+                     "The method is not allowed");
+        expect_error(s.raw("PUT", kConnect + "/collaborations/c1/registrations", "{}"), 405,
+                     "The method");
+        expect_error(s.call("POST", kConnect + "/collaborations", "collab_id=c9",
+                            "application/x-www-form-urlencoded"),
                      415, "request body must be JSON");
-        expect_error(s.call("POST", kConnect + "/collaborations", "{\"collab_id\": \"c9\"", "application/json"), 400,
-                     "request body is not valid JSON");
-        expect_error(s.raw("POST", kConnect + "/collaborations", "[1,2]"), 400, "request body must be a JSON object");
+        expect_error(s.call("POST", kConnect + "/collaborations", "{\"collab_id\": \"c9\"",
+                            "application/json"),
+                     400, "request body is not valid JSON");
+        expect_error(s.raw("POST", kConnect + "/collaborations", "[1,2]"), 400,
+                     "request body must be a JSON object");
         expect_error(s.raw("POST", kConnect + "/collaborations", ""), 400, "request body is empty");
         auto traversal = s.call("GET", kConnect + "/collaborations/..");
         expect_error(traversal, 400, "path parameter 'collab_id'");
         CHECK(body_of(traversal)["field"] == "collab_id");
-        expect_error(s.call("GET", kConnect + "/collaborations/c1%2F..%2Fx"), 400, "path parameter 'collab_id'");
+        expect_error(s.call("GET", kConnect + "/collaborations/c1%2F..%2Fx"), 400,
+                     "path parameter 'collab_id'");
         expect_error(s.call("GET", project_path("c1", "%ZZ")), 400, "path parameter 'project_id'");
-        CHECK(s.call("GET", kConnect + "/collaborations/c1/").status == 404);  // items have no slash form
+        CHECK(s.call("GET", kConnect + "/collaborations/c1/").status ==
+              404);  // items have no slash form
         CHECK(s.call("GET", kConnect + "/collaborations").status == 200);
     }
 }

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// Shared by the REST and integration tests: a temp folder and an in-process server (connect routes on the real sqlite store) reached through real sockets.
+// Shared by the REST and integration tests: a temp folder and an in-process server (connect routes
+// on the real sqlite store) reached through real sockets.
 
 #include <stdlib.h>
 
@@ -45,8 +46,8 @@ class RestServer {
 public:
     explicit RestServer(core::http::ServerOptions options = default_options())
         : host_(dir_.path),
-          storage_(host_, sdk::Options(std::map<std::string, std::string>{
-                              {"synchronous", "NORMAL"}})),
+          storage_(host_,
+                   sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}})),
           server_(options, router_, host_.logger()) {
         REQUIRE(storage_.start().is_ok());
         core::rest::register_connect_routes(router_, storage_, host_.logger());

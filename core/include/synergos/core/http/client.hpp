@@ -21,7 +21,7 @@
 namespace synergos::core::http {
 
 struct ClientOptions {
-    std::chrono::milliseconds connect_timeout{5000};  ///< resolve + TCP connect
+    std::chrono::milliseconds connect_timeout{5000};      ///< resolve + TCP connect
     std::size_t max_response_bytes = 1024 * 1024 * 1024;  ///< larger bodies fail the request
     std::size_t max_idle_per_host = 8;  ///< idle keep-alive connections kept per host:port
     std::string user_agent = "synergos";
@@ -41,13 +41,11 @@ public:
     /// closed), Timeout, ResourceExhausted (response too large), InvalidArgument (bad method).
     /// A failure on a reused idle connection that the peer had closed is retried once on a
     /// fresh connection. Any HTTP status is a success at this level.
-    sdk::Result<Response> request(std::string_view method, const std::string& host,
-                                  std::uint16_t port, std::string_view path,
-                                  std::string_view body = {},
-                                  std::string_view content_type = "application/json",
-                                  std::chrono::milliseconds timeout = std::chrono::seconds(30),
-                                  const std::vector<std::pair<std::string, std::string>>& headers =
-                                      {});
+    sdk::Result<Response> request(
+        std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
+        std::string_view body = {}, std::string_view content_type = "application/json",
+        std::chrono::milliseconds timeout = std::chrono::seconds(30),
+        const std::vector<std::pair<std::string, std::string>>& headers = {});
 
     /// Idle connections currently pooled (for tests).
     std::size_t idle_connections() const;

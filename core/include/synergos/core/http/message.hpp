@@ -25,9 +25,9 @@ struct Request {
     std::string query;   ///< after '?', raw
     std::map<std::string, std::string> headers;  ///< lower-case names
     std::string body;
-    std::map<std::string, std::string> params;   ///< `{name}` segments, percent-decoded
-    std::string remote;                          ///< "ip:port" of the peer
-    std::size_t max_json_depth = 64;             ///< from the server options
+    std::map<std::string, std::string> params;  ///< `{name}` segments, percent-decoded
+    std::string remote;                         ///< "ip:port" of the peer
+    std::size_t max_json_depth = 64;            ///< from the server options
 
     /// A header's value, or an empty string.
     const std::string& header(const std::string& lower_name) const;

@@ -28,10 +28,10 @@ struct ServerOptions {
     std::uint16_t port = 5000;       ///< 0: an ephemeral port, read it back with bound_port()
     int threads = 2;                 ///< I/O threads, one event loop each (1-64)
     int handler_threads = 16;        ///< pool for Execution::Pool handlers (1-1024)
-    std::size_t body_limit_bytes = 16 * 1024 * 1024;  ///< larger bodies get 413
-    std::size_t header_limit_bytes = 16 * 1024;       ///< larger headers get 431
-    std::chrono::milliseconds header_timeout{10000};  ///< to receive a request's headers
-    std::chrono::milliseconds body_timeout{60000};    ///< to receive its body
+    std::size_t body_limit_bytes = 16 * 1024 * 1024;      ///< larger bodies get 413
+    std::size_t header_limit_bytes = 16 * 1024;           ///< larger headers get 431
+    std::chrono::milliseconds header_timeout{10000};      ///< to receive a request's headers
+    std::chrono::milliseconds body_timeout{60000};        ///< to receive its body
     std::chrono::milliseconds keep_alive_timeout{30000};  ///< idle time between requests
     std::size_t max_connections = 1024;  ///< open connections; one more gets 503 and is closed
     std::size_t max_json_depth = 64;     ///< passed to handlers through Request::max_json_depth
