@@ -17,7 +17,6 @@ namespace synergos::core::roles {
 using nlohmann::json;
 using http::Request;
 using http::Response;
-using rest::Params;
 
 namespace {
 
@@ -43,8 +42,6 @@ Response ok(int status, const std::string& method, const Request& req, json data
     }
     return Response::json(status, body);
 }
-
-Params params_of(const Request& req) { return Params(req.params.begin(), req.params.end()); }
 
 class Routes : public std::enable_shared_from_this<Routes> {
 public:
