@@ -523,3 +523,71 @@ TEST_CASE("the server answers health and readiness probes", "[unit][rest]") {
     CHECK(s.call("GET", "/readyz").status == 503);
     CHECK(s.host().captured().contains("http request"));
 }
+
+TEST_CASE("every connect route and method answers with its envelope, in both slash spellings",
+          "[unit][rest]") {
+    RestServer s;
+    const std::string c = kConnect + "/collaborations";
+    const std::string p = project_path("c1", "p1");
+    const std::string reg = p + "/participants/w1/registration";
+    const std::string alias =
+        kConnect + "/participants/w1/collaborations/c1/projects/p1/registration";
+    struct Step {
+        std::string method;
+        std::string path;
+        json body;
+        int status;
+        std::string name;
+    };
+    const json null_body = nullptr;
+    const std::vector<Step> steps = {
+        {"POST", c + "/", collab_body("c1"), 201, "collaborations.post"},
+        {"GET", c + "/", null_body, 200, "collaborations.get"},
+        {"GET", c, null_body, 200, "collaborations.get"},
+        {"POST", c + "/c1/projects/", project_body("p1"), 201, "projects.post"},
+        {"POST", c + "/c1/projects", project_body("p2"), 201, "projects.post"},
+        {"GET", c + "/c1/projects/", null_body, 200, "projects.get"},
+        {"GET", c + "/c1/projects", null_body, 200, "projects.get"},
+        {"POST", p + "/experiments/", experiment_body("e1"), 201, "experiments.post"},
+        {"POST", p + "/experiments", experiment_body("e2"), 201, "experiments.post"},
+        {"GET", p + "/experiments/", null_body, 200, "experiments.get"},
+        {"GET", p + "/experiments", null_body, 200, "experiments.get"},
+        {"PUT", p + "/experiments/e2", json{{"model", json::array()}}, 200, "experiment.put"},
+        {"DELETE", p + "/experiments/e2", null_body, 200, "experiment.delete"},
+        {"POST", p + "/experiments/e1/runs/", run_body("r1"), 201, "runs.post"},
+        {"POST", p + "/experiments/e1/runs", run_body("r2"), 201, "runs.post"},
+        {"GET", p + "/experiments/e1/runs/", null_body, 200, "runs.get"},
+        {"GET", p + "/experiments/e1/runs", null_body, 200, "runs.get"},
+        {"GET", p + "/experiments/e1/runs/r2", null_body, 200, "run.get"},
+        {"DELETE", p + "/experiments/e1/runs/r2", null_body, 200, "run.delete"},
+        {"POST", kConnect + "/participants/", participant_body("w1"), 201, "participants.post"},
+        {"POST", kConnect + "/participants", participant_body("w2"), 201, "participants.post"},
+        {"GET", kConnect + "/participants", null_body, 200, "participants.get"},
+        {"POST", reg, registration_body(), 201, "registration.post"},
+        {"PUT", reg, json{{"role", "guest"}}, 200, "registration.put"},
+        {"POST", reg + "/tags", json{{"train", {{"a"}}}}, 201, "tag.post"},
+        {"DELETE", reg + "/tags", null_body, 200, "tag.delete"},
+        {"DELETE", alias, null_body, 200, "registration.delete"},
+        {"POST", alias, registration_body(), 201, "registration.post"},
+        {"PUT", alias, json{{"n_count", 1}}, 200, "registration.put"},
+        {"GET", alias, null_body, 200, "registration.get"},
+        {"POST", alias + "/tags", json{{"train", {{"b"}}}}, 201, "tag.post"},
+        {"PUT", alias + "/tags", json{{"predict", {{"c"}}}}, 200, "tag.put"},
+        {"GET", alias + "/tags", null_body, 200, "tag.get"},
+        {"DELETE", alias + "/tags", null_body, 200, "tag.delete"},
+        {"GET", c + "/c1/registrations", null_body, 200, "registrations.get"},
+        {"DELETE", kConnect + "/participants/w2", null_body, 200, "participant.delete"},
+        {"DELETE", c + "/c1/projects/p2", null_body, 200, "project.delete"},
+        {"DELETE", c + "/c1", null_body, 200, "collaboration.delete"},
+    };
+    for (const auto& step : steps) {
+        INFO(step.method << " " << step.path);
+        auto response = step.body.is_null() ? s.call(step.method, step.path)
+                                            : s.call(step.method, step.path, step.body);
+        json body = expect_envelope(response, step.status, step.name);
+        CHECK((body["data"].is_object() || body["data"].is_array()));
+    }
+    // The cascade left nothing of c1 behind, and the participant w1 remains.
+    CHECK(s.call("GET", p).status == 404);
+    CHECK(s.call("GET", kConnect + "/participants/w1").status == 200);
+}
