@@ -248,9 +248,34 @@ std::string match_clause(std::size_t fields, int first) {
     return sql;
 }
 
+std::string build_list_sql(std::size_t fields);
+
+/// The list query for `fields` match fields; built once per size (keys have few fields).
+const std::string& list_sql(std::size_t fields) {
+    constexpr std::size_t kCached = 8;
+    static const std::vector<std::string> kSql = [] {
+        std::vector<std::string> all;
+        for (std::size_t n = 0; n < kCached; ++n) {
+            all.push_back(build_list_sql(n));
+        }
+        return all;
+    }();
+    if (fields < kCached) {
+        return kSql[fields];
+    }
+    thread_local std::string uncached;
+    uncached = build_list_sql(fields);
+    return uncached;
+}
+
 constexpr const char* kSelectColumns =
     "SELECT r.key_json, r.doc_id, r.document, r.version, r.created_at_ms, r.updated_at_ms "
     "FROM records r WHERE r.kind = ?1";
+
+std::string build_list_sql(std::size_t fields) {
+    return std::string(kSelectColumns) + match_clause(fields, 2) + " ORDER BY r.doc_id LIMIT ?" +
+           std::to_string(2 + 2 * fields) + " OFFSET ?" + std::to_string(3 + 2 * fields);
+}
 
 sdk::Record read_row(const Statement& stmt, const std::string& kind) {
     sdk::Record record;
@@ -555,11 +580,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
             return conn.error();
         }
         ReadLease lease(*this, *conn);
-        const std::string sql = std::string(kSelectColumns) + match_clause(query.match.size(), 2) +
-                                " ORDER BY r.doc_id LIMIT ?" +
-                                std::to_string(2 + 2 * query.match.size()) + " OFFSET ?" +
-                                std::to_string(3 + 2 * query.match.size());
-        auto stmt = (*lease).prepare(sql);
+        auto stmt = (*lease).prepare(list_sql(query.match.size()));
         if (!stmt) {
             return stmt.error();
         }
