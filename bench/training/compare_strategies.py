@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Compare federated strategies on heart_disease split non-IID across four workers.
+"""Compare federated strategies on heart_disease split across workers (non-IID by default).
 
-Two steps (Python 3 standard library only):
+Steps (Python 3 standard library only):
 
   prepare  Pools examples/data/heart_disease (iid_1 + iid_2), draws a label-skewed split for
            each worker from a Dirichlet distribution (seeded), holds out a per-worker evaluate
@@ -17,11 +17,16 @@ Two steps (Python 3 standard library only):
            accuracy of the run trained for k rounds (same seed, so the same first k rounds).
            Prints final accuracy and the rounds needed to reach --target accuracy.
 
+  garbage-proxy
+           A faulty participant for robustness checks: forwards the worker protocol to a real
+           worker but replaces the weights of every train reply by random values scaled by
+           --scale. Register its address as one more --worker.
+
 What `run` needs (see docs/strategies.md):
   - a director (REST on --director) with a TTP whose config lists the compared algorithms under
     `aggregators:` (fedavg, fedprox, fedadam, scaffold by default);
-  - four workers reachable at the --worker addresses, each started with its data directory
-    pointing at the matching <out>/worker_<i> written by `prepare`;
+  - one worker per prepared data directory (four by default), reachable at the --worker
+    addresses in order, each started with its data directory at <out>/worker_<i>;
   - for scaffold, a worker model plugin that runs SCAFFOLD's client side
     (plugins/aggregator/scaffold/src/scaffold_client.hpp); without it the scaffold runs fail
     with "lacks tensor 'scaffold.delta_c...'" and are reported as failed.
@@ -42,6 +47,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DATASET = os.path.join(HERE, "..", "..", "examples", "data", "heart_disease")
 SOURCES = [os.path.join(DATASET, "data1", "iid_1"), os.path.join(DATASET, "data2", "iid_2")]
 DATASET_TAG = "heart_disease_noniid"
+# The example job's run settings (examples/heart_disease/job.yaml); --run-field overrides them.
+BASE_RUN = {"batch_size": 32, "optimizer": "Adam", "lr": 0.01, "criterion": "NLLLoss",
+            "lr_scheduler": ""}
 
 
 # ---- prepare ---------------------------------------------------------------------------------
@@ -109,8 +117,13 @@ def prepare(args):
         metadata = json.load(f)
     label = header.index("target")
     rng = random.Random(args.seed)
-    parts = split_non_iid(rows, label, args.workers, args.alpha, rng, min_rows=40)
-    print(f"{len(rows)} rows, Dirichlet alpha {args.alpha}, seed {args.seed}")
+    if args.iid:
+        rng.shuffle(rows)
+        parts = [rows[w::args.workers] for w in range(args.workers)]
+        print(f"{len(rows)} rows, IID split, seed {args.seed}")
+    else:
+        parts = split_non_iid(rows, label, args.workers, args.alpha, rng, min_rows=40)
+        print(f"{len(rows)} rows, Dirichlet alpha {args.alpha}, seed {args.seed}")
     classes = sorted({r[label] for r in rows}, key=float)
     print("worker      train  evaluate  " + "  ".join(f"class {c}" for c in classes))
     for w, part in enumerate(parts, start=1):
@@ -204,8 +217,8 @@ def parse_fields(items):
 
 
 def run(args):
-    if len(args.worker) != 4:
-        raise SystemExit("give four --worker host:port addresses (one per prepared data directory)")
+    if len(args.worker) < 2:
+        raise SystemExit("give one --worker host:port per prepared data directory (at least 2)")
     api = Api(args.director, args.timeout)
     algorithms = args.algorithms.split(",")
     grid = sorted({int(k) for k in args.round_grid.split(",")}) if args.round_grid else \
@@ -213,8 +226,12 @@ def run(args):
     fields = parse_fields(args.field)
     with open(os.path.join(DATASET, "architecture.json")) as f:
         architecture = json.load(f)
-    with open(os.path.join(DATASET, "hyperparameters.json")) as f:
-        hyperparameters = json.load(f)
+    base_run = dict(BASE_RUN)
+    for item in args.run_field:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--run-field {item!r}: expected field=value")
+        base_run[key] = json.loads(value)
     c, p, e = args.collaboration, args.project, args.experiment
     connect = f"/ttp/connect/collaborations/{c}"
 
@@ -245,8 +262,11 @@ def run(args):
     errors = {}
     for algorithm in algorithms:
         for k in grid:
+            if algorithm in errors:
+                accuracy[(algorithm, k)] = None  # a failed algorithm is not retried per count
+                continue
             r = f"{algorithm}_r{k}"
-            run_body = dict(hyperparameters)
+            run_body = dict(base_run)
             run_body.update({"run_id": r, "algorithm": algorithm, "rounds": k,
                              "epochs": args.epochs, "seed": args.seed,
                              "patience": k + 1})  # no global early stopping inside the grid
@@ -270,7 +290,7 @@ def run(args):
                   f"{'failed' if shown is None else f'{shown:.3f}'}", file=sys.stderr)
 
     print()
-    print(f"heart_disease, 4 workers, non-IID; accuracy on the pooled evaluate splits; "
+    print(f"heart_disease, {len(args.worker)} workers; accuracy on the pooled evaluate splits; "
           f"target {args.target:.0%}")
     print()
     print(f"| algorithm | final accuracy ({grid[-1]} rounds) | rounds to reach {args.target:.0%} |")
@@ -293,6 +313,68 @@ def run(args):
     return 1 if errors else 0
 
 
+# ---- garbage proxy ---------------------------------------------------------------------------
+
+def garbage_safetensors(body, rng, scale):
+    """The same safetensors file with every float tensor replaced by scale * uniform(-1, 1)."""
+    import struct
+    (length,) = struct.unpack("<Q", body[:8])
+    header = json.loads(body[8:8 + length])
+    data = bytearray(body[8 + length:])
+    for name, info in header.items():
+        if name == "__metadata__" or info.get("dtype") not in ("F32", "F64"):
+            continue
+        begin, end = info["data_offsets"]
+        fmt, size = ("<f", 4) if info["dtype"] == "F32" else ("<d", 8)
+        for offset in range(begin, end, size):
+            struct.pack_into(fmt, data, offset, scale * rng.uniform(-1.0, 1.0))
+    return body[:8 + length] + bytes(data)
+
+
+def garbage_proxy(args):
+    import http.server
+    import socketserver
+    target = args.target if "://" in args.target else "http://" + args.target
+    rng = random.Random(args.seed)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *unused):
+            pass
+
+        def forward(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else None
+            req = urllib.request.Request(target + self.path, data=body, method=self.command)
+            if self.headers.get("Content-Type"):
+                req.add_header("Content-Type", self.headers["Content-Type"])
+            try:
+                with urllib.request.urlopen(req, timeout=args.timeout) as resp:
+                    status, ctype, out = resp.status, resp.headers.get("Content-Type"), resp.read()
+            except urllib.error.HTTPError as e:
+                status, ctype, out = e.code, e.headers.get("Content-Type"), e.read()
+            except urllib.error.URLError as e:
+                status, ctype = 502, "application/json"
+                out = json.dumps({"message": f"garbage-proxy: {e.reason}"}).encode()
+            if status == 200 and self.path.endswith("/train") and "safetensors" in (ctype or ""):
+                out = garbage_safetensors(out, rng, args.scale)
+            self.send_response(status)
+            self.send_header("Content-Type", ctype or "application/octet-stream")
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        do_GET = do_POST = do_PUT = do_DELETE = forward
+
+    host, _, port = args.listen.rpartition(":")
+    socketserver.ThreadingTCPServer.allow_reuse_address = True
+    with http.server.ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler) as server:
+        print(f"garbage-proxy listening on {server.server_address[1]}, forwarding to {target}, "
+              f"train replies scaled by {args.scale}", flush=True)
+        server.serve_forever()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,6 +386,7 @@ def main():
                       help="Dirichlet concentration; smaller is more skewed (default 0.5)")
     prep.add_argument("--evaluate-fraction", type=float, default=0.2)
     prep.add_argument("--seed", type=int, default=7)
+    prep.add_argument("--iid", action="store_true", help="split uniformly instead of non-IID")
     go = sub.add_parser("run", help="train and validate through a running director")
     go.add_argument("--director", default="http://127.0.0.1:5000")
     go.add_argument("--worker", action="append", default=[], metavar="HOST:PORT",
@@ -312,9 +395,12 @@ def main():
     go.add_argument("--rounds", type=int, default=20, help="largest round count (default 20)")
     go.add_argument("--round-grid", default="",
                     help="round counts to train, e.g. 1,2,4,8,16 (default: 1..--rounds)")
-    go.add_argument("--epochs", type=int, default=1, help="local epochs per round")
+    go.add_argument("--epochs", type=int, default=5, help="local epochs per round (default 5)")
     go.add_argument("--seed", type=int, default=42)
     go.add_argument("--target", type=float, default=0.5)
+    go.add_argument("--run-field", action="append", default=[], metavar="FIELD=JSON",
+                    help="a run field for every algorithm, e.g. lr=0.05 (defaults: the example "
+                         "job's Adam, lr 0.01, batch 32, NLLLoss)")
     go.add_argument("--field", action="append", default=[], metavar="ALGORITHM.FIELD=JSON",
                     help="a strategy field, e.g. fedadam.server_lr=0.05 or fedprox.mu=0.01")
     go.add_argument("--collaboration", default="strategies")
@@ -323,9 +409,19 @@ def main():
     go.add_argument("--participant-prefix", default="noniid_worker_")
     go.add_argument("--timeout", type=float, default=3600, help="seconds per job")
     go.add_argument("--csv", help="also write accuracy per (algorithm, rounds) here")
+    bad = sub.add_parser("garbage-proxy", help="a faulty worker: forwards to a real one, "
+                                                "replies garbage weights to train calls")
+    bad.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
+    bad.add_argument("--target", required=True, metavar="HOST:PORT", help="the real worker")
+    bad.add_argument("--scale", type=float, default=100.0)
+    bad.add_argument("--seed", type=int, default=1)
+    bad.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     if args.command == "prepare":
         prepare(args)
+        return 0
+    if args.command == "garbage-proxy":
+        garbage_proxy(args)
         return 0
     return run(args)
 
