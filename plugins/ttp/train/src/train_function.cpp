@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -25,15 +26,17 @@ struct History {
     json global_train = json::object();
     json global_evaluate = json::object();
     json local = json::object();  // pid -> {round: loss}
+    json metrics = json::object();  // strategy figure -> {round: value}
 
     json to_json() const {
-        return json{{"train", global_train}, {"evaluate", global_evaluate}, {"local", local}};
+        return json{{"train", global_train}, {"evaluate", global_evaluate}, {"local", local}, {"metrics", metrics}};
     }
     static History from_json(const json& j) {
         History h;
         h.global_train = j.value("train", json::object());
         h.global_evaluate = j.value("evaluate", json::object());
         h.local = j.value("local", json::object());
+        h.metrics = j.value("metrics", json::object());
         return h;
     }
 };
@@ -392,6 +395,25 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             if (!agg_state) {
                 return agg_state.error();
             }
+            // Per-round figures a strategy publishes in its state as scalar `metric.<name>`
+            // tensors (e.g. the privacy spent) go into the history and the progress record.
+            json round_metrics = json::object();
+            for (const auto& t : agg_state->tensors) {
+                if (t.name.rfind("metric.", 0) == 0 && t.numel() == 1) {
+                    double v = 0;
+                    if (t.dtype == sdk::DType::F64 && t.data.size() == 8) {
+                        std::memcpy(&v, t.data.data(), 8);
+                    } else if (t.dtype == sdk::DType::F32 && t.data.size() == 4) {
+                        float f = 0;
+                        std::memcpy(&f, t.data.data(), 4);
+                        v = f;
+                    } else {
+                        continue;
+                    }
+                    round_metrics[t.name.substr(7)] = v;
+                    history.metrics[t.name.substr(7)][rk] = v;
+                }
+            }
             const bool has_state = !agg_state->tensors.empty();
             if (has_state) {
                 if (auto st = ctx.write_tensors(round_dir + "/aggregator_state.safetensors", *agg_state, "{}"); !st) {
@@ -415,6 +437,9 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                           {"eta_s", round_s * (rounds - r - 1)}};
             if (eval_loss) {
                 progress["evaluate_loss"] = *eval_loss;
+            }
+            if (!round_metrics.empty()) {
+                progress["metrics"] = round_metrics;
             }
             ctx.report_progress(progress.dump());
 
@@ -537,6 +562,10 @@ sdk::Status TrainFunction::after_archive(sdk::ArchiveContext& ctx, std::string_v
         const json local = history.value("local", json::object());
         for (auto& [pid, series] : local.items()) {
             add_series(pid + "_local_loss", series);
+        }
+        const json strategy_metrics = history.value("metrics", json::object());
+        for (auto& [name, series] : strategy_metrics.items()) {
+            add_series(name, series);
         }
         if (auto st = tracker->log_metrics(*run, points); !st) {
             return st;
