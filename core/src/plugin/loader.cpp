@@ -255,7 +255,8 @@ std::optional<std::string> check_options_table(const sdk::PluginDescriptor& d) {
             return "invalid descriptor: option '" + key + "' has unknown type " +
                    std::to_string(type);
         }
-        if (spec.default_value != nullptr &&
+        // An empty default means "no default" (e.g. an optional file path left unset).
+        if (spec.default_value != nullptr && spec.default_value[0] != '\0' &&
             !plugin_detail::normalise_option_value(spec.type, spec.default_value)) {
             return "invalid descriptor: default of option '" + key + "' expects " +
                    sdk::to_string(spec.type) + ", found '" +
@@ -324,7 +325,7 @@ PluginInfo make_info(const sdk::AbiInfo& abi, const sdk::PluginDescriptor& d,
         option.key = info.option_keys.back();
         option.type = spec.type;
         option.required = spec.required;
-        if (spec.default_value != nullptr) {
+        if (spec.default_value != nullptr && spec.default_value[0] != '\0') {
             option.default_value = info.option_defaults.back();
         }
         option.description = info.option_descriptions.back();
