@@ -9,6 +9,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 jobs="${SYNERGOS_JOBS:-2}"
+# ccache keys relative to the checkout, so clones in other folders share the cache.
+export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 
 "$root/scripts/install-deps.sh"
 export SYNERGOS_TEST_AMQP_URL="${SYNERGOS_TEST_AMQP_URL:-$("$root/scripts/start-rabbitmq.sh")}"
