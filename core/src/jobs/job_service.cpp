@@ -20,18 +20,6 @@ private:
     JobService& s_;
 };
 
-namespace {
-
-std::string fields(std::initializer_list<std::pair<const char*, json>> kv) {
-    json j = json::object();
-    for (const auto& [k, v] : kv) {
-        j[k] = v;
-    }
-    return j.dump();
-}
-
-}  // namespace
-
 JobService::JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk::Logger& logger,
                        FunctionRegistry functions, sdk::Tracker* tracker, JobServiceOptions options)
     : storage_(storage),
@@ -59,7 +47,7 @@ sdk::Status JobService::start() {
         spec.grid = job.grid;
         if (auto st = publish_job(job, spec); !st) {
             logger_.warn("job could not be republished at start-up",
-                         fields({{"job_id", job.job_id}, {"error", st.message()}}));
+                         log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
             continue;
         }
         (void)store_.update(job.job_id, [](JobRecord& j) {
@@ -181,7 +169,7 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         if (!st && first_error) {
             first_error = st;
         }
-        logger_.info("job submitted", fields({{"job_id", job.job_id}, {"process", job.process},
+        logger_.info("job submitted", log_fields({{"job_id", job.job_id}, {"process", job.process},
                                                {"grid", job.grid}, {"state", job.state}}));
     }
     notify_changed();
@@ -223,7 +211,7 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
             return sdk::Error{st.code(), "cancellation of running job '" + job_id +
                                              "' could not reach its TTP: " + st.message()};
         }
-        logger_.warn("cancel notice not delivered", fields({{"job_id", job_id}, {"error", st.message()}}));
+        logger_.warn("cancel notice not delivered", log_fields({{"job_id", job_id}, {"error", st.message()}}));
     }
     notify_changed();
     return job;
@@ -312,7 +300,7 @@ void JobService::archival_loop() {
             auto c = mq_.consume(options_.topology.results(), options_.results_prefetch);
             if (!c) {
                 logger_.error("results consumer could not start; retrying",
-                              fields({{"queue", options_.topology.results()}, {"error", c.error().message}}));
+                              log_fields({{"queue", options_.topology.results()}, {"error", c.error().message}}));
                 std::unique_lock<std::mutex> lock(changed_mutex_);
                 changed_.wait_for(lock, backoff, [&] { return stopping_.load(); });
                 backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
@@ -342,7 +330,7 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
     auto event = ResultMessage::from_json(delivery.message.body);
     if (!event) {
         logger_.error("malformed result message dead-lettered",
-                      fields({{"queue", options_.topology.results()}, {"error", event.error().message},
+                      log_fields({{"queue", options_.topology.results()}, {"error", event.error().message},
                               {"message_id", delivery.message.id}}));
         (void)consumer.reject(delivery.tag, false);
         return;
@@ -360,14 +348,14 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
     }
     if (st.code() == sdk::ErrorCode::Unavailable || st.code() == sdk::ErrorCode::Timeout) {
         // The store is briefly unavailable: requeue after a pause so nothing is lost.
-        logger_.warn("archival deferred", fields({{"job_id", event->job_id}, {"error", st.message()}}));
+        logger_.warn("archival deferred", log_fields({{"job_id", event->job_id}, {"error", st.message()}}));
         std::unique_lock<std::mutex> lock(changed_mutex_);
         changed_.wait_for(lock, 500ms, [&] { return stopping_.load(); });
         (void)consumer.reject(delivery.tag, true);
         return;
     }
     logger_.error("result message dead-lettered",
-                  fields({{"job_id", event->job_id}, {"error", st.message()}}));
+                  log_fields({{"job_id", event->job_id}, {"error", st.message()}}));
     (void)consumer.reject(delivery.tag, false);
 }
 
@@ -419,7 +407,7 @@ sdk::Status JobService::archive_result(const ResultMessage& event) {
         return job.status();
     }
     if (job->is_terminal()) {
-        logger_.debug("duplicate result ignored", fields({{"job_id", event.job_id}, {"state", job->state}}));
+        logger_.debug("duplicate result ignored", log_fields({{"job_id", event.job_id}, {"state", job->state}}));
         return {};
     }
     auto finish = [&](const std::string& state, const std::string& reason,
@@ -461,7 +449,7 @@ sdk::Status JobService::archive_result(const ResultMessage& event) {
                             })
                     .status();
             }
-            logger_.warn("job failed", fields({{"job_id", event.job_id}, {"reason", event.reason}}));
+            logger_.warn("job failed", log_fields({{"job_id", event.job_id}, {"reason", event.reason}}));
             return finish("failed", event.reason, {});
         case Outcome::Cancelled:
             return finish("cancelled", event.reason.empty() ? "cancelled" : event.reason, {});
@@ -487,9 +475,9 @@ sdk::Status JobService::archive_result(const ResultMessage& event) {
     }
     if (auto st = fn->second->after_archive(ctx, job_json, outputs_json); !st) {
         logger_.warn("post-archival step failed",
-                     fields({{"job_id", event.job_id}, {"error", st.message()}}));
+                     log_fields({{"job_id", event.job_id}, {"error", st.message()}}));
     }
-    logger_.info("job archived", fields({{"job_id", event.job_id}, {"process", job->process}}));
+    logger_.info("job archived", log_fields({{"job_id", event.job_id}, {"process", job->process}}));
     return {};
 }
 

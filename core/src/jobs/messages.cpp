@@ -237,6 +237,14 @@ sdk::Message make_message(const std::string& id, const json& body, std::uint8_t 
     return m;
 }
 
+std::string log_fields(std::initializer_list<std::pair<const char*, json>> kv) {
+    json j = json::object();
+    for (const auto& [k, v] : kv) {
+        j[k] = v;
+    }
+    return j.dump();
+}
+
 std::string new_job_id() {
     // Not security-sensitive: ids only need to be unique. random_device seeds per call site.
     thread_local std::mt19937_64 rng{std::random_device{}()};

@@ -14,14 +14,6 @@ namespace {
 
 constexpr std::size_t kCancelledMemory = 10000;
 
-std::string fields(std::initializer_list<std::pair<const char*, json>> kv) {
-    json j = json::object();
-    for (const auto& [k, v] : kv) {
-        j[k] = v;
-    }
-    return j.dump();
-}
-
 /// Used when a TTP has no worker client (tests of the machinery with fixture functions).
 class NoWorkers final : public sdk::WorkerClient {
 public:
@@ -198,7 +190,7 @@ sdk::Status TtpRunner::start() {
     }
     control_thread_ = std::thread([this] { control_loop(); });
     job_thread_ = std::thread([this, c = std::move(first)]() mutable { job_loop(std::move(c)); });
-    logger_.info("ttp consuming jobs", fields({{"grid", options_.grid}, {"queue", options_.topology.jobs(options_.grid)}}));
+    logger_.info("ttp consuming jobs", log_fields({{"grid", options_.grid}, {"queue", options_.topology.jobs(options_.grid)}}));
     return {};
 }
 
@@ -234,7 +226,7 @@ void TtpRunner::job_loop(std::unique_ptr<sdk::Consumer> consumer) {
             auto c = mq_.consume(options_.topology.jobs(options_.grid), 1);
             if (!c) {
                 logger_.error("job consumer could not start; retrying",
-                              fields({{"queue", options_.topology.jobs(options_.grid)}, {"error", c.error().message}}));
+                              log_fields({{"queue", options_.topology.jobs(options_.grid)}, {"error", c.error().message}}));
                 wait_backoff(backoff);
                 backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5000ms);
                 continue;
@@ -254,7 +246,7 @@ void TtpRunner::job_loop(std::unique_ptr<sdk::Consumer> consumer) {
             run_job(*consumer, **d);
         } catch (const std::exception& e) {
             // A bug, not input (input errors are Results): keep serving; the broker redelivers.
-            logger_.error("job handling threw; job requeued", fields({{"error", e.what()}}));
+            logger_.error("job handling threw; job requeued", log_fields({{"error", e.what()}}));
             (void)consumer->reject((*d)->tag, true);
         }
     }
@@ -274,12 +266,12 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         result.outcome = Outcome::Failed;
         result.final = true;
         result.reason = reason;
-        logger_.error("job failed", fields({{"job_id", result.job_id}, {"reason", reason}}));
+        logger_.error("job failed", log_fields({{"job_id", result.job_id}, {"reason", reason}}));
         if (!result.job_id.empty()) {
             if (auto st = publish_event(result); !st) {
                 // Without a failure record the director would wait forever: keep the job queued.
                 logger_.error("failure result not published; job requeued",
-                              fields({{"job_id", result.job_id}, {"error", st.message()}}));
+                              log_fields({{"job_id", result.job_id}, {"error", st.message()}}));
                 (void)consumer.reject(delivery.tag, true);
                 return;
             }
@@ -348,7 +340,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     ResultMessage started = result;
     started.type = EventType::Started;
     (void)publish_event(started);
-    logger_.info("job started", fields({{"job_id", job.job_id}, {"process", job.process},
+    logger_.info("job started", log_fields({{"job_id", job.job_id}, {"process", job.process},
                                         {"attempt", job.attempt}, {"redelivered", delivery.redelivered}}));
 
     Ctx ctx(*this, job, std::move(*nodes));
@@ -362,7 +354,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     if (stopping_ && !outputs) {
         // Shutting down mid-job: leave it to the broker; it resumes on the next delivery.
         (void)consumer.reject(delivery.tag, true);
-        logger_.info("job interrupted by shutdown; requeued", fields({{"job_id", job.job_id}}));
+        logger_.info("job interrupted by shutdown; requeued", log_fields({{"job_id", job.job_id}}));
         return;
     }
     if (outputs) {
@@ -391,7 +383,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         (void)publish_event(result);
         (void)consumer.ack(delivery.tag);
         logger_.warn("job attempt failed; retrying",
-                     fields({{"job_id", job.job_id}, {"attempt", job.attempt}, {"reason", result.reason}}));
+                     log_fields({{"job_id", job.job_id}, {"attempt", job.attempt}, {"reason", result.reason}}));
         return;
     } else {
         std::string reason = outputs.error().message;
@@ -404,13 +396,13 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     // Publish first, acknowledge second: a crash in between redelivers the job, and the
     // director ignores the duplicate result.
     if (auto st = publish_event(result); !st) {
-        logger_.error("result not published; job requeued", fields({{"job_id", job.job_id}, {"error", st.message()}}));
+        logger_.error("result not published; job requeued", log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
         (void)consumer.reject(delivery.tag, true);
         return;
     }
     (void)consumer.ack(delivery.tag);
     ++jobs_done_;
-    logger_.info("job finished", fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
+    logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
 }
 
 void TtpRunner::control_loop() {
@@ -448,7 +440,7 @@ void TtpRunner::control_loop() {
                 current_cancelled_ = true;
             }
         } else {
-            logger_.warn("unknown control message dropped", fields({{"message_id", delivery.message.id}}));
+            logger_.warn("unknown control message dropped", log_fields({{"message_id", delivery.message.id}}));
         }
         (void)consumer->ack(delivery.tag);
     }

@@ -11,6 +11,7 @@
 /// `synergos.control.grid.<g>`. Rejected messages land in `*.dead` queues.
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -89,5 +90,8 @@ sdk::Message make_message(const std::string& id, const nlohmann::json& body, std
 
 /// Random job id: "job-" + 24 hex chars.
 std::string new_job_id();
+
+/// A JSON object of log fields, e.g. `log_fields({{"job_id", id}, {"grid", 1}})`.
+std::string log_fields(std::initializer_list<std::pair<const char*, nlohmann::json>> kv);
 
 }  // namespace synergos::core::jobs
