@@ -23,6 +23,9 @@
 
 namespace synergos::plugins::image {
 
+using data::CsvTable;
+using data::parse_csv;
+
 namespace {
 
 namespace fs = std::filesystem;

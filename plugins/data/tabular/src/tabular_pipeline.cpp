@@ -25,6 +25,9 @@
 
 namespace synergos::plugins::tabular {
 
+using data::CsvTable;
+using data::parse_csv;
+
 namespace {
 
 namespace fs = std::filesystem;

@@ -4,7 +4,7 @@
 #include <set>
 #include <utility>
 
-namespace synergos::plugins::tabular {
+namespace synergos::plugins::data {
 
 namespace {
 
@@ -129,4 +129,4 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
     return table;
 }
 
-}  // namespace synergos::plugins::tabular
+}  // namespace synergos::plugins::data

@@ -9,7 +9,7 @@
 
 #include <synergos/sdk/status.hpp>
 
-namespace synergos::plugins::tabular {
+namespace synergos::plugins::data {
 
 /// A parsed CSV file. Fields are views into `*buffer` (quoted fields are unescaped in place), so
 /// a table costs one copy of the file plus 16 bytes per cell. The text lives on the heap behind a
@@ -34,4 +34,4 @@ struct CsvTable {
 /// name, a row with more fields than the header, an unterminated quote.
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
 
-}  // namespace synergos::plugins::tabular
+}  // namespace synergos::plugins::data
