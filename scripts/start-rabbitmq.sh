@@ -12,6 +12,14 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 rabbitmq-server -detached >/dev/null 2>&1 || true
-# await_startup waits for the node; bound it so a broken install cannot hang the run.
-timeout 120 rabbitmqctl -q await_startup >/dev/null
+# -detached returns before the node registers with epmd, and await_startup fails at once on a
+# node it cannot see yet: poll, bounded, until the node answers and has finished booting.
+deadline=$((SECONDS + 120))
+until timeout 30 rabbitmqctl -q await_startup >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+        echo "start-rabbitmq: broker did not come up within 120 s; see /var/log/rabbitmq/" >&2
+        exit 1
+    fi
+    sleep 1
+done
 echo "amqp://guest:guest@127.0.0.1:5672/%2f"
