@@ -42,7 +42,7 @@ Dataset heart_disease(const std::string& csv_path) {
     std::ifstream in(csv_path);
     if (!in) {
         FAIL("cannot open " << csv_path
-                            << " (the shared datasets live at ../shared from the repo)");
+                            << " (the example data lives in examples/data)");
     }
     const std::set<std::string> categorical{"sex",   "cp",    "fbs", "restecg",
                                             "exang", "slope", "ca",  "thal"};
@@ -201,7 +201,7 @@ TEST_CASE("load_state refuses a state that does not match and changes nothing", 
 
 TEST_CASE("Training on heart_disease reduces the loss", "[integration][torch]") {
     const Dataset data = heart_disease(std::string(SYNERGOS_TEST_SOURCE_DIR) +
-                                       "/../shared/datasets/heart_disease/data1/iid_1/"
+                                       "/examples/data/heart_disease/data1/iid_1/"
                                        "unified_dataset_iid_1_1000.csv");
     REQUIRE(data.rows == 771);
     REQUIRE(data.sample_shape == std::vector<std::int64_t>{28});
