@@ -3,8 +3,9 @@
 
 /// @file scaffold_client.hpp
 /// SCAFFOLD's client side (Karimireddy et al. 2020, Algorithm 1, control update option II) as
-/// pure, header-only functions for the worker's model plugin. Not wired in yet: the torch
-/// plugin is to call them when the train arguments carry "scaffold": true.
+/// pure, header-only functions for the worker's model plugin. The torch plugin calls them when
+/// the train arguments carry "scaffold": true; the worker service keeps c_i per run on disk and
+/// hands it to the model in the reference map as `scaffold.c_i.<name>` (split_reference).
 ///
 /// One round on worker i, starting from the global body (weights x plus `scaffold.c.<name>`):
 ///   1. split_server_body(): x and the server control c (absent tensors mean 0).
@@ -36,6 +37,10 @@ namespace synergos::plugins::scaffold::client {
 
 inline constexpr std::string_view kControlPrefix = "scaffold.c.";
 inline constexpr std::string_view kDeltaControlPrefix = "scaffold.delta_c.";
+/// The worker's own control c_i, added by the worker service to the model's reference map.
+inline constexpr std::string_view kClientControlPrefix = "scaffold.c_i.";
+/// Every SCAFFOLD tensor name starts with this; model tensors never do.
+inline constexpr std::string_view kScaffoldPrefix = "scaffold.";
 
 /// In place, element-wise: grad[i] += c[i] - c_i[i]. Either control may be null (zero).
 inline void correct_gradient(float* grad, const float* c, const float* c_i,
@@ -61,6 +66,31 @@ inline ServerBody split_server_body(sdk::TensorMap body) {
             out.c.tensors.push_back(std::move(t));
         } else {
             out.weights.tensors.push_back(std::move(t));
+        }
+    }
+    return out;
+}
+
+/// A reference map as the worker service builds it: the global weights x, the server control c
+/// (`scaffold.c.*`) and the worker's control c_i (`scaffold.c_i.*`), prefixes removed. Other
+/// `scaffold.` tensors are dropped.
+struct Reference {
+    sdk::TensorMap x;
+    sdk::TensorMap c;
+    sdk::TensorMap c_i;
+};
+
+inline Reference split_reference(const sdk::TensorMap& reference) {
+    Reference out;
+    for (const sdk::Tensor& t : reference.tensors) {
+        if (aggregator_common::starts_with(t.name, kControlPrefix)) {
+            out.c.tensors.push_back(t);
+            out.c.tensors.back().name.erase(0, kControlPrefix.size());
+        } else if (aggregator_common::starts_with(t.name, kClientControlPrefix)) {
+            out.c_i.tensors.push_back(t);
+            out.c_i.tensors.back().name.erase(0, kClientControlPrefix.size());
+        } else if (!aggregator_common::starts_with(t.name, kScaffoldPrefix)) {
+            out.x.tensors.push_back(t);
         }
     }
     return out;

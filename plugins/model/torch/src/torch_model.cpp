@@ -5,6 +5,7 @@
 #include <cstring>
 #include <exception>
 #include <new>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -23,6 +24,7 @@
 
 #include "labels.hpp"
 #include "network.hpp"
+#include "scaffold_client.hpp"
 #include "schedule.hpp"
 #include "spec_error.hpp"
 #include "train_args.hpp"
@@ -234,6 +236,76 @@ Tensor regularisers(const TrainArgs& a, const std::vector<std::pair<std::string,
     return total;
 }
 
+namespace scaffold_client = ::synergos::plugins::scaffold::client;
+
+/// SCAFFOLD's client side for one call (Karimireddy et al. 2020, Algorithm 1, option II): the
+/// reference split into x, c and c_i, the per-parameter gradient correction c - c_i, and the
+/// step count and learning-rate sum option II needs.
+struct ScaffoldRound {
+    scaffold_client::Reference reference;
+    std::vector<Tensor> corrections;  ///< per trainable parameter; undefined: c = c_i = 0
+    std::int64_t steps = 0;
+    double lr_sum = 0.0;
+};
+
+/// A control tensor (c or c_i) of parameter `name` as an F32 libtorch tensor (a copy), or an
+/// undefined tensor when absent (zero). SpecError when it does not fit the parameter.
+Tensor control_tensor(const sdk::Tensor& like, const sdk::TensorMap& controls, const char* what) {
+    auto found = scaffold_client::detail::control_for(like, controls, what);
+    if (!found) {
+        throw SpecError("scaffold: " + found.error().message);
+    }
+    const sdk::Tensor* t = *found;
+    if (t == nullptr) {
+        return {};
+    }
+    const auto dtype = t->dtype == sdk::DType::F64 ? ::torch::kDouble : ::torch::kFloat;
+    return ::torch::from_blob(const_cast<unsigned char*>(t->data.data()), like.shape, dtype)
+        .to(::torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+}
+
+ScaffoldRound scaffold_round(const std::vector<std::pair<std::string, Tensor>>& params,
+                             const sdk::TensorMap& reference) {
+    ScaffoldRound round;
+    round.reference = scaffold_client::split_reference(reference);
+    round.corrections.reserve(params.size());
+    for (const auto& [name, p] : params) {
+        sdk::Tensor like;
+        like.name = name;
+        like.dtype = sdk::DType::F32;
+        like.shape = p.sizes().vec();
+        const Tensor c = control_tensor(like, round.reference.c, "server control");
+        const Tensor c_i = control_tensor(like, round.reference.c_i, "client control");
+        if (c.defined() && c_i.defined()) {
+            round.corrections.push_back(c - c_i);
+        } else if (c.defined()) {
+            round.corrections.push_back(c);
+        } else if (c_i.defined()) {
+            round.corrections.push_back(-c_i);
+        } else {
+            round.corrections.emplace_back();
+        }
+    }
+    return round;
+}
+
+/// g <- g + c - c_i for every trainable parameter (a parameter without a gradient has g = 0).
+void correct_gradients(const std::vector<std::pair<std::string, Tensor>>& params,
+                       const std::vector<Tensor>& corrections) {
+    ::torch::NoGradGuard no_grad;
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        if (!corrections[i].defined()) {
+            continue;
+        }
+        Tensor p = params[i].second;
+        if (p.grad().defined()) {
+            p.mutable_grad().add_(corrections[i]);
+        } else {
+            p.mutable_grad() = corrections[i].clone();
+        }
+    }
+}
+
 sdk::DType sdk_dtype(const Tensor& t) {
     switch (t.scalar_type()) {
         case ::torch::kFloat:
@@ -408,6 +480,13 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         const std::vector<Tensor> anchors = args.mu > 0.0 && reference != nullptr
                                                 ? proximal_anchors(params, *reference)
                                                 : std::vector<Tensor>{};
+        std::optional<ScaffoldRound> scaffold;
+        if (args.scaffold) {
+            if (reference == nullptr) {
+                throw SpecError("scaffold: training needs the round's global weights");
+            }
+            scaffold = scaffold_round(params, *reference);
+        }
         // A fresh optimizer and scheduler per call: one call is one round's local epochs.
         auto optimizer = make_optimizer(args, param_tensors);
         EarlyStopping stopper(args.patience, args.delta);
@@ -420,7 +499,8 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         report.samples = rows;
         network_->set_training(true);
         for (epoch = 0; epoch < args.epochs; ++epoch) {
-            apply_setting(*optimizer, args.optimizer, schedule_at(args, epoch));
+            const EpochSetting setting = schedule_at(args, epoch);
+            apply_setting(*optimizer, args.optimizer, setting);
             // Seeded from (seed, global epoch): K rounds of E epochs see the same batch order
             // and dropout masks as one run of K*E epochs.
             const auto global_epoch =
@@ -453,6 +533,11 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
                     loss = loss + reg;
                 }
                 loss.backward();
+                if (scaffold) {
+                    correct_gradients(params, scaffold->corrections);
+                    ++scaffold->steps;
+                    scaffold->lr_sum += setting.lr;
+                }
                 optimizer->step();
                 loss_sum += loss.item<double>();
                 ++batches;
@@ -466,6 +551,20 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         }
         network_->set_training(false);
         report.weights = export_state(*network_);
+        if (scaffold) {
+            // Option II: c_i+ = c_i - c + (x - y) / (K lr), with the mean learning rate of the
+            // K steps (exact for plain SGD at a constant rate).
+            const double mean_lr =
+                scaffold->steps > 0 ? scaffold->lr_sum / static_cast<double>(scaffold->steps)
+                                    : 0.0;
+            auto update = scaffold_client::option_ii_update(
+                scaffold->reference.x, report.weights, scaffold->reference.c,
+                scaffold->reference.c_i, scaffold->steps, mean_lr);
+            if (!update) {
+                throw SpecError(update.error().message);
+            }
+            scaffold_client::append_delta_c(report.weights, update->delta_c);
+        }
         if (logger_.enabled(sdk::Level::Debug)) {
             logger_.debug("torch: local training done",
                           "{\"round\":" + std::to_string(args.round) +

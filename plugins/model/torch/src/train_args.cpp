@@ -287,6 +287,7 @@ TrainArgs parse_train_args(std::string_view args_json) {
     require_range("label_smoothing", a.label_smoothing, 0.0, 1.0);
     a.mu = r.number_or("mu", a.mu);
     require_non_negative("mu", a.mu);
+    a.scaffold = r.boolean_or("scaffold", a.scaffold);
     a.l1_lambda = r.number_or("l1_lambda", a.l1_lambda);
     require_non_negative("l1_lambda", a.l1_lambda);
     a.l2_lambda = r.number_or("l2_lambda", a.l2_lambda);

@@ -68,6 +68,9 @@ struct TrainArgs {
     double smooth_l1_beta = 1.0;
     double label_smoothing = 0.0;
     double mu = 0.1;
+    /// SCAFFOLD's client side (set by the scaffold aggregator's worker arguments): the
+    /// reference carries the controls c and c_i, the reply gains `scaffold.delta_c.*`.
+    bool scaffold = false;
     double l1_lambda = 0.0;
     double l2_lambda = 0.0;
 
