@@ -308,11 +308,11 @@ start_cluster() {
         if [ -n "$data_root" ] && [ -d "$data_root/${name#worker-}" ]; then
             data="$data_root/${name#worker-}"
         fi
-        mkdir -p "$data" "$state/workers/$name/outputs" "$state/workers/$name/mlflow"
+        # As in compose: no --mlflow-dir (a worker tracks nothing), its own outputs folder.
+        mkdir -p "$data" "$state/workers/$name/outputs"
         spawn "$name" worker --config "$config_dir/worker.yaml" --id "$name" \
             "${logging[@]}" --port 0 "${loopback[@]}" --data-dir "$data" \
-            --outputs-dir "$state/workers/$name/outputs" \
-            --mlflow-dir "$state/workers/$name/mlflow" "${plugins[@]}"
+            --outputs-dir "$state/workers/$name/outputs" "${plugins[@]}"
     done
     for name in "${kTtps[@]}"; do
         await_log "$name" "role started"
