@@ -11,6 +11,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl.hpp>
 
 namespace synergos::core::http {
 namespace {
@@ -26,20 +28,75 @@ using Clock = std::chrono::steady_clock;
 struct Connection {
     net::io_context ioc;
     beast::tcp_stream stream{ioc};
+    std::optional<beast::ssl_stream<beast::tcp_stream&>> tls;  ///< over `stream` when https
     beast::flat_buffer buffer;
+
+    /// Runs `f` with the stream requests go through.
+    template <class F>
+    decltype(auto) with_stream(F&& f) {
+        if (tls) {
+            return f(*tls);
+        }
+        return f(stream);
+    }
 };
 
 bool is_stale_connection_error(const beast::error_code& ec) {
     return ec == bhttp::error::end_of_stream || ec == net::error::eof ||
            ec == net::error::connection_reset || ec == net::error::broken_pipe ||
-           ec == net::error::connection_aborted;
+           ec == net::error::connection_aborted || ec == net::ssl::error::stream_truncated;
+}
+
+/// The TLS context of a client, or why it cannot be built (naming the option and file).
+std::shared_ptr<net::ssl::context> make_tls_context(const ClientTlsOptions& t,
+                                                    std::string& error) {
+    if (!t.enabled) {
+        return nullptr;
+    }
+    auto ctx = std::make_shared<net::ssl::context>(net::ssl::context::tls_client);
+    beast::error_code ec;
+    ctx->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                         net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                         net::ssl::context::no_tlsv1_1,
+                     ec);
+    if (t.ca_file.empty()) {
+        ctx->set_default_verify_paths(ec);
+    } else {
+        ctx->load_verify_file(t.ca_file, ec);
+        if (ec) {
+            error = "http: TLS option 'ca_file': cannot use '" + t.ca_file + "': " + ec.message();
+            return nullptr;
+        }
+    }
+    if (!t.cert_file.empty() || !t.key_file.empty()) {
+        if (t.cert_file.empty() || t.key_file.empty()) {
+            error = "http: TLS options 'cert_file' and 'key_file' go together";
+            return nullptr;
+        }
+        ctx->use_certificate_chain_file(t.cert_file, ec);
+        if (ec) {
+            error = "http: TLS option 'cert_file': cannot use '" + t.cert_file +
+                    "': " + ec.message();
+            return nullptr;
+        }
+        ctx->use_private_key_file(t.key_file, net::ssl::context::pem, ec);
+        if (ec) {
+            error =
+                "http: TLS option 'key_file': cannot use '" + t.key_file + "': " + ec.message();
+            return nullptr;
+        }
+    }
+    ctx->set_verify_mode(net::ssl::verify_peer, ec);
+    return ctx;
 }
 
 }  // namespace
 
 class HttpClient::Impl {
 public:
-    explicit Impl(ClientOptions options) : options_(std::move(options)) {}
+    explicit Impl(ClientOptions options) : options_(std::move(options)) {
+        tls_ = make_tls_context(options_.tls, tls_error_);
+    }
 
     std::unique_ptr<Connection> take_idle(const std::string& key) {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -104,10 +161,34 @@ public:
                                         ": " + ec.message()};
         }
         conn->stream.socket().set_option(tcp::no_delay(true), ec);
+        if (tls_) {
+            conn->tls.emplace(conn->stream, *tls_);
+            // SNI for a name; the certificate must name the host we asked for.
+            if (net::ip::make_address(host, ec), ec) {
+                SSL_set_tlsext_host_name(conn->tls->native_handle(), host.c_str());
+            }
+            if (options_.tls.verify_host) {
+                conn->tls->set_verify_callback(net::ssl::host_name_verification(host), ec);
+            }
+            conn->stream.expires_at(deadline);
+            ec = {};
+            conn->tls->async_handshake(net::ssl::stream_base::client,
+                                       [&](beast::error_code hec) { ec = hec; });
+            conn->ioc.restart();
+            conn->ioc.run();
+            if (ec) {
+                const auto code = ec == beast::error::timeout ? sdk::ErrorCode::Timeout
+                                                              : sdk::ErrorCode::Unavailable;
+                return sdk::Error{code, "http: TLS handshake with " + host + ":" +
+                                            std::to_string(port) + " failed: " + ec.message()};
+            }
+        }
         ++opened_;
         return conn;
     }
 
+    std::shared_ptr<net::ssl::context> tls_;
+    std::string tls_error_;
     ClientOptions options_;
     mutable std::mutex mutex_;
     std::map<std::string, std::vector<std::unique_ptr<Connection>>> idle_;
@@ -131,8 +212,12 @@ sdk::Result<Response> HttpClient::request(
         return sdk::Error{sdk::ErrorCode::InvalidArgument,
                           "http: path must start with '/': '" + std::string(path) + "'"};
     }
+    if (!impl_->tls_error_.empty()) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, impl_->tls_error_};
+    }
     const std::string key = host + ":" + std::to_string(port);
-    const std::string where = std::string(method) + " http://" + key + std::string(path);
+    const std::string where = std::string(method) + (impl_->tls_ ? " https://" : " http://") +
+                              key + std::string(path);
     const auto deadline = Clock::now() + timeout;
 
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -153,6 +238,9 @@ sdk::Result<Response> HttpClient::request(
             req.set(bhttp::field::content_type,
                     beast::string_view(content_type.data(), content_type.size()));
         }
+        for (const auto& [name, value] : impl_->options_.default_headers) {
+            req.set(name, value);
+        }
         for (const auto& [name, value] : headers) {
             req.set(name, value);
         }
@@ -166,17 +254,21 @@ sdk::Result<Response> HttpClient::request(
         beast::error_code read_ec;
         bool wrote = false;
         conn->stream.expires_at(deadline);
-        bhttp::async_write(conn->stream, req, [&](beast::error_code ec, std::size_t) {
-            write_ec = ec;
-            wrote = true;
-            if (ec) {
-                return;
-            }
-            bhttp::async_read(conn->stream, conn->buffer, parser,
-                              [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+        conn->with_stream([&](auto& stream) {
+            bhttp::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
+                write_ec = ec;
+                wrote = true;
+                // Even when the write failed (a server refusing a large body closes its read
+                // side), its answer may already be here: read it.
+                bhttp::async_read(stream, conn->buffer, parser,
+                                  [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+            });
         });
         conn->ioc.restart();
         conn->ioc.run();
+        if (write_ec && !read_ec && parser.is_done()) {
+            write_ec = {};  // the server answered early (e.g. 413) and that answer is complete
+        }
         const beast::error_code ec = write_ec ? write_ec : read_ec;
         if (ec) {
             if (reused && attempt == 0 &&

@@ -2,6 +2,7 @@
 #include <synergos/core/http/server.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cctype>
 #include <condition_variable>
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
@@ -22,6 +24,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/asio/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 namespace synergos::core::http {
@@ -45,12 +49,15 @@ std::string lower(boost::beast::string_view text) {
 
 class HttpServer::Impl {
 public:
+    class SessionBase;
+    template <bool kTls>
     class Session;
 
     Impl(ServerOptions options, const Router& router, sdk::Logger& logger)
         : options_(std::move(options)), router_(router), logger_(logger) {}
 
     sdk::Status start();
+    sdk::Status load_tls();
     bool stop(std::chrono::milliseconds deadline);
 
     void do_accept();
@@ -61,7 +68,7 @@ public:
     Match dispatch(Request& request);
     void log_access(const Request& request, int status, std::size_t bytes, Clock::time_point began);
 
-    void session_opened(std::uint64_t id, const std::shared_ptr<Session>& session);
+    void session_opened(std::uint64_t id, const std::shared_ptr<SessionBase>& session);
     void session_closed(std::uint64_t id);
 
     ServerOptions options_;
@@ -73,10 +80,11 @@ public:
     std::atomic<bool> running_{false};
     std::atomic<std::size_t> connections_{0};
     std::atomic<std::uint64_t> next_session_id_{1};
+    std::optional<net::ssl::context> tls_context_;
 
     std::mutex sessions_mutex_;
     std::condition_variable sessions_cv_;
-    std::map<std::uint64_t, std::weak_ptr<Session>> sessions_;
+    std::map<std::uint64_t, std::weak_ptr<SessionBase>> sessions_;
     std::vector<std::thread> threads_;
 
     // Declared last among what sessions touch: destroyed first, so pending handlers (and the
@@ -90,36 +98,87 @@ public:
     std::optional<net::steady_timer> accept_timer_;
 };
 
-/// One connection, owned by one event loop (one thread): reads requests one after the other
-/// (keep-alive); quick handlers run inline, the others on the pool (see handle()).
-class HttpServer::Impl::Session : public std::enable_shared_from_this<Session> {
+/// What stop() needs from a connection of either kind.
+class HttpServer::Impl::SessionBase {
 public:
+    virtual ~SessionBase() = default;
+    /// Called on stop: an idle connection closes now; a busy one closes after its response.
+    virtual void shutdown(bool force) = 0;
+};
+
+/// One connection, owned by one event loop (one thread): reads requests one after the other
+/// (keep-alive); quick handlers run inline, the others on the pool (see handle()). `kTls`: the
+/// bytes go through an OpenSSL stream, after a handshake bounded by the header timeout.
+template <bool kTls>
+class HttpServer::Impl::Session : public SessionBase,
+                                  public std::enable_shared_from_this<Session<kTls>> {
+public:
+    using Stream =
+        std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
+
     Session(Impl& server, tcp::socket socket, std::uint64_t id)
-        : server_(server), stream_(std::move(socket)), id_(id) {
+        : server_(server), stream_(make_stream(server, std::move(socket))), id_(id) {
         beast::error_code ec;
-        const auto peer = stream_.socket().remote_endpoint(ec);
+        const auto peer = tcp_layer().socket().remote_endpoint(ec);
         if (!ec) {
             remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
         }
     }
-    ~Session() { server_.session_closed(id_); }
+    ~Session() override { server_.session_closed(id_); }
 
     void run() {
-        net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->do_read(); });
+        net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+            if constexpr (kTls) {
+                self->handshake();
+            } else {
+                self->do_read();
+            }
+        });
     }
 
-    /// Called on stop: an idle connection closes now; a busy one closes after its response.
-    void shutdown(bool force) {
-        net::post(stream_.get_executor(), [self = shared_from_this(), force] {
+    void shutdown(bool force) override {
+        net::post(stream_.get_executor(), [self = this->shared_from_this(), force] {
             if (force || !self->busy_) {
                 beast::error_code ec;
-                self->stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-                self->stream_.socket().close(ec);
+                self->tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+                self->tcp_layer().socket().close(ec);
             }
         });
     }
 
 private:
+    static Stream make_stream(Impl& server, tcp::socket socket) {
+        if constexpr (kTls) {
+            return Stream(std::move(socket), *server.tls_context_);
+        } else {
+            return Stream(std::move(socket));
+        }
+    }
+
+    beast::tcp_stream& tcp_layer() { return beast::get_lowest_layer(stream_); }
+
+    void handshake() {
+        if constexpr (kTls) {
+            tcp_layer().expires_after(server_.options_.header_timeout);
+            stream_.async_handshake(net::ssl::stream_base::server,
+                                    [self = this->shared_from_this()](beast::error_code ec) {
+                                        self->on_handshake(ec);
+                                    });
+        }
+    }
+
+    void on_handshake(beast::error_code ec) {
+        if (ec) {
+            // A plain-HTTP peer, an untrusted or missing client certificate, or a timeout.
+            server_.logger_.warn(
+                "http: TLS handshake refused",
+                nlohmann::json{{"remote", remote_}, {"reason", ec.message()}}.dump());
+            close();
+            return;
+        }
+        do_read();
+    }
+
     void do_read() {
         if (server_.stopping_) {
             close();
@@ -128,12 +187,20 @@ private:
         parser_.emplace();
         parser_->body_limit(server_.options_.body_limit_bytes);
         parser_->header_limit(static_cast<std::uint32_t>(server_.options_.header_limit_bytes));
-        stream_.expires_after(requests_ == 0 ? server_.options_.header_timeout
-                                             : server_.options_.keep_alive_timeout);
-        bhttp::async_read_header(stream_, buffer_, *parser_,
-                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                                     self->on_header(ec);
-                                 });
+        tcp_layer().expires_after(requests_ == 0 ? server_.options_.header_timeout
+                                                 : server_.options_.keep_alive_timeout);
+        bhttp::async_read_header(
+            stream_, buffer_, *parser_,
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                self->on_header(ec);
+            });
+    }
+
+    static bool is_disconnect(const beast::error_code& ec) {
+        return ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
+               ec == net::error::operation_aborted || ec == net::error::connection_reset ||
+               ec == net::error::eof || ec == net::error::bad_descriptor ||
+               ec == net::ssl::error::stream_truncated;
     }
 
     void on_header(beast::error_code ec) {
@@ -146,9 +213,15 @@ private:
             } else if (ec == bhttp::error::header_limit) {
                 send_error(431, "request headers exceed " +
                                     std::to_string(server_.options_.header_limit_bytes) + " bytes");
-            } else if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
-                       ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-                       ec == net::error::eof || ec == net::error::bad_descriptor) {
+            } else if (is_disconnect(ec)) {
+                if (ec == beast::error::timeout && requests_ == 0 && buffer_.size() > 0) {
+                    server_.logger_.warn(
+                        "http: request headers not received in time; connection cut",
+                        nlohmann::json{{"remote", remote_},
+                                       {"header_timeout_ms",
+                                        server_.options_.header_timeout.count()}}
+                            .dump());
+                }
                 close();
             } else {
                 send_error(400, "malformed HTTP request: " + ec.message());
@@ -157,16 +230,40 @@ private:
         }
         busy_ = true;
         ++requests_;
+        auto& head = parser_->get();
+        // Credentials first: nobody unauthenticated gets to make us read a body.
+        const std::string method(head.method_string());
+        std::string path(head.target());
+        path = path.substr(0, path.find('?'));
+        const auto header = head[bhttp::field::authorization];
+        const AuthDecision auth = authorize(server_.options_.tokens, method, path,
+                                            std::string_view(header.data(), header.size()));
+        if (auth.status != 0) {
+            std::vector<std::pair<std::string, std::string>> extra;
+            if (auth.status == 401) {
+                extra.emplace_back("WWW-Authenticate", "Bearer realm=\"synergos\"");
+            }
+            send_error(auth.status, auth.message, std::move(extra));
+            return;
+        }
+        const std::string encoding = lower(head[bhttp::field::content_encoding]);
+        if (!encoding.empty() && encoding != "identity") {
+            // Decompressing a peer's body would let a small request become a huge one.
+            send_error(415, "Content-Encoding '" + encoding +
+                                "' is not accepted; send the body uncompressed (identity)");
+            return;
+        }
         const auto length = parser_->content_length();
         if (length && *length > server_.options_.body_limit_bytes) {
             send_error(413, "request body of " + std::to_string(*length) + " bytes exceeds the " +
                                 std::to_string(server_.options_.body_limit_bytes) + "-byte limit");
             return;
         }
-        stream_.expires_after(server_.options_.body_timeout);
-        bhttp::async_read(
-            stream_, buffer_, *parser_,
-            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+        tcp_layer().expires_after(server_.options_.body_timeout);
+        bhttp::async_read(stream_, buffer_, *parser_,
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                              self->on_body(ec);
+                          });
     }
 
     void on_body(beast::error_code ec) {
@@ -175,9 +272,14 @@ private:
                 send_error(413, "request body exceeds the " +
                                     std::to_string(server_.options_.body_limit_bytes) +
                                     "-byte limit");
-            } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-                       ec == net::error::operation_aborted || ec == net::error::connection_reset ||
-                       ec == net::error::eof || ec == bhttp::error::partial_message) {
+            } else if (is_disconnect(ec) || ec == bhttp::error::partial_message) {
+                if (ec == beast::error::timeout) {
+                    server_.logger_.warn(
+                        "http: request body not received in time; connection cut",
+                        nlohmann::json{{"remote", remote_},
+                                       {"body_timeout_ms", server_.options_.body_timeout.count()}}
+                            .dump());
+                }
                 close();
             } else {
                 send_error(400, "malformed HTTP request body: " + ec.message());
@@ -216,7 +318,7 @@ private:
         }
         // A handler that may block runs on the pool; its response comes back to this
         // connection's event loop, which serves other connections meanwhile.
-        net::post(*server_.pool_, [self = shared_from_this(), handler = match.handler,
+        net::post(*server_.pool_, [self = this->shared_from_this(), handler = match.handler,
                                    request = std::move(request), version, reuse]() mutable {
             auto response = std::make_shared<Response>(Router::invoke(*handler, request));
             auto shared_request = std::make_shared<Request>(std::move(request));
@@ -228,15 +330,21 @@ private:
         });
     }
 
-    void send_error(int status, const std::string& message) {
+    void send_error(int status, const std::string& message,
+                    std::vector<std::pair<std::string, std::string>> extra = {}) {
         busy_ = true;
         Request request;
         if (parser_) {
             request.method = std::string(parser_->get().method_string());
             request.path = std::string(parser_->get().target());
+            request.path = request.path.substr(0, request.path.find('?'));
         }
         request.remote = remote_;
-        write(Response::error(status, message), 11, false, &request);
+        Response response = Response::error(status, message);
+        response.headers = std::move(extra);
+        // The peer may still be sending a body we will not read: linger on close.
+        linger_ = true;
+        write(response, 11, false, &request);
     }
 
     void write(const Response& response, unsigned version, bool keep_alive,
@@ -255,31 +363,63 @@ private:
         if (request != nullptr) {
             server_.log_access(*request, response.status, response.body.size(), began_);
         }
-        stream_.expires_after(server_.options_.body_timeout);
-        bhttp::async_write(
-            stream_, res_,
-            [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
-                self->on_write(ec, keep_alive);
-            });
+        tcp_layer().expires_after(server_.options_.body_timeout);
+        bhttp::async_write(stream_, res_,
+                           [self = this->shared_from_this(), keep_alive](beast::error_code ec,
+                                                                         std::size_t) {
+                               self->on_write(ec, keep_alive);
+                           });
     }
 
     void on_write(beast::error_code ec, bool keep_alive) {
         busy_ = false;
         if (ec || !keep_alive) {
-            close();
+            if (!ec && linger_) {
+                lingering_close();
+            } else {
+                close();
+            }
             return;
         }
         do_read();
     }
 
+    /// Half-closes, then reads and discards what the peer still sends (at most linger_bytes,
+    /// for at most linger_timeout) before closing: closing with unread bytes makes the kernel
+    /// send a reset that can destroy our answer before the peer has read it.
+    void lingering_close() {
+        beast::error_code ec;
+        tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+        if (ec) {
+            close();
+            return;
+        }
+        drained_ = 0;
+        tcp_layer().expires_after(server_.options_.linger_timeout);
+        drain();
+    }
+
+    void drain() {
+        tcp_layer().async_read_some(
+            net::buffer(drain_buffer_),
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                self->drained_ += n;
+                if (ec || self->drained_ >= self->server_.options_.linger_bytes) {
+                    self->close();
+                    return;
+                }
+                self->drain();
+            });
+    }
+
     void close() {
         beast::error_code ec;
-        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-        stream_.socket().close(ec);
+        tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+        tcp_layer().socket().close(ec);
     }
 
     Impl& server_;
-    beast::tcp_stream stream_;
+    Stream stream_;
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     bhttp::response<bhttp::string_body> res_;
@@ -287,6 +427,9 @@ private:
     std::uint64_t id_;
     std::uint64_t requests_ = 0;
     bool busy_ = false;
+    bool linger_ = false;
+    std::size_t drained_ = 0;
+    std::array<char, 16 * 1024> drain_buffer_{};
     Clock::time_point began_ = Clock::now();
 };
 
@@ -309,6 +452,9 @@ sdk::Status HttpServer::Impl::start() {
         return sdk::Status(sdk::ErrorCode::InvalidArgument,
                            "http: options 'header_timeout', 'body_timeout' and "
                            "'keep_alive_timeout' must be positive");
+    }
+    if (auto st = load_tls(); !st) {
+        return st;
     }
     beast::error_code ec;
     const auto address = net::ip::make_address(o.host, ec);
@@ -362,8 +508,69 @@ sdk::Status HttpServer::Impl::start() {
     logger_.info("http server listening", nlohmann::json{{"host", o.host},
                                                          {"port", port_.load()},
                                                          {"threads", o.threads},
+                                                         {"tls", tls_context_.has_value()},
+                                                         {"mutual_tls", o.tls.require_client_cert},
+                                                         {"tokens", o.tokens.size()},
                                                          {"handler_threads", o.handler_threads}}
                                               .dump());
+    return {};
+}
+
+sdk::Status HttpServer::Impl::load_tls() {
+    const auto& t = options_.tls;
+    if (!t.enabled()) {
+        if (!t.key_file.empty() || t.require_client_cert) {
+            return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                               "http: option 'tls.cert_file' is required when 'tls.key_file' or "
+                               "'tls.require_client_cert' is set");
+        }
+        return {};
+    }
+    if (t.key_file.empty()) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: option 'tls.key_file' is required with 'tls.cert_file'");
+    }
+    if (t.require_client_cert && t.ca_file.empty()) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: option 'tls.ca_file' is required with 'tls.require_client_cert'");
+    }
+    net::ssl::context ctx(net::ssl::context::tls_server);
+    beast::error_code ec;
+    ctx.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                        net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                        net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use,
+                    ec);
+    auto fail = [&](const char* option, const std::string& file) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           std::string("http: option '") + option + "': cannot use '" + file +
+                               "': " + ec.message());
+    };
+    ctx.use_certificate_chain_file(t.cert_file, ec);
+    if (ec) {
+        return fail("tls.cert_file", t.cert_file);
+    }
+    ctx.use_private_key_file(t.key_file, net::ssl::context::pem, ec);
+    if (ec) {
+        return fail("tls.key_file", t.key_file);
+    }
+    if (SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "http: option 'tls.key_file': '" + t.key_file +
+                               "' does not match the certificate in '" + t.cert_file + "'");
+    }
+    if (!t.ca_file.empty()) {
+        ctx.load_verify_file(t.ca_file, ec);
+        if (ec) {
+            return fail("tls.ca_file", t.ca_file);
+        }
+    }
+    if (t.require_client_cert) {
+        ctx.set_verify_mode(net::ssl::verify_peer | net::ssl::verify_fail_if_no_peer_cert, ec);
+    } else if (!t.ca_file.empty()) {
+        // A CA without the requirement: a presented certificate must still be valid.
+        ctx.set_verify_mode(net::ssl::verify_peer, ec);
+    }
+    tls_context_.emplace(std::move(ctx));
     return {};
 }
 
@@ -395,15 +602,29 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
         } else {
             socket.set_option(tcp::no_delay(true), ec);
             const auto id = next_session_id_++;
-            auto session = std::make_shared<Session>(*this, std::move(socket), id);
-            session_opened(id, session);
-            session->run();
+            if (tls_context_) {
+                auto session = std::make_shared<Session<true>>(*this, std::move(socket), id);
+                session_opened(id, session);
+                session->run();
+            } else {
+                auto session = std::make_shared<Session<false>>(*this, std::move(socket), id);
+                session_opened(id, session);
+                session->run();
+            }
         }
     }
     do_accept();
 }
 
 void HttpServer::Impl::reject(tcp::socket socket) {
+    logger_.warn("http connection refused: limit reached",
+                 nlohmann::json{{"max_connections", options_.max_connections}}.dump());
+    if (tls_context_) {
+        // A plain-text 503 means nothing to a TLS client; closing is the clearer signal.
+        beast::error_code ignored;
+        socket.close(ignored);
+        return;
+    }
     struct Rejection {
         tcp::socket socket;
         std::string bytes;
@@ -423,8 +644,6 @@ void HttpServer::Impl::reject(tcp::socket socket) {
         r->socket.shutdown(tcp::socket::shutdown_both, ignored);
         r->socket.close(ignored);
     });
-    logger_.warn("http connection refused: limit reached",
-                 nlohmann::json{{"max_connections", options_.max_connections}}.dump());
 }
 
 Match HttpServer::Impl::dispatch(Request& request) {
@@ -461,7 +680,8 @@ void HttpServer::Impl::log_access(const Request& request, int status, std::size_
                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-void HttpServer::Impl::session_opened(std::uint64_t id, const std::shared_ptr<Session>& session) {
+void HttpServer::Impl::session_opened(std::uint64_t id,
+                                      const std::shared_ptr<SessionBase>& session) {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
     sessions_.emplace(id, session);
     ++connections_;
@@ -487,7 +707,7 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
         accept_timer_->cancel();
     });
     auto shutdown_all = [this](bool force) {
-        std::vector<std::shared_ptr<Session>> live;
+        std::vector<std::shared_ptr<SessionBase>> live;
         {
             std::lock_guard<std::mutex> lock(sessions_mutex_);
             for (auto& [id, weak] : sessions_) {

@@ -3,8 +3,9 @@
 
 /// @file client.hpp
 /// A small synchronous HTTP/1.1 client (Boost.Beast) with connect and request timeouts and
-/// keep-alive connection reuse per host:port. Used by the TTP to call workers (bodies of several
-/// MB) and by the CLI. Beast stays out of this header (pimpl).
+/// keep-alive connection reuse per host:port, optionally over TLS (server verified against a CA,
+/// optional client certificate). Used by the TTP to call workers (bodies of several MB) and by
+/// the CLI. Beast stays out of this header (pimpl).
 
 #include <chrono>
 #include <cstddef>
@@ -20,17 +21,30 @@
 
 namespace synergos::core::http {
 
+/// TLS towards servers; off unless `enabled`.
+struct ClientTlsOptions {
+    bool enabled = false;     ///< https: every connection of this client uses TLS
+    std::string ca_file;      ///< PEM CA bundle to trust; empty: the system's default paths
+    std::string cert_file;    ///< client certificate for mutual TLS (optional)
+    std::string key_file;     ///< its private key
+    bool verify_host = true;  ///< the certificate must name the host (DNS name or IP address)
+};
+
 struct ClientOptions {
     std::chrono::milliseconds connect_timeout{5000};      ///< resolve + TCP connect
     std::size_t max_response_bytes = 1024 * 1024 * 1024;  ///< larger bodies fail the request
     std::size_t max_idle_per_host = 8;  ///< idle keep-alive connections kept per host:port
     std::string user_agent = "synergos";
+    ClientTlsOptions tls;
+    /// Sent with every request (e.g. `Authorization: Bearer ...`); a request's own headers win.
+    std::vector<std::pair<std::string, std::string>> default_headers;
 };
 
 /// Threading: `request` may be called from many threads at once; each call uses its own
 /// connection (taken from the idle pool or newly opened).
 class HttpClient {
 public:
+    /// A bad TLS file does not throw: every request then fails with InvalidArgument naming it.
     explicit HttpClient(ClientOptions options = {});
     ~HttpClient();
     HttpClient(const HttpClient&) = delete;

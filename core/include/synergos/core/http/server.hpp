@@ -8,7 +8,11 @@
 /// there, so many commits share one fsync) while quick handlers run inline on the I/O thread; a
 /// body limit (413), header and body read timeouts, a connection limit (503 past it),
 /// `GET /healthz` and `GET /readyz`, an access log line per request, and a graceful stop that lets
-/// in-flight requests finish. Beast stays out of this header (pimpl).
+/// in-flight requests finish. Optionally TLS (OpenSSL; mutual TLS when a client certificate is
+/// required) and bearer tokens (auth.hpp), checked as soon as the headers are in, before any body
+/// is read. Error answers sent before the body was read end with a lingering close (half-close,
+/// then drain a bounded amount for a bounded time) so the peer reads the answer instead of a
+/// reset. Beast stays out of this header (pimpl).
 
 #include <chrono>
 #include <cstddef>
@@ -16,12 +20,24 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include <synergos/core/http/auth.hpp>
 #include <synergos/core/http/router.hpp>
 #include <synergos/sdk/log.hpp>
 #include <synergos/sdk/status.hpp>
 
 namespace synergos::core::http {
+
+/// TLS for the server; off while `cert_file` is empty.
+struct ServerTlsOptions {
+    std::string cert_file;  ///< PEM certificate chain
+    std::string key_file;   ///< PEM private key
+    std::string ca_file;    ///< PEM CA bundle that client certificates must chain to
+    bool require_client_cert = false;  ///< mutual TLS: refuse peers without a trusted cert
+
+    bool enabled() const noexcept { return !cert_file.empty(); }
+};
 
 struct ServerOptions {
     std::string host = "127.0.0.1";  ///< address to bind; "0.0.0.0" for every interface
@@ -36,6 +52,10 @@ struct ServerOptions {
     std::size_t max_connections = 1024;  ///< open connections; one more gets 503 and is closed
     std::size_t max_json_depth = 64;     ///< passed to handlers through Request::max_json_depth
     bool access_log = true;              ///< one Info line per request through the logger
+    ServerTlsOptions tls;                ///< HTTPS when enabled
+    std::vector<BearerToken> tokens;     ///< empty: no authentication (see authorize())
+    std::size_t linger_bytes = 4 * 1024 * 1024;  ///< drained after an early error answer
+    std::chrono::milliseconds linger_timeout{2000};  ///< at most this long
 };
 
 /// Threading: start/stop from one owner thread; bound_port/set_ready from any thread.
