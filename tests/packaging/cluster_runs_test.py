@@ -11,8 +11,9 @@ against the real RabbitMQ broker on loopback. The test then:
    (director and TTPs one data/outputs/mlflow folder, each worker its own); service names
    replaced by loopback addresses; port 5000 by 0 (the processes share one host).
 2. submits four runs of examples/heart_disease/job-cluster.yaml with `synergos submit`, four
-   client processes at once (one project and run each); each next one starts once the director
-   lists the previous one's training job (`synergos jobs`), see kStagger below.
+   client processes at once (one project and run each, so their registrations never collide);
+   each next one starts once the director lists the previous one's training job
+   (`synergos jobs`), see kStagger below.
 3. asserts: every submit exits 0; the four training jobs ran on both grids, each on its grid's
    TTP, at the same time (a grid-0 and a grid-1 training overlap; the runs took less wall time
    than their summed durations); `synergos status` counts 12 succeeded jobs and nothing else;
@@ -56,11 +57,11 @@ kCtlTimeoutS = 30      # one rabbitmqctl call
 kRuns = 4
 kRounds = 12           # a training (~4 s) outlasts the next submit's set-up (~3 s, loaded)
 kEpochs = 4
-# The director places a job on the grid with the fewest unfinished jobs, reading that count
-# when the job is submitted; trainings submitted in the same instant can all see the same
-# count (reported in the final report of this change). Each submit therefore starts once the
-# previous run's training is listed, so every placement sees the ones before it. The four
-# clients still run at the same time.
+# The director places a job on the grid with the fewest unfinished jobs, but it counts them
+# and records the new job in two steps without a lock (JobService::submit), so trainings
+# POSTed in the same millisecond can all see the same counts and land on one grid. Each submit
+# therefore starts once the previous run's training is listed, so every placement sees the
+# ones before it. The four clients still run at the same time.
 kStagger = True
 kCollab = "heart_cluster"
 kExpt = "heart_expt"
@@ -111,7 +112,7 @@ def http_json(url):
         return json.loads(r.read().decode())
 
 
-# ---- 1. the processes run the compose commands ----------------------------------------------
+# ---- 1. the processes run the compose commands --------------------------------------------------
 def interpolate(text):
     """${VAR:-default} as compose does it, with this environment."""
     def repl(m):
@@ -182,7 +183,8 @@ def check_commands(compose_file, state, config_dir, data_root, broker_host, brok
                     got == ["rabbitmq", broker_host, str(broker_port)] and values[2] == "5672"
                 check(ok, f"{name} --queue: compose {values}, here {got}")
             elif flag == "--port":
-                check(values == ["5000"] and got == ["0"], f"{name} --port: compose {values}, here {got}")
+                check(values == ["5000"] and got == ["0"],
+                      f"{name} --port: compose {values}, here {got}")
             elif flag in ("--data-dir", "--outputs-dir", "--mlflow-dir"):
                 kind, source = mounts.get(values[0], (None, None))
                 folder = os.path.realpath(got[0]) if len(got) == 1 else None
@@ -205,7 +207,7 @@ def check_commands(compose_file, state, config_dir, data_root, broker_host, brok
     check(all(shared.values()), f"director and TTPs share data, outputs and mlflow: {shared}")
 
 
-# ---- 2. four submits --------------------------------------------------------------------------
+# ---- 2. four submits ----------------------------------------------------------------------------
 def synergos_json(bin_, server, *args):
     r = subprocess.run([bin_, *args, "--server", server, "--json"], capture_output=True,
                        text=True, timeout=20)
@@ -329,7 +331,8 @@ def run_cluster(bin_, source, work, state, script, compose_dir, job_file, host, 
     for i in range(1, kRuns + 1):
         outputs[i] = open(os.path.join(work, f"submit-{i}.out"), "w+")
         submits[i] = subprocess.Popen(
-            [bin_, "submit", job_file, "--server", server, "--timeout", str(int(remaining()))],
+            [bin_, "submit", job_file, "--server", server,
+             "--timeout", str(max(10, int(remaining())))],
             env=run_env(env, i), stdout=outputs[i], stderr=subprocess.STDOUT)
         while kStagger and i < kRuns:
             jobs = synergos_json(bin_, server, "jobs")
@@ -400,7 +403,8 @@ def run_cluster(bin_, source, work, state, script, compose_dir, job_file, host, 
               f"run r{i}: one model record, its file under the shared outputs: {path}")
         vals = http_json(f"{server}/ttp/evaluate{tail}/validations/{kExpt}/r{i}")["data"]
         who = sorted(v.get("key", {}).get("participant_id", "") for v in vals)
-        check(who == ["hospital_a", "hospital_b"], f"run r{i}: a validation record per hospital {who}")
+        check(who == ["hospital_a", "hospital_b"],
+              f"run r{i}: a validation record per hospital {who}")
         for v in vals:
             stats = v.get("evaluate", {}).get("statistics", {})
             acc = stats.get("accuracy", [])
@@ -421,9 +425,10 @@ def run_cluster(bin_, source, work, state, script, compose_dir, job_file, host, 
             if os.path.isdir(metrics) and any(m.startswith("hospital_a.evaluate.")
                                               for m in os.listdir(metrics)):
                 runs_with_metrics += 1
-    check(runs_with_metrics == kRuns, f"MLflow has {runs_with_metrics} runs with validation metrics")
+    check(runs_with_metrics == kRuns,
+          f"MLflow has {runs_with_metrics} runs with validation metrics")
 
-    # ---- 4. stop ----------------------------------------------------------------------------------
+    # ---- 4. stop --------------------------------------------------------------------------------
     pids = [int(open(os.path.join(state, "pids", n)).read().split()[0]) for n in kProcesses]
     stop = subprocess.run([script, "stop", "--state", state], capture_output=True, text=True,
                           timeout=60)
