@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: Apache-2.0
+// The dashboard: a hash router over five pages, each re-rendered by polling the director (no page
+// reloads). Pages: #/cluster, #/jobs, #/run/<job_id>, #/optimizations, #/tree.
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
+import { api, set_token, token } from './api.js';
+
+const kPollMs = 1000;
+const app = document.getElementById('app');
+const errorBox = document.getElementById('error');
+
+let timer = null;
+let chart = null;
+let generation = 0;  // bumps on navigation so a late answer never paints the wrong page
+
+// ---- small DOM helpers -----------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+        if (v === undefined || v === null || v === false) {
+            continue;
+        }
+        if (k === 'class') {
+            el.className = v;
+        } else if (k.startsWith('on')) {
+            el.addEventListener(k.slice(2), v);
+        } else {
+            el.setAttribute(k, v === true ? '' : v);
+        }
+    }
+    for (const c of children.flat()) {
+        if (c === undefined || c === null || c === false) {
+            continue;
+        }
+        el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+}
+
+function fmt(v, digits = 4) {
+    if (typeof v === 'number') {
+        return Number.isInteger(v) ? String(v) : v.toFixed(digits);
+    }
+    if (v === undefined || v === null) {
+        return '';
+    }
+    return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+function table(headers, rows, attrs = {}) {
+    return h('table', attrs,
+        h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
+        h('tbody', {}, rows));
+}
+
+function show_error(message) {
+    errorBox.hidden = !message;
+    errorBox.textContent = message || '';
+}
+
+function job_label(job) {
+    const f = job.filters || [];
+    return f.length ? f.join(' / ') : job.job_id;
+}
+
+// ---- pages -----------------------------------------------------------------------------------
+
+async function page_cluster() {
+    const data = await api.cluster();
+    const body = [h('h1', {}, 'Cluster')];
+    const counts = data.jobs || {};
+    body.push(h('p', { class: 'counts', 'data-testid': 'job-counts' },
+        Object.entries(counts).map(([k, v]) => h('span', { class: `badge state-${k}` }, `${k}: ${v}`))));
+    if (!data.grids || data.grids.length === 0) {
+        body.push(h('p', { class: 'empty' }, 'No grid yet: register participants to a project.'));
+    }
+    for (const g of data.grids || []) {
+        const ttps = g.ttps.length
+            ? g.ttps.map((t) => h('li', {}, h('b', {}, t.ttp_id), ` last job ${t.last_job} (${t.last_state})`))
+            : [h('li', { class: 'empty' }, 'no TTP has taken a job of this grid yet')];
+        body.push(h('section', { class: 'grid-card', 'data-testid': `grid-${g.grid}` },
+            h('h2', {}, `Grid ${g.grid}`),
+            h('h3', {}, 'TTPs'), h('ul', {}, ttps),
+            h('h3', {}, 'Workers'),
+            table(['participant', 'address', 'projects', 'health', 'latency'],
+                g.workers.map((w) => h('tr', { 'data-testid': `worker-${w.participant_id}` },
+                    h('td', {}, w.participant_id),
+                    h('td', {}, `${w.host}:${w.port}`),
+                    h('td', {}, (w.projects || []).join(', ')),
+                    h('td', { class: `health health-${w.health}`, title: w.detail || '' }, w.health),
+                    h('td', {}, w.latency_ms !== undefined ? `${w.latency_ms} ms` : ''))))));
+    }
+    return body;
+}
+
+function progress_cell(job) {
+    const p = job.progress || {};
+    if (job.state === 'running' && p.rounds) {
+        const pct = Math.min(100, Math.round((100 * (p.round || 0)) / p.rounds));
+        return h('td', { class: 'progress-cell' },
+            h('div', { class: 'bar' }, h('div', { class: 'fill', style: `width:${pct}%` })),
+            h('span', { class: 'round', 'data-testid': `round-${job.job_id}` }, `round ${p.round} / ${p.rounds}`),
+            p.train_loss !== undefined ? h('span', { class: 'loss' }, ` loss ${fmt(p.train_loss)}`) : null);
+    }
+    if (job.state === 'succeeded' && job.process === 'train') {
+        return h('td', {}, 'done');
+    }
+    return h('td', {}, '');
+}
+
+async function cancel(job) {
+    if (!window.confirm(`Cancel job ${job.job_id} (${job.process} ${job_label(job)})?`)) {
+        return;
+    }
+    try {
+        await api.cancel(job.job_id);
+        show_error('');
+    } catch (e) {
+        show_error(e.message);
+    }
+    refresh();
+}
+
+async function page_jobs() {
+    const jobs = await api.jobs();
+    const groups = [
+        ['queued', 'Queued', (j) => j.state === 'queued' || j.state === 'submitting'],
+        ['running', 'Running', (j) => j.state === 'running'],
+        ['finished', 'Finished', (j) => j.state === 'succeeded'],
+        ['failed', 'Failed or cancelled', (j) => j.state === 'failed' || j.state === 'cancelled'],
+    ];
+    const body = [h('h1', {}, 'Jobs')];
+    for (const [id, title, pick] of groups) {
+        const list = jobs.filter(pick);
+        body.push(h('section', { 'data-testid': `jobs-${id}` },
+            h('h2', {}, `${title} (${list.length})`),
+            list.length === 0 ? h('p', { class: 'empty' }, 'none') :
+            table(['job', 'process', 'run', 'grid', 'state', 'progress', 'reason', ''],
+                list.map((j) => h('tr', { 'data-job': j.job_id, class: `state-${j.state}` },
+                    h('td', {}, h('a', { href: `#/run/${encodeURIComponent(j.job_id)}` }, j.job_id.slice(0, 8))),
+                    h('td', {}, j.process),
+                    h('td', {}, job_label(j)),
+                    h('td', {}, fmt(j.grid)),
+                    h('td', { class: 'state' }, j.state),
+                    progress_cell(j),
+                    h('td', { class: 'reason' }, j.reason || ''),
+                    h('td', {}, (j.state === 'queued' || j.state === 'running' || j.state === 'submitting')
+                        ? h('button', { class: 'cancel', onclick: () => cancel(j) }, 'Cancel') : ''))))));
+    }
+    return body;
+}
+
+function series_of(obj) {
+    return Object.entries(obj || {}).map(([k, v]) => [Number(k), v]).filter(([, v]) => typeof v === 'number');
+}
+
+function loss_chart(history) {
+    const lines = [['global train', history.train], ['global evaluate', history.evaluate]];
+    for (const [pid, s] of Object.entries(history.local || {})) {
+        lines.push([pid, s]);
+    }
+    const rounds = new Set();
+    for (const [, s] of lines) {
+        for (const [r] of series_of(s)) {
+            rounds.add(r);
+        }
+    }
+    const xs = [...rounds].sort((a, b) => a - b);
+    if (xs.length === 0) {
+        return null;
+    }
+    const data = [xs.map((r) => r + 1)];
+    for (const [, s] of lines) {
+        data.push(xs.map((r) => (s && typeof s[String(r)] === 'number' ? s[String(r)] : null)));
+    }
+    const colors = ['#1f6feb', '#d73a49', '#2da44e', '#bf8700', '#8250df', '#57606a'];
+    const opts = {
+        title: 'Loss per round',
+        width: Math.min(900, Math.max(320, app.clientWidth - 40)),
+        height: 300,
+        scales: { x: { time: false } },
+        axes: [{ label: 'round', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { label: 'loss' }],
+        series: [{ label: 'round' }].concat(lines.map(([name], i) => ({
+            label: name, stroke: colors[i % colors.length], width: i < 2 ? 2.5 : 1.5,
+            dash: i < 2 ? undefined : [5, 4], points: { show: true },
+        }))),
+    };
+    const holder = h('div', { class: 'chart', 'data-testid': 'loss-chart', 'data-rounds': String(xs.length) });
+    if (chart) {
+        chart.destroy();
+    }
+    chart = new uPlot(opts, data, holder);
+    return holder;
+}
+
+function kv_table(obj, testid) {
+    const rows = Object.entries(obj || {}).filter(([, v]) => v !== null && v !== '' && typeof v !== 'object');
+    return table(['name', 'value'], rows.map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, fmt(v)))),
+        { 'data-testid': testid });
+}
+
+async function page_run(jobId) {
+    const d = await api.run(jobId);
+    const job = d.job;
+    const p = job.progress || {};
+    const body = [h('h1', {}, `Run ${job_label(job)}`),
+        h('p', { class: 'meta' },
+            h('span', { class: `badge state-${job.state}`, 'data-testid': 'run-state' }, job.state), ' ',
+            `${job.process} job ${job.job_id}, grid ${job.grid}`,
+            p.rounds ? h('span', { 'data-testid': 'run-round' }, `, round ${p.round} / ${p.rounds}`) : null,
+            job.reason ? h('span', { class: 'reason' }, ` (${job.reason})`) : null)];
+    body.push(h('h2', {}, 'Loss'));
+    const c = loss_chart(d.history || {});
+    body.push(c || h('p', { class: 'empty', 'data-testid': 'loss-chart-empty' }, 'no round finished yet'));
+    const sources = {
+        outputs: 'the finished job\'s loss history',
+        checkpoint: 'every round so far, from the latest checkpoint',
+        live: 'global losses of the rounds the director saw while the job ran',
+    };
+    body.push(h('p', { class: 'note', 'data-testid': 'history-source' }, sources[d.history_source] || ''));
+
+    body.push(h('h2', {}, 'Validation metrics'));
+    if (d.validations && d.validations.length) {
+        const stats = new Set();
+        for (const v of d.validations) {
+            Object.keys(v.statistics || {}).forEach((k) => stats.add(k));
+        }
+        const names = [...stats];
+        body.push(table(['participant', 'split'].concat(names), d.validations.map((v) => h('tr', {},
+            h('td', {}, v.participant_id), h('td', {}, v.meta),
+            names.map((n) => h('td', {}, fmt(v.statistics[n])))), { 'data-testid': 'metrics' })));
+    } else {
+        body.push(h('p', { class: 'empty', 'data-testid': 'metrics-empty' }, 'no validation yet'));
+    }
+    if (p.metrics || (d.history && d.history.metrics && Object.keys(d.history.metrics).length)) {
+        body.push(h('h3', {}, 'Strategy metrics (last round)'), kv_table(p.metrics || {}, 'strategy-metrics'));
+    }
+
+    body.push(h('h2', {}, 'Hyper-parameters'), kv_table(d.hyperparameters, 'hyperparameters'));
+
+    body.push(h('h2', {}, 'Outputs'));
+    const links = [];
+    if (d.model_url) {
+        links.push(h('li', {}, h('a', { href: d.model_url, 'data-testid': 'model-link', target: '_blank' },
+            'model record'), d.model_path ? ` (${d.model_path})` : ''));
+    }
+    if (d.mlflow) {
+        const m = d.mlflow;
+        const label = `MLflow run ${m.run_id || m.run_name} in experiment ${m.experiment_name}`;
+        links.push(h('li', {}, m.url ? h('a', { href: m.url, target: '_blank', 'data-testid': 'mlflow-link' }, label)
+            : h('span', { 'data-testid': 'mlflow-link' }, label), m.store ? ` (store ${m.store})` : ''));
+    }
+    body.push(links.length ? h('ul', {}, links) : h('p', { class: 'empty' }, 'no outputs yet'));
+    return body;
+}
+
+async function page_optimizations() {
+    const jobs = (await api.jobs()).filter((j) => j.process === 'optimize');
+    const body = [h('h1', {}, 'Optimizations')];
+    if (jobs.length === 0) {
+        body.push(h('p', { class: 'empty', 'data-testid': 'optimizations-empty' },
+            'No hyper-parameter search has run (POST .../optimizations with the optimize module active).'));
+    }
+    for (const j of jobs) {
+        const d = await api.run(j.job_id);
+        const trials = (d.trials || []).slice().sort((a, b) => (a.score ?? Infinity) - (b.score ?? Infinity));
+        const best = d.best_trial;
+        body.push(h('section', { 'data-testid': `optimization-${j.job_id}` },
+            h('h2', {}, `${job_label(j)} (${j.state})`),
+            best ? h('p', { class: 'best' }, `best: trial ${fmt(best.trial)} score ${fmt(best.score)} `,
+                h('code', {}, JSON.stringify(best.params || best.parameters || {}))) : null,
+            table(['trial', 'score', 'state', 'parameters'], trials.map((t) => h('tr', {
+                class: best && t.trial === best.trial ? 'best-row' : '' },
+                h('td', {}, fmt(t.trial)), h('td', {}, fmt(t.score)), h('td', {}, t.state || ''),
+                h('td', {}, h('code', {}, JSON.stringify(t.params || t.parameters || {}))))))));
+    }
+    return body;
+}
+
+async function page_tree() {
+    const tree = await api.tree();
+    const body = [h('h1', {}, 'Collaborations')];
+    if (tree.length === 0) {
+        body.push(h('p', { class: 'empty' }, 'No collaboration yet.'));
+    }
+    const runLi = (r) => h('li', { class: 'run' }, h('b', {}, r.run_id),
+        r.algorithm ? ` ${r.algorithm}` : '', r.rounds ? `, ${r.rounds} rounds` : '',
+        (r.jobs || []).map((j) => h('span', {}, ' ',
+            h('a', { href: `#/run/${encodeURIComponent(j.job_id)}`, class: `badge state-${j.state}` },
+                `${j.process}: ${j.state}`))));
+    body.push(h('ul', { class: 'tree', 'data-testid': 'tree' }, tree.map((c) => h('li', {},
+        h('b', {}, c.collab_id), ' (collaboration)',
+        h('ul', {}, (c.projects || []).map((p) => h('li', {},
+            h('b', {}, p.project_id), ` (project, ${p.action || 'classify'}; participants: `,
+            (p.participants || []).join(', ') || 'none', ')',
+            h('ul', {}, (p.experiments || []).map((e) => h('li', {},
+                h('b', {}, e.expt_id), ' (experiment)',
+                h('ul', {}, (e.runs || []).map(runLi))))))))))));
+    return body;
+}
+
+// ---- router and polling ----------------------------------------------------------------------
+
+function route() {
+    const hash = window.location.hash.replace(/^#\/?/, '');
+    const [name, ...rest] = hash.split('/');
+    switch (name) {
+        case 'jobs': return ['jobs', page_jobs];
+        case 'run': return ['jobs', () => page_run(decodeURIComponent(rest.join('/')))];
+        case 'optimizations': return ['optimizations', page_optimizations];
+        case 'tree': return ['tree', page_tree];
+        default: return ['cluster', page_cluster];
+    }
+}
+
+async function refresh() {
+    const mine = generation;
+    clearTimeout(timer);
+    const [nav, page] = route();
+    document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', a.dataset.nav === nav));
+    const live = document.getElementById('live');
+    try {
+        const content = await page();
+        if (mine !== generation) {
+            return;
+        }
+        const scroll = window.scrollY;
+        app.replaceChildren(...content);
+        window.scrollTo(0, scroll);
+        show_error('');
+        live.classList.remove('stale');
+        live.dataset.updated = new Date().toISOString();
+    } catch (e) {
+        if (mine !== generation) {
+            return;
+        }
+        live.classList.add('stale');
+        show_error(e.status === 401 || e.status === 403
+            ? `${e.message} (enter an API token above)` : e.message);
+    }
+    if (mine === generation) {
+        timer = setTimeout(refresh, kPollMs);
+    }
+}
+
+window.addEventListener('hashchange', () => {
+    generation += 1;
+    if (chart) {
+        chart.destroy();
+        chart = null;
+    }
+    app.replaceChildren(h('p', { class: 'empty' }, 'loading...'));
+    refresh();
+});
+
+const tokenInput = document.getElementById('token');
+tokenInput.value = token();
+document.getElementById('token-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    set_token(tokenInput.value.trim());
+    refresh();
+});
+
+refresh();
