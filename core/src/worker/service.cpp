@@ -6,10 +6,13 @@
 #include <cctype>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <list>
+#include <map>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -281,6 +284,88 @@ std::string savetxt(const std::vector<T>& values, std::size_t width) {
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
     return dump(Json(shape));
+}
+
+// ---- SCAFFOLD's client control (Karimireddy et al. 2020; docs/strategies.md) ----
+// The scaffold aggregator sends the server control c as `scaffold.c.<name>` tensors with the
+// global weights and the train argument "scaffold": true. The worker keeps its own control c_i
+// per run under its outputs directory (so it survives restarts), hands c and c_i to the model
+// in the reference map, and updates c_i from the `scaffold.delta_c.<name>` tensors the model
+// returns. Other routes ignore every `scaffold.` tensor.
+
+constexpr std::string_view kScaffoldPrefix = "scaffold.";
+constexpr std::string_view kServerControlPrefix = "scaffold.c.";
+constexpr std::string_view kClientControlPrefix = "scaffold.c_i.";
+constexpr std::string_view kDeltaControlPrefix = "scaffold.delta_c.";
+constexpr std::string_view kClientControlFile = "client_control_round_";
+
+bool has_prefix(std::string_view s, std::string_view prefix) {
+    return s.substr(0, prefix.size()) == prefix;
+}
+
+/// Weights without any `scaffold.` tensor, and the `scaffold.c.` tensors (names kept).
+struct SplitBody {
+    sdk::TensorMap weights;
+    sdk::TensorMap server_control;
+};
+
+SplitBody split_scaffold(sdk::TensorMap&& body) {
+    SplitBody out;
+    for (sdk::Tensor& t : body.tensors) {
+        if (has_prefix(t.name, kServerControlPrefix)) {
+            out.server_control.tensors.push_back(std::move(t));
+        } else if (!has_prefix(t.name, kScaffoldPrefix)) {
+            out.weights.tensors.push_back(std::move(t));
+        }
+    }
+    return out;
+}
+
+bool is_floating(sdk::DType d) {
+    return d == sdk::DType::F32 || d == sdk::DType::F64;
+}
+
+double element(const sdk::Tensor& t, std::size_t i) {
+    if (t.dtype == sdk::DType::F64) {
+        double v = 0;
+        std::memcpy(&v, t.data.data() + i * sizeof v, sizeof v);
+        return v;
+    }
+    float v = 0;
+    std::memcpy(&v, t.data.data() + i * sizeof v, sizeof v);
+    return v;
+}
+
+void set_element(sdk::Tensor& t, std::size_t i, double value) {
+    if (t.dtype == sdk::DType::F64) {
+        std::memcpy(t.data.data() + i * sizeof value, &value, sizeof value);
+        return;
+    }
+    const auto v = static_cast<float>(value);
+    std::memcpy(t.data.data() + i * sizeof v, &v, sizeof v);
+}
+
+/// The saved client controls of one run: round trained -> file.
+std::map<int, fs::path> client_control_files(const fs::path& dir) {
+    std::map<int, fs::path> out;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const std::string suffix = ".safetensors";
+        if (!has_prefix(name, kClientControlFile) || name.size() <= suffix.size() ||
+            name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+            continue;
+        }
+        const std::string digits = name.substr(
+            kClientControlFile.size(), name.size() - kClientControlFile.size() - suffix.size());
+        if (digits.empty() || digits.size() > 9 ||
+            !std::all_of(digits.begin(), digits.end(),
+                         [](unsigned char c) { return std::isdigit(c) != 0; })) {
+            continue;
+        }
+        out.emplace(std::stoi(digits), it->path());
+    }
+    return out;
 }
 
 /// One loaded split: the dataset as the pipeline produced it (shared with the cache).
@@ -637,7 +722,100 @@ struct WorkerService::Impl {
         return response;
     }
 
-    WorkerHttpResponse train(const WorkerHttpRequest& request, const std::string& key) {
+    /// `<outputs>/<c>/<p>/<e>/<r>/scaffold`: where the run's client controls c_i are kept.
+    fs::path scaffold_dir(const std::vector<std::string>& ids) const {
+        fs::path dir = fs::path(config.outputs_dir);
+        for (const std::string& id : ids) {
+            dir /= id;
+        }
+        return dir / "scaffold";
+    }
+
+    /// c_i for training round `round`: the control saved by the latest earlier round (a
+    /// re-run round after a resumed job uses the control it started from the first time), or
+    /// none (zero) in round 0 and before any round was saved. Returns that round, or -1.
+    int load_client_control(const fs::path& dir, int round, sdk::TensorMap& c_i) const {
+        if (round <= 0) {
+            return -1;
+        }
+        const auto files = client_control_files(dir);
+        auto it = files.lower_bound(round);
+        if (it == files.begin()) {
+            return -1;
+        }
+        --it;
+        std::ifstream in(it->second, std::ios::binary);
+        if (!in) {
+            fail(500, "cannot read the SCAFFOLD client control " + it->second.filename().string());
+        }
+        const std::string text((std::istreambuf_iterator<char>(in)),
+                               std::istreambuf_iterator<char>());
+        auto decoded = tensor::decode(text);
+        if (!decoded) {
+            fail(500, "the SCAFFOLD client control " + it->second.filename().string() +
+                          " is damaged: " + decoded.error().message);
+        }
+        c_i = std::move(decoded->tensors);
+        return it->first;
+    }
+
+    /// c_i+ = c_i + Delta c_i from the model's reply (which loses its c_i tensors, if any);
+    /// saved as the control of `round`. Older controls except `source_round` are removed.
+    void save_client_control(const fs::path& dir, int round, int source_round,
+                             const sdk::TensorMap& weights, const sdk::TensorMap& c_i,
+                             sdk::TensorMap& reply) {
+        sdk::TensorMap next;
+        for (const sdk::Tensor& w : weights.tensors) {
+            if (!is_floating(w.dtype)) {
+                continue;
+            }
+            const std::string delta_name = std::string(kDeltaControlPrefix) + w.name;
+            const sdk::Tensor* delta = reply.find(delta_name);
+            if (delta == nullptr) {
+                fail(422, "SCAFFOLD: the model returned no tensor '" + delta_name +
+                              "' (the worker's model plugin does not run SCAFFOLD's client side)");
+            }
+            if (!is_floating(delta->dtype) || delta->shape != w.shape ||
+                delta->data.size() != static_cast<std::size_t>(w.numel()) *
+                                          sdk::dtype_size(delta->dtype)) {
+                fail(500, "SCAFFOLD: the model's tensor '" + delta_name +
+                              "' does not fit the model tensor");
+            }
+            const std::string c_name = std::string(kClientControlPrefix) + w.name;
+            const sdk::Tensor* old = c_i.find(w.name);
+            if (old != nullptr && (old->shape != w.shape || !is_floating(old->dtype) ||
+                                   old->data.size() != static_cast<std::size_t>(w.numel()) *
+                                                           sdk::dtype_size(old->dtype))) {
+                old = nullptr;  // checked at load; a misfit was refused by the model already
+            }
+            sdk::Tensor t = *delta;
+            t.name = w.name;
+            const auto n = static_cast<std::size_t>(w.numel());
+            for (std::size_t i = 0; old != nullptr && i < n; ++i) {
+                set_element(t, i, element(t, i) + element(*old, i));
+            }
+            next.tensors.push_back(std::move(t));
+        }
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec) {
+            fail(500, "cannot create the SCAFFOLD folder: " + ec.message());
+        }
+        auto encoded = tensor::encode_to_string(next, {{"json", dump({{"round", round}})}});
+        if (!encoded) {
+            fail(500, "the SCAFFOLD client control cannot be encoded: " + encoded.error().message);
+        }
+        const std::string name = std::string(kClientControlFile) + std::to_string(round);
+        write_file(dir / (name + ".safetensors"), *encoded);
+        for (const auto& [r, path] : client_control_files(dir)) {
+            if (r != round && r != source_round) {
+                fs::remove(path, ec);
+            }
+        }
+    }
+
+    WorkerHttpResponse train(const WorkerHttpRequest& request, const std::string& key,
+                             const std::vector<std::string>& ids) {
         WeightsBody body = weights_body(request, config.max_body_bytes);
         const auto state = find_run(key);
         auto lock = lock_run(*state, key);
@@ -650,13 +828,47 @@ struct WorkerService::Impl {
             fail(400, "__metadata__ json field 'args' must be an object");
         }
         const Json round = body.json.value("round", Json(nullptr));
-        load_weights(*state, body.tensors);
-        auto report = state->model->train(split->second, dump(args), &body.tensors);
+        const Json scaffold_flag = args.value("scaffold", Json(false));
+        if (!scaffold_flag.is_boolean()) {
+            fail(400, "train argument 'scaffold' must be true or false");
+        }
+        const bool scaffold = scaffold_flag.get<bool>();
+        int scaffold_round = 0;
+        if (scaffold) {
+            const Json r = args.value("round", round);
+            if (!r.is_number_integer() || r.get<std::int64_t>() < 0 ||
+                r.get<std::int64_t>() > 1000000000) {
+                fail(400, "SCAFFOLD training needs the round number (train argument 'round')");
+            }
+            scaffold_round = r.get<int>();
+        }
+        SplitBody parts = split_scaffold(std::move(body.tensors));
+        load_weights(*state, parts.weights);
+        // The reference: x, and for SCAFFOLD also c (`scaffold.c.*`) and c_i (`scaffold.c_i.*`).
+        sdk::TensorMap reference = parts.weights;
+        sdk::TensorMap c_i;
+        int c_i_round = -1;
+        const fs::path control_dir = scaffold ? scaffold_dir(ids) : fs::path();
+        if (scaffold) {
+            c_i_round = load_client_control(control_dir, scaffold_round, c_i);
+            for (sdk::Tensor& t : parts.server_control.tensors) {
+                reference.tensors.push_back(std::move(t));
+            }
+            for (const sdk::Tensor& t : c_i.tensors) {
+                reference.tensors.push_back(t);
+                reference.tensors.back().name = std::string(kClientControlPrefix) + t.name;
+            }
+        }
+        auto report = state->model->train(split->second, dump(args), &reference);
         if (!report) {
             fail(report.error().code == sdk::ErrorCode::InvalidArgument
                      ? 422
                      : status_for(report.error().code),
                  "training failed: " + report.error().message);
+        }
+        if (scaffold) {
+            save_client_control(control_dir, scaffold_round, c_i_round, parts.weights, c_i,
+                                report->weights);
         }
         Json losses = Json::array();
         for (double l : report->epoch_losses) {
@@ -701,7 +913,7 @@ struct WorkerService::Impl {
                           " tags at initialise)");
         }
         const sdk::Dataset& ds = split->second;
-        load_weights(*state, body.tensors);
+        load_weights(*state, split_scaffold(std::move(body.tensors)).weights);
         auto inference = state->model->infer(ds, dump(state->run));
         if (!inference) {
             fail(inference.error().code == sdk::ErrorCode::InvalidArgument
@@ -814,7 +1026,7 @@ struct WorkerService::Impl {
                     return initialise(request, key);
                 }
                 if (op == "train") {
-                    return train(request, key);
+                    return train(request, key, ids);
                 }
                 if (op == "evaluate") {
                     return evaluate(request, key, ids);
