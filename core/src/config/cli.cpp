@@ -59,6 +59,10 @@ po::options_description run_options() {
         ("censored,c", po::bool_switch(), "redact paths, hosts and credentials in logs")
         ("debug,d", po::bool_switch(), "log at debug level")
         ("port", po::value<int>()->value_name("PORT"), "REST port (default 5000; 0: any free port)")
+        ("host", po::value<std::string>()->value_name("ADDRESS"),
+         "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+        ("allow-insecure", po::bool_switch(),
+         "serve a non-loopback address without TLS and tokens (warns)")
         ("data-dir", po::value<std::string>()->value_name("DIR"), "data directory")
         ("outputs-dir", po::value<std::string>()->value_name("DIR"), "outputs directory")
         ("mlflow-dir", po::value<std::string>()->value_name("DIR"), "MLflow file-store directory")
@@ -122,6 +126,8 @@ FlagOverrides flags_from(const po::variables_map& vm) {
     f.censored = vm.count("censored") != 0 && vm["censored"].as<bool>();
     f.debug = vm.count("debug") != 0 && vm["debug"].as<bool>();
     f.port = opt<int>(vm, "port");
+    f.host = opt<std::string>(vm, "host");
+    f.allow_insecure = vm.count("allow-insecure") != 0 && vm["allow-insecure"].as<bool>();
     f.data_dir = opt<std::string>(vm, "data-dir");
     f.outputs_dir = opt<std::string>(vm, "outputs-dir");
     f.mlflow_dir = opt<std::string>(vm, "mlflow-dir");

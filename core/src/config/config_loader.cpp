@@ -130,6 +130,24 @@ public:
         return out;
     }
 
+    /// `{file: PATH}` or `{env: NAME}`: where a secret is read from at start-up (exactly one).
+    SecretSource secret(const YAML::Node& node, const std::string& key) const {
+        SecretSource out;
+        if (node["file"]) {
+            out.file = path(node["file"], key + ".file");
+        }
+        if (node["env"]) {
+            out.env = text(node["env"], key + ".env");
+            if (out.env.empty()) {
+                fail(node["env"], key + ".env", "must name an environment variable");
+            }
+        }
+        if (out.file.empty() == out.env.empty()) {
+            fail(node, key, "needs exactly one of 'file' (a token file) or 'env' (a variable)");
+        }
+        return out;
+    }
+
     /// A path; relative ones are taken from the config file's folder.
     std::string path(const YAML::Node& node, const std::string& key) const {
         const std::string value = text(node, key);
@@ -426,7 +444,8 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
     }
     r.check_keys(root, {},
                  {"node", "paths", "plugins", "logging", "message_queue", "storage", "tracking",
-                  "ttp", "aggregators", "model", "data", "http", "jobs", "cpus", "gpus"});
+                  "ttp", "aggregators", "model", "data", "http", "worker_client", "jobs", "cpus",
+                  "gpus"});
 
     if (const YAML::Node n = root["node"]) {
         r.check_keys(n, "node", {"id", "role"});
@@ -533,7 +552,47 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
     if (const YAML::Node n = root["http"]) {
         r.check_keys(n, "http",
                      {"host", "port", "threads", "body_limit_bytes", "header_timeout_ms",
-                      "body_timeout_ms", "max_connections"});
+                      "body_timeout_ms", "max_connections", "tls", "tokens", "allow_insecure"});
+        if (const YAML::Node t = n["tls"]) {
+            r.check_keys(t, "http.tls", {"cert_file", "key_file", "ca_file", "require_client_cert"});
+            if (t["cert_file"]) {
+                c.http.tls.cert_file = r.path(t["cert_file"], "http.tls.cert_file");
+            }
+            if (t["key_file"]) {
+                c.http.tls.key_file = r.path(t["key_file"], "http.tls.key_file");
+            }
+            if (t["ca_file"]) {
+                c.http.tls.ca_file = r.path(t["ca_file"], "http.tls.ca_file");
+            }
+            if (t["require_client_cert"]) {
+                c.http.tls.require_client_cert =
+                    r.boolean(t["require_client_cert"], "http.tls.require_client_cert");
+            }
+        }
+        if (const YAML::Node t = n["tokens"]) {
+            if (!t.IsSequence()) {
+                r.fail(t, "http.tokens", "must be a list of {scope: read|admin, file|env: ...}");
+            }
+            c.http.tokens.clear();
+            for (std::size_t i = 0; i < t.size(); ++i) {
+                const std::string key = "http.tokens[" + std::to_string(i) + "]";
+                const YAML::Node entry = t[i];
+                r.check_keys(entry, key, {"scope", "file", "env"});
+                TokenConfig token;
+                if (entry["scope"]) {
+                    token.scope = r.text(entry["scope"], key + ".scope");
+                    if (token.scope != "read" && token.scope != "admin") {
+                        r.fail(entry["scope"], key + ".scope",
+                               "must be 'read' or 'admin', got '" + token.scope + "'");
+                    }
+                }
+                token.source = r.secret(entry, key);
+                c.http.tokens.push_back(std::move(token));
+            }
+        }
+        if (n["allow_insecure"]) {
+            c.http.allow_insecure = r.boolean(n["allow_insecure"], "http.allow_insecure");
+        }
         if (n["host"]) {
             c.http.host = r.text(n["host"], "http.host");
         }
@@ -558,6 +617,26 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         if (n["max_connections"]) {
             c.http.max_connections = static_cast<int>(
                 r.integer(n["max_connections"], "http.max_connections", 1, 1'000'000));
+        }
+    }
+    if (const YAML::Node n = root["worker_client"]) {
+        r.check_keys(n, "worker_client", {"tls", "ca_file", "cert_file", "key_file", "token"});
+        auto& w = c.worker_client;
+        if (n["tls"]) {
+            w.tls = r.boolean(n["tls"], "worker_client.tls");
+        }
+        if (n["ca_file"]) {
+            w.ca_file = r.path(n["ca_file"], "worker_client.ca_file");
+        }
+        if (n["cert_file"]) {
+            w.cert_file = r.path(n["cert_file"], "worker_client.cert_file");
+        }
+        if (n["key_file"]) {
+            w.key_file = r.path(n["key_file"], "worker_client.key_file");
+        }
+        if (const YAML::Node t = n["token"]) {
+            r.check_keys(t, "worker_client.token", {"file", "env"});
+            w.token = r.secret(t, "worker_client.token");
         }
     }
     if (const YAML::Node n = root["jobs"]) {
@@ -645,6 +724,15 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
                               "must be in 0..65535, got " + std::to_string(*f.port));
         }
         c.http.port = *f.port;
+    }
+    if (f.host) {
+        if (f.host->empty()) {
+            throw ConfigError({}, 0, "--host", "must not be empty");
+        }
+        c.http.host = *f.host;
+    }
+    if (f.allow_insecure) {
+        c.http.allow_insecure = true;
     }
     for (const auto& [value, target, flag] :
          {std::tuple{&f.data_dir, &c.node.data_dir, "--data-dir"},

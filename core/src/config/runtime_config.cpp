@@ -155,9 +155,10 @@ ConfigError::ConfigError(std::string file, int line, std::string key, const std:
       detail_(message) {}
 
 std::vector<std::string> default_censor_keys() {
-    return {"*_dir",         "*_dirs", "*_path",  "*_paths",     "*_file",
-            "path",          "host",   "hosts",   "password",    "token",
-            "authorization", "secret", "api_key", "credentials", "url"};
+    return {"*_dir",         "*_dirs",  "*_path",   "*_paths",     "*_file",   "path",
+            "host",          "hosts",   "password", "token",       "*token",   "*tokens",
+            "authorization", "secret",  "*_secret", "api_key",     "credentials", "url",
+            "cookie"};
 }
 
 RuntimeConfig RuntimeConfig::defaults_for(Role role) {
@@ -221,7 +222,27 @@ nlohmann::json RuntimeConfig::to_json() const {
                  {"body_limit_bytes", http.body_limit_bytes},
                  {"header_timeout_ms", http.header_timeout_ms},
                  {"body_timeout_ms", http.body_timeout_ms},
-                 {"max_connections", http.max_connections}};
+                 {"max_connections", http.max_connections},
+                 {"tls", !http.tls.cert_file.empty()},
+                 {"mutual_tls", http.tls.require_client_cert},
+                 {"allow_insecure", http.allow_insecure}};
+    // Where tokens come from, never their value.
+    auto source_json = [](const SecretSource& s) {
+        return s.env.empty() ? nlohmann::json{{"source", "file"}}
+                             : nlohmann::json{{"source", "env"}, {"variable", s.env}};
+    };
+    nlohmann::json tokens = nlohmann::json::array();
+    for (const auto& t : http.tokens) {
+        auto entry = source_json(t.source);
+        entry["scope"] = t.scope;
+        tokens.push_back(std::move(entry));
+    }
+    j["http"]["tokens"] = std::move(tokens);
+    j["worker_client"] = {{"tls", worker_client.tls},
+                          {"mutual_tls", !worker_client.cert_file.empty()},
+                          {"token", worker_client.token.empty()
+                                        ? nlohmann::json(nullptr)
+                                        : source_json(worker_client.token)}};
     j["jobs"] = {{"max_attempts", jobs.max_attempts}, {"job_timeout_s", jobs.job_timeout_s}};
     j["cpus"] = cpus;
     j["gpus"] = gpus;
@@ -272,6 +293,23 @@ void validate(const RuntimeConfig& config) {
     }
     if (config.http.max_connections < 1) {
         fail("http.max_connections", "must be at least 1");
+    }
+    const auto& tls = config.http.tls;
+    if (tls.cert_file.empty() != tls.key_file.empty()) {
+        fail(tls.cert_file.empty() ? "http.tls.cert_file" : "http.tls.key_file",
+             "http.tls needs both cert_file and key_file");
+    }
+    if (tls.require_client_cert && (tls.ca_file.empty() || tls.cert_file.empty())) {
+        fail("http.tls.require_client_cert",
+             "mutual TLS needs http.tls.cert_file, key_file and ca_file");
+    }
+    const auto& wc = config.worker_client;
+    if (wc.cert_file.empty() != wc.key_file.empty()) {
+        fail(wc.cert_file.empty() ? "worker_client.cert_file" : "worker_client.key_file",
+             "a client certificate needs both cert_file and key_file");
+    }
+    if (!wc.tls && (!wc.ca_file.empty() || !wc.cert_file.empty())) {
+        fail("worker_client.tls", "must be true when ca_file or cert_file is set");
     }
     if (config.jobs.max_attempts < 1) {
         fail("jobs.max_attempts", "must be at least 1");

@@ -37,6 +37,23 @@ bool glob_match(std::string_view pattern, std::string_view text) {
     return p == pattern.size();
 }
 
+/// A credential in a value whatever its key ("Bearer abc", "Basic abc"): an Authorization header
+/// copied into a message or a URL field must not leak because its key looked harmless.
+bool looks_like_credential(const std::string& text) {
+    for (std::string_view scheme : {"bearer ", "basic "}) {
+        if (text.size() > scheme.size()) {
+            bool same = true;
+            for (std::size_t i = 0; i < scheme.size() && same; ++i) {
+                same = lower(text[i]) == scheme[i];
+            }
+            if (same) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 }  // namespace
 
 Censor::Censor(std::vector<std::string> patterns) : patterns_(std::move(patterns)) {
@@ -71,6 +88,8 @@ void Censor::apply(nlohmann::json& value) const {
         for (auto& item : value) {
             apply(item);
         }
+    } else if (value.is_string() && looks_like_credential(value.get_ref<const std::string&>())) {
+        value = kRedacted;
     }
 }
 

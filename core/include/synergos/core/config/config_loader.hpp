@@ -25,6 +25,8 @@ struct FlagOverrides {
     bool censored = false;
     bool debug = false;
     std::optional<int> port;
+    std::optional<std::string> host;  ///< `--host ADDRESS`
+    bool allow_insecure = false;      ///< `--allow-insecure`
     std::optional<std::string> data_dir;
     std::optional<std::string> outputs_dir;
     std::optional<std::string> mlflow_dir;

@@ -80,15 +80,51 @@ struct TtpConfig {
     int grid = 0;                          ///< `--grid`
 };
 
+/// Where a secret (a token) comes from: a file (its content, trailing whitespace dropped) or an
+/// environment variable. The config holds only the reference; the value is read at start-up.
+struct SecretSource {
+    std::string file;  ///< `file: PATH`
+    std::string env;   ///< `env: NAME`
+
+    bool empty() const { return file.empty() && env.empty(); }
+};
+
+/// One accepted bearer token (`http.tokens[]`).
+struct TokenConfig {
+    SecretSource source;
+    std::string scope = "admin";  ///< "read" (GET/HEAD) or "admin" (everything)
+};
+
+/// `http.tls`: TLS on the server (the director's API, the worker protocol).
+struct ServerTlsConfig {
+    std::string cert_file;  ///< empty: plain HTTP
+    std::string key_file;
+    std::string ca_file;               ///< CA that client certificates must chain to
+    bool require_client_cert = false;  ///< mutual TLS
+};
+
+/// `worker_client:` how a TTP (or a standalone director's embedded TTP) calls its workers.
+struct WorkerClientConfig {
+    bool tls = false;       ///< https to every worker
+    std::string ca_file;    ///< CA that worker certificates must chain to (empty: system CAs)
+    std::string cert_file;  ///< client certificate for mutual TLS
+    std::string key_file;
+    SecretSource token;  ///< the bearer token workers expect from this TTP
+};
+
 /// `http:` section (the REST server).
 struct HttpConfig {
-    std::string host = "0.0.0.0";
+    std::string host = "127.0.0.1";  ///< loopback unless told otherwise
     int port = 5000;  ///< 0: any free port
     int threads = 2;
     std::uint64_t body_limit_bytes = 64ULL << 20U;  ///< largest request body accepted
     std::int64_t header_timeout_ms = 10'000;
     std::int64_t body_timeout_ms = 60'000;
     int max_connections = 256;
+    ServerTlsConfig tls;
+    std::vector<TokenConfig> tokens;  ///< empty: no authentication
+    /// Serve a non-loopback address without TLS and tokens (`--allow-insecure`); warns.
+    bool allow_insecure = false;
 };
 
 /// `jobs:` section.
@@ -119,6 +155,7 @@ struct RuntimeConfig {
     PluginSection model;
     std::vector<PluginSection> data;
     HttpConfig http;
+    WorkerClientConfig worker_client;
     JobsConfig jobs;
     int cpus = 0;             ///< 0: auto (all detected logical CPUs but one)
     int gpus = 0;             ///< 0: none/auto

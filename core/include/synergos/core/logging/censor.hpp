@@ -16,7 +16,8 @@ namespace synergos::core {
 /// Replaces the value of every key matching one of the patterns, at any depth.
 /// Patterns match whole keys, case-insensitively; `*` matches any run of characters
 /// (`*_dir` matches `DATA_DIR` and `out_dir`). A matching key's whole value is replaced, even
-/// when it is an object or an array; null values are kept (nothing to hide).
+/// when it is an object or an array; null values are kept (nothing to hide). A string value that
+/// carries a credential ("Bearer ...", "Basic ...") is replaced whatever its key.
 /// Threading: immutable after construction; `apply` may run on any thread.
 class Censor {
 public:

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <synergos/core/config/security.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+namespace synergos::core {
+
+namespace {
+
+std::string trim(std::string text) {
+    const auto first = text.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) {
+        return {};
+    }
+    const auto last = text.find_last_not_of(" \t\r\n");
+    return text.substr(first, last - first + 1);
+}
+
+sdk::Error secret_error(const std::string& key, const std::string& message) {
+    return sdk::Error{sdk::ErrorCode::InvalidArgument, key + ": " + message};
+}
+
+}  // namespace
+
+sdk::Result<std::string> read_secret(const SecretSource& source, const std::string& key) {
+    std::string value;
+    std::string where;
+    if (!source.file.empty()) {
+        where = "file '" + source.file + "'";
+        std::ifstream in(source.file, std::ios::binary);
+        if (!in) {
+            return secret_error(key, "cannot read the token " + where);
+        }
+        std::ostringstream text;
+        text << in.rdbuf();
+        value = trim(text.str());
+    } else if (!source.env.empty()) {
+        where = "environment variable '" + source.env + "'";
+        const char* env = std::getenv(source.env.c_str());
+        if (env == nullptr) {
+            return secret_error(key, "the token " + where + " is not set");
+        }
+        value = trim(env);
+    } else {
+        return secret_error(key, "names neither a token file nor an environment variable");
+    }
+    if (value.size() < kMinTokenLength) {
+        return secret_error(key, "the token in the " + where + " is shorter than " +
+                                     std::to_string(kMinTokenLength) + " characters");
+    }
+    for (const char c : value) {
+        if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
+            return secret_error(key, "the token in the " + where +
+                                         " must be printable ASCII without spaces");
+        }
+    }
+    return value;
+}
+
+sdk::Result<http::ServerOptions> server_options(const RuntimeConfig& config) {
+    const auto& c = config.http;
+    http::ServerOptions o;
+    o.host = c.host == "localhost" ? "127.0.0.1" : c.host;
+    o.port = static_cast<std::uint16_t>(c.port);
+    o.threads = c.threads;
+    o.body_limit_bytes = c.body_limit_bytes;
+    o.header_timeout = std::chrono::milliseconds(c.header_timeout_ms);
+    o.body_timeout = std::chrono::milliseconds(c.body_timeout_ms);
+    o.max_connections = static_cast<std::size_t>(c.max_connections);
+    o.tls.cert_file = c.tls.cert_file;
+    o.tls.key_file = c.tls.key_file;
+    o.tls.ca_file = c.tls.ca_file;
+    o.tls.require_client_cert = c.tls.require_client_cert;
+    for (std::size_t i = 0; i < c.tokens.size(); ++i) {
+        const std::string key = "http.tokens[" + std::to_string(i) + "]";
+        auto secret = read_secret(c.tokens[i].source, key);
+        if (!secret) {
+            return secret.error();
+        }
+        http::BearerToken token;
+        token.secret = std::move(*secret);
+        token.scope = c.tokens[i].scope == "read" ? http::Scope::Read : http::Scope::Admin;
+        token.label = key;
+        o.tokens.push_back(std::move(token));
+    }
+    return o;
+}
+
+sdk::Result<http::ClientOptions> worker_client_options(const RuntimeConfig& config) {
+    const auto& w = config.worker_client;
+    http::ClientOptions o;
+    o.tls.enabled = w.tls;
+    o.tls.ca_file = w.ca_file;
+    o.tls.cert_file = w.cert_file;
+    o.tls.key_file = w.key_file;
+    if (!w.token.empty()) {
+        auto secret = read_secret(w.token, "worker_client.token");
+        if (!secret) {
+            return secret.error();
+        }
+        o.default_headers.emplace_back("Authorization", "Bearer " + *secret);
+    }
+    return o;
+}
+
+bool is_loopback_host(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+sdk::Status check_exposure(const RuntimeConfig& config, const std::string& role,
+                           sdk::Logger& logger) {
+    const auto& c = config.http;
+    if (is_loopback_host(c.host)) {
+        return {};
+    }
+    const bool tls = !c.tls.cert_file.empty();
+    const bool tokens = !c.tokens.empty();
+    if (tls && tokens) {
+        return {};
+    }
+    std::string missing = !tls && !tokens ? "TLS and tokens" : (!tls ? "TLS" : "tokens");
+    const std::string where = c.host + ":" + std::to_string(c.port);
+    if (!c.allow_insecure) {
+        return sdk::Status(
+            sdk::ErrorCode::FailedPrecondition,
+            role + " refuses to serve " + where + " without " + missing +
+                ": other hosts could reach it. Configure http.tls and http.tokens, bind "
+                "127.0.0.1 (--host), or accept the risk with --allow-insecure "
+                "(http.allow_insecure: true)");
+    }
+    logger.warn("INSECURE: serving a non-loopback address without " + missing,
+                nlohmann::json{{"role", role},
+                               {"address", where},
+                               {"tls", tls},
+                               {"tokens", tokens},
+                               {"allowed_by", "allow_insecure"}}
+                    .dump());
+    return {};
+}
+
+}  // namespace synergos::core
