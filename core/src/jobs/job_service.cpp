@@ -3,10 +3,33 @@
 
 #include <algorithm>
 
+#include "synergos/core/jobs/tensor_files.hpp"
+
 namespace synergos::core::jobs {
 
 using nlohmann::json;
 using namespace std::chrono_literals;
+
+namespace {
+
+/// A director-side job has no grid and so no workers to call.
+class NoWorkers final : public sdk::WorkerClient {
+public:
+    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest&) noexcept override {
+        return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                          "a job run on the director cannot call workers (asked for '" + node.participant_id + "')"};
+    }
+    void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+                  sdk::ReplyVisitor& visitor) noexcept override {
+        for (std::size_t i = 0; i < nodes.size() && i < requests.size(); ++i) {
+            visitor.on_reply(i, call(nodes[i], requests[i]));
+        }
+    }
+};
+
+constexpr const char* kKeyNames[] = {"collab_id", "project_id", "expt_id", "run_id"};
+
+}  // namespace
 
 class JobService::ArchiveCtx final : public sdk::ArchiveContext {
 public:
@@ -18,6 +41,134 @@ public:
 
 private:
     JobService& s_;
+};
+
+/// What a director-side job's function sees: follow-up jobs go straight to the service (placed
+/// on grids like any submitted job), progress and results go through the same event handling as
+/// a TTP's.
+class JobService::DirectorCtx final : public sdk::JobContext {
+public:
+    DirectorCtx(JobService& s, JobRecord job) : s_(s), job_(std::move(job)) {}
+
+    sdk::Logger& logger() noexcept override { return s_.logger_; }
+    const std::string& job_id() const noexcept override { return job_.job_id; }
+    int grid() const noexcept override { return kDirectorGrid; }
+    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
+    std::string outputs_dir() const override { return s_.options_.outputs_dir; }
+    bool is_cancelled() const noexcept override { return s_.stopping_ || s_.director_job_cancelled(job_.job_id); }
+    void report_progress(std::string_view progress_json) noexcept override {
+        try {
+            ResultMessage e;
+            e.type = EventType::Progress;
+            e.job_id = job_.job_id;
+            e.process = job_.process;
+            e.progress = json::parse(progress_json, nullptr, false);
+            if (e.progress.is_discarded()) {
+                e.progress = json{{"message", std::string(progress_json)}};
+            }
+            (void)s_.handle_event(e);
+        } catch (const std::exception&) {
+            // Progress is best effort.
+        }
+    }
+    sdk::WorkerClient& workers() noexcept override { return no_workers_; }
+    sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented,
+                          "a job run on the director has no aggregator (asked for '" + name + "')"};
+    }
+    sdk::Result<std::string> submit_job(std::string_view job_json) noexcept override {
+        try {
+            json j = json::parse(job_json, nullptr, false);
+            if (!j.is_object()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, "follow-up job is not a JSON object"};
+            }
+            JobSpec spec;
+            if (!j.contains("process") || !j["process"].is_string()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, "follow-up job field 'process' must be a string"};
+            }
+            spec.process = j["process"].get<std::string>();
+            if (s_.options_.director_processes.count(spec.process)) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                  "a director-side job cannot submit another '" + spec.process + "' job"};
+            }
+            const json keys = j.value("keys", json::array());
+            if (!keys.is_array() || keys.size() > 4) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                  "follow-up job field 'keys' must be a list of at most 4 ids"};
+            }
+            for (std::size_t i = 0; i < keys.size(); ++i) {
+                if (!keys[i].is_string()) {
+                    return sdk::Error{sdk::ErrorCode::InvalidArgument, "follow-up job field 'keys' must hold strings"};
+                }
+                spec.filters.push_back(keys[i].get<std::string>());
+                spec.keys[kKeyNames[i]] = keys[i];
+            }
+            spec.parameters = j.value("parameters", json::object());
+            if (!spec.parameters.is_object()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, "follow-up job field 'parameters' must be an object"};
+            }
+            spec.grids = j.contains("grids") ? j["grids"] : job_.message.value("grids", json::array());
+            const int grids = spec.grids.is_array() ? static_cast<int>(spec.grids.size()) : 0;
+            if (j.contains("grid")) {
+                if (!j["grid"].is_number_integer() || j["grid"].get<int>() < 0 || j["grid"].get<int>() >= grids) {
+                    return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                      "follow-up job field 'grid' must be one of the job's " + std::to_string(grids) +
+                                          " grids"};
+                }
+                spec.grid = j["grid"].get<int>();
+            }
+            if (!s_.has_function(spec.process)) {
+                return sdk::Error{sdk::ErrorCode::Unimplemented,
+                                  "process '" + spec.process + "' has no active ttp function on the director"};
+            }
+            auto jobs = s_.submit({std::move(spec)});
+            if (!jobs) {
+                return jobs.error();
+            }
+            return jobs->front().job_id;
+        } catch (const std::exception& e) {
+            return sdk::Error{sdk::ErrorCode::Internal, std::string("follow-up job failed: ") + e.what()};
+        }
+    }
+    sdk::Result<std::string> wait_job(const std::string& job_id, std::chrono::milliseconds timeout) noexcept override {
+        try {
+            auto job = s_.wait(job_id, timeout);
+            if (!job) {
+                return job.error();
+            }
+            return job->to_api().dump();
+        } catch (const std::exception& e) {
+            return sdk::Error{sdk::ErrorCode::Internal, std::string("waiting for a job failed: ") + e.what()};
+        }
+    }
+    sdk::Status write_tensors(const std::string& path, const sdk::TensorMap& tensors,
+                              std::string_view metadata) noexcept override {
+        try {
+            return write_tensor_file(path, tensors, metadata);
+        } catch (const std::exception& e) {
+            return {sdk::ErrorCode::Internal, std::string("writing '") + path + "' failed: " + e.what()};
+        }
+    }
+    sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
+        try {
+            return read_tensor_file(path);
+        } catch (const std::exception& e) {
+            return sdk::Error{sdk::ErrorCode::Internal, std::string("reading '") + path + "' failed: " + e.what()};
+        }
+    }
+    sdk::Status write_file(const std::string& path, std::string_view content) noexcept override {
+        try {
+            return write_file_atomic(path, content);
+        } catch (const std::exception& e) {
+            return {sdk::ErrorCode::Internal, std::string("writing '") + path + "' failed: " + e.what()};
+        }
+    }
+
+private:
+    JobService& s_;
+    JobRecord job_;
+    std::vector<sdk::GridNode> nodes_;
+    NoWorkers no_workers_;
 };
 
 JobService::JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk::Logger& logger,
@@ -43,6 +194,9 @@ sdk::Status JobService::start() {
         return pending.status();
     }
     for (const JobRecord& job : *pending) {
+        if (job.grid == kDirectorGrid) {
+            continue;  // relaunched below
+        }
         JobSpec spec;
         spec.grid = job.grid;
         if (auto st = publish_job(job, spec); !st) {
@@ -60,14 +214,106 @@ sdk::Status JobService::start() {
     }
     stopping_ = false;
     archival_ = std::thread([this] { archival_loop(); });
+    // Director-side jobs interrupted by a stop or crash run again; their functions are written
+    // to pick up where they were (stable follow-up ids, archival by key).
+    if (auto all = store_.list(JobFilter{}); all) {
+        for (const JobRecord& job : *all) {
+            if (job.grid == kDirectorGrid && !job.is_terminal() && runs_on_director(job.process)) {
+                launch_on_director(job);
+            }
+        }
+    }
     return {};
 }
 
 void JobService::stop() {
     stopping_ = true;
     notify_changed();
+    std::vector<std::thread> threads;
+    {
+        std::lock_guard<std::mutex> lock(director_mutex_);
+        threads.swap(director_threads_);
+    }
+    for (auto& t : threads) {
+        t.join();
+    }
     if (archival_.joinable()) {
         archival_.join();
+    }
+}
+
+bool JobService::director_job_cancelled(const std::string& job_id) {
+    std::lock_guard<std::mutex> lock(director_mutex_);
+    return director_cancelled_.count(job_id) != 0;
+}
+
+void JobService::launch_on_director(const JobRecord& job) {
+    std::lock_guard<std::mutex> lock(director_mutex_);
+    if (stopping_) {
+        return;  // left queued; the next start runs it
+    }
+    director_threads_.emplace_back([this, id = job.job_id] { run_on_director(id); });
+}
+
+void JobService::run_on_director(const std::string& job_id) {
+    auto job = store_.get(job_id);
+    if (!job || job->is_terminal()) {
+        return;
+    }
+    auto fn = functions_.find(job->process);
+    if (fn == functions_.end()) {
+        return;
+    }
+    ResultMessage started;
+    started.type = EventType::Started;
+    started.job_id = job_id;
+    started.process = job->process;
+    started.grid = kDirectorGrid;
+    started.attempt = job->attempts + 1;
+    started.ttp_id = "director";
+    (void)handle_event(started);
+    logger_.info("director-side job started", log_fields({{"job_id", job_id}, {"process", job->process}}));
+
+    DirectorCtx ctx(*this, *job);
+    sdk::Result<std::string> outputs = fn->second->execute(ctx, job->message.dump());
+    if (stopping_ && !director_job_cancelled(job_id) && !outputs) {
+        logger_.info("director-side job interrupted by shutdown; it runs again at start",
+                     log_fields({{"job_id", job_id}}));
+        return;
+    }
+    ResultMessage result = started;
+    result.type = EventType::Result;
+    result.final = true;
+    if (outputs) {
+        result.outcome = Outcome::Succeeded;
+        result.outputs = json::parse(*outputs, nullptr, false);
+        if (!result.outputs.is_object()) {
+            result.outcome = Outcome::Failed;
+            result.outputs = json::object();
+            result.reason = "ttp function '" + job->process + "' returned outputs that are not a JSON object";
+        }
+    } else if (outputs.error().code == sdk::ErrorCode::Cancelled || director_job_cancelled(job_id)) {
+        result.outcome = Outcome::Cancelled;
+        result.reason = "cancelled while running: " + outputs.error().message;
+    } else {
+        result.outcome = Outcome::Failed;
+        result.reason = outputs.error().message;
+    }
+    sdk::Status st;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        try {
+            st = handle_event(result);
+        } catch (const std::exception& e) {
+            st = sdk::Status(sdk::ErrorCode::Internal, std::string("archival threw: ") + e.what());
+        }
+        if (st || (st.code() != sdk::ErrorCode::Unavailable && st.code() != sdk::ErrorCode::Timeout)) {
+            break;
+        }
+        std::unique_lock<std::mutex> lock(changed_mutex_);
+        changed_.wait_for(lock, 500ms, [&] { return stopping_.load(); });
+    }
+    if (!st) {
+        logger_.error("director-side job result not archived", log_fields({{"job_id", job_id}, {"error", st.message()}}));
     }
 }
 
@@ -127,7 +373,8 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         job.process = spec.process;
         job.filters = spec.filters;
         job.keys = spec.keys;
-        job.grid = spec.grid >= 0 ? spec.grid : choose_grid(spec, outstanding);
+        const bool on_director = runs_on_director(spec.process);
+        job.grid = on_director ? kDirectorGrid : spec.grid >= 0 ? spec.grid : choose_grid(spec, outstanding);
         job.max_attempts = options_.max_attempts;
         job.created_at = now_iso8601();
         JobMessage msg;
@@ -149,7 +396,8 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     sdk::Status first_error;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         JobRecord& job = jobs[i];
-        sdk::Status st = publish_job(job, specs[i]);
+        const bool on_director = job.grid == kDirectorGrid;
+        sdk::Status st = on_director ? sdk::Status() : publish_job(job, specs[i]);
         auto updated = store_.update(job.job_id, [&](JobRecord& j) {
             if (j.state != "submitting") {
                 return false;
@@ -165,6 +413,9 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         });
         if (updated) {
             job = *updated;
+        }
+        if (on_director && st) {
+            launch_on_director(job);
         }
         if (!st && first_error) {
             first_error = st;
@@ -202,6 +453,14 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
         return sdk::Error{sdk::ErrorCode::FailedPrecondition,
                           "Job '" + job_id + "' already " + job->state + "; nothing to cancel"};
     }
+    if (job->grid == kDirectorGrid) {
+        {
+            std::lock_guard<std::mutex> lock(director_mutex_);
+            director_cancelled_.insert(job_id);
+        }
+        notify_changed();
+        return job;
+    }
     // Tell the grid's TTP either way: a queued job is dropped when it is delivered.
     json cancel{{"type", "cancel"}, {"job_id", job_id}};
     if (auto st = mq_.publish(options_.topology.control(job->grid), make_message(job_id + ".cancel", cancel),
@@ -218,6 +477,9 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
 }
 
 std::string JobService::queued_reason(const JobRecord& job) {
+    if (job.grid == kDirectorGrid) {
+        return "starting on the director";
+    }
     auto consumers = mq_.consumer_count(options_.topology.jobs(job.grid));
     if (consumers && *consumers == 0) {
         return "no TTP connected for grid " + std::to_string(job.grid);

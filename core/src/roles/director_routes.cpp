@@ -62,6 +62,9 @@ public:
         const std::string train = kTrain;
         const std::string eval = kEvaluate;
         const std::string pred = kPredict;
+        // Before the models routes: `/models/{expt_id}/{run_id}` would take "optimizations".
+        r.add("GET", train + "/models/{expt_id}/optimizations/", bind(&Routes::get_optimizations));
+        r.add("POST", train + "/models/{expt_id}/optimizations/", bind(&Routes::post_optimizations));
         r.add("GET", train + "/alignments/", bind(&Routes::get_alignments));
         r.add("POST", train + "/alignments/", bind(&Routes::post_alignments));
         for (const std::string suffix : {"/models/", "/models/{expt_id}", "/models/{expt_id}/{run_id}"}) {
@@ -386,6 +389,160 @@ private:
         }
         json jobs = submit(std::move(specs));
         return ok(200, "models.post", req, json::array(), &jobs);
+    }
+
+    // ---- optimizations ---------------------------------------------------------------------
+
+    /// Validation records of the optimisation runs of an experiment, as the original lists them.
+    json optimization_trials(const std::string& c, const std::string& p, const std::string& e) {
+        json all = must(store_.read_list("Validation", {{"collab_id", c}, {"project_id", p}, {"expt_id", e}}));
+        json out = json::array();
+        for (auto& rec : all) {
+            const json key = rec.value("key", json::object());
+            if (key.value("run_id", "").rfind("optim_run_", 0) == 0) {
+                rec["kind"] = "Optimization";
+                out.push_back(std::move(rec));
+            }
+        }
+        return out;
+    }
+
+    /// The searches of an experiment: finished ones from their Optimization records, running
+    /// ones from their jobs (progress so far), oldest first.
+    json optimization_searches(const std::string& c, const std::string& p, const std::string& e) {
+        json out = json::array();
+        std::set<std::string> archived;
+        auto records = must(store_.list("Optimization", {{"collab_id", c}, {"project_id", p}, {"expt_id", e}}));
+        std::sort(records.begin(), records.end(),
+                  [](const sdk::Record& a, const sdk::Record& b) { return a.doc_id < b.doc_id; });
+        for (const auto& rec : records) {
+            json doc = document(rec);
+            doc["state"] = "succeeded";
+            archived.insert(doc.value("job_id", ""));
+            out.push_back(std::move(doc));
+        }
+        for (const auto& job : must(d_.jobs.list({"", "optimize", c, p}))) {
+            if (archived.count(job.job_id) || job.keys.value("expt_id", "") != e) {
+                continue;
+            }
+            json doc = job.progress.is_object() ? job.progress : json::object();
+            doc["job_id"] = job.job_id;
+            doc["state"] = job.state;
+            if (!job.reason.empty()) {
+                doc["reason"] = job.reason;
+            }
+            out.push_back(std::move(doc));
+        }
+        return out;
+    }
+
+    Response optimizations_answer(const Request& req, int status, const std::string& method, json data,
+                                  const json* jobs) {
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        const auto& e = req.param("expt_id");
+        json searches = optimization_searches(c, p, e);
+        json best = nullptr;
+        for (const auto& s : searches) {
+            if (s.contains("best") && s["best"].is_object()) {
+                best = s["best"];  // the latest search that has one
+            }
+        }
+        Response r = ok(status, method, req, std::move(data), jobs);
+        json body = json::parse(r.body);
+        body["optimizations"] = std::move(searches);
+        body["best"] = std::move(best);
+        return Response::json(status, body);
+    }
+
+    Response get_optimizations(const Request& req) {
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        const auto& e = req.param("expt_id");
+        json data = optimization_trials(c, p, e);
+        if (data.empty() && optimization_searches(c, p, e).empty()) {
+            throw fail(404, "Optimizations do not exist for specified keyword filters!");
+        }
+        return optimizations_answer(req, 200, "optimizations.get", std::move(data), nullptr);
+    }
+
+    /// The search request's fields the director checks before queuing (the optimize function
+    /// checks the search space entries themselves and fails the job naming the entry).
+    static void check_search_request(const json& body) {
+        auto field = [](const std::string& name, const std::string& what) {
+            return Fail{Response::field_error(422, "field '" + name + "' " + what, name)};
+        };
+        if (!body.contains("search_space") || !body["search_space"].is_object() || body["search_space"].empty()) {
+            throw field("search_space", "is required: an object of {\"_type\", \"_value\"} entries (ranges.json)");
+        }
+        if (!body.contains("metric") || !body["metric"].is_string() || body["metric"].get<std::string>().empty()) {
+            throw field("metric", "is required: the validation statistic to optimise (e.g. accuracy, R2)");
+        }
+        const json mode = body.value("optimize_mode", json(nullptr));
+        if (mode != "max" && mode != "min") {
+            throw field("optimize_mode", "is required: \"max\" or \"min\"");
+        }
+        if (body.contains("backend") && body["backend"] != "tune") {
+            throw Fail{Response::field_error(417, "Specified backend '" + body["backend"].dump() + "' is not supported!",
+                                             "backend")};
+        }
+        if (body.contains("max_trial_num") &&
+            (!body["max_trial_num"].is_number_integer() || body["max_trial_num"].get<std::int64_t>() < 1 ||
+             body["max_trial_num"].get<std::int64_t>() > 1000)) {
+            throw field("max_trial_num", "must be an integer from 1 to 1000");
+        }
+        if (body.contains("strategy") && body["strategy"] != "random" && body["strategy"] != "grid") {
+            throw field("strategy", "must be \"random\" or \"grid\"");
+        }
+        if (body.contains("searcher") && body["searcher"] != "BasicVariantGenerator" && body["searcher"] != "random" &&
+            body["searcher"] != "grid") {
+            throw field("searcher", "must be \"BasicVariantGenerator\" (random), \"random\" or \"grid\"");
+        }
+        if (body.contains("seed") && !body["seed"].is_number_integer()) {
+            throw field("seed", "must be an integer");
+        }
+        if (body.contains("run") && !body["run"].is_object()) {
+            throw field("run", "must be an object of run settings shared by every trial");
+        }
+        if (body.contains("max_exec_duration") && !body["max_exec_duration"].is_string()) {
+            throw field("max_exec_duration", "must be a string like \"1h 30m\"");
+        }
+    }
+
+    Response post_optimizations(const Request& req) {
+        require_module("optimize");
+        require_module("train");
+        require_module("validate");
+        const auto& c = req.param("collab_id");
+        const auto& p = req.param("project_id");
+        const auto& e = req.param("expt_id");
+        json body = body_of(req);
+        json project = project_doc(c, p);
+        sdk::Record expt = require_record("Experiment", {{"collab_id", c}, {"project_id", p}, {"expt_id", e}},
+                                          "Experiment '" + e + "' does not exist in Project '" + p + "'!");
+        check_search_request(body);
+        Cluster cl = cluster_of(c, p);
+        json superset = superset_of(c, p, body.value("auto_align", true));
+        json experiment = document(expt);
+        experiment["expt_id"] = e;
+        jobs::JobSpec s;
+        s.process = "optimize";
+        s.filters = {c, p, e};
+        s.keys = {{"collab_id", c}, {"project_id", p}, {"expt_id", e}};
+        s.grids = cl.grids;
+        s.parameters = {{"action", project.value("action", "classify")},
+                        {"experiment", experiment},
+                        {"alignment", superset},
+                        {"tags", cl.tags},
+                        {"auto_align", body.value("auto_align", true)}};
+        for (const char* f : {"search_space", "metric", "optimize_mode", "strategy", "searcher", "max_trial_num",
+                              "seed", "run", "max_exec_duration"}) {
+            if (body.contains(f)) {
+                s.parameters[f] = body[f];
+            }
+        }
+        json jobs = submit({std::move(s)});
+        return optimizations_answer(req, 200, "optimizations.post", optimization_trials(c, p, e), &jobs);
     }
 
     // ---- /ttp/evaluate -------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,7 +50,13 @@ struct JobServiceOptions {
     std::string outputs_dir;
     std::uint16_t results_prefetch = 32;
     Topology topology;
+    /// Processes the director runs itself instead of publishing them to a grid (their function
+    /// only submits and awaits other jobs, so it must not hold a grid's TTP): `optimize`.
+    std::set<std::string> director_processes{"optimize"};
 };
+
+/// The grid recorded for a job the director runs itself.
+inline constexpr int kDirectorGrid = -1;
 
 class JobService {
 public:
@@ -83,11 +90,22 @@ public:
     /// Whether a process has an active function on this director.
     bool has_function(const std::string& process) const { return functions_.count(process) != 0; }
 
+    /// Whether jobs of a process run on the director (a director-side job) rather than a TTP.
+    bool runs_on_director(const std::string& process) const {
+        return options_.director_processes.count(process) != 0 && has_function(process);
+    }
+
     JobStore& store() { return store_; }
 
 private:
     class ArchiveCtx;
+    class DirectorCtx;
     void archival_loop();
+    /// Runs a director-side job on its own thread: its function's `execute` with a context whose
+    /// submit_job/wait_job go straight to this service, then archival as for any result.
+    void launch_on_director(const JobRecord& job);
+    void run_on_director(const std::string& job_id);
+    bool director_job_cancelled(const std::string& job_id);
     void handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& delivery);
     sdk::Status handle_event(const ResultMessage& event);
     sdk::Status archive_result(const ResultMessage& event);
@@ -111,6 +129,9 @@ private:
     std::uint64_t change_counter_ = 0;
     std::mutex grids_mutex_;
     std::map<int, bool> declared_grids_;
+    std::mutex director_mutex_;
+    std::vector<std::thread> director_threads_;
+    std::set<std::string> director_cancelled_;
 };
 
 }  // namespace synergos::core::jobs
