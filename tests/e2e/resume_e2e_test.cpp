@@ -269,6 +269,11 @@ TEST_CASE("a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and e
     CHECK(started[0]["fields"]["job_id"] == job_id);
     CHECK(started[0]["fields"]["redelivered"] == true);
     CHECK(started[0]["fields"]["attempt"] == 1);  // redelivered, not a retry of a failure
+    // Each participant's local model of the last round, written by the resumed attempt.
+    for (const char* pid : {"p1", "p2"}) {
+        INFO("participant " << pid);
+        CHECK(fs::exists(r1_dir / ("local_model_" + std::string(pid) + ".safetensors")));
+    }
     const json history = read_json_file(r1_dir / "global_loss_history.json");
     CHECK(history["train"].size() == 5);
     CHECK(history["evaluate"].size() == 5);

@@ -302,6 +302,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             }
             failures.clear();
             std::vector<double> local_losses;
+            // Local models are an output of the last round only: writing every worker's weights
+            // every round cost the round N model-sized writes. A round may be the last when it
+            // is the last scheduled one or when one more stale round stops the run early.
+            const bool maybe_last = r == rounds - 1 || stale + 1 >= patience;
             ttp::fan_out(ctx.workers(), active, reqs, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
                 const std::string& pid = active[i].participant_id;
                 auto body = ttp::reply_json(reply, active[i], reqs[i].path);
@@ -327,7 +331,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                     local_losses.push_back(l);
                     history.local[pid][std::to_string(r)] = l;
                 }
-                if (save_local_models_) {
+                if (save_local_models_ && maybe_last) {
                     (void)ctx.write_tensors(dir + "/local_model_" + pid + ".safetensors", reply->tensors,
                                             json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
                 }
