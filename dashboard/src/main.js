@@ -82,7 +82,11 @@ async function page_cluster() {
             : [h('li', { class: 'empty' }, 'no TTP has taken a job of this grid yet')];
         body.push(h('section', { class: 'grid-card', 'data-testid': `grid-${g.grid}` },
             h('h2', {}, `Grid ${g.grid}`),
-            h('h3', {}, 'TTPs'), h('ul', {}, ttps),
+            h('h3', {}, 'TTPs'),
+            g.ttps_connected !== undefined
+                ? h('p', { 'data-testid': `ttps-connected-${g.grid}` }, `connected to the grid's job queue: ${g.ttps_connected}`)
+                : null,
+            h('ul', {}, ttps),
             h('h3', {}, 'Workers'),
             table(['participant', 'address', 'projects', 'health', 'latency'],
                 g.workers.map((w) => h('tr', { 'data-testid': `worker-${w.participant_id}` },

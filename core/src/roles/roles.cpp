@@ -16,6 +16,8 @@
 #include <synergos/core/runtime/runtime.hpp>
 #include <synergos/core/worker/service.hpp>
 
+#include "dashboard_routes.hpp"
+
 namespace synergos::core {
 
 namespace {
@@ -144,6 +146,9 @@ int run_director(Runtime& rt) {
     sdk::Logger& rest_logger = rt.host_context("rest").logger();
     rest::register_connect_routes(*router, *storage, rest_logger);
     roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model()});
+    roles::register_dashboard_routes(*router, {*storage, *service, rest_logger,
+                                               roles::find_dashboard_dir(), cfg.node.outputs_dir,
+                                               cfg.node.mlflow_dir, "", mq});
     auto server = std::make_shared<http::HttpServer>(server_options(cfg), *router, rest_logger);
     if (auto st = server->start(); !st) {
         return fail(rt, "REST API failed to start", st.message());
