@@ -208,7 +208,7 @@ int port_of(int fd) {
     std::vector<std::unique_ptr<core::http::HttpServer>> servers;
     std::string line = "ports";
     const int raw = listen_loopback();
-    line += " " + std::to_string(port_of(raw));
+    line.append(" ").append(std::to_string(port_of(raw)));
     for (int i = 0; i < n; ++i) {
         core::http::ServerOptions so;
         so.port = 0;
@@ -219,7 +219,7 @@ int port_of(int fd) {
         if (!servers.back()->start()) {
             std::_Exit(2);
         }
-        line += " " + std::to_string(servers.back()->bound_port());
+        line.append(" ").append(std::to_string(servers.back()->bound_port()));
     }
     std::thread(raw_echo_server, raw, bytes).detach();
     line += "\n";
