@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+// Sampling from a ranges.json search space, trial scores from validation statistics and the
+// choice of the best trial, checked against values worked out by hand.
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include "search_space.hpp"
+#include "trials.hpp"
+
+namespace synergos::plugins::optimize {
+namespace {
+
+std::vector<Dimension> space_of(const json& j) {
+    auto s = parse_search_space(j);
+    INFO((s ? std::string() : s.error().message));
+    REQUIRE(s);
+    return *s;
+}
+
+json ranges(const char* type, json values) { return {{"x", {{"_type", type}, {"_value", std::move(values)}}}}; }
+
+}  // namespace
+
+TEST_CASE("The example ranges.json parses into its four parameters", "[optimize]") {
+    std::ifstream in(std::string(SYNERGOS_TEST_SOURCE_DIR) + "/examples/heart_disease/ranges.json");
+    REQUIRE(in);
+    auto space = space_of(json::parse(in));
+    std::map<std::string, std::string> types;
+    for (const auto& d : space) {
+        types[d.name] = d.type;
+    }
+    CHECK(types.size() == 4);
+    CHECK(types["rounds"] == "choice");
+    CHECK(types["lr"] == "choice");
+    CHECK(types["mu"] == "uniform");
+}
+
+TEST_CASE("Every sampler stays in its range and has the shape its type promises", "[optimize]") {
+    Rng rng(7);
+    SECTION("choice draws only listed values, each of them") {
+        auto d = space_of(ranges("choice", {1, "two", 3.5}))[0];
+        std::set<std::string> seen;
+        for (int i = 0; i < 300; ++i) {
+            seen.insert(sample(d, rng).dump());
+        }
+        CHECK(seen == std::set<std::string>{"1", "\"two\"", "3.5"});
+    }
+    SECTION("randint is an integer in [low, high)") {
+        auto d = space_of(ranges("randint", {2, 5}))[0];
+        std::set<std::int64_t> seen;
+        for (int i = 0; i < 300; ++i) {
+            json v = sample(d, rng);
+            REQUIRE(v.is_number_integer());
+            seen.insert(v.get<std::int64_t>());
+        }
+        CHECK(seen == std::set<std::int64_t>{2, 3, 4});
+    }
+    SECTION("uniform lies in [low, high] with the mean of the interval") {
+        auto d = space_of(ranges("uniform", {1.0, 3.0}))[0];
+        double sum = 0;
+        for (int i = 0; i < 4000; ++i) {
+            double v = sample(d, rng).get<double>();
+            REQUIRE(v >= 1.0);
+            REQUIRE(v <= 3.0);
+            sum += v;
+        }
+        CHECK(sum / 4000 == Approx(2.0).margin(0.05));
+    }
+    SECTION("quniform lands on multiples of q; integral bounds and step give integers") {
+        auto d = space_of(ranges("quniform", {0, 10, 5}))[0];
+        std::set<std::int64_t> seen;
+        for (int i = 0; i < 300; ++i) {
+            json v = sample(d, rng);
+            REQUIRE(v.is_number_integer());
+            seen.insert(v.get<std::int64_t>());
+        }
+        CHECK(seen == std::set<std::int64_t>{0, 5, 10});
+        auto f = space_of(ranges("quniform", {0.0, 1.0, 0.25}))[0];
+        for (int i = 0; i < 100; ++i) {
+            double v = sample(f, rng).get<double>();
+            CHECK(std::fmod(v, 0.25) == Approx(0.0).margin(1e-12));
+        }
+    }
+    SECTION("loguniform is uniform in log space: the median is the geometric mean") {
+        auto d = space_of(ranges("loguniform", {1e-4, 1.0}))[0];
+        int below = 0;
+        for (int i = 0; i < 4000; ++i) {
+            double v = sample(d, rng).get<double>();
+            REQUIRE(v >= 1e-4);
+            REQUIRE(v <= 1.0);
+            below += v < 1e-2 ? 1 : 0;
+        }
+        CHECK(below / 4000.0 == Approx(0.5).margin(0.03));
+    }
+    SECTION("qloguniform quantises a log-uniform draw") {
+        auto d = space_of(ranges("qloguniform", {1, 1000, 10}))[0];
+        for (int i = 0; i < 200; ++i) {
+            json v = sample(d, rng);
+            REQUIRE(v.is_number_integer());
+            CHECK(v.get<std::int64_t>() % 10 == 0);
+        }
+    }
+    SECTION("normal has the requested mean and spread; qnormal is quantised") {
+        auto d = space_of(ranges("normal", {5.0, 2.0}))[0];
+        double sum = 0;
+        double sq = 0;
+        const int n = 20000;
+        for (int i = 0; i < n; ++i) {
+            double v = sample(d, rng).get<double>();
+            sum += v;
+            sq += v * v;
+        }
+        const double mean = sum / n;
+        CHECK(mean == Approx(5.0).margin(0.06));
+        CHECK(std::sqrt(sq / n - mean * mean) == Approx(2.0).margin(0.06));
+        auto q = space_of(ranges("qnormal", {0, 3, 2}))[0];
+        for (int i = 0; i < 100; ++i) {
+            json v = sample(q, rng);
+            REQUIRE(v.is_number_integer());
+            CHECK(v.get<std::int64_t>() % 2 == 0);
+        }
+    }
+}
+
+TEST_CASE("Bad search spaces are refused with the parameter named", "[optimize]") {
+    auto err = [](const json& j) {
+        auto s = parse_search_space(j);
+        REQUIRE_FALSE(s);
+        CHECK(s.error().code == sdk::ErrorCode::InvalidArgument);
+        return s.error().message;
+    };
+    CHECK_THAT(err(json::object()), Catch::Contains("search_space"));
+    CHECK_THAT(err(json::array()), Catch::Contains("search_space"));
+    CHECK_THAT(err({{"lr", {{"_type", "choice"}}}}), Catch::Contains("search_space.lr"));
+    CHECK_THAT(err({{"lr", {{"_type", "lograndint"}, {"_value", {1, 2}}}}}), Catch::Contains("unknown _type 'lograndint'"));
+    CHECK_THAT(err({{"lr", {{"_type", "choice"}, {"_value", json::array()}}}}), Catch::Contains("at least one"));
+    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {1}}}}}), Catch::Contains("takes 2 numbers"));
+    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {2, 1}}}}}), Catch::Contains("low must be below high"));
+    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {"a", 1}}}}}), Catch::Contains("numbers"));
+    CHECK_THAT(err({{"lr", {{"_type", "loguniform"}, {"_value", {0, 1}}}}}), Catch::Contains("positive"));
+    CHECK_THAT(err({{"n", {{"_type", "randint"}, {"_value", {0.5, 3}}}}}), Catch::Contains("integers"));
+    CHECK_THAT(err({{"n", {{"_type", "quniform"}, {"_value", {0, 3, 0}}}}}), Catch::Contains("step q"));
+    CHECK_THAT(err({{"n", {{"_type", "normal"}, {"_value", {0, -1}}}}}), Catch::Contains("sigma"));
+}
+
+TEST_CASE("Random trials are reproducible from the seed and differ between seeds", "[optimize]") {
+    auto space = space_of({{"lr", {{"_type", "loguniform"}, {"_value", {1e-4, 1e-1}}}},
+                           {"epochs", {{"_type", "randint"}, {"_value", {1, 10}}}}});
+    auto a = random_trials(space, 5, 42);
+    auto b = random_trials(space, 5, 42);
+    auto c = random_trials(space, 5, 43);
+    REQUIRE(a.size() == 5);
+    CHECK(a == b);
+    CHECK(a != c);
+    std::set<std::string> distinct;
+    for (const auto& t : a) {
+        REQUIRE(t.contains("lr"));
+        REQUIRE(t.contains("epochs"));
+        distinct.insert(t.dump());
+    }
+    CHECK(distinct.size() == 5);
+}
+
+TEST_CASE("A grid enumerates the product of enumerable dimensions and samples the rest", "[optimize]") {
+    auto space = space_of({{"a", {{"_type", "choice"}, {"_value", {1, 2}}}},
+                           {"b", {{"_type", "quniform"}, {"_value", {0, 10, 5}}}},
+                           {"mu", {{"_type", "uniform"}, {"_value", {0.0, 1.0}}}}});
+    auto all = grid_trials(space, 100, 1);
+    REQUIRE(all.size() == 6);  // 2 x 3; mu is continuous
+    // First dimension slowest: (1,0) (1,5) (1,10) (2,0) (2,5) (2,10).
+    const std::vector<std::pair<int, int>> expected{{1, 0}, {1, 5}, {1, 10}, {2, 0}, {2, 5}, {2, 10}};
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        CHECK(all[i]["a"] == expected[i].first);
+        CHECK(all[i]["b"] == expected[i].second);
+        CHECK(all[i]["mu"].get<double>() >= 0.0);
+        CHECK(all[i]["mu"].get<double>() <= 1.0);
+    }
+    CHECK(all[0]["mu"] != all[1]["mu"]);
+    auto capped = grid_trials(space, 4, 1);
+    REQUIRE(capped.size() == 4);
+    CHECK(capped[3]["a"] == 2);
+    CHECK(capped[3]["b"] == 0);
+    // Only continuous dimensions: one point.
+    CHECK(grid_trials(space_of(ranges("uniform", {0, 1})), 10, 1).size() == 1);
+}
+
+TEST_CASE("Search settings come from the request with the original's defaults", "[optimize]") {
+    json p{{"search_space", ranges("choice", {1, 2})}, {"metric", "accuracy"}, {"optimize_mode", "max"}};
+    auto s = parse_settings(p);
+    REQUIRE(s);
+    CHECK(s->max_trials == 10);
+    CHECK(s->strategy == "random");
+    CHECK(s->timeout_ms == 3600000);
+    CHECK(s->maximize);
+    p["searcher"] = "BasicVariantGenerator";
+    p["optimize_mode"] = "min";
+    p["max_exec_duration"] = "1h 30m";
+    REQUIRE(parse_settings(p));
+    CHECK(parse_settings(p)->timeout_ms == 5400000);
+    CHECK_FALSE(parse_settings(p)->maximize);
+    for (auto [field, value] : std::vector<std::pair<const char*, json>>{{"optimize_mode", "maximise"},
+                                                                         {"metric", 3},
+                                                                         {"strategy", "HyperOptSearch"},
+                                                                         {"max_trial_num", 0},
+                                                                         {"max_exec_duration", "90 minutes"},
+                                                                         {"run", "x"}}) {
+        json bad = p;
+        bad[field] = value;
+        auto r = parse_settings(bad);
+        REQUIRE_FALSE(r);
+        CHECK_THAT(r.error().message, Catch::Contains(field));
+    }
+    CHECK(parse_duration("45s").value() == 45000);
+    CHECK(parse_duration("2d 1w").value() == 2 * 86400000LL + 604800000LL);
+    CHECK_FALSE(parse_duration(""));
+    CHECK_FALSE(parse_duration("5"));
+}
+
+TEST_CASE("A trial's score averages the metric over classes, then over participants", "[optimize]") {
+    // p1: classes 0.5 and 1.0 -> 0.75; p2: 0.25 and 0.75 -> 0.5; the trial: 0.625.
+    json outputs{{"p1", {{"evaluate", {{"statistics", {{"accuracy", {0.5, 1.0}}, {"R2", 0.3}}}}}}},
+                 {"p2", {{"evaluate", {{"statistics", {{"accuracy", {0.25, 0.75}}, {"R2", 0.5}}}}}}}};
+    CHECK(trial_score(outputs, "accuracy").value() == Approx(0.625));
+    CHECK(trial_score(outputs, "R2").value() == Approx(0.4));
+    CHECK_FALSE(trial_score(outputs, "f_score"));
+    CHECK_FALSE(trial_score(json::object(), "accuracy"));
+    CHECK_FALSE(trial_score("nonsense", "accuracy"));
+    // A participant without the metric does not count as a zero.
+    outputs["p3"] = {{"evaluate", {{"statistics", json::object()}}}};
+    CHECK(trial_score(outputs, "R2").value() == Approx(0.4));
+}
+
+TEST_CASE("The best trial is the highest (max) or lowest (min) score: failures skipped, ties to the first",
+          "[optimize]") {
+    std::vector<std::optional<double>> scores{0.4, std::nullopt, 0.9, 0.1, 0.9};
+    CHECK(best_trial(scores, true).value() == 2);  // tie with 4: the earlier trial
+    CHECK(best_trial(scores, false).value() == 3);
+    CHECK_FALSE(best_trial({std::nullopt, std::nullopt}, true));
+    CHECK_FALSE(best_trial({}, false));
+}
+
+}  // namespace synergos::plugins::optimize
