@@ -76,8 +76,9 @@ sdk::TensorMap make_model(std::int64_t params) {
     const std::int64_t out = 1000;
     const std::int64_t in = std::max<std::int64_t>(1, (params - out) / out);
     sdk::TensorMap m;
-    for (auto [name, shape] : {std::pair<const char*, std::vector<std::int64_t>>{"0.weight", {out, in}},
-                               std::pair<const char*, std::vector<std::int64_t>>{"0.bias", {out}}}) {
+    for (auto [name, shape] :
+         {std::pair<const char*, std::vector<std::int64_t>>{"0.weight", {out, in}},
+          std::pair<const char*, std::vector<std::int64_t>>{"0.bias", {out}}}) {
         sdk::Tensor t;
         t.name = name;
         t.dtype = sdk::DType::F32;
@@ -158,7 +159,8 @@ int listen_loopback() {
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = 0;
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 64) != 0) {
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd, 64) != 0) {
         std::perror("raw listener");
         std::_Exit(2);
     }
@@ -178,8 +180,7 @@ int port_of(int fd) {
     sdk::testing::FakeHost host("/tmp", "bench-worker");
     core::http::Router router;
     router.add(
-        "POST", "/v1/runs/{c}/{p}/{e}/{r}/train",
-        [compute_ms](const core::http::Request& req) {
+        "POST", "/v1/runs/{c}/{p}/{e}/{r}/train", [compute_ms](const core::http::Request& req) {
             sdk::TensorMap w;
             core::tensor::Metadata md;
             if (auto st = core::tensor::decode_into(std::string_view(req.body), w, &md); !st) {
@@ -198,7 +199,9 @@ int port_of(int fd) {
             core::http::Response r;
             r.content_type = std::string(core::tensor::kSafetensorsContentType);
             auto enc = core::tensor::encode_into(
-                w, {{"json", json{{"samples", 100}, {"compute_ms", compute}, {"epoch_losses", {0.5}}}.dump()}},
+                w,
+                {{"json",
+                  json{{"samples", 100}, {"compute_ms", compute}, {"epoch_losses", {0.5}}}.dump()}},
                 r.body);
             if (!enc) {
                 return core::http::Response::error(500, enc.message());
@@ -242,7 +245,9 @@ public:
         }
         const json j = json::parse(reply->json, nullptr, false);
         max_compute_ms = std::max(max_compute_ms, j.value("compute_ms", 0.0));
-        if (auto st = session_.accumulate("p" + std::to_string(index), j.value("samples", 1), reply->tensors); !st) {
+        if (auto st = session_.accumulate("p" + std::to_string(index), j.value("samples", 1),
+                                          reply->tensors);
+            !st) {
             error = st.message();
         }
     }
@@ -254,7 +259,8 @@ private:
 };
 
 /// Moves `bytes` to each of `n` connections and `bytes` back, concurrently; milliseconds.
-double raw_tcp_round(int port, int n, const std::vector<char>& payload, std::vector<std::vector<char>>& inbox) {
+double raw_tcp_round(int port, int n, const std::vector<char>& payload,
+                     std::vector<std::vector<char>>& inbox) {
     std::vector<int> fds(n);
     for (int i = 0; i < n; ++i) {
         fds[i] = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -299,9 +305,11 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload, std::vec
     return ms;
 }
 
-[[noreturn]] void ttp_process(const Settings& s, int n, int raw_port, const std::vector<int>& ports, int out_fd) {
+[[noreturn]] void ttp_process(const Settings& s, int n, int raw_port, const std::vector<int>& ports,
+                              int out_fd) {
     sdk::testing::FakeHost host("/tmp", "bench-ttp");
-    synergos::plugins::fedavg::FedAvg fedavg(host, sdk::Options(std::map<std::string, std::string>{}));
+    synergos::plugins::fedavg::FedAvg fedavg(host,
+                                             sdk::Options(std::map<std::string, std::string>{}));
     auto session_r = fedavg.open("{}");
     if (!session_r) {
         std::fprintf(stderr, "fedavg: %s\n", session_r.error().message.c_str());
@@ -505,33 +513,45 @@ int main(int argc, char** argv) {
         }
     }
     ::signal(SIGPIPE, SIG_IGN);
-    std::printf("bench_training_rounds: model of %lld parameters (%.1f MB F32), FedAvg, %d rounds (median), "
-                "local compute %d ms per worker\n",
-                static_cast<long long>(s.params), static_cast<double>(s.params) * 4 / 1e6, s.rounds, s.compute_ms);
-    std::printf("%-8s %10s %10s %12s %12s %12s %10s %10s %12s %12s\n", "workers", "round ms", "compute", "overhead ms",
-                "raw TCP ms", "beyond raw", "GB/s", "raw GB/s", "peak MB", "peak/model");
+    std::printf(
+        "bench_training_rounds: model of %lld parameters (%.1f MB F32), FedAvg, %d rounds "
+        "(median), "
+        "local compute %d ms per worker\n",
+        static_cast<long long>(s.params), static_cast<double>(s.params) * 4 / 1e6, s.rounds,
+        s.compute_ms);
+    std::printf("%-8s %10s %10s %12s %12s %12s %10s %10s %12s %12s\n", "workers", "round ms",
+                "compute", "overhead ms", "raw TCP ms", "beyond raw", "GB/s", "raw GB/s", "peak MB",
+                "peak/model");
     std::vector<json> attribution;
     for (int n : s.workers) {
         const json r = run_config(s, n);
         const double moved = 2.0 * static_cast<double>(n) * r["bytes"].get<double>();
         const double overhead = r["overhead_ms"].get<double>();
         const double raw = r["raw_ms"].get<double>();
-        const double peak_mb = static_cast<double>(r["hwm_kb"].get<std::int64_t>() - r["base_kb"].get<std::int64_t>()) /
+        const double peak_mb = static_cast<double>(r["hwm_kb"].get<std::int64_t>() -
+                                                   r["base_kb"].get<std::int64_t>()) /
                                1024.0;
         const double model_mb = r["bytes"].get<double>() / (1024.0 * 1024.0);
         std::printf("%-8d %10.2f %10.2f %12.2f %12.2f %12.2f %10.2f %10.2f %12.1f %12.2f\n", n,
-                    r["round_ms"].get<double>(), r["compute_ms"].get<double>(), overhead, raw, overhead - raw,
-                    moved / (overhead * 1e6), moved / (raw * 1e6), peak_mb, peak_mb / model_mb);
+                    r["round_ms"].get<double>(), r["compute_ms"].get<double>(), overhead, raw,
+                    overhead - raw, moved / (overhead * 1e6), moved / (raw * 1e6), peak_mb,
+                    peak_mb / model_mb);
         std::fflush(stdout);
         attribution.push_back(r);
     }
-    std::printf("\nper model (%.1f MB), one at a time in the TTP process: memcpy %.2f ms, safetensors encode %.2f ms, "
-                "decode %.2f ms, FedAvg fold %.2f ms (from the %d-worker run)\n",
-                static_cast<double>(s.params) * 4 / 1e6, attribution.back()["copy_ms"].get<double>(),
-                attribution.back()["encode_ms"].get<double>(), attribution.back()["decode_ms"].get<double>(),
-                attribution.back()["fold_ms"].get<double>(), attribution.back()["workers"].get<int>());
-    std::printf("overhead = round - slowest worker's compute; raw TCP = the same bytes (weights to every worker "
-                "and back) on loopback, no HTTP/encoding/aggregation; GB/s = bytes moved / time; peak = TTP VmHWM "
-                "during the rounds minus its RSS before them\n");
+    std::printf(
+        "\nper model (%.1f MB), one at a time in the TTP process: memcpy %.2f ms, safetensors "
+        "encode %.2f ms, "
+        "decode %.2f ms, FedAvg fold %.2f ms (from the %d-worker run)\n",
+        static_cast<double>(s.params) * 4 / 1e6, attribution.back()["copy_ms"].get<double>(),
+        attribution.back()["encode_ms"].get<double>(),
+        attribution.back()["decode_ms"].get<double>(), attribution.back()["fold_ms"].get<double>(),
+        attribution.back()["workers"].get<int>());
+    std::printf(
+        "overhead = round - slowest worker's compute; raw TCP = the same bytes (weights to every "
+        "worker "
+        "and back) on loopback, no HTTP/encoding/aggregation; GB/s = bytes moved / time; peak = "
+        "TTP VmHWM "
+        "during the rounds minus its RSS before them\n");
     return 0;
 }

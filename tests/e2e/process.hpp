@@ -23,7 +23,8 @@ namespace synergos::e2e {
 class Process {
 public:
     /// Starts `exe args...`; stderr is appended to `stderr_path`. `pid()` is -1 on failure.
-    Process(const std::string& exe, const std::vector<std::string>& args, const std::string& stderr_path) {
+    Process(const std::string& exe, const std::vector<std::string>& args,
+            const std::string& stderr_path) {
         if (::pipe2(out_, O_CLOEXEC) != 0) {
             return;
         }
@@ -54,10 +55,13 @@ public:
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
 
-    pid_t pid() const { return pid_; }
+    pid_t pid() const {
+        return pid_;
+    }
 
     /// The first stdout line containing `needle`, read within `timeout` (nullopt otherwise).
-    std::optional<std::string> read_line_with(const std::string& needle, std::chrono::milliseconds timeout) {
+    std::optional<std::string> read_line_with(const std::string& needle,
+                                              std::chrono::milliseconds timeout) {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
         while (true) {
             std::size_t nl;
@@ -68,8 +72,8 @@ public:
                     return line;
                 }
             }
-            const auto left =
-                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
             if (left.count() <= 0 || out_[0] < 0) {
                 return std::nullopt;
             }

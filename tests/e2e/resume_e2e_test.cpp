@@ -30,8 +30,11 @@ struct Broker {
 Broker broker_from_env() {
     const char* url = std::getenv("SYNERGOS_TEST_AMQP_URL");
     if (url == nullptr) {
-        FAIL("SYNERGOS_TEST_AMQP_URL is not set: start a broker (scripts/start-rabbitmq.sh) and export "
-             "SYNERGOS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f, or exclude with -LE rabbitmq");
+        FAIL(
+            "SYNERGOS_TEST_AMQP_URL is not set: start a broker (scripts/start-rabbitmq.sh) and "
+            "export "
+            "SYNERGOS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f, or exclude with -LE "
+            "rabbitmq");
     }
     Broker b;
     std::string rest = url;
@@ -58,8 +61,12 @@ public:
         REQUIRE(run("add_vhost '" + name_ + "'") == 0);
         REQUIRE(run("set_permissions -p '" + name_ + "' '" + user + "' '.*' '.*' '.*'") == 0);
     }
-    ~Vhost() { (void)run("delete_vhost '" + name_ + "'"); }
-    const std::string& name() const { return name_; }
+    ~Vhost() {
+        (void)run("delete_vhost '" + name_ + "'");
+    }
+    const std::string& name() const {
+        return name_;
+    }
 
 private:
     int run(const std::string& args) const {
@@ -72,8 +79,10 @@ private:
 std::string rabbitmqctl_from_env() {
     const char* ctl = std::getenv("SYNERGOS_TEST_RABBITMQCTL");
     if (ctl == nullptr || *ctl == '\0') {
-        FAIL("SYNERGOS_TEST_RABBITMQCTL is not set (export SYNERGOS_TEST_RABBITMQCTL=$(command -v rabbitmqctl)): "
-             "the test isolates its queues in a vhost of its own");
+        FAIL(
+            "SYNERGOS_TEST_RABBITMQCTL is not set (export SYNERGOS_TEST_RABBITMQCTL=$(command -v "
+            "rabbitmqctl)): "
+            "the test isolates its queues in a vhost of its own");
     }
     return ctl;
 }
@@ -123,17 +132,20 @@ std::vector<json> events(const std::vector<json>& records, const std::string& ev
 }
 
 /// A config for one role: its own logs, the shared outputs folder, the test's vhost.
-std::string role_config(const std::string& id, const std::string& role, const fs::path& root, const Broker& b,
-                        const std::string& vhost) {
+std::string role_config(const std::string& id, const std::string& role, const fs::path& root,
+                        const Broker& b, const std::string& vhost) {
     std::ostringstream y;
     y << "node: {id: " << id << ", role: " << role << "}\n"
       << "paths: {data_dir: '" << (root / id / "data").string() << "', outputs_dir: '"
-      << (root / "outputs").string() << "', mlflow_dir: '" << (root / id / "mlflow").string() << "'}\n"
+      << (root / "outputs").string() << "', mlflow_dir: '" << (root / id / "mlflow").string()
+      << "'}\n"
       << "logging:\n  backend: basic\n  options: {output: '" << (root / (id + ".log")).string()
-      << "', json_file: '" << (root / (id + ".jsonl")).string() << "', buffered: false, color: never}\n"
+      << "', json_file: '" << (root / (id + ".jsonl")).string()
+      << "', buffered: false, color: never}\n"
       << "  level: info\n  system_metrics: false\n"
-      << "message_queue:\n  backend: rabbitmq\n  options: {host: '" << b.host << "', port: " << b.port
-      << ", vhost: '" << vhost << "', username: '" << b.username << "', password: '" << b.password << "'}\n"
+      << "message_queue:\n  backend: rabbitmq\n  options: {host: '" << b.host
+      << "', port: " << b.port << ", vhost: '" << vhost << "', username: '" << b.username
+      << "', password: '" << b.password << "'}\n"
       << "storage: {backend: " << (role == "director" ? "sqlite" : "none") << "}\n"
       << "tracking: {backend: none}\n"
       << "ttp:\n  functions: [align, train]\n  grid: 0\n"
@@ -149,9 +161,10 @@ std::string role_config(const std::string& id, const std::string& role, const fs
 /// Rounds long enough (small batches, several epochs) that the kill lands between the second
 /// round's checkpoint and the third's.
 json resume_run(const std::string& id) {
-    return {{"run_id", id},       {"algorithm", "FedAvg"}, {"rounds", 5},    {"epochs", 8},
-            {"batch_size", 4},    {"optimizer", "Adam"},   {"lr", 0.005},    {"criterion", "NLLLoss"},
-            {"lr_scheduler", ""}, {"seed", 7},             {"patience", 100}};
+    return {{"run_id", id}, {"algorithm", "FedAvg"},  {"rounds", 5},
+            {"epochs", 8},  {"batch_size", 4},        {"optimizer", "Adam"},
+            {"lr", 0.005},  {"criterion", "NLLLoss"}, {"lr_scheduler", ""},
+            {"seed", 7},    {"patience", 100}};
 }
 
 sdk::TensorMap read_model(const fs::path& p) {
@@ -180,7 +193,8 @@ double max_abs_diff(const sdk::TensorMap& a, const sdk::TensorMap& b) {
         REQUIRE(ta.dtype == sdk::DType::F32);
         REQUIRE(tb->dtype == sdk::DType::F32);
         for (std::int64_t i = 0; i < ta.numel(); ++i) {
-            worst = std::max(worst, std::abs(static_cast<double>(ta.f32()[i]) - static_cast<double>(tb->f32()[i])));
+            worst = std::max(worst, std::abs(static_cast<double>(ta.f32()[i]) -
+                                             static_cast<double>(tb->f32()[i])));
         }
     }
     return worst;
@@ -188,38 +202,50 @@ double max_abs_diff(const sdk::TensorMap& a, const sdk::TensorMap& b) {
 
 }  // namespace
 
-TEST_CASE("a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and ends with the uninterrupted model",
-          "[e2e][resume][rabbitmq]") {
+TEST_CASE(
+    "a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and ends with the "
+    "uninterrupted model",
+    "[e2e][resume][rabbitmq]") {
     const Broker broker = broker_from_env();
     const fs::path root = temp_root("resume");
-    Vhost vhost(rabbitmqctl_from_env(), "synergos-resume-" + root.filename().string(), broker.username);
+    Vhost vhost(rabbitmqctl_from_env(), "synergos-resume-" + root.filename().string(),
+                broker.username);
     const fs::path data = fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" / "data";
     const std::string exe = SYNERGOS_EXE;
     const std::string plugins = SYNERGOS_TEST_PLUGIN_DIR;
-    write_text(root / "director.yaml", role_config("director", "director", root, broker, vhost.name()));
+    write_text(root / "director.yaml",
+               role_config("director", "director", root, broker, vhost.name()));
     write_text(root / "ttp-1.yaml", role_config("ttp-1", "ttp", root, broker, vhost.name()));
     write_text(root / "ttp-2.yaml", role_config("ttp-2", "ttp", root, broker, vhost.name()));
 
     Worker w1("p1", root, data);
     Worker w2("p2", root, data);
-    Process director(exe, {"director", "--config", (root / "director.yaml").string(), "--plugin-path", plugins},
-                     (root / "director.stderr").string());
+    Process director(
+        exe, {"director", "--config", (root / "director.yaml").string(), "--plugin-path", plugins},
+        (root / "director.stderr").string());
     REQUIRE(director.pid() > 0);
     const auto announced = director.read_line_with("listening on http://", 60s);
-    INFO("director log: " << read_text(root / "director.log") << read_text(root / "director.stderr"));
+    INFO("director log: " << read_text(root / "director.log")
+                          << read_text(root / "director.stderr"));
     REQUIRE(announced);
     const int director_port = std::stoi(announced->substr(announced->rfind(':') + 1));
     auto ttp1 = std::make_unique<Process>(
-        exe, std::vector<std::string>{"ttp", "--config", (root / "ttp-1.yaml").string(), "--plugin-path", plugins},
+        exe,
+        std::vector<std::string>{"ttp", "--config", (root / "ttp-1.yaml").string(), "--plugin-path",
+                                 plugins},
         (root / "ttp-1.stderr").string());
     REQUIRE(ttp1->pid() > 0);
 
     Client client(director_port);
-    client.setup("resume", "rp", "classify", read_json_file(data / "heart_disease" / "architecture.json"),
-                 resume_run("r1"), {{"p1", w1.port()}, {"p2", w2.port()}},
-                 {{{"train", {{"heart_disease", "data1", "iid_1"}}}, {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}}},
-                  {{"train", {{"heart_disease", "data2", "iid_2"}}}, {"evaluate", {{"heart_disease", "data2", "non_iid_2"}}}}});
-    client.call("POST", "/ttp/connect/collaborations/resume/projects/rp/experiments/e1/runs", resume_run("r2"), 201);
+    client.setup("resume", "rp", "classify",
+                 read_json_file(data / "heart_disease" / "architecture.json"), resume_run("r1"),
+                 {{"p1", w1.port()}, {"p2", w2.port()}},
+                 {{{"train", {{"heart_disease", "data1", "iid_1"}}},
+                   {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}}},
+                  {{"train", {{"heart_disease", "data2", "iid_2"}}},
+                   {"evaluate", {{"heart_disease", "data2", "non_iid_2"}}}}});
+    client.call("POST", "/ttp/connect/collaborations/resume/projects/rp/experiments/e1/runs",
+                resume_run("r2"), 201);
     client.wait_jobs(client.call("POST", "/ttp/train/collaborations/resume/projects/rp/alignments",
                                  {{"auto_align", true}, {"auto_fix", true}}, 201),
                      60s);
@@ -227,8 +253,8 @@ TEST_CASE("a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and e
     // 1. Train r1; kill the TTP as soon as the second round's checkpoint is complete (its
     //    state.json is written last, atomically).
     const fs::path r1_dir = root / "outputs" / "resume" / "rp" / "e1" / "r1";
-    const json r1_answer =
-        client.call("POST", "/ttp/train/collaborations/resume/projects/rp/models/e1/r1", json::object(), 200);
+    const json r1_answer = client.call(
+        "POST", "/ttp/train/collaborations/resume/projects/rp/models/e1/r1", json::object(), 200);
     {
         const auto deadline = std::chrono::steady_clock::now() + 60s;
         while (!fs::exists(r1_dir / "checkpoints" / "round_1" / "state.json")) {
@@ -251,7 +277,9 @@ TEST_CASE("a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and e
 
     // 2. A new TTP process gets the job back from the broker and finishes it from round 3.
     auto ttp2 = std::make_unique<Process>(
-        exe, std::vector<std::string>{"ttp", "--config", (root / "ttp-2.yaml").string(), "--plugin-path", plugins},
+        exe,
+        std::vector<std::string>{"ttp", "--config", (root / "ttp-2.yaml").string(), "--plugin-path",
+                                 plugins},
         (root / "ttp-2.stderr").string());
     REQUIRE(ttp2->pid() > 0);
     const auto r1 = client.wait_jobs(r1_answer, 90s);
@@ -280,7 +308,9 @@ TEST_CASE("a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and e
 
     // 3. The same run uninterrupted (another run id, the same seed and settings).
     const auto r2 = client.wait_jobs(
-        client.call("POST", "/ttp/train/collaborations/resume/projects/rp/models/e1/r2", json::object(), 200), 90s);
+        client.call("POST", "/ttp/train/collaborations/resume/projects/rp/models/e1/r2",
+                    json::object(), 200),
+        90s);
     CHECK(r2.at(0)["outputs"]["summary"]["resumed_at"] == 0);
     CHECK(r2.at(0)["outputs"]["summary"]["rounds_run"] == 5);
     const fs::path r2_dir = root / "outputs" / "resume" / "rp" / "e1" / "r2";
@@ -290,8 +320,8 @@ TEST_CASE("a TTP killed with SIGKILL after round 2 of 5 resumes at round 3 and e
     WARN("largest difference between the resumed and the uninterrupted model: " << diff);
     CHECK(diff <= 1e-6);
     // Training moved the weights: the comparison is not between two untouched models.
-    CHECK(max_abs_diff(clean_model, read_model(r2_dir / "checkpoints" / "round_0" / "global_model.safetensors")) >
-          1e-3);
+    CHECK(max_abs_diff(clean_model, read_model(r2_dir / "checkpoints" / "round_0" /
+                                               "global_model.safetensors")) > 1e-3);
     // And the loss histories agree round by round.
     const json clean_history = read_json_file(r2_dir / "global_loss_history.json");
     for (const auto& [round, loss] : clean_history["evaluate"].items()) {
