@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <memory>
 
+#include <synergos/core/config/security.hpp>
 #include <synergos/core/http/client.hpp>
 #include <synergos/core/http/server.hpp>
 #include <synergos/core/jobs/job_service.hpp>
@@ -50,16 +51,13 @@ jobs::AggregatorLookup aggregator_lookup(Runtime& rt) {
     };
 }
 
-http::ServerOptions server_options(const RuntimeConfig& cfg) {
-    http::ServerOptions o;
-    o.host = cfg.http.host;
-    o.port = static_cast<std::uint16_t>(cfg.http.port);
-    o.threads = cfg.http.threads;
-    o.body_limit_bytes = cfg.http.body_limit_bytes;
-    o.header_timeout = std::chrono::milliseconds(cfg.http.header_timeout_ms);
-    o.body_timeout = std::chrono::milliseconds(cfg.http.body_timeout_ms);
-    o.max_connections = static_cast<std::size_t>(cfg.http.max_connections);
-    return o;
+/// The server options with TLS and tokens (config/security.hpp), after the exposure rule.
+sdk::Result<http::ServerOptions> secure_server_options(const RuntimeConfig& cfg, const std::string& role,
+                                                       sdk::Logger& logger) {
+    if (auto st = check_exposure(cfg, role, logger); !st) {
+        return st.error();
+    }
+    return server_options(cfg);
 }
 
 /// Starts the plugins or logs why not; false on failure (the caller returns 1).
@@ -95,7 +93,11 @@ struct TtpParts {
 sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::MessageQueue& mq, int grid,
                                                         const std::string& ttp_id) {
     auto parts = std::make_shared<TtpParts>();
-    parts->http = std::make_unique<http::HttpClient>();
+    auto client_options = worker_client_options(rt.config());
+    if (!client_options) {
+        return client_options.error();
+    }
+    parts->http = std::make_unique<http::HttpClient>(*client_options);
     parts->workers = std::make_unique<roles::HttpWorkerClient>(*parts->http);
     jobs::TtpRunnerOptions o;
     o.grid = grid;
@@ -149,7 +151,11 @@ int run_director(Runtime& rt) {
     roles::register_dashboard_routes(*router, {*storage, *service, rest_logger,
                                                roles::find_dashboard_dir(), cfg.node.outputs_dir,
                                                cfg.node.mlflow_dir, "", mq});
-    auto server = std::make_shared<http::HttpServer>(server_options(cfg), *router, rest_logger);
+    auto options = secure_server_options(cfg, "director", rest_logger);
+    if (!options) {
+        return fail(rt, "REST API failed to start", options.error().message);
+    }
+    auto server = std::make_shared<http::HttpServer>(*options, *router, rest_logger);
     if (auto st = server->start(); !st) {
         return fail(rt, "REST API failed to start", st.message());
     }
@@ -223,7 +229,11 @@ int run_worker(Runtime& rt) {
     for (const char* action : {"initialise", "train", "evaluate", "terminate"}) {
         router->add("POST", std::string("/v1/runs/{collab_id}/{project_id}/{expt_id}/{run_id}/") + action, forward);
     }
-    auto server = std::make_shared<http::HttpServer>(server_options(cfg), *router, *wc.logger);
+    auto options = secure_server_options(cfg, "worker", *wc.logger);
+    if (!options) {
+        return fail(rt, "worker protocol server failed to start", options.error().message);
+    }
+    auto server = std::make_shared<http::HttpServer>(*options, *router, *wc.logger);
     if (auto st = server->start(); !st) {
         return fail(rt, "worker protocol server failed to start", st.message());
     }
