@@ -2,9 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 # The whole test suite from a fresh Debian 12 machine: installs packages, starts a local RabbitMQ
 # broker, builds (preset `ci`), runs every test, then rebuilds the loader tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer and runs them.
+# AddressSanitizer + UndefinedBehaviorSanitizer and runs them, then builds the libFuzzer targets
+# (preset `fuzz`, clang), replays their corpora (seeds and regression inputs) and fuzzes each for
+# FUZZ_SECONDS (20) seconds.
 #   scripts/test.sh            everything
 #   SKIP_ASAN=1 scripts/test.sh   without the sanitizer pass
+#   SKIP_FUZZ=1 scripts/test.sh   without the fuzz step
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,4 +28,11 @@ if [ "${SKIP_ASAN:-0}" != "1" ]; then
     cmake --preset asan >/dev/null
     cmake --build --preset asan -j "$jobs" --target synergos_loader_tests synergos_fixture_plugins
     ctest --test-dir build/asan -L loader --output-on-failure --timeout 600
+fi
+
+if [ "${SKIP_FUZZ:-0}" != "1" ]; then
+    cmake --preset fuzz >/dev/null
+    cmake --build --preset fuzz -j "$jobs"
+    ctest --test-dir build/fuzz/fuzz -L fuzz --output-on-failure --timeout 300
+    "$root/scripts/fuzz.sh" --no-build --seconds "${FUZZ_SECONDS:-20}"
 fi

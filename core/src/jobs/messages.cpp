@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "synergos/core/jobs/messages.hpp"
 
+#include <cstdint>
+#include <limits>
 #include <random>
 
 namespace synergos::core::jobs {
@@ -32,6 +34,25 @@ sdk::Result<std::vector<std::string>> string_list(const json& j, const char* fie
         out.push_back(v.get<std::string>());
     }
     return out;
+}
+
+/// An integer field that fits an int; `fallback` when absent. Floats and out-of-range numbers are
+/// refused: converting them to int would be undefined behaviour (UBSan under fuzz/messages).
+sdk::Result<int> int_field(const json& j, const char* field, int fallback) {
+    auto it = j.find(field);
+    if (it == j.end()) {
+        return fallback;
+    }
+    const bool fits =
+        (it->is_number_integer() && !it->is_number_unsigned() &&
+         it->get<std::int64_t>() >= std::numeric_limits<int>::min() &&
+         it->get<std::int64_t>() <= std::numeric_limits<int>::max()) ||
+        (it->is_number_unsigned() && it->get<std::uint64_t>() <= std::numeric_limits<int>::max());
+    if (!fits) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          std::string("message field '") + field + "' must be a 32-bit integer"};
+    }
+    return it->get<int>();
 }
 
 sdk::Result<json> parse(const std::string& body) {
@@ -108,7 +129,11 @@ sdk::Result<JobMessage> decode_job(const std::string& body) {
         return keys.error();
     }
     m.keys = std::move(*keys);
-    m.grid = j["grid"].get<int>();
+    auto grid = int_field(j, "grid", 0);
+    if (!grid) {
+        return grid.error();
+    }
+    m.grid = *grid;
     if (m.grid < 0) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, "message field 'grid' must be >= 0"};
     }
@@ -119,8 +144,14 @@ sdk::Result<JobMessage> decode_job(const std::string& body) {
         m.grids = *it;
     }
     m.parameters = j["parameters"];
-    m.attempt = j.value("attempt", 1);
-    m.max_attempts = j.value("max_attempts", 3);
+    for (auto [field, out, fallback] : {std::tuple{"attempt", &m.attempt, 1},
+                                        std::tuple{"max_attempts", &m.max_attempts, 3}}) {
+        auto value = int_field(j, field, fallback);
+        if (!value) {
+            return value.error();
+        }
+        *out = *value;
+    }
     if (m.job_id.empty() || m.process.empty()) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, "message fields 'job_id' and 'process' must not be empty"};
     }
@@ -180,8 +211,14 @@ sdk::Result<ResultMessage> decode_result(const std::string& body) {
         }
         m.filters = std::move(*f);
     }
-    m.grid = j.value("grid", 0);
-    m.attempt = j.value("attempt", 1);
+    for (auto [field, out, fallback] :
+         {std::tuple{"grid", &m.grid, 0}, std::tuple{"attempt", &m.attempt, 1}}) {
+        auto value = int_field(j, field, fallback);
+        if (!value) {
+            return value.error();
+        }
+        *out = *value;
+    }
     m.ttp_id = j.value("ttp_id", std::string());
     if (m.type == EventType::Result) {
         if (auto st = require(j, "status", vt::string, "a string"); !st) {
