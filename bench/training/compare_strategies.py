@@ -17,6 +17,14 @@ Steps (Python 3 standard library only):
            accuracy of the run trained for k rounds (same seed, so the same first k rounds).
            Prints final accuracy and the rounds needed to reach --target accuracy.
 
+  local    Everything from a build folder, nothing else running: prepare, start one
+           `synergos worker` per data directory and a standalone `synergos director` (the
+           project's configs/, free loopback ports, logs under <out>/logs), `run`, stop them.
+           Needs the targets `synergos` and `synergos_plugins` built, e.g.
+             cmake --build build/release --target synergos synergos_plugins
+             bench/training/compare_strategies.py local --build build/release
+           --garbage-scale S puts the last worker behind a garbage-proxy (robustness runs).
+
   garbage-proxy
            A faulty participant for robustness checks: forwards the worker protocol to a real
            worker but replaces the weights of every train reply by random values scaled by
@@ -27,9 +35,12 @@ What `run` needs (see docs/strategies.md):
     `aggregators:` (fedavg, fedprox, fedadam, scaffold by default);
   - one worker per prepared data directory (four by default), reachable at the --worker
     addresses in order, each started with its data directory at <out>/worker_<i>;
-  - for scaffold, a worker model plugin that runs SCAFFOLD's client side
-    (plugins/aggregator/scaffold/src/scaffold_client.hpp); without it the scaffold runs fail
-    with "lacks tensor 'scaffold.delta_c...'" and are reported as failed.
+  - for scaffold, workers whose model plugin runs SCAFFOLD's client side (the bundled torch
+    plugin does); with another plugin the scaffold runs fail with "lacks tensor
+    'scaffold.delta_c...'" and are reported as failed.
+
+--algorithms takes plugin names, or LABEL=PLUGIN to compare one strategy under other settings,
+e.g. `--algorithms fedavg,scaffold,scaffold_sgd=scaffold --field scaffold_sgd.optimizer='"SGD"'`.
 """
 
 import argparse
@@ -38,7 +49,12 @@ import json
 import math
 import os
 import random
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -258,16 +274,22 @@ def run(args):
     _, body = api.call("POST", f"{train}/alignments/", {"auto_align": True, "auto_fix": True})
     api.wait("alignment", body.get("jobs"), f"{train}/alignments/")
 
-    accuracy = {}  # (algorithm, rounds) -> accuracy or None (failed)
+    accuracy = {}  # (label, rounds) -> accuracy or None (failed)
     errors = {}
+    labels = {}
+    for entry in algorithms:
+        label, sep, plugin = entry.partition("=")
+        labels[label] = plugin if sep else label
+    algorithms = list(labels)
     for algorithm in algorithms:
+        plugin = labels[algorithm]
         for k in grid:
             if algorithm in errors:
                 accuracy[(algorithm, k)] = None  # a failed algorithm is not retried per count
                 continue
             r = f"{algorithm}_r{k}"
             run_body = dict(base_run)
-            run_body.update({"run_id": r, "algorithm": algorithm, "rounds": k,
+            run_body.update({"run_id": r, "algorithm": plugin, "rounds": k,
                              "epochs": args.epochs, "seed": args.seed,
                              "patience": k + 1})  # no global early stopping inside the grid
             run_body.update(fields.get(algorithm, {}))
@@ -375,6 +397,154 @@ def garbage_proxy(args):
         server.serve_forever()
 
 
+# ---- local: a whole deployment from a build folder ---------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(proc, log, what, timeout=120.0):
+    """Bounded wait until `log` says the process listens; fails when it exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.path.exists(log):
+            with open(log, errors="replace") as f:
+                text = f.read()
+            if "listening on" in text:
+                return text
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited with {proc.returncode}; see {log}")
+        time.sleep(0.1)
+    raise SystemExit(f"{what} did not start within {timeout:.0f} s; see {log}")
+
+
+def stop_all(procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def director_config(root, out, algorithms):
+    """The project's standalone director config with `aggregators:` listing the compared
+    plugins only (so only those need to be built)."""
+    import re
+    with open(os.path.join(root, "configs", "director-standalone.yaml")) as f:
+        text = f.read()
+    plugins = []
+    for entry in algorithms.split(","):
+        plugin = entry.partition("=")[2] or entry
+        if plugin not in plugins:
+            plugins.append(plugin)
+    text, n = re.subn(r"^aggregators:\s*\[[^\]]*\]", f"aggregators: [{', '.join(plugins)}]",
+                      text, count=1, flags=re.M)
+    if n != 1:
+        raise SystemExit("configs/director-standalone.yaml: no `aggregators: [...]` list to adapt")
+    # The optional tuning function is not used here (and need not be built).
+    text = re.sub(r"^[ \t]*- (?:name: )?optimize\b[^\n]*\n(?:[ \t]*required:[^\n]*\n)?", "",
+                  text, flags=re.M)
+    path = os.path.join(out, "director.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def local(args):
+    root = os.path.abspath(os.path.join(HERE, "..", ".."))
+    exe = os.path.join(os.path.abspath(args.build), "bin", "synergos")
+    if not os.access(exe, os.X_OK):
+        raise SystemExit(f"{exe} not found: build the targets synergos and synergos_plugins "
+                         f"first (cmake --build {args.build} --target synergos synergos_plugins)")
+    out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="synergos-compare-"))
+    if os.path.exists(os.path.join(out, "worker_1")):
+        shutil.rmtree(out)
+    os.makedirs(os.path.join(out, "logs"), exist_ok=True)
+    prepare(argparse.Namespace(out=out, workers=args.workers, alpha=args.alpha,
+                               evaluate_fraction=args.evaluate_fraction, seed=args.split_seed,
+                               iid=args.iid))
+    procs = []
+    try:
+        addresses = []
+        for w in range(1, args.workers + 1):
+            port = free_port()
+            log = os.path.join(out, "logs", f"worker_{w}.log")
+            state = os.path.join(out, "state", f"worker_{w}")
+            with open(log, "w") as f:
+                proc = subprocess.Popen(
+                    [exe, "worker", "--config", os.path.join(root, "configs", "worker.yaml"),
+                     "--id", f"worker_{w}", "--port", str(port),
+                     "--data-dir", os.path.join(out, f"worker_{w}"),
+                     "--outputs-dir", os.path.join(state, "outputs"),
+                     "--mlflow-dir", os.path.join(state, "mlflow")],
+                    stdout=f, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            wait_listening(proc, log, f"worker_{w}")
+            addresses.append(f"127.0.0.1:{port}")
+        if args.garbage_scale > 0:
+            # The last worker becomes faulty: its train replies are replaced by noise.
+            port = free_port()
+            log = os.path.join(out, "logs", "garbage_proxy.log")
+            with open(log, "w") as f:
+                proc = subprocess.Popen(
+                    [sys.executable, os.path.abspath(__file__), "garbage-proxy",
+                     "--listen", f"127.0.0.1:{port}", "--target", addresses[-1],
+                     "--scale", str(args.garbage_scale)],
+                    stdout=f, stderr=subprocess.STDOUT)
+            procs.append(proc)
+            wait_listening(proc, log, "garbage-proxy")
+            addresses[-1] = f"127.0.0.1:{port}"
+        port = free_port()
+        log = os.path.join(out, "logs", "director.log")
+        state = os.path.join(out, "state", "director")
+        config = director_config(root, out, args.algorithms)
+        with open(log, "w") as f:
+            proc = subprocess.Popen(
+                [exe, "director", "--config", config,
+                 "--id", "director", "--port", str(port),
+                 "--data-dir", os.path.join(state, "data"),
+                 "--outputs-dir", os.path.join(state, "outputs"),
+                 "--mlflow-dir", os.path.join(state, "mlflow")],
+                stdout=f, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        wait_listening(proc, log, "director")
+        print(f"director on 127.0.0.1:{port}, workers on {', '.join(addresses)}; logs in "
+              f"{out}/logs", file=sys.stderr)
+        args.director = f"http://127.0.0.1:{port}"
+        args.worker = addresses
+        return run(args)
+    finally:
+        stop_all(procs)
+
+
+def add_run_arguments(go):
+    go.add_argument("--algorithms", default="fedavg,fedprox,fedadam,scaffold",
+                    help="plugin names, or LABEL=PLUGIN (default fedavg,fedprox,fedadam,scaffold)")
+    go.add_argument("--rounds", type=int, default=20, help="largest round count (default 20)")
+    go.add_argument("--round-grid", default="",
+                    help="round counts to train, e.g. 1,2,4,8,16 (default: 1..--rounds)")
+    go.add_argument("--epochs", type=int, default=5, help="local epochs per round (default 5)")
+    go.add_argument("--seed", type=int, default=42)
+    go.add_argument("--target", type=float, default=0.5)
+    go.add_argument("--run-field", action="append", default=[], metavar="FIELD=JSON",
+                    help="a run field for every algorithm, e.g. lr=0.05 (defaults: the example "
+                         "job's Adam, lr 0.01, batch 32, NLLLoss)")
+    go.add_argument("--field", action="append", default=[], metavar="LABEL.FIELD=JSON",
+                    help="a strategy field, e.g. fedadam.server_lr=0.05 or fedprox.mu=0.01")
+    go.add_argument("--collaboration", default="strategies")
+    go.add_argument("--project", default="heart_noniid")
+    go.add_argument("--experiment", default="logreg")
+    go.add_argument("--participant-prefix", default="noniid_worker_")
+    go.add_argument("--timeout", type=float, default=3600, help="seconds per job")
+    go.add_argument("--csv", help="also write accuracy per (algorithm, rounds) here")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -391,24 +561,19 @@ def main():
     go.add_argument("--director", default="http://127.0.0.1:5000")
     go.add_argument("--worker", action="append", default=[], metavar="HOST:PORT",
                     help="a worker's REST address; four, in the order of worker_1 .. worker_4")
-    go.add_argument("--algorithms", default="fedavg,fedprox,fedadam,scaffold")
-    go.add_argument("--rounds", type=int, default=20, help="largest round count (default 20)")
-    go.add_argument("--round-grid", default="",
-                    help="round counts to train, e.g. 1,2,4,8,16 (default: 1..--rounds)")
-    go.add_argument("--epochs", type=int, default=5, help="local epochs per round (default 5)")
-    go.add_argument("--seed", type=int, default=42)
-    go.add_argument("--target", type=float, default=0.5)
-    go.add_argument("--run-field", action="append", default=[], metavar="FIELD=JSON",
-                    help="a run field for every algorithm, e.g. lr=0.05 (defaults: the example "
-                         "job's Adam, lr 0.01, batch 32, NLLLoss)")
-    go.add_argument("--field", action="append", default=[], metavar="ALGORITHM.FIELD=JSON",
-                    help="a strategy field, e.g. fedadam.server_lr=0.05 or fedprox.mu=0.01")
-    go.add_argument("--collaboration", default="strategies")
-    go.add_argument("--project", default="heart_noniid")
-    go.add_argument("--experiment", default="logreg")
-    go.add_argument("--participant-prefix", default="noniid_worker_")
-    go.add_argument("--timeout", type=float, default=3600, help="seconds per job")
-    go.add_argument("--csv", help="also write accuracy per (algorithm, rounds) here")
+    add_run_arguments(go)
+    loc = sub.add_parser("local", help="prepare, start workers and a director from a build "
+                                       "folder, run, stop them")
+    loc.add_argument("--build", required=True, help="build folder with bin/synergos and plugins/")
+    loc.add_argument("--out", help="working folder (default: a new temporary folder)")
+    loc.add_argument("--workers", type=int, default=4)
+    loc.add_argument("--alpha", type=float, default=0.5)
+    loc.add_argument("--evaluate-fraction", type=float, default=0.2)
+    loc.add_argument("--split-seed", type=int, default=7)
+    loc.add_argument("--iid", action="store_true")
+    loc.add_argument("--garbage-scale", type=float, default=0.0,
+                     help="> 0: the last worker replies scaled noise to train calls")
+    add_run_arguments(loc)
     bad = sub.add_parser("garbage-proxy", help="a faulty worker: forwards to a real one, "
                                                 "replies garbage weights to train calls")
     bad.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT")
@@ -423,6 +588,8 @@ def main():
     if args.command == "garbage-proxy":
         garbage_proxy(args)
         return 0
+    if args.command == "local":
+        return local(args)
     return run(args)
 
 
