@@ -359,14 +359,23 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     std::vector<sdk::Mutation> batch;
     // Unfinished jobs per grid, counting this batch's own jobs as they are placed, so one POST
     // with many combinations spreads across grids.
+    // Counted only when a job has grids to choose from: listing every stored job on each
+    // submit made submission cost grow with the store (the hot path of one-job POSTs).
     std::map<int, int> outstanding;
-    if (auto existing = store_.list(JobFilter{}); existing) {
-        for (const auto& j : *existing) {
-            if (!j.is_terminal()) {
-                outstanding[j.grid]++;
+    bool counted = false;
+    const auto choose = [&](const JobSpec& spec) {
+        if (!counted && spec.grids.is_array() && spec.grids.size() > 1) {
+            counted = true;
+            if (auto existing = store_.list(JobFilter{}); existing) {
+                for (const auto& j : *existing) {
+                    if (!j.is_terminal()) {
+                        outstanding[j.grid]++;
+                    }
+                }
             }
         }
-    }
+        return choose_grid(spec, outstanding);
+    };
     for (JobSpec& spec : specs) {
         JobRecord job;
         job.job_id = new_job_id();
@@ -374,7 +383,7 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         job.filters = spec.filters;
         job.keys = spec.keys;
         const bool on_director = runs_on_director(spec.process);
-        job.grid = on_director ? kDirectorGrid : spec.grid >= 0 ? spec.grid : choose_grid(spec, outstanding);
+        job.grid = on_director ? kDirectorGrid : spec.grid >= 0 ? spec.grid : choose(spec);
         job.max_attempts = options_.max_attempts;
         job.created_at = now_iso8601();
         JobMessage msg;

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: Apache-2.0
+// bench_jobs: end-to-end jobs per second through the job machinery on RabbitMQ (the director's
+// confirmed publish, a TTP running a no-op function and publishing its result, the director's
+// archival into sqlite) next to a bare rabbitmq-c publish-and-consume loop with the same
+// durability settings (bench/mq/amqp_baseline.hpp), measured in the same run against the same
+// broker, alternating rounds, median of the rounds.
+//
+// Usage: bench_jobs [--url amqp://...] [--jobs N] [--rounds R]
+
+#include <amqp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/jobs/job_service.hpp>
+#include <synergos/core/jobs/ttp_runner.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "amqp_baseline.hpp"
+#include "rabbitmq_queue.hpp"
+#include "sqlite_storage.hpp"
+
+namespace {
+
+namespace sdk = synergos::sdk;
+namespace jobs = synergos::core::jobs;
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct Config {
+    std::string url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    std::size_t jobs = 1000;
+    int rounds = 3;
+};
+
+std::string random_hex() {
+    std::random_device device;
+    std::ostringstream name;
+    name << std::hex << device() << device();
+    return name.str();
+}
+
+sdk::Options broker_options(const std::string& url) {
+    std::vector<char> buffer(url.begin(), url.end());
+    buffer.push_back('\0');
+    amqp_connection_info info{};
+    if (amqp_parse_url(buffer.data(), &info) != AMQP_STATUS_OK) {
+        throw std::runtime_error("'" + url + "' is not an amqp:// URL");
+    }
+    return sdk::Options(std::map<std::string, std::string>{{"host", info.host},
+                                                           {"port", std::to_string(info.port)},
+                                                           {"vhost", info.vhost},
+                                                           {"username", info.user},
+                                                           {"password", info.password}});
+}
+
+/// The no-op TTP function: returns at once; archival stores one small record per job.
+class NoopFunction final : public sdk::TtpFunction {
+public:
+    std::vector<std::string> processes() const override { return {"noop"}; }
+    sdk::Result<std::string> execute(sdk::JobContext& ctx, std::string_view) noexcept override {
+        return "{\"grid\":" + std::to_string(ctx.grid()) + "}";
+    }
+    sdk::Result<std::vector<sdk::Mutation>> archive(sdk::ArchiveContext&, std::string_view job_json,
+                                                    std::string_view outputs) noexcept override {
+        try {
+            const std::string id = json::parse(job_json).value("job_id", "");
+            return std::vector<sdk::Mutation>{
+                {sdk::WriteMode::Insert, "NoopResult", {{"job_id", id}}, std::string(outputs)}};
+        } catch (const std::exception& e) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, e.what()};
+        }
+    }
+};
+
+/// One director (sqlite store in a temp dir) and one TTP on grid 0, each with its own broker
+/// connection, under a queue prefix of their own.
+class Cluster {
+public:
+    explicit Cluster(const std::string& url)
+        : dir_(fs::temp_directory_path() / ("synergos-bench-jobs-" + random_hex())),
+          host_(dir_.string(), "bench"),
+          storage_(host_, sdk::Options(std::map<std::string, std::string>{
+                              {"path", (dir_ / "store.db").string()}})),
+          director_mq_(host_, broker_options(url)),
+          ttp_mq_(host_, broker_options(url)) {
+        fs::create_directories(dir_);
+        check(storage_.start(), "sqlite start");
+        check(director_mq_.start(), "director queue start");
+        check(ttp_mq_.start(), "TTP queue start");
+        jobs::FunctionRegistry registry{{"noop", &function_}};
+        topology_.prefix = "synergos-bench-" + random_hex();
+        jobs::JobServiceOptions so;
+        so.outputs_dir = (dir_ / "outputs").string();
+        so.topology = topology_;
+        service_ = std::make_unique<jobs::JobService>(storage_, director_mq_, host_.logger(),
+                                                      registry, nullptr, so);
+        check(service_->start(), "job service start");
+        jobs::TtpRunnerOptions to;
+        to.grid = 0;
+        to.ttp_id = "bench-ttp";
+        to.outputs_dir = so.outputs_dir;
+        to.topology = topology_;
+        runner_ = std::make_unique<jobs::TtpRunner>(ttp_mq_, host_.logger(), registry, nullptr,
+                                                    nullptr, to);
+        check(runner_->start(), "TTP start");
+    }
+    ~Cluster() {
+        runner_->stop();
+        service_->stop();
+        ttp_mq_.stop();
+        director_mq_.stop();
+        std::error_code ignored;
+        fs::remove_all(dir_, ignored);
+    }
+    Cluster(const Cluster&) = delete;
+    Cluster& operator=(const Cluster&) = delete;
+
+    const jobs::Topology& topology() const { return topology_; }
+
+    /// Submits `count` no-op jobs one by one (as the REST routes do) and waits until every one
+    /// is archived. Returns jobs per second over the whole span.
+    double run(std::size_t count) {
+        std::vector<std::string> ids;
+        ids.reserve(count);
+        const auto begin = Clock::now();
+        for (std::size_t i = 0; i < count; ++i) {
+            jobs::JobSpec spec;
+            spec.process = "noop";
+            spec.filters = {"c", "p", "e", "r"};
+            spec.keys = {{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e"},
+                         {"run_id", "r"}};
+            spec.grids = json::array(
+                {json::array({json{{"participant_id", "w"}, {"host", "127.0.0.1"}, {"port", 1}}})});
+            spec.grid = 0;
+            auto submitted = service_->submit({std::move(spec)});
+            if (!submitted) {
+                throw std::runtime_error("submit: " + submitted.error().message);
+            }
+            ids.push_back(submitted->front().job_id);
+        }
+        for (const auto& id : ids) {
+            auto job = service_->wait(id, std::chrono::minutes(5));
+            if (!job || job->state != "succeeded") {
+                throw std::runtime_error("job " + id + " did not succeed: " +
+                                         (job ? job->state + " " + job->reason
+                                              : job.error().message));
+            }
+        }
+        const double seconds = std::chrono::duration<double>(Clock::now() - begin).count();
+        return seconds > 0 ? static_cast<double>(count) / seconds : 0.0;
+    }
+
+private:
+    static void check(const sdk::Status& status, const char* what) {
+        if (!status) {
+            throw std::runtime_error(std::string(what) + ": " + status.message());
+        }
+    }
+
+    fs::path dir_;
+    sdk::testing::FakeHost host_;
+    synergos::plugins::sqlite::SqliteStorage storage_;
+    synergos::plugins::rabbitmq::RabbitMqQueue director_mq_;
+    synergos::plugins::rabbitmq::RabbitMqQueue ttp_mq_;
+    NoopFunction function_;
+    jobs::Topology topology_;
+    std::unique_ptr<jobs::JobService> service_;
+    std::unique_ptr<jobs::TtpRunner> runner_;
+};
+
+double median(std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return values[values.size() / 2];
+}
+
+Config parse(int argc, char** argv) {
+    Config c;
+    if (const char* url = std::getenv("SYNERGOS_BENCH_AMQP_URL")) {
+        c.url = url;
+    } else if (const char* test_url = std::getenv("SYNERGOS_TEST_AMQP_URL")) {
+        c.url = test_url;
+    }
+    for (int i = 1; i < argc; ++i) {
+        const std::string arg = argv[i];
+        if (i + 1 >= argc) {
+            throw std::runtime_error("option " + arg + " needs a value");
+        }
+        const std::string value = argv[++i];
+        if (arg == "--url") {
+            c.url = value;
+        } else if (arg == "--jobs") {
+            c.jobs = std::stoul(value);
+        } else if (arg == "--rounds") {
+            c.rounds = std::stoi(value);
+        } else {
+            throw std::runtime_error("unknown option " + arg +
+                                     " (use --url, --jobs, --rounds)");
+        }
+    }
+    if (c.jobs == 0 || c.rounds <= 0) {
+        throw std::runtime_error("--jobs and --rounds must be positive");
+    }
+    return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        const Config config = parse(argc, argv);
+        std::printf("bench_jobs: %zu jobs per round, median of %d rounds, broker %s\n",
+                    config.jobs, config.rounds,
+                    config.url.substr(config.url.find('@') + 1).c_str());
+        Cluster cluster(config.url);
+        cluster.run(std::min<std::size_t>(config.jobs, 50));  // warm-up: connections, queues
+        std::vector<double> baseline;
+        std::vector<double> end_to_end;
+        for (int round = 0; round < config.rounds; ++round) {
+            baseline.push_back(synergos::bench::mq::amqp_baseline_msgs_per_s(
+                config.url, "synergos-bench-jobs-baseline-" + random_hex(), config.jobs));
+            end_to_end.push_back(cluster.run(config.jobs));
+            std::printf("  round %d: baseline %8.0f msg/s   end-to-end %8.0f jobs/s\n", round + 1,
+                        baseline.back(), end_to_end.back());
+        }
+        const double base = median(baseline);
+        const double e2e = median(end_to_end);
+        std::printf(
+            "bare rabbitmq-c publish+consume (persistent, confirms, manual ack): %8.0f msg/s\n"
+            "end-to-end jobs (publish, TTP no-op, result, archival):             %8.0f jobs/s\n"
+            "ratio: %.2f (goal: at least 0.80)\n",
+            base, e2e, base > 0 ? e2e / base : 0.0);
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_jobs: %s\n", e.what());
+        return 1;
+    }
+}
