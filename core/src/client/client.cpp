@@ -88,17 +88,22 @@ std::string required_string(const json& obj, const std::string& field, const std
 struct Server {
     std::string host = "127.0.0.1";
     std::uint16_t port = 5000;
+    bool tls = false;
 };
 
 Server parse_server(const std::string& url) {
     std::string rest = url;
+    Server s;
     if (rest.rfind("http://", 0) == 0) {
         rest = rest.substr(7);
+    } else if (rest.rfind("https://", 0) == 0) {
+        rest = rest.substr(8);
+        s.tls = true;
+        s.port = 443;
     } else if (rest.find("://") != std::string::npos) {
-        throw Fail{2, "--server '" + url + "': only http:// is supported by this client"};
+        throw Fail{2, "--server '" + url + "': only http:// and https:// are supported"};
     }
     rest = rest.substr(0, rest.find('/'));
-    Server s;
     const auto colon = rest.rfind(':');
     s.host = rest.substr(0, colon);
     if (colon != std::string::npos) {
@@ -121,7 +126,31 @@ Server parse_server(const std::string& url) {
 /// A thin JSON-over-HTTP session with the director.
 class Api {
 public:
-    explicit Api(const ClientOptions& o) : o_(o), server_(parse_server(o.server)) {}
+    explicit Api(const ClientOptions& o)
+        : o_(o), server_(parse_server(o.server)), http_(http_options(server_, o)) {
+        token_ = o.token;
+        if (token_.empty() && !o.token_file.empty()) {
+            std::ifstream in(o.token_file, std::ios::binary);
+            std::ostringstream text;
+            text << in.rdbuf();
+            token_ = text.str();
+            token_.erase(0, token_.find_first_not_of(" \t\r\n"));
+            token_.erase(token_.find_last_not_of(" \t\r\n") + 1);
+            if (!in || token_.empty()) {
+                throw Fail{2, "--token-file '" + o.token_file + "': cannot read a token from it"};
+            }
+        }
+    }
+
+    static http::ClientOptions http_options(const Server& server, const ClientOptions& o) {
+        http::ClientOptions h;
+        h.tls.enabled = server.tls;
+        h.tls.ca_file = o.ca_file;
+        if (!o.ca_file.empty() && !server.tls) {
+            throw Fail{2, "--ca-file needs an https:// --server"};
+        }
+        return h;
+    }
 
     struct Reply {
         int status;
@@ -130,8 +159,8 @@ public:
 
     Reply call(const std::string& method, const std::string& path, const json& body = nullptr) {
         std::vector<std::pair<std::string, std::string>> headers;
-        if (!o_.token.empty()) {
-            headers.emplace_back("Authorization", "Bearer " + o_.token);
+        if (!token_.empty()) {
+            headers.emplace_back("Authorization", "Bearer " + token_);
         }
         auto r = http_.request(method, server_.host, server_.port, path, body.is_null() ? std::string() : body.dump(),
                                "application/json", std::chrono::seconds(60), headers);
@@ -139,6 +168,13 @@ public:
             throw Fail{2, "director at " + o_.server + " unreachable: " + r.error().message};
         }
         json parsed = json::parse(r->body, nullptr, false);
+        if (r->status == 401 || r->status == 403) {
+            const std::string why = parsed.is_object() ? parsed.value("message", r->body) : r->body;
+            throw Fail{2, "director at " + o_.server + " refused " + method + " " + path + " (" +
+                              std::to_string(r->status) + "): " + why +
+                              (token_.empty() ? " (give a token: --token-file F or $SYNERGOS_TOKEN)"
+                                              : "")};
+        }
         return {r->status, parsed.is_discarded() ? json{{"message", r->body}} : parsed};
     }
 
@@ -157,6 +193,7 @@ private:
     const ClientOptions& o_;
     Server server_;
     http::HttpClient http_;
+    std::string token_;
 };
 
 /// Creates a record, or updates it when it already exists (so a job file can be re-submitted).
@@ -639,6 +676,12 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
     if (const char* t = std::getenv("SYNERGOS_TOKEN")) {
         o.token = t;
     }
+    if (const char* t = std::getenv("SYNERGOS_TOKEN_FILE")) {
+        o.token_file = t;
+    }
+    if (const char* t = std::getenv("SYNERGOS_CA_FILE")) {
+        o.ca_file = t;
+    }
     std::string job_file;
     std::string state;
     for (int i = 2; i < argc; ++i) {
@@ -654,6 +697,8 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
                 std::cout << "Usage: synergos submit JOB.yaml [--server URL] [--token T] [--json] [--timeout S]\n"
                              "       synergos jobs [--state STATE] [--server URL] [--token T] [--json]\n"
                              "       synergos status [--server URL] [--token T] [--json]\n"
+                             "  --token-file F   read the bearer token from F ($SYNERGOS_TOKEN_FILE)\n"
+                             "  --ca-file F      with an https:// server: trust this CA ($SYNERGOS_CA_FILE)\n"
                              "The server defaults to $SYNERGOS_SERVER or http://127.0.0.1:5000; the token to "
                              "$SYNERGOS_TOKEN.\n";
                 return 0;
@@ -661,6 +706,10 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
                 o.server = value("--server");
             } else if (a == "--token") {
                 o.token = value("--token");
+            } else if (a == "--token-file") {
+                o.token_file = value("--token-file");
+            } else if (a == "--ca-file") {
+                o.ca_file = value("--ca-file");
             } else if (a == "--json") {
                 o.json = true;
             } else if (a == "--timeout") {

@@ -22,6 +22,8 @@ namespace synergos::core::client {
 struct ClientOptions {
     std::string server = "http://127.0.0.1:5000";  ///< director base URL
     std::string token;                              ///< bearer token, when the director wants one
+    std::string token_file;  ///< read the token from this file (when `token` is empty)
+    std::string ca_file;     ///< https: CA that the director's certificate must chain to
     bool json = false;                              ///< machine-readable output
     std::chrono::seconds timeout{7200};             ///< bound on the whole submit
     std::chrono::milliseconds poll{500};            ///< job polling period
@@ -45,8 +47,9 @@ int status(const ClientOptions& options, std::ostream& out, std::ostream& err);
 namespace synergos::core::client {
 
 /// Runs `synergos submit|jobs|status ...` when argv[1] names a client command; nullopt otherwise.
-/// Flags: `--server URL` (or $SYNERGOS_SERVER), `--token T` (or $SYNERGOS_TOKEN), `--json`,
-/// `--timeout SECONDS` (submit), `--state S` (jobs).
+/// Flags: `--server URL` (or $SYNERGOS_SERVER; https:// for TLS), `--token T` (or
+/// $SYNERGOS_TOKEN), `--token-file F` (or $SYNERGOS_TOKEN_FILE), `--ca-file F` (or
+/// $SYNERGOS_CA_FILE), `--json`, `--timeout SECONDS` (submit), `--state S` (jobs).
 std::optional<int> main_if_client(int argc, const char* const* argv);
 
 }  // namespace synergos::core::client

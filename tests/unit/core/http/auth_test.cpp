@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+
+#include <synergos/core/http/auth.hpp>
+
+namespace {
+
+using namespace synergos::core::http;
+
+TEST_CASE("authorize: scopes, schemes and open probes", "[unit][http][auth]") {
+    const std::vector<BearerToken> tokens = {{"admin-secret-0123456789", Scope::Admin, "a"},
+                                             {"read-secret-0123456789", Scope::Read, "r"}};
+    CHECK(authorize({}, "POST", "/x", "").status == 0);  // no tokens: no authentication
+    CHECK(authorize(tokens, "GET", "/healthz", "").status == 0);
+    CHECK(authorize(tokens, "GET", "/readyz", "").status == 0);
+    CHECK(authorize(tokens, "POST", "/healthz", "").status == 401);
+    CHECK(authorize(tokens, "GET", "/x", "").status == 401);
+    CHECK(authorize(tokens, "GET", "/x", "Bearer").status == 401);
+    CHECK(authorize(tokens, "GET", "/x", "Bearer ").status == 401);
+    CHECK(authorize(tokens, "GET", "/x", "Basic admin-secret-0123456789").status == 401);
+    CHECK(authorize(tokens, "GET", "/x", "Bearer admin-secret-012345678").status == 401);
+    CHECK(authorize(tokens, "GET", "/x", "Bearer admin-secret-01234567890").status == 401);
+    const auto read = authorize(tokens, "GET", "/x", "bearer read-secret-0123456789");
+    CHECK(read.status == 0);
+    REQUIRE(read.token != nullptr);
+    CHECK(read.token->label == "r");
+    CHECK(authorize(tokens, "HEAD", "/x", "Bearer read-secret-0123456789").status == 0);
+    for (const char* method : {"POST", "PUT", "PATCH", "DELETE"}) {
+        INFO(method);
+        const auto d = authorize(tokens, method, "/x", "Bearer read-secret-0123456789");
+        CHECK(d.status == 403);
+        CHECK(d.message.find("read-secret") == std::string::npos);
+        CHECK(authorize(tokens, method, "/x", "Bearer admin-secret-0123456789 ").status == 0);
+    }
+}
+
+TEST_CASE("constant_time_equals compares whole values", "[unit][http][auth]") {
+    CHECK(constant_time_equals("abcdef", "abcdef"));
+    CHECK_FALSE(constant_time_equals("abcdeg", "abcdef"));
+    CHECK_FALSE(constant_time_equals("abcde", "abcdef"));
+    CHECK_FALSE(constant_time_equals("abcdefabcdef", "abcdef"));
+    CHECK_FALSE(constant_time_equals("", ""));  // an empty secret never matches
+    CHECK_FALSE(constant_time_equals("x", ""));
+}
+
+}  // namespace
