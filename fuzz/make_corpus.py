@@ -185,10 +185,11 @@ def seeds_http():
     ]
     write("http", "journey", b"".join(journey))
     write("http", "journey-models", b"".join(journey[:7]) + request(
-        "POST", "/ttp/train/collaborations/c1/projects/p1/models/e1/r1", {}) + request(
+        "POST", "/ttp/train/collaborations/c1/projects/p1/models/e1/r1", {"auto_align": False}) + request(
         "GET", "/v1/jobs/?state=queued&grid=0"))
     write("http", "evaluate", b"".join(journey[:7]) + request(
-        "POST", "/ttp/evaluate/collaborations/c1/projects/p1/validations/e1/r1", {}) + request(
+        "POST", "/ttp/evaluate/collaborations/c1/projects/p1/validations/e1/r1",
+        {"auto_align": False}) + request(
         "POST", "/ttp/evaluate/participants/w1/collaborations/c1/predictions/p1/e1/r1",
         {"tags": {"predict": [["data1", "iid_1"]]}}))
     write("http", "crud", b"".join([

@@ -15,9 +15,12 @@
 
 #include <stdlib.h>
 
+#include <array>
 #include <cctype>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <sstream>
@@ -36,6 +39,7 @@
 #include <synergos/core/roles/director_routes.hpp>
 #include <synergos/sdk/host.hpp>
 #include <synergos/sdk/log.hpp>
+#include <synergos/sdk/ttp_function.hpp>
 
 #include "fuzz_common.hpp"
 #include "memory_queue.hpp"
@@ -50,7 +54,7 @@ namespace http = synergos::core::http;
 namespace sdk = synergos::sdk;
 using synergos::fuzz::check;
 
-constexpr int kMaxRequests = 8;
+constexpr int kMaxRequests = 12;
 constexpr std::size_t kBodyLimit = 1 << 20;    // the server's option, kept small here
 constexpr std::size_t kHeaderLimit = 16 * 1024;  // the server's default
 constexpr std::size_t kMaxJsonDepth = 64;        // the server's default
@@ -86,6 +90,25 @@ private:
     CheckingLogger logger_;
 };
 
+/// Registered so that the director accepts alignment, training and evaluation requests (its
+/// routes only check that the module is active). Nothing consumes the grid queues in this
+/// process, so neither entry point is ever reached; both refuse if one were.
+class QueuedOnlyFunction final : public sdk::TtpFunction {
+public:
+    explicit QueuedOnlyFunction(std::string process) : process_(std::move(process)) {}
+    std::vector<std::string> processes() const override { return {process_}; }
+    sdk::Result<std::string> execute(sdk::JobContext&, std::string_view) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "no TTP runs in the http fuzzer"};
+    }
+    sdk::Result<std::vector<sdk::Mutation>> archive(sdk::ArchiveContext&, std::string_view,
+                                                    std::string_view) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "no TTP runs in the http fuzzer"};
+    }
+
+private:
+    std::string process_;
+};
+
 struct TempDir {
     TempDir() {
         std::string pattern = (fs::temp_directory_path() / "synergos-fuzz-http-XXXXXX").string();
@@ -116,9 +139,12 @@ struct Director {
         check(queue.start().is_ok(), "the memory queue does not start");
         synergos::core::jobs::JobServiceOptions job_options;
         job_options.outputs_dir = dir.path + "/outputs";
+        synergos::core::jobs::FunctionRegistry registry;
+        for (auto& function : functions) {
+            registry[function.processes().front()] = &function;
+        }
         jobs = std::make_unique<synergos::core::jobs::JobService>(
-            storage, queue, host.logger(), synergos::core::jobs::FunctionRegistry{}, nullptr,
-            job_options);
+            storage, queue, host.logger(), registry, nullptr, job_options);
         check(jobs->start().is_ok(), "the job service does not start");
         synergos::core::rest::register_connect_routes(router, storage, host.logger());
         synergos::core::roles::register_director_routes(router,
@@ -145,6 +171,11 @@ struct Director {
     FuzzHost host;
     synergos::plugins::sqlite::SqliteStorage storage;
     synergos::plugins::memory::MemoryQueue queue;
+    std::array<QueuedOnlyFunction, 5> functions{QueuedOnlyFunction("preprocess"),
+                                                QueuedOnlyFunction("train"),
+                                                QueuedOnlyFunction("validate"),
+                                                QueuedOnlyFunction("predict"),
+                                                QueuedOnlyFunction("optimize")};
     std::unique_ptr<synergos::core::jobs::JobService> jobs;
     http::Router router;
 };
@@ -238,6 +269,8 @@ std::size_t parse_one(std::string_view rest, bhttp::request_parser<bhttp::string
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     static std::unique_ptr<Director> director;
     static int runs = 0;
+    // SYNERGOS_FUZZ_TRACE=1: print each request and its answer (to read what an input does).
+    static const bool trace = std::getenv("SYNERGOS_FUZZ_TRACE") != nullptr;
     if (!director || ++runs % kRebuildEvery == 0) {
         director.reset();
         director = std::make_unique<Director>();
@@ -257,6 +290,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const bool keep_alive = raw.keep_alive();
         http::Request request = to_request(raw);
         const http::Response response = director->router.route(request);
+        if (trace) {
+            std::fprintf(stderr, "%s %s -> %d %.200s\n", request.method.c_str(),
+                         request.target.c_str(), response.status, response.body.c_str());
+        }
         check_response(request, response);
         serialise(response, version);
         if (!keep_alive) {
