@@ -123,7 +123,7 @@ inline void cancel_queued_and_running(Backend backend) {
         if (h.service->get(running)->state == "running") {
             break;
         }
-        h.service->wait(running, 50ms);
+        (void)h.service->wait(running, 50ms);  // wakes on any job change, bounded
     }
     REQUIRE(h.service->get(running)->state == "running");
     auto q = h.service->get(queued);
