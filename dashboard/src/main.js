@@ -199,6 +199,16 @@ function loss_chart(history) {
     return holder;
 }
 
+/// A statistic: per-class lists show their mean (the classes in the tooltip).
+function stat_cell(v) {
+    if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) {
+        const mean = v.reduce((a, b) => a + b, 0) / v.length;
+        return h('td', { title: `per class: ${v.map((x) => fmt(x)).join(', ')}` }, fmt(mean),
+            h('span', { class: 'note' }, ` (mean of ${v.length})`));
+    }
+    return h('td', {}, fmt(v));
+}
+
 function kv_table(obj, testid) {
     const rows = Object.entries(obj || {}).filter(([, v]) => v !== null && v !== '' && typeof v !== 'object');
     return table(['name', 'value'], rows.map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, fmt(v)))),
@@ -232,9 +242,10 @@ async function page_run(jobId) {
             Object.keys(v.statistics || {}).forEach((k) => stats.add(k));
         }
         const names = [...stats];
-        body.push(table(['participant', 'split'].concat(names), d.validations.map((v) => h('tr', {},
+        const rows = d.validations.map((v) => h('tr', {},
             h('td', {}, v.participant_id), h('td', {}, v.meta),
-            names.map((n) => h('td', {}, fmt(v.statistics[n])))), { 'data-testid': 'metrics' })));
+            names.map((n) => stat_cell(v.statistics[n]))));
+        body.push(table(['participant', 'split'].concat(names), rows, { 'data-testid': 'metrics' }));
     } else {
         body.push(h('p', { class: 'empty', 'data-testid': 'metrics-empty' }, 'no validation yet'));
     }
@@ -265,20 +276,24 @@ async function page_optimizations() {
     const body = [h('h1', {}, 'Optimizations')];
     if (jobs.length === 0) {
         body.push(h('p', { class: 'empty', 'data-testid': 'optimizations-empty' },
-            'No hyper-parameter search has run (POST .../optimizations with the optimize module active).'));
+            'No hyper-parameter search yet (POST .../optimizations with the optimize module active).'));
     }
     for (const j of jobs) {
-        const d = await api.run(j.job_id);
-        const trials = (d.trials || []).slice().sort((a, b) => (a.score ?? Infinity) - (b.score ?? Infinity));
-        const best = d.best_trial;
+        const o = (await api.run(j.job_id)).optimization || {};
+        const max = o.optimize_mode === 'max';
+        const scored = (t) => (typeof t.score === 'number' ? t.score : (max ? -Infinity : Infinity));
+        const trials = (o.trials || []).slice().sort((a, b) => (max ? scored(b) - scored(a) : scored(a) - scored(b)));
+        const best = o.best;
         body.push(h('section', { 'data-testid': `optimization-${j.job_id}` },
             h('h2', {}, `${job_label(j)} (${j.state})`),
-            best ? h('p', { class: 'best' }, `best: trial ${fmt(best.trial)} score ${fmt(best.score)} `,
-                h('code', {}, JSON.stringify(best.params || best.parameters || {}))) : null,
-            table(['trial', 'score', 'state', 'parameters'], trials.map((t) => h('tr', {
-                class: best && t.trial === best.trial ? 'best-row' : '' },
-                h('td', {}, fmt(t.trial)), h('td', {}, fmt(t.score)), h('td', {}, t.state || ''),
-                h('td', {}, h('code', {}, JSON.stringify(t.params || t.parameters || {}))))))));
+            h('p', {}, `metric ${o.metric || '?'} (${max ? 'higher' : 'lower'} is better), `,
+                `${o.finished ?? 0} of ${o.total ?? trials.length} trials done`, o.failed ? `, ${o.failed} failed` : ''),
+            best ? h('p', { class: 'best', 'data-testid': 'best-trial' }, `best: ${best.run_id} score ${fmt(best.score)} `,
+                h('code', {}, JSON.stringify(best.hyperparameters || {}))) : null,
+            table(['trial', 'score', 'state', 'hyper-parameters'], trials.map((t) => h('tr', {
+                class: best && t.run_id === best.run_id ? 'best-row' : '' },
+                h('td', {}, t.run_id), h('td', {}, fmt(t.score)), h('td', {}, t.state || ''),
+                h('td', {}, h('code', {}, JSON.stringify(t.hyperparameters || {}))))))));
     }
     return body;
 }

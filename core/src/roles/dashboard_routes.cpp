@@ -542,9 +542,18 @@ private:
             data["history_source"] = "live";
         }
         if (j.process == "optimize") {
+            // The optimize function's summary: {metric, optimize_mode, trials: [{run_id,
+            // hyperparameters, state, score, ...}], best, finished, total}; progress until done.
             const json& src = j.outputs.contains("trials") ? j.outputs : j.progress;
-            data["trials"] = src.value("trials", json::array());
-            data["best_trial"] = src.value("best", json(nullptr));
+            json o = json::object();
+            for (const char* k : {"metric", "optimize_mode", "strategy", "finished", "failed", "total"}) {
+                if (src.contains(k)) {
+                    o[k] = src[k];
+                }
+            }
+            o["trials"] = src.contains("trials") && src["trials"].is_array() ? src["trials"] : json::array();
+            o["best"] = src.contains("best") ? src["best"] : json(nullptr);
+            data["optimization"] = std::move(o);
         }
         if (j.filters.size() >= 4) {
             const std::string &c = j.filters[0], &p = j.filters[1], &e = j.filters[2],

@@ -1,0 +1,364 @@
+// SPDX-License-Identifier: Apache-2.0
+// Acceptance test of the web dashboard (issue 10): a standalone director and two workers run a
+// real federated training of heart_disease; headless Chromium (Debian's, driven by
+// playwright-core) watches the jobs page advance round by round without a reload, cancels a
+// queued job, opens the run page and finds the loss chart and the validation metrics.
+// Screenshots of every page go to --artifacts.
+//
+//   node dashboard_e2e.mjs --exe <synergos> --source <repo> --node-modules <dir with playwright-core>
+//                          --artifacts <dir> [--chromium /usr/bin/chromium] [--rounds 8]
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+    if (a.startsWith('--')) {
+        acc.push([a.slice(2), all[i + 1]]);
+    }
+    return acc;
+}, []));
+for (const need of ['exe', 'source', 'node-modules', 'artifacts']) {
+    if (!args[need]) {
+        console.error(`dashboard_e2e: missing --${need}`);
+        process.exit(2);
+    }
+}
+const chromiumPath = args.chromium || '/usr/bin/chromium';
+const rounds = Number(args.rounds || 8);
+const require = createRequire(path.join(path.resolve(args['node-modules']), 'package.json'));
+const { chromium } = require('playwright-core');
+
+const artifacts = path.resolve(args.artifacts);
+fs.rmSync(artifacts, { recursive: true, force: true });
+fs.mkdirSync(artifacts, { recursive: true });
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'synergos-dashboard-'));
+const children = [];
+const T0 = Date.now();
+
+function log(...m) {
+    console.log(`[${((Date.now() - T0) / 1000).toFixed(1)}s]`, ...m);
+}
+
+function fail(message) {
+    throw new Error(message);
+}
+
+/// Polls `probe` until it returns a truthy value; fails naming `what` after `timeoutMs`.
+async function until(what, probe, timeoutMs = 60000, everyMs = 200) {
+    const deadline = Date.now() + timeoutMs;
+    let last;
+    for (;;) {
+        try {
+            const v = await probe();
+            if (v) {
+                return v;
+            }
+        } catch (e) {
+            last = e;
+        }
+        if (Date.now() > deadline) {
+            fail(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+        }
+        await new Promise((r) => setTimeout(r, everyMs));
+    }
+}
+
+/// Starts a `synergos` role and resolves with its port once it prints "listening on".
+function start(name, argv) {
+    const logFile = path.join(artifacts, `${name}.log`);
+    const out = fs.openSync(logFile, 'w');
+    const child = spawn(args.exe, argv, { stdio: ['ignore', 'pipe', out] });
+    children.push(child);
+    return new Promise((resolve, reject) => {
+        let text = '';
+        const timer = setTimeout(() => reject(new Error(`${name} did not start within 60 s (see ${logFile})`)), 60000);
+        child.stdout.on('data', (chunk) => {
+            fs.appendFileSync(logFile, chunk);
+            text += chunk.toString();
+            const m = text.match(/listening on http:\/\/[^:]+:(\d+)/);
+            if (m) {
+                clearTimeout(timer);
+                resolve(Number(m[1]));
+            }
+        });
+        child.on('exit', (code) => {
+            clearTimeout(timer);
+            reject(new Error(`${name} exited with ${code} before listening (see ${logFile})`));
+        });
+    });
+}
+
+async function stopAll() {
+    await Promise.all(children.map((c) => new Promise((resolve) => {
+        if (c.exitCode !== null || c.signalCode !== null) {
+            resolve();
+            return;
+        }
+        const timer = setTimeout(() => c.kill('SIGKILL'), 20000);
+        c.on('exit', () => {
+            clearTimeout(timer);
+            resolve();
+        });
+        c.kill('SIGTERM');
+    })));
+}
+
+let base = '';
+async function api(method, p, body) {
+    const init = { method, headers: {}, signal: AbortSignal.timeout(30000) };
+    if (body !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(body);
+    }
+    const resp = await fetch(base + p, init);
+    const json = await resp.json().catch(() => null);
+    if (!resp.ok) {
+        fail(`${method} ${p}: HTTP ${resp.status} ${JSON.stringify(json)}`);
+    }
+    return json;
+}
+
+async function job(id) {
+    return (await api('GET', `/v1/jobs/${id}`)).data;
+}
+
+async function waitJob(id, states, timeoutMs) {
+    return until(`job ${id} to reach ${states}`, async () => {
+        const j = await job(id);
+        if (j.state === 'failed' && !states.includes('failed')) {
+            fail(`job ${id} failed: ${j.reason}`);
+        }
+        return states.includes(j.state) ? j : null;
+    }, timeoutMs, 300);
+}
+
+async function main() {
+    const src = path.resolve(args.source);
+    const data = path.join(src, 'examples/data');
+    const ports = {};
+    for (const w of ['a', 'b']) {
+        ports[w] = await start(`worker_${w}`, ['worker', '--config', path.join(src, 'configs/worker.yaml'),
+            '--id', `worker_${w}`, '--port', '0', '--data-dir', data,
+            '--outputs-dir', path.join(work, `worker_${w}/outputs`), '--mlflow-dir', path.join(work, `worker_${w}/mlflow`)]);
+    }
+    const dport = await start('director', ['director', '--config', path.join(src, 'configs/director-standalone.yaml'),
+        '--id', 'director', '--port', '0', '--data-dir', path.join(work, 'director/data'),
+        '--outputs-dir', path.join(work, 'director/outputs'), '--mlflow-dir', path.join(work, 'mlflow')]);
+    base = `http://127.0.0.1:${dport}`;
+    log(`director on ${base}, workers on ${ports.a} and ${ports.b}`);
+
+    // The heart_disease example, as examples/heart_disease/job.yaml describes it.
+    const C = '/ttp/connect/collaborations';
+    await api('POST', C, { collab_id: 'heart_collab' });
+    await api('POST', `${C}/heart_collab/projects`, { project_id: 'heart_project', action: 'classify',
+        incentives: { tier_1: [], tier_2: [] } });
+    const model = JSON.parse(fs.readFileSync(path.join(data, 'heart_disease/architecture.json'), 'utf8'));
+    const P = `${C}/heart_collab/projects/heart_project`;
+    await api('POST', `${P}/experiments`, { expt_id: 'heart_expt', model });
+    const run = (id, n) => ({ run_id: id, algorithm: 'FedAvg', rounds: n, epochs: 3, batch_size: 32,
+        optimizer: 'Adam', lr: 0.01, criterion: 'NLLLoss', lr_scheduler: '', patience: 100, seed: 42 });
+    await api('POST', `${P}/experiments/heart_expt/runs`, run('watched_run', rounds));
+    await api('POST', `${P}/experiments/heart_expt/runs`, run('queued_run', 2));
+    const hospitals = [['hospital_a', 'host', ports.a, 'data1', 'iid_1', 'non_iid_1'],
+        ['hospital_b', 'guest', ports.b, 'data2', 'iid_2', 'non_iid_2']];
+    for (const [id, role, port, folder, train, evaluate] of hospitals) {
+        await api('POST', '/ttp/connect/participants', { id });
+        await api('POST', `${P}/participants/${id}/registration`, { role, n_count: 1,
+            node_0: { host: '127.0.0.1', port, f_port: port, log_msgs: false, verbose: false } });
+        await api('POST', `${P}/participants/${id}/registration/tags`, {
+            train: [['heart_disease', folder, train]], evaluate: [['heart_disease', folder, evaluate]],
+            predict: [] });
+    }
+    const T = '/ttp/train/collaborations/heart_collab/projects/heart_project';
+    const align = (await api('POST', `${T}/alignments`, {})).jobs[0];
+    await waitJob(align.job_id, ['succeeded'], 120000);
+    const watched = (await api('POST', `${T}/models/heart_expt/watched_run`, {})).jobs[0];
+    const queued = (await api('POST', `${T}/models/heart_expt/queued_run`, {})).jobs[0];
+    log(`training job ${watched.job_id} (${rounds} rounds), queued job ${queued.job_id}`);
+
+    const browser = await chromium.launch({
+        executablePath: chromiumPath,
+        headless: true,
+        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    try {
+        const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+        const page = await context.newPage();
+        const consoleErrors = [];
+        page.on('console', (m) => {
+            if (m.type() === 'error') {
+                consoleErrors.push(m.text());
+            }
+        });
+        page.on('pageerror', (e) => consoleErrors.push(e.message));
+        const shot = async (name) => {
+            await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+            log(`screenshot ${name}.png`);
+        };
+
+        // 1. The jobs page follows the training round by round, without reloading.
+        await page.goto(`${base}/#/jobs`);
+        await page.evaluate(() => { window.__sameDocument = true; });
+        const roundCell = page.locator(`[data-testid="round-${watched.job_id}"]`);
+        const seen = [];
+        await until('the jobs page to show several rounds of the training', async () => {
+            if (await roundCell.count() === 1) {
+                const m = (await roundCell.textContent()).match(/round (\d+) \/ (\d+)/);
+                if (m && Number(m[2]) !== rounds) {
+                    fail(`the page shows ${m[2]} rounds, the run has ${rounds}`);
+                }
+                if (m && (seen.length === 0 || seen[seen.length - 1] !== Number(m[1]))) {
+                    seen.push(Number(m[1]));
+                    log(`jobs page: round ${m[1]} / ${m[2]}`);
+                }
+            }
+            return seen.length >= 3;
+        }, 300000, 100);
+        for (let i = 1; i < seen.length; ++i) {
+            if (seen[i] <= seen[i - 1]) {
+                fail(`rounds went backwards on the page: ${seen.join(', ')}`);
+            }
+        }
+        if (!(await page.evaluate(() => window.__sameDocument === true))) {
+            fail('the jobs page reloaded to show progress');
+        }
+        // The queued job waits behind the training and says so.
+        const queuedRow = page.locator(`[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`);
+        await until('the queued job on the jobs page', async () => (await queuedRow.count()) === 1, 10000);
+        await shot('jobs-running');
+
+        // 2. The live run page draws the rounds so far.
+        await page.goto(`${base}/#/run/${watched.job_id}`);
+        await until('the live loss chart', async () => {
+            const n = await page.locator('[data-testid="loss-chart"]').getAttribute('data-rounds', { timeout: 1000 });
+            return Number(n) >= 1;
+        }, 60000);
+        await shot('run-live');
+
+        // 3. Cancel the queued job from the jobs page.
+        await page.goto(`${base}/#/jobs`);
+        page.once('dialog', (d) => d.accept());
+        await queuedRow.locator('button.cancel').click({ timeout: 10000 });
+        await until('the cancelled job under "Failed or cancelled"', async () =>
+            (await page.locator(`[data-testid="jobs-failed"] tr[data-job="${queued.job_id}"] td.state`)
+                .textContent({ timeout: 1000 })) === 'cancelled', 15000);
+        const cancelled = await job(queued.job_id);
+        if (cancelled.state !== 'cancelled') {
+            fail(`the API says the queued job is ${cancelled.state}, not cancelled`);
+        }
+        log('queued job cancelled from the page');
+
+        // 4. The training finishes; its run page shows every round, per participant and global.
+        const done = await waitJob(watched.job_id, ['succeeded'], 600000);
+        await until('the jobs page to show the training finished', async () =>
+            (await page.locator(`[data-testid="jobs-finished"] tr[data-job="${watched.job_id}"]`).count()) === 1, 15000);
+        await shot('jobs');
+        const V = '/ttp/evaluate/collaborations/heart_collab/projects/heart_project';
+        const val = (await api('POST', `${V}/validations/heart_expt/watched_run`, {})).jobs[0];
+        await waitJob(val.job_id, ['succeeded'], 180000);
+        log(`training ran ${done.outputs?.summary?.rounds_run} rounds; validation done`);
+
+        await page.goto(`${base}/#/run/${watched.job_id}`);
+        const chart = page.locator('[data-testid="loss-chart"]');
+        await until('the full loss chart', async () =>
+            Number(await chart.getAttribute('data-rounds', { timeout: 1000 })) === rounds, 30000);
+        if ((await chart.locator('canvas').count()) < 1) {
+            fail('the loss chart has no canvas');
+        }
+        const legend = (await chart.textContent()) || '';
+        for (const series of ['global train', 'global evaluate', 'hospital_a', 'hospital_b']) {
+            if (!legend.includes(series)) {
+                fail(`the loss chart has no series '${series}' (legend: ${legend})`);
+            }
+        }
+        const metrics = page.locator('[data-testid="metrics"]');
+        await until('the validation metrics table', async () => (await metrics.count()) === 1, 30000);
+        const metricsText = await metrics.textContent();
+        for (const needed of ['hospital_a', 'hospital_b', 'accuracy']) {
+            if (!metricsText.includes(needed)) {
+                fail(`the metrics table lacks '${needed}': ${metricsText}`);
+            }
+        }
+        const accuracy = await metrics.locator('tbody tr').first().locator('td').nth(
+            (await metrics.locator('thead th').allTextContents()).indexOf('accuracy')).textContent();
+        // Per-class statistics show their mean first: "0.5612 (mean of 5)".
+        if (!(parseFloat(accuracy) > 0 && parseFloat(accuracy) <= 1)) {
+            fail(`accuracy '${accuracy}' is not a fraction`);
+        }
+        const hp = await page.locator('[data-testid="hyperparameters"]').textContent();
+        if (!hp.includes('rounds') || !hp.includes(String(rounds))) {
+            fail(`the hyper-parameters table lacks rounds=${rounds}: ${hp}`);
+        }
+        if ((await page.locator('[data-testid="model-link"]').count()) !== 1 ||
+            (await page.locator('[data-testid="mlflow-link"]').count()) !== 1) {
+            fail('the run page has no model or MLflow link');
+        }
+        const modelHref = await page.locator('[data-testid="model-link"]').getAttribute('href');
+        const modelRecord = await api('GET', modelHref);
+        if (!modelRecord.data || modelRecord.data.length !== 1) {
+            fail(`the model link ${modelHref} does not answer the model record`);
+        }
+        log(`run page: chart with ${rounds} rounds, accuracy ${accuracy}`);
+        await shot('run');
+
+        // 5. The other pages, with their content.
+        await page.goto(`${base}/#/cluster`);
+        for (const w of ['hospital_a', 'hospital_b']) {
+            await until(`${w} healthy on the cluster page`, async () =>
+                (await page.locator(`[data-testid="worker-${w}"] td.health`).textContent({ timeout: 1000 })) === 'ok', 15000);
+        }
+        await until('the embedded TTP on the cluster page', async () =>
+            ((await page.locator('[data-testid="grid-0"]').textContent({ timeout: 1000 })) || '').includes('director/ttp-0'), 15000);
+        await shot('cluster');
+        await page.goto(`${base}/#/tree`);
+        await until('the collaboration tree', async () => {
+            const t = (await page.locator('[data-testid="tree"]').textContent({ timeout: 1000 })) || '';
+            return ['heart_collab', 'heart_project', 'heart_expt', 'watched_run', 'queued_run'].every((s) => t.includes(s));
+        }, 15000);
+        await shot('tree');
+        await page.goto(`${base}/#/optimizations`);
+        await until('the optimizations page', async () =>
+            (await page.locator('h1').textContent({ timeout: 1000 })) === 'Optimizations', 15000);
+        await shot('optimizations');
+
+        // 6. Static files: content types, cache headers, no traversal.
+        const index = await fetch(`${base}/`);
+        if (!index.headers.get('content-type').startsWith('text/html') || index.headers.get('cache-control') !== 'no-cache') {
+            fail(`/ answers ${index.headers.get('content-type')} with cache ${index.headers.get('cache-control')}`);
+        }
+        const js = (await index.text()).match(/\/assets\/[A-Za-z0-9._-]+\.js/)[0];
+        const asset = await fetch(base + js);
+        if (!asset.headers.get('content-type').startsWith('text/javascript') ||
+            !asset.headers.get('cache-control').includes('immutable')) {
+            fail(`${js} answers ${asset.headers.get('content-type')}, ${asset.headers.get('cache-control')}`);
+        }
+        for (const bad of ['/assets/..%2f..%2fconfigs%2fworker.yaml', '/assets/%2e%2e', '/assets/../index.html']) {
+            const r = await fetch(base + bad);
+            if (r.status !== 404 && r.status !== 400) {
+                fail(`${bad} answered ${r.status}`);
+            }
+        }
+        if (consoleErrors.length) {
+            fail(`the page logged errors: ${consoleErrors.join(' | ')}`);
+        }
+        await context.close();
+    } finally {
+        await browser.close();
+    }
+}
+
+let code = 0;
+try {
+    await main();
+    log('dashboard e2e: ok');
+} catch (e) {
+    console.error(`dashboard e2e: FAILED: ${e.stack || e.message}`);
+    code = 1;
+} finally {
+    await stopAll();
+    fs.rmSync(work, { recursive: true, force: true });
+}
+process.exit(code);

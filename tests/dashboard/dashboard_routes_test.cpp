@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: Apache-2.0
+// The director's dashboard routes on a real store, job service and queue: static files (types,
+// caching, traversal), the cluster page's worker health against real HTTP servers, job
+// listings with live round history, and the collaboration tree.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <synergos/core/http/router.hpp>
+#include <synergos/core/http/server.hpp>
+#include "dashboard_routes.hpp"
+#include "jobs_harness.hpp"
+
+namespace {
+
+using synergos::test::Backend;
+using synergos::test::Harness;
+using namespace synergos;
+namespace http = synergos::core::http;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+void write(const fs::path& p, const std::string& text) {
+    fs::create_directories(p.parent_path());
+    std::ofstream(p, std::ios::binary) << text;
+}
+
+http::Response get(const http::Router& router, const std::string& target,
+                   std::map<std::string, std::string> headers = {}) {
+    http::Request req;
+    req.method = "GET";
+    req.target = target;
+    const auto q = target.find('?');
+    req.path = target.substr(0, q);
+    req.query = q == std::string::npos ? "" : target.substr(q + 1);
+    req.headers = std::move(headers);
+    return router.route(req);
+}
+
+json data_of(const http::Response& r) {
+    INFO(r.body);
+    REQUIRE(r.status == 200);
+    return json::parse(r.body).at("data");
+}
+
+void insert(sdk::StorageBackend& s, const std::string& kind, sdk::Key key, json doc) {
+    REQUIRE(s.apply({{sdk::WriteMode::Insert, kind, std::move(key), doc.dump()}}));
+}
+
+struct Fixture {
+    Harness h{Backend::Memory, 1};
+    fs::path www = h.dir / "www";
+    http::Router router;
+
+    explicit Fixture(bool with_files = true) {
+        if (with_files) {
+            write(www / "index.html",
+                  "<!doctype html><script src=\"/assets/app-1a2b.js\"></script>");
+            write(www / "assets" / "app-1a2b.js", "console.log('dashboard');");
+            write(www / "assets" / "style-9f.css", "body{}");
+            write(h.dir / "secret.txt", "not to be served");
+            fs::create_symlink(h.dir / "secret.txt", www / "assets" / "link.js");
+        }
+        h.start_director();
+        core::roles::register_dashboard_routes(
+            router, {*h.storage, *h.service, h.host.logger(), www.string(),
+                     (h.dir / "outputs").string(), "", ""});
+    }
+};
+
+}  // namespace
+
+TEST_CASE("the page and its assets are served with their types and cache headers", "[dashboard]") {
+    Fixture f;
+    auto index = get(f.router, "/");
+    REQUIRE(index.status == 200);
+    CHECK(index.content_type == "text/html; charset=utf-8");
+    CHECK(index.header("Cache-Control") == "no-cache");
+    CHECK(index.body.find("/assets/app-1a2b.js") != std::string::npos);
+    const std::string etag = index.header("ETag");
+    REQUIRE_FALSE(etag.empty());
+    auto again = get(f.router, "/", {{"if-none-match", etag}});
+    CHECK(again.status == 304);
+    CHECK(again.body.empty());
+    CHECK(get(f.router, "/index.html").status == 200);
+
+    auto js = get(f.router, "/assets/app-1a2b.js");
+    REQUIRE(js.status == 200);
+    CHECK(js.content_type == "text/javascript; charset=utf-8");
+    CHECK(js.header("Cache-Control") == "public, max-age=31536000, immutable");
+    CHECK(js.header("X-Content-Type-Options") == "nosniff");
+    CHECK(js.body == "console.log('dashboard');");
+    CHECK(get(f.router, "/assets/style-9f.css").content_type == "text/css; charset=utf-8");
+}
+
+TEST_CASE("no request reads outside the dashboard folder", "[dashboard]") {
+    Fixture f;
+    for (const char* bad :
+         {"/assets/..%2fsecret.txt", "/assets/..%2f..%2fsecret.txt", "/assets/%2e%2e",
+          "/assets/.hidden", "/assets/../secret.txt", "/assets/link.js", "/assets/missing.js",
+          "/assets/a%00.js", "/assets/", "/secret.txt"}) {
+        INFO(bad);
+        auto r = get(f.router, bad);
+        CHECK((r.status == 404 || r.status == 400));
+        CHECK(r.body.find("not to be served") == std::string::npos);
+    }
+    CHECK(core::roles::is_safe_asset_name("index-Dvj56Xn6.js"));
+    CHECK_FALSE(core::roles::is_safe_asset_name(".."));
+    CHECK_FALSE(core::roles::is_safe_asset_name("a/b.js"));
+    CHECK_FALSE(core::roles::is_safe_asset_name(std::string(256, 'a')));
+    CHECK(core::roles::content_type_for("x.SVG") == "image/svg+xml");
+    CHECK(core::roles::content_type_for("x.bin") == "application/octet-stream");
+}
+
+TEST_CASE("without a built dashboard the page says where it looked", "[dashboard]") {
+    Fixture f(false);
+    auto r = get(f.router, "/");
+    CHECK(r.status == 404);
+    CHECK(r.body.find("not installed") != std::string::npos);
+    CHECK(r.body.find(f.www.string()) != std::string::npos);
+    // The API routes work regardless.
+    CHECK(get(f.router, "/v1/dashboard/jobs").status == 200);
+}
+
+TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
+    Fixture f;
+    // A live worker (a real server answering /v1/health) and one on a port nobody listens on.
+    http::Router worker_router;
+    worker_router.add("GET", "/v1/health", [](const http::Request&) {
+        return http::Response::json(200, {{"status", "ok"}});
+    });
+    http::ServerOptions so;
+    so.host = "127.0.0.1";
+    so.port = 0;
+    http::HttpServer worker(so, worker_router, f.h.host.logger());
+    REQUIRE(worker.start());
+    int dead_port = 0;
+    {
+        http::HttpServer closed(so, worker_router, f.h.host.logger());
+        REQUIRE(closed.start());
+        dead_port = closed.bound_port();
+        closed.stop(std::chrono::milliseconds(0));
+    }
+    auto reg = [&](const std::string& pid, int port) {
+        insert(*f.h.storage, "Registration",
+               {{"collab_id", "c1"}, {"project_id", "p1"}, {"participant_id", pid}},
+               {{"role", "host"},
+                {"n_count", 1},
+                {"node_0", {{"host", "127.0.0.1"}, {"port", port}, {"f_port", port}}}});
+    };
+    reg("alive", worker.bound_port());
+    reg("dead", dead_port);
+    const json d = data_of(get(f.router, "/v1/dashboard/cluster"));
+    REQUIRE(d["grids"].size() == 1);
+    const json& g = d["grids"][0];
+    CHECK(g["grid"] == 0);
+    std::map<std::string, json> by_id;
+    for (const auto& w : g["workers"]) {
+        by_id[w["participant_id"].get<std::string>()] = w;
+    }
+    REQUIRE(by_id.size() == 2);
+    CHECK(by_id["alive"]["health"] == "ok");
+    CHECK(by_id["alive"]["projects"] == json::array({"c1/p1"}));
+    CHECK(by_id["dead"]["health"] == "unreachable");
+    CHECK_FALSE(by_id["dead"]["detail"].get<std::string>().empty());
+    worker.stop(std::chrono::milliseconds(0));
+}
+
+TEST_CASE("job listings, a job's page data and the TTPs that ran them", "[dashboard]") {
+    Fixture f;
+    f.h.start_ttp(0);
+    auto ids = f.h.submit({f.h.spec("noop", json::object(), 0)});
+    REQUIRE(ids.size() == 1);
+    auto done = f.h.wait(ids[0]);
+    REQUIRE(done.state == "succeeded");
+
+    const json jobs = data_of(get(f.router, "/v1/dashboard/jobs"));
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs[0]["job_id"] == ids[0]);
+    CHECK(jobs[0]["state"] == "succeeded");
+    CHECK_FALSE(jobs[0].contains("parameters"));  // compact: no job message
+
+    const json one = data_of(get(f.router, "/v1/dashboard/jobs/" + ids[0]));
+    CHECK(one["job"]["job_id"] == ids[0]);
+    CHECK(one["history_source"] == "live");
+    CHECK(one["validations"] == json::array());
+    CHECK(one["mlflow"]["experiment_name"] == "c1_>_p1_>_e1");
+    CHECK_FALSE(one.contains("model_url"));  // no Model record yet
+
+    CHECK(get(f.router, "/v1/dashboard/jobs/nope").status == 404);
+
+    const json cluster = data_of(get(f.router, "/v1/dashboard/cluster"));
+    REQUIRE(cluster["grids"].size() == 1);
+    REQUIRE(cluster["grids"][0]["ttps"].size() == 1);
+    CHECK(cluster["grids"][0]["ttps"][0]["ttp_id"] == "ttp-0");
+    CHECK(cluster["jobs"]["succeeded"] == 1);
+}
+
+TEST_CASE("a finished run shows its history, model link and validation metrics", "[dashboard]") {
+    Fixture f;
+    f.h.start_ttp(0);
+    auto ids = f.h.submit({f.h.spec("noop", json::object(), 0)});
+    REQUIRE(f.h.wait(ids[0]).state == "succeeded");
+    const sdk::Key run{
+        {"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}, {"run_id", "r1"}};
+    insert(*f.h.storage, "Model", run, {{"global", {{"path", "/x/global_model.safetensors"}}}});
+    insert(*f.h.storage, "Validation",
+           {{"participant_id", "w1"},
+            {"collab_id", "c1"},
+            {"project_id", "p1"},
+            {"expt_id", "e1"},
+            {"run_id", "r1"}},
+           {{"evaluate", {{"statistics", {{"accuracy", 0.75}, {"f1_score", 0.5}}}}}});
+    const json one = data_of(get(f.router, "/v1/dashboard/jobs/" + ids[0]));
+    CHECK(one["model_url"] == "/ttp/train/collaborations/c1/projects/p1/models/e1/r1");
+    CHECK(one["model_path"] == "/x/global_model.safetensors");
+    REQUIRE(one["validations"].size() == 1);
+    CHECK(one["validations"][0]["participant_id"] == "w1");
+    CHECK(one["validations"][0]["meta"] == "evaluate");
+    CHECK(one["validations"][0]["statistics"]["accuracy"] == 0.75);
+}
+
+TEST_CASE("the tree nests collaborations, projects, experiments, runs and their jobs",
+          "[dashboard]") {
+    Fixture f;
+    insert(*f.h.storage, "Collaboration", {{"collab_id", "c1"}}, json::object());
+    insert(*f.h.storage, "Project", {{"collab_id", "c1"}, {"project_id", "p1"}},
+           {{"action", "regress"}});
+    insert(*f.h.storage, "Experiment",
+           {{"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}},
+           {{"model", json::array()}});
+    insert(*f.h.storage, "Run",
+           {{"collab_id", "c1"}, {"project_id", "p1"}, {"expt_id", "e1"}, {"run_id", "r1"}},
+           {{"algorithm", "FedProx"}, {"rounds", 3}});
+    insert(*f.h.storage, "Registration",
+           {{"collab_id", "c1"}, {"project_id", "p1"}, {"participant_id", "w1"}}, {{"n_count", 1}});
+    auto ids = f.h.submit({f.h.spec("noop", json::object(), 0)});
+    const json tree = data_of(get(f.router, "/v1/dashboard/tree"));
+    REQUIRE(tree.size() == 1);
+    CHECK(tree[0]["collab_id"] == "c1");
+    const json& p = tree[0]["projects"][0];
+    CHECK(p["project_id"] == "p1");
+    CHECK(p["action"] == "regress");
+    CHECK(p["participants"] == json::array({"w1"}));
+    const json& r = p["experiments"][0]["runs"][0];
+    CHECK(r["run_id"] == "r1");
+    CHECK(r["algorithm"] == "FedProx");
+    CHECK(r["rounds"] == 3);
+    REQUIRE(r["jobs"].size() == 1);
+    CHECK(r["jobs"][0]["job_id"] == ids[0]);
+}
