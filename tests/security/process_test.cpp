@@ -235,7 +235,7 @@ TEST_CASE("director process: a non-loopback bind without TLS and tokens needs --
     }
 }
 
-TEST_CASE("director process with TLS and tokens: refuses plain, untrusted and token-less peers; "
+TEST_CASE("director process with TLS and tokens: refuses plain, untrusted and token-less peers, "
           "the client commands get through with the CA and a token",
           "[security][process][tls]") {
     TempDir dir;

@@ -237,7 +237,7 @@ ClientOptions ttp_client_options(const testing::TempDir& dir, const std::string&
     return *options;
 }
 
-TEST_CASE("worker protocol: mutual TLS and the TTP's token; plain, untrusted and token-less "
+TEST_CASE("worker protocol: mutual TLS and the TTP's token: plain, untrusted and token-less "
           "peers are refused",
           "[security][tls][auth]") {
     SecureWorker worker;
