@@ -247,18 +247,15 @@ std::size_t parse_one(std::string_view rest, bhttp::request_parser<bhttp::string
             parser.put(boost::asio::buffer(rest.data() + used, rest.size() - used), ec);
         used += n;
         if (ec == bhttp::error::need_more) {
-            if (used == rest.size() || n == 0) {
-                ec = {};
-                parser.put_eof(ec);  // the peer closed: complete only if the message allows it
-                if (ec || !parser.is_done()) {
-                    return 0;
-                }
-            }
             ec = {};
-            continue;
-        }
-        if (ec) {
+        } else if (ec) {
             return 0;  // the server answers 400/413/431 and closes
+        }
+        if (!parser.is_done() && (n == 0 || used == rest.size())) {
+            // Nothing more to read: the peer closed. Complete only if the message allows it
+            // (a body without a length ends at EOF); a truncated one is dropped, as the server does.
+            parser.put_eof(ec);
+            return !ec && parser.is_done() ? used : 0;
         }
     }
     return used;
