@@ -776,8 +776,8 @@ struct WorkerService::Impl {
                               "' (the worker's model plugin does not run SCAFFOLD's client side)");
             }
             if (!is_floating(delta->dtype) || delta->shape != w.shape ||
-                delta->data.size() != static_cast<std::size_t>(w.numel()) *
-                                          sdk::dtype_size(delta->dtype)) {
+                delta->data.size() !=
+                    static_cast<std::size_t>(w.numel()) * sdk::dtype_size(delta->dtype)) {
                 fail(500, "SCAFFOLD: the model's tensor '" + delta_name +
                               "' does not fit the model tensor");
             }

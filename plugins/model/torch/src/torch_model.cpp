@@ -555,8 +555,7 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
             // Option II: c_i+ = c_i - c + (x - y) / (K lr), with the mean learning rate of the
             // K steps (exact for plain SGD at a constant rate).
             const double mean_lr =
-                scaffold->steps > 0 ? scaffold->lr_sum / static_cast<double>(scaffold->steps)
-                                    : 0.0;
+                scaffold->steps > 0 ? scaffold->lr_sum / static_cast<double>(scaffold->steps) : 0.0;
             auto update = scaffold_client::option_ii_update(
                 scaffold->reference.x, report.weights, scaffold->reference.c,
                 scaffold->reference.c_i, scaffold->steps, mean_lr);

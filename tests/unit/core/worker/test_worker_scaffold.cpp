@@ -74,7 +74,9 @@ struct Seen {
 class ProbeModel final : public sdk::Model {
 public:
     ProbeModel(Seen& seen, bool delta) : seen_(seen), delta_(delta) {}
-    sdk::Result<sdk::TensorMap> state() noexcept override { return state_; }
+    sdk::Result<sdk::TensorMap> state() noexcept override {
+        return state_;
+    }
     sdk::Status load_state(const sdk::TensorMap& state) noexcept override {
         for (const sdk::Tensor& t : state.tensors) {
             if (state_.find(t.name) == nullptr) {
@@ -108,7 +110,8 @@ public:
         }
         return report;
     }
-    sdk::Result<sdk::Inference> infer(const sdk::Dataset& data, std::string_view) noexcept override {
+    sdk::Result<sdk::Inference> infer(const sdk::Dataset& data,
+                                      std::string_view) noexcept override {
         sdk::Inference out;
         out.rows = data.rows;
         out.width = 5;
@@ -116,7 +119,9 @@ public:
         out.loss = 1.0;
         return out;
     }
-    std::int64_t parameter_count() const noexcept override { return 2; }
+    std::int64_t parameter_count() const noexcept override {
+        return 2;
+    }
 
 private:
     Seen& seen_;
@@ -159,15 +164,14 @@ struct ScaffoldWorker {
         config.model = &backend;
         config.logger = &host.logger();
         service = std::make_unique<WorkerService>(config);
-        const Json init = {
-            {"action", "classify"},
-            {"tags",
-             {{"train", {{"heart_disease", "data1", "iid_1"}}},
-              {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}}}},
-            {"architecture", Json::array({{{"l_type", "Linear"}}})},
-            {"run", {{"seed", 7}}}};
-        const auto r = service->handle({"POST", kRun + "/initialise", "application/json",
-                                        init.dump()});
+        const Json init = {{"action", "classify"},
+                           {"tags",
+                            {{"train", {{"heart_disease", "data1", "iid_1"}}},
+                             {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}}}},
+                           {"architecture", Json::array({{{"l_type", "Linear"}}})},
+                           {"run", {{"seed", 7}}}};
+        const auto r =
+            service->handle({"POST", kRun + "/initialise", "application/json", init.dump()});
         INFO(r.body);
         REQUIRE(r.status == 200);
     }
