@@ -6,7 +6,9 @@ import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { api, set_token, token } from './api.js';
 
-const kPollMs = 1000;
+// Poll period: 1 s, or `?poll=<ms>` (200 to 60000) in the page's address.
+const kPollMs = Math.min(60000, Math.max(200,
+    Number(new URLSearchParams(window.location.search).get('poll')) || 1000));
 const app = document.getElementById('app');
 const errorBox = document.getElementById('error');
 
@@ -203,8 +205,8 @@ function loss_chart(history) {
 function stat_cell(v) {
     if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) {
         const mean = v.reduce((a, b) => a + b, 0) / v.length;
-        return h('td', { title: `per class: ${v.map((x) => fmt(x)).join(', ')}` }, fmt(mean),
-            h('span', { class: 'note' }, ` (mean of ${v.length})`));
+        return h('td', { class: 'per-class', title: `per class: ${v.map((x) => fmt(x)).join(', ')}` },
+            fmt(mean));
     }
     return h('td', {}, fmt(v));
 }
@@ -245,7 +247,8 @@ async function page_run(jobId) {
         const rows = d.validations.map((v) => h('tr', {},
             h('td', {}, v.participant_id), h('td', {}, v.meta),
             names.map((n) => stat_cell(v.statistics[n]))));
-        body.push(table(['participant', 'split'].concat(names), rows, { 'data-testid': 'metrics' }));
+        body.push(table(['participant', 'split'].concat(names), rows, { 'data-testid': 'metrics' }),
+            h('p', { class: 'note' }, 'Per-class statistics show their mean over the classes (hover for each class).'));
     } else {
         body.push(h('p', { class: 'empty', 'data-testid': 'metrics-empty' }, 'no validation yet'));
     }
