@@ -6,7 +6,7 @@
 // Screenshots of every page go to --artifacts.
 //
 //   node dashboard_e2e.mjs --exe <synergos> --source <repo> --node-modules <dir with playwright-core>
-//                          --artifacts <dir> [--chromium /usr/bin/chromium] [--rounds 8]
+//                          --artifacts <dir> [--chromium /usr/bin/chromium] [--rounds 30] [--epochs 20]
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
