@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Built into the CMake build tree (SYNERGOS_DASHBOARD_OUT); the director serves `/` and `/assets/*`.
-import { defineConfig } from 'vite';
+// Built into the CMake build tree (SYNERGOS_DASHBOARD_OUT); the director serves `/` and
+// `/assets/*`.
+import {defineConfig} from 'vite';
 
 export default defineConfig({
     base: '/',

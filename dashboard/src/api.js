@@ -25,12 +25,12 @@ export class ApiError extends Error {
 }
 
 async function call(method, path, body) {
-    const headers = { Accept: 'application/json' };
+    const headers = {Accept: 'application/json'};
     const t = token();
     if (t) {
         headers.Authorization = `Bearer ${t}`;
     }
-    const init = { method, headers, cache: 'no-store' };
+    const init = {method, headers, cache: 'no-store'};
     if (body !== undefined) {
         headers['Content-Type'] = 'application/json';
         init.body = JSON.stringify(body);
@@ -43,7 +43,8 @@ async function call(method, path, body) {
     try {
         resp = await fetch(path, init);
     } catch (e) {
-        throw new ApiError(0, `${method} ${path}: ${e.name === 'AbortError' ? 'timed out' : e.message}`);
+        throw new ApiError(
+            0, `${method} ${path}: ${e.name === 'AbortError' ? 'timed out' : e.message}`);
     } finally {
         clearTimeout(timer);
     }

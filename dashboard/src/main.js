@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // The dashboard: a hash router over five pages, each re-rendered by polling the director (no page
 // reloads). Pages: #/cluster, #/jobs, #/run/<job_id>, #/optimizations, #/tree.
-import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
-import { api, set_token, token } from './api.js';
+
+import uPlot from 'uplot';
+
+import {api, set_token, token} from './api.js';
 
 // Poll period: 1 s, or `?poll=<ms>` (200 to 60000) in the page's address.
-const kPollMs = Math.min(60000, Math.max(200,
-    Number(new URLSearchParams(window.location.search).get('poll')) || 1000));
+const kPollMs = Math.min(
+    60000, Math.max(200, Number(new URLSearchParams(window.location.search).get('poll')) || 1000));
 const app = document.getElementById('app');
 const errorBox = document.getElementById('error');
 
@@ -52,8 +54,8 @@ function fmt(v, digits = 4) {
 }
 
 function table(headers, rows, attrs = {}) {
-    return h('table', attrs,
-        h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
+    return h(
+        'table', attrs, h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
         h('tbody', {}, rows));
 }
 
@@ -73,30 +75,37 @@ async function page_cluster() {
     const data = await api.cluster();
     const body = [h('h1', {}, 'Cluster')];
     const counts = data.jobs || {};
-    body.push(h('p', { class: 'counts', 'data-testid': 'job-counts' },
-        Object.entries(counts).map(([k, v]) => h('span', { class: `badge state-${k}` }, `${k}: ${v}`))));
+    body.push(
+        h('p', {class: 'counts', 'data-testid': 'job-counts'},
+          Object.entries(counts).map(
+              ([k, v]) => h('span', {class: `badge state-${k}`}, `${k}: ${v}`))));
     if (!data.grids || data.grids.length === 0) {
-        body.push(h('p', { class: 'empty' }, 'No grid yet: register participants to a project.'));
+        body.push(h('p', {class: 'empty'}, 'No grid yet: register participants to a project.'));
     }
     for (const g of data.grids || []) {
-        const ttps = g.ttps.length
-            ? g.ttps.map((t) => h('li', {}, h('b', {}, t.ttp_id), ` last job ${t.last_job} (${t.last_state})`))
-            : [h('li', { class: 'empty' }, 'no TTP has taken a job of this grid yet')];
-        body.push(h('section', { class: 'grid-card', 'data-testid': `grid-${g.grid}` },
-            h('h2', {}, `Grid ${g.grid}`),
-            h('h3', {}, 'TTPs'),
-            g.ttps_connected !== undefined
-                ? h('p', { 'data-testid': `ttps-connected-${g.grid}` }, `connected to the grid's job queue: ${g.ttps_connected}`)
-                : null,
-            h('ul', {}, ttps),
-            h('h3', {}, 'Workers'),
-            table(['participant', 'address', 'projects', 'health', 'latency'],
-                g.workers.map((w) => h('tr', { 'data-testid': `worker-${w.participant_id}` },
-                    h('td', {}, w.participant_id),
-                    h('td', {}, `${w.host}:${w.port}`),
-                    h('td', {}, (w.projects || []).join(', ')),
-                    h('td', { class: `health health-${w.health}`, title: w.detail || '' }, w.health),
-                    h('td', {}, w.latency_ms !== undefined ? `${w.latency_ms} ms` : ''))))));
+        const ttps = g.ttps.length ?
+            g.ttps.map(
+                (t) => h(
+                    'li', {}, h('b', {}, t.ttp_id), ` last job ${t.last_job} (${t.last_state})`)) :
+            [h('li', {class: 'empty'}, 'no TTP has taken a job of this grid yet')];
+        body.push(h(
+            'section', {class: 'grid-card', 'data-testid': `grid-${g.grid}`},
+            h('h2', {}, `Grid ${g.grid}`), h('h3', {}, 'TTPs'),
+            g.ttps_connected !== undefined ?
+                h('p', {'data-testid': `ttps-connected-${g.grid}`},
+                  `connected to the grid's job queue: ${g.ttps_connected}`) :
+                null,
+            h('ul', {}, ttps), h('h3', {}, 'Workers'),
+            table(
+                ['participant', 'address', 'projects', 'health', 'latency'],
+                g.workers.map(
+                    (w) =>
+                        h('tr', {'data-testid': `worker-${w.participant_id}`},
+                          h('td', {}, w.participant_id), h('td', {}, `${w.host}:${w.port}`),
+                          h('td', {}, (w.projects || []).join(', ')),
+                          h('td', {class: `health health-${w.health}`, title: w.detail || ''},
+                            w.health),
+                          h('td', {}, w.latency_ms !== undefined ? `${w.latency_ms} ms` : ''))))));
     }
     return body;
 }
@@ -105,10 +114,13 @@ function progress_cell(job) {
     const p = job.progress || {};
     if (job.state === 'running' && p.rounds) {
         const pct = Math.min(100, Math.round((100 * (p.round || 0)) / p.rounds));
-        return h('td', { class: 'progress-cell' },
-            h('div', { class: 'bar' }, h('div', { class: 'fill', style: `width:${pct}%` })),
-            h('span', { class: 'round', 'data-testid': `round-${job.job_id}` }, `round ${p.round} / ${p.rounds}`),
-            p.train_loss !== undefined ? h('span', { class: 'loss' }, ` loss ${fmt(p.train_loss)}`) : null);
+        return h(
+            'td', {class: 'progress-cell'},
+            h('div', {class: 'bar'}, h('div', {class: 'fill', style: `width:${pct}%`})),
+            h('span', {class: 'round', 'data-testid': `round-${job.job_id}`},
+              `round ${p.round} / ${p.rounds}`),
+            p.train_loss !== undefined ? h('span', {class: 'loss'}, ` loss ${fmt(p.train_loss)}`) :
+                                         null);
     }
     if (job.state === 'succeeded' && job.process === 'train') {
         return h('td', {}, 'done');
@@ -140,26 +152,35 @@ async function page_jobs() {
     const body = [h('h1', {}, 'Jobs')];
     for (const [id, title, pick] of groups) {
         const list = jobs.filter(pick);
-        body.push(h('section', { 'data-testid': `jobs-${id}` },
-            h('h2', {}, `${title} (${list.length})`),
-            list.length === 0 ? h('p', { class: 'empty' }, 'none') :
-            table(['job', 'process', 'run', 'grid', 'state', 'progress', 'reason', ''],
-                list.map((j) => h('tr', { 'data-job': j.job_id, class: `state-${j.state}` },
-                    h('td', {}, h('a', { href: `#/run/${encodeURIComponent(j.job_id)}` }, j.job_id.slice(0, 8))),
-                    h('td', {}, j.process),
-                    h('td', {}, job_label(j)),
-                    h('td', {}, fmt(j.grid)),
-                    h('td', { class: 'state' }, j.state),
-                    progress_cell(j),
-                    h('td', { class: 'reason' }, j.reason || ''),
-                    h('td', {}, (j.state === 'queued' || j.state === 'running' || j.state === 'submitting')
-                        ? h('button', { class: 'cancel', onclick: () => cancel(j) }, 'Cancel') : ''))))));
+        body.push(
+            h('section', {'data-testid': `jobs-${id}`}, h('h2', {}, `${title} (${list.length})`),
+              list.length === 0 ?
+                  h('p', {class: 'empty'}, 'none') :
+                  table(
+                      ['job', 'process', 'run', 'grid', 'state', 'progress', 'reason', ''],
+                      list.map(
+                          (j) =>
+                              h('tr', {'data-job': j.job_id, class: `state-${j.state}`},
+                                h('td', {},
+                                  h('a', {href: `#/run/${encodeURIComponent(j.job_id)}`},
+                                    j.job_id.slice(0, 8))),
+                                h('td', {}, j.process), h('td', {}, job_label(j)),
+                                h('td', {}, fmt(j.grid)), h('td', {class: 'state'}, j.state),
+                                progress_cell(j), h('td', {class: 'reason'}, j.reason || ''),
+                                h('td', {},
+                                  (j.state === 'queued' || j.state === 'running' ||
+                                   j.state === 'submitting') ?
+                                      h('button', {class: 'cancel', onclick: () => cancel(j)},
+                                        'Cancel') :
+                                      ''))))));
     }
     return body;
 }
 
 function series_of(obj) {
-    return Object.entries(obj || {}).map(([k, v]) => [Number(k), v]).filter(([, v]) => typeof v === 'number');
+    return Object.entries(obj || {})
+        .map(([k, v]) => [Number(k), v])
+        .filter(([, v]) => typeof v === 'number');
 }
 
 function loss_chart(history) {
@@ -186,14 +207,19 @@ function loss_chart(history) {
         title: 'Loss per round',
         width: Math.min(900, Math.max(320, app.clientWidth - 40)),
         height: 300,
-        scales: { x: { time: false } },
-        axes: [{ label: 'round', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }, { label: 'loss' }],
-        series: [{ label: 'round' }].concat(lines.map(([name], i) => ({
-            label: name, stroke: colors[i % colors.length], width: i < 2 ? 2.5 : 1.5,
-            dash: i < 2 ? undefined : [5, 4], points: { show: true },
-        }))),
+        scales: {x: {time: false}},
+        axes:
+            [{label: 'round', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]}, {label: 'loss'}],
+        series: [{label: 'round'}].concat(lines.map(([name], i) => ({
+                                                        label: name,
+                                                        stroke: colors[i % colors.length],
+                                                        width: i < 2 ? 2.5 : 1.5,
+                                                        dash: i < 2 ? undefined : [5, 4],
+                                                        points: {show: true},
+                                                    }))),
     };
-    const holder = h('div', { class: 'chart', 'data-testid': 'loss-chart', 'data-rounds': String(xs.length) });
+    const holder =
+        h('div', {class: 'chart', 'data-testid': 'loss-chart', 'data-rounds': String(xs.length)});
     if (chart) {
         chart.destroy();
     }
@@ -205,37 +231,45 @@ function loss_chart(history) {
 function stat_cell(v) {
     if (Array.isArray(v) && v.length && v.every((x) => typeof x === 'number')) {
         const mean = v.reduce((a, b) => a + b, 0) / v.length;
-        return h('td', { class: 'per-class', title: `per class: ${v.map((x) => fmt(x)).join(', ')}` },
+        return h(
+            'td', {class: 'per-class', title: `per class: ${v.map((x) => fmt(x)).join(', ')}`},
             fmt(mean));
     }
     return h('td', {}, fmt(v));
 }
 
 function kv_table(obj, testid) {
-    const rows = Object.entries(obj || {}).filter(([, v]) => v !== null && v !== '' && typeof v !== 'object');
-    return table(['name', 'value'], rows.map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, fmt(v)))),
-        { 'data-testid': testid });
+    const rows = Object.entries(obj || {}).filter(
+        ([, v]) => v !== null && v !== '' && typeof v !== 'object');
+    return table(
+        ['name', 'value'], rows.map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, fmt(v)))),
+        {'data-testid': testid});
 }
 
 async function page_run(jobId) {
     const d = await api.run(jobId);
     const job = d.job;
     const p = job.progress || {};
-    const body = [h('h1', {}, `Run ${job_label(job)}`),
-        h('p', { class: 'meta' },
-            h('span', { class: `badge state-${job.state}`, 'data-testid': 'run-state' }, job.state), ' ',
-            `${job.process} job ${job.job_id}, grid ${job.grid}`,
-            p.rounds ? h('span', { 'data-testid': 'run-round' }, `, round ${p.round} / ${p.rounds}`) : null,
-            job.reason ? h('span', { class: 'reason' }, ` (${job.reason})`) : null)];
+    const body = [
+        h('h1', {}, `Run ${job_label(job)}`),
+        h('p', {class: 'meta'},
+          h('span', {class: `badge state-${job.state}`, 'data-testid': 'run-state'}, job.state),
+          ' ', `${job.process} job ${job.job_id}, grid ${job.grid}`,
+          p.rounds ? h('span', {'data-testid': 'run-round'}, `, round ${p.round} / ${p.rounds}`) :
+                     null,
+          job.reason ? h('span', {class: 'reason'}, ` (${job.reason})`) : null)
+    ];
     body.push(h('h2', {}, 'Loss'));
     const c = loss_chart(d.history || {});
-    body.push(c || h('p', { class: 'empty', 'data-testid': 'loss-chart-empty' }, 'no round finished yet'));
+    body.push(
+        c || h('p', {class: 'empty', 'data-testid': 'loss-chart-empty'}, 'no round finished yet'));
     const sources = {
         outputs: 'the finished job\'s loss history',
         checkpoint: 'every round so far, from the latest checkpoint',
         live: 'global losses of the rounds the director saw while the job ran',
     };
-    body.push(h('p', { class: 'note', 'data-testid': 'history-source' }, sources[d.history_source] || ''));
+    body.push(
+        h('p', {class: 'note', 'data-testid': 'history-source'}, sources[d.history_source] || ''));
 
     body.push(h('h2', {}, 'Validation metrics'));
     if (d.validations && d.validations.length) {
@@ -244,16 +278,21 @@ async function page_run(jobId) {
             Object.keys(v.statistics || {}).forEach((k) => stats.add(k));
         }
         const names = [...stats];
-        const rows = d.validations.map((v) => h('tr', {},
-            h('td', {}, v.participant_id), h('td', {}, v.meta),
-            names.map((n) => stat_cell(v.statistics[n]))));
-        body.push(table(['participant', 'split'].concat(names), rows, { 'data-testid': 'metrics' }),
-            h('p', { class: 'note' }, 'Per-class statistics show their mean over the classes (hover for each class).'));
+        const rows = d.validations.map(
+            (v) =>
+                h('tr', {}, h('td', {}, v.participant_id), h('td', {}, v.meta),
+                  names.map((n) => stat_cell(v.statistics[n]))));
+        body.push(
+            table(['participant', 'split'].concat(names), rows, {'data-testid': 'metrics'}),
+            h('p', {class: 'note'},
+              'Per-class statistics show their mean over the classes (hover for each class).'));
     } else {
-        body.push(h('p', { class: 'empty', 'data-testid': 'metrics-empty' }, 'no validation yet'));
+        body.push(h('p', {class: 'empty', 'data-testid': 'metrics-empty'}, 'no validation yet'));
     }
     if (p.metrics || (d.history && d.history.metrics && Object.keys(d.history.metrics).length)) {
-        body.push(h('h3', {}, 'Strategy metrics (last round)'), kv_table(p.metrics || {}, 'strategy-metrics'));
+        body.push(
+            h('h3', {}, 'Strategy metrics (last round)'),
+            kv_table(p.metrics || {}, 'strategy-metrics'));
     }
 
     body.push(h('h2', {}, 'Hyper-parameters'), kv_table(d.hyperparameters, 'hyperparameters'));
@@ -261,16 +300,22 @@ async function page_run(jobId) {
     body.push(h('h2', {}, 'Outputs'));
     const links = [];
     if (d.model_url) {
-        links.push(h('li', {}, h('a', { href: d.model_url, 'data-testid': 'model-link', target: '_blank' },
-            'model record'), d.model_path ? ` (${d.model_path})` : ''));
+        links.push(
+            h('li', {},
+              h('a', {href: d.model_url, 'data-testid': 'model-link', target: '_blank'},
+                'model record'),
+              d.model_path ? ` (${d.model_path})` : ''));
     }
     if (d.mlflow) {
         const m = d.mlflow;
         const label = `MLflow run ${m.run_id || m.run_name} in experiment ${m.experiment_name}`;
-        links.push(h('li', {}, m.url ? h('a', { href: m.url, target: '_blank', 'data-testid': 'mlflow-link' }, label)
-            : h('span', { 'data-testid': 'mlflow-link' }, label), m.store ? ` (store ${m.store})` : ''));
+        links.push(
+            h('li', {},
+              m.url ? h('a', {href: m.url, target: '_blank', 'data-testid': 'mlflow-link'}, label) :
+                      h('span', {'data-testid': 'mlflow-link'}, label),
+              m.store ? ` (store ${m.store})` : ''));
     }
-    body.push(links.length ? h('ul', {}, links) : h('p', { class: 'empty' }, 'no outputs yet'));
+    body.push(links.length ? h('ul', {}, links) : h('p', {class: 'empty'}, 'no outputs yet'));
     return body;
 }
 
@@ -278,25 +323,37 @@ async function page_optimizations() {
     const jobs = (await api.jobs()).filter((j) => j.process === 'optimize');
     const body = [h('h1', {}, 'Optimizations')];
     if (jobs.length === 0) {
-        body.push(h('p', { class: 'empty', 'data-testid': 'optimizations-empty' },
-            'No hyper-parameter search yet (POST .../optimizations with the optimize module active).'));
+        body.push(h(
+            'p', {class: 'empty', 'data-testid': 'optimizations-empty'},
+            'No hyper-parameter search yet (POST .../optimizations, optimize module active).'));
     }
     for (const j of jobs) {
         const o = (await api.run(j.job_id)).optimization || {};
         const max = o.optimize_mode === 'max';
-        const scored = (t) => (typeof t.score === 'number' ? t.score : (max ? -Infinity : Infinity));
-        const trials = (o.trials || []).slice().sort((a, b) => (max ? scored(b) - scored(a) : scored(a) - scored(b)));
+        const scored = (t) =>
+            (typeof t.score === 'number' ? t.score : (max ? -Infinity : Infinity));
+        const trials = (o.trials || [])
+                           .slice()
+                           .sort((a, b) => (max ? scored(b) - scored(a) : scored(a) - scored(b)));
         const best = o.best;
-        body.push(h('section', { 'data-testid': `optimization-${j.job_id}` },
+        body.push(h(
+            'section', {'data-testid': `optimization-${j.job_id}`},
             h('h2', {}, `${job_label(j)} (${j.state})`),
             h('p', {}, `metric ${o.metric || '?'} (${max ? 'higher' : 'lower'} is better), `,
-                `${o.finished ?? 0} of ${o.total ?? trials.length} trials done`, o.failed ? `, ${o.failed} failed` : ''),
-            best ? h('p', { class: 'best', 'data-testid': 'best-trial' }, `best: ${best.run_id} score ${fmt(best.score)} `,
-                h('code', {}, JSON.stringify(best.hyperparameters || {}))) : null,
-            table(['trial', 'score', 'state', 'hyper-parameters'], trials.map((t) => h('tr', {
-                class: best && t.run_id === best.run_id ? 'best-row' : '' },
-                h('td', {}, t.run_id), h('td', {}, fmt(t.score)), h('td', {}, t.state || ''),
-                h('td', {}, h('code', {}, JSON.stringify(t.hyperparameters || {}))))))));
+              `${o.finished ?? 0} of ${o.total ?? trials.length} trials done`,
+              o.failed ? `, ${o.failed} failed` : ''),
+            best ? h('p', {class: 'best', 'data-testid': 'best-trial'},
+                     `best: ${best.run_id} score ${fmt(best.score)} `,
+                     h('code', {}, JSON.stringify(best.hyperparameters || {}))) :
+                   null,
+            table(
+                ['trial', 'score', 'state', 'hyper-parameters'],
+                trials.map(
+                    (t) =>
+                        h('tr', {class: best && t.run_id === best.run_id ? 'best-row' : ''},
+                          h('td', {}, t.run_id), h('td', {}, fmt(t.score)),
+                          h('td', {}, t.state || ''),
+                          h('td', {}, h('code', {}, JSON.stringify(t.hyperparameters || {}))))))));
     }
     return body;
 }
@@ -305,21 +362,38 @@ async function page_tree() {
     const tree = await api.tree();
     const body = [h('h1', {}, 'Collaborations')];
     if (tree.length === 0) {
-        body.push(h('p', { class: 'empty' }, 'No collaboration yet.'));
+        body.push(h('p', {class: 'empty'}, 'No collaboration yet.'));
     }
-    const runLi = (r) => h('li', { class: 'run' }, h('b', {}, r.run_id),
-        r.algorithm ? ` ${r.algorithm}` : '', r.rounds ? `, ${r.rounds} rounds` : '',
-        (r.jobs || []).map((j) => h('span', {}, ' ',
-            h('a', { href: `#/run/${encodeURIComponent(j.job_id)}`, class: `badge state-${j.state}` },
-                `${j.process}: ${j.state}`))));
-    body.push(h('ul', { class: 'tree', 'data-testid': 'tree' }, tree.map((c) => h('li', {},
-        h('b', {}, c.collab_id), ' (collaboration)',
-        h('ul', {}, (c.projects || []).map((p) => h('li', {},
-            h('b', {}, p.project_id), ` (project, ${p.action || 'classify'}; participants: `,
-            (p.participants || []).join(', ') || 'none', ')',
-            h('ul', {}, (p.experiments || []).map((e) => h('li', {},
-                h('b', {}, e.expt_id), ' (experiment)',
-                h('ul', {}, (e.runs || []).map(runLi))))))))))));
+    const runLi = (r) =>
+        h('li', {class: 'run'}, h('b', {}, r.run_id), r.algorithm ? ` ${r.algorithm}` : '',
+          r.rounds ? `, ${r.rounds} rounds` : '',
+          (r.jobs || [])
+              .map(
+                  (j) =>
+                      h('span', {}, ' ',
+                        h('a', {
+                            href: `#/run/${encodeURIComponent(j.job_id)}`,
+                            class: `badge state-${j.state}`
+                        },
+                          `${j.process}: ${j.state}`))));
+    body.push(h(
+        'ul', {class: 'tree', 'data-testid': 'tree'},
+        tree.map(
+            (c) =>
+                h('li', {}, h('b', {}, c.collab_id), ' (collaboration)',
+                  h('ul', {},
+                    (c.projects || [])
+                        .map(
+                            (p) =>
+                                h('li', {}, h('b', {}, p.project_id),
+                                  ` (project, ${p.action || 'classify'}; participants: `,
+                                  (p.participants || []).join(', ') || 'none', ')',
+                                  h('ul', {},
+                                    (p.experiments || [])
+                                        .map(
+                                            (e) =>
+                                                h('li', {}, h('b', {}, e.expt_id), ' (experiment)',
+                                                  h('ul', {}, (e.runs || []).map(runLi))))))))))));
     return body;
 }
 
@@ -329,11 +403,16 @@ function route() {
     const hash = window.location.hash.replace(/^#\/?/, '');
     const [name, ...rest] = hash.split('/');
     switch (name) {
-        case 'jobs': return ['jobs', page_jobs];
-        case 'run': return ['jobs', () => page_run(decodeURIComponent(rest.join('/')))];
-        case 'optimizations': return ['optimizations', page_optimizations];
-        case 'tree': return ['tree', page_tree];
-        default: return ['cluster', page_cluster];
+        case 'jobs':
+            return ['jobs', page_jobs];
+        case 'run':
+            return ['jobs', () => page_run(decodeURIComponent(rest.join('/')))];
+        case 'optimizations':
+            return ['optimizations', page_optimizations];
+        case 'tree':
+            return ['tree', page_tree];
+        default:
+            return ['cluster', page_cluster];
     }
 }
 
@@ -341,7 +420,8 @@ async function refresh() {
     const mine = generation;
     clearTimeout(timer);
     const [nav, page] = route();
-    document.querySelectorAll('nav a').forEach((a) => a.classList.toggle('active', a.dataset.nav === nav));
+    document.querySelectorAll('nav a').forEach(
+        (a) => a.classList.toggle('active', a.dataset.nav === nav));
     const live = document.getElementById('live');
     try {
         const content = await page();
@@ -359,8 +439,9 @@ async function refresh() {
             return;
         }
         live.classList.add('stale');
-        show_error(e.status === 401 || e.status === 403
-            ? `${e.message} (enter an API token above)` : e.message);
+        show_error(
+            e.status === 401 || e.status === 403 ? `${e.message} (enter an API token above)` :
+                                                   e.message);
     }
     if (mine === generation) {
         timer = setTimeout(refresh, kPollMs);
@@ -373,7 +454,7 @@ window.addEventListener('hashchange', () => {
         chart.destroy();
         chart = null;
     }
-    app.replaceChildren(h('p', { class: 'empty' }, 'loading...'));
+    app.replaceChildren(h('p', {class: 'empty'}, 'loading...'));
     refresh();
 });
 

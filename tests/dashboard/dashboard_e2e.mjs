@@ -5,14 +5,16 @@
 // queued job, opens the run page and finds the loss chart and the validation metrics.
 // Screenshots of every page go to --artifacts.
 //
-//   node dashboard_e2e.mjs --exe <synergos> --source <repo> --node-modules <dir with playwright-core>
-//                          --artifacts <dir> [--chromium /usr/bin/chromium] [--rounds 30] [--epochs 20]
-import { spawn } from 'node:child_process';
+//   node dashboard_e2e.mjs --exe <synergos> --source <repo> --node-modules <dir with
+//   playwright-core>
+//                          --artifacts <dir> [--chromium /usr/bin/chromium] [--rounds 30] [--epochs
+//                          20]
+import {spawn} from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import {createRequire} from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
     if (a.startsWith('--')) {
@@ -30,11 +32,11 @@ const chromiumPath = args.chromium || '/usr/bin/chromium';
 const rounds = Number(args.rounds || 30);
 const epochs = Number(args.epochs || 20);
 const require = createRequire(path.join(path.resolve(args['node-modules']), 'package.json'));
-const { chromium } = require('playwright-core');
+const {chromium} = require('playwright-core');
 
 const artifacts = path.resolve(args.artifacts);
-fs.rmSync(artifacts, { recursive: true, force: true });
-fs.mkdirSync(artifacts, { recursive: true });
+fs.rmSync(artifacts, {recursive: true, force: true});
+fs.mkdirSync(artifacts, {recursive: true});
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'synergos-dashboard-'));
 const children = [];
 const T0 = Date.now();
@@ -61,7 +63,8 @@ async function until(what, probe, timeoutMs = 60000, everyMs = 200) {
             last = e;
         }
         if (Date.now() > deadline) {
-            fail(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+            fail(`timed out after ${timeoutMs} ms waiting for ${what}${
+                last ? `: ${last.message}` : ''}`);
         }
         await new Promise((r) => setTimeout(r, everyMs));
     }
@@ -71,11 +74,12 @@ async function until(what, probe, timeoutMs = 60000, everyMs = 200) {
 function start(name, argv) {
     const logFile = path.join(artifacts, `${name}.log`);
     const out = fs.openSync(logFile, 'w');
-    const child = spawn(args.exe, argv, { stdio: ['ignore', 'pipe', out] });
+    const child = spawn(args.exe, argv, {stdio: ['ignore', 'pipe', out]});
     children.push(child);
     return new Promise((resolve, reject) => {
         let text = '';
-        const timer = setTimeout(() => reject(new Error(`${name} did not start within 60 s (see ${logFile})`)), 60000);
+        const timer = setTimeout(
+            () => reject(new Error(`${name} did not start within 60 s (see ${logFile})`)), 60000);
         child.stdout.on('data', (chunk) => {
             fs.appendFileSync(logFile, chunk);
             text += chunk.toString();
@@ -94,22 +98,22 @@ function start(name, argv) {
 
 async function stopAll() {
     await Promise.all(children.map((c) => new Promise((resolve) => {
-        if (c.exitCode !== null || c.signalCode !== null) {
-            resolve();
-            return;
-        }
-        const timer = setTimeout(() => c.kill('SIGKILL'), 20000);
-        c.on('exit', () => {
-            clearTimeout(timer);
-            resolve();
-        });
-        c.kill('SIGTERM');
-    })));
+                                       if (c.exitCode !== null || c.signalCode !== null) {
+                                           resolve();
+                                           return;
+                                       }
+                                       const timer = setTimeout(() => c.kill('SIGKILL'), 20000);
+                                       c.on('exit', () => {
+                                           clearTimeout(timer);
+                                           resolve();
+                                       });
+                                       c.kill('SIGTERM');
+                                   })));
 }
 
 let base = '';
 async function api(method, p, body) {
-    const init = { method, headers: {}, signal: AbortSignal.timeout(30000) };
+    const init = {method, headers: {}, signal: AbortSignal.timeout(30000)};
     if (body !== undefined) {
         init.headers['Content-Type'] = 'application/json';
         init.body = JSON.stringify(body);
@@ -141,38 +145,63 @@ async function main() {
     const data = path.join(src, 'examples/data');
     const ports = {};
     for (const w of ['a', 'b']) {
-        ports[w] = await start(`worker_${w}`, ['worker', '--config', path.join(src, 'configs/worker.yaml'),
-            '--id', `worker_${w}`, '--port', '0', '--data-dir', data,
-            '--outputs-dir', path.join(work, `worker_${w}/outputs`), '--mlflow-dir', path.join(work, `worker_${w}/mlflow`)]);
+        ports[w] = await start(`worker_${w}`, [
+            'worker', '--config', path.join(src, 'configs/worker.yaml'), '--id', `worker_${w}`,
+            '--port', '0', '--data-dir', data, '--outputs-dir',
+            path.join(work, `worker_${w}/outputs`), '--mlflow-dir',
+            path.join(work, `worker_${w}/mlflow`)
+        ]);
     }
-    const dport = await start('director', ['director', '--config', path.join(src, 'configs/director-standalone.yaml'),
-        '--id', 'director', '--port', '0', '--data-dir', path.join(work, 'director/data'),
-        '--outputs-dir', path.join(work, 'director/outputs'), '--mlflow-dir', path.join(work, 'mlflow')]);
+    const dport = await start('director', [
+        'director', '--config', path.join(src, 'configs/director-standalone.yaml'), '--id',
+        'director', '--port', '0', '--data-dir', path.join(work, 'director/data'), '--outputs-dir',
+        path.join(work, 'director/outputs'), '--mlflow-dir', path.join(work, 'mlflow')
+    ]);
     base = `http://127.0.0.1:${dport}`;
     log(`director on ${base}, workers on ${ports.a} and ${ports.b}`);
 
     // The heart_disease example, as examples/heart_disease/job.yaml describes it.
     const C = '/ttp/connect/collaborations';
-    await api('POST', C, { collab_id: 'heart_collab' });
-    await api('POST', `${C}/heart_collab/projects`, { project_id: 'heart_project', action: 'classify',
-        incentives: { tier_1: [], tier_2: [] } });
-    const model = JSON.parse(fs.readFileSync(path.join(data, 'heart_disease/architecture.json'), 'utf8'));
+    await api('POST', C, {collab_id: 'heart_collab'});
+    await api(
+        'POST', `${C}/heart_collab/projects`,
+        {project_id: 'heart_project', action: 'classify', incentives: {tier_1: [], tier_2: []}});
+    const model =
+        JSON.parse(fs.readFileSync(path.join(data, 'heart_disease/architecture.json'), 'utf8'));
     const P = `${C}/heart_collab/projects/heart_project`;
-    await api('POST', `${P}/experiments`, { expt_id: 'heart_expt', model });
+    await api('POST', `${P}/experiments`, {expt_id: 'heart_expt', model});
     // Enough work per round (epochs) that the rounds can be watched at the page's 250 ms poll.
-    const run = (id, n, e) => ({ run_id: id, algorithm: 'FedAvg', rounds: n, epochs: e, batch_size: 32,
-        optimizer: 'Adam', lr: 0.01, criterion: 'NLLLoss', lr_scheduler: '', patience: 100, seed: 42 });
+    const run = (id, n, e) => ({
+        run_id: id,
+        algorithm: 'FedAvg',
+        rounds: n,
+        epochs: e,
+        batch_size: 32,
+        optimizer: 'Adam',
+        lr: 0.01,
+        criterion: 'NLLLoss',
+        lr_scheduler: '',
+        patience: 100,
+        seed: 42
+    });
     await api('POST', `${P}/experiments/heart_expt/runs`, run('watched_run', rounds, epochs));
     await api('POST', `${P}/experiments/heart_expt/runs`, run('queued_run', 2, 1));
-    const hospitals = [['hospital_a', 'host', ports.a, 'data1', 'iid_1', 'non_iid_1'],
-        ['hospital_b', 'guest', ports.b, 'data2', 'iid_2', 'non_iid_2']];
+    const hospitals = [
+        ['hospital_a', 'host', ports.a, 'data1', 'iid_1', 'non_iid_1'],
+        ['hospital_b', 'guest', ports.b, 'data2', 'iid_2', 'non_iid_2']
+    ];
     for (const [id, role, port, folder, train, evaluate] of hospitals) {
-        await api('POST', '/ttp/connect/participants', { id });
-        await api('POST', `${P}/participants/${id}/registration`, { role, n_count: 1,
-            node_0: { host: '127.0.0.1', port, f_port: port, log_msgs: false, verbose: false } });
+        await api('POST', '/ttp/connect/participants', {id});
+        await api('POST', `${P}/participants/${id}/registration`, {
+            role,
+            n_count: 1,
+            node_0: {host: '127.0.0.1', port, f_port: port, log_msgs: false, verbose: false}
+        });
         await api('POST', `${P}/participants/${id}/registration/tags`, {
-            train: [['heart_disease', folder, train]], evaluate: [['heart_disease', folder, evaluate]],
-            predict: [] });
+            train: [['heart_disease', folder, train]],
+            evaluate: [['heart_disease', folder, evaluate]],
+            predict: []
+        });
     }
     const T = '/ttp/train/collaborations/heart_collab/projects/heart_project';
     const align = (await api('POST', `${T}/alignments`, {})).jobs[0];
@@ -186,11 +215,13 @@ async function main() {
         headless: true,
         handleSIGTERM: false,
         handleSIGINT: false,
-        args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-            '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        args: [
+            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+            '--disable-background-networking', '--disable-component-update', '--disable-sync'
+        ],
     });
     try {
-        const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+        const context = await browser.newContext({viewport: {width: 1280, height: 900}});
         const page = await context.newPage();
         const consoleErrors = [];
         page.on('console', (m) => {
@@ -200,13 +231,15 @@ async function main() {
         });
         page.on('pageerror', (e) => consoleErrors.push(e.message));
         const shot = async (name) => {
-            await page.screenshot({ path: path.join(artifacts, `${name}.png`), fullPage: true });
+            await page.screenshot({path: path.join(artifacts, `${name}.png`), fullPage: true});
             log(`screenshot ${name}.png`);
         };
 
         // 1. The jobs page follows the training round by round, without reloading.
         await page.goto(`${base}/?poll=250#/jobs`);
-        await page.evaluate(() => { window.__sameDocument = true; });
+        await page.evaluate(() => {
+            window.__sameDocument = true;
+        });
         const roundCell = page.locator(`[data-testid="round-${watched.job_id}"]`);
         const seen = [];
         await until('the jobs page to show several rounds of the training', async () => {
@@ -231,16 +264,23 @@ async function main() {
             fail('the jobs page reloaded to show progress');
         }
         // The queued job waits behind the training and says so.
-        const queuedRow = page.locator(`[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`);
-        await until('the queued job on the jobs page', async () => (await queuedRow.count()) === 1, 10000);
+        const queuedRow =
+            page.locator(`[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`);
+        await until(
+            'the queued job on the jobs page', async () => (await queuedRow.count()) === 1, 10000);
         await shot('jobs-running');
 
         // 2. Cancel the queued job from the jobs page (it waits behind the training).
         page.once('dialog', (d) => d.accept());
-        await queuedRow.locator('button.cancel').click({ timeout: 10000 });
-        await until('the cancelled job under "Failed or cancelled"', async () =>
-            (await page.locator(`[data-testid="jobs-failed"] tr[data-job="${queued.job_id}"] td.state`)
-                .textContent({ timeout: 1000 })) === 'cancelled', 15000);
+        await queuedRow.locator('button.cancel').click({timeout: 10000});
+        await until(
+            'the cancelled job under "Failed or cancelled"',
+            async () =>
+                (await page
+                     .locator(
+                         `[data-testid="jobs-failed"] tr[data-job="${queued.job_id}"] td.state`)
+                     .textContent({timeout: 1000})) === 'cancelled',
+            15000);
         const cancelled = await job(queued.job_id);
         if (cancelled.state !== 'cancelled') {
             fail(`the API says the queued job is ${cancelled.state}, not cancelled`);
@@ -250,7 +290,9 @@ async function main() {
         // 3. The live run page draws the rounds so far.
         await page.goto(`${base}/?poll=250#/run/${watched.job_id}`);
         await until('the live loss chart', async () => {
-            const n = await page.locator('[data-testid="loss-chart"]').getAttribute('data-rounds', { timeout: 1000 });
+            const n = await page.locator('[data-testid="loss-chart"]').getAttribute('data-rounds', {
+                timeout: 1000
+            });
             return Number(n) >= 1;
         }, 60000);
         const live = await page.locator('[data-testid="history-source"]').textContent();
@@ -261,8 +303,13 @@ async function main() {
         // 4. The training finishes; its run page shows every round, per participant and global.
         const done = await waitJob(watched.job_id, ['succeeded'], 600000);
         await page.goto(`${base}/?poll=250#/jobs`);
-        await until('the jobs page to show the training finished', async () =>
-            (await page.locator(`[data-testid="jobs-finished"] tr[data-job="${watched.job_id}"]`).count()) === 1, 15000);
+        await until(
+            'the jobs page to show the training finished',
+            async () =>
+                (await page
+                     .locator(`[data-testid="jobs-finished"] tr[data-job="${watched.job_id}"]`)
+                     .count()) === 1,
+            15000);
         await shot('jobs');
         const V = '/ttp/evaluate/collaborations/heart_collab/projects/heart_project';
         const val = (await api('POST', `${V}/validations/heart_expt/watched_run`, {})).jobs[0];
@@ -271,8 +318,10 @@ async function main() {
 
         await page.goto(`${base}/?poll=250#/run/${watched.job_id}`);
         const chart = page.locator('[data-testid="loss-chart"]');
-        await until('the full loss chart', async () =>
-            Number(await chart.getAttribute('data-rounds', { timeout: 1000 })) === rounds, 30000);
+        await until(
+            'the full loss chart',
+            async () => Number(await chart.getAttribute('data-rounds', {timeout: 1000})) === rounds,
+            30000);
         if ((await chart.locator('canvas').count()) < 1) {
             fail('the loss chart has no canvas');
         }
@@ -283,15 +332,20 @@ async function main() {
             }
         }
         const metrics = page.locator('[data-testid="metrics"]');
-        await until('the validation metrics table', async () => (await metrics.count()) === 1, 30000);
+        await until(
+            'the validation metrics table', async () => (await metrics.count()) === 1, 30000);
         const metricsText = await metrics.textContent();
         for (const needed of ['hospital_a', 'hospital_b', 'accuracy']) {
             if (!metricsText.includes(needed)) {
                 fail(`the metrics table lacks '${needed}': ${metricsText}`);
             }
         }
-        const accuracy = await metrics.locator('tbody tr').first().locator('td').nth(
-            (await metrics.locator('thead th').allTextContents()).indexOf('accuracy')).textContent();
+        const accuracy =
+            await metrics.locator('tbody tr')
+                .first()
+                .locator('td')
+                .nth((await metrics.locator('thead th').allTextContents()).indexOf('accuracy'))
+                .textContent();
         // Per-class statistics show their mean over the classes.
         if (!(parseFloat(accuracy) > 0 && parseFloat(accuracy) <= 1)) {
             fail(`accuracy '${accuracy}' is not a fraction`);
@@ -315,42 +369,59 @@ async function main() {
         // 5. The other pages, with their content.
         await page.goto(`${base}/#/cluster`);
         for (const w of ['hospital_a', 'hospital_b']) {
-            await until(`${w} healthy on the cluster page`, async () =>
-                (await page.locator(`[data-testid="worker-${w}"] td.health`).textContent({ timeout: 1000 })) === 'ok', 15000);
+            await until(
+                `${w} healthy on the cluster page`,
+                async () => (await page.locator(`[data-testid="worker-${w}"] td.health`)
+                                 .textContent({timeout: 1000})) === 'ok',
+                15000);
         }
-        await until('the embedded TTP on the cluster page', async () =>
-            ((await page.locator('[data-testid="grid-0"]').textContent({ timeout: 1000 })) || '').includes('director/ttp-0'), 15000);
+        await until(
+            'the embedded TTP on the cluster page',
+            async () =>
+                ((await page.locator('[data-testid="grid-0"]').textContent({timeout: 1000})) ||
+                 '').includes('director/ttp-0'),
+            15000);
         await shot('cluster');
         await page.goto(`${base}/#/tree`);
         await until('the collaboration tree', async () => {
-            const t = (await page.locator('[data-testid="tree"]').textContent({ timeout: 1000 })) || '';
-            return ['heart_collab', 'heart_project', 'heart_expt', 'watched_run', 'queued_run'].every((s) => t.includes(s));
+            const t =
+                (await page.locator('[data-testid="tree"]').textContent({timeout: 1000})) || '';
+            return [
+                'heart_collab', 'heart_project', 'heart_expt', 'watched_run', 'queued_run'
+            ].every((s) => t.includes(s));
         }, 15000);
         await shot('tree');
         await page.goto(`${base}/#/optimizations`);
-        await until('the optimizations page', async () =>
-            (await page.locator('h1').textContent({ timeout: 1000 })) === 'Optimizations', 15000);
+        await until(
+            'the optimizations page',
+            async () => (await page.locator('h1').textContent({timeout: 1000})) === 'Optimizations',
+            15000);
         await shot('optimizations');
 
         // 6. Static files: content types, cache headers, no traversal.
         const index = await fetch(`${base}/`);
-        if (!index.headers.get('content-type').startsWith('text/html') || index.headers.get('cache-control') !== 'no-cache') {
-            fail(`/ answers ${index.headers.get('content-type')} with cache ${index.headers.get('cache-control')}`);
+        if (!index.headers.get('content-type').startsWith('text/html') ||
+            index.headers.get('cache-control') !== 'no-cache') {
+            fail(`/ answers ${index.headers.get('content-type')} with cache ${
+                index.headers.get('cache-control')}`);
         }
         const js = (await index.text()).match(/\/assets\/[A-Za-z0-9._-]+\.js/)[0];
         const asset = await fetch(base + js);
         if (!asset.headers.get('content-type').startsWith('text/javascript') ||
             !asset.headers.get('cache-control').includes('immutable')) {
-            fail(`${js} answers ${asset.headers.get('content-type')}, ${asset.headers.get('cache-control')}`);
+            fail(`${js} answers ${asset.headers.get('content-type')}, ${
+                asset.headers.get('cache-control')}`);
         }
         // Raw targets (fetch would normalise the dots away before sending).
-        for (const bad of ['/assets/..%2f..%2fconfigs%2fworker.yaml', '/assets/%2e%2e', '/assets/../../etc/passwd',
-            '/assets/%2e%2e%2fsecret', '/assets/.hidden']) {
+        for (const bad
+                 of ['/assets/..%2f..%2fconfigs%2fworker.yaml', '/assets/%2e%2e',
+                     '/assets/../../etc/passwd', '/assets/%2e%2e%2fsecret', '/assets/.hidden']) {
             const status = await new Promise((resolve, reject) => {
-                const req = http.get({ host: '127.0.0.1', port: dport, path: bad, timeout: 10000 }, (res) => {
-                    res.resume();
-                    resolve(res.statusCode);
-                });
+                const req =
+                    http.get({host: '127.0.0.1', port: dport, path: bad, timeout: 10000}, (res) => {
+                        res.resume();
+                        resolve(res.statusCode);
+                    });
                 req.on('timeout', () => req.destroy(new Error(`GET ${bad} timed out`)));
                 req.on('error', reject);
             });
@@ -374,7 +445,7 @@ for (const sig of ['SIGTERM', 'SIGINT']) {
         for (const c of children) {
             c.kill('SIGKILL');
         }
-        fs.rmSync(work, { recursive: true, force: true });
+        fs.rmSync(work, {recursive: true, force: true});
         process.exit(1);
     });
 }
@@ -388,6 +459,6 @@ try {
     code = 1;
 } finally {
     await stopAll();
-    fs.rmSync(work, { recursive: true, force: true });
+    fs.rmSync(work, {recursive: true, force: true});
 }
 process.exit(code);
