@@ -18,10 +18,10 @@ namespace synergos::testing {
 
 struct Certs {
     std::string dir;
-    std::string ca;             ///< trusted CA certificate
-    std::string server_cert;    ///< signed by `ca`, names 127.0.0.1 and localhost
+    std::string ca;           ///< trusted CA certificate
+    std::string server_cert;  ///< signed by `ca`, names 127.0.0.1 and localhost
     std::string server_key;
-    std::string client_cert;    ///< signed by `ca`
+    std::string client_cert;  ///< signed by `ca`
     std::string client_key;
     std::string rogue_ca;           ///< an unrelated CA
     std::string rogue_server_cert;  ///< signed by `rogue_ca`, names 127.0.0.1

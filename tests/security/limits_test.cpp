@@ -75,7 +75,9 @@ struct WorkerServer {
         server = std::make_unique<core::http::HttpServer>(limited_options(), router, logger);
         REQUIRE(server->start().is_ok());
     }
-    ~WorkerServer() { server->stop(std::chrono::seconds(2)); }
+    ~WorkerServer() {
+        server->stop(std::chrono::seconds(2));
+    }
 };
 
 /// One server under test: where to POST JSON and where to probe.

@@ -110,9 +110,15 @@ public:
         }
         return exit_code_;
     }
-    void signal(int signal_number) const { ::kill(pid_, signal_number); }
-    const std::vector<std::string>& out_lines() const { return out_lines_; }
-    const std::vector<std::string>& err_lines() const { return err_lines_; }
+    void signal(int signal_number) const {
+        ::kill(pid_, signal_number);
+    }
+    const std::vector<std::string>& out_lines() const {
+        return out_lines_;
+    }
+    const std::vector<std::string>& err_lines() const {
+        return err_lines_;
+    }
     std::string out_text() const {
         std::string text;
         for (const auto& l : out_lines_) {
@@ -156,7 +162,6 @@ private:
     std::vector<std::string> err_lines_;
     std::optional<int> exit_code_;
 };
-
 
 constexpr std::chrono::seconds kTimeout(30);
 constexpr const char* kAdminToken = "process-admin-token-0123456789";
@@ -235,19 +240,22 @@ TEST_CASE("director process: a non-loopback bind without TLS and tokens needs --
     }
 }
 
-TEST_CASE("director process with TLS and tokens: refuses plain, untrusted and token-less peers, "
-          "the client commands get through with the CA and a token",
-          "[security][process][tls]") {
+TEST_CASE(
+    "director process with TLS and tokens: refuses plain, untrusted and token-less peers, "
+    "the client commands get through with the CA and a token",
+    "[security][process][tls]") {
     TempDir dir;
     const auto& certs = synergos::testing::test_certs();
     std::ofstream(dir.path + "/admin.token") << kAdminToken << "\n";
     std::ofstream(dir.path + "/read.token") << kReadToken << "\n";
-    const auto config = director_config(
-        dir, "http:\n"
-             "  tls: {cert_file: " + certs.server_cert + ", key_file: " + certs.server_key + "}\n"
-             "  tokens:\n"
-             "    - {scope: admin, file: admin.token}\n"
-             "    - {scope: read, file: read.token}\n");
+    const auto config = director_config(dir,
+                                        "http:\n"
+                                        "  tls: {cert_file: " +
+                                            certs.server_cert + ", key_file: " + certs.server_key +
+                                            "}\n"
+                                            "  tokens:\n"
+                                            "    - {scope: admin, file: admin.token}\n"
+                                            "    - {scope: read, file: read.token}\n");
     // 0.0.0.0 with TLS and tokens needs no allowance.
     Child director({"director", "--config", config, "--port", "0", "--host", "0.0.0.0"});
     const auto port = listening_port(director);
@@ -268,10 +276,10 @@ TEST_CASE("director process with TLS and tokens: refuses plain, untrusted and to
     auto jobs = good.request("GET", "127.0.0.1", port, "/v1/jobs");
     REQUIRE(jobs.has_value());
     CHECK(jobs->status == 401);
-    auto read_post = good.request("POST", "127.0.0.1", port, "/ttp/connect/collaborations",
-                                  R"({"collab_id": "p1"})", "application/json",
-                                  std::chrono::seconds(10),
-                                  {{"Authorization", std::string("Bearer ") + kReadToken}});
+    auto read_post =
+        good.request("POST", "127.0.0.1", port, "/ttp/connect/collaborations",
+                     R"({"collab_id": "p1"})", "application/json", std::chrono::seconds(10),
+                     {{"Authorization", std::string("Bearer ") + kReadToken}});
     REQUIRE(read_post.has_value());
     CHECK(read_post->status == 403);
 

@@ -74,17 +74,20 @@ struct SecureDirector {
                                         "http:\n"
                                         "  host: 127.0.0.1\n"
                                         "  port: 0\n"
-                                        "  tls: {cert_file: " + certs.server_cert +
-                                            ", key_file: " + certs.server_key + "}\n"
-                                        "  tokens:\n"
-                                        "    - {scope: admin, file: admin.token}\n"
-                                        "    - {scope: read, env: SYNERGOS_TEST_READ_TOKEN}\n");
+                                        "  tls: {cert_file: " +
+                                            certs.server_cert + ", key_file: " + certs.server_key +
+                                            "}\n"
+                                            "  tokens:\n"
+                                            "    - {scope: admin, file: admin.token}\n"
+                                            "    - {scope: read, env: SYNERGOS_TEST_READ_TOKEN}\n");
         auto options = core::server_options(config);
         REQUIRE(options.has_value());
         REQUIRE(options->tokens.size() == 2);
         server = std::make_unique<testing::RestServer>(*options);
     }
-    std::uint16_t port() const { return server->port(); }
+    std::uint16_t port() const {
+        return server->port();
+    }
 };
 
 TEST_CASE("director API over TLS refuses plain and untrusted peers and accepts the configured ones",
@@ -135,9 +138,10 @@ TEST_CASE("a server with an untrusted certificate is refused by a verifying clie
     CHECK_THAT(r.error().message, Catch::Contains("TLS handshake"));
 }
 
-TEST_CASE("director API tokens: 401 without or with a bad token, 403 read-only on a mutating "
-          "route, admin allowed",
-          "[security][auth]") {
+TEST_CASE(
+    "director API tokens: 401 without or with a bad token, 403 read-only on a mutating "
+    "route, admin allowed",
+    "[security][auth]") {
     SecureDirector director;
     const auto port = director.port();
     HttpClient client(tls_client(test_certs().ca));
@@ -164,8 +168,7 @@ TEST_CASE("director API tokens: 401 without or with a bad token, 403 read-only o
     CHECK(call("GET", "", bearer(kReadToken)).status == 200);
     auto forbidden = call("POST", body, bearer(kReadToken));
     CHECK(forbidden.status == 403);
-    CHECK_THAT(json::parse(forbidden.body)["message"].get<std::string>(),
-               Catch::Contains("admin"));
+    CHECK_THAT(json::parse(forbidden.body)["message"].get<std::string>(), Catch::Contains("admin"));
     CHECK(call("POST", body, bearer(kAdminToken)).status == 201);
     // Nothing was created by the refused requests: exactly the admin's one.
     auto listed = call("GET", "", bearer(kAdminToken));
@@ -186,17 +189,24 @@ struct SecureWorker {
     SecureWorker() {
         const auto& certs = test_certs();
         ::setenv("SYNERGOS_TEST_TTP_TOKEN", kTtpToken, 1);
-        const auto config = load_config(dir, core::Role::Worker,
-                                        "http:\n"
-                                        "  host: 127.0.0.1\n"
-                                        "  port: 0\n"
-                                        "  body_limit_bytes: 1048576\n"
-                                        "  tls:\n"
-                                        "    cert_file: " + certs.server_cert + "\n"
-                                        "    key_file: " + certs.server_key + "\n"
-                                        "    ca_file: " + certs.ca + "\n"
-                                        "    require_client_cert: true\n"
-                                        "  tokens: [{scope: admin, env: SYNERGOS_TEST_TTP_TOKEN}]\n");
+        const auto config =
+            load_config(dir, core::Role::Worker,
+                        "http:\n"
+                        "  host: 127.0.0.1\n"
+                        "  port: 0\n"
+                        "  body_limit_bytes: 1048576\n"
+                        "  tls:\n"
+                        "    cert_file: " +
+                            certs.server_cert +
+                            "\n"
+                            "    key_file: " +
+                            certs.server_key +
+                            "\n"
+                            "    ca_file: " +
+                            certs.ca +
+                            "\n"
+                            "    require_client_cert: true\n"
+                            "  tokens: [{scope: admin, env: SYNERGOS_TEST_TTP_TOKEN}]\n");
         core::worker::WorkerServiceConfig wc;
         wc.participant_id = "worker-sec";
         wc.data_dir = dir.path;
@@ -220,8 +230,12 @@ struct SecureWorker {
         server = std::make_unique<core::http::HttpServer>(*options, router, logger);
         REQUIRE(server->start().is_ok());
     }
-    ~SecureWorker() { server->stop(std::chrono::seconds(2)); }
-    std::uint16_t port() const { return server->bound_port(); }
+    ~SecureWorker() {
+        server->stop(std::chrono::seconds(2));
+    }
+    std::uint16_t port() const {
+        return server->bound_port();
+    }
 };
 
 /// The TTP side as the roles build it: worker_client options from the config (here a standalone
@@ -231,15 +245,17 @@ ClientOptions ttp_client_options(const testing::TempDir& dir, const std::string&
     const auto config = load_config(dir, core::Role::Director,
                                     "worker_client:\n"
                                     "  tls: true\n"
-                                    "  ca_file: " + certs.ca + "\n" + extra);
+                                    "  ca_file: " +
+                                        certs.ca + "\n" + extra);
     auto options = core::worker_client_options(config);
     REQUIRE(options.has_value());
     return *options;
 }
 
-TEST_CASE("worker protocol: mutual TLS and the TTP's token: plain, untrusted and token-less "
-          "peers are refused",
-          "[security][tls][auth]") {
+TEST_CASE(
+    "worker protocol: mutual TLS and the TTP's token: plain, untrusted and token-less "
+    "peers are refused",
+    "[security][tls][auth]") {
     SecureWorker worker;
     const auto& certs = test_certs();
     const auto port = worker.port();
@@ -249,9 +265,12 @@ TEST_CASE("worker protocol: mutual TLS and the TTP's token: plain, untrusted and
     // The TTP configured with its client certificate and token: accepted, through the same
     // worker client the TTP functions use.
     {
-        HttpClient http(ttp_client_options(ttp_dir, "  cert_file: " + certs.client_cert + "\n"
-                                                    "  key_file: " + certs.client_key + "\n"
-                                                    "  token: {file: ttp.token}\n"));
+        HttpClient http(ttp_client_options(ttp_dir, "  cert_file: " + certs.client_cert +
+                                                        "\n"
+                                                        "  key_file: " +
+                                                        certs.client_key +
+                                                        "\n"
+                                                        "  token: {file: ttp.token}\n"));
         core::roles::HttpWorkerClient workers(http);
         sdk::GridNode node;
         node.participant_id = "worker-sec";
@@ -271,20 +290,20 @@ TEST_CASE("worker protocol: mutual TLS and the TTP's token: plain, untrusted and
     CHECK_FALSE(plain.request("GET", "127.0.0.1", port, "/v1/health").has_value());
     // TLS without a client certificate: refused in the handshake (or right after it, TLS 1.3).
     HttpClient no_cert(tls_client(certs.ca));
-    auto anonymous = no_cert.request("GET", "127.0.0.1", port, "/v1/health", {},
-                                     "application/json", std::chrono::seconds(10),
-                                     bearer(kTtpToken));
+    auto anonymous = no_cert.request("GET", "127.0.0.1", port, "/v1/health", {}, "application/json",
+                                     std::chrono::seconds(10), bearer(kTtpToken));
     CHECK_FALSE(anonymous.has_value());
     // A client certificate from another CA: refused.
     HttpClient rogue(tls_client(certs.ca, certs.rogue_client_cert, certs.rogue_client_key));
-    CHECK_FALSE(rogue.request("GET", "127.0.0.1", port, "/v1/health", {}, "application/json",
-                              std::chrono::seconds(10), bearer(kTtpToken))
+    CHECK_FALSE(rogue
+                    .request("GET", "127.0.0.1", port, "/v1/health", {}, "application/json",
+                             std::chrono::seconds(10), bearer(kTtpToken))
                     .has_value());
     // The right certificate but not this worker's TTP token: 401.
     HttpClient good_cert(tls_client(certs.ca, certs.client_cert, certs.client_key));
-    auto wrong_token = good_cert.request("GET", "127.0.0.1", port, "/v1/health", {},
-                                         "application/json", std::chrono::seconds(10),
-                                         bearer(kAdminToken));
+    auto wrong_token =
+        good_cert.request("GET", "127.0.0.1", port, "/v1/health", {}, "application/json",
+                          std::chrono::seconds(10), bearer(kAdminToken));
     REQUIRE(wrong_token.has_value());
     CHECK(wrong_token->status == 401);
     auto no_token = good_cert.request("GET", "127.0.0.1", port, "/v1/health");
@@ -364,8 +383,7 @@ TEST_CASE("exposure rule: a non-loopback bind needs TLS and tokens or an explici
     }
     CHECK(warned);
     // Loopback needs nothing; the default host is loopback.
-    CHECK(load_config(dir, core::Role::Director, "node: {id: x}\n").http.host ==
-          "127.0.0.1");
+    CHECK(load_config(dir, core::Role::Director, "node: {id: x}\n").http.host == "127.0.0.1");
 }
 
 }  // namespace

@@ -54,8 +54,8 @@ sdk::Result<std::string> read_secret(const SecretSource& source, const std::stri
     }
     for (const char c : value) {
         if (static_cast<unsigned char>(c) < 0x21 || static_cast<unsigned char>(c) > 0x7e) {
-            return secret_error(key, "the token in the " + where +
-                                         " must be printable ASCII without spaces");
+            return secret_error(
+                key, "the token in the " + where + " must be printable ASCII without spaces");
         }
     }
     return value;

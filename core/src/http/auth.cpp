@@ -5,7 +5,9 @@
 
 namespace synergos::core::http {
 
-const char* scope_name(Scope scope) noexcept { return scope == Scope::Read ? "read" : "admin"; }
+const char* scope_name(Scope scope) noexcept {
+    return scope == Scope::Read ? "read" : "admin";
+}
 
 bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
     // Walk the whole presented value whatever the lengths, so timing says nothing about where
@@ -65,8 +67,8 @@ AuthDecision authorize(const std::vector<BearerToken>& tokens, std::string_view 
     const bool reading = method == "GET" || method == "HEAD";
     if (!reading && matched->scope != Scope::Admin) {
         out.status = 403;
-        out.message = "this token has the read scope; " + std::string(method) +
-                      " needs the admin scope";
+        out.message =
+            "this token has the read scope; " + std::string(method) + " needs the admin scope";
     }
     return out;
 }

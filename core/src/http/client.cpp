@@ -9,10 +9,10 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <boost/asio/ssl.hpp>
 
 namespace synergos::core::http {
 namespace {
@@ -48,8 +48,7 @@ bool is_stale_connection_error(const beast::error_code& ec) {
 }
 
 /// The TLS context of a client, or why it cannot be built (naming the option and file).
-std::shared_ptr<net::ssl::context> make_tls_context(const ClientTlsOptions& t,
-                                                    std::string& error) {
+std::shared_ptr<net::ssl::context> make_tls_context(const ClientTlsOptions& t, std::string& error) {
     if (!t.enabled) {
         return nullptr;
     }
@@ -75,14 +74,13 @@ std::shared_ptr<net::ssl::context> make_tls_context(const ClientTlsOptions& t,
         }
         ctx->use_certificate_chain_file(t.cert_file, ec);
         if (ec) {
-            error = "http: TLS option 'cert_file': cannot use '" + t.cert_file +
-                    "': " + ec.message();
+            error =
+                "http: TLS option 'cert_file': cannot use '" + t.cert_file + "': " + ec.message();
             return nullptr;
         }
         ctx->use_private_key_file(t.key_file, net::ssl::context::pem, ec);
         if (ec) {
-            error =
-                "http: TLS option 'key_file': cannot use '" + t.key_file + "': " + ec.message();
+            error = "http: TLS option 'key_file': cannot use '" + t.key_file + "': " + ec.message();
             return nullptr;
         }
     }
@@ -216,8 +214,8 @@ sdk::Result<Response> HttpClient::request(
         return sdk::Error{sdk::ErrorCode::InvalidArgument, impl_->tls_error_};
     }
     const std::string key = host + ":" + std::to_string(port);
-    const std::string where = std::string(method) + (impl_->tls_ ? " https://" : " http://") +
-                              key + std::string(path);
+    const std::string where =
+        std::string(method) + (impl_->tls_ ? " https://" : " http://") + key + std::string(path);
     const auto deadline = Clock::now() + timeout;
 
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -322,6 +320,8 @@ std::size_t HttpClient::idle_connections() const {
     return n;
 }
 
-std::size_t HttpClient::connections_opened() const noexcept { return impl_->opened_; }
+std::size_t HttpClient::connections_opened() const noexcept {
+    return impl_->opened_;
+}
 
 }  // namespace synergos::core::http

@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -25,7 +26,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <boost/asio/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 namespace synergos::core::http {
@@ -124,7 +124,9 @@ public:
             remote_ = peer.address().to_string() + ":" + std::to_string(peer.port());
         }
     }
-    ~Session() override { server_.session_closed(id_); }
+    ~Session() override {
+        server_.session_closed(id_);
+    }
 
     void run() {
         net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
@@ -155,7 +157,9 @@ private:
         }
     }
 
-    beast::tcp_stream& tcp_layer() { return beast::get_lowest_layer(stream_); }
+    beast::tcp_stream& tcp_layer() {
+        return beast::get_lowest_layer(stream_);
+    }
 
     void handshake() {
         if constexpr (kTls) {
@@ -189,11 +193,9 @@ private:
         parser_->header_limit(static_cast<std::uint32_t>(server_.options_.header_limit_bytes));
         tcp_layer().expires_after(requests_ == 0 ? server_.options_.header_timeout
                                                  : server_.options_.keep_alive_timeout);
-        bhttp::async_read_header(
-            stream_, buffer_, *parser_,
-            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                self->on_header(ec);
-            });
+        bhttp::async_read_header(stream_, buffer_, *parser_,
+                                 [self = this->shared_from_this()](
+                                     beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
 
     static bool is_disconnect(const beast::error_code& ec) {
@@ -217,9 +219,9 @@ private:
                 if (ec == beast::error::timeout && requests_ == 0 && buffer_.size() > 0) {
                     server_.logger_.warn(
                         "http: request headers not received in time; connection cut",
-                        nlohmann::json{{"remote", remote_},
-                                       {"header_timeout_ms",
-                                        server_.options_.header_timeout.count()}}
+                        nlohmann::json{
+                            {"remote", remote_},
+                            {"header_timeout_ms", server_.options_.header_timeout.count()}}
                             .dump());
                 }
                 close();
@@ -364,11 +366,11 @@ private:
             server_.log_access(*request, response.status, response.body.size(), began_);
         }
         tcp_layer().expires_after(server_.options_.body_timeout);
-        bhttp::async_write(stream_, res_,
-                           [self = this->shared_from_this(), keep_alive](beast::error_code ec,
-                                                                         std::size_t) {
-                               self->on_write(ec, keep_alive);
-                           });
+        bhttp::async_write(
+            stream_, res_,
+            [self = this->shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                self->on_write(ec, keep_alive);
+            });
     }
 
     void on_write(beast::error_code ec, bool keep_alive) {
@@ -541,9 +543,9 @@ sdk::Status HttpServer::Impl::load_tls() {
                         net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use,
                     ec);
     auto fail = [&](const char* option, const std::string& file) {
-        return sdk::Status(sdk::ErrorCode::InvalidArgument,
-                           std::string("http: option '") + option + "': cannot use '" + file +
-                               "': " + ec.message());
+        return sdk::Status(sdk::ErrorCode::InvalidArgument, std::string("http: option '") + option +
+                                                                "': cannot use '" + file +
+                                                                "': " + ec.message());
     };
     ctx.use_certificate_chain_file(t.cert_file, ec);
     if (ec) {
@@ -751,7 +753,9 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
 HttpServer::HttpServer(ServerOptions options, const Router& router, sdk::Logger& logger)
     : impl_(std::make_shared<Impl>(std::move(options), router, logger)) {}
 
-HttpServer::~HttpServer() { impl_->stop(std::chrono::milliseconds(0)); }
+HttpServer::~HttpServer() {
+    impl_->stop(std::chrono::milliseconds(0));
+}
 
 sdk::Status HttpServer::start() {
     if (impl_->running_) {
@@ -764,12 +768,20 @@ sdk::Status HttpServer::start() {
     return impl_->start();
 }
 
-std::uint16_t HttpServer::bound_port() const noexcept { return impl_->port_; }
+std::uint16_t HttpServer::bound_port() const noexcept {
+    return impl_->port_;
+}
 
-bool HttpServer::stop(std::chrono::milliseconds deadline) { return impl_->stop(deadline); }
+bool HttpServer::stop(std::chrono::milliseconds deadline) {
+    return impl_->stop(deadline);
+}
 
-void HttpServer::set_ready(bool ready) noexcept { impl_->ready_ = ready; }
+void HttpServer::set_ready(bool ready) noexcept {
+    impl_->ready_ = ready;
+}
 
-std::size_t HttpServer::connection_count() const noexcept { return impl_->connections_; }
+std::size_t HttpServer::connection_count() const noexcept {
+    return impl_->connections_;
+}
 
 }  // namespace synergos::core::http

@@ -29,8 +29,8 @@ struct BearerToken {
 
 /// The outcome of checking a request's credentials.
 struct AuthDecision {
-    int status = 0;       ///< 0: allowed; 401 or 403 otherwise
-    std::string message;  ///< why not (names no secret)
+    int status = 0;                      ///< 0: allowed; 401 or 403 otherwise
+    std::string message;                 ///< why not (names no secret)
     const BearerToken* token = nullptr;  ///< the token that matched, when one did
 };
 

@@ -31,12 +31,14 @@ namespace synergos::core::http {
 
 /// TLS for the server; off while `cert_file` is empty.
 struct ServerTlsOptions {
-    std::string cert_file;  ///< PEM certificate chain
-    std::string key_file;   ///< PEM private key
-    std::string ca_file;    ///< PEM CA bundle that client certificates must chain to
+    std::string cert_file;             ///< PEM certificate chain
+    std::string key_file;              ///< PEM private key
+    std::string ca_file;               ///< PEM CA bundle that client certificates must chain to
     bool require_client_cert = false;  ///< mutual TLS: refuse peers without a trusted cert
 
-    bool enabled() const noexcept { return !cert_file.empty(); }
+    bool enabled() const noexcept {
+        return !cert_file.empty();
+    }
 };
 
 struct ServerOptions {
@@ -54,7 +56,7 @@ struct ServerOptions {
     bool access_log = true;              ///< one Info line per request through the logger
     ServerTlsOptions tls;                ///< HTTPS when enabled
     std::vector<BearerToken> tokens;     ///< empty: no authentication (see authorize())
-    std::size_t linger_bytes = 4 * 1024 * 1024;  ///< drained after an early error answer
+    std::size_t linger_bytes = 4 * 1024 * 1024;      ///< drained after an early error answer
     std::chrono::milliseconds linger_timeout{2000};  ///< at most this long
 };
 
