@@ -295,10 +295,10 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     const std::string exe = SYNERGOS_TEST_BINARY_DIR "/bin/synergos";
     REQUIRE(fs::exists(exe));
 
-    // Each job runs 3 s on the TTP: long enough for the kill to land in its middle.
+    // Each job runs 4 s on the TTP: long enough for the kill to land in its middle.
     write_text(root / "director.yaml", role_config("director", "director", root, broker,
-                                                   vhost_name, 3000));
-    write_text(root / "ttp.yaml", role_config("ttp-a", "ttp", root, broker, vhost_name, 3000));
+                                                   vhost_name, 4000));
+    write_text(root / "ttp.yaml", role_config("ttp-a", "ttp", root, broker, vhost_name, 4000));
 
     Child director(exe, {"director", "--config", (root / "director.yaml").string(), "--port", "0"},
                    root / "director.err");
@@ -359,6 +359,12 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
         std::this_thread::sleep_for(20ms);  // polls a file another process writes, bounded
     }
     REQUIRE(probe_log(root / "executed.log")[job_id] == std::vector<std::string>{first_pid});
+    // The TTP's confirmed "started" event precedes the function; the director records it.
+    deadline = Clock::now() + 30s;
+    while (job_state().value("state", "") != "running" && Clock::now() < deadline) {
+        std::this_thread::sleep_for(20ms);  // polls the REST API, bounded
+    }
+    REQUIRE(job_state().value("state", "") == "running");
     const int killed = first->kill_and_reap(SIGKILL);
     REQUIRE(WIFSIGNALED(killed));
     REQUIRE(WTERMSIG(killed) == SIGKILL);
@@ -366,7 +372,7 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     CHECK(job_state().value("state", "") == "running");  // nobody finished it
 
     // A second TTP on the same grid gets the redelivered job and finishes it.
-    write_text(root / "ttp-b.yaml", role_config("ttp-b", "ttp", root, broker, vhost_name, 3000));
+    write_text(root / "ttp-b.yaml", role_config("ttp-b", "ttp", root, broker, vhost_name, 4000));
     Child second(exe, {"ttp", "--config", (root / "ttp-b.yaml").string(), "--grid", "0", "--id",
                        "ttp-b"},
                  root / "ttp-b.err");
