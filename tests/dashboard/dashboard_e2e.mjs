@@ -83,7 +83,7 @@ function start(name, argv) {
         child.stdout.on('data', (chunk) => {
             fs.appendFileSync(logFile, chunk);
             text += chunk.toString();
-            const m = text.match(/listening on http:\/\/[^:]+:(\d+)/);
+            const m = text.match(/listening on https?:\/\/[^:]+:(\d+)/);
             if (m) {
                 clearTimeout(timer);
                 resolve(Number(m[1]));
