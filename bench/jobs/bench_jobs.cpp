@@ -5,7 +5,8 @@
 // durability settings (bench/mq/amqp_baseline.hpp), measured in the same run against the same
 // broker, alternating in blocks of 50, median of the rounds.
 //
-// Usage: bench_jobs [--url amqp://...] [--jobs N] [--rounds R]
+// Usage: bench_jobs [--url amqp://...] [--jobs N] [--rounds R] [--synchronous FULL|NORMAL]
+// (--synchronous NORMAL shows how much of the gap is the store's fsync per commit.)
 
 #include <amqp.h>
 
@@ -45,6 +46,7 @@ struct Config {
     std::string url = "amqp://guest:guest@127.0.0.1:5672/%2f";
     std::size_t jobs = 1000;
     int rounds = 3;
+    std::string synchronous = "FULL";  ///< the director store's sqlite synchronous level
 };
 
 std::string random_hex() {
@@ -91,11 +93,12 @@ public:
 /// connection, under a queue prefix of their own.
 class Cluster {
 public:
-    explicit Cluster(const std::string& url)
+    Cluster(const std::string& url, const std::string& synchronous)
         : dir_(fs::temp_directory_path() / ("synergos-bench-jobs-" + random_hex())),
           host_(dir_.string(), "bench"),
           storage_(host_, sdk::Options(std::map<std::string, std::string>{
-                              {"path", (dir_ / "store.db").string()}})),
+                              {"path", (dir_ / "store.db").string()},
+                              {"synchronous", synchronous}})),
           director_mq_(host_, broker_options(url)),
           ttp_mq_(host_, broker_options(url)) {
         fs::create_directories(dir_);
@@ -212,9 +215,11 @@ Config parse(int argc, char** argv) {
             c.jobs = std::stoul(value);
         } else if (arg == "--rounds") {
             c.rounds = std::stoi(value);
+        } else if (arg == "--synchronous") {
+            c.synchronous = value;
         } else {
             throw std::runtime_error("unknown option " + arg +
-                                     " (use --url, --jobs, --rounds)");
+                                     " (use --url, --jobs, --rounds, --synchronous)");
         }
     }
     if (c.jobs == 0 || c.rounds <= 0) {
@@ -228,10 +233,12 @@ Config parse(int argc, char** argv) {
 int main(int argc, char** argv) {
     try {
         const Config config = parse(argc, argv);
-        std::printf("bench_jobs: %zu jobs per round, median of %d rounds, broker %s\n",
+        std::printf("bench_jobs: %zu jobs per round, median of %d rounds, broker %s, sqlite "
+                    "synchronous=%s\n",
                     config.jobs, config.rounds,
-                    config.url.substr(config.url.find('@') + 1).c_str());
-        Cluster cluster(config.url);
+                    config.url.substr(config.url.find('@') + 1).c_str(),
+                    config.synchronous.c_str());
+        Cluster cluster(config.url, config.synchronous);
         synergos::bench::mq::AmqpBaselineClient bare(
             config.url, "synergos-bench-jobs-baseline-" + random_hex());
         cluster.run(std::min<std::size_t>(config.jobs, 50));  // warm-up: connections, queues
