@@ -97,7 +97,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
             }
         }
         json participants = json::array();
-        for (auto& [pid, tags] : params.value("tags", json::object()).items()) {
+        const json tags_by_participant = params.value("tags", json::object());
+        for (auto& [pid, tags] : tags_by_participant.items()) {
             participants.push_back(pid);
         }
         const auto deadline = Clock::now() + std::chrono::milliseconds(settings->timeout_ms);
@@ -256,7 +257,9 @@ sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(sdk::ArchiveCo
         // are found under its run id.
         for (const auto& t : out->value("trials", json::array())) {
             json run = base;
-            for (auto& [k, v] : t.value("hyperparameters", json::object()).items()) {
+            // A named copy: items() of a temporary would outlive it.
+            const json sampled = t.value("hyperparameters", json::object());
+            for (auto& [k, v] : sampled.items()) {
                 run[k] = v;
             }
             run["optimization"] = job->job_id;
