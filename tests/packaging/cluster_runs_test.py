@@ -55,8 +55,9 @@ kBudgetS = 85          # everything up to the stop; the stop has its own 20 s
 kStartTimeoutS = 45    # run-local.sh start
 kCtlTimeoutS = 30      # one rabbitmqctl call
 kRuns = 4
-kRounds = 12           # a training (~4 s) outlasts the next submit's set-up (~3 s, loaded)
-kEpochs = 4
+kRounds = 20           # with kBatch, a training (~3 s idle) outlasts the next submit's
+kEpochs = 5            # set-up (~1 s idle: process start, registration, one 500 ms poll)
+kBatch = 8
 # The director places a job on the grid with the fewest unfinished jobs, but it counts them
 # and records the new job in two steps without a lock (JobService::submit), so trainings
 # POSTed in the same millisecond can all see the same counts and land on one grid. Each submit
@@ -320,7 +321,8 @@ def run_cluster(bin_, source, work, state, script, compose_dir, job_file, host, 
     ports = {n: open(os.path.join(state, "ports", n)).read().strip()
              for n in kProcesses if not n.startswith("ttp")}
     server = f"http://127.0.0.1:{ports['director-1']}"
-    env = dict(os.environ, CLUSTER_ROUNDS=str(kRounds), CLUSTER_EPOCHS=str(kEpochs))
+    env = dict(os.environ, CLUSTER_ROUNDS=str(kRounds), CLUSTER_EPOCHS=str(kEpochs),
+               CLUSTER_BATCH_SIZE=str(kBatch))
     for (hospital, grid), worker in kWorkerOf.items():
         env[f"WORKER_G{grid}_{hospital.upper()}_HOST"] = "127.0.0.1"
         env[f"WORKER_G{grid}_{hospital.upper()}_PORT"] = ports[worker]
