@@ -261,6 +261,7 @@ TEST_CASE(
     const auto port = listening_port(director);
     REQUIRE(port != 0);
     CHECK_FALSE(has(director.err_lines(), "INSECURE"));
+    CHECK(has(director.out_lines(), "listening on https://0.0.0.0:"));
 
     HttpClient plain;
     CHECK_FALSE(plain.request("GET", "127.0.0.1", port, "/healthz").has_value());

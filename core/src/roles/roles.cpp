@@ -78,8 +78,10 @@ int fail(Runtime& rt, const std::string& what, const std::string& error) {
 
 /// Announces the listening address on stdout, so scripts and tests started with port 0 can find
 /// the server (logs may go elsewhere).
-void announce(const std::string& role, const std::string& host, std::uint16_t port) {
-    std::printf("synergos %s listening on http://%s:%u\n", role.c_str(), host.c_str(), static_cast<unsigned>(port));
+void announce(const std::string& role, const RuntimeConfig& cfg, std::uint16_t port) {
+    const char* scheme = cfg.http.tls.cert_file.empty() ? "http" : "https";
+    std::printf("synergos %s listening on %s://%s:%u\n", role.c_str(), scheme, cfg.http.host.c_str(),
+                static_cast<unsigned>(port));
     std::fflush(stdout);
 }
 
@@ -161,7 +163,7 @@ int run_director(Runtime& rt) {
     }
     // Stopped first (reverse order): in-flight requests finish before the job service goes.
     rt.add_component("rest api", [server, router] { server->stop(10s); });
-    announce("director", cfg.http.host, server->bound_port());
+    announce("director", cfg, server->bound_port());
     rt.logger().info("role started", {{"role", "director"},
                                       {"node_id", cfg.node.id},
                                       {"port", server->bound_port()},
@@ -238,7 +240,7 @@ int run_worker(Runtime& rt) {
         return fail(rt, "worker protocol server failed to start", st.message());
     }
     rt.add_component("worker protocol", [server, router, service] { server->stop(10s); });
-    announce("worker", cfg.http.host, server->bound_port());
+    announce("worker", cfg, server->bound_port());
     rt.logger().info("role started", {{"role", "worker"}, {"node_id", cfg.node.id}, {"port", server->bound_port()},
                                       {"datatypes", json(wc.pipelines.size())},
                                       {"components", rt.started_components()}});
