@@ -23,7 +23,9 @@ std::string slurp(const fs::path& p) {
     return s.str();
 }
 
-json read_json(const fs::path& p) { return json::parse(slurp(p)); }
+json read_json(const fs::path& p) {
+    return json::parse(slurp(p));
+}
 
 /// The folder under `parent` whose meta.yaml has `field: value`.
 fs::path find_by_meta(const fs::path& parent, const std::string& field, const std::string& value) {
@@ -81,19 +83,23 @@ TEST_CASE("MLflow read-back: experiment, run, params and per-round metrics of a 
     REQUIRE(mq.start());
     constexpr int kRounds = 3;
     {
-        Rig rig(root / "director", [&]() -> sdk::MessageQueue& { return mq; }, &tracker);
+        Rig rig(
+            root / "director", [&]() -> sdk::MessageQueue& { return mq; }, &tracker);
         rig.start_ttp(0);
         Client client(rig.port());
         json run = heart_base_run();
         run["rounds"] = kRounds;
-        client.setup("mlc", "mlp", "classify", read_json(data / "heart_disease" / "architecture.json"), run,
+        client.setup("mlc", "mlp", "classify",
+                     read_json(data / "heart_disease" / "architecture.json"), run,
                      {{"p1", w1.port()}, {"p2", w2.port()}}, {heart_tags(1), heart_tags(2)});
-        client.wait_jobs(client.call("POST", "/ttp/train/collaborations/mlc/projects/mlp/alignments",
-                                     json::object(), 201));
-        client.wait_jobs(client.call("POST", "/ttp/train/collaborations/mlc/projects/mlp/models/e1/r1",
+        client.wait_jobs(client.call(
+            "POST", "/ttp/train/collaborations/mlc/projects/mlp/alignments", json::object(), 201));
+        client.wait_jobs(client.call("POST",
+                                     "/ttp/train/collaborations/mlc/projects/mlp/models/e1/r1",
                                      json::object(), 200));
-        client.wait_jobs(client.call("POST", "/ttp/evaluate/collaborations/mlc/projects/mlp/validations/e1/r1",
-                                     json::object(), 200));
+        client.wait_jobs(
+            client.call("POST", "/ttp/evaluate/collaborations/mlc/projects/mlp/validations/e1/r1",
+                        json::object(), 200));
     }
     mq.stop();
     tracker.stop();
@@ -119,8 +125,8 @@ TEST_CASE("MLflow read-back: experiment, run, params and per-round metrics of a 
     const int status = rm["status"].as<int>();
     CHECK(status >= 1);
     CHECK(status <= 5);
-    CHECK(rm["artifact_uri"].as<std::string>() == em["artifact_location"].as<std::string>() + "/" +
-                                                       r.filename().string() + "/artifacts");
+    CHECK(rm["artifact_uri"].as<std::string>() ==
+          em["artifact_location"].as<std::string>() + "/" + r.filename().string() + "/artifacts");
 
     // Params: one file per setting, the value without a newline.
     CHECK(slurp(r / "params" / "rounds") == std::to_string(kRounds));
@@ -147,7 +153,8 @@ TEST_CASE("MLflow read-back: experiment, run, params and per-round metrics of a 
     CHECK(steps.size() == static_cast<std::size_t>(kRounds));
     CHECK(*steps.rbegin() - *steps.begin() == kRounds - 1);
     // Each participant's local loss per round too.
-    CHECK(metric_lines(r / "metrics" / "p1_local_loss").size() == static_cast<std::size_t>(kRounds));
+    CHECK(metric_lines(r / "metrics" / "p1_local_loss").size() ==
+          static_cast<std::size_t>(kRounds));
     // Validation metrics: per-class accuracy of each participant (5 classes, step = class + 1).
     auto acc = metric_lines(r / "metrics" / "p1.evaluate.accuracy_class_0");
     REQUIRE(acc.size() == 1);

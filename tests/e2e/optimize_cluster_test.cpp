@@ -34,8 +34,9 @@ json wait_job(Client& client, const std::string& id, std::chrono::seconds timeou
 
 }  // namespace
 
-TEST_CASE("optimize: 4 trials on two grids run in parallel on both and the best is reported (rabbitmq)",
-          "[e2e][optimize][rabbitmq]") {
+TEST_CASE(
+    "optimize: 4 trials on two grids run in parallel on both and the best is reported (rabbitmq)",
+    "[e2e][optimize][rabbitmq]") {
     const fs::path root = temp_root("optimize");
     const fs::path data = fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" / "data";
     // Grid g has its own worker for each participant (node_g of the registration).
@@ -47,7 +48,8 @@ TEST_CASE("optimize: 4 trials on two grids run in parallel on both and the best 
     sdk::testing::FakeHost mq_host(root.string(), "mq");
     std::vector<std::unique_ptr<plugins::rabbitmq::RabbitMqQueue>> connections;
     auto connect = [&]() -> sdk::MessageQueue& {
-        connections.push_back(std::make_unique<plugins::rabbitmq::RabbitMqQueue>(mq_host, opts(amqp_options_from_env())));
+        connections.push_back(std::make_unique<plugins::rabbitmq::RabbitMqQueue>(
+            mq_host, opts(amqp_options_from_env())));
         REQUIRE(connections.back()->start());
         return *connections.back();
     };
@@ -64,38 +66,49 @@ TEST_CASE("optimize: 4 trials on two grids run in parallel on both and the best 
         const std::string base = "/ttp/connect/collaborations/" + c + "/projects/" + p;
         client.call("POST", "/ttp/connect/collaborations", {{"collab_id", c}}, 201);
         client.call("POST", "/ttp/connect/collaborations/" + c + "/projects",
-                    {{"project_id", p}, {"action", "classify"}, {"incentives", {{"tier_1", json::array()}}}}, 201);
-        client.call("POST", base + "/experiments",
-                    {{"expt_id", "e1"}, {"model", read_json(data / "heart_disease" / "architecture.json")}}, 201);
+                    {{"project_id", p},
+                     {"action", "classify"},
+                     {"incentives", {{"tier_1", json::array()}}}},
+                    201);
+        client.call(
+            "POST", base + "/experiments",
+            {{"expt_id", "e1"}, {"model", read_json(data / "heart_disease" / "architecture.json")}},
+            201);
         const std::vector<std::pair<std::string, std::pair<int, int>>> participants{
             {"p1", {a0.port(), a1.port()}}, {"p2", {b0.port(), b1.port()}}};
         for (std::size_t i = 0; i < participants.size(); ++i) {
             const auto& [pid, ports] = participants[i];
             client.call("POST", "/ttp/connect/participants", {{"id", pid}}, 201);
             const std::string reg = base + "/participants/" + pid + "/registration";
-            client.call("POST", reg,
-                        {{"role", i == 0 ? "host" : "guest"},
-                         {"n_count", 2},
-                         {"node_0", {{"host", "127.0.0.1"}, {"port", 8020}, {"f_port", ports.first}}},
-                         {"node_1", {{"host", "127.0.0.1"}, {"port", 8020}, {"f_port", ports.second}}}},
-                        201);
+            client.call(
+                "POST", reg,
+                {{"role", i == 0 ? "host" : "guest"},
+                 {"n_count", 2},
+                 {"node_0", {{"host", "127.0.0.1"}, {"port", 8020}, {"f_port", ports.first}}},
+                 {"node_1", {{"host", "127.0.0.1"}, {"port", 8020}, {"f_port", ports.second}}}},
+                201);
             client.call("POST", reg + "/tags", heart_tags(static_cast<int>(i) + 1), 201);
         }
-        client.wait_jobs(client.call("POST", "/ttp/train/collaborations/" + c + "/projects/" + p + "/alignments",
-                                     json::object(), 201));
+        client.wait_jobs(
+            client.call("POST", "/ttp/train/collaborations/" + c + "/projects/" + p + "/alignments",
+                        json::object(), 201));
 
-        const std::string route = "/ttp/train/collaborations/" + c + "/projects/" + p + "/models/e1/optimizations";
+        const std::string route =
+            "/ttp/train/collaborations/" + c + "/projects/" + p + "/models/e1/optimizations";
         // Nothing searched yet: the original's 404.
-        auto none = client.http.request("GET", "127.0.0.1", static_cast<std::uint16_t>(rig.port()), route, "", "", 10s);
+        auto none = client.http.request("GET", "127.0.0.1", static_cast<std::uint16_t>(rig.port()),
+                                        route, "", "", 10s);
         REQUIRE(none);
         CHECK(none->status == 404);
         // A request without a metric changes nothing.
-        client.call("POST", route, {{"search_space", read_json(fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" /
-                                                               "heart_disease" / "ranges.json")},
-                                    {"optimize_mode", "max"}},
+        client.call("POST", route,
+                    {{"search_space", read_json(fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" /
+                                                "heart_disease" / "ranges.json")},
+                     {"optimize_mode", "max"}},
                     422);
 
-        const json ranges = read_json(fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" / "heart_disease" / "ranges.json");
+        const json ranges = read_json(fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" /
+                                      "heart_disease" / "ranges.json");
         json answer = client.call("POST", route + "/",
                                   {{"search_space", ranges},
                                    {"metric", "accuracy"},
@@ -159,10 +172,12 @@ TEST_CASE("optimize: 4 trials on two grids run in parallel on both and the best 
         CHECK(got["best"]["run_id"] == out["best"]["run_id"]);
         // Each trial is a Run (its sampled settings over the base run), trained and validated.
         const std::string best_run = out["best"]["run_id"];
-        json run = client.call("GET", base + "/experiments/e1/runs/" + best_run, nullptr, 200)["data"];
+        json run =
+            client.call("GET", base + "/experiments/e1/runs/" + best_run, nullptr, 200)["data"];
         CHECK(run["rounds"] == out["best"]["hyperparameters"]["rounds"]);
-        client.call("GET", "/ttp/train/collaborations/" + c + "/projects/" + p + "/models/e1/" + best_run, nullptr,
-                    200);
+        client.call("GET",
+                    "/ttp/train/collaborations/" + c + "/projects/" + p + "/models/e1/" + best_run,
+                    nullptr, 200);
     }
     for (auto& q : connections) {
         q->stop();
@@ -171,13 +186,15 @@ TEST_CASE("optimize: 4 trials on two grids run in parallel on both and the best 
     fs::remove_all(root, ec);
 }
 
-TEST_CASE("optimize: a search space the function refuses fails the job with the entry named (rabbitmq)",
-          "[e2e][optimize][rabbitmq]") {
+TEST_CASE(
+    "optimize: a search space the function refuses fails the job with the entry named (rabbitmq)",
+    "[e2e][optimize][rabbitmq]") {
     const fs::path root = temp_root("optimize-bad");
     sdk::testing::FakeHost mq_host(root.string(), "mq");
     std::vector<std::unique_ptr<plugins::rabbitmq::RabbitMqQueue>> connections;
     auto connect = [&]() -> sdk::MessageQueue& {
-        connections.push_back(std::make_unique<plugins::rabbitmq::RabbitMqQueue>(mq_host, opts(amqp_options_from_env())));
+        connections.push_back(std::make_unique<plugins::rabbitmq::RabbitMqQueue>(
+            mq_host, opts(amqp_options_from_env())));
         REQUIRE(connections.back()->start());
         return *connections.back();
     };
@@ -198,7 +215,8 @@ TEST_CASE("optimize: a search space the function refuses fails the job with the 
         auto done = rig.jobs->wait(jobs->front().job_id, 60s);
         REQUIRE(done);
         CHECK(done->state == "failed");
-        CHECK_THAT(done->reason, Catch::Contains("search_space.lr") && Catch::Contains("lograndint"));
+        CHECK_THAT(done->reason,
+                   Catch::Contains("search_space.lr") && Catch::Contains("lograndint"));
     }
     for (auto& q : connections) {
         q->stop();

@@ -17,13 +17,19 @@ namespace synergos::e2e {
 inline std::map<std::string, std::string> amqp_options_from_env() {
     const char* url = std::getenv("SYNERGOS_TEST_AMQP_URL");
     if (url == nullptr) {
-        FAIL("SYNERGOS_TEST_AMQP_URL is not set: start a broker (scripts/start-rabbitmq.sh) and export "
-             "SYNERGOS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f, or exclude with -LE rabbitmq");
+        FAIL(
+            "SYNERGOS_TEST_AMQP_URL is not set: start a broker (scripts/start-rabbitmq.sh) and "
+            "export "
+            "SYNERGOS_TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f, or exclude with -LE "
+            "rabbitmq");
     }
     std::string rest = url;
     rest = rest.substr(rest.find("://") + 3);
-    std::map<std::string, std::string> o{{"host", "127.0.0.1"}, {"port", "5672"}, {"vhost", "/"},
-                                         {"username", "guest"}, {"password", "guest"}};
+    std::map<std::string, std::string> o{{"host", "127.0.0.1"},
+                                         {"port", "5672"},
+                                         {"vhost", "/"},
+                                         {"username", "guest"},
+                                         {"password", "guest"}};
     if (auto at = rest.find('@'); at != std::string::npos) {
         const std::string cred = rest.substr(0, at);
         o["username"] = cred.substr(0, cred.find(':'));
@@ -62,16 +68,20 @@ struct Rig {
           queue_for(std::move(queue_for)),
           topology(std::move(topology)) {
         REQUIRE(storage.start());
-        registry = {{"preprocess", &align}, {"train", &train},       {"validate", &validate},
-                    {"predict", &predict},  {"optimize", &optimize}};
+        registry = {{"preprocess", &align},
+                    {"train", &train},
+                    {"validate", &validate},
+                    {"predict", &predict},
+                    {"optimize", &optimize}};
         core::jobs::JobServiceOptions jo;
         jo.outputs_dir = (root / "outputs").string();
         jo.topology = this->topology;
-        jobs = std::make_unique<core::jobs::JobService>(storage, this->queue_for(), host.logger(), registry, tracker,
-                                                        jo);
+        jobs = std::make_unique<core::jobs::JobService>(storage, this->queue_for(), host.logger(),
+                                                        registry, tracker, jo);
         REQUIRE(jobs->start());
         core::rest::register_connect_routes(router, storage, host.logger());
-        core::roles::register_director_routes(router, {storage, *jobs, host.logger(), &model_check});
+        core::roles::register_director_routes(router,
+                                              {storage, *jobs, host.logger(), &model_check});
         core::http::ServerOptions so;
         so.port = 0;
         so.access_log = false;
@@ -96,8 +106,10 @@ struct Rig {
         to.ttp_id = "ttp-" + std::to_string(grid);
         to.outputs_dir = t->outputs;
         to.topology = topology;
-        core::jobs::FunctionRegistry functions{
-            {"preprocess", &align}, {"train", &train}, {"validate", &validate}, {"predict", &predict}};
+        core::jobs::FunctionRegistry functions{{"preprocess", &align},
+                                               {"train", &train},
+                                               {"validate", &validate},
+                                               {"predict", &predict}};
         t->runner = std::make_unique<core::jobs::TtpRunner>(
             queue_for(), host.logger(), functions, t->workers.get(),
             [this](const std::string& name) -> sdk::Result<sdk::Aggregator*> {
@@ -111,7 +123,9 @@ struct Rig {
         ttps.push_back(std::move(t));
     }
 
-    int port() const { return server->bound_port(); }
+    int port() const {
+        return server->bound_port();
+    }
 
     fs::path root;
     sdk::testing::FakeHost host;
@@ -134,9 +148,10 @@ struct Rig {
 
 /// The heart_disease run every trial starts from (the trials' samples override it).
 inline json heart_base_run() {
-    return {{"algorithm", "FedAvg"}, {"rounds", 2},           {"epochs", 1},         {"batch_size", 32},
-            {"optimizer", "Adam"},   {"lr", 0.01},            {"criterion", "NLLLoss"}, {"lr_scheduler", ""},
-            {"seed", 42},            {"patience", 10}};
+    return {{"algorithm", "FedAvg"},  {"rounds", 2},         {"epochs", 1},
+            {"batch_size", 32},       {"optimizer", "Adam"}, {"lr", 0.01},
+            {"criterion", "NLLLoss"}, {"lr_scheduler", ""},  {"seed", 42},
+            {"patience", 10}};
 }
 
 /// heart_disease tags of participant `n` (1 or 2).

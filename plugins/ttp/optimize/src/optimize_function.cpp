@@ -68,9 +68,10 @@ json summary(const SearchSettings& s, const std::vector<Trial>& trials) {
     if (auto b = best_trial(scores, s.maximize)) {
         best = trials[*b].to_json();
     }
-    return {{"metric", s.metric}, {"optimize_mode", s.maximize ? "max" : "min"}, {"strategy", s.strategy},
-            {"trials", list},     {"finished", finished}, {"failed", failed}, {"total", trials.size()},
-            {"best", best}};
+    return {{"metric", s.metric},     {"optimize_mode", s.maximize ? "max" : "min"},
+            {"strategy", s.strategy}, {"trials", list},
+            {"finished", finished},   {"failed", failed},
+            {"total", trials.size()}, {"best", best}};
 }
 
 }  // namespace
@@ -78,7 +79,8 @@ json summary(const SearchSettings& s, const std::vector<Trial>& trials) {
 OptimizeFunction::OptimizeFunction(sdk::HostContext&, const sdk::Options& options)
     : poll_ms_(options.get_int("poll_ms", 1000)) {}
 
-sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::string_view job_json) noexcept {
+sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
+                                                   std::string_view job_json) noexcept {
     try {
         auto job = ttp::parse_job(job_json, 3);
         if (!job) {
@@ -130,7 +132,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
         for (auto& t : trials) {
             json p = common;
             p["run"] = t.run;
-            auto id = ctx.submit_job(json{{"process", "train"}, {"keys", keys_of(t)}, {"parameters", p}}.dump());
+            auto id = ctx.submit_job(
+                json{{"process", "train"}, {"keys", keys_of(t)}, {"parameters", p}}.dump());
             if (!id) {
                 fail_trial(t, "train job not submitted: " + id.error().message);
                 continue;
@@ -142,7 +145,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
         ctx.logger().info("optimization trials submitted",
                           ttp::log_fields({{"job_id", job->job_id}, {"trials", trials.size()}}));
 
-        auto poll = [&](const std::string& id, std::chrono::milliseconds timeout) -> sdk::Result<json> {
+        auto poll = [&](const std::string& id,
+                        std::chrono::milliseconds timeout) -> sdk::Result<json> {
             auto r = ctx.wait_job(id, timeout);
             if (!r) {
                 return r.error();
@@ -172,7 +176,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
                 }
                 changed = true;
                 if (state != "succeeded") {
-                    fail_trial(t, t.phase + " job " + id + " " + state + ": " + r->value("reason", ""));
+                    fail_trial(
+                        t, t.phase + " job " + id + " " + state + ": " + r->value("reason", ""));
                     continue;
                 }
                 if (t.phase == "train") {
@@ -183,9 +188,11 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
                     p["run"] = t.run;
                     p["participants"] = participants;
                     p["metas"] = json::array({"evaluate"});
-                    auto vid = ctx.submit_job(
-                        json{{"process", "validate"}, {"keys", keys_of(t)}, {"grid", t.grid}, {"parameters", p}}
-                            .dump());
+                    auto vid = ctx.submit_job(json{
+                        {"process", "validate"},
+                        {"keys", keys_of(t)},
+                        {"grid", t.grid},
+                        {"parameters", p}}.dump());
                     if (!vid) {
                         fail_trial(t, "validate job not submitted: " + vid.error().message);
                         continue;
@@ -215,7 +222,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
                 break;
             }
             if (ctx.is_cancelled()) {
-                return sdk::Error{sdk::ErrorCode::Cancelled, "optimization cancelled; trials already queued go on"};
+                return sdk::Error{sdk::ErrorCode::Cancelled,
+                                  "optimization cancelled; trials already queued go on"};
             }
             if (Clock::now() > deadline) {
                 return sdk::Error{sdk::ErrorCode::Timeout,
@@ -229,9 +237,10 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
         }
         json out = summary(*settings, trials);
         if (out["best"].is_null()) {
-            return sdk::Error{sdk::ErrorCode::FailedPrecondition,
-                              "no trial of the optimization produced a score; first failure: " +
-                                  (trials.empty() ? std::string("no trials") : trials.front().reason)};
+            return sdk::Error{
+                sdk::ErrorCode::FailedPrecondition,
+                "no trial of the optimization produced a score; first failure: " +
+                    (trials.empty() ? std::string("no trials") : trials.front().reason)};
         }
         return out.dump();
     } catch (const std::exception& e) {
@@ -239,8 +248,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx, std::st
     }
 }
 
-sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(sdk::ArchiveContext&, std::string_view job_json,
-                                                                   std::string_view outputs_json) noexcept {
+sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(
+    sdk::ArchiveContext&, std::string_view job_json, std::string_view outputs_json) noexcept {
     try {
         auto job = ttp::parse_job(job_json, 3);
         if (!job) {
@@ -263,7 +272,8 @@ sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(sdk::ArchiveCo
                 run[k] = v;
             }
             run["optimization"] = job->job_id;
-            batch.push_back({sdk::WriteMode::Upsert, "Run",
+            batch.push_back({sdk::WriteMode::Upsert,
+                             "Run",
                              {{"collab_id", job->collab()},
                               {"project_id", job->project()},
                               {"expt_id", job->expt()},
@@ -272,7 +282,8 @@ sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(sdk::ArchiveCo
         }
         json doc = *out;
         doc["job_id"] = job->job_id;
-        batch.push_back({sdk::WriteMode::Upsert, "Optimization",
+        batch.push_back({sdk::WriteMode::Upsert,
+                         "Optimization",
                          {{"collab_id", job->collab()},
                           {"project_id", job->project()},
                           {"expt_id", job->expt()},
@@ -280,7 +291,8 @@ sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(sdk::ArchiveCo
                          doc.dump()});
         return batch;
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::Internal, std::string("optimize archival failed: ") + e.what()};
+        return sdk::Error{sdk::ErrorCode::Internal,
+                          std::string("optimize archival failed: ") + e.what()};
     }
 }
 
@@ -304,7 +316,8 @@ sdk::Status OptimizeFunction::after_archive(sdk::ArchiveContext& ctx, std::strin
             }
             // The trial's run already exists (train and validate tracked it); its params and
             // participants tag stay as they logged them.
-            auto expt = tracker->ensure_experiment(job->collab() + "_>_" + job->project() + "_>_" + job->expt());
+            auto expt = tracker->ensure_experiment(job->collab() + "_>_" + job->project() + "_>_" +
+                                                   job->expt());
             if (!expt) {
                 return expt.status();
             }
@@ -318,7 +331,9 @@ sdk::Status OptimizeFunction::after_archive(sdk::ArchiveContext& ctx, std::strin
             if (!run) {
                 return run.status();
             }
-            if (auto st = tracker->log_metrics(*run, {{metric, t["score"].get<double>(), 0, ttp::now_ms()}}); !st) {
+            if (auto st = tracker->log_metrics(
+                    *run, {{metric, t["score"].get<double>(), 0, ttp::now_ms()}});
+                !st) {
                 return st;
             }
         }

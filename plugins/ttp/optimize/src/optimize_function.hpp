@@ -20,10 +20,14 @@ class OptimizeFunction final : public sdk::TtpFunction {
 public:
     OptimizeFunction(sdk::HostContext& host, const sdk::Options& options);
 
-    std::vector<std::string> processes() const override { return {"optimize"}; }
-    sdk::Result<std::string> execute(sdk::JobContext& context, std::string_view job_json) noexcept override;
-    sdk::Result<std::vector<sdk::Mutation>> archive(sdk::ArchiveContext& context, std::string_view job_json,
-                                                    std::string_view outputs_json) noexcept override;
+    std::vector<std::string> processes() const override {
+        return {"optimize"};
+    }
+    sdk::Result<std::string> execute(sdk::JobContext& context,
+                                     std::string_view job_json) noexcept override;
+    sdk::Result<std::vector<sdk::Mutation>> archive(
+        sdk::ArchiveContext& context, std::string_view job_json,
+        std::string_view outputs_json) noexcept override;
     sdk::Status after_archive(sdk::ArchiveContext& context, std::string_view job_json,
                               std::string_view outputs_json) noexcept override;
 

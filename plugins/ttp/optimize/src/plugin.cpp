@@ -11,9 +11,15 @@ constexpr sdk::OptionSpec kOptions[] = {
 };
 }  // namespace
 extern const sdk::PluginDescriptor kDescriptor;
-const sdk::PluginDescriptor kDescriptor{sizeof(sdk::PluginDescriptor), "optimize", sdk::PluginKind::TtpFunction,
-                                        "0.1.0", "federated hyper-parameter search over a ranges.json space",
-                                        "synergos", sdk::PluginStatus::Stable, kOptions, 1};
+const sdk::PluginDescriptor kDescriptor{sizeof(sdk::PluginDescriptor),
+                                        "optimize",
+                                        sdk::PluginKind::TtpFunction,
+                                        "0.1.0",
+                                        "federated hyper-parameter search over a ranges.json space",
+                                        "synergos",
+                                        sdk::PluginStatus::Stable,
+                                        kOptions,
+                                        1};
 }  // namespace synergos::plugins::optimize
 
 SYNERGOS_DECLARE_TTP_FUNCTION_PLUGIN(synergos::plugins::optimize::OptimizeFunction,

@@ -11,7 +11,9 @@ constexpr double kPi = 3.14159265358979323846;
 /// A grid never enumerates more integers than this from one randint.
 constexpr std::int64_t kMaxIntegerGrid = 1000;
 
-bool is_integer(double v) { return std::isfinite(v) && std::floor(v) == v; }
+bool is_integer(double v) {
+    return std::isfinite(v) && std::floor(v) == v;
+}
 
 sdk::Error bad(const std::string& name, const std::string& what) {
     return sdk::Error{sdk::ErrorCode::InvalidArgument, "search_space." + name + ": " + what};
@@ -30,8 +32,9 @@ json quantize(const Dimension& d, double v) {
 
 sdk::Result<std::vector<Dimension>> parse_search_space(const json& space) {
     if (!space.is_object() || space.empty()) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                          "field 'search_space' must be a non-empty object of {\"_type\", \"_value\"} entries"};
+        return sdk::Error{
+            sdk::ErrorCode::InvalidArgument,
+            "field 'search_space' must be a non-empty object of {\"_type\", \"_value\"} entries"};
     }
     std::vector<Dimension> out;
     for (const auto& [name, entry] : space.items()) {
@@ -52,17 +55,19 @@ sdk::Result<std::vector<Dimension>> parse_search_space(const json& space) {
             continue;
         }
         std::size_t want = 0;
-        if (d.type == "randint" || d.type == "uniform" || d.type == "loguniform" || d.type == "normal") {
+        if (d.type == "randint" || d.type == "uniform" || d.type == "loguniform" ||
+            d.type == "normal") {
             want = 2;
         } else if (d.type == "quniform" || d.type == "qloguniform" || d.type == "qnormal") {
             want = 3;
         } else {
             return bad(name, "unknown _type '" + d.type +
-                                 "' (choice, randint, uniform, quniform, loguniform, qloguniform, normal, qnormal)");
+                                 "' (choice, randint, uniform, quniform, loguniform, qloguniform, "
+                                 "normal, qnormal)");
         }
         if (v.size() != want) {
-            return bad(name, d.type + " takes " + std::to_string(want) + " numbers in _value, found " +
-                                 std::to_string(v.size()));
+            return bad(name, d.type + " takes " + std::to_string(want) +
+                                 " numbers in _value, found " + std::to_string(v.size()));
         }
         for (const auto& x : v) {
             if (!x.is_number()) {
@@ -108,7 +113,9 @@ std::uint64_t Rng::next() {
     return z ^ (z >> 31);
 }
 
-double Rng::uniform01() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+double Rng::uniform01() {
+    return static_cast<double>(next() >> 11) * 0x1.0p-53;
+}
 
 double Rng::normal() {
     const double u1 = 1.0 - uniform01();  // (0, 1]: log is finite
@@ -119,7 +126,9 @@ double Rng::normal() {
 json sample(const Dimension& d, Rng& rng) {
     const double u = rng.uniform01();
     if (d.type == "choice") {
-        return d.values[std::min(d.values.size() - 1, static_cast<std::size_t>(u * static_cast<double>(d.values.size())))];
+        return d
+            .values[std::min(d.values.size() - 1,
+                             static_cast<std::size_t>(u * static_cast<double>(d.values.size())))];
     }
     if (d.type == "randint") {
         // Ray Tune's randint: low inclusive, high exclusive.
@@ -141,7 +150,8 @@ json sample(const Dimension& d, Rng& rng) {
     return d.type == "normal" ? json(v) : quantize(d, v);
 }
 
-std::vector<json> random_trials(const std::vector<Dimension>& space, int count, std::uint64_t seed) {
+std::vector<json> random_trials(const std::vector<Dimension>& space, int count,
+                                std::uint64_t seed) {
     Rng rng(seed);
     std::vector<json> out;
     for (int i = 0; i < count; ++i) {

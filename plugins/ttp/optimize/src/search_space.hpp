@@ -22,7 +22,8 @@ using json = nlohmann::json;
 /// One dimension of the search space.
 struct Dimension {
     std::string name;
-    std::string type;  ///< choice | randint | uniform | quniform | loguniform | qloguniform | normal | qnormal
+    std::string type;  ///< choice | randint | uniform | quniform | loguniform | qloguniform |
+                       ///< normal | qnormal
     std::vector<json> values;  ///< choice: the options
     double a = 0;              ///< low, or mu for the normals
     double b = 0;              ///< high, or sigma for the normals

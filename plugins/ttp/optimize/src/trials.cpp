@@ -33,14 +33,25 @@ sdk::Result<std::int64_t> parse_duration(const std::string& text) {
         const std::int64_t n = std::stoll(text.substr(i, j - i));
         std::int64_t unit = 0;
         switch (text[j]) {
-            case 's': unit = 1000; break;
-            case 'm': unit = 60000; break;
-            case 'h': unit = 3600000; break;
-            case 'd': unit = 86400000; break;
-            case 'w': unit = 604800000; break;
+            case 's':
+                unit = 1000;
+                break;
+            case 'm':
+                unit = 60000;
+                break;
+            case 'h':
+                unit = 3600000;
+                break;
+            case 'd':
+                unit = 86400000;
+                break;
+            case 'w':
+                unit = 604800000;
+                break;
             default:
-                return field_error("max_exec_duration", "has an unknown unit '" + std::string(1, text[j]) +
-                                                            "' (s, m, h, d, w)");
+                return field_error(
+                    "max_exec_duration",
+                    "has an unknown unit '" + std::string(1, text[j]) + "' (s, m, h, d, w)");
         }
         total += n * unit;
         any = true;
@@ -59,8 +70,10 @@ sdk::Result<SearchSettings> parse_settings(const json& p) {
         return space.error();
     }
     s.space = std::move(*space);
-    if (!p.contains("metric") || !p["metric"].is_string() || p["metric"].get<std::string>().empty()) {
-        return field_error("metric", "must name a validation statistic (e.g. accuracy, f_score, R2, MSE)");
+    if (!p.contains("metric") || !p["metric"].is_string() ||
+        p["metric"].get<std::string>().empty()) {
+        return field_error("metric",
+                           "must name a validation statistic (e.g. accuracy, f_score, R2, MSE)");
     }
     s.metric = p["metric"].get<std::string>();
     const json mode = p.value("optimize_mode", json(nullptr));
@@ -158,7 +171,8 @@ std::optional<double> trial_score(const json& outputs, const std::string& metric
     return sum / n;
 }
 
-std::optional<std::size_t> best_trial(const std::vector<std::optional<double>>& scores, bool maximize) {
+std::optional<std::size_t> best_trial(const std::vector<std::optional<double>>& scores,
+                                      bool maximize) {
     std::optional<std::size_t> best;
     for (std::size_t i = 0; i < scores.size(); ++i) {
         if (!scores[i]) {

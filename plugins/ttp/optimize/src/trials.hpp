@@ -21,12 +21,12 @@ namespace synergos::plugins::optimize {
 /// What the optimize job asks for.
 struct SearchSettings {
     std::vector<Dimension> space;
-    std::string metric;             ///< a validation statistic, e.g. accuracy, f_score, R2, MSE
-    bool maximize = true;           ///< optimize_mode max | min
+    std::string metric;               ///< a validation statistic, e.g. accuracy, f_score, R2, MSE
+    bool maximize = true;             ///< optimize_mode max | min
     std::string strategy = "random";  ///< random | grid
     int max_trials = 10;
     std::uint64_t seed = 42;
-    json base_run = json::object();  ///< fixed run settings; sampled values override them
+    json base_run = json::object();     ///< fixed run settings; sampled values override them
     std::int64_t timeout_ms = 3600000;  ///< the whole search (max_exec_duration)
 };
 
@@ -46,6 +46,7 @@ std::optional<double> trial_score(const json& validate_outputs, const std::strin
 
 /// The index of the best scored trial (`scores[i]` empty for a trial that failed); ties go to
 /// the earlier trial. Nothing when no trial has a score.
-std::optional<std::size_t> best_trial(const std::vector<std::optional<double>>& scores, bool maximize);
+std::optional<std::size_t> best_trial(const std::vector<std::optional<double>>& scores,
+                                      bool maximize);
 
 }  // namespace synergos::plugins::optimize

@@ -22,7 +22,9 @@ std::vector<Dimension> space_of(const json& j) {
     return *s;
 }
 
-json ranges(const char* type, json values) { return {{"x", {{"_type", type}, {"_value", std::move(values)}}}}; }
+json ranges(const char* type, json values) {
+    return {{"x", {{"_type", type}, {"_value", std::move(values)}}}};
+}
 
 }  // namespace
 
@@ -137,14 +139,22 @@ TEST_CASE("Bad search spaces are refused with the parameter named", "[optimize]"
     CHECK_THAT(err(json::object()), Catch::Contains("search_space"));
     CHECK_THAT(err(json::array()), Catch::Contains("search_space"));
     CHECK_THAT(err({{"lr", {{"_type", "choice"}}}}), Catch::Contains("search_space.lr"));
-    CHECK_THAT(err({{"lr", {{"_type", "lograndint"}, {"_value", {1, 2}}}}}), Catch::Contains("unknown _type 'lograndint'"));
-    CHECK_THAT(err({{"lr", {{"_type", "choice"}, {"_value", json::array()}}}}), Catch::Contains("at least one"));
-    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {1}}}}}), Catch::Contains("takes 2 numbers"));
-    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {2, 1}}}}}), Catch::Contains("low must be below high"));
-    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {"a", 1}}}}}), Catch::Contains("numbers"));
-    CHECK_THAT(err({{"lr", {{"_type", "loguniform"}, {"_value", {0, 1}}}}}), Catch::Contains("positive"));
-    CHECK_THAT(err({{"n", {{"_type", "randint"}, {"_value", {0.5, 3}}}}}), Catch::Contains("integers"));
-    CHECK_THAT(err({{"n", {{"_type", "quniform"}, {"_value", {0, 3, 0}}}}}), Catch::Contains("step q"));
+    CHECK_THAT(err({{"lr", {{"_type", "lograndint"}, {"_value", {1, 2}}}}}),
+               Catch::Contains("unknown _type 'lograndint'"));
+    CHECK_THAT(err({{"lr", {{"_type", "choice"}, {"_value", json::array()}}}}),
+               Catch::Contains("at least one"));
+    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {1}}}}}),
+               Catch::Contains("takes 2 numbers"));
+    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {2, 1}}}}}),
+               Catch::Contains("low must be below high"));
+    CHECK_THAT(err({{"lr", {{"_type", "uniform"}, {"_value", {"a", 1}}}}}),
+               Catch::Contains("numbers"));
+    CHECK_THAT(err({{"lr", {{"_type", "loguniform"}, {"_value", {0, 1}}}}}),
+               Catch::Contains("positive"));
+    CHECK_THAT(err({{"n", {{"_type", "randint"}, {"_value", {0.5, 3}}}}}),
+               Catch::Contains("integers"));
+    CHECK_THAT(err({{"n", {{"_type", "quniform"}, {"_value", {0, 3, 0}}}}}),
+               Catch::Contains("step q"));
     CHECK_THAT(err({{"n", {{"_type", "normal"}, {"_value", {0, -1}}}}}), Catch::Contains("sigma"));
 }
 
@@ -166,14 +176,16 @@ TEST_CASE("Random trials are reproducible from the seed and differ between seeds
     CHECK(distinct.size() == 5);
 }
 
-TEST_CASE("A grid enumerates the product of enumerable dimensions and samples the rest", "[optimize]") {
+TEST_CASE("A grid enumerates the product of enumerable dimensions and samples the rest",
+          "[optimize]") {
     auto space = space_of({{"a", {{"_type", "choice"}, {"_value", {1, 2}}}},
                            {"b", {{"_type", "quniform"}, {"_value", {0, 10, 5}}}},
                            {"mu", {{"_type", "uniform"}, {"_value", {0.0, 1.0}}}}});
     auto all = grid_trials(space, 100, 1);
     REQUIRE(all.size() == 6);  // 2 x 3; mu is continuous
     // First dimension slowest: (1,0) (1,5) (1,10) (2,0) (2,5) (2,10).
-    const std::vector<std::pair<int, int>> expected{{1, 0}, {1, 5}, {1, 10}, {2, 0}, {2, 5}, {2, 10}};
+    const std::vector<std::pair<int, int>> expected{{1, 0}, {1, 5}, {1, 10},
+                                                    {2, 0}, {2, 5}, {2, 10}};
     for (std::size_t i = 0; i < all.size(); ++i) {
         CHECK(all[i]["a"] == expected[i].first);
         CHECK(all[i]["b"] == expected[i].second);
@@ -190,7 +202,9 @@ TEST_CASE("A grid enumerates the product of enumerable dimensions and samples th
 }
 
 TEST_CASE("Search settings come from the request with the original's defaults", "[optimize]") {
-    json p{{"search_space", ranges("choice", {1, 2})}, {"metric", "accuracy"}, {"optimize_mode", "max"}};
+    json p{{"search_space", ranges("choice", {1, 2})},
+           {"metric", "accuracy"},
+           {"optimize_mode", "max"}};
     auto s = parse_settings(p);
     REQUIRE(s);
     CHECK(s->max_trials == 10);
@@ -203,12 +217,13 @@ TEST_CASE("Search settings come from the request with the original's defaults", 
     REQUIRE(parse_settings(p));
     CHECK(parse_settings(p)->timeout_ms == 5400000);
     CHECK_FALSE(parse_settings(p)->maximize);
-    for (auto [field, value] : std::vector<std::pair<const char*, json>>{{"optimize_mode", "maximise"},
-                                                                         {"metric", 3},
-                                                                         {"strategy", "HyperOptSearch"},
-                                                                         {"max_trial_num", 0},
-                                                                         {"max_exec_duration", "90 minutes"},
-                                                                         {"run", "x"}}) {
+    for (auto [field, value] :
+         std::vector<std::pair<const char*, json>>{{"optimize_mode", "maximise"},
+                                                   {"metric", 3},
+                                                   {"strategy", "HyperOptSearch"},
+                                                   {"max_trial_num", 0},
+                                                   {"max_exec_duration", "90 minutes"},
+                                                   {"run", "x"}}) {
         json bad = p;
         bad[field] = value;
         auto r = parse_settings(bad);
@@ -221,10 +236,12 @@ TEST_CASE("Search settings come from the request with the original's defaults", 
     CHECK_FALSE(parse_duration("5"));
 }
 
-TEST_CASE("A trial's score averages the metric over classes, then over participants", "[optimize]") {
+TEST_CASE("A trial's score averages the metric over classes, then over participants",
+          "[optimize]") {
     // p1: classes 0.5 and 1.0 -> 0.75; p2: 0.25 and 0.75 -> 0.5; the trial: 0.625.
-    json outputs{{"p1", {{"evaluate", {{"statistics", {{"accuracy", {0.5, 1.0}}, {"R2", 0.3}}}}}}},
-                 {"p2", {{"evaluate", {{"statistics", {{"accuracy", {0.25, 0.75}}, {"R2", 0.5}}}}}}}};
+    json outputs{
+        {"p1", {{"evaluate", {{"statistics", {{"accuracy", {0.5, 1.0}}, {"R2", 0.3}}}}}}},
+        {"p2", {{"evaluate", {{"statistics", {{"accuracy", {0.25, 0.75}}, {"R2", 0.5}}}}}}}};
     CHECK(trial_score(outputs, "accuracy").value() == Approx(0.625));
     CHECK(trial_score(outputs, "R2").value() == Approx(0.4));
     CHECK_FALSE(trial_score(outputs, "f_score"));
@@ -235,8 +252,10 @@ TEST_CASE("A trial's score averages the metric over classes, then over participa
     CHECK(trial_score(outputs, "R2").value() == Approx(0.4));
 }
 
-TEST_CASE("The best trial is the highest (max) or lowest (min) score: failures skipped, ties to the first",
-          "[optimize]") {
+TEST_CASE(
+    "The best trial is the highest (max) or lowest (min) score: failures skipped, ties to the "
+    "first",
+    "[optimize]") {
     std::vector<std::optional<double>> scores{0.4, std::nullopt, 0.9, 0.1, 0.9};
     CHECK(best_trial(scores, true).value() == 2);  // tie with 4: the earlier trial
     CHECK(best_trial(scores, false).value() == 3);
