@@ -536,7 +536,7 @@ sdk::Status AmqpLink::service_heartbeat() {
                                std::to_string(kMissedHeartbeats * heartbeat_.count()) +
                                " s (three heartbeat intervals); the connection is presumed dead");
     }
-    if (now - last_send_ >= heartbeat_ / 2) {
+    if (now - last_send_ >= half_heartbeat()) {
         amqp_frame_t heartbeat{};
         heartbeat.frame_type = AMQP_FRAME_HEARTBEAT;
         heartbeat.channel = 0;
@@ -558,7 +558,7 @@ Clock::time_point AmqpLink::wake_by(Clock::time_point deadline) const {
         return deadline;
     }
     return std::min(
-        {deadline, last_send_ + heartbeat_ / 2, last_recv_ + kMissedHeartbeats * heartbeat_});
+        {deadline, last_send_ + half_heartbeat(), last_recv_ + kMissedHeartbeats * heartbeat_});
 }
 
 sdk::Status AmqpLink::wait(int wake_fd, Clock::time_point deadline, bool* woken) {

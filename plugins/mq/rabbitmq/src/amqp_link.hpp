@@ -114,6 +114,11 @@ public:
     const BrokerSettings& settings() const { return settings_; }
     /// Negotiated heartbeat interval (0 when disabled).
     std::chrono::seconds heartbeat() const { return heartbeat_; }
+    /// Half an interval, in milliseconds: `seconds / 2` truncates a 1 s heartbeat to 0, which
+    /// sent heartbeats in a busy loop until a silent peer's full socket buffer blocked the send.
+    std::chrono::milliseconds half_heartbeat() const {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(heartbeat_) / 2;
+    }
 
     /// Reads the next complete frame without blocking. Empty when none is buffered.
     sdk::Result<std::optional<amqp_frame_t>> next_frame();
