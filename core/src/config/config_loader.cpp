@@ -183,7 +183,12 @@ public:
                 return join(items, ",");
             }
         }
-        return to_json(node).dump();
+        try {
+            return to_json(node).dump();
+        } catch (const nlohmann::json::type_error&) {
+            // A JSON document holds UTF-8 only (found by fuzz/config).
+            fail(node, key, "is not valid UTF-8");
+        }
     }
 
     nlohmann::json to_json(const YAML::Node& node) const {
