@@ -94,7 +94,8 @@ for t in "${targets[@]}"; do
 done
 
 echo
-echo "fuzz summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)):"
+load="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "fuzz summary ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, load $load):"
 printf '  %s\n' "${summary[@]}"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: FAILED: ${failed[*]}" >&2

@@ -56,8 +56,8 @@ void train_args(std::string_view text) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const auto sections = synergos::fuzz::split_sections(synergos::fuzz::as_text(data, size),
-                                                         "\n%%\n");
+    const auto sections =
+        synergos::fuzz::split_sections(synergos::fuzz::as_text(data, size), "\n%%\n");
     architecture(sections[0]);
     train_args(sections.size() > 1 ? sections[1] : sections[0]);
     return 0;

@@ -22,8 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             synergos::core::overlay_yaml(config, text, "fuzz.yaml", "/nonexistent/base");
             synergos::core::validate(config);
             // The start-up snapshot; non-UTF-8 text is replaced, as the log sinks do.
-            (void)config.to_json().dump(-1, ' ', false,
-                                        nlohmann::json::error_handler_t::replace);
+            (void)config.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         } catch (const synergos::core::ConfigError& e) {
             synergos::fuzz::check(e.what()[0] != '\0', "a ConfigError without a message");
         } catch (const std::exception& e) {

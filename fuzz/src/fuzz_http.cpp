@@ -55,7 +55,7 @@ namespace sdk = synergos::sdk;
 using synergos::fuzz::check;
 
 constexpr int kMaxRequests = 12;
-constexpr std::size_t kBodyLimit = 1 << 20;    // the server's option, kept small here
+constexpr std::size_t kBodyLimit = 1 << 20;      // the server's option, kept small here
 constexpr std::size_t kHeaderLimit = 16 * 1024;  // the server's default
 constexpr std::size_t kMaxJsonDepth = 64;        // the server's default
 constexpr int kRebuildEvery = 2000;
@@ -69,21 +69,35 @@ public:
             return;
         }
         const auto fields = nlohmann::json::parse(fields_json, nullptr, false);
-        check(!fields.is_discarded() && fields.is_object(),
-              "log fields are not a JSON object", std::string(event));
+        check(!fields.is_discarded() && fields.is_object(), "log fields are not a JSON object",
+              std::string(event));
     }
-    bool enabled(sdk::Level) const noexcept override { return true; }
+    bool enabled(sdk::Level) const noexcept override {
+        return true;
+    }
 };
 
 class FuzzHost final : public sdk::HostContext {
 public:
     explicit FuzzHost(std::string root) : root_(std::move(root)) {}
-    sdk::Logger& logger() noexcept override { return logger_; }
-    std::string node_id() const override { return "fuzz-director"; }
-    std::string role() const override { return "director"; }
-    std::string data_dir() const override { return root_ + "/data"; }
-    std::string outputs_dir() const override { return root_ + "/outputs"; }
-    std::string mlflow_dir() const override { return root_ + "/mlflow"; }
+    sdk::Logger& logger() noexcept override {
+        return logger_;
+    }
+    std::string node_id() const override {
+        return "fuzz-director";
+    }
+    std::string role() const override {
+        return "director";
+    }
+    std::string data_dir() const override {
+        return root_ + "/data";
+    }
+    std::string outputs_dir() const override {
+        return root_ + "/outputs";
+    }
+    std::string mlflow_dir() const override {
+        return root_ + "/mlflow";
+    }
 
 private:
     std::string root_;
@@ -96,7 +110,9 @@ private:
 class QueuedOnlyFunction final : public sdk::TtpFunction {
 public:
     explicit QueuedOnlyFunction(std::string process) : process_(std::move(process)) {}
-    std::vector<std::string> processes() const override { return {process_}; }
+    std::vector<std::string> processes() const override {
+        return {process_};
+    }
     sdk::Result<std::string> execute(sdk::JobContext&, std::string_view) noexcept override {
         return sdk::Error{sdk::ErrorCode::Unimplemented, "no TTP runs in the http fuzzer"};
     }
@@ -143,8 +159,8 @@ struct Director {
         for (auto& function : functions) {
             registry[function.processes().front()] = &function;
         }
-        jobs = std::make_unique<synergos::core::jobs::JobService>(
-            storage, queue, host.logger(), registry, nullptr, job_options);
+        jobs = std::make_unique<synergos::core::jobs::JobService>(storage, queue, host.logger(),
+                                                                  registry, nullptr, job_options);
         check(jobs->start().is_ok(), "the job service does not start");
         synergos::core::rest::register_connect_routes(router, storage, host.logger());
         synergos::core::roles::register_director_routes(router,
@@ -171,11 +187,10 @@ struct Director {
     FuzzHost host;
     synergos::plugins::sqlite::SqliteStorage storage;
     synergos::plugins::memory::MemoryQueue queue;
-    std::array<QueuedOnlyFunction, 5> functions{QueuedOnlyFunction("preprocess"),
-                                                QueuedOnlyFunction("train"),
-                                                QueuedOnlyFunction("validate"),
-                                                QueuedOnlyFunction("predict"),
-                                                QueuedOnlyFunction("optimize")};
+    std::array<QueuedOnlyFunction, 5> functions{
+        QueuedOnlyFunction("preprocess"), QueuedOnlyFunction("train"),
+        QueuedOnlyFunction("validate"), QueuedOnlyFunction("predict"),
+        QueuedOnlyFunction("optimize")};
     std::unique_ptr<synergos::core::jobs::JobService> jobs;
     http::Router router;
 };
@@ -252,8 +267,8 @@ std::size_t parse_one(std::string_view rest, bhttp::request_parser<bhttp::string
             return 0;  // the server answers 400/413/431 and closes
         }
         if (!parser.is_done() && (n == 0 || used == rest.size())) {
-            // Nothing more to read: the peer closed. Complete only if the message allows it
-            // (a body without a length ends at EOF); a truncated one is dropped, as the server does.
+            // Nothing more to read: the peer closed. Complete only if the message allows it (a
+            // body without a length ends at EOF); a truncated one is dropped, as the server does.
             parser.put_eof(ec);
             return !ec && parser.is_done() ? used : 0;
         }

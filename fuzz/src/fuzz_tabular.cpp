@@ -96,8 +96,8 @@ void load(const fs::path& dir, const char* action) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    const auto sections = synergos::fuzz::split_sections(synergos::fuzz::as_text(data, size),
-                                                         "\n%%\n");
+    const auto sections =
+        synergos::fuzz::split_sections(synergos::fuzz::as_text(data, size), "\n%%\n");
     const fs::path dir = work_dir() / "split";
     std::error_code ec;
     fs::remove_all(dir, ec);
