@@ -23,7 +23,13 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept {
 }
 
 bool is_open_path(std::string_view method, std::string_view path) noexcept {
-    return (method == "GET" || method == "HEAD") && (path == "/healthz" || path == "/readyz");
+    if (method != "GET" && method != "HEAD") {
+        return false;
+    }
+    // Probes, and the dashboard's static page and assets: they carry no data (the page asks for
+    // a token and sends it on every API call), and a browser cannot add a header to a page load.
+    return path == "/healthz" || path == "/readyz" || path == "/" || path == "/index.html" ||
+           (path.rfind("/assets/", 0) == 0 && path.size() > 8);
 }
 
 AuthDecision authorize(const std::vector<BearerToken>& tokens, std::string_view method,

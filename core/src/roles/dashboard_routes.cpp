@@ -118,7 +118,7 @@ std::string executable_dir() {
 class Dashboard : public std::enable_shared_from_this<Dashboard> {
 public:
     explicit Dashboard(DashboardRoutesDeps deps) : d_(std::move(deps)) {
-        http::ClientOptions o;
+        http::ClientOptions o = d_.worker_client != nullptr ? *d_.worker_client : http::ClientOptions{};
         o.connect_timeout = std::chrono::milliseconds(1000);
         o.max_response_bytes = 1U << 20U;
         o.user_agent = "synergos-dashboard";

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <synergos/core/http/client.hpp>
 #include <synergos/core/http/router.hpp>
 #include <synergos/core/jobs/job_service.hpp>
 #include <synergos/core/jobs/messages.hpp>
@@ -38,6 +39,9 @@ struct DashboardRoutesDeps {
     /// (only for grids that have had jobs, so no queue is probed before it exists).
     sdk::MessageQueue* mq = nullptr;
     jobs::Topology topology{};
+    /// How the TTP reaches workers (TLS, token); the health checks use the same, so secured
+    /// workers answer them. Null: plain HTTP without a token.
+    const http::ClientOptions* worker_client = nullptr;
 };
 
 /// The folders searched for the built dashboard, in order: $SYNERGOS_DASHBOARD_DIR, then

@@ -150,9 +150,13 @@ int run_director(Runtime& rt) {
     sdk::Logger& rest_logger = rt.host_context("rest").logger();
     rest::register_connect_routes(*router, *storage, rest_logger);
     roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model()});
+    auto worker_client = worker_client_options(cfg);
+    if (!worker_client) {
+        return fail(rt, "worker client settings are invalid", worker_client.error().message);
+    }
     roles::register_dashboard_routes(*router, {*storage, *service, rest_logger,
                                                roles::find_dashboard_dir(), cfg.node.outputs_dir,
-                                               cfg.node.mlflow_dir, "", mq});
+                                               cfg.node.mlflow_dir, "", mq, {}, &*worker_client});
     auto options = secure_server_options(cfg, "director", rest_logger);
     if (!options) {
         return fail(rt, "REST API failed to start", options.error().message);

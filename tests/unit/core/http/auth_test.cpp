@@ -14,6 +14,13 @@ TEST_CASE("authorize: scopes, schemes and open probes", "[unit][http][auth]") {
     CHECK(authorize(tokens, "GET", "/healthz", "").status == 0);
     CHECK(authorize(tokens, "GET", "/readyz", "").status == 0);
     CHECK(authorize(tokens, "POST", "/healthz", "").status == 401);
+    // The dashboard's page and assets load without a token; its API calls do not.
+    CHECK(authorize(tokens, "GET", "/", "").status == 0);
+    CHECK(authorize(tokens, "GET", "/index.html", "").status == 0);
+    CHECK(authorize(tokens, "GET", "/assets/index-1a2b.js", "").status == 0);
+    CHECK(authorize(tokens, "GET", "/assets/", "").status == 401);
+    CHECK(authorize(tokens, "POST", "/", "").status == 401);
+    CHECK(authorize(tokens, "GET", "/v1/dashboard/cluster", "").status == 401);
     CHECK(authorize(tokens, "GET", "/x", "").status == 401);
     CHECK(authorize(tokens, "GET", "/x", "Bearer").status == 401);
     CHECK(authorize(tokens, "GET", "/x", "Bearer ").status == 401);
