@@ -363,6 +363,15 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     // submit made submission cost grow with the store (the hot path of one-job POSTs).
     std::map<int, int> outstanding;
     bool counted = false;
+    // Placing by load is read-count-then-insert: concurrent submits would all see the same
+    // counts and land on one grid, so they are serialised from the count until the insert.
+    std::unique_lock<std::mutex> placing(placement_mutex_, std::defer_lock);
+    for (const JobSpec& spec : specs) {
+        if (spec.grid < 0 && spec.grids.is_array() && spec.grids.size() > 1) {
+            placing.lock();
+            break;
+        }
+    }
     const auto choose = [&](const JobSpec& spec) {
         if (!counted && spec.grids.is_array() && spec.grids.size() > 1) {
             counted = true;
@@ -401,6 +410,9 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     }
     if (auto st = storage_.apply(batch); !st) {
         return st.error();
+    }
+    if (placing.owns_lock()) {
+        placing.unlock();
     }
     sdk::Status first_error;
     for (std::size_t i = 0; i < jobs.size(); ++i) {

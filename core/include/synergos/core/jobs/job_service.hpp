@@ -124,6 +124,7 @@ private:
 
     std::atomic<bool> stopping_{false};
     std::thread archival_;
+    std::mutex placement_mutex_;  ///< count-then-insert of submits placed by load
     std::mutex changed_mutex_;
     std::condition_variable changed_;
     std::uint64_t change_counter_ = 0;
