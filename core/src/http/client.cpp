@@ -29,7 +29,13 @@ struct Connection {
     net::io_context ioc;
     beast::tcp_stream stream{ioc};
     std::optional<beast::ssl_stream<beast::tcp_stream&>> tls;  ///< over `stream` when https
-    beast::flat_buffer buffer;
+    /// Reads go as far as the buffer has room: 256 KiB, not Beast's 512-byte minimum, for
+    /// model-sized responses.
+    beast::flat_buffer buffer = [] {
+        beast::flat_buffer b;
+        b.reserve(256 * 1024);
+        return b;
+    }();
 
     /// Runs `f` with the stream requests go through.
     template <class F>
@@ -228,8 +234,10 @@ sdk::Result<Response> HttpClient::request(
             }
             conn = std::move(*fresh);
         }
-        bhttp::request<bhttp::string_body> req{verb, beast::string_view(path.data(), path.size()),
-                                               11};
+        // The body is sent from the caller's memory: a copy per worker would hold one model
+        // per worker for the whole round.
+        bhttp::request<bhttp::span_body<const char>> req{
+            verb, beast::string_view(path.data(), path.size()), 11};
         req.set(bhttp::field::host, key);
         req.set(bhttp::field::user_agent, impl_->options_.user_agent);
         if (!body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put) {
@@ -242,7 +250,7 @@ sdk::Result<Response> HttpClient::request(
         for (const auto& [name, value] : headers) {
             req.set(name, value);
         }
-        req.body() = std::string(body);
+        req.body() = beast::span<const char>(body.data(), body.size());
         req.keep_alive(true);
         req.prepare_payload();
 

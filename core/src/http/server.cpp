@@ -34,6 +34,10 @@ namespace {
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 namespace net = boost::asio;
+
+/// Bodies above this size are read through a larger buffer (Beast reads as much as fits).
+constexpr std::size_t kLargeBody = 64 * 1024;
+constexpr std::size_t kReadChunk = 256 * 1024;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -262,6 +266,11 @@ private:
             return;
         }
         tcp_layer().expires_after(server_.options_.body_timeout);
+        if (length && *length > kLargeBody) {
+            // Beast reads as much as the buffer has room for, 512 bytes when it is empty: a
+            // model-sized body would take tens of thousands of reads. Released after the body.
+            buffer_.reserve(kReadChunk);
+        }
         bhttp::async_read(stream_, buffer_, *parser_,
                           [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               self->on_body(ec);
@@ -269,6 +278,9 @@ private:
     }
 
     void on_body(beast::error_code ec) {
+        if (buffer_.capacity() > kReadChunk / 2 && buffer_.size() < kLargeBody) {
+            buffer_.shrink_to_fit();  // idle keep-alive connections keep no large buffer
+        }
         if (ec) {
             if (ec == bhttp::error::body_limit) {
                 send_error(413, "request body exceeds the " +
