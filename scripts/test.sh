@@ -32,7 +32,7 @@ fi
 
 if [ "${SKIP_FUZZ:-0}" != "1" ]; then
     cmake --preset fuzz >/dev/null
-    cmake --build --preset fuzz -j "$jobs"
+    cmake --build --preset fuzz -j "$jobs" --target synergos_fuzzers  # only what the fuzzers link
     ctest --test-dir build/fuzz/fuzz -L fuzz --output-on-failure --timeout 300
     "$root/scripts/fuzz.sh" --no-build --seconds "${FUZZ_SECONDS:-20}"
 fi
