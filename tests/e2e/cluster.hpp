@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -51,6 +52,32 @@ inline fs::path temp_root(const std::string& name) {
     return p;
 }
 
+/// Serves a worker service's protocol routes on a loopback port (started, or the test fails).
+inline std::unique_ptr<core::http::HttpServer> serve_worker(core::worker::WorkerService& service,
+                                                            core::http::Router& router,
+                                                            sdk::Logger& logger) {
+    auto forward = [&service](const core::http::Request& req) {
+        auto out = service.handle({req.method, req.path, req.header("content-type"), req.body});
+        core::http::Response r;
+        r.status = out.status;
+        r.content_type = out.content_type;
+        r.body = std::move(out.body);
+        return r;
+    };
+    router.add("GET", "/v1/health", forward);
+    router.add("POST", "/v1/projects/{c}/{p}/poll", forward);
+    for (const char* a : {"initialise", "train", "evaluate", "terminate"}) {
+        router.add("POST", std::string("/v1/runs/{c}/{p}/{e}/{r}/") + a, forward);
+    }
+    core::http::ServerOptions so;
+    so.port = 0;
+    so.body_limit_bytes = 256 << 20;
+    so.access_log = false;
+    auto server = std::make_unique<core::http::HttpServer>(so, router, logger);
+    REQUIRE(server->start());
+    return server;
+}
+
 /// One participant's worker: its own data folder (the shared examples), outputs and port.
 struct Worker {
     Worker(const std::string& id, const fs::path& root, const fs::path& data_dir)
@@ -65,25 +92,7 @@ struct Worker {
         c.model = &model;
         c.logger = &host.logger();
         service = std::make_unique<core::worker::WorkerService>(c);
-        auto forward = [this](const core::http::Request& req) {
-            auto out = service->handle({req.method, req.path, req.header("content-type"), req.body});
-            core::http::Response r;
-            r.status = out.status;
-            r.content_type = out.content_type;
-            r.body = std::move(out.body);
-            return r;
-        };
-        router.add("GET", "/v1/health", forward);
-        router.add("POST", "/v1/projects/{c}/{p}/poll", forward);
-        for (const char* a : {"initialise", "train", "evaluate", "terminate"}) {
-            router.add("POST", std::string("/v1/runs/{c}/{p}/{e}/{r}/") + a, forward);
-        }
-        core::http::ServerOptions so;
-        so.port = 0;
-        so.body_limit_bytes = 256 << 20;
-        so.access_log = false;
-        server = std::make_unique<core::http::HttpServer>(so, router, host.logger());
-        REQUIRE(server->start());
+        server = serve_worker(*service, router, host.logger());
     }
     ~Worker() { server->stop(5s); }
     int port() const { return server->bound_port(); }
@@ -98,7 +107,8 @@ struct Worker {
 
 /// The standalone director with its embedded TTP for grid 0.
 struct Director {
-    explicit Director(const fs::path& root)
+    /// `extra` adds aggregators (owned by the caller) to fedavg and fedprox.
+    explicit Director(const fs::path& root, std::map<std::string, sdk::Aggregator*> extra = {})
         : host(root.string(), "director"),
           storage(host, opts({{"path", (root / "store.db").string()}})),
           mq(host, opts()),
@@ -108,7 +118,10 @@ struct Director {
           predict({"predict", "predict", "Prediction", false}, host, opts()),
           fedavg(host, opts()),
           fedprox(host, opts()),
+          aggregators(std::move(extra)),
           workers(http) {
+        aggregators.emplace("fedavg", &fedavg);
+        aggregators.emplace("fedprox", &fedprox);
         REQUIRE(storage.start());
         REQUIRE(mq.start());
         core::jobs::FunctionRegistry registry{
@@ -141,13 +154,11 @@ struct Director {
         ttp = std::make_unique<core::jobs::TtpRunner>(
             mq, host.logger(), registry, &workers,
             [this](const std::string& name) -> sdk::Result<sdk::Aggregator*> {
-                if (name == "fedavg") {
-                    return static_cast<sdk::Aggregator*>(&fedavg);
+                const auto it = aggregators.find(name);
+                if (it == aggregators.end()) {
+                    return sdk::Error{sdk::ErrorCode::Unimplemented, "no aggregator '" + name + "'"};
                 }
-                if (name == "fedprox") {
-                    return static_cast<sdk::Aggregator*>(&fedprox);
-                }
-                return sdk::Error{sdk::ErrorCode::Unimplemented, "no aggregator '" + name + "'"};
+                return it->second;
             },
             to);
         REQUIRE(ttp->start());
@@ -164,6 +175,7 @@ struct Director {
     plugins::ttp::EvaluationFunction predict;
     plugins::fedavg::FedAvg fedavg;
     plugins::fedprox::FedProx fedprox;
+    std::map<std::string, sdk::Aggregator*> aggregators;
     plugins::torch::TorchBackend model_check{host, opts()};
     core::http::HttpClient http;
     core::roles::HttpWorkerClient workers;

@@ -111,26 +111,7 @@ struct StrategyWorker {
                                       : static_cast<sdk::ModelBackend*>(&torch);
         c.logger = &host.logger();
         service = std::make_unique<core::worker::WorkerService>(c);
-        auto forward = [this](const core::http::Request& req) {
-            auto out =
-                service->handle({req.method, req.path, req.header("content-type"), req.body});
-            core::http::Response r;
-            r.status = out.status;
-            r.content_type = out.content_type;
-            r.body = std::move(out.body);
-            return r;
-        };
-        router.add("GET", "/v1/health", forward);
-        router.add("POST", "/v1/projects/{c}/{p}/poll", forward);
-        for (const char* a : {"initialise", "train", "evaluate", "terminate"}) {
-            router.add("POST", std::string("/v1/runs/{c}/{p}/{e}/{r}/") + a, forward);
-        }
-        core::http::ServerOptions so;
-        so.port = 0;
-        so.body_limit_bytes = 256 << 20;
-        so.access_log = false;
-        server = std::make_unique<core::http::HttpServer>(so, router, host.logger());
-        REQUIRE(server->start());
+        server = serve_worker(*service, router, host.logger());
     }
     ~StrategyWorker() {
         server->stop(5s);
@@ -151,88 +132,25 @@ struct StrategyWorker {
 /// cluster.hpp's Director with the strategies of this suite.
 struct StrategyDirector {
     explicit StrategyDirector(const fs::path& root)
-        : host(root.string(), "director"),
-          storage(host, opts({{"path", (root / "store.db").string()}})),
-          mq(host, opts()),
-          align(host, opts()),
-          train(host, opts()),
-          validate({"validate", "evaluate", "Validation", false}, host, opts()),
-          predict({"predict", "predict", "Prediction", false}, host, opts()),
-          fedavg(host, opts()),
+        : host(root.string(), "strategies"),
           scaffold(host, opts()),
           fedmedian(host, opts()),
           fedtrimmedavg(host, opts()),
           krum(host, opts()),
-          workers(http) {
-        aggregators = {{"fedavg", &fedavg},
-                       {"scaffold", &scaffold},
-                       {"fedmedian", &fedmedian},
-                       {"fedtrimmedavg", &fedtrimmedavg},
-                       {"krum", &krum}};
-        REQUIRE(storage.start());
-        REQUIRE(mq.start());
-        core::jobs::FunctionRegistry registry{{"preprocess", &align},
-                                              {"train", &train},
-                                              {"validate", &validate},
-                                              {"predict", &predict}};
-        core::jobs::JobServiceOptions jo;
-        jo.outputs_dir = (root / "outputs").string();
-        jobs = std::make_unique<core::jobs::JobService>(storage, mq, host.logger(), registry,
-                                                        nullptr, jo);
-        REQUIRE(jobs->start());
-        core::jobs::TtpRunnerOptions to;
-        to.grid = 0;
-        to.outputs_dir = (root / "outputs").string();
-        ttp = std::make_unique<core::jobs::TtpRunner>(
-            mq, host.logger(), registry, &workers,
-            [this](const std::string& name) -> sdk::Result<sdk::Aggregator*> {
-                const auto it = aggregators.find(name);
-                if (it == aggregators.end()) {
-                    return sdk::Error{sdk::ErrorCode::Unimplemented,
-                                      "no aggregator '" + name + "'"};
-                }
-                return it->second;
-            },
-            to);
-        REQUIRE(ttp->start());
-        core::rest::register_connect_routes(router, storage, host.logger());
-        core::roles::register_director_routes(router,
-                                              {storage, *jobs, host.logger(), &model_check});
-        core::http::ServerOptions so;
-        so.port = 0;
-        so.access_log = false;
-        server = std::make_unique<core::http::HttpServer>(so, router, host.logger());
-        REQUIRE(server->start());
-    }
-    ~StrategyDirector() {
-        server->stop(5s);
-        ttp->stop();
-        jobs->stop();
-    }
+          director(root, {{"scaffold", &scaffold},
+                          {"fedmedian", &fedmedian},
+                          {"fedtrimmedavg", &fedtrimmedavg},
+                          {"krum", &krum}}) {}
     int port() const {
-        return server->bound_port();
+        return director.port();
     }
 
     sdk::testing::FakeHost host;
-    plugins::sqlite::SqliteStorage storage;
-    plugins::memory::MemoryQueue mq;
-    plugins::align::AlignFunction align;
-    plugins::train::TrainFunction train;
-    plugins::ttp::EvaluationFunction validate;
-    plugins::ttp::EvaluationFunction predict;
-    plugins::fedavg::FedAvg fedavg;
     plugins::scaffold::Scaffold scaffold;
     plugins::fedmedian::FedMedian fedmedian;
     plugins::fedtrimmedavg::FedTrimmedAvg fedtrimmedavg;
     plugins::krum::Krum krum;
-    std::map<std::string, sdk::Aggregator*> aggregators;
-    plugins::torch::TorchBackend model_check{host, opts()};
-    core::http::HttpClient http;
-    core::roles::HttpWorkerClient workers;
-    std::unique_ptr<core::jobs::JobService> jobs;
-    std::unique_ptr<core::jobs::TtpRunner> ttp;
-    core::http::Router router;
-    std::unique_ptr<core::http::HttpServer> server;
+    Director director;  ///< last: stopped before the strategies it uses are destroyed
 };
 
 /// The rows of one of heart_disease's CSV files (header apart).
