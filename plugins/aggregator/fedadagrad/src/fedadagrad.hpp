@@ -17,7 +17,7 @@
 #include <synergos/sdk/plugin.hpp>
 #include <synergos/sdk/status.hpp>
 
-#include "aggregator_common/server_optimizer.hpp"
+#include "aggregator_common/server_optimizer_aggregator.hpp"
 
 namespace synergos::plugins::fedadagrad {
 
@@ -42,23 +42,11 @@ inline constexpr aggregator_common::ServerOptimizerConfig kDefaults{
     .tau = 1e-3,
 };
 
-/// The run's settings; InvalidArgument names the field when one is out of range.
-sdk::Result<aggregator_common::ServerOptimizerConfig> run_config(
-    std::string_view run_json) noexcept;
-
-/// FedAdagrad. Threading: every method may be called from any thread; sessions are independent.
-class FedAdagrad final : public sdk::Aggregator {
+/// FedAdagrad: aggregator_common::ServerOptimizerAggregator with this strategy's name and defaults.
+class FedAdagrad final : public aggregator_common::ServerOptimizerAggregator {
 public:
-    FedAdagrad(sdk::HostContext& host, const sdk::Options& options);
-
-    sdk::Status validate(std::string_view run_json) noexcept override;
-    sdk::Result<std::unique_ptr<sdk::AggregationSession>> open(
-        std::string_view run_json) noexcept override;
-    /// {"mu": 0}: workers train plainly; the strategy acts on the server only.
-    std::string worker_arguments(std::string_view run_json) noexcept override;
-
-private:
-    sdk::HostContext& host_;
+    FedAdagrad(sdk::HostContext& host, const sdk::Options& /*options*/)
+        : ServerOptimizerAggregator(host, "fedadagrad", kDefaults) {}
 };
 
 }  // namespace synergos::plugins::fedadagrad
