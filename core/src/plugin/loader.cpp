@@ -340,8 +340,17 @@ PluginInfo make_info(const sdk::AbiInfo& abi, const sdk::PluginDescriptor& d,
 PluginLoader::PluginLoader(std::vector<std::string> search_paths, AbiExpectation expected)
     : expected_(std::move(expected)) {
     for (const auto& path : search_paths) {
-        if (!path.empty()) {
-            search_paths_.push_back(normalised(path));
+        if (path.empty()) {
+            continue;
+        }
+        // A folder named twice (a --plugin-path that is also the default) is searched once:
+        // otherwise each of its plugins would be reported as shadowed by itself.
+        std::string dir = normalised(path);
+        while (dir.size() > 2 && (dir.back() == '/' || dir.compare(dir.size() - 2, 2, "/.") == 0)) {
+            dir.pop_back();  // "x/" and "x/." name x (boost's lexically_normal keeps them)
+        }
+        if (std::find(search_paths_.begin(), search_paths_.end(), dir) == search_paths_.end()) {
+            search_paths_.push_back(std::move(dir));
         }
     }
 }

@@ -64,6 +64,13 @@ TEST_CASE("discover lists every plugin file with its descriptor or its refusal",
     CHECK_FALSE(files.at(fixture_file("abi_minor_newer"))->info.has_value());
 }
 
+TEST_CASE("A folder named twice on the search path is searched once", "[unit][loader][listing]") {
+    PluginLoader loader({fixture_dir(), fixture_dir() + "/", fixture_dir() + "/."});
+    const auto entries = loader.discover();
+    REQUIRE(entries.size() == 8);  // as with the folder once: nothing shadowed by itself
+    CHECK(by_file(entries).at(fixture_file("good"))->info.has_value());
+}
+
 TEST_CASE("discover reports shadowed and misnamed files and leaves open() unaffected",
           "[unit][loader][listing]") {
     TempDir dir;
