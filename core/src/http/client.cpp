@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/http/client.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -203,26 +205,110 @@ HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std
 
 HttpClient::~HttpClient() = default;
 
+namespace {
+
+/// Collects a body into one string; a body of known length is read into it once, without
+/// growth or a second copy.
+class StringSink final : public ResponseSink {
+public:
+    explicit StringSink(std::size_t limit) : limit_(limit) {}
+
+    sdk::Status on_head(const Response& head, std::optional<std::uint64_t> length) override {
+        response_ = head;
+        known_ = length.has_value();
+        if (known_) {
+            response_.body.resize(static_cast<std::size_t>(*length));
+        }
+        return sdk::Status::ok();
+    }
+    std::span<char> next_buffer() override {
+        if (!known_ && filled_ == response_.body.size()) {
+            // Chunked: grow geometrically, never past the limit (+1 to detect an excess).
+            const std::size_t next =
+                std::min(std::max<std::size_t>(64 * 1024, response_.body.size() * 2), limit_ + 1);
+            response_.body.resize(std::max(next, filled_ + 1));
+        }
+        return {response_.body.data() + filled_, response_.body.size() - filled_};
+    }
+    sdk::Status wrote(std::size_t n) override {
+        filled_ += n;
+        return sdk::Status::ok();
+    }
+    sdk::Status on_end() override {
+        response_.body.resize(filled_);
+        return sdk::Status::ok();
+    }
+    Response take() { return std::move(response_); }
+
+private:
+    std::size_t limit_;
+    Response response_;
+    bool known_ = false;
+    std::size_t filled_ = 0;
+};
+
+}  // namespace
+
 sdk::Result<Response> HttpClient::request(
     std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
     std::string_view body, std::string_view content_type, std::chrono::milliseconds timeout,
     const std::vector<std::pair<std::string, std::string>>& headers) {
+    StringSink sink(impl_->options_.max_response_bytes);
+    BodyParts parts;
+    if (!body.empty()) {
+        parts.emplace_back(body.data(), body.size());
+    }
+    if (auto st =
+            request_streaming(method, host, port, path, parts, content_type, timeout, sink, headers);
+        !st) {
+        return st.error();
+    }
+    return sink.take();
+}
+
+sdk::Status HttpClient::request_streaming(
+    std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
+    const BodyParts& body, std::string_view content_type, std::chrono::milliseconds timeout,
+    ResponseSink& sink, const std::vector<std::pair<std::string, std::string>>& headers) {
     const auto verb = bhttp::string_to_verb(beast::string_view(method.data(), method.size()));
     if (verb == bhttp::verb::unknown) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                          "http: unknown method '" + std::string(method) + "'"};
+        return {sdk::ErrorCode::InvalidArgument,
+                "http: unknown method '" + std::string(method) + "'"};
     }
     if (path.empty() || path.front() != '/') {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                          "http: path must start with '/': '" + std::string(path) + "'"};
+        return {sdk::ErrorCode::InvalidArgument,
+                "http: path must start with '/': '" + std::string(path) + "'"};
     }
     if (!impl_->tls_error_.empty()) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument, impl_->tls_error_};
+        return {sdk::ErrorCode::InvalidArgument, impl_->tls_error_};
     }
     const std::string key = host + ":" + std::to_string(port);
     const std::string where =
         std::string(method) + (impl_->tls_ ? " https://" : " http://") + key + std::string(path);
     const auto deadline = Clock::now() + timeout;
+    const std::size_t limit = impl_->options_.max_response_bytes;
+    std::uint64_t body_bytes = 0;
+    // The body is sent from the caller's memory: a copy per worker would hold one model per
+    // worker for the whole round.
+    std::vector<net::const_buffer> buffers;
+    buffers.reserve(body.size());
+    for (const auto& part : body) {
+        body_bytes += part.size();
+        if (!part.empty()) {
+            buffers.emplace_back(part.data(), part.size());
+        }
+    }
+    auto failure = [&](const beast::error_code& ec) -> sdk::Status {
+        if (ec == beast::error::timeout) {
+            return {sdk::ErrorCode::Timeout,
+                    "http: " + where + " timed out after " + std::to_string(timeout.count()) + " ms"};
+        }
+        if (ec == bhttp::error::body_limit) {
+            return {sdk::ErrorCode::ResourceExhausted,
+                    "http: " + where + ": response exceeds " + std::to_string(limit) + " bytes"};
+        }
+        return {sdk::ErrorCode::Unavailable, "http: " + where + ": " + ec.message()};
+    };
 
     for (int attempt = 0; attempt < 2; ++attempt) {
         auto conn = impl_->take_idle(key);
@@ -234,13 +320,13 @@ sdk::Result<Response> HttpClient::request(
             }
             conn = std::move(*fresh);
         }
-        // The body is sent from the caller's memory: a copy per worker would hold one model
-        // per worker for the whole round.
-        bhttp::request<bhttp::span_body<const char>> req{
-            verb, beast::string_view(path.data(), path.size()), 11};
+        bhttp::request<bhttp::empty_body> req{verb, beast::string_view(path.data(), path.size()),
+                                              11};
         req.set(bhttp::field::host, key);
         req.set(bhttp::field::user_agent, impl_->options_.user_agent);
-        if (!body.empty() || verb == bhttp::verb::post || verb == bhttp::verb::put) {
+        const bool has_body =
+            body_bytes > 0 || verb == bhttp::verb::post || verb == bhttp::verb::put;
+        if (has_body) {
             req.set(bhttp::field::content_type,
                     beast::string_view(content_type.data(), content_type.size()));
         }
@@ -250,30 +336,44 @@ sdk::Result<Response> HttpClient::request(
         for (const auto& [name, value] : headers) {
             req.set(name, value);
         }
-        req.body() = beast::span<const char>(body.data(), body.size());
+        if (has_body) {
+            req.content_length(body_bytes);
+        }
         req.keep_alive(true);
-        req.prepare_payload();
+        bhttp::request_serializer<bhttp::empty_body> serializer{req};
 
-        bhttp::response_parser<bhttp::string_body> parser;
-        parser.body_limit(impl_->options_.max_response_bytes);
+        // buffer_body: a chunked or unframed body is read into the sink's buffers by the parser.
+        bhttp::response_parser<bhttp::buffer_body> parser;
+        parser.body_limit(limit);
         beast::error_code write_ec;
         beast::error_code read_ec;
-        bool wrote = false;
         conn->stream.expires_at(deadline);
         conn->with_stream([&](auto& stream) {
-            bhttp::async_write(stream, req, [&](beast::error_code ec, std::size_t) {
-                write_ec = ec;
-                wrote = true;
-                // Even when the write failed (a server refusing a large body closes its read
-                // side), its answer may already be here: read it.
-                bhttp::async_read(stream, conn->buffer, parser,
-                                  [&](beast::error_code rec, std::size_t) { read_ec = rec; });
-            });
+            auto read_head = [&] {
+                bhttp::async_read_header(stream, conn->buffer, parser,
+                                         [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+            };
+            bhttp::async_write_header(
+                stream, serializer, [&, read_head](beast::error_code ec, std::size_t) {
+                    if (ec) {
+                        write_ec = ec;
+                        read_head();  // a server refusing the request may have answered
+                        return;
+                    }
+                    net::async_write(stream, buffers,
+                                     [&, read_head](beast::error_code bec, std::size_t) {
+                                         // Even when the write failed (a server refusing a
+                                         // large body closes its read side), its answer may
+                                         // already be here: read it.
+                                         write_ec = bec;
+                                         read_head();
+                                     });
+                });
         });
         conn->ioc.restart();
         conn->ioc.run();
-        if (write_ec && !read_ec && parser.is_done()) {
-            write_ec = {};  // the server answered early (e.g. 413) and that answer is complete
+        if (write_ec && !read_ec && parser.is_header_done()) {
+            write_ec = {};  // the server answered early (e.g. 413): that answer counts
         }
         const beast::error_code ec = write_ec ? write_ec : read_ec;
         if (ec) {
@@ -281,42 +381,113 @@ sdk::Result<Response> HttpClient::request(
                 (write_ec || (is_stale_connection_error(read_ec) && !parser.got_some()))) {
                 continue;  // the peer closed the idle connection: retry once on a fresh one
             }
-            (void)wrote;
-            if (ec == beast::error::timeout) {
-                return sdk::Error{sdk::ErrorCode::Timeout, "http: " + where + " timed out after " +
-                                                               std::to_string(timeout.count()) +
-                                                               " ms"};
-            }
-            if (ec == bhttp::error::body_limit) {
-                return sdk::Error{sdk::ErrorCode::ResourceExhausted,
-                                  "http: " + where + ": response exceeds " +
-                                      std::to_string(impl_->options_.max_response_bytes) +
-                                      " bytes"};
-            }
-            return sdk::Error{sdk::ErrorCode::Unavailable, "http: " + where + ": " + ec.message()};
+            return failure(ec);
         }
+
         auto& res = parser.get();
-        if (res.body().size() > impl_->options_.max_response_bytes) {
-            return sdk::Error{sdk::ErrorCode::ResourceExhausted,
-                              "http: " + where + ": response exceeds " +
-                                  std::to_string(impl_->options_.max_response_bytes) + " bytes"};
-        }
-        Response out;
-        out.status = static_cast<int>(res.result_int());
-        out.content_type = std::string(res[bhttp::field::content_type]);
+        Response head;
+        head.status = static_cast<int>(res.result_int());
+        head.content_type = std::string(res[bhttp::field::content_type]);
         for (const auto& field : res) {
             if (field.name() != bhttp::field::content_type) {
-                out.headers.emplace_back(std::string(field.name_string()),
-                                         std::string(field.value()));
+                head.headers.emplace_back(std::string(field.name_string()),
+                                          std::string(field.value()));
             }
         }
-        out.body = std::move(res.body());
-        if (res.keep_alive()) {
+        std::optional<std::uint64_t> length;
+        if (parser.content_length() && !parser.chunked()) {
+            length = *parser.content_length();
+        }
+        if (length && *length > limit) {
+            return failure(bhttp::error::body_limit);
+        }
+        if (auto st = sink.on_head(head, length); !st) {
+            return st;
+        }
+        if (length) {
+            // Known length: buffered bytes first, then straight from the socket into the sink.
+            std::uint64_t remaining = *length;
+            while (remaining > 0 && conn->buffer.size() > 0) {
+                const auto dest = sink.next_buffer();
+                if (dest.empty()) {
+                    return {sdk::ErrorCode::Internal, "http: " + where + ": no room for the body"};
+                }
+                const auto n = static_cast<std::size_t>(
+                    std::min<std::uint64_t>({dest.size(), conn->buffer.size(), remaining}));
+                std::memcpy(dest.data(), conn->buffer.data().data(), n);
+                conn->buffer.consume(n);
+                remaining -= n;
+                if (auto st = sink.wrote(n); !st) {
+                    return st;
+                }
+            }
+            while (remaining > 0) {
+                const auto dest = sink.next_buffer();
+                if (dest.empty()) {
+                    return {sdk::ErrorCode::Internal, "http: " + where + ": no room for the body"};
+                }
+                const auto want =
+                    static_cast<std::size_t>(std::min<std::uint64_t>(dest.size(), remaining));
+                std::size_t got = 0;
+                conn->with_stream([&](auto& stream) {
+                    stream.async_read_some(net::buffer(dest.data(), want),
+                                           [&](beast::error_code rec, std::size_t n) {
+                                               read_ec = rec;
+                                               got = n;
+                                           });
+                });
+                conn->ioc.restart();
+                conn->ioc.run();
+                if (read_ec && got == 0) {
+                    return failure(read_ec == net::error::eof ? bhttp::error::partial_message
+                                                              : read_ec);
+                }
+                remaining -= got;
+                if (auto st = sink.wrote(got); !st) {
+                    return st;
+                }
+            }
+        } else {
+            std::uint64_t received = 0;
+            while (!parser.is_done()) {
+                const auto dest = sink.next_buffer();
+                if (dest.empty()) {
+                    return {sdk::ErrorCode::Internal, "http: " + where + ": no room for the body"};
+                }
+                res.body().data = dest.data();
+                res.body().size = dest.size();
+                res.body().more = true;
+                conn->with_stream([&](auto& stream) {
+                    bhttp::async_read(stream, conn->buffer, parser,
+                                      [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+                });
+                conn->ioc.restart();
+                conn->ioc.run();
+                if (read_ec == bhttp::error::need_buffer) {
+                    read_ec = {};
+                }
+                if (read_ec) {
+                    return failure(read_ec);
+                }
+                const std::size_t n = dest.size() - res.body().size;
+                received += n;
+                if (received > limit) {
+                    return failure(bhttp::error::body_limit);
+                }
+                if (auto st = sink.wrote(n); !st) {
+                    return st;
+                }
+            }
+        }
+        if (auto st = sink.on_end(); !st) {
+            return st;
+        }
+        if (parser.keep_alive() && conn->buffer.size() == 0) {
             impl_->give_back(key, std::move(conn));
         }
-        return out;
+        return sdk::Status::ok();
     }
-    return sdk::Error{sdk::ErrorCode::Unavailable, "http: " + where + ": connection lost"};
+    return {sdk::ErrorCode::Unavailable, "http: " + where + ": connection lost"};
 }
 
 std::size_t HttpClient::idle_connections() const {

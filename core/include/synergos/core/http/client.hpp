@@ -11,9 +11,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <optional>
 #include <vector>
 
 #include <synergos/core/http/message.hpp>
@@ -40,6 +42,28 @@ struct ClientOptions {
     std::vector<std::pair<std::string, std::string>> default_headers;
 };
 
+/// A request body in pieces, sent in order without being joined (e.g. a safetensors header and
+/// then each tensor's bytes straight from the model). Borrowed for the call.
+using BodyParts = std::vector<std::span<const char>>;
+
+/// Receives a response as it arrives, so that a large body lands in its final buffers (no
+/// growing string, no second copy). Called on the requesting thread, in this order: `on_head`
+/// once, then `next_buffer`/`wrote` until the body is complete, then `on_end`. An error from
+/// any of them ends the request with that error and closes the connection.
+class ResponseSink {
+public:
+    virtual ~ResponseSink() = default;
+    /// Status, content type and headers (`body` empty); `content_length` is absent when the
+    /// body is chunked.
+    virtual sdk::Status on_head(const Response& head, std::optional<std::uint64_t> content_length) = 0;
+    /// Where the next body bytes go: at least one byte, written from its front.
+    virtual std::span<char> next_buffer() = 0;
+    /// `n` bytes were written to the front of the last buffer.
+    virtual sdk::Status wrote(std::size_t n) = 0;
+    /// The whole body arrived.
+    virtual sdk::Status on_end() = 0;
+};
+
 /// Threading: `request` may be called from many threads at once; each call uses its own
 /// connection (taken from the idle pool or newly opened).
 class HttpClient {
@@ -60,6 +84,15 @@ public:
         std::string_view body = {}, std::string_view content_type = "application/json",
         std::chrono::milliseconds timeout = std::chrono::seconds(30),
         const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+    /// As `request`, with the body sent from `body` (its pieces in order) and the response
+    /// handed to `sink` as it arrives. A body of known length is read from the socket straight
+    /// into the sink's buffers. The retry on a stale idle connection happens only before
+    /// `on_head`. Errors: those of `request`, or the sink's.
+    sdk::Status request_streaming(
+        std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
+        const BodyParts& body, std::string_view content_type, std::chrono::milliseconds timeout,
+        ResponseSink& sink, const std::vector<std::pair<std::string, std::string>>& headers = {});
 
     /// Idle connections currently pooled (for tests).
     std::size_t idle_connections() const;
