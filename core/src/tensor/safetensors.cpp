@@ -124,50 +124,16 @@ Result<Json> parse_header_json(std::string_view text) {
     return header;
 }
 
-struct Entry {
-    TensorView view;
-    std::uint64_t begin = 0;
-    std::uint64_t end = 0;
-};
-
-Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
-                                   const DecodeLimits& limits) {
-    if (body.size() > limits.max_total_bytes) {
-        return Error{ErrorCode::ResourceExhausted,
-                     "safetensors: body of " + std::to_string(body.size()) +
-                         " bytes exceeds the limit of " + std::to_string(limits.max_total_bytes)};
-    }
-    if (body.size() < kLengthBytes) {
-        return Error{ErrorCode::InvalidArgument,
-                     "safetensors: body of " + std::to_string(body.size()) +
-                         " bytes is shorter than the 8-byte header length"};
-    }
-    const std::uint64_t header_len = read_u64_le(body.data());
-    if (header_len > limits.max_header_bytes) {
-        return Error{ErrorCode::ResourceExhausted,
-                     "safetensors: header length " + std::to_string(header_len) +
-                         " exceeds the limit of " + std::to_string(limits.max_header_bytes)};
-    }
-    if (header_len > body.size() - kLengthBytes) {
-        return Error{ErrorCode::InvalidArgument,
-                     "safetensors: header length " + std::to_string(header_len) +
-                         " runs past the end of the " + std::to_string(body.size()) + "-byte body"};
-    }
-    if (header_len < 2 || body[kLengthBytes] != '{') {
-        return Error{ErrorCode::InvalidArgument, "safetensors: header does not start with '{'"};
-    }
-    const std::string_view header_text(reinterpret_cast<const char*>(body.data()) + kLengthBytes,
-                                       static_cast<std::size_t>(header_len));
+/// Validates a header's JSON against a data section of `data_size` bytes: every entry, and
+/// tensors that tile the data exactly. Layouts come back in data order (by offset).
+Result<HeaderLayout> parse_header_impl(std::string_view header_text, std::uint64_t data_size) {
     auto parsed = parse_header_json(header_text);
     if (!parsed) {
         return parsed.error();
     }
     const Json& header = *parsed;
-    const std::span<const unsigned char> data =
-        body.subspan(kLengthBytes + static_cast<std::size_t>(header_len));
-
-    SafetensorsView out;
-    std::vector<Entry> entries;
+    HeaderLayout out;
+    std::vector<TensorLayout>& entries = out.tensors;
     entries.reserve(header.size());
     for (auto it = header.begin(); it != header.end(); ++it) {
         const std::string& name = it.key();
@@ -200,8 +166,8 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
                              "safetensors: " + where + " has unknown field " + quote_name(f.key())};
             }
         }
-        Entry entry;
-        entry.view.name = name;
+        TensorLayout entry;
+        entry.name = name;
         const auto dtype_it = value.find("dtype");
         if (dtype_it == value.end() || !dtype_it->is_string()) {
             return Error{ErrorCode::InvalidArgument,
@@ -212,13 +178,13 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
             return Error{ErrorCode::InvalidArgument,
                          "safetensors: " + where + ": " + dtype.error().message};
         }
-        entry.view.dtype = *dtype;
+        entry.dtype = *dtype;
         const auto shape_it = value.find("shape");
         if (shape_it == value.end() || !shape_it->is_array()) {
             return Error{ErrorCode::InvalidArgument,
                          "safetensors: " + where + " has no array field 'shape'"};
         }
-        entry.view.shape.reserve(shape_it->size());
+        entry.shape.reserve(shape_it->size());
         for (const Json& d : *shape_it) {
             std::uint64_t dim = 0;
             if (!read_count(d, dim) || dim > static_cast<std::uint64_t>(INT64_MAX)) {
@@ -226,7 +192,7 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
                                                              " has a shape entry that is not a "
                                                              "non-negative integer"};
             }
-            entry.view.shape.push_back(static_cast<std::int64_t>(dim));
+            entry.shape.push_back(static_cast<std::int64_t>(dim));
         }
         const auto offsets_it = value.find("data_offsets");
         if (offsets_it == value.end() || !offsets_it->is_array() || offsets_it->size() != 2 ||
@@ -236,15 +202,14 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
                 ErrorCode::InvalidArgument,
                 "safetensors: " + where + " needs 'data_offsets' as two non-negative integers"};
         }
-        if (entry.begin > entry.end || entry.end > data.size()) {
+        if (entry.begin > entry.end || entry.end > data_size) {
             return Error{ErrorCode::InvalidArgument,
                          "safetensors: " + where + " has data_offsets [" +
                              std::to_string(entry.begin) + ", " + std::to_string(entry.end) +
-                             "] outside the " + std::to_string(data.size()) + "-byte data"};
+                             "] outside the " + std::to_string(data_size) + "-byte data"};
         }
         std::uint64_t bytes = 0;
-        if (!checked_bytes(entry.view.shape, entry.view.dtype, bytes) ||
-            bytes != entry.end - entry.begin) {
+        if (!checked_bytes(entry.shape, entry.dtype, bytes) || bytes != entry.end - entry.begin) {
             return Error{ErrorCode::InvalidArgument, "safetensors: " + where +
                                                          " has shape x dtype size that does not "
                                                          "match its " +
@@ -255,14 +220,14 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
     }
 
     // The tensors must tile the data exactly: no gap, no overlap, nothing left over.
-    std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    std::sort(entries.begin(), entries.end(), [](const TensorLayout& a, const TensorLayout& b) {
         return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
     });
     std::uint64_t cursor = 0;
-    for (const Entry& e : entries) {
+    for (const TensorLayout& e : entries) {
         if (e.begin != cursor) {
             return Error{ErrorCode::InvalidArgument,
-                         "safetensors: tensor " + quote_name(e.view.name) +
+                         "safetensors: tensor " + quote_name(e.name) +
                              (e.begin < cursor ? " overlaps the previous tensor"
                                                : " leaves a gap before it") +
                              " (begins at " + std::to_string(e.begin) + ", expected " +
@@ -270,16 +235,71 @@ Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
         }
         cursor = e.end;
     }
-    if (cursor != data.size()) {
+    if (cursor != data_size) {
         return Error{ErrorCode::InvalidArgument,
-                     "safetensors: " + std::to_string(data.size() - cursor) +
+                     "safetensors: " + std::to_string(data_size - cursor) +
                          " trailing data bytes are not covered by any tensor"};
     }
-    out.tensors.reserve(entries.size());
-    for (Entry& e : entries) {
-        e.view.data = data.subspan(static_cast<std::size_t>(e.begin),
-                                   static_cast<std::size_t>(e.end - e.begin));
-        out.tensors.push_back(std::move(e.view));
+    return out;
+}
+
+/// Checks the 8-byte length prefix against the body size and the limits; the header length.
+Result<std::uint64_t> check_prefix(std::uint64_t body_size, const unsigned char* prefix,
+                                   const DecodeLimits& limits) {
+    if (body_size > limits.max_total_bytes) {
+        return Error{ErrorCode::ResourceExhausted,
+                     "safetensors: body of " + std::to_string(body_size) +
+                         " bytes exceeds the limit of " + std::to_string(limits.max_total_bytes)};
+    }
+    if (body_size < kLengthBytes) {
+        return Error{ErrorCode::InvalidArgument,
+                     "safetensors: body of " + std::to_string(body_size) +
+                         " bytes is shorter than the 8-byte header length"};
+    }
+    const std::uint64_t header_len = read_u64_le(prefix);
+    if (header_len > limits.max_header_bytes) {
+        return Error{ErrorCode::ResourceExhausted,
+                     "safetensors: header length " + std::to_string(header_len) +
+                         " exceeds the limit of " + std::to_string(limits.max_header_bytes)};
+    }
+    if (header_len > body_size - kLengthBytes) {
+        return Error{ErrorCode::InvalidArgument,
+                     "safetensors: header length " + std::to_string(header_len) +
+                         " runs past the end of the " + std::to_string(body_size) + "-byte body"};
+    }
+    return header_len;
+}
+
+Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
+                                   const DecodeLimits& limits) {
+    const unsigned char zeros[kLengthBytes] = {};
+    auto header_len =
+        check_prefix(body.size(), body.size() >= kLengthBytes ? body.data() : zeros, limits);
+    if (!header_len) {
+        return header_len.error();
+    }
+    if (*header_len < 2 || body[kLengthBytes] != '{') {
+        return Error{ErrorCode::InvalidArgument, "safetensors: header does not start with '{'"};
+    }
+    const std::string_view header_text(reinterpret_cast<const char*>(body.data()) + kLengthBytes,
+                                       static_cast<std::size_t>(*header_len));
+    const std::span<const unsigned char> data =
+        body.subspan(kLengthBytes + static_cast<std::size_t>(*header_len));
+    auto layout = parse_header_impl(header_text, data.size());
+    if (!layout) {
+        return layout.error();
+    }
+    SafetensorsView out;
+    out.metadata = std::move(layout->metadata);
+    out.tensors.reserve(layout->tensors.size());
+    for (TensorLayout& e : layout->tensors) {
+        TensorView v;
+        v.name = std::move(e.name);
+        v.dtype = e.dtype;
+        v.shape = std::move(e.shape);
+        v.data = data.subspan(static_cast<std::size_t>(e.begin),
+                              static_cast<std::size_t>(e.end - e.begin));
+        out.tensors.push_back(std::move(v));
     }
     return out;
 }
@@ -444,6 +464,27 @@ Result<SafetensorsView> parse(std::span<const unsigned char> body,
 
 Result<SafetensorsView> parse(std::string_view body, const DecodeLimits& limits) noexcept {
     return parse(as_bytes(body), limits);
+}
+
+Result<std::uint64_t> header_length(std::uint64_t body_size, std::span<const unsigned char, 8> prefix,
+                                    const DecodeLimits& limits) noexcept {
+    try {
+        return check_prefix(body_size, prefix.data(), limits);
+    } catch (const std::exception& e) {
+        return from_exception(e).error();
+    }
+}
+
+Result<HeaderLayout> parse_header(std::string_view header_json, std::uint64_t data_bytes) noexcept {
+    try {
+        if (header_json.size() < 2 || header_json.front() != '{') {
+            return Error{ErrorCode::InvalidArgument,
+                         "safetensors: header does not start with '{'"};
+        }
+        return parse_header_impl(header_json, data_bytes);
+    } catch (const std::exception& e) {
+        return from_exception(e).error();
+    }
 }
 
 Result<Decoded> decode(std::span<const unsigned char> body, const DecodeLimits& limits) noexcept {

@@ -70,6 +70,22 @@ struct SafetensorsView {
     const TensorView* find(std::string_view name) const noexcept;
 };
 
+/// Where one tensor lies in a body's data section (offsets relative to the data start).
+struct TensorLayout {
+    std::string name;
+    sdk::DType dtype = sdk::DType::F32;
+    std::vector<std::int64_t> shape;
+    std::uint64_t begin = 0;
+    std::uint64_t end = 0;
+};
+
+/// A validated header, before any data byte: metadata and the tensors in data order, which tile
+/// the data exactly. Lets a body arriving from a socket land straight in its tensors.
+struct HeaderLayout {
+    Metadata metadata;
+    std::vector<TensorLayout> tensors;
+};
+
 /// A decoded body with owned tensors (in data order).
 struct Decoded {
     sdk::TensorMap tensors;
@@ -89,6 +105,16 @@ enum class DecodeInto : std::uint8_t {
 sdk::Result<SafetensorsView> parse(std::span<const unsigned char> body,
                                    const DecodeLimits& limits = {}) noexcept;
 sdk::Result<SafetensorsView> parse(std::string_view body, const DecodeLimits& limits = {}) noexcept;
+
+/// Streaming decode, step 1: the header length from a body's first 8 bytes, checked against the
+/// whole body's size and the limits (the same errors as `parse`).
+sdk::Result<std::uint64_t> header_length(std::uint64_t body_size,
+                                         std::span<const unsigned char, 8> prefix,
+                                         const DecodeLimits& limits = {}) noexcept;
+/// Streaming decode, step 2: validates the header JSON (the `header_length` bytes after the
+/// prefix) for a data section of `data_bytes`, with the same checks and errors as `parse`.
+sdk::Result<HeaderLayout> parse_header(std::string_view header_json,
+                                       std::uint64_t data_bytes) noexcept;
 
 /// Decodes a body into owned tensors.
 sdk::Result<Decoded> decode(std::span<const unsigned char> body,
