@@ -164,6 +164,12 @@ private:
     NoWorkers no_workers_;
 };
 
+/// A "started" event handed to the events thread. Guarded by events_mutex_.
+struct TtpRunner::PendingEvent {
+    ResultMessage event;
+    bool done = false;
+};
+
 TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistry functions,
                      sdk::WorkerClient* workers, AggregatorLookup aggregators, TtpRunnerOptions options,
                      JobSubmitter* submitter)
@@ -189,6 +195,7 @@ sdk::Status TtpRunner::start() {
         first = std::move(*c);
     }
     control_thread_ = std::thread([this] { control_loop(); });
+    events_thread_ = std::thread([this] { events_loop(); });
     job_thread_ = std::thread([this, c = std::move(first)]() mutable { job_loop(std::move(c)); });
     logger_.info("ttp consuming jobs", log_fields({{"grid", options_.grid}, {"queue", options_.topology.jobs(options_.grid)}}));
     return {};
@@ -197,11 +204,19 @@ sdk::Status TtpRunner::start() {
 void TtpRunner::stop() {
     stopping_ = true;
     wake_.notify_all();
+    {
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        events_wake_.notify_all();
+        events_done_.notify_all();
+    }
     if (job_thread_.joinable()) {
         job_thread_.join();
     }
     if (control_thread_.joinable()) {
         control_thread_.join();
+    }
+    if (events_thread_.joinable()) {
+        events_thread_.join();
     }
 }
 
@@ -212,6 +227,53 @@ void TtpRunner::wait_backoff(std::chrono::milliseconds d) {
 
 sdk::Status TtpRunner::publish_event(const ResultMessage& event) {
     return mq_.publish(options_.topology.results(), make_message(event.job_id, event.to_json()), options_.publish_timeout);
+}
+
+std::shared_ptr<TtpRunner::PendingEvent> TtpRunner::publish_event_async(const ResultMessage& event) {
+    auto pending = std::make_shared<PendingEvent>();
+    pending->event = event;
+    {
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        events_.push_back(pending);
+    }
+    events_wake_.notify_one();
+    return pending;
+}
+
+void TtpRunner::await_event(const std::shared_ptr<PendingEvent>& pending) {
+    // The events thread finishes each publish within publish_timeout; the margin covers the
+    // event it may be publishing ahead of this one.
+    std::unique_lock<std::mutex> lock(events_mutex_);
+    events_done_.wait_for(lock, 2 * options_.publish_timeout + 1s,
+                          [&] { return pending->done || stopping_; });
+}
+
+void TtpRunner::events_loop() {
+    while (true) {
+        std::shared_ptr<PendingEvent> next;
+        {
+            std::unique_lock<std::mutex> lock(events_mutex_);
+            events_wake_.wait(lock, [&] { return !events_.empty() || stopping_; });
+            if (stopping_) {
+                // Started events are best effort: the result (or a redelivery) still follows.
+                for (auto& left : events_) {
+                    left->done = true;
+                }
+                events_.clear();
+                events_done_.notify_all();
+                return;
+            }
+            next = events_.front();
+            events_.pop_front();
+        }
+        if (auto st = publish_event(next->event); !st) {
+            logger_.warn("started event not published",
+                         log_fields({{"job_id", next->event.job_id}, {"error", st.message()}}));
+        }
+        std::lock_guard<std::mutex> lock(events_mutex_);
+        next->done = true;
+        events_done_.notify_all();
+    }
 }
 
 bool TtpRunner::was_cancelled(const std::string& job_id) {
@@ -339,7 +401,8 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     }
     ResultMessage started = result;
     started.type = EventType::Started;
-    (void)publish_event(started);
+    // Best effort, as before, but no longer a confirm round trip in series with the job.
+    const auto started_pending = publish_event_async(started);
     logger_.info("job started", log_fields({{"job_id", job.job_id}, {"process", job.process},
                                         {"attempt", job.attempt}, {"redelivered", delivery.redelivered}}));
 
@@ -400,6 +463,8 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         (void)consumer.reject(delivery.tag, true);
         return;
     }
+    // The started event's confirm, collected here rather than before the job ran.
+    await_event(started_pending);
     (void)consumer.ack(delivery.tag);
     ++jobs_done_;
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
