@@ -2,6 +2,7 @@
 #include "synergos/core/jobs/job_service.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "synergos/core/jobs/tensor_files.hpp"
 
@@ -33,14 +34,103 @@ constexpr const char* kKeyNames[] = {"collab_id", "project_id", "expt_id", "run_
 
 class JobService::ArchiveCtx final : public sdk::ArchiveContext {
 public:
-    explicit ArchiveCtx(JobService& s) : s_(s) {}
+    ArchiveCtx(JobService& s, sdk::StorageBackend& storage) : s_(s), storage_(storage) {}
     sdk::Logger& logger() noexcept override { return s_.logger_; }
-    sdk::StorageBackend& storage() noexcept override { return s_.storage_; }
+    sdk::StorageBackend& storage() noexcept override { return storage_; }
     sdk::Tracker* tracker() noexcept override { return s_.tracker_; }
     std::string outputs_dir() const override { return s_.options_.outputs_dir; }
 
 private:
     JobService& s_;
+    sdk::StorageBackend& storage_;
+};
+
+/// The store as an archive function sees it while its result is batched with others: reads go
+/// to the store and are noted, so an archive that read (or writes) what an earlier, uncommitted
+/// archive of the same batch writes is run again after that one committed.
+class JobService::ReadLog final : public sdk::StorageBackend {
+public:
+    explicit ReadLog(sdk::StorageBackend& storage) : storage_(storage) {}
+    sdk::Status start() noexcept override { return {}; }  // the host's store is started
+    int schema_version() const noexcept override { return storage_.schema_version(); }
+    sdk::Result<sdk::Record> get(const std::string& kind, const sdk::Key& key) noexcept override {
+        try {
+            gets_.emplace_back(kind, key);
+        } catch (const std::exception&) {
+            listed_all_ = true;  // cannot note it: treat as a read of everything
+        }
+        return storage_.get(kind, key);
+    }
+    sdk::Result<std::vector<sdk::Record>> list(const sdk::Query& query) noexcept override {
+        try {
+            kinds_.push_back(query.kind);
+        } catch (const std::exception&) {
+            listed_all_ = true;
+        }
+        return storage_.list(query);
+    }
+    sdk::Result<std::vector<sdk::Record>> apply(const std::vector<sdk::Mutation>& batch) noexcept override {
+        listed_all_ = true;  // outside the contract (writes go in the returned batch): never batch it
+        return storage_.apply(batch);
+    }
+    void stop() noexcept override {}
+
+    /// Whether this archive's reads or `writes` overlap `pending` (earlier, uncommitted writes).
+    bool conflicts(const std::vector<sdk::Mutation>& pending,
+                   const std::vector<sdk::Mutation>& writes) const {
+        const auto same_key = [](const sdk::Key& a, const sdk::Key& b) {
+            if (a.size() != b.size()) {
+                return false;
+            }
+            for (std::size_t i = 0; i < a.size(); ++i) {
+                if (a[i].name != b[i].name || a[i].value != b[i].value) {
+                    return false;
+                }
+            }
+            return true;
+        };
+        const auto touches = [&](const sdk::Mutation& m, const std::string& kind, const sdk::Key& key) {
+            return m.kind == kind && (m.mode == sdk::WriteMode::DeleteWhere || same_key(m.key, key));
+        };
+        if (pending.empty()) {
+            return false;
+        }
+        if (listed_all_) {
+            return true;
+        }
+        for (const sdk::Mutation& m : pending) {
+            for (const auto& [kind, key] : gets_) {
+                if (touches(m, kind, key)) {
+                    return true;
+                }
+            }
+            for (const std::string& kind : kinds_) {
+                if (m.kind == kind) {
+                    return true;
+                }
+            }
+            for (const sdk::Mutation& w : writes) {
+                if (touches(m, w.kind, w.key) || (w.mode == sdk::WriteMode::DeleteWhere && w.kind == m.kind)) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+private:
+    sdk::StorageBackend& storage_;
+    std::vector<std::pair<std::string, sdk::Key>> gets_;
+    std::vector<std::string> kinds_;
+    bool listed_all_ = false;
+};
+
+/// An event's effect on its job, planned against a batch's view.
+struct JobService::EventPlan {
+    bool change = false;                ///< `job` is to be written
+    JobRecord job;
+    std::vector<sdk::Mutation> extra;   ///< the function's archive writes, before the job's
+    bool archived = false;              ///< a successful result: after_archive once committed
 };
 
 /// What a director-side job's function sees: follow-up jobs go straight to the service (placed
@@ -213,6 +303,11 @@ sdk::Status JobService::start() {
         });
     }
     stopping_ = false;
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        flusher_stop_ = false;
+    }
+    flusher_ = std::thread([this] { flush_loop(); });
     archival_ = std::thread([this] { archival_loop(); });
     // Director-side jobs interrupted by a stop or crash run again; their functions are written
     // to pick up where they were (stable follow-up ids, archival by key).
@@ -239,6 +334,106 @@ void JobService::stop() {
     }
     if (archival_.joinable()) {
         archival_.join();
+    }
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        flusher_stop_ = true;
+    }
+    moves_cv_.notify_all();
+    if (flusher_.joinable()) {
+        flusher_.join();  // it writes the moves still pending before it ends
+    }
+}
+
+std::vector<std::string> JobService::take_queued_moves() {
+    std::lock_guard<std::mutex> lock(moves_mutex_);
+    std::vector<std::string> ids;
+    ids.swap(moves_pending_);
+    return ids;
+}
+
+void JobService::queued_moves_done(const std::vector<std::string>& ids, bool written) {
+    if (ids.empty()) {
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        if (written) {
+            for (const auto& id : ids) {
+                published_.erase(id);
+            }
+        } else {
+            moves_pending_.insert(moves_pending_.end(), ids.begin(), ids.end());
+        }
+    }
+    if (!written) {
+        moves_cv_.notify_all();
+    }
+}
+
+void JobService::add_queued_moves(JobStore::Batch& batch, const std::vector<std::string>& ids) {
+    for (const auto& id : ids) {
+        auto job = batch.get(id);
+        if (!job || job->state != "submitting") {
+            continue;  // it moved on (started, finished, cancelled) or is gone
+        }
+        job->state = "queued";
+        batch.put(*job);
+    }
+}
+
+void JobService::flush_queued_moves() {
+    const std::vector<std::string> ids = take_queued_moves();
+    if (ids.empty()) {
+        return;
+    }
+    sdk::Status st;
+    {
+        JobStore::Batch batch(store_);
+        add_queued_moves(batch, ids);
+        st = batch.commit();
+    }
+    if (!st) {
+        // One by one, so a job deleted meanwhile cannot hold back the others; a move that still
+        // fails is dropped: the job stays `submitting` and is republished at the next start.
+        for (const auto& id : ids) {
+            (void)store_.update(id, [](JobRecord& j) {
+                if (j.state != "submitting") {
+                    return false;
+                }
+                j.state = "queued";
+                return true;
+            });
+        }
+    }
+    queued_moves_done(ids, true);
+}
+
+void JobService::flush_loop() {
+    std::unique_lock<std::mutex> lock(moves_mutex_);
+    while (true) {
+        moves_cv_.wait(lock, [&] { return flusher_stop_ || !moves_pending_.empty(); });
+        if (!flusher_stop_) {
+            // Give the next submit the chance to carry these moves in its own commit.
+            moves_cv_.wait_for(lock, options_.queued_flush_delay, [&] { return flusher_stop_; });
+        }
+        const bool last = flusher_stop_;
+        lock.unlock();
+        flush_queued_moves();
+        lock.lock();
+        if (last) {
+            return;
+        }
+    }
+}
+
+void JobService::overlay_published(JobRecord& job) {
+    if (job.state != "submitting") {
+        return;
+    }
+    std::lock_guard<std::mutex> lock(moves_mutex_);
+    if (published_.count(job.job_id) != 0) {
+        job.state = "queued";
     }
 }
 
@@ -408,32 +603,60 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         batch.push_back(store_.insert_mutation(job));
         jobs.push_back(std::move(job));
     }
-    if (auto st = storage_.apply(batch); !st) {
-        return st.error();
+    // The records, with the `queued` moves of jobs published earlier: one durable commit.
+    const std::vector<std::string> moves = take_queued_moves();
+    sdk::Status recorded;
+    bool moves_written = false;
+    {
+        JobStore::Batch records(store_);
+        add_queued_moves(records, moves);
+        for (const auto& m : batch) {
+            records.add(m);
+        }
+        recorded = records.commit();
+        moves_written = recorded.is_ok();
+        if (!recorded && !moves.empty()) {
+            // Maybe not this submit's fault (a moved job deleted meanwhile): the records alone.
+            for (auto& m : batch) {
+                records.add(std::move(m));
+            }
+            recorded = records.commit();
+        }
+    }
+    queued_moves_done(moves, moves_written);
+    if (!recorded) {
+        return recorded.error();
     }
     if (placing.owns_lock()) {
         placing.unlock();
     }
     sdk::Status first_error;
+    std::vector<std::string> published;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         JobRecord& job = jobs[i];
         const bool on_director = job.grid == kDirectorGrid;
         sdk::Status st = on_director ? sdk::Status() : publish_job(job, specs[i]);
-        auto updated = store_.update(job.job_id, [&](JobRecord& j) {
-            if (j.state != "submitting") {
-                return false;
+        if (st && !on_director) {
+            // Published: `queued` is written with the next commit (see the header).
+            job.state = "queued";
+            published.push_back(job.job_id);
+        } else {
+            auto updated = store_.update(job.job_id, [&](JobRecord& j) {
+                if (j.state != "submitting") {
+                    return false;
+                }
+                if (st) {
+                    j.state = "queued";
+                } else {
+                    j.state = "failed";
+                    j.reason = "could not publish to " + options_.topology.jobs(j.grid) + ": " + st.message();
+                    j.finished_at = now_iso8601();
+                }
+                return true;
+            });
+            if (updated) {
+                job = *updated;
             }
-            if (st) {
-                j.state = "queued";
-            } else {
-                j.state = "failed";
-                j.reason = "could not publish to " + options_.topology.jobs(j.grid) + ": " + st.message();
-                j.finished_at = now_iso8601();
-            }
-            return true;
-        });
-        if (updated) {
-            job = *updated;
         }
         if (on_director && st) {
             launch_on_director(job);
@@ -443,6 +666,14 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         }
         logger_.info("job submitted", log_fields({{"job_id", job.job_id}, {"process", job.process},
                                                {"grid", job.grid}, {"state", job.state}}));
+    }
+    if (!published.empty()) {
+        {
+            std::lock_guard<std::mutex> lock(moves_mutex_);
+            published_.insert(published.begin(), published.end());
+            moves_pending_.insert(moves_pending_.end(), published.begin(), published.end());
+        }
+        moves_cv_.notify_all();
     }
     notify_changed();
     if (!first_error) {
@@ -505,7 +736,7 @@ std::string JobService::queued_reason(const JobRecord& job) {
     if (consumers && *consumers == 0) {
         return "no TTP connected for grid " + std::to_string(job.grid);
     }
-    auto queued = store_.list(JobFilter{"queued", "", "", ""});
+    auto queued = list(JobFilter{"queued", "", "", ""});
     int ahead = 0;
     if (queued) {
         const int mine = priority_of(job.process);
@@ -527,6 +758,9 @@ std::string JobService::queued_reason(const JobRecord& job) {
 
 sdk::Result<JobRecord> JobService::get(const std::string& job_id) {
     auto job = store_.get(job_id);
+    if (job) {
+        overlay_published(*job);
+    }
     if (job && job->state == "queued") {
         job->reason = queued_reason(*job);
     }
@@ -534,8 +768,22 @@ sdk::Result<JobRecord> JobService::get(const std::string& job_id) {
 }
 
 sdk::Result<std::vector<JobRecord>> JobService::list(const JobFilter& filter) {
-    auto jobs = store_.list(filter);
+    // `submitting` and `queued` depend on the published overlay: filter after applying it.
+    const bool overlaid = filter.state == "submitting" || filter.state == "queued";
+    JobFilter stored = filter;
+    if (overlaid) {
+        stored.state.clear();
+    }
+    auto jobs = store_.list(stored);
     if (jobs) {
+        for (auto& job : *jobs) {
+            overlay_published(job);
+        }
+        if (overlaid) {
+            jobs->erase(std::remove_if(jobs->begin(), jobs->end(),
+                                       [&](const JobRecord& j) { return j.state != filter.state; }),
+                        jobs->end());
+        }
         for (auto& job : *jobs) {
             if (job.state == "queued" && job.reason.empty()) {
                 job.reason = "waiting on grid " + std::to_string(job.grid);
@@ -602,10 +850,101 @@ void JobService::archival_loop() {
         if (!d->has_value()) {
             continue;
         }
-        handle_delivery(*consumer, **d);
+        // Whatever else is already delivered joins this one's transaction.
+        std::vector<sdk::Delivery> deliveries;
+        deliveries.push_back(std::move(**d));
+        while (deliveries.size() < std::max<std::size_t>(options_.results_prefetch, 1)) {
+            auto more = consumer->receive(0ms);
+            if (!more || !more->has_value()) {
+                break;
+            }
+            deliveries.push_back(std::move(**more));
+        }
+        handle_deliveries(*consumer, deliveries);
     }
     if (consumer) {
         consumer->close();
+    }
+}
+
+void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sdk::Delivery>& deliveries) {
+    struct Planned {
+        const sdk::Delivery* delivery;
+        ResultMessage event;
+        std::optional<JobRecord> archived;
+    };
+    std::size_t next = 0;
+    while (next < deliveries.size()) {
+        std::vector<Planned> segment;  // in the open transaction
+        const sdk::Delivery* alone = nullptr;  // handled on its own after it
+        sdk::Status st;
+        try {
+            JobStore::Batch batch(store_);
+            for (; next < deliveries.size(); ++next) {
+                const sdk::Delivery& d = deliveries[next];
+                auto event = ResultMessage::from_json(d.message.body);
+                if (!event) {
+                    alone = &d;  // dead-lettered with its reason
+                    ++next;
+                    break;
+                }
+                ReadLog reads(storage_);
+                ArchiveCtx ctx(*this, reads);
+                auto plan = plan_event(batch, *event, ctx);
+                if (!plan) {
+                    alone = &d;  // its error decides requeue or dead letter, as on its own
+                    ++next;
+                    break;
+                }
+                if (reads.conflicts(batch.mutations(), plan->extra)) {
+                    break;  // it reads what this transaction writes: planned again after it
+                }
+                if (plan->change) {
+                    batch.put(plan->job, std::move(plan->extra));
+                }
+                Planned p{&d, std::move(*event), std::nullopt};
+                if (plan->archived) {
+                    p.archived = std::move(plan->job);
+                }
+                segment.push_back(std::move(p));
+            }
+            st = batch.commit();
+        } catch (const std::exception& e) {
+            // A bug, not input: the transaction is dropped and each delivery handled on its own.
+            st = sdk::Status(sdk::ErrorCode::Internal, std::string("archival threw: ") + e.what());
+            if (alone == nullptr && next < deliveries.size()) {
+                alone = &deliveries[next++];
+            }
+        }
+        if (st) {
+            // Durable: now the broker may forget them.
+            for (const Planned& p : segment) {
+                (void)consumer.ack(p.delivery->tag);
+            }
+            notify_changed();
+            for (const Planned& p : segment) {
+                if (p.archived) {
+                    after_archived(*p.archived, p.event);
+                }
+            }
+        } else if (st.code() == sdk::ErrorCode::Unavailable || st.code() == sdk::ErrorCode::Timeout) {
+            logger_.warn("archival deferred", log_fields({{"events", segment.size()}, {"error", st.message()}}));
+            std::unique_lock<std::mutex> lock(changed_mutex_);
+            changed_.wait_for(lock, 500ms, [&] { return stopping_.load(); });
+            lock.unlock();
+            for (const Planned& p : segment) {
+                (void)consumer.reject(p.delivery->tag, true);
+            }
+        } else {
+            // Nothing of it was written: each on its own, so one bad result cannot hold back the
+            // others.
+            for (const Planned& p : segment) {
+                handle_delivery(consumer, *p.delivery);
+            }
+        }
+        if (alone != nullptr) {
+            handle_delivery(consumer, *alone);
+        }
     }
 }
 
@@ -643,125 +982,125 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
 }
 
 sdk::Status JobService::handle_event(const ResultMessage& event) {
-    switch (event.type) {
-        case EventType::Started: {
-            auto r = store_.update(event.job_id, [&](JobRecord& j) {
-                if (j.is_terminal()) {
-                    return false;
-                }
-                j.state = "running";
-                j.attempts = std::max(j.attempts, event.attempt);
-                if (j.started_at.empty()) {
-                    j.started_at = now_iso8601();
-                }
-                j.ttp_id = event.ttp_id;
-                if (j.reason.rfind("cancellation requested", 0) != 0) {
-                    j.reason.clear();
-                }
-                return true;
-            });
-            notify_changed();
-            return r.status();
-        }
-        case EventType::Progress: {
-            auto r = store_.update(event.job_id, [&](JobRecord& j) {
-                if (j.is_terminal()) {
-                    return false;
-                }
-                j.state = "running";
-                j.progress = event.progress;
-                return true;
-            });
-            notify_changed();
-            return r.status();
-        }
-        case EventType::Result: {
-            auto st = archive_result(event);
-            notify_changed();
-            return st;
+    sdk::Status st;
+    std::optional<JobRecord> archived;
+    {
+        JobStore::Batch batch(store_);
+        ArchiveCtx ctx(*this, storage_);
+        auto plan = plan_event(batch, event, ctx);
+        if (!plan) {
+            st = plan.status();
+        } else {
+            if (plan->change) {
+                batch.put(plan->job, std::move(plan->extra));
+            }
+            st = batch.commit();
+            if (st && plan->archived) {
+                archived = std::move(plan->job);
+            }
         }
     }
-    return {};
+    notify_changed();
+    if (archived) {
+        after_archived(*archived, event);
+    }
+    return st;
 }
 
-sdk::Status JobService::archive_result(const ResultMessage& event) {
-    auto job = store_.get(event.job_id);
-    if (!job) {
-        return job.status();
+sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch, const ResultMessage& event,
+                                                          sdk::ArchiveContext& ctx) {
+    auto stored = batch.get(event.job_id);
+    if (!stored) {
+        return stored.error();
     }
-    if (job->is_terminal()) {
-        logger_.debug("duplicate result ignored", log_fields({{"job_id", event.job_id}, {"state", job->state}}));
-        return {};
+    EventPlan plan;
+    plan.job = std::move(*stored);
+    JobRecord& j = plan.job;
+    if (j.is_terminal()) {
+        if (event.type == EventType::Result) {
+            logger_.debug("duplicate result ignored", log_fields({{"job_id", event.job_id}, {"state", j.state}}));
+        }
+        return plan;  // terminal states are final: late and duplicate events change nothing
     }
-    auto finish = [&](const std::string& state, const std::string& reason,
-                      std::vector<sdk::Mutation> extra) {
-        return store_
-            .update(
-                event.job_id,
-                [&](JobRecord& j) {
-                    if (j.is_terminal()) {
-                        return false;
-                    }
-                    j.state = state;
-                    j.reason = reason;
-                    j.attempts = std::max(j.attempts, event.attempt);
-                    j.finished_at = now_iso8601();
-                    if (state == "succeeded") {
-                        j.outputs = event.outputs;
-                    }
-                    return true;
-                },
-                std::move(extra))
-            .status();
+    switch (event.type) {
+        case EventType::Started:
+            // The TTP publishes "started" while the job runs, so it may arrive after the
+            // attempt's own failed-and-retrying result: that attempt is over.
+            if (j.state == "queued" && event.attempt <= j.attempts) {
+                return plan;
+            }
+            j.state = "running";
+            j.attempts = std::max(j.attempts, event.attempt);
+            if (j.started_at.empty()) {
+                j.started_at = now_iso8601();
+            }
+            j.ttp_id = event.ttp_id;
+            if (j.reason.rfind("cancellation requested", 0) != 0) {
+                j.reason.clear();
+            }
+            plan.change = true;
+            return plan;
+        case EventType::Progress:
+            j.state = "running";
+            j.progress = event.progress;
+            plan.change = true;
+            return plan;
+        case EventType::Result:
+            break;
+    }
+    plan.change = true;
+    j.attempts = std::max(j.attempts, event.attempt);
+    const auto finish = [&](const std::string& state, const std::string& reason) {
+        j.state = state;
+        j.reason = reason;
+        j.finished_at = now_iso8601();
     };
     switch (event.outcome) {
         case Outcome::Failed:
             if (!event.final) {
-                return store_
-                    .update(event.job_id,
-                            [&](JobRecord& j) {
-                                if (j.is_terminal()) {
-                                    return false;
-                                }
-                                j.state = "queued";
-                                j.attempts = std::max(j.attempts, event.attempt);
-                                j.reason = "attempt " + std::to_string(event.attempt) + " of " +
-                                           std::to_string(j.max_attempts) + " failed: " + event.reason +
-                                           "; retrying";
-                                return true;
-                            })
-                    .status();
+                j.state = "queued";
+                j.reason = "attempt " + std::to_string(event.attempt) + " of " + std::to_string(j.max_attempts) +
+                           " failed: " + event.reason + "; retrying";
+                return plan;
             }
             logger_.warn("job failed", log_fields({{"job_id", event.job_id}, {"reason", event.reason}}));
-            return finish("failed", event.reason, {});
+            finish("failed", event.reason);
+            return plan;
         case Outcome::Cancelled:
-            return finish("cancelled", event.reason.empty() ? "cancelled" : event.reason, {});
+            finish("cancelled", event.reason.empty() ? "cancelled" : event.reason);
+            return plan;
         case Outcome::Succeeded:
             break;
     }
-    auto fn = functions_.find(job->process);
+    auto fn = functions_.find(j.process);
     if (fn == functions_.end()) {
-        return finish("failed",
-                      "result of process '" + job->process +
-                          "' cannot be archived: no ttp function for it is active on the director",
-                      {});
+        finish("failed", "result of process '" + j.process +
+                             "' cannot be archived: no ttp function for it is active on the director");
+        return plan;
     }
-    ArchiveCtx ctx(*this);
-    const std::string job_json = job->message.dump();
-    const std::string outputs_json = event.outputs.dump();
-    auto mutations = fn->second->archive(ctx, job_json, outputs_json);
+    auto mutations = fn->second->archive(ctx, j.message.dump(), event.outputs.dump());
     if (!mutations) {
-        return finish("failed", "archival failed: " + mutations.error().message, {});
+        finish("failed", "archival failed: " + mutations.error().message);
+        return plan;
     }
-    if (auto st = finish("succeeded", "", std::move(*mutations)); !st) {
-        return st;
+    finish("succeeded", "");
+    j.outputs = event.outputs;
+    plan.extra = std::move(*mutations);
+    plan.archived = true;
+    return plan;
+}
+
+void JobService::after_archived(const JobRecord& job, const ResultMessage& event) {
+    auto fn = functions_.find(job.process);
+    if (fn == functions_.end()) {
+        return;
     }
-    if (auto st = fn->second->after_archive(ctx, job_json, outputs_json); !st) {
+    ArchiveCtx ctx(*this, storage_);
+    if (auto st = fn->second->after_archive(ctx, job.message.dump(), event.outputs.dump()); !st) {
         logger_.warn("post-archival step failed",
                      log_fields({{"job_id", event.job_id}, {"error", st.message()}}));
     }
-    logger_.info("job archived", log_fields({{"job_id", event.job_id}, {"process", job->process}}));
-    return {};
+    logger_.info("job archived", log_fields({{"job_id", event.job_id}, {"process", job.process}}));
 }
 
 }  // namespace synergos::core::jobs

@@ -82,6 +82,38 @@ sdk::Mutation JobStore::update_mutation(const JobRecord& job) const {
     return {sdk::WriteMode::Update, kJobKind, key_of(job.job_id), job.to_document().dump()};
 }
 
+sdk::Result<JobRecord> JobStore::Batch::get(const std::string& job_id) {
+    if (auto it = view_.find(job_id); it != view_.end()) {
+        return it->second;
+    }
+    auto job = store_.get(job_id);
+    if (job) {
+        view_.emplace(job_id, *job);
+    }
+    return job;
+}
+
+void JobStore::Batch::put(const JobRecord& job, std::vector<sdk::Mutation> extra) {
+    for (auto& m : extra) {
+        mutations_.push_back(std::move(m));
+    }
+    mutations_.push_back(store_.update_mutation(job));
+    view_[job.job_id] = job;
+}
+
+sdk::Status JobStore::Batch::commit() {
+    if (mutations_.empty()) {
+        return {};
+    }
+    auto applied = store_.storage_.apply(mutations_);
+    mutations_.clear();
+    if (!applied) {
+        view_.clear();
+        return applied.status();
+    }
+    return {};
+}
+
 sdk::Result<JobRecord> JobStore::get(const std::string& job_id) {
     auto rec = storage_.get(kJobKind, key_of(job_id));
     if (!rec) {

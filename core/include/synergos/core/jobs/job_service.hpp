@@ -6,6 +6,13 @@
 /// publish to the chosen grid's queue), cancels them, and runs the archival loop that consumes
 /// every TTP event and result and writes them as the single writer of the store, exactly once
 /// per job id.
+///
+/// One durable commit per submit: the record (state `submitting`) is committed before the
+/// publish, as a transactional outbox; the move to `queued` after the confirm is not waited
+/// for but written with the next submit's commit or by a background flush (a crash before it
+/// only republishes the job at start-up, a harmless duplicate), and reads show such a job as
+/// `queued` meanwhile. The archival loop writes every event it has in hand (up to the results
+/// prefetch) in one transaction and acknowledges them after that commit.
 
 #include <atomic>
 #include <chrono>
@@ -48,7 +55,10 @@ struct JobServiceOptions {
     std::chrono::milliseconds publish_timeout{30000};
     std::chrono::milliseconds receive_timeout{250};   ///< archival loop wake-up bound
     std::string outputs_dir;
-    std::uint16_t results_prefetch = 32;
+    std::uint16_t results_prefetch = 32;  ///< also the most events written in one transaction
+    /// How long a published job's `queued` move may wait for the next submit's commit before a
+    /// background commit writes it.
+    std::chrono::milliseconds queued_flush_delay{100};
     Topology topology;
     /// Processes the director runs itself instead of publishing them to a grid (their function
     /// only submits and awaits other jobs, so it must not hold a grid's TTP): `optimize`.
@@ -100,7 +110,26 @@ public:
 private:
     class ArchiveCtx;
     class DirectorCtx;
+    class ReadLog;
+    struct EventPlan;
     void archival_loop();
+    /// Writes `deliveries` in as few transactions as possible, then acks them.
+    void handle_deliveries(sdk::Consumer& consumer, const std::vector<sdk::Delivery>& deliveries);
+    /// What `event` does to its job as `batch` sees it (nothing written yet).
+    sdk::Result<EventPlan> plan_event(JobStore::Batch& batch, const ResultMessage& event,
+                                      sdk::ArchiveContext& ctx);
+    /// The steps after a successful result's archival committed.
+    void after_archived(const JobRecord& job, const ResultMessage& event);
+    /// `queued` moves of published jobs, added to `batch` (jobs that moved on are skipped).
+    void add_queued_moves(JobStore::Batch& batch, const std::vector<std::string>& ids);
+    /// Takes the published jobs whose `queued` move is not yet written.
+    std::vector<std::string> take_queued_moves();
+    /// After a commit with these moves (or a failed one: `written` false, they wait again).
+    void queued_moves_done(const std::vector<std::string>& ids, bool written);
+    void flush_loop();
+    void flush_queued_moves();
+    /// A job published but still recorded as `submitting` reads as `queued`.
+    void overlay_published(JobRecord& job);
     /// Runs a director-side job on its own thread: its function's `execute` with a context whose
     /// submit_job/wait_job go straight to this service, then archival as for any result.
     void launch_on_director(const JobRecord& job);
@@ -108,7 +137,6 @@ private:
     bool director_job_cancelled(const std::string& job_id);
     void handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& delivery);
     sdk::Status handle_event(const ResultMessage& event);
-    sdk::Status archive_result(const ResultMessage& event);
     int choose_grid(const JobSpec& spec, std::map<int, int>& outstanding);
     std::string queued_reason(const JobRecord& job);
     sdk::Status publish_job(const JobRecord& job, const JobSpec& spec);
@@ -130,6 +158,14 @@ private:
     std::uint64_t change_counter_ = 0;
     std::mutex grids_mutex_;
     std::map<int, bool> declared_grids_;
+    // Published jobs whose move to `queued` is not durable yet (moves_pending_: not yet taken
+    // by a commit; published_: until a commit wrote it).
+    std::mutex moves_mutex_;
+    std::condition_variable moves_cv_;
+    std::vector<std::string> moves_pending_;
+    std::set<std::string> published_;
+    bool flusher_stop_ = false;
+    std::thread flusher_;
     std::mutex director_mutex_;
     std::vector<std::thread> director_threads_;
     std::set<std::string> director_cancelled_;

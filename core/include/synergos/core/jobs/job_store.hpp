@@ -10,6 +10,7 @@
 /// what makes archival idempotent by job id.
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -93,6 +94,35 @@ public:
         }
         return updated;
     }
+
+    /// Read-modify-writes of several jobs (and other mutations) committed as one atomic batch,
+    /// in the order they were added, as separate `update` calls would have been: one durable
+    /// commit instead of one per change. Holds the store's lock for its whole life, so no other
+    /// read-modify-write (a cancel) interleaves. Not thread-safe.
+    class Batch {
+    public:
+        explicit Batch(JobStore& store) : store_(store), lock_(store.mutex_) {}
+        Batch(const Batch&) = delete;
+        Batch& operator=(const Batch&) = delete;
+
+        /// The job as this batch sees it: as stored, or as changed earlier in the batch.
+        sdk::Result<JobRecord> get(const std::string& job_id);
+        /// Adds `extra` and then `job`'s new state.
+        void put(const JobRecord& job, std::vector<sdk::Mutation> extra = {});
+        /// Adds a mutation that is not a job update (a new job's insert).
+        void add(sdk::Mutation mutation) { mutations_.push_back(std::move(mutation)); }
+        bool empty() const { return mutations_.empty(); }
+        const std::vector<sdk::Mutation>& mutations() const { return mutations_; }
+        /// Applies what was added since the last commit, atomically and durably. On failure
+        /// nothing was written and the batch forgets its changes (the next get reads the store).
+        sdk::Status commit();
+
+    private:
+        JobStore& store_;
+        std::unique_lock<std::mutex> lock_;
+        std::map<std::string, JobRecord> view_;
+        std::vector<sdk::Mutation> mutations_;
+    };
 
 private:
     sdk::StorageBackend& storage_;
