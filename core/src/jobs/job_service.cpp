@@ -305,9 +305,10 @@ sdk::Status JobService::start() {
     stopping_ = false;
     {
         std::lock_guard<std::mutex> lock(moves_mutex_);
-        flusher_stop_ = false;
+        writer_stop_ = false;
+        writer_running_ = true;
     }
-    flusher_ = std::thread([this] { flush_loop(); });
+    writer_ = std::thread([this] { writer_loop(); });
     archival_ = std::thread([this] { archival_loop(); });
     // Director-side jobs interrupted by a stop or crash run again; their functions are written
     // to pick up where they were (stable follow-up ids, archival by key).
@@ -337,13 +338,21 @@ void JobService::stop() {
     }
     {
         std::lock_guard<std::mutex> lock(moves_mutex_);
-        flusher_stop_ = true;
+        writer_stop_ = true;
     }
     moves_cv_.notify_all();
-    if (flusher_.joinable()) {
-        flusher_.join();  // it writes the moves still pending before it ends
+    if (writer_.joinable()) {
+        writer_.join();  // it writes the records and moves still pending before it ends
     }
 }
+
+/// One submit's records, committed by the writer thread. Guarded by moves_mutex_.
+struct JobService::RecordTask {
+    std::vector<sdk::Mutation> inserts;
+    std::vector<std::string> ids;
+    bool done = false;
+    sdk::Status status;
+};
 
 std::vector<std::string> JobService::take_queued_moves() {
     std::lock_guard<std::mutex> lock(moves_mutex_);
@@ -382,21 +391,37 @@ void JobService::add_queued_moves(JobStore::Batch& batch, const std::vector<std:
     }
 }
 
-void JobService::flush_queued_moves() {
-    const std::vector<std::string> ids = take_queued_moves();
-    if (ids.empty()) {
-        return;
-    }
+void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks,
+                       const std::vector<std::string>& moves) {
     sdk::Status st;
     {
         JobStore::Batch batch(store_);
-        add_queued_moves(batch, ids);
+        add_queued_moves(batch, moves);
+        for (const auto& task : tasks) {
+            for (const auto& m : task->inserts) {
+                batch.add(m);
+            }
+        }
         st = batch.commit();
     }
-    if (!st) {
-        // One by one, so a job deleted meanwhile cannot hold back the others; a move that still
-        // fails is dropped: the job stays `submitting` and is republished at the next start.
-        for (const auto& id : ids) {
+    if (st) {
+        for (const auto& task : tasks) {
+            task->status = st;
+        }
+    } else if (tasks.size() == 1 && moves.empty()) {
+        tasks.front()->status = st;
+    } else {
+        // Apart, so one submit's bad record (or a moved job deleted meanwhile) cannot fail the
+        // others. A move that still fails is dropped: the job stays `submitting` and is
+        // republished at the next start.
+        for (const auto& task : tasks) {
+            JobStore::Batch batch(store_);
+            for (const auto& m : task->inserts) {
+                batch.add(m);
+            }
+            task->status = batch.commit();
+        }
+        for (const auto& id : moves) {
             (void)store_.update(id, [](JobRecord& j) {
                 if (j.state != "submitting") {
                     return false;
@@ -406,25 +431,101 @@ void JobService::flush_queued_moves() {
             });
         }
     }
-    queued_moves_done(ids, true);
+    queued_moves_done(moves, true);
 }
 
-void JobService::flush_loop() {
+void JobService::writer_loop() {
     std::unique_lock<std::mutex> lock(moves_mutex_);
     while (true) {
-        moves_cv_.wait(lock, [&] { return flusher_stop_ || !moves_pending_.empty(); });
-        if (!flusher_stop_) {
-            // Give the next submit the chance to carry these moves in its own commit.
-            moves_cv_.wait_for(lock, options_.queued_flush_delay, [&] { return flusher_stop_; });
+        moves_cv_.wait(lock, [&] { return writer_stop_ || !record_tasks_.empty() || !moves_pending_.empty(); });
+        if (record_tasks_.empty() && !writer_stop_) {
+            // Only moves: give the next submit the chance to carry them in its own commit.
+            moves_cv_.wait_for(lock, options_.queued_flush_delay,
+                               [&] { return writer_stop_ || !record_tasks_.empty(); });
         }
-        const bool last = flusher_stop_;
+        std::vector<std::shared_ptr<RecordTask>> tasks(record_tasks_.begin(), record_tasks_.end());
+        record_tasks_.clear();
+        std::vector<std::string> moves;
+        moves.swap(moves_pending_);
         lock.unlock();
-        flush_queued_moves();
+        if (!tasks.empty() || !moves.empty()) {
+            try {
+                write(tasks, moves);
+            } catch (const std::exception& e) {
+                for (const auto& task : tasks) {
+                    task->status = sdk::Status(sdk::ErrorCode::Internal, std::string("recording failed: ") + e.what());
+                }
+            }
+        }
         lock.lock();
-        if (last) {
+        for (const auto& task : tasks) {
+            task->done = true;
+            for (const auto& id : task->ids) {
+                if (auto it = recording_.find(id); it != recording_.end()) {
+                    recording_.erase(it);
+                }
+            }
+        }
+        if (!tasks.empty()) {
+            recorded_cv_.notify_all();
+        }
+        if (writer_stop_ && record_tasks_.empty() && moves_pending_.empty()) {
+            writer_running_ = false;
+            recorded_cv_.notify_all();
             return;
         }
     }
+}
+
+std::shared_ptr<JobService::RecordTask> JobService::record_async(std::vector<sdk::Mutation> inserts,
+                                                                 std::vector<std::string> ids) {
+    auto task = std::make_shared<RecordTask>();
+    task->inserts = std::move(inserts);
+    task->ids = std::move(ids);
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        if (writer_running_ && !writer_stop_) {
+            recording_.insert(task->ids.begin(), task->ids.end());
+            record_tasks_.push_back(task);
+            moves_cv_.notify_all();
+            return task;
+        }
+    }
+    // No writer (not started, or stopping): commit here, before anything is published.
+    JobStore::Batch batch(store_);
+    for (const auto& m : task->inserts) {
+        batch.add(m);
+    }
+    task->status = batch.commit();
+    task->done = true;
+    return task;
+}
+
+sdk::Status JobService::await_recorded(const std::shared_ptr<RecordTask>& task) {
+    std::unique_lock<std::mutex> lock(moves_mutex_);
+    // A commit is bounded by the store's own busy timeout; this bound only guards against a
+    // store that hangs.
+    if (!recorded_cv_.wait_for(lock, options_.publish_timeout, [&] { return task->done; })) {
+        return sdk::Status(sdk::ErrorCode::Timeout,
+                           "the job records were not committed within " +
+                               std::to_string(options_.publish_timeout.count()) + " ms; they may still be");
+    }
+    return task->status;
+}
+
+void JobService::wait_recorded(const std::vector<std::string>& ids) {
+    std::unique_lock<std::mutex> lock(moves_mutex_);
+    recorded_cv_.wait_for(lock, options_.publish_timeout, [&] {
+        if (recording_.empty()) {
+            return true;
+        }
+        for (const auto& id : ids) {
+            if (recording_.count(id) != 0) {
+                return false;
+            }
+        }
+        return true;
+    });
 }
 
 void JobService::overlay_published(JobRecord& job) {
@@ -603,39 +704,52 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         batch.push_back(store_.insert_mutation(job));
         jobs.push_back(std::move(job));
     }
-    // The records, with the `queued` moves of jobs published earlier: one durable commit.
-    const std::vector<std::string> moves = take_queued_moves();
-    sdk::Status recorded;
-    bool moves_written = false;
+    // The records are committed (with the `queued` moves of jobs published earlier) while the
+    // jobs are published: one durable commit, overlapped with the confirms. Results that come
+    // back before the commit ends wait for it (wait_recorded).
+    std::vector<std::string> ids;
+    for (const auto& job : jobs) {
+        ids.push_back(job.job_id);
+    }
+    auto task = record_async(std::move(batch), ids);
+    std::vector<sdk::Status> sent(jobs.size());
     {
-        JobStore::Batch records(store_);
-        add_queued_moves(records, moves);
-        for (const auto& m : batch) {
-            records.add(m);
-        }
-        recorded = records.commit();
-        moves_written = recorded.is_ok();
-        if (!recorded && !moves.empty()) {
-            // Maybe not this submit's fault (a moved job deleted meanwhile): the records alone.
-            for (auto& m : batch) {
-                records.add(std::move(m));
+        bool recorded_first = false;
+        for (std::size_t i = 0; i < jobs.size(); ++i) {
+            if (jobs[i].grid == kDirectorGrid) {
+                continue;
             }
-            recorded = records.commit();
+            if (i > 0 && !recorded_first) {
+                // Only the first job's publish overlaps the commit: if the commit fails, at
+                // most one job went out without a record.
+                recorded_first = true;
+                if (auto st = await_recorded(task); !st) {
+                    break;
+                }
+            }
+            sent[i] = publish_job(jobs[i], specs[i]);
         }
     }
-    queued_moves_done(moves, moves_written);
-    if (!recorded) {
-        return recorded.error();
-    }
+    const sdk::Status recorded = await_recorded(task);
     if (placing.owns_lock()) {
         placing.unlock();
+    }
+    if (!recorded) {
+        // A job published without its record would run unknown to the store: tell its TTP to
+        // drop it (its result, if any, is dead-lettered as unknown).
+        if (!jobs.empty() && jobs[0].grid != kDirectorGrid && sent[0].is_ok()) {
+            json notice{{"type", "cancel"}, {"job_id", jobs[0].job_id}};
+            (void)mq_.publish(options_.topology.control(jobs[0].grid),
+                              make_message(jobs[0].job_id + ".cancel", notice), options_.publish_timeout);
+        }
+        return recorded.error();
     }
     sdk::Status first_error;
     std::vector<std::string> published;
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         JobRecord& job = jobs[i];
         const bool on_director = job.grid == kDirectorGrid;
-        sdk::Status st = on_director ? sdk::Status() : publish_job(job, specs[i]);
+        sdk::Status st = sent[i];
         if (st && !on_director) {
             // Published: `queued` is written with the next commit (see the header).
             job.state = "queued";
@@ -873,6 +987,16 @@ void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sd
         ResultMessage event;
         std::optional<JobRecord> archived;
     };
+    std::vector<sdk::Result<ResultMessage>> events;
+    std::vector<std::string> ids;
+    for (const auto& d : deliveries) {
+        events.push_back(ResultMessage::from_json(d.message.body));
+        if (events.back()) {
+            ids.push_back(events.back()->job_id);
+        }
+    }
+    // A result can overtake the commit of its job's record (they run concurrently in submit).
+    wait_recorded(ids);
     std::size_t next = 0;
     while (next < deliveries.size()) {
         std::vector<Planned> segment;  // in the open transaction
@@ -882,7 +1006,7 @@ void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sd
             JobStore::Batch batch(store_);
             for (; next < deliveries.size(); ++next) {
                 const sdk::Delivery& d = deliveries[next];
-                auto event = ResultMessage::from_json(d.message.body);
+                auto& event = events[next];
                 if (!event) {
                     alone = &d;  // dead-lettered with its reason
                     ++next;

@@ -7,16 +7,22 @@
 /// every TTP event and result and writes them as the single writer of the store, exactly once
 /// per job id.
 ///
-/// One durable commit per submit: the record (state `submitting`) is committed before the
-/// publish, as a transactional outbox; the move to `queued` after the confirm is not waited
-/// for but written with the next submit's commit or by a background flush (a crash before it
-/// only republishes the job at start-up, a harmless duplicate), and reads show such a job as
-/// `queued` meanwhile. The archival loop writes every event it has in hand (up to the results
-/// prefetch) in one transaction and acknowledges them after that commit.
+/// One durable commit per submit, overlapped with the publish: a writer thread commits the
+/// record (state `submitting`) while the submitting thread publishes, and submit returns when
+/// both are done. A crash or failed commit after the publish leaves a job nobody was told of
+/// (its result is dead-lettered; a failed commit also sends it a cancel notice); a recorded job
+/// whose publish did not happen stays `submitting` and is republished at start-up (the
+/// transactional outbox). Results for a job whose record is still being committed wait for it.
+/// The move to `queued` after the confirm is written with the next commit, or by the writer
+/// after `queued_flush_delay` (a crash before only republishes the job at start-up, a harmless
+/// duplicate); reads show such a job as `queued` meanwhile. Concurrent submits share commits.
+/// The archival loop writes every event it has in hand (up to the results prefetch) in one
+/// transaction and acknowledges them after that commit.
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -120,14 +126,22 @@ private:
                                       sdk::ArchiveContext& ctx);
     /// The steps after a successful result's archival committed.
     void after_archived(const JobRecord& job, const ResultMessage& event);
+    struct RecordTask;
     /// `queued` moves of published jobs, added to `batch` (jobs that moved on are skipped).
     void add_queued_moves(JobStore::Batch& batch, const std::vector<std::string>& ids);
     /// Takes the published jobs whose `queued` move is not yet written.
     std::vector<std::string> take_queued_moves();
     /// After a commit with these moves (or a failed one: `written` false, they wait again).
     void queued_moves_done(const std::vector<std::string>& ids, bool written);
-    void flush_loop();
-    void flush_queued_moves();
+    /// The writer thread: submits' records and the pending `queued` moves, one commit a pass.
+    void writer_loop();
+    void write(const std::vector<std::shared_ptr<RecordTask>>& tasks, const std::vector<std::string>& moves);
+    /// Commits `inserts` with the pending moves on the writer thread (or here, when it is not
+    /// running) and waits, bounded, for the outcome.
+    std::shared_ptr<RecordTask> record_async(std::vector<sdk::Mutation> inserts, std::vector<std::string> ids);
+    sdk::Status await_recorded(const std::shared_ptr<RecordTask>& task);
+    /// Waits (bounded) until none of `ids` has a record commit in progress.
+    void wait_recorded(const std::vector<std::string>& ids);
     /// A job published but still recorded as `submitting` reads as `queued`.
     void overlay_published(JobRecord& job);
     /// Runs a director-side job on its own thread: its function's `execute` with a context whose
@@ -158,14 +172,19 @@ private:
     std::uint64_t change_counter_ = 0;
     std::mutex grids_mutex_;
     std::map<int, bool> declared_grids_;
-    // Published jobs whose move to `queued` is not durable yet (moves_pending_: not yet taken
-    // by a commit; published_: until a commit wrote it).
+    // The writer thread's work, guarded by moves_mutex_. Published jobs whose move to `queued`
+    // is not durable yet (moves_pending_: not yet taken by a commit; published_: until a commit
+    // wrote it); submits' records to commit, and the ids being committed (recording_).
     std::mutex moves_mutex_;
-    std::condition_variable moves_cv_;
+    std::condition_variable moves_cv_;     ///< work for the writer
+    std::condition_variable recorded_cv_;  ///< a record task finished
     std::vector<std::string> moves_pending_;
     std::set<std::string> published_;
-    bool flusher_stop_ = false;
-    std::thread flusher_;
+    std::deque<std::shared_ptr<RecordTask>> record_tasks_;
+    std::multiset<std::string> recording_;
+    bool writer_running_ = false;
+    bool writer_stop_ = false;
+    std::thread writer_;
     std::mutex director_mutex_;
     std::vector<std::thread> director_threads_;
     std::set<std::string> director_cancelled_;
