@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/http/router.hpp>
 
+#include <condition_variable>
 #include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <set>
 
 namespace synergos::core::http {
@@ -25,14 +30,76 @@ std::vector<std::string_view> split_path(std::string_view path, bool& trailing_s
     return out;
 }
 
+Responder::~Responder() {
+    if (deliver_) {
+        respond(Response::error(500, "internal error: the handler dropped the request"));
+    }
+}
+
+Responder& Responder::operator=(Responder&& other) noexcept {
+    if (this != &other) {
+        if (deliver_) {
+            respond(Response::error(500, "internal error: the handler dropped the request"));
+        }
+        deliver_ = std::move(other.deliver_);
+        other.deliver_ = nullptr;
+    }
+    return *this;
+}
+
+void Responder::respond(Response response) noexcept {
+    try {
+        respond_with([response = std::move(response)]() mutable { return std::move(response); });
+    } catch (...) {
+        // Only allocation can fail here; respond_with below reports nothing either.
+    }
+}
+
+void Responder::respond_with(Producer produce) noexcept {
+    if (!deliver_) {
+        return;  // answered already: exactly once
+    }
+    Deliver deliver = std::move(deliver_);
+    deliver_ = nullptr;
+    try {
+        deliver(std::move(produce));
+    } catch (...) {
+        // The owner could not take the answer (e.g. out of memory); nothing else can reach it.
+    }
+}
+
+Response Responder::produce(const Producer& producer) noexcept {
+    try {
+        return producer();
+    } catch (const std::exception& e) {
+        return Response::error(500, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return Response::error(500, "internal error");
+    }
+}
+
 void Router::add(std::string method, std::string_view pattern, Handler handler,
                  Execution execution) {
     Route route;
-    route.execution = execution;
+    route.execution = execution == Execution::Async ? Execution::Pool : execution;
     route.method = std::move(method);
     route.pattern = std::string(pattern);
+    route.handler = std::move(handler);
+    add_route(std::move(route));
+}
+
+void Router::add_async(std::string method, std::string_view pattern, AsyncHandler handler) {
+    Route route;
+    route.execution = Execution::Async;
+    route.method = std::move(method);
+    route.pattern = std::string(pattern);
+    route.async_handler = std::move(handler);
+    add_route(std::move(route));
+}
+
+void Router::add_route(Route route) {
     bool trailing = false;
-    for (auto segment : split_path(pattern, trailing)) {
+    for (auto segment : split_path(route.pattern, trailing)) {
         Segment s;
         if (segment.size() >= 2 && segment.front() == '{' && segment.back() == '}') {
             s.is_param = true;
@@ -43,7 +110,6 @@ void Router::add(std::string method, std::string_view pattern, Handler handler,
         route.segments.push_back(std::move(s));
     }
     route.optional_trailing_slash = trailing;
-    route.handler = std::move(handler);
     for (auto& existing : routes_) {
         if (existing.method == route.method && existing.pattern == route.pattern) {
             existing = std::move(route);
@@ -62,48 +128,73 @@ Match Router::match(Request& request) const {
         out.error = Response::error(404, "no route for '" + request.path + "'");
         return out;
     }
-    std::set<std::string> allowed;
-    const Route* chosen = nullptr;
-    std::map<std::string, std::string> chosen_params;
+    // Literal segments first: parameters are decoded only for the route that is used (this runs
+    // once per request over every route).
+    auto literals_match = [&](const Route& route) {
+        if (route.segments.size() != segments.size() ||
+            (trailing && !route.optional_trailing_slash)) {
+            return false;
+        }
+        for (std::size_t i = 0; i < segments.size(); ++i) {
+            const Segment& s = route.segments[i];
+            if (!s.is_param && s.text != segments[i]) {
+                return false;
+            }
+        }
+        return true;
+    };
+    // Decodes the route's parameters; false (with a 400 in `out`) on a malformed escape.
+    auto decode = [&](const Route& route, std::map<std::string, std::string>& params) {
+        for (std::size_t i = 0; i < segments.size(); ++i) {
+            const Segment& s = route.segments[i];
+            if (!s.is_param) {
+                continue;
+            }
+            auto decoded = percent_decode(segments[i]);
+            if (!decoded) {
+                out.error = Response::field_error(
+                    400, "path parameter '" + s.text + "' has a malformed %-escape", s.text);
+                return false;
+            }
+            params.emplace(s.text, std::move(*decoded));
+        }
+        return true;
+    };
+    const Route* first_path_match = nullptr;
     for (const auto& route : routes_) {
-        if (route.segments.size() != segments.size()) {
+        if (!literals_match(route)) {
             continue;
         }
-        if (trailing && !route.optional_trailing_slash) {
+        if (first_path_match == nullptr) {
+            first_path_match = &route;
+        }
+        if (route.method != request.method) {
             continue;
         }
         std::map<std::string, std::string> params;
-        bool matched = true;
-        for (std::size_t i = 0; i < segments.size() && matched; ++i) {
-            const Segment& s = route.segments[i];
-            if (s.is_param) {
-                auto decoded = percent_decode(segments[i]);
-                if (!decoded) {
-                    out.error = Response::field_error(
-                        400, "path parameter '" + s.text + "' has a malformed %-escape", s.text);
-                    return out;
-                }
-                params.emplace(s.text, std::move(*decoded));
-            } else if (s.text != segments[i]) {
-                matched = false;
-            }
+        if (!decode(route, params)) {
+            return out;
         }
-        if (!matched) {
-            continue;
+        request.params = std::move(params);
+        out.execution = route.execution;
+        if (route.execution == Execution::Async) {
+            out.async_handler = &route.async_handler;
+        } else {
+            out.handler = &route.handler;
         }
-        allowed.insert(route.method);
-        if (route.method == request.method && chosen == nullptr) {
-            chosen = &route;
-            chosen_params = std::move(params);
-        }
-    }
-    if (chosen != nullptr) {
-        request.params = std::move(chosen_params);
-        out.handler = &chosen->handler;
-        out.execution = chosen->execution;
         return out;
     }
-    if (!allowed.empty()) {
+    if (first_path_match != nullptr) {
+        std::map<std::string, std::string> params;
+        if (!decode(*first_path_match, params)) {
+            return out;
+        }
+        std::set<std::string> allowed;
+        for (const auto& route : routes_) {
+            if (literals_match(route)) {
+                allowed.insert(route.method);
+            }
+        }
         out.error = Response::error(405, "The method is not allowed for the requested URL.");
         std::string allow;
         for (const auto& method : allowed) {
@@ -126,12 +217,53 @@ Response Router::invoke(const Handler& handler, const Request& request) noexcept
     }
 }
 
+void Router::invoke_async(const AsyncHandler& handler, const Request& request,
+                          Responder responder) noexcept {
+    // The handler takes the responder by value; keep a way back to it for exceptions thrown
+    // before it was moved in (the moved-from responder answers nothing).
+    auto shared = std::make_shared<Responder>(std::move(responder));
+    Responder forward([shared](Responder::Producer produce) {
+        shared->respond_with(std::move(produce));
+    });
+    try {
+        handler(request, std::move(forward));
+    } catch (const std::exception& e) {
+        shared->respond(Response::error(500, std::string("internal error: ") + e.what()));
+    } catch (...) {
+        shared->respond(Response::error(500, "internal error"));
+    }
+}
+
 Response Router::route(Request& request) const {
     Match m = match(request);
-    if (m.handler == nullptr) {
+    if (m.handler != nullptr) {
+        return invoke(*m.handler, request);
+    }
+    if (m.async_handler == nullptr) {
         return std::move(m.error);
     }
-    return invoke(*m.handler, request);
+    // Synchronous callers (tests, tools) wait for the answer; the producer runs here.
+    struct Waiter {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::optional<Responder::Producer> producer;
+    };
+    auto waiter = std::make_shared<Waiter>();
+    invoke_async(*m.async_handler, request, Responder([waiter](Responder::Producer produce) {
+                     {
+                         std::lock_guard<std::mutex> lock(waiter->mutex);
+                         waiter->producer = std::move(produce);
+                     }
+                     waiter->cv.notify_all();
+                 }));
+    std::unique_lock<std::mutex> lock(waiter->mutex);
+    if (!waiter->cv.wait_for(lock, kRouteAsyncTimeout, [&] { return waiter->producer.has_value(); })) {
+        return Response::error(504, "the handler did not answer within " +
+                                        std::to_string(kRouteAsyncTimeout.count()) + " s");
+    }
+    auto producer = std::move(*waiter->producer);
+    lock.unlock();
+    return Responder::produce(producer);
 }
 
 }  // namespace synergos::core::http

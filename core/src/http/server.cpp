@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/http/server.hpp>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -74,6 +76,10 @@ public:
 
     void session_opened(std::uint64_t id, const std::shared_ptr<SessionBase>& session);
     void session_closed(std::uint64_t id);
+    /// Asynchronous handlers not yet answered: stop() waits for them before the event loops
+    /// go away, since their answers are posted into those loops.
+    void async_started();
+    void async_finished();
 
     ServerOptions options_;
     const Router& router_;
@@ -89,6 +95,7 @@ public:
     std::mutex sessions_mutex_;
     std::condition_variable sessions_cv_;
     std::map<std::uint64_t, std::weak_ptr<SessionBase>> sessions_;
+    std::size_t async_pending_ = 0;  // guarded by sessions_mutex_
     std::vector<std::thread> threads_;
 
     // Declared last among what sessions touch: destroyed first, so pending handlers (and the
@@ -324,10 +331,32 @@ private:
 
         const bool reuse = keep_alive && !server_.stopping_;
         Match match = server_.dispatch(request);
-        if (match.handler == nullptr || match.execution == Execution::Inline) {
+        if (!match.matched() || match.execution == Execution::Inline) {
             Response response = match.handler == nullptr ? std::move(match.error)
                                                          : Router::invoke(*match.handler, request);
             write(response, version, reuse, &request);
+            return;
+        }
+        if (match.async_handler != nullptr) {
+            // Started here; its answer comes back to this connection's event loop from wherever
+            // the handler finishes (e.g. a storage writer thread), and no thread waits for it.
+            auto shared_request = std::make_shared<Request>(std::move(request));
+            server_.async_started();
+            Router::invoke_async(
+                *match.async_handler, *shared_request,
+                Responder([self = this->shared_from_this(), shared_request, version,
+                                 reuse](Responder::Producer produce) mutable {
+                    Impl& server = self->server_;
+                    auto executor = self->stream_.get_executor();
+                    net::post(executor, [self = std::move(self), shared_request,
+                                         produce = std::move(produce), version, reuse] {
+                        Response response = Responder::produce(produce);
+                        self->write(response, version, reuse && !self->server_.stopping_,
+                                    shared_request.get());
+                    });
+                    shared_request.reset();
+                    server.async_finished();  // last: stop() may destroy the server after it
+                }));
             return;
         }
         // A handler that may block runs on the pool; its response comes back to this
@@ -361,8 +390,7 @@ private:
         write(response, 11, false, &request);
     }
 
-    void write(const Response& response, unsigned version, bool keep_alive,
-               const Request* request) {
+    void write(Response& response, unsigned version, bool keep_alive, const Request* request) {
         res_ = {};
         res_.version(version);
         res_.result(static_cast<unsigned>(response.status));
@@ -371,11 +399,12 @@ private:
         for (const auto& [name, value] : response.headers) {
             res_.set(name, value);
         }
-        res_.body() = response.body;
+        const std::size_t bytes = response.body.size();
+        res_.body() = std::move(response.body);
         res_.keep_alive(keep_alive);
         res_.prepare_payload();
         if (request != nullptr) {
-            server_.log_access(*request, response.status, response.body.size(), began_);
+            server_.log_access(*request, response.status, bytes, began_);
         }
         tcp_layer().expires_after(server_.options_.body_timeout);
         bhttp::async_write(
@@ -507,6 +536,7 @@ sdk::Status HttpServer::Impl::start() {
     do_accept();
     for (auto& context : contexts_) {
         threads_.emplace_back([this, ioc = context.get()] {
+            pthread_setname_np(pthread_self(), "http-io");  // for top/perf
             for (;;) {
                 try {
                     ioc->run();
@@ -710,6 +740,22 @@ void HttpServer::Impl::session_closed(std::uint64_t id) {
     sessions_cv_.notify_all();
 }
 
+void HttpServer::Impl::async_started() {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    ++async_pending_;
+}
+
+void HttpServer::Impl::async_finished() {
+    bool last = false;
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        last = --async_pending_ == 0;
+    }
+    if (last) {
+        sessions_cv_.notify_all();
+    }
+}
+
 bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
     if (!running_.exchange(false)) {
         return true;
@@ -746,7 +792,17 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
         sessions_cv_.wait_for(lock, std::chrono::milliseconds(500),
                               [this] { return sessions_.empty(); });
     }
-    // Handlers still running past the deadline finish on the pool; their responses are dropped.
+    // Handlers still running past the deadline finish on the pool (and asynchronous ones answer);
+    // their responses are dropped. An unanswered Responder answers when it is destroyed, so this
+    // ends; it is logged while it lasts.
+    {
+        std::unique_lock<std::mutex> lock(sessions_mutex_);
+        while (!sessions_cv_.wait_for(lock, std::chrono::seconds(5),
+                                      [this] { return async_pending_ == 0; })) {
+            logger_.warn("http: stop waits for asynchronous handlers to answer",
+                         nlohmann::json{{"pending", async_pending_}}.dump());
+        }
+    }
     pool_->join();
     work_.clear();
     for (auto& context : contexts_) {
