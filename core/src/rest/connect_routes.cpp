@@ -10,6 +10,7 @@
 #include <synergos/core/rest/record_store.hpp>
 
 #include "schemas.hpp"
+#include "write_queue.hpp"
 
 namespace synergos::core::rest {
 namespace {
@@ -225,34 +226,81 @@ public:
         return std::nullopt;
     }
 
-    Response create(const Request& request, const Resource& res, const std::string& method) {
+    /// Validates on the calling (I/O) thread, commits on the writer thread, answers (with the
+    /// stored record read back) on the request's thread once the write is durable.
+    void create(const Request& request, const Resource& res, const std::string& method,
+                http::Responder responder) {
+        auto answer = create_batch(request, res, responder);
+        if (!answer) {
+            return;
+        }
+        submit(std::move(responder), std::move(answer->batch),
+               [this, r = &res, method, out_params = std::move(answer->out_params),
+                params = std::move(answer->params)](WriteQueue::Outcome written)
+                   -> http::Responder::Producer {
+                   if (!written) {
+                       auto error = written.error().code == sdk::ErrorCode::AlreadyExists
+                                        ? Response::error(409, exists_message(r->kind, params))
+                                        : error_response(written.error());
+                       return [error] { return error; };
+                   }
+                   return [this, r, method, out_params, record = std::move(written->front())] {
+                       if (r->raw_post) {
+                           auto rel = store_.relations_of(record);
+                           if (!rel) {
+                               return error_response(rel.error());
+                           }
+                           return ok(201, method, out_params, RecordStore::raw(record, &*rel));
+                       }
+                       auto data = store_.read(record);
+                       if (!data) {
+                           return error_response(data.error());
+                       }
+                       return ok(201, method, out_params, std::move(*data));
+                   };
+               });
+    }
+
+    struct PreparedWrite {
+        std::vector<sdk::Mutation> batch;
+        Json out_params;
+        Params params;
+    };
+
+    /// The checks of a create and its batch; nullopt when `responder` was answered (an error).
+    std::optional<PreparedWrite> create_batch(const Request& request, const Resource& res,
+                                              http::Responder& responder) {
+        auto fail = [&](Response response) -> std::optional<PreparedWrite> {
+            responder.respond(std::move(response));
+            return std::nullopt;
+        };
         if (auto bad = check_path(request)) {
-            return *bad;
+            return fail(*bad);
         }
         auto parsed = http::parse_json_body(request);
         if (!parsed.ok()) {
-            return parsed.error;
+            return fail(parsed.error);
         }
         Json body = std::move(*parsed.value);
         Params params = request.params;
         const std::string prefix =
             std::string("Inappropriate ") + res.label + " configurations passed! ";
         if (auto bad = clean_body(res, params, body, true)) {
-            return *bad;
+            return fail(*bad);
         }
         if (res.body_id != nullptr) {
             auto it = body.find(res.body_id);
             if (it == body.end()) {
-                return Response::field_error(
-                    422, prefix + "Field '" + res.body_id + "' is required", res.body_id);
+                return fail(Response::field_error(
+                    422, prefix + "Field '" + res.body_id + "' is required", res.body_id));
             }
             if (!it->is_string()) {
-                return Response::field_error(
-                    422, prefix + "Field '" + res.body_id + "' must be a string", res.body_id);
+                return fail(Response::field_error(
+                    422, prefix + "Field '" + res.body_id + "' must be a string", res.body_id));
             }
             if (auto problem = id_problem(it->get<std::string>())) {
-                return Response::field_error(
-                    422, prefix + "Field '" + res.body_id + "' " + *problem, res.body_id);
+                return fail(Response::field_error(
+                    422, prefix + "Field '" + res.body_id + "' " + *problem, res.body_id));
             }
             params[res.key_id] = it->get<std::string>();
             if (std::string(res.body_id) != "id") {
@@ -260,38 +308,22 @@ public:
             }
         }
         if (auto invalid = validate_document(res.kind, body)) {
-            return Response::field_error(
-                422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field);
+            return fail(Response::field_error(
+                422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field));
         }
         if (auto missing = check_exists(res.parents, params)) {
-            return *missing;
+            return fail(*missing);
         }
         auto key = RecordStore::make_key(res.kind, params);
         if (!key) {
-            return error_response(key.error());
+            return fail(error_response(key.error()));
         }
         const auto mode = res.create_replaces ? sdk::WriteMode::Upsert : sdk::WriteMode::Insert;
-        auto written = store_.backend().apply({{mode, res.kind, *key, body.dump()}});
-        if (!written) {
-            if (written.error().code == sdk::ErrorCode::AlreadyExists) {
-                return Response::error(409, exists_message(res.kind, params));
-            }
-            return error_response(written.error());
-        }
-        Json out_params = envelope_params(request);
-        if (res.raw_post) {
-            const sdk::Record& record = written->front();
-            auto rel = store_.relations_of(record);
-            if (!rel) {
-                return error_response(rel.error());
-            }
-            return ok(201, method, std::move(out_params), RecordStore::raw(record, &*rel));
-        }
-        auto data = store_.read(written->front());
-        if (!data) {
-            return error_response(data.error());
-        }
-        return ok(201, method, std::move(out_params), std::move(*data));
+        PreparedWrite prepared;
+        prepared.batch.push_back({mode, res.kind, *key, body.dump()});
+        prepared.out_params = envelope_params(request);
+        prepared.params = std::move(params);
+        return prepared;
     }
 
     Response get(const Request& request, const Resource& res, const std::string& method) {
@@ -312,30 +344,32 @@ public:
         return ok(200, method, envelope_params(request), std::move(*data));
     }
 
-    Response update(const Request& request, const Resource& res, const std::string& method) {
+    void update(const Request& request, const Resource& res, const std::string& method,
+                http::Responder responder) {
+        auto reply = [&](Response response) { responder.respond(std::move(response)); };
         if (auto bad = check_path(request)) {
-            return *bad;
+            return reply(*bad);
         }
         auto parsed = http::parse_json_body(request);
         if (!parsed.ok()) {
-            return parsed.error;
+            return reply(parsed.error);
         }
         Json body = std::move(*parsed.value);
         if (auto bad = clean_body(res, request.params, body, false)) {
-            return *bad;
+            return reply(*bad);
         }
         const std::string prefix =
             std::string("Inappropriate ") + res.label + " configurations passed! ";
         auto key = RecordStore::make_key(res.kind, request.params);
         if (!key) {
-            return error_response(key.error());
+            return reply(error_response(key.error()));
         }
         auto current = store_.get(res.kind, *key);
         if (!current) {
             if (current.error().code == sdk::ErrorCode::NotFound) {
-                return Response::error(404, missing_message(res.kind, request.params));
+                return reply(Response::error(404, missing_message(res.kind, request.params)));
             }
-            return error_response(current.error());
+            return reply(error_response(current.error()));
         }
         Json doc = Json::parse(current->document, nullptr, false);
         if (!doc.is_object()) {
@@ -344,63 +378,89 @@ public:
         if (res.body_id != nullptr && std::string(res.body_id) == "id") {
             if (auto it = body.find("id");
                 it != body.end() && (!it->is_string() || *it != request.param("participant_id"))) {
-                return Response::field_error(422, prefix + "Field 'id' does not match the URL",
-                                             "id");
+                return reply(Response::field_error(422, prefix + "Field 'id' does not match the URL",
+                                             "id"));
             }
         }
         for (auto& [field, value] : body.items()) {
             doc[field] = value;  // shallow merge, as the original's update
         }
         if (auto invalid = validate_document(res.kind, doc)) {
-            return Response::field_error(
-                422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field);
+            return reply(Response::field_error(
+                422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field));
         }
-        auto written =
-            store_.backend().apply({{sdk::WriteMode::Update, res.kind, *key, doc.dump()}});
-        if (!written) {
-            if (written.error().code == sdk::ErrorCode::NotFound) {
-                return Response::error(404, missing_message(res.kind, request.params));
-            }
-            return error_response(written.error());
-        }
-        auto data = store_.read(written->front());
-        if (!data) {
-            return error_response(data.error());
-        }
-        return ok(200, method, envelope_params(request), std::move(*data));
+        submit(std::move(responder), {{sdk::WriteMode::Update, res.kind, *key, doc.dump()}},
+               [this, r = &res, method, out_params = envelope_params(request),
+                params = request.params](WriteQueue::Outcome written) -> http::Responder::Producer {
+                   if (!written) {
+                       auto error = written.error().code == sdk::ErrorCode::NotFound
+                                        ? Response::error(404, missing_message(r->kind, params))
+                                        : error_response(written.error());
+                       return [error] { return error; };
+                   }
+                   return [this, method, out_params, record = std::move(written->front())] {
+                       auto data = store_.read(record);
+                       if (!data) {
+                           return error_response(data.error());
+                       }
+                       return ok(200, method, out_params, std::move(*data));
+                   };
+               });
     }
 
-    Response remove(const Request& request, const Resource& res, const std::string& method) {
+    void remove(const Request& request, const Resource& res, const std::string& method,
+                http::Responder responder) {
+        auto reply = [&](Response response) { responder.respond(std::move(response)); };
         if (auto bad = check_path(request)) {
-            return *bad;
+            return reply(*bad);
         }
         auto key = RecordStore::make_key(res.kind, request.params);
         if (!key) {
-            return error_response(key.error());
+            return reply(error_response(key.error()));
         }
         // The answer is the record as it was, with its relations (read before the cascade).
         auto before = store_.read(res.kind, *key);
         if (!before) {
             if (before.error().code == sdk::ErrorCode::NotFound) {
-                return Response::error(404, missing_message(res.kind, request.params));
+                return reply(Response::error(404, missing_message(res.kind, request.params)));
             }
-            return error_response(before.error());
+            return reply(error_response(before.error()));
         }
-        auto deleted = store_.backend().apply(RecordStore::cascade_delete(res.kind, *key));
-        if (!deleted) {
-            if (deleted.error().code == sdk::ErrorCode::NotFound) {
-                return Response::error(404, missing_message(res.kind, request.params));
-            }
-            return error_response(deleted.error());
-        }
-        logger_.info("record deleted",
-                     Json{{"kind", res.kind}, {"key", RecordStore::key_json(*key)}}.dump());
-        return ok(200, method, envelope_params(request), std::move(*before));
+        submit(std::move(responder), RecordStore::cascade_delete(res.kind, *key),
+               [this, r = &res, method, out_params = envelope_params(request),
+                params = request.params, key = *key,
+                before = std::move(*before)](WriteQueue::Outcome deleted) mutable
+               -> http::Responder::Producer {
+                   if (!deleted) {
+                       auto error = deleted.error().code == sdk::ErrorCode::NotFound
+                                        ? Response::error(404, missing_message(r->kind, params))
+                                        : error_response(deleted.error());
+                       return [error] { return error; };
+                   }
+                   logger_.info("record deleted",
+                                Json{{"kind", r->kind}, {"key", RecordStore::key_json(key)}}.dump());
+                   return [method, out_params, before = std::move(before)] {
+                       return ok(200, method, out_params, before);
+                   };
+               });
+    }
+
+    /// Queues `batch` on the writer; once it is durable (or failed), `then` (on the writer
+    /// thread) turns the outcome into the producer of the answer, which runs on the request's
+    /// thread.
+    template <typename Then>
+    void submit(http::Responder responder, std::vector<sdk::Mutation> batch, Then then) {
+        auto shared = std::make_shared<http::Responder>(std::move(responder));
+        writes_.submit(std::move(batch),
+                       [shared, then = std::move(then)](WriteQueue::Outcome outcome) mutable {
+                           shared->respond_with(then(std::move(outcome)));
+                       });
     }
 
 private:
     RecordStore store_;
     sdk::Logger& logger_;
+    WriteQueue writes_{store_.backend()};  // last: its thread stops before the members above
 };
 
 /// Registers GET/POST on a collection (both slash spellings) and GET/PUT/DELETE on its items.
@@ -411,26 +471,29 @@ void add_resource(http::Router& router, const std::shared_ptr<ConnectApi>& api, 
     const std::string singular = res.singular;
     const Resource* r = &res;
     // Reads run inline on the I/O thread (SQLite WAL readers never wait for writers); writes
-    // run on the handler pool, where they wait for their group commit.
+    // are checked there too, then committed by the writer thread (one commit for every write
+    // queued meanwhile), which sends each answer back to its connection: no thread waits.
     router.add(
         "GET", collection + "/",
         [api, r, plural, list_scope](const Request& req) {
             return api->list(req, r->kind, plural + ".get", list_scope, true);
         },
         http::Execution::Inline);
-    router.add("POST", collection + "/", [api, r, plural](const Request& req) {
-        return api->create(req, *r, plural + ".post");
-    });
+    router.add_async("POST", collection + "/",
+                     [api, r, plural](const Request& req, http::Responder responder) {
+                         api->create(req, *r, plural + ".post", std::move(responder));
+                     });
     router.add(
         "GET", item,
         [api, r, singular](const Request& req) { return api->get(req, *r, singular + ".get"); },
         http::Execution::Inline);
-    router.add("PUT", item, [api, r, singular](const Request& req) {
-        return api->update(req, *r, singular + ".put");
+    router.add_async("PUT", item, [api, r, singular](const Request& req, http::Responder responder) {
+        api->update(req, *r, singular + ".put", std::move(responder));
     });
-    router.add("DELETE", item, [api, r, singular](const Request& req) {
-        return api->remove(req, *r, singular + ".delete");
-    });
+    router.add_async("DELETE", item,
+                     [api, r, singular](const Request& req, http::Responder responder) {
+                         api->remove(req, *r, singular + ".delete", std::move(responder));
+                     });
 }
 
 /// Registers GET/POST/PUT/DELETE on a singular resource (registration, tags).
@@ -442,15 +505,16 @@ void add_singular(http::Router& router, const std::shared_ptr<ConnectApi>& api, 
         "GET", path,
         [api, r, singular](const Request& req) { return api->get(req, *r, singular + ".get"); },
         http::Execution::Inline);
-    router.add("POST", path, [api, r, singular](const Request& req) {
-        return api->create(req, *r, singular + ".post");
+    router.add_async("POST", path, [api, r, singular](const Request& req, http::Responder responder) {
+        api->create(req, *r, singular + ".post", std::move(responder));
     });
-    router.add("PUT", path, [api, r, singular](const Request& req) {
-        return api->update(req, *r, singular + ".put");
+    router.add_async("PUT", path, [api, r, singular](const Request& req, http::Responder responder) {
+        api->update(req, *r, singular + ".put", std::move(responder));
     });
-    router.add("DELETE", path, [api, r, singular](const Request& req) {
-        return api->remove(req, *r, singular + ".delete");
-    });
+    router.add_async("DELETE", path,
+                     [api, r, singular](const Request& req, http::Responder responder) {
+                         api->remove(req, *r, singular + ".delete", std::move(responder));
+                     });
 }
 
 void add_registration_listing(http::Router& router, const std::shared_ptr<ConnectApi>& api,

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "write_queue.hpp"
+
+#include <pthread.h>
+
+#include <chrono>
+#include <exception>
+#include <iterator>
+#include <utility>
+
+namespace synergos::core::rest {
+namespace {
+
+/// How many records `apply` returns for a batch: one per mutation but DeleteWhere.
+std::size_t outputs_of(const std::vector<sdk::Mutation>& batch) {
+    std::size_t n = 0;
+    for (const auto& m : batch) {
+        n += m.mode == sdk::WriteMode::DeleteWhere ? 0 : 1;
+    }
+    return n;
+}
+
+void deliver(const WriteQueue::Done& done, WriteQueue::Outcome outcome) noexcept {
+    try {
+        done(std::move(outcome));
+    } catch (...) {
+        // A callback must not take the writer down; the responder it dropped answers 500.
+    }
+}
+
+}  // namespace
+
+WriteQueue::WriteQueue(sdk::StorageBackend& backend) : backend_(backend) {
+    thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "rest-writer");  // for top/perf
+        run();
+    });
+}
+
+WriteQueue::~WriteQueue() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) {
+        thread_.join();
+    }
+}
+
+void WriteQueue::submit(std::vector<sdk::Mutation> batch, Done done) {
+    bool wake = false;
+    bool refused = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) {
+            refused = true;
+        } else {
+            queue_.push_back(Item{std::move(batch), std::move(done)});
+            wake = waiting_;
+            waiting_ = false;
+        }
+    }
+    if (refused) {
+        deliver(done, sdk::Error{sdk::ErrorCode::Unavailable, "storage writer is stopping"});
+    } else if (wake) {
+        cv_.notify_one();
+    }
+}
+
+void WriteQueue::run() {
+    std::vector<Item> group;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            while (queue_.empty() && !stopping_) {
+                waiting_ = true;
+                // Idle wait for work; the timeout only re-checks the flags.
+                cv_.wait_for(lock, std::chrono::seconds(1));
+            }
+            waiting_ = false;
+            if (queue_.empty()) {
+                return;  // stopping, nothing left
+            }
+            if (stopping_) {
+                // Fail what never started rather than hold the shutdown for it.
+                std::deque<Item> left = std::move(queue_);
+                queue_.clear();
+                lock.unlock();
+                for (auto& item : left) {
+                    deliver(item.done,
+                            sdk::Error{sdk::ErrorCode::Unavailable, "storage writer is stopping"});
+                }
+                return;
+            }
+            while (!queue_.empty() && group.size() < kMaxWriteGroup) {
+                group.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        apply_group(group);
+        group.clear();
+    }
+}
+
+void WriteQueue::apply_group(std::vector<Item>& group) {
+    if (group.size() > 1) {
+        std::vector<sdk::Mutation> combined;
+        std::size_t outputs = 0;
+        for (const auto& item : group) {
+            combined.insert(combined.end(), item.batch.begin(), item.batch.end());
+            outputs += outputs_of(item.batch);
+        }
+        auto applied = backend_.apply(combined);
+        if (applied && applied->size() == outputs) {
+            auto next = applied->begin();
+            for (auto& item : group) {
+                const auto n = static_cast<std::ptrdiff_t>(outputs_of(item.batch));
+                std::vector<sdk::Record> mine(std::make_move_iterator(next),
+                                              std::make_move_iterator(next + n));
+                next += n;
+                deliver(item.done, std::move(mine));
+            }
+            return;
+        }
+        // Nothing of the combined batch was written (apply is all or nothing): one by one.
+    }
+    for (auto& item : group) {
+        deliver(item.done, backend_.apply(item.batch));
+    }
+}
+
+}  // namespace synergos::core::rest
