@@ -146,8 +146,15 @@ void Connection::set_checkpoint_policy(int passive_frames, int restart_frames) n
 int Connection::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
     auto* conn = static_cast<Connection*>(self);
     conn->wal_frames_ = frames;
-    if (frames >= conn->passive_frames_) {
+    if (frames < conn->checkpointed_frames_) {
+        conn->checkpointed_frames_ = 0;  // the WAL started over
+    }
+    // Once per `passive_frames` new frames, not after every commit: while readers keep the WAL
+    // from starting over it stays past the threshold, and a checkpoint (copy and fsync of the
+    // database file) on every commit would double the cost of each write.
+    if (frames - conn->checkpointed_frames_ >= conn->passive_frames_) {
         sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        conn->checkpointed_frames_ = frames;
     }
     return SQLITE_OK;
 }
@@ -162,7 +169,16 @@ void Connection::restart_if_large(int wait_ms, int busy_timeout_ms) noexcept {
     sqlite3_busy_timeout(db_, busy_timeout_ms);
     if (rc == SQLITE_OK) {
         wal_frames_ = 0;
+        checkpointed_frames_ = 0;
     }
+}
+
+sdk::Status Connection::exec_cached(const std::string& sql) noexcept {
+    auto stmt = prepare(sql);
+    if (!stmt) {
+        return stmt.error();
+    }
+    return stmt->run();
 }
 
 sdk::Result<std::int64_t> Connection::pragma_int(const std::string& name) noexcept {

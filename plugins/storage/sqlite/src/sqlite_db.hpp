@@ -64,6 +64,9 @@ public:
 
     /// Runs one or more statements without results (DDL, PRAGMA, BEGIN/COMMIT).
     sdk::Status exec(const std::string& sql) noexcept;
+    /// Runs one statement without results through the statement cache (no parsing after the
+    /// first time): for the BEGIN/COMMIT of every read.
+    sdk::Status exec_cached(const std::string& sql) noexcept;
     /// A cached prepared statement for `sql`.
     sdk::Result<Statement> prepare(const std::string& sql) noexcept;
     /// Replaces SQLite's auto-checkpoint: a PASSIVE checkpoint after a commit once the WAL holds
@@ -92,6 +95,7 @@ private:
     int passive_frames_ = 1000;
     int restart_frames_ = 0;
     int wal_frames_ = 0;
+    int checkpointed_frames_ = 0;  // WAL size at the last passive checkpoint
     std::string path_;
     std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
 };
