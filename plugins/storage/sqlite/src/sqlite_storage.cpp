@@ -572,25 +572,59 @@ void SqliteStorage::release_reader(Connection* connection) noexcept {
     read_cv_.notify_one();
 }
 
+bool SqliteStorage::fresh(const CacheStamp& stamp) const noexcept {
+    return stamp.generation == write_generation_.load() &&
+           std::chrono::steady_clock::now() - stamp.began <= kSnapshotMaxAge;
+}
+
 sdk::Result<sdk::Record> SqliteStorage::get(const std::string& kind, const sdk::Key& key) noexcept {
     try {
         auto encoded = encode_key(kind, key, false);
         if (!encoded) {
             return encoded.error();
         }
+        std::string cache_key = kind;
+        cache_key.push_back('\0');
+        cache_key += encoded->id;
+        {
+            std::lock_guard<std::mutex> lock(cache_mutex_);
+            if (auto it = get_cache_.find(cache_key);
+                it != get_cache_.end() && fresh(it->second.stamp)) {
+                if (!it->second.record) {
+                    return sdk::Error{ErrorCode::NotFound, "no record " + describe(kind, key)};
+                }
+                return *it->second.record;
+            }
+        }
         auto conn = acquire_reader();
         if (!conn) {
             return conn.error();
         }
-        ReadLease lease(*this, *conn);
-        auto found = find(*lease, kind, encoded->id);
-        if (!found) {
-            return found.error();
+        std::optional<sdk::Record> record;
+        CacheStamp stamp;
+        bool cacheable = false;
+        {
+            ReadLease lease(*this, *conn);
+            auto found = find(*lease, kind, encoded->id);
+            if (!found) {
+                return found.error();
+            }
+            record = std::move(*found);
+            // Only a read inside a tracked snapshot has a known age and generation.
+            cacheable = (*lease).in_read_txn;
+            stamp = {(*lease).snapshot_generation, (*lease).snapshot_began};
         }
-        if (!found->has_value()) {
+        if (cacheable) {
+            std::lock_guard<std::mutex> lock(cache_mutex_);
+            if (get_cache_.size() >= kReadCacheEntries) {
+                get_cache_.clear();
+            }
+            get_cache_.insert_or_assign(std::move(cache_key), CachedGet{stamp, record});
+        }
+        if (!record) {
             return sdk::Error{ErrorCode::NotFound, "no record " + describe(kind, key)};
         }
-        return std::move(**found);
+        return std::move(*record);
     } catch (const std::exception& e) {
         return sdk::Error{ErrorCode::Internal, std::string("storage 'sqlite': ") + e.what()};
     }
@@ -601,34 +635,66 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
         if (auto st = check_key(query.kind, query.match, true); !st) {
             return st.error();
         }
+        std::string cache_key = query.kind;
+        for (const auto& field : query.match) {
+            cache_key.push_back('\0');
+            cache_key += field.name;
+            cache_key.push_back('\0');
+            cache_key += field.value;
+        }
+        cache_key.push_back('\1');
+        cache_key += std::to_string(query.limit);
+        cache_key.push_back(',');
+        cache_key += std::to_string(query.offset);
+        {
+            std::lock_guard<std::mutex> lock(cache_mutex_);
+            if (auto it = list_cache_.find(cache_key);
+                it != list_cache_.end() && fresh(it->second.stamp)) {
+                return it->second.records;
+            }
+        }
         auto conn = acquire_reader();
         if (!conn) {
             return conn.error();
         }
-        ReadLease lease(*this, *conn);
-        auto stmt = (*lease).prepare(list_sql(query.match.size()));
-        if (!stmt) {
-            return stmt.error();
-        }
-        stmt->bind(1, query.kind);
-        int index = 2;
-        for (const auto& field : query.match) {
-            stmt->bind(index++, field.name);
-            stmt->bind(index++, field.value);
-        }
-        stmt->bind(index++,
-                   query.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(query.limit));
-        stmt->bind(index, static_cast<std::int64_t>(query.offset));
         std::vector<sdk::Record> out;
-        for (;;) {
-            auto row = stmt->step();
-            if (!row) {
-                return row.error();
+        CacheStamp stamp;
+        bool cacheable = false;
+        {
+            ReadLease lease(*this, *conn);
+            auto stmt = (*lease).prepare(list_sql(query.match.size()));
+            if (!stmt) {
+                return stmt.error();
             }
-            if (!*row) {
-                break;
+            stmt->bind(1, query.kind);
+            int index = 2;
+            for (const auto& field : query.match) {
+                stmt->bind(index++, field.name);
+                stmt->bind(index++, field.value);
             }
-            out.push_back(read_row(*stmt, query.kind));
+            stmt->bind(index++, query.limit == 0 ? std::int64_t{-1}
+                                                 : static_cast<std::int64_t>(query.limit));
+            stmt->bind(index, static_cast<std::int64_t>(query.offset));
+            for (;;) {
+                auto row = stmt->step();
+                if (!row) {
+                    return row.error();
+                }
+                if (!*row) {
+                    break;
+                }
+                out.push_back(read_row(*stmt, query.kind));
+            }
+            cacheable = (*lease).in_read_txn;
+            stamp = {(*lease).snapshot_generation, (*lease).snapshot_began};
+        }
+        // Large listings are not worth keeping (and would make the cache costly to copy).
+        if (cacheable && out.size() <= 64) {
+            std::lock_guard<std::mutex> lock(cache_mutex_);
+            if (list_cache_.size() >= kReadCacheEntries) {
+                list_cache_.clear();
+            }
+            list_cache_.insert_or_assign(std::move(cache_key), CachedList{stamp, out});
         }
         return out;
     } catch (const std::exception& e) {
@@ -912,6 +978,11 @@ void SqliteStorage::stop() noexcept {
                       [&] { return free_readers_.size() == readers_.size(); });
     free_readers_.clear();
     readers_.clear();
+    lock.unlock();
+    write_generation_.fetch_add(1);  // no cached read is served after stop
+    std::lock_guard<std::mutex> cache_lock(cache_mutex_);
+    get_cache_.clear();
+    list_cache_.clear();
 }
 
 }  // namespace synergos::plugins::sqlite

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <synergos/sdk/host.hpp>
@@ -55,6 +56,9 @@ inline constexpr sdk::PluginDescriptor kDescriptor{
 
 /// How long a pooled reader may reuse one snapshot when nothing was written by this process.
 inline constexpr std::chrono::milliseconds kSnapshotMaxAge{50};
+
+/// At most this many cached reads of each kind (get, list) are kept.
+inline constexpr std::size_t kReadCacheEntries = 1024;
 
 /// The schema version this build migrates to.
 inline constexpr int kSchemaVersion = 2;
@@ -121,6 +125,27 @@ private:
     std::vector<std::unique_ptr<Connection>> readers_;
     std::vector<Connection*> free_readers_;
     bool readers_open_ = false;
+    // Results of recent reads, served again while they are exactly what a pooled reader's
+    // snapshot would return: stamped with the generation and start of the snapshot they were
+    // read from, valid while the generation is unchanged and for kSnapshotMaxAge (the same
+    // rule as snapshot reuse). Bounded: cleared when it reaches kReadCacheEntries.
+    struct CacheStamp {
+        std::uint64_t generation = 0;
+        std::chrono::steady_clock::time_point began{};
+    };
+    struct CachedGet {
+        CacheStamp stamp;
+        std::optional<sdk::Record> record;  // nullopt: NotFound
+    };
+    struct CachedList {
+        CacheStamp stamp;
+        std::vector<sdk::Record> records;
+    };
+    bool fresh(const CacheStamp& stamp) const noexcept;
+    std::mutex cache_mutex_;
+    std::unordered_map<std::string, CachedGet> get_cache_;
+    std::unordered_map<std::string, CachedList> list_cache_;
+
     // Bumped after every local commit. A pooled reader keeps its read transaction (one snapshot,
     // no per-statement locking) while the generation is unchanged and the snapshot is younger
     // than kSnapshotMaxAge (which bounds staleness for writes by other processes).

@@ -425,3 +425,39 @@ TEST_CASE("sqlite storage sees writes made through another connection to the sam
     CHECK(reader.get("Project", project_key("c", "q")).has_value());
     CHECK(reader.list({"Project", {{"collab_id", "c"}}, 0, 0})->size() == 2);
 }
+
+TEST_CASE("sqlite storage: repeated reads are served again only while nothing was written",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    REQUIRE(store.apply({insert("Project", project_key("c", "p"), R"({"v":1})")}).has_value());
+    const sdk::Query by_collab{"Project", {{"collab_id", "c"}}, 0, 0};
+    for (int i = 0; i < 3; ++i) {  // the later ones come from the read cache
+        auto got = store.get("Project", project_key("c", "p"));
+        REQUIRE(got.has_value());
+        CHECK(got->document == R"({"v":1})");
+        CHECK(store.list(by_collab)->size() == 1);
+        CHECK(store.get("Project", project_key("c", "none")).error().code ==
+              sdk::ErrorCode::NotFound);
+    }
+    // Every kind of write is seen by the very next read (update, insert, delete).
+    REQUIRE(store.apply({{sdk::WriteMode::Update, "Project", project_key("c", "p"), R"({"v":2})"}})
+                .has_value());
+    CHECK(store.get("Project", project_key("c", "p"))->document == R"({"v":2})");
+    CHECK(store.list(by_collab)->front().version == 2);
+    REQUIRE(store.apply({insert("Project", project_key("c", "none"))}).has_value());
+    CHECK(store.get("Project", project_key("c", "none")).has_value());
+    CHECK(store.list(by_collab)->size() == 2);
+    REQUIRE(store.apply({{sdk::WriteMode::Delete, "Project", project_key("c", "p"), {}}})
+                .has_value());
+    CHECK(store.get("Project", project_key("c", "p")).error().code == sdk::ErrorCode::NotFound);
+    CHECK(store.list(by_collab)->size() == 1);
+    // Nothing is served from the cache once the store is stopped.
+    store.stop();
+    auto after = store.get("Project", project_key("c", "none"));
+    REQUIRE_FALSE(after.has_value());
+    CHECK(after.error().code == sdk::ErrorCode::FailedPrecondition);
+    CHECK_FALSE(store.list(by_collab).has_value());
+}
