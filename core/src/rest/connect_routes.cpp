@@ -2,6 +2,10 @@
 #include <synergos/core/rest/connect_routes.hpp>
 
 #include <array>
+#include <cstdint>
+#include <mutex>
+#include <string_view>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -334,14 +338,49 @@ public:
         if (!key) {
             return error_response(key.error());
         }
-        auto data = store_.read(res.kind, *key);
-        if (!data) {
-            if (data.error().code == sdk::ErrorCode::NotFound) {
+        if (std::string_view(res.kind) == "Registration") {
+            // Its answer also holds its parents' documents: not memoised.
+            auto data = store_.read(res.kind, *key);
+            if (!data) {
+                if (data.error().code == sdk::ErrorCode::NotFound) {
+                    return Response::error(404, missing_message(res.kind, request.params));
+                }
+                return error_response(data.error());
+            }
+            return ok(200, method, envelope_params(request), std::move(*data));
+        }
+        auto record = store_.get(res.kind, *key);
+        if (!record) {
+            if (record.error().code == sdk::ErrorCode::NotFound) {
                 return Response::error(404, missing_message(res.kind, request.params));
             }
-            return error_response(data.error());
+            return error_response(record.error());
         }
-        return ok(200, method, envelope_params(request), std::move(*data));
+        auto rel = store_.relations_of(*record);
+        if (!rel) {
+            return error_response(rel.error());
+        }
+        auto fingerprint = fingerprint_of(*record, *rel);
+        std::string memo_key = method;
+        memo_key.push_back(' ');
+        memo_key += request.path;
+        {
+            std::lock_guard<std::mutex> lock(memo_mutex_);
+            if (auto it = memo_.find(memo_key);
+                it != memo_.end() && it->second.fingerprint == fingerprint) {
+                Response response;
+                response.body = it->second.body;
+                return response;
+            }
+        }
+        Response response =
+            ok(200, method, envelope_params(request), RecordStore::marshal(*record, &*rel));
+        std::lock_guard<std::mutex> lock(memo_mutex_);
+        if (memo_.size() >= kMemoEntries) {
+            memo_.clear();
+        }
+        memo_.insert_or_assign(std::move(memo_key), Memo{std::move(fingerprint), response.body});
+        return response;
     }
 
     void update(const Request& request, const Resource& res, const std::string& method,
@@ -458,8 +497,34 @@ public:
     }
 
 private:
+    /// What a GET answer is made of: for the record and each related record, its doc_id,
+    /// version and update time (an update bumps the version; a new record gets a new doc_id),
+    /// and the size of each relation list. Equal fingerprints: byte-identical answers.
+    static std::vector<std::int64_t> fingerprint_of(const sdk::Record& record,
+                                                    const Relations& relations) {
+        std::vector<std::int64_t> out{record.doc_id, record.version, record.updated_at_ms};
+        for (const auto& [kind, records] : relations) {
+            out.push_back(static_cast<std::int64_t>(records.size()));
+            for (const auto& r : records) {
+                out.insert(out.end(), {r.doc_id, r.version, r.updated_at_ms});
+            }
+        }
+        return out;
+    }
+
+    /// The last answer per GET path, reused while its fingerprint holds: the record and its
+    /// relations are still read (so the answer is as fresh as a read), only the marshalling
+    /// and JSON serialisation are skipped.
+    struct Memo {
+        std::vector<std::int64_t> fingerprint;
+        std::string body;
+    };
+    static constexpr std::size_t kMemoEntries = 1024;
+
     RecordStore store_;
     sdk::Logger& logger_;
+    std::mutex memo_mutex_;
+    std::unordered_map<std::string, Memo> memo_;
     WriteQueue writes_{store_.backend()};  // last: its thread stops before the members above
 };
 
