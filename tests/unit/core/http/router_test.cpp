@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <stdexcept>
+#include <thread>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -138,4 +139,77 @@ TEST_CASE("percent_decode decodes escapes and refuses malformed ones", "[unit][h
     CHECK_FALSE(percent_decode("%").has_value());
     CHECK_FALSE(percent_decode("%4").has_value());
     CHECK_FALSE(percent_decode("%zz").has_value());
+}
+
+TEST_CASE("Router::route waits for an asynchronous handler answered from another thread",
+          "[unit][http]") {
+    using synergos::core::http::Responder;
+    Router router;
+    std::thread worker;
+    router.add_async("POST", "/later/{id}", [&](const Request& r, Responder responder) {
+        const std::string id = r.param("id");
+        worker = std::thread([id, responder = std::move(responder)]() mutable {
+            // The producer runs on the thread that owns the request, not on this one.
+            const auto here = std::this_thread::get_id();
+            responder.respond_with([id, here] {
+                CHECK(std::this_thread::get_id() != here);
+                return Response::json(201, {{"id", id}});
+            });
+            CHECK_FALSE(responder.pending());
+        });
+    });
+    auto req = make("POST", "/later/x7");
+    auto res = router.route(req);
+    worker.join();
+    CHECK(res.status == 201);
+    CHECK(nlohmann::json::parse(res.body)["id"] == "x7");
+}
+
+TEST_CASE("a Responder answers once; dropped or thrown, the request still gets a 500",
+          "[unit][http]") {
+    using synergos::core::http::Responder;
+    int delivered = 0;
+    Response last;
+    {
+        Responder responder([&](Responder::Producer produce) {
+            ++delivered;
+            last = Responder::produce(produce);
+        });
+        responder.respond(Response::json(200, 1));
+        responder.respond(Response::json(200, 2));  // ignored: answered already
+    }
+    CHECK(delivered == 1);
+    CHECK(last.body == "1\n");
+    {
+        Responder dropped([&](Responder::Producer produce) {
+            ++delivered;
+            last = Responder::produce(produce);
+        });
+    }
+    CHECK(delivered == 2);
+    CHECK(last.status == 500);
+
+    Router router;
+    router.add_async("GET", "/drop", [](const Request&, Responder) {});
+    router.add_async("GET", "/throw", [](const Request&, Responder) {
+        throw std::runtime_error("kaput");
+    });
+    router.add_async("GET", "/bad-producer", [](const Request&, Responder responder) {
+        responder.respond_with([]() -> Response { throw std::runtime_error("late kaput"); });
+    });
+    auto drop = make("GET", "/drop");
+    CHECK(router.route(drop).status == 500);
+    auto thrown = make("GET", "/throw");
+    auto res = router.route(thrown);
+    CHECK(res.status == 500);
+    CHECK(res.body.find("kaput") != std::string::npos);
+    auto bad = make("GET", "/bad-producer");
+    res = router.route(bad);
+    CHECK(res.status == 500);
+    CHECK(res.body.find("late kaput") != std::string::npos);
+    // 405 lists asynchronous routes too.
+    auto wrong = make("PUT", "/drop");
+    res = router.route(wrong);
+    CHECK(res.status == 405);
+    CHECK(res.header("allow") == "GET");
 }

@@ -3,7 +3,10 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -341,4 +344,95 @@ TEST_CASE("HttpServer runs blocking handlers on the pool while the I/O thread ke
     REQUIRE(res.has_value());
     CHECK(res->status == 201);
     CHECK(server.stop(2s));
+}
+
+TEST_CASE("HttpServer answers asynchronous handlers from another thread; nothing waits for them",
+          "[unit][http]") {
+    using synergos::core::http::Responder;
+    synergos::sdk::testing::CapturingLogger logger;
+    std::mutex mutex;
+    std::vector<Responder> parked;
+    Router router;
+    router.add_async("POST", "/park/{id}", [&](const Request& r, Responder responder) {
+        const std::string id = r.param("id");
+        std::lock_guard<std::mutex> lock(mutex);
+        parked.push_back(std::move(responder));
+    });
+    router.add(
+        "GET", "/quick", [](const Request&) { return Response::json(200, {{"quick", true}}); },
+        synergos::core::http::Execution::Inline);
+    ServerOptions options = test_options();
+    options.threads = 1;
+    options.handler_threads = 1;  // more parked requests than pool threads: none may use one
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    std::vector<std::future<synergos::sdk::Result<Response>>> posts;
+    for (int i = 0; i < 3; ++i) {
+        posts.push_back(std::async(std::launch::async, [port, i] {
+            HttpClient client;
+            return client.request("POST", "127.0.0.1", port, "/park/" + std::to_string(i), "{}",
+                                  "application/json", 10s);
+        }));
+    }
+    REQUIRE(wait_until([&] {
+        std::lock_guard<std::mutex> lock(mutex);
+        return parked.size() == 3;
+    }, 5s));
+    HttpClient client;
+    auto quick = client.request("GET", "127.0.0.1", port, "/quick", {}, "application/json", 2s);
+    REQUIRE(quick.has_value());
+    CHECK(quick->status == 200);
+    // Answer from a thread of our own, in reverse order; each answer reaches its own request.
+    std::thread answer([&] {
+        std::lock_guard<std::mutex> lock(mutex);
+        for (std::size_t i = parked.size(); i-- > 0;) {
+            parked[i].respond_with([i] { return Response::json(201, {{"n", i}}); });
+        }
+    });
+    answer.join();
+    std::set<int> seen;
+    for (auto& post : posts) {
+        auto res = post.get();
+        REQUIRE(res.has_value());
+        CHECK(res->status == 201);
+        seen.insert(nlohmann::json::parse(res->body)["n"].get<int>());
+    }
+    CHECK(seen == std::set<int>{0, 1, 2});
+    CHECK(server.stop(2s));
+}
+
+TEST_CASE("HttpServer: stop lets a pending asynchronous answer arrive before it ends",
+          "[unit][http]") {
+    using synergos::core::http::Responder;
+    synergos::sdk::testing::CapturingLogger logger;
+    std::mutex mutex;
+    std::optional<Responder> parked;
+    Router router;
+    router.add_async("POST", "/park", [&](const Request&, Responder responder) {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked.emplace(std::move(responder));
+    });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    auto post = std::async(std::launch::async, [port] {
+        HttpClient client;
+        return client.request("POST", "127.0.0.1", port, "/park", "{}", "application/json", 10s);
+    });
+    REQUIRE(wait_until([&] {
+        std::lock_guard<std::mutex> lock(mutex);
+        return parked.has_value();
+    }, 5s));
+    // Answer while stop() is under way: stop waits for it, the client gets it.
+    std::thread answer([&] {
+        std::this_thread::yield();
+        std::lock_guard<std::mutex> lock(mutex);
+        parked->respond(Response::json(201, {{"late", true}}));
+    });
+    server.stop(5s);
+    answer.join();
+    auto res = post.get();
+    REQUIRE(res.has_value());
+    CHECK(res->status == 201);
 }

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "rest_fixture.hpp"
+#include "write_queue.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace sdk = synergos::sdk;
+using synergos::core::rest::WriteQueue;
+
+/// Forwards to the real store, counts apply() calls and can hold the first one until released,
+/// so a test knows that later submits queue up behind it.
+class HeldBackend final : public sdk::StorageBackend {
+public:
+    explicit HeldBackend(sdk::StorageBackend& inner) : inner_(inner) {}
+    sdk::Status start() noexcept override { return inner_.start(); }
+    int schema_version() const noexcept override { return inner_.schema_version(); }
+    sdk::Result<sdk::Record> get(const std::string& kind, const sdk::Key& key) noexcept override {
+        return inner_.get(kind, key);
+    }
+    sdk::Result<std::vector<sdk::Record>> list(const sdk::Query& query) noexcept override {
+        return inner_.list(query);
+    }
+    sdk::Result<std::vector<sdk::Record>> apply(
+        const std::vector<sdk::Mutation>& batch) noexcept override {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            sizes_.push_back(batch.size());
+            if (sizes_.size() == 1) {
+                entered_ = true;
+                cv_.notify_all();
+                cv_.wait_for(lock, 10s, [&] { return released_; });
+            }
+        }
+        return inner_.apply(batch);
+    }
+    void stop() noexcept override {}
+
+    bool wait_entered() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return cv_.wait_for(lock, 5s, [&] { return entered_; });
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        released_ = true;
+        cv_.notify_all();
+    }
+    std::vector<std::size_t> sizes() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return sizes_;
+    }
+
+private:
+    sdk::StorageBackend& inner_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::size_t> sizes_;
+    bool entered_ = false;
+    bool released_ = false;
+};
+
+sdk::Mutation insert_run(const std::string& run) {
+    return {sdk::WriteMode::Insert,
+            "Run",
+            {{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e"}, {"run_id", run}},
+            "{\"rounds\":2}"};
+}
+
+}  // namespace
+
+TEST_CASE("WriteQueue commits queued batches as one and gives a conflicting batch its own outcome",
+          "[unit][rest]") {
+    synergos::testing::TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    synergos::plugins::sqlite::SqliteStorage storage(
+        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
+    REQUIRE(storage.start().is_ok());
+    REQUIRE(storage.apply({insert_run("taken")}).has_value());
+    HeldBackend held(storage);
+    std::vector<std::future<WriteQueue::Outcome>> outcomes;
+    {
+        WriteQueue queue(held);
+        auto submit = [&](std::vector<sdk::Mutation> batch) {
+            auto promise = std::make_shared<std::promise<WriteQueue::Outcome>>();
+            outcomes.push_back(promise->get_future());
+            queue.submit(std::move(batch), [promise](WriteQueue::Outcome outcome) {
+                promise->set_value(std::move(outcome));
+            });
+        };
+        submit({insert_run("first")});
+        REQUIRE(held.wait_entered());
+        // Queued behind the held first write: 20 inserts, one duplicate, one cascade delete
+        // (two mutations, one output) of the run the first write creates.
+        for (int i = 0; i < 10; ++i) {
+            submit({insert_run("r" + std::to_string(i))});
+        }
+        submit({insert_run("taken")});
+        submit({{sdk::WriteMode::DeleteWhere, "Model", insert_run("first").key, {}},
+                {sdk::WriteMode::Delete, "Run", insert_run("first").key, {}}});
+        for (int i = 10; i < 20; ++i) {
+            submit({insert_run("r" + std::to_string(i))});
+        }
+        held.release();
+        for (auto& outcome : outcomes) {
+            REQUIRE(outcome.wait_for(10s) == std::future_status::ready);
+        }
+    }
+    std::vector<WriteQueue::Outcome> results;
+    for (auto& outcome : outcomes) {
+        results.push_back(outcome.get());
+    }
+    REQUIRE(results.size() == 23);
+    REQUIRE(results[0].has_value());
+    for (int i = 1; i <= 10; ++i) {
+        REQUIRE(results[i].has_value());
+        REQUIRE(results[i]->size() == 1);
+        CHECK(results[i]->front().key.back().value == "r" + std::to_string(i - 1));
+    }
+    REQUIRE_FALSE(results[11].has_value());
+    CHECK(results[11].error().code == sdk::ErrorCode::AlreadyExists);
+    REQUIRE(results[12].has_value());
+    REQUIRE(results[12]->size() == 1);  // the deleted run; DeleteWhere yields nothing
+    CHECK(results[12]->front().key.back().value == "first");
+    for (int i = 13; i < 23; ++i) {
+        REQUIRE(results[i].has_value());
+        CHECK(results[i]->front().key.back().value == "r" + std::to_string(i - 3));
+    }
+    // First alone (held), then the 22 queued ones combined (fails on the duplicate: nothing of
+    // it written), then each of them alone.
+    const auto sizes = held.sizes();
+    REQUIRE(sizes.size() == 2 + 22);
+    CHECK(sizes[0] == 1);
+    CHECK(sizes[1] == 23);  // 20 inserts + 1 duplicate + 2 cascade mutations
+    auto runs = storage.list({"Run", {}, 0, 0});
+    REQUIRE(runs.has_value());
+    CHECK(runs->size() == 21);  // taken + r0..r19; first created and deleted
+    storage.stop();
+}
+
+TEST_CASE("WriteQueue commits a group without a conflict in one apply", "[unit][rest]") {
+    synergos::testing::TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    synergos::plugins::sqlite::SqliteStorage storage(
+        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
+    REQUIRE(storage.start().is_ok());
+    HeldBackend held(storage);
+    std::vector<std::future<WriteQueue::Outcome>> outcomes;
+    {
+        WriteQueue queue(held);
+        for (int i = 0; i < 31; ++i) {
+            auto promise = std::make_shared<std::promise<WriteQueue::Outcome>>();
+            outcomes.push_back(promise->get_future());
+            queue.submit({insert_run("g" + std::to_string(i))},
+                         [promise](WriteQueue::Outcome o) { promise->set_value(std::move(o)); });
+            if (i == 0) {
+                REQUIRE(held.wait_entered());
+            }
+        }
+        held.release();
+        for (auto& outcome : outcomes) {
+            REQUIRE(outcome.wait_for(10s) == std::future_status::ready);
+        }
+    }
+    std::set<std::int64_t> doc_ids;
+    for (auto& outcome : outcomes) {
+        auto result = outcome.get();
+        REQUIRE(result.has_value());
+        doc_ids.insert(result->front().doc_id);
+    }
+    CHECK(doc_ids.size() == 31);
+    CHECK(held.sizes() == std::vector<std::size_t>{1, 30});
+    storage.stop();
+}
