@@ -345,6 +345,7 @@ sdk::Status HttpClient::request_streaming(
         // buffer_body: a chunked or unframed body is read into the sink's buffers by the parser.
         bhttp::response_parser<bhttp::buffer_body> parser;
         parser.body_limit(limit);
+        parser.skip(verb == bhttp::verb::head);  // a HEAD answer's Content-Length has no body
         beast::error_code write_ec;
         beast::error_code read_ec;
         conn->stream.expires_at(deadline);
@@ -395,7 +396,9 @@ sdk::Status HttpClient::request_streaming(
             }
         }
         std::optional<std::uint64_t> length;
-        if (parser.content_length() && !parser.chunked()) {
+        if (parser.is_done()) {
+            length = 0;  // no body (204, 304): a Content-Length here describes nothing to read
+        } else if (parser.content_length() && !parser.chunked()) {
             length = *parser.content_length();
         }
         if (length && *length > limit) {

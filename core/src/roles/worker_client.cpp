@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "synergos/core/roles/worker_client.hpp"
 
+#include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "synergos/core/tensor/safetensors.hpp"
 
@@ -12,102 +17,408 @@ namespace synergos::core::roles {
 
 namespace {
 
-/// Encodes a request body: safetensors with the JSON in `__metadata__["json"]`, or plain JSON.
-sdk::Status encode_body(const sdk::WorkerRequest& request, std::string& body, std::string& content_type) {
+using Clock = std::chrono::steady_clock;
+
+/// Bounds the weight replies held at once and keeps the buffers of visited replies for the
+/// next ones (fresh model-sized buffers cost page faults on every round).
+class ReplyGate {
+public:
+    ReplyGate(std::size_t slots, std::vector<sdk::TensorMap> spares)
+        : free_(slots), spares_(std::move(spares)) {}
+
+    std::vector<sdk::TensorMap> take_spares() { return std::move(spares_); }
+
+    /// Waits for a slot until `deadline`; a spare tensor map (maybe empty) comes with it.
+    bool acquire(Clock::time_point deadline, sdk::TensorMap& spare) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (!ready_.wait_until(lock, deadline, [&] { return free_ > 0; })) {
+            return false;
+        }
+        --free_;
+        if (!spares_.empty()) {
+            spare = std::move(spares_.back());
+            spares_.pop_back();
+        }
+        return true;
+    }
+
+    void release(sdk::TensorMap&& buffers) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!buffers.tensors.empty()) {
+            spares_.push_back(std::move(buffers));
+        }
+        ++free_;
+        ready_.notify_one();
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    std::size_t free_;
+    std::vector<sdk::TensorMap> spares_;
+};
+
+/// Receives a worker's reply: a safetensors body of known length lands straight in the
+/// reply's tensors (8-byte length, header, then each tensor's bytes in data order); anything
+/// else is the JSON body.
+class ReplySink final : public http::ResponseSink {
+public:
+    ReplySink(const sdk::GridNode& node, ReplyGate* gate, Clock::time_point deadline)
+        : node_(node), gate_(gate), deadline_(deadline) {}
+    ReplySink(const ReplySink&) = delete;
+    ReplySink& operator=(const ReplySink&) = delete;
+    ~ReplySink() override { release(); }
+
+    sdk::Status on_head(const http::Response& head,
+                        std::optional<std::uint64_t> length) override {
+        reply_.status = head.status;
+        weights_ = head.content_type.rfind(tensor::kSafetensorsContentType, 0) == 0;
+        if (weights_ && !length) {
+            // Chunked weights: collected whole, then decoded (workers send a length).
+            weights_ = false;
+            chunked_weights_ = true;
+        }
+        if (weights_) {
+            length_ = *length;
+            stage_ = Stage::Prefix;
+        }
+        return sdk::Status::ok();
+    }
+
+    std::span<char> next_buffer() override {
+        switch (stage_) {
+            case Stage::Prefix:
+                return {prefix_ + filled_, sizeof prefix_ - filled_};
+            case Stage::Header:
+                return {header_.data() + filled_, header_.size() - filled_};
+            case Stage::Data: {
+                auto& data = reply_.tensors.tensors[tensor_].data;
+                return {reinterpret_cast<char*>(data.data()) + filled_, data.size() - filled_};
+            }
+            case Stage::Done:
+                return {};  // the declared length is used up: nothing more belongs here
+            case Stage::Text:
+                break;
+        }
+        if (filled_ == text_.size()) {
+            text_.resize(std::max<std::size_t>(4096, text_.size() * 2));
+        }
+        return {text_.data() + filled_, text_.size() - filled_};
+    }
+
+    sdk::Status wrote(std::size_t n) override {
+        filled_ += n;
+        switch (stage_) {
+            case Stage::Prefix:
+                if (filled_ == sizeof prefix_) {
+                    return header_done_prefix();
+                }
+                break;
+            case Stage::Header:
+                if (filled_ == header_.size()) {
+                    return start_data();
+                }
+                break;
+            case Stage::Data:
+                if (filled_ == reply_.tensors.tensors[tensor_].data.size()) {
+                    next_tensor();
+                }
+                break;
+            case Stage::Text:
+            case Stage::Done:
+                break;
+        }
+        return sdk::Status::ok();
+    }
+
+    sdk::Status on_end() override {
+        if (weights_) {
+            // The client read exactly the declared length; the stages account for all of it.
+            if (stage_ != Stage::Done) {
+                return invalid("the body ended before its tensors were complete");
+            }
+            return sdk::Status::ok();
+        }
+        text_.resize(filled_);
+        if (chunked_weights_) {
+            tensor::Metadata metadata;
+            if (auto st = tensor::decode_into(std::string_view(text_), reply_.tensors, &metadata);
+                !st) {
+                return invalid(st.message());
+            }
+            reply_.json = metadata.count("json") ? metadata["json"] : "{}";
+        } else {
+            reply_.json = std::move(text_);
+        }
+        return sdk::Status::ok();
+    }
+
+    sdk::WorkerReply take() { return std::move(reply_); }
+
+    /// Gives the slot back with whatever buffers the visitor left in `tensors`.
+    void release(sdk::TensorMap&& tensors = {}) {
+        if (gate_ != nullptr && holds_slot_) {
+            holds_slot_ = false;
+            gate_->release(std::move(tensors));
+        }
+    }
+
+private:
+    enum class Stage : std::uint8_t { Text, Prefix, Header, Data, Done };
+
+    sdk::Status invalid(const std::string& why) const {
+        return {sdk::ErrorCode::Internal,
+                "worker '" + node_.participant_id + "' sent an invalid safetensors body: " + why};
+    }
+
+    sdk::Status header_done_prefix() {
+        auto header_len = tensor::header_length(
+            length_, std::span<const unsigned char, 8>(
+                         reinterpret_cast<const unsigned char*>(prefix_), sizeof prefix_));
+        if (!header_len) {
+            return invalid(header_len.error().message);
+        }
+        header_.resize(static_cast<std::size_t>(*header_len));
+        filled_ = 0;
+        stage_ = Stage::Header;
+        if (header_.empty()) {
+            return start_data();
+        }
+        return sdk::Status::ok();
+    }
+
+    sdk::Status start_data() {
+        auto layout = tensor::parse_header(header_, length_ - sizeof prefix_ - header_.size());
+        if (!layout) {
+            return invalid(layout.error().message);
+        }
+        // Only now is memory committed: wait for a slot (this worker's bytes wait in its socket).
+        sdk::TensorMap spare;
+        if (gate_ != nullptr) {
+            if (!gate_->acquire(deadline_, spare)) {
+                return {sdk::ErrorCode::Timeout, "worker '" + node_.participant_id +
+                                                     "': timed out waiting to receive its reply"};
+            }
+            holds_slot_ = true;
+        }
+        std::unordered_map<std::string, std::size_t> reusable;
+        for (std::size_t i = 0; i < spare.tensors.size(); ++i) {
+            reusable.emplace(spare.tensors[i].name, i);
+        }
+        auto& tensors = reply_.tensors.tensors;
+        tensors.clear();
+        tensors.reserve(layout->tensors.size());
+        for (auto& l : layout->tensors) {
+            sdk::Tensor t;
+            if (auto it = reusable.find(l.name); it != reusable.end()) {
+                t = std::move(spare.tensors[it->second]);  // keeps its buffer
+                reusable.erase(it);
+            }
+            t.name = std::move(l.name);
+            t.dtype = l.dtype;
+            t.shape = std::move(l.shape);
+            t.data.resize(static_cast<std::size_t>(l.end - l.begin));
+            tensors.push_back(std::move(t));
+        }
+        reply_.json = layout->metadata.count("json") ? layout->metadata["json"] : "{}";
+        stage_ = Stage::Data;
+        tensor_ = 0;
+        filled_ = 0;
+        skip_empty();
+        return sdk::Status::ok();
+    }
+
+    void next_tensor() {
+        ++tensor_;
+        filled_ = 0;
+        skip_empty();
+    }
+
+    void skip_empty() {
+        auto& tensors = reply_.tensors.tensors;
+        while (tensor_ < tensors.size() && tensors[tensor_].data.empty()) {
+            ++tensor_;
+        }
+        if (tensor_ == tensors.size()) {
+            stage_ = Stage::Done;
+        }
+    }
+
+    const sdk::GridNode& node_;
+    ReplyGate* gate_;
+    Clock::time_point deadline_;
+    bool holds_slot_ = false;
+    bool weights_ = false;
+    bool chunked_weights_ = false;
+    std::uint64_t length_ = 0;
+    Stage stage_ = Stage::Text;
+    char prefix_[8] = {};
+    std::string header_;
+    std::string text_;
+    std::size_t tensor_ = 0;
+    std::size_t filled_ = 0;
+    sdk::WorkerReply reply_;
+};
+
+/// A request body in pieces: the safetensors length and header, then each tensor's bytes
+/// straight from the request's tensors; or the JSON.
+struct Body {
+    std::string head;
+    std::string content_type;
+    http::BodyParts parts;
+};
+
+sdk::Status make_body(const sdk::WorkerRequest& request, Body& body) {
+    body.parts.clear();
     if (request.tensors == nullptr) {
-        body = request.json;
-        content_type = "application/json";
+        body.head = request.json;
+        body.content_type = "application/json";
+        body.parts.emplace_back(body.head.data(), body.head.size());
         return {};
     }
-    content_type = std::string(tensor::kSafetensorsContentType);
-    return tensor::encode_into(*request.tensors, tensor::Metadata{{"json", request.json}}, body);
+    body.content_type = std::string(tensor::kSafetensorsContentType);
+    if (auto st = tensor::encode_header_into(*request.tensors,
+                                             tensor::Metadata{{"json", request.json}}, body.head);
+        !st) {
+        return st;
+    }
+    body.parts.reserve(request.tensors->tensors.size() + 1);
+    body.parts.emplace_back(body.head.data(), body.head.size());
+    for (const auto& t : request.tensors->tensors) {
+        body.parts.emplace_back(reinterpret_cast<const char*>(t.data.data()), t.data.size());
+    }
+    return {};
+}
+
+/// One call: `sink` holds the reply (and its slot) when this returns.
+sdk::Status send(http::HttpClient& http, const sdk::GridNode& node,
+                 const sdk::WorkerRequest& request, const Body& body, ReplySink& sink) noexcept {
+    try {
+        if (node.port <= 0 || node.port > 65535) {
+            return {sdk::ErrorCode::InvalidArgument,
+                    "worker '" + node.participant_id + "' has no valid port"};
+        }
+        return http.request_streaming(request.method, node.host,
+                                      static_cast<std::uint16_t>(node.port), request.path,
+                                      body.parts, body.content_type, request.timeout, sink);
+    } catch (const std::exception& e) {
+        return {sdk::ErrorCode::Internal, std::string("worker call failed: ") + e.what()};
+    }
 }
 
 }  // namespace
 
-sdk::Result<sdk::WorkerReply> HttpWorkerClient::send(const sdk::GridNode& node, const sdk::WorkerRequest& request,
-                                                     const std::string& body, const std::string& content_type) noexcept {
+sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
+                                                     const sdk::WorkerRequest& request) noexcept {
     try {
-        if (node.port <= 0 || node.port > 65535) {
-            return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                              "worker '" + node.participant_id + "' has no valid port"};
+        Body body;
+        if (auto st = make_body(request, body); !st) {
+            return st.error();
         }
-        auto response = http_.request(request.method, node.host, static_cast<std::uint16_t>(node.port), request.path,
-                                      body, content_type, request.timeout);
-        if (!response) {
-            return response.error();
+        ReplySink sink(node, nullptr, Clock::now() + request.timeout);
+        if (auto st = send(http_, node, request, body, sink); !st) {
+            return st.error();
         }
-        sdk::WorkerReply reply;
-        reply.status = response->status;
-        if (response->content_type.rfind(tensor::kSafetensorsContentType, 0) == 0) {
-            tensor::Metadata metadata;
-            if (auto st = tensor::decode_into(std::string_view(response->body), reply.tensors, &metadata); !st) {
-                return sdk::Error{sdk::ErrorCode::Internal, "worker '" + node.participant_id +
-                                                                "' sent an invalid safetensors body: " + st.message()};
-            }
-            reply.json = metadata.count("json") ? metadata["json"] : "{}";
-        } else {
-            reply.json = std::move(response->body);
-        }
-        return reply;
+        return sink.take();
     } catch (const std::exception& e) {
         return sdk::Error{sdk::ErrorCode::Internal, std::string("worker call failed: ") + e.what()};
     }
 }
 
-sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
-                                                     const sdk::WorkerRequest& request) noexcept {
-    std::string body;
-    std::string content_type;
-    if (auto st = encode_body(request, body, content_type); !st) {
-        return st.error();
-    }
-    return send(node, request, body, content_type);
-}
-
-void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
+                                const std::vector<sdk::WorkerRequest>& requests,
                                 sdk::ReplyVisitor& visitor) noexcept {
     const std::size_t n = std::min(nodes.size(), requests.size());
-    // One encoding for a round's identical requests (same weights, same JSON).
-    bool shared = n > 1;
-    for (std::size_t i = 1; i < n && shared; ++i) {
-        shared = requests[i].tensors == requests[0].tensors && requests[i].json == requests[0].json;
-    }
-    std::vector<std::string> bodies(shared ? 1 : n);
-    std::vector<std::string> types(bodies.size());
-    std::vector<sdk::Status> encoded(bodies.size());
-    for (std::size_t i = 0; i < bodies.size(); ++i) {
-        encoded[i] = encode_body(requests[i], bodies[i], types[i]);
-    }
-
+    struct Done {
+        std::size_t index;
+        sdk::Result<sdk::WorkerReply> reply;
+        std::unique_ptr<ReplySink> sink;  ///< holds the reply's slot until it was visited
+    };
+    std::optional<ReplyGate> gate;
+    std::vector<Body> bodies;
+    std::vector<sdk::Status> encoded;
     std::mutex mutex;
     std::condition_variable ready;
-    std::deque<std::pair<std::size_t, sdk::Result<sdk::WorkerReply>>> done;
+    std::deque<Done> done;
     std::vector<std::thread> threads;
-    threads.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t b = shared ? 0 : i;
-        threads.emplace_back([&, i, b] {
-            sdk::Result<sdk::WorkerReply> reply =
-                encoded[b] ? send(nodes[i], requests[i], bodies[b], types[b])
-                           : sdk::Result<sdk::WorkerReply>(encoded[b].error());
+    std::size_t started = 0;
+    try {
+        {
+            std::lock_guard<std::mutex> lock(spares_mutex_);
+            gate.emplace(replies_in_memory_, std::move(spares_));
+        }
+        // One header for a round's identical requests (same weights, same JSON).
+        bool shared = n > 1;
+        for (std::size_t i = 1; i < n && shared; ++i) {
+            shared =
+                requests[i].tensors == requests[0].tensors && requests[i].json == requests[0].json;
+        }
+        bodies.resize(shared ? 1 : n);
+        encoded.resize(bodies.size());
+        for (std::size_t i = 0; i < bodies.size(); ++i) {
+            encoded[i] = make_body(requests[i], bodies[i]);
+        }
+        threads.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t b = shared ? 0 : i;
+            threads.emplace_back([&, i, b] {
+                Done item{i, sdk::Error{sdk::ErrorCode::Internal, "worker call failed"}, nullptr};
+                try {
+                    item.sink = std::make_unique<ReplySink>(nodes[i], &*gate,
+                                                            Clock::now() + requests[i].timeout);
+                    if (!encoded[b]) {
+                        item.reply = encoded[b].error();
+                    } else if (auto st = send(http_, nodes[i], requests[i], bodies[b], *item.sink);
+                               !st) {
+                        item.reply = st.error();
+                    } else {
+                        item.reply = item.sink->take();
+                    }
+                } catch (const std::exception& e) {
+                    item.reply = sdk::Error{sdk::ErrorCode::Internal,
+                                            std::string("worker call failed: ") + e.what()};
+                }
+                std::lock_guard<std::mutex> lock(mutex);
+                done.push_back(std::move(item));
+                ready.notify_one();
+            });
+            ++started;
+        }
+    } catch (const std::exception& e) {
+        // Could not start every call: the ones not started fail, the others are still visited.
+        for (std::size_t i = started; i < n; ++i) {
             std::lock_guard<std::mutex> lock(mutex);
-            done.emplace_back(i, std::move(reply));
-            ready.notify_one();
-        });
+            done.push_back({i,
+                            sdk::Error{sdk::ErrorCode::Internal,
+                                       std::string("worker call failed: ") + e.what()},
+                            nullptr});
+        }
     }
     // Every request has its own timeout, so this loop ends; visiting on this thread keeps the
     // visitor single-threaded as the SDK promises.
     for (std::size_t visited = 0; visited < n; ++visited) {
         std::unique_lock<std::mutex> lock(mutex);
         ready.wait(lock, [&] { return !done.empty(); });
-        auto item = std::move(done.front());
+        Done item = std::move(done.front());
         done.pop_front();
         lock.unlock();
-        visitor.on_reply(item.first, std::move(item.second));
+        visitor.on_reply(item.index, std::move(item.reply));
+        if (item.sink) {
+            // What the visitor left of the weights serves the next reply.
+            item.sink->release(item.reply ? std::move(item.reply->tensors) : sdk::TensorMap{});
+        }
     }
     for (auto& t : threads) {
         t.join();
+    }
+    if (gate) {
+        // Kept for the next round: fresh buffers land in whichever allocator arena the
+        // receiving thread has, and each round would grow the resident size by a model.
+        std::lock_guard<std::mutex> lock(spares_mutex_);
+        spares_ = gate->take_spares();
+        if (spares_.size() > replies_in_memory_) {
+            spares_.resize(replies_in_memory_);
+        }
     }
 }
 

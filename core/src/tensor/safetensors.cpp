@@ -621,6 +621,25 @@ Status encode_into(const sdk::TensorMap& tensors, const Metadata& metadata,
     }
 }
 
+Status encode_header_into(const sdk::TensorMap& tensors, const Metadata& metadata,
+                          std::string& out) noexcept {
+    try {
+        std::string header;
+        std::uint64_t data_bytes = 0;
+        Status st = build_header(tensors, metadata, header, data_bytes);
+        if (!st) {
+            return st;
+        }
+        const std::uint64_t header_len = header.size();
+        out.resize(kLengthBytes);
+        std::memcpy(out.data(), &header_len, kLengthBytes);  // little-endian host
+        out += header;
+        return Status::ok();
+    } catch (const std::exception& e) {
+        return from_exception(e);
+    }
+}
+
 Result<std::vector<unsigned char>> encode(const sdk::TensorMap& tensors,
                                           const Metadata& metadata) noexcept {
     std::vector<unsigned char> out;

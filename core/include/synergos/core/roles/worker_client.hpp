@@ -7,6 +7,8 @@
 /// travel (docs/worker-protocol.md).
 
 #include <cstddef>
+#include <mutex>
+#include <vector>
 
 #include <synergos/core/http/client.hpp>
 #include <synergos/sdk/ttp_function.hpp>
@@ -15,20 +17,30 @@ namespace synergos::core::roles {
 
 class HttpWorkerClient final : public sdk::WorkerClient {
 public:
-    explicit HttpWorkerClient(http::HttpClient& http) : http_(http) {}
+    /// `replies_in_memory` bounds the weight replies a `call_all` holds at once (being received
+    /// or waiting for the visitor): the TTP's memory stays near that many models whatever the
+    /// number of workers; the other workers' replies wait in their sockets meanwhile.
+    explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1)
+        : http_(http), replies_in_memory_(replies_in_memory == 0 ? 1 : replies_in_memory) {}
 
-    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request) noexcept override;
+    /// Weights are sent from the request's tensors (no encoded copy) and received straight into
+    /// the reply's tensors (no body string, no decode copy).
+    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node,
+                                       const sdk::WorkerRequest& request) noexcept override;
     /// Calls every node on its own thread; replies are visited on the calling thread, one at a
-    /// time, in the order they complete. The weights body is encoded once when every request
-    /// carries the same tensors and JSON (a training round).
-    void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+    /// time, in the order they complete. A round's identical requests share one header; weight
+    /// buffers of visited replies are reused by the replies still to come.
+    void call_all(const std::vector<sdk::GridNode>& nodes,
+                  const std::vector<sdk::WorkerRequest>& requests,
                   sdk::ReplyVisitor& visitor) noexcept override;
 
 private:
-    sdk::Result<sdk::WorkerReply> send(const sdk::GridNode& node, const sdk::WorkerRequest& request,
-                                       const std::string& body, const std::string& content_type) noexcept;
-
     http::HttpClient& http_;
+    std::size_t replies_in_memory_;
+    /// Weight buffers of the last call's replies (at most `replies_in_memory_` models), reused
+    /// by the next call's replies.
+    std::mutex spares_mutex_;
+    std::vector<sdk::TensorMap> spares_;
 };
 
 }  // namespace synergos::core::roles

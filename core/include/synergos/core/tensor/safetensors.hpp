@@ -142,6 +142,11 @@ sdk::Status encode_into(const sdk::TensorMap& tensors, const Metadata& metadata,
 sdk::Status encode_into(const sdk::TensorMap& tensors, const Metadata& metadata,
                         std::string& out) noexcept;
 
+/// The first part of an encoding: the 8-byte length and the padded header, into `out`; the
+/// tensors' bytes follow it in map order. Lets a body be sent from the tensors themselves.
+sdk::Status encode_header_into(const sdk::TensorMap& tensors, const Metadata& metadata,
+                               std::string& out) noexcept;
+
 /// Encodes into a new buffer.
 sdk::Result<std::vector<unsigned char>> encode(const sdk::TensorMap& tensors,
                                                const Metadata& metadata = {}) noexcept;

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+// HttpWorkerClient against real worker-protocol servers on loopback: weights sent from the
+// request's tensors and received straight into the reply's tensors, replies bounded in memory.
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/http/router.hpp>
+#include <synergos/core/http/server.hpp>
+#include <synergos/core/roles/worker_client.hpp>
+#include <synergos/core/tensor/safetensors.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace sdk = synergos::sdk;
+namespace http = synergos::core::http;
+namespace tensor = synergos::core::tensor;
+using synergos::core::roles::HttpWorkerClient;
+using nlohmann::json;
+
+sdk::Tensor make_tensor(const std::string& name, std::vector<std::int64_t> shape, float base) {
+    sdk::Tensor t;
+    t.name = name;
+    t.shape = std::move(shape);
+    t.data.resize(static_cast<std::size_t>(t.numel()) * 4);
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+        t.f32()[i] = base + static_cast<float>(i % 977) * 0.5f;
+    }
+    return t;
+}
+
+/// Three tensors of ~1.2 MB in all, one of them empty.
+sdk::TensorMap make_model() {
+    sdk::TensorMap m;
+    m.tensors.push_back(make_tensor("0.weight", {300, 1000}, 1.0f));
+    m.tensors.push_back(make_tensor("0.empty", {0}, 0.0f));
+    m.tensors.push_back(make_tensor("0.bias", {300}, -2.0f));
+    return m;
+}
+
+/// Workers that multiply the weights they get by (index + 1) and report it in the JSON; the
+/// `bad` worker answers with a safetensors body whose header runs past its end.
+struct Workers {
+    explicit Workers(int n, int bad = -1) {
+        for (int i = 0; i < n; ++i) {
+            auto router = std::make_unique<http::Router>();
+            router->add("POST", "/train", [i, bad](const http::Request& req) {
+                sdk::TensorMap w;
+                tensor::Metadata md;
+                if (auto st = tensor::decode_into(std::string_view(req.body), w, &md); !st) {
+                    return http::Response::error(400, st.message());
+                }
+                if (i == bad) {
+                    http::Response r;
+                    r.content_type = std::string(tensor::kSafetensorsContentType);
+                    r.body = std::string("\xff\x00\x00\x00\x00\x00\x00\x00{}", 10);
+                    return r;
+                }
+                for (auto& t : w.tensors) {
+                    for (std::int64_t k = 0; k < t.numel(); ++k) {
+                        t.f32()[k] *= static_cast<float>(i + 1);
+                    }
+                }
+                http::Response r;
+                r.content_type = std::string(tensor::kSafetensorsContentType);
+                const std::string j = json{{"worker", i}, {"request", md["json"]}}.dump();
+                if (auto st = tensor::encode_into(w, {{"json", j}}, r.body); !st) {
+                    return http::Response::error(500, st.message());
+                }
+                return r;
+            });
+            router->add("GET", "/health", [i](const http::Request&) {
+                return http::Response::json(i == 0 ? 503 : 200, json{{"worker", i}});
+            });
+            http::ServerOptions so;
+            so.port = 0;
+            so.body_limit_bytes = 64u << 20;
+            auto server = std::make_unique<http::HttpServer>(so, *router, logger);
+            REQUIRE(server->start().is_ok());
+            sdk::GridNode node;
+            node.participant_id = "p" + std::to_string(i);
+            node.host = "127.0.0.1";
+            node.port = server->bound_port();
+            nodes.push_back(node);
+            routers.push_back(std::move(router));
+            servers.push_back(std::move(server));
+        }
+    }
+    ~Workers() {
+        for (auto& s : servers) {
+            s->stop(2s);
+        }
+    }
+    sdk::testing::CapturingLogger logger;
+    std::vector<std::unique_ptr<http::Router>> routers;
+    std::vector<std::unique_ptr<http::HttpServer>> servers;
+    std::vector<sdk::GridNode> nodes;
+};
+
+class Collect final : public sdk::ReplyVisitor {
+public:
+    explicit Collect(bool keep) : keep_(keep) {}
+    void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        ++visits[index];
+        if (!reply) {
+            errors[index] = reply.error().message;
+            return;
+        }
+        statuses[index] = reply->status;
+        jsons[index] = reply->json;
+        // Checked here: the buffers may be reused for the next reply once this returns.
+        const sdk::TensorMap expected = make_model();
+        bool same = reply->tensors.tensors.size() == expected.tensors.size();
+        for (const auto& e : expected.tensors) {
+            const sdk::Tensor* t = reply->tensors.find(e.name);
+            same = same && t != nullptr && t->shape == e.shape && t->dtype == e.dtype &&
+                   t->data.size() == e.data.size();
+            for (std::int64_t k = 0; same && k < e.numel(); ++k) {
+                same = t->f32()[k] == e.f32()[k] * static_cast<float>(index + 1);
+            }
+        }
+        correct[index] = same;
+        if (keep_) {
+            kept[index] = std::move(reply->tensors);
+        }
+    }
+    bool keep_;
+    std::map<std::size_t, int> visits;
+    std::map<std::size_t, int> statuses;
+    std::map<std::size_t, std::string> jsons;
+    std::map<std::size_t, std::string> errors;
+    std::map<std::size_t, bool> correct;
+    std::map<std::size_t, sdk::TensorMap> kept;
+};
+
+std::vector<sdk::WorkerRequest> train_requests(std::size_t n, const sdk::TensorMap& model) {
+    std::vector<sdk::WorkerRequest> reqs(n);
+    for (auto& r : reqs) {
+        r.path = "/train";
+        r.json = R"({"round":1})";
+        r.tensors = &model;
+        r.timeout = 20s;
+    }
+    return reqs;
+}
+
+}  // namespace
+
+TEST_CASE("worker client sends weights from the model and receives each reply's weights intact",
+          "[unit][worker_client]") {
+    Workers workers(5);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    const auto replies_in_memory = GENERATE(std::size_t{1}, std::size_t{3});
+    HttpWorkerClient client(http_client, replies_in_memory);
+    for (int round = 0; round < 3; ++round) {  // later rounds reuse buffers and connections
+        INFO("replies in memory " << replies_in_memory << ", round " << round);
+        Collect visitor(/*keep=*/round == 1);
+        client.call_all(workers.nodes, train_requests(5, model), visitor);
+        for (std::size_t i = 0; i < 5; ++i) {
+            INFO("worker " << i << " " << visitor.errors[i]);
+            CHECK(visitor.visits[i] == 1);
+            CHECK(visitor.statuses[i] == 200);
+            CHECK(visitor.correct[i]);
+            const json j = json::parse(visitor.jsons[i]);
+            CHECK(j["worker"] == i);
+            CHECK(j["request"] == R"({"round":1})");
+        }
+        if (round == 1) {
+            // Weights the visitor kept stay its own while later replies arrive.
+            for (std::size_t i = 0; i < 5; ++i) {
+                REQUIRE(visitor.kept[i].tensors.size() == 3);
+                CHECK(visitor.kept[i].find("0.bias")->f32()[1] ==
+                      (-2.0f + 0.5f) * static_cast<float>(i + 1));
+            }
+        }
+    }
+    CHECK(http_client.connections_opened() == 5);
+}
+
+TEST_CASE("worker client names a worker whose safetensors reply is invalid, the others arrive",
+          "[unit][worker_client]") {
+    Workers workers(3, /*bad=*/1);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client);
+    Collect visitor(false);
+    client.call_all(workers.nodes, train_requests(3, model), visitor);
+    CHECK(visitor.correct[0]);
+    CHECK(visitor.correct[2]);
+    REQUIRE(visitor.errors.count(1) == 1);
+    CHECK(visitor.errors[1].find("worker 'p1' sent an invalid safetensors body") !=
+          std::string::npos);
+    // The slot of the failed reply came back: a second round completes for everyone else.
+    Collect again(false);
+    client.call_all(workers.nodes, train_requests(3, model), again);
+    CHECK(again.correct[0]);
+    CHECK(again.correct[2]);
+}
+
+TEST_CASE("worker client passes JSON replies and error statuses through", "[unit][worker_client]") {
+    Workers workers(2);
+    http::HttpClient http_client;
+    HttpWorkerClient client(http_client);
+    sdk::WorkerRequest health;
+    health.method = "GET";
+    health.path = "/health";
+    health.timeout = 5s;
+    auto sick = client.call(workers.nodes[0], health);
+    REQUIRE(sick.has_value());
+    CHECK(sick->status == 503);
+    CHECK(json::parse(sick->json)["worker"] == 0);
+    CHECK(sick->tensors.tensors.empty());
+    auto well = client.call(workers.nodes[1], health);
+    REQUIRE(well.has_value());
+    CHECK(well->status == 200);
+
+    sdk::WorkerRequest missing = health;
+    missing.path = "/nope";
+    auto nope = client.call(workers.nodes[1], missing);
+    REQUIRE(nope.has_value());
+    CHECK(nope->status == 404);
+
+    sdk::GridNode closed = workers.nodes[1];
+    closed.port = 0;
+    auto bad_port = client.call(closed, health);
+    REQUIRE_FALSE(bad_port.has_value());
+    CHECK(bad_port.error().message.find("'p1' has no valid port") != std::string::npos);
+
+    // A single call with weights gets them back decoded.
+    const sdk::TensorMap model = make_model();
+    auto trained = client.call(workers.nodes[0], train_requests(1, model)[0]);
+    REQUIRE(trained.has_value());
+    CHECK(trained->status == 200);
+    REQUIRE(trained->tensors.tensors.size() == 3);
+    CHECK(trained->tensors.tensors[0].data == model.tensors[0].data);  // worker 0 multiplies by 1
+}
