@@ -457,8 +457,17 @@ bool RabbitMqQueue::lead(const OpPtr& op) {
             wake_->drain();  // new operations from other callers: sent on the next pass
         }
     }
+    // The I/O thread takes over the other confirms, the outage, or operations that came in
+    // meanwhile. With nothing left it needs no wake-up: a context switch per publish saved.
+    bool hand_over = broken_.has_value() || !pending_.empty() || !inflight_.empty();
     io.unlock();
-    wake_->signal();  // the I/O thread takes over the other confirms, or the outage
+    if (!hand_over) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        hand_over = !incoming_.empty() || stopping_;
+    }
+    if (hand_over) {
+        wake_->signal();
+    }
     return true;
 }
 
