@@ -5,8 +5,9 @@
 #   POST a new run (unique run_id per request, durable commit),
 # next to nginx serving the same JSON body from a file, all on 127.0.0.1 in the same run.
 # Usage: run_bench.sh SERVER_BINARY   (env: DURATION=5s ROUNDS=3 CONNECTIONS=64 WRK_THREADS=2
-#   SERVER_THREADS=2 (I/O event loops) HANDLER_THREADS=64 (pool for writes: group commit)
-#   READ_CONNECTIONS=8 NGINX_WORKERS=2)
+#   SERVER_THREADS=2 (I/O event loops) HANDLER_THREADS=16 (pool for blocking handlers; the
+#   connect routes use none: reads run on the I/O threads, writes on the store's writer thread)
+#   READ_CONNECTIONS=4 NGINX_WORKERS=2). The defaults are the server's and the store's own.
 set -euo pipefail
 
 SERVER=${1:?usage: run_bench.sh SERVER_BINARY}
@@ -14,8 +15,8 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 WRK_THREADS=${WRK_THREADS:-2}
 SERVER_THREADS=${SERVER_THREADS:-2}
-HANDLER_THREADS=${HANDLER_THREADS:-64}
-READ_CONNECTIONS=${READ_CONNECTIONS:-8}
+HANDLER_THREADS=${HANDLER_THREADS:-16}
+READ_CONNECTIONS=${READ_CONNECTIONS:-4}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
@@ -137,7 +138,7 @@ NG=$(median nginx_get rps); SG=$(median synergos_get rps); SP=$(median synergos_
 RATIO=$(python3 -c "print(f'{$SG / $NG:.2f}')")
 echo
 echo "REST benchmark: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (keep-alive), 127.0.0.1, $(nproc) cores, medians of $ROUNDS alternating rounds"
-echo "  synergos: $SERVER_THREADS I/O threads, $HANDLER_THREADS handler threads, sqlite synchronous=FULL (WAL, group commit), access log off"
+echo "  synergos: $SERVER_THREADS I/O threads, $HANDLER_THREADS handler threads, $READ_CONNECTIONS read connections, sqlite synchronous=FULL (WAL, one writer thread committing queued writes together), access log off"
 echo "  nginx: $NGINX_WORKERS workers, access log off; load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "  %-38s %12s %10s   %s\n" "case" "requests/s" "p99 ms" "per round (req/s)"
 printf "  %-38s %12s %10s  %s\n" "nginx GET same body from a file" "$NG" "$(median nginx_get p99_ms)" "$(all_rounds nginx_get rps)"

@@ -329,6 +329,12 @@ sdk::Status delete_by_id(Connection& db, const std::string& kind, const std::str
 }
 
 sdk::Status check_document(const sdk::Mutation& m) {
+    // Fast path without building the document (this runs on the single writer thread): valid
+    // JSON whose first character is '{' is an object. Anything else is parsed for the message.
+    const auto first = m.document.find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && m.document[first] == '{' && Json::accept(m.document)) {
+        return {};
+    }
     try {
         const Json parsed = Json::parse(m.document);
         if (!parsed.is_object()) {
@@ -813,7 +819,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
         const std::int64_t now = now_ms();
         for (std::size_t i = 0; i < batch.size(); ++i) {
             const sdk::Mutation& m = batch[i];
-            const std::string where = " (mutation " + std::to_string(i) + ")";
+            const auto where = [i] { return " (mutation " + std::to_string(i) + ")"; };
             auto encoded = encode_key(m.kind, m.key, m.mode == sdk::WriteMode::DeleteWhere);
             if (!encoded) {
                 return encoded.error();
@@ -848,7 +854,11 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                 }
                 continue;
             }
-            auto existing = find(writer_, m.kind, encoded->id);
+            // An insert needs no lookup: the primary key refuses a duplicate (below).
+            sdk::Result<std::optional<sdk::Record>> existing = std::optional<sdk::Record>();
+            if (m.mode != sdk::WriteMode::Insert) {
+                existing = find(writer_, m.kind, encoded->id);
+            }
             if (!existing) {
                 return existing.error();
             }
@@ -859,7 +869,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     if (existing->has_value()) {
                         if (m.mode == sdk::WriteMode::Insert) {
                             return sdk::Error{ErrorCode::AlreadyExists,
-                                              describe(m.kind, m.key) + " already exists" + where};
+                                              describe(m.kind, m.key) + " already exists" + where()};
                         }
                         auto stmt = writer_.prepare(
                             "UPDATE records SET document = ?3, version = version + 1, "
@@ -883,7 +893,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     }
                     if (m.mode == sdk::WriteMode::Update) {
                         return sdk::Error{ErrorCode::NotFound,
-                                          "no record " + describe(m.kind, m.key) + where};
+                                          "no record " + describe(m.kind, m.key) + where()};
                     }
                     auto seq = writer_.prepare(
                         "INSERT INTO sequences (kind, last_doc_id) VALUES (?1, 1) "
@@ -914,6 +924,11 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     insert->bind(5, m.document);
                     insert->bind(6, now);
                     if (auto st = insert->run(); !st) {
+                        if (st.code() == ErrorCode::AlreadyExists) {
+                            return sdk::Error{ErrorCode::AlreadyExists, describe(m.kind, m.key) +
+                                                                            " already exists" +
+                                                                            where()};
+                        }
                         return st.error();
                     }
                     for (const auto& field : m.key) {
@@ -937,7 +952,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                 case sdk::WriteMode::Delete: {
                     if (!existing->has_value()) {
                         return sdk::Error{ErrorCode::NotFound,
-                                          "no record " + describe(m.kind, m.key) + where};
+                                          "no record " + describe(m.kind, m.key) + where()};
                     }
                     if (auto st = delete_by_id(writer_, m.kind, encoded->id); !st) {
                         return st.error();
