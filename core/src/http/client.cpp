@@ -358,6 +358,7 @@ sdk::Status HttpClient::request_streaming(
                 stream, serializer, [&, read_head](beast::error_code ec, std::size_t) {
                     if (ec) {
                         write_ec = ec;
+                        sink.on_sent();
                         read_head();  // a server refusing the request may have answered
                         return;
                     }
@@ -367,6 +368,7 @@ sdk::Status HttpClient::request_streaming(
                                          // large body closes its read side), its answer may
                                          // already be here: read it.
                                          write_ec = bec;
+                                         sink.on_sent();
                                          read_head();
                                      });
                 });

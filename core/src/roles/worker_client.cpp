@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "synergos/core/roles/worker_client.hpp"
 
+#include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -20,21 +22,33 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 /// Bounds the weight replies held at once and keeps the buffers of visited replies for the
-/// next ones (fresh model-sized buffers cost page faults on every round).
+/// next ones (fresh model-sized buffers cost page faults on every round). A waiting reply
+/// goes ahead anyway when no reply being received has made progress for `kStalled`: a worker
+/// that hangs mid-reply must not make every other worker miss its deadline.
 class ReplyGate {
 public:
+    static constexpr std::chrono::milliseconds kStalled{500};
+
     ReplyGate(std::size_t slots, std::vector<sdk::TensorMap> spares)
-        : free_(slots), spares_(std::move(spares)) {}
+        : free_(static_cast<std::ptrdiff_t>(slots)), spares_(std::move(spares)) {}
 
     std::vector<sdk::TensorMap> take_spares() { return std::move(spares_); }
 
     /// Waits for a slot until `deadline`; a spare tensor map (maybe empty) comes with it.
     bool acquire(Clock::time_point deadline, sdk::TensorMap& spare) {
         std::unique_lock<std::mutex> lock(mutex_);
-        if (!ready_.wait_until(lock, deadline, [&] { return free_ > 0; })) {
-            return false;
+        while (free_ <= 0) {
+            const auto now = Clock::now();
+            if (now >= deadline) {
+                return false;
+            }
+            if (now - Clock::time_point(Clock::duration(last_progress_.load())) >= kStalled) {
+                break;  // the holders are stuck: receive beside them
+            }
+            ready_.wait_until(lock, std::min(deadline, now + kStalled));
         }
         --free_;
+        last_progress_ = Clock::now().time_since_epoch().count();
         if (!spares_.empty()) {
             spare = std::move(spares_.back());
             spares_.pop_back();
@@ -51,11 +65,42 @@ public:
         ready_.notify_one();
     }
 
+    /// Bytes of a reply arrived.
+    void progress() noexcept { last_progress_ = Clock::now().time_since_epoch().count(); }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable ready_;
+    std::ptrdiff_t free_;
+    std::atomic<Clock::rep> last_progress_{Clock::now().time_since_epoch().count()};
+    std::vector<sdk::TensorMap> spares_;
+};
+
+/// Bounds the requests being written at once: a worker starts on its request as soon as it
+/// has all of it, instead of all of them at the end of one shared transfer (and all decoding at
+/// once on the workers' side).
+class SendGate {
+public:
+    explicit SendGate(std::size_t slots) : free_(slots) {}
+
+    bool acquire(Clock::time_point deadline) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (!ready_.wait_until(lock, deadline, [&] { return free_ > 0; })) {
+            return false;
+        }
+        --free_;
+        return true;
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        ++free_;
+        ready_.notify_one();
+    }
+
 private:
     std::mutex mutex_;
     std::condition_variable ready_;
     std::size_t free_;
-    std::vector<sdk::TensorMap> spares_;
 };
 
 /// Receives a worker's reply: a safetensors body of known length lands straight in the
@@ -63,11 +108,34 @@ private:
 /// else is the JSON body.
 class ReplySink final : public http::ResponseSink {
 public:
-    ReplySink(const sdk::GridNode& node, ReplyGate* gate, Clock::time_point deadline)
-        : node_(node), gate_(gate), deadline_(deadline) {}
+    ReplySink(const sdk::GridNode& node, ReplyGate* gate, Clock::time_point deadline,
+              SendGate* sends = nullptr)
+        : node_(node), gate_(gate), deadline_(deadline), sends_(sends) {}
     ReplySink(const ReplySink&) = delete;
     ReplySink& operator=(const ReplySink&) = delete;
-    ~ReplySink() override { release(); }
+    ~ReplySink() override {
+        on_sent();
+        release();
+    }
+
+    /// Takes a sending slot (when sends are bounded); false when none came before the deadline.
+    bool acquire_send() {
+        if (sends_ == nullptr) {
+            return true;
+        }
+        if (!sends_->acquire(deadline_)) {
+            return false;
+        }
+        holds_send_ = true;
+        return true;
+    }
+
+    void on_sent() noexcept override {
+        if (holds_send_) {
+            holds_send_ = false;
+            sends_->release();
+        }
+    }
 
     sdk::Status on_head(const http::Response& head,
                         std::optional<std::uint64_t> length) override {
@@ -120,6 +188,9 @@ public:
                 }
                 break;
             case Stage::Data:
+                if (gate_ != nullptr) {
+                    gate_->progress();
+                }
                 if (filled_ == reply_.tensors.tensors[tensor_].data.size()) {
                     next_tensor();
                 }
@@ -132,6 +203,9 @@ public:
     }
 
     sdk::Status on_end() override {
+        if (gate_ != nullptr && holds_slot_) {
+            gate_->progress();  // received: what follows is the visitor's time, not a stall
+        }
         if (weights_) {
             // The client read exactly the declared length; the stages account for all of it.
             if (stage_ != Stage::Done) {
@@ -247,6 +321,8 @@ private:
     const sdk::GridNode& node_;
     ReplyGate* gate_;
     Clock::time_point deadline_;
+    SendGate* sends_;
+    bool holds_send_ = false;
     bool holds_slot_ = false;
     bool weights_ = false;
     bool chunked_weights_ = false;
@@ -335,6 +411,7 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
         std::unique_ptr<ReplySink> sink;  ///< holds the reply's slot until it was visited
     };
     std::optional<ReplyGate> gate;
+    std::optional<SendGate> sends;
     std::vector<Body> bodies;
     std::vector<sdk::Status> encoded;
     std::mutex mutex;
@@ -347,6 +424,7 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
             std::lock_guard<std::mutex> lock(spares_mutex_);
             gate.emplace(replies_in_memory_, std::move(spares_));
         }
+        sends.emplace(concurrent_sends_);
         // One header for a round's identical requests (same weights, same JSON).
         bool shared = n > 1;
         for (std::size_t i = 1; i < n && shared; ++i) {
@@ -364,16 +442,21 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
             threads.emplace_back([&, i, b] {
                 Done item{i, sdk::Error{sdk::ErrorCode::Internal, "worker call failed"}, nullptr};
                 try {
-                    item.sink = std::make_unique<ReplySink>(nodes[i], &*gate,
-                                                            Clock::now() + requests[i].timeout);
+                    item.sink = std::make_unique<ReplySink>(
+                        nodes[i], &*gate, Clock::now() + requests[i].timeout, &*sends);
                     if (!encoded[b]) {
                         item.reply = encoded[b].error();
+                    } else if (!item.sink->acquire_send()) {
+                        item.reply = sdk::Error{sdk::ErrorCode::Timeout,
+                                                "worker '" + nodes[i].participant_id +
+                                                    "': timed out waiting to send its request"};
                     } else if (auto st = send(http_, nodes[i], requests[i], bodies[b], *item.sink);
                                !st) {
                         item.reply = st.error();
                     } else {
                         item.reply = item.sink->take();
                     }
+                    item.sink->on_sent();  // a failed call gives its sending slot back too
                 } catch (const std::exception& e) {
                     item.reply = sdk::Error{sdk::ErrorCode::Internal,
                                             std::string("worker call failed: ") + e.what()};

@@ -2,8 +2,17 @@
 // HttpWorkerClient against real worker-protocol servers on loopback: weights sent from the
 // request's tensors and received straight into the reply's tensors, replies bounded in memory.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <map>
 #include <memory>
 #include <string>
@@ -51,10 +60,13 @@ sdk::TensorMap make_model() {
 /// Workers that multiply the weights they get by (index + 1) and report it in the JSON; the
 /// `bad` worker answers with a safetensors body whose header runs past its end.
 struct Workers {
-    explicit Workers(int n, int bad = -1) {
+    explicit Workers(int n, int bad = -1, std::function<void()> before_reply = {}) {
         for (int i = 0; i < n; ++i) {
             auto router = std::make_unique<http::Router>();
-            router->add("POST", "/train", [i, bad](const http::Request& req) {
+            router->add("POST", "/train", [i, bad, before_reply](const http::Request& req) {
+                if (before_reply) {
+                    before_reply();
+                }
                 sdk::TensorMap w;
                 tensor::Metadata md;
                 if (auto st = tensor::decode_into(std::string_view(req.body), w, &md); !st) {
@@ -112,6 +124,7 @@ public:
     explicit Collect(bool keep) : keep_(keep) {}
     void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
         ++visits[index];
+        visited_at[index] = std::chrono::steady_clock::now();
         if (!reply) {
             errors[index] = reply.error().message;
             return;
@@ -141,6 +154,87 @@ public:
     std::map<std::size_t, std::string> errors;
     std::map<std::size_t, bool> correct;
     std::map<std::size_t, sdk::TensorMap> kept;
+    std::map<std::size_t, std::chrono::steady_clock::time_point> visited_at;
+};
+
+/// A worker that answers with the start of a safetensors reply (all but the last 1 MB of the
+/// declared length) and then sends nothing more until released.
+class StalledWorker {
+public:
+    StalledWorker() {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(listener_, 4) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~StalledWorker() {
+        release();
+        ::shutdown(listener_, SHUT_RDWR);
+        thread_.join();
+        ::close(listener_);
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        released_ = true;
+        cv_.notify_all();
+    }
+    /// Waits until the partial reply went out.
+    bool wait_sent(std::chrono::milliseconds timeout) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return cv_.wait_for(lock, timeout, [this] { return sent_; });
+    }
+    int port = 0;
+
+private:
+    void serve() {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) {
+            return;
+        }
+        std::string in;
+        char buf[65536];
+        std::size_t need = std::string::npos;
+        while (need == std::string::npos || in.size() < need) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) {
+                break;
+            }
+            in.append(buf, static_cast<std::size_t>(n));
+            const auto end = in.find("\r\n\r\n");
+            if (need == std::string::npos && end != std::string::npos) {
+                std::string head = in.substr(0, end);
+                for (auto& c : head) {
+                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                }
+                const auto at = head.find("content-length:");
+                need = end + 4 + (at == std::string::npos ? 0 : std::stoul(head.substr(at + 15)));
+            }
+        }
+        std::string body;
+        REQUIRE(tensor::encode_into(make_model(), {{"json", "{}"}}, body).is_ok());
+        const std::string partial =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, body.size() - 1000000);
+        (void)!::write(fd, partial.data(), partial.size());
+        std::unique_lock<std::mutex> lock(mutex_);
+        sent_ = true;
+        cv_.notify_all();
+        cv_.wait_for(lock, 20s, [this] { return released_; });
+        ::close(fd);
+    }
+
+    int listener_ = -1;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool sent_ = false;
+    bool released_ = false;
 };
 
 std::vector<sdk::WorkerRequest> train_requests(std::size_t n, const sdk::TensorMap& model) {
@@ -244,4 +338,36 @@ TEST_CASE("worker client passes JSON replies and error statuses through", "[unit
     CHECK(trained->status == 200);
     REQUIRE(trained->tensors.tensors.size() == 3);
     CHECK(trained->tensors.tensors[0].data == model.tensors[0].data);  // worker 0 multiplies by 1
+}
+
+TEST_CASE("worker client receives the other replies while one worker hangs mid-reply",
+          "[unit][worker_client]") {
+    StalledWorker stalled;
+    // The healthy workers answer once the hung one holds the only reply slot.
+    Workers workers(3, -1, [&stalled] { stalled.wait_sent(5s); });
+    std::vector<sdk::GridNode> nodes = workers.nodes;
+    sdk::GridNode hung;
+    hung.participant_id = "hung";
+    hung.host = "127.0.0.1";
+    hung.port = stalled.port;
+    nodes.insert(nodes.begin(), hung);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/4);
+    auto reqs = train_requests(4, model);
+    for (auto& r : reqs) {
+        r.timeout = 4s;
+    }
+    Collect visitor(false);
+    const auto started = std::chrono::steady_clock::now();
+    client.call_all(nodes, reqs, visitor);
+    for (std::size_t i = 1; i < 4; ++i) {
+        INFO("worker " << i << " " << visitor.errors[i]);
+        // Index i is worker i - 1, which multiplies by i: compare against the same factor.
+        CHECK(visitor.statuses[i] == 200);
+        CHECK(json::parse(visitor.jsons[i])["worker"] == i - 1);
+        CHECK(visitor.visited_at[i] - started < 3s);  // well before the hung worker's timeout
+    }
+    REQUIRE(visitor.errors.count(0) == 1);
+    CHECK(visitor.errors[0].find("timed out") != std::string::npos);
 }

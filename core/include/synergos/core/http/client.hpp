@@ -62,6 +62,8 @@ public:
     virtual sdk::Status wrote(std::size_t n) = 0;
     /// The whole body arrived.
     virtual sdk::Status on_end() = 0;
+    /// The request was written (or its write failed); called before the response is read.
+    virtual void on_sent() noexcept {}
 };
 
 /// Threading: `request` may be called from many threads at once; each call uses its own

@@ -19,9 +19,18 @@ class HttpWorkerClient final : public sdk::WorkerClient {
 public:
     /// `replies_in_memory` bounds the weight replies a `call_all` holds at once (being received
     /// or waiting for the visitor): the TTP's memory stays near that many models whatever the
-    /// number of workers; the other workers' replies wait in their sockets meanwhile.
-    explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1)
-        : http_(http), replies_in_memory_(replies_in_memory == 0 ? 1 : replies_in_memory) {}
+    /// number of workers; the other workers' replies wait in their sockets meanwhile. A reply
+    /// that stops arriving (no byte for half a second) does not hold the others back: they are
+    /// then received beside it.
+    /// `concurrent_sends` bounds the requests `call_all` writes at once: a worker then has its
+    /// whole request early and starts training, its reply comes back while later workers still
+    /// train, and the workers do not all decode at the same moment. Two rather than one so a
+    /// slow link to one worker does not hold every other worker's request back.
+    explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1,
+                              std::size_t concurrent_sends = 2)
+        : http_(http),
+          replies_in_memory_(replies_in_memory == 0 ? 1 : replies_in_memory),
+          concurrent_sends_(concurrent_sends == 0 ? 1 : concurrent_sends) {}
 
     /// Weights are sent from the request's tensors (no encoded copy) and received straight into
     /// the reply's tensors (no body string, no decode copy).
@@ -37,6 +46,7 @@ public:
 private:
     http::HttpClient& http_;
     std::size_t replies_in_memory_;
+    std::size_t concurrent_sends_;
     /// Weight buffers of the last call's replies (at most `replies_in_memory_` models), reused
     /// by the next call's replies.
     std::mutex spares_mutex_;
