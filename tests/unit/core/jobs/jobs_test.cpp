@@ -2,6 +2,8 @@
 // The job machinery end to end (director service, TTP runners, archival) on a real sqlite store
 // and the in-process `memory` queue backend.
 
+#include <functional>
+
 #include "jobs_scenarios.hpp"
 
 namespace synergos::test {
@@ -55,6 +57,88 @@ TEST_CASE("A result delivered twice is archived once", "[jobs]") {
     REQUIRE(h.wait(marker).state == "succeeded");  // the duplicate was consumed before this
     CHECK(h.log_counts("archived.log")[id] == 1);
     CHECK(h.service->get(id)->state == "succeeded");
+}
+
+TEST_CASE("A published job reads as queued before its move is written; the next commit or a stop writes it",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    core::jobs::JobServiceOptions o;
+    o.outputs_dir = (h.dir / "outputs").string();
+    o.topology = h.topology;
+    o.queued_flush_delay = std::chrono::hours(1);  // only a submit or the stop writes moves
+    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
+                                                         nullptr, o);
+    REQUIRE(h.service->start());
+    const auto first = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    // Recorded (durably) as submitting; published, so it reads as queued everywhere.
+    CHECK(h.service->store().get(first)->state == "submitting");
+    CHECK(h.service->get(first)->state == "queued");
+    auto queued = h.service->list(core::jobs::JobFilter{"queued", "", "", ""});
+    REQUIRE(queued);
+    REQUIRE(queued->size() == 1);
+    CHECK(queued->front().job_id == first);
+    CHECK(h.service->list(core::jobs::JobFilter{"submitting", "", "", ""})->empty());
+    // The next submit's record commit carries the move.
+    const auto second = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    CHECK(h.service->store().get(first)->state == "queued");
+    CHECK(h.service->store().get(second)->state == "submitting");
+    // A stop writes what is left, so a restart does not publish it again.
+    h.service->stop();
+    CHECK(h.service->store().get(second)->state == "queued");
+}
+
+TEST_CASE("A started event that arrives after its attempt's retrying result does not reopen the attempt",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& mq = h.new_queue();
+    const auto retried = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    const auto marker = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    const auto send = [&](const core::jobs::ResultMessage& event) {
+        REQUIRE(mq.publish(h.topology.results(), core::jobs::make_message(event.job_id, event.to_json()), 10s));
+    };
+    const auto wait_for = [&](const std::string& id, const std::function<bool(const core::jobs::JobRecord&)>& done) {
+        for (int i = 0; i < 200; ++i) {
+            auto job = h.service->get(id);
+            REQUIRE(job);
+            if (done(*job)) {
+                return *job;
+            }
+            (void)h.service->wait(id, 50ms);  // wakes on any job change, bounded
+        }
+        FAIL("job " << id << " did not reach the expected state");
+        return core::jobs::JobRecord{};
+    };
+    core::jobs::ResultMessage failed;
+    failed.job_id = retried;
+    failed.process = "train";
+    failed.outcome = core::jobs::Outcome::Failed;
+    failed.final = false;
+    failed.attempt = 1;
+    failed.reason = "worker unreachable";
+    send(failed);
+    auto job = wait_for(retried, [](const auto& j) { return j.attempts == 1; });
+    CHECK(job.state == "queued");
+    // Attempt 1's started event comes late (the TTP publishes it while the job runs).
+    core::jobs::ResultMessage started;
+    started.type = core::jobs::EventType::Started;
+    started.job_id = retried;
+    started.process = "train";
+    started.attempt = 1;
+    started.ttp_id = "ttp-0";
+    send(started);
+    core::jobs::ResultMessage other = started;
+    other.job_id = marker;
+    send(other);
+    wait_for(marker, [](const auto& j) { return j.state == "running"; });  // consumed in order
+    job = *h.service->store().get(retried);  // as stored (get() explains a queued job instead)
+    CHECK(job.state == "queued");
+    CHECK_THAT(job.reason, Catch::Contains("retrying"));
+    // Attempt 2 starting is real.
+    started.attempt = 2;
+    send(started);
+    job = wait_for(retried, [](const auto& j) { return j.state == "running"; });
+    CHECK(job.attempts == 2);
 }
 
 }  // namespace synergos::test
