@@ -39,6 +39,16 @@ constexpr const char* kMigrations[] = {
     "CREATE INDEX record_keys_by_value ON record_keys (kind, name, value, key_id);"
     "CREATE TABLE store_info (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
     "INSERT INTO store_info (name, value) VALUES ('created_by', 'synergos storage sqlite');",
+    // 2 -> 3: the key fields in one B-tree, ordered for lookups by value (relations, cascades),
+    // instead of a table plus an index: half the B-tree writes per created record. Deletes
+    // find the rows from the key (key_id holds it).
+    "CREATE TABLE record_keys_v3 ("
+    "  kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, key_id TEXT NOT NULL,"
+    "  PRIMARY KEY (kind, name, value, key_id)) WITHOUT ROWID;"
+    "INSERT INTO record_keys_v3 (kind, name, value, key_id)"
+    "  SELECT kind, name, value, key_id FROM record_keys;"
+    "DROP TABLE record_keys;"
+    "ALTER TABLE record_keys_v3 RENAME TO record_keys;",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == kSchemaVersion);
 
@@ -313,15 +323,27 @@ sdk::Result<std::optional<sdk::Record>> find(Connection& db, const std::string& 
 }
 
 sdk::Status delete_by_id(Connection& db, const std::string& kind, const std::string& key_id) {
-    for (const char* sql : {"DELETE FROM records WHERE kind = ?1 AND key_id = ?2",
-                            "DELETE FROM record_keys WHERE kind = ?1 AND key_id = ?2"}) {
-        auto stmt = db.prepare(sql);
-        if (!stmt) {
-            return stmt.error();
+    auto stmt = db.prepare("DELETE FROM records WHERE kind = ?1 AND key_id = ?2");
+    if (!stmt) {
+        return stmt.error();
+    }
+    stmt->bind(1, kind);
+    stmt->bind(2, key_id);
+    if (auto st = stmt->run(); !st) {
+        return st;
+    }
+    // key_id is the canonical key: its fields are the rows to delete (by primary key).
+    for (const auto& field : decode_key(key_id)) {
+        auto row = db.prepare(
+            "DELETE FROM record_keys WHERE kind = ?1 AND name = ?2 AND value = ?3 AND key_id = ?4");
+        if (!row) {
+            return row.error();
         }
-        stmt->bind(1, kind);
-        stmt->bind(2, key_id);
-        if (auto st = stmt->run(); !st) {
+        row->bind(1, kind);
+        row->bind(2, field.name);
+        row->bind(3, field.value);
+        row->bind(4, key_id);
+        if (auto st = row->run(); !st) {
             return st;
         }
     }

@@ -61,7 +61,7 @@ inline constexpr std::chrono::milliseconds kSnapshotMaxAge{50};
 inline constexpr std::size_t kReadCacheEntries = 1024;
 
 /// The schema version this build migrates to.
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 /// Storage backend on SQLite. Threading: every method may be called from any thread.
 class SqliteStorage final : public sdk::StorageBackend {

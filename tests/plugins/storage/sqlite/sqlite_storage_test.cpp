@@ -271,9 +271,75 @@ TEST_CASE("sqlite storage migrates a version-1 file to the current schema", "[un
     }
     SqliteStorage store(host, opts({{"path", file}}));
     REQUIRE(store.start().is_ok());
-    CHECK(store.schema_version() == 2);
+    CHECK(store.schema_version() == synergos::plugins::sqlite::kSchemaVersion);
     CHECK(store.apply({insert("Project", project_key("c", "p"))}).has_value());
     CHECK(store.list({"Project", {{"collab_id", "c"}}, 0, 0})->size() == 1);
+}
+
+TEST_CASE("sqlite storage migrates a version-2 file with records, keeping lookups by key fields",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    const std::string file = dir.path + "/v2.db";
+    {
+        // A version-2 file by hand: key rows in a table keyed by (kind, key_id, name) plus an
+        // index by value; two projects of collaboration c and one of d.
+        sqlite3* db = nullptr;
+        sqlite3_open(file.c_str(), &db);
+        std::string sql =
+            "CREATE TABLE records (kind TEXT NOT NULL, key_id TEXT NOT NULL, key_json TEXT "
+            "NOT NULL, doc_id INTEGER NOT NULL, document TEXT NOT NULL, version INTEGER NOT "
+            "NULL, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL, PRIMARY "
+            "KEY (kind, key_id)) WITHOUT ROWID;"
+            "CREATE UNIQUE INDEX records_by_doc_id ON records (kind, doc_id);"
+            "CREATE TABLE record_keys (kind TEXT NOT NULL, key_id TEXT NOT NULL, name TEXT "
+            "NOT NULL, value TEXT NOT NULL, PRIMARY KEY (kind, key_id, name)) WITHOUT ROWID;"
+            "CREATE TABLE sequences (kind TEXT PRIMARY KEY, last_doc_id INTEGER NOT NULL) "
+            "WITHOUT ROWID;"
+            "CREATE INDEX record_keys_by_value ON record_keys (kind, name, value, key_id);"
+            "CREATE TABLE store_info (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
+            "INSERT INTO sequences VALUES ('Project', 3);";
+        int doc_id = 0;
+        for (const auto& [c, p] : std::vector<std::pair<std::string, std::string>>{
+                 {"c", "p1"}, {"c", "p2"}, {"d", "p1"}}) {
+            const std::string key = R"([["collab_id",")" + c + R"("],["project_id",")" + p + R"("]])";
+            const std::string id = std::to_string(++doc_id);
+            sql += "INSERT INTO records VALUES ('Project', '" + key + "', '" + key + "', " + id +
+                   ", '{\"n\":" + id + "}', 1, 0, 0);";
+            sql += "INSERT INTO record_keys VALUES ('Project', '" + key + "', 'collab_id', '" + c +
+                   "'), ('Project', '" + key + "', 'project_id', '" + p + "');";
+        }
+        sql += "PRAGMA user_version=2;";
+        REQUIRE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    SqliteStorage store(host, opts({{"path", file}}));
+    REQUIRE(store.start().is_ok());
+    CHECK(store.schema_version() == synergos::plugins::sqlite::kSchemaVersion);
+    CHECK(store.list({"Project", {{"collab_id", "c"}}, 0, 0})->size() == 2);
+    CHECK(store.list({"Project", {{"project_id", "p1"}}, 0, 0})->size() == 2);
+    auto d = store.list({"Project", {{"collab_id", "d"}, {"project_id", "p1"}}, 0, 0});
+    REQUIRE(d->size() == 1);
+    CHECK(d->front().document == R"({"n":3})");
+    // Deletes remove the key rows too: the same key can be created again, and is listed once.
+    REQUIRE(store.apply({{sdk::WriteMode::DeleteWhere, "Project", {{"collab_id", "c"}}, {}}})
+                .has_value());
+    CHECK(store.list({"Project", {{"project_id", "p1"}}, 0, 0})->size() == 1);
+    REQUIRE(store.apply({insert("Project", project_key("c", "p1"))}).has_value());
+    auto again = store.list({"Project", {{"collab_id", "c"}}, 0, 0});
+    REQUIRE(again->size() == 1);
+    CHECK(again->front().doc_id == 4);
+    REQUIRE(store.apply({{sdk::WriteMode::Delete, "Project", project_key("d", "p1"), {}}})
+                .has_value());
+    store.stop();
+    sqlite3* db = nullptr;
+    sqlite3_open(file.c_str(), &db);
+    sqlite3_stmt* stmt = nullptr;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM record_keys", -1, &stmt, nullptr);
+    REQUIRE(sqlite3_step(stmt) == SQLITE_ROW);
+    CHECK(sqlite3_column_int(stmt, 0) == 2);  // only c/p1's two fields are left
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
 }
 
 TEST_CASE("sqlite storage rejects bad options with the option's name", "[unit][storage]") {
