@@ -13,6 +13,7 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kCancelledMemory = 10000;
+constexpr std::size_t kMaxPendingStarted = 64;
 
 /// Used when a TTP has no worker client (tests of the machinery with fixture functions).
 class NoWorkers final : public sdk::WorkerClient {
@@ -164,12 +165,6 @@ private:
     NoWorkers no_workers_;
 };
 
-/// A "started" event handed to the events thread. Guarded by events_mutex_.
-struct TtpRunner::PendingEvent {
-    ResultMessage event;
-    bool done = false;
-};
-
 TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistry functions,
                      sdk::WorkerClient* workers, AggregatorLookup aggregators, TtpRunnerOptions options,
                      JobSubmitter* submitter)
@@ -229,50 +224,38 @@ sdk::Status TtpRunner::publish_event(const ResultMessage& event) {
     return mq_.publish(options_.topology.results(), make_message(event.job_id, event.to_json()), options_.publish_timeout);
 }
 
-std::shared_ptr<TtpRunner::PendingEvent> TtpRunner::publish_event_async(const ResultMessage& event) {
-    auto pending = std::make_shared<PendingEvent>();
-    pending->event = event;
-    {
-        std::lock_guard<std::mutex> lock(events_mutex_);
-        events_.push_back(pending);
-    }
-    events_wake_.notify_one();
-    return pending;
-}
-
-void TtpRunner::await_event(const std::shared_ptr<PendingEvent>& pending) {
-    // The events thread finishes each publish within publish_timeout; the margin covers the
-    // event it may be publishing ahead of this one.
+void TtpRunner::publish_started(const ResultMessage& event) {
     std::unique_lock<std::mutex> lock(events_mutex_);
-    events_done_.wait_for(lock, 2 * options_.publish_timeout + 1s,
-                          [&] { return pending->done || stopping_; });
+    // Bounded backlog: a broker slower than the jobs holds the job thread here, not memory.
+    events_done_.wait_for(lock, options_.publish_timeout,
+                          [&] { return events_.size() < kMaxPendingStarted || stopping_; });
+    if (stopping_) {
+        return;
+    }
+    events_.push_back(event);
+    events_wake_.notify_one();
 }
 
 void TtpRunner::events_loop() {
     while (true) {
-        std::shared_ptr<PendingEvent> next;
+        ResultMessage next;
         {
             std::unique_lock<std::mutex> lock(events_mutex_);
             events_wake_.wait(lock, [&] { return !events_.empty() || stopping_; });
             if (stopping_) {
                 // Started events are best effort: the result (or a redelivery) still follows.
-                for (auto& left : events_) {
-                    left->done = true;
-                }
                 events_.clear();
                 events_done_.notify_all();
                 return;
             }
-            next = events_.front();
+            next = std::move(events_.front());
             events_.pop_front();
+            events_done_.notify_all();
         }
-        if (auto st = publish_event(next->event); !st) {
+        if (auto st = publish_event(next); !st) {
             logger_.warn("started event not published",
-                         log_fields({{"job_id", next->event.job_id}, {"error", st.message()}}));
+                         log_fields({{"job_id", next.job_id}, {"error", st.message()}}));
         }
-        std::lock_guard<std::mutex> lock(events_mutex_);
-        next->done = true;
-        events_done_.notify_all();
     }
 }
 
@@ -401,8 +384,9 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     }
     ResultMessage started = result;
     started.type = EventType::Started;
-    // Best effort, as before, but no longer a confirm round trip in series with the job.
-    const auto started_pending = publish_event_async(started);
+    // Best effort, as before, but no confirm round trip in series with the job: the events
+    // thread publishes it, and the job is acknowledged once its result is confirmed.
+    publish_started(started);
     logger_.info("job started", log_fields({{"job_id", job.job_id}, {"process", job.process},
                                         {"attempt", job.attempt}, {"redelivered", delivery.redelivered}}));
 
@@ -463,8 +447,6 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         (void)consumer.reject(delivery.tag, true);
         return;
     }
-    // The started event's confirm, collected here rather than before the job ran.
-    await_event(started_pending);
     (void)consumer.ack(delivery.tag);
     ++jobs_done_;
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));

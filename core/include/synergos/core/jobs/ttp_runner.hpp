@@ -4,10 +4,11 @@
 /// @file ttp_runner.hpp
 /// The TTP's side of the job machinery: consumes its grid's job queue (prefetch 1, so the broker's
 /// priorities decide what comes next), runs the TTP function the job names, publishes the result
-/// and only then acknowledges the job. The "started" event goes out from a helper thread while
-/// the job runs (its confirm is collected with the result's instead of costing a round trip of
-/// its own), so the director may see it after the result; it never moves a finished job back. Failed attempts are retried by republishing the job with
-/// its attempt count raised, up to the job's limit, then dead-lettered with a failure result.
+/// and only then acknowledges the job. The "started" event (best effort) goes out from a helper
+/// thread, so its confirm is never waited for in series with a job; the director may see it
+/// after the result, and never moves an ended attempt back to running. Failed attempts are
+/// retried by republishing the job with its attempt count raised, up to the job's limit, then
+/// dead-lettered with a failure result.
 /// A second consumer on the grid's control queue delivers cancellations.
 
 #include <atomic>
@@ -71,14 +72,12 @@ public:
 
 private:
     class Ctx;
-    struct PendingEvent;
     void job_loop(std::unique_ptr<sdk::Consumer> consumer);
     void control_loop();
     void run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery);
     sdk::Status publish_event(const ResultMessage& event);
-    /// Hands `event` to the events thread; `await_event` waits (bounded) for its confirm.
-    std::shared_ptr<PendingEvent> publish_event_async(const ResultMessage& event);
-    void await_event(const std::shared_ptr<PendingEvent>& pending);
+    /// Hands a started event to the events thread (waits, bounded, while its backlog is full).
+    void publish_started(const ResultMessage& event);
     void events_loop();
     bool was_cancelled(const std::string& job_id);
     void wait_backoff(std::chrono::milliseconds d);
@@ -98,7 +97,7 @@ private:
     std::mutex events_mutex_;
     std::condition_variable events_wake_;
     std::condition_variable events_done_;
-    std::deque<std::shared_ptr<PendingEvent>> events_;
+    std::deque<ResultMessage> events_;  ///< started events not yet published
     std::mutex mutex_;
     std::condition_variable wake_;
     std::set<std::string> cancelled_;
