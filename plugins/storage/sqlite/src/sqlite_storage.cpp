@@ -806,6 +806,7 @@ std::vector<sdk::Result<std::vector<sdk::Record>>> SqliteStorage::commit_group(
         }
         return results;
     }
+    txn_doc_ids_.clear();
     bool any_ok = false;
     for (const auto& p : group) {
         (void)writer_.exec_cached("SAVEPOINT batch");
@@ -823,7 +824,26 @@ std::vector<sdk::Result<std::vector<sdk::Record>>> SqliteStorage::commit_group(
         (void)writer_.exec("ROLLBACK");
         return results;
     }
-    if (auto st = writer_.exec_cached("COMMIT"); !st) {
+    // The last doc_id handed out per kind (numbers of rolled-back batches stay unused).
+    sdk::Status st;
+    for (const auto& [kind, last] : txn_doc_ids_) {
+        auto seq = writer_.prepare(
+            "INSERT INTO sequences (kind, last_doc_id) VALUES (?1, ?2) ON CONFLICT (kind) "
+            "DO UPDATE SET last_doc_id = max(last_doc_id, excluded.last_doc_id)");
+        if (!seq) {
+            st = seq.error();
+            break;
+        }
+        seq->bind(1, kind);
+        seq->bind(2, last);
+        if (st = seq->run(); !st) {
+            break;
+        }
+    }
+    if (st) {
+        st = writer_.exec_cached("COMMIT");
+    }
+    if (!st) {
         (void)writer_.exec("ROLLBACK");
         for (auto& r : results) {
             if (r.has_value()) {
@@ -917,22 +937,23 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                         return sdk::Error{ErrorCode::NotFound,
                                           "no record " + describe(m.kind, m.key) + where()};
                     }
-                    auto seq = writer_.prepare(
-                        "INSERT INTO sequences (kind, last_doc_id) VALUES (?1, 1) "
-                        "ON CONFLICT (kind) DO UPDATE SET last_doc_id = last_doc_id + 1 "
-                        "RETURNING last_doc_id");
-                    if (!seq) {
-                        return seq.error();
+                    // doc_ids come from a per-transaction counter, read once per kind and
+                    // written back once before COMMIT (see commit_group).
+                    auto next = txn_doc_ids_.find(m.kind);
+                    if (next == txn_doc_ids_.end()) {
+                        auto seq =
+                            writer_.prepare("SELECT last_doc_id FROM sequences WHERE kind = ?1");
+                        if (!seq) {
+                            return seq.error();
+                        }
+                        seq->bind(1, m.kind);
+                        auto row = seq->step();
+                        if (!row) {
+                            return row.error();
+                        }
+                        next = txn_doc_ids_.emplace(m.kind, *row ? seq->column_int(0) : 0).first;
                     }
-                    seq->bind(1, m.kind);
-                    auto row = seq->step();
-                    if (!row) {
-                        return row.error();
-                    }
-                    const std::int64_t doc_id = seq->column_int(0);
-                    if (auto st = seq->run(); !st) {
-                        return st.error();
-                    }
+                    const std::int64_t doc_id = ++next->second;
                     auto insert = writer_.prepare(
                         "INSERT INTO records (kind, key_id, key_json, doc_id, document, version, "
                         "created_at_ms, updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)");

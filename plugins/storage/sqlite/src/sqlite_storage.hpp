@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -116,6 +117,7 @@ private:
     std::condition_variable write_cv_;
     std::deque<std::shared_ptr<Pending>> write_queue_;
     bool leader_active_ = false;
+    std::map<std::string, std::int64_t> txn_doc_ids_;  // leader only: see commit_group
     bool started_ = false;
     Connection writer_;
 

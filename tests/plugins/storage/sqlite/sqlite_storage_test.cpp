@@ -527,3 +527,38 @@ TEST_CASE("sqlite storage: repeated reads are served again only while nothing wa
     CHECK(after.error().code == sdk::ErrorCode::FailedPrecondition);
     CHECK_FALSE(store.list(by_collab).has_value());
 }
+
+TEST_CASE("sqlite storage never hands out a doc_id twice, across failed batches, deletes and restarts",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    std::set<std::int64_t> seen;  // Run doc_ids (they count per kind)
+    auto take = [&](const sdk::Result<std::vector<sdk::Record>>& written) {
+        REQUIRE(written.has_value());
+        for (const auto& r : *written) {
+            CHECK(seen.insert(r.doc_id).second);
+        }
+    };
+    {
+        SqliteStorage store(host, sdk::Options{});
+        REQUIRE(store.start().is_ok());
+        take(store.apply({insert("Run", project_key("c", "1")), insert("Run", project_key("c", "2"))}));
+        REQUIRE(store.apply({insert("Project", project_key("c", "1"))}).has_value());
+        // A failing batch (duplicate) writes nothing, the sequence included.
+        auto failed = store.apply({insert("Run", project_key("c", "3")),
+                                   insert("Run", project_key("c", "1"))});
+        REQUIRE_FALSE(failed.has_value());
+        CHECK(failed.error().code == sdk::ErrorCode::AlreadyExists);
+        take(store.apply({insert("Run", project_key("c", "3"))}));
+        REQUIRE(store.apply({{sdk::WriteMode::Delete, "Run", project_key("c", "3"), {}}})
+                    .has_value());
+        store.stop();
+    }
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    auto again = store.apply({insert("Run", project_key("c", "3"))});
+    REQUIRE(again.has_value());
+    CHECK(seen == std::set<std::int64_t>{1, 2, 3});
+    CHECK(again->front().doc_id == 4);  // 3 was deleted: never reused
+    CHECK(store.apply({insert("Project", project_key("c", "2"))})->front().doc_id == 2);
+}
