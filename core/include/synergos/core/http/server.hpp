@@ -4,8 +4,9 @@
 /// @file server.hpp
 /// The asynchronous HTTP/1.1 server (Boost.Beast): keep-alive; `threads` I/O threads, each running
 /// its own event loop with its share of the connections; a pool of `handler_threads` that runs the
-/// route handlers that may block (Execution::Pool: storage writes wait for their group commit
-/// there, so many commits share one fsync) while quick handlers run inline on the I/O thread; a
+/// route handlers that may block (Execution::Pool) while quick handlers run inline on the I/O
+/// thread and asynchronous ones (Execution::Async) start there and answer later from any thread
+/// (the connect writes: their answer comes back once the store's writer has committed them); a
 /// body limit (413), header and body read timeouts, a connection limit (503 past it),
 /// `GET /healthz` and `GET /readyz`, an access log line per request, and a graceful stop that lets
 /// in-flight requests finish. Optionally TLS (OpenSSL; mutual TLS when a client certificate is
