@@ -346,12 +346,23 @@ void JobService::stop() {
     }
 }
 
-/// One submit's records, committed by the writer thread. Guarded by moves_mutex_.
+/// One submit's records, committed by the writer thread. `done` and `status` are guarded by
+/// moves_mutex_.
 struct JobService::RecordTask {
-    std::vector<sdk::Mutation> inserts;
-    std::vector<std::string> ids;
+    std::vector<JobRecord> jobs;
     bool done = false;
     sdk::Status status;
+};
+
+/// Deliveries from the results queue, written by the writer thread in its next transaction; the
+/// archival thread then settles each as its fate says. `done` is guarded by moves_mutex_.
+struct JobService::EventTask {
+    enum class Fate { Ack, Alone };  ///< Alone: handled on its own (its error decides)
+    const std::vector<sdk::Delivery>* deliveries = nullptr;
+    std::vector<sdk::Result<ResultMessage>> events;
+    std::vector<Fate> fates;
+    std::vector<std::optional<JobRecord>> archived;  ///< after_archive due once settled
+    bool done = false;
 };
 
 std::vector<std::string> JobService::take_queued_moves() {
@@ -391,66 +402,136 @@ void JobService::add_queued_moves(JobStore::Batch& batch, const std::vector<std:
     }
 }
 
-void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks,
-                       const std::vector<std::string>& moves) {
-    sdk::Status st;
+void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, const std::vector<std::string>& moves,
+                       const std::vector<std::shared_ptr<EventTask>>& event_tasks) {
+    // What one commit carries, in order: moves, new records, then events (which may need the
+    // records of this same transaction: the batch's view has them).
+    struct Segment {
+        bool moves = false;
+        std::vector<RecordTask*> records;
+        std::vector<std::pair<EventTask*, std::size_t>> events;
+    };
+    std::vector<Segment> failed;
+    const auto commit = [&](JobStore::Batch& batch, Segment& segment) {
+        sdk::Status st;
+        try {
+            st = batch.commit();
+        } catch (const std::exception& e) {
+            st = sdk::Status(sdk::ErrorCode::Internal, std::string("commit threw: ") + e.what());
+        }
+        if (st) {
+            for (RecordTask* task : segment.records) {
+                task->status = st;
+            }
+            if (segment.moves) {
+                queued_moves_done(moves, true);
+            }
+        } else {
+            failed.push_back(std::move(segment));
+        }
+        segment = Segment{};
+    };
     {
         JobStore::Batch batch(store_);
-        add_queued_moves(batch, moves);
-        for (const auto& task : tasks) {
-            for (const auto& m : task->inserts) {
-                batch.add(m);
+        Segment segment;
+        segment.moves = !moves.empty();
+        try {
+            add_queued_moves(batch, moves);
+            for (const auto& task : tasks) {
+                for (const auto& job : task->jobs) {
+                    batch.insert(job);
+                }
+                segment.records.push_back(task.get());
+            }
+        } catch (const std::exception&) {
+            // Left to the one-by-one pass below.
+        }
+        for (const auto& task : event_tasks) {
+            for (std::size_t i = 0; i < task->events.size(); ++i) {
+                auto& event = task->events[i];
+                if (!event) {
+                    continue;  // Alone: dead-lettered with its reason
+                }
+                try {
+                    ReadLog reads(storage_);
+                    ArchiveCtx ctx(*this, reads);
+                    auto plan = plan_event(batch, *event, ctx);
+                    if (plan && reads.conflicts(batch.mutations(), plan->extra)) {
+                        // It read what this transaction writes: planned again after its commit.
+                        commit(batch, segment);
+                        ReadLog again(storage_);
+                        ArchiveCtx ctx_again(*this, again);
+                        plan = plan_event(batch, *event, ctx_again);
+                    }
+                    if (!plan) {
+                        continue;  // Alone: its error decides requeue or dead letter
+                    }
+                    if (plan->change) {
+                        batch.put(plan->job, std::move(plan->extra));
+                    }
+                    task->fates[i] = EventTask::Fate::Ack;
+                    if (plan->archived) {
+                        task->archived[i] = std::move(plan->job);
+                    }
+                    segment.events.emplace_back(task.get(), i);
+                } catch (const std::exception& e) {
+                    logger_.error("archival planning threw", log_fields({{"error", e.what()}}));
+                }
             }
         }
-        st = batch.commit();
+        commit(batch, segment);
     }
-    if (st) {
-        for (const auto& task : tasks) {
-            task->status = st;
-        }
-    } else if (tasks.size() == 1 && moves.empty()) {
-        tasks.front()->status = st;
-    } else {
-        // Apart, so one submit's bad record (or a moved job deleted meanwhile) cannot fail the
-        // others. A move that still fails is dropped: the job stays `submitting` and is
-        // republished at the next start.
-        for (const auto& task : tasks) {
+    // Failed commits wrote nothing: each part again on its own, so one bad record or result
+    // cannot hold back the others. A move that still fails is dropped: the job stays
+    // `submitting` and is republished at the next start.
+    for (Segment& segment : failed) {
+        for (RecordTask* task : segment.records) {
             JobStore::Batch batch(store_);
-            for (const auto& m : task->inserts) {
-                batch.add(m);
+            for (const auto& job : task->jobs) {
+                batch.insert(job);
             }
             task->status = batch.commit();
         }
-        for (const auto& id : moves) {
-            (void)store_.update(id, [](JobRecord& j) {
-                if (j.state != "submitting") {
-                    return false;
-                }
-                j.state = "queued";
-                return true;
-            });
+        if (segment.moves) {
+            for (const auto& id : moves) {
+                (void)store_.update(id, [](JobRecord& j) {
+                    if (j.state != "submitting") {
+                        return false;
+                    }
+                    j.state = "queued";
+                    return true;
+                });
+            }
+            queued_moves_done(moves, true);
+        }
+        for (auto& [task, i] : segment.events) {
+            task->fates[i] = EventTask::Fate::Alone;
+            task->archived[i].reset();
         }
     }
-    queued_moves_done(moves, true);
 }
 
 void JobService::writer_loop() {
     std::unique_lock<std::mutex> lock(moves_mutex_);
     while (true) {
-        moves_cv_.wait(lock, [&] { return writer_stop_ || !record_tasks_.empty() || !moves_pending_.empty(); });
-        if (record_tasks_.empty() && !writer_stop_) {
+        moves_cv_.wait(lock, [&] {
+            return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty() || !moves_pending_.empty();
+        });
+        if (record_tasks_.empty() && event_tasks_.empty() && !writer_stop_) {
             // Only moves: give the next submit the chance to carry them in its own commit.
             moves_cv_.wait_for(lock, options_.queued_flush_delay,
-                               [&] { return writer_stop_ || !record_tasks_.empty(); });
+                               [&] { return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty(); });
         }
         std::vector<std::shared_ptr<RecordTask>> tasks(record_tasks_.begin(), record_tasks_.end());
         record_tasks_.clear();
+        std::vector<std::shared_ptr<EventTask>> events(event_tasks_.begin(), event_tasks_.end());
+        event_tasks_.clear();
         std::vector<std::string> moves;
         moves.swap(moves_pending_);
         lock.unlock();
-        if (!tasks.empty() || !moves.empty()) {
+        if (!tasks.empty() || !moves.empty() || !events.empty()) {
             try {
-                write(tasks, moves);
+                write(tasks, moves, events);
             } catch (const std::exception& e) {
                 for (const auto& task : tasks) {
                     task->status = sdk::Status(sdk::ErrorCode::Internal, std::string("recording failed: ") + e.what());
@@ -460,16 +541,14 @@ void JobService::writer_loop() {
         lock.lock();
         for (const auto& task : tasks) {
             task->done = true;
-            for (const auto& id : task->ids) {
-                if (auto it = recording_.find(id); it != recording_.end()) {
-                    recording_.erase(it);
-                }
-            }
         }
-        if (!tasks.empty()) {
+        for (const auto& task : events) {
+            task->done = true;
+        }
+        if (!tasks.empty() || !events.empty()) {
             recorded_cv_.notify_all();
         }
-        if (writer_stop_ && record_tasks_.empty() && moves_pending_.empty()) {
+        if (writer_stop_ && record_tasks_.empty() && event_tasks_.empty() && moves_pending_.empty()) {
             writer_running_ = false;
             recorded_cv_.notify_all();
             return;
@@ -477,15 +556,12 @@ void JobService::writer_loop() {
     }
 }
 
-std::shared_ptr<JobService::RecordTask> JobService::record_async(std::vector<sdk::Mutation> inserts,
-                                                                 std::vector<std::string> ids) {
+std::shared_ptr<JobService::RecordTask> JobService::record_async(std::vector<JobRecord> jobs) {
     auto task = std::make_shared<RecordTask>();
-    task->inserts = std::move(inserts);
-    task->ids = std::move(ids);
+    task->jobs = std::move(jobs);
     {
         std::lock_guard<std::mutex> lock(moves_mutex_);
         if (writer_running_ && !writer_stop_) {
-            recording_.insert(task->ids.begin(), task->ids.end());
             record_tasks_.push_back(task);
             moves_cv_.notify_all();
             return task;
@@ -493,8 +569,8 @@ std::shared_ptr<JobService::RecordTask> JobService::record_async(std::vector<sdk
     }
     // No writer (not started, or stopping): commit here, before anything is published.
     JobStore::Batch batch(store_);
-    for (const auto& m : task->inserts) {
-        batch.add(m);
+    for (const auto& job : task->jobs) {
+        batch.insert(job);
     }
     task->status = batch.commit();
     task->done = true;
@@ -511,21 +587,6 @@ sdk::Status JobService::await_recorded(const std::shared_ptr<RecordTask>& task) 
                                std::to_string(options_.publish_timeout.count()) + " ms; they may still be");
     }
     return task->status;
-}
-
-void JobService::wait_recorded(const std::vector<std::string>& ids) {
-    std::unique_lock<std::mutex> lock(moves_mutex_);
-    recorded_cv_.wait_for(lock, options_.publish_timeout, [&] {
-        if (recording_.empty()) {
-            return true;
-        }
-        for (const auto& id : ids) {
-            if (recording_.count(id) != 0) {
-                return false;
-            }
-        }
-        return true;
-    });
 }
 
 void JobService::overlay_published(JobRecord& job) {
@@ -652,7 +713,6 @@ sdk::Status JobService::publish_job(const JobRecord& job, const JobSpec&) {
 
 sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> specs) {
     std::vector<JobRecord> jobs;
-    std::vector<sdk::Mutation> batch;
     // Unfinished jobs per grid, counting this batch's own jobs as they are placed, so one POST
     // with many combinations spreads across grids.
     // Counted only when a job has grids to choose from: listing every stored job on each
@@ -701,17 +761,12 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         msg.attempt = 1;
         msg.max_attempts = job.max_attempts;
         job.message = msg.to_json();
-        batch.push_back(store_.insert_mutation(job));
         jobs.push_back(std::move(job));
     }
     // The records are committed (with the `queued` moves of jobs published earlier) while the
     // jobs are published: one durable commit, overlapped with the confirms. Results that come
-    // back before the commit ends wait for it (wait_recorded).
-    std::vector<std::string> ids;
-    for (const auto& job : jobs) {
-        ids.push_back(job.job_id);
-    }
-    auto task = record_async(std::move(batch), ids);
+    // back before it ends are written by the same writer after it, so they find the records.
+    auto task = record_async(jobs);
     std::vector<sdk::Status> sent(jobs.size());
     {
         bool recorded_first = false;
@@ -982,92 +1037,48 @@ void JobService::archival_loop() {
 }
 
 void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sdk::Delivery>& deliveries) {
-    struct Planned {
-        const sdk::Delivery* delivery;
-        ResultMessage event;
-        std::optional<JobRecord> archived;
-    };
-    std::vector<sdk::Result<ResultMessage>> events;
-    std::vector<std::string> ids;
+    auto task = std::make_shared<EventTask>();
+    task->deliveries = &deliveries;
     for (const auto& d : deliveries) {
-        events.push_back(ResultMessage::from_json(d.message.body));
-        if (events.back()) {
-            ids.push_back(events.back()->job_id);
+        task->events.push_back(ResultMessage::from_json(d.message.body));
+    }
+    task->fates.assign(deliveries.size(), EventTask::Fate::Alone);
+    task->archived.resize(deliveries.size());
+    bool queued = false;
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        if (writer_running_ && !writer_stop_) {
+            event_tasks_.push_back(task);
+            queued = true;
         }
     }
-    // A result can overtake the commit of its job's record (they run concurrently in submit).
-    wait_recorded(ids);
-    std::size_t next = 0;
-    while (next < deliveries.size()) {
-        std::vector<Planned> segment;  // in the open transaction
-        const sdk::Delivery* alone = nullptr;  // handled on its own after it
-        sdk::Status st;
-        try {
-            JobStore::Batch batch(store_);
-            for (; next < deliveries.size(); ++next) {
-                const sdk::Delivery& d = deliveries[next];
-                auto& event = events[next];
-                if (!event) {
-                    alone = &d;  // dead-lettered with its reason
-                    ++next;
-                    break;
-                }
-                ReadLog reads(storage_);
-                ArchiveCtx ctx(*this, reads);
-                auto plan = plan_event(batch, *event, ctx);
-                if (!plan) {
-                    alone = &d;  // its error decides requeue or dead letter, as on its own
-                    ++next;
-                    break;
-                }
-                if (reads.conflicts(batch.mutations(), plan->extra)) {
-                    break;  // it reads what this transaction writes: planned again after it
-                }
-                if (plan->change) {
-                    batch.put(plan->job, std::move(plan->extra));
-                }
-                Planned p{&d, std::move(*event), std::nullopt};
-                if (plan->archived) {
-                    p.archived = std::move(plan->job);
-                }
-                segment.push_back(std::move(p));
-            }
-            st = batch.commit();
-        } catch (const std::exception& e) {
-            // A bug, not input: the transaction is dropped and each delivery handled on its own.
-            st = sdk::Status(sdk::ErrorCode::Internal, std::string("archival threw: ") + e.what());
-            if (alone == nullptr && next < deliveries.size()) {
-                alone = &deliveries[next++];
-            }
+    if (queued) {
+        moves_cv_.notify_all();
+        // The writer finishes every task it takes (each commit is bounded by the store's busy
+        // timeout); a stop joins this thread before the writer.
+        std::unique_lock<std::mutex> lock(moves_mutex_);
+        while (!task->done) {
+            recorded_cv_.wait_for(lock, 1s, [&] { return task->done; });
         }
-        if (st) {
-            // Durable: now the broker may forget them.
-            for (const Planned& p : segment) {
-                (void)consumer.ack(p.delivery->tag);
-            }
-            notify_changed();
-            for (const Planned& p : segment) {
-                if (p.archived) {
-                    after_archived(*p.archived, p.event);
-                }
-            }
-        } else if (st.code() == sdk::ErrorCode::Unavailable || st.code() == sdk::ErrorCode::Timeout) {
-            logger_.warn("archival deferred", log_fields({{"events", segment.size()}, {"error", st.message()}}));
-            std::unique_lock<std::mutex> lock(changed_mutex_);
-            changed_.wait_for(lock, 500ms, [&] { return stopping_.load(); });
-            lock.unlock();
-            for (const Planned& p : segment) {
-                (void)consumer.reject(p.delivery->tag, true);
-            }
-        } else {
-            // Nothing of it was written: each on its own, so one bad result cannot hold back the
-            // others.
-            for (const Planned& p : segment) {
-                handle_delivery(consumer, *p.delivery);
-            }
+    } else {
+        write({}, {}, {task});
+    }
+    // Durable: now the broker may forget them.
+    bool acked = false;
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+        if (task->fates[i] == EventTask::Fate::Ack) {
+            (void)consumer.ack(deliveries[i].tag);
+            acked = true;
         }
-        if (alone != nullptr) {
-            handle_delivery(consumer, *alone);
+    }
+    if (acked) {
+        notify_changed();
+    }
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+        if (task->fates[i] == EventTask::Fate::Ack && task->archived[i]) {
+            after_archived(*task->archived[i], *task->events[i]);
+        } else if (task->fates[i] == EventTask::Fate::Alone) {
+            handle_delivery(consumer, deliveries[i]);
         }
     }
 }

@@ -101,6 +101,11 @@ void JobStore::Batch::put(const JobRecord& job, std::vector<sdk::Mutation> extra
     view_[job.job_id] = job;
 }
 
+void JobStore::Batch::insert(const JobRecord& job) {
+    mutations_.push_back(store_.insert_mutation(job));
+    view_[job.job_id] = job;
+}
+
 sdk::Status JobStore::Batch::commit() {
     if (mutations_.empty()) {
         return {};

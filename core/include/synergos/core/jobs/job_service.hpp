@@ -127,21 +127,22 @@ private:
     /// The steps after a successful result's archival committed.
     void after_archived(const JobRecord& job, const ResultMessage& event);
     struct RecordTask;
+    struct EventTask;
     /// `queued` moves of published jobs, added to `batch` (jobs that moved on are skipped).
     void add_queued_moves(JobStore::Batch& batch, const std::vector<std::string>& ids);
     /// Takes the published jobs whose `queued` move is not yet written.
     std::vector<std::string> take_queued_moves();
     /// After a commit with these moves (or a failed one: `written` false, they wait again).
     void queued_moves_done(const std::vector<std::string>& ids, bool written);
-    /// The writer thread: submits' records and the pending `queued` moves, one commit a pass.
+    /// The writer thread, the store's one writer for the job machinery: submits' records, the
+    /// pending `queued` moves and the archival's events, one commit a pass (group commit).
     void writer_loop();
-    void write(const std::vector<std::shared_ptr<RecordTask>>& tasks, const std::vector<std::string>& moves);
-    /// Commits `inserts` with the pending moves on the writer thread (or here, when it is not
-    /// running) and waits, bounded, for the outcome.
-    std::shared_ptr<RecordTask> record_async(std::vector<sdk::Mutation> inserts, std::vector<std::string> ids);
+    void write(const std::vector<std::shared_ptr<RecordTask>>& tasks, const std::vector<std::string>& moves,
+               const std::vector<std::shared_ptr<EventTask>>& event_tasks);
+    /// Hands `jobs`' records to the writer (or commits them here when it is not running).
+    std::shared_ptr<RecordTask> record_async(std::vector<JobRecord> jobs);
+    /// Waits, bounded, for the records' commit.
     sdk::Status await_recorded(const std::shared_ptr<RecordTask>& task);
-    /// Waits (bounded) until none of `ids` has a record commit in progress.
-    void wait_recorded(const std::vector<std::string>& ids);
     /// A job published but still recorded as `submitting` reads as `queued`.
     void overlay_published(JobRecord& job);
     /// Runs a director-side job on its own thread: its function's `execute` with a context whose
@@ -174,14 +175,14 @@ private:
     std::map<int, bool> declared_grids_;
     // The writer thread's work, guarded by moves_mutex_. Published jobs whose move to `queued`
     // is not durable yet (moves_pending_: not yet taken by a commit; published_: until a commit
-    // wrote it); submits' records to commit, and the ids being committed (recording_).
+    // wrote it); submits' records and the archival's deliveries to write.
     std::mutex moves_mutex_;
     std::condition_variable moves_cv_;     ///< work for the writer
     std::condition_variable recorded_cv_;  ///< a record task finished
     std::vector<std::string> moves_pending_;
     std::set<std::string> published_;
     std::deque<std::shared_ptr<RecordTask>> record_tasks_;
-    std::multiset<std::string> recording_;
+    std::deque<std::shared_ptr<EventTask>> event_tasks_;
     bool writer_running_ = false;
     bool writer_stop_ = false;
     std::thread writer_;

@@ -109,8 +109,10 @@ public:
         sdk::Result<JobRecord> get(const std::string& job_id);
         /// Adds `extra` and then `job`'s new state.
         void put(const JobRecord& job, std::vector<sdk::Mutation> extra = {});
-        /// Adds a mutation that is not a job update (a new job's insert).
+        /// Adds a mutation that is not a job update.
         void add(sdk::Mutation mutation) { mutations_.push_back(std::move(mutation)); }
+        /// Adds a new job's record; later reads of this batch see it.
+        void insert(const JobRecord& job);
         bool empty() const { return mutations_.empty(); }
         const std::vector<sdk::Mutation>& mutations() const { return mutations_; }
         /// Applies what was added since the last commit, atomically and durably. On failure
