@@ -29,6 +29,9 @@ nlohmann::json envelope(int status, const std::string& method, nlohmann::json pa
 nlohmann::json envelope_params(const http::Request& request);
 
 /// Registers every connect route on `router`. `storage` and `logger` must outlive the router.
+/// Reads run inline on the server's I/O threads; writes (POST/PUT/DELETE) are asynchronous
+/// routes: checked on the I/O thread, then committed by one writer thread owned by the routes
+/// (every write queued meanwhile shares the commit) and answered once durable.
 void register_connect_routes(http::Router& router, sdk::StorageBackend& storage,
                              sdk::Logger& logger);
 
