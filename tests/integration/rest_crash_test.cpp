@@ -195,10 +195,10 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
     };
     CHECK(scalar("PRAGMA integrity_check") == "ok");
     CHECK(scalar("SELECT count(*) FROM records r WHERE (SELECT count(*) FROM record_keys k WHERE "
-                 "k.kind = r.kind AND k.key_id = r.key_id) != json_array_length(r.key_json)") ==
+                 "k.kind = r.kind AND k.doc_id = r.doc_id) != json_array_length(r.key_json)") ==
           "0");
     CHECK(scalar("SELECT count(*) FROM record_keys k WHERE NOT EXISTS (SELECT 1 FROM records r "
-                 "WHERE r.kind = k.kind AND r.key_id = k.key_id)") == "0");
+                 "WHERE r.kind = k.kind AND r.doc_id = k.doc_id)") == "0");
     sqlite3_close(db);
 
     synergos::sdk::testing::FakeHost host(dir.path);

@@ -40,13 +40,15 @@ constexpr const char* kMigrations[] = {
     "CREATE TABLE store_info (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
     "INSERT INTO store_info (name, value) VALUES ('created_by', 'synergos storage sqlite');",
     // 2 -> 3: the key fields in one B-tree, ordered for lookups by value (relations, cascades),
-    // instead of a table plus an index: half the B-tree writes per created record. Deletes
-    // find the rows from the key (key_id holds it).
+    // instead of a table plus an index, and naming their record by doc_id (an integer) rather
+    // than by its whole key text: about a third of the pages written per created record. Deletes
+    // find the rows from the key and the doc_id.
     "CREATE TABLE record_keys_v3 ("
-    "  kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, key_id TEXT NOT NULL,"
-    "  PRIMARY KEY (kind, name, value, key_id)) WITHOUT ROWID;"
-    "INSERT INTO record_keys_v3 (kind, name, value, key_id)"
-    "  SELECT kind, name, value, key_id FROM record_keys;"
+    "  kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, doc_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (kind, name, value, doc_id)) WITHOUT ROWID;"
+    "INSERT INTO record_keys_v3 (kind, name, value, doc_id)"
+    "  SELECT k.kind, k.name, k.value, r.doc_id FROM record_keys k"
+    "  JOIN records r ON r.kind = k.kind AND r.key_id = k.key_id;"
     "DROP TABLE record_keys;"
     "ALTER TABLE record_keys_v3 RENAME TO record_keys;",
 };
@@ -251,12 +253,12 @@ std::string match_clause(std::size_t fields, int first) {
     if (fields == 0) {
         return "";
     }
-    std::string sql = " AND r.key_id IN (SELECT k0.key_id FROM record_keys k0";
+    std::string sql = " AND r.doc_id IN (SELECT k0.doc_id FROM record_keys k0";
     for (std::size_t i = 1; i < fields; ++i) {
         const std::string k = "k" + std::to_string(i);
         sql += " JOIN record_keys " + k + " ON " + k + ".kind = k0.kind AND " + k +
-               ".key_id = k0.key_id AND " + k + ".name = ?" + std::to_string(first + 2 * i) +
-               " AND " + k + ".value = ?" + std::to_string(first + 2 * i + 1);
+               ".name = ?" + std::to_string(first + 2 * i) + " AND " + k + ".value = ?" +
+               std::to_string(first + 2 * i + 1) + " AND " + k + ".doc_id = k0.doc_id";
     }
     sql += " WHERE k0.kind = ?1 AND k0.name = ?" + std::to_string(first) + " AND k0.value = ?" +
            std::to_string(first + 1) + ")";
@@ -322,7 +324,8 @@ sdk::Result<std::optional<sdk::Record>> find(Connection& db, const std::string& 
     return std::optional<sdk::Record>(read_row(*stmt, kind));
 }
 
-sdk::Status delete_by_id(Connection& db, const std::string& kind, const std::string& key_id) {
+sdk::Status delete_by_id(Connection& db, const std::string& kind, const std::string& key_id,
+                         std::int64_t doc_id) {
     auto stmt = db.prepare("DELETE FROM records WHERE kind = ?1 AND key_id = ?2");
     if (!stmt) {
         return stmt.error();
@@ -332,17 +335,17 @@ sdk::Status delete_by_id(Connection& db, const std::string& kind, const std::str
     if (auto st = stmt->run(); !st) {
         return st;
     }
-    // key_id is the canonical key: its fields are the rows to delete (by primary key).
+    // key_id is the canonical key: its fields, with the doc_id, are the rows' primary keys.
     for (const auto& field : decode_key(key_id)) {
         auto row = db.prepare(
-            "DELETE FROM record_keys WHERE kind = ?1 AND name = ?2 AND value = ?3 AND key_id = ?4");
+            "DELETE FROM record_keys WHERE kind = ?1 AND name = ?2 AND value = ?3 AND doc_id = ?4");
         if (!row) {
             return row.error();
         }
         row->bind(1, kind);
         row->bind(2, field.name);
         row->bind(3, field.value);
-        row->bind(4, key_id);
+        row->bind(4, doc_id);
         if (auto st = row->run(); !st) {
             return st;
         }
@@ -867,7 +870,8 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                 return encoded.error();
             }
             if (m.mode == sdk::WriteMode::DeleteWhere) {
-                auto select = writer_.prepare("SELECT r.key_id FROM records r WHERE r.kind = ?1" +
+                auto select = writer_.prepare(
+                    "SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" +
                                               match_clause(m.key.size(), 2));
                 if (!select) {
                     return select.error();
@@ -878,7 +882,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     select->bind(index++, field.name);
                     select->bind(index++, field.value);
                 }
-                std::vector<std::string> doomed;
+                std::vector<std::pair<std::string, std::int64_t>> doomed;
                 for (;;) {
                     auto row = select->step();
                     if (!row) {
@@ -887,10 +891,10 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     if (!*row) {
                         break;
                     }
-                    doomed.push_back(select->column_text(0));
+                    doomed.emplace_back(select->column_text(0), select->column_int(1));
                 }
-                for (const auto& key_id : doomed) {
-                    if (auto st = delete_by_id(writer_, m.kind, key_id); !st) {
+                for (const auto& [key_id, doc_id] : doomed) {
+                    if (auto st = delete_by_id(writer_, m.kind, key_id, doc_id); !st) {
                         return st.error();
                     }
                 }
@@ -976,15 +980,15 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     }
                     for (const auto& field : m.key) {
                         auto key_row = writer_.prepare(
-                            "INSERT INTO record_keys (kind, key_id, name, value) "
+                            "INSERT INTO record_keys (kind, name, value, doc_id) "
                             "VALUES (?1, ?2, ?3, ?4)");
                         if (!key_row) {
                             return key_row.error();
                         }
                         key_row->bind(1, m.kind);
-                        key_row->bind(2, encoded->id);
-                        key_row->bind(3, field.name);
-                        key_row->bind(4, field.value);
+                        key_row->bind(2, field.name);
+                        key_row->bind(3, field.value);
+                        key_row->bind(4, doc_id);
                         if (auto st = key_row->run(); !st) {
                             return st.error();
                         }
@@ -997,7 +1001,8 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                         return sdk::Error{ErrorCode::NotFound,
                                           "no record " + describe(m.kind, m.key) + where()};
                     }
-                    if (auto st = delete_by_id(writer_, m.kind, encoded->id); !st) {
+                    if (auto st = delete_by_id(writer_, m.kind, encoded->id, (*existing)->doc_id);
+                        !st) {
                         return st.error();
                     }
                     out.push_back(std::move(**existing));
