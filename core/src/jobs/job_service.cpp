@@ -365,13 +365,6 @@ struct JobService::EventTask {
     bool done = false;
 };
 
-std::vector<std::string> JobService::take_queued_moves() {
-    std::lock_guard<std::mutex> lock(moves_mutex_);
-    std::vector<std::string> ids;
-    ids.swap(moves_pending_);
-    return ids;
-}
-
 void JobService::queued_moves_done(const std::vector<std::string>& ids, bool written) {
     if (ids.empty()) {
         return;
@@ -383,6 +376,9 @@ void JobService::queued_moves_done(const std::vector<std::string>& ids, bool wri
                 published_.erase(id);
             }
         } else {
+            if (moves_pending_.empty()) {
+                moves_since_ = std::chrono::steady_clock::now();
+            }
             moves_pending_.insert(moves_pending_.end(), ids.begin(), ids.end());
         }
     }
@@ -514,20 +510,28 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
 void JobService::writer_loop() {
     std::unique_lock<std::mutex> lock(moves_mutex_);
     while (true) {
-        moves_cv_.wait(lock, [&] {
-            return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty() || !moves_pending_.empty();
-        });
-        if (record_tasks_.empty() && event_tasks_.empty() && !writer_stop_) {
-            // Only moves: give the next submit the chance to carry them in its own commit.
-            moves_cv_.wait_for(lock, options_.queued_flush_delay,
-                               [&] { return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty(); });
+        // Moves wait queued_flush_delay: by then most jobs have started or finished, and a move
+        // of a job that moved on writes nothing (reads show published jobs as queued anyway).
+        const auto moves_due = [&] {
+            return !moves_pending_.empty() &&
+                   (writer_stop_ || std::chrono::steady_clock::now() - moves_since_ >= options_.queued_flush_delay);
+        };
+        const auto work = [&] {
+            return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty() || moves_due();
+        };
+        if (moves_pending_.empty()) {
+            moves_cv_.wait(lock, work);
+        } else {
+            moves_cv_.wait_until(lock, moves_since_ + options_.queued_flush_delay, work);
         }
         std::vector<std::shared_ptr<RecordTask>> tasks(record_tasks_.begin(), record_tasks_.end());
         record_tasks_.clear();
         std::vector<std::shared_ptr<EventTask>> events(event_tasks_.begin(), event_tasks_.end());
         event_tasks_.clear();
         std::vector<std::string> moves;
-        moves.swap(moves_pending_);
+        if (moves_due()) {
+            moves.swap(moves_pending_);
+        }
         lock.unlock();
         if (!tasks.empty() || !moves.empty() || !events.empty()) {
             try {
@@ -763,8 +767,8 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         job.message = msg.to_json();
         jobs.push_back(std::move(job));
     }
-    // The records are committed (with the `queued` moves of jobs published earlier) while the
-    // jobs are published: one durable commit, overlapped with the confirms. Results that come
+    // The records are committed (by the writer, with whatever else it has) while the jobs are
+    // published: one durable commit, overlapped with the confirms. Results that come
     // back before it ends are written by the same writer after it, so they find the records.
     auto task = record_async(jobs);
     std::vector<sdk::Status> sent(jobs.size());
@@ -840,6 +844,9 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         {
             std::lock_guard<std::mutex> lock(moves_mutex_);
             published_.insert(published.begin(), published.end());
+            if (moves_pending_.empty()) {
+                moves_since_ = std::chrono::steady_clock::now();
+            }
             moves_pending_.insert(moves_pending_.end(), published.begin(), published.end());
         }
         moves_cv_.notify_all();

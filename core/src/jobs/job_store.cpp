@@ -97,11 +97,18 @@ void JobStore::Batch::put(const JobRecord& job, std::vector<sdk::Mutation> extra
     for (auto& m : extra) {
         mutations_.push_back(std::move(m));
     }
-    mutations_.push_back(store_.update_mutation(job));
+    // A job changed twice in one batch (started, then its result) is written once, as it ends.
+    if (auto it = updates_.find(job.job_id); it != updates_.end()) {
+        mutations_[it->second].document = job.to_document().dump();
+    } else {
+        updates_[job.job_id] = mutations_.size();
+        mutations_.push_back(store_.update_mutation(job));
+    }
     view_[job.job_id] = job;
 }
 
 void JobStore::Batch::insert(const JobRecord& job) {
+    updates_[job.job_id] = mutations_.size();  // a change in this batch goes into the insert
     mutations_.push_back(store_.insert_mutation(job));
     view_[job.job_id] = job;
 }
@@ -112,6 +119,7 @@ sdk::Status JobStore::Batch::commit() {
     }
     auto applied = store_.storage_.apply(mutations_);
     mutations_.clear();
+    updates_.clear();
     if (!applied) {
         view_.clear();
         return applied.status();

@@ -59,13 +59,13 @@ TEST_CASE("A result delivered twice is archived once", "[jobs]") {
     CHECK(h.service->get(id)->state == "succeeded");
 }
 
-TEST_CASE("A published job reads as queued before its move is written; the next commit or a stop writes it",
+TEST_CASE("A published job reads as queued before its move is written; the writer or a stop writes it",
           "[jobs]") {
     Harness h(Backend::Memory, 1);
     core::jobs::JobServiceOptions o;
     o.outputs_dir = (h.dir / "outputs").string();
     o.topology = h.topology;
-    o.queued_flush_delay = std::chrono::hours(1);  // only a submit or the stop writes moves
+    o.queued_flush_delay = std::chrono::hours(1);  // only the stop writes moves
     h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
                                                          nullptr, o);
     REQUIRE(h.service->start());
@@ -78,12 +78,14 @@ TEST_CASE("A published job reads as queued before its move is written; the next 
     REQUIRE(queued->size() == 1);
     CHECK(queued->front().job_id == first);
     CHECK(h.service->list(core::jobs::JobFilter{"submitting", "", "", ""})->empty());
-    // The next submit's record commit carries the move.
+    // Other commits do not carry it before its time.
     const auto second = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
-    CHECK(h.service->store().get(first)->state == "queued");
+    CHECK(h.service->store().get(first)->state == "submitting");
     CHECK(h.service->store().get(second)->state == "submitting");
-    // A stop writes what is left, so a restart does not publish it again.
+    CHECK(h.service->get(second)->state == "queued");
+    // A stop writes what is left, so a restart does not publish them again.
     h.service->stop();
+    CHECK(h.service->store().get(first)->state == "queued");
     CHECK(h.service->store().get(second)->state == "queued");
 }
 

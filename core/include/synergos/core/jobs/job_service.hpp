@@ -13,9 +13,9 @@
 /// (its result is dead-lettered; a failed commit also sends it a cancel notice); a recorded job
 /// whose publish did not happen stays `submitting` and is republished at start-up (the
 /// transactional outbox). Results for a job whose record is still being committed wait for it.
-/// The move to `queued` after the confirm is written with the next commit, or by the writer
-/// after `queued_flush_delay` (a crash before only republishes the job at start-up, a harmless
-/// duplicate); reads show such a job as `queued` meanwhile. Concurrent submits share commits.
+/// The move to `queued` after the confirm is written by the writer `queued_flush_delay` later,
+/// when most jobs have moved on and it writes nothing (a crash before only republishes the job
+/// at start-up, a harmless duplicate); reads show such a job as `queued` meanwhile.
 /// The archival loop writes every event it has in hand (up to the results prefetch) in one
 /// transaction and acknowledges them after that commit.
 
@@ -62,8 +62,8 @@ struct JobServiceOptions {
     std::chrono::milliseconds receive_timeout{250};   ///< archival loop wake-up bound
     std::string outputs_dir;
     std::uint16_t results_prefetch = 32;  ///< also the most events written in one transaction
-    /// How long a published job's `queued` move may wait for the next submit's commit before a
-    /// background commit writes it.
+    /// How long a published job's `queued` move waits before the writer commits it (jobs that
+    /// started or finished by then need no move).
     std::chrono::milliseconds queued_flush_delay{100};
     Topology topology;
     /// Processes the director runs itself instead of publishing them to a grid (their function
@@ -130,8 +130,6 @@ private:
     struct EventTask;
     /// `queued` moves of published jobs, added to `batch` (jobs that moved on are skipped).
     void add_queued_moves(JobStore::Batch& batch, const std::vector<std::string>& ids);
-    /// Takes the published jobs whose `queued` move is not yet written.
-    std::vector<std::string> take_queued_moves();
     /// After a commit with these moves (or a failed one: `written` false, they wait again).
     void queued_moves_done(const std::vector<std::string>& ids, bool written);
     /// The writer thread, the store's one writer for the job machinery: submits' records, the
@@ -180,6 +178,7 @@ private:
     std::condition_variable moves_cv_;     ///< work for the writer
     std::condition_variable recorded_cv_;  ///< a record task finished
     std::vector<std::string> moves_pending_;
+    std::chrono::steady_clock::time_point moves_since_;  ///< when moves_pending_ became non-empty
     std::set<std::string> published_;
     std::deque<std::shared_ptr<RecordTask>> record_tasks_;
     std::deque<std::shared_ptr<EventTask>> event_tasks_;

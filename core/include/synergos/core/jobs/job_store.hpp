@@ -124,6 +124,7 @@ public:
         std::unique_lock<std::mutex> lock_;
         std::map<std::string, JobRecord> view_;
         std::vector<sdk::Mutation> mutations_;
+        std::map<std::string, std::size_t> updates_;  ///< a job's update in mutations_
     };
 
 private:
