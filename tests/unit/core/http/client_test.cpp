@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <cctype>
+#include <climits>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -143,4 +150,182 @@ TEST_CASE("HttpClient refuses oversized responses and bad requests", "[unit][htt
     auto bad_path = small.request("GET", "127.0.0.1", f.port(), "big");
     REQUIRE_FALSE(bad_path.has_value());
     CHECK(bad_path.error().code == ErrorCode::InvalidArgument);
+}
+
+namespace {
+
+/// A one-shot server on loopback that reads one request (headers and a Content-Length body)
+/// and answers with `response` verbatim, then closes.
+class CannedServer {
+public:
+    explicit CannedServer(std::string response) : response_(std::move(response)) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(listener_, 4) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+        port = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~CannedServer() {
+        ::shutdown(listener_, SHUT_RDWR);
+        thread_.join();
+        ::close(listener_);
+    }
+    std::uint16_t port = 0;
+    std::string request;  ///< what arrived (read after the client's call returned)
+
+private:
+    void serve() {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) {
+            return;
+        }
+        char buf[4096];
+        std::size_t need = std::string::npos;
+        while (need == std::string::npos || request.size() < need) {
+            const ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) {
+                break;
+            }
+            request.append(buf, static_cast<std::size_t>(n));
+            const auto end = request.find("\r\n\r\n");
+            if (need == std::string::npos && end != std::string::npos) {
+                std::string head = request.substr(0, end);
+                for (auto& c : head) {
+                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                }
+                const auto at = head.find("content-length:");
+                need = end + 4 + (at == std::string::npos ? 0 : std::stoul(head.substr(at + 15)));
+            }
+        }
+        (void)!::write(fd, response_.data(), response_.size());
+        ::close(fd);  // the whole request was read: closing sends no reset
+    }
+
+    std::string response_;
+    int listener_ = -1;
+    std::thread thread_;
+};
+
+/// Collects a streamed body in pieces of at most 7 bytes; can refuse after `abort_after` bytes.
+class SmallPieces final : public synergos::core::http::ResponseSink {
+public:
+    explicit SmallPieces(std::size_t abort_after = SIZE_MAX) : abort_after_(abort_after) {}
+    synergos::sdk::Status on_head(const Response& head,
+                                  std::optional<std::uint64_t> length) override {
+        status = head.status;
+        declared = length;
+        return {};
+    }
+    std::span<char> next_buffer() override { return {piece_, sizeof piece_}; }
+    synergos::sdk::Status wrote(std::size_t n) override {
+        body.append(piece_, n);
+        if (body.size() > abort_after_) {
+            return {ErrorCode::InvalidArgument, "sink: enough"};
+        }
+        return {};
+    }
+    synergos::sdk::Status on_end() override {
+        ended = true;
+        return {};
+    }
+    void on_sent() noexcept override { sent = true; }
+
+    int status = 0;
+    std::optional<std::uint64_t> declared;
+    std::string body;
+    bool ended = false;
+    bool sent = false;
+
+private:
+    std::size_t abort_after_;
+    char piece_[7];
+};
+
+}  // namespace
+
+TEST_CASE("HttpClient reads chunked and unframed bodies and skips the body of HEAD and 204",
+          "[unit][http]") {
+    HttpClient client;
+    {
+        CannedServer s(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n");
+        auto res = client.request("GET", "127.0.0.1", s.port, "/chunked");
+        REQUIRE(res.has_value());
+        CHECK(res->status == 200);
+        CHECK(res->body == "hello, world");
+        CHECK(res->content_type == "text/plain");
+    }
+    {
+        // No length: the body runs until the server closes.
+        CannedServer s("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
+        auto res = client.request("GET", "127.0.0.1", s.port, "/unframed");
+        REQUIRE(res.has_value());
+        CHECK(res->body == "until the end");
+    }
+    {
+        CannedServer s("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        auto res = client.request("HEAD", "127.0.0.1", s.port, "/head", {}, "", 2s);
+        REQUIRE(res.has_value());
+        CHECK(res->status == 200);
+        CHECK(res->body.empty());
+    }
+    {
+        CannedServer s("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+        auto res = client.request("DELETE", "127.0.0.1", s.port, "/x", {}, "", 2s);
+        REQUIRE(res.has_value());
+        CHECK(res->status == 204);
+    }
+    {
+        ClientOptions options;
+        options.max_response_bytes = 8;
+        HttpClient small(options);
+        CannedServer s(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "a\r\n0123456789\r\n0\r\n\r\n");
+        auto res = small.request("GET", "127.0.0.1", s.port, "/big");
+        REQUIRE_FALSE(res.has_value());
+        CHECK(res.error().code == ErrorCode::ResourceExhausted);
+    }
+}
+
+TEST_CASE("HttpClient streams a body sent in pieces and a response into small buffers",
+          "[unit][http]") {
+    Fixture f;
+    HttpClient client;
+    std::string a(300000, 'a');
+    std::string b = "-middle-";
+    std::string c(5000, 'c');
+    const synergos::core::http::BodyParts parts{{a.data(), a.size()},
+                                                {b.data(), b.size()},
+                                                {c.data(), 0},
+                                                {c.data(), c.size()}};
+    SmallPieces sink;
+    auto st = client.request_streaming("POST", "127.0.0.1", f.port(), "/echo", parts,
+                                       "application/octet-stream", 10s, sink);
+    REQUIRE(st.is_ok());
+    CHECK(sink.sent);
+    CHECK(sink.ended);
+    CHECK(sink.status == 200);
+    REQUIRE(sink.declared.has_value());
+    CHECK(*sink.declared == a.size() + b.size() + c.size());
+    CHECK(sink.body == a + b + c);
+    CHECK(client.idle_connections() == 1);
+
+    // A sink that refuses mid-body ends the call with its error; the connection is not reused.
+    SmallPieces refusing(1000);
+    auto refused = client.request_streaming("POST", "127.0.0.1", f.port(), "/echo", parts,
+                                            "application/octet-stream", 10s, refusing);
+    REQUIRE_FALSE(refused.is_ok());
+    CHECK(refused.message() == "sink: enough");
+    CHECK_FALSE(refusing.ended);
+    CHECK(client.idle_connections() == 0);
+    auto again = client.request("POST", "127.0.0.1", f.port(), "/echo", "after");
+    REQUIRE(again.has_value());
+    CHECK(again->body == "after");
 }
