@@ -238,7 +238,9 @@ public:
         response_.body.resize(filled_);
         return sdk::Status::ok();
     }
-    Response take() { return std::move(response_); }
+    Response take() {
+        return std::move(response_);
+    }
 
 private:
     std::size_t limit_;
@@ -258,8 +260,8 @@ sdk::Result<Response> HttpClient::request(
     if (!body.empty()) {
         parts.emplace_back(body.data(), body.size());
     }
-    if (auto st =
-            request_streaming(method, host, port, path, parts, content_type, timeout, sink, headers);
+    if (auto st = request_streaming(method, host, port, path, parts, content_type, timeout, sink,
+                                    headers);
         !st) {
         return st.error();
     }
@@ -300,8 +302,8 @@ sdk::Status HttpClient::request_streaming(
     }
     auto failure = [&](const beast::error_code& ec) -> sdk::Status {
         if (ec == beast::error::timeout) {
-            return {sdk::ErrorCode::Timeout,
-                    "http: " + where + " timed out after " + std::to_string(timeout.count()) + " ms"};
+            return {sdk::ErrorCode::Timeout, "http: " + where + " timed out after " +
+                                                 std::to_string(timeout.count()) + " ms"};
         }
         if (ec == bhttp::error::body_limit) {
             return {sdk::ErrorCode::ResourceExhausted,
@@ -351,8 +353,9 @@ sdk::Status HttpClient::request_streaming(
         conn->stream.expires_at(deadline);
         conn->with_stream([&](auto& stream) {
             auto read_head = [&] {
-                bhttp::async_read_header(stream, conn->buffer, parser,
-                                         [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+                bhttp::async_read_header(
+                    stream, conn->buffer, parser,
+                    [&](beast::error_code rec, std::size_t) { read_ec = rec; });
             };
             bhttp::async_write_header(
                 stream, serializer, [&, read_head](beast::error_code ec, std::size_t) {

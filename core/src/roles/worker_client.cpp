@@ -3,8 +3,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <cstddef>
 #include <condition_variable>
+#include <cstddef>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -32,7 +32,9 @@ public:
     ReplyGate(std::size_t slots, std::vector<sdk::TensorMap> spares)
         : free_(static_cast<std::ptrdiff_t>(slots)), spares_(std::move(spares)) {}
 
-    std::vector<sdk::TensorMap> take_spares() { return std::move(spares_); }
+    std::vector<sdk::TensorMap> take_spares() {
+        return std::move(spares_);
+    }
 
     /// Waits for a slot until `deadline`; a spare tensor map (maybe empty) comes with it.
     bool acquire(Clock::time_point deadline, sdk::TensorMap& spare) {
@@ -66,7 +68,9 @@ public:
     }
 
     /// Bytes of a reply arrived.
-    void progress() noexcept { last_progress_ = Clock::now().time_since_epoch().count(); }
+    void progress() noexcept {
+        last_progress_ = Clock::now().time_since_epoch().count();
+    }
 
 private:
     std::mutex mutex_;
@@ -137,8 +141,7 @@ public:
         }
     }
 
-    sdk::Status on_head(const http::Response& head,
-                        std::optional<std::uint64_t> length) override {
+    sdk::Status on_head(const http::Response& head, std::optional<std::uint64_t> length) override {
         reply_.status = head.status;
         weights_ = head.content_type.rfind(tensor::kSafetensorsContentType, 0) == 0;
         if (weights_ && !length) {
@@ -227,7 +230,9 @@ public:
         return sdk::Status::ok();
     }
 
-    sdk::WorkerReply take() { return std::move(reply_); }
+    sdk::WorkerReply take() {
+        return std::move(reply_);
+    }
 
     /// Gives the slot back with whatever buffers the visitor left in `tensors`.
     void release(sdk::TensorMap&& tensors = {}) {

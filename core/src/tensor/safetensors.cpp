@@ -466,7 +466,8 @@ Result<SafetensorsView> parse(std::string_view body, const DecodeLimits& limits)
     return parse(as_bytes(body), limits);
 }
 
-Result<std::uint64_t> header_length(std::uint64_t body_size, std::span<const unsigned char, 8> prefix,
+Result<std::uint64_t> header_length(std::uint64_t body_size,
+                                    std::span<const unsigned char, 8> prefix,
                                     const DecodeLimits& limits) noexcept {
     try {
         return check_prefix(body_size, prefix.data(), limits);
@@ -478,8 +479,7 @@ Result<std::uint64_t> header_length(std::uint64_t body_size, std::span<const uns
 Result<HeaderLayout> parse_header(std::string_view header_json, std::uint64_t data_bytes) noexcept {
     try {
         if (header_json.size() < 2 || header_json.front() != '{') {
-            return Error{ErrorCode::InvalidArgument,
-                         "safetensors: header does not start with '{'"};
+            return Error{ErrorCode::InvalidArgument, "safetensors: header does not start with '{'"};
         }
         return parse_header_impl(header_json, data_bytes);
     } catch (const std::exception& e) {

@@ -63,7 +63,9 @@ struct Fixture {
         released = true;
         cv.notify_all();
     }
-    std::uint16_t port() const { return server->bound_port(); }
+    std::uint16_t port() const {
+        return server->bound_port();
+    }
 
     synergos::sdk::testing::CapturingLogger logger;
     Router router;
@@ -221,7 +223,9 @@ public:
         declared = length;
         return {};
     }
-    std::span<char> next_buffer() override { return {piece_, sizeof piece_}; }
+    std::span<char> next_buffer() override {
+        return {piece_, sizeof piece_};
+    }
     synergos::sdk::Status wrote(std::size_t n) override {
         body.append(piece_, n);
         if (body.size() > abort_after_) {
@@ -233,7 +237,9 @@ public:
         ended = true;
         return {};
     }
-    void on_sent() noexcept override { sent = true; }
+    void on_sent() noexcept override {
+        sent = true;
+    }
 
     int status = 0;
     std::optional<std::uint64_t> declared;
@@ -301,10 +307,8 @@ TEST_CASE("HttpClient streams a body sent in pieces and a response into small bu
     std::string a(300000, 'a');
     std::string b = "-middle-";
     std::string c(5000, 'c');
-    const synergos::core::http::BodyParts parts{{a.data(), a.size()},
-                                                {b.data(), b.size()},
-                                                {c.data(), 0},
-                                                {c.data(), c.size()}};
+    const synergos::core::http::BodyParts parts{
+        {a.data(), a.size()}, {b.data(), b.size()}, {c.data(), 0}, {c.data(), c.size()}};
     SmallPieces sink;
     auto st = client.request_streaming("POST", "127.0.0.1", f.port(), "/echo", parts,
                                        "application/octet-stream", 10s, sink);

@@ -11,11 +11,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -34,8 +34,8 @@ using namespace std::chrono_literals;
 namespace sdk = synergos::sdk;
 namespace http = synergos::core::http;
 namespace tensor = synergos::core::tensor;
-using synergos::core::roles::HttpWorkerClient;
 using nlohmann::json;
+using synergos::core::roles::HttpWorkerClient;
 
 sdk::Tensor make_tensor(const std::string& name, std::vector<std::int64_t> shape, float base) {
     sdk::Tensor t;

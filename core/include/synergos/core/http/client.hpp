@@ -11,11 +11,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <optional>
 #include <vector>
 
 #include <synergos/core/http/message.hpp>
@@ -55,7 +55,8 @@ public:
     virtual ~ResponseSink() = default;
     /// Status, content type and headers (`body` empty); `content_length` is absent when the
     /// body is chunked.
-    virtual sdk::Status on_head(const Response& head, std::optional<std::uint64_t> content_length) = 0;
+    virtual sdk::Status on_head(const Response& head,
+                                std::optional<std::uint64_t> content_length) = 0;
     /// Where the next body bytes go: at least one byte, written from its front.
     virtual std::span<char> next_buffer() = 0;
     /// `n` bytes were written to the front of the last buffer.
