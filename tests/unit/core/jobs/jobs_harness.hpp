@@ -162,6 +162,7 @@ struct Harness {
 
     std::vector<std::string> submit(const std::vector<core::jobs::JobSpec>& specs) {
         auto jobs = service->submit(specs);
+        INFO("submit: " << (jobs ? std::string("ok") : jobs.error().message));
         REQUIRE(jobs);
         std::vector<std::string> ids;
         for (const auto& j : *jobs) {

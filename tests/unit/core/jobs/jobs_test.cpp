@@ -59,7 +59,7 @@ TEST_CASE("A result delivered twice is archived once", "[jobs]") {
     CHECK(h.service->get(id)->state == "succeeded");
 }
 
-TEST_CASE("A published job reads as queued before its move is written; the writer or a stop writes it",
+TEST_CASE("A published job reads as queued until the writer or a stop writes its move",
           "[jobs]") {
     Harness h(Backend::Memory, 1);
     core::jobs::JobServiceOptions o;
