@@ -137,9 +137,11 @@ sdk::Result<Statement> Connection::prepare(const std::string& sql) noexcept {
     return Statement(db_, stmt);
 }
 
-void Connection::set_checkpoint_policy(int passive_frames, int restart_frames) noexcept {
+void Connection::set_checkpoint_policy(int passive_frames, int restart_frames,
+                                       std::function<void()> hand_off) noexcept {
     passive_frames_ = passive_frames;
     restart_frames_ = restart_frames;
+    hand_off_ = std::move(hand_off);
     sqlite3_wal_hook(db_, &Connection::on_wal_commit, this);
 }
 
@@ -153,7 +155,11 @@ int Connection::on_wal_commit(void* self, sqlite3* db, const char* schema, int f
     // from starting over it stays past the threshold, and a checkpoint (copy and fsync of the
     // database file) on every commit would double the cost of each write.
     if (frames - conn->checkpointed_frames_ >= conn->passive_frames_) {
-        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        if (conn->hand_off_) {
+            conn->hand_off_();
+        } else {
+            sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        }
         conn->checkpointed_frames_ = frames;
     }
     return SQLITE_OK;
@@ -171,6 +177,10 @@ void Connection::restart_if_large(int wait_ms, int busy_timeout_ms) noexcept {
         wal_frames_ = 0;
         checkpointed_frames_ = 0;
     }
+}
+
+void Connection::checkpoint_passive() noexcept {
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
 }
 
 sdk::Status Connection::exec_cached(const std::string& sql) noexcept {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,11 +72,17 @@ public:
     sdk::Result<Statement> prepare(const std::string& sql) noexcept;
     /// Replaces SQLite's auto-checkpoint: a PASSIVE checkpoint after a commit once the WAL holds
     /// `passive_frames`; `restart_if_large()` then lets the WAL start over past `restart_frames`.
-    void set_checkpoint_policy(int passive_frames, int restart_frames) noexcept;
+    /// With `hand_off`, a due PASSIVE checkpoint is not run here but announced through it (it
+    /// runs on another connection, off the committing thread); `hand_off` must not block.
+    void set_checkpoint_policy(int passive_frames, int restart_frames,
+                               std::function<void()> hand_off = {}) noexcept;
     /// Under a steady stream of reads and writes PASSIVE checkpoints never complete and the WAL
     /// grows without bound: past the threshold, try a RESTART checkpoint, waiting at most
     /// `wait_ms` for readers to leave old snapshots (it is retried after a later commit).
     void restart_if_large(int wait_ms, int busy_timeout_ms) noexcept;
+
+    /// Copies what it can of the WAL into the database file without waiting for anyone.
+    void checkpoint_passive() noexcept;
 
     /// The value of an integer PRAGMA (e.g. "user_version").
     sdk::Result<std::int64_t> pragma_int(const std::string& name) noexcept;
@@ -96,6 +103,7 @@ private:
     int restart_frames_ = 0;
     int wal_frames_ = 0;
     int checkpointed_frames_ = 0;  // WAL size at the last passive checkpoint
+    std::function<void()> hand_off_;
     std::string path_;
     std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
 };

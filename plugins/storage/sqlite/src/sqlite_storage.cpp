@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "sqlite_storage.hpp"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cctype>
 #include <exception>
@@ -467,7 +469,25 @@ sdk::Status SqliteStorage::start() noexcept {
         }
         (void)writer_.exec(kCachePragmas);
         // ~4 MB passive, ~64 MB forces the WAL to start over (4 KiB pages).
-        writer_.set_checkpoint_policy(1000, 16384);
+        // A connection knows the file is in WAL mode (and can checkpoint it) once it has read it.
+        if (auto st = checkpointer_conn_.open(path_, false, busy_timeout_ms_); !st) {
+            writer_.close();
+            return st;
+        }
+        if (auto read = checkpointer_conn_.pragma_int("schema_version"); !read) {
+            checkpointer_conn_.close();
+            writer_.close();
+            return read.error();
+        }
+        checkpointer_stop_ = false;
+        checkpointer_ = std::thread([this] { run_checkpointer(); });
+        writer_.set_checkpoint_policy(1000, 16384, [this] {
+            {
+                std::lock_guard<std::mutex> lock(checkpoint_mutex_);
+                checkpoint_due_ = true;
+            }
+            checkpoint_cv_.notify_one();
+        });
         (void)writer_.exec("PRAGMA journal_size_limit=67108864");
         {
             std::lock_guard<std::mutex> read_lock(read_mutex_);
@@ -476,6 +496,7 @@ sdk::Status SqliteStorage::start() noexcept {
                 if (auto st = conn->open(path_, false, busy_timeout_ms_); !st) {
                     readers_.clear();
                     free_readers_.clear();
+                    stop_checkpointer();
                     writer_.close();
                     return st;
                 }
@@ -532,6 +553,38 @@ sdk::Status SqliteStorage::migrate() noexcept {
 }
 
 int SqliteStorage::schema_version() const noexcept { return schema_version_; }
+
+void SqliteStorage::run_checkpointer() noexcept {
+    pthread_setname_np(pthread_self(), "sqlite-ckpt");  // for top/perf
+    std::unique_lock<std::mutex> lock(checkpoint_mutex_);
+    for (;;) {
+        // Idle wait for work; the timeout only re-checks the flags.
+        checkpoint_cv_.wait_for(lock, std::chrono::seconds(1),
+                                [&] { return checkpoint_due_ || checkpointer_stop_; });
+        if (checkpointer_stop_) {
+            return;
+        }
+        if (!checkpoint_due_) {
+            continue;
+        }
+        checkpoint_due_ = false;
+        lock.unlock();
+        checkpointer_conn_.checkpoint_passive();
+        lock.lock();
+    }
+}
+
+void SqliteStorage::stop_checkpointer() noexcept {
+    {
+        std::lock_guard<std::mutex> lock(checkpoint_mutex_);
+        checkpointer_stop_ = true;
+    }
+    checkpoint_cv_.notify_all();
+    if (checkpointer_.joinable()) {
+        checkpointer_.join();
+    }
+    checkpointer_conn_.close();
+}
 
 sdk::Result<Connection*> SqliteStorage::acquire_reader() noexcept {
     std::unique_lock<std::mutex> lock(read_mutex_);
@@ -1032,6 +1085,7 @@ void SqliteStorage::stop() noexcept {
         }
         write_queue_.clear();
         write_cv_.notify_all();
+        stop_checkpointer();
         writer_.close();
     }
     std::unique_lock<std::mutex> lock(read_mutex_);

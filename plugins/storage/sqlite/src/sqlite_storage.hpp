@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -120,6 +121,17 @@ private:
     std::map<std::string, std::int64_t> txn_doc_ids_;  // leader only: see commit_group
     bool started_ = false;
     Connection writer_;
+
+    // Passive checkpoints run here, on their own connection, so a commit never waits for the
+    // copy and fsync of the database file.
+    void run_checkpointer() noexcept;
+    void stop_checkpointer() noexcept;
+    std::mutex checkpoint_mutex_;
+    std::condition_variable checkpoint_cv_;
+    bool checkpoint_due_ = false;
+    bool checkpointer_stop_ = false;
+    Connection checkpointer_conn_;
+    std::thread checkpointer_;
 
     // Reader pool.
     std::mutex read_mutex_;

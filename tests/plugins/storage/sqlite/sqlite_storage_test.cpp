@@ -562,3 +562,31 @@ TEST_CASE("sqlite storage never hands out a doc_id twice, across failed batches,
     CHECK(again->front().doc_id == 4);  // 3 was deleted: never reused
     CHECK(store.apply({insert("Project", project_key("c", "2"))})->front().doc_id == 2);
 }
+
+TEST_CASE("sqlite storage checkpoints the WAL into the database file off the committing thread",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, opts({{"synchronous", "NORMAL"}}));
+    REQUIRE(store.start().is_ok());
+    const std::string file = store.path();
+    const auto initial = fs::file_size(file);
+    // Well over 1000 WAL frames (4 KiB pages): ~2000 records of 3 KiB each.
+    const std::string doc = "{\"pad\":\"" + std::string(3000, 'x') + "\"}";
+    for (int batch = 0; batch < 40; ++batch) {
+        std::vector<sdk::Mutation> writes;
+        for (int i = 0; i < 50; ++i) {
+            writes.push_back(insert("Run", project_key("c", std::to_string(batch * 50 + i)), doc));
+        }
+        REQUIRE(store.apply(writes).has_value());
+    }
+    // The checkpointer copies pages into the main file: it grows well past its initial size.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (fs::file_size(file) < initial + 2 * 1024 * 1024 &&
+           std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();
+    }
+    CHECK(fs::file_size(file) >= initial + 2 * 1024 * 1024);
+    CHECK(store.list({"Run", {{"collab_id", "c"}}, 0, 0})->size() == 2000);
+    store.stop();
+}
