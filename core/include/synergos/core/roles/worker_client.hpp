@@ -21,15 +21,16 @@ public:
     /// or waiting for the visitor): the TTP's memory stays near that many models whatever the
     /// number of workers; the other workers' replies wait in their sockets meanwhile. Their
     /// buffers are kept between calls (fresh model-sized buffers cost page faults every round),
-    /// so the client keeps up to that many models resident. Two: one reply is received while
-    /// the previous one is folded (one costs ~3 ms more per 8-worker round on loopback). A
-    /// reply that stops arriving (no byte for half a second) does not hold the others back:
-    /// they are then received beside it.
+    /// so the client keeps up to that many models resident. One by default: two let a reply be
+    /// received while the previous one is folded (~3 ms less per 8-worker round on loopback)
+    /// but a round may then hold two replies and the next global model at once. A reply that
+    /// stops arriving (no byte for half a second) does not hold the others back: they are then
+    /// received beside it.
     /// `concurrent_sends` bounds the requests `call_all` writes at once: a worker then has its
     /// whole request early and starts training, its reply comes back while later workers still
     /// train, and the workers do not all decode at the same moment. Two rather than one so a
     /// slow link to one worker does not hold every other worker's request back.
-    explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 2,
+    explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1,
                               std::size_t concurrent_sends = 2)
         : http_(http),
           replies_in_memory_(replies_in_memory == 0 ? 1 : replies_in_memory),
