@@ -719,11 +719,16 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
         if (auto st = check_key(query.kind, query.match, true); !st) {
             return st.error();
         }
+        // Names and values are length-prefixed: they may hold any character, NUL included, so a
+        // separator alone would let two different queries share an entry.
         std::string cache_key = query.kind;
         for (const auto& field : query.match) {
             cache_key.push_back('\0');
+            cache_key += std::to_string(field.name.size());
+            cache_key.push_back(':');
             cache_key += field.name;
-            cache_key.push_back('\0');
+            cache_key += std::to_string(field.value.size());
+            cache_key.push_back(':');
             cache_key += field.value;
         }
         cache_key.push_back('\1');

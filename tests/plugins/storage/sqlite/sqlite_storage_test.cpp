@@ -528,6 +528,29 @@ TEST_CASE("sqlite storage: repeated reads are served again only while nothing wa
     CHECK_FALSE(store.list(by_collab).has_value());
 }
 
+TEST_CASE("sqlite storage: the read cache never answers one query with another's result",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    REQUIRE(store.apply({insert("Project", project_key("c", "p"))}).has_value());
+    // Key values may hold any UTF-8, NUL included: these two queries must not share an entry.
+    const std::string glued = std::string("c") + '\0' + "project_id" + '\0' + "p";
+    const sdk::Query one_field{"Project", {{"collab_id", glued}}, 0, 0};
+    const sdk::Query two_fields{"Project", project_key("c", "p"), 0, 0};
+    for (int i = 0; i < 2; ++i) {  // both orders of filling the cache
+        auto none = store.list(i == 0 ? one_field : two_fields);
+        auto some = store.list(i == 0 ? two_fields : one_field);
+        REQUIRE(none.has_value());
+        REQUIRE(some.has_value());
+        CHECK((i == 0 ? none : some)->empty());
+        CHECK((i == 0 ? some : none)->size() == 1);
+        REQUIRE(store.apply({insert("Project", project_key("c", "other" + std::to_string(i)))})
+                    .has_value());  // a write: the next round starts with an empty cache
+    }
+}
+
 TEST_CASE("sqlite storage never hands out a doc_id twice, across failed batches, deletes and restarts",
           "[unit][storage]") {
     TempDir dir;
