@@ -93,6 +93,10 @@ sdk::Status Connection::open(const std::string& path, bool create, int busy_time
     return {};
 }
 
+bool Connection::in_transaction() const noexcept {
+    return db_ != nullptr && sqlite3_get_autocommit(db_) == 0;
+}
+
 void Connection::close() noexcept {
     for (auto& [sql, stmt] : cache_) {
         sqlite3_finalize(stmt);

@@ -62,6 +62,8 @@ public:
     sdk::Status open(const std::string& path, bool create, int busy_timeout_ms) noexcept;
     void close() noexcept;
     bool is_open() const noexcept { return db_ != nullptr; }
+    /// True while a transaction is open (SQLite may end one by itself on some errors).
+    bool in_transaction() const noexcept;
 
     /// Runs one or more statements without results (DDL, PRAGMA, BEGIN/COMMIT).
     sdk::Status exec(const std::string& sql) noexcept;

@@ -870,7 +870,10 @@ std::vector<sdk::Result<std::vector<sdk::Record>>> SqliteStorage::commit_group(
     txn_doc_ids_.clear();
     bool any_ok = false;
     for (const auto& p : group) {
-        (void)writer_.exec_cached("SAVEPOINT batch");
+        if (auto st = writer_.exec_cached("SAVEPOINT batch"); !st) {
+            results.emplace_back(st.error());  // no way to roll back only this batch
+            continue;
+        }
         auto result = apply_batch(*p->batch);
         if (result) {
             (void)writer_.exec_cached("RELEASE batch");
@@ -880,6 +883,23 @@ std::vector<sdk::Result<std::vector<sdk::Record>>> SqliteStorage::commit_group(
             (void)writer_.exec("RELEASE batch");
         }
         results.push_back(std::move(result));
+        if (!writer_.in_transaction()) {
+            // SQLite ended the whole transaction (some errors do, e.g. I/O, full disk, a
+            // trigger's RAISE(ROLLBACK)): what was applied is gone, and the batches left would
+            // otherwise run one statement at a time in autocommit mode.
+            const sdk::Error gone{ErrorCode::Unavailable,
+                                  "storage 'sqlite': the transaction was rolled back by an error "
+                                  "in a batch committed with this one; nothing was written"};
+            for (auto& r : results) {
+                if (r.has_value()) {
+                    r = gone;
+                }
+            }
+            while (results.size() < group.size()) {
+                results.emplace_back(gone);
+            }
+            return results;
+        }
     }
     if (!any_ok) {
         (void)writer_.exec("ROLLBACK");

@@ -411,6 +411,72 @@ TEST_CASE("sqlite storage serves concurrent writers and readers with group commi
     CHECK(ids.size() == runs->size());
 }
 
+TEST_CASE("sqlite storage: a batch that ends the whole transaction fails its group, never "
+          "leaves later batches to autocommit",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    std::string file;
+    {
+        SqliteStorage first(host, opts({{"synchronous", "NORMAL"}}));
+        file = first.path();
+        REQUIRE(first.start().is_ok());  // creates the schema
+    }
+    {
+        // A trigger that rolls back the whole transaction, as SQLite itself may on I/O errors,
+        // a full disk or no memory: the batches grouped with it must not be half applied.
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db,
+                             "CREATE TRIGGER boom BEFORE INSERT ON records WHEN NEW.kind = 'Boom' "
+                             "BEGIN SELECT RAISE(ROLLBACK, 'boom'); END;",
+                             nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    SqliteStorage store(host, opts({{"synchronous", "NORMAL"}}));
+    REQUIRE(store.start().is_ok());
+    constexpr int kThreads = 6;
+    constexpr int kPerThread = 60;
+    struct Outcome {
+        std::string id;
+        bool ok = false;
+    };
+    std::vector<std::vector<Outcome>> outcomes(kThreads);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < kPerThread; ++i) {
+                const std::string id = std::to_string(t) + "-" + std::to_string(i);
+                const sdk::Key key{{"collab_id", "c"}, {"run_id", id}};
+                std::vector<sdk::Mutation> batch{insert("Run", key), insert("Model", key)};
+                if (i % 4 == t % 4) {
+                    batch.push_back(insert("Boom", {{"id", id}}));
+                }
+                outcomes[t].push_back({id, store.apply(batch).has_value()});
+            }
+        });
+    }
+    for (auto& thread : threads) {
+        thread.join();
+    }
+    // Every batch is all or nothing, and its outcome says which.
+    int wrong = 0;
+    for (const auto& per_thread : outcomes) {
+        for (const auto& o : per_thread) {
+            const bool run = store.get("Run", {{"collab_id", "c"}, {"run_id", o.id}}).has_value();
+            const bool model =
+                store.get("Model", {{"collab_id", "c"}, {"run_id", o.id}}).has_value();
+            if (run != o.ok || model != o.ok) {
+                ++wrong;
+                UNSCOPED_INFO("batch " << o.id << " reported " << o.ok << ", run " << run
+                                       << ", model " << model);
+            }
+        }
+    }
+    CHECK(wrong == 0);
+    CHECK(store.list({"Boom", {}, 0, 0})->empty());
+}
+
 TEST_CASE("the sqlite plugin library loads and works through its exported factory",
           "[integration][storage]") {
     TempDir dir;
