@@ -448,6 +448,12 @@ sdk::Status SqliteStorage::start() noexcept {
         if (auto st = writer_.open(path_, true, busy_timeout_ms_); !st) {
             return st;
         }
+        // A file from a newer version is refused before anything (even its journal mode) is
+        // changed; migrate() checks again under its own transaction.
+        if (auto st = refuse_newer_schema(); !st) {
+            writer_.close();
+            return st;
+        }
         {
             // Scoped: the statement must be reset before the migrations' transactions.
             auto mode = writer_.prepare("PRAGMA journal_mode=WAL");
@@ -518,7 +524,7 @@ sdk::Status SqliteStorage::start() noexcept {
     }
 }
 
-sdk::Status SqliteStorage::migrate() noexcept {
+sdk::Status SqliteStorage::refuse_newer_schema() noexcept {
     auto version = writer_.pragma_int("user_version");
     if (!version) {
         return version.error();
@@ -528,6 +534,17 @@ sdk::Status SqliteStorage::migrate() noexcept {
                            "storage 'sqlite': '" + path_ + "' has schema version " +
                                std::to_string(*version) + ", newer than this plugin's " +
                                std::to_string(kSchemaVersion) + "; upgrade synergos");
+    }
+    return {};
+}
+
+sdk::Status SqliteStorage::migrate() noexcept {
+    if (auto st = refuse_newer_schema(); !st) {
+        return st;
+    }
+    auto version = writer_.pragma_int("user_version");
+    if (!version) {
+        return version.error();
     }
     for (auto v = *version; v < kSchemaVersion; ++v) {
         if (auto st = writer_.exec("BEGIN IMMEDIATE"); !st) {

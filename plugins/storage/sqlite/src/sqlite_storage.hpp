@@ -92,6 +92,8 @@ private:
     class ReadLease;
 
     sdk::Status migrate() noexcept;
+    /// FailedPrecondition naming the file when its schema is newer than kSchemaVersion.
+    sdk::Status refuse_newer_schema() noexcept;
     sdk::Result<Connection*> acquire_reader() noexcept;
     void release_reader(Connection* connection) noexcept;
     /// Ends the read transactions of idle readers (after a commit), so they never pin old

@@ -246,6 +246,30 @@ TEST_CASE("sqlite storage keeps data across restarts and refuses a newer schema"
     CHECK(st.message().find(file) != std::string::npos);
 }
 
+TEST_CASE("sqlite storage refuses a file from a newer version without changing it",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    const std::string file = dir.path + "/future.db";
+    {
+        // A newer synergos's file, still in rollback-journal mode.
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db, "CREATE TABLE future (x INTEGER)", nullptr, nullptr, nullptr) ==
+                SQLITE_OK);
+        sqlite3_close(db);
+    }
+    set_user_version(file, synergos::plugins::sqlite::kSchemaVersion + 1);
+    REQUIRE(journal_mode(file) == "delete");
+    SqliteStorage store(host, opts({{"path", file}}));
+    auto st = store.start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.code() == sdk::ErrorCode::FailedPrecondition);
+    CHECK(st.message().find(file) != std::string::npos);
+    CHECK(journal_mode(file) == "delete");  // not switched to WAL
+    CHECK_FALSE(fs::exists(file + "-wal"));
+}
+
 TEST_CASE("sqlite storage migrates a version-1 file to the current schema", "[unit][storage]") {
     TempDir dir;
     sdk::testing::FakeHost host(dir.path);
