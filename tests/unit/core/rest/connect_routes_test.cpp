@@ -351,6 +351,49 @@ TEST_CASE("relations and cascades are scoped by the full key", "[unit][rest]") {
           json::array());
 }
 
+TEST_CASE("a GET answer reused while unchanged follows every change of the record and its "
+          "relations",
+          "[unit][rest]") {
+    RestServer s;
+    REQUIRE(s.call("POST", kConnect + "/collaborations", collab_body("c")).status == 201);
+    REQUIRE(s.call("POST", kConnect + "/collaborations/c/projects", project_body("p")).status ==
+            201);
+    REQUIRE(s.call("POST", kConnect + "/participants", participant_body("w")).status == 201);
+    const std::string project = project_path("c", "p");
+    const std::string participant = kConnect + "/participants/w";
+    const std::string reg = project + "/participants/w/registration";
+    auto relations = [&](const std::string& path, const char* kind) {
+        json data = expect_envelope(s.call("GET", path), 200,
+                                    path == project ? "project.get" : "participant.get")["data"];
+        return data["relations"][kind];
+    };
+    for (int i = 0; i < 2; ++i) {  // the second answer is the reused one
+        CHECK(relations(project, "Registration").empty());
+        CHECK(relations(participant, "Registration").empty());
+    }
+    // A participant registered to the project changes both answers.
+    REQUIRE(s.call("POST", reg, registration_body()).status == 201);
+    REQUIRE(relations(project, "Registration").size() == 1);
+    CHECK(relations(project, "Registration")[0]["role"] == "host");
+    REQUIRE(relations(participant, "Registration").size() == 1);
+    // Replaced (same key, same doc_id): the related record's new content shows.
+    json guest = registration_body();
+    guest["role"] = "guest";
+    REQUIRE(s.call("POST", reg, guest).status == 201);
+    CHECK(relations(project, "Registration")[0]["role"] == "guest");
+    CHECK(relations(participant, "Registration")[0]["role"] == "guest");
+    // Updated in place: the record's own fields.
+    REQUIRE(s.call("PUT", participant, json{{"summary", "after"}}).status == 200);
+    CHECK(body_of(s.call("GET", participant))["data"]["summary"] == "after");
+    // Deleted, then created again under the same key (a new doc_id).
+    REQUIRE(s.call("DELETE", reg).status == 200);
+    CHECK(relations(project, "Registration").empty());
+    CHECK(relations(participant, "Registration").empty());
+    REQUIRE(s.call("POST", reg, registration_body()).status == 201);
+    REQUIRE(relations(project, "Registration").size() == 1);
+    CHECK(relations(project, "Registration")[0]["role"] == "host");
+}
+
 TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
     RestServer s;
     build_tree(s, "c", "p", "w");
