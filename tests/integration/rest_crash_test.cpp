@@ -224,3 +224,68 @@ TEST_CASE("every acknowledged write survives SIGKILL and the store stays consist
     }
     CHECK(doc_ids.size() == runs->size());
 }
+
+TEST_CASE("a write answered on one connection is seen at once by reads on the others",
+          "[integration][rest]") {
+    TempDir dir;
+    // Several I/O threads: the writer's and the readers' connections are served by different
+    // event loops, and reads are served from the store's and the routes' caches when they can.
+    ServerProcess server(dir.path, {"--threads", "3"});
+    REQUIRE(server.port() != 0);
+    const auto port = server.port();
+    HttpClient writer;
+    std::vector<HttpClient> readers(2);
+    auto get = [&](HttpClient& client, const std::string& path) {
+        auto res = client.request("GET", "127.0.0.1", port, path, {}, "application/json", 10s);
+        REQUIRE(res.has_value());
+        return std::make_pair(res->status, json::parse(res->body, nullptr, false));
+    };
+    auto put = [&](const std::string& path, const json& body) {
+        auto res = writer.request("PUT", "127.0.0.1", port, path, body.dump(), "application/json",
+                                  10s);
+        return res ? res->status : -1;
+    };
+    REQUIRE(post(writer, port, "/ttp/connect/collaborations", {{"collab_id", "c"}}) == 201);
+    REQUIRE(post(writer, port, "/ttp/connect/collaborations/c/projects",
+                 {{"project_id", "p"}, {"incentives", json::object()}}) == 201);
+    REQUIRE(post(writer, port, kProject + "/experiments", {{"expt_id", "e"}, {"model", model()}}) ==
+            201);
+    const std::string experiment = kProject + "/experiments/e";
+    for (int i = 0; i < 40; ++i) {
+        for (auto& reader : readers) {  // fills the caches with the state before the write
+            REQUIRE(get(reader, experiment).first == 200);
+        }
+        const std::string run = experiment + "/runs/r" + std::to_string(i);
+        REQUIRE(post(writer, port, experiment + "/runs", {{"run_id", "r" + std::to_string(i)},
+                                                          {"rounds", 1}}) == 201);
+        for (auto& reader : readers) {
+            auto [status, body] = get(reader, run);
+            CHECK(status == 200);
+            auto [expt_status, expt] = get(reader, experiment);
+            REQUIRE(expt_status == 200);
+            CHECK(expt["data"]["relations"]["Run"].size() == static_cast<std::size_t>(i + 1));
+        }
+        REQUIRE(put(run, {{"rounds", 2}}) == 200);
+        for (auto& reader : readers) {
+            auto [status, body] = get(reader, run);
+            REQUIRE(status == 200);
+            CHECK(body["data"]["rounds"] == 2);
+        }
+        if (i % 2 == 1) {
+            REQUIRE(send(writer, port, "DELETE", run) == 200);
+            for (auto& reader : readers) {
+                CHECK(get(reader, run).first == 404);
+                auto [expt_status, expt] = get(reader, experiment);
+                REQUIRE(expt_status == 200);
+                CHECK(expt["data"]["relations"]["Run"].size() == static_cast<std::size_t>(i));
+            }
+            REQUIRE(post(writer, port, experiment + "/runs",
+                         {{"run_id", "r" + std::to_string(i)}, {"rounds", 3}}) == 201);
+            for (auto& reader : readers) {
+                auto [status, body] = get(reader, run);
+                REQUIRE(status == 200);
+                CHECK(body["data"]["rounds"] == 3);
+            }
+        }
+    }
+}
