@@ -6,6 +6,7 @@
 #include <chrono>
 #include <exception>
 #include <iterator>
+#include <string>
 #include <utility>
 
 namespace synergos::core::rest {
@@ -120,6 +121,17 @@ void WriteQueue::apply_group(std::vector<Item>& group) {
                                               std::make_move_iterator(next + n));
                 next += n;
                 deliver(item.done, std::move(mine));
+            }
+            return;
+        }
+        if (applied) {
+            // Committed, but the records do not line up with the batches (a backend breaking
+            // apply's contract): applying them again would write twice, so all report it.
+            const std::string message =
+                "storage returned " + std::to_string(applied->size()) + " records for " +
+                std::to_string(outputs) + " expected; the writes were committed once";
+            for (auto& item : group) {
+                deliver(item.done, sdk::Error{sdk::ErrorCode::Internal, message});
             }
             return;
         }

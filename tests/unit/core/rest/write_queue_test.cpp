@@ -40,9 +40,21 @@ public:
                 cv_.wait_for(lock, 10s, [&] { return released_; });
             }
         }
-        return inner_.apply(batch);
+        auto applied = inner_.apply(batch);
+        if (applied && report_delete_where_) {
+            // A backend misreading the contract: one record per DeleteWhere too.
+            for (const auto& m : batch) {
+                if (m.mode == sdk::WriteMode::DeleteWhere) {
+                    applied->push_back(sdk::Record{m.kind, m.key, "{}", 0, 1, 0, 0});
+                }
+            }
+        }
+        return applied;
     }
     void stop() noexcept override {}
+
+    /// Makes apply() return a record for each DeleteWhere as well.
+    void report_delete_where() { report_delete_where_ = true; }
 
     bool wait_entered() {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -65,6 +77,7 @@ private:
     std::vector<std::size_t> sizes_;
     bool entered_ = false;
     bool released_ = false;
+    bool report_delete_where_ = false;
 };
 
 sdk::Mutation insert_run(const std::string& run) {
@@ -177,5 +190,51 @@ TEST_CASE("WriteQueue commits a group without a conflict in one apply", "[unit][
     }
     CHECK(doc_ids.size() == 31);
     CHECK(held.sizes() == std::vector<std::size_t>{1, 30});
+    storage.stop();
+}
+
+TEST_CASE("WriteQueue never applies a committed group again when the backend's answer does not "
+          "line up with its batches",
+          "[unit][rest]") {
+    synergos::testing::TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    synergos::plugins::sqlite::SqliteStorage storage(
+        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
+    REQUIRE(storage.start().is_ok());
+    HeldBackend held(storage);
+    held.report_delete_where();
+    std::vector<std::future<WriteQueue::Outcome>> outcomes;
+    {
+        WriteQueue queue(held);
+        auto submit = [&](std::vector<sdk::Mutation> batch) {
+            auto promise = std::make_shared<std::promise<WriteQueue::Outcome>>();
+            outcomes.push_back(promise->get_future());
+            queue.submit(std::move(batch), [promise](WriteQueue::Outcome outcome) {
+                promise->set_value(std::move(outcome));
+            });
+        };
+        submit({insert_run("first")});
+        REQUIRE(held.wait_entered());
+        submit({insert_run("second")});
+        submit({{sdk::WriteMode::DeleteWhere, "Model", insert_run("first").key, {}},
+                {sdk::WriteMode::Delete, "Run", insert_run("first").key, {}}});
+        held.release();
+        for (auto& outcome : outcomes) {
+            REQUIRE(outcome.wait_for(10s) == std::future_status::ready);
+        }
+    }
+    REQUIRE(outcomes[0].get().has_value());
+    // The group was committed once; its outcomes cannot be told apart, so both report an
+    // internal error rather than a made-up conflict from applying them a second time.
+    for (std::size_t i = 1; i < outcomes.size(); ++i) {
+        auto result = outcomes[i].get();
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().code == sdk::ErrorCode::Internal);
+    }
+    CHECK(held.sizes() == std::vector<std::size_t>{1, 3});
+    auto runs = storage.list({"Run", {}, 0, 0});
+    REQUIRE(runs.has_value());
+    REQUIRE(runs->size() == 1);
+    CHECK(runs->front().key.back().value == "second");
     storage.stop();
 }
