@@ -6,7 +6,9 @@
 /// submit their batch and return at once; the writer takes everything queued, applies it as one
 /// batch (one transaction, one durable commit for all of them) and hands each outcome to its
 /// callback. When the combined batch fails (one request conflicts), each batch is applied alone,
-/// in order, so every request gets exactly the outcome it would have had on its own.
+/// in order, so every request gets exactly the outcome it would have had on its own. A group is
+/// never applied twice: if a committed group's records do not line up with its batches (a
+/// backend breaking apply's contract), every request of it gets an internal error.
 
 #include <condition_variable>
 #include <cstddef>
