@@ -11,6 +11,9 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "start-rabbitmq: no broker running and not root: start one with 'sudo rabbitmq-server -detached'" >&2
     exit 1
 fi
+# Each durable queue holds file handles while the broker recovers it at boot; the default limit
+# (1024: "available file handles: 927") stalls the boot once tests have left a thousand queues.
+ulimit -n 65536 2>/dev/null || true
 rabbitmq-server -detached >/dev/null 2>&1 || true
 # -detached returns before the node registers with epmd, and await_startup fails at once on a
 # node it cannot see yet: poll, bounded, until the node answers and has finished booting.
