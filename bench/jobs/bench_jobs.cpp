@@ -94,7 +94,8 @@ public:
 class Cluster {
 public:
     Cluster(const std::string& url, const std::string& synchronous)
-        : dir_(fs::temp_directory_path() / ("synergos-bench-jobs-" + random_hex())),
+        : url_(url),
+          dir_(fs::temp_directory_path() / ("synergos-bench-jobs-" + random_hex())),
           host_(dir_.string(), "bench"),
           storage_(host_, sdk::Options(std::map<std::string, std::string>{
                               {"path", (dir_ / "store.db").string()},
@@ -127,6 +128,18 @@ public:
         service_->stop();
         ttp_mq_.stop();
         director_mq_.stop();
+        // The queues are durable and named per run: left behind, every run would add five to
+        // what the broker recovers at each boot.
+        for (const std::string& queue :
+             {topology_.jobs(0), topology_.control(0), topology_.results(),
+              topology_.results_dead(), topology_.jobs_dead()}) {
+            try {
+                synergos::bench::mq::delete_amqp_queue(url_, queue);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "bench_jobs: could not delete queue %s: %s\n", queue.c_str(),
+                             e.what());
+            }
+        }
         std::error_code ignored;
         fs::remove_all(dir_, ignored);
     }
@@ -180,6 +193,7 @@ private:
         }
     }
 
+    std::string url_;
     fs::path dir_;
     sdk::testing::FakeHost host_;
     synergos::plugins::sqlite::SqliteStorage storage_;
