@@ -8,8 +8,6 @@
 // Usage: bench_jobs [--url amqp://...] [--jobs N] [--rounds R] [--synchronous FULL|NORMAL]
 // (--synchronous NORMAL shows how much of the gap is the store's fsync per commit.)
 
-#include <amqp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -56,20 +54,6 @@ std::string random_hex() {
     return name.str();
 }
 
-sdk::Options broker_options(const std::string& url) {
-    std::vector<char> buffer(url.begin(), url.end());
-    buffer.push_back('\0');
-    amqp_connection_info info{};
-    if (amqp_parse_url(buffer.data(), &info) != AMQP_STATUS_OK) {
-        throw std::runtime_error("'" + url + "' is not an amqp:// URL");
-    }
-    return sdk::Options(std::map<std::string, std::string>{{"host", info.host},
-                                                           {"port", std::to_string(info.port)},
-                                                           {"vhost", info.vhost},
-                                                           {"username", info.user},
-                                                           {"password", info.password}});
-}
-
 /// The no-op TTP function: returns at once; archival stores one small record per job.
 class NoopFunction final : public sdk::TtpFunction {
 public:
@@ -100,8 +84,8 @@ public:
           storage_(host_, sdk::Options(std::map<std::string, std::string>{
                               {"path", (dir_ / "store.db").string()},
                               {"synchronous", synchronous}})),
-          director_mq_(host_, broker_options(url)),
-          ttp_mq_(host_, broker_options(url)) {
+          director_mq_(host_, sdk::Options(synergos::bench::mq::plugin_options(url))),
+          ttp_mq_(host_, sdk::Options(synergos::bench::mq::plugin_options(url))) {
         fs::create_directories(dir_);
         check(storage_.start(), "sqlite start");
         check(director_mq_.start(), "director queue start");

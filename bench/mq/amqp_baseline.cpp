@@ -220,6 +220,20 @@ BaselineResult run_amqp_baseline(const std::string& url, const std::string& queu
     return result;
 }
 
+std::map<std::string, std::string> plugin_options(const std::string& url) {
+    std::vector<char> buffer(url.begin(), url.end());
+    buffer.push_back('\0');
+    amqp_connection_info info{};
+    if (amqp_parse_url(buffer.data(), &info) != AMQP_STATUS_OK) {
+        throw std::runtime_error("'" + url + "' is not an amqp:// URL");
+    }
+    return {{"host", info.host},
+            {"port", std::to_string(info.port)},
+            {"vhost", info.vhost},
+            {"username", info.user},
+            {"password", info.password}};
+}
+
 void delete_amqp_queue(const std::string& url, const std::string& queue) {
     Connection conn = connect(url);
     amqp_queue_delete(conn.get(), 1, amqp_bytes_t{queue.size(), const_cast<char*>(queue.data())}, 0,

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 
 namespace synergos::bench::mq {
@@ -52,6 +53,10 @@ private:
 /// Throws std::runtime_error with the broker's or rabbitmq-c's reason on any failure.
 BaselineResult run_amqp_baseline(const std::string& url, const std::string& queue,
                                  std::size_t messages, const BaselineOptions& options = {});
+
+/// The `rabbitmq` plugin's options (host, port, vhost, username, password) for `url`, so the
+/// plugin under test talks to the same broker as the baseline. Throws on a URL that is not amqp://.
+std::map<std::string, std::string> plugin_options(const std::string& url);
 
 /// Deletes `queue` (a missing queue is fine). For benchmarks that create queues through code
 /// with no delete operation (the MessageQueue interface has none). Throws on connection failure.

@@ -6,8 +6,6 @@
 // Usage: bench_mq [--url amqp://...] [--messages N] [--body-bytes B] [--rounds R]
 //                 [--prefetch P[,P...]]
 
-#include <amqp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -55,20 +53,6 @@ double rate(std::size_t messages, Clock::duration elapsed) {
     return seconds > 0 ? static_cast<double>(messages) / seconds : 0.0;
 }
 
-sdk::Options plugin_options(const std::string& url) {
-    std::vector<char> buffer(url.begin(), url.end());
-    buffer.push_back('\0');
-    amqp_connection_info info{};
-    if (amqp_parse_url(buffer.data(), &info) != AMQP_STATUS_OK) {
-        throw std::runtime_error("'" + url + "' is not an amqp:// URL");
-    }
-    return sdk::Options(std::map<std::string, std::string>{{"host", info.host},
-                                                           {"port", std::to_string(info.port)},
-                                                           {"vhost", info.vhost},
-                                                           {"username", info.user},
-                                                           {"password", info.password}});
-}
-
 /// The same workload as AmqpBaselineClient, through MessageQueue/Consumer.
 class PluginSide {
 public:
@@ -77,7 +61,7 @@ public:
           name_(unique_queue("plugin")),
           body_(config.body_bytes, 'x'),
           prefetch_(prefetch),
-          queue_(host_, plugin_options(config.url)) {
+          queue_(host_, sdk::Options(synergos::bench::mq::plugin_options(config.url))) {
         check(queue_.start(), "start");
         check(queue_.declare({name_, 0, ""}), "declare");
     }
