@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: Apache-2.0
-#include <cctype>
 #include <climits>
 #include <condition_variable>
 #include <cstdint>
@@ -186,24 +185,7 @@ private:
         if (fd < 0) {
             return;
         }
-        char buf[4096];
-        std::size_t need = std::string::npos;
-        while (need == std::string::npos || request.size() < need) {
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0) {
-                break;
-            }
-            request.append(buf, static_cast<std::size_t>(n));
-            const auto end = request.find("\r\n\r\n");
-            if (need == std::string::npos && end != std::string::npos) {
-                std::string head = request.substr(0, end);
-                for (auto& c : head) {
-                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                }
-                const auto at = head.find("content-length:");
-                need = end + 4 + (at == std::string::npos ? 0 : std::stoul(head.substr(at + 15)));
-            }
-        }
+        request = synergos::testing::read_request(fd);
         (void)!::write(fd, response_.data(), response_.size());
         ::close(fd);  // the whole request was read: closing sends no reset
     }

@@ -10,6 +10,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -28,6 +29,31 @@ inline bool wait_until(const std::function<bool()>& condition,
         std::this_thread::yield();
     }
     return true;
+}
+
+/// Reads one HTTP/1.1 request from `fd` (head, then a Content-Length body), or up to the peer's
+/// close or a read error, for raw socket servers in tests.
+inline std::string read_request(int fd) {
+    std::string in;
+    char buf[65536];
+    std::size_t need = std::string::npos;
+    while (need == std::string::npos || in.size() < need) {
+        const ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) {
+            break;
+        }
+        in.append(buf, static_cast<std::size_t>(n));
+        const auto end = in.find("\r\n\r\n");
+        if (need == std::string::npos && end != std::string::npos) {
+            std::string head = in.substr(0, end);
+            for (auto& c : head) {
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            }
+            const auto at = head.find("content-length:");
+            need = end + 4 + (at == std::string::npos ? 0 : std::stoul(head.substr(at + 15)));
+        }
+    }
+    return in;
 }
 
 /// A blocking TCP connection to 127.0.0.1 whose reads time out after `read_timeout`.

@@ -28,6 +28,8 @@
 #include <synergos/core/tensor/safetensors.hpp>
 #include <synergos/sdk/testing/fake_host.hpp>
 
+#include "unit/core/http/http_test_util.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -197,25 +199,7 @@ private:
         if (fd < 0) {
             return;
         }
-        std::string in;
-        char buf[65536];
-        std::size_t need = std::string::npos;
-        while (need == std::string::npos || in.size() < need) {
-            const ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n <= 0) {
-                break;
-            }
-            in.append(buf, static_cast<std::size_t>(n));
-            const auto end = in.find("\r\n\r\n");
-            if (need == std::string::npos && end != std::string::npos) {
-                std::string head = in.substr(0, end);
-                for (auto& c : head) {
-                    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                }
-                const auto at = head.find("content-length:");
-                need = end + 4 + (at == std::string::npos ? 0 : std::stoul(head.substr(at + 15)));
-            }
-        }
+        (void)synergos::testing::read_request(fd);  // the whole request, then the reply
         std::string body;
         REQUIRE(tensor::encode_into(make_model(), {{"json", "{}"}}, body).is_ok());
         const std::string partial =
