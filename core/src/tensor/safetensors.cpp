@@ -272,9 +272,8 @@ Result<std::uint64_t> check_prefix(std::uint64_t body_size, const unsigned char*
 
 Result<SafetensorsView> parse_impl(std::span<const unsigned char> body,
                                    const DecodeLimits& limits) {
-    const unsigned char zeros[kLengthBytes] = {};
-    auto header_len =
-        check_prefix(body.size(), body.size() >= kLengthBytes ? body.data() : zeros, limits);
+    // check_prefix reads the 8 prefix bytes only after it has checked that the body has them.
+    auto header_len = check_prefix(body.size(), body.data(), limits);
     if (!header_len) {
         return header_len.error();
     }
