@@ -130,8 +130,6 @@ public:
     Cluster(const Cluster&) = delete;
     Cluster& operator=(const Cluster&) = delete;
 
-    const jobs::Topology& topology() const { return topology_; }
-
     /// Submits `count` no-op jobs one by one (as the REST routes do) and waits until every one
     /// is archived. Returns jobs per second over the whole span; `submit_per_s` gets the rate of
     /// the submission loop alone (record, confirmed publish, state update).

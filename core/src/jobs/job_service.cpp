@@ -358,7 +358,6 @@ struct JobService::RecordTask {
 /// archival thread then settles each as its fate says. `done` is guarded by moves_mutex_.
 struct JobService::EventTask {
     enum class Fate { Ack, Alone };  ///< Alone: handled on its own (its error decides)
-    const std::vector<sdk::Delivery>* deliveries = nullptr;
     std::vector<sdk::Result<ResultMessage>> events;
     std::vector<Fate> fates;
     std::vector<std::optional<JobRecord>> archived;  ///< after_archive due once settled
@@ -433,14 +432,18 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
         segment.moves = !moves.empty();
         try {
             add_queued_moves(batch, moves);
-            for (const auto& task : tasks) {
-                for (const auto& job : task->jobs) {
-                    batch.insert(job);
-                }
-                segment.records.push_back(task.get());
-            }
         } catch (const std::exception&) {
-            // Left to the one-by-one pass below.
+            // Moves are best effort: a job left `submitting` is republished at the next start.
+        }
+        for (const auto& task : tasks) {
+            try {
+                batch.insert(task->jobs);
+                segment.records.push_back(task.get());
+            } catch (const std::exception& e) {
+                // None of its records is in the batch: its submit fails and publishes nothing.
+                task->status = sdk::Status(sdk::ErrorCode::Internal,
+                                           std::string("job records could not be encoded: ") + e.what());
+            }
         }
         for (const auto& task : event_tasks) {
             for (std::size_t i = 0; i < task->events.size(); ++i) {
@@ -483,9 +486,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
     for (Segment& segment : failed) {
         for (RecordTask* task : segment.records) {
             JobStore::Batch batch(store_);
-            for (const auto& job : task->jobs) {
-                batch.insert(job);
-            }
+            batch.insert(task->jobs);  // encoded once already: does not throw here
             task->status = batch.commit();
         }
         if (segment.moves) {
@@ -573,10 +574,13 @@ std::shared_ptr<JobService::RecordTask> JobService::record_async(std::vector<Job
     }
     // No writer (not started, or stopping): commit here, before anything is published.
     JobStore::Batch batch(store_);
-    for (const auto& job : task->jobs) {
-        batch.insert(job);
+    try {
+        batch.insert(task->jobs);
+        task->status = batch.commit();
+    } catch (const std::exception& e) {
+        task->status = sdk::Status(sdk::ErrorCode::Internal,
+                                   std::string("job records could not be encoded: ") + e.what());
     }
-    task->status = batch.commit();
     task->done = true;
     return task;
 }
@@ -1045,7 +1049,6 @@ void JobService::archival_loop() {
 
 void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sdk::Delivery>& deliveries) {
     auto task = std::make_shared<EventTask>();
-    task->deliveries = &deliveries;
     for (const auto& d : deliveries) {
         task->events.push_back(ResultMessage::from_json(d.message.body));
     }

@@ -107,10 +107,17 @@ void JobStore::Batch::put(const JobRecord& job, std::vector<sdk::Mutation> extra
     view_[job.job_id] = job;
 }
 
-void JobStore::Batch::insert(const JobRecord& job) {
-    updates_[job.job_id] = mutations_.size();  // a change in this batch goes into the insert
-    mutations_.push_back(store_.insert_mutation(job));
-    view_[job.job_id] = job;
+void JobStore::Batch::insert(const std::vector<JobRecord>& jobs) {
+    std::vector<sdk::Mutation> rows;
+    rows.reserve(jobs.size());
+    for (const auto& job : jobs) {
+        rows.push_back(store_.insert_mutation(job));  // may throw: nothing is added yet
+    }
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+        updates_[jobs[i].job_id] = mutations_.size();  // a later change goes into the insert
+        mutations_.push_back(std::move(rows[i]));
+        view_[jobs[i].job_id] = jobs[i];
+    }
 }
 
 sdk::Status JobStore::Batch::commit() {

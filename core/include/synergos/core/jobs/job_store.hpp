@@ -111,9 +111,9 @@ public:
         void put(const JobRecord& job, std::vector<sdk::Mutation> extra = {});
         /// Adds a mutation that is not a job update.
         void add(sdk::Mutation mutation) { mutations_.push_back(std::move(mutation)); }
-        /// Adds a new job's record; later reads of this batch see it.
-        void insert(const JobRecord& job);
-        bool empty() const { return mutations_.empty(); }
+        /// Adds new jobs' records, all or none (a record that cannot be encoded throws before
+        /// any is added); later reads of this batch see them.
+        void insert(const std::vector<JobRecord>& jobs);
         const std::vector<sdk::Mutation>& mutations() const { return mutations_; }
         /// Applies what was added since the last commit, atomically and durably. On failure
         /// nothing was written and the batch forgets its changes (the next get reads the store).
