@@ -149,7 +149,7 @@ void Connection::set_checkpoint_policy(int passive_frames, int restart_frames,
     sqlite3_wal_hook(db_, &Connection::on_wal_commit, this);
 }
 
-int Connection::on_wal_commit(void* self, sqlite3* db, const char* schema, int frames) {
+int Connection::on_wal_commit(void* self, sqlite3* /*db*/, const char* /*schema*/, int frames) {
     auto* conn = static_cast<Connection*>(self);
     conn->wal_frames_ = frames;
     if (frames < conn->checkpointed_frames_) {
@@ -159,11 +159,7 @@ int Connection::on_wal_commit(void* self, sqlite3* db, const char* schema, int f
     // from starting over it stays past the threshold, and a checkpoint (copy and fsync of the
     // database file) on every commit would double the cost of each write.
     if (frames - conn->checkpointed_frames_ >= conn->passive_frames_) {
-        if (conn->hand_off_) {
-            conn->hand_off_();
-        } else {
-            sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-        }
+        conn->hand_off_();
         conn->checkpointed_frames_ = frames;
     }
     return SQLITE_OK;

@@ -74,10 +74,10 @@ public:
     sdk::Result<Statement> prepare(const std::string& sql) noexcept;
     /// Replaces SQLite's auto-checkpoint: a PASSIVE checkpoint after a commit once the WAL holds
     /// `passive_frames`; `restart_if_large()` then lets the WAL start over past `restart_frames`.
-    /// With `hand_off`, a due PASSIVE checkpoint is not run here but announced through it (it
-    /// runs on another connection, off the committing thread); `hand_off` must not block.
+    /// A due PASSIVE checkpoint is not run here but announced through `hand_off` (it runs on
+    /// another connection, off the committing thread); `hand_off` must not block.
     void set_checkpoint_policy(int passive_frames, int restart_frames,
-                               std::function<void()> hand_off = {}) noexcept;
+                               std::function<void()> hand_off) noexcept;
     /// Under a steady stream of reads and writes PASSIVE checkpoints never complete and the WAL
     /// grows without bound: past the threshold, try a RESTART checkpoint, waiting at most
     /// `wait_ms` for readers to leave old snapshots (it is retried after a later commit).

@@ -449,7 +449,7 @@ sdk::Status SqliteStorage::start() noexcept {
             return st;
         }
         // A file from a newer version is refused before anything (even its journal mode) is
-        // changed; migrate() checks again under its own transaction.
+        // changed.
         if (auto st = refuse_newer_schema(); !st) {
             writer_.close();
             return st;
@@ -539,9 +539,7 @@ sdk::Status SqliteStorage::refuse_newer_schema() noexcept {
 }
 
 sdk::Status SqliteStorage::migrate() noexcept {
-    if (auto st = refuse_newer_schema(); !st) {
-        return st;
-    }
+    // start() has refused a newer schema already, on this connection.
     auto version = writer_.pragma_int("user_version");
     if (!version) {
         return version.error();
