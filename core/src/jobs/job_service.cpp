@@ -364,25 +364,10 @@ struct JobService::EventTask {
     bool done = false;
 };
 
-void JobService::queued_moves_done(const std::vector<std::string>& ids, bool written) {
-    if (ids.empty()) {
-        return;
-    }
-    {
-        std::lock_guard<std::mutex> lock(moves_mutex_);
-        if (written) {
-            for (const auto& id : ids) {
-                published_.erase(id);
-            }
-        } else {
-            if (moves_pending_.empty()) {
-                moves_since_ = std::chrono::steady_clock::now();
-            }
-            moves_pending_.insert(moves_pending_.end(), ids.begin(), ids.end());
-        }
-    }
-    if (!written) {
-        moves_cv_.notify_all();
+void JobService::queued_moves_done(const std::vector<std::string>& ids) {
+    std::lock_guard<std::mutex> lock(moves_mutex_);
+    for (const auto& id : ids) {
+        published_.erase(id);
     }
 }
 
@@ -419,7 +404,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
                 task->status = st;
             }
             if (segment.moves) {
-                queued_moves_done(moves, true);
+                queued_moves_done(moves);
             }
         } else {
             failed.push_back(std::move(segment));
@@ -499,7 +484,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
                     return true;
                 });
             }
-            queued_moves_done(moves, true);
+            queued_moves_done(moves);
         }
         for (auto& [task, i] : segment.events) {
             task->fates[i] = EventTask::Fate::Alone;

@@ -130,8 +130,9 @@ private:
     struct EventTask;
     /// `queued` moves of published jobs, added to `batch` (jobs that moved on are skipped).
     void add_queued_moves(JobStore::Batch& batch, const std::vector<std::string>& ids);
-    /// After a commit with these moves (or a failed one: `written` false, they wait again).
-    void queued_moves_done(const std::vector<std::string>& ids, bool written);
+    /// After these moves were committed, or dropped after a failed commit (the job then stays
+    /// `submitting` and is republished at the next start): reads no longer overlay them.
+    void queued_moves_done(const std::vector<std::string>& ids);
     /// The writer thread, the store's one writer for the job machinery: submits' records, the
     /// pending `queued` moves and the archival's events, one commit a pass (group commit).
     void writer_loop();
