@@ -243,16 +243,65 @@ int port_of(int fd) {
 
 // ---------------------------------------------------------------- TTP process
 
-class Fold final : public sdk::ReplyVisitor {
+/// The TTP's fold, as the train function does it: a session that streams (SDK 1.1, FedAvg does)
+/// gets each reply's F32 weights piece by piece while they arrive; any other gets whole replies.
+class Fold final : public sdk::StreamingReplyVisitor {
 public:
-    explicit Fold(sdk::AggregationSession& s) : session_(s) {}
+    explicit Fold(sdk::AggregationSession& s)
+        : session_(s), streaming_(dynamic_cast<sdk::StreamingAggregationSession*>(&s)) {}
+
+    bool on_reply_head(std::size_t index, const sdk::ReplyHead& head) noexcept override {
+        if (streaming_ == nullptr || head.status != 200) {
+            return false;
+        }
+        const json j = json::parse(head.json, nullptr, false);
+        auto update = streaming_->begin_update("p" + std::to_string(index),
+                                               j.is_object() ? j.value("samples", 1) : 1,
+                                               head.tensors);
+        if (!update) {
+            error = update.error().message;
+        } else {
+            updates_[index] = *update;
+        }
+        return true;
+    }
+
+    bool on_weights(std::size_t index, std::size_t tensor, std::uint64_t offset,
+                    const float* values, std::size_t count) noexcept override {
+        auto it = updates_.find(index);
+        if (it == updates_.end()) {
+            return false;
+        }
+        if (auto st = streaming_->fold(it->second, tensor, offset, values, count); !st) {
+            error = st.message();
+            updates_.erase(it);
+            return false;
+        }
+        return true;
+    }
+
     void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        auto it = updates_.find(index);
         if (!reply || reply->status != 200) {
             error = reply ? "status " + std::to_string(reply->status) : reply.error().message;
+            if (it != updates_.end()) {
+                streaming_->abandon_update(it->second);
+            }
             return;
         }
         const json j = json::parse(reply->json, nullptr, false);
         max_compute_ms = std::max(max_compute_ms, j.value("compute_ms", 0.0));
+        if (it != updates_.end()) {
+            for (const auto& t : reply->tensors.tensors) {
+                if (auto st = streaming_->fold_tensor(it->second, t); !st) {
+                    error = st.message();
+                }
+            }
+            if (auto st = streaming_->end_update(it->second); !st) {
+                error = st.message();
+            }
+            return;
+        }
         if (auto st = session_.accumulate("p" + std::to_string(index), j.value("samples", 1),
                                           reply->tensors);
             !st) {
@@ -264,6 +313,8 @@ public:
 
 private:
     sdk::AggregationSession& session_;
+    sdk::StreamingAggregationSession* streaming_;
+    std::map<std::size_t, sdk::StreamingAggregationSession::UpdateId> updates_;
 };
 
 /// Moves `bytes` to each of `n` connections and `bytes` back, concurrently; milliseconds.

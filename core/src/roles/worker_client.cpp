@@ -107,14 +107,27 @@ private:
     std::size_t free_;
 };
 
+/// Where a streaming visitor's calls come from: the visitor, the lock that keeps its calls
+/// from overlapping, and the node's index in the call.
+struct StreamTarget {
+    sdk::StreamingReplyVisitor* visitor = nullptr;
+    std::mutex* mutex = nullptr;
+    std::size_t index = 0;
+    std::atomic<bool>* streamed = nullptr;  ///< set once a reply of the call streamed
+};
+
+/// Elements of one streamed piece: the fixed receive buffer of a streaming reply (64 KiB).
+constexpr std::size_t kPieceFloats = 16384;
+
 /// Receives a worker's reply: a safetensors body of known length lands straight in the
-/// reply's tensors (8-byte length, header, then each tensor's bytes in data order); anything
-/// else is the JSON body.
+/// reply's tensors (8-byte length, header, then each tensor's bytes in data order), or, when a
+/// streaming visitor asks for it, each F32 tensor passes through a fixed buffer to the visitor
+/// piece by piece; anything else is the JSON body.
 class ReplySink final : public http::ResponseSink {
 public:
     ReplySink(const sdk::GridNode& node, ReplyGate* gate, Clock::time_point deadline,
-              SendGate* sends = nullptr)
-        : node_(node), gate_(gate), deadline_(deadline), sends_(sends) {}
+              SendGate* sends = nullptr, StreamTarget stream = {})
+        : node_(node), gate_(gate), deadline_(deadline), sends_(sends), stream_(stream) {}
     ReplySink(const ReplySink&) = delete;
     ReplySink& operator=(const ReplySink&) = delete;
     ~ReplySink() override {
@@ -163,7 +176,13 @@ public:
             case Stage::Header:
                 return {header_.data() + filled_, header_.size() - filled_};
             case Stage::Data: {
-                auto& data = reply_.tensors.tensors[tensor_].data;
+                const Entry& e = entries_[tensor_];
+                if (e.target < 0) {
+                    const std::size_t room = piece_.size() * sizeof(float) - pending_;
+                    return {reinterpret_cast<char*>(piece_.data()) + pending_,
+                            std::min(room, e.bytes - filled_)};
+                }
+                auto& data = reply_.tensors.tensors[static_cast<std::size_t>(e.target)].data;
                 return {reinterpret_cast<char*>(data.data()) + filled_, data.size() - filled_};
             }
             case Stage::Done:
@@ -190,14 +209,25 @@ public:
                     return start_data();
                 }
                 break;
-            case Stage::Data:
+            case Stage::Data: {
                 if (gate_ != nullptr) {
                     gate_->progress();
                 }
-                if (filled_ == reply_.tensors.tensors[tensor_].data.size()) {
+                const Entry& e = entries_[tensor_];
+                if (e.target < 0) {
+                    // Whole elements only: the buffer and every tensor are multiples of 4 bytes.
+                    pending_ += n;
+                    if (pending_ == piece_.size() * sizeof(float) || filled_ == e.bytes) {
+                        if (auto st = deliver(); !st) {
+                            return st;
+                        }
+                    }
+                }
+                if (filled_ == e.bytes) {
                     next_tensor();
                 }
                 break;
+            }
             case Stage::Text:
             case Stage::Done:
                 break;
@@ -213,6 +243,11 @@ public:
             // The client read exactly the declared length; the stages account for all of it.
             if (stage_ != Stage::Done) {
                 return invalid("the body ended before its tensors were complete");
+            }
+            if (streaming_) {
+                // Folded already: the slot (and the piece buffer) can serve the next reply.
+                piece_ = {};
+                release();
             }
             return sdk::Status::ok();
         }
@@ -244,6 +279,31 @@ public:
 
 private:
     enum class Stage : std::uint8_t { Text, Prefix, Header, Data, Done };
+
+    /// One tensor of the body, in data order: its bytes go to reply tensor `target`, or to the
+    /// streaming visitor when `target` is -1.
+    struct Entry {
+        std::size_t bytes = 0;
+        std::ptrdiff_t target = -1;
+    };
+
+    /// Hands the buffered elements of the current tensor to the visitor.
+    sdk::Status deliver() {
+        const std::size_t count = pending_ / sizeof(float);
+        bool more = false;
+        {
+            std::lock_guard<std::mutex> lock(*stream_.mutex);
+            more = stream_.visitor->on_weights(stream_.index, tensor_, delivered_, piece_.data(),
+                                               count);
+        }
+        delivered_ += count;
+        pending_ = 0;
+        if (!more) {
+            return {sdk::ErrorCode::Cancelled, "worker '" + node_.participant_id +
+                                                   "': the TTP stopped receiving its reply"};
+        }
+        return sdk::Status::ok();
+    }
 
     sdk::Status invalid(const std::string& why) const {
         return {sdk::ErrorCode::Internal,
@@ -280,14 +340,38 @@ private:
             }
             holds_slot_ = true;
         }
+        reply_.json = layout->metadata.count("json") ? layout->metadata["json"] : "{}";
+        if (stream_.visitor != nullptr) {
+            sdk::ReplyHead head;
+            head.status = reply_.status;
+            head.json = reply_.json;
+            head.tensors.reserve(layout->tensors.size());
+            for (const auto& l : layout->tensors) {
+                head.tensors.push_back({l.name, l.dtype, l.shape});
+            }
+            std::lock_guard<std::mutex> lock(*stream_.mutex);
+            streaming_ = stream_.visitor->on_reply_head(stream_.index, head);
+        }
+        if (streaming_) {
+            spare = {};  // streamed weights need no model-sized buffer: do not keep one either
+            stream_.streamed->store(true);
+            piece_.resize(kPieceFloats);
+        }
         std::unordered_map<std::string, std::size_t> reusable;
         for (std::size_t i = 0; i < spare.tensors.size(); ++i) {
             reusable.emplace(spare.tensors[i].name, i);
         }
         auto& tensors = reply_.tensors.tensors;
         tensors.clear();
-        tensors.reserve(layout->tensors.size());
+        tensors.reserve(streaming_ ? 0 : layout->tensors.size());
+        entries_.clear();
+        entries_.reserve(layout->tensors.size());
         for (auto& l : layout->tensors) {
+            const auto bytes = static_cast<std::size_t>(l.end - l.begin);
+            if (streaming_ && l.dtype == sdk::DType::F32) {
+                entries_.push_back({bytes, -1});
+                continue;
+            }
             sdk::Tensor t;
             if (auto it = reusable.find(l.name); it != reusable.end()) {
                 t = std::move(spare.tensors[it->second]);  // keeps its buffer
@@ -296,10 +380,10 @@ private:
             t.name = std::move(l.name);
             t.dtype = l.dtype;
             t.shape = std::move(l.shape);
-            t.data.resize(static_cast<std::size_t>(l.end - l.begin));
+            t.data.resize(bytes);
+            entries_.push_back({bytes, static_cast<std::ptrdiff_t>(tensors.size())});
             tensors.push_back(std::move(t));
         }
-        reply_.json = layout->metadata.count("json") ? layout->metadata["json"] : "{}";
         stage_ = Stage::Data;
         tensor_ = 0;
         filled_ = 0;
@@ -310,15 +394,15 @@ private:
     void next_tensor() {
         ++tensor_;
         filled_ = 0;
+        delivered_ = 0;
         skip_empty();
     }
 
     void skip_empty() {
-        auto& tensors = reply_.tensors.tensors;
-        while (tensor_ < tensors.size() && tensors[tensor_].data.empty()) {
+        while (tensor_ < entries_.size() && entries_[tensor_].bytes == 0) {
             ++tensor_;
         }
-        if (tensor_ == tensors.size()) {
+        if (tensor_ == entries_.size()) {
             stage_ = Stage::Done;
         }
     }
@@ -327,6 +411,12 @@ private:
     ReplyGate* gate_;
     Clock::time_point deadline_;
     SendGate* sends_;
+    StreamTarget stream_;
+    bool streaming_ = false;
+    std::vector<Entry> entries_;
+    std::vector<float> piece_;   ///< streamed bytes not yet handed to the visitor
+    std::size_t pending_ = 0;    ///< bytes in `piece_`
+    std::uint64_t delivered_ = 0;  ///< elements of the current tensor handed over
     bool holds_send_ = false;
     bool holds_slot_ = false;
     bool weights_ = false;
@@ -417,6 +507,11 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
     };
     std::optional<ReplyGate> gate;
     std::optional<SendGate> sends;
+    // A streaming visitor takes F32 weights piece by piece from the receiving threads; its calls
+    // (and on_reply) are serialised by `visit_mutex`.
+    auto* streaming = dynamic_cast<sdk::StreamingReplyVisitor*>(&visitor);
+    std::mutex visit_mutex;
+    std::atomic<bool> streamed{false};
     std::vector<Body> bodies;
     std::vector<sdk::Status> encoded;
     std::mutex mutex;
@@ -448,7 +543,8 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
                 Done item{i, sdk::Error{sdk::ErrorCode::Internal, "worker call failed"}, nullptr};
                 try {
                     item.sink = std::make_unique<ReplySink>(
-                        nodes[i], &*gate, Clock::now() + requests[i].timeout, &*sends);
+                        nodes[i], &*gate, Clock::now() + requests[i].timeout, &*sends,
+                        StreamTarget{streaming, &visit_mutex, i, &streamed});
                     if (!encoded[b]) {
                         item.reply = encoded[b].error();
                     } else if (!item.sink->acquire_send()) {
@@ -490,7 +586,10 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
         Done item = std::move(done.front());
         done.pop_front();
         lock.unlock();
-        visitor.on_reply(item.index, std::move(item.reply));
+        {
+            std::lock_guard<std::mutex> visiting(visit_mutex);
+            visitor.on_reply(item.index, std::move(item.reply));
+        }
         if (item.sink) {
             // What the visitor left of the weights serves the next reply.
             item.sink->release(item.reply ? std::move(item.reply->tensors) : sdk::TensorMap{});
@@ -502,10 +601,15 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
     if (gate) {
         // Kept for the next round: fresh buffers land in whichever allocator arena the
         // receiving thread has, and each round would grow the resident size by a model.
+        // A call whose replies streamed needs no model-sized buffer: keeping one would keep a
+        // model resident for nothing.
         std::lock_guard<std::mutex> lock(spares_mutex_);
         spares_ = gate->take_spares();
         if (spares_.size() > replies_in_memory_) {
             spares_.resize(replies_in_memory_);
+        }
+        if (streamed.load()) {
+            spares_.clear();
         }
     }
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <limits>
 #include <map>
@@ -114,6 +115,146 @@ double mean(const std::vector<double>& v) {
     }
     return v.empty() ? 0.0 : s / static_cast<double>(v.size());
 }
+
+/// One training round's replies, folded into the session as they arrive: piece by piece while
+/// the bytes come when the session streams (SDK 1.1), whole otherwise. Records each failed
+/// worker, and whether its update was partly folded (the round's sums are then spoilt and the
+/// round must be run again without it). Threading: the host never overlaps its calls.
+class RoundFold final : public sdk::StreamingReplyVisitor {
+public:
+    using Success = std::function<void(std::size_t, const json&, sdk::WorkerReply&)>;
+
+    RoundFold(sdk::AggregationSession& session, sdk::StreamingAggregationSession* streaming,
+              const std::vector<sdk::GridNode>& nodes, const std::string& path, Success on_success)
+        : session_(session),
+          streaming_(streaming),
+          nodes_(nodes),
+          path_(path),
+          on_success_(std::move(on_success)),
+          state_(nodes.size()) {}
+
+    bool on_reply_head(std::size_t i, const sdk::ReplyHead& head) noexcept override {
+        if (streaming_ == nullptr || i >= state_.size() || head.status < 200 || head.status >= 300) {
+            return false;
+        }
+        State& st = state_[i];
+        const std::string& pid = nodes_[i].participant_id;
+        try {
+            const json body = json::parse(head.json.empty() ? std::string("{}") : head.json, nullptr, false);
+            const auto samples = body.is_object() ? body.value("samples", std::int64_t{0}) : std::int64_t{0};
+            auto update = streaming_->begin_update(pid, samples, head.tensors);
+            if (!update) {
+                st.failure = sdk::Error{update.error().code, "worker '" + pid + "': " + update.error().message};
+            } else {
+                st.update = *update;
+            }
+        } catch (const std::exception& e) {
+            st.failure = sdk::Error{sdk::ErrorCode::Internal, "worker '" + pid + "': " + e.what()};
+        }
+        return true;  // a refused update is refused piece by piece: nothing of it is held
+    }
+
+    bool on_weights(std::size_t i, std::size_t tensor, std::uint64_t offset, const float* values,
+                    std::size_t count) noexcept override {
+        if (i >= state_.size()) {
+            return false;
+        }
+        State& st = state_[i];
+        if (st.failure || !st.update) {
+            return false;
+        }
+        if (auto s = streaming_->fold(*st.update, tensor, offset, values, count); !s) {
+            st.failure = sdk::Error{s.code(), "worker '" + nodes_[i].participant_id + "': " + s.message()};
+            st.update.reset();  // the session closed it
+            return false;
+        }
+        st.folded = st.folded || count > 0;
+        return true;
+    }
+
+    void on_reply(std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        try {
+            visit(i, reply);
+        } catch (const std::exception& e) {
+            fail(i, sdk::Error{sdk::ErrorCode::Internal,
+                               "worker '" + nodes_[i].participant_id + "': " + e.what()});
+        }
+    }
+
+    /// Failed workers, in the order their replies ended.
+    const std::vector<std::pair<std::string, sdk::Error>>& failures() const { return failures_; }
+    const std::vector<bool>& alive() const { return alive_; }
+    /// A failed worker's update was partly folded: the round's sums cannot be used.
+    bool spoilt() const { return spoilt_; }
+
+private:
+    struct State {
+        std::optional<sdk::StreamingAggregationSession::UpdateId> update;
+        std::optional<sdk::Error> failure;
+        bool folded = false;
+    };
+
+    void visit(std::size_t i, sdk::Result<sdk::WorkerReply>& reply) {
+        State& st = state_[i];
+        const std::string& pid = nodes_[i].participant_id;
+        auto body = ttp::reply_json(reply, nodes_[i], path_);
+        if (!body || st.failure) {
+            sdk::Error e = st.failure ? *st.failure : body.error();
+            if (!st.failure && e.code == sdk::ErrorCode::FailedPrecondition) {
+                // The worker lost the run's state (restarted): the job resumes on retry.
+                e.code = sdk::ErrorCode::Unavailable;
+            }
+            fail(i, std::move(e));
+            return;
+        }
+        if (st.update) {
+            // Streamed: the F32 weights are folded; the other tensors (e.g. I64 counters) came
+            // whole with the reply.
+            for (const auto& t : reply->tensors.tensors) {
+                if (auto s = streaming_->fold_tensor(*st.update, t); !s) {
+                    st.update.reset();
+                    fail(i, sdk::Error{s.code(), "worker '" + pid + "': " + s.message()});
+                    return;
+                }
+                st.folded = true;
+            }
+            const auto update = *st.update;
+            st.update.reset();
+            if (auto s = streaming_->end_update(update); !s) {
+                fail(i, sdk::Error{s.code(), "worker '" + pid + "': " + s.message()});
+                return;
+            }
+        } else {
+            const auto samples = body->value("samples", std::int64_t{0});
+            if (auto s = session_.accumulate(pid, samples, reply->tensors); !s) {
+                fail(i, sdk::Error{s.code(), "worker '" + pid + "': " + s.message()});
+                return;
+            }
+        }
+        on_success_(i, *body, *reply);
+    }
+
+    void fail(std::size_t i, sdk::Error e) {
+        State& st = state_[i];
+        if (st.update) {
+            st.folded = streaming_->abandon_update(*st.update) || st.folded;
+            st.update.reset();
+        }
+        spoilt_ = spoilt_ || st.folded;
+        alive_[i] = false;
+        failures_.emplace_back(nodes_[i].participant_id, std::move(e));
+    }
+
+    sdk::AggregationSession& session_;
+    sdk::StreamingAggregationSession* streaming_;
+    const std::vector<sdk::GridNode>& nodes_;
+    const std::string& path_;
+    Success on_success_;
+    std::vector<State> state_;
+    std::vector<bool> alive_ = std::vector<bool>(state_.size(), true);
+    std::vector<std::pair<std::string, sdk::Error>> failures_;
+    bool spoilt_ = false;
+};
 
 }  // namespace
 
@@ -287,56 +428,61 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 return sdk::Error{sdk::ErrorCode::Cancelled, "stopped before round " + std::to_string(r)};
             }
             const auto round_started = std::chrono::steady_clock::now();
-            if (auto st = session->begin_round(*global, r); !st) {
-                return st.error();
-            }
             json round_args = args;
             round_args["round"] = r;
             const std::string train_json = json{{"round", r}, {"args", round_args}}.dump();
-            std::vector<sdk::WorkerRequest> reqs(active.size());
-            for (auto& req : reqs) {
-                req.path = route + "/train";
-                req.json = train_json;
-                req.tensors = &*global;
-                req.timeout = std::chrono::milliseconds(round_timeout_ms_);
-            }
-            failures.clear();
+            const std::string train_path = route + "/train";
             std::vector<double> local_losses;
             // Local models are an output of the last round only: writing every worker's weights
             // every round cost the round N model-sized writes. A round may be the last when it
             // is the last scheduled one or when one more stale round stops the run early.
             const bool maybe_last = r == rounds - 1 || stale + 1 >= patience;
-            ttp::fan_out(ctx.workers(), active, reqs, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
-                const std::string& pid = active[i].participant_id;
-                auto body = ttp::reply_json(reply, active[i], reqs[i].path);
-                if (!body) {
-                    auto e = body.error();
-                    if (e.code == sdk::ErrorCode::FailedPrecondition) {
-                        // The worker lost the run's state (restarted): the job resumes on retry.
-                        e.code = sdk::ErrorCode::Unavailable;
+            // Streamed replies are folded as they arrive, so the TTP holds the global model and
+            // the sums, never a reply; a round that writes local models needs them whole.
+            auto* streaming = save_local_models_ && maybe_last
+                                  ? nullptr
+                                  : dynamic_cast<sdk::StreamingAggregationSession*>(session.get());
+            // A worker that fails after part of its update was folded spoils the round's sums:
+            // the round then runs again from the (unchanged) global model without it. Each
+            // attempt has fewer workers, so this ends.
+            for (int attempt = 1;; ++attempt) {
+                if (auto st = session->begin_round(*global, r); !st) {
+                    return st.error();
+                }
+                std::vector<sdk::WorkerRequest> reqs(active.size());
+                for (auto& req : reqs) {
+                    req.path = train_path;
+                    req.json = train_json;
+                    req.tensors = &*global;
+                    req.timeout = std::chrono::milliseconds(round_timeout_ms_);
+                }
+                local_losses.clear();
+                for (const auto& node : active) {
+                    if (history.local.contains(node.participant_id)) {
+                        history.local[node.participant_id].erase(std::to_string(r));
                     }
-                    failures.emplace_back(pid, e);
-                    alive[i] = false;
-                    return;
                 }
-                const auto samples = body->value("samples", std::int64_t{0});
-                if (auto st = session->accumulate(pid, samples, reply->tensors); !st) {
-                    failures.emplace_back(pid, sdk::Error{st.code(), "worker '" + pid + "': " + st.message()});
-                    alive[i] = false;
-                    return;
+                RoundFold fold(*session, streaming, active, train_path,
+                               [&](std::size_t i, const json& body, sdk::WorkerReply& reply) {
+                                   const std::string& pid = active[i].participant_id;
+                                   const json losses = body.value("epoch_losses", json::array());
+                                   if (!losses.empty() && losses.back().is_number()) {
+                                       const double l = losses.back().get<double>();
+                                       local_losses.push_back(l);
+                                       history.local[pid][std::to_string(r)] = l;
+                                   }
+                                   if (save_local_models_ && maybe_last) {
+                                       (void)ctx.write_tensors(
+                                           dir + "/local_model_" + pid + ".safetensors", reply.tensors,
+                                           json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
+                                   }
+                               });
+                ctx.workers().call_all(active, reqs, fold);
+                failures = fold.failures();
+                alive = fold.alive();
+                if (failures.empty()) {
+                    break;
                 }
-                const json losses = body->value("epoch_losses", json::array());
-                if (!losses.empty() && losses.back().is_number()) {
-                    const double l = losses.back().get<double>();
-                    local_losses.push_back(l);
-                    history.local[pid][std::to_string(r)] = l;
-                }
-                if (save_local_models_ && maybe_last) {
-                    (void)ctx.write_tensors(dir + "/local_model_" + pid + ".safetensors", reply->tensors,
-                                            json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
-                }
-            });
-            if (!failures.empty()) {
                 const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
                 if (ok < quorum || ok == 0) {
                     return round_error(r, failures);
@@ -347,6 +493,14 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                                        {"round", r}, {"error", f.second.message}}));
                 }
                 prune();
+                if (!fold.spoilt()) {
+                    break;
+                }
+                ctx.logger().warn("round run again without the dropped workers: a failed reply was partly folded",
+                                  ttp::log_fields({{"job_id", job->job_id}, {"round", r}, {"attempt", attempt + 1}}));
+                if (ctx.is_cancelled()) {
+                    return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r)};
+                }
             }
             auto next = session->finish_round();
             if (!next) {

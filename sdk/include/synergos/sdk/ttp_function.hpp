@@ -56,6 +56,32 @@ public:
     virtual void on_reply(std::size_t index, Result<WorkerReply>&& reply) noexcept = 0;
 };
 
+/// SDK 1.1: what is known of a weight reply (a safetensors body) before its tensor bytes arrive.
+struct ReplyHead {
+    int status = 0;                   ///< HTTP status
+    std::string json;                 ///< JSON metadata (`__metadata__["json"]`)
+    std::vector<TensorSpec> tensors;  ///< every tensor of the body, in data order
+};
+
+/// SDK 1.1: a visitor that takes F32 weights piece by piece while they arrive instead of whole
+/// replies. Hosts find it with `dynamic_cast`; a host that does not stream calls only
+/// `on_reply`, with whole tensors, as for a `ReplyVisitor`.
+/// For a weight reply the host calls `on_reply_head` once its header arrived. When that returns
+/// true, each F32 tensor's bytes go to `on_weights` in element order and the reply given to
+/// `on_reply` holds only the other tensors; when false, the reply comes whole as in SDK 1.0.
+/// `on_reply` ends every reply as before (an error when the call failed, possibly after pieces
+/// were delivered). Threading: no two calls of one `call_all` overlap, but `on_reply_head` and
+/// `on_weights` may come from host threads other than the caller's.
+class BOOST_SYMBOL_VISIBLE StreamingReplyVisitor : public ReplyVisitor {
+public:
+    virtual bool on_reply_head(std::size_t index, const ReplyHead& head) noexcept = 0;
+    /// `count` elements of F32 tensor `tensor` (its index in `head.tensors`) starting at element
+    /// `offset`; `values` is only borrowed for the call. Returning false stops receiving this
+    /// reply: the call then ends with an error.
+    virtual bool on_weights(std::size_t index, std::size_t tensor, std::uint64_t offset,
+                            const float* values, std::size_t count) noexcept = 0;
+};
+
 /// The worker protocol client, implemented by the host.
 /// Threading: may be used from any thread.
 class BOOST_SYMBOL_VISIBLE WorkerClient {

@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <memory>
@@ -354,4 +356,201 @@ TEST_CASE("worker client receives the other replies while one worker hangs mid-r
     }
     REQUIRE(visitor.errors.count(0) == 1);
     CHECK(visitor.errors[0].find("timed out") != std::string::npos);
+}
+
+namespace {
+
+/// A streaming visitor (SDK 1.1): reassembles each reply's F32 tensors from the pieces, checks
+/// they come in order and that no two calls overlap. `refuse` stops one worker's stream after
+/// its first piece; `stream` false declines every stream (whole replies, as SDK 1.0).
+class StreamCollect final : public sdk::StreamingReplyVisitor {
+public:
+    explicit StreamCollect(bool stream = true, int refuse = -1) : stream_(stream), refuse_(refuse) {}
+
+    bool on_reply_head(std::size_t index, const sdk::ReplyHead& head) noexcept override {
+        Enter enter(*this);
+        heads[index] = head;
+        for (const auto& spec : head.tensors) {
+            sdk::Tensor t;
+            t.name = spec.name;
+            t.dtype = spec.dtype;
+            t.shape = spec.shape;
+            assembled[index].tensors.push_back(std::move(t));
+        }
+        return stream_;
+    }
+    bool on_weights(std::size_t index, std::size_t tensor, std::uint64_t offset,
+                    const float* values, std::size_t count) noexcept override {
+        Enter enter(*this);
+        ++pieces[index];
+        max_piece = std::max(max_piece, count);
+        auto& t = assembled[index].tensors.at(tensor);
+        in_order = in_order && offset * 4 == t.data.size() && t.dtype == sdk::DType::F32;
+        const auto* bytes = reinterpret_cast<const unsigned char*>(values);
+        t.data.insert(t.data.end(), bytes, bytes + count * 4);
+        return static_cast<int>(index) != refuse_;
+    }
+    void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        Enter enter(*this);
+        ++visits[index];
+        if (!reply) {
+            errors[index] = reply.error().message;
+            return;
+        }
+        statuses[index] = reply->status;
+        whole[index] = std::move(reply->tensors);
+    }
+
+    bool stream_;
+    int refuse_;
+    std::atomic<int> inside{0};
+    bool overlapped = false;
+    bool in_order = true;
+    std::size_t max_piece = 0;
+    std::map<std::size_t, sdk::ReplyHead> heads;
+    std::map<std::size_t, sdk::TensorMap> assembled;
+    std::map<std::size_t, sdk::TensorMap> whole;
+    std::map<std::size_t, int> pieces;
+    std::map<std::size_t, int> visits;
+    std::map<std::size_t, int> statuses;
+    std::map<std::size_t, std::string> errors;
+
+private:
+    struct Enter {
+        explicit Enter(StreamCollect& c) : c_(c) {
+            c_.overlapped = c_.overlapped || c_.inside.fetch_add(1) != 0;
+        }
+        ~Enter() { c_.inside.fetch_sub(1); }
+        StreamCollect& c_;
+    };
+};
+
+/// What worker `i` of `Workers` answers: the model times (i + 1).
+sdk::TensorMap scaled_model(std::size_t i) {
+    sdk::TensorMap m = make_model();
+    for (auto& t : m.tensors) {
+        for (std::int64_t k = 0; k < t.numel(); ++k) {
+            t.f32()[k] *= static_cast<float>(i + 1);
+        }
+    }
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("worker client streams F32 weights to a streaming visitor in fixed pieces, in order",
+          "[unit][worker_client]") {
+    Workers workers(4);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client);
+    for (int round = 0; round < 2; ++round) {
+        INFO("round " << round);
+        StreamCollect visitor;
+        client.call_all(workers.nodes, train_requests(4, model), visitor);
+        CHECK_FALSE(visitor.overlapped);
+        CHECK(visitor.in_order);
+        CHECK(visitor.max_piece <= 16384);  // the fixed buffer, not the 300000-element tensor
+        for (std::size_t i = 0; i < 4; ++i) {
+            INFO("worker " << i << " " << visitor.errors[i]);
+            CHECK(visitor.visits[i] == 1);
+            CHECK(visitor.statuses[i] == 200);
+            CHECK(visitor.heads[i].status == 200);
+            CHECK(json::parse(visitor.heads[i].json)["worker"] == i);
+            CHECK(visitor.pieces[i] >= 300000 / 16384);
+            CHECK(visitor.whole[i].tensors.empty());  // every tensor is F32: all streamed
+            const sdk::TensorMap expected = scaled_model(i);
+            REQUIRE(visitor.assembled[i].tensors.size() == 3);
+            for (std::size_t t = 0; t < 3; ++t) {
+                CHECK(visitor.assembled[i].tensors[t].name == expected.tensors[t].name);
+                CHECK(visitor.assembled[i].tensors[t].shape == expected.tensors[t].shape);
+                CHECK(visitor.assembled[i].tensors[t].data == expected.tensors[t].data);
+            }
+        }
+    }
+    CHECK(http_client.connections_opened() == 4);
+}
+
+TEST_CASE("worker client: a streaming visitor that declines gets whole replies, one that stops "
+          "a stream gets an error for that worker only",
+          "[unit][worker_client]") {
+    Workers workers(3);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client);
+
+    StreamCollect declined(/*stream=*/false);
+    client.call_all(workers.nodes, train_requests(3, model), declined);
+    for (std::size_t i = 0; i < 3; ++i) {
+        INFO("worker " << i << " " << declined.errors[i]);
+        CHECK(declined.pieces[i] == 0);
+        REQUIRE(declined.whole[i].tensors.size() == 3);
+        CHECK(declined.whole[i].tensors[0].data == scaled_model(i).tensors[0].data);
+    }
+
+    StreamCollect stopped(/*stream=*/true, /*refuse=*/1);
+    client.call_all(workers.nodes, train_requests(3, model), stopped);
+    CHECK(stopped.pieces[1] == 1);
+    REQUIRE(stopped.errors.count(1) == 1);
+    CHECK(stopped.errors[1].find("worker 'p1'") != std::string::npos);
+    for (std::size_t i : {0, 2}) {
+        INFO("worker " << i << " " << stopped.errors[i]);
+        CHECK(stopped.statuses[i] == 200);
+        CHECK(stopped.assembled[i].tensors[0].data == scaled_model(i).tensors[0].data);
+    }
+    // The stopped connection is not reused for garbage: the next round is whole for everyone.
+    StreamCollect again;
+    client.call_all(workers.nodes, train_requests(3, model), again);
+    for (std::size_t i = 0; i < 3; ++i) {
+        INFO("worker " << i << " " << again.errors[i]);
+        CHECK(again.statuses[i] == 200);
+        CHECK(again.assembled[i].tensors[2].data == scaled_model(i).tensors[2].data);
+    }
+}
+
+TEST_CASE("worker client streams F32 tensors and hands the other dtypes whole in the reply",
+          "[unit][worker_client]") {
+    sdk::testing::CapturingLogger logger;
+    http::Router router;
+    router.add("POST", "/train", [](const http::Request&) {
+        sdk::TensorMap w;
+        w.tensors.push_back(make_tensor("bn.weight", {70000}, 3.0f));
+        sdk::Tensor counter;
+        counter.name = "bn.num_batches_tracked";
+        counter.dtype = sdk::DType::I64;
+        const std::int64_t batches = 42;
+        counter.data.resize(8);
+        std::memcpy(counter.data.data(), &batches, 8);
+        w.tensors.push_back(counter);
+        w.tensors.push_back(make_tensor("bn.bias", {5}, -1.0f));
+        http::Response r;
+        r.content_type = std::string(tensor::kSafetensorsContentType);
+        (void)tensor::encode_into(w, {{"json", R"({"samples":3})"}}, r.body);
+        return r;
+    });
+    http::ServerOptions so;
+    so.port = 0;
+    http::HttpServer server(so, router, logger);
+    REQUIRE(server.start().is_ok());
+    sdk::GridNode node{"p0", "127.0.0.1", server.bound_port()};
+    http::HttpClient http_client;
+    HttpWorkerClient client(http_client);
+    const sdk::TensorMap model = make_model();
+    StreamCollect visitor;
+    client.call_all({node}, train_requests(1, model), visitor);
+    server.stop(2s);
+    INFO(visitor.errors[0]);
+    REQUIRE(visitor.statuses[0] == 200);
+    REQUIRE(visitor.heads[0].tensors.size() == 3);
+    REQUIRE(visitor.whole[0].tensors.size() == 1);
+    const sdk::Tensor& counter = visitor.whole[0].tensors[0];
+    CHECK(counter.name == "bn.num_batches_tracked");
+    CHECK(counter.dtype == sdk::DType::I64);
+    std::int64_t batches = 0;
+    std::memcpy(&batches, counter.data.data(), 8);
+    CHECK(batches == 42);
+    const auto& streamed = visitor.assembled[0].tensors;
+    CHECK(streamed[0].data == make_tensor("bn.weight", {70000}, 3.0f).data);
+    CHECK(streamed[1].data.empty());  // the I64 tensor never went through on_weights
+    CHECK(streamed[2].data == make_tensor("bn.bias", {5}, -1.0f).data);
 }

@@ -43,6 +43,9 @@ public:
     /// Calls every node on its own thread; replies are visited on the calling thread, one at a
     /// time, in the order they complete. A round's identical requests share one header; weight
     /// buffers of visited replies are reused by the replies still to come.
+    /// With an `sdk::StreamingReplyVisitor` that takes a reply's stream, its F32 tensors pass
+    /// through one fixed 64 KiB buffer to `on_weights` on the receiving thread (calls serialised
+    /// with `on_reply` by a lock), so no model-sized buffer is allocated, and none is kept.
     void call_all(const std::vector<sdk::GridNode>& nodes,
                   const std::vector<sdk::WorkerRequest>& requests,
                   sdk::ReplyVisitor& visitor) noexcept override;
@@ -52,7 +55,7 @@ private:
     std::size_t replies_in_memory_;
     std::size_t concurrent_sends_;
     /// Weight buffers of the last call's replies (at most `replies_in_memory_` models), reused
-    /// by the next call's replies.
+    /// by the next call's replies; dropped after a call whose replies streamed.
     std::mutex spares_mutex_;
     std::vector<sdk::TensorMap> spares_;
 };
