@@ -16,6 +16,7 @@
 #include <synergos/core/http/server.hpp>
 #include <synergos/sdk/testing/fake_host.hpp>
 
+#include "../../../security/certs.hpp"
 #include "http_test_util.hpp"
 
 namespace {
@@ -435,4 +436,205 @@ TEST_CASE("HttpServer: stop lets a pending asynchronous answer arrive before it 
     auto res = post.get();
     REQUIRE(res.has_value());
     CHECK(res->status == 201);
+}
+
+namespace {
+
+/// A body whose bytes depend on their position and on `seed`: a stale or shifted byte shows.
+std::string pattern(std::size_t size, unsigned seed) {
+    std::string s(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) {
+        s[i] = static_cast<char>((i * 131 + seed * 7 + i / 4093) & 0xff);
+    }
+    return s;
+}
+
+std::string post_head(std::size_t length, bool close = false) {
+    return "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n" +
+           std::string(close ? "Connection: close\r\n" : "") +
+           "Content-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("HttpServer reads large bodies of a known length exactly, through kept buffers",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.body_limit_bytes = 8u << 20;
+    SECTION("buffers kept (the default)") {}
+    SECTION("no buffers kept") {
+        options.body_buffer_bytes = 0;
+    }
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+
+    // One keep-alive connection: sizes that shrink and grow a kept buffer, around the 64 KiB
+    // threshold (below it the body goes through the parser), each with other bytes.
+    HttpClient client;
+    unsigned seed = 1;
+    for (std::size_t size : {std::size_t{3} << 20, std::size_t{300000}, std::size_t{65537},
+                             std::size_t{65536}, std::size_t{5} << 20, std::size_t{1} << 20,
+                             std::size_t{1} << 20, std::size_t{8} << 20}) {
+        const std::string body = pattern(size, seed++);
+        auto res = client.request("POST", "127.0.0.1", port, "/echo", body,
+                                  "application/octet-stream", 10s);
+        REQUIRE(res.has_value());
+        INFO("body of " << size << " bytes");
+        CHECK(res->status == 200);
+        CHECK(res->body.size() == size);
+        CHECK(res->body == body);
+    }
+    CHECK(client.connections_opened() == 1);
+
+    // Over the limit by one byte: 413 before any of it is read.
+    auto big = client.request("POST", "127.0.0.1", port, "/echo", pattern((8u << 20) + 1, 9),
+                              "application/octet-stream", 10s);
+    REQUIRE(big.has_value());
+    CHECK(big->status == 413);
+    CHECK(server.stop(2s));
+}
+
+TEST_CASE("HttpServer: a large body in pieces, with the next request right behind it",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.body_limit_bytes = 4u << 20;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+
+    const std::string first = pattern(700000, 3);
+    const std::string second = pattern(200000, 4);
+    RawConnection raw(server.bound_port());
+    REQUIRE(raw.connected());
+    // The head with the body's first bytes, then the rest in uneven pieces; the last piece
+    // carries the whole next request (pipelined), which must not be taken for body bytes.
+    REQUIRE(raw.send(post_head(first.size()) + first.substr(0, 1000)));
+    std::size_t at = 1000;
+    for (std::size_t piece : {std::size_t{1}, std::size_t{65536}, std::size_t{123457}}) {
+        REQUIRE(raw.send(first.substr(at, piece)));
+        at += piece;
+    }
+    REQUIRE(raw.send(first.substr(at) + post_head(second.size(), true) + second));
+    bool closed = false;
+    const std::string replies = raw.read_all(&closed);
+    CHECK(closed);  // after the second answer (Connection: close)
+    // Two answers, each with its own body, in order.
+    const auto one = replies.find("\r\n\r\n");
+    REQUIRE(one != std::string::npos);
+    CHECK(replies.rfind("HTTP/1.1 200", 0) == 0);
+    REQUIRE(replies.size() >= one + 4 + first.size());
+    CHECK(replies.compare(one + 4, first.size(), first) == 0);
+    const std::string rest = replies.substr(one + 4 + first.size());
+    CHECK(rest.rfind("HTTP/1.1 200", 0) == 0);
+    const auto two = rest.find("\r\n\r\n");
+    REQUIRE(two != std::string::npos);
+    CHECK(rest.substr(two + 4) == second);
+}
+
+TEST_CASE("HttpServer: a large body that stops arriving or is cut off", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.body_limit_bytes = 4u << 20;
+    options.body_timeout = 300ms;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+
+    SECTION("stalls: closed at the body timeout, with a warning") {
+        RawConnection raw(server.bound_port());
+        REQUIRE(raw.send(post_head(1u << 20) + pattern(100000, 5)));
+        const auto began = std::chrono::steady_clock::now();
+        bool closed = false;
+        CHECK(raw.read_all(&closed).empty());
+        CHECK(closed);
+        CHECK(std::chrono::steady_clock::now() - began >= 250ms);
+        // The stream closes the socket at the timeout, before the server's handler logs.
+        CHECK(wait_until([&] { return logger.contains("request body not received in time"); }));
+    }
+    SECTION("the peer closes mid-body: nothing is answered, nothing breaks") {
+        {
+            RawConnection raw(server.bound_port());
+            REQUIRE(raw.send(post_head(1u << 20) + pattern(300000, 6)));
+        }
+        CHECK_FALSE(logger.contains("request body not received in time"));
+    }
+    CHECK(wait_until([&] { return server.connection_count() == 0; }));
+    // Still serving large bodies (the abandoned buffer went back, or was freed).
+    HttpClient client;
+    const std::string body = pattern(1u << 20, 7);
+    auto res = client.request("POST", "127.0.0.1", server.bound_port(), "/echo", body,
+                              "application/octet-stream", 10s);
+    REQUIRE(res.has_value());
+    CHECK(res->body == body);
+}
+
+TEST_CASE("HttpServer: concurrent large bodies each get their own buffer", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Gate gate;
+    std::atomic<int> inside{0};
+    Router router;
+    // Holds every request until four are in at once, so four bodies are live together.
+    router.add("POST", "/hold", [&](const Request& r) {
+        if (++inside == 4) {
+            gate.release();
+        }
+        gate.enter_and_wait();
+        Response res;
+        res.content_type = "application/octet-stream";
+        res.body = r.body;
+        return res;
+    });
+    ServerOptions options = test_options();
+    options.body_limit_bytes = 4u << 20;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    for (int round = 0; round < 2; ++round) {  // the second round takes the kept buffers
+        std::vector<std::future<bool>> calls;
+        for (unsigned i = 0; i < 4; ++i) {
+            calls.push_back(std::async(std::launch::async, [port, i, round] {
+                HttpClient client;
+                const std::string body = pattern((1u << 20) + i * 4096, i + 10 * round);
+                auto res = client.request("POST", "127.0.0.1", port, "/hold", body,
+                                          "application/octet-stream", 10s);
+                return res.has_value() && res->status == 200 && res->body == body;
+            }));
+        }
+        for (auto& c : calls) {
+            CHECK(c.get());
+        }
+        inside = 0;
+        std::lock_guard<std::mutex> lock(gate.mutex);
+        gate.open = false;
+    }
+}
+
+TEST_CASE("HttpServer over TLS reads large bodies of a known length exactly", "[unit][http]") {
+    const auto& certs = synergos::testing::test_certs();
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.body_limit_bytes = 4u << 20;
+    options.tls.cert_file = certs.server_cert;
+    options.tls.key_file = certs.server_key;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    synergos::core::http::ClientOptions client_options;
+    client_options.tls.enabled = true;
+    client_options.tls.ca_file = certs.ca;
+    HttpClient client(client_options);
+    unsigned seed = 20;
+    for (std::size_t size : {std::size_t{3} << 20, std::size_t{100000}, std::size_t{3} << 20}) {
+        const std::string body = pattern(size, seed++);
+        auto res = client.request("POST", "127.0.0.1", server.bound_port(), "/echo", body,
+                                  "application/octet-stream", 10s);
+        REQUIRE(res.has_value());
+        CHECK(res->status == 200);
+        CHECK(res->body == body);
+    }
+    CHECK(client.connections_opened() == 1);
 }

@@ -13,7 +13,9 @@
 /// required) and bearer tokens (auth.hpp), checked as soon as the headers are in, before any body
 /// is read. Error answers sent before the body was read end with a lingering close (half-close,
 /// then drain a bounded amount for a bounded time) so the peer reads the answer instead of a
-/// reset. Beast stays out of this header (pimpl).
+/// reset. A large body of known length is read from the socket straight into a buffer kept for
+/// later requests (`body_buffer_bytes`): no copy through the parser's buffer and no fresh pages
+/// per model-sized request. Beast stays out of this header (pimpl).
 
 #include <chrono>
 #include <cstddef>
@@ -59,6 +61,10 @@ struct ServerOptions {
     std::vector<BearerToken> tokens;     ///< empty: no authentication (see authorize())
     std::size_t linger_bytes = 4 * 1024 * 1024;      ///< drained after an early error answer
     std::chrono::milliseconds linger_timeout{2000};  ///< at most this long
+    /// Request bodies over 64 KiB with a Content-Length are read into buffers the server keeps
+    /// for later requests (a fresh model-sized buffer faults in its pages on every request): at
+    /// most one per I/O thread, and at most this many bytes in all; 0 keeps none.
+    std::size_t body_buffer_bytes = 256 * 1024 * 1024;
 };
 
 /// Threading: start/stop from one owner thread; bound_port/set_ready from any thread.
