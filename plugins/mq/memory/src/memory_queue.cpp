@@ -419,6 +419,23 @@ sdk::Status MemoryConsumer::reject(std::uint64_t tag, bool requeue) noexcept {
     }
 }
 
+sdk::Status MemoryConsumer::set_prefetch(std::uint16_t prefetch) noexcept {
+    try {
+        if (auto status = validate_prefetch(queue_->spec.name, prefetch); !status) {
+            return status;
+        }
+        std::lock_guard<std::mutex> lock(broker_->mutex);
+        if (auto status = check_open_locked(); !status) {
+            return status;
+        }
+        prefetch_ = prefetch;
+        queue_->cv.notify_all();  // a raised limit may let a waiting receive take a message
+        return sdk::Status::ok();
+    } catch (const std::exception& e) {
+        return internal_error("set_prefetch", e);
+    }
+}
+
 void MemoryConsumer::close() noexcept {
     std::lock_guard<std::mutex> lock(broker_->mutex);
     if (closed_) {

@@ -47,7 +47,7 @@ private:
 
 /// A subscription on one in-process queue. Deliveries are taken from the queue when `receive`
 /// runs, so priorities are exact. Threading: one thread at a time (SDK contract).
-class MemoryConsumer final : public sdk::Consumer {
+class MemoryConsumer final : public sdk::AdjustableConsumer {
 public:
     MemoryConsumer(std::shared_ptr<Broker> broker, std::shared_ptr<QueueState> queue,
                    std::uint16_t prefetch);
@@ -58,6 +58,7 @@ public:
     sdk::Status ack(std::uint64_t tag) noexcept override;
     sdk::Status reject(std::uint64_t tag, bool requeue) noexcept override;
     void close() noexcept override;
+    sdk::Status set_prefetch(std::uint16_t prefetch) noexcept override;
 
 private:
     sdk::Status check_open_locked() const;

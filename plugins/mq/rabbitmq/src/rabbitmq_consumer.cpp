@@ -26,6 +26,7 @@ struct ConsumerCore::Command {
     std::uint64_t tag = 0;  ///< the owner's tag (epoch + broker tag)
     bool ack = true;
     bool requeue = false;
+    std::uint16_t prefetch = 0;  ///< non-zero: a new limit (basic.qos), not a settle
 };
 
 ConsumerCore::ConsumerCore(const BrokerSettings& settings, sdk::Logger& logger, std::string queue,
@@ -33,8 +34,8 @@ ConsumerCore::ConsumerCore(const BrokerSettings& settings, sdk::Logger& logger, 
     : settings_(settings),
       logger_(logger),
       queue_(std::move(queue)),
-      prefetch_(prefetch),
-      context_(settings_.describe() + ": consumer on queue '" + queue_ + "'") {}
+      context_(settings_.describe() + ": consumer on queue '" + queue_ + "'"),
+      prefetch_(prefetch) {}
 
 ConsumerCore::~ConsumerCore() { close(); }
 
@@ -115,6 +116,28 @@ sdk::Status ConsumerCore::settle(std::uint64_t tag, bool ack, bool requeue) {
     // Handed over without waiting: AMQP has no reply to an ack, so waiting for the send would
     // add two thread switches and no guarantee. If the connection drops first, the broker
     // redelivers the message (at-least-once), exactly as if the ack had been lost on the wire.
+    wake_.signal();
+    return sdk::Status::ok();
+}
+
+sdk::Status ConsumerCore::set_prefetch(std::uint16_t prefetch) {
+    if (prefetch == 0) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           context_ + ": prefetch must be 1..65535, got 0");
+    }
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (closing_ || closed_) {
+            return sdk::Status(sdk::ErrorCode::FailedPrecondition, context_ + " is closed");
+        }
+        prefetch_ = prefetch;  // a resubscription after a connection loss uses it too
+        if (connected_) {
+            // Queued with the settles, so the broker sees the limits and acks in call order.
+            auto command = std::make_shared<Command>();
+            command->prefetch = prefetch;
+            commands_.push_back(command);
+        }
+    }
     wake_.signal();
     return sdk::Status::ok();
 }
@@ -210,9 +233,16 @@ sdk::Status ConsumerCore::subscribe() {
     if (auto status = link->open_channel(kChannel, context_ + ": open channel"); !status) {
         return status;
     }
-    amqp_basic_qos(link->state(), kChannel, 0, prefetch_, 0);
+    std::uint16_t prefetch = 0;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        prefetch = prefetch_;
+    }
+    // Global (channel-wide) qos: this channel has one consumer, so it limits just as a
+    // per-consumer qos would, and unlike one it can be changed while consuming (set_prefetch).
+    amqp_basic_qos(link->state(), kChannel, 0, prefetch, 1);
     if (auto status = reply_status(amqp_get_rpc_reply(link->state()),
-                                   context_ + ": set prefetch " + std::to_string(prefetch_));
+                                   context_ + ": set prefetch " + std::to_string(prefetch));
         !status) {
         return status;
     }
@@ -261,6 +291,23 @@ sdk::Status ConsumerCore::execute(std::deque<CommandPtr>& commands) {
     while (!commands.empty()) {
         CommandPtr command = commands.front();
         commands.pop_front();
+        if (command->prefetch != 0) {
+            // Sent without waiting for qos-ok (drain_frames skips it): the channel keeps the
+            // order, so acks sent after it are applied under the new limit.
+            amqp_basic_qos_t qos{};
+            qos.prefetch_count = command->prefetch;
+            qos.global = 1;
+            const int sent = amqp_send_method(link_->state(), kChannel, AMQP_BASIC_QOS_METHOD, &qos);
+            link_->note_sent();
+            if (sent != AMQP_STATUS_OK) {
+                for (auto& rest : commands) {
+                    complete(rest, stale_tag(rest->tag));
+                }
+                commands.clear();
+                return library_error(sent, context_ + ": set prefetch");
+            }
+            continue;
+        }
         if ((command->tag >> kEpochShift) != link_epoch_) {
             complete(command, stale_tag(command->tag));
             continue;
@@ -383,7 +430,7 @@ void ConsumerCore::run_loop() {
                     backoff_ = std::chrono::milliseconds(100);
                     logger_.info(first ? "rabbitmq consumer subscribed"
                                        : "rabbitmq consumer resubscribed after a connection loss",
-                                 nlohmann::json{{"queue", queue_}, {"prefetch", prefetch_}}.dump());
+                                 nlohmann::json{{"queue", queue_}}.dump());
                 } else {
                     link_.reset();
                     next_attempt_ = Clock::now() + backoff_;
@@ -450,5 +497,14 @@ sdk::Status RabbitMqConsumer::reject(std::uint64_t tag, bool requeue) noexcept {
 }
 
 void RabbitMqConsumer::close() noexcept { core_->close(); }
+
+sdk::Status RabbitMqConsumer::set_prefetch(std::uint16_t prefetch) noexcept {
+    try {
+        return core_->set_prefetch(prefetch);
+    } catch (const std::exception& e) {
+        return sdk::Status(sdk::ErrorCode::Internal,
+                           std::string("rabbitmq set_prefetch failed: ") + e.what());
+    }
+}
 
 }  // namespace synergos::plugins::rabbitmq

@@ -47,6 +47,8 @@ public:
     /// Checks the tag (stale or unknown tags are refused here) and hands the ack/reject to the
     /// I/O thread without waiting for the send.
     sdk::Status settle(std::uint64_t tag, bool ack, bool requeue);
+    /// Hands a new limit to the I/O thread, in order with the settles (see AdjustableConsumer).
+    sdk::Status set_prefetch(std::uint16_t prefetch);
     /// Cancels the subscription and closes the connection; unacked deliveries return to the
     /// queue. Idempotent; safe from any thread.
     void close() noexcept;
@@ -68,7 +70,6 @@ private:
     const BrokerSettings settings_;
     sdk::Logger& logger_;
     const std::string queue_;
-    const std::uint16_t prefetch_;
     const std::string context_;  ///< "<broker>: consumer on queue 'q'"
 
     std::mutex close_mutex_;  ///< serialises close() callers (owner and MessageQueue::stop)
@@ -79,6 +80,7 @@ private:
     std::deque<sdk::Delivery> ready_;
     std::set<std::uint64_t> outstanding_;  ///< handed to the owner, not yet settled
     std::deque<CommandPtr> commands_;
+    std::uint16_t prefetch_;  ///< the current limit; a resubscription uses it
     std::uint32_t current_epoch_ = 0;  ///< 0 while disconnected
     std::uint32_t highest_epoch_ = 0;  ///< tags above it were never issued
     bool connected_ = false;
@@ -104,7 +106,7 @@ private:
 };
 
 /// The SDK handle the caller owns.
-class RabbitMqConsumer final : public sdk::Consumer {
+class RabbitMqConsumer final : public sdk::AdjustableConsumer {
 public:
     explicit RabbitMqConsumer(std::shared_ptr<ConsumerCore> core) : core_(std::move(core)) {}
     ~RabbitMqConsumer() override;
@@ -114,6 +116,7 @@ public:
     sdk::Status ack(std::uint64_t tag) noexcept override;
     sdk::Status reject(std::uint64_t tag, bool requeue) noexcept override;
     void close() noexcept override;
+    sdk::Status set_prefetch(std::uint16_t prefetch) noexcept override;
 
 private:
     std::shared_ptr<ConsumerCore> core_;

@@ -59,6 +59,20 @@ public:
     virtual void close() noexcept = 0;
 };
 
+/// A consumer whose prefetch can change while it consumes (SDK 1.1; optional: the host finds it
+/// with `dynamic_cast` and does without it when a backend's consumers are plain `Consumer`s).
+/// A TTP uses it to take its next job the moment a job's work ends, while that job's result
+/// still awaits its confirm, without ever holding a job it has not started.
+/// Threading: unlike a plain Consumer's, `ack`, `reject` and `set_prefetch` may be called from
+/// any thread, also while another thread waits in `receive`; calls keep their order.
+class BOOST_SYMBOL_VISIBLE AdjustableConsumer : public Consumer {
+public:
+    /// Sets how many unacknowledged deliveries this consumer may hold (1..65535). Ordered with
+    /// `ack`/`reject`: a limit set before a settle applies before that settle frees a slot, so
+    /// lowering the limit and then acking never lets an extra delivery in between.
+    virtual Status set_prefetch(std::uint16_t prefetch) noexcept = 0;
+};
+
 /// The message-queue backend.
 /// Threading: `declare`, `publish` and `consume` may be called from any thread concurrently.
 /// Errors: a publish returns only after the broker confirmed the message persisted; during an

@@ -211,6 +211,43 @@ inline void prefetch_bounds_unacked(Backend& backend) {
     mq->stop();
 }
 
+/// The TTP's pattern: take a job at prefetch 1; when its work ends (result not yet confirmed)
+/// raise the limit so exactly one more comes; lower it again before acking the first.
+inline void prefetch_changes_while_consuming(Backend& backend) {
+    auto mq = backend.make_queue();
+    const std::string name = backend.unique_queue("adjust");
+    require_ok(mq->declare({name, 10, ""}));
+    for (int i = 0; i < 4; ++i) {
+        publish_ok(*mq, name, make_message("low-" + std::to_string(i), "b", 1));
+    }
+    auto consumer = mq->consume(name, 1);
+    require_ok(consumer.status());
+    auto* adjustable = dynamic_cast<sdk::AdjustableConsumer*>(consumer->get());
+    REQUIRE(adjustable != nullptr);
+    CHECK(adjustable->set_prefetch(0).code() == sdk::ErrorCode::InvalidArgument);
+
+    sdk::Delivery first = expect_delivery(**consumer, backend.patience());
+    CHECK(first.message.id == "low-0");
+    expect_no_delivery(**consumer, backend.quiet_period());  // prefetch 1 holds the rest back
+    // Published while the first is held: a raised limit lets the highest priority in next.
+    publish_ok(*mq, name, make_message("urgent", "b", 9));
+    require_ok(adjustable->set_prefetch(2));
+    sdk::Delivery second = expect_delivery(**consumer, backend.patience());
+    CHECK(second.message.id == "urgent");
+    expect_no_delivery(**consumer, backend.quiet_period());  // two held: the limit
+    // Lowered before the ack: the freed slot stays shut while `second` is held.
+    require_ok(adjustable->set_prefetch(1));
+    require_ok((*consumer)->ack(first.tag));
+    expect_no_delivery(**consumer, backend.quiet_period());
+    require_ok((*consumer)->ack(second.tag));
+    sdk::Delivery third = expect_delivery(**consumer, backend.patience());
+    CHECK(third.message.id == "low-1");
+    require_ok((*consumer)->ack(third.tag));
+    (*consumer)->close();
+    CHECK(adjustable->set_prefetch(3).code() == sdk::ErrorCode::FailedPrecondition);
+    mq->stop();
+}
+
 inline void priority_order(Backend& backend) {
     auto mq = backend.make_queue();
     const std::string name = backend.unique_queue("priority");
@@ -550,6 +587,9 @@ inline void bad_input_is_refused(Backend& backend) {
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "never has more than prefetch deliveries unacked",  \
                          prefetch_bounds_unacked)                                                  \
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "delivers higher priorities first", priority_order) \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
+                         "changes its prefetch while consuming, in order with acks",              \
+                         prefetch_changes_while_consuming)                                         \
     SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
                          "redelivers a requeued message flagged redelivered",                      \
                          reject_requeue_sets_redelivered)                                          \
