@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: Apache-2.0
+// The train function (plugins/ttp/train) driving workers on loopback sockets through the real
+// HttpWorkerClient and the real FedAvg session. Workers are raw sockets so one can fail in the
+// middle of its reply: a round whose sums hold part of a failed reply is run again without it
+// (quorum) or fails naming it. The streamed rounds give the bits of whole-reply rounds.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/roles/worker_client.hpp>
+#include <synergos/core/tensor/safetensors.hpp>
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "fedavg.hpp"
+#include "train_function.hpp"
+#include "unit/core/http/http_test_util.hpp"
+#include "weighted_mean.hpp"
+
+namespace {
+
+namespace sdk = synergos::sdk;
+namespace tensor = synergos::core::tensor;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+/// The initial model: a [300, 400] weight (480 kB: many 64 kB pieces), a bias and an I64
+/// counter (folded whole).
+sdk::TensorMap initial_model() {
+    sdk::TensorMap m;
+    for (auto [name, shape] : {std::pair<const char*, std::vector<std::int64_t>>{"l.weight", {300, 400}},
+                               std::pair<const char*, std::vector<std::int64_t>>{"l.bias", {300}}}) {
+        sdk::Tensor t;
+        t.name = name;
+        t.shape = shape;
+        t.data.resize(static_cast<std::size_t>(t.numel()) * 4);
+        for (std::int64_t i = 0; i < t.numel(); ++i) {
+            t.f32()[i] = static_cast<float>((i * 7919) % 2001 - 1000) * 1e-3f;
+        }
+        m.tensors.push_back(std::move(t));
+    }
+    sdk::Tensor counter;
+    counter.name = "bn.num_batches_tracked";
+    counter.dtype = sdk::DType::I64;
+    counter.data.resize(8);
+    m.tensors.push_back(std::move(counter));
+    return m;
+}
+
+/// Worker k's "local training": w * (1 + k/8) + k/100 for F32, counter + k + 1.
+sdk::TensorMap local_update(const sdk::TensorMap& global, int k) {
+    sdk::TensorMap w = global;
+    for (auto& t : w.tensors) {
+        if (t.dtype == sdk::DType::F32) {
+            for (std::int64_t i = 0; i < t.numel(); ++i) {
+                t.f32()[i] = t.f32()[i] * (1.0f + static_cast<float>(k) / 8.0f) +
+                             static_cast<float>(k) / 100.0f;
+            }
+        } else {
+            std::int64_t v = 0;
+            std::memcpy(&v, t.data.data(), 8);
+            v += k + 1;
+            std::memcpy(t.data.data(), &v, 8);
+        }
+    }
+    return w;
+}
+
+/// A worker on a raw socket, one request per connection (`Connection: close`). The first
+/// `break_trains` train calls answer half of their safetensors body, then close.
+class RawWorker {
+public:
+    RawWorker(int k, std::int64_t samples, int break_trains = 0)
+        : k_(k), samples_(samples), break_trains_(break_trains) {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(listener_, 16) == 0);
+        socklen_t len = sizeof a;
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+        node.participant_id = "p" + std::to_string(k);
+        node.host = "127.0.0.1";
+        node.port = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~RawWorker() {
+        ::shutdown(listener_, SHUT_RDWR);
+        thread_.join();
+        ::close(listener_);
+    }
+    RawWorker(const RawWorker&) = delete;
+    RawWorker& operator=(const RawWorker&) = delete;
+
+    sdk::GridNode node;
+    std::atomic<int> trains{0};
+
+private:
+    void serve() {
+        while (true) {
+            const int fd = ::accept(listener_, nullptr, nullptr);
+            if (fd < 0) {
+                return;
+            }
+            handle(fd);
+            ::close(fd);
+        }
+    }
+
+    static void send_all(int fd, const std::string& bytes) {
+        std::size_t sent = 0;
+        while (sent < bytes.size()) {
+            const ssize_t n = ::write(fd, bytes.data() + sent, bytes.size() - sent);
+            if (n <= 0) {
+                return;
+            }
+            sent += static_cast<std::size_t>(n);
+        }
+    }
+
+    static void answer(int fd, const std::string& type, const std::string& body, std::size_t cut) {
+        send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: " + type +
+                         "\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) +
+                         "\r\n\r\n" + body.substr(0, cut));
+    }
+
+    void handle(int fd) {
+        const std::string request = synergos::testing::read_request(fd);
+        const auto space = request.find(' ');
+        const std::string path = request.substr(space + 1, request.find(' ', space + 1) - space - 1);
+        const auto head_end = request.find("\r\n\r\n");
+        const std::string body = head_end == std::string::npos ? "" : request.substr(head_end + 4);
+        const std::string st(tensor::kSafetensorsContentType);
+        std::string out;
+        auto ends_with = [&](const char* suffix) {
+            const std::string s(suffix);
+            return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
+        };
+        if (ends_with("/initialise")) {
+            REQUIRE(tensor::encode_into(initial_model(), {{"json", "{}"}}, out).is_ok());
+            answer(fd, st, out, out.size());
+        } else if (ends_with("/train")) {
+            auto decoded = tensor::decode(std::string_view(body));
+            REQUIRE(decoded.has_value());
+            const json meta{{"samples", samples_}, {"epoch_losses", {0.5 + k_}}};
+            REQUIRE(tensor::encode_into(local_update(decoded->tensors, k_), {{"json", meta.dump()}}, out)
+                        .is_ok());
+            const int n = ++trains;
+            answer(fd, st, out, n <= break_trains_ ? out.size() / 2 : out.size());
+        } else if (ends_with("/evaluate")) {
+            answer(fd, "application/json", json{{"rows", 10}, {"loss", 0.25}}.dump(), std::string::npos);
+        } else {
+            answer(fd, "application/json", "{}", std::string::npos);
+        }
+    }
+
+    int k_;
+    std::int64_t samples_;
+    int break_trains_;
+    int listener_ = -1;
+    std::thread thread_;
+};
+
+/// SDK 1.0-style strategy: FedAvg's sums behind a session that only knows `accumulate`.
+class PlainSession final : public sdk::AggregationSession {
+public:
+    sdk::Status begin_round(const sdk::TensorMap& global, int round) noexcept override {
+        return inner_.begin_round(global, round);
+    }
+    sdk::Status accumulate(const std::string& participant, std::int64_t samples,
+                           const sdk::TensorMap& weights) noexcept override {
+        ++accumulated;
+        return inner_.accumulate(participant, samples, weights);
+    }
+    sdk::Result<sdk::TensorMap> finish_round() noexcept override { return inner_.finish_round(); }
+    sdk::Result<sdk::TensorMap> save_state() noexcept override { return inner_.save_state(); }
+    sdk::Status load_state(const sdk::TensorMap& state) noexcept override {
+        return inner_.load_state(state);
+    }
+    static inline std::atomic<int> accumulated{0};
+
+private:
+    synergos::plugins::fedavg::WeightedMeanSession inner_{"plain"};
+};
+
+class PlainAggregator final : public sdk::Aggregator {
+public:
+    sdk::Status validate(std::string_view) noexcept override { return sdk::Status::ok(); }
+    sdk::Result<std::unique_ptr<sdk::AggregationSession>> open(std::string_view) noexcept override {
+        return std::unique_ptr<sdk::AggregationSession>(new PlainSession());
+    }
+    std::string worker_arguments(std::string_view) noexcept override { return "{}"; }
+};
+
+/// The TTP's side of a job: real worker client, files in a temporary directory.
+class Ctx final : public sdk::JobContext {
+public:
+    Ctx(std::vector<sdk::GridNode> nodes, const std::string& outputs)
+        : nodes_(std::move(nodes)),
+          outputs_(outputs),
+          fedavg_(host_, sdk::Options(std::map<std::string, std::string>{})),
+          client_(http_) {}
+
+    sdk::Logger& logger() noexcept override { return logger_; }
+    const std::string& job_id() const noexcept override { return job_id_; }
+    int grid() const noexcept override { return 0; }
+    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
+    std::string outputs_dir() const override { return outputs_; }
+    bool is_cancelled() const noexcept override { return false; }
+    void report_progress(std::string_view progress) noexcept override {
+        progress_.emplace_back(progress);
+    }
+    sdk::WorkerClient& workers() noexcept override { return client_; }
+    sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
+        if (name == "fedavg") {
+            return static_cast<sdk::Aggregator*>(&fedavg_);
+        }
+        if (name == "plain") {
+            return static_cast<sdk::Aggregator*>(&plain_);
+        }
+        return sdk::Error{sdk::ErrorCode::NotFound, "no aggregator '" + name + "'"};
+    }
+    sdk::Result<std::string> submit_job(std::string_view) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "not in this test"};
+    }
+    sdk::Result<std::string> wait_job(const std::string&, std::chrono::milliseconds) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "not in this test"};
+    }
+    sdk::Status write_tensors(const std::string& path, const sdk::TensorMap& tensors,
+                              std::string_view metadata) noexcept override {
+        tensor::Metadata md;
+        const json meta = json::parse(metadata, nullptr, false);
+        if (!meta.is_object()) {
+            return {sdk::ErrorCode::InvalidArgument, "metadata is not a JSON object"};
+        }
+        for (auto& [k, v] : meta.items()) {
+            md[k] = v.is_string() ? v.get<std::string>() : v.dump();
+        }
+        auto encoded = tensor::encode_to_string(tensors, md);
+        if (!encoded) {
+            return encoded.status();
+        }
+        return write_file(path, *encoded);
+    }
+    sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) {
+            return sdk::Error{sdk::ErrorCode::NotFound, "no file " + path};
+        }
+        const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        auto decoded = tensor::decode(std::string_view(bytes));
+        if (!decoded) {
+            return decoded.error();
+        }
+        return std::move(decoded->tensors);
+    }
+    sdk::Status write_file(const std::string& path, std::string_view content) noexcept override {
+        std::error_code ec;
+        fs::create_directories(fs::path(path).parent_path(), ec);
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out.write(content.data(), static_cast<std::streamsize>(content.size()));
+        return out ? sdk::Status::ok() : sdk::Status{sdk::ErrorCode::Internal, "cannot write " + path};
+    }
+
+    sdk::testing::CapturingLogger logger_;
+
+private:
+    sdk::testing::FakeHost host_;
+    std::string job_id_ = "job-1";
+    std::vector<sdk::GridNode> nodes_;
+    std::string outputs_;
+    std::vector<std::string> progress_;
+    synergos::plugins::fedavg::FedAvg fedavg_;
+    PlainAggregator plain_;
+    synergos::core::http::HttpClient http_;
+    synergos::core::roles::HttpWorkerClient client_;
+};
+
+struct TempDir {
+    TempDir() {
+        std::string pattern = (fs::temp_directory_path() / "synergos-train-XXXXXX").string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string path;
+};
+
+std::string job(const std::vector<sdk::GridNode>& nodes, const json& run) {
+    json tags = json::object();
+    for (const auto& n : nodes) {
+        tags[n.participant_id] = {{"train", json::array({json::array({"x"})})}};
+    }
+    return json{{"job_id", "job-1"},
+                {"process", "train"},
+                {"keys", {"c", "p", "e", "r"}},
+                {"grid", 0},
+                {"parameters",
+                 {{"run", run}, {"experiment", {{"model", json::array({{{"activation", "relu"}}})}}},
+                  {"tags", tags}}}}
+        .dump();
+}
+
+/// What `rounds` rounds of FedAvg over workers `ks` (weights `samples`) give, whole replies
+/// folded in the order of `ks`.
+sdk::TensorMap expected_global(const std::vector<int>& ks, const std::vector<std::int64_t>& samples,
+                               int rounds) {
+    sdk::TensorMap global = initial_model();
+    synergos::plugins::fedavg::WeightedMeanSession session("fedavg");
+    for (int r = 0; r < rounds; ++r) {
+        REQUIRE(session.begin_round(global, r).is_ok());
+        for (std::size_t i = 0; i < ks.size(); ++i) {
+            REQUIRE(session.accumulate("p" + std::to_string(ks[i]), samples[i],
+                                       local_update(global, ks[i])).is_ok());
+        }
+        auto next = session.finish_round();
+        REQUIRE(next.has_value());
+        global = std::move(*next);
+    }
+    return global;
+}
+
+sdk::TensorMap run_train(Ctx& ctx, const std::vector<sdk::GridNode>& nodes, const json& run,
+                         bool save_local_models, json* outputs = nullptr) {
+    sdk::testing::FakeHost host;
+    synergos::plugins::train::TrainFunction train(
+        host, sdk::Options(std::map<std::string, std::string>{
+                  {"save_local_models", save_local_models ? "true" : "false"}}));
+    auto out = train.execute(ctx, job(nodes, run));
+    INFO((out ? std::string() : out.error().message));
+    REQUIRE(out.has_value());
+    const json o = json::parse(*out);
+    if (outputs != nullptr) {
+        *outputs = o;
+    }
+    auto global = ctx.read_tensors(o["global"]["path"].get<std::string>());
+    REQUIRE(global.has_value());
+    return std::move(*global);
+}
+
+void check_same(const sdk::TensorMap& got, const sdk::TensorMap& expected) {
+    REQUIRE(got.tensors.size() == expected.tensors.size());
+    for (std::size_t t = 0; t < expected.tensors.size(); ++t) {
+        INFO("tensor " << expected.tensors[t].name);
+        CHECK(got.tensors[t].name == expected.tensors[t].name);
+        CHECK(got.tensors[t].data == expected.tensors[t].data);  // bit for bit
+    }
+}
+
+}  // namespace
+
+TEST_CASE("train: streamed FedAvg rounds give the bits of whole-reply rounds, also through a "
+          "1.0-style session",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    const sdk::TensorMap expected = expected_global({0, 1}, {30, 70}, 3);
+    TempDir dir;
+
+    Ctx streamed(nodes, dir.path + "/streamed");
+    json outputs;
+    check_same(run_train(streamed, nodes, {{"rounds", 3}, {"algorithm", "FedAvg"}}, false, &outputs),
+               expected);
+    CHECK(outputs["summary"]["rounds_run"] == 3);
+    CHECK(outputs["summary"]["dropped"].empty());
+    CHECK(outputs["history"]["local"]["p1"]["2"] == 1.5);
+
+    PlainSession::accumulated = 0;
+    Ctx plain(nodes, dir.path + "/plain");
+    check_same(run_train(plain, nodes, {{"rounds", 3}, {"algorithm", "plain"}}, false), expected);
+    CHECK(PlainSession::accumulated == 6);  // every reply came whole through accumulate
+    CHECK(w0.trains == 6);
+}
+
+TEST_CASE("train: the round that writes local models takes whole replies and saves them",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 5);
+    RawWorker w1(1, 9);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    check_same(run_train(ctx, nodes, {{"rounds", 2}, {"algorithm", "fedavg"}}, true),
+               expected_global({0, 1}, {5, 9}, 2));
+    // Round 1 (the last) saved each worker's weights: its update of round 0's global.
+    const sdk::TensorMap after_round0 = expected_global({0, 1}, {5, 9}, 1);
+    auto local = ctx.read_tensors(dir.path + "/c/p/e/r/local_model_p1.safetensors");
+    REQUIRE(local.has_value());
+    check_same(*local, local_update(after_round0, 1));
+}
+
+TEST_CASE("train: a worker failing mid-reply after part of it was folded makes the round run "
+          "again without it when the quorum allows",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 10);
+    RawWorker w1(1, 20, /*break_trains=*/1);  // its first train reply stops halfway
+    RawWorker w2(2, 40);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node, w2.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    json outputs;
+    const auto got =
+        run_train(ctx, nodes, {{"rounds", 2}, {"algorithm", "fedavg"}, {"quorum", 2}}, false, &outputs);
+    check_same(got, expected_global({0, 2}, {10, 40}, 2));
+    CHECK(outputs["summary"]["dropped"] == json::array({"p1"}));
+    CHECK(w1.trains == 1);
+    // Round 0 ran twice for the others (the first attempt's sums held half of p1's reply).
+    CHECK(w0.trains == 3);
+    CHECK(w2.trains == 3);
+    CHECK(ctx.logger_.contains("round run again"));
+    CHECK(ctx.logger_.contains("worker dropped from the round"));
+}
+
+TEST_CASE("train: a worker failing mid-reply fails the round, naming it, when the quorum needs it",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 10);
+    RawWorker w1(1, 20, /*break_trains=*/1);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    sdk::testing::FakeHost host;
+    synergos::plugins::train::TrainFunction train(
+        host, sdk::Options(std::map<std::string, std::string>{{"save_local_models", "false"}}));
+    auto out = train.execute(ctx, job(nodes, {{"rounds", 2}, {"algorithm", "fedavg"}}));
+    REQUIRE_FALSE(out.has_value());
+    INFO(out.error().message);
+    CHECK(out.error().message.find("round 0 failed") != std::string::npos);
+    CHECK(out.error().message.find("worker 'p1'") != std::string::npos);
+    CHECK(out.error().message.find("'p0'") == std::string::npos);
+    CHECK_FALSE(fs::exists(dir.path + "/c/p/e/r/checkpoints/round_0/state.json"));
+}
