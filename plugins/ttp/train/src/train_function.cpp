@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "train_function.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -116,21 +120,161 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? 0.0 : s / static_cast<double>(v.size());
 }
 
+/// A worker's weights written to a safetensors file while they stream in, so saving local
+/// models needs no model-sized buffer: the header first (from the reply's head), each piece at
+/// its place, the other tensors when the reply ends, then fsync and rename into place (as
+/// `JobContext::write_tensors`: a crash leaves the old file or the new one).
+class LocalModelFile {
+public:
+    LocalModelFile() = default;
+    LocalModelFile(const LocalModelFile&) = delete;
+    LocalModelFile& operator=(const LocalModelFile&) = delete;
+    ~LocalModelFile() { discard(); }
+
+    /// Creates `<path>.tmp` and writes the header for `head`'s tensors with `metadata`.
+    sdk::Status open(const std::string& path, const sdk::ReplyHead& head, const json& metadata) {
+        path_ = path;
+        tmp_ = path + ".tmp";
+        std::error_code ec;
+        fs::create_directories(fs::path(path).parent_path(), ec);
+        json header = json::object();
+        header["__metadata__"] = metadata;
+        std::uint64_t at = 0;
+        for (const auto& t : head.tensors) {
+            std::uint64_t n = sdk::dtype_size(t.dtype);
+            for (std::int64_t d : t.shape) {
+                n *= static_cast<std::uint64_t>(d);
+            }
+            header[t.name] = {{"dtype", sdk::to_string(t.dtype)}, {"shape", t.shape}, {"data_offsets", {at, at + n}}};
+            begin_.push_back(at);
+            names_.push_back(t.name);
+            at += n;
+        }
+        std::string text = header.dump();
+        text.append((8 - text.size() % 8) % 8, ' ');  // data 8-byte aligned
+        unsigned char prefix[8];
+        std::uint64_t len = text.size();
+        for (unsigned char& b : prefix) {
+            b = static_cast<unsigned char>(len & 0xff);
+            len >>= 8;
+        }
+        data_start_ = 8 + text.size();
+        fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd_ < 0) {
+            return error("cannot create");
+        }
+        if (!write_at(0, prefix, sizeof prefix) || !write_at(8, text.data(), text.size()) ||
+            ::ftruncate(fd_, static_cast<off_t>(data_start_ + at)) != 0) {
+            return error("cannot write");
+        }
+        return sdk::Status::ok();
+    }
+
+    bool is_open() const { return fd_ >= 0; }
+
+    sdk::Status write_piece(std::size_t tensor, std::uint64_t offset, const float* values, std::size_t count) {
+        if (!write_at(data_start_ + begin_.at(tensor) + offset * sizeof(float), values, count * sizeof(float))) {
+            return error("cannot write");
+        }
+        return sdk::Status::ok();
+    }
+
+    sdk::Status write_tensor(const sdk::Tensor& t) {
+        for (std::size_t i = 0; i < names_.size(); ++i) {
+            if (names_[i] == t.name) {
+                if (!write_at(data_start_ + begin_[i], t.data.data(), t.data.size())) {
+                    return error("cannot write");
+                }
+                return sdk::Status::ok();
+            }
+        }
+        return {sdk::ErrorCode::Internal, "tensor '" + t.name + "' is not in the header of " + path_};
+    }
+
+    /// Makes the file durable and puts it in place.
+    sdk::Status commit() {
+        if (::fsync(fd_) != 0 || ::close(fd_) != 0) {
+            fd_ = -1;
+            return error("cannot sync");
+        }
+        fd_ = -1;
+        if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+            return error("cannot rename");
+        }
+        const int dir = ::open(fs::path(path_).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dir >= 0) {
+            (void)::fsync(dir);
+            ::close(dir);
+        }
+        tmp_.clear();
+        return sdk::Status::ok();
+    }
+
+    void discard() noexcept {
+        if (fd_ >= 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+        if (!tmp_.empty()) {
+            ::unlink(tmp_.c_str());
+            tmp_.clear();
+        }
+    }
+
+private:
+    bool write_at(std::uint64_t at, const void* data, std::size_t size) {
+        const auto* p = static_cast<const char*>(data);
+        while (size > 0) {
+            const ssize_t n = ::pwrite(fd_, p, size, static_cast<off_t>(at));
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                return false;
+            }
+            p += n;
+            at += static_cast<std::uint64_t>(n);
+            size -= static_cast<std::size_t>(n);
+        }
+        return true;
+    }
+
+    sdk::Status error(const char* what) {
+        const std::string why = std::strerror(errno);
+        discard();
+        return {sdk::ErrorCode::Internal, std::string(what) + " " + path_ + ": " + why};
+    }
+
+    std::string path_;
+    std::string tmp_;
+    int fd_ = -1;
+    std::uint64_t data_start_ = 0;
+    std::vector<std::uint64_t> begin_;
+    std::vector<std::string> names_;
+};
+
 /// One training round's replies, folded into the session as they arrive: piece by piece while
 /// the bytes come when the session streams (SDK 1.1), whole otherwise. Records each failed
 /// worker, and whether its update was partly folded (the round's sums are then spoilt and the
 /// round must be run again without it). Threading: the host never overlaps its calls.
 class RoundFold final : public sdk::StreamingReplyVisitor {
 public:
-    using Success = std::function<void(std::size_t, const json&, sdk::WorkerReply&)>;
+    /// Called for each folded reply; `streamed` says its F32 weights are no longer in `reply`.
+    using Success = std::function<void(std::size_t, const json&, sdk::WorkerReply&, bool streamed)>;
 
+    /// With `local_models`, streamed replies are also written to
+    /// `<local_models>/local_model_<participant>.safetensors` (metadata: round, participant).
     RoundFold(sdk::AggregationSession& session, sdk::StreamingAggregationSession* streaming,
-              const std::vector<sdk::GridNode>& nodes, const std::string& path, Success on_success)
+              const std::vector<sdk::GridNode>& nodes, const std::string& path, Success on_success,
+              sdk::Logger& logger, std::string local_models = {}, int round = 0)
         : session_(session),
           streaming_(streaming),
           nodes_(nodes),
           path_(path),
           on_success_(std::move(on_success)),
+          logger_(logger),
+          local_models_(std::move(local_models)),
+          round_(round),
           state_(nodes.size()) {}
 
     bool on_reply_head(std::size_t i, const sdk::ReplyHead& head) noexcept override {
@@ -147,6 +291,11 @@ public:
                 st.failure = sdk::Error{update.error().code, "worker '" + pid + "': " + update.error().message};
             } else {
                 st.update = *update;
+                if (!local_models_.empty()) {
+                    st.file = std::make_unique<LocalModelFile>();
+                    file_status(st, st.file->open(local_models_ + "/local_model_" + pid + ".safetensors", head,
+                                                  {{"round", std::to_string(round_)}, {"participant", pid}}));
+                }
             }
         } catch (const std::exception& e) {
             st.failure = sdk::Error{sdk::ErrorCode::Internal, "worker '" + pid + "': " + e.what()};
@@ -169,6 +318,9 @@ public:
             return false;
         }
         st.folded = st.folded || count > 0;
+        if (st.file) {
+            file_status(st, st.file->write_piece(tensor, offset, values, count));
+        }
         return true;
     }
 
@@ -192,7 +344,16 @@ private:
         std::optional<sdk::StreamingAggregationSession::UpdateId> update;
         std::optional<sdk::Error> failure;
         bool folded = false;
+        std::unique_ptr<LocalModelFile> file;  ///< the local model being written, if any
     };
+
+    /// A local model that cannot be written is skipped with a warning; training goes on.
+    void file_status(State& st, const sdk::Status& status) {
+        if (!status) {
+            logger_.warn("local model not saved", ttp::log_fields({{"round", round_}, {"error", status.message()}}));
+            st.file.reset();
+        }
+    }
 
     void visit(std::size_t i, sdk::Result<sdk::WorkerReply>& reply) {
         State& st = state_[i];
@@ -224,6 +385,20 @@ private:
                 fail(i, sdk::Error{s.code(), "worker '" + pid + "': " + s.message()});
                 return;
             }
+            if (st.file) {
+                for (const auto& t : reply->tensors.tensors) {
+                    file_status(st, st.file->write_tensor(t));
+                    if (!st.file) {
+                        break;
+                    }
+                }
+                if (st.file) {
+                    file_status(st, st.file->commit());
+                    st.file.reset();
+                }
+            }
+            on_success_(i, *body, *reply, true);
+            return;
         } else {
             const auto samples = body->value("samples", std::int64_t{0});
             if (auto s = session_.accumulate(pid, samples, reply->tensors); !s) {
@@ -231,11 +406,12 @@ private:
                 return;
             }
         }
-        on_success_(i, *body, *reply);
+        on_success_(i, *body, *reply, false);
     }
 
     void fail(std::size_t i, sdk::Error e) {
         State& st = state_[i];
+        st.file.reset();  // a failed worker's partial weights are not its local model
         if (st.update) {
             st.folded = streaming_->abandon_update(*st.update) || st.folded;
             st.update.reset();
@@ -250,6 +426,9 @@ private:
     const std::vector<sdk::GridNode>& nodes_;
     const std::string& path_;
     Success on_success_;
+    sdk::Logger& logger_;
+    std::string local_models_;
+    int round_;
     std::vector<State> state_;
     std::vector<bool> alive_ = std::vector<bool>(state_.size(), true);
     std::vector<std::pair<std::string, sdk::Error>> failures_;
@@ -437,11 +616,11 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             // every round cost the round N model-sized writes. A round may be the last when it
             // is the last scheduled one or when one more stale round stops the run early.
             const bool maybe_last = r == rounds - 1 || stale + 1 >= patience;
-            // Streamed replies are folded as they arrive, so the TTP holds the global model and
-            // the sums, never a reply; a round that writes local models needs them whole.
-            auto* streaming = save_local_models_ && maybe_last
-                                  ? nullptr
-                                  : dynamic_cast<sdk::StreamingAggregationSession*>(session.get());
+            // Streamed replies are folded as they arrive (and written to their local model files
+            // in a round that saves them), so the TTP holds the global model and the sums, never
+            // a reply.
+            auto* streaming = dynamic_cast<sdk::StreamingAggregationSession*>(session.get());
+            const bool save_local = save_local_models_ && maybe_last;
             // A worker that fails after part of its update was folded spoils the round's sums:
             // the round then runs again from the (unchanged) global model without it. Each
             // attempt has fewer workers, so this ends.
@@ -463,7 +642,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                     }
                 }
                 RoundFold fold(*session, streaming, active, train_path,
-                               [&](std::size_t i, const json& body, sdk::WorkerReply& reply) {
+                               [&](std::size_t i, const json& body, sdk::WorkerReply& reply, bool streamed) {
                                    const std::string& pid = active[i].participant_id;
                                    const json losses = body.value("epoch_losses", json::array());
                                    if (!losses.empty() && losses.back().is_number()) {
@@ -471,12 +650,13 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                        local_losses.push_back(l);
                                        history.local[pid][std::to_string(r)] = l;
                                    }
-                                   if (save_local_models_ && maybe_last) {
+                                   if (save_local && !streamed) {
                                        (void)ctx.write_tensors(
                                            dir + "/local_model_" + pid + ".safetensors", reply.tensors,
                                            json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
                                    }
-                               });
+                               },
+                               ctx.logger(), save_local ? dir : std::string(), r);
                 ctx.workers().call_all(active, reqs, fold);
                 failures = fold.failures();
                 alive = fold.alive();

@@ -394,20 +394,53 @@ TEST_CASE("train: streamed FedAvg rounds give the bits of whole-reply rounds, al
     CHECK(w0.trains == 6);
 }
 
-TEST_CASE("train: the round that writes local models takes whole replies and saves them",
+TEST_CASE("train: the round that saves local models streams each worker's weights into its file",
           "[unit][ttp][train]") {
     RawWorker w0(0, 5);
     RawWorker w1(1, 9);
     const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    const sdk::TensorMap after_round0 = expected_global({0, 1}, {5, 9}, 1);
+    TempDir dir;
+    for (const char* algorithm : {"fedavg", "plain"}) {  // streamed, and whole through 1.0
+        INFO(algorithm);
+        const std::string out = dir.path + "/" + algorithm;
+        Ctx ctx(nodes, out);
+        check_same(run_train(ctx, nodes, {{"rounds", 2}, {"algorithm", algorithm}}, true),
+                   expected_global({0, 1}, {5, 9}, 2));
+        // Round 1 (the last) saved each worker's weights: its update of round 0's global.
+        for (int k : {0, 1}) {
+            const std::string path =
+                out + "/c/p/e/r/local_model_p" + std::to_string(k) + ".safetensors";
+            std::ifstream in(path, std::ios::binary);
+            const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+            auto decoded = tensor::decode(std::string_view(bytes));
+            REQUIRE(decoded.has_value());
+            check_same(decoded->tensors, local_update(after_round0, k));
+            CHECK(decoded->metadata["round"] == "1");
+            CHECK(decoded->metadata["participant"] == "p" + std::to_string(k));
+        }
+    }
+}
+
+TEST_CASE("train: a worker failing mid-reply in the round that saves local models leaves no "
+          "file of its own, the round runs again",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 10);
+    RawWorker w1(1, 20, /*break_trains=*/1);
+    RawWorker w2(2, 40);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node, w2.node};
     TempDir dir;
     Ctx ctx(nodes, dir.path);
-    check_same(run_train(ctx, nodes, {{"rounds", 2}, {"algorithm", "fedavg"}}, true),
-               expected_global({0, 1}, {5, 9}, 2));
-    // Round 1 (the last) saved each worker's weights: its update of round 0's global.
-    const sdk::TensorMap after_round0 = expected_global({0, 1}, {5, 9}, 1);
-    auto local = ctx.read_tensors(dir.path + "/c/p/e/r/local_model_p1.safetensors");
+    check_same(run_train(ctx, nodes, {{"rounds", 1}, {"algorithm", "fedavg"}, {"quorum", 2}}, true),
+               expected_global({0, 2}, {10, 40}, 1));
+    const std::string run = dir.path + "/c/p/e/r";
+    auto local = ctx.read_tensors(run + "/local_model_p2.safetensors");
     REQUIRE(local.has_value());
-    check_same(*local, local_update(after_round0, 1));
+    check_same(*local, local_update(initial_model(), 2));
+    CHECK_FALSE(fs::exists(run + "/local_model_p1.safetensors"));
+    for (const auto& entry : fs::directory_iterator(run)) {
+        CHECK(entry.path().extension() != ".tmp");
+    }
 }
 
 TEST_CASE("train: a worker failing mid-reply after part of it was folded makes the round run "
