@@ -43,6 +43,7 @@ namespace net = boost::asio;
 /// much as fits); bodies of a known length above it are read straight into a BodyBuffers buffer.
 constexpr std::size_t kLargeBody = 64 * 1024;
 constexpr std::size_t kReadChunk = 256 * 1024;
+constexpr std::size_t kDirectRead = 1024 * 1024;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -362,10 +363,14 @@ private:
             std::memcpy(direct_body_.data(), buffer_.data().data(), have);
             buffer_.consume(have);
         }
-        net::async_read(stream_, net::buffer(direct_body_.data() + have, length - have),
-                        [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                            self->on_direct_body(ec);
-                        });
+        // Up to kDirectRead per read call, not asio's default of 64 KiB: a model-sized body
+        // would otherwise take one system call per 64 KiB.
+        net::async_read(
+            stream_, net::buffer(direct_body_.data() + have, length - have),
+            [](const beast::error_code& ec, std::size_t) { return ec ? 0 : kDirectRead; },
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                self->on_direct_body(ec);
+            });
     }
 
     void on_direct_body(beast::error_code ec) {
