@@ -572,8 +572,9 @@ public:
         }
     }
 
-    sdk::Result<UpdateId> begin_update(const std::string& participant, std::int64_t samples,
-                                       const std::vector<sdk::TensorSpec>& layout) noexcept override {
+    sdk::Result<UpdateId> begin_update(
+        const std::string& participant, std::int64_t samples,
+        const std::vector<sdk::TensorSpec>& layout) noexcept override {
         try {
             if (auto status = check_new(participant); !status) {
                 return status;

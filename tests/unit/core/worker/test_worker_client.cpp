@@ -365,7 +365,8 @@ namespace {
 /// its first piece; `stream` false declines every stream (whole replies, as SDK 1.0).
 class StreamCollect final : public sdk::StreamingReplyVisitor {
 public:
-    explicit StreamCollect(bool stream = true, int refuse = -1) : stream_(stream), refuse_(refuse) {}
+    explicit StreamCollect(bool stream = true, int refuse = -1)
+        : stream_(stream), refuse_(refuse) {}
 
     bool on_reply_head(std::size_t index, const sdk::ReplyHead& head) noexcept override {
         Enter enter(*this);
