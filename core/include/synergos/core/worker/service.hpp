@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <synergos/sdk/data_pipeline.hpp>
 #include <synergos/sdk/log.hpp>
@@ -28,7 +29,9 @@ struct WorkerHttpRequest {
     std::string method;        ///< "GET", "POST"
     std::string path;          ///< the request target; a query string is ignored
     std::string content_type;  ///< "application/json", "application/vnd.safetensors" or empty
-    std::string body;          ///< raw bytes (JSON text or a safetensors body)
+    /// Raw bytes (JSON text or a safetensors body), borrowed for the call: a model-sized body
+    /// is decoded from the transport's buffer, not from a copy of it.
+    std::string_view body;
 };
 
 /// The response to send.
