@@ -326,6 +326,22 @@ void MemoryQueue::stop() noexcept {
     }
 }
 
+sdk::Status MemoryQueue::publish_async(const std::string& queue, const sdk::Message& message,
+                                       std::chrono::milliseconds timeout,
+                                       std::shared_ptr<sdk::PublishCallback> done) noexcept {
+    if (!done) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           "publish_async to queue '" + queue + "' needs a callback");
+    }
+    sdk::Status status = publish(queue, message, timeout);
+    if (!status && (status.code() == sdk::ErrorCode::InvalidArgument ||
+                    status.code() == sdk::ErrorCode::FailedPrecondition)) {
+        return status;  // refused before anything was queued: the caller hears it here
+    }
+    done->on_published(std::move(status));
+    return sdk::Status::ok();
+}
+
 MemoryConsumer::MemoryConsumer(std::shared_ptr<Broker> broker, std::shared_ptr<QueueState> queue,
                                std::uint16_t prefetch)
     : broker_(std::move(broker)), queue_(std::move(queue)), prefetch_(prefetch) {}

@@ -24,7 +24,7 @@ struct QueueState;
 struct StoredMessage;
 
 /// The in-process message queue. Threading: every method may be called from any thread.
-class MemoryQueue final : public sdk::MessageQueue {
+class MemoryQueue final : public sdk::AsyncMessageQueue {
 public:
     MemoryQueue(sdk::HostContext& host, const sdk::Options& options);
     ~MemoryQueue() override;
@@ -33,6 +33,10 @@ public:
     sdk::Status declare(const sdk::QueueSpec& spec) noexcept override;
     sdk::Status publish(const std::string& queue, const sdk::Message& message,
                         std::chrono::milliseconds timeout) noexcept override;
+    /// Stores the message at once and calls `done` before returning (nothing to wait for).
+    sdk::Status publish_async(const std::string& queue, const sdk::Message& message,
+                              std::chrono::milliseconds timeout,
+                              std::shared_ptr<sdk::PublishCallback> done) noexcept override;
     sdk::Result<std::unique_ptr<sdk::Consumer>> consume(const std::string& queue,
                                                         std::uint16_t prefetch) noexcept override;
     sdk::Result<std::uint64_t> depth(const std::string& queue) noexcept override;

@@ -44,6 +44,7 @@ struct RabbitMqQueue::Op {
     sdk::Status status;
     QueueInfo info;
     std::condition_variable cv;
+    std::shared_ptr<sdk::PublishCallback> callback;  ///< publish_async: called once, when done
     // I/O thread only.
     std::optional<sdk::Status> returned;  ///< the broker returned the message (unroutable)
 
@@ -233,28 +234,77 @@ sdk::Status RabbitMqQueue::declare(const sdk::QueueSpec& spec) noexcept {
     }
 }
 
+sdk::Result<RabbitMqQueue::OpPtr> RabbitMqQueue::make_publish(const std::string& queue,
+                                                            const sdk::Message& message,
+                                                            std::chrono::milliseconds timeout) {
+    if (auto status = validate_queue_name(queue, "queue"); !status) {
+        return status;
+    }
+    if (auto status = validate_message(queue, message); !status) {
+        return status;
+    }
+    if (auto status = validate_timeout(queue, timeout); !status) {
+        return status;
+    }
+    auto op = std::make_shared<Op>();
+    op->kind = Op::Kind::Publish;
+    op->queue = queue;
+    op->message = message;
+    op->timeout = timeout;
+    op->deadline = Clock::now() + std::min(timeout, kLongestWait);
+    return op;
+}
+
 sdk::Status RabbitMqQueue::publish(const std::string& queue, const sdk::Message& message,
                                    std::chrono::milliseconds timeout) noexcept {
     try {
-        if (auto status = validate_queue_name(queue, "queue"); !status) {
-            return status;
+        auto op = make_publish(queue, message, timeout);
+        if (!op) {
+            return op.error();
         }
-        if (auto status = validate_message(queue, message); !status) {
-            return status;
-        }
-        if (auto status = validate_timeout(queue, timeout); !status) {
-            return status;
-        }
-        auto op = std::make_shared<Op>();
-        op->kind = Op::Kind::Publish;
-        op->queue = queue;
-        op->message = message;
-        op->timeout = timeout;
-        op->deadline = Clock::now() + std::min(timeout, kLongestWait);
-        return submit(op);
+        return submit(*op);
     } catch (const std::exception& e) {
         return sdk::Status(sdk::ErrorCode::Internal, context_ + ": publish failed: " + e.what());
     }
+}
+
+sdk::Status RabbitMqQueue::publish_async(const std::string& queue, const sdk::Message& message,
+                                         std::chrono::milliseconds timeout,
+                                         std::shared_ptr<sdk::PublishCallback> done) noexcept {
+    try {
+        if (!done) {
+            return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                               context_ + ": publish_async to queue '" + queue +
+                                   "' needs a callback");
+        }
+        auto op = make_publish(queue, message, timeout);
+        if (!op) {
+            return op.error();
+        }
+        (*op)->callback = std::move(done);
+        return enqueue(*op);
+    } catch (const std::exception& e) {
+        return sdk::Status(sdk::ErrorCode::Internal, context_ + ": publish failed: " + e.what());
+    }
+}
+
+sdk::Status RabbitMqQueue::enqueue(const OpPtr& op) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_) {
+            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                               context_ + ": message queue is stopped (" + op->what() + ")");
+        }
+        if (!started_) {
+            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                               context_ + ": message queue is not started (" + op->what() + ")");
+        }
+        incoming_.push_back(op);
+    }
+    // The I/O thread sends it (in order with everything queued before) and completes it by its
+    // deadline: expire() or the stop path, so the callback always runs.
+    wake_->signal();
+    return sdk::Status::ok();
 }
 
 sdk::Result<RabbitMqQueue::QueueInfo> RabbitMqQueue::inspect(const std::string& queue) {
@@ -335,13 +385,20 @@ sdk::Result<std::unique_ptr<sdk::Consumer>> RabbitMqQueue::consume(
 }
 
 void RabbitMqQueue::complete(const OpPtr& op, sdk::Status status) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (op->done) {
-        return;
+    std::shared_ptr<sdk::PublishCallback> callback;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (op->done) {
+            return;
+        }
+        op->done = true;
+        op->status = status;
+        op->cv.notify_all();
+        callback = std::move(op->callback);
     }
-    op->done = true;
-    op->status = std::move(status);
-    op->cv.notify_all();
+    if (callback) {
+        callback->on_published(std::move(status));  // short by contract; mutex_ is not held
+    }
 }
 
 // --- I/O thread -------------------------------------------------------------------------------

@@ -38,13 +38,16 @@ namespace synergos::plugins::rabbitmq {
 class ConsumerCore;
 
 /// The RabbitMQ message queue. Threading: every method may be called from any thread.
-class RabbitMqQueue final : public sdk::MessageQueue {
+class RabbitMqQueue final : public sdk::AsyncMessageQueue {
 public:
     RabbitMqQueue(sdk::HostContext& host, const sdk::Options& options);
     ~RabbitMqQueue() override;
 
     sdk::Status start() noexcept override;
     sdk::Status declare(const sdk::QueueSpec& spec) noexcept override;
+    sdk::Status publish_async(const std::string& queue, const sdk::Message& message,
+                              std::chrono::milliseconds timeout,
+                              std::shared_ptr<sdk::PublishCallback> done) noexcept override;
     sdk::Status publish(const std::string& queue, const sdk::Message& message,
                         std::chrono::milliseconds timeout) noexcept override;
     sdk::Result<std::unique_ptr<sdk::Consumer>> consume(const std::string& queue,
@@ -63,6 +66,11 @@ private:
     };
 
     sdk::Status submit(const OpPtr& op);
+    /// Queues `op` for the I/O thread without waiting; its callback reports the outcome.
+    sdk::Status enqueue(const OpPtr& op);
+    /// A validated publish operation (shared by publish and publish_async).
+    sdk::Result<OpPtr> make_publish(const std::string& queue, const sdk::Message& message,
+                                    std::chrono::milliseconds timeout);
     sdk::Result<QueueInfo> inspect(const std::string& queue);
     void complete(const OpPtr& op, sdk::Status status);
 

@@ -98,4 +98,29 @@ public:
     virtual void stop() noexcept = 0;
 };
 
+/// The outcome of an asynchronous publish (SDK 1.1).
+class BOOST_SYMBOL_VISIBLE PublishCallback {
+public:
+    virtual ~PublishCallback() = default;
+    /// Called exactly once: OK when the broker confirmed the message persisted, otherwise the
+    /// error `MessageQueue::publish` would have returned. Runs on a backend thread, or on the
+    /// caller's thread before `publish_async` returns: it must be short, must not block, and
+    /// must not call into the message queue.
+    virtual void on_published(Status status) noexcept = 0;
+};
+
+/// A backend that can publish without blocking the caller (SDK 1.1; optional: the host finds it
+/// with `dynamic_cast` and publishes one message at a time without it). Many publishes can then
+/// await their confirms at once while keeping their order.
+class BOOST_SYMBOL_VISIBLE AsyncMessageQueue : public MessageQueue {
+public:
+    /// Queues a persistent message for `queue` and returns at once. Messages queued here or by
+    /// `publish` go out in the order the calls were made (a reconnection resends unconfirmed ones
+    /// in that order too). `done` is kept until it is called, by `timeout` at the latest (or by
+    /// `stop`). An error return means nothing was queued and `done` is never called.
+    virtual Status publish_async(const std::string& queue, const Message& message,
+                                 std::chrono::milliseconds timeout,
+                                 std::shared_ptr<PublishCallback> done) noexcept = 0;
+};
+
 }  // namespace synergos::sdk

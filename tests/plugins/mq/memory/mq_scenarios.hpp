@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -182,6 +184,85 @@ inline void publish_is_confirmed(Backend& backend) {
     auto depth = mq->depth(name);
     require_ok(depth.status());
     CHECK(*depth == 6);
+    mq->stop();
+}
+
+/// Records asynchronous publish outcomes; waits (bounded) for a number of them.
+class Outcomes {
+public:
+    class Callback final : public sdk::PublishCallback {
+    public:
+        Callback(Outcomes& owner, std::string id) : owner_(owner), id_(std::move(id)) {}
+        void on_published(sdk::Status status) noexcept override {
+            std::lock_guard<std::mutex> lock(owner_.mutex_);
+            owner_.seen_.emplace_back(id_, std::move(status));
+            owner_.cv_.notify_all();
+        }
+
+    private:
+        Outcomes& owner_;
+        std::string id_;
+    };
+    std::shared_ptr<sdk::PublishCallback> callback(const std::string& id) {
+        return std::make_shared<Callback>(*this, id);
+    }
+    std::vector<std::pair<std::string, sdk::Status>> wait_for(std::size_t count,
+                                                              std::chrono::milliseconds patience) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait_for(lock, patience, [&] { return seen_.size() >= count; });
+        return seen_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::pair<std::string, sdk::Status>> seen_;
+};
+
+/// Many publishes await their confirms at once and still arrive in call order; each callback
+/// runs once; an unroutable message is reported through its callback, a bad one at the call.
+inline void publish_async_keeps_order(Backend& backend) {
+    auto mq = backend.make_queue();
+    auto* async = dynamic_cast<sdk::AsyncMessageQueue*>(mq.get());
+    REQUIRE(async != nullptr);
+    const std::string name = backend.unique_queue("async");
+    require_ok(mq->declare({name, 10, ""}));
+    Outcomes outcomes;
+    constexpr int kCount = 200;
+    for (int i = 0; i < kCount; ++i) {
+        const std::string id = "m" + std::to_string(i);
+        require_ok(async->publish_async(name, make_message(id, "body", 3), 10s,
+                                        outcomes.callback(id)));
+    }
+    const std::string missing = backend.unique_queue("never-declared");
+    require_ok(async->publish_async(missing, make_message("lost?", "x"), 5s,
+                                    outcomes.callback("lost?")));
+    CHECK(async->publish_async("", make_message("bad", "x"), 5s, outcomes.callback("bad"))
+              .code() == sdk::ErrorCode::InvalidArgument);
+    CHECK(async->publish_async(name, make_message("x", "x"), 5s, nullptr).code() ==
+          sdk::ErrorCode::InvalidArgument);
+
+    auto seen = outcomes.wait_for(kCount + 1, backend.patience());
+    REQUIRE(seen.size() == kCount + 1);
+    std::set<std::string> confirmed;
+    for (const auto& [id, status] : seen) {
+        if (id == "lost?") {
+            CHECK(status.code() == sdk::ErrorCode::NotFound);
+        } else {
+            INFO(id << ": " << status.message());
+            CHECK(status.is_ok());
+            confirmed.insert(id);
+        }
+    }
+    CHECK(confirmed.size() == kCount);
+    auto consumer = mq->consume(name, 50);
+    require_ok(consumer.status());
+    for (int i = 0; i < kCount; ++i) {
+        sdk::Delivery d = expect_delivery(**consumer, backend.patience());
+        REQUIRE(d.message.id == "m" + std::to_string(i));  // call order, one priority
+        require_ok((*consumer)->ack(d.tag));
+    }
+    (*consumer)->close();
     mq->stop();
 }
 
@@ -584,6 +665,9 @@ inline void bad_input_is_refused(Backend& backend) {
     SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
                          "confirms each publish and refuses an unroutable one",                    \
                          publish_is_confirmed)                                                     \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
+                         "publishes asynchronously in call order, one callback each",             \
+                         publish_async_keeps_order)                                                \
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "never has more than prefetch deliveries unacked",  \
                          prefetch_bounds_unacked)                                                  \
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "delivers higher priorities first", priority_order) \
