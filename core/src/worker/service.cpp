@@ -845,7 +845,9 @@ struct WorkerService::Impl {
         SplitBody parts = split_scaffold(std::move(body.tensors));
         load_weights(*state, parts.weights);
         // The reference: x, and for SCAFFOLD also c (`scaffold.c.*`) and c_i (`scaffold.c_i.*`).
-        sdk::TensorMap reference = parts.weights;
+        // Only SCAFFOLD needs x again after training: otherwise the received weights move in
+        // (no model-sized copy per round).
+        sdk::TensorMap reference = scaffold ? parts.weights : std::move(parts.weights);
         sdk::TensorMap c_i;
         int c_i_round = -1;
         const fs::path control_dir = scaffold ? scaffold_dir(ids) : fs::path();

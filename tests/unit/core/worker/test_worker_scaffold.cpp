@@ -305,3 +305,34 @@ TEST_CASE("worker SCAFFOLD: a model without the client side is refused with a cl
     std::error_code ec;
     fs::remove_all(outputs, ec);
 }
+
+TEST_CASE("worker: a plain round hands the model the received global weights as its reference",
+          "[worker][scaffold]") {
+    // FedProx anchors on the reference; without SCAFFOLD the worker moves the received weights
+    // into it instead of copying them, so it must still be exactly what the TTP sent.
+    const fs::path outputs = temp_outputs();
+    {
+        ScaffoldWorker worker(outputs, false);
+        for (int round = 0; round < 2; ++round) {
+            const float base = static_cast<float>(10 * (round + 1));
+            const sdk::TensorMap global{{f32("w", {base, base + 1}), i64("n", round)}};
+            const Json meta = {{"round", round}, {"args", {{"mu", 0.1}}}};
+            const auto r = worker.post_weights("/train", global, meta);
+            INFO(r.body.substr(0, 300));
+            REQUIRE(r.status == 200);
+            {
+                std::lock_guard<std::mutex> lock(worker.seen.mutex);
+                CHECK(worker.seen.reference_names == std::vector<std::string>{"w", "n"});
+                CHECK(floats(*worker.seen.reference.find("w")) ==
+                      std::vector<float>{base, base + 1});
+            }
+            // The model trained from the received weights (it answers w + 1).
+            auto decoded = st::decode(r.body);
+            REQUIRE(decoded);
+            CHECK(floats(*decoded->tensors.find("w")) == std::vector<float>{base + 1, base + 2});
+            CHECK_FALSE(fs::exists(outputs / "c1" / "p1" / "e1" / "r1" / "scaffold"));
+        }
+    }
+    std::error_code ec;
+    fs::remove_all(outputs, ec);
+}
