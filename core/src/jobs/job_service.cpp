@@ -261,6 +261,34 @@ private:
     NoWorkers no_workers_;
 };
 
+/// Publishes in flight. Shared with their callbacks, which run on the backend's thread and may
+/// outlive the service's wait for them in stop(): `owner` is null from then on.
+struct JobService::PublishLedger {
+    std::mutex mutex;
+    std::condition_variable idle;
+    std::size_t outstanding = 0;
+    JobService* owner = nullptr;
+};
+
+class JobService::JobPublished final : public sdk::PublishCallback {
+public:
+    JobPublished(std::shared_ptr<PublishLedger> ledger, std::string job_id, int grid)
+        : ledger_(std::move(ledger)), job_id_(std::move(job_id)), grid_(grid) {}
+    void on_published(sdk::Status status) noexcept override {
+        std::lock_guard<std::mutex> lock(ledger_->mutex);
+        if (ledger_->owner != nullptr) {
+            ledger_->owner->published(job_id_, grid_, status);
+        }
+        --ledger_->outstanding;
+        ledger_->idle.notify_all();
+    }
+
+private:
+    std::shared_ptr<PublishLedger> ledger_;
+    std::string job_id_;
+    int grid_;
+};
+
 JobService::JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk::Logger& logger,
                        FunctionRegistry functions, sdk::Tracker* tracker, JobServiceOptions options)
     : storage_(storage),
@@ -269,7 +297,8 @@ JobService::JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk:
       functions_(std::move(functions)),
       tracker_(tracker),
       options_(std::move(options)),
-      store_(storage) {}
+      store_(storage),
+      ledger_(std::make_shared<PublishLedger>()) {}
 
 JobService::~JobService() { stop(); }
 
@@ -309,6 +338,10 @@ sdk::Status JobService::start() {
         writer_running_ = true;
     }
     writer_ = std::thread([this] { writer_loop(); });
+    {
+        std::lock_guard<std::mutex> lock(ledger_->mutex);
+        ledger_->owner = this;
+    }
     archival_ = std::thread([this] { archival_loop(); });
     // Director-side jobs interrupted by a stop or crash run again; their functions are written
     // to pick up where they were (stable follow-up ids, archival by key).
@@ -335,6 +368,15 @@ void JobService::stop() {
     }
     if (archival_.joinable()) {
         archival_.join();
+    }
+    {
+        // Publishes in flight end by publish_timeout (the backend completes them then at the
+        // latest); their moves and failures are then written by the writer below. Past the
+        // bound, a job stays `submitting` and the next start publishes it again.
+        std::unique_lock<std::mutex> lock(ledger_->mutex);
+        ledger_->idle.wait_for(lock, options_.publish_timeout + std::chrono::seconds(1),
+                               [&] { return ledger_->outstanding == 0; });
+        ledger_->owner = nullptr;
     }
     {
         std::lock_guard<std::mutex> lock(moves_mutex_);
@@ -382,8 +424,31 @@ void JobService::add_queued_moves(JobStore::Batch& batch, const std::vector<std:
     }
 }
 
+bool JobService::mark_publish_failed(JobRecord& job, const std::string& reason) {
+    if (job.state != "submitting") {
+        return false;  // it moved on (a redelivery ran it, or it was cancelled)
+    }
+    job.state = "failed";
+    job.reason = reason;
+    job.finished_at = now_iso8601();
+    return true;
+}
+
+void JobService::add_publish_failures(JobStore::Batch& batch,
+                                      const std::vector<std::pair<std::string, std::string>>& failures) {
+    for (const auto& [id, reason] : failures) {
+        auto job = batch.get(id);
+        if (job && mark_publish_failed(*job, reason)) {
+            logger_.error("job could not be published; marked failed",
+                          log_fields({{"job_id", id}, {"reason", reason}}));
+            batch.put(*job);
+        }
+    }
+}
+
 void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, const std::vector<std::string>& moves,
-                       const std::vector<std::shared_ptr<EventTask>>& event_tasks) {
+                       const std::vector<std::shared_ptr<EventTask>>& event_tasks,
+                       const std::vector<std::pair<std::string, std::string>>& failures) {
     // What one commit carries, in order: moves, new records, then events (which may need the
     // records of this same transaction: the batch's view has them).
     struct Segment {
@@ -392,6 +457,10 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
         std::vector<std::pair<EventTask*, std::size_t>> events;
     };
     std::vector<Segment> failed;
+    std::vector<std::string> failure_ids;
+    for (const auto& failure : failures) {
+        failure_ids.push_back(failure.first);
+    }
     const auto commit = [&](JobStore::Batch& batch, Segment& segment) {
         sdk::Status st;
         try {
@@ -405,6 +474,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
             }
             if (segment.moves) {
                 queued_moves_done(moves);
+                queued_moves_done(failure_ids);
             }
         } else {
             failed.push_back(std::move(segment));
@@ -414,9 +484,10 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
     {
         JobStore::Batch batch(store_);
         Segment segment;
-        segment.moves = !moves.empty();
+        segment.moves = !moves.empty() || !failures.empty();
         try {
             add_queued_moves(batch, moves);
+            add_publish_failures(batch, failures);
         } catch (const std::exception&) {
             // Moves are best effort: a job left `submitting` is republished at the next start.
         }
@@ -484,7 +555,13 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
                     return true;
                 });
             }
+            for (const auto& [id, reason] : failures) {
+                (void)store_.update(id, [&, r = reason](JobRecord& j) {
+                    return mark_publish_failed(j, r);
+                });
+            }
             queued_moves_done(moves);
+            queued_moves_done(failure_ids);
         }
         for (auto& [task, i] : segment.events) {
             task->fates[i] = EventTask::Fate::Alone;
@@ -503,7 +580,8 @@ void JobService::writer_loop() {
                    (writer_stop_ || std::chrono::steady_clock::now() - moves_since_ >= options_.queued_flush_delay);
         };
         const auto work = [&] {
-            return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty() || moves_due();
+            return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty() || moves_due() ||
+                   !publish_failures_.empty();
         };
         if (moves_pending_.empty()) {
             moves_cv_.wait(lock, work);
@@ -518,10 +596,12 @@ void JobService::writer_loop() {
         if (moves_due()) {
             moves.swap(moves_pending_);
         }
+        std::vector<std::pair<std::string, std::string>> failures;
+        failures.swap(publish_failures_);
         lock.unlock();
-        if (!tasks.empty() || !moves.empty() || !events.empty()) {
+        if (!tasks.empty() || !moves.empty() || !events.empty() || !failures.empty()) {
             try {
-                write(tasks, moves, events);
+                write(tasks, moves, events, failures);
             } catch (const std::exception& e) {
                 for (const auto& task : tasks) {
                     task->status = sdk::Status(sdk::ErrorCode::Internal, std::string("recording failed: ") + e.what());
@@ -538,7 +618,13 @@ void JobService::writer_loop() {
         if (!tasks.empty() || !events.empty()) {
             recorded_cv_.notify_all();
         }
-        if (writer_stop_ && record_tasks_.empty() && event_tasks_.empty() && moves_pending_.empty()) {
+        if (!failures.empty()) {
+            lock.unlock();
+            notify_changed();  // waiters see the failed jobs
+            lock.lock();
+        }
+        if (writer_stop_ && record_tasks_.empty() && event_tasks_.empty() && moves_pending_.empty() &&
+            publish_failures_.empty()) {
             writer_running_ = false;
             recorded_cv_.notify_all();
             return;
@@ -689,15 +775,20 @@ int JobService::choose_grid(const JobSpec& spec, std::map<int, int>& outstanding
     return best;
 }
 
-sdk::Status JobService::publish_job(const JobRecord& job, const JobSpec&) {
-    {
-        std::lock_guard<std::mutex> lock(grids_mutex_);
-        if (!declared_grids_[job.grid]) {
-            if (auto st = options_.topology.declare_grid(mq_, job.grid); !st) {
-                return st;
-            }
-            declared_grids_[job.grid] = true;
+sdk::Status JobService::declare_grid(int grid) {
+    std::lock_guard<std::mutex> lock(grids_mutex_);
+    if (!declared_grids_[grid]) {
+        if (auto st = options_.topology.declare_grid(mq_, grid); !st) {
+            return st;
         }
+        declared_grids_[grid] = true;
+    }
+    return {};
+}
+
+sdk::Status JobService::publish_job(const JobRecord& job, const JobSpec&) {
+    if (auto st = declare_grid(job.grid); !st) {
+        return st;
     }
     return mq_.publish(options_.topology.jobs(job.grid),
                        make_message(job.job_id, job.message, priority_of(job.process)),
@@ -756,95 +847,101 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         job.message = msg.to_json();
         jobs.push_back(std::move(job));
     }
-    // The records are committed (by the writer, with whatever else it has) while the jobs are
-    // published: one durable commit, overlapped with the confirms. Results that come
-    // back before it ends are written by the same writer after it, so they find the records.
+    // The records are committed first (one durable commit, by the writer with whatever else it
+    // has); only then are the jobs published, without waiting for their confirms (see post).
+    // A crash before a publish leaves the job `submitting`: start() publishes it again.
     auto task = record_async(jobs);
-    std::vector<sdk::Status> sent(jobs.size());
-    {
-        bool recorded_first = false;
-        for (std::size_t i = 0; i < jobs.size(); ++i) {
-            if (jobs[i].grid == kDirectorGrid) {
-                continue;
-            }
-            if (i > 0 && !recorded_first) {
-                // Only the first job's publish overlaps the commit: if the commit fails, at
-                // most one job went out without a record.
-                recorded_first = true;
-                if (auto st = await_recorded(task); !st) {
-                    break;
-                }
-            }
-            sent[i] = publish_job(jobs[i], specs[i]);
-        }
-    }
     const sdk::Status recorded = await_recorded(task);
     if (placing.owns_lock()) {
         placing.unlock();
     }
     if (!recorded) {
-        // A job published without its record would run unknown to the store: tell its TTP to
-        // drop it (its result, if any, is dead-lettered as unknown).
-        if (!jobs.empty() && jobs[0].grid != kDirectorGrid && sent[0].is_ok()) {
-            json notice{{"type", "cancel"}, {"job_id", jobs[0].job_id}};
-            (void)mq_.publish(options_.topology.control(jobs[0].grid),
-                              make_message(jobs[0].job_id + ".cancel", notice), options_.publish_timeout);
-        }
         return recorded.error();
     }
-    sdk::Status first_error;
-    std::vector<std::string> published;
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-        JobRecord& job = jobs[i];
-        const bool on_director = job.grid == kDirectorGrid;
-        sdk::Status st = sent[i];
-        if (st && !on_director) {
-            // Published: `queued` is written with the next commit (see the header).
+    std::vector<JobRecord> outgoing;
+    for (JobRecord& job : jobs) {
+        if (job.grid != kDirectorGrid) {
+            // Reads show it `queued` (the overlay) from now on.
             job.state = "queued";
-            published.push_back(job.job_id);
+            outgoing.push_back(job);
         } else {
             auto updated = store_.update(job.job_id, [&](JobRecord& j) {
                 if (j.state != "submitting") {
                     return false;
                 }
-                if (st) {
-                    j.state = "queued";
-                } else {
-                    j.state = "failed";
-                    j.reason = "could not publish to " + options_.topology.jobs(j.grid) + ": " + st.message();
-                    j.finished_at = now_iso8601();
-                }
+                j.state = "queued";
                 return true;
             });
             if (updated) {
                 job = *updated;
             }
-        }
-        if (on_director && st) {
             launch_on_director(job);
-        }
-        if (!st && first_error) {
-            first_error = st;
         }
         logger_.info("job submitted", log_fields({{"job_id", job.job_id}, {"process", job.process},
                                                {"grid", job.grid}, {"state", job.state}}));
     }
-    if (!published.empty()) {
+    if (!outgoing.empty()) {
+        post(outgoing);
+    }
+    notify_changed();
+    return jobs;
+}
+
+void JobService::post(const std::vector<JobRecord>& jobs) {
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        for (const auto& job : jobs) {
+            published_.insert(job.job_id);
+        }
+    }
+    auto* async = dynamic_cast<sdk::AsyncMessageQueue*>(&mq_);
+    std::shared_ptr<PublishLedger> ledger;
+    {
+        std::lock_guard<std::mutex> lock(ledger_->mutex);
+        if (async != nullptr && ledger_->owner != nullptr) {
+            ledger = ledger_;
+        }
+    }
+    for (const auto& job : jobs) {
+        if (!ledger) {
+            // A backend without asynchronous publishing, or no service running: one at a time.
+            published(job.job_id, job.grid, publish_job(job, JobSpec{}));
+            continue;
+        }
+        if (auto st = declare_grid(job.grid); !st) {
+            published(job.job_id, job.grid, st);
+            continue;
+        }
         {
-            std::lock_guard<std::mutex> lock(moves_mutex_);
-            published_.insert(published.begin(), published.end());
+            std::lock_guard<std::mutex> lock(ledger->mutex);
+            ++ledger->outstanding;
+        }
+        auto done = std::make_shared<JobPublished>(ledger, job.job_id, job.grid);
+        if (auto st = async->publish_async(options_.topology.jobs(job.grid),
+                                           make_message(job.job_id, job.message, priority_of(job.process)),
+                                           options_.publish_timeout, done);
+            !st) {
+            done->on_published(st);  // not queued: reported here
+        }
+    }
+}
+
+void JobService::published(const std::string& job_id, int grid, const sdk::Status& st) {
+    // Short: it may run on the backend's thread. The writer writes what it means.
+    {
+        std::lock_guard<std::mutex> lock(moves_mutex_);
+        if (st) {
+            // `queued` is written with a later commit (see queued_flush_delay).
             if (moves_pending_.empty()) {
                 moves_since_ = std::chrono::steady_clock::now();
             }
-            moves_pending_.insert(moves_pending_.end(), published.begin(), published.end());
+            moves_pending_.push_back(job_id);
+        } else {
+            publish_failures_.emplace_back(job_id, "could not publish to " + options_.topology.jobs(grid) +
+                                                       ": " + st.message());
         }
-        moves_cv_.notify_all();
     }
-    notify_changed();
-    if (!first_error) {
-        return first_error.error();
-    }
-    return jobs;
+    moves_cv_.notify_all();
 }
 
 sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
@@ -1056,7 +1153,7 @@ void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sd
             recorded_cv_.wait_for(lock, 1s, [&] { return task->done; });
         }
     } else {
-        write({}, {}, {task});
+        write({}, {}, {task}, {});
     }
     // Durable: now the broker may forget them.
     bool acked = false;

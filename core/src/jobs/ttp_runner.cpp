@@ -14,6 +14,8 @@ namespace {
 
 constexpr std::size_t kCancelledMemory = 10000;
 constexpr std::size_t kMaxPendingStarted = 64;
+/// Results awaiting their confirm at once; each holds one more prefetch slot.
+constexpr std::size_t kResultWindow = 8;
 
 /// Used when a TTP has no worker client (tests of the machinery with fixture functions).
 class NoWorkers final : public sdk::WorkerClient {
@@ -165,6 +167,60 @@ private:
     NoWorkers no_workers_;
 };
 
+struct TtpRunner::Settlement {
+    std::mutex mutex;
+    std::condition_variable settled;
+    std::size_t in_flight = 0;                    ///< results published, not yet settled
+    sdk::AdjustableConsumer* consumer = nullptr;  ///< null once the job consumer is closing
+    std::atomic<std::uint64_t> jobs_done{0};
+};
+
+/// Settles one job when its result's publish ends: the prefetch drops back first, then the
+/// job is acked (confirmed) or requeued (failed). Runs on the backend's thread.
+class TtpRunner::ResultSettled final : public sdk::PublishCallback {
+public:
+    ResultSettled(std::shared_ptr<Settlement> s, sdk::Logger& logger, std::uint64_t tag,
+                  std::string job_id, std::string outcome)
+        : s_(std::move(s)), logger_(logger), tag_(tag), job_id_(std::move(job_id)),
+          outcome_(std::move(outcome)) {}
+
+    void on_published(sdk::Status status) noexcept override {
+        {
+            std::lock_guard<std::mutex> lock(s_->mutex);
+            --s_->in_flight;
+            if (s_->consumer != nullptr) {
+                // Lowered before the ack, in this order on the consumer: the slot the ack frees
+                // stays shut, so no job arrives that the job thread would hold unstarted.
+                (void)s_->consumer->set_prefetch(static_cast<std::uint16_t>(1 + s_->in_flight));
+                if (status) {
+                    (void)s_->consumer->ack(tag_);
+                    ++s_->jobs_done;
+                } else {
+                    (void)s_->consumer->reject(tag_, true);
+                }
+            }
+            s_->settled.notify_all();
+        }
+        try {
+            if (status) {
+                logger_.info("job finished", log_fields({{"job_id", job_id_}, {"status", outcome_}}));
+            } else {
+                logger_.error("result not published; job requeued",
+                              log_fields({{"job_id", job_id_}, {"error", status.message()}}));
+            }
+        } catch (const std::exception&) {
+            // Logging is best effort here: the job is settled either way.
+        }
+    }
+
+private:
+    std::shared_ptr<Settlement> s_;
+    sdk::Logger& logger_;
+    std::uint64_t tag_;
+    std::string job_id_;
+    std::string outcome_;
+};
+
 TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistry functions,
                      sdk::WorkerClient* workers, AggregatorLookup aggregators, TtpRunnerOptions options,
                      JobSubmitter* submitter)
@@ -174,7 +230,8 @@ TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistr
       workers_(workers),
       aggregators_(std::move(aggregators)),
       options_(std::move(options)),
-      submitter_(submitter) {}
+      submitter_(submitter),
+      settlement_(std::make_shared<Settlement>()) {}
 
 TtpRunner::~TtpRunner() { stop(); }
 
@@ -188,6 +245,13 @@ sdk::Status TtpRunner::start() {
     std::unique_ptr<sdk::Consumer> first;
     if (auto c = mq_.consume(options_.topology.jobs(options_.grid), 1); c) {
         first = std::move(*c);
+    }
+    {
+        // A fresh ledger per run: a confirm that outlived the last stop's drain settles nothing
+        // on this run's consumer (its tags could name other jobs).
+        auto fresh = std::make_shared<Settlement>();
+        fresh->jobs_done = settlement_->jobs_done.load();
+        settlement_ = std::move(fresh);
     }
     control_thread_ = std::thread([this] { control_loop(); });
     events_thread_ = std::thread([this] { events_loop(); });
@@ -296,9 +360,49 @@ void TtpRunner::job_loop(std::unique_ptr<sdk::Consumer> consumer) {
         }
     }
     if (consumer) {
+        drain_results();
         consumer->close();  // an unacknowledged job returns to the queue
     }
 }
+
+void TtpRunner::hand_off(sdk::AsyncMessageQueue& mq, sdk::AdjustableConsumer& consumer,
+                         std::uint64_t tag, ResultMessage result) {
+    Settlement& s = *settlement_;
+    {
+        std::unique_lock<std::mutex> lock(s.mutex);
+        // A full window means the broker confirms slower than jobs finish: wait here (bounded;
+        // past it, one more is let through rather than the job thread blocking for good).
+        s.settled.wait_for(lock, options_.publish_timeout,
+                           [&] { return s.in_flight < kResultWindow; });
+        s.consumer = &consumer;
+        ++s.in_flight;
+        // This job no longer counts as running: one slot opens, so the broker hands over the
+        // most urgent job now instead of after the confirm.
+        if (auto st = consumer.set_prefetch(static_cast<std::uint16_t>(1 + s.in_flight)); !st) {
+            logger_.warn("could not raise the job prefetch", log_fields({{"error", st.message()}}));
+        }
+    }
+    auto done = std::make_shared<ResultSettled>(settlement_, logger_, tag, result.job_id,
+                                                to_string(result.outcome));
+    const std::string id = result.job_id;
+    if (auto st = mq.publish_async(options_.topology.results(), make_message(id, result.to_json()),
+                                   options_.publish_timeout, done);
+        !st) {
+        done->on_published(st);  // not queued: settled (requeued) here
+    }
+}
+
+void TtpRunner::drain_results() {
+    Settlement& s = *settlement_;
+    std::unique_lock<std::mutex> lock(s.mutex);
+    // Each publish ends by publish_timeout (the backend completes it then at the latest).
+    s.settled.wait_for(lock, options_.publish_timeout + 1s, [&] { return s.in_flight == 0; });
+    // Past the bound, late confirms must not settle on a consumer that is closing: the broker
+    // redelivers those jobs, and their results, if they went out, are archived once anyway.
+    s.consumer = nullptr;
+}
+
+std::uint64_t TtpRunner::jobs_done() const { return settlement_->jobs_done; }
 
 void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) {
     auto parsed = JobMessage::from_json(delivery.message.body);
@@ -322,7 +426,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             }
         }
         (void)consumer.reject(delivery.tag, false);  // dead-letter
-        ++jobs_done_;
+        ++settlement_->jobs_done;
     };
 
     if (!parsed) {
@@ -442,13 +546,19 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     }
     // Publish first, acknowledge second: a crash in between redelivers the job, and the
     // director ignores the duplicate result.
+    auto* adjustable = dynamic_cast<sdk::AdjustableConsumer*>(&consumer);
+    auto* async = dynamic_cast<sdk::AsyncMessageQueue*>(&mq_);
+    if (adjustable != nullptr && async != nullptr) {
+        hand_off(*async, *adjustable, delivery.tag, std::move(result));
+        return;
+    }
     if (auto st = publish_event(result); !st) {
         logger_.error("result not published; job requeued", log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
         (void)consumer.reject(delivery.tag, true);
         return;
     }
     (void)consumer.ack(delivery.tag);
-    ++jobs_done_;
+    ++settlement_->jobs_done;
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
 }
 

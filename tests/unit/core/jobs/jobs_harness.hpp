@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -114,7 +115,7 @@ struct Harness {
         }
         std::unique_ptr<sdk::MessageQueue> q;
         if (backend == Backend::Memory) {
-            q = std::make_unique<plugins::memory::MemoryQueue>(host, opts({}));
+            q = std::make_unique<plugins::memory::MemoryQueue>(host, opts(memory_options));
         } else {
 #if SYNERGOS_HAVE_RABBITMQ
             q = std::make_unique<plugins::rabbitmq::RabbitMqQueue>(host, opts(amqp_options()));
@@ -171,6 +172,23 @@ struct Harness {
         return ids;
     }
 
+    /// Waits (bounded) until grid `grid`'s job queue holds `count` ready jobs: a submit returns
+    /// once its records are durable, and its jobs are published just after.
+    void await_published(int grid, std::uint64_t count, std::chrono::milliseconds timeout = 10s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        std::uint64_t seen = 0;
+        while (std::chrono::steady_clock::now() < deadline) {
+            auto depth = queues.front()->depth(topology.jobs(grid));
+            REQUIRE(depth);
+            seen = *depth;
+            if (seen >= count) {
+                return;
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+        FAIL("grid " << grid << " holds " << seen << " jobs, not " << count << ", after " << timeout.count() << " ms");
+    }
+
     core::jobs::JobRecord wait(const std::string& id, std::chrono::milliseconds timeout = 60s) {
         auto j = service->wait(id, timeout);
         REQUIRE(j);
@@ -207,6 +225,7 @@ struct Harness {
     core::jobs::Topology topology;
     json grid_nodes = json::array();
     std::vector<std::unique_ptr<sdk::MessageQueue>> queues;
+    std::map<std::string, std::string> memory_options;  ///< for the memory backend
     std::unique_ptr<core::jobs::JobService> service;
     std::vector<std::unique_ptr<core::jobs::TtpRunner>> ttps;
 };

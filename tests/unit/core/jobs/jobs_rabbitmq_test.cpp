@@ -16,6 +16,9 @@ TEST_CASE("A poison message and an always-failing job are dead-lettered while ot
 TEST_CASE("A preprocessing job is taken before a backlog of training jobs (rabbitmq)", "[jobs][rabbitmq]") {
     preprocessing_overtakes_a_training_backlog(Backend::RabbitMq);
 }
+TEST_CASE("A preprocessing job published while a TTP runs a job is taken next (rabbitmq)", "[jobs][rabbitmq]") {
+    preprocessing_published_mid_job_runs_next(Backend::RabbitMq);
+}
 TEST_CASE("Cancelling a queued job drops it and a running job stops at a safe point (rabbitmq)",
           "[jobs][rabbitmq]") {
     cancel_queued_and_running(Backend::RabbitMq);

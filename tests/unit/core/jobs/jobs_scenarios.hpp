@@ -100,6 +100,7 @@ inline void preprocessing_overtakes_a_training_backlog(Backend backend) {
     auto train_ids = h.submit(backlog);
     auto pre = h.submit({h.spec("preprocess", json{{"mode", "ok"}}, 0)}).front();
     auto evaluate = h.submit({h.spec("validate", json{{"mode", "ok"}}, 0)}).front();
+    h.await_published(0, 8);  // the whole backlog is in the broker before the TTP starts
     h.start_ttp(0);
     for (const auto& id : train_ids) {
         REQUIRE(h.wait(id).state == "succeeded");
@@ -110,6 +111,37 @@ inline void preprocessing_overtakes_a_training_backlog(Backend backend) {
     REQUIRE(lines.size() == 8);
     CHECK(lines.front().rfind(pre, 0) == 0);       // preprocessing first
     CHECK(lines.back().rfind(evaluate, 0) == 0);   // evaluation after training
+}
+
+/// While a TTP runs a job, a training backlog and then a preprocessing job arrive: the
+/// preprocessing job runs next. A TTP that held a prefetched job (or took its next one before
+/// its current job ended) would run a training job first.
+inline void preprocessing_published_mid_job_runs_next(Backend backend) {
+    Harness h(backend, 1);
+    h.start_director();
+    h.start_ttp(0);
+    auto first = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 600}}, 0)}).front();
+    for (int i = 0; i < 400 && h.service->get(first)->state != "running"; ++i) {
+        (void)h.service->wait(first, 50ms);  // wakes on any job change, bounded
+    }
+    REQUIRE(h.service->get(first)->state == "running");
+    std::vector<core::jobs::JobSpec> backlog;
+    for (int i = 0; i < 3; ++i) {
+        backlog.push_back(h.spec("train", json{{"mode", "ok"}}, 0));
+    }
+    auto train_ids = h.submit(backlog);
+    auto pre = h.submit({h.spec("preprocess", json{{"mode", "ok"}}, 0)}).front();
+    h.await_published(0, 4);  // all in the broker while the first job still runs
+    REQUIRE(h.service->get(first)->state == "running");
+    REQUIRE(h.wait(first).state == "succeeded");
+    for (const auto& id : train_ids) {
+        REQUIRE(h.wait(id).state == "succeeded");
+    }
+    REQUIRE(h.wait(pre).state == "succeeded");
+    auto lines = h.log_lines("executed.log");
+    REQUIRE(lines.size() == 5);
+    CHECK(lines[0].rfind(first, 0) == 0);
+    CHECK(lines[1].rfind(pre, 0) == 0);  // taken next, ahead of the earlier training jobs
 }
 
 inline void cancel_queued_and_running(Backend backend) {

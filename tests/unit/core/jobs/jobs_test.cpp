@@ -17,6 +17,9 @@ TEST_CASE("A poison message and an always-failing job are dead-lettered while ot
 TEST_CASE("A preprocessing job is taken before a backlog of training jobs (memory)", "[jobs]") {
     preprocessing_overtakes_a_training_backlog(Backend::Memory);
 }
+TEST_CASE("A preprocessing job published while a TTP runs a job is taken next (memory)", "[jobs]") {
+    preprocessing_published_mid_job_runs_next(Backend::Memory);
+}
 TEST_CASE("Cancelling a queued job drops it and a running job stops at a safe point (memory)", "[jobs]") {
     cancel_queued_and_running(Backend::Memory);
 }
@@ -87,6 +90,24 @@ TEST_CASE("A published job reads as queued until the writer or a stop writes its
     h.service->stop();
     CHECK(h.service->store().get(first)->state == "queued");
     CHECK(h.service->store().get(second)->state == "queued");
+}
+
+TEST_CASE("A job whose publish fails after its submit returned is marked failed with the reason",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.memory_options = {{"max_messages_per_queue", "2"}};  // the third publish is refused
+    h.start_director();
+    const auto ids = h.submit({h.spec("train", json{{"mode", "ok"}}, 0), h.spec("train", json{{"mode", "ok"}}, 0),
+                               h.spec("train", json{{"mode", "ok"}}, 0)});
+    REQUIRE(ids.size() == 3);
+    const auto third = h.wait(ids[2], 10s);  // terminal once the writer wrote the failure
+    CHECK(third.state == "failed");
+    CHECK_THAT(third.reason, Catch::Contains("could not publish") && Catch::Contains("max_messages_per_queue"));
+    CHECK(h.service->store().get(ids[2])->state == "failed");
+    // The others were published and run once a TTP serves the grid.
+    h.start_ttp(0);
+    CHECK(h.wait(ids[0]).state == "succeeded");
+    CHECK(h.wait(ids[1]).state == "succeeded");
 }
 
 TEST_CASE("A started event that arrives after its attempt's retrying result does not reopen the attempt",

@@ -7,12 +7,12 @@
 /// every TTP event and result and writes them as the single writer of the store, exactly once
 /// per job id.
 ///
-/// One durable commit per submit, overlapped with the publish: a writer thread commits the
-/// record (state `submitting`) while the submitting thread publishes, and submit returns when
-/// both are done. A crash or failed commit after the publish leaves a job nobody was told of
-/// (its result is dead-lettered; a failed commit also sends it a cancel notice); a recorded job
-/// whose publish did not happen stays `submitting` and is republished at start-up (the
-/// transactional outbox). Results for a job whose record is still being committed wait for it.
+/// A transactional outbox: a submit returns once its records (state `submitting`) are durable,
+/// one commit by the writer thread; the jobs are then published in order without waiting for
+/// each confirm (sdk::AsyncMessageQueue: many confirms awaited together), so a submit costs one
+/// commit and no broker round trip, and no job reaches a TTP without its record. A recorded job
+/// whose publish did not happen (a crash, a stop past its bound) stays `submitting` and is
+/// republished at start-up; one whose publish failed is marked failed by the writer.
 /// The move to `queued` after the confirm is written by the writer `queued_flush_delay` later,
 /// when most jobs have moved on and it writes nothing (a crash before only republishes the job
 /// at start-up, a harmless duplicate); reads show such a job as `queued` meanwhile.
@@ -88,8 +88,9 @@ public:
     /// Stops the archival thread (finishing the message in hand).
     void stop();
 
-    /// Submits jobs: each gets a record and one confirmed publish. A job whose publish fails is
-    /// marked failed with the reason, and the call returns the error.
+    /// Submits jobs: returns once their records are durable (one commit); they are then
+    /// published (see the file comment) and read as queued from the start. A job whose publish fails (after the backend's own reconnecting,
+    /// bounded by publish_timeout) is marked failed with the reason.
     sdk::Result<std::vector<JobRecord>> submit(std::vector<JobSpec> specs);
 
     /// Cancels a job: a queued job is dropped (its TTP discards it on delivery), a running one is
@@ -137,7 +138,12 @@ private:
     /// pending `queued` moves and the archival's events, one commit a pass (group commit).
     void writer_loop();
     void write(const std::vector<std::shared_ptr<RecordTask>>& tasks, const std::vector<std::string>& moves,
-               const std::vector<std::shared_ptr<EventTask>>& event_tasks);
+               const std::vector<std::shared_ptr<EventTask>>& event_tasks,
+               const std::vector<std::pair<std::string, std::string>>& failures);
+    /// Jobs whose publish failed (still `submitting`) become failed with the reason.
+    void add_publish_failures(JobStore::Batch& batch,
+                              const std::vector<std::pair<std::string, std::string>>& failures);
+    static bool mark_publish_failed(JobRecord& job, const std::string& reason);
     /// Hands `jobs`' records to the writer (or commits them here when it is not running).
     std::shared_ptr<RecordTask> record_async(std::vector<JobRecord> jobs);
     /// Waits, bounded, for the records' commit.
@@ -154,6 +160,14 @@ private:
     int choose_grid(const JobSpec& spec, std::map<int, int>& outstanding);
     std::string queued_reason(const JobRecord& job);
     sdk::Status publish_job(const JobRecord& job, const JobSpec& spec);
+    sdk::Status declare_grid(int grid);
+    struct PublishLedger;
+    class JobPublished;
+    /// Publishes recorded jobs in order, with their confirms awaited together (asynchronous
+    /// backends) or one at a time.
+    void post(const std::vector<JobRecord>& jobs);
+    /// A publish ended: the job's `queued` move is due, or its failure is, for the writer.
+    void published(const std::string& job_id, int grid, const sdk::Status& st);
     void notify_changed();
 
     sdk::StorageBackend& storage_;
@@ -163,6 +177,7 @@ private:
     sdk::Tracker* tracker_;
     JobServiceOptions options_;
     JobStore store_;
+    std::shared_ptr<PublishLedger> ledger_;  ///< publishes in flight (see post)
 
     std::atomic<bool> stopping_{false};
     std::thread archival_;
@@ -181,6 +196,7 @@ private:
     std::vector<std::string> moves_pending_;
     std::chrono::steady_clock::time_point moves_since_;  ///< when moves_pending_ became non-empty
     std::set<std::string> published_;
+    std::vector<std::pair<std::string, std::string>> publish_failures_;  ///< job id, reason
     std::deque<std::shared_ptr<RecordTask>> record_tasks_;
     std::deque<std::shared_ptr<EventTask>> event_tasks_;
     bool writer_running_ = false;

@@ -4,8 +4,13 @@
 /// @file ttp_runner.hpp
 /// The TTP's side of the job machinery: consumes its grid's job queue (prefetch 1, so the broker's
 /// priorities decide what comes next), runs the TTP function the job names, publishes the result
-/// and only then acknowledges the job. The "started" event (best effort) goes out from a helper
-/// thread, so its confirm is never waited for in series with a job; the director may see it
+/// and only then acknowledges the job. With a backend that publishes asynchronously and whose
+/// consumers can change their prefetch (sdk::AsyncMessageQueue, sdk::AdjustableConsumer), the
+/// result's confirm is not waited for on the job thread: when a job's work ends the limit rises
+/// by one, so the broker hands over the then most urgent job at once, and when the confirm
+/// comes the limit drops back just before the job is acked. Jobs overlap only in their confirm
+/// wait, and the TTP never holds a job it has not started (priorities stay exact).
+/// The "started" event (best effort) goes out from a helper thread, so its confirm is never waited for in series with a job; the director may see it
 /// after the result, and never moves an ended attempt back to running. Failed attempts are
 /// retried by republishing the job with its attempt count raised, up to the job's limit, then
 /// dead-lettered with a failure result.
@@ -68,13 +73,20 @@ public:
     void stop();
 
     /// Jobs finished by this runner (any outcome), for tests and metrics.
-    std::uint64_t jobs_done() const { return jobs_done_; }
+    std::uint64_t jobs_done() const;
 
 private:
     class Ctx;
     void job_loop(std::unique_ptr<sdk::Consumer> consumer);
     void control_loop();
     void run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery);
+    /// Publishes a finished job's result without waiting for its confirm (see the file
+    /// comment); the job is acked or requeued when the confirm or the failure comes.
+    void hand_off(sdk::AsyncMessageQueue& mq, sdk::AdjustableConsumer& consumer,
+                  std::uint64_t tag, ResultMessage result);
+    /// Waits (bounded) until every handed-off result is settled, then stops settling on the
+    /// consumer (it is about to close).
+    void drain_results();
     sdk::Status publish_event(const ResultMessage& event);
     /// Hands a started event to the events thread (waits, bounded, while its backlog is full).
     void publish_started(const ResultMessage& event);
@@ -104,7 +116,12 @@ private:
     std::deque<std::string> cancelled_order_;  // bounds the set
     std::string current_job_;
     std::atomic<bool> current_cancelled_{false};
-    std::atomic<std::uint64_t> jobs_done_{0};
+
+    /// Results published and not yet settled. Shared with the publish callbacks, which may run
+    /// on the backend's thread after this runner is gone (past the drain's bound).
+    struct Settlement;
+    class ResultSettled;
+    std::shared_ptr<Settlement> settlement_;
 };
 
 }  // namespace synergos::core::jobs
