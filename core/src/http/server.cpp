@@ -21,7 +21,6 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -43,6 +42,7 @@ namespace net = boost::asio;
 /// much as fits); bodies of a known length above it are read straight into a BodyBuffers buffer.
 constexpr std::size_t kLargeBody = 64 * 1024;
 constexpr std::size_t kReadChunk = 256 * 1024;
+/// A new body buffer grows this far ahead of the bytes received.
 constexpr std::size_t kDirectRead = 1024 * 1024;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -64,7 +64,8 @@ public:
     BodyBuffers(std::size_t max_count, std::size_t max_bytes)
         : max_count_(max_count), max_bytes_(max_bytes) {}
 
-    /// A buffer of exactly `size` bytes; its contents are unspecified.
+    /// A buffer with room for `size` bytes. A kept one comes with the size it had (its pages
+    /// are in memory); a new one is empty, its capacity reserved but not yet touched.
     std::string take(std::size_t size) {
         std::string buffer;
         {
@@ -83,8 +84,7 @@ public:
                 bytes_ -= buffer.capacity();
             }
         }
-        // Within the capacity: no allocation, and a body of the previous size writes nothing.
-        buffer.resize(size);
+        buffer.reserve(size);
         return buffer;
     }
 
@@ -358,18 +358,44 @@ private:
     /// only; what `buffer_` already holds past it is the start of the body.
     void read_body_direct(std::size_t length) {
         direct_body_ = server_.body_buffers_.take(length);
+        direct_length_ = length;
+        if (direct_body_.size() > length) {
+            direct_body_.resize(length);  // shrinking writes nothing
+        }
         const std::size_t have = std::min(buffer_.size(), length);
         if (have > 0) {
+            if (direct_body_.size() < have) {
+                direct_body_.resize(have);
+            }
             std::memcpy(direct_body_.data(), buffer_.data().data(), have);
             buffer_.consume(have);
         }
-        // Up to kDirectRead per read call, not asio's default of 64 KiB: a model-sized body
-        // would otherwise take one system call per 64 KiB.
-        net::async_read(
-            stream_, net::buffer(direct_body_.data() + have, length - have),
-            [](const beast::error_code& ec, std::size_t) { return ec ? 0 : kDirectRead; },
-            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-                self->on_direct_body(ec);
+        direct_filled_ = have;
+        read_body_more();
+    }
+
+    /// Reads into the part of the buffer that is in use, and grows a new buffer at most
+    /// kDirectRead ahead of what has arrived: a peer that declares a large body and sends
+    /// nothing makes the server commit no memory for it (growing a string zero-fills it).
+    void read_body_more() {
+        if (direct_filled_ == direct_length_) {
+            on_direct_body({});
+            return;
+        }
+        const std::size_t end =
+            std::max(direct_body_.size(), std::min(direct_length_, direct_filled_ + kDirectRead));
+        if (direct_body_.size() < end) {
+            direct_body_.resize(end);
+        }
+        stream_.async_read_some(
+            net::buffer(direct_body_.data() + direct_filled_, end - direct_filled_),
+            [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
+                self->direct_filled_ += n;
+                if (ec) {
+                    self->on_direct_body(ec);
+                    return;
+                }
+                self->read_body_more();
             });
     }
 
@@ -572,7 +598,9 @@ private:
     Impl& server_;
     Stream stream_;
     beast::flat_buffer buffer_;
-    std::string direct_body_;  ///< a large body of known length being read (read_body_direct)
+    std::string direct_body_;        ///< a large body of known length being read
+    std::size_t direct_length_ = 0;  ///< its declared length
+    std::size_t direct_filled_ = 0;  ///< bytes of it received
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     bhttp::response<bhttp::string_body> res_;
     std::string remote_;

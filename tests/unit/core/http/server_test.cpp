@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <atomic>
 #include <condition_variable>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -637,4 +638,48 @@ TEST_CASE("HttpServer over TLS reads large bodies of a known length exactly", "[
         CHECK(res->body == body);
     }
     CHECK(client.connections_opened() == 1);
+}
+
+namespace {
+
+/// A line of /proc/self/status in KiB ("VmHWM:", "VmRSS:"), or -1.
+long status_kib(const std::string& key) {
+    std::ifstream in("/proc/self/status");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind(key, 0) == 0) {
+            return std::stol(line.substr(key.size()));
+        }
+    }
+    return -1;
+}
+
+}  // namespace
+
+TEST_CASE("HttpServer: a large declared body commits memory only as its bytes arrive",
+          "[unit][http]") {
+    // The buffer of a large body of known length is reserved, then grown just ahead of the
+    // received bytes: a peer that declares 256 MiB and sends a little makes the process's peak
+    // resident size grow by far less than 256 MiB.
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.body_limit_bytes = std::size_t{1} << 30;
+    options.body_timeout = 300ms;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    {
+        std::ofstream reset("/proc/self/clear_refs");
+        reset << "5";  // VmHWM := VmRSS (Linux >= 4.0)
+    }
+    const long before = status_kib("VmHWM:");
+    REQUIRE(before > 0);
+    RawConnection raw(server.bound_port());
+    REQUIRE(raw.send(post_head(std::size_t{256} << 20) + pattern(100000, 8)));
+    bool closed = false;
+    CHECK(raw.read_all(&closed).empty());
+    CHECK(closed);  // at the body timeout, after the server had read what was sent
+    CHECK(wait_until([&] { return logger.contains("request body not received in time"); }));
+    const long grown_kib = status_kib("VmHWM:") - before;
+    INFO("peak resident size grew by " << grown_kib << " KiB");
+    CHECK(grown_kib < 32 * 1024);
 }
