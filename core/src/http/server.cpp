@@ -550,6 +550,10 @@ private:
 
     void on_write(beast::error_code ec, bool keep_alive) {
         busy_ = false;
+        // Sent: an idle connection holds no response (a worker's is a model; it held one until
+        // the next request, beside the request buffer the server keeps). Swapped out, since
+        // assigning an empty string keeps the allocation.
+        std::string().swap(res_.body());
         if (ec || !keep_alive) {
             if (!ec && linger_) {
                 lingering_close();

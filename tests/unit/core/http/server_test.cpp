@@ -683,3 +683,61 @@ TEST_CASE("HttpServer: a large declared body commits memory only as its bytes ar
     INFO("peak resident size grew by " << grown_kib << " KiB");
     CHECK(grown_kib < 32 * 1024);
 }
+
+TEST_CASE("HttpServer: a sent response is released, not held by the idle connection",
+          "[unit][http]") {
+    // 64 MiB is above glibc's largest mmap threshold, so freeing the body gives its pages back
+    // at once and the resident size shows whether the idle connection still holds it. The
+    // client reads through a small buffer and keeps the connection open.
+    constexpr std::size_t kBody = std::size_t{64} << 20;
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router;
+    router.add("GET", "/big", [](const Request&) {
+        Response res;
+        res.content_type = "application/octet-stream";
+        res.body.assign(kBody, 'x');
+        return res;
+    });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const long before = status_kib("VmRSS:");
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(server.bound_port());
+    ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    const std::string get = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(::send(fd, get.data(), get.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(get.size()));
+    std::string head;
+    std::size_t body = 0;
+    char buffer[65536];
+    for (;;) {
+        const ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) {
+            break;
+        }
+        if (head.find("\r\n\r\n") == std::string::npos) {
+            head.append(buffer, static_cast<std::size_t>(n));
+            const auto end = head.find("\r\n\r\n");
+            if (end == std::string::npos) {
+                continue;
+            }
+            body = head.size() - (end + 4);
+            head.resize(end + 4);
+        } else {
+            body += static_cast<std::size_t>(n);
+        }
+        if (body >= kBody) {
+            break;
+        }
+    }
+    CHECK(head.rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(body == kBody);
+    CHECK(server.connection_count() == 1);  // kept alive, idle
+    CHECK(wait_until([&] { return status_kib("VmRSS:") - before < 16 * 1024; }));
+    ::close(fd);
+}
