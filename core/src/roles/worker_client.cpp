@@ -522,6 +522,11 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
     try {
         {
             std::lock_guard<std::mutex> lock(spares_mutex_);
+            if (streaming != nullptr) {
+                // Streamed replies need no model-sized buffer: free a kept one before the
+                // caller's round holds its global model and sums beside it.
+                spares_.clear();
+            }
             gate.emplace(replies_in_memory_, std::move(spares_));
         }
         sends.emplace(concurrent_sends_);

@@ -525,6 +525,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             if (!global && !reply->tensors.tensors.empty()) {
                 global = std::move(reply->tensors);
             }
+            reply->tensors = {};  // the other workers' copies: not kept as a buffer for later
         });
         if (!failures.empty()) {
             const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
