@@ -221,8 +221,16 @@ void Router::invoke_async(const AsyncHandler& handler, const Request& request,
                           Responder responder) noexcept {
     // The handler takes the responder by value; keep a way back to it for exceptions thrown
     // before it was moved in (the moved-from responder answers nothing).
+    // The handler's by-value responder is destroyed while its exception unwinds, which would
+    // answer "dropped" before the catch below could give the exception's message: an answer
+    // made during that unwinding is skipped. Unanswered, `shared` still answers "dropped" when
+    // its last copy goes.
     auto shared = std::make_shared<Responder>(std::move(responder));
-    Responder forward([shared](Responder::Producer produce) {
+    const int unwinding_before = std::uncaught_exceptions();
+    Responder forward([shared, unwinding_before](Responder::Producer produce) {
+        if (std::uncaught_exceptions() > unwinding_before) {
+            return;
+        }
         shared->respond_with(std::move(produce));
     });
     try {

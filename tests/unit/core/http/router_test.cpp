@@ -165,7 +165,7 @@ TEST_CASE("Router::route waits for an asynchronous handler answered from another
     CHECK(nlohmann::json::parse(res.body)["id"] == "x7");
 }
 
-TEST_CASE("a Responder answers once; dropped or thrown, the request still gets a 500",
+TEST_CASE("a Responder answers once, and a dropped or thrown one still gets the request a 500",
           "[unit][http]") {
     using synergos::core::http::Responder;
     int delivered = 0;
