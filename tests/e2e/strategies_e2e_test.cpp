@@ -57,7 +57,7 @@ TEST_CASE("scaffold: workers keep client controls and the run trains heart_disea
     fs::remove_all(root, ec);
 }
 
-TEST_CASE("robust strategies reach 50% with one of five workers sending garbage; fedavg does not",
+TEST_CASE("robust strategies reach 50% with one of five workers sending garbage, and fedavg does not",
           "[e2e][strategies]") {
     const fs::path root = temp_root("robust");
     const auto dirs = split_heart_disease(root / "data", 5, 7);

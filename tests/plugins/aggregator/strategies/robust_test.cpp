@@ -139,7 +139,7 @@ TEST_CASE("FedTrimmedAvg drops floor(beta n) values at each end (Yin et al. 2018
 }
 
 TEST_CASE(
-    "Krum selects the update with the lowest score; Multi-Krum averages the m best "
+    "Krum selects the update with the lowest score, and Multi-Krum averages the m best "
     "(Blanchard et al. 2017)",
     "[unit][strategies]") {
     // a(0,0) b(0.9,0) c(0,1) d(1,1) e(10,10), f = 1: each score sums the 2 nearest.

@@ -348,7 +348,7 @@ TEST_CASE("HttpServer runs blocking handlers on the pool while the I/O thread ke
     CHECK(server.stop(2s));
 }
 
-TEST_CASE("HttpServer answers asynchronous handlers from another thread; nothing waits for them",
+TEST_CASE("HttpServer answers asynchronous handlers from another thread, and nothing waits for them",
           "[unit][http]") {
     using synergos::core::http::Responder;
     synergos::sdk::testing::CapturingLogger logger;
