@@ -42,6 +42,10 @@ inline constexpr sdk::OptionSpec kOptions[] = {
      "read-only connections kept open for concurrent reads (1-64)", false},
     {"commit_timeout_ms", sdk::OptionType::DurationMs, false, "30000",
      "how long apply() waits for its group commit before reporting a timeout", false},
+    {"wal_preallocate_mb", sdk::OptionType::Int, false, "64",
+     "the WAL file is written out to this size at start (0-1024; 0: off) so commits overwrite "
+     "instead of appending",
+     false},
 };
 
 inline constexpr sdk::PluginDescriptor kDescriptor{
@@ -94,6 +98,8 @@ private:
     sdk::Status migrate() noexcept;
     /// FailedPrecondition naming the file when its schema is newer than kSchemaVersion.
     sdk::Status refuse_newer_schema() noexcept;
+    /// Writes the WAL file out with zeros to wal_preallocate_mb_ (see the option).
+    sdk::Status preallocate_wal() noexcept;
     sdk::Result<Connection*> acquire_reader() noexcept;
     void release_reader(Connection* connection) noexcept;
     /// Ends the read transactions of idle readers (after a commit), so they never pin old
@@ -111,6 +117,7 @@ private:
     std::string synchronous_ = "FULL";
     int read_connections_ = 4;
     std::chrono::milliseconds commit_timeout_{30000};
+    std::int64_t wal_preallocate_mb_ = 64;
     std::optional<sdk::Error> option_error_;
 
     int schema_version_ = 0;

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -374,6 +376,50 @@ TEST_CASE("sqlite storage rejects bad options with the option's name", "[unit][s
     REQUIRE_FALSE(st.is_ok());
     CHECK(st.message().find("synchronous") != std::string::npos);
     CHECK_FALSE(store.get("Project", project_key("c", "p")).has_value());
+}
+
+TEST_CASE("sqlite storage writes its WAL out at start, and a crash leaves every commit readable",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    const std::string file = dir.path + "/store.db";
+    {
+        SqliteStorage store(host, opts({{"path", file}, {"wal_preallocate_mb", "8"}}));
+        REQUIRE(store.start().is_ok());
+        CHECK(fs::file_size(file + "-wal") >= 8u << 20);
+    }
+    // A process killed after its commits leaves a WAL of valid frames followed by zeros.
+    const pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        SqliteStorage store(host, opts({{"path", file}, {"wal_preallocate_mb", "8"}}));
+        if (!store.start().is_ok()) {
+            _exit(2);
+        }
+        for (int i = 0; i < 200; ++i) {
+            if (!store.apply({insert("Project", project_key("c", "p" + std::to_string(i)))})) {
+                _exit(3);
+            }
+        }
+        _exit(0);  // no stop: nothing checkpointed, the WAL stays as it is
+    }
+    int status = 0;
+    REQUIRE(waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    CHECK(fs::file_size(file + "-wal") >= 8u << 20);
+    SqliteStorage store(host, opts({{"path", file}, {"wal_preallocate_mb", "8"}}));
+    REQUIRE(store.start().is_ok());
+    for (int i = 0; i < 200; ++i) {
+        CHECK(store.get("Project", project_key("c", "p" + std::to_string(i))).has_value());
+    }
+    auto listed = store.list({"Project", {}, 0, 0});
+    REQUIRE(listed.has_value());
+    CHECK(listed->size() == 200);
+    SqliteStorage bad(host, opts({{"path", file + "2"}, {"wal_preallocate_mb", "2048"}}));
+    auto st = bad.start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find("wal_preallocate_mb") != std::string::npos);
 }
 
 TEST_CASE("sqlite storage serves concurrent writers and readers with group commit",
