@@ -579,14 +579,34 @@ void JobService::writer_loop() {
             return !moves_pending_.empty() &&
                    (writer_stop_ || std::chrono::steady_clock::now() - moves_since_ >= options_.queued_flush_delay);
         };
+        // Results wait up to events_flush_delay for a submit's records, so both share one
+        // commit (one fsync) and the submit does not queue behind a commit of results alone.
+        const auto events_due = [&] {
+            return !event_tasks_.empty() &&
+                   (writer_stop_ || !record_tasks_.empty() ||
+                    std::chrono::steady_clock::now() - events_since_ >= options_.events_flush_delay);
+        };
         const auto work = [&] {
-            return writer_stop_ || !record_tasks_.empty() || !event_tasks_.empty() || moves_due() ||
+            return writer_stop_ || !record_tasks_.empty() || events_due() || moves_due() ||
                    !publish_failures_.empty();
         };
-        if (moves_pending_.empty()) {
-            moves_cv_.wait(lock, work);
+        auto next = std::chrono::steady_clock::time_point::max();
+        if (!moves_pending_.empty()) {
+            next = moves_since_ + options_.queued_flush_delay;
+        }
+        const bool events_waiting = !event_tasks_.empty();
+        if (events_waiting) {
+            next = std::min(next, events_since_ + options_.events_flush_delay);
+        }
+        // Also woken when the first results arrive, to take their deadline into account.
+        const auto wake = [&] { return work() || (!events_waiting && !event_tasks_.empty()); };
+        if (next == std::chrono::steady_clock::time_point::max()) {
+            moves_cv_.wait(lock, wake);
         } else {
-            moves_cv_.wait_until(lock, moves_since_ + options_.queued_flush_delay, work);
+            moves_cv_.wait_until(lock, next, wake);
+        }
+        if (!work()) {
+            continue;
         }
         std::vector<std::shared_ptr<RecordTask>> tasks(record_tasks_.begin(), record_tasks_.end());
         record_tasks_.clear();
@@ -1140,6 +1160,9 @@ void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sd
     {
         std::lock_guard<std::mutex> lock(moves_mutex_);
         if (writer_running_ && !writer_stop_) {
+            if (event_tasks_.empty()) {
+                events_since_ = std::chrono::steady_clock::now();
+            }
             event_tasks_.push_back(task);
             queued = true;
         }

@@ -65,6 +65,9 @@ struct JobServiceOptions {
     /// How long a published job's `queued` move waits before the writer commits it (jobs that
     /// started or finished by then need no move).
     std::chrono::milliseconds queued_flush_delay{100};
+    /// How long results wait for a submit's records before the writer commits them alone:
+    /// sharing a commit saves an fsync, and a submit never queues behind a results-only commit.
+    std::chrono::milliseconds events_flush_delay{2};
     Topology topology;
     /// Processes the director runs itself instead of publishing them to a grid (their function
     /// only submits and awaits other jobs, so it must not hold a grid's TTP): `optimize`.
@@ -195,6 +198,7 @@ private:
     std::condition_variable recorded_cv_;  ///< a record task finished
     std::vector<std::string> moves_pending_;
     std::chrono::steady_clock::time_point moves_since_;  ///< when moves_pending_ became non-empty
+    std::chrono::steady_clock::time_point events_since_;  ///< when event_tasks_ became non-empty
     std::set<std::string> published_;
     std::vector<std::pair<std::string, std::string>> publish_failures_;  ///< job id, reason
     std::deque<std::shared_ptr<RecordTask>> record_tasks_;
