@@ -552,6 +552,15 @@ sdk::Status SqliteStorage::preallocate_wal() noexcept {
     if (wal_preallocate_mb_ == 0) {
         return {};
     }
+    // Under the WAL's write lock: another process sharing the file cannot append frames (or
+    // start the WAL over) between our size check and the zeros.
+    if (auto st = writer_.exec("BEGIN IMMEDIATE"); !st) {
+        return st;
+    }
+    struct Rollback {
+        Connection& c;
+        ~Rollback() { (void)c.exec("ROLLBACK"); }
+    } rollback{writer_};
     const std::string wal = path_ + "-wal";
     const int fd = ::open(wal.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0) {
