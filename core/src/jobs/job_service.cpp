@@ -591,15 +591,20 @@ void JobService::writer_loop() {
                    !publish_failures_.empty();
         };
         auto next = std::chrono::steady_clock::time_point::max();
-        if (!moves_pending_.empty()) {
+        const bool moves_waiting = !moves_pending_.empty();
+        if (moves_waiting) {
             next = moves_since_ + options_.queued_flush_delay;
         }
         const bool events_waiting = !event_tasks_.empty();
         if (events_waiting) {
             next = std::min(next, events_since_ + options_.events_flush_delay);
         }
-        // Also woken when the first results arrive, to take their deadline into account.
-        const auto wake = [&] { return work() || (!events_waiting && !event_tasks_.empty()); };
+        // Also woken when the first moves or results arrive, to take their deadline into account
+        // (else a wait with no deadline would sleep past it).
+        const auto wake = [&] {
+            return work() || (!events_waiting && !event_tasks_.empty()) ||
+                   (!moves_waiting && !moves_pending_.empty());
+        };
         if (next == std::chrono::steady_clock::time_point::max()) {
             moves_cv_.wait(lock, wake);
         } else {

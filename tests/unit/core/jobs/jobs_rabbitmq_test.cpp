@@ -24,4 +24,17 @@ TEST_CASE("Cancelling a queued job drops it and a running job stops at a safe po
     cancel_queued_and_running(Backend::RabbitMq);
 }
 
+TEST_CASE("A published job's queued move is written within its delay though nothing else happens (rabbitmq)",
+          "[jobs][rabbitmq]") {
+    // The confirm comes after the writer went idle: it must still wake for the move's deadline.
+    Harness h(Backend::RabbitMq, 1);
+    h.start_director();
+    const auto id = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (h.service->store().get(id)->state == "submitting" && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(h.service->store().get(id)->state == "queued");  // durable, not only the read overlay
+}
+
 }  // namespace synergos::test
