@@ -172,7 +172,7 @@ struct TtpRunner::Settlement {
     std::condition_variable settled;
     std::size_t in_flight = 0;                    ///< results published, not yet settled
     sdk::AdjustableConsumer* consumer = nullptr;  ///< null once the job consumer is closing
-    std::atomic<std::uint64_t> jobs_done{0};
+    std::shared_ptr<std::atomic<std::uint64_t>> jobs_done;  ///< the runner's, across runs
 };
 
 /// Settles one job when its result's publish ends: the prefetch drops back first, then the
@@ -194,7 +194,7 @@ public:
                 (void)s_->consumer->set_prefetch(static_cast<std::uint16_t>(1 + s_->in_flight));
                 if (status) {
                     (void)s_->consumer->ack(tag_);
-                    ++s_->jobs_done;
+                    ++*s_->jobs_done;
                 } else {
                     (void)s_->consumer->reject(tag_, true);
                 }
@@ -231,7 +231,10 @@ TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistr
       aggregators_(std::move(aggregators)),
       options_(std::move(options)),
       submitter_(submitter),
-      settlement_(std::make_shared<Settlement>()) {}
+      jobs_done_(std::make_shared<std::atomic<std::uint64_t>>(0)),
+      settlement_(std::make_shared<Settlement>()) {
+    settlement_->jobs_done = jobs_done_;
+}
 
 TtpRunner::~TtpRunner() { stop(); }
 
@@ -250,7 +253,7 @@ sdk::Status TtpRunner::start() {
         // A fresh ledger per run: a confirm that outlived the last stop's drain settles nothing
         // on this run's consumer (its tags could name other jobs).
         auto fresh = std::make_shared<Settlement>();
-        fresh->jobs_done = settlement_->jobs_done.load();
+        fresh->jobs_done = jobs_done_;
         settlement_ = std::move(fresh);
     }
     control_thread_ = std::thread([this] { control_loop(); });
@@ -373,7 +376,7 @@ void TtpRunner::hand_off(sdk::AsyncMessageQueue& mq, sdk::AdjustableConsumer& co
         // A full window means the broker confirms slower than jobs finish: wait here (bounded;
         // past it, one more is let through rather than the job thread blocking for good).
         s.settled.wait_for(lock, options_.publish_timeout,
-                           [&] { return s.in_flight < kResultWindow; });
+                           [&] { return s.in_flight < kResultWindow || stopping_; });
         s.consumer = &consumer;
         ++s.in_flight;
         // This job no longer counts as running: one slot opens, so the broker hands over the
@@ -402,7 +405,7 @@ void TtpRunner::drain_results() {
     s.consumer = nullptr;
 }
 
-std::uint64_t TtpRunner::jobs_done() const { return settlement_->jobs_done; }
+std::uint64_t TtpRunner::jobs_done() const { return *jobs_done_; }
 
 void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) {
     auto parsed = JobMessage::from_json(delivery.message.body);
@@ -426,7 +429,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             }
         }
         (void)consumer.reject(delivery.tag, false);  // dead-letter
-        ++settlement_->jobs_done;
+        ++*jobs_done_;
     };
 
     if (!parsed) {
@@ -558,7 +561,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         return;
     }
     (void)consumer.ack(delivery.tag);
-    ++settlement_->jobs_done;
+    ++*jobs_done_;
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
 }
 

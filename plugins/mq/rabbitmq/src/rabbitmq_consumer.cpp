@@ -258,6 +258,12 @@ sdk::Status ConsumerCore::subscribe() {
     link_epoch_ = ++epoch_counter_;
     assembler_.reset();
     std::lock_guard<std::mutex> lock(mutex_);
+    if (prefetch_ != prefetch) {
+        // Changed while subscribing (not connected, so set_prefetch queued nothing): send it now.
+        auto command = std::make_shared<Command>();
+        command->prefetch = prefetch_;
+        commands_.push_front(command);
+    }
     live_link_ = link_.get();
     current_epoch_ = link_epoch_;
     highest_epoch_ = link_epoch_;

@@ -121,7 +121,8 @@ private:
     /// on the backend's thread after this runner is gone (past the drain's bound).
     struct Settlement;
     class ResultSettled;
-    std::shared_ptr<Settlement> settlement_;
+    std::shared_ptr<std::atomic<std::uint64_t>> jobs_done_;
+    std::shared_ptr<Settlement> settlement_;  ///< replaced by start(), before any thread runs
 };
 
 }  // namespace synergos::core::jobs
