@@ -105,7 +105,9 @@ public:
     /// Called exactly once: OK when the broker confirmed the message persisted, otherwise the
     /// error `MessageQueue::publish` would have returned. Runs on a backend thread, or on the
     /// caller's thread before `publish_async` returns: it must be short, must not block, and
-    /// must not call into the message queue.
+    /// must not call into the message queue, except to settle deliveries of an
+    /// `AdjustableConsumer` of it (`ack`, `reject`, `set_prefetch`), which a backend offering
+    /// both interfaces must allow there.
     virtual void on_published(Status status) noexcept = 0;
 };
 
