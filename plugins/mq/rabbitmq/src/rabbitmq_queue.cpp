@@ -161,17 +161,8 @@ void RabbitMqQueue::stop() noexcept {
 }
 
 sdk::Status RabbitMqQueue::submit(const OpPtr& op) {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) {
-            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
-                               context_ + ": message queue is stopped (" + op->what() + ")");
-        }
-        if (!started_) {
-            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
-                               context_ + ": message queue is not started (" + op->what() + ")");
-        }
-        incoming_.push_back(op);
+    if (auto status = enqueue(op); !status) {
+        return status;
     }
     // A publisher that finds the connection idle drives it itself: no thread hand-off on the
     // way out and back, which is most of a confirmed publish's cost besides the broker's.
@@ -282,28 +273,29 @@ sdk::Status RabbitMqQueue::publish_async(const std::string& queue, const sdk::Me
             return op.error();
         }
         (*op)->callback = std::move(done);
-        return enqueue(*op);
+        if (auto status = enqueue(*op); !status) {
+            return status;
+        }
+        // The I/O thread sends it (in order with everything queued before) and completes it by
+        // its deadline: expire() or the stop path, so the callback always runs.
+        wake_->signal();
+        return sdk::Status::ok();
     } catch (const std::exception& e) {
         return sdk::Status(sdk::ErrorCode::Internal, context_ + ": publish failed: " + e.what());
     }
 }
 
 sdk::Status RabbitMqQueue::enqueue(const OpPtr& op) {
-    {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) {
-            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
-                               context_ + ": message queue is stopped (" + op->what() + ")");
-        }
-        if (!started_) {
-            return sdk::Status(sdk::ErrorCode::FailedPrecondition,
-                               context_ + ": message queue is not started (" + op->what() + ")");
-        }
-        incoming_.push_back(op);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) {
+        return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                           context_ + ": message queue is stopped (" + op->what() + ")");
     }
-    // The I/O thread sends it (in order with everything queued before) and completes it by its
-    // deadline: expire() or the stop path, so the callback always runs.
-    wake_->signal();
+    if (!started_) {
+        return sdk::Status(sdk::ErrorCode::FailedPrecondition,
+                           context_ + ": message queue is not started (" + op->what() + ")");
+    }
+    incoming_.push_back(op);
     return sdk::Status::ok();
 }
 

@@ -66,7 +66,7 @@ private:
     };
 
     sdk::Status submit(const OpPtr& op);
-    /// Queues `op` for the I/O thread without waiting; its callback reports the outcome.
+    /// Queues `op` for the I/O thread (refused once stopped or before start); wakes no one.
     sdk::Status enqueue(const OpPtr& op);
     /// A validated publish operation (shared by publish and publish_async).
     sdk::Result<OpPtr> make_publish(const std::string& queue, const sdk::Message& message,
