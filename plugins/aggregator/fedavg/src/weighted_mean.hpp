@@ -220,16 +220,8 @@ public:
                 return {sdk::ErrorCode::InvalidArgument,
                         "update has tensor '" + t.name + "', which the model does not have"};
             }
-            const Slot& slot = slots_[*s];
-            if (t.dtype != slot.dtype) {
-                return {sdk::ErrorCode::InvalidArgument,
-                        "update tensor '" + t.name + "' is " + sdk::to_string(t.dtype) +
-                            ", the model has " + sdk::to_string(slot.dtype)};
-            }
-            if (t.shape != slot.shape) {
-                return {sdk::ErrorCode::InvalidArgument,
-                        "update tensor '" + t.name + "' has shape " + detail::shape_text(t.shape) +
-                            ", the model has " + detail::shape_text(slot.shape)};
+            if (auto st = check_like(t.name, t.dtype, t.shape, slots_[*s]); !st) {
+                return st;
             }
             seen[*s] = true;
             slot_of[i] = *s;
@@ -375,6 +367,22 @@ private:
         const float* f32() const noexcept { return reinterpret_cast<const float*>(bytes.data()); }
     };
 
+    /// An update's tensor `name` must have its model slot's dtype and shape.
+    static sdk::Status check_like(const std::string& name, sdk::DType dtype,
+                                  const std::vector<std::int64_t>& shape, const Slot& slot) {
+        if (dtype != slot.dtype) {
+            return {sdk::ErrorCode::InvalidArgument, "update tensor '" + name + "' is " +
+                                                         sdk::to_string(dtype) + ", the model has " +
+                                                         sdk::to_string(slot.dtype)};
+        }
+        if (shape != slot.shape) {
+            return {sdk::ErrorCode::InvalidArgument,
+                    "update tensor '" + name + "' has shape " + detail::shape_text(shape) +
+                        ", the model has " + detail::shape_text(slot.shape)};
+        }
+        return sdk::Status::ok();
+    }
+
     static sdk::Status check_samples(std::int64_t samples) {
         if (samples <= 0) {
             return {sdk::ErrorCode::InvalidArgument,
@@ -496,15 +504,8 @@ private:
                         "update has tensor '" + t.name + "' twice"};
             }
             const Slot& slot = slots_[s];
-            if (t.dtype != slot.dtype) {
-                return {sdk::ErrorCode::InvalidArgument,
-                        "update tensor '" + t.name + "' is " + sdk::to_string(t.dtype) +
-                            ", the model has " + sdk::to_string(slot.dtype)};
-            }
-            if (t.shape != slot.shape) {
-                return {sdk::ErrorCode::InvalidArgument,
-                        "update tensor '" + t.name + "' has shape " + detail::shape_text(t.shape) +
-                            ", the model has " + detail::shape_text(slot.shape)};
+            if (auto st = check_like(t.name, t.dtype, t.shape, slot); !st) {
+                return st;
             }
             if (t.data.size() != slot.numel * sdk::dtype_size(slot.dtype)) {
                 return {sdk::ErrorCode::InvalidArgument,
