@@ -316,9 +316,7 @@ sdk::Status JobService::start() {
         if (job.grid == kDirectorGrid) {
             continue;  // relaunched below
         }
-        JobSpec spec;
-        spec.grid = job.grid;
-        if (auto st = publish_job(job, spec); !st) {
+        if (auto st = publish_job(job); !st) {
             logger_.warn("job could not be republished at start-up",
                          log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
             continue;
@@ -811,13 +809,15 @@ sdk::Status JobService::declare_grid(int grid) {
     return {};
 }
 
-sdk::Status JobService::publish_job(const JobRecord& job, const JobSpec&) {
+sdk::Message JobService::job_message(const JobRecord& job) {
+    return make_message(job.job_id, job.message, priority_of(job.process));
+}
+
+sdk::Status JobService::publish_job(const JobRecord& job) {
     if (auto st = declare_grid(job.grid); !st) {
         return st;
     }
-    return mq_.publish(options_.topology.jobs(job.grid),
-                       make_message(job.job_id, job.message, priority_of(job.process)),
-                       options_.publish_timeout);
+    return mq_.publish(options_.topology.jobs(job.grid), job_message(job), options_.publish_timeout);
 }
 
 sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> specs) {
@@ -930,7 +930,7 @@ void JobService::post(const std::vector<JobRecord>& jobs) {
     for (const auto& job : jobs) {
         if (!ledger) {
             // A backend without asynchronous publishing, or no service running: one at a time.
-            published(job.job_id, job.grid, publish_job(job, JobSpec{}));
+            published(job.job_id, job.grid, publish_job(job));
             continue;
         }
         if (auto st = declare_grid(job.grid); !st) {
@@ -942,8 +942,7 @@ void JobService::post(const std::vector<JobRecord>& jobs) {
             ++ledger->outstanding;
         }
         auto done = std::make_shared<JobPublished>(ledger, job.job_id, job.grid);
-        if (auto st = async->publish_async(options_.topology.jobs(job.grid),
-                                           make_message(job.job_id, job.message, priority_of(job.process)),
+        if (auto st = async->publish_async(options_.topology.jobs(job.grid), job_message(job),
                                            options_.publish_timeout, done);
             !st) {
             done->on_published(st);  // not queued: reported here

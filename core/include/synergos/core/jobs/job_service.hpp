@@ -162,7 +162,8 @@ private:
     sdk::Status handle_event(const ResultMessage& event);
     int choose_grid(const JobSpec& spec, std::map<int, int>& outstanding);
     std::string queued_reason(const JobRecord& job);
-    sdk::Status publish_job(const JobRecord& job, const JobSpec& spec);
+    static sdk::Message job_message(const JobRecord& job);
+    sdk::Status publish_job(const JobRecord& job);
     sdk::Status declare_grid(int grid);
     struct PublishLedger;
     class JobPublished;
