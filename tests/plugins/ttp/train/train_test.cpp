@@ -89,17 +89,12 @@ class RawWorker {
 public:
     RawWorker(int k, std::int64_t samples, int break_trains = 0)
         : k_(k), samples_(samples), break_trains_(break_trains) {
-        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(::listen(listener_, 16) == 0);
-        socklen_t len = sizeof a;
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+        std::uint16_t port = 0;
+        listener_ = synergos::testing::listen_loopback(port);
+        REQUIRE(listener_ >= 0);
         node.participant_id = "p" + std::to_string(k);
         node.host = "127.0.0.1";
-        node.port = ntohs(a.sin_port);
+        node.port = port;
         thread_ = std::thread([this] { serve(); });
     }
     ~RawWorker() {

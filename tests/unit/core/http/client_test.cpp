@@ -160,15 +160,8 @@ namespace {
 class CannedServer {
 public:
     explicit CannedServer(std::string response) : response_(std::move(response)) {
-        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-        REQUIRE(::listen(listener_, 4) == 0);
-        socklen_t len = sizeof a;
-        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
-        port = ntohs(a.sin_port);
+        listener_ = synergos::testing::listen_loopback(port, 4);
+        REQUIRE(listener_ >= 0);
         thread_ = std::thread([this] { serve(); });
     }
     ~CannedServer() {

@@ -31,6 +31,25 @@ inline bool wait_until(const std::function<bool()>& condition,
     return true;
 }
 
+/// A listening TCP socket on 127.0.0.1 with a port the kernel chose (`port` gets it), for raw
+/// socket servers in tests; -1 when it cannot be set up.
+inline int listen_loopback(std::uint16_t& port, int backlog = 16) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(fd, backlog) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        return -1;
+    }
+    port = ntohs(a.sin_port);
+    return fd;
+}
+
 /// Reads one HTTP/1.1 request from `fd` (head, then a Content-Length body), or up to the peer's
 /// close or a read error, for raw socket servers in tests.
 inline std::string read_request(int fd) {
