@@ -44,6 +44,10 @@ public:
     virtual std::chrono::milliseconds quiet_period() const { return 300ms; }
     /// How long to wait for something that must happen.
     virtual std::chrono::milliseconds patience() const { return 10s; }
+    /// Whether a requeued message always goes back to the head of its queue. RabbitMQ puts it
+    /// back "in its original position if possible": rarely, with prefetch 1, the next message
+    /// is delivered first (seen once in a CI run).
+    virtual bool requeue_keeps_position() const { return true; }
 };
 
 /// A random hex suffix for queue names.
@@ -386,8 +390,15 @@ inline void reject_requeue_sets_redelivered(Backend& backend) {
     CHECK(first.message.id == "job");
     CHECK_FALSE(first.redelivered);
     require_ok((*consumer)->reject(first.tag, true));
-    // Back at the head of the queue, flagged.
+    // Back in the queue, flagged: at its head where the backend promises that.
     sdk::Delivery again = expect_delivery(**consumer, backend.patience());
+    bool behind_seen = false;
+    if (again.message.id == "behind" && !backend.requeue_keeps_position()) {
+        CHECK_FALSE(again.redelivered);
+        require_ok((*consumer)->ack(again.tag));
+        behind_seen = true;
+        again = expect_delivery(**consumer, backend.patience());
+    }
     CHECK(again.message.id == "job");
     CHECK(again.message.body == "body");
     CHECK(again.redelivered);
@@ -395,10 +406,12 @@ inline void reject_requeue_sets_redelivered(Backend& backend) {
     sdk::Status stale = (*consumer)->ack(first.tag);
     CHECK_FALSE(stale.is_ok());
     require_ok((*consumer)->ack(again.tag));
-    sdk::Delivery behind = expect_delivery(**consumer, backend.patience());
-    CHECK(behind.message.id == "behind");
-    CHECK_FALSE(behind.redelivered);
-    require_ok((*consumer)->ack(behind.tag));
+    if (!behind_seen) {
+        sdk::Delivery behind = expect_delivery(**consumer, backend.patience());
+        CHECK(behind.message.id == "behind");
+        CHECK_FALSE(behind.redelivered);
+        require_ok((*consumer)->ack(behind.tag));
+    }
     (*consumer)->close();
     mq->stop();
 }

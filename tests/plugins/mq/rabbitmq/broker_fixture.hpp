@@ -89,6 +89,7 @@ public:
 
     std::unique_ptr<sdk::MessageQueue> make_queue() override;
     std::string unique_queue(const std::string& base) override;
+    bool requeue_keeps_position() const override { return false; }
 
     /// A queue built with the backend's options plus `extra`, not started.
     std::unique_ptr<sdk::MessageQueue> make_unstarted(
