@@ -14,6 +14,7 @@
 //   resident size before the rounds, against the model size.
 //
 // Usage: bench_training_rounds [--params N] [--workers 2,8] [--rounds R] [--compute-ms C]
+//                              [--trace 1]   (each round's timeline, ms from its start)
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -57,11 +58,19 @@ struct Settings {
     std::vector<int> workers = {2, 8};
     int rounds = 10;
     int compute_ms = 50;
+    bool trace = false;  ///< print where each round's overhead went
 };
 
 double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
 }
+
+/// Monotonic clock in nanoseconds: the same clock in every process of the machine, so the
+/// worker process's timestamps line up with the TTP's (--trace).
+std::int64_t to_ns(Clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+std::int64_t now_ns() { return to_ns(Clock::now()); }
 
 double median(std::vector<double> v) {
     if (v.empty()) {
@@ -189,6 +198,7 @@ int port_of(int fd) {
     core::http::Router router;
     router.add(
         "POST", "/v1/runs/{c}/{p}/{e}/{r}/train", [compute_ms](const core::http::Request& req) {
+            const std::int64_t enter = now_ns();
             sdk::TensorMap w;
             core::tensor::Metadata md;
             if (auto st = core::tensor::decode_into(std::string_view(req.body), w, &md); !st) {
@@ -204,12 +214,17 @@ int port_of(int fd) {
                 }
             }
             const double compute = ms_since(t0);
+            const std::int64_t computed = now_ns();
             core::http::Response r;
             r.content_type = std::string(core::tensor::kSafetensorsContentType);
             auto enc = core::tensor::encode_into(
                 w,
                 {{"json",
-                  json{{"samples", 100}, {"compute_ms", compute}, {"epoch_losses", {0.5}}}.dump()}},
+                  json{{"samples", 100},
+                       {"compute_ms", compute},
+                       {"epoch_losses", {0.5}},
+                       {"trace", {enter, to_ns(t0), computed, now_ns()}}}
+                      .dump()}},
                 r.body);
             if (!enc) {
                 return core::http::Response::error(500, enc.message());
@@ -251,6 +266,7 @@ public:
         : session_(s), streaming_(dynamic_cast<sdk::StreamingAggregationSession*>(&s)) {}
 
     bool on_reply_head(std::size_t index, const sdk::ReplyHead& head) noexcept override {
+        head_ns[index] = now_ns();
         if (streaming_ == nullptr || head.status != 200) {
             return false;
         }
@@ -291,6 +307,10 @@ public:
         }
         const json j = json::parse(reply->json, nullptr, false);
         max_compute_ms = std::max(max_compute_ms, j.value("compute_ms", 0.0));
+        done_ns[index] = now_ns();
+        if (j.contains("trace")) {
+            worker_trace[index] = j["trace"].get<std::vector<std::int64_t>>();
+        }
         if (it != updates_.end()) {
             for (const auto& t : reply->tensors.tensors) {
                 if (auto st = streaming_->fold_tensor(it->second, t); !st) {
@@ -310,6 +330,11 @@ public:
     }
     double max_compute_ms = 0;
     std::string error;
+    /// --trace: when each reply's head and end reached the TTP, and the worker's own times
+    /// (handler entered with the whole body, compute began, compute ended, response encoded).
+    std::map<std::size_t, std::int64_t> head_ns;
+    std::map<std::size_t, std::int64_t> done_ns;
+    std::map<std::size_t, std::vector<std::int64_t>> worker_trace;
 
 private:
     sdk::AggregationSession& session_;
@@ -364,6 +389,42 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload,
     return ms;
 }
 
+/// One round's timeline in ms from its start: the last request body complete at a worker, the
+/// spread of compute starts, the slowest compute, the last response encoded, the last reply at
+/// the TTP, and the aggregate finished.
+std::string trace_line(std::int64_t t0, const Fold& fold, std::int64_t replied, std::int64_t end) {
+    auto ms = [t0](std::int64_t t) { return static_cast<double>(t - t0) / 1e6; };
+    std::int64_t last_enter = 0, first_c0 = INT64_MAX, last_c0 = 0, max_compute = 0;
+    std::int64_t last_encoded = 0, max_encode = 0, first_head = INT64_MAX, max_wait = 0;
+    std::int64_t max_decode = 0;
+    for (const auto& [i, t] : fold.worker_trace) {
+        if (t.size() != 4) {
+            continue;
+        }
+        last_enter = std::max(last_enter, t[0]);
+        max_decode = std::max(max_decode, t[1] - t[0]);
+        first_c0 = std::min(first_c0, t[1]);
+        last_c0 = std::max(last_c0, t[1]);
+        max_compute = std::max(max_compute, t[2] - t[1]);
+        max_encode = std::max(max_encode, t[3] - t[2]);
+        last_encoded = std::max(last_encoded, t[3]);
+        auto h = fold.head_ns.find(i);
+        if (h != fold.head_ns.end()) {
+            first_head = std::min(first_head, h->second);
+            max_wait = std::max(max_wait, h->second - t[3]);
+        }
+    }
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "bodies in %6.2f, decode <=%5.2f | compute starts %6.2f..%6.2f, longest %6.2f | encode <=%5.2f,"
+                  " last encoded %6.2f | head wait <=%5.2f, first head %6.2f | replies in %6.2f |"
+                  " aggregated %6.2f",
+                  ms(last_enter), static_cast<double>(max_decode) / 1e6, ms(first_c0), ms(last_c0), static_cast<double>(max_compute) / 1e6,
+                  static_cast<double>(max_encode) / 1e6, ms(last_encoded),
+                  static_cast<double>(max_wait) / 1e6, ms(first_head), ms(replied), ms(end));
+    return line;
+}
+
 [[noreturn]] void ttp_process(const Settings& s, int n, int raw_port, const std::vector<int>& ports,
                               int out_fd) {
     sdk::testing::FakeHost host("/tmp", "bench-ttp");
@@ -394,6 +455,7 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload,
     std::vector<double> overhead_ms;
     std::vector<double> compute_ms;
     std::int64_t base_kb = 0;
+    std::vector<std::string> traces;
     for (int r = -1; r < s.rounds; ++r) {  // round -1 warms up connections and the allocator
         if (r == 0) {
             reset_peak();
@@ -417,12 +479,16 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload,
             std::fprintf(stderr, "round failed: %s\n", fold.error.c_str());
             std::_Exit(3);
         }
+        const std::int64_t replied = now_ns();
         auto next = session->finish_round();
         if (!next) {
             std::_Exit(3);
         }
         global = std::move(*next);
         const double ms = ms_since(t0);
+        if (s.trace && r >= 0) {
+            traces.push_back(trace_line(to_ns(t0), fold, replied, now_ns()));
+        }
         if (r >= 0) {
             round_ms.push_back(ms);
             compute_ms.push_back(fold.max_compute_ms);
@@ -479,7 +545,8 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload,
                    {"best_raw_ms", *std::min_element(raw_ms.begin(), raw_ms.end())},
                    {"base_kb", base_kb},
                    {"empty_kb", empty_kb},
-                   {"hwm_kb", hwm_kb}};
+                   {"hwm_kb", hwm_kb},
+                   {"traces", traces}};
     const std::string line = out.dump() + "\n";
     (void)!::write(out_fd, line.data(), line.size());
     std::_Exit(0);
@@ -572,6 +639,8 @@ int main(int argc, char** argv) {
             s.rounds = std::stoi(argv[i + 1]);
         } else if (a == "--compute-ms") {
             s.compute_ms = std::stoi(argv[i + 1]);
+        } else if (a == "--trace") {
+            s.trace = std::string(argv[i + 1]) == "1";
         } else {
             std::fprintf(stderr, "unknown option %s\n", a.c_str());
             return 2;
@@ -609,6 +678,9 @@ int main(int argc, char** argv) {
         std::printf("%-8s %10s %10s %12.2f %12.2f %12.2f %10.2f %10.2f   (best of %d rounds)\n", "",
                     "", "", best, best_raw, best - best_raw, moved / (best * 1e6),
                     moved / (best_raw * 1e6), s.rounds);
+        for (const auto& line : r["traces"]) {
+            std::printf("  %d workers: %s\n", n, line.get<std::string>().c_str());
+        }
         std::fflush(stdout);
         attribution.push_back(r);
     }
