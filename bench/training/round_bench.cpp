@@ -390,12 +390,13 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload,
 }
 
 /// One round's timeline in ms from its start: the last request body complete at a worker, the
-/// spread of compute starts, the slowest compute, the last response encoded, the last reply at
-/// the TTP, and the aggregate finished.
+/// spread of compute starts, the slowest compute, the last compute done, the longest wait from
+/// a worker's compute done to its reply head at the TTP (encoding, sending, scheduling), the last
+/// reply at the TTP, and the aggregate finished.
 std::string trace_line(std::int64_t t0, const Fold& fold, std::int64_t replied, std::int64_t end) {
     auto ms = [t0](std::int64_t t) { return static_cast<double>(t - t0) / 1e6; };
     std::int64_t last_enter = 0, first_c0 = INT64_MAX, last_c0 = 0, max_compute = 0;
-    std::int64_t last_encoded = 0, max_encode = 0, first_head = INT64_MAX, max_wait = 0;
+    std::int64_t last_encoded = 0, first_head = INT64_MAX, max_wait = 0;
     std::int64_t max_decode = 0;
     for (const auto& [i, t] : fold.worker_trace) {
         if (t.size() != 4) {
@@ -406,7 +407,6 @@ std::string trace_line(std::int64_t t0, const Fold& fold, std::int64_t replied, 
         first_c0 = std::min(first_c0, t[1]);
         last_c0 = std::max(last_c0, t[1]);
         max_compute = std::max(max_compute, t[2] - t[1]);
-        max_encode = std::max(max_encode, t[3] - t[2]);
         last_encoded = std::max(last_encoded, t[3]);
         auto h = fold.head_ns.find(i);
         if (h != fold.head_ns.end()) {
@@ -420,7 +420,7 @@ std::string trace_line(std::int64_t t0, const Fold& fold, std::int64_t replied, 
                   " last encoded %6.2f | head wait <=%5.2f, first head %6.2f | replies in %6.2f |"
                   " aggregated %6.2f",
                   ms(last_enter), static_cast<double>(max_decode) / 1e6, ms(first_c0), ms(last_c0), static_cast<double>(max_compute) / 1e6,
-                  static_cast<double>(max_encode) / 1e6, ms(last_encoded),
+                  ms(last_encoded),
                   static_cast<double>(max_wait) / 1e6, ms(first_head), ms(replied), ms(end));
     return line;
 }
