@@ -396,7 +396,7 @@ double raw_tcp_round(int port, int n, const std::vector<char>& payload,
 std::string trace_line(std::int64_t t0, const Fold& fold, std::int64_t replied, std::int64_t end) {
     auto ms = [t0](std::int64_t t) { return static_cast<double>(t - t0) / 1e6; };
     std::int64_t last_enter = 0, first_c0 = INT64_MAX, last_c0 = 0, max_compute = 0;
-    std::int64_t last_encoded = 0, first_head = INT64_MAX, max_wait = 0;
+    std::int64_t last_done = 0, first_head = INT64_MAX, max_wait = 0;
     std::int64_t max_decode = 0;
     for (const auto& [i, t] : fold.worker_trace) {
         if (t.size() != 4) {
@@ -407,20 +407,20 @@ std::string trace_line(std::int64_t t0, const Fold& fold, std::int64_t replied, 
         first_c0 = std::min(first_c0, t[1]);
         last_c0 = std::max(last_c0, t[1]);
         max_compute = std::max(max_compute, t[2] - t[1]);
-        last_encoded = std::max(last_encoded, t[3]);
+        last_done = std::max(last_done, t[3]);
         auto h = fold.head_ns.find(i);
         if (h != fold.head_ns.end()) {
             first_head = std::min(first_head, h->second);
             max_wait = std::max(max_wait, h->second - t[3]);
         }
     }
-    char line[256];
+    char line[320];
     std::snprintf(line, sizeof line,
-                  "bodies in %6.2f, decode <=%5.2f | compute starts %6.2f..%6.2f, longest %6.2f | encode <=%5.2f,"
-                  " last encoded %6.2f | head wait <=%5.2f, first head %6.2f | replies in %6.2f |"
+                  "bodies in %6.2f, decode <=%5.2f | compute starts %6.2f..%6.2f, longest %6.2f,"
+                  " all done %6.2f | head wait <=%5.2f, first head %6.2f | replies in %6.2f |"
                   " aggregated %6.2f",
-                  ms(last_enter), static_cast<double>(max_decode) / 1e6, ms(first_c0), ms(last_c0), static_cast<double>(max_compute) / 1e6,
-                  ms(last_encoded),
+                  ms(last_enter), static_cast<double>(max_decode) / 1e6, ms(first_c0),
+                  ms(last_c0), static_cast<double>(max_compute) / 1e6, ms(last_done),
                   static_cast<double>(max_wait) / 1e6, ms(first_head), ms(replied), ms(end));
     return line;
 }
