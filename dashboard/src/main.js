@@ -29,7 +29,10 @@ function h(tag, attrs = {}, ...children) {
         if (k === 'class') {
             el.className = v;
         } else if (k.startsWith('on')) {
-            el.addEventListener(k.slice(2), v);
+            // Through a property, so morph() can hand a kept element its new handler.
+            const type = k.slice(2);
+            el[`__on_${type}`] = v;
+            el.addEventListener(type, (ev) => el[`__on_${type}`](ev));
         } else {
             el.setAttribute(k, v === true ? '' : v);
         }
@@ -41,6 +44,59 @@ function h(tag, attrs = {}, ...children) {
         el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
     return el;
+}
+
+// Elements a poll may keep when the new page has the same one at the same place: same tag and
+// same identity (a job's row, a test id). uPlot charts are rebuilt whole.
+function same_node(a, b) {
+    if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) {
+        return false;
+    }
+    if (a.nodeType !== Node.ELEMENT_NODE) {
+        return true;
+    }
+    return a.getAttribute('data-job') === b.getAttribute('data-job') &&
+        a.getAttribute('data-testid') === b.getAttribute('data-testid') &&
+        !a.classList.contains('chart');
+}
+
+// Brings `parent`'s children to `next` changing only what differs. Replacing the whole page at
+// each poll lost clicks: a button replaced between mouse down and up gets no click (a cancel
+// clicked during a repaint did nothing), and it dropped text selections and focus.
+function morph(parent, next) {
+    const old = Array.from(parent.childNodes);
+    next.forEach((n, i) => {
+        const o = old[i];
+        if (o === undefined) {
+            parent.appendChild(n);
+        } else if (!same_node(o, n)) {
+            parent.replaceChild(n, o);
+        } else if (o.nodeType !== Node.ELEMENT_NODE) {
+            if (o.nodeValue !== n.nodeValue) {
+                o.nodeValue = n.nodeValue;
+            }
+        } else {
+            for (const a of Array.from(o.attributes)) {
+                if (!n.hasAttribute(a.name)) {
+                    o.removeAttribute(a.name);
+                }
+            }
+            for (const a of Array.from(n.attributes)) {
+                if (o.getAttribute(a.name) !== a.value) {
+                    o.setAttribute(a.name, a.value);
+                }
+            }
+            for (const key of Object.keys(n)) {
+                if (key.startsWith('__on_')) {
+                    o[key] = n[key];
+                }
+            }
+            morph(o, Array.from(n.childNodes));
+        }
+    });
+    for (let i = next.length; i < old.length; ++i) {
+        parent.removeChild(old[i]);
+    }
 }
 
 function fmt(v, digits = 4) {
@@ -428,9 +484,9 @@ async function refresh() {
         if (mine !== generation) {
             return;
         }
-        const scroll = window.scrollY;
-        app.replaceChildren(...content);
-        window.scrollTo(0, scroll);
+        morph(app, content.flat()
+                       .filter((c) => c !== undefined && c !== null && c !== false)
+                       .map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
         show_error('');
         live.classList.remove('stale');
         live.dataset.updated = new Date().toISOString();

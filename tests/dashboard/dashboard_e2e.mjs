@@ -8,7 +8,7 @@
 //   node dashboard_e2e.mjs --exe <synergos> --source <repo> --node-modules <dir with
 //   playwright-core>
 //                          --artifacts <dir> [--chromium /usr/bin/chromium] [--rounds 30] [--epochs
-//                          20]
+//                          300]
 import {spawn} from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -30,7 +30,10 @@ for (const need of ['exe', 'source', 'node-modules', 'artifacts']) {
 }
 const chromiumPath = args.chromium || '/usr/bin/chromium';
 const rounds = Number(args.rounds || 30);
-const epochs = Number(args.epochs || 20);
+// Epochs per round: enough that the 30 rounds outlast the steps that need the training running
+// (watch three rounds, check the repaints, cancel the queued job). At 20, a quiet machine
+// finished the training in about 6 s and the queued job ran before it could be cancelled.
+const epochs = Number(args.epochs || 300);
 const require = createRequire(path.join(path.resolve(args['node-modules']), 'package.json'));
 const {chromium} = require('playwright-core');
 
@@ -269,10 +272,31 @@ async function main() {
         await until(
             'the queued job on the jobs page', async () => (await queuedRow.count()) === 1, 10000);
         await shot('jobs-running');
+        // Polls keep the rows they can: a row replaced between a click's mouse down and up
+        // loses the click (the cancel below once did nothing in about one run of ten).
+        const rowSelector = `[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`;
+        await page.evaluate((sel) => {
+            document.querySelector(sel).__marked = true;
+        }, rowSelector);
+        const polls = await page.evaluate(() => document.getElementById('live').dataset.updated);
+        await until('four more polls of the jobs page', async () => {
+            await page.waitForTimeout(1000);
+            return (await page.evaluate(() => document.getElementById('live').dataset.updated)) !==
+                polls;
+        }, 10000, 0);
+        if (!(await page.evaluate((sel) => document.querySelector(sel)?.__marked === true,
+                                  rowSelector))) {
+            fail('a poll replaced the queued job\'s row instead of keeping it');
+        }
 
         // 2. Cancel the queued job from the jobs page (it waits behind the training).
         page.once('dialog', (d) => d.accept());
         await queuedRow.locator('button.cancel').click({timeout: 10000});
+        const before = await job(watched.job_id);
+        if (before.state !== 'running') {
+            fail(`the training is ${before.state} already: the queued job may have run before ` +
+                 'the cancel (raise --epochs)');
+        }
         await until(
             'the cancelled job under "Failed or cancelled"',
             async () =>
