@@ -64,39 +64,65 @@ function same_node(a, b) {
 // each poll lost clicks: a button replaced between mouse down and up gets no click (a cancel
 // clicked during a repaint did nothing), and it dropped text selections and focus.
 function morph(parent, next) {
-    const old = Array.from(parent.childNodes);
-    next.forEach((n, i) => {
-        const o = old[i];
-        if (o === undefined) {
-            parent.appendChild(n);
-        } else if (!same_node(o, n)) {
-            parent.replaceChild(n, o);
-        } else if (o.nodeType !== Node.ELEMENT_NODE) {
-            if (o.nodeValue !== n.nodeValue) {
-                o.nodeValue = n.nodeValue;
-            }
-        } else {
-            for (const a of Array.from(o.attributes)) {
-                if (!n.hasAttribute(a.name)) {
-                    o.removeAttribute(a.name);
-                }
-            }
-            for (const a of Array.from(n.attributes)) {
-                if (o.getAttribute(a.name) !== a.value) {
-                    o.setAttribute(a.name, a.value);
-                }
-            }
-            for (const key of Object.keys(n)) {
-                if (key.startsWith('__on_')) {
-                    o[key] = n[key];
-                }
-            }
-            morph(o, Array.from(n.childNodes));
+    // A job's row is found by its job wherever it was, so reordered rows move instead of
+    // being rebuilt.
+    const keyed = new Map();
+    for (const o of parent.childNodes) {
+        const k = o.nodeType === Node.ELEMENT_NODE ? o.getAttribute('data-job') : null;
+        if (k !== null) {
+            keyed.set(k, o);
         }
-    });
-    for (let i = next.length; i < old.length; ++i) {
-        parent.removeChild(old[i]);
     }
+    let cursor = parent.firstChild;
+    for (const n of next) {
+        const k = n.nodeType === Node.ELEMENT_NODE ? n.getAttribute('data-job') : null;
+        let o = cursor;
+        if (k !== null && keyed.has(k)) {
+            o = keyed.get(k);
+            keyed.delete(k);
+        }
+        if (o === null || !same_node(o, n)) {
+            parent.insertBefore(n, cursor);
+            continue;
+        }
+        if (o === cursor) {
+            cursor = cursor.nextSibling;
+        } else {
+            parent.insertBefore(o, cursor);
+        }
+        patch(o, n);
+    }
+    while (cursor !== null) {  // what the new page no longer has
+        const after = cursor.nextSibling;
+        parent.removeChild(cursor);
+        cursor = after;
+    }
+}
+
+// Makes kept node `o` look like `n`: text, attributes, handlers, then children.
+function patch(o, n) {
+    if (o.nodeType !== Node.ELEMENT_NODE) {
+        if (o.nodeValue !== n.nodeValue) {
+            o.nodeValue = n.nodeValue;
+        }
+        return;
+    }
+    for (const a of Array.from(o.attributes)) {
+        if (!n.hasAttribute(a.name)) {
+            o.removeAttribute(a.name);
+        }
+    }
+    for (const a of Array.from(n.attributes)) {
+        if (o.getAttribute(a.name) !== a.value) {
+            o.setAttribute(a.name, a.value);
+        }
+    }
+    for (const key of Object.keys(n)) {
+        if (key.startsWith('__on_')) {
+            o[key] = n[key];
+        }
+    }
+    morph(o, Array.from(n.childNodes));
 }
 
 function fmt(v, digits = 4) {
