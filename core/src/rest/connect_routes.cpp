@@ -3,6 +3,8 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
@@ -18,6 +20,83 @@
 
 namespace synergos::core::rest {
 namespace {
+
+/// One turn at a time per record for read-merge-write changes. A PUT reads the record, merges
+/// the body into it and writes the whole document: two PUTs of one record at once would merge
+/// into the same old document and the later write would drop the earlier one's fields. The
+/// director is its store's only writer, so turns in this process are enough.
+class KeyedTurns {
+public:
+    /// Ends a turn: the next waiting turn of the record (if any) starts on this thread.
+    using Done = std::function<void()>;
+    using Turn = std::function<void(Done)>;
+
+    /// Runs `turn` now when no turn of `record` is running, else after those before it.
+    /// `turn` must call its `Done` exactly once, when its write has been applied or failed.
+    void run(std::string record, Turn turn) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            auto [it, first] = waiting_.try_emplace(record);
+            if (!first) {
+                it->second.push_back(std::move(turn));
+                return;
+            }
+        }
+        start(std::move(record), std::move(turn));
+    }
+
+private:
+    void start(std::string record, Turn turn) {
+        for (;;) {
+            auto done = [this, record] { finish(record); };
+            try {
+                turn(done);
+                return;
+            } catch (...) {
+                // A turn that threw never calls done: end it here so the record's queue moves.
+            }
+            std::lock_guard<std::mutex> lock(mutex_);
+            auto it = waiting_.find(record);
+            if (it->second.empty()) {
+                waiting_.erase(it);
+                return;
+            }
+            turn = std::move(it->second.front());
+            it->second.pop_front();
+        }
+    }
+
+    void finish(const std::string& record) {
+        Turn next;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            auto it = waiting_.find(record);
+            if (it == waiting_.end()) {
+                return;
+            }
+            if (it->second.empty()) {
+                waiting_.erase(it);
+                return;
+            }
+            next = std::move(it->second.front());
+            it->second.pop_front();
+        }
+        start(record, std::move(next));
+    }
+
+    std::mutex mutex_;
+    /// Records with a running turn, and the turns waiting behind it.
+    std::unordered_map<std::string, std::deque<Turn>> waiting_;
+};
+
+/// The record's identity for `KeyedTurns`: its kind and key fields.
+std::string turn_key(const std::string& kind, const sdk::Key& key) {
+    std::string out = kind;
+    for (const auto& field : key) {
+        out.append(1, '\0').append(field.name).append(1, '\0').append(field.value);
+    }
+    return out;
+}
 
 using Json = nlohmann::json;
 using http::Request;
@@ -403,17 +482,6 @@ public:
         if (!key) {
             return reply(error_response(key.error()));
         }
-        auto current = store_.get(res.kind, *key);
-        if (!current) {
-            if (current.error().code == sdk::ErrorCode::NotFound) {
-                return reply(Response::error(404, missing_message(res.kind, request.params)));
-            }
-            return reply(error_response(current.error()));
-        }
-        Json doc = Json::parse(current->document, nullptr, false);
-        if (!doc.is_object()) {
-            doc = Json::object();
-        }
         if (res.body_id != nullptr && std::string(res.body_id) == "id") {
             if (auto it = body.find("id");
                 it != body.end() && (!it->is_string() || *it != request.param("participant_id"))) {
@@ -421,16 +489,49 @@ public:
                                              "id"));
             }
         }
-        for (auto& [field, value] : body.items()) {
+        // Read, merge and write in the record's turn (see KeyedTurns); the turn may start later
+        // on another thread, so it owns what it needs of the request.
+        auto shared = std::make_shared<http::Responder>(std::move(responder));
+        turns_.run(turn_key(res.kind, *key),
+                   [this, r = &res, method, prefix, shared, key = *key, body = std::move(body),
+                    out_params = envelope_params(request),
+                    params = request.params](KeyedTurns::Done done) mutable {
+                       merge_and_write(*r, method, prefix, std::move(*shared), key, body,
+                                       std::move(out_params), params, std::move(done));
+                   });
+    }
+
+    /// The turn of a PUT: merges `body` into the stored record and writes it; calls `done` once
+    /// the write is applied or the PUT failed.
+    void merge_and_write(const Resource& res, const std::string& method, const std::string& prefix,
+                         http::Responder responder, const sdk::Key& key, const Json& body,
+                         Json out_params, const Params& params, KeyedTurns::Done done) {
+        auto reply = [&](Response response) {
+            responder.respond(std::move(response));
+            done();
+        };
+        auto current = store_.get(res.kind, key);
+        if (!current) {
+            if (current.error().code == sdk::ErrorCode::NotFound) {
+                return reply(Response::error(404, missing_message(res.kind, params)));
+            }
+            return reply(error_response(current.error()));
+        }
+        Json doc = Json::parse(current->document, nullptr, false);
+        if (!doc.is_object()) {
+            doc = Json::object();
+        }
+        for (const auto& [field, value] : body.items()) {
             doc[field] = value;  // shallow merge, as the original's update
         }
         if (auto invalid = validate_document(res.kind, doc)) {
             return reply(Response::field_error(
                 422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field));
         }
-        submit(std::move(responder), {{sdk::WriteMode::Update, res.kind, *key, doc.dump()}},
-               [this, r = &res, method, out_params = envelope_params(request),
-                params = request.params](WriteQueue::Outcome written) -> http::Responder::Producer {
+        submit(std::move(responder), {{sdk::WriteMode::Update, res.kind, key, doc.dump()}},
+               [this, r = &res, method, out_params = std::move(out_params), params,
+                done = std::move(done)](WriteQueue::Outcome written) -> http::Responder::Producer {
+                   done();  // applied (or refused): the record's next PUT reads what is stored
                    if (!written) {
                        auto error = written.error().code == sdk::ErrorCode::NotFound
                                         ? Response::error(404, missing_message(r->kind, params))
@@ -525,6 +626,7 @@ private:
     sdk::Logger& logger_;
     std::mutex memo_mutex_;
     std::unordered_map<std::string, Memo> memo_;
+    KeyedTurns turns_;
     WriteQueue writes_{store_.backend()};  // last: its thread stops before the members above
 };
 

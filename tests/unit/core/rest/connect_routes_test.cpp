@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <set>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -392,6 +394,38 @@ TEST_CASE("a GET answer reused while unchanged follows every change of the recor
     REQUIRE(s.call("POST", reg, registration_body()).status == 201);
     REQUIRE(relations(project, "Registration").size() == 1);
     CHECK(relations(project, "Registration")[0]["role"] == "host");
+}
+
+TEST_CASE("concurrent PUTs of one record each keep their fields", "[unit][rest]") {
+    // Each PUT merges its fields into the stored record. Four clients update four different
+    // fields of one run at once, thirty times: every field must hold its client's last value
+    // (merging into the same old document, the later write dropped the earlier one's field).
+    RestServer s;
+    build_tree(s, "c", "p", "w");
+    const std::string run = project_path("c", "p") + "/experiments/e1/runs/r1";
+    const std::vector<std::string> fields = {"rounds", "epochs", "batch_size", "seed"};
+    for (int i = 1; i <= 30; ++i) {
+        std::vector<std::thread> clients;
+        std::vector<int> statuses(fields.size(), 0);
+        for (std::size_t f = 0; f < fields.size(); ++f) {
+            clients.emplace_back([&, f] {
+                synergos::core::http::HttpClient client;
+                auto answer = client.request("PUT", "127.0.0.1", s.port(), run,
+                                             json{{fields[f], 100 * i + static_cast<int>(f)}}.dump(),
+                                             "application/json", std::chrono::seconds(10));
+                statuses[f] = answer ? answer->status : -1;
+            });
+        }
+        for (auto& c : clients) {
+            c.join();
+        }
+        auto stored = body_of(s.call("GET", run))["data"];
+        for (std::size_t f = 0; f < fields.size(); ++f) {
+            INFO("round " << i << ", field " << fields[f]);
+            CHECK(statuses[f] == 200);
+            CHECK(stored[fields[f]] == 100 * i + static_cast<int>(f));
+        }
+    }
 }
 
 TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
