@@ -18,18 +18,18 @@ const std::vector<KindSpec>& kind_specs() {
          {"Project", "Experiment", "Run", "Registration", "Tag", "Model", "Validation",
           "Prediction"},
          {"Project", "Experiment", "Run", "Registration", "Tag", "Alignment", "Model", "Validation",
-          "Prediction", "Job"},
+          "Prediction", "Job", "Optimization"},
          true},
         {"Project",
          {"collab_id", "project_id"},
          {"Experiment", "Run", "Registration", "Tag", "Model", "Validation", "Prediction"},
          {"Experiment", "Run", "Registration", "Tag", "Alignment", "Model", "Validation",
-          "Prediction", "Job"},
+          "Prediction", "Job", "Optimization"},
          true},
         {"Experiment",
          {"collab_id", "project_id", "expt_id"},
          {"Run", "Model", "Validation", "Prediction"},
-         {"Run", "Model", "Validation", "Prediction"},
+         {"Run", "Model", "Validation", "Prediction", "Optimization"},
          true},
         {"Run",
          {"collab_id", "project_id", "expt_id", "run_id"},
@@ -61,6 +61,8 @@ const std::vector<KindSpec>& kind_specs() {
          false},
         {"MLFlow", {"collaboration", "project", "record", "name"}, {}, {}, false},
         {"Job", {"collab_id", "project_id", "job_id"}, {}, {}, false},
+        // A hyper-parameter search's summary (the optimize function archives it).
+        {"Optimization", {"collab_id", "project_id", "expt_id", "optim_id"}, {}, {}, false},
     };
     return kSpecs;
 }

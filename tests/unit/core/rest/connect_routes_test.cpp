@@ -353,6 +353,45 @@ TEST_CASE("relations and cascades are scoped by the full key", "[unit][rest]") {
           json::array());
 }
 
+TEST_CASE("deleting an experiment or a project or a collaboration deletes its search records",
+          "[unit][rest]") {
+    // Optimization records (a search's summary, archived by the optimize function) belong to
+    // an experiment: they go with it, and only its own.
+    RestServer s;
+    build_tree(s, "A", "p1", "w1");
+    build_tree(s, "B", "p1", "w1");
+    REQUIRE(s.call("POST", project_path("A", "p1") + "/experiments", experiment_body("e2"))
+                .status == 201);
+    auto search = [](const std::string& c, const std::string& e, const std::string& id) {
+        return synergos::sdk::Mutation{synergos::sdk::WriteMode::Insert,
+                                       "Optimization",
+                                       {{"collab_id", c},
+                                        {"project_id", "p1"},
+                                        {"expt_id", e},
+                                        {"optim_id", id}},
+                                       R"({"best": 0.5})"};
+    };
+    REQUIRE(s.storage()
+                .apply({search("A", "e1", "o1"), search("A", "e2", "o2"), search("B", "e1", "o3")})
+                .has_value());
+    auto searches = [&](const std::string& c) {
+        auto found = s.storage().list({"Optimization", {{"collab_id", c}}});
+        REQUIRE(found.has_value());
+        std::set<std::string> ids;
+        for (const auto& r : *found) {
+            ids.insert(r.key.back().value);
+        }
+        return ids;
+    };
+    REQUIRE(s.call("DELETE", project_path("A", "p1") + "/experiments/e1").status == 200);
+    CHECK(searches("A") == std::set<std::string>{"o2"});
+    REQUIRE(s.call("DELETE", project_path("A", "p1")).status == 200);
+    CHECK(searches("A").empty());
+    CHECK(searches("B") == std::set<std::string>{"o3"});
+    REQUIRE(s.call("DELETE", kConnect + "/collaborations/B").status == 200);
+    CHECK(searches("B").empty());
+}
+
 TEST_CASE("a GET answer reused while unchanged follows every change of the record and its "
           "relations",
           "[unit][rest]") {

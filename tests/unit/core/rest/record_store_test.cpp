@@ -107,7 +107,7 @@ TEST_CASE("RecordStore cascades cover the job machinery's kinds, scoped by the k
     }
     CHECK(kinds == std::vector<std::string>{"Project", "Experiment", "Run", "Registration", "Tag",
                                             "Alignment", "Model", "Validation", "Prediction", "Job",
-                                            "Collaboration"});
+                                            "Optimization", "Collaboration"});
     CHECK(batch.back().mode == sdk::WriteMode::Delete);
     CHECK(batch.front().mode == sdk::WriteMode::DeleteWhere);
 
