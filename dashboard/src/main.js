@@ -20,6 +20,14 @@ let generation = 0;  // bumps on navigation so a late answer never paints the wr
 
 // ---- small DOM helpers -----------------------------------------------------------------------
 
+// Handlers go through a property, so morph() can hand a kept element its new handler.
+function listen(el, type, handler) {
+    if (el[`__on_${type}`] === undefined) {
+        el.addEventListener(type, (ev) => el[`__on_${type}`](ev));
+    }
+    el[`__on_${type}`] = handler;
+}
+
 function h(tag, attrs = {}, ...children) {
     const el = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
@@ -29,10 +37,7 @@ function h(tag, attrs = {}, ...children) {
         if (k === 'class') {
             el.className = v;
         } else if (k.startsWith('on')) {
-            // Through a property, so morph() can hand a kept element its new handler.
-            const type = k.slice(2);
-            el[`__on_${type}`] = v;
-            el.addEventListener(type, (ev) => el[`__on_${type}`](ev));
+            listen(el, k.slice(2), v);
         } else {
             el.setAttribute(k, v === true ? '' : v);
         }
@@ -66,32 +71,57 @@ function same_node(a, b) {
 function morph(parent, next) {
     // A job's row is found by its job wherever it was, so reordered rows move instead of
     // being rebuilt.
+    const key = (node) => (node.nodeType === Node.ELEMENT_NODE ? node.getAttribute('data-job') : null);
     const keyed = new Map();
     for (const o of parent.childNodes) {
-        const k = o.nodeType === Node.ELEMENT_NODE ? o.getAttribute('data-job') : null;
-        if (k !== null) {
-            keyed.set(k, o);
+        if (key(o) !== null) {
+            keyed.set(key(o), o);
         }
     }
     let cursor = parent.firstChild;
-    for (const n of next) {
-        const k = n.nodeType === Node.ELEMENT_NODE ? n.getAttribute('data-job') : null;
-        let o = cursor;
+    next.forEach((n, i) => {
+        const k = key(n);
         if (k !== null && keyed.has(k)) {
-            o = keyed.get(k);
+            const o = keyed.get(k);
             keyed.delete(k);
+            if (same_node(o, n)) {
+                if (o === cursor) {
+                    cursor = cursor.nextSibling;
+                } else {
+                    parent.insertBefore(o, cursor);
+                }
+                patch(o, n);
+                return;
+            }
         }
-        if (o === null || !same_node(o, n)) {
-            parent.insertBefore(n, cursor);
-            continue;
-        }
-        if (o === cursor) {
+        if (cursor !== null && key(cursor) === null && k === null) {
+            // Unkeyed nodes match by place. One that differs is new when the node at the cursor
+            // matches what comes after it, gone when the node after the cursor matches it, and
+            // replaced otherwise: either way the cursor moves on, so the rest still matches.
+            if (same_node(cursor, n)) {
+                const o = cursor;
+                cursor = cursor.nextSibling;
+                patch(o, n);
+                return;
+            }
+            if (i + 1 < next.length && same_node(cursor, next[i + 1])) {
+                parent.insertBefore(n, cursor);
+                return;
+            }
+            const after = cursor.nextSibling;
+            if (after !== null && key(after) === null && same_node(after, n)) {
+                parent.removeChild(cursor);
+                cursor = after.nextSibling;
+                patch(after, n);
+                return;
+            }
+            const gone = cursor;
             cursor = cursor.nextSibling;
-        } else {
-            parent.insertBefore(o, cursor);
+            parent.replaceChild(n, gone);
+            return;
         }
-        patch(o, n);
-    }
+        parent.insertBefore(n, cursor);
+    });
     while (cursor !== null) {  // what the new page no longer has
         const after = cursor.nextSibling;
         parent.removeChild(cursor);
@@ -117,9 +147,14 @@ function patch(o, n) {
             o.setAttribute(a.name, a.value);
         }
     }
+    for (const key of Object.keys(o)) {
+        if (key.startsWith('__on_') && !(key in n)) {
+            o[key] = () => {};  // the new page has no such handler here
+        }
+    }
     for (const key of Object.keys(n)) {
         if (key.startsWith('__on_')) {
-            o[key] = n[key];
+            listen(o, key.slice(5), n[key]);
         }
     }
     morph(o, Array.from(n.childNodes));

@@ -387,6 +387,20 @@ async function main() {
         if (!modelRecord.data || modelRecord.data.length !== 1) {
             fail(`the model link ${modelHref} does not answer the model record`);
         }
+        // Polls keep what follows the chart too (the chart itself is rebuilt at each poll).
+        await page.evaluate(() => {
+            document.querySelector('[data-testid="model-link"]').__marked = true;
+        });
+        const seenAt = await page.evaluate(() => document.getElementById('live').dataset.updated);
+        await until('two more polls of the run page', async () => {
+            await page.waitForTimeout(600);
+            return (await page.evaluate(() => document.getElementById('live').dataset.updated)) !==
+                seenAt;
+        }, 10000, 0);
+        if (!(await page.evaluate(
+                () => document.querySelector('[data-testid="model-link"]')?.__marked === true))) {
+            fail('a poll replaced the run page\'s model link instead of keeping it');
+        }
         log(`run page: chart with ${rounds} rounds, accuracy ${accuracy}`);
         await shot('run');
 
