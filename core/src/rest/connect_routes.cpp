@@ -2,6 +2,7 @@
 #include <synergos/core/rest/connect_routes.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -21,18 +22,20 @@
 namespace synergos::core::rest {
 namespace {
 
-/// One turn at a time per record for read-merge-write changes. A PUT reads the record, merges
-/// the body into it and writes the whole document: two PUTs of one record at once would merge
-/// into the same old document and the later write would drop the earlier one's fields. The
-/// director is its store's only writer, so turns in this process are enough.
+/// One turn at a time per record for the PUT routes' read-merge-write. A PUT reads the record,
+/// merges the body into it and writes the whole document: two PUTs of one record at once would
+/// merge into the same old document and the later write would drop the earlier one's fields.
+/// (Only the PUT routes take turns; other writers of a record replace it whole or are rare:
+/// the prediction route's tag update is the one other merge.)
 class KeyedTurns {
 public:
-    /// Ends a turn: the next waiting turn of the record (if any) starts on this thread.
+    /// Ends a turn (calling it again does nothing): the record's next turn, if any, starts.
     using Done = std::function<void()>;
     using Turn = std::function<void(Done)>;
 
     /// Runs `turn` now when no turn of `record` is running, else after those before it.
-    /// `turn` must call its `Done` exactly once, when its write has been applied or failed.
+    /// `turn` must call its `Done` once its write has been applied or it failed; a turn that
+    /// throws is ended for it.
     void run(std::string record, Turn turn) {
         {
             std::lock_guard<std::mutex> lock(mutex_);
@@ -46,24 +49,36 @@ public:
     }
 
 private:
+    using Pending = std::deque<std::pair<std::string, Turn>>;
+
+    /// Runs a turn. A turn that ends at once (a 404, or a write refused while stopping) starts
+    /// the next one from inside itself: those are queued on the thread's outermost `start`
+    /// instead of nesting, so a long queue cannot grow the stack.
     void start(std::string record, Turn turn) {
-        for (;;) {
-            auto done = [this, record] { finish(record); };
-            try {
-                turn(done);
-                return;
-            } catch (...) {
-                // A turn that threw never calls done: end it here so the record's queue moves.
-            }
-            std::lock_guard<std::mutex> lock(mutex_);
-            auto it = waiting_.find(record);
-            if (it->second.empty()) {
-                waiting_.erase(it);
-                return;
-            }
-            turn = std::move(it->second.front());
-            it->second.pop_front();
+        thread_local Pending* running = nullptr;
+        if (running != nullptr) {
+            running->emplace_back(std::move(record), std::move(turn));
+            return;
         }
+        Pending pending;
+        pending.emplace_back(std::move(record), std::move(turn));
+        running = &pending;
+        while (!pending.empty()) {
+            auto [key, next] = std::move(pending.front());
+            pending.pop_front();
+            auto ended = std::make_shared<std::atomic<bool>>(false);
+            Done done = [this, key, ended] {
+                if (!ended->exchange(true)) {
+                    finish(key);
+                }
+            };
+            try {
+                next(done);
+            } catch (...) {
+                done();
+            }
+        }
+        running = nullptr;
     }
 
     void finish(const std::string& record) {
