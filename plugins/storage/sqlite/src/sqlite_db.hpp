@@ -82,6 +82,8 @@ public:
     /// grows without bound: past the threshold, try a RESTART checkpoint, waiting at most
     /// `wait_ms` for readers to leave old snapshots (it is retried after a later commit).
     void restart_if_large(int wait_ms, int busy_timeout_ms) noexcept;
+    /// The WAL is past `restart_frames`: `restart_if_large` would try a RESTART.
+    bool restart_due() const noexcept { return restart_frames_ > 0 && wal_frames_ >= restart_frames_; }
 
     /// Copies what it can of the WAL into the database file without waiting for anyone.
     void checkpoint_passive() noexcept;

@@ -650,7 +650,9 @@ void SqliteStorage::run_checkpointer() noexcept {
         }
         checkpoint_due_ = false;
         lock.unlock();
+        passive_running_.store(true);
         checkpointer_conn_.checkpoint_passive();
+        passive_running_.store(false);
         lock.lock();
     }
 }
@@ -726,7 +728,8 @@ void SqliteStorage::refresh_idle_readers() noexcept {
 }
 
 void SqliteStorage::release_reader(Connection* connection) noexcept {
-    if (connection->in_read_txn && connection->snapshot_generation != write_generation_.load()) {
+    if (connection->in_read_txn && (connection->snapshot_generation != write_generation_.load() ||
+                                    restart_pending_.load())) {
         (void)connection->exec_cached("COMMIT");  // stale: do not pin old WAL frames while idle
         connection->in_read_txn = false;
     }
@@ -908,7 +911,19 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
                 // Readers must start a new snapshot before anyone learns of this commit.
                 write_generation_.fetch_add(1);
                 refresh_idle_readers();
-                writer_.restart_if_large(20, busy_timeout_ms_);
+                // Not while a PASSIVE checkpoint runs: the RESTART would wait for it to copy
+                // and sync everything; a later commit tries again.
+                if (writer_.restart_due() && !passive_running_.load()) {
+                    // A RESTART waits for every reader to leave the WAL, and a reader released
+                    // while nothing is committed keeps its snapshot (and its place in the WAL):
+                    // readers leased in the meantime would hold it for its whole wait (20 ms
+                    // stalls of every write, once per commit past the threshold, under a steady
+                    // stream of reads). While it runs, a released reader ends its snapshot.
+                    restart_pending_.store(true);
+                    write_generation_.fetch_add(1);
+                    writer_.restart_if_large(20, busy_timeout_ms_);
+                    restart_pending_.store(false);
+                }
                 lock.lock();
                 // Publish outcomes only now, under the lock: a follower must never see its
                 // result before the transaction that holds it is committed.

@@ -173,6 +173,8 @@ private:
     // no per-statement locking) while the generation is unchanged and the snapshot is younger
     // than kSnapshotMaxAge (which bounds staleness for writes by other processes).
     std::atomic<std::uint64_t> write_generation_{0};
+    std::atomic<bool> restart_pending_{false};  ///< a RESTART checkpoint waits for readers
+    std::atomic<bool> passive_running_{false};  ///< the checkpointer thread is checkpointing
 };
 
 }  // namespace synergos::plugins::sqlite
