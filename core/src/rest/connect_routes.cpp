@@ -64,7 +64,8 @@ private:
         pending.emplace_back(std::move(record), std::move(turn));
         running = &pending;
         while (!pending.empty()) {
-            auto [key, next] = std::move(pending.front());
+            std::string key = std::move(pending.front().first);
+            Turn next = std::move(pending.front().second);
             pending.pop_front();
             auto ended = std::make_shared<std::atomic<bool>>(false);
             Done done = [this, key, ended] {
