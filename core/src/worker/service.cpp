@@ -472,7 +472,9 @@ struct WorkerService::Impl {
                           quote(split.datatype) +
                           " (available: " + (known.empty() ? std::string("none") : known) + ")");
         }
-        if (scaling.is_object() && operations.is_object()) {
+        // Only ranges to apply: the align function sends an empty `scaling` for data without
+        // numeric columns (images), and a pipeline without the option refuses it.
+        if (scaling.is_object() && !scaling.empty() && operations.is_object()) {
             operations["scaling"] = scaling;
         }
         const std::string options = dump(operations);

@@ -505,9 +505,13 @@ TEST_CASE("worker aligns only the labels of image data", "[unit][worker]") {
     auto init =
         w.post(kRun + "/initialise", {{"action", "classify"},
                                       {"tags", tags},
+                                      // As the align function sends it: no numeric columns,
+                                      // so an empty `scaling` (the image pipeline has no such
+                                      // option and refused the run when it was passed on).
                                       {"alignment",
                                        {{"X", {"some", "tabular", "names"}},
-                                        {"y", {"target_I", "target_J", "target_K", "target_L"}}}},
+                                        {"y", {"target_I", "target_J", "target_K", "target_L"}},
+                                        {"scaling", Json::object()}}},
                                       {"architecture", linear(784, 4, "softmax")},
                                       {"return_weights", true}});
     REQUIRE(init.status == 200);
