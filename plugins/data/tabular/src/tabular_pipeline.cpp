@@ -773,12 +773,16 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
                 hi = std::max(hi, col.num[r]);
             }
         }
-        const double span = hi - lo;
-        if (!(span > 0.0)) {
+        // In halves: hi - lo overflows to infinity for a column spanning more than the largest
+        // double. Halving is exact, so other columns scale to the same values.
+        const double half_lo = lo / 2;
+        const double half_span = hi / 2 - half_lo;
+        if (!(half_span > 0.0)) {
             continue;  // constant column -> 0
         }
         for (std::size_t i = 0; i < n; ++i) {
-            ds.features[i * width + f] = static_cast<float>((col.num[rows[i]] - lo) / span);
+            ds.features[i * width + f] =
+                static_cast<float>((col.num[rows[i]] / 2 - half_lo) / half_span);
         }
     }
 

@@ -270,6 +270,22 @@ TEST_CASE("tabular scales a constant column to 0", "[unit][data][tabular]") {
     CHECK(cell(ds, 1, "chol") == Approx(0.5));
 }
 
+TEST_CASE("tabular scales a column spanning more than the largest double", "[unit][data][tabular]") {
+    // 1.7e308 - (-1.7e308) overflows to infinity: the scaled cells came out NaN (and 0), and
+    // training then failed on non-finite features without naming the column.
+    TempDir tmp;
+    const std::string dir = tmp.folder("huge", kSchema,
+                                       {{"data.csv",
+                                         "age,sex,chol,target\n"
+                                         "1,1,1.7e308,0\n"
+                                         "2,1,-1.7e308,1\n"
+                                         "3,1,0,1\n"}});
+    const Dataset ds = load_ok({dir});
+    CHECK(cell(ds, 0, "chol") == 1.0f);
+    CHECK(cell(ds, 1, "chol") == 0.0f);
+    CHECK(cell(ds, 2, "chol") == Approx(0.5));
+}
+
 TEST_CASE("tabular reads quoted fields, CRLF line ends and a byte-order mark",
           "[unit][data][tabular]") {
     TempDir tmp;
