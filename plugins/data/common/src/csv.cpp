@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "csv.hpp"
 
+#include <algorithm>
 #include <set>
 #include <utility>
 
@@ -29,6 +30,7 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
     std::vector<std::string_view> record;
     bool have_header = false;
     std::size_t width = 0;
+    std::size_t padded = 0;  // empty fields added to short rows
 
     auto finish_record = [&](std::size_t record_line) -> sdk::Status {
         // A blank line is one empty unquoted field: skipped, as pandas does.
@@ -55,6 +57,17 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
                 return csv_error(label, record_line,
                                  "row has " + std::to_string(record.size()) +
                                      " fields, the header has " + std::to_string(width));
+            }
+            // Padding costs 16 bytes per cell and nothing in the file: a small file of short
+            // rows under a wide header would otherwise take memory without bound (a 211 KB file
+            // took 4 GB). Legitimate short rows pad far less than the file's own size.
+            padded += width - record.size();
+            if (padded > b.size() + 4096) {
+                return csv_error(label, record_line,
+                                 "rows have far fewer fields than the header's " +
+                                     std::to_string(width) + " (" + std::to_string(padded) +
+                                     " missing so far, in a file of " + std::to_string(b.size()) +
+                                     " bytes)");
             }
             table.cells.insert(table.cells.end(), record.begin(), record.end());
             table.cells.resize(table.cells.size() + (width - record.size()));
@@ -127,6 +140,20 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, "file " + label + " has no header row"};
     }
     return table;
+}
+
+sdk::Status require_inside(const std::filesystem::path& root, const std::filesystem::path& file) {
+    std::error_code ec;
+    const std::filesystem::path real = std::filesystem::canonical(file, ec);
+    if (ec) {
+        return sdk::Status::ok();  // missing: the reader says so
+    }
+    const auto [mismatch, unused] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
+    if (mismatch != root.end()) {
+        return {sdk::ErrorCode::InvalidArgument,
+                "file " + file.string() + " resolves outside its dataset folder"};
+    }
+    return sdk::Status::ok();
 }
 
 }  // namespace synergos::plugins::data

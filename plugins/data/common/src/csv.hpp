@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,6 +33,13 @@ struct CsvTable {
 /// blank lines skipped, a UTF-8 byte-order mark ignored). The first record is the header.
 /// Errors (InvalidArgument naming `label` and the line): no header, an empty or duplicate column
 /// name, a row with more fields than the header, an unterminated quote.
+/// Also refused: rows so much shorter than the header that padding them would take more cells
+/// than the file has bytes (plus 4096).
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
+
+/// InvalidArgument when `file` exists and, following symbolic links, lies outside `root` (a
+/// canonical dataset folder); OK when it is inside or does not exist (its reader reports that).
+/// Data files are read only from inside their dataset folder, whatever links it holds.
+sdk::Status require_inside(const std::filesystem::path& root, const std::filesystem::path& file);
 
 }  // namespace synergos::plugins::data

@@ -286,6 +286,60 @@ TEST_CASE("tabular scales a column spanning more than the largest double", "[uni
     CHECK(cell(ds, 2, "chol") == Approx(0.5));
 }
 
+TEST_CASE("tabular reads only files inside the dataset folder, whatever links it holds",
+          "[unit][data][tabular]") {
+    // A CSV or schema.json that is a symbolic link out of the folder was read, and statistics
+    // of the outside file went to the TTP in the poll answer.
+    TempDir tmp;
+    const fs::path outside = tmp.path / "outside.csv";
+    std::ofstream(outside) << "age,sex,chol,target\n1,1,42,0\n2,1,7,1\n";
+    SECTION("a linked CSV") {
+        const std::string dir = tmp.folder("csvlink", kSchema, {});
+        fs::create_symlink(outside, fs::path(dir) / "data.csv");
+        const auto e = load_error({dir});
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("data.csv") &&
+                                  Catch::Contains("resolves outside its dataset folder"));
+    }
+    SECTION("a linked schema.json") {
+        const fs::path schema = tmp.path / "schema-outside.json";
+        std::ofstream(schema) << kSchema.dump();
+        const std::string dir =
+            tmp.folder("schemalink", kSchema, {{"data.csv", "age,sex,chol,target\n1,1,1,0\n"}});
+        fs::remove(fs::path(dir) / "schema.json");
+        fs::create_symlink(schema, fs::path(dir) / "schema.json");
+        CHECK_THAT(load_error({dir}).message, Catch::Contains("schema.json") &&
+                                                 Catch::Contains("resolves outside"));
+    }
+    SECTION("a link that stays inside is read") {
+        const std::string dir = tmp.folder("inner", kSchema, {});
+        fs::create_directories(fs::path(dir) / "raw");
+        std::ofstream(fs::path(dir) / "raw" / "rows.txt") << "age,sex,chol,target\n1,1,5,0\n";
+        fs::create_symlink(fs::path(dir) / "raw" / "rows.txt", fs::path(dir) / "data.csv");
+        CHECK(load_ok({dir}).features.size() > 0);
+    }
+}
+
+TEST_CASE("tabular refuses rows far shorter than a wide header before padding them",
+          "[unit][data][tabular]") {
+    // Short rows are padded with empty cells (16 bytes each): 2000 columns and 20000 rows of
+    // "1" is an 80 KB file that would have taken about 640 MB.
+    TempDir tmp;
+    std::string text;
+    for (int c = 0; c < 2000; ++c) {
+        text += "c" + std::to_string(c) + ",";
+    }
+    text += "target\n";
+    for (int r = 0; r < 20000; ++r) {
+        text += "1\n";
+    }
+    const std::string dir = tmp.folder("wide", {{"target", "int64"}}, {{"data.csv", text}});
+    const auto e = load_error({dir});
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("data.csv") &&
+                              Catch::Contains("far fewer fields than the header"));
+}
+
 TEST_CASE("tabular reads quoted fields, CRLF line ends and a byte-order mark",
           "[unit][data][tabular]") {
     TempDir tmp;
