@@ -190,6 +190,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
             return invalid("dataset folder " + dir_text + " does not exist");
         }
         const fs::path mapping = dir / "mapping.csv";
+        if (auto st = data::require_inside(root, mapping); !st) {
+            return st.error();
+        }
         auto text = read_file(mapping, limits.max_file_bytes);
         if (!text) {
             return text.error();

@@ -529,6 +529,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         if (!fs::is_directory(dir, ec)) {
             return invalid("dataset folder " + dir_text + " does not exist");
         }
+        const fs::path root = fs::canonical(dir, ec);
+        if (ec) {
+            return invalid("dataset folder " + dir_text + " cannot be resolved: " + ec.message());
+        }
+        if (auto st = data::require_inside(root, dir / "schema.json"); !st) {
+            return st.error();
+        }
         auto schema = read_schema(dir);
         if (!schema) {
             return schema.error();
@@ -555,6 +562,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             }
         }
         for (const fs::path& csv : csvs) {
+            if (auto st = data::require_inside(root, csv); !st) {
+                return st.error();
+            }
             auto text = read_file(csv, limits.max_file_bytes);
             if (!text) {
                 return text.error();

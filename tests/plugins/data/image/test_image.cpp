@@ -233,6 +233,17 @@ TEST_CASE("image refuses bad folders, files and options with a clear error",
         CHECK_THAT(load_error({dir.string()}).message,
                    Catch::Contains("inside the dataset folder"));
     }
+    SECTION("a mapping.csv that links out of the folder") {
+        const fs::path outside = tmp.path / "outside.csv";
+        std::ofstream(outside) << "image,target\na.png,1\n";
+        const fs::path dir = tmp.folder("maplink", "");
+        fs::remove(dir / "mapping.csv");
+        fs::create_symlink(outside, dir / "mapping.csv");
+        const auto e = load_error({dir.string()});
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("mapping.csv") &&
+                                  Catch::Contains("resolves outside its dataset folder"));
+    }
     SECTION("a symbolic link leading out of the folder") {
         const fs::path outside = tmp.path / "outside.png";
         write_png(outside, 1, 1, 1, {1});
