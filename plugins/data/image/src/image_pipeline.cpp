@@ -281,6 +281,15 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     int height = s.height;
     int width = s.width;
     const bool explicit_size = height > 0;
+    // A requested size is bounded as source images are: 65535 x 65535 grayscale samples were
+    // allocated (17 GB per image) and filled.
+    if (explicit_size &&
+        static_cast<std::int64_t>(height) * width > limits.max_image_pixels) {
+        return Error{ErrorCode::ResourceExhausted,
+                     "image options 'height' x 'width' (" + std::to_string(height) + " x " +
+                         std::to_string(width) + ") are more than max_image_pixels (" +
+                         std::to_string(limits.max_image_pixels) + ")"};
+    }
     if (!explicit_size) {
         height = images[rows.front().image].image.height;
         width = images[rows.front().image].image.width;

@@ -291,6 +291,10 @@ TEST_CASE("image refuses bad folders, files and options with a clear error",
         CHECK_THAT(load_error({dir.string()}, R"({"height": -4, "width": 4})").message,
                    Catch::Contains("'height'"));
         CHECK_THAT(load_error({dir.string()}, "not json").message, Catch::Contains("JSON"));
+        // A sample size bounded as source images are (it was allocated: 17 GB for one image).
+        const auto huge = load_error({dir.string()}, R"({"height": 65535, "width": 65535})");
+        CHECK(huge.code == ErrorCode::ResourceExhausted);
+        CHECK_THAT(huge.message, Catch::Contains("max_image_pixels"));
     }
     SECTION("text targets for regression") {
         const fs::path dir = tmp.folder("reg", "image,target\na.png,cat\n");
