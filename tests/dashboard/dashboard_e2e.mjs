@@ -53,6 +53,24 @@ function fail(message) {
 }
 
 /// Polls `probe` until it returns a truthy value; fails naming `what` after `timeoutMs`.
+/// Marks the element at `selector`, waits `waitMs` and until the page has polled again, and
+/// fails unless the element is still the marked one (a poll kept it instead of replacing it).
+async function keptAcrossPolls(page, selector, what, waitMs) {
+    await page.evaluate((sel) => {
+        document.querySelector(sel).__marked = true;
+    }, selector);
+    const seenAt = await page.evaluate(() => document.getElementById('live').dataset.updated);
+    await until(`more polls after marking ${what}`, async () => {
+        await page.waitForTimeout(waitMs);
+        return (await page.evaluate(() => document.getElementById('live').dataset.updated)) !==
+            seenAt;
+    }, 10000, 0);
+    if (!(await page.evaluate((sel) => document.querySelector(sel)?.__marked === true,
+                              selector))) {
+        fail(`a poll replaced ${what} instead of keeping it`);
+    }
+}
+
 async function until(what, probe, timeoutMs = 60000, everyMs = 200) {
     const deadline = Date.now() + timeoutMs;
     let last;
@@ -274,20 +292,9 @@ async function main() {
         await shot('jobs-running');
         // Polls keep the rows they can: a row replaced between a click's mouse down and up
         // loses the click (the cancel below once did nothing in about one run of ten).
-        const rowSelector = `[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`;
-        await page.evaluate((sel) => {
-            document.querySelector(sel).__marked = true;
-        }, rowSelector);
-        const polls = await page.evaluate(() => document.getElementById('live').dataset.updated);
-        await until('four more polls of the jobs page', async () => {
-            await page.waitForTimeout(1000);
-            return (await page.evaluate(() => document.getElementById('live').dataset.updated)) !==
-                polls;
-        }, 10000, 0);
-        if (!(await page.evaluate((sel) => document.querySelector(sel)?.__marked === true,
-                                  rowSelector))) {
-            fail('a poll replaced the queued job\'s row instead of keeping it');
-        }
+        await keptAcrossPolls(
+            page, `[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`,
+            'the queued job\'s row', 1000);
 
         // 2. Cancel the queued job from the jobs page (it waits behind the training).
         page.once('dialog', (d) => d.accept());
@@ -388,19 +395,7 @@ async function main() {
             fail(`the model link ${modelHref} does not answer the model record`);
         }
         // Polls keep what follows the chart too (the chart itself is rebuilt at each poll).
-        await page.evaluate(() => {
-            document.querySelector('[data-testid="model-link"]').__marked = true;
-        });
-        const seenAt = await page.evaluate(() => document.getElementById('live').dataset.updated);
-        await until('two more polls of the run page', async () => {
-            await page.waitForTimeout(600);
-            return (await page.evaluate(() => document.getElementById('live').dataset.updated)) !==
-                seenAt;
-        }, 10000, 0);
-        if (!(await page.evaluate(
-                () => document.querySelector('[data-testid="model-link"]')?.__marked === true))) {
-            fail('a poll replaced the run page\'s model link instead of keeping it');
-        }
+        await keptAcrossPolls(page, '[data-testid="model-link"]', 'the run page\'s model link', 600);
         log(`run page: chart with ${rounds} rounds, accuracy ${accuracy}`);
         await shot('run');
 
