@@ -142,14 +142,17 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
     return table;
 }
 
+bool is_inside(const std::filesystem::path& root, const std::filesystem::path& real) {
+    return std::mismatch(root.begin(), root.end(), real.begin(), real.end()).first == root.end();
+}
+
 sdk::Status require_inside(const std::filesystem::path& root, const std::filesystem::path& file) {
     std::error_code ec;
     const std::filesystem::path real = std::filesystem::canonical(file, ec);
     if (ec) {
         return sdk::Status::ok();  // missing: the reader says so
     }
-    const auto [mismatch, unused] = std::mismatch(root.begin(), root.end(), real.begin(), real.end());
-    if (mismatch != root.end()) {
+    if (!is_inside(root, real)) {
         return {sdk::ErrorCode::InvalidArgument,
                 "file " + file.string() + " resolves outside its dataset folder"};
     }

@@ -37,6 +37,9 @@ struct CsvTable {
 /// than the file has bytes (plus 4096).
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
 
+/// True when `real` (a canonical path) is `root` or below it.
+bool is_inside(const std::filesystem::path& root, const std::filesystem::path& real);
+
 /// InvalidArgument when `file` exists and, following symbolic links, lies outside `root` (a
 /// canonical dataset folder); OK when it is inside or does not exist (its reader reports that).
 /// Data files are read only from inside their dataset folder, whatever links it holds.

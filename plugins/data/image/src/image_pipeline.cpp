@@ -246,9 +246,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                     return invalid("file " + where + ": image " + file.string() +
                                    " does not exist");
                 }
-                const auto [a, b] =
-                    std::mismatch(root.begin(), root.end(), real.begin(), real.end());
-                if (a != root.end()) {
+                if (!data::is_inside(root, real)) {
                     return invalid("file " + where + ": image " + q(name) +
                                    " resolves outside the dataset folder");
                 }
