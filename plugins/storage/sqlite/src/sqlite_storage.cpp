@@ -920,7 +920,6 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
                     // stalls of every write, once per commit past the threshold, under a steady
                     // stream of reads). While it runs, a released reader ends its snapshot.
                     restart_pending_.store(true);
-                    write_generation_.fetch_add(1);
                     writer_.restart_if_large(20, busy_timeout_ms_);
                     restart_pending_.store(false);
                 }
