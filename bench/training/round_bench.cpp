@@ -307,7 +307,6 @@ public:
         }
         const json j = json::parse(reply->json, nullptr, false);
         max_compute_ms = std::max(max_compute_ms, j.value("compute_ms", 0.0));
-        done_ns[index] = now_ns();
         if (j.contains("trace")) {
             worker_trace[index] = j["trace"].get<std::vector<std::int64_t>>();
         }
@@ -331,9 +330,8 @@ public:
     double max_compute_ms = 0;
     std::string error;
     /// --trace: when each reply's head and end reached the TTP, and the worker's own times
-    /// (handler entered with the whole body, compute began, compute ended, response encoded).
+    /// (handler entered with the whole body, compute began, compute ended, about to encode).
     std::map<std::size_t, std::int64_t> head_ns;
-    std::map<std::size_t, std::int64_t> done_ns;
     std::map<std::size_t, std::vector<std::int64_t>> worker_trace;
 
 private:
