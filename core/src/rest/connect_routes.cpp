@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/rest/connect_routes.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -338,18 +339,36 @@ public:
                 params = std::move(answer->params)](WriteQueue::Outcome written)
                    -> http::Responder::Producer {
                    if (!written) {
+                       if (written.error().code == sdk::ErrorCode::NotFound) {
+                           // A parent (Require) is missing: name the outermost one missing now,
+                           // as the original does, on the request's thread.
+                           return [this, r, params, error = written.error()] {
+                               if (auto missing = check_exists(r->parents, params)) {
+                                   return *missing;
+                               }
+                               return error_response(error);  // re-created since: the cause
+                           };
+                       }
                        auto error = written.error().code == sdk::ErrorCode::AlreadyExists
                                         ? Response::error(409, exists_message(r->kind, params))
                                         : error_response(written.error());
                        return [error] { return error; };
                    }
-                   return [this, r, method, out_params, record = std::move(written->front())] {
+                   return [this, r, method, out_params, record = std::move(written->back())] {
                        if (r->raw_post) {
                            auto rel = store_.relations_of(record);
                            if (!rel) {
                                return error_response(rel.error());
                            }
                            return ok(201, method, out_params, RecordStore::raw(record, &*rel));
+                       }
+                       if (!r->create_replaces) {
+                           // A new record: its parents existed at its commit (Require), so
+                           // nothing could be created under it before, and every record once
+                           // under an earlier one of the same key went with its cascade. Its
+                           // relations are empty; reading them would only cost a snapshot.
+                           const Relations none;
+                           return ok(201, method, out_params, RecordStore::marshal(record, &none));
                        }
                        auto data = store_.read(record);
                        if (!data) {
@@ -358,6 +377,35 @@ public:
                        return ok(201, method, out_params, std::move(*data));
                    };
                });
+    }
+
+    /// The parents a create must Require: those whose existence no other parent implies. A
+    /// parent implies another when deleting the other deletes it (its cascade), since it was
+    /// itself created only under the other: a run needs only its experiment.
+    static std::vector<const char*> direct_parents(const Resource& res) {
+        std::vector<const char*> out;
+        for (const char* parent : res.parents) {
+            if (parent == nullptr) {
+                break;
+            }
+            const KindSpec* spec = RecordStore::spec(parent);
+            bool implied = false;
+            for (const char* other : res.parents) {
+                if (other == nullptr) {
+                    break;
+                }
+                if (spec != nullptr && other != parent &&
+                    std::find(spec->cascade.begin(), spec->cascade.end(), other) !=
+                        spec->cascade.end()) {
+                    implied = true;
+                    break;
+                }
+            }
+            if (!implied) {
+                out.push_back(parent);
+            }
+        }
+        return out;
     }
 
     struct PreparedWrite {
@@ -410,15 +458,21 @@ public:
             return fail(Response::field_error(
                 422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field));
         }
-        if (auto missing = check_exists(res.parents, params)) {
-            return fail(*missing);
-        }
         auto key = RecordStore::make_key(res.kind, params);
         if (!key) {
             return fail(error_response(key.error()));
         }
-        const auto mode = res.create_replaces ? sdk::WriteMode::Upsert : sdk::WriteMode::Insert;
         PreparedWrite prepared;
+        // The parents are checked in the write's own transaction, not before it: a parent
+        // deleted meanwhile cannot leave an orphan behind.
+        for (const char* parent : direct_parents(res)) {
+            auto parent_key = RecordStore::make_key(parent, params);
+            if (!parent_key) {
+                return fail(error_response(parent_key.error()));
+            }
+            prepared.batch.push_back({sdk::WriteMode::Require, parent, std::move(*parent_key), {}});
+        }
+        const auto mode = res.create_replaces ? sdk::WriteMode::Upsert : sdk::WriteMode::Insert;
         prepared.batch.push_back({mode, res.kind, *key, body.dump()});
         prepared.out_params = envelope_params(request);
         prepared.params = std::move(params);

@@ -10,6 +10,8 @@
 #include <synergos/core/logging/censor.hpp>
 #include <synergos/core/runtime/signals.hpp>
 
+#include "storage_compat.hpp"
+
 #ifndef SYNERGOS_INSTALL_PLUGIN_DIR
 #define SYNERGOS_INSTALL_PLUGIN_DIR "/usr/local/lib/synergos/plugins"
 #endif
@@ -76,7 +78,8 @@ sdk::HostContext& Runtime::host_context(const std::string& component) {
 }
 
 template <typename Interface>
-sdk::Result<std::shared_ptr<Interface>> Runtime::create(const PluginRequest& request) {
+sdk::Result<std::shared_ptr<Interface>> Runtime::create(const PluginRequest& request,
+                                                        int* abi_minor) {
     sdk::HostContext& host =
         host_context("plugin." + std::string(sdk::kind_name(request.kind)) + "." + request.name);
     auto handle = loader_->create<Interface>(request, host);
@@ -84,6 +87,9 @@ sdk::Result<std::shared_ptr<Interface>> Runtime::create(const PluginRequest& req
         return handle.error();
     }
     const PluginInfo& info = handle.value().get_deleter().library->info();
+    if (abi_minor != nullptr) {
+        *abi_minor = info.abi_minor;
+    }
     logger_.info("plugin loaded",
                  {{"kind", sdk::kind_name(request.kind)},
                   {"name", info.name},
@@ -145,14 +151,15 @@ sdk::Status Runtime::start_one(const PluginRequest& request) {
             break;
         }
         case sdk::PluginKind::Storage: {
-            auto made = create<sdk::StorageBackend>(request);
+            int abi_minor = 0;
+            auto made = create<sdk::StorageBackend>(request, &abi_minor);
             if (!made) {
                 return made.status();
             }
             if (auto status = made.value()->start(); !status) {
                 return status;
             }
-            storage_ = std::move(made).value();
+            storage_ = runtime::with_require(std::move(made).value(), abi_minor);
             push([this] {
                 storage_->stop();
                 storage_.reset();

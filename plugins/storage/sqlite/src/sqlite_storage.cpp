@@ -880,6 +880,11 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
     try {
         // Reject malformed mutations before they join a group.
         for (const auto& m : batch) {
+            if (m.mode < sdk::WriteMode::Insert || m.mode > sdk::WriteMode::Require) {
+                return sdk::Error{ErrorCode::InvalidArgument,
+                                  "storage 'sqlite': unknown write mode " +
+                                      std::to_string(static_cast<int>(m.mode))};
+            }
             if (auto encoded = encode_key(m.kind, m.key, m.mode == sdk::WriteMode::DeleteWhere);
                 !encoded) {
                 return encoded.error();
@@ -1177,6 +1182,15 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(
                     if (auto st = delete_by_id(writer_, m.kind, encoded->id, (*existing)->doc_id);
                         !st) {
                         return st.error();
+                    }
+                    out.push_back(std::move(**existing));
+                    break;
+                }
+                case sdk::WriteMode::Require: {
+                    // Inside the write transaction: the record exists at this commit.
+                    if (!existing->has_value()) {
+                        return sdk::Error{ErrorCode::NotFound,
+                                          "no record " + describe(m.kind, m.key) + where()};
                     }
                     out.push_back(std::move(**existing));
                     break;

@@ -235,6 +235,12 @@ sdk::Status HelloStorage::apply_one(const sdk::Mutation& mutation, Table& table,
             --total;
             return sdk::Status::ok();
         }
+        case sdk::WriteMode::Require:
+            if (!is_present) {
+                return sdk::Status(sdk::ErrorCode::NotFound, what + " not found");
+            }
+            out.push_back(table.by_id.at(existing->second));
+            return sdk::Status::ok();
         case sdk::WriteMode::Insert:
             if (is_present) {
                 return sdk::Status(sdk::ErrorCode::AlreadyExists, what + " already exists");

@@ -105,6 +105,21 @@ void test_crud(hello::HelloStorage& store) {
     HELLO_CHECK(store.apply({write(sdk::WriteMode::DeleteWhere, "Nothing", {})}).has_value());
 }
 
+void test_require(hello::HelloStorage& store) {
+    HELLO_CHECK(store.apply({write(sdk::WriteMode::Insert, "Parent", key("q1"), "{\"p\":1}")})
+                    .has_value());
+    // Require yields the record found and lets the rest of the batch through.
+    auto child = store.apply({write(sdk::WriteMode::Require, "Parent", key("q1"), ""),
+                              write(sdk::WriteMode::Insert, "Child", key("q1", "k1"))});
+    HELLO_CHECK(child.has_value() && child->size() == 2 && (*child)[0].kind == "Parent" &&
+                (*child)[0].document == "{\"p\":1}" && (*child)[1].kind == "Child");
+    // A missing one fails the batch: nothing after it is written.
+    auto orphan = store.apply({write(sdk::WriteMode::Require, "Parent", key("q9"), ""),
+                               write(sdk::WriteMode::Insert, "Child", key("q9", "k1"))});
+    HELLO_CHECK(!orphan.has_value() && orphan.error().code == sdk::ErrorCode::NotFound);
+    HELLO_CHECK(store.get("Child", key("q9", "k1")).error().code == sdk::ErrorCode::NotFound);
+}
+
 void test_batches_are_atomic(hello::HelloStorage& store) {
     auto seeded = store.apply({write(sdk::WriteMode::Insert, "Expt", key("c1"), "{\"v\":1}")});
     HELLO_CHECK(seeded.has_value());
@@ -187,6 +202,7 @@ int main() {
     HELLO_CHECK(store.start().is_ok());
     HELLO_CHECK(host.captured().contains("hello storage started"));
     test_crud(store);
+    test_require(store);
     test_batches_are_atomic(store);
     test_concurrent_writers(store);
     test_limits_and_lifecycle(host);

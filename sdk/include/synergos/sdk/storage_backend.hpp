@@ -50,6 +50,10 @@ enum class WriteMode : std::uint8_t {
     Update,       ///< replace the document; fails the batch with NotFound when missing
     Delete,       ///< delete by exact key; fails the batch with NotFound when missing
     DeleteWhere,  ///< delete every record of `kind` whose key matches `key` (a subset); never fails
+    /// (SDK 1.2) writes nothing: fails the batch with NotFound when the key is missing, so a
+    /// child is written only if its parent exists at commit; yields the record found. The host
+    /// emulates it (not atomically) for storage plugins built against SDK 1.0 or 1.1.
+    Require,
 };
 
 /// One write in a batch.
@@ -75,7 +79,8 @@ public:
     /// Lists records, ordered by doc_id.
     virtual Result<std::vector<Record>> list(const Query& query) noexcept = 0;
     /// Applies every mutation atomically, in order. Returns, per mutation, the record written
-    /// (for Insert/Upsert/Update), or the record deleted (Delete); DeleteWhere yields nothing.
+    /// (for Insert/Upsert/Update), the record deleted (Delete) or found (Require); DeleteWhere
+    /// yields nothing.
     virtual Result<std::vector<Record>> apply(const std::vector<Mutation>& batch) noexcept = 0;
     /// Closes the store.
     virtual void stop() noexcept = 0;

@@ -14,7 +14,7 @@
 #include <boost/version.hpp>
 
 #define SYNERGOS_SDK_ABI_MAJOR 1
-#define SYNERGOS_SDK_ABI_MINOR 1
+#define SYNERGOS_SDK_ABI_MINOR 2
 #define SYNERGOS_SDK_ABI_PATCH 0
 
 #define SYNERGOS_SDK_STRINGIFY_IMPL(x) #x

@@ -190,6 +190,40 @@ TEST_CASE("sqlite storage applies a batch all or nothing", "[unit][storage]") {
     CHECK(all->size() == 1);
 }
 
+TEST_CASE("sqlite storage writes a child only while its Required parent exists",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, sdk::Options{});
+    REQUIRE(store.start().is_ok());
+    REQUIRE(store.apply({insert("Project", project_key("c1", "p1"), R"({"a":1})")}).has_value());
+    const sdk::Key run{{"collab_id", "c1"}, {"project_id", "p1"}, {"run_id", "r1"}};
+    const sdk::Mutation require_p1{sdk::WriteMode::Require, "Project", project_key("c1", "p1"), ""};
+
+    auto made = store.apply({require_p1, insert("Run", run)});
+    REQUIRE(made.has_value());
+    REQUIRE(made->size() == 2);
+    CHECK((*made)[0].kind == "Project");
+    CHECK((*made)[0].document == R"({"a":1})");
+    CHECK((*made)[1].kind == "Run");
+
+    // The parent gone: the batch fails with NotFound and writes nothing.
+    REQUIRE(store.apply({{sdk::WriteMode::Delete, "Project", project_key("c1", "p1"), ""}})
+                .has_value());
+    const sdk::Key run2{{"collab_id", "c1"}, {"project_id", "p1"}, {"run_id", "r2"}};
+    auto orphan = store.apply({require_p1, insert("Run", run2)});
+    REQUIRE_FALSE(orphan.has_value());
+    CHECK(orphan.error().code == sdk::ErrorCode::NotFound);
+    CHECK(orphan.error().message.find("Project") != std::string::npos);
+    CHECK(store.get("Run", run2).error().code == sdk::ErrorCode::NotFound);
+
+    // A write mode this plugin does not know is refused, naming it.
+    auto unknown = store.apply({{static_cast<sdk::WriteMode>(42), "Run", run2, "{}"}});
+    REQUIRE_FALSE(unknown.has_value());
+    CHECK(unknown.error().code == sdk::ErrorCode::InvalidArgument);
+    CHECK(unknown.error().message.find("42") != std::string::npos);
+}
+
 TEST_CASE("sqlite storage deletes by key subset, scoped by every given field", "[unit][storage]") {
     TempDir dir;
     sdk::testing::FakeHost host(dir.path);

@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <synergos/core/rest/record_store.hpp>
+
 #include "rest_fixture.hpp"
 
 namespace {
@@ -464,6 +466,110 @@ TEST_CASE("concurrent PUTs of one record each keep their fields", "[unit][rest]"
             CHECK(statuses[f] == 200);
             CHECK(stored[fields[f]] == 100 * i + static_cast<int>(f));
         }
+    }
+}
+
+namespace {
+
+/// Deletes `victim` (with its cascade) just before the first batch that writes `trigger`: a
+/// DELETE of the parent committing between a create's checks and its write.
+class DeleteFirst final : public synergos::sdk::StorageBackend {
+public:
+    DeleteFirst(synergos::sdk::StorageBackend& inner, std::string victim,
+                synergos::sdk::Key victim_key, std::string trigger)
+        : inner_(inner),
+          victim_(std::move(victim)),
+          victim_key_(std::move(victim_key)),
+          trigger_(std::move(trigger)) {}
+    synergos::sdk::Status start() noexcept override { return {}; }
+    int schema_version() const noexcept override { return inner_.schema_version(); }
+    synergos::sdk::Result<synergos::sdk::Record> get(const std::string& kind,
+                                                     const synergos::sdk::Key& key) noexcept override {
+        return inner_.get(kind, key);
+    }
+    synergos::sdk::Result<std::vector<synergos::sdk::Record>> list(
+        const synergos::sdk::Query& query) noexcept override {
+        return inner_.list(query);
+    }
+    synergos::sdk::Result<std::vector<synergos::sdk::Record>> apply(
+        const std::vector<synergos::sdk::Mutation>& batch) noexcept override {
+        for (const auto& m : batch) {
+            if (!fired_ && m.kind == trigger_ &&
+                (m.mode == synergos::sdk::WriteMode::Insert ||
+                 m.mode == synergos::sdk::WriteMode::Upsert)) {
+                fired_ = true;
+                auto deleted =
+                    inner_.apply(synergos::core::rest::RecordStore::cascade_delete(victim_, victim_key_));
+                if (!deleted) {
+                    return deleted.error();
+                }
+            }
+        }
+        return inner_.apply(batch);
+    }
+    void stop() noexcept override {}
+    bool fired() const { return fired_; }
+
+private:
+    synergos::sdk::StorageBackend& inner_;
+    std::string victim_;
+    synergos::sdk::Key victim_key_;
+    std::string trigger_;
+    bool fired_ = false;  // the writer thread only
+};
+
+}  // namespace
+
+TEST_CASE("a create whose parent is deleted before its write leaves no orphan", "[unit][rest]") {
+    using synergos::sdk::Key;
+    SECTION("a run whose experiment goes") {
+        DeleteFirst* hook = nullptr;
+        RestServer s(RestServer::default_options(), [&](synergos::sdk::StorageBackend& inner) {
+            auto made = std::make_unique<DeleteFirst>(
+                inner, "Experiment", Key{{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e1"}},
+                "Run");
+            hook = made.get();
+            return made;
+        });
+        REQUIRE(s.call("POST", kConnect + "/collaborations", collab_body("c")).status == 201);
+        REQUIRE(s.call("POST", kConnect + "/collaborations/c/projects", project_body("p")).status ==
+                201);
+        REQUIRE(s.call("POST", project_path("c", "p") + "/experiments", experiment_body("e1"))
+                    .status == 201);
+        auto r = s.call("POST", project_path("c", "p") + "/experiments/e1/runs", run_body("r1"));
+        INFO(r.body);
+        REQUIRE(hook->fired());
+        CHECK(r.status == 404);
+        CHECK(body_of(r)["message"] == "Experiment 'e1' does not exist in Project 'p'!");
+        auto runs = s.storage().list({"Run", {}, 0, 0});
+        REQUIRE(runs.has_value());
+        CHECK(runs->empty());
+        // Once the experiment is back, the same create succeeds (the hook fired once).
+        REQUIRE(s.call("POST", project_path("c", "p") + "/experiments", experiment_body("e1"))
+                    .status == 201);
+        CHECK(s.call("POST", project_path("c", "p") + "/experiments/e1/runs", run_body("r1"))
+                  .status == 201);
+    }
+    SECTION("a tag whose participant goes") {
+        RestServer s(RestServer::default_options(), [](synergos::sdk::StorageBackend& inner) {
+            return std::make_unique<DeleteFirst>(inner, "Participant",
+                                                 Key{{"participant_id", "w"}}, "Tag");
+        });
+        REQUIRE(s.call("POST", kConnect + "/collaborations", collab_body("c")).status == 201);
+        REQUIRE(s.call("POST", kConnect + "/collaborations/c/projects", project_body("p")).status ==
+                201);
+        REQUIRE(s.call("POST", kConnect + "/participants", participant_body("w")).status == 201);
+        REQUIRE(s.call("POST", project_path("c", "p") + "/participants/w/registration",
+                       registration_body())
+                    .status == 201);
+        auto r = s.call("POST", project_path("c", "p") + "/participants/w/registration/tags",
+                        json{{"train", json::array({json::array({"a"})})}});
+        INFO(r.body);
+        CHECK(r.status == 404);
+        CHECK(body_of(r)["message"].get<std::string>().find("'w'") != std::string::npos);
+        auto tags = s.storage().list({"Tag", {}, 0, 0});
+        REQUIRE(tags.has_value());
+        CHECK(tags->empty());
     }
 }
 

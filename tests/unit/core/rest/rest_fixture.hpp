@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -44,13 +45,20 @@ struct TempDir {
 /// Connect routes + sqlite + HTTP server on 127.0.0.1, port 0, and a client.
 class RestServer {
 public:
-    explicit RestServer(core::http::ServerOptions options = default_options())
+    /// Puts a test double between the routes and the store.
+    using Wrap = std::function<std::unique_ptr<sdk::StorageBackend>(sdk::StorageBackend&)>;
+
+    explicit RestServer(core::http::ServerOptions options = default_options(), Wrap wrap = {})
         : host_(dir_.path),
           storage_(host_,
                    sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}})),
           server_(options, router_, host_.logger()) {
         REQUIRE(storage_.start().is_ok());
-        core::rest::register_connect_routes(router_, storage_, host_.logger());
+        if (wrap) {
+            wrapped_ = wrap(storage_);
+        }
+        core::rest::register_connect_routes(router_, wrapped_ ? *wrapped_ : storage_,
+                                            host_.logger());
         REQUIRE(server_.start().is_ok());
     }
     ~RestServer() {
@@ -93,6 +101,7 @@ private:
     TempDir dir_;
     sdk::testing::FakeHost host_;
     plugins::sqlite::SqliteStorage storage_;
+    std::unique_ptr<sdk::StorageBackend> wrapped_;  // before the router: outlives its routes
     core::http::Router router_;
     core::http::HttpServer server_;
     core::http::HttpClient client_;

@@ -152,7 +152,7 @@ private:
 
     sdk::Status start_one(const PluginRequest& request);
     template <typename Interface>
-    sdk::Result<std::shared_ptr<Interface>> create(const PluginRequest& request);
+    sdk::Result<std::shared_ptr<Interface>> create(const PluginRequest& request, int* abi_minor = nullptr);
 
     RuntimeConfig config_;
     RuntimeOptions options_;
