@@ -79,6 +79,10 @@ public:
         if (!std::isfinite(d)) {
             fail(key, "must be finite");
         }
+        // Training computes in float32: a larger value cannot reach the optimizer or the loss.
+        if (std::fabs(d) > static_cast<double>(std::numeric_limits<float>::max())) {
+            fail(key, "must be within the float32 range, |x| <= 3.4e38 (got " + v->dump() + ")");
+        }
         return d;
     }
 
