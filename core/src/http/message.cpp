@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cctype>
 #include <exception>
+#include <optional>
+#include <unordered_set>
+#include <vector>
 
 namespace synergos::core::http {
 namespace {
@@ -125,7 +128,30 @@ JsonBody parse_json_body(const Request& request, bool require_object) {
         return out;
     }
     try {
-        auto value = nlohmann::json::parse(request.body);
+        // A repeated key would silently keep only its last value: refuse it, naming it. One
+        // set of keys per open object (an object with many keys stays linear).
+        std::vector<std::unordered_set<std::string>> open;
+        std::optional<std::string> repeated;
+        auto value = nlohmann::json::parse(
+            request.body,
+            [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+                using Event = nlohmann::json::parse_event_t;
+                if (event == Event::object_start) {
+                    open.emplace_back();
+                } else if (event == Event::object_end) {
+                    open.pop_back();
+                } else if (event == Event::key && !open.empty() && !repeated &&
+                           !open.back().insert(parsed.get<std::string>()).second) {
+                    repeated = parsed.get<std::string>();
+                }
+                return true;
+            });
+        if (repeated) {
+            out.error = Response::field_error(
+                400, "request body repeats the key '" + *repeated + "'; each key may appear once",
+                *repeated);
+            return out;
+        }
         if (require_object && !value.is_object()) {
             out.error = Response::error(
                 400, std::string("request body must be a JSON object, not ") + value.type_name());

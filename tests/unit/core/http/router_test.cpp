@@ -132,6 +132,23 @@ TEST_CASE("parse_json_body checks type, emptiness, depth, syntax and UTF-8", "[u
     CHECK(synergos::core::http::parse_json_body(r).error.status == 400);
 }
 
+TEST_CASE("parse_json_body refuses a repeated key and names it", "[unit][http]") {
+    Request r = make("POST", "/");
+    r.headers["content-type"] = "application/json";
+    r.body = R"({"rounds": 2, "epochs": 1, "rounds": 3})";
+    auto top = synergos::core::http::parse_json_body(r);
+    CHECK(top.error.status == 400);
+    CHECK(top.error.body.find("'rounds'") != std::string::npos);
+    CHECK(top.error.body.find(R"("field":"rounds")") != std::string::npos);
+    r.body = R"({"model": [{"l_type": "Linear", "structure": {"bias": true, "bias": false}}]})";
+    auto nested = synergos::core::http::parse_json_body(r);
+    CHECK(nested.error.status == 400);
+    CHECK(nested.error.body.find("'bias'") != std::string::npos);
+    // The same key in sibling or nested objects is no repeat.
+    r.body = R"({"a": {"x": 1}, "b": {"x": 2, "a": {"x": 3}}, "c": [{"x": 1}, {"x": 2}]})";
+    CHECK(synergos::core::http::parse_json_body(r).ok());
+}
+
 TEST_CASE("percent_decode decodes escapes and refuses malformed ones", "[unit][http]") {
     using synergos::core::http::percent_decode;
     CHECK(percent_decode("a%20b") == std::optional<std::string>("a b"));
