@@ -64,6 +64,60 @@ std::size_t nesting_depth(std::string_view text, std::size_t limit) {
     return deepest;
 }
 
+/// Builds the document as json::parse does, and stops at a key repeated within one object
+/// (which json::parse would silently resolve to its last value). Linear in the body: the
+/// callback form of json::parse rescans a parent at every nested object's end.
+class UniqueKeysDom {
+public:
+    using Json = nlohmann::json;
+    explicit UniqueKeysDom(Json& root) : dom_(root, true) {}
+
+    bool null() { return dom_.null(); }
+    bool boolean(bool v) { return dom_.boolean(v); }
+    bool number_integer(Json::number_integer_t v) { return dom_.number_integer(v); }
+    bool number_unsigned(Json::number_unsigned_t v) { return dom_.number_unsigned(v); }
+    bool number_float(Json::number_float_t v, const std::string& text) {
+        return dom_.number_float(v, text);
+    }
+    bool string(std::string& v) { return dom_.string(v); }
+    bool binary(Json::binary_t& v) { return dom_.binary(v); }
+    bool start_object(std::size_t n) {
+        if (depth_ == keys_.size()) {
+            keys_.emplace_back();
+        } else if (keys_[depth_].bucket_count() > 64) {
+            keys_[depth_] = {};  // clear() would sweep a big sibling's buckets every time
+        } else {
+            keys_[depth_].clear();
+        }
+        ++depth_;
+        return dom_.start_object(n);
+    }
+    bool key(std::string& k) {
+        if (!keys_[depth_ - 1].insert(k).second) {
+            repeated = k;
+            return false;  // stops the parse
+        }
+        return dom_.key(k);
+    }
+    bool end_object() {
+        --depth_;
+        return dom_.end_object();
+    }
+    bool start_array(std::size_t n) { return dom_.start_array(n); }
+    bool end_array() { return dom_.end_array(); }
+    template <class Exception>
+    bool parse_error(std::size_t position, const std::string& token, const Exception& ex) {
+        return dom_.parse_error(position, token, ex);  // throws, as json::parse does
+    }
+
+    std::optional<std::string> repeated;
+
+private:
+    nlohmann::detail::json_sax_dom_parser<Json> dom_;
+    std::vector<std::unordered_set<std::string>> keys_;  // per open object, reused by depth
+    std::size_t depth_ = 0;
+};
+
 }  // namespace
 
 const std::string& Request::header(const std::string& lower_name) const {
@@ -128,28 +182,16 @@ JsonBody parse_json_body(const Request& request, bool require_object) {
         return out;
     }
     try {
-        // A repeated key would silently keep only its last value: refuse it, naming it. One
-        // set of keys per open object (an object with many keys stays linear).
-        std::vector<std::unordered_set<std::string>> open;
-        std::optional<std::string> repeated;
-        auto value = nlohmann::json::parse(
-            request.body,
-            [&](int /*depth*/, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-                using Event = nlohmann::json::parse_event_t;
-                if (event == Event::object_start) {
-                    open.emplace_back();
-                } else if (event == Event::object_end) {
-                    open.pop_back();
-                } else if (event == Event::key && !open.empty() && !repeated &&
-                           !open.back().insert(parsed.get<std::string>()).second) {
-                    repeated = parsed.get<std::string>();
-                }
-                return true;
-            });
-        if (repeated) {
-            out.error = Response::field_error(
-                400, "request body repeats the key '" + *repeated + "'; each key may appear once",
-                *repeated);
+        nlohmann::json value;
+        UniqueKeysDom sax(value);
+        if (!nlohmann::json::sax_parse(request.body, &sax)) {
+            out.error = sax.repeated
+                            ? Response::field_error(400,
+                                                    "request body repeats the key '" +
+                                                        *sax.repeated +
+                                                        "'; each key may appear once",
+                                                    *sax.repeated)
+                            : Response::error(400, "request body is not valid JSON");
             return out;
         }
         if (require_object && !value.is_object()) {

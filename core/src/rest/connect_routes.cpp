@@ -279,6 +279,21 @@ public:
         return std::nullopt;
     }
 
+    /// The same for a create: only `direct` (the parents no other implies) are read when they
+    /// exist; when one is missing, the 404 names the outermost of `all` missing, as before.
+    std::optional<Response> check_exists(const std::array<const char*, 4>& all,
+                                         const Params& params,
+                                         const std::vector<const char*>& direct) {
+        auto missing = check_exists(direct, params);
+        if (!missing || missing->status != 404) {
+            return missing;
+        }
+        if (auto outer = check_exists(all, params)) {
+            return outer;
+        }
+        return missing;  // re-created in between: the one found missing
+    }
+
     Response list(const Request& request, const char* kind, const std::string& method,
                   const std::vector<const char*>& scope, bool with_params) {
         if (auto bad = check_path(request)) {
@@ -340,13 +355,15 @@ public:
                    -> http::Responder::Producer {
                    if (!written) {
                        if (written.error().code == sdk::ErrorCode::NotFound) {
-                           // A parent (Require) is missing: name the outermost one missing now,
-                           // as the original does, on the request's thread.
-                           return [this, r, params, error = written.error()] {
+                           // A parent (Require) went after the checks: name the outermost one
+                           // missing now, in the original's words, on the request's thread.
+                           return [this, r, params] {
                                if (auto missing = check_exists(r->parents, params)) {
                                    return *missing;
                                }
-                               return error_response(error);  // re-created since: the cause
+                               // Re-created since: still the parent that was missing.
+                               return Response::error(
+                                   404, missing_message(direct_parents(*r).front(), params));
                            };
                        }
                        auto error = written.error().code == sdk::ErrorCode::AlreadyExists
@@ -361,14 +378,6 @@ public:
                                return error_response(rel.error());
                            }
                            return ok(201, method, out_params, RecordStore::raw(record, &*rel));
-                       }
-                       if (!r->create_replaces) {
-                           // A new record: its parents existed at its commit (Require), so
-                           // nothing could be created under it before, and every record once
-                           // under an earlier one of the same key went with its cascade. Its
-                           // relations are empty; reading them would only cost a snapshot.
-                           const Relations none;
-                           return ok(201, method, out_params, RecordStore::marshal(record, &none));
                        }
                        auto data = store_.read(record);
                        if (!data) {
@@ -462,10 +471,15 @@ public:
         if (!key) {
             return fail(error_response(key.error()));
         }
+        // The parents no other parent implies: checked here for a quick 404 (a failed Require
+        // would fail every write committed with it, which then commit one by one) and again in
+        // the write's own transaction, so a parent deleted in between leaves no orphan.
+        const auto parents = direct_parents(res);
+        if (auto missing = check_exists(res.parents, params, parents)) {
+            return fail(*missing);
+        }
         PreparedWrite prepared;
-        // The parents are checked in the write's own transaction, not before it: a parent
-        // deleted meanwhile cannot leave an orphan behind.
-        for (const char* parent : direct_parents(res)) {
+        for (const char* parent : parents) {
             auto parent_key = RecordStore::make_key(parent, params);
             if (!parent_key) {
                 return fail(error_response(parent_key.error()));

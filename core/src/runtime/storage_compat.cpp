@@ -19,9 +19,18 @@ sdk::Result<std::vector<sdk::Record>> RequireEmulation::apply(
         // Per mutation of `batch` that yields a record: the one found by a Require, or nullopt
         // for one the plugin returns.
         std::vector<std::optional<sdk::Record>> found;
+        bool wrote = false;
         for (std::size_t i = 0; i < batch.size(); ++i) {
             const sdk::Mutation& m = batch[i];
+            if (m.mode == sdk::WriteMode::Require && wrote) {
+                // Checked before any write, it could see what an earlier mutation deletes.
+                return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                  "storage plugin built against SDK < 1.2: a Require after a "
+                                  "write in one batch cannot be emulated (mutation " +
+                                      std::to_string(i) + "); nothing was written"};
+            }
             if (m.mode != sdk::WriteMode::Require) {
+                wrote = true;
                 rest.push_back(m);
                 if (m.mode != sdk::WriteMode::DeleteWhere) {
                     found.emplace_back();

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <chrono>
 #include <stdexcept>
+#include <string>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -146,7 +148,35 @@ TEST_CASE("parse_json_body refuses a repeated key and names it", "[unit][http]")
     CHECK(nested.error.body.find("'bias'") != std::string::npos);
     // The same key in sibling or nested objects is no repeat.
     r.body = R"({"a": {"x": 1}, "b": {"x": 2, "a": {"x": 3}}, "c": [{"x": 1}, {"x": 2}]})";
-    CHECK(synergos::core::http::parse_json_body(r).ok());
+    auto siblings = synergos::core::http::parse_json_body(r);
+    REQUIRE(siblings.ok());
+    CHECK((*siblings.value)["b"]["a"]["x"] == 3);
+    CHECK((*siblings.value)["c"][1]["x"] == 2);
+}
+
+TEST_CASE("parse_json_body stays linear in the number of nested objects", "[unit][http]") {
+    // 200k sibling objects after one with many keys: a parser that rescans the parent at each
+    // object's end, or sweeps the big object's key table at each sibling, takes minutes here.
+    std::string body = R"({"big": {)";
+    for (int i = 0; i < 20000; ++i) {
+        body += (i ? ",\"k" : "\"k") + std::to_string(i) + "\": 1";
+    }
+    body += R"(}, "list": [)";
+    for (int i = 0; i < 200000; ++i) {
+        body += i ? ",{}" : "{}";
+    }
+    body += "]}";
+    Request r = make("POST", "/");
+    r.headers["content-type"] = "application/json";
+    r.body = body;
+    const auto start = std::chrono::steady_clock::now();
+    auto parsed = synergos::core::http::parse_json_body(r);
+    const auto seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    REQUIRE(parsed.ok());
+    CHECK((*parsed.value)["list"].size() == 200000);
+    CHECK((*parsed.value)["big"].size() == 20000);
+    CHECK(seconds < 5.0);  // about 0.1 s; quadratic would be far beyond
 }
 
 TEST_CASE("percent_decode decodes escapes and refuses malformed ones", "[unit][http]") {

@@ -90,8 +90,8 @@ TEST_CASE("the host emulates Require for an SDK 1.1 storage plugin", "[unit][run
                 .has_value());
 
     SECTION("a parent present: the records in mutation order, DeleteWhere yielding none") {
-        auto made = store.apply({{sdk::WriteMode::DeleteWhere, "Tag", kChild, ""},
-                                 {sdk::WriteMode::Require, "Collaboration", kParent, ""},
+        auto made = store.apply({{sdk::WriteMode::Require, "Collaboration", kParent, ""},
+                                 {sdk::WriteMode::DeleteWhere, "Tag", kChild, ""},
                                  {sdk::WriteMode::Insert, "Project", kChild, "{}"}});
         REQUIRE(made.has_value());
         REQUIRE(made->size() == 2);
@@ -107,6 +107,16 @@ TEST_CASE("the host emulates Require for an SDK 1.1 storage plugin", "[unit][run
         REQUIRE_FALSE(orphan.has_value());
         CHECK(orphan.error().code == sdk::ErrorCode::NotFound);
         CHECK(orphan.error().message.find("mutation 0") != std::string::npos);
+        CHECK(old->applies == before);
+        CHECK(old->records.count(id_of("Project", kChild)) == 0);
+    }
+    SECTION("a Require after a write is refused: the check could not see that write") {
+        const int before = old->applies;
+        auto mixed = store.apply({{sdk::WriteMode::Insert, "Project", kChild, "{}"},
+                                  {sdk::WriteMode::Require, "Collaboration", kParent, ""}});
+        REQUIRE_FALSE(mixed.has_value());
+        CHECK(mixed.error().code == sdk::ErrorCode::FailedPrecondition);
+        CHECK(mixed.error().message.find("mutation 1") != std::string::npos);
         CHECK(old->applies == before);
         CHECK(old->records.count(id_of("Project", kChild)) == 0);
     }
