@@ -12,6 +12,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <synergos/sdk/status.hpp>
 
@@ -109,7 +110,8 @@ private:
     int checkpointed_frames_ = 0;  // WAL size at the last passive checkpoint
     std::function<void()> hand_off_;
     std::string path_;
-    std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
+    // Hashed: ordered lookups compared long SQL texts with common prefixes on every statement.
+    std::unordered_map<std::string, sqlite3_stmt*> cache_;
 };
 
 }  // namespace synergos::plugins::sqlite

@@ -89,6 +89,9 @@ public:
 private:
     struct Pending {
         const std::vector<sdk::Mutation>* batch = nullptr;
+        // Per mutation, its key encoded once by the caller's thread: canonical id and as given.
+        std::vector<std::string> key_ids;
+        std::vector<std::string> key_ordered;
         std::optional<sdk::Result<std::vector<sdk::Record>>> result;
     };
 
@@ -108,8 +111,7 @@ private:
     /// Runs every batch of `group` in one transaction; one outcome per batch, in order.
     std::vector<sdk::Result<std::vector<sdk::Record>>> commit_group(
         const std::vector<std::shared_ptr<Pending>>& group) noexcept;
-    sdk::Result<std::vector<sdk::Record>> apply_batch(
-        const std::vector<sdk::Mutation>& batch) noexcept;
+    sdk::Result<std::vector<sdk::Record>> apply_batch(const Pending& pending) noexcept;
 
     sdk::HostContext& host_;
     std::string path_;
