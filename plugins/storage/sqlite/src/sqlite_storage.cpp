@@ -861,9 +861,11 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
             }
             stmt->bind(1, query.kind);
             int index = 2;
-            for (const auto& field : query.match) {
-                stmt->bind(index++, field.name);
-                stmt->bind(index++, field.value);
+            // Last field first: the join starts from the first field bound, and a key's last
+            // field is its most specific (a run id, not the collaboration every record shares).
+            for (auto field = query.match.rbegin(); field != query.match.rend(); ++field) {
+                stmt->bind(index++, field->name);
+                stmt->bind(index++, field->value);
             }
             stmt->bind(index++, query.limit == 0 ? std::int64_t{-1}
                                                  : static_cast<std::int64_t>(query.limit));
@@ -1079,9 +1081,9 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(const Pending& 
                 }
                 select->bind(1, m.kind);
                 int index = 2;
-                for (const auto& field : m.key) {
-                    select->bind(index++, field.name);
-                    select->bind(index++, field.value);
+                for (auto field = m.key.rbegin(); field != m.key.rend(); ++field) {  // see list
+                    select->bind(index++, field->name);
+                    select->bind(index++, field->value);
                 }
                 std::vector<std::pair<std::string, std::int64_t>> doomed;
                 for (;;) {
