@@ -1254,6 +1254,23 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
             }
         }
     }
+    if (st.code() == sdk::ErrorCode::NotFound) {
+        // The archive's writes need a record that is gone (a Require: the run was deleted while
+        // its job ran). Nothing was written; the job fails with the reason instead of staying
+        // `running` behind a dead-lettered result.
+        const std::string reason = st.message();
+        JobStore::Batch batch(store_);
+        ArchiveCtx ctx(*this, storage_);
+        auto plan = plan_event(batch, event, ctx, &reason);
+        if (plan && plan->change) {
+            batch.put(plan->job, {});
+            st = batch.commit();
+            if (st) {
+                logger_.warn("job result not archived", log_fields({{"job_id", event.job_id},
+                                                                    {"reason", reason}}));
+            }
+        }
+    }
     notify_changed();
     if (archived) {
         after_archived(*archived, event);
@@ -1262,7 +1279,8 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
 }
 
 sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch, const ResultMessage& event,
-                                                          sdk::ArchiveContext& ctx) {
+                                                          sdk::ArchiveContext& ctx,
+                                                          const std::string* archive_refused) {
     auto stored = batch.get(event.job_id);
     if (!stored) {
         return stored.error();
@@ -1330,6 +1348,10 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
     if (fn == functions_.end()) {
         finish("failed", "result of process '" + j.process +
                              "' cannot be archived: no ttp function for it is active on the director");
+        return plan;
+    }
+    if (archive_refused != nullptr) {
+        finish("failed", "archival failed: " + *archive_refused);
         return plan;
     }
     auto mutations = fn->second->archive(ctx, j.message.dump(), event.outputs.dump());

@@ -10,9 +10,10 @@ namespace synergos::core::runtime {
 
 /// Wraps a storage plugin built against SDK 1.0 or 1.1, which does not know `WriteMode::Require`
 /// (1.2): the host checks each Require with `get` just before handing the rest of the batch to
-/// the plugin, and puts the records found back in their places. Not atomic with the batch (an
-/// old plugin offers no way to make it so), and refused after a write in the same batch (it
-/// could not see that write); everything else passes through unchanged.
+/// the plugin, taking the batch's own earlier writes of that kind into account (an Insert
+/// before it makes it present, a Delete or a matching DeleteWhere absent), and puts the records
+/// found back in their places. Not atomic against other writers (an old plugin offers no way to
+/// make it so); everything else passes through unchanged.
 class RequireEmulation final : public sdk::StorageBackend {
 public:
     explicit RequireEmulation(std::shared_ptr<sdk::StorageBackend> inner);

@@ -249,6 +249,12 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
         std::vector<sdk::Mutation> batch;
         const json superset = out->value("superset", json(nullptr));
         const json all_spacers = out->value("spacers", json::object());
+        // Under their registrations only: one deleted while the job ran gets no orphan
+        // alignment (the job fails). Requires first, then the writes.
+        for (auto& [pid, metas] : all_spacers.items()) {
+            batch.push_back({sdk::WriteMode::Require, "Registration",
+                             ttp::alignment_key(job->collab(), job->project(), pid), {}});
+        }
         for (auto& [pid, metas] : all_spacers.items()) {
             json doc = metas;
             doc["superset"] = superset;

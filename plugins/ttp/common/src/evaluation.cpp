@@ -115,7 +115,15 @@ sdk::Result<std::vector<sdk::Mutation>> EvaluationFunction::archive(sdk::Archive
         if (!out) {
             return out.error();
         }
+        // Under their experiment and participants only: one deleted while the job ran gets no
+        // orphan results; the job fails instead (not the run: an optimization's trials are
+        // evaluated before their Run records are written). Requires first, then the writes.
         std::vector<sdk::Mutation> batch;
+        batch.push_back({sdk::WriteMode::Require, "Experiment",
+                         experiment_key(job->collab(), job->project(), job->expt()), {}});
+        for (auto& [pid, metas] : out->items()) {
+            batch.push_back({sdk::WriteMode::Require, "Participant", {{"participant_id", pid}}, {}});
+        }
         for (auto& [pid, metas] : out->items()) {
             json doc = json::object();
             for (auto& [meta, result] : metas.items()) {

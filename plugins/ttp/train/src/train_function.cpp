@@ -856,9 +856,14 @@ sdk::Result<std::vector<sdk::Mutation>> TrainFunction::archive(sdk::ArchiveConte
                 doc[k] = v;
             }
         }
-        return std::vector<sdk::Mutation>{{sdk::WriteMode::Upsert, "Model",
-                                           ttp::model_key(job->collab(), job->project(), job->expt(), job->run()),
-                                           doc.dump()}};
+        // Under its experiment only: one deleted (with its project or collaboration) while the
+        // run trained gets no orphan model; the job fails instead. Not the run itself: an
+        // optimization's trials train before their Run records are written.
+        return std::vector<sdk::Mutation>{
+            {sdk::WriteMode::Require, "Experiment",
+             ttp::experiment_key(job->collab(), job->project(), job->expt()), {}},
+            {sdk::WriteMode::Upsert, "Model",
+             ttp::model_key(job->collab(), job->project(), job->expt(), job->run()), doc.dump()}};
     } catch (const std::exception& e) {
         return sdk::Error{sdk::ErrorCode::Internal, std::string("train archival failed: ") + e.what()};
     }

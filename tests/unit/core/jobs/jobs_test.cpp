@@ -62,6 +62,24 @@ TEST_CASE("A result delivered twice is archived once", "[jobs]") {
     CHECK(h.service->get(id)->state == "succeeded");
 }
 
+TEST_CASE("A result whose archive needs a record deleted meanwhile fails its job and writes nothing",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);
+    REQUIRE(h.storage->apply({{sdk::WriteMode::Insert, "Run", {{"run_id", "kept"}}, "{}"}}));
+    const json kept{{"mode", "ok"}, {"require", {{"kind", "Run"}, {"key", {{"run_id", "kept"}}}}}};
+    const json gone{{"mode", "ok"}, {"require", {{"kind", "Run"}, {"key", {{"run_id", "gone"}}}}}};
+    const auto ids = h.submit({h.spec("train", kept, 0), h.spec("train", gone, 0)});
+    REQUIRE(ids.size() == 2);
+    CHECK(h.wait(ids[0]).state == "succeeded");
+    const auto failed = h.wait(ids[1]);
+    CHECK(failed.state == "failed");
+    CHECK_THAT(failed.reason, Catch::Contains("archival failed") && Catch::Contains("Run"));
+    CHECK(h.storage->get("FixtureResult", {{"job_id", ids[0]}}));
+    CHECK_FALSE(h.storage->get("FixtureResult", {{"job_id", ids[1]}}));
+}
+
 TEST_CASE("A published job reads as queued until the writer or a stop writes its move",
           "[jobs]") {
     Harness h(Backend::Memory, 1);

@@ -110,15 +110,25 @@ TEST_CASE("the host emulates Require for an SDK 1.1 storage plugin", "[unit][run
         CHECK(old->applies == before);
         CHECK(old->records.count(id_of("Project", kChild)) == 0);
     }
-    SECTION("a Require after a write is refused: the check could not see that write") {
+    SECTION("a Require sees the writes before it in its batch") {
         const int before = old->applies;
-        auto mixed = store.apply({{sdk::WriteMode::Insert, "Project", kChild, "{}"},
-                                  {sdk::WriteMode::Require, "Collaboration", kParent, ""}});
-        REQUIRE_FALSE(mixed.has_value());
-        CHECK(mixed.error().code == sdk::ErrorCode::FailedPrecondition);
-        CHECK(mixed.error().message.find("mutation 1") != std::string::npos);
+        // Deleted earlier in the batch: missing, and nothing is written.
+        auto deleted = store.apply({{sdk::WriteMode::DeleteWhere, "Collaboration", kParent, ""},
+                                    {sdk::WriteMode::Require, "Collaboration", kParent, ""},
+                                    {sdk::WriteMode::Insert, "Project", kChild, "{}"}});
+        REQUIRE_FALSE(deleted.has_value());
+        CHECK(deleted.error().code == sdk::ErrorCode::NotFound);
+        CHECK(deleted.error().message.find("mutation 1") != std::string::npos);
         CHECK(old->applies == before);
         CHECK(old->records.count(id_of("Project", kChild)) == 0);
+        // Inserted earlier in the batch: present, and it yields the record written.
+        const sdk::Key other{{"collab_id", "new"}};
+        auto inserted = store.apply({{sdk::WriteMode::Insert, "Collaboration", other, R"({"n":2})"},
+                                     {sdk::WriteMode::Require, "Collaboration", other, ""}});
+        REQUIRE(inserted.has_value());
+        REQUIRE(inserted->size() == 2);
+        CHECK((*inserted)[1].document == R"({"n":2})");
+        CHECK((*inserted)[1].doc_id == (*inserted)[0].doc_id);
     }
     SECTION("a batch of Requires only writes nothing") {
         const int before = old->applies;

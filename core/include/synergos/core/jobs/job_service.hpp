@@ -125,9 +125,11 @@ private:
     void archival_loop();
     /// Writes `deliveries` in as few transactions as possible, then acks them.
     void handle_deliveries(sdk::Consumer& consumer, const std::vector<sdk::Delivery>& deliveries);
-    /// What `event` does to its job as `batch` sees it (nothing written yet).
+    /// What `event` does to its job as `batch` sees it (nothing written yet). With
+    /// `archive_refused`, a success is not archived: the job fails with that reason.
     sdk::Result<EventPlan> plan_event(JobStore::Batch& batch, const ResultMessage& event,
-                                      sdk::ArchiveContext& ctx);
+                                      sdk::ArchiveContext& ctx,
+                                      const std::string* archive_refused = nullptr);
     /// The steps after a successful result's archival committed.
     void after_archived(const JobRecord& job, const ResultMessage& event);
     struct RecordTask;
