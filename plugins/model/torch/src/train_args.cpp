@@ -263,8 +263,9 @@ TrainArgs parse_train_args(std::string_view args_json) {
         require_range("betas", a.beta2, 0.0, 0.999999);
     }
     a.eps = r.number("eps");
-    if (a.eps && *a.eps <= 0.0) {
-        FieldReader::fail("eps", "must be positive");
+    // Below float32's smallest normal it becomes 0 (or a denormal) in training: a division by 0.
+    if (a.eps && *a.eps < static_cast<double>(std::numeric_limits<float>::min())) {
+        FieldReader::fail("eps", "must be positive and at least 1.2e-38 (a float32)");
     }
     a.amsgrad = r.boolean_or("amsgrad", a.amsgrad);
     a.alpha = r.number_or("alpha", a.alpha);

@@ -87,6 +87,8 @@ TEST_CASE("Mistyped or out-of-range run fields are errors naming the field", "[u
         Case{R"({"lr": -1})", "run field 'lr' must not be negative", false},
         Case{R"({"lr": 1e308})", "run field 'lr' must be within the float32 range", false},
         Case{R"({"mu": 3.5e38})", "run field 'mu' must be within the float32 range", false},
+        Case{R"({"eps": 0})", "run field 'eps' must be positive", false},
+        Case{R"({"eps": 1e-50})", "run field 'eps' must be positive and at least 1.2e-38", false},
         Case{R"({"batch_size": 0})", "run field 'batch_size' must be at least 1", false},
         Case{R"({"epochs": 2.5})", "run field 'epochs' must be an integer", false},
         Case{R"({"mu": -0.1})", "run field 'mu' must not be negative", false},
