@@ -372,6 +372,14 @@ public:
                        return [error] { return error; };
                    }
                    return [this, r, method, out_params, record = std::move(written->back())] {
+                       if (!r->create_replaces) {
+                           // A new record: its batch removed whatever a deleted predecessor
+                           // under the same key left behind, so nothing is related to it.
+                           const Relations none = RecordStore::no_relations(record.kind);
+                           return ok(201, method, out_params,
+                                     r->raw_post ? RecordStore::raw(record, &none)
+                                                 : RecordStore::marshal(record, &none));
+                       }
                        if (r->raw_post) {
                            auto rel = store_.relations_of(record);
                            if (!rel) {
@@ -487,6 +495,15 @@ public:
             prepared.batch.push_back({sdk::WriteMode::Require, parent, std::move(*parent_key), {}});
         }
         const auto mode = res.create_replaces ? sdk::WriteMode::Upsert : sdk::WriteMode::Insert;
+        if (mode == sdk::WriteMode::Insert) {
+            // A new record starts with nothing under it: whatever a deleted predecessor of the
+            // same key left behind (results archived after its DELETE, data from before parents
+            // were checked in the write) completes that DELETE's cascade now. If the key is
+            // taken, the Insert fails and the batch writes nothing.
+            for (const auto& dependent : RecordStore::spec(res.kind)->cascade) {
+                prepared.batch.push_back({sdk::WriteMode::DeleteWhere, dependent, *key, {}});
+            }
+        }
         prepared.batch.push_back({mode, res.kind, *key, body.dump()});
         prepared.out_params = envelope_params(request);
         prepared.params = std::move(params);

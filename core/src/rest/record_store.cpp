@@ -436,6 +436,16 @@ sdk::Result<Relations> RecordStore::relations_of(const sdk::Record& record) {
     return out;
 }
 
+Relations RecordStore::no_relations(std::string_view kind) {
+    Relations out;
+    if (const KindSpec* s = spec(kind)) {
+        for (const auto& related : s->relations) {
+            out.emplace(related, std::vector<sdk::Record>{});
+        }
+    }
+    return out;
+}
+
 nlohmann::json RecordStore::marshal(const sdk::Record& record, const Relations* relations) {
     Json out = Json::object();
     marshal_fields(record.kind, parse_document(record.document), out);

@@ -282,6 +282,26 @@ std::string match_clause(std::size_t fields, int first) {
 
 std::string build_list_sql(std::size_t fields);
 
+/// The DeleteWhere selection for `fields` key fields; built once per size (creates run one per
+/// cascade kind, on the writer thread).
+const std::string& delete_where_sql(std::size_t fields) {
+    constexpr std::size_t kCached = 8;
+    static const std::vector<std::string> kSql = [] {
+        std::vector<std::string> all;
+        for (std::size_t n = 0; n < kCached; ++n) {
+            all.push_back("SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" +
+                          match_clause(n, 2));
+        }
+        return all;
+    }();
+    if (fields < kCached) {
+        return kSql[fields];
+    }
+    thread_local std::string uncached;
+    uncached = "SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" + match_clause(fields, 2);
+    return uncached;
+}
+
 /// The list query for `fields` match fields; built once per size (keys have few fields).
 const std::string& list_sql(std::size_t fields) {
     constexpr std::size_t kCached = 8;
@@ -1073,9 +1093,27 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(const Pending& 
             const std::string& key_id = pending.key_ids[i];
             const std::string& key_ordered = pending.key_ordered[i];
             if (m.mode == sdk::WriteMode::DeleteWhere) {
-                auto select = writer_.prepare(
-                    "SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" +
-                                              match_clause(m.key.size(), 2));
+                if (!m.key.empty()) {
+                    // Usually nothing matches (a create clearing what a deleted predecessor
+                    // left): one probe of the most specific field says so without the join.
+                    auto probe = writer_.prepare(
+                        "SELECT 1 FROM record_keys WHERE kind = ?1 AND name = ?2 AND value = ?3 "
+                        "LIMIT 1");
+                    if (!probe) {
+                        return probe.error();
+                    }
+                    probe->bind(1, m.kind);
+                    probe->bind(2, m.key.back().name);
+                    probe->bind(3, m.key.back().value);
+                    auto row = probe->step();
+                    if (!row) {
+                        return row.error();
+                    }
+                    if (!*row) {
+                        continue;
+                    }
+                }
+                auto select = writer_.prepare(delete_where_sql(m.key.size()));
                 if (!select) {
                     return select.error();
                 }

@@ -573,6 +573,32 @@ TEST_CASE("a create whose parent is deleted before its write leaves no orphan", 
     }
 }
 
+TEST_CASE("a record created under a key its deleted predecessor left records under starts empty",
+          "[unit][rest]") {
+    RestServer s;
+    build_tree(s, "c", "p", "w");
+    const std::string run = project_path("c", "p") + "/experiments/e1/runs/r9";
+    const synergos::sdk::Key key{
+        {"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e1"}, {"run_id", "r9"}};
+    // A model archived after its run's DELETE (no run r9 exists), and one of run r1 that stays.
+    REQUIRE(s.storage().apply({{synergos::sdk::WriteMode::Upsert, "Model", key, R"({"global":{}})"}}));
+    const synergos::sdk::Key r1{
+        {"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e1"}, {"run_id", "r1"}};
+    REQUIRE(s.storage().apply({{synergos::sdk::WriteMode::Upsert, "Model", r1, R"({"global":{}})"}}));
+
+    auto created = s.call("POST", project_path("c", "p") + "/experiments/e1/runs", run_body("r9"));
+    REQUIRE(created.status == 201);
+    CHECK(body_of(created)["data"]["relations"]["Model"] == json::array());
+    CHECK(body_of(s.call("GET", run))["data"]["relations"]["Model"] == json::array());
+    CHECK_FALSE(s.storage().get("Model", key));
+    CHECK(s.storage().get("Model", r1));  // another run's model is untouched
+    // A create refused with 409 removes nothing.
+    REQUIRE(s.storage().apply({{synergos::sdk::WriteMode::Upsert, "Model", key, R"({"global":{}})"}}));
+    CHECK(s.call("POST", project_path("c", "p") + "/experiments/e1/runs", run_body("r9")).status ==
+          409);
+    CHECK(s.storage().get("Model", key));
+}
+
 TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
     RestServer s;
     build_tree(s, "c", "p", "w");

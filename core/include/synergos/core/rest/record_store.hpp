@@ -62,6 +62,8 @@ public:
 
     /// The record in its kind's output model, with `relations` when given.
     static nlohmann::json marshal(const sdk::Record& record, const Relations* relations);
+    /// A record's relations when nothing is related to it: each related kind, empty.
+    static Relations no_relations(std::string_view kind);
     /// The raw stored document plus `doc_id` (integer), `kind`, `key`, `created_at`
     /// ("YYYY-MM-DD HH:MM:SS N") and raw `relations` (the experiments-POST shape).
     static nlohmann::json raw(const sdk::Record& record, const Relations* relations);
