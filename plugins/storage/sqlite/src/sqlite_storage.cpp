@@ -286,14 +286,15 @@ std::string build_list_sql(std::size_t fields);
 /// cascade kind, on the writer thread).
 const std::string& delete_where_sql(std::size_t fields) {
     constexpr std::size_t kCached = 8;
-    static const std::vector<std::string> kSql = [] {
+    // Never destroyed: threads still running at exit may use it (static destruction order).
+    static const std::vector<std::string>& kSql = *new std::vector<std::string>([] {
         std::vector<std::string> all;
         for (std::size_t n = 0; n < kCached; ++n) {
             all.push_back("SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" +
                           match_clause(n, 2));
         }
         return all;
-    }();
+    }());
     if (fields < kCached) {
         return kSql[fields];
     }
@@ -305,13 +306,14 @@ const std::string& delete_where_sql(std::size_t fields) {
 /// The list query for `fields` match fields; built once per size (keys have few fields).
 const std::string& list_sql(std::size_t fields) {
     constexpr std::size_t kCached = 8;
-    static const std::vector<std::string> kSql = [] {
+    // Never destroyed: threads still running at exit may use it (static destruction order).
+    static const std::vector<std::string>& kSql = *new std::vector<std::string>([] {
         std::vector<std::string> all;
         for (std::size_t n = 0; n < kCached; ++n) {
             all.push_back(build_list_sql(n));
         }
         return all;
-    }();
+    }());
     if (fields < kCached) {
         return kSql[fields];
     }
@@ -355,7 +357,8 @@ sdk::Record read_row(const Statement& stmt, const std::string& kind, KnownKey kn
 
 sdk::Result<std::optional<sdk::Record>> find(Connection& db, const std::string& kind,
                                              const std::string& key_id, KnownKey known = {}) {
-    static const std::string sql = std::string(kSelectColumns) + " AND r.key_id = ?2";
+    // Never destroyed: a store used by a thread still running at exit (static destruction).
+    static const std::string& sql = *new std::string(std::string(kSelectColumns) + " AND r.key_id = ?2");
     auto stmt = db.prepare(sql);
     if (!stmt) {
         return stmt.error();
