@@ -1238,6 +1238,7 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
 sdk::Status JobService::handle_event(const ResultMessage& event) {
     sdk::Status st;
     std::optional<JobRecord> archived;
+    bool archive_writes = false;  // the commit carried the function's archive writes
     {
         JobStore::Batch batch(store_);
         ArchiveCtx ctx(*this, storage_);
@@ -1245,6 +1246,7 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
         if (!plan) {
             st = plan.status();
         } else {
+            archive_writes = plan->archived && !plan->extra.empty();
             if (plan->change) {
                 batch.put(plan->job, std::move(plan->extra));
             }
@@ -1254,10 +1256,10 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
             }
         }
     }
-    if (st.code() == sdk::ErrorCode::NotFound) {
-        // The archive's writes need a record that is gone (a Require: the run was deleted while
-        // its job ran). Nothing was written; the job fails with the reason instead of staying
-        // `running` behind a dead-lettered result.
+    if (archive_writes && st.code() == sdk::ErrorCode::NotFound) {
+        // The archive's writes need a record that is gone (a Require: its experiment was deleted
+        // while the job ran). Nothing was written; the job fails with the reason instead of
+        // staying `running` behind a dead-lettered result.
         const std::string reason = st.message();
         JobStore::Batch batch(store_);
         ArchiveCtx ctx(*this, storage_);

@@ -357,13 +357,16 @@ public:
                        if (written.error().code == sdk::ErrorCode::NotFound) {
                            // A parent (Require) went after the checks: name the outermost one
                            // missing now, in the original's words, on the request's thread.
-                           return [this, r, params] {
+                           return [this, r, params, error = written.error()] {
                                if (auto missing = check_exists(r->parents, params)) {
                                    return *missing;
                                }
                                // Re-created since: still the parent that was missing.
-                               return Response::error(
-                                   404, missing_message(direct_parents(*r).front(), params));
+                               const auto parents = direct_parents(*r);
+                               return parents.empty()
+                                          ? error_response(error)
+                                          : Response::error(
+                                                404, missing_message(parents.front(), params));
                            };
                        }
                        auto error = written.error().code == sdk::ErrorCode::AlreadyExists

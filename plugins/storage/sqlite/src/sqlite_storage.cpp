@@ -282,35 +282,20 @@ std::string match_clause(std::size_t fields, int first) {
 
 std::string build_list_sql(std::size_t fields);
 
-/// The DeleteWhere selection for `fields` key fields; built once per size (creates run one per
-/// cascade kind, on the writer thread).
-const std::string& delete_where_sql(std::size_t fields) {
-    constexpr std::size_t kCached = 8;
-    // Never destroyed: threads still running at exit may use it (static destruction order).
-    static const std::vector<std::string>& kSql = *new std::vector<std::string>([] {
-        std::vector<std::string> all;
-        for (std::size_t n = 0; n < kCached; ++n) {
-            all.push_back("SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" +
-                          match_clause(n, 2));
-        }
-        return all;
-    }());
-    if (fields < kCached) {
-        return kSql[fields];
-    }
-    thread_local std::string uncached;
-    uncached = "SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" + match_clause(fields, 2);
-    return uncached;
+std::string build_delete_where_sql(std::size_t fields) {
+    return "SELECT r.key_id, r.doc_id FROM records r WHERE r.kind = ?1" + match_clause(fields, 2);
 }
 
-/// The list query for `fields` match fields; built once per size (keys have few fields).
-const std::string& list_sql(std::size_t fields) {
+/// `Build(fields)`, built once per field count (keys have few fields; the list and DeleteWhere
+/// statements run on every read of relations and every create).
+template <std::string (*Build)(std::size_t)>
+const std::string& sql_for_fields(std::size_t fields) {
     constexpr std::size_t kCached = 8;
     // Never destroyed: threads still running at exit may use it (static destruction order).
     static const std::vector<std::string>& kSql = *new std::vector<std::string>([] {
         std::vector<std::string> all;
         for (std::size_t n = 0; n < kCached; ++n) {
-            all.push_back(build_list_sql(n));
+            all.push_back(Build(n));
         }
         return all;
     }());
@@ -318,7 +303,7 @@ const std::string& list_sql(std::size_t fields) {
         return kSql[fields];
     }
     thread_local std::string uncached;
-    uncached = build_list_sql(fields);
+    uncached = Build(fields);
     return uncached;
 }
 
@@ -878,7 +863,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
         bool cacheable = false;
         {
             ReadLease lease(*this, *conn);
-            auto stmt = (*lease).prepare(list_sql(query.match.size()));
+            auto stmt = (*lease).prepare(sql_for_fields<build_list_sql>(query.match.size()));
             if (!stmt) {
                 return stmt.error();
             }
@@ -1116,7 +1101,7 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply_batch(const Pending& 
                         continue;
                     }
                 }
-                auto select = writer_.prepare(delete_where_sql(m.key.size()));
+                auto select = writer_.prepare(sql_for_fields<build_delete_where_sql>(m.key.size()));
                 if (!select) {
                     return select.error();
                 }

@@ -264,10 +264,7 @@ sdk::Result<std::vector<sdk::Mutation>> OptimizeFunction::archive(
         std::vector<sdk::Mutation> batch;
         // Under their experiment only: one deleted while the search ran gets no orphans.
         batch.push_back({sdk::WriteMode::Require, "Experiment",
-                         {{"collab_id", job->collab()},
-                          {"project_id", job->project()},
-                          {"expt_id", job->expt()}},
-                         {}});
+                         ttp::experiment_key(job->collab(), job->project(), job->expt()), {}});
         // Each trial becomes a Run like any other, so its model, validations and MLflow run
         // are found under its run id.
         for (const auto& t : out->value("trials", json::array())) {
