@@ -115,12 +115,11 @@ sdk::Result<std::vector<sdk::Mutation>> EvaluationFunction::archive(sdk::Archive
         if (!out) {
             return out.error();
         }
-        // Under their experiment and participants only: one deleted while the job ran gets no
-        // orphan results; the job fails instead (not the run: an optimization's trials are
-        // evaluated before their Run records are written). Requires first, then the writes.
+        // Under their run (an optimization's trial: its experiment) and participants only: one
+        // deleted while the job ran gets no orphan results; the job fails instead. Requires
+        // first, then the writes.
         std::vector<sdk::Mutation> batch;
-        batch.push_back({sdk::WriteMode::Require, "Experiment",
-                         experiment_key(job->collab(), job->project(), job->expt()), {}});
+        batch.push_back(owner_requirement(*job));
         for (auto& [pid, metas] : out->items()) {
             batch.push_back({sdk::WriteMode::Require, "Participant", {{"participant_id", pid}}, {}});
         }

@@ -132,6 +132,14 @@ sdk::Key evaluation_key(const std::string& pid, const std::string& c, const std:
     return {{"participant_id", pid}, {"collab_id", c}, {"project_id", p}, {"expt_id", e}, {"run_id", r}};
 }
 
+sdk::Mutation owner_requirement(const Job& job) {
+    const auto trial = job.parameters.find(kTrialOf);
+    if (trial != job.parameters.end() && trial->is_string()) {
+        return {sdk::WriteMode::Require, "Experiment", experiment_key(job.collab(), job.project(), job.expt()), {}};
+    }
+    return {sdk::WriteMode::Require, "Run", model_key(job.collab(), job.project(), job.expt(), job.run()), {}};
+}
+
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
     return s;

@@ -68,6 +68,15 @@ sdk::Key model_key(const std::string& c, const std::string& p, const std::string
 sdk::Key evaluation_key(const std::string& pid, const std::string& c, const std::string& p,
                         const std::string& e, const std::string& r);
 
+/// The parameter an optimization sets on the train and validate jobs of its trials (its own
+/// job id): their Run records are written only when the whole search is archived.
+inline constexpr const char* kTrialOf = "optimization";
+
+/// What a run job's results must be archived under, as a Require mutation: its Run, so results
+/// of a run deleted while its job ran are refused (the job fails) instead of left under a dead
+/// key; for an optimization's trial, whose Run does not exist yet, its Experiment.
+sdk::Mutation owner_requirement(const Job& job);
+
 /// Parses a JSON document or object text; InvalidArgument naming `what` otherwise.
 sdk::Result<json> parse_object(std::string_view text, const std::string& what);
 

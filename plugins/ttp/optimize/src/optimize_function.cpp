@@ -98,6 +98,8 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                 common[k] = params[k];
             }
         }
+        // Marks them as trials: their results are archived before their Run records exist.
+        common[ttp::kTrialOf] = job->job_id;
         json participants = json::array();
         const json tags_by_participant = params.value("tags", json::object());
         for (auto& [pid, tags] : tags_by_participant.items()) {

@@ -856,12 +856,10 @@ sdk::Result<std::vector<sdk::Mutation>> TrainFunction::archive(sdk::ArchiveConte
                 doc[k] = v;
             }
         }
-        // Under its experiment only: one deleted (with its project or collaboration) while the
-        // run trained gets no orphan model; the job fails instead. Not the run itself: an
-        // optimization's trials train before their Run records are written.
+        // Under its run only (an optimization's trial: its experiment): a run deleted while it
+        // trained gets no orphan model; the job fails instead.
         return std::vector<sdk::Mutation>{
-            {sdk::WriteMode::Require, "Experiment",
-             ttp::experiment_key(job->collab(), job->project(), job->expt()), {}},
+            ttp::owner_requirement(*job),
             {sdk::WriteMode::Upsert, "Model",
              ttp::model_key(job->collab(), job->project(), job->expt(), job->run()), doc.dump()}};
     } catch (const std::exception& e) {

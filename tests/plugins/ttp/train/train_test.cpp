@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -477,4 +479,58 @@ TEST_CASE("train: a worker failing mid-reply fails the round, naming it, when th
     CHECK(out.error().message.find("worker 'p1'") != std::string::npos);
     CHECK(out.error().message.find("'p0'") == std::string::npos);
     CHECK_FALSE(fs::exists(dir.path + "/c/p/e/r/checkpoints/round_0/state.json"));
+}
+
+namespace {
+
+/// Archive needs no store reads: the mutations are checked as returned.
+class NoArchiveCtx final : public sdk::ArchiveContext {
+public:
+    sdk::Logger& logger() noexcept override { return host_.logger(); }
+    sdk::StorageBackend& storage() noexcept override { std::abort(); }
+    sdk::Tracker* tracker() noexcept override { return nullptr; }
+    std::string outputs_dir() const override { return "/nonexistent"; }
+
+private:
+    sdk::testing::FakeHost host_;
+};
+
+}  // namespace
+
+TEST_CASE("train: a run's model is archived only under its run and a trial's under its experiment",
+          "[unit][ttp][train]") {
+    sdk::testing::FakeHost host;
+    synergos::plugins::train::TrainFunction train(host, sdk::Options(std::map<std::string, std::string>{}));
+    NoArchiveCtx ctx;
+    const std::string outputs = R"({"global":{"path":"g"},"local_0":{"origin":"p0"}})";
+    const auto archived = [&](const json& parameters) {
+        const json job_msg = {{"job_id", "j1"},
+                              {"process", "train"},
+                              {"keys", {"c", "p", "e", "r"}},
+                              {"grid", 0},
+                              {"parameters", parameters}};
+        auto batch = train.archive(ctx, job_msg.dump(), outputs);
+        INFO((batch ? std::string() : batch.error().message));
+        REQUIRE(batch.has_value());
+        REQUIRE(batch->size() == 2);
+        CHECK(batch->at(0).mode == sdk::WriteMode::Require);
+        CHECK(batch->at(1).kind == "Model");
+        return batch->at(0);
+    };
+    // A run deleted while it trained: the Require fails the archive (NotFound), the job fails.
+    const sdk::Mutation plain = archived(json::object());
+    CHECK(plain.kind == "Run");
+    using Fields = std::vector<std::pair<std::string, std::string>>;
+    const auto fields = [](const sdk::Key& key) {
+        Fields out;
+        for (const auto& f : key) {
+            out.emplace_back(f.name, f.value);
+        }
+        return out;
+    };
+    CHECK(fields(plain.key) == Fields{{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e"}, {"run_id", "r"}});
+    // An optimization's trial trains before its Run record is written.
+    const sdk::Mutation trial = archived({{"optimization", "opt-job"}});
+    CHECK(trial.kind == "Experiment");
+    CHECK(fields(trial.key) == Fields{{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e"}});
 }
