@@ -632,6 +632,11 @@ inline void bad_input_is_refused(Backend& backend) {
     CHECK(mq->publish(name, make_message(std::string(300, 'i'), "x"), 5s).code() ==
           sdk::ErrorCode::InvalidArgument);
     CHECK(mq->publish(name, make_message("t", "x"), 0ms).code() == sdk::ErrorCode::InvalidArgument);
+    // A body larger than a broker takes (128 MiB): refused by every backend alike, naming it.
+    const sdk::Status too_big =
+        mq->publish(name, make_message("big", std::string(128U * 1024U * 1024U + 1U, 'b')), 5s);
+    CHECK(too_big.code() == sdk::ErrorCode::InvalidArgument);
+    CHECK_THAT(too_big.message(), Catch::Contains("body of message 'big'"));
 
     CHECK(mq->consume(name, 0).status().code() == sdk::ErrorCode::InvalidArgument);
     auto no_queue = mq->consume(missing, 1);

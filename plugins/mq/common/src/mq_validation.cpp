@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "validation.hpp"
+#include "mq_validation.hpp"
 
 #include <string_view>
 
-namespace synergos::plugins::memory {
+namespace synergos::plugins::mq {
 
 namespace {
 
@@ -65,6 +65,11 @@ sdk::Status validate_message(const std::string& queue, const sdk::Message& messa
         return invalid("content_type of message '" + message.id + "' for queue '" + queue +
                        "' is longer than 255 bytes");
     }
+    if (message.body.size() > kMaxBodyBytes) {
+        return invalid("body of message '" + message.id + "' for queue '" + queue + "' has " +
+                       std::to_string(message.body.size()) + " bytes, more than the broker's " +
+                       std::to_string(kMaxBodyBytes));
+    }
     for (const auto& [key, value] : message.headers) {
         if (key.empty() || key.size() > kMaxShortString) {
             return invalid("header name of message '" + message.id + "' for queue '" + queue +
@@ -93,4 +98,4 @@ sdk::Status validate_prefetch(const std::string& queue, std::uint16_t prefetch) 
     return sdk::Status::ok();
 }
 
-}  // namespace synergos::plugins::memory
+}  // namespace synergos::plugins::mq

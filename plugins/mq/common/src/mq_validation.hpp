@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+/// Input checks of the bundled queue plugins (`memory`, `rabbitmq`), at every entry point. The
+/// rules are what a RabbitMQ broker accepts, so bad input is refused locally with a clear
+/// message instead of closing a channel, and code tested against `memory` also runs against
+/// `rabbitmq`.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <synergos/sdk/message_queue.hpp>
+#include <synergos/sdk/status.hpp>
+
+namespace synergos::plugins::mq {
+
+/// Longest queue name, message id, content type or header name (AMQP short string).
+inline constexpr std::size_t kMaxShortString = 255;
+/// Largest body a RabbitMQ 3.x broker accepts by default (`max_message_size`).
+inline constexpr std::size_t kMaxBodyBytes = 128U * 1024U * 1024U;
+
+/// A queue name: 1..255 bytes, no spaces or control characters, not the reserved `amq.` prefix.
+/// `field` names the offending field in the message ("queue", "dead_letter_queue").
+sdk::Status validate_queue_name(const std::string& name, const char* field);
+
+/// A whole queue spec (name, dead-letter queue distinct from the queue).
+sdk::Status validate_spec(const sdk::QueueSpec& spec);
+
+/// A message about to be published to `queue` (short-string limits, header names, body size).
+sdk::Status validate_message(const std::string& queue, const sdk::Message& message);
+
+/// A publish timeout: strictly positive.
+sdk::Status validate_timeout(const std::string& queue, std::chrono::milliseconds timeout);
+
+/// A consumer prefetch: 1..65535 (0, "unlimited" in AMQP, is refused to keep memory bounded).
+sdk::Status validate_prefetch(const std::string& queue, std::uint16_t prefetch);
+
+}  // namespace synergos::plugins::mq
