@@ -18,6 +18,8 @@ namespace synergos::plugins::mq {
 
 /// Longest queue name, message id, content type or header name (AMQP short string).
 inline constexpr std::size_t kMaxShortString = 255;
+/// Longest wait honoured for a receive or publish timeout (longer ones are clamped).
+inline constexpr std::chrono::milliseconds kLongestWait = std::chrono::hours(24 * 365);
 /// Largest body a RabbitMQ 3.x broker accepts by default (`max_message_size`).
 inline constexpr std::size_t kMaxBodyBytes = 128U * 1024U * 1024U;
 

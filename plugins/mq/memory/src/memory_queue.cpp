@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "descriptor.hpp"
-#include "validation.hpp"
+#include "mq_validation.hpp"
 
 namespace synergos::plugins::memory {
 
@@ -195,7 +195,7 @@ sdk::Status MemoryQueue::start() noexcept {
 
 sdk::Status MemoryQueue::declare(const sdk::QueueSpec& spec) noexcept {
     try {
-        if (auto status = validate_spec(spec); !status) {
+        if (auto status = mq::validate_spec(spec); !status) {
             return status;
         }
         std::lock_guard<std::mutex> lock(broker_->mutex);
@@ -222,13 +222,13 @@ sdk::Status MemoryQueue::declare(const sdk::QueueSpec& spec) noexcept {
 sdk::Status MemoryQueue::publish(const std::string& queue, const sdk::Message& message,
                                  std::chrono::milliseconds timeout) noexcept {
     try {
-        if (auto status = validate_queue_name(queue, "queue"); !status) {
+        if (auto status = mq::validate_queue_name(queue, "queue"); !status) {
             return status;
         }
-        if (auto status = validate_message(queue, message); !status) {
+        if (auto status = mq::validate_message(queue, message); !status) {
             return status;
         }
-        if (auto status = validate_timeout(queue, timeout); !status) {
+        if (auto status = mq::validate_timeout(queue, timeout); !status) {
             return status;
         }
         StoredMessage stored{message, false};
@@ -257,10 +257,10 @@ sdk::Status MemoryQueue::publish(const std::string& queue, const sdk::Message& m
 sdk::Result<std::unique_ptr<sdk::Consumer>> MemoryQueue::consume(const std::string& queue,
                                                                  std::uint16_t prefetch) noexcept {
     try {
-        if (auto status = validate_queue_name(queue, "queue"); !status) {
+        if (auto status = mq::validate_queue_name(queue, "queue"); !status) {
             return status;
         }
-        if (auto status = validate_prefetch(queue, prefetch); !status) {
+        if (auto status = mq::validate_prefetch(queue, prefetch); !status) {
             return status;
         }
         std::shared_ptr<QueueState> state;
@@ -365,7 +365,7 @@ sdk::Result<std::optional<sdk::Delivery>> MemoryConsumer::receive(
     std::chrono::milliseconds timeout) noexcept {
     try {
         // Clamped, so `now + timeout` cannot overflow for "wait forever" values.
-        const auto wait = std::clamp(timeout, std::chrono::milliseconds(0), kLongestWait);
+        const auto wait = std::clamp(timeout, std::chrono::milliseconds(0), mq::kLongestWait);
         const auto deadline = std::chrono::steady_clock::now() + wait;
         std::unique_lock<std::mutex> lock(broker_->mutex);
         const auto ready = [&] {
@@ -437,7 +437,7 @@ sdk::Status MemoryConsumer::reject(std::uint64_t tag, bool requeue) noexcept {
 
 sdk::Status MemoryConsumer::set_prefetch(std::uint16_t prefetch) noexcept {
     try {
-        if (auto status = validate_prefetch(queue_->spec.name, prefetch); !status) {
+        if (auto status = mq::validate_prefetch(queue_->spec.name, prefetch); !status) {
             return status;
         }
         std::lock_guard<std::mutex> lock(broker_->mutex);

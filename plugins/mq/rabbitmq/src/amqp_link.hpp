@@ -26,8 +26,6 @@ namespace synergos::plugins::rabbitmq {
 
 using Clock = std::chrono::steady_clock;
 
-/// Longest wait honoured for a receive or publish timeout (longer ones are clamped).
-inline constexpr std::chrono::milliseconds kLongestWait = std::chrono::hours(24 * 365);
 
 /// Header carrying the publisher's confirm sequence number, so a basic.return can be matched to
 /// its publish. Stripped from deliveries.

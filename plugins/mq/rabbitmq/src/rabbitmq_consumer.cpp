@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "rabbitmq_consumer.hpp"
 
+#include "mq_validation.hpp"
+
 #include <poll.h>
 
 #include <algorithm>
@@ -63,7 +65,7 @@ sdk::Status ConsumerCore::open() {
 sdk::Result<std::optional<sdk::Delivery>> ConsumerCore::receive(std::chrono::milliseconds timeout) {
     // Clamped, so `now + timeout` cannot overflow for "wait forever" values.
     const auto deadline =
-        Clock::now() + std::clamp(timeout, std::chrono::milliseconds(0), kLongestWait);
+        Clock::now() + std::clamp(timeout, std::chrono::milliseconds(0), mq::kLongestWait);
     std::unique_lock<std::mutex> lock(mutex_);
     ready_cv_.wait_until(lock, deadline, [&] { return !ready_.empty() || closing_ || closed_; });
     if (closing_ || closed_) {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "rabbitmq_consumer.hpp"
-#include "validation.hpp"
+#include "mq_validation.hpp"
 
 namespace synergos::plugins::rabbitmq {
 
@@ -210,7 +210,7 @@ sdk::Status RabbitMqQueue::outage_status() const {
 
 sdk::Status RabbitMqQueue::declare(const sdk::QueueSpec& spec) noexcept {
     try {
-        if (auto status = validate_spec(spec); !status) {
+        if (auto status = mq::validate_spec(spec); !status) {
             return status;
         }
         auto op = std::make_shared<Op>();
@@ -228,13 +228,13 @@ sdk::Status RabbitMqQueue::declare(const sdk::QueueSpec& spec) noexcept {
 sdk::Result<RabbitMqQueue::OpPtr> RabbitMqQueue::make_publish(const std::string& queue,
                                                             const sdk::Message& message,
                                                             std::chrono::milliseconds timeout) {
-    if (auto status = validate_queue_name(queue, "queue"); !status) {
+    if (auto status = mq::validate_queue_name(queue, "queue"); !status) {
         return status;
     }
-    if (auto status = validate_message(queue, message); !status) {
+    if (auto status = mq::validate_message(queue, message); !status) {
         return status;
     }
-    if (auto status = validate_timeout(queue, timeout); !status) {
+    if (auto status = mq::validate_timeout(queue, timeout); !status) {
         return status;
     }
     auto op = std::make_shared<Op>();
@@ -242,7 +242,7 @@ sdk::Result<RabbitMqQueue::OpPtr> RabbitMqQueue::make_publish(const std::string&
     op->queue = queue;
     op->message = message;
     op->timeout = timeout;
-    op->deadline = Clock::now() + std::min(timeout, kLongestWait);
+    op->deadline = Clock::now() + std::min(timeout, mq::kLongestWait);
     return op;
 }
 
@@ -300,7 +300,7 @@ sdk::Status RabbitMqQueue::enqueue(const OpPtr& op) {
 }
 
 sdk::Result<RabbitMqQueue::QueueInfo> RabbitMqQueue::inspect(const std::string& queue) {
-    if (auto status = validate_queue_name(queue, "queue"); !status) {
+    if (auto status = mq::validate_queue_name(queue, "queue"); !status) {
         return status;
     }
     auto op = std::make_shared<Op>();
@@ -343,10 +343,10 @@ sdk::Result<std::uint32_t> RabbitMqQueue::consumer_count(const std::string& queu
 sdk::Result<std::unique_ptr<sdk::Consumer>> RabbitMqQueue::consume(
     const std::string& queue, std::uint16_t prefetch) noexcept {
     try {
-        if (auto status = validate_queue_name(queue, "queue"); !status) {
+        if (auto status = mq::validate_queue_name(queue, "queue"); !status) {
             return status;
         }
-        if (auto status = validate_prefetch(queue, prefetch); !status) {
+        if (auto status = mq::validate_prefetch(queue, prefetch); !status) {
             return status;
         }
         {
