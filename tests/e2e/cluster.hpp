@@ -131,8 +131,9 @@ struct Director {
         jobs = std::make_unique<core::jobs::JobService>(storage, mq, host.logger(), registry, nullptr, jo);
         REQUIRE(jobs->start());
         start_ttp(registry, root);
-        core::rest::register_connect_routes(router, storage, host.logger());
-        core::roles::register_director_routes(router, {storage, *jobs, host.logger(), &model_check});
+        auto merger = core::rest::register_connect_routes(router, storage, host.logger());
+        core::roles::register_director_routes(router,
+                                              {storage, *jobs, host.logger(), &model_check, merger});
         core::http::ServerOptions so;
         so.port = 0;
         so.access_log = false;

@@ -79,9 +79,9 @@ struct Rig {
         jobs = std::make_unique<core::jobs::JobService>(storage, this->queue_for(), host.logger(),
                                                         registry, tracker, jo);
         REQUIRE(jobs->start());
-        core::rest::register_connect_routes(router, storage, host.logger());
+        auto merger = core::rest::register_connect_routes(router, storage, host.logger());
         core::roles::register_director_routes(router,
-                                              {storage, *jobs, host.logger(), &model_check});
+                                              {storage, *jobs, host.logger(), &model_check, merger});
         core::http::ServerOptions so;
         so.port = 0;
         so.access_log = false;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -241,7 +242,7 @@ Response ok(int status, const std::string& method, Json params, Json data) {
     return Response::json(status, envelope(status, method, std::move(params), std::move(data)));
 }
 
-class ConnectApi {
+class ConnectApi final : public RecordMerger {
 public:
     ConnectApi(sdk::StorageBackend& storage, sdk::Logger& logger)
         : store_(storage), logger_(logger) {}
@@ -689,6 +690,34 @@ public:
                });
     }
 
+    /// See RecordMerger::merge.
+    sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) override {
+        // Turns are taken in one order (by record), so two merges never wait for each other.
+        std::stable_sort(patches.begin(), patches.end(), [](const RecordPatch& a, const RecordPatch& b) {
+            return turn_key(a.kind, a.key) < turn_key(b.kind, b.key);
+        });
+        for (std::size_t i = 1; i < patches.size();) {
+            if (turn_key(patches[i].kind, patches[i].key) == turn_key(patches[i - 1].kind, patches[i - 1].key)) {
+                for (const auto& [field, value] : patches[i].fields.items()) {
+                    patches[i - 1].fields[field] = value;  // one record's patches: later wins
+                }
+                patches.erase(patches.begin() + static_cast<std::ptrdiff_t>(i));
+            } else {
+                ++i;
+            }
+        }
+        auto op = std::make_shared<MergeOp>(*this, std::move(patches));
+        op->take_turn(0);
+        std::unique_lock<std::mutex> lock(op->mutex);
+        if (!op->cv.wait_for(lock, timeout, [&] { return op->outcome.has_value(); })) {
+            op->abandoned = true;
+            return sdk::Status(sdk::ErrorCode::Timeout,
+                               "the record update did not finish within " + std::to_string(timeout.count()) +
+                                   " ms; it may still be applied");
+        }
+        return *op->outcome;
+    }
+
     /// Queues `batch` on the writer; once it is durable (or failed), `then` (on the writer
     /// thread) turns the outcome into the producer of the answer, which runs on the request's
     /// thread.
@@ -702,6 +731,80 @@ public:
     }
 
 private:
+    /// One merge: takes its records' turns one after the other, then reads, merges and writes
+    /// them all, and ends the turns once the write is applied (or failed).
+    struct MergeOp : std::enable_shared_from_this<MergeOp> {
+        MergeOp(ConnectApi& owner, std::vector<RecordPatch> p) : api(owner), patches(std::move(p)) {}
+
+        void take_turn(std::size_t i) {
+            if (i == patches.size()) {
+                write();
+                return;
+            }
+            auto self = shared_from_this();
+            api.turns_.run(turn_key(patches[i].kind, patches[i].key), [self, i](KeyedTurns::Done done) {
+                {
+                    std::lock_guard<std::mutex> lock(self->mutex);
+                    self->held.push_back(std::move(done));
+                }
+                self->take_turn(i + 1);
+            });
+        }
+
+        void write() {
+            if (is_abandoned()) {  // the caller gave up waiting: nothing is written
+                finish(sdk::Status(sdk::ErrorCode::Timeout, "abandoned before it was written"));
+                return;
+            }
+            std::vector<sdk::Mutation> batch;
+            for (const auto& patch : patches) {
+                auto current = api.store_.get(patch.kind, patch.key);
+                if (!current) {
+                    finish(sdk::Status(current.error()));
+                    return;
+                }
+                Json doc = Json::parse(current->document, nullptr, false);
+                if (!doc.is_object()) {
+                    doc = Json::object();
+                }
+                for (const auto& [field, value] : patch.fields.items()) {
+                    doc[field] = value;
+                }
+                batch.push_back({sdk::WriteMode::Update, patch.kind, patch.key, doc.dump()});
+            }
+            auto self = shared_from_this();
+            api.writes_.submit(std::move(batch), [self](WriteQueue::Outcome written) {
+                self->finish(written ? sdk::Status() : sdk::Status(written.error()));
+            });
+        }
+
+        bool is_abandoned() {
+            std::lock_guard<std::mutex> lock(mutex);
+            return abandoned;
+        }
+
+        void finish(sdk::Status status) {
+            std::vector<KeyedTurns::Done> turns;
+            {
+                std::lock_guard<std::mutex> lock(mutex);
+                turns.swap(held);
+                outcome = std::move(status);
+            }
+            cv.notify_all();
+            for (auto& done : turns) {
+                done();  // the records' next PUTs read what is stored now
+            }
+        }
+
+        ConnectApi& api;
+        std::vector<RecordPatch> patches;
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::optional<sdk::Status> outcome;
+        bool abandoned = false;
+        std::vector<KeyedTurns::Done> held;
+    };
+
     /// What a GET answer is made of: for the record and each related record, its doc_id,
     /// version and update time (an update bumps the version; a new record gets a new doc_id),
     /// and the size of each relation list. Equal fingerprints: byte-identical answers.
@@ -820,8 +923,9 @@ nlohmann::json envelope_params(const http::Request& request) {
     return out;
 }
 
-void register_connect_routes(http::Router& router, sdk::StorageBackend& storage,
-                             sdk::Logger& logger) {
+std::shared_ptr<RecordMerger> register_connect_routes(http::Router& router,
+                                                      sdk::StorageBackend& storage,
+                                                      sdk::Logger& logger) {
     auto api = std::make_shared<ConnectApi>(storage, logger);
     const std::string p = kPrefix;
     const std::string collab = p + "/collaborations/{collab_id}";
@@ -853,6 +957,7 @@ void register_connect_routes(http::Router& router, sdk::StorageBackend& storage,
     add_registration_listing(router, api, participant + "/registrations", {"Participant"});
     add_registration_listing(router, api, participant + "/collaborations/{collab_id}/registrations",
                              {"Participant", "Collaboration"});
+    return api;
 }
 
 }  // namespace synergos::core::rest

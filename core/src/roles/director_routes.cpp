@@ -612,8 +612,10 @@ private:
             throw fail(404, "Participant '" + pt + "' has not registered for any matching project in Collaboration '" +
                                 c + "'!");
         }
-        // The director is the single writer: new predict tags are stored here, before the jobs.
-        std::vector<sdk::Mutation> tag_updates;
+        // The director is the single writer: new predict tags are stored here, before the jobs,
+        // in the tags' turns with the PUT routes (a PUT meanwhile keeps its fields, and so do
+        // these).
+        std::vector<rest::RecordPatch> tag_updates;
         const json new_tags = body.value("tags", json::object());
         for (auto& [project_id, tags] : new_tags.items()) {
             if (!tags.is_array()) {
@@ -622,12 +624,22 @@ private:
             auto tag = require_record("Tag", {{"collab_id", c}, {"project_id", project_id}, {"participant_id", pt}},
                                       "Data tags does not exist for participant '" + pt + "' under Project '" +
                                           project_id + "'!");
-            json doc = document(tag);
-            doc["predict"] = tags;
-            tag_updates.push_back({sdk::WriteMode::Update, "Tag", tag.key, doc.dump()});
+            tag_updates.push_back({"Tag", tag.key, json{{"predict", tags}}});
         }
         if (!tag_updates.empty()) {
-            if (auto st = d_.storage.apply(tag_updates); !st) {
+            sdk::Status st;
+            if (d_.merger) {
+                st = d_.merger->merge(tag_updates, std::chrono::seconds(30));
+            } else {
+                std::vector<sdk::Mutation> writes;
+                for (const auto& patch : tag_updates) {
+                    json doc = document(require_record("Tag", patch.key, "Data tags do not exist"));
+                    doc["predict"] = patch.fields["predict"];
+                    writes.push_back({sdk::WriteMode::Update, "Tag", patch.key, doc.dump()});
+                }
+                st = d_.storage.apply(writes).status();
+            }
+            if (!st) {
                 throw fail(st.error());
             }
         }

@@ -148,8 +148,8 @@ int run_director(Runtime& rt) {
 
     auto router = std::make_shared<http::Router>();
     sdk::Logger& rest_logger = rt.host_context("rest").logger();
-    rest::register_connect_routes(*router, *storage, rest_logger);
-    roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model()});
+    auto merger = rest::register_connect_routes(*router, *storage, rest_logger);
+    roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model(), merger});
     auto worker_client = worker_client_options(cfg);
     if (!worker_client) {
         return fail(rt, "worker client settings are invalid", worker_client.error().message);

@@ -1,4 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -571,6 +576,112 @@ TEST_CASE("a create whose parent is deleted before its write leaves no orphan", 
         REQUIRE(tags.has_value());
         CHECK(tags->empty());
     }
+}
+
+namespace {
+
+/// Holds the first write that updates a record of `kind` until `release()`: a PUT in the middle
+/// of its turn.
+class HoldFirstUpdate final : public synergos::sdk::StorageBackend {
+public:
+    HoldFirstUpdate(synergos::sdk::StorageBackend& inner, std::string kind)
+        : inner_(inner), kind_(std::move(kind)) {}
+    synergos::sdk::Status start() noexcept override { return {}; }
+    int schema_version() const noexcept override { return inner_.schema_version(); }
+    synergos::sdk::Result<synergos::sdk::Record> get(const std::string& kind,
+                                                     const synergos::sdk::Key& key) noexcept override {
+        return inner_.get(kind, key);
+    }
+    synergos::sdk::Result<std::vector<synergos::sdk::Record>> list(
+        const synergos::sdk::Query& query) noexcept override {
+        return inner_.list(query);
+    }
+    synergos::sdk::Result<std::vector<synergos::sdk::Record>> apply(
+        const std::vector<synergos::sdk::Mutation>& batch) noexcept override {
+        bool hold = false;
+        for (const auto& m : batch) {
+            hold = hold || (m.mode == synergos::sdk::WriteMode::Update && m.kind == kind_);
+        }
+        if (hold) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            if (!used_) {
+                used_ = true;
+                holding_ = true;
+                cv_.notify_all();
+                cv_.wait_for(lock, std::chrono::seconds(10), [&] { return released_; });
+                holding_ = false;
+            }
+        }
+        return inner_.apply(batch);
+    }
+    void stop() noexcept override {}
+
+    bool wait_holding() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return holding_; });
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        released_ = true;
+        cv_.notify_all();
+    }
+
+private:
+    synergos::sdk::StorageBackend& inner_;
+    std::string kind_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool used_ = false;
+    bool holding_ = false;
+    bool released_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a merge from another route waits for a PUT of its record and keeps its fields",
+          "[unit][rest]") {
+    // The prediction route sets a tag's `predict` while a client PUTs other tag fields: each
+    // read-merge-write must see the other's write (merging into the same old document, the
+    // later write dropped the earlier one's fields).
+    HoldFirstUpdate* hook = nullptr;
+    RestServer s(RestServer::default_options(), [&](synergos::sdk::StorageBackend& inner) {
+        auto made = std::make_unique<HoldFirstUpdate>(inner, "Tag");
+        hook = made.get();
+        return made;
+    });
+    build_tree(s, "c", "p", "w");
+    const std::string tags = project_path("c", "p") + "/participants/w/registration/tags";
+    std::thread put([&] {
+        synergos::core::http::HttpClient client;
+        auto answer = client.request("PUT", "127.0.0.1", s.port(), tags,
+                                     json{{"evaluate", json::array({json::array({"x"})})}}.dump(),
+                                     "application/json", std::chrono::seconds(20));
+        CHECK((answer && answer->status == 200));
+    });
+    REQUIRE(hook->wait_holding());  // the PUT has read the tag and its write is under way
+    const synergos::sdk::Key key{{"collab_id", "c"}, {"project_id", "p"}, {"participant_id", "w"}};
+    auto merged = std::async(std::launch::async, [&] {
+        return s.merger().merge({{"Tag", key, json{{"predict", json::array({json::array({"y"})})}}}},
+                                std::chrono::seconds(20));
+    });
+    // It waits for the PUT's turn rather than reading the tag as it was before the PUT.
+    CHECK(merged.wait_for(std::chrono::milliseconds(200)) == std::future_status::timeout);
+    hook->release();
+    put.join();
+    REQUIRE(merged.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+    const synergos::sdk::Status status = merged.get();
+    INFO(status.message());
+    REQUIRE(status);
+    auto stored = body_of(s.call("GET", tags))["data"];
+    INFO(stored.dump());
+    CHECK(stored["train"] == json::array({json::array({"a", "b"})}));
+    CHECK(stored["evaluate"] == json::array({json::array({"x"})}));
+    CHECK(stored["predict"] == json::array({json::array({"y"})}));
+    // A merge of a record that does not exist writes nothing and says so.
+    const synergos::sdk::Key other{{"collab_id", "c"}, {"project_id", "p"}, {"participant_id", "nobody"}};
+    const synergos::sdk::Status missing =
+        s.merger().merge({{"Tag", other, json{{"predict", json::array()}}}}, std::chrono::seconds(20));
+    CHECK(missing.code() == synergos::sdk::ErrorCode::NotFound);
 }
 
 TEST_CASE("a record created under a key its deleted predecessor left records under starts empty",

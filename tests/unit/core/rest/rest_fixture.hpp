@@ -57,8 +57,8 @@ public:
         if (wrap) {
             wrapped_ = wrap(storage_);
         }
-        core::rest::register_connect_routes(router_, wrapped_ ? *wrapped_ : storage_,
-                                            host_.logger());
+        merger_ = core::rest::register_connect_routes(router_, wrapped_ ? *wrapped_ : storage_,
+                                                      host_.logger());
         REQUIRE(server_.start().is_ok());
     }
     ~RestServer() {
@@ -96,6 +96,7 @@ public:
     sdk::testing::FakeHost& host() { return host_; }
     plugins::sqlite::SqliteStorage& storage() { return storage_; }
     core::http::HttpServer& server() { return server_; }
+    core::rest::RecordMerger& merger() { return *merger_; }
 
 private:
     TempDir dir_;
@@ -103,6 +104,7 @@ private:
     plugins::sqlite::SqliteStorage storage_;
     std::unique_ptr<sdk::StorageBackend> wrapped_;  // before the router: outlives its routes
     core::http::Router router_;
+    std::shared_ptr<core::rest::RecordMerger> merger_;
     core::http::HttpServer server_;
     core::http::HttpClient client_;
 };

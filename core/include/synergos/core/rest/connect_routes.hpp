@@ -7,7 +7,10 @@
 /// original success envelope and record shapes, and 4xx answers where the original failed with
 /// 500 or silently did the wrong thing (see docs/api.md).
 
+#include <chrono>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,11 +31,33 @@ nlohmann::json envelope(int status, const std::string& method, nlohmann::json pa
 /// (collab_id, project_id, expt_id, run_id, participant_id, tag_id, alignment_id).
 nlohmann::json envelope_params(const http::Request& request);
 
+/// Fields to set in one record (a shallow merge, as a PUT does).
+struct RecordPatch {
+    std::string kind;
+    sdk::Key key;
+    nlohmann::json fields;  ///< a JSON object
+};
+
+/// Read-merge-write of connect records in the same per-record turns as the PUT routes, for
+/// routes elsewhere that change a connect record (the prediction route's `predict` tags): such
+/// a merge and a PUT of the same record never drop each other's fields.
+class RecordMerger {
+public:
+    virtual ~RecordMerger() = default;
+    /// Sets each patch's fields in its record and writes them all in one batch (all or
+    /// nothing), holding each record's turn from its read until the commit. NotFound names the
+    /// first missing record; Timeout after `timeout` (the merge may then still be applied).
+    /// Call from a thread that may block, never from a turn or a write callback.
+    virtual sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) = 0;
+};
+
 /// Registers every connect route on `router`. `storage` and `logger` must outlive the router.
 /// Reads run inline on the server's I/O threads; writes (POST/PUT/DELETE) are asynchronous
 /// routes: checked on the I/O thread, then committed by one writer thread owned by the routes
-/// (every write queued meanwhile shares the commit) and answered once durable.
-void register_connect_routes(http::Router& router, sdk::StorageBackend& storage,
-                             sdk::Logger& logger);
+/// (every write queued meanwhile shares the commit) and answered once durable. Returns the
+/// routes' merger for other routes' changes of connect records.
+std::shared_ptr<RecordMerger> register_connect_routes(http::Router& router,
+                                                      sdk::StorageBackend& storage,
+                                                      sdk::Logger& logger);
 
 }  // namespace synergos::core::rest

@@ -9,8 +9,11 @@
 /// created jobs under `jobs`; the matching GET returns the archived records (404 until there are
 /// any), so the original clients' POST-then-poll pattern keeps working.
 
+#include <memory>
+
 #include <synergos/core/http/router.hpp>
 #include <synergos/core/jobs/job_service.hpp>
+#include <synergos/core/rest/connect_routes.hpp>
 #include <synergos/sdk/log.hpp>
 #include <synergos/sdk/model.hpp>
 #include <synergos/sdk/storage_backend.hpp>
@@ -23,6 +26,9 @@ struct DirectorRoutesDeps {
     sdk::Logger& logger;
     /// When set, architectures and run arguments are checked at POST time (422 naming the item).
     sdk::ModelBackend* model = nullptr;
+    /// The connect routes' merger (register_connect_routes): the prediction route's tag update
+    /// takes the tags' turns with the PUT routes. Without it, that update is a plain write.
+    std::shared_ptr<rest::RecordMerger> merger = nullptr;
 };
 
 /// Registers the train, evaluate and job routes. Everything in `deps` must outlive the router.
