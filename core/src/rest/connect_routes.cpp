@@ -27,8 +27,8 @@ namespace {
 /// One turn at a time per record for the PUT routes' read-merge-write. A PUT reads the record,
 /// merges the body into it and writes the whole document: two PUTs of one record at once would
 /// merge into the same old document and the later write would drop the earlier one's fields.
-/// (Only the PUT routes take turns; other writers of a record replace it whole or are rare:
-/// the prediction route's tag update is the one other merge.)
+/// The PUT routes and RecordMerger (the prediction route's tag update) take turns; other
+/// writers of a record replace it whole.
 class KeyedTurns {
 public:
     /// Ends a turn (calling it again does nothing): the record's next turn, if any, starts.
