@@ -2,13 +2,20 @@
 // Sampling from a ranges.json search space, trial scores from validation statistics and the
 // choice of the best trial, checked against values worked out by hand.
 
+#include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
+#include <synergos/sdk/testing/fake_host.hpp>
+
+#include "optimize_function.hpp"
 #include "search_space.hpp"
 #include "trials.hpp"
 
@@ -261,6 +268,80 @@ TEST_CASE(
     CHECK(best_trial(scores, false).value() == 3);
     CHECK_FALSE(best_trial({std::nullopt, std::nullopt}, true));
     CHECK_FALSE(best_trial({}, false));
+}
+
+
+namespace {
+
+namespace sdk = synergos::sdk;
+
+/// Records the jobs the search submits; every train job succeeds at once on grid 0 and every
+/// validate job fails, so each trial goes through both phases and the search ends.
+class RecordingCtx final : public sdk::JobContext {
+public:
+    sdk::Logger& logger() noexcept override { return host_.logger(); }
+    const std::string& job_id() const noexcept override { return id_; }
+    int grid() const noexcept override { return 0; }
+    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
+    std::string outputs_dir() const override { return "/nonexistent"; }
+    bool is_cancelled() const noexcept override { return false; }
+    void report_progress(std::string_view) noexcept override {}
+    sdk::WorkerClient& workers() noexcept override { std::abort(); }
+    sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
+        return sdk::Error{sdk::ErrorCode::NotFound, name};
+    }
+    sdk::Result<std::string> submit_job(std::string_view job_json) noexcept override {
+        submitted.push_back(json::parse(job_json));
+        return "job-" + std::to_string(submitted.size());
+    }
+    sdk::Result<std::string> wait_job(const std::string& id, std::chrono::milliseconds) noexcept override {
+        const std::size_t n = std::stoul(id.substr(4));
+        const bool train = submitted.at(n - 1).value("process", "") == "train";
+        return json{{"state", train ? "succeeded" : "failed"}, {"grid", 0}, {"reason", "fixture"}}.dump();
+    }
+    sdk::Status write_tensors(const std::string&, const sdk::TensorMap&, std::string_view) noexcept override {
+        return {};
+    }
+    sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
+        return sdk::Error{sdk::ErrorCode::NotFound, path};
+    }
+    sdk::Status write_file(const std::string&, std::string_view) noexcept override { return {}; }
+
+    std::vector<json> submitted;
+
+private:
+    sdk::testing::FakeHost host_;
+    std::string id_ = "opt-1";
+    std::vector<sdk::GridNode> nodes_;
+};
+
+}  // namespace
+
+TEST_CASE("A search marks its trials' train and validate jobs as its own", "[optimize]") {
+    // Trials train and validate before their Run records exist: the mark is what lets their
+    // results be archived under the experiment (a plain run's need its Run).
+    sdk::testing::FakeHost host;
+    OptimizeFunction fn(host, sdk::Options(std::map<std::string, std::string>{{"poll_ms", "1"}}));
+    RecordingCtx ctx;
+    const json job{{"job_id", "opt-1"},
+                   {"process", "optimize"},
+                   {"keys", {"c", "p", "e"}},
+                   {"grid", 0},
+                   {"parameters",
+                    {{"search_space", ranges("choice", {1, 2})},
+                     {"metric", "accuracy"},
+                     {"optimize_mode", "max"},
+                     {"max_trial_num", 2},
+                     {"tags", {{"w", {{"train", {{"a"}}}}}}}}}};
+    (void)fn.execute(ctx, job.dump());
+    std::map<std::string, int> marked;
+    for (const auto& submitted : ctx.submitted) {
+        INFO(submitted.dump());
+        CHECK(submitted["parameters"].value("optimization", "") == "opt-1");
+        marked[submitted.value("process", "")]++;
+    }
+    CHECK(marked["train"] == 2);
+    CHECK(marked["validate"] == 2);
 }
 
 }  // namespace synergos::plugins::optimize
