@@ -7,12 +7,14 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <synergos/core/rest/error_mapping.hpp>
@@ -752,6 +754,16 @@ private:
         }
 
         void write() {
+            // Every path ends in finish: an exception here would otherwise leave the turns taken
+            // before this one held for good.
+            try {
+                write_all();
+            } catch (const std::exception& e) {
+                finish(sdk::Status(sdk::ErrorCode::Internal, std::string("record update failed: ") + e.what()));
+            }
+        }
+
+        void write_all() {
             if (is_abandoned()) {  // the caller gave up waiting: nothing is written
                 finish(sdk::Status(sdk::ErrorCode::Timeout, "abandoned before it was written"));
                 return;
