@@ -215,6 +215,7 @@ public:
             if (!jobs) {
                 return jobs.error();
             }
+            follow_ups_.push_back(jobs->front().job_id);
             return jobs->front().job_id;
         } catch (const std::exception& e) {
             return sdk::Error{sdk::ErrorCode::Internal, std::string("follow-up job failed: ") + e.what()};
@@ -254,11 +255,15 @@ public:
         }
     }
 
+    /// The jobs this one submitted (execute runs on one thread, which alone calls submit_job).
+    const std::vector<std::string>& follow_ups() const noexcept { return follow_ups_; }
+
 private:
     JobService& s_;
     JobRecord job_;
     std::vector<sdk::GridNode> nodes_;
     NoWorkers no_workers_;
+    std::vector<std::string> follow_ups_;
 };
 
 /// Publishes in flight. Shared with their callbacks, which run on the backend's thread and may
@@ -757,6 +762,21 @@ void JobService::run_on_director(const std::string& job_id) {
     } else {
         result.outcome = Outcome::Failed;
         result.reason = outputs.error().message;
+    }
+    if (result.outcome != Outcome::Succeeded) {
+        // Its follow-ups (an optimization's trials) only feed a result that will not come, and
+        // what they would archive has no place without it: queued ones are dropped, running ones
+        // stop at their next safe point.
+        for (const auto& id : ctx.follow_ups()) {
+            auto follow_up = store_.get(id);
+            if (!follow_up || follow_up->is_terminal()) {
+                continue;
+            }
+            if (auto cancelled = cancel(id); !cancelled) {
+                logger_.warn("follow-up job not cancelled",
+                             log_fields({{"job_id", id}, {"by", job_id}, {"error", cancelled.error().message}}));
+            }
+        }
     }
     sdk::Status st;
     for (int attempt = 0; attempt < 5; ++attempt) {

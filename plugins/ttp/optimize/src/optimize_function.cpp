@@ -225,7 +225,7 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
             }
             if (ctx.is_cancelled()) {
                 return sdk::Error{sdk::ErrorCode::Cancelled,
-                                  "optimization cancelled; trials already queued go on"};
+                                  "optimization cancelled"};
             }
             if (Clock::now() > deadline) {
                 return sdk::Error{sdk::ErrorCode::Timeout,

@@ -2,7 +2,11 @@
 // The job machinery end to end (director service, TTP runners, archival) on a real sqlite store
 // and the in-process `memory` queue backend.
 
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "jobs_scenarios.hpp"
 
@@ -180,6 +184,94 @@ TEST_CASE("A started event that arrives after its attempt's retrying result does
     send(started);
     job = wait_for(retried, [](const auto& j) { return j.state == "running"; });
     CHECK(job.attempts == 2);
+}
+
+}  // namespace synergos::test
+
+namespace synergos::test {
+namespace {
+
+/// A director-side job that submits two `train` follow-ups (no TTP serves their grid, so they
+/// stay queued) and then ends as `ending` says: cancelled when the job is cancelled, or at once
+/// with a timeout error.
+class FanOut final : public sdk::TtpFunction {
+public:
+    explicit FanOut(bool time_out) : time_out_(time_out) {}
+    std::vector<std::string> processes() const override { return {"fanout"}; }
+    sdk::Result<std::string> execute(sdk::JobContext& ctx, std::string_view) noexcept override {
+        for (int i = 0; i < 2; ++i) {
+            const std::string follow_up =
+                json{{"process", "train"}, {"keys", {"c1", "p1", "e1", "t" + std::to_string(i)}},
+                     {"grid", 0}, {"parameters", {{"mode", "ok"}}}}
+                    .dump();
+            auto id = ctx.submit_job(follow_up);
+            if (!id) {
+                return id.error();
+            }
+            std::lock_guard<std::mutex> lock(mutex_);
+            ids_.push_back(*id);
+        }
+        submitted_.notify_all();
+        if (time_out_) {
+            return sdk::Error{sdk::ErrorCode::Timeout, "fan-out exceeded its time"};
+        }
+        const auto deadline = std::chrono::steady_clock::now() + 30s;
+        while (!ctx.is_cancelled() && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(5ms);
+        }
+        return sdk::Error{sdk::ErrorCode::Cancelled, "fan-out cancelled"};
+    }
+    sdk::Result<std::vector<sdk::Mutation>> archive(sdk::ArchiveContext&, std::string_view,
+                                                    std::string_view) noexcept override {
+        return std::vector<sdk::Mutation>{};
+    }
+    std::vector<std::string> wait_submitted() {
+        std::unique_lock<std::mutex> lock(mutex_);
+        submitted_.wait_for(lock, 10s, [&] { return ids_.size() == 2; });
+        return ids_;
+    }
+
+private:
+    bool time_out_;
+    std::mutex mutex_;
+    std::condition_variable submitted_;
+    std::vector<std::string> ids_;
+};
+
+}  // namespace
+
+TEST_CASE("A director-side job that ends without a result cancels its unfinished follow-ups", "[jobs]") {
+    const bool time_out = GENERATE(false, true);
+    INFO((time_out ? "timed out" : "cancelled"));
+    FanOut fanout(time_out);  // outlives the harness's service, which may still hold it
+    Harness h(Backend::Memory, 1);
+    h.registry["fanout"] = &fanout;
+    core::jobs::JobServiceOptions o;
+    o.outputs_dir = (h.dir / "outputs").string();
+    o.topology = h.topology;
+    o.director_processes = {"fanout"};
+    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
+                                                         nullptr, o);
+    REQUIRE(h.service->start());
+    const auto search = h.submit({h.spec("fanout", json::object())}).front();
+    const auto follow_ups = fanout.wait_submitted();
+    REQUIRE(follow_ups.size() == 2);
+    if (!time_out) {
+        REQUIRE(h.service->cancel(search));
+    }
+    const auto ended = h.wait(search, 20s);
+    CHECK(ended.state == (time_out ? "failed" : "cancelled"));
+    for (const auto& id : follow_ups) {
+        INFO(id);
+        const auto follow_up = h.wait(id, 20s);
+        CHECK(follow_up.state == "cancelled");
+    }
+    // Nothing of theirs runs later: a TTP for the grid finds no job to take.
+    h.start_ttp(0);
+    std::this_thread::sleep_for(200ms);
+    for (const auto& id : follow_ups) {
+        CHECK(h.service->get(id)->state == "cancelled");
+    }
 }
 
 }  // namespace synergos::test
