@@ -25,6 +25,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/buffer.hpp>
@@ -162,9 +163,9 @@ struct Director {
         jobs = std::make_unique<synergos::core::jobs::JobService>(storage, queue, host.logger(),
                                                                   registry, nullptr, job_options);
         check(jobs->start().is_ok(), "the job service does not start");
-        synergos::core::rest::register_connect_routes(router, storage, host.logger());
-        synergos::core::roles::register_director_routes(router,
-                                                        {storage, *jobs, host.logger(), nullptr});
+        auto merger = synergos::core::rest::register_connect_routes(router, storage, host.logger());
+        synergos::core::roles::register_director_routes(
+            router, {storage, *jobs, host.logger(), nullptr, std::move(merger)});
     }
     ~Director() {
         jobs->stop();
