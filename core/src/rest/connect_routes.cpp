@@ -9,12 +9,15 @@
 #include <deque>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <string_view>
 #include <unordered_map>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <synergos/core/rest/error_mapping.hpp>
@@ -244,6 +247,19 @@ Response ok(int status, const std::string& method, Json params, Json data) {
     return Response::json(status, envelope(status, method, std::move(params), std::move(data)));
 }
 
+/// `fields` set in the stored `document` (a shallow merge, as the original's update); a
+/// document that is not an object starts empty.
+Json merged_document(const std::string& document, const Json& fields) {
+    Json doc = Json::parse(document, nullptr, false);
+    if (!doc.is_object()) {
+        doc = Json::object();
+    }
+    for (const auto& [field, value] : fields.items()) {
+        doc[field] = value;
+    }
+    return doc;
+}
+
 class ConnectApi final : public RecordMerger {
 public:
     ConnectApi(sdk::StorageBackend& storage, sdk::Logger& logger)
@@ -365,7 +381,7 @@ public:
                                    return *missing;
                                }
                                // Re-created since: still the parent that was missing.
-                               const auto parents = direct_parents(*r);
+                               const auto& parents = direct_parents(*r);
                                return parents.empty()
                                           ? error_response(error)
                                           : Response::error(
@@ -405,7 +421,21 @@ public:
     /// The parents a create must Require: those whose existence no other parent implies. A
     /// parent implies another when deleting the other deletes it (its cascade), since it was
     /// itself created only under the other: a run needs only its experiment.
-    static std::vector<const char*> direct_parents(const Resource& res) {
+    static const std::vector<const char*>& direct_parents(const Resource& res) {
+        // Derived from constant tables: worked out once per resource, not on every create.
+        // Never destroyed: requests still in flight at exit may read it.
+        static const auto& table = *new std::map<const Resource*, std::vector<const char*>>([] {
+            std::map<const Resource*, std::vector<const char*>> all;
+            for (const Resource* r : {&kCollaboration, &kProject, &kExperiment, &kRun, &kParticipant,
+                                      &kRegistration, &kTag}) {
+                all[r] = implied_by_none(*r);
+            }
+            return all;
+        }());
+        return table.at(&res);
+    }
+
+    static std::vector<const char*> implied_by_none(const Resource& res) {
         std::vector<const char*> out;
         for (const char* parent : res.parents) {
             if (parent == nullptr) {
@@ -488,7 +518,7 @@ public:
         // The parents no other parent implies: checked here for a quick 404 (a failed Require
         // would fail every write committed with it, which then commit one by one) and again in
         // the write's own transaction, so a parent deleted in between leaves no orphan.
-        const auto parents = direct_parents(res);
+        const auto& parents = direct_parents(res);
         if (auto missing = check_exists(res.parents, params, parents)) {
             return fail(*missing);
         }
@@ -624,13 +654,7 @@ public:
             }
             return reply(error_response(current.error()));
         }
-        Json doc = Json::parse(current->document, nullptr, false);
-        if (!doc.is_object()) {
-            doc = Json::object();
-        }
-        for (const auto& [field, value] : body.items()) {
-            doc[field] = value;  // shallow merge, as the original's update
-        }
+        const Json doc = merged_document(current->document, body);
         if (auto invalid = validate_document(res.kind, doc)) {
             return reply(Response::field_error(
                 422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field));
@@ -694,21 +718,18 @@ public:
 
     /// See RecordMerger::merge.
     sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) override {
-        // Turns are taken in one order (by record), so two merges never wait for each other.
-        std::stable_sort(patches.begin(), patches.end(), [](const RecordPatch& a, const RecordPatch& b) {
-            return turn_key(a.kind, a.key) < turn_key(b.kind, b.key);
-        });
-        for (std::size_t i = 1; i < patches.size();) {
-            if (turn_key(patches[i].kind, patches[i].key) == turn_key(patches[i - 1].kind, patches[i - 1].key)) {
-                for (const auto& [field, value] : patches[i].fields.items()) {
-                    patches[i - 1].fields[field] = value;  // one record's patches: later wins
-                }
-                patches.erase(patches.begin() + static_cast<std::ptrdiff_t>(i));
-            } else {
-                ++i;
+        // Turns are taken in one order (by record), so two merges never wait for each other;
+        // one record's patches become one (later fields win).
+        std::map<std::string, RecordPatch> by_record;
+        for (auto& patch : patches) {
+            auto [it, fresh] = by_record.try_emplace(turn_key(patch.kind, patch.key), patch);
+            if (!fresh) {
+                it->second.fields.update(patch.fields);
             }
         }
-        auto op = std::make_shared<MergeOp>(*this, std::move(patches));
+        std::vector<std::pair<std::string, RecordPatch>> ordered(std::make_move_iterator(by_record.begin()),
+                                                                 std::make_move_iterator(by_record.end()));
+        auto op = std::make_shared<MergeOp>(*this, std::move(ordered));
         op->take_turn(0);
         std::unique_lock<std::mutex> lock(op->mutex);
         if (!op->cv.wait_for(lock, timeout, [&] { return op->outcome.has_value(); })) {
@@ -736,7 +757,8 @@ private:
     /// One merge: takes its records' turns one after the other, then reads, merges and writes
     /// them all, and ends the turns once the write is applied (or failed).
     struct MergeOp : std::enable_shared_from_this<MergeOp> {
-        MergeOp(ConnectApi& owner, std::vector<RecordPatch> p) : api(owner), patches(std::move(p)) {}
+        MergeOp(ConnectApi& owner, std::vector<std::pair<std::string, RecordPatch>> p)
+            : api(owner), patches(std::move(p)) {}
 
         void take_turn(std::size_t i) {
             if (i == patches.size()) {
@@ -744,7 +766,7 @@ private:
                 return;
             }
             auto self = shared_from_this();
-            api.turns_.run(turn_key(patches[i].kind, patches[i].key), [self, i](KeyedTurns::Done done) {
+            api.turns_.run(patches[i].first, [self, i](KeyedTurns::Done done) {
                 {
                     std::lock_guard<std::mutex> lock(self->mutex);
                     self->held.push_back(std::move(done));
@@ -769,20 +791,14 @@ private:
                 return;
             }
             std::vector<sdk::Mutation> batch;
-            for (const auto& patch : patches) {
+            for (const auto& [turn, patch] : patches) {
                 auto current = api.store_.get(patch.kind, patch.key);
                 if (!current) {
                     finish(sdk::Status(current.error()));
                     return;
                 }
-                Json doc = Json::parse(current->document, nullptr, false);
-                if (!doc.is_object()) {
-                    doc = Json::object();
-                }
-                for (const auto& [field, value] : patch.fields.items()) {
-                    doc[field] = value;
-                }
-                batch.push_back({sdk::WriteMode::Update, patch.kind, patch.key, doc.dump()});
+                batch.push_back({sdk::WriteMode::Update, patch.kind, patch.key,
+                                 merged_document(current->document, patch.fields).dump()});
             }
             auto self = shared_from_this();
             api.writes_.submit(std::move(batch), [self](WriteQueue::Outcome written) {
@@ -809,7 +825,7 @@ private:
         }
 
         ConnectApi& api;
-        std::vector<RecordPatch> patches;
+        std::vector<std::pair<std::string, RecordPatch>> patches;  ///< by turn key, ascending
         std::mutex mutex;
         std::condition_variable cv;
         std::optional<sdk::Status> outcome;

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <stdexcept>
 
 #include <nlohmann/json.hpp>
 
@@ -627,19 +628,7 @@ private:
             tag_updates.push_back({"Tag", tag.key, json{{"predict", tags}}});
         }
         if (!tag_updates.empty()) {
-            sdk::Status st;
-            if (d_.merger) {
-                st = d_.merger->merge(tag_updates, std::chrono::seconds(30));
-            } else {
-                std::vector<sdk::Mutation> writes;
-                for (const auto& patch : tag_updates) {
-                    json doc = document(require_record("Tag", patch.key, "Data tags do not exist"));
-                    doc["predict"] = patch.fields["predict"];
-                    writes.push_back({sdk::WriteMode::Update, "Tag", patch.key, doc.dump()});
-                }
-                st = d_.storage.apply(writes).status();
-            }
-            if (!st) {
+            if (auto st = d_.merger->merge(tag_updates, std::chrono::seconds(30)); !st) {
                 throw fail(st.error());
             }
         }
@@ -710,6 +699,10 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
 }
 
 void register_director_routes(http::Router& router, DirectorRoutesDeps deps) {
+    if (!deps.merger) {
+        throw std::invalid_argument("register_director_routes: deps.merger is required "
+                                    "(the one register_connect_routes returns)");
+    }
     std::make_shared<Routes>(deps)->add(router);
 }
 

@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The evaluation archive (validate and predict): what its results must be written under.
 
-#include <cstdlib>
 #include <map>
 #include <string>
 #include <utility>
@@ -13,24 +12,13 @@
 #include <synergos/sdk/testing/fake_host.hpp>
 
 #include "evaluation.hpp"
+#include "support/archive_context.hpp"
 
 namespace {
 
 namespace sdk = synergos::sdk;
 using nlohmann::json;
 using Fields = std::vector<std::pair<std::string, std::string>>;
-
-/// Archive needs no store reads: the mutations are checked as returned.
-class NoArchiveCtx final : public sdk::ArchiveContext {
-public:
-    sdk::Logger& logger() noexcept override { return host_.logger(); }
-    sdk::StorageBackend& storage() noexcept override { std::abort(); }
-    sdk::Tracker* tracker() noexcept override { return nullptr; }
-    std::string outputs_dir() const override { return "/nonexistent"; }
-
-private:
-    sdk::testing::FakeHost host_;
-};
 
 Fields fields(const sdk::Key& key) {
     Fields out;
@@ -52,7 +40,7 @@ TEST_CASE("evaluation results are archived under their run and participant and a
         INFO(kind.process);
         synergos::plugins::ttp::EvaluationFunction fn(kind, host,
                                                       sdk::Options(std::map<std::string, std::string>{}));
-        NoArchiveCtx ctx;
+        synergos::testing::NoStoreArchiveContext ctx;
         const json outputs = {
             {"w", {{kind.meta, {{"statistics", {{"accuracy", 0.5}}}, {"res_path", nullptr}}}}}};
         const auto archived = [&](const json& parameters) {

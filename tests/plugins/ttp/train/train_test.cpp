@@ -11,7 +11,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -32,6 +31,7 @@
 #include <synergos/sdk/testing/fake_host.hpp>
 
 #include "fedavg.hpp"
+#include "support/archive_context.hpp"
 #include "train_function.hpp"
 #include "unit/core/http/http_test_util.hpp"
 #include "weighted_mean.hpp"
@@ -481,27 +481,11 @@ TEST_CASE("train: a worker failing mid-reply fails the round, naming it, when th
     CHECK_FALSE(fs::exists(dir.path + "/c/p/e/r/checkpoints/round_0/state.json"));
 }
 
-namespace {
-
-/// Archive needs no store reads: the mutations are checked as returned.
-class NoArchiveCtx final : public sdk::ArchiveContext {
-public:
-    sdk::Logger& logger() noexcept override { return host_.logger(); }
-    sdk::StorageBackend& storage() noexcept override { std::abort(); }
-    sdk::Tracker* tracker() noexcept override { return nullptr; }
-    std::string outputs_dir() const override { return "/nonexistent"; }
-
-private:
-    sdk::testing::FakeHost host_;
-};
-
-}  // namespace
-
 TEST_CASE("train: a run's model is archived only under its run and a trial's under its experiment",
           "[unit][ttp][train]") {
     sdk::testing::FakeHost host;
     synergos::plugins::train::TrainFunction train(host, sdk::Options(std::map<std::string, std::string>{}));
-    NoArchiveCtx ctx;
+    synergos::testing::NoStoreArchiveContext ctx;
     const std::string outputs = R"({"global":{"path":"g"},"local_0":{"origin":"p0"}})";
     const auto archived = [&](const json& parameters) {
         const json job_msg = {{"job_id", "j1"},

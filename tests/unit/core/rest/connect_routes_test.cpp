@@ -15,6 +15,7 @@
 #include <synergos/core/rest/record_store.hpp>
 
 #include "rest_fixture.hpp"
+#include "support/storage_double.hpp"
 
 namespace {
 
@@ -478,24 +479,14 @@ namespace {
 
 /// Deletes `victim` (with its cascade) just before the first batch that writes `trigger`: a
 /// DELETE of the parent committing between a create's checks and its write.
-class DeleteFirst final : public synergos::sdk::StorageBackend {
+class DeleteFirst final : public synergos::testing::ForwardingStorage {
 public:
     DeleteFirst(synergos::sdk::StorageBackend& inner, std::string victim,
                 synergos::sdk::Key victim_key, std::string trigger)
-        : inner_(inner),
+        : ForwardingStorage(inner),
           victim_(std::move(victim)),
           victim_key_(std::move(victim_key)),
           trigger_(std::move(trigger)) {}
-    synergos::sdk::Status start() noexcept override { return {}; }
-    int schema_version() const noexcept override { return inner_.schema_version(); }
-    synergos::sdk::Result<synergos::sdk::Record> get(const std::string& kind,
-                                                     const synergos::sdk::Key& key) noexcept override {
-        return inner_.get(kind, key);
-    }
-    synergos::sdk::Result<std::vector<synergos::sdk::Record>> list(
-        const synergos::sdk::Query& query) noexcept override {
-        return inner_.list(query);
-    }
     synergos::sdk::Result<std::vector<synergos::sdk::Record>> apply(
         const std::vector<synergos::sdk::Mutation>& batch) noexcept override {
         for (const auto& m : batch) {
@@ -512,11 +503,9 @@ public:
         }
         return inner_.apply(batch);
     }
-    void stop() noexcept override {}
     bool fired() const { return fired_; }
 
 private:
-    synergos::sdk::StorageBackend& inner_;
     std::string victim_;
     synergos::sdk::Key victim_key_;
     std::string trigger_;
@@ -582,20 +571,10 @@ namespace {
 
 /// Holds the first write that updates a record of `kind` until `release()`: a PUT in the middle
 /// of its turn.
-class HoldFirstUpdate final : public synergos::sdk::StorageBackend {
+class HoldFirstUpdate final : public synergos::testing::ForwardingStorage {
 public:
     HoldFirstUpdate(synergos::sdk::StorageBackend& inner, std::string kind)
-        : inner_(inner), kind_(std::move(kind)) {}
-    synergos::sdk::Status start() noexcept override { return {}; }
-    int schema_version() const noexcept override { return inner_.schema_version(); }
-    synergos::sdk::Result<synergos::sdk::Record> get(const std::string& kind,
-                                                     const synergos::sdk::Key& key) noexcept override {
-        return inner_.get(kind, key);
-    }
-    synergos::sdk::Result<std::vector<synergos::sdk::Record>> list(
-        const synergos::sdk::Query& query) noexcept override {
-        return inner_.list(query);
-    }
+        : ForwardingStorage(inner), kind_(std::move(kind)) {}
     synergos::sdk::Result<std::vector<synergos::sdk::Record>> apply(
         const std::vector<synergos::sdk::Mutation>& batch) noexcept override {
         bool hold = false;
@@ -614,7 +593,6 @@ public:
         }
         return inner_.apply(batch);
     }
-    void stop() noexcept override {}
 
     bool wait_holding() {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -627,7 +605,6 @@ public:
     }
 
 private:
-    synergos::sdk::StorageBackend& inner_;
     std::string kind_;
     std::mutex mutex_;
     std::condition_variable cv_;

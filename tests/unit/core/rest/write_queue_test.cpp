@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include "rest_fixture.hpp"
+#include "support/storage_double.hpp"
 #include "write_queue.hpp"
 
 namespace {
@@ -18,17 +19,9 @@ using synergos::core::rest::WriteQueue;
 
 /// Forwards to the real store, counts apply() calls and can hold the first one until released,
 /// so a test knows that later submits queue up behind it.
-class HeldBackend final : public sdk::StorageBackend {
+class HeldBackend final : public synergos::testing::ForwardingStorage {
 public:
-    explicit HeldBackend(sdk::StorageBackend& inner) : inner_(inner) {}
-    sdk::Status start() noexcept override { return inner_.start(); }
-    int schema_version() const noexcept override { return inner_.schema_version(); }
-    sdk::Result<sdk::Record> get(const std::string& kind, const sdk::Key& key) noexcept override {
-        return inner_.get(kind, key);
-    }
-    sdk::Result<std::vector<sdk::Record>> list(const sdk::Query& query) noexcept override {
-        return inner_.list(query);
-    }
+    explicit HeldBackend(sdk::StorageBackend& inner) : ForwardingStorage(inner) {}
     sdk::Result<std::vector<sdk::Record>> apply(
         const std::vector<sdk::Mutation>& batch) noexcept override {
         {
@@ -51,7 +44,6 @@ public:
         }
         return applied;
     }
-    void stop() noexcept override {}
 
     /// Makes apply() return a record for each DeleteWhere as well.
     void report_delete_where() { report_delete_where_ = true; }
@@ -71,7 +63,6 @@ public:
     }
 
 private:
-    sdk::StorageBackend& inner_;
     std::mutex mutex_;
     std::condition_variable cv_;
     std::vector<std::size_t> sizes_;

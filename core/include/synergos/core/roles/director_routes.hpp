@@ -26,12 +26,13 @@ struct DirectorRoutesDeps {
     sdk::Logger& logger;
     /// When set, architectures and run arguments are checked at POST time (422 naming the item).
     sdk::ModelBackend* model = nullptr;
-    /// The connect routes' merger (register_connect_routes): the prediction route's tag update
-    /// takes the tags' turns with the PUT routes. Without it, that update is a plain write.
+    /// The connect routes' merger (register_connect_routes; required): the prediction route's
+    /// tag update takes the tags' turns with the PUT routes.
     std::shared_ptr<rest::RecordMerger> merger = nullptr;
 };
 
-/// Registers the train, evaluate and job routes. Everything in `deps` must outlive the router.
+/// Registers the train, evaluate and job routes. Everything in `deps` must outlive the router;
+/// throws std::invalid_argument without `deps.merger`.
 void register_director_routes(http::Router& router, DirectorRoutesDeps deps);
 
 /// Parses `a=1&b=x%20y` into a map (later keys win); malformed escapes are kept verbatim.
