@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "synergos/core/jobs/messages.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -283,12 +284,23 @@ std::string log_fields(std::initializer_list<std::pair<const char*, json>> kv) {
 }
 
 std::string new_job_id() {
-    // Not security-sensitive: ids only need to be unique. random_device seeds per call site.
+    // Not security-sensitive: ids only need to be unique. The first 12 hex digits are the
+    // milliseconds since the epoch, so ids sort by creation: the store's key B-trees take each
+    // new job (and its result records) on their rightmost pages, which the updates of recent
+    // jobs share, instead of a random page apiece (fewer WAL frames per commit).
+    // The other 12 are random: random_device seeds the generator once per thread.
     thread_local std::mt19937_64 rng{std::random_device{}()};
     static const char* hex = "0123456789abcdef";
+    const auto ms = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                   std::chrono::system_clock::now().time_since_epoch())
+                                                   .count());
     std::string id = "job-";
-    for (int i = 0; i < 24; ++i) {
-        id.push_back(hex[rng() & 0xF]);
+    for (int shift = 44; shift >= 0; shift -= 4) {
+        id.push_back(hex[(ms >> shift) & 0xF]);
+    }
+    const std::uint64_t random = rng();
+    for (int shift = 44; shift >= 0; shift -= 4) {
+        id.push_back(hex[(random >> shift) & 0xF]);
     }
     return id;
 }

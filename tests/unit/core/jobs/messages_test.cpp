@@ -1,4 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
+#include <chrono>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
 #include <catch2/catch.hpp>
 
 #include "synergos/core/jobs/messages.hpp"
@@ -64,6 +71,29 @@ TEST_CASE("Priorities put preprocessing before training before evaluation", "[jo
     CHECK(priority_of("train") > priority_of("validate"));
     CHECK(priority_of("validate") == priority_of("predict"));
     CHECK(priority_of("train") <= kMaxPriority);
+}
+
+TEST_CASE("Job ids keep their shape and sort by creation time", "[jobs][unit]") {
+    // Ids made a little over a millisecond apart, in order.
+    std::vector<std::string> made;
+    for (int i = 0; i < 12; ++i) {
+        made.push_back(new_job_id());
+        std::this_thread::sleep_for(std::chrono::microseconds(1100));
+    }
+    for (const std::string& id : made) {
+        INFO(id);
+        REQUIRE(id.size() == 28);
+        CHECK(id.rfind("job-", 0) == 0);
+        CHECK(id.find_first_not_of("0123456789abcdef", 4) == std::string::npos);
+    }
+    // Later ids sort after earlier ones (the store appends them to its key B-trees)...
+    CHECK(std::is_sorted(made.begin(), made.end()));
+    // ... and ids made within one millisecond still differ.
+    std::set<std::string> burst;
+    for (int i = 0; i < 1000; ++i) {
+        burst.insert(new_job_id());
+    }
+    CHECK(burst.size() == 1000);
 }
 
 }  // namespace synergos::core::jobs

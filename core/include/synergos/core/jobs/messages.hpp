@@ -88,7 +88,7 @@ struct ResultMessage {
 /// Builds a queue message for a JSON body.
 sdk::Message make_message(const std::string& id, const nlohmann::json& body, std::uint8_t priority = 0);
 
-/// Random job id: "job-" + 24 hex chars.
+/// A new job id: "job-" + 24 hex chars, the first 12 the creation time in ms (ids sort by it).
 std::string new_job_id();
 
 /// A JSON object of log fields, e.g. `log_fields({{"job_id", id}, {"grid", 1}})`.
