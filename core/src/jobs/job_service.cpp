@@ -207,6 +207,7 @@ public:
                 }
                 spec.grid = j["grid"].get<int>();
             }
+            spec.parent_job = job_.job_id;
             if (!s_.has_function(spec.process)) {
                 return sdk::Error{sdk::ErrorCode::Unimplemented,
                                   "process '" + spec.process + "' has no active ttp function on the director"};
@@ -349,8 +350,25 @@ sdk::Status JobService::start() {
     // Director-side jobs interrupted by a stop or crash run again; their functions are written
     // to pick up where they were (stable follow-up ids, archival by key).
     if (auto all = store_.list(JobFilter{}); all) {
+        std::set<std::string> relaunched;
         for (const JobRecord& job : *all) {
             if (job.grid == kDirectorGrid && !job.is_terminal() && runs_on_director(job.process)) {
+                relaunched.insert(job.job_id);
+            }
+        }
+        // The unfinished follow-ups of their interrupted run (a search's trials) were waited on
+        // by that run alone: the new run submits its own, and these would only run beside them.
+        for (const JobRecord& job : *all) {
+            if (!job.is_terminal() && relaunched.count(job.parent_job) != 0) {
+                if (auto cancelled = cancel(job.job_id); !cancelled) {
+                    logger_.warn("follow-up of an interrupted job not cancelled",
+                                 log_fields({{"job_id", job.job_id}, {"by", job.parent_job},
+                                             {"error", cancelled.error().message}}));
+                }
+            }
+        }
+        for (const JobRecord& job : *all) {
+            if (relaunched.count(job.job_id) != 0) {
                 launch_on_director(job);
             }
         }
@@ -880,6 +898,7 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
         job.grid = on_director ? kDirectorGrid : spec.grid >= 0 ? spec.grid : choose(spec);
         job.max_attempts = options_.max_attempts;
         job.created_at = now_iso8601();
+        job.parent_job = spec.parent_job;
         JobMessage msg;
         msg.job_id = job.job_id;
         msg.process = job.process;

@@ -27,6 +27,7 @@ json JobRecord::to_document() const {
                 {"grid", grid},               {"state", state},         {"attempts", attempts},
                 {"max_attempts", max_attempts}, {"created_at", created_at}, {"started_at", started_at},
                 {"finished_at", finished_at}, {"reason", reason},       {"ttp_id", ttp_id},
+                {"parent_job", parent_job},
                 {"progress", progress},       {"outputs", outputs},     {"message", message}};
 }
 
@@ -64,6 +65,7 @@ sdk::Result<JobRecord> JobRecord::from_record(const sdk::Record& record) {
         r.finished_at = d.value("finished_at", "");
         r.reason = d.value("reason", "");
         r.ttp_id = d.value("ttp_id", "");
+        r.parent_job = d.value("parent_job", "");
         r.progress = d.value("progress", json::object());
         r.outputs = d.value("outputs", json::object());
         r.message = d.value("message", json::object());

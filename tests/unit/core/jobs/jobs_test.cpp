@@ -225,9 +225,10 @@ public:
                                                     std::string_view) noexcept override {
         return std::vector<sdk::Mutation>{};
     }
-    std::vector<std::string> wait_submitted() {
+    /// The ids of every follow-up submitted so far, once there are `count` (or after 10 s).
+    std::vector<std::string> wait_submitted(std::size_t count = 2) {
         std::unique_lock<std::mutex> lock(mutex_);
-        submitted_.wait_for(lock, 10s, [&] { return ids_.size() == 2; });
+        submitted_.wait_for(lock, 10s, [&] { return ids_.size() >= count; });
         return ids_;
     }
 
@@ -272,6 +273,50 @@ TEST_CASE("A director-side job that ends without a result cancels its unfinished
     for (const auto& id : follow_ups) {
         CHECK(h.service->get(id)->state == "cancelled");
     }
+}
+
+TEST_CASE("A director-side job run again after a restart cancels its interrupted run's follow-ups",
+          "[jobs]") {
+    FanOut fanout(false);  // outlives the harness's services
+    Harness h(Backend::Memory, 1);
+    h.registry["fanout"] = &fanout;
+    core::jobs::JobServiceOptions o;
+    o.outputs_dir = (h.dir / "outputs").string();
+    o.topology = h.topology;
+    o.director_processes = {"fanout"};
+    auto start_service = [&] {
+        h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(),
+                                                             h.registry, nullptr, o);
+        REQUIRE(h.service->start());
+    };
+    start_service();
+    const auto search = h.submit({h.spec("fanout", json::object())}).front();
+    const auto first = fanout.wait_submitted(2);
+    REQUIRE(first.size() == 2);
+    // The director stops mid-search: the search has no result, so it stays unfinished, and so do
+    // its follow-ups (no TTP serves their grid).
+    h.service->stop();
+    REQUIRE_FALSE(h.service->get(search)->is_terminal());
+    for (const auto& id : first) {
+        INFO(id);
+        CHECK(h.service->get(id)->state == "queued");
+        CHECK(h.service->get(id)->parent_job == search);
+    }
+    // At the next start the search runs again and submits its follow-ups anew; the first run's
+    // are cancelled instead of running beside them.
+    start_service();
+    const auto all = fanout.wait_submitted(4);
+    REQUIRE(all.size() == 4);
+    for (const auto& id : first) {
+        INFO(id);
+        CHECK(h.wait(id, 20s).state == "cancelled");
+    }
+    for (std::size_t i = 2; i < all.size(); ++i) {
+        INFO(all[i]);
+        CHECK(h.service->get(all[i])->state == "queued");
+        CHECK(h.service->get(all[i])->parent_job == search);
+    }
+    CHECK(h.service->get(search)->state == "running");
 }
 
 }  // namespace synergos::test

@@ -54,6 +54,7 @@ struct JobSpec {
     nlohmann::json grids = nlohmann::json::array();   ///< every grid's nodes
     nlohmann::json parameters = nlohmann::json::object();
     int grid = -1;                                    ///< -1: the service chooses
+    std::string parent_job;  ///< the director-side job that submitted it; "" for requests
 };
 
 struct JobServiceOptions {

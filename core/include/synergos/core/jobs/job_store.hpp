@@ -40,6 +40,7 @@ struct JobRecord {
     std::string finished_at;
     std::string reason;
     std::string ttp_id;
+    std::string parent_job;  ///< the director-side job that submitted it (a search's trials)
     nlohmann::json progress = nlohmann::json::object();
     nlohmann::json outputs = nlohmann::json::object();  ///< summary of the result (small)
     nlohmann::json message = nlohmann::json::object();  ///< the job message as published
