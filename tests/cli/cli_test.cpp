@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <synergos/core/http/client.hpp>
 
 #include "support/child_process.hpp"
 
@@ -171,5 +172,57 @@ TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lif
     CHECK(stopped == std::vector<std::string>(started.rbegin(), started.rend()));
     CHECK(snapshot_censored);
     CHECK(stop_requested);
+}
+TEST_CASE("A director serves its job service's and store writer's metrics at GET /metrics",
+          "[cli][metrics]") {
+    TempDir dir;
+    const fs::path config = dir.path / "director.yaml";
+    std::ofstream(config) << "node: {id: cli-2}\n"
+                             "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
+                             "logging:\n"
+                             "  backend: basic\n"
+                             "  options: {output: none, json_file: stderr}\n"
+                             "message_queue: memory\n"
+                             "storage: sqlite\n"
+                             "tracking: none\n"
+                             "ttp: {functions: []}\n"
+                             "aggregators: []\n"
+                             "model: none\n";
+    Child child({"director", "--config", config.string(), "--port", "0"});
+    int port = 0;
+    REQUIRE(child.read_until(
+        [&](const auto& lines) {
+            for (const auto& r : records(lines)) {
+                if (r["event"] == "role started") {
+                    port = r["fields"].value("port", 0);
+                    return true;
+                }
+            }
+            return false;
+        },
+        kTimeout));
+    REQUIRE(port > 0);
+    synergos::core::http::HttpClient client;
+    const auto p = static_cast<std::uint16_t>(port);
+    auto created = client.request(
+        "POST", "127.0.0.1", p, "/ttp/connect/collaborations",
+        R"({"collab_id":"m1","mq":{"host":"127.0.0.1","ports":{"main":5672,"ui":15672},"secure":false}})");
+    REQUIRE(created.has_value());
+    REQUIRE(created->status == 201);
+    auto page = client.request("GET", "127.0.0.1", p, "/metrics");
+    REQUIRE(page.has_value());
+    CHECK(page->status == 200);
+    INFO(page->body);
+    // The POST (the scrape itself is counted once answered), its one write and commit, and
+    // the job service's figures, zero jobs so far.
+    CHECK_THAT(page->body, Catch::Contains("synergos_http_responses_total{code=\"2xx\"} 1\n"));
+    CHECK_THAT(page->body, Catch::Contains("synergos_rest_writes_total 1\n"));
+    CHECK_THAT(page->body, Catch::Contains("synergos_rest_write_commit_seconds_count 1\n"));
+    CHECK_THAT(page->body, Catch::Contains("synergos_jobs_submitted_total 0\n"));
+    CHECK_THAT(page->body, Catch::Contains("# TYPE synergos_job_store_commit_seconds histogram\n"));
+    child.signal(SIGTERM);
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
 }
 #endif

@@ -136,6 +136,8 @@ public:
 
     /// Health probes, or the router's match (a handler, or the error to send).
     Match dispatch(Request& request);
+    void record(int status, Clock::time_point began) noexcept;
+    std::string render_metrics() const;
     void log_access(const Request& request, int status, std::size_t bytes, Clock::time_point began);
 
     void session_opened(std::uint64_t id, const std::shared_ptr<SessionBase>& session);
@@ -154,6 +156,11 @@ public:
     std::atomic<bool> running_{false};
     std::atomic<std::size_t> connections_{0};
     std::atomic<std::uint64_t> next_session_id_{1};
+    // GET /metrics: answers by status class (1xx..5xx), their latency from the first byte of
+    // the request to the answer handed to the socket, and connections refused at the limit.
+    std::array<std::atomic<std::uint64_t>, 5> answered_{};
+    LatencyHistogram latency_;
+    std::atomic<std::uint64_t> refused_{0};
     std::optional<net::ssl::context> tls_context_;
     BodyBuffers body_buffers_;
 
@@ -538,6 +545,7 @@ private:
         res_.keep_alive(keep_alive);
         res_.prepare_payload();
         if (request != nullptr) {
+            server_.record(response.status, began_);
             server_.log_access(*request, response.status, bytes, began_);
         }
         tcp_layer().expires_after(server_.options_.body_timeout);
@@ -802,6 +810,7 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
 }
 
 void HttpServer::Impl::reject(tcp::socket socket) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
     logger_.warn("http connection refused: limit reached",
                  nlohmann::json{{"max_connections", options_.max_connections}}.dump());
     if (tls_context_) {
@@ -846,7 +855,49 @@ Match HttpServer::Impl::dispatch(Request& request) {
         }
         return out;
     }
+    if (request.method == "GET" && request.path == "/metrics") {
+        Response page;
+        page.status = 200;
+        page.content_type = kMetricsContentType;
+        page.body = render_metrics();
+        out.error = std::move(page);
+        return out;
+    }
     return router_.match(request);
+}
+
+void HttpServer::Impl::record(int status, Clock::time_point began) noexcept {
+    const int cls = status / 100;
+    if (cls >= 1 && cls <= 5) {
+        answered_[static_cast<std::size_t>(cls - 1)].fetch_add(1, std::memory_order_relaxed);
+    }
+    latency_.observe(Clock::now() - began);
+}
+
+std::string HttpServer::Impl::render_metrics() const {
+    std::string out;
+    out.reserve(4096);
+    out.append("# HELP synergos_http_responses_total HTTP answers sent, by status class.\n"
+               "# TYPE synergos_http_responses_total counter\n");
+    for (std::size_t i = 0; i < answered_.size(); ++i) {
+        out.append("synergos_http_responses_total{code=\"")
+            .append(std::to_string(i + 1))
+            .append("xx\"} ")
+            .append(std::to_string(answered_[i].load(std::memory_order_relaxed)))
+            .append("\n");
+    }
+    latency_.render(out, "synergos_http_request_duration_seconds",
+                    "Time from a request's first byte to its answer being sent.");
+    append_gauge(out, "synergos_http_connections", "Open HTTP connections.",
+                 static_cast<double>(connections_.load()));
+    append_counter(out, "synergos_http_connections_refused_total",
+                   "Connections refused at max_connections.", refused_.load());
+    for (const auto& source : options_.metrics_sources) {
+        if (source) {
+            source(out);
+        }
+    }
+    return out;
 }
 
 void HttpServer::Impl::log_access(const Request& request, int status, std::size_t bytes,

@@ -646,6 +646,12 @@ void JobService::writer_loop() {
         failures.swap(publish_failures_);
         lock.unlock();
         if (!tasks.empty() || !moves.empty() || !events.empty() || !failures.empty()) {
+            const auto began = std::chrono::steady_clock::now();
+            std::size_t delivered = 0;
+            for (const auto& task : events) {
+                delivered += task->events.size();
+            }
+            events_total_.fetch_add(delivered, std::memory_order_relaxed);
             try {
                 write(tasks, moves, events, failures);
             } catch (const std::exception& e) {
@@ -653,6 +659,7 @@ void JobService::writer_loop() {
                     task->status = sdk::Status(sdk::ErrorCode::Internal, std::string("recording failed: ") + e.what());
                 }
             }
+            commit_latency_.observe(std::chrono::steady_clock::now() - began);
         }
         lock.lock();
         for (const auto& task : tasks) {
@@ -922,6 +929,7 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     if (!recorded) {
         return recorded.error();
     }
+    submitted_total_.fetch_add(jobs.size(), std::memory_order_relaxed);
     std::vector<JobRecord> outgoing;
     for (JobRecord& job : jobs) {
         if (job.grid != kDirectorGrid) {
@@ -949,6 +957,16 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     }
     notify_changed();
     return jobs;
+}
+
+void JobService::append_metrics(std::string& out) const {
+    http::append_counter(out, "synergos_jobs_submitted_total", "Jobs recorded and handed to the queue.",
+                         submitted_total_.load(std::memory_order_relaxed));
+    http::append_counter(out, "synergos_job_events_total",
+                         "Started events, progress and results taken from the results queue and written.",
+                         events_total_.load(std::memory_order_relaxed));
+    commit_latency_.render(out, "synergos_job_store_commit_seconds",
+                           "The job writer's transactions (new jobs, events, queued moves) until durable.");
 }
 
 void JobService::post(const std::vector<JobRecord>& jobs) {

@@ -262,8 +262,9 @@ Json merged_document(const std::string& document, const Json& fields) {
 
 class ConnectApi final : public RecordMerger {
 public:
-    ConnectApi(sdk::StorageBackend& storage, sdk::Logger& logger)
-        : store_(storage), logger_(logger) {}
+    ConnectApi(sdk::StorageBackend& storage, sdk::Logger& logger,
+               std::shared_ptr<WriteMetrics> metrics)
+        : store_(storage), logger_(logger), writes_(store_.backend(), std::move(metrics)) {}
 
     /// 400 naming the first path parameter that is not a valid id.
     static std::optional<Response> check_path(const Request& request) {
@@ -862,7 +863,7 @@ private:
     std::mutex memo_mutex_;
     std::unordered_map<std::string, Memo> memo_;
     KeyedTurns turns_;
-    WriteQueue writes_{store_.backend()};  // last: its thread stops before the members above
+    WriteQueue writes_;  // last: its thread stops before the members above
 };
 
 /// Registers GET/POST on a collection (both slash spellings) and GET/PUT/DELETE on its items.
@@ -953,8 +954,9 @@ nlohmann::json envelope_params(const http::Request& request) {
 
 std::shared_ptr<RecordMerger> register_connect_routes(http::Router& router,
                                                       sdk::StorageBackend& storage,
-                                                      sdk::Logger& logger) {
-    auto api = std::make_shared<ConnectApi>(storage, logger);
+                                                      sdk::Logger& logger,
+                                                      std::shared_ptr<WriteMetrics> metrics) {
+    auto api = std::make_shared<ConnectApi>(storage, logger, std::move(metrics));
     const std::string p = kPrefix;
     const std::string collab = p + "/collaborations/{collab_id}";
     const std::string project = collab + "/projects/{project_id}";

@@ -31,7 +31,8 @@ void deliver(const WriteQueue::Done& done, WriteQueue::Outcome outcome) noexcept
 
 }  // namespace
 
-WriteQueue::WriteQueue(sdk::StorageBackend& backend) : backend_(backend) {
+WriteQueue::WriteQueue(sdk::StorageBackend& backend, std::shared_ptr<WriteMetrics> metrics)
+    : backend_(backend), metrics_(std::move(metrics)) {
     thread_ = std::thread([this] {
         pthread_setname_np(pthread_self(), "rest-writer");  // for top/perf
         run();
@@ -99,6 +100,9 @@ void WriteQueue::run() {
                 queue_.pop_front();
             }
         }
+        if (metrics_) {
+            metrics_->requests.fetch_add(group.size(), std::memory_order_relaxed);
+        }
         apply_group(group);
         group.clear();
     }
@@ -112,7 +116,7 @@ void WriteQueue::apply_group(std::vector<Item>& group) {
             combined.insert(combined.end(), item.batch.begin(), item.batch.end());
             outputs += outputs_of(item.batch);
         }
-        auto applied = backend_.apply(combined);
+        auto applied = apply(combined);
         if (applied && applied->size() == outputs) {
             auto next = applied->begin();
             for (auto& item : group) {
@@ -138,8 +142,18 @@ void WriteQueue::apply_group(std::vector<Item>& group) {
         // Nothing of the combined batch was written (apply is all or nothing): one by one.
     }
     for (auto& item : group) {
-        deliver(item.done, backend_.apply(item.batch));
+        deliver(item.done, apply(item.batch));
     }
+}
+
+WriteQueue::Outcome WriteQueue::apply(const std::vector<sdk::Mutation>& batch) {
+    const auto began = std::chrono::steady_clock::now();
+    auto outcome = backend_.apply(batch);
+    // Before any answer goes out: a client that reads the metrics after its answer sees its write.
+    if (metrics_) {
+        metrics_->commit_latency.observe(std::chrono::steady_clock::now() - began);
+    }
+    return outcome;
 }
 
 }  // namespace synergos::core::rest

@@ -14,10 +14,12 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
+#include <synergos/core/rest/connect_routes.hpp>
 #include <synergos/sdk/status.hpp>
 #include <synergos/sdk/storage_backend.hpp>
 
@@ -33,7 +35,8 @@ public:
     using Outcome = sdk::Result<std::vector<sdk::Record>>;
     using Done = std::function<void(Outcome)>;
 
-    explicit WriteQueue(sdk::StorageBackend& backend);
+    /// `metrics` (optional) counts the requests and times each group's commit.
+    explicit WriteQueue(sdk::StorageBackend& backend, std::shared_ptr<WriteMetrics> metrics = nullptr);
     /// Finishes the group being applied, fails what is still queued (Unavailable), joins.
     ~WriteQueue();
     WriteQueue(const WriteQueue&) = delete;
@@ -50,8 +53,11 @@ private:
 
     void run();
     void apply_group(std::vector<Item>& group);
+    /// One commit (timed for the metrics).
+    Outcome apply(const std::vector<sdk::Mutation>& batch);
 
     sdk::StorageBackend& backend_;
+    std::shared_ptr<WriteMetrics> metrics_;
     std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<Item> queue_;

@@ -148,7 +148,8 @@ int run_director(Runtime& rt) {
 
     auto router = std::make_shared<http::Router>();
     sdk::Logger& rest_logger = rt.host_context("rest").logger();
-    auto merger = rest::register_connect_routes(*router, *storage, rest_logger);
+    auto write_metrics = std::make_shared<rest::WriteMetrics>();
+    auto merger = rest::register_connect_routes(*router, *storage, rest_logger, write_metrics);
     roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model(), merger});
     auto worker_client = worker_client_options(cfg);
     if (!worker_client) {
@@ -161,6 +162,9 @@ int run_director(Runtime& rt) {
     if (!options) {
         return fail(rt, "REST API failed to start", options.error().message);
     }
+    // GET /metrics: the server's own, then the job service's and the connect routes' writer's.
+    options->metrics_sources.push_back([service](std::string& out) { service->append_metrics(out); });
+    options->metrics_sources.push_back([write_metrics](std::string& out) { write_metrics->append(out); });
     auto server = std::make_shared<http::HttpServer>(*options, *router, rest_logger);
     if (auto st = server->start(); !st) {
         return fail(rt, "REST API failed to start", st.message());

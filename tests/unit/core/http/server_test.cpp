@@ -741,3 +741,48 @@ TEST_CASE("HttpServer: a sent response is released, not held by the idle connect
     CHECK(wait_until([&] { return status_kib("VmRSS:") - before < 16 * 1024; }));
     ::close(fd);
 }
+
+TEST_CASE("HttpServer serves its metrics, and what the process adds, at GET /metrics",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.metrics_sources.push_back(
+        [](std::string& out) { out.append("# TYPE extra_total counter\nextra_total 7\n"); });
+    SECTION("open when the server has no tokens") {
+        HttpServer server(options, router, logger);
+        REQUIRE(server.start().is_ok());
+        HttpClient client;
+        for (int i = 0; i < 3; ++i) {
+            REQUIRE(client.request("GET", "127.0.0.1", server.bound_port(), "/hello")->status == 200);
+        }
+        REQUIRE(client.request("GET", "127.0.0.1", server.bound_port(), "/nowhere")->status == 404);
+        auto res = client.request("GET", "127.0.0.1", server.bound_port(), "/metrics");
+        REQUIRE(res.has_value());
+        CHECK(res->status == 200);
+        CHECK(res->header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8");
+        const std::string& page = res->body;
+        INFO(page);
+        CHECK_THAT(page, Catch::Contains("synergos_http_responses_total{code=\"2xx\"} 3\n"));
+        CHECK_THAT(page, Catch::Contains("synergos_http_responses_total{code=\"4xx\"} 1\n"));
+        CHECK_THAT(page, Catch::Contains("synergos_http_request_duration_seconds_count 4\n"));
+        CHECK_THAT(page, Catch::Contains("synergos_http_connections 1\n"));
+        CHECK_THAT(page, Catch::Contains("synergos_http_connections_refused_total 0\n"));
+        CHECK_THAT(page, Catch::EndsWith("extra_total 7\n"));
+        // The scrape itself is counted once it is answered.
+        res = client.request("GET", "127.0.0.1", server.bound_port(), "/metrics");
+        CHECK_THAT(res->body, Catch::Contains("synergos_http_responses_total{code=\"2xx\"} 4\n"));
+    }
+    SECTION("behind the API's bearer tokens when it has some") {
+        options.tokens.push_back({"s3cret-token-value", synergos::core::http::Scope::Admin, "test"});
+        HttpServer server(options, router, logger);
+        REQUIRE(server.start().is_ok());
+        HttpClient client;
+        CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/metrics")->status == 401);
+        auto res = client.request("GET", "127.0.0.1", server.bound_port(), "/metrics", {},
+                                  "application/json", 5s,
+                                  {{"Authorization", "Bearer s3cret-token-value"}});
+        CHECK(res->status == 200);
+        CHECK_THAT(res->body, Catch::Contains("synergos_http_responses_total{code=\"4xx\"} 1\n"));
+    }
+}

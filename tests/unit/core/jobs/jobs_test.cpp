@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,34 @@ TEST_CASE("A queued job on a grid without a TTP says so", "[jobs]") {
     REQUIRE(job);
     CHECK(job->state == "queued");
     CHECK_THAT(job->reason, Catch::Contains("no TTP connected for grid 0"));
+}
+
+TEST_CASE("The job service counts its submits, events and commits for GET /metrics", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);
+    const auto ids = h.submit({h.spec("train", json{{"mode", "ok"}}), h.spec("train", json{{"mode", "ok"}}),
+                               h.spec("train", json{{"mode", "ok"}})});
+    for (const auto& id : ids) {
+        REQUIRE(h.wait(id).state == "succeeded");
+    }
+    std::string page;
+    h.service->append_metrics(page);
+    INFO(page);
+    CHECK_THAT(page, Catch::Contains("synergos_jobs_submitted_total 3\n"));
+    // At least each job's result (started events are best effort), each in some commit.
+    std::uint64_t events = 0;
+    std::uint64_t commits = 0;
+    std::istringstream lines(page);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("synergos_job_events_total ", 0) == 0) {
+            events = std::stoull(line.substr(line.find(' ') + 1));
+        } else if (line.rfind("synergos_job_store_commit_seconds_count ", 0) == 0) {
+            commits = std::stoull(line.substr(line.find(' ') + 1));
+        }
+    }
+    CHECK(events >= 3);
+    CHECK(commits >= 2);  // the submit's records, then at least one commit of results
 }
 
 TEST_CASE("A result delivered twice is archived once", "[jobs]") {

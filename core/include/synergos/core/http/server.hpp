@@ -8,7 +8,8 @@
 /// thread and asynchronous ones (Execution::Async) start there and answer later from any thread
 /// (the connect writes: their answer comes back once the store's writer has committed them); a
 /// body limit (413), header and body read timeouts, a connection limit (503 past it),
-/// `GET /healthz` and `GET /readyz`, an access log line per request, and a graceful stop that lets
+/// `GET /healthz`, `GET /readyz` and `GET /metrics` (Prometheus text; authenticated like the API
+/// when tokens are set), an access log line per request, and a graceful stop that lets
 /// in-flight requests finish. Optionally TLS (OpenSSL; mutual TLS when a client certificate is
 /// required) and bearer tokens (auth.hpp), checked as soon as the headers are in, before any body
 /// is read. Error answers sent before the body was read end with a lingering close (half-close,
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include <synergos/core/http/auth.hpp>
+#include <synergos/core/http/metrics.hpp>
 #include <synergos/core/http/router.hpp>
 #include <synergos/sdk/log.hpp>
 #include <synergos/sdk/status.hpp>
@@ -65,6 +67,8 @@ struct ServerOptions {
     /// for later requests (a fresh model-sized buffer faults in its pages on every request): at
     /// most one per I/O thread, and at most this many bytes in all; 0 keeps none.
     std::size_t body_buffer_bytes = 256 * 1024 * 1024;
+    /// Appended to `GET /metrics` after the server's own metrics (see metrics.hpp).
+    std::vector<MetricsSource> metrics_sources;
 };
 
 /// Threading: start/stop from one owner thread; bound_port/set_ready from any thread.

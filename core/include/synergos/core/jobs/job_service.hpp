@@ -33,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <synergos/core/http/metrics.hpp>
 #include <synergos/core/jobs/job_store.hpp>
 #include <synergos/core/jobs/messages.hpp>
 #include <synergos/sdk/log.hpp>
@@ -118,6 +119,11 @@ public:
 
     JobStore& store() { return store_; }
 
+    /// Appends the service's metrics (Prometheus text, for `GET /metrics`): jobs submitted,
+    /// queue deliveries written (started events, progress, results), and the writer's commits
+    /// with their latency. Any thread.
+    void append_metrics(std::string& out) const;
+
 private:
     class ArchiveCtx;
     class DirectorCtx;
@@ -187,6 +193,9 @@ private:
     std::shared_ptr<PublishLedger> ledger_;  ///< publishes in flight (see post)
 
     std::atomic<bool> stopping_{false};
+    std::atomic<std::uint64_t> submitted_total_{0};
+    std::atomic<std::uint64_t> events_total_{0};
+    http::LatencyHistogram commit_latency_;  ///< one per writer transaction round
     std::thread archival_;
     std::mutex placement_mutex_;  ///< count-then-insert of submits placed by load
     std::mutex changed_mutex_;

@@ -7,13 +7,16 @@
 /// original success envelope and record shapes, and 4xx answers where the original failed with
 /// 500 or silently did the wrong thing (see docs/api.md).
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include <synergos/core/http/metrics.hpp>
 #include <synergos/core/http/router.hpp>
 #include <synergos/sdk/log.hpp>
 #include <synergos/sdk/storage_backend.hpp>
@@ -51,13 +54,32 @@ public:
     virtual sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) = 0;
 };
 
+/// The connect routes' store writer, for `GET /metrics`: the writes it took, and its commits
+/// (a group of every write queued meanwhile, or, after a group failed, each write alone).
+/// Updated by the writer thread, before it answers; read anywhere.
+struct WriteMetrics {
+    std::atomic<std::uint64_t> requests{0};
+    http::LatencyHistogram commit_latency;
+
+    /// Appends `synergos_rest_writes_total` and `synergos_rest_write_commit_seconds`.
+    void append(std::string& out) const {
+        http::append_counter(out, "synergos_rest_writes_total",
+                             "Connect-route writes (POST, PUT, DELETE, merges) taken by the writer.",
+                             requests.load(std::memory_order_relaxed));
+        commit_latency.render(out, "synergos_rest_write_commit_seconds",
+                              "One commit of the connect routes' writer, from its start until durable.");
+    }
+};
+
 /// Registers every connect route on `router`. `storage` and `logger` must outlive the router.
 /// Reads run inline on the server's I/O threads; writes (POST/PUT/DELETE) are asynchronous
 /// routes: checked on the I/O thread, then committed by one writer thread owned by the routes
 /// (every write queued meanwhile shares the commit) and answered once durable. Returns the
-/// routes' merger for other routes' changes of connect records.
+/// routes' merger for other routes' changes of connect records. `metrics`, when given, is kept
+/// and updated by the writer.
 std::shared_ptr<RecordMerger> register_connect_routes(http::Router& router,
                                                       sdk::StorageBackend& storage,
-                                                      sdk::Logger& logger);
+                                                      sdk::Logger& logger,
+                                                      std::shared_ptr<WriteMetrics> metrics = nullptr);
 
 }  // namespace synergos::core::rest
