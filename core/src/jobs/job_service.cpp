@@ -308,19 +308,48 @@ JobService::JobService(sdk::StorageBackend& storage, sdk::MessageQueue& mq, sdk:
 
 JobService::~JobService() { stop(); }
 
+std::string JobService::submitted_by(const JobRecord& job) {
+    if (!job.parent_job.empty()) {
+        return job.parent_job;
+    }
+    // Recorded before jobs named their parent: a search's trials name it in their parameters.
+    const json parameters = job.message.value("parameters", json::object());
+    const auto search = parameters.find("optimization");
+    return search != parameters.end() && search->is_string() ? search->get<std::string>() : std::string();
+}
+
 sdk::Status JobService::start() {
     if (auto st = options_.topology.declare_grid(mq_, 0); !st) {
         return st;
     }
+    auto all = store_.list(JobFilter{});
+    if (!all) {
+        return all.status();
+    }
+    // Director-side jobs a stop or crash interrupted, and the unfinished follow-ups (a search's
+    // trials) of their interrupted run: only that run waited on them, and the next run submits
+    // its own, so they are cancelled below instead of running beside those.
+    std::vector<JobRecord> interrupted;
+    std::set<std::string> interrupted_ids;
+    for (const JobRecord& job : *all) {
+        if (job.grid == kDirectorGrid && !job.is_terminal()) {
+            interrupted.push_back(job);
+            interrupted_ids.insert(job.job_id);
+        }
+    }
+    std::vector<std::string> orphans;
+    std::set<std::string> orphan_ids;
+    for (const JobRecord& job : *all) {
+        if (!job.is_terminal() && interrupted_ids.count(submitted_by(job)) != 0) {
+            orphans.push_back(job.job_id);
+            orphan_ids.insert(job.job_id);
+        }
+    }
     // Jobs left in `submitting` were recorded but maybe never published (a crash between the
     // two steps). Publish them again: a duplicate delivery is harmless (archival is idempotent).
-    auto pending = store_.list(JobFilter{"submitting", "", "", ""});
-    if (!pending) {
-        return pending.status();
-    }
-    for (const JobRecord& job : *pending) {
-        if (job.grid == kDirectorGrid) {
-            continue;  // relaunched below
+    for (const JobRecord& job : *all) {
+        if (job.state != "submitting" || job.grid == kDirectorGrid || orphan_ids.count(job.job_id) != 0) {
+            continue;  // director-side jobs run again below; orphans are cancelled below
         }
         if (auto st = publish_job(job); !st) {
             logger_.warn("job could not be republished at start-up",
@@ -347,31 +376,37 @@ sdk::Status JobService::start() {
         ledger_->owner = this;
     }
     archival_ = std::thread([this] { archival_loop(); });
-    // Director-side jobs interrupted by a stop or crash run again; their functions are written
-    // to pick up where they were (stable follow-up ids, archival by key).
-    if (auto all = store_.list(JobFilter{}); all) {
-        std::set<std::string> relaunched;
-        for (const JobRecord& job : *all) {
-            if (job.grid == kDirectorGrid && !job.is_terminal() && runs_on_director(job.process)) {
-                relaunched.insert(job.job_id);
-            }
+    // A queued orphan is dropped (its TTP is told, as for any cancel); a running one stops at
+    // its next safe point.
+    for (const std::string& id : orphans) {
+        if (auto cancelled = cancel(id); !cancelled) {
+            logger_.warn("follow-up of an interrupted job not cancelled",
+                         log_fields({{"job_id", id}, {"error", cancelled.error().message}}));
         }
-        // The unfinished follow-ups of their interrupted run (a search's trials) were waited on
-        // by that run alone: the new run submits its own, and these would only run beside them.
-        for (const JobRecord& job : *all) {
-            if (!job.is_terminal() && relaunched.count(job.parent_job) != 0) {
-                if (auto cancelled = cancel(job.job_id); !cancelled) {
-                    logger_.warn("follow-up of an interrupted job not cancelled",
-                                 log_fields({{"job_id", job.job_id}, {"by", job.parent_job},
-                                             {"error", cancelled.error().message}}));
-                }
-            }
+    }
+    // The interrupted director-side jobs run again; their functions are written to pick up where
+    // they were (stable follow-up ids, archival by key). One whose function is no longer active
+    // on the director (configuration changed) cannot: it fails, saying so, rather than stay
+    // unfinished for good.
+    for (const JobRecord& job : interrupted) {
+        if (runs_on_director(job.process)) {
+            launch_on_director(job);
+            continue;
         }
-        for (const JobRecord& job : *all) {
-            if (relaunched.count(job.job_id) != 0) {
-                launch_on_director(job);
+        const std::string reason = "process '" + job.process +
+                                   "' is no longer run by this director (not among its active director-side "
+                                   "functions); the interrupted job cannot run again";
+        (void)store_.update(job.job_id, [&](JobRecord& j) {
+            if (j.is_terminal()) {
+                return false;
             }
-        }
+            j.state = "failed";
+            j.reason = reason;
+            j.finished_at = now_iso8601();
+            return true;
+        });
+        logger_.error("interrupted director-side job failed", log_fields({{"job_id", job.job_id}, {"reason", reason}}));
+        notify_changed();
     }
     return {};
 }

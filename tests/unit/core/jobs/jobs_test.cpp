@@ -225,13 +225,14 @@ namespace {
 /// with a timeout error.
 class FanOut final : public sdk::TtpFunction {
 public:
-    explicit FanOut(bool time_out) : time_out_(time_out) {}
+    /// `work`: the follow-ups' parameters (the fixture function's modes).
+    explicit FanOut(bool time_out, json work = json{{"mode", "ok"}}) : time_out_(time_out), work_(std::move(work)) {}
     std::vector<std::string> processes() const override { return {"fanout"}; }
     sdk::Result<std::string> execute(sdk::JobContext& ctx, std::string_view) noexcept override {
         for (int i = 0; i < 2; ++i) {
             const std::string follow_up =
                 json{{"process", "train"}, {"keys", {"c1", "p1", "e1", "t" + std::to_string(i)}},
-                     {"grid", 0}, {"parameters", {{"mode", "ok"}}}}
+                     {"grid", 0}, {"parameters", work_}}
                     .dump();
             auto id = ctx.submit_job(follow_up);
             if (!id) {
@@ -263,6 +264,7 @@ public:
 
 private:
     bool time_out_;
+    json work_;
     std::mutex mutex_;
     std::condition_variable submitted_;
     std::vector<std::string> ids_;
@@ -306,7 +308,11 @@ TEST_CASE("A director-side job that ends without a result cancels its unfinished
 
 TEST_CASE("A director-side job run again after a restart cancels its interrupted run's follow-ups",
           "[jobs]") {
-    FanOut fanout(false);  // outlives the harness's services
+    // Without a TTP both follow-ups stay queued; with one, it runs one of them (a long sleep that
+    // stops at safe points) while the other waits.
+    const bool one_running = GENERATE(false, true);
+    INFO((one_running ? "one follow-up running" : "both follow-ups queued"));
+    FanOut fanout(false, json{{"mode", "sleep"}, {"ms", 30000}});  // outlives the harness's services
     Harness h(Backend::Memory, 1);
     h.registry["fanout"] = &fanout;
     core::jobs::JobServiceOptions o;
@@ -322,30 +328,95 @@ TEST_CASE("A director-side job run again after a restart cancels its interrupted
     const auto search = h.submit({h.spec("fanout", json::object())}).front();
     const auto first = fanout.wait_submitted(2);
     REQUIRE(first.size() == 2);
+    std::string running;
+    if (one_running) {
+        h.start_ttp(0);
+        const auto until = std::chrono::steady_clock::now() + 10s;
+        while (running.empty() && std::chrono::steady_clock::now() < until) {
+            for (const auto& id : first) {
+                if (h.service->get(id)->state == "running") {
+                    running = id;
+                }
+            }
+            std::this_thread::sleep_for(5ms);
+        }
+        REQUIRE_FALSE(running.empty());
+    }
     // The director stops mid-search: the search has no result, so it stays unfinished, and so do
-    // its follow-ups (no TTP serves their grid).
+    // its follow-ups.
     h.service->stop();
     REQUIRE_FALSE(h.service->get(search)->is_terminal());
+    // A trial recorded by a version before `parent_job`: only its parameters name the search.
+    core::jobs::JobRecord legacy;
+    legacy.job_id = "job-legacy-trial";
+    legacy.process = "train";
+    legacy.state = "queued";
+    legacy.message = json{{"job_id", legacy.job_id}, {"process", "train"},
+                          {"parameters", {{"optimization", search}}}};
+    {
+        core::jobs::JobStore::Batch batch(h.service->store());
+        batch.insert({legacy});
+        REQUIRE(batch.commit());
+    }
     for (const auto& id : first) {
         INFO(id);
-        CHECK(h.service->get(id)->state == "queued");
+        CHECK(h.service->get(id)->state == (id == running ? "running" : "queued"));
         CHECK(h.service->get(id)->parent_job == search);
     }
-    // At the next start the search runs again and submits its follow-ups anew; the first run's
-    // are cancelled instead of running beside them.
+    // The next start cancels the first run's follow-ups before the search runs again: a queued
+    // one at once, a running one at its next safe point.
     start_service();
-    const auto all = fanout.wait_submitted(4);
-    REQUIRE(all.size() == 4);
     for (const auto& id : first) {
         INFO(id);
-        CHECK(h.wait(id, 20s).state == "cancelled");
+        const auto job = *h.service->get(id);
+        if (id == running) {
+            CHECK(job.state == "running");
+            CHECK_THAT(job.reason, Catch::Contains("cancellation requested"));
+            CHECK(h.wait(id, 10s).state == "cancelled");
+        } else {
+            CHECK(job.state == "cancelled");
+        }
     }
+    CHECK(h.service->get(legacy.job_id)->state == "cancelled");
+    // The search's new run submits its own, which are left alone.
+    const auto all = fanout.wait_submitted(4);
+    REQUIRE(all.size() == 4);
     for (std::size_t i = 2; i < all.size(); ++i) {
         INFO(all[i]);
-        CHECK(h.service->get(all[i])->state == "queued");
+        CHECK_FALSE(h.service->get(all[i])->is_terminal());
         CHECK(h.service->get(all[i])->parent_job == search);
     }
     CHECK(h.service->get(search)->state == "running");
+}
+
+TEST_CASE("An interrupted director-side job whose function is no longer active fails, saying so",
+          "[jobs]") {
+    FanOut fanout(false);
+    Harness h(Backend::Memory, 1);
+    h.registry["fanout"] = &fanout;
+    core::jobs::JobServiceOptions o;
+    o.outputs_dir = (h.dir / "outputs").string();
+    o.topology = h.topology;
+    o.director_processes = {"fanout"};
+    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
+                                                         nullptr, o);
+    REQUIRE(h.service->start());
+    const auto search = h.submit({h.spec("fanout", json::object())}).front();
+    const auto first = fanout.wait_submitted(2);
+    REQUIRE(first.size() == 2);
+    h.service->stop();
+    // Started again without the function: the job cannot run, and its follow-ups go too.
+    h.registry.erase("fanout");
+    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
+                                                         nullptr, o);
+    REQUIRE(h.service->start());
+    const auto job = *h.service->get(search);
+    CHECK(job.state == "failed");
+    CHECK_THAT(job.reason, Catch::Contains("process 'fanout' is no longer run by this director"));
+    for (const auto& id : first) {
+        INFO(id);
+        CHECK(h.service->get(id)->state == "cancelled");
+    }
 }
 
 }  // namespace synergos::test

@@ -126,6 +126,8 @@ public:
 
 private:
     class ArchiveCtx;
+    /// The director-side job that submitted `job` ("" for a request's job).
+    static std::string submitted_by(const JobRecord& job);
     class DirectorCtx;
     class ReadLog;
     struct EventPlan;
