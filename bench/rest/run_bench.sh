@@ -153,3 +153,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 echo "  runs stored after the POST rounds: $RUNS (1 seeded + one per 201)"
+# The writer's side of the POSTs, from the server's GET /metrics (all rounds together).
+curl -sf "http://127.0.0.1:$PORT/metrics" | python3 "$HERE/writer_stats.py" ||
+  echo "  store writer: no GET /metrics from the server"

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -115,7 +116,10 @@ int main(int argc, char** argv) {
         return 1;
     }
     synergos::core::http::Router router;
-    synergos::core::rest::register_connect_routes(router, storage, logger);
+    // As the director: GET /metrics carries the writer's commits too (the REST bench reads it).
+    auto write_metrics = std::make_shared<synergos::core::rest::WriteMetrics>();
+    synergos::core::rest::register_connect_routes(router, storage, logger, write_metrics);
+    options.metrics_sources.push_back([write_metrics](std::string& out) { write_metrics->append(out); });
     synergos::core::http::HttpServer server(options, router, logger);
     if (auto st = server.start(); !st) {
         std::fprintf(stderr, "rest_test_server: %s\n", st.message().c_str());
