@@ -120,21 +120,35 @@ TEST_CASE("plugins --format json prints a parsable listing", "[cli]") {
 }
 
 #if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS)
-TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lifecycle]") {
-    TempDir dir;
-    const fs::path config = dir.path / "director.yaml";
-    std::ofstream(config) << "node: {id: cli-1}\n"
-                             "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
+namespace {
+
+/// A director on the basic sink (JSON records on stderr), the memory queue and SQLite, with no
+/// TTP functions, aggregators or model: `<dir>/director.yaml`. `logging_extra` adds lines to
+/// the logging block.
+fs::path write_director_config(const fs::path& dir, const std::string& node_id,
+                               const std::string& logging_extra = "") {
+    const fs::path config = dir / "director.yaml";
+    std::ofstream(config) << "node: {id: " << node_id << "}\n"
+                          << "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
                              "logging:\n"
                              "  backend: basic\n"
                              "  options: {output: none, json_file: stderr}\n"
-                             "  resolution_s: 0.2\n"
-                             "message_queue: memory\n"
+                          << logging_extra
+                          << "message_queue: memory\n"
                              "storage: sqlite\n"
                              "tracking: none\n"
                              "ttp: {functions: []}\n"
                              "aggregators: []\n"
                              "model: none\n";
+    return config;
+}
+
+}  // namespace
+
+TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lifecycle]") {
+    TempDir dir;
+    // The system-metrics sampler reports every 0.2 s: the test waits for its first record.
+    const fs::path config = write_director_config(dir.path, "cli-1", "  resolution_s: 0.2\n");
     Child child({"director", "--config", config.string(), "--port", "0", "--censored"});
     // Wait for a real system-metrics record: the role is up and the sampler has a baseline.
     REQUIRE(child.read_until([](const auto& lines) { return has_event(lines, "system metrics"); },
@@ -176,18 +190,7 @@ TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lif
 TEST_CASE("A director serves its job service's and store writer's metrics at GET /metrics",
           "[cli][metrics]") {
     TempDir dir;
-    const fs::path config = dir.path / "director.yaml";
-    std::ofstream(config) << "node: {id: cli-2}\n"
-                             "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
-                             "logging:\n"
-                             "  backend: basic\n"
-                             "  options: {output: none, json_file: stderr}\n"
-                             "message_queue: memory\n"
-                             "storage: sqlite\n"
-                             "tracking: none\n"
-                             "ttp: {functions: []}\n"
-                             "aggregators: []\n"
-                             "model: none\n";
+    const fs::path config = write_director_config(dir.path, "cli-2");
     Child child({"director", "--config", config.string(), "--port", "0"});
     int port = 0;
     REQUIRE(child.read_until(

@@ -156,8 +156,8 @@ public:
     std::atomic<bool> running_{false};
     std::atomic<std::size_t> connections_{0};
     std::atomic<std::uint64_t> next_session_id_{1};
-    // GET /metrics: answers by status class (1xx..5xx), their latency from the first byte of
-    // the request to the answer handed to the socket, and connections refused at the limit.
+    // GET /metrics: answers by status class (1xx..5xx), their latency from the request's headers
+    // being read to the answer handed to the socket, and connections refused at the limit.
     std::array<std::atomic<std::uint64_t>, 5> answered_{};
     LatencyHistogram latency_;
     std::atomic<std::uint64_t> refused_{0};
@@ -887,7 +887,7 @@ std::string HttpServer::Impl::render_metrics() const {
             .append("\n");
     }
     latency_.render(out, "synergos_http_request_duration_seconds",
-                    "Time from a request's first byte to its answer being sent.");
+                    "Time from a request's headers being read to its answer being handed to the socket.");
     append_gauge(out, "synergos_http_connections", "Open HTTP connections.",
                  static_cast<double>(connections_.load()));
     append_counter(out, "synergos_http_connections_refused_total",

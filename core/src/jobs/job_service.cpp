@@ -329,26 +329,22 @@ sdk::Status JobService::start() {
     // Director-side jobs a stop or crash interrupted, and the unfinished follow-ups (a search's
     // trials) of their interrupted run: only that run waited on them, and the next run submits
     // its own, so they are cancelled below instead of running beside those.
-    std::vector<JobRecord> interrupted;
-    std::set<std::string> interrupted_ids;
+    std::set<std::string> interrupted;
     for (const JobRecord& job : *all) {
         if (job.grid == kDirectorGrid && !job.is_terminal()) {
-            interrupted.push_back(job);
-            interrupted_ids.insert(job.job_id);
+            interrupted.insert(job.job_id);
         }
     }
-    std::vector<std::string> orphans;
-    std::set<std::string> orphan_ids;
+    std::set<std::string> orphans;
     for (const JobRecord& job : *all) {
-        if (!job.is_terminal() && interrupted_ids.count(submitted_by(job)) != 0) {
-            orphans.push_back(job.job_id);
-            orphan_ids.insert(job.job_id);
+        if (!job.is_terminal() && interrupted.count(submitted_by(job)) != 0) {
+            orphans.insert(job.job_id);
         }
     }
     // Jobs left in `submitting` were recorded but maybe never published (a crash between the
     // two steps). Publish them again: a duplicate delivery is harmless (archival is idempotent).
     for (const JobRecord& job : *all) {
-        if (job.state != "submitting" || job.grid == kDirectorGrid || orphan_ids.count(job.job_id) != 0) {
+        if (job.state != "submitting" || job.grid == kDirectorGrid || orphans.count(job.job_id) != 0) {
             continue;  // director-side jobs run again below; orphans are cancelled below
         }
         if (auto st = publish_job(job); !st) {
@@ -376,19 +372,15 @@ sdk::Status JobService::start() {
         ledger_->owner = this;
     }
     archival_ = std::thread([this] { archival_loop(); });
-    // A queued orphan is dropped (its TTP is told, as for any cancel); a running one stops at
-    // its next safe point.
-    for (const std::string& id : orphans) {
-        if (auto cancelled = cancel(id); !cancelled) {
-            logger_.warn("follow-up of an interrupted job not cancelled",
-                         log_fields({{"job_id", id}, {"error", cancelled.error().message}}));
-        }
-    }
+    cancel_unfinished(std::vector<std::string>(orphans.begin(), orphans.end()));
     // The interrupted director-side jobs run again; their functions are written to pick up where
     // they were (stable follow-up ids, archival by key). One whose function is no longer active
     // on the director (configuration changed) cannot: it fails, saying so, rather than stay
     // unfinished for good.
-    for (const JobRecord& job : interrupted) {
+    for (const JobRecord& job : *all) {
+        if (interrupted.count(job.job_id) == 0) {
+            continue;
+        }
         if (runs_on_director(job.process)) {
             launch_on_director(job);
             continue;
@@ -825,18 +817,8 @@ void JobService::run_on_director(const std::string& job_id) {
     }
     if (result.outcome != Outcome::Succeeded) {
         // Its follow-ups (an optimization's trials) only feed a result that will not come, and
-        // what they would archive has no place without it: queued ones are dropped, running ones
-        // stop at their next safe point.
-        for (const auto& id : ctx.follow_ups()) {
-            auto follow_up = store_.get(id);
-            if (!follow_up || follow_up->is_terminal()) {
-                continue;
-            }
-            if (auto cancelled = cancel(id); !cancelled) {
-                logger_.warn("follow-up job not cancelled",
-                             log_fields({{"job_id", id}, {"by", job_id}, {"error", cancelled.error().message}}));
-            }
-        }
+        // what they would archive has no place without it.
+        cancel_unfinished(ctx.follow_ups());
     }
     sdk::Status st;
     for (int attempt = 0; attempt < 5; ++attempt) {
@@ -853,6 +835,21 @@ void JobService::run_on_director(const std::string& job_id) {
     }
     if (!st) {
         logger_.error("director-side job result not archived", log_fields({{"job_id", job_id}, {"error", st.message()}}));
+    }
+}
+
+void JobService::cancel_unfinished(const std::vector<std::string>& follow_ups) {
+    // Queued ones are dropped (their TTP is told, as for any cancel); running ones stop at their
+    // next safe point. Finished ones are left as they are (no second cancel notice).
+    for (const auto& id : follow_ups) {
+        auto follow_up = store_.get(id);
+        if (!follow_up || follow_up->is_terminal()) {
+            continue;
+        }
+        if (auto cancelled = cancel(id); !cancelled) {
+            logger_.warn("follow-up job not cancelled",
+                         log_fields({{"job_id", id}, {"by", follow_up->parent_job}, {"error", cancelled.error().message}}));
+        }
     }
 }
 

@@ -128,9 +128,12 @@ struct Harness {
         return *queues.back();
     }
 
-    void start_director(int max_attempts = 3) {
+    /// A new director service on the harness's store and queue (replacing a stopped one: a
+    /// restart), running `director_processes` itself.
+    void start_director(int max_attempts = 3, std::set<std::string> director_processes = {"optimize"}) {
         core::jobs::JobServiceOptions o;
         o.max_attempts = max_attempts;
+        o.director_processes = std::move(director_processes);
         o.outputs_dir = (dir / "outputs").string();
         o.topology = topology;
         service = std::make_unique<core::jobs::JobService>(*storage, new_queue(), host.logger(), registry, nullptr, o);

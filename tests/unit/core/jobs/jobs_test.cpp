@@ -278,13 +278,7 @@ TEST_CASE("A director-side job that ends without a result cancels its unfinished
     FanOut fanout(time_out);  // outlives the harness's service, which may still hold it
     Harness h(Backend::Memory, 1);
     h.registry["fanout"] = &fanout;
-    core::jobs::JobServiceOptions o;
-    o.outputs_dir = (h.dir / "outputs").string();
-    o.topology = h.topology;
-    o.director_processes = {"fanout"};
-    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
-                                                         nullptr, o);
-    REQUIRE(h.service->start());
+    h.start_director(3, {"fanout"});
     const auto search = h.submit({h.spec("fanout", json::object())}).front();
     const auto follow_ups = fanout.wait_submitted();
     REQUIRE(follow_ups.size() == 2);
@@ -315,16 +309,7 @@ TEST_CASE("A director-side job run again after a restart cancels its interrupted
     FanOut fanout(false, json{{"mode", "sleep"}, {"ms", 30000}});  // outlives the harness's services
     Harness h(Backend::Memory, 1);
     h.registry["fanout"] = &fanout;
-    core::jobs::JobServiceOptions o;
-    o.outputs_dir = (h.dir / "outputs").string();
-    o.topology = h.topology;
-    o.director_processes = {"fanout"};
-    auto start_service = [&] {
-        h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(),
-                                                             h.registry, nullptr, o);
-        REQUIRE(h.service->start());
-    };
-    start_service();
+    h.start_director(3, {"fanout"});
     const auto search = h.submit({h.spec("fanout", json::object())}).front();
     const auto first = fanout.wait_submitted(2);
     REQUIRE(first.size() == 2);
@@ -365,7 +350,7 @@ TEST_CASE("A director-side job run again after a restart cancels its interrupted
     }
     // The next start cancels the first run's follow-ups before the search runs again: a queued
     // one at once, a running one at its next safe point.
-    start_service();
+    h.start_director(3, {"fanout"});
     for (const auto& id : first) {
         INFO(id);
         const auto job = *h.service->get(id);
@@ -394,22 +379,14 @@ TEST_CASE("An interrupted director-side job whose function is no longer active f
     FanOut fanout(false);
     Harness h(Backend::Memory, 1);
     h.registry["fanout"] = &fanout;
-    core::jobs::JobServiceOptions o;
-    o.outputs_dir = (h.dir / "outputs").string();
-    o.topology = h.topology;
-    o.director_processes = {"fanout"};
-    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
-                                                         nullptr, o);
-    REQUIRE(h.service->start());
+    h.start_director(3, {"fanout"});
     const auto search = h.submit({h.spec("fanout", json::object())}).front();
     const auto first = fanout.wait_submitted(2);
     REQUIRE(first.size() == 2);
     h.service->stop();
     // Started again without the function: the job cannot run, and its follow-ups go too.
     h.registry.erase("fanout");
-    h.service = std::make_unique<core::jobs::JobService>(*h.storage, h.new_queue(), h.host.logger(), h.registry,
-                                                         nullptr, o);
-    REQUIRE(h.service->start());
+    h.start_director(3, {"fanout"});
     const auto job = *h.service->get(search);
     CHECK(job.state == "failed");
     CHECK_THAT(job.reason, Catch::Contains("process 'fanout' is no longer run by this director"));

@@ -128,6 +128,8 @@ private:
     class ArchiveCtx;
     /// The director-side job that submitted `job` ("" for a request's job).
     static std::string submitted_by(const JobRecord& job);
+    /// Cancels those of a director-side job's follow-ups that have not finished.
+    void cancel_unfinished(const std::vector<std::string>& follow_ups);
     class DirectorCtx;
     class ReadLog;
     struct EventPlan;
