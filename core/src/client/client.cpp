@@ -209,6 +209,76 @@ void create_or_update(Api& api, const std::string& collection, const std::string
     throw Fail{1, "POST " + collection + " answered " + std::to_string(r.status) + ": " + r.body.value("message", r.body.dump())};
 }
 
+/// The record fields `synergos submit` writes for a registration (besides its node_K blocks) and
+/// for tags.
+const std::vector<std::string> kRegistrationFields{"role", "n_count"};
+const std::vector<std::string> kTagFields{"train", "evaluate", "predict", "model", "hyperparameters"};
+
+/// Whether a stored record's `data` already says what `wanted` says: the same value for each of
+/// `fields` (absent and null alike) and, for registrations, the same node_K blocks.
+bool holds(const json& data, const json& wanted, const std::vector<std::string>& fields) {
+    if (!data.is_object() || !wanted.is_object()) {
+        return false;
+    }
+    const auto field = [](const json& o, const std::string& k) {
+        auto it = o.find(k);
+        return it == o.end() ? json() : *it;
+    };
+    for (const auto& k : fields) {
+        if (field(data, k) != field(wanted, k)) {
+            return false;
+        }
+    }
+    for (const auto* side : {&data, &wanted}) {
+        for (const auto& [k, v] : side->items()) {
+            if (k.rfind("node_", 0) == 0 && field(data, k) != field(wanted, k)) {
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+/// A model as the store shows it (each layer's is_input, l_type, structure and activation),
+/// without what alignment's auto_fix sets: the first Linear layer's in_features, the last
+/// Linear layer's out_features and activation.
+json unfitted(const json& model) {
+    if (!model.is_array()) {
+        return model;
+    }
+    json out = json::array();
+    for (const auto& layer : model) {
+        if (!layer.is_object()) {
+            out.push_back(layer);
+            continue;
+        }
+        json l = json::object();
+        for (const char* k : {"is_input", "l_type", "structure", "activation"}) {
+            l[k] = layer.contains(k) ? layer[k] : json();
+        }
+        out.push_back(std::move(l));
+    }
+    const auto linear = [](const json& l) { return l.is_object() && l["l_type"] == "Linear"; };
+    for (auto& l : out) {
+        if (linear(l)) {
+            if (l["structure"].is_object()) {
+                l["structure"].erase("in_features");
+            }
+            break;
+        }
+    }
+    for (auto it = out.rbegin(); it != out.rend(); ++it) {
+        if (linear(*it)) {
+            if ((*it)["structure"].is_object()) {
+                (*it)["structure"].erase("out_features");
+            }
+            (*it)["activation"] = nullptr;
+            break;
+        }
+    }
+    return out;
+}
+
 /// A port given as a number or a numeric string; `fallback` when absent.
 int port_field(const json& node, const char* field, int fallback, const std::string& where) {
     if (!node.contains(field)) {
@@ -375,7 +445,21 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
     json expt = job["experiment"];
     expt.erase("id");
     expt["expt_id"] = e;
-    create_or_update(api, pbase + "/experiments", pbase + "/experiments/" + e, expt);
+    // An experiment that exists is replaced only when its model changed: alignment fits the
+    // input and output layers to the data (auto_fix), and writing the file's unfitted model
+    // back would undo that for a re-submit that does not align again.
+    const std::string eitem = pbase + "/experiments/" + e;
+    const Api::Reply held_expt = api.call("GET", eitem);
+    if (held_expt.status != 200) {
+        create_or_update(api, pbase + "/experiments", eitem, expt);
+    } else if (unfitted(held_expt.body["data"].value("model", json())) != unfitted(expt.value("model", json()))) {
+        api.expect("PUT", eitem, expt, {200});
+        const json steps_given = job.value("steps", json::array({"align"}));
+        if (std::find(steps_given.begin(), steps_given.end(), "align") == steps_given.end()) {
+            say("note: experiment '" + e + "' has a new model; add the align step so its input and output fit the "
+                "data again");
+        }
+    }
     std::vector<std::string> runs;
     for (const auto& run : job["runs"]) {
         json r = run;
@@ -392,9 +476,6 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
         pdoc["id"] = pid;
         create_or_update(api, "/ttp/connect/participants", "/ttp/connect/participants/" + pid, pdoc);
         const std::string reg = pbase + "/participants/" + pid + "/registration";
-        if (api.call("GET", reg).status == 200) {
-            api.expect("DELETE", reg, nullptr, {200});  // re-registering replaces nodes and tags
-        }
         json registration{{"role", part.value("role", "guest")}, {"n_count", part["nodes"].size()}};
         for (std::size_t i = 0; i < part["nodes"].size(); ++i) {
             const json& n = part["nodes"][i];
@@ -409,9 +490,28 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
                                                          {"log_msgs", false},
                                                          {"verbose", false}};
         }
-        api.expect("POST", reg, registration, {201});
+        // A registration or tags the store already holds as written are kept: deleting them
+        // would also delete the project's alignment (it is derived from them), and a re-submit
+        // with `steps: [train]` would then find none. What changed is replaced (the alignment
+        // goes with it, as it must: it no longer describes the data).
         json tags = part["tags"];
-        api.expect("POST", reg + "/tags", tags, {201});
+        const Api::Reply held = api.call("GET", reg);
+        const bool registered = held.status == 200;
+        if (!registered || !holds(held.body["data"], registration, kRegistrationFields)) {
+            if (registered) {
+                api.expect("DELETE", reg, nullptr, {200});  // its tags and alignment go with it
+            }
+            api.expect("POST", reg, registration, {201});
+            api.expect("POST", reg + "/tags", tags, {201});
+        } else {
+            const Api::Reply held_tags = api.call("GET", reg + "/tags");
+            if (held_tags.status != 200) {
+                api.expect("POST", reg + "/tags", tags, {201});
+            } else if (!holds(held_tags.body["data"], tags, kTagFields)) {
+                api.expect("DELETE", reg + "/tags", nullptr, {200});  // and the alignment
+                api.expect("POST", reg + "/tags", tags, {201});
+            }
+        }
         if (tags.contains("predict") && tags["predict"].is_array() && !tags["predict"].empty()) {
             predict_tags.emplace_back(pid, tags["predict"]);
         }

@@ -219,21 +219,39 @@ private:
         return cl;
     }
 
-    /// The feature/label superset found by alignment, or null (auto_align off).
-    json superset_of(const std::string& c, const std::string& p, bool auto_align) {
+    /// The feature/label superset found by alignment, or null (auto_align off). Every registered
+    /// participant needs its alignment record: one is deleted with its registration or tags
+    /// (they changed, so the superset no longer describes the data), and a participant that
+    /// registered after the alignment has none. Training on the others' stale superset would
+    /// silently mis-shape its data.
+    json superset_of(const std::string& c, const std::string& p, const Cluster& cl, bool auto_align) {
         if (!auto_align) {
             return nullptr;
         }
-        auto aligns = must(store_.list("Alignment", {{"collab_id", c}, {"project_id", p}}));
-        for (const auto& a : aligns) {
+        const std::string again = "POST /ttp/train/collaborations/" + c + "/projects/" + p +
+                                  "/alignments first, or send auto_align: false";
+        json superset;
+        std::set<std::string> aligned;
+        for (const auto& a : must(store_.list("Alignment", {{"collab_id", c}, {"project_id", p}}))) {
             json doc = document(a);
             if (doc.contains("superset") && doc["superset"].is_object()) {
-                return doc["superset"];
+                aligned.insert(rest::RecordStore::key_json(a.key).value("participant_id", ""));
+                if (superset.is_null()) {
+                    superset = doc["superset"];
+                }
             }
         }
-        throw fail(409, "no alignment exists for Project '" + p +
-                            "': POST /ttp/train/collaborations/" + c + "/projects/" + p +
-                            "/alignments first, or send auto_align: false");
+        if (superset.is_null()) {
+            throw fail(409, "no alignment exists for Project '" + p + "': " + again);
+        }
+        for (const auto& pid : cl.participants) {
+            if (aligned.count(pid) == 0) {
+                throw fail(409, "participant '" + pid + "' has no alignment for Project '" + p +
+                                    "' (it registered, or its registration or tags changed, after the "
+                                    "last alignment): " + again);
+            }
+        }
+        return superset;
     }
 
     /// (experiment, run) pairs of a project, narrowed by the path's expt_id / run_id.
@@ -383,7 +401,7 @@ private:
         json body = body_of(req);
         json project = project_doc(c, p);
         Cluster cl = cluster_of(c, p);
-        json superset = superset_of(c, p, body.value("auto_align", true));
+        json superset = superset_of(c, p, cl, body.value("auto_align", true));
         std::vector<jobs::JobSpec> specs;
         for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
             specs.push_back(combination_job("train", c, p, project, expt, run, cl, superset, body));
@@ -523,7 +541,7 @@ private:
                                           "Experiment '" + e + "' does not exist in Project '" + p + "'!");
         check_search_request(body);
         Cluster cl = cluster_of(c, p);
-        json superset = superset_of(c, p, body.value("auto_align", true));
+        json superset = superset_of(c, p, cl, body.value("auto_align", true));
         json experiment = document(expt);
         experiment["expt_id"] = e;
         jobs::JobSpec s;
@@ -575,7 +593,7 @@ private:
         if (!pt.empty() && std::find(cl.participants.begin(), cl.participants.end(), pt) == cl.participants.end()) {
             throw fail(404, "Participant '" + pt + "' has not registered for Project '" + p + "'!");
         }
-        json superset = superset_of(c, p, body.value("auto_align", true));
+        json superset = superset_of(c, p, cl, body.value("auto_align", true));
         std::vector<jobs::JobSpec> specs;
         for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
             require_trained(c, p, run);
@@ -637,7 +655,7 @@ private:
             const std::string p = rest::RecordStore::key_json(reg.key).value("project_id", "");
             json project = project_doc(c, p);
             Cluster cl = cluster_of(c, p);
-            json superset = superset_of(c, p, body.value("auto_align", true));
+            json superset = superset_of(c, p, cl, body.value("auto_align", true));
             for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
                 require_trained(c, p, run);
                 auto s = combination_job("predict", c, p, project, expt, run, cl, superset, body);
