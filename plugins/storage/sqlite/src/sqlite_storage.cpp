@@ -443,6 +443,7 @@ SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options
     read_connections_ = static_cast<int>(options.get_int("read_connections", 4));
     commit_timeout_ = std::chrono::milliseconds(options.get_int("commit_timeout_ms", 30000));
     wal_preallocate_mb_ = options.get_int("wal_preallocate_mb", 64);
+    checkpoint_frames_ = options.get_int("checkpoint_frames", 250);
     if (synchronous_ != "OFF" && synchronous_ != "NORMAL" && synchronous_ != "FULL" &&
         synchronous_ != "EXTRA") {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
@@ -455,6 +456,9 @@ SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options
     } else if (wal_preallocate_mb_ < 0 || wal_preallocate_mb_ > 1024) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': option 'wal_preallocate_mb' must be 0-1024"};
+    } else if (checkpoint_frames_ < 16 || checkpoint_frames_ > 100000) {
+        option_error_ = sdk::Error{ErrorCode::InvalidArgument,
+                                   "storage 'sqlite': option 'checkpoint_frames' must be 16-100000"};
     } else if (busy_timeout_ms_ < 0 || commit_timeout_.count() <= 0) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': options 'busy_timeout_ms' and "
@@ -532,7 +536,11 @@ sdk::Status SqliteStorage::start() noexcept {
         }
         checkpointer_stop_ = false;
         checkpointer_ = std::thread([this] { run_checkpointer(); });
-        writer_.set_checkpoint_policy(1000, 16384, [this] {
+        // A passive checkpoint copies the frames to the database file and fsyncs it; a commit's
+        // WAL fdatasync issued meanwhile waits behind that flush. Frequent small checkpoints
+        // keep the wait short: at 1000 frames 0.7-0.9% of REST create commits took over
+        // 2.5 ms, at 250 0.2-0.5% (bench/rest, alternating runs).
+        writer_.set_checkpoint_policy(static_cast<int>(checkpoint_frames_), 16384, [this] {
             {
                 std::lock_guard<std::mutex> lock(checkpoint_mutex_);
                 checkpoint_due_ = true;

@@ -46,6 +46,10 @@ inline constexpr sdk::OptionSpec kOptions[] = {
      "the WAL file is written out to this size at start (0-1024; 0: off) so commits overwrite "
      "instead of appending",
      false},
+    {"checkpoint_frames", sdk::OptionType::Int, false, "250",
+     "new WAL frames between two passive checkpoints (16-100000): fewer keep each database fsync "
+     "short, so commits wait less behind it",
+     false},
 };
 
 inline constexpr sdk::PluginDescriptor kDescriptor{
@@ -120,6 +124,7 @@ private:
     int read_connections_ = 4;
     std::chrono::milliseconds commit_timeout_{30000};
     std::int64_t wal_preallocate_mb_ = 64;
+    std::int64_t checkpoint_frames_ = 250;
     std::optional<sdk::Error> option_error_;
 
     int schema_version_ = 0;

@@ -426,7 +426,8 @@ TEST_CASE("sqlite storage writes its WAL out at start, and a crash leaves every 
     const pid_t child = fork();
     REQUIRE(child >= 0);
     if (child == 0) {
-        SqliteStorage store(host, opts({{"path", file}, {"wal_preallocate_mb", "8"}}));
+        SqliteStorage store(
+            host, opts({{"path", file}, {"wal_preallocate_mb", "8"}, {"checkpoint_frames", "100000"}}));
         if (!store.start().is_ok()) {
             _exit(2);
         }
@@ -454,6 +455,33 @@ TEST_CASE("sqlite storage writes its WAL out at start, and a crash leaves every 
     auto st = bad.start();
     REQUIRE_FALSE(st.is_ok());
     CHECK(st.message().find("wal_preallocate_mb") != std::string::npos);
+}
+
+TEST_CASE("sqlite storage checkpoints the WAL into the database every checkpoint_frames frames",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    // The database file grows only when a checkpoint copies pages into it.
+    const auto grows = [&](const std::string& frames) {
+        const std::string file = dir.path + "/ckpt-" + frames + ".db";
+        SqliteStorage store(host, opts({{"path", file}, {"checkpoint_frames", frames}}));
+        REQUIRE(store.start().is_ok());
+        const auto before = fs::file_size(file);
+        for (int i = 0; i < 60; ++i) {  // each commit adds a few frames
+            REQUIRE(store.apply({insert("Project", project_key("c", "p" + std::to_string(i)))}));
+        }
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (fs::file_size(file) == before && std::chrono::steady_clock::now() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        return fs::file_size(file) > before;
+    };
+    CHECK(grows("16"));
+    CHECK_FALSE(grows("100000"));
+    SqliteStorage bad(host, opts({{"path", dir.path + "/bad.db"}, {"checkpoint_frames", "8"}}));
+    auto st = bad.start();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.message().find("checkpoint_frames") != std::string::npos);
 }
 
 TEST_CASE("sqlite storage serves concurrent writers and readers with group commit",
