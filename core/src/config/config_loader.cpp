@@ -652,7 +652,7 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         }
         if (n["job_timeout_s"]) {
             c.jobs.job_timeout_s =
-                r.integer(n["job_timeout_s"], "jobs.job_timeout_s", 1, INT64_MAX);
+                r.integer(n["job_timeout_s"], "jobs.job_timeout_s", 1, kMaxJobTimeoutS);
         }
     }
     if (const YAML::Node n = root["cpus"]) {

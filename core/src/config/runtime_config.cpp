@@ -314,8 +314,8 @@ void validate(const RuntimeConfig& config) {
     if (config.jobs.max_attempts < 1) {
         fail("jobs.max_attempts", "must be at least 1");
     }
-    if (config.jobs.job_timeout_s <= 0) {
-        fail("jobs.job_timeout_s", "must be positive");
+    if (config.jobs.job_timeout_s <= 0 || config.jobs.job_timeout_s > kMaxJobTimeoutS) {
+        fail("jobs.job_timeout_s", "must be 1-" + std::to_string(kMaxJobTimeoutS) + " (seconds)");
     }
     if (config.cpus < 0) {
         fail("cpus", "must be 0 (auto) or positive");

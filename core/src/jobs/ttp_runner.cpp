@@ -2,6 +2,7 @@
 #include "synergos/core/jobs/ttp_runner.hpp"
 
 #include <algorithm>
+#include <sstream>
 
 #include "synergos/core/jobs/tensor_files.hpp"
 
@@ -488,6 +489,8 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         std::lock_guard<std::mutex> lock(mutex_);
         current_job_ = job.job_id;
         current_cancelled_ = false;
+        current_started_ = std::chrono::steady_clock::now();
+        current_timed_out_ = false;
     }
     ResultMessage started = result;
     started.type = EventType::Started;
@@ -500,9 +503,11 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     Ctx ctx(*this, job, std::move(*nodes));
     sdk::Result<std::string> outputs = fn->second->execute(ctx, delivery.message.body);
     const bool cancel_requested = current_cancelled_;
+    bool timed_out = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
         current_job_.clear();
+        timed_out = current_timed_out_;
     }
 
     if (stopping_ && !outputs) {
@@ -518,6 +523,14 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             fail_final("ttp function '" + job.process + "' returned outputs that are not a JSON object");
             return;
         }
+    } else if (timed_out && !stopping_) {
+        // Final: a redelivery would run as long again.
+        const auto limit = std::chrono::duration_cast<std::chrono::duration<double>>(options_.job_timeout);
+        std::ostringstream why;
+        why << "stopped after running longer than its time limit (jobs.job_timeout_s: " << limit.count()
+            << " s): " << outputs.error().message;
+        fail_final(why.str());
+        return;
     } else if (outputs.error().code == sdk::ErrorCode::Cancelled || cancel_requested) {
         result.outcome = Outcome::Cancelled;
         result.reason = "cancelled while running: " + outputs.error().message;
@@ -565,9 +578,23 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
 }
 
+void TtpRunner::check_job_deadline() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (current_job_.empty() || current_timed_out_ || options_.job_timeout.count() <= 0 ||
+        std::chrono::steady_clock::now() - current_started_ < options_.job_timeout) {
+        return;
+    }
+    current_timed_out_ = true;
+    current_cancelled_ = true;  // the function sees it at its next safe point
+    logger_.warn("job ran past its time limit; stopping it",
+                 log_fields({{"job_id", current_job_}, {"job_timeout_ms", options_.job_timeout.count()}}));
+}
+
 void TtpRunner::control_loop() {
     std::unique_ptr<sdk::Consumer> consumer;
     while (!stopping_) {
+        // Checked at least every receive_timeout (or back-off) while the control queue is quiet.
+        check_job_deadline();
         if (!consumer) {
             auto c = mq_.consume(options_.topology.control(options_.grid), 16);
             if (!c) {

@@ -105,6 +105,7 @@ sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::Messag
     o.grid = grid;
     o.ttp_id = ttp_id;
     o.outputs_dir = rt.config().node.outputs_dir;
+    o.job_timeout = std::chrono::seconds(rt.config().jobs.job_timeout_s);
     parts->runner = std::make_unique<jobs::TtpRunner>(mq, rt.host_context("ttp").logger(), function_registry(rt),
                                                       parts->workers.get(), aggregator_lookup(rt), o);
     if (auto st = parts->runner->start(); !st) {

@@ -168,6 +168,11 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         auto e = expect_error([] { load_text("logging: {level: loud}\n"); });
         CHECK(e.key() == "logging.level");
     }
+    SECTION("a job time limit past ten years") {
+        auto e = expect_error([] { load_text("jobs: {job_timeout_s: 315360001}\n"); });
+        CHECK(e.key() == "jobs.job_timeout_s");
+        CHECK_THAT(e.what(), Catch::Contains("315360000"));
+    }
     SECTION("a zero resolution") {
         auto e = expect_error([] { load_text("logging: {resolution_s: 0}\n"); });
         CHECK(e.key() == "logging.resolution_s");

@@ -140,9 +140,10 @@ struct Harness {
         REQUIRE(service->start());
     }
 
-    core::jobs::TtpRunner& start_ttp(int grid) {
+    core::jobs::TtpRunner& start_ttp(int grid, std::chrono::milliseconds job_timeout = std::chrono::hours(24)) {
         core::jobs::TtpRunnerOptions o;
         o.grid = grid;
+        o.job_timeout = job_timeout;
         o.ttp_id = "ttp-" + std::to_string(grid);
         o.outputs_dir = (dir / "outputs").string();
         o.topology = topology;

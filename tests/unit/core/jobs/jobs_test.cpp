@@ -38,6 +38,23 @@ TEST_CASE("A job for a grid the registrations do not define fails with a clear r
     CHECK_THAT(job.reason, Catch::Contains("grid 1") && Catch::Contains("define 1 grids"));
 }
 
+TEST_CASE("A job running past its time limit is stopped at a safe point and fails for good saying so",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0, 300ms);
+    const auto began = std::chrono::steady_clock::now();
+    auto id = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 20000}})}).front();
+    auto job = h.wait(id, 15s);
+    CHECK(std::chrono::steady_clock::now() - began < 10s);  // stopped, not run to its end
+    CHECK(job.state == "failed");
+    CHECK_THAT(job.reason, Catch::Contains("time limit") && Catch::Contains("jobs.job_timeout_s: 0.3 s"));
+    CHECK(job.attempts == 1);  // not retried: it would run as long again
+    // The TTP goes on with the next job, under the same limit.
+    auto quick = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    CHECK(h.wait(quick).state == "succeeded");
+}
+
 TEST_CASE("A queued job on a grid without a TTP says so", "[jobs]") {
     Harness h(Backend::Memory, 1);
     h.start_director();

@@ -127,9 +127,14 @@ struct HttpConfig {
     bool allow_insecure = false;
 };
 
+/// The longest `jobs.job_timeout_s` (ten years): kept well inside the range of a millisecond
+/// duration.
+inline constexpr std::int64_t kMaxJobTimeoutS = 315'360'000;
+
 /// `jobs:` section.
 struct JobsConfig {
     int max_attempts = 3;  ///< deliveries before a job is dead-lettered
+    /// A TTP stops a job (this delivery) still running after this long; it fails for good.
     std::int64_t job_timeout_s = 86'400;
 };
 

@@ -46,6 +46,9 @@ struct TtpRunnerOptions {
     std::string outputs_dir;
     std::chrono::milliseconds publish_timeout{30000};
     std::chrono::milliseconds receive_timeout{250};
+    /// A job still running this long after it started (this delivery) is stopped at its next
+    /// safe point and fails for good, saying so (`jobs.job_timeout_s`). Zero: no limit.
+    std::chrono::milliseconds job_timeout{std::chrono::hours(24)};
     Topology topology;
 };
 
@@ -91,6 +94,8 @@ private:
     /// Hands a started event to the events thread (waits, bounded, while its backlog is full).
     void publish_started(const ResultMessage& event);
     void events_loop();
+    /// Stops the running job once it has run for options_.job_timeout (control thread).
+    void check_job_deadline();
     bool was_cancelled(const std::string& job_id);
     void wait_backoff(std::chrono::milliseconds d);
 
@@ -116,6 +121,8 @@ private:
     std::deque<std::string> cancelled_order_;  // bounds the set
     std::string current_job_;
     std::atomic<bool> current_cancelled_{false};
+    std::chrono::steady_clock::time_point current_started_{};  ///< guarded by mutex_
+    bool current_timed_out_ = false;                           ///< guarded by mutex_
 
     /// Results published and not yet settled. Shared with the publish callbacks, which may run
     /// on the backend's thread after this runner is gone (past the drain's bound).
