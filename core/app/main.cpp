@@ -9,6 +9,7 @@
 #include <synergos/core/config/config_loader.hpp>
 #include <synergos/core/plugin/listing.hpp>
 #include <synergos/core/plugin/loader.hpp>
+#include <synergos/core/runtime/cpu_limit.hpp>
 #include <synergos/core/runtime/roles.hpp>
 #include <synergos/core/runtime/runtime.hpp>
 #include <synergos/sdk/version.hpp>
@@ -41,13 +42,26 @@ core::RuntimeConfig load(const core::CliInvocation& inv) {
 
 int run_role(const core::CliInvocation& inv) {
     core::RuntimeConfig config = load(inv);
+    // Before the runtime starts any thread: threads inherit the affinity mask of their creator.
+    const core::CpuLimit cpus = core::apply_cpu_limit(config.cpus);
+    const int gpus = config.gpus;
     core::RuntimeOptions options;
     options.handle_signals = true;
     core::Runtime runtime(std::move(config), std::move(options));
     runtime.logger().info("synergos " SYNERGOS_VERSION,
                           {{"version", SYNERGOS_VERSION},
                            {"sdk_abi", std::to_string(synergos::sdk::kAbiMajor) + "." +
-                                           std::to_string(synergos::sdk::kAbiMinor)}});
+                                           std::to_string(synergos::sdk::kAbiMinor)},
+                           {"cpus", cpus.used},
+                           {"cpus_available", cpus.available}});
+    if (!cpus.error.empty()) {
+        runtime.logger().warn("cpus: the CPU limit could not be applied; using every allowed CPU",
+                              {{"error", cpus.error}});
+    }
+    if (gpus > 0) {
+        runtime.logger().warn("gpus: this build's torch runs on CPUs only; training uses the CPUs",
+                              {{"gpus", gpus}});
+    }
     switch (inv.command) {
         case core::Command::Ttp: return core::run_ttp(runtime);
         case core::Command::Worker: return core::run_worker(runtime);

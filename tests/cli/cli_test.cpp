@@ -187,6 +187,42 @@ TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lif
     CHECK(snapshot_censored);
     CHECK(stop_requested);
 }
+TEST_CASE("A director started with --cpus 1 runs every thread on one CPU", "[cli][cpus]") {
+    TempDir dir;
+    const fs::path config = write_director_config(dir.path, "cli-3");
+    Child child({"director", "--config", config.string(), "--port", "0", "--cpus", "1"});
+    REQUIRE(child.read_until([](const auto& lines) { return has_event(lines, "role started"); },
+                             kTimeout));
+    // Every thread the runtime, plugins and server started: one CPU in each mask.
+    int threads = 0;
+    for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(child.pid()) + "/task")) {
+        std::ifstream status(task.path() / "status");
+        std::string line;
+        std::string allowed;
+        while (std::getline(status, line)) {
+            if (line.rfind("Cpus_allowed_list:", 0) == 0) {
+                allowed = line.substr(line.find_first_not_of(" \t", 18));
+            }
+        }
+        INFO("thread " << task.path().filename().string() << " may run on CPUs " << allowed);
+        CHECK(!allowed.empty());
+        CHECK(allowed.find_first_of(",-") == std::string::npos);  // a single CPU, e.g. "0"
+        ++threads;
+    }
+    CHECK(threads > 3);
+    bool logged = false;
+    for (const auto& r : records(child.err_lines())) {
+        if (r["event"].get<std::string>().rfind("synergos ", 0) == 0) {
+            logged = r["fields"].value("cpus", 0) == 1;
+        }
+    }
+    CHECK(logged);
+    child.signal(SIGTERM);
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+}
+
 TEST_CASE("A director serves its job service's and store writer's metrics at GET /metrics",
           "[cli][metrics]") {
     TempDir dir;

@@ -93,6 +93,7 @@ public:
     }
     void signal(int signal_number) const { ::kill(pid_, signal_number); }
     const std::vector<std::string>& out_lines() const { return out_lines_; }
+    pid_t pid() const { return pid_; }
     const std::vector<std::string>& err_lines() const { return err_lines_; }
     std::string out_text() const {
         std::string text;

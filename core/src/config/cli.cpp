@@ -54,8 +54,8 @@ po::options_description run_options() {
          "log sink: 'basic' (default) or 'graylog [HOST PORT]'")
         ("logging_resolution,r", po::value<double>()->value_name("SECONDS"),
          "system-metrics interval in seconds (default 5)")
-        ("cpus", po::value<int>()->value_name("N"), "CPU cores to use (0: all but one)")
-        ("gpus", po::value<int>()->value_name("N"), "GPUs to use")
+        ("cpus", po::value<int>()->value_name("N"), "CPUs the process may use (0: no limit)")
+        ("gpus", po::value<int>()->value_name("N"), "GPUs to use (this build runs on CPUs only)")
         ("censored,c", po::bool_switch(), "redact paths, hosts and credentials in logs")
         ("debug,d", po::bool_switch(), "log at debug level")
         ("port", po::value<int>()->value_name("PORT"), "REST port (default 5000; 0: any free port)")

@@ -397,12 +397,13 @@ void apply_variant(PluginSection& section, const std::string& flag, const std::s
             "takes VARIANT [HOST PORT], got " + std::to_string(args.size()) + " values");
     }
     if (section.backend != variant) {
+        // Another backend: the file's options and library path were for the old one.
         section.options.clear();
+        section.path.clear();
     }
     section.backend = variant;
     section.source_key = section_key;
     section.source_line = 0;
-    section.path.clear();
     if (args.size() == 3) {
         section.options["host"] = args[1];
         section.options["port"] = std::to_string(parse_port_flag(flag, args[2]));
@@ -605,7 +606,7 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
             c.http.port = static_cast<int>(r.integer(n["port"], "http.port", 0, 65535));
         }
         if (n["threads"]) {
-            c.http.threads = static_cast<int>(r.integer(n["threads"], "http.threads", 1, 1024));
+            c.http.threads = static_cast<int>(r.integer(n["threads"], "http.threads", 1, kMaxHttpThreads));
         }
         if (n["body_limit_bytes"]) {
             c.http.body_limit_bytes = static_cast<std::uint64_t>(
@@ -613,11 +614,11 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         }
         if (n["header_timeout_ms"]) {
             c.http.header_timeout_ms =
-                r.integer(n["header_timeout_ms"], "http.header_timeout_ms", 1, INT64_MAX);
+                r.integer(n["header_timeout_ms"], "http.header_timeout_ms", 1, kMaxHttpTimeoutMs);
         }
         if (n["body_timeout_ms"]) {
             c.http.body_timeout_ms =
-                r.integer(n["body_timeout_ms"], "http.body_timeout_ms", 1, INT64_MAX);
+                r.integer(n["body_timeout_ms"], "http.body_timeout_ms", 1, kMaxHttpTimeoutMs);
         }
         if (n["max_connections"]) {
             c.http.max_connections = static_cast<int>(
@@ -707,7 +708,7 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
     }
     if (f.cpus) {
         if (*f.cpus < 0) {
-            throw ConfigError({}, 0, "--cpus", "must be 0 (auto) or positive");
+            throw ConfigError({}, 0, "--cpus", "must be 0 (no limit) or positive");
         }
         c.cpus = *f.cpus;
     }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/config/runtime_config.hpp>
 
+#include <sched.h>
+
 #include <algorithm>
 #include <cmath>
 #include <regex>
@@ -185,7 +187,8 @@ RuntimeConfig RuntimeConfig::defaults_for(Role role) {
             c.message_queue.backend.clear();
             c.ttp.functions = default_functions();
             c.aggregators = list_of("aggregators", {"fedavg", "fedprox"});
-            c.model.backend = "torch";
+            // No model backend: a TTP aggregates weights and never runs a network (its workers
+            // do), so loading libtorch there only cost memory and start-up time.
             break;
         case Role::Worker:
             c.model.backend = "torch";
@@ -253,9 +256,26 @@ nlohmann::json RuntimeConfig::to_json() const {
     return j;
 }
 
+std::string RuntimeConfig::mlflow_store() const {
+    if (tracking.backend == "mlflow") {
+        if (auto it = tracking.options.find("root"); it != tracking.options.end() && !it->second.empty()) {
+            return it->second;
+        }
+    }
+    return node.mlflow_dir;
+}
+
 int RuntimeConfig::effective_cpus() const {
-    const int detected = static_cast<int>(std::thread::hardware_concurrency());
-    const int available = std::max(1, detected - 1);
+    // The CPUs this process may run on (its affinity mask: a container's cpuset, or taskset).
+    int available = 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        available = CPU_COUNT(&set);
+    }
+    if (available <= 0) {
+        available = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    }
     return cpus > 0 ? std::min(cpus, available) : available;
 }
 
@@ -279,17 +299,17 @@ void validate(const RuntimeConfig& config) {
     if (config.http.port < 0 || config.http.port > 65535) {
         fail("http.port", "must be in 0..65535, got " + std::to_string(config.http.port));
     }
-    if (config.http.threads < 1) {
-        fail("http.threads", "must be at least 1");
+    if (config.http.threads < 1 || config.http.threads > kMaxHttpThreads) {
+        fail("http.threads", "must be 1-" + std::to_string(kMaxHttpThreads));
     }
     if (config.http.body_limit_bytes == 0) {
         fail("http.body_limit_bytes", "must be positive");
     }
-    if (config.http.header_timeout_ms <= 0) {
-        fail("http.header_timeout_ms", "must be positive");
+    if (config.http.header_timeout_ms <= 0 || config.http.header_timeout_ms > kMaxHttpTimeoutMs) {
+        fail("http.header_timeout_ms", "must be 1-" + std::to_string(kMaxHttpTimeoutMs) + " (ms)");
     }
-    if (config.http.body_timeout_ms <= 0) {
-        fail("http.body_timeout_ms", "must be positive");
+    if (config.http.body_timeout_ms <= 0 || config.http.body_timeout_ms > kMaxHttpTimeoutMs) {
+        fail("http.body_timeout_ms", "must be 1-" + std::to_string(kMaxHttpTimeoutMs) + " (ms)");
     }
     if (config.http.max_connections < 1) {
         fail("http.max_connections", "must be at least 1");
@@ -298,6 +318,10 @@ void validate(const RuntimeConfig& config) {
     if (tls.cert_file.empty() != tls.key_file.empty()) {
         fail(tls.cert_file.empty() ? "http.tls.cert_file" : "http.tls.key_file",
              "http.tls needs both cert_file and key_file");
+    }
+    if (!tls.ca_file.empty() && tls.cert_file.empty()) {
+        // Without its own certificate the server speaks plain HTTP and would never use the CA.
+        fail("http.tls.ca_file", "needs http.tls.cert_file and key_file (TLS is off without them)");
     }
     if (tls.require_client_cert && (tls.ca_file.empty() || tls.cert_file.empty())) {
         fail("http.tls.require_client_cert",
@@ -313,6 +337,11 @@ void validate(const RuntimeConfig& config) {
     }
     if (config.jobs.max_attempts < 1) {
         fail("jobs.max_attempts", "must be at least 1");
+    }
+    if (config.node.role == Role::Director && config.message_queue.backend == "memory" &&
+        config.ttp.grid != 0) {
+        fail("ttp.grid", "a standalone director's embedded TTP serves grid 0; other grids need a "
+                         "broker and `synergos ttp --grid N`");
     }
     if (config.jobs.job_timeout_s <= 0 || config.jobs.job_timeout_s > kMaxJobTimeoutS) {
         fail("jobs.job_timeout_s", "must be 1-" + std::to_string(kMaxJobTimeoutS) + " (seconds)");

@@ -158,7 +158,7 @@ int run_director(Runtime& rt) {
     }
     roles::register_dashboard_routes(*router, {*storage, *service, rest_logger,
                                                roles::find_dashboard_dir(), cfg.node.outputs_dir,
-                                               cfg.node.mlflow_dir, "", mq, {}, &*worker_client});
+                                               cfg.mlflow_store(), "", mq, {}, &*worker_client});
     auto options = secure_server_options(cfg, "director", rest_logger);
     if (!options) {
         return fail(rt, "REST API failed to start", options.error().message);

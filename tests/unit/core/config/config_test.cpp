@@ -77,6 +77,21 @@ TEST_CASE("Role defaults follow the architecture", "[unit][config]") {
         CHECK(c.data.size() == 2);
         CHECK(c.ttp.functions.empty());
     }
+    SECTION("the MLflow store is the tracker's root when set, else the node's folder") {
+        auto c = RuntimeConfig::defaults_for(Role::Director);
+        c.node.mlflow_dir = "/srv/mlflow";
+        CHECK(c.mlflow_store() == "/srv/mlflow");
+        c.tracking.options["root"] = "/data/mlruns";
+        CHECK(c.mlflow_store() == "/data/mlruns");
+        c.tracking.backend = "none";
+        CHECK(c.mlflow_store() == "/srv/mlflow");
+    }
+    SECTION("a TTP runs functions and aggregators, no model backend (its workers train)") {
+        const auto c = RuntimeConfig::defaults_for(Role::Ttp);
+        CHECK_FALSE(c.model.is_enabled());
+        CHECK(c.aggregators.size() == 2);
+        CHECK_FALSE(c.ttp.functions.empty());
+    }
     SECTION("the default censor keys cover paths, hosts and credentials") {
         const auto keys = synergos::core::default_censor_keys();
         for (const char* key : {"*_dir", "*_path", "path", "host", "password", "token", "url"}) {
@@ -168,6 +183,31 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         auto e = expect_error([] { load_text("logging: {level: loud}\n"); });
         CHECK(e.key() == "logging.level");
     }
+    SECTION("more HTTP threads than the server runs") {
+        auto e = expect_error([] { load_text("http: {threads: 65}\n"); });
+        CHECK(e.key() == "http.threads");
+        CHECK_THAT(e.what(), Catch::Contains("64"));
+    }
+    SECTION("an HTTP timeout past seven days (it would overflow the clock)") {
+        auto e = expect_error([] { load_text("http: {body_timeout_ms: 9223372036854775807}\n"); });
+        CHECK(e.key() == "http.body_timeout_ms");
+    }
+    SECTION("a server CA file without the server's own certificate") {
+        TempDir dir;
+        const auto file = dir.write("ca.yaml", "http: {tls: {ca_file: /etc/ca.pem}}\n");
+        auto e = expect_error([&] { build_config(Role::Director, file, {}); });
+        CHECK(e.key() == "http.tls.ca_file");
+        CHECK_THAT(e.what(), Catch::Contains("cert_file"));
+    }
+    SECTION("a standalone director's embedded TTP on another grid than 0") {
+        TempDir dir;
+        const auto file = dir.write("grid.yaml", "ttp: {grid: 1}\n");
+        auto e = expect_error([&] { build_config(Role::Director, file, {}); });
+        CHECK(e.key() == "ttp.grid");
+        FlagOverrides broker;  // with a broker, a director runs no TTP: the value is not its
+        broker.queue = std::vector<std::string>{"rabbitmq", "mq", "5672"};
+        CHECK(build_config(Role::Director, file, broker).ttp.grid == 1);
+    }
     SECTION("a job time limit past ten years") {
         auto e = expect_error([] { load_text("jobs: {job_timeout_s: 315360001}\n"); });
         CHECK(e.key() == "jobs.job_timeout_s");
@@ -248,6 +288,16 @@ logging: {backend: graylog, options: {host: g, port: 1, transport: udp}}
         CHECK(c.logging.level == synergos::sdk::Level::Debug);
         CHECK(c.logging.censored);
         CHECK(c.logging.resolution_s == 1.5);
+    }
+    SECTION("the same variant by flag keeps the file's plugin library path") {
+        const auto with_path =
+            dir.write("lp.yaml", "logging: {backend: graylog, path: /opt/p/libg.so, options: {host: g}}\n");
+        FlagOverrides f;
+        f.logging_variant = std::vector<std::string>{"graylog", "h3", "9202"};
+        const auto c = build_config(Role::Director, with_path, f);
+        CHECK(c.logging.sink.path == "/opt/p/libg.so");
+        f.logging_variant = std::vector<std::string>{"basic"};
+        CHECK(build_config(Role::Director, with_path, f).logging.sink.path.empty());
     }
     SECTION("switching variant by flag drops the file's options of the other backend") {
         FlagOverrides f;

@@ -127,6 +127,12 @@ struct HttpConfig {
     bool allow_insecure = false;
 };
 
+/// The HTTP server's limit on event-loop threads (`http.threads`).
+inline constexpr int kMaxHttpThreads = 64;
+/// The longest `http.header_timeout_ms` / `body_timeout_ms` (seven days): a larger value would
+/// overflow the clock's duration and fire at once.
+inline constexpr std::int64_t kMaxHttpTimeoutMs = 604'800'000;
+
 /// The longest `jobs.job_timeout_s` (ten years): kept well inside the range of a millisecond
 /// duration.
 inline constexpr std::int64_t kMaxJobTimeoutS = 315'360'000;
@@ -162,8 +168,8 @@ struct RuntimeConfig {
     HttpConfig http;
     WorkerClientConfig worker_client;
     JobsConfig jobs;
-    int cpus = 0;             ///< 0: auto (all detected logical CPUs but one)
-    int gpus = 0;             ///< 0: none/auto
+    int cpus = 0;             ///< CPUs the process may use; 0: no limit (see apply_cpu_limit)
+    int gpus = 0;             ///< GPUs to use; this build's torch is CPU-only (a warning if > 0)
     std::string source_file;  ///< the YAML file loaded, empty when none
 
     /// The defaults of a role (ARCHITECTURE.md): a director embeds an in-process queue, SQLite
@@ -173,8 +179,12 @@ struct RuntimeConfig {
 
     /// The effective configuration as JSON (for the start-up snapshot and `check-config`).
     nlohmann::json to_json() const;
-    /// CPUs the process may use: `cpus` capped at detected logical CPUs - 1 (at least 1).
+    /// CPUs the process may use: `cpus` capped at the CPUs its affinity mask allows; all of
+    /// those when `cpus` is 0.
     int effective_cpus() const;
+    /// Where the mlflow tracker writes (the dashboard links there): its `root` option when set,
+    /// else the node's MLflow directory.
+    std::string mlflow_store() const;
 };
 
 /// The default censor key list: path-like keys (`*_dir(s)`, `*_path(s)`, `*_file`, `path`),
