@@ -17,6 +17,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "synergos/core/http/client.hpp"
+#include "model_match.hpp"
 
 namespace synergos::core::client {
 
@@ -239,44 +240,20 @@ bool holds(const json& data, const json& wanted, const std::vector<std::string>&
     return true;
 }
 
-/// A model as the store shows it (each layer's is_input, l_type, structure and activation),
-/// without what alignment's auto_fix sets: the first Linear layer's in_features, the last
-/// Linear layer's out_features and activation.
-json unfitted(const json& model) {
-    if (!model.is_array()) {
-        return model;
+/// Whether the job's alignment fits the model to the data (auto_align and auto_fix, both on
+/// unless the job file's `alignment` section turns one off).
+bool alignment_fits(const json& job) {
+    const auto it = job.find("alignment");
+    if (it == job.end() || !it->is_object()) {
+        return true;
     }
-    json out = json::array();
-    for (const auto& layer : model) {
-        if (!layer.is_object()) {
-            out.push_back(layer);
-            continue;
-        }
-        json l = json::object();
-        for (const char* k : {"is_input", "l_type", "structure", "activation"}) {
-            l[k] = layer.contains(k) ? layer[k] : json();
-        }
-        out.push_back(std::move(l));
-    }
-    const auto linear = [](const json& l) { return l.is_object() && l["l_type"] == "Linear"; };
-    for (auto& l : out) {
-        if (linear(l)) {
-            if (l["structure"].is_object()) {
-                l["structure"].erase("in_features");
-            }
-            break;
+    for (const char* flag : {"auto_align", "auto_fix"}) {
+        const auto f = it->find(flag);
+        if (f != it->end() && f->is_boolean() && !f->get<bool>()) {
+            return false;
         }
     }
-    for (auto it = out.rbegin(); it != out.rend(); ++it) {
-        if (linear(*it)) {
-            if ((*it)["structure"].is_object()) {
-                (*it)["structure"].erase("out_features");
-            }
-            (*it)["activation"] = nullptr;
-            break;
-        }
-    }
-    return out;
+    return true;
 }
 
 /// A port given as a number or a numeric string; `fallback` when absent.
@@ -452,7 +429,8 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
     const Api::Reply held_expt = api.call("GET", eitem);
     if (held_expt.status != 200) {
         create_or_update(api, pbase + "/experiments", eitem, expt);
-    } else if (unfitted(held_expt.body["data"].value("model", json())) != unfitted(expt.value("model", json()))) {
+    } else if (!same_model(held_expt.body["data"].value("model", json()), expt.value("model", json()),
+                           alignment_fits(job))) {
         api.expect("PUT", eitem, expt, {200});
         const json steps_given = job.value("steps", json::array({"align"}));
         if (std::find(steps_given.begin(), steps_given.end(), "align") == steps_given.end()) {
@@ -490,27 +468,19 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
                                                          {"log_msgs", false},
                                                          {"verbose", false}};
         }
-        // A registration or tags the store already holds as written are kept: deleting them
-        // would also delete the project's alignment (it is derived from them), and a re-submit
-        // with `steps: [train]` would then find none. What changed is replaced (the alignment
-        // goes with it, as it must: it no longer describes the data).
+        // A registration or tags the store already holds as written are not written again; a
+        // changed one is replaced (POST is create-or-replace), and the director then drops the
+        // participant's alignment, which no longer describes its data. Before, an identical
+        // registration was deleted and re-created, which deleted the alignment with it, and a
+        // re-submit with `steps: [train]` found none.
         json tags = part["tags"];
         const Api::Reply held = api.call("GET", reg);
-        const bool registered = held.status == 200;
-        if (!registered || !holds(held.body["data"], registration, kRegistrationFields)) {
-            if (registered) {
-                api.expect("DELETE", reg, nullptr, {200});  // its tags and alignment go with it
-            }
+        if (held.status != 200 || !holds(held.body["data"], registration, kRegistrationFields)) {
             api.expect("POST", reg, registration, {201});
+        }
+        const Api::Reply held_tags = api.call("GET", reg + "/tags");
+        if (held_tags.status != 200 || !holds(held_tags.body["data"], tags, kTagFields)) {
             api.expect("POST", reg + "/tags", tags, {201});
-        } else {
-            const Api::Reply held_tags = api.call("GET", reg + "/tags");
-            if (held_tags.status != 200) {
-                api.expect("POST", reg + "/tags", tags, {201});
-            } else if (!holds(held_tags.body["data"], tags, kTagFields)) {
-                api.expect("DELETE", reg + "/tags", nullptr, {200});  // and the alignment
-                api.expect("POST", reg + "/tags", tags, {201});
-            }
         }
         if (tags.contains("predict") && tags["predict"].is_array() && !tags["predict"].empty()) {
             predict_tags.emplace_back(pid, tags["predict"]);

@@ -488,7 +488,8 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     {
         std::lock_guard<std::mutex> lock(mutex_);
         current_job_ = job.job_id;
-        current_cancelled_ = false;
+        // A cancel taken by the control thread since was_cancelled() above is not lost.
+        current_cancelled_ = cancelled_.count(job.job_id) != 0;
         current_started_ = std::chrono::steady_clock::now();
         current_timed_out_ = false;
     }
@@ -503,6 +504,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     Ctx ctx(*this, job, std::move(*nodes));
     sdk::Result<std::string> outputs = fn->second->execute(ctx, delivery.message.body);
     const bool cancel_requested = current_cancelled_;
+    const bool stopping = stopping_;  // read once: every branch below sees the same answer
     bool timed_out = false;
     {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -510,7 +512,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         timed_out = current_timed_out_;
     }
 
-    if (stopping_ && !outputs) {
+    if (stopping && !outputs) {
         // Shutting down mid-job: leave it to the broker; it resumes on the next delivery.
         (void)consumer.reject(delivery.tag, true);
         logger_.info("job interrupted by shutdown; requeued", log_fields({{"job_id", job.job_id}}));
@@ -523,12 +525,18 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             fail_final("ttp function '" + job.process + "' returned outputs that are not a JSON object");
             return;
         }
-    } else if (timed_out && !stopping_) {
-        // Final: a redelivery would run as long again.
-        const auto limit = std::chrono::duration_cast<std::chrono::duration<double>>(options_.job_timeout);
+    } else if (timed_out && outputs.error().code == sdk::ErrorCode::Cancelled) {
+        // Stopped by the limit (not failed on its own after it): final, not redelivered, as
+        // the limit holds per delivery.
+        const auto ms = options_.job_timeout.count();
         std::ostringstream why;
-        why << "stopped after running longer than its time limit (jobs.job_timeout_s: " << limit.count()
-            << " s): " << outputs.error().message;
+        why << "stopped after running longer than its time limit (jobs.job_timeout_s: ";
+        if (ms % 1000 == 0) {
+            why << ms / 1000;
+        } else {
+            why << ms / 1000.0;
+        }
+        why << " s): " << outputs.error().message;
         fail_final(why.str());
         return;
     } else if (outputs.error().code == sdk::ErrorCode::Cancelled || cancel_requested) {
@@ -580,7 +588,8 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
 
 void TtpRunner::check_job_deadline() {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (current_job_.empty() || current_timed_out_ || options_.job_timeout.count() <= 0 ||
+    // A job already told to stop (cancelled) ends as cancelled, not as timed out.
+    if (current_job_.empty() || current_timed_out_ || current_cancelled_ || options_.job_timeout.count() <= 0 ||
         std::chrono::steady_clock::now() - current_started_ < options_.job_timeout) {
         return;
     }

@@ -29,6 +29,9 @@
 namespace synergos::core::rest {
 namespace {
 
+/// Kinds the alignment of a participant is computed from (its nodes and its data tags).
+bool derives_alignment(std::string_view kind) { return kind == "Registration" || kind == "Tag"; }
+
 /// One turn at a time per record for the PUT routes' read-merge-write. A PUT reads the record,
 /// merges the body into it and writes the whole document: two PUTs of one record at once would
 /// merge into the same old document and the later write would drop the earlier one's fields.
@@ -541,6 +544,15 @@ public:
                 prepared.batch.push_back({sdk::WriteMode::DeleteWhere, dependent, *key, {}});
             }
         }
+        if (mode == sdk::WriteMode::Upsert && derives_alignment(res.kind)) {
+            // Replacing what alignment was computed from drops that participant's alignment
+            // (as a DELETE of it would): training refuses until the project is aligned again.
+            // Before the Upsert: the answer is the batch's last record.
+            auto current = store_.get(res.kind, *key);
+            if (!current || Json::parse(current->document, nullptr, false) != body) {
+                prepared.batch.push_back({sdk::WriteMode::DeleteWhere, "Alignment", *key, {}});
+            }
+        }
         prepared.batch.push_back({mode, res.kind, *key, body.dump()});
         prepared.out_params = envelope_params(request);
         prepared.params = std::move(params);
@@ -660,7 +672,12 @@ public:
             return reply(Response::field_error(
                 422, prefix + "Field '" + invalid->field + "' " + invalid->problem, invalid->field));
         }
-        submit(std::move(responder), {{sdk::WriteMode::Update, res.kind, key, doc.dump()}},
+        std::vector<sdk::Mutation> batch{{sdk::WriteMode::Update, res.kind, key, doc.dump()}};
+        if (derives_alignment(res.kind) && doc != Json::parse(current->document, nullptr, false)) {
+            // As for a replacing POST: the participant's alignment no longer holds.
+            batch.push_back({sdk::WriteMode::DeleteWhere, "Alignment", key, {}});
+        }
+        submit(std::move(responder), std::move(batch),
                [this, r = &res, method, out_params = std::move(out_params), params,
                 done = std::move(done)](WriteQueue::Outcome written) -> http::Responder::Producer {
                    done();  // applied (or refused): the record's next PUT reads what is stored

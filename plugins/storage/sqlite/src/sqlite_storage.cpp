@@ -456,9 +456,9 @@ SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options
     } else if (wal_preallocate_mb_ < 0 || wal_preallocate_mb_ > 1024) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': option 'wal_preallocate_mb' must be 0-1024"};
-    } else if (checkpoint_frames_ < 16 || checkpoint_frames_ > 100000) {
+    } else if (checkpoint_frames_ < 16 || checkpoint_frames_ > 8192) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
-                                   "storage 'sqlite': option 'checkpoint_frames' must be 16-100000"};
+                                   "storage 'sqlite': option 'checkpoint_frames' must be 16-8192"};
     } else if (busy_timeout_ms_ < 0 || commit_timeout_.count() <= 0) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': options 'busy_timeout_ms' and "
@@ -538,8 +538,8 @@ sdk::Status SqliteStorage::start() noexcept {
         checkpointer_ = std::thread([this] { run_checkpointer(); });
         // A passive checkpoint copies the frames to the database file and fsyncs it; a commit's
         // WAL fdatasync issued meanwhile waits behind that flush. Frequent small checkpoints
-        // keep the wait short: at 1000 frames 0.7-0.9% of REST create commits took over
-        // 2.5 ms, at 250 0.2-0.5% (bench/rest, alternating runs).
+        // keep the wait short: at 1000 frames 0.9-1.8% of REST create commits took over
+        // 2.5 ms, at 250 0.4-0.5% (bench/rest/run_bench.sh, alternating runs).
         writer_.set_checkpoint_policy(static_cast<int>(checkpoint_frames_), 16384, [this] {
             {
                 std::lock_guard<std::mutex> lock(checkpoint_mutex_);

@@ -47,7 +47,8 @@ inline constexpr sdk::OptionSpec kOptions[] = {
      "instead of appending",
      false},
     {"checkpoint_frames", sdk::OptionType::Int, false, "250",
-     "new WAL frames between two passive checkpoints (16-100000): fewer keep each database fsync "
+     "new WAL frames between two passive checkpoints (16-8192, below the 16384 frames that make "
+     "the writer restart the WAL itself): fewer keep each database fsync "
      "short, so commits wait less behind it",
      false},
 };

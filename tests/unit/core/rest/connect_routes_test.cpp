@@ -703,6 +703,52 @@ TEST_CASE("registration and tag POST create or replace", "[unit][rest]") {
     CHECK(tag["train"] == json{{"z"}});
 }
 
+TEST_CASE("a changed registration or tag drops its participant's alignment and an unchanged one keeps it",
+          "[unit][rest]") {
+    RestServer s;
+    build_tree(s, "c", "p", "w");
+    // The same participant in another project, whose alignment must stay.
+    REQUIRE(s.call("POST", kConnect + "/collaborations/c/projects", project_body("p2")).status == 201);
+    REQUIRE(s.call("POST", project_path("c", "p2") + "/participants/w/registration", registration_body())
+                .status == 201);
+    const std::string reg = project_path("c", "p") + "/participants/w/registration";
+    const synergos::sdk::Key key{{"collab_id", "c"}, {"project_id", "p"}, {"participant_id", "w"}};
+    const synergos::sdk::Key other{{"collab_id", "c"}, {"project_id", "p2"}, {"participant_id", "w"}};
+    const auto align = [&] {  // what an alignment job archives for each participant
+        for (const auto& k : {key, other}) {
+            REQUIRE(s.storage().apply(
+                {{synergos::sdk::WriteMode::Upsert, "Alignment", k, R"({"superset":{"X":["a"]}})"}}));
+        }
+    };
+    const json tags{{"train", json::array({json::array({"a", "b"})})}};
+    align();
+    // The same documents again, by POST and by PUT: nothing the alignment came from changed.
+    REQUIRE(s.call("POST", reg, registration_body()).status == 201);
+    REQUIRE(s.call("POST", reg + "/tags", tags).status == 201);
+    REQUIRE(s.call("PUT", reg, json{{"role", "host"}}).status == 200);
+    REQUIRE(s.call("PUT", reg + "/tags", tags).status == 200);
+    CHECK(s.storage().get("Alignment", key));
+    // Each kind of change drops it, only in this project.
+    const std::vector<std::pair<std::string, std::pair<std::string, json>>> changes{
+        {"POST tags", {reg + "/tags", json{{"train", json::array({json::array({"a", "c"})})}}}},
+        {"PUT tags", {reg + "/tags", json{{"evaluate", json::array({json::array({"e"})})}}}},
+        {"POST registration", {reg, [] {
+                                   json r = registration_body();
+                                   r["node_0"]["f_port"] = 5001;
+                                   return r;
+                               }()}},
+        {"PUT registration", {reg, json{{"role", "guest"}}}},
+    };
+    for (const auto& [what, change] : changes) {
+        align();
+        const std::string method = what.substr(0, what.find(' '));
+        INFO(what);
+        REQUIRE(s.call(method, change.first, change.second).status == (method == "POST" ? 201 : 200));
+        CHECK_FALSE(s.storage().get("Alignment", key));
+        CHECK(s.storage().get("Alignment", other));
+    }
+}
+
 TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][rest]") {
     RestServer s;
     build_tree(s, "c1", "p1", "w1");
