@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <cstdio>
@@ -11,6 +13,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -31,28 +34,53 @@ struct Fail {
     std::string message;
 };
 
-/// YAML scalars become JSON numbers, booleans or null where they read as such.
-json to_json(const YAML::Node& node) {
+/// Bounds on a job file once read: YAML aliases copy what they name, so a few hundred bytes
+/// can stand for billions of values; and deep nesting would overflow the stack.
+constexpr std::size_t kMaxJobValues = 1'000'000;
+constexpr int kMaxJobDepth = 64;
+
+/// YAML scalars become JSON numbers, booleans or null where they read as such. `where` names the
+/// value for errors; `budget` counts the values left.
+json to_json(const YAML::Node& node, const std::string& where, std::size_t& budget, int depth = 0) {
+    if (budget == 0) {
+        throw Fail{2, where + ": the file stands for more than " + std::to_string(kMaxJobValues) +
+                          " values (YAML aliases repeat what they name)"};
+    }
+    --budget;
+    if (depth > kMaxJobDepth) {
+        throw Fail{2, where + ": nested deeper than " + std::to_string(kMaxJobDepth) + " levels"};
+    }
     switch (node.Type()) {
         case YAML::NodeType::Null:
         case YAML::NodeType::Undefined: return nullptr;
         case YAML::NodeType::Sequence: {
             json a = json::array();
+            std::size_t i = 0;
             for (const auto& item : node) {
-                a.push_back(to_json(item));
+                a.push_back(to_json(item, where + "[" + std::to_string(i++) + "]", budget, depth + 1));
             }
             return a;
         }
         case YAML::NodeType::Map: {
             json o = json::object();
             for (const auto& kv : node) {
-                o[kv.first.as<std::string>()] = to_json(kv.second);
+                if (!kv.first.IsScalar()) {
+                    throw Fail{2, where + ": a key must be a plain name, not a list or mapping"};
+                }
+                const std::string key = kv.first.Scalar();
+                if (key == "<<") {
+                    throw Fail{2, where + ": YAML merge keys ('<<') are not supported: write the fields out"};
+                }
+                if (o.contains(key)) {
+                    throw Fail{2, where + ": key '" + key + "' appears twice"};
+                }
+                o[key] = to_json(kv.second, where + (depth == 0 ? ", " : ".") + key, budget, depth + 1);
             }
             return o;
         }
         case YAML::NodeType::Scalar: {
             const std::string s = node.Scalar();
-            if (node.Tag() == "!") {  // quoted: always a string
+            if (node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str") {  // quoted or !!str
                 return s;
             }
             if (s == "true" || s == "True") {
@@ -64,14 +92,26 @@ json to_json(const YAML::Node& node) {
             if (s == "null" || s == "~") {
                 return nullptr;
             }
-            char* end = nullptr;
-            const long long i = std::strtoll(s.c_str(), &end, 10);
-            if (!s.empty() && end == s.c_str() + s.size()) {
-                return i;
-            }
-            const double d = std::strtod(s.c_str(), &end);
-            if (!s.empty() && end == s.c_str() + s.size()) {
-                return d;
+            // Decimal numbers only (no "0x1A", "inf" or "nan": YAML 1.2 core schema reads them
+            // as text), and only values that fit: an integer too large for 64 bits stays text,
+            // for the field's own check to name it.
+            const bool numeric = !s.empty() && s.find_first_not_of("0123456789+-.eE") == std::string::npos &&
+                                 s.find_first_of("0123456789") != std::string::npos;
+            if (numeric) {
+                errno = 0;
+                char* end = nullptr;
+                const long long i = std::strtoll(s.c_str(), &end, 10);
+                if (end == s.c_str() + s.size()) {
+                    if (errno != ERANGE) {
+                        return i;
+                    }
+                    return s;
+                }
+                errno = 0;
+                const double d = std::strtod(s.c_str(), &end);
+                if (end == s.c_str() + s.size() && errno != ERANGE && std::isfinite(d)) {
+                    return d;
+                }
             }
             return s;
         }
@@ -80,10 +120,29 @@ json to_json(const YAML::Node& node) {
 }
 
 std::string required_string(const json& obj, const std::string& field, const std::string& where) {
-    if (!obj.contains(field) || !obj[field].is_string() || obj[field].get<std::string>().empty()) {
+    if (!obj.is_object() || !obj.contains(field) || obj[field].is_null()) {
         throw Fail{2, where + ": field '" + field + "' is required (a non-empty string)"};
     }
+    if (!obj[field].is_string()) {
+        throw Fail{2, where + ": field '" + field + "' must be a string (quote it, e.g. \"007\")"};
+    }
+    if (obj[field].get<std::string>().empty()) {
+        throw Fail{2, where + ": field '" + field + "' must not be empty"};
+    }
     return obj[field];
+}
+
+/// An id as the director accepts it (letters, digits and _ . : -, at most 128 characters): it
+/// becomes part of URL paths.
+std::string required_id(const json& obj, const std::string& where) {
+    const std::string id = required_string(obj, "id", where);
+    if (id.size() > 128 || id == "." || id == ".." ||
+        id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-") !=
+            std::string::npos) {
+        throw Fail{2, where + ": id '" + id.substr(0, 64) + (id.size() > 64 ? "..." : "") +
+                          "' may contain only letters, digits and _ . : - (at most 128 characters)"};
+    }
+    return id;
 }
 
 struct Server {
@@ -262,8 +321,9 @@ int port_field(const json& node, const char* field, int fallback, const std::str
         return fallback;
     }
     const json& v = node[field];
-    if (v.is_number_integer() && v.get<int>() > 0 && v.get<int>() <= 65535) {
-        return v.get<int>();
+    // Compared as 64-bit: 4294972397 must not wrap around to 5101.
+    if (v.is_number_integer() && v.get<std::int64_t>() > 0 && v.get<std::int64_t>() <= 65535) {
+        return static_cast<int>(v.get<std::int64_t>());
     }
     if (v.is_string()) {
         try {
@@ -276,6 +336,65 @@ int port_field(const json& node, const char* field, int fallback, const std::str
         }
     }
     throw Fail{2, where + ": '" + field + "' must be a port number (1-65535)"};
+}
+
+/// The largest job or model file read (a job file is a few KB).
+constexpr std::uintmax_t kMaxJobFileBytes = 16u << 20;
+
+/// A folder path of tags: a list of strings.
+void check_tag_paths(const json& paths, const std::string& at) {
+    if (!paths.is_array()) {
+        throw Fail{2, at + " must be a list of folder paths (each a list of folder names)"};
+    }
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        const std::string here = at + "[" + std::to_string(i) + "]";
+        if (!paths[i].is_array() || paths[i].empty()) {
+            throw Fail{2, here + " must be a folder path: a list of folder names"};
+        }
+        for (std::size_t k = 0; k < paths[i].size(); ++k) {
+            if (!paths[i][k].is_string()) {
+                throw Fail{2, here + "[" + std::to_string(k) + "] must be a folder name (quote names that read as numbers, e.g. \"2021\")"};
+            }
+        }
+    }
+}
+
+/// A participant's role, details, nodes and tags, before anything is sent to the director.
+void check_participant(const json& part, const std::string& at) {
+    if (part.contains("role") && !part["role"].is_string()) {
+        throw Fail{2, at + ": 'role' must be host or guest (a string)"};
+    }
+    if (part.contains("details") && !part["details"].is_object()) {
+        throw Fail{2, at + ": 'details' must be a mapping"};
+    }
+    if (!part.contains("nodes") || !part["nodes"].is_array() || part["nodes"].empty()) {
+        throw Fail{2, at + ": 'nodes' must list one node per grid"};
+    }
+    for (std::size_t i = 0; i < part["nodes"].size(); ++i) {
+        const json& n = part["nodes"][i];
+        const std::string here = at + ", nodes[" + std::to_string(i) + "]";
+        if (!n.is_object()) {
+            throw Fail{2, here + " must be a mapping (host, f_port)"};
+        }
+        if (n.contains("host") && (!n["host"].is_string() || n["host"].get<std::string>().empty())) {
+            throw Fail{2, here + ": 'host' must be a host name or address (a string)"};
+        }
+        if (port_field(n, "f_port", port_field(n, "port", 0, here), here) <= 0) {
+            throw Fail{2, here + ": 'f_port' (the worker's REST port) is required"};
+        }
+    }
+    if (!part.contains("tags") || !part["tags"].is_object() || !part["tags"].contains("train")) {
+        throw Fail{2, at + ": 'tags' needs at least 'train'"};
+    }
+    for (const auto& [meta, paths] : part["tags"].items()) {
+        if (meta == "model" || meta == "hyperparameters") {
+            continue;  // the original tag record's other fields, passed as they are
+        }
+        if (meta != "train" && meta != "evaluate" && meta != "predict") {
+            throw Fail{2, at + ": tags." + meta + " is not train, evaluate or predict"};
+        }
+        check_tag_paths(paths, at + ": tags." + meta);
+    }
 }
 
 std::string fmt(double v, int precision = 3) {
@@ -550,77 +669,191 @@ namespace {
 
 /// Replaces `${NAME}` and `${NAME:-default}` with the environment's values, so one job file
 /// serves several deployments (ports, hosts). An unset variable without a default is an error.
+/// The text is substituted before YAML reads it (a plain `${...}` may stand where YAML would
+/// read braces as structure), so a value may hold only characters YAML reads as plain text, and
+/// comments are left as they are. `$${` writes a literal `${`.
 sdk::Result<std::string> expand_environment(const std::string& text, const std::string& path) {
+    const auto error = [&](const std::string& what) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': " + what};
+    };
     std::string out;
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const std::size_t start = text.find("${", i);
-        if (start == std::string::npos) {
-            out.append(text, i, std::string::npos);
-            break;
+    out.reserve(text.size());
+    std::size_t line = 1;
+    char quote = 0;        // inside a '...' or "..." scalar on this line
+    bool comment = false;  // the rest of the line is a comment
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '\n') {
+            ++line;
+            quote = 0;
+            comment = false;
+            out += c;
+            continue;
         }
-        out.append(text, i, start - i);
-        const std::size_t end = text.find('}', start);
-        if (end == std::string::npos) {
-            return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': unterminated '${'"};
+        if (comment) {
+            out += c;
+            continue;
         }
-        const std::string expr = text.substr(start + 2, end - start - 2);
+        if (quote == 0 && c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) {
+            comment = true;
+            out += c;
+            continue;
+        }
+        if (c == '\'' || c == '"') {
+            quote = quote == 0 ? c : (quote == c ? 0 : quote);
+        }
+        if (c == '$' && text.compare(i, 3, "$${") == 0) {
+            out += "${";
+            i += 2;
+            continue;
+        }
+        if (c != '$' || text.compare(i, 2, "${") != 0) {
+            out += c;
+            continue;
+        }
+        const std::size_t end = text.find_first_of("}\n", i);
+        if (end == std::string::npos || text[end] != '}') {
+            return error("line " + std::to_string(line) + ": '${' without its closing '}' on the same line");
+        }
+        const std::string expr = text.substr(i + 2, end - i - 2);
         const std::size_t dflt = expr.find(":-");
         const std::string name = expr.substr(0, dflt);
-        const char* value = std::getenv(name.c_str());
-        if (value != nullptr && *value != '\0') {
-            out += value;
-        } else if (dflt != std::string::npos) {
-            out += expr.substr(dflt + 2);
-        } else {
-            return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                              "job file '" + path + "': environment variable '" + name + "' is not set (write ${" +
-                                  name + ":-default} for a default)"};
+        if (name.empty() || name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") !=
+                                std::string::npos) {
+            return error("line " + std::to_string(line) + ": '${" + expr.substr(0, 40) +
+                         "}' does not name an environment variable (letters, digits, _)");
         }
-        i = end + 1;
+        std::string value;
+        if (const char* v = std::getenv(name.c_str()); v != nullptr && *v != '\0') {
+            value = v;
+        } else if (dflt != std::string::npos) {
+            value = expr.substr(dflt + 2);
+            if (value.find("${") != std::string::npos) {
+                return error("line " + std::to_string(line) + ": a default holding '${' is not supported");
+            }
+        } else {
+            return error("environment variable '" + name + "' is not set (write ${" + name +
+                         ":-default} for a default)");
+        }
+        // Only what YAML reads as plain text: a value must not be able to add fields.
+        if (value.find_first_of("\n\r\"'{}[],#&*!|>%@`") != std::string::npos ||
+            value.find(": ") != std::string::npos) {
+            return error("line " + std::to_string(line) + ": the value of '" + name +
+                         "' holds characters YAML would read as structure (quotes, brackets, ',', '#', ': ' ...)");
+        }
+        out += value;
+        i = end;
     }
     return out;
+}
+
+/// The deepest nesting of [ and { in a JSON text (outside strings).
+int json_depth(const std::string& text) {
+    int depth = 0;
+    int deepest = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') {
+                ++i;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            deepest = std::max(deepest, ++depth);
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return deepest;
+}
+
+/// A regular file's text, at most `limit` bytes; errors name `what` and the path.
+sdk::Result<std::string> read_small_text(const fs::path& file, std::uintmax_t limit, const std::string& what) {
+    std::error_code ec;
+    if (!fs::exists(file, ec)) {
+        return sdk::Error{sdk::ErrorCode::NotFound, what + " '" + file.string() + "' does not exist"};
+    }
+    if (!fs::is_regular_file(file, ec)) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, what + " '" + file.string() + "' is not a regular file"};
+    }
+    const auto size = fs::file_size(file, ec);
+    if (ec || size > limit) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                          what + " '" + file.string() + "' is larger than " + std::to_string(limit >> 20) + " MiB"};
+    }
+    std::ifstream in(file, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) {
+        return sdk::Error{sdk::ErrorCode::NotFound, what + " '" + file.string() + "' cannot be read"};
+    }
+    return text.str();
 }
 
 }  // namespace
 
 sdk::Result<json> load_job_file(const std::string& path) {
+    const std::string where = "job file '" + path + "'";
     YAML::Node root;
     try {
-        std::ifstream in(path);
-        if (!in) {
-            return sdk::Error{sdk::ErrorCode::NotFound, "job file '" + path + "' cannot be read"};
+        auto text = read_small_text(path, kMaxJobFileBytes, "job file");
+        if (!text) {
+            return text.error();
         }
-        std::stringstream text;
-        text << in.rdbuf();
-        auto expanded = expand_environment(text.str(), path);
+        auto expanded = expand_environment(*text, path);
         if (!expanded) {
             return expanded.error();
         }
-        root = YAML::Load(*expanded);
+        root = YAML::Load(*expanded);  // the first document; a file of several is refused below
+        if (YAML::LoadAll(*expanded).size() > 1) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": holds several YAML documents ('---'); write one"};
+        }
     } catch (const YAML::Exception& e) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': " + e.what()};
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": " + e.what()};
     }
     try {
-        json job = to_json(root);
-        const std::string where = "job file '" + path + "'";
+        std::size_t budget = kMaxJobValues;
+        json job = to_json(root, where, budget);
         if (!job.is_object()) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": must be a mapping"};
+        }
+        for (const auto& [key, value] : job.items()) {
+            static const std::set<std::string> known{"collaboration", "project", "experiment", "runs",
+                                                     "participants",  "steps",   "alignment"};
+            if (known.count(key) == 0) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                  where + ": unknown section '" + key +
+                                      "' (collaboration, project, experiment, runs, participants, steps, alignment)"};
+            }
         }
         for (const char* section : {"collaboration", "project", "experiment"}) {
             if (!job.contains(section) || !job[section].is_object()) {
                 return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": section '" + section + "' is required"};
             }
-            required_string(job[section], "id", where + ", " + section);
+            required_id(job[section], where + ", " + section);
         }
         json& expt = job["experiment"];
         if (expt.contains("model_file")) {
-            const fs::path file = fs::path(path).parent_path() / expt["model_file"].get<std::string>();
-            std::ifstream in(file);
-            json model = json::parse(in, nullptr, false);
-            if (!in || model.is_discarded() || !model.is_array()) {
+            if (!expt["model_file"].is_string() || expt["model_file"].get<std::string>().empty()) {
                 return sdk::Error{sdk::ErrorCode::InvalidArgument,
-                                  where + ": experiment.model_file '" + file.string() + "' is not a JSON list of layers"};
+                                  where + ": experiment.model_file must be a file name (a string)"};
+            }
+            const fs::path file = fs::path(path).parent_path() / expt["model_file"].get<std::string>();
+            auto text = read_small_text(file, kMaxJobFileBytes, where + ": experiment.model_file");
+            if (!text) {
+                return text.error();
+            }
+            // Checked before parsing: the parser and copies of the value recurse per level.
+            json model = json_depth(*text) > kMaxJobDepth ? json() : json::parse(*text, nullptr, false);
+            if (model.is_discarded() || !model.is_array() || model.empty()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                  where + ": experiment.model_file '" + file.string() +
+                                      "' is not a JSON list of layers (nested at most " +
+                                      std::to_string(kMaxJobDepth) + " levels)"};
             }
             expt["model"] = model;
             expt.erase("model_file");
@@ -631,28 +864,58 @@ sdk::Result<json> load_job_file(const std::string& path) {
         if (!job.contains("runs") || !job["runs"].is_array() || job["runs"].empty()) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": 'runs' must list at least one run"};
         }
+        std::set<std::string> ids;
         for (std::size_t i = 0; i < job["runs"].size(); ++i) {
-            required_string(job["runs"][i], "id", where + ", runs[" + std::to_string(i) + "]");
+            const std::string at = where + ", runs[" + std::to_string(i) + "]";
+            if (!ids.insert(required_id(job["runs"][i], at)).second) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, at + ": run id '" + job["runs"][i]["id"].get<std::string>() + "' appears twice"};
+            }
         }
         if (!job.contains("participants") || !job["participants"].is_array() || job["participants"].empty()) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": 'participants' must list at least one participant"};
         }
+        ids.clear();
         for (std::size_t i = 0; i < job["participants"].size(); ++i) {
             const json& part = job["participants"][i];
             const std::string at = where + ", participants[" + std::to_string(i) + "]";
-            required_string(part, "id", at);
-            if (!part.contains("nodes") || !part["nodes"].is_array() || part["nodes"].empty()) {
-                return sdk::Error{sdk::ErrorCode::InvalidArgument, at + ": 'nodes' must list one node per grid"};
+            const std::string pid = required_id(part, at);
+            if (!ids.insert(pid).second) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, at + ": participant id '" + pid + "' appears twice"};
             }
-            if (!part.contains("tags") || !part["tags"].is_object() || !part["tags"].contains("train")) {
-                return sdk::Error{sdk::ErrorCode::InvalidArgument, at + ": 'tags' needs at least 'train'"};
+            check_participant(part, at);
+        }
+        if (job.contains("steps")) {
+            json& steps = job["steps"];
+            if (steps.is_string()) {
+                steps = json::array({steps});
+            }
+            if (!steps.is_array()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": 'steps' must be a list of align, train, validate, predict"};
+            }
+            for (const auto& step : steps) {
+                if (!step.is_string() || (step != "align" && step != "train" && step != "validate" && step != "predict")) {
+                    return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                      where + ": unknown step " + step.dump() + " (align, train, validate, predict)"};
+                }
+            }
+        }
+        if (job.contains("alignment")) {
+            const json& a = job["alignment"];
+            if (!a.is_object()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": 'alignment' must be a mapping (auto_align, auto_fix)"};
+            }
+            for (const auto& [key, value] : a.items()) {
+                if ((key != "auto_align" && key != "auto_fix") || !value.is_boolean()) {
+                    return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                      where + ": alignment." + key + " must be auto_align or auto_fix, true or false"};
+                }
             }
         }
         return job;
     } catch (const Fail& f) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, f.message};
     } catch (const std::exception& e) {
-        return sdk::Error{sdk::ErrorCode::InvalidArgument, "job file '" + path + "': " + e.what()};
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": " + e.what()};
     }
 }
 
@@ -783,7 +1046,12 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
             } else if (a == "--json") {
                 o.json = true;
             } else if (a == "--timeout") {
-                o.timeout = std::chrono::seconds(std::stoll(value("--timeout")));
+                const std::string t = value("--timeout");
+                const bool digits = !t.empty() && t.size() <= 9 && t.find_first_not_of("0123456789") == std::string::npos;
+                if (!digits || std::stoll(t) == 0) {
+                    throw std::invalid_argument("--timeout must be a whole number of seconds (1-999999999), not '" + t + "'");
+                }
+                o.timeout = std::chrono::seconds(std::stoll(t));
             } else if (a == "--state" && command == "jobs") {
                 state = value("--state");
             } else if (command == "submit" && job_file.empty() && a.rfind("--", 0) != 0) {

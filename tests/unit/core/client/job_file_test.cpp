@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+// load_job_file: every bad job file gets one error naming the file and the field, before
+// anything is sent to a director; nothing a file holds can crash the client or exhaust memory.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include <catch2/catch.hpp>
+#include <synergos/core/client/client.hpp>
+
+namespace fs = std::filesystem;
+using synergos::core::client::load_job_file;
+
+namespace {
+
+struct Dir {
+    fs::path path;
+    Dir() {
+        std::random_device rd;
+        path = fs::temp_directory_path() / ("synergos-jobfile-test-" + std::to_string(rd()));
+        fs::create_directories(path);
+        std::ofstream(path / "m.json") << R"([{"is_input": true, "l_type": "Linear",
+            "structure": {"in_features": 4, "out_features": 1}, "activation": "sigmoid"}])";
+    }
+    ~Dir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string write(const std::string& name, const std::string& text) const {
+        std::ofstream(path / name) << text;
+        return (path / name).string();
+    }
+};
+
+/// A valid job file with `replace` applied (first occurrence of `from` becomes `to`) and
+/// `extra` appended.
+std::string job(const std::string& from = "", const std::string& to = "", const std::string& extra = "") {
+    std::string text =
+        "collaboration: {id: c1}\n"
+        "project: {id: p1}\n"
+        "experiment: {id: e1, model_file: m.json}\n"
+        "runs: [{id: r1, rounds: 2}]\n"
+        "participants:\n"
+        "  - id: a\n"
+        "    nodes: [{host: 127.0.0.1, f_port: 5101}]\n"
+        "    tags: {train: [[x, y]]}\n";
+    if (!from.empty()) {
+        const auto at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        text.replace(at, from.size(), to);
+    }
+    return text + extra;
+}
+
+/// The error of loading `text`; fails the test when it loads.
+std::string error_of(const Dir& dir, const std::string& text) {
+    const std::string file = dir.write("job.yaml", text);
+    auto loaded = load_job_file(file);
+    INFO(text);
+    REQUIRE_FALSE(loaded);
+    CHECK_THAT(loaded.error().message, Catch::Contains("job.yaml"));
+    return loaded.error().message;
+}
+
+}  // namespace
+
+TEST_CASE("A valid job file loads with its environment values", "[unit][client]") {
+    Dir dir;
+    ::setenv("SYNERGOS_TEST_JOB_PORT", "6201", 1);
+    ::unsetenv("SYNERGOS_TEST_JOB_UNSET");
+    auto loaded = load_job_file(dir.write(
+        "job.yaml", "# a comment may mention ${SYNERGOS_TEST_JOB_UNSET} or ${ freely\n" +
+                        job("f_port: 5101", "f_port: ${SYNERGOS_TEST_JOB_PORT}",
+                            "steps: train\nalignment: {auto_fix: false}\n") +
+                        "# and a literal: $${NOT_A_VARIABLE}\n"));
+    REQUIRE(loaded);
+    const auto& j = *loaded;
+    CHECK(j["participants"][0]["nodes"][0]["f_port"] == 6201);
+    CHECK(j["steps"] == nlohmann::json::array({"train"}));
+    CHECK(j["experiment"]["model"].size() == 1);
+    CHECK(j["runs"][0]["rounds"] == 2);
+}
+
+TEST_CASE("A job file that would crash the client or exhaust its memory is refused", "[unit][client]") {
+    Dir dir;
+    // A model nested 150000 levels deep overflowed the stack of the JSON parser.
+    std::ofstream(dir.path / "deep.json") << std::string(150000, '[') << std::string(150000, ']');
+    CHECK_THAT(error_of(dir, job("m.json", "deep.json")), Catch::Contains("model_file") && Catch::Contains("64"));
+    // Nine levels of YAML aliases: 630 bytes standing for 10^9 values.
+    std::string bomb = "x0: &a0 [x,x,x,x,x,x,x,x,x,x]\n";
+    for (int i = 1; i <= 8; ++i) {
+        bomb += "x" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+        for (int k = 0; k < 10; ++k) {
+            bomb += std::string(k ? "," : "") + "*a" + std::to_string(i - 1);
+        }
+        bomb += "]\n";
+    }
+    CHECK_THAT(error_of(dir, job() + bomb), Catch::Contains("1000000 values"));
+    // Not a regular file: a FIFO would block the read for good.
+    const fs::path fifo = dir.path / "fifo.yaml";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    auto read_fifo = load_job_file(fifo.string());
+    REQUIRE_FALSE(read_fifo);
+    CHECK_THAT(read_fifo.error().message, Catch::Contains("not a regular file"));
+    CHECK_THAT(error_of(dir, job("m.json", ".")), Catch::Contains("model_file") && Catch::Contains("regular file"));
+}
+
+TEST_CASE("A job file that would be silently misread is refused naming the field", "[unit][client]") {
+    Dir dir;
+    ::setenv("SYNERGOS_TEST_JOB_HOST", "10.0.0.1\", f_port: 6000, port: \"7000", 1);
+    const std::vector<std::pair<std::string, std::string>> cases{
+        {job("runs: [{id: r1, rounds: 2}]", "d: &d {rounds: 7}\nruns: [{<<: *d, id: r1}]"), "merge keys"},
+        {job("f_port: 5101", "f_port: 4294972397"), "nodes[0]: 'f_port' must be a port number"},
+        {job("", "", "steps: [trian]\n"), "unknown step \"trian\""},
+        {job("", "", "steps: 5\n"), "'steps' must be a list"},
+        {job("", "", "stesp: [align]\n"), "unknown section 'stesp'"},
+        {job("runs: [{id: r1, rounds: 2}]", "runs: [{id: r1}, {id: r1}]"), "run id 'r1' appears twice"},
+        {job("project: {id: p1}", "project: {id: p1}\nproject: {id: p2}"), "key 'project' appears twice"},
+        {job() + "---\nx: 1\n", "several YAML documents"},
+        {job("id: c1", "id: 007"), "collaboration: field 'id' must be a string"},
+        {job("{id: e1,", "{id: \"e1 HTTP/1.1\\r\\nX: y\","), "experiment: id 'e1"},
+        {job("tags: {train: [[x, y]]}", "tags: {train: [[x, 2021]]}"), "tags.train[0][1] must be a folder name"},
+        {job("tags: {train: [[x, y]]}", "tags: {train: [[x, y]], trian: [[z]]}"), "tags.trian is not"},
+        {job("host: 127.0.0.1", "host: \"${SYNERGOS_TEST_JOB_HOST}\""), "YAML would read as structure"},
+        {job("host: 127.0.0.1", "host: ${SYNERGOS_TEST_JOB_NONE:-${B:-x}}"), "default holding '${'"},
+        {job("", "", "alignment: {auto_align: \"false\"}\n"), "alignment.auto_align must be"},
+        {job("model_file: m.json", "model_file: 5"), "experiment.model_file must be a file name"},
+        {job("    nodes: [{host: 127.0.0.1, f_port: 5101}]", "    role: 3\n    nodes: [{host: 127.0.0.1, f_port: 5101}]"),
+         "'role' must be"},
+    };
+    for (const auto& [text, expected] : cases) {
+        CHECK_THAT(error_of(dir, text), Catch::Contains(expected));
+    }
+}
