@@ -176,6 +176,20 @@ Check run(const Json& doc) {
             return fail(f, "must be a boolean");
         }
     }
+    // Values no training can run with: refused here rather than failing the job later.
+    for (const char* f : {"rounds", "epochs", "batch_size"}) {
+        if (const Json* v = find(doc, f); v && v->is_number() && v->get<double>() < 1) {
+            return fail(f, "must be at least 1");
+        }
+    }
+    if (const Json* v = find(doc, "lr"); v && v->is_number() && !(v->get<double>() > 0)) {
+        return fail("lr", "must be greater than 0");
+    }
+    for (const char* f : {"patience", "weight_decay", "mu", "lr_decay"}) {
+        if (const Json* v = find(doc, f); v && v->is_number() && v->get<double>() < 0) {
+            return fail(f, "must not be negative");
+        }
+    }
     struct Enum {
         const char* field;
         std::vector<const char*> values;

@@ -815,6 +815,14 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         bad_rounds["rounds"] = "2";
         json bad_reduction = run_body("r2");
         bad_reduction["reduction"] = "max";
+        json zero_rounds = run_body("r2");
+        zero_rounds["rounds"] = 0;
+        json negative_epochs = run_body("r2");
+        negative_epochs["epochs"] = -5;
+        json zero_lr = run_body("r2");
+        zero_lr["lr"] = 0;
+        json negative_patience = run_body("r2");
+        negative_patience["patience"] = -1;
         json extra_reg = registration_body();
         extra_reg["colour"] = "blue";
         json missing_node = registration_body();
@@ -835,6 +843,10 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
               Case{project_path("c1", "p1") + "/experiments", bad_layer, "model[0].is_input"},
               Case{runs, bad_rounds, "rounds"},
               Case{runs, bad_reduction, "reduction"},
+              Case{runs, zero_rounds, "rounds"},
+              Case{runs, negative_epochs, "epochs"},
+              Case{runs, zero_lr, "lr"},
+              Case{runs, negative_patience, "patience"},
               Case{kConnect + "/participants", json{{"id", 5}}, "id"},
               Case{kConnect + "/participants", json{{"category", "x"}}, "id"},
               Case{reg, json{{"role", "host"}}, "n_count"},
