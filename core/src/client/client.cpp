@@ -20,6 +20,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "synergos/core/http/client.hpp"
+#include "synergos/core/http/message.hpp"
 #include "model_match.hpp"
 
 namespace synergos::core::client {
@@ -747,30 +748,6 @@ sdk::Result<std::string> expand_environment(const std::string& text, const std::
     return out;
 }
 
-/// The deepest nesting of [ and { in a JSON text (outside strings).
-int json_depth(const std::string& text) {
-    int depth = 0;
-    int deepest = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-        const char c = text[i];
-        if (in_string) {
-            if (c == '\\') {
-                ++i;
-            } else if (c == '"') {
-                in_string = false;
-            }
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            deepest = std::max(deepest, ++depth);
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return deepest;
-}
-
 /// A regular file's text, at most `limit` bytes; errors name `what` and the path.
 sdk::Result<std::string> read_small_text(const fs::path& file, std::uintmax_t limit, const std::string& what) {
     std::error_code ec;
@@ -848,7 +825,8 @@ sdk::Result<json> load_job_file(const std::string& path) {
                 return text.error();
             }
             // Checked before parsing: the parser and copies of the value recurse per level.
-            json model = json_depth(*text) > kMaxJobDepth ? json() : json::parse(*text, nullptr, false);
+            constexpr auto kLimit = static_cast<std::size_t>(kMaxJobDepth);
+            json model = http::nesting_depth(*text, kLimit) > kLimit ? json() : json::parse(*text, nullptr, false);
             if (model.is_discarded() || !model.is_array() || model.empty()) {
                 return sdk::Error{sdk::ErrorCode::InvalidArgument,
                                   where + ": experiment.model_file '" + file.string() +

@@ -65,6 +65,10 @@ struct JsonBody {
 /// body is a JSON object (400).
 JsonBody parse_json_body(const Request& request, bool require_object = true);
 
+/// Deepest nesting of arrays and objects in a JSON text, counted outside strings without
+/// parsing (so before a recursive parser sees it); stops counting past `limit`.
+std::size_t nesting_depth(std::string_view text, std::size_t limit);
+
 /// Decodes %XX escapes; nullopt on a malformed escape.
 std::optional<std::string> percent_decode(std::string_view text);
 
