@@ -42,7 +42,7 @@ core::RuntimeConfig load(const core::CliInvocation& inv) {
 
 int run_role(const core::CliInvocation& inv) {
     core::RuntimeConfig config = load(inv);
-    // Before the runtime starts any thread: threads inherit the affinity mask of their creator.
+    // Before the runtime loads the model plugin (libtorch reads OMP_NUM_THREADS once).
     const core::CpuLimit cpus = core::apply_cpu_limit(config.cpus);
     const int gpus = config.gpus;
     core::RuntimeOptions options;
@@ -54,10 +54,6 @@ int run_role(const core::CliInvocation& inv) {
                                            std::to_string(synergos::sdk::kAbiMinor)},
                            {"cpus", cpus.used},
                            {"cpus_available", cpus.available}});
-    if (!cpus.error.empty()) {
-        runtime.logger().warn("cpus: the CPU limit could not be applied; using every allowed CPU",
-                              {{"error", cpus.error}});
-    }
     if (gpus > 0) {
         runtime.logger().warn("gpus: this build's torch runs on CPUs only; training uses the CPUs",
                               {{"gpus", gpus}});

@@ -680,14 +680,15 @@ sdk::Result<std::string> expand_environment(const std::string& text, const std::
     std::string out;
     out.reserve(text.size());
     std::size_t line = 1;
-    char quote = 0;        // inside a '...' or "..." scalar on this line
+    char quote = 0;        // inside a '...' or "..." scalar (which may span lines)
     bool comment = false;  // the rest of the line is a comment
+    char last = '\n';      // the last character before this one that is not a blank
     for (std::size_t i = 0; i < text.size(); ++i) {
         const char c = text[i];
         if (c == '\n') {
             ++line;
-            quote = 0;
             comment = false;
+            last = '\n';
             out += c;
             continue;
         }
@@ -695,13 +696,29 @@ sdk::Result<std::string> expand_environment(const std::string& text, const std::
             out += c;
             continue;
         }
-        if (quote == 0 && c == '#' && (i == 0 || text[i - 1] == ' ' || text[i - 1] == '\t' || text[i - 1] == '\n')) {
+        if (quote == '"' && c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+            out += c;  // an escape: the next character does not end the string
+            out += text[++i];
+            continue;
+        }
+        if (quote == '\'' && c == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+            out += "''";  // a quote written twice inside '...'
+            ++i;
+            continue;
+        }
+        if (quote == 0 && c == '#' && (last == '\n' || text[i - 1] == ' ' || text[i - 1] == '\t')) {
             comment = true;
             out += c;
             continue;
         }
-        if (c == '\'' || c == '"') {
-            quote = quote == 0 ? c : (quote == c ? 0 : quote);
+        if (quote != 0 && c == quote) {
+            quote = 0;
+        } else if (quote == 0 && (c == '\'' || c == '"') &&
+                   std::string_view("\n:-[{,?").find(last) != std::string_view::npos) {
+            quote = c;  // only where a scalar starts: an apostrophe inside plain text is text
+        }
+        if (c != ' ' && c != '\t') {
+            last = c;
         }
         if (c == '$' && text.compare(i, 3, "$${") == 0) {
             out += "${";
@@ -785,8 +802,17 @@ sdk::Result<json> load_job_file(const std::string& path) {
         if (!expanded) {
             return expanded.error();
         }
-        root = YAML::Load(*expanded);  // the first document; a file of several is refused below
-        if (YAML::LoadAll(*expanded).size() > 1) {
+        // One document; an empty one (a trailing '---') does not count.
+        std::vector<YAML::Node> documents;
+        for (const auto& document : YAML::LoadAll(*expanded)) {
+            if (!document.IsNull()) {
+                documents.push_back(document);
+            }
+        }
+        if (!documents.empty()) {
+            root = documents.front();
+        }
+        if (documents.size() > 1) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument, where + ": holds several YAML documents ('---'); write one"};
         }
     } catch (const YAML::Exception& e) {
@@ -825,7 +851,8 @@ sdk::Result<json> load_job_file(const std::string& path) {
                 return text.error();
             }
             // Checked before parsing: the parser and copies of the value recurse per level.
-            constexpr auto kLimit = static_cast<std::size_t>(kMaxJobDepth);
+            // One level less than the director takes: the model is sent inside the experiment.
+            constexpr auto kLimit = static_cast<std::size_t>(kMaxJobDepth - 1);
             json model = http::nesting_depth(*text, kLimit) > kLimit ? json() : json::parse(*text, nullptr, false);
             if (model.is_discarded() || !model.is_array() || model.empty()) {
                 return sdk::Error{sdk::ErrorCode::InvalidArgument,

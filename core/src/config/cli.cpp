@@ -54,7 +54,7 @@ po::options_description run_options() {
          "log sink: 'basic' (default) or 'graylog [HOST PORT]'")
         ("logging_resolution,r", po::value<double>()->value_name("SECONDS"),
          "system-metrics interval in seconds (default 5)")
-        ("cpus", po::value<int>()->value_name("N"), "CPUs the process may use (0: no limit)")
+        ("cpus", po::value<int>()->value_name("N"), "CPUs to compute on: libtorch threads (0: its default)")
         ("gpus", po::value<int>()->value_name("N"), "GPUs to use (this build runs on CPUs only)")
         ("censored,c", po::bool_switch(), "redact paths, hosts and credentials in logs")
         ("debug,d", po::bool_switch(), "log at debug level")

@@ -1413,6 +1413,14 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
     }
     plan.change = true;
     j.attempts = std::max(j.attempts, event.attempt);
+    // The started event is best effort and travels beside the result: a short job's result may
+    // come first (the started event then changes nothing). The result says who ran it.
+    if (j.ttp_id.empty()) {
+        j.ttp_id = event.ttp_id;
+    }
+    if (j.started_at.empty()) {
+        j.started_at = now_iso8601();
+    }
     const auto finish = [&](const std::string& state, const std::string& reason) {
         j.state = state;
         j.reason = reason;

@@ -539,7 +539,8 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         why << " s): " << outputs.error().message;
         fail_final(why.str());
         return;
-    } else if (outputs.error().code == sdk::ErrorCode::Cancelled || cancel_requested) {
+    } else if (outputs.error().code == sdk::ErrorCode::Cancelled || (cancel_requested && !timed_out)) {
+        // (A job past its limit that failed on its own takes the failure path below.)
         result.outcome = Outcome::Cancelled;
         result.reason = "cancelled while running: " + outputs.error().message;
     } else if (is_retryable(outputs.error().code) && job.attempt < job.max_attempts) {

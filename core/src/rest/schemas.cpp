@@ -182,10 +182,7 @@ Check run(const Json& doc) {
             return fail(f, "must be at least 1");
         }
     }
-    if (const Json* v = find(doc, "lr"); v && v->is_number() && !(v->get<double>() > 0)) {
-        return fail("lr", "must be greater than 0");
-    }
-    for (const char* f : {"patience", "weight_decay", "mu", "lr_decay"}) {
+    for (const char* f : {"lr", "patience", "weight_decay", "mu", "lr_decay"}) {
         if (const Json* v = find(doc, f); v && v->is_number() && v->get<double>() < 0) {
             return fail(f, "must not be negative");
         }

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "torch_backend.hpp"
 
+#include <cstdlib>
 #include <exception>
 #include <stdexcept>
 #include <string>
 #include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "architecture.hpp"
 #include "spec_error.hpp"
@@ -20,6 +23,14 @@ TorchBackend::TorchBackend(sdk::HostContext& host, const sdk::Options& options) 
                                     std::to_string(threads) + ")");
     }
     set_intra_op_threads(static_cast<int>(threads));
+    // With `threads: 0` libtorch sizes its pool from OMP_NUM_THREADS (the host sets it from
+    // --cpus) or from the machine: say which it took.
+    const char* omp = std::getenv("OMP_NUM_THREADS");
+    host_.logger().info("torch: intra-op threads",
+                        nlohmann::json{{"intra_op_threads", intra_op_threads()},
+                                       {"threads_option", threads},
+                                       {"OMP_NUM_THREADS", omp == nullptr ? "" : omp}}
+                            .dump());
 }
 
 sdk::Status TorchBackend::validate(std::string_view architecture_json, std::string_view args_json,

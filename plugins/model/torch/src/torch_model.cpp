@@ -663,6 +663,14 @@ sdk::Result<std::unique_ptr<sdk::Model>> build_model(sdk::Logger& logger, Archit
     }
 }
 
+int intra_op_threads() noexcept {
+    try {
+        return at::get_num_threads();
+    } catch (...) {
+        return 0;
+    }
+}
+
 void set_intra_op_threads(int threads) noexcept {
     try {
         if (threads > 0) {

@@ -53,5 +53,7 @@ sdk::Status check_shapes(const Architecture& layers,
 
 /// Sets libtorch's intra-op thread count (process-wide); 0 keeps libtorch's default.
 void set_intra_op_threads(int threads) noexcept;
+/// libtorch's intra-op thread count (0 if it cannot say).
+int intra_op_threads() noexcept;
 
 }  // namespace synergos::plugins::torch

@@ -82,6 +82,17 @@ TEST_CASE("A valid job file loads with its environment values", "[unit][client]"
     REQUIRE(loaded);
     const auto& j = *loaded;
     CHECK(j["participants"][0]["nodes"][0]["f_port"] == 6201);
+    // Quotes as YAML reads them: an apostrophe inside plain text opens nothing, and an escaped
+    // quote inside "..." does not end it; a trailing '---' is no second document.
+    auto quoted = load_job_file(dir.write(
+        "quoted.yaml", job("    nodes:", "    details:\n"
+                                         "      summary: Bob's data  # ${SYNERGOS_TEST_JOB_UNSET}\n"
+                                         "      phone: \"say \\\"hi # ${SYNERGOS_TEST_JOB_PORT}\"\n"
+                                         "    nodes:") +
+                           "---\n"));
+    REQUIRE(quoted);
+    CHECK((*quoted)["participants"][0]["details"]["summary"] == "Bob's data");
+    CHECK((*quoted)["participants"][0]["details"]["phone"] == "say \"hi # 6201");
     CHECK(j["steps"] == nlohmann::json::array({"train"}));
     CHECK(j["experiment"]["model"].size() == 1);
     CHECK(j["runs"][0]["rounds"] == 2);
@@ -92,6 +103,9 @@ TEST_CASE("A job file that would crash the client or exhaust its memory is refus
     // A model nested 150000 levels deep overflowed the stack of the JSON parser.
     std::ofstream(dir.path / "deep.json") << std::string(150000, '[') << std::string(150000, ']');
     CHECK_THAT(error_of(dir, job("m.json", "deep.json")), Catch::Contains("model_file") && Catch::Contains("64"));
+    // The director takes 64 levels, the experiment around the model among them.
+    std::ofstream(dir.path / "64.json") << std::string(64, '[') << std::string(64, ']');
+    CHECK_THAT(error_of(dir, job("m.json", "64.json")), Catch::Contains("model_file"));
     // Nine levels of YAML aliases: 630 bytes standing for 10^9 values.
     std::string bomb = "x0: &a0 [x,x,x,x,x,x,x,x,x,x]\n";
     for (int i = 1; i <= 8; ++i) {

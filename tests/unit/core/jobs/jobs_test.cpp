@@ -232,6 +232,28 @@ TEST_CASE("A started event that arrives after its attempt's retrying result does
     CHECK(job.attempts == 2);
 }
 
+TEST_CASE("A result that arrives before its started event still records the TTP and a start time",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& mq = h.new_queue();
+    const auto id = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    // A short job: its result overtakes the started event the TTP sent from another thread.
+    core::jobs::ResultMessage result;
+    result.job_id = id;
+    result.process = "train";
+    result.outcome = core::jobs::Outcome::Failed;
+    result.final = true;
+    result.reason = "worker unreachable";
+    result.ttp_id = "ttp-7";
+    REQUIRE(mq.publish(h.topology.results(), core::jobs::make_message(id, result.to_json()), 10s));
+    const auto job = h.wait(id, 10s);
+    CHECK(job.state == "failed");
+    CHECK(job.ttp_id == "ttp-7");
+    CHECK_FALSE(job.started_at.empty());
+    CHECK_FALSE(job.finished_at.empty());
+}
+
 }  // namespace synergos::test
 
 namespace synergos::test {

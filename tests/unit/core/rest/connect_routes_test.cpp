@@ -819,8 +819,8 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         zero_rounds["rounds"] = 0;
         json negative_epochs = run_body("r2");
         negative_epochs["epochs"] = -5;
-        json zero_lr = run_body("r2");
-        zero_lr["lr"] = 0;
+        json negative_lr = run_body("r2");
+        negative_lr["lr"] = -0.1;
         json negative_patience = run_body("r2");
         negative_patience["patience"] = -1;
         json extra_reg = registration_body();
@@ -845,7 +845,7 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
               Case{runs, bad_reduction, "reduction"},
               Case{runs, zero_rounds, "rounds"},
               Case{runs, negative_epochs, "epochs"},
-              Case{runs, zero_lr, "lr"},
+              Case{runs, negative_lr, "lr"},
               Case{runs, negative_patience, "patience"},
               Case{kConnect + "/participants", json{{"id", 5}}, "id"},
               Case{kConnect + "/participants", json{{"category", "x"}}, "id"},

@@ -168,7 +168,7 @@ struct RuntimeConfig {
     HttpConfig http;
     WorkerClientConfig worker_client;
     JobsConfig jobs;
-    int cpus = 0;             ///< CPUs the process may use; 0: no limit (see apply_cpu_limit)
+    int cpus = 0;             ///< CPUs the compute pool is sized for; 0: libtorch's default (apply_cpu_limit)
     int gpus = 0;             ///< GPUs to use; this build's torch is CPU-only (a warning if > 0)
     std::string source_file;  ///< the YAML file loaded, empty when none
 

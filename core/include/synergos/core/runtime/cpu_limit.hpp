@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// @file cpu_limit.hpp
-/// `cpus` / `--cpus`: how many CPUs a director, TTP or worker process may use.
+/// `cpus` / `--cpus`: how many CPUs a director, TTP or worker process computes on.
 
 #include <string>
 
@@ -9,17 +9,17 @@ namespace synergos::core {
 
 /// What `apply_cpu_limit` did.
 struct CpuLimit {
-    int available = 0;   ///< CPUs the process was allowed before (its affinity mask)
-    int used = 0;        ///< CPUs it may use now
-    bool pinned = false;  ///< the affinity mask was narrowed to `used` CPUs
+    int available = 0;             ///< CPUs the process may run on (its affinity mask)
+    int used = 0;                  ///< CPUs its compute threads are sized for
     bool omp_threads_set = false;  ///< OMP_NUM_THREADS was unset and is now `used`
-    std::string error;   ///< why the limit could not be applied (the process runs unlimited)
 };
 
-/// Limits the calling process to `cpus` of the CPUs it may run on (0: no limit): narrows the
-/// affinity mask to the first `cpus` allowed CPUs, and sets OMP_NUM_THREADS to `cpus` unless the
-/// environment sets it (libtorch sizes its intra-op pool from it, not from the mask). Call it
-/// before any other thread starts: threads inherit the mask of the thread that creates them.
+/// Sizes the process's compute thread pool for `cpus` of the CPUs it may run on (0: all of
+/// them): sets OMP_NUM_THREADS, from which libtorch sizes its intra-op pool, unless the
+/// environment sets it. The affinity mask is left alone: several processes of one host given
+/// `--cpus 2` each would all be pinned to the same first two CPUs; pinning belongs to the
+/// container runtime or taskset (`docker --cpuset-cpus`), whose mask this respects. Call it
+/// before the model plugin is loaded.
 CpuLimit apply_cpu_limit(int cpus) noexcept;
 
 /// CPUs in the calling thread's affinity mask (at least 1).
