@@ -265,17 +265,17 @@ std::string RuntimeConfig::mlflow_store() const {
     return node.mlflow_dir;
 }
 
-int RuntimeConfig::effective_cpus() const {
-    // The CPUs this process may run on (its affinity mask: a container's cpuset, or taskset).
-    int available = 0;
+int allowed_cpus() noexcept {
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        available = CPU_COUNT(&set);
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) {
+        return CPU_COUNT(&set);
     }
-    if (available <= 0) {
-        available = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    }
+    return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+int RuntimeConfig::effective_cpus() const {
+    const int available = allowed_cpus();
     return cpus > 0 ? std::min(cpus, available) : available;
 }
 

@@ -187,6 +187,9 @@ struct RuntimeConfig {
     std::string mlflow_store() const;
 };
 
+/// CPUs in the calling thread's affinity mask (a container's cpuset, or taskset); at least 1.
+int allowed_cpus() noexcept;
+
 /// The default censor key list: path-like keys (`*_dir(s)`, `*_path(s)`, `*_file`, `path`),
 /// hosts, credentials and tokens.
 std::vector<std::string> default_censor_keys();

@@ -3,7 +3,7 @@
 /// @file cpu_limit.hpp
 /// `cpus` / `--cpus`: how many CPUs a director, TTP or worker process computes on.
 
-#include <string>
+#include <synergos/core/config/runtime_config.hpp>  // allowed_cpus
 
 namespace synergos::core {
 
@@ -21,8 +21,5 @@ struct CpuLimit {
 /// container runtime or taskset (`docker --cpuset-cpus`), whose mask this respects. Call it
 /// before the model plugin is loaded.
 CpuLimit apply_cpu_limit(int cpus) noexcept;
-
-/// CPUs in the calling thread's affinity mask (at least 1).
-int allowed_cpus() noexcept;
 
 }  // namespace synergos::core
