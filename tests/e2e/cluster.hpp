@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -53,10 +54,15 @@ inline fs::path temp_root(const std::string& name) {
 }
 
 /// Serves a worker service's protocol routes on a loopback port (started, or the test fails).
-inline std::unique_ptr<core::http::HttpServer> serve_worker(core::worker::WorkerService& service,
-                                                            core::http::Router& router,
-                                                            sdk::Logger& logger) {
-    auto forward = [&service](const core::http::Request& req) {
+/// `before` (when set) runs ahead of each request, on the server's thread: a test holds a
+/// call there to make it slow.
+inline std::unique_ptr<core::http::HttpServer> serve_worker(
+    core::worker::WorkerService& service, core::http::Router& router, sdk::Logger& logger,
+    std::function<void(const core::http::Request&)> before = {}) {
+    auto forward = [&service, before = std::move(before)](const core::http::Request& req) {
+        if (before) {
+            before(req);
+        }
         auto out = service.handle({req.method, req.path, req.header("content-type"), req.body});
         core::http::Response r;
         r.status = out.status;
@@ -92,11 +98,17 @@ struct Worker {
         c.model = &model;
         c.logger = &host.logger();
         service = std::make_unique<core::worker::WorkerService>(c);
-        server = serve_worker(*service, router, host.logger());
+        server = serve_worker(*service, router, host.logger(), [this](const core::http::Request& req) {
+            if (before_request) {
+                before_request(req);
+            }
+        });
     }
     ~Worker() { server->stop(5s); }
     int port() const { return server->bound_port(); }
 
+    /// Set before the worker is used (not while it serves): runs ahead of each request.
+    std::function<void(const core::http::Request&)> before_request;
     sdk::testing::FakeHost host;
     plugins::tabular::TabularPipeline tabular;
     plugins::torch::TorchBackend model;

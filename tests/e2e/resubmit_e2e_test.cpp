@@ -2,9 +2,12 @@
 // `synergos submit` run twice on one job file, against a director with two real workers: the
 // second submit keeps what the store already holds as written (a registration and tags are not
 // replaced by identical ones, which would delete the project's alignment with them), and a
-// participant whose tags did change must be aligned again before training.
+// participant whose tags did change must be aligned again before training, also when they
+// change while an alignment job runs.
 
+#include <atomic>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include <synergos/core/client/client.hpp>
@@ -117,6 +120,94 @@ TEST_CASE("A re-submitted job file keeps the alignment and changed tags need a n
     // Aligning again (the journey the message names) makes training possible again.
     run("[align, train]", "iid_2");
     CHECK(aligned(client) == std::set<std::string>{"p1", "p2"});
+}
+
+/// The last state of a job, polled until it ends (or the test fails after `timeout`).
+static json finished_job(Client& client, const std::string& id, std::chrono::seconds timeout = 300s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+        json j = client.call("GET", "/v1/jobs/" + id)["data"];
+        const std::string s = j["state"];
+        if (s == "succeeded" || s == "failed" || s == "cancelled") {
+            return j;
+        }
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        std::this_thread::sleep_for(100ms);
+    }
+}
+
+TEST_CASE("An alignment whose participant's tags change while it runs is not used", "[e2e][align]") {
+    const fs::path root = temp_root("align-race");
+    const fs::path data = fs::path(SYNERGOS_TEST_SOURCE_DIR) / "examples" / "data";
+    Worker w1("p1", root, data);
+    Worker w2("p2", root, data);
+    // p2's next poll is held until the test lets it go: the alignment job is then mid-way.
+    std::atomic<bool> hold{false};
+    std::promise<void> entered;
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    w2.before_request = [&](const core::http::Request& req) {
+        if (req.path.find("/poll") != std::string::npos && hold.exchange(false)) {
+            entered.set_value();
+            released.wait_for(60s);
+        }
+    };
+    struct Release {
+        std::promise<void>& p;
+        bool done = false;
+        void now() {
+            if (!done) {
+                done = true;
+                p.set_value();
+            }
+        }
+        ~Release() { now(); }
+    } let_go{release};
+    Director director(root / "director");
+    Client client(director.port());
+    const auto run = [&](const std::string& steps, const std::string& p2_evaluate) {
+        std::string printed;
+        const int code =
+            submit(write_job(root, w1.port(), w2.port(), steps, p2_evaluate), director.port(), printed);
+        INFO("synergos submit, steps " << steps << ":\n" << printed);
+        REQUIRE(code == 0);
+    };
+    run("[]", "non_iid_2");
+
+    const std::string project = "/ttp/train/collaborations/heart/projects/hp";
+    const std::string p2_tags = "/ttp/connect/collaborations/heart/projects/hp/participants/p2/registration/tags";
+    hold = true;
+    const json answer = client.call("POST", project + "/alignments", json::object(), 201);
+    REQUIRE(entered.get_future().wait_for(60s) == std::future_status::ready);
+    // p2 now names other data while the job still reads the old.
+    client.call("PUT", p2_tags,
+                {{"train", json::array({json::array({"heart_disease", "data2", "iid_2"})})},
+                 {"evaluate", json::array({json::array({"heart_disease", "data2", "iid_2"})})}});
+    let_go.now();
+    const json job = finished_job(client, answer.at("jobs").at(0).at("job_id"));
+    INFO(job.dump());
+    CHECK(job["state"] == "failed");
+    CHECK_THAT(job.value("reason", ""),
+               Catch::Contains("the tags of participant 'p2' changed while the alignment ran"));
+    CHECK(aligned(client).empty());
+    client.call("POST", project + "/models/e1/r1", json::object(), 409);
+
+    // Aligned again on the new tags, it is used; an alignment whose recorded basis no longer
+    // matches the store (what an archive racing a change would leave) is refused at use.
+    run("[align]", "iid_2");
+    REQUIRE(aligned(client) == std::set<std::string>{"p1", "p2"});
+    const sdk::Key key{{"collab_id", "heart"}, {"project_id", "hp"}, {"participant_id", "p2"}};
+    auto stored = director.storage.get("Alignment", key);
+    REQUIRE(stored);
+    json doc = json::parse(stored->document);
+    REQUIRE(doc.contains("basis"));
+    CHECK(doc["basis"]["tags"]["evaluate"] == json::array({json::array({"heart_disease", "data2", "iid_2"})}));
+    doc["basis"]["tags"]["evaluate"] = json::array({json::array({"heart_disease", "data2", "non_iid_2"})});
+    REQUIRE(director.storage.apply({{sdk::WriteMode::Update, "Alignment", key, doc.dump()}}));
+    const json refused = client.call("POST", project + "/models/e1/r1", json::object(), 409);
+    CHECK_THAT(refused.value("message", ""),
+               Catch::Contains("alignment of participant 'p2' in Project 'hp' was computed from a "
+                               "registration or tags that have changed since"));
 }
 
 }  // namespace synergos::e2e

@@ -153,6 +153,9 @@ private:
         json grids = json::array();
         json tags = json::object();
         std::vector<std::string> participants;
+        /// Per participant, its registration and tag documents as stored: what an alignment is
+        /// computed from. The alignment keeps them, and a use checks them against the store.
+        json basis = json::object();
     };
 
     Cluster cluster_of(const std::string& c, const std::string& p) {
@@ -174,6 +177,7 @@ private:
             const int n = doc.contains("n_count") && doc["n_count"].is_number_integer() ? doc["n_count"].get<int>() : 1;
             grids = grids < 0 ? n : std::min(grids, n);
             cl.participants.push_back(pid);
+            cl.basis[pid] = {{"registration", doc}};
             docs.push_back(std::move(doc));
         }
         if (grids <= 0) {
@@ -209,6 +213,9 @@ private:
             cl.tags[pid] = {{"train", doc.value("train", json::array())},
                             {"evaluate", doc.value("evaluate", json::array())},
                             {"predict", doc.value("predict", json::array())}};
+            if (cl.basis.contains(pid)) {
+                cl.basis[pid]["tags"] = std::move(doc);
+            }
         }
         for (const auto& pid : cl.participants) {
             if (!cl.tags.contains(pid)) {
@@ -234,8 +241,17 @@ private:
         std::set<std::string> aligned;
         for (const auto& a : must(store_.list("Alignment", {{"collab_id", c}, {"project_id", p}}))) {
             json doc = document(a);
+            const std::string pid = rest::RecordStore::key_json(a.key).value("participant_id", "");
+            // A registration or tag change deletes the alignment with it, but an alignment job
+            // that read the old ones may archive after that change: its basis tells. (Alignments
+            // archived before bases were kept have none.)
+            if (doc.contains("basis") && cl.basis.contains(pid) && doc["basis"] != cl.basis[pid]) {
+                throw fail(409, "the alignment of participant '" + pid + "' in Project '" + p +
+                                    "' was computed from a registration or tags that have changed since: " +
+                                    again);
+            }
             if (doc.contains("superset") && doc["superset"].is_object()) {
-                aligned.insert(rest::RecordStore::key_json(a.key).value("participant_id", ""));
+                aligned.insert(pid);
                 if (superset.is_null()) {
                     superset = doc["superset"];
                 }
@@ -383,6 +399,7 @@ private:
         s.keys = {{"collab_id", c}, {"project_id", p}};
         s.grids = cl.grids;
         s.parameters = {{"action", project.value("action", "classify")}, {"tags", cl.tags},
+                        {"basis", cl.basis},
                         {"experiments", experiments}, {"auto_align", body.value("auto_align", true)},
                         {"auto_fix", body.value("auto_fix", true)}};
         json jobs = submit({std::move(s)});

@@ -249,6 +249,30 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
         std::vector<sdk::Mutation> batch;
         const json superset = out->value("superset", json(nullptr));
         const json all_spacers = out->value("spacers", json::object());
+        const json bases = job->parameters.value("basis", json::object());
+        // A participant whose registration or tags changed while the job ran was polled on
+        // data it no longer names: no alignment is archived and the job fails, naming it. (A
+        // change between this read and the commit is caught where the alignment is used.)
+        for (auto& [pid, metas] : all_spacers.items()) {
+            if (!bases.is_object() || !bases.contains(pid)) {
+                continue;  // a job submitted before bases were sent
+            }
+            const json& basis = bases[pid];
+            const auto key = ttp::alignment_key(job->collab(), job->project(), pid);
+            for (const auto& [kind, field] : {std::pair<const char*, const char*>{"Registration", "registration"},
+                                              {"Tag", "tags"}}) {
+                auto rec = ctx.storage().get(kind, key);
+                if (!rec && rec.error().code != sdk::ErrorCode::NotFound) {
+                    return rec.error();
+                }
+                const json stored = rec ? json::parse(rec->document, nullptr, false) : json(nullptr);  // gone: changed
+                if (stored != basis.value(field, json(nullptr))) {
+                    return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                      "the " + std::string(field) + " of participant '" + pid +
+                                          "' changed while the alignment ran; POST the alignments again"};
+                }
+            }
+        }
         // Under their registrations only: one deleted while the job ran gets no orphan
         // alignment (the job fails). Requires first, then the writes.
         for (auto& [pid, metas] : all_spacers.items()) {
@@ -258,6 +282,9 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
         for (auto& [pid, metas] : all_spacers.items()) {
             json doc = metas;
             doc["superset"] = superset;
+            if (bases.is_object() && bases.contains(pid)) {
+                doc["basis"] = bases[pid];
+            }
             batch.push_back({sdk::WriteMode::Upsert, "Alignment", ttp::alignment_key(job->collab(), job->project(), pid),
                              doc.dump()});
         }
