@@ -21,6 +21,7 @@
 
 #include "synergos/core/http/client.hpp"
 #include "synergos/core/http/message.hpp"
+#include "synergos/core/rest/schemas.hpp"
 #include "model_match.hpp"
 
 namespace synergos::core::client {
@@ -137,9 +138,7 @@ std::string required_string(const json& obj, const std::string& field, const std
 /// becomes part of URL paths.
 std::string required_id(const json& obj, const std::string& where) {
     const std::string id = required_string(obj, "id", where);
-    if (id.size() > 128 || id == "." || id == ".." ||
-        id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-") !=
-            std::string::npos) {
+    if (rest::id_problem(id)) {
         throw Fail{2, where + ": id '" + id.substr(0, 64) + (id.size() > 64 ? "..." : "") +
                           "' may contain only letters, digits and _ . : - (at most 128 characters)"};
     }
@@ -256,6 +255,64 @@ private:
     http::HttpClient http_;
     std::string token_;
 };
+
+/// The request bodies `synergos submit` sends for a job file's sections: built in one place, so
+/// the file is checked against the director's schemas (before anything is written) with the
+/// very bodies that are then sent.
+json collaboration_body(const json& job) {
+    json body = job["collaboration"];
+    body.erase("id");
+    body["collab_id"] = job["collaboration"]["id"];
+    return body;
+}
+json project_body(const json& job) {
+    json body = job["project"];
+    body.erase("id");
+    body["project_id"] = job["project"]["id"];
+    if (!body.contains("incentives")) {
+        body["incentives"] = json::object();
+    }
+    return body;
+}
+json experiment_body(const json& job) {
+    json body = job["experiment"];
+    body.erase("id");
+    body["expt_id"] = job["experiment"]["id"];
+    return body;
+}
+json run_body(const json& run) {
+    json body = run;
+    body.erase("id");
+    body["run_id"] = run["id"];
+    return body;
+}
+json participant_body(const json& part) {
+    json body = part.value("details", json::object());
+    body["id"] = part["id"];
+    return body;
+}
+
+/// Checks every body against the director's record schemas (the same code): a field the
+/// director would refuse fails the file at once (exit 2), before any record is written.
+void check_bodies(const json& job, const std::string& where) {
+    const auto check = [&](std::string_view kind, const json& body, const std::string& at) {
+        if (auto problem = rest::validate_document(kind, body)) {
+            throw Fail{2, at + ": field '" + problem->field + "' " + problem->problem};
+        }
+    };
+    check("Collaboration", collaboration_body(job), where + ", collaboration");
+    check("Project", project_body(job), where + ", project");
+    check("Experiment", experiment_body(job), where + ", experiment");
+    for (std::size_t i = 0; i < job["runs"].size(); ++i) {
+        check("Run", run_body(job["runs"][i]), where + ", runs[" + std::to_string(i) + "]");
+    }
+    for (std::size_t i = 0; i < job["participants"].size(); ++i) {
+        const json& part = job["participants"][i];
+        const std::string at = where + ", participants[" + std::to_string(i) + "]";
+        check("Participant", participant_body(part), at + " (details)");
+        check("Tag", part["tags"], at + ", tags");
+    }
+}
 
 /// Creates a record, or updates it when it already exists (so a job file can be re-submitted).
 void create_or_update(Api& api, const std::string& collection, const std::string& item, const json& body) {
@@ -527,21 +584,10 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
         }
     };
 
-    json collab = job["collaboration"];
-    collab.erase("id");
-    collab["collab_id"] = c;
-    create_or_update(api, "/ttp/connect/collaborations", base, collab);
-    json project = job["project"];
-    project.erase("id");
-    project["project_id"] = p;
-    if (!project.contains("incentives")) {
-        project["incentives"] = json::object();
-    }
-    create_or_update(api, base + "/projects", base + "/projects/" + p, project);
+    create_or_update(api, "/ttp/connect/collaborations", base, collaboration_body(job));
+    create_or_update(api, base + "/projects", base + "/projects/" + p, project_body(job));
     const std::string pbase = base + "/projects/" + p;
-    json expt = job["experiment"];
-    expt.erase("id");
-    expt["expt_id"] = e;
+    const json expt = experiment_body(job);
     // An experiment that exists is replaced only when its model changed: alignment fits the
     // input and output layers to the data (auto_fix), and writing the file's unfitted model
     // back would undo that for a re-submit that does not align again.
@@ -560,19 +606,16 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
     }
     std::vector<std::string> runs;
     for (const auto& run : job["runs"]) {
-        json r = run;
-        const std::string rid = r["id"];
-        r.erase("id");
-        r["run_id"] = rid;
-        create_or_update(api, pbase + "/experiments/" + e + "/runs", pbase + "/experiments/" + e + "/runs/" + rid, r);
+        const std::string rid = run["id"];
+        create_or_update(api, pbase + "/experiments/" + e + "/runs", pbase + "/experiments/" + e + "/runs/" + rid,
+                         run_body(run));
         runs.push_back(rid);
     }
     std::vector<std::pair<std::string, json>> predict_tags;
     for (const auto& part : job["participants"]) {
         const std::string pid = part["id"];
-        json pdoc = part.value("details", json::object());
-        pdoc["id"] = pid;
-        create_or_update(api, "/ttp/connect/participants", "/ttp/connect/participants/" + pid, pdoc);
+        create_or_update(api, "/ttp/connect/participants", "/ttp/connect/participants/" + pid,
+                         participant_body(part));
         const std::string reg = pbase + "/participants/" + pid + "/registration";
         json registration{{"role", part.value("role", "guest")}, {"n_count", part["nodes"].size()}};
         for (std::size_t i = 0; i < part["nodes"].size(); ++i) {
@@ -916,6 +959,7 @@ sdk::Result<json> load_job_file(const std::string& path) {
                 }
             }
         }
+        check_bodies(job, where);
         return job;
     } catch (const Fail& f) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, f.message};

@@ -23,7 +23,7 @@
 #include <synergos/core/rest/error_mapping.hpp>
 #include <synergos/core/rest/record_store.hpp>
 
-#include "schemas.hpp"
+#include "synergos/core/rest/schemas.hpp"
 #include "write_queue.hpp"
 
 namespace synergos::core::rest {

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "schemas.hpp"
+#include "synergos/core/rest/schemas.hpp"
 
 #include <cctype>
 #include <cmath>

@@ -152,3 +152,25 @@ TEST_CASE("A job file that would be silently misread is refused naming the field
         CHECK_THAT(error_of(dir, text), Catch::Contains(expected));
     }
 }
+
+TEST_CASE("A job file field the director would refuse fails before anything is written", "[unit][client]") {
+    Dir dir;
+    // The director's own schema checks, run on the bodies the client would send: before,
+    // these exited 1 after the collaboration, project and experiment were already written.
+    CHECK_THAT(error_of(dir, job("rounds: 2", "rounds: ten")),
+               Catch::Contains("runs[0]: field 'rounds' must be an integer"));
+    CHECK_THAT(error_of(dir, job("rounds: 2", "rounds: 2, lr: -0.5")),
+               Catch::Contains("runs[0]: field 'lr' must not be negative"));
+    CHECK_THAT(error_of(dir, job("rounds: 2", "rounds: 0")),
+               Catch::Contains("runs[0]: field 'rounds' must be at least 1"));
+    CHECK_THAT(error_of(dir, job("{id: p1}", "{id: p1, action: cluster}")),
+               Catch::Contains("project: field 'action' must be"));
+    dir.write("bad_model.json", R"([{"is_input": true, "structure": {}, "activation": null}])");
+    CHECK_THAT(error_of(dir, job("model_file: m.json", "model_file: bad_model.json")),
+               Catch::Contains("experiment: field 'model[0].l_type' is required"));
+    CHECK_THAT(error_of(dir, job("    tags: {train: [[x, y]]}\n",
+                                 "    tags: {train: [[x, y]]}\n    details: {email: 5}\n")),
+               Catch::Contains("participants[0] (details): field 'email' must be a string or null"));
+    CHECK_THAT(error_of(dir, job("    tags: {train: [[x, y]]}\n", "    tags: {train: [[x, y]], model: [1]}\n")),
+               Catch::Contains("participants[0], tags: field 'model' must be an array of strings"));
+}
