@@ -2,6 +2,7 @@
 #include "align_function.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -23,7 +24,8 @@ bool numeric_suffix(const std::string& label, double& value) {
     try {
         std::size_t used = 0;
         value = std::stod(label.substr(prefix.size()), &used);
-        return used == label.size() - prefix.size();
+        // Finite only: NaN breaks the ordering std::sort needs ("target_nan" stays a name).
+        return used == label.size() - prefix.size() && std::isfinite(value);
     } catch (...) {
         return false;
     }
@@ -97,7 +99,9 @@ json auto_fix_model(json model, std::size_t x_count, std::size_t y_count) {
 }
 
 AlignFunction::AlignFunction(sdk::HostContext& host, const sdk::Options& options)
-    : host_(host), poll_timeout_ms_(options.get_int("poll_timeout_ms", 600000)) {}
+    : host_(host),
+      poll_timeout_ms_(ttp::duration_option(options, "align", "poll_timeout_ms", 600000, ttp::kMinCallTimeoutMs,
+                                            ttp::kMaxCallTimeoutMs)) {}
 
 sdk::Result<std::string> AlignFunction::execute(sdk::JobContext& ctx, std::string_view job_json) noexcept {
     try {
@@ -114,6 +118,9 @@ sdk::Result<std::string> AlignFunction::execute(sdk::JobContext& ctx, std::strin
             return sdk::Error{sdk::ErrorCode::FailedPrecondition, "grid " + std::to_string(ctx.grid()) + " has no workers"};
         }
 
+        if (ctx.is_cancelled()) {
+            return sdk::Error{sdk::ErrorCode::Cancelled, "stopped before the workers were polled"};
+        }
         const std::string route = "/v1/projects/" + job->collab() + "/" + job->project() + "/poll";
         std::vector<sdk::WorkerRequest> requests;
         for (const auto& node : nodes) {
@@ -230,6 +237,10 @@ sdk::Result<std::string> AlignFunction::execute(sdk::JobContext& ctx, std::strin
                           ttp::log_fields({{"job_id", job->job_id}, {"participants", nodes.size()},
                                            {"features", x_superset.size()}, {"labels", y_superset.size()}}));
         return out.dump();
+    } catch (const json::type_error& e) {
+        // A field of the wrong type in the job or a worker's answer: another attempt reads the
+        // same, so it is not retried.
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("align failed: ") + e.what()};
     } catch (const std::exception& e) {
         return sdk::Error{sdk::ErrorCode::Internal, std::string("align failed: ") + e.what()};
     }

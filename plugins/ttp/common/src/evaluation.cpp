@@ -8,7 +8,8 @@
 namespace synergos::plugins::ttp {
 
 EvaluationFunction::EvaluationFunction(EvaluationKind kind, sdk::HostContext&, const sdk::Options& options)
-    : kind_(kind), timeout_ms_(options.get_int("timeout_ms", 600000)) {}
+    : kind_(kind),
+      timeout_ms_(duration_option(options, kind.process, "timeout_ms", 600000, kMinCallTimeoutMs, kMaxCallTimeoutMs)) {}
 
 sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::string_view job_json) noexcept {
     try {
@@ -40,7 +41,12 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
             return sdk::Error{sdk::ErrorCode::FailedPrecondition,
                               "run '" + job->run() + "' has no trained global model yet (" + global.error().message + ")"};
         }
+        if (ctx.is_cancelled()) {
+            return sdk::Error{sdk::ErrorCode::Cancelled, std::string("stopped before the ") + kind_.process + " began"};
+        }
         const std::string route = run_route(*job);
+        // Whatever happens from here, the workers drop the run they load for this job.
+        const RunOnWorkers loaded(ctx.workers(), nodes, route);
         std::vector<sdk::WorkerRequest> init;
         for (const auto& node : nodes) {
             auto tags = participant_tags(params, node.participant_id);
@@ -64,6 +70,10 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
             if (e.code == sdk::ErrorCode::Unavailable || e.code == sdk::ErrorCode::Timeout ||
                 e.code == sdk::ErrorCode::Internal) {
                 code = e.code;
+            } else if (e.code == sdk::ErrorCode::FailedPrecondition) {
+                // 409: the worker lost the run (restarted between initialise and evaluate) or
+                // is busy with it: another attempt can succeed, as train treats it.
+                code = sdk::ErrorCode::Unavailable;
             }
         };
         fan_out(ctx.workers(), nodes, init, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
@@ -74,6 +84,10 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
         });
         if (!failures.empty()) {
             return sdk::Error{code, failures.front()};
+        }
+        if (ctx.is_cancelled()) {
+            return sdk::Error{sdk::ErrorCode::Cancelled, std::string("stopped before the ") + kind_.process +
+                                                             " requests (the workers' runs are dropped)"};
         }
         std::vector<sdk::WorkerRequest> evals(nodes.size());
         for (auto& req : evals) {

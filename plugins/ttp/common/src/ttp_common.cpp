@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
+#include <optional>
+#include <stdexcept>
 
 namespace synergos::plugins::ttp {
 
@@ -64,7 +67,10 @@ sdk::Result<json> reply_json(const sdk::Result<sdk::WorkerReply>& reply, const s
     }
     json body = json::parse(reply->json.empty() ? std::string("{}") : reply->json, nullptr, false);
     if (reply->status < 200 || reply->status >= 300) {
-        std::string msg = body.is_object() ? body.value("message", reply->json) : reply->json;
+        // Any JSON may come back: only a string message is taken (value() would throw on another type).
+        std::string msg = body.is_object() && body.contains("message") && body["message"].is_string()
+                              ? body["message"].get<std::string>()
+                              : reply->json;
         sdk::ErrorCode code = sdk::ErrorCode::Internal;
         if (reply->status == 409) {
             code = sdk::ErrorCode::FailedPrecondition;
@@ -89,14 +95,27 @@ class FnVisitor final : public sdk::ReplyVisitor {
 public:
     explicit FnVisitor(const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& fn) : fn_(fn) {}
     void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        // An exception must not unwind into the host: the first is kept and thrown again by
+        // fan_out once every call has ended (replies are handled one at a time).
         try {
             fn_(index, std::move(reply));
+        } catch (const std::exception& e) {
+            note(index, e.what());
         } catch (...) {
-            // The callback owns its error reporting; an exception here must not unwind into the host.
+            note(index, "unknown exception");
         }
     }
+    std::optional<std::pair<std::size_t, std::string>> failure;
 
 private:
+    void note(std::size_t index, const char* what) noexcept {
+        if (!failure) {
+            try {
+                failure.emplace(index, what);
+            } catch (...) {
+            }
+        }
+    }
     const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& fn_;
 };
 
@@ -107,6 +126,36 @@ void fan_out(sdk::WorkerClient& client, const std::vector<sdk::GridNode>& nodes,
              const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& on_reply) {
     FnVisitor visitor(on_reply);
     client.call_all(nodes, requests, visitor);
+    if (visitor.failure) {
+        const auto& [index, what] = *visitor.failure;
+        const std::string who = index < nodes.size() ? "worker '" + nodes[index].participant_id + "'" : "a worker";
+        const std::string route = index < requests.size() ? requests[index].path : std::string();
+        throw std::runtime_error("the reply of " + who + " on " + route + " could not be read: " + what);
+    }
+}
+
+void terminate_run(sdk::WorkerClient& client, const std::vector<sdk::GridNode>& nodes, const std::string& route) {
+    try {
+        std::vector<sdk::WorkerRequest> bye(nodes.size());
+        for (auto& req : bye) {
+            req.path = route + "/terminate";
+            req.timeout = std::chrono::milliseconds(10000);
+        }
+        fan_out(client, nodes, bye, [](std::size_t, sdk::Result<sdk::WorkerReply>&&) {});
+    } catch (...) {
+        // Best effort: the run stays on a worker until an initialise replaces it.
+    }
+}
+
+std::int64_t duration_option(const sdk::Options& options, const char* plugin, const char* key,
+                             std::int64_t fallback, std::int64_t min_ms, std::int64_t max_ms) {
+    const std::int64_t value = options.get_int(key, fallback);
+    if (value < min_ms || value > max_ms) {
+        throw std::invalid_argument("ttp '" + std::string(plugin) + "': option '" + key + "' must be " +
+                                    std::to_string(min_ms) + "-" + std::to_string(max_ms) + " ms (got " +
+                                    std::to_string(value) + ")");
+    }
+    return value;
 }
 
 sdk::Result<json> participant_tags(const json& parameters, const std::string& participant) {

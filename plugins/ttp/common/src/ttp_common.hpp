@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <synergos/sdk/options.hpp>
 #include <synergos/sdk/status.hpp>
 #include <synergos/sdk/storage_backend.hpp>
 #include <synergos/sdk/ttp_function.hpp>
@@ -53,10 +54,42 @@ sdk::Result<json> reply_json(const sdk::Result<sdk::WorkerReply>& reply, const s
                              const std::string& route);
 
 /// Calls every node with its request concurrently; `on_reply(i, reply)` runs once per node, one
-/// at a time, as replies arrive.
+/// at a time, as replies arrive. An exception from `on_reply` (a reply it could not read) is
+/// thrown again, naming the worker, once every call has ended: a reply is never silently lost.
 void fan_out(sdk::WorkerClient& client, const std::vector<sdk::GridNode>& nodes,
              const std::vector<sdk::WorkerRequest>& requests,
              const std::function<void(std::size_t, sdk::Result<sdk::WorkerReply>&&)>& on_reply);
+
+/// Asks each node to drop the run it holds under `route` (`<route>/terminate`), freeing the
+/// model and data it loaded. Best effort and bounded: 10 s per call, replies ignored (a node
+/// that does not answer keeps the run until an initialise replaces it).
+void terminate_run(sdk::WorkerClient& client, const std::vector<sdk::GridNode>& nodes, const std::string& route);
+
+/// Terminates a run on its nodes when the scope ends, whichever way a function leaves it
+/// (finished, failed or cancelled): workers do not keep a model per run they ever served.
+class RunOnWorkers {
+public:
+    RunOnWorkers(sdk::WorkerClient& client, std::vector<sdk::GridNode> nodes, std::string route)
+        : client_(client), nodes_(std::move(nodes)), route_(std::move(route)) {}
+    ~RunOnWorkers() { terminate_run(client_, nodes_, route_); }
+    RunOnWorkers(const RunOnWorkers&) = delete;
+    RunOnWorkers& operator=(const RunOnWorkers&) = delete;
+
+private:
+    sdk::WorkerClient& client_;
+    std::vector<sdk::GridNode> nodes_;
+    std::string route_;
+};
+
+/// A duration option in milliseconds; std::invalid_argument naming the plugin and the option
+/// when outside [min_ms, max_ms] (0 would fail every worker call at once, a huge value overflows
+/// the clock and never times out).
+std::int64_t duration_option(const sdk::Options& options, const char* plugin, const char* key,
+                             std::int64_t fallback, std::int64_t min_ms, std::int64_t max_ms);
+
+/// The range of the functions' worker-call timeouts: 1 s to 7 days.
+inline constexpr std::int64_t kMinCallTimeoutMs = 1000;
+inline constexpr std::int64_t kMaxCallTimeoutMs = 7LL * 24 * 3600 * 1000;
 
 /// The participant's tags from the job parameters (`tags.<pid>`), or InvalidArgument.
 sdk::Result<json> participant_tags(const json& parameters, const std::string& participant);

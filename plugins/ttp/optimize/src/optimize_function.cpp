@@ -77,7 +77,8 @@ json summary(const SearchSettings& s, const std::vector<Trial>& trials) {
 }  // namespace
 
 OptimizeFunction::OptimizeFunction(sdk::HostContext&, const sdk::Options& options)
-    : poll_ms_(options.get_int("poll_ms", 1000)) {}
+    // At least 1 ms: 0 would re-read every trial's job record without pause.
+    : poll_ms_(ttp::duration_option(options, "optimize", "poll_ms", 1000, 1, 60000)) {}
 
 sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                                                    std::string_view job_json) noexcept {
@@ -132,6 +133,10 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
         // Every train job at once: the director places each on the grid with the fewest
         // unfinished jobs, so the trials run side by side on all grids.
         for (auto& t : trials) {
+            if (ctx.is_cancelled()) {
+                // The host cancels the trials already submitted (this job's follow-ups).
+                return sdk::Error{sdk::ErrorCode::Cancelled, "optimization cancelled while submitting its trials"};
+            }
             json p = common;
             p["run"] = t.run;
             auto id = ctx.submit_job(

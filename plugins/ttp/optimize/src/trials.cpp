@@ -14,6 +14,9 @@ sdk::Error field_error(const std::string& field, const std::string& what) {
 
 }  // namespace
 
+/// A year: beyond it a deadline only risks overflowing the clock.
+constexpr std::int64_t kMaxSearchDurationMs = 365LL * 86400000;
+
 sdk::Result<std::int64_t> parse_duration(const std::string& text) {
     std::int64_t total = 0;
     std::size_t i = 0;
@@ -53,7 +56,10 @@ sdk::Result<std::int64_t> parse_duration(const std::string& text) {
                     "max_exec_duration",
                     "has an unknown unit '" + std::string(1, text[j]) + "' (s, m, h, d, w)");
         }
-        total += n * unit;
+        total += n * unit;  // n has at most 9 digits: one term fits, and the sum is capped below
+        if (total > kMaxSearchDurationMs) {
+            return field_error("max_exec_duration", "must be at most 365 days");
+        }
         any = true;
         i = j + 1;
     }

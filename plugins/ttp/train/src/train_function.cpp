@@ -439,8 +439,10 @@ private:
 
 TrainFunction::TrainFunction(sdk::HostContext& host, const sdk::Options& options)
     : host_(host),
-      init_timeout_ms_(options.get_int("init_timeout_ms", 600000)),
-      round_timeout_ms_(options.get_int("round_timeout_ms", 3600000)),
+      init_timeout_ms_(ttp::duration_option(options, "train", "init_timeout_ms", 600000, ttp::kMinCallTimeoutMs,
+                                            ttp::kMaxCallTimeoutMs)),
+      round_timeout_ms_(ttp::duration_option(options, "train", "round_timeout_ms", 3600000, ttp::kMinCallTimeoutMs,
+                                             ttp::kMaxCallTimeoutMs)),
       save_local_models_(options.get_bool("save_local_models", true)) {}
 
 sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::string_view job_json) noexcept {
@@ -490,6 +492,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         const std::string dir = ttp::run_dir(ctx.outputs_dir(), *job);
         const std::string ckpt_dir = dir + "/checkpoints";
         const std::string route = ttp::run_route(*job);
+        // However the job ends (finished, failed, cancelled, stopped early), every worker it
+        // may have initialised drops the run, dropped ones included: a redelivery or a
+        // validation initialises again.
+        const ttp::RunOnWorkers loaded(ctx.workers(), ctx.nodes(), route);
         std::vector<sdk::GridNode> active = ctx.nodes();
         if (active.empty()) {
             return sdk::Error{sdk::ErrorCode::FailedPrecondition, "grid " + std::to_string(ctx.grid()) + " has no workers"};
@@ -825,13 +831,6 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         outputs["summary"] = {{"rounds_run", last_round + 1}, {"stopped_early", stopped_early},
                               {"dropped", dropped}, {"algorithm", algorithm}, {"resumed_at", start_round}};
 
-        // Free the workers' memory for this run (best effort: validation re-initialises anyway).
-        std::vector<sdk::WorkerRequest> bye(active.size());
-        for (auto& req : bye) {
-            req.path = route + "/terminate";
-            req.timeout = std::chrono::milliseconds(10000);
-        }
-        ttp::fan_out(ctx.workers(), active, bye, [](std::size_t, sdk::Result<sdk::WorkerReply>&&) {});
         return outputs.dump();
     } catch (const std::exception& e) {
         return sdk::Error{sdk::ErrorCode::Internal, std::string("train failed: ") + e.what()};

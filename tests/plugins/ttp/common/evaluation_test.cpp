@@ -71,3 +71,164 @@ TEST_CASE("evaluation results are archived under their run and participant and a
         CHECK(fields(trial.key) == Fields{{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e"}});
     }
 }
+
+namespace {
+
+/// Workers scripted per route suffix ("initialise", "evaluate", "terminate"): each call is
+/// recorded and answered from `answers` (200 {} when none is set).
+class ScriptedWorkers final : public sdk::WorkerClient {
+public:
+    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request) noexcept override {
+        calls.push_back(node.participant_id + " " + request.path.substr(request.path.rfind('/') + 1));
+        const auto it = answers.find(request.path.substr(request.path.rfind('/') + 1));
+        sdk::WorkerReply reply;
+        reply.status = it == answers.end() ? 200 : it->second.first;
+        reply.json = it == answers.end() ? "{}" : it->second.second;
+        return reply;
+    }
+    void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+                  sdk::ReplyVisitor& visitor) noexcept override {
+        for (std::size_t i = 0; i < nodes.size(); ++i) {
+            visitor.on_reply(i, call(nodes[i], requests[i]));
+        }
+    }
+    /// How many calls ended with `suffix`.
+    std::size_t count(const std::string& suffix) const {
+        std::size_t n = 0;
+        for (const auto& c : calls) {
+            n += c.size() >= suffix.size() && c.compare(c.size() - suffix.size(), suffix.size(), suffix) == 0;
+        }
+        return n;
+    }
+    std::map<std::string, std::pair<int, std::string>> answers;
+    std::vector<std::string> calls;
+};
+
+/// A job context with two workers, a global model to evaluate, and a cancel switch.
+class EvalCtx final : public sdk::JobContext {
+public:
+    EvalCtx() {
+        sdk::Tensor t;
+        t.name = "w";
+        t.dtype = sdk::DType::F32;
+        t.shape = {1};
+        t.data.assign(4, 0);
+        model_.tensors.push_back(std::move(t));
+    }
+    sdk::Logger& logger() noexcept override { return logger_; }
+    const std::string& job_id() const noexcept override { return id_; }
+    int grid() const noexcept override { return 0; }
+    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
+    std::string outputs_dir() const override { return "/nonexistent"; }
+    bool is_cancelled() const noexcept override { return cancelled; }
+    void report_progress(std::string_view) noexcept override {}
+    sdk::WorkerClient& workers() noexcept override { return workers_; }
+    sdk::Result<sdk::Aggregator*> aggregator(const std::string&) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "not here"};
+    }
+    sdk::Result<std::string> submit_job(std::string_view) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "not here"};
+    }
+    sdk::Result<std::string> wait_job(const std::string&, std::chrono::milliseconds) noexcept override {
+        return sdk::Error{sdk::ErrorCode::Unimplemented, "not here"};
+    }
+    sdk::Status write_tensors(const std::string&, const sdk::TensorMap&, std::string_view) noexcept override {
+        return sdk::Status::ok();
+    }
+    sdk::Result<sdk::TensorMap> read_tensors(const std::string&) noexcept override { return model_; }
+    sdk::Status write_file(const std::string&, std::string_view) noexcept override { return sdk::Status::ok(); }
+
+    bool cancelled = false;
+    ScriptedWorkers workers_;
+
+private:
+    sdk::testing::CapturingLogger logger_;
+    std::string id_ = "j1";
+    std::vector<sdk::GridNode> nodes_{{"a", "127.0.0.1", 1}, {"b", "127.0.0.1", 2}};
+    sdk::TensorMap model_;
+};
+
+const std::string kJob = json{{"job_id", "j1"},
+                              {"process", "validate"},
+                              {"keys", {"c", "p", "e", "r"}},
+                              {"grid", 0},
+                              {"parameters", {{"tags", {{"a", {{"train", json::array()}}}, {"b", {{"train", json::array()}}}}}}}}
+                             .dump();
+
+synergos::plugins::ttp::EvaluationFunction validate_fn(sdk::HostContext& host,
+                                                       std::map<std::string, std::string> options = {}) {
+    return synergos::plugins::ttp::EvaluationFunction({"validate", "evaluate", "Validation", false}, host,
+                                                      sdk::Options(std::move(options)));
+}
+
+}  // namespace
+
+TEST_CASE("A validation drops the run it loaded on every worker however it ends", "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    auto fn = validate_fn(host);
+    EvalCtx ctx;
+    ctx.workers_.answers["evaluate"] = {200, R"({"statistics": {"accuracy": 1}, "rows": 3})"};
+    auto ok = fn.execute(ctx, kJob);
+    REQUIRE(ok);
+    CHECK(json::parse(*ok).size() == 2);
+    // Before, only training terminated its run: each validation left a model and its data
+    // loaded on every worker (an optimization's trials, one each).
+    CHECK(ctx.workers_.count("terminate") == 2);
+
+    EvalCtx failing;
+    failing.workers_.answers["evaluate"] = {500, R"({"message": "disk full"})"};
+    auto failed = fn.execute(failing, kJob);
+    REQUIRE_FALSE(failed);
+    CHECK(failing.workers_.count("terminate") == 2);
+}
+
+TEST_CASE("A cancelled validation stops before calling the workers", "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    auto fn = validate_fn(host);
+    EvalCtx ctx;
+    ctx.cancelled = true;
+    auto stopped = fn.execute(ctx, kJob);
+    REQUIRE_FALSE(stopped);
+    CHECK(stopped.error().code == sdk::ErrorCode::Cancelled);
+    CHECK(ctx.workers_.count("initialise") == 0);
+    CHECK(ctx.workers_.count("evaluate") == 0);
+}
+
+TEST_CASE("A worker reply a validation cannot read fails the job instead of dropping the worker",
+          "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    auto fn = validate_fn(host);
+    EvalCtx ctx;
+    // Before, the exception was swallowed: the job succeeded without this worker's results.
+    ctx.workers_.answers["evaluate"] = {200, R"({"statistics": {}, "rows": null})"};
+    auto r = fn.execute(ctx, kJob);
+    REQUIRE_FALSE(r);
+    CHECK_THAT(r.error().message, Catch::Contains("the reply of worker 'a'") && Catch::Contains("evaluate"));
+
+    // An error body whose message is not a string is still reported with the worker's status.
+    EvalCtx odd;
+    odd.workers_.answers["initialise"] = {400, R"({"message": {"nested": true}})"};
+    auto refused = fn.execute(odd, kJob);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message, Catch::Contains("answered 400"));
+}
+
+TEST_CASE("A worker that lost the run (409) makes a validation retryable", "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    auto fn = validate_fn(host);
+    EvalCtx ctx;
+    ctx.workers_.answers["evaluate"] = {409, R"({"message": "run not initialised"})"};
+    auto r = fn.execute(ctx, kJob);
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == sdk::ErrorCode::Unavailable);
+}
+
+TEST_CASE("A worker-call timeout outside 1 s to 7 days is refused naming the option", "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    for (const char* bad : {"0", "999", "604800001"}) {
+        INFO(bad);
+        CHECK_THROWS_WITH(validate_fn(host, {{"timeout_ms", bad}}),
+                          Catch::Contains("ttp 'validate': option 'timeout_ms' must be"));
+    }
+    CHECK_NOTHROW(validate_fn(host, {{"timeout_ms", "1000"}}));
+}

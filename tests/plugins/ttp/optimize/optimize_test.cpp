@@ -241,6 +241,16 @@ TEST_CASE("Search settings come from the request with the original's defaults", 
     CHECK(parse_duration("2d 1w").value() == 2 * 86400000LL + 604800000LL);
     CHECK_FALSE(parse_duration(""));
     CHECK_FALSE(parse_duration("5"));
+    // Past a year the deadline only risks overflowing the clock (before, "20000w" passed and
+    // the search timed out at once; enough terms overflowed the sum).
+    CHECK(parse_duration("365d").value() == 365 * 86400000LL);
+    CHECK_THAT(parse_duration("366d").error().message, Catch::Contains("at most 365 days"));
+    CHECK_FALSE(parse_duration("20000w"));
+    std::string many;
+    for (int i = 0; i < 20; ++i) {
+        many += "999999999w ";
+    }
+    CHECK_FALSE(parse_duration(many));
 }
 
 TEST_CASE("A trial's score averages the metric over classes, then over participants",
