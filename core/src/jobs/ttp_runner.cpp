@@ -512,8 +512,10 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         timed_out = current_timed_out_;
     }
 
-    if (stopping && !outputs) {
-        // Shutting down mid-job: leave it to the broker; it resumes on the next delivery.
+    if (stopping && !outputs && !(cancel_requested && !timed_out)) {
+        // Shutting down mid-job: leave it to the broker; it resumes on the next delivery. (A
+        // job cancelled by its user is recorded as cancelled instead: the cancel lives only in
+        // this process, and a redelivery would run the whole job again.)
         (void)consumer.reject(delivery.tag, true);
         logger_.info("job interrupted by shutdown; requeued", log_fields({{"job_id", job.job_id}}));
         return;
@@ -525,22 +527,26 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             fail_final("ttp function '" + job.process + "' returned outputs that are not a JSON object");
             return;
         }
-    } else if (timed_out && outputs.error().code == sdk::ErrorCode::Cancelled) {
-        // Stopped by the limit (not failed on its own after it): final, not redelivered, as
-        // the limit holds per delivery.
+    } else if (timed_out) {
+        // Past its limit: final, not retried, whether it stopped at a safe point (Cancelled)
+        // or failed on its own meanwhile (a retry would get a whole new limit). Never read as
+        // cancelled by its user.
         const auto ms = options_.job_timeout.count();
-        std::ostringstream why;
-        why << "stopped after running longer than its time limit (jobs.job_timeout_s: ";
+        std::ostringstream limit;
+        limit << "its time limit (jobs.job_timeout_s: ";
         if (ms % 1000 == 0) {
-            why << ms / 1000;
+            limit << ms / 1000;
         } else {
-            why << ms / 1000.0;
+            limit << ms / 1000.0;
         }
-        why << " s): " << outputs.error().message;
-        fail_final(why.str());
+        limit << " s)";
+        if (outputs.error().code == sdk::ErrorCode::Cancelled) {
+            fail_final("stopped after running longer than " + limit.str() + ": " + outputs.error().message);
+        } else {
+            fail_final(outputs.error().message + " (after running past " + limit.str() + ": not retried)");
+        }
         return;
-    } else if (outputs.error().code == sdk::ErrorCode::Cancelled || (cancel_requested && !timed_out)) {
-        // (A job past its limit that failed on its own takes the failure path below.)
+    } else if (outputs.error().code == sdk::ErrorCode::Cancelled || cancel_requested) {
         result.outcome = Outcome::Cancelled;
         result.reason = "cancelled while running: " + outputs.error().message;
     } else if (is_retryable(outputs.error().code) && job.attempt < job.max_attempts) {
@@ -635,6 +641,8 @@ void TtpRunner::control_loop() {
             }
             if (current_job_ == id) {
                 current_cancelled_ = true;
+                logger_.info("cancel taken for the running job; it stops at its next safe point",
+                             log_fields({{"job_id", id}}));
             }
         } else {
             logger_.warn("unknown control message dropped", log_fields({{"message_id", delivery.message.id}}));

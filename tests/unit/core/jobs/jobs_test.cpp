@@ -55,6 +55,47 @@ TEST_CASE("A job running past its time limit is stopped at a safe point and fail
     CHECK(h.wait(quick).state == "succeeded");
 }
 
+TEST_CASE("A job that fails on its own after its time limit is not retried", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0, 200ms);
+    // No safe point: it runs past the limit, then fails with a retryable error. A retry would
+    // get a whole new limit (three attempts, three times the limit).
+    auto id = h.submit({h.spec("train", json{{"mode", "busy"}, {"ms", 600}})}).front();
+    auto job = h.wait(id, 15s);
+    CHECK(job.state == "failed");
+    CHECK(job.attempts == 1);
+    CHECK_THAT(job.reason, Catch::Contains("fixture call timed out") &&
+                               Catch::Contains("past its time limit (jobs.job_timeout_s: 0.2 s): not retried"));
+    CHECK(h.log_counts("executed.log")[id] == 1);
+}
+
+TEST_CASE("A job cancelled by its user and then interrupted by shutdown stays cancelled", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& ttp = h.start_ttp(0);
+    auto id = h.submit({h.spec("train", json{{"mode", "busy"}, {"ms", 800}})}).front();
+    for (int i = 0; i < 400 && h.service->get(id)->state != "running"; ++i) {
+        (void)h.service->wait(id, 50ms);
+    }
+    REQUIRE(h.service->get(id)->state == "running");
+    REQUIRE(h.service->cancel(id));
+    for (int i = 0; i < 500 && !h.host.captured().contains("cancel taken for the running job"); ++i) {
+        std::this_thread::sleep_for(10ms);  // the TTP's control thread takes it
+    }
+    REQUIRE(h.host.captured().contains("cancel taken for the running job"));
+    // The cancel is known only to this TTP: requeued on shutdown, the job would run again in
+    // full after a restart.
+    ttp.stop();
+    auto job = h.wait(id, 15s);
+    CHECK(job.state == "cancelled");
+    h.start_ttp(0);
+    auto after = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    REQUIRE(h.wait(after).state == "succeeded");
+    CHECK(h.log_counts("executed.log")[id] == 1);
+    CHECK(h.service->get(id)->state == "cancelled");
+}
+
 TEST_CASE("A queued job on a grid without a TTP says so", "[jobs]") {
     Harness h(Backend::Memory, 1);
     h.start_director();
