@@ -47,8 +47,8 @@ po::options_description run_options() {
         ("id,i", po::value<std::string>()->value_name("ID"), "node id (default: random)")
         ("queue", po::value<std::vector<std::string>>()->multitoken()
              ->value_name("VARIANT [HOST PORT]"),
-         "message queue: 'rabbitmq HOST PORT' or 'memory' (alias -mq; a director without it "
-         "runs an in-process queue)")
+         "message queue: 'rabbitmq HOST PORT' or 'memory' (alias -mq; a director whose config "
+         "names no queue either runs an in-process queue)")
         ("logging_variant,l", po::value<std::vector<std::string>>()->multitoken()
              ->value_name("VARIANT [HOST PORT]"),
          "log sink: 'basic' (default) or 'graylog [HOST PORT]'")
