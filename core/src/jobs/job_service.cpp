@@ -1235,7 +1235,19 @@ void JobService::archival_loop() {
             }
             deliveries.push_back(std::move(**more));
         }
-        handle_deliveries(*consumer, deliveries);
+        try {
+            handle_deliveries(*consumer, deliveries);
+        } catch (const std::exception& e) {
+            // A bug, not an input: the thread must not end in std::terminate. Closing the
+            // consumer returns the unsettled deliveries to the queue; they come back after a
+            // pause, so a delivery that keeps throwing does not spin.
+            logger_.error("results could not be handled; redelivering them after a pause",
+                          log_fields({{"error", e.what()}, {"deliveries", deliveries.size()}}));
+            consumer->close();
+            consumer.reset();
+            std::unique_lock<std::mutex> lock(changed_mutex_);
+            changed_.wait_for(lock, 1000ms, [&] { return stopping_.load(); });
+        }
     }
     if (consumer) {
         consumer->close();

@@ -270,7 +270,9 @@ sdk::Result<ResultMessage> ResultMessage::from_json(const std::string& body) {
 sdk::Message make_message(const std::string& id, const json& body, std::uint8_t priority) {
     sdk::Message m;
     m.id = id;
-    m.body = body.dump();
+    // Replace, not throw: a string that came in as raw bytes (a broker's message id) may not
+    // be UTF-8, and a strict dump would throw out of the archival thread.
+    m.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
     m.priority = priority;
     return m;
 }
@@ -280,7 +282,7 @@ std::string log_fields(std::initializer_list<std::pair<const char*, json>> kv) {
     for (const auto& [k, v] : kv) {
         j[k] = v;
     }
-    return j.dump();
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);  // fields may hold raw bytes
 }
 
 std::string new_job_id() {

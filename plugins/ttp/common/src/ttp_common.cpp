@@ -56,7 +56,7 @@ std::string log_fields(std::initializer_list<std::pair<const char*, json>> kv) {
     for (const auto& [k, v] : kv) {
         j[k] = v;
     }
-    return j.dump();
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);  // fields may hold a worker's bytes
 }
 
 sdk::Result<json> reply_json(const sdk::Result<sdk::WorkerReply>& reply, const sdk::GridNode& node,

@@ -96,6 +96,37 @@ TEST_CASE("A job cancelled by its user and then interrupted by shutdown stays ca
     CHECK(h.service->get(id)->state == "cancelled");
 }
 
+TEST_CASE("Messages whose id is not UTF-8 are dead-lettered without taking the director or a TTP down",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);
+    auto& mq = h.new_queue();
+    // Broker message ids are raw bytes. Logging one with a strict JSON dump threw out of the
+    // archival thread: std::terminate, again at every restart (the message was never settled).
+    const std::string bad_id = "\xff\xfe\x80 id";
+    REQUIRE(mq.publish(h.topology.results(), sdk::Message{bad_id, "{not json", 5, "application/json", {}}, 10s));
+    REQUIRE(mq.publish(h.topology.jobs(0), sdk::Message{bad_id, "{not json", 5, "application/json", {}}, 10s));
+    auto marker = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    REQUIRE(h.wait(marker).state == "succeeded");
+    // The job in its queue's dead letters; in the results', the bad result and the TTP's
+    // failure event for the job (no job has its id).
+    for (const auto& [queue, expected] : {std::pair<std::string, std::uint64_t>{h.topology.jobs_dead(), 1},
+                                          {h.topology.results_dead(), 2}}) {
+        INFO(queue);
+        std::uint64_t dead = 0;
+        for (int i = 0; i < 200 && dead < expected; ++i) {
+            auto depth = mq.depth(queue);
+            REQUIRE(depth);
+            dead = *depth;
+            if (dead < expected) {
+                std::this_thread::sleep_for(50ms);
+            }
+        }
+        CHECK(dead == expected);
+    }
+}
+
 TEST_CASE("A queued job on a grid without a TTP says so", "[jobs]") {
     Harness h(Backend::Memory, 1);
     h.start_director();
