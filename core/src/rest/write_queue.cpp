@@ -139,7 +139,18 @@ void WriteQueue::apply_group(std::vector<Item>& group) {
             }
             return;
         }
-        // Nothing of the combined batch was written (apply is all or nothing): one by one.
+        // Nothing of the combined batch was written (apply is all or nothing). An error one
+        // batch can cause (a conflict, a missing parent, a bad document) is found by applying
+        // them one by one; a store that is busy, timed out or failing would fail each in turn,
+        // every one waiting out its own timeout while every write behind them waits too.
+        const auto code = applied.error().code;
+        if (code != sdk::ErrorCode::AlreadyExists && code != sdk::ErrorCode::NotFound &&
+            code != sdk::ErrorCode::InvalidArgument && code != sdk::ErrorCode::FailedPrecondition) {
+            for (auto& item : group) {
+                deliver(item.done, applied.error());
+            }
+            return;
+        }
     }
     for (auto& item : group) {
         deliver(item.done, apply(item.batch));

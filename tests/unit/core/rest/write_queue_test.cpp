@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -33,6 +34,9 @@ public:
                 cv_.wait_for(lock, 10s, [&] { return released_; });
             }
         }
+        if (busy_ && sizes().size() > 1) {
+            return sdk::Error{sdk::ErrorCode::Unavailable, "storage 'sqlite': database is locked"};
+        }
         auto applied = inner_.apply(batch);
         if (applied && report_delete_where_) {
             // A backend misreading the contract: one record per DeleteWhere too.
@@ -47,6 +51,8 @@ public:
 
     /// Makes apply() return a record for each DeleteWhere as well.
     void report_delete_where() { report_delete_where_ = true; }
+    /// Makes every apply() after the first fail as a store that stays locked does.
+    void stay_busy() { busy_ = true; }
 
     bool wait_entered() {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -69,6 +75,7 @@ private:
     bool entered_ = false;
     bool released_ = false;
     bool report_delete_where_ = false;
+    std::atomic<bool> busy_{false};
 };
 
 sdk::Mutation insert_run(const std::string& run) {
@@ -146,6 +153,44 @@ TEST_CASE("WriteQueue commits queued batches as one and gives a conflicting batc
     auto runs = storage.list({"Run", {}, 0, 0});
     REQUIRE(runs.has_value());
     CHECK(runs->size() == 21);  // taken + r0..r19; first created and deleted
+    storage.stop();
+}
+
+TEST_CASE("WriteQueue gives a whole group the store's own failure instead of retrying each write",
+          "[unit][rest]") {
+    synergos::testing::TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    synergos::plugins::sqlite::SqliteStorage storage(
+        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
+    REQUIRE(storage.start().is_ok());
+    HeldBackend held(storage);
+    held.stay_busy();
+    std::vector<std::future<WriteQueue::Outcome>> outcomes;
+    {
+        WriteQueue queue(held);
+        for (int i = 0; i < 11; ++i) {
+            auto promise = std::make_shared<std::promise<WriteQueue::Outcome>>();
+            outcomes.push_back(promise->get_future());
+            queue.submit({insert_run("b" + std::to_string(i))},
+                         [promise](WriteQueue::Outcome o) { promise->set_value(std::move(o)); });
+            if (i == 0) {
+                REQUIRE(held.wait_entered());
+            }
+        }
+        held.release();
+        for (auto& outcome : outcomes) {
+            REQUIRE(outcome.wait_for(10s) == std::future_status::ready);
+        }
+    }
+    CHECK(outcomes[0].get().has_value());
+    for (std::size_t i = 1; i < outcomes.size(); ++i) {
+        auto result = outcomes[i].get();
+        REQUIRE_FALSE(result.has_value());
+        CHECK(result.error().code == sdk::ErrorCode::Unavailable);
+    }
+    // The held write, then the ten queued ones once together. Before, each was then tried
+    // again alone: with a store that times out, every write behind them waited ten timeouts.
+    CHECK(held.sizes() == std::vector<std::size_t>{1, 10});
     storage.stop();
 }
 
