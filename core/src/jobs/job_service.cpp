@@ -131,6 +131,9 @@ struct JobService::EventPlan {
     JobRecord job;
     std::vector<sdk::Mutation> extra;   ///< the function's archive writes, before the job's
     bool archived = false;              ///< a successful result: after_archive once committed
+    /// A (re)started job whose user asked to cancel it: the TTP that took it may be one that
+    /// never got the notice (a restarted one, given the job again): it is sent again.
+    bool resend_cancel = false;
 };
 
 /// What a director-side job's function sees: follow-up jobs go straight to the service (placed
@@ -343,22 +346,53 @@ sdk::Status JobService::start() {
     }
     // Jobs left in `submitting` were recorded but maybe never published (a crash between the
     // two steps). Publish them again: a duplicate delivery is harmless (archival is idempotent).
+    // With a volatile queue (the in-process one) nothing queued survived the restart: every
+    // unfinished job is published again (a training resumes at its last checkpoint), except
+    // one whose cancel was requested, which ends cancelled instead of running again.
+    std::vector<JobRecord> cancel_again;  // on a durable queue: their TTP may have lost the notice
     for (const JobRecord& job : *all) {
-        if (job.state != "submitting" || job.grid == kDirectorGrid || orphans.count(job.job_id) != 0) {
+        if (job.is_terminal() || job.grid == kDirectorGrid || orphans.count(job.job_id) != 0) {
             continue;  // director-side jobs run again below; orphans are cancelled below
+        }
+        const bool lost = job.state == "submitting" || options_.volatile_queue;
+        if (!lost) {
+            if (cancel_pending(job)) {
+                cancel_again.push_back(job);
+            }
+            continue;
+        }
+        if (cancel_pending(job)) {
+            (void)store_.update(job.job_id, [](JobRecord& j) {
+                if (j.is_terminal()) {
+                    return false;
+                }
+                j.state = "cancelled";
+                j.reason = "cancelled: the director restarted before the job reached a safe point";
+                j.finished_at = now_iso8601();
+                return true;
+            });
+            continue;
         }
         if (auto st = publish_job(job); !st) {
             logger_.warn("job could not be republished at start-up",
                          log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
             continue;
         }
-        (void)store_.update(job.job_id, [](JobRecord& j) {
-            if (j.state != "submitting") {
+        const bool was_running = job.state == "running";
+        (void)store_.update(job.job_id, [&](JobRecord& j) {
+            if (j.is_terminal() || (j.state != "submitting" && !options_.volatile_queue)) {
                 return false;
             }
             j.state = "queued";
+            if (was_running) {
+                j.reason = "published again at start-up: the in-process queue keeps nothing across a restart";
+            }
             return true;
         });
+        if (options_.volatile_queue) {
+            logger_.info("unfinished job published again at start-up",
+                         log_fields({{"job_id", job.job_id}, {"was", job.state}}));
+        }
     }
     stopping_ = false;
     {
@@ -377,8 +411,27 @@ sdk::Status JobService::start() {
     // they were (stable follow-up ids, archival by key). One whose function is no longer active
     // on the director (configuration changed) cannot: it fails, saying so, rather than stay
     // unfinished for good.
+    // A TTP keeps a cancel notice only in memory: one that restarted meanwhile would run the
+    // job it gets again to its end. The notice is sent again (a TTP that has it ignores it).
+    for (const JobRecord& job : cancel_again) {
+        resend_cancel(job);
+    }
     for (const JobRecord& job : *all) {
         if (interrupted.count(job.job_id) == 0) {
+            continue;
+        }
+        if (cancel_pending(job)) {
+            // Its user cancelled it before the stop: it ends so, rather than running again.
+            (void)store_.update(job.job_id, [](JobRecord& j) {
+                if (j.is_terminal()) {
+                    return false;
+                }
+                j.state = "cancelled";
+                j.reason = "cancelled: the director restarted before the job reached a safe point";
+                j.finished_at = now_iso8601();
+                return true;
+            });
+            notify_changed();
             continue;
         }
         if (runs_on_director(job.process)) {
@@ -406,13 +459,13 @@ sdk::Status JobService::start() {
 void JobService::stop() {
     stopping_ = true;
     notify_changed();
-    std::vector<std::thread> threads;
+    std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> threads;
     {
         std::lock_guard<std::mutex> lock(director_mutex_);
         threads.swap(director_threads_);
     }
-    for (auto& t : threads) {
-        t.join();
+    for (auto& [thread, ended] : threads) {
+        thread.join();
     }
     if (archival_.joinable()) {
         archival_.join();
@@ -441,6 +494,9 @@ void JobService::stop() {
 struct JobService::RecordTask {
     std::vector<JobRecord> jobs;
     bool done = false;
+    /// Its submit gave up waiting (and answered an error): once committed, its jobs are marked
+    /// failed instead of being left `submitting`, which the next start would publish.
+    bool abandoned = false;
     sdk::Status status;
 };
 
@@ -451,6 +507,7 @@ struct JobService::EventTask {
     std::vector<sdk::Result<ResultMessage>> events;
     std::vector<Fate> fates;
     std::vector<std::optional<JobRecord>> archived;  ///< after_archive due once settled
+    std::vector<std::optional<JobRecord>> cancel_again;  ///< cancel notice due once settled
     bool done = false;
 };
 
@@ -573,6 +630,9 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
                         batch.put(plan->job, std::move(plan->extra));
                     }
                     task->fates[i] = EventTask::Fate::Ack;
+                    if (plan->resend_cancel) {
+                        task->cancel_again[i] = plan->job;
+                    }
                     if (plan->archived) {
                         task->archived[i] = std::move(plan->job);
                     }
@@ -614,6 +674,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
         for (auto& [task, i] : segment.events) {
             task->fates[i] = EventTask::Fate::Alone;
             task->archived[i].reset();
+            task->cancel_again[i].reset();
         }
     }
 }
@@ -691,6 +752,13 @@ void JobService::writer_loop() {
         lock.lock();
         for (const auto& task : tasks) {
             task->done = true;
+            if (task->abandoned && task->status) {
+                for (const auto& job : task->jobs) {
+                    publish_failures_.emplace_back(job.job_id,
+                                                   "its submission timed out waiting for the store (the "
+                                                   "request was answered with an error); not run");
+                }
+            }
         }
         for (const auto& task : events) {
             task->done = true;
@@ -741,9 +809,16 @@ sdk::Status JobService::await_recorded(const std::shared_ptr<RecordTask>& task) 
     // A commit is bounded by the store's own busy timeout; this bound only guards against a
     // store that hangs.
     if (!recorded_cv_.wait_for(lock, options_.publish_timeout, [&] { return task->done; })) {
-        return sdk::Status(sdk::ErrorCode::Timeout,
-                           "the job records were not committed within " +
-                               std::to_string(options_.publish_timeout.count()) + " ms; they may still be");
+        const std::string waited = std::to_string(options_.publish_timeout.count()) + " ms";
+        const auto queued = std::find(record_tasks_.begin(), record_tasks_.end(), task);
+        if (queued != record_tasks_.end()) {
+            record_tasks_.erase(queued);  // not taken by the writer: nothing is written
+            return sdk::Status(sdk::ErrorCode::Timeout,
+                               "the store did not take the job records within " + waited + "; nothing was submitted");
+        }
+        task->abandoned = true;
+        return sdk::Status(sdk::ErrorCode::Timeout, "the job records were not committed within " + waited +
+                                                        "; if they are, the jobs are marked failed, not run");
     }
     return task->status;
 }
@@ -768,11 +843,33 @@ void JobService::launch_on_director(const JobRecord& job) {
     if (stopping_) {
         return;  // left queued; the next start runs it
     }
-    director_threads_.emplace_back([this, id = job.job_id] { run_on_director(id); });
+    for (auto it = director_threads_.begin(); it != director_threads_.end();) {
+        if (it->second->load()) {
+            it->first.join();  // already returned: no wait
+            it = director_threads_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    auto ended = std::make_shared<std::atomic<bool>>(false);
+    director_threads_.emplace_back(std::thread([this, ended, id = job.job_id] {
+                                       run_on_director(id);
+                                       ended->store(true);
+                                   }),
+                                   ended);
 }
 
 void JobService::run_on_director(const std::string& job_id) {
     auto job = store_.get(job_id);
+    for (auto pause = 500ms; !job && job.error().code != sdk::ErrorCode::NotFound && !stopping_;
+         pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(30))) {
+        // A read the store failed (not a missing job): without this the job stayed queued with
+        // no thread to run it until the next start.
+        std::unique_lock<std::mutex> lock(changed_mutex_);
+        changed_.wait_for(lock, pause, [&] { return stopping_.load(); });
+        lock.unlock();
+        job = store_.get(job_id);
+    }
     if (!job || job->is_terminal()) {
         return;
     }
@@ -820,21 +917,41 @@ void JobService::run_on_director(const std::string& job_id) {
         // what they would archive has no place without it.
         cancel_unfinished(ctx.follow_ups());
     }
+    // The result lives only here: it is retried while the store is unavailable (a full disk),
+    // not dropped after a few tries (the job then stayed running and ran again in full at the
+    // next start). A stop ends the retries: the job runs again at the next start.
     sdk::Status st;
-    for (int attempt = 0; attempt < 5; ++attempt) {
+    auto pause = 500ms;
+    while (true) {
         try {
             st = handle_event(result);
         } catch (const std::exception& e) {
             st = sdk::Status(sdk::ErrorCode::Internal, std::string("archival threw: ") + e.what());
         }
-        if (st || (st.code() != sdk::ErrorCode::Unavailable && st.code() != sdk::ErrorCode::Timeout)) {
+        if (st || (st.code() != sdk::ErrorCode::Unavailable && st.code() != sdk::ErrorCode::Timeout) || stopping_) {
             break;
         }
+        logger_.warn("director-side job result deferred", log_fields({{"job_id", job_id}, {"error", st.message()},
+                                                                      {"retry_in_ms", pause.count()}}));
         std::unique_lock<std::mutex> lock(changed_mutex_);
-        changed_.wait_for(lock, 500ms, [&] { return stopping_.load(); });
+        changed_.wait_for(lock, pause, [&] { return stopping_.load(); });
+        pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(30));
     }
     if (!st) {
         logger_.error("director-side job result not archived", log_fields({{"job_id", job_id}, {"error", st.message()}}));
+        if (st.code() != sdk::ErrorCode::Unavailable && st.code() != sdk::ErrorCode::Timeout) {
+            // It cannot be archived: the job fails saying why, rather than run again at start.
+            (void)store_.update(job_id, [&](JobRecord& j) {
+                if (j.is_terminal()) {
+                    return false;
+                }
+                j.state = "failed";
+                j.reason = "result not archived: " + st.message();
+                j.finished_at = now_iso8601();
+                return true;
+            });
+            notify_changed();
+        }
     }
 }
 
@@ -1057,6 +1174,25 @@ void JobService::published(const std::string& job_id, int grid, const sdk::Statu
     moves_cv_.notify_all();
 }
 
+bool JobService::cancel_pending(const JobRecord& job) {
+    return !job.is_terminal() && job.reason.rfind("cancellation requested", 0) == 0;
+}
+
+void JobService::resend_cancel(const JobRecord& job) {
+    if (auto st = send_cancel(job); !st) {
+        logger_.warn("cancel notice not sent again", log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
+    } else {
+        logger_.info("cancel notice sent again (a TTP keeps notices only in memory)",
+                     log_fields({{"job_id", job.job_id}}));
+    }
+}
+
+sdk::Status JobService::send_cancel(const JobRecord& job) {
+    const json cancel{{"type", "cancel"}, {"job_id", job.job_id}};
+    return mq_.publish(options_.topology.control(job.grid), make_message(job.job_id + ".cancel", cancel),
+                       options_.publish_timeout);
+}
+
 sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
     bool was_running = false;
     auto job = store_.update(job_id, [&](JobRecord& j) {
@@ -1089,10 +1225,7 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
         return job;
     }
     // Tell the grid's TTP either way: a queued job is dropped when it is delivered.
-    json cancel{{"type", "cancel"}, {"job_id", job_id}};
-    if (auto st = mq_.publish(options_.topology.control(job->grid), make_message(job_id + ".cancel", cancel),
-                              options_.publish_timeout);
-        !st) {
+    if (auto st = send_cancel(*job); !st) {
         if (was_running) {
             return sdk::Error{st.code(), "cancellation of running job '" + job_id +
                                              "' could not reach its TTP: " + st.message()};
@@ -1249,6 +1382,27 @@ void JobService::archival_loop() {
             changed_.wait_for(lock, 1000ms, [&] { return stopping_.load(); });
         }
     }
+    // A volatile queue loses what it holds when the process ends: the results the stopped TTPs
+    // (stopped before this service) left in it are archived now, or their jobs would run again.
+    while (consumer && options_.volatile_queue) {
+        std::vector<sdk::Delivery> deliveries;
+        while (deliveries.size() < std::max<std::size_t>(options_.results_prefetch, 1)) {
+            auto more = consumer->receive(0ms);
+            if (!more || !more->has_value()) {
+                break;
+            }
+            deliveries.push_back(std::move(**more));
+        }
+        if (deliveries.empty()) {
+            break;
+        }
+        try {
+            handle_deliveries(*consumer, deliveries);
+        } catch (const std::exception& e) {
+            logger_.error("results left at stop could not be archived", log_fields({{"error", e.what()}}));
+            break;
+        }
+    }
     if (consumer) {
         consumer->close();
     }
@@ -1261,6 +1415,7 @@ void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sd
     }
     task->fates.assign(deliveries.size(), EventTask::Fate::Alone);
     task->archived.resize(deliveries.size());
+    task->cancel_again.resize(deliveries.size());
     bool queued = false;
     {
         std::lock_guard<std::mutex> lock(moves_mutex_);
@@ -1295,6 +1450,9 @@ void JobService::handle_deliveries(sdk::Consumer& consumer, const std::vector<sd
         notify_changed();
     }
     for (std::size_t i = 0; i < deliveries.size(); ++i) {
+        if (task->fates[i] == EventTask::Fate::Ack && task->cancel_again[i]) {
+            resend_cancel(*task->cancel_again[i]);
+        }
         if (task->fates[i] == EventTask::Fate::Ack && task->archived[i]) {
             after_archived(*task->archived[i], *task->events[i]);
         } else if (task->fates[i] == EventTask::Fate::Alone) {
@@ -1320,14 +1478,20 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
         st = sdk::Status(sdk::ErrorCode::Internal, std::string("archival threw: ") + e.what());
     }
     if (st) {
+        archival_pause_ = std::chrono::milliseconds(500);
         (void)consumer.ack(delivery.tag);
         return;
     }
     if (st.code() == sdk::ErrorCode::Unavailable || st.code() == sdk::ErrorCode::Timeout) {
-        // The store is briefly unavailable: requeue after a pause so nothing is lost.
-        logger_.warn("archival deferred", log_fields({{"job_id", event->job_id}, {"error", st.message()}}));
-        std::unique_lock<std::mutex> lock(changed_mutex_);
-        changed_.wait_for(lock, 500ms, [&] { return stopping_.load(); });
+        // The store is unavailable: requeue after a pause so nothing is lost. The pause grows
+        // while it lasts (a full disk), up to 30 s, and starts over once a write succeeds.
+        logger_.warn("archival deferred", log_fields({{"job_id", event->job_id}, {"error", st.message()},
+                                                      {"retry_in_ms", archival_pause_.count()}}));
+        {
+            std::unique_lock<std::mutex> lock(changed_mutex_);
+            changed_.wait_for(lock, archival_pause_, [&] { return stopping_.load(); });
+        }
+        archival_pause_ = std::min<std::chrono::milliseconds>(archival_pause_ * 2, std::chrono::seconds(30));
         (void)consumer.reject(delivery.tag, true);
         return;
     }
@@ -1339,6 +1503,7 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
 sdk::Status JobService::handle_event(const ResultMessage& event) {
     sdk::Status st;
     std::optional<JobRecord> archived;
+    std::optional<JobRecord> cancel_again;
     bool archive_writes = false;  // the commit carried the function's archive writes
     {
         JobStore::Batch batch(store_);
@@ -1352,10 +1517,21 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
                 batch.put(plan->job, std::move(plan->extra));
             }
             st = batch.commit();
+            if (st && plan->resend_cancel) {
+                cancel_again = plan->job;
+            }
             if (st && plan->archived) {
                 archived = std::move(plan->job);
             }
         }
+    }
+    if (!st && (st.code() == sdk::ErrorCode::Internal || st.code() == sdk::ErrorCode::ResourceExhausted)) {
+        // The store failed to read or write (disk full, I/O error), not the message: it is
+        // kept and retried, not dead-lettered (which left its job unfinished for good).
+        return sdk::Status(sdk::ErrorCode::Unavailable, "the store could not record it: " + st.message());
+    }
+    if (cancel_again) {
+        resend_cancel(*cancel_again);
     }
     if (archive_writes && st.code() == sdk::ErrorCode::NotFound) {
         // The archive's writes need a record that is gone (a Require: its experiment was deleted
@@ -1412,6 +1588,8 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
             j.ttp_id = event.ttp_id;
             if (j.reason.rfind("cancellation requested", 0) != 0) {
                 j.reason.clear();
+            } else {
+                plan.resend_cancel = j.grid != kDirectorGrid;
             }
             plan.change = true;
             return plan;

@@ -130,6 +130,8 @@ int run_director(Runtime& rt) {
     jobs::JobServiceOptions jo;
     jo.max_attempts = cfg.jobs.max_attempts;
     jo.outputs_dir = cfg.node.outputs_dir;
+    // The in-process queue ends with the process: the service republishes at start what it held.
+    jo.volatile_queue = cfg.message_queue.backend == "memory";
     auto service = std::make_shared<jobs::JobService>(*storage, *mq, jobs_logger, function_registry(rt), rt.tracker(), jo);
     if (auto st = service->start(); !st) {
         return fail(rt, "job service failed to start", st.message());

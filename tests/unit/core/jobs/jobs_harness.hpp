@@ -109,6 +109,23 @@ struct Harness {
         fs::remove_all(dir, ec);
     }
 
+    /// A process restart with the in-process broker: every role stopped, and the broker, with
+    /// all it held, gone. The next new_queue() starts an empty one.
+    void lose_memory_broker() {
+        for (auto& t : ttps) {
+            t->stop();
+        }
+        if (service) {
+            service->stop();
+        }
+        ttps.clear();
+        service.reset();
+        for (auto& q : queues) {
+            q->stop();
+        }
+        queues.clear();
+    }
+
     sdk::MessageQueue& new_queue() {
         if (backend == Backend::Memory && !queues.empty()) {
             return *queues.front();  // one in-process broker shared by every role
@@ -136,7 +153,10 @@ struct Harness {
         o.director_processes = std::move(director_processes);
         o.outputs_dir = (dir / "outputs").string();
         o.topology = topology;
-        service = std::make_unique<core::jobs::JobService>(*storage, new_queue(), host.logger(), registry, nullptr, o);
+        o.volatile_queue = volatile_queue;
+        o.publish_timeout = publish_timeout;
+        sdk::StorageBackend& store = service_storage != nullptr ? *service_storage : *storage;
+        service = std::make_unique<core::jobs::JobService>(store, new_queue(), host.logger(), registry, nullptr, o);
         REQUIRE(service->start());
     }
 
@@ -221,6 +241,9 @@ struct Harness {
     }
 
     Backend backend;
+    bool volatile_queue = false;  ///< start_director: the service treats the queue as volatile
+    sdk::StorageBackend* service_storage = nullptr;  ///< start_director: a double over `storage`
+    std::chrono::milliseconds publish_timeout{30000};  ///< start_director: the service's bound
     fs::path dir;
     sdk::testing::FakeHost host;
     std::unique_ptr<plugins::sqlite::SqliteStorage> storage;

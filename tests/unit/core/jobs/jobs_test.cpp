@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "jobs_scenarios.hpp"
+#include "support/storage_double.hpp"
 
 namespace synergos::test {
 
@@ -125,6 +126,209 @@ TEST_CASE("Messages whose id is not UTF-8 are dead-lettered without taking the d
         }
         CHECK(dead == expected);
     }
+}
+
+TEST_CASE("A standalone director's restart runs again the jobs its in-process queue lost", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.volatile_queue = true;
+    h.start_director();
+    h.start_ttp(0);
+    auto running = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 1500}})}).front();
+    auto queued = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    for (int i = 0; i < 400 && h.service->get(running)->state != "running"; ++i) {
+        (void)h.service->wait(running, 50ms);
+    }
+    REQUIRE(h.service->get(running)->state == "running");
+    // The process stops (the TTP requeues its job into the in-process queue) and the queue
+    // ends with it. Before, both jobs stayed running and queued for good.
+    h.lose_memory_broker();
+    h.start_director();
+    h.start_ttp(0);
+    CHECK(h.wait(running, 30s).state == "succeeded");
+    CHECK(h.wait(queued, 30s).state == "succeeded");
+    CHECK(h.log_counts("archived.log")[running] == 1);
+    CHECK(h.log_counts("archived.log")[queued] == 1);
+}
+
+TEST_CASE("A job cancelled before the director went down ends cancelled at the next start", "[jobs]") {
+    for (const bool volatile_queue : {true, false}) {
+        INFO("volatile queue: " << volatile_queue);
+        Harness h(Backend::Memory, 1);
+        h.volatile_queue = volatile_queue;
+        // What a SIGKILL leaves: a running job whose user asked to cancel it, no TTP result.
+        core::jobs::JobStore store(*h.storage);
+        core::jobs::JobRecord job;
+        job.job_id = "job-cancel-pending";
+        job.process = "train";
+        job.state = "running";
+        job.reason = "cancellation requested; stopping at the next safe point";
+        job.keys = {{"collab_id", "c1"}};
+        job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
+                       {"grid", 0}, {"grids", h.grid_nodes}, {"parameters", {{"mode", "ok"}}},
+                       {"attempt", 1}, {"max_attempts", 3}};
+        REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+        h.start_director();
+        h.start_ttp(0);
+        auto marker = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+        REQUIRE(h.wait(marker).state == "succeeded");  // the TTP is up and has read its notices
+        if (!volatile_queue) {
+            // A durable queue still holds it (published here by hand, as the broker would
+            // redeliver it to a restarted TTP, which lost the first notice): the notice sent
+            // again at start-up makes the TTP drop it on delivery.
+            auto& mq = h.new_queue();
+            REQUIRE(mq.publish(h.topology.jobs(0), core::jobs::make_message(job.job_id, job.message), 10s));
+        }
+        // The in-process queue lost it: it ends cancelled at start-up instead of running again.
+        auto j = h.wait(job.job_id, 10s);
+        CHECK(j.state == "cancelled");
+        CHECK(h.log_counts("executed.log").count(job.job_id) == 0);
+    }
+}
+
+namespace {
+/// A store whose disk is full while `full` is set: writes of fixture results fail as SQLite's
+/// SQLITE_FULL does (everything else is written, so jobs can start).
+class FullDisk final : public testing::ForwardingStorage {
+public:
+    using ForwardingStorage::ForwardingStorage;
+    sdk::Result<std::vector<sdk::Record>> apply(const std::vector<sdk::Mutation>& batch) noexcept override {
+        for (const auto& m : batch) {
+            if (full && m.kind == "FixtureResult") {
+                return sdk::Error{sdk::ErrorCode::ResourceExhausted, "storage 'sqlite': database or disk is full"};
+            }
+        }
+        return inner_.apply(batch);
+    }
+    std::atomic<bool> full{false};
+};
+}  // namespace
+
+TEST_CASE("A result the store cannot write while its disk is full is kept and archived once it can",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    FullDisk disk(*h.storage);
+    h.service_storage = &disk;
+    h.start_director();
+    h.start_ttp(0);
+    disk.full = true;
+    auto id = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    for (int i = 0; i < 500 && !h.host.captured().contains("archival deferred"); ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    // Before, the result was dead-lettered at once and the job stayed running for good.
+    REQUIRE(h.host.captured().contains("archival deferred"));
+    CHECK(h.service->get(id)->state != "succeeded");
+    disk.full = false;
+    CHECK(h.wait(id, 30s).state == "succeeded");
+    auto stored = h.storage->get("FixtureResult", {{"job_id", id}});
+    CHECK(stored.has_value());
+    auto dead = h.new_queue().depth(h.topology.results_dead());
+    REQUIRE(dead);
+    CHECK(*dead == 0);
+}
+
+namespace {
+/// A store whose commits of new jobs take `delay` while `slow` is set (a stalled disk).
+class SlowDisk final : public testing::ForwardingStorage {
+public:
+    using ForwardingStorage::ForwardingStorage;
+    sdk::Result<std::vector<sdk::Record>> apply(const std::vector<sdk::Mutation>& batch) noexcept override {
+        for (const auto& m : batch) {
+            if (slow && m.mode == sdk::WriteMode::Insert && m.kind == "Job") {
+                std::this_thread::sleep_for(delay);
+                break;
+            }
+        }
+        return inner_.apply(batch);
+    }
+    std::atomic<bool> slow{false};
+    std::chrono::milliseconds delay{1500};
+};
+}  // namespace
+
+TEST_CASE("A submit that times out waiting for the store leaves no job to run later", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    SlowDisk disk(*h.storage);
+    h.service_storage = &disk;
+    h.publish_timeout = 500ms;
+    h.start_director();
+    h.start_ttp(0);
+    disk.slow = true;
+    auto refused = h.service->submit({h.spec("train", json{{"mode", "ok"}})});
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code == sdk::ErrorCode::Timeout);
+    disk.slow = false;
+    // The records were committed after the answer: the job is failed, not left `submitting`
+    // for the next start to publish (the client, told it failed, may have submitted again).
+    std::vector<core::jobs::JobRecord> jobs;
+    for (int i = 0; i < 200; ++i) {
+        auto all = core::jobs::JobStore(*h.storage).list(core::jobs::JobFilter{});
+        REQUIRE(all);
+        jobs = *all;
+        if (!jobs.empty() && jobs.front().is_terminal()) {
+            break;
+        }
+        std::this_thread::sleep_for(25ms);
+    }
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs.front().state == "failed");
+    CHECK_THAT(jobs.front().reason, Catch::Contains("submission timed out"));
+    // A restart does not run it.
+    h.ttps.front()->stop();
+    h.service->stop();
+    h.start_director();
+    auto marker = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    h.start_ttp(0);
+    REQUIRE(h.wait(marker).state == "succeeded");
+    CHECK(h.log_counts("executed.log").count(jobs.front().job_id) == 0);
+}
+
+TEST_CASE("A director-side job's result waits out a full disk instead of being dropped", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    FullDisk disk(*h.storage);
+    h.service_storage = &disk;
+    h.start_director(3, {"noop"});  // the fixture's noop runs on the director, as a search does
+    disk.full = true;
+    auto id = h.submit({h.spec("noop", json{{"mode", "ok"}})}).front();
+    for (int i = 0; i < 500 && !h.host.captured().contains("director-side job result deferred"); ++i) {
+        std::this_thread::sleep_for(10ms);
+    }
+    REQUIRE(h.host.captured().contains("director-side job result deferred"));
+    // Before, it gave up after five tries (2.5 s): the job stayed running and ran again in
+    // full at the next start.
+    std::this_thread::sleep_for(3500ms);
+    disk.full = false;
+    CHECK(h.wait(id, 60s).state == "succeeded");
+    CHECK(h.storage->get("FixtureResult", {{"job_id", id}}).has_value());
+    CHECK(h.log_counts("executed.log")[id] == 1);
+}
+
+TEST_CASE("A job its user cancelled that starts again on a TTP without the notice gets it again",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    // A TTP took the notice, then died (SIGKILL) before its next safe point: the job is still
+    // running with the cancel requested, and the broker gives it to the next TTP, which never
+    // saw the notice. Before, that TTP ran it to its end and it was archived as succeeded.
+    core::jobs::JobStore store(*h.storage);
+    core::jobs::JobRecord job;
+    job.job_id = "job-cancel-redelivered";
+    job.process = "train";
+    job.state = "running";
+    job.attempts = 1;
+    job.reason = "cancellation requested; stopping at the next safe point";
+    job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
+                   {"grid", 0}, {"grids", h.grid_nodes},
+                   {"parameters", {{"mode", "sleep"}, {"ms", 5000}, {"log_dir", (h.dir / "logs").string()}}},
+                   {"attempt", 1}, {"max_attempts", 3}};
+    REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+    REQUIRE(h.new_queue().publish(h.topology.jobs(0), core::jobs::make_message(job.job_id, job.message), 10s));
+    const auto began = std::chrono::steady_clock::now();
+    h.start_ttp(0);
+    auto j = h.wait(job.job_id, 15s);
+    CHECK(j.state == "cancelled");
+    CHECK(std::chrono::steady_clock::now() - began < 4s);  // stopped at a safe point, not run out
+    CHECK(h.log_counts("executed.log")[job.job_id] == 1);
 }
 
 TEST_CASE("A queued job on a grid without a TTP says so", "[jobs]") {

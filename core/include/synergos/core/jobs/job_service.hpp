@@ -74,6 +74,10 @@ struct JobServiceOptions {
     /// Processes the director runs itself instead of publishing them to a grid (their function
     /// only submits and awaits other jobs, so it must not hold a grid's TTP): `optimize`.
     std::set<std::string> director_processes{"optimize"};
+    /// The queue keeps nothing across a restart (the in-process `memory` backend of a
+    /// standalone director): start() then publishes every unfinished job again, not only those
+    /// left `submitting`, and stop() archives the results already queued.
+    bool volatile_queue = false;
 };
 
 /// The grid recorded for a job the director runs itself.
@@ -128,6 +132,12 @@ private:
     class ArchiveCtx;
     /// The director-side job that submitted `job` ("" for a request's job).
     static std::string submitted_by(const JobRecord& job);
+    /// A running job whose user asked to cancel it (its reason says so until it stops).
+    static bool cancel_pending(const JobRecord& job);
+    /// Publishes the cancel notice for `job` to its grid's TTPs.
+    sdk::Status send_cancel(const JobRecord& job);
+    /// send_cancel, logging the outcome (the archival thread's best effort).
+    void resend_cancel(const JobRecord& job);
     /// Cancels those of a director-side job's follow-ups that have not finished.
     void cancel_unfinished(const std::vector<std::string>& follow_ups);
     class DirectorCtx;
@@ -197,6 +207,8 @@ private:
     std::shared_ptr<PublishLedger> ledger_;  ///< publishes in flight (see post)
 
     std::atomic<bool> stopping_{false};
+    /// The archival thread's pause before a deferred result comes back (its own: one thread).
+    std::chrono::milliseconds archival_pause_{500};
     std::atomic<std::uint64_t> submitted_total_{0};
     std::atomic<std::uint64_t> events_total_{0};
     http::LatencyHistogram commit_latency_;  ///< one per writer transaction round
@@ -224,7 +236,9 @@ private:
     bool writer_stop_ = false;
     std::thread writer_;
     std::mutex director_mutex_;
-    std::vector<std::thread> director_threads_;
+    /// Threads of director-side jobs, each with a flag it sets when it ends: finished ones are
+    /// joined when the next one starts (a long-lived director runs many searches).
+    std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> director_threads_;
     std::set<std::string> director_cancelled_;
 };
 
