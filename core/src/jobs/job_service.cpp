@@ -1567,6 +1567,17 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
     EventPlan plan;
     plan.job = std::move(*stored);
     JobRecord& j = plan.job;
+    if (j.state == "failed" && j.reason.rfind("could not publish", 0) == 0 &&
+        (event.type == EventType::Started || event.type == EventType::Result)) {
+        // Its publish was given up on (no confirm in time), but the broker had stored it: a
+        // TTP ran it. Its events count, rather than being dropped as a finished job's.
+        j.state = "queued";
+        j.reason.clear();
+        j.finished_at.clear();
+        plan.change = true;
+        logger_.info("job whose publish was unconfirmed reached a TTP after all",
+                     log_fields({{"job_id", j.job_id}}));
+    }
     if (j.is_terminal()) {
         if (event.type == EventType::Result) {
             logger_.debug("duplicate result ignored", log_fields({{"job_id", event.job_id}, {"state", j.state}}));

@@ -331,6 +331,31 @@ TEST_CASE("A job its user cancelled that starts again on a TTP without the notic
     CHECK(h.log_counts("executed.log")[job.job_id] == 1);
 }
 
+TEST_CASE("A job whose publish went unconfirmed but reached a TTP is archived after all", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    // What a publish timeout leaves when the broker stored the message all the same.
+    core::jobs::JobStore store(*h.storage);
+    core::jobs::JobRecord job;
+    job.job_id = "job-unconfirmed";
+    job.process = "train";
+    job.state = "failed";
+    job.reason = "could not publish to " + h.topology.jobs(0) + ": sent but not confirmed; it may still be stored";
+    job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
+                   {"grid", 0}, {"grids", h.grid_nodes},
+                   {"parameters", {{"mode", "ok"}, {"log_dir", (h.dir / "logs").string()}}},
+                   {"attempt", 1}, {"max_attempts", 3}};
+    REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+    REQUIRE(h.new_queue().publish(h.topology.jobs(0), core::jobs::make_message(job.job_id, job.message), 10s));
+    h.start_ttp(0);
+    // Before, its events were dropped as a finished job's: it ran, and stayed failed.
+    for (int i = 0; i < 400 && h.service->get(job.job_id)->state != "succeeded"; ++i) {
+        std::this_thread::sleep_for(25ms);  // (wait() returns at once for a job that reads finished)
+    }
+    CHECK(h.service->get(job.job_id)->state == "succeeded");
+    CHECK(h.storage->get("FixtureResult", {{"job_id", job.job_id}}).has_value());
+}
+
 TEST_CASE("A queued job on a grid without a TTP says so", "[jobs]") {
     Harness h(Backend::Memory, 1);
     h.start_director();
