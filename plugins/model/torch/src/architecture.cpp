@@ -5,6 +5,7 @@
 #include <array>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <set>
 #include <utility>
 
@@ -437,6 +438,196 @@ bool LayerSpec::has_parameters() const noexcept {
             return affine;
         default:
             return false;
+    }
+}
+
+namespace {
+
+constexpr std::int64_t kSaturated = std::numeric_limits<std::int64_t>::max();
+
+/// a * b for non-negative a and b, saturating: specs may hold any int64.
+std::int64_t mul_sat(std::int64_t a, std::int64_t b) {
+    if (a == 0 || b == 0) {
+        return 0;
+    }
+    return a > kSaturated / b ? kSaturated : a * b;
+}
+
+std::int64_t add_sat(std::int64_t a, std::int64_t b) {
+    return a > kSaturated - b ? kSaturated : a + b;
+}
+
+std::int64_t product(const std::vector<std::int64_t>& dims) {
+    std::int64_t n = 1;
+    for (std::int64_t d : dims) {
+        n = mul_sat(n, d);
+    }
+    return n;
+}
+
+/// Output length of a conv/pool window along one dimension (torch's formula), or nullopt when
+/// the window does not fit (libtorch refuses that input; the dry run names the layer).
+std::optional<std::int64_t> window_output(std::int64_t length, std::int64_t kernel,
+                                          std::int64_t stride, std::int64_t padding,
+                                          std::int64_t dilation, bool ceil_mode) {
+    const std::int64_t padded = add_sat(length, mul_sat(2, padding));
+    const std::int64_t span = add_sat(mul_sat(dilation, kernel - 1), 1);
+    if (padded < span) {
+        return std::nullopt;
+    }
+    const std::int64_t n = padded - span;
+    std::int64_t out = (ceil_mode ? n / stride + (n % stride != 0 ? 1 : 0) : n / stride) + 1;
+    // torch: with ceil_mode the last window must start inside the input or left padding.
+    if (ceil_mode && mul_sat(out - 1, stride) >= add_sat(length, padding)) {
+        --out;
+    }
+    return out >= 1 ? std::optional<std::int64_t>(out) : std::nullopt;
+}
+
+/// The output shape of `l` for input `x` (batch first), or nullopt when `x` does not fit.
+std::optional<std::vector<std::int64_t>> output_shape(const LayerSpec& l,
+                                                      std::vector<std::int64_t> x) {
+    const auto dims = static_cast<std::int64_t>(x.size());
+    switch (l.type) {
+        case LayerType::Linear:
+            if (dims < 2 || x.back() != l.in) {
+                return std::nullopt;
+            }
+            x.back() = l.out;
+            return x;
+        case LayerType::Conv1d:
+        case LayerType::Conv2d:
+        case LayerType::MaxPool1d:
+        case LayerType::MaxPool2d:
+        case LayerType::AvgPool1d:
+        case LayerType::AvgPool2d: {
+            const int k = l.spatial_dims();
+            const bool conv = l.type == LayerType::Conv1d || l.type == LayerType::Conv2d;
+            if (dims != 2 + k || (conv && x[1] != l.in)) {
+                return std::nullopt;
+            }
+            if (conv) {
+                x[1] = l.out;
+            }
+            for (int i = 0; i < k; ++i) {
+                auto& length = x[static_cast<std::size_t>(2 + i)];
+                if (conv && l.padding_text == "same") {
+                    continue;  // stride 1 (checked when parsed): the length is kept
+                }
+                const auto u = static_cast<std::size_t>(i);
+                const std::int64_t dilation = l.dilation.empty() ? 1 : l.dilation[u];
+                const auto out = window_output(length, l.kernel_size[u], l.stride[u], l.padding[u],
+                                               dilation, !conv && l.ceil_mode);
+                if (!out) {
+                    return std::nullopt;
+                }
+                length = *out;
+            }
+            return x;
+        }
+        case LayerType::BatchNorm1d:
+            if ((dims != 2 && dims != 3) || x[1] != l.in) {
+                return std::nullopt;
+            }
+            return x;
+        case LayerType::BatchNorm2d:
+            if (dims != 4 || x[1] != l.in) {
+                return std::nullopt;
+            }
+            return x;
+        case LayerType::Flatten: {
+            const std::int64_t start = l.start_dim < 0 ? l.start_dim + dims : l.start_dim;
+            const std::int64_t end = l.end_dim < 0 ? l.end_dim + dims : l.end_dim;
+            if (start < 0 || end >= dims || start > end) {
+                return std::nullopt;
+            }
+            std::vector<std::int64_t> out(x.begin(), x.begin() + start);
+            out.push_back(
+                product(std::vector<std::int64_t>(x.begin() + start, x.begin() + end + 1)));
+            out.insert(out.end(), x.begin() + end + 1, x.end());
+            return out;
+        }
+        default:
+            return x;  // element-wise layers keep the shape
+    }
+}
+
+}  // namespace
+
+std::int64_t layer_values(const LayerSpec& l) {
+    switch (l.type) {
+        case LayerType::Linear:
+            return add_sat(mul_sat(l.in, l.out), l.bias ? l.out : 0);
+        case LayerType::Conv1d:
+        case LayerType::Conv2d:
+            return add_sat(mul_sat(l.out, mul_sat(l.in / l.groups, product(l.kernel_size))),
+                           l.bias ? l.out : 0);
+        case LayerType::BatchNorm1d:
+        case LayerType::BatchNorm2d:
+            // weight and bias; running mean and variance plus num_batches_tracked
+            return add_sat(l.affine ? mul_sat(2, l.in) : 0,
+                           l.track_running_stats ? add_sat(mul_sat(2, l.in), 1) : 0);
+        default:
+            return 0;
+    }
+}
+
+std::vector<std::vector<std::int64_t>> sample_shapes(
+    const Architecture& layers, const std::vector<std::int64_t>& sample_shape) {
+    std::vector<std::vector<std::int64_t>> out;
+    std::vector<std::int64_t> x{1};
+    for (std::int64_t d : sample_shape) {
+        if (d <= 0) {
+            return out;
+        }
+        x.push_back(d);
+    }
+    for (const LayerSpec& l : layers) {
+        auto next = output_shape(l, std::move(x));
+        if (!next) {
+            break;
+        }
+        x = std::move(*next);
+        out.push_back(x);
+    }
+    return out;
+}
+
+void check_size(const Architecture& layers, std::int64_t max_values,
+                const std::vector<std::int64_t>* sample_shape) {
+    const std::string limit =
+        "the limit of " + std::to_string(max_values) + " (torch plugin option max_parameters)";
+    std::int64_t total = 0;
+    for (const LayerSpec& l : layers) {
+        const std::int64_t own = layer_values(l);
+        total = add_sat(total, own);
+        if (own > max_values) {
+            throw SpecError(layer_label(l) + ": " + std::to_string(own) +
+                            " parameters, more than " + limit);
+        }
+        if (total > max_values) {
+            throw SpecError(layer_label(l) + ": its " + std::to_string(own) +
+                            " parameters bring the network to " + std::to_string(total) +
+                            ", more than " + limit);
+        }
+    }
+    if (sample_shape == nullptr) {
+        return;
+    }
+    // The dry run and every batch hold each layer's output: bound one sample's share too.
+    // (A dimension <= 0 is left to the dry run, which names it.)
+    const bool positive = std::all_of(sample_shape->begin(), sample_shape->end(),
+                                      [](std::int64_t d) { return d > 0; });
+    if (const std::int64_t input = product(*sample_shape); positive && input > max_values) {
+        throw SpecError("the input holds " + std::to_string(input) +
+                        " values per sample, more than " + limit);
+    }
+    const auto shapes = sample_shapes(layers, *sample_shape);
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+        if (const std::int64_t values = product(shapes[i]); values > max_values) {
+            throw SpecError(layer_label(layers[i]) + ": its output holds " +
+                            std::to_string(values) + " values per sample, more than " + limit);
+        }
     }
 }
 

@@ -105,6 +105,21 @@ using Architecture = std::vector<LayerSpec>;
 /// Parses an architecture list. Throws SpecError naming the layer index, `l_type` and field.
 Architecture parse_architecture(std::string_view architecture_json);
 
+/// Values a layer allocates: weights, biases and BatchNorm running statistics (saturating at
+/// INT64_MAX). Computed from the spec alone, so a huge layer is refused before allocation.
+std::int64_t layer_values(const LayerSpec& layer);
+
+/// One sample's output shape after each layer for an input of `sample_shape` (no batch
+/// dimension), as far as it can be computed; shorter than `layers` from the first layer whose
+/// input does not fit (the dry run then names that layer).
+std::vector<std::vector<std::int64_t>> sample_shapes(const Architecture& layers,
+                                                     const std::vector<std::int64_t>& sample_shape);
+
+/// Throws SpecError naming the layer when the network's values (layer_values summed) exceed
+/// `max_values`, or, with `sample_shape`, when one sample's output of a layer would.
+void check_size(const Architecture& layers, std::int64_t max_values,
+                const std::vector<std::int64_t>* sample_shape = nullptr);
+
 /// "layer <i> (<l_type>)" for messages.
 std::string layer_label(const LayerSpec& layer);
 

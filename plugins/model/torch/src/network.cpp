@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <exception>
+#include <new>
 #include <utility>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -278,7 +279,7 @@ std::string shape_text(at::IntArrayRef shape) {
     return s + "]";
 }
 
-Network::Network(Architecture layers, std::uint64_t seed)
+Network::Network(Architecture layers, std::uint64_t seed, bool initialise)
     : layers_(std::move(layers)),
       root_(std::make_shared<tnn::Module>("SynergosModel")),
       dropout_generator_(
@@ -288,7 +289,9 @@ Network::Network(Architecture layers, std::uint64_t seed)
     for (const LayerSpec& l : layers_) {
         tnn::AnyModule module = make_module(l, dropout_generator_);
         root_->register_module(l.name, module.ptr());
-        init_parameters(l, *module.ptr(), init);
+        if (initialise) {
+            init_parameters(l, *module.ptr(), init);
+        }
         modules_.push_back(std::move(module));
     }
 }
@@ -422,10 +425,22 @@ bool Network::has_batch_norm() const noexcept {
     return false;
 }
 
-sdk::Status check_shapes(const Architecture& layers,
-                         const std::vector<std::int64_t>& input_shape) noexcept {
+bool Network::has_untracked_batch_norm() const noexcept {
+    for (const LayerSpec& l : layers_) {
+        if ((l.type == LayerType::BatchNorm1d || l.type == LayerType::BatchNorm2d) &&
+            !l.track_running_stats) {
+            return true;
+        }
+    }
+    return false;
+}
+
+sdk::Status check_shapes(const Architecture& layers, const std::vector<std::int64_t>& input_shape,
+                         std::int64_t max_values) noexcept {
     try {
-        Network network(layers, 0);
+        check_size(layers, max_values, &input_shape);  // before allocating anything
+        // Shapes do not depend on the weights: skip the seeded init (a second pass).
+        Network network(layers, 0, /*initialise=*/false);
         const auto out = network.dry_run(input_shape);
         if (out.size() != 2) {
             return {sdk::ErrorCode::InvalidArgument,
@@ -437,6 +452,8 @@ sdk::Status check_shapes(const Architecture& layers,
         return {sdk::ErrorCode::InvalidArgument, e.what()};
     } catch (const c10::Error& e) {
         return {sdk::ErrorCode::InvalidArgument, e.what_without_backtrace()};
+    } catch (const std::bad_alloc&) {
+        return {sdk::ErrorCode::ResourceExhausted, "out of memory checking the network's shapes"};
     } catch (const std::exception& e) {
         return {sdk::ErrorCode::Internal, std::string("shape check failed: ") + e.what()};
     }

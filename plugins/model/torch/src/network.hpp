@@ -26,7 +26,8 @@ namespace synergos::plugins::torch {
 /// Threading: one thread at a time.
 class Network {
 public:
-    Network(Architecture layers, std::uint64_t seed);
+    /// Without `initialise` the weights keep libtorch's own init (enough for a shape check).
+    Network(Architecture layers, std::uint64_t seed, bool initialise = true);
 
     /// Runs the layers; with `skip_last_activation` the last activation is not applied
     /// (the trainer then applies log_softmax itself for NLLLoss after softmax).
@@ -51,6 +52,8 @@ public:
 
     const Architecture& layers() const noexcept { return layers_; }
     bool has_batch_norm() const noexcept;
+    /// A BatchNorm layer with track_running_stats false (batch statistics also in eval mode).
+    bool has_untracked_batch_norm() const noexcept;
     Activation last_activation() const noexcept { return layers_.back().activation; }
 
 private:

@@ -22,6 +22,12 @@ TorchBackend::TorchBackend(sdk::HostContext& host, const sdk::Options& options) 
         throw std::invalid_argument("option threads must be between 0 and 4096 (got " +
                                     std::to_string(threads) + ")");
     }
+    max_parameters_ = options.get_int("max_parameters", kDefaultMaxParameters);
+    if (max_parameters_ < 1 || max_parameters_ > kLargestMaxParameters) {
+        throw std::invalid_argument("option max_parameters must be between 1 and " +
+                                    std::to_string(kLargestMaxParameters) + " (got " +
+                                    std::to_string(max_parameters_) + ")");
+    }
     set_intra_op_threads(static_cast<int>(threads));
     // With `threads: 0` libtorch sizes its pool from OMP_NUM_THREADS (the host sets it from
     // --cpus) or from the machine: say which it took.
@@ -39,7 +45,7 @@ sdk::Status TorchBackend::validate(std::string_view architecture_json, std::stri
         const Architecture layers = parse_architecture(architecture_json);
         const TrainArgs args = parse_train_args(args_json);
         require_training_fields(args);
-        if (auto status = check_shapes(layers, input_shape); !status) {
+        if (auto status = check_shapes(layers, input_shape, max_parameters_); !status) {
             return {status.code(), "torch: " + status.message()};
         }
         return sdk::Status::ok();
@@ -55,7 +61,7 @@ sdk::Result<std::unique_ptr<sdk::Model>> TorchBackend::build(std::string_view ar
     try {
         Architecture layers = parse_architecture(architecture_json);
         const TrainArgs args = parse_train_args(args_json);
-        return build_model(host_.logger(), std::move(layers), args.seed);
+        return build_model(host_.logger(), std::move(layers), args.seed, max_parameters_);
     } catch (const SpecError& e) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const std::exception& e) {

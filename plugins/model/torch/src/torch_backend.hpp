@@ -17,9 +17,18 @@
 
 namespace synergos::plugins::torch {
 
+/// Default and largest `max_parameters` (1e12 float32 values would be 4 TB).
+inline constexpr std::int64_t kDefaultMaxParameters = 100'000'000;
+inline constexpr std::int64_t kLargestMaxParameters = 1'000'000'000'000;
+
 inline constexpr sdk::OptionSpec kTorchOptions[] = {
     {"threads", sdk::OptionType::Int, false, "0",
      "libtorch intra-op threads for the whole process (0: libtorch's default, one per core)",
+     false},
+    {"max_parameters", sdk::OptionType::Int, false, "100000000",
+     "most values a network may hold (weights, biases, BatchNorm statistics), and most values of "
+     "one sample at the input or any layer's output; larger architectures are refused before "
+     "anything is allocated (1 to 1000000000000)",
      false},
 };
 
@@ -38,7 +47,8 @@ inline constexpr sdk::PluginDescriptor kTorchDescriptor{
 /// one thread at a time.
 class TorchBackend final : public sdk::ModelBackend {
 public:
-    /// Throws std::invalid_argument for a negative `threads` option (the factory reports it).
+    /// Throws std::invalid_argument for a `threads` or `max_parameters` option out of range
+    /// (the factory reports it).
     TorchBackend(sdk::HostContext& host, const sdk::Options& options);
 
     sdk::Status validate(std::string_view architecture_json, std::string_view args_json,
@@ -48,6 +58,7 @@ public:
 
 private:
     sdk::HostContext& host_;
+    std::int64_t max_parameters_ = kDefaultMaxParameters;
 };
 
 }  // namespace synergos::plugins::torch

@@ -2,6 +2,7 @@
 #include "torch_model.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -77,7 +78,45 @@ Tensor targets_tensor(Targets& t) {
     return ::torch::from_blob(t.values.data(), {t.rows, t.width}, ::torch::kFloat);
 }
 
-std::int64_t output_width(Network& network, const sdk::Dataset& data) {
+/// "nan at index 3" for the first NaN or infinite value of an F32/F64 tensor; "" when there is
+/// none or the tensor is not floating.
+std::string first_non_finite(const sdk::Tensor& t) {
+    const bool f32 = t.dtype == sdk::DType::F32;
+    if (!f32 && t.dtype != sdk::DType::F64) {
+        return {};
+    }
+    const std::size_t width = f32 ? sizeof(float) : sizeof(double);
+    const std::size_t n = t.data.size() / width;
+    for (std::size_t i = 0; i < n; ++i) {
+        double v = 0.0;
+        if (f32) {
+            float f = 0.0F;
+            std::memcpy(&f, t.data.data() + i * width, width);
+            v = f;
+        } else {
+            std::memcpy(&v, t.data.data() + i * width, width);
+        }
+        if (!std::isfinite(v)) {
+            return std::string(std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf")) + " at index " +
+                   std::to_string(i);
+        }
+    }
+    return {};
+}
+
+/// The name of the first floating state entry holding a NaN or infinity, or "" when none.
+std::string non_finite_entry(const Network& network) {
+    for (const auto& [name, tensor] : network.state_entries()) {
+        if (tensor.is_floating_point() && !tensor.isfinite().all().item<bool>()) {
+            return name;
+        }
+    }
+    return {};
+}
+
+/// Checks that one sample fits max_values at every layer before the dry run allocates.
+std::int64_t output_width(Network& network, const sdk::Dataset& data, std::int64_t max_values) {
+    check_size(network.layers(), max_values, &data.sample_shape);
     const auto out = network.dry_run(data.sample_shape);
     if (out.size() != 2) {
         throw SpecError("the network's output must be 2-D (rows x columns), got " +
@@ -207,6 +246,10 @@ std::vector<Tensor> proximal_anchors(const std::vector<std::pair<std::string, Te
             throw SpecError("reference tensor '" + name + "' is " + sdk::to_string(t->dtype) + " " +
                             shape_text(t->shape) + ", the model has F32 " + shape_text(p.sizes()));
         }
+        if (const std::string bad = first_non_finite(*t); !bad.empty()) {
+            throw SpecError("reference tensor '" + name + "' holds a non-finite value (" + bad +
+                            ")");
+        }
         anchors.push_back(::torch::from_blob(const_cast<unsigned char*>(t->data.data()), p.sizes(),
                                              ::torch::kFloat));
     }
@@ -259,6 +302,11 @@ Tensor control_tensor(const sdk::Tensor& like, const sdk::TensorMap& controls, c
     if (t == nullptr) {
         return {};
     }
+    // A NaN control would spread into every corrected gradient and into delta_c.
+    if (const std::string bad = first_non_finite(*t); !bad.empty()) {
+        throw SpecError("scaffold: " + std::string(what) + " tensor '" + t->name +
+                        "' holds a non-finite value (" + bad + ")");
+    }
     const auto dtype = t->dtype == sdk::DType::F64 ? ::torch::kDouble : ::torch::kFloat;
     return ::torch::from_blob(const_cast<unsigned char*>(t->data.data()), like.shape, dtype)
         .to(::torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
@@ -268,6 +316,12 @@ ScaffoldRound scaffold_round(const std::vector<std::pair<std::string, Tensor>>& 
                              const sdk::TensorMap& reference) {
     ScaffoldRound round;
     round.reference = scaffold_client::split_reference(reference);
+    for (const sdk::Tensor& x : round.reference.x.tensors) {
+        if (const std::string bad = first_non_finite(x); !bad.empty()) {
+            throw SpecError("scaffold: reference tensor '" + x.name +
+                            "' holds a non-finite value (" + bad + ")");
+        }
+    }
     round.corrections.reserve(params.size());
     for (const auto& [name, p] : params) {
         sdk::Tensor like;
@@ -349,8 +403,9 @@ std::string first_line(const c10::Error& e) {
 
 }  // namespace
 
-TorchModel::TorchModel(sdk::Logger& logger, std::unique_ptr<Network> network)
-    : logger_(logger), network_(std::move(network)) {}
+TorchModel::TorchModel(sdk::Logger& logger, std::unique_ptr<Network> network,
+                       std::int64_t max_values)
+    : logger_(logger), network_(std::move(network)), max_values_(max_values) {}
 
 TorchModel::~TorchModel() = default;
 
@@ -402,6 +457,12 @@ sdk::Status TorchModel::load_state(const sdk::TensorMap& state) noexcept {
                         "torch: state tensor '" + name + "' holds " +
                             std::to_string(t.data.size()) + " bytes, its shape needs " +
                             std::to_string(tensor.numel() * tensor.element_size())};
+            }
+            // NaN/inf weights would train into NaN and poison the aggregate of every worker.
+            if (const std::string bad = first_non_finite(t); !bad.empty()) {
+                return {
+                    sdk::ErrorCode::InvalidArgument,
+                    "torch: state tensor '" + name + "' holds a non-finite value (" + bad + ")"};
             }
             sources.push_back(&t);
         }
@@ -456,7 +517,7 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         const TrainArgs args = parse_train_args(args_json);
         require_training_fields(args);
         const Tensor x = features_tensor(data);
-        const std::int64_t width = output_width(*network_, data);
+        const std::int64_t width = output_width(*network_, data, max_values_);
         Targets targets = make_targets(data, is_classification(args, data), args, width);
         const Tensor y = targets_tensor(targets);
         const std::int64_t rows = data.rows;
@@ -532,6 +593,14 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
                 if (Tensor reg = regularisers(args, params, anchors); reg.defined()) {
                     loss = loss + reg;
                 }
+                const double batch_loss = loss.item<double>();
+                // A non-finite loss would step every weight to NaN: stop (the catch restores).
+                if (!std::isfinite(batch_loss)) {
+                    throw SpecError("training diverged in epoch " + std::to_string(epoch) +
+                                    " (batch " + std::to_string(batches) + "): the loss is " +
+                                    (std::isnan(batch_loss) ? "nan" : "infinite") +
+                                    "; lower lr, or check the weights and the data");
+                }
                 loss.backward();
                 if (scaffold) {
                     correct_gradients(params, scaffold->corrections);
@@ -539,8 +608,13 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
                     scaffold->lr_sum += setting.lr;
                 }
                 optimizer->step();
-                loss_sum += loss.item<double>();
+                loss_sum += batch_loss;
                 ++batches;
+            }
+            // A finite loss can still come with a step to inf (e.g. a huge gradient).
+            if (const std::string bad = non_finite_entry(*network_); !bad.empty()) {
+                throw SpecError("training diverged in epoch " + std::to_string(epoch) +
+                                ": tensor '" + bad + "' became NaN or infinite; lower lr");
             }
             const double epoch_loss = loss_sum / std::max(batches, 1);
             report.epoch_losses.push_back(epoch_loss);
@@ -563,6 +637,13 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
                 throw SpecError(update.error().message);
             }
             scaffold_client::append_delta_c(report.weights, update->delta_c);
+        }
+        // Nothing non-finite leaves the worker (delta_c divides by K * lr and can overflow).
+        for (const sdk::Tensor& t : report.weights.tensors) {
+            if (const std::string bad = first_non_finite(t); !bad.empty()) {
+                throw SpecError("training produced a non-finite value in tensor '" + t.name +
+                                "' (" + bad + ")");
+            }
         }
         if (logger_.enabled(sdk::Level::Debug)) {
             logger_.debug("torch: local training done",
@@ -594,17 +675,37 @@ sdk::Result<sdk::Inference> TorchModel::infer(const sdk::Dataset& data,
     try {
         const TrainArgs args = parse_train_args(args_json);
         const Tensor x = features_tensor(data);
-        const std::int64_t width = output_width(*network_, data);
+        const std::int64_t width = output_width(*network_, data, max_values_);
         const bool log_softmax_here = nll_after_softmax(*network_, args);
         const std::int64_t rows = data.rows;
-        const std::int64_t batch = std::min<std::int64_t>(args.batch_size.value_or(rows), rows);
+        std::int64_t batch = std::min<std::int64_t>(args.batch_size.value_or(rows), rows);
+        // BatchNorm without running statistics normalises with the batch's own even in eval
+        // mode, and a single row has none: batches of at least 2, a 1-row tail joins the batch
+        // before. Other networks are row-wise in eval mode and keep their batches exactly.
+        const bool batch_statistics = network_->has_untracked_batch_norm();
+        if (batch_statistics) {
+            batch = std::min<std::int64_t>(std::max<std::int64_t>(batch, 2), rows);
+        }
 
         ::torch::NoGradGuard no_grad;
         network_->set_training(false);
         std::vector<Tensor> parts;
-        for (std::int64_t begin = 0; begin < rows; begin += batch) {
-            parts.push_back(network_->forward(x.narrow(0, begin, std::min(batch, rows - begin)),
-                                              log_softmax_here));
+        for (std::int64_t begin = 0, n = 0; begin < rows; begin += n) {
+            n = std::min(batch, rows - begin);
+            if (batch_statistics && rows - begin - n == 1) {
+                ++n;
+            }
+            try {
+                parts.push_back(network_->forward(x.narrow(0, begin, n), log_softmax_here));
+            } catch (const c10::Error& e) {
+                if (batch_statistics && n < 2) {
+                    throw SpecError(
+                        "inference needs at least 2 rows with BatchNorm layers that have "
+                        "track_running_stats false (the split has 1): " +
+                        first_line(e));
+                }
+                throw;
+            }
         }
         const Tensor raw = parts.size() == 1 ? parts.front() : ::torch::cat(parts, 0);
         const Tensor scores = (log_softmax_here ? ::torch::softmax(raw, 1) : raw).contiguous();
@@ -645,10 +746,12 @@ std::int64_t TorchModel::parameter_count() const noexcept {
 }
 
 sdk::Result<std::unique_ptr<sdk::Model>> build_model(sdk::Logger& logger, Architecture layers,
-                                                     std::uint64_t seed) noexcept {
+                                                     std::uint64_t seed,
+                                                     std::int64_t max_values) noexcept {
     try {
+        check_size(layers, max_values);  // from the spec alone, before allocating anything
         auto network = std::make_unique<Network>(std::move(layers), seed);
-        return std::unique_ptr<sdk::Model>(new TorchModel(logger, std::move(network)));
+        return std::unique_ptr<sdk::Model>(new TorchModel(logger, std::move(network), max_values));
     } catch (const SpecError& e) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("torch: ") + e.what()};
     } catch (const c10::Error& e) {

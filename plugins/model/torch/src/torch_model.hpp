@@ -24,7 +24,8 @@ class Network;
 /// Threading: one thread at a time (sdk::Model contract).
 class TorchModel final : public sdk::Model {
 public:
-    TorchModel(sdk::Logger& logger, std::unique_ptr<Network> network);
+    /// `max_values`: bound on one sample's values at any layer output (the dry runs).
+    TorchModel(sdk::Logger& logger, std::unique_ptr<Network> network, std::int64_t max_values);
     ~TorchModel() override;
     TorchModel(const TorchModel&) = delete;
     TorchModel& operator=(const TorchModel&) = delete;
@@ -40,16 +41,21 @@ public:
 private:
     sdk::Logger& logger_;
     std::unique_ptr<Network> network_;
+    std::int64_t max_values_;
 };
 
-/// Builds the network of `layers` with initial weights drawn from `seed`.
+/// Builds the network of `layers` with initial weights drawn from `seed`. InvalidArgument,
+/// before anything is allocated, when the layers hold more than `max_values` values.
 sdk::Result<std::unique_ptr<sdk::Model>> build_model(sdk::Logger& logger, Architecture layers,
-                                                     std::uint64_t seed) noexcept;
+                                                     std::uint64_t seed,
+                                                     std::int64_t max_values) noexcept;
 
 /// Dry-runs `layers` on a zero batch of `input_shape` (one sample's shape); InvalidArgument
-/// names the first layer that does not fit, or says the output is not rows x columns.
-sdk::Status check_shapes(const Architecture& layers,
-                         const std::vector<std::int64_t>& input_shape) noexcept;
+/// names the first layer that does not fit, or says the output is not rows x columns, or
+/// (before anything is allocated) names the layer whose parameters or output for one sample
+/// exceed `max_values`.
+sdk::Status check_shapes(const Architecture& layers, const std::vector<std::int64_t>& input_shape,
+                         std::int64_t max_values) noexcept;
 
 /// Sets libtorch's intra-op thread count (process-wide); 0 keeps libtorch's default.
 void set_intra_op_threads(int threads) noexcept;

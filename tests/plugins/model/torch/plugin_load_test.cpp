@@ -24,8 +24,10 @@ TEST_CASE("The torch module loads with RTLD_NOW | RTLD_LOCAL and trains", "[inte
     REQUIRE(descriptor != nullptr);
     CHECK(std::string(descriptor->name) == "torch");
     CHECK(descriptor->kind == sdk::PluginKind::Model);
-    REQUIRE(descriptor->option_count == 1);
+    REQUIRE(descriptor->option_count == 2);
     CHECK(std::string(descriptor->options[0].key) == "threads");
+    CHECK(std::string(descriptor->options[1].key) == "max_parameters");
+    CHECK(std::string(descriptor->options[1].default_value) == "100000000");
     auto* factory = plugin.factory<sdk::ModelBackend>("model");
     REQUIRE(factory != nullptr);
 
@@ -34,6 +36,10 @@ TEST_CASE("The torch module loads with RTLD_NOW | RTLD_LOCAL and trains", "[inte
         factory(host, sdk::Options(std::map<std::string, std::string>{{"threads", "-3"}}));
     REQUIRE_FALSE(refused.has_value());
     CHECK_THAT(refused.error().message, Catch::Contains("option threads"));
+    auto too_small =
+        factory(host, sdk::Options(std::map<std::string, std::string>{{"max_parameters", "0"}}));
+    REQUIRE_FALSE(too_small.has_value());
+    CHECK_THAT(too_small.error().message, Catch::Contains("option max_parameters"));
 
     auto backend =
         factory(host, sdk::Options(std::map<std::string, std::string>{{"threads", "0"}}));
