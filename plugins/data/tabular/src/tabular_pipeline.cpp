@@ -149,6 +149,23 @@ std::string level_name(double v) {
     return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
 }
 
+/// A cell quoted in a message: at most 40 bytes, cut at a UTF-8 character boundary.
+std::string example(std::string_view v) {
+    constexpr std::size_t kMax = 40;
+    if (v.size() <= kMax) {
+        return q(v);
+    }
+    std::size_t n = kMax;
+    while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0U) == 0x80U) {
+        --n;
+    }
+    return q(v.substr(0, n)) + "...";
+}
+
+/// A numeric column refuses its data when more than this share of its non-empty cells do not
+/// parse: the dtype, not the odd cell, is wrong (a few stray texts are imputed as missing).
+constexpr double kMaxUnparseableShare = 0.5;
+
 /// JSON-safe double (NaN/inf would make nlohmann emit null anyway; keep it explicit).
 Json number(double v) {
     return std::isfinite(v) ? Json(v) : Json(nullptr);
@@ -176,7 +193,10 @@ struct Column {
     std::vector<std::string> levels;   ///< categorical level names (sorted at the end)
     std::vector<double> level_values;  ///< numeric codes: the value of each level
     std::int64_t missing = 0;
+    std::int64_t parsed = 0;  ///< numeric columns: non-empty cells that parse
     std::int64_t unparseable = 0;
+    std::string unparseable_example;  ///< the first unparseable cell, quoted for messages
+    std::string unparseable_file;     ///< the file holding it
     std::int64_t imputed = 0;
     Json imputed_value;
 
@@ -277,9 +297,13 @@ void fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>&
                 const std::string_view cell = trim(f.table.at(r, static_cast<std::size_t>(fc)));
                 if (is_missing_token(cell)) {
                     ++col.missing;
-                } else if (!parse_number(cell, v) &&
-                           !(col.def.info.boolean && parse_bool(cell, v))) {
-                    ++col.unparseable;
+                } else if (parse_number(cell, v) || (col.def.info.boolean && parse_bool(cell, v))) {
+                    ++col.parsed;
+                } else {
+                    if (col.unparseable++ == 0) {
+                        col.unparseable_example = example(cell);
+                        col.unparseable_file = f.path;
+                    }
                     v = kNaN;
                 }
             }
@@ -336,7 +360,10 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
                     key.assign(cell);
                 }
                 if (!ok) {
-                    ++col.unparseable;
+                    if (col.unparseable++ == 0) {
+                        col.unparseable_example = example(cell);
+                        col.unparseable_file = f.path;
+                    }
                 } else {
                     auto [it, inserted] =
                         index_of.emplace(key, static_cast<std::int32_t>(col.levels.size()));
@@ -553,6 +580,12 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             return invalid("dataset folder " + dir_text + " has no CSV file");
         }
         std::sort(csvs.begin(), csvs.end());
+        // Hash sets: matching name lists against each other was quadratic (30,000 columns: 6 s).
+        std::unordered_set<std::string_view> schema_names;
+        schema_names.reserve(schema->size());
+        for (const ColumnDef& def : *schema) {
+            schema_names.insert(def.name);
+        }
         for (const ColumnDef& def : *schema) {
             auto [it, inserted] = defs.emplace(def.name, def);
             if (!inserted && it->second.dtype != def.dtype) {
@@ -574,9 +607,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
                 return table.error();
             }
             const auto& header = table->header;
-            const auto has = [&](std::string_view name) {
-                return std::find(header.begin(), header.end(), name) != header.end();
-            };
+            const std::unordered_set<std::string_view> header_names(header.begin(), header.end());
+            const auto has = [&](std::string_view name) { return header_names.count(name) != 0; };
             if (!has(kTarget)) {
                 return invalid("file " + csv.string() + ": column 'target' is missing");
             }
@@ -587,10 +619,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
                 }
             }
             for (std::string_view name : header) {
-                const bool in_schema =
-                    std::any_of(schema->begin(), schema->end(),
-                                [&](const ColumnDef& d) { return d.name == name; });
-                if (!in_schema) {
+                if (schema_names.count(name) == 0) {
                     return invalid("file " + csv.string() + ": column " + q(name) +
                                    " has no dtype in " + (dir / "schema.json").string());
                 }
@@ -606,6 +635,11 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         c.def = def;
         columns.push_back(std::move(c));
     }
+    std::unordered_map<std::string_view, std::size_t> column_of;
+    column_of.reserve(columns.size());
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+        column_of.emplace(columns[c].def.name, c);
+    }
     std::size_t total_rows = 0;
     std::vector<std::string> file_names;
     for (SourceFile& f : files) {
@@ -613,10 +647,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         file_names.push_back(fs::path(f.path).filename().string());
         f.file_column.assign(columns.size(), -1);
         for (std::size_t i = 0; i < f.table.header.size(); ++i) {
-            for (std::size_t c = 0; c < columns.size(); ++c) {
-                if (columns[c].def.name == f.table.header[i]) {
-                    f.file_column[c] = static_cast<std::ptrdiff_t>(i);
-                }
+            if (const auto it = column_of.find(f.table.header[i]); it != column_of.end()) {
+                f.file_column[it->second] = static_cast<std::ptrdiff_t>(i);
             }
         }
     }
@@ -629,6 +661,19 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         if (col.def.info.kind == Kind::Numeric) {
             col.num.reserve(total_rows);
             fill_numeric(col, c, files);
+            // Mostly text under a numeric dtype is a wrong schema, not missing data: imputing
+            // (or dropping the column) would train on made-up values without a word.
+            const std::int64_t present = col.parsed + col.unparseable;
+            if (col.unparseable > 0 && static_cast<double>(col.unparseable) >
+                                           kMaxUnparseableShare * static_cast<double>(present)) {
+                return invalid("file " + col.unparseable_file + ": column " + q(col.def.name) +
+                               " is declared " + q(col.def.dtype) + " in " + col.def.schema_file +
+                               " but " + std::to_string(col.unparseable) + " of its " +
+                               std::to_string(present) + " non-empty values do not parse as " +
+                               (col.def.info.boolean ? "booleans or numbers" : "numbers") +
+                               " (e.g. " + col.unparseable_example +
+                               "); declare it 'category' or fix the values");
+            }
         } else {
             col.codes.reserve(total_rows);
             sdk::Status st = fill_categorical(col, c, files, limits.max_levels);
@@ -674,7 +719,11 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             }
         }
         if (!any) {
-            dropped.push_back({{"column", col.def.name}, {"reason", "all values missing"}});
+            const std::string reason =
+                col.unparseable == 0 ? std::string("all values missing")
+                                     : "all values missing or unparseable as " + col.def.dtype +
+                                           " (e.g. " + col.unparseable_example + ")";
+            dropped.push_back({{"column", col.def.name}, {"reason", reason}});
             continue;
         }
         impute(col, kept);
