@@ -178,6 +178,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     }
 
     std::vector<Decoded> images;
+    std::int64_t decoded_bytes = 0;  // pixels of `images`, held until the samples are made
     std::unordered_map<std::string, std::size_t> image_index;  // by normalised path
     std::vector<Row> rows;
     std::int64_t rows_read = 0;
@@ -258,6 +259,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 if (!img) {
                     return img.error();
                 }
+                decoded_bytes += static_cast<std::int64_t>(img->pixels.size());
+                if (decoded_bytes > limits.max_split_bytes) {
+                    return Error{ErrorCode::ResourceExhausted,
+                                 "the split's images decode to more than " +
+                                     std::to_string(limits.max_split_bytes) +
+                                     " bytes (option max_split_bytes), at image " + file.string()};
+                }
                 const std::uint64_t hash = fnv1a(img->pixels);
                 images.push_back(Decoded{std::move(*img), file.string(), hash});
                 it = image_index.emplace(file.string(), images.size() - 1).first;
@@ -335,6 +343,15 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     const std::size_t n = kept.size();
     const std::size_t sample = static_cast<std::size_t>(channels) *
                                static_cast<std::size_t>(height) * static_cast<std::size_t>(width);
+    // Checked before allocating (each factor is bounded: n by max_images, a sample by
+    // max_image_pixels, so the product cannot overflow).
+    if (static_cast<double>(n) * static_cast<double>(sample) * sizeof(float) >
+        static_cast<double>(limits.max_split_bytes)) {
+        return Error{ErrorCode::ResourceExhausted,
+                     std::to_string(n) + " samples of " + std::to_string(channels) + " x " + std::to_string(height) +
+                         " x " + std::to_string(width) + " floats are more than " +
+                         std::to_string(limits.max_split_bytes) + " bytes (option max_split_bytes)"};
+    }
     ds.rows = static_cast<std::int64_t>(n);
     ds.sample_shape = {channels, height, width};
     ds.features.resize(n * sample);
@@ -453,9 +470,11 @@ ImagePipeline::ImagePipeline(sdk::HostContext& host, const sdk::Options& options
     limits_.max_images = options.get_int("max_images", limits_.max_images);
     limits_.max_image_pixels = options.get_int("max_image_pixels", limits_.max_image_pixels);
     limits_.max_file_bytes = options.get_int("max_file_bytes", limits_.max_file_bytes);
-    if (limits_.max_images <= 0 || limits_.max_image_pixels <= 0 || limits_.max_file_bytes <= 0) {
+    limits_.max_split_bytes = options.get_int("max_split_bytes", limits_.max_split_bytes);
+    if (limits_.max_images <= 0 || limits_.max_image_pixels <= 0 || limits_.max_file_bytes <= 0 ||
+        limits_.max_split_bytes <= 0) {
         throw std::invalid_argument(
-            "options max_images, max_image_pixels and max_file_bytes must be positive");
+            "options max_images, max_image_pixels, max_file_bytes and max_split_bytes must be positive");
     }
 }
 
@@ -493,6 +512,8 @@ constexpr sdk::OptionSpec kOptions[] = {
      "largest source image (width x height), checked before decoding", false},
     {"max_file_bytes", sdk::OptionType::Int, false, "67108864",
      "largest image or mapping.csv file, in bytes", false},
+    {"max_split_bytes", sdk::OptionType::Int, false, "4294967296",
+     "most bytes one split's images may decode to, and its samples take as floats", false},
 };
 
 }  // namespace

@@ -25,6 +25,9 @@ struct ImageLimits {
     std::int64_t max_images = 100000;          ///< rows of one split
     std::int64_t max_image_pixels = 16777216;  ///< width x height of one source image
     std::int64_t max_file_bytes = 64 << 20;    ///< one image or mapping.csv file
+    /// Decoded pixels of one split held at once, and its samples as floats: small compressed
+    /// files decode to far more (8 PNGs of 4096 x 4096, 131 KB, are 537 MB of samples).
+    std::int64_t max_split_bytes = 4LL << 30;
 };
 
 /// Loads the images listed in each folder's `mapping.csv` into one split (see README).

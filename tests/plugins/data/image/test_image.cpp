@@ -329,3 +329,34 @@ TEST_CASE("image plugin library loads through Boost.DLL with its options",
     REQUIRE_FALSE(bad);
     CHECK_THAT(bad.error().message, Catch::Contains("color"));
 }
+
+TEST_CASE("image refuses a split that decodes to more than max_split_bytes", "[unit][data][image]") {
+    TempDir tmp;
+    // Eight 64 x 64 grayscale images: 4096 bytes each decoded, 16 KiB each as float samples.
+    const fs::path dir = tmp.folder("budget", "image,target\na.png,0\nb.png,1\nc.png,0\nd.png,1\n"
+                                              "e.png,0\nf.png,1\ng.png,0\nh.png,1\n");
+    int shade = 0;
+    for (const char* name : {"a", "b", "c", "d", "e", "f", "g", "h"}) {
+        write_png(dir / (std::string(name) + ".png"), 64, 64, 1,
+                  std::vector<unsigned char>(64 * 64, static_cast<unsigned char>(shade += 20)));
+    }
+    const auto load = [&](const char* budget, const std::string& options = "{}") {
+        FakeHost host;
+        ImagePipeline pipeline(host, Options(std::map<std::string, std::string>{{"max_split_bytes", budget}}));
+        return pipeline.load(DataRequest{"classify", {dir.string()}, options});
+    };
+    CHECK(load("1048576"));  // 1 MiB: 32 KiB of pixels, 128 KiB of samples
+    // The decoded pixels: refused at the image that passes the budget, before the rest are read.
+    auto pixels = load("20000");
+    REQUIRE_FALSE(pixels);
+    CHECK(pixels.error().code == ErrorCode::ResourceExhausted);
+    CHECK_THAT(pixels.error().message, Catch::Contains("max_split_bytes") && Catch::Contains("e.png"));
+    // The samples: 8 x 64 x 64 floats (128 KiB) past 64 KiB, though the pixels (32 KiB) fit.
+    auto samples = load("65536");
+    REQUIRE_FALSE(samples);
+    CHECK_THAT(samples.error().message, Catch::Contains("max_split_bytes") && Catch::Contains("8 samples"));
+    // Before, nothing bounded a split as a whole: small compressed files made gigabytes.
+    FakeHost host;
+    CHECK_THROWS_WITH(ImagePipeline(host, Options(std::map<std::string, std::string>{{"max_split_bytes", "0"}})),
+                      Catch::Contains("max_split_bytes"));
+}
