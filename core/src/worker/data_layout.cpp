@@ -56,23 +56,29 @@ sdk::Result<DatasetFolder> read_folder(const fs::path& root, const fs::path& fol
     }
     const auto size = fs::file_size(meta_real, ec);
     if (ec || size > kMaxMetadataBytes) {
-        return Error{ErrorCode::InvalidArgument, "tag " + tag_text(tag) + ": " +
-                                                     relative_text(root, meta_file) +
-                                                     " cannot be read or is larger than 1 MiB"};
+        return Error{ErrorCode::FailedPrecondition, "tag " + tag_text(tag) + ": " +
+                                                        relative_text(root, meta_file) +
+                                                        " cannot be read or is larger than 1 MiB"};
     }
     std::ifstream in(meta_real, std::ios::binary);
     const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    // Counted before parsing: a deeply nested file would crash the worker when copied or printed.
+    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+        return Error{ErrorCode::FailedPrecondition,
+                     "tag " + tag_text(tag) + ": " + relative_text(root, meta_file) +
+                         " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels"};
+    }
     const Json meta = Json::parse(text, nullptr, false);
     if (meta.is_discarded() || !meta.is_object()) {
-        return Error{ErrorCode::InvalidArgument, "tag " + tag_text(tag) + ": " +
-                                                     relative_text(root, meta_file) +
-                                                     " is not a JSON object"};
+        return Error{ErrorCode::FailedPrecondition, "tag " + tag_text(tag) + ": " +
+                                                        relative_text(root, meta_file) +
+                                                        " is not a JSON object"};
     }
     const auto datatype = meta.find("datatype");
     if (datatype == meta.end() || !datatype->is_string() || datatype->get<std::string>().empty()) {
-        return Error{ErrorCode::InvalidArgument, "tag " + tag_text(tag) + ": " +
-                                                     relative_text(root, meta_file) +
-                                                     " has no string field 'datatype'"};
+        return Error{ErrorCode::FailedPrecondition, "tag " + tag_text(tag) + ": " +
+                                                        relative_text(root, meta_file) +
+                                                        " has no string field 'datatype'"};
     }
     DatasetFolder out;
     out.path = real;
@@ -81,9 +87,9 @@ sdk::Result<DatasetFolder> read_folder(const fs::path& root, const fs::path& fol
     const auto operations = meta.find("operations");
     if (operations != meta.end() && !operations->is_null()) {
         if (!operations->is_object()) {
-            return Error{ErrorCode::InvalidArgument, "tag " + tag_text(tag) + ": " +
-                                                         relative_text(root, meta_file) +
-                                                         " field 'operations' is not an object"};
+            return Error{ErrorCode::FailedPrecondition, "tag " + tag_text(tag) + ": " +
+                                                            relative_text(root, meta_file) +
+                                                            " field 'operations' is not an object"};
         }
         out.operations = *operations;
     }
@@ -91,6 +97,36 @@ sdk::Result<DatasetFolder> read_folder(const fs::path& root, const fs::path& fol
 }
 
 }  // namespace
+
+std::size_t json_nesting_depth(std::string_view text, std::size_t limit) {
+    std::size_t depth = 0;
+    std::size_t deepest = 0;
+    bool in_string = false;
+    bool escaped = false;
+    for (const char c : text) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            deepest = std::max(deepest, ++depth);
+            if (deepest > limit) {
+                return deepest;
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            --depth;
+        }
+    }
+    return deepest;
+}
 
 std::string tag_text(const Json& tag) {
     return tag.dump(-1, ' ', false, Json::error_handler_t::replace);

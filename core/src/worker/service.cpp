@@ -16,6 +16,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <set>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -35,7 +36,6 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 constexpr const char* kMetas[] = {"train", "evaluate", "predict"};
-constexpr std::size_t kMaxJsonDepth = 64;
 constexpr std::size_t kMaxIdBytes = 255;
 
 /// A failed request on its way to the client. Thrown inside the service only; `handle` turns
@@ -99,22 +99,25 @@ std::string media_type(std::string_view content_type) {
 }
 
 /// Parses JSON with a nesting bound (deeply nested input would make later printing recurse).
+/// The depth is counted before parsing, so a deep body is never built in memory.
 Json parse_json(std::string_view text, const std::string& what) {
-    std::size_t depth = 0;
-    bool too_deep = false;
-    auto callback = [&](int d, Json::parse_event_t, Json&) {
-        depth = std::max(depth, static_cast<std::size_t>(d));
-        too_deep = too_deep || depth > kMaxJsonDepth;
-        return true;
-    };
-    Json j = Json::parse(text.begin(), text.end(), callback, false);
-    if (too_deep) {
+    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
         fail(400, what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     }
+    Json j = Json::parse(text.begin(), text.end(), nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
         fail(400, what + " is not a JSON object");
     }
     return j;
+}
+
+/// A pipeline's JSON text (schema, metadata) as an object, {} when it is none or too deep.
+Json pipeline_object(std::string_view text) {
+    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+        return Json::object();
+    }
+    Json j = Json::parse(text.begin(), text.end(), nullptr, false);
+    return j.is_object() ? j : Json::object();
 }
 
 Json json_body(const WorkerHttpRequest& request, bool allow_empty) {
@@ -234,12 +237,17 @@ Json require_tags(const Json& body) {
     return *it;
 }
 
-std::vector<std::string> string_list(const Json& value, const std::string& field) {
+std::vector<std::string> string_list(const Json& value, const std::string& field,
+                                     std::size_t max_names) {
     if (value.is_null()) {
         return {};
     }
     if (!value.is_array()) {
         fail(400, "body field '" + field + "' must be a list of names");
+    }
+    if (value.size() > max_names) {
+        fail(422, "body field '" + field + "' has " + std::to_string(value.size()) +
+                      " names, more than the worker's limit of " + std::to_string(max_names));
     }
     std::vector<std::string> out;
     for (const Json& v : value) {
@@ -381,6 +389,8 @@ struct RunState {
     /// Set when the run is re-initialised or terminated: a request that was waiting for `mutex`
     /// must not work on the old state.
     std::atomic<bool> retired{false};
+    /// Requests waiting for `mutex` now (bounded by WorkerServiceConfig::max_run_waiters).
+    std::atomic<std::size_t> waiters{0};
     std::string action;
     Json run = Json::object();
     std::map<std::string, sdk::Dataset> splits;  ///< aligned, by meta
@@ -393,13 +403,30 @@ struct CacheEntry {
     std::shared_ptr<const sdk::Dataset> data;
 };
 
+/// A loaded run in the service's map.
+struct RunSlot {
+    std::shared_ptr<RunState> state;
+    std::uint64_t last_used = 0;  ///< Impl::tick when a request last found it
+};
+
+/// The initialises of one run in flight. `epoch` changes when the run is terminated: an
+/// initialise that started in an older epoch must not install its state.
+struct PendingInit {
+    std::uint64_t epoch = 0;
+    std::size_t in_flight = 0;
+};
+
 }  // namespace
 
 struct WorkerService::Impl {
     WorkerServiceConfig config;
     fs::path data_root;  ///< canonical data directory, empty when it does not exist
+    /// Guards `runs`, `initialising` and `tick`. Held only for map work and try_lock, never
+    /// while waiting for a run, so /v1/health and other runs never wait behind a busy run.
     mutable std::mutex runs_mutex;
-    std::map<std::string, std::shared_ptr<RunState>> runs;
+    std::map<std::string, RunSlot> runs;
+    std::map<std::string, PendingInit> initialising;
+    std::uint64_t tick = 0;
     std::mutex cache_mutex;
     std::list<CacheEntry> cache;  ///< most recently used first
 
@@ -442,14 +469,30 @@ struct WorkerService::Impl {
         std::vector<std::string> dirs;
         std::string key = action + "\n" + meta;
         Json operations = Json::object();
+        if (tags.size() > config.max_tags_per_split) {
+            fail(422, "split '" + meta + "' lists " + std::to_string(tags.size()) +
+                          " tags, more than the worker's limit of " +
+                          std::to_string(config.max_tags_per_split));
+        }
+        // A folder named by several tags (repeated, or its tokens permuted) is loaded once:
+        // otherwise every repetition would load the whole table again.
+        std::set<std::string> resolved_tags;
+        std::set<fs::path> seen;
         for (const Json& tag : tags) {
+            if (!resolved_tags.insert(tag_text(tag)).second) {
+                continue;  // the same tag again: no second search of the data directory
+            }
             auto folder = resolve_tag(root(), tag, config.max_search_entries);
             if (!folder) {
                 const sdk::ErrorCode code = folder.error().code;
-                fail(code == sdk::ErrorCode::NotFound   ? 404
-                     : code == sdk::ErrorCode::Internal ? 500
-                                                        : 400,
+                fail(code == sdk::ErrorCode::NotFound             ? 404
+                     : code == sdk::ErrorCode::Internal           ? 500
+                     : code == sdk::ErrorCode::FailedPrecondition ? 422  // unusable metadata.json
+                                                                  : 400,
                      "split '" + meta + "': " + scrub(folder.error().message));
+            }
+            if (!seen.insert(folder->path).second) {
+                continue;
             }
             if (split.datatype.empty()) {
                 split.datatype = folder->datatype;
@@ -523,20 +566,45 @@ struct WorkerService::Impl {
         return out;
     }
 
-    std::shared_ptr<RunState> find_run(const std::string& key) const {
+    std::shared_ptr<RunState> find_run(const std::string& key) {
         std::lock_guard<std::mutex> lock(runs_mutex);
         const auto it = runs.find(key);
         if (it == runs.end()) {
             fail(409, "run " + quote(key) + " is not initialised on this worker (call initialise)");
         }
-        return it->second;
+        it->second.last_used = ++tick;
+        return it->second.state;
+    }
+
+    /// Takes `state.mutex`, waiting until `deadline` at most, as one of at most
+    /// `max_run_waiters` waiters: a busy run must not hold every server thread.
+    std::unique_lock<std::timed_mutex> wait_for_run(
+        RunState& state, const std::string& key,
+        std::chrono::steady_clock::time_point deadline) const {
+        std::unique_lock<std::timed_mutex> lock(state.mutex, std::try_to_lock);
+        if (lock.owns_lock()) {
+            return lock;
+        }
+        if (state.waiters.fetch_add(1) >= config.max_run_waiters) {
+            state.waiters.fetch_sub(1);
+            fail(409, "run " + quote(key) + " is busy with another request and " +
+                          std::to_string(config.max_run_waiters) +
+                          " more already wait for it; retry later");
+        }
+        struct Leave {
+            std::atomic<std::size_t>& waiters;
+            ~Leave() {
+                waiters.fetch_sub(1);
+            }
+        } leave{state.waiters};
+        if (!lock.try_lock_until(deadline)) {
+            fail(409, "run " + quote(key) + " is busy with another request");
+        }
+        return lock;
     }
 
     std::unique_lock<std::timed_mutex> lock_run(RunState& state, const std::string& key) const {
-        std::unique_lock<std::timed_mutex> lock(state.mutex, std::defer_lock);
-        if (!lock.try_lock_for(config.run_wait)) {
-            fail(409, "run " + quote(key) + " is busy with another request");
-        }
+        auto lock = wait_for_run(state, key, std::chrono::steady_clock::now() + config.run_wait);
         if (state.retired.load()) {
             fail(409, "run " + quote(key) +
                           " was re-initialised or terminated while this request waited");
@@ -551,6 +619,110 @@ struct WorkerService::Impl {
         }
     }
 
+    // ---- the runs map: lookup, retire and install happen in one step under runs_mutex ----
+
+    /// The least recently used run that no request holds (only the map refers to it: requests
+    /// get their reference under runs_mutex, which the caller holds), or runs.end().
+    std::map<std::string, RunSlot>::iterator find_evictable() {
+        auto victim = runs.end();
+        for (auto it = runs.begin(); it != runs.end(); ++it) {
+            if (it->second.state.use_count() == 1 &&
+                (victim == runs.end() || it->second.last_used < victim->second.last_used)) {
+                victim = it;
+            }
+        }
+        return victim;
+    }
+
+    [[noreturn]] void fail_full() const {
+        fail(503, "this worker already holds its limit of " + std::to_string(max_runs()) +
+                      " initialised runs and each is busy with a request; retry later");
+    }
+
+    std::size_t max_runs() const {
+        return std::max<std::size_t>(1, config.max_runs);
+    }
+
+    /// Under runs_mutex: makes room for one more run by evicting least recently used idle runs
+    /// (their TTP re-initialises them on its next call, which gets 409). 503 when all are busy.
+    void make_room(std::vector<std::shared_ptr<RunState>>& dropped) {
+        while (runs.size() >= max_runs()) {
+            const auto victim = find_evictable();
+            if (victim == runs.end()) {
+                fail_full();
+            }
+            victim->second.state->retired = true;
+            log(sdk::Level::Info, "worker: idle run evicted",
+                {{"run", victim->first}, {"limit", max_runs()}});
+            dropped.push_back(std::move(victim->second.state));
+            runs.erase(victim);
+        }
+    }
+
+    /// Registers an initialise of `key` and returns the epoch it started in. Fails at once with
+    /// 503 when the run could not be installed anyway (the worker is full of busy runs).
+    std::uint64_t begin_initialise(const std::string& key) {
+        std::lock_guard<std::mutex> lock(runs_mutex);
+        if (runs.find(key) == runs.end() && runs.size() >= max_runs() &&
+            find_evictable() == runs.end()) {
+            fail_full();
+        }
+        PendingInit& pending = initialising[key];
+        ++pending.in_flight;
+        return pending.epoch;
+    }
+
+    void end_initialise(const std::string& key) {
+        std::lock_guard<std::mutex> lock(runs_mutex);
+        const auto it = initialising.find(key);
+        if (it != initialising.end() && --it->second.in_flight == 0) {
+            initialising.erase(it);
+        }
+    }
+
+    /// Installs `state` as run `key`, replacing (and retiring) the current state once its
+    /// in-flight request is done. 409 when the run was terminated since the initialise began
+    /// (nothing is installed) or the current state stays busy past `run_wait`.
+    void install(const std::string& key, const std::shared_ptr<RunState>& state,
+                 std::uint64_t epoch) {
+        const auto deadline = std::chrono::steady_clock::now() + config.run_wait;
+        std::vector<std::shared_ptr<RunState>> dropped;  // freed after runs_mutex is released
+        std::shared_ptr<RunState> previous;
+        std::unique_lock<std::timed_mutex> previous_lock;  // previous's request is done
+        for (;;) {
+            {
+                std::lock_guard<std::mutex> lock(runs_mutex);
+                const auto pending = initialising.find(key);
+                if (pending == initialising.end() || pending->second.epoch != epoch) {
+                    fail(409, "run " + quote(key) +
+                                  " was terminated while this initialise was in progress; "
+                                  "nothing was installed");
+                }
+                const auto it = runs.find(key);
+                if (it == runs.end()) {
+                    make_room(dropped);
+                    runs.emplace(key, RunSlot{state, ++tick});
+                    return;
+                }
+                if (it->second.state != previous) {
+                    previous_lock = {};
+                    previous = it->second.state;
+                    previous_lock =
+                        std::unique_lock<std::timed_mutex>(previous->mutex, std::try_to_lock);
+                }
+                if (previous_lock.owns_lock()) {
+                    previous->retired = true;  // requests still waiting for it get 409
+                    dropped.push_back(std::move(it->second.state));
+                    it->second = RunSlot{state, ++tick};
+                    return;
+                }
+            }
+            // Busy: wait for its request outside runs_mutex, then look again (the run may have
+            // been terminated or evicted meanwhile).
+            previous_lock = wait_for_run(*previous, key, deadline);
+        }
+    }
+
     // ---- routes ----
 
     WorkerHttpResponse health() const {
@@ -562,7 +734,7 @@ struct WorkerService::Impl {
         }
         std::size_t n = 0;
         {
-            std::lock_guard<std::mutex> lock(runs_mutex);
+            std::lock_guard<std::mutex> lock(runs_mutex);  // held briefly by everyone
             n = runs.size();
         }
         return json_response(200, {{"participant_id", config.participant_id},
@@ -582,12 +754,8 @@ struct WorkerService::Impl {
         for (const auto& [meta, split] : splits) {
             const sdk::Dataset& ds = *split.data;
             headers[meta] = {{"X", ds.feature_names}, {"y", ds.label_names}};
-            Json schema = Json::parse(ds.schema_json, nullptr, false);
-            schemas[meta] = schema.is_object() ? schema : Json::object();
-            Json m = Json::parse(ds.metadata_json, nullptr, false);
-            if (!m.is_object()) {
-                m = Json::object();
-            }
+            schemas[meta] = pipeline_object(ds.schema_json);
+            Json m = pipeline_object(ds.metadata_json);
             m["rows"] = ds.rows;
             m["datatype"] = split.datatype;
             m["sample_shape"] = ds.sample_shape;
@@ -625,8 +793,10 @@ struct WorkerService::Impl {
             if (!alignment.is_object()) {
                 fail(400, "body field 'alignment' must be {X: [...], y: [...]} or null");
             }
-            x_superset = string_list(alignment.value("X", Json(nullptr)), "alignment.X");
-            y_superset = string_list(alignment.value("y", Json(nullptr)), "alignment.y");
+            x_superset = string_list(alignment.value("X", Json(nullptr)), "alignment.X",
+                                     config.max_superset_names);
+            y_superset = string_list(alignment.value("y", Json(nullptr)), "alignment.y",
+                                     config.max_superset_names);
             scaling = alignment.value("scaling", Json(nullptr));
             if (!scaling.is_null() && !scaling.is_object()) {
                 fail(400, "body field 'alignment.scaling' must map features to [min, max]");
@@ -636,37 +806,80 @@ struct WorkerService::Impl {
             fail(500, "this worker has no model backend");
         }
 
+        // From here until the install, a terminate of this run cancels this initialise.
+        const std::uint64_t epoch = begin_initialise(key);
+        struct Done {
+            Impl& impl;
+            const std::string& key;
+            ~Done() {
+                try {
+                    impl.end_initialise(key);
+                } catch (...) {
+                    // std::mutex::lock failing: nothing sensible is left to do here.
+                }
+            }
+        } done{*this, key};
+
         const auto splits = load_splits(action, tags, scaling);
         auto state = std::make_shared<RunState>();
         state->action = action;
         state->run = run;
+        // Shapes and sizes after alignment are known before anything is aligned: the memory
+        // budget and the architecture are checked before the aligned matrices are allocated.
+        std::optional<std::vector<std::int64_t>> input_shape;
+        std::uint64_t aligned_bytes = 0;
+        const auto add = [&](std::uint64_t bytes) {
+            aligned_bytes = bytes > UINT64_MAX - aligned_bytes ? UINT64_MAX : aligned_bytes + bytes;
+        };
         for (const auto& [meta, split] : splits) {
-            sdk::Dataset ds = *split.data;  // aligned copy; the cached load stays as loaded
+            const sdk::Dataset& ds = *split.data;
             // Image data keeps its pixel layout: only labels are aligned.
-            if (!x_superset.empty() && split.datatype != "image") {
-                if (auto st = align_features(ds, x_superset, meta); !st) {
-                    fail(status_for(st.code()), st.message());
-                }
+            const bool align_x = !x_superset.empty() && split.datatype != "image";
+            const std::vector<std::int64_t> shape =
+                align_x ? std::vector<std::int64_t>{static_cast<std::int64_t>(x_superset.size())}
+                        : ds.sample_shape;
+            if (align_x) {
+                add(matrix_bytes(ds.rows, x_superset.size()));
             }
             if (!y_superset.empty()) {
-                if (auto st = align_labels(ds, y_superset, meta); !st) {
-                    fail(status_for(st.code()), st.message());
-                }
+                add(matrix_bytes(ds.rows, y_superset.size()));
             }
-            if (state->input_shape.empty()) {
-                state->input_shape = ds.sample_shape;
-            } else if (state->input_shape != ds.sample_shape) {
-                fail(422, "split '" + meta + "' has sample shape " + shape_text(ds.sample_shape) +
-                              " but another split has " + shape_text(state->input_shape) +
+            if (!input_shape) {
+                input_shape = shape;
+            } else if (*input_shape != shape) {
+                fail(422, "split '" + meta + "' has sample shape " + shape_text(shape) +
+                              " but another split has " + shape_text(*input_shape) +
                               " (send an alignment)");
             }
-            state->splits.emplace(meta, std::move(ds));
         }
+        if (aligned_bytes > config.max_aligned_bytes) {
+            fail(422, "alignment.X (" + std::to_string(x_superset.size()) +
+                          " names) and alignment.y (" + std::to_string(y_superset.size()) +
+                          " names) would make the aligned splits take " +
+                          std::to_string(aligned_bytes) +
+                          " bytes, more than the worker's budget of " +
+                          std::to_string(config.max_aligned_bytes) + " bytes");
+        }
+        state->input_shape = input_shape.value_or(std::vector<std::int64_t>{});
         const std::string arch_json = dump(*arch);
         const std::string run_json = dump(run);
         if (auto st = config.model->validate(arch_json, run_json, state->input_shape); !st) {
             fail(st.code() == sdk::ErrorCode::InvalidArgument ? 422 : status_for(st.code()),
                  "model: " + st.message());
+        }
+        for (const auto& [meta, split] : splits) {
+            sdk::Dataset ds = *split.data;  // aligned copy; the cached load stays as loaded
+            if (!x_superset.empty() && split.datatype != "image") {
+                if (auto st = align_features(ds, x_superset, meta, config.max_aligned_bytes); !st) {
+                    fail(status_for(st.code()), st.message());
+                }
+            }
+            if (!y_superset.empty()) {
+                if (auto st = align_labels(ds, y_superset, meta, config.max_aligned_bytes); !st) {
+                    fail(status_for(st.code()), st.message());
+                }
+            }
+            state->splits.emplace(meta, std::move(ds));
         }
         auto model = config.model->build(arch_json, run_json);
         if (!model) {
@@ -698,27 +911,7 @@ struct WorkerService::Impl {
                                           std::move(*encoded)};
         }
 
-        // Install: an existing run is replaced once its in-flight request is done.
-        std::shared_ptr<RunState> previous;
-        {
-            std::lock_guard<std::mutex> lock(runs_mutex);
-            auto it = runs.find(key);
-            if (it != runs.end()) {
-                previous = it->second;
-            }
-        }
-        std::unique_lock<std::timed_mutex> previous_lock;
-        if (previous) {
-            previous_lock = std::unique_lock<std::timed_mutex>(previous->mutex, std::defer_lock);
-            if (!previous_lock.try_lock_for(config.run_wait)) {
-                fail(409, "run " + quote(key) + " is busy with another request");
-            }
-            previous->retired = true;
-        }
-        {
-            std::lock_guard<std::mutex> lock(runs_mutex);
-            runs[key] = state;
-        }
+        install(key, state, epoch);
         log(sdk::Level::Info, "worker: run initialised",
             {{"run", key}, {"input_shape", state->input_shape}, {"splits", state->splits.size()}});
         return response;
@@ -974,14 +1167,21 @@ struct WorkerService::Impl {
 
     WorkerHttpResponse terminate(const std::string& key) {
         bool found = false;
+        bool cancelled = false;
         std::shared_ptr<RunState> state;
         {
             std::lock_guard<std::mutex> lock(runs_mutex);
             auto it = runs.find(key);
             if (it != runs.end()) {
-                state = std::move(it->second);
+                state = std::move(it->second.state);
                 runs.erase(it);
                 found = true;
+            }
+            // Initialises in flight started before this terminate: they must not install.
+            auto pending = initialising.find(key);
+            if (pending != initialising.end()) {
+                ++pending->second.epoch;
+                cancelled = true;
             }
         }
         if (state) {
@@ -989,8 +1189,9 @@ struct WorkerService::Impl {
         }
         // An in-flight request of this run keeps its own reference; the model goes with the last.
         state.reset();
-        log(sdk::Level::Info, "worker: run terminated", {{"run", key}, {"was_loaded", found}});
-        return json_response(200, {{"terminated", found}});
+        log(sdk::Level::Info, "worker: run terminated",
+            {{"run", key}, {"was_loaded", found}, {"initialise_cancelled", cancelled}});
+        return json_response(200, {{"terminated", found || cancelled}});
     }
 
     WorkerHttpResponse route(const WorkerHttpRequest& request) {

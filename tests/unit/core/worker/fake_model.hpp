@@ -199,6 +199,7 @@ private:
 class FakeBackend final : public sdk::ModelBackend {
 public:
     TrainGate gate;
+    TrainGate build_gate;  ///< holds `build` (an initialise after its data is loaded)
 
     sdk::Status validate(std::string_view architecture_json, std::string_view,
                          const std::vector<std::int64_t>& input_shape) noexcept override {
@@ -221,6 +222,7 @@ public:
 
     sdk::Result<std::unique_ptr<sdk::Model>> build(std::string_view architecture_json,
                                                    std::string_view args_json) noexcept override {
+        build_gate.pass();
         auto layer = first_layer(architecture_json);
         if (!layer) {
             return layer.error();

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <iterator>
 #include <random>
@@ -13,6 +15,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/http/router.hpp>
+#include <synergos/core/http/server.hpp>
 #include <synergos/core/tensor/safetensors.hpp>
 #include <synergos/core/worker/alignment.hpp>
 #include <synergos/core/worker/data_layout.hpp>
@@ -59,7 +64,8 @@ struct Worker {
     std::unique_ptr<WorkerService> service;
 
     explicit Worker(std::size_t max_body = std::size_t{64} << 20,
-                    std::chrono::milliseconds run_wait = std::chrono::seconds(30)) {
+                    std::chrono::milliseconds run_wait = std::chrono::seconds(30),
+                    const std::function<void(WorkerServiceConfig&)>& tweak = {}) {
         root = fs::temp_directory_path() /
                ("synergos-worker-" + std::to_string(std::random_device{}()));
         data = root / "data";
@@ -80,6 +86,9 @@ struct Worker {
         config.logger = &host.logger();
         config.max_body_bytes = max_body;
         config.run_wait = run_wait;
+        if (tweak) {
+            tweak(config);
+        }
         service = std::make_unique<WorkerService>(config);
     }
     ~Worker() {
@@ -611,5 +620,404 @@ TEST_CASE("worker refuses a request that waited for a run terminated meanwhile",
     REQUIRE(waiting.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
     CHECK(held.get().status == 200);  // the in-flight round completes on its own state
     CHECK(waiting.get().status == 409);
+    CHECK(w.service->runs_loaded() == 0);
+}
+
+namespace {
+
+/// Weights that fit the heart_disease model (28 inputs, 5 classes).
+TensorMap heart_weights() {
+    synergos::testing::FakeModel model(28, 5, "softmax", 1.0, nullptr);
+    return *model.state();
+}
+
+WorkerHttpResponse init_heart_run(Worker& w, const std::string& run) {
+    return w.post(
+        run + "/initialise",
+        {{"action", "classify"}, {"tags", kHeartTags}, {"architecture", linear(28, 5, "softmax")}});
+}
+
+/// A metadata.json whose nesting is `depth` levels in all (the top object counts 1).
+std::string nested_metadata(std::size_t depth) {
+    const std::size_t arrays = depth - 2;  // the top object and "operations"
+    return R"({"datatype": "tabular", "operations": {"x": )" + std::string(arrays, '[') +
+           std::string(arrays, ']') + "}}";
+}
+
+}  // namespace
+
+TEST_CASE("worker refuses a deeply nested metadata.json with 422 naming the file",
+          "[unit][worker]") {
+    Worker w;
+    fs::create_directories(w.data / "deep/d1");
+    // 100,000 levels, ~200 KB: copying or printing it recursively overflowed the stack.
+    std::ofstream(w.data / "deep/d1/metadata.json") << nested_metadata(100000);
+    const Json tags = {{"train", Json::array({Json::array({"deep", "d1"})})}};
+
+    auto poll = w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", tags}});
+    CHECK(poll.status == 422);
+    CHECK_THAT(message_of(poll),
+               Catch::Contains("deep/d1/metadata.json") && Catch::Contains("64 levels"));
+    auto init = w.post(
+        kRun + "/initialise",
+        {{"action", "classify"}, {"tags", tags}, {"architecture", linear(28, 5, "softmax")}});
+    CHECK(init.status == 422);
+    CHECK_THAT(message_of(init), Catch::Contains("deep/d1/metadata.json"));
+    CHECK(w.service->runs_loaded() == 0);
+
+    SECTION("64 levels are accepted, 65 are not") {
+        fs::create_directories(w.data / "deep/d64");
+        fs::create_directories(w.data / "deep/d65");
+        std::ofstream(w.data / "deep/d64/metadata.json") << nested_metadata(64);
+        std::ofstream(w.data / "deep/d65/metadata.json") << nested_metadata(65);
+        const fs::path root = fs::canonical(w.data);
+        CHECK(synergos::core::worker::resolve_tag(root, Json{"deep", "d64"}, 1000));
+        auto too_deep = synergos::core::worker::resolve_tag(root, Json{"deep", "d65"}, 1000);
+        REQUIRE_FALSE(too_deep);
+        CHECK_THAT(too_deep.error().message, Catch::Contains("deep/d65/metadata.json"));
+    }
+    SECTION("and so is a request body nested deeper than 64 levels") {
+        auto r = w.call("POST", "/v1/projects/c1/p1/poll",
+                        R"({"action": "classify", "x": )" + std::string(100000, '[') +
+                            std::string(100000, ']') + "}");
+        CHECK(r.status == 400);
+        CHECK_THAT(message_of(r), Catch::Contains("64 levels"));
+    }
+}
+
+TEST_CASE("worker answers 409 at once beyond the waiters of a busy run", "[unit][worker]") {
+    Worker w;  // run_wait 30 s: a waiter would hold its thread that long
+    w.initialise_heart();
+    const TensorMap weights = heart_weights();
+    auto train_body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+    auto eval_body = st::encode_to_string(weights, {{"json", R"({"meta": "evaluate"})"}});
+    REQUIRE(train_body);
+    REQUIRE(eval_body);
+    const std::string type(st::kSafetensorsContentType);
+    w.backend.gate.enabled = true;
+    auto held = std::async(std::launch::async, [&] {
+        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *train_body});
+    });
+    REQUIRE(w.backend.gate.wait_inside(1));
+
+    std::vector<std::future<WorkerHttpResponse>> evaluates;
+    for (int i = 0; i < 20; ++i) {
+        evaluates.push_back(std::async(std::launch::async, [&] {
+            return w.service->handle(
+                WorkerHttpRequest{"POST", kRun + "/evaluate", type, *eval_body});
+        }));
+    }
+    // At most max_run_waiters (2) wait; the other 18 are answered within moments.
+    const auto answered = [&] {
+        std::size_t n = 0;
+        for (auto& f : evaluates) {
+            n += f.wait_for(std::chrono::seconds(0)) == std::future_status::ready ? 1 : 0;
+        }
+        return n;
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (answered() < 18 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(answered() >= 18);
+    CHECK(w.call("GET", "/v1/health").status == 200);
+
+    w.backend.gate.release();
+    REQUIRE(held.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(held.get().status == 200);
+    std::size_t ok = 0;
+    std::size_t busy = 0;
+    for (auto& f : evaluates) {
+        REQUIRE(f.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+        const WorkerHttpResponse r = f.get();
+        ok += r.status == 200 ? 1 : 0;
+        if (r.status == 409) {
+            ++busy;
+            CHECK_THAT(message_of(r), Catch::Contains("busy"));
+        }
+    }
+    CHECK(ok + busy == 20);
+    CHECK(busy >= 18);
+}
+
+TEST_CASE("a busy run does not starve the worker's HTTP server", "[unit][worker]") {
+    namespace http = synergos::core::http;
+    Worker w;
+    const std::string run_a = "/v1/runs/c1/p1/e1/a";
+    const std::string run_b = "/v1/runs/c1/p1/e1/b";
+    REQUIRE(init_heart_run(w, run_a).status == 200);
+    REQUIRE(init_heart_run(w, run_b).status == 200);
+    // Mounted as the worker role mounts it, on a small handler pool.
+    http::Router router;
+    auto forward = [&w](const http::Request& req) {
+        WorkerHttpResponse out = w.service->handle(
+            WorkerHttpRequest{req.method, req.path, req.header("content-type"), req.body});
+        http::Response resp;
+        resp.status = out.status;
+        resp.content_type = out.content_type;
+        resp.body = std::move(out.body);
+        return resp;
+    };
+    router.add("GET", "/v1/health", forward);
+    for (const char* action : {"initialise", "train", "evaluate", "terminate"}) {
+        router.add("POST",
+                   std::string("/v1/runs/{collab_id}/{project_id}/{expt_id}/{run_id}/") + action,
+                   forward);
+    }
+    http::ServerOptions so;
+    so.port = 0;
+    so.handler_threads = 4;
+    so.body_limit_bytes = std::size_t{64} << 20;
+    so.access_log = false;
+    http::HttpServer server(so, router, w.host.logger());
+    REQUIRE(server.start().is_ok());
+    const std::uint16_t port = server.bound_port();
+    http::HttpClient client;
+    const std::string type(st::kSafetensorsContentType);
+    const TensorMap weights = heart_weights();
+    const std::string train_body = *st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+    const std::string eval_body =
+        *st::encode_to_string(weights, {{"json", R"({"meta": "evaluate"})"}});
+    const auto post = [&](const std::string& path, const std::string& body) {
+        auto r =
+            client.request("POST", "127.0.0.1", port, path, body, type, std::chrono::seconds(20));
+        return r ? r->status : -1;
+    };
+
+    w.backend.gate.enabled = true;
+    auto held = std::async(std::launch::async, [&] { return post(run_a + "/train", train_body); });
+    REQUIRE(w.backend.gate.wait_inside(1));
+    std::atomic<int> done{0};
+    std::vector<std::future<int>> evaluates;
+    for (int i = 0; i < 20; ++i) {
+        evaluates.push_back(std::async(std::launch::async, [&] {
+            const int status = post(run_a + "/evaluate", eval_body);
+            ++done;
+            return status;
+        }));
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (done.load() < 18 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    CHECK(done.load() >= 18);
+    // The health check and another run are served while run A is busy.
+    auto health =
+        client.request("GET", "127.0.0.1", port, "/v1/health", {}, "", std::chrono::seconds(3));
+    REQUIRE(health);
+    CHECK(health->status == 200);
+    auto other = client.request("POST", "127.0.0.1", port, run_b + "/evaluate", eval_body, type,
+                                std::chrono::seconds(3));
+    REQUIRE(other);
+    CHECK(other->status == 200);
+
+    w.backend.gate.release();
+    REQUIRE(held.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+    CHECK(held.get() == 200);
+    for (auto& f : evaluates) {
+        REQUIRE(f.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+        const int status = f.get();
+        CHECK((status == 200 || status == 409));
+    }
+    server.stop(std::chrono::seconds(2));
+}
+
+TEST_CASE("worker loads a folder named by several tags once and caps the tags of a split",
+          "[unit][worker]") {
+    Worker w(std::size_t{64} << 20, std::chrono::seconds(30),
+             [](WorkerServiceConfig& c) { c.max_tags_per_split = 300; });
+    Json train = Json::array();
+    for (int i = 0; i < 150; ++i) {
+        train.push_back({"heart_disease", "data1", "iid_1"});
+        train.push_back({"iid_1", "heart_disease", "data1"});  // the same folder, searched
+    }
+    auto r =
+        w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", {{"train", train}}}});
+    REQUIRE(r.status == 200);
+    const Json meta = body_of(r)["metadata"]["train"];
+    CHECK(meta["folders"] == Json::array({"heart_disease/data1/iid_1"}));
+    CHECK(meta["rows"] == 771);
+    CHECK(meta["src_count"] == 771);  // loaded once, not 300 times
+    CHECK(meta["duplicates_dropped"] == 0);
+
+    SECTION("more tags than the limit is 422 naming the split") {
+        train.push_back({"heart_disease", "data1", "iid_1"});
+        auto over = w.post("/v1/projects/c1/p1/poll",
+                           {{"action", "classify"}, {"tags", {{"train", train}}}});
+        CHECK(over.status == 422);
+        CHECK_THAT(message_of(over), Catch::Contains("split 'train'") && Catch::Contains("300"));
+        auto init = w.post(kRun + "/initialise", {{"action", "classify"},
+                                                  {"tags", {{"train", train}}},
+                                                  {"architecture", linear(28, 5, "softmax")}});
+        CHECK(init.status == 422);
+        CHECK(w.service->runs_loaded() == 0);
+    }
+    SECTION("the default limit is 1024") {
+        CHECK(WorkerServiceConfig{}.max_tags_per_split == 1024);
+    }
+}
+
+TEST_CASE("worker caps alignment supersets and checks the aligned size before allocating",
+          "[unit][worker]") {
+    // A budget of 1 MiB stands in for the default 4 GiB.
+    Worker w(std::size_t{64} << 20, std::chrono::seconds(30),
+             [](WorkerServiceConfig& c) { c.max_aligned_bytes = std::uint64_t{1} << 20; });
+    auto poll =
+        body_of(w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}}));
+    const std::vector<std::string> x = poll["headers"]["train"]["X"];
+    const std::vector<std::string> y = poll["headers"]["train"]["y"];
+    const auto init = [&](const std::vector<std::string>& xs, const std::vector<std::string>& ys) {
+        return w.post(kRun + "/initialise",
+                      {{"action", "classify"},
+                       {"tags", kHeartTags},
+                       {"alignment", {{"X", xs}, {"y", ys}}},
+                       {"architecture", linear(static_cast<std::int64_t>(xs.size()),
+                                               static_cast<std::int64_t>(ys.size()), "softmax")}});
+    };
+
+    SECTION("a superset that fits the budget is aligned") {
+        std::vector<std::string> wide = x;
+        wide.push_back("zzz_extra");
+        CHECK(init(wide, y).status == 200);
+        CHECK(w.service->runs_loaded() == 1);
+    }
+    SECTION("aligned splits over the budget are 422 naming alignment.X") {
+        // 771 + 826 rows x 428 columns x 4 bytes: about 2.7 MB.
+        std::vector<std::string> wide = x;
+        for (int i = 0; i < 400; ++i) {
+            wide.push_back("junk_" + std::to_string(i));
+        }
+        auto r = init(wide, y);
+        CHECK(r.status == 422);
+        CHECK_THAT(message_of(r), Catch::Contains("alignment.X") && Catch::Contains("budget"));
+        CHECK(w.service->runs_loaded() == 0);
+    }
+    SECTION("more than 100,000 names is 422 naming the list") {
+        std::vector<std::string> many(100001);
+        for (std::size_t i = 0; i < many.size(); ++i) {
+            many[i] = "n" + std::to_string(i);
+        }
+        auto rx = init(many, y);
+        CHECK(rx.status == 422);
+        CHECK_THAT(message_of(rx), Catch::Contains("alignment.X") && Catch::Contains("100000"));
+        auto ry = init(x, many);
+        CHECK(ry.status == 422);
+        CHECK_THAT(message_of(ry), Catch::Contains("alignment.y"));
+        CHECK(w.service->runs_loaded() == 0);
+    }
+    SECTION("align_features checks its budget before allocating") {
+        synergos::sdk::Dataset ds;
+        ds.rows = 1000;
+        ds.feature_names = {"a"};
+        ds.sample_shape = {1};
+        ds.features.assign(1000, 1.0f);
+        auto st = synergos::core::worker::align_features(ds, {"a", "b", "c"}, "train", 8000);
+        REQUIRE_FALSE(st);
+        CHECK_THAT(st.message(), Catch::Contains("alignment.X"));
+        CHECK(ds.features.size() == 1000);  // unchanged
+    }
+}
+
+TEST_CASE("worker keeps at most max_runs runs, evicting the least recently used idle one",
+          "[unit][worker]") {
+    Worker w(std::size_t{64} << 20, std::chrono::seconds(30),
+             [](WorkerServiceConfig& c) { c.max_runs = 3; });
+    const TensorMap weights = heart_weights();
+    const auto run = [](int i) { return "/v1/runs/c1/p1/e1/r" + std::to_string(i); };
+    const auto evaluate = [&](int i) {
+        return w.post_weights(run(i) + "/evaluate", weights, {{"meta", "evaluate"}}).status;
+    };
+    for (int i = 1; i <= 3; ++i) {
+        REQUIRE(init_heart_run(w, run(i)).status == 200);
+    }
+    CHECK(evaluate(1) == 200);  // r2 is now the least recently used
+    REQUIRE(init_heart_run(w, run(4)).status == 200);
+    CHECK(w.service->runs_loaded() == 3);
+    CHECK(evaluate(2) == 409);  // evicted: its TTP re-initialises it
+    CHECK(evaluate(1) == 200);
+    CHECK(evaluate(3) == 200);
+    CHECK(evaluate(4) == 200);
+    CHECK(body_of(w.call("GET", "/v1/health"))["runs_loaded"] == 3);
+
+    SECTION("when every run is busy, an initialise of another run is 503 naming the limit") {
+        auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+        REQUIRE(body);
+        const std::string type(st::kSafetensorsContentType);
+        w.backend.gate.enabled = true;
+        std::vector<std::future<WorkerHttpResponse>> trains;
+        for (int i : {1, 3, 4}) {
+            trains.push_back(std::async(std::launch::async, [&, i] {
+                return w.service->handle(WorkerHttpRequest{"POST", run(i) + "/train", type, *body});
+            }));
+        }
+        REQUIRE(w.backend.gate.wait_inside(3));
+        auto full = init_heart_run(w, run(5));
+        CHECK(full.status == 503);
+        CHECK_THAT(message_of(full), Catch::Contains("limit of 3"));
+        CHECK(w.service->runs_loaded() == 3);
+        w.backend.gate.release();
+        for (auto& t : trains) {
+            REQUIRE(t.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+            CHECK(t.get().status == 200);
+        }
+        CHECK(init_heart_run(w, run(5)).status == 200);  // now one is idle again
+        CHECK(w.service->runs_loaded() == 3);
+    }
+}
+
+TEST_CASE("worker terminate during an initialise leaves no run installed", "[unit][worker]") {
+    Worker w;
+    SECTION("terminate while the initialise builds its model") {
+        w.backend.build_gate.enabled = true;
+        auto init = std::async(std::launch::async, [&] { return init_heart_run(w, kRun); });
+        REQUIRE(w.backend.build_gate.wait_inside(1));
+        CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
+        w.backend.build_gate.release();
+        REQUIRE(init.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+        const WorkerHttpResponse r = init.get();
+        CHECK(r.status == 409);
+        CHECK_THAT(message_of(r), Catch::Contains("terminated"));
+        CHECK(w.service->runs_loaded() == 0);
+        // The next initialise is not affected.
+        CHECK(init_heart_run(w, kRun).status == 200);
+        CHECK(w.service->runs_loaded() == 1);
+    }
+    SECTION("terminate while a re-initialise waits for the run's request in flight") {
+        const TensorMap weights = w.initialise_heart();
+        auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+        REQUIRE(body);
+        const std::string type(st::kSafetensorsContentType);
+        w.backend.gate.enabled = true;
+        auto held = std::async(std::launch::async, [&] {
+            return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
+        });
+        REQUIRE(w.backend.gate.wait_inside(1));
+        auto init = std::async(std::launch::async, [&] { return init_heart_run(w, kRun); });
+        // Give the re-initialise time to load (cached) and wait for the held train.
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
+        w.backend.gate.release();
+        REQUIRE(held.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+        REQUIRE(init.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+        CHECK(held.get().status == 200);
+        CHECK(init.get().status == 409);
+        CHECK(w.service->runs_loaded() == 0);
+    }
+}
+
+TEST_CASE("concurrent initialises of one run leave exactly one working run", "[unit][worker]") {
+    Worker w;
+    REQUIRE(init_heart_run(w, kRun).status == 200);  // warms the split cache
+    std::vector<std::future<WorkerHttpResponse>> inits;
+    for (int i = 0; i < 8; ++i) {
+        inits.push_back(std::async(std::launch::async, [&] { return init_heart_run(w, kRun); }));
+    }
+    for (auto& f : inits) {
+        REQUIRE(f.wait_for(std::chrono::seconds(20)) == std::future_status::ready);
+        CHECK(f.get().status == 200);
+    }
+    CHECK(w.service->runs_loaded() == 1);
+    CHECK(w.post_weights(kRun + "/train", heart_weights(), {{"round", 0}}).status == 200);
+    CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
     CHECK(w.service->runs_loaded() == 0);
 }

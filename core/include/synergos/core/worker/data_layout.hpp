@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,16 @@
 #include <synergos/sdk/status.hpp>
 
 namespace synergos::core::worker {
+
+/// The deepest nesting of JSON the worker accepts, in requests and in the data directory's JSON
+/// files: nlohmann::json copies and prints values recursively, so deeper input would overflow
+/// the stack.
+inline constexpr std::size_t kMaxJsonDepth = 64;
+
+/// Deepest nesting of arrays and objects in a JSON text (the top level counts 1), counted
+/// outside strings without parsing, so that nothing deep is ever built; stops counting past
+/// `limit`.
+std::size_t json_nesting_depth(std::string_view text, std::size_t limit);
 
 /// A resolved tag.
 struct DatasetFolder {
@@ -40,8 +51,11 @@ std::string tag_text(const nlohmann::json& tag);
 /// it has a `metadata.json`; otherwise the folder with a `metadata.json` whose relative path
 /// components contain every token (order-insensitive, as the original worker), the one with the
 /// fewest components winning, then the smallest path. At most `max_entries` directory entries
-/// are visited. Errors: InvalidArgument (bad token, path outside the data directory, unreadable
-/// metadata.json), NotFound (no folder matches), ResourceExhausted (search bound hit).
+/// are visited. Errors: InvalidArgument (bad token, path outside the data directory or
+/// metadata.json not a regular file inside it), FailedPrecondition (metadata.json unusable: larger
+/// than 1 MiB, not a JSON object, nested deeper than kMaxJsonDepth, no 'datatype', 'operations'
+/// not an object; the message names the file), NotFound (no folder matches), ResourceExhausted
+/// (search bound hit).
 sdk::Result<DatasetFolder> resolve_tag(const std::filesystem::path& data_root,
                                        const nlohmann::json& tag, std::size_t max_entries);
 

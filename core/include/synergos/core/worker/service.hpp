@@ -55,14 +55,27 @@ struct WorkerServiceConfig {
     std::size_t max_search_entries = 200000;              ///< tag search bound (entries visited)
     /// How long a request waits for another request of the same run to finish before 409.
     std::chrono::milliseconds run_wait{std::chrono::minutes(30)};
+    /// Requests that may wait for one busy run at a time; one more gets 409 at once. Each waiter
+    /// holds a server thread for up to `run_wait`, so a busy run must not collect them all.
+    std::size_t max_run_waiters = 2;
+    /// Runs kept initialised. An initialise of a new run beyond it evicts the least recently used
+    /// run that no request holds (a TTP that died without terminate leaves its runs behind), or
+    /// gets 503 when every run is busy.
+    std::size_t max_runs = 32;
+    std::size_t max_tags_per_split = 1024;    ///< tags per split in poll/initialise (422 past it)
+    std::size_t max_superset_names = 100000;  ///< names in alignment.X / alignment.y (422 past it)
+    /// Bytes of aligned feature and label matrices (rows x superset width x 4) of one initialise,
+    /// checked before they are allocated (422 past it).
+    std::uint64_t max_aligned_bytes = std::uint64_t{4} << 30;
 };
 
 /// Serves the worker protocol.
 /// Threading: `handle` may be called from many threads at once. Requests for different runs run
 /// concurrently; requests for the same run are serialised (a waiting request gives up with 409
-/// after `run_wait`). Loading data runs outside every lock.
-/// Errors: every failure is a response `{"message": ...}` with 400, 404, 405, 409, 413, 422 or
-/// 500; `handle` never throws.
+/// after `run_wait`; beyond `max_run_waiters` waiters a request gets 409 at once). Loading data
+/// runs outside every lock; /v1/health never waits for a run.
+/// Errors: every failure is a response `{"message": ...}` with 400, 404, 405, 409, 413, 422,
+/// 500 or 503; `handle` never throws.
 /// Lifetime: models built through `config.model` are destroyed with the service or on terminate.
 class WorkerService {
 public:
