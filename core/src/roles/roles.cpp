@@ -237,7 +237,9 @@ int run_worker(Runtime& rt) {
         resp.body = std::move(out.body);
         return resp;
     };
-    router->add("GET", "/v1/health", forward);
+    // On the I/O thread: health takes no run lock, so it answers even while every handler
+    // thread serves (or waits for) a long training request.
+    router->add("GET", "/v1/health", forward, http::Execution::Inline);
     router->add("POST", "/v1/projects/{collab_id}/{project_id}/poll", forward);
     for (const char* action : {"initialise", "train", "evaluate", "terminate"}) {
         router->add("POST", std::string("/v1/runs/{collab_id}/{project_id}/{expt_id}/{run_id}/") + action, forward);
