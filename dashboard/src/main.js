@@ -398,7 +398,7 @@ async function page_run(jobId) {
         const rows = d.validations.map(
             (v) =>
                 h('tr', {}, h('td', {}, v.participant_id), h('td', {}, v.meta),
-                  names.map((n) => stat_cell(v.statistics[n]))));
+                  names.map((n) => stat_cell((v.statistics || {})[n]))));
         body.push(
             table(['participant', 'split'].concat(names), rows, {'data-testid': 'metrics'}),
             h('p', {class: 'note'},

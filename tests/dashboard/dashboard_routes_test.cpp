@@ -4,8 +4,15 @@
 // listings with live round history, and the collaboration tree.
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <synergos/core/http/router.hpp>
 #include <synergos/core/http/server.hpp>
@@ -128,7 +135,8 @@ TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
     // A live worker (a real server answering /v1/health) and one on a port nobody listens on.
     http::Router worker_router;
     worker_router.add("GET", "/v1/health", [](const http::Request&) {
-        return http::Response::json(200, {{"status", "ok"}});
+        return http::Response::json(200, {{"status", "ok"}, {"participant_id", "alive"}, {"runs_loaded", 2},
+                                          {"secret", "whatever answered at a registered address"}});
     });
     http::ServerOptions so;
     so.host = "127.0.0.1";
@@ -151,7 +159,10 @@ TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
     };
     reg("alive", worker.bound_port());
     reg("dead", dead_port);
-    const json d = data_of(get(f.router, "/v1/dashboard/cluster"));
+    const auto answer = get(f.router, "/v1/dashboard/cluster");
+    const json d = data_of(answer);
+    CHECK(std::find(answer.headers.begin(), answer.headers.end(),
+                    std::pair<std::string, std::string>{"Cache-Control", "no-store"}) != answer.headers.end());
     REQUIRE(d["grids"].size() == 1);
     const json& g = d["grids"][0];
     CHECK(g["grid"] == 0);
@@ -161,10 +172,88 @@ TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
     }
     REQUIRE(by_id.size() == 2);
     CHECK(by_id["alive"]["health"] == "ok");
+    // What a worker's health says, not the reply's text (a registration may name any address).
+    CHECK(by_id["alive"]["detail"] == "HTTP 200, participant alive, 2 runs loaded");
     CHECK(by_id["alive"]["projects"] == json::array({"c1/p1"}));
     CHECK(by_id["dead"]["health"] == "unreachable");
     CHECK_FALSE(by_id["dead"]["detail"].get<std::string>().empty());
     worker.stop(std::chrono::milliseconds(0));
+}
+
+namespace {
+/// Threads of this process now (Linux).
+int thread_count() {
+    std::ifstream status("/proc/self/status");
+    for (std::string line; std::getline(status, line);) {
+        if (line.rfind("Threads:", 0) == 0) {
+            return std::stoi(line.substr(8));
+        }
+    }
+    return -1;
+}
+/// A loopback port that accepts connections and never answers (listening, never accepting).
+struct SilentPort {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int port = 0;
+    SilentPort() {
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(fd, 16) == 0);
+        socklen_t len = sizeof a;
+        REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port = ntohs(a.sin_port);
+    }
+    ~SilentPort() { ::close(fd); }
+};
+}  // namespace
+
+TEST_CASE("the cluster page probes a bounded number of workers with a bounded number of threads",
+          "[dashboard]") {
+    Fixture f;
+    // One registration naming 300 nodes: 48 that never answer and 252 where nothing listens.
+    std::vector<std::unique_ptr<SilentPort>> silent;
+    for (int i = 0; i < 48; ++i) {
+        silent.push_back(std::make_unique<SilentPort>());
+    }
+    std::vector<int> closed;
+    {
+        std::vector<std::unique_ptr<SilentPort>> taken;
+        for (int i = 0; i < 252; ++i) {
+            taken.push_back(std::make_unique<SilentPort>());
+            closed.push_back(taken.back()->port);
+        }
+    }  // closed now: connections are refused
+    json doc{{"role", "host"}, {"n_count", 300}};
+    for (int g = 0; g < 300; ++g) {
+        const int port = g < 48 ? silent[static_cast<std::size_t>(g)]->port : closed[static_cast<std::size_t>(g - 48)];
+        doc["node_" + std::to_string(g)] = {{"host", "127.0.0.1"}, {"f_port", port}};
+    }
+    insert(*f.h.storage, "Registration", {{"collab_id", "c1"}, {"project_id", "p1"}, {"participant_id", "many"}}, doc);
+    const int before = thread_count();
+    std::atomic<bool> done{false};
+    std::atomic<int> most{before};
+    std::thread watch([&] {
+        while (!done) {
+            most = std::max(most.load(), thread_count());
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    });
+    const auto r = get(f.router, "/v1/dashboard/cluster");
+    done = true;
+    watch.join();
+    const json d = data_of(r);
+    // Before, one thread per address (300, and as many again per page open at the time).
+    CHECK(most - before <= 32 + 2);
+    std::map<std::string, int> states;
+    for (const auto& grid : d["grids"]) {
+        for (const auto& w : grid["workers"]) {
+            states[w["health"].get<std::string>()]++;
+        }
+    }
+    CHECK(states["unknown"] == 300 - 256);
+    CHECK(states["unreachable"] == 256);
 }
 
 TEST_CASE("job listings, a job's page data and the TTPs that ran them", "[dashboard]") {

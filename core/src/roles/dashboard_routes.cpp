@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <set>
 #include <sstream>
 #include <system_error>
+#include <thread>
 #include <tuple>
 #include <utility>
 
@@ -26,6 +28,7 @@
 #include <synergos/core/rest/connect_routes.hpp>
 #include <synergos/core/rest/error_mapping.hpp>
 #include <synergos/core/rest/record_store.hpp>
+#include <synergos/core/rest/schemas.hpp>
 
 namespace synergos::core::roles {
 
@@ -40,10 +43,16 @@ constexpr std::uintmax_t kMaxStaticBytes = 32U << 20U;
 constexpr auto kHealthTtl = std::chrono::seconds(2);
 constexpr auto kHealthTimeout = std::chrono::milliseconds(1500);
 constexpr std::size_t kMaxLiveJobs = 256;
+/// Worker addresses probed for one listing, and threads probing them: a registration may name
+/// up to 1024 nodes at any address, and each listing started one thread per address (three
+/// pages on 300 silent addresses: 900 threads).
+constexpr std::size_t kMaxProbedAddresses = 256;
+constexpr std::size_t kProbeThreads = 32;
 
 Response ok(const std::string& method, const Request& req, json data) {
-    return Response::json(200,
-                          rest::envelope(200, method, rest::envelope_params(req), std::move(data)));
+    Response r = Response::json(200, rest::envelope(200, method, rest::envelope_params(req), std::move(data)));
+    r.headers.emplace_back("Cache-Control", "no-store");  // live state; may be behind a token
+    return r;
 }
 
 json document(const sdk::Record& rec) {
@@ -221,7 +230,8 @@ private:
         Response r = serve(root_ / "index.html", req, false);
         r.headers.emplace_back(
             "Content-Security-Policy",
-            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "frame-ancestors 'none'");
         return r;
     }
 
@@ -257,39 +267,88 @@ private:
         if (!resp) {
             h.state = "unreachable";
             h.detail = resp.error().message;
-        } else if (resp->status != 200) {
-            h.state = "error";
-            h.detail = "HTTP " + std::to_string(resp->status) + ": " + resp->body.substr(0, 200);
-        } else {
-            h.state = "ok";
-            h.detail = resp->body.substr(0, 200);
+            return h;
+        }
+        // Only what a worker's health says, never the reply's text: a registration may name any
+        // address, and the page would show whatever answered there.
+        h.state = resp->status == 200 ? "ok" : "error";
+        h.detail = "HTTP " + std::to_string(resp->status);
+        const json body = json::parse(resp->body, nullptr, false);
+        if (resp->status == 200 && body.is_object()) {
+            if (body.contains("participant_id") && body["participant_id"].is_string() &&
+                rest::id_problem(body["participant_id"].get<std::string>()) == std::nullopt) {
+                h.detail += ", participant " + body["participant_id"].get<std::string>();
+            }
+            if (body.contains("runs_loaded") && body["runs_loaded"].is_number_unsigned()) {
+                h.detail += ", " + std::to_string(body["runs_loaded"].get<std::uint64_t>()) + " runs loaded";
+            }
         }
         return h;
     }
 
     /// Health of every address, probed in parallel (each bounded by kHealthTimeout), cached for
     /// kHealthTtl so several open pages do not multiply the probes.
+    /// At most kMaxProbedAddresses addresses are probed, by at most kProbeThreads threads; an
+    /// address another listing is probing now is awaited, not probed again.
     std::map<std::pair<std::string, int>, Health> health_of(
         const std::set<std::pair<std::string, int>>& addrs) {
-        std::map<std::pair<std::string, int>, Health> out;
-        std::vector<std::pair<std::pair<std::string, int>, std::future<Health>>> pending;
+        using Addr = std::pair<std::string, int>;
+        std::map<Addr, Health> out;
+        std::vector<std::pair<Addr, std::shared_future<Health>>> awaited;
+        std::vector<std::pair<Addr, std::packaged_task<Health()>>> mine;
         const auto now = std::chrono::steady_clock::now();
         {
             std::lock_guard lock(mu_);
+            std::size_t probed = 0;
             for (const auto& a : addrs) {
                 auto it = health_.find(a);
                 if (it != health_.end() && now - it->second.at < kHealthTtl) {
                     out[a] = it->second;
+                } else if (auto running = probing_.find(a); running != probing_.end()) {
+                    awaited.emplace_back(a, running->second);
+                } else if (probed++ < kMaxProbedAddresses) {
+                    std::packaged_task<Health()> task([this, a] { return probe(a.first, a.second); });
+                    probing_.emplace(a, task.get_future().share());
+                    awaited.emplace_back(a, probing_.at(a));
+                    mine.emplace_back(a, std::move(task));
+                } else {
+                    out[a] = Health{"unknown",
+                                    "not probed: the cluster names more than " +
+                                        std::to_string(kMaxProbedAddresses) + " worker addresses",
+                                    0, now};
                 }
             }
         }
-        for (const auto& a : addrs) {
-            if (!out.count(a)) {
-                pending.emplace_back(a, std::async(std::launch::async,
-                                                   [this, a] { return probe(a.first, a.second); }));
+        std::atomic<std::size_t> next{0};
+        const auto run = [&] {
+            for (std::size_t i = next++; i < mine.size(); i = next++) {
+                mine[i].second();  // probe() catches nothing it needs to: request() does not throw
+            }
+        };
+        std::vector<std::thread> threads;
+        for (std::size_t t = 1; t < std::min(kProbeThreads, mine.size()); ++t) {
+            try {
+                threads.emplace_back(run);
+            } catch (const std::system_error&) {
+                break;  // no more threads: this one runs what is left
             }
         }
-        for (auto& [a, f] : pending) {
+        run();
+        for (auto& t : threads) {
+            t.join();
+        }
+        {
+            std::lock_guard lock(mu_);
+            for (const auto& [a, task] : mine) {
+                probing_.erase(a);
+            }
+        }
+        for (auto& [a, f] : awaited) {
+            // Each probe ends by kHealthTimeout; a generous bound guards the wait all the same.
+            if (f.wait_for(kHealthTimeout * 4) != std::future_status::ready) {
+                out[a] = Health{"unknown", "health probe still running", 0, now};
+                continue;
+            }
             out[a] = f.get();
             std::lock_guard lock(mu_);
             health_[a] = out[a];
@@ -648,6 +707,8 @@ private:
     std::unique_ptr<http::HttpClient> client_;
     std::mutex mu_;
     std::map<std::pair<std::string, int>, Health> health_;
+    /// Probes in flight, shared by concurrent listings (guarded by mu_).
+    std::map<std::pair<std::string, int>, std::shared_future<Health>> probing_;
     std::map<std::string, json> live_;
 };
 
