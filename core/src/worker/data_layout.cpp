@@ -2,6 +2,7 @@
 #include <synergos/core/worker/data_layout.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -217,13 +218,21 @@ sdk::Result<DatasetFolder> resolve_tag(const fs::path& data_root, const Json& ta
 }
 
 std::string folder_fingerprint(const fs::path& folder) {
+    // Every file below the folder, not only its own entries: an image dataset's mapping.csv
+    // names files in subfolders, and rewriting one of them left the cached load in use.
+    constexpr std::size_t kMaxEntries = 1000000;
     std::vector<std::string> entries;
     std::error_code ec;
-    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+    for (fs::recursive_directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+        if (entries.size() >= kMaxEntries) {
+            // Too many to compare cheaply: a key no later load shares, so nothing is reused.
+            static std::atomic<std::uint64_t> uncached{0};
+            return folder.string() + "#uncached#" + std::to_string(++uncached);
+        }
         std::error_code e2;
         const auto size = it->is_regular_file(e2) ? it->file_size(e2) : 0;
         const auto time = it->last_write_time(e2).time_since_epoch().count();
-        entries.push_back(it->path().filename().string() + ":" + std::to_string(size) + ":" +
+        entries.push_back(it->path().lexically_relative(folder).string() + ":" + std::to_string(size) + ":" +
                           std::to_string(time));
     }
     std::sort(entries.begin(), entries.end());

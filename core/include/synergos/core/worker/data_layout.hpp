@@ -59,8 +59,8 @@ std::string tag_text(const nlohmann::json& tag);
 sdk::Result<DatasetFolder> resolve_tag(const std::filesystem::path& data_root,
                                        const nlohmann::json& tag, std::size_t max_entries);
 
-/// A cheap fingerprint of a folder's direct entries (names, sizes, modification times), so that
-/// a cached load is reused only while the files are unchanged.
+/// A cheap fingerprint of every entry below a folder (relative names, sizes, modification
+/// times), so that a cached load is reused only while its files are unchanged.
 std::string folder_fingerprint(const std::filesystem::path& folder);
 
 }  // namespace synergos::core::worker
