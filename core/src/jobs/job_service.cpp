@@ -373,7 +373,13 @@ sdk::Status JobService::start() {
             });
             continue;
         }
-        if (auto st = publish_job(job); !st) {
+        // The attempt it was on (a retry's message was published by its TTP, not stored): its
+        // started event then counts, and retries keep their limit.
+        JobRecord again = job;
+        if (again.message.is_object() && job.attempts > again.message.value("attempt", 1)) {
+            again.message["attempt"] = job.attempts;
+        }
+        if (auto st = publish_job(again); !st) {
             logger_.warn("job could not be republished at start-up",
                          log_fields({{"job_id", job.job_id}, {"error", st.message()}}));
             continue;

@@ -150,6 +150,31 @@ TEST_CASE("A standalone director's restart runs again the jobs its in-process qu
     CHECK(h.log_counts("archived.log")[queued] == 1);
 }
 
+TEST_CASE("A retried job published again at start keeps its attempt and its limit", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.volatile_queue = true;
+    // Running its second attempt when the process stopped (the stored message is the first's:
+    // retries are published by the TTP).
+    core::jobs::JobStore store(*h.storage);
+    core::jobs::JobRecord job;
+    job.job_id = "job-second-attempt";
+    job.process = "train";
+    job.state = "running";
+    job.attempts = 2;
+    job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
+                   {"grid", 0}, {"grids", h.grid_nodes},
+                   {"parameters", {{"mode", "fail"}, {"log_dir", (h.dir / "logs").string()}}},
+                   {"attempt", 1}, {"max_attempts", 3}};
+    REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+    h.start_director();
+    h.start_ttp(0);
+    auto done = h.wait(job.job_id, 30s);
+    CHECK(done.state == "failed");
+    CHECK(done.attempts == 3);
+    // Attempts 2 and 3 ran. Before, it started over at attempt 1 and ran three more times.
+    CHECK(h.log_counts("executed.log")[job.job_id] == 2);
+}
+
 TEST_CASE("A job cancelled before the director went down ends cancelled at the next start", "[jobs]") {
     for (const bool volatile_queue : {true, false}) {
         INFO("volatile queue: " << volatile_queue);
