@@ -213,11 +213,29 @@ sdk::Status append_file(const fs::path& file, std::string_view data, bool sync) 
     if (fd.get() < 0) {
         return io_error("open", file, errno);
     }
-    if (auto status = write_all(fd.get(), data, file); !status) {
+    struct stat info {};
+    if (::fstat(fd.get(), &info) != 0) {
+        return io_error("stat", file, errno);
+    }
+    // A write cut short (disk full) leaves part of a line; cut back to where this append began
+    // so the file holds whole lines only and the failed call added nothing.
+    // An empty metric file is one MLflow refuses ("No data found"): that one goes instead.
+    const auto undo = [&](sdk::Status status) {
+        const bool undone = info.st_size == 0 ? ::unlink(file.c_str()) == 0
+                                              : ::ftruncate(fd.get(), info.st_size) == 0;
+        if (!undone) {
+            const int error = errno;
+            return sdk::Status(status.code(), status.message() +
+                                                  "; cutting the partial append off failed too: " +
+                                                  std::strerror(error));
+        }
         return status;
+    };
+    if (auto status = write_all(fd.get(), data, file); !status) {
+        return undo(std::move(status));
     }
     if (sync && ::fsync(fd.get()) != 0) {
-        return io_error("fsync", file, errno);
+        return undo(io_error("fsync", file, errno));
     }
     if (fd.close_checked() != 0) {
         return io_error("close", file, errno);

@@ -42,7 +42,9 @@ sdk::Status copy_file_atomic(const std::filesystem::path& source,
 sdk::Status repair_torn_tail(const std::filesystem::path& file);
 
 /// Appends `data` with one O_APPEND write loop, creating the file (0644) when missing; with
-/// `sync`, fsyncs the file (and, when it was created, its directory) before returning.
+/// `sync`, fsyncs the file (and, when it was created, its directory) before returning. When the
+/// write or fsync fails the file is cut back to its size before the call (removed when that was
+/// 0), so a short write never leaves part of a line behind.
 sdk::Status append_file(const std::filesystem::path& file, std::string_view data, bool sync);
 
 /// Reads a whole file.

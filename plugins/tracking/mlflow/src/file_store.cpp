@@ -7,6 +7,7 @@
 #include <chrono>
 #include <limits>
 #include <system_error>
+#include <tuple>
 
 #include <yaml-cpp/yaml.h>
 
@@ -153,6 +154,46 @@ sdk::Status check_key_path(std::string_view what, const fs::path& base, const st
         }
         start = slash + 1;
     }
+}
+
+/// The value of a synergos.attempt tag; 1 for a missing or malformed one (a run made before
+/// attempts existed, or by someone else, is a first attempt).
+std::int64_t attempt_number(const std::string& text) {
+    std::int64_t value = 0;
+    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || result.ec != std::errc() || result.ptr != text.data() + text.size() ||
+        value < 1) {
+        return 1;
+    }
+    return value;
+}
+
+/// True when some file lies below `dir` (a logged param or metric); false for a missing folder.
+bool holds_files(const fs::path& dir) {
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code type_ec;
+        if (!it->is_directory(type_ec)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// `messages` (each "mlflow: ...") as one InvalidArgument, at most 20 of them spelled out.
+sdk::Status all_refused(const std::string& what, const std::vector<std::string>& messages) {
+    if (messages.size() == 1) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument, messages.front());
+    }
+    std::string text = std::to_string(messages.size()) + " " + what + " refused, nothing written: ";
+    for (std::size_t i = 0; i < messages.size() && i < 20; ++i) {
+        const std::string& m = messages[i];
+        text += (i == 0 ? "" : "; ") + (m.rfind("mlflow: ", 0) == 0 ? m.substr(8) : m);
+    }
+    if (messages.size() > 20) {
+        text += "; and " + std::to_string(messages.size() - 20) + " more";
+    }
+    return invalid(std::move(text));
 }
 
 /// uuid4 as 32 hex characters (version and variant bits set as Python's uuid4 does).
@@ -507,12 +548,9 @@ sdk::Result<ExperimentMeta> FileStore::load_experiment(const std::string& experi
     return meta;
 }
 
-std::optional<std::string> FileStore::find_run_by_name(const std::string& experiment_id,
+std::vector<FileStore::NamedRun> FileStore::runs_named(const std::string& experiment_id,
                                                        const std::string& run_name) {
-    // Several runs may share a name in MLflow; the earliest started one wins, so repeated
-    // lookups agree.
-    std::optional<std::string> best;
-    std::int64_t best_start = std::numeric_limits<std::int64_t>::max();
+    std::vector<NamedRun> out;
     const fs::path experiment_dir = root_ / experiment_id;
     for (const std::string& entry : list_subdirs(experiment_dir)) {
         if (std::find(kReservedExperimentFolders.begin(), kReservedExperimentFolders.end(),
@@ -529,18 +567,29 @@ std::optional<std::string> FileStore::find_run_by_name(const std::string& experi
             meta->lifecycle_stage != "active") {
             continue;
         }
+        const fs::path tags = experiment_dir / entry / "tags";
         std::string name = meta->run_name;
         if (name.empty()) {
             // Runs of MLflow before 1.29 keep the name only in the tag.
-            name = read_file(experiment_dir / entry / "tags" / kRunNameTag).value_or("");
+            name = read_file(tags / kRunNameTag).value_or("");
         }
-        const std::int64_t start = meta->start_time.value_or(0);
-        if (name == run_name && (!best || start < best_start)) {
-            best = entry;
-            best_start = start;
+        if (name != run_name) {
+            continue;
         }
+        NamedRun run;
+        run.run_id = entry;
+        run.start_time = meta->start_time.value_or(0);
+        run.attempt = attempt_number(read_file(tags / kAttemptTag).value_or(""));
+        run.training_job = read_file(tags / kTrainingJobTag).value_or("");
+        out.push_back(std::move(run));
     }
-    return best;
+    // Current first: the highest attempt, then the earliest started (so repeated lookups agree
+    // when runs made elsewhere share a name), then the id.
+    std::sort(out.begin(), out.end(), [](const NamedRun& a, const NamedRun& b) {
+        return std::tie(b.attempt, a.start_time, a.run_id) <
+               std::tie(a.attempt, b.start_time, b.run_id);
+    });
+    return out;
 }
 
 sdk::Result<FileStore::RunEntry*> FileStore::find_run(const std::string& run_id) {
@@ -646,6 +695,7 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
     if (auto status = validate_value("run name", run_name, run_name, kMaxTagValueLength); !status) {
         return error_of(status);
     }
+    std::string training_job;
     for (const auto& [key, value] : tags) {
         if (auto status = validate_key("tag", key); !status) {
             return error_of(status);
@@ -656,6 +706,13 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
         if (key == kRunNameTag && value != run_name) {
             return error_of(invalid("run name '" + run_name + "' and tag mlflow.runName '" + value +
                                     "' differ"));
+        }
+        if (key == kTrainingJobTag) {
+            if (value.empty()) {
+                // Written on the current run, it would detach that run from its training.
+                return error_of(invalid("tag synergos.training_job must not be empty"));
+            }
+            training_job = value;
         }
     }
     auto experiment = load_experiment(experiment_id);
@@ -668,27 +725,67 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
         auto entry = find_active_run(cached->second);
         if (entry && (*entry)->meta.run_name == run_name &&
             (*entry)->meta.experiment_id == experiment_id) {
-            existing = cached->second;
+            // The cache holds the current run; a training job other than its own looks further.
+            if (training_job.empty() ||
+                read_file((*entry)->dir / "tags" / kTrainingJobTag).value_or("") ==
+                    training_job) {
+                existing = cached->second;
+            }
         } else {
             run_by_name_.erase(cached);
         }
     }
+    sdk::StringPairs run_tags = tags;
+    std::optional<std::int64_t> new_attempt;
     if (!existing) {
-        existing = find_run_by_name(experiment_id, run_name);
+        const std::vector<NamedRun> runs = runs_named(experiment_id, run_name);
+        if (!runs.empty()) {
+            const NamedRun& current = runs.front();
+            run_by_name_[name_key] = current.run_id;
+            const auto own = std::find_if(runs.begin(), runs.end(), [&](const NamedRun& r) {
+                return r.training_job == training_job;
+            });
+            if (training_job.empty()) {
+                existing = current.run_id;
+            } else if (own != runs.end()) {
+                existing = own->run_id;  // resumed or redelivered: the job keeps its run
+            } else if (current.training_job.empty() &&
+                       !holds_files(root_ / experiment_id / current.run_id / "params") &&
+                       !holds_files(root_ / experiment_id / current.run_id / "metrics")) {
+                existing = current.run_id;  // nothing logged yet: adopted by this training
+                run_tags.emplace_back(kAttemptTag, std::to_string(current.attempt));
+            } else {
+                // An earlier training's run: params are immutable and its metric steps would
+                // repeat, so this training gets a run of its own.
+                new_attempt = current.attempt + 1;  // runs are sorted: no higher attempt exists
+            }
+        }
     }
     if (existing) {
         auto entry = find_active_run(*existing);
         if (!entry) {
             return entry.error();
         }
-        if (auto status = write_tags(**entry, tags); !status) {
+        if (auto status = write_tags(**entry, run_tags); !status) {
             return error_of(status);
         }
-        run_by_name_[name_key] = *existing;
         return *existing;
     }
+    if (new_attempt || !training_job.empty()) {
+        run_tags.emplace_back(kAttemptTag, std::to_string(new_attempt.value_or(1)));
+    }
+    auto created = create_run(experiment_id, *experiment, run_name, run_tags);
+    if (created) {
+        run_by_name_[name_key] = *created;  // the newest attempt is the current run
+    }
+    return created;
+}
 
-    // Create: folders and tags first, meta.yaml last, so a half-made run stays invisible.
+sdk::Result<std::string> FileStore::create_run(const std::string& experiment_id,
+                                               const ExperimentMeta& experiment,
+                                               const std::string& run_name,
+                                               const sdk::StringPairs& tags) {
+    // Folders and tags first, meta.yaml last, so a half-made run stays invisible.
     const std::string run_id = new_run_id();
     const fs::path dir = root_ / experiment_id / run_id;
     bool created = false;
@@ -710,7 +807,7 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
     meta.run_id = run_id;
     meta.experiment_id = experiment_id;
     meta.run_name = run_name;
-    std::string location = experiment->artifact_location;
+    std::string location = experiment.artifact_location;
     while (!location.empty() && location.back() == '/') {
         location.pop_back();
     }
@@ -746,40 +843,58 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
         return error_of(status);
     }
     runs_[run_id] = std::move(entry);
-    run_by_name_[name_key] = run_id;
     return run_id;
 }
 
-sdk::Status FileStore::log_params(const std::string& run_id, const sdk::StringPairs& params) {
+sdk::Status FileStore::log_params(const std::string& run_id, const sdk::StringPairs& params,
+                                  std::vector<std::string>& refused) {
     auto entry = find_active_run(run_id);
     if (!entry) {
         return entry.error();
     }
     const fs::path base = (*entry)->dir / "params";
-    // Validate the whole batch first: bad input changes nothing.
+    // Each entry stands on its own: a bad one is refused and named, the others are written, so
+    // one odd key does not cost the rest of the batch.
+    const std::size_t refused_before = refused.size();
+    std::map<std::string, std::string> first_value;
+    std::set<std::string> ambiguous;  // keys given twice with different values
+    for (const auto& [key, value] : params) {
+        auto [it, inserted] = first_value.try_emplace(key, value);
+        if (!inserted && it->second != value) {
+            ambiguous.insert(key);
+        }
+    }
     std::vector<const std::pair<std::string, std::string>*> to_write;
     std::set<std::string> seen;
     for (const auto& param : params) {
         const auto& [key, value] = param;
+        if (!seen.insert(key).second) {
+            continue;  // the same value again, or an ambiguous key already refused
+        }
+        if (ambiguous.count(key) != 0) {
+            refused.push_back("mlflow: param '" + key +
+                              "' appears twice in one call with different values");
+            continue;
+        }
         if (auto status = validate_key("param", key); !status) {
-            return status;
+            refused.push_back(status.message());
+            continue;
         }
         if (auto status = validate_value("param", key, value, kMaxParamValueLength); !status) {
-            return status;
-        }
-        if (!seen.insert(key).second) {
-            return invalid("param '" + key + "' appears twice in one call");
+            refused.push_back(status.message());
+            continue;
         }
         if (auto status = check_key_path("param", base, key); !status) {
-            return status;
+            refused.push_back(status.message());
+            continue;
         }
         auto current = read_file(base / key);
         if (current) {
             if (*current != value) {
-                return invalid("param '" + key + "' of run '" + run_id +
-                               "' was already logged with value '" + *current +
-                               "'; changing param values is not allowed (new value '" + value +
-                               "')");
+                refused.push_back("mlflow: param '" + key + "' of run '" + run_id +
+                                  "' was already logged with value '" + *current +
+                                  "'; changing param values is not allowed (new value '" +
+                                  value + "')");
             }
             continue;  // same value: nothing to do
         }
@@ -787,6 +902,10 @@ sdk::Status FileStore::log_params(const std::string& run_id, const sdk::StringPa
             return current.error();
         }
         to_write.push_back(&param);
+    }
+    if (to_write.empty() && refused.size() > refused_before) {
+        return all_refused("params", {refused.begin() + static_cast<std::ptrdiff_t>(refused_before),
+                                      refused.end()});
     }
     for (const auto* param : to_write) {
         const fs::path path = base / param->first;
@@ -801,37 +920,68 @@ sdk::Status FileStore::log_params(const std::string& run_id, const sdk::StringPa
 }
 
 sdk::Status FileStore::log_metrics(const std::string& run_id,
-                                   const std::vector<sdk::MetricPoint>& metrics) {
+                                   const std::vector<sdk::MetricPoint>& metrics,
+                                   std::vector<std::string>& refused) {
     auto entry = find_active_run(run_id);
     if (!entry) {
         return entry.error();
     }
     const fs::path base = (*entry)->dir / "metrics";
     const std::int64_t now = now_ms();
-    // One text per key, lines in call order; validated before anything is written.
+    // One text per key, lines in call order. A refused point is named and skipped; the others
+    // are still written, so one bad name does not cost a round's every metric.
+    const std::size_t refused_before = refused.size();
     std::map<std::string, std::string> lines;
+    // refused key -> (its message in `refused`, points dropped)
+    std::map<std::string, std::pair<std::size_t, std::size_t>> bad_keys;
     std::vector<std::string> order;
     for (const auto& point : metrics) {
-        if (auto status = validate_key("metric", point.key); !status) {
-            return status;
+        if (auto bad = bad_keys.find(point.key); bad != bad_keys.end()) {
+            ++bad->second.second;
+            continue;
+        }
+        auto it = lines.find(point.key);
+        if (it == lines.end()) {
+            sdk::Status status = validate_key("metric", point.key);
+            if (status) {
+                status = check_key_path("metric", base, point.key);
+            }
+            if (!status) {
+                bad_keys.emplace(point.key, std::make_pair(refused.size(), std::size_t{1}));
+                refused.push_back(status.message());
+                continue;
+            }
+            it = lines.emplace(point.key, std::string()).first;
+            order.push_back(point.key);
         }
         if (point.timestamp_ms < 0) {
-            return invalid("metric '" + point.key + "' has a negative timestamp " +
-                           std::to_string(point.timestamp_ms));
-        }
-        auto [it, inserted] = lines.try_emplace(point.key);
-        if (inserted) {
-            if (auto status = check_key_path("metric", base, point.key); !status) {
-                return status;
-            }
-            order.push_back(point.key);
+            refused.push_back("mlflow: metric '" + point.key + "' has a negative timestamp " +
+                              std::to_string(point.timestamp_ms) + " (step " +
+                              std::to_string(point.step) + ")");
+            continue;
         }
         // timestamp 0 is the SDK's "unset": stamp it now.
         const std::int64_t timestamp = point.timestamp_ms == 0 ? now : point.timestamp_ms;
         it->second += std::to_string(timestamp) + " " + python_float_repr(point.value) + " " +
                       std::to_string(point.step) + "\n";
     }
+    for (const auto& [key, bad] : bad_keys) {
+        if (bad.second > 1) {
+            refused[bad.first] += " (" + std::to_string(bad.second) + " points)";
+        }
+    }
+    const bool any_line = std::any_of(lines.begin(), lines.end(),
+                                      [](const auto& item) { return !item.second.empty(); });
+    if (!any_line && refused.size() > refused_before) {
+        return all_refused("metric points",
+                           {refused.begin() + static_cast<std::ptrdiff_t>(refused_before),
+                            refused.end()});
+    }
     for (const std::string& key : order) {
+        const std::string& text = lines[key];
+        if (text.empty()) {
+            continue;  // every point of this key was refused
+        }
         const fs::path path = base / key;
         if (key.find('/') != std::string::npos) {
             if (auto status = make_dirs(path.parent_path()); !status) {
@@ -844,7 +994,10 @@ sdk::Status FileStore::log_metrics(const std::string& run_id,
                 return status;
             }
         }
-        if (auto status = append_file(path, lines[key], sync_metrics_); !status) {
+        if (auto status = append_file(path, text, sync_metrics_); !status) {
+            // append_file cuts a failed append back off; should that fail too, the next
+            // append must look at the tail again rather than continue a torn line.
+            checked_metric_files_.erase(path.string());
             return status;
         }
     }

@@ -20,7 +20,8 @@
 /// rename; a new run's meta.yaml is written last, so a run interrupted while being created has
 /// no meta.yaml and is skipped by MLflow and by this store. Metric lines are appended with one
 /// O_APPEND write per key and call and fsynced before the call returns when `sync_metrics` is
-/// set; a torn last line left by a crash is cut off before the next append to that file.
+/// set; an append that fails is cut back off the file, and a torn last line left by a crash is
+/// cut off before the next append to that file.
 ///
 /// Threading: not synchronised; the tracker serialises every call.
 
@@ -43,6 +44,11 @@ enum class RunStatus : std::uint8_t { Running = 1, Scheduled, Finished, Failed, 
 
 /// MLflow's SourceType.LOCAL, what the file store records for every run.
 inline constexpr int kSourceTypeLocal = 4;
+
+/// Tags that make runs of one name attempts (see FileStore::ensure_run): the id of the training
+/// job a run belongs to, and the run's attempt number (1, 2, ...).
+inline constexpr const char* kTrainingJobTag = "synergos.training_job";
+inline constexpr const char* kAttemptTag = "synergos.attempt";
 
 /// Parses "RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED".
 std::optional<RunStatus> parse_run_status(const std::string& text);
@@ -104,11 +110,29 @@ public:
     const std::filesystem::path& root() const { return root_; }
 
     sdk::Result<std::string> ensure_experiment(const std::string& name);
+
+    /// Several runs may share a name; each is an attempt (tag synergos.attempt, 1 when
+    /// missing) and the current one is the highest attempt (the earliest started on a tie).
+    /// Without a synergos.training_job tag in `tags`: the current run, created when there is
+    /// none. With one (a training job's id): the run of that training job if there is one (a
+    /// resumed or redelivered job keeps its run); else the current run when it holds no params,
+    /// no metrics and no other training job (it is adopted); else a new run of the same name
+    /// with the next attempt number, so a new training never mixes its params and metrics with
+    /// an earlier one's. The caller's tags are written on the run returned. An empty
+    /// synergos.training_job is refused (InvalidArgument).
     sdk::Result<std::string> ensure_run(const std::string& experiment_id,
                                         const std::string& run_name, const sdk::StringPairs& tags);
-    sdk::Status log_params(const std::string& run_id, const sdk::StringPairs& params);
+
+    /// Batch calls write every valid entry; each refused one (bad key or value, a param whose
+    /// value would change, a key conflicting with another's folder) is skipped and described in
+    /// `refused`, naming it. When entries were refused and nothing was written, the call
+    /// returns InvalidArgument with those descriptions (an error means nothing changed).
+    /// Filesystem errors return at once.
+    sdk::Status log_params(const std::string& run_id, const sdk::StringPairs& params,
+                           std::vector<std::string>& refused);
     sdk::Status log_metrics(const std::string& run_id,
-                            const std::vector<sdk::MetricPoint>& metrics);
+                            const std::vector<sdk::MetricPoint>& metrics,
+                            std::vector<std::string>& refused);
     sdk::Status set_tags(const std::string& run_id, const sdk::StringPairs& tags);
     sdk::Status log_artifact(const std::string& run_id, const std::string& local_path,
                              const std::string& artifact_path);
@@ -127,8 +151,20 @@ private:
     sdk::Result<ExperimentMeta> load_experiment(const std::string& experiment_id);
     sdk::Result<RunEntry*> find_run(const std::string& run_id);
     sdk::Result<RunEntry*> find_active_run(const std::string& run_id);
-    std::optional<std::string> find_run_by_name(const std::string& experiment_id,
-                                                const std::string& run_name);
+
+    /// An active run of a given name, with what ensure_run weighs.
+    struct NamedRun {
+        std::string run_id;
+        std::int64_t start_time = 0;
+        std::int64_t attempt = 1;
+        std::string training_job;
+    };
+    /// The active runs of this name in the experiment, current first (see ensure_run).
+    std::vector<NamedRun> runs_named(const std::string& experiment_id,
+                                     const std::string& run_name);
+    sdk::Result<std::string> create_run(const std::string& experiment_id,
+                                        const ExperimentMeta& experiment,
+                                        const std::string& run_name, const sdk::StringPairs& tags);
     sdk::Status write_run_meta(RunEntry& entry);
     sdk::Status create_experiment_dir(const std::string& id, const std::string& name,
                                       std::int64_t now_ms);

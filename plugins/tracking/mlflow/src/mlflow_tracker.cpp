@@ -130,12 +130,35 @@ sdk::Result<std::string> MlflowTracker::ensure_run(const std::string& experiment
 
 sdk::Status MlflowTracker::log_params(const std::string& run_id,
                                       const sdk::StringPairs& params) noexcept {
-    return guarded<sdk::Status>("log_params", [&] { return store_.log_params(run_id, params); });
+    return guarded<sdk::Status>("log_params", [&] {
+        std::vector<std::string> refused;
+        auto status = store_.log_params(run_id, params, refused);
+        warn_refused("mlflow params not logged", run_id, status, refused);
+        return status;
+    });
 }
 
 sdk::Status MlflowTracker::log_metrics(const std::string& run_id,
                                        const std::vector<sdk::MetricPoint>& metrics) noexcept {
-    return guarded<sdk::Status>("log_metrics", [&] { return store_.log_metrics(run_id, metrics); });
+    return guarded<sdk::Status>("log_metrics", [&] {
+        std::vector<std::string> refused;
+        auto status = store_.log_metrics(run_id, metrics, refused);
+        warn_refused("mlflow metrics not logged", run_id, status, refused);
+        return status;
+    });
+}
+
+void MlflowTracker::warn_refused(const char* event, const std::string& run_id,
+                                 const sdk::Status& status,
+                                 const std::vector<std::string>& refused) {
+    // The rest of the batch was written and the call succeeds (an error means nothing was
+    // written), so the refused entries are reported here, each named.
+    if (!status || refused.empty()) {
+        return;
+    }
+    nlohmann::json fields{{"run_id", run_id}, {"refused", refused}};
+    host_.logger().warn(event,
+                        fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 sdk::Status MlflowTracker::set_tags(const std::string& run_id,

@@ -28,6 +28,10 @@ StoreConfig parse_config(sdk::HostContext& host, const sdk::Options& options);
 
 /// The tracker. Threading: every method may be called from any thread; one lock serialises
 /// them (the director is the single writer of the store, so there is nothing to overlap).
+/// log_params and log_metrics write every valid entry of a batch: refused ones (a key or value
+/// MLflow would refuse, a param whose value would change) are named in a warning and the call
+/// succeeds; when nothing could be written it fails with InvalidArgument naming them. ensure_run
+/// gives each training job (tag synergos.training_job) a run of its own (FileStore::ensure_run).
 /// Errors: InvalidArgument naming the key or value MLflow would refuse; NotFound for unknown
 /// experiments and runs; FailedPrecondition before start() or for deleted ones; Internal with
 /// the path and errno text for filesystem failures.
@@ -58,6 +62,9 @@ private:
     /// Runs `body` under the lock once started, turning an escaped exception into Internal.
     template <typename T, typename Body>
     T guarded(const char* operation, Body&& body) noexcept;
+    /// Logs a warning naming the `refused` entries of a batch that succeeded otherwise.
+    void warn_refused(const char* event, const std::string& run_id, const sdk::Status& status,
+                      const std::vector<std::string>& refused);
 
     sdk::HostContext& host_;
     mutable std::mutex mutex_;

@@ -116,10 +116,12 @@ std::size_t utf8_length(std::string_view text) {
 sdk::Status validate_key(std::string_view what, std::string_view key) {
     const std::string quoted = "'" + std::string(key) + "'";
     for (char c : key) {
-        if (!(is_word(c) || c == '/' || c == '.' || c == '-' || c == ' ')) {
+        // MLflow 2.x accepts ':' on POSIX (only its Windows rule drops it); participant ids,
+        // which metric names are built from, may contain one.
+        if (!(is_word(c) || c == '/' || c == '.' || c == '-' || c == ' ' || c == ':')) {
             return invalid("invalid " + std::string(what) + " name " + quoted +
                            ": names may only contain alphanumerics, underscores (_), dashes "
-                           "(-), periods (.), spaces ( ) and slashes (/)");
+                           "(-), periods (.), spaces ( ), colons (:) and slashes (/)");
         }
     }
     const std::string norm = posix_normpath(key);

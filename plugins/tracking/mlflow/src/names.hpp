@@ -22,10 +22,10 @@ inline constexpr std::size_t kMaxExperimentNameLength = 500;
 /// `posixpath.normpath`: collapses "//" and ".", resolves "..", drops a trailing "/"; "" -> ".".
 std::string posix_normpath(std::string_view path);
 
-/// A metric, param or tag key: `^[/\w.\- ]*$` (ASCII word characters only, a deliberate
-/// narrowing of Python's Unicode `\w`), at most 250 characters, and a path that normalises to
-/// itself, is not ".", and starts with neither ".." nor "/". `what` is "metric", "param" or
-/// "tag" and appears in the message. Errors: InvalidArgument naming the key.
+/// A metric, param or tag key: `^[/\w.\- :]*$` (MLflow 2.x's POSIX rule; ASCII word characters
+/// only, a deliberate narrowing of Python's Unicode `\w`), at most 250 characters, and a path
+/// that normalises to itself, is not ".", and starts with neither ".." nor "/". `what` is
+/// "metric", "param" or "tag" and appears in the message. Errors: InvalidArgument naming the key.
 sdk::Status validate_key(std::string_view what, std::string_view key);
 
 /// A param or tag value: valid UTF-8 (MLflow reads files as UTF-8) and at most `limit`

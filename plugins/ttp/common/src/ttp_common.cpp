@@ -221,6 +221,12 @@ sdk::Result<std::string> tracking_run(sdk::Tracker& tracker, const Job& job, con
                           {"synergos.expt_id", job.expt()},
                           {"synergos.run_id", job.run()},
                           {"synergos.participants", joined}};
+    // A training tags its job id, so a tracker that knows the tag (mlflow) starts a new run of
+    // this name when the current one was trained before (its params cannot change, the settings
+    // may have, and the rounds would repeat its steps); a redelivered job keeps its own run.
+    if (job.process == "train" && !job.job_id.empty()) {
+        tags.emplace_back("synergos.training_job", job.job_id);
+    }
     auto run = tracker.ensure_run(*expt, job.run(), tags);
     if (!run) {
         return run.error();
@@ -236,7 +242,17 @@ sdk::Result<std::string> tracking_run(sdk::Tracker& tracker, const Job& job, con
     }
     if (!params.empty()) {
         if (auto st = tracker.log_params(*run, params); !st) {
-            return st.error();
+            // Params never stop the metrics (an evaluation after the settings changed still
+            // belongs to the run its model was trained in); the refusal is kept on the run.
+            std::string note = st.message();
+            if (note.size() > 4000) {  // MLflow's tag limit is 5000: cut on a UTF-8 boundary
+                std::size_t cut = 4000;
+                while (cut > 0 && (static_cast<unsigned char>(note[cut]) & 0xC0U) == 0x80U) {
+                    --cut;
+                }
+                note = note.substr(0, cut) + "...";
+            }
+            (void)tracker.set_tags(*run, {{"synergos.params_error", note}});
         }
     }
     return run;

@@ -122,7 +122,11 @@ namespace synergos::plugins::ttp {
 
 /// Finds or creates the tracking run of a Synergos run: experiment `<c>_>_<p>_>_<e>` (the
 /// original's naming), run named `<r>`, tagged with the collaboration, project and participants,
-/// with the run's settings as params. Returns the tracker's run id.
+/// with the run's settings as params. A `train` job also tags `synergos.training_job` (its id),
+/// so a tracker can give each training its own run of that name (see the mlflow plugin). Params
+/// the tracker refuses (e.g. settings changed since the run was trained) do not fail the call:
+/// the refusal is set as tag `synergos.params_error` and the run id returned, so the caller's
+/// metrics are still logged. Returns the tracker's run id.
 sdk::Result<std::string> tracking_run(sdk::Tracker& tracker, const Job& job, const json& run_settings,
                                       const std::vector<std::string>& participants);
 

@@ -15,6 +15,9 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <yaml-cpp/yaml.h>
 
 #include <synergos/sdk/testing/fake_host.hpp>
@@ -87,6 +90,36 @@ std::set<std::string> files_below(const fs::path& dir) {
         }
     }
     return out;
+}
+
+/// Caps the size any file of this process may grow to (RLIMIT_FSIZE) while alive: a write that
+/// crosses the cap is cut short and the next one fails with EFBIG, as on a full disk.
+/// SIGXFSZ, which would end the process, is ignored meanwhile.
+class FileSizeCap {
+public:
+    explicit FileSizeCap(rlim_t bytes) {
+        REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved_) == 0);
+        struct sigaction ignore {};
+        ignore.sa_handler = SIG_IGN;
+        REQUIRE(::sigaction(SIGXFSZ, &ignore, &saved_action_) == 0);
+        rlimit capped = saved_;
+        capped.rlim_cur = bytes;
+        REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+    }
+    ~FileSizeCap() {
+        ::setrlimit(RLIMIT_FSIZE, &saved_);
+        ::sigaction(SIGXFSZ, &saved_action_, nullptr);
+    }
+    FileSizeCap(const FileSizeCap&) = delete;
+    FileSizeCap& operator=(const FileSizeCap&) = delete;
+
+private:
+    rlimit saved_{};
+    struct sigaction saved_action_ {};
+};
+
+std::string tag_of(const fs::path& run_dir, const std::string& key) {
+    return slurp(run_dir / "tags" / key);
 }
 
 }  // namespace
@@ -277,9 +310,9 @@ TEST_CASE("ensure_run refuses unknown experiments, bad tags and an empty name", 
     CHECK(f.tracker.ensure_run("42", "r", {}).error().code == sdk::ErrorCode::NotFound);
     CHECK(f.tracker.ensure_run("../0", "r", {}).error().code == sdk::ErrorCode::InvalidArgument);
     CHECK(f.tracker.ensure_run(experiment, "", {}).error().code == sdk::ErrorCode::InvalidArgument);
-    auto bad_tag = f.tracker.ensure_run(experiment, "r", {{"bad:tag", "v"}});
+    auto bad_tag = f.tracker.ensure_run(experiment, "r", {{"bad@tag", "v"}});
     REQUIRE_FALSE(bad_tag.has_value());
-    CHECK_THAT(bad_tag.error().message, Contains("bad:tag"));
+    CHECK_THAT(bad_tag.error().message, Contains("bad@tag"));
     auto mismatch = f.tracker.ensure_run(experiment, "r", {{"mlflow.runName", "other"}});
     REQUIRE_FALSE(mismatch.has_value());
     CHECK(mismatch.error().code == sdk::ErrorCode::InvalidArgument);
@@ -306,17 +339,26 @@ TEST_CASE("params are files holding the value without a newline, and cannot chan
     CHECK(slurp(params / "model" / "layers") == "3");
     CHECK(slurp(params / "empty").empty());
     CHECK(fs::exists(params / "empty"));
-    // The same value again is fine; a new value is refused naming the key, and the whole call
-    // changes nothing.
+    // The same value again is fine. A new value is refused and named in a warning; the rest of
+    // the call is written.
     CHECK(f.tracker.log_params(run, {{"rounds", "2"}}).is_ok());
+    CHECK_FALSE(f.host.captured().contains("not logged"));
+    REQUIRE(f.tracker.log_params(run, {{"new", "1"}, {"rounds", "3"}}).is_ok());
+    CHECK(slurp(params / "rounds") == "2");
+    CHECK(slurp(params / "new") == "1");
+    REQUIRE(f.host.captured().contains("mlflow params not logged"));
+    CHECK_THAT(f.host.captured().lines().back().fields_json, Contains("'rounds'"));
+    // Nothing left to write: the call fails naming the key, and changes nothing.
     const auto status = f.tracker.log_params(run, {{"new", "1"}, {"rounds", "3"}});
     REQUIRE_FALSE(status.is_ok());
     CHECK(status.code() == sdk::ErrorCode::InvalidArgument);
     CHECK_THAT(status.message(), Contains("rounds"));
     CHECK(slurp(params / "rounds") == "2");
-    CHECK_FALSE(fs::exists(params / "new"));
 
-    CHECK_THAT(f.tracker.log_params(run, {{"a", "1"}, {"a", "1"}}).message(), Contains("twice"));
+    CHECK(f.tracker.log_params(run, {{"a", "1"}, {"a", "1"}}).is_ok());
+    CHECK(slurp(params / "a") == "1");
+    CHECK_THAT(f.tracker.log_params(run, {{"b", "1"}, {"b", "2"}}).message(), Contains("twice"));
+    CHECK_FALSE(fs::exists(params / "b"));
     CHECK_THAT(f.tracker.log_params(run, {{"model", "x"}}).message(), Contains("model"));
     CHECK_THAT(f.tracker.log_params(run, {{"rounds/x", "x"}}).message(), Contains("rounds"));
     CHECK_THAT(f.tracker.log_params(run, {{"big", std::string(6001, 'v')}}).message(),
@@ -348,18 +390,20 @@ TEST_CASE("metrics are lines '<timestamp> <value> <step>' appended per key", "[u
         CHECK(std::stoll(line.substr(0, line.find(' '))) >= before);
         CHECK(line.substr(line.find(' ')) == " 2.0 5");
     }
-    SECTION("a batch with one bad point writes nothing") {
+    SECTION("a batch with only bad points writes nothing and names them") {
         const std::string bad =
-            GENERATE(as<std::string>{}, "../escape", "bad:key", "", "/abs", "global_train_loss/x");
-        const auto status = f.tracker.log_metrics(run, {{"fresh", 1.0, 1, 1}, {bad, 1.0, 1, 1}});
+            GENERATE(as<std::string>{}, "../escape", "bad@key", "", "/abs", "global_train_loss/x");
+        const auto status = f.tracker.log_metrics(run, {{bad, 1.0, 1, 1}, {bad, 2.0, 2, 1}});
         REQUIRE_FALSE(status.is_ok());
         CHECK(status.code() == sdk::ErrorCode::InvalidArgument);
-        CHECK_FALSE(fs::exists(metrics / "fresh"));
+        CHECK_THAT(status.message(), Contains("'" + bad + "'"));
         CHECK_FALSE(fs::exists(f.run_dir(experiment, run) / "escape"));
+        CHECK_FALSE(f.host.captured().contains("not logged"));
     }
     SECTION("a negative timestamp is refused") {
         CHECK(f.tracker.log_metrics(run, {{"m", 1.0, 1, -5}}).code() ==
               sdk::ErrorCode::InvalidArgument);
+        CHECK_FALSE(fs::exists(metrics / "m"));
     }
     SECTION("NaN and infinities are written as Python does") {
         REQUIRE(f.tracker
@@ -367,6 +411,156 @@ TEST_CASE("metrics are lines '<timestamp> <value> <step>' appended per key", "[u
                                        {"odd", std::numeric_limits<double>::infinity(), 2, 9}})
                     .is_ok());
         CHECK(slurp(metrics / "odd") == "9 nan 1\n9 inf 2\n");
+    }
+}
+
+TEST_CASE("a batch with some bad metrics writes the others and names the bad ones in a warning",
+          "[unit][mlflow]") {
+    Fixture f;
+    const std::string experiment = f.experiment("e");
+    const std::string run = f.run(experiment, "r");
+    const fs::path metrics = f.run_dir(experiment, run) / "metrics";
+    // Metric names built from a participant id with a colon, as MLflow 2.x accepts them.
+    REQUIRE(f.tracker
+                .log_metrics(run, {{"hosp:a.evaluate.accuracy", 0.875, 0, 1},
+                                   {"bad@key", 1.0, 1, 2},
+                                   {"hosp:a_local_loss", 0.5, 1, 3},
+                                   {"bad@key", 2.0, 2, 4},
+                                   {"late", 1.0, 1, -5},
+                                   {"late", 2.0, 2, 6}})
+                .is_ok());
+    CHECK(slurp(metrics / "hosp:a.evaluate.accuracy") == "1 0.875 0\n");
+    CHECK(slurp(metrics / "hosp:a_local_loss") == "3 0.5 1\n");
+    CHECK(slurp(metrics / "late") == "6 2.0 2\n");
+    CHECK_FALSE(fs::exists(metrics / "bad@key"));
+    REQUIRE(f.host.captured().contains("mlflow metrics not logged"));
+    const std::string warning = f.host.captured().lines().back().fields_json;
+    CHECK_THAT(warning, Contains("'bad@key'") && Contains("(2 points)"));
+    CHECK_THAT(warning, Contains("'late'") && Contains("-5"));
+    CHECK_THAT(warning, Contains(run));
+    CHECK_THAT(warning, !Contains("hosp:a"));
+}
+
+TEST_CASE("params of a batch are written but for the refused ones, which a warning names",
+          "[unit][mlflow]") {
+    Fixture f;
+    const std::string experiment = f.experiment("e");
+    const std::string run = f.run(experiment, "r");
+    const fs::path params = f.run_dir(experiment, run) / "params";
+    REQUIRE(f.tracker.log_params(run, {{"rounds", "2"}}).is_ok());
+    REQUIRE(f.tracker
+                .log_params(run, {{"participant:hosp:a", "x"},
+                                  {"bad@key", "v"},
+                                  {"rounds", "5"},
+                                  {"lr", "0.1"}})
+                .is_ok());
+    CHECK(slurp(params / "participant:hosp:a") == "x");
+    CHECK(slurp(params / "lr") == "0.1");
+    CHECK(slurp(params / "rounds") == "2");
+    CHECK_FALSE(fs::exists(params / "bad@key"));
+    const std::string warning = f.host.captured().lines().back().fields_json;
+    CHECK_THAT(warning, Contains("'bad@key'") && Contains("'rounds'") && Contains("'5'"));
+}
+
+TEST_CASE("each training job gets a run of its own and a redelivered one keeps it",
+          "[unit][mlflow]") {
+    Fixture f;
+    const std::string experiment = f.experiment("e");
+    const auto ensure = [&](mlflow::MlflowTracker& tracker, const std::string& name,
+                            const std::string& training_job) {
+        sdk::StringPairs tags{{"synergos.run_id", name}};
+        if (!training_job.empty()) {
+            tags.emplace_back("synergos.training_job", training_job);
+        }
+        auto id = tracker.ensure_run(experiment, name, tags);
+        REQUIRE(id.has_value());
+        return *id;
+    };
+    const std::string first = ensure(f.tracker, "r1", "j1");
+    CHECK(tag_of(f.run_dir(experiment, first), "synergos.attempt") == "1");
+    CHECK(tag_of(f.run_dir(experiment, first), "synergos.training_job") == "j1");
+    REQUIRE(f.tracker.log_params(first, {{"rounds", "2"}}).is_ok());
+    REQUIRE(f.tracker.log_metrics(first, {{"loss", 0.5, 0, 1}, {"loss", 0.25, 1, 2}}).is_ok());
+    CHECK(ensure(f.tracker, "r1", "j1") == first);  // redelivered or resumed
+    CHECK(ensure(f.tracker, "r1", "") == first);    // an evaluation: the current run
+
+    // A second training of the same run: a new run with the same name, the next attempt.
+    const std::string second = ensure(f.tracker, "r1", "j2");
+    CHECK(second != first);
+    const fs::path second_dir = f.run_dir(experiment, second);
+    CHECK(tag_of(second_dir, "synergos.attempt") == "2");
+    CHECK(tag_of(second_dir, "synergos.training_job") == "j2");
+    CHECK(tag_of(second_dir, "mlflow.runName") == "r1");
+    CHECK(YAML::LoadFile((second_dir / "meta.yaml").string())["run_name"].as<std::string>() ==
+          "r1");
+    REQUIRE(f.tracker.log_params(second, {{"rounds", "5"}}).is_ok());
+    REQUIRE(f.tracker.log_metrics(second, {{"loss", 0.4, 0, 3}}).is_ok());
+    CHECK(slurp(f.run_dir(experiment, first) / "metrics" / "loss") == "1 0.5 0\n2 0.25 1\n");
+    CHECK(slurp(f.run_dir(experiment, first) / "params" / "rounds") == "2");
+    CHECK(ensure(f.tracker, "r1", "") == second);
+    CHECK(ensure(f.tracker, "r1", "j1") == first);
+    CHECK(ensure(f.tracker, "r1", "") == second);
+
+    SECTION("a restarted tracker finds the same runs") {
+        sdk::testing::FakeHost host(f.dir.path().string());
+        mlflow::MlflowTracker again(host, opts({}));
+        REQUIRE(again.start().is_ok());
+        CHECK(ensure(again, "r1", "") == second);
+        CHECK(ensure(again, "r1", "j1") == first);
+        CHECK(ensure(again, "r1", "j2") == second);
+        const std::string third = ensure(again, "r1", "j3");
+        CHECK(tag_of(f.run_dir(experiment, third), "synergos.attempt") == "3");
+        CHECK(ensure(again, "r1", "") == third);
+    }
+    SECTION("a run with nothing logged is adopted by a training") {
+        const std::string plain = ensure(f.tracker, "r2", "");
+        CHECK_FALSE(fs::exists(f.run_dir(experiment, plain) / "tags" / "synergos.attempt"));
+        CHECK(ensure(f.tracker, "r2", "j5") == plain);
+        CHECK(tag_of(f.run_dir(experiment, plain), "synergos.attempt") == "1");
+        CHECK(tag_of(f.run_dir(experiment, plain), "synergos.training_job") == "j5");
+    }
+    SECTION("an empty training job id is refused") {
+        CHECK(f.tracker.ensure_run(experiment, "r1", {{"synergos.training_job", ""}})
+                  .error()
+                  .code == sdk::ErrorCode::InvalidArgument);
+        CHECK(tag_of(f.run_dir(experiment, second), "synergos.training_job") == "j2");
+    }
+    SECTION("a run trained before attempts existed is not reused by a new training") {
+        const std::string legacy = ensure(f.tracker, "r3", "");
+        REQUIRE(f.tracker.log_metrics(legacy, {{"loss", 0.5, 0, 1}}).is_ok());
+        const std::string fresh = ensure(f.tracker, "r3", "j6");
+        CHECK(fresh != legacy);
+        CHECK(tag_of(f.run_dir(experiment, fresh), "synergos.attempt") == "2");
+    }
+}
+
+TEST_CASE("an append cut short by a full disk leaves no partial line behind", "[unit][mlflow]") {
+    Fixture f;
+    const std::string experiment = f.experiment("e");
+    const std::string run = f.run(experiment, "r");
+    const fs::path metrics = f.run_dir(experiment, run) / "metrics";
+    // The first append checked the file's tail; later appends in this process do not.
+    REQUIRE(f.tracker.log_metrics(run, {{"loss", 0.5, 0, 1}}).is_ok());
+    sdk::Status cut_short;
+    {
+        const FileSizeCap cap(fs::file_size(metrics / "loss") + 6);
+        cut_short = f.tracker.log_metrics(run, {{"loss", 0.25, 1, 1700000000001}});
+    }
+    REQUIRE_FALSE(cut_short.is_ok());
+    CHECK_THAT(cut_short.message(), Contains((metrics / "loss").string()));
+    CHECK(slurp(metrics / "loss") == "1 0.5 0\n");
+    REQUIRE(f.tracker.log_metrics(run, {{"loss", 0.125, 2, 3}}).is_ok());
+    CHECK(slurp(metrics / "loss") == "1 0.5 0\n3 0.125 2\n");
+
+    SECTION("a new metric file cut short is removed: MLflow refuses an empty one") {
+        {
+            const FileSizeCap cap(4);
+            cut_short = f.tracker.log_metrics(run, {{"acc", 0.75, 1, 1700000000001}});
+        }
+        REQUIRE_FALSE(cut_short.is_ok());
+        CHECK_FALSE(fs::exists(metrics / "acc"));
+        REQUIRE(f.tracker.log_metrics(run, {{"acc", 0.75, 1, 5}}).is_ok());
+        CHECK(slurp(metrics / "acc") == "5 0.75 1\n");
     }
 }
 

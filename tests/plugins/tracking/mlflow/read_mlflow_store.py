@@ -14,7 +14,8 @@ import posixpath
 import re
 import sys
 
-VALID_KEY = re.compile(r"^[/\w.\- ]*$")
+# MLflow 2.x on POSIX (validate_param_and_metric_name); its Windows rule has no ":".
+VALID_KEY = re.compile(r"^[/\w.\- :]*$")
 RUN_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,255}$")
 EXPERIMENT_ID = re.compile(r"^[a-zA-Z0-9][\w\-]{0,63}$")
 RESERVED_EXPERIMENT_FOLDERS = {"tags", "datasets", "traces"}

@@ -94,7 +94,8 @@ TEST_CASE("an independent reader finds experiments, runs, params and per-round m
     REQUIRE(tracker
                 .log_metrics(run, {{"accuracy_class_0", 0.625, 1, 1700000000100},
                                    {"accuracy_class_1", 0.625, 2, 1700000000100},
-                                   {"R2", -0.5, 0, 1700000000100}})
+                                   {"R2", -0.5, 0, 1700000000100},
+                                   {"hosp:a.evaluate.accuracy", 0.875, 0, 1700000000100}})
                 .is_ok());
     spit(dir.path() / "outputs" / "model.safetensors", "w");
     REQUIRE(tracker.log_artifact(run, (dir.path() / "outputs").string(), "").is_ok());
@@ -144,6 +145,7 @@ TEST_CASE("an independent reader finds experiments, runs, params and per-round m
     CHECK(r1->at("metrics").at("global_evaluate_loss").size() == 3);
     CHECK(r1->at("metrics").at("accuracy_class_1")[0][2] == 2);
     CHECK(r1->at("metrics").at("R2")[0][3] == "-0.5");
+    CHECK(r1->at("metrics").at("hosp:a.evaluate.accuracy")[0][3] == "0.875");
     CHECK(r1->at("artifacts") == nlohmann::json::array({"model.safetensors"}));
     CHECK(r1->at("stray_files").empty());
 
@@ -168,7 +170,7 @@ TEST_CASE("the independent reader refuses a store MLflow would refuse", "[integr
         spit(metrics / "bad", "1 2 3 4\n");
     }
     SECTION("a metric key MLflow would refuse") {
-        spit(metrics / "a:b", "1 2 3\n");
+        spit(metrics / "a@b", "1 2 3\n");
     }
     SECTION("a torn metric line") {
         spit(metrics / "torn", "1 2");
