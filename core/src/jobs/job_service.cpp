@@ -362,15 +362,7 @@ sdk::Status JobService::start() {
             continue;
         }
         if (cancel_pending(job)) {
-            (void)store_.update(job.job_id, [](JobRecord& j) {
-                if (j.is_terminal()) {
-                    return false;
-                }
-                j.state = "cancelled";
-                j.reason = "cancelled: the director restarted before the job reached a safe point";
-                j.finished_at = now_iso8601();
-                return true;
-            });
+            end_cancelled_at_start(job.job_id);
             continue;
         }
         // The attempt it was on (a retry's message was published by its TTP, not stored): its
@@ -427,17 +419,7 @@ sdk::Status JobService::start() {
             continue;
         }
         if (cancel_pending(job)) {
-            // Its user cancelled it before the stop: it ends so, rather than running again.
-            (void)store_.update(job.job_id, [](JobRecord& j) {
-                if (j.is_terminal()) {
-                    return false;
-                }
-                j.state = "cancelled";
-                j.reason = "cancelled: the director restarted before the job reached a safe point";
-                j.finished_at = now_iso8601();
-                return true;
-            });
-            notify_changed();
+            end_cancelled_at_start(job.job_id);  // its user cancelled it: it does not run again
             continue;
         }
         if (runs_on_director(job.process)) {
@@ -1178,6 +1160,19 @@ void JobService::published(const std::string& job_id, int grid, const sdk::Statu
         }
     }
     moves_cv_.notify_all();
+}
+
+void JobService::end_cancelled_at_start(const std::string& job_id) {
+    (void)store_.update(job_id, [](JobRecord& j) {
+        if (j.is_terminal()) {
+            return false;
+        }
+        j.state = "cancelled";
+        j.reason = "cancelled: the director restarted before the job reached a safe point";
+        j.finished_at = now_iso8601();
+        return true;
+    });
+    notify_changed();
 }
 
 bool JobService::cancel_pending(const JobRecord& job) {

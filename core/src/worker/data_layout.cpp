@@ -10,6 +10,8 @@
 #include <system_error>
 #include <utility>
 
+#include <synergos/core/http/message.hpp>
+
 namespace synergos::core::worker {
 
 namespace {
@@ -64,7 +66,7 @@ sdk::Result<DatasetFolder> read_folder(const fs::path& root, const fs::path& fol
     std::ifstream in(meta_real, std::ios::binary);
     const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     // Counted before parsing: a deeply nested file would crash the worker when copied or printed.
-    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    if (http::nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
         return Error{ErrorCode::FailedPrecondition,
                      "tag " + tag_text(tag) + ": " + relative_text(root, meta_file) +
                          " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels"};
@@ -98,36 +100,6 @@ sdk::Result<DatasetFolder> read_folder(const fs::path& root, const fs::path& fol
 }
 
 }  // namespace
-
-std::size_t json_nesting_depth(std::string_view text, std::size_t limit) {
-    std::size_t depth = 0;
-    std::size_t deepest = 0;
-    bool in_string = false;
-    bool escaped = false;
-    for (const char c : text) {
-        if (in_string) {
-            if (escaped) {
-                escaped = false;
-            } else if (c == '\\') {
-                escaped = true;
-            } else if (c == '"') {
-                in_string = false;
-            }
-            continue;
-        }
-        if (c == '"') {
-            in_string = true;
-        } else if (c == '[' || c == '{') {
-            deepest = std::max(deepest, ++depth);
-            if (deepest > limit) {
-                return deepest;
-            }
-        } else if ((c == ']' || c == '}') && depth > 0) {
-            --depth;
-        }
-    }
-    return deepest;
-}
 
 std::string tag_text(const Json& tag) {
     return tag.dump(-1, ' ', false, Json::error_handler_t::replace);

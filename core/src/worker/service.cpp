@@ -28,6 +28,8 @@
 #include <synergos/core/worker/alignment.hpp>
 #include <synergos/core/worker/data_layout.hpp>
 
+#include <synergos/core/http/message.hpp>
+
 namespace synergos::core::worker {
 
 namespace {
@@ -101,7 +103,7 @@ std::string media_type(std::string_view content_type) {
 /// Parses JSON with a nesting bound (deeply nested input would make later printing recurse).
 /// The depth is counted before parsing, so a deep body is never built in memory.
 Json parse_json(std::string_view text, const std::string& what) {
-    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    if (http::nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
         fail(400, what + " nests deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     }
     Json j = Json::parse(text.begin(), text.end(), nullptr, false);
@@ -113,7 +115,7 @@ Json parse_json(std::string_view text, const std::string& what) {
 
 /// A pipeline's JSON text (schema, metadata) as an object, {} when it is none or too deep.
 Json pipeline_object(std::string_view text) {
-    if (json_nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    if (http::nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
         return Json::object();
     }
     Json j = Json::parse(text.begin(), text.end(), nullptr, false);

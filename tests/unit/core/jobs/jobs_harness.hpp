@@ -185,6 +185,24 @@ struct Harness {
         return s;
     }
 
+    /// Writes a train job's record straight into the store, as a crash or an earlier process
+    /// left it; its message is what the service publishes for `params` on grid 0.
+    core::jobs::JobRecord put_job(const std::string& id, const std::string& state, const std::string& reason,
+                                  json params, int attempts = 0) {
+        params["log_dir"] = (dir / "logs").string();
+        core::jobs::JobRecord job;
+        job.job_id = id;
+        job.process = "train";
+        job.state = state;
+        job.reason = reason;
+        job.attempts = attempts;
+        job.message = {{"job_id", id},          {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
+                       {"grid", 0},             {"grids", grid_nodes}, {"parameters", std::move(params)},
+                       {"attempt", 1},          {"max_attempts", 3}};
+        REQUIRE(storage->apply({core::jobs::JobStore(*storage).insert_mutation(job)}));
+        return job;
+    }
+
     std::vector<std::string> submit(const std::vector<core::jobs::JobSpec>& specs) {
         auto jobs = service->submit(specs);
         INFO("submit: " << (jobs ? std::string("ok") : jobs.error().message));

@@ -155,17 +155,7 @@ TEST_CASE("A retried job published again at start keeps its attempt and its limi
     h.volatile_queue = true;
     // Running its second attempt when the process stopped (the stored message is the first's:
     // retries are published by the TTP).
-    core::jobs::JobStore store(*h.storage);
-    core::jobs::JobRecord job;
-    job.job_id = "job-second-attempt";
-    job.process = "train";
-    job.state = "running";
-    job.attempts = 2;
-    job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
-                   {"grid", 0}, {"grids", h.grid_nodes},
-                   {"parameters", {{"mode", "fail"}, {"log_dir", (h.dir / "logs").string()}}},
-                   {"attempt", 1}, {"max_attempts", 3}};
-    REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+    const auto job = h.put_job("job-second-attempt", "running", "", {{"mode", "fail"}}, 2);
     h.start_director();
     h.start_ttp(0);
     auto done = h.wait(job.job_id, 30s);
@@ -181,17 +171,8 @@ TEST_CASE("A job cancelled before the director went down ends cancelled at the n
         Harness h(Backend::Memory, 1);
         h.volatile_queue = volatile_queue;
         // What a SIGKILL leaves: a running job whose user asked to cancel it, no TTP result.
-        core::jobs::JobStore store(*h.storage);
-        core::jobs::JobRecord job;
-        job.job_id = "job-cancel-pending";
-        job.process = "train";
-        job.state = "running";
-        job.reason = "cancellation requested; stopping at the next safe point";
-        job.keys = {{"collab_id", "c1"}};
-        job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
-                       {"grid", 0}, {"grids", h.grid_nodes}, {"parameters", {{"mode", "ok"}}},
-                       {"attempt", 1}, {"max_attempts", 3}};
-        REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+        const auto job = h.put_job("job-cancel-pending", "running",
+                                   "cancellation requested; stopping at the next safe point", {{"mode", "ok"}});
         h.start_director();
         h.start_ttp(0);
         auto marker = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
@@ -335,18 +316,9 @@ TEST_CASE("A job its user cancelled that starts again on a TTP without the notic
     // A TTP took the notice, then died (SIGKILL) before its next safe point: the job is still
     // running with the cancel requested, and the broker gives it to the next TTP, which never
     // saw the notice. Before, that TTP ran it to its end and it was archived as succeeded.
-    core::jobs::JobStore store(*h.storage);
-    core::jobs::JobRecord job;
-    job.job_id = "job-cancel-redelivered";
-    job.process = "train";
-    job.state = "running";
-    job.attempts = 1;
-    job.reason = "cancellation requested; stopping at the next safe point";
-    job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
-                   {"grid", 0}, {"grids", h.grid_nodes},
-                   {"parameters", {{"mode", "sleep"}, {"ms", 5000}, {"log_dir", (h.dir / "logs").string()}}},
-                   {"attempt", 1}, {"max_attempts", 3}};
-    REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+    const auto job = h.put_job("job-cancel-redelivered", "running",
+                               "cancellation requested; stopping at the next safe point",
+                               {{"mode", "sleep"}, {"ms", 5000}}, 1);
     REQUIRE(h.new_queue().publish(h.topology.jobs(0), core::jobs::make_message(job.job_id, job.message), 10s));
     const auto began = std::chrono::steady_clock::now();
     h.start_ttp(0);
@@ -360,17 +332,10 @@ TEST_CASE("A job whose publish went unconfirmed but reached a TTP is archived af
     Harness h(Backend::Memory, 1);
     h.start_director();
     // What a publish timeout leaves when the broker stored the message all the same.
-    core::jobs::JobStore store(*h.storage);
-    core::jobs::JobRecord job;
-    job.job_id = "job-unconfirmed";
-    job.process = "train";
-    job.state = "failed";
-    job.reason = "could not publish to " + h.topology.jobs(0) + ": sent but not confirmed; it may still be stored";
-    job.message = {{"job_id", job.job_id}, {"process", "train"}, {"keys", {"c1", "p1", "e1", "r1"}},
-                   {"grid", 0}, {"grids", h.grid_nodes},
-                   {"parameters", {{"mode", "ok"}, {"log_dir", (h.dir / "logs").string()}}},
-                   {"attempt", 1}, {"max_attempts", 3}};
-    REQUIRE(h.storage->apply({store.insert_mutation(job)}));
+    const auto job = h.put_job(
+        "job-unconfirmed", "failed",
+        "could not publish to " + h.topology.jobs(0) + ": sent but not confirmed; it may still be stored",
+        {{"mode", "ok"}});
     REQUIRE(h.new_queue().publish(h.topology.jobs(0), core::jobs::make_message(job.job_id, job.message), 10s));
     h.start_ttp(0);
     // Before, its events were dropped as a finished job's: it ran, and stayed failed.

@@ -28,10 +28,6 @@ namespace synergos::core::worker {
 /// the stack.
 inline constexpr std::size_t kMaxJsonDepth = 64;
 
-/// Deepest nesting of arrays and objects in a JSON text (the top level counts 1), counted
-/// outside strings without parsing, so that nothing deep is ever built; stops counting past
-/// `limit`.
-std::size_t json_nesting_depth(std::string_view text, std::size_t limit);
 
 /// A resolved tag.
 struct DatasetFolder {
