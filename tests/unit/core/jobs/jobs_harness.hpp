@@ -94,17 +94,7 @@ struct Harness {
     }
 
     ~Harness() {
-        for (auto& t : ttps) {
-            t->stop();
-        }
-        if (service) {
-            service->stop();
-        }
-        ttps.clear();
-        service.reset();
-        for (auto& q : queues) {
-            q->stop();
-        }
+        lose_memory_broker();
         std::error_code ec;
         fs::remove_all(dir, ec);
     }
