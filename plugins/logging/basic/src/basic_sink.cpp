@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <iterator>
@@ -36,8 +37,11 @@ constexpr sdk::OptionSpec kOptions[] = {
      "append (file:line) of the emitting code to readable lines", false},
 };
 
-/// A buffered output is written out when a record comes this long after the last write-out.
+/// A buffered output is written out this long after the last write-out (by the timer thread, or
+/// by a record that comes later).
 constexpr auto kFlushInterval = std::chrono::seconds(1);
+/// How often the timer retries a console whose reader is behind.
+constexpr auto kRetryInterval = std::chrono::milliseconds(50);
 
 constexpr std::string_view kLevelTokens[] = {"TRACE", "DEBUG", "INFO ", "WARN ", "ERROR", "CRIT "};
 constexpr std::string_view kLevelColors[] = {"\x1b[90m", "\x1b[36m", "\x1b[32m",
@@ -213,6 +217,15 @@ sdk::Status BasicSink::start() noexcept {
                 break;
         }
         last_flush_ = std::chrono::steady_clock::now();
+        if (console_.is_open() || json_.is_open()) {
+            try {
+                timer_ = std::thread(&BasicSink::run_timer, this);
+            } catch (const std::exception&) {
+                console_.close();
+                json_.close();
+                throw;
+            }
+        }
         started_ = true;
         return {};
     } catch (const std::exception& e) {
@@ -228,10 +241,13 @@ void BasicSink::write(const sdk::LogRecord& record) noexcept {
     }
     const auto now = std::chrono::steady_clock::now();
     const bool force = record.level >= config_.flush_level || now - last_flush_ >= kFlushInterval;
+    bool refused = false;
+    bool wake_timer = false;
     for (FdOutput* output : {&console_, &json_}) {
         if (!output->is_open()) {
             continue;
         }
+        const bool had_pending = output->has_pending();
         std::string& buffer = output->buffer();
         const std::size_t before = buffer.size();
         try {
@@ -246,13 +262,20 @@ void BasicSink::write(const sdk::LogRecord& record) noexcept {
             dropped_.fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        output->commit(force);
+        if (!output->commit(force)) {
+            refused = true;  // a console reader is too far behind: the line is dropped whole
+        }
+        // Bytes now wait where none did: the timer must write them out (or retry) later.
+        wake_timer = wake_timer || (!had_pending && output->has_pending());
     }
     if (force) {
         last_flush_ = now;
     }
-    written_.fetch_add(1, std::memory_order_relaxed);
+    (refused ? dropped_ : written_).fetch_add(1, std::memory_order_relaxed);
     note_failures();
+    if (wake_timer) {
+        timer_wake_.notify_one();
+    }
 }
 
 void BasicSink::flush() noexcept {
@@ -264,14 +287,54 @@ void BasicSink::flush() noexcept {
 }
 
 void BasicSink::stop() noexcept {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (stopped_) {
-        return;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopped_) {
+            return;
+        }
+        stopped_ = true;
     }
-    stopped_ = true;
+    timer_wake_.notify_all();
+    if (timer_.joinable()) {
+        timer_.join();
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
     console_.close();
     json_.close();
     note_failures();
+}
+
+void BasicSink::run_timer() noexcept {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stopped_) {
+        const auto now = std::chrono::steady_clock::now();
+        bool file_waiting = false;
+        bool stream_waiting = false;
+        for (FdOutput* output : {&console_, &json_}) {
+            if (output->has_pending()) {
+                (output->is_stream() ? stream_waiting : file_waiting) = true;
+            }
+        }
+        if (file_waiting && now - last_flush_ >= kFlushInterval) {
+            console_.flush();
+            json_.flush();
+            last_flush_ = now;
+            note_failures();
+            continue;
+        }
+        auto deadline = file_waiting ? last_flush_ + kFlushInterval : now + std::chrono::hours(1);
+        if (stream_waiting) {
+            for (FdOutput* output : {&console_, &json_}) {
+                if (output->is_stream()) {
+                    output->flush();  // never blocks: takes what the reader has room for
+                }
+            }
+            note_failures();
+            deadline = std::min(deadline, now + kRetryInterval);
+        }
+        // Woken early by write() when bytes start waiting, and by stop().
+        timer_wake_.wait_until(lock, deadline);
+    }
 }
 
 sdk::SinkStats BasicSink::stats() const noexcept {

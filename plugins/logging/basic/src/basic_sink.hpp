@@ -7,9 +7,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <synergos/sdk/host.hpp>
@@ -45,7 +47,9 @@ bool parse_level(const std::string& text, sdk::Level& level);
 sdk::Result<BasicConfig> parse_basic_config(const sdk::Options& options);
 
 /// The sink. Threading: every method may be called from any thread; records are formatted and
-/// written under one lock, so lines from different threads never interleave.
+/// written under one lock, so lines from different threads never interleave. A timer thread
+/// (started by `start`, joined by `stop`) writes out buffered file lines 1 s after the last
+/// write-out and retries what a slow console reader has not taken yet.
 class BasicSink final : public sdk::LogSink {
 public:
     /// Throws std::invalid_argument naming the option when an option is invalid (the export
@@ -67,6 +71,7 @@ private:
     void format_console(const sdk::LogRecord& record, std::string& out);
     void format_json(const sdk::LogRecord& record, std::string& out);
     void note_failures();
+    void run_timer() noexcept;
 
     sdk::HostContext& host_;
     const BasicConfig config_;
@@ -81,6 +86,8 @@ private:
     bool started_ = false;
     bool stopped_ = false;
     std::uint64_t failures_seen_ = 0;
+    std::condition_variable timer_wake_;
+    std::thread timer_;
 
     std::atomic<std::uint64_t> written_{0};
     std::atomic<std::uint64_t> dropped_{0};

@@ -32,9 +32,11 @@ inline bool has_byte_below(std::uint64_t word, unsigned char limit) {
 inline bool has_byte(std::uint64_t word, unsigned char value) {
     return has_byte_below(word ^ (kOnes * value), 1);
 }
-/// Control characters and DEL: what a console line must escape.
+/// Control characters, DEL, and the lead bytes of C1 controls (C2) and U+2028/U+2029 (E2):
+/// what a console line must look at.
 inline bool may_have_control(std::uint64_t word) {
-    return has_byte_below(word, 0x20) || has_byte(word, 0x7f);
+    return has_byte_below(word, 0x20) || has_byte(word, 0x7f) || has_byte(word, 0xc2) ||
+           has_byte(word, 0xe2);
 }
 /// Anything but printable ASCII other than '"' and '\\': what a JSON string must look at.
 inline bool may_need_json_care(std::uint64_t word) {
@@ -44,7 +46,7 @@ inline bool may_need_json_care(std::uint64_t word) {
 
 /// Byte classes, looked up once per byte in the loops below.
 constexpr unsigned char kJsonPlain = 1;    // inside a JSON string: printable ASCII but '"' and '\\'
-constexpr unsigned char kConsoleSafe = 2;  // on a console line: anything but controls and DEL
+constexpr unsigned char kConsoleSafe = 2;  // on a console line: no controls, DEL, C2 or E2 lead
 constexpr std::array<unsigned char, 256> make_byte_classes() {
     std::array<unsigned char, 256> classes{};
     for (int c = 0; c < 256; ++c) {
@@ -52,7 +54,7 @@ constexpr std::array<unsigned char, 256> make_byte_classes() {
         if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
             bits |= kJsonPlain;
         }
-        if (c >= 0x20 && c != 0x7f) {
+        if (c >= 0x20 && c != 0x7f && c != 0xc2 && c != 0xe2) {
             bits |= kConsoleSafe;
         }
         classes[static_cast<std::size_t>(c)] = bits;
@@ -106,6 +108,31 @@ std::size_t utf8_sequence_length(const unsigned char* p, const unsigned char* en
         }
     }
     return length;
+}
+
+/// Length of the UTF-8 sequence at `p` that must be escaped as `\uXXXX` even in valid text, or 0:
+/// C1 controls U+0080-U+009F (C2 80..C2 9F; U+009B is a CSI terminals act on) and U+2028/U+2029
+/// (E2 80 A8/A9), which viewers and JavaScript treat as line ends. Sets `code` to the code point.
+std::size_t unsafe_code_point(const unsigned char* p, const unsigned char* end, unsigned& code) {
+    if (p[0] == 0xc2 && end - p >= 2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+        code = p[1];
+        return 2;
+    }
+    if (p[0] == 0xe2 && end - p >= 3 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+        code = p[2] == 0xa8 ? 0x2028 : 0x2029;
+        return 3;
+    }
+    return 0;
+}
+
+void append_unicode_escape(std::string& out, unsigned code) {
+    const char escape[6] = {'\\',
+                            'u',
+                            kHex[(code >> 12) & 0xf],
+                            kHex[(code >> 8) & 0xf],
+                            kHex[(code >> 4) & 0xf],
+                            kHex[code & 0xf]};
+    out.append(escape, sizeof(escape));
 }
 
 /// A recursive-descent validator over one JSON text; positions are byte offsets.
@@ -333,8 +360,24 @@ void append_console_text(std::string& out, std::string_view text) {
         if (i == size) {
             break;
         }
-        out.append(data + run_start, i - run_start);
         const auto c = static_cast<unsigned char>(data[i]);
+        if (c >= 0x80) {
+            // A C2 or E2 lead byte: escape the sequence when it is unsafe, else keep it.
+            unsigned code = 0;
+            const auto* p = reinterpret_cast<const unsigned char*>(data + i);
+            const std::size_t n =
+                unsafe_code_point(p, reinterpret_cast<const unsigned char*>(data + size), code);
+            if (n == 0) {
+                ++i;
+                continue;
+            }
+            out.append(data + run_start, i - run_start);
+            append_unicode_escape(out, code);
+            i += n;
+            run_start = i;
+            continue;
+        }
+        out.append(data + run_start, i - run_start);
         if (c == '\n') {
             out.append("\\n");
         } else if (c == '\t') {
@@ -369,6 +412,14 @@ void append_json_text(std::string& out, std::string_view text) {
         }
         const unsigned char c = *p;
         if (c >= 0x80) {
+            unsigned code = 0;
+            if (const std::size_t n = unsafe_code_point(p, end, code); n != 0) {
+                flush_run(p);
+                append_unicode_escape(out, code);
+                p += n;
+                run_start = p;
+                continue;
+            }
             const std::size_t n = utf8_sequence_length(p, end);
             if (n != 0) {
                 p += n;
@@ -423,6 +474,8 @@ bool split_json_object(std::string_view text, std::vector<JsonMember>& members) 
 }
 
 void append_compact_json(std::string& out, std::string_view valid_json) {
+    const auto* bytes = reinterpret_cast<const unsigned char*>(valid_json.data());
+    const auto* end = bytes + valid_json.size();
     bool in_string = false;
     std::size_t run_start = 0;
     for (std::size_t i = 0; i < valid_json.size(); ++i) {
@@ -432,6 +485,15 @@ void append_compact_json(std::string& out, std::string_view valid_json) {
                 ++i;  // the escaped character cannot end the string
             } else if (c == '"') {
                 in_string = false;
+            } else if (c == '\xc2' || c == '\xe2') {
+                // Valid JSON may hold C1 controls and U+2028/U+2029 raw: escape them, as above.
+                unsigned code = 0;
+                if (const std::size_t n = unsafe_code_point(bytes + i, end, code); n != 0) {
+                    out.append(valid_json.data() + run_start, i - run_start);
+                    append_unicode_escape(out, code);
+                    i += n - 1;
+                    run_start = i + 1;
+                }
             }
             continue;
         }

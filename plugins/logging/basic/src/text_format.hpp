@@ -14,12 +14,15 @@
 
 namespace synergos::plugins::basic {
 
-/// Appends `text` for a console line: control characters and DEL become `\n`, `\t`, `\xHH`, so a
-/// record stays on one line and cannot send terminal escape sequences. Other bytes are copied.
+/// Appends `text` for a console line: control characters and DEL become `\n`, `\t`, `\xHH`, and
+/// the C1 controls U+0080-U+009F and U+2028/U+2029 become `\u009b`, `\u2028`..., so a record stays
+/// on one line and cannot send terminal escape sequences. Other bytes (invalid UTF-8 included) are
+/// copied.
 void append_console_text(std::string& out, std::string_view text);
 
-/// Appends `text` as the inside of a JSON string (no quotes): escapes what RFC 8259 requires and
-/// replaces invalid UTF-8 with U+FFFD, so the output is always valid JSON and valid UTF-8.
+/// Appends `text` as the inside of a JSON string (no quotes): escapes what RFC 8259 requires plus
+/// the C1 controls and U+2028/U+2029 (as `\u009b`...), and replaces invalid UTF-8 with U+FFFD, so
+/// the output is always valid JSON and valid UTF-8 that no viewer splits or a terminal obeys.
 void append_json_text(std::string& out, std::string_view text);
 
 /// One member of a JSON object, as views into the scanned text.
@@ -35,7 +38,8 @@ struct JsonMember {
 bool split_json_object(std::string_view text, std::vector<JsonMember>& members);
 
 /// Appends a JSON text that `split_json_object` has validated, without the whitespace outside
-/// strings (so a pretty-printed value cannot break a one-record-per-line output).
+/// strings (so a pretty-printed value cannot break a one-record-per-line output) and with raw C1
+/// controls and U+2028/U+2029 inside strings escaped as `\u009b`... (the same JSON value).
 void append_compact_json(std::string& out, std::string_view valid_json);
 
 /// Formats `2024-05-01T12:00:00.123Z` (UTC, milliseconds). Caches the part up to the seconds, which

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gelf.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
@@ -115,7 +116,110 @@ bool nesting_within(std::string_view json, int limit) {
 
 }  // namespace
 
-void append_json_string(std::string& out, std::string_view text) {
+std::size_t utf8_prefix_length(std::string_view text, std::size_t limit) {
+    if (text.size() <= limit) {
+        return text.size();
+    }
+    std::size_t end = limit;
+    // Step back over continuation bytes (at most 3) to the start of the cut sequence.
+    for (int i = 0; i < 3 && end > 0 && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80;
+         ++i) {
+        --end;
+    }
+    return end;
+}
+
+void append_capped(std::string& out, std::string_view text, std::size_t cap) {
+    if (text.size() <= cap) {
+        out.append(text);
+        return;
+    }
+    out.append(text.substr(0, utf8_prefix_length(text, cap - kTruncationMarker.size())));
+    out.append(kTruncationMarker);
+}
+
+bool cap_json_strings(std::string_view json, std::size_t cap, std::string& out) {
+    out.clear();
+    out.reserve(std::min(json.size(), kMaxFieldsBytes + kMaxValueBytes));
+    const std::size_t keep = cap - kTruncationMarker.size();
+    const std::size_t n = json.size();
+    bool cut = false;
+    std::size_t i = 0;
+    while (i < n) {
+        if (json[i] != '"') {
+            const std::size_t quote = std::min(json.find('"', i), n);
+            out.append(json.substr(i, quote - i));
+            i = quote;
+            continue;
+        }
+        out.push_back('"');
+        const std::size_t start = ++i;
+        std::size_t boundary = start;  // end of the last whole unit within `keep`
+        bool closed = false;
+        // Walk whole units (a character or an escape) while they still fit in `keep`.
+        while (i < n && i - start <= cap) {
+            const auto b = static_cast<unsigned char>(json[i]);
+            if (b == '"') {
+                closed = true;
+                break;
+            }
+            std::size_t unit = 1;
+            if (b == '\\') {
+                unit = 2;
+                if (i + 1 < n && json[i + 1] == 'u') {
+                    unit = 6;
+                    // A high surrogate and its low half stay together: a lone one is invalid.
+                    if (i + 7 < n && (json[i + 2] == 'd' || json[i + 2] == 'D') &&
+                        json[i + 3] != '\0' && std::strchr("89abAB", json[i + 3]) != nullptr &&
+                        json[i + 6] == '\\' && json[i + 7] == 'u') {
+                        unit = 12;
+                    }
+                }
+            } else if (b >= 0xc0) {
+                unit = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : 2;
+            }
+            unit = std::min(unit, n - i);
+            if (i + unit - start <= keep) {
+                boundary = i + unit;
+            }
+            i += unit;
+        }
+        if (!closed) {
+            // Past the cap (or at the end): find the closing quote, one not escaped.
+            while (i < n) {
+                if (json[i] == '\\') {
+                    i += 2;
+                } else if (json[i] == '"') {
+                    closed = true;
+                    break;
+                } else {
+                    const std::size_t next = json.find_first_of("\"\\", i);
+                    i = next == std::string_view::npos ? n : next;
+                }
+            }
+            i = std::min(i, n);
+        }
+        if (i - start > cap) {
+            out.append(json.substr(start, boundary - start));
+            out.append(kTruncationMarker);
+            cut = true;
+        } else {
+            out.append(json.substr(start, i - start));
+        }
+        if (closed) {
+            out.push_back('"');
+            ++i;
+        }
+    }
+    return cut;
+}
+
+void append_json_string(std::string& out, std::string_view text, std::size_t cap) {
+    std::string_view marker;
+    if (text.size() > cap) {
+        text = text.substr(0, utf8_prefix_length(text, cap - kTruncationMarker.size()));
+        marker = kTruncationMarker;
+    }
     out.push_back('"');
     const auto* p = reinterpret_cast<const unsigned char*>(text.data());
     const auto* end = p + text.size();
@@ -173,6 +277,7 @@ void append_json_string(std::string& out, std::string_view text) {
         run_start = ++p;
     }
     flush_run(end);
+    out.append(marker);
     out.push_back('"');
 }
 

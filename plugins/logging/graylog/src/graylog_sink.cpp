@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <iterator>
 #include <stdexcept>
 #include <system_error>
@@ -17,7 +18,9 @@ namespace {
 
 constexpr sdk::OptionSpec kOptions[] = {
     {"host", sdk::OptionType::String, false, "127.0.0.1",
-     "Graylog host name or IP address (resolved once, at start)", false},
+     "Graylog host name or IP address; looked up by the sender thread, again after each failure "
+     "(a name that does not resolve yet is retried with the reconnect back-off)",
+     false},
     {"port", sdk::OptionType::Int, false, "12201", "port of the GELF UDP or TCP input", false},
     {"transport", sdk::OptionType::String, false, "udp", "udp or tcp", false},
     {"compression", sdk::OptionType::String, false, "zlib",
@@ -28,10 +31,14 @@ constexpr sdk::OptionSpec kOptions[] = {
     {"buffer_records", sdk::OptionType::Int, false, "65536",
      "records buffered for the sender thread (1-4194304); records beyond are dropped and counted",
      false},
+    {"max_buffer_bytes", sdk::OptionType::Int, false, "67108864",
+     "bytes of record text buffered for the sender thread (1048576-17179869184, default 64 MiB); "
+     "records beyond are dropped and counted. Each value is cut to 32 KiB first",
+     false},
     {"facility", sdk::OptionType::String, false, "synergos",
      "sent as the _facility field (empty: not sent)", false},
     {"connect_timeout_ms", sdk::OptionType::DurationMs, false, "2000",
-     "TCP: how long one connection attempt may take", false},
+     "how long one connection attempt (host name lookup included) may take", false},
     {"send_timeout_ms", sdk::OptionType::DurationMs, false, "5000",
      "how long a send may wait for Graylog to accept data before the connection is dropped and "
      "retried",
@@ -39,11 +46,16 @@ constexpr sdk::OptionSpec kOptions[] = {
     {"flush_timeout_ms", sdk::OptionType::DurationMs, false, "2000",
      "the longest flush() waits, and the time stop() gives buffered records to go out", false},
     {"reconnect_min_ms", sdk::OptionType::DurationMs, false, "100",
-     "TCP: first back-off after a failed connection; doubles up to reconnect_max_ms", false},
+     "first back-off after a failed lookup, connection or send; doubles up to reconnect_max_ms",
+     false},
     {"reconnect_max_ms", sdk::OptionType::DurationMs, false, "30000",
-     "TCP: longest back-off between connection attempts", false},
+     "longest back-off between lookup or connection attempts", false},
     {"drop_report_interval_ms", sdk::OptionType::DurationMs, false, "10000",
      "least time between two \"graylog records dropped\" records", false},
+    {"resolve_interval_ms", sdk::OptionType::DurationMs, false, "30000",
+     "UDP: how often the host name is looked up again while sending, to follow an address change "
+     "(TCP looks it up on every reconnection)",
+     false},
 };
 
 /// Records sent per pass of the sender loop before it returns to the lock.
@@ -151,6 +163,8 @@ sdk::Result<GraylogConfig> parse_graylog_config(const sdk::Options& options) {
         {"reconnect_min_ms", 100, 1, kHourMs},
         {"reconnect_max_ms", 30000, 1, kHourMs},
         {"drop_report_interval_ms", 10000, 1, kHourMs},
+        {"resolve_interval_ms", 30000, 1, kHourMs},
+        {"max_buffer_bytes", 64LL * 1024 * 1024, 1024LL * 1024, 16LL * 1024 * 1024 * 1024},
     };
     std::int64_t values[std::size(ints)] = {};
     for (std::size_t i = 0; i < std::size(ints); ++i) {
@@ -169,6 +183,8 @@ sdk::Result<GraylogConfig> parse_graylog_config(const sdk::Options& options) {
     config.reconnect_min = std::chrono::milliseconds(values[6]);
     config.reconnect_max = std::chrono::milliseconds(values[7]);
     config.drop_report_interval = std::chrono::milliseconds(values[8]);
+    config.resolve_interval = std::chrono::milliseconds(values[9]);
+    config.max_buffer_bytes = static_cast<std::size_t>(values[10]);
     if (config.reconnect_min > config.reconnect_max) {
         return option_error(
             "reconnect_min_ms", std::to_string(values[6]),
@@ -184,7 +200,8 @@ GraylogSink::GraylogSink(sdk::HostContext& host, GraylogConfig config)
     : host_(host),
       config_(std::move(config)),
       report_logger_(host.role() + "/" + host.node_id()),
-      ring_(config_.buffer_records),
+      ring_(config_.buffer_records, config_.max_buffer_bytes),
+      resolver_(config_.host, config_.port, config_.transport == Transport::Tcp),
       encoder_(config_.facility, machine_name()),
       udp_(config_.chunk_size, config_.compression),
       backoff_(config_.reconnect_min),
@@ -196,53 +213,89 @@ GraylogSink::~GraylogSink() {
 
 sdk::Status GraylogSink::start() noexcept {
     try {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (started_ || !accepting_) {
-            return {sdk::ErrorCode::FailedPrecondition,
-                    "graylog: start called twice or after stop"};
-        }
-        if (auto status = stop_.open(); !status) {
-            return status;
-        }
-        auto endpoint =
-            resolve_endpoint(config_.host, config_.port, config_.transport == Transport::Tcp);
-        if (!endpoint) {
-            return endpoint.status();
-        }
-        endpoint_ = std::move(endpoint).value();
-        if (config_.transport == Transport::Udp) {
-            if (auto status = udp_.open(endpoint_); !status) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (started_ || !accepting_) {
+                return {sdk::ErrorCode::FailedPrecondition,
+                        "graylog: start called twice or after stop"};
+            }
+            if (auto status = stop_.open(); !status) {
                 return status;
             }
-            link_ = Link::Up;
+            started_ = true;  // claims start; writes keep buffering meanwhile
         }
-        last_report_ = Clock::now();
-        sender_ = std::thread(&GraylogSink::run, this);
-        started_ = true;
+        // One lookup here, bounded and outside the lock, only to warn early: Graylog may simply
+        // not be up yet (a compose service starting later), so the node starts regardless and
+        // the sender thread keeps looking the name up.
+        std::string warning;
+        auto endpoint = resolver_.resolve(stop_, Clock::now() + config_.connect_timeout);
+        if (endpoint) {
+            endpoint_ = std::move(endpoint).value();
+            endpoint_fresh_ = true;
+            next_refresh_ = Clock::now() + config_.resolve_interval;
+        } else {
+            warning = endpoint.error().message;
+            failed_.fetch_add(1, std::memory_order_relaxed);
+            schedule_reconnect();
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (endpoint_fresh_ && config_.transport == Transport::Udp) {
+                if (auto status = udp_.open(endpoint_); !status) {
+                    started_ = false;
+                    return status;
+                }
+                link_ = Link::Up;
+            } else if (!warning.empty()) {
+                link_ = Link::Down;  // flush() need not wait for an address nobody knows yet
+                last_error_ = warning;
+            }
+            last_report_ = Clock::now();
+            sender_ = std::thread(&GraylogSink::run, this);
+        }
+        if (!warning.empty()) {
+            std::string fields = "{\"host\":";
+            append_json_string(fields, config_.host);
+            fields += ",\"port\":" + std::to_string(config_.port) + ",\"error\":";
+            append_json_string(fields, warning);
+            fields += "}";
+            host_.logger().warn(
+                "graylog: Graylog's address is not known yet; records are buffered while the "
+                "sender keeps looking it up",
+                fields);
+        }
         return {};
     } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!sender_.joinable()) {
+            started_ = false;
+        }
         return {sdk::ErrorCode::Internal, std::string("graylog: start failed: ") + e.what()};
     }
 }
 
 void GraylogSink::write(const sdk::LogRecord& record) noexcept {
+    bool pushed = false;
     bool wake = false;
-    {
+    try {
+        // Over-long texts are cut before the lock: only a huge record pays, and others never
+        // wait for it.
+        RecordLimiter limiter;
+        const sdk::LogRecord& limited = limiter.limit(record);
         std::lock_guard<std::mutex> lock(mutex_);
-        bool pushed = false;
         if (accepting_) {
-            try {
-                pushed = ring_.push(record);
-            } catch (const std::exception&) {
-                pushed = false;  // out of memory: counted as dropped like a full buffer
-            }
+            pushed = ring_.push(limited);  // false when out of slots or bytes
         }
-        if (!pushed) {
-            dropped_.fetch_add(1, std::memory_order_relaxed);
-            return;
+        if (pushed) {
+            wake = sender_idle_;
+            sender_idle_ = false;
         }
-        wake = sender_idle_;
-        sender_idle_ = false;
+    } catch (const std::exception&) {
+        pushed = false;  // out of memory: counted as dropped like a full buffer
+    }
+    if (!pushed) {
+        dropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
     }
     if (wake) {
         wake_sender_.notify_one();
@@ -298,6 +351,10 @@ std::uint64_t GraylogSink::drop_reports_sent() const noexcept {
     return reports_sent_.load(std::memory_order_relaxed);
 }
 
+std::uint64_t GraylogSink::name_lookups() const noexcept {
+    return resolver_.lookups();
+}
+
 std::string GraylogSink::last_error() const {
     std::lock_guard<std::mutex> lock(mutex_);
     return last_error_;
@@ -322,10 +379,44 @@ bool GraylogSink::link_ready() const noexcept {
 }
 
 sdk::Status GraylogSink::open_link(Clock::time_point deadline) {
+    // After a failure the name is looked up again: a restarted Graylog may have a new address.
+    if (!endpoint_fresh_) {
+        auto endpoint = resolver_.resolve(stop_, deadline);
+        if (!endpoint) {
+            return endpoint.status();
+        }
+        endpoint_ = std::move(endpoint).value();
+        endpoint_fresh_ = true;
+        next_refresh_ = Clock::now() + config_.resolve_interval;
+    }
     if (config_.transport == Transport::Udp) {
         return udp_.open(endpoint_);
     }
     return tcp_.connect(endpoint_, stop_, deadline);
+}
+
+void GraylogSink::refresh_udp_endpoint() {
+    // UDP shows no error when Graylog moves (datagrams just vanish), so look the name up now and
+    // then. The deadline is now: a slow lookup is collected on a later pass, never waited for.
+    auto endpoint = resolver_.resolve(stop_, Clock::now());
+    if (!endpoint && endpoint.error().code == sdk::ErrorCode::Timeout) {
+        return;  // still in flight
+    }
+    next_refresh_ = Clock::now() + config_.resolve_interval;
+    if (!endpoint) {
+        return;  // keep sending to the last known address
+    }
+    const Endpoint& fresh = endpoint.value();
+    if (fresh.length == endpoint_.length &&
+        std::memcmp(&fresh.address, &endpoint_.address, fresh.length) == 0) {
+        return;
+    }
+    endpoint_ = fresh;
+    if (auto status = udp_.open(endpoint_); !status) {
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        set_link(Link::Down, status.message());
+        schedule_reconnect();
+    }
 }
 
 void GraylogSink::set_link(Link link, std::string error) {
@@ -349,6 +440,7 @@ void GraylogSink::schedule_reconnect() {
         half > 0 ? static_cast<long long>(jitter_state_ % static_cast<std::uint64_t>(half + 1)) : 0;
     next_attempt_ = Clock::now() + std::chrono::milliseconds(backoff_.count() - half + jitter);
     backoff_ = std::min(backoff_ * 2, config_.reconnect_max);
+    endpoint_fresh_ = false;  // every failure may mean Graylog moved: look it up again
 }
 
 void GraylogSink::run_loop() {
@@ -388,6 +480,13 @@ void GraylogSink::run_loop() {
             set_link(Link::Down, "graylog: " + endpoint_.text + " closed the connection");
             schedule_reconnect();
             continue;
+        }
+
+        if (config_.transport == Transport::Udp && Clock::now() >= next_refresh_) {
+            refresh_udp_endpoint();
+            if (!link_ready()) {
+                continue;
+            }
         }
 
         maybe_report_drops(false);
@@ -470,9 +569,10 @@ std::uint64_t GraylogSink::send_batch_udp(std::uint64_t begin, std::uint64_t end
         }
         const auto outcome =
             udp_.send(message_, stop_, stop_.bound(Clock::now() + config_.send_timeout));
-        slot.trim();
+        slot.trim(ring_.keep_bytes());
         if (outcome == SendOutcome::Sent) {
             written_.fetch_add(1, std::memory_order_relaxed);
+            backoff_ = config_.reconnect_min;  // sending works: the next failure retries soon
             continue;
         }
         // UDP has no retry: a message over 128 chunks or refused by the socket is lost.
@@ -480,10 +580,15 @@ std::uint64_t GraylogSink::send_batch_udp(std::uint64_t begin, std::uint64_t end
         if (outcome == SendOutcome::TooLarge) {
             set_link(Link::Up, "graylog: a record of " + std::to_string(message_.size()) +
                                    " bytes needs more than 128 chunks of chunk_size; dropped");
-        } else {
-            failed_.fetch_add(1, std::memory_order_relaxed);
-            set_link(Link::Up, "graylog: " + udp_.last_error());
+            continue;
         }
+        // The socket refused it (no route, send timeout): the address may be stale. Keep the
+        // rest buffered, back off, and look the name up again before the next datagram.
+        failed_.fetch_add(1, std::memory_order_relaxed);
+        udp_.close();
+        set_link(Link::Down, "graylog: " + udp_.last_error());
+        schedule_reconnect();
+        return position + 1;
     }
     return end;
 }
@@ -521,7 +626,7 @@ std::uint64_t GraylogSink::send_batch_tcp(std::uint64_t begin, std::uint64_t end
                 ++unencodable;
             }
             previous_end = frame_ends_[complete];
-            ring_.at(group_begin + complete).trim();
+            ring_.at(group_begin + complete).trim(ring_.keep_bytes());
             ++complete;
         }
         written_.fetch_add(sent_records, std::memory_order_relaxed);
@@ -552,6 +657,7 @@ void GraylogSink::maybe_report_drops(bool now_or_never) {
     const std::string fields = "{\"dropped\":" + std::to_string(dropped - dropped_reported_) +
                                ",\"dropped_total\":" + std::to_string(dropped) +
                                ",\"buffer_records\":" + std::to_string(config_.buffer_records) +
+                               ",\"max_buffer_bytes\":" + std::to_string(config_.max_buffer_bytes) +
                                "}";
     sdk::LogRecord record;
     record.level = sdk::Level::Warn;

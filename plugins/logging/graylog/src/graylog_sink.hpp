@@ -38,6 +38,7 @@ struct GraylogConfig {
     Compression compression = Compression::Zlib;  ///< UDP only; GELF TCP is never compressed
     std::size_t chunk_size = 8154;                ///< data bytes per UDP chunk
     std::size_t buffer_records = 65536;
+    std::size_t max_buffer_bytes = 64 * 1024 * 1024;  ///< text of the buffered records
     std::string facility = "synergos";
     std::chrono::milliseconds connect_timeout{2000};
     std::chrono::milliseconds send_timeout{5000};
@@ -45,6 +46,7 @@ struct GraylogConfig {
     std::chrono::milliseconds reconnect_min{100};
     std::chrono::milliseconds reconnect_max{30000};
     std::chrono::milliseconds drop_report_interval{10000};
+    std::chrono::milliseconds resolve_interval{30000};  ///< UDP: re-lookup of the host name
 };
 
 /// Checks and converts the plugin options. Errors name the option and the valid values.
@@ -70,6 +72,8 @@ public:
 
     /// "graylog records dropped" reports sent so far.
     std::uint64_t drop_reports_sent() const noexcept;
+    /// Lookups of Graylog's host name started so far (at start, then by the sender thread).
+    std::uint64_t name_lookups() const noexcept;
     /// The last connection or send error ("" when none yet).
     std::string last_error() const;
 
@@ -88,6 +92,7 @@ private:
     std::uint64_t send_batch_udp(std::uint64_t begin, std::uint64_t end);
     std::uint64_t send_batch_tcp(std::uint64_t begin, std::uint64_t end);
     void maybe_report_drops(bool now_or_never);
+    void refresh_udp_endpoint();
     void schedule_reconnect();
     bool encode(const sdk::LogRecord& record, std::string& out) noexcept;
 
@@ -108,7 +113,10 @@ private:
 
     // Owned by the sender thread once started.
     StopSignal stop_;
+    Resolver resolver_;
     Endpoint endpoint_;
+    bool endpoint_fresh_ = false;  // looked up since the last failure
+    Clock::time_point next_refresh_{};
     GelfEncoder encoder_;
     UdpSender udp_;
     TcpSender tcp_;

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <memory>
 #include <random>
 
 namespace synergos::plugins::graylog {
@@ -165,20 +166,10 @@ int StopSignal::wait(int fd, short events, Clock::time_point deadline) const noe
     }
 }
 
-sdk::Result<Endpoint> resolve_endpoint(const std::string& host, int port, bool tcp) {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = tcp ? SOCK_STREAM : SOCK_DGRAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* results = nullptr;
-    const std::string service = std::to_string(port);
-    const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &results);
-    const std::string text = host + ":" + service;
-    if (rc != 0) {
-        const std::string cause = rc == EAI_SYSTEM ? errno_text(errno) : ::gai_strerror(rc);
-        return sdk::Error{sdk::ErrorCode::Unavailable,
-                          "graylog: cannot resolve '" + text + "': " + cause};
-    }
+namespace {
+
+/// The endpoint for the first IPv4 address in `results`, else the first one.
+Endpoint choose_endpoint(const addrinfo* results, const std::string& text) {
     Endpoint endpoint;
     // Prefer IPv4: Graylog inputs commonly bind 0.0.0.0 only.
     const addrinfo* chosen = results;
@@ -191,8 +182,122 @@ sdk::Result<Endpoint> resolve_endpoint(const std::string& host, int port, bool t
     std::memcpy(&endpoint.address, chosen->ai_addr, chosen->ai_addrlen);
     endpoint.length = chosen->ai_addrlen;
     endpoint.text = text;
+    return endpoint;
+}
+
+sdk::Error resolve_error(const std::string& text, const std::string& cause) {
+    return sdk::Error{sdk::ErrorCode::Unavailable,
+                      "graylog: cannot resolve '" + text + "': " + cause};
+}
+
+}  // namespace
+
+sdk::Result<Endpoint> resolve_endpoint(const std::string& host, int port, bool tcp) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = tcp ? SOCK_STREAM : SOCK_DGRAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* results = nullptr;
+    const std::string service = std::to_string(port);
+    const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &results);
+    const std::string text = host + ":" + service;
+    if (rc != 0) {
+        return resolve_error(text, rc == EAI_SYSTEM ? errno_text(errno) : ::gai_strerror(rc));
+    }
+    Endpoint endpoint = choose_endpoint(results, text);
     ::freeaddrinfo(results);
     return endpoint;
+}
+
+/// One asynchronous lookup; glibc writes into `request` until gai_error says it is done.
+/// Owns everything glibc reads, since a lookup may outlive the Resolver (see the destructor).
+struct Resolver::Lookup {
+    gaicb request{};
+    addrinfo hints{};
+    std::string name;
+    std::string service;
+};
+
+Resolver::Resolver(std::string host, int port, bool tcp)
+    : host_(std::move(host)),
+      service_(std::to_string(port)),
+      text_(host_ + ":" + service_),
+      tcp_(tcp) {}
+
+Resolver::~Resolver() {
+    if (pending_ == nullptr) {
+        return;
+    }
+    const int rc = ::gai_cancel(&pending_->request);
+    if (rc == EAI_NOTCANCELED) {
+        // A resolver thread is still filling the request in: it must stay valid. This happens at
+        // most once per sink, when it is destroyed during a slow lookup.
+        return;
+    }
+    if (pending_->request.ar_result != nullptr) {
+        ::freeaddrinfo(pending_->request.ar_result);
+    }
+    delete pending_;
+}
+
+sdk::Result<Endpoint> Resolver::resolve(const StopSignal& stop, Clock::time_point deadline) {
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer does not see the threads glibc starts for getaddrinfo_a and crashes in
+    // them: look up synchronously in TSan builds only.
+    (void)stop;
+    (void)deadline;
+    lookups_.fetch_add(1, std::memory_order_relaxed);
+    return resolve_endpoint(host_, std::stoi(service_), tcp_);
+#endif
+    if (pending_ == nullptr) {
+        auto lookup = std::make_unique<Lookup>();
+        lookup->hints.ai_family = AF_UNSPEC;
+        lookup->hints.ai_socktype = tcp_ ? SOCK_STREAM : SOCK_DGRAM;
+        lookup->hints.ai_flags = AI_NUMERICSERV;
+        lookup->name = host_;
+        lookup->service = service_;
+        lookup->request.ar_name = lookup->name.c_str();
+        lookup->request.ar_service = lookup->service.c_str();
+        lookup->request.ar_request = &lookup->hints;
+        gaicb* list[] = {&lookup->request};
+        const int rc = ::getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr);
+        if (rc != 0) {
+            return resolve_error(text_, rc == EAI_SYSTEM ? errno_text(errno) : ::gai_strerror(rc));
+        }
+        pending_ = lookup.release();
+        lookups_.fetch_add(1, std::memory_order_relaxed);
+    }
+    while (true) {
+        const int rc = ::gai_error(&pending_->request);
+        if (rc != EAI_INPROGRESS) {
+            addrinfo* results = pending_->request.ar_result;
+            delete pending_;
+            pending_ = nullptr;
+            if (rc != 0 || results == nullptr) {
+                if (results != nullptr) {
+                    ::freeaddrinfo(results);
+                }
+                return resolve_error(text_, rc == 0 ? "no address" : ::gai_strerror(rc));
+            }
+            Endpoint endpoint = choose_endpoint(results, text_);
+            ::freeaddrinfo(results);
+            return endpoint;
+        }
+        const auto now = Clock::now();
+        const auto effective = stop.bound(deadline);
+        if (now >= effective) {
+            return sdk::Error{sdk::ErrorCode::Timeout,
+                              "graylog: cannot resolve '" + text_ + "' yet: the lookup is slow"};
+        }
+        // Short slices: gai_suspend cannot watch the stop eventfd, so re-check the deadline.
+        const auto slice =
+            std::min<Clock::duration>(effective - now, std::chrono::milliseconds(20));
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(slice).count();
+        const timespec timeout{static_cast<time_t>(ns / 1000000000),
+                               static_cast<long>(ns % 1000000000)};
+        const gaicb* list[] = {&pending_->request};
+        ::gai_suspend(list, 1, &timeout);
+    }
 }
 
 UdpSender::UdpSender(std::size_t chunk_size, Compression compression)

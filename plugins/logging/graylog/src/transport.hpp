@@ -15,6 +15,7 @@
 #include <string>
 #include <string_view>
 
+#include <netdb.h>
 #include <zlib.h>
 
 #include <synergos/sdk/status.hpp>
@@ -100,8 +101,39 @@ struct Endpoint {
     std::string text;  ///< "host:port" for messages
 };
 
-/// Resolves `host` (name or IP literal) once. The error names host and port.
+/// Resolves `host` (name or IP literal) once, blocking. The error names host and port.
 sdk::Result<Endpoint> resolve_endpoint(const std::string& host, int port, bool tcp);
+
+/// Resolves one host name again and again without ever blocking its caller past a deadline: the
+/// lookup runs in glibc's resolver threads (getaddrinfo_a), so a slow DNS server cannot hold up
+/// the sender thread or `stop()`. A lookup that outlives one call carries on, and a later call
+/// collects its answer instead of starting another (at most one lookup is in flight).
+/// Threading: not synchronised; one thread at a time (start, then the sender thread).
+class Resolver {
+public:
+    Resolver(std::string host, int port, bool tcp);
+    Resolver(const Resolver&) = delete;
+    Resolver& operator=(const Resolver&) = delete;
+    ~Resolver();
+
+    /// Starts a lookup unless one is in flight, and waits for its answer until `deadline`
+    /// (shortened by a stop request; a deadline in the past only collects a finished answer).
+    /// Errors name host and port: Unavailable when the name does not resolve, Timeout while the
+    /// lookup is still running.
+    sdk::Result<Endpoint> resolve(const StopSignal& stop, Clock::time_point deadline);
+    /// Lookups started so far.
+    std::uint64_t lookups() const noexcept { return lookups_.load(std::memory_order_relaxed); }
+
+private:
+    struct Lookup;
+
+    std::string host_;
+    std::string service_;
+    std::string text_;
+    bool tcp_;
+    Lookup* pending_ = nullptr;  // owned; leaked on purpose if glibc still uses it at destruction
+    std::atomic<std::uint64_t> lookups_{0};  // read by other threads for stats
+};
 
 /// What became of one send.
 enum class SendOutcome : std::uint8_t { Sent = 1, TooLarge, Failed };

@@ -3,12 +3,18 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -141,6 +147,44 @@ TEST_CASE("BasicSink writes readable and JSON lines side by side", "[unit][loggi
     REQUIRE(json_lines.size() == 10);
     CHECK(nlohmann::json::parse(json_lines[9])["fields"]["i"] == 9);
     CHECK(sink.stats().written == 10);
+}
+
+TEST_CASE("BasicSink escapes C1 controls and U+2028/U+2029 on readable and JSON lines",
+          "[unit][logging]") {
+    // A worker-sent string with a one-character CSI (U+009B) or a line separator must neither
+    // drive the terminal nor split a record in a viewer.
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path().string());
+    BasicSink sink(host,
+                   options({{"output", dir.file("c1.log")}, {"json_file", dir.file("c1.jsonl")}}));
+    REQUIRE(sink.start().is_ok());
+    const std::string event =
+        "clear\xc2\x9b"
+        "2J now\xe2\x80\xa8next";
+    const std::string fields =
+        "{\"msg\":\"red\xc2\x9b"
+        "31m\xe2\x80\xa9x\",\"k\xc2\x85\":1}";
+    sink.write(make_record(event, fields));
+    sink.stop();
+
+    const std::string console = read_file(dir.file("c1.log"));
+    for (const char* raw : {"\xc2\x9b", "\xc2\x85", "\xe2\x80\xa8", "\xe2\x80\xa9"}) {
+        CAPTURE(raw);
+        CHECK(console.find(raw) == std::string::npos);
+    }
+    CHECK_THAT(console, Catch::Contains("clear\\u009b2J now\\u2028next "
+                                        "msg=\"red\\u009b31m\\u2029x\" k\\u0085=1"));
+
+    const std::string json_text = read_file(dir.file("c1.jsonl"));
+    for (const char* raw : {"\xc2\x9b", "\xc2\x85", "\xe2\x80\xa8", "\xe2\x80\xa9"}) {
+        CAPTURE(raw);
+        CHECK(json_text.find(raw) == std::string::npos);
+    }
+    const auto lines = read_lines(dir.file("c1.jsonl"));
+    REQUIRE(lines.size() == 1);
+    const auto record = nlohmann::json::parse(lines[0]);
+    CHECK(record["event"] == event);  // escaped, not altered
+    CHECK(record["fields"] == nlohmann::json::parse(fields));
 }
 
 TEST_CASE("BasicSink buffers file output until flush_level, flush() or stop()", "[unit][logging]") {
@@ -334,4 +378,205 @@ TEST_CASE("BasicSink counts a failed write", "[unit][logging]") {
     sink.write(make_record("still full"));
     sink.stop();
     CHECK(sink.stats().failed == 2);
+}
+
+namespace {
+
+/// Reads what is in `fd` now, waiting at most `timeout_ms` for the first byte.
+std::string read_available(int fd, int timeout_ms) {
+    std::string text;
+    char buf[65536];
+    pollfd pfd{fd, POLLIN, 0};
+    while (::poll(&pfd, 1, text.empty() ? timeout_ms : 0) > 0) {
+        const ssize_t n = ::read(fd, buf, sizeof(buf));
+        if (n <= 0) {
+            break;
+        }
+        text.append(buf, static_cast<std::size_t>(n));
+    }
+    return text;
+}
+
+/// Points fd 2 at another descriptor for the scope, then restores it.
+class StderrRedirect {
+public:
+    explicit StderrRedirect(int fd) : saved_(::dup(STDERR_FILENO)) {
+        ::dup2(fd, STDERR_FILENO);
+    }
+    StderrRedirect(const StderrRedirect&) = delete;
+    StderrRedirect& operator=(const StderrRedirect&) = delete;
+    ~StderrRedirect() {
+        ::dup2(saved_, STDERR_FILENO);
+        ::close(saved_);
+    }
+
+private:
+    int saved_;
+};
+
+}  // namespace
+
+TEST_CASE("BasicSink writes buffered file lines out 1 s after the last write-out by itself",
+          "[unit][logging]") {
+    // The option text promises it: lines must not wait for a next record that may never come.
+    TempDir dir;
+    const std::string path = dir.file("timer.log");
+    sdk::testing::FakeHost host;
+    BasicSink sink(host, options({{"output", path}}));
+    REQUIRE(sink.start().is_ok());
+    const auto begin = std::chrono::steady_clock::now();
+    sink.write(make_record("lonely", "{}", sdk::Level::Info));  // below flush_level: buffered
+    CHECK(read_file(path).empty());
+    while (read_file(path).empty() &&
+           std::chrono::steady_clock::now() - begin < std::chrono::seconds(5)) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const auto waited = std::chrono::steady_clock::now() - begin;
+    CHECK(read_lines(path).size() == 1);
+    CHECK(waited >= std::chrono::milliseconds(900));
+    CHECK(waited < std::chrono::seconds(3));
+    sink.stop();
+    CHECK(read_lines(path).size() == 1);
+}
+
+TEST_CASE("BasicSink never blocks callers on a console whose reader has stalled",
+          "[unit][logging]") {
+    // A pipe nobody reads: the pipe (64 KiB) and the backlog (1 MiB) fill, then lines are
+    // dropped whole and counted; callers go on. Once the reader resumes it gets whole lines.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    const int reader = fds[0];
+    const std::string how = GENERATE(as<std::string>{}, "path", "stderr");
+    CAPTURE(how);
+    std::unique_ptr<StderrRedirect> redirect;
+    std::string output = "/proc/self/fd/" + std::to_string(fds[1]);
+    if (how == "stderr") {
+        redirect = std::make_unique<StderrRedirect>(fds[1]);  // the inherited, blocking stderr
+        output = "stderr";
+    }
+    sdk::testing::FakeHost host;
+    BasicSink sink(host, options({{"output", output}, {"color", "never"}}));
+    REQUIRE(sink.start().is_ok());
+
+    constexpr int kCalls = 20000;  // about 2.4 MB of lines
+    const std::string pad(60, 'p');
+    auto done = std::async(std::launch::async, [&] {
+        for (int i = 0; i < kCalls; ++i) {
+            sink.write(make_record("stalled",
+                                   "{\"i\":" + std::to_string(i) + ",\"pad\":\"" + pad + "\"}"));
+        }
+    });
+    const bool finished = done.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    CHECK(finished);  // before the fix the writer hung in write(2)
+    std::string text;
+    while (done.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
+        text += read_available(reader, 10);  // unblock a hung writer so the test can end
+    }
+    const auto stats = sink.stats();
+    CHECK(stats.written + stats.dropped == kCalls);
+    if (finished) {
+        CHECK(stats.dropped > 0);
+    }
+
+    // The reader resumes: the backlog follows (retried by the timer thread), in whole lines.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::size_t lines = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+        text += read_available(reader, 100);
+        lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+        if (lines >= stats.written) {
+            break;
+        }
+    }
+    CHECK(lines == stats.written);
+    std::size_t start = 0;
+    std::size_t checked = 0;
+    while (start < text.size()) {
+        const auto end = text.find('\n', start);
+        REQUIRE(end != std::string::npos);
+        const std::string line = text.substr(start, end - start);
+        // Every line is one whole record: prefix, then its fields, then nothing else.
+        if (line.rfind("2024-05-01T12:34:56.789Z INFO  [director/dir-1] stalled i=", 0) != 0 ||
+            line.find("pad=\"" + pad + "\"") != line.size() - pad.size() - 6) {
+            FAIL_CHECK("torn line: " << line);
+            break;
+        }
+        ++checked;
+        start = end + 1;
+    }
+    CHECK(checked == lines);
+    sink.stop();
+    redirect.reset();
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("BasicSink survives a console reader that went away", "[unit][logging]") {
+    // Writing to a pipe without a reader raises SIGPIPE, whose default action ends the process.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    sdk::testing::FakeHost host;
+    BasicSink sink(host, options({{"output", "/proc/self/fd/" + std::to_string(fds[1])}}));
+    REQUIRE(sink.start().is_ok());
+    sink.write(make_record("read"));
+    CHECK(read_available(fds[0], 1000).find("read") != std::string::npos);
+    ::close(fds[0]);  // the reader is gone
+    sink.write(make_record("nobody reads this"));
+    sink.write(make_record("nor this"));
+    sink.stop();
+    CHECK(sink.stats().failed >= 1);
+    CHECK(sink.stats().written == 3);
+    ::close(fds[1]);
+}
+
+TEST_CASE("BasicSink refuses a FIFO without a reader at start instead of hanging",
+          "[unit][logging]") {
+    TempDir dir;
+    const std::string fifo = dir.file("log.fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    sdk::testing::FakeHost host;
+    BasicSink sink(host, options({{"output", fifo}}));
+    auto started = std::async(std::launch::async, [&] { return sink.start(); });
+    if (started.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+        FAIL_CHECK("start() hung opening a FIFO without a reader");
+        const int unblock = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+        started.wait();
+        ::close(unblock);
+        return;
+    }
+    const auto status = started.get();
+    REQUIRE_FALSE(status.is_ok());
+    CHECK_THAT(status.message(), Catch::Contains(fifo) && Catch::Contains("needs a reader"));
+}
+
+TEST_CASE("BasicSink ends a line cut by a write error before the next record", "[unit][logging]") {
+    // A file size limit stands in for a full disk: the write is cut after a few bytes, then
+    // fails. The next record must start on a line of its own.
+    TempDir dir;
+    const std::string path = dir.file("cut.log");
+    sdk::testing::FakeHost host;
+    BasicSink sink(host, options({{"output", path}, {"buffered", "false"}}));
+    REQUIRE(sink.start().is_ok());
+    sink.write(make_record("first"));
+    const auto size = std::filesystem::file_size(path);
+
+    const auto old_handler = ::signal(SIGXFSZ, SIG_IGN);  // else exceeding the limit ends us
+    rlimit old_limit{};
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    rlimit limit = old_limit;
+    limit.rlim_cur = size + 40;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &limit) == 0);
+    sink.write(make_record("second, cut after 40 bytes"));
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &old_limit) == 0);
+    ::signal(SIGXFSZ, old_handler);
+
+    sink.write(make_record("third"));
+    sink.stop();
+    CHECK(sink.stats().failed == 1);
+    const auto lines = read_lines(path);
+    REQUIRE(lines.size() == 3);
+    CHECK(lines[0] == "2024-05-01T12:34:56.789Z INFO  [director/dir-1] first");
+    const std::string second = "2024-05-01T12:34:56.789Z INFO  [director/dir-1] second, cut";
+    CHECK(lines[1] == second.substr(0, 40));  // the cut line, on its own
+    CHECK(lines[2] == "2024-05-01T12:34:56.789Z INFO  [director/dir-1] third");
 }

@@ -167,7 +167,11 @@ TEST_CASE("GelfEncoder keeps bad fields_json as _fields_raw and always emits val
         const std::string deep =
             "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
         const auto message = encode(record_with(deep));
-        CHECK(message["_fields_raw"].get<std::string>().size() == deep.size());
+        // Sent raw, and like every value cut to 32 KiB with the marker at the end.
+        const auto raw = message["_fields_raw"].get<std::string>();
+        CHECK(raw.size() == synergos::plugins::graylog::kMaxValueBytes);
+        CHECK(raw.compare(0, 50, deep, 0, 50) == 0);
+        CHECK(raw.substr(raw.size() - 14) == "...[truncated]");
     }
     SECTION("invalid UTF-8 everywhere") {
         static const char kBad[] = "bad \xff\xfe text";
@@ -219,4 +223,91 @@ TEST_CASE("append_json_string escapes a special byte wherever it sits", "[unit][
             }
         }
     }
+}
+
+TEST_CASE("GelfEncoder cuts every value longer than 32 KiB and marks the cut", "[unit][logging]") {
+    using synergos::plugins::graylog::kMaxValueBytes;
+    const std::string marker = "...[truncated]";
+    // Two-byte characters, so a cut at an odd offset would split one.
+    std::string long_text;
+    while (long_text.size() < 100000) {
+        long_text += "\xc3\xa9";
+    }
+    const std::string fields = json{
+        {"stack", long_text},
+        {"payload", std::string(40000, 'p')},
+        {"list", std::vector<std::string>(5000, "item")},
+        {"small", "ok"}}.dump();
+    auto record = record_with(fields);
+    record.event = long_text;
+    record.logger = long_text;
+    const auto message = encode(record);  // valid GELF and valid UTF-8
+    for (const char* key :
+         {"short_message", "full_message", "_logger", "_stack", "_payload", "_list"}) {
+        CAPTURE(key);
+        const auto value = message[key].get<std::string>();
+        CHECK(value.size() <= kMaxValueBytes);
+        CHECK(value.size() >= kMaxValueBytes - 4);
+        CHECK(value.substr(value.size() - marker.size()) == marker);
+    }
+    CHECK(message["short_message"].get<std::string>().compare(0, 10, long_text, 0, 10) == 0);
+    CHECK(message["_small"] == "ok");
+    // A value at the cap is kept whole.
+    const auto exact = encode(record_with(json{{"v", std::string(kMaxValueBytes, 'x')}}.dump()));
+    CHECK(exact["_v"] == std::string(kMaxValueBytes, 'x'));
+}
+
+TEST_CASE("cap_json_strings cuts long strings at character and escape boundaries",
+          "[unit][logging]") {
+    using synergos::plugins::graylog::cap_json_strings;
+    const std::string marker = "...[truncated]";
+    constexpr std::size_t kCap = 64;
+    // Units of 1 to 12 bytes at every offset around the cut.
+    const std::vector<std::string> units = {
+        "a",        "\\n",          "\\u00e9",          "\\ud83d\\ude00",
+        "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\\\""};
+    for (const auto& unit : units) {
+        for (std::size_t pad = 0; pad < 16; ++pad) {
+            std::string value(pad, 'x');
+            while (value.size() < 3 * kCap) {
+                value += unit;
+            }
+            const std::string input = "{\"short\":\"ok\",\"" + value + "\":[\"" + value +
+                                      "\",1,{\"k\":\"" + value + "\"}],\"n\":2}";
+            CAPTURE(unit, pad);
+            std::string out;
+            CHECK(cap_json_strings(input, kCap, out));
+            const auto parsed = json::parse(out);  // still valid JSON, same shape
+            REQUIRE(parsed.size() == 3);
+            CHECK(parsed["short"] == "ok");
+            CHECK(parsed["n"] == 2);
+            for (const auto& [key, element] : parsed.items()) {
+                if (key == "short" || key == "n") {
+                    continue;
+                }
+                const auto& text = element[0].get_ref<const std::string&>();
+                CHECK(text.substr(text.size() - marker.size()) == marker);
+                CHECK(element[2]["k"] == text);
+                CHECK(key.substr(key.size() - marker.size()) == marker);
+            }
+            // No string in the output is longer than the cap as written.
+            std::size_t run = 0;
+            bool in_string = false;
+            for (std::size_t i = 0; i < out.size(); ++i) {
+                if (in_string && out[i] == '\\') {
+                    run += 2;
+                    ++i;
+                } else if (out[i] == '"') {
+                    CHECK(run <= kCap);
+                    in_string = !in_string;
+                    run = 0;
+                } else if (in_string) {
+                    ++run;
+                }
+            }
+        }
+    }
+    std::string out;
+    CHECK_FALSE(cap_json_strings(R"({"a":"short","b":[1,2]})", kCap, out));
+    CHECK(out == R"({"a":"short","b":[1,2]})");
 }

@@ -70,6 +70,19 @@ std::string noisy_text(std::size_t size, unsigned seed) {
     return text;
 }
 
+/// Polls `done` until it holds or 10 s pass; returns its last value.
+template <typename Predicate>
+bool eventually(Predicate done) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return true;
+}
+
 }  // namespace
 
 TEST_CASE("GraylogSink sends valid GELF over UDP, chunked and compressed",
@@ -421,6 +434,10 @@ TEST_CASE("GraylogSink refuses invalid options with an error naming the option",
         {{{"port", ""}}, "option 'port' is ''"},
         {{{"chunk_size", "70000"}}, "option 'chunk_size' is '70000'"},
         {{{"buffer_records", "0"}}, "option 'buffer_records' is '0'"},
+        {{{"max_buffer_bytes", "1000"}},
+         "option 'max_buffer_bytes' is '1000'; use an integer from 1048576 to 17179869184"},
+        {{{"max_buffer_bytes", "64MiB"}}, "option 'max_buffer_bytes' is '64MiB'"},
+        {{{"resolve_interval_ms", "0"}}, "option 'resolve_interval_ms' is '0'"},
         {{{"connect_timeout_ms", "-5"}}, "option 'connect_timeout_ms' is '-5'"},
         {{{"host", ""}}, "option 'host' is ''"},
         {{{"reconnect_min_ms", "5000"}, {"reconnect_max_ms", "100"}}, "option 'reconnect_min_ms'"},
@@ -440,6 +457,172 @@ TEST_CASE("GraylogSink defaults match the documented defaults", "[unit][logging]
     CHECK(config->port == 12201);
     CHECK(config->chunk_size == 8154);
     CHECK(config->buffer_records == 65536);
+    CHECK(config->max_buffer_bytes == 64 * 1024 * 1024);
+    CHECK(config->resolve_interval == std::chrono::seconds(30));
     CHECK(config->transport == synergos::plugins::graylog::Transport::Udp);
     CHECK(config->compression == synergos::plugins::graylog::Compression::Zlib);
+}
+
+TEST_CASE("GraylogSink starts while Graylog's name does not resolve, warns and keeps looking",
+          "[integration][logging]") {
+    // A compose service that has not started yet: its name does not resolve. The node must start
+    // anyway, buffer, and retry the lookup with back-off.
+    sdk::testing::FakeHost host;
+    const std::string transport = GENERATE(as<std::string>{}, "udp", "tcp");
+    CAPTURE(transport);
+    auto options = base_options(12201, transport);
+    options["host"] = "graylog-not-started.invalid";  // RFC 6761: never resolves
+    options["connect_timeout_ms"] = "300";
+    options["flush_timeout_ms"] = "300";
+    GraylogSink sink(host, sdk::Options(options));
+    REQUIRE(sink.start().is_ok());
+
+    bool warned = false;
+    for (const auto& line : host.captured().lines()) {
+        if (line.level == sdk::Level::Warn &&
+            line.event.find("address is not known yet") != std::string::npos &&
+            line.fields_json.find("graylog-not-started.invalid") != std::string::npos) {
+            warned = true;
+        }
+    }
+    CHECK(warned);
+
+    for (int i = 0; i < 3; ++i) {
+        sink.write(make_record("while unresolved", json{{"n", i}}.dump()));
+    }
+    const auto before_flush = std::chrono::steady_clock::now();
+    sink.flush();  // Graylog's address is unknown: nothing to wait for
+    CHECK(std::chrono::steady_clock::now() - before_flush < std::chrono::milliseconds(250));
+    // The sender thread keeps looking the name up (reconnect back-off 20-200 ms).
+    CHECK(eventually([&] { return sink.name_lookups() >= 3; }));
+    CHECK_THAT(sink.last_error(),
+               Catch::Contains("cannot resolve 'graylog-not-started.invalid:12201'"));
+    sink.stop();
+    CHECK(sink.stats().written == 0);
+    CHECK(sink.stats().dropped == 3);
+    CHECK(sink.stats().failed >= 2);
+}
+
+TEST_CASE("GraylogSink looks Graylog's name up again after the connection breaks",
+          "[integration][logging]") {
+    // A restarted Graylog may come back at another address: a reconnection must not reuse the
+    // address looked up at start.
+    TcpGelfReceiver receiver;
+    sdk::testing::FakeHost host;
+    auto options = base_options(receiver.port(), "tcp");
+    options["host"] = "localhost";
+    GraylogSink sink(host, sdk::Options(options));
+    REQUIRE(sink.start().is_ok());
+    REQUIRE(receiver.accept());
+    sink.write(make_record("first"));
+    REQUIRE(receiver.receive().has_value());
+    const std::uint64_t lookups = sink.name_lookups();
+    CHECK(lookups == 1);
+
+    receiver.close_connection();
+    for (int i = 0; i < 5; ++i) {
+        sink.write(make_record("after", json{{"n", i}}.dump()));
+    }
+    REQUIRE(receiver.accept());
+    for (int i = 0; i < 5; ++i) {
+        auto message = receiver.receive();
+        REQUIRE(message.has_value());
+        CHECK(message->json["_n"] == i);
+    }
+    CHECK(sink.name_lookups() > lookups);
+    sink.stop();
+    CHECK(sink.stats().written == 6);
+}
+
+TEST_CASE("GraylogSink looks the name up again every resolve_interval_ms over UDP",
+          "[integration][logging]") {
+    // UDP shows no error when Graylog moves; only a fresh lookup follows it.
+    UdpGelfReceiver receiver;
+    sdk::testing::FakeHost host;
+    auto options = base_options(receiver.port(), "udp");
+    options["host"] = "localhost";
+    options["resolve_interval_ms"] = "10";
+    GraylogSink sink(host, sdk::Options(options));
+    REQUIRE(sink.start().is_ok());
+    for (int i = 0; i < 20; ++i) {
+        sink.write(make_record("tick", json{{"n", i}}.dump()));
+        std::this_thread::sleep_for(std::chrono::milliseconds(15));
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto message = receiver.receive();
+        REQUIRE(message.has_value());
+        CHECK(message->json["_n"] == i);
+    }
+    CHECK(sink.name_lookups() >= 3);
+    sink.stop();
+    CHECK(sink.stats().written == 20);
+    CHECK(sink.stats().dropped == 0);
+}
+
+TEST_CASE("GraylogSink bounds its buffer by max_buffer_bytes while Graylog is down",
+          "[integration][logging]") {
+    // Large records must not pile up gigabytes while Graylog is down: the byte budget drops the
+    // newest, like a full buffer_records.
+    TcpGelfReceiver receiver(false);  // bound, refusing connections
+    sdk::testing::FakeHost host;
+    auto options = base_options(receiver.port(), "tcp");
+    options["max_buffer_bytes"] = "1048576";  // 1 MiB
+    GraylogSink sink(host, sdk::Options(options));
+    REQUIRE(sink.start().is_ok());
+    // About 300 KB each (ten 30 000-byte strings, each under the 32 KiB value cap): 3 fit.
+    json big;
+    for (int k = 0; k < 10; ++k) {
+        big["s" + std::to_string(k)] = std::string(30000, static_cast<char>('a' + k));
+    }
+    for (int i = 0; i < 10; ++i) {
+        big["n"] = i;
+        sink.write(make_record("large while down", big.dump()));
+    }
+    CHECK(sink.stats().dropped == 7);
+
+    receiver.listen();  // Graylog is back: the report, then the three buffered records whole
+    REQUIRE(receiver.accept());
+    auto report = receiver.receive();
+    REQUIRE(report.has_value());
+    CHECK(report->json["short_message"] == "graylog records dropped");
+    CHECK(report->json["_dropped"] == 7);
+    CHECK(report->json["_max_buffer_bytes"] == 1048576);
+    for (int i = 0; i < 3; ++i) {
+        auto message = receiver.receive();
+        REQUIRE(message.has_value());
+        check_gelf(*message);
+        CHECK(message->json["_n"] == i);
+        CHECK(message->json["_s9"] == std::string(30000, 'j'));
+    }
+    sink.stop();
+    CHECK(sink.stats().written == 3);
+    CHECK(sink.stats().dropped == 7);
+}
+
+TEST_CASE("GraylogSink sends over-long values cut to 32 KiB with a marker",
+          "[integration][logging]") {
+    TcpGelfReceiver receiver;
+    sdk::testing::FakeHost host;
+    GraylogSink sink(host, sdk::Options(base_options(receiver.port(), "tcp")));
+    REQUIRE(sink.start().is_ok());
+    REQUIRE(receiver.accept());
+    const std::string event(100000, 'e');
+    const std::string fields = json{
+        {"stack", std::string(2 * 1024 * 1024, 's')},
+        {"payload", std::string(50000, 'p')},
+        {"small", "ok"}}.dump();
+    sink.write(make_record(event, fields, sdk::Level::Error));
+    auto message = receiver.receive();
+    REQUIRE(message.has_value());
+    check_gelf(*message);
+    const std::string marker = "...[truncated]";
+    for (const char* key : {"short_message", "full_message", "_stack", "_payload"}) {
+        CAPTURE(key);
+        const auto value = message->json[key].get<std::string>();
+        CHECK(value.size() == 32 * 1024);
+        CHECK(value.substr(value.size() - marker.size()) == marker);
+    }
+    CHECK(message->json["_small"] == "ok");
+    sink.stop();
+    CHECK(sink.stats().written == 1);
 }

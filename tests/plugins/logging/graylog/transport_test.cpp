@@ -4,6 +4,9 @@
 #include <random>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
+#include "gelf.hpp"
 #include "gelf_receiver.hpp"
 #include "record_ring.hpp"
 #include "transport.hpp"
@@ -80,4 +83,85 @@ TEST_CASE("RecordRing copies records, keeps FIFO order and refuses when full", "
     CHECK(ring.size() == 2);
     CHECK(ring.at(ring.head()).view().event == "event-2");
     CHECK(ring.at(ring.head() + 1).view().event == "overwritten");
+}
+
+TEST_CASE("RecordRing refuses a record beyond its byte budget and frees bytes as records go",
+          "[unit][logging]") {
+    RecordRing ring(100, 1000);  // room for 100 records but only 1000 bytes of text
+    const std::string event(300, 'e');
+    sdk::LogRecord record;
+    record.event = event;
+    const std::size_t size = RecordSlot::size_of(record);
+    CHECK(size == 302);  // the text plus two NUL bytes
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(ring.push(record));
+    }
+    CHECK(ring.bytes() == 3 * size);
+    CHECK_FALSE(ring.push(record));  // 1208 > 1000: dropped, though slots are free
+    CHECK(ring.size() == 3);
+    sdk::LogRecord small;
+    small.event = "fits";
+    CHECK(ring.push(small));  // what is left still takes a smaller record
+    ring.pop_until(ring.head() + 1);
+    CHECK(ring.bytes() == 2 * size + RecordSlot::size_of(small));
+    CHECK(ring.push(record));
+    ring.pop_until(ring.tail());
+    CHECK(ring.bytes() == 0);
+}
+
+TEST_CASE("RecordSlot keeps at most the ring's share of memory after a large record",
+          "[unit][logging]") {
+    // 64 MiB over 65536 slots (the defaults): a slot keeps 1 KiB, so idle slots hold at most
+    // about the byte budget, not 65536 x 16 KiB.
+    RecordRing ring(65536, 64 * 1024 * 1024);
+    CHECK(ring.keep_bytes() == 1024);
+    const std::string big(8000, 'b');
+    sdk::LogRecord record;
+    record.event = big;
+    REQUIRE(ring.push(record));
+    RecordSlot& slot = ring.at(ring.head());
+    CHECK(slot.text.capacity() >= 8000);
+    slot.trim(ring.keep_bytes());
+    CHECK(slot.text.capacity() <= 1024);
+    CHECK(RecordRing(4, SIZE_MAX).keep_bytes() == 16 * 1024);
+    CHECK(RecordRing(1000, 1024 * 1024).keep_bytes() == 1048);
+}
+
+TEST_CASE("RecordLimiter cuts over-long texts before they are buffered", "[unit][logging]") {
+    const std::string marker(kTruncationMarker);
+    RecordLimiter limiter;
+    sdk::LogRecord record;
+    record.event = "short";
+    record.fields_json = R"({"a":1})";
+    CHECK(&limiter.limit(record) == &record);  // within the limits: no copy
+
+    const std::string event(100000, 'e');
+    const std::string file(40000, 'f');
+    const std::string fields =
+        "{\"stack\":\"" + std::string(200000, 's') + "\",\"n\":1,\"ok\":\"yes\"}";
+    record.event = event;
+    record.fields_json = fields;
+    record.location = {file.c_str(), 7, "fn"};
+    const sdk::LogRecord& limited = limiter.limit(record);
+    CHECK(limited.event.size() == kMaxValueBytes);
+    CHECK(limited.event.substr(limited.event.size() - marker.size()) == marker);
+    CHECK(std::string(limited.location.file).size() == kMaxValueBytes);
+    CHECK(std::string(limited.location.function) == "fn");
+    CHECK(limited.location.line == 7);
+    const auto parsed = nlohmann::json::parse(limited.fields_json);  // still JSON
+    CHECK(parsed["stack"].get<std::string>().size() == kMaxValueBytes);
+    CHECK(parsed["n"] == 1);
+    CHECK(parsed["ok"] == "yes");
+
+    // Too big even with its strings cut: kept as cut text (sent as _fields_raw).
+    std::string numbers = "{\"list\":[";
+    for (int i = 0; i < 300000; ++i) {
+        numbers += "12345,";
+    }
+    numbers += "0]}";
+    record.fields_json = numbers;
+    const sdk::LogRecord& raw = limiter.limit(record);
+    CHECK(raw.fields_json.size() <= kMaxValueBytes);
+    CHECK(raw.fields_json.substr(raw.fields_json.size() - marker.size()) == marker);
+    CHECK_FALSE(nlohmann::json::accept(raw.fields_json));
 }
