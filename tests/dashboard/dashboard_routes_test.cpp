@@ -60,7 +60,7 @@ struct Fixture {
     fs::path www = h.dir / "www";
     http::Router router;
 
-    explicit Fixture(bool with_files = true) {
+    explicit Fixture(bool with_files = true, std::string mlflow_dir = "") {
         if (with_files) {
             write(www / "index.html",
                   "<!doctype html><script src=\"/assets/app-1a2b.js\"></script>");
@@ -72,7 +72,7 @@ struct Fixture {
         h.start_director();
         core::roles::register_dashboard_routes(
             router, {*h.storage, *h.service, h.host.logger(), www.string(),
-                     (h.dir / "outputs").string(), "", ""});
+                     (h.dir / "outputs").string(), mlflow_dir, ""});
     }
 };
 
@@ -254,6 +254,30 @@ TEST_CASE("the cluster page probes a bounded number of workers with a bounded nu
     }
     CHECK(states["unknown"] == 300 - 256);
     CHECK(states["unreachable"] == 256);
+}
+
+TEST_CASE("a job's MLflow link is the run it logged to or else the latest attempt of its run", "[dashboard]") {
+    const fs::path store = fs::temp_directory_path() / ("synergos-dash-mlflow-" + std::to_string(::getpid()));
+    Fixture f(true, store.string());
+    f.h.start_ttp(0);
+    auto ids = f.h.submit({f.h.spec("noop", json::object(), 0)});
+    REQUIRE(f.h.wait(ids[0]).state == "succeeded");
+    // Run r1 of e1 trained three times (three MLflow runs of one name); the second by this job.
+    write(store / "7" / "meta.yaml", "experiment_id: '7'\nname: c1_>_p1_>_e1\n");
+    const auto run = [&](const std::string& id, const std::string& attempt, const std::string& job) {
+        write(store / "7" / id / "tags" / "mlflow.runName", "r1");
+        write(store / "7" / id / "tags" / "synergos.attempt", attempt);
+        write(store / "7" / id / "tags" / "synergos.training_job", job);
+    };
+    run("aaa", "1", "job-other-1");
+    run("bbb", "2", ids[0]);
+    run("ccc", "3", "job-other-3");
+    // Before, the first run of that name in directory order.
+    CHECK(data_of(get(f.router, "/v1/dashboard/jobs/" + ids[0]))["mlflow"]["run_id"] == "bbb");
+    fs::remove_all(store / "7" / "bbb");
+    CHECK(data_of(get(f.router, "/v1/dashboard/jobs/" + ids[0]))["mlflow"]["run_id"] == "ccc");
+    std::error_code ec;
+    fs::remove_all(store, ec);
 }
 
 TEST_CASE("job listings, a job's page data and the TTPs that ran them", "[dashboard]") {

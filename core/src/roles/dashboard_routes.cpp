@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -539,8 +540,11 @@ private:
         return ok("dashboard.jobs.get", req, std::move(data));
     }
 
+    /// The MLflow run of Synergos run `r`: a run is trained again under the same name (a new
+    /// MLflow run, tagged synergos.attempt), so the one this job logged to (tagged
+    /// synergos.training_job) is taken when there is one, else the latest attempt.
     json mlflow_of(const std::string& c, const std::string& p, const std::string& e,
-                   const std::string& r) {
+                   const std::string& r, const std::string& job_id) {
         const std::string experiment = c + "_>_" + p + "_>_" + e;
         json m = {{"experiment_name", experiment}, {"run_name", r}};
         if (d_.mlflow_dir.empty()) {
@@ -567,16 +571,33 @@ private:
             }
             const std::string eid = it->path().filename().string();
             m["experiment_id"] = eid;
+            std::string best;
+            long best_rank = -1;
             for (fs::directory_iterator rt(it->path(), ec), rend; !ec && rt != rend;
                  rt.increment(ec)) {
                 auto name = read_small_file(rt->path() / "tags" / "mlflow.runName", 4096);
-                if (name && trim(*name) == r) {
-                    m["run_id"] = rt->path().filename().string();
-                    if (!d_.mlflow_ui_url.empty()) {
-                        m["url"] = d_.mlflow_ui_url + "/#/experiments/" + eid + "/runs/" +
-                                   m["run_id"].get<std::string>();
-                    }
-                    break;
+                if (!name || trim(*name) != r) {
+                    continue;
+                }
+                const auto job = read_small_file(rt->path() / "tags" / "synergos.training_job", 4096);
+                const auto attempt = read_small_file(rt->path() / "tags" / "synergos.attempt", 64);
+                long rank = 1;
+                try {
+                    rank = attempt ? std::stol(trim(*attempt)) : 1;
+                } catch (const std::exception&) {
+                }
+                if (job && !job_id.empty() && trim(*job) == job_id) {
+                    rank = std::numeric_limits<long>::max();  // the run this very job logged to
+                }
+                if (rank > best_rank) {
+                    best_rank = rank;
+                    best = rt->path().filename().string();
+                }
+            }
+            if (!best.empty()) {
+                m["run_id"] = best;
+                if (!d_.mlflow_ui_url.empty()) {
+                    m["url"] = d_.mlflow_ui_url + "/#/experiments/" + eid + "/runs/" + best;
                 }
             }
             break;
@@ -640,7 +661,7 @@ private:
                 }
             }
             data["validations"] = std::move(vals);
-            data["mlflow"] = mlflow_of(c, p, e, r);
+            data["mlflow"] = mlflow_of(c, p, e, r, j.job_id);
         }
         return ok("dashboard.job.get", req, std::move(data));
     }
