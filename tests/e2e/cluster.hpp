@@ -216,22 +216,26 @@ struct Client {
         return json::parse(r->body);
     }
 
+    /// Polls the job route until the job ends (the test fails after `timeout`); its last state.
+    json finished_job(const std::string& id, std::chrono::seconds timeout = 900s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (true) {
+            json j = call("GET", "/v1/jobs/" + id)["data"];
+            const std::string s = j["state"];
+            if (s == "succeeded" || s == "failed" || s == "cancelled") {
+                return j;
+            }
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(100ms);  // polling the REST API, as a client does
+        }
+    }
+
     /// Waits for every job of a POST answer; returns the last state of each.
     std::vector<json> wait_jobs(const json& answer, std::chrono::seconds timeout = 900s) {
         std::vector<json> out;
         for (const auto& job : answer.at("jobs")) {
             const std::string id = job["job_id"];
-            const auto deadline = std::chrono::steady_clock::now() + timeout;
-            json j;
-            while (true) {
-                j = call("GET", "/v1/jobs/" + id)["data"];
-                const std::string s = j["state"];
-                if (s == "succeeded" || s == "failed" || s == "cancelled") {
-                    break;
-                }
-                REQUIRE(std::chrono::steady_clock::now() < deadline);
-                std::this_thread::sleep_for(100ms);  // polling the REST API, as a client does
-            }
+            const json j = finished_job(id, timeout);
             INFO("job " << id << ": " << j.dump());
             REQUIRE(j["state"] == "succeeded");
             out.push_back(j);

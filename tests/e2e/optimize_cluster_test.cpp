@@ -18,20 +18,6 @@ json read_json(const fs::path& p) {
     return json::parse(in);
 }
 
-/// Polls the job route until the job is terminal (the client's view, as the original driver).
-json wait_job(Client& client, const std::string& id, std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-        json j = client.call("GET", "/v1/jobs/" + id)["data"];
-        const std::string s = j["state"];
-        if (s == "succeeded" || s == "failed" || s == "cancelled") {
-            return j;
-        }
-        REQUIRE(std::chrono::steady_clock::now() < deadline);
-        std::this_thread::sleep_for(200ms);  // polling the REST API, as a client does
-    }
-}
-
 }  // namespace
 
 TEST_CASE(
@@ -121,7 +107,7 @@ TEST_CASE(
         CHECK(answer["jobs"][0]["process"] == "optimize");
         const std::string search = answer["jobs"][0]["job_id"];
 
-        json job = wait_job(client, search, 900s);
+        json job = client.finished_job(search, 900s);
         INFO(job.dump(2));
         REQUIRE(job["state"] == "succeeded");
         const json& out = job["outputs"];

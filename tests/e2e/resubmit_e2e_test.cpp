@@ -62,6 +62,15 @@ int submit(const fs::path& job, int director_port, std::string& printed) {
     return code;
 }
 
+/// Submits the job file for these ports with `steps`; the test fails unless it exits 0.
+void submit_ok(const fs::path& root, int port1, int port2, int director_port, const std::string& steps,
+               const std::string& p2_evaluate) {
+    std::string printed;
+    const int code = submit(write_job(root, port1, port2, steps, p2_evaluate), director_port, printed);
+    INFO("synergos submit, steps " << steps << ":\n" << printed);
+    REQUIRE(code == 0);
+}
+
 /// The participants with an alignment record in the project (none: the listing is a 404).
 std::set<std::string> aligned(Client& client) {
     auto r = client.http.request("GET", "127.0.0.1", static_cast<std::uint16_t>(client.port),
@@ -89,11 +98,7 @@ TEST_CASE("A re-submitted job file keeps the alignment and changed tags need a n
     Director director(root / "director");
     Client client(director.port());
     const auto run = [&](const std::string& steps, const std::string& p2_evaluate) {
-        std::string printed;
-        const int code =
-            submit(write_job(root, w1.port(), w2.port(), steps, p2_evaluate), director.port(), printed);
-        INFO("synergos submit, steps " << steps << ":\n" << printed);
-        REQUIRE(code == 0);
+        submit_ok(root, w1.port(), w2.port(), director.port(), steps, p2_evaluate);
     };
 
     run("[align]", "non_iid_2");
@@ -120,20 +125,6 @@ TEST_CASE("A re-submitted job file keeps the alignment and changed tags need a n
     // Aligning again (the journey the message names) makes training possible again.
     run("[align, train]", "iid_2");
     CHECK(aligned(client) == std::set<std::string>{"p1", "p2"});
-}
-
-/// The last state of a job, polled until it ends (or the test fails after `timeout`).
-static json finished_job(Client& client, const std::string& id, std::chrono::seconds timeout = 300s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (true) {
-        json j = client.call("GET", "/v1/jobs/" + id)["data"];
-        const std::string s = j["state"];
-        if (s == "succeeded" || s == "failed" || s == "cancelled") {
-            return j;
-        }
-        REQUIRE(std::chrono::steady_clock::now() < deadline);
-        std::this_thread::sleep_for(100ms);
-    }
 }
 
 TEST_CASE("An alignment whose participant's tags change while it runs is not used", "[e2e][align]") {
@@ -166,11 +157,7 @@ TEST_CASE("An alignment whose participant's tags change while it runs is not use
     Director director(root / "director");
     Client client(director.port());
     const auto run = [&](const std::string& steps, const std::string& p2_evaluate) {
-        std::string printed;
-        const int code =
-            submit(write_job(root, w1.port(), w2.port(), steps, p2_evaluate), director.port(), printed);
-        INFO("synergos submit, steps " << steps << ":\n" << printed);
-        REQUIRE(code == 0);
+        submit_ok(root, w1.port(), w2.port(), director.port(), steps, p2_evaluate);
     };
     run("[]", "non_iid_2");
 
@@ -184,7 +171,7 @@ TEST_CASE("An alignment whose participant's tags change while it runs is not use
                 {{"train", json::array({json::array({"heart_disease", "data2", "iid_2"})})},
                  {"evaluate", json::array({json::array({"heart_disease", "data2", "iid_2"})})}});
     let_go.now();
-    const json job = finished_job(client, answer.at("jobs").at(0).at("job_id"));
+    const json job = client.finished_job(answer.at("jobs").at(0).at("job_id"), 300s);
     INFO(job.dump());
     CHECK(job["state"] == "failed");
     CHECK_THAT(job.value("reason", ""),
