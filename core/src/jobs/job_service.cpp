@@ -13,6 +13,14 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// The reason a running job carries once its user asked to cancel it, until it stops.
+constexpr const char* kCancelRequested = "cancellation requested; stopping at the next safe point";
+
+/// The next pause of a retry that waits out a store or broker failure: doubled, at most 30 s.
+std::chrono::milliseconds longer(std::chrono::milliseconds pause) {
+    return std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(30));
+}
+
 /// A director-side job has no grid and so no workers to call.
 class NoWorkers final : public sdk::WorkerClient {
 public:
@@ -850,7 +858,7 @@ void JobService::launch_on_director(const JobRecord& job) {
 void JobService::run_on_director(const std::string& job_id) {
     auto job = store_.get(job_id);
     for (auto pause = 500ms; !job && job.error().code != sdk::ErrorCode::NotFound && !stopping_;
-         pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(30))) {
+         pause = longer(pause)) {
         // A read the store failed (not a missing job): without this the job stayed queued with
         // no thread to run it until the next start.
         std::unique_lock<std::mutex> lock(changed_mutex_);
@@ -923,7 +931,7 @@ void JobService::run_on_director(const std::string& job_id) {
                                                                       {"retry_in_ms", pause.count()}}));
         std::unique_lock<std::mutex> lock(changed_mutex_);
         changed_.wait_for(lock, pause, [&] { return stopping_.load(); });
-        pause = std::min<std::chrono::milliseconds>(pause * 2, std::chrono::seconds(30));
+        pause = longer(pause);
     }
     if (!st) {
         logger_.error("director-side job result not archived", log_fields({{"job_id", job_id}, {"error", st.message()}}));
@@ -1176,7 +1184,7 @@ void JobService::end_cancelled_at_start(const std::string& job_id) {
 }
 
 bool JobService::cancel_pending(const JobRecord& job) {
-    return !job.is_terminal() && job.reason.rfind("cancellation requested", 0) == 0;
+    return !job.is_terminal() && job.reason.rfind(kCancelRequested, 0) == 0;
 }
 
 void JobService::resend_cancel(const JobRecord& job) {
@@ -1202,7 +1210,7 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
         }
         if (j.state == "running") {
             was_running = true;
-            j.reason = "cancellation requested; stopping at the next safe point";
+            j.reason = kCancelRequested;
         } else {
             j.state = "cancelled";
             j.reason = "cancelled while queued";
@@ -1492,7 +1500,7 @@ void JobService::handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& d
             std::unique_lock<std::mutex> lock(changed_mutex_);
             changed_.wait_for(lock, archival_pause_, [&] { return stopping_.load(); });
         }
-        archival_pause_ = std::min<std::chrono::milliseconds>(archival_pause_ * 2, std::chrono::seconds(30));
+        archival_pause_ = longer(archival_pause_);
         (void)consumer.reject(delivery.tag, true);
         return;
     }
@@ -1598,10 +1606,10 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
                 j.started_at = now_iso8601();
             }
             j.ttp_id = event.ttp_id;
-            if (j.reason.rfind("cancellation requested", 0) != 0) {
-                j.reason.clear();
-            } else {
+            if (cancel_pending(j)) {
                 plan.resend_cancel = j.grid != kDirectorGrid;
+            } else {
+                j.reason.clear();
             }
             plan.change = true;
             return plan;
