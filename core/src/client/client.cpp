@@ -259,33 +259,22 @@ private:
 /// The request bodies `synergos submit` sends for a job file's sections: built in one place, so
 /// the file is checked against the director's schemas (before anything is written) with the
 /// very bodies that are then sent.
-json collaboration_body(const json& job) {
-    json body = job["collaboration"];
-    body.erase("id");
-    body["collab_id"] = job["collaboration"]["id"];
-    return body;
+/// A section as its record's body: its `id` under the record's id field.
+json with_id(json section, const char* id_field) {
+    section[id_field] = section["id"];
+    section.erase("id");
+    return section;
 }
+json collaboration_body(const json& job) { return with_id(job["collaboration"], "collab_id"); }
 json project_body(const json& job) {
-    json body = job["project"];
-    body.erase("id");
-    body["project_id"] = job["project"]["id"];
+    json body = with_id(job["project"], "project_id");
     if (!body.contains("incentives")) {
         body["incentives"] = json::object();
     }
     return body;
 }
-json experiment_body(const json& job) {
-    json body = job["experiment"];
-    body.erase("id");
-    body["expt_id"] = job["experiment"]["id"];
-    return body;
-}
-json run_body(const json& run) {
-    json body = run;
-    body.erase("id");
-    body["run_id"] = run["id"];
-    return body;
-}
+json experiment_body(const json& job) { return with_id(job["experiment"], "expt_id"); }
+json run_body(const json& run) { return with_id(run, "run_id"); }
 json participant_body(const json& part) {
     json body = part.value("details", json::object());
     body["id"] = part["id"];
