@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstring>
 #include <system_error>
@@ -334,6 +335,49 @@ sdk::Result<std::optional<ContentMessage>> ContentAssembler::add(const amqp_fram
     return std::optional<ContentMessage>();
 }
 
+// --- publish-channel errors -------------------------------------------------------------------
+
+std::vector<std::uint64_t> channel_error_culprits(const std::vector<PublishFacts>& inflight,
+                                                  const std::string& reply_text) {
+    if (inflight.size() == 1) {
+        return {inflight.front().seq};  // the broker never confirms the publish it refused
+    }
+    std::vector<std::uint64_t> culprits;
+    // 406 "message size N is larger than configured max size M": every publish that large.
+    const std::string size_marker = "message size ";
+    if (auto at = reply_text.find(size_marker); at != std::string::npos) {
+        std::size_t size = 0;
+        const char* begin = reply_text.data() + at + size_marker.size();
+        const char* end = reply_text.data() + reply_text.size();
+        auto [ptr, ec] = std::from_chars(begin, end, size);
+        if (ec == std::errc() && ptr != begin) {
+            for (const auto& facts : inflight) {
+                if (facts.body_size == size) {
+                    culprits.push_back(facts.seq);
+                }
+            }
+        }
+        return culprits;
+    }
+    // 406 "invalid message: {unacceptable_type_in_header,"CC",longstr}": every publish with
+    // that header (the broker reads CC/BCC as routing headers).
+    const std::string header_marker = "unacceptable_type_in_header,\"";
+    if (auto at = reply_text.find(header_marker); at != std::string::npos) {
+        const auto begin = at + header_marker.size();
+        const auto close = reply_text.find('"', begin);
+        if (close != std::string::npos) {
+            const std::string name = reply_text.substr(begin, close - begin);
+            for (const auto& facts : inflight) {
+                if (std::find(facts.header_names.begin(), facts.header_names.end(), name) !=
+                    facts.header_names.end()) {
+                    culprits.push_back(facts.seq);
+                }
+            }
+        }
+    }
+    return culprits;
+}
+
 // --- AmqpLink ---------------------------------------------------------------------------------
 
 AmqpLink::AmqpLink(const BrokerSettings& settings, std::string connection_name)
@@ -428,6 +472,7 @@ sdk::Status AmqpLink::open() {
         }
         return sdk::Status(code, context + ": connect failed: " + detail);
     }
+    fd_.store(amqp_get_sockfd(conn_));  // from here interrupt() can break a stuck login
 
     // Client properties: a readable connection name and the capabilities we handle.
     amqp_table_entry_t capability_entries[4];

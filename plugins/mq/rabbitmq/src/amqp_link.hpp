@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <synergos/sdk/message_queue.hpp>
 #include <synergos/sdk/status.hpp>
@@ -41,6 +42,18 @@ sdk::Status library_error(int status, const std::string& context);
 sdk::Status reply_status(const amqp_rpc_reply_t& reply, const std::string& context);
 /// A server-sent connection.close / channel.close method as a Status.
 sdk::Status close_method_status(const amqp_method_t& method, const std::string& context);
+
+/// What identifies an unconfirmed publish when the broker closes the publish channel.
+struct PublishFacts {
+    std::uint64_t seq = 0;  ///< confirm sequence number
+    std::size_t body_size = 0;
+    std::vector<std::string> header_names;
+};
+
+/// The publishes a channel.close on the publish channel refers to, from the broker's reply text
+/// (or the only one in flight). Empty when it cannot be told: the broker names no publish.
+std::vector<std::uint64_t> channel_error_culprits(const std::vector<PublishFacts>& inflight,
+                                                  const std::string& reply_text);
 
 /// An eventfd other threads signal to wake an I/O thread out of `poll`.
 class WakeFd {

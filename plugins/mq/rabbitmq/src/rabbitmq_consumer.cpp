@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "log_fields.hpp"
+
 namespace synergos::plugins::rabbitmq {
 
 namespace {
@@ -77,6 +79,10 @@ sdk::Result<std::optional<sdk::Delivery>> ConsumerCore::receive(std::chrono::mil
         outstanding_.insert(delivery.tag);
         return std::optional<sdk::Delivery>(std::move(delivery));
     }
+    if (thread_done_) {
+        // The I/O thread ended on an exception (run): nothing will ever arrive.
+        return sdk::Error{sdk::ErrorCode::Internal, last_error_.message()};
+    }
     if (!connected_) {
         return sdk::Error{sdk::ErrorCode::Unavailable,
                           context_ + " is reconnecting; last error: " + last_error_.message()};
@@ -102,7 +108,8 @@ sdk::Status ConsumerCore::settle(std::uint64_t tag, bool ack, bool requeue) {
             return sdk::Status(sdk::ErrorCode::FailedPrecondition, context_ + " is closed");
         }
         if ((tag >> kEpochShift) != current_epoch_) {
-            if ((tag >> kEpochShift) == 0 || (tag >> kEpochShift) > highest_epoch_) {
+            if ((tag >> kEpochShift) == 0 ||
+                (!epoch_wrapped_ && (tag >> kEpochShift) > highest_epoch_)) {
                 return sdk::Status(sdk::ErrorCode::InvalidArgument,
                                    context_ + ": unknown delivery tag " + std::to_string(tag));
             }
@@ -148,7 +155,7 @@ void ConsumerCore::complete(const CommandPtr& command, sdk::Status status) {
     if (!status) {
         logger_.info("rabbitmq " + std::string(command->ack ? "ack" : "reject") +
                          " not delivered; the broker redelivers the message",
-                     nlohmann::json{{"queue", queue_}, {"error", status.message()}}.dump());
+                     log_fields(nlohmann::json{{"queue", queue_}, {"error", status.message()}}));
     }
 }
 
@@ -199,6 +206,8 @@ void ConsumerCore::run() noexcept {
             open_status_ = last_error_;
         }
         connected_ = false;
+        current_epoch_ = 0;  // its tags can no longer be settled
+        ready_cv_.notify_all();
     }
     shutdown_link();
     std::lock_guard<std::mutex> lock(mutex_);
@@ -257,7 +266,8 @@ sdk::Status ConsumerCore::subscribe() {
     consumer_tag_.assign(static_cast<const char*>(ok->consumer_tag.bytes), ok->consumer_tag.len);
     link->note_received();
     link_ = std::move(link);
-    link_epoch_ = ++epoch_counter_;
+    epoch_counter_ = next_epoch(epoch_counter_);
+    link_epoch_ = epoch_counter_;
     assembler_.reset();
     std::lock_guard<std::mutex> lock(mutex_);
     if (prefetch_ != prefetch) {
@@ -268,6 +278,7 @@ sdk::Status ConsumerCore::subscribe() {
     }
     live_link_ = link_.get();
     current_epoch_ = link_epoch_;
+    epoch_wrapped_ = epoch_wrapped_ || link_epoch_ < highest_epoch_;
     highest_epoch_ = link_epoch_;
     connected_ = true;
     last_error_ = sdk::Status::ok();
@@ -292,7 +303,7 @@ void ConsumerCore::lose(const sdk::Status& why) {
     backoff_ = std::chrono::milliseconds(100);
     next_attempt_ = Clock::now();
     logger_.warn("rabbitmq consumer connection lost; reconnecting",
-                 nlohmann::json{{"queue", queue_}, {"error", why.message()}}.dump());
+                 log_fields(nlohmann::json{{"queue", queue_}, {"error", why.message()}}));
 }
 
 sdk::Status ConsumerCore::execute(std::deque<CommandPtr>& commands) {
@@ -378,8 +389,7 @@ sdk::Status ConsumerCore::drain_frames() {
             } else if (added->has_value()) {
                 ContentMessage& content = **added;
                 sdk::Delivery delivery;
-                delivery.tag = (std::uint64_t{link_epoch_} << kEpochShift) |
-                               (content.delivery_tag & kBrokerTagMask);
+                delivery.tag = make_tag(link_epoch_, content.delivery_tag);
                 delivery.message = std::move(content.message);
                 delivery.redelivered = content.redelivered;
                 std::lock_guard<std::mutex> lock(mutex_);
@@ -438,14 +448,14 @@ void ConsumerCore::run_loop() {
                     backoff_ = std::chrono::milliseconds(100);
                     logger_.info(first ? "rabbitmq consumer subscribed"
                                        : "rabbitmq consumer resubscribed after a connection loss",
-                                 nlohmann::json{{"queue", queue_}}.dump());
+                                 log_fields(nlohmann::json{{"queue", queue_}}));
                 } else {
                     link_.reset();
                     next_attempt_ = Clock::now() + backoff_;
                     backoff_ = std::min(backoff_ * 2, settings_.reconnect_max_backoff);
                     logger_.debug(
                         "rabbitmq consumer reconnect attempt failed",
-                        nlohmann::json{{"queue", queue_}, {"error", status.message()}}.dump());
+                        log_fields(nlohmann::json{{"queue", queue_}, {"error", status.message()}}));
                 }
             }
             if (!link_) {

@@ -30,6 +30,20 @@ namespace synergos::plugins::rabbitmq {
 
 /// Tags handed to the owner: (connection epoch << kEpochShift) | broker delivery tag.
 inline constexpr unsigned kEpochShift = 44;
+/// Epochs fit the 20 bits above kEpochShift: 1..kMaxEpoch (0 means "not connected").
+inline constexpr std::uint32_t kMaxEpoch = (std::uint32_t{1} << (64 - kEpochShift)) - 1;
+
+/// The epoch of the next subscription: wraps from kMaxEpoch to 1, so after 2^20 - 1
+/// resubscriptions tags do not overflow into epoch 0 and every ack is not refused as stale.
+constexpr std::uint32_t next_epoch(std::uint32_t epoch) {
+    return epoch >= kMaxEpoch ? 1 : epoch + 1;
+}
+
+/// The owner's tag for a broker delivery tag received on a connection of `epoch`.
+constexpr std::uint64_t make_tag(std::uint32_t epoch, std::uint64_t broker_tag) {
+    return (std::uint64_t{epoch} << kEpochShift) |
+           (broker_tag & ((std::uint64_t{1} << kEpochShift) - 1));
+}
 
 /// The state and I/O thread of one consumer, shared by the `RabbitMqConsumer` handle and the
 /// owning `RabbitMqQueue` (which closes live consumers in `stop`).
@@ -82,7 +96,8 @@ private:
     std::deque<CommandPtr> commands_;
     std::uint16_t prefetch_;  ///< the current limit; a resubscription uses it
     std::uint32_t current_epoch_ = 0;  ///< 0 while disconnected
-    std::uint32_t highest_epoch_ = 0;  ///< tags above it were never issued
+    std::uint32_t highest_epoch_ = 0;  ///< tags above it were never issued (until wrapped)
+    bool epoch_wrapped_ = false;       ///< every epoch 1..kMaxEpoch has been issued
     bool connected_ = false;
     bool open_done_ = false;
     bool thread_done_ = false;

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "log_fields.hpp"
+
 #include "rabbitmq_consumer.hpp"
 #include "mq_validation.hpp"
 
@@ -94,6 +96,7 @@ sdk::Status RabbitMqQueue::start() noexcept {
         }
         started_ = true;
         first_attempt_done_ = false;
+        failed_.reset();
         thread_ = std::thread([this] { run(); });
         const auto limit =
             settings_.connect_timeout + 2 * settings_.rpc_timeout + std::chrono::seconds(1);
@@ -102,11 +105,11 @@ sdk::Status RabbitMqQueue::start() noexcept {
             lock.unlock();
             host_.logger().info(
                 "rabbitmq message queue connected",
-                nlohmann::json{{"broker", settings_.host + ":" + std::to_string(settings_.port)},
-                               {"vhost", settings_.vhost},
-                               {"tls", settings_.tls},
-                               {"heartbeat_s", settings_.heartbeat_s}}
-                    .dump());
+                log_fields(nlohmann::json{
+                    {"broker", settings_.host + ":" + std::to_string(settings_.port)},
+                    {"vhost", settings_.vhost},
+                    {"tls", settings_.tls},
+                    {"heartbeat_s", settings_.heartbeat_s}}));
             return sdk::Status::ok();
         }
         sdk::Status failure =
@@ -203,7 +206,7 @@ sdk::Status RabbitMqQueue::outage_status() const {
     }
     if (blocked_) {
         return sdk::Status(sdk::ErrorCode::Unavailable,
-                           "the broker blocked publishing (memory or disk alarm)");
+                           "broker blocked publishing (resource alarm)");
     }
     return sdk::Status::ok();
 }
@@ -295,6 +298,10 @@ sdk::Status RabbitMqQueue::enqueue(const OpPtr& op) {
         return sdk::Status(sdk::ErrorCode::FailedPrecondition,
                            context_ + ": message queue is not started (" + op->what() + ")");
     }
+    if (failed_) {
+        // No I/O thread would ever complete it (nor call a publish_async callback).
+        return sdk::Status(failed_->code(), failed_->message() + " (" + op->what() + ")");
+    }
     incoming_.push_back(op);
     return sdk::Status::ok();
 }
@@ -363,7 +370,17 @@ sdk::Result<std::unique_ptr<sdk::Consumer>> RabbitMqQueue::consume(
             return status;
         }
         {
-            std::lock_guard<std::mutex> lock(mutex_);
+            std::unique_lock<std::mutex> lock(mutex_);
+            if (stopping_) {
+                // stop() ran during open() and could not see this consumer: close it here, so
+                // no consumer thread or connection outlives stop().
+                lock.unlock();
+                core->close();
+                return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                  context_ + ": message queue was stopped while subscribing "
+                                             "(consume from queue '" +
+                                      queue + "')"};
+            }
             // Forget consumers that are gone, so the list does not grow without bound.
             consumers_.erase(std::remove_if(consumers_.begin(), consumers_.end(),
                                             [](const auto& weak) { return weak.expired(); }),
@@ -395,17 +412,72 @@ void RabbitMqQueue::complete(const OpPtr& op, sdk::Status status) {
 
 // --- I/O thread -------------------------------------------------------------------------------
 
+void RabbitMqQueue::watch_sends() noexcept {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!watchdog_stop_) {
+        watchdog_cv_.wait_for(lock, std::chrono::milliseconds(50));
+        const auto deadline = send_deadline_.load();
+        if (deadline == 0 || Clock::now().time_since_epoch().count() <= deadline ||
+            live_link_ == nullptr) {
+            continue;
+        }
+        // Shutting the socket down fails the send; the connection is lost and rebuilt, and
+        // the publish fails by its deadline ("may still be stored") instead of much later.
+        live_link_->interrupt();
+        send_deadline_.store(0);
+        lock.unlock();
+        try {
+            host_.logger().warn("rabbitmq publish send stuck past its deadline; reconnecting",
+                                log_fields(nlohmann::json{{"broker", context_}}));
+        } catch (const std::exception&) {
+            // best effort
+        }
+        lock.lock();
+    }
+}
+
 void RabbitMqQueue::run() noexcept {
+    std::optional<sdk::Status> failure;
+    std::thread watchdog;
     try {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            watchdog_stop_ = false;
+        }
+        watchdog = std::thread([this] { watch_sends(); });
         run_loop();
     } catch (const std::exception& e) {
+        // A bug or an allocation failure. Without this thread nothing would ever be sent or
+        // completed again: refuse new work (enqueue) and fail everything queued, below.
+        failure = sdk::Status(sdk::ErrorCode::Internal,
+                              context_ + ": I/O thread failed: " + e.what() +
+                                  "; the message queue refuses further operations (stop it and "
+                                  "create a new one)");
         std::lock_guard<std::mutex> lock(mutex_);
-        last_error_ =
-            sdk::Status(sdk::ErrorCode::Internal, context_ + ": I/O thread failed: " + e.what());
+        last_error_ = *failure;
+        failed_ = failure;
         connected_ = false;
         first_attempt_done_ = true;
+        state_cv_.notify_all();
     }
-    // Everything still waiting learns that the queue stopped.
+    if (failure) {
+        try {
+            host_.logger().error("rabbitmq publisher I/O thread failed",
+                                 log_fields(nlohmann::json{{"error", failure->message()}}));
+        } catch (const std::exception&) {
+            // Logging is best effort here; completing the operations below is not.
+        }
+    }
+    if (watchdog.joinable()) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            watchdog_stop_ = true;
+        }
+        watchdog_cv_.notify_all();
+        watchdog.join();
+    }
+    join_connector();
+    // Everything still waiting learns that the queue stopped (or failed).
     std::lock_guard<std::timed_mutex> io(io_mutex_);
     std::vector<OpPtr> left(pending_.begin(), pending_.end());
     for (auto& [seq, op] : inflight_) {
@@ -417,10 +489,12 @@ void RabbitMqQueue::run() noexcept {
         incoming_.clear();
     }
     for (auto& op : left) {
-        complete(op, sdk::Status(sdk::ErrorCode::Cancelled,
-                                 context_ + ": message queue stopped before the " + op->what() +
-                                     " completed" +
-                                     (op->sent ? " (it was sent and may still be stored)" : "")));
+        const std::string sent = op->sent ? " (it was sent and may still be stored)" : "";
+        complete(op, failure ? sdk::Status(failure->code(), failure->message() + " (during the " +
+                                                                 op->what() + sent + ")")
+                             : sdk::Status(sdk::ErrorCode::Cancelled,
+                                           context_ + ": message queue stopped before the " +
+                                               op->what() + " completed" + sent));
     }
     pending_.clear();
     inflight_.clear();
@@ -454,7 +528,6 @@ bool RabbitMqQueue::take_incoming() {
 }
 
 sdk::Status RabbitMqQueue::service_once() {
-    republish_on_loss_ = true;
     sdk::Status status = execute_pending();
     if (status) {
         status = drain_frames();
@@ -471,8 +544,8 @@ sdk::Status RabbitMqQueue::service_once() {
 bool RabbitMqQueue::lead(const OpPtr& op) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (!connected_) {
-            return false;  // the I/O thread reconnects and publishes it then
+        if (!connected_ || blocked_) {
+            return false;  // the I/O thread reconnects (or waits for unblocked) and publishes then
         }
     }
     // The I/O thread holds the lock only for short steps while connected (or for one RPC);
@@ -499,7 +572,6 @@ bool RabbitMqQueue::lead(const OpPtr& op) {
         if (!status) {
             // Only the I/O thread tears a link down (it may be polling the socket right now).
             broken_ = status;
-            broken_republish_ = republish_on_loss_;
             break;
         }
         if (woken) {
@@ -541,12 +613,21 @@ void RabbitMqQueue::run_loop() {
         if (broken_) {
             const sdk::Status why = *broken_;
             broken_.reset();
-            lose_connection(why, broken_republish_);
+            lose_connection(why);
         }
         expire(Clock::now());
         if (!link_) {
-            if (Clock::now() >= next_attempt_) {
-                sdk::Status status = connect();
+            // The connection is opened on a connector thread, without io_mutex_: a silent or
+            // slow broker must not stop expire() from failing operations by their deadlines.
+            std::optional<sdk::Status> opened;
+            if (connecting_) {
+                std::lock_guard<std::mutex> lock(mutex_);
+                opened = connect_result_;
+            } else if (Clock::now() >= next_attempt_) {
+                start_connect();
+            }
+            if (opened) {
+                sdk::Status status = finish_connect(*opened);
                 const bool first = [&] {
                     std::lock_guard<std::mutex> lock(mutex_);
                     return !first_attempt_done_;
@@ -554,16 +635,17 @@ void RabbitMqQueue::run_loop() {
                 if (status) {
                     if (failed_attempts_ > 0 || !first) {
                         host_.logger().info("rabbitmq publisher reconnected",
-                                            nlohmann::json{{"broker", context_},
-                                                           {"failed_attempts", failed_attempts_}}
-                                                .dump());
+                                            log_fields(nlohmann::json{
+                                                {"broker", context_},
+                                                {"failed_attempts", failed_attempts_}}));
                     }
                     failed_attempts_ = 0;
                     backoff_ = kMinBackoff;
                 } else {
                     if (failed_attempts_ == 0 && !first) {
-                        host_.logger().warn("rabbitmq publisher cannot reconnect yet; retrying",
-                                            nlohmann::json{{"error", status.message()}}.dump());
+                        host_.logger().warn(
+                            "rabbitmq publisher cannot reconnect yet; retrying",
+                            log_fields(nlohmann::json{{"error", status.message()}}));
                     }
                     ++failed_attempts_;
                     next_attempt_ = Clock::now() + backoff_;
@@ -580,8 +662,10 @@ void RabbitMqQueue::run_loop() {
                 state_cv_.notify_all();
             }
             if (!link_) {
-                // Sleep until the next attempt, the earliest deadline, or a new operation.
-                const auto until = std::min(next_attempt_, next_deadline());
+                // Sleep until the next attempt (or the connector's result, which signals the
+                // wake fd), the earliest deadline, or a new operation.
+                const auto until =
+                    connecting_ ? next_deadline() : std::min(next_attempt_, next_deadline());
                 io.unlock();
                 pollfd wake{wake_->fd(), POLLIN, 0};
                 const auto left =
@@ -593,11 +677,18 @@ void RabbitMqQueue::run_loop() {
         }
         sdk::Status status = service_once();
         if (!status) {
-            lose_connection(status, republish_on_loss_);
+            lose_connection(status);
             continue;
         }
         if (link_->has_buffered()) {
             continue;
+        }
+        if (!pending_.empty()) {
+            // Left queued while blocked; connection.unblocked may just have arrived.
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!blocked_) {
+                continue;
+            }
         }
         // Poll without the link lock, so an idle caller can drive the connection meanwhile
         // (see lead()); this thread only watches the socket and never reads it unlocked.
@@ -612,24 +703,92 @@ void RabbitMqQueue::run_loop() {
     }
 }
 
-sdk::Status RabbitMqQueue::connect() {
-    auto link = std::make_unique<AmqpLink>(settings_, settings_.client_name + " publisher");
-    if (auto status = link->open(); !status) {
+sdk::Status RabbitMqQueue::open_link(AmqpLink& link) const {
+    if (auto status = link.open(); !status) {
         return status;
     }
-    if (auto status = link->open_channel(kPublishChannel, context_ + ": open publish channel");
+    if (auto status = link.open_channel(kPublishChannel, context_ + ": open publish channel");
         !status) {
         return status;
     }
-    amqp_confirm_select(link->state(), kPublishChannel);
-    if (auto status = reply_status(amqp_get_rpc_reply(link->state()),
+    amqp_confirm_select(link.state(), kPublishChannel);
+    if (auto status = reply_status(amqp_get_rpc_reply(link.state()),
                                    context_ + ": enable publisher confirms");
         !status) {
         return status;
     }
-    if (auto status = link->open_channel(kAdminChannel, context_ + ": open declare channel");
-        !status) {
-        return status;
+    return link.open_channel(kAdminChannel, context_ + ": open declare channel");
+}
+
+void RabbitMqQueue::start_connect() {
+    connecting_ = true;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        connect_result_.reset();
+        opened_link_.reset();
+    }
+    connector_ = std::thread([this] {
+        auto link = std::make_unique<AmqpLink>(settings_, settings_.client_name + " publisher");
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            connecting_link_ = link.get();
+        }
+        sdk::Status status;
+        try {
+            status = open_link(*link);
+        } catch (const std::exception& e) {
+            status =
+                sdk::Status(sdk::ErrorCode::Internal, context_ + ": connect failed: " + e.what());
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            connecting_link_ = nullptr;
+            connect_result_ = status;
+            if (status) {
+                opened_link_ = std::move(link);
+            }
+        }
+        link.reset();
+        wake_->signal();
+    });
+}
+
+void RabbitMqQueue::join_connector() noexcept {
+    if (!connector_.joinable()) {
+        return;
+    }
+    {
+        // Stopping: a login still in progress is not worth waiting for.
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (stopping_ && connecting_link_ != nullptr) {
+            connecting_link_->interrupt();
+        }
+    }
+    connector_.join();
+    connecting_ = false;
+    std::unique_ptr<AmqpLink> unused;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        unused = std::move(opened_link_);
+        connect_result_.reset();
+    }
+    if (unused) {
+        unused->close(
+            std::min<std::chrono::milliseconds>(settings_.rpc_timeout, std::chrono::seconds(2)));
+    }
+}
+
+sdk::Status RabbitMqQueue::finish_connect(const sdk::Status& opened) {
+    connector_.join();
+    connecting_ = false;
+    std::unique_ptr<AmqpLink> link;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        link = std::move(opened_link_);
+        connect_result_.reset();
+    }
+    if (!opened) {
+        return opened;
     }
     link_ = std::move(link);
     admin_open_ = true;
@@ -652,13 +811,13 @@ sdk::Status RabbitMqQueue::connect() {
         if (!status) {
             host_.logger().error(
                 "rabbitmq queue could not be declared again after reconnecting",
-                nlohmann::json{{"queue", spec.name}, {"error", status.message()}}.dump());
+                log_fields(nlohmann::json{{"queue", spec.name}, {"error", status.message()}}));
         }
     }
     return sdk::Status::ok();
 }
 
-void RabbitMqQueue::lose_connection(const sdk::Status& why, bool republish) {
+void RabbitMqQueue::lose_connection(const sdk::Status& why) {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         live_link_ = nullptr;
@@ -669,16 +828,11 @@ void RabbitMqQueue::lose_connection(const sdk::Status& why, bool republish) {
     admin_open_ = false;
     assembler_.reset();
     // Unconfirmed publishes go out again on the next connection, in their original order.
-    // After a channel error they fail instead: the broker refused something and would again.
+    // (After a publish-channel error the ones it refused were already failed: see
+    // fail_channel_culprits.)
     for (auto it = inflight_.rbegin(); it != inflight_.rend(); ++it) {
-        if (republish) {
-            it->second->returned.reset();
-            pending_.push_front(it->second);
-        } else {
-            complete(it->second,
-                     sdk::Status(why.code(), why.message() + " (during the " + it->second->what() +
-                                                 "; it may not have been stored)"));
-        }
+        it->second->returned.reset();
+        pending_.push_front(it->second);
     }
     inflight_.clear();
     failed_attempts_ = 0;
@@ -686,10 +840,34 @@ void RabbitMqQueue::lose_connection(const sdk::Status& why, bool republish) {
     next_attempt_ = Clock::now();
     host_.logger().warn(
         "rabbitmq publisher connection lost; reconnecting",
-        nlohmann::json{{"error", why.message()}, {"unconfirmed_messages", pending_.size()}}.dump());
+        log_fields(nlohmann::json{{"error", why.message()},
+                                  {"unconfirmed_messages", pending_.size()}}));
 }
 
 sdk::Status RabbitMqQueue::execute_pending() {
+    bool blocked = false;
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        blocked = blocked_;
+    }
+    if (blocked) {
+        // connection.blocked (resource alarm): a publish would make the broker stop reading
+        // this socket, and every later send and RPC would hang. Publishes stay queued until
+        // connection.unblocked or their deadline (expire); declares and inspections fail now
+        // instead of timing out and tearing the connection down.
+        for (auto it = pending_.begin(); it != pending_.end();) {
+            if ((*it)->kind == Op::Kind::Publish) {
+                ++it;
+                continue;
+            }
+            complete(*it, sdk::Status(sdk::ErrorCode::Unavailable,
+                                      context_ + ": " + (*it)->what() +
+                                          " not attempted: broker blocked publishing (resource "
+                                          "alarm); retry later"));
+            it = pending_.erase(it);
+        }
+        return sdk::Status::ok();
+    }
     while (!pending_.empty()) {
         OpPtr op = pending_.front();
         {
@@ -744,9 +922,13 @@ sdk::Status RabbitMqQueue::execute_publish(const OpPtr& op) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         props.message_id = as_bytes(message.id);
     }
+    // The send has no deadline of its own (a broker that stopped reading, a resource alarm):
+    // the watchdog breaks it once this publish's deadline passes, so expire() runs again.
+    send_deadline_.store(op->deadline.time_since_epoch().count());
     // mandatory = 1: an unroutable message (no such queue) comes back as basic.return.
     const int sent = amqp_basic_publish(link_->state(), kPublishChannel, amqp_empty_bytes,
                                         as_bytes(op->queue), 1, 0, &props, as_bytes(message.body));
+    send_deadline_.store(0);
     link_->note_sent();
     if (sent != AMQP_STATUS_OK) {
         return library_error(sent, context_ + ": " + op->what());
@@ -925,8 +1107,8 @@ sdk::Status RabbitMqQueue::handle_frame(const amqp_frame_t& frame) {
                 admin_open_ = false;
                 return sdk::Status::ok();
             }
-            republish_on_loss_ = false;
-            return status;
+            fail_channel_culprits(method, status);
+            return status;  // the rest is republished on a new connection
         }
         case AMQP_CONNECTION_CLOSE_METHOD: {
             sdk::Status status = close_method_status(method, context_ + ": connection");
@@ -939,7 +1121,7 @@ sdk::Status RabbitMqQueue::handle_frame(const amqp_frame_t& frame) {
                 blocked_ = true;
             }
             host_.logger().warn("rabbitmq broker blocked publishing (resource alarm)",
-                                nlohmann::json{{"broker", context_}}.dump());
+                                log_fields(nlohmann::json{{"broker", context_}}));
             return sdk::Status::ok();
         }
         case AMQP_CONNECTION_UNBLOCKED_METHOD: {
@@ -948,12 +1130,50 @@ sdk::Status RabbitMqQueue::handle_frame(const amqp_frame_t& frame) {
                 blocked_ = false;
             }
             host_.logger().info("rabbitmq broker unblocked publishing",
-                                nlohmann::json{{"broker", context_}}.dump());
+                                log_fields(nlohmann::json{{"broker", context_}}));
             return sdk::Status::ok();
         }
         default:
             return sdk::Status::ok();
     }
+}
+
+void RabbitMqQueue::fail_channel_culprits(const amqp_method_t& method, const sdk::Status& why) {
+    const auto* close = static_cast<const amqp_channel_close_t*>(method.decoded);
+    const std::string reply_text =
+        close->reply_text.len == 0
+            ? std::string()
+            : std::string(static_cast<const char*>(close->reply_text.bytes), close->reply_text.len);
+    std::vector<PublishFacts> facts;
+    for (const auto& [seq, op] : inflight_) {
+        PublishFacts one;
+        one.seq = seq;
+        one.body_size = op->message.body.size();
+        for (const auto& header : op->message.headers) {
+            one.header_names.push_back(header.first);
+        }
+        facts.push_back(std::move(one));
+    }
+    const std::vector<std::uint64_t> culprits = channel_error_culprits(facts, reply_text);
+    if (!culprits.empty()) {
+        // The broker refused these and would again; the others go out on the next connection.
+        for (const std::uint64_t seq : culprits) {
+            auto it = inflight_.find(seq);
+            complete(it->second, sdk::Status(why.code(), why.message() + " (refusing the " +
+                                                             it->second->what() + ")"));
+            inflight_.erase(it);
+        }
+        return;
+    }
+    // The broker named no publish: none of them is known to be refused. Each fails with its own
+    // text as retryable; republishing all could loop on the refused one.
+    for (auto& [seq, op] : inflight_) {
+        complete(op, sdk::Status(sdk::ErrorCode::Unavailable,
+                                 context_ + ": the broker closed the publish channel while the " +
+                                     op->what() + " awaited its confirm (" + why.message() +
+                                     "); it may not have been stored, publish it again"));
+    }
+    inflight_.clear();
 }
 
 void RabbitMqQueue::handle_confirm(std::uint64_t tag, bool multiple, bool nack) {

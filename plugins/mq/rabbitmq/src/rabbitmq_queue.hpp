@@ -14,6 +14,7 @@
 /// before its timeout fails with a clear error. Each consumer has its own connection and thread
 /// (rabbitmq_consumer.hpp).
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -76,12 +77,21 @@ private:
 
     // The connection side: the I/O thread, or a caller leading while it holds io_mutex_.
     void run() noexcept;
+    /// Breaks a publish send still blocked after the publish's deadline (its own thread).
+    void watch_sends() noexcept;
     void run_loop();
     bool take_incoming();
     sdk::Status service_once();
     bool lead(const OpPtr& op);
-    sdk::Status connect();
-    void lose_connection(const sdk::Status& why, bool republish);
+    /// Connect, login, channels and confirm mode on `link` (the connector thread).
+    sdk::Status open_link(AmqpLink& link) const;
+    /// Starts the connector thread for the next connection.
+    void start_connect();
+    /// Installs the connector's link (or takes its error) and declares our queues again.
+    sdk::Status finish_connect(const sdk::Status& opened);
+    /// Ends a connector thread still running (stop), discarding its link.
+    void join_connector() noexcept;
+    void lose_connection(const sdk::Status& why);
     sdk::Status execute_pending();
     sdk::Status execute_publish(const OpPtr& op);
     sdk::Status execute_rpc(const OpPtr& op);
@@ -90,6 +100,9 @@ private:
     sdk::Status ensure_admin_channel();
     sdk::Status drain_frames();
     sdk::Status handle_frame(const amqp_frame_t& frame);
+    /// A channel.close on the publish channel: fails the publishes it refers to, or every
+    /// in-flight one as retryable when it names none.
+    void fail_channel_culprits(const amqp_method_t& method, const sdk::Status& why);
     void handle_confirm(std::uint64_t tag, bool multiple, bool nack);
     void expire(Clock::time_point now);
     Clock::time_point next_deadline() const;
@@ -110,25 +123,34 @@ private:
     bool first_attempt_done_ = false;
     bool blocked_ = false;  ///< the broker sent connection.blocked (resource alarm)
     bool thread_done_ = false;
+    std::optional<sdk::Status> failed_;  ///< the I/O thread died of an exception: refuse work
     sdk::Status last_error_;
     AmqpLink* live_link_ = nullptr;  ///< for stop() to interrupt a blocked send
+    // The connector thread's result; it opens a link without io_mutex_ (see run_loop).
+    AmqpLink* connecting_link_ = nullptr;  ///< for stop() to interrupt a login
+    std::optional<sdk::Status> connect_result_;
+    std::unique_ptr<AmqpLink> opened_link_;
     std::vector<std::weak_ptr<ConsumerCore>> consumers_;  ///< closed by stop()
 
     std::unique_ptr<WakeFd> wake_;
     std::thread thread_;
+    std::thread connector_;  ///< started and joined by the I/O thread only
+    std::condition_variable watchdog_cv_;
+    bool watchdog_stop_ = false;  ///< guarded by mutex_
+    /// Deadline (steady clock ticks) of the publish being sent; 0 while none is.
+    std::atomic<Clock::rep> send_deadline_{0};
+    bool connecting_ = false;  ///< I/O thread only
 
     // Guarded by io_mutex_: held by the I/O thread except while it polls, or by one caller
     // that leads (drives the connection for its own publish). Lock order: io_mutex_, mutex_.
     // Only the I/O thread creates or destroys link_; a leader that hits an error sets broken_.
     std::timed_mutex io_mutex_;
     std::optional<sdk::Status> broken_;
-    bool broken_republish_ = true;
     std::unique_ptr<AmqpLink> link_;
     std::deque<OpPtr> pending_;
     std::map<std::uint64_t, OpPtr> inflight_;  ///< by confirm sequence number
     std::uint64_t next_seq_ = 1;
     bool admin_open_ = false;
-    bool republish_on_loss_ = true;  ///< false after a publish-channel error
     ContentAssembler assembler_;
     std::vector<sdk::QueueSpec> declared_;
     std::chrono::milliseconds backoff_{100};

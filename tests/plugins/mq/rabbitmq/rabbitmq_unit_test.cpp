@@ -19,6 +19,8 @@
 
 #include "amqp_link.hpp"
 #include "descriptor.hpp"
+#include "log_fields.hpp"
+#include "rabbitmq_consumer.hpp"
 #include "rabbitmq_queue.hpp"
 #include "settings.hpp"
 
@@ -265,4 +267,50 @@ TEST_CASE("rabbitmq start gives up after connect_timeout_ms on a silent peer",
     CHECK(
         (status.code() == sdk::ErrorCode::Unavailable || status.code() == sdk::ErrorCode::Timeout));
     CHECK_THAT(status.message(), Catch::Contains("127.0.0.1:" + std::to_string(silent.port())));
+}
+
+TEST_CASE("rabbitmq consumer epochs wrap within the 20 tag bits", "[unit][mq][rabbitmq-unit]") {
+    CHECK(rmq::kMaxEpoch == (1U << 20) - 1);
+    CHECK(rmq::next_epoch(0) == 1);
+    CHECK(rmq::next_epoch(41) == 42);
+    // 2^20 - 1 resubscriptions later the next epoch is 1 again, never 2^20 (which shifted by 44
+    // leaves the 64-bit tag: epoch 0, and every ack refused as stale).
+    std::uint32_t epoch = rmq::kMaxEpoch - 2;
+    for (int i = 0; i < 5; ++i) {
+        epoch = rmq::next_epoch(epoch);
+        CHECK(epoch >= 1);
+        CHECK(epoch <= rmq::kMaxEpoch);
+        const std::uint64_t tag = rmq::make_tag(epoch, 12345);
+        CHECK((tag >> rmq::kEpochShift) == epoch);
+        CHECK((tag & ((std::uint64_t{1} << rmq::kEpochShift) - 1)) == 12345);
+    }
+    CHECK(rmq::next_epoch(rmq::kMaxEpoch) == 1);
+}
+
+TEST_CASE("rabbitmq tells which publish a publish-channel error refers to",
+          "[unit][mq][rabbitmq-unit]") {
+    using Facts = rmq::PublishFacts;
+    const std::vector<Facts> inflight{{1, 10, {}}, {2, 20000000, {"trace"}}, {3, 30, {"CC"}}};
+    // The broker's 406 for an oversized body names its size.
+    CHECK(rmq::channel_error_culprits(inflight, "PRECONDITION_FAILED - message size 20000000 is "
+                                                "larger than configured max size 16777216") ==
+          std::vector<std::uint64_t>{2});
+    // A string CC/BCC header (routing headers must be arrays) names the header.
+    CHECK(rmq::channel_error_culprits(inflight,
+                                      "PRECONDITION_FAILED - invalid message: "
+                                      "{unacceptable_type_in_header,\"CC\",longstr}") ==
+          std::vector<std::uint64_t>{3});
+    // A size no publish has, or a text naming nothing: not identifiable.
+    CHECK(rmq::channel_error_culprits(inflight, "PRECONDITION_FAILED - message size 7 is larger")
+              .empty());
+    CHECK(rmq::channel_error_culprits(inflight, "ACCESS_REFUSED - write access refused").empty());
+    // With one publish in flight, it is the one the broker refused.
+    CHECK(rmq::channel_error_culprits({{9, 5, {}}}, "ACCESS_REFUSED - anything") ==
+          std::vector<std::uint64_t>{9});
+}
+
+TEST_CASE("rabbitmq log fields survive invalid UTF-8", "[unit][mq][rabbitmq-unit]") {
+    std::string text;
+    REQUIRE_NOTHROW(text = rmq::log_fields(nlohmann::json{{"error", "message '\xff' failed"}}));
+    CHECK_THAT(text, Catch::Contains("failed"));
 }

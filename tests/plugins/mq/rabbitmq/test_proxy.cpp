@@ -11,7 +11,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -229,6 +232,9 @@ struct TestProxy::Connection {
     int wake_fd = -1;
     SSL* ssl = nullptr;
     std::thread thread;
+    bool held = false;             ///< accepted while stalled: waits for stall_new(false)
+    std::size_t upload_limit = 0;  ///< client-to-broker bytes per second (0: unlimited)
+    std::string inject;            ///< frames to insert towards the client (under mutex)
 
     void shutdown_sockets() {
         std::lock_guard<std::mutex> lock(mutex);
@@ -337,6 +343,55 @@ void TestProxy::freeze(bool frozen) {
     }
 }
 
+void TestProxy::stall_new(bool stalled) {
+    stalled_ = stalled;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& connection : connections_) {
+        connection->wake();
+    }
+}
+
+void TestProxy::inject_to_client(const std::string& frame) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& connection : connections_) {
+        {
+            std::lock_guard<std::mutex> guard(connection->mutex);
+            connection->inject += frame;
+        }
+        connection->wake();
+    }
+}
+
+namespace {
+
+std::string method_frame(std::uint16_t class_id, std::uint16_t method_id, const std::string& args) {
+    std::string payload;
+    for (std::uint16_t part : {class_id, method_id}) {
+        payload += static_cast<char>(part >> 8);
+        payload += static_cast<char>(part & 0xff);
+    }
+    payload += args;
+    std::string frame;
+    frame += '\x01';  // method frame, channel 0
+    frame += '\0';
+    frame += '\0';
+    const auto size = static_cast<std::uint32_t>(payload.size());
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        frame += static_cast<char>((size >> shift) & 0xff);
+    }
+    frame += payload;
+    frame += '\xce';  // frame end
+    return frame;
+}
+
+}  // namespace
+
+std::string TestProxy::connection_blocked_frame(const std::string& reason) {
+    return method_frame(10, 60, std::string(1, static_cast<char>(reason.size())) + reason);
+}
+
+std::string TestProxy::connection_unblocked_frame() { return method_frame(10, 61, ""); }
+
 void TestProxy::accept_loop() {
     while (!stopping_) {
         pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
@@ -360,6 +415,13 @@ void TestProxy::accept_loop() {
         ++accepted_;
         auto connection = std::make_shared<Connection>();
         connection->client_fd = client;
+        connection->held = stalled_;
+        connection->upload_limit = upload_limit_;
+        if (connection->upload_limit > 0) {
+            // A small window, so the client's send waits on the throttled link, not on buffers.
+            const int size = 64 * 1024;
+            ::setsockopt(client, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+        }
         connection->wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         std::lock_guard<std::mutex> lock(mutex_);
         connections_.push_back(connection);
@@ -369,6 +431,12 @@ void TestProxy::accept_loop() {
 
 void TestProxy::serve(const std::shared_ptr<Connection>& connection) {
     Connection& c = *connection;
+    // A stalled connection: TCP is up, but nothing is forwarded (no AMQP answer) until released.
+    while (c.held && stalled_ && !stopping_) {
+        pollfd wake{c.wake_fd, POLLIN, 0};
+        ::poll(&wake, 1, 100);
+        drain_fd(c.wake_fd);
+    }
     // Upstream: the broker, plain AMQP.
     const int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in address{};
@@ -413,7 +481,58 @@ void TestProxy::serve(const std::shared_ptr<Connection>& connection) {
         }
     }
 
+    // Broker-to-client frames are tracked so injected frames land between two frames.
+    unsigned char header[7];
+    std::size_t header_len = 0;
+    std::size_t frame_left = 0;  ///< payload + frame-end bytes of the current frame
+    auto to_client = [&](const char* data, std::size_t size) {
+        return c.ssl != nullptr ? ssl_write_all(c.ssl, c.client_fd, data, size)
+                                : send_all(c.client_fd, data, size);
+    };
+    auto flush_inject = [&]() {
+        if (header_len != 0 || frame_left != 0) {
+            return true;  // mid-frame: after this frame
+        }
+        std::string frames;
+        {
+            std::lock_guard<std::mutex> lock(c.mutex);
+            frames.swap(c.inject);
+        }
+        return frames.empty() || to_client(frames.data(), frames.size());
+    };
+    auto forward_down = [&](const char* data, std::size_t size) {
+        while (size > 0) {
+            std::size_t take = 0;
+            if (frame_left == 0) {
+                take = std::min(sizeof(header) - header_len, size);
+                std::memcpy(header + header_len, data, take);
+                header_len += take;
+                if (header_len == sizeof(header)) {
+                    frame_left = ((std::size_t{header[3]} << 24) | (std::size_t{header[4]} << 16) |
+                                  (std::size_t{header[5]} << 8) | std::size_t{header[6]}) +
+                                 1;
+                }
+            } else {
+                take = std::min(frame_left, size);
+                frame_left -= take;
+                if (frame_left == 0) {
+                    header_len = 0;
+                }
+            }
+            if (!to_client(data, take)) {
+                return false;
+            }
+            data += take;
+            size -= take;
+            if (!flush_inject()) {
+                return false;
+            }
+        }
+        return true;
+    };
     char buffer[65536];
+    // Throttled reads are small, so the pause after each stays short.
+    const std::size_t up_chunk = c.upload_limit > 0 ? 16384 : sizeof(buffer);
     while (!stopping_) {
         if (frozen_) {
             pollfd wake{c.wake_fd, POLLIN, 0};
@@ -431,6 +550,9 @@ void TestProxy::serve(const std::shared_ptr<Connection>& connection) {
             if (frozen_) {
                 continue;
             }
+        }
+        if (!flush_inject()) {
+            break;
         }
         if ((fds[0].revents & (POLLHUP | POLLERR)) != 0 ||
             (fds[1].revents & (POLLHUP | POLLERR)) != 0) {
@@ -453,9 +575,14 @@ void TestProxy::serve(const std::shared_ptr<Connection>& connection) {
                     break;
                 }
             } else {
-                const ssize_t got = ::recv(c.client_fd, buffer, sizeof(buffer), 0);
+                const ssize_t got = ::recv(c.client_fd, buffer, up_chunk, 0);
                 failed = got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR) ||
                          (got > 0 && !send_all(upstream, buffer, static_cast<std::size_t>(got)));
+                if (got > 0 && c.upload_limit > 0) {
+                    std::this_thread::sleep_for(std::chrono::microseconds(
+                        static_cast<long long>(got) * 1000000 /
+                        static_cast<long long>(c.upload_limit)));
+                }
             }
         }
         if (!failed && (fds[1].revents & POLLIN) != 0) {
@@ -463,10 +590,7 @@ void TestProxy::serve(const std::shared_ptr<Connection>& connection) {
             if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
                 failed = true;
             } else if (got > 0) {
-                failed =
-                    c.ssl != nullptr
-                        ? !ssl_write_all(c.ssl, c.client_fd, buffer, static_cast<std::size_t>(got))
-                        : !send_all(c.client_fd, buffer, static_cast<std::size_t>(got));
+                failed = !forward_down(buffer, static_cast<std::size_t>(got));
             }
         }
         if (failed) {

@@ -5,10 +5,17 @@
 /// - `cut()` resets every open connection (a network cut or a crashed peer);
 /// - `freeze(true)` stops forwarding in both directions while keeping sockets open (a silent
 ///   partition: only heartbeats can detect it); new connections are refused while frozen;
+/// - `stall_new(true)` accepts new connections but forwards nothing on them until
+///   `stall_new(false)` (a peer that takes TCP but never answers AMQP);
+/// - `limit_upload(bytes_per_second)` throttles client-to-broker bytes on connections accepted
+///   afterwards, with a small receive buffer so a large send really waits on the link;
+/// - `inject_to_client(frame)` inserts a raw AMQP frame into every open connection's
+///   broker-to-client stream at a frame boundary (e.g. connection.blocked);
 /// - with a `TlsServerConfig`, it terminates TLS (AMQPS) and forwards plain AMQP upstream,
 ///   optionally requiring a client certificate signed by the test CA.
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -53,6 +60,15 @@ public:
     void cut();
     /// Stops (true) or resumes (false) forwarding.
     void freeze(bool frozen);
+    /// Holds (true) or releases (false) connections accepted while stalled.
+    void stall_new(bool stalled);
+    /// Client-to-broker bandwidth of connections accepted from now on (0: unlimited).
+    void limit_upload(std::size_t bytes_per_second) { upload_limit_ = bytes_per_second; }
+    /// Sends `frame` (a whole AMQP frame) to every open connection's client.
+    void inject_to_client(const std::string& frame);
+    /// connection.blocked (with `reason`) and connection.unblocked frames, for inject_to_client.
+    static std::string connection_blocked_frame(const std::string& reason);
+    static std::string connection_unblocked_frame();
     /// Connections accepted so far (a reconnect shows as a new one).
     int accepted() const { return accepted_.load(); }
 
@@ -70,6 +86,8 @@ private:
     int port_ = 0;
     std::atomic<bool> stopping_{false};
     std::atomic<bool> frozen_{false};
+    std::atomic<bool> stalled_{false};
+    std::atomic<std::size_t> upload_limit_{0};
     std::atomic<int> accepted_{0};
     std::mutex mutex_;
     std::vector<std::shared_ptr<Connection>> connections_;
