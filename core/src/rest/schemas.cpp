@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "synergos/core/rest/schemas.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 
@@ -174,6 +175,18 @@ Check run(const Json& doc) {
     for (const char* f : kBooleans) {
         if (const Json* v = find(doc, f); v && !v->is_boolean()) {
             return fail(f, "must be a boolean");
+        }
+    }
+    // The aggregator is a plugin name, looked up when the job runs (in cluster mode only the TTPs
+    // know which are active): here it must at least be one.
+    if (const Json* a = find(doc, "algorithm")) {
+        const std::string name = a->is_string() ? a->get<std::string>() : std::string();
+        const bool valid = !name.empty() && name.size() <= 64 &&
+                           std::all_of(name.begin(), name.end(), [](char c) {
+                               return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-';
+                           });
+        if (!valid) {
+            return fail("algorithm", "must be an aggregator name (letters, digits, '_' or '-', e.g. \"FedProx\")");
         }
     }
     // Values no training can run with: refused here rather than failing the job later.

@@ -817,6 +817,10 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         bad_reduction["reduction"] = "max";
         json zero_rounds = run_body("r2");
         zero_rounds["rounds"] = 0;
+        json bad_algorithm = run_body("r2");
+        bad_algorithm["algorithm"] = 3;
+        json path_algorithm = run_body("r2");
+        path_algorithm["algorithm"] = "../fedavg";
         json negative_epochs = run_body("r2");
         negative_epochs["epochs"] = -5;
         json negative_lr = run_body("r2");
@@ -844,6 +848,8 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
               Case{runs, bad_rounds, "rounds"},
               Case{runs, bad_reduction, "reduction"},
               Case{runs, zero_rounds, "rounds"},
+              Case{runs, bad_algorithm, "algorithm"},
+              Case{runs, path_algorithm, "algorithm"},
               Case{runs, negative_epochs, "epochs"},
               Case{runs, negative_lr, "lr"},
               Case{runs, negative_patience, "patience"},
