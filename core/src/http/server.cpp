@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -44,6 +45,12 @@ constexpr std::size_t kLargeBody = 64 * 1024;
 constexpr std::size_t kReadChunk = 256 * 1024;
 /// A new body buffer grows this far ahead of the bytes received.
 constexpr std::size_t kDirectRead = 1024 * 1024;
+/// Read for the first bytes of a keep-alive connection's next request.
+constexpr std::size_t kFirstRead = 4096;
+/// Rejected connections (at max_connections) lingering at once; past it they are closed at once,
+/// so a flood at the limit cannot hold many sockets for linger_timeout.
+constexpr std::size_t kMaxLingeringRejections = 64;
+constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
@@ -111,6 +118,65 @@ private:
     std::size_t bytes_ = 0;
 };
 
+/// A connection refused at max_connections. Its 503 is written, then it closes the way an early
+/// error answer does (half-close, then drain at most `limit` bytes, all within `timeout`): a
+/// client that already sent its request would otherwise get a reset, which can destroy the 503
+/// before the client has read it. `count` tracks the rejections still lingering.
+class Rejection : public std::enable_shared_from_this<Rejection> {
+public:
+    Rejection(tcp::socket socket, std::atomic<std::size_t>& count)
+        : stream_(std::move(socket)), count_(count) {
+        ++count_;
+    }
+    ~Rejection() {
+        --count_;
+    }
+    Rejection(const Rejection&) = delete;
+    Rejection& operator=(const Rejection&) = delete;
+
+    void start(std::string bytes, std::chrono::milliseconds timeout, std::size_t limit) {
+        bytes_ = std::move(bytes);
+        limit_ = limit;
+        stream_.expires_after(timeout);
+        net::async_write(stream_, net::buffer(bytes_),
+                         [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                             if (!ec) {
+                                 self->stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+                             }
+                             if (ec) {
+                                 self->close();
+                                 return;
+                             }
+                             self->drain();
+                         });
+    }
+
+private:
+    void drain() {
+        stream_.async_read_some(net::buffer(buffer_), [self = shared_from_this()](
+                                                          beast::error_code ec, std::size_t n) {
+            self->drained_ += n;
+            if (ec || self->drained_ >= self->limit_) {
+                self->close();
+                return;
+            }
+            self->drain();
+        });
+    }
+
+    void close() {
+        beast::error_code ignored;
+        stream_.socket().close(ignored);
+    }
+
+    beast::tcp_stream stream_;
+    std::atomic<std::size_t>& count_;
+    std::string bytes_;
+    std::array<char, 4096> buffer_{};
+    std::size_t limit_ = 0;
+    std::size_t drained_ = 0;
+};
+
 }  // namespace
 
 class HttpServer::Impl {
@@ -124,7 +190,22 @@ public:
           router_(router),
           logger_(logger),
           body_buffers_(static_cast<std::size_t>(std::max(1, options_.threads)),
-                        options_.body_buffer_bytes) {}
+                        options_.body_buffer_bytes) {
+        lifeline_->server = this;
+    }
+
+    /// What an asynchronous handler's Responder may reach: it can be called from any thread at
+    /// any time, even after the server is gone. While `open` (read under `mutex`) the server and
+    /// its event loops exist; stop() closes it before they go away.
+    struct Lifeline {
+        std::mutex mutex;
+        bool open = true;
+        Impl* server = nullptr;
+    };
+    /// One asynchronous request: answered, or timed out (504), whichever comes first.
+    struct AsyncCall {
+        std::atomic<bool> settled{false};
+    };
 
     sdk::Status start();
     sdk::Status load_tls();
@@ -132,6 +213,7 @@ public:
 
     void do_accept();
     void on_accept(beast::error_code ec, tcp::socket socket);
+    void serve(tcp::socket socket);
     void reject(tcp::socket socket);
 
     /// Health probes, or the router's match (a handler, or the error to send).
@@ -142,9 +224,9 @@ public:
 
     void session_opened(std::uint64_t id, const std::shared_ptr<SessionBase>& session);
     void session_closed(std::uint64_t id);
-    /// Asynchronous handlers not yet answered: stop() waits for them before the event loops
-    /// go away, since their answers are posted into those loops.
-    void async_started();
+    /// Asynchronous handlers not yet answered, for stop() to wait for (until its deadline).
+    /// async_started() refuses (false) once the server is stopping.
+    bool async_started();
     void async_finished();
 
     ServerOptions options_;
@@ -161,6 +243,8 @@ public:
     std::array<std::atomic<std::uint64_t>, 5> answered_{};
     LatencyHistogram latency_;
     std::atomic<std::uint64_t> refused_{0};
+    std::atomic<std::size_t> lingering_rejections_{0};
+    std::shared_ptr<Lifeline> lifeline_ = std::make_shared<Lifeline>();
     std::optional<net::ssl::context> tls_context_;
     BodyBuffers body_buffers_;
 
@@ -200,7 +284,10 @@ public:
         std::conditional_t<kTls, beast::ssl_stream<beast::tcp_stream>, beast::tcp_stream>;
 
     Session(Impl& server, tcp::socket socket, std::uint64_t id)
-        : server_(server), stream_(make_stream(server, std::move(socket))), id_(id) {
+        : server_(server),
+          stream_(make_stream(server, std::move(socket))),
+          async_timer_(stream_.get_executor()),
+          id_(id) {
         beast::error_code ec;
         const auto peer = tcp_layer().socket().remote_endpoint(ec);
         if (!ec) {
@@ -223,6 +310,9 @@ public:
 
     void shutdown(bool force) override {
         net::post(stream_.get_executor(), [self = this->shared_from_this(), force] {
+            if (force) {
+                self->async_timer_.cancel();  // lets go of a session waiting for an answer
+            }
             if (force || !self->busy_) {
                 beast::error_code ec;
                 self->tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -274,8 +364,28 @@ private:
         parser_.emplace();
         parser_->body_limit(server_.options_.body_limit_bytes);
         parser_->header_limit(static_cast<std::uint32_t>(server_.options_.header_limit_bytes));
-        tcp_layer().expires_after(requests_ == 0 ? server_.options_.header_timeout
-                                                 : server_.options_.keep_alive_timeout);
+        head_ = false;
+        if (requests_ > 0 && buffer_.size() == 0) {
+            // Between requests the keep-alive timeout runs only until the next request's first
+            // byte: its headers then get header_timeout, or a slow sender would get both.
+            tcp_layer().expires_after(server_.options_.keep_alive_timeout);
+            stream_.async_read_some(buffer_.prepare(kFirstRead),
+                                    [self = this->shared_from_this()](beast::error_code ec,
+                                                                      std::size_t n) {
+                                        self->buffer_.commit(n);
+                                        if (ec) {
+                                            self->close();  // idle, closed or timed out
+                                            return;
+                                        }
+                                        self->read_header();
+                                    });
+            return;
+        }
+        read_header();
+    }
+
+    void read_header() {
+        tcp_layer().expires_after(server_.options_.header_timeout);
         bhttp::async_read_header(stream_, buffer_, *parser_,
                                  [self = this->shared_from_this()](
                                      beast::error_code ec, std::size_t) { self->on_header(ec); });
@@ -299,7 +409,7 @@ private:
                 send_error(431, "request headers exceed " +
                                     std::to_string(server_.options_.header_limit_bytes) + " bytes");
             } else if (is_disconnect(ec)) {
-                if (ec == beast::error::timeout && requests_ == 0 && buffer_.size() > 0) {
+                if (ec == beast::error::timeout && buffer_.size() > 0) {
                     server_.logger_.warn(
                         "http: request headers not received in time; connection cut",
                         nlohmann::json{
@@ -316,6 +426,7 @@ private:
         busy_ = true;
         ++requests_;
         auto& head = parser_->get();
+        head_ = head.method() == bhttp::verb::head;  // every answer to it goes without a body
         // Credentials first: nobody unauthenticated gets to make us read a body.
         const std::string method(head.method_string());
         std::string path(head.target());
@@ -345,6 +456,25 @@ private:
             return;
         }
         tcp_layer().expires_after(server_.options_.body_timeout);
+        if (!parser_->is_done() && head.version() >= 11 &&
+            beast::iequals(head[bhttp::field::expect], "100-continue")) {
+            // The client waits for this before it sends the body (curl, for large ones); the
+            // checks above have passed, or it got their answer instead.
+            net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                                 if (ec) {
+                                     self->close();
+                                     return;
+                                 }
+                                 self->read_body();
+                             });
+            return;
+        }
+        read_body();
+    }
+
+    void read_body() {
+        const auto length = parser_->content_length();
         if (length && *length > kLargeBody && !parser_->chunked()) {
             read_body_direct(static_cast<std::size_t>(*length));
             return;
@@ -469,7 +599,13 @@ private:
         const unsigned version = raw.version();
 
         const bool reuse = keep_alive && !server_.stopping_;
+        if (head_) {
+            request.method = "GET";  // answered as GET; write() leaves the body out
+        }
         Match match = server_.dispatch(request);
+        if (head_) {
+            request.method = "HEAD";  // what the handler and the access log see
+        }
         if (!match.matched() || match.execution == Execution::Inline) {
             Response response = match.handler == nullptr ? std::move(match.error)
                                                          : Router::invoke(*match.handler, request);
@@ -478,25 +614,16 @@ private:
             return;
         }
         if (match.async_handler != nullptr) {
-            // Started here; its answer comes back to this connection's event loop from wherever
-            // the handler finishes (e.g. a storage writer thread), and no thread waits for it.
-            auto shared_request = std::make_shared<Request>(std::move(request));
-            server_.async_started();
-            Router::invoke_async(
-                *match.async_handler, *shared_request,
-                Responder([self = this->shared_from_this(), shared_request, version,
-                                 reuse](Responder::Producer produce) mutable {
-                    Impl& server = self->server_;
-                    auto executor = self->stream_.get_executor();
-                    net::post(executor, [self = std::move(self), shared_request,
-                                         produce = std::move(produce), version, reuse] {
-                        Response response = Responder::produce(produce);
-                        self->write(response, version, reuse && !self->server_.stopping_,
-                                    shared_request.get());
-                    });
-                    shared_request.reset();
-                    server.async_finished();  // last: stop() may destroy the server after it
-                }));
+            if (!server_.async_started()) {
+                // Stopping: the answer could come after the server is gone. Refused before it
+                // starts, a write is safe to retry; cut off after its commit, it is not.
+                Response refused = Response::error(503, "server is stopping; retry later");
+                refused.headers.emplace_back("Retry-After", "1");
+                write(refused, version, false, &request);
+                server_.body_buffers_.give(std::move(request.body));
+                return;
+            }
+            start_async(*match.async_handler, std::move(request), version, reuse);
             return;
         }
         // A handler that may block runs on the pool; its response comes back to this
@@ -512,6 +639,62 @@ private:
                           self->server_.body_buffers_.give(std::move(shared_request->body));
                       });
         });
+    }
+
+    /// Starts an asynchronous handler; its answer comes back to this connection's event loop from
+    /// wherever it finishes (e.g. a storage writer thread), and no thread waits for it. The
+    /// Responder holds no strong reference to the session or the server: it may outlive both.
+    void start_async(const AsyncHandler& handler, Request&& request, unsigned version, bool reuse) {
+        auto shared_request = std::make_shared<Request>(std::move(request));
+        auto call = std::make_shared<AsyncCall>();
+        async_timer_.expires_after(server_.options_.async_timeout);
+        async_timer_.async_wait([self = this->shared_from_this(), call, shared_request, version,
+                                 reuse](beast::error_code ec) {
+            if (!ec) {
+                self->on_async_timeout(*call, *shared_request, version, reuse);
+            }
+        });
+        std::weak_ptr<Session> weak = this->shared_from_this();
+        Router::invoke_async(
+            handler, *shared_request,
+            Responder([weak, call, shared_request, version, reuse, life = server_.lifeline_,
+                       executor = stream_.get_executor()](Responder::Producer produce) mutable {
+                std::lock_guard<std::mutex> lock(life->mutex);
+                if (!life->open || call->settled.exchange(true)) {
+                    return;  // the server is gone, or it answered 504: nobody waits for this
+                }
+                net::post(executor, [weak, shared_request, produce = std::move(produce), version,
+                                     reuse] {
+                    if (auto self = weak.lock()) {
+                        self->on_async_answer(produce, *shared_request, version, reuse);
+                    }
+                });
+                life->server->async_finished();
+            }));
+    }
+
+    void on_async_answer(const Responder::Producer& produce, Request& request, unsigned version,
+                         bool reuse) {
+        async_timer_.cancel();
+        Response response = Responder::produce(produce);
+        write(response, version, reuse && !server_.stopping_, &request);
+    }
+
+    void on_async_timeout(AsyncCall& call, Request& request, unsigned version, bool reuse) {
+        if (call.settled.exchange(true)) {
+            return;  // the answer is already on its way here
+        }
+        server_.async_finished();
+        const auto ms = server_.options_.async_timeout.count();
+        server_.logger_.warn("http: asynchronous handler did not answer in time",
+                             nlohmann::json{{"method", request.method},
+                                            {"path", request.path},
+                                            {"remote", remote_},
+                                            {"async_timeout_ms", ms}}
+                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        Response response =
+            Response::error(504, "the handler did not answer within " + std::to_string(ms) + " ms");
+        write(response, version, reuse && !server_.stopping_, &request);
     }
 
     void send_error(int status, const std::string& message,
@@ -549,6 +732,17 @@ private:
             server_.log_access(*request, response.status, bytes, began_);
         }
         tcp_layer().expires_after(server_.options_.body_timeout);
+        if (head_) {
+            // HEAD: the head GET would get, Content-Length included, and no body.
+            head_serializer_.emplace(res_);
+            bhttp::async_write_header(
+                stream_, *head_serializer_,
+                [self = this->shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+                    self->head_serializer_.reset();
+                    self->on_write(ec, keep_alive);
+                });
+            return;
+        }
         bhttp::async_write(
             stream_, res_,
             [self = this->shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
@@ -615,10 +809,13 @@ private:
     std::size_t direct_filled_ = 0;  ///< bytes of it received
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     bhttp::response<bhttp::string_body> res_;
+    std::optional<bhttp::response_serializer<bhttp::string_body>> head_serializer_;
+    net::steady_timer async_timer_;  ///< the async_timeout of a pending asynchronous handler
     std::string remote_;
     std::uint64_t id_;
     std::uint64_t requests_ = 0;
     bool busy_ = false;
+    bool head_ = false;  ///< the current request is a HEAD
     bool linger_ = false;
     std::size_t drained_ = 0;
     std::array<char, 16 * 1024> drain_buffer_{};
@@ -640,10 +837,10 @@ sdk::Status HttpServer::Impl::start() {
                            "'max_json_depth' must be positive");
     }
     if (o.header_timeout.count() <= 0 || o.body_timeout.count() <= 0 ||
-        o.keep_alive_timeout.count() <= 0) {
+        o.keep_alive_timeout.count() <= 0 || o.async_timeout.count() <= 0) {
         return sdk::Status(sdk::ErrorCode::InvalidArgument,
-                           "http: options 'header_timeout', 'body_timeout' and "
-                           "'keep_alive_timeout' must be positive");
+                           "http: options 'header_timeout', 'body_timeout', "
+                           "'keep_alive_timeout' and 'async_timeout' must be positive");
     }
     if (auto st = load_tls(); !st) {
         return st;
@@ -694,6 +891,9 @@ sdk::Status HttpServer::Impl::start() {
                     // A bug in a completion handler must not take the server down; log, go on.
                     logger_.error("http: unexpected exception in I/O thread",
                                   nlohmann::json{{"error", e.what()}}.dump());
+                } catch (...) {
+                    logger_.error("http: unexpected exception in I/O thread",
+                                  nlohmann::json{{"error", "not a std::exception"}}.dump());
                 }
             }
         });
@@ -790,23 +990,37 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
         return;
     }
     if (!ec) {
-        if (connections_.load() >= options_.max_connections) {
-            reject(std::move(socket));
-        } else {
-            socket.set_option(tcp::no_delay(true), ec);
-            const auto id = next_session_id_++;
-            if (tls_context_) {
-                auto session = std::make_shared<Session<true>>(*this, std::move(socket), id);
-                session_opened(id, session);
-                session->run();
+        // Whatever happens to this connection, the next one must still be accepted.
+        try {
+            if (connections_.load() >= options_.max_connections) {
+                reject(std::move(socket));
             } else {
-                auto session = std::make_shared<Session<false>>(*this, std::move(socket), id);
-                session_opened(id, session);
-                session->run();
+                serve(std::move(socket));
             }
+        } catch (const std::exception& e) {
+            logger_.error("http: cannot serve an accepted connection",
+                          nlohmann::json{{"error", e.what()}}.dump());
+        } catch (...) {
+            logger_.error("http: cannot serve an accepted connection",
+                          nlohmann::json{{"error", "not a std::exception"}}.dump());
         }
     }
     do_accept();
+}
+
+void HttpServer::Impl::serve(tcp::socket socket) {
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    const auto id = next_session_id_++;
+    if (tls_context_) {
+        auto session = std::make_shared<Session<true>>(*this, std::move(socket), id);
+        session_opened(id, session);
+        session->run();
+    } else {
+        auto session = std::make_shared<Session<false>>(*this, std::move(socket), id);
+        session_opened(id, session);
+        session->run();
+    }
 }
 
 void HttpServer::Impl::reject(tcp::socket socket) {
@@ -819,25 +1033,21 @@ void HttpServer::Impl::reject(tcp::socket socket) {
         socket.close(ignored);
         return;
     }
-    struct Rejection {
-        tcp::socket socket;
-        std::string bytes;
-    };
+    if (lingering_rejections_.load() >= kMaxLingeringRejections) {
+        beast::error_code ignored;
+        socket.close(ignored);  // a flood: holding each socket for the linger would cost more
+        return;
+    }
     std::string body =
         nlohmann::json{{"message", "too many connections (limit " +
                                        std::to_string(options_.max_connections) + "); retry later"}}
             .dump() +
         "\n";
-    auto r = std::make_shared<Rejection>(Rejection{std::move(socket), {}});
-    r->bytes =
-        "HTTP/1.1 503 Service Unavailable\r\nServer: synergos\r\nContent-Type: "
-        "application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: " +
-        std::to_string(body.size()) + "\r\n\r\n" + body;
-    net::async_write(r->socket, net::buffer(r->bytes), [r](beast::error_code, std::size_t) {
-        beast::error_code ignored;
-        r->socket.shutdown(tcp::socket::shutdown_both, ignored);
-        r->socket.close(ignored);
-    });
+    std::make_shared<Rejection>(std::move(socket), lingering_rejections_)
+        ->start("HTTP/1.1 503 Service Unavailable\r\nServer: synergos\r\nContent-Type: "
+                "application/json\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body,
+                options_.linger_timeout, options_.linger_bytes);
 }
 
 Match HttpServer::Impl::dispatch(Request& request) {
@@ -932,9 +1142,13 @@ void HttpServer::Impl::session_closed(std::uint64_t id) {
     sessions_cv_.notify_all();
 }
 
-void HttpServer::Impl::async_started() {
+bool HttpServer::Impl::async_started() {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
+    if (stopping_) {
+        return false;
+    }
     ++async_pending_;
+    return true;
 }
 
 void HttpServer::Impl::async_finished() {
@@ -984,17 +1198,25 @@ bool HttpServer::Impl::stop(std::chrono::milliseconds deadline) {
         sessions_cv_.wait_for(lock, std::chrono::milliseconds(500),
                               [this] { return sessions_.empty(); });
     }
-    // Handlers still running past the deadline finish on the pool (and asynchronous ones answer);
-    // their responses are dropped. An unanswered Responder answers when it is destroyed, so this
-    // ends; it is logged while it lasts.
+    // Asynchronous answers still pending had until the deadline (their sessions were busy); their
+    // connections are closed now, so they are abandoned: once the lifeline is closed a Responder
+    // reaches neither this server nor its event loops, whenever it is called.
+    std::size_t abandoned = 0;
     {
-        std::unique_lock<std::mutex> lock(sessions_mutex_);
-        while (!sessions_cv_.wait_for(lock, std::chrono::seconds(5),
-                                      [this] { return async_pending_ == 0; })) {
-            logger_.warn("http: stop waits for asynchronous handlers to answer",
-                         nlohmann::json{{"pending", async_pending_}}.dump());
-        }
+        std::lock_guard<std::mutex> lock(lifeline_->mutex);
+        lifeline_->open = false;
     }
+    {
+        std::lock_guard<std::mutex> lock(sessions_mutex_);
+        abandoned = async_pending_;
+    }
+    if (abandoned > 0) {
+        clean = false;
+        logger_.warn("http: stop abandoned asynchronous handlers that had not answered",
+                     nlohmann::json{{"pending", abandoned}}.dump());
+    }
+    // Pool handlers still running finish (their responses are dropped): they may block briefly
+    // but cannot be abandoned, since they run code of the router's owner on this server's pool.
     pool_->join();
     work_.clear();
     for (auto& context : contexts_) {

@@ -75,7 +75,8 @@ inline std::string read_request(int fd) {
     return in;
 }
 
-/// A blocking TCP connection to 127.0.0.1 whose reads time out after `read_timeout`.
+/// A blocking TCP connection to 127.0.0.1 whose reads (and blocked sends) time out after
+/// `read_timeout`.
 class RawConnection {
 public:
     explicit RawConnection(std::uint16_t port,
@@ -85,6 +86,7 @@ public:
         tv.tv_sec = static_cast<long>(read_timeout.count() / 1000);
         tv.tv_usec = static_cast<long>((read_timeout.count() % 1000) * 1000);
         ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));  // a send blocks no longer
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
         addr.sin_port = htons(port);
@@ -106,6 +108,24 @@ public:
             sent += static_cast<std::size_t>(n);
         }
         return true;
+    }
+    /// What one read returns: empty when the peer closed or the read timeout passed.
+    std::string read_some() {
+        char buffer[4096];
+        const auto n = ::recv(fd_, buffer, sizeof(buffer), 0);
+        return n > 0 ? std::string(buffer, static_cast<std::size_t>(n)) : std::string();
+    }
+    /// Reads until what was read contains `marker`, the peer closes or a read times out.
+    std::string read_until(const std::string& marker) {
+        std::string out;
+        while (out.find(marker) == std::string::npos) {
+            const std::string more = read_some();
+            if (more.empty()) {
+                break;
+            }
+            out += more;
+        }
+        return out;
     }
     /// Reads until the peer closes or the read timeout passes; `closed` tells which.
     std::string read_all(bool* closed = nullptr) {

@@ -3,12 +3,15 @@
 #include <condition_variable>
 #include <fstream>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -785,4 +788,312 @@ TEST_CASE("HttpServer serves its metrics, and what the process adds, at GET /met
         CHECK(res->status == 200);
         CHECK_THAT(res->body, Catch::Contains("synergos_http_responses_total{code=\"4xx\"} 1\n"));
     }
+}
+
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+/// Parses one response from `pending`, reading more from `raw` as needed; what follows it stays
+/// in `pending`. `head`: the answer to a HEAD request (no body, whatever Content-Length says).
+std::optional<bhttp::response<bhttp::string_body>> next_response(RawConnection& raw,
+                                                                  std::string& pending,
+                                                                  bool head = false) {
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.skip(head);
+    parser.eager(true);
+    for (;;) {
+        if (!pending.empty()) {
+            boost::beast::error_code ec;
+            const auto used = parser.put(boost::asio::buffer(pending), ec);
+            if (ec && ec != bhttp::error::need_more) {
+                return std::nullopt;
+            }
+            pending.erase(0, used);
+            if (parser.is_done()) {
+                return parser.release();
+            }
+            if (used > 0) {
+                continue;
+            }
+        }
+        const std::string more = raw.read_some();
+        if (more.empty()) {
+            return std::nullopt;  // closed, or timed out
+        }
+        pending += more;
+    }
+}
+
+}  // namespace
+
+TEST_CASE("HttpServer answers HEAD like GET without the body", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection raw(server.bound_port());
+    REQUIRE(raw.connected());
+    std::string pending;
+    for (const std::string path : {"/healthz", "/hello"}) {
+        INFO(path);
+        // HEAD then GET on one connection: a body after the HEAD answer would be read as the
+        // start of the GET answer.
+        REQUIRE(raw.send("HEAD " + path + " HTTP/1.1\r\nHost: x\r\n\r\nGET " + path +
+                         " HTTP/1.1\r\nHost: x\r\n\r\n"));
+        auto head = next_response(raw, pending, true);
+        REQUIRE(head.has_value());
+        CHECK(head->result_int() == 200);
+        auto get = next_response(raw, pending);
+        REQUIRE(get.has_value());
+        CHECK(get->result_int() == 200);
+        CHECK(head->at(bhttp::field::content_length) == std::to_string(get->body().size()));
+        CHECK(pending.empty());
+    }
+}
+
+TEST_CASE("HttpServer answers Expect 100-continue before it reads the body", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection raw(server.bound_port(), 2s);
+    REQUIRE(raw.connected());
+    SECTION("accepted: 100 then the answer") {
+        REQUIRE(raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         "Content-Length: 5\r\n\r\n"));
+        const std::string interim = raw.read_until("\r\n\r\n");  // at most the 2 s read timeout
+        CHECK(interim.rfind("HTTP/1.1 100", 0) == 0);
+        REQUIRE(raw.send("hello"));
+        std::string pending;
+        auto res = next_response(raw, pending);
+        REQUIRE(res.has_value());
+        CHECK(res->result_int() == 200);
+        CHECK(res->body() == "hello");
+    }
+    SECTION("refused at the headers: the refusal and no 100") {
+        REQUIRE(raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         "Content-Length: 5000\r\n\r\n"));
+        bool closed = false;
+        const std::string reply = raw.read_all(&closed);
+        CHECK(reply.rfind("HTTP/1.1 413", 0) == 0);
+        CHECK(closed);
+    }
+}
+
+TEST_CASE("HttpServer answers 504 when an asynchronous handler does not answer in time",
+          "[unit][http]") {
+    using synergos::core::http::Responder;
+    synergos::sdk::testing::CapturingLogger logger;
+    std::mutex mutex;
+    std::optional<Responder> parked;
+    Router router = echo_router();
+    router.add_async("POST", "/park", [&](const Request&, Responder responder) {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked.emplace(std::move(responder));
+    });
+    ServerOptions options = test_options();
+    options.async_timeout = 300ms;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    HttpClient client;
+    auto res = client.request("POST", "127.0.0.1", server.bound_port(), "/park", "{}",
+                              "application/json", 5s);
+    {
+        // A late answer (it goes nowhere), given before any REQUIRE: unanswered, a server
+        // without the deadline would never stop.
+        std::lock_guard<std::mutex> lock(mutex);
+        REQUIRE(parked.has_value());
+        parked->respond(Response::json(201, {{"late", true}}));
+    }
+    REQUIRE(res.has_value());
+    CHECK(res->status == 504);
+    CHECK(nlohmann::json::parse(res->body)["message"].get<std::string>().find("300 ms") !=
+          std::string::npos);
+    CHECK(logger.contains("did not answer in time"));
+    // The connection serves its next request, not the late answer.
+    auto next = client.request("GET", "127.0.0.1", server.bound_port(), "/hello");
+    REQUIRE(next.has_value());
+    CHECK(next->status == 200);
+    CHECK(nlohmann::json::parse(next->body)["hello"] == "world");
+    CHECK(client.connections_opened() == 1);
+    CHECK(server.stop(2s));
+}
+
+TEST_CASE("HttpServer stop abandons unanswered asynchronous handlers and a late answer is harmless",
+          "[unit][http]") {
+    using synergos::core::http::Responder;
+    synergos::sdk::testing::CapturingLogger logger;
+    std::mutex mutex;
+    std::optional<Responder> parked;
+    Router router;
+    router.add_async("POST", "/park", [&](const Request&, Responder responder) {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked.emplace(std::move(responder));
+    });
+    auto server = std::make_unique<HttpServer>(test_options(), router, logger);
+    REQUIRE(server->start().is_ok());
+    const auto port = server->bound_port();
+    auto post = std::async(std::launch::async, [port] {
+        HttpClient client;
+        return client.request("POST", "127.0.0.1", port, "/park", "{}", "application/json", 10s);
+    });
+    REQUIRE(wait_until([&] {
+        std::lock_guard<std::mutex> lock(mutex);
+        return parked.has_value();
+    }));
+    std::promise<bool> result;
+    auto stopped = result.get_future();
+    std::thread stopper([&] { result.set_value(server->stop(200ms)); });
+    const bool ended = stopped.wait_for(5s) == std::future_status::ready;
+    CHECK(ended);
+    if (!ended) {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked->respond(Response::json(500, {}));  // lets the stop end, to fail cleanly
+    }
+    stopper.join();
+    CHECK_FALSE(stopped.get());  // cut off
+    CHECK(logger.contains("abandoned"));
+    auto res = post.get();
+    CHECK_FALSE((res.has_value() && res->status == 201));
+    server.reset();
+    // Answered, then dropped, after the server is gone: nothing is reached.
+    std::lock_guard<std::mutex> lock(mutex);
+    parked->respond(Response::json(201, {{"late", true}}));
+    parked.reset();
+}
+
+TEST_CASE("HttpServer refuses asynchronous handlers with 503 once stopping", "[unit][http]") {
+    using synergos::core::http::Responder;
+    synergos::sdk::testing::CapturingLogger logger;
+    std::atomic<int> started{0};
+    Router router;
+    router.add_async("POST", "/write", [&](const Request&, Responder responder) {
+        ++started;
+        responder.respond(Response::json(201, {}));
+    });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto port = server.bound_port();
+    RawConnection idle(port);
+    RawConnection raw(port);
+    REQUIRE(wait_until([&] { return server.connection_count() == 2; }));
+    // The 100 tells the headers are in: the request is in flight when stop begins.
+    REQUIRE(raw.send("POST /write HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     "Content-Length: 2\r\n\r\n"));
+    REQUIRE(raw.read_until("\r\n\r\n").rfind("HTTP/1.1 100", 0) == 0);
+    auto stopped = std::async(std::launch::async, [&] { return server.stop(5s); });
+    bool idle_closed = false;
+    CHECK(idle.read_all(&idle_closed).empty());
+    REQUIRE(idle_closed);  // stop has begun
+    REQUIRE(raw.send("{}"));
+    const std::string reply = raw.read_all();
+    CHECK(reply.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(reply.find("\"message\"") != std::string::npos);
+    CHECK(started == 0);
+    CHECK(stopped.get());
+}
+
+TEST_CASE("HttpServer keeps serving after a handler throws something not a std::exception",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.threads = 1;
+    std::atomic<bool> thrown{false};
+    options.metrics_sources.push_back([&](std::string&) {
+        if (!thrown.exchange(true)) {
+            throw 42;  // NOLINT: the point of the test
+        }
+    });
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    HttpClient client;
+    auto first = client.request("GET", "127.0.0.1", server.bound_port(), "/metrics", {},
+                                "application/json", 2s);
+    CHECK_FALSE(first.has_value());  // that connection is lost
+    CHECK(wait_until([&] { return logger.contains("unexpected exception"); }));
+    HttpClient again;
+    auto res = again.request("GET", "127.0.0.1", server.bound_port(), "/hello");
+    REQUIRE(res.has_value());
+    CHECK(res->status == 200);
+    CHECK(again.request("GET", "127.0.0.1", server.bound_port(), "/metrics")->status == 200);
+}
+
+TEST_CASE("HttpServer gives a later request on a connection header_timeout for its headers",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.header_timeout = 300ms;
+    options.keep_alive_timeout = 3s;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection raw(server.bound_port());
+    REQUIRE(raw.connected());
+    std::string pending;
+    const std::string get = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+    REQUIRE(raw.send(get));
+    auto first = next_response(raw, pending);
+    REQUIRE(first.has_value());
+    CHECK(first->result_int() == 200);
+    // Idle longer than header_timeout: still within the keep-alive timeout.
+    std::this_thread::sleep_for(500ms);
+    REQUIRE(raw.send(get));
+    auto second = next_response(raw, pending);
+    REQUIRE(second.has_value());
+    CHECK(second->result_int() == 200);
+    // A third request's headers trickle in, one byte at a time: cut at about header_timeout.
+    std::atomic<bool> done{false};
+    const auto began = std::chrono::steady_clock::now();
+    std::thread trickle([&] {
+        if (!raw.send("GET /hello HTTP/1.1\r\nX-Slow: ")) {
+            return;
+        }
+        const auto limit = std::chrono::steady_clock::now() + 6s;
+        while (!done && std::chrono::steady_clock::now() < limit && raw.send("a")) {
+            std::this_thread::sleep_for(50ms);
+        }
+    });
+    bool closed = false;
+    CHECK(raw.read_all(&closed).empty());
+    const auto took = std::chrono::steady_clock::now() - began;
+    done = true;
+    trickle.join();
+    CHECK(closed);
+    CHECK(took >= 250ms);
+    CHECK(took < 1500ms);  // the keep-alive timeout is 3 s
+    CHECK(logger.contains("request headers not received in time"));
+}
+
+TEST_CASE("HttpServer answers 503 at the connection limit to a client that sends its whole "
+          "request first",
+          "[unit][http]") {
+    // Most clients send the whole request before they read. Closed unread, the connection
+    // resets: the client's send fails and it never looks at the 503.
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.max_connections = 1;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection held(server.bound_port());
+    REQUIRE(wait_until([&] { return server.connection_count() == 1; }));
+    const std::size_t body = std::size_t{2} << 20;  // below linger_bytes (4 MiB)
+    const std::string request = post_head(body) + std::string(body, 'a');
+    int answered = 0;
+    constexpr int kTries = 5;
+    for (int i = 0; i < kTries; ++i) {
+        RawConnection c(server.bound_port());
+        const bool sent = c.send(request);
+        bool closed = false;
+        const std::string reply = c.read_all(&closed);
+        INFO("try " << i << ": sent " << sent << " closed " << closed << " reply "
+                    << reply.substr(0, 12));
+        CHECK(sent);
+        if (sent && reply.rfind("HTTP/1.1 503", 0) == 0 && closed) {
+            ++answered;  // sent whole, read whole, then a clean close rather than a reset
+        }
+    }
+    CHECK(answered == kTries);
 }

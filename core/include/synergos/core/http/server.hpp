@@ -9,14 +9,16 @@
 /// (the connect writes: their answer comes back once the store's writer has committed them); a
 /// body limit (413), header and body read timeouts, a connection limit (503 past it),
 /// `GET /healthz`, `GET /readyz` and `GET /metrics` (Prometheus text; authenticated like the API
-/// when tokens are set), an access log line per request, and a graceful stop that lets
-/// in-flight requests finish. Optionally TLS (OpenSSL; mutual TLS when a client certificate is
-/// required) and bearer tokens (auth.hpp), checked as soon as the headers are in, before any body
-/// is read. Error answers sent before the body was read end with a lingering close (half-close,
-/// then drain a bounded amount for a bounded time) so the peer reads the answer instead of a
-/// reset. A large body of known length is read from the socket straight into a buffer kept for
-/// later requests (`body_buffer_bytes`): no copy through the parser's buffer and no fresh pages
-/// per model-sized request. Beast stays out of this header (pimpl).
+/// when tokens are set), HEAD answered as GET without the body, `Expect: 100-continue` answered
+/// once the headers pass the checks, an access log line per request, a deadline for
+/// asynchronous answers (504 past it), and a graceful stop that lets in-flight requests finish.
+/// Optionally TLS (OpenSSL; mutual TLS when a client certificate is required) and bearer tokens
+/// (auth.hpp), checked as soon as the headers are in, before any body is read. Error answers
+/// sent before the body was read, and the 503 past the connection limit, end with a lingering
+/// close (half-close, then drain a bounded amount for a bounded time) so the peer reads the
+/// answer instead of a reset. A large body of known length is read from the socket straight
+/// into a buffer kept for later requests (`body_buffer_bytes`): no copy through the parser's
+/// buffer and no fresh pages per model-sized request. Beast stays out of this header (pimpl).
 
 #include <chrono>
 #include <cstddef>
@@ -55,7 +57,12 @@ struct ServerOptions {
     std::size_t header_limit_bytes = 16 * 1024;           ///< larger headers get 431
     std::chrono::milliseconds header_timeout{10000};      ///< to receive a request's headers
     std::chrono::milliseconds body_timeout{60000};        ///< to receive its body
-    std::chrono::milliseconds keep_alive_timeout{30000};  ///< idle time between requests
+    /// Idle time between requests, until the next request's first byte; its headers then have
+    /// `header_timeout`.
+    std::chrono::milliseconds keep_alive_timeout{30000};
+    /// An asynchronous handler (Execution::Async) not answered in this time gets 504; an answer
+    /// after that is dropped.
+    std::chrono::milliseconds async_timeout{60000};
     std::size_t max_connections = 1024;  ///< open connections; one more gets 503 and is closed
     std::size_t max_json_depth = 64;     ///< passed to handlers through Request::max_json_depth
     bool access_log = true;              ///< one Info line per request through the logger
@@ -89,7 +96,10 @@ public:
 
     /// Stops accepting, closes idle connections, lets requests already being read or handled
     /// finish (their responses carry `Connection: close`) until `deadline`, then closes the rest
-    /// and joins the threads. Returns true when nothing had to be cut off.
+    /// and joins the threads. Asynchronous handlers are refused (503) once stopping; answers
+    /// still pending after the deadline are abandoned (a Responder called later does nothing).
+    /// Waits without limit only for Pool handlers already running. Returns true when nothing had
+    /// to be cut off.
     bool stop(std::chrono::milliseconds deadline);
 
     /// `GET /readyz` answers 200 when ready (default after start), 503 otherwise.
