@@ -3,10 +3,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <thread>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -38,6 +46,7 @@ struct Connection {
         b.reserve(256 * 1024);
         return b;
     }();
+    Clock::time_point idle_since;  ///< when it went back to the pool
 
     /// Runs `f` with the stream requests go through.
     template <class F>
@@ -48,6 +57,113 @@ struct Connection {
         return f(stream);
     }
 };
+
+/// An idle connection still usable: nothing to read (no EOF, no error, no stray bytes). A peer
+/// that closed it, or sent something unasked, would make the next request fail after it was
+/// sent, when it can no longer be retried safely.
+bool idle_connection_usable(Connection& conn) {
+    char byte = 0;
+    const auto n = ::recv(conn.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/// Methods that may be sent twice (RFC 9110 idempotent): a retry cannot run a POST twice.
+bool is_idempotent(bhttp::verb verb) {
+    return verb == bhttp::verb::get || verb == bhttp::verb::head || verb == bhttp::verb::put ||
+           verb == bhttp::verb::delete_ || verb == bhttp::verb::options;
+}
+
+/// Name lookups run on detached threads: getaddrinfo cannot be cancelled, and waiting for it
+/// (as destroying an Asio resolver does) would outlast any deadline. Bounded, so a DNS outage
+/// cannot pile up threads.
+constexpr int kMaxLookups = 32;
+std::atomic<int> lookups_in_flight{0};
+std::mutex resolve_mutex;
+detail::ResolveFn resolve_override;  // guarded by resolve_mutex; empty: getaddrinfo
+
+sdk::Result<std::vector<std::string>> system_resolve(const std::string& host) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    addrinfo* list = nullptr;
+    if (const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &list); rc != 0) {
+        return sdk::Error{sdk::ErrorCode::Unavailable, ::gai_strerror(rc)};
+    }
+    std::vector<std::string> out;
+    for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+        char text[INET6_ADDRSTRLEN] = {};
+        if (ai->ai_family == AF_INET) {
+            const auto* a = reinterpret_cast<const sockaddr_in*>(ai->ai_addr);
+            if (::inet_ntop(AF_INET, &a->sin_addr, text, sizeof text) != nullptr) {
+                out.emplace_back(text);
+            }
+        } else if (ai->ai_family == AF_INET6) {
+            const auto* a = reinterpret_cast<const sockaddr_in6*>(ai->ai_addr);
+            if (::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof text) != nullptr) {
+                out.emplace_back(text);
+                if (a->sin6_scope_id != 0) {
+                    out.back() += "%" + std::to_string(a->sin6_scope_id);  // link-local
+                }
+            }
+        }
+    }
+    ::freeaddrinfo(list);
+    return out;
+}
+
+/// Resolves `host` by `deadline` on a lookup thread of its own; a lookup still running then is
+/// left to finish alone (its result goes to the shared state nobody waits for any more).
+sdk::Result<std::vector<std::string>> resolve_by(const std::string& host,
+                                                 Clock::time_point deadline) {
+    struct Lookup {
+        std::mutex mutex;
+        std::condition_variable done;
+        std::optional<sdk::Result<std::vector<std::string>>> result;
+    };
+    detail::ResolveFn resolve;
+    {
+        std::lock_guard<std::mutex> lock(resolve_mutex);
+        resolve = resolve_override;
+    }
+    if (!resolve) {
+        resolve = system_resolve;
+    }
+    if (lookups_in_flight.fetch_add(1) >= kMaxLookups) {
+        lookups_in_flight.fetch_sub(1);
+        return sdk::Error{sdk::ErrorCode::Unavailable,
+                          "http: cannot resolve '" + host + "': " + std::to_string(kMaxLookups) +
+                              " name lookups are already pending (is DNS answering?)"};
+    }
+    auto lookup = std::make_shared<Lookup>();
+    try {
+        std::thread([lookup, resolve = std::move(resolve), host] {
+            std::optional<sdk::Result<std::vector<std::string>>> result;
+            try {
+                result.emplace(resolve(host));
+            } catch (const std::exception& e) {
+                result.emplace(sdk::Error{sdk::ErrorCode::Unavailable, e.what()});
+            }
+            lookups_in_flight.fetch_sub(1);
+            std::lock_guard<std::mutex> lock(lookup->mutex);
+            lookup->result = std::move(result);
+            lookup->done.notify_all();
+        }).detach();
+    } catch (const std::exception& e) {
+        lookups_in_flight.fetch_sub(1);
+        return sdk::Error{sdk::ErrorCode::Unavailable,
+                          "http: cannot resolve '" + host + "': " + e.what()};
+    }
+    std::unique_lock<std::mutex> lock(lookup->mutex);
+    if (!lookup->done.wait_until(lock, deadline, [&] { return lookup->result.has_value(); })) {
+        return sdk::Error{sdk::ErrorCode::Timeout, "http: resolving '" + host + "' timed out"};
+    }
+    if (!*lookup->result) {
+        return sdk::Error{sdk::ErrorCode::Unavailable, "http: cannot resolve '" + host +
+                                                           "': " + lookup->result->error().message};
+    }
+    return std::move(**lookup->result);
+}
 
 bool is_stale_connection_error(const beast::error_code& ec) {
     return ec == bhttp::error::end_of_stream || ec == net::error::eof ||
@@ -104,21 +220,31 @@ public:
         tls_ = make_tls_context(options_.tls, tls_error_);
     }
 
+    /// The most recently pooled connection still usable; old or closed ones are dropped.
     std::unique_ptr<Connection> take_idle(const std::string& key) {
+        std::vector<std::unique_ptr<Connection>> dropped;  // closed outside the lock
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = idle_.find(key);
-        if (it == idle_.end() || it->second.empty()) {
+        if (it == idle_.end()) {
             return nullptr;
         }
-        auto conn = std::move(it->second.back());
-        it->second.pop_back();
-        return conn;
+        const auto now = Clock::now();
+        while (!it->second.empty()) {
+            auto conn = std::move(it->second.back());
+            it->second.pop_back();
+            if (now - conn->idle_since < options_.max_idle_time && idle_connection_usable(*conn)) {
+                return conn;
+            }
+            dropped.push_back(std::move(conn));
+        }
+        return nullptr;
     }
 
     void give_back(const std::string& key, std::unique_ptr<Connection> conn) {
         std::lock_guard<std::mutex> lock(mutex_);
         auto& pool = idle_[key];
         if (pool.size() < options_.max_idle_per_host) {
+            conn->idle_since = Clock::now();
             pool.push_back(std::move(conn));
         }
     }
@@ -133,25 +259,21 @@ public:
         if (!ec) {
             endpoints.emplace_back(address, port);
         } else {
-            tcp::resolver resolver(conn->ioc);
-            bool resolved = false;
-            resolver.async_resolve(host, std::to_string(port),
-                                   [&](beast::error_code rec, tcp::resolver::results_type results) {
-                                       resolved = true;
-                                       ec = rec;
-                                       for (const auto& entry : results) {
-                                           endpoints.push_back(entry.endpoint());
-                                       }
-                                   });
-            conn->ioc.run_until(connect_deadline);
-            if (!resolved) {
-                resolver.cancel();
-                return sdk::Error{sdk::ErrorCode::Timeout,
-                                  "http: resolving '" + host + "' timed out"};
+            // Not an Asio resolver: destroying one joins its thread, blocked in getaddrinfo
+            // for as long as the system's DNS timeouts, whatever our deadline.
+            auto addresses = resolve_by(host, connect_deadline);
+            if (!addresses) {
+                return addresses.error();
             }
-            if (ec || endpoints.empty()) {
+            for (const auto& text : *addresses) {
+                const auto resolved = net::ip::make_address(text, ec);
+                if (!ec) {
+                    endpoints.emplace_back(resolved, port);
+                }
+            }
+            if (endpoints.empty()) {
                 return sdk::Error{sdk::ErrorCode::Unavailable,
-                                  "http: cannot resolve '" + host + "': " + ec.message()};
+                                  "http: cannot resolve '" + host + "': no address"};
             }
         }
         conn->stream.expires_at(connect_deadline);
@@ -207,28 +329,32 @@ HttpClient::~HttpClient() = default;
 
 namespace {
 
-/// Collects a body into one string; a body of known length is read into it once, without
-/// growth or a second copy.
+/// Collects a body into one string, grown as bytes arrive: a peer declaring a large length
+/// and sending nothing commits nothing.
 class StringSink final : public ResponseSink {
 public:
+    /// Bytes made writable ahead of those received. The capacity grows geometrically (copies
+    /// stay linear) but only this much of it is touched ahead of the data.
+    static constexpr std::size_t kAhead = 1024 * 1024;
+
     explicit StringSink(std::size_t limit) : limit_(limit) {}
 
     sdk::Status on_head(const Response& head, std::optional<std::uint64_t> length) override {
         response_ = head;
-        known_ = length.has_value();
-        if (known_) {
-            response_.body.resize(static_cast<std::size_t>(*length));
-        }
+        // Chunked: never past the limit (+1 to detect an excess).
+        end_ = length ? static_cast<std::size_t>(*length) : limit_ + 1;
         return sdk::Status::ok();
     }
     std::span<char> next_buffer() override {
-        if (!known_ && filled_ == response_.body.size()) {
-            // Chunked: grow geometrically, never past the limit (+1 to detect an excess).
-            const std::size_t next =
-                std::min(std::max<std::size_t>(64 * 1024, response_.body.size() * 2), limit_ + 1);
-            response_.body.resize(std::max(next, filled_ + 1));
+        auto& body = response_.body;
+        if (filled_ == body.size()) {
+            const std::size_t want = std::min(end_, filled_ + kAhead);
+            if (want > body.capacity()) {
+                body.reserve(std::min(end_, std::max(want, body.capacity() * 2)));
+            }
+            body.resize(std::max(want, filled_ + 1));
         }
-        return {response_.body.data() + filled_, response_.body.size() - filled_};
+        return {body.data() + filled_, body.size() - filled_};
     }
     sdk::Status wrote(std::size_t n) override {
         filled_ += n;
@@ -245,7 +371,7 @@ public:
 private:
     std::size_t limit_;
     Response response_;
-    bool known_ = false;
+    std::size_t end_ = 0;  ///< the declared length, or the limit + 1
     std::size_t filled_ = 0;
 };
 
@@ -345,20 +471,27 @@ sdk::Status HttpClient::request_streaming(
         bhttp::request_serializer<bhttp::empty_body> serializer{req};
 
         // buffer_body: a chunked or unframed body is read into the sink's buffers by the parser.
-        bhttp::response_parser<bhttp::buffer_body> parser;
-        parser.body_limit(limit);
-        parser.skip(verb == bhttp::verb::head);  // a HEAD answer's Content-Length has no body
+        // One per response: interim 1xx answers each take a fresh one.
+        std::optional<bhttp::response_parser<bhttp::buffer_body>> parser;
+        auto new_parser = [&] {
+            parser.emplace();
+            parser->body_limit(limit);
+            parser->skip(verb == bhttp::verb::head);  // a HEAD answer's Content-Length has no body
+        };
+        new_parser();
         beast::error_code write_ec;
         beast::error_code read_ec;
+        std::size_t head_sent = 0;  // bytes of the request head the socket took
         conn->stream.expires_at(deadline);
         conn->with_stream([&](auto& stream) {
             auto read_head = [&] {
                 bhttp::async_read_header(
-                    stream, conn->buffer, parser,
+                    stream, conn->buffer, *parser,
                     [&](beast::error_code rec, std::size_t) { read_ec = rec; });
             };
             bhttp::async_write_header(
-                stream, serializer, [&, read_head](beast::error_code ec, std::size_t) {
+                stream, serializer, [&, read_head](beast::error_code ec, std::size_t n) {
+                    head_sent = n;
                     if (ec) {
                         write_ec = ec;
                         sink.on_sent();
@@ -378,19 +511,43 @@ sdk::Status HttpClient::request_streaming(
         });
         conn->ioc.restart();
         conn->ioc.run();
-        if (write_ec && !read_ec && parser.is_header_done()) {
+        // Interim answers (100 Continue, 103 Early Hints) come before the real one: Beast
+        // completes them as messages, and taking one as final would leave the real answer
+        // for the next request on this connection. 101 ends HTTP on the connection: final.
+        bool interim = false;
+        while (!read_ec && parser->is_header_done() && parser->get().result_int() / 100 == 1 &&
+               parser->get().result_int() != 101) {
+            interim = true;
+            new_parser();
+            conn->with_stream([&](auto& stream) {
+                bhttp::async_read_header(
+                    stream, conn->buffer, *parser,
+                    [&](beast::error_code rec, std::size_t) { read_ec = rec; });
+            });
+            conn->ioc.restart();
+            conn->ioc.run();
+        }
+        if (write_ec && !read_ec && parser->is_header_done()) {
             write_ec = {};  // the server answered early (e.g. 413): that answer counts
         }
         const beast::error_code ec = write_ec ? write_ec : read_ec;
         if (ec) {
-            if (reused && attempt == 0 &&
-                (write_ec || (is_stale_connection_error(read_ec) && !parser.got_some()))) {
-                continue;  // the peer closed the idle connection: retry once on a fresh one
+            // A reused connection that ends before any answer usually means the server had
+            // closed it, but a server that ran the request and then died looks the same: only a
+            // request that may run twice is sent again, or one of which no byte left. Never
+            // past the deadline.
+            const bool unanswered =
+                !interim && !parser->got_some() && (write_ec || is_stale_connection_error(read_ec));
+            const bool nothing_sent = write_ec && head_sent == 0;
+            if (reused && attempt == 0 && unanswered && ec != beast::error::timeout &&
+                Clock::now() < deadline && (is_idempotent(verb) || nothing_sent) &&
+                sink.on_retry()) {
+                continue;  // retry once on a fresh connection
             }
             return failure(ec);
         }
 
-        auto& res = parser.get();
+        auto& res = parser->get();
         Response head;
         head.status = static_cast<int>(res.result_int());
         head.content_type = std::string(res[bhttp::field::content_type]);
@@ -401,10 +558,10 @@ sdk::Status HttpClient::request_streaming(
             }
         }
         std::optional<std::uint64_t> length;
-        if (parser.is_done()) {
+        if (parser->is_done()) {
             length = 0;  // no body (204, 304): a Content-Length here describes nothing to read
-        } else if (parser.content_length() && !parser.chunked()) {
-            length = *parser.content_length();
+        } else if (parser->content_length() && !parser->chunked()) {
+            length = *parser->content_length();
         }
         if (length && *length > limit) {
             return failure(bhttp::error::body_limit);
@@ -457,7 +614,7 @@ sdk::Status HttpClient::request_streaming(
             }
         } else {
             std::uint64_t received = 0;
-            while (!parser.is_done()) {
+            while (!parser->is_done()) {
                 const auto dest = sink.next_buffer();
                 if (dest.empty()) {
                     return {sdk::ErrorCode::Internal, "http: " + where + ": no room for the body"};
@@ -466,7 +623,7 @@ sdk::Status HttpClient::request_streaming(
                 res.body().size = dest.size();
                 res.body().more = true;
                 conn->with_stream([&](auto& stream) {
-                    bhttp::async_read(stream, conn->buffer, parser,
+                    bhttp::async_read(stream, conn->buffer, *parser,
                                       [&](beast::error_code rec, std::size_t) { read_ec = rec; });
                 });
                 conn->ioc.restart();
@@ -490,7 +647,7 @@ sdk::Status HttpClient::request_streaming(
         if (auto st = sink.on_end(); !st) {
             return st;
         }
-        if (parser.keep_alive() && conn->buffer.size() == 0) {
+        if (parser->keep_alive() && conn->buffer.size() == 0) {
             impl_->give_back(key, std::move(conn));
         }
         return sdk::Status::ok();
@@ -509,6 +666,11 @@ std::size_t HttpClient::idle_connections() const {
 
 std::size_t HttpClient::connections_opened() const noexcept {
     return impl_->opened_;
+}
+
+void detail::set_resolve_for_testing(ResolveFn resolve) {
+    std::lock_guard<std::mutex> lock(resolve_mutex);
+    resolve_override = std::move(resolve);
 }
 
 }  // namespace synergos::core::http

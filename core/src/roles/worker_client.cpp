@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "synergos/core/roles/worker_client.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <unordered_map>
 
@@ -24,7 +27,8 @@ using Clock = std::chrono::steady_clock;
 /// Bounds the weight replies held at once and keeps the buffers of visited replies for the
 /// next ones (fresh model-sized buffers cost page faults on every round). A waiting reply
 /// goes ahead anyway when no reply being received has made progress for `kStalled`: a worker
-/// that hangs mid-reply must not make every other worker miss its deadline.
+/// that hangs mid-reply must not make every other worker miss its deadline. Buffers grow as
+/// bytes arrive, so a reply let in this way commits only what it received.
 class ReplyGate {
 public:
     static constexpr std::chrono::milliseconds kStalled{500};
@@ -119,6 +123,25 @@ struct StreamTarget {
 /// Elements of one streamed piece: the fixed receive buffer of a streaming reply (64 KiB).
 constexpr std::size_t kPieceFloats = 16384;
 
+/// JSON (or any non-weight) replies take no reply slot, so they get a cap of their own far
+/// below the client's 1 GiB: a worker cannot make the TTP hold a model's worth of text.
+constexpr std::size_t kMaxTextReplyBytes = std::size_t{16} << 20;
+
+/// Bytes made writable ahead of those received: a declared length is committed as the bytes
+/// arrive, not when the header does (a worker that declares 1 GiB and stalls holds nothing).
+constexpr std::size_t kGrowAhead = std::size_t{1} << 20;
+
+/// Makes room after the `filled` bytes of `buf`, never past `end`: the size (touched memory)
+/// runs at most `kGrowAhead` ahead of the data, the capacity doubles so copies stay linear.
+template <class Buffer>
+void grow_towards(Buffer& buf, std::size_t filled, std::size_t end) {
+    const std::size_t want = std::min(end, filled + kGrowAhead);
+    if (want > buf.capacity()) {
+        buf.reserve(std::min(end, std::max(want, buf.capacity() * 2)));
+    }
+    buf.resize(want);
+}
+
 /// Receives a worker's reply: a safetensors body of known length lands straight in the
 /// reply's tensors (8-byte length, header, then each tensor's bytes in data order), or, when a
 /// streaming visitor asks for it, each F32 tensor passes through a fixed buffer to the visitor
@@ -154,17 +177,39 @@ public:
         }
     }
 
+    /// A resend is a send: it waits for a sending slot like the first one.
+    bool on_retry() noexcept override {
+        try {
+            return acquire_send();
+        } catch (const std::exception&) {
+            return false;
+        }
+    }
+
     sdk::Status on_head(const http::Response& head, std::optional<std::uint64_t> length) override {
         reply_.status = head.status;
         weights_ = head.content_type.rfind(tensor::kSafetensorsContentType, 0) == 0;
         if (weights_ && !length) {
-            // Chunked weights: collected whole, then decoded (workers send a length).
+            // Chunked weights: collected whole, then decoded (workers send a length). They
+            // take a reply slot first, as any weights do.
             weights_ = false;
             chunked_weights_ = true;
+            if (gate_ != nullptr) {
+                sdk::TensorMap spare;
+                if (!gate_->acquire(deadline_, spare)) {
+                    return {sdk::ErrorCode::Timeout,
+                            "worker '" + node_.participant_id +
+                                "': timed out waiting to receive its reply"};
+                }
+                holds_slot_ = true;
+                reply_.tensors = std::move(spare);  // decoding reuses same-named buffers
+            }
         }
         if (weights_) {
             length_ = *length;
             stage_ = Stage::Prefix;
+        } else if (!chunked_weights_ && length && *length > kMaxTextReplyBytes) {
+            return text_too_large(*length);
         }
         return sdk::Status::ok();
     }
@@ -183,6 +228,9 @@ public:
                             std::min(room, e.bytes - filled_)};
                 }
                 auto& data = reply_.tensors.tensors[static_cast<std::size_t>(e.target)].data;
+                if (filled_ == data.size()) {
+                    grow_towards(data, filled_, e.bytes);
+                }
                 return {reinterpret_cast<char*>(data.data()) + filled_, data.size() - filled_};
             }
             case Stage::Done:
@@ -191,7 +239,9 @@ public:
                 break;
         }
         if (filled_ == text_.size()) {
-            text_.resize(std::max<std::size_t>(4096, text_.size() * 2));
+            // +1: a byte past the cap shows the excess.
+            const std::size_t cap = chunked_weights_ ? SIZE_MAX - 1 : kMaxTextReplyBytes;
+            text_.resize(std::min(std::max<std::size_t>(4096, text_.size() * 2), cap + 1));
         }
         return {text_.data() + filled_, text_.size() - filled_};
     }
@@ -229,6 +279,13 @@ public:
                 break;
             }
             case Stage::Text:
+                if (!chunked_weights_ && filled_ > kMaxTextReplyBytes) {
+                    return text_too_large();
+                }
+                if (gate_ != nullptr && holds_slot_) {
+                    gate_->progress();  // chunked weights arriving: not a stall
+                }
+                break;
             case Stage::Done:
                 break;
         }
@@ -303,6 +360,15 @@ private:
                                                    "': the TTP stopped receiving its reply"};
         }
         return sdk::Status::ok();
+    }
+
+    /// `declared`: the reply's Content-Length, when that is what is too large.
+    sdk::Status text_too_large(std::optional<std::uint64_t> declared = std::nullopt) const {
+        return {sdk::ErrorCode::ResourceExhausted,
+                "worker '" + node_.participant_id + "': its reply" +
+                    (declared ? " of " + std::to_string(*declared) + " bytes" : std::string()) +
+                    " exceeds the " + std::to_string(kMaxTextReplyBytes) +
+                    "-byte limit for replies without weights"};
     }
 
     sdk::Status invalid(const std::string& why) const {
@@ -380,7 +446,11 @@ private:
             t.name = std::move(l.name);
             t.dtype = l.dtype;
             t.shape = std::move(l.shape);
-            t.data.resize(bytes);
+            if (t.data.capacity() >= bytes) {
+                t.data.resize(bytes);  // a kept buffer: already ours, nothing new committed
+            } else {
+                t.data.clear();  // grown as its bytes arrive (next_buffer)
+            }
             entries_.push_back({bytes, static_cast<std::ptrdiff_t>(tensors.size())});
             tensors.push_back(std::move(t));
         }

@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <condition_variable>
 #include <cstdint>
+#include <fstream>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -309,4 +315,297 @@ TEST_CASE("HttpClient streams a body sent in pieces and a response into small bu
     auto again = client.request("POST", "127.0.0.1", f.port(), "/echo", "after");
     REQUIRE(again.has_value());
     CHECK(again->body == "after");
+}
+
+namespace {
+
+/// A name lookup for `detail::set_resolve_for_testing` that blocks until released (a DNS
+/// server that does not answer), then resolves to 127.0.0.1. Restores getaddrinfo when done.
+struct HangingDns {
+    struct State {
+        std::mutex mutex;
+        std::condition_variable cv;
+        bool released = false;
+        std::atomic<int> entered{0};
+        std::atomic<int> left{0};
+    };
+    HangingDns() {
+        synergos::core::http::detail::set_resolve_for_testing(
+            [state = state](const std::string&) -> synergos::sdk::Result<std::vector<std::string>> {
+                ++state->entered;
+                {
+                    std::unique_lock<std::mutex> lock(state->mutex);
+                    state->cv.wait_for(lock, 5s, [&] { return state->released; });
+                }
+                ++state->left;
+                return std::vector<std::string>{"127.0.0.1"};
+            });
+    }
+    ~HangingDns() {
+        release();
+        synergos::core::http::detail::set_resolve_for_testing({});
+        // Lookup threads outlive their calls: let them end before the next test counts them.
+        synergos::testing::wait_until([&] { return state->left == state->entered; });
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->released = true;
+        state->cv.notify_all();
+    }
+    std::shared_ptr<State> state = std::make_shared<State>();
+};
+
+}  // namespace
+
+TEST_CASE("HttpClient bounds a hanging name lookup by the request timeout", "[unit][http]") {
+    Fixture f;
+    HangingDns dns;
+    HttpClient client;
+    const auto began = std::chrono::steady_clock::now();
+    auto res =
+        client.request("GET", "worker.example", f.port(), "/big", {}, "application/json", 300ms);
+    const auto took = std::chrono::steady_clock::now() - began;
+    REQUIRE_FALSE(res.has_value());
+    CHECK(res.error().code == ErrorCode::Timeout);
+    CHECK(res.error().message.find("worker.example") != std::string::npos);
+    CHECK(took < 1s);
+    CHECK(dns.state->entered == 1);
+    // Numeric addresses never go through the lookup.
+    CHECK(client.request("GET", "127.0.0.1", f.port(), "/big")->status == 200);
+    (void)client.request("GET", "::1", f.port(), "/big", {}, "", 2s);  // IPv6: any answer
+    CHECK(dns.state->entered == 1);
+    // Once the lookup answers, a name connects.
+    dns.release();
+    auto named = client.request("GET", "worker.example", f.port(), "/big", {}, "", 2s);
+    REQUIRE(named.has_value());
+    CHECK(named->status == 200);
+}
+
+TEST_CASE("HttpClient caps the name lookups pending at once", "[unit][http]") {
+    HangingDns dns;
+    HttpClient client;
+    std::vector<std::thread> callers;
+    std::atomic<int> timed_out{0};
+    for (int i = 0; i < 32; ++i) {
+        callers.emplace_back([&] {
+            auto res = client.request("GET", "hung.example", 9, "/", {}, "", 300ms);
+            if (!res && res.error().code == ErrorCode::Timeout) {
+                ++timed_out;
+            }
+        });
+    }
+    for (auto& t : callers) {
+        t.join();
+    }
+    CHECK(timed_out == 32);
+    REQUIRE(dns.state->entered == 32);  // still blocked: 32 lookups pending
+    const auto began = std::chrono::steady_clock::now();
+    auto refused = client.request("GET", "one-more.example", 9, "/", {}, "", 5s);
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().code == ErrorCode::Unavailable);
+    CHECK(refused.error().message.find("pending") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - began < 1s);
+    CHECK(dns.state->entered == 32);
+}
+
+namespace {
+
+/// A raw keep-alive server on loopback: every request it reads (on any connection, one thread
+/// each) goes to `script` with its number (from 0), which says what to send back: pieces
+/// written 50 ms apart, then whether to close. No pieces: close without answering.
+class ScriptedServer {
+public:
+    struct Answer {
+        std::vector<std::string> pieces;
+        bool close = false;
+    };
+    using Script = std::function<Answer(int n, const std::string& request)>;
+
+    explicit ScriptedServer(Script script) : script_(std::move(script)) {
+        listener_ = synergos::testing::listen_loopback(port, 8);
+        REQUIRE(listener_ >= 0);
+        acceptor_ = std::thread([this] { accept_loop(); });
+    }
+    ~ScriptedServer() {
+        ::shutdown(listener_, SHUT_RDWR);
+        acceptor_.join();
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (int fd : open_) {
+                ::shutdown(fd, SHUT_RDWR);
+            }
+        }
+        for (auto& t : connections_) {
+            t.join();
+        }
+        ::close(listener_);
+    }
+    std::uint16_t port = 0;
+    std::atomic<int> requests{0};  ///< requests read in full
+    std::atomic<int> closed{0};    ///< connections this server closed
+
+private:
+    void accept_loop() {
+        for (;;) {
+            const int fd = ::accept(listener_, nullptr, nullptr);
+            if (fd < 0) {
+                return;
+            }
+            std::lock_guard<std::mutex> lock(mutex_);
+            open_.push_back(fd);
+            connections_.emplace_back([this, fd] { serve(fd); });
+        }
+    }
+    void serve(int fd) {
+        for (;;) {
+            const std::string request = synergos::testing::read_request(fd);
+            if (request.find("\r\n\r\n") == std::string::npos) {
+                break;  // the client closed (or the test ends)
+            }
+            const Answer answer = script_(requests++, request);
+            for (std::size_t i = 0; i < answer.pieces.size(); ++i) {
+                if (i > 0) {
+                    std::this_thread::sleep_for(50ms);
+                }
+                (void)!::write(fd, answer.pieces[i].data(), answer.pieces[i].size());
+            }
+            if (answer.pieces.empty() || answer.close) {
+                break;
+            }
+        }
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            open_.erase(std::find(open_.begin(), open_.end(), fd));
+        }
+        ::close(fd);
+        ++closed;
+    }
+
+    Script script_;
+    int listener_ = -1;
+    std::thread acceptor_;
+    std::mutex mutex_;
+    std::vector<int> open_;
+    std::vector<std::thread> connections_;
+};
+
+std::string ok(const std::string& body) {
+    return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+/// Peak resident size of this process in KiB since the last reset (`reset_peak_rss`).
+long peak_rss_kib() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmHWM:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return -1;
+}
+
+/// Lowers the peak to the current resident size (Linux: "5" to clear_refs).
+void reset_peak_rss() {
+    std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+}  // namespace
+
+TEST_CASE("HttpClient does not send a POST again when the connection ends after the request",
+          "[unit][http]") {
+    // The worker answers the first POST then runs the second and dies before answering: the
+    // TTP must not run it a second time on a fresh connection.
+    ScriptedServer s([](int n, const std::string&) -> ScriptedServer::Answer {
+        if (n == 0) {
+            return {{ok("first")}};
+        }
+        return {};
+    });
+    HttpClient client;
+    auto first =
+        client.request("POST", "127.0.0.1", s.port, "/train", "{}", "application/json", 5s);
+    REQUIRE(first.has_value());
+    CHECK(first->body == "first");
+    auto second =
+        client.request("POST", "127.0.0.1", s.port, "/train", "{}", "application/json", 5s);
+    REQUIRE_FALSE(second.has_value());
+    CHECK(second.error().code == ErrorCode::Unavailable);
+    CHECK(synergos::testing::wait_until([&] { return s.closed == 1; }));
+    std::this_thread::sleep_for(100ms);  // a resend, if any, would have arrived by now
+    CHECK(s.requests == 2);
+    CHECK(client.connections_opened() == 1);
+}
+
+TEST_CASE("HttpClient does not reuse a pooled connection the server closed while idle",
+          "[unit][http]") {
+    ScriptedServer s([](int n, const std::string&) -> ScriptedServer::Answer {
+        if (n == 0) {
+            return {{ok("first")}, /*close=*/true};  // keep-alive promised, then closed idle
+        }
+        return {{ok("second")}};
+    });
+    HttpClient client;
+    REQUIRE(client.request("POST", "127.0.0.1", s.port, "/train", "{}")->body == "first");
+    REQUIRE(synergos::testing::wait_until([&] { return s.closed == 1; }));
+    std::this_thread::sleep_for(100ms);  // the FIN reaches the client's socket
+    auto second =
+        client.request("POST", "127.0.0.1", s.port, "/train", "{}", "application/json", 5s);
+    REQUIRE(second.has_value());
+    CHECK(second->body == "second");
+    CHECK(s.requests == 2);  // sent once, on a new connection
+    CHECK(client.connections_opened() == 2);
+}
+
+TEST_CASE("HttpClient does not reuse a connection idle longer than max_idle_time", "[unit][http]") {
+    ScriptedServer s(
+        [](int, const std::string&) -> ScriptedServer::Answer { return {{ok("hi")}}; });
+    ClientOptions options;
+    options.max_idle_time = 50ms;
+    HttpClient client(options);
+    REQUIRE(client.request("POST", "127.0.0.1", s.port, "/a", "{}")->body == "hi");
+    REQUIRE(client.request("POST", "127.0.0.1", s.port, "/a", "{}")->body == "hi");
+    CHECK(client.connections_opened() == 1);
+    std::this_thread::sleep_for(150ms);
+    REQUIRE(client.request("POST", "127.0.0.1", s.port, "/a", "{}")->body == "hi");
+    CHECK(client.connections_opened() == 2);
+    CHECK(s.requests == 3);
+}
+
+TEST_CASE("HttpClient skips interim 1xx answers and keeps the connection in step", "[unit][http]") {
+    ScriptedServer s([](int n, const std::string&) -> ScriptedServer::Answer {
+        if (n == 0) {
+            return {{"HTTP/1.1 100 Continue\r\n\r\n",
+                     "HTTP/1.1 103 Early Hints\r\nLink: </w>; rel=preload\r\n\r\n", ok("first")}};
+        }
+        return {{ok("second")}};
+    });
+    HttpClient client;
+    auto first = client.request("POST", "127.0.0.1", s.port, "/a", "{}", "application/json", 5s);
+    REQUIRE(first.has_value());
+    CHECK(first->status == 200);
+    CHECK(first->body == "first");
+    auto second = client.request("POST", "127.0.0.1", s.port, "/b", "{}", "application/json", 5s);
+    REQUIRE(second.has_value());
+    CHECK(second->status == 200);
+    CHECK(second->body == "second");
+    CHECK(client.connections_opened() == 1);
+}
+
+TEST_CASE("HttpClient commits memory for a response as its bytes arrive not at its header",
+          "[unit][http]") {
+    // Declares 512 MiB and sends three bytes of it, then nothing until the test ends.
+    constexpr std::size_t declared = std::size_t{512} << 20;
+    ScriptedServer s([](int, const std::string&) -> ScriptedServer::Answer {
+        return {{"HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(declared) + "\r\n\r\nabc"}};
+    });
+    HttpClient client;
+    reset_peak_rss();
+    const long before = peak_rss_kib();
+    auto res = client.request("GET", "127.0.0.1", s.port, "/huge", {}, "", 300ms);
+    const long grown = peak_rss_kib() - before;
+    REQUIRE_FALSE(res.has_value());
+    CHECK(res.error().code == ErrorCode::Timeout);
+    INFO("peak RSS grew by " << grown << " KiB");
+    CHECK(grown < 32 * 1024);
 }

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -547,4 +548,128 @@ TEST_CASE("worker client streams F32 tensors and hands the other dtypes whole in
     CHECK(streamed[0].data == make_tensor("bn.weight", {70000}, 3.0f).data);
     CHECK(streamed[1].data.empty());  // the I64 tensor never went through on_weights
     CHECK(streamed[2].data == make_tensor("bn.bias", {5}, -1.0f).data);
+}
+
+namespace {
+
+/// A worker that reads the request, then sends the head of a reply declaring `data_bytes` more
+/// than it will ever send (weights: the safetensors length and header of one F32 tensor of
+/// that size; else JSON of that size) and nothing more until the test ends.
+class DeclaringWorker {
+public:
+    DeclaringWorker(bool weights, std::uint64_t data_bytes)
+        : weights_(weights), data_bytes_(data_bytes) {
+        listener_ = synergos::testing::listen_loopback(port, 4);
+        REQUIRE(listener_ >= 0);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~DeclaringWorker() {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            released_ = true;
+            cv_.notify_all();
+        }
+        ::shutdown(listener_, SHUT_RDWR);
+        thread_.join();
+        ::close(listener_);
+    }
+    std::uint16_t port = 0;
+
+private:
+    void serve() {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) {
+            return;
+        }
+        (void)synergos::testing::read_request(fd);
+        std::string out;
+        if (weights_) {
+            std::string header = R"({"__metadata__":{"json":"{}"},"w":{"dtype":"F32","shape":[)" +
+                                 std::to_string(data_bytes_ / 4) + R"(],"data_offsets":[0,)" +
+                                 std::to_string(data_bytes_) + "]}}";
+            header.append((8 - header.size() % 8) % 8, ' ');
+            char prefix[8];
+            std::uint64_t len = header.size();
+            for (char& c : prefix) {
+                c = static_cast<char>(len & 0xff);
+                len >>= 8;
+            }
+            out =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\n"
+                "Content-Length: " +
+                std::to_string(8 + header.size() + data_bytes_) + "\r\n\r\n" +
+                std::string(prefix, 8) + header;
+        } else {
+            out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                  std::to_string(data_bytes_) + "\r\n\r\n{\"a\":";
+        }
+        (void)!::write(fd, out.data(), out.size());
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait_for(lock, 20s, [this] { return released_; });
+        ::close(fd);
+    }
+
+    bool weights_;
+    std::uint64_t data_bytes_;
+    int listener_ = -1;
+    std::thread thread_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool released_ = false;
+};
+
+/// Peak resident size of this process in KiB since the last reset (`reset_peak_rss`).
+long peak_rss_kib() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmHWM:", 0) == 0) {
+            return std::stol(line.substr(6));
+        }
+    }
+    return -1;
+}
+
+/// Lowers the peak to the current resident size (Linux: "5" to clear_refs).
+void reset_peak_rss() {
+    std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+}  // namespace
+
+TEST_CASE("worker client commits no memory for replies that are declared but never sent",
+          "[unit][worker_client]") {
+    // Three workers declare 512 MiB of weights and one 512 MiB of JSON: none of it arrives.
+    constexpr std::uint64_t declared = std::uint64_t{512} << 20;
+    std::vector<std::unique_ptr<DeclaringWorker>> raw;
+    std::vector<sdk::GridNode> nodes;
+    for (int i = 0; i < 4; ++i) {
+        raw.push_back(std::make_unique<DeclaringWorker>(/*weights=*/i < 3, declared));
+        nodes.push_back({"w" + std::to_string(i), "127.0.0.1", raw.back()->port});
+    }
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/4);
+    auto reqs = train_requests(4, model);
+    for (auto& r : reqs) {
+        r.timeout = 1500ms;
+    }
+    Collect visitor(false);
+    reset_peak_rss();
+    const long before = peak_rss_kib();
+    const auto started = std::chrono::steady_clock::now();
+    client.call_all(nodes, reqs, visitor);
+    const long grown = peak_rss_kib() - before;
+    CHECK(std::chrono::steady_clock::now() - started < 5s);
+    for (std::size_t i = 0; i < 3; ++i) {
+        INFO("worker " << i << " " << visitor.errors[i]);
+        REQUIRE(visitor.errors.count(i) == 1);
+        CHECK(visitor.errors[i].find("timed out") != std::string::npos);
+    }
+    // JSON has a cap of its own, far below a model: refused at the head, naming the worker.
+    REQUIRE(visitor.errors.count(3) == 1);
+    CHECK(visitor.errors[3].find("worker 'w3'") != std::string::npos);
+    CHECK(visitor.errors[3].find("limit") != std::string::npos);
+    INFO("peak RSS grew by " << grown << " KiB");
+    CHECK(grown < 64 * 1024);  // 2 GiB declared in all
 }

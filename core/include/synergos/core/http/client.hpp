@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -36,6 +37,9 @@ struct ClientOptions {
     std::chrono::milliseconds connect_timeout{5000};      ///< resolve + TCP connect
     std::size_t max_response_bytes = 1024 * 1024 * 1024;  ///< larger bodies fail the request
     std::size_t max_idle_per_host = 8;  ///< idle keep-alive connections kept per host:port
+    /// An idle connection older than this is closed rather than reused: below the servers'
+    /// keep-alive (30 s), so a request never races the server closing it.
+    std::chrono::milliseconds max_idle_time{15000};
     std::string user_agent = "synergos";
     ClientTlsOptions tls;
     /// Sent with every request (e.g. `Authorization: Bearer ...`); a request's own headers win.
@@ -65,6 +69,11 @@ public:
     virtual sdk::Status on_end() = 0;
     /// The request was written (or its write failed); called before the response is read.
     virtual void on_sent() noexcept {}
+    /// The request is about to be sent again on a fresh connection (after `on_sent`, before any
+    /// `on_head`). False: do not; the call fails with the first attempt's error.
+    virtual bool on_retry() noexcept {
+        return true;
+    }
 };
 
 /// Threading: `request` may be called from many threads at once; each call uses its own
@@ -78,10 +87,13 @@ public:
     HttpClient& operator=(const HttpClient&) = delete;
 
     /// Sends one request and reads the whole response within `timeout` (connecting counts
-    /// against `connect_timeout` as well). Errors: Unavailable (cannot resolve or connect, peer
-    /// closed), Timeout, ResourceExhausted (response too large), InvalidArgument (bad method).
-    /// A failure on a reused idle connection that the peer had closed is retried once on a
-    /// fresh connection. Any HTTP status is a success at this level.
+    /// against `connect_timeout` as well, name lookup included). Errors: Unavailable (cannot
+    /// resolve or connect, peer closed), Timeout, ResourceExhausted (response too large),
+    /// InvalidArgument (bad method). Idle connections are checked before reuse; a failure on a
+    /// reused one that the peer had closed is retried once on a fresh connection, but only for
+    /// GET, HEAD, PUT, DELETE and OPTIONS, or when no byte of the request was sent, and never
+    /// after a timeout: a POST the server may have run is not run twice. Interim 1xx answers
+    /// (but 101) are skipped. Any final HTTP status is a success at this level.
     sdk::Result<Response> request(
         std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
         std::string_view body = {}, std::string_view content_type = "application/json",
@@ -106,5 +118,16 @@ private:
     class Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+namespace detail {
+
+/// Resolves a host name to numeric addresses (IPv4 or IPv6 text); blocking, called on a
+/// lookup thread of its own.
+using ResolveFn = std::function<sdk::Result<std::vector<std::string>>(const std::string& host)>;
+/// Replaces the name lookup of every client (tests: a lookup that hangs); empty restores
+/// getaddrinfo.
+void set_resolve_for_testing(ResolveFn resolve);
+
+}  // namespace detail
 
 }  // namespace synergos::core::http
