@@ -37,7 +37,8 @@ public:
           concurrent_sends_(concurrent_sends == 0 ? 1 : concurrent_sends) {}
 
     /// Weights are sent from the request's tensors (no encoded copy) and received straight into
-    /// the reply's tensors (no body string, no decode copy).
+    /// the reply's tensors (no body string, no decode copy), grown as their bytes arrive. A
+    /// reply without weights (JSON) is limited to 16 MiB (ResourceExhausted naming the worker).
     sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node,
                                        const sdk::WorkerRequest& request) noexcept override;
     /// Calls every node on its own thread; replies are visited on the calling thread, one at a
