@@ -89,7 +89,8 @@ int check_config(const core::CliInvocation& inv) {
         std::cerr << "synergos: warning: " << warning << "\n";
     }
     std::cout << *inv.config_file << ": ok (role " << core::role_name(config.node.role) << ", "
-              << checked << " plugin" << (checked == 1 ? "" : "s") << " checked)\n";
+              << checked << " plugin" << (checked == 1 ? "" : "s")
+              << " checked; nothing was started or connected to)\n";
     return kExitOk;
 }
 

@@ -283,3 +283,42 @@ TEST_CASE("A director serves its job service's and store writer's metrics at GET
     CHECK(*code == 0);
 }
 #endif
+
+#if defined(SYNERGOS_CLI_HAVE_GRAYLOG)
+TEST_CASE("A start-up failure is on stderr even when the logs go to an unreachable Graylog",
+          "[cli][fatal]") {
+    TempDir dir;
+    // ".invalid" never resolves (RFC 6761): the Graylog sink starts and drops every record. No
+    // model plugin: the worker role refuses to start after its plugins did.
+    const fs::path config = dir.path / "worker.yaml";
+    std::ofstream(config) << "node: {id: cli-fatal}\n"
+                             "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
+                             "logging:\n"
+                             "  backend: graylog\n"
+                             "  options: {host: graylog.invalid, port: 12201, transport: tcp,\n"
+                             "            connect_timeout_ms: 200, flush_timeout_ms: 200}\n"
+                             "  resolution_s: 60\n"
+                             "message_queue: none\n"
+                             "data: []\n"
+                             "model: none\n";
+    Child child({"worker", "--config", config.string(), "--port", "0"});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    std::string err;
+    for (const auto& line : child.err_lines()) {
+        err += line + "\n";
+    }
+    INFO(err);
+    bool reason_shown = false;
+    for (const auto& r : records(child.err_lines())) {
+        if (r["event"] == "start-up failed") {
+            CHECK(r["level"] == "critical");
+            CHECK(r["logger"] == "worker/cli-fatal");
+            reason_shown = r["fields"]["error"].get<std::string>().find("model plugin") !=
+                           std::string::npos;
+        }
+    }
+    CHECK(reason_shown);
+}
+#endif

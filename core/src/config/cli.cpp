@@ -24,7 +24,7 @@ constexpr CommandName kCommands[] = {
     {"plugins", Command::Plugins,
      "list every plugin on the search path (--format text|json|markdown)"},
     {"check-config", Command::CheckConfig,
-     "check-config FILE: load and validate a config and every plugin it names; start nothing"},
+     "check-config FILE: validate a config and every plugin's options; connects to nothing"},
 };
 
 const char* command_name(Command command) {
@@ -58,16 +58,26 @@ po::options_description run_options() {
         ("gpus", po::value<int>()->value_name("N"), "GPUs to use (this build runs on CPUs only)")
         ("censored,c", po::bool_switch(), "redact paths, hosts and credentials in logs")
         ("debug,d", po::bool_switch(), "log at debug level")
-        ("port", po::value<int>()->value_name("PORT"), "REST port (default 5000; 0: any free port)")
-        ("host", po::value<std::string>()->value_name("ADDRESS"),
-         "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
-        ("allow-insecure", po::bool_switch(),
-         "serve a non-loopback address without TLS and tokens (warns)")
         ("data-dir", po::value<std::string>()->value_name("DIR"), "data directory")
         ("outputs-dir", po::value<std::string>()->value_name("DIR"), "outputs directory")
         ("mlflow-dir", po::value<std::string>()->value_name("DIR"), "MLflow file-store directory")
         ("plugin-path", po::value<std::vector<std::string>>()->composing()->value_name("DIR"),
          "plugin folder searched first (repeatable)");
+    // clang-format on
+    return d;
+}
+
+/// Flags of the roles that listen (director, worker; check-config checks any role's config).
+/// A TTP serves nothing, so `synergos ttp` neither lists nor takes them.
+po::options_description listen_options() {
+    po::options_description d("Listening options");
+    // clang-format off
+    d.add_options()
+        ("port", po::value<int>()->value_name("PORT"), "REST port (default 5000; 0: any free port)")
+        ("host", po::value<std::string>()->value_name("ADDRESS"),
+         "address to listen on (default 127.0.0.1; 0.0.0.0: every interface)")
+        ("allow-insecure", po::bool_switch(),
+         "serve a non-loopback address without TLS and tokens (warns)");
     // clang-format on
     return d;
 }
@@ -101,6 +111,9 @@ po::options_description options_for(Command command) {
         return all;
     }
     all.add(run_options());
+    if (command != Command::Ttp) {
+        all.add(listen_options());
+    }
     if (command == Command::Ttp || command == Command::CheckConfig) {
         all.add(ttp_options());
     }
@@ -168,8 +181,11 @@ std::string help_text(std::optional<Command> command) {
     if (*command == Command::CheckConfig) {
         out << "Usage: synergos check-config FILE [OPTIONS]\n\n"
             << "Loads FILE, applies the flags, validates everything and opens every plugin it\n"
-            << "names (options checked against each plugin's table). Starts nothing. Exits 0 when\n"
-            << "valid, otherwise 1 with one line naming the file and key.\n\n";
+            << "names (options checked against each plugin's table). Exits 0 when valid,\n"
+            << "otherwise 1 with one line naming the file and key.\n"
+            << "It checks the file and every plugin's options; nothing is started or connected\n"
+            << "to, so a broker or Graylog that is unreachable or refuses the credentials still\n"
+            << "passes.\n\n";
     } else if (*command == Command::Plugins) {
         out << "Usage: synergos plugins [--format text|json|markdown] [--plugin-path DIR]...\n\n"
             << "Lists every plugin library on the search path: --plugin-path folders, the\n"

@@ -63,7 +63,7 @@ sdk::Result<http::ServerOptions> secure_server_options(const RuntimeConfig& cfg,
 /// Starts the plugins or logs why not; false on failure (the caller returns 1).
 bool start(Runtime& rt) {
     if (sdk::Status st = rt.start_plugins(); !st) {
-        rt.logger().critical("start-up failed", {{"error", st.message()}});
+        rt.fatal("start-up failed", {{"error", st.message()}});
         rt.stop_all();
         return false;
     }
@@ -71,7 +71,7 @@ bool start(Runtime& rt) {
 }
 
 int fail(Runtime& rt, const std::string& what, const std::string& error) {
-    rt.logger().critical(what, {{"error", error}});
+    rt.fatal(what, {{"error", error}});
     rt.stop_all();
     return 1;
 }

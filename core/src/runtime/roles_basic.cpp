@@ -12,7 +12,7 @@ namespace {
 int run_basic_role(Runtime& runtime) {
     const auto& config = runtime.config();
     if (sdk::Status status = runtime.start_plugins(); !status) {
-        runtime.logger().critical("start-up failed", {{"error", status.message()}});
+        runtime.fatal("start-up failed", {{"error", status.message()}});
         runtime.stop_all();
         return 1;
     }

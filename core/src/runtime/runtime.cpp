@@ -2,6 +2,7 @@
 #include <synergos/core/runtime/runtime.hpp>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -277,6 +278,50 @@ void Runtime::log_config_snapshot() {
     Censor(secret_option_patterns()).apply(snapshot);
     snapshot_logged_ = true;
     logger_.info("configuration snapshot", std::move(snapshot));
+}
+
+void Runtime::fatal(std::string_view event, nlohmann::json fields,
+                    std::source_location where) noexcept {
+    logger_.log_json(sdk::Level::Critical, event, fields, where);
+    const PluginSection& sink = config_.logging.sink;
+    const auto output = sink.options.find("output");
+    const auto json_file = sink.options.find("json_file");
+    const bool basic_on_stderr =
+        sink.backend == "basic" &&
+        (output == sink.options.end() || output->second == "stderr" ||
+         (json_file != sink.options.end() && json_file->second == "stderr"));
+    if (!loggers_->has_sink() || basic_on_stderr) {
+        return;  // the record above is on stderr already
+    }
+    try {
+        // The console line format (LoggerFactory::format_json_line), like the bootstrap lines.
+        fields["module"] = logger_.component();
+        if (config_.logging.censored) {
+            Censor(config_.logging.censor_keys).apply(fields);
+        }
+        const std::string fields_text =
+            fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+        const std::string file = fs::path(where.file_name()).filename().string();
+        sdk::LogRecord record;
+        record.level = sdk::Level::Critical;
+        record.event = event;
+        record.logger = loggers_->logger_name();
+        record.host = loggers_->host_name();
+        record.time = std::chrono::system_clock::now();
+        record.location = sdk::SourceLocation{file.c_str(), static_cast<int>(where.line()),
+                                              where.function_name()};
+        record.fields_json = fields_text;
+        const std::string line = LoggerFactory::format_json_line(record);
+        if (options_.console) {
+            options_.console(line);
+        } else {
+            std::fprintf(stderr, "%s\n", line.c_str());
+            std::fflush(stderr);
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "synergos: %.*s (%s)\n", static_cast<int>(event.size()), event.data(),
+                     e.what());
+    }
 }
 
 void Runtime::add_component(const std::string& name, std::function<void()> stop) {

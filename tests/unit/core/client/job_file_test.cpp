@@ -125,6 +125,18 @@ TEST_CASE("A job file that would crash the client or exhaust its memory is refus
     CHECK_THAT(error_of(dir, job("m.json", ".")), Catch::Contains("model_file") && Catch::Contains("regular file"));
 }
 
+TEST_CASE("A missing model_file names the folder relative paths are resolved from", "[unit][client]") {
+    Dir dir;
+    const std::string message = error_of(dir, job("m.json", "../data/architecture.json"));
+    CHECK_THAT(message, Catch::Contains("experiment.model_file") && Catch::Contains("does not exist"));
+    CHECK_THAT(message, Catch::Contains("(relative paths are resolved from the job file's folder: " +
+                                        dir.path.string() + ")"));
+    // An absolute path is looked up as written: no folder to name.
+    const std::string absolute = error_of(dir, job("m.json", (dir.path / "nope.json").string()));
+    CHECK_THAT(absolute, Catch::Contains("does not exist"));
+    CHECK_THAT(absolute, !Catch::Contains("relative paths"));
+}
+
 TEST_CASE("A job file that would be silently misread is refused naming the field", "[unit][client]") {
     Dir dir;
     ::setenv("SYNERGOS_TEST_JOB_HOST", "10.0.0.1\", f_port: 6000, port: \"7000", 1);

@@ -84,6 +84,13 @@ TEST_CASE("The CLI knows its subcommands", "[unit][config][cli]") {
     CHECK(help.help_for == Command::Worker);
     CHECK_THAT(synergos::core::help_text(Command::Worker), Catch::Contains("--logging_variant"));
     CHECK_THAT(synergos::core::help_text(Command::Ttp), Catch::Contains("--grid"));
+    // A TTP listens on nothing: its help leaves out the listening flags the others have.
+    for (const char* flag : {"--port", "--host", "--allow-insecure"}) {
+        CHECK_THAT(synergos::core::help_text(Command::Ttp), !Catch::Contains(flag));
+        CHECK_THAT(synergos::core::help_text(Command::Director), Catch::Contains(flag));
+        CHECK_THAT(synergos::core::help_text(Command::Worker), Catch::Contains(flag));
+        CHECK_THAT(synergos::core::help_text(Command::CheckConfig), Catch::Contains(flag));
+    }
     CHECK_THAT(synergos::core::help_text(std::nullopt), Catch::Contains("check-config"));
 }
 
@@ -92,6 +99,7 @@ TEST_CASE("The CLI refuses mistakes with one clear line", "[unit][config][cli]")
     CHECK_THROWS_WITH(parse({"director", "--frobnicate"}), Catch::Contains("frobnicate"));
     CHECK_THROWS_WITH(parse({"director", "--grid", "1"}), Catch::Contains("grid"));
     CHECK_THROWS_WITH(parse({"director", "--port", "http"}), Catch::Contains("port"));
+    CHECK_THROWS_WITH(parse({"ttp", "--port", "5000"}), Catch::Contains("port"));
     CHECK_THROWS_WITH(parse({"plugins", "--format", "yaml"}),
                       Catch::Contains("text, json or markdown"));
     CHECK_THROWS_WITH(parse({"check-config"}), Catch::Contains("missing FILE"));

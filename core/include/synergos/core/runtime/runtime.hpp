@@ -18,7 +18,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <source_location>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <synergos/core/config/runtime_config.hpp>
@@ -107,6 +109,13 @@ public:
     /// secret (password, token, secret, key, credentials) are always redacted; `--censored`
     /// redacts the censor keys on top.
     void log_config_snapshot();
+
+    /// Logs an error that ends the process (event at critical, e.g. "start-up failed"). While a
+    /// log sink plugin holds the records (Graylog may be unreachable, and drops them) the same
+    /// record, as a console JSON line, also goes to the console writer (stderr): the operator
+    /// must always see why the process stopped. Skipped for a basic sink already on stderr.
+    void fatal(std::string_view event, nlohmann::json fields,
+               std::source_location where = std::source_location::current()) noexcept;
 
     /// Registers a started component (e.g. the REST server) whose `stop` runs, in reverse
     /// order with the plugins, during `stop_all`.
