@@ -462,6 +462,21 @@ double mean_of(const json& list) {
     return n ? sum / static_cast<double>(n) : NAN;
 }
 
+/// "stopped early at round 60 of 200 (patience)" for a training its patience ended, else "".
+std::string early_stop_note(const json& job) {
+    const json outputs = job.value("outputs", json::object());
+    const json summary = outputs.is_object() ? outputs.value("summary", json::object()) : json::object();
+    if (!summary.is_object() || !summary.value("stopped_early", false)) {
+        return "";
+    }
+    const json p = job.value("progress", json::object());
+    std::string note = "stopped early at round " + std::to_string(summary.value("rounds_run", 0));
+    if (p.is_object() && p.contains("rounds") && p["rounds"].is_number_integer()) {
+        note += " of " + std::to_string(p["rounds"].get<int>());
+    }
+    return note + " (patience)";
+}
+
 /// Polls jobs until each ends, printing progress as it changes. Returns the final jobs.
 std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& step, const ClientOptions& o,
                             std::ostream& out, std::chrono::steady_clock::time_point deadline) {
@@ -494,8 +509,11 @@ std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& ste
                     line += ", ~" + std::to_string(static_cast<int>(std::ceil(p["eta_s"].get<double>()))) + " s left";
                 }
             }
-            if (state == "queued" && !job.value("reason", "").empty()) {
+            if ((state == "queued" || state == "running") && !job.value("reason", "").empty()) {
                 line += " (" + job.value("reason", "") + ")";
+            }
+            if (const std::string note = early_stop_note(job); !note.empty()) {
+                line += " (" + note + ")";
             }
             if (!o.json && line != last_line[ids[i]]) {
                 out << line << "\n" << std::flush;
@@ -877,9 +895,19 @@ sdk::Result<json> load_job_file(const std::string& path) {
                 return sdk::Error{sdk::ErrorCode::InvalidArgument,
                                   where + ": experiment.model_file must be a file name (a string)"};
             }
-            const fs::path file = fs::path(path).parent_path() / expt["model_file"].get<std::string>();
+            const fs::path named = expt["model_file"].get<std::string>();
+            const fs::path file = fs::path(path).parent_path() / named;
             auto text = read_small_text(file, kMaxJobFileBytes, where + ": experiment.model_file");
             if (!text) {
+                std::error_code ec;
+                if (named.is_relative() && !fs::exists(file, ec)) {
+                    // A copied job file breaks here: say where the path was looked up from.
+                    const fs::path folder = fs::absolute(fs::path(path), ec).parent_path();
+                    return sdk::Error{text.error().code,
+                                      text.error().message +
+                                          " (relative paths are resolved from the job file's folder: " +
+                                          folder.string() + ")"};
+                }
                 return text.error();
             }
             // Checked before parsing: the parser and copies of the value recurse per level.
@@ -991,6 +1019,9 @@ int list_jobs(const ClientOptions& options, const std::string& state, std::ostre
             }
             if (!j.value("reason", "").empty()) {
                 extra += "  " + j.value("reason", "");
+            }
+            if (const std::string note = early_stop_note(j); !note.empty()) {
+                extra += "  " + note;
             }
             out << std::left << std::setw(30) << j.value("job_id", "") << std::setw(12) << j.value("process", "")
                 << std::setw(6) << j.value("grid", 0) << std::setw(11) << j.value("state", "") << std::setw(9)

@@ -572,6 +572,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
         if (st) {
             for (RecordTask* task : segment.records) {
                 task->status = st;
+                batch.fill_doc_ids(task->jobs);
             }
             if (segment.moves) {
                 queued_moves_done(moves);
@@ -648,6 +649,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
             JobStore::Batch batch(store_);
             batch.insert(task->jobs);  // encoded once already: does not throw here
             task->status = batch.commit();
+            batch.fill_doc_ids(task->jobs);
         }
         if (segment.moves) {
             for (const auto& id : moves) {
@@ -792,6 +794,7 @@ std::shared_ptr<JobService::RecordTask> JobService::record_async(std::vector<Job
     try {
         batch.insert(task->jobs);
         task->status = batch.commit();
+        batch.fill_doc_ids(task->jobs);
     } catch (const std::exception& e) {
         task->status = sdk::Status(sdk::ErrorCode::Internal,
                                    std::string("job records could not be encoded: ") + e.what());
@@ -1074,6 +1077,9 @@ sdk::Result<std::vector<JobRecord>> JobService::submit(std::vector<JobSpec> spec
     if (!recorded) {
         return recorded.error();
     }
+    for (std::size_t i = 0; i < jobs.size() && i < task->jobs.size(); ++i) {
+        jobs[i].doc_id = task->jobs[i].doc_id;  // the answer names the stored record
+    }
     submitted_total_.fetch_add(jobs.size(), std::memory_order_relaxed);
     std::vector<JobRecord> outgoing;
     for (JobRecord& job : jobs) {
@@ -1245,17 +1251,54 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
     return job;
 }
 
-std::string JobService::queued_reason(const JobRecord& job) {
-    if (job.grid == kDirectorGrid) {
-        return "starting on the director";
-    }
-    auto consumers = mq_.consumer_count(options_.topology.jobs(job.grid));
-    if (consumers && *consumers == 0) {
-        return "no TTP connected for grid " + std::to_string(job.grid);
-    }
-    auto queued = list(JobFilter{"queued", "", "", ""});
-    int ahead = 0;
-    if (queued) {
+void JobService::explain(std::vector<JobRecord>& jobs, bool rank) {
+    // One consumer count per grid and one list of the queue per call, however many jobs.
+    std::map<int, bool> unserved;
+    const auto no_ttp = [&](int grid) {
+        auto it = unserved.find(grid);
+        if (it == unserved.end()) {
+            auto consumers = mq_.consumer_count(options_.topology.jobs(grid));
+            it = unserved.emplace(grid, consumers && *consumers == 0).first;
+        }
+        return it->second;
+    };
+    const auto join = [](const std::string& stored, const std::string& now) {
+        return stored.empty() ? now : stored + "; " + now;
+    };
+    std::optional<std::vector<JobRecord>> queued;
+    for (JobRecord& job : jobs) {
+        if (job.state != "queued" && job.state != "running") {
+            continue;
+        }
+        if (job.grid == kDirectorGrid) {
+            if (job.state == "queued") {
+                job.reason = "starting on the director";
+            }
+            continue;
+        }
+        const std::string grid = std::to_string(job.grid);
+        if (job.state == "running") {
+            // Computed at each read, so it goes away as soon as a TTP consumes the grid again.
+            if (no_ttp(job.grid)) {
+                job.reason = join(job.reason, "no TTP connected for grid " + grid + "; the job resumes when one connects");
+            }
+            continue;
+        }
+        if (no_ttp(job.grid)) {
+            job.reason = join(job.reason, "no TTP connected for grid " + grid);
+            continue;
+        }
+        if (!rank) {
+            if (job.reason.empty()) {
+                job.reason = "waiting on grid " + grid;
+            }
+            continue;
+        }
+        if (!queued) {
+            auto q = list_jobs(JobFilter{"queued", "", "", ""}, false);
+            queued = q ? std::move(*q) : std::vector<JobRecord>{};
+        }
+        int ahead = 0;
         const int mine = priority_of(job.process);
         for (const auto& other : *queued) {
             if (other.grid == job.grid && other.job_id != job.job_id &&
@@ -1264,27 +1307,26 @@ std::string JobService::queued_reason(const JobRecord& job) {
                 ++ahead;
             }
         }
+        job.reason = join(job.reason, ahead == 0 ? "next in line on grid " + grid
+                                                 : "waiting behind " + std::to_string(ahead) +
+                                                       (ahead == 1 ? " job" : " jobs") + " on grid " + grid);
     }
-    std::string reason = "waiting behind " + std::to_string(ahead) + " jobs on grid " +
-                         std::to_string(job.grid);
-    if (!job.reason.empty()) {
-        reason = job.reason + "; " + reason;
-    }
-    return reason;
 }
 
 sdk::Result<JobRecord> JobService::get(const std::string& job_id) {
     auto job = store_.get(job_id);
-    if (job) {
-        overlay_published(*job);
+    if (!job) {
+        return job;
     }
-    if (job && job->state == "queued") {
-        job->reason = queued_reason(*job);
-    }
-    return job;
+    overlay_published(*job);
+    std::vector<JobRecord> one{std::move(*job)};
+    explain(one, true);
+    return std::move(one.front());
 }
 
-sdk::Result<std::vector<JobRecord>> JobService::list(const JobFilter& filter) {
+sdk::Result<std::vector<JobRecord>> JobService::list(const JobFilter& filter) { return list_jobs(filter, true); }
+
+sdk::Result<std::vector<JobRecord>> JobService::list_jobs(const JobFilter& filter, bool explained) {
     // `submitting` and `queued` depend on the published overlay: filter after applying it.
     const bool overlaid = filter.state == "submitting" || filter.state == "queued";
     JobFilter stored = filter;
@@ -1301,10 +1343,8 @@ sdk::Result<std::vector<JobRecord>> JobService::list(const JobFilter& filter) {
                                        [&](const JobRecord& j) { return j.state != filter.state; }),
                         jobs->end());
         }
-        for (auto& job : *jobs) {
-            if (job.state == "queued" && job.reason.empty()) {
-                job.reason = "waiting on grid " + std::to_string(job.grid);
-            }
+        if (explained) {
+            explain(*jobs, false);  // no ranking in a list: it would cost a pass per job
         }
     }
     return jobs;
@@ -1635,13 +1675,20 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
         j.state = state;
         j.reason = reason;
         j.finished_at = now_iso8601();
+        if (j.progress.is_object()) {
+            j.progress.erase("eta_s");  // a finished job has no time left
+        }
     };
     switch (event.outcome) {
         case Outcome::Failed:
             if (!event.final) {
                 j.state = "queued";
-                j.reason = "attempt " + std::to_string(event.attempt) + " of " + std::to_string(j.max_attempts) +
-                           " failed: " + event.reason + "; retrying";
+                j.reason = "retrying (attempt " + std::to_string(event.attempt + 1) + " of " +
+                           std::to_string(j.max_attempts) + ") after: " + bounded_reason(event.reason);
+                // Kept in the stored message: a republish at start-up still carries it.
+                if (event.attempt == 1 && j.message.is_object() && !j.message.contains("first_failure")) {
+                    j.message["first_failure"] = bounded_reason(event.reason);
+                }
                 return plan;
             }
             logger_.warn("job failed", log_fields({{"job_id", event.job_id}, {"reason", event.reason}}));

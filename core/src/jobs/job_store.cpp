@@ -117,6 +117,7 @@ void JobStore::Batch::insert(const std::vector<JobRecord>& jobs) {
     }
     for (std::size_t i = 0; i < jobs.size(); ++i) {
         updates_[jobs[i].job_id] = mutations_.size();  // a later change goes into the insert
+        inserts_[jobs[i].job_id] = mutations_.size();
         mutations_.push_back(std::move(rows[i]));
         view_[jobs[i].job_id] = jobs[i];
     }
@@ -129,11 +130,27 @@ sdk::Status JobStore::Batch::commit() {
     auto applied = store_.storage_.apply(mutations_);
     mutations_.clear();
     updates_.clear();
+    auto inserts = std::move(inserts_);
+    inserts_.clear();
     if (!applied) {
         view_.clear();
         return applied.status();
     }
+    // The store assigns ids on insert: an answer about a new job can name it at once.
+    for (const auto& [id, index] : inserts) {
+        if (index < applied->size()) {
+            doc_ids_[id] = (*applied)[index].doc_id;
+        }
+    }
     return {};
+}
+
+void JobStore::Batch::fill_doc_ids(std::vector<JobRecord>& jobs) const {
+    for (auto& job : jobs) {
+        if (auto it = doc_ids_.find(job.job_id); it != doc_ids_.end()) {
+            job.doc_id = it->second;
+        }
+    }
 }
 
 sdk::Result<JobRecord> JobStore::get(const std::string& job_id) {

@@ -101,9 +101,25 @@ const char* to_string(Outcome outcome) {
 }
 
 json JobMessage::to_json() const {
-    return json{{"job_id", job_id},       {"process", process},         {"keys", keys},
-                {"grid", grid},           {"grids", grids},             {"parameters", parameters},
-                {"attempt", attempt},     {"max_attempts", max_attempts}};
+    json j{{"job_id", job_id},       {"process", process},         {"keys", keys},
+           {"grid", grid},           {"grids", grids},             {"parameters", parameters},
+           {"attempt", attempt},     {"max_attempts", max_attempts}};
+    if (!first_failure.empty()) {
+        j["first_failure"] = first_failure;
+    }
+    return j;
+}
+
+std::string bounded_reason(const std::string& reason, std::size_t max_bytes) {
+    if (reason.size() <= max_bytes || max_bytes < 4) {
+        return reason;
+    }
+    std::size_t cut = max_bytes - 3;
+    // Not inside a multi-byte character: back off over continuation bytes.
+    while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) {
+        --cut;
+    }
+    return reason.substr(0, cut) + "...";
 }
 
 namespace {
@@ -152,6 +168,9 @@ sdk::Result<JobMessage> decode_job(const std::string& body) {
             return value.error();
         }
         *out = *value;
+    }
+    if (auto it = j.find("first_failure"); it != j.end() && it->is_string()) {
+        m.first_failure = it->get<std::string>();  // informative only: a bad type is ignored
     }
     if (m.job_id.empty() || m.process.empty()) {
         return sdk::Error{sdk::ErrorCode::InvalidArgument, "message fields 'job_id' and 'process' must not be empty"};

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "synergos/core/jobs/tensor_files.hpp"
 
@@ -17,6 +19,8 @@ constexpr std::size_t kCancelledMemory = 10000;
 constexpr std::size_t kMaxPendingStarted = 64;
 /// Results awaiting their confirm at once; each holds one more prefetch slot.
 constexpr std::size_t kResultWindow = 8;
+/// Failed deliveries held through their retry pause at once; each holds one more prefetch slot.
+constexpr std::size_t kMaxHeldRetries = 32;
 
 /// Used when a TTP has no worker client (tests of the machinery with fixture functions).
 class NoWorkers final : public sdk::WorkerClient {
@@ -172,6 +176,7 @@ struct TtpRunner::Settlement {
     std::mutex mutex;
     std::condition_variable settled;
     std::size_t in_flight = 0;                    ///< results published, not yet settled
+    std::size_t held = 0;                         ///< failed deliveries waiting out a retry pause
     sdk::AdjustableConsumer* consumer = nullptr;  ///< null once the job consumer is closing
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done;  ///< the runner's, across runs
 };
@@ -180,10 +185,11 @@ struct TtpRunner::Settlement {
 /// job is acked (confirmed) or requeued (failed). Runs on the backend's thread.
 class TtpRunner::ResultSettled final : public sdk::PublishCallback {
 public:
+    /// `finishes`: the publish ends the job on this TTP (a result), not a retry's republish.
     ResultSettled(std::shared_ptr<Settlement> s, sdk::Logger& logger, std::uint64_t tag,
-                  std::string job_id, std::string outcome)
+                  std::string job_id, std::string outcome, bool finishes = true)
         : s_(std::move(s)), logger_(logger), tag_(tag), job_id_(std::move(job_id)),
-          outcome_(std::move(outcome)) {}
+          outcome_(std::move(outcome)), finishes_(finishes) {}
 
     void on_published(sdk::Status status) noexcept override {
         {
@@ -192,10 +198,12 @@ public:
             if (s_->consumer != nullptr) {
                 // Lowered before the ack, in this order on the consumer: the slot the ack frees
                 // stays shut, so no job arrives that the job thread would hold unstarted.
-                (void)s_->consumer->set_prefetch(static_cast<std::uint16_t>(1 + s_->in_flight));
+                (void)s_->consumer->set_prefetch(static_cast<std::uint16_t>(1 + s_->in_flight + s_->held));
                 if (status) {
                     (void)s_->consumer->ack(tag_);
-                    ++*s_->jobs_done;
+                    if (finishes_) {
+                        ++*s_->jobs_done;
+                    }
                 } else {
                     (void)s_->consumer->reject(tag_, true);
                 }
@@ -203,7 +211,9 @@ public:
             s_->settled.notify_all();
         }
         try {
-            if (status) {
+            if (status && !finishes_) {
+                logger_.info("job published again for its retry", log_fields({{"job_id", job_id_}}));
+            } else if (status) {
                 logger_.info("job finished", log_fields({{"job_id", job_id_}, {"status", outcome_}}));
             } else {
                 logger_.error("result not published; job requeued",
@@ -220,6 +230,13 @@ private:
     std::uint64_t tag_;
     std::string job_id_;
     std::string outcome_;
+    bool finishes_;
+};
+
+struct TtpRunner::PendingRetry {
+    std::uint64_t tag = 0;
+    JobMessage retry;         ///< what is published when the pause ends
+    ResultMessage cancelled;  ///< what is published instead when the job was cancelled meanwhile
 };
 
 TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistry functions,
@@ -259,6 +276,7 @@ sdk::Status TtpRunner::start() {
     }
     control_thread_ = std::thread([this] { control_loop(); });
     events_thread_ = std::thread([this] { events_loop(); });
+    retry_thread_ = std::thread([this] { retry_loop(); });
     job_thread_ = std::thread([this, c = std::move(first)]() mutable { job_loop(std::move(c)); });
     logger_.info("ttp consuming jobs", log_fields({{"grid", options_.grid}, {"queue", options_.topology.jobs(options_.grid)}}));
     return {};
@@ -272,8 +290,15 @@ void TtpRunner::stop() {
         events_wake_.notify_all();
         events_done_.notify_all();
     }
+    {
+        std::lock_guard<std::mutex> lock(retry_mutex_);
+        retry_wake_.notify_all();
+    }
     if (job_thread_.joinable()) {
-        job_thread_.join();
+        job_thread_.join();  // it publishes the held retries at once, then drains
+    }
+    if (retry_thread_.joinable()) {
+        retry_thread_.join();
     }
     if (control_thread_.joinable()) {
         control_thread_.join();
@@ -363,9 +388,108 @@ void TtpRunner::job_loop(std::unique_ptr<sdk::Consumer> consumer) {
             (void)consumer->reject((*d)->tag, true);
         }
     }
+    // Held retries are published now, not after their pause: their confirms settle in the
+    // drain below, before the consumer closes (no delivery is both republished and requeued).
+    release_due(true);
     if (consumer) {
         drain_results();
         consumer->close();  // an unacknowledged job returns to the queue
+    }
+}
+
+std::chrono::milliseconds TtpRunner::retry_pause_after(int attempt) const {
+    if (options_.retry_pause.count() <= 0) {
+        return 0ms;
+    }
+    auto pause = options_.retry_pause;
+    for (int i = 1; i < attempt && pause < options_.retry_pause_max; ++i) {
+        pause *= 2;
+    }
+    return std::min(pause, std::max(options_.retry_pause_max, options_.retry_pause));
+}
+
+bool TtpRunner::hold_retry(sdk::AdjustableConsumer& consumer, std::uint64_t tag, JobMessage retry,
+                           ResultMessage cancelled) {
+    const auto pause = retry_pause_after(retry.attempt - 1);
+    {
+        Settlement& s = *settlement_;
+        std::lock_guard<std::mutex> lock(s.mutex);
+        if (s.held >= kMaxHeldRetries) {
+            return false;
+        }
+        s.consumer = &consumer;
+        ++s.held;
+        // The held delivery no longer counts as running: the grid's next job comes meanwhile.
+        if (auto st = consumer.set_prefetch(static_cast<std::uint16_t>(1 + s.in_flight + s.held)); !st) {
+            logger_.warn("could not raise the job prefetch", log_fields({{"error", st.message()}}));
+        }
+    }
+    {
+        std::lock_guard<std::mutex> lock(retry_mutex_);
+        retries_.emplace(std::chrono::steady_clock::now() + pause,
+                         PendingRetry{tag, std::move(retry), std::move(cancelled)});
+    }
+    retry_wake_.notify_all();
+    return true;
+}
+
+std::chrono::steady_clock::time_point TtpRunner::release_due(bool all) {
+    std::vector<std::pair<PendingRetry, bool>> ready;
+    auto next = std::chrono::steady_clock::now() + options_.receive_timeout;
+    {
+        std::lock_guard<std::mutex> lock(retry_mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = retries_.begin(); it != retries_.end();) {
+            const bool cancelled = was_cancelled(it->second.retry.job_id);
+            if (all || cancelled || it->first <= now) {
+                ready.emplace_back(std::move(it->second), cancelled);
+                it = retries_.erase(it);
+            } else {
+                next = std::min(next, it->first);
+                ++it;
+            }
+        }
+    }
+    for (auto& [pending, cancelled] : ready) {
+        release_retry(std::move(pending), cancelled);
+    }
+    return next;
+}
+
+void TtpRunner::release_retry(PendingRetry pending, bool cancelled) {
+    auto* async = dynamic_cast<sdk::AsyncMessageQueue*>(&mq_);  // held only with one
+    {
+        Settlement& s = *settlement_;
+        std::lock_guard<std::mutex> lock(s.mutex);
+        --s.held;
+        ++s.in_flight;  // its slot is kept until the publish below settles
+    }
+    const std::string id = pending.retry.job_id;
+    std::shared_ptr<ResultSettled> done;
+    sdk::Status st;
+    if (cancelled) {
+        done = std::make_shared<ResultSettled>(settlement_, logger_, pending.tag, id, "cancelled");
+        st = async->publish_async(options_.topology.results(), make_message(id, pending.cancelled.to_json()),
+                                  options_.publish_timeout, done);
+    } else {
+        done = std::make_shared<ResultSettled>(settlement_, logger_, pending.tag, id, "retried", false);
+        st = async->publish_async(options_.topology.jobs(options_.grid),
+                                  make_message(id, pending.retry.to_json(), priority_of(pending.retry.process)),
+                                  options_.publish_timeout, done);
+    }
+    if (!st) {
+        done->on_published(st);  // not queued: the failed delivery is requeued, nothing lost
+    }
+}
+
+void TtpRunner::retry_loop() {
+    while (!stopping_) {
+        const auto next = release_due(false);
+        std::unique_lock<std::mutex> lock(retry_mutex_);
+        // Bounded by receive_timeout too: a cancel taken meanwhile is seen within it.
+        retry_wake_.wait_until(lock, next, [&] {
+            return stopping_.load() || (!retries_.empty() && retries_.begin()->first < next);
+        });
     }
 }
 
@@ -382,7 +506,7 @@ void TtpRunner::hand_off(sdk::AsyncMessageQueue& mq, sdk::AdjustableConsumer& co
         ++s.in_flight;
         // This job no longer counts as running: one slot opens, so the broker hands over the
         // most urgent job now instead of after the confirm.
-        if (auto st = consumer.set_prefetch(static_cast<std::uint16_t>(1 + s.in_flight)); !st) {
+        if (auto st = consumer.set_prefetch(static_cast<std::uint16_t>(1 + s.in_flight + s.held)); !st) {
             logger_.warn("could not raise the job prefetch", log_fields({{"error", st.message()}}));
         }
     }
@@ -552,6 +676,33 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     } else if (is_retryable(outputs.error().code) && job.attempt < job.max_attempts) {
         JobMessage retry = job;
         retry.attempt = job.attempt + 1;
+        // The first failure travels with the retries: later attempts often fail for a derived
+        // cause (a worker that lost its run refuses the next initialisation).
+        if (retry.first_failure.empty()) {
+            retry.first_failure = bounded_reason(outputs.error().message);
+        }
+        result.outcome = Outcome::Failed;
+        result.final = false;
+        result.reason = outputs.error().message;
+        auto* adjustable = dynamic_cast<sdk::AdjustableConsumer*>(&consumer);
+        const auto pause = retry_pause_after(job.attempt);
+        if (adjustable != nullptr && dynamic_cast<sdk::AsyncMessageQueue*>(&mq_) != nullptr &&
+            pause.count() > 0 && !stopping) {
+            ResultMessage cancelled = result;
+            cancelled.outcome = Outcome::Cancelled;
+            cancelled.final = true;
+            cancelled.reason = "cancelled while waiting to retry (attempt " + std::to_string(retry.attempt) +
+                               " of " + std::to_string(job.max_attempts) + ")";
+            // The failure goes out first (best effort), so the director shows the job waiting
+            // to retry; the delivery stays unacknowledged until the retry is published.
+            (void)publish_event(result);
+            if (hold_retry(*adjustable, delivery.tag, retry, std::move(cancelled))) {
+                logger_.warn("job attempt failed; retrying after a pause",
+                             log_fields({{"job_id", job.job_id}, {"attempt", job.attempt},
+                                         {"pause_ms", pause.count()}, {"reason", result.reason}}));
+                return;
+            }
+        }
         auto st = mq_.publish(options_.topology.jobs(options_.grid),
                               make_message(job.job_id, retry.to_json(), priority_of(job.process)),
                               options_.publish_timeout);
@@ -559,9 +710,6 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             (void)consumer.reject(delivery.tag, true);  // the broker keeps it; nothing lost
             return;
         }
-        result.outcome = Outcome::Failed;
-        result.final = false;
-        result.reason = outputs.error().message;
         (void)publish_event(result);
         (void)consumer.ack(delivery.tag);
         logger_.warn("job attempt failed; retrying",
@@ -569,8 +717,15 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         return;
     } else {
         std::string reason = outputs.error().message;
-        if (is_retryable(outputs.error().code)) {
-            reason += " (after " + std::to_string(job.attempt) + " attempts)";
+        if (is_retryable(outputs.error().code) && job.attempt > 1) {
+            // The last failure, and the first, which is often the real cause.
+            reason = "attempt " + std::to_string(job.attempt) + " of " + std::to_string(job.max_attempts) + ": " +
+                     bounded_reason(reason);
+            if (!job.first_failure.empty()) {
+                reason += "; first failure (attempt 1): " + bounded_reason(job.first_failure);
+            }
+        } else if (is_retryable(outputs.error().code)) {
+            reason += " (after 1 attempt)";
         }
         fail_final(reason);
         return;
@@ -639,6 +794,7 @@ void TtpRunner::control_loop() {
                     cancelled_order_.pop_front();
                 }
             }
+            retry_wake_.notify_all();  // a held retry of this job ends now
             if (current_job_ == id) {
                 current_cancelled_ = true;
                 logger_.info("cancel taken for the running job; it stops at its next safe point",

@@ -339,6 +339,8 @@ private:
         if (!submitted) {
             throw fail(sdk::Error{sdk::ErrorCode::Unavailable, "jobs could not be queued: " + submitted.error().message});
         }
+        // As GET /v1/jobs/{id} shows them now (e.g. no TTP connected for their grid).
+        d_.jobs.explain(*submitted);
         json out = json::array();
         for (const auto& j : *submitted) {
             out.push_back(j.to_api());

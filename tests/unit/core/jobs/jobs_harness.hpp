@@ -154,6 +154,7 @@ struct Harness {
         core::jobs::TtpRunnerOptions o;
         o.grid = grid;
         o.job_timeout = job_timeout;
+        o.retry_pause = retry_pause;
         o.ttp_id = "ttp-" + std::to_string(grid);
         o.outputs_dir = (dir / "outputs").string();
         o.topology = topology;
@@ -252,6 +253,7 @@ struct Harness {
     bool volatile_queue = false;  ///< start_director: the service treats the queue as volatile
     sdk::StorageBackend* service_storage = nullptr;  ///< start_director: a double over `storage`
     std::chrono::milliseconds publish_timeout{30000};  ///< start_director: the service's bound
+    std::chrono::milliseconds retry_pause{10};  ///< start_ttp: short, so retried jobs stay fast
     fs::path dir;
     sdk::testing::FakeHost host;
     std::unique_ptr<plugins::sqlite::SqliteStorage> storage;

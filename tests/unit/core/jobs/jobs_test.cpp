@@ -726,4 +726,182 @@ TEST_CASE("An interrupted director-side job whose function is no longer active f
     }
 }
 
+/// Polls (bounded) until `done` holds for the job as get() shows it; returns it then.
+inline core::jobs::JobRecord await_job(Harness& h, const std::string& id,
+                                       const std::function<bool(const core::jobs::JobRecord&)>& done,
+                                       std::chrono::milliseconds timeout = 10s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    core::jobs::JobRecord last;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto job = h.service->get(id);
+        REQUIRE(job);
+        last = *job;
+        if (done(last)) {
+            return last;
+        }
+        (void)h.service->wait(id, 20ms);  // wakes on any job change, bounded
+    }
+    FAIL("job " << id << " did not reach the expected state: " << last.state << " (" << last.reason << ")");
+    return last;
+}
+
+TEST_CASE("A retried job's final reason names its last attempt and its first failure", "[jobs][retry]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director(/*max_attempts=*/3);
+    h.start_ttp(0);
+    const auto id = h.submit({h.spec("train", json{{"mode", "fail"}}, 0)}).front();
+    const auto job = h.wait(id, 30s);
+    CHECK(job.state == "failed");
+    CHECK(job.attempts == 3);
+    CHECK_THAT(job.reason, Catch::StartsWith("attempt 3 of 3: fixture failure") &&
+                               Catch::Contains("; first failure (attempt 1): fixture failure"));
+    CHECK(job.reason.size() < 1000);
+}
+
+TEST_CASE("A retry waits a pause that grows with each attempt while the grid's other jobs go on",
+          "[jobs][retry]") {
+    Harness h(Backend::Memory, 1);
+    h.retry_pause = 300ms;  // 300 ms after attempt 1, 600 ms after attempt 2
+    h.start_director(/*max_attempts=*/3);
+    h.start_ttp(0);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto failing = h.submit({h.spec("train", json{{"mode", "fail"}}, 0)}).front();
+    auto job = await_job(h, failing, [](const auto& j) { return j.reason.find("retrying") != std::string::npos; });
+    CHECK(job.state == "queued");
+    CHECK_THAT(job.reason, Catch::StartsWith("retrying (attempt 2 of 3) after: fixture failure"));
+    // The same grid's next job runs during the pause: the TTP does not sleep on its job thread.
+    const auto ok = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    CHECK(h.wait(ok, 10s).state == "succeeded");
+    CHECK_FALSE(h.service->get(failing)->is_terminal());
+    job = h.wait(failing, 30s);
+    CHECK(job.state == "failed");
+    CHECK(job.attempts == 3);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 900ms);
+    CHECK(h.log_counts("executed.log")[failing] == 3);
+}
+
+TEST_CASE("A retry pause ends at once on a cancel and does not hold up the TTP's stop", "[jobs][retry]") {
+    Harness h(Backend::Memory, 1);
+    h.retry_pause = 60s;
+    h.start_director(/*max_attempts=*/3);
+    auto& ttp = h.start_ttp(0);
+    const auto is_retrying = [](const core::jobs::JobRecord& j) {
+        return j.reason.find("retrying") != std::string::npos;
+    };
+    const auto cancelled = h.submit({h.spec("train", json{{"mode", "fail"}}, 0)}).front();
+    await_job(h, cancelled, is_retrying);
+    REQUIRE(h.service->cancel(cancelled));
+    // The TTP lets go of the held delivery (acked with a cancelled result), not after 60 s.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (ttp.jobs_done() < 1 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(ttp.jobs_done() == 1);
+    CHECK(h.service->get(cancelled)->state == "cancelled");
+
+    const auto held = h.submit({h.spec("train", json{{"mode", "fail"}}, 0)}).front();
+    await_job(h, held, is_retrying);
+    const auto t0 = std::chrono::steady_clock::now();
+    ttp.stop();
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    // Stopping published the retry at once: it waits in the queue as attempt 2, nothing lost.
+    h.await_published(0, 1);
+    CHECK(h.log_counts("executed.log")[held] == 1);
+    h.retry_pause = 10ms;
+    h.start_ttp(0);
+    const auto done = h.wait(held, 30s);
+    CHECK(done.state == "failed");
+    CHECK(done.attempts == 3);
+    CHECK(h.log_counts("executed.log")[held] == 3);
+}
+
+TEST_CASE("A submit's jobs carry their stored doc_id and can be explained as GET shows them", "[jobs][answer]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();  // no TTP on grid 0
+    auto jobs = h.service->submit({h.spec("train", json{{"mode", "ok"}}, 0), h.spec("train", json{{"mode", "ok"}}, 0)});
+    REQUIRE(jobs);
+    h.service->explain(*jobs);  // what the train and alignment routes answer
+    for (const auto& job : *jobs) {
+        INFO("job " << job.job_id);
+        const auto stored = h.service->get(job.job_id);
+        REQUIRE(stored);
+        CHECK(job.doc_id != 0);
+        CHECK(job.doc_id == stored->doc_id);
+        CHECK(job.to_api()["doc_id"] == std::to_string(stored->doc_id));
+        CHECK(job.reason == "no TTP connected for grid 0");
+        CHECK(job.reason == stored->reason);
+    }
+}
+
+TEST_CASE("A running job whose grid lost its TTP says so until a TTP takes it again", "[jobs][answer]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& ttp = h.start_ttp(0);
+    const auto id = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 1500}}, 0)}).front();
+    await_job(h, id, [](const auto& j) { return j.state == "running"; });
+    CHECK(h.service->get(id)->reason.empty());
+    ttp.stop();  // as a killed TTP: the job is not acknowledged and no result comes
+    const std::string hint = "no TTP connected for grid 0; the job resumes when one connects";
+    auto job = *h.service->get(id);
+    CHECK(job.state == "running");
+    CHECK(job.reason == hint);
+    auto listed = h.service->list({});
+    REQUIRE(listed);
+    REQUIRE(listed->size() == 1);
+    CHECK(listed->front().reason == hint);
+    h.start_ttp(0);
+    // Redelivered: the hint is gone while it runs again, and it ends normally.
+    CHECK(h.service->get(id)->reason.find("no TTP") == std::string::npos);
+    job = h.wait(id, 30s);
+    CHECK(job.state == "succeeded");
+    CHECK(job.reason.empty());
+    // A redelivery resumes the same attempt: it does not use up a retry.
+    CHECK(job.attempts == 1);
+}
+
+TEST_CASE("A queued job's reason names its place in line in words", "[jobs][answer]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);
+    const auto busy = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 20000}}, 0)}).front();
+    await_job(h, busy, [](const auto& j) { return j.state == "running"; });
+    const auto ids = h.submit({h.spec("train", json{{"mode", "ok"}}, 0), h.spec("train", json{{"mode", "ok"}}, 0),
+                               h.spec("train", json{{"mode", "ok"}}, 0)});
+    CHECK(h.service->get(ids[0])->reason == "next in line on grid 0");
+    CHECK(h.service->get(ids[1])->reason == "waiting behind 1 job on grid 0");
+    CHECK(h.service->get(ids[2])->reason == "waiting behind 2 jobs on grid 0");
+    REQUIRE(h.service->cancel(busy));
+    for (const auto& id : ids) {
+        CHECK(h.wait(id, 30s).state == "succeeded");
+    }
+}
+
+TEST_CASE("A finished job's progress carries no time left", "[jobs][answer]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& mq = h.new_queue();
+    const auto id = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    const auto send = [&](const core::jobs::ResultMessage& event) {
+        REQUIRE(mq.publish(h.topology.results(), core::jobs::make_message(event.job_id, event.to_json()), 10s));
+    };
+    core::jobs::ResultMessage progress;
+    progress.type = core::jobs::EventType::Progress;
+    progress.job_id = id;
+    progress.process = "train";
+    progress.ttp_id = "ttp-0";
+    progress.progress = {{"round", 60}, {"rounds", 200}, {"eta_s", 6.2}};
+    send(progress);
+    await_job(h, id, [](const auto& j) { return j.progress.contains("eta_s"); });
+    core::jobs::ResultMessage result = progress;
+    result.type = core::jobs::EventType::Result;
+    result.outcome = core::jobs::Outcome::Succeeded;
+    result.outputs = {{"summary", {{"rounds_run", 60}, {"stopped_early", true}}}};
+    send(result);
+    const auto job = h.wait(id, 10s);
+    CHECK(job.state == "succeeded");
+    CHECK(job.progress.value("round", 0) == 60);
+    CHECK_FALSE(job.progress.contains("eta_s"));
+    CHECK(job.outputs["summary"].value("stopped_early", false));
+}
+
 }  // namespace synergos::test

@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -106,9 +107,15 @@ public:
     /// told to stop at its next safe point. Cancelling a finished job is FailedPrecondition.
     sdk::Result<JobRecord> cancel(const std::string& job_id);
 
-    /// A job with its reason brought up to date (why it is still queued).
+    /// A job with its reason brought up to date (why it is still queued: no TTP for its grid,
+    /// or its place in line; a running job whose grid has no TTP says so).
     sdk::Result<JobRecord> get(const std::string& job_id);
+    /// Jobs with their reasons brought up to date as get() does, without the place in line
+    /// (a queued job without a reason reads `waiting on grid <g>`).
     sdk::Result<std::vector<JobRecord>> list(const JobFilter& filter);
+    /// Brings `jobs`' reasons up to date for an answer (`rank`: with each queued job's place in
+    /// line, as get()), e.g. the jobs a submit returned; one broker query per grid.
+    void explain(std::vector<JobRecord>& jobs, bool rank = true);
 
     /// Waits until the job is terminal or `timeout` passes; returns it as it is then.
     sdk::Result<JobRecord> wait(const std::string& job_id, std::chrono::milliseconds timeout);
@@ -186,7 +193,7 @@ private:
     void handle_delivery(sdk::Consumer& consumer, const sdk::Delivery& delivery);
     sdk::Status handle_event(const ResultMessage& event);
     int choose_grid(const JobSpec& spec, std::map<int, int>& outstanding);
-    std::string queued_reason(const JobRecord& job);
+    sdk::Result<std::vector<JobRecord>> list_jobs(const JobFilter& filter, bool explained);
     static sdk::Message job_message(const JobRecord& job);
     sdk::Status publish_job(const JobRecord& job);
     sdk::Status declare_grid(int grid);

@@ -119,6 +119,8 @@ public:
         /// Applies what was added since the last commit, atomically and durably. On failure
         /// nothing was written and the batch forgets its changes (the next get reads the store).
         sdk::Status commit();
+        /// Sets the store ids of those of `jobs` this batch inserted and committed.
+        void fill_doc_ids(std::vector<JobRecord>& jobs) const;
 
     private:
         JobStore& store_;
@@ -126,6 +128,8 @@ public:
         std::map<std::string, JobRecord> view_;
         std::vector<sdk::Mutation> mutations_;
         std::map<std::string, std::size_t> updates_;  ///< a job's update in mutations_
+        std::map<std::string, std::size_t> inserts_;  ///< a new job's insert in mutations_
+        std::map<std::string, std::int64_t> doc_ids_;  ///< committed inserts' store ids
     };
 
 private:

@@ -53,6 +53,9 @@ struct JobMessage {
     nlohmann::json parameters = nlohmann::json::object();
     int attempt = 1;
     int max_attempts = 3;
+    /// The first attempt's failure, carried by retries so the final reason can name it (a
+    /// later attempt often fails for a different, derived cause). "" on attempt 1.
+    std::string first_failure;
 
     nlohmann::json to_json() const;
     /// Strict decode; InvalidArgument names the missing or mistyped field.
@@ -84,6 +87,10 @@ struct ResultMessage {
     nlohmann::json to_json() const;
     static sdk::Result<ResultMessage> from_json(const std::string& body);
 };
+
+/// `reason` cut to at most `max_bytes` (on a UTF-8 boundary, marked with "..."): reasons that
+/// quote other reasons stay readable in lists and logs.
+std::string bounded_reason(const std::string& reason, std::size_t max_bytes = 400);
 
 /// Builds a queue message for a JSON body.
 sdk::Message make_message(const std::string& id, const nlohmann::json& body, std::uint8_t priority = 0);

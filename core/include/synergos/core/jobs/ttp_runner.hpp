@@ -13,7 +13,10 @@
 /// The "started" event (best effort) goes out from a helper thread, so its confirm is never waited for in series with a job; the director may see it
 /// after the result, and never moves an ended attempt back to running. Failed attempts are
 /// retried by republishing the job with its attempt count raised, up to the job's limit, then
-/// dead-lettered with a failure result.
+/// dead-lettered with a failure result. A retry waits a pause that doubles with each attempt
+/// (retry_pause, capped at retry_pause_max) on the retry thread, the failed delivery held
+/// unacknowledged meanwhile (a crash redelivers it) with one more prefetch slot, so the job
+/// thread goes on with the grid's other jobs; a cancel ends the wait, a stop cuts it short.
 /// A second consumer on the grid's control queue delivers cancellations.
 
 #include <atomic>
@@ -49,6 +52,10 @@ struct TtpRunnerOptions {
     /// A job still running this long after it started (this delivery) is stopped at its next
     /// safe point and fails for good, saying so (`jobs.job_timeout_s`). Zero: no limit.
     std::chrono::milliseconds job_timeout{std::chrono::hours(24)};
+    /// Pause before the retry of a failed attempt: retry_pause after attempt 1, doubling after
+    /// each further attempt, at most retry_pause_max. Zero: retried at once.
+    std::chrono::milliseconds retry_pause{1000};
+    std::chrono::milliseconds retry_pause_max{30000};
     Topology topology;
 };
 
@@ -98,6 +105,17 @@ private:
     void check_job_deadline();
     bool was_cancelled(const std::string& job_id);
     void wait_backoff(std::chrono::milliseconds d);
+    /// The pause before the retry that follows attempt `attempt`.
+    std::chrono::milliseconds retry_pause_after(int attempt) const;
+    struct PendingRetry;
+    /// Holds a failed delivery until its retry pause ends (false: no room, retry at once).
+    bool hold_retry(sdk::AdjustableConsumer& consumer, std::uint64_t tag, JobMessage retry,
+                    ResultMessage cancelled);
+    /// Publishes the held retries that are due (`all`: every one), or the cancelled result of
+    /// one whose job was cancelled meanwhile; returns when to look again.
+    std::chrono::steady_clock::time_point release_due(bool all);
+    void release_retry(PendingRetry pending, bool cancelled);
+    void retry_loop();
 
     sdk::MessageQueue& mq_;
     sdk::Logger& logger_;
@@ -130,6 +148,12 @@ private:
     class ResultSettled;
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done_;
     std::shared_ptr<Settlement> settlement_;  ///< replaced by start(), before any thread runs
+
+    std::thread retry_thread_;
+    std::mutex retry_mutex_;
+    std::condition_variable retry_wake_;        ///< a retry held, a cancel taken, or stopping
+    std::condition_variable retries_released_;  ///< the held list shrank
+    std::multimap<std::chrono::steady_clock::time_point, PendingRetry> retries_;  ///< by due time
 };
 
 }  // namespace synergos::core::jobs
