@@ -646,7 +646,7 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         }
     }
     if (const YAML::Node n = root["jobs"]) {
-        r.check_keys(n, "jobs", {"max_attempts", "job_timeout_s"});
+        r.check_keys(n, "jobs", {"max_attempts", "job_timeout_s", "retry_pause_ms", "retry_pause_max_ms"});
         if (n["max_attempts"]) {
             c.jobs.max_attempts =
                 static_cast<int>(r.integer(n["max_attempts"], "jobs.max_attempts", 1, 1000));
@@ -654,6 +654,17 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         if (n["job_timeout_s"]) {
             c.jobs.job_timeout_s =
                 r.integer(n["job_timeout_s"], "jobs.job_timeout_s", 1, kMaxJobTimeoutS);
+        }
+        // Up to a day: a longer pause is a job parked, not retried.
+        if (n["retry_pause_ms"]) {
+            c.jobs.retry_pause_ms = r.integer(n["retry_pause_ms"], "jobs.retry_pause_ms", 0, 86'400'000);
+        }
+        if (n["retry_pause_max_ms"]) {
+            c.jobs.retry_pause_max_ms = r.integer(n["retry_pause_max_ms"], "jobs.retry_pause_max_ms", 0, 86'400'000);
+        }
+        if (c.jobs.retry_pause_max_ms < c.jobs.retry_pause_ms) {
+            r.fail(n["retry_pause_max_ms"] ? n["retry_pause_max_ms"] : n, "jobs.retry_pause_max_ms",
+                   "must be at least jobs.retry_pause_ms (" + std::to_string(c.jobs.retry_pause_ms) + ")");
         }
     }
     if (const YAML::Node n = root["cpus"]) {

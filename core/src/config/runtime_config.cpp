@@ -246,7 +246,10 @@ nlohmann::json RuntimeConfig::to_json() const {
                           {"token", worker_client.token.empty()
                                         ? nlohmann::json(nullptr)
                                         : source_json(worker_client.token)}};
-    j["jobs"] = {{"max_attempts", jobs.max_attempts}, {"job_timeout_s", jobs.job_timeout_s}};
+    j["jobs"] = {{"max_attempts", jobs.max_attempts},
+                 {"job_timeout_s", jobs.job_timeout_s},
+                 {"retry_pause_ms", jobs.retry_pause_ms},
+                 {"retry_pause_max_ms", jobs.retry_pause_max_ms}};
     j["cpus"] = cpus;
     j["gpus"] = gpus;
     j["effective_cpus"] = effective_cpus();

@@ -106,6 +106,8 @@ sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::Messag
     o.ttp_id = ttp_id;
     o.outputs_dir = rt.config().node.outputs_dir;
     o.job_timeout = std::chrono::seconds(rt.config().jobs.job_timeout_s);
+    o.retry_pause = std::chrono::milliseconds(rt.config().jobs.retry_pause_ms);
+    o.retry_pause_max = std::chrono::milliseconds(rt.config().jobs.retry_pause_max_ms);
     parts->runner = std::make_unique<jobs::TtpRunner>(mq, rt.host_context("ttp").logger(), function_registry(rt),
                                                       parts->workers.get(), aggregator_lookup(rt), o);
     if (auto st = parts->runner->start(); !st) {

@@ -123,7 +123,7 @@ ttp:
 aggregators: [fedavg]
 http: {host: 127.0.0.1, port: 0, threads: 4, body_limit_bytes: 1024, header_timeout_ms: 5,
        body_timeout_ms: 6, max_connections: 7}
-jobs: {max_attempts: 5, job_timeout_s: 60}
+jobs: {max_attempts: 5, job_timeout_s: 60, retry_pause_ms: 250, retry_pause_max_ms: 4000}
 cpus: 3
 gpus: 1
 )");
@@ -151,6 +151,8 @@ gpus: 1
     CHECK(c.http.threads == 4);
     CHECK(c.http.max_connections == 7);
     CHECK(c.jobs.max_attempts == 5);
+    CHECK(c.jobs.retry_pause_ms == 250);
+    CHECK(c.jobs.retry_pause_max_ms == 4000);
     CHECK(c.cpus == 3);
     CHECK(c.gpus == 1);
 }
@@ -207,6 +209,11 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         FlagOverrides broker;  // with a broker, a director runs no TTP: the value is not its
         broker.queue = std::vector<std::string>{"rabbitmq", "mq", "5672"};
         CHECK(build_config(Role::Director, file, broker).ttp.grid == 1);
+    }
+    SECTION("a retry pause cap below the first pause") {
+        auto e = expect_error([] { load_text("jobs: {retry_pause_ms: 5000, retry_pause_max_ms: 1000}\n"); });
+        CHECK(e.key() == "jobs.retry_pause_max_ms");
+        CHECK_THAT(e.what(), Catch::Contains("5000"));
     }
     SECTION("a job time limit past ten years") {
         auto e = expect_error([] { load_text("jobs: {job_timeout_s: 315360001}\n"); });

@@ -142,6 +142,9 @@ struct JobsConfig {
     int max_attempts = 3;  ///< deliveries before a job is dead-lettered
     /// A TTP stops a job (this delivery) still running after this long; it fails for good.
     std::int64_t job_timeout_s = 86'400;
+    /// A TTP's pause before retrying a failed attempt, doubling per attempt up to the max.
+    std::int64_t retry_pause_ms = 1'000;
+    std::int64_t retry_pause_max_ms = 30'000;
 };
 
 /// Node identity and directories.
