@@ -143,6 +143,14 @@ TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
     so.port = 0;
     http::HttpServer worker(so, worker_router, f.h.host.logger());
     REQUIRE(worker.start());
+    // Up, but its data directory is missing: it cannot align or train.
+    http::Router dataless_router;
+    dataless_router.add("GET", "/v1/health", [](const http::Request&) {
+        return http::Response::json(200, {{"participant_id", "dataless"}, {"runs_loaded", 0},
+                                          {"data_dir_found", false}});
+    });
+    http::HttpServer dataless(so, dataless_router, f.h.host.logger());
+    REQUIRE(dataless.start());
     int dead_port = 0;
     {
         http::HttpServer closed(so, worker_router, f.h.host.logger());
@@ -159,6 +167,7 @@ TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
     };
     reg("alive", worker.bound_port());
     reg("dead", dead_port);
+    reg("dataless", dataless.bound_port());
     const auto answer = get(f.router, "/v1/dashboard/cluster");
     const json d = data_of(answer);
     CHECK(std::find(answer.headers.begin(), answer.headers.end(),
@@ -170,13 +179,16 @@ TEST_CASE("the cluster page probes every registered worker", "[dashboard]") {
     for (const auto& w : g["workers"]) {
         by_id[w["participant_id"].get<std::string>()] = w;
     }
-    REQUIRE(by_id.size() == 2);
+    REQUIRE(by_id.size() == 3);
     CHECK(by_id["alive"]["health"] == "ok");
     // What a worker's health says, not the reply's text (a registration may name any address).
     CHECK(by_id["alive"]["detail"] == "HTTP 200, participant alive, 2 runs loaded");
     CHECK(by_id["alive"]["projects"] == json::array({"c1/p1"}));
     CHECK(by_id["dead"]["health"] == "unreachable");
     CHECK_FALSE(by_id["dead"]["detail"].get<std::string>().empty());
+    CHECK(by_id["dataless"]["health"] == "error");
+    CHECK(by_id["dataless"]["detail"] == "HTTP 200, participant dataless, 0 runs loaded, data directory not found");
+    dataless.stop(std::chrono::milliseconds(0));
     worker.stop(std::chrono::milliseconds(0));
 }
 

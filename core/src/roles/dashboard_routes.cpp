@@ -283,6 +283,11 @@ private:
             if (body.contains("runs_loaded") && body["runs_loaded"].is_number_unsigned()) {
                 h.detail += ", " + std::to_string(body["runs_loaded"].get<std::uint64_t>()) + " runs loaded";
             }
+            // Up, but it cannot serve alignment or training until its data shows up.
+            if (body.contains("data_dir_found") && body["data_dir_found"] == false) {
+                h.state = "error";
+                h.detail += ", data directory not found";
+            }
         }
         return h;
     }

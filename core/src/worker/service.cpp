@@ -422,7 +422,10 @@ struct PendingInit {
 
 struct WorkerService::Impl {
     WorkerServiceConfig config;
-    fs::path data_root;  ///< canonical data directory, empty when it does not exist
+    /// Canonical data directory, empty while it does not exist: looked up again then, so a
+    /// volume mounted after the worker started is found without a restart.
+    mutable std::mutex root_mutex;
+    mutable fs::path data_root;
     /// Guards `runs`, `initialising` and `tick`. Held only for map work and try_lock, never
     /// while waiting for a run, so /v1/health and other runs never wait behind a busy run.
     mutable std::mutex runs_mutex;
@@ -445,10 +448,11 @@ struct WorkerService::Impl {
 
     /// Replaces the data directory's absolute path in messages that go to the TTP.
     std::string scrub(std::string message) const {
-        if (data_root.empty()) {
+        const fs::path found = current_root();
+        if (found.empty()) {
             return message;
         }
-        const std::string root = data_root.string() + "/";
+        const std::string root = found.string() + "/";
         for (std::size_t pos = message.find(root); pos != std::string::npos;
              pos = message.find(root, pos)) {
             message.replace(pos, root.size(), "<data>/");
@@ -456,11 +460,25 @@ struct WorkerService::Impl {
         return message;
     }
 
-    const fs::path& root() const {
+    /// The data directory, or empty while it does not exist (or is not a directory).
+    fs::path current_root() const {
+        std::lock_guard<std::mutex> lock(root_mutex);
         if (data_root.empty()) {
-            fail(500, "the worker's data directory " + quote(config.data_dir) + " does not exist");
+            std::error_code ec;
+            fs::path found = fs::canonical(config.data_dir, ec);
+            if (!ec && fs::is_directory(found, ec)) {
+                data_root = std::move(found);
+            }
         }
         return data_root;
+    }
+
+    fs::path root() const {
+        fs::path found = current_root();
+        if (found.empty()) {
+            fail(500, "the worker's data directory " + quote(config.data_dir) + " does not exist");
+        }
+        return found;
     }
 
     /// `scaling` (feature -> [min, max]) is the federation-wide scaling the TTP found at
@@ -742,7 +760,8 @@ struct WorkerService::Impl {
         return json_response(200, {{"participant_id", config.participant_id},
                                    {"datatypes", datatypes},
                                    {"runs_loaded", n},
-                                   {"model_backend", config.model != nullptr}});
+                                   {"model_backend", config.model != nullptr},
+                                   {"data_dir_found", !current_root().empty()}});
     }
 
     WorkerHttpResponse poll(const WorkerHttpRequest& request) {
@@ -1247,10 +1266,11 @@ struct WorkerService::Impl {
 
 WorkerService::WorkerService(WorkerServiceConfig config) : impl_(std::make_unique<Impl>()) {
     impl_->config = std::move(config);
-    std::error_code ec;
-    const fs::path root = fs::canonical(impl_->config.data_dir, ec);
-    if (!ec && fs::is_directory(root, ec)) {
-        impl_->data_root = root;
+    if (impl_->current_root().empty()) {
+        // Not fatal (a volume may be mounted later), but every data route fails until it is.
+        impl_->log(sdk::Level::Warn, "worker data directory not found",
+                   {{"data_dir", impl_->config.data_dir},
+                    {"effect", "alignment and training fail until it exists; /v1/health says data_dir_found: false"}});
     }
 }
 

@@ -165,6 +165,29 @@ TEST_CASE("worker health reports the participant, its datatypes and loaded runs"
     CHECK(j["participant_id"] == "worker-1");
     CHECK(j["datatypes"] == Json::array({"image", "tabular"}));
     CHECK(j["runs_loaded"] == 0);
+    CHECK(j["data_dir_found"] == true);
+}
+
+TEST_CASE("worker started before its data directory exists finds it once it appears",
+          "[unit][worker]") {
+    // A volume mounted after the worker started: health says so, and no restart is needed.
+    const fs::path later = fs::temp_directory_path() /
+                           ("synergos-worker-late-" + std::to_string(std::random_device{}()));
+    Worker w(std::size_t{64} << 20, std::chrono::seconds(30),
+             [&](WorkerServiceConfig& c) { c.data_dir = later.string(); });
+    CHECK(body_of(w.call("GET", "/v1/health"))["data_dir_found"] == false);
+    auto missing = w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}});
+    CHECK(missing.status == 500);
+    CHECK_THAT(missing.body, Catch::Contains("does not exist"));
+    CHECK(w.host.captured().contains("worker data directory not found"));
+
+    fs::create_directories(later);
+    fs::copy(w.data / "heart_disease", later / "heart_disease", fs::copy_options::recursive);
+    CHECK(body_of(w.call("GET", "/v1/health"))["data_dir_found"] == true);
+    auto found = w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", kHeartTags}});
+    CHECK(found.status == 200);
+    std::error_code ec;
+    fs::remove_all(later, ec);
 }
 
 TEST_CASE("worker poll returns headers, schemas and metadata of each tagged split",
