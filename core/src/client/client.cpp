@@ -303,6 +303,76 @@ void check_bodies(const json& job, const std::string& where) {
     }
 }
 
+/// Run fields the director, the torch model and the bundled strategies read. A run stores any
+/// other key as given (as the original did), so a misspelt one is silently unused: near
+/// misses of these get a warning.
+constexpr std::string_view kKnownRunFields[] = {
+    "run_id", "algorithm", "rounds", "epochs", "batch_size", "lr", "lr_decay", "weight_decay",
+    "seed", "patience", "delta", "cumulative_delta", "mu", "l1_lambda", "l2_lambda", "optimizer",
+    "criterion", "lr_scheduler", "reduction", "mode", "scale_mode", "use_CLR", "base_lr", "max_lr",
+    "step_size", "step_size_up", "step_size_down", "gamma", "cycle_momentum", "base_momentum",
+    "max_momentum", "last_epoch", "dampening", "momentum", "nesterov", "amsgrad", "betas", "eps",
+    "alpha", "centered", "initial_accumulator_value", "label_smoothing", "is_condensed",
+    "precision_fractional", "input_size", "output_size", "quorum", "server_lr", "beta", "epsilon",
+    "trim_fraction", "krum_f", "multikrum_m", "dp_clip_norm", "dp_noise_multiplier", "dp_delta",
+    "dp_seed", "rdp_order"};
+
+/// Levenshtein distance, stopping early past `limit` (names are short).
+std::size_t edit_distance(std::string_view a, std::string_view b, std::size_t limit) {
+    if ((a.size() > b.size() ? a.size() - b.size() : b.size() - a.size()) > limit) {
+        return limit + 1;
+    }
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) {
+        row[j] = j;
+    }
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t up = row[j];
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = up;
+        }
+    }
+    return row[b.size()];
+}
+
+}  // namespace
+
+std::vector<std::string> run_field_warnings(const json& job) {
+    std::vector<std::string> warnings;
+    const json runs = job.value("runs", json::array());
+    for (std::size_t i = 0; runs.is_array() && i < runs.size(); ++i) {
+        if (!runs[i].is_object()) {
+            continue;
+        }
+        for (const auto& [key, value] : runs[i].items()) {
+            if (key == "id" || std::find(std::begin(kKnownRunFields), std::end(kKnownRunFields), key) !=
+                                   std::end(kKnownRunFields)) {
+                continue;
+            }
+            const std::size_t limit = key.size() <= 4 ? 1 : 2;
+            std::string_view best;
+            std::size_t best_distance = limit + 1;
+            for (const std::string_view known : kKnownRunFields) {
+                const std::size_t d = edit_distance(key, known, limit);
+                if (d < best_distance) {
+                    best_distance = d;
+                    best = known;
+                }
+            }
+            if (!best.empty()) {
+                warnings.push_back("runs[" + std::to_string(i) + "]: '" + key + "' is not a run field; did you mean '" +
+                                   std::string(best) + "'? (it is stored as given, and training does not read it)");
+            }
+        }
+    }
+    return warnings;
+}
+
+namespace {
+
 /// Creates a record, or updates it when it already exists (so a job file can be re-submitted).
 void create_or_update(Api& api, const std::string& collection, const std::string& item, const json& body) {
     Api::Reply r = api.call("POST", collection, body);
@@ -573,12 +643,15 @@ void print_metrics(const json& records, const char* meta, std::ostream& out) {
     }
 }
 
-int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream& out) {
+int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream& out, std::ostream& err) {
     auto loaded = load_job_file(job_file);
     if (!loaded) {
         throw Fail{2, loaded.error().message};
     }
     const json job = *loaded;
+    for (const auto& warning : run_field_warnings(job)) {
+        err << "synergos submit: warning: " << job_file << ": " << warning << "\n";
+    }
     const auto deadline = std::chrono::steady_clock::now() + o.timeout;
     Api api(o);
     const std::string c = job["collaboration"]["id"];
@@ -987,7 +1060,7 @@ sdk::Result<json> load_job_file(const std::string& path) {
 
 int submit(const std::string& job_file, const ClientOptions& options, std::ostream& out, std::ostream& err) {
     try {
-        return run_submit(job_file, options, out);
+        return run_submit(job_file, options, out, err);
     } catch (const Fail& f) {
         err << "synergos submit: " << f.message << "\n";
         return f.code;

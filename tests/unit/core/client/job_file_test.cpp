@@ -186,3 +186,20 @@ TEST_CASE("A job file field the director would refuse fails before anything is w
     CHECK_THAT(error_of(dir, job("    tags: {train: [[x, y]]}\n", "    tags: {train: [[x, y]], model: [1]}\n")),
                Catch::Contains("participants[0], tags: field 'model' must be an array of strings"));
 }
+
+TEST_CASE("A misspelt run field gets a warning naming the field it resembles", "[unit][client]") {
+    Dir dir;
+    auto loaded = load_job_file(dir.write(
+        "job.yaml", job("runs: [{id: r1, rounds: 2}]",
+                        "runs: [{id: r1, rounds: 2, epoch: 5, learning_rate: 0.1, lr: 0.01},\n"
+                        "       {id: r2, rounds: 1, mu: 0.1, optimiser: Adam, my_note: hello}]")));
+    REQUIRE(loaded);
+    const auto warnings = synergos::core::client::run_field_warnings(*loaded);
+    INFO(Catch::Detail::stringify(warnings));
+    // Near misses only: a field of some other plugin (my_note, learning_rate) is left alone.
+    REQUIRE(warnings.size() == 2);
+    CHECK_THAT(warnings[0], Catch::Contains("runs[0]") && Catch::Contains("'epoch'") &&
+                                Catch::Contains("did you mean 'epochs'"));
+    CHECK_THAT(warnings[1], Catch::Contains("runs[1]") && Catch::Contains("'optimiser'") &&
+                                Catch::Contains("did you mean 'optimizer'"));
+}

@@ -12,6 +12,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,10 @@ struct ClientOptions {
 
 /// Reads a job file (YAML) into the JSON shape `submit` uses; errors name the file and field.
 sdk::Result<nlohmann::json> load_job_file(const std::string& path);
+
+/// Warnings for run fields of a loaded job file that look like misspellings of a known one
+/// (`epoch` for `epochs`): runs store unknown keys as given, so a typo is otherwise silent.
+std::vector<std::string> run_field_warnings(const nlohmann::json& job);
 
 /// Runs a job file end to end. Exit code: 0 when every step succeeded, 1 when a job failed (its
 /// reason is printed), 2 for a bad job file or an unreachable director.
