@@ -22,8 +22,12 @@
 #include <synergos/sdk/testing/fake_host.hpp>
 
 #include "http_test_util.hpp"
+#include "support/process_memory.hpp"
 
 namespace {
+
+using synergos::testing::peak_rss_kib;
+using synergos::testing::reset_peak_rss;
 
 using namespace std::chrono_literals;
 using synergos::core::http::ClientOptions;
@@ -491,23 +495,6 @@ private:
 
 std::string ok(const std::string& body) {
     return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-}
-
-/// Peak resident size of this process in KiB since the last reset (`reset_peak_rss`).
-long peak_rss_kib() {
-    std::ifstream status("/proc/self/status");
-    std::string line;
-    while (std::getline(status, line)) {
-        if (line.rfind("VmHWM:", 0) == 0) {
-            return std::stol(line.substr(6));
-        }
-    }
-    return -1;
-}
-
-/// Lowers the peak to the current resident size (Linux: "5" to clear_refs).
-void reset_peak_rss() {
-    std::ofstream("/proc/self/clear_refs") << "5";
 }
 
 }  // namespace

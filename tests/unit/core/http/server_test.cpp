@@ -22,6 +22,7 @@
 
 #include "../../../security/certs.hpp"
 #include "http_test_util.hpp"
+#include "support/process_memory.hpp"
 
 namespace {
 
@@ -33,6 +34,7 @@ using synergos::core::http::Response;
 using synergos::core::http::Router;
 using synergos::core::http::ServerOptions;
 using synergos::testing::RawConnection;
+using synergos::testing::status_kib;
 using synergos::testing::wait_until;
 
 ServerOptions test_options() {
@@ -642,21 +644,6 @@ TEST_CASE("HttpServer over TLS reads large bodies of a known length exactly", "[
     }
     CHECK(client.connections_opened() == 1);
 }
-
-namespace {
-
-/// A line of /proc/self/status in KiB ("VmHWM:", "VmRSS:"), or -1.
-long status_kib(const std::string& key) {
-    std::ifstream in("/proc/self/status");
-    for (std::string line; std::getline(in, line);) {
-        if (line.rfind(key, 0) == 0) {
-            return std::stol(line.substr(key.size()));
-        }
-    }
-    return -1;
-}
-
-}  // namespace
 
 TEST_CASE("HttpServer: a large declared body commits memory only as its bytes arrive",
           "[unit][http]") {
