@@ -409,17 +409,39 @@ TEST_CASE("HttpServer answers asynchronous handlers from another thread, and not
     CHECK(server.stop(2s));
 }
 
+namespace {
+
+/// An asynchronous route (POST /park) that keeps its Responder unanswered until the test
+/// answers it.
+struct ParkedAnswer {
+    std::mutex mutex;
+    std::optional<synergos::core::http::Responder> parked;
+
+    void install(Router& router) {
+        router.add_async("POST", "/park",
+                         [this](const Request&, synergos::core::http::Responder responder) {
+                             std::lock_guard<std::mutex> lock(mutex);
+                             parked.emplace(std::move(responder));
+                         });
+    }
+    bool waiting() {
+        std::lock_guard<std::mutex> lock(mutex);
+        return parked.has_value();
+    }
+    void respond(Response response) {
+        std::lock_guard<std::mutex> lock(mutex);
+        parked->respond(std::move(response));
+    }
+};
+
+}  // namespace
+
 TEST_CASE("HttpServer: stop lets a pending asynchronous answer arrive before it ends",
           "[unit][http]") {
-    using synergos::core::http::Responder;
     synergos::sdk::testing::CapturingLogger logger;
-    std::mutex mutex;
-    std::optional<Responder> parked;
+    ParkedAnswer park;
     Router router;
-    router.add_async("POST", "/park", [&](const Request&, Responder responder) {
-        std::lock_guard<std::mutex> lock(mutex);
-        parked.emplace(std::move(responder));
-    });
+    park.install(router);
     HttpServer server(test_options(), router, logger);
     REQUIRE(server.start().is_ok());
     const auto port = server.bound_port();
@@ -427,15 +449,11 @@ TEST_CASE("HttpServer: stop lets a pending asynchronous answer arrive before it 
         HttpClient client;
         return client.request("POST", "127.0.0.1", port, "/park", "{}", "application/json", 10s);
     });
-    REQUIRE(wait_until([&] {
-        std::lock_guard<std::mutex> lock(mutex);
-        return parked.has_value();
-    }, 5s));
+    REQUIRE(wait_until([&] { return park.waiting(); }, 5s));
     // Answer while stop() is under way: stop waits for it, the client gets it.
     std::thread answer([&] {
         std::this_thread::yield();
-        std::lock_guard<std::mutex> lock(mutex);
-        parked->respond(Response::json(201, {{"late", true}}));
+        park.respond(Response::json(201, {{"late", true}}));
     });
     server.stop(5s);
     answer.join();
@@ -870,15 +888,10 @@ TEST_CASE("HttpServer answers Expect 100-continue before it reads the body", "[u
 
 TEST_CASE("HttpServer answers 504 when an asynchronous handler does not answer in time",
           "[unit][http]") {
-    using synergos::core::http::Responder;
     synergos::sdk::testing::CapturingLogger logger;
-    std::mutex mutex;
-    std::optional<Responder> parked;
+    ParkedAnswer park;
     Router router = echo_router();
-    router.add_async("POST", "/park", [&](const Request&, Responder responder) {
-        std::lock_guard<std::mutex> lock(mutex);
-        parked.emplace(std::move(responder));
-    });
+    park.install(router);
     ServerOptions options = test_options();
     options.async_timeout = 300ms;
     HttpServer server(options, router, logger);
@@ -889,9 +902,8 @@ TEST_CASE("HttpServer answers 504 when an asynchronous handler does not answer i
     {
         // A late answer (it goes nowhere), given before any REQUIRE: unanswered, a server
         // without the deadline would never stop.
-        std::lock_guard<std::mutex> lock(mutex);
-        REQUIRE(parked.has_value());
-        parked->respond(Response::json(201, {{"late", true}}));
+        REQUIRE(park.waiting());
+        park.respond(Response::json(201, {{"late", true}}));
     }
     REQUIRE(res.has_value());
     CHECK(res->status == 504);
@@ -909,15 +921,10 @@ TEST_CASE("HttpServer answers 504 when an asynchronous handler does not answer i
 
 TEST_CASE("HttpServer stop abandons unanswered asynchronous handlers and a late answer is harmless",
           "[unit][http]") {
-    using synergos::core::http::Responder;
     synergos::sdk::testing::CapturingLogger logger;
-    std::mutex mutex;
-    std::optional<Responder> parked;
+    ParkedAnswer park;
     Router router;
-    router.add_async("POST", "/park", [&](const Request&, Responder responder) {
-        std::lock_guard<std::mutex> lock(mutex);
-        parked.emplace(std::move(responder));
-    });
+    park.install(router);
     auto server = std::make_unique<HttpServer>(test_options(), router, logger);
     REQUIRE(server->start().is_ok());
     const auto port = server->bound_port();
@@ -925,18 +932,14 @@ TEST_CASE("HttpServer stop abandons unanswered asynchronous handlers and a late 
         HttpClient client;
         return client.request("POST", "127.0.0.1", port, "/park", "{}", "application/json", 10s);
     });
-    REQUIRE(wait_until([&] {
-        std::lock_guard<std::mutex> lock(mutex);
-        return parked.has_value();
-    }));
+    REQUIRE(wait_until([&] { return park.waiting(); }));
     std::promise<bool> result;
     auto stopped = result.get_future();
     std::thread stopper([&] { result.set_value(server->stop(200ms)); });
     const bool ended = stopped.wait_for(5s) == std::future_status::ready;
     CHECK(ended);
     if (!ended) {
-        std::lock_guard<std::mutex> lock(mutex);
-        parked->respond(Response::json(500, {}));  // lets the stop end, to fail cleanly
+        park.respond(Response::json(500, {}));  // lets the stop end, to fail cleanly
     }
     stopper.join();
     CHECK_FALSE(stopped.get());  // cut off
@@ -945,9 +948,9 @@ TEST_CASE("HttpServer stop abandons unanswered asynchronous handlers and a late 
     CHECK_FALSE((res.has_value() && res->status == 201));
     server.reset();
     // Answered, then dropped, after the server is gone: nothing is reached.
-    std::lock_guard<std::mutex> lock(mutex);
-    parked->respond(Response::json(201, {{"late", true}}));
-    parked.reset();
+    park.respond(Response::json(201, {{"late", true}}));
+    std::lock_guard<std::mutex> lock(park.mutex);
+    park.parked.reset();
 }
 
 TEST_CASE("HttpServer refuses asynchronous handlers with 503 once stopping", "[unit][http]") {
