@@ -329,14 +329,10 @@ HttpClient::~HttpClient() = default;
 
 namespace {
 
-/// Collects a body into one string, grown as bytes arrive: a peer declaring a large length
-/// and sending nothing commits nothing.
+/// Collects a body into one string, grown as bytes arrive (grow_body_buffer): a peer declaring
+/// a large length and sending nothing commits nothing.
 class StringSink final : public ResponseSink {
 public:
-    /// Bytes made writable ahead of those received. The capacity grows geometrically (copies
-    /// stay linear) but only this much of it is touched ahead of the data.
-    static constexpr std::size_t kAhead = 1024 * 1024;
-
     explicit StringSink(std::size_t limit) : limit_(limit) {}
 
     sdk::Status on_head(const Response& head, std::optional<std::uint64_t> length) override {
@@ -348,11 +344,7 @@ public:
     std::span<char> next_buffer() override {
         auto& body = response_.body;
         if (filled_ == body.size()) {
-            const std::size_t want = std::min(end_, filled_ + kAhead);
-            if (want > body.capacity()) {
-                body.reserve(std::min(end_, std::max(want, body.capacity() * 2)));
-            }
-            body.resize(std::max(want, filled_ + 1));
+            grow_body_buffer(body, filled_, std::max(end_, filled_ + 1));  // at least one byte
         }
         return {body.data() + filled_, body.size() - filled_};
     }

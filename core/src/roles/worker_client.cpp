@@ -127,21 +127,6 @@ constexpr std::size_t kPieceFloats = 16384;
 /// below the client's 1 GiB: a worker cannot make the TTP hold a model's worth of text.
 constexpr std::size_t kMaxTextReplyBytes = std::size_t{16} << 20;
 
-/// Bytes made writable ahead of those received: a declared length is committed as the bytes
-/// arrive, not when the header does (a worker that declares 1 GiB and stalls holds nothing).
-constexpr std::size_t kGrowAhead = std::size_t{1} << 20;
-
-/// Makes room after the `filled` bytes of `buf`, never past `end`: the size (touched memory)
-/// runs at most `kGrowAhead` ahead of the data, the capacity doubles so copies stay linear.
-template <class Buffer>
-void grow_towards(Buffer& buf, std::size_t filled, std::size_t end) {
-    const std::size_t want = std::min(end, filled + kGrowAhead);
-    if (want > buf.capacity()) {
-        buf.reserve(std::min(end, std::max(want, buf.capacity() * 2)));
-    }
-    buf.resize(want);
-}
-
 /// Receives a worker's reply: a safetensors body of known length lands straight in the
 /// reply's tensors (8-byte length, header, then each tensor's bytes in data order), or, when a
 /// streaming visitor asks for it, each F32 tensor passes through a fixed buffer to the visitor
@@ -229,7 +214,8 @@ public:
                 }
                 auto& data = reply_.tensors.tensors[static_cast<std::size_t>(e.target)].data;
                 if (filled_ == data.size()) {
-                    grow_towards(data, filled_, e.bytes);
+                    // Committed as the bytes arrive, not when the header does.
+                    http::grow_body_buffer(data, filled_, e.bytes);
                 }
                 return {reinterpret_cast<char*>(data.data()) + filled_, data.size() - filled_};
             }

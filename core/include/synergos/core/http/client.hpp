@@ -7,6 +7,7 @@
 /// optional client certificate). Used by the TTP to call workers (bodies of several MB) and by
 /// the CLI. Beast stays out of this header (pimpl).
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -75,6 +76,19 @@ public:
         return true;
     }
 };
+
+/// For sinks: makes room in `buf` after its `filled` bytes, towards `end` (a declared length,
+/// or a limit), touching at most 1 MiB ahead of the data, so a peer that declares a large
+/// body and sends little commits little. The capacity doubles, so copies stay linear.
+template <class Buffer>
+void grow_body_buffer(Buffer& buf, std::size_t filled, std::size_t end) {
+    constexpr std::size_t kAhead = std::size_t{1} << 20;
+    const std::size_t want = std::min(end, filled + kAhead);
+    if (want > buf.capacity()) {
+        buf.reserve(std::min(end, std::max(want, buf.capacity() * 2)));
+    }
+    buf.resize(want);
+}
 
 /// Threading: `request` may be called from many threads at once; each call uses its own
 /// connection (taken from the idle pool or newly opened).

@@ -152,7 +152,6 @@ private:
     std::thread retry_thread_;
     std::mutex retry_mutex_;
     std::condition_variable retry_wake_;        ///< a retry held, a cancel taken, or stopping
-    std::condition_variable retries_released_;  ///< the held list shrank
     std::multimap<std::chrono::steady_clock::time_point, PendingRetry> retries_;  ///< by due time
 };
 
