@@ -139,7 +139,7 @@ inline constexpr std::int64_t kMaxJobTimeoutS = 315'360'000;
 
 /// `jobs:` section.
 struct JobsConfig {
-    int max_attempts = 3;  ///< deliveries before a job is dead-lettered
+    int max_attempts = 3;  ///< attempts (a redelivery is not one) before a job is dead-lettered
     /// A TTP stops a job (this delivery) still running after this long; it fails for good.
     std::int64_t job_timeout_s = 86'400;
     /// A TTP's pause before retrying a failed attempt, doubling per attempt up to the max.
