@@ -691,6 +691,15 @@ private:
 
     Response list_jobs(const Request& req) {
         auto q = parse_query(req.query);
+        // A misspelt filter (`?status=failed`) would otherwise list every job as if it matched.
+        static const std::set<std::string> kFilters{"state", "process", "collab_id", "project_id"};
+        for (const auto& [key, value] : q) {
+            if (!kFilters.count(key)) {
+                throw Fail{Response::field_error(
+                    400, "unknown query parameter '" + key + "' (filters: state, process, collab_id, project_id)",
+                    key)};
+            }
+        }
         static const std::set<std::string> kStates{"submitting", "queued", "running", "succeeded", "failed", "cancelled"};
         if (!q["state"].empty() && !kStates.count(q["state"])) {
             throw Fail{Response::field_error(400, "query 'state' must be one of submitting, queued, running, "

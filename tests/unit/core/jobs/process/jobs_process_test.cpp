@@ -389,6 +389,30 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     INFO("job: " << job.dump());
     REQUIRE(job.value("state", "") == "succeeded");
 
+    // The list's filters: matching, not matching, and a misspelt or unknown one refused.
+    const auto listed = [&](const std::string& query) {
+        auto [code, body] = http(port, "GET", "/v1/jobs" + query);
+        INFO(query << ": " << body.dump());
+        REQUIRE(code == 200);
+        std::vector<std::string> ids;
+        for (const auto& j : body["data"]) {
+            ids.push_back(j.value("job_id", ""));
+        }
+        return ids;
+    };
+    CHECK(listed("?state=succeeded&process=preprocess&collab_id=c1&project_id=p1") ==
+          std::vector<std::string>{job_id});
+    CHECK(listed("?state=failed").empty());
+    CHECK(listed("?process=train").empty());
+    CHECK(listed("?collab_id=c2").empty());
+    for (const auto& [query, field] : std::vector<std::pair<std::string, std::string>>{
+             {"?status=failed", "status"}, {"?state=done", "state"}, {"?limit=5", "limit"}}) {
+        auto [code, body] = http(port, "GET", "/v1/jobs" + query);
+        INFO(query << ": " << body.dump());
+        CHECK(code == 400);
+        CHECK(body.dump().find("'" + field + "'") != std::string::npos);
+    }
+
     // Stop both gracefully: anything still in flight would be archived before the director ends.
     CHECK(WIFEXITED(second.kill_and_reap(SIGTERM)));
     CHECK(WIFEXITED(director.kill_and_reap(SIGTERM)));
