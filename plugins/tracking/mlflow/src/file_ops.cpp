@@ -2,12 +2,14 @@
 #include "file_ops.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <thread>
 #include <system_error>
 #include <vector>
 
@@ -283,6 +285,41 @@ sdk::Status sync_dir(const fs::path& dir) {
         return io_error("fsync directory", dir, errno);
     }
     return sdk::Status::ok();
+}
+
+FileLock::~FileLock() {
+    if (fd_ >= 0) {
+        ::close(fd_);  // releases the lock too
+    }
+}
+
+sdk::Status FileLock::lock(std::chrono::milliseconds timeout) {
+    if (fd_ < 0) {
+        fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd_ < 0) {
+            return io_error("open the lock file", file_, errno);
+        }
+    }
+    // Polled, not a blocking flock: a process that hangs while holding it must not hang us.
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            return io_error("lock", file_, errno);
+        }
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return sdk::Status(sdk::ErrorCode::Unavailable,
+                               "mlflow: another process has held the lock '" + file_.string() +
+                                   "' for over " + std::to_string(timeout.count()) + " ms");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return sdk::Status::ok();
+}
+
+void FileLock::unlock() noexcept {
+    if (fd_ >= 0) {
+        (void)::flock(fd_, LOCK_UN);
+    }
 }
 
 }  // namespace synergos::plugins::mlflow

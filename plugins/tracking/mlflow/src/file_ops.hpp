@@ -7,6 +7,7 @@
 /// target's directory; a reader sees the old content or the new, never a mix. Appends use one
 /// O_APPEND write per call. Errors name the path and carry the errno text.
 
+#include <chrono>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -52,5 +53,48 @@ sdk::Result<std::string> read_file(const std::filesystem::path& file);
 
 /// fsyncs a directory (so a rename or a creation in it is durable).
 sdk::Status sync_dir(const std::filesystem::path& dir);
+
+/// An exclusive lock (flock) on one file, shared by every process that opens the same file:
+/// processes sharing an MLflow root hold it while they look a name up and create it, so two
+/// of them never create the same experiment or run twice. The file is created when missing.
+/// Threading: one holder at a time per object (the caller serialises its own threads).
+class FileLock {
+public:
+    explicit FileLock(std::filesystem::path file) : file_(std::move(file)) {}
+    ~FileLock();
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+
+    /// Takes the lock, waiting at most `timeout` for another process to release it
+    /// (Unavailable naming the file past it). Pair with unlock().
+    sdk::Status lock(std::chrono::milliseconds timeout);
+    void unlock() noexcept;
+
+private:
+    std::filesystem::path file_;
+    int fd_ = -1;
+};
+
+/// Holds a FileLock for a scope once lock() succeeded.
+class FileLockGuard {
+public:
+    explicit FileLockGuard(FileLock& lock) : lock_(lock) {}
+    ~FileLockGuard() {
+        if (held_) {
+            lock_.unlock();
+        }
+    }
+    FileLockGuard(const FileLockGuard&) = delete;
+    FileLockGuard& operator=(const FileLockGuard&) = delete;
+    sdk::Status lock(std::chrono::milliseconds timeout) {
+        auto status = lock_.lock(timeout);
+        held_ = status.is_ok();
+        return status;
+    }
+
+private:
+    FileLock& lock_;
+    bool held_ = false;
+};
 
 }  // namespace synergos::plugins::mlflow

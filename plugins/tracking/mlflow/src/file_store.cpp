@@ -23,6 +23,9 @@ namespace {
 
 constexpr const char* kMetaFile = "meta.yaml";
 constexpr const char* kTrash = ".trash";
+constexpr const char* kNameLockFile = ".synergos-lock";
+/// A look-up and creation takes milliseconds; a holder past this is stuck.
+constexpr std::chrono::milliseconds kNameLockTimeout{10000};
 constexpr const char* kDefaultExperimentId = "0";
 constexpr const char* kDefaultExperimentName = "Default";
 constexpr const char* kRunNameTag = "mlflow.runName";
@@ -345,7 +348,8 @@ sdk::Result<ExperimentMeta> parse_experiment_meta(const std::string& text,
 FileStore::FileStore(StoreConfig config)
     : root_(fs::absolute(config.root).lexically_normal()),
       sync_metrics_(config.sync_metrics),
-      user_(std::move(config.user)) {
+      user_(std::move(config.user)),
+      name_lock_(root_ / kNameLockFile) {
     // "/a/b/" normalises to "/a/b/" with an empty last element; MLflow's paths have none.
     if (root_.has_relative_path() && root_.filename().empty()) {
         root_ = root_.parent_path();
@@ -475,6 +479,12 @@ sdk::Result<std::string> FileStore::ensure_experiment(const std::string& name) {
         return cached->second;
     }
     // Not known, or moved since: another process (the MLflow UI) may have changed the store.
+    // Locked from the scan to the creation: another process creating the same name meanwhile
+    // would give two experiments of one name.
+    FileLockGuard locked(name_lock_);
+    if (auto status = locked.lock(kNameLockTimeout); !status) {
+        return error_of(status);
+    }
     if (auto status = scan_experiments(); !status) {
         return error_of(status);
     }
@@ -714,6 +724,11 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
             }
             training_job = value;
         }
+    }
+    // Locked from the look-up to the creation, as for experiments (one run per training job).
+    FileLockGuard locked(name_lock_);
+    if (auto status = locked.lock(kNameLockTimeout); !status) {
+        return error_of(status);
     }
     auto experiment = load_experiment(experiment_id);
     if (!experiment) {

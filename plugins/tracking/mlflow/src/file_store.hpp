@@ -37,6 +37,8 @@
 #include <synergos/sdk/status.hpp>
 #include <synergos/sdk/tracker.hpp>
 
+#include "file_ops.hpp"
+
 namespace synergos::plugins::mlflow {
 
 /// MLflow's RunStatus enum as stored in meta.yaml.
@@ -173,6 +175,10 @@ private:
     std::filesystem::path root_;
     bool sync_metrics_;
     std::string user_;
+    /// `<root>/.synergos-lock`: held from looking a name up to creating it (ensure_experiment,
+    /// ensure_run), so processes sharing the root (a director and its TTPs on one volume) never
+    /// create the same experiment or run twice. MLflow ignores files in the root.
+    FileLock name_lock_;
 
     std::map<std::string, std::string> experiment_by_name_;  ///< active experiments
     std::set<std::string> deleted_names_;                    ///< experiments in .trash

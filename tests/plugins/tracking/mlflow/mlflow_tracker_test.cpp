@@ -17,6 +17,8 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <yaml-cpp/yaml.h>
 
@@ -729,6 +731,74 @@ TEST_CASE("concurrent callers get one experiment, one run and every metric line"
     for (const auto& line : lines) {
         CHECK(std::regex_match(line, std::regex("[0-9]+ [0-9]\\.0 [0-9]+")));
     }
+}
+
+TEST_CASE("processes sharing a root get one experiment and one run per name",
+          "[unit][mlflow]") {
+    // A director and its TTPs share the MLflow volume; trainings of one experiment on two grids
+    // start together. Real processes, started at once, each ensuring the same names.
+    TempDir dir;
+    constexpr int kProcesses = 3;
+    constexpr int kNames = 30;
+    int gate[2];
+    REQUIRE(::pipe(gate) == 0);
+    std::vector<pid_t> children;
+    for (int p = 0; p < kProcesses; ++p) {
+        const pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            ::close(gate[1]);
+            char byte = 0;
+            (void)::read(gate[0], &byte, 1);  // returns when the parent closes its end
+            sdk::testing::FakeHost host(dir.path().string());
+            mlflow::MlflowTracker tracker(host, opts({{"user", "p" + std::to_string(p)}}));
+            if (!tracker.start().is_ok()) {
+                ::_exit(2);
+            }
+            std::string out;
+            for (int n = 0; n < kNames; ++n) {
+                const std::string name = "expt-" + std::to_string(n);
+                auto experiment = tracker.ensure_experiment(name);
+                if (!experiment) {
+                    ::_exit(3);
+                }
+                auto run = tracker.ensure_run(*experiment, "run", {});
+                if (!run) {
+                    ::_exit(4);
+                }
+                out += name + " " + *experiment + " " + *run + "\n";
+            }
+            spit(dir.path() / ("seen-" + std::to_string(p)), out);
+            tracker.stop();
+            ::_exit(0);
+        }
+        children.push_back(pid);
+    }
+    ::close(gate[0]);
+    ::close(gate[1]);  // all start now
+    for (const pid_t pid : children) {
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        REQUIRE(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 0);
+    }
+    std::map<std::string, std::set<std::string>> seen;  // name -> "experiment run" answers
+    for (int p = 0; p < kProcesses; ++p) {
+        for (const auto& line : lines_of(slurp(dir.path() / ("seen-" + std::to_string(p))))) {
+            const auto space = line.find(' ');
+            seen[line.substr(0, space)].insert(line.substr(space + 1));
+        }
+    }
+    REQUIRE(seen.size() == static_cast<std::size_t>(kNames));
+    for (const auto& [name, answers] : seen) {
+        INFO(name);
+        CHECK(answers.size() == 1);  // every process got the same experiment and run
+    }
+    std::size_t experiment_dirs = 0;
+    for (const auto& entry : fs::directory_iterator(dir.path() / "mlflow")) {
+        experiment_dirs += entry.is_directory() && entry.path().filename() != ".trash" ? 1 : 0;
+    }
+    CHECK(experiment_dirs == kNames + 1);  // and the Default experiment 0
 }
 
 TEST_CASE("sync_metrics false still writes every line", "[unit][mlflow]") {
