@@ -37,7 +37,11 @@ struct Fail {
 };
 
 Response ok(int status, const std::string& method, const Request& req, json data, const json* jobs = nullptr) {
-    json body = rest::envelope(status, method, rest::envelope_params(req), std::move(data));
+    json params = rest::envelope_params(req);
+    if (auto job = req.params.find("job_id"); job != req.params.end()) {
+        params["job_id"] = job->second;  // the job routes name their job as the others their records
+    }
+    json body = rest::envelope(status, method, std::move(params), std::move(data));
     if (jobs != nullptr) {
         body["jobs"] = *jobs;
     }

@@ -351,6 +351,7 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     const auto job_state = [&] {
         auto [code, body] = http(port, "GET", "/v1/jobs/" + job_id);
         REQUIRE(code == 200);
+        CHECK(body["params"] == json{{"job_id", job_id}});
         return body.contains("data") ? body["data"] : body;
     };
     const std::string first_pid = std::to_string(first->pid());
