@@ -22,6 +22,7 @@
 #include "synergos/core/http/client.hpp"
 #include "synergos/core/http/message.hpp"
 #include "synergos/core/rest/schemas.hpp"
+#include "job_display.hpp"
 #include "model_match.hpp"
 
 namespace synergos::core::client {
@@ -532,20 +533,6 @@ double mean_of(const json& list) {
     return n ? sum / static_cast<double>(n) : NAN;
 }
 
-/// "stopped early at round 60 of 200 (patience)" for a training its patience ended, else "".
-std::string early_stop_note(const json& job) {
-    const json outputs = job.value("outputs", json::object());
-    const json summary = outputs.is_object() ? outputs.value("summary", json::object()) : json::object();
-    if (!summary.is_object() || !summary.value("stopped_early", false)) {
-        return "";
-    }
-    const json p = job.value("progress", json::object());
-    std::string note = "stopped early at round " + std::to_string(summary.value("rounds_run", 0));
-    if (p.is_object() && p.contains("rounds") && p["rounds"].is_number_integer()) {
-        note += " of " + std::to_string(p["rounds"].get<int>());
-    }
-    return note + " (patience)";
-}
 
 /// Polls jobs until each ends, printing progress as it changes. Returns the final jobs.
 std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& step, const ClientOptions& o,
