@@ -6,7 +6,9 @@
 // broker, alternating in blocks of 50, median of the rounds.
 //
 // Usage: bench_jobs [--url amqp://...] [--jobs N] [--rounds R] [--synchronous FULL|NORMAL]
-// (--synchronous NORMAL shows how much of the gap is the store's fsync per commit.)
+//                   [--events-flush-ms MS]
+// (--synchronous NORMAL shows how much of the gap is the store's fsync per commit;
+// --events-flush-ms how long results wait to share a submit's commit, the director's default 2.)
 
 #include <algorithm>
 #include <chrono>
@@ -45,6 +47,7 @@ struct Config {
     std::size_t jobs = 1000;
     int rounds = 3;
     std::string synchronous = "FULL";  ///< the director store's sqlite synchronous level
+    int events_flush_ms = -1;          ///< JobServiceOptions::events_flush_delay; -1: its default
 };
 
 std::string random_hex() {
@@ -77,7 +80,7 @@ public:
 /// connection, under a queue prefix of their own.
 class Cluster {
 public:
-    Cluster(const std::string& url, const std::string& synchronous)
+    Cluster(const std::string& url, const std::string& synchronous, int events_flush_ms)
         : url_(url),
           dir_(fs::temp_directory_path() / ("synergos-bench-jobs-" + random_hex())),
           host_(dir_.string(), "bench"),
@@ -95,6 +98,9 @@ public:
         jobs::JobServiceOptions so;
         so.outputs_dir = (dir_ / "outputs").string();
         so.topology = topology_;
+        if (events_flush_ms >= 0) {
+            so.events_flush_delay = std::chrono::milliseconds(events_flush_ms);
+        }
         service_ = std::make_unique<jobs::JobService>(storage_, director_mq_, host_.logger(),
                                                       registry, nullptr, so);
         check(service_->start(), "job service start");
@@ -232,9 +238,11 @@ Config parse(int argc, char** argv) {
             c.rounds = std::stoi(value);
         } else if (arg == "--synchronous") {
             c.synchronous = value;
+        } else if (arg == "--events-flush-ms") {
+            c.events_flush_ms = std::stoi(value);
         } else {
             throw std::runtime_error("unknown option " + arg +
-                                     " (use --url, --jobs, --rounds, --synchronous)");
+                                     " (use --url, --jobs, --rounds, --synchronous, --events-flush-ms)");
         }
     }
     if (c.jobs == 0 || c.rounds <= 0) {
@@ -253,7 +261,7 @@ int main(int argc, char** argv) {
                     config.jobs, config.rounds,
                     config.url.substr(config.url.find('@') + 1).c_str(),
                     config.synchronous.c_str());
-        Cluster cluster(config.url, config.synchronous);
+        Cluster cluster(config.url, config.synchronous, config.events_flush_ms);
         synergos::bench::mq::AmqpBaselineClient bare(
             config.url, "synergos-bench-jobs-baseline-" + random_hex());
         cluster.run(std::min<std::size_t>(config.jobs, 50));  // warm-up: connections, queues
