@@ -338,6 +338,17 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     create(reg + "/tags", {{"train", json::array({json::array({"d", "train"})})},
                            {"evaluate", json::array()},
                            {"predict", json::array()}});
+    // The TTP consumes grid 0 before the POST, so the answer can say where the job waits.
+    const auto log_has = [&](const fs::path& log, const std::string& text) {
+        std::ifstream in(log);
+        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        return content.find(text) != std::string::npos;
+    };
+    auto consuming_by = Clock::now() + 60s;
+    while (!log_has(root / "ttp-a.log", "ttp consuming jobs") && Clock::now() < consuming_by) {
+        std::this_thread::sleep_for(20ms);  // polls a file another process writes, bounded
+    }
+    REQUIRE(log_has(root / "ttp-a.log", "ttp consuming jobs"));
     auto [status, posted] =
         http(port, "POST", "/ttp/train/collaborations/c1/projects/p1/alignments/",
              {{"auto_align", true}});
@@ -346,6 +357,10 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     REQUIRE(posted["jobs"].size() == 1);
     const std::string job_id = posted["jobs"][0].value("job_id", "");
     REQUIRE_FALSE(job_id.empty());
+    // The answer explains a queued job as GET /v1/jobs/{id} does.
+    if (posted["jobs"][0].value("state", "") == "queued") {
+        CHECK(posted["jobs"][0].value("reason", "") == "next in line on grid 0");
+    }
 
     // Wait until the first TTP is inside the job, then kill it.
     const auto job_state = [&] {
