@@ -617,7 +617,13 @@ struct WorkerService::Impl {
                 waiters.fetch_sub(1);
             }
         } leave{state.waiters};
-        if (!lock.try_lock_until(deadline)) {
+        // On the system clock (pthread_mutex_timedlock; a steady deadline becomes
+        // pthread_mutex_clocklock, which ThreadSanitizer does not see, so it reports false races
+        // on everything this lock guards). A clock jump only stretches or shortens this wait.
+        const auto lock_deadline =
+            std::chrono::system_clock::now() +
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(deadline - std::chrono::steady_clock::now());
+        if (!lock.try_lock_until(lock_deadline)) {
             fail(409, "run " + quote(key) + " is busy with another request");
         }
         return lock;

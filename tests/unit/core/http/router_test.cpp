@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -193,21 +194,27 @@ TEST_CASE("Router::route waits for an asynchronous handler answered from another
     using synergos::core::http::Responder;
     Router router;
     std::thread worker;
+    // Catch2's assertions are not thread-safe: each thread records what it saw, checked below.
+    std::atomic<bool> produced_elsewhere{false};
+    std::atomic<bool> still_pending{true};
     router.add_async("POST", "/later/{id}", [&](const Request& r, Responder responder) {
         const std::string id = r.param("id");
-        worker = std::thread([id, responder = std::move(responder)]() mutable {
+        worker = std::thread([id, responder = std::move(responder), &produced_elsewhere,
+                              &still_pending]() mutable {
             // The producer runs on the thread that owns the request, not on this one.
             const auto here = std::this_thread::get_id();
-            responder.respond_with([id, here] {
-                CHECK(std::this_thread::get_id() != here);
+            responder.respond_with([id, here, &produced_elsewhere] {
+                produced_elsewhere = std::this_thread::get_id() != here;
                 return Response::json(201, {{"id", id}});
             });
-            CHECK_FALSE(responder.pending());
+            still_pending = responder.pending();
         });
     });
     auto req = make("POST", "/later/x7");
     auto res = router.route(req);
     worker.join();
+    CHECK(produced_elsewhere);
+    CHECK_FALSE(still_pending);
     CHECK(res.status == 201);
     CHECK(nlohmann::json::parse(res.body)["id"] == "x7");
 }

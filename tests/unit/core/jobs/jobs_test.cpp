@@ -685,8 +685,12 @@ TEST_CASE("A director-side job run again after a restart cancels its interrupted
         INFO(id);
         const auto job = *h.service->get(id);
         if (id == running) {
-            CHECK(job.state == "running");
-            CHECK_THAT(job.reason, Catch::Contains("cancellation requested"));
+            // Asked to stop; it may already have reached its safe point and ended.
+            if (job.state == "running") {
+                CHECK_THAT(job.reason, Catch::Contains("cancellation requested"));
+            } else {
+                CHECK(job.state == "cancelled");
+            }
             CHECK(h.wait(id, 10s).state == "cancelled");
         } else {
             CHECK(job.state == "cancelled");
