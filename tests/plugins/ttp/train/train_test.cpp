@@ -139,6 +139,14 @@ private:
                          "\r\n\r\n" + body.substr(0, cut));
     }
 
+    /// Catch2's assertions are not thread-safe, so this thread makes none: a step that fails
+    /// answers 500, which fails the training the test checks.
+    static void refuse(int fd, const std::string& why) {
+        send_all(fd, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+                     "Connection: close\r\nContent-Length: " +
+                         std::to_string(why.size()) + "\r\n\r\n" + why);
+    }
+
     void handle(int fd) {
         const std::string request = synergos::testing::read_request(fd);
         const auto space = request.find(' ');
@@ -152,14 +160,19 @@ private:
             return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
         };
         if (ends_with("/initialise")) {
-            REQUIRE(tensor::encode_into(initial_model(), {{"json", "{}"}}, out).is_ok());
+            if (!tensor::encode_into(initial_model(), {{"json", "{}"}}, out).is_ok()) {
+                return refuse(fd, "the initial model could not be encoded");
+            }
             answer(fd, st, out, out.size());
         } else if (ends_with("/train")) {
             auto decoded = tensor::decode(std::string_view(body));
-            REQUIRE(decoded.has_value());
+            if (!decoded) {
+                return refuse(fd, "the global model sent could not be decoded");
+            }
             const json meta{{"samples", samples_}, {"epoch_losses", {0.5 + k_}}};
-            REQUIRE(tensor::encode_into(local_update(decoded->tensors, k_), {{"json", meta.dump()}}, out)
-                        .is_ok());
+            if (!tensor::encode_into(local_update(decoded->tensors, k_), {{"json", meta.dump()}}, out).is_ok()) {
+                return refuse(fd, "the local update could not be encoded");
+            }
             const int n = ++trains;
             answer(fd, st, out, n <= break_trains_ ? out.size() / 2 : out.size());
         } else if (ends_with("/evaluate")) {
