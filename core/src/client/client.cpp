@@ -533,7 +533,6 @@ double mean_of(const json& list) {
     return n ? sum / static_cast<double>(n) : NAN;
 }
 
-
 /// Polls jobs until each ends, printing progress as it changes. Returns the final jobs.
 std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& step, const ClientOptions& o,
                             std::ostream& out, std::chrono::steady_clock::time_point deadline) {

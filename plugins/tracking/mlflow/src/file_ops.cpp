@@ -9,8 +9,8 @@
 #include <cerrno>
 #include <cstring>
 #include <random>
-#include <thread>
 #include <system_error>
+#include <thread>
 #include <vector>
 
 namespace synergos::plugins::mlflow {
