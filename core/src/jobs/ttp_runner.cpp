@@ -179,6 +179,10 @@ struct TtpRunner::Settlement {
     std::size_t held = 0;                         ///< failed deliveries waiting out a retry pause
     sdk::AdjustableConsumer* consumer = nullptr;  ///< null once the job consumer is closing
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done;  ///< the runner's, across runs
+
+    /// The job consumer's prefetch: the job being run, plus a slot per result awaiting its
+    /// confirm and per failed delivery held through its retry pause. Under `mutex`.
+    std::uint16_t window() const { return static_cast<std::uint16_t>(1 + in_flight + held); }
 };
 
 /// Settles one job when its result's publish ends: the prefetch drops back first, then the
@@ -198,7 +202,7 @@ public:
             if (s_->consumer != nullptr) {
                 // Lowered before the ack, in this order on the consumer: the slot the ack frees
                 // stays shut, so no job arrives that the job thread would hold unstarted.
-                (void)s_->consumer->set_prefetch(static_cast<std::uint16_t>(1 + s_->in_flight + s_->held));
+                (void)s_->consumer->set_prefetch(s_->window());
                 if (status) {
                     (void)s_->consumer->ack(tag_);
                     if (finishes_) {
@@ -420,7 +424,7 @@ bool TtpRunner::hold_retry(sdk::AdjustableConsumer& consumer, std::uint64_t tag,
         s.consumer = &consumer;
         ++s.held;
         // The held delivery no longer counts as running: the grid's next job comes meanwhile.
-        if (auto st = consumer.set_prefetch(static_cast<std::uint16_t>(1 + s.in_flight + s.held)); !st) {
+        if (auto st = consumer.set_prefetch(s.window()); !st) {
             logger_.warn("could not raise the job prefetch", log_fields({{"error", st.message()}}));
         }
     }
@@ -484,11 +488,17 @@ void TtpRunner::release_retry(PendingRetry pending, bool cancelled) {
 
 void TtpRunner::retry_loop() {
     while (!stopping_) {
+        std::uint64_t seen = 0;
+        {
+            std::lock_guard<std::mutex> lock(retry_mutex_);
+            seen = cancels_taken_;  // read before release_due looks at the cancels
+        }
         const auto next = release_due(false);
         std::unique_lock<std::mutex> lock(retry_mutex_);
-        // Bounded by receive_timeout too: a cancel taken meanwhile is seen within it.
+        // Woken by a cancel, an earlier retry or the stop; receive_timeout bounds it anyway.
         retry_wake_.wait_until(lock, next, [&] {
-            return stopping_.load() || (!retries_.empty() && retries_.begin()->first < next);
+            return stopping_.load() || cancels_taken_ != seen ||
+                   (!retries_.empty() && retries_.begin()->first < next);
         });
     }
 }
@@ -506,7 +516,7 @@ void TtpRunner::hand_off(sdk::AsyncMessageQueue& mq, sdk::AdjustableConsumer& co
         ++s.in_flight;
         // This job no longer counts as running: one slot opens, so the broker hands over the
         // most urgent job now instead of after the confirm.
-        if (auto st = consumer.set_prefetch(static_cast<std::uint16_t>(1 + s.in_flight + s.held)); !st) {
+        if (auto st = consumer.set_prefetch(s.window()); !st) {
             logger_.warn("could not raise the job prefetch", log_fields({{"error", st.message()}}));
         }
     }
@@ -786,20 +796,27 @@ void TtpRunner::control_loop() {
         json j = json::parse(delivery.message.body, nullptr, false);
         if (j.is_object() && j.value("type", "") == "cancel" && j.contains("job_id") && j["job_id"].is_string()) {
             const std::string id = j["job_id"].get<std::string>();
-            std::lock_guard<std::mutex> lock(mutex_);
-            if (cancelled_.insert(id).second) {
-                cancelled_order_.push_back(id);
-                if (cancelled_order_.size() > kCancelledMemory) {
-                    cancelled_.erase(cancelled_order_.front());
-                    cancelled_order_.pop_front();
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                if (cancelled_.insert(id).second) {
+                    cancelled_order_.push_back(id);
+                    if (cancelled_order_.size() > kCancelledMemory) {
+                        cancelled_.erase(cancelled_order_.front());
+                        cancelled_order_.pop_front();
+                    }
+                }
+                if (current_job_ == id) {
+                    current_cancelled_ = true;
+                    logger_.info("cancel taken for the running job; it stops at its next safe point",
+                                 log_fields({{"job_id", id}}));
                 }
             }
-            retry_wake_.notify_all();  // a held retry of this job ends now
-            if (current_job_ == id) {
-                current_cancelled_ = true;
-                logger_.info("cancel taken for the running job; it stops at its next safe point",
-                             log_fields({{"job_id", id}}));
+            {
+                // After mutex_ is released: release_due takes retry_mutex_, then mutex_.
+                std::lock_guard<std::mutex> lock(retry_mutex_);
+                ++cancels_taken_;
             }
+            retry_wake_.notify_all();  // a held retry of this job ends now
         } else {
             logger_.warn("unknown control message dropped", log_fields({{"message_id", delivery.message.id}}));
         }

@@ -155,6 +155,7 @@ struct Harness {
         o.grid = grid;
         o.job_timeout = job_timeout;
         o.retry_pause = retry_pause;
+        o.receive_timeout = ttp_receive_timeout;
         o.ttp_id = "ttp-" + std::to_string(grid);
         o.outputs_dir = (dir / "outputs").string();
         o.topology = topology;
@@ -254,6 +255,7 @@ struct Harness {
     sdk::StorageBackend* service_storage = nullptr;  ///< start_director: a double over `storage`
     std::chrono::milliseconds publish_timeout{30000};  ///< start_director: the service's bound
     std::chrono::milliseconds retry_pause{10};  ///< start_ttp: short, so retried jobs stay fast
+    std::chrono::milliseconds ttp_receive_timeout{250};  ///< start_ttp: its loops' longest wait
     fs::path dir;
     sdk::testing::FakeHost host;
     std::unique_ptr<plugins::sqlite::SqliteStorage> storage;

@@ -787,6 +787,8 @@ TEST_CASE("A retry waits a pause that grows with each attempt while the grid's o
 TEST_CASE("A retry pause ends at once on a cancel and does not hold up the TTP's stop", "[jobs][retry]") {
     Harness h(Backend::Memory, 1);
     h.retry_pause = 60s;
+    // The TTP's loops wait up to 3 s between looks: the cancel must wake the retry, not a look.
+    h.ttp_receive_timeout = 3s;
     h.start_director(/*max_attempts=*/3);
     auto& ttp = h.start_ttp(0);
     const auto is_retrying = [](const core::jobs::JobRecord& j) {
@@ -794,13 +796,15 @@ TEST_CASE("A retry pause ends at once on a cancel and does not hold up the TTP's
     };
     const auto cancelled = h.submit({h.spec("train", json{{"mode", "fail"}}, 0)}).front();
     await_job(h, cancelled, is_retrying);
+    const auto cancelled_at = std::chrono::steady_clock::now();
     REQUIRE(h.service->cancel(cancelled));
     // The TTP lets go of the held delivery (acked with a cancelled result), not after 60 s.
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    const auto deadline = cancelled_at + 10s;
     while (ttp.jobs_done() < 1 && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(10ms);
     }
     CHECK(ttp.jobs_done() == 1);
+    CHECK(std::chrono::steady_clock::now() - cancelled_at < 1500ms);
     CHECK(h.service->get(cancelled)->state == "cancelled");
 
     const auto held = h.submit({h.spec("train", json{{"mode", "fail"}}, 0)}).front();

@@ -152,6 +152,7 @@ private:
     std::thread retry_thread_;
     std::mutex retry_mutex_;
     std::condition_variable retry_wake_;        ///< a retry held, a cancel taken, or stopping
+    std::uint64_t cancels_taken_ = 0;           ///< under retry_mutex_: wakes the retry thread
     std::multimap<std::chrono::steady_clock::time_point, PendingRetry> retries_;  ///< by due time
 };
 
