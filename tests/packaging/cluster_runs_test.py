@@ -386,9 +386,19 @@ def run_cluster(bin_, source, work, state, script, compose_dir, job_file, host, 
                 if a[2] == 0 and b[2] == 1 and a[0] < b[1] and b[0] < a[1]]
     check(bool(overlaps), f"a grid-0 and a grid-1 training ran at the same time: {overlaps}")
     if len(spans) == kRuns:
+        # Time during which some training ran (the union of the spans), not first start to last
+        # end: the staggered submits leave gaps between trainings that depend on the client.
         busy = sum(f - s for s, f, _, _ in spans)
-        wall = max(f for _, f, _, _ in spans) - min(s for s, _, _, _ in spans)
-        check(wall < busy, f"the trainings took {wall:.2f} s of wall time for {busy:.2f} s of work")
+        covered, end = 0.0, None
+        for s, f, _, _ in sorted(spans):
+            if end is None or s >= end:
+                covered += f - s
+                end = f
+            elif f > end:
+                covered += f - end
+                end = f
+        check(covered < busy,
+              f"the trainings ran during {covered:.2f} s for {busy:.2f} s of work")
 
     status = synergos_json(bin_, server, "status")
     check(status.get("ready") is True and status.get("jobs") == {"succeeded": 3 * kRuns},
