@@ -538,6 +538,18 @@ void AmqpLink::interrupt() noexcept {
 }
 
 sdk::Result<std::optional<amqp_frame_t>> AmqpLink::next_frame() {
+    // rabbitmq-c reads heartbeat frames itself and returns nothing for them: bytes waiting on
+    // the socket are the broker's traffic, counted before the read swallows them. Without
+    // this, a send that outlasted three heartbeat intervals (a large message on a slow link)
+    // was followed by a read of the heartbeats that came meanwhile and then "no traffic from
+    // the broker". Checked only once half an interval has passed without a frame.
+    if (heartbeat_.count() != 0 && Clock::now() - last_recv_ > half_heartbeat()) {
+        const int fd = fd_.load();
+        int pending = 0;
+        if (fd >= 0 && ::ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) {
+            note_received();
+        }
+    }
     amqp_frame_t frame;
     timeval zero{0, 0};
     const int status = amqp_simple_wait_frame_noblock(conn_, &frame, &zero);

@@ -100,7 +100,9 @@ TEST_CASE("rabbitmq carries large messages across many frames", "[rabbitmq][mq]"
 }
 
 TEST_CASE("rabbitmq heartbeats keep an idle consumer connection alive", "[rabbitmq][mq]") {
-    mq::RabbitBackend backend(mq::Extra{{"heartbeat_s", "1"}});
+    // 2 s, not 1: a 2 s pause of the broker (fsync load, garbage collection) would drop a
+    // 1 s connection however well the plugin sends its heartbeats.
+    mq::RabbitBackend backend(mq::Extra{{"heartbeat_s", "2"}});
     auto queue = backend.make_queue();
     const std::string name = backend.unique_queue("heartbeat");
     mq::require_ok(queue->declare({name, 0, ""}));
@@ -113,7 +115,7 @@ TEST_CASE("rabbitmq heartbeats keep an idle consumer connection alive", "[rabbit
 
     // The owner runs a "long job" and calls nothing for 3.5 heartbeat intervals. Without
     // heartbeats from the consumer's I/O thread the broker would drop the connection after two.
-    std::this_thread::sleep_for(3500ms);
+    std::this_thread::sleep_for(7000ms);
 
     // Same connection: the tag is still valid and the next job was not redelivered.
     INFO("plugin log: " << log_text(backend));
