@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "cluster.hpp"
@@ -218,8 +219,35 @@ TEST_CASE(
     write_text(root / "ttp-1.yaml", role_config("ttp-1", "ttp", root, broker, vhost.name()));
     write_text(root / "ttp-2.yaml", role_config("ttp-2", "ttp", root, broker, vhost.name()));
 
+    // Step 1 kills the TTP as soon as r1's second round's checkpoint is complete (its
+    // state.json is written last, atomically). p1 holds r1's third round (a train request
+    // that comes after that checkpoint) until the kill, so the TTP cannot get further however
+    // slowly the test looks.
+    const fs::path r1_dir = root / "outputs" / "resume" / "rp" / "e1" / "r1";
+    const fs::path round_2_done = r1_dir / "checkpoints" / "round_1" / "state.json";
+    std::promise<void> release_round_3;
+    std::shared_future<void> round_3_released = release_round_3.get_future().share();
     Worker w1("p1", root, data);
     Worker w2("p2", root, data);
+    w1.before_request = [round_3_released, round_2_done](const core::http::Request& req) {
+        const std::string_view path = req.path;
+        const std::string_view r1_train = "/r1/train";
+        if (path.size() >= r1_train.size() &&
+            path.substr(path.size() - r1_train.size()) == r1_train && fs::exists(round_2_done)) {
+            round_3_released.wait_for(60s);
+        }
+    };
+    struct Release {
+        std::promise<void>& p;
+        bool done = false;
+        void now() {
+            if (!done) {
+                done = true;
+                p.set_value();
+            }
+        }
+        ~Release() { now(); }
+    } let_round_3_go{release_round_3};
     Process director(
         exe, {"director", "--config", (root / "director.yaml").string(), "--plugin-path", plugins},
         (root / "director.stderr").string());
@@ -250,25 +278,23 @@ TEST_CASE(
                                  {{"auto_align", true}, {"auto_fix", true}}, 201),
                      60s);
 
-    // 1. Train r1; kill the TTP as soon as the second round's checkpoint is complete (its
-    //    state.json is written last, atomically).
-    const fs::path r1_dir = root / "outputs" / "resume" / "rp" / "e1" / "r1";
+    // 1. Train r1; kill the TTP after its second round.
     const json r1_answer = client.call(
         "POST", "/ttp/train/collaborations/resume/projects/rp/models/e1/r1", json::object(), 200);
     {
         const auto deadline = std::chrono::steady_clock::now() + 60s;
-        while (!fs::exists(r1_dir / "checkpoints" / "round_1" / "state.json")) {
+        while (!fs::exists(round_2_done)) {
             INFO("TTP log: " << read_text(root / "ttp-1.log"));
             REQUIRE(std::chrono::steady_clock::now() < deadline);
             // The TTP writes the file in another process: there is nothing to wait on but the
-            // file itself, so look every 2 ms (a round here takes far longer).
-            std::this_thread::sleep_for(2ms);
+            // file itself.
+            std::this_thread::sleep_for(5ms);
         }
     }
     const int status = ttp1->kill(SIGKILL);
     CHECK(WIFSIGNALED(status));
     CHECK(WTERMSIG(status) == SIGKILL);
-    INFO("the third round finished before the kill; the rounds are too short for this machine");
+    let_round_3_go.now();  // the dead TTP's request may run now; the next TTP's must not wait
     REQUIRE_FALSE(fs::exists(r1_dir / "checkpoints" / "round_2" / "state.json"));
     CHECK_FALSE(fs::exists(r1_dir / "global_model.safetensors"));
     const auto before = log_records(root / "ttp-1.jsonl");

@@ -233,8 +233,14 @@ left="$(procs_using "$work/broken-state")"
 # ---- 6. SIGKILL after the timeout; a reused pid is left alone ------------------------------------
 kill_state="$work/kill-state"
 mkdir -p "$kill_state/pids"
-bash -c 'trap "" TERM; while :; do sleep 0.2; done' &
+# It says when its trap is set: a TERM that came before would end it, and stop would have
+# nothing to SIGKILL.
+bash -c 'trap "" TERM; touch "$1"; while :; do sleep 0.2; done' stubborn "$kill_state/ready" &
 stubborn=$!
+for _ in $(seq 1 100); do
+    [ -e "$kill_state/ready" ] && break
+    sleep 0.1
+done
 sleep 300 &
 bystander=$!
 echo "$stubborn $(start_time_of "$stubborn")" >"$kill_state/pids/stubborn"

@@ -432,6 +432,8 @@ struct WorkerService::Impl {
     std::map<std::string, RunSlot> runs;
     std::map<std::string, PendingInit> initialising;
     std::uint64_t tick = 0;
+    /// Requests in wait_for_run now, across runs (wait_for_run is const).
+    mutable std::atomic<std::size_t> waiting_total{0};
     std::mutex cache_mutex;
     std::list<CacheEntry> cache;  ///< most recently used first
 
@@ -611,12 +613,15 @@ struct WorkerService::Impl {
                           std::to_string(config.max_run_waiters) +
                           " more already wait for it; retry later");
         }
+        waiting_total.fetch_add(1);
         struct Leave {
             std::atomic<std::size_t>& waiters;
+            std::atomic<std::size_t>& total;
             ~Leave() {
                 waiters.fetch_sub(1);
+                total.fetch_sub(1);
             }
-        } leave{state.waiters};
+        } leave{state.waiters, waiting_total};
         // On the system clock (pthread_mutex_timedlock; a steady deadline becomes
         // pthread_mutex_clocklock, which ThreadSanitizer does not see, so it reports false races
         // on everything this lock guards). A clock jump only stretches or shortens this wait.
@@ -1286,6 +1291,8 @@ std::size_t WorkerService::runs_loaded() const {
     std::lock_guard<std::mutex> lock(impl_->runs_mutex);
     return impl_->runs.size();
 }
+
+std::size_t WorkerService::requests_waiting() const { return impl_->waiting_total.load(); }
 
 WorkerHttpResponse WorkerService::handle(const WorkerHttpRequest& request) noexcept {
     try {

@@ -3,6 +3,7 @@
 // Scenarios 1, 4, 5, 6 of issue 4, written once and run on both queue backends.
 
 #include <algorithm>
+#include <fstream>
 #include <thread>
 
 #include "jobs_harness.hpp"
@@ -120,7 +121,10 @@ inline void preprocessing_published_mid_job_runs_next(Backend backend) {
     Harness h(backend, 1);
     h.start_director();
     h.start_ttp(0);
-    auto first = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 600}}, 0)}).front();
+    // Held until the backlog is in the broker (the gate file), at most 30 s.
+    const std::string gate = (h.dir / "release-first").string();
+    auto first = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 30000}, {"until_file", gate}}, 0)})
+                     .front();
     for (int i = 0; i < 400 && h.service->get(first)->state != "running"; ++i) {
         (void)h.service->wait(first, 50ms);  // wakes on any job change, bounded
     }
@@ -133,6 +137,7 @@ inline void preprocessing_published_mid_job_runs_next(Backend backend) {
     auto pre = h.submit({h.spec("preprocess", json{{"mode", "ok"}}, 0)}).front();
     h.await_published(0, 4);  // all in the broker while the first job still runs
     REQUIRE(h.service->get(first)->state == "running");
+    std::ofstream(gate).put('\n');
     REQUIRE(h.wait(first).state == "succeeded");
     for (const auto& id : train_ids) {
         REQUIRE(h.wait(id).state == "succeeded");

@@ -203,10 +203,14 @@ TEST_CASE("Concurrent logging while the sink is swapped loses no record", "[unit
     constexpr int kThreads = 4;
     constexpr int kPerThread = 2000;
     std::atomic<int> running{kThreads};
+    std::atomic<bool> go{false};  // the loggers start once a sink is attached: a swap overlaps them
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
-        threads.emplace_back([&factory, &running, t] {
+        threads.emplace_back([&factory, &running, &go, t] {
             auto& log = factory.logger("t" + std::to_string(t));
+            while (!go.load()) {
+                std::this_thread::yield();
+            }
             for (int i = 0; i < kPerThread; ++i) {
                 log.info("tick", {{"i", i}});
             }
@@ -214,12 +218,13 @@ TEST_CASE("Concurrent logging while the sink is swapped loses no record", "[unit
         });
     }
     int swaps = 0;
-    while (running.load() > 0) {
+    do {
         factory.attach_sink(&sink);
+        go = true;
         std::this_thread::yield();
         factory.detach_sink();
         ++swaps;
-    }
+    } while (running.load() > 0);
     for (auto& t : threads) {
         t.join();
     }

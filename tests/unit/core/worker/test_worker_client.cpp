@@ -647,7 +647,7 @@ TEST_CASE("worker client commits no memory for replies that are declared but nev
     const auto started = std::chrono::steady_clock::now();
     client.call_all(nodes, reqs, visitor);
     const long grown = peak_rss_kib() - before;
-    CHECK(std::chrono::steady_clock::now() - started < 5s);
+    CHECK(std::chrono::steady_clock::now() - started < 10s);  // the 1.5 s timeouts, in parallel
     for (std::size_t i = 0; i < 3; ++i) {
         INFO("worker " << i << " " << visitor.errors[i]);
         REQUIRE(visitor.errors.count(i) == 1);

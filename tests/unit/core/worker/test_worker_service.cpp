@@ -1016,8 +1016,11 @@ TEST_CASE("worker terminate during an initialise leaves no run installed", "[uni
         });
         REQUIRE(w.backend.gate.wait_inside(1));
         auto init = std::async(std::launch::async, [&] { return init_heart_run(w, kRun); });
-        // Give the re-initialise time to load (cached) and wait for the held train.
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        // The re-initialise loads (cached) and then waits for the held train.
+        for (int i = 0; i < 1000 && w.service->requests_waiting() == 0; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        REQUIRE(w.service->requests_waiting() == 1);
         CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
         w.backend.gate.release();
         REQUIRE(held.wait_for(std::chrono::seconds(10)) == std::future_status::ready);

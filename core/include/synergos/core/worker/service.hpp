@@ -90,6 +90,9 @@ public:
     /// Runs currently initialised.
     std::size_t runs_loaded() const;
 
+    /// Requests waiting now for a run another request holds (across all runs).
+    std::size_t requests_waiting() const;
+
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;

@@ -295,10 +295,11 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     const std::string exe = SYNERGOS_TEST_BINARY_DIR "/bin/synergos";
     REQUIRE(fs::exists(exe));
 
-    // Each job runs 4 s on the TTP: long enough for the kill to land in its middle.
+    // The job runs 15 s on the first TTP: the kill lands in its middle however slowly the
+    // director records its start (the second TTP, below, runs it in 4 s).
     write_text(root / "director.yaml", role_config("director", "director", root, broker,
                                                    vhost_name, 4000));
-    write_text(root / "ttp.yaml", role_config("ttp-a", "ttp", root, broker, vhost_name, 4000));
+    write_text(root / "ttp.yaml", role_config("ttp-a", "ttp", root, broker, vhost_name, 15000));
 
     Child director(exe, {"director", "--config", (root / "director.yaml").string(), "--port", "0"},
                    root / "director.err");
