@@ -16,6 +16,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "ttp_common.hpp"
 
@@ -521,12 +522,19 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         std::optional<sdk::TensorMap> global;
         std::vector<std::pair<std::string, sdk::Error>> failures;
         std::vector<bool> alive(active.size(), true);
+        // Participants with an evaluate split (evaluate tags are optional): only they are asked
+        // for the round's validation loss.
+        std::set<std::string> evaluates;
         ttp::fan_out(ctx.workers(), active, init, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
             auto body = ttp::reply_json(reply, active[i], init[i].path);
             if (!body) {
                 failures.emplace_back(active[i].participant_id, body.error());
                 alive[i] = false;
                 return;
+            }
+            const json rows = body->value("evaluate_rows", json(nullptr));
+            if (!rows.is_number() || rows.get<double>() > 0) {  // unknown: ask, as before
+                evaluates.insert(active[i].participant_id);
             }
             if (!global && !reply->tensors.tensors.empty()) {
                 global = std::move(reply->tensors);
@@ -562,53 +570,74 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             return sdk::Error{sdk::ErrorCode::Internal, "no worker returned initial weights"};
         }
 
-        // 2. Resume from the newest complete checkpoint, if a previous attempt left one.
+        // 2. Resume from the newest complete checkpoint, if an earlier attempt of this job left
+        //    one. Checkpoints are the job's own: those of an earlier training of the run (another
+        //    job, perhaps other settings) are removed, or a second training would "resume" the
+        //    first one's model.
         History history;
         int start_round = 0;
+        // Early-stopping state, saved with each checkpoint, so a resumed run decides identically.
+        double best = std::numeric_limits<double>::infinity();
+        int stale = 0;
+        bool stopped_early = false;
+        int last_round = -1;
         if (auto ckpt = latest_checkpoint(ckpt_dir)) {
             const std::string round_dir = ckpt_dir + "/round_" + std::to_string(ckpt->first);
-            auto weights = ctx.read_tensors(round_dir + "/global_model.safetensors");
-            if (weights) {
+            const json& saved = ckpt->second;
+            std::string discard;  // why the checkpoints are not used
+            std::optional<sdk::TensorMap> weights;
+            if (saved.value("job_id", json(nullptr)) != json(job->job_id)) {
+                discard = "left by an earlier training of this run";
+            } else if (auto read = ctx.read_tensors(round_dir + "/global_model.safetensors"); !read) {
+                discard = "unreadable (" + read.error().message + ")";
+            } else {
+                weights = std::move(*read);
+            }
+            if (!discard.empty()) {
+                std::error_code ec;
+                fs::remove_all(ckpt_dir, ec);
+                ctx.logger().info("checkpoints not resumed; training starts at round 0",
+                                  ttp::log_fields({{"job_id", job->job_id}, {"checkpoints", ckpt_dir},
+                                                   {"why", discard}, {"removed", !ec}}));
+                if (ec) {
+                    return sdk::Error{sdk::ErrorCode::Unavailable,
+                                      "cannot remove the checkpoints " + discard + " in '" + ckpt_dir +
+                                          "': " + ec.message()};
+                }
+            } else {
                 global = std::move(*weights);
-                history = History::from_json(ckpt->second.value("history", json::object()));
+                history = History::from_json(saved.value("history", json::object()));
                 start_round = ckpt->first + 1;
-                if (ckpt->second.value("has_aggregator_state", false)) {
+                last_round = ckpt->first;
+                if (saved.value("has_aggregator_state", false)) {
                     auto state = ctx.read_tensors(round_dir + "/aggregator_state.safetensors");
                     if (!state) {
                         return state.error();
                     }
                     if (auto st = session->load_state(*state); !st) {
-                        return st.error();
+                        return sdk::Error{st.code(), "checkpoint of round " + std::to_string(ckpt->first) +
+                                                         ": " + st.message()};
                     }
                 }
-                ctx.logger().info("training resumed from checkpoint",
-                                  ttp::log_fields({{"job_id", job->job_id}, {"round", start_round}}));
-            }
-        }
-
-        // Early-stopping state follows from the history, so a resumed run decides identically.
-        double best = std::numeric_limits<double>::infinity();
-        int stale = 0;
-        bool stopped_early = false;
-        for (int r = 0; r < start_round; ++r) {
-            const std::string k = std::to_string(r);
-            if (history.global_evaluate.contains(k) && history.global_evaluate[k].is_number()) {
-                const double l = history.global_evaluate[k].get<double>();
-                if (l < best - delta) {
-                    best = l;
-                    stale = 0;
-                } else {
-                    ++stale;
+                const json& early = saved.value("early_stopping", json::object());
+                if (early.is_object() && early.value("best", json(nullptr)).is_number()) {
+                    best = early["best"].get<double>();
                 }
+                if (early.is_object()) {
+                    stale = early.value("stale", 0);
+                    stopped_early = early.value("stopped", false);
+                }
+                if (stopped_early) {
+                    start_round = rounds;
+                }
+                ctx.logger().info("training resumed from checkpoint",
+                                  ttp::log_fields({{"job_id", job->job_id}, {"round", ckpt->first + 1},
+                                                   {"stopped_early", stopped_early}}));
             }
         }
-        if (start_round > 0 && stale >= patience) {
-            stopped_early = true;
-            start_round = rounds;
-        }
+        const int resumed_at = std::min(start_round, last_round + 1);
 
         // 3. Rounds.
-        int last_round = start_round - 1;
         for (int r = start_round; r < rounds; ++r) {
             if (ctx.is_cancelled()) {
                 return sdk::Error{sdk::ErrorCode::Cancelled, "stopped before round " + std::to_string(r)};
@@ -695,8 +724,17 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             }
             global = std::move(*next);
 
-            // Validation loss of the new global model on the workers' evaluate splits.
-            std::vector<sdk::WorkerRequest> evals(active.size());
+            // Validation loss of the new global model on the evaluate splits of the workers that
+            // have one.
+            std::vector<sdk::GridNode> evaluators;
+            std::vector<std::size_t> evaluator_of;  // index in `active`
+            for (std::size_t i = 0; i < active.size(); ++i) {
+                if (evaluates.count(active[i].participant_id) != 0) {
+                    evaluators.push_back(active[i]);
+                    evaluator_of.push_back(i);
+                }
+            }
+            std::vector<sdk::WorkerRequest> evals(evaluators.size());
             for (auto& req : evals) {
                 req.path = route + "/evaluate";
                 req.json = json{{"meta", "evaluate"}, {"write_outputs", false}}.dump();
@@ -706,27 +744,57 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             double weighted = 0;
             std::int64_t rows = 0;
             failures.clear();
-            ttp::fan_out(ctx.workers(), active, evals, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
-                auto body = ttp::reply_json(reply, active[i], evals[i].path);
+            ttp::fan_out(ctx.workers(), evaluators, evals, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
+                auto body = ttp::reply_json(reply, evaluators[i], evals[i].path);
                 if (!body) {
-                    failures.emplace_back(active[i].participant_id, body.error());
+                    sdk::Error e = body.error();
+                    if (e.code == sdk::ErrorCode::FailedPrecondition) {
+                        e.code = sdk::ErrorCode::Unavailable;  // lost the run's state: resumes on retry
+                    }
+                    failures.emplace_back(evaluators[i].participant_id, std::move(e));
+                    alive[evaluator_of[i]] = false;
                     return;
                 }
                 const auto n = body->value("rows", std::int64_t{0});
                 if (n > 0 && body->contains("loss") && (*body)["loss"].is_number()) {
                     weighted += (*body)["loss"].get<double>() * static_cast<double>(n);
                     rows += n;
+                } else if (n > 0) {
+                    ctx.logger().warn("worker's validation loss is not a number; left out of the round's",
+                                      ttp::log_fields({{"job_id", job->job_id}, {"round", r},
+                                                       {"participant", evaluators[i].participant_id}}));
                 }
             });
             if (!failures.empty()) {
-                return round_error(r, failures);
+                // As in training: dropped while the quorum holds (the round's model is made).
+                const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
+                if (ok < quorum || ok == 0) {
+                    return round_error(r, failures);
+                }
+                for (const auto& f : failures) {
+                    ctx.logger().warn("worker dropped at the round's validation",
+                                      ttp::log_fields({{"job_id", job->job_id}, {"participant", f.first},
+                                                       {"round", r}, {"error", f.second.message}}));
+                }
+                prune();
             }
             const std::string rk = std::to_string(r);
-            history.global_train[rk] = mean(local_losses);
+            if (!local_losses.empty()) {
+                history.global_train[rk] = mean(local_losses);
+            }
             std::optional<double> eval_loss;
             if (rows > 0) {
                 eval_loss = weighted / static_cast<double>(rows);
                 history.global_evaluate[rk] = *eval_loss;
+            }
+            // Decided before the checkpoint, which saves the decision.
+            if (eval_loss) {
+                if (*eval_loss < best - delta) {
+                    best = *eval_loss;
+                    stale = 0;
+                } else if (++stale >= patience) {
+                    stopped_early = true;
+                }
             }
 
             // Checkpoint: weights first, then the state file that marks the round complete.
@@ -765,9 +833,12 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                     return st.error();
                 }
             }
+            const json early{{"best", std::isfinite(best) ? json(best) : json(nullptr)},
+                             {"stale", stale},
+                             {"stopped", stopped_early}};
             if (auto st = ctx.write_file(round_dir + "/state.json",
-                                         json{{"round", r}, {"history", history.to_json()},
-                                              {"has_aggregator_state", has_state}}
+                                         json{{"job_id", job->job_id}, {"round", r}, {"history", history.to_json()},
+                                              {"has_aggregator_state", has_state}, {"early_stopping", early}}
                                              .dump());
                 !st) {
                 return st.error();
@@ -777,7 +848,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             const double round_s =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - round_started).count();
-            json progress{{"round", r + 1}, {"rounds", rounds}, {"train_loss", history.global_train[rk]},
+            json progress{{"round", r + 1}, {"rounds", rounds}, {"train_loss", history.global_train.value(rk, json(nullptr))},
                           {"grid", ctx.grid()}, {"participants", active.size()}, {"elapsed_s", elapsed},
                           {"eta_s", round_s * (rounds - r - 1)}};
             if (eval_loss) {
@@ -788,16 +859,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             }
             ctx.report_progress(progress.dump());
 
-            if (eval_loss) {
-                if (*eval_loss < best - delta) {
-                    best = *eval_loss;
-                    stale = 0;
-                } else if (++stale >= patience) {
-                    stopped_early = true;
-                    ctx.logger().info("global early stopping",
-                                      ttp::log_fields({{"job_id", job->job_id}, {"round", r}, {"patience", patience}}));
-                    break;
-                }
+            if (stopped_early) {
+                ctx.logger().info("global early stopping",
+                                  ttp::log_fields({{"job_id", job->job_id}, {"round", r}, {"patience", patience}}));
+                break;
             }
         }
 
@@ -829,7 +894,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         }
         outputs["history"] = history.to_json();
         outputs["summary"] = {{"rounds_run", last_round + 1}, {"stopped_early", stopped_early},
-                              {"dropped", dropped}, {"algorithm", algorithm}, {"resumed_at", start_round}};
+                              {"dropped", dropped}, {"algorithm", algorithm}, {"resumed_at", resumed_at}};
 
         return outputs.dump();
     } catch (const std::exception& e) {

@@ -89,8 +89,9 @@ sdk::TensorMap local_update(const sdk::TensorMap& global, int k) {
 /// `break_trains` train calls answer half of their safetensors body, then close.
 class RawWorker {
 public:
-    RawWorker(int k, std::int64_t samples, int break_trains = 0)
-        : k_(k), samples_(samples), break_trains_(break_trains) {
+    /// `evaluates` false: no evaluate split (init says evaluate_rows 0, /evaluate answers 422).
+    RawWorker(int k, std::int64_t samples, int break_trains = 0, bool evaluates = true)
+        : k_(k), samples_(samples), break_trains_(break_trains), evaluates_(evaluates) {
         std::uint16_t port = 0;
         listener_ = synergos::testing::listen_loopback(port);
         REQUIRE(listener_ >= 0);
@@ -109,6 +110,7 @@ public:
 
     sdk::GridNode node;
     std::atomic<int> trains{0};
+    std::atomic<int> evaluations{0};
 
 private:
     void serve() {
@@ -160,7 +162,8 @@ private:
             return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
         };
         if (ends_with("/initialise")) {
-            if (!tensor::encode_into(initial_model(), {{"json", "{}"}}, out).is_ok()) {
+            const json meta{{"train_rows", samples_}, {"evaluate_rows", evaluates_ ? 10 : 0}};
+            if (!tensor::encode_into(initial_model(), {{"json", meta.dump()}}, out).is_ok()) {
                 return refuse(fd, "the initial model could not be encoded");
             }
             answer(fd, st, out, out.size());
@@ -176,6 +179,14 @@ private:
             const int n = ++trains;
             answer(fd, st, out, n <= break_trains_ ? out.size() / 2 : out.size());
         } else if (ends_with("/evaluate")) {
+            ++evaluations;
+            if (!evaluates_) {
+                const std::string why = R"({"message": "run has no evaluate split"})";
+                send_all(fd, "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
+                             "Connection: close\r\nContent-Length: " +
+                                 std::to_string(why.size()) + "\r\n\r\n" + why);
+                return;
+            }
             answer(fd, "application/json", json{{"rows", 10}, {"loss", 0.25}}.dump(), std::string::npos);
         } else {
             answer(fd, "application/json", "{}", std::string::npos);
@@ -185,6 +196,7 @@ private:
     int k_;
     std::int64_t samples_;
     int break_trains_;
+    bool evaluates_;
     int listener_ = -1;
     std::thread thread_;
 };
@@ -317,12 +329,13 @@ struct TempDir {
     std::string path;
 };
 
-std::string job(const std::vector<sdk::GridNode>& nodes, const json& run) {
+std::string job(const std::vector<sdk::GridNode>& nodes, const json& run,
+                const std::string& job_id = "job-1") {
     json tags = json::object();
     for (const auto& n : nodes) {
         tags[n.participant_id] = {{"train", json::array({json::array({"x"})})}};
     }
-    return json{{"job_id", "job-1"},
+    return json{{"job_id", job_id},
                 {"process", "train"},
                 {"keys", {"c", "p", "e", "r"}},
                 {"grid", 0},
@@ -352,12 +365,13 @@ sdk::TensorMap expected_global(const std::vector<int>& ks, const std::vector<std
 }
 
 sdk::TensorMap run_train(Ctx& ctx, const std::vector<sdk::GridNode>& nodes, const json& run,
-                         bool save_local_models, json* outputs = nullptr) {
+                         bool save_local_models, json* outputs = nullptr,
+                         const std::string& job_id = "job-1") {
     sdk::testing::FakeHost host;
     synergos::plugins::train::TrainFunction train(
         host, sdk::Options(std::map<std::string, std::string>{
                   {"save_local_models", save_local_models ? "true" : "false"}}));
-    auto out = train.execute(ctx, job(nodes, run));
+    auto out = train.execute(ctx, job(nodes, run, job_id));
     INFO((out ? std::string() : out.error().message));
     REQUIRE(out.has_value());
     const json o = json::parse(*out);
@@ -530,4 +544,75 @@ TEST_CASE("train: a run's model is archived only under its run and a trial's und
     const sdk::Mutation trial = archived({{"optimization", "opt-job"}});
     CHECK(trial.kind == "Experiment");
     CHECK(fields(trial.key) == Fields{{"collab_id", "c"}, {"project_id", "p"}, {"expt_id", "e"}});
+}
+
+TEST_CASE("train: a second training of a run starts over instead of resuming the first one's "
+          "checkpoints",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    json outputs;
+    check_same(run_train(ctx, nodes, {{"rounds", 3}, {"algorithm", "FedAvg"}}, false, &outputs),
+               expected_global({0, 1}, {30, 70}, 3));
+    // The same job again (a redelivery after it finished): resumes past its last round.
+    check_same(run_train(ctx, nodes, {{"rounds", 3}, {"algorithm", "FedAvg"}}, false, &outputs),
+               expected_global({0, 1}, {30, 70}, 3));
+    CHECK(outputs["summary"]["resumed_at"] == 3);
+    CHECK(w0.trains == 3);
+    // Another training job of the same run, with 2 rounds: its own 2 rounds from the start.
+    // Before, it "resumed" at round 3 of the first and exported the first one's model.
+    check_same(run_train(ctx, nodes, {{"rounds", 2}, {"algorithm", "FedAvg"}}, false, &outputs, "job-2"),
+               expected_global({0, 1}, {30, 70}, 2));
+    CHECK(outputs["summary"]["rounds_run"] == 2);
+    CHECK(outputs["summary"]["resumed_at"] == 0);
+    CHECK(w0.trains == 5);
+    CHECK_FALSE(fs::exists(dir.path + "/c/p/e/r/checkpoints/round_2"));  // the first job's
+    bool said_why = false;
+    for (const auto& line : ctx.logger_.lines()) {
+        said_why = said_why || (line.event.find("checkpoints not resumed") != std::string::npos &&
+                                line.fields_json.find("left by an earlier training of this run") !=
+                                    std::string::npos);
+    }
+    CHECK(said_why);
+}
+
+TEST_CASE("train: participants without an evaluate split train and are not asked to validate",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70, 0, /*evaluates=*/false);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    json outputs;
+    check_same(run_train(ctx, nodes, {{"rounds", 2}, {"algorithm", "FedAvg"}}, false, &outputs),
+               expected_global({0, 1}, {30, 70}, 2));
+    CHECK(outputs["summary"]["dropped"].empty());
+    CHECK(w0.evaluations == 2);
+    CHECK(w1.evaluations == 0);
+    CHECK(outputs["history"]["evaluate"]["1"] == 0.25);  // from p0's split alone
+}
+
+TEST_CASE("train: a resumed run that had stopped early reports the rounds it ran",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    // The validation loss never improves after round 0: patience 1 stops after round 1.
+    const json run{{"rounds", 5}, {"algorithm", "FedAvg"}, {"patience", 1}};
+    json outputs;
+    check_same(run_train(ctx, nodes, run, false, &outputs), expected_global({0, 1}, {30, 70}, 2));
+    CHECK(outputs["summary"]["rounds_run"] == 2);
+    CHECK(outputs["summary"]["stopped_early"] == true);
+    // Delivered again (the TTP died before its result was acknowledged): the same answer.
+    // Before, it reported 5 rounds run.
+    check_same(run_train(ctx, nodes, run, false, &outputs), expected_global({0, 1}, {30, 70}, 2));
+    CHECK(outputs["summary"]["rounds_run"] == 2);
+    CHECK(outputs["summary"]["stopped_early"] == true);
+    CHECK(outputs["summary"]["resumed_at"] == 2);
+    CHECK(w0.trains == 2);
 }
