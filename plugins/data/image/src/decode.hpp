@@ -20,7 +20,9 @@ struct Image {
 
 /// Decodes a PNG or JPEG held in memory with stb_image, converted to `channels` (1 = grayscale
 /// "L", 3 = "RGB"; alpha is dropped). The dimensions are read first and an image of more than
-/// `max_pixels` pixels is refused before any pixel buffer is allocated (decompression bombs).
+/// `max_pixels` pixels is refused before any pixel buffer is allocated (decompression bombs);
+/// stb then decodes within a memory budget derived from those dimensions (a PNG whose data
+/// inflates past it is refused), and a JPEG of more than 256 scans is refused before decoding.
 /// Errors: InvalidArgument naming `label` (not PNG/JPEG, corrupt, too large).
 sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64_t max_pixels,
                                 const std::string& label);

@@ -8,6 +8,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -39,6 +40,20 @@ Error invalid(std::string message) {
 
 std::string q(std::string_view s) {
     return "'" + std::string(s) + "'";
+}
+
+/// User text quoted in a message: at most 40 bytes, cut at a UTF-8 character boundary (a
+/// mapping.csv cell can be megabytes, and the message is logged and sent on).
+std::string example(std::string_view v) {
+    constexpr std::size_t kMax = 40;
+    if (v.size() <= kMax) {
+        return q(v);
+    }
+    std::size_t n = kMax;
+    while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0U) == 0x80U) {
+        --n;
+    }
+    return q(v.substr(0, n)) + "...";
 }
 
 std::string_view trim(std::string_view v) {
@@ -132,7 +147,7 @@ sdk::Result<ImageSettings> settings_from(const std::string& options_json, ImageS
             }
             s.bilinear = v == "bilinear";
         } else {
-            return invalid("unknown image option " + q(key) +
+            return invalid("unknown image option " + example(key) +
                            " (known: color, height, width, resize)");
         }
     }
@@ -165,7 +180,7 @@ std::uint64_t fnv1a(const std::vector<unsigned char>& bytes) {
 sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const ImageSettings& defaults,
                                     const ImageLimits& limits) {
     if (request.action != "classify" && request.action != "regress") {
-        return invalid("action " + q(request.action) + " is not 'classify' or 'regress'");
+        return invalid("action " + example(request.action) + " is not 'classify' or 'regress'");
     }
     auto settings = settings_from(request.options_json, defaults);
     if (!settings) {
@@ -230,7 +245,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 escapes = escapes || part == "..";
             }
             if (escapes) {
-                return invalid("file " + where + ": image " + q(name) +
+                return invalid("file " + where + ": image " + example(name) +
                                " must be a path inside the dataset folder");
             }
             const fs::path file = (root / rel).lexically_normal();
@@ -244,11 +259,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 // A symbolic link may not lead out of the dataset folder.
                 const fs::path real = fs::canonical(file, ec);
                 if (ec) {
-                    return invalid("file " + where + ": image " + file.string() +
+                    // A path too long to exist is the cell itself: shortened like it.
+                    return invalid("file " + where + ": image " +
+                                   (file.native().size() <= 4096 ? file.string() : example(name)) +
                                    " does not exist");
                 }
                 if (!data::is_inside(root, real)) {
-                    return invalid("file " + where + ": image " + q(name) +
+                    return invalid("file " + where + ": image " + example(name) +
                                    " resolves outside the dataset folder");
                 }
                 auto bytes = read_file(real, limits.max_file_bytes);
@@ -389,6 +406,19 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
             ds.label_names.push_back("target_" + name);
         }
         const std::size_t lw = ds.label_names.size();
+        // One-hot labels are n x classes floats: 100,000 rows of as many classes (a 1 MB
+        // mapping.csv, one tiny image) asked for 40 GB. Counted with the samples.
+        if ((static_cast<double>(n) * static_cast<double>(sample) +
+             static_cast<double>(n) * static_cast<double>(lw)) *
+                sizeof(float) >
+            static_cast<double>(limits.max_split_bytes)) {
+            return Error{ErrorCode::ResourceExhausted,
+                         std::to_string(n) + " samples of " + std::to_string(channels) + " x " +
+                             std::to_string(height) + " x " + std::to_string(width) +
+                             " floats with one-hot labels of " + std::to_string(lw) +
+                             " classes are more than " + std::to_string(limits.max_split_bytes) +
+                             " bytes (option max_split_bytes)"};
+        }
         std::vector<std::int64_t> counts(lw, 0);
         ds.labels.assign(n * lw, 0.0f);
         for (std::size_t i = 0; i < n; ++i) {
@@ -405,8 +435,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         for (std::size_t i = 0; i < n; ++i) {
             double v = 0.0;
             if (!parse_number(kept[i]->target, v)) {
-                return invalid("file " + kept[i]->where + ": target " + q(kept[i]->target) +
+                return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
                                " is not a number (regression)");
+            }
+            // Labels are float32: 1e39 became infinity (and the conversion is undefined).
+            if (std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+                return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
+                               " is beyond the float32 range of labels (|value| > 3.4e38)");
             }
             ds.labels[i] = static_cast<float>(v);
         }

@@ -8,6 +8,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <numeric>
@@ -263,14 +264,14 @@ sdk::Result<std::vector<ColumnDef>> read_schema(const fs::path& dir) {
     std::vector<ColumnDef> defs;
     for (auto it = schema.begin(); it != schema.end(); ++it) {
         if (!it.value().is_string()) {
-            return invalid("file " + file.string() + ", column " + q(it.key()) +
+            return invalid("file " + file.string() + ", column " + example(it.key()) +
                            ": dtype is not a string");
         }
         const std::string dtype = it.value().get<std::string>();
         auto info = dtype_info(dtype);
         if (!info) {
-            return invalid("file " + file.string() + ", column " + q(it.key()) +
-                           ": unknown dtype " + q(dtype) +
+            return invalid("file " + file.string() + ", column " + example(it.key()) +
+                           ": unknown dtype " + example(dtype) +
                            " (use int32, int64, float64, bool, category, ...)");
         }
         defs.push_back(ColumnDef{it.key(), dtype, *info, file.string()});
@@ -369,7 +370,7 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
                         index_of.emplace(key, static_cast<std::int32_t>(col.levels.size()));
                     if (inserted) {
                         if (static_cast<std::int64_t>(col.levels.size()) >= max_levels) {
-                            return invalid("column " + q(col.def.name) + " has more than " +
+                            return invalid("column " + example(col.def.name) + " has more than " +
                                            std::to_string(max_levels) +
                                            " distinct levels (option max_levels)");
                         }
@@ -534,9 +535,51 @@ struct Feature {
     std::int32_t level = -1;  ///< one-hot level, or -1 for a numeric column
 };
 
+/// ResourceExhausted when `n` rows of `width` features and `lw` label columns, as floats, are
+/// more than the option max_split_bytes; the message names the widest categorical columns.
+sdk::Status check_split_size(std::size_t n, std::size_t width, std::size_t lw,
+                             const std::vector<Column>& columns, std::size_t target_index,
+                             const TabularLimits& limits) {
+    const double bytes = static_cast<double>(n) *
+                         (static_cast<double>(width) + static_cast<double>(lw)) *
+                         static_cast<double>(sizeof(float));
+    if (bytes <= static_cast<double>(limits.max_split_bytes)) {
+        return sdk::Status::ok();
+    }
+    std::vector<const Column*> cats;
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+        if (c != target_index && columns[c].def.info.kind == Kind::Categorical) {
+            cats.push_back(&columns[c]);
+        }
+    }
+    constexpr std::size_t kShown = 3;
+    const std::size_t shown = std::min(kShown, cats.size());
+    std::partial_sort(
+        cats.begin(), cats.begin() + static_cast<std::ptrdiff_t>(shown), cats.end(),
+        [](const Column* a, const Column* b) { return a->levels.size() > b->levels.size(); });
+    std::string widest;
+    for (std::size_t i = 0; i < shown; ++i) {
+        widest += (i == 0 ? "" : ", ") + example(cats[i]->def.name) + " (" +
+                  std::to_string(cats[i]->levels.size()) + " levels)";
+    }
+    if (cats.size() > shown) {
+        widest += ", ... of " + std::to_string(cats.size()) + " categorical columns";
+    }
+    return Error{
+        ErrorCode::ResourceExhausted,
+        std::to_string(n) + " rows of " + std::to_string(width) +
+            (width == 1 ? " feature" : " features") +
+            (lw > 0 ? " and " + std::to_string(lw) + (lw == 1 ? " label column" : " label columns")
+                    : std::string()) +
+            " take " + std::to_string(static_cast<std::uint64_t>(bytes)) +
+            " bytes as floats, more than " + std::to_string(limits.max_split_bytes) +
+            " (option max_split_bytes); widest categorical columns: " +
+            (widest.empty() ? std::string("none") : widest)};
+}
+
 sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const TabularLimits& limits) {
     if (request.action != "classify" && request.action != "regress") {
-        return invalid("action " + q(request.action) + " is not 'classify' or 'regress'");
+        return invalid("action " + example(request.action) + " is not 'classify' or 'regress'");
     }
     const Json options =
         Json::parse(request.options_json.empty() ? "{}" : request.options_json, nullptr, false);
@@ -589,9 +632,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         for (const ColumnDef& def : *schema) {
             auto [it, inserted] = defs.emplace(def.name, def);
             if (!inserted && it->second.dtype != def.dtype) {
-                return invalid("column " + q(def.name) + " has dtype " + q(it->second.dtype) +
-                               " in " + it->second.schema_file + " but " + q(def.dtype) + " in " +
-                               def.schema_file);
+                return invalid("column " + example(def.name) + " has dtype " +
+                               example(it->second.dtype) + " in " + it->second.schema_file +
+                               " but " + example(def.dtype) + " in " + def.schema_file);
             }
         }
         for (const fs::path& csv : csvs) {
@@ -614,13 +657,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             }
             for (const ColumnDef& def : *schema) {
                 if (!has(def.name)) {
-                    return invalid("file " + csv.string() + ": column " + q(def.name) +
+                    return invalid("file " + csv.string() + ": column " + example(def.name) +
                                    " named in " + def.schema_file + " is missing");
                 }
             }
             for (std::string_view name : header) {
                 if (schema_names.count(name) == 0) {
-                    return invalid("file " + csv.string() + ": column " + q(name) +
+                    return invalid("file " + csv.string() + ": column " + example(name) +
                                    " has no dtype in " + (dir / "schema.json").string());
                 }
             }
@@ -642,7 +685,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
     }
     std::size_t total_rows = 0;
     std::vector<std::string> file_names;
+    std::vector<std::pair<std::size_t, std::string>> file_rows;  // first row, path: for errors
     for (SourceFile& f : files) {
+        file_rows.emplace_back(total_rows, f.path);
         total_rows += f.table.rows;
         file_names.push_back(fs::path(f.path).filename().string());
         f.file_column.assign(columns.size(), -1);
@@ -666,13 +711,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             const std::int64_t present = col.parsed + col.unparseable;
             if (col.unparseable > 0 && static_cast<double>(col.unparseable) >
                                            kMaxUnparseableShare * static_cast<double>(present)) {
-                return invalid("file " + col.unparseable_file + ": column " + q(col.def.name) +
-                               " is declared " + q(col.def.dtype) + " in " + col.def.schema_file +
-                               " but " + std::to_string(col.unparseable) + " of its " +
-                               std::to_string(present) + " non-empty values do not parse as " +
-                               (col.def.info.boolean ? "booleans or numbers" : "numbers") +
-                               " (e.g. " + col.unparseable_example +
-                               "); declare it 'category' or fix the values");
+                return invalid(
+                    "file " + col.unparseable_file + ": column " + example(col.def.name) +
+                    " is declared " + example(col.def.dtype) + " in " + col.def.schema_file +
+                    " but " + std::to_string(col.unparseable) + " of its " +
+                    std::to_string(present) + " non-empty values do not parse as " +
+                    (col.def.info.boolean ? "booleans or numbers" : "numbers") + " (e.g. " +
+                    col.unparseable_example + "); declare it 'category' or fix the values");
             }
         } else {
             col.codes.reserve(total_rows);
@@ -689,7 +734,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
     const Column* raw_target = &columns[target_index];
     if (request.action == "regress" && raw_target->def.info.kind == Kind::Categorical &&
         !raw_target->numeric_codes && !raw_target->levels.empty()) {
-        return invalid("column 'target' holds text classes (" + q(raw_target->levels.front()) +
+        return invalid("column 'target' holds text classes (" +
+                       example(raw_target->levels.front()) +
                        ", ...): regression needs a numeric target");
     }
 
@@ -762,6 +808,21 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
 
     // 6. Features: numeric columns as they are, categorical ones one-hot with every level,
     //    all sorted by name.
+    // The one-hot width is bounded per column only (max_levels): bound the split as a whole
+    // before building anything that size (the labels are counted again with their real width).
+    {
+        std::size_t planned = 0;
+        for (std::size_t c = 0; c < columns.size(); ++c) {
+            if (c != target_index) {
+                planned += columns[c].def.info.kind == Kind::Numeric ? 1 : columns[c].levels.size();
+            }
+        }
+        if (auto st = check_split_size(rows.size(), planned, request.action == "classify" ? 0 : 1,
+                                       columns, target_index, limits);
+            !st) {
+            return st.error();
+        }
+    }
     std::vector<Feature> features;
     Json cat_vars = Json::array();
     Json num_vars = Json::array();
@@ -785,7 +846,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
               [](const Feature& a, const Feature& b) { return a.name < b.name; });
     for (std::size_t i = 1; i < features.size(); ++i) {
         if (features[i].name == features[i - 1].name) {
-            return invalid("feature name " + q(features[i].name) +
+            return invalid("feature name " + example(features[i].name) +
                            " is produced twice (a column and a one-hot level of another column)");
         }
     }
@@ -889,6 +950,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             }
         }
         const std::size_t lw = ds.label_names.size();
+        if (auto st = check_split_size(n, width, lw, columns, target_index, limits); !st) {
+            return st.error();
+        }
         ds.labels.assign(n * lw, 0.0f);
         for (std::size_t i = 0; i < n; ++i) {
             ds.labels[i * lw +
@@ -898,7 +962,18 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         ds.label_names = {"target"};
         ds.labels.resize(n);
         for (std::size_t i = 0; i < n; ++i) {
-            ds.labels[i] = static_cast<float>(target.value(rows[i]));
+            const double v = target.value(rows[i]);
+            // Labels are float32: 1e39 became infinity (and the conversion is undefined).
+            if (std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
+                const auto file = std::prev(
+                    std::upper_bound(file_rows.begin(), file_rows.end(), rows[i],
+                                     [](std::size_t r, const auto& f) { return r < f.first; }));
+                return invalid("file " + file->second + ", row " +
+                               std::to_string(rows[i] - file->first + 1) + ": column 'target' " +
+                               "value " + level_name(v) +
+                               " is beyond the float32 range of labels (|value| > 3.4e38)");
+            }
+            ds.labels[i] = static_cast<float>(v);
         }
     }
 
@@ -967,8 +1042,10 @@ TabularPipeline::TabularPipeline(sdk::HostContext& host, const sdk::Options& opt
     : host_(host) {
     limits_.max_file_bytes = options.get_int("max_file_bytes", limits_.max_file_bytes);
     limits_.max_levels = options.get_int("max_levels", limits_.max_levels);
-    if (limits_.max_file_bytes <= 0 || limits_.max_levels <= 0) {
-        throw std::invalid_argument("options max_file_bytes and max_levels must be positive");
+    limits_.max_split_bytes = options.get_int("max_split_bytes", limits_.max_split_bytes);
+    if (limits_.max_file_bytes <= 0 || limits_.max_levels <= 0 || limits_.max_split_bytes <= 0) {
+        throw std::invalid_argument(
+            "options max_file_bytes, max_levels and max_split_bytes must be positive");
     }
 }
 
@@ -999,6 +1076,8 @@ constexpr sdk::OptionSpec kOptions[] = {
      "largest CSV file read, in bytes (larger files are refused)", false},
     {"max_levels", sdk::OptionType::Int, false, "1000",
      "most distinct levels of one categorical column or classes of the target", false},
+    {"max_split_bytes", sdk::OptionType::Int, false, "4294967296",
+     "most bytes one split's features and labels may take as 32-bit floats", false},
 };
 
 }  // namespace

@@ -15,6 +15,9 @@ namespace synergos::plugins::tabular {
 struct TabularLimits {
     std::int64_t max_file_bytes = std::int64_t{1} << 30;  ///< per CSV file
     std::int64_t max_levels = 1000;  ///< distinct levels of one categorical column (one-hot width)
+    /// Features and labels of one split as floats: max_levels is per column, so 2,500 category
+    /// columns of 1,000 levels made 1,000 rows of 10 GB.
+    std::int64_t max_split_bytes = std::int64_t{4} << 30;
 };
 
 /// Loads the CSV files of `request.directories` (each with a `schema.json`) into one split:

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,10 +12,12 @@
 
 #include <boost/dll/shared_library.hpp>
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include <synergos/sdk/export.hpp>
 #include <synergos/sdk/testing/fake_host.hpp>
 
+#include "decode.hpp"
 #include "image_pipeline.hpp"
 
 // The writer half of stb, private to this test, to make real PNG and JPEG files.
@@ -359,4 +362,221 @@ TEST_CASE("image refuses a split that decodes to more than max_split_bytes", "[u
     FakeHost host;
     CHECK_THROWS_WITH(ImagePipeline(host, Options(std::map<std::string, std::string>{{"max_split_bytes", "0"}})),
                       Catch::Contains("max_split_bytes"));
+}
+
+namespace {
+
+/// A PNG chunk: length, type, data, CRC over type and data.
+void png_chunk(std::string& out, const char* type, const std::string& data) {
+    const auto be32 = [&](std::uint32_t v) {
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            out.push_back(static_cast<char>((v >> shift) & 0xFFU));
+        }
+    };
+    be32(static_cast<std::uint32_t>(data.size()));
+    const std::string body = std::string(type, 4) + data;
+    out += body;
+    be32(static_cast<std::uint32_t>(
+        crc32(0L, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()))));
+}
+
+/// A 1x1 8-bit grayscale PNG whose one IDAT inflates to `inflated` zero bytes (one pixel needs 2).
+/// The zlib stream is deflated in 1 MiB pieces with the run-length strategy: compress2 over
+/// 64 MiB of zeros took about a second.
+std::string png_bomb(std::size_t inflated) {
+    z_stream z{};
+    REQUIRE(deflateInit2(&z, 9, Z_DEFLATED, 15, 9, Z_RLE) == Z_OK);
+    std::vector<unsigned char> zeros(std::min<std::size_t>(inflated, 1 << 20), 0);
+    std::string packed;
+    std::vector<unsigned char> out(1 << 16);
+    std::size_t left = inflated;
+    int status = Z_OK;
+    while (status != Z_STREAM_END) {
+        const std::size_t piece = std::min(left, zeros.size());
+        left -= piece;
+        z.next_in = zeros.data();
+        z.avail_in = static_cast<uInt>(piece);
+        do {
+            z.next_out = out.data();
+            z.avail_out = static_cast<uInt>(out.size());
+            status = deflate(&z, left == 0 ? Z_FINISH : Z_NO_FLUSH);
+            if (status == Z_STREAM_ERROR) {
+                FAIL("deflate failed");
+            }
+            packed.append(reinterpret_cast<const char*>(out.data()), out.size() - z.avail_out);
+        } while (z.avail_out == 0 || (left == 0 && status != Z_STREAM_END));
+    }
+    deflateEnd(&z);
+    std::string png = "\x89PNG\r\n\x1a\n";
+    // IHDR: width 1, height 1, bit depth 8, colour type 0 (gray), compression, filter, interlace.
+    png_chunk(png, "IHDR", std::string("\0\0\0\1\0\0\0\1\x08\0\0\0\0", 13));
+    png_chunk(png, "IDAT", packed);
+    png_chunk(png, "IEND", "");
+    return png;
+}
+
+}  // namespace
+
+TEST_CASE("image refuses one-hot labels of many classes past max_split_bytes",
+          "[unit][data][image]") {
+    // 100,000 rows of as many classes over one tiny image (a 1 MB mapping.csv) asked for 40 GB
+    // of labels: only the samples were counted against max_split_bytes.
+    TempDir tmp;
+    const auto mapping = [](int classes) {
+        std::string text = "image,target\n";
+        for (int k = 0; k < classes; ++k) {
+            text += "a.png,class" + std::to_string(k) + "\n";
+        }
+        return text;
+    };
+    const fs::path many = tmp.folder("many", mapping(3000));
+    write_png(many / "a.png", 1, 1, 1, {7});
+    const fs::path few = tmp.folder("few", mapping(300));
+    write_png(few / "a.png", 1, 1, 1, {7});
+    const auto load = [](const fs::path& dir) {
+        FakeHost host;
+        ImagePipeline pipeline(
+            host, Options(std::map<std::string, std::string>{{"max_split_bytes", "1048576"}}));
+        return pipeline.load(DataRequest{"classify", {dir.string()}, "{}"});
+    };
+    // 3000 samples of 1 float (12 KB) with 3000 x 3000 label floats (36 MB): past 1 MiB.
+    auto refused = load(many);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().code == ErrorCode::ResourceExhausted);
+    CHECK_THAT(refused.error().message, Catch::Contains("3000 classes") &&
+                                            Catch::Contains("max_split_bytes") &&
+                                            Catch::Contains("3000 samples"));
+    // 300 x 300 label floats (360 KB) fit.
+    auto ok = load(few);
+    REQUIRE(ok);
+    CHECK(ok->label_names.size() == 300);
+}
+
+TEST_CASE("image refuses a PNG whose data inflates past what its size needs",
+          "[unit][data][image]") {
+    // stb's inflate grows its buffer while data comes (it only checks there are enough pixels):
+    // a 1x1 PNG of a few MB of IDAT inflated to gigabytes. Here 64 MiB from a 64 KB file.
+    TempDir tmp;
+    const fs::path dir = tmp.folder("bomb", "image,target\nbomb.png,1\n");
+    const std::string png = png_bomb(std::size_t{64} << 20);
+    CHECK(png.size() < 200000);
+    std::ofstream(dir / "bomb.png", std::ios::binary) << png;
+    const auto e = load_error({dir.string()});
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("bomb.png") &&
+                              Catch::Contains("decompresses to more than its size allows"));
+
+    // The same file with the data it needs, and a poorly compressible large image, decode.
+    const std::string small = png_bomb(2);
+    auto one = synergos::plugins::image::decode_image(small, 1, 1 << 24, "small.png");
+    REQUIRE(one);
+    CHECK(one->pixels == std::vector<unsigned char>{0});
+    std::vector<unsigned char> noise(256 * 192 * 3);
+    std::mt19937 gen(7);
+    for (unsigned char& b : noise) {
+        b = static_cast<unsigned char>(gen());
+    }
+    write_png(dir / "noise.png", 256, 192, 3, noise);
+    std::ifstream in(dir / "noise.png", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto rgb = synergos::plugins::image::decode_image(bytes, 3, 1 << 24, "noise.png");
+    REQUIRE(rgb);
+    CHECK(rgb->pixels == noise);
+}
+
+TEST_CASE("image refuses a JPEG of more than 256 scans before decoding it",
+          "[unit][data][image]") {
+    // stb decodes every scan (SOS segment) over the whole image: a ~1 MB JPEG of tens of
+    // thousands of scans took hours of CPU.
+    using synergos::plugins::image::decode_image;
+    std::string raw = "\xFF\xD8";
+    for (int i = 0; i < 300; ++i) {
+        raw += "\xFF\xDA";
+    }
+    const auto bare = decode_image(raw, 1, 1 << 24, "scans.jpg");
+    REQUIRE_FALSE(bare);
+    CHECK(bare.error().code == ErrorCode::InvalidArgument);
+    CHECK_THAT(bare.error().message, Catch::Contains("scans.jpg") && Catch::Contains("256 scans"));
+
+    // A real JPEG whose scan is repeated: 200 scans decode, 300 are refused.
+    std::string jpeg;
+    const std::vector<unsigned char> px(16 * 16, 90);
+    REQUIRE(stbi_write_jpg_to_func(
+                [](void* ctx, void* data, int size) {
+                    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data),
+                                                           static_cast<std::size_t>(size));
+                },
+                &jpeg, 16, 16, 1, px.data(), 90) != 0);
+    const std::size_t sos = jpeg.find("\xFF\xDA");
+    const std::size_t eoi = jpeg.rfind("\xFF\xD9");
+    REQUIRE(sos != std::string::npos);
+    REQUIRE(eoi != std::string::npos);
+    REQUIRE(eoi > sos);
+    const std::string scan = jpeg.substr(sos, eoi - sos);
+    const auto repeated = [&](int scans) {
+        std::string out = jpeg.substr(0, sos);
+        for (int i = 0; i < scans; ++i) {
+            out += scan;
+        }
+        return out + "\xFF\xD9";
+    };
+    const auto ok = decode_image(repeated(200), 1, 1 << 24, "200.jpg");
+    REQUIRE(ok);
+    CHECK(ok->width == 16);
+    const auto refused = decode_image(repeated(300), 1, 1 << 24, "300.jpg");
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message, Catch::Contains("300.jpg") && Catch::Contains("scans"));
+}
+
+TEST_CASE("image refuses a regression target beyond the float32 range", "[unit][data][image]") {
+    // 1e39 became an infinite label (a double to float conversion out of range).
+    TempDir tmp;
+    const fs::path dir = tmp.folder("huge", "image,target\na.png,3.5\nb.png,-1e39\n");
+    write_png(dir / "a.png", 1, 1, 1, {1});
+    write_png(dir / "b.png", 1, 1, 1, {2});
+    const auto e = load_error({dir.string()}, "{}", "regress");
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("mapping.csv row 2") && Catch::Contains("'-1e39'") &&
+                              Catch::Contains("float32"));
+    // The largest float is still a label.
+    std::ofstream(dir / "mapping.csv", std::ios::trunc) << "image,target\na.png,3.4e38\n";
+    CHECK(load_ok({dir.string()}, "{}", "regress").labels == std::vector<float>{3.4e38f});
+}
+
+TEST_CASE("image shortens long names and targets quoted in its errors", "[unit][data][image]") {
+    // A mapping.csv cell of megabytes went whole into the error message (logged and sent on).
+    TempDir tmp;
+    const std::string long_text(100000, 'x');
+    SECTION("an image path leaving the folder") {
+        const fs::path dir = tmp.folder("path", "image,target\n../" + long_text + ".png,1\n");
+        const auto e = load_error({dir.string()});
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("'../xxx") && Catch::Contains("x'...") &&
+                                  Catch::Contains("inside the dataset folder"));
+    }
+    SECTION("a missing image of a very long name") {
+        const fs::path dir = tmp.folder("missing", "image,target\n" + long_text + ".png,1\n");
+        const auto e = load_error({dir.string()});
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("does not exist"));
+    }
+    SECTION("a regression target that is not a number") {
+        // 39 ASCII bytes, then a 2-byte character across the 40-byte cut: cut before it.
+        const std::string ascii(39, 'y');
+        const fs::path dir =
+            tmp.folder("target", "image,target\na.png," + ascii + "\xC3\xA9" + long_text + "\n");
+        write_png(dir / "a.png", 1, 1, 1, {1});
+        const auto e = load_error({dir.string()}, "{}", "regress");
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("row 1") && Catch::Contains("'" + ascii + "'...") &&
+                                  Catch::Contains("not a number"));
+        CHECK(e.message.find('\xC3') == std::string::npos);
+    }
+    SECTION("an unknown request option") {
+        const fs::path dir = tmp.folder("option", "image,target\na.png,1\n");
+        write_png(dir / "a.png", 1, 1, 1, {1});
+        const auto e = load_error({dir.string()}, Json{{long_text, 1}}.dump());
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("unknown image option"));
+    }
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -607,4 +608,125 @@ TEST_CASE("tabular keeps metadata valid JSON when names are not UTF-8", "[unit][
         << "{\"" << latin1 << "\": \"category\", \"target\": \"category\"}";
     // nlohmann refuses invalid UTF-8 in schema.json itself: also a clear error.
     CHECK(load_error({dir.string()}).code == ErrorCode::InvalidArgument);
+}
+
+TEST_CASE("tabular refuses a split whose features and labels pass max_split_bytes",
+          "[unit][data][tabular]") {
+    // max_levels bounds each column only: 2,500 category columns of 1,000 levels made a width of
+    // 2.5 million (10 GB for 1,000 rows).
+    TempDir tmp;
+    const auto load = [](const std::string& dir, const std::string& budget,
+                         const std::string& action = "classify") {
+        FakeHost host;
+        TabularPipeline pipeline(
+            host, Options(std::map<std::string, std::string>{{"max_split_bytes", budget}}));
+        return pipeline.load(DataRequest{action, {dir}, "{}"});
+    };
+    SECTION("one-hot features") {
+        // 100 rows; c0 has 100 levels, c1 50, c2 25, c3 10, x is numeric: 186 features,
+        // 74,400 bytes as floats.
+        const Json schema = {{"c0", "category"}, {"c1", "category"}, {"c2", "category"},
+                             {"c3", "category"}, {"x", "float64"},   {"target", "int64"}};
+        std::string text = "c0,c1,c2,c3,x,target\n";
+        for (int r = 0; r < 100; ++r) {
+            text += "a" + std::to_string(r) + ",b" + std::to_string(r % 50) + ",c" +
+                    std::to_string(r % 25) + ",d" + std::to_string(r % 10) + "," +
+                    std::to_string(r) + "," + std::to_string(r % 2) + "\n";
+        }
+        const std::string dir = tmp.folder("wide", schema, {{"data.csv", text}});
+        auto refused = load(dir, "40000");
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == ErrorCode::ResourceExhausted);
+        CHECK_THAT(refused.error().message,
+                   Catch::Contains("100 rows") && Catch::Contains("186 features") &&
+                       Catch::Contains("'c0' (100 levels)") &&
+                       Catch::Contains("'c1' (50 levels)") &&
+                       Catch::Contains("'c2' (25 levels)") && Catch::Contains("max_split_bytes"));
+        CHECK_FALSE(load(dir, "40000", "regress"));
+        auto ok = load(dir, "1000000");
+        REQUIRE(ok);
+        CHECK(ok->feature_names.size() == 186);
+    }
+    SECTION("one-hot labels") {
+        // 200 rows of 200 classes: 800 bytes of features, 160,000 of labels.
+        std::string text = "x,target\n";
+        for (int r = 0; r < 200; ++r) {
+            text += std::to_string(r) + "," + std::to_string(r) + "\n";
+        }
+        const std::string dir =
+            tmp.folder("classes", {{"x", "float64"}, {"target", "int64"}}, {{"data.csv", text}});
+        auto refused = load(dir, "100000");
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == ErrorCode::ResourceExhausted);
+        CHECK_THAT(refused.error().message, Catch::Contains("200 rows") &&
+                                                Catch::Contains("200 label columns") &&
+                                                Catch::Contains("max_split_bytes"));
+        CHECK(load(dir, "100000", "regress"));  // one label column
+        CHECK(load(dir, "200000"));
+    }
+    SECTION("the option is validated and declared") {
+        FakeHost host;
+        CHECK_THROWS_WITH(
+            TabularPipeline(host,
+                            Options(std::map<std::string, std::string>{{"max_split_bytes", "0"}})),
+            Catch::Contains("max_split_bytes"));
+        const auto& d = synergos::plugins::tabular::kTabularDescriptor;
+        bool declared = false;
+        for (std::size_t i = 0; i < d.option_count; ++i) {
+            declared = declared || std::string(d.options[i].key) == "max_split_bytes";
+        }
+        CHECK(declared);
+    }
+}
+
+TEST_CASE("tabular refuses a regression target beyond the float32 range",
+          "[unit][data][tabular]") {
+    // 1e39 became an infinite label (a double to float conversion out of range).
+    TempDir tmp;
+    const std::string dir =
+        tmp.folder("huge", {{"a", "float64"}, {"target", "float64"}},
+                   {{"a.csv", "a,target\n1,2\n"}, {"b.csv", "a,target\n2,3\n3,1e39\n"}});
+    const auto e = load_error({dir}, "regress");
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("b.csv") && Catch::Contains("row 2") &&
+                              Catch::Contains("'target'") && Catch::Contains("1e+39") &&
+                              Catch::Contains("float32"));
+    // As a class it is only a name.
+    CHECK(load_ok({dir}).label_names.size() == 3);
+    // The largest float is still a label.
+    const std::string edge = tmp.folder("edge", {{"a", "float64"}, {"target", "float64"}},
+                                        {{"a.csv", "a,target\n1,3.4e38\n"}});
+    CHECK(load_ok({edge}, "regress").labels == std::vector<float>{3.4e38f});
+}
+
+TEST_CASE("tabular shortens long column names and levels quoted in its errors",
+          "[unit][data][tabular]") {
+    // A header name or cell of megabytes went whole into the error message (logged and sent on).
+    TempDir tmp;
+    const std::string long_text(100000, 'x');
+    SECTION("a column without a dtype") {
+        const std::string dir = tmp.folder("untyped", {{"target", "category"}},
+                                           {{"data.csv", long_text + ",target\n1,1\n"}});
+        const auto e = load_error({dir});
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("has no dtype") && Catch::Contains("x'..."));
+    }
+    SECTION("a text target for regression") {
+        const std::string dir = tmp.folder("text", {{"a", "float64"}, {"target", "category"}},
+                                           {{"data.csv", "a,target\n1," + long_text + "\n"}});
+        const auto e = load_error({dir}, "regress");
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("text classes") && Catch::Contains("x'..."));
+    }
+    SECTION("a column over max_levels") {
+        std::string text = long_text + ",target\n";
+        for (int r = 0; r < 1001; ++r) {
+            text += "v" + std::to_string(r) + ",1\n";
+        }
+        const std::string dir = tmp.folder(
+            "levels", {{long_text, "category"}, {"target", "category"}}, {{"data.csv", text}});
+        const auto e = load_error({dir});
+        CHECK(e.message.size() < 1000);
+        CHECK_THAT(e.message, Catch::Contains("max_levels"));
+    }
 }
