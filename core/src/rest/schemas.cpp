@@ -200,6 +200,16 @@ Check run(const Json& doc) {
             return fail(f, "must not be negative");
         }
     }
+    // How many workers a round needs: a count (at least 1) or a fraction of the grid (0 to 1].
+    // Anything else used to mean "every worker" without a word.
+    if (const Json* q = find(doc, "quorum"); q && !q->is_null()) {
+        const bool count = is_integer(*q) && q->get<double>() >= 1;
+        const bool fraction = q->is_number_float() && q->get<double>() > 0 && q->get<double>() <= 1;
+        if (!count && !fraction) {
+            return fail("quorum", "must be a number of workers (1 or more) or a fraction of the grid "
+                                  "(above 0, at most 1), e.g. 2 or 0.5");
+        }
+    }
     struct Enum {
         const char* field;
         std::vector<const char*> values;

@@ -90,6 +90,9 @@ int quorum_of(const json& run, std::size_t workers) {
     if (q.is_number_integer()) {
         return std::clamp(q.get<int>(), 1, static_cast<int>(workers));
     }
+    if (q.is_number() && q.get<double>() > 1) {  // 3.0: a count written as a float
+        return std::clamp(static_cast<int>(q.get<double>()), 1, static_cast<int>(workers));
+    }
     if (q.is_number()) {  // a fraction of the grid
         return std::clamp(static_cast<int>(std::ceil(q.get<double>() * static_cast<double>(workers))), 1,
                           static_cast<int>(workers));

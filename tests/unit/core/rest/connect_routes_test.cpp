@@ -827,6 +827,12 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         negative_lr["lr"] = -0.1;
         json negative_patience = run_body("r2");
         negative_patience["patience"] = -1;
+        json percent_quorum = run_body("r2");
+        percent_quorum["quorum"] = "50%";
+        json zero_quorum = run_body("r2");
+        zero_quorum["quorum"] = 0;
+        json true_quorum = run_body("r2");
+        true_quorum["quorum"] = true;
         json extra_reg = registration_body();
         extra_reg["colour"] = "blue";
         json missing_node = registration_body();
@@ -853,6 +859,9 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
               Case{runs, negative_epochs, "epochs"},
               Case{runs, negative_lr, "lr"},
               Case{runs, negative_patience, "patience"},
+              Case{runs, percent_quorum, "quorum"},
+              Case{runs, zero_quorum, "quorum"},
+              Case{runs, true_quorum, "quorum"},
               Case{kConnect + "/participants", json{{"id", 5}}, "id"},
               Case{kConnect + "/participants", json{{"category", "x"}}, "id"},
               Case{reg, json{{"role", "host"}}, "n_count"},
@@ -875,6 +884,14 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
             CHECK(body["field"] == c.field);
             CHECK(body["message"].get<std::string>().find("'" + c.field + "'") !=
                   std::string::npos);
+        }
+        // A quorum as a count or as a fraction of the grid is taken.
+        int q_id = 0;
+        for (const json& quorum : {json(2), json(0.5), json(1.0), json(nullptr)}) {
+            json ok = run_body("rq" + std::to_string(q_id++));
+            ok["quorum"] = quorum;
+            INFO("quorum " << quorum.dump());
+            CHECK(s.call("POST", runs, ok).status == 201);
         }
         // PUT is validated too (the original never checked updates).
         auto put = s.call("PUT", runs + "/r1", json{{"epochs", "many"}});
