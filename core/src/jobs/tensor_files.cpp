@@ -56,6 +56,18 @@ sdk::Status write_file_atomic(const std::string& path, std::string_view content)
         fs::remove(tmp, ec);
         return {sdk::ErrorCode::Internal, "cannot rename into '" + path + "': " + ec.message()};
     }
+    // The rename itself is durable only once the folder is synced: without it a power cut could
+    // keep a checkpoint's state.json (written last) but lose its weights' rename.
+    const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
+    const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0 || ::fsync(dir) != 0) {
+        const std::string err = std::strerror(errno);
+        if (dir >= 0) {
+            ::close(dir);
+        }
+        return {sdk::ErrorCode::Internal, "cannot sync folder '" + folder + "' after writing '" + path + "': " + err};
+    }
+    ::close(dir);
     return {};
 }
 
