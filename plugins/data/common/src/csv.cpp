@@ -46,7 +46,7 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label) {
                 }
                 if (!seen.insert(name).second) {
                     return csv_error(label, record_line,
-                                     "the header names column '" + std::string(name) + "' twice");
+                                     "the header names column " + example(name) + " twice");
                 }
             }
             table.header = record;
@@ -157,6 +157,20 @@ sdk::Status require_inside(const std::filesystem::path& root, const std::filesys
                 "file " + file.string() + " resolves outside its dataset folder"};
     }
     return sdk::Status::ok();
+}
+
+std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::string example(std::string_view v) {
+    constexpr std::size_t kMax = 40;
+    if (v.size() <= kMax) {
+        return in_quotes(v);
+    }
+    std::size_t n = kMax;
+    while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0U) == 0x80U) {
+        --n;
+    }
+    return in_quotes(v.substr(0, n)) + "...";
 }
 
 }  // namespace synergos::plugins::data

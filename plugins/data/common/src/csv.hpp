@@ -37,6 +37,13 @@ struct CsvTable {
 /// than the file has bytes (plus 4096).
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
 
+/// `s` in single quotes, for messages.
+std::string in_quotes(std::string_view s);
+
+/// User text quoted in a message: at most 40 bytes, cut at a UTF-8 character boundary (a cell
+/// can be megabytes, and the message is logged and sent on).
+std::string example(std::string_view v);
+
 /// True when `real` (a canonical path) is `root` or below it.
 bool is_inside(const std::filesystem::path& root, const std::filesystem::path& real);
 

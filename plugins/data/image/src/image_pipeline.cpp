@@ -25,7 +25,9 @@
 namespace synergos::plugins::image {
 
 using data::CsvTable;
+using data::example;
 using data::parse_csv;
+using data::in_quotes;
 
 namespace {
 
@@ -36,24 +38,6 @@ using sdk::ErrorCode;
 
 Error invalid(std::string message) {
     return {ErrorCode::InvalidArgument, std::move(message)};
-}
-
-std::string q(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
-
-/// User text quoted in a message: at most 40 bytes, cut at a UTF-8 character boundary (a
-/// mapping.csv cell can be megabytes, and the message is logged and sent on).
-std::string example(std::string_view v) {
-    constexpr std::size_t kMax = 40;
-    if (v.size() <= kMax) {
-        return q(v);
-    }
-    std::size_t n = kMax;
-    while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0U) == 0x80U) {
-        --n;
-    }
-    return q(v.substr(0, n)) + "...";
 }
 
 std::string_view trim(std::string_view v) {
@@ -138,7 +122,7 @@ sdk::Result<ImageSettings> settings_from(const std::string& options_json, ImageS
         } else if (key == "height" || key == "width") {
             if (!v.is_number_integer() || v.get<std::int64_t>() <= 0 ||
                 v.get<std::int64_t>() > 65535) {
-                return invalid("image option " + q(key) + " must be an integer in 1..65535");
+                return invalid("image option " + in_quotes(key) + " must be an integer in 1..65535");
             }
             (key == "height" ? s.height : s.width) = v.get<int>();
         } else if (key == "resize") {

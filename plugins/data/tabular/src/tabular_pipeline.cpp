@@ -27,7 +27,9 @@
 namespace synergos::plugins::tabular {
 
 using data::CsvTable;
+using data::example;
 using data::parse_csv;
+using data::in_quotes;
 
 namespace {
 
@@ -42,10 +44,6 @@ constexpr std::string_view kTarget = "target";
 
 Error invalid(std::string message) {
     return {ErrorCode::InvalidArgument, std::move(message)};
-}
-
-std::string q(std::string_view s) {
-    return "'" + std::string(s) + "'";
 }
 
 enum class Kind : std::uint8_t { Numeric, Categorical };
@@ -148,19 +146,6 @@ std::string level_name(double v) {
     char buf[64];
     const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
     return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
-}
-
-/// A cell quoted in a message: at most 40 bytes, cut at a UTF-8 character boundary.
-std::string example(std::string_view v) {
-    constexpr std::size_t kMax = 40;
-    if (v.size() <= kMax) {
-        return q(v);
-    }
-    std::size_t n = kMax;
-    while (n > 0 && (static_cast<unsigned char>(v[n]) & 0xC0U) == 0x80U) {
-        --n;
-    }
-    return q(v.substr(0, n)) + "...";
 }
 
 /// A numeric column refuses its data when more than this share of its non-empty cells do not
