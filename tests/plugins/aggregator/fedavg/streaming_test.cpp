@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -266,6 +268,81 @@ TEST_CASE("Bad pieces are refused, and a refused update that folded data spoils 
     auto redone = session.finish_round();
     REQUIRE(redone.has_value());
     CHECK(redone->tensors[0].data == whole_fold(maps, {2, 3}).tensors[0].data);
+}
+
+TEST_CASE("A streamed update holding an inf or a NaN is refused naming the participant and tensor",
+          "[unit][fedavg][streaming][finite]") {
+    const std::vector<TensorMap> maps{client_map(1, 1), client_map(2, 2)};
+    const float inf = std::numeric_limits<float>::infinity();
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(maps[0], 1).is_ok());
+    stream_round(session, {maps[0]}, {2}, 20);  // p0 completes
+    auto id = session.begin_update("p1", 3, specs_of(maps[1]));
+    REQUIRE(id.has_value());
+    std::vector<float> w = f32_values(maps[1].tensors[0]);  // l0.weight: 205 elements
+
+    bool spoils = false;
+    std::string why;
+    std::string tensor = "'l0.weight'";
+    std::string element;
+    SECTION("inf in the first piece: nothing is folded and the round stays good") {
+        w[37] = inf;
+        why = session.fold(*id, 0, 0, w.data(), 64).message();
+        element = "element 37";
+    }
+    SECTION("NaN in the last piece's tail: nothing is folded and the round stays good") {
+        w[204] = std::nanf("");
+        why = session.fold(*id, 0, 0, w.data(), 205).message();
+        element = "element 204";
+    }
+    SECTION("NaN in a piece after folded pieces spoils the round") {
+        REQUIRE(session.fold(*id, 0, 0, w.data(), 64).is_ok());
+        w[100] = std::nanf("");
+        why = session.fold(*id, 0, 64, w.data() + 64, 64).message();
+        element = "element 100";  // the tensor's element, not the piece's
+        spoils = true;
+    }
+    SECTION("negative inf in an F32 tensor sent whole (fold_tensor)") {
+        synergos::sdk::Tensor bad = maps[1].tensors[0];
+        w[150] = -inf;
+        std::memcpy(bad.data.data(), w.data(), bad.data.size());
+        why = session.fold_tensor(*id, bad).message();
+        element = "element 150";
+    }
+    SECTION("inf in an F64 tensor sent whole after the F32 pieces spoils the round") {
+        REQUIRE(session.fold(*id, 0, 0, w.data(), 205).is_ok());
+        REQUIRE(session.fold(*id, 1, 0, maps[1].tensors[1].f32(), 5).is_ok());
+        synergos::sdk::Tensor bad = maps[1].tensors[3];
+        const double big = std::numeric_limits<double>::infinity();
+        std::memcpy(bad.data.data() + sizeof big, &big, sizeof big);
+        why = session.fold_tensor(*id, bad).message();
+        tensor = "'scale'";
+        element = "element 1";
+        spoils = true;
+    }
+    CHECK(why.find("fedavg: participant 'p1', round 1") != std::string::npos);
+    CHECK(why.find(tensor) != std::string::npos);
+    CHECK(why.find("non-finite value at " + element) != std::string::npos);
+    // The update is closed: its id is unknown now.
+    CHECK(session.fold(*id, 1, 0, maps[1].tensors[1].f32(), 1).code() ==
+          ErrorCode::FailedPrecondition);
+    auto got = session.finish_round();
+    if (spoils) {
+        // Folded pieces cannot be taken back: the round must run again without p1.
+        REQUIRE_FALSE(got.has_value());
+        CHECK(got.error().code == ErrorCode::FailedPrecondition);
+        CHECK(got.error().message.find("'p1'") != std::string::npos);
+        CHECK(got.error().message.find("begin the round again") != std::string::npos);
+        REQUIRE(session.begin_round(maps[0], 1).is_ok());
+        stream_round(session, {maps[0]}, {2}, 20);
+        got = session.finish_round();
+    }
+    // Either way the round's result is p0's update alone, bit for bit.
+    REQUIRE(got.has_value());
+    const TensorMap expected = whole_fold({maps[0]}, {2});
+    for (std::size_t t = 0; t < expected.tensors.size(); ++t) {
+        CHECK(got->tensors[t].data == expected.tensors[t].data);
+    }
 }
 
 TEST_CASE("A streamed update outside a round is refused", "[unit][fedavg][streaming]") {

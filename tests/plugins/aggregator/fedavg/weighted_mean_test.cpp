@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -45,6 +47,25 @@ std::vector<double> expected_mean(const std::vector<TensorMap>& maps,
         v /= total;
     }
     return sum;
+}
+
+/// client_map plus an F64 tensor (F64 tensors are summed in double, element by element).
+TensorMap client_map_f64(std::uint32_t seed, std::int64_t batches) {
+    TensorMap m = client_map(seed, batches);
+    synergos::sdk::Tensor t;
+    t.name = "nnl_1_batchnorm1d.running_var";
+    t.dtype = DType::F64;
+    t.shape = {3};
+    const double values[3] = {0.5 * seed, 1.0, -2.0};
+    t.data.resize(sizeof values);
+    std::memcpy(t.data.data(), values, sizeof values);
+    m.tensors.push_back(t);
+    return m;
+}
+
+/// Sets element `i` of F32 tensor `t` to `v`.
+void set_f32(synergos::sdk::Tensor& t, std::size_t i, float v) {
+    std::memcpy(t.data.data() + i * sizeof v, &v, sizeof v);
 }
 
 }  // namespace
@@ -208,4 +229,110 @@ TEST_CASE("FedAvg keeps no strategy state", "[unit][fedavg]") {
     CHECK(session.load_state(TensorMap{}).is_ok());
     auto refused = session.load_state(client_map(1, 1));
     CHECK(refused.code() == ErrorCode::InvalidArgument);
+}
+
+TEST_CASE("FedAvg refuses a whole update holding a NaN or an inf and keeps the mean of the others",
+          "[unit][fedavg][finite]") {
+    const TensorMap a = client_map_f64(21, 3);
+    const TensorMap c = client_map_f64(23, 5);
+    TensorMap bad = client_map_f64(22, 4);
+    std::string tensor;
+    std::string element;
+    SECTION("NaN in the second tensor (the first one is fine)") {
+        set_f32(bad.tensors[1], 1, std::nanf(""));
+        tensor = "'nnl_0_linear.bias'";
+        element = "element 1";
+    }
+    SECTION("inf inside the weight's 16-wide blocks") {
+        set_f32(bad.tensors[0], 40, std::numeric_limits<float>::infinity());
+        tensor = "'nnl_0_linear.weight'";
+        element = "element 40";
+    }
+    SECTION("negative inf in the weight's last element (past the last whole block)") {
+        set_f32(bad.tensors[0], 110, -std::numeric_limits<float>::infinity());
+        tensor = "'nnl_0_linear.weight'";
+        element = "element 110";
+    }
+    SECTION("NaN in an F64 tensor") {
+        const double nan = std::nan("");
+        std::memcpy(bad.tensors[3].data.data() + 2 * sizeof nan, &nan, sizeof nan);
+        tensor = "'nnl_1_batchnorm1d.running_var'";
+        element = "element 2";
+    }
+
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(a, 3).is_ok());
+    REQUIRE(session.accumulate("a", 10, a).is_ok());
+    auto status = session.accumulate("bad", 50, bad);
+    REQUIRE_FALSE(status.is_ok());
+    CHECK(status.code() == ErrorCode::InvalidArgument);
+    CHECK_THAT(status.message(), Catch::Contains("fedavg: participant 'bad', round 3"));
+    CHECK_THAT(status.message(), Catch::Contains(tensor));
+    CHECK_THAT(status.message(), Catch::Contains("non-finite value at " + element));
+    REQUIRE(session.accumulate("c", 7, c).is_ok());
+    auto got = session.finish_round();
+    REQUIRE(got.has_value());
+
+    // Nothing of the refused update was folded: the bits of a round of a and c alone.
+    WeightedMeanSession others("fedavg");
+    REQUIRE(others.begin_round(a, 3).is_ok());
+    REQUIRE(others.accumulate("a", 10, a).is_ok());
+    REQUIRE(others.accumulate("c", 7, c).is_ok());
+    auto want = others.finish_round();
+    REQUIRE(want.has_value());
+    REQUIRE(got->tensors.size() == want->tensors.size());
+    for (std::size_t t = 0; t < want->tensors.size(); ++t) {
+        INFO("tensor " << want->tensors[t].name);
+        CHECK(got->tensors[t].data == want->tensors[t].data);
+    }
+}
+
+TEST_CASE("FedAvg refuses a first update holding a NaN without adopting its layout",
+          "[unit][fedavg][finite]") {
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(TensorMap{}, 0).is_ok());  // the layout comes from an update
+    TensorMap bad = client_map(31, 1);
+    set_f32(bad.tensors[0], 0, std::nanf(""));
+    auto status = session.accumulate("bad", 5, bad);
+    REQUIRE_FALSE(status.is_ok());
+    CHECK(status.code() == ErrorCode::InvalidArgument);
+    CHECK_THAT(status.message(), Catch::Contains("participant 'bad', round 0"));
+    CHECK_THAT(status.message(), Catch::Contains("'nnl_0_linear.weight'"));
+    CHECK_THAT(status.message(), Catch::Contains("non-finite value at element 0"));
+
+    // The refused update fixed nothing: an update of another layout is the round's first.
+    TensorMap other;
+    other.tensors.push_back(f32_tensor("w", {2}, {1.0F, -1.0F}));
+    REQUIRE(session.accumulate("good", 2, other).is_ok());
+    auto got = session.finish_round();
+    REQUIRE(got.has_value());
+    REQUIRE(got->tensors.size() == 1);
+    CHECK(f32_values(got->tensors[0]) == std::vector<float>{1.0F, -1.0F});
+}
+
+TEST_CASE("FedAvg accepts huge finite values even when their sum would overflow float",
+          "[unit][fedavg][finite]") {
+    // The finiteness guard sums the values first: a sum that overflows must not refuse them.
+    const float huge = std::numeric_limits<float>::max() / 2;
+    TensorMap m = client_map(41, 1);
+    for (std::size_t i = 0; i < 111; ++i) {
+        set_f32(m.tensors[0], i, i % 2 == 0 ? huge : -huge / 3);
+    }
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(m, 0).is_ok());
+    REQUIRE(session.accumulate("big", 1, m).is_ok());
+    auto id = session.begin_update("streamed", 1, {{"nnl_0_linear.weight", DType::F32, {3, 37}},
+                                                   {"nnl_0_linear.bias", DType::F32, {3}},
+                                                   {"nnl_1_batchnorm1d.num_batches_tracked",
+                                                    DType::I64,
+                                                    {}}});
+    REQUIRE(id.has_value());
+    const auto w = f32_values(m.tensors[0]);
+    REQUIRE(session.fold(*id, 0, 0, w.data(), w.size()).is_ok());
+    REQUIRE(session.fold_tensor(*id, m.tensors[1]).is_ok());
+    REQUIRE(session.fold_tensor(*id, m.tensors[2]).is_ok());
+    REQUIRE(session.end_update(*id).is_ok());
+    auto got = session.finish_round();
+    REQUIRE(got.has_value());
+    CHECK(got->tensors[0].data == m.tensors[0].data);  // the mean of two equal updates
 }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -86,6 +89,56 @@ TEST_CASE("FedProx with mu 0 aggregates exactly like FedAvg", "[unit][fedprox]")
             CHECK(prox.tensors[t].name == avg.tensors[t].name);
             CHECK(prox.tensors[t].data == avg.tensors[t].data);
         }
+    }
+}
+
+TEST_CASE("FedProx refuses an update holding a NaN or an inf naming the participant and tensor",
+          "[unit][fedprox][finite]") {
+    FakeHost host;
+    FedProx fedprox(host, {});
+    const std::vector<TensorMap> good{client(1), client(3)};
+    const std::vector<std::int64_t> n{17, 40};
+    const TensorMap others = aggregate(fedprox, R"({"mu": 0.5})", good, n);
+    auto session = fedprox.open(R"({"mu": 0.5})");
+    REQUIRE(session.has_value());
+    REQUIRE((*session)->begin_round(good[0], 2).is_ok());
+    REQUIRE((*session)->accumulate("p0", n[0], good[0]).is_ok());
+
+    SECTION("a whole update with a NaN is refused and the mean is the others' alone") {
+        TensorMap bad = client(2);
+        const float nan = std::nanf("");
+        std::memcpy(bad.tensors[1].data.data() + 3 * sizeof nan, &nan, sizeof nan);
+        auto st = (*session)->accumulate("bad", 3, bad);
+        CHECK(st.code() == ErrorCode::InvalidArgument);
+        CHECK_THAT(st.message(), Catch::Contains("fedprox: participant 'bad', round 2"));
+        CHECK_THAT(st.message(), Catch::Contains("'nnl_0_linear.bias'"));
+        CHECK_THAT(st.message(), Catch::Contains("non-finite value at element 3"));
+    }
+    SECTION("a streamed piece with an inf is refused and folds nothing") {
+        auto* streaming =
+            dynamic_cast<synergos::sdk::StreamingAggregationSession*>(session->get());
+        REQUIRE(streaming != nullptr);
+        const TensorMap bad = client(2);
+        std::vector<synergos::sdk::TensorSpec> specs;
+        for (const auto& t : bad.tensors) {
+            specs.push_back({t.name, t.dtype, t.shape});
+        }
+        auto id = streaming->begin_update("bad", 3, specs);
+        REQUIRE(id.has_value());
+        std::vector<float> w = f32_values(bad.tensors[0]);
+        w[50] = std::numeric_limits<float>::infinity();
+        auto st = streaming->fold(*id, 0, 0, w.data(), w.size());
+        CHECK(st.code() == ErrorCode::InvalidArgument);
+        CHECK_THAT(st.message(), Catch::Contains("fedprox: participant 'bad', round 2"));
+        CHECK_THAT(st.message(), Catch::Contains("'nnl_0_linear.weight'"));
+        CHECK_THAT(st.message(), Catch::Contains("non-finite value at element 50"));
+    }
+    REQUIRE((*session)->accumulate("p1", n[1], good[1]).is_ok());
+    auto got = (*session)->finish_round();
+    REQUIRE(got.has_value());
+    REQUIRE(got->tensors.size() == others.tensors.size());
+    for (std::size_t t = 0; t < others.tensors.size(); ++t) {
+        CHECK(got->tensors[t].data == others.tensors[t].data);  // bit for bit
     }
 }
 
