@@ -37,6 +37,11 @@ struct CsvTable {
 /// than the file has bytes (plus 4096).
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
 
+/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or values past
+/// U+10FFFF). Level and class names must be: they travel as JSON to the TTP, which would see
+/// them with replacement characters and never match them again.
+bool is_utf8(std::string_view text);
+
 /// `s` in single quotes, for messages.
 std::string in_quotes(std::string_view s);
 

@@ -28,6 +28,7 @@ using data::CsvTable;
 using data::example;
 using data::parse_csv;
 using data::in_quotes;
+using data::is_utf8;
 
 namespace {
 
@@ -376,6 +377,10 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         std::vector<std::string> names(n);
         std::map<std::string, double> order;  // name -> sort key (numeric) or 0
         for (std::size_t i = 0; i < n; ++i) {
+            if (!numeric && !is_utf8(kept[i]->target)) {
+                return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
+                               " is not UTF-8 text; save mapping.csv as UTF-8");
+            }
             names[i] = numeric ? level_name(values[i]) : kept[i]->target;
             order.emplace(names[i], numeric ? values[i] : 0.0);
         }

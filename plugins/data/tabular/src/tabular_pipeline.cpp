@@ -30,6 +30,7 @@ using data::CsvTable;
 using data::example;
 using data::parse_csv;
 using data::in_quotes;
+using data::is_utf8;
 
 namespace {
 
@@ -344,6 +345,11 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
                     }
                 } else {
                     key.assign(cell);
+                    if (!is_utf8(key)) {
+                        return invalid("file " + f.path + ": column " + example(col.def.name) +
+                                       " holds a value that is not UTF-8 text (" + example(cell) +
+                                       "); save the file as UTF-8");
+                    }
                 }
                 if (!ok) {
                     if (col.unparseable++ == 0) {

@@ -580,3 +580,18 @@ TEST_CASE("image shortens long names and targets quoted in its errors", "[unit][
         CHECK_THAT(e.message, Catch::Contains("unknown image option"));
     }
 }
+
+TEST_CASE("image refuses class names that are not UTF-8 naming the row", "[unit][data][image]") {
+    // A Latin-1 mapping.csv: the TTP saw the class as 'caf\uFFFD' and the realignment never
+    // found it again ("re-run the alignment", which never helped).
+    TempDir tmp;
+    const fs::path dir = tmp.folder("latin1", "image,target\na.png,caf\xe9\nb.png,tea\n");
+    write_png(dir / "a.png", 1, 1, 1, {1});
+    write_png(dir / "b.png", 1, 1, 1, {2});
+    const auto e = load_error({dir.string()});
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("mapping.csv row 1") && Catch::Contains("not UTF-8"));
+    std::ofstream(dir / "mapping.csv", std::ios::trunc) << "image,target\na.png,caf\xc3\xa9\nb.png,tea\n";
+    CHECK(load_ok({dir.string()}).label_names ==
+          std::vector<std::string>{"target_caf\xc3\xa9", "target_tea"});
+}

@@ -610,6 +610,24 @@ TEST_CASE("tabular keeps metadata valid JSON when names are not UTF-8", "[unit][
     CHECK(load_error({dir.string()}).code == ErrorCode::InvalidArgument);
 }
 
+TEST_CASE("tabular refuses category levels that are not UTF-8 naming the file and column",
+          "[unit][data][tabular]") {
+    // A Latin-1 CSV (an Excel export): the TTP saw the level as 'caf\uFFFD' and the realignment
+    // never found 'colour_caf\xe9' again ("re-run the alignment", which never helped).
+    TempDir tmp;
+    const fs::path dir = tmp.path / "latin1-levels";
+    fs::create_directories(dir);
+    std::ofstream(dir / "schema.json") << R"({"colour": "category", "target": "category"})";
+    std::ofstream(dir / "data.csv") << "colour,target\ncaf\xe9,1\ntea,0\n";
+    const auto e = load_error({dir.string()});
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("data.csv") && Catch::Contains("'colour'") &&
+                              Catch::Contains("not UTF-8"));
+    std::ofstream(dir / "data.csv", std::ios::trunc) << "colour,target\ncaf\xc3\xa9,1\ntea,0\n";
+    const Dataset ds = load_ok({dir.string()});
+    CHECK(index_of(ds.feature_names, "colour_caf\xc3\xa9") < ds.feature_names.size());
+}
+
 TEST_CASE("tabular refuses a split whose features and labels pass max_split_bytes",
           "[unit][data][tabular]") {
     // max_levels bounds each column only: 2,500 category columns of 1,000 levels made a width of
