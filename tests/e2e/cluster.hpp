@@ -9,6 +9,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <random>
@@ -83,6 +84,20 @@ inline std::unique_ptr<core::http::HttpServer> serve_worker(
     REQUIRE(server->start());
     return server;
 }
+
+/// Sets a promise once: at `now()`, or at the latest when it goes out of scope, so a failed
+/// REQUIRE never leaves a request the test holds waiting on it.
+struct Release {
+    std::promise<void>& promise;
+    bool done = false;
+    void now() {
+        if (!done) {
+            done = true;
+            promise.set_value();
+        }
+    }
+    ~Release() { now(); }
+};
 
 /// One participant's worker: its own data folder (the shared examples), outputs and port.
 struct Worker {

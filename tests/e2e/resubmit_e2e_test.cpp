@@ -143,17 +143,7 @@ TEST_CASE("An alignment whose participant's tags change while it runs is not use
             released.wait_for(60s);
         }
     };
-    struct Release {
-        std::promise<void>& p;
-        bool done = false;
-        void now() {
-            if (!done) {
-                done = true;
-                p.set_value();
-            }
-        }
-        ~Release() { now(); }
-    } let_go{release};
+    Release let_go{release};
     Director director(root / "director");
     Client client(director.port());
     const auto run = [&](const std::string& steps, const std::string& p2_evaluate) {

@@ -237,17 +237,7 @@ TEST_CASE(
             round_3_released.wait_for(60s);
         }
     };
-    struct Release {
-        std::promise<void>& p;
-        bool done = false;
-        void now() {
-            if (!done) {
-                done = true;
-                p.set_value();
-            }
-        }
-        ~Release() { now(); }
-    } let_round_3_go{release_round_3};
+    Release let_round_3_go{release_round_3};
     Process director(
         exe, {"director", "--config", (root / "director.yaml").string(), "--plugin-path", plugins},
         (root / "director.stderr").string());

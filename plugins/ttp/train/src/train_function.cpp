@@ -569,6 +569,20 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             alive.assign(active.size(), true);
         };
         prune();
+        // After a step of round `r` in which some workers failed: they are dropped (logged as
+        // `event`) while the quorum holds, else the round fails naming them.
+        auto drop_failed = [&](int r, const char* event) -> std::optional<sdk::Error> {
+            const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
+            if (ok < quorum || ok == 0) {
+                return round_error(r, failures);
+            }
+            for (const auto& f : failures) {
+                ctx.logger().warn(event, ttp::log_fields({{"job_id", job->job_id}, {"participant", f.first},
+                                                          {"round", r}, {"error", f.second.message}}));
+            }
+            prune();
+            return std::nullopt;
+        };
         if (!global) {
             return sdk::Error{sdk::ErrorCode::Internal, "no worker returned initial weights"};
         }
@@ -702,16 +716,9 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 if (failures.empty()) {
                     break;
                 }
-                const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
-                if (ok < quorum || ok == 0) {
-                    return round_error(r, failures);
+                if (auto failed = drop_failed(r, "worker dropped from the round")) {
+                    return *failed;
                 }
-                for (const auto& f : failures) {
-                    ctx.logger().warn("worker dropped from the round",
-                                      ttp::log_fields({{"job_id", job->job_id}, {"participant", f.first},
-                                                       {"round", r}, {"error", f.second.message}}));
-                }
-                prune();
                 if (!fold.spoilt()) {
                     break;
                 }
@@ -769,17 +776,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 }
             });
             if (!failures.empty()) {
-                // As in training: dropped while the quorum holds (the round's model is made).
-                const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
-                if (ok < quorum || ok == 0) {
-                    return round_error(r, failures);
+                // As in training (the round's model is made already).
+                if (auto failed = drop_failed(r, "worker dropped at the round's validation")) {
+                    return *failed;
                 }
-                for (const auto& f : failures) {
-                    ctx.logger().warn("worker dropped at the round's validation",
-                                      ttp::log_fields({{"job_id", job->job_id}, {"participant", f.first},
-                                                       {"round", r}, {"error", f.second.message}}));
-                }
-                prune();
             }
             const std::string rk = std::to_string(r);
             if (!local_losses.empty()) {
