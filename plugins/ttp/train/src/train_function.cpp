@@ -507,9 +507,9 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         const int quorum = quorum_of(run, active.size());
 
         // 1. Initialise every worker: it loads its splits aligned to the superset and builds the
-        //    model from the run's seed (so every worker starts from identical weights).
-        std::vector<sdk::WorkerRequest> init;
-        for (const auto& node : active) {
+        //    model from the run's seed (so every worker starts from identical weights). One of
+        //    them returns the initial weights: N copies would cross the network for one kept.
+        const auto init_request = [&](const sdk::GridNode& node, bool weights) -> sdk::Result<sdk::WorkerRequest> {
             auto tags = ttp::participant_tags(params, node.participant_id);
             if (!tags) {
                 return tags.error();
@@ -517,10 +517,18 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             sdk::WorkerRequest req;
             req.path = route + "/initialise";
             req.json = json{{"action", action}, {"tags", *tags}, {"alignment", params.value("alignment", json(nullptr))},
-                            {"architecture", experiment["model"]}, {"run", run}, {"return_weights", true}}
+                            {"architecture", experiment["model"]}, {"run", run}, {"return_weights", weights}}
                            .dump();
             req.timeout = std::chrono::milliseconds(init_timeout_ms_);
-            init.push_back(std::move(req));
+            return req;
+        };
+        std::vector<sdk::WorkerRequest> init;
+        for (const auto& node : active) {
+            auto req = init_request(node, init.empty());
+            if (!req) {
+                return req.error();
+            }
+            init.push_back(std::move(*req));
         }
         std::optional<sdk::TensorMap> global;
         std::vector<std::pair<std::string, sdk::Error>> failures;
@@ -569,6 +577,28 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             alive.assign(active.size(), true);
         };
         prune();
+        if (!global && !active.empty()) {
+            // The worker asked for the weights was dropped (the quorum allowed it): initialising
+            // a live one again (the same seed, the same weights) returns them.
+            auto again = init_request(active.front(), true);
+            if (!again) {
+                return again.error();
+            }
+            std::optional<sdk::Error> refused;
+            ttp::fan_out(ctx.workers(), {active.front()}, {*again},
+                         [&](std::size_t, sdk::Result<sdk::WorkerReply>&& reply) {
+                             auto body = ttp::reply_json(reply, active.front(), again->path);
+                             if (!body) {
+                                 refused = body.error();
+                             } else if (!reply->tensors.tensors.empty()) {
+                                 global = std::move(reply->tensors);
+                             }
+                         });
+            if (refused) {
+                auto e = round_error(0, {{active.front().participant_id, *refused}});
+                return sdk::Error{e.code, "initialisation " + e.message.substr(e.message.find("failed"))};
+            }
+        }
         // After a step of round `r` in which some workers failed: they are dropped (logged as
         // `event`) while the quorum holds, else the round fails naming them.
         auto drop_failed = [&](int r, const char* event) -> std::optional<sdk::Error> {
@@ -584,7 +614,9 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             return std::nullopt;
         };
         if (!global) {
-            return sdk::Error{sdk::ErrorCode::Internal, "no worker returned initial weights"};
+            return sdk::Error{sdk::ErrorCode::Internal,
+                              "worker '" + (active.empty() ? std::string("?") : active.front().participant_id) +
+                                  "' was asked for the initial weights and returned none"};
         }
 
         // 2. Resume from the newest complete checkpoint, if an earlier attempt of this job left

@@ -90,8 +90,11 @@ sdk::TensorMap local_update(const sdk::TensorMap& global, int k) {
 class RawWorker {
 public:
     /// `evaluates` false: no evaluate split (init says evaluate_rows 0, /evaluate answers 422).
-    RawWorker(int k, std::int64_t samples, int break_trains = 0, bool evaluates = true)
-        : k_(k), samples_(samples), break_trains_(break_trains), evaluates_(evaluates) {
+    /// `fails_init`: /initialise answers 500.
+    RawWorker(int k, std::int64_t samples, int break_trains = 0, bool evaluates = true,
+              bool fails_init = false)
+        : k_(k), samples_(samples), break_trains_(break_trains), evaluates_(evaluates),
+          fails_init_(fails_init) {
         std::uint16_t port = 0;
         listener_ = synergos::testing::listen_loopback(port);
         REQUIRE(listener_ >= 0);
@@ -111,6 +114,8 @@ public:
     sdk::GridNode node;
     std::atomic<int> trains{0};
     std::atomic<int> evaluations{0};
+    std::atomic<int> inits{0};
+    std::atomic<int> inits_with_weights{0};  ///< initialise calls that asked for the weights
 
 private:
     void serve() {
@@ -162,7 +167,17 @@ private:
             return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
         };
         if (ends_with("/initialise")) {
+            ++inits;
+            if (fails_init_) {
+                return refuse(fd, "this worker cannot load its data");
+            }
             const json meta{{"train_rows", samples_}, {"evaluate_rows", evaluates_ ? 10 : 0}};
+            const json asked = json::parse(body, nullptr, false);
+            if (!asked.is_object() || asked.value("return_weights", false) != true) {
+                answer(fd, "application/json", meta.dump(), std::string::npos);
+                return;
+            }
+            ++inits_with_weights;
             if (!tensor::encode_into(initial_model(), {{"json", meta.dump()}}, out).is_ok()) {
                 return refuse(fd, "the initial model could not be encoded");
             }
@@ -197,6 +212,7 @@ private:
     std::int64_t samples_;
     int break_trains_;
     bool evaluates_;
+    bool fails_init_;
     int listener_ = -1;
     std::thread thread_;
 };
@@ -615,4 +631,35 @@ TEST_CASE("train: a resumed run that had stopped early reports the rounds it ran
     CHECK(outputs["summary"]["stopped_early"] == true);
     CHECK(outputs["summary"]["resumed_at"] == 2);
     CHECK(w0.trains == 2);
+}
+
+TEST_CASE("train: one worker returns the initial weights and another does when it is dropped",
+          "[unit][ttp][train]") {
+    TempDir dir;
+    SECTION("all initialise") {
+        // Two workers: with three, the streamed sums' order (arrival) changes the last bits.
+        RawWorker w0(0, 30);
+        RawWorker w1(1, 70);
+        const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+        Ctx ctx(nodes, dir.path);
+        check_same(run_train(ctx, nodes, {{"rounds", 1}, {"algorithm", "FedAvg"}}, false),
+                   expected_global({0, 1}, {30, 70}, 1));
+        CHECK(w0.inits + w1.inits == 2);
+        // Before, every worker sent its copy of the model for one to be kept.
+        CHECK(w0.inits_with_weights + w1.inits_with_weights == 1);
+    }
+    SECTION("the one asked for them fails and the quorum drops it") {
+        RawWorker w0(0, 30, 0, true, /*fails_init=*/true);
+        RawWorker w1(1, 70);
+        RawWorker w2(2, 50);
+        const std::vector<sdk::GridNode> nodes{w0.node, w1.node, w2.node};
+        Ctx ctx(nodes, dir.path);
+        json outputs;
+        check_same(run_train(ctx, nodes, {{"rounds", 1}, {"algorithm", "FedAvg"}, {"quorum", 2}},
+                             false, &outputs),
+                   expected_global({1, 2}, {70, 50}, 1));
+        CHECK(outputs["summary"]["dropped"] == json::array({"p0"}));
+        CHECK(w1.inits == 2);  // initialised again, returning the weights this time
+        CHECK(w1.inits_with_weights + w2.inits_with_weights == 1);
+    }
 }
