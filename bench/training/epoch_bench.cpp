@@ -357,8 +357,9 @@ int main(int argc, char** argv) {
         sdk::testing::FakeHost host;
         const Library torch_lib(plugin_dir + "/libsynergos-model-torch.so");
         const Library fedavg_lib(plugin_dir + "/libsynergos-aggregator-fedavg.so");
-        bench_epochs(torch_lib, host, python, script, repeats, threads);
+        // The fold table first: it needs no python3-torch, so it is printed even without one.
         bench_aggregation(fedavg_lib, host, repeats);
+        bench_epochs(torch_lib, host, python, script, repeats, threads);
     } catch (const std::exception& e) {
         std::cerr << "bench_training_epoch: " << e.what() << "\n";
         return 1;

@@ -29,7 +29,6 @@ namespace synergos::plugins::tabular {
 using data::CsvTable;
 using data::example;
 using data::parse_csv;
-using data::in_quotes;
 using data::is_utf8;
 
 namespace {
@@ -345,11 +344,6 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
                     }
                 } else {
                     key.assign(cell);
-                    if (!is_utf8(key)) {
-                        return invalid("file " + f.path + ": column " + example(col.def.name) +
-                                       " holds a value that is not UTF-8 text (" + example(cell) +
-                                       "); save the file as UTF-8");
-                    }
                 }
                 if (!ok) {
                     if (col.unparseable++ == 0) {
@@ -360,6 +354,12 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
                     auto [it, inserted] =
                         index_of.emplace(key, static_cast<std::int32_t>(col.levels.size()));
                     if (inserted) {
+                        // Checked once per level (a number's name is ASCII).
+                        if (!col.numeric_codes && !is_utf8(key)) {
+                            return invalid("file " + f.path + ": column " + example(col.def.name) +
+                                           " holds a value that is not UTF-8 text (" +
+                                           example(cell) + "); save the file as UTF-8");
+                        }
                         if (static_cast<std::int64_t>(col.levels.size()) >= max_levels) {
                             return invalid("column " + example(col.def.name) + " has more than " +
                                            std::to_string(max_levels) +

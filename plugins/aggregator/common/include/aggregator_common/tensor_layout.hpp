@@ -126,18 +126,12 @@ inline bool is_self_consistent(const sdk::Tensor& t) noexcept {
     return t.data.size() == static_cast<std::size_t>(t.numel()) * sdk::dtype_size(t.dtype);
 }
 
-/// The first non-finite element of a floating tensor, or -1.
+/// The first non-finite element of a floating tensor, or -1 (fedavg's scan, which the mean
+/// runs on every update too).
 inline std::int64_t first_non_finite(const sdk::Tensor& t) noexcept {
-    if (!is_floating(t.dtype)) {
-        return -1;
-    }
     const std::size_t n = t.data.size() / sdk::dtype_size(t.dtype);
-    for (std::size_t i = 0; i < n; ++i) {
-        if (!std::isfinite(element(t, i))) {
-            return static_cast<std::int64_t>(i);
-        }
-    }
-    return -1;
+    const std::size_t bad = fedavg::detail::first_non_finite(t, n);
+    return bad < n ? static_cast<std::int64_t>(bad) : -1;
 }
 
 /// The names, dtypes and shapes every update of a round must have. Threading: a value type.
