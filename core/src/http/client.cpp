@@ -77,6 +77,8 @@ bool is_idempotent(bhttp::verb verb) {
 /// (as destroying an Asio resolver does) would outlast any deadline. Bounded, so a DNS outage
 /// cannot pile up threads.
 constexpr int kMaxLookups = 32;
+/// Bytes offered to the socket per write of a request body (it takes what fits its buffer).
+constexpr std::size_t kWriteChunk = std::size_t{4} << 20;
 std::atomic<int> lookups_in_flight{0};
 std::mutex resolve_mutex;
 detail::ResolveFn resolve_override;  // guarded by resolve_mutex; empty: getaddrinfo
@@ -490,7 +492,19 @@ sdk::Status HttpClient::request_streaming(
                         read_head();  // a server refusing the request may have answered
                         return;
                     }
+                    // Asio's transfer_all writes 64 KiB per call: a model-sized body took
+                    // thousands of system calls. Each call here offers up to kWriteChunk, and
+                    // reports what the socket took, so the sink sees a stalled peer.
+                    std::size_t reported = 0;
                     net::async_write(stream, buffers,
+                                     [&sink, reported](const beast::error_code& wec,
+                                                       std::size_t total) mutable -> std::size_t {
+                                         if (total > reported) {
+                                             sink.on_body_progress(total - reported);
+                                             reported = total;
+                                         }
+                                         return wec ? 0 : kWriteChunk;
+                                     },
                                      [&, read_head](beast::error_code bec, std::size_t) {
                                          // Even when the write failed (a server refusing a
                                          // large body closes its read side), its answer may

@@ -68,6 +68,8 @@ public:
     virtual sdk::Status wrote(std::size_t n) = 0;
     /// The whole body arrived.
     virtual sdk::Status on_end() = 0;
+    /// `n` more bytes of the request body left for the peer (called while it is written).
+    virtual void on_body_progress(std::size_t /*n*/) noexcept {}
     /// The request was written (or its write failed); called before the response is read.
     virtual void on_sent() noexcept {}
     /// The request is about to be sent again on a fresh connection (after `on_sent`, before any
