@@ -84,17 +84,38 @@ private:
     std::vector<sdk::TensorMap> spares_;
 };
 
-/// Bounds the requests being written at once: a worker starts on its request as soon as it
-/// has all of it, instead of all of them at the end of one shared transfer (and all decoding at
-/// once on the workers' side).
+/// Bounds the requests being written at once (one by default): a worker starts on its request
+/// as soon as it has all of it, and the workers' replies come back spread over the round
+/// instead of all at its end. Requests still go out side by side when the ones being written
+/// move slowly: a waiting request goes ahead when those moved under `kSlowBytes` in the last
+/// `kWindow` (one request per window), so a worker that stops reading, or a thin link to one,
+/// cannot hold the others back.
 class SendGate {
 public:
-    explicit SendGate(std::size_t slots) : free_(slots) {}
+    static constexpr std::chrono::milliseconds kWindow{10};
+    /// 2.5 MiB per 10 ms: 256 MiB/s, about 2 Gbit/s.
+    static constexpr std::uint64_t kSlowBytes = std::uint64_t{5} << 19;
+
+    explicit SendGate(std::size_t slots) : free_(static_cast<std::ptrdiff_t>(slots)) {}
 
     bool acquire(Clock::time_point deadline) {
         std::unique_lock<std::mutex> lock(mutex_);
-        if (!ready_.wait_until(lock, deadline, [&] { return free_ > 0; })) {
-            return false;
+        while (free_ <= 0) {
+            const auto now = Clock::now();
+            if (now >= deadline) {
+                return false;
+            }
+            const std::uint64_t before = moved_.load();
+            const auto window_end = std::min(deadline, now + kWindow);
+            if (ready_.wait_until(lock, window_end, [&] { return free_ > 0; })) {
+                break;
+            }
+            const auto woke = Clock::now();
+            if (woke >= window_end && moved_.load() - before < kSlowBytes &&
+                woke - last_extra_ >= kWindow) {
+                last_extra_ = woke;
+                break;  // the requests being written are slow: write beside them
+            }
         }
         --free_;
         return true;
@@ -104,11 +125,17 @@ public:
         ++free_;
         ready_.notify_one();
     }
+    /// Bytes of a request being written left for its worker.
+    void progress(std::size_t n) noexcept {
+        moved_.fetch_add(n);
+    }
 
 private:
     std::mutex mutex_;
     std::condition_variable ready_;
-    std::size_t free_;
+    std::ptrdiff_t free_;
+    std::atomic<std::uint64_t> moved_{0};
+    Clock::time_point last_extra_{};
 };
 
 /// Where a streaming visitor's calls come from: the visitor, the lock that keeps its calls
@@ -118,10 +145,16 @@ struct StreamTarget {
     std::mutex* mutex = nullptr;
     std::size_t index = 0;
     std::atomic<bool>* streamed = nullptr;  ///< set once a reply of the call streamed
+    ReplyGate* gate = nullptr;              ///< bounds the streamed replies received at once
 };
 
-/// Elements of one streamed piece: the fixed receive buffer of a streaming reply (64 KiB).
-constexpr std::size_t kPieceFloats = 16384;
+/// Elements of one streamed piece: the receive buffer of a streaming reply (512 KiB). Each
+/// piece costs a read and a visit: at 64 KiB a 4 MB reply took 64 of both.
+constexpr std::size_t kPieceFloats = std::size_t{1} << 17;
+
+/// Streamed replies received at once: each holds one piece, so their memory is fixed whatever
+/// the number of workers.
+constexpr std::size_t kStreamSlots = 8;
 
 /// JSON (or any non-weight) replies take no reply slot, so they get a cap of their own far
 /// below the client's 1 GiB: a worker cannot make the TTP hold a model's worth of text.
@@ -155,6 +188,12 @@ public:
         return true;
     }
 
+    void on_body_progress(std::size_t n) noexcept override {
+        if (holds_send_) {
+            sends_->progress(n);
+        }
+    }
+
     void on_sent() noexcept override {
         if (holds_send_) {
             holds_send_ = false;
@@ -186,7 +225,7 @@ public:
                             "worker '" + node_.participant_id +
                                 "': timed out waiting to receive its reply"};
                 }
-                holds_slot_ = true;
+                held_ = gate_;
                 reply_.tensors = std::move(spare);  // decoding reuses same-named buffers
             }
         }
@@ -246,8 +285,8 @@ public:
                 }
                 break;
             case Stage::Data: {
-                if (gate_ != nullptr) {
-                    gate_->progress();
+                if (held_ != nullptr) {
+                    held_->progress();
                 }
                 const Entry& e = entries_[tensor_];
                 if (e.target < 0) {
@@ -268,8 +307,8 @@ public:
                 if (!chunked_weights_ && filled_ > kMaxTextReplyBytes) {
                     return text_too_large();
                 }
-                if (gate_ != nullptr && holds_slot_) {
-                    gate_->progress();  // chunked weights arriving: not a stall
+                if (held_ != nullptr) {
+                    held_->progress();  // chunked weights arriving: not a stall
                 }
                 break;
             case Stage::Done:
@@ -279,8 +318,8 @@ public:
     }
 
     sdk::Status on_end() override {
-        if (gate_ != nullptr && holds_slot_) {
-            gate_->progress();  // received: what follows is the visitor's time, not a stall
+        if (held_ != nullptr) {
+            held_->progress();  // received: what follows is the visitor's time, not a stall
         }
         if (weights_) {
             // The client read exactly the declared length; the stages account for all of it.
@@ -314,9 +353,10 @@ public:
 
     /// Gives the slot back with whatever buffers the visitor left in `tensors`.
     void release(sdk::TensorMap&& tensors = {}) {
-        if (gate_ != nullptr && holds_slot_) {
-            holds_slot_ = false;
-            gate_->release(std::move(tensors));
+        if (held_ != nullptr) {
+            ReplyGate* gate = held_;
+            held_ = nullptr;
+            gate->release(std::move(tensors));
         }
     }
 
@@ -383,15 +423,6 @@ private:
         if (!layout) {
             return invalid(layout.error().message);
         }
-        // Only now is memory committed: wait for a slot (this worker's bytes wait in its socket).
-        sdk::TensorMap spare;
-        if (gate_ != nullptr) {
-            if (!gate_->acquire(deadline_, spare)) {
-                return {sdk::ErrorCode::Timeout, "worker '" + node_.participant_id +
-                                                     "': timed out waiting to receive its reply"};
-            }
-            holds_slot_ = true;
-        }
         reply_.json = layout->metadata.count("json") ? layout->metadata["json"] : "{}";
         if (stream_.visitor != nullptr) {
             sdk::ReplyHead head;
@@ -403,6 +434,18 @@ private:
             }
             std::lock_guard<std::mutex> lock(*stream_.mutex);
             streaming_ = stream_.visitor->on_reply_head(stream_.index, head);
+        }
+        // Only now is memory committed: wait for a slot (this worker's bytes wait in its
+        // socket). A streamed reply holds one piece, not a model: it waits for a slot of its
+        // own kind, not behind whole replies (with one slot for all, every worker's upload
+        // waited for the one before it).
+        sdk::TensorMap spare;
+        if (ReplyGate* gate = streaming_ ? stream_.gate : gate_; gate != nullptr) {
+            if (!gate->acquire(deadline_, spare)) {
+                return {sdk::ErrorCode::Timeout, "worker '" + node_.participant_id +
+                                                     "': timed out waiting to receive its reply"};
+            }
+            held_ = gate;
         }
         if (streaming_) {
             spare = {};  // streamed weights need no model-sized buffer: do not keep one either
@@ -474,7 +517,7 @@ private:
     std::size_t pending_ = 0;    ///< bytes in `piece_`
     std::uint64_t delivered_ = 0;  ///< elements of the current tensor handed over
     bool holds_send_ = false;
-    bool holds_slot_ = false;
+    ReplyGate* held_ = nullptr;  ///< the gate whose slot this reply holds
     bool weights_ = false;
     bool chunked_weights_ = false;
     std::uint64_t length_ = 0;
@@ -562,6 +605,7 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
         std::unique_ptr<ReplySink> sink;  ///< holds the reply's slot until it was visited
     };
     std::optional<ReplyGate> gate;
+    std::optional<ReplyGate> stream_gate;
     std::optional<SendGate> sends;
     // A streaming visitor takes F32 weights piece by piece from the receiving threads; its calls
     // (and on_reply) are serialised by `visit_mutex`.
@@ -585,6 +629,7 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
             }
             gate.emplace(replies_in_memory_, std::move(spares_));
         }
+        stream_gate.emplace(kStreamSlots, std::vector<sdk::TensorMap>{});
         sends.emplace(concurrent_sends_);
         // One header for a round's identical requests (same weights, same JSON).
         bool shared = n > 1;
@@ -605,7 +650,7 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
                 try {
                     item.sink = std::make_unique<ReplySink>(
                         nodes[i], &*gate, Clock::now() + requests[i].timeout, &*sends,
-                        StreamTarget{streaming, &visit_mutex, i, &streamed});
+                        StreamTarget{streaming, &visit_mutex, i, &streamed, &*stream_gate});
                     if (!encoded[b]) {
                         item.reply = encoded[b].error();
                     } else if (!item.sink->acquire_send()) {

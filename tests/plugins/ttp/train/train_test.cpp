@@ -43,12 +43,12 @@ namespace tensor = synergos::core::tensor;
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-/// The initial model: a [300, 400] weight (480 kB: many 64 kB pieces), a bias and an I64
-/// counter (folded whole).
+/// The initial model: a [1000, 700] weight (2.8 MB: six 512 KiB pieces when streamed, so half
+/// a reply has folded some), a bias and an I64 counter (folded whole).
 sdk::TensorMap initial_model() {
     sdk::TensorMap m;
-    for (auto [name, shape] : {std::pair<const char*, std::vector<std::int64_t>>{"l.weight", {300, 400}},
-                               std::pair<const char*, std::vector<std::int64_t>>{"l.bias", {300}}}) {
+    for (auto [name, shape] : {std::pair<const char*, std::vector<std::int64_t>>{"l.weight", {1000, 700}},
+                               std::pair<const char*, std::vector<std::int64_t>>{"l.bias", {1000}}}) {
         sdk::Tensor t;
         t.name = name;
         t.shape = shape;

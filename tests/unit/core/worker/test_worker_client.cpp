@@ -368,6 +368,9 @@ public:
 
     bool on_reply_head(std::size_t index, const sdk::ReplyHead& head) noexcept override {
         Enter enter(*this);
+        if (head_seen) {
+            head_seen(index);
+        }
         heads[index] = head;
         for (const auto& spec : head.tensors) {
             sdk::Tensor t;
@@ -392,6 +395,7 @@ public:
     void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
         Enter enter(*this);
         ++visits[index];
+        order.push_back(index);
         if (!reply) {
             errors[index] = reply.error().message;
             return;
@@ -400,6 +404,8 @@ public:
         whole[index] = std::move(reply->tensors);
     }
 
+    std::function<void(std::size_t)> head_seen;  ///< called first in on_reply_head
+    std::vector<std::size_t> order;               ///< indexes in the order they were visited
     bool stream_;
     int refuse_;
     std::atomic<int> inside{0};
@@ -449,14 +455,14 @@ TEST_CASE("worker client streams F32 weights to a streaming visitor in fixed pie
         client.call_all(workers.nodes, train_requests(4, model), visitor);
         CHECK_FALSE(visitor.overlapped);
         CHECK(visitor.in_order);
-        CHECK(visitor.max_piece <= 16384);  // the fixed buffer, not the 300000-element tensor
+        CHECK(visitor.max_piece <= 131072);  // the fixed buffer, not the 300000-element tensor
         for (std::size_t i = 0; i < 4; ++i) {
             INFO("worker " << i << " " << visitor.errors[i]);
             CHECK(visitor.visits[i] == 1);
             CHECK(visitor.statuses[i] == 200);
             CHECK(visitor.heads[i].status == 200);
             CHECK(json::parse(visitor.heads[i].json)["worker"] == i);
-            CHECK(visitor.pieces[i] >= 300000 / 16384);
+            CHECK(visitor.pieces[i] >= 2);  // the 300000-element tensor came in two pieces at least
             CHECK(visitor.whole[i].tensors.empty());  // every tensor is F32: all streamed
             const sdk::TensorMap expected = scaled_model(i);
             REQUIRE(visitor.assembled[i].tensors.size() == 3);
@@ -659,4 +665,152 @@ TEST_CASE("worker client commits no memory for replies that are declared but nev
     CHECK(visitor.errors[3].find("limit") != std::string::npos);
     INFO("peak RSS grew by " << grown << " KiB");
     CHECK(grown < 64 * 1024);  // 2 GiB declared in all
+}
+
+namespace {
+
+/// A worker that answers with its reply all but its last 64 bytes at once, then one byte every
+/// 40 ms (about 2.6 s): a slow reply that never stalls.
+class TrickleWorker {
+public:
+    TrickleWorker() {
+        listener_ = synergos::testing::listen_loopback(port, 4);
+        REQUIRE(listener_ >= 0);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~TrickleWorker() {
+        ::shutdown(listener_, SHUT_RDWR);
+        thread_.join();
+        ::close(listener_);
+    }
+    std::uint16_t port = 0;
+
+private:
+    void serve() {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) {
+            return;
+        }
+        (void)synergos::testing::read_request(fd);
+        std::string body;
+        if (!tensor::encode_into(make_model(), {{"json", "{}"}}, body).is_ok()) {
+            ::close(fd);
+            return;
+        }
+        constexpr std::size_t kTail = 64;
+        const std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
+            std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, body.size() - kTail);
+        bool ok = ::write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size());
+        for (std::size_t i = body.size() - kTail; ok && i < body.size(); ++i) {
+            std::this_thread::sleep_for(40ms);
+            ok = ::write(fd, body.data() + i, 1) == 1;
+        }
+        ::close(fd);
+    }
+
+    int listener_ = -1;
+    std::thread thread_;
+};
+
+/// A worker that takes connections and never reads from them (its receive buffer is small), so
+/// a large request to it blocks the sender until the request's timeout.
+class DeafWorker {
+public:
+    DeafWorker() {
+        listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(listener_ >= 0);
+        const int small = 64 * 1024;  // inherited by accepted sockets
+        ::setsockopt(listener_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        REQUIRE(::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        REQUIRE(::listen(listener_, 4) == 0);
+        REQUIRE(::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+        port = ntohs(a.sin_port);
+    }
+    ~DeafWorker() { ::close(listener_); }  // the unaccepted connection goes with it
+    std::uint16_t port = 0;
+
+private:
+    int listener_ = -1;
+};
+
+}  // namespace
+
+TEST_CASE("worker client receives streamed replies beside a reply that is still arriving",
+          "[unit][worker_client]") {
+    // Worker 0's reply takes seconds but keeps moving (no stall). The healthy workers answer
+    // only once its head arrived, so it is the first reply being received.
+    TrickleWorker slow;
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool head0 = false;
+    Workers workers(3, -1, [&] {
+        std::unique_lock<std::mutex> lock(mutex);
+        cv.wait_for(lock, 5s, [&] { return head0; });
+    });
+    std::vector<sdk::GridNode> nodes = workers.nodes;
+    nodes.insert(nodes.begin(), sdk::GridNode{"slow", "127.0.0.1", slow.port});
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/4);
+    StreamCollect visitor;
+    visitor.head_seen = [&](std::size_t index) {
+        if (index == 0) {
+            std::lock_guard<std::mutex> lock(mutex);
+            head0 = true;
+            cv.notify_all();
+        }
+    };
+    client.call_all(nodes, train_requests(4, model), visitor);
+    REQUIRE(visitor.order.size() == 4);
+    // The slow reply is visited last: the others did not wait for it to finish arriving.
+    CHECK(visitor.order.back() == 0);
+    for (std::size_t i = 0; i < 4; ++i) {
+        INFO("node " << i << " " << visitor.errors[i]);
+        CHECK(visitor.statuses[i] == 200);
+        const sdk::TensorMap expected = i == 0 ? make_model() : scaled_model(i - 1);
+        REQUIRE(visitor.assembled[i].tensors.size() == 3);
+        for (std::size_t t = 0; t < 3; ++t) {
+            CHECK(visitor.assembled[i].tensors[t].data == expected.tensors[t].data);
+        }
+    }
+    CHECK_FALSE(visitor.overlapped);
+}
+
+TEST_CASE("worker client sends the other requests while workers stop reading theirs",
+          "[unit][worker_client]") {
+    // Two workers take the connection and read nothing: their 8 MB requests fill the socket
+    // buffers and stop. The default allows one request at a time; the others still go out.
+    DeafWorker deaf0;
+    DeafWorker deaf1;
+    Workers workers(2);
+    std::vector<sdk::GridNode> nodes{{"deaf0", "127.0.0.1", deaf0.port},
+                                     {"deaf1", "127.0.0.1", deaf1.port}};
+    nodes.insert(nodes.end(), workers.nodes.begin(), workers.nodes.end());
+    sdk::TensorMap model;
+    model.tensors.push_back(make_tensor("0.weight", {2000, 1000}, 1.0f));
+    http::HttpClient http_client;
+    HttpWorkerClient client(http_client);
+    auto reqs = train_requests(4, model);
+    for (auto& r : reqs) {
+        r.timeout = 4s;
+    }
+    Collect visitor(false);
+    const auto started = std::chrono::steady_clock::now();
+    client.call_all(nodes, reqs, visitor);
+    for (std::size_t i = 2; i < 4; ++i) {
+        INFO("worker " << i << " " << visitor.errors[i]);
+        CHECK(visitor.statuses[i] == 200);
+        CHECK(json::parse(visitor.jsons[i])["worker"] == i - 2);
+        CHECK(visitor.visited_at[i] - started < 3s);  // before the deaf workers' 4 s timeouts
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+        INFO("worker " << i);
+        REQUIRE(visitor.errors.count(i) == 1);
+        CHECK(visitor.errors[i].find("timed out") != std::string::npos);
+    }
 }
