@@ -28,7 +28,8 @@ using Clock = std::chrono::steady_clock;
 /// next ones (fresh model-sized buffers cost page faults on every round). A waiting reply
 /// goes ahead anyway when no reply being received has made progress for `kStalled`: a worker
 /// that hangs mid-reply must not make every other worker miss its deadline. Buffers grow as
-/// bytes arrive, so a reply let in this way commits only what it received.
+/// bytes arrive, so a reply let in this way commits only what it received. Replies received
+/// whole and waiting for the visitor are not stalled: a slow visit lets no reply in.
 class ReplyGate {
 public:
     static constexpr std::chrono::milliseconds kStalled{500};
@@ -48,12 +49,14 @@ public:
             if (now >= deadline) {
                 return false;
             }
-            if (now - Clock::time_point(Clock::duration(last_progress_.load())) >= kStalled) {
+            if (receiving_ > 0 &&
+                now - Clock::time_point(Clock::duration(last_progress_.load())) >= kStalled) {
                 break;  // the holders are stuck: receive beside them
             }
             ready_.wait_until(lock, std::min(deadline, now + kStalled));
         }
         --free_;
+        ++receiving_;
         last_progress_ = Clock::now().time_since_epoch().count();
         if (!spares_.empty()) {
             spare = std::move(spares_.back());
@@ -62,8 +65,19 @@ public:
         return true;
     }
 
-    void release(sdk::TensorMap&& buffers) {
+    /// A holder's reply arrived whole: from now on it waits for the visitor, not for bytes.
+    void received() noexcept {
         std::lock_guard<std::mutex> lock(mutex_);
+        --receiving_;
+        last_progress_ = Clock::now().time_since_epoch().count();
+    }
+
+    /// `receiving`: the holder never called `received` (its reply failed on the way).
+    void release(sdk::TensorMap&& buffers, bool receiving) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (receiving) {
+            --receiving_;
+        }
         if (!buffers.tensors.empty()) {
             spares_.push_back(std::move(buffers));
         }
@@ -80,6 +94,7 @@ private:
     std::mutex mutex_;
     std::condition_variable ready_;
     std::ptrdiff_t free_;
+    std::size_t receiving_ = 0;  ///< holders whose reply is still arriving
     std::atomic<Clock::rep> last_progress_{Clock::now().time_since_epoch().count()};
     std::vector<sdk::TensorMap> spares_;
 };
@@ -318,8 +333,9 @@ public:
     }
 
     sdk::Status on_end() override {
-        if (held_ != nullptr) {
-            held_->progress();  // received: what follows is the visitor's time, not a stall
+        if (held_ != nullptr && !received_) {
+            received_ = true;
+            held_->received();  // what follows is the visitor's time, not a stall
         }
         if (weights_) {
             // The client read exactly the declared length; the stages account for all of it.
@@ -356,7 +372,7 @@ public:
         if (held_ != nullptr) {
             ReplyGate* gate = held_;
             held_ = nullptr;
-            gate->release(std::move(tensors));
+            gate->release(std::move(tensors), !received_);
         }
     }
 
@@ -518,6 +534,7 @@ private:
     std::uint64_t delivered_ = 0;  ///< elements of the current tensor handed over
     bool holds_send_ = false;
     ReplyGate* held_ = nullptr;  ///< the gate whose slot this reply holds
+    bool received_ = false;      ///< told `held_` the reply arrived whole
     bool weights_ = false;
     bool chunked_weights_ = false;
     std::uint64_t length_ = 0;

@@ -814,3 +814,92 @@ TEST_CASE("worker client sends the other requests while workers stop reading the
         CHECK(visitor.errors[i].find("timed out") != std::string::npos);
     }
 }
+
+namespace {
+
+/// A worker answering with a 16 MB safetensors reply in one blocking write, which returns only
+/// once the client has read most of it; records when it returned.
+class BigReplyWorker {
+public:
+    BigReplyWorker() {
+        sdk::TensorMap model;
+        model.tensors.push_back(make_tensor("0.weight", {4000, 1000}, 1.0f));
+        REQUIRE(tensor::encode_into(model, {{"json", "{}"}}, body_).is_ok());
+        listener_ = synergos::testing::listen_loopback(port, 4);
+        REQUIRE(listener_ >= 0);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~BigReplyWorker() {
+        ::shutdown(listener_, SHUT_RDWR);
+        thread_.join();
+        ::close(listener_);
+    }
+    std::uint16_t port = 0;
+    std::atomic<std::int64_t> written_ns{0};  ///< steady clock, when the reply's write returned
+
+private:
+    void serve() {
+        const int fd = ::accept(listener_, nullptr, nullptr);
+        if (fd < 0) {
+            return;
+        }
+        (void)synergos::testing::read_request(fd);
+        const std::string out =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
+            std::to_string(body_.size()) + "\r\n\r\n" + body_;
+        std::size_t sent = 0;
+        while (sent < out.size()) {
+            const ssize_t n = ::write(fd, out.data() + sent, out.size() - sent);
+            if (n <= 0) {
+                break;
+            }
+            sent += static_cast<std::size_t>(n);
+        }
+        written_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+        ::close(fd);
+    }
+
+    std::string body_;
+    int listener_ = -1;
+    std::thread thread_;
+};
+
+/// Takes whole replies; its first visit takes 2 s (a strategy folding a large update slowly).
+class SlowFirstVisit final : public sdk::ReplyVisitor {
+public:
+    void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        order.push_back(index);
+        ok[index] = reply.has_value() && reply->status == 200 &&
+                    reply->tensors.tensors.size() == 1 &&
+                    reply->tensors.tensors[0].data.size() == std::size_t{16000000};
+        if (order.size() == 1) {
+            std::this_thread::sleep_for(2s);
+            first_visit_end_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+        }
+    }
+    std::vector<std::size_t> order;
+    std::map<std::size_t, bool> ok;
+    std::int64_t first_visit_end_ns = 0;
+};
+
+}  // namespace
+
+TEST_CASE("worker client lets no whole reply in beside one the visitor is still taking",
+          "[unit][worker_client]") {
+    // One reply slot: the second reply must wait until the first is visited, even when the
+    // visit takes longer than the stall escape (half a second), since nothing is stalled.
+    BigReplyWorker w0;
+    BigReplyWorker w1;
+    std::vector<sdk::GridNode> nodes{{"w0", "127.0.0.1", w0.port}, {"w1", "127.0.0.1", w1.port}};
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/2);
+    SlowFirstVisit visitor;
+    client.call_all(nodes, train_requests(2, model), visitor);
+    REQUIRE(visitor.order.size() == 2);
+    CHECK(visitor.ok[0]);
+    CHECK(visitor.ok[1]);
+    const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
+    // Its 16 MB could only leave once the client read them, after the first visit ended.
+    CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
+}
