@@ -166,21 +166,62 @@ public:
     std::map<std::size_t, std::chrono::steady_clock::time_point> visited_at;
 };
 
-/// A worker that answers with the start of a safetensors reply (all but the last 1 MB of the
-/// declared length) and then sends nothing more until released.
-class StalledWorker {
+/// A worker on a raw socket, for one connection: reads the request, then `answer` writes to
+/// the socket, which is closed when it returns.
+class OneShotWorker {
 public:
-    StalledWorker() {
+    explicit OneShotWorker(std::function<void(int fd)> answer) : answer_(std::move(answer)) {
         listener_ = synergos::testing::listen_loopback(port, 4);
         REQUIRE(listener_ >= 0);
-        thread_ = std::thread([this] { serve(); });
+        thread_ = std::thread([this] {
+            const int fd = ::accept(listener_, nullptr, nullptr);
+            if (fd < 0) {
+                return;
+            }
+            (void)synergos::testing::read_request(fd);
+            answer_(fd);
+            ::close(fd);
+        });
     }
-    ~StalledWorker() {
-        release();
+    ~OneShotWorker() {
         ::shutdown(listener_, SHUT_RDWR);
         thread_.join();
         ::close(listener_);
     }
+    OneShotWorker(const OneShotWorker&) = delete;
+    OneShotWorker& operator=(const OneShotWorker&) = delete;
+    std::uint16_t port = 0;
+
+private:
+    std::function<void(int)> answer_;
+    int listener_ = -1;
+    std::thread thread_;
+};
+
+/// Writes all of `bytes` (blocking); false when the peer went away.
+bool write_all(int fd, const std::string& bytes) {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+        const ssize_t n = ::write(fd, bytes.data() + sent, bytes.size() - sent);
+        if (n <= 0) {
+            return false;
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+/// The head of a 200 safetensors reply whose body is `body_bytes` long.
+std::string weights_head(std::size_t body_bytes) {
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
+           std::to_string(body_bytes) + "\r\n\r\n";
+}
+
+/// A worker that answers with the start of a safetensors reply (all but the last 1 MB of the
+/// declared length) and then sends nothing more until released.
+class StalledWorker {
+public:
+    ~StalledWorker() { release(); }  // before `worker_` waits for its thread
     void release() {
         std::lock_guard<std::mutex> lock(mutex_);
         released_ = true;
@@ -191,35 +232,44 @@ public:
         std::unique_lock<std::mutex> lock(mutex_);
         return cv_.wait_for(lock, timeout, [this] { return sent_; });
     }
-    std::uint16_t port = 0;
 
 private:
-    void serve() {
-        const int fd = ::accept(listener_, nullptr, nullptr);
-        if (fd < 0) {
-            return;
-        }
-        (void)synergos::testing::read_request(fd);  // the whole request, then the reply
+    void answer(int fd) {
         std::string body;
         REQUIRE(tensor::encode_into(make_model(), {{"json", "{}"}}, body).is_ok());
-        const std::string partial =
-            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
-            std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, body.size() - 1000000);
-        (void)!::write(fd, partial.data(), partial.size());
+        (void)write_all(fd, weights_head(body.size()) + body.substr(0, body.size() - 1000000));
         std::unique_lock<std::mutex> lock(mutex_);
         sent_ = true;
         cv_.notify_all();
         cv_.wait_for(lock, 20s, [this] { return released_; });
-        ::close(fd);
     }
 
-    int listener_ = -1;
-    std::thread thread_;
     std::mutex mutex_;
     std::condition_variable cv_;
     bool sent_ = false;
     bool released_ = false;
+    OneShotWorker worker_{[this](int fd) { answer(fd); }};  // last: starts once the rest is
+
+public:
+    const std::uint16_t port = worker_.port;
 };
+
+/// For a call (4 s timeouts) whose first `stuck` nodes never answer and whose other nodes are
+/// `Workers` 0, 1, ...: each of those answered well before the stuck ones timed out.
+void check_others_served(Collect& visitor, std::size_t stuck, std::size_t n,
+                         std::chrono::steady_clock::time_point started) {
+    for (std::size_t i = stuck; i < n; ++i) {
+        INFO("node " << i << " " << visitor.errors[i]);
+        CHECK(visitor.statuses[i] == 200);
+        CHECK(visitor.jsons[i].find("\"worker\":" + std::to_string(i - stuck)) != std::string::npos);
+        CHECK(visitor.visited_at[i] - started < 3s);
+    }
+    for (std::size_t i = 0; i < stuck; ++i) {
+        INFO("node " << i);
+        REQUIRE(visitor.errors.count(i) == 1);
+        CHECK(visitor.errors[i].find("timed out") != std::string::npos);
+    }
+}
 
 std::vector<sdk::WorkerRequest> train_requests(std::size_t n, const sdk::TensorMap& model) {
     std::vector<sdk::WorkerRequest> reqs(n);
@@ -345,15 +395,7 @@ TEST_CASE("worker client receives the other replies while one worker hangs mid-r
     Collect visitor(false);
     const auto started = std::chrono::steady_clock::now();
     client.call_all(nodes, reqs, visitor);
-    for (std::size_t i = 1; i < 4; ++i) {
-        INFO("worker " << i << " " << visitor.errors[i]);
-        // Index i is worker i - 1, which multiplies by i: compare against the same factor.
-        CHECK(visitor.statuses[i] == 200);
-        CHECK(json::parse(visitor.jsons[i])["worker"] == i - 1);
-        CHECK(visitor.visited_at[i] - started < 3s);  // well before the hung worker's timeout
-    }
-    REQUIRE(visitor.errors.count(0) == 1);
-    CHECK(visitor.errors[0].find("timed out") != std::string::npos);
+    check_others_served(visitor, /*stuck=*/1, /*n=*/4, started);
 }
 
 namespace {
@@ -568,30 +610,15 @@ namespace {
 class DeclaringWorker {
 public:
     DeclaringWorker(bool weights, std::uint64_t data_bytes)
-        : weights_(weights), data_bytes_(data_bytes) {
-        listener_ = synergos::testing::listen_loopback(port, 4);
-        REQUIRE(listener_ >= 0);
-        thread_ = std::thread([this] { serve(); });
+        : weights_(weights), data_bytes_(data_bytes) {}
+    ~DeclaringWorker() {  // before `worker_` waits for its thread
+        std::lock_guard<std::mutex> lock(mutex_);
+        released_ = true;
+        cv_.notify_all();
     }
-    ~DeclaringWorker() {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            released_ = true;
-            cv_.notify_all();
-        }
-        ::shutdown(listener_, SHUT_RDWR);
-        thread_.join();
-        ::close(listener_);
-    }
-    std::uint16_t port = 0;
 
 private:
-    void serve() {
-        const int fd = ::accept(listener_, nullptr, nullptr);
-        if (fd < 0) {
-            return;
-        }
-        (void)synergos::testing::read_request(fd);
+    void answer(int fd) {
         std::string out;
         if (weights_) {
             std::string header = R"({"__metadata__":{"json":"{}"},"w":{"dtype":"F32","shape":[)" +
@@ -604,28 +631,25 @@ private:
                 c = static_cast<char>(len & 0xff);
                 len >>= 8;
             }
-            out =
-                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\n"
-                "Content-Length: " +
-                std::to_string(8 + header.size() + data_bytes_) + "\r\n\r\n" +
-                std::string(prefix, 8) + header;
+            out = weights_head(8 + header.size() + data_bytes_) + std::string(prefix, 8) + header;
         } else {
             out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
                   std::to_string(data_bytes_) + "\r\n\r\n{\"a\":";
         }
-        (void)!::write(fd, out.data(), out.size());
+        (void)write_all(fd, out);
         std::unique_lock<std::mutex> lock(mutex_);
         cv_.wait_for(lock, 20s, [this] { return released_; });
-        ::close(fd);
     }
 
     bool weights_;
     std::uint64_t data_bytes_;
-    int listener_ = -1;
-    std::thread thread_;
     std::mutex mutex_;
     std::condition_variable cv_;
     bool released_ = false;
+    OneShotWorker worker_{[this](int fd) { answer(fd); }};  // last: starts once the rest is
+
+public:
+    const std::uint16_t port = worker_.port;
 };
 
 }  // namespace
@@ -669,49 +693,20 @@ TEST_CASE("worker client commits no memory for replies that are declared but nev
 
 namespace {
 
-/// A worker that answers with its reply all but its last 64 bytes at once, then one byte every
-/// 40 ms (about 2.6 s): a slow reply that never stalls.
-class TrickleWorker {
-public:
-    TrickleWorker() {
-        listener_ = synergos::testing::listen_loopback(port, 4);
-        REQUIRE(listener_ >= 0);
-        thread_ = std::thread([this] { serve(); });
+/// Answers with a reply all but its last 64 bytes at once, then one byte every 40 ms (about
+/// 2.6 s): a slow reply that never stalls.
+void trickle_reply(int fd) {
+    std::string body;
+    if (!tensor::encode_into(make_model(), {{"json", "{}"}}, body).is_ok()) {
+        return;
     }
-    ~TrickleWorker() {
-        ::shutdown(listener_, SHUT_RDWR);
-        thread_.join();
-        ::close(listener_);
+    constexpr std::size_t kTail = 64;
+    bool ok = write_all(fd, weights_head(body.size()) + body.substr(0, body.size() - kTail));
+    for (std::size_t i = body.size() - kTail; ok && i < body.size(); ++i) {
+        std::this_thread::sleep_for(40ms);
+        ok = ::write(fd, body.data() + i, 1) == 1;
     }
-    std::uint16_t port = 0;
-
-private:
-    void serve() {
-        const int fd = ::accept(listener_, nullptr, nullptr);
-        if (fd < 0) {
-            return;
-        }
-        (void)synergos::testing::read_request(fd);
-        std::string body;
-        if (!tensor::encode_into(make_model(), {{"json", "{}"}}, body).is_ok()) {
-            ::close(fd);
-            return;
-        }
-        constexpr std::size_t kTail = 64;
-        const std::string head =
-            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
-            std::to_string(body.size()) + "\r\n\r\n" + body.substr(0, body.size() - kTail);
-        bool ok = ::write(fd, head.data(), head.size()) == static_cast<ssize_t>(head.size());
-        for (std::size_t i = body.size() - kTail; ok && i < body.size(); ++i) {
-            std::this_thread::sleep_for(40ms);
-            ok = ::write(fd, body.data() + i, 1) == 1;
-        }
-        ::close(fd);
-    }
-
-    int listener_ = -1;
-    std::thread thread_;
-};
+}
 
 /// A worker that takes connections and never reads from them (its receive buffer is small), so
 /// a large request to it blocks the sender until the request's timeout.
@@ -744,7 +739,7 @@ TEST_CASE("worker client receives streamed replies beside a reply that is still 
           "[unit][worker_client]") {
     // Worker 0's reply takes seconds but keeps moving (no stall). The healthy workers answer
     // only once its head arrived, so it is the first reply being received.
-    TrickleWorker slow;
+    OneShotWorker slow(trickle_reply);
     std::mutex mutex;
     std::condition_variable cv;
     bool head0 = false;
@@ -802,17 +797,7 @@ TEST_CASE("worker client sends the other requests while workers stop reading the
     Collect visitor(false);
     const auto started = std::chrono::steady_clock::now();
     client.call_all(nodes, reqs, visitor);
-    for (std::size_t i = 2; i < 4; ++i) {
-        INFO("worker " << i << " " << visitor.errors[i]);
-        CHECK(visitor.statuses[i] == 200);
-        CHECK(json::parse(visitor.jsons[i])["worker"] == i - 2);
-        CHECK(visitor.visited_at[i] - started < 3s);  // before the deaf workers' 4 s timeouts
-    }
-    for (std::size_t i = 0; i < 2; ++i) {
-        INFO("worker " << i);
-        REQUIRE(visitor.errors.count(i) == 1);
-        CHECK(visitor.errors[i].find("timed out") != std::string::npos);
-    }
+    check_others_served(visitor, /*stuck=*/2, /*n=*/4, started);
 }
 
 namespace {
@@ -821,47 +806,25 @@ namespace {
 /// once the client has read most of it; records when it returned.
 class BigReplyWorker {
 public:
-    BigReplyWorker() {
-        sdk::TensorMap model;
-        model.tensors.push_back(make_tensor("0.weight", {4000, 1000}, 1.0f));
-        REQUIRE(tensor::encode_into(model, {{"json", "{}"}}, body_).is_ok());
-        listener_ = synergos::testing::listen_loopback(port, 4);
-        REQUIRE(listener_ >= 0);
-        thread_ = std::thread([this] { serve(); });
-    }
-    ~BigReplyWorker() {
-        ::shutdown(listener_, SHUT_RDWR);
-        thread_.join();
-        ::close(listener_);
-    }
-    std::uint16_t port = 0;
     std::atomic<std::int64_t> written_ns{0};  ///< steady clock, when the reply's write returned
 
 private:
-    void serve() {
-        const int fd = ::accept(listener_, nullptr, nullptr);
-        if (fd < 0) {
-            return;
-        }
-        (void)synergos::testing::read_request(fd);
-        const std::string out =
-            "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.safetensors\r\nContent-Length: " +
-            std::to_string(body_.size()) + "\r\n\r\n" + body_;
-        std::size_t sent = 0;
-        while (sent < out.size()) {
-            const ssize_t n = ::write(fd, out.data() + sent, out.size() - sent);
-            if (n <= 0) {
-                break;
-            }
-            sent += static_cast<std::size_t>(n);
-        }
-        written_ns = std::chrono::steady_clock::now().time_since_epoch().count();
-        ::close(fd);
+    static std::string make_body() {
+        sdk::TensorMap model;
+        model.tensors.push_back(make_tensor("0.weight", {4000, 1000}, 1.0f));
+        std::string body;
+        REQUIRE(tensor::encode_into(model, {{"json", "{}"}}, body).is_ok());
+        return body;
     }
 
-    std::string body_;
-    int listener_ = -1;
-    std::thread thread_;
+    std::string body_ = make_body();
+    OneShotWorker worker_{[this](int fd) {
+        (void)write_all(fd, weights_head(body_.size()) + body_);
+        written_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+    }};  // last: starts once the rest is
+
+public:
+    const std::uint16_t port = worker_.port;
 };
 
 /// Takes whole replies; its first visit takes 2 s (a strategy folding a large update slowly).
