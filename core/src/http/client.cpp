@@ -476,6 +476,7 @@ sdk::Status HttpClient::request_streaming(
         beast::error_code write_ec;
         beast::error_code read_ec;
         std::size_t head_sent = 0;  // bytes of the request head the socket took
+        std::size_t body_reported = 0;  // bytes of the body told to sink.on_body_progress
         conn->stream.expires_at(deadline);
         conn->with_stream([&](auto& stream) {
             auto read_head = [&] {
@@ -493,19 +494,24 @@ sdk::Status HttpClient::request_streaming(
                         return;
                     }
                     // Asio's transfer_all writes 64 KiB per call: a model-sized body took
-                    // thousands of system calls. Each call here offers up to kWriteChunk, and
-                    // reports what the socket took, so the sink sees a stalled peer.
-                    std::size_t reported = 0;
+                    // 64 system calls per 4 MB. Each call here offers up to kWriteChunk (over
+                    // TLS the stream still writes a record at a time), and what the socket took
+                    // is reported, so the sink sees a stalled peer. The condition is not asked
+                    // after the last write: the handler reports that one.
                     net::async_write(stream, buffers,
-                                     [&sink, reported](const beast::error_code& wec,
-                                                       std::size_t total) mutable -> std::size_t {
-                                         if (total > reported) {
-                                             sink.on_body_progress(total - reported);
-                                             reported = total;
+                                     [&](const beast::error_code& wec,
+                                         std::size_t total) -> std::size_t {
+                                         if (total > body_reported) {
+                                             sink.on_body_progress(total - body_reported);
+                                             body_reported = total;
                                          }
                                          return wec ? 0 : kWriteChunk;
                                      },
-                                     [&, read_head](beast::error_code bec, std::size_t) {
+                                     [&, read_head](beast::error_code bec, std::size_t total) {
+                                         if (total > body_reported) {
+                                             sink.on_body_progress(total - body_reported);
+                                             body_reported = total;
+                                         }
                                          // Even when the write failed (a server refusing a
                                          // large body closes its read side), its answer may
                                          // already be here: read it.

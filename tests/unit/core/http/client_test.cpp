@@ -225,8 +225,12 @@ public:
     void on_sent() noexcept override {
         sent = true;
     }
+    void on_body_progress(std::size_t n) noexcept override {
+        progressed += n;
+    }
 
     int status = 0;
+    std::size_t progressed = 0;  ///< request body bytes reported written
     std::optional<std::uint64_t> declared;
     std::string body;
     bool ended = false;
@@ -301,6 +305,7 @@ TEST_CASE("HttpClient streams a body sent in pieces and a response into small bu
                                        "application/octet-stream", 10s, sink);
     REQUIRE(st.is_ok());
     CHECK(sink.sent);
+    CHECK(sink.progressed == a.size() + b.size() + c.size());  // the last write counted too
     CHECK(sink.ended);
     CHECK(sink.status == 200);
     REQUIRE(sink.declared.has_value());
