@@ -108,8 +108,9 @@ private:
 class SendGate {
 public:
     static constexpr std::chrono::milliseconds kWindow{10};
-    /// 2.5 MiB per 10 ms: 256 MiB/s, about 2 Gbit/s.
-    static constexpr std::uint64_t kSlowBytes = std::uint64_t{5} << 19;
+    /// 256 MiB/s (about 2 Gbit/s) over one window. Below it, on a slower TTP link, the requests
+    /// end up going out side by side, as with no bound.
+    static constexpr std::uint64_t kSlowBytes = (std::uint64_t{256} << 20) / 100;
 
     explicit SendGate(std::size_t slots) : free_(static_cast<std::ptrdiff_t>(slots)) {}
 
@@ -126,7 +127,7 @@ public:
                 break;
             }
             const auto woke = Clock::now();
-            if (woke >= window_end && moved_.load() - before < kSlowBytes &&
+            if (woke >= window_end && woke < deadline && moved_.load() - before < kSlowBytes &&
                 woke - last_extra_ >= kWindow) {
                 last_extra_ = woke;
                 break;  // the requests being written are slow: write beside them
@@ -191,6 +192,14 @@ public:
         release();
     }
 
+    /// Time left before the call's deadline (at least 1 ms: a slot taken just in time still
+    /// gets its attempt).
+    std::chrono::milliseconds remaining() const {
+        const auto left =
+            std::chrono::ceil<std::chrono::milliseconds>(deadline_ - Clock::now());
+        return std::max(left, std::chrono::milliseconds(1));
+    }
+
     /// Takes a sending slot (when sends are bounded); false when none came before the deadline.
     bool acquire_send() {
         if (sends_ == nullptr) {
@@ -233,16 +242,11 @@ public:
             // take a reply slot first, as any weights do.
             weights_ = false;
             chunked_weights_ = true;
-            if (gate_ != nullptr) {
-                sdk::TensorMap spare;
-                if (!gate_->acquire(deadline_, spare)) {
-                    return {sdk::ErrorCode::Timeout,
-                            "worker '" + node_.participant_id +
-                                "': timed out waiting to receive its reply"};
-                }
-                held_ = gate_;
-                reply_.tensors = std::move(spare);  // decoding reuses same-named buffers
+            sdk::TensorMap spare;
+            if (auto st = acquire(gate_, spare); !st) {
+                return st;
             }
+            reply_.tensors = std::move(spare);  // decoding reuses same-named buffers
         }
         if (weights_) {
             length_ = *length;
@@ -333,19 +337,17 @@ public:
     }
 
     sdk::Status on_end() override {
-        if (held_ != nullptr && !received_) {
-            received_ = true;
-            held_->received();  // what follows is the visitor's time, not a stall
-        }
+        done_receiving();
         if (weights_) {
             // The client read exactly the declared length; the stages account for all of it.
             if (stage_ != Stage::Done) {
                 return invalid("the body ended before its tensors were complete");
             }
             if (streaming_) {
-                // Folded already: the slot (and the piece buffer) can serve the next reply.
                 piece_ = {};
-                release();
+                if (held_ != nullptr && held_ == stream_.gate) {
+                    release();  // folded already: the slot can serve the next reply
+                }
             }
             return sdk::Status::ok();
         }
@@ -361,6 +363,15 @@ public:
             reply_.json = std::move(text_);
         }
         return sdk::Status::ok();
+    }
+
+    /// Nothing more of the reply will arrive (whole, or the call failed): what follows is the
+    /// visitor's time, not a stall.
+    void done_receiving() noexcept {
+        if (held_ != nullptr && !received_) {
+            received_ = true;
+            held_->received();
+        }
     }
 
     sdk::WorkerReply take() {
@@ -440,6 +451,15 @@ private:
             return invalid(layout.error().message);
         }
         reply_.json = layout->metadata.count("json") ? layout->metadata["json"] : "{}";
+        // Only now is memory committed: wait for a slot (this worker's bytes wait in its
+        // socket). A streamed reply holds one piece, not a model: it waits for a slot of its
+        // own kind, not behind whole replies (with one slot for all, every worker's upload
+        // waited for the one before it). The visitor sees the head under that slot, so no more
+        // heads are open at once than slots.
+        sdk::TensorMap spare;
+        if (auto st = acquire(stream_.visitor != nullptr ? stream_.gate : gate_, spare); !st) {
+            return st;
+        }
         if (stream_.visitor != nullptr) {
             sdk::ReplyHead head;
             head.status = reply_.status;
@@ -451,17 +471,20 @@ private:
             std::lock_guard<std::mutex> lock(*stream_.mutex);
             streaming_ = stream_.visitor->on_reply_head(stream_.index, head);
         }
-        // Only now is memory committed: wait for a slot (this worker's bytes wait in its
-        // socket). A streamed reply holds one piece, not a model: it waits for a slot of its
-        // own kind, not behind whole replies (with one slot for all, every worker's upload
-        // waited for the one before it).
-        sdk::TensorMap spare;
-        if (ReplyGate* gate = streaming_ ? stream_.gate : gate_; gate != nullptr) {
-            if (!gate->acquire(deadline_, spare)) {
-                return {sdk::ErrorCode::Timeout, "worker '" + node_.participant_id +
-                                                     "': timed out waiting to receive its reply"};
+        // What arrives whole (every tensor, or the tensors that are not F32 when streaming)
+        // beyond a piece's size needs a whole reply's slot, held until the reply is visited.
+        std::size_t whole_bytes = 0;
+        for (const auto& l : layout->tensors) {
+            if (!streaming_ || l.dtype != sdk::DType::F32) {
+                whole_bytes += static_cast<std::size_t>(l.end - l.begin);
             }
-            held_ = gate;
+        }
+        if (held_ != nullptr && held_ == stream_.gate &&
+            (!streaming_ || whole_bytes > kPieceFloats * sizeof(float))) {
+            release();
+            if (auto st = acquire(gate_, spare); !st) {
+                return st;
+            }
         }
         if (streaming_) {
             spare = {};  // streamed weights need no model-sized buffer: do not keep one either
@@ -503,6 +526,20 @@ private:
         tensor_ = 0;
         filled_ = 0;
         skip_empty();
+        return sdk::Status::ok();
+    }
+
+    /// Takes a slot of `gate` (none when it is null) for this reply until `release`.
+    sdk::Status acquire(ReplyGate* gate, sdk::TensorMap& spare) {
+        if (gate == nullptr) {
+            return sdk::Status::ok();
+        }
+        if (!gate->acquire(deadline_, spare)) {
+            return {sdk::ErrorCode::Timeout, "worker '" + node_.participant_id +
+                                                 "': timed out waiting to receive its reply"};
+        }
+        held_ = gate;
+        received_ = false;
         return sdk::Status::ok();
     }
 
@@ -578,8 +615,10 @@ sdk::Status make_body(const sdk::WorkerRequest& request, Body& body) {
 }
 
 /// One call: `sink` holds the reply (and its slot) when this returns.
+/// `timeout`: what is left of the request's own (it may have waited for a sending slot).
 sdk::Status send(http::HttpClient& http, const sdk::GridNode& node,
-                 const sdk::WorkerRequest& request, const Body& body, ReplySink& sink) noexcept {
+                 const sdk::WorkerRequest& request, const Body& body, ReplySink& sink,
+                 std::chrono::milliseconds timeout) noexcept {
     try {
         if (node.port <= 0 || node.port > 65535) {
             return {sdk::ErrorCode::InvalidArgument,
@@ -587,7 +626,7 @@ sdk::Status send(http::HttpClient& http, const sdk::GridNode& node,
         }
         return http.request_streaming(request.method, node.host,
                                       static_cast<std::uint16_t>(node.port), request.path,
-                                      body.parts, body.content_type, request.timeout, sink);
+                                      body.parts, body.content_type, timeout, sink);
     } catch (const std::exception& e) {
         return {sdk::ErrorCode::Internal, std::string("worker call failed: ") + e.what()};
     }
@@ -603,7 +642,7 @@ sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
             return st.error();
         }
         ReplySink sink(node, nullptr, Clock::now() + request.timeout);
-        if (auto st = send(http_, node, request, body, sink); !st) {
+        if (auto st = send(http_, node, request, body, sink, request.timeout); !st) {
             return st.error();
         }
         return sink.take();
@@ -674,9 +713,11 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
                         item.reply = sdk::Error{sdk::ErrorCode::Timeout,
                                                 "worker '" + nodes[i].participant_id +
                                                     "': timed out waiting to send its request"};
-                    } else if (auto st = send(http_, nodes[i], requests[i], bodies[b], *item.sink);
+                    } else if (auto st = send(http_, nodes[i], requests[i], bodies[b], *item.sink,
+                                              item.sink->remaining());
                                !st) {
                         item.reply = st.error();
+                        item.sink->done_receiving();  // it waits for its visit, not for bytes
                     } else {
                         item.reply = item.sink->take();
                     }

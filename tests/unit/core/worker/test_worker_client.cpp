@@ -778,7 +778,7 @@ TEST_CASE("worker client receives streamed replies beside a reply that is still 
 
 TEST_CASE("worker client sends the other requests while workers stop reading theirs",
           "[unit][worker_client]") {
-    // Two workers take the connection and read nothing: their 8 MB requests fill the socket
+    // Two workers take the connection and read nothing: their 32 MB requests fill the socket
     // buffers and stop. The default allows one request at a time; the others still go out.
     DeafWorker deaf0;
     DeafWorker deaf1;
@@ -787,7 +787,7 @@ TEST_CASE("worker client sends the other requests while workers stop reading the
                                      {"deaf1", "127.0.0.1", deaf1.port}};
     nodes.insert(nodes.end(), workers.nodes.begin(), workers.nodes.end());
     sdk::TensorMap model;
-    model.tensors.push_back(make_tensor("0.weight", {2000, 1000}, 1.0f));
+    model.tensors.push_back(make_tensor("0.weight", {8000, 1000}, 1.0f));  // 32 MB
     http::HttpClient http_client;
     HttpWorkerClient client(http_client);
     auto reqs = train_requests(4, model);
@@ -802,23 +802,31 @@ TEST_CASE("worker client sends the other requests while workers stop reading the
 
 namespace {
 
-/// A worker answering with a 16 MB safetensors reply in one blocking write, which returns only
-/// once the client has read most of it; records when it returned.
+/// A worker answering with a 16 MB safetensors reply (one F32 or I64 tensor) in one blocking
+/// write through a small send buffer, which returns only once the client has read nearly all
+/// of it; records when it returned.
 class BigReplyWorker {
 public:
+    explicit BigReplyWorker(sdk::DType dtype = sdk::DType::F32) : body_(make_body(dtype)) {}
     std::atomic<std::int64_t> written_ns{0};  ///< steady clock, when the reply's write returned
 
 private:
-    static std::string make_body() {
+    static std::string make_body(sdk::DType dtype) {
         sdk::TensorMap model;
         model.tensors.push_back(make_tensor("0.weight", {4000, 1000}, 1.0f));
+        if (dtype == sdk::DType::I64) {
+            model.tensors[0].dtype = dtype;
+            model.tensors[0].shape = {2000, 1000};  // the same 16 MB
+        }
         std::string body;
         REQUIRE(tensor::encode_into(model, {{"json", "{}"}}, body).is_ok());
         return body;
     }
 
-    std::string body_ = make_body();
+    std::string body_;
     OneShotWorker worker_{[this](int fd) {
+        const int small = 64 * 1024;
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
         (void)write_all(fd, weights_head(body_.size()) + body_);
         written_ns = std::chrono::steady_clock::now().time_since_epoch().count();
     }};  // last: starts once the rest is
@@ -864,5 +872,51 @@ TEST_CASE("worker client lets no whole reply in beside one the visitor is still 
     CHECK(visitor.ok[1]);
     const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
     // Its 16 MB could only leave once the client read them, after the first visit ended.
+    CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
+}
+
+namespace {
+
+/// Streams every reply; its first visit takes 2 s.
+class SlowFirstStreamVisit final : public sdk::StreamingReplyVisitor {
+public:
+    bool on_reply_head(std::size_t, const sdk::ReplyHead&) noexcept override { return true; }
+    bool on_weights(std::size_t, std::size_t, std::uint64_t, const float*,
+                    std::size_t) noexcept override {
+        return true;
+    }
+    void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+        order.push_back(index);
+        ok[index] = reply.has_value() && reply->status == 200 &&
+                    reply->tensors.tensors.size() == 1 &&
+                    reply->tensors.tensors[0].data.size() == std::size_t{16000000};
+        if (order.size() == 1) {
+            std::this_thread::sleep_for(2s);
+            first_visit_end_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+        }
+    }
+    std::vector<std::size_t> order;
+    std::map<std::size_t, bool> ok;
+    std::int64_t first_visit_end_ns = 0;
+};
+
+}  // namespace
+
+TEST_CASE("worker client holds a streamed reply's large whole tensors under the whole-reply bound",
+          "[unit][worker_client]") {
+    // Only F32 tensors stream; a 16 MB I64 tensor arrives whole. With one whole reply in
+    // memory, the second such reply waits until the first is visited.
+    BigReplyWorker w0(sdk::DType::I64);
+    BigReplyWorker w1(sdk::DType::I64);
+    std::vector<sdk::GridNode> nodes{{"w0", "127.0.0.1", w0.port}, {"w1", "127.0.0.1", w1.port}};
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/2);
+    SlowFirstStreamVisit visitor;
+    client.call_all(nodes, train_requests(2, model), visitor);
+    REQUIRE(visitor.order.size() == 2);
+    CHECK(visitor.ok[0]);
+    CHECK(visitor.ok[1]);
+    const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
     CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
 }

@@ -26,12 +26,16 @@ public:
     /// but a round may then hold two replies and the next global model at once. A reply that
     /// stops arriving (no byte for half a second) does not hold the others back: they are then
     /// received beside it. Replies streamed to a `StreamingReplyVisitor` hold one 512 KiB piece
-    /// each, not a model: up to 8 of them are received at once, beside the whole ones.
+    /// each, not a model: up to 8 of them are received at once (more only past a stall),
+    /// beside the whole ones. One whose other tensors (not F32) come to more than a piece
+    /// takes a whole reply's slot instead.
     /// `concurrent_sends` bounds the requests `call_all` writes at once: a worker then has its
     /// whole request early and starts training, its reply comes back while later workers still
     /// train, and the workers do not all decode at the same moment. While the requests being
     /// written move under 256 MiB/s (a worker that stops reading, thin links), one more goes
-    /// out beside them every 10 ms, so one slow worker does not hold the others back.
+    /// out beside them every 10 ms, so one slow worker does not hold the others back (on a TTP
+    /// link slower than that, they end up going out side by side). A request's timeout counts
+    /// its wait for a sending slot.
     explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1,
                               std::size_t concurrent_sends = 1)
         : http_(http),
@@ -47,7 +51,7 @@ public:
     /// time, in the order they complete. A round's identical requests share one header; weight
     /// buffers of visited replies are reused by the replies still to come.
     /// With an `sdk::StreamingReplyVisitor` that takes a reply's stream, its F32 tensors pass
-    /// through one fixed 512 KiB buffer to `on_weights` on the receiving thread (calls serialised
+    /// through a fixed 512 KiB buffer per reply to `on_weights` on the receiving thread (calls serialised
     /// with `on_reply` by a lock), so no model-sized buffer is allocated, and none is kept.
     void call_all(const std::vector<sdk::GridNode>& nodes,
                   const std::vector<sdk::WorkerRequest>& requests,
