@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -919,4 +920,40 @@ TEST_CASE("worker client holds a streamed reply's large whole tensors under the 
     CHECK(visitor.ok[1]);
     const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
     CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
+}
+
+namespace {
+
+std::size_t threads_in_process() {
+    std::size_t n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+        (void)entry;
+        ++n;
+    }
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("worker client keeps its calling threads between calls instead of starting new ones",
+          "[unit][worker_client]") {
+    Workers workers(4);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client);
+    const std::size_t before = threads_in_process();
+    for (int call = 0; call < 3; ++call) {
+        INFO("call " << call);
+        Collect visitor(false);
+        client.call_all(workers.nodes, train_requests(4, model), visitor);
+        for (std::size_t i = 0; i < 4; ++i) {
+            CHECK(visitor.statuses[i] == 200);
+        }
+        // One thread per worker, kept idle for the next call. (A thread still on its way back
+        // to idle when the next call starts makes that call start one more: at most one per
+        // call, where starting threads anew would add four per call.)
+        const std::size_t now = threads_in_process();
+        CHECK(now >= before + 4);
+        CHECK(now <= before + 4 + static_cast<std::size_t>(call));
+    }
 }

@@ -7,6 +7,7 @@
 /// travel (docs/worker-protocol.md).
 
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -37,17 +38,18 @@ public:
     /// link slower than that, they end up going out side by side). A request's timeout counts
     /// its wait for a sending slot.
     explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1,
-                              std::size_t concurrent_sends = 1)
-        : http_(http),
-          replies_in_memory_(replies_in_memory == 0 ? 1 : replies_in_memory),
-          concurrent_sends_(concurrent_sends == 0 ? 1 : concurrent_sends) {}
+                              std::size_t concurrent_sends = 1);
+    ~HttpWorkerClient() override;
+    HttpWorkerClient(const HttpWorkerClient&) = delete;
+    HttpWorkerClient& operator=(const HttpWorkerClient&) = delete;
 
     /// Weights are sent from the request's tensors (no encoded copy) and received straight into
     /// the reply's tensors (no body string, no decode copy), grown as their bytes arrive. A
     /// reply without weights (JSON) is limited to 16 MiB (ResourceExhausted naming the worker).
     sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node,
                                        const sdk::WorkerRequest& request) noexcept override;
-    /// Calls every node on its own thread; replies are visited on the calling thread, one at a
+    /// Calls every node on a thread of its own (threads are kept between calls, and end after
+    /// a minute unused); replies are visited on the calling thread, one at a
     /// time, in the order they complete. A round's identical requests share one header; weight
     /// buffers of visited replies are reused by the replies still to come.
     /// With an `sdk::StreamingReplyVisitor` that takes a reply's stream, its F32 tensors pass
@@ -58,6 +60,7 @@ public:
                   sdk::ReplyVisitor& visitor) noexcept override;
 
 private:
+    class CallThreads;
     http::HttpClient& http_;
     std::size_t replies_in_memory_;
     std::size_t concurrent_sends_;
@@ -65,6 +68,7 @@ private:
     /// by the next call's replies; dropped after a call whose replies streamed.
     std::mutex spares_mutex_;
     std::vector<sdk::TensorMap> spares_;
+    std::unique_ptr<CallThreads> threads_;
 };
 
 }  // namespace synergos::core::roles
