@@ -646,7 +646,7 @@ public:
 
     ~CallThreads() {
         std::list<std::thread> running;
-        std::vector<std::thread> ended;
+        std::list<std::thread> ended;
         {
             std::lock_guard<std::mutex> lock(mutex_);
             stopping_ = true;  // from now on no thread touches the lists
@@ -665,23 +665,25 @@ public:
     /// Runs `task` on a pool thread. Throws std::system_error when no thread can be started
     /// (then the task does not run).
     void run(std::function<void()> task) {
-        std::vector<std::thread> ended;
+        std::list<std::thread> ended;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            ended.swap(ended_);
-            tasks_.push_back(std::move(task));
-            if (idle_ >= tasks_.size()) {
+            if (idle_ > tasks_.size()) {
+                tasks_.push_back(std::move(task));
                 ready_.notify_one();
             } else {
+                // Nothing is queued until the thread runs: a throw here leaves no task behind
+                // that a thread could run after the caller gave it up.
                 auto self = threads_.emplace(threads_.end());
                 try {
                     *self = std::thread([this, self] { loop(self); });
                 } catch (...) {
                     threads_.erase(self);
-                    tasks_.pop_back();
                     throw;
                 }
+                tasks_.push_back(std::move(task));  // if this throws, the new thread idles
             }
+            ended.splice(ended.end(), ended_);
         }
         for (auto& t : ended) {
             t.join();  // it has returned from loop, or is about to
@@ -709,8 +711,7 @@ private:
                 ready_.wait_for(lock, kIdle, [&] { return !tasks_.empty() || stopping_; });
             --idle_;
             if (!woke) {
-                ended_.push_back(std::move(*self));
-                threads_.erase(self);
+                ended_.splice(ended_.end(), threads_, self);  // cannot throw
                 return;
             }
         }
@@ -722,7 +723,7 @@ private:
     std::size_t idle_ = 0;  ///< threads waiting for a task
     bool stopping_ = false;
     std::list<std::thread> threads_;  ///< stable iterators: a thread removes itself
-    std::vector<std::thread> ended_;  ///< ended when idle; joined by the next run or the end
+    std::list<std::thread> ended_;  ///< ended when idle; joined by the next run or the end
 };
 
 HttpWorkerClient::HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory,

@@ -937,23 +937,39 @@ std::size_t threads_in_process() {
 
 TEST_CASE("worker client keeps its calling threads between calls instead of starting new ones",
           "[unit][worker_client]") {
-    Workers workers(4);
+    // The workers answer only once all four requests of a call arrived: four calling threads
+    // run at once in every call.
+    std::mutex mutex;
+    std::condition_variable cv;
+    int arrived = 0;
+    int call = 0;
+    Workers workers(4, -1, [&] {
+        std::unique_lock<std::mutex> lock(mutex);
+        ++arrived;
+        cv.notify_all();
+        cv.wait_for(lock, 5s, [&] { return arrived >= 4 * (call + 1); });
+    });
     http::HttpClient http_client;
     const sdk::TensorMap model = make_model();
     HttpWorkerClient client(http_client);
     const std::size_t before = threads_in_process();
-    for (int call = 0; call < 3; ++call) {
+    for (; call < 3;) {
         INFO("call " << call);
         Collect visitor(false);
         client.call_all(workers.nodes, train_requests(4, model), visitor);
         for (std::size_t i = 0; i < 4; ++i) {
             CHECK(visitor.statuses[i] == 200);
         }
-        // One thread per worker, kept idle for the next call. (A thread still on its way back
-        // to idle when the next call starts makes that call start one more: at most one per
-        // call, where starting threads anew would add four per call.)
+        // Four threads, kept idle for the next call. (One still on its way back to idle when
+        // the next call starts makes that call start another: the pause makes it rare, and
+        // starting threads anew would add four per call.)
         const std::size_t now = threads_in_process();
         CHECK(now >= before + 4);
-        CHECK(now <= before + 4 + static_cast<std::size_t>(call));
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            CHECK(now <= before + 4 + static_cast<std::size_t>(call));
+            ++call;
+        }
+        std::this_thread::sleep_for(100ms);
     }
 }
