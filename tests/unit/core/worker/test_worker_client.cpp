@@ -836,8 +836,9 @@ public:
     const std::uint16_t port = worker_.port;
 };
 
-/// Takes whole replies; its first visit takes 2 s (a strategy folding a large update slowly).
-class SlowFirstVisit final : public sdk::ReplyVisitor {
+/// Takes replies whole; its first visit takes 2 s (a strategy folding a large update slowly).
+template <class Base = sdk::ReplyVisitor>
+class SlowFirstVisit : public Base {
 public:
     void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
         order.push_back(index);
@@ -854,72 +855,48 @@ public:
     std::int64_t first_visit_end_ns = 0;
 };
 
-}  // namespace
-
-TEST_CASE("worker client lets no whole reply in beside one the visitor is still taking",
-          "[unit][worker_client]") {
-    // One reply slot: the second reply must wait until the first is visited, even when the
-    // visit takes longer than the stall escape (half a second), since nothing is stalled.
-    BigReplyWorker w0;
-    BigReplyWorker w1;
-    std::vector<sdk::GridNode> nodes{{"w0", "127.0.0.1", w0.port}, {"w1", "127.0.0.1", w1.port}};
-    http::HttpClient http_client;
-    const sdk::TensorMap model = make_model();
-    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/2);
-    SlowFirstVisit visitor;
-    client.call_all(nodes, train_requests(2, model), visitor);
-    REQUIRE(visitor.order.size() == 2);
-    CHECK(visitor.ok[0]);
-    CHECK(visitor.ok[1]);
-    const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
-    // Its 16 MB could only leave once the client read them, after the first visit ended.
-    CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
-}
-
-namespace {
-
-/// Streams every reply; its first visit takes 2 s.
-class SlowFirstStreamVisit final : public sdk::StreamingReplyVisitor {
+/// The same, streaming every F32 tensor (the other dtypes still come whole).
+class SlowFirstStreamVisit final : public SlowFirstVisit<sdk::StreamingReplyVisitor> {
 public:
     bool on_reply_head(std::size_t, const sdk::ReplyHead&) noexcept override { return true; }
     bool on_weights(std::size_t, std::size_t, std::uint64_t, const float*,
                     std::size_t) noexcept override {
         return true;
     }
-    void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
-        order.push_back(index);
-        ok[index] = reply.has_value() && reply->status == 200 &&
-                    reply->tensors.tensors.size() == 1 &&
-                    reply->tensors.tensors[0].data.size() == std::size_t{16000000};
-        if (order.size() == 1) {
-            std::this_thread::sleep_for(2s);
-            first_visit_end_ns = std::chrono::steady_clock::now().time_since_epoch().count();
-        }
-    }
-    std::vector<std::size_t> order;
-    std::map<std::size_t, bool> ok;
-    std::int64_t first_visit_end_ns = 0;
 };
 
-}  // namespace
-
-TEST_CASE("worker client holds a streamed reply's large whole tensors under the whole-reply bound",
-          "[unit][worker_client]") {
-    // Only F32 tensors stream; a 16 MB I64 tensor arrives whole. With one whole reply in
-    // memory, the second such reply waits until the first is visited.
-    BigReplyWorker w0(sdk::DType::I64);
-    BigReplyWorker w1(sdk::DType::I64);
+/// Two workers answer 16 MB replies of one `dtype` tensor to a client holding one whole reply
+/// at a time, through `Visitor`: the second reply is read only after the first visit ended.
+template <class Visitor>
+void check_second_read_after_first_visit(sdk::DType dtype) {
+    BigReplyWorker w0(dtype);
+    BigReplyWorker w1(dtype);
     std::vector<sdk::GridNode> nodes{{"w0", "127.0.0.1", w0.port}, {"w1", "127.0.0.1", w1.port}};
     http::HttpClient http_client;
     const sdk::TensorMap model = make_model();
     HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/2);
-    SlowFirstStreamVisit visitor;
+    Visitor visitor;
     client.call_all(nodes, train_requests(2, model), visitor);
     REQUIRE(visitor.order.size() == 2);
     CHECK(visitor.ok[0]);
     CHECK(visitor.ok[1]);
     const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
+    // Its 16 MB could only leave once the client read them.
     CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
+}
+
+}  // namespace
+
+TEST_CASE("worker client lets no whole reply in beside one the visitor is still taking",
+          "[unit][worker_client]") {
+    // The visit takes longer than the stall escape (half a second), but nothing is stalled.
+    check_second_read_after_first_visit<SlowFirstVisit<>>(sdk::DType::F32);
+}
+
+TEST_CASE("worker client holds a streamed reply's large whole tensors under the whole-reply bound",
+          "[unit][worker_client]") {
+    // Only F32 tensors stream: a 16 MB I64 tensor arrives whole.
+    check_second_read_after_first_visit<SlowFirstStreamVisit>(sdk::DType::I64);
 }
 
 namespace {
