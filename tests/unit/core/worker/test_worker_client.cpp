@@ -881,7 +881,9 @@ void check_second_read_after_first_visit(sdk::DType dtype) {
     CHECK(visitor.ok[0]);
     CHECK(visitor.ok[1]);
     const BigReplyWorker& second = visitor.order[1] == 0 ? w0 : w1;
-    // Its 16 MB could only leave once the client read them.
+    // Its 16 MB could only leave once the client read them. (Its write may return after the
+    // client has read the last bytes: the worker's thread records the time a moment later.)
+    REQUIRE(synergos::testing::wait_until([&] { return second.written_ns.load() != 0; }, 10s));
     CHECK(second.written_ns.load() >= visitor.first_visit_end_ns);
 }
 
