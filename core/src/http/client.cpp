@@ -477,6 +477,12 @@ sdk::Status HttpClient::request_streaming(
         beast::error_code read_ec;
         std::size_t head_sent = 0;  // bytes of the request head the socket took
         std::size_t body_reported = 0;  // bytes of the body told to sink.on_body_progress
+        const auto report_body = [&](std::size_t total) {
+            if (total > body_reported) {
+                sink.on_body_progress(total - body_reported);
+                body_reported = total;
+            }
+        };
         conn->stream.expires_at(deadline);
         conn->with_stream([&](auto& stream) {
             auto read_head = [&] {
@@ -501,17 +507,11 @@ sdk::Status HttpClient::request_streaming(
                     net::async_write(stream, buffers,
                                      [&](const beast::error_code& wec,
                                          std::size_t total) -> std::size_t {
-                                         if (total > body_reported) {
-                                             sink.on_body_progress(total - body_reported);
-                                             body_reported = total;
-                                         }
+                                         report_body(total);
                                          return wec ? 0 : kWriteChunk;
                                      },
                                      [&, read_head](beast::error_code bec, std::size_t total) {
-                                         if (total > body_reported) {
-                                             sink.on_body_progress(total - body_reported);
-                                             body_reported = total;
-                                         }
+                                         report_body(total);
                                          // Even when the write failed (a server refusing a
                                          // large body closes its read side), its answer may
                                          // already be here: read it.
