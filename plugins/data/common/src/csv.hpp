@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <synergos/sdk/status.hpp>
+#include <synergos/sdk/text.hpp>
 
 namespace synergos::plugins::data {
 
@@ -37,10 +38,9 @@ struct CsvTable {
 /// than the file has bytes (plus 4096).
 sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
 
-/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or values past
-/// U+10FFFF). Level and class names must be: they travel as JSON to the TTP, which would see
-/// them with replacement characters and never match them again.
-bool is_utf8(std::string_view text);
+/// Level and class names must be UTF-8: they travel as JSON to the TTP, which would see them
+/// with replacement characters and never match them again.
+using sdk::is_utf8;
 
 /// `s` in single quotes, for messages.
 std::string in_quotes(std::string_view s);

@@ -18,10 +18,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <synergos/sdk/text.hpp>
+
 namespace synergos::plugins::sqlite {
 namespace {
 
 using sdk::ErrorCode;
+using sdk::is_utf8;
 using Json = nlohmann::json;
 
 /// Each entry migrates from version (index) to version (index + 1), inside one transaction.
@@ -103,47 +106,6 @@ struct EncodedKey {
     std::string id;
     std::string ordered;
 };
-
-/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF).
-bool is_utf8(std::string_view text) {
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        std::size_t extra = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            ++i;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            extra = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            extra = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            extra = 3;
-            cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (i + extra >= text.size()) {
-            return false;
-        }
-        for (std::size_t k = 1; k <= extra; ++k) {
-            const auto cc = static_cast<unsigned char>(text[i + k]);
-            if ((cc & 0xc0) != 0x80) {
-                return false;
-            }
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        static constexpr std::uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-        if (cp < kMin[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-            return false;
-        }
-        i += extra + 1;
-    }
-    return true;
-}
 
 /// Appends `text` as a JSON string, escaped exactly as nlohmann's dump() does.
 void append_json_string(std::string& out, std::string_view text) {

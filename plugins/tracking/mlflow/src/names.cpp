@@ -72,47 +72,6 @@ std::string posix_normpath(std::string_view path) {
     return out.empty() ? "." : out;
 }
 
-std::size_t utf8_length(std::string_view text) {
-    std::size_t count = 0;
-    std::size_t i = 0;
-    while (i < text.size()) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        std::size_t extra = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80) {
-            cp = c;
-        } else if (c >= 0xC2 && c <= 0xDF) {
-            extra = 1;
-            cp = c & 0x1FU;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            extra = 2;
-            cp = c & 0x0FU;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            extra = 3;
-            cp = c & 0x07U;
-        } else {
-            return std::string_view::npos;
-        }
-        if (i + extra >= text.size()) {
-            return std::string_view::npos;  // truncated sequence
-        }
-        for (std::size_t k = 1; k <= extra; ++k) {
-            const auto cc = static_cast<unsigned char>(text[i + k]);
-            if ((cc & 0xC0U) != 0x80U) {
-                return std::string_view::npos;
-            }
-            cp = (cp << 6U) | (cc & 0x3FU);
-        }
-        const bool overlong = (extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000);
-        if (overlong || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-            return std::string_view::npos;
-        }
-        i += extra + 1;
-        ++count;
-    }
-    return count;
-}
-
 sdk::Status validate_key(std::string_view what, std::string_view key) {
     const std::string quoted = "'" + std::string(key) + "'";
     for (char c : key) {

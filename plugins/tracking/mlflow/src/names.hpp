@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include <synergos/sdk/status.hpp>
+#include <synergos/sdk/text.hpp>
 
 namespace synergos::plugins::mlflow {
 
@@ -41,8 +42,6 @@ sdk::Status validate_experiment_name(std::string_view name);
 sdk::Status validate_run_id(std::string_view run_id);
 sdk::Status validate_experiment_id(std::string_view experiment_id);
 
-/// Number of code points when `text` is valid UTF-8 (no overlongs, surrogates or values past
-/// U+10FFFF); npos otherwise.
-std::size_t utf8_length(std::string_view text);
+using sdk::utf8_length;
 
 }  // namespace synergos::plugins::mlflow
