@@ -978,7 +978,7 @@ int JobService::choose_grid(const JobSpec& spec, std::map<int, int>& outstanding
     int best = 0;
     std::pair<int, int> best_score{2, 1 << 30};
     for (int g = 0; g < n; ++g) {
-        (void)options_.topology.declare_grid(mq_, g);
+        (void)declare_grid(g);  // once per grid and director, not on every submit
         auto consumers = mq_.consumer_count(options_.topology.jobs(g));
         const int has_ttp = consumers && *consumers > 0 ? 0 : 1;
         const std::pair<int, int> score{has_ttp, outstanding[g]};
@@ -1630,6 +1630,11 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
     if (j.is_terminal()) {
         if (event.type == EventType::Result) {
             logger_.debug("duplicate result ignored", log_fields({{"job_id", event.job_id}, {"state", j.state}}));
+        } else if (event.type == EventType::Started && j.state == "cancelled" && j.grid != kDirectorGrid) {
+            // A TTP runs a job cancelled while queued: its notice never reached that TTP, or the
+            // TTP restarted and forgot it (notices live in its memory). Told again, it stops
+            // at the next safe point instead of running the job to its end for nothing.
+            plan.resend_cancel = true;
         }
         return plan;  // terminal states are final: late and duplicate events change nothing
     }
@@ -1660,6 +1665,11 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
             return plan;
         case EventType::Result:
             break;
+    }
+    if (event.outcome == Outcome::Failed && !event.final && event.attempt < j.attempts) {
+        // An earlier attempt's "failed, retrying" arriving after a later attempt started (a
+        // redelivery, or a replayed commit): that attempt is over; the job is not queued again.
+        return plan;
     }
     plan.change = true;
     j.attempts = std::max(j.attempts, event.attempt);

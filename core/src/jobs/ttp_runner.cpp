@@ -16,6 +16,8 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kCancelledMemory = 10000;
+/// Deliveries remembered as settled (TtpRunner::Settled); the oldest is forgotten first.
+constexpr std::size_t kSettledMemory = 10000;
 constexpr std::size_t kMaxPendingStarted = 64;
 /// Results awaiting their confirm at once; each holds one more prefetch slot.
 constexpr std::size_t kResultWindow = 8;
@@ -172,6 +174,32 @@ private:
     NoWorkers no_workers_;
 };
 
+class TtpRunner::Settled {
+public:
+    void add(const std::string& job_id, int attempt) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (keys_.insert(key(job_id, attempt)).second) {
+            order_.push_back(key(job_id, attempt));
+            if (order_.size() > kSettledMemory) {
+                keys_.erase(order_.front());
+                order_.pop_front();
+            }
+        }
+    }
+    bool has(const std::string& job_id, int attempt) const {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return keys_.count(key(job_id, attempt)) != 0;
+    }
+
+private:
+    static std::string key(const std::string& job_id, int attempt) {
+        return job_id + '\n' + std::to_string(attempt);
+    }
+    mutable std::mutex mutex_;
+    std::set<std::string> keys_;
+    std::deque<std::string> order_;
+};
+
 struct TtpRunner::Settlement {
     std::mutex mutex;
     std::condition_variable settled;
@@ -179,6 +207,7 @@ struct TtpRunner::Settlement {
     std::size_t held = 0;                         ///< failed deliveries waiting out a retry pause
     sdk::AdjustableConsumer* consumer = nullptr;  ///< null once the job consumer is closing
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done;  ///< the runner's, across runs
+    std::shared_ptr<Settled> outcomes_out;                  ///< the runner's, across runs
 
     /// The job consumer's prefetch: the job being run, plus a slot per result awaiting its
     /// confirm and per failed delivery held through its retry pause. Under `mutex`.
@@ -191,9 +220,9 @@ class TtpRunner::ResultSettled final : public sdk::PublishCallback {
 public:
     /// `finishes`: the publish ends the job on this TTP (a result), not a retry's republish.
     ResultSettled(std::shared_ptr<Settlement> s, sdk::Logger& logger, std::uint64_t tag,
-                  std::string job_id, std::string outcome, bool finishes = true)
+                  std::string job_id, int attempt, std::string outcome, bool finishes = true)
         : s_(std::move(s)), logger_(logger), tag_(tag), job_id_(std::move(job_id)),
-          outcome_(std::move(outcome)), finishes_(finishes) {}
+          attempt_(attempt), outcome_(std::move(outcome)), finishes_(finishes) {}
 
     void on_published(sdk::Status status) noexcept override {
         {
@@ -204,6 +233,7 @@ public:
                 // stays shut, so no job arrives that the job thread would hold unstarted.
                 (void)s_->consumer->set_prefetch(s_->window());
                 if (status) {
+                    s_->outcomes_out->add(job_id_, attempt_);
                     (void)s_->consumer->ack(tag_);
                     if (finishes_) {
                         ++*s_->jobs_done;
@@ -233,6 +263,7 @@ private:
     sdk::Logger& logger_;
     std::uint64_t tag_;
     std::string job_id_;
+    int attempt_;
     std::string outcome_;
     bool finishes_;
 };
@@ -253,9 +284,11 @@ TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistr
       aggregators_(std::move(aggregators)),
       options_(std::move(options)),
       submitter_(submitter),
+      settled_(std::make_shared<Settled>()),
       jobs_done_(std::make_shared<std::atomic<std::uint64_t>>(0)),
       settlement_(std::make_shared<Settlement>()) {
     settlement_->jobs_done = jobs_done_;
+    settlement_->outcomes_out = settled_;
 }
 
 TtpRunner::~TtpRunner() { stop(); }
@@ -276,6 +309,7 @@ sdk::Status TtpRunner::start() {
         // on this run's consumer (its tags could name other jobs).
         auto fresh = std::make_shared<Settlement>();
         fresh->jobs_done = jobs_done_;
+        fresh->outcomes_out = settled_;
         settlement_ = std::move(fresh);
     }
     control_thread_ = std::thread([this] { control_loop(); });
@@ -472,11 +506,13 @@ void TtpRunner::release_retry(PendingRetry pending, bool cancelled) {
     std::shared_ptr<ResultSettled> done;
     sdk::Status st;
     if (cancelled) {
-        done = std::make_shared<ResultSettled>(settlement_, logger_, pending.tag, id, "cancelled");
+        done = std::make_shared<ResultSettled>(settlement_, logger_, pending.tag, id,
+                                               pending.retry.attempt - 1, "cancelled");
         st = async->publish_async(options_.topology.results(), make_message(id, pending.cancelled.to_json()),
                                   options_.publish_timeout, done);
     } else {
-        done = std::make_shared<ResultSettled>(settlement_, logger_, pending.tag, id, "retried", false);
+        done = std::make_shared<ResultSettled>(settlement_, logger_, pending.tag, id,
+                                               pending.retry.attempt - 1, "retried", false);
         st = async->publish_async(options_.topology.jobs(options_.grid),
                                   make_message(id, pending.retry.to_json(), priority_of(pending.retry.process)),
                                   options_.publish_timeout, done);
@@ -521,7 +557,7 @@ void TtpRunner::hand_off(sdk::AsyncMessageQueue& mq, sdk::AdjustableConsumer& co
         }
     }
     auto done = std::make_shared<ResultSettled>(settlement_, logger_, tag, result.job_id,
-                                                to_string(result.outcome));
+                                                result.attempt, to_string(result.outcome));
     const std::string id = result.job_id;
     if (auto st = mq.publish_async(options_.topology.results(), make_message(id, result.to_json()),
                                    options_.publish_timeout, done);
@@ -601,6 +637,15 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
     auto nodes = grid_nodes(job);
     if (!nodes) {
         fail_final(nodes.error().message);
+        return;
+    }
+    if (settled_->has(job.job_id, job.attempt)) {
+        // Its outcome went out already (the ack that would have removed it was lost, or the
+        // publish was stored twice): running it again would only redo the work.
+        logger_.warn("job delivered again after its outcome was published; acknowledged without running",
+                     log_fields({{"job_id", job.job_id}, {"attempt", job.attempt},
+                                 {"redelivered", delivery.redelivered}}));
+        (void)consumer.ack(delivery.tag);
         return;
     }
     if (was_cancelled(job.job_id)) {
@@ -721,6 +766,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             return;
         }
         (void)publish_event(result);
+        settled_->add(job.job_id, job.attempt);
         (void)consumer.ack(delivery.tag);
         logger_.warn("job attempt failed; retrying",
                      log_fields({{"job_id", job.job_id}, {"attempt", job.attempt}, {"reason", result.reason}}));
@@ -753,6 +799,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         (void)consumer.reject(delivery.tag, true);
         return;
     }
+    settled_->add(job.job_id, job.attempt);
     (void)consumer.ack(delivery.tag);
     ++*jobs_done_;
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));

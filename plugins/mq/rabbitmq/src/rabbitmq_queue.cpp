@@ -185,7 +185,7 @@ sdk::Status RabbitMqQueue::submit(const OpPtr& op) {
         return sdk::Status(sdk::ErrorCode::Timeout,
                            context_ + ": " + op->what() + " was sent but not confirmed within " +
                                ms_text(op->timeout) +
-                               "; it may still be stored (consumers de-duplicate by message id)");
+                               "; it may still be stored (a job's result is archived once, by job id)");
     }
     return outage_status().is_ok()
                ? sdk::Status(

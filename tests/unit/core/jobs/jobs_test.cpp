@@ -328,6 +328,65 @@ TEST_CASE("A job its user cancelled that starts again on a TTP without the notic
     CHECK(h.log_counts("executed.log")[job.job_id] == 1);
 }
 
+TEST_CASE("A job cancelled while queued that a TTP runs anyway is told again and stopped", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& mq = h.new_queue();
+    const auto id = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 30000}}, 0)}).front();
+    REQUIRE(h.service->cancel(id));
+    REQUIRE(h.service->get(id)->state == "cancelled");
+    {
+        // A TTP took the notice and restarted without it (a TTP keeps notices in memory only),
+        // or the notice was lost: the job's message is still queued and runs on the next TTP.
+        auto control = mq.consume(h.topology.control(0), 1);
+        REQUIRE(control);
+        auto notice = (*control)->receive(10s);
+        REQUIRE(notice);
+        REQUIRE(notice->has_value());
+        REQUIRE((*control)->ack((**notice).tag));
+        (*control)->close();
+    }
+    const auto began = std::chrono::steady_clock::now();
+    auto& ttp = h.start_ttp(0);
+    // Its started event gets the notice sent again, so it stops at a safe point instead of
+    // sleeping out its 30 s (before, nothing told it: the director ignored the event of a
+    // cancelled job).
+    while (ttp.jobs_done() == 0 && std::chrono::steady_clock::now() - began < 40s) {
+        std::this_thread::sleep_for(20ms);
+    }
+    CHECK(ttp.jobs_done() == 1);
+    CHECK(std::chrono::steady_clock::now() - began < 15s);
+    CHECK(h.log_counts("executed.log")[id] == 1);
+    CHECK(h.service->get(id)->state == "cancelled");
+    CHECK(h.service->get(id)->reason == "cancelled while queued");
+}
+
+TEST_CASE("A job delivered again after its TTP published its outcome is not run again", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    auto& ttp = h.start_ttp(0);
+    const auto id = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    REQUIRE(h.wait(id).state == "succeeded");
+    // The same delivery again, as after an ack lost to a reconnect or a publish the broker
+    // stored twice. Before, the TTP ran the whole job a second time.
+    const auto job = *h.service->get(id);
+    auto& mq = h.new_queue();
+    REQUIRE(mq.publish(h.topology.jobs(0), core::jobs::make_message(id, job.message), 10s));
+    // A later job on the same TTP marks that the repeat was taken first (one queue, in order).
+    const auto marker = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    REQUIRE(h.wait(marker).state == "succeeded");
+    CHECK(h.log_counts("executed.log")[id] == 1);
+    CHECK(h.log_counts("archived.log")[id] == 1);
+    CHECK(ttp.jobs_done() == 2);
+    // A later attempt of the same job is another delivery: it runs.
+    auto again = job.message;
+    again["attempt"] = 2;
+    REQUIRE(mq.publish(h.topology.jobs(0), core::jobs::make_message(id, again), 10s));
+    const auto marker2 = h.submit({h.spec("train", json{{"mode", "ok"}}, 0)}).front();
+    REQUIRE(h.wait(marker2).state == "succeeded");
+    CHECK(h.log_counts("executed.log")[id] == 2);
+}
+
 TEST_CASE("A job whose publish went unconfirmed but reached a TTP is archived after all", "[jobs]") {
     Harness h(Backend::Memory, 1);
     h.start_director();
@@ -520,6 +579,19 @@ TEST_CASE("A started event that arrives after its attempt's retrying result does
     started.attempt = 2;
     send(started);
     job = wait_for(retried, [](const auto& j) { return j.state == "running"; });
+    CHECK(job.attempts == 2);
+    // Attempt 1's "failed, retrying" delivered again now (a redelivery, a replayed commit):
+    // attempt 2 keeps running; before, the job read queued while it ran.
+    send(failed);
+    core::jobs::ResultMessage marker_done;
+    marker_done.job_id = marker;
+    marker_done.process = "train";
+    marker_done.attempt = 1;
+    marker_done.outputs = json::object();
+    send(marker_done);
+    wait_for(marker, [](const auto& j) { return j.state == "succeeded"; });  // consumed in order
+    job = *h.service->store().get(retried);
+    CHECK(job.state == "running");
     CHECK(job.attempts == 2);
 }
 

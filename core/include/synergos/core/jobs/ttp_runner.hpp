@@ -146,6 +146,12 @@ private:
     /// on the backend's thread after this runner is gone (past the drain's bound).
     struct Settlement;
     class ResultSettled;
+    /// Deliveries (job id and attempt) whose outcome this TTP published: one delivered again
+    /// (its ack lost to a reconnect, its publish stored twice by a republish after a lost
+    /// confirm) is acknowledged without running the job again. Bounded; shared with the
+    /// publish callbacks.
+    class Settled;
+    std::shared_ptr<Settled> settled_;
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done_;
     std::shared_ptr<Settlement> settlement_;  ///< replaced by start(), before any thread runs
 
