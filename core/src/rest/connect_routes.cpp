@@ -35,8 +35,9 @@ bool derives_alignment(std::string_view kind) { return kind == "Registration" ||
 /// One turn at a time per record for the PUT routes' read-merge-write. A PUT reads the record,
 /// merges the body into it and writes the whole document: two PUTs of one record at once would
 /// merge into the same old document and the later write would drop the earlier one's fields.
-/// The PUT routes and RecordMerger (the prediction route's tag update) take turns; other
-/// writers of a record replace it whole.
+/// The PUT routes, RecordMerger (the prediction route's tag update) and the POSTs that replace a
+/// record (registrations, tags) take turns: a replacing POST committed between a PUT's read and
+/// its write would be written over.
 class KeyedTurns {
 public:
     /// Ends a turn (calling it again does nothing): the record's next turn, if any, starts.
@@ -364,6 +365,13 @@ public:
         return std::nullopt;
     }
 
+    struct PreparedWrite {
+        std::vector<sdk::Mutation> batch;  ///< ends with the Insert or Upsert of the record
+        Json out_params;
+        Params params;
+        Json body;  ///< the record's document as written
+    };
+
     /// Validates on the calling (I/O) thread, commits on the writer thread, answers (with the
     /// stored record read back) on the request's thread once the write is durable.
     void create(const Request& request, const Resource& res, const std::string& method,
@@ -372,10 +380,42 @@ public:
         if (!answer) {
             return;
         }
-        submit(std::move(responder), std::move(answer->batch),
-               [this, r = &res, method, out_params = std::move(answer->out_params),
-                params = std::move(answer->params)](WriteQueue::Outcome written)
+        if (!res.create_replaces) {
+            write_create(res, method, std::move(responder), std::move(*answer), [] {});
+            return;
+        }
+        // A replacing POST takes the record's turn, as a PUT does: a PUT that read the record
+        // before this write and wrote its merge after it would put the old document back over
+        // an answered 201.
+        auto shared = std::make_shared<http::Responder>(std::move(responder));
+        auto prepared = std::make_shared<PreparedWrite>(std::move(*answer));
+        const std::string turn = turn_key(res.kind, prepared->batch.back().key);
+        turns_.run(turn, [this, r = &res, method, shared, prepared](KeyedTurns::Done done) {
+            if (derives_alignment(r->kind)) {
+                // Replacing what alignment was computed from drops that participant's
+                // alignment (as a DELETE of it would): training refuses until the project is
+                // aligned again. Read in the turn, so no PUT changes the record meanwhile.
+                const sdk::Mutation& upsert = prepared->batch.back();
+                auto current = store_.get(r->kind, upsert.key);
+                if (!current || Json::parse(current->document, nullptr, false) != prepared->body) {
+                    // Before the Upsert: the answer is the batch's last record.
+                    prepared->batch.insert(prepared->batch.end() - 1,
+                                           {sdk::WriteMode::DeleteWhere, "Alignment", upsert.key, {}});
+                }
+            }
+            write_create(*r, method, std::move(*shared), std::move(*prepared), std::move(done));
+        });
+    }
+
+    /// Commits a create's batch and answers it; `done` is called once the write is applied or
+    /// refused (the end of a replacing POST's turn).
+    void write_create(const Resource& res, const std::string& method, http::Responder responder,
+                      PreparedWrite answer, KeyedTurns::Done done) {
+        submit(std::move(responder), std::move(answer.batch),
+               [this, r = &res, method, out_params = std::move(answer.out_params),
+                params = std::move(answer.params), done = std::move(done)](WriteQueue::Outcome written)
                    -> http::Responder::Producer {
+                   done();  // applied (or refused): the record's next PUT reads what is stored
                    if (!written) {
                        if (written.error().code == sdk::ErrorCode::NotFound) {
                            // A parent (Require) went after the checks: name the outermost one
@@ -465,12 +505,6 @@ public:
         return out;
     }
 
-    struct PreparedWrite {
-        std::vector<sdk::Mutation> batch;
-        Json out_params;
-        Params params;
-    };
-
     /// The checks of a create and its batch; nullopt when `responder` was answered (an error).
     std::optional<PreparedWrite> create_batch(const Request& request, const Resource& res,
                                               http::Responder& responder) {
@@ -544,16 +578,8 @@ public:
                 prepared.batch.push_back({sdk::WriteMode::DeleteWhere, dependent, *key, {}});
             }
         }
-        if (mode == sdk::WriteMode::Upsert && derives_alignment(res.kind)) {
-            // Replacing what alignment was computed from drops that participant's alignment
-            // (as a DELETE of it would): training refuses until the project is aligned again.
-            // Before the Upsert: the answer is the batch's last record.
-            auto current = store_.get(res.kind, *key);
-            if (!current || Json::parse(current->document, nullptr, false) != body) {
-                prepared.batch.push_back({sdk::WriteMode::DeleteWhere, "Alignment", *key, {}});
-            }
-        }
         prepared.batch.push_back({mode, res.kind, *key, body.dump()});
+        prepared.body = std::move(body);
         prepared.out_params = envelope_params(request);
         prepared.params = std::move(params);
         return prepared;

@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <future>
@@ -473,6 +474,96 @@ TEST_CASE("concurrent PUTs of one record each keep their fields", "[unit][rest]"
             CHECK(stored[fields[f]] == 100 * i + static_cast<int>(f));
         }
     }
+}
+
+namespace {
+
+/// Once armed, holds the first read of `kind` until released: a PUT that has read its record
+/// and not yet written its merge.
+class HoldFirstRead final : public synergos::testing::ForwardingStorage {
+public:
+    HoldFirstRead(synergos::sdk::StorageBackend& inner, std::string kind)
+        : ForwardingStorage(inner), kind_(std::move(kind)) {}
+    synergos::sdk::Result<synergos::sdk::Record> get(const std::string& kind,
+                                                    const synergos::sdk::Key& key) noexcept override {
+        auto record = inner_.get(kind, key);  // read first: the hold is between read and write
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (armed_ && !held_ && kind == kind_) {
+            held_ = true;
+            changed_.notify_all();
+            changed_.wait_for(lock, std::chrono::seconds(30), [&] { return released_; });
+        }
+        return record;
+    }
+    void arm() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        armed_ = true;
+    }
+    bool wait_held(std::chrono::seconds timeout) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        return changed_.wait_for(lock, timeout, [&] { return held_; });
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        released_ = true;
+        changed_.notify_all();
+    }
+
+private:
+    std::string kind_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    bool armed_ = false;
+    bool held_ = false;
+    bool released_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a registration POST that replaces the record is not written over by a PUT in flight",
+          "[unit][rest]") {
+    // A PUT reads the registration, then a POST replaces it and is answered 201, then the PUT
+    // writes its merge of what it read: before, that put the old node back and the answered
+    // POST was lost. Now the POST waits for the PUT's turn and replaces what the PUT wrote.
+    HoldFirstRead* hold = nullptr;
+    RestServer s(RestServer::default_options(), [&](synergos::sdk::StorageBackend& inner) {
+        auto wrapped = std::make_unique<HoldFirstRead>(inner, "Registration");
+        hold = wrapped.get();
+        return wrapped;
+    });
+    build_tree(s, "c", "p", "w");
+    const std::string reg = project_path("c", "p") + "/participants/w/registration";
+    hold->arm();
+    int put_status = 0;
+    std::thread put([&] {
+        synergos::core::http::HttpClient client;
+        auto answer = client.request("PUT", "127.0.0.1", s.port(), reg, json{{"role", "guest"}}.dump(),
+                                     "application/json", std::chrono::seconds(30));
+        put_status = answer ? answer->status : -1;
+    });
+    REQUIRE(hold->wait_held(std::chrono::seconds(10)));
+    json replaced = registration_body();
+    replaced["node_0"]["host"] = "10.0.0.9";
+    std::atomic<int> post_status{0};
+    std::thread post([&] {
+        synergos::core::http::HttpClient client;
+        auto answer = client.request("POST", "127.0.0.1", s.port(), reg, replaced.dump(),
+                                     "application/json", std::chrono::seconds(30));
+        post_status = answer ? answer->status : -1;
+    });
+    // The old code answered the POST at once; now it waits for the PUT. Either way the PUT is
+    // let go after the POST's answer or a second.
+    for (int i = 0; i < 100 && post_status == 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    hold->release();
+    put.join();
+    post.join();
+    CHECK(put_status == 200);
+    CHECK(post_status == 201);
+    auto stored = body_of(s.call("GET", reg))["data"];
+    CHECK(stored["node_0"]["host"] == "10.0.0.9");
+    CHECK(stored["role"] == "host");  // the POST replaced the whole record after the PUT
 }
 
 namespace {
