@@ -166,6 +166,14 @@ Check run(const Json& doc) {
         if (const Json* v = find(doc, f); v && !is_integer(*v)) {
             return fail(f, "must be an integer");
         }
+        // The trainers read these as 32-bit ints (a seed as 64-bit, through a double): a larger
+        // value was stored and answered, then trained as some other number or not at all.
+        const bool seed = std::string_view(f) == "seed";
+        const double limit = seed ? 9007199254740991.0 : 2147483647.0;
+        if (const Json* v = find(doc, f); v && std::fabs(v->get<double>()) > limit) {
+            return fail(f, seed ? "must be an integer between -9007199254740991 and 9007199254740991"
+                                : "must be an integer between -2147483647 and 2147483647");
+        }
     }
     for (const char* f : kNumbers) {
         if (const Json* v = find(doc, f); v && !v->is_number()) {
@@ -203,7 +211,7 @@ Check run(const Json& doc) {
     // How many workers a round needs: a count (at least 1) or a fraction of the grid (0 to 1].
     // Anything else used to mean "every worker" without a word.
     if (const Json* q = find(doc, "quorum"); q && !q->is_null()) {
-        const bool count = is_integer(*q) && q->get<double>() >= 1;
+        const bool count = is_integer(*q) && q->get<double>() >= 1 && q->get<double>() <= 2147483647.0;
         const bool fraction = q->is_number_float() && q->get<double>() > 0 && q->get<double>() <= 1;
         if (!count && !fraction) {
             return fail("quorum", "must be a number of workers (1 or more) or a fraction of the grid "

@@ -924,6 +924,15 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         zero_quorum["quorum"] = 0;
         json true_quorum = run_body("r2");
         true_quorum["quorum"] = true;
+        // Past what the trainers can hold: 1e300 was stored and answered, 4294967297 trained 1 round.
+        json huge_rounds = run_body("r2");
+        huge_rounds["rounds"] = 1e300;
+        json wrapping_epochs = run_body("r2");
+        wrapping_epochs["epochs"] = 4294967297LL;
+        json huge_seed = run_body("r2");
+        huge_seed["seed"] = 1e19;
+        json huge_quorum = run_body("r2");
+        huge_quorum["quorum"] = 1e12;
         json extra_reg = registration_body();
         extra_reg["colour"] = "blue";
         json missing_node = registration_body();
@@ -953,6 +962,10 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
               Case{runs, percent_quorum, "quorum"},
               Case{runs, zero_quorum, "quorum"},
               Case{runs, true_quorum, "quorum"},
+              Case{runs, huge_rounds, "rounds"},
+              Case{runs, wrapping_epochs, "epochs"},
+              Case{runs, huge_seed, "seed"},
+              Case{runs, huge_quorum, "quorum"},
               Case{kConnect + "/participants", json{{"id", 5}}, "id"},
               Case{kConnect + "/participants", json{{"category", "x"}}, "id"},
               Case{reg, json{{"role", "host"}}, "n_count"},
