@@ -24,7 +24,10 @@ int http_status(sdk::ErrorCode code) noexcept {
         case sdk::ErrorCode::Cancelled:
             return 409;
         case sdk::ErrorCode::ResourceExhausted:
-            return 413;
+            // The server ran out (a full disk under the store, memory): 507, which a client may
+            // retry later. 413 is the HTTP server's own answer to a body past its limit, and a
+            // client does not send the same request again after it.
+            return 507;
         case sdk::ErrorCode::Internal:
             return 500;
     }

@@ -152,7 +152,7 @@ TEST_CASE("error mapping gives each SDK error code one HTTP status", "[unit][res
     CHECK(http_status(sdk::ErrorCode::AlreadyExists) == 409);
     CHECK(http_status(sdk::ErrorCode::PermissionDenied) == 403);
     CHECK(http_status(sdk::ErrorCode::Unimplemented) == 501);
-    CHECK(http_status(sdk::ErrorCode::ResourceExhausted) == 413);
+    CHECK(http_status(sdk::ErrorCode::ResourceExhausted) == 507);
     CHECK(http_status(sdk::ErrorCode::Internal) == 500);
     auto response =
         synergos::core::rest::error_response({sdk::ErrorCode::NotFound, "no such thing"});
