@@ -856,6 +856,11 @@ struct WorkerService::Impl {
         auto state = std::make_shared<RunState>();
         state->action = action;
         state->run = run;
+        if (!state->run.contains("action")) {
+            // The model reads its output by the action too (a logit criterion's scores become
+            // probabilities for classify), also on a predict split, which has no labels to tell.
+            state->run["action"] = action;
+        }
         // Shapes and sizes after alignment are known before anything is aligned: the memory
         // budget and the architecture are checked before the aligned matrices are allocated.
         std::optional<std::vector<std::int64_t>> input_shape;
@@ -1142,6 +1147,18 @@ struct WorkerService::Impl {
                           " tags at initialise)");
         }
         const sdk::Dataset& ds = split->second;
+        // One-hot over the classes the split holds, and it holds one: its place among the model's
+        // classes is unknown without the project's label alignment (scored as a 0/1 column, every
+        // row of class 0 counted as class 1). Evaluation refuses; a prediction still predicts,
+        // without statistics.
+        const bool one_class = state->action == metrics::kClassify && ds.label_names.size() == 1;
+        if (one_class && meta != "predict") {
+            fail(422, "statistics of split '" + meta + "': it holds one class only (" +
+                          quote(ds.label_names.front()) +
+                          "), which cannot be matched to the model's classes without label "
+                          "alignment: align the project (auto_align) or give the split rows of "
+                          "every class");
+        }
         load_weights(*state, split_scaffold(std::move(body.tensors)).weights);
         auto inference = state->model->infer(ds, dump(state->run));
         if (!inference) {
@@ -1157,8 +1174,9 @@ struct WorkerService::Impl {
                           std::to_string(ds.rows) + " rows");
         }
         const auto label_width = static_cast<std::int64_t>(ds.label_names.size());
-        auto stats = metrics::try_compute_statistics(state->action, ds.labels, label_width,
-                                                     inf.scores, inf.width, ds.rows);
+        auto stats = one_class ? sdk::Result<Json>(Json::object())
+                               : metrics::try_compute_statistics(state->action, ds.labels, label_width,
+                                                                 inf.scores, inf.width, ds.rows);
         if (!stats) {
             fail(422, "statistics of split '" + meta + "': " + stats.error().message);
         }

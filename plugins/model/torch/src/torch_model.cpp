@@ -708,7 +708,19 @@ sdk::Result<sdk::Inference> TorchModel::infer(const sdk::Dataset& data,
             }
         }
         const Tensor raw = parts.size() == 1 ? parts.front() : ::torch::cat(parts, 0);
-        const Tensor scores = (log_softmax_here ? ::torch::softmax(raw, 1) : raw).contiguous();
+        // Scores are the probabilities the criterion reads the output as. BCEWithLogitsLoss and
+        // CrossEntropyLoss take logits (they apply the sigmoid or softmax themselves): read raw,
+        // the binary cut at 0.5 and the saved scores took a logit for a probability.
+        Tensor probabilities = raw;
+        if (log_softmax_here) {
+            probabilities = ::torch::softmax(raw, 1);
+        } else if (is_classification(args, data) && args.criterion == CriterionKind::BceWithLogitsLoss) {
+            probabilities = ::torch::sigmoid(raw);
+        } else if (is_classification(args, data) && args.criterion == CriterionKind::CrossEntropyLoss &&
+                   raw.size(1) > 1) {
+            probabilities = ::torch::softmax(raw, 1);
+        }
+        const Tensor scores = probabilities.contiguous();
 
         sdk::Inference result;
         result.rows = rows;

@@ -269,6 +269,66 @@ TEST_CASE("NLLLoss after a softmax output is the true cross-entropy", "[unit][to
     CHECK(std::fabs(out->loss - original_quirk) > 0.1);
 }
 
+TEST_CASE("Outputs of logit criteria are scored as the probabilities the criterion reads them as",
+          "[unit][torch]") {
+    // BCEWithLogitsLoss and CrossEntropyLoss apply the sigmoid or softmax themselves, so the
+    // network outputs logits. Read raw, the binary cut at 0.5 took a logit of 0.3 (probability
+    // 0.57, class 1) and of -0.2 alike, and the saved scores were not probabilities.
+    TorchFixture f;
+    std::vector<float> x;
+    for (const auto& row : kX) {
+        x.push_back(static_cast<float>(row[0]));
+        x.push_back(static_cast<float>(row[1]));
+    }
+    const std::vector<int> labels{1, 0, 1};
+    auto binary = f.build(kLinear, "{}");
+    REQUIRE(binary->load_state(linear_state(0.5, -0.25, 0.1)).is_ok());
+    auto out = binary->infer(classify_data({2}, x, labels, 2),
+                             R"({"criterion": "BCEWithLogitsLoss", "action": "classify"})");
+    REQUIRE(out.has_value());
+    double bce = 0;
+    for (std::size_t r = 0; r < 3; ++r) {
+        const double z = 0.5 * kX[r][0] - 0.25 * kX[r][1] + 0.1;
+        const double p = 1 / (1 + std::exp(-z));
+        CHECK(out->scores[r] == Approx(p).margin(1e-6));
+        bce += -(labels[r] ? std::log(p) : std::log(1 - p)) / 3;
+    }
+    CHECK(out->loss == Approx(bce).epsilon(1e-6));  // the loss still takes the logits
+
+    auto multi = f.build(
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3},
+            "activation": ""}])",
+        "{}");
+    const std::vector<float> w{1, 0, 0, 1, -1, 1};
+    const std::vector<float> b{0, 0.5F, -0.5F};
+    REQUIRE(multi
+                ->load_state(TensorMap{
+                    {f32("nnl_0_linear.weight", {3, 2}, w), f32("nnl_0_linear.bias", {3}, b)}})
+                .is_ok());
+    const std::vector<int> classes{2, 0, 1};
+    auto many = multi->infer(classify_data({2}, x, classes, 3), R"({"criterion": "CrossEntropyLoss"})");
+    REQUIRE(many.has_value());
+    double cross_entropy = 0;
+    for (std::size_t r = 0; r < 3; ++r) {
+        std::array<double, 3> z{};
+        double norm = 0;
+        for (std::size_t c = 0; c < 3; ++c) {
+            z[c] = w[c * 2] * x[r * 2] + w[c * 2 + 1] * x[r * 2 + 1] + b[c];
+            norm += std::exp(z[c]);
+        }
+        for (std::size_t c = 0; c < 3; ++c) {
+            CHECK(many->scores[r * 3 + c] == Approx(std::exp(z[c]) / norm).margin(1e-6));
+        }
+        cross_entropy += -(z[static_cast<std::size_t>(classes[r])] - std::log(norm)) / 3;
+    }
+    CHECK(many->loss == Approx(cross_entropy).epsilon(1e-6));
+
+    // A regression read with a plain criterion keeps its raw outputs.
+    auto reg = binary->infer(regression(), R"({"criterion": "MSELoss"})");
+    REQUIRE(reg.has_value());
+    CHECK(reg->scores[0] == Approx(0.5 * kX[0][0] - 0.25 * kX[0][1] + 0.1).margin(1e-6));
+}
+
 TEST_CASE("Binary BCELoss and regression MSELoss inference losses", "[unit][torch]") {
     TorchFixture f;
     auto model = f.build(

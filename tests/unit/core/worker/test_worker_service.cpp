@@ -501,6 +501,72 @@ TEST_CASE("worker evaluate computes statistics on the worker and writes outputs 
     }
 }
 
+TEST_CASE("worker refuses to score a classify split of one class without alignment",
+          "[unit][worker]") {
+    // One-hot over the classes a split holds: with one class there is one column, which the
+    // statistics read as a 0/1 column, so every row of class 0 counted as class 1.
+    Worker w;
+    const fs::path source = w.data / "heart_disease/data1/iid_1";
+    const fs::path one = w.data / "heart_disease/data1/one_class";
+    fs::create_directories(one);
+    fs::copy(source / "metadata.json", one / "metadata.json");
+    fs::copy(source / "schema.json", one / "schema.json");
+    {
+        std::ifstream in(source / "unified_dataset_iid_1_1000.csv");
+        std::ofstream out(one / "data.csv");
+        std::string line;
+        std::getline(in, line);
+        out << line << "\n";
+        int kept = 0;
+        while (std::getline(in, line) && kept < 40) {
+            const std::string target = line.substr(line.rfind(',') + 1);
+            if (std::stod(target) == 0.0) {
+                out << line << "\n";
+                ++kept;
+            }
+        }
+        REQUIRE(kept == 40);
+    }
+    const Json tags = {{"train", {{"heart_disease", "data1", "iid_1"}}},
+                       {"evaluate", {{"heart_disease", "data1", "one_class"}}},
+                       {"predict", {{"heart_disease", "data1", "one_class"}}}};
+    // The features aligned (the one-class split lacks some category levels), the labels not.
+    auto poll = body_of(w.post("/v1/projects/c1/p1/poll", {{"action", "classify"}, {"tags", tags}}));
+    const Json x = poll["headers"]["train"]["X"];
+    auto init = w.post(kRun + "/initialise", {{"action", "classify"},
+                                              {"tags", tags},
+                                              {"alignment", {{"X", x}, {"y", Json::array()}}},
+                                              {"architecture", linear(28, 5, "softmax")},
+                                              {"return_weights", true}});
+    INFO(init.body.substr(0, 300));
+    REQUIRE(init.status == 200);
+    auto weights = st::decode(init.body);
+    REQUIRE(weights);
+    auto r = w.post_weights(kRun + "/evaluate", weights->tensors, {{"meta", "evaluate"}});
+    CHECK(r.status == 422);
+    CHECK_THAT(message_of(r), Catch::Contains("one class only") && Catch::Contains("target_0"));
+    // A binary model (one sigmoid output): the old code scored these class-0 rows as class 1
+    // without a word (accuracy 0 for a model that is always right).
+    auto binary = w.post(kRun + "/initialise", {{"action", "classify"},
+                                                {"tags", tags},
+                                                {"alignment", {{"X", x}, {"y", Json::array()}}},
+                                                {"architecture", linear(28, 1, "sigmoid")},
+                                                {"return_weights", true}});
+    INFO(binary.body.substr(0, 300));
+    REQUIRE(binary.status == 200);
+    auto binary_weights = st::decode(binary.body);
+    REQUIRE(binary_weights);
+    auto scored = w.post_weights(kRun + "/evaluate", binary_weights->tensors, {{"meta", "evaluate"}});
+    CHECK(scored.status == 422);
+    CHECK_THAT(message_of(scored), Catch::Contains("one class only"));
+    // A prediction still predicts; it has no statistics to give.
+    auto predicted = w.post_weights(kRun + "/evaluate", binary_weights->tensors,
+                                    {{"meta", "predict"}, {"write_outputs", true}});
+    REQUIRE(predicted.status == 200);
+    CHECK(body_of(predicted)["statistics"] == Json::object());
+    CHECK(lines_of(w.outputs / "c1/p1/e1/r1/predict/inference_predictions_predict.txt").size() == 40);
+}
+
 TEST_CASE("worker evaluates a regression run with R2, MSE and MAE", "[unit][worker]") {
     Worker w;
     const Json tags = {{"train", {{"abalone", "data1", "train"}}},
