@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -312,13 +313,46 @@ private:
     std::string base_dir_;
 };
 
+/// Refuses a key given twice in one mapping, anywhere in the document. yaml-cpp keeps both and
+/// lookups see the first: the second was ignored without a word, even when it was invalid.
+void refuse_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& source_name,
+                           int depth = 0) {
+    if (depth > 64) {
+        return;  // past any real config; the readers refuse such nesting by name
+    }
+    if (node.IsMap()) {
+        std::map<std::string, int> seen;
+        for (const auto& item : node) {
+            const std::string key = item.first.IsScalar() ? item.first.Scalar() : std::string();
+            const std::string full = path.empty() ? key : path + "." + key;
+            const int line = item.first.Mark().line >= 0 ? item.first.Mark().line + 1 : 0;
+            if (item.first.IsScalar()) {
+                auto [it, fresh] = seen.emplace(key, line);
+                if (!fresh) {
+                    throw ConfigError(source_name, line, full,
+                                      "duplicate key (first on line " + std::to_string(it->second) +
+                                          "): give each key once");
+                }
+            }
+            refuse_duplicate_keys(item.second, full, source_name, depth + 1);
+        }
+    } else if (node.IsSequence()) {
+        for (std::size_t i = 0; i < node.size(); ++i) {
+            refuse_duplicate_keys(node[i], path + "[" + std::to_string(i) + "]", source_name, depth + 1);
+        }
+    }
+}
+
 YAML::Node parse_document(const std::string& text, const std::string& source_name) {
+    YAML::Node document;
     try {
-        return YAML::Load(text);
+        document = YAML::Load(text);
     } catch (const YAML::Exception& e) {
         const int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
         throw ConfigError(source_name, line, {}, "invalid YAML: " + e.msg);
     }
+    refuse_duplicate_keys(document, {}, source_name);
+    return document;
 }
 
 std::string read_file(const std::string& path) {

@@ -165,6 +165,21 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         CHECK_THAT(e.what(), Catch::Contains("test.yaml:2") && Catch::Contains("unknown key") &&
                                  Catch::Contains("http"));
     }
+    SECTION("a key given twice, at the top, in a section or in plugin options") {
+        // The first value won and the second was ignored, even an invalid one.
+        auto top = expect_error([] { load_text("http: {port: 5000}\nnode: {id: a}\nhttp: {port: 99999}\n"); });
+        CHECK(top.line() == 3);
+        CHECK(top.key() == "http");
+        CHECK_THAT(top.what(), Catch::Contains("duplicate key (first on line 1)"));
+        auto nested = expect_error([] { load_text("http:\n  port: 5000\n  port: 5001\n"); });
+        CHECK(nested.line() == 3);
+        CHECK(nested.key() == "http.port");
+        auto options = expect_error([] {
+            load_text("storage:\n  backend: sqlite\n  options:\n    synchronous: FULL\n    synchronous: OFF\n");
+        });
+        CHECK(options.line() == 5);
+        CHECK(options.key() == "storage.options.synchronous");
+    }
     SECTION("an unknown key inside a section") {
         auto e = expect_error([] { load_text("http:\n  host: x\n  prot: 80\n"); });
         CHECK(e.line() == 3);
