@@ -7,6 +7,7 @@
 #include <synergos/core/client/client.hpp>
 #include <synergos/core/config/cli.hpp>
 #include <synergos/core/config/config_loader.hpp>
+#include <synergos/core/config/security.hpp>
 #include <synergos/core/plugin/listing.hpp>
 #include <synergos/core/plugin/loader.hpp>
 #include <synergos/core/runtime/cpu_limit.hpp>
@@ -21,6 +22,7 @@
 namespace {
 
 namespace core = synergos::core;
+namespace sdk = synergos::sdk;
 
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
@@ -75,6 +77,19 @@ int list_plugins(const core::CliInvocation& inv) {
     return kExitOk;
 }
 
+/// check-config's logger: the checks' warnings, one line each on stderr.
+class WarningsToStderr final : public sdk::Logger {
+public:
+    void log(sdk::Level level, std::string_view event, std::string_view fields_json,
+             sdk::SourceLocation) noexcept override {
+        if (level >= sdk::Level::Warn) {
+            std::cerr << "synergos: warning: " << event << (fields_json.empty() ? "" : " ") << fields_json
+                      << "\n";
+        }
+    }
+    bool enabled(sdk::Level level) const noexcept override { return level >= sdk::Level::Warn; }
+};
+
 int check_config(const core::CliInvocation& inv) {
     const core::RuntimeConfig config = load(inv);
     core::PluginLoader loader(config.plugin_search_paths);
@@ -83,6 +98,14 @@ int check_config(const core::CliInvocation& inv) {
     if (auto status = core::check_configured_plugins(config, loader, &checked, &warnings);
         !status) {
         std::cerr << "synergos: " << status.message() << "\n";
+        return kExitFailure;
+    }
+    // Tokens, TLS files, the exposure rule and the outputs folder, as the role checks them
+    // before it starts anything (no folder is created here).
+    WarningsToStderr stderr_logger;
+    if (auto status = core::check_before_start(config, stderr_logger, false); !status) {
+        std::cerr << "synergos: " << (config.source_file.empty() ? std::string("config") : config.source_file)
+                  << ": " << status.message() << "\n";
         return kExitFailure;
     }
     for (const auto& warning : warnings) {

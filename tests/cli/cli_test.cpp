@@ -285,6 +285,32 @@ TEST_CASE("A director serves its job service's and store writer's metrics at GET
 #endif
 
 #if defined(SYNERGOS_CLI_HAVE_GRAYLOG)
+TEST_CASE("A director with an unreadable token file refuses before it opens its store",
+          "[cli][fatal]") {
+    TempDir dir;
+    const fs::path config = write_director_config(dir.path, "cli-token");
+    std::ofstream(config, std::ios::app) << "http: {tokens: [{file: missing.token}]}\n";
+    Child check({"check-config", config.string()});
+    const auto checked = check.wait(kTimeout);
+    REQUIRE(checked.has_value());
+    CHECK(*checked == 1);
+    REQUIRE(check.err_lines().size() == 1);
+    CHECK_THAT(check.err_lines()[0], Catch::Contains("http.tokens[0]") && Catch::Contains("missing.token"));
+
+    Child child({"director", "--config", config.string(), "--port", "0"});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    bool refused = false;
+    for (const auto& r : records(child.err_lines())) {
+        refused = refused || (r["event"] == "start-up refused" &&
+                              r["fields"]["error"].get<std::string>().find("missing.token") != std::string::npos);
+        CHECK(r["event"] != "component started");  // no plugin was started
+    }
+    CHECK(refused);
+    CHECK_FALSE(fs::exists(dir.path / "data"));  // the store was never created
+}
+
 TEST_CASE("A start-up failure is on stderr even when the logs go to an unreachable Graylog",
           "[cli][fatal]") {
     TempDir dir;

@@ -365,6 +365,48 @@ TEST_CASE("security config: token sources and TLS files are checked with clear e
     CHECK_THAT(mismatched.start().message(), Catch::Contains("tls.key_file"));
 }
 
+TEST_CASE("a role checks its tokens TLS files and outputs folder before anything starts",
+          "[security][config]") {
+    // A bad token file or TLS path used to be found only after the store was opened and the
+    // embedded TTP had taken jobs; a bad outputs folder only when a job wrote into it.
+    testing::TempDir dir;
+    sdk::testing::CapturingLogger logger;
+    const auto refused = [&](core::Role role, const std::string& yaml) {
+        auto config = load_config(dir, role, yaml);
+        config.node.outputs_dir = dir.path + "/outputs";
+        const auto st = core::check_before_start(config, logger);
+        return st.is_ok() ? std::string() : st.message();
+    };
+    CHECK_THAT(refused(core::Role::Director, "http: {tokens: [{file: gone.token}]}\n"),
+               Catch::Contains("http.tokens[0]") && Catch::Contains("gone.token"));
+    CHECK_THAT(refused(core::Role::Director,
+                       "http: {tls: {cert_file: /nonexistent.pem, key_file: /nonexistent.key}}\n"),
+               Catch::Contains("http.tls.cert_file") && Catch::Contains("/nonexistent.pem") &&
+                   Catch::Contains("No such file"));
+    CHECK_THAT(refused(core::Role::Director, "http: {host: 0.0.0.0}\n"),
+               Catch::Contains("--allow-insecure"));
+    CHECK_THAT(refused(core::Role::Ttp, "message_queue: rabbitmq\nworker_client: {tls: true, ca_file: /nonexistent-ca.pem}\n"),
+               Catch::Contains("worker_client.ca_file") && Catch::Contains("/nonexistent-ca.pem"));
+    // A TTP serves no HTTP: the http block's files are not its business; a worker calls no worker.
+    CHECK(refused(core::Role::Ttp, "message_queue: rabbitmq\nhttp: {tokens: [{file: gone.token}]}\n").empty());
+    CHECK(refused(core::Role::Worker, "worker_client: {tls: true, ca_file: /nonexistent-ca.pem}\n").empty());
+
+    // The outputs folder: created at start, refused when it cannot be one.
+    auto config = load_config(dir, core::Role::Director, "node: {id: x}\n");
+    config.node.outputs_dir = dir.path + "/made/outputs";
+    REQUIRE(core::check_before_start(config, logger).is_ok());
+    CHECK(std::filesystem::is_directory(config.node.outputs_dir));
+    std::ofstream(dir.path + "/afile") << "x";
+    config.node.outputs_dir = dir.path + "/afile";
+    const auto st = core::check_before_start(config, logger);
+    REQUIRE_FALSE(st.is_ok());
+    CHECK_THAT(st.message(), Catch::Contains("paths.outputs_dir") && Catch::Contains("afile"));
+    // check-config's mode creates nothing.
+    config.node.outputs_dir = dir.path + "/not/yet";
+    CHECK(core::check_before_start(config, logger, false).is_ok());
+    CHECK_FALSE(std::filesystem::exists(config.node.outputs_dir));
+}
+
 TEST_CASE("exposure rule: a non-loopback bind needs TLS and tokens or an explicit allowance",
           "[security][config]") {
     testing::TempDir dir;

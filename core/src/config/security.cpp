@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/config/security.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -22,6 +27,70 @@ std::string trim(std::string text) {
 
 sdk::Error secret_error(const std::string& key, const std::string& message) {
     return sdk::Error{sdk::ErrorCode::InvalidArgument, key + ": " + message};
+}
+
+/// The file at `path` (when set) can be opened for reading; else an error naming key and path.
+sdk::Status readable(const std::string& path, const std::string& key) {
+    if (path.empty()) {
+        return {};
+    }
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument, key + ": '" + path + "' is a directory, not a file");
+    }
+    errno = 0;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        const int error = errno;
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           key + ": cannot read '" + path + "': " +
+                               (error != 0 ? std::strerror(error) : "cannot be opened"));
+    }
+    return {};
+}
+
+/// The outputs folder exists (created if not, unless `create` is false: then only one that
+/// exists is checked) and takes a file.
+sdk::Status writable_folder(const std::string& path, const std::string& key, bool create) {
+    namespace fs = std::filesystem;
+    if (path.empty()) {
+        return {};
+    }
+    std::error_code ec;
+    if (!create) {
+        if (!fs::exists(path, ec)) {
+            return {};
+        }
+        if (!fs::is_directory(path, ec)) {
+            return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                               key + ": cannot use '" + path + "' as a folder: it is not a directory");
+        }
+        if (::access(path.c_str(), W_OK | X_OK) != 0) {
+            const int error = errno;
+            return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                               key + ": cannot write into '" + path + "': " + std::strerror(error));
+        }
+        return {};
+    }
+    fs::create_directories(path, ec);
+    if (ec || !fs::is_directory(path)) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                           key + ": cannot use '" + path + "' as a folder: " +
+                               (ec ? ec.message() : std::string("it is not a directory")));
+    }
+    const fs::path probe = fs::path(path) / (".synergos-write-check-" + std::to_string(::getpid()));
+    errno = 0;
+    {
+        std::ofstream out(probe, std::ios::binary | std::ios::trunc);
+        if (!out) {
+            const int error = errno;
+            return sdk::Status(sdk::ErrorCode::InvalidArgument,
+                               key + ": cannot write into '" + path + "': " +
+                                   (error != 0 ? std::strerror(error) : "cannot create a file"));
+        }
+    }
+    fs::remove(probe, ec);
+    return {};
 }
 
 }  // namespace
@@ -140,6 +209,42 @@ sdk::Status check_exposure(const RuntimeConfig& config, const std::string& role,
                                {"allowed_by", "allow_insecure"}}
                     .dump());
     return {};
+}
+
+sdk::Status check_before_start(const RuntimeConfig& config, sdk::Logger& logger, bool create_outputs) {
+    const Role role = config.node.role;
+    const bool serves = role == Role::Director || role == Role::Worker;  // a TTP serves no HTTP
+    const bool calls_workers = role == Role::Director || role == Role::Ttp;
+    if (serves) {
+        if (auto st = check_exposure(config, role_name(role), logger); !st) {
+            return st;
+        }
+        const auto& tls = config.http.tls;
+        for (const auto& [path, key] : {std::pair{&tls.cert_file, "http.tls.cert_file"},
+                                        std::pair{&tls.key_file, "http.tls.key_file"},
+                                        std::pair{&tls.ca_file, "http.tls.ca_file"}}) {
+            if (auto st = readable(*path, key); !st) {
+                return st;
+            }
+        }
+        if (auto options = server_options(config); !options) {
+            return options.error();  // reads every token
+        }
+    }
+    if (calls_workers) {
+        const auto& w = config.worker_client;
+        for (const auto& [path, key] : {std::pair{&w.ca_file, "worker_client.ca_file"},
+                                        std::pair{&w.cert_file, "worker_client.cert_file"},
+                                        std::pair{&w.key_file, "worker_client.key_file"}}) {
+            if (auto st = readable(*path, key); !st) {
+                return st;
+            }
+        }
+        if (auto options = worker_client_options(config); !options) {
+            return options.error();
+        }
+    }
+    return writable_folder(config.node.outputs_dir, "paths.outputs_dir", create_outputs);
 }
 
 }  // namespace synergos::core

@@ -51,17 +51,14 @@ jobs::AggregatorLookup aggregator_lookup(Runtime& rt) {
     };
 }
 
-/// The server options with TLS and tokens (config/security.hpp), after the exposure rule.
-sdk::Result<http::ServerOptions> secure_server_options(const RuntimeConfig& cfg, const std::string& role,
-                                                       sdk::Logger& logger) {
-    if (auto st = check_exposure(cfg, role, logger); !st) {
-        return st.error();
-    }
-    return server_options(cfg);
-}
-
-/// Starts the plugins or logs why not; false on failure (the caller returns 1).
+/// Checks what no plugin provides (exposure, tokens, TLS files, the outputs folder), then starts
+/// the plugins, or logs why not; false on failure (the caller returns 1).
 bool start(Runtime& rt) {
+    if (sdk::Status st = check_before_start(rt.config(), rt.logger()); !st) {
+        rt.fatal("start-up refused", {{"error", st.message()}});
+        rt.stop_all();
+        return false;
+    }
     if (sdk::Status st = rt.start_plugins(); !st) {
         rt.fatal("start-up failed", {{"error", st.message()}});
         rt.stop_all();
@@ -163,7 +160,7 @@ int run_director(Runtime& rt) {
     roles::register_dashboard_routes(*router, {*storage, *service, rest_logger,
                                                roles::find_dashboard_dir(), cfg.node.outputs_dir,
                                                cfg.mlflow_store(), "", mq, {}, &*worker_client});
-    auto options = secure_server_options(cfg, "director", rest_logger);
+    auto options = server_options(cfg);  // the exposure rule was checked before start
     if (!options) {
         return fail(rt, "REST API failed to start", options.error().message);
     }
@@ -246,7 +243,7 @@ int run_worker(Runtime& rt) {
     for (const char* action : {"initialise", "train", "evaluate", "terminate"}) {
         router->add("POST", std::string("/v1/runs/{collab_id}/{project_id}/{expt_id}/{run_id}/") + action, forward);
     }
-    auto options = secure_server_options(cfg, "worker", *wc.logger);
+    auto options = server_options(cfg);  // the exposure rule was checked before start
     if (!options) {
         return fail(rt, "worker protocol server failed to start", options.error().message);
     }

@@ -40,4 +40,12 @@ bool is_loopback_host(const std::string& host);
 sdk::Status check_exposure(const RuntimeConfig& config, const std::string& role,
                            sdk::Logger& logger);
 
+/// What the role's HTTP server and worker client need that no plugin provides, checked before
+/// anything starts (and by check-config): the exposure rule, every token (read now), and every
+/// TLS file (readable), each error naming its key and path; and the outputs folder (created,
+/// writable). A bad token file used to be found only after the store was opened and the
+/// embedded TTP had taken jobs. `logger` gets the exposure rule's warning. `create_outputs`
+/// false (check-config): a missing outputs folder is not created, and not an error.
+sdk::Status check_before_start(const RuntimeConfig& config, sdk::Logger& logger, bool create_outputs = true);
+
 }  // namespace synergos::core
