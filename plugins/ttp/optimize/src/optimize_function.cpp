@@ -22,7 +22,9 @@ struct Trial {
     std::string train_job;
     std::string validate_job;
     int grid = -1;
-    std::string state = "queued";  ///< queued | training | validating | succeeded | failed
+    std::string state = "queued";  ///< queued | training | validating | succeeded | failed |
+                                   ///< unfinished (still running at max_exec_duration)
+    bool trained = false;          ///< its train job succeeded: its model is archived under run_id
     std::string reason;
     std::optional<double> score;
     std::string started_at;
@@ -61,7 +63,8 @@ json summary(const SearchSettings& s, const std::vector<Trial>& trials) {
     for (const auto& t : trials) {
         list.push_back(t.to_json());
         scores.push_back(t.score);
-        finished += t.phase == "done" ? 1 : 0;
+        // An unfinished trial (stopped at the time limit) is done for the search, not finished.
+        finished += t.phase == "done" && t.state != "unfinished" ? 1 : 0;
         failed += t.state == "failed" ? 1 : 0;
     }
     json best = nullptr;
@@ -76,9 +79,10 @@ json summary(const SearchSettings& s, const std::vector<Trial>& trials) {
 
 }  // namespace
 
-OptimizeFunction::OptimizeFunction(sdk::HostContext&, const sdk::Options& options)
+OptimizeFunction::OptimizeFunction(sdk::HostContext&, const sdk::Options& options, Now now)
     // At least 1 ms: 0 would re-read every trial's job record without pause.
-    : poll_ms_(ttp::duration_option(options, "optimize", "poll_ms", 1000, 1, 60000)) {}
+    : poll_ms_(ttp::duration_option(options, "optimize", "poll_ms", 1000, 1, 60000)),
+      now_(now ? std::move(now) : Now(&Clock::now)) {}
 
 sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                                                    std::string_view job_json) noexcept {
@@ -106,7 +110,7 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
         for (auto& [pid, tags] : tags_by_participant.items()) {
             participants.push_back(pid);
         }
-        const auto deadline = Clock::now() + std::chrono::milliseconds(settings->timeout_ms);
+        const auto deadline = now_() + std::chrono::milliseconds(settings->timeout_ms);
 
         std::vector<Trial> trials;
         const std::vector<json> points = draw_trials(*settings);
@@ -160,6 +164,7 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
             }
             return ttp::parse_object(*r, "state of job '" + id + "'");
         };
+        bool stopped = false;  // reached max_exec_duration with trials still running
         while (true) {
             bool changed = false;
             std::string pending;
@@ -188,6 +193,7 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                     continue;
                 }
                 if (t.phase == "train") {
+                    t.trained = true;
                     // Validate where the model was trained: that TTP holds the global model.
                     t.grid = r->value("grid", 0);
                     t.started_at = r->value("started_at", "");
@@ -232,23 +238,63 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                 return sdk::Error{sdk::ErrorCode::Cancelled,
                                   "optimization cancelled"};
             }
-            if (Clock::now() > deadline) {
-                return sdk::Error{sdk::ErrorCode::Timeout,
-                                  "optimization exceeded max_exec_duration (" +
-                                      std::to_string(settings->timeout_ms / 1000) + " s)"};
+            if (now_() > deadline) {
+                stopped = true;
+                break;
             }
             if (!changed) {
                 // Sleeps on the director's job-change signal, not a clock: wakes when a job moves.
                 (void)ctx.wait_job(pending, std::chrono::milliseconds(poll_ms_));
             }
         }
-        json out = summary(*settings, trials);
-        if (out["best"].is_null()) {
-            return sdk::Error{
-                sdk::ErrorCode::FailedPrecondition,
-                "no trial of the optimization produced a score; first failure: " +
-                    (trials.empty() ? std::string("no trials") : trials.front().reason)};
+        const std::string limit =
+            "max_exec_duration (" + std::to_string(settings->timeout_ms / 1000) + " s)";
+        if (stopped) {
+            for (auto& t : trials) {
+                if (t.phase != "done") {
+                    t.phase = "done";
+                    t.reason = "still " + t.state + " when the search reached its " + limit +
+                               "; not scored";
+                    t.state = "unfinished";
+                }
+            }
+            report();
         }
+        json out = summary(*settings, trials);
+        std::string first_failure = trials.empty() ? "no trials" : "";
+        bool any_trained = false;
+        for (const auto& t : trials) {
+            any_trained = any_trained || t.trained;
+            if (first_failure.empty() && t.state == "failed") {
+                first_failure = t.reason;
+            }
+        }
+        if (out["best"].is_null() && !any_trained) {
+            // Nothing of the search was archived, so nothing can be orphaned: the job fails (and
+            // the director cancels its unfinished trials), as a search without a result should.
+            if (stopped) {
+                return sdk::Error{sdk::ErrorCode::Timeout, "optimization exceeded " + limit +
+                                                               " before any trial was trained"};
+            }
+            return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                              "no trial of the optimization produced a score; first failure: " +
+                                  first_failure};
+        }
+        // Otherwise it succeeds even without a best: only a succeeded job is archived, and the
+        // trained trials' models and validations need their Run records and the Optimization
+        // record (else they sit under run ids nothing knows about). The note says how it ended.
+        std::string note;
+        if (stopped) {
+            note = "the search stopped at its " + limit + " after " +
+                   std::to_string(out["finished"].get<int>()) + " of " +
+                   std::to_string(trials.size()) + " trials";
+        }
+        if (out["best"].is_null()) {
+            note += std::string(note.empty() ? "" : "; ") + "no trial produced a score" +
+                    (first_failure.empty() ? "" : "; first failure: " + first_failure);
+        }
+        out["stopped_at_limit"] = stopped;
+        out["note"] = note;
         return out.dump();
     } catch (const std::exception& e) {
         return sdk::Error{sdk::ErrorCode::Internal, std::string("optimize failed: ") + e.what()};

@@ -7,6 +7,8 @@
 /// the same grid through JobContext::submit_job, so trials spread over every grid's TTP in
 /// parallel; scores each trial from its validation statistics and reports the best.
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,7 +20,10 @@ namespace synergos::plugins::optimize {
 
 class OptimizeFunction final : public sdk::TtpFunction {
 public:
-    OptimizeFunction(sdk::HostContext& host, const sdk::Options& options);
+    /// The clock the search's max_exec_duration is measured on (tests pass their own).
+    using Now = std::function<std::chrono::steady_clock::time_point()>;
+
+    OptimizeFunction(sdk::HostContext& host, const sdk::Options& options, Now now = {});
 
     std::vector<std::string> processes() const override {
         return {"optimize"};
@@ -33,6 +38,7 @@ public:
 
 private:
     std::int64_t poll_ms_;
+    Now now_;
 };
 
 }  // namespace synergos::plugins::optimize

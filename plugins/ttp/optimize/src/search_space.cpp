@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "search_space.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace synergos::plugins::optimize {
 
@@ -19,9 +21,33 @@ sdk::Error bad(const std::string& name, const std::string& what) {
     return sdk::Error{sdk::ErrorCode::InvalidArgument, "search_space." + name + ": " + what};
 }
 
-/// Rounds to the nearest multiple of q, as an integer when the dimension is integral.
+/// Integers beyond this lose precision as doubles, and past 2^63 the conversion to int64 is
+/// undefined: integer draws stay within +/-2^53.
+constexpr double kMaxExactInteger = 9007199254740992.0;  // 2^53
+/// |z| of Rng::normal() never exceeds sqrt(-2 ln 2^-53) ~ 8.58.
+constexpr double kMaxNormalDeviations = 9;
+
+/// The multiples k*q of a bounded q type's step inside [low, high], as the range of k (first >
+/// last when none is). The slack keeps a bound that is a multiple of q in despite rounding
+/// (0.7 / 0.1 is 6.999...).
+std::pair<double, double> grid_steps(const Dimension& d) {
+    return {std::ceil(d.a / d.q - 1e-9), std::floor(d.b / d.q + 1e-9)};
+}
+
+/// Rounds to the nearest multiple of q, as an integer when the dimension is integral. The
+/// bounded types (quniform, qloguniform) stay in [low, high], as NNI clips them, but on the
+/// nearest multiple of q inside the range rather than on the bound itself; only when no
+/// multiple of q lies in the range is the draw clipped to the nearer bound.
 json quantize(const Dimension& d, double v) {
-    const double r = std::round(v / d.q) * d.q;
+    double r = std::round(v / d.q) * d.q;
+    if (d.type == "quniform" || d.type == "qloguniform") {
+        const auto [first, last] = grid_steps(d);
+        if (first <= last) {
+            r = std::clamp(std::round(v / d.q), first, last) * d.q;
+        }
+        // Also trims the last bit k*q may overshoot a bound by (7 * 0.1 > 0.7).
+        r = std::clamp(r, d.a, d.b);
+    }
     if (d.integral) {
         return static_cast<std::int64_t>(std::llround(r));
     }
@@ -101,6 +127,17 @@ sdk::Result<std::vector<Dimension>> parse_search_space(const json& space) {
         } else if (want == 3) {
             d.integral = is_integer(d.q) && (normal || (is_integer(d.a) && is_integer(d.b)));
         }
+        // Integer draws are converted to int64: bounds past 2^53 overflowed it (undefined) or
+        // lost precision. Bounded types stay within their bounds (quantize clips).
+        if (d.integral && !normal &&
+            (std::abs(d.a) > kMaxExactInteger || std::abs(d.b) > kMaxExactInteger)) {
+            return bad(name, d.type + " bounds must lie within +/-2^53 (9007199254740992)");
+        }
+        if (d.integral && normal && std::abs(d.a) + kMaxNormalDeviations * d.b > kMaxExactInteger) {
+            return bad(name,
+                       "qnormal with an integer step draws integers: |mu| + 9 sigma must "
+                       "lie within 2^53 (9007199254740992)");
+        }
         out.push_back(std::move(d));
     }
     return out;
@@ -174,8 +211,10 @@ std::vector<json> grid_values(const Dimension& d) {
             out.emplace_back(i);
         }
     } else if (d.type == "quniform" && (d.b - d.a) / d.q <= static_cast<double>(kMaxIntegerGrid)) {
+        // The multiples of q in [low, high]: what quantize draws (none: sampled, on a bound).
+        const auto [first, last_step] = grid_steps(d);
         json last;
-        for (double k = std::ceil(d.a / d.q); k * d.q <= d.b + 1e-12; k += 1) {
+        for (double k = first; k <= last_step; k += 1) {
             json v = quantize(d, k * d.q);
             if (v != last) {
                 out.push_back(v);
@@ -195,11 +234,17 @@ std::vector<json> grid_trials(const std::vector<Dimension>& space, int count, st
             total = std::min<std::size_t>(total * axes.back().size(), 1u << 30);
         }
     }
+    // With a sampled dimension the grid is walked again, with fresh samples, until `count`
+    // points (Ray Tune's grid_search repeated num_samples times): before, a grid of only
+    // continuous dimensions ran one trial whatever max_trial_num said. A fully enumerable grid
+    // stops after one pass: a second would repeat the same points.
+    const bool sampled =
+        std::any_of(axes.begin(), axes.end(), [](const std::vector<json>& a) { return a.empty(); });
     Rng rng(seed);
     std::vector<json> out;
-    for (std::size_t n = 0; n < total && static_cast<int>(out.size()) < count; ++n) {
+    for (std::size_t n = 0; (n < total || sampled) && static_cast<int>(out.size()) < count; ++n) {
         // Mixed radix, the last enumerable dimension fastest.
-        std::size_t rest = n;
+        std::size_t rest = n % total;
         std::vector<std::size_t> index(space.size(), 0);
         for (std::size_t i = space.size(); i-- > 0;) {
             if (!axes[i].empty()) {

@@ -5,7 +5,8 @@
 /// The original's `ranges.json` search space (`{name: {"_type": t, "_value": [...]}}`) and the
 /// two ways of drawing trials from it: `random` (every parameter sampled, seeded) and `grid`
 /// (the cartesian product of the enumerable parameters, the rest sampled per trial, as Ray Tune's
-/// BasicVariantGenerator does with grid_search and samplers mixed).
+/// BasicVariantGenerator does with grid_search and samplers mixed, repeated like its
+/// num_samples up to the trial count).
 
 #include <cstdint>
 #include <string>
@@ -57,7 +58,8 @@ std::vector<json> random_trials(const std::vector<Dimension>& space, int count, 
 std::vector<json> grid_values(const Dimension& d);
 
 /// The grid's points in order (first dimension slowest), at most `count` of them; continuous
-/// dimensions are sampled per point with `seed`.
+/// dimensions are sampled per point with `seed`, and when there are any the grid is walked
+/// again with fresh samples until `count` points.
 std::vector<json> grid_trials(const std::vector<Dimension>& space, int count, std::uint64_t seed);
 
 }  // namespace synergos::plugins::optimize

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -188,7 +189,7 @@ TEST_CASE("A grid enumerates the product of enumerable dimensions and samples th
     auto space = space_of({{"a", {{"_type", "choice"}, {"_value", {1, 2}}}},
                            {"b", {{"_type", "quniform"}, {"_value", {0, 10, 5}}}},
                            {"mu", {{"_type", "uniform"}, {"_value", {0.0, 1.0}}}}});
-    auto all = grid_trials(space, 100, 1);
+    auto all = grid_trials(space, 6, 1);
     REQUIRE(all.size() == 6);  // 2 x 3; mu is continuous
     // First dimension slowest: (1,0) (1,5) (1,10) (2,0) (2,5) (2,10).
     const std::vector<std::pair<int, int>> expected{{1, 0}, {1, 5}, {1, 10},
@@ -204,8 +205,94 @@ TEST_CASE("A grid enumerates the product of enumerable dimensions and samples th
     REQUIRE(capped.size() == 4);
     CHECK(capped[3]["a"] == 2);
     CHECK(capped[3]["b"] == 0);
-    // Only continuous dimensions: one point.
-    CHECK(grid_trials(space_of(ranges("uniform", {0, 1})), 10, 1).size() == 1);
+}
+
+TEST_CASE("A grid with sampled dimensions is walked again with fresh samples up to the trial count",
+          "[optimize]") {
+    // Before, a grid of only continuous dimensions ran one trial whatever max_trial_num said.
+    const auto only = grid_trials(space_of(ranges("uniform", {0, 1})), 10, 1);
+    REQUIRE(only.size() == 10);
+    std::set<std::string> distinct;
+    for (const auto& t : only) {
+        distinct.insert(t.dump());
+    }
+    CHECK(distinct.size() == 10);
+    // Mixed: the 2-point grid repeated (Ray's grid_search x num_samples), mu drawn afresh.
+    auto mixed = space_of({{"a", {{"_type", "choice"}, {"_value", {1, 2}}}},
+                           {"mu", {{"_type", "uniform"}, {"_value", {0.0, 1.0}}}}});
+    const auto walk = grid_trials(mixed, 5, 1);
+    REQUIRE(walk.size() == 5);
+    for (std::size_t i = 0; i < walk.size(); ++i) {
+        CHECK(walk[i]["a"] == (i % 2 == 0 ? 1 : 2));
+    }
+    CHECK(walk[0]["mu"] != walk[2]["mu"]);
+    // Fully enumerable: one pass, no repeated points.
+    CHECK(grid_trials(space_of(ranges("choice", {1, 2, 3})), 10, 1).size() == 3);
+}
+
+TEST_CASE("Integer bounds beyond 2^53 are refused with the parameter named", "[optimize]") {
+    // Before, 1e19 passed the integer check and the int64 conversion overflowed (UB, garbage).
+    auto err = [](const json& j) {
+        auto s = parse_search_space(j);
+        REQUIRE_FALSE(s);
+        CHECK(s.error().code == sdk::ErrorCode::InvalidArgument);
+        return s.error().message;
+    };
+    CHECK_THAT(err({{"n", {{"_type", "randint"}, {"_value", {0, 1e19}}}}}),
+               Catch::Contains("search_space.n: randint bounds must lie within +/-2^53"));
+    CHECK_THAT(err({{"n", {{"_type", "randint"}, {"_value", {-1e19, 0}}}}}),
+               Catch::Contains("search_space.n"));
+    CHECK_THAT(err({{"b", {{"_type", "quniform"}, {"_value", {0, 1e19, 1}}}}}),
+               Catch::Contains("search_space.b: quniform bounds must lie within +/-2^53"));
+    CHECK_THAT(err({{"b", {{"_type", "qloguniform"}, {"_value", {1, 1e19, 1}}}}}),
+               Catch::Contains("search_space.b"));
+    CHECK_THAT(err({{"g", {{"_type", "qnormal"}, {"_value", {0, 1e18, 1}}}}}),
+               Catch::Contains("search_space.g: qnormal"));
+    // 2^53 itself is exact and allowed, draws stay in range; real-valued types are not limited.
+    Rng rng(3);
+    auto edge = space_of(ranges("randint", {9007199254740991.0, 9007199254740992.0}))[0];
+    CHECK(sample(edge, rng) == 9007199254740991LL);
+    CHECK(parse_search_space(ranges("quniform", {0.5, 1e300, 0.5})));
+}
+
+TEST_CASE("Quantised draws stay between low and high on the q grid", "[optimize]") {
+    // round(v / q) * q left the range: [1, 10, 4] drew 0 and 12. NNI clips to the bounds; here
+    // the draw goes to the nearest multiple of q inside the range (4 or 8).
+    Rng rng(11);
+    auto d = space_of(ranges("quniform", {1, 10, 4}))[0];
+    std::set<std::int64_t> seen;
+    for (int i = 0; i < 400; ++i) {
+        json v = sample(d, rng);
+        REQUIRE(v.is_number_integer());
+        seen.insert(v.get<std::int64_t>());
+    }
+    CHECK(seen == std::set<std::int64_t>{4, 8});
+    CHECK(grid_values(d) == std::vector<json>{4, 8});
+    auto lg = space_of(ranges("qloguniform", {3, 100, 10}))[0];
+    for (int i = 0; i < 400; ++i) {
+        const auto v = sample(lg, rng).get<std::int64_t>();
+        REQUIRE(v >= 10);
+        REQUIRE(v <= 100);
+        CHECK(v % 10 == 0);
+    }
+    // No multiple of q in range: clipped to the nearer bound, as NNI does.
+    auto none = space_of(ranges("quniform", {1, 3, 4}))[0];
+    std::set<std::int64_t> bounds;
+    for (int i = 0; i < 200; ++i) {
+        bounds.insert(sample(none, rng).get<std::int64_t>());
+    }
+    CHECK(bounds == std::set<std::int64_t>{1, 3});
+    // Real-valued: a bound that is a multiple of q is reached despite rounding (7 * 0.1 > 0.7).
+    auto f = space_of(ranges("quniform", {0.05, 0.7, 0.1}))[0];
+    double top = 0;
+    for (int i = 0; i < 400; ++i) {
+        const double v = sample(f, rng).get<double>();
+        REQUIRE(v >= 0.05);
+        REQUIRE(v <= 0.7);
+        top = std::max(top, v);
+    }
+    CHECK(top == 0.7);
+    CHECK(grid_values(f).size() == 7);  // 0.1 .. 0.7
 }
 
 TEST_CASE("Search settings come from the request with the original's defaults", "[optimize]") {
@@ -352,6 +439,223 @@ TEST_CASE("A search marks its trials' train and validate jobs as its own", "[opt
     }
     CHECK(marked["train"] == 2);
     CHECK(marked["validate"] == 2);
+}
+
+
+namespace {
+
+/// A search's trial jobs as a script: `state(process, trial number)` is the job record a poll
+/// sees. A wait with a timeout (the search idling until a job moves) advances a fake clock by
+/// `idle_step`, so the search's time limit passes without real waiting.
+class ScriptedCtx final : public sdk::JobContext {
+public:
+    using Script = std::function<json(const std::string& process, int trial)>;
+    explicit ScriptedCtx(Script script) : script_(std::move(script)) {}
+
+    sdk::Logger& logger() noexcept override { return host_.logger(); }
+    const std::string& job_id() const noexcept override { return id_; }
+    int grid() const noexcept override { return 0; }
+    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
+    std::string outputs_dir() const override { return "/nonexistent"; }
+    bool is_cancelled() const noexcept override { return false; }
+    void report_progress(std::string_view) noexcept override {}
+    sdk::WorkerClient& workers() noexcept override { std::abort(); }
+    sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
+        return sdk::Error{sdk::ErrorCode::NotFound, name};
+    }
+    sdk::Result<std::string> submit_job(std::string_view job_json) noexcept override {
+        submitted.push_back(json::parse(job_json));
+        return "job-" + std::to_string(submitted.size());
+    }
+    sdk::Result<std::string> wait_job(const std::string& id,
+                                      std::chrono::milliseconds timeout) noexcept override {
+        if (timeout.count() > 0) {
+            now += idle_step;
+        }
+        const json& job = submitted.at(std::stoul(id.substr(4)) - 1);
+        const std::string run = job["keys"][3].get<std::string>();
+        const int trial = std::stoi(run.substr(run.rfind('_') + 1));
+        return script_(job.value("process", ""), trial).dump();
+    }
+    sdk::Status write_tensors(const std::string&, const sdk::TensorMap&,
+                              std::string_view) noexcept override {
+        return {};
+    }
+    sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
+        return sdk::Error{sdk::ErrorCode::NotFound, path};
+    }
+    sdk::Status write_file(const std::string&, std::string_view) noexcept override { return {}; }
+
+    OptimizeFunction::Now clock() {
+        return [this] { return now; };
+    }
+
+    std::vector<json> submitted;
+    std::chrono::steady_clock::time_point now{};
+    std::chrono::milliseconds idle_step{2000};
+
+private:
+    Script script_;
+    sdk::testing::FakeHost host_;
+    std::string id_ = "opt-1";
+    std::vector<sdk::GridNode> nodes_;
+};
+
+/// archive() reads nothing from its context.
+class NoArchiveCtx final : public sdk::ArchiveContext {
+public:
+    sdk::Logger& logger() noexcept override { return host_.logger(); }
+    sdk::StorageBackend& storage() noexcept override { std::abort(); }
+    sdk::Tracker* tracker() noexcept override { return nullptr; }
+    std::string outputs_dir() const override { return "/nonexistent"; }
+
+private:
+    sdk::testing::FakeHost host_;
+};
+
+json search_job(int trials) {
+    return {{"job_id", "opt-1"},
+            {"process", "optimize"},
+            {"keys", {"c", "p", "e"}},
+            {"grid", 0},
+            {"parameters",
+             {{"search_space", ranges("uniform", {0.0, 1.0})},
+              {"metric", "accuracy"},
+              {"optimize_mode", "max"},
+              {"max_trial_num", trials},
+              {"max_exec_duration", "5s"},
+              {"tags", {{"w", {{"train", {{"a"}}}}}}}}}};
+}
+
+json scored(double accuracy) {
+    return {{"state", "succeeded"},
+            {"grid", 0},
+            {"outputs", {{"w", {{"evaluate", {{"statistics", {{"accuracy", accuracy}}}}}}}}}};
+}
+
+/// The store writes of an archive, as "Kind:run_id" (the Optimization record as "Optimization").
+std::vector<std::string> written(const std::vector<sdk::Mutation>& batch) {
+    std::vector<std::string> out;
+    for (const auto& m : batch) {
+        if (m.kind == "Run") {
+            out.push_back("Run:" + m.key.back().value);  // run_id: the last key field
+        } else if (m.mode == sdk::WriteMode::Upsert) {
+            out.push_back(m.kind);
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("A search that reaches max_exec_duration archives what it finished and succeeds",
+          "[optimize]") {
+    // Trial 1 scores; trial 2 trained and is still validating; trial 3 is still training. Before,
+    // the search failed with Timeout, so trial 1's and 2's models and trial 1's validation sat
+    // under run ids with no Run record and the search left no Optimization record.
+    ScriptedCtx ctx([](const std::string& process, int trial) -> json {
+        if (trial == 1) {
+            return process == "train" ? json{{"state", "succeeded"}, {"grid", 0}} : scored(0.8);
+        }
+        if (trial == 2 && process == "train") {
+            return {{"state", "succeeded"}, {"grid", 0}};
+        }
+        return {{"state", "running"}};
+    });
+    sdk::testing::FakeHost host;
+    OptimizeFunction fn(host, sdk::Options(std::map<std::string, std::string>{{"poll_ms", "1"}}),
+                        ctx.clock());
+    const json job = search_job(3);
+    auto r = fn.execute(ctx, job.dump());
+    INFO((r ? *r : r.error().message));
+    REQUIRE(r);
+    const json out = json::parse(*r);
+    CHECK(out["stopped_at_limit"] == true);
+    CHECK_THAT(out["note"].get<std::string>(),
+               Catch::Contains("stopped at its max_exec_duration (5 s) after 1 of 3 trials"));
+    CHECK(out["finished"] == 1);
+    REQUIRE(out["best"].is_object());
+    CHECK(out["best"]["run_id"] == "optim_run_opt-1_1");
+    CHECK(out["trials"][0]["state"] == "succeeded");
+    for (int i : {1, 2}) {
+        INFO(out["trials"][i].dump());
+        CHECK(out["trials"][i]["state"] == "unfinished");
+        CHECK_THAT(out["trials"][i]["reason"].get<std::string>(),
+                   Catch::Contains("max_exec_duration"));
+    }
+    CHECK_THAT(out["trials"][1]["reason"].get<std::string>(), Catch::Contains("still validating"));
+    CHECK_THAT(out["trials"][2]["reason"].get<std::string>(), Catch::Contains("still training"));
+
+    NoArchiveCtx actx;
+    auto batch = fn.archive(actx, job.dump(), *r);
+    REQUIRE(batch);
+    // Every trial gets its Run: a trial still running archives its model later, under its Run.
+    CHECK(written(*batch) == std::vector<std::string>{"Run:optim_run_opt-1_1",
+                                                      "Run:optim_run_opt-1_2",
+                                                      "Run:optim_run_opt-1_3", "Optimization"});
+    const json doc = json::parse(batch->back().document);
+    CHECK(doc["stopped_at_limit"] == true);
+    CHECK(doc["best"]["run_id"] == "optim_run_opt-1_1");
+}
+
+TEST_CASE("A search where no trial scored still archives its trials and says so", "[optimize]") {
+    // Trained models exist (their validations lacked the metric): the search succeeds so that
+    // they get Run records and an Optimization record saying no trial scored. Before, it
+    // failed and they were orphans.
+    ScriptedCtx ctx([](const std::string& process, int) -> json {
+        if (process == "train") {
+            return {{"state", "succeeded"}, {"grid", 0}};
+        }
+        return {{"state", "succeeded"}, {"outputs", json::object()}};
+    });
+    sdk::testing::FakeHost host;
+    OptimizeFunction fn(host, sdk::Options(std::map<std::string, std::string>{{"poll_ms", "1"}}),
+                        ctx.clock());
+    const json job = search_job(2);
+    auto r = fn.execute(ctx, job.dump());
+    INFO((r ? *r : r.error().message));
+    REQUIRE(r);
+    const json out = json::parse(*r);
+    CHECK(out["best"].is_null());
+    CHECK(out["stopped_at_limit"] == false);
+    CHECK_THAT(out["note"].get<std::string>(),
+               Catch::Contains("no trial produced a score; first failure: validation "
+                               "statistics have no 'accuracy'"));
+    NoArchiveCtx actx;
+    auto batch = fn.archive(actx, job.dump(), *r);
+    REQUIRE(batch);
+    CHECK(written(*batch) == std::vector<std::string>{"Run:optim_run_opt-1_1",
+                                                      "Run:optim_run_opt-1_2", "Optimization"});
+    CHECK_THAT(json::parse(batch->back().document)["note"].get<std::string>(),
+               Catch::Contains("no trial produced a score"));
+}
+
+TEST_CASE("A search none of whose trials trained fails: nothing of it was archived",
+          "[optimize]") {
+    // Nothing to orphan, so the job fails (and the director cancels the trials still running).
+    SECTION("every train job failed") {
+        ScriptedCtx ctx([](const std::string&, int) -> json {
+            return {{"state", "failed"}, {"reason", "no data"}};
+        });
+        sdk::testing::FakeHost host;
+        OptimizeFunction fn(host, sdk::Options(std::map<std::string, std::string>{}), ctx.clock());
+        auto r = fn.execute(ctx, search_job(2).dump());
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == sdk::ErrorCode::FailedPrecondition);
+        CHECK_THAT(r.error().message, Catch::Contains("no trial of the optimization produced a "
+                                                      "score; first failure: train job job-1 "
+                                                      "failed: no data"));
+    }
+    SECTION("the time limit came while every trial was still training") {
+        ScriptedCtx ctx([](const std::string&, int) -> json { return {{"state", "running"}}; });
+        sdk::testing::FakeHost host;
+        OptimizeFunction fn(host, sdk::Options(std::map<std::string, std::string>{}), ctx.clock());
+        auto r = fn.execute(ctx, search_job(2).dump());
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == sdk::ErrorCode::Timeout);
+        CHECK_THAT(r.error().message,
+                   Catch::Contains("exceeded max_exec_duration (5 s) before any trial was trained"));
+    }
 }
 
 }  // namespace synergos::plugins::optimize
