@@ -911,11 +911,11 @@ void JobService::run_on_director(const std::string& job_id) {
         result.outcome = Outcome::Failed;
         result.reason = outputs.error().message;
     }
-    if (result.outcome != Outcome::Succeeded) {
-        // Its follow-ups (an optimization's trials) only feed a result that will not come, and
-        // what they would archive has no place without it.
-        cancel_unfinished(ctx.follow_ups());
-    }
+    // Its follow-ups (an optimization's trials) feed only this result. Unfinished ones are
+    // cancelled whatever the outcome: without a result what they would archive has no place,
+    // and a search that succeeded at its time limit has given up on them (they held the grids
+    // past the limit). Finished ones are left as they are.
+    cancel_unfinished(ctx.follow_ups());
     // The result lives only here: it is retried while the store is unavailable (a full disk),
     // not dropped after a few tries (the job then stayed running and ran again in full at the
     // next start). A stop ends the retries: the job runs again at the next start.

@@ -628,7 +628,8 @@ namespace {
 class FanOut final : public sdk::TtpFunction {
 public:
     /// `work`: the follow-ups' parameters (the fixture function's modes).
-    explicit FanOut(bool time_out, json work = json{{"mode", "ok"}}) : time_out_(time_out), work_(std::move(work)) {}
+    explicit FanOut(bool time_out, json work = json{{"mode", "ok"}}, bool succeed = false)
+        : time_out_(time_out), succeed_(succeed), work_(std::move(work)) {}
     std::vector<std::string> processes() const override { return {"fanout"}; }
     sdk::Result<std::string> execute(sdk::JobContext& ctx, std::string_view) noexcept override {
         for (int i = 0; i < 2; ++i) {
@@ -644,6 +645,9 @@ public:
             ids_.push_back(*id);
         }
         submitted_.notify_all();
+        if (succeed_) {
+            return std::string("{\"note\":\"stopped at its limit\"}");  // its follow-ups unfinished
+        }
         if (time_out_) {
             return sdk::Error{sdk::ErrorCode::Timeout, "fan-out exceeded its time"};
         }
@@ -666,6 +670,7 @@ public:
 
 private:
     bool time_out_;
+    bool succeed_;
     json work_;
     std::mutex mutex_;
     std::condition_variable submitted_;
@@ -699,6 +704,21 @@ TEST_CASE("A director-side job that ends without a result cancels its unfinished
     std::this_thread::sleep_for(200ms);
     for (const auto& id : follow_ups) {
         CHECK(h.service->get(id)->state == "cancelled");
+    }
+}
+
+TEST_CASE("A director-side job that succeeds with follow-ups still running cancels them", "[jobs]") {
+    // An optimization that stops at its time limit succeeds with the trials it finished; the
+    // ones still running were left holding the grids past the limit.
+    FanOut fanout(false, json{{"mode", "sleep"}, {"ms", 30000}}, true);  // outlives the services
+    Harness h(Backend::Memory, 1);
+    h.registry["fanout"] = &fanout;
+    h.start_director(3, {"fanout"});
+    const auto search = h.submit({h.spec("fanout", json::object())}).front();
+    CHECK(h.wait(search, 20s).state == "succeeded");
+    for (const auto& id : fanout.wait_submitted()) {
+        INFO(id);
+        CHECK(h.wait(id, 20s).state == "cancelled");
     }
 }
 
