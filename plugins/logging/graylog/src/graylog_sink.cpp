@@ -193,14 +193,15 @@ sdk::Result<GraylogConfig> parse_graylog_config(const sdk::Options& options) {
     return config;
 }
 
-GraylogSink::GraylogSink(sdk::HostContext& host, const sdk::Options& options)
-    : GraylogSink(host, config_or_throw(options)) {}
+GraylogSink::GraylogSink(sdk::HostContext& host, const sdk::Options& options, Console console)
+    : GraylogSink(host, config_or_throw(options), std::move(console)) {}
 
-GraylogSink::GraylogSink(sdk::HostContext& host, GraylogConfig config)
+GraylogSink::GraylogSink(sdk::HostContext& host, GraylogConfig config, Console console)
     : host_(host),
       config_(std::move(config)),
       report_logger_(host.role() + "/" + host.node_id()),
       ring_(config_.buffer_records, config_.max_buffer_bytes),
+      console_(std::move(console)),
       resolver_(config_.host, config_.port, config_.transport == Transport::Tcp),
       encoder_(config_.facility, machine_name()),
       udp_(config_.chunk_size, config_.compression),
@@ -420,14 +421,41 @@ void GraylogSink::refresh_udp_endpoint() {
 }
 
 void GraylogSink::set_link(Link link, std::string error) {
+    std::string line;
     {
         std::lock_guard<std::mutex> lock(mutex_);
+        const Link before = link_;
         link_ = link;
         if (!error.empty()) {
             last_error_ = std::move(error);
         }
+        // Everything logged while Graylog is down waits in the buffer or is dropped, and the
+        // drop reports go to Graylog too: one console line says so, and one when it is back.
+        const std::string where = config_.host + ":" + std::to_string(config_.port) +
+                                  (config_.transport == Transport::Tcp ? "/tcp" : "/udp");
+        const auto now = Clock::now();
+        if (link == Link::Down && before != Link::Down && !console_said_down_ &&
+            (console_down_at_ == Clock::time_point{} || now - console_down_at_ >= std::chrono::minutes(1))) {
+            console_said_down_ = true;
+            console_down_at_ = now;
+            line = "synergos: graylog sink: cannot send to " + where + " (" + last_error_ +
+                   "); records wait in its buffer (" + std::to_string(config_.buffer_records) +
+                   " records) and are sent once it is back, later ones are dropped and counted";
+        } else if (link == Link::Up && console_said_down_) {
+            console_said_down_ = false;
+            line = "synergos: graylog sink: " + where + " is reachable again; sending what was buffered";
+        }
     }
     progress_.notify_all();
+    if (!line.empty()) {
+        if (console_) {
+            console_(line);
+        } else {
+            line.push_back('\n');
+            // One write(2): lines from other threads do not interleave inside it.
+            (void)!::write(STDERR_FILENO, line.data(), line.size());
+        }
+    }
 }
 
 void GraylogSink::schedule_reconnect() {

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -60,8 +61,12 @@ sdk::Result<GraylogConfig> parse_graylog_config(const sdk::Options& options);
 class GraylogSink final : public sdk::LogSink {
 public:
     /// Throws std::invalid_argument naming the option when an option is invalid.
-    GraylogSink(sdk::HostContext& host, const sdk::Options& options);
-    GraylogSink(sdk::HostContext& host, GraylogConfig config);
+    /// Where the sink says, one line at a time, that Graylog became unreachable or reachable
+    /// again: not the host logger, which may route into this very sink. Default: stderr.
+    using Console = std::function<void(const std::string& line)>;
+
+    GraylogSink(sdk::HostContext& host, const sdk::Options& options, Console console = {});
+    GraylogSink(sdk::HostContext& host, GraylogConfig config, Console console = {});
     ~GraylogSink() override;
 
     sdk::Status start() noexcept override;
@@ -110,6 +115,9 @@ private:
     bool sender_idle_ = false;
     Link link_ = Link::Unknown;
     std::string last_error_;
+    Console console_;
+    bool console_said_down_ = false;         ///< the last console line said "unreachable"
+    Clock::time_point console_down_at_{};    ///< when it said so (at most one per minute)
 
     // Owned by the sender thread once started.
     StopSignal stop_;

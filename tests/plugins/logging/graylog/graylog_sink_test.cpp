@@ -6,6 +6,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -253,6 +254,42 @@ TEST_CASE("GraylogSink buffers while Graylog is down and reports the drops once 
     CHECK(sink.stats().written == 10);
     CHECK(sink.stats().dropped == 40);
     CHECK(sink.drop_reports_sent() == 1);
+}
+
+TEST_CASE("GraylogSink says on the console when Graylog is unreachable and when it is back",
+          "[integration][logging]") {
+    // Its drop reports go to Graylog, which is down: nothing else tells the operator.
+    TcpGelfReceiver receiver(false);  // bound, refusing connections
+    sdk::testing::FakeHost host;
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    GraylogSink sink(host, sdk::Options(base_options(receiver.port(), "tcp")), [&](const std::string& line) {
+        std::lock_guard<std::mutex> lock(mutex);
+        lines.push_back(line);
+    });
+    REQUIRE(sink.start().is_ok());
+    sink.write(make_record("while down"));
+    const auto count = [&] {
+        std::lock_guard<std::mutex> lock(mutex);
+        return lines.size();
+    };
+    REQUIRE(eventually([&] { return count() >= 1; }));
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        CHECK_THAT(lines[0], Catch::Contains("cannot send to 127.0.0.1:" + std::to_string(receiver.port()) + "/tcp"));
+    }
+    // Reconnection attempts keep failing (every 20-200 ms): still one line, not one per attempt.
+    REQUIRE(eventually([&] { return sink.stats().failed >= 4; }));
+    CHECK(count() == 1);
+    receiver.listen();
+    REQUIRE(receiver.accept());
+    REQUIRE(receiver.receive().has_value());
+    REQUIRE(eventually([&] { return count() >= 2; }));
+    {
+        std::lock_guard<std::mutex> lock(mutex);
+        CHECK_THAT(lines[1], Catch::Contains("reachable again"));
+    }
+    sink.stop();
 }
 
 TEST_CASE("GraylogSink reports drops at stop", "[integration][logging]") {
