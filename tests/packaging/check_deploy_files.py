@@ -378,12 +378,21 @@ def check_dockerfile(source):
         elif stages:
             stages[-1]["ins"].append((word, rest.strip()))
     check([(s["name"], s["image"]) for s in stages] ==
-          [("build", "debian:bookworm"), ("runtime", "debian:bookworm-slim")],
-          f"Dockerfile: stages build (debian:bookworm) and runtime (debian:bookworm-slim): "
-          f"{[(s['name'], s['image']) for s in stages]}")
-    if len(stages) != 2:
+          [("dashboard", "node:20-bookworm-slim"), ("build", "debian:bookworm"),
+           ("runtime", "debian:bookworm-slim")],
+          f"Dockerfile: stages dashboard (node:20-bookworm-slim), build (debian:bookworm) and "
+          f"runtime (debian:bookworm-slim): {[(s['name'], s['image']) for s in stages]}")
+    if len(stages) != 3:
         return
-    build, runtime = stages
+    dashboard, build, runtime = stages
+    dashboard_runs = " ".join(r for w, r in dashboard["ins"] if w == "RUN")
+    check("npm ci" in dashboard_runs and "npm run build" in dashboard_runs and
+          "/dashboard/dist/index.html" in dashboard_runs,
+          "Dockerfile: the dashboard stage runs npm ci and npm run build and checks index.html")
+    # The director looks for it at <exe>/../share/synergos/dashboard (dashboard_routes.cpp).
+    check(("COPY", "--from=dashboard /dashboard/dist /opt/synergos/share/synergos/dashboard")
+          in runtime["ins"],
+          "Dockerfile: the runtime stage copies the dashboard to /opt/synergos/share/synergos/dashboard")
     build_runs = " ".join(r for w, r in build["ins"] if w == "RUN")
     check("build-deps.txt" in build_runs and "cmake --preset release" in build_runs,
           "Dockerfile: the build stage installs build-deps.txt and runs cmake --preset release")
