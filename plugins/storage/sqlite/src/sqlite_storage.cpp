@@ -439,6 +439,12 @@ sdk::Status SqliteStorage::start() noexcept {
         if (started_) {
             return {};
         }
+        if (leader_active_) {
+            // stop() gave up waiting for this commit: it still uses writer_, which we would reopen.
+            return sdk::Status(ErrorCode::Unavailable,
+                               "storage 'sqlite': a commit from before stop() is still running; "
+                               "start again once it has ended");
+        }
         const std::filesystem::path file(path_);
         std::error_code ec;
         if (file.has_parent_path()) {
@@ -718,11 +724,7 @@ void SqliteStorage::refresh_idle_readers() noexcept {
         (void)conn->exec_cached("COMMIT");
         conn->in_read_txn = false;
     }
-    {
-        std::lock_guard<std::mutex> lock(read_mutex_);
-        free_readers_.insert(free_readers_.end(), stale.begin(), stale.end());
-    }
-    read_cv_.notify_all();
+    return_readers(stale.data(), stale.size());
 }
 
 void SqliteStorage::release_reader(Connection* connection) noexcept {
@@ -731,11 +733,35 @@ void SqliteStorage::release_reader(Connection* connection) noexcept {
         (void)connection->exec_cached("COMMIT");  // stale: do not pin old WAL frames while idle
         connection->in_read_txn = false;
     }
+    return_readers(&connection, 1);  // no allocation: this runs after every read
+}
+
+void SqliteStorage::return_readers(Connection* const* connections, std::size_t count) noexcept {
+    std::vector<std::unique_ptr<Connection>> closing;
+    bool stopping = false;
     {
         std::lock_guard<std::mutex> lock(read_mutex_);
-        free_readers_.push_back(connection);
+        for (std::size_t i = 0; i < count; ++i) {
+            Connection* conn = connections[i];
+            auto retired = std::find_if(retired_readers_.begin(), retired_readers_.end(),
+                                        [&](const auto& r) { return r.get() == conn; });
+            if (retired != retired_readers_.end()) {
+                // stop() left it open because we were using it: ours to close now.
+                closing.push_back(std::move(*retired));
+                retired_readers_.erase(retired);
+            } else {
+                free_readers_.push_back(conn);
+            }
+        }
+        stopping = !readers_open_;
     }
-    read_cv_.notify_one();
+    // While stopping, stop() waits on the same condition as readers: wake it too.
+    if (stopping || count > 1) {
+        read_cv_.notify_all();
+    } else {
+        read_cv_.notify_one();
+    }
+    closing.clear();  // closes outside the pool's lock
 }
 
 bool SqliteStorage::fresh(const CacheStamp& stamp) const noexcept {
@@ -909,8 +935,20 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
             return not_started();
         }
         write_queue_.push_back(pending);
+        if (on_queued_for_test_) {
+            on_queued_for_test_(write_queue_.size());
+        }
         while (!pending->result) {
             if (!leader_active_) {
+                if (!started_) {
+                    // stop() answers every queued batch, so this is not expected; never commit
+                    // on the connection stop() closed.
+                    auto it = std::find(write_queue_.begin(), write_queue_.end(), pending);
+                    if (it != write_queue_.end()) {
+                        write_queue_.erase(it);
+                    }
+                    return not_started();
+                }
                 // Become the leader: commit everything queued so far in one transaction.
                 leader_active_ = true;
                 std::vector<std::shared_ptr<Pending>> group(write_queue_.begin(),
@@ -940,20 +978,35 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::apply(
                     group[i]->result.emplace(std::move(results[i]));
                 }
                 leader_active_ = false;
+                if (!started_) {
+                    // stop() stopped waiting for this commit and left the connection to us.
+                    writer_.close();
+                }
                 write_cv_.notify_all();
                 continue;
             }
-            if (write_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
-                !pending->result) {
-                // Still queued: withdraw it so it never commits after we report the timeout.
-                auto it = std::find(write_queue_.begin(), write_queue_.end(), pending);
-                if (it != write_queue_.end()) {
-                    write_queue_.erase(it);
-                    return sdk::Error{ErrorCode::Timeout,
-                                      "storage 'sqlite': the write was not started within " +
-                                          std::to_string(commit_timeout_.count()) + " ms"};
-                }
-                // Being committed by a leader right now: its outcome is coming, keep waiting.
+            if (write_cv_.wait_until(lock, deadline, [&] {
+                    return pending->result.has_value() || !leader_active_;
+                })) {
+                continue;  // answered, or the leader's place is free
+            }
+            // Still queued: withdraw it so it never commits after we report the timeout.
+            auto it = std::find(write_queue_.begin(), write_queue_.end(), pending);
+            if (it != write_queue_.end()) {
+                write_queue_.erase(it);
+                return sdk::Error{ErrorCode::Timeout,
+                                  "storage 'sqlite': the write was not started within " +
+                                      std::to_string(commit_timeout_.count()) + " ms"};
+            }
+            // Being committed by the leader right now: its outcome is coming, and reporting a
+            // timeout could hide a commit. Past the deadline a wait_until returns at once (a busy
+            // loop): wait for the outcome itself, in bounded steps that say why we are waiting.
+            while (!write_cv_.wait_for(lock, commit_timeout_,
+                                       [&] { return pending->result.has_value(); })) {
+                host_.logger().warn(
+                    "storage sqlite: a write is still waiting for its group commit",
+                    Json{{"path", path_}, {"waited_past_deadline_ms", commit_timeout_.count()}}
+                        .dump());
             }
         }
         return std::move(*pending->result);
@@ -1234,23 +1287,51 @@ void SqliteStorage::stop() noexcept {
         }
         started_ = false;
         // Let an in-flight group commit finish; queued followers are served by it or fail.
-        write_cv_.wait_for(lock, commit_timeout_, [&] { return !leader_active_; });
+        const bool idle =
+            write_cv_.wait_for(lock, commit_timeout_, [&] { return !leader_active_; });
         for (auto& p : write_queue_) {
             p->result.emplace(not_started());
         }
         write_queue_.clear();
         write_cv_.notify_all();
         stop_checkpointer();
-        writer_.close();
+        if (idle) {
+            writer_.close();
+        } else {
+            // Closing it now would free it under the commit: the leader closes it when done
+            // (it sees started_ false), and start() refuses until then.
+            host_.logger().warn("storage sqlite: stop did not wait for a running commit",
+                                Json{{"path", path_},
+                                     {"waited_ms", commit_timeout_.count()}}
+                                    .dump());
+        }
     }
-    std::unique_lock<std::mutex> lock(read_mutex_);
-    readers_open_ = false;
-    read_cv_.notify_all();
-    read_cv_.wait_for(lock, std::chrono::milliseconds(busy_timeout_ms_ + 1000),
-                      [&] { return free_readers_.size() == readers_.size(); });
-    free_readers_.clear();
-    readers_.clear();
-    lock.unlock();
+    std::vector<std::unique_ptr<Connection>> closing;
+    std::size_t busy = 0;
+    {
+        std::unique_lock<std::mutex> lock(read_mutex_);
+        readers_open_ = false;
+        read_cv_.notify_all();
+        read_cv_.wait_for(lock, std::chrono::milliseconds(busy_timeout_ms_ + 1000),
+                          [&] { return free_readers_.size() == readers_.size(); });
+        for (auto& conn : readers_) {
+            if (std::find(free_readers_.begin(), free_readers_.end(), conn.get()) !=
+                free_readers_.end()) {
+                closing.push_back(std::move(conn));
+            } else {
+                // Still leased: its read would run on a freed connection; the lease closes it.
+                retired_readers_.push_back(std::move(conn));
+                ++busy;
+            }
+        }
+        free_readers_.clear();
+        readers_.clear();
+    }
+    closing.clear();
+    if (busy > 0) {
+        host_.logger().warn("storage sqlite: stop did not wait for running reads",
+                            Json{{"path", path_}, {"reads", busy}}.dump());
+    }
     write_generation_.fetch_add(1);  // no cached read is served after stop
     std::lock_guard<std::mutex> cache_lock(cache_mutex_);
     get_cache_.clear();

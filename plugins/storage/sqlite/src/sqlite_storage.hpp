@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,7 +75,9 @@ inline constexpr std::size_t kReadCacheEntries = 1024;
 /// The schema version this build migrates to.
 inline constexpr int kSchemaVersion = 3;
 
-/// Storage backend on SQLite. Threading: every method may be called from any thread.
+/// Storage backend on SQLite. Threading: every method may be called from any thread. stop() never
+/// closes a connection a call is still using (a commit or a read it gave up waiting for closes its
+/// connection when it ends); destroy the object only once every call has returned.
 class SqliteStorage final : public sdk::StorageBackend {
 public:
     SqliteStorage(sdk::HostContext& host, const sdk::Options& options);
@@ -110,6 +113,8 @@ private:
     sdk::Status preallocate_wal() noexcept;
     sdk::Result<Connection*> acquire_reader() noexcept;
     void release_reader(Connection* connection) noexcept;
+    /// Puts borrowed readers back in the pool, or closes them when stop() retired them.
+    void return_readers(Connection* const* connections, std::size_t count) noexcept;
     /// Ends the read transactions of idle readers (after a commit), so they never pin old
     /// WAL frames and block checkpoints. Called with no lock held.
     void refresh_idle_readers() noexcept;
@@ -138,6 +143,10 @@ private:
     std::map<std::string, std::int64_t> txn_doc_ids_;  // leader only: see commit_group
     bool started_ = false;
     Connection writer_;
+    /// Tests only (SqliteStorageTestPeer in the tests): called under write_mutex_ each time a
+    /// batch joins write_queue_, with the queue's new length.
+    std::function<void(std::size_t)> on_queued_for_test_;
+    friend struct SqliteStorageTestPeer;
 
     // Passive checkpoints run here, on their own connection, so a commit never waits for the
     // copy and fsync of the database file.
@@ -155,6 +164,9 @@ private:
     std::condition_variable read_cv_;
     std::vector<std::unique_ptr<Connection>> readers_;
     std::vector<Connection*> free_readers_;
+    // Readers still leased when stop() stopped waiting: closed by release_reader, not by stop(),
+    // so no read ever runs on a freed connection.
+    std::vector<std::unique_ptr<Connection>> retired_readers_;
     bool readers_open_ = false;
     // Results of recent reads, served again while they are exactly what a pooled reader's
     // snapshot would return: stamped with the generation and start of the snapshot they were
