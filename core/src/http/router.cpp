@@ -195,6 +195,9 @@ Match Router::match(Request& request) const {
                 allowed.insert(route.method);
             }
         }
+        if (allowed.count("GET") != 0) {
+            allowed.insert("HEAD");  // the server answers HEAD wherever GET is (as GET, no body)
+        }
         out.error = Response::error(405, "The method is not allowed for the requested URL.");
         std::string allow;
         for (const auto& method : allowed) {

@@ -218,6 +218,10 @@ public:
 
     /// Health probes, or the router's match (a handler, or the error to send).
     Match dispatch(Request& request);
+    /// The refusal a request gets whatever its body, decided from its method and path alone: no
+    /// route (404), a wrong method (405), a malformed %-escape in the path (400). Nothing when a
+    /// handler or a probe takes it. HEAD is asked as GET, as dispatch() sees it.
+    std::optional<Response> refusal_from_head(Request& request) const;
     void record(int status, Clock::time_point began) noexcept;
     std::string render_metrics() const;
     void log_access(const Request& request, int status, std::size_t bytes, Clock::time_point began);
@@ -458,8 +462,17 @@ private:
         tcp_layer().expires_after(server_.options_.body_timeout);
         if (!parser_->is_done() && head.version() >= 11 &&
             beast::iequals(head[bhttp::field::expect], "100-continue")) {
-            // The client waits for this before it sends the body (curl, for large ones); the
-            // checks above have passed, or it got their answer instead.
+            // The client waits for this before it sends the body (curl, for large ones). A
+            // request refused whatever its body (no route, wrong method) gets the refusal
+            // instead, so the client does not upload up to body_limit_bytes for nothing.
+            Request probe;
+            probe.method = head_ ? "GET" : method;
+            probe.path = path;
+            if (auto refusal = server_.refusal_from_head(probe)) {
+                send_refusal(std::move(*refusal));
+                return;
+            }
+            // The checks above have passed too, or the client got their answer instead.
             net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
                              [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                                  if (ec) {
@@ -699,6 +712,13 @@ private:
 
     void send_error(int status, const std::string& message,
                     std::vector<std::pair<std::string, std::string>> extra = {}) {
+        Response response = Response::error(status, message);
+        response.headers = std::move(extra);
+        send_refusal(std::move(response));
+    }
+
+    /// Answers before the body is read, and closes: the peer may still send a body.
+    void send_refusal(Response response) {
         busy_ = true;
         Request request;
         if (parser_) {
@@ -707,8 +727,6 @@ private:
             request.path = request.path.substr(0, request.path.find('?'));
         }
         request.remote = remote_;
-        Response response = Response::error(status, message);
-        response.headers = std::move(extra);
         // The peer may still be sending a body we will not read: linger on close.
         linger_ = true;
         write(response, 11, false, &request);
@@ -1050,8 +1068,42 @@ void HttpServer::Impl::reject(tcp::socket socket) {
                 options_.linger_timeout, options_.linger_bytes);
 }
 
+namespace {
+
+/// Paths the server answers itself, for GET (and so HEAD) only.
+bool is_probe_path(const std::string& path) {
+    return path == "/healthz" || path == "/readyz" || path == "/metrics";
+}
+
+Response probe_method_not_allowed() {
+    Response out = Response::error(405, "The method is not allowed for the requested URL.");
+    out.headers.emplace_back("Allow", "GET, HEAD");
+    return out;
+}
+
+}  // namespace
+
+std::optional<Response> HttpServer::Impl::refusal_from_head(Request& request) const {
+    if (is_probe_path(request.path)) {
+        if (request.method == "GET") {
+            return std::nullopt;
+        }
+        return probe_method_not_allowed();
+    }
+    Match match = router_.match(request);
+    if (match.matched()) {
+        return std::nullopt;
+    }
+    return std::move(match.error);
+}
+
 Match HttpServer::Impl::dispatch(Request& request) {
     Match out;
+    if (is_probe_path(request.path) && request.method != "GET") {
+        // The probes are the server's own paths: another method is wrong here, not unknown.
+        out.error = probe_method_not_allowed();
+        return out;
+    }
     if (request.method == "GET" && request.path == "/healthz") {
         out.error = Response::json(200, nlohmann::json{{"status", "ok"}});
         return out;

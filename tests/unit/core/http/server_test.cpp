@@ -888,6 +888,97 @@ TEST_CASE("HttpServer answers Expect 100-continue before it reads the body", "[u
     }
 }
 
+TEST_CASE("HttpServer answers Expect 100-continue with the refusal for a bad route or method",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    router.add("POST", "/items/{id}", [](const Request&) { return Response::json(201, {}); });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection raw(server.bound_port(), 2s);
+    REQUIRE(raw.connected());
+    struct Case {
+        std::string head;
+        std::string status;
+        std::string allow;
+    };
+    Case c;
+    SECTION("unknown route") { c = {"POST /nowhere", "404", ""}; }
+    SECTION("wrong method") { c = {"PUT /echo", "405", "Allow: POST"}; }
+    SECTION("wrong method on a probe") { c = {"POST /healthz", "405", "Allow: GET, HEAD"}; }
+    SECTION("malformed escape in the path") { c = {"POST /items/a%2", "400", "\"id\""}; }
+    INFO(c.head);
+    // The body is never sent: a 100 here would leave the client uploading for nothing.
+    REQUIRE(raw.send(c.head + " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"));
+    bool closed = false;
+    const std::string reply = raw.read_all(&closed);  // at most the 2 s read timeout
+    CHECK(reply.rfind("HTTP/1.1 " + c.status, 0) == 0);
+    CHECK(reply.find(" 100 ") == std::string::npos);
+    CHECK(reply.find(c.allow) != std::string::npos);
+    CHECK(closed);  // refused before the body: the connection is not reused
+    // The server is still serving.
+    HttpClient client;
+    auto res = client.request("GET", "127.0.0.1", server.bound_port(), "/hello");
+    REQUIRE(res.has_value());
+    CHECK(res->status == 200);
+}
+
+TEST_CASE("HttpServer lists HEAD in Allow wherever GET is allowed", "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    router.add("POST", "/hello", [](const Request&) { return Response::json(201, {}); });
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    RawConnection raw(server.bound_port(), 2s);
+    REQUIRE(raw.connected());
+    std::string pending;
+    REQUIRE(raw.send("OPTIONS /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "DELETE /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"));
+    for (const char* method : {"OPTIONS", "DELETE"}) {
+        INFO(method);
+        auto res = next_response(raw, pending);
+        REQUIRE(res.has_value());
+        CHECK(res->result_int() == 405);
+        CHECK(res->at(bhttp::field::allow) == "GET, HEAD, POST");
+    }
+    // No GET route: no HEAD either.
+    auto res = next_response(raw, pending);
+    REQUIRE(res.has_value());
+    CHECK(res->result_int() == 405);
+    CHECK(res->at(bhttp::field::allow) == "POST");
+    // And HEAD is indeed answered there.
+    REQUIRE(raw.send("HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto head = next_response(raw, pending, true);
+    REQUIRE(head.has_value());
+    CHECK(head->result_int() == 200);
+}
+
+TEST_CASE("HttpServer answers other methods on its probes with 405 and Allow GET HEAD",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router;
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    HttpClient client;
+    for (const std::string path : {"/healthz", "/readyz", "/metrics"}) {
+        for (const std::string method : {"POST", "PUT", "DELETE", "OPTIONS"}) {
+            INFO(method << " " << path);
+            auto res = client.request(method, "127.0.0.1", server.bound_port(), path, "{}",
+                                      "application/json", 5s);
+            REQUIRE(res.has_value());
+            CHECK(res->status == 405);
+            CHECK(res->header("Allow") == "GET, HEAD");
+            CHECK(nlohmann::json::parse(res->body)["message"] ==
+                  "The method is not allowed for the requested URL.");
+        }
+        auto get = client.request("GET", "127.0.0.1", server.bound_port(), path);
+        REQUIRE(get.has_value());
+        CHECK(get->status == 200);
+    }
+}
+
 TEST_CASE("HttpServer answers 504 when an asynchronous handler does not answer in time",
           "[unit][http]") {
     synergos::sdk::testing::CapturingLogger logger;

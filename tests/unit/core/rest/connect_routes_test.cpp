@@ -1008,7 +1008,7 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
     SECTION("405 for a wrong method, 415 for a non-JSON body, 400 for bad JSON and bad ids") {
         auto r = s.call("DELETE", kConnect + "/collaborations/");
         expect_error(r, 405, "The method is not allowed");
-        CHECK(r.header("Allow") == "GET, POST");
+        CHECK(r.header("Allow") == "GET, HEAD, POST");
         expect_error(s.call("POST", kConnect + "/collaborations/c1"), 405,
                      "The method is not allowed");
         expect_error(s.raw("PUT", kConnect + "/collaborations/c1/registrations", "{}"), 405,

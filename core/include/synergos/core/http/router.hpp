@@ -111,7 +111,8 @@ public:
 
     /// Dispatches: fills `request.params` and calls the handler (waiting for an asynchronous
     /// one's answer, at most kRouteAsyncTimeout, then 504); a JSON 404 when no pattern
-    /// matches the path, 405 (with `Allow`) when the path matches but not the method, 400 when a
+    /// matches the path, 405 (with `Allow`, which lists HEAD wherever GET is: the server answers
+    /// HEAD as GET) when the path matches but not the method, 400 when a
     /// path segment has a malformed %-escape.
     Response route(Request& request) const;
 
