@@ -98,7 +98,7 @@ int check_config(const core::CliInvocation& inv) {
     if (auto status = core::check_configured_plugins(config, loader, &checked, &warnings);
         !status) {
         std::cerr << "synergos: " << status.message() << "\n";
-        return kExitFailure;
+        return core::kExitConfig;
     }
     // Tokens, TLS files, the exposure rule and the outputs folder, as the role checks them
     // before it starts anything (no folder is created here).
@@ -106,7 +106,7 @@ int check_config(const core::CliInvocation& inv) {
     if (auto status = core::check_before_start(config, stderr_logger, false); !status) {
         std::cerr << "synergos: " << (config.source_file.empty() ? std::string("config") : config.source_file)
                   << ": " << status.message() << "\n";
-        return kExitFailure;
+        return core::kExitConfig;
     }
     for (const auto& warning : warnings) {
         std::cerr << "synergos: warning: " << warning << "\n";
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
         return kExitUsage;
     } catch (const core::ConfigError& e) {
         std::cerr << "synergos: config error: " << e.what() << "\n";
-        return kExitFailure;
+        return core::kExitConfig;
     } catch (const std::exception& e) {
         std::cerr << "synergos: " << e.what() << "\n";
         return kExitFailure;

@@ -52,19 +52,20 @@ jobs::AggregatorLookup aggregator_lookup(Runtime& rt) {
 }
 
 /// Checks what no plugin provides (exposure, tokens, TLS files, the outputs folder), then starts
-/// the plugins, or logs why not; false on failure (the caller returns 1).
-bool start(Runtime& rt) {
+/// the plugins, or logs why not. Returns 0, or the exit code: kExitConfig for a setting no
+/// restart can fix (a service manager need not try again), 1 for a failure to start.
+int start(Runtime& rt) {
     if (sdk::Status st = check_before_start(rt.config(), rt.logger()); !st) {
         rt.fatal("start-up refused", {{"error", st.message()}});
         rt.stop_all();
-        return false;
+        return kExitConfig;
     }
     if (sdk::Status st = rt.start_plugins(); !st) {
         rt.fatal("start-up failed", {{"error", st.message()}});
         rt.stop_all();
-        return false;
+        return 1;
     }
-    return true;
+    return 0;
 }
 
 int fail(Runtime& rt, const std::string& what, const std::string& error) {
@@ -116,8 +117,8 @@ sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::Messag
 }  // namespace
 
 int run_director(Runtime& rt) {
-    if (!start(rt)) {
-        return 1;
+    if (const int code = start(rt); code != 0) {
+        return code;
     }
     const auto& cfg = rt.config();
     sdk::StorageBackend* storage = rt.storage();
@@ -185,8 +186,8 @@ int run_director(Runtime& rt) {
 }
 
 int run_ttp(Runtime& rt) {
-    if (!start(rt)) {
-        return 1;
+    if (const int code = start(rt); code != 0) {
+        return code;
     }
     const auto& cfg = rt.config();
     sdk::MessageQueue* mq = rt.message_queue();
@@ -207,8 +208,8 @@ int run_ttp(Runtime& rt) {
 }
 
 int run_worker(Runtime& rt) {
-    if (!start(rt)) {
-        return 1;
+    if (const int code = start(rt); code != 0) {
+        return code;
     }
     const auto& cfg = rt.config();
     if (rt.model() == nullptr) {
