@@ -372,9 +372,9 @@ namespace {
 
 namespace sdk = synergos::sdk;
 
-/// Records the jobs the search submits; every train job succeeds at once on grid 0 and every
-/// validate job fails, so each trial goes through both phases and the search ends.
-class RecordingCtx final : public sdk::JobContext {
+/// A job context for a search run in the test: it records the jobs the search submits (ids
+/// "job-<n>"); subclasses say what a poll of one sees (wait_job).
+class FakeSearchCtx : public sdk::JobContext {
 public:
     sdk::Logger& logger() noexcept override { return host_.logger(); }
     const std::string& job_id() const noexcept override { return id_; }
@@ -391,12 +391,8 @@ public:
         submitted.push_back(json::parse(job_json));
         return "job-" + std::to_string(submitted.size());
     }
-    sdk::Result<std::string> wait_job(const std::string& id, std::chrono::milliseconds) noexcept override {
-        const std::size_t n = std::stoul(id.substr(4));
-        const bool train = submitted.at(n - 1).value("process", "") == "train";
-        return json{{"state", train ? "succeeded" : "failed"}, {"grid", 0}, {"reason", "fixture"}}.dump();
-    }
-    sdk::Status write_tensors(const std::string&, const sdk::TensorMap&, std::string_view) noexcept override {
+    sdk::Status write_tensors(const std::string&, const sdk::TensorMap&,
+                              std::string_view) noexcept override {
         return {};
     }
     sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
@@ -410,6 +406,17 @@ private:
     sdk::testing::FakeHost host_;
     std::string id_ = "opt-1";
     std::vector<sdk::GridNode> nodes_;
+};
+
+/// Every train job succeeds at once on grid 0 and every validate job fails, so each trial goes
+/// through both phases and the search ends.
+class RecordingCtx final : public FakeSearchCtx {
+public:
+    sdk::Result<std::string> wait_job(const std::string& id, std::chrono::milliseconds) noexcept override {
+        const std::size_t n = std::stoul(id.substr(4));
+        const bool train = submitted.at(n - 1).value("process", "") == "train";
+        return json{{"state", train ? "succeeded" : "failed"}, {"grid", 0}, {"reason", "fixture"}}.dump();
+    }
 };
 
 }  // namespace
@@ -447,26 +454,11 @@ namespace {
 /// A search's trial jobs as a script: `state(process, trial number)` is the job record a poll
 /// sees. A wait with a timeout (the search idling until a job moves) advances a fake clock by
 /// `idle_step`, so the search's time limit passes without real waiting.
-class ScriptedCtx final : public sdk::JobContext {
+class ScriptedCtx final : public FakeSearchCtx {
 public:
     using Script = std::function<json(const std::string& process, int trial)>;
     explicit ScriptedCtx(Script script) : script_(std::move(script)) {}
 
-    sdk::Logger& logger() noexcept override { return host_.logger(); }
-    const std::string& job_id() const noexcept override { return id_; }
-    int grid() const noexcept override { return 0; }
-    const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
-    std::string outputs_dir() const override { return "/nonexistent"; }
-    bool is_cancelled() const noexcept override { return false; }
-    void report_progress(std::string_view) noexcept override {}
-    sdk::WorkerClient& workers() noexcept override { std::abort(); }
-    sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
-        return sdk::Error{sdk::ErrorCode::NotFound, name};
-    }
-    sdk::Result<std::string> submit_job(std::string_view job_json) noexcept override {
-        submitted.push_back(json::parse(job_json));
-        return "job-" + std::to_string(submitted.size());
-    }
     sdk::Result<std::string> wait_job(const std::string& id,
                                       std::chrono::milliseconds timeout) noexcept override {
         if (timeout.count() > 0) {
@@ -477,28 +469,15 @@ public:
         const int trial = std::stoi(run.substr(run.rfind('_') + 1));
         return script_(job.value("process", ""), trial).dump();
     }
-    sdk::Status write_tensors(const std::string&, const sdk::TensorMap&,
-                              std::string_view) noexcept override {
-        return {};
-    }
-    sdk::Result<sdk::TensorMap> read_tensors(const std::string& path) noexcept override {
-        return sdk::Error{sdk::ErrorCode::NotFound, path};
-    }
-    sdk::Status write_file(const std::string&, std::string_view) noexcept override { return {}; }
-
     OptimizeFunction::Now clock() {
         return [this] { return now; };
     }
 
-    std::vector<json> submitted;
     std::chrono::steady_clock::time_point now{};
     std::chrono::milliseconds idle_step{2000};
 
 private:
     Script script_;
-    sdk::testing::FakeHost host_;
-    std::string id_ = "opt-1";
-    std::vector<sdk::GridNode> nodes_;
 };
 
 /// archive() reads nothing from its context.
