@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <initializer_list>
+#include <utility>
 #include <fstream>
 #include <sstream>
 
@@ -45,6 +47,16 @@ sdk::Status readable(const std::string& path, const std::string& key) {
         return sdk::Status(sdk::ErrorCode::InvalidArgument,
                            key + ": cannot read '" + path + "': " +
                                (error != 0 ? std::strerror(error) : "cannot be opened"));
+    }
+    return {};
+}
+
+/// Each file (path, key) that is set can be read; else the first error.
+sdk::Status readable(std::initializer_list<std::pair<const std::string*, const char*>> files) {
+    for (const auto& [path, key] : files) {
+        if (auto st = readable(*path, key); !st) {
+            return st;
+        }
     }
     return {};
 }
@@ -220,12 +232,11 @@ sdk::Status check_before_start(const RuntimeConfig& config, sdk::Logger& logger,
             return st;
         }
         const auto& tls = config.http.tls;
-        for (const auto& [path, key] : {std::pair{&tls.cert_file, "http.tls.cert_file"},
-                                        std::pair{&tls.key_file, "http.tls.key_file"},
-                                        std::pair{&tls.ca_file, "http.tls.ca_file"}}) {
-            if (auto st = readable(*path, key); !st) {
-                return st;
-            }
+        if (auto st = readable({{&tls.cert_file, "http.tls.cert_file"},
+                                {&tls.key_file, "http.tls.key_file"},
+                                {&tls.ca_file, "http.tls.ca_file"}});
+            !st) {
+            return st;
         }
         if (auto options = server_options(config); !options) {
             return options.error();  // reads every token
@@ -233,12 +244,11 @@ sdk::Status check_before_start(const RuntimeConfig& config, sdk::Logger& logger,
     }
     if (calls_workers) {
         const auto& w = config.worker_client;
-        for (const auto& [path, key] : {std::pair{&w.ca_file, "worker_client.ca_file"},
-                                        std::pair{&w.cert_file, "worker_client.cert_file"},
-                                        std::pair{&w.key_file, "worker_client.key_file"}}) {
-            if (auto st = readable(*path, key); !st) {
-                return st;
-            }
+        if (auto st = readable({{&w.ca_file, "worker_client.ca_file"},
+                                {&w.cert_file, "worker_client.cert_file"},
+                                {&w.key_file, "worker_client.key_file"}});
+            !st) {
+            return st;
         }
         if (auto options = worker_client_options(config); !options) {
             return options.error();

@@ -16,7 +16,7 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kCancelledMemory = 10000;
-/// Deliveries remembered as settled (TtpRunner::Settled); the oldest is forgotten first.
+/// Deliveries remembered as settled (TtpRunner::settled_); the oldest is forgotten first.
 constexpr std::size_t kSettledMemory = 10000;
 constexpr std::size_t kMaxPendingStarted = 64;
 /// Results awaiting their confirm at once; each holds one more prefetch slot.
@@ -174,31 +174,25 @@ private:
     NoWorkers no_workers_;
 };
 
-class TtpRunner::Settled {
-public:
-    void add(const std::string& job_id, int attempt) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (keys_.insert(key(job_id, attempt)).second) {
-            order_.push_back(key(job_id, attempt));
-            if (order_.size() > kSettledMemory) {
-                keys_.erase(order_.front());
-                order_.pop_front();
-            }
+void TtpRunner::RecentKeys::add(const std::string& key) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (keys_.insert(key).second) {
+        order_.push_back(key);
+        if (order_.size() > capacity_) {
+            keys_.erase(order_.front());
+            order_.pop_front();
         }
     }
-    bool has(const std::string& job_id, int attempt) const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return keys_.count(key(job_id, attempt)) != 0;
-    }
+}
 
-private:
-    static std::string key(const std::string& job_id, int attempt) {
-        return job_id + '\n' + std::to_string(attempt);
-    }
-    mutable std::mutex mutex_;
-    std::set<std::string> keys_;
-    std::deque<std::string> order_;
-};
+bool TtpRunner::RecentKeys::has(const std::string& key) const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return keys_.count(key) != 0;
+}
+
+std::string TtpRunner::settled_key(const std::string& job_id, int attempt) {
+    return job_id + '\n' + std::to_string(attempt);
+}
 
 struct TtpRunner::Settlement {
     std::mutex mutex;
@@ -207,7 +201,7 @@ struct TtpRunner::Settlement {
     std::size_t held = 0;                         ///< failed deliveries waiting out a retry pause
     sdk::AdjustableConsumer* consumer = nullptr;  ///< null once the job consumer is closing
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done;  ///< the runner's, across runs
-    std::shared_ptr<Settled> outcomes_out;                  ///< the runner's, across runs
+    std::shared_ptr<RecentKeys> outcomes_out;               ///< the runner's settled_
 
     /// The job consumer's prefetch: the job being run, plus a slot per result awaiting its
     /// confirm and per failed delivery held through its retry pause. Under `mutex`.
@@ -233,7 +227,7 @@ public:
                 // stays shut, so no job arrives that the job thread would hold unstarted.
                 (void)s_->consumer->set_prefetch(s_->window());
                 if (status) {
-                    s_->outcomes_out->add(job_id_, attempt_);
+                    s_->outcomes_out->add(settled_key(job_id_, attempt_));
                     (void)s_->consumer->ack(tag_);
                     if (finishes_) {
                         ++*s_->jobs_done;
@@ -284,7 +278,8 @@ TtpRunner::TtpRunner(sdk::MessageQueue& mq, sdk::Logger& logger, FunctionRegistr
       aggregators_(std::move(aggregators)),
       options_(std::move(options)),
       submitter_(submitter),
-      settled_(std::make_shared<Settled>()),
+      cancelled_(kCancelledMemory),
+      settled_(std::make_shared<RecentKeys>(kSettledMemory)),
       jobs_done_(std::make_shared<std::atomic<std::uint64_t>>(0)),
       settlement_(std::make_shared<Settlement>()) {
     settlement_->jobs_done = jobs_done_;
@@ -392,7 +387,7 @@ void TtpRunner::events_loop() {
 
 bool TtpRunner::was_cancelled(const std::string& job_id) {
     std::lock_guard<std::mutex> lock(mutex_);
-    return cancelled_.count(job_id) != 0;
+    return cancelled_.has(job_id);
 }
 
 void TtpRunner::job_loop(std::unique_ptr<sdk::Consumer> consumer) {
@@ -639,7 +634,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         fail_final(nodes.error().message);
         return;
     }
-    if (settled_->has(job.job_id, job.attempt)) {
+    if (settled_->has(settled_key(job.job_id, job.attempt))) {
         // Its outcome went out already (the ack that would have removed it was lost, or the
         // publish was stored twice): running it again would only redo the work.
         logger_.warn("job delivered again after its outcome was published; acknowledged without running",
@@ -668,7 +663,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         std::lock_guard<std::mutex> lock(mutex_);
         current_job_ = job.job_id;
         // A cancel taken by the control thread since was_cancelled() above is not lost.
-        current_cancelled_ = cancelled_.count(job.job_id) != 0;
+        current_cancelled_ = cancelled_.has(job.job_id);
         current_started_ = std::chrono::steady_clock::now();
         current_timed_out_ = false;
     }
@@ -766,7 +761,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
             return;
         }
         (void)publish_event(result);
-        settled_->add(job.job_id, job.attempt);
+        settled_->add(settled_key(job.job_id, job.attempt));
         (void)consumer.ack(delivery.tag);
         logger_.warn("job attempt failed; retrying",
                      log_fields({{"job_id", job.job_id}, {"attempt", job.attempt}, {"reason", result.reason}}));
@@ -799,7 +794,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
         (void)consumer.reject(delivery.tag, true);
         return;
     }
-    settled_->add(job.job_id, job.attempt);
+    settled_->add(settled_key(job.job_id, job.attempt));
     (void)consumer.ack(delivery.tag);
     ++*jobs_done_;
     logger_.info("job finished", log_fields({{"job_id", job.job_id}, {"status", to_string(result.outcome)}}));
@@ -845,13 +840,7 @@ void TtpRunner::control_loop() {
             const std::string id = j["job_id"].get<std::string>();
             {
                 std::lock_guard<std::mutex> lock(mutex_);
-                if (cancelled_.insert(id).second) {
-                    cancelled_order_.push_back(id);
-                    if (cancelled_order_.size() > kCancelledMemory) {
-                        cancelled_.erase(cancelled_order_.front());
-                        cancelled_order_.pop_front();
-                    }
-                }
+                cancelled_.add(id);
                 if (current_job_ == id) {
                     current_cancelled_ = true;
                     logger_.info("cancel taken for the running job; it stops at its next safe point",

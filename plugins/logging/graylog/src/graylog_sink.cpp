@@ -431,19 +431,21 @@ void GraylogSink::set_link(Link link, std::string error) {
         }
         // Everything logged while Graylog is down waits in the buffer or is dropped, and the
         // drop reports go to Graylog too: one console line says so, and one when it is back.
-        const std::string where = config_.host + ":" + std::to_string(config_.port) +
-                                  (config_.transport == Transport::Tcp ? "/tcp" : "/udp");
+        const auto where = [&] {
+            return config_.host + ":" + std::to_string(config_.port) +
+                   (config_.transport == Transport::Tcp ? "/tcp" : "/udp");
+        };
         const auto now = Clock::now();
         if (link == Link::Down && before != Link::Down && !console_said_down_ &&
             (console_down_at_ == Clock::time_point{} || now - console_down_at_ >= std::chrono::minutes(1))) {
             console_said_down_ = true;
             console_down_at_ = now;
-            line = "synergos: graylog sink: cannot send to " + where + " (" + last_error_ +
+            line = "synergos: graylog sink: cannot send to " + where() + " (" + last_error_ +
                    "); records wait in its buffer (" + std::to_string(config_.buffer_records) +
                    " records) and are sent once it is back, later ones are dropped and counted";
         } else if (link == Link::Up && console_said_down_) {
             console_said_down_ = false;
-            line = "synergos: graylog sink: " + where + " is reachable again; sending what was buffered";
+            line = "synergos: graylog sink: " + where() + " is reachable again; sending what was buffered";
         }
     }
     progress_.notify_all();

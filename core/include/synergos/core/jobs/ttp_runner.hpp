@@ -133,10 +133,23 @@ private:
     std::condition_variable events_wake_;
     std::condition_variable events_done_;
     std::deque<ResultMessage> events_;  ///< started events not yet published
+    /// A bounded set of keys, the oldest forgotten first. Thread-safe (a lock of its own).
+    class RecentKeys {
+    public:
+        explicit RecentKeys(std::size_t capacity) : capacity_(capacity) {}
+        void add(const std::string& key);
+        bool has(const std::string& key) const;
+
+    private:
+        const std::size_t capacity_;
+        mutable std::mutex mutex_;
+        std::set<std::string> keys_;
+        std::deque<std::string> order_;  ///< oldest first
+    };
+
     std::mutex mutex_;
     std::condition_variable wake_;
-    std::set<std::string> cancelled_;
-    std::deque<std::string> cancelled_order_;  // bounds the set
+    RecentKeys cancelled_;  ///< job ids whose cancel notice this TTP took
     std::string current_job_;
     std::atomic<bool> current_cancelled_{false};
     std::chrono::steady_clock::time_point current_started_{};  ///< guarded by mutex_
@@ -146,12 +159,12 @@ private:
     /// on the backend's thread after this runner is gone (past the drain's bound).
     struct Settlement;
     class ResultSettled;
-    /// Deliveries (job id and attempt) whose outcome this TTP published: one delivered again
-    /// (its ack lost to a reconnect, its publish stored twice by a republish after a lost
-    /// confirm) is acknowledged without running the job again. Bounded; shared with the
+    /// Deliveries (settled_key: job id and attempt) whose outcome this TTP published: one
+    /// delivered again (its ack lost to a reconnect, its publish stored twice by a republish
+    /// after a lost confirm) is acknowledged without running the job again. Shared with the
     /// publish callbacks.
-    class Settled;
-    std::shared_ptr<Settled> settled_;
+    std::shared_ptr<RecentKeys> settled_;
+    static std::string settled_key(const std::string& job_id, int attempt);
     std::shared_ptr<std::atomic<std::uint64_t>> jobs_done_;
     std::shared_ptr<Settlement> settlement_;  ///< replaced by start(), before any thread runs
 
