@@ -411,16 +411,36 @@ int default_graylog_port(Role role) {
     return 12201;
 }
 
+/// What a variant of a flag takes after its name.
+enum class Address { Optional, Required, None };
+
+/// `variants`: each valid variant with what it takes; `none_why` says why a variant without an
+/// address takes none (e.g. "is in-process and "), for its error message.
 void apply_variant(PluginSection& section, const std::string& flag, const std::string& section_key,
-                   const std::vector<std::string>& args, const std::vector<std::string>& variants,
-                   std::optional<int> default_port) {
+                   const std::vector<std::string>& args,
+                   const std::vector<std::pair<std::string, Address>>& variants,
+                   std::optional<int> default_port, const std::string& none_why = {}) {
     if (args.empty()) {
         throw ConfigError({}, 0, flag, "needs VARIANT [HOST PORT]");
     }
     const std::string& variant = args[0];
-    if (std::find(variants.begin(), variants.end(), variant) == variants.end()) {
+    const auto known = std::find_if(variants.begin(), variants.end(),
+                                    [&](const auto& v) { return v.first == variant; });
+    if (known == variants.end()) {
+        std::vector<std::string> names;
+        for (const auto& v : variants) {
+            names.push_back(v.first);
+        }
         throw ConfigError(
-            {}, 0, flag, "unknown variant '" + variant + "' (valid: " + join(variants, ", ") + ")");
+            {}, 0, flag, "unknown variant '" + variant + "' (valid: " + join(names, ", ") + ")");
+    }
+    // What the variant takes is checked before the values themselves: `basic x y` is told it
+    // takes no address, not that 'y' is no port.
+    if (known->second == Address::None && args.size() != 1) {
+        throw ConfigError({}, 0, flag, "'" + variant + "' " + none_why + "takes no HOST and PORT");
+    }
+    if (known->second == Address::Required && args.size() != 3) {
+        throw ConfigError({}, 0, flag, "'" + variant + "' needs HOST and PORT");
     }
     if (args.size() == 2) {
         throw ConfigError({}, 0, flag, "'" + variant + " " + args[1] + "' lacks the PORT");
@@ -723,25 +743,16 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
         c.node.id = *f.id;
     }
     if (f.queue) {
-        apply_variant(c.message_queue, "--queue", "message_queue", *f.queue, {"rabbitmq", "memory"},
-                      std::nullopt);
-        if (c.message_queue.backend == "rabbitmq" && f.queue->size() != 3) {
-            throw ConfigError({}, 0, "--queue", "'rabbitmq' needs HOST and PORT");
-        }
-        if (c.message_queue.backend == "memory" && f.queue->size() != 1) {
-            throw ConfigError({}, 0, "--queue",
-                              "'memory' is in-process and takes no HOST and PORT");
-        }
+        apply_variant(c.message_queue, "--queue", "message_queue", *f.queue,
+                      {{"rabbitmq", Address::Required}, {"memory", Address::None}}, std::nullopt,
+                      "is in-process and ");
     }
     if (f.logging_variant) {
         apply_variant(c.logging.sink, "--logging_variant", "logging", *f.logging_variant,
-                      {"basic", "graylog"},
+                      {{"basic", Address::None}, {"graylog", Address::Optional}},
                       (*f.logging_variant)[0] == "graylog"
                           ? std::optional<int>(default_graylog_port(c.node.role))
                           : std::nullopt);
-        if (c.logging.sink.backend == "basic" && f.logging_variant->size() != 1) {
-            throw ConfigError({}, 0, "--logging_variant", "'basic' takes no HOST and PORT");
-        }
     }
     if (f.logging_resolution_s) {
         const double value = *f.logging_resolution_s;

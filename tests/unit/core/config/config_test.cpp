@@ -356,6 +356,18 @@ TEST_CASE("The original flags map onto the plugin sections", "[unit][config]") {
         auto e = expect_error([&] { build_config(Role::Director, std::nullopt, f); });
         CHECK(e.key() == "--queue");
     }
+    SECTION("a variant that takes no address is told so whatever follows its name") {
+        FlagOverrides f;
+        f.logging_variant = std::vector<std::string>{"basic", "x", "y"};
+        auto e = expect_error([&] { build_config(Role::Director, std::nullopt, f); });
+        CHECK(e.key() == "--logging_variant");
+        CHECK_THAT(e.what(), Catch::Contains("'basic' takes no HOST and PORT"));
+        f = FlagOverrides{};
+        f.queue = std::vector<std::string>{"memory", "h", "notaport"};
+        e = expect_error([&] { build_config(Role::Director, std::nullopt, f); });
+        CHECK(e.key() == "--queue");
+        CHECK_THAT(e.what(), Catch::Contains("'memory' is in-process and takes no HOST and PORT"));
+    }
     SECTION("--queue with a bad port is refused") {
         FlagOverrides f;
         f.queue = std::vector<std::string>{"rabbitmq", "h", "port"};
