@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `synergos`: parses the command line, builds the config, dispatches to a role or a tool, and
 // turns the outcome into an exit code (0 ok, 1 failure, 2 command-line mistake).
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -73,7 +74,17 @@ int list_plugins(const core::CliInvocation& inv) {
         paths = core::build_config(std::nullopt, inv.config_file, inv.flags).plugin_search_paths;
     }
     core::PluginLoader loader(core::default_plugin_search_path(paths, exe_dir()));
-    std::cout << core::render_plugin_listing(loader.discover(), inv.format);
+    const auto found = loader.discover();
+    std::cout << core::render_plugin_listing(found, inv.format);
+    // A file that fails to load is an installation fault a script must see (a shadowed one is
+    // a deliberate override: listed, not a failure).
+    const auto failed = std::count_if(found.begin(), found.end(),
+                                      [](const auto& d) { return !d.info && !d.shadowed; });
+    if (failed > 0) {
+        std::cerr << "synergos: " << failed << " plugin file" << (failed == 1 ? "" : "s")
+                  << " could not be loaded (see the listing)\n";
+        return kExitFailure;
+    }
     return kExitOk;
 }
 

@@ -98,6 +98,27 @@ TEST_CASE("A usage mistake exits 2 with one line", "[cli]") {
     CHECK_THAT(child.err_lines()[0], Catch::Contains("no-such-flag"));
 }
 
+TEST_CASE("plugins exits non-zero when a plugin file cannot be loaded and still lists it",
+          "[cli]") {
+    TempDir dir;
+    const fs::path bad = dir.path / "libsynergos-logging-broken.so";
+    std::ofstream(bad) << "not a shared library\n";
+    fs::permissions(bad, fs::perms::owner_read | fs::perms::owner_write);
+    Child child({"plugins", "--format", "json", "--plugin-path", dir.path.string()});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    const json listing = json::parse(child.out_text());
+    REQUIRE(listing["errors"].is_array());
+    bool named = false;
+    for (const auto& e : listing["errors"]) {
+        named = named || e.dump().find("libsynergos-logging-broken.so") != std::string::npos;
+    }
+    CHECK(named);
+    REQUIRE(child.err_lines().size() == 1);
+    CHECK_THAT(child.err_lines()[0], Catch::Contains("1 plugin file could not be loaded"));
+}
+
 TEST_CASE("plugins --format json prints a parsable listing", "[cli]") {
     Child child({"plugins", "--format", "json"});
     const auto code = child.wait(kTimeout);

@@ -484,7 +484,7 @@ std::vector<PluginLoader::Discovered> PluginLoader::discover() {
                      sdk::Error{sdk::ErrorCode::FailedPrecondition,
                                 plugin_prefix(parsed->name, parsed->kind, file) + ": shadowed by " +
                                     first->second + " earlier on the search path"},
-                     nullptr});
+                     nullptr, true});
                 continue;
             }
             PluginRequest request;

@@ -135,6 +135,8 @@ public:
         sdk::Result<PluginInfo> info;
         /// Keeps `info->options` views valid; null when `info` is an error.
         std::shared_ptr<const PluginLibrary> library;
+        /// `info` is an error only because an earlier file of the same kind and name wins.
+        bool shadowed = false;
     };
     std::vector<Discovered> discover();
 
