@@ -853,6 +853,12 @@ void JobService::launch_on_director(const JobRecord& job) {
     auto ended = std::make_shared<std::atomic<bool>>(false);
     director_threads_.emplace_back(std::thread([this, ended, id = job.job_id] {
                                        run_on_director(id);
+                                       {
+                                           // Its cancel flag served this run only: a
+                                           // long-lived director would keep every one.
+                                           std::lock_guard<std::mutex> lock(director_mutex_);
+                                           director_cancelled_.erase(id);
+                                       }
                                        ended->store(true);
                                    }),
                                    ended);
@@ -1210,10 +1216,12 @@ sdk::Status JobService::send_cancel(const JobRecord& job) {
 
 sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
     bool was_running = false;
+    bool changed = false;
     auto job = store_.update(job_id, [&](JobRecord& j) {
         if (j.is_terminal()) {
             return false;
         }
+        changed = true;
         if (j.state == "running") {
             was_running = true;
             j.reason = kCancelRequested;
@@ -1232,7 +1240,9 @@ sdk::Result<JobRecord> JobService::cancel(const std::string& job_id) {
                           "Job '" + job_id + "' already " + job->state + "; nothing to cancel"};
     }
     if (job->grid == kDirectorGrid) {
-        {
+        if (changed) {
+            // Also for a queued one: its thread may have read it before the cancel. A job that
+            // had already ended has no thread left to clear the flag.
             std::lock_guard<std::mutex> lock(director_mutex_);
             director_cancelled_.insert(job_id);
         }
