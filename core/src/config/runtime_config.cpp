@@ -160,7 +160,7 @@ std::vector<std::string> default_censor_keys() {
     return {"*_dir",         "*_dirs",  "*_path",   "*_paths",     "*_file",   "path",
             "host",          "hosts",   "password", "token",       "*token",   "*tokens",
             "authorization", "secret",  "*_secret", "api_key",     "credentials", "url",
-            "cookie"};
+            "cookie",        "root",    "*_root"};
 }
 
 RuntimeConfig RuntimeConfig::defaults_for(Role role) {

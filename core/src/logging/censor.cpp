@@ -54,6 +54,80 @@ bool looks_like_credential(const std::string& text) {
     return false;
 }
 
+bool digit(char c) { return c >= '0' && c <= '9'; }
+
+/// Length of an IPv4 address (with an optional :port) starting at `at`, or 0.
+std::size_t ipv4_at(const std::string& text, std::size_t at) {
+    std::size_t i = at;
+    for (int part = 0; part < 4; ++part) {
+        if (part > 0) {
+            if (i >= text.size() || text[i] != '.') {
+                return 0;
+            }
+            ++i;
+        }
+        const std::size_t start = i;
+        while (i < text.size() && digit(text[i]) && i - start < 3) {
+            ++i;
+        }
+        if (i == start) {
+            return 0;
+        }
+    }
+    if (i < text.size() && (digit(text[i]) || text[i] == '.')) {
+        return 0;  // more than an address: a longer number or version
+    }
+    if (i + 1 < text.size() && text[i] == ':' && digit(text[i + 1])) {
+        for (++i; i < text.size() && digit(text[i]); ++i) {
+        }
+    }
+    return i - at;
+}
+
+/// Where a path or an address may begin: the start, or after a separator of free text.
+bool boundary(const std::string& text, std::size_t at) {
+    if (at == 0) {
+        return true;
+    }
+    const char c = text[at - 1];
+    return c == ' ' || c == '\'' || c == '"' || c == '=' || c == '(' || c == ':' || c == ',' ||
+           c == '[' || c == '@' || c == '\t';
+}
+
+/// Replaces absolute paths and IPv4 addresses inside free text (error messages quote the file
+/// or the peer they failed on). Returns true when something was replaced.
+bool scrub(std::string& text) {
+    std::string out;
+    bool changed = false;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        if (text[i] == '/' && boundary(text, i) && i + 1 < text.size() && text[i + 1] != ' ') {
+            std::size_t end = i + 1;
+            while (end < text.size() && text[end] != ' ' && text[end] != '\'' && text[end] != '"' &&
+                   text[end] != ')' && text[end] != ',' && text[end] != ';' && text[end] != '\t') {
+                ++end;
+            }
+            out += Censor::kRedacted;
+            changed = true;
+            i = end;
+            continue;
+        }
+        if (digit(text[i]) && boundary(text, i)) {
+            if (const std::size_t n = ipv4_at(text, i); n > 0) {
+                out += Censor::kRedacted;
+                changed = true;
+                i += n;
+                continue;
+            }
+        }
+        out += text[i++];
+    }
+    if (changed) {
+        text = std::move(out);
+    }
+    return changed;
+}
+
 }  // namespace
 
 Censor::Censor(std::vector<std::string> patterns) : patterns_(std::move(patterns)) {
@@ -88,8 +162,13 @@ void Censor::apply(nlohmann::json& value) const {
         for (auto& item : value) {
             apply(item);
         }
-    } else if (value.is_string() && looks_like_credential(value.get_ref<const std::string&>())) {
-        value = kRedacted;
+    } else if (value.is_string()) {
+        auto& text = value.get_ref<std::string&>();
+        if (looks_like_credential(text)) {
+            value = kRedacted;
+        } else {
+            (void)scrub(text);
+        }
     }
 }
 

@@ -19,7 +19,7 @@ TEST_CASE("Censor redacts matching keys at any depth", "[unit][logging][censor]"
         "Authorization": "Bearer x",
         "token": null,
         "count": 3,
-        "note": "path=/x stays: values are not scanned"
+        "note": "a value that names no path stays"
     })");
     censor.apply(fields);
     CHECK(fields["DATA_DIR"] == Censor::kRedacted);
@@ -33,7 +33,24 @@ TEST_CASE("Censor redacts matching keys at any depth", "[unit][logging][censor]"
     CHECK(fields["Authorization"] == Censor::kRedacted);
     CHECK(fields["token"].is_null());  // nothing to hide
     CHECK(fields["count"] == 3);
-    CHECK(fields["note"] == "path=/x stays: values are not scanned");
+    CHECK(fields["note"] == "a value that names no path stays");
+}
+
+TEST_CASE("Censor replaces paths and addresses inside free text", "[unit][logging][censor]") {
+    const Censor censor({"token"});
+    json fields = {
+        {"error", "http.tokens[0]: cannot read the token file '/nonexistent.token'"},
+        {"reason", "connect to 10.0.0.3:5672 failed (timeout), retry at /srv/x/y and 192.168.1.1"},
+        {"nested", {{"msg", "open(/data/a b.csv) failed"}}},
+        {"plain", "ratio 3/4 of v1.2.3.4.5 in 12.5 s"},
+        {"route", "/ttp/connect/collaborations"}};
+    censor.apply(fields);
+    CHECK(fields["error"] == "http.tokens[0]: cannot read the token file '*CENSORED*'");
+    CHECK(fields["reason"] ==
+          "connect to *CENSORED* failed (timeout), retry at *CENSORED* and *CENSORED*");
+    CHECK(fields["nested"]["msg"] == "open(*CENSORED* b.csv) failed");
+    CHECK(fields["plain"] == "ratio 3/4 of v1.2.3.4.5 in 12.5 s");  // no path, no address
+    CHECK(fields["route"] == "*CENSORED*");
 }
 
 TEST_CASE("Censor patterns are case-insensitive globs", "[unit][logging][censor]") {
@@ -60,7 +77,7 @@ TEST_CASE("Censor with a configured key list redacts only those keys", "[unit][l
 TEST_CASE("The default key list censors path-like keys", "[unit][logging][censor]") {
     const Censor censor(synergos::core::default_censor_keys());
     for (const char* key : {"data_dir", "OUT_DIR", "db_path", "path", "url", "api_key", "secret",
-                            "search_paths", "json_file", "plugin_dirs"}) {
+                            "search_paths", "json_file", "plugin_dirs", "root", "artifact_root"}) {
         INFO(key);
         CHECK(censor.matches(key));
     }

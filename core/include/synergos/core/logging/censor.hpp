@@ -17,7 +17,9 @@ namespace synergos::core {
 /// Patterns match whole keys, case-insensitively; `*` matches any run of characters
 /// (`*_dir` matches `DATA_DIR` and `out_dir`). A matching key's whole value is replaced, even
 /// when it is an object or an array; null values are kept (nothing to hide). A string value that
-/// carries a credential ("Bearer ...", "Basic ...") is replaced whatever its key.
+/// carries a credential ("Bearer ...", "Basic ...") is replaced whatever its key; in other string
+/// values, absolute paths and IPv4 addresses (error messages quote the file or peer they failed
+/// on) are replaced where they stand.
 /// Threading: immutable after construction; `apply` may run on any thread.
 class Censor {
 public:
