@@ -44,6 +44,9 @@ struct Connection {
     beast::flat_buffer buffer = [] {
         beast::flat_buffer b;
         b.reserve(256 * 1024);
+        // A peer's chunk extensions or trailers are buffered until their line ends, under
+        // neither the header nor the body limit: bounded here.
+        b.max_size(1024 * 1024);
         return b;
     }();
     Clock::time_point idle_since;  ///< when it went back to the pool

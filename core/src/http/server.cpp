@@ -62,6 +62,11 @@ std::string lower(boost::beast::string_view text) {
     return out;
 }
 
+/// The peer's read of a header block may hold at most this much beyond the header limit:
+/// Beast keeps buffering a chunk header's extensions or trailers until their line ends, with
+/// neither the header nor the body limit applying (a peer sent 64 MiB of them to /healthz).
+constexpr std::size_t kReadSlack = kReadChunk + 64 * 1024;
+
 /// Buffers for large request bodies, kept for the next requests: a fresh model-sized buffer
 /// costs a page fault per 4 KiB on every request (about 1 ms per 4 MB, on the CPU the other
 /// connections need), and a worker is sent a model every round. At most `max_count` buffers
@@ -292,6 +297,7 @@ public:
           stream_(make_stream(server, std::move(socket))),
           async_timer_(stream_.get_executor()),
           id_(id) {
+        buffer_.max_size(server_.options_.header_limit_bytes + kReadSlack);
         beast::error_code ec;
         const auto peer = tcp_layer().socket().remote_endpoint(ec);
         if (!ec) {
@@ -446,6 +452,20 @@ private:
             send_error(auth.status, auth.message, std::move(extra));
             return;
         }
+        if (server_.options_.tokens.empty()) {
+            if (auto refusal = browser_refusal(head, method); !refusal.empty()) {
+                send_error(403, refusal);
+                return;
+            }
+        }
+        if (head.find(bhttp::field::transfer_encoding) != head.end() &&
+            (!parser_->chunked() || head.version() < 11)) {
+            // Read as no body, its bytes would run as the next request (RFC 9112 6.3: 400).
+            send_error(400, "Transfer-Encoding '" +
+                                std::string(head[bhttp::field::transfer_encoding]) +
+                                "' is not accepted: only 'chunked', on HTTP/1.1");
+            return;
+        }
         const std::string encoding = lower(head[bhttp::field::content_encoding]);
         if (!encoding.empty() && encoding != "identity") {
             // Decompressing a peer's body would let a small request become a huge one.
@@ -454,6 +474,13 @@ private:
             return;
         }
         const auto length = parser_->content_length();
+        if ((head.method() == bhttp::verb::get || head_) &&
+            (parser_->chunked() || (length && *length > 0))) {
+            // No route reads one, and probes and the dashboard's files need no token: a body
+            // there was memory anyone could make us hold.
+            send_error(400, method + " requests take no body");
+            return;
+        }
         if (length && *length > server_.options_.body_limit_bytes) {
             send_error(413, "request body of " + std::to_string(*length) + " bytes exceeds the " +
                                 std::to_string(server_.options_.body_limit_bytes) + "-byte limit");
@@ -708,6 +735,30 @@ private:
         Response response =
             Response::error(504, "the handler did not answer within " + std::to_string(ms) + " ms");
         write(response, version, reuse && !server_.stopping_, &request);
+    }
+
+    /// Without tokens a browser is the way in: any page the operator opens can send a simple
+    /// POST (no preflight) to a loopback server. Browsers name the page's origin on every
+    /// POST; other clients (the CLI, TTPs, curl) send none. Refuses, naming why, a change whose
+    /// Origin is not this server. Empty: accepted.
+    std::string browser_refusal(const bhttp::request<bhttp::string_body>& head,
+                                const std::string& method) const {
+        const auto host_field = head[bhttp::field::host];
+        const std::string_view host_value(host_field.data(), host_field.size());
+        const auto origin_field = head[bhttp::field::origin];
+        if (origin_field.empty() || method == "GET" || method == "HEAD" || method == "OPTIONS") {
+            return {};
+        }
+        std::string_view origin(origin_field.data(), origin_field.size());
+        const auto scheme = origin.find("://");
+        const std::string_view origin_authority =
+            scheme == std::string_view::npos ? origin : origin.substr(scheme + 3);
+        const std::string authority = lower({origin_authority.data(), origin_authority.size()});
+        if (authority != lower({host_value.data(), host_value.size()})) {
+            return "a " + method + " from the page of '" + std::string(origin) +
+                   "' is refused: without tokens this server takes changes from its own pages only";
+        }
+        return {};
     }
 
     void send_error(int status, const std::string& message,

@@ -238,6 +238,75 @@ TEST_CASE("HttpServer answers malformed requests with 400 and keeps serving", "[
     CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/hello")->status == 200);
 }
 
+TEST_CASE("HttpServer refuses framing that would smuggle a request or make it hold memory",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto answers = [](const std::string& reply) {
+        std::size_t n = 0;
+        for (auto at = reply.find("HTTP/1.1 "); at != std::string::npos;
+             at = reply.find("HTTP/1.1 ", at + 1)) {
+            ++n;
+        }
+        return n;
+    };
+    SECTION("a Transfer-Encoding other than chunked: its body is not run as a second request") {
+        for (const std::string& coding : {std::string("gzip"), std::string("chunked, identity")}) {
+            RawConnection raw(server.bound_port());
+            raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
+                     "\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+            bool closed = false;
+            const std::string reply = raw.read_all(&closed);
+            INFO(coding);
+            CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
+            CHECK(reply.find("only 'chunked'") != std::string::npos);
+            CHECK(answers(reply) == 1);
+            CHECK(closed);
+        }
+    }
+    SECTION("a GET with a body") {
+        RawConnection raw(server.bound_port());
+        raw.send("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+        const std::string reply = raw.read_all();
+        CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK(reply.find("take no body") != std::string::npos);
+    }
+    SECTION("a chunk extension that never ends is cut at a bound, not buffered") {
+        RawConnection raw(server.bound_port());
+        (void)raw.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;" +
+                       std::string(1024 * 1024, 'a'));
+        bool closed = false;
+        const std::string reply = raw.read_all(&closed);
+        CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
+        CHECK(closed);
+    }
+    HttpClient client;
+    CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/hello")->status == 200);
+}
+
+TEST_CASE("HttpServer without tokens refuses changes sent from another site's page",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    HttpServer server(test_options(), router, logger);
+    REQUIRE(server.start().is_ok());
+    const auto post = [&](const std::string& headers) {
+        RawConnection raw(server.bound_port());
+        raw.send("POST /echo HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n" + headers +
+                 "Content-Length: 2\r\nConnection: close\r\n\r\n{}");
+        return raw.read_all();
+    };
+    const std::string foreign = post("Origin: http://evil.example\r\n");
+    CHECK(foreign.rfind("HTTP/1.1 403", 0) == 0);
+    CHECK(foreign.find("evil.example") != std::string::npos);
+    CHECK(post("Origin: null\r\n").rfind("HTTP/1.1 403", 0) == 0);
+    // Its own page (the dashboard), and clients that send no Origin (CLI, TTP, curl).
+    CHECK(post("Origin: http://127.0.0.1:5000\r\n").rfind("HTTP/1.1 200", 0) == 0);
+    CHECK(post("").rfind("HTTP/1.1 200", 0) == 0);
+}
+
 TEST_CASE("HttpServer stop lets an in-flight request finish", "[unit][http]") {
     synergos::sdk::testing::CapturingLogger logger;
     Gate gate;
