@@ -11,6 +11,10 @@
 #include <memory>
 #include <string>
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -122,6 +126,33 @@ TEST_CASE("director API over TLS refuses plain and untrusted peers and accepts t
     auto named = by_name.request("GET", "localhost", port, "/healthz");
     REQUIRE(named.has_value());
     CHECK(named->status == 200);
+}
+
+/// A TLS 1.2 handshake with 127.0.0.1:`port` offering only `ciphers`; the error, empty when it
+/// succeeded.
+std::string tls12_handshake(std::uint16_t port, const char* ciphers) {
+    namespace net = boost::asio;
+    net::io_context ioc;
+    net::ssl::context ctx(net::ssl::context::tls_client);
+    SSL_CTX_set_max_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    REQUIRE(SSL_CTX_set_cipher_list(ctx.native_handle(), ciphers) == 1);
+    ctx.set_verify_mode(net::ssl::verify_none);  // the suites are under test, not the chain
+    net::ssl::stream<net::ip::tcp::socket> stream(ioc, ctx);
+    boost::system::error_code ec;
+    stream.next_layer().connect({net::ip::make_address("127.0.0.1"), port}, ec);
+    REQUIRE_FALSE(ec);
+    // A blocked handshake must not hang the suite: the server's header timeout closes it.
+    stream.handshake(net::ssl::stream_base::client, ec);
+    return ec ? ec.message() : std::string();
+}
+
+TEST_CASE("TLS 1.2 offers only forward-secret AEAD suites", "[security][tls]") {
+    SecureDirector director;
+    // The test certificates are ECDSA (certs.hpp).
+    CHECK(tls12_handshake(director.port(), "ECDHE-ECDSA-AES128-GCM-SHA256").empty());
+    CHECK(tls12_handshake(director.port(), "ECDHE-ECDSA-CHACHA20-POLY1305").empty());
+    CHECK_FALSE(tls12_handshake(director.port(), "ECDHE-ECDSA-AES128-SHA").empty());     // CBC-SHA1
+    CHECK_FALSE(tls12_handshake(director.port(), "ECDHE-ECDSA-AES256-SHA384").empty());  // CBC
 }
 
 TEST_CASE("a server with an untrusted certificate is refused by a verifying client",

@@ -24,6 +24,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "tls_policy.hpp"
+
 namespace synergos::core::http {
 namespace {
 
@@ -187,6 +189,10 @@ std::shared_ptr<net::ssl::context> make_tls_context(const ClientTlsOptions& t, s
                          net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
                          net::ssl::context::no_tlsv1_1,
                      ec);
+    if (const std::string policy = detail::apply_tls_policy(*ctx); !policy.empty()) {
+        error = "http: " + policy;
+        return nullptr;
+    }
     if (t.ca_file.empty()) {
         ctx->set_default_verify_paths(ec);
     } else {

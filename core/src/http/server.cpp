@@ -32,6 +32,8 @@
 #include <boost/beast/ssl.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tls_policy.hpp"
+
 namespace synergos::core::http {
 namespace {
 
@@ -66,6 +68,8 @@ std::string lower(boost::beast::string_view text) {
 /// Beast keeps buffering a chunk header's extensions or trailers until their line ends, with
 /// neither the header nor the body limit applying (a peer sent 64 MiB of them to /healthz).
 constexpr std::size_t kReadSlack = kReadChunk + 64 * 1024;
+/// The most a GET or HEAD request may carry as a body.
+constexpr std::size_t kQueryBodyLimit = 64 * 1024;
 
 /// Buffers for large request bodies, kept for the next requests: a fresh model-sized buffer
 /// costs a page fault per 4 KiB on every request (about 1 ms per 4 MB, on the CPU the other
@@ -474,12 +478,15 @@ private:
             return;
         }
         const auto length = parser_->content_length();
-        if ((head.method() == bhttp::verb::get || head_) &&
-            (parser_->chunked() || (length && *length > 0))) {
-            // No route reads one, and probes and the dashboard's files need no token: a body
-            // there was memory anyone could make us hold.
-            send_error(400, method + " requests take no body");
-            return;
+        if (head.method() == bhttp::verb::get || head_) {
+            // No route reads one (clients send "{}" at most), and probes and the dashboard's
+            // files need no token: up to body_limit_bytes there was memory anyone could make us
+            // hold.
+            if (length && *length > kQueryBodyLimit) {
+                send_error(413, body_limit_message(kQueryBodyLimit));
+                return;
+            }
+            parser_->body_limit(std::min<std::uint64_t>(kQueryBodyLimit, server_.options_.body_limit_bytes));
         }
         if (length && *length > server_.options_.body_limit_bytes) {
             send_error(413, "request body of " + std::to_string(*length) + " bytes exceeds the " +
@@ -599,9 +606,9 @@ private:
         }
         if (ec) {
             if (ec == bhttp::error::body_limit) {
-                send_error(413, "request body exceeds the " +
-                                    std::to_string(server_.options_.body_limit_bytes) +
-                                    "-byte limit");
+                const bool query = parser_ && (parser_->get().method() == bhttp::verb::get || head_);
+                send_error(413, body_limit_message(query ? kQueryBodyLimit
+                                                         : server_.options_.body_limit_bytes));
             } else if (is_disconnect(ec) || ec == bhttp::error::partial_message) {
                 if (ec == beast::error::timeout) {
                     server_.logger_.warn(
@@ -759,6 +766,12 @@ private:
                    "' is refused: without tokens this server takes changes from its own pages only";
         }
         return {};
+    }
+
+    std::string body_limit_message(std::size_t limit) const {
+        const bool query = parser_ && (parser_->get().method() == bhttp::verb::get || head_);
+        return std::string(query ? "a GET or HEAD request's body" : "request body") +
+               " exceeds the " + std::to_string(limit) + "-byte limit";
     }
 
     void send_error(int status, const std::string& message,
@@ -1002,6 +1015,9 @@ sdk::Status HttpServer::Impl::load_tls() {
                         net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
                         net::ssl::context::no_tlsv1_1 | net::ssl::context::single_dh_use,
                     ec);
+    if (const std::string policy = detail::apply_tls_policy(ctx); !policy.empty()) {
+        return sdk::Status(sdk::ErrorCode::Internal, "http: " + policy);
+    }
     auto fail = [&](const char* option, const std::string& file) {
         return sdk::Status(sdk::ErrorCode::InvalidArgument, std::string("http: option '") + option +
                                                                 "': cannot use '" + file +

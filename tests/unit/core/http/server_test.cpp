@@ -242,7 +242,9 @@ TEST_CASE("HttpServer refuses framing that would smuggle a request or make it ho
           "[unit][http]") {
     synergos::sdk::testing::CapturingLogger logger;
     Router router = echo_router();
-    HttpServer server(test_options(), router, logger);
+    ServerOptions options = test_options();
+    options.body_limit_bytes = 1024 * 1024;  // above the GET bound
+    HttpServer server(options, router, logger);
     REQUIRE(server.start().is_ok());
     const auto answers = [](const std::string& reply) {
         std::size_t n = 0;
@@ -266,12 +268,21 @@ TEST_CASE("HttpServer refuses framing that would smuggle a request or make it ho
             CHECK(closed);
         }
     }
-    SECTION("a GET with a body") {
+    SECTION("a GET with a body over 64 KiB, declared or chunked; a small one is served") {
         RawConnection raw(server.bound_port());
-        raw.send("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+        raw.send("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n");
         const std::string reply = raw.read_all();
-        CHECK(reply.rfind("HTTP/1.1 400", 0) == 0);
-        CHECK(reply.find("take no body") != std::string::npos);
+        INFO(reply);
+        CHECK(reply.rfind("HTTP/1.1 413", 0) == 0);
+        CHECK(reply.find("GET or HEAD request's body exceeds the 65536-byte limit") !=
+              std::string::npos);
+        RawConnection chunked(server.bound_port());
+        chunked.send("GET /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n11170\r\n" +
+                     std::string(0x11170, 'g') + "\r\n0\r\n\r\n");
+        CHECK(chunked.read_all().rfind("HTTP/1.1 413", 0) == 0);
+        RawConnection small(server.bound_port());
+        small.send("GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+        CHECK(small.read_all().rfind("HTTP/1.1 200", 0) == 0);
     }
     SECTION("a chunk extension that never ends is cut at a bound, not buffered") {
         RawConnection raw(server.bound_port());
