@@ -155,6 +155,31 @@ TEST_CASE("TLS 1.2 offers only forward-secret AEAD suites", "[security][tls]") {
     CHECK_FALSE(tls12_handshake(director.port(), "ECDHE-ECDSA-AES256-SHA384").empty());  // CBC
 }
 
+TEST_CASE("refused TLS handshakes are logged at most once per interval with a count",
+          "[security][tls]") {
+    const auto& certs = test_certs();
+    core::http::ServerOptions o;
+    o.port = 0;
+    o.tls.cert_file = certs.server_cert;
+    o.tls.key_file = certs.server_key;
+    sdk::testing::CapturingLogger logger;
+    core::http::Router router;
+    core::http::HttpServer server(o, router, logger);
+    REQUIRE(server.start().is_ok());
+    // Plain-text peers: no token is needed to make the server refuse a handshake.
+    for (int i = 0; i < 20; ++i) {
+        testing::RawConnection raw(server.bound_port());
+        raw.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        (void)raw.read_all();
+    }
+    std::size_t warned = 0;
+    for (const auto& line : logger.lines()) {
+        warned += line.event.find("TLS handshake refused") != std::string::npos ? 1 : 0;
+    }
+    CHECK(warned == 1);
+    server.stop(std::chrono::seconds(5));
+}
+
 TEST_CASE("a server with an untrusted certificate is refused by a verifying client",
           "[security][tls]") {
     const auto& certs = test_certs();

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <map>
+#include <utility>
 #include <mutex>
 #include <optional>
 #include <string_view>
@@ -55,6 +56,8 @@ constexpr std::size_t kMaxLingeringRejections = 64;
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
+
+constexpr std::chrono::seconds kPeerWarningInterval{10};
 
 std::string lower(boost::beast::string_view text) {
     std::string out(text);
@@ -220,6 +223,11 @@ public:
     sdk::Status load_tls();
     bool stop(std::chrono::milliseconds deadline);
 
+    /// A warning about a peer's behaviour (a refused handshake, a slow sender, the connection
+    /// limit): anyone can cause these without a token, so each event is written at most once per
+    /// kPeerWarningInterval, the next line counting the ones left out.
+    void peer_warning(const char* event, nlohmann::json fields);
+
     void do_accept();
     void on_accept(beast::error_code ec, tcp::socket socket);
     void serve(tcp::socket socket);
@@ -256,6 +264,13 @@ public:
     std::array<std::atomic<std::uint64_t>, 5> answered_{};
     LatencyHistogram latency_;
     std::atomic<std::uint64_t> refused_{0};
+    struct PeerWarning {
+        bool written = false;
+        Clock::time_point last{};
+        std::size_t left_out = 0;
+    };
+    std::mutex peer_warnings_mutex_;
+    std::map<std::string, PeerWarning> peer_warnings_;  ///< by event: a few fixed texts
     std::atomic<std::size_t> lingering_rejections_{0};
     std::shared_ptr<Lifeline> lifeline_ = std::make_shared<Lifeline>();
     std::optional<net::ssl::context> tls_context_;
@@ -361,9 +376,8 @@ private:
     void on_handshake(beast::error_code ec) {
         if (ec) {
             // A plain-HTTP peer, an untrusted or missing client certificate, or a timeout.
-            server_.logger_.warn(
-                "http: TLS handshake refused",
-                nlohmann::json{{"remote", remote_}, {"reason", ec.message()}}.dump());
+            server_.peer_warning("http: TLS handshake refused",
+                                 {{"remote", remote_}, {"reason", ec.message()}});
             close();
             return;
         }
@@ -424,12 +438,10 @@ private:
                                     std::to_string(server_.options_.header_limit_bytes) + " bytes");
             } else if (is_disconnect(ec)) {
                 if (ec == beast::error::timeout && buffer_.size() > 0) {
-                    server_.logger_.warn(
+                    server_.peer_warning(
                         "http: request headers not received in time; connection cut",
-                        nlohmann::json{
-                            {"remote", remote_},
-                            {"header_timeout_ms", server_.options_.header_timeout.count()}}
-                            .dump());
+                        {{"remote", remote_},
+                         {"header_timeout_ms", server_.options_.header_timeout.count()}});
                 }
                 close();
             } else {
@@ -586,11 +598,9 @@ private:
     void on_direct_body(beast::error_code ec) {
         if (ec) {
             if (ec == beast::error::timeout) {
-                server_.logger_.warn(
-                    "http: request body not received in time; connection cut",
-                    nlohmann::json{{"remote", remote_},
-                                   {"body_timeout_ms", server_.options_.body_timeout.count()}}
-                        .dump());
+                server_.peer_warning("http: request body not received in time; connection cut",
+                                     {{"remote", remote_},
+                                      {"body_timeout_ms", server_.options_.body_timeout.count()}});
             }
             // The peer closed or failed mid-body, or it timed out: nobody is left to answer.
             server_.body_buffers_.give(std::move(direct_body_));
@@ -611,11 +621,10 @@ private:
                                                          : server_.options_.body_limit_bytes));
             } else if (is_disconnect(ec) || ec == bhttp::error::partial_message) {
                 if (ec == beast::error::timeout) {
-                    server_.logger_.warn(
+                    server_.peer_warning(
                         "http: request body not received in time; connection cut",
-                        nlohmann::json{{"remote", remote_},
-                                       {"body_timeout_ms", server_.options_.body_timeout.count()}}
-                            .dump());
+                        {{"remote", remote_},
+                         {"body_timeout_ms", server_.options_.body_timeout.count()}});
                 }
                 close();
             } else {
@@ -1108,10 +1117,30 @@ void HttpServer::Impl::serve(tcp::socket socket) {
     }
 }
 
+void HttpServer::Impl::peer_warning(const char* event, nlohmann::json fields) {
+    std::size_t left_out = 0;
+    {
+        std::lock_guard<std::mutex> lock(peer_warnings_mutex_);
+        auto& state = peer_warnings_[event];
+        const auto now = Clock::now();
+        if (state.written && now - state.last < kPeerWarningInterval) {
+            ++state.left_out;
+            return;
+        }
+        state.written = true;
+        state.last = now;
+        left_out = std::exchange(state.left_out, 0);
+    }
+    if (left_out > 0) {
+        fields["left_out_since_last"] = left_out;
+    }
+    logger_.warn(event, fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
 void HttpServer::Impl::reject(tcp::socket socket) {
     refused_.fetch_add(1, std::memory_order_relaxed);
-    logger_.warn("http connection refused: limit reached",
-                 nlohmann::json{{"max_connections", options_.max_connections}}.dump());
+    peer_warning("http connection refused: limit reached",
+                 {{"max_connections", options_.max_connections}});
     if (tls_context_) {
         // A plain-text 503 means nothing to a TLS client; closing is the clearer signal.
         beast::error_code ignored;
