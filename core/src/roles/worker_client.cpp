@@ -29,13 +29,18 @@ using Clock = std::chrono::steady_clock;
 
 /// Bounds the weight replies held at once and keeps the buffers of visited replies for the
 /// next ones (fresh model-sized buffers cost page faults on every round). A waiting reply
-/// goes ahead anyway when no reply being received has made progress for `kStalled`: a worker
-/// that hangs mid-reply must not make every other worker miss its deadline. Buffers grow as
-/// bytes arrive, so a reply let in this way commits only what it received. Replies received
-/// whole and waiting for the visitor are not stalled: a slow visit lets no reply in.
+/// goes ahead anyway (one per `kStalled`) when the replies being received moved fewer than
+/// `kSlowBytes` over the last `kStalled`: a worker that hangs mid-reply, or trickles a byte at
+/// a time (any byte used to count as progress), must not make every other worker miss its
+/// deadline. Buffers grow as bytes arrive, so a reply let in this way commits only what it
+/// received. Replies received whole and waiting for the visitor are not stalled: a slow visit
+/// lets no reply in.
 class ReplyGate {
 public:
     static constexpr std::chrono::milliseconds kStalled{500};
+    /// 1 MiB per kStalled (2 MiB/s, about 16 Mbit/s): below it, replies are received side by
+    /// side, as with no bound.
+    static constexpr std::uint64_t kSlowBytes = std::uint64_t{1} << 20;
 
     ReplyGate(std::size_t slots, std::vector<sdk::TensorMap> spares)
         : free_(static_cast<std::ptrdiff_t>(slots)), spares_(std::move(spares)) {}
@@ -52,15 +57,21 @@ public:
             if (now >= deadline) {
                 return false;
             }
-            if (receiving_ > 0 &&
-                now - Clock::time_point(Clock::duration(last_progress_.load())) >= kStalled) {
-                break;  // the holders are stuck: receive beside them
+            // Over a whole window of its own, with holders still receiving: did they move?
+            const std::uint64_t before = moved_.load();
+            const auto window_end = std::min(deadline, now + kStalled);
+            if (ready_.wait_until(lock, window_end, [&] { return free_ > 0; })) {
+                break;
             }
-            ready_.wait_until(lock, std::min(deadline, now + kStalled));
+            const auto woke = Clock::now();
+            if (receiving_ > 0 && woke >= window_end && woke < deadline &&
+                moved_.load() - before < kSlowBytes && woke - last_extra_ >= kStalled) {
+                last_extra_ = woke;
+                break;  // the holders are stuck or crawling: receive beside them
+            }
         }
         --free_;
         ++receiving_;
-        last_progress_ = Clock::now().time_since_epoch().count();
         if (!spares_.empty()) {
             spare = std::move(spares_.back());
             spares_.pop_back();
@@ -72,7 +83,6 @@ public:
     void received() noexcept {
         std::lock_guard<std::mutex> lock(mutex_);
         --receiving_;
-        last_progress_ = Clock::now().time_since_epoch().count();
     }
 
     /// `receiving`: the holder never called `received` (its reply failed on the way).
@@ -88,9 +98,9 @@ public:
         ready_.notify_one();
     }
 
-    /// Bytes of a reply arrived.
-    void progress() noexcept {
-        last_progress_ = Clock::now().time_since_epoch().count();
+    /// `n` bytes of a reply arrived.
+    void progress(std::size_t n) noexcept {
+        moved_.fetch_add(n, std::memory_order_relaxed);
     }
 
 private:
@@ -98,7 +108,8 @@ private:
     std::condition_variable ready_;
     std::ptrdiff_t free_;
     std::size_t receiving_ = 0;  ///< holders whose reply is still arriving
-    std::atomic<Clock::rep> last_progress_{Clock::now().time_since_epoch().count()};
+    std::atomic<std::uint64_t> moved_{0};  ///< bytes received by holders, ever
+    Clock::time_point last_extra_{};       ///< the last reply let in beside slow holders
     std::vector<sdk::TensorMap> spares_;
 };
 
@@ -308,7 +319,7 @@ public:
                 break;
             case Stage::Data: {
                 if (held_ != nullptr) {
-                    held_->progress();
+                    held_->progress(n);
                 }
                 const Entry& e = entries_[tensor_];
                 if (e.target < 0) {
@@ -330,7 +341,7 @@ public:
                     return text_too_large();
                 }
                 if (held_ != nullptr) {
-                    held_->progress();  // chunked weights arriving: not a stall
+                    held_->progress(n);  // chunked weights arriving: not a stall
                 }
                 break;
             case Stage::Done:

@@ -219,9 +219,11 @@ std::string weights_head(std::size_t body_bytes) {
 }
 
 /// A worker that answers with the start of a safetensors reply (all but the last 1 MB of the
-/// declared length) and then sends nothing more until released.
+/// declared length) and then sends nothing more until released, or (`trickle`) one byte every
+/// 100 ms: never stalled, never useful.
 class StalledWorker {
 public:
+    explicit StalledWorker(bool trickle = false) : trickle_(trickle) {}
     ~StalledWorker() { release(); }  // before `worker_` waits for its thread
     void release() {
         std::lock_guard<std::mutex> lock(mutex_);
@@ -242,9 +244,17 @@ private:
         std::unique_lock<std::mutex> lock(mutex_);
         sent_ = true;
         cv_.notify_all();
-        cv_.wait_for(lock, 20s, [this] { return released_; });
+        std::size_t at = body.size() - 1000000;
+        const auto until = std::chrono::steady_clock::now() + 20s;
+        while (!cv_.wait_for(lock, trickle_ ? 100ms : 20s, [this] { return released_; }) &&
+               std::chrono::steady_clock::now() < until) {
+            if (trickle_ && at < body.size() && !write_all(fd, body.substr(at++, 1))) {
+                break;
+            }
+        }
     }
 
+    const bool trickle_;
     std::mutex mutex_;
     std::condition_variable cv_;
     bool sent_ = false;
@@ -381,9 +391,12 @@ TEST_CASE("worker client passes JSON replies and error statuses through", "[unit
     CHECK(trained->tensors.tensors[0].data == model.tensors[0].data);  // worker 0 multiplies by 1
 }
 
-TEST_CASE("worker client receives the other replies while one worker hangs mid-reply",
+TEST_CASE("worker client receives the other replies while one worker hangs or trickles mid-reply",
           "[unit][worker_client]") {
-    StalledWorker stalled;
+    // Trickling: a byte every 100 ms used to count as progress and kept the only slot.
+    const bool trickle = GENERATE(false, true);
+    INFO("trickle " << trickle);
+    StalledWorker stalled(trickle);
     // The healthy workers answer once the hung one holds the only reply slot.
     Workers workers(3, -1, [&stalled] { stalled.wait_sent(5s); });
     std::vector<sdk::GridNode> nodes = workers.nodes;
