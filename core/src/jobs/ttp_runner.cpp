@@ -327,6 +327,11 @@ void TtpRunner::stop() {
         std::lock_guard<std::mutex> lock(retry_mutex_);
         retry_wake_.notify_all();
     }
+    {
+        // A job thread waiting in hand_off for room in a full result window goes on at once.
+        std::lock_guard<std::mutex> lock(settlement_->mutex);
+        settlement_->settled.notify_all();
+    }
     if (job_thread_.joinable()) {
         job_thread_.join();  // it publishes the held retries at once, then drains
     }
@@ -565,7 +570,11 @@ void TtpRunner::drain_results() {
     Settlement& s = *settlement_;
     std::unique_lock<std::mutex> lock(s.mutex);
     // Each publish ends by publish_timeout (the backend completes it then at the latest).
-    s.settled.wait_for(lock, options_.publish_timeout + 1s, [&] { return s.in_flight == 0; });
+    // Held retries too: the retry thread may have taken one from retries_ just before the job
+    // thread's release_due(true) and not yet published it; closing the consumer first would
+    // requeue its delivery while its retry still goes out (two copies would run).
+    s.settled.wait_for(lock, options_.publish_timeout + 1s,
+                       [&] { return s.in_flight == 0 && s.held == 0; });
     // Past the bound, late confirms must not settle on a consumer that is closing: the broker
     // redelivers those jobs, and their results, if they went out, are archived once anyway.
     s.consumer = nullptr;
