@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "evaluation.hpp"
 
+#include <optional>
 #include <set>
 
 #include "ttp_common.hpp"
@@ -26,10 +27,24 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
             }
         }
         std::vector<sdk::GridNode> nodes;
+        std::set<std::string> missing = wanted;
         for (const auto& node : ctx.nodes()) {
             if (wanted.empty() || wanted.count(node.participant_id)) {
                 nodes.push_back(node);
+                missing.erase(node.participant_id);
             }
+        }
+        if (!nodes.empty() && !missing.empty()) {
+            // Scored on fewer participants than asked, a result (an optimization trial's) would
+            // read as if it covered them all.
+            std::string names;
+            for (const auto& m : missing) {
+                names += (names.empty() ? "'" : ", '") + m + "'";
+            }
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "requested participant" + std::string(missing.size() == 1 ? " " : "s ") + names +
+                                  (missing.size() == 1 ? " has" : " have") + " no node on grid " +
+                                  std::to_string(ctx.grid())};
         }
         if (nodes.empty()) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument,
@@ -63,18 +78,31 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
             req.timeout = std::chrono::milliseconds(timeout_ms_);
             init.push_back(std::move(req));
         }
+        // Every worker's failure is reported. The code is a permanent one's when there is one
+        // (another attempt would meet it again); else the first transient one's, so it retries.
         std::vector<std::string> failures;
-        sdk::ErrorCode code = sdk::ErrorCode::InvalidArgument;
+        std::optional<sdk::ErrorCode> permanent;
+        std::optional<sdk::ErrorCode> transient;
         auto note = [&](const sdk::Error& e) {
             failures.push_back(e.message);
             if (e.code == sdk::ErrorCode::Unavailable || e.code == sdk::ErrorCode::Timeout ||
                 e.code == sdk::ErrorCode::Internal) {
-                code = e.code;
+                transient = transient.value_or(e.code);
             } else if (e.code == sdk::ErrorCode::FailedPrecondition) {
                 // 409: the worker lost the run (restarted between initialise and evaluate) or
                 // is busy with it: another attempt can succeed, as train treats it.
-                code = sdk::ErrorCode::Unavailable;
+                transient = transient.value_or(sdk::ErrorCode::Unavailable);
+            } else {
+                permanent = permanent.value_or(sdk::ErrorCode::InvalidArgument);
             }
+        };
+        auto failed = [&] {
+            std::string message;
+            for (const auto& f : failures) {
+                message += (message.empty() ? "" : "; ") + f;
+            }
+            return sdk::Error{permanent ? *permanent : transient.value_or(sdk::ErrorCode::InvalidArgument),
+                              message};
         };
         fan_out(ctx.workers(), nodes, init, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
             auto body = reply_json(reply, nodes[i], init[i].path);
@@ -83,7 +111,7 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
             }
         });
         if (!failures.empty()) {
-            return sdk::Error{code, failures.front()};
+            return failed();
         }
         if (ctx.is_cancelled()) {
             return sdk::Error{sdk::ErrorCode::Cancelled, std::string("stopped before the ") + kind_.process +
@@ -110,7 +138,7 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
                 {"rows", body->value("rows", 0)}};
         });
         if (!failures.empty()) {
-            return sdk::Error{code, failures.front()};
+            return failed();
         }
         return outputs.dump();
     } catch (const std::exception& e) {

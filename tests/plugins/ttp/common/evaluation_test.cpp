@@ -79,8 +79,12 @@ namespace {
 class ScriptedWorkers final : public sdk::WorkerClient {
 public:
     sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request) noexcept override {
-        calls.push_back(node.participant_id + " " + request.path.substr(request.path.rfind('/') + 1));
-        const auto it = answers.find(request.path.substr(request.path.rfind('/') + 1));
+        const std::string suffix = request.path.substr(request.path.rfind('/') + 1);
+        calls.push_back(node.participant_id + " " + suffix);
+        auto it = answers.find(node.participant_id + " " + suffix);  // one worker's own answer
+        if (it == answers.end()) {
+            it = answers.find(suffix);
+        }
         sdk::WorkerReply reply;
         reply.status = it == answers.end() ? 200 : it->second.first;
         reply.json = it == answers.end() ? "{}" : it->second.second;
@@ -221,6 +225,35 @@ TEST_CASE("A worker that lost the run (409) makes a validation retryable", "[uni
     auto r = fn.execute(ctx, kJob);
     REQUIRE_FALSE(r);
     CHECK(r.error().code == sdk::ErrorCode::Unavailable);
+}
+
+TEST_CASE("A validation reports every worker's failure and is not retried when one is permanent",
+          "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    auto fn = validate_fn(host);
+    EvalCtx ctx;
+    ctx.workers_.answers["a evaluate"] = {503, R"({"message": "worker busy"})"};
+    ctx.workers_.answers["b evaluate"] = {400, R"({"message": "bad tags"})"};
+    auto r = fn.execute(ctx, kJob);
+    REQUIRE_FALSE(r);
+    // Before: the first failure's text with the transient code, so the job was retried into
+    // the same permanent refusal, and worker 'b' was never named.
+    CHECK(r.error().code == sdk::ErrorCode::InvalidArgument);
+    CHECK_THAT(r.error().message, Catch::Contains("worker busy") && Catch::Contains("bad tags"));
+}
+
+TEST_CASE("A validation of named participants refuses one without a node instead of skipping it",
+          "[unit][ttp]") {
+    sdk::testing::FakeHost host;
+    auto fn = validate_fn(host);
+    EvalCtx ctx;
+    json job = json::parse(kJob);
+    job["parameters"]["participants"] = {"a", "zz"};
+    auto r = fn.execute(ctx, job.dump());
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == sdk::ErrorCode::InvalidArgument);
+    CHECK_THAT(r.error().message, Catch::Contains("'zz' has no node on grid 0"));
+    CHECK(ctx.workers_.count("initialise") == 0);
 }
 
 TEST_CASE("A worker-call timeout outside 1 s to 7 days is refused naming the option", "[unit][ttp]") {
