@@ -59,6 +59,42 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::seconds kPeerWarningInterval{10};
 
+/// The host of a Host header, lower-cased, without the port: "[::1]:5000" -> "::1".
+std::string host_of(std::string_view authority) {
+    std::string host;
+    if (!authority.empty() && authority.front() == '[') {
+        const auto close = authority.find(']');
+        host = std::string(authority.substr(1, close == std::string_view::npos ? authority.npos : close - 1));
+    } else {
+        host = std::string(authority.substr(0, authority.find(':')));
+    }
+    for (auto& c : host) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    return host;
+}
+
+/// A name a web page elsewhere could make resolve to this machine (DNS rebinding): a dotted
+/// name, not an IP address and not under .localhost. Single-label names (a compose service,
+/// "localhost") need a resolver on this machine's side, not the attacker's.
+bool rebindable(const std::string& host) {
+    if (host.find('.') == std::string::npos || host == "localhost") {
+        return false;
+    }
+    boost::system::error_code ec;
+    (void)net::ip::make_address(host, ec);
+    if (!ec) {
+        return false;
+    }
+    constexpr std::string_view kLocal = ".localhost";
+    return !(host.size() > kLocal.size() &&
+             host.compare(host.size() - kLocal.size(), kLocal.size(), kLocal) == 0);
+}
+
+bool loopback_bind(const std::string& host) {
+    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
 std::string lower(boost::beast::string_view text) {
     std::string out(text);
     for (auto& c : out) {
@@ -754,13 +790,19 @@ private:
     }
 
     /// Without tokens a browser is the way in: any page the operator opens can send a simple
-    /// POST (no preflight) to a loopback server. Browsers name the page's origin on every
-    /// POST; other clients (the CLI, TTPs, curl) send none. Refuses, naming why, a change whose
-    /// Origin is not this server. Empty: accepted.
+    /// POST (no preflight) to a loopback server, and a page whose own name was made to resolve
+    /// to 127.0.0.1 (DNS rebinding) can read the answers too. Browsers name the page's origin on
+    /// every POST; other clients (the CLI, TTPs, curl) send none. Refuses, naming why, a dotted
+    /// Host name on a loopback bind and a change whose Origin is not this server. Empty: accepted.
     std::string browser_refusal(const bhttp::request<bhttp::string_body>& head,
                                 const std::string& method) const {
         const auto host_field = head[bhttp::field::host];
         const std::string_view host_value(host_field.data(), host_field.size());
+        if (loopback_bind(server_.options_.host) && rebindable(host_of(host_value))) {
+            return "Host '" + std::string(host_value) +
+                   "' is not served: without tokens a server on a loopback address answers "
+                   "requests addressed to an IP address, localhost or a single-label name only";
+        }
         const auto origin_field = head[bhttp::field::origin];
         if (origin_field.empty() || method == "GET" || method == "HEAD" || method == "OPTIONS") {
             return {};

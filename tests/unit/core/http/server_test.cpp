@@ -297,7 +297,7 @@ TEST_CASE("HttpServer refuses framing that would smuggle a request or make it ho
     CHECK(client.request("GET", "127.0.0.1", server.bound_port(), "/hello")->status == 200);
 }
 
-TEST_CASE("HttpServer without tokens refuses changes sent from another site's page",
+TEST_CASE("HttpServer without tokens refuses changes and reads from another site's page",
           "[unit][http]") {
     synergos::sdk::testing::CapturingLogger logger;
     Router router = echo_router();
@@ -316,6 +316,20 @@ TEST_CASE("HttpServer without tokens refuses changes sent from another site's pa
     // Its own page (the dashboard), and clients that send no Origin (CLI, TTP, curl).
     CHECK(post("Origin: http://127.0.0.1:5000\r\n").rfind("HTTP/1.1 200", 0) == 0);
     CHECK(post("").rfind("HTTP/1.1 200", 0) == 0);
+    // DNS rebinding: a page on a name made to resolve to 127.0.0.1 is its own origin.
+    const auto get = [&](const std::string& host) {
+        RawConnection raw(server.bound_port());
+        raw.send("GET /hello HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n");
+        return raw.read_all();
+    };
+    const std::string rebound = get("rebind.evil.example:5000");
+    CHECK(rebound.rfind("HTTP/1.1 403", 0) == 0);
+    CHECK(rebound.find("rebind.evil.example") != std::string::npos);
+    for (const char* fine : {"127.0.0.1:5000", "[::1]:5000", "localhost:5000", "director:5000",
+                             "app.localhost"}) {
+        INFO(fine);
+        CHECK(get(fine).rfind("HTTP/1.1 200", 0) == 0);
+    }
 }
 
 TEST_CASE("HttpServer stop lets an in-flight request finish", "[unit][http]") {
