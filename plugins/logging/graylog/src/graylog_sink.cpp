@@ -62,6 +62,9 @@ constexpr sdk::OptionSpec kOptions[] = {
 constexpr std::uint64_t kMaxBatch = 512;
 /// TCP frames are gathered into one send of about this size.
 constexpr std::size_t kTcpSendBytes = 64 * 1024;
+/// UDP: an ICMP error comes back within a round trip. A socket whose first datagram went out
+/// this long ago without one counts as reaching Graylog.
+constexpr std::chrono::milliseconds kUdpConfirmDelay{1000};
 
 sdk::Error option_error(const std::string& key, const std::string& value, const std::string& hint) {
     return sdk::Error{sdk::ErrorCode::InvalidArgument,
@@ -242,7 +245,7 @@ sdk::Status GraylogSink::start() noexcept {
         {
             std::lock_guard<std::mutex> lock(mutex_);
             if (endpoint_fresh_ && config_.transport == Transport::Udp) {
-                if (auto status = udp_.open(endpoint_); !status) {
+                if (auto status = open_udp(); !status) {
                     started_ = false;
                     return status;
                 }
@@ -391,9 +394,48 @@ sdk::Status GraylogSink::open_link(Clock::time_point deadline) {
         next_refresh_ = Clock::now() + config_.resolve_interval;
     }
     if (config_.transport == Transport::Udp) {
-        return udp_.open(endpoint_);
+        return open_udp();
     }
     return tcp_.connect(endpoint_, stop_, deadline);
+}
+
+sdk::Status GraylogSink::open_udp() {
+    settle_unconfirmed();
+    udp_confirmed_ = false;
+    return udp_.open(endpoint_);
+}
+
+void GraylogSink::confirm_udp_link() {
+    if (!udp_.check_error()) {
+        udp_link_failed();
+        return;
+    }
+    udp_confirmed_ = true;
+    udp_probing_ = false;
+    backoff_ = config_.reconnect_min;
+    written_.fetch_add(std::exchange(udp_unconfirmed_, 0), std::memory_order_relaxed);
+    set_link(Link::Up);
+    // Graylog is back: say at once what was lost while it was down.
+    maybe_report_drops(true);
+}
+
+void GraylogSink::udp_link_failed() {
+    // What went out since the socket opened met a closed port: lost.
+    dropped_.fetch_add(std::exchange(udp_unconfirmed_, 0), std::memory_order_relaxed);
+    udp_probing_ = false;
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    udp_.close();
+    set_link(Link::Down, "graylog: " + udp_.last_error());
+    schedule_reconnect();
+}
+
+void GraylogSink::settle_unconfirmed() {
+    if (udp_unconfirmed_ == 0) {
+        return;
+    }
+    const bool refused = udp_.is_open() && !udp_.check_error();
+    (refused ? dropped_ : written_)
+        .fetch_add(std::exchange(udp_unconfirmed_, 0), std::memory_order_relaxed);
 }
 
 void GraylogSink::refresh_udp_endpoint() {
@@ -413,7 +455,7 @@ void GraylogSink::refresh_udp_endpoint() {
         return;
     }
     endpoint_ = fresh;
-    if (auto status = udp_.open(endpoint_); !status) {
+    if (auto status = open_udp(); !status) {
         failed_.fetch_add(1, std::memory_order_relaxed);
         set_link(Link::Down, status.message());
         schedule_reconnect();
@@ -498,9 +540,15 @@ void GraylogSink::run_loop() {
                 schedule_reconnect();
                 continue;
             }
-            set_link(Link::Up);
-            // The connection is back: say at once what was lost while it was down.
-            maybe_report_drops(true);
+            if (config_.transport == Transport::Tcp) {
+                set_link(Link::Up);
+                // The connection is back: say at once what was lost while it was down.
+                maybe_report_drops(true);
+            }
+            // UDP: an open socket proves nothing; Graylog counts as back once datagrams went out
+            // and no ICMP error came back for them (confirm_udp_link). Until then one record at
+            // a time is risked, the rest stay buffered.
+            udp_probing_ = config_.transport == Transport::Udp;
             continue;
         }
 
@@ -519,6 +567,20 @@ void GraylogSink::run_loop() {
             }
         }
 
+        const bool udp_confirm_due =
+            config_.transport == Transport::Udp && !udp_confirmed_ && udp_.datagrams() > 0;
+        if (udp_confirm_due && Clock::now() >= udp_.first_datagram_at() + kUdpConfirmDelay) {
+            confirm_udp_link();
+            continue;
+        }
+        if (udp_confirm_due && udp_probing_ && !stop_.requested()) {
+            // The probe is out: wait for its verdict (a stop sends what is left regardless).
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_sender_.wait_until(lock, udp_.first_datagram_at() + kUdpConfirmDelay,
+                                    [&] { return stop_.requested(); });
+            continue;
+        }
+
         maybe_report_drops(false);
 
         std::uint64_t begin = 0;
@@ -531,9 +593,13 @@ void GraylogSink::run_loop() {
                     return;
                 }
                 sender_idle_ = true;
-                // Wake for new records, stop, or the next periodic drop report.
-                wake_sender_.wait_for(lock, config_.drop_report_interval,
-                                      [&] { return ring_.size() > 0 || stop_.requested(); });
+                // Wake for new records, stop, the next periodic drop report, or the UDP check.
+                auto wake_at = Clock::now() + config_.drop_report_interval;
+                if (udp_confirm_due) {
+                    wake_at = std::min(wake_at, udp_.first_datagram_at() + kUdpConfirmDelay);
+                }
+                wake_sender_.wait_until(lock, wake_at,
+                                        [&] { return ring_.size() > 0 || stop_.requested(); });
                 sender_idle_ = false;
                 continue;
             }
@@ -564,6 +630,7 @@ void GraylogSink::finish() noexcept {
             failed_.fetch_add(1, std::memory_order_relaxed);
         }
     }
+    settle_unconfirmed();
     udp_.close();
     tcp_.close();
     {
@@ -601,23 +668,30 @@ std::uint64_t GraylogSink::send_batch_udp(std::uint64_t begin, std::uint64_t end
             udp_.send(message_, stop_, stop_.bound(Clock::now() + config_.send_timeout));
         slot.trim(ring_.keep_bytes());
         if (outcome == SendOutcome::Sent) {
-            written_.fetch_add(1, std::memory_order_relaxed);
-            backoff_ = config_.reconnect_min;  // sending works: the next failure retries soon
+            if (udp_confirmed_) {
+                written_.fetch_add(1, std::memory_order_relaxed);
+                backoff_ = config_.reconnect_min;  // sending works: the next failure retries soon
+                continue;
+            }
+            ++udp_unconfirmed_;  // written or dropped once the verdict is in
+            if (udp_probing_ && !stop_.requested()) {
+                return position + 1;
+            }
             continue;
         }
         // UDP has no retry: a message over 128 chunks or refused by the socket is lost.
         dropped_.fetch_add(1, std::memory_order_relaxed);
         if (outcome == SendOutcome::TooLarge) {
-            set_link(Link::Up, "graylog: a record of " + std::to_string(message_.size()) +
-                                   " bytes needs more than 128 chunks of chunk_size; dropped");
+            // Says nothing about Graylog's reachability: the link state stays as it is.
+            std::lock_guard<std::mutex> lock(mutex_);
+            last_error_ = "graylog: a record of " + std::to_string(message_.size()) +
+                          " bytes needs more than 128 chunks of chunk_size; dropped";
             continue;
         }
-        // The socket refused it (no route, send timeout): the address may be stale. Keep the
-        // rest buffered, back off, and look the name up again before the next datagram.
-        failed_.fetch_add(1, std::memory_order_relaxed);
-        udp_.close();
-        set_link(Link::Down, "graylog: " + udp_.last_error());
-        schedule_reconnect();
+        // The socket refused it (port unreachable: Graylog down; no route; send timeout): the
+        // address may be stale too. Keep the rest buffered, back off, and look the name up
+        // again before the next datagram.
+        udp_link_failed();
         return position + 1;
     }
     return end;
@@ -680,6 +754,9 @@ void GraylogSink::maybe_report_drops(bool now_or_never) {
     if (dropped == dropped_reported_ || !link_ready()) {
         return;
     }
+    if (config_.transport == Transport::Udp && !udp_confirmed_ && !now_or_never) {
+        return;  // Graylog may still be down: the report would vanish (sent on confirmation)
+    }
     const auto now = Clock::now();
     if (!now_or_never && now - last_report_ < config_.drop_report_interval) {
         return;
@@ -702,6 +779,11 @@ void GraylogSink::maybe_report_drops(bool now_or_never) {
     const auto deadline = stop_.bound(now + config_.send_timeout);
     if (config_.transport == Transport::Udp) {
         sent = udp_.send(message_, stop_, deadline) == SendOutcome::Sent;
+        if (!sent) {
+            last_report_ = now;
+            udp_link_failed();  // counts the failure
+            return;
+        }
     } else {
         message_.push_back('\0');
         sent = tcp_.send(message_, stop_, deadline) == message_.size();

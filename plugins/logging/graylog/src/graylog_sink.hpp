@@ -98,6 +98,15 @@ private:
     std::uint64_t send_batch_tcp(std::uint64_t begin, std::uint64_t end);
     void maybe_report_drops(bool now_or_never);
     void refresh_udp_endpoint();
+    /// Opens the UDP socket to endpoint_; Graylog counts as reachable only once confirmed.
+    sdk::Status open_udp();
+    /// Once datagrams went out a while ago, says whether an ICMP error came back for them.
+    void confirm_udp_link();
+    /// A UDP send or check failed (last_error set): close, back off, look the name up again.
+    void udp_link_failed();
+    /// Counts the records sent before a verdict as written, or as dropped when an error came
+    /// back for them (at stop, or before the socket is replaced).
+    void settle_unconfirmed();
     void schedule_reconnect();
     bool encode(const sdk::LogRecord& record, std::string& out) noexcept;
 
@@ -127,6 +136,9 @@ private:
     Clock::time_point next_refresh_{};
     GelfEncoder encoder_;
     UdpSender udp_;
+    bool udp_confirmed_ = false;  // no ICMP error came back for this socket's first datagrams
+    bool udp_probing_ = false;    // reopened after a failure: one record goes out, then a verdict
+    std::uint64_t udp_unconfirmed_ = 0;  // records sent before the verdict: written or dropped
     TcpSender tcp_;
     std::string message_;
     std::string frames_;

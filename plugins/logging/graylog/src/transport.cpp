@@ -312,13 +312,53 @@ UdpSender::~UdpSender() {
 
 sdk::Status UdpSender::open(const Endpoint& endpoint) {
     close();
-    fd_ = ::socket(endpoint.address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) {
+    const int fd =
+        ::socket(endpoint.address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
         return {sdk::ErrorCode::Unavailable, "graylog: cannot create a UDP socket for " +
                                                  endpoint.text + ": " + errno_text(errno)};
     }
+    // Connected, so ICMP errors (nothing listening) come back on this socket; unconnected UDP
+    // never reports them and a Graylog that is down would go unnoticed.
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&endpoint.address), endpoint.length) != 0) {
+        const std::string cause = errno_text(errno);
+        ::close(fd);
+        return {sdk::ErrorCode::Unavailable,
+                "graylog: cannot connect a UDP socket to " + endpoint.text + ": " + cause};
+    }
+    fd_ = fd;
     endpoint_ = endpoint;
+    datagrams_ = 0;
+    first_datagram_at_ = {};
     return {};
+}
+
+namespace {
+
+std::string udp_error_text(const std::string& endpoint, int err) {
+    if (err == ECONNREFUSED) {
+        return "sending to " + endpoint +
+               " failed: port unreachable (nothing listens there: Graylog down or restarting)";
+    }
+    return "sending to " + endpoint + " failed: " + errno_text(err);
+}
+
+}  // namespace
+
+bool UdpSender::check_error() {
+    if (fd_ < 0) {
+        return true;
+    }
+    int err = 0;
+    socklen_t length = sizeof(err);
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &length) != 0) {
+        err = errno;
+    }
+    if (err == 0) {
+        return true;
+    }
+    last_error_ = udp_error_text(endpoint_.text, err);
+    return false;
 }
 
 void UdpSender::close() {
@@ -333,13 +373,14 @@ bool UdpSender::send_datagram(const unsigned char* header, std::size_t header_si
                               Clock::time_point deadline) {
     iovec parts[2] = {{const_cast<unsigned char*>(header), header_size},
                       {const_cast<char*>(data), size}};
-    msghdr message{};
-    message.msg_name = &endpoint_.address;
-    message.msg_namelen = endpoint_.length;
+    msghdr message{};  // no address: the socket is connected
     message.msg_iov = header_size > 0 ? parts : parts + 1;
     message.msg_iovlen = header_size > 0 ? 2 : 1;
     while (true) {
         if (::sendmsg(fd_, &message, MSG_NOSIGNAL) >= 0) {
+            if (datagrams_++ == 0) {
+                first_datagram_at_ = Clock::now();
+            }
             return true;
         }
         const int err = errno;
@@ -355,7 +396,7 @@ bool UdpSender::send_datagram(const unsigned char* header, std::size_t header_si
                                      : "poll failed: " + errno_text(errno);
             return false;
         }
-        last_error_ = "sending to " + endpoint_.text + " failed: " + errno_text(err);
+        last_error_ = udp_error_text(endpoint_.text, err);
         return false;
     }
 }

@@ -138,7 +138,11 @@ private:
 /// What became of one send.
 enum class SendOutcome : std::uint8_t { Sent = 1, TooLarge, Failed };
 
-/// GELF over UDP. Threading: sender thread only.
+/// GELF over UDP. The socket is connected to the endpoint, so the kernel reports an ICMP error
+/// for an earlier datagram (port unreachable: nothing listens) as ECONNREFUSED on a later send
+/// or in `take_error()`; an unconnected socket never reports them. Best effort: a network that
+/// drops ICMP, or a host that is down, still shows no error.
+/// Threading: sender thread only.
 class UdpSender {
 public:
     UdpSender(std::size_t chunk_size, Compression compression);
@@ -146,14 +150,23 @@ public:
     UdpSender& operator=(const UdpSender&) = delete;
     ~UdpSender();
 
+    /// Creates the socket and connects it to `endpoint`. The error names the endpoint.
     sdk::Status open(const Endpoint& endpoint);
     void close();
     bool is_open() const noexcept { return fd_ >= 0; }
 
     /// Compresses, chunks and sends one message. `TooLarge` when it needs more than 128 chunks;
-    /// `Failed` with `last_error()` set when the socket refuses it.
+    /// `Failed` with `last_error()` set when the socket refuses it (ECONNREFUSED: Graylog's
+    /// port was unreachable for an earlier datagram).
     SendOutcome send(std::string_view message, const StopSignal& stop, Clock::time_point deadline);
     const std::string& last_error() const noexcept { return last_error_; }
+
+    /// Datagrams accepted by the socket since `open`, and when the first of them was.
+    std::uint64_t datagrams() const noexcept { return datagrams_; }
+    Clock::time_point first_datagram_at() const noexcept { return first_datagram_at_; }
+    /// Collects (and clears) an error the kernel recorded for an earlier datagram: false with
+    /// `last_error()` set when there was one (the socket stays open), true when there was none.
+    bool check_error();
 
 private:
     bool send_datagram(const unsigned char* header, std::size_t header_size, const char* data,
@@ -167,6 +180,8 @@ private:
     std::string compressed_;
     std::uint64_t id_state_;
     std::string last_error_;
+    std::uint64_t datagrams_ = 0;
+    Clock::time_point first_datagram_at_{};
 };
 
 /// GELF over TCP (each message followed by a NUL byte). Threading: sender thread only.

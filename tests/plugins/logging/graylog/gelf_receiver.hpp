@@ -150,10 +150,10 @@ struct GelfMessage {
     std::size_t chunks = 0;  ///< 0 for an unchunked datagram or a TCP frame
 };
 
-/// A GELF UDP input on 127.0.0.1, port chosen by the kernel.
+/// A GELF UDP input on 127.0.0.1, on `port` (0: chosen by the kernel).
 class UdpGelfReceiver {
 public:
-    UdpGelfReceiver() {
+    explicit UdpGelfReceiver(int port = 0) {
         fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (fd_ < 0) {
             throw std::runtime_error("socket failed");
@@ -163,7 +163,9 @@ public:
         sockaddr_in address{};
         address.sin_family = AF_INET;
         address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        address.sin_port = htons(static_cast<std::uint16_t>(port));
         if (::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+            ::close(fd_);
             throw std::runtime_error("bind failed");
         }
         socklen_t length = sizeof(address);

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <random>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -164,4 +166,56 @@ TEST_CASE("RecordLimiter cuts over-long texts before they are buffered", "[unit]
     CHECK(raw.fields_json.size() <= kMaxValueBytes);
     CHECK(raw.fields_json.substr(raw.fields_json.size() - marker.size()) == marker);
     CHECK_FALSE(nlohmann::json::accept(raw.fields_json));
+}
+
+TEST_CASE("UdpSender reports a UDP port where nothing listens", "[integration][logging]") {
+    // Graylog down: the kernel answers with ICMP port unreachable, which only a connected socket
+    // hears about (on the next send, or as a pending socket error).
+    const int port = synergos::test::unused_udp_port();
+    auto endpoint = resolve_endpoint("127.0.0.1", port, false);
+    REQUIRE(endpoint.has_value());
+    StopSignal stop;
+    REQUIRE(stop.open().is_ok());
+    const auto deadline = [] { return Clock::now() + std::chrono::seconds(2); };
+
+    SECTION("on a later send") {
+        UdpSender sender(8154, Compression::None);
+        REQUIRE(sender.open(*endpoint).is_ok());
+        SendOutcome outcome = SendOutcome::Sent;
+        for (int i = 0; i < 50 && outcome == SendOutcome::Sent; ++i) {
+            outcome = sender.send(R"({"short_message":"x"})", stop, deadline());
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        CHECK(outcome == SendOutcome::Failed);
+        CHECK_THAT(sender.last_error(), Catch::Contains("port unreachable"));
+        CHECK_THAT(sender.last_error(), Catch::Contains("127.0.0.1:" + std::to_string(port)));
+    }
+    SECTION("as a pending error") {
+        UdpSender sender(8154, Compression::None);
+        REQUIRE(sender.open(*endpoint).is_ok());
+        REQUIRE(sender.send(R"({"short_message":"x"})", stop, deadline()) == SendOutcome::Sent);
+        CHECK(sender.datagrams() == 1);
+        bool reported = false;
+        for (int i = 0; i < 50 && !reported; ++i) {
+            reported = !sender.check_error();
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        CHECK(reported);
+        CHECK_THAT(sender.last_error(), Catch::Contains("port unreachable"));
+    }
+    SECTION("but not while a receiver listens") {
+        synergos::test::UdpGelfReceiver receiver;
+        auto live = resolve_endpoint("127.0.0.1", receiver.port(), false);
+        REQUIRE(live.has_value());
+        UdpSender sender(8154, Compression::None);
+        REQUIRE(sender.open(*live).is_ok());
+        for (int i = 0; i < 3; ++i) {
+            REQUIRE(sender.send(R"({"version":"1.1","host":"h","short_message":"up","level":6})",
+                                stop, deadline()) == SendOutcome::Sent);
+        }
+        CHECK(sender.check_error());
+        auto message = receiver.receive();
+        REQUIRE(message.has_value());
+        CHECK(message->json["short_message"] == "up");
+    }
 }
