@@ -80,7 +80,42 @@ sdk::Status validate_message(const std::string& queue, const sdk::Message& messa
                            "' uses the reserved prefix 'x-synergos-'");
         }
     }
-    return sdk::Status::ok();
+    return validate_content_header(queue, message, kFrameMax);
+}
+
+std::size_t content_header_bytes(const sdk::Message& message) {
+    // class id, weight, body size, one word of property flags
+    std::size_t bytes = 2 + 2 + 8 + 2;
+    bytes += 1 + 1 + 8;  // delivery mode, priority, timestamp
+    // headers: table length, then per entry a short-string name, a type octet and the value
+    // (a long string: length + bytes; the sequence number: an i64)
+    bytes += 4;
+    for (const auto& [key, value] : message.headers) {
+        bytes += 1 + key.size() + 1 + 4 + value.size();
+    }
+    bytes += 1 + std::string_view(kPublishSeqHeader).size() + 1 + 8;
+    if (!message.content_type.empty()) {
+        bytes += 1 + message.content_type.size();
+    }
+    if (!message.id.empty()) {
+        bytes += 1 + message.id.size();
+    }
+    return bytes;
+}
+
+sdk::Status validate_content_header(const std::string& queue, const sdk::Message& message,
+                                    std::size_t frame_max) {
+    // A frame adds a 7-byte header and an end octet around its payload.
+    const std::size_t limit = frame_max > 8 ? frame_max - 8 : 0;
+    const std::size_t bytes = content_header_bytes(message);
+    if (bytes <= limit) {
+        return sdk::Status::ok();
+    }
+    return invalid("headers of message '" + message.id + "' for queue '" + queue + "' (" +
+                   std::to_string(message.headers.size()) + " headers) need a content header of " +
+                   std::to_string(bytes) + " bytes, more than the " + std::to_string(limit) +
+                   " that fit one frame (frame_max " + std::to_string(frame_max) +
+                   " bytes); put large data in the body");
 }
 
 sdk::Status validate_timeout(const std::string& queue, std::chrono::milliseconds timeout) {

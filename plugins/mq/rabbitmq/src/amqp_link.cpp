@@ -126,6 +126,45 @@ int ms_until(Clock::time_point deadline) {
 
 }  // namespace
 
+// --- publishing -------------------------------------------------------------------------------
+
+amqp_basic_properties_t publish_properties(const sdk::Message& message, std::uint64_t seq,
+                                           std::vector<amqp_table_entry_t>& headers) {
+    const auto bytes_of = [](const std::string& text) {
+        return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
+    };
+    headers.assign(message.headers.size() + 1, amqp_table_entry_t{});
+    for (std::size_t i = 0; i < message.headers.size(); ++i) {
+        headers[i].key = bytes_of(message.headers[i].first);
+        headers[i].value.kind = AMQP_FIELD_KIND_UTF8;
+        headers[i].value.value.bytes = bytes_of(message.headers[i].second);
+    }
+    amqp_table_entry_t& seq_entry = headers.back();
+    seq_entry.key = amqp_cstring_bytes(kSeqHeader);
+    seq_entry.value.kind = AMQP_FIELD_KIND_I64;
+    seq_entry.value.value.i64 = static_cast<std::int64_t>(seq);
+
+    amqp_basic_properties_t props{};
+    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG |
+                   AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
+    props.delivery_mode = 2;  // persistent
+    props.priority = message.priority;
+    props.timestamp =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count());
+    props.headers = amqp_table_t{static_cast<int>(headers.size()), headers.data()};
+    if (!message.content_type.empty()) {
+        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props.content_type = bytes_of(message.content_type);
+    }
+    if (!message.id.empty()) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props.message_id = bytes_of(message.id);
+    }
+    return props;
+}
+
 // --- error mapping ----------------------------------------------------------------------------
 
 sdk::ErrorCode code_for_reply(int reply_code) {
@@ -493,8 +532,9 @@ sdk::Status AmqpLink::open() {
     amqp_table_t properties{2, property_entries};
 
     const amqp_rpc_reply_t login = amqp_login_with_properties(
-        conn_, settings_.vhost.c_str(), 0, 131072, settings_.heartbeat_s, &properties,
-        AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(), settings_.password.c_str());
+        conn_, settings_.vhost.c_str(), 0, static_cast<int>(mq::kFrameMax), settings_.heartbeat_s,
+        &properties, AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(),
+        settings_.password.c_str());
     if (auto status = reply_status(login, context + ": login as '" + settings_.username + "'");
         !status) {
         return status;

@@ -21,6 +21,7 @@
 #include <synergos/sdk/message_queue.hpp>
 #include <synergos/sdk/status.hpp>
 
+#include "mq_validation.hpp"
 #include "settings.hpp"
 
 namespace synergos::plugins::rabbitmq {
@@ -29,8 +30,15 @@ using Clock = std::chrono::steady_clock;
 
 
 /// Header carrying the publisher's confirm sequence number, so a basic.return can be matched to
-/// its publish. Stripped from deliveries.
-inline constexpr const char* kSeqHeader = "x-synergos-publish-seq";
+/// its publish. Stripped from deliveries. (mq::content_header_bytes counts it.)
+inline constexpr const char* kSeqHeader = mq::kPublishSeqHeader;
+
+/// The properties a publish of `message` carries: persistent, its priority, the time, its
+/// headers plus kSeqHeader = `seq`, and its content type and id when set
+/// (mq::content_header_bytes is their encoded size). The result points into `message` and into
+/// `headers`, which it fills.
+amqp_basic_properties_t publish_properties(const sdk::Message& message, std::uint64_t seq,
+                                           std::vector<amqp_table_entry_t>& headers);
 
 /// Maps an AMQP reply code (404, 406, 320...) to an SDK error code.
 sdk::ErrorCode code_for_reply(int reply_code);

@@ -237,6 +237,10 @@ sdk::Result<RabbitMqQueue::OpPtr> RabbitMqQueue::make_publish(const std::string&
     if (auto status = mq::validate_message(queue, message); !status) {
         return status;
     }
+    // validate_message allows the frame_max asked for; the broker may have granted less.
+    if (auto status = mq::validate_content_header(queue, message, frame_max_.load()); !status) {
+        return sdk::Status(status.code(), context_ + ": " + status.message());
+    }
     if (auto status = mq::validate_timeout(queue, timeout); !status) {
         return status;
     }
@@ -791,6 +795,7 @@ sdk::Status RabbitMqQueue::finish_connect(const sdk::Status& opened) {
         return opened;
     }
     link_ = std::move(link);
+    frame_max_.store(static_cast<std::size_t>(amqp_get_frame_max(link_->state())));
     admin_open_ = true;
     next_seq_ = 1;
     assembler_.reset();
@@ -892,36 +897,17 @@ sdk::Status RabbitMqQueue::execute_pending() {
 
 sdk::Status RabbitMqQueue::execute_publish(const OpPtr& op) {
     const sdk::Message& message = op->message;
-    std::vector<amqp_table_entry_t> headers(message.headers.size() + 1);
-    for (std::size_t i = 0; i < message.headers.size(); ++i) {
-        headers[i].key = as_bytes(message.headers[i].first);
-        headers[i].value.kind = AMQP_FIELD_KIND_UTF8;
-        headers[i].value.value.bytes = as_bytes(message.headers[i].second);
+    // Queued before this connection granted a smaller frame_max: rabbitmq-c would send the
+    // method frame and fail on the header, and every retry would fail alike. Fail this publish
+    // alone; the connection and the publishes behind it carry on.
+    const auto frame_max = static_cast<std::size_t>(amqp_get_frame_max(link_->state()));
+    if (auto status = mq::validate_content_header(op->queue, message, frame_max); !status) {
+        complete(op, sdk::Status(status.code(), context_ + ": " + status.message()));
+        return sdk::Status::ok();
     }
     const std::uint64_t seq = next_seq_;
-    amqp_table_entry_t& seq_entry = headers.back();
-    seq_entry.key = amqp_cstring_bytes(kSeqHeader);
-    seq_entry.value.kind = AMQP_FIELD_KIND_I64;
-    seq_entry.value.value.i64 = static_cast<std::int64_t>(seq);
-
-    amqp_basic_properties_t props{};
-    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_PRIORITY_FLAG |
-                   AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
-    props.delivery_mode = 2;  // persistent
-    props.priority = message.priority;
-    props.timestamp =
-        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(
-                                       std::chrono::system_clock::now().time_since_epoch())
-                                       .count());
-    props.headers = amqp_table_t{static_cast<int>(headers.size()), headers.data()};
-    if (!message.content_type.empty()) {
-        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        props.content_type = as_bytes(message.content_type);
-    }
-    if (!message.id.empty()) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = as_bytes(message.id);
-    }
+    std::vector<amqp_table_entry_t> headers;
+    const amqp_basic_properties_t props = publish_properties(message, seq, headers);
     // The send has no deadline of its own (a broker that stopped reading, a resource alarm):
     // the watchdog breaks it once this publish's deadline passes, so expire() runs again.
     send_deadline_.store(op->deadline.time_since_epoch().count());
@@ -931,7 +917,13 @@ sdk::Status RabbitMqQueue::execute_publish(const OpPtr& op) {
     send_deadline_.store(0);
     link_->note_sent();
     if (sent != AMQP_STATUS_OK) {
-        return library_error(sent, context_ + ": " + op->what());
+        sdk::Status error = library_error(sent, context_ + ": " + op->what());
+        if (sent == AMQP_STATUS_TABLE_TOO_BIG) {
+            // Should the size check ever miss: no connection could carry it, so it must not
+            // be retried. The connection is rebuilt all the same (the method frame is out).
+            complete(op, sdk::Status(sdk::ErrorCode::InvalidArgument, error.message()));
+        }
+        return error;
     }
     ++next_seq_;
     op->returned.reset();
@@ -950,16 +942,42 @@ sdk::Status RabbitMqQueue::ensure_admin_channel() {
 
 sdk::Status RabbitMqQueue::declare_on_admin(const sdk::QueueSpec& spec, bool passive,
                                             QueueInfo* info, bool* channel_error) {
+    if (!passive && !spec.dead_letter_queue.empty()) {
+        if (auto status = ensure_dead_letter_queue(spec.dead_letter_queue, channel_error);
+            !status) {
+            return status;
+        }
+    }
+    return declare_one(spec, passive, info, channel_error);
+}
+
+sdk::Status RabbitMqQueue::ensure_dead_letter_queue(const std::string& name, bool* channel_error) {
+    // Declaring it without the arguments it has (x-max-priority...) is refused with 406, and
+    // the queue behind it would never be declared. Ours: declared with its own spec again (the
+    // broker may have lost it). Someone else's: left as it is, made plain only when missing,
+    // as the memory queue does.
+    const auto known = std::find_if(declared_.begin(), declared_.end(),
+                                    [&](const sdk::QueueSpec& spec) { return spec.name == name; });
+    if (known != declared_.end()) {
+        // Its own dead-letter queue is not followed: it was made when this one was declared,
+        // and a chain of them could loop.
+        return declare_one(*known, false, nullptr, channel_error);
+    }
+    sdk::QueueSpec plain;
+    plain.name = name;
+    QueueInfo ignored;
+    sdk::Status status = declare_one(plain, true, &ignored, channel_error);
+    if (status || !*channel_error || status.code() != sdk::ErrorCode::NotFound) {
+        return status;
+    }
+    return declare_one(plain, false, nullptr, channel_error);  // reopens the declare channel
+}
+
+sdk::Status RabbitMqQueue::declare_one(const sdk::QueueSpec& spec, bool passive, QueueInfo* info,
+                                       bool* channel_error) {
     *channel_error = false;
     if (auto status = ensure_admin_channel(); !status) {
         return status;
-    }
-    if (!passive && !spec.dead_letter_queue.empty()) {
-        sdk::QueueSpec dlq;
-        dlq.name = spec.dead_letter_queue;
-        if (auto status = declare_on_admin(dlq, false, nullptr, channel_error); !status) {
-            return status;
-        }
     }
     amqp_table_entry_t entries[3];
     int count = 0;

@@ -32,6 +32,7 @@
 #include <synergos/sdk/options.hpp>
 
 #include "amqp_link.hpp"
+#include "mq_validation.hpp"
 #include "settings.hpp"
 
 namespace synergos::plugins::rabbitmq {
@@ -95,8 +96,14 @@ private:
     sdk::Status execute_pending();
     sdk::Status execute_publish(const OpPtr& op);
     sdk::Status execute_rpc(const OpPtr& op);
+    /// Declares `spec` (its dead-letter queue first), or inspects it when `passive`.
     sdk::Status declare_on_admin(const sdk::QueueSpec& spec, bool passive, QueueInfo* info,
                                  bool* channel_error);
+    /// Declares or inspects one queue, nothing else.
+    sdk::Status declare_one(const sdk::QueueSpec& spec, bool passive, QueueInfo* info,
+                            bool* channel_error);
+    /// Makes sure a dead-letter queue exists without changing its arguments.
+    sdk::Status ensure_dead_letter_queue(const std::string& name, bool* channel_error);
     sdk::Status ensure_admin_channel();
     sdk::Status drain_frames();
     sdk::Status handle_frame(const amqp_frame_t& frame);
@@ -139,6 +146,9 @@ private:
     bool watchdog_stop_ = false;  ///< guarded by mutex_
     /// Deadline (steady clock ticks) of the publish being sent; 0 while none is.
     std::atomic<Clock::rep> send_deadline_{0};
+    /// frame_max of the last connection (what was asked for before the first one): publishes
+    /// whose headers need more are refused up front.
+    std::atomic<std::size_t> frame_max_{mq::kFrameMax};
     bool connecting_ = false;  ///< I/O thread only
 
     // Guarded by io_mutex_: held by the I/O thread except while it polls, or by one caller

@@ -666,6 +666,79 @@ inline void bad_input_is_refused(Backend& backend) {
           sdk::ErrorCode::FailedPrecondition);
 }
 
+inline void oversized_headers_are_refused(Backend& backend) {
+    // AMQP never splits a content header: headers that do not fit one frame (131072 bytes) are
+    // refused up front by every backend alike, and the queue carries on.
+    auto mq = backend.make_queue();
+    const std::string name = backend.unique_queue("headers");
+    require_ok(mq->declare({name, 0, ""}));
+
+    sdk::Message big = make_message("big-headers", "x");
+    big.headers = {{"trace", std::string(140 * 1024, 't')}};
+    const sdk::Status refused = mq->publish(name, big, 5s);
+    CHECK(refused.code() == sdk::ErrorCode::InvalidArgument);
+    CHECK_THAT(refused.message(), Catch::Contains("'big-headers'"));
+    CHECK_THAT(refused.message(), Catch::Contains("frame_max 131072"));
+    CHECK_THAT(refused.message(), Catch::Contains("content header of"));
+
+    // Many small headers add up the same way.
+    sdk::Message many = make_message("many-headers", "x");
+    for (int i = 0; i < 3000; ++i) {
+        many.headers.emplace_back("h" + std::to_string(i), std::string(40, 'v'));
+    }
+    CHECK(mq->publish(name, many, 5s).code() == sdk::ErrorCode::InvalidArgument);
+    auto* async = dynamic_cast<sdk::AsyncMessageQueue*>(mq.get());
+    if (async != nullptr) {
+        Outcomes outcomes;
+        CHECK(async->publish_async(name, big, 5s, outcomes.callback("big")).code() ==
+              sdk::ErrorCode::InvalidArgument);
+    }
+
+    // Headers that fit are carried, and so is what comes after.
+    sdk::Message fits = make_message("fits", "y");
+    fits.headers = {{"trace", std::string(100 * 1024, 't')}};
+    publish_ok(*mq, name, fits);
+    publish_ok(*mq, name, make_message("after", "z"));
+    auto consumer = mq->consume(name, 5);
+    require_ok(consumer.status());
+    sdk::Delivery first = expect_delivery(**consumer, backend.patience());
+    CHECK(first.message.id == "fits");
+    CHECK(header_value(first, "trace") == std::string(100 * 1024, 't'));
+    sdk::Delivery second = expect_delivery(**consumer, backend.patience());
+    CHECK(second.message.id == "after");
+    require_ok((*consumer)->ack(first.tag));
+    require_ok((*consumer)->ack(second.tag));
+    (*consumer)->close();
+    mq->stop();
+}
+
+inline void dead_letter_queue_keeps_its_arguments(Backend& backend) {
+    // A dead-letter queue declared on its own first (with priorities) is used as it is when a
+    // queue names it, never declared again without its arguments.
+    auto mq = backend.make_queue();
+    const std::string dlq = backend.unique_queue("dead-prio");
+    const std::string name = backend.unique_queue("jobs-to-prio");
+    require_ok(mq->declare({dlq, 5, ""}));
+    require_ok(mq->declare({name, 0, dlq}));
+    require_ok(mq->declare({name, 0, dlq}));  // idempotent
+    require_ok(mq->declare({dlq, 5, ""}));    // unchanged
+    publish_ok(*mq, name, make_message("poison", "x"));
+    {
+        auto consumer = mq->consume(name, 1);
+        require_ok(consumer.status());
+        sdk::Delivery delivery = expect_delivery(**consumer, backend.patience());
+        require_ok((*consumer)->reject(delivery.tag, false));
+        (*consumer)->close();
+    }
+    auto dead = mq->consume(dlq, 1);
+    require_ok(dead.status());
+    sdk::Delivery delivery = expect_delivery(**dead, backend.patience());
+    CHECK(delivery.message.id == "poison");
+    require_ok((*dead)->ack(delivery.tag));
+    (*dead)->close();
+    mq->stop();
+}
+
 }  // namespace synergos::tests::mq
 
 /// Expands the shared scenarios as Catch2 test cases. `label` is a string literal naming the
@@ -707,4 +780,9 @@ inline void bad_input_is_refused(Backend& backend) {
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "counts the consumers of a queue",                  \
                          consumer_count_tracks_consumers)                                          \
     SYNERGOS_MQ_SCENARIO(label, tags, factory, "refuses bad input with a clear error",             \
-                         bad_input_is_refused)
+                         bad_input_is_refused)                                                     \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory, "refuses headers that do not fit one frame",        \
+                         oversized_headers_are_refused)                                            \
+    SYNERGOS_MQ_SCENARIO(label, tags, factory,                                                     \
+                         "uses a dead-letter queue declared with arguments as it is",              \
+                         dead_letter_queue_keeps_its_arguments)

@@ -59,6 +59,19 @@ bool log_contains(mq::RabbitBackend& backend, const std::string& text) {
     return backend.host().captured().contains(text);
 }
 
+/// Polls `done` every 50 ms for at most `patience`.
+template <typename Predicate>
+bool eventually_true(Predicate done, std::chrono::milliseconds patience) {
+    const auto deadline = std::chrono::steady_clock::now() + patience;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= deadline) {
+            return false;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    return true;
+}
+
 }  // namespace
 
 TEST_CASE("rabbitmq declares durable queues with priority and dead-letter arguments",
@@ -76,6 +89,36 @@ TEST_CASE("rabbitmq declares durable queues with priority and dead-letter argume
     CHECK_THAT(backend.admin().declare(name, true, 0, dlq), Catch::Contains("x-max-priority"));
     CHECK_THAT(backend.admin().declare(name, true, 7, ""), Catch::Contains("x-dead-letter"));
     CHECK_THAT(backend.admin().declare(name, false, 7, dlq), Catch::Contains("durable"));
+    queue->stop();
+}
+
+TEST_CASE("rabbitmq keeps a dead-letter queue's arguments and declares both again after a cut",
+          "[rabbitmq][mq]") {
+    mq::RabbitBackend direct;
+    mq::TestProxy proxy(direct.url().host, direct.url().port);
+    mq::RabbitBackend backend(mq::Extra{{"port", std::to_string(proxy.port())}});
+    auto queue = backend.make_queue();
+    const std::string dlq = direct.unique_queue("dlq-args");
+    const std::string name = direct.unique_queue("jobs-dlq-args");
+    mq::require_ok(queue->declare({dlq, 5, ""}));
+    mq::require_ok(queue->declare({name, 0, dlq}));
+
+    // Another client that never declared the dead-letter queue uses it as it is.
+    auto other = backend.make_queue();
+    const std::string second = direct.unique_queue("jobs-dlq-args-2");
+    mq::require_ok(other->declare({second, 0, dlq}));
+    other->stop();
+
+    // The broker loses both queues (a wiped node); after the cut the plugin declares them again,
+    // each with its own arguments.
+    direct.admin().delete_queue(name);
+    direct.admin().delete_queue(dlq);
+    proxy.cut();
+    REQUIRE(eventually_true([&] { return direct.admin().exists(name); }, 20s));
+    CHECK(direct.admin().exists(dlq));
+    CHECK(direct.admin().declare(dlq, true, 5, "").empty());
+    CHECK(direct.admin().declare(name, true, 0, dlq).empty());
+    CHECK_FALSE(log_contains(backend, "could not be declared again"));
     queue->stop();
 }
 

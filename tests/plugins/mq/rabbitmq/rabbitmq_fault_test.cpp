@@ -129,6 +129,49 @@ TEST_CASE("rabbitmq keeps its I/O thread when a send of a non-UTF-8 message id f
     queue->stop();
 }
 
+TEST_CASE("rabbitmq refuses headers too large for a frame without touching the connection",
+          "[rabbitmq][mq][fault]") {
+    // rabbitmq-c would send the basic.publish method, fail to encode the content header, and the
+    // publish would be retried on new connection after new connection until its deadline, holding
+    // back everything queued behind it.
+    mq::RabbitBackend direct;
+    mq::TestProxy proxy(direct.url().host, direct.url().port);
+    mq::RabbitBackend backend(mq::Extra{{"port", std::to_string(proxy.port())}});
+    auto queue = backend.make_queue();
+    const std::string name = direct.unique_queue("big-headers");
+    mq::require_ok(queue->declare({name, 0, ""}));
+    const int connections = proxy.accepted();
+
+    auto before = std::make_shared<Outcome>();
+    auto after = std::make_shared<Outcome>();
+    mq::require_ok(
+        async_of(*queue).publish_async(name, mq::make_message("before", "a"), 20s, before));
+    sdk::Message big = mq::make_message("big-headers", "b");
+    big.headers = {{"trace", std::string(200 * 1024, 't')}};
+    const auto begin = Clock::now();
+    const sdk::Status refused = async_of(*queue).publish_async(name, big, 20s, after);
+    CHECK(Clock::now() - begin < 1s);  // up front, not after retries
+    CHECK(refused.code() == sdk::ErrorCode::InvalidArgument);
+    CHECK_THAT(refused.message(), Catch::Contains("frame_max 131072"));
+    CHECK_THAT(refused.message(), Catch::Contains("'big-headers'"));
+    CHECK(queue->publish(name, big, 20s).code() == sdk::ErrorCode::InvalidArgument);
+    mq::require_ok(
+        async_of(*queue).publish_async(name, mq::make_message("after", "c"), 20s, after));
+
+    INFO("plugin log: " << log_text(backend));
+    auto first = before->wait(20s);
+    REQUIRE(first.has_value());
+    mq::require_ok(*first);
+    auto last = after->wait(20s);
+    REQUIRE(last.has_value());
+    mq::require_ok(*last);
+    CHECK(after->calls() == 1);
+    CHECK(*queue->depth(name) == 2);
+    CHECK(proxy.accepted() == connections);
+    CHECK_FALSE(backend.host().captured().contains("connection lost"));
+    queue->stop();
+}
+
 TEST_CASE("rabbitmq consume racing stop leaves no consumer running", "[rabbitmq][mq][fault]") {
     mq::RabbitBackend direct;
     auto observer = direct.make_queue();

@@ -12,6 +12,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -20,6 +21,7 @@
 #include "amqp_link.hpp"
 #include "descriptor.hpp"
 #include "log_fields.hpp"
+#include "mq_validation.hpp"
 #include "rabbitmq_consumer.hpp"
 #include "rabbitmq_queue.hpp"
 #include "settings.hpp"
@@ -313,4 +315,43 @@ TEST_CASE("rabbitmq log fields survive invalid UTF-8", "[unit][mq][rabbitmq-unit
     std::string text;
     REQUIRE_NOTHROW(text = rmq::log_fields(nlohmann::json{{"error", "message '\xff' failed"}}));
     CHECK_THAT(text, Catch::Contains("failed"));
+}
+
+TEST_CASE("rabbitmq sizes a publish's content header as rabbitmq-c encodes it",
+          "[unit][mq][rabbitmq-unit]") {
+    // The size rule that refuses headers too large for one frame must match the bytes
+    // rabbitmq-c writes, or a publish just under the limit would still fail to encode.
+    const auto encoded = [](const sdk::Message& message) {
+        std::vector<amqp_table_entry_t> headers;
+        amqp_basic_properties_t props = rmq::publish_properties(message, 12345, headers);
+        std::vector<char> buffer(1024 * 1024);
+        const int size = amqp_encode_properties(AMQP_BASIC_CLASS, &props,
+                                                amqp_bytes_t{buffer.size(), buffer.data()});
+        REQUIRE(size > 0);
+        return static_cast<std::size_t>(size) + 12;  // class, weight and body size come first
+    };
+    sdk::Message message;
+    CHECK(synergos::plugins::mq::content_header_bytes(message) == encoded(message));
+    message.id = "job-1";
+    message.priority = 7;
+    message.headers = {{"trace", "abc"}, {"x", ""}};
+    CHECK(synergos::plugins::mq::content_header_bytes(message) == encoded(message));
+    message.content_type.clear();
+    message.id.clear();
+    message.headers.emplace_back(std::string(255, 'k'), std::string(100000, 'v'));
+    CHECK(synergos::plugins::mq::content_header_bytes(message) == encoded(message));
+
+    // The largest header that fits a frame of 131072 bytes passes; one byte more is refused.
+    sdk::Message edge;
+    edge.id = "edge";
+    edge.headers = {{"trace", ""}};
+    const std::size_t room = 131072 - 8 - synergos::plugins::mq::content_header_bytes(edge);
+    edge.headers[0].second.assign(room, 't');
+    CHECK(synergos::plugins::mq::validate_content_header("q", edge, 131072).is_ok());
+    edge.headers[0].second.push_back('t');
+    const sdk::Status refused = synergos::plugins::mq::validate_content_header("q", edge, 131072);
+    CHECK(refused.code() == sdk::ErrorCode::InvalidArgument);
+    CHECK_THAT(refused.message(), Catch::Contains("131065 bytes"));
+    CHECK_THAT(refused.message(), Catch::Contains("frame_max 131072"));
+    CHECK_THAT(refused.message(), Catch::Contains("'edge'"));
 }
