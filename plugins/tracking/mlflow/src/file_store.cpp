@@ -736,14 +736,15 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
     }
     const auto name_key = std::make_pair(experiment_id, run_name);
     std::optional<std::string> existing;
-    if (auto cached = run_by_name_.find(name_key); cached != run_by_name_.end()) {
+    // The cache answers only for a training job's own run. Which run is current can change
+    // behind it (another process sharing the root trained the run again), so without a
+    // training job the runs on disk decide (runs_named, under the name lock).
+    auto cached = training_job.empty() ? run_by_name_.end() : run_by_name_.find(name_key);
+    if (cached != run_by_name_.end()) {
         auto entry = find_active_run(cached->second);
         if (entry && (*entry)->meta.run_name == run_name &&
             (*entry)->meta.experiment_id == experiment_id) {
-            // The cache holds the current run; a training job other than its own looks further.
-            if (training_job.empty() ||
-                read_file((*entry)->dir / "tags" / kTrainingJobTag).value_or("") ==
-                    training_job) {
+            if (read_file((*entry)->dir / "tags" / kTrainingJobTag).value_or("") == training_job) {
                 existing = cached->second;
             }
         } else {
@@ -783,6 +784,18 @@ sdk::Result<std::string> FileStore::ensure_run(const std::string& experiment_id,
         }
         if (auto status = write_tags(**entry, run_tags); !status) {
             return error_of(status);
+        }
+        // A training job taking its run (resumed, redelivered, or adopting it) is running
+        // again, as MLflow's start_run(run_id) makes it: metrics must not land in a run still
+        // marked FAILED or FINISHED by an earlier end_run.
+        RunMeta& meta = (*entry)->meta;
+        if (!training_job.empty() &&
+            (meta.status != static_cast<int>(RunStatus::Running) || meta.end_time)) {
+            meta.status = static_cast<int>(RunStatus::Running);
+            meta.end_time.reset();
+            if (auto status = write_run_meta(**entry); !status) {
+                return error_of(status);
+            }
         }
         return *existing;
     }

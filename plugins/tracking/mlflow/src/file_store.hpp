@@ -120,7 +120,8 @@ public:
     /// resumed or redelivered job keeps its run); else the current run when it holds no params,
     /// no metrics and no other training job (it is adopted); else a new run of the same name
     /// with the next attempt number, so a new training never mixes its params and metrics with
-    /// an earlier one's. The caller's tags are written on the run returned. An empty
+    /// an earlier one's. The caller's tags are written on the run returned; with a training
+    /// job, a run returned that was ended (end_run) is RUNNING again with no end_time. An empty
     /// synergos.training_job is refused (InvalidArgument).
     sdk::Result<std::string> ensure_run(const std::string& experiment_id,
                                         const std::string& run_name, const sdk::StringPairs& tags);

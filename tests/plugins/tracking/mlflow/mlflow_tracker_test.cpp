@@ -536,6 +536,79 @@ TEST_CASE("each training job gets a run of its own and a redelivered one keeps i
     }
 }
 
+namespace {
+
+/// ensure_run as tracking_run calls it: a training tags its job id, an evaluation does not.
+std::string ensure_job_run(mlflow::MlflowTracker& tracker, const std::string& experiment,
+                           const std::string& name, const std::string& training_job) {
+    sdk::StringPairs tags{{"synergos.run_id", name}};
+    if (!training_job.empty()) {
+        tags.emplace_back("synergos.training_job", training_job);
+    }
+    auto id = tracker.ensure_run(experiment, name, tags);
+    REQUIRE(id.has_value());
+    return *id;
+}
+
+YAML::Node run_meta(const Fixture& f, const std::string& experiment, const std::string& run) {
+    return YAML::LoadFile((f.run_dir(experiment, run) / "meta.yaml").string());
+}
+
+}  // namespace
+
+TEST_CASE("a training job taking its ended run sets it running again", "[unit][mlflow]") {
+    Fixture f;
+    const std::string experiment = f.experiment("e");
+    const std::string run = ensure_job_run(f.tracker, experiment, "r1", "j1");
+    REQUIRE(f.tracker.log_metrics(run, {{"loss", 0.5, 0, 1}}).is_ok());
+    REQUIRE(f.tracker.end_run(run, "FAILED").is_ok());
+    REQUIRE(run_meta(f, experiment, run)["status"].as<int>() == 4);
+
+    // Redelivered or resumed: the job's metrics go on in a run that says it is running.
+    CHECK(ensure_job_run(f.tracker, experiment, "r1", "j1") == run);
+    YAML::Node meta = run_meta(f, experiment, run);
+    CHECK(meta["status"].as<int>() == 1);
+    CHECK(meta["end_time"].IsNull());
+
+    REQUIRE(f.tracker.end_run(run, "FINISHED").is_ok());
+    // An evaluation logs to the finished run without reopening it.
+    CHECK(ensure_job_run(f.tracker, experiment, "r1", "") == run);
+    meta = run_meta(f, experiment, run);
+    CHECK(meta["status"].as<int>() == 3);
+    CHECK_FALSE(meta["end_time"].IsNull());
+
+    // A run with nothing logged, ended, then adopted by a training.
+    const std::string plain = ensure_job_run(f.tracker, experiment, "r2", "");
+    REQUIRE(f.tracker.end_run(plain, "KILLED").is_ok());
+    CHECK(ensure_job_run(f.tracker, experiment, "r2", "j5") == plain);
+    meta = run_meta(f, experiment, plain);
+    CHECK(meta["status"].as<int>() == 1);
+    CHECK(meta["end_time"].IsNull());
+}
+
+TEST_CASE("ensure_run without a training job finds a run trained again by another process",
+          "[unit][mlflow]") {
+    // Two TTPs share the root. A trained r1 and remembers its run; B trains r1 again (new
+    // settings), which makes a new attempt the current run. A's next evaluation of r1 belongs
+    // there, not in the attempt A remembers.
+    Fixture f;
+    const std::string experiment = f.experiment("e");
+    const std::string first = ensure_job_run(f.tracker, experiment, "r1", "j1");
+    REQUIRE(f.tracker.log_metrics(first, {{"loss", 0.5, 0, 1}}).is_ok());
+    CHECK(ensure_job_run(f.tracker, experiment, "r1", "") == first);
+
+    sdk::testing::FakeHost other_host(f.dir.path().string());
+    mlflow::MlflowTracker other(other_host, opts({}));
+    REQUIRE(other.start().is_ok());
+    const std::string second = ensure_job_run(other, experiment, "r1", "j2");
+    CHECK(second != first);
+    CHECK(tag_of(f.run_dir(experiment, second), "synergos.attempt") == "2");
+
+    CHECK(ensure_job_run(f.tracker, experiment, "r1", "") == second);
+    CHECK(ensure_job_run(f.tracker, experiment, "r1", "j1") == first);  // its own run still
+    CHECK(ensure_job_run(f.tracker, experiment, "r1", "") == second);
+}
+
 TEST_CASE("an append cut short by a full disk leaves no partial line behind", "[unit][mlflow]") {
     Fixture f;
     const std::string experiment = f.experiment("e");
