@@ -148,6 +148,40 @@ def seeds_tabular():
           SEP + b"\xef\xbb\xbfflag,n,target\nTrue,1,0.5\nFalse,,1.5\n,3,\n")
 
 
+# --- JPEG marker structure -------------------------------------------------------------------
+def jpeg_segment(marker, body):
+    return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+
+def jpeg_dht(class_id, counts, values=None):
+    counts = list(counts) + [0] * (16 - len(counts))
+    if values is None:
+        values = bytes(i % 256 for i in range(sum(counts)))
+    return jpeg_segment(0xC4, bytes([class_id] + counts) + values)
+
+
+def seeds_jpeg():
+    # Marker structure only (the target never decodes): SOI, APP0, DQT, SOF, DHT, SOS, entropy
+    # data with a stuffed FF 00, a restart marker and fill bytes, EOI.
+    app0 = jpeg_segment(0xE0, b"JFIF\0\1\1\0\0\1\0\1\0\0")
+    dqt = jpeg_segment(0xDB, b"\0" + bytes([1] * 64))
+    sof0 = jpeg_segment(0xC0, b"\x08\0\x08\0\x08\x01\x01\x11\0")
+    dc = jpeg_dht(0x00, [0, 1, 5, 1, 1, 1, 1, 1, 1])  # the luminance DC table of T.81 Annex K
+    ac = jpeg_dht(0x10, [0, 2, 1, 3, 3, 2, 4, 3, 5, 5, 4, 4])
+    sos = jpeg_segment(0xDA, b"\x01\x01\x00\x00\x3f\x00")
+    scan = b"\x12\x34\xff\x00\x56\xff\xd0\x78\xff\xff\x9a"
+    write("jpeg", "baseline", b"\xff\xd8" + app0 + dqt + sof0 + dc + ac + sos + scan + b"\xff\xd9")
+    # Progressive: a DHT between two scans (a decoder reads it after the first scan's data).
+    sof2 = jpeg_segment(0xC2, b"\x08\0\x08\0\x08\x01\x01\x11\0")
+    dc_scan = jpeg_segment(0xDA, b"\x01\x01\x00\x00\x00\x00")
+    ac_scan = jpeg_segment(0xDA, b"\x01\x01\x00\x01\x3f\x00")
+    write("jpeg", "progressive", b"\xff\xd8" + dqt + sof2 + dc + dc_scan + scan + ac + ac_scan +
+          scan + b"\xff\xd9")
+    # Refused: the unused AC table 3 with 700 codes (stb 2.27 wrote past values[256]).
+    bad = jpeg_dht(0x13, [0] * 8 + [255, 255, 190], b"\xff" * 700)
+    write("jpeg", "dht-overflow", b"\xff\xd8" + dqt + sof0 + dc + ac + bad + sos + scan + b"\xff\xd9")
+
+
 # --- HTTP requests ---------------------------------------------------------------------------
 def request(method, path, body=None, extra=""):
     data = b"" if body is None else json.dumps(body).encode()
@@ -228,6 +262,7 @@ def main():
     seeds_config()
     seeds_architecture()
     seeds_tabular()
+    seeds_jpeg()
     seeds_http()
     for target in sorted(os.listdir(CORPUS)):
         print("%-14s %d files" % (target, len(os.listdir(os.path.join(CORPUS, target)))))

@@ -12,7 +12,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-all_targets=(http architecture tabular messages safetensors config)
+all_targets=(http architecture tabular messages safetensors config jpeg)
 seconds=600
 build=1
 targets=()

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "decode.hpp"
+#include "jpeg_check.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,9 @@
 // allocation returns NULL and stb fails cleanly ("outofmem"). Outside a budgeted call these
 // behave as malloc/realloc/free. Every block carries its size in a small header so free and
 // realloc can account for it.
+// Every block is also handed out zeroed: stb 2.27 mallocs its JPEG decoder state without
+// clearing it (2.28 memsets it), so a scan using a Huffman table the file never defined decoded
+// with whatever an earlier allocation (an earlier file's tables) left in that memory.
 namespace {
 
 struct StbBudget {
@@ -47,6 +51,7 @@ void* stb_budget_malloc(std::size_t size) {
         return nullptr;
     }
     std::memcpy(block, &size, sizeof size);
+    std::memset(block + kStbHeader, 0, size);
     if (stb_budget.active) {
         stb_budget.used += size;
     }
@@ -82,6 +87,9 @@ void* stb_budget_realloc(void* p, std::size_t size) {
         return nullptr;
     }
     std::memcpy(grown, &size, sizeof size);
+    if (size > old) {
+        std::memset(grown + kStbHeader + old, 0, size - old);
+    }
     if (stb_budget.active) {
         stb_budget.used = stb_budget.used - std::min(old, stb_budget.used) + size;
     }
@@ -168,6 +176,15 @@ sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64
                               std::to_string(kMaxJpegScans) +
                               " scans (SOS markers): refused, each scan is decoded over the "
                               "whole image"};
+    }
+    // stb 2.27 writes past its Huffman tables on a DHT of more than 256 codes: its JPEG input is
+    // walked first, and anything malformed is refused before stb reads a byte.
+    if (starts_like_jpeg(bytes)) {
+        if (auto problem = jpeg_structure_problem(bytes)) {
+            return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                              "image " + label + " is a malformed JPEG: " + *problem +
+                                  "; refused before decoding"};
+        }
     }
     const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
     const int len = static_cast<int>(bytes.size());

@@ -23,7 +23,9 @@ struct Image {
 /// `max_pixels` pixels is refused before any pixel buffer is allocated (decompression bombs);
 /// stb then decodes within a memory budget derived from those dimensions (a PNG whose data
 /// inflates past it is refused), and a JPEG of more than 256 scans is refused before decoding.
-/// Errors: InvalidArgument naming `label` (not PNG/JPEG, corrupt, too large).
+/// A JPEG's marker segments are checked first (jpeg_check.hpp: stb 2.27 overflows on a DHT of
+/// more than 256 codes); stb's allocations are zeroed (2.27 leaves its decoder state unset).
+/// Errors: InvalidArgument naming `label` (not PNG/JPEG, malformed JPEG, corrupt, too large).
 sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64_t max_pixels,
                                 const std::string& label);
 

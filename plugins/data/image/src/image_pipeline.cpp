@@ -368,27 +368,29 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
 
     Json classes = Json::array();
     if (request.action == "classify") {
-        // Classes: numerically sorted when every target is a number, else as strings.
-        bool numeric = true;
-        std::vector<double> values(n);
-        for (std::size_t i = 0; i < n && numeric; ++i) {
-            numeric = parse_number(kept[i]->target, values[i]);
-        }
+        // Classes are named by each target alone, so a value has one name in every split: a
+        // number by its value (`2.0` -> `2`), any other text as written. (Naming them as
+        // numbers only when the whole split was numeric made `2.0` `target_2` in one split and
+        // `target_2.0` in another.) Numbers sort first by value, then texts bytewise.
         std::vector<std::string> names(n);
-        std::map<std::string, double> order;  // name -> sort key (numeric) or 0
+        std::map<std::string, double> order;  // name -> its number, NaN for a text class
         for (std::size_t i = 0; i < n; ++i) {
-            if (!numeric && !is_utf8(kept[i]->target)) {
+            double v = 0.0;
+            const bool number = parse_number(kept[i]->target, v);
+            if (!number && !is_utf8(kept[i]->target)) {
                 return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
                                " is not UTF-8 text; save mapping.csv as UTF-8");
             }
-            names[i] = numeric ? level_name(values[i]) : kept[i]->target;
-            order.emplace(names[i], numeric ? values[i] : 0.0);
+            names[i] = number ? level_name(v) : kept[i]->target;
+            order.emplace(names[i], number ? v : std::numeric_limits<double>::quiet_NaN());
         }
         std::vector<std::pair<std::string, double>> sorted(order.begin(), order.end());
-        if (numeric) {
-            std::sort(sorted.begin(), sorted.end(),
-                      [](const auto& a, const auto& b) { return a.second < b.second; });
-        }
+        std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+            if (std::isnan(a.second) != std::isnan(b.second)) {
+                return !std::isnan(a.second);
+            }
+            return !std::isnan(a.second) && a.second < b.second;  // texts keep map (byte) order
+        });
         std::map<std::string, std::size_t> index;
         for (const auto& [name, key] : sorted) {
             index.emplace(name, ds.label_names.size());

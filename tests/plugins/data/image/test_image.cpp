@@ -595,3 +595,245 @@ TEST_CASE("image refuses class names that are not UTF-8 naming the row", "[unit]
     CHECK(load_ok({dir.string()}).label_names ==
           std::vector<std::string>{"target_caf\xc3\xa9", "target_tea"});
 }
+
+namespace {
+
+unsigned char u8(char c) { return static_cast<unsigned char>(c); }
+
+/// A 16x16 colour JPEG written by stb_image_write (SOI, APP0, DQT, SOF0, one DHT segment with
+/// the four tables DC0 AC0 DC1 AC1, SOS over three components, the scan, EOI).
+std::string make_jpeg() {
+    std::vector<unsigned char> px(16 * 16 * 3);
+    for (std::size_t i = 0; i < px.size(); ++i) {
+        px[i] = static_cast<unsigned char>((i * 37) % 251);
+    }
+    std::string jpeg;
+    REQUIRE(stbi_write_jpg_to_func(
+                [](void* ctx, void* data, int size) {
+                    static_cast<std::string*>(ctx)->append(static_cast<const char*>(data),
+                                                           static_cast<std::size_t>(size));
+                },
+                &jpeg, 16, 16, 3, px.data(), 90) != 0);
+    return jpeg;
+}
+
+/// Offset of the first marker segment `marker` up to the first SOS (stb's writer puts no fill
+/// bytes between segments).
+std::size_t segment_at(const std::string& jpeg, unsigned char marker) {
+    std::size_t pos = 2;
+    while (pos + 4 <= jpeg.size() && u8(jpeg[pos]) == 0xFF) {
+        if (u8(jpeg[pos + 1]) == marker) {
+            return pos;
+        }
+        if (u8(jpeg[pos + 1]) == 0xDA) {
+            break;
+        }
+        pos += 2 + ((std::size_t{u8(jpeg[pos + 2])} << 8) | u8(jpeg[pos + 3]));
+    }
+    FAIL("no segment FF" << static_cast<int>(marker));
+    return std::string::npos;
+}
+
+std::size_t segment_size(const std::string& jpeg, std::size_t at) {
+    return 2 + ((std::size_t{u8(jpeg[at + 2])} << 8) | u8(jpeg[at + 3]));
+}
+
+/// A DHT segment of one table: class/id byte, 16 code counts, then `values`.
+std::string dht(unsigned char class_id, const std::map<int, int>& counts, const std::string& values) {
+    std::string body(1, static_cast<char>(class_id));
+    for (int len = 1; len <= 16; ++len) {
+        const auto it = counts.find(len);
+        body.push_back(static_cast<char>(it == counts.end() ? 0 : it->second));
+    }
+    body += values;
+    const std::size_t size = body.size() + 2;
+    return std::string("\xFF\xC4", 2) + static_cast<char>(size >> 8) +
+           static_cast<char>(size & 0xFF) + body;
+}
+
+std::string insert_at(const std::string& jpeg, std::size_t at, const std::string& text) {
+    return jpeg.substr(0, at) + text + jpeg.substr(at);
+}
+
+void write_bytes(const fs::path& file, const std::string& bytes) {
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+/// The reviewer's file: the unused AC table 3 with 700 codes (255, 255, 190 of lengths 9, 10,
+/// 11) and 700 value bytes, of which 444 landed past stb 2.27's values[256].
+std::string overflowing_dht() {
+    return dht(0x13, {{9, 255}, {10, 255}, {11, 190}}, std::string(700, '\xFF'));
+}
+
+}  // namespace
+
+TEST_CASE("image refuses a JPEG whose Huffman table has more than 256 codes",
+          "[unit][data][image]") {
+    // stb_image 2.27 stored all 700 values into values[256]: the decoded pixels changed with no
+    // error (the quantisation table behind it was overwritten).
+    TempDir tmp;
+    const std::string jpeg = make_jpeg();
+    const std::size_t sos = segment_at(jpeg, 0xDA);
+    const fs::path bad = tmp.folder("dht", "image,target\na.jpg,1\nb.jpg,1\n");
+    write_bytes(bad / "a.jpg", jpeg);
+    write_bytes(bad / "b.jpg", insert_at(jpeg, sos, overflowing_dht()));
+    const auto e = load_error({bad.string()});
+    CHECK(e.code == ErrorCode::InvalidArgument);
+    CHECK_THAT(e.message, Catch::Contains("b.jpg") && Catch::Contains("malformed JPEG") &&
+                              Catch::Contains("700 codes") && Catch::Contains("more than 256"));
+
+    // The same extra table with 12 codes is valid and unused: the pixels equal the original's.
+    const fs::path ctrl = tmp.folder("ctrl", "image,target\na.jpg,1\nb.jpg,1\n");
+    write_bytes(ctrl / "a.jpg", jpeg);
+    write_bytes(ctrl / "b.jpg",
+                insert_at(jpeg, sos, dht(0x13, {{4, 12}}, std::string("\0\1\2\3\4\5\6\7\10\11\12\13", 12))));
+    const Dataset ds = load_ok({ctrl.string()});
+    CHECK(ds.rows == 1);
+    CHECK(Json::parse(ds.metadata_json)["duplicates_dropped"] == 1);
+
+    // A progressive JPEG defines tables between its scans: a bad one after the scan is caught.
+    const std::size_t eoi = jpeg.rfind("\xFF\xD9");
+    REQUIRE(eoi != std::string::npos);
+    const auto late = synergos::plugins::image::decode_image(
+        insert_at(jpeg, eoi, overflowing_dht()), 1, 1 << 24, "late.jpg");
+    REQUIRE_FALSE(late);
+    CHECK_THAT(late.error().message, Catch::Contains("late.jpg") && Catch::Contains("700 codes"));
+}
+
+TEST_CASE("image refuses JPEG files with a malformed marker structure before decoding",
+          "[unit][data][image]") {
+    using synergos::plugins::image::decode_image;
+    const std::string jpeg = make_jpeg();
+    const std::size_t sos = segment_at(jpeg, 0xDA);
+    const std::size_t dqt = segment_at(jpeg, 0xDB);
+    const std::size_t sof = segment_at(jpeg, 0xC0);
+    const auto refused = [](const std::string& bytes, const std::string& why) {
+        const auto r = decode_image(bytes, 1, 1 << 24, "x.jpg");
+        REQUIRE_FALSE(r);
+        CHECK(r.error().code == ErrorCode::InvalidArgument);
+        CHECK_THAT(r.error().message, Catch::Contains("image x.jpg is a malformed JPEG") &&
+                                          Catch::Contains(why));
+    };
+    REQUIRE(decode_image(jpeg, 1, 1 << 24, "x.jpg"));
+    // A segment running past the end of the file.
+    refused(jpeg.substr(0, dqt + 20), "runs past the end");
+    // A length below 2.
+    std::string short_len = jpeg;
+    short_len[dqt + 2] = '\0';
+    short_len[dqt + 3] = '\1';
+    refused(short_len, "less than 2");
+    // DHT tables: a bad class, a header cut short, values missing, tables not filling the segment.
+    refused(insert_at(jpeg, sos, dht(0x23, {{1, 1}}, std::string(1, '\0'))), "table class 2");
+    refused(insert_at(jpeg, sos, std::string("\xFF\xC4\x00\x05\x00\x01\x00", 7)), "17 bytes");
+    refused(insert_at(jpeg, sos, dht(0x01, {{4, 12}}, std::string(5, '\1'))), "needs 29 bytes");
+    refused(insert_at(jpeg, sos, dht(0x01, {{2, 2}}, std::string(3, '\1'))), "17 bytes");
+    // Bytes that are not a marker where one must be (stb skipped them before the frame header).
+    refused(insert_at(jpeg, sof, std::string("\x00\xFF\xC4", 3)), "expected a marker");
+    // A restart marker outside a scan, and a file without any scan.
+    refused(insert_at(jpeg, sos, std::string("\xFF\xD0", 2)), "out of place");
+    refused(jpeg.substr(0, sos), "before the first scan");
+
+    // What a decoder accepts stays accepted: fill bytes before markers and bytes after EOI.
+    CHECK(decode_image(insert_at(jpeg, sof, std::string("\xFF\xFF", 2)), 1, 1 << 24, "x.jpg"));
+    CHECK(decode_image(jpeg + "trailing bytes", 1, 1 << 24, "x.jpg"));
+}
+
+TEST_CASE("image decodes a scan using undefined Huffman tables alike after any earlier file",
+          "[unit][data][image]") {
+    // stb 2.27 mallocs its JPEG decoder state without clearing it: tables a file never defines
+    // held what the previous file's decode left there, so the pixels of one file depended on
+    // another. Its blocks are now zeroed (as stb 2.28 does): such a scan decodes to flat grey.
+    using synergos::plugins::image::decode_image;
+    std::string moved = make_jpeg();
+    const std::size_t at = segment_at(moved, 0xC4);
+    const std::size_t size = segment_size(moved, at);
+    // Move the four tables to ids 2 and 3 and point the scan at them: still a valid file.
+    for (std::size_t p = at + 4; p < at + size;) {
+        moved[p] = static_cast<char>(u8(moved[p]) | 0x02);
+        std::size_t codes = 0;
+        for (std::size_t i = 1; i <= 16; ++i) {
+            codes += u8(moved[p + i]);
+        }
+        p += 17 + codes;
+    }
+    const std::size_t sos = segment_at(moved, 0xDA);
+    moved[sos + 6] = '\x22';
+    moved[sos + 8] = '\x33';
+    moved[sos + 10] = '\x33';
+    const auto real = decode_image(moved, 1, 1 << 24, "moved.jpg");
+    REQUIRE(real);
+    CHECK(real->pixels != std::vector<unsigned char>(256, 128));
+    // The same file without its DHT segment, decoded right after it.
+    const std::string undefined = moved.substr(0, at) + moved.substr(at + size);
+    const auto blank = decode_image(undefined, 1, 1 << 24, "undefined.jpg");
+    REQUIRE(blank);
+    CHECK(blank->pixels == std::vector<unsigned char>(256, 128));
+}
+
+namespace {
+
+/// A 2x1 PNG of 16 bits per sample: colour type 0 (grey), 2 (RGB) or 6 (RGBA); `samples` are
+/// the big-endian 16-bit values of the two pixels.
+std::string png16(int colour, const std::vector<std::uint16_t>& samples) {
+    std::string raw(1, '\0');  // filter byte of the one row
+    for (std::uint16_t v : samples) {
+        raw.push_back(static_cast<char>(v >> 8));
+        raw.push_back(static_cast<char>(v & 0xFF));
+    }
+    uLongf packed_size = compressBound(static_cast<uLong>(raw.size()));
+    std::string packed(packed_size, '\0');
+    REQUIRE(compress(reinterpret_cast<Bytef*>(packed.data()), &packed_size,
+                     reinterpret_cast<const Bytef*>(raw.data()),
+                     static_cast<uLong>(raw.size())) == Z_OK);
+    packed.resize(packed_size);
+    std::string png = "\x89PNG\r\n\x1a\n";
+    std::string ihdr("\0\0\0\2\0\0\0\1\x10", 9);
+    ihdr += static_cast<char>(colour);
+    ihdr += std::string(3, '\0');
+    png_chunk(png, "IHDR", ihdr);
+    png_chunk(png, "IDAT", packed);
+    png_chunk(png, "IEND", "");
+    return png;
+}
+
+}  // namespace
+
+TEST_CASE("image decodes 16-bit PNG files to their high bytes", "[unit][data][image]") {
+    // stb's 16 -> 8 bit conversion (stbi__convert_16_to_8) over-reads in 2.27 only on 16-bit
+    // PNM input, which this plugin does not compile (STBI_ONLY_PNG, STBI_ONLY_JPEG); 16-bit PNGs
+    // reach it with a buffer of the right size. This pins what they decode to.
+    using synergos::plugins::image::decode_image;
+    const auto grey = decode_image(png16(0, {0x1234, 0xFEDC}), 1, 1 << 24, "g.png");
+    REQUIRE(grey);
+    CHECK(grey->pixels == std::vector<unsigned char>{0x12, 0xFE});
+    const auto grey_rgb = decode_image(png16(0, {0x1234, 0xFEDC}), 3, 1 << 24, "g.png");
+    REQUIRE(grey_rgb);
+    CHECK(grey_rgb->pixels == std::vector<unsigned char>{0x12, 0x12, 0x12, 0xFE, 0xFE, 0xFE});
+    const auto rgb = decode_image(png16(2, {0x0100, 0x0200, 0x0300, 0xA000, 0xB000, 0xC000}), 3,
+                                  1 << 24, "c.png");
+    REQUIRE(rgb);
+    CHECK(rgb->pixels == std::vector<unsigned char>{1, 2, 3, 0xA0, 0xB0, 0xC0});
+    const auto rgba = decode_image(
+        png16(6, {0x0100, 0x0200, 0x0300, 0xFFFF, 0xA000, 0xB000, 0xC000, 0x0000}), 3, 1 << 24,
+        "a.png");
+    REQUIRE(rgba);
+    CHECK(rgba->pixels == std::vector<unsigned char>{1, 2, 3, 0xA0, 0xB0, 0xC0});
+}
+
+TEST_CASE("image names a numeric class alike in every split whatever the other classes",
+          "[unit][data][image]") {
+    // Classes were named as numbers only when every target of the split was one: '2.0' became
+    // 'target_2' in a split of numbers and 'target_2.0' in a split that also held 'cat'.
+    TempDir tmp;
+    const fs::path mixed = tmp.folder("mixed", "image,target\na.png,2.0\nb.png,cat\nc.png,10\n");
+    const fs::path numbers = tmp.folder("numbers", "image,target\na.png,2.0\nb.png,3\n");
+    for (const fs::path& dir : {mixed, numbers}) {
+        write_png(dir / "a.png", 1, 1, 1, {1});
+        write_png(dir / "b.png", 1, 1, 1, {2});
+        write_png(dir / "c.png", 1, 1, 1, {3});
+    }
+    CHECK(load_ok({mixed.string()}).label_names ==
+          std::vector<std::string>{"target_2", "target_10", "target_cat"});
+    CHECK(load_ok({numbers.string()}).label_names ==
+          std::vector<std::string>{"target_2", "target_3"});
+}
