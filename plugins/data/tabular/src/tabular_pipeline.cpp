@@ -52,32 +52,50 @@ struct DtypeInfo {
     Kind kind = Kind::Numeric;
     bool integer = false;
     bool boolean = false;
+    double min = 0.0;  ///< integer dtypes: the range a value must lie in
+    double max = 0.0;
 };
 
 /// pandas dtype names accepted in schema.json.
 std::optional<DtypeInfo> dtype_info(std::string_view d) {
-    static constexpr std::string_view kInts[] = {
-        "int",   "int8",   "int16",  "int32",  "int64", "Int8",   "Int16",  "Int32", "Int64",
-        "uint8", "uint16", "uint32", "uint64", "UInt8", "UInt16", "UInt32", "UInt64"};
+    struct IntType {
+        std::string_view name;
+        double min;
+        double max;
+    };
+    // The 64-bit maxima are 2^63 and 2^64, exclusive (exact doubles; INT64_MAX and UINT64_MAX
+    // are not): see dtype_violation.
+    constexpr double k63 = 9223372036854775808.0;
+    constexpr double k64 = 18446744073709551616.0;
+    static constexpr IntType kInts[] = {
+        {"int", -k63, k63},           {"int8", -128.0, 127.0},
+        {"int16", -32768.0, 32767.0}, {"int32", -2147483648.0, 2147483647.0},
+        {"int64", -k63, k63},         {"Int8", -128.0, 127.0},
+        {"Int16", -32768.0, 32767.0}, {"Int32", -2147483648.0, 2147483647.0},
+        {"Int64", -k63, k63},         {"uint8", 0.0, 255.0},
+        {"uint16", 0.0, 65535.0},     {"uint32", 0.0, 4294967295.0},
+        {"uint64", 0.0, k64},         {"UInt8", 0.0, 255.0},
+        {"UInt16", 0.0, 65535.0},     {"UInt32", 0.0, 4294967295.0},
+        {"UInt64", 0.0, k64}};
     static constexpr std::string_view kFloats[] = {"float",   "float16", "float32", "float64",
                                                    "Float32", "Float64", "double"};
     static constexpr std::string_view kCats[] = {"category", "object", "string", "str"};
-    for (std::string_view s : kInts) {
-        if (d == s) {
-            return DtypeInfo{Kind::Numeric, true, false};
+    for (const IntType& t : kInts) {
+        if (d == t.name) {
+            return DtypeInfo{Kind::Numeric, true, false, t.min, t.max};
         }
     }
     for (std::string_view s : kFloats) {
         if (d == s) {
-            return DtypeInfo{Kind::Numeric, false, false};
+            return DtypeInfo{Kind::Numeric, false, false, 0.0, 0.0};
         }
     }
     if (d == "bool" || d == "boolean") {
-        return DtypeInfo{Kind::Numeric, true, true};
+        return DtypeInfo{Kind::Numeric, true, true, 0.0, 1.0};
     }
     for (std::string_view s : kCats) {
         if (d == s) {
-            return DtypeInfo{Kind::Categorical, false, false};
+            return DtypeInfo{Kind::Categorical, false, false, 0.0, 0.0};
         }
     }
     return std::nullopt;
@@ -173,11 +191,11 @@ struct SourceFile {
 /// One column over all rows of the split.
 struct Column {
     ColumnDef def;
-    bool numeric_codes = false;        ///< categorical whose levels are numbers
     std::vector<double> num;           ///< numeric columns: NaN = missing
     std::vector<std::int32_t> codes;   ///< categorical: index into `levels`, -1 = missing
     std::vector<std::string> levels;   ///< categorical level names (sorted at the end)
-    std::vector<double> level_values;  ///< numeric codes: the value of each level
+    std::vector<double> level_values;  ///< the number a level names, NaN for a text level
+    std::vector<std::size_t> level_first_row;  ///< split row where each level is first seen
     std::int64_t missing = 0;
     std::int64_t parsed = 0;  ///< numeric columns: non-empty cells that parse
     std::int64_t unparseable = 0;
@@ -189,7 +207,7 @@ struct Column {
     bool is_missing(std::size_t row) const {
         return def.info.kind == Kind::Numeric ? std::isnan(num[row]) : codes[row] < 0;
     }
-    /// The numeric value of a present cell (numeric column, or categorical with numeric codes).
+    /// The numeric value of a present cell (numeric column, or a categorical number level).
     double value(std::size_t row) const {
         return def.info.kind == Kind::Numeric ? num[row]
                                               : level_values[static_cast<std::size_t>(codes[row])];
@@ -271,8 +289,60 @@ bool has_csv_extension(const fs::path& p) {
     return ext == ".csv";
 }
 
-/// Fills a numeric column from the files.
-void fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>& files) {
+/// True when `text` is an integer literal that fits a 64-bit integer (unsigned or signed); empty
+/// when `text` is not a plain integer literal (then its double value is checked).
+std::optional<bool> literal_fits_64(std::string_view text, bool is_unsigned) {
+    if (!text.empty() && text.front() == '+') {
+        text.remove_prefix(1);
+    }
+    const std::string_view digits =
+        !text.empty() && text.front() == '-' ? text.substr(1) : text;
+    if (digits.empty() || (is_unsigned && digits.size() != text.size()) ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        return std::nullopt;
+    }
+    const char* end = text.data() + text.size();
+    if (is_unsigned) {
+        std::uint64_t u = 0;
+        return std::from_chars(text.data(), end, u).ec == std::errc();
+    }
+    std::int64_t i = 0;
+    return std::from_chars(text.data(), end, i).ec == std::errc();
+}
+
+/// Why `text` (parsed as the number `v`) does not fit the integer or bool dtype of `info`, or
+/// empty.
+std::string dtype_violation(const DtypeInfo& info, std::string_view text, double v) {
+    if (info.boolean) {
+        return v == 0.0 || v == 1.0
+                   ? std::string()
+                   : "which is not a boolean (true/false, True/False, TRUE/FALSE, 1/0)";
+    }
+    if (!info.integer) {
+        return {};
+    }
+    if (v != std::floor(v)) {
+        return "which is not an integer";
+    }
+    const bool wide = info.max > 4294967295.0;
+    bool fits = v >= info.min && v <= info.max;
+    if (wide) {
+        // A double cannot tell INT64_MAX or UINT64_MAX from 2^63 or 2^64 (both round to it):
+        // integer literals are checked exactly, other spellings (1e19) against [min, 2^N).
+        const auto exact = literal_fits_64(text, info.min == 0.0);
+        fits = exact ? *exact : v >= info.min && v < info.max;
+    }
+    if (!fits) {
+        return "which is outside its range [" + level_name(info.min) + ", " +
+               (wide ? level_name(info.max) + ")" : level_name(info.max) + "]");
+    }
+    return {};
+}
+
+/// Fills a numeric column from the files. A number the dtype cannot hold (3.7 in an int32
+/// column, 2 in a bool one, -1 in a uint8 one) refuses the load: pandas refuses it too, and
+/// training on it would hide a wrong schema.
+sdk::Status fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>& files) {
     for (const SourceFile& f : files) {
         const std::ptrdiff_t fc = f.file_column[index];
         for (std::size_t r = 0; r < f.table.rows; ++r) {
@@ -283,7 +353,13 @@ void fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>&
                 const std::string_view cell = trim(f.table.at(r, static_cast<std::size_t>(fc)));
                 if (is_missing_token(cell)) {
                     ++col.missing;
-                } else if (parse_number(cell, v) || (col.def.info.boolean && parse_bool(cell, v))) {
+                } else if ((col.def.info.boolean && parse_bool(cell, v)) || parse_number(cell, v)) {
+                    if (const std::string why = dtype_violation(col.def.info, cell, v); !why.empty()) {
+                        return invalid("file " + f.path + ", row " + std::to_string(r + 1) +
+                                       ": column " + example(col.def.name) + " is declared " +
+                                       example(col.def.dtype) + " in " + col.def.schema_file +
+                                       " but holds " + example(cell) + ", " + why);
+                    }
                     ++col.parsed;
                 } else {
                     if (col.unparseable++ == 0) {
@@ -296,34 +372,17 @@ void fill_numeric(Column& col, std::size_t index, const std::vector<SourceFile>&
             col.num.push_back(v);
         }
     }
+    return sdk::Status::ok();
 }
 
-/// Fills a categorical column. Levels are numbers when most present values are numbers (then the
-/// other values are unparseable, hence missing); otherwise every distinct text is a level.
+/// Fills a categorical column. Every present value is a level, named by the value alone, so the
+/// same raw value gets the same name in every split and at every participant: a value that reads
+/// as a number is named by that number (`3.0` and `3` -> `3`, `2.50` -> `2.5`), any other by its
+/// text as written. (Deciding per split whether a column's levels were numbers, by majority, named
+/// `3.0` `grade_3` in one split and `grade_3.0` in another, and imputed the text values of a
+/// mostly-numeric split as missing.) Levels sort numbers first by value, then texts bytewise.
 sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<SourceFile>& files,
                              std::int64_t max_levels) {
-    std::int64_t numeric = 0;
-    std::int64_t textual = 0;
-    double scratch = 0.0;
-    for (const SourceFile& f : files) {
-        const std::ptrdiff_t fc = f.file_column[index];
-        if (fc < 0) {
-            continue;
-        }
-        for (std::size_t r = 0; r < f.table.rows; ++r) {
-            const std::string_view cell = trim(f.table.at(r, static_cast<std::size_t>(fc)));
-            if (is_missing_token(cell)) {
-                continue;
-            }
-            if (parse_number(cell, scratch)) {
-                ++numeric;
-            } else {
-                ++textual;
-            }
-        }
-    }
-    col.numeric_codes = numeric > 0 && numeric >= textual;
-
     std::unordered_map<std::string, std::int32_t> index_of;
     std::string key;
     for (const SourceFile& f : files) {
@@ -335,76 +394,104 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
             if (fc < 0 || is_missing_token(cell)) {
                 ++col.missing;
             } else {
-                double v = 0.0;
-                bool ok = true;
-                if (col.numeric_codes) {
-                    ok = parse_number(cell, v);
-                    if (ok) {
-                        key = level_name(v);
-                    }
+                double v = kNaN;
+                if (parse_number(cell, v)) {
+                    key = level_name(v);
                 } else {
                     key.assign(cell);
                 }
-                if (!ok) {
-                    if (col.unparseable++ == 0) {
-                        col.unparseable_example = example(cell);
-                        col.unparseable_file = f.path;
+                auto [it, inserted] =
+                    index_of.emplace(key, static_cast<std::int32_t>(col.levels.size()));
+                if (inserted) {
+                    // Checked once per level (a number's name is ASCII).
+                    if (std::isnan(v) && !is_utf8(key)) {
+                        return invalid("file " + f.path + ": column " + example(col.def.name) +
+                                       " holds a value that is not UTF-8 text (" +
+                                       example(cell) + "); save the file as UTF-8");
                     }
-                } else {
-                    auto [it, inserted] =
-                        index_of.emplace(key, static_cast<std::int32_t>(col.levels.size()));
-                    if (inserted) {
-                        // Checked once per level (a number's name is ASCII).
-                        if (!col.numeric_codes && !is_utf8(key)) {
-                            return invalid("file " + f.path + ": column " + example(col.def.name) +
-                                           " holds a value that is not UTF-8 text (" +
-                                           example(cell) + "); save the file as UTF-8");
-                        }
-                        if (static_cast<std::int64_t>(col.levels.size()) >= max_levels) {
-                            return invalid("column " + example(col.def.name) + " has more than " +
-                                           std::to_string(max_levels) +
-                                           " distinct levels (option max_levels)");
-                        }
-                        col.levels.push_back(key);
-                        col.level_values.push_back(col.numeric_codes ? v : 0.0);
+                    if (static_cast<std::int64_t>(col.levels.size()) >= max_levels) {
+                        return invalid("column " + example(col.def.name) + " has more than " +
+                                       std::to_string(max_levels) +
+                                       " distinct levels (option max_levels)");
                     }
-                    code = it->second;
+                    col.levels.push_back(key);
+                    col.level_values.push_back(v);
+                    col.level_first_row.push_back(col.codes.size());
                 }
+                code = it->second;
             }
             col.codes.push_back(code);
         }
     }
-    // Sort the levels (numerically for numeric codes) and renumber the codes.
+    // Sort the levels and renumber the codes.
     std::vector<std::int32_t> order(col.levels.size());
     std::iota(order.begin(), order.end(), 0);
-    if (col.numeric_codes) {
-        std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
-            return col.level_values[static_cast<std::size_t>(a)] <
-                   col.level_values[static_cast<std::size_t>(b)];
-        });
-    } else {
-        std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
-            return col.levels[static_cast<std::size_t>(a)] <
-                   col.levels[static_cast<std::size_t>(b)];
-        });
-    }
+    std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+        const double va = col.level_values[static_cast<std::size_t>(a)];
+        const double vb = col.level_values[static_cast<std::size_t>(b)];
+        if (std::isnan(va) != std::isnan(vb)) {
+            return !std::isnan(va);  // numbers first
+        }
+        if (!std::isnan(va)) {
+            return va < vb;
+        }
+        return col.levels[static_cast<std::size_t>(a)] < col.levels[static_cast<std::size_t>(b)];
+    });
     std::vector<std::int32_t> rank(order.size());
     std::vector<std::string> levels(order.size());
     std::vector<double> values(order.size());
+    std::vector<std::size_t> first_rows(order.size());
     for (std::size_t i = 0; i < order.size(); ++i) {
         const auto old = static_cast<std::size_t>(order[i]);
         rank[old] = static_cast<std::int32_t>(i);
         levels[i] = std::move(col.levels[old]);
         values[i] = col.level_values[old];
+        first_rows[i] = col.level_first_row[old];
     }
     col.levels = std::move(levels);
     col.level_values = std::move(values);
+    col.level_first_row = std::move(first_rows);
     for (std::int32_t& c : col.codes) {
         if (c >= 0) {
             c = rank[static_cast<std::size_t>(c)];
         }
     }
     return sdk::Status::ok();
+}
+
+/// Keeps only the levels some row of `rows` holds, renumbering the codes (a level seen only in
+/// rows dropped for a missing target made an all-zero one-hot feature and left the worker in
+/// the metadata `labels`). Codes of the other rows are no longer used and become -1 when their
+/// level goes.
+void keep_levels_of(Column& col, const std::vector<std::size_t>& rows) {
+    std::vector<char> used(col.levels.size(), 0);
+    for (std::size_t r : rows) {
+        if (col.codes[r] >= 0) {
+            used[static_cast<std::size_t>(col.codes[r])] = 1;
+        }
+    }
+    std::vector<std::int32_t> renumber(col.levels.size(), -1);
+    std::size_t kept = 0;
+    for (std::size_t l = 0; l < col.levels.size(); ++l) {
+        if (used[l] == 0) {
+            continue;
+        }
+        renumber[l] = static_cast<std::int32_t>(kept);
+        if (kept != l) {  // a self-move would empty the string
+            col.levels[kept] = std::move(col.levels[l]);
+            col.level_values[kept] = col.level_values[l];
+            col.level_first_row[kept] = col.level_first_row[l];
+        }
+        ++kept;
+    }
+    col.levels.resize(kept);
+    col.level_values.resize(kept);
+    col.level_first_row.resize(kept);
+    for (std::int32_t& c : col.codes) {
+        if (c >= 0) {
+            c = renumber[static_cast<std::size_t>(c)];
+        }
+    }
 }
 
 /// Quantile with linear interpolation (pandas' default) over sorted values.
@@ -696,7 +783,9 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         Column& col = columns[c];
         if (col.def.info.kind == Kind::Numeric) {
             col.num.reserve(total_rows);
-            fill_numeric(col, c, files);
+            if (sdk::Status st = fill_numeric(col, c, files); !st) {
+                return st;
+            }
             // Mostly text under a numeric dtype is a wrong schema, not missing data: imputing
             // (or dropping the column) would train on made-up values without a word.
             const std::int64_t present = col.parsed + col.unparseable;
@@ -722,12 +811,22 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         }
     }
     files.clear();  // the raw text is no longer needed
+    // "file F, row N" of a split row (1-based data row of its file).
+    const auto where = [&file_rows](std::size_t row) {
+        const auto file = std::prev(std::upper_bound(
+            file_rows.begin(), file_rows.end(), row,
+            [](std::size_t r, const auto& f) { return r < f.first; }));
+        return "file " + file->second + ", row " + std::to_string(row - file->first + 1);
+    };
     const Column* raw_target = &columns[target_index];
-    if (request.action == "regress" && raw_target->def.info.kind == Kind::Categorical &&
-        !raw_target->numeric_codes && !raw_target->levels.empty()) {
-        return invalid("column 'target' holds text classes (" +
-                       example(raw_target->levels.front()) +
-                       ", ...): regression needs a numeric target");
+    if (request.action == "regress" && raw_target->def.info.kind == Kind::Categorical) {
+        // Text levels sort last: one there means a class that is no number.
+        if (!raw_target->levels.empty() && std::isnan(raw_target->level_values.back())) {
+            return invalid(where(raw_target->level_first_row.back()) +
+                           ": column 'target' holds text classes (" +
+                           example(raw_target->levels.back()) +
+                           "): regression needs a numeric target");
+        }
     }
 
     // 3. Rows without a target are dropped: a label is never imputed.
@@ -796,6 +895,11 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
         }
     }
     const std::int64_t duplicates = static_cast<std::int64_t>(kept.size() - rows.size());
+    for (Column& col : columns) {
+        if (col.def.info.kind == Kind::Categorical) {
+            keep_levels_of(col, rows);
+        }
+    }
 
     // 6. Features: numeric columns as they are, categorical ones one-hot with every level,
     //    all sorted by name.
@@ -956,12 +1060,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Tabul
             const double v = target.value(rows[i]);
             // Labels are float32: 1e39 became infinity (and the conversion is undefined).
             if (std::fabs(v) > static_cast<double>(std::numeric_limits<float>::max())) {
-                const auto file = std::prev(
-                    std::upper_bound(file_rows.begin(), file_rows.end(), rows[i],
-                                     [](std::size_t r, const auto& f) { return r < f.first; }));
-                return invalid("file " + file->second + ", row " +
-                               std::to_string(rows[i] - file->first + 1) + ": column 'target' " +
-                               "value " + level_name(v) +
+                return invalid(where(rows[i]) + ": column 'target' value " + level_name(v) +
                                " is beyond the float32 range of labels (|value| > 3.4e38)");
             }
             ds.labels[i] = static_cast<float>(v);

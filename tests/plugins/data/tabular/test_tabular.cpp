@@ -748,3 +748,133 @@ TEST_CASE("tabular shortens long column names and levels quoted in its errors",
         CHECK_THAT(e.message, Catch::Contains("max_levels"));
     }
 }
+
+TEST_CASE("tabular names a categorical value alike in every split whatever the column's mix",
+          "[unit][data][tabular]") {
+    // The level kind was decided per split by majority: train (3 numbers, 1 text) named 3.0
+    // 'grade_3' and imputed 'x' as the mode '3'; evaluate (1 number, 2 texts) named it
+    // 'grade_3.0'. The same raw value must give the same feature in train, evaluate and predict.
+    TempDir tmp;
+    const Json schema = {{"age", "int32"}, {"grade", "category"}, {"target", "category"}};
+    const std::string train = tmp.folder("train", schema,
+                                         {{"data.csv",
+                                           "age,grade,target\n"
+                                           "30,3.0,0\n"
+                                           "40,4.0,1\n"
+                                           "50,x,1\n"
+                                           "60,3.0,0\n"}});
+    const std::string evaluate = tmp.folder("evaluate", schema,
+                                            {{"data.csv",
+                                              "age,grade,target\n"
+                                              "30,3.0,0\n"
+                                              "40,x,1\n"
+                                              "50,y,1\n"}});
+    const Dataset a = load_ok({train});
+    CHECK(a.feature_names ==
+          std::vector<std::string>{"age", "grade_3", "grade_4", "grade_x"});
+    CHECK(cell(a, 2, "grade_x") == 1.0f);  // a real category, not imputed away
+    CHECK(cell(a, 2, "grade_3") == 0.0f);
+    const Json meta = Json::parse(a.metadata_json);
+    CHECK(meta["unparseable_values"].count("grade") == 0);
+    CHECK(meta["imputed"].count("grade") == 0);
+    CHECK(meta["columns"]["grade"]["labels"] == Json::array({"3", "4", "x"}));
+    const Dataset b = load_ok({evaluate});
+    CHECK(b.feature_names ==
+          std::vector<std::string>{"age", "grade_3", "grade_x", "grade_y"});
+    CHECK(cell(b, 0, "grade_3") == 1.0f);
+
+    SECTION("classes of a categorical target follow the same rule") {
+        const std::string dir = tmp.folder("classes", schema,
+                                           {{"data.csv",
+                                             "age,grade,target\n"
+                                             "30,a,1.0\n"
+                                             "40,b,no\n"
+                                             "50,c,1\n"}});
+        CHECK(load_ok({dir}).label_names == std::vector<std::string>{"target_1", "target_no"});
+        // Regression refuses a text class, naming where it is.
+        const auto e = load_error({dir}, "regress");
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        CHECK_THAT(e.message, Catch::Contains("data.csv, row 2") && Catch::Contains("'no'") &&
+                                  Catch::Contains("regression needs a numeric target"));
+    }
+}
+
+TEST_CASE("tabular refuses numbers its schema dtype cannot hold naming file row and column",
+          "[unit][data][tabular]") {
+    // {"flag": "bool", "n": "int32"} took flag=2 and n=3.7 or -5.2 without a word.
+    TempDir tmp;
+    const Json schema = {{"flag", "bool"}, {"n", "int32"}, {"u", "uint8"}, {"target", "float64"}};
+    const auto refused = [&](const std::string& name, const std::string& rows) {
+        const std::string dir =
+            tmp.folder(name, schema, {{"data.csv", "flag,n,u,target\n" + rows}});
+        const auto e = load_error({dir}, "regress");
+        CHECK(e.code == ErrorCode::InvalidArgument);
+        return e.message;
+    };
+    CHECK_THAT(refused("bool", "true,1,1,0.5\n2,4,1,1.5\n"),
+               Catch::Contains("data.csv, row 2") && Catch::Contains("'flag'") &&
+                   Catch::Contains("'bool'") && Catch::Contains("'2'") &&
+                   Catch::Contains("not a boolean"));
+    CHECK_THAT(refused("int", "0,3.7,1,0.5\n"),
+               Catch::Contains("data.csv, row 1") && Catch::Contains("'n'") &&
+                   Catch::Contains("'int32'") && Catch::Contains("'3.7'") &&
+                   Catch::Contains("not an integer"));
+    CHECK_THAT(refused("int-range", "0,1,1,0.5\n1,3000000000,1,1\n"),
+               Catch::Contains("row 2") && Catch::Contains("'n'") &&
+                   Catch::Contains("outside its range [-2147483648, 2147483647]"));
+    CHECK_THAT(refused("uint", "0,1,-1,0.5\n"),
+               Catch::Contains("'u'") && Catch::Contains("'uint8'") &&
+                   Catch::Contains("outside its range [0, 255]"));
+    CHECK_THAT(refused("uint-range", "0,1,256,0.5\n"), Catch::Contains("'256'"));
+
+    // Boolean spellings, 0/1 and integral numbers written as decimals still load.
+    const std::string ok = tmp.folder("ok", schema,
+                                      {{"data.csv",
+                                        "flag,n,u,target\n"
+                                        "True,-2147483648,0,0.5\n"
+                                        "false,3.0,255,1.5\n"
+                                        "1,2147483647,7,2.5\n"
+                                        "0,,,3.5\n"}});
+    const Dataset ds = load_ok({ok}, "regress");
+    CHECK(ds.rows == 4);
+    const Json meta = Json::parse(ds.metadata_json);
+    CHECK(meta["columns"]["flag"]["max"] == 1.0);
+    CHECK(meta["columns"]["n"]["min"] == -2147483648.0);
+    CHECK(meta["unparseable_values"].empty());
+
+    // 64-bit bounds are exact for integer literals (a double rounds INT64_MAX up to 2^63).
+    const Json wide = {{"i", "int64"}, {"u", "uint64"}, {"target", "float64"}};
+    const std::string limits = tmp.folder("limits", wide,
+                                          {{"data.csv",
+                                            "i,u,target\n"
+                                            "9223372036854775807,18446744073709551615,1\n"
+                                            "-9223372036854775808,0,2\n"}});
+    CHECK(load_ok({limits}, "regress").rows == 2);
+    const std::string over = tmp.folder("over", wide,
+                                        {{"data.csv", "i,u,target\n9223372036854775808,0,1\n"}});
+    CHECK_THAT(load_error({over}, "regress").message,
+               Catch::Contains("'i'") && Catch::Contains("outside its range"));
+}
+
+TEST_CASE("tabular builds one-hot levels from the rows it keeps only", "[unit][data][tabular]") {
+    // 'green' appears only in a row dropped for its missing target: it made an all-zero feature
+    // 'colour_green' and was listed in the metadata labels, leaving the worker.
+    TempDir tmp;
+    const Json schema = {{"colour", "category"}, {"x", "float64"}, {"target", "category"}};
+    const std::string dir = tmp.folder("levels", schema,
+                                       {{"data.csv",
+                                         "colour,x,target\n"
+                                         "red,1,a\n"
+                                         "blue,2,b\n"
+                                         "green,3,\n"
+                                         "red,4,b\n"}});
+    const Dataset ds = load_ok({dir});
+    CHECK(ds.feature_names == std::vector<std::string>{"colour_blue", "colour_red", "x"});
+    const Json meta = Json::parse(ds.metadata_json);
+    CHECK(meta["columns"]["colour"]["labels"] == Json::array({"blue", "red"}));
+    CHECK(meta["columns"]["colour"]["unique"] == 2);
+    CHECK(meta["rows_missing_target"] == 1);
+    CHECK(cell(ds, 0, "colour_red") == 1.0f);
+    CHECK(cell(ds, 1, "colour_blue") == 1.0f);
+    CHECK(cell(ds, 2, "colour_red") == 1.0f);
+}
