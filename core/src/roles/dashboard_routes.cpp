@@ -144,6 +144,18 @@ public:
                 root_.clear();
             }
         }
+        if (root_.empty() || !fs::exists(root_ / "index.html", ec)) {
+            // Where it looked goes to the operator's log, not to whoever asks for the page.
+            std::string where;
+            for (const auto& c : dashboard_dir_candidates()) {
+                where += (where.empty() ? "" : ", ") + c;
+            }
+            d_.logger.warn("dashboard not installed: / answers 404",
+                           nlohmann::json{{"looked_in", d_.static_dir.empty() ? where : d_.static_dir},
+                                          {"fix", "build it with SYNERGOS_BUILD_DASHBOARD=ON or set "
+                                                  "SYNERGOS_DASHBOARD_DIR"}}
+                               .dump());
+        }
     }
 
     void add(http::Router& r) {
@@ -182,14 +194,8 @@ private:
     // ---- static files --------------------------------------------------------------------
 
     Response not_installed() const {
-        std::string where;
-        for (const auto& c : dashboard_dir_candidates()) {
-            where += (where.empty() ? "" : ", ") + c;
-        }
-        return Response::error(404, "the dashboard is not installed (no index.html in " +
-                                        (d_.static_dir.empty() ? where : d_.static_dir) +
-                                        "; build it with SYNERGOS_BUILD_DASHBOARD=ON or set "
-                                        "SYNERGOS_DASHBOARD_DIR)");
+        return Response::error(404, "the dashboard is not installed on this server (its log at "
+                                    "start-up says where it looked)");
     }
 
     Response serve(const fs::path& file, const Request& req, bool immutable) const {
