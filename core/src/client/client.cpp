@@ -201,6 +201,13 @@ public:
                 throw Fail{2, "--token-file '" + o.token_file + "': cannot read a token from it"};
             }
         }
+        const std::string& h = server_.host;
+        const bool loopback = h == "localhost" || h == "::1" || h == "[::1]" || h.rfind("127.", 0) == 0;
+        if (!token_.empty() && !server_.tls && !loopback) {
+            // Anyone on the path could read it and act as this client.
+            throw Fail{2, "--server '" + o.server + "': a token is sent over https:// only, or to "
+                          "this machine (127.0.0.1, localhost); use https:// and --ca-file"};
+        }
     }
 
     static http::ClientOptions http_options(const Server& server, const ClientOptions& o) {
