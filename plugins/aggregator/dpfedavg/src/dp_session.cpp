@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "dp_session.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <utility>
@@ -135,8 +136,14 @@ sdk::Result<sdk::TensorMap> DpFedAvgSession::finish_round() noexcept {
             }
             const std::vector<double>& sum = sum_.at(e.name).values;
             sdk::Tensor next = aggregator_common::zeros_like(x);
+            // A noised running variance is clamped at 0: post-processing of the noised value,
+            // so the privacy guarantee holds, and BatchNorm never sees a negative variance.
+            const bool variance = aggregator_common::is_running_variance(e.name);
             for (std::size_t i = 0; i < e.numel; ++i) {
-                const double value = element(x, i) + sum[i] / n + stddev * noise.next();
+                double value = element(x, i) + sum[i] / n + stddev * noise.next();
+                if (variance) {
+                    value = std::max(value, 0.0);
+                }
                 if (!aggregator_common::fits(e.dtype, value)) {
                     return sdk::Error{sdk::ErrorCode::FailedPrecondition,
                                       std::string(kName) + ": round " + std::to_string(round_) +

@@ -10,9 +10,11 @@
 ///   u_k <- u_k * min(1, dp_clip_norm / ||u_k||_2)                      (clipping)
 ///   x <- x + (1/n) sum_k u_k + N(0, (dp_noise_multiplier * dp_clip_norm / n)^2) per coordinate
 /// The mean is unweighted: weighting by rows would let one client's influence exceed the clip
-/// norm. Integer tensors keep the global's values (a counter is not worth leaking). Every
-/// round is accounted by RdpAccountant (all clients every round, no subsampling), and
-/// save_state() carries `metric.dp_epsilon` and `metric.dp_delta` for the run's history.
+/// norm. Integer tensors keep the global's values (a counter is not worth leaking). Noised
+/// BatchNorm `*.running_var` values are clamped at 0 (post-processing: the DP guarantee
+/// holds). Every round is accounted by RdpAccountant (all clients every round, no
+/// subsampling), and save_state() carries `metric.dp_epsilon` and `metric.dp_delta` for the
+/// run's history.
 /// Memory: a copy of the global and one sum in double (about three F32 models' worth): updates
 /// are clipped and folded as they arrive.
 

@@ -258,9 +258,10 @@ public:
 
     /// Checks `update` against the layout and its floating values (all finite), then folds
     /// `samples * update` in. On error nothing changes (not even the layout of an empty global
-    /// state). `samples` must be positive.
-    sdk::Status add(std::int64_t samples, const sdk::TensorMap& update) {
-        if (auto status = check_samples(samples); !status) {
+    /// state). `samples` must be positive, and with `pending` (the samples of streamed updates
+    /// still open) fit the round's int64 total.
+    sdk::Status add(std::int64_t samples, const sdk::TensorMap& update, std::int64_t pending = 0) {
+        if (auto status = check_samples(samples, pending); !status) {
             return status;
         }
         std::vector<const sdk::Tensor*> matched;
@@ -292,11 +293,11 @@ public:
     }
 
     /// Streaming, step 1: checks a streamed update's layout (every slot once, same dtypes and
-    /// shapes) and `samples`; `slot_of[i]` is then the slot of the update's tensor i. An update
-    /// before any layout (empty global state) fixes it.
+    /// shapes) and `samples` (as in `add`); `slot_of[i]` is then the slot of the update's tensor
+    /// i. An update before any layout (empty global state) fixes it.
     sdk::Status check_stream(std::int64_t samples, const std::vector<sdk::TensorSpec>& layout,
-                             std::vector<std::size_t>& slot_of) {
-        if (auto status = check_samples(samples); !status) {
+                             std::vector<std::size_t>& slot_of, std::int64_t pending = 0) {
+        if (auto status = check_samples(samples, pending); !status) {
             return status;
         }
         if (auto status = check_specs(layout, "update"); !status) {
@@ -388,7 +389,8 @@ public:
         return sdk::Status::ok();
     }
 
-    /// Streaming, step 3: a completely folded update counts (its samples join the total).
+    /// Streaming, step 3: a completely folded update counts (its samples join the total, which
+    /// `check_samples` made sure has room for them).
     void commit(std::int64_t samples) noexcept {
         total_ += samples;
         ++count_;
@@ -492,10 +494,19 @@ private:
         return sdk::Status::ok();
     }
 
-    static sdk::Status check_samples(std::int64_t samples) {
+    /// Positive, and room in the total for `samples` beside the committed and `pending` ones:
+    /// a claimed count near INT64_MAX would otherwise wrap the total (undefined behaviour).
+    sdk::Status check_samples(std::int64_t samples, std::int64_t pending) const {
         if (samples <= 0) {
             return {sdk::ErrorCode::InvalidArgument,
                     "samples must be positive (got " + std::to_string(samples) + ")"};
+        }
+        std::int64_t sum = 0;
+        if (pending < 0 || __builtin_add_overflow(total_, pending, &sum) ||
+            __builtin_add_overflow(sum, samples, &sum)) {
+            return {sdk::ErrorCode::InvalidArgument,
+                    "samples " + std::to_string(samples) +
+                        " overflow the round's total of samples (int64)"};
         }
         return sdk::Status::ok();
     }
@@ -671,7 +682,7 @@ public:
             if (auto status = check_new(participant); !status) {
                 return status;
             }
-            if (auto status = mean_.add(samples, weights); !status) {
+            if (auto status = mean_.add(samples, weights, pending_samples()); !status) {
                 return fail(status,
                             "participant '" + participant + "', round " + std::to_string(round_));
             }
@@ -690,7 +701,8 @@ public:
                 return status;
             }
             Open update;
-            if (auto status = mean_.check_stream(samples, layout, update.slot_of); !status) {
+            if (auto status = mean_.check_stream(samples, layout, update.slot_of, pending_samples());
+                !status) {
                 return fail(status,
                             "participant '" + participant + "', round " + std::to_string(round_));
             }
@@ -850,6 +862,20 @@ public:
             // The next global model is built in the sums' buffers: no second model at the peak.
             auto result = mean_.take_mean();
             is_open_ = false;
+            if (result) {
+                // Each update was finite, but n_k * w_k summed in float32 can still overflow:
+                // workers must never be sent an inf model.
+                for (const sdk::Tensor& t : result->tensors) {
+                    const std::size_t numel = t.data.size() / sdk::dtype_size(t.dtype);
+                    if (const std::size_t bad = detail::first_non_finite(t, numel); bad < numel) {
+                        return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                          strategy_ + ": round " + std::to_string(round_) +
+                                              ": the weighted mean of tensor '" + t.name +
+                                              "' is not finite at element " + std::to_string(bad) +
+                                              " (weights times samples overflow float32)"};
+                    }
+                }
+            }
             return result;
         } catch (const std::exception& e) {
             return sdk::Error{sdk::ErrorCode::Internal,
@@ -880,6 +906,16 @@ private:
 
     sdk::Status fail(const sdk::Status& status, const std::string& where) const {
         return {status.code(), strategy_ + ": " + where + ": " + status.message()};
+    }
+
+    /// The samples of the streamed updates still open (each was admitted with room for it in
+    /// the total, so this sum does not overflow).
+    std::int64_t pending_samples() const noexcept {
+        std::int64_t sum = 0;
+        for (const auto& [id, u] : open_) {
+            sum += u.samples;
+        }
+        return sum;
     }
 
     /// Whether an update of `participant` may start now.

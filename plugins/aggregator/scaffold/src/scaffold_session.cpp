@@ -169,6 +169,25 @@ sdk::Result<sdk::TensorMap> ScaffoldSession::finish_round() noexcept {
         sdk::TensorMap out;
         out.tensors.reserve(2 * layout_.size());
         std::vector<sdk::Tensor> controls;
+        // c goes to the workers in the model's dtype: like the model, the new c must fit it (a
+        // double beyond the float range becomes inf, and converting it is UB). Checked before c
+        // changes, so a failed round leaves it as it was.
+        for (const auto& e : layout_.entries()) {
+            if (!is_floating(e.dtype)) {
+                continue;
+            }
+            const std::vector<double>& c = c_.at(e.name).values;
+            const std::vector<double>& dc = dc_sum_.at(e.name).values;
+            for (std::size_t i = 0; i < c.size(); ++i) {
+                if (!aggregator_common::fits(e.dtype, c[i] + dc[i] / static_cast<double>(n))) {
+                    return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                      std::string(kName) + ": round " + std::to_string(round_) +
+                                          ": the server control for tensor '" + e.name +
+                                          "' left the " + sdk::to_string(e.dtype) +
+                                          " range (the workers' Delta c are too large)"};
+                }
+            }
+        }
         for (const auto& e : layout_.entries()) {
             const sdk::Tensor* avg = mean->find(e.name);
             const sdk::Tensor* x = global_.find(e.name);

@@ -336,3 +336,51 @@ TEST_CASE("FedAvg accepts huge finite values even when their sum would overflow 
     REQUIRE(got.has_value());
     CHECK(got->tensors[0].data == m.tensors[0].data);  // the mean of two equal updates
 }
+
+TEST_CASE("FedAvg refuses samples that would overflow the round's int64 total naming the "
+          "participant",
+          "[unit][fedavg]") {
+    const TensorMap m = client_map(5, 1);
+    const std::int64_t most = std::numeric_limits<std::int64_t>::max();
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(m, 4).is_ok());
+    REQUIRE(session.accumulate("a", most - 1, m).is_ok());
+    auto whole = session.accumulate("b", 2, m);
+    CHECK(whole.code() == ErrorCode::InvalidArgument);
+    CHECK_THAT(whole.message(), Catch::Contains("participant 'b', round 4"));
+    CHECK_THAT(whole.message(), Catch::Contains("overflow"));
+    // Streamed: an open update's samples count too, before it ends.
+    REQUIRE(session.begin_round(m, 5).is_ok());
+    const std::vector<synergos::sdk::TensorSpec> layout{
+        {"nnl_0_linear.weight", DType::F32, {3, 37}},
+        {"nnl_0_linear.bias", DType::F32, {3}},
+        {"nnl_1_batchnorm1d.num_batches_tracked", DType::I64, {}}};
+    REQUIRE(session.begin_update("a", most / 2 + 1, layout).has_value());
+    auto streamed = session.begin_update("b", most / 2 + 1, layout);
+    REQUIRE_FALSE(streamed.has_value());
+    CHECK_THAT(streamed.error().message, Catch::Contains("participant 'b', round 5"));
+    CHECK_THAT(streamed.error().message, Catch::Contains("overflow"));
+    CHECK(session.accumulate("c", most / 2 + 1, m).code() == ErrorCode::InvalidArgument);
+    CHECK(session.accumulate("d", 1, m).is_ok());
+}
+
+TEST_CASE("FedAvg fails the round naming it when the weighted mean is not finite",
+          "[unit][fedavg][finite]") {
+    // Finite weights, but 1e9 samples * 1e30 overflows the float32 sums: workers must not get inf.
+    TensorMap m = client_map(6, 1);
+    for (std::size_t i = 0; i < 111; ++i) {
+        set_f32(m.tensors[0], i, 1e30F);
+    }
+    WeightedMeanSession session("fedavg");
+    REQUIRE(session.begin_round(m, 7).is_ok());
+    REQUIRE(session.accumulate("a", 1000000000, m).is_ok());
+    auto got = session.finish_round();
+    REQUIRE_FALSE(got.has_value());
+    CHECK(got.error().code == ErrorCode::FailedPrecondition);
+    CHECK_THAT(got.error().message, Catch::Contains("round 7"));
+    CHECK_THAT(got.error().message, Catch::Contains("'nnl_0_linear.weight' is not finite"));
+    // The next round works again.
+    REQUIRE(session.begin_round(client_map(6, 1), 8).is_ok());
+    REQUIRE(session.accumulate("a", 3, client_map(6, 1)).is_ok());
+    CHECK(session.finish_round().has_value());
+}

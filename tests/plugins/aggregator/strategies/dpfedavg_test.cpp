@@ -312,3 +312,21 @@ TEST_CASE("DP-FedAvg refuses missing or bad privacy fields and names them", "[un
     CHECK(session->accumulate("zero", 0, global).code() == ErrorCode::InvalidArgument);
     CHECK(session->finish_round().error().code == ErrorCode::FailedPrecondition);
 }
+
+TEST_CASE("DP-FedAvg clamps noised BatchNorm running variances at 0 and nothing else",
+          "[unit][strategies]") {
+    FakeHost host;
+    DpFedAvg dp(host, {});
+    // z 3, C 1, n 1: noise sd 3 on variances of 0.01, so most would go negative unclamped.
+    auto session = open(dp, run_json(1.0, 3.0, R"(, "dp_seed": 7)"));
+    TensorMap global;
+    global.tensors.push_back(f32_tensor("bn.running_mean", {64}, std::vector<float>(64, 0.01F)));
+    global.tensors.push_back(f32_tensor("bn.running_var", {64}, std::vector<float>(64, 0.01F)));
+    const TensorMap out = run_round(*session, global, 0, {{"a", 1, global}});
+    const auto var = values_of(out, "bn.running_var");
+    const auto mean = values_of(out, "bn.running_mean");
+    CHECK(*std::min_element(var.begin(), var.end()) >= 0.0);
+    CHECK(std::count(var.begin(), var.end(), 0.0) > 10);  // clamped, not redrawn
+    CHECK(*std::max_element(var.begin(), var.end()) > 0.5);  // the noise is still there
+    CHECK(*std::min_element(mean.begin(), mean.end()) < -0.5);  // other tensors: untouched
+}

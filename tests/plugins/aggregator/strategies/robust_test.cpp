@@ -360,3 +360,31 @@ TEST_CASE("Krum logs which participants it selected", "[unit][strategies]") {
     }
     CHECK(found);
 }
+
+TEST_CASE("FedTrimmedAvg never trims every value and warns once when it trims none",
+          "[unit][strategies]") {
+    using synergos::plugins::aggregator_common::trim_count;
+    CHECK(trim_count(0.4999999996, 2) == 0);  // floor(0.9999999992 + 1e-9) is 1: capped
+    CHECK(trim_count(0.49999999995, 10) == 4);
+    CHECK(trim_count(0.2, 4) == 0);
+
+    FakeHost host;
+    synergos::plugins::fedtrimmedavg::FedTrimmedAvg trimmed(host, {});
+    const std::string run = R"({"trim_fraction": 0.4999999996})";
+    REQUIRE(trimmed.validate(run).is_ok());
+    auto session = trimmed.open(run);
+    REQUIRE(session.has_value());
+    const std::vector<ClientUpdate> two{{"a", 1, point(1, 2, 2)}, {"b", 1, point(3, 6, 4)}};
+    // n = 2: the mean of both (before: both trimmed, 0 / 0 = NaN).
+    require_close(values_of(run_round(**session, point(0, 0), 0, two), "w"), {2, 4}, 1e-6);
+    require_close(values_of(run_round(**session, point(0, 0), 1, two), "w"), {2, 4}, 1e-6);
+    int warnings = 0;
+    for (const auto& line : host.captured().lines()) {
+        if (line.event == "fedtrimmedavg: nothing trimmed") {
+            CHECK(line.level == synergos::sdk::Level::Warn);
+            CHECK(nlohmann::json::parse(line.fields_json)["updates"] == 2);
+            ++warnings;
+        }
+    }
+    CHECK(warnings == 1);  // once per session, not every round
+}

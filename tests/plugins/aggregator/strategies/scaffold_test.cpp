@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -191,4 +192,28 @@ TEST_CASE("SCAFFOLD ignores an echoed server control and refuses a bad saved sta
     CHECK(begun.code() == ErrorCode::FailedPrecondition);
     CHECK_THAT(begun.message(), Catch::Contains("'b'"));
     CHECK(scaffold.validate(R"({"server_lr": 0})").code() == ErrorCode::InvalidArgument);
+}
+
+TEST_CASE("SCAFFOLD fails the round when the server control leaves the model's float range",
+          "[unit][strategies]") {
+    FakeHost host;
+    Scaffold scaffold(host, {});
+    auto session = open(scaffold, "{}");
+    const float big = std::numeric_limits<float>::max();
+    // One worker sending Delta c = FLT_MAX every round: c reaches FLT_MAX, then 2 * FLT_MAX.
+    const std::vector<ClientUpdate> pushy{{"alice", 1, reply({1, 2, 3}, 0.5F, 4, {big, 0, 0}, 0)}};
+    const TensorMap x1 = run_round(*session, kGlobal, 0, pushy);
+    CHECK(values_of(x1, "scaffold.c.w")[0] == static_cast<double>(big));
+
+    REQUIRE(session->begin_round(x1, 1).is_ok());
+    REQUIRE(session->accumulate("alice", 1, pushy[0].weights).is_ok());
+    auto next = session->finish_round();
+    REQUIRE_FALSE(next.has_value());
+    CHECK(next.error().code == ErrorCode::FailedPrecondition);
+    CHECK_THAT(next.error().message, Catch::Contains("round 1"));
+    CHECK_THAT(next.error().message, Catch::Contains("server control for tensor 'w'"));
+    // The failed round left c as it was.
+    auto saved = session->save_state();
+    REQUIRE(saved.has_value());
+    CHECK(values_of(*saved, "scaffold.c.w")[0] == static_cast<double>(big));
 }

@@ -318,3 +318,26 @@ TEST_CASE("Server optimizers refuse bad run fields and name them", "[unit][strat
         CHECK_FALSE(aggregator->open(bad.run).has_value());
     }
 }
+
+TEST_CASE("A server step does not leave a BatchNorm running variance negative",
+          "[unit][strategies]") {
+    FakeHost host;
+    synergos::plugins::fedadam::FedAdam fedadam(host, {});
+    // FedAdam's first step with server_lr 1 and the default beta_1, beta_2, tau moves 0.001 by
+    // about -0.05 and 0.5 by about -0.9: both would end below 0.
+    auto session = fedadam.open(R"({"server_lr": 1.0})");
+    REQUIRE(session.has_value());
+    TensorMap global;
+    global.tensors.push_back(f32_tensor("bn.running_var", {2}, {0.001F, 0.5F}));
+    global.tensors.push_back(f32_tensor("bn.running_mean", {2}, {0.001F, 0.5F}));
+    TensorMap client;
+    client.tensors.push_back(f32_tensor("bn.running_var", {2}, {0.0F, 0.4F}));
+    client.tensors.push_back(f32_tensor("bn.running_mean", {2}, {0.0F, 0.4F}));
+    const TensorMap next = run_round(**session, global, 0, {{"a", 1, client}});
+    const auto var = values_of(next, "bn.running_var");
+    CHECK(var[0] == 0.0);
+    CHECK(var[1] == 0.0);
+    const auto mean = values_of(next, "bn.running_mean");  // a mean may go negative
+    CHECK(mean[0] == Approx(0.001 - 0.05).margin(1e-4));
+    CHECK(mean[1] < -0.3);
+}

@@ -13,7 +13,9 @@
 /// - median (Yin et al. 2018): coordinate-wise median; with an even count, the mean of the two
 ///   middle values.
 /// - trimmed mean (Yin et al. 2018): per coordinate, drop the k = floor(trim_fraction * n)
-///   largest and k smallest values and average the rest.
+///   largest and k smallest values and average the rest; k is at most (n - 1) / 2, so at least
+///   one value is left. When k is 0 (e.g. the default 0.2 with n <= 4) nothing is trimmed: a
+///   warning says so once per session.
 /// - Krum (Blanchard et al. 2017): score(i) = sum of the squared L2 distances from update i to
 ///   its n - f - 2 nearest other updates (f = krum_f, the assumed number of faulty clients);
 ///   the update with the lowest score becomes the global model. Needs n >= 2f + 3.
@@ -68,9 +70,11 @@ inline double median_of(std::vector<double>& values) {
     return 0.5 * (lower + upper);
 }
 
-/// k = floor(fraction * n); the epsilon keeps 0.29 * 100 at 29 despite rounding.
+/// k = floor(fraction * n); the epsilon keeps 0.29 * 100 at 29 despite rounding. Capped at
+/// (n - 1) / 2: a fraction just under 0.5 would otherwise trim every value (a 0 / 0 mean).
 inline std::size_t trim_count(double fraction, std::size_t n) noexcept {
-    return static_cast<std::size_t>(std::floor(fraction * static_cast<double>(n) + 1e-9));
+    const auto k = static_cast<std::size_t>(std::floor(fraction * static_cast<double>(n) + 1e-9));
+    return n == 0 ? 0 : std::min(k, (n - 1) / 2);
 }
 
 /// The mean of `values` without their k smallest and k largest (reordered in place).
@@ -252,10 +256,22 @@ private:
         std::vector<sdk::Tensor> tensors;  ///< in layout order
     };
 
-    sdk::Result<sdk::TensorMap> coordinate_wise() const {
+    sdk::Result<sdk::TensorMap> coordinate_wise() {
         const std::size_t n = updates_.size();
         const std::size_t k =
             config_.rule == RobustRule::TrimmedMean ? trim_count(config_.trim_fraction, n) : 0;
+        if (config_.rule == RobustRule::TrimmedMean && k == 0 && config_.trim_fraction > 0.0 &&
+            !warned_untrimmed_ && logger_ != nullptr) {
+            // The round is then the plain mean, with no robustness: the operator should know.
+            logger_->warn(strategy_ + ": nothing trimmed",
+                          nlohmann::json{{"round", round_},
+                                         {"updates", n},
+                                         {"trim_fraction", config_.trim_fraction},
+                                         {"why", "floor(trim_fraction * updates) is 0: the round "
+                                                 "is the plain mean of the updates"}}
+                              .dump());
+            warned_untrimmed_ = true;
+        }
         sdk::TensorMap out;
         std::vector<double> column(n);
         for (std::size_t s = 0; s < layout_.size(); ++s) {
@@ -369,6 +385,7 @@ private:
     std::vector<Update> updates_;
     int round_ = -1;
     bool is_open_ = false;
+    bool warned_untrimmed_ = false;  ///< "nothing trimmed" is logged once per session
 };
 
 }  // namespace synergos::plugins::aggregator_common

@@ -16,11 +16,13 @@
 ///   x += server_lr * m / (sqrt(v) + tau)
 /// with m_{-1} = 0 and v_{-1} = tau^2 (the paper's v_{-1} >= tau^2), no bias correction, all
 /// element-wise over the floating (F32/F64) tensors. Integer tensors (BatchNorm's
-/// num_batches_tracked) take the n-weighted mean rounded, as in fedavg.
+/// num_batches_tracked) take the n-weighted mean rounded, as in fedavg. A stepped BatchNorm
+/// `*.running_var` is clamped at 0.
 ///
 /// The paper averages uniformly over the sampled clients; like fedavg (and TFF's example-weighted
 /// mean used in the paper's experiments) we weight by training rows. With equal rows both agree.
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <set>
@@ -224,12 +226,18 @@ public:
                 std::vector<double>* vt = uses_v() ? &v_.at(e.name).values : nullptr;
                 double unused = 0.0;
                 sdk::Tensor next = zeros_like(*x);
+                // A step can overshoot a small running variance below 0: clamped, as BatchNorm
+                // needs a variance >= 0 (the moments keep the unclamped step).
+                const bool variance = is_running_variance(e.name);
                 for (std::size_t i = 0; i < e.numel; ++i) {
                     const double xi = element(*x, i);
                     const double delta = element(*avg, i) - xi;
                     const double step =
                         server_step(config_, delta, mt[i], vt != nullptr ? (*vt)[i] : unused);
-                    const double value = xi + step;
+                    double value = xi + step;
+                    if (variance) {
+                        value = std::max(value, 0.0);
+                    }
                     if (!fits(e.dtype, value)) {
                         // The job fails here rather than hand workers a NaN or inf model.
                         return sdk::Error{sdk::ErrorCode::FailedPrecondition,

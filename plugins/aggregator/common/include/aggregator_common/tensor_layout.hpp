@@ -58,6 +58,14 @@ inline bool starts_with(std::string_view s, std::string_view prefix) noexcept {
     return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
 }
 
+/// BatchNorm's running variance (`<layer>.running_var`): a variance, so the noise or a server
+/// step must not leave it negative (evaluation takes its square root and gives NaN).
+inline bool is_running_variance(std::string_view name) noexcept {
+    constexpr std::string_view kSuffix = ".running_var";
+    return name.size() >= kSuffix.size() &&
+           name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
+}
+
 /// A tensor shaped like `like` (same name unless given, dtype and shape), zero-filled.
 inline sdk::Tensor zeros_like(const sdk::Tensor& like, std::string name = {}) {
     sdk::Tensor t;
