@@ -124,6 +124,33 @@ double mean(const std::vector<double>& v) {
     return v.empty() ? 0.0 : s / static_cast<double>(v.size());
 }
 
+/// A train reply's `samples` (the weight of its update): an integer from 1 to the `train_rows`
+/// the worker reported at initialise (when it did). A claimed count beyond its rows would let
+/// one worker outweigh the others, or overflow the aggregator's sums.
+sdk::Result<std::int64_t> reply_samples(const json& body, const std::string& pid,
+                                        const std::map<std::string, std::int64_t>& train_rows) {
+    const json samples = body.is_object() ? body.value("samples", json(nullptr)) : json(nullptr);
+    const auto rows = train_rows.find(pid);
+    std::int64_t n = 0;
+    bool valid = samples.is_number_integer();
+    if (valid && samples.is_number_unsigned()) {
+        valid = samples.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+    }
+    if (valid) {
+        n = samples.get<std::int64_t>();
+        valid = n >= 1 && (rows == train_rows.end() || n <= rows->second);
+    }
+    if (!valid) {
+        const std::string most = rows == train_rows.end()
+                                     ? std::string("2^63-1")
+                                     : "its " + std::to_string(rows->second) + " train rows reported at initialise";
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, "worker '" + pid + "': its reply's samples (" +
+                                                               samples.dump() + ") must be an integer from 1 to " +
+                                                               most};
+    }
+    return n;
+}
+
 /// A worker's weights written to a safetensors file while they stream in, so saving local
 /// models needs no model-sized buffer: the header first (from the reply's head), each piece at
 /// its place, the other tensors when the reply ends, then fsync and rename into place (as
@@ -268,13 +295,16 @@ public:
 
     /// With `local_models`, streamed replies are also written to
     /// `<local_models>/local_model_<participant>.safetensors` (metadata: round, participant).
+    /// `train_rows`: each participant's train rows from initialise, which bound its `samples`.
     RoundFold(sdk::AggregationSession& session, sdk::StreamingAggregationSession* streaming,
-              const std::vector<sdk::GridNode>& nodes, const std::string& path, Success on_success,
+              const std::vector<sdk::GridNode>& nodes, const std::string& path,
+              const std::map<std::string, std::int64_t>& train_rows, Success on_success,
               sdk::Logger& logger, std::string local_models = {}, int round = 0)
         : session_(session),
           streaming_(streaming),
           nodes_(nodes),
           path_(path),
+          train_rows_(train_rows),
           on_success_(std::move(on_success)),
           logger_(logger),
           local_models_(std::move(local_models)),
@@ -289,9 +319,10 @@ public:
         const std::string& pid = nodes_[i].participant_id;
         try {
             const json body = json::parse(head.json.empty() ? std::string("{}") : head.json, nullptr, false);
-            const auto samples = body.is_object() ? body.value("samples", std::int64_t{0}) : std::int64_t{0};
-            auto update = streaming_->begin_update(pid, samples, head.tensors);
-            if (!update) {
+            const auto samples = reply_samples(body, pid, train_rows_);
+            if (!samples) {
+                st.failure = samples.error();
+            } else if (auto update = streaming_->begin_update(pid, *samples, head.tensors); !update) {
                 st.failure = sdk::Error{update.error().code, "worker '" + pid + "': " + update.error().message};
             } else {
                 st.update = *update;
@@ -404,8 +435,12 @@ private:
             on_success_(i, *body, *reply, true);
             return;
         } else {
-            const auto samples = body->value("samples", std::int64_t{0});
-            if (auto s = session_.accumulate(pid, samples, reply->tensors); !s) {
+            const auto samples = reply_samples(*body, pid, train_rows_);
+            if (!samples) {
+                fail(i, samples.error());
+                return;
+            }
+            if (auto s = session_.accumulate(pid, *samples, reply->tensors); !s) {
                 fail(i, sdk::Error{s.code(), "worker '" + pid + "': " + s.message()});
                 return;
             }
@@ -429,6 +464,7 @@ private:
     sdk::StreamingAggregationSession* streaming_;
     const std::vector<sdk::GridNode>& nodes_;
     const std::string& path_;
+    const std::map<std::string, std::int64_t>& train_rows_;
     Success on_success_;
     sdk::Logger& logger_;
     std::string local_models_;
@@ -522,9 +558,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             req.timeout = std::chrono::milliseconds(init_timeout_ms_);
             return req;
         };
+        constexpr std::size_t kWeightsFrom = 0;  // the worker asked for the initial weights
         std::vector<sdk::WorkerRequest> init;
         for (const auto& node : active) {
-            auto req = init_request(node, init.empty());
+            auto req = init_request(node, init.size() == kWeightsFrom);
             if (!req) {
                 return req.error();
             }
@@ -536,6 +573,24 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         // Participants with an evaluate split (evaluate tags are optional): only they are asked
         // for the round's validation loss.
         std::set<std::string> evaluates;
+        // The row counts each worker reported at initialise, where known: they bound the
+        // `samples` of its updates and the `rows` weighting its validation loss.
+        std::map<std::string, std::int64_t> train_rows;
+        std::map<std::string, double> evaluate_rows;
+        const auto record_rows = [&](const std::string& pid, const json& body) {
+            const json rows = body.value("evaluate_rows", json(nullptr));
+            if (!rows.is_number() || rows.get<double>() > 0) {  // unknown: ask, as before
+                evaluates.insert(pid);
+            }
+            if (rows.is_number() && rows.get<double>() >= 0) {
+                evaluate_rows[pid] = rows.get<double>();
+            }
+            const json train = body.value("train_rows", json(nullptr));
+            if (train.is_number_unsigned()) {  // how the parser keeps a non-negative integer
+                train_rows[pid] = static_cast<std::int64_t>(
+                    std::min<std::uint64_t>(train.get<std::uint64_t>(), std::numeric_limits<std::int64_t>::max()));
+            }
+        };
         ttp::fan_out(ctx.workers(), active, init, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
             auto body = ttp::reply_json(reply, active[i], init[i].path);
             if (!body) {
@@ -543,11 +598,11 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 alive[i] = false;
                 return;
             }
-            const json rows = body->value("evaluate_rows", json(nullptr));
-            if (!rows.is_number() || rows.get<double>() > 0) {  // unknown: ask, as before
-                evaluates.insert(active[i].participant_id);
-            }
-            if (!global && !reply->tensors.tensors.empty()) {
+            record_rows(active[i].participant_id, *body);
+            // Only the worker that was asked supplies the initial model (and with it the layout
+            // every update must match). Tensors in any other reply are ignored, not refused: the
+            // worker may still train honestly, and nothing it sent unasked is used.
+            if (i == kWeightsFrom && !reply->tensors.tensors.empty()) {
                 global = std::move(reply->tensors);
             }
             reply->tensors = {};  // the other workers' copies: not kept as a buffer for later
@@ -590,7 +645,11 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                              auto body = ttp::reply_json(reply, active.front(), again->path);
                              if (!body) {
                                  refused = body.error();
-                             } else if (!reply->tensors.tensors.empty()) {
+                                 return;
+                             }
+                             record_rows(active.front().participant_id, *body);
+                             // The one call made here went to the worker asked for the weights.
+                             if (!reply->tensors.tensors.empty()) {
                                  global = std::move(reply->tensors);
                              }
                          });
@@ -726,7 +785,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                         history.local[node.participant_id].erase(std::to_string(r));
                     }
                 }
-                RoundFold fold(*session, streaming, active, train_path,
+                RoundFold fold(*session, streaming, active, train_path, train_rows,
                                [&](std::size_t i, const json& body, sdk::WorkerReply& reply, bool streamed) {
                                    const std::string& pid = active[i].participant_id;
                                    const json losses = body.value("epoch_losses", json::array());
@@ -784,7 +843,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 req.timeout = std::chrono::milliseconds(round_timeout_ms_);
             }
             double weighted = 0;
-            std::int64_t rows = 0;
+            double rows = 0;  // double: the sum of claimed counts cannot overflow
             failures.clear();
             ttp::fan_out(ctx.workers(), evaluators, evals, [&](std::size_t i, sdk::Result<sdk::WorkerReply>&& reply) {
                 auto body = ttp::reply_json(reply, evaluators[i], evals[i].path);
@@ -797,9 +856,19 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                     alive[evaluator_of[i]] = false;
                     return;
                 }
-                const auto n = body->value("rows", std::int64_t{0});
+                const json claimed = body->value("rows", json(0));
+                double n = claimed.is_number() ? claimed.get<double>() : 0.0;
+                // A worker's weight is at most the evaluate rows it reported at initialise: a
+                // claimed 9e18 would otherwise decide the round's loss alone.
+                if (const auto known = evaluate_rows.find(evaluators[i].participant_id);
+                    known != evaluate_rows.end()) {
+                    n = std::min(n, known->second);
+                }
+                if (!std::isfinite(n)) {
+                    n = 0;
+                }
                 if (n > 0 && body->contains("loss") && (*body)["loss"].is_number()) {
-                    weighted += (*body)["loss"].get<double>() * static_cast<double>(n);
+                    weighted += (*body)["loss"].get<double>() * n;
                     rows += n;
                 } else if (n > 0) {
                     ctx.logger().warn("worker's validation loss is not a number; left out of the round's",
@@ -819,12 +888,14 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             }
             std::optional<double> eval_loss;
             if (rows > 0) {
-                eval_loss = weighted / static_cast<double>(rows);
+                eval_loss = weighted / rows;
                 history.global_evaluate[rk] = *eval_loss;
             }
             // Decided before the checkpoint, which saves the decision.
             if (eval_loss) {
-                if (*eval_loss < best - delta) {
+                // As the original and the local stopper: an equal loss (delta 0) is an
+                // improvement.
+                if (*eval_loss <= best - delta) {
                     best = *eval_loss;
                     stale = 0;
                 } else if (++stale >= patience) {
@@ -1008,15 +1079,18 @@ sdk::Status TrainFunction::after_archive(sdk::ArchiveContext& ctx, std::string_v
         for (auto& [name, series] : strategy_metrics.items()) {
             add_series(name, series);
         }
-        if (auto st = tracker->log_metrics(*run, points); !st) {
-            return st;
-        }
+        const sdk::Status logged = tracker->log_metrics(*run, points);
         const json global = out->value("global", json::object());
-        if (global.contains("path")) {
+        if (logged && global.contains("path")) {
             (void)tracker->log_artifact(*run, global["path"].get<std::string>(), "model");
             (void)tracker->log_artifact(*run, global.value("loss_history", ""), "model");
         }
-        return {};
+        // The training is over whatever was logged: its run stops reading RUNNING (a training
+        // that takes it again sets it running again; evaluations log into it as it is).
+        if (auto st = tracker->end_run(*run, "FINISHED"); !st && logged) {
+            return st;
+        }
+        return logged;
     } catch (const std::exception& e) {
         return {sdk::ErrorCode::Internal, std::string("train tracking failed: ") + e.what()};
     }

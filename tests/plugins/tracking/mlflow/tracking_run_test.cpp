@@ -16,6 +16,9 @@
 #include <synergos/sdk/ttp_function.hpp>
 
 #include "evaluation.hpp"
+#if defined(SYNERGOS_TEST_HAVE_TRAIN)
+#include "train_function.hpp"
+#endif
 #include "mlflow_tracker.hpp"
 #include "temp_dir.hpp"
 #include "ttp_common.hpp"
@@ -161,3 +164,32 @@ TEST_CASE("evaluation metrics of a participant id with a colon reach MLflow",
     CHECK(slurp(metrics / "b.evaluate.accuracy").find(" 0.75 0\n") != std::string::npos);
     CHECK(slurp(f.run_dir(*run) / "tags" / "synergos.participants") == "b,hosp:a");
 }
+
+#if defined(SYNERGOS_TEST_HAVE_TRAIN)
+TEST_CASE("a training's MLflow run ends FINISHED once its results are logged",
+          "[integration][mlflow]") {
+    Fixture f;
+    synergos::plugins::train::TrainFunction train(f.host,
+                                                  sdk::Options(std::map<std::string, std::string>{}));
+    TrackingArchiveContext ctx(f.host, f.tracker);
+    const json job_message = {{"job_id", "t1"},
+                              {"process", "train"},
+                              {"keys", {"c", "p", "e", "r1"}},
+                              {"grid", 0},
+                              {"parameters", {{"run", {{"rounds", 2}}}}}};
+    const json outputs = {{"history", {{"train", {{"0", 1.0}, {"1", 0.5}}}}},
+                          {"local_0", {{"origin", "a"}}}};
+    const auto status = train.after_archive(ctx, job_message.dump(), outputs.dump());
+    INFO(status.message());
+    REQUIRE(status.is_ok());
+    auto run = f.tracker.ensure_run(f.tracker.ensure_experiment("c_>_p_>_e").value(), "r1", {});
+    REQUIRE(run.has_value());
+    const std::string meta = slurp(f.run_dir(*run) / "meta.yaml");
+    INFO(meta);
+    // MLflow's RunStatus: 1 RUNNING, 3 FINISHED. Before, every run read RUNNING forever.
+    CHECK(meta.find("status: 3") != std::string::npos);
+    CHECK(meta.find("end_time: null") == std::string::npos);
+    CHECK(slurp(f.run_dir(*run) / "metrics" / "global_train_loss").find(" 0.5 1\n") !=
+          std::string::npos);
+}
+#endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -117,6 +118,14 @@ public:
     std::atomic<int> inits{0};
     std::atomic<int> inits_with_weights{0};  ///< initialise calls that asked for the weights
 
+    // Misbehaviours, set before the job runs.
+    std::atomic<bool> weights_unasked{false};  ///< /initialise always sends a model of its own
+    std::atomic<int> init_delay_ms{0};         ///< /initialise answers this late
+    std::atomic<std::int64_t> claimed_samples{0};  ///< /train claims these samples (0: its rows)
+    std::atomic<std::int64_t> claimed_rows{0};     ///< /evaluate claims these rows (0: 10)
+    std::atomic<double> eval_loss{0.25};           ///< /evaluate's loss
+    std::atomic<bool> rising_loss{false};          ///< each /evaluate's loss 0.125 above the last
+
 private:
     void serve() {
         while (true) {
@@ -168,12 +177,22 @@ private:
         };
         if (ends_with("/initialise")) {
             ++inits;
+            std::this_thread::sleep_for(std::chrono::milliseconds(init_delay_ms.load()));
             if (fails_init_) {
                 return refuse(fd, "this worker cannot load its data");
             }
             const json meta{{"train_rows", samples_}, {"evaluate_rows", evaluates_ ? 10 : 0}};
             const json asked = json::parse(body, nullptr, false);
-            if (!asked.is_object() || asked.value("return_weights", false) != true) {
+            const bool weights = asked.is_object() && asked.value("return_weights", false) == true;
+            if (!weights && weights_unasked) {
+                // Not asked, and sends a model of its choosing anyway.
+                if (!tensor::encode_into(local_update(initial_model(), 7), {{"json", meta.dump()}}, out).is_ok()) {
+                    return refuse(fd, "the unasked model could not be encoded");
+                }
+                answer(fd, st, out, out.size());
+                return;
+            }
+            if (!weights) {
                 answer(fd, "application/json", meta.dump(), std::string::npos);
                 return;
             }
@@ -187,14 +206,15 @@ private:
             if (!decoded) {
                 return refuse(fd, "the global model sent could not be decoded");
             }
-            const json meta{{"samples", samples_}, {"epoch_losses", {0.5 + k_}}};
+            const json meta{{"samples", claimed_samples != 0 ? claimed_samples.load() : samples_},
+                            {"epoch_losses", {0.5 + k_}}};
             if (!tensor::encode_into(local_update(decoded->tensors, k_), {{"json", meta.dump()}}, out).is_ok()) {
                 return refuse(fd, "the local update could not be encoded");
             }
             const int n = ++trains;
             answer(fd, st, out, n <= break_trains_ ? out.size() / 2 : out.size());
         } else if (ends_with("/evaluate")) {
-            ++evaluations;
+            const int n = ++evaluations;
             if (!evaluates_) {
                 const std::string why = R"({"message": "run has no evaluate split"})";
                 send_all(fd, "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
@@ -202,7 +222,9 @@ private:
                                  std::to_string(why.size()) + "\r\n\r\n" + why);
                 return;
             }
-            answer(fd, "application/json", json{{"rows", 10}, {"loss", 0.25}}.dump(), std::string::npos);
+            const double loss = eval_loss + (rising_loss ? 0.125 * (n - 1) : 0.0);
+            const std::int64_t rows = claimed_rows != 0 ? claimed_rows.load() : 10;
+            answer(fd, "application/json", json{{"rows", rows}, {"loss", loss}}.dump(), std::string::npos);
         } else {
             answer(fd, "application/json", "{}", std::string::npos);
         }
@@ -618,7 +640,9 @@ TEST_CASE("train: a resumed run that had stopped early reports the rounds it ran
     const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
     TempDir dir;
     Ctx ctx(nodes, dir.path);
-    // The validation loss never improves after round 0: patience 1 stops after round 1.
+    // The validation loss rises after round 0: patience 1 stops after round 1.
+    w0.rising_loss = true;
+    w1.rising_loss = true;
     const json run{{"rounds", 5}, {"algorithm", "FedAvg"}, {"patience", 1}};
     json outputs;
     check_same(run_train(ctx, nodes, run, false, &outputs), expected_global({0, 1}, {30, 70}, 2));
@@ -662,4 +686,84 @@ TEST_CASE("train: one worker returns the initial weights and another does when i
         CHECK(w1.inits == 2);  // initialised again, returning the weights this time
         CHECK(w1.inits_with_weights + w2.inits_with_weights == 1);
     }
+}
+
+TEST_CASE("train: an equal validation loss counts as an improvement for global early stopping",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    // The loss holds at 0.25 with delta 0: as in the original (loss <= best - delta), the run
+    // goes on. Before, patience 1 stopped it after round 1.
+    json outputs;
+    check_same(run_train(ctx, nodes, {{"rounds", 3}, {"algorithm", "FedAvg"}, {"patience", 1}}, false,
+                         &outputs),
+               expected_global({0, 1}, {30, 70}, 3));
+    CHECK(outputs["summary"]["rounds_run"] == 3);
+    CHECK(outputs["summary"]["stopped_early"] == false);
+}
+
+TEST_CASE("train: only the worker asked for the initial weights supplies them",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    // w1 answers first with a model of its own although it was not asked for one.
+    w0.init_delay_ms = 300;
+    w1.weights_unasked = true;
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    check_same(run_train(ctx, nodes, {{"rounds", 1}, {"algorithm", "FedAvg"}}, false),
+               expected_global({0, 1}, {30, 70}, 1));
+    CHECK(w0.inits_with_weights == 1);
+    CHECK(w1.inits_with_weights == 0);
+}
+
+TEST_CASE("train: a worker claiming more samples than the train rows it reported is refused "
+          "naming it",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    w1.claimed_samples = 71;  // one more than its 70 train rows
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    for (const char* algorithm : {"fedavg", "plain"}) {  // streamed, and whole through 1.0
+        INFO(algorithm);
+        Ctx ctx(nodes, dir.path + "/" + algorithm);
+        sdk::testing::FakeHost host;
+        synergos::plugins::train::TrainFunction train(
+            host, sdk::Options(std::map<std::string, std::string>{{"save_local_models", "false"}}));
+        auto out = train.execute(ctx, job(nodes, {{"rounds", 1}, {"algorithm", algorithm}}));
+        REQUIRE_FALSE(out.has_value());
+        INFO(out.error().message);
+        CHECK(out.error().code == sdk::ErrorCode::InvalidArgument);
+        CHECK(out.error().message.find("round 0 failed") != std::string::npos);
+        CHECK(out.error().message.find("worker 'p1': its reply's samples (71)") != std::string::npos);
+        CHECK(out.error().message.find("70 train rows") != std::string::npos);
+        CHECK(out.error().message.find("'p0'") == std::string::npos);
+    }
+    // Under a quorum the worker is dropped and the others' mean goes on.
+    Ctx ctx(nodes, dir.path + "/quorum");
+    json outputs;
+    check_same(run_train(ctx, nodes, {{"rounds", 1}, {"algorithm", "fedavg"}, {"quorum", 1}}, false,
+                         &outputs),
+               expected_global({0}, {30}, 1));
+    CHECK(outputs["summary"]["dropped"] == json::array({"p1"}));
+}
+
+TEST_CASE("train: a worker's validation rows count at most the evaluate rows it reported",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    w1.claimed_rows = 9000000000000000000;  // its initialise said 10
+    w1.eval_loss = 1.0;
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    json outputs;
+    run_train(ctx, nodes, {{"rounds", 1}, {"algorithm", "FedAvg"}}, false, &outputs);
+    // (0.25 * 10 + 1.0 * 10) / 20; before, w1's claim made the round's loss its own.
+    CHECK(outputs["history"]["evaluate"]["0"].get<double>() == Approx(0.625));
 }
