@@ -130,7 +130,8 @@ bool scrub(std::string& text) {
 
 }  // namespace
 
-Censor::Censor(std::vector<std::string> patterns) : patterns_(std::move(patterns)) {
+Censor::Censor(std::vector<std::string> patterns, bool scrub_free_text)
+    : patterns_(std::move(patterns)), scrub_free_text_(scrub_free_text) {
     for (auto& pattern : patterns_) {
         for (auto& c : pattern) {
             c = lower(c);
@@ -166,7 +167,7 @@ void Censor::apply(nlohmann::json& value) const {
         auto& text = value.get_ref<std::string&>();
         if (looks_like_credential(text)) {
             value = kRedacted;
-        } else {
+        } else if (scrub_free_text_) {
             (void)scrub(text);
         }
     }

@@ -52,7 +52,7 @@ Runtime::Runtime(RuntimeConfig config, RuntimeOptions options)
       loader_(std::make_unique<PluginLoader>(config_.plugin_search_paths)) {
     loggers_->set_level(config_.logging.level);
     if (config_.logging.censored) {
-        loggers_->set_censor(Censor(config_.logging.censor_keys));
+        loggers_->set_censor(Censor(config_.logging.censor_keys, true));
     }
     if (options_.handle_signals) {
         signals_ = std::make_unique<SignalWatcher>([this](int signal_number) {
@@ -303,7 +303,7 @@ void Runtime::fatal(std::string_view event, nlohmann::json fields,
         // The console line format (LoggerFactory::format_json_line), like the bootstrap lines.
         fields["module"] = logger_.component();
         if (config_.logging.censored) {
-            Censor(config_.logging.censor_keys).apply(fields);
+            Censor(config_.logging.censor_keys, true).apply(fields);
         }
         const std::string fields_text =
             fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);

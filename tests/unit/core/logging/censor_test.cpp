@@ -37,7 +37,7 @@ TEST_CASE("Censor redacts matching keys at any depth", "[unit][logging][censor]"
 }
 
 TEST_CASE("Censor replaces paths and addresses inside free text", "[unit][logging][censor]") {
-    const Censor censor({"token"});
+    const Censor censor({"token"}, true);
     json fields = {
         {"error", "http.tokens[0]: cannot read the token file '/nonexistent.token'"},
         {"reason", "connect to 10.0.0.3:5672 failed (timeout), retry at /srv/x/y and 192.168.1.1"},
@@ -51,6 +51,10 @@ TEST_CASE("Censor replaces paths and addresses inside free text", "[unit][loggin
     CHECK(fields["nested"]["msg"] == "open(*CENSORED* b.csv) failed");
     CHECK(fields["plain"] == "ratio 3/4 of v1.2.3.4.5 in 12.5 s");  // no path, no address
     CHECK(fields["route"] == "*CENSORED*");
+    // Only when asked (--censored): hiding secrets alone keeps paths readable.
+    json kept = {{"error", "cannot read '/srv/x'"}};
+    Censor({"token"}).apply(kept);
+    CHECK(kept["error"] == "cannot read '/srv/x'");
 }
 
 TEST_CASE("Censor patterns are case-insensitive globs", "[unit][logging][censor]") {

@@ -17,16 +17,16 @@ namespace synergos::core {
 /// Patterns match whole keys, case-insensitively; `*` matches any run of characters
 /// (`*_dir` matches `DATA_DIR` and `out_dir`). A matching key's whole value is replaced, even
 /// when it is an object or an array; null values are kept (nothing to hide). A string value that
-/// carries a credential ("Bearer ...", "Basic ...") is replaced whatever its key; in other string
-/// values, absolute paths and IPv4 addresses (error messages quote the file or peer they failed
-/// on) are replaced where they stand.
+/// carries a credential ("Bearer ...", "Basic ...") is replaced whatever its key. With
+/// `scrub_free_text` (--censored), absolute paths and IPv4 addresses inside other string values
+/// (error messages quote the file or peer they failed on) are replaced where they stand.
 /// Threading: immutable after construction; `apply` may run on any thread.
 class Censor {
 public:
     /// The replacement text.
     static constexpr const char* kRedacted = "*CENSORED*";
 
-    explicit Censor(std::vector<std::string> patterns);
+    explicit Censor(std::vector<std::string> patterns, bool scrub_free_text = false);
 
     /// True when `key` matches a pattern.
     bool matches(std::string_view key) const;
@@ -37,6 +37,7 @@ public:
 
 private:
     std::vector<std::string> patterns_;  ///< lower-cased
+    bool scrub_free_text_ = false;
 };
 
 }  // namespace synergos::core
