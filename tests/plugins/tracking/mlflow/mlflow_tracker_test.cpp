@@ -124,6 +124,18 @@ std::string tag_of(const fs::path& run_dir, const std::string& key) {
     return slurp(run_dir / "tags" / key);
 }
 
+/// ensure_run as tracking_run calls it: a training tags its job id, an evaluation does not.
+std::string ensure_job_run(mlflow::MlflowTracker& tracker, const std::string& experiment,
+                           const std::string& name, const std::string& training_job) {
+    sdk::StringPairs tags{{"synergos.run_id", name}};
+    if (!training_job.empty()) {
+        tags.emplace_back("synergos.training_job", training_job);
+    }
+    auto id = tracker.ensure_run(experiment, name, tags);
+    REQUIRE(id.has_value());
+    return *id;
+}
+
 }  // namespace
 
 TEST_CASE("start lays out the root, the Default experiment 0 and .trash", "[unit][mlflow]") {
@@ -470,13 +482,7 @@ TEST_CASE("each training job gets a run of its own and a redelivered one keeps i
     const std::string experiment = f.experiment("e");
     const auto ensure = [&](mlflow::MlflowTracker& tracker, const std::string& name,
                             const std::string& training_job) {
-        sdk::StringPairs tags{{"synergos.run_id", name}};
-        if (!training_job.empty()) {
-            tags.emplace_back("synergos.training_job", training_job);
-        }
-        auto id = tracker.ensure_run(experiment, name, tags);
-        REQUIRE(id.has_value());
-        return *id;
+        return ensure_job_run(tracker, experiment, name, training_job);
     };
     const std::string first = ensure(f.tracker, "r1", "j1");
     CHECK(tag_of(f.run_dir(experiment, first), "synergos.attempt") == "1");
@@ -537,18 +543,6 @@ TEST_CASE("each training job gets a run of its own and a redelivered one keeps i
 }
 
 namespace {
-
-/// ensure_run as tracking_run calls it: a training tags its job id, an evaluation does not.
-std::string ensure_job_run(mlflow::MlflowTracker& tracker, const std::string& experiment,
-                           const std::string& name, const std::string& training_job) {
-    sdk::StringPairs tags{{"synergos.run_id", name}};
-    if (!training_job.empty()) {
-        tags.emplace_back("synergos.training_job", training_job);
-    }
-    auto id = tracker.ensure_run(experiment, name, tags);
-    REQUIRE(id.has_value());
-    return *id;
-}
 
 YAML::Node run_meta(const Fixture& f, const std::string& experiment, const std::string& run) {
     return YAML::LoadFile((f.run_dir(experiment, run) / "meta.yaml").string());
