@@ -19,6 +19,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "synergos/core/http/auth.hpp"
 #include "synergos/core/http/client.hpp"
 #include "synergos/core/http/message.hpp"
 #include "synergos/core/rest/schemas.hpp"
@@ -201,9 +202,7 @@ public:
                 throw Fail{2, "--token-file '" + o.token_file + "': cannot read a token from it"};
             }
         }
-        const std::string& h = server_.host;
-        const bool loopback = h == "localhost" || h == "::1" || h == "[::1]" || h.rfind("127.", 0) == 0;
-        if (!token_.empty() && !server_.tls && !loopback) {
+        if (!token_.empty() && !server_.tls && !http::is_loopback_host(server_.host)) {
             // Anyone on the path could read it and act as this client.
             throw Fail{2, "--server '" + o.server + "': a token is sent over https:// only, or to "
                           "this machine (127.0.0.1, localhost); use https:// and --ca-file"};

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+#include <synergos/core/http/auth.hpp>
 
 namespace synergos::core {
 
@@ -188,14 +189,10 @@ sdk::Result<http::ClientOptions> worker_client_options(const RuntimeConfig& conf
     return o;
 }
 
-bool is_loopback_host(const std::string& host) {
-    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
-
 sdk::Status check_exposure(const RuntimeConfig& config, const std::string& role,
                            sdk::Logger& logger) {
     const auto& c = config.http;
-    if (is_loopback_host(c.host)) {
+    if (http::is_loopback_host(c.host)) {
         return {};
     }
     const bool tls = !c.tls.cert_file.empty();

@@ -32,6 +32,10 @@ bool is_open_path(std::string_view method, std::string_view path) noexcept {
            (path.rfind("/assets/", 0) == 0 && path.size() > 8);
 }
 
+bool is_loopback_host(std::string_view host) noexcept {
+    return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+}
+
 AuthDecision authorize(const std::vector<BearerToken>& tokens, std::string_view method,
                        std::string_view path, std::string_view authorization) {
     AuthDecision out;

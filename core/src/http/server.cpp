@@ -59,26 +59,20 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::seconds kPeerWarningInterval{10};
 
-/// The host of a Host header, lower-cased, without the port: "[::1]:5000" -> "::1".
-std::string host_of(std::string_view authority) {
-    std::string host;
+/// The host of a Host header, without the port: "[::1]:5000" -> "::1".
+std::string_view host_of(std::string_view authority) {
     if (!authority.empty() && authority.front() == '[') {
         const auto close = authority.find(']');
-        host = std::string(authority.substr(1, close == std::string_view::npos ? authority.npos : close - 1));
-    } else {
-        host = std::string(authority.substr(0, authority.find(':')));
+        return authority.substr(1, close == std::string_view::npos ? authority.npos : close - 1);
     }
-    for (auto& c : host) {
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    }
-    return host;
+    return authority.substr(0, authority.find(':'));
 }
 
 /// A name a web page elsewhere could make resolve to this machine (DNS rebinding): a dotted
 /// name, not an IP address and not under .localhost. Single-label names (a compose service,
-/// "localhost") need a resolver on this machine's side, not the attacker's.
+/// "localhost") need a resolver on this machine's side, not the attacker's. `host` lower-case.
 bool rebindable(const std::string& host) {
-    if (host.find('.') == std::string::npos || host == "localhost") {
+    if (host.find('.') == std::string::npos) {
         return false;
     }
     boost::system::error_code ec;
@@ -89,10 +83,6 @@ bool rebindable(const std::string& host) {
     constexpr std::string_view kLocal = ".localhost";
     return !(host.size() > kLocal.size() &&
              host.compare(host.size() - kLocal.size(), kLocal.size(), kLocal) == 0);
-}
-
-bool loopback_bind(const std::string& host) {
-    return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
 std::string lower(boost::beast::string_view text) {
@@ -526,15 +516,15 @@ private:
             return;
         }
         const auto length = parser_->content_length();
-        if (head.method() == bhttp::verb::get || head_) {
+        if (is_query()) {
             // No route reads one (clients send "{}" at most), and probes and the dashboard's
             // files need no token: up to body_limit_bytes there was memory anyone could make us
             // hold.
-            if (length && *length > kQueryBodyLimit) {
-                send_error(413, body_limit_message(kQueryBodyLimit));
+            if (length && *length > body_limit()) {
+                send_error(413, body_limit_message());
                 return;
             }
-            parser_->body_limit(std::min<std::uint64_t>(kQueryBodyLimit, server_.options_.body_limit_bytes));
+            parser_->body_limit(body_limit());
         }
         if (length && *length > server_.options_.body_limit_bytes) {
             send_error(413, "request body of " + std::to_string(*length) + " bytes exceeds the " +
@@ -652,9 +642,7 @@ private:
         }
         if (ec) {
             if (ec == bhttp::error::body_limit) {
-                const bool query = parser_ && (parser_->get().method() == bhttp::verb::get || head_);
-                send_error(413, body_limit_message(query ? kQueryBodyLimit
-                                                         : server_.options_.body_limit_bytes));
+                send_error(413, body_limit_message());
             } else if (is_disconnect(ec) || ec == bhttp::error::partial_message) {
                 if (ec == beast::error::timeout) {
                     server_.peer_warning(
@@ -798,7 +786,8 @@ private:
                                 const std::string& method) const {
         const auto host_field = head[bhttp::field::host];
         const std::string_view host_value(host_field.data(), host_field.size());
-        if (loopback_bind(server_.options_.host) && rebindable(host_of(host_value))) {
+        const std::string_view host = host_of(host_value);
+        if (is_loopback_host(server_.options_.host) && rebindable(lower({host.data(), host.size()}))) {
             return "Host '" + std::string(host_value) +
                    "' is not served: without tokens a server on a loopback address answers "
                    "requests addressed to an IP address, localhost or a single-label name only";
@@ -819,10 +808,17 @@ private:
         return {};
     }
 
-    std::string body_limit_message(std::size_t limit) const {
-        const bool query = parser_ && (parser_->get().method() == bhttp::verb::get || head_);
-        return std::string(query ? "a GET or HEAD request's body" : "request body") +
-               " exceeds the " + std::to_string(limit) + "-byte limit";
+    /// A GET or HEAD request: its body is held to kQueryBodyLimit.
+    bool is_query() const {
+        return parser_ && (parser_->get().method() == bhttp::verb::get || head_);
+    }
+    std::size_t body_limit() const {
+        return is_query() ? std::min(kQueryBodyLimit, server_.options_.body_limit_bytes)
+                          : server_.options_.body_limit_bytes;
+    }
+    std::string body_limit_message() const {
+        return std::string(is_query() ? "a GET or HEAD request's body" : "request body") +
+               " exceeds the " + std::to_string(body_limit()) + "-byte limit";
     }
 
     void send_error(int status, const std::string& message,

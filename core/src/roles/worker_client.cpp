@@ -27,23 +27,73 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// Bounds the weight replies held at once and keeps the buffers of visited replies for the
-/// next ones (fresh model-sized buffers cost page faults on every round). A waiting reply
-/// goes ahead anyway (one per `kStalled`) when the replies being received moved fewer than
-/// `kSlowBytes` over the last `kStalled`: a worker that hangs mid-reply, or trickles a byte at
-/// a time (any byte used to count as progress), must not make every other worker miss its
-/// deadline. Buffers grow as bytes arrive, so a reply let in this way commits only what it
-/// received. Replies received whole and waiting for the visitor are not stalled: a slow visit
-/// lets no reply in.
-class ReplyGate {
+/// Slots for transfers, with an escape for slow ones: a waiter takes a slot when one frees, or
+/// goes ahead beside the holders (one per `window`) when, over a whole window of its own, they
+/// moved fewer than `slow_bytes` while still moving data (`busy`). So a peer that stops, or
+/// trickles, cannot make the others wait out their deadlines.
+class ThroughputGate {
 public:
-    static constexpr std::chrono::milliseconds kStalled{500};
-    /// 1 MiB per kStalled (2 MiB/s, about 16 Mbit/s): below it, replies are received side by
-    /// side, as with no bound.
-    static constexpr std::uint64_t kSlowBytes = std::uint64_t{1} << 20;
+    ThroughputGate(std::size_t slots, Clock::duration window, std::uint64_t slow_bytes)
+        : free_(static_cast<std::ptrdiff_t>(slots)), window_(window), slow_bytes_(slow_bytes) {}
 
+    /// `n` bytes of a holder's transfer moved.
+    void progress(std::size_t n) noexcept {
+        moved_.fetch_add(n, std::memory_order_relaxed);
+    }
+
+protected:
+    /// Under `lock` (on mutex_): waits for a slot until `deadline`.
+    template <class Busy>
+    bool take_slot(std::unique_lock<std::mutex>& lock, Clock::time_point deadline, Busy busy) {
+        while (free_ <= 0) {
+            const auto now = Clock::now();
+            if (now >= deadline) {
+                return false;
+            }
+            const std::uint64_t before = moved_.load();
+            const auto window_end = std::min(deadline, now + window_);
+            if (ready_.wait_until(lock, window_end, [&] { return free_ > 0; })) {
+                break;
+            }
+            const auto woke = Clock::now();
+            if (busy() && woke >= window_end && woke < deadline &&
+                moved_.load() - before < slow_bytes_ && woke - last_extra_ >= window_) {
+                last_extra_ = woke;
+                break;  // the holders are stuck or crawling: go beside them
+            }
+        }
+        --free_;
+        return true;
+    }
+    /// Under mutex_.
+    void give_slot() {
+        ++free_;
+        ready_.notify_one();
+    }
+
+    std::mutex mutex_;
+
+private:
+    std::condition_variable ready_;
+    std::ptrdiff_t free_;
+    const Clock::duration window_;
+    const std::uint64_t slow_bytes_;
+    std::atomic<std::uint64_t> moved_{0};  ///< bytes moved by holders, ever
+    Clock::time_point last_extra_{};       ///< the last waiter let in beside slow holders
+};
+
+/// Bounds the weight replies held at once and keeps the buffers of visited replies for the
+/// next ones (fresh model-sized buffers cost page faults on every round). A waiting reply goes
+/// ahead anyway when the replies being received moved under 1 MiB in 500 ms (2 MiB/s, about
+/// 16 Mbit/s; any byte used to count as progress, so a worker trickling one kept the slot).
+/// Buffers grow as bytes arrive, so a reply let in this way commits only what it received.
+/// Replies received whole and waiting for the visitor are not stalled: a slow visit lets no
+/// reply in.
+class ReplyGate : public ThroughputGate {
+public:
     ReplyGate(std::size_t slots, std::vector<sdk::TensorMap> spares)
-        : free_(static_cast<std::ptrdiff_t>(slots)), spares_(std::move(spares)) {}
+        : ThroughputGate(slots, std::chrono::milliseconds(500), std::uint64_t{1} << 20),
+          spares_(std::move(spares)) {}
 
     std::vector<sdk::TensorMap> take_spares() {
         return std::move(spares_);
@@ -52,25 +102,9 @@ public:
     /// Waits for a slot until `deadline`; a spare tensor map (maybe empty) comes with it.
     bool acquire(Clock::time_point deadline, sdk::TensorMap& spare) {
         std::unique_lock<std::mutex> lock(mutex_);
-        while (free_ <= 0) {
-            const auto now = Clock::now();
-            if (now >= deadline) {
-                return false;
-            }
-            // Over a whole window of its own, with holders still receiving: did they move?
-            const std::uint64_t before = moved_.load();
-            const auto window_end = std::min(deadline, now + kStalled);
-            if (ready_.wait_until(lock, window_end, [&] { return free_ > 0; })) {
-                break;
-            }
-            const auto woke = Clock::now();
-            if (receiving_ > 0 && woke >= window_end && woke < deadline &&
-                moved_.load() - before < kSlowBytes && woke - last_extra_ >= kStalled) {
-                last_extra_ = woke;
-                break;  // the holders are stuck or crawling: receive beside them
-            }
+        if (!take_slot(lock, deadline, [&] { return receiving_ > 0; })) {
+            return false;
         }
-        --free_;
         ++receiving_;
         if (!spares_.empty()) {
             spare = std::move(spares_.back());
@@ -94,78 +128,33 @@ public:
         if (!buffers.tensors.empty()) {
             spares_.push_back(std::move(buffers));
         }
-        ++free_;
-        ready_.notify_one();
-    }
-
-    /// `n` bytes of a reply arrived.
-    void progress(std::size_t n) noexcept {
-        moved_.fetch_add(n, std::memory_order_relaxed);
+        give_slot();
     }
 
 private:
-    std::mutex mutex_;
-    std::condition_variable ready_;
-    std::ptrdiff_t free_;
     std::size_t receiving_ = 0;  ///< holders whose reply is still arriving
-    std::atomic<std::uint64_t> moved_{0};  ///< bytes received by holders, ever
-    Clock::time_point last_extra_{};       ///< the last reply let in beside slow holders
     std::vector<sdk::TensorMap> spares_;
 };
 
 /// Bounds the requests being written at once (one by default): a worker starts on its request
 /// as soon as it has all of it, and the workers' replies come back spread over the round
 /// instead of all at its end. Requests still go out side by side when the ones being written
-/// move slowly: a waiting request goes ahead when those moved under `kSlowBytes` in the last
-/// `kWindow` (one request per window), so a worker that stops reading, or a thin link to one,
-/// cannot hold the others back.
-class SendGate {
+/// move under 256 MiB/s (about 2 Gbit/s, over 10 ms windows; on a slower TTP link they end up
+/// going out side by side, as with no bound), so a worker that stops reading, or a thin link to
+/// one, cannot hold the others back.
+class SendGate : public ThroughputGate {
 public:
-    static constexpr std::chrono::milliseconds kWindow{10};
-    /// 256 MiB/s (about 2 Gbit/s) over one window. Below it, on a slower TTP link, the requests
-    /// end up going out side by side, as with no bound.
-    static constexpr std::uint64_t kSlowBytes = (std::uint64_t{256} << 20) / 100;
-
-    explicit SendGate(std::size_t slots) : free_(static_cast<std::ptrdiff_t>(slots)) {}
+    explicit SendGate(std::size_t slots)
+        : ThroughputGate(slots, std::chrono::milliseconds(10), (std::uint64_t{256} << 20) / 100) {}
 
     bool acquire(Clock::time_point deadline) {
         std::unique_lock<std::mutex> lock(mutex_);
-        while (free_ <= 0) {
-            const auto now = Clock::now();
-            if (now >= deadline) {
-                return false;
-            }
-            const std::uint64_t before = moved_.load();
-            const auto window_end = std::min(deadline, now + kWindow);
-            if (ready_.wait_until(lock, window_end, [&] { return free_ > 0; })) {
-                break;
-            }
-            const auto woke = Clock::now();
-            if (woke >= window_end && woke < deadline && moved_.load() - before < kSlowBytes &&
-                woke - last_extra_ >= kWindow) {
-                last_extra_ = woke;
-                break;  // the requests being written are slow: write beside them
-            }
-        }
-        --free_;
-        return true;
+        return take_slot(lock, deadline, [] { return true; });
     }
     void release() {
         std::lock_guard<std::mutex> lock(mutex_);
-        ++free_;
-        ready_.notify_one();
+        give_slot();
     }
-    /// Bytes of a request being written left for its worker.
-    void progress(std::size_t n) noexcept {
-        moved_.fetch_add(n);
-    }
-
-private:
-    std::mutex mutex_;
-    std::condition_variable ready_;
-    std::ptrdiff_t free_;
-    std::atomic<std::uint64_t> moved_{0};
-    Clock::time_point last_extra_{};
 };
 
 /// Where a streaming visitor's calls come from: the visitor, the lock that keeps its calls

@@ -237,10 +237,6 @@ sdk::Result<RabbitMqQueue::OpPtr> RabbitMqQueue::make_publish(const std::string&
     if (auto status = mq::validate_message(queue, message); !status) {
         return status;
     }
-    // validate_message allows the frame_max asked for; the broker may have granted less.
-    if (auto status = mq::validate_content_header(queue, message, frame_max_.load()); !status) {
-        return sdk::Status(status.code(), context_ + ": " + status.message());
-    }
     if (auto status = mq::validate_timeout(queue, timeout); !status) {
         return status;
     }
@@ -795,7 +791,6 @@ sdk::Status RabbitMqQueue::finish_connect(const sdk::Status& opened) {
         return opened;
     }
     link_ = std::move(link);
-    frame_max_.store(static_cast<std::size_t>(amqp_get_frame_max(link_->state())));
     admin_open_ = true;
     next_seq_ = 1;
     assembler_.reset();
@@ -897,9 +892,9 @@ sdk::Status RabbitMqQueue::execute_pending() {
 
 sdk::Status RabbitMqQueue::execute_publish(const OpPtr& op) {
     const sdk::Message& message = op->message;
-    // Queued before this connection granted a smaller frame_max: rabbitmq-c would send the
-    // method frame and fail on the header, and every retry would fail alike. Fail this publish
-    // alone; the connection and the publishes behind it carry on.
+    // validate_message allowed the frame_max asked for; this connection may have been granted
+    // less. rabbitmq-c would send the method frame and fail on the header, and every retry would
+    // fail alike: fail this publish alone; the connection and the publishes behind it carry on.
     const auto frame_max = static_cast<std::size_t>(amqp_get_frame_max(link_->state()));
     if (auto status = mq::validate_content_header(op->queue, message, frame_max); !status) {
         complete(op, sdk::Status(status.code(), context_ + ": " + status.message()));

@@ -146,9 +146,6 @@ private:
     bool watchdog_stop_ = false;  ///< guarded by mutex_
     /// Deadline (steady clock ticks) of the publish being sent; 0 while none is.
     std::atomic<Clock::rep> send_deadline_{0};
-    /// frame_max of the last connection (what was asked for before the first one): publishes
-    /// whose headers need more are refused up front.
-    std::atomic<std::size_t> frame_max_{mq::kFrameMax};
     bool connecting_ = false;  ///< I/O thread only
 
     // Guarded by io_mutex_: held by the I/O thread except while it polls, or by one caller

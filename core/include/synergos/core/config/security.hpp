@@ -31,9 +31,6 @@ sdk::Result<http::ServerOptions> server_options(const RuntimeConfig& config);
 /// `Authorization` header.
 sdk::Result<http::ClientOptions> worker_client_options(const RuntimeConfig& config);
 
-/// True for 127.0.0.0/8, ::1 and "localhost".
-bool is_loopback_host(const std::string& host);
-
 /// The exposure rule for `role`'s server: fails (naming the address and the fix) when the
 /// server would be reachable from other hosts without both TLS and tokens, unless
 /// `http.allow_insecure`; then it logs a warning and succeeds.

@@ -40,6 +40,10 @@ bool constant_time_equals(std::string_view a, std::string_view b) noexcept;
 /// Paths answered without credentials (health and readiness probes).
 bool is_open_path(std::string_view method, std::string_view path) noexcept;
 
+/// True for 127.0.0.0/8, ::1 (also as "[::1]", as a URL writes it) and "localhost": an address
+/// only this machine reaches.
+bool is_loopback_host(std::string_view host) noexcept;
+
 /// Checks `authorization` (the raw header value, possibly empty) against `tokens` for `method`
 /// on `path`. With no tokens configured every request is allowed.
 AuthDecision authorize(const std::vector<BearerToken>& tokens, std::string_view method,
