@@ -47,6 +47,20 @@ struct History {
     }
 };
 
+/// A JSON object read from `path`; nothing when it is missing or not an object.
+std::optional<json> read_json_object(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) {
+        return std::nullopt;
+    }
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    json value = json::parse(text, nullptr, false);
+    if (value.is_discarded() || !value.is_object()) {
+        return std::nullopt;
+    }
+    return value;
+}
+
 /// The newest round whose checkpoint is complete, from `<ckpt>/round_<k>/state.json`. The
 /// state file is written last (atomically), after the round's weights.
 std::optional<std::pair<int, json>> latest_checkpoint(const std::string& ckpt_dir) {
@@ -66,17 +80,9 @@ std::optional<std::pair<int, json>> latest_checkpoint(const std::string& ckpt_di
         } catch (...) {
             continue;
         }
-        std::ifstream in(entry.path() / "state.json");
-        if (!in) {
-            continue;
-        }
-        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-        json state = json::parse(text, nullptr, false);
-        if (state.is_discarded() || !state.is_object()) {
-            continue;
-        }
-        if (!best || round > best->first) {
-            best = std::make_pair(round, std::move(state));
+        auto state = read_json_object((entry.path() / "state.json").string());
+        if (state && (!best || round > best->first)) {
+            best = std::make_pair(round, std::move(*state));
         }
     }
     return best;
@@ -743,6 +749,54 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                                    {"stopped_early", stopped_early}}));
             }
         }
+        // A round whose model went out to the workers but whose checkpoint was not completed (the
+        // job stopped in its validation) is taken up where it stopped, from the model written
+        // before it went out: training the round anew would release a second model for it, which
+        // a strategy adding noise (dpfedavg) would count once.
+        int taken_up = -1;
+        std::optional<sdk::TensorMap> taken_up_state;
+        if (start_round < rounds) {
+            const std::string round_dir = ckpt_dir + "/round_" + std::to_string(start_round);
+            if (auto marker = read_json_object(round_dir + "/released.json")) {
+                if (marker->value("job_id", json(nullptr)) != json(job->job_id) ||
+                    marker->value("round", json(nullptr)) != json(start_round)) {
+                    // Left by an earlier training of the run (its checkpoints are gone).
+                    std::error_code ec;
+                    fs::remove_all(start_round == 0 ? ckpt_dir : round_dir, ec);
+                } else {
+                    const auto unreadable = [&](const std::string& file, const sdk::Error& e) {
+                        return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                          "round " + std::to_string(start_round) +
+                                              "'s model went out to the workers, but '" + round_dir + "/" +
+                                              file + "' cannot be read back (" + e.message +
+                                              "); training the round anew would release a second model for "
+                                              "it. Remove '" + round_dir + "' to accept that"};
+                    };
+                    auto weights = ctx.read_tensors(round_dir + "/global_model.safetensors");
+                    if (!weights) {
+                        return unreadable("global_model.safetensors", weights.error());
+                    }
+                    if (marker->value("has_aggregator_state", false)) {
+                        auto state = ctx.read_tensors(round_dir + "/aggregator_state.safetensors");
+                        if (!state) {
+                            return unreadable("aggregator_state.safetensors", state.error());
+                        }
+                        if (auto st = session->load_state(*state); !st) {
+                            return sdk::Error{st.code(), "round " + std::to_string(start_round) +
+                                                             "'s released state: " + st.message()};
+                        }
+                        taken_up_state = std::move(*state);
+                    } else {
+                        taken_up_state.emplace();
+                    }
+                    global = std::move(*weights);
+                    history = History::from_json(marker->value("history", json::object()));
+                    taken_up = start_round;
+                    ctx.logger().info("round taken up at its validation: its model had gone out already",
+                                      ttp::log_fields({{"job_id", job->job_id}, {"round", start_round}}));
+                }
+            }
+        }
         const int resumed_at = std::min(start_round, last_round + 1);
 
         // 3. Rounds.
@@ -751,79 +805,115 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 return sdk::Error{sdk::ErrorCode::Cancelled, "stopped before round " + std::to_string(r)};
             }
             const auto round_started = std::chrono::steady_clock::now();
-            json round_args = args;
-            round_args["round"] = r;
-            const std::string train_json = json{{"round", r}, {"args", round_args}}.dump();
-            const std::string train_path = route + "/train";
-            std::vector<double> local_losses;
-            // Local models are an output of the last round only: writing every worker's weights
-            // every round cost the round N model-sized writes. A round may be the last when it
-            // is the last scheduled one or when one more stale round stops the run early.
-            const bool maybe_last = r == rounds - 1 || stale + 1 >= patience;
-            // Streamed replies are folded as they arrive (and written to their local model files
-            // in a round that saves them), so the TTP holds the global model and the sums, never
-            // a reply.
-            auto* streaming = dynamic_cast<sdk::StreamingAggregationSession*>(session.get());
-            const bool save_local = save_local_models_ && maybe_last;
-            // A worker that fails after part of its update was folded spoils the round's sums:
-            // the round then runs again from the (unchanged) global model without it. Each
-            // attempt has fewer workers, so this ends.
-            for (int attempt = 1;; ++attempt) {
-                if (auto st = session->begin_round(*global, r); !st) {
-                    return st.error();
-                }
-                std::vector<sdk::WorkerRequest> reqs(active.size());
-                for (auto& req : reqs) {
-                    req.path = train_path;
-                    req.json = train_json;
-                    req.tensors = &*global;
-                    req.timeout = std::chrono::milliseconds(round_timeout_ms_);
-                }
-                local_losses.clear();
-                for (const auto& node : active) {
-                    if (history.local.contains(node.participant_id)) {
-                        history.local[node.participant_id].erase(std::to_string(r));
+            const std::string rk = std::to_string(r);
+            const std::string round_dir = ckpt_dir + "/round_" + rk;
+            std::optional<sdk::TensorMap> agg_state;
+            if (r == taken_up) {
+                agg_state = std::move(taken_up_state);  // the model is in `global` already
+            } else {
+                json round_args = args;
+                round_args["round"] = r;
+                const std::string train_json = json{{"round", r}, {"args", round_args}}.dump();
+                const std::string train_path = route + "/train";
+                std::vector<double> local_losses;
+                // Local models are an output of the last round only: writing every worker's weights
+                // every round cost the round N model-sized writes. A round may be the last when it
+                // is the last scheduled one or when one more stale round stops the run early.
+                const bool maybe_last = r == rounds - 1 || stale + 1 >= patience;
+                // Streamed replies are folded as they arrive (and written to their local model files
+                // in a round that saves them), so the TTP holds the global model and the sums, never
+                // a reply.
+                auto* streaming = dynamic_cast<sdk::StreamingAggregationSession*>(session.get());
+                const bool save_local = save_local_models_ && maybe_last;
+                // A worker that fails after part of its update was folded spoils the round's sums:
+                // the round then runs again from the (unchanged) global model without it. Each
+                // attempt has fewer workers, so this ends.
+                for (int attempt = 1;; ++attempt) {
+                    if (auto st = session->begin_round(*global, r); !st) {
+                        return st.error();
+                    }
+                    std::vector<sdk::WorkerRequest> reqs(active.size());
+                    for (auto& req : reqs) {
+                        req.path = train_path;
+                        req.json = train_json;
+                        req.tensors = &*global;
+                        req.timeout = std::chrono::milliseconds(round_timeout_ms_);
+                    }
+                    local_losses.clear();
+                    for (const auto& node : active) {
+                        if (history.local.contains(node.participant_id)) {
+                            history.local[node.participant_id].erase(std::to_string(r));
+                        }
+                    }
+                    RoundFold fold(*session, streaming, active, train_path, train_rows,
+                                   [&](std::size_t i, const json& body, sdk::WorkerReply& reply, bool streamed) {
+                                       const std::string& pid = active[i].participant_id;
+                                       const json losses = body.value("epoch_losses", json::array());
+                                       if (!losses.empty() && losses.back().is_number()) {
+                                           const double l = losses.back().get<double>();
+                                           local_losses.push_back(l);
+                                           history.local[pid][std::to_string(r)] = l;
+                                       }
+                                       if (save_local && !streamed) {
+                                           (void)ctx.write_tensors(
+                                               dir + "/local_model_" + pid + ".safetensors", reply.tensors,
+                                               json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
+                                       }
+                                   },
+                                   ctx.logger(), save_local ? dir : std::string(), r);
+                    ctx.workers().call_all(active, reqs, fold);
+                    failures = fold.failures();
+                    alive = fold.alive();
+                    if (failures.empty()) {
+                        break;
+                    }
+                    if (auto failed = drop_failed(r, "worker dropped from the round")) {
+                        return *failed;
+                    }
+                    if (!fold.spoilt()) {
+                        break;
+                    }
+                    ctx.logger().warn("round run again without the dropped workers: a failed reply was partly folded",
+                                      ttp::log_fields({{"job_id", job->job_id}, {"round", r}, {"attempt", attempt + 1}}));
+                    if (ctx.is_cancelled()) {
+                        return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r)};
                     }
                 }
-                RoundFold fold(*session, streaming, active, train_path, train_rows,
-                               [&](std::size_t i, const json& body, sdk::WorkerReply& reply, bool streamed) {
-                                   const std::string& pid = active[i].participant_id;
-                                   const json losses = body.value("epoch_losses", json::array());
-                                   if (!losses.empty() && losses.back().is_number()) {
-                                       const double l = losses.back().get<double>();
-                                       local_losses.push_back(l);
-                                       history.local[pid][std::to_string(r)] = l;
-                                   }
-                                   if (save_local && !streamed) {
-                                       (void)ctx.write_tensors(
-                                           dir + "/local_model_" + pid + ".safetensors", reply.tensors,
-                                           json{{"round", std::to_string(r)}, {"participant", pid}}.dump());
-                                   }
-                               },
-                               ctx.logger(), save_local ? dir : std::string(), r);
-                ctx.workers().call_all(active, reqs, fold);
-                failures = fold.failures();
-                alive = fold.alive();
-                if (failures.empty()) {
-                    break;
+                auto next = session->finish_round();
+                if (!next) {
+                    return next.error();
                 }
-                if (auto failed = drop_failed(r, "worker dropped from the round")) {
-                    return *failed;
+                global = std::move(*next);
+                if (!local_losses.empty()) {
+                    history.global_train[rk] = mean(local_losses);
                 }
-                if (!fold.spoilt()) {
-                    break;
+                // Written before any worker sees the model (write-ahead), with the strategy's
+                // state and the history so far: a job that stops before the round's checkpoint
+                // completes takes the round up from here (see taken_up).
+                auto saved = session->save_state();
+                if (!saved) {
+                    return saved.error();
                 }
-                ctx.logger().warn("round run again without the dropped workers: a failed reply was partly folded",
-                                  ttp::log_fields({{"job_id", job->job_id}, {"round", r}, {"attempt", attempt + 1}}));
-                if (ctx.is_cancelled()) {
-                    return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r)};
+                agg_state = std::move(*saved);
+                if (auto st = ctx.write_tensors(round_dir + "/global_model.safetensors", *global,
+                                                json{{"round", rk}}.dump());
+                    !st) {
+                    return st.error();
+                }
+                if (!agg_state->tensors.empty()) {
+                    if (auto st = ctx.write_tensors(round_dir + "/aggregator_state.safetensors", *agg_state, "{}");
+                        !st) {
+                        return st.error();
+                    }
+                }
+                if (auto st = ctx.write_file(round_dir + "/released.json",
+                                             json{{"job_id", job->job_id}, {"round", r}, {"history", history.to_json()},
+                                                  {"has_aggregator_state", !agg_state->tensors.empty()}}
+                                                 .dump());
+                    !st) {
+                    return st.error();
                 }
             }
-            auto next = session->finish_round();
-            if (!next) {
-                return next.error();
-            }
-            global = std::move(*next);
 
             // Validation loss of the new global model on the evaluate splits of the workers that
             // have one.
@@ -882,10 +972,6 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                     return *failed;
                 }
             }
-            const std::string rk = std::to_string(r);
-            if (!local_losses.empty()) {
-                history.global_train[rk] = mean(local_losses);
-            }
             std::optional<double> eval_loss;
             if (rows > 0) {
                 eval_loss = weighted / rows;
@@ -903,17 +989,8 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 }
             }
 
-            // Checkpoint: weights first, then the state file that marks the round complete.
-            const std::string round_dir = ckpt_dir + "/round_" + rk;
-            if (auto st = ctx.write_tensors(round_dir + "/global_model.safetensors", *global,
-                                            json{{"round", rk}}.dump());
-                !st) {
-                return st.error();
-            }
-            auto agg_state = session->save_state();
-            if (!agg_state) {
-                return agg_state.error();
-            }
+            // Checkpoint: the weights and the strategy's state were written before the release;
+            // the state file marks the round complete.
             // Per-round figures a strategy publishes in its state as scalar `metric.<name>`
             // tensors (e.g. the privacy spent) go into the history and the progress record.
             json round_metrics = json::object();
@@ -934,11 +1011,6 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 }
             }
             const bool has_state = !agg_state->tensors.empty();
-            if (has_state) {
-                if (auto st = ctx.write_tensors(round_dir + "/aggregator_state.safetensors", *agg_state, "{}"); !st) {
-                    return st.error();
-                }
-            }
             const json early{{"best", std::isfinite(best) ? json(best) : json(nullptr)},
                              {"stale", stale},
                              {"stopped", stopped_early}};

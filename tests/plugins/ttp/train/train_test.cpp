@@ -125,6 +125,7 @@ public:
     std::atomic<std::int64_t> claimed_rows{0};     ///< /evaluate claims these rows (0: 10)
     std::atomic<double> eval_loss{0.25};           ///< /evaluate's loss
     std::atomic<bool> rising_loss{false};          ///< each /evaluate's loss 0.125 above the last
+    std::atomic<int> failing_evaluation{0};        ///< the /evaluate call with this number answers 500
 
 private:
     void serve() {
@@ -215,6 +216,9 @@ private:
             answer(fd, st, out, n <= break_trains_ ? out.size() / 2 : out.size());
         } else if (ends_with("/evaluate")) {
             const int n = ++evaluations;
+            if (n == failing_evaluation) {
+                return refuse(fd, "this worker lost its evaluate split");
+            }
             if (!evaluates_) {
                 const std::string why = R"({"message": "run has no evaluate split"})";
                 send_all(fd, "HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
@@ -615,6 +619,44 @@ TEST_CASE("train: a second training of a run starts over instead of resuming the
                                     std::string::npos);
     }
     CHECK(said_why);
+}
+
+TEST_CASE("train: a job that stopped in a round's validation takes the round up from the model "
+          "that went out instead of training it anew",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    w1.failing_evaluation = 2;  // round 1's validation; the quorum needs p1: the job fails
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    const json run{{"rounds", 3}, {"algorithm", "FedAvg"}};
+    {
+        sdk::testing::FakeHost host;
+        synergos::plugins::train::TrainFunction train(
+            host, sdk::Options(std::map<std::string, std::string>{{"save_local_models", "false"}}));
+        auto out = train.execute(ctx, job(nodes, run));
+        REQUIRE_FALSE(out.has_value());
+        INFO(out.error().message);
+        CHECK(out.error().message.find("round 1") != std::string::npos);
+    }
+    const std::string round_1 = dir.path + "/c/p/e/r/checkpoints/round_1";
+    CHECK(fs::exists(round_1 + "/released.json"));
+    CHECK_FALSE(fs::exists(round_1 + "/state.json"));
+    CHECK(w0.trains == 2);
+    // Delivered again: round 1 resumes at its validation with the model the workers saw. Before,
+    // the round trained again and a second model for it went out (dpfedavg: a second noised
+    // release, counted once by its accountant).
+    json outputs;
+    check_same(run_train(ctx, nodes, run, false, &outputs), expected_global({0, 1}, {30, 70}, 3));
+    CHECK(w0.trains == 3);
+    CHECK(w1.trains == 3);
+    CHECK(outputs["summary"]["rounds_run"] == 3);
+    CHECK(outputs["summary"]["resumed_at"] == 1);
+    CHECK(outputs["history"]["train"].contains("1"));  // kept from the release
+    CHECK(outputs["history"]["evaluate"].contains("1"));
+    CHECK(ctx.logger_.contains("round taken up at its validation"));
+    CHECK(fs::exists(round_1 + "/state.json"));
 }
 
 TEST_CASE("train: participants without an evaluate split train and are not asked to validate",
