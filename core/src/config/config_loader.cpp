@@ -612,7 +612,8 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
     if (const YAML::Node n = root["http"]) {
         r.check_keys(n, "http",
                      {"host", "port", "threads", "body_limit_bytes", "header_timeout_ms",
-                      "body_timeout_ms", "max_connections", "tls", "tokens", "allow_insecure"});
+                      "body_timeout_ms", "max_connections", "max_connections_per_peer", "tls", "tokens",
+                       "allow_insecure"});
         if (const YAML::Node t = n["tls"]) {
             r.check_keys(t, "http.tls", {"cert_file", "key_file", "ca_file", "require_client_cert"});
             if (t["cert_file"]) {
@@ -677,6 +678,10 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         if (n["max_connections"]) {
             c.http.max_connections = static_cast<int>(
                 r.integer(n["max_connections"], "http.max_connections", 1, 1'000'000));
+        }
+        if (n["max_connections_per_peer"]) {
+            c.http.max_connections_per_peer = static_cast<int>(r.integer(
+                n["max_connections_per_peer"], "http.max_connections_per_peer", 0, 1'000'000));
         }
     }
     if (const YAML::Node n = root["worker_client"]) {

@@ -226,6 +226,7 @@ nlohmann::json RuntimeConfig::to_json() const {
                  {"header_timeout_ms", http.header_timeout_ms},
                  {"body_timeout_ms", http.body_timeout_ms},
                  {"max_connections", http.max_connections},
+                 {"max_connections_per_peer", http.max_connections_per_peer},
                  {"tls", !http.tls.cert_file.empty()},
                  {"mutual_tls", http.tls.require_client_cert},
                  {"allow_insecure", http.allow_insecure}};
@@ -316,6 +317,9 @@ void validate(const RuntimeConfig& config) {
     }
     if (config.http.max_connections < 1) {
         fail("http.max_connections", "must be at least 1");
+    }
+    if (config.http.max_connections_per_peer < 0) {
+        fail("http.max_connections_per_peer", "must be 0 (no limit of its own) or more");
     }
     const auto& tls = config.http.tls;
     if (tls.cert_file.empty() != tls.key_file.empty()) {

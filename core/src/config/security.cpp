@@ -153,6 +153,7 @@ sdk::Result<http::ServerOptions> server_options(const RuntimeConfig& config) {
     o.header_timeout = std::chrono::milliseconds(c.header_timeout_ms);
     o.body_timeout = std::chrono::milliseconds(c.body_timeout_ms);
     o.max_connections = static_cast<std::size_t>(c.max_connections);
+    o.max_connections_per_peer = static_cast<std::size_t>(c.max_connections_per_peer);
     o.tls.cert_file = c.tls.cert_file;
     o.tls.key_file = c.tls.key_file;
     o.tls.ca_file = c.tls.ca_file;

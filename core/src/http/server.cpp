@@ -257,7 +257,10 @@ public:
     void do_accept();
     void on_accept(beast::error_code ec, tcp::socket socket);
     void serve(tcp::socket socket);
-    void reject(tcp::socket socket);
+    /// False when the peer's address holds max_connections_per_peer connections already.
+    bool peer_has_room(const tcp::socket& socket);
+    /// Answers 503 and closes: at max_connections, or at max_connections_per_peer (`per_peer`).
+    void reject(tcp::socket socket, bool per_peer);
 
     /// Health probes, or the router's match (a handler, or the error to send).
     Match dispatch(Request& request);
@@ -269,7 +272,8 @@ public:
     std::string render_metrics() const;
     void log_access(const Request& request, int status, std::size_t bytes, Clock::time_point began);
 
-    void session_opened(std::uint64_t id, const std::shared_ptr<SessionBase>& session);
+    void session_opened(std::uint64_t id, const std::shared_ptr<SessionBase>& session,
+                        const net::ip::address& peer);
     void session_closed(std::uint64_t id);
     /// Asynchronous handlers not yet answered, for stop() to wait for (until its deadline).
     /// async_started() refuses (false) once the server is stopping.
@@ -305,6 +309,9 @@ public:
     std::mutex sessions_mutex_;
     std::condition_variable sessions_cv_;
     std::map<std::uint64_t, std::weak_ptr<SessionBase>> sessions_;
+    /// Open connections per peer address, and each session's address (under sessions_mutex_).
+    std::map<net::ip::address, std::size_t> per_peer_;
+    std::map<std::uint64_t, net::ip::address> peer_of_;
     std::size_t async_pending_ = 0;  // guarded by sessions_mutex_
     std::vector<std::thread> threads_;
 
@@ -1125,7 +1132,9 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
         // Whatever happens to this connection, the next one must still be accepted.
         try {
             if (connections_.load() >= options_.max_connections) {
-                reject(std::move(socket));
+                reject(std::move(socket), false);
+            } else if (!peer_has_room(socket)) {
+                reject(std::move(socket), true);
             } else {
                 serve(std::move(socket));
             }
@@ -1143,14 +1152,16 @@ void HttpServer::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
 void HttpServer::Impl::serve(tcp::socket socket) {
     beast::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
+    const auto peer = socket.remote_endpoint(ec);
+    const net::ip::address address = ec ? net::ip::address() : peer.address();
     const auto id = next_session_id_++;
     if (tls_context_) {
         auto session = std::make_shared<Session<true>>(*this, std::move(socket), id);
-        session_opened(id, session);
+        session_opened(id, session, address);
         session->run();
     } else {
         auto session = std::make_shared<Session<false>>(*this, std::move(socket), id);
-        session_opened(id, session);
+        session_opened(id, session, address);
         session->run();
     }
 }
@@ -1175,10 +1186,32 @@ void HttpServer::Impl::peer_warning(const char* event, nlohmann::json fields) {
     logger_.warn(event, fields.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
-void HttpServer::Impl::reject(tcp::socket socket) {
+bool HttpServer::Impl::peer_has_room(const tcp::socket& socket) {
+    if (options_.max_connections_per_peer == 0) {
+        return true;
+    }
+    beast::error_code ec;
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec) {
+        return true;  // gone already: its session ends at once
+    }
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    const auto it = per_peer_.find(peer.address());
+    return it == per_peer_.end() || it->second < options_.max_connections_per_peer;
+}
+
+void HttpServer::Impl::reject(tcp::socket socket, bool per_peer) {
     refused_.fetch_add(1, std::memory_order_relaxed);
-    peer_warning("http connection refused: limit reached",
-                 {{"max_connections", options_.max_connections}});
+    beast::error_code ec;
+    const auto peer = socket.remote_endpoint(ec);
+    if (per_peer) {
+        peer_warning("http connection refused: limit per address reached",
+                     {{"max_connections_per_peer", options_.max_connections_per_peer},
+                      {"remote", ec ? std::string("?") : peer.address().to_string()}});
+    } else {
+        peer_warning("http connection refused: limit reached",
+                     {{"max_connections", options_.max_connections}});
+    }
     if (tls_context_) {
         // A plain-text 503 means nothing to a TLS client; closing is the clearer signal.
         beast::error_code ignored;
@@ -1190,10 +1223,11 @@ void HttpServer::Impl::reject(tcp::socket socket) {
         socket.close(ignored);  // a flood: holding each socket for the linger would cost more
         return;
     }
+    const std::string limit =
+        per_peer ? "from this address (limit " + std::to_string(options_.max_connections_per_peer)
+                 : "(limit " + std::to_string(options_.max_connections);
     std::string body =
-        nlohmann::json{{"message", "too many connections (limit " +
-                                       std::to_string(options_.max_connections) + "); retry later"}}
-            .dump() +
+        nlohmann::json{{"message", "too many connections " + limit + "); retry later"}}.dump() +
         "\n";
     std::make_shared<Rejection>(std::move(socket), lingering_rejections_)
         ->start("HTTP/1.1 503 Service Unavailable\r\nServer: synergos\r\nContent-Type: "
@@ -1313,10 +1347,13 @@ void HttpServer::Impl::log_access(const Request& request, int status, std::size_
 }
 
 void HttpServer::Impl::session_opened(std::uint64_t id,
-                                      const std::shared_ptr<SessionBase>& session) {
+                                      const std::shared_ptr<SessionBase>& session,
+                                      const net::ip::address& peer) {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
     sessions_.emplace(id, session);
     ++connections_;
+    ++per_peer_[peer];
+    peer_of_.emplace(id, peer);
 }
 
 void HttpServer::Impl::session_closed(std::uint64_t id) {
@@ -1324,6 +1361,13 @@ void HttpServer::Impl::session_closed(std::uint64_t id) {
         std::lock_guard<std::mutex> lock(sessions_mutex_);
         sessions_.erase(id);
         --connections_;
+        if (const auto it = peer_of_.find(id); it != peer_of_.end()) {
+            if (const auto count = per_peer_.find(it->second);
+                count != per_peer_.end() && --count->second == 0) {
+                per_peer_.erase(count);
+            }
+            peer_of_.erase(it);
+        }
     }
     sessions_cv_.notify_all();
 }

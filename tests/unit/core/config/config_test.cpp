@@ -122,7 +122,7 @@ ttp:
   grid: 3
 aggregators: [fedavg]
 http: {host: 127.0.0.1, port: 0, threads: 4, body_limit_bytes: 1024, header_timeout_ms: 5,
-       body_timeout_ms: 6, max_connections: 7}
+       body_timeout_ms: 6, max_connections: 7, max_connections_per_peer: 3}
 jobs: {max_attempts: 5, job_timeout_s: 60, retry_pause_ms: 250, retry_pause_max_ms: 4000}
 cpus: 3
 gpus: 1
@@ -150,6 +150,7 @@ gpus: 1
     CHECK(c.http.port == 0);
     CHECK(c.http.threads == 4);
     CHECK(c.http.max_connections == 7);
+    CHECK(c.http.max_connections_per_peer == 3);
     CHECK(c.jobs.max_attempts == 5);
     CHECK(c.jobs.retry_pause_ms == 250);
     CHECK(c.jobs.retry_pause_max_ms == 4000);
@@ -204,6 +205,10 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         auto e = expect_error([] { load_text("http: {threads: 65}\n"); });
         CHECK(e.key() == "http.threads");
         CHECK_THAT(e.what(), Catch::Contains("64"));
+    }
+    SECTION("a negative connection limit per address") {
+        auto e = expect_error([] { load_text("http: {max_connections_per_peer: -1}\n"); });
+        CHECK(e.key() == "http.max_connections_per_peer");
     }
     SECTION("an HTTP timeout past seven days (it would overflow the clock)") {
         auto e = expect_error([] { load_text("http: {body_timeout_ms: 9223372036854775807}\n"); });

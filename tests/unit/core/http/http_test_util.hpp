@@ -79,9 +79,19 @@ inline std::string read_request(int fd) {
 /// `read_timeout`.
 class RawConnection {
 public:
+    /// `from`: the local address to connect from (another loopback address: another peer).
     explicit RawConnection(std::uint16_t port,
-                           std::chrono::milliseconds read_timeout = std::chrono::seconds(5)) {
+                           std::chrono::milliseconds read_timeout = std::chrono::seconds(5),
+                           const char* from = nullptr) {
         fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        if (from != nullptr) {
+            sockaddr_in local{};
+            local.sin_family = AF_INET;
+            ::inet_pton(AF_INET, from, &local.sin_addr);
+            if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+                return;  // not connected
+            }
+        }
         timeval tv{};
         tv.tv_sec = static_cast<long>(read_timeout.count() / 1000);
         tv.tv_usec = static_cast<long>((read_timeout.count() % 1000) * 1000);

@@ -218,6 +218,43 @@ TEST_CASE("HttpServer answers 503 past the connection limit", "[unit][http]") {
     CHECK(logger.contains("limit reached"));
 }
 
+TEST_CASE("HttpServer answers 503 past the connection limit of one address and serves others",
+          "[unit][http]") {
+    synergos::sdk::testing::CapturingLogger logger;
+    Router router = echo_router();
+    ServerOptions options = test_options();
+    options.max_connections = 10;
+    options.max_connections_per_peer = 2;
+    HttpServer server(options, router, logger);
+    REQUIRE(server.start().is_ok());
+    auto a = std::make_unique<RawConnection>(server.bound_port());
+    RawConnection b(server.bound_port());
+    REQUIRE(wait_until([&] { return server.connection_count() == 2; }));
+    {
+        RawConnection c(server.bound_port());
+        bool closed = false;
+        const std::string reply = c.read_all(&closed);
+        CHECK(reply.rfind("HTTP/1.1 503", 0) == 0);
+        CHECK(reply.find("too many connections from this address (limit 2)") != std::string::npos);
+        CHECK(closed);
+        CHECK(logger.contains("limit per address reached"));
+    }
+    const auto served = [&](const char* from) {
+        RawConnection other(server.bound_port(), std::chrono::seconds(5), from);
+        REQUIRE(other.connected());
+        other.send("GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        const std::string reply = other.read_all();
+        INFO(reply);
+        return reply.rfind("HTTP/1.1 200", 0) == 0;
+    };
+    // Another address has its own count.
+    CHECK(served("127.0.0.2"));
+    // A place of the first address frees when one of its connections closes.
+    a.reset();
+    REQUIRE(wait_until([&] { return server.connection_count() == 1; }));
+    CHECK(served("127.0.0.1"));
+}
+
 TEST_CASE("HttpServer answers malformed requests with 400 and keeps serving", "[unit][http]") {
     synergos::sdk::testing::CapturingLogger logger;
     Router router = echo_router();

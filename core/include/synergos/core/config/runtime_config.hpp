@@ -121,6 +121,7 @@ struct HttpConfig {
     std::int64_t header_timeout_ms = 10'000;
     std::int64_t body_timeout_ms = 60'000;
     int max_connections = 256;
+    int max_connections_per_peer = 128;  ///< from one IP address; 0: no limit of its own
     ServerTlsConfig tls;
     std::vector<TokenConfig> tokens;  ///< empty: no authentication
     /// Serve a non-loopback address without TLS and tokens (`--allow-insecure`); warns.

@@ -64,6 +64,9 @@ struct ServerOptions {
     /// after that is dropped.
     std::chrono::milliseconds async_timeout{60000};
     std::size_t max_connections = 1024;  ///< open connections; one more gets 503 and is closed
+    /// Open connections from one IP address; one more from it gets 503 and is closed, so one
+    /// peer holding idle sockets cannot take every place. 0: no limit but max_connections.
+    std::size_t max_connections_per_peer = 0;
     std::size_t max_json_depth = 64;     ///< passed to handlers through Request::max_json_depth
     bool access_log = true;              ///< one Info line per request through the logger
     ServerTlsOptions tls;                ///< HTTPS when enabled
