@@ -139,6 +139,8 @@ struct JobService::EventPlan {
     JobRecord job;
     std::vector<sdk::Mutation> extra;   ///< the function's archive writes, before the job's
     bool archived = false;              ///< a successful result: after_archive once committed
+    /// Failed or cancelled by this result: the function's JobEndObserver is told once committed.
+    bool ended_unsuccessfully = false;
     /// A (re)started job whose user asked to cancel it: the TTP that took it may be one that
     /// never got the notice (a restarted one, given the job again): it is sent again.
     bool resend_cancel = false;
@@ -502,7 +504,9 @@ struct JobService::EventTask {
     enum class Fate { Ack, Alone };  ///< Alone: handled on its own (its error decides)
     std::vector<sdk::Result<ResultMessage>> events;
     std::vector<Fate> fates;
-    std::vector<std::optional<JobRecord>> archived;  ///< after_archive due once settled
+    /// after_archive (or, for a job that failed or was cancelled, after_unsuccessful) due once
+    /// settled.
+    std::vector<std::optional<JobRecord>> archived;
     std::vector<std::optional<JobRecord>> cancel_again;  ///< cancel notice due once settled
     bool done = false;
 };
@@ -630,7 +634,7 @@ void JobService::write(const std::vector<std::shared_ptr<RecordTask>>& tasks, co
                     if (plan->resend_cancel) {
                         task->cancel_again[i] = plan->job;
                     }
-                    if (plan->archived) {
+                    if (plan->archived || plan->ended_unsuccessfully) {
                         task->archived[i] = std::move(plan->job);
                     }
                     segment.events.emplace_back(task.get(), i);
@@ -1579,7 +1583,7 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
             if (st && plan->resend_cancel) {
                 cancel_again = plan->job;
             }
-            if (st && plan->archived) {
+            if (st && (plan->archived || plan->ended_unsuccessfully)) {
                 archived = std::move(plan->job);
             }
         }
@@ -1606,6 +1610,9 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
             if (st) {
                 logger_.warn("job result not archived", log_fields({{"job_id", event.job_id},
                                                                     {"reason", reason}}));
+                if (plan->ended_unsuccessfully) {
+                    archived = plan->job;
+                }
             }
         }
     }
@@ -1694,6 +1701,7 @@ sdk::Result<JobService::EventPlan> JobService::plan_event(JobStore::Batch& batch
     const auto finish = [&](const std::string& state, const std::string& reason) {
         j.state = state;
         j.reason = reason;
+        plan.ended_unsuccessfully = state != "succeeded";
         j.finished_at = now_iso8601();
         if (j.progress.is_object()) {
             j.progress.erase("eta_s");  // a finished job has no time left
@@ -1748,6 +1756,17 @@ void JobService::after_archived(const JobRecord& job, const ResultMessage& event
         return;
     }
     ArchiveCtx ctx(*this, storage_);
+    if (job.state != "succeeded") {
+        auto* observer = dynamic_cast<sdk::JobEndObserver*>(fn->second);
+        if (observer == nullptr) {
+            return;
+        }
+        if (auto st = observer->after_unsuccessful(ctx, job.message.dump(), job.state, job.reason); !st) {
+            logger_.warn("step after an unsuccessful job failed",
+                         log_fields({{"job_id", job.job_id}, {"state", job.state}, {"error", st.message()}}));
+        }
+        return;
+    }
     if (auto st = fn->second->after_archive(ctx, job.message.dump(), event.outputs.dump()); !st) {
         logger_.warn("post-archival step failed",
                      log_fields({{"job_id", event.job_id}, {"error", st.message()}}));

@@ -18,6 +18,8 @@
 #include <optional>
 #include <set>
 
+#include <synergos/sdk/text.hpp>
+
 #include "ttp_common.hpp"
 
 namespace synergos::plugins::train {
@@ -1163,6 +1165,47 @@ sdk::Status TrainFunction::after_archive(sdk::ArchiveContext& ctx, std::string_v
             return st;
         }
         return logged;
+    } catch (const std::exception& e) {
+        return {sdk::ErrorCode::Internal, std::string("train tracking failed: ") + e.what()};
+    }
+}
+
+sdk::Status TrainFunction::after_unsuccessful(sdk::ArchiveContext& ctx, std::string_view job_json,
+                                              std::string_view state, std::string_view reason) noexcept {
+    try {
+        sdk::Tracker* tracker = ctx.tracker();
+        if (!tracker) {
+            return {};
+        }
+        auto job = ttp::parse_job(job_json, 4);
+        if (!job) {
+            return {sdk::ErrorCode::InvalidArgument, "train job cannot be tracked: " + job.error().message};
+        }
+        // The participants it was given (a failed training has no outputs naming them).
+        std::vector<std::string> participants;
+        const json message = json::parse(job_json, nullptr, false);
+        const json grids = message.is_object() ? message.value("grids", json::array()) : json::array();
+        if (grids.is_array() && job->grid >= 0 && static_cast<std::size_t>(job->grid) < grids.size() &&
+            grids[static_cast<std::size_t>(job->grid)].is_array()) {
+            for (const json& node : grids[static_cast<std::size_t>(job->grid)]) {
+                if (node.is_object() && node.value("participant_id", json(nullptr)).is_string()) {
+                    participants.push_back(node["participant_id"].get<std::string>());
+                }
+            }
+        }
+        auto run = ttp::tracking_run(*tracker, *job, job->parameters.value("run", json::object()), participants);
+        if (!run) {
+            return run.status();
+        }
+        // A reason cut at a character boundary within the tag limits of trackers (MLflow: 5000).
+        std::string why(reason.substr(0, std::min<std::size_t>(reason.size(), 2000)));
+        while (!why.empty() && !sdk::is_utf8(why)) {
+            why.pop_back();
+        }
+        const sdk::Status tagged = tracker->set_tags(
+            *run, {{"synergos.outcome", std::string(state)}, {"synergos.reason", why}});
+        const sdk::Status ended = tracker->end_run(*run, state == "cancelled" ? "KILLED" : "FAILED");
+        return ended ? tagged : ended;
     } catch (const std::exception& e) {
         return {sdk::ErrorCode::Internal, std::string("train tracking failed: ") + e.what()};
     }

@@ -18,7 +18,7 @@ namespace synergos::plugins::train {
 /// evaluate splits and checkpointed, so a redelivered job resumes at its last finished round.
 /// A worker that fails or times out fails the round (naming it), or is dropped when the run's
 /// `quorum` allows.
-class TrainFunction final : public sdk::TtpFunction {
+class TrainFunction final : public sdk::TtpFunction, public sdk::JobEndObserver {
 public:
     TrainFunction(sdk::HostContext& host, const sdk::Options& options);
 
@@ -28,6 +28,10 @@ public:
                                                     std::string_view outputs_json) noexcept override;
     sdk::Status after_archive(sdk::ArchiveContext& context, std::string_view job_json,
                               std::string_view outputs_json) noexcept override;
+    /// A training that failed or was cancelled: its tracker run (created if the training never
+    /// logged into it) ends FAILED or KILLED, tagged with the reason.
+    sdk::Status after_unsuccessful(sdk::ArchiveContext& context, std::string_view job_json,
+                                   std::string_view state, std::string_view reason) noexcept override;
 
 private:
     sdk::HostContext& host_;

@@ -169,4 +169,16 @@ public:
     }
 };
 
+/// (SDK 1.3) Optional for a TtpFunction, found with `dynamic_cast`: told on the director when one
+/// of its jobs ends without a result, after that state is stored, as `after_archive` is after
+/// a success (experiment tracking: a failed training's run ends FAILED).
+class BOOST_SYMBOL_VISIBLE JobEndObserver {
+public:
+    virtual ~JobEndObserver() = default;
+    /// `state` is "failed" (retries spent, or a permanent error) or "cancelled"; `reason` says
+    /// why. Called once per job, best effort: an error is logged, and changes nothing stored.
+    virtual Status after_unsuccessful(ArchiveContext& context, std::string_view job_json,
+                                      std::string_view state, std::string_view reason) noexcept = 0;
+};
+
 }  // namespace synergos::sdk

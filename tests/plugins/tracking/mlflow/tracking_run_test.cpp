@@ -192,4 +192,48 @@ TEST_CASE("a training's MLflow run ends FINISHED once its results are logged",
     CHECK(slurp(f.run_dir(*run) / "metrics" / "global_train_loss").find(" 0.5 1\n") !=
           std::string::npos);
 }
+
+TEST_CASE("a training that failed or was cancelled ends its MLflow run FAILED or KILLED with why",
+          "[integration][mlflow]") {
+    Fixture f;
+    synergos::plugins::train::TrainFunction train(f.host,
+                                                  sdk::Options(std::map<std::string, std::string>{}));
+    sdk::JobEndObserver* observer = &train;  // what the director finds with dynamic_cast
+    TrackingArchiveContext ctx(f.host, f.tracker);
+    const auto run_of = [&](const std::string& run_name) {
+        auto run = f.tracker.ensure_run(f.tracker.ensure_experiment("c_>_p_>_e").value(), run_name, {});
+        REQUIRE(run.has_value());
+        return f.run_dir(*run);
+    };
+    const auto job_message = [](const std::string& job_id, const std::string& run) {
+        return json{{"job_id", job_id},
+                    {"process", "train"},
+                    {"keys", {"c", "p", "e", run}},
+                    {"grid", 1},
+                    {"grids", json::array({json::array({{{"participant_id", "x"}}}),
+                                           json::array({{{"participant_id", "hosp:a"}},
+                                                        {{"participant_id", "b"}}})})},
+                    {"parameters", {{"run", {{"rounds", 2}}}}}}
+            .dump();
+    };
+    // MLflow's RunStatus: 4 FAILED, 5 KILLED. Before, such a training had no run at all.
+    auto status = observer->after_unsuccessful(ctx, job_message("t1", "r1"), "failed",
+                                               "round 1 failed: worker 'b' unreachable");
+    INFO(status.message());
+    REQUIRE(status.is_ok());
+    const fs::path failed = run_of("r1");
+    CHECK(slurp(failed / "meta.yaml").find("status: 4") != std::string::npos);
+    CHECK(slurp(failed / "tags" / "synergos.outcome") == "failed");
+    CHECK(slurp(failed / "tags" / "synergos.reason") == "round 1 failed: worker 'b' unreachable");
+    CHECK(slurp(failed / "tags" / "synergos.participants") == "hosp:a,b");  // its grid's
+    CHECK(slurp(failed / "params" / "rounds") == "2");
+
+    status = observer->after_unsuccessful(ctx, job_message("t2", "r2"), "cancelled",
+                                          std::string(3000, 'x') + "\xff");
+    INFO(status.message());
+    REQUIRE(status.is_ok());
+    const fs::path cancelled = run_of("r2");
+    CHECK(slurp(cancelled / "meta.yaml").find("status: 5") != std::string::npos);
+    CHECK(slurp(cancelled / "tags" / "synergos.reason") == std::string(2000, 'x'));  // cut
+}
 #endif

@@ -249,6 +249,18 @@ struct Harness {
         }
         return lines;
     }
+    /// The lines of `file` once it has `count` (steps after a commit, such as a function's
+    /// after_unsuccessful, run after the job's state is visible), or what it has after 5 s.
+    std::vector<std::string> log_lines_once(const char* file, std::size_t count) const {
+        for (int i = 0; i < 100; ++i) {
+            auto lines = log_lines(file);
+            if (lines.size() >= count) {
+                return lines;
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        return log_lines(file);
+    }
 
     Backend backend;
     bool volatile_queue = false;  ///< start_director: the service treats the queue as volatile

@@ -180,6 +180,9 @@ inline void cancel_queued_and_running(Backend backend) {
     REQUIRE(h.wait(after).state == "succeeded");
     CHECK(h.log_counts("executed.log").count(queued) == 0);
     CHECK(h.service->get(queued)->state == "cancelled");
+    // The function is told of the job its TTP stopped (a training's tracker run ends KILLED),
+    // once; the one dropped before any TTP took it never ran.
+    CHECK(h.log_lines_once("ended.log", 1) == std::vector<std::string>{running + " cancelled"});
     // Cancelling a finished job is refused.
     auto again = h.service->cancel(after);
     REQUIRE_FALSE(again);

@@ -852,6 +852,8 @@ TEST_CASE("A retried job's final reason names its last attempt and its first fai
     CHECK_THAT(job.reason, Catch::StartsWith("attempt 3 of 3: fixture failure") &&
                                Catch::Contains("; first failure (attempt 1): fixture failure"));
     CHECK(job.reason.size() < 1000);
+    // Its function is told once, when the retries are spent (not at each failed attempt).
+    CHECK(h.log_lines_once("ended.log", 1) == std::vector<std::string>{id + " failed"});
 }
 
 TEST_CASE("A retry waits a pause that grows with each attempt while the grid's other jobs go on",

@@ -160,7 +160,8 @@ private:
     sdk::Result<EventPlan> plan_event(JobStore::Batch& batch, const ResultMessage& event,
                                       sdk::ArchiveContext& ctx,
                                       const std::string* archive_refused = nullptr);
-    /// The steps after a successful result's archival committed.
+    /// The steps after a result's archival committed: the function's after_archive for a
+    /// success, its JobEndObserver (if it is one) for a job that failed or was cancelled.
     void after_archived(const JobRecord& job, const ResultMessage& event);
     struct RecordTask;
     struct EventTask;
