@@ -140,10 +140,8 @@ sdk::Result<sdk::TensorMap> DpFedAvgSession::finish_round() noexcept {
             // so the privacy guarantee holds, and BatchNorm never sees a negative variance.
             const bool variance = aggregator_common::is_running_variance(e.name);
             for (std::size_t i = 0; i < e.numel; ++i) {
-                double value = element(x, i) + sum[i] / n + stddev * noise.next();
-                if (variance) {
-                    value = std::max(value, 0.0);
-                }
+                const double value = aggregator_common::server_value(
+                    variance, element(x, i) + sum[i] / n + stddev * noise.next());
                 if (!aggregator_common::fits(e.dtype, value)) {
                     return sdk::Error{sdk::ErrorCode::FailedPrecondition,
                                       std::string(kName) + ": round " + std::to_string(round_) +

@@ -200,9 +200,13 @@ sdk::Result<sdk::TensorMap> ScaffoldSession::finish_round() noexcept {
                 continue;
             }
             sdk::Tensor next = aggregator_common::zeros_like(*x);
+            // With server_lr > 1 the step can overshoot a running variance below 0 (BatchNorm
+            // then takes the square root of a negative).
+            const bool variance = aggregator_common::is_running_variance(e.name);
             for (std::size_t i = 0; i < e.numel; ++i) {
                 const double xi = element(*x, i);
-                const double value = xi + config_.server_lr * (element(*avg, i) - xi);
+                const double value = aggregator_common::server_value(
+                    variance, xi + config_.server_lr * (element(*avg, i) - xi));
                 if (!aggregator_common::fits(e.dtype, value)) {
                     return sdk::Error{sdk::ErrorCode::FailedPrecondition,
                                       std::string(kName) + ": round " + std::to_string(round_) +

@@ -217,3 +217,26 @@ TEST_CASE("SCAFFOLD fails the round when the server control leaves the model's f
     REQUIRE(saved.has_value());
     CHECK(values_of(*saved, "scaffold.c.w")[0] == static_cast<double>(big));
 }
+
+TEST_CASE("SCAFFOLD keeps a BatchNorm running variance at 0 when a large server step overshoots it",
+          "[unit][strategies]") {
+    FakeHost host;
+    Scaffold scaffold(host, {});
+    auto session = open(scaffold, R"({"server_lr": 2})");
+    TensorMap global;
+    global.tensors.push_back(f32_tensor("bn.running_var", {2}, {1.0F, 1.0F}));
+    global.tensors.push_back(f32_tensor("bn.running_mean", {2}, {1.0F, 1.0F}));
+    TensorMap update;
+    update.tensors.push_back(f32_tensor("bn.running_var", {2}, {0.1F, 0.9F}));
+    update.tensors.push_back(f32_tensor("bn.running_mean", {2}, {0.1F, 0.9F}));
+    update.tensors.push_back(f32_tensor("scaffold.delta_c.bn.running_var", {2}, {0, 0}));
+    update.tensors.push_back(f32_tensor("scaffold.delta_c.bn.running_mean", {2}, {0, 0}));
+    const TensorMap x1 = run_round(*session, global, 0, {{"alice", 1, update}});
+    // 1 + 2 * (0.1 - 1) = -0.8: clamped to 0 for the variance only. Before, -0.8 went out.
+    const auto var = values_of(x1, "bn.running_var");
+    const auto mean = values_of(x1, "bn.running_mean");
+    CHECK(var[0] == 0.0);
+    CHECK(var[1] == Approx(0.8));
+    CHECK(mean[0] == Approx(-0.8));
+    CHECK(mean[1] == Approx(0.8));
+}

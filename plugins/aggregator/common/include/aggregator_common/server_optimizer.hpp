@@ -234,10 +234,7 @@ public:
                     const double delta = element(*avg, i) - xi;
                     const double step =
                         server_step(config_, delta, mt[i], vt != nullptr ? (*vt)[i] : unused);
-                    double value = xi + step;
-                    if (variance) {
-                        value = std::max(value, 0.0);
-                    }
+                    const double value = server_value(variance, xi + step);
                     if (!fits(e.dtype, value)) {
                         // The job fails here rather than hand workers a NaN or inf model.
                         return sdk::Error{sdk::ErrorCode::FailedPrecondition,

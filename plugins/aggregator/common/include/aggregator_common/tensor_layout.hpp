@@ -66,6 +66,12 @@ inline bool is_running_variance(std::string_view name) noexcept {
            name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) == 0;
 }
 
+/// A value the server made for a tensor (`variance`: is_running_variance of its name): a running
+/// variance is kept at 0 or above; anything else is left as it is.
+inline double server_value(bool variance, double value) noexcept {
+    return variance && value < 0.0 ? 0.0 : value;
+}
+
 /// A tensor shaped like `like` (same name unless given, dtype and shape), zero-filled.
 inline sdk::Tensor zeros_like(const sdk::Tensor& like, std::string name = {}) {
     sdk::Tensor t;
