@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/http/auth.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cctype>
+#include <cstring>
 
 namespace synergos::core::http {
 
@@ -33,7 +37,18 @@ bool is_open_path(std::string_view method, std::string_view path) noexcept {
 }
 
 bool is_loopback_host(std::string_view host) noexcept {
-    return host == "localhost" || host == "::1" || host == "[::1]" || host.rfind("127.", 0) == 0;
+    if (host == "localhost" || host == "::1" || host == "[::1]") {
+        return true;
+    }
+    // An IPv4 address in 127.0.0.0/8, written as one: a name such as `127.example.net` is not
+    // (it resolves wherever its owner says).
+    if (host.size() >= sizeof("255.255.255.255") || host.rfind("127.", 0) != 0) {
+        return false;
+    }
+    char text[sizeof("255.255.255.255")] = {};
+    std::memcpy(text, host.data(), host.size());
+    in_addr address{};
+    return ::inet_pton(AF_INET, text, &address) == 1;
 }
 
 AuthDecision authorize(const std::vector<BearerToken>& tokens, std::string_view method,

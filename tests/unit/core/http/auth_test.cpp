@@ -51,3 +51,18 @@ TEST_CASE("constant_time_equals compares whole values", "[unit][http][auth]") {
 }
 
 }  // namespace
+
+TEST_CASE("is_loopback_host takes loopback addresses and localhost, not names that look like one",
+          "[unit][http][auth]") {
+    using synergos::core::http::is_loopback_host;
+    for (const char* host : {"localhost", "::1", "[::1]", "127.0.0.1", "127.1.2.3", "127.255.255.255"}) {
+        INFO(host);
+        CHECK(is_loopback_host(host));
+    }
+    // Before, anything starting with "127." counted: a token went in clear text to such a name.
+    for (const char* host : {"127.example.net", "127.0.0.1.nip.io", "127.0.0.256", "127.", "127.0.0.1 ",
+                             "128.0.0.1", "10.0.0.1", "example.com", "", "localhost.example.com"}) {
+        INFO(host);
+        CHECK_FALSE(is_loopback_host(host));
+    }
+}
