@@ -576,6 +576,10 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
             }
             if (n["resolution_s"]) {
                 c.logging.resolution_s = r.number(n["resolution_s"], "logging.resolution_s", 0.0);
+                if (!resolution_in_range(c.logging.resolution_s)) {
+                    r.fail(n["resolution_s"], "logging.resolution_s",
+                           "must be 0.01-86400 seconds, got " + r.text(n["resolution_s"], "logging.resolution_s"));
+                }
             }
             if (n["system_metrics"]) {
                 c.logging.system_metrics = r.boolean(n["system_metrics"], "logging.system_metrics");
@@ -761,9 +765,8 @@ void apply_flags(RuntimeConfig& c, const FlagOverrides& f) {
     }
     if (f.logging_resolution_s) {
         const double value = *f.logging_resolution_s;
-        if (!(value > 0.0) || !std::isfinite(value)) {
-            throw ConfigError({}, 0, "--logging_resolution",
-                              "must be a positive number of seconds");
+        if (!resolution_in_range(value)) {
+            throw ConfigError({}, 0, "--logging_resolution", "must be 0.01-86400 seconds");
         }
         c.logging.resolution_s = value;
     }

@@ -297,8 +297,8 @@ void validate(const RuntimeConfig& config) {
             fail(key, "must not be empty");
         }
     }
-    if (!(config.logging.resolution_s > 0.0) || !std::isfinite(config.logging.resolution_s)) {
-        fail("logging.resolution_s", "must be a positive number of seconds");
+    if (!resolution_in_range(config.logging.resolution_s)) {
+        fail("logging.resolution_s", "must be 0.01-86400 seconds");
     }
     if (config.http.port < 0 || config.http.port > 65535) {
         fail("http.port", "must be in 0..65535, got " + std::to_string(config.http.port));

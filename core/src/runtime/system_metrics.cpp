@@ -417,7 +417,10 @@ std::uint64_t SystemMetricsSampler::records_emitted() const {
 void SystemMetricsSampler::run() {
     const long ticks = ::sysconf(_SC_CLK_TCK);
     const unsigned cpus = std::thread::hardware_concurrency();
-    const auto period = std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval_);
+    // At least 1 ms: a period of 0 (or negative) would sample and log without pause.
+    const auto period = std::max<std::chrono::steady_clock::duration>(
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(interval_),
+        std::chrono::milliseconds(1));
     SystemSample previous = read_system_sample(paths_);  // the baseline: no rates yet
     auto next = previous.time + period;
     while (true) {

@@ -240,6 +240,16 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         CHECK(e.key() == "jobs.job_timeout_s");
         CHECK_THAT(e.what(), Catch::Contains("315360000"));
     }
+    SECTION("a resolution the clock cannot hold (the sampler logged without pause)") {
+        for (const char* value : {"1e10", "1e-10", "86401", "0.001"}) {
+            INFO(value);
+            auto e = expect_error([&] {
+                load_text(std::string("logging: {resolution_s: ") + value + "}\n");
+            });
+            CHECK(e.key() == "logging.resolution_s");
+            CHECK_THAT(e.what(), Catch::Contains("0.01-86400"));
+        }
+    }
     SECTION("a zero resolution") {
         auto e = expect_error([] { load_text("logging: {resolution_s: 0}\n"); });
         CHECK(e.key() == "logging.resolution_s");

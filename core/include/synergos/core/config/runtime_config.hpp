@@ -133,6 +133,14 @@ inline constexpr int kMaxHttpThreads = 64;
 /// The longest `http.header_timeout_ms` / `body_timeout_ms` (seven days): a larger value would
 /// overflow the clock's duration and fire at once.
 inline constexpr std::int64_t kMaxHttpTimeoutMs = 604'800'000;
+/// logging.resolution_s (the system-metrics interval): 10 ms to a day. Past either end the
+/// interval does not fit the clock (below 1 ns it is 0, past 292 years it overflows) and the
+/// sampler would log without pause.
+inline constexpr double kMinResolutionS = 0.01;
+inline constexpr double kMaxResolutionS = 86'400.0;
+inline bool resolution_in_range(double seconds) noexcept {
+    return seconds >= kMinResolutionS && seconds <= kMaxResolutionS;  // false for NaN
+}
 
 /// The longest `jobs.job_timeout_s` (ten years): kept well inside the range of a millisecond
 /// duration.
