@@ -844,9 +844,14 @@ void TtpRunner::control_loop() {
             continue;
         }
         const sdk::Delivery& delivery = **d;
-        json j = json::parse(delivery.message.body, nullptr, false);
-        if (j.is_object() && j.value("type", "") == "cancel" && j.contains("job_id") && j["job_id"].is_string()) {
-            const std::string id = j["job_id"].get<std::string>();
+        const json j = json::parse(delivery.message.body, nullptr, false);
+        // Field types checked before use: `value("type", "")` threw on a type that is not a
+        // string, out of this thread (std::terminate, again at every restart: never acked).
+        const auto is_string = [&](const char* field) {
+            return j.is_object() && j.contains(field) && j.at(field).is_string();
+        };
+        if (is_string("type") && j.at("type").get<std::string>() == "cancel" && is_string("job_id")) {
+            const std::string id = j.at("job_id").get<std::string>();
             {
                 std::lock_guard<std::mutex> lock(mutex_);
                 cancelled_.add(id);

@@ -128,6 +128,27 @@ TEST_CASE("Messages whose id is not UTF-8 are dead-lettered without taking the d
     }
 }
 
+TEST_CASE("Control messages of the wrong shape are dropped without taking a TTP down", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);
+    auto& mq = h.new_queue();
+    // A `type` that is not a string threw out of the TTP's control thread: std::terminate.
+    for (const std::string body : {R"({"type":1})", R"({"type":null})", R"({"type":"cancel","job_id":7})",
+                                   R"([1,2])", "{not json"}) {
+        REQUIRE(mq.publish(h.topology.control(0), sdk::Message{"m", body, 5, "application/json", {}}, 10s));
+    }
+    // The TTP still takes a cancel, and jobs.
+    auto running = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 20000}})}).front();
+    for (int i = 0; i < 400 && h.service->get(running)->state != "running"; ++i) {
+        (void)h.service->wait(running, 50ms);
+    }
+    REQUIRE(h.service->cancel(running));
+    CHECK(h.wait(running, 15s).state == "cancelled");
+    auto marker = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    CHECK(h.wait(marker).state == "succeeded");
+}
+
 TEST_CASE("A standalone director's restart runs again the jobs its in-process queue lost", "[jobs]") {
     Harness h(Backend::Memory, 1);
     h.volatile_queue = true;
