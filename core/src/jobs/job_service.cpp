@@ -1596,10 +1596,16 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
     if (cancel_again) {
         resend_cancel(*cancel_again);
     }
-    if (archive_writes && st.code() == sdk::ErrorCode::NotFound) {
-        // The archive's writes need a record that is gone (a Require: its experiment was deleted
-        // while the job ran). Nothing was written; the job fails with the reason instead of
-        // staying `running` behind a dead-lettered result.
+    const auto permanent = [](sdk::ErrorCode code) {
+        return code == sdk::ErrorCode::NotFound || code == sdk::ErrorCode::AlreadyExists ||
+               code == sdk::ErrorCode::InvalidArgument || code == sdk::ErrorCode::FailedPrecondition;
+    };
+    if (archive_writes && !st && permanent(st.code())) {
+        // The store refuses the archive's writes for good: they need a record that is gone (a
+        // Require: its experiment was deleted while the job ran), or they are not valid (an
+        // Insert of a key that exists, a bad key or document from the function). Nothing was
+        // written; the job fails with the reason instead of staying `running` behind a
+        // dead-lettered result.
         const std::string reason = st.message();
         JobStore::Batch batch(store_);
         ArchiveCtx ctx(*this, storage_);

@@ -501,6 +501,22 @@ TEST_CASE("A result whose archive needs a record deleted meanwhile fails its job
     CHECK_FALSE(h.storage->get("FixtureResult", {{"job_id", ids[1]}}));
 }
 
+TEST_CASE("A result whose archive the store refuses for good fails its job instead of leaving it running",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);
+    const auto id = h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 300}})}).front();
+    // The function's archive inserts FixtureResult/<job id>: taken meanwhile, the Insert is
+    // refused (AlreadyExists). Before, the result was dead-lettered and the job read running.
+    REQUIRE(h.storage->apply({{sdk::WriteMode::Insert, "FixtureResult", {{"job_id", id}}, "{}"}}));
+    const auto job = h.wait(id, 15s);
+    CHECK(job.state == "failed");
+    CHECK_THAT(job.reason, Catch::Contains("archival failed") && Catch::Contains("already exists"));
+    auto marker = h.submit({h.spec("train", json{{"mode", "ok"}})}).front();
+    CHECK(h.wait(marker).state == "succeeded");
+}
+
 TEST_CASE("A published job reads as queued until the writer or a stop writes its move",
           "[jobs]") {
     Harness h(Backend::Memory, 1);
