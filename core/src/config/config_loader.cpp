@@ -13,6 +13,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <synergos/core/jobs/messages.hpp>
+
 namespace synergos::core {
 
 namespace {
@@ -712,7 +714,7 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         r.check_keys(n, "jobs", {"max_attempts", "job_timeout_s", "retry_pause_ms", "retry_pause_max_ms"});
         if (n["max_attempts"]) {
             c.jobs.max_attempts =
-                static_cast<int>(r.integer(n["max_attempts"], "jobs.max_attempts", 1, 1000));
+                static_cast<int>(r.integer(n["max_attempts"], "jobs.max_attempts", 1, jobs::kMaxAttempts));
         }
         if (n["job_timeout_s"]) {
             c.jobs.job_timeout_s =

@@ -56,6 +56,16 @@ sdk::Result<int> int_field(const json& j, const char* field, int fallback) {
     return it->get<int>();
 }
 
+/// An attempt count: 1..kMaxAttempts.
+sdk::Result<int> attempt_field(const json& j, const char* field, int fallback) {
+    auto value = int_field(j, field, fallback);
+    if (value && (*value < 1 || *value > kMaxAttempts)) {
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string("message field '") + field +
+                                                               "' must be 1.." + std::to_string(kMaxAttempts)};
+    }
+    return value;
+}
+
 sdk::Result<json> parse(const std::string& body) {
     json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) {
@@ -163,7 +173,7 @@ sdk::Result<JobMessage> decode_job(const std::string& body) {
     m.parameters = j["parameters"];
     for (auto [field, out, fallback] : {std::tuple{"attempt", &m.attempt, 1},
                                         std::tuple{"max_attempts", &m.max_attempts, 3}}) {
-        auto value = int_field(j, field, fallback);
+        auto value = attempt_field(j, field, fallback);
         if (!value) {
             return value.error();
         }
@@ -231,14 +241,18 @@ sdk::Result<ResultMessage> decode_result(const std::string& body) {
         }
         m.filters = std::move(*f);
     }
-    for (auto [field, out, fallback] :
-         {std::tuple{"grid", &m.grid, 0}, std::tuple{"attempt", &m.attempt, 1}}) {
-        auto value = int_field(j, field, fallback);
-        if (!value) {
-            return value.error();
-        }
-        *out = *value;
+    auto grid = int_field(j, "grid", 0);
+    if (!grid) {
+        return grid.error();
     }
+    m.grid = *grid;
+    // Bounded: attempt + 1 is computed for a retry, and a forged huge attempt would make the
+    // job's genuine started and retry events read as stale.
+    auto attempt = attempt_field(j, "attempt", 1);
+    if (!attempt) {
+        return attempt.error();
+    }
+    m.attempt = *attempt;
     m.ttp_id = j.value("ttp_id", std::string());
     if (m.type == EventType::Result) {
         if (auto st = require(j, "status", vt::string, "a string"); !st) {

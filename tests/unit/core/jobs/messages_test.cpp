@@ -44,6 +44,10 @@ TEST_CASE("Malformed job messages are refused naming the field", "[jobs][unit]")
     check(R"({"job_id":"j","process":"train","keys":[1],"grid":0,"parameters":{}})", "'keys' must hold strings");
     check(R"({"job_id":"j","process":"train","keys":[],"grid":-1,"parameters":{}})", "'grid' must be >= 0");
     check(R"({"job_id":"j","process":"train","keys":[],"grid":0,"parameters":[]})", "'parameters' must be an object");
+    check(R"({"job_id":"j","process":"train","keys":[],"grid":0,"parameters":{},"attempt":0})",
+          "'attempt' must be 1..1000");
+    check(R"({"job_id":"j","process":"train","keys":[],"grid":0,"parameters":{},"max_attempts":1001})",
+          "'max_attempts' must be 1..1000");
 }
 
 TEST_CASE("Result messages decode each event type and refuse unknown ones", "[jobs][unit]") {
@@ -64,6 +68,15 @@ TEST_CASE("Result messages decode each event type and refuse unknown ones", "[jo
     CHECK_THAT(bad.error().message, Catch::Contains("'type' is unknown"));
     auto bad_status = ResultMessage::from_json(R"({"type":"result","job_id":"j","process":"p","status":"meh"})");
     REQUIRE_FALSE(bad_status);
+    // A forged attempt: INT_MAX + 1 was computed for its retry (overflow), and a large one made
+    // the job's genuine events read as stale.
+    for (const char* attempt : {"2147483647", "1001", "0", "-3"}) {
+        INFO(attempt);
+        auto forged = ResultMessage::from_json(std::string(R"({"type":"started","job_id":"j","process":"p","attempt":)") +
+                                               attempt + "}");
+        REQUIRE_FALSE(forged);
+        CHECK_THAT(forged.error().message, Catch::Contains("'attempt' must be 1..1000"));
+    }
 }
 
 TEST_CASE("Priorities put preprocessing before training before evaluation", "[jobs][unit]") {

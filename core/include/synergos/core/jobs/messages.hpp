@@ -24,6 +24,9 @@
 namespace synergos::core::jobs {
 
 inline constexpr std::uint8_t kMaxPriority = 10;
+/// The most attempts a job may have (jobs.max_attempts); a message naming an attempt outside
+/// 1..kMaxAttempts is malformed.
+inline constexpr int kMaxAttempts = 1000;
 
 /// Queue names under a prefix ("synergos" unless configured), so several clusters (or test runs)
 /// can share one broker.
