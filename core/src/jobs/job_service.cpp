@@ -414,7 +414,16 @@ sdk::Status JobService::start() {
         ledger_->owner = this;
     }
     archival_ = std::thread([this] { archival_loop(); });
-    cancel_unfinished(std::vector<std::string>(orphans.begin(), orphans.end()));
+    if (options_.volatile_queue) {
+        // The in-process queue kept nothing: no TTP has them, and no result will come. A cancel
+        // would leave a running one `running` for good, waiting for a safe point never reached.
+        for (const std::string& id : orphans) {
+            end_cancelled_at_start(id, "cancelled: the job that submitted it was interrupted by a restart, "
+                                       "and the in-process queue kept nothing");
+        }
+    } else {
+        cancel_unfinished(std::vector<std::string>(orphans.begin(), orphans.end()));
+    }
     // The interrupted director-side jobs run again; their functions are written to pick up where
     // they were (stable follow-up ids, archival by key). One whose function is no longer active
     // on the director (configuration changed) cannot: it fails, saying so, rather than stay
@@ -1186,13 +1195,13 @@ void JobService::published(const std::string& job_id, int grid, const sdk::Statu
     moves_cv_.notify_all();
 }
 
-void JobService::end_cancelled_at_start(const std::string& job_id) {
-    (void)store_.update(job_id, [](JobRecord& j) {
+void JobService::end_cancelled_at_start(const std::string& job_id, const std::string& reason) {
+    (void)store_.update(job_id, [&](JobRecord& j) {
         if (j.is_terminal()) {
             return false;
         }
         j.state = "cancelled";
-        j.reason = "cancelled: the director restarted before the job reached a safe point";
+        j.reason = reason;
         j.finished_at = now_iso8601();
         return true;
     });

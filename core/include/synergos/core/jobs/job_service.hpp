@@ -142,7 +142,9 @@ private:
     /// A running job whose user asked to cancel it (its reason says so until it stops).
     static bool cancel_pending(const JobRecord& job);
     /// At start: a job whose cancel was pending when the process stopped ends cancelled.
-    void end_cancelled_at_start(const std::string& job_id);
+    void end_cancelled_at_start(const std::string& job_id,
+                                const std::string& reason =
+                                    "cancelled: the director restarted before the job reached a safe point");
     /// Publishes the cancel notice for `job` to its grid's TTPs.
     sdk::Status send_cancel(const JobRecord& job);
     /// send_cancel, logging the outcome (the archival thread's best effort).
