@@ -521,24 +521,6 @@ void check_participant(const json& part, const std::string& at) {
     }
 }
 
-std::string fmt(double v, int precision = 3) {
-    std::ostringstream s;
-    s << std::fixed << std::setprecision(precision) << v;
-    return s.str();
-}
-
-double mean_of(const json& list) {
-    double sum = 0;
-    std::size_t n = 0;
-    for (const auto& v : list) {
-        if (v.is_number()) {
-            sum += v.get<double>();
-            ++n;
-        }
-    }
-    return n ? sum / static_cast<double>(n) : NAN;
-}
-
 /// Polls jobs until each ends, printing progress as it changes. Returns the final jobs.
 std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& step, const ClientOptions& o,
                             std::ostream& out, std::chrono::steady_clock::time_point deadline) {
@@ -598,41 +580,6 @@ std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& ste
         }
     }
     return done;
-}
-
-void print_metrics(const json& records, const char* meta, std::ostream& out) {
-    bool header = false;
-    for (const auto& r : records) {
-        const json stats = r.value(meta, json::object()).value("statistics", json::object());
-        const std::string who = r["key"].value("participant_id", "?");
-        if (stats.contains("R2")) {
-            if (!header) {
-                out << std::left << std::setw(16) << "participant" << std::setw(10) << "split" << std::setw(10) << "R2"
-                    << std::setw(12) << "MSE" << "MAE\n";
-                header = true;
-            }
-            out << std::left << std::setw(16) << who << std::setw(10) << meta << std::setw(10)
-                << fmt(stats.value("R2", NAN)) << std::setw(12) << fmt(stats.value("MSE", NAN)) << fmt(stats.value("MAE", NAN))
-                << "\n";
-        } else if (stats.contains("TPs")) {
-            if (!header) {
-                out << std::left << std::setw(16) << "participant" << std::setw(10) << "split" << std::setw(10)
-                    << "accuracy" << std::setw(10) << "f1" << std::setw(10) << "roc_auc" << std::setw(10) << "pr_auc"
-                    << "rows\n";
-                header = true;
-            }
-            double tp = 0;
-            double rows = 0;
-            for (std::size_t c = 0; c < stats["TPs"].size(); ++c) {
-                tp += stats["TPs"][c].get<double>();
-                rows += stats["TPs"][c].get<double>() + stats["FNs"][c].get<double>();
-            }
-            out << std::left << std::setw(16) << who << std::setw(10) << meta << std::setw(10)
-                << fmt(rows > 0 ? tp / rows : NAN) << std::setw(10) << fmt(mean_of(stats.value("f_score", json::array())))
-                << std::setw(10) << fmt(mean_of(stats.value("roc_auc_score", json::array()))) << std::setw(10)
-                << fmt(mean_of(stats.value("pr_auc_score", json::array()))) << static_cast<long long>(rows) << "\n";
-        }
-    }
 }
 
 int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream& out, std::ostream& err) {
