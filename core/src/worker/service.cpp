@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <synergos/core/worker/service.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -261,19 +263,27 @@ std::vector<std::string> string_list(const Json& value, const std::string& field
     return out;
 }
 
-/// Writes a file through a temporary name, so readers never see half a file.
+/// Writes a file through a temporary name, so readers never see half a file. The name is the
+/// writer's own: two requests writing one path must not write into one temporary file.
 void write_file(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
+    static std::atomic<std::uint64_t> next{0};
+    const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid()) + "." +
+                         std::to_string(next.fetch_add(1));
     {
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
         out.write(text.data(), static_cast<std::streamsize>(text.size()));
+        out.close();
         if (!out) {
+            std::error_code ignored;
+            fs::remove(tmp, ignored);
             fail(500, "cannot write " + path.filename().string() + " in the outputs directory");
         }
     }
     std::error_code ec;
     fs::rename(tmp, path, ec);
     if (ec) {
+        std::error_code ignored;
+        fs::remove(tmp, ignored);
         fail(500, "cannot write " + path.filename().string() + ": " + ec.message());
     }
 }
@@ -431,6 +441,8 @@ struct WorkerService::Impl {
     mutable std::mutex runs_mutex;
     std::map<std::string, RunSlot> runs;
     std::map<std::string, PendingInit> initialising;
+    /// Runs terminated while a request of theirs may still run (see terminate, install).
+    std::map<std::string, std::weak_ptr<RunState>> terminated;
     std::uint64_t tick = 0;
     /// Requests in wait_for_run now, across runs (wait_for_run is const).
     mutable std::atomic<std::size_t> waiting_total{0};
@@ -730,21 +742,38 @@ struct WorkerService::Impl {
                                   "nothing was installed");
                 }
                 const auto it = runs.find(key);
-                if (it == runs.end()) {
+                std::shared_ptr<RunState> current = it != runs.end() ? it->second.state : nullptr;
+                if (!current) {
+                    // A terminated state whose request still runs: the new one waits for it too
+                    // (both would write the run's files at once: a SCAFFOLD control, results).
+                    if (const auto old = terminated.find(key); old != terminated.end()) {
+                        current = old->second.lock();
+                        if (!current) {
+                            terminated.erase(old);
+                        }
+                    }
+                }
+                if (!current) {
                     make_room(dropped);
                     runs.emplace(key, RunSlot{state, ++tick});
                     return;
                 }
-                if (it->second.state != previous) {
+                if (current != previous) {
                     previous_lock = {};
-                    previous = it->second.state;
+                    previous = current;
                     previous_lock =
                         std::unique_lock<std::timed_mutex>(previous->mutex, std::try_to_lock);
                 }
                 if (previous_lock.owns_lock()) {
                     previous->retired = true;  // requests still waiting for it get 409
-                    dropped.push_back(std::move(it->second.state));
-                    it->second = RunSlot{state, ++tick};
+                    if (it != runs.end()) {
+                        dropped.push_back(std::move(it->second.state));
+                        it->second = RunSlot{state, ++tick};
+                    } else {
+                        terminated.erase(key);
+                        make_room(dropped);
+                        runs.emplace(key, RunSlot{state, ++tick});
+                    }
                     return;
                 }
             }
@@ -1226,6 +1255,12 @@ struct WorkerService::Impl {
                 state = std::move(it->second.state);
                 runs.erase(it);
                 found = true;
+                // Kept (weakly) until its in-flight request ends: an initialise of the same run
+                // waits for that (see install). Expired entries go here, so the map stays small.
+                for (auto old = terminated.begin(); old != terminated.end();) {
+                    old = old->second.expired() ? terminated.erase(old) : std::next(old);
+                }
+                terminated[key] = state;
             }
             // Initialises in flight started before this terminate: they must not install.
             auto pending = initialising.find(key);

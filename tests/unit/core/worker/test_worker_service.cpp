@@ -735,6 +735,33 @@ std::string nested_metadata(std::size_t depth) {
 
 }  // namespace
 
+TEST_CASE("worker initialise of a run terminated mid-request waits for that request to end",
+          "[unit][worker]") {
+    Worker w;
+    const TensorMap weights = w.initialise_heart();
+    auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+    REQUIRE(body);
+    const std::string type(st::kSafetensorsContentType);
+    w.backend.gate.enabled = true;
+    auto held = std::async(std::launch::async, [&] {
+        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
+    });
+    REQUIRE(w.backend.gate.wait_inside(1));
+    // What a TTP does when a round's attempt fails elsewhere: terminate, then initialise again.
+    CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
+    auto again = std::async(std::launch::async, [&] { return init_heart_run(w, kRun); });
+    // Before, the new run was installed at once and its requests ran beside the old one, both
+    // writing the run's files (a SCAFFOLD control, results).
+    CHECK(again.wait_for(std::chrono::milliseconds(500)) == std::future_status::timeout);
+    CHECK(w.service->runs_loaded() == 0);
+    w.backend.gate.release();
+    REQUIRE(held.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    REQUIRE(again.wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    CHECK(held.get().status == 200);
+    CHECK(again.get().status == 200);
+    CHECK(w.service->runs_loaded() == 1);
+}
+
 TEST_CASE("worker refuses a deeply nested metadata.json with 422 naming the file",
           "[unit][worker]") {
     Worker w;
