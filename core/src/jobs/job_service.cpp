@@ -378,8 +378,15 @@ sdk::Status JobService::start() {
         // The attempt it was on (a retry's message was published by its TTP, not stored): its
         // started event then counts, and retries keep their limit.
         JobRecord again = job;
-        if (again.message.is_object() && job.attempts > again.message.value("attempt", 1)) {
-            again.message["attempt"] = job.attempts;
+        int attempt = job.attempts;
+        if (job.state == "queued" && job.attempts > 0) {
+            // Queued after an attempt failed ("retrying"): the next attempt, not that one again
+            // (it would get one attempt more than its limit, and its started event would read
+            // as stale).
+            attempt = std::min(job.attempts + 1, std::max(job.max_attempts, job.attempts));
+        }
+        if (again.message.is_object() && attempt > again.message.value("attempt", 1)) {
+            again.message["attempt"] = attempt;
         }
         if (auto st = publish_job(again); !st) {
             logger_.warn("job could not be republished at start-up",

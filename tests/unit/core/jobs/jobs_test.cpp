@@ -186,6 +186,22 @@ TEST_CASE("A retried job published again at start keeps its attempt and its limi
     CHECK(h.log_counts("executed.log")[job.job_id] == 2);
 }
 
+TEST_CASE("A job waiting for its retry when the process stopped is published again at the next attempt",
+          "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.volatile_queue = true;
+    // Attempt 1 failed ("retrying"): queued, one attempt made.
+    const auto job = h.put_job("job-waiting-retry", "queued", "retrying (attempt 2 of 3) after: fixture failure",
+                               {{"mode", "fail"}}, 1);
+    h.start_director();
+    h.start_ttp(0);
+    auto done = h.wait(job.job_id, 30s);
+    CHECK(done.state == "failed");
+    CHECK(done.attempts == 3);
+    // Attempts 2 and 3 ran. Before, attempt 1 ran again: three runs, four attempts in all.
+    CHECK(h.log_counts("executed.log")[job.job_id] == 2);
+}
+
 TEST_CASE("A job cancelled before the director went down ends cancelled at the next start", "[jobs]") {
     for (const bool volatile_queue : {true, false}) {
         INFO("volatile queue: " << volatile_queue);
