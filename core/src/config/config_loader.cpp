@@ -315,12 +315,24 @@ private:
     std::string base_dir_;
 };
 
+/// Values a config document may expand to. Aliases make a document of a few hundred bytes
+/// expand to billions of values (each level of `[*a, *a, ...]` multiplies them), which every
+/// reader of it would walk; a real config has a few hundred.
+constexpr std::size_t kMaxConfigValues = 1'000'000;
+
 /// Refuses a key given twice in one mapping, anywhere in the document. yaml-cpp keeps both and
 /// lookups see the first: the second was ignored without a word, even when it was invalid.
+/// Also refuses a document that expands to more than kMaxConfigValues values.
 void refuse_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& source_name,
-                           int depth = 0) {
+                           std::size_t& values, int depth = 0) {
     if (depth > 64) {
         return;  // past any real config; the readers refuse such nesting by name
+    }
+    if (++values > kMaxConfigValues) {
+        const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+        throw ConfigError(source_name, line, path,
+                          "the document expands to more than " + std::to_string(kMaxConfigValues) +
+                              " values (YAML aliases repeated in lists?): refused");
     }
     if (node.IsMap()) {
         std::map<std::string, int> seen;
@@ -336,11 +348,11 @@ void refuse_duplicate_keys(const YAML::Node& node, const std::string& path, cons
                                           "): give each key once");
                 }
             }
-            refuse_duplicate_keys(item.second, full, source_name, depth + 1);
+            refuse_duplicate_keys(item.second, full, source_name, values, depth + 1);
         }
     } else if (node.IsSequence()) {
         for (std::size_t i = 0; i < node.size(); ++i) {
-            refuse_duplicate_keys(node[i], path + "[" + std::to_string(i) + "]", source_name, depth + 1);
+            refuse_duplicate_keys(node[i], path + "[" + std::to_string(i) + "]", source_name, values, depth + 1);
         }
     }
 }
@@ -353,7 +365,8 @@ YAML::Node parse_document(const std::string& text, const std::string& source_nam
         const int line = e.mark.line >= 0 ? e.mark.line + 1 : 0;
         throw ConfigError(source_name, line, {}, "invalid YAML: " + e.msg);
     }
-    refuse_duplicate_keys(document, {}, source_name);
+    std::size_t values = 0;
+    refuse_duplicate_keys(document, {}, source_name, values);
     return document;
 }
 

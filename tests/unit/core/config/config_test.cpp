@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <chrono>
 #include <string>
 
 #include <catch2/catch.hpp>
@@ -205,6 +206,20 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         auto e = expect_error([] { load_text("http: {threads: 65}\n"); });
         CHECK(e.key() == "http.threads");
         CHECK_THAT(e.what(), Catch::Contains("64"));
+    }
+    SECTION("a document whose aliases expand to millions of values") {
+        // Under 1 KB; 10^7 values once expanded (took 10 s and 860 MB before it was refused).
+        std::string text = "x0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n";
+        for (int level = 1; level <= 7; ++level) {
+            const std::string prev = "*a" + std::to_string(level - 1);
+            text += "x" + std::to_string(level) + ": &a" + std::to_string(level) + " [";
+            for (int i = 0; i < 10; ++i) {
+                text += (i ? ", " : "") + prev;
+            }
+            text += "]\n";
+        }
+        auto e = expect_error([&] { load_text(text); });
+        CHECK_THAT(e.what(), Catch::Contains("more than 1000000 values"));
     }
     SECTION("a negative connection limit per address") {
         auto e = expect_error([] { load_text("http: {max_connections_per_peer: -1}\n"); });
