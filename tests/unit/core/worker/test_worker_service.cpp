@@ -111,6 +111,18 @@ struct Worker {
         REQUIRE(body);
         return call("POST", path, *body, std::string(st::kSafetensorsContentType));
     }
+    /// Starts round 0's train of the heart_disease run (initialised, its model at `weights`) on a
+    /// thread of its own, and returns once the model holds it (the gate): a request in flight.
+    std::future<WorkerHttpResponse> hold_train(const TensorMap& weights) {
+        auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
+        REQUIRE(body);
+        backend.gate.enabled = true;
+        auto held = std::async(std::launch::async, [this, body = std::move(*body)] {
+            return call("POST", kRun + "/train", body, std::string(st::kSafetensorsContentType));
+        });
+        REQUIRE(backend.gate.wait_inside(1));
+        return held;
+    }
     /// Initialises the heart_disease run and returns the initial weights.
     TensorMap initialise_heart(const Json& alignment = nullptr) {
         auto r = post(kRun + "/initialise", {{"action", "classify"},
@@ -692,16 +704,9 @@ TEST_CASE("alignment by name places columns at superset positions and zero-fills
 TEST_CASE("worker refuses a request that waited for a run terminated meanwhile", "[unit][worker]") {
     Worker w;
     const TensorMap weights = w.initialise_heart();
-    auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
-    REQUIRE(body);
-    const std::string type(st::kSafetensorsContentType);
-    w.backend.gate.enabled = true;
-    auto held = std::async(std::launch::async, [&] {
-        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
-    });
-    REQUIRE(w.backend.gate.wait_inside(1));
+    auto held = w.hold_train(weights);
     auto waiting = std::async(std::launch::async, [&] {
-        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
+        return w.post_weights(kRun + "/train", weights, {{"round", 0}});
     });
     CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
     w.backend.gate.release();
@@ -738,15 +743,7 @@ std::string nested_metadata(std::size_t depth) {
 TEST_CASE("worker initialise of a run terminated mid-request waits for that request to end",
           "[unit][worker]") {
     Worker w;
-    const TensorMap weights = w.initialise_heart();
-    auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
-    REQUIRE(body);
-    const std::string type(st::kSafetensorsContentType);
-    w.backend.gate.enabled = true;
-    auto held = std::async(std::launch::async, [&] {
-        return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
-    });
-    REQUIRE(w.backend.gate.wait_inside(1));
+    auto held = w.hold_train(w.initialise_heart());
     // What a TTP does when a round's attempt fails elsewhere: terminate, then initialise again.
     CHECK(body_of(w.call("POST", kRun + "/terminate", "{}"))["terminated"] == true);
     auto again = std::async(std::launch::async, [&] { return init_heart_run(w, kRun); });
@@ -1099,15 +1096,7 @@ TEST_CASE("worker terminate during an initialise leaves no run installed", "[uni
         CHECK(w.service->runs_loaded() == 1);
     }
     SECTION("terminate while a re-initialise waits for the run's request in flight") {
-        const TensorMap weights = w.initialise_heart();
-        auto body = st::encode_to_string(weights, {{"json", R"({"round": 0})"}});
-        REQUIRE(body);
-        const std::string type(st::kSafetensorsContentType);
-        w.backend.gate.enabled = true;
-        auto held = std::async(std::launch::async, [&] {
-            return w.service->handle(WorkerHttpRequest{"POST", kRun + "/train", type, *body});
-        });
-        REQUIRE(w.backend.gate.wait_inside(1));
+        auto held = w.hold_train(w.initialise_heart());
         auto init = std::async(std::launch::async, [&] { return init_heart_run(w, kRun); });
         // The re-initialise loads (cached) and then waits for the held train.
         for (int i = 0; i < 1000 && w.service->requests_waiting() == 0; ++i) {
