@@ -250,9 +250,9 @@ struct Harness {
         return lines;
     }
     /// The lines of `file` once it has `count` (steps after a commit, such as a function's
-    /// after_unsuccessful, run after the job's state is visible), or what it has after 5 s.
+    /// after_unsuccessful, run after the job's state is visible), or what it has after 15 s.
     std::vector<std::string> log_lines_once(const char* file, std::size_t count) const {
-        for (int i = 0; i < 100; ++i) {
+        for (int i = 0; i < 300; ++i) {
             auto lines = log_lines(file);
             if (lines.size() >= count) {
                 return lines;
