@@ -1612,11 +1612,7 @@ sdk::Status JobService::handle_event(const ResultMessage& event) {
     if (cancel_again) {
         resend_cancel(*cancel_again);
     }
-    const auto permanent = [](sdk::ErrorCode code) {
-        return code == sdk::ErrorCode::NotFound || code == sdk::ErrorCode::AlreadyExists ||
-               code == sdk::ErrorCode::InvalidArgument || code == sdk::ErrorCode::FailedPrecondition;
-    };
-    if (archive_writes && !st && permanent(st.code())) {
+    if (archive_writes && !st && sdk::batch_refused(st.code())) {
         // The store refuses the archive's writes for good: they need a record that is gone (a
         // Require: its experiment was deleted while the job ran), or they are not valid (an
         // Insert of a key that exists, a bad key or document from the function). Nothing was

@@ -143,9 +143,7 @@ void WriteQueue::apply_group(std::vector<Item>& group) {
         // batch can cause (a conflict, a missing parent, a bad document) is found by applying
         // them one by one; a store that is busy, timed out or failing would fail each in turn,
         // every one waiting out its own timeout while every write behind them waits too.
-        const auto code = applied.error().code;
-        if (code != sdk::ErrorCode::AlreadyExists && code != sdk::ErrorCode::NotFound &&
-            code != sdk::ErrorCode::InvalidArgument && code != sdk::ErrorCode::FailedPrecondition) {
+        if (!sdk::batch_refused(applied.error().code)) {
             for (auto& item : group) {
                 deliver(item.done, applied.error());
             }

@@ -64,6 +64,14 @@ struct Mutation {
     std::string document;  ///< JSON object; unused for deletes
 };
 
+/// (SDK 1.3) True for an `apply` error the batch itself causes (a key taken or missing, a bad
+/// key or document): applying the same batch again fails the same way. False for the store's
+/// own state (busy, timed out, failing), which a later attempt may not meet.
+inline bool batch_refused(ErrorCode code) noexcept {
+    return code == ErrorCode::AlreadyExists || code == ErrorCode::NotFound ||
+           code == ErrorCode::InvalidArgument || code == ErrorCode::FailedPrecondition;
+}
+
 /// The storage backend.
 /// Threading: every method may be called from any thread concurrently; `apply` batches are
 /// serialisable. Durability: `apply` returns only after the batch is durable (a crash after
