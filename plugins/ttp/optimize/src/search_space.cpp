@@ -212,10 +212,13 @@ std::vector<json> grid_values(const Dimension& d) {
         }
     } else if (d.type == "quniform" && (d.b - d.a) / d.q <= static_cast<double>(kMaxIntegerGrid)) {
         // The multiples of q in [low, high]: what quantize draws (none: sampled, on a bound).
+        // Counted in integers: past 2^53, k + 1 == k in doubles and the loop never ended.
         const auto [first, last_step] = grid_steps(d);
+        const double span = last_step - first;
+        const std::int64_t steps = span >= 0 ? static_cast<std::int64_t>(span) : -1;
         json last;
-        for (double k = first; k <= last_step; k += 1) {
-            json v = quantize(d, k * d.q);
+        for (std::int64_t i = 0; i <= steps; ++i) {
+            json v = quantize(d, (first + static_cast<double>(i)) * d.q);
             if (v != last) {
                 out.push_back(v);
                 last = v;

@@ -2,7 +2,9 @@
 // Sampling from a ranges.json search space, trial scores from validation statistics and the
 // choice of the best trial, checked against values worked out by hand.
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -205,6 +208,33 @@ TEST_CASE("A grid enumerates the product of enumerable dimensions and samples th
     REQUIRE(capped.size() == 4);
     CHECK(capped[3]["a"] == 2);
     CHECK(capped[3]["b"] == 0);
+}
+
+TEST_CASE("A grid over a narrow quniform far from zero ends", "[optimize]") {
+    // low/q = 1e16 > 2^53: stepping a double k by 1 left k unchanged and the walk never ended
+    // (it ran before any cancel check, and again after every restart). A watchdog ends the
+    // test process instead of leaving it to hang.
+    std::atomic<bool> done{false};
+    std::thread watchdog([&] {
+        for (int i = 0; i < 200 && !done.load(); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        if (!done.load()) {
+            std::fprintf(stderr, "grid_values did not return within 20 s\n");
+            std::abort();
+        }
+    });
+    auto space = space_of(ranges("quniform", {1.0, 1.00000000000005, 1e-16}));
+    REQUIRE(space.size() == 1);
+    const auto values = grid_values(space[0]);
+    done = true;
+    watchdog.join();
+    REQUIRE_FALSE(values.empty());
+    for (const auto& v : values) {
+        CHECK(v.get<double>() >= 1.0);
+        CHECK(v.get<double>() <= 1.00000000000005);
+    }
+    CHECK(grid_trials(space, 3, 1).size() == 3);
 }
 
 TEST_CASE("A grid with sampled dimensions is walked again with fresh samples up to the trial count",
