@@ -53,9 +53,11 @@ TEST_CASE("heart_disease: two workers train a model that beats 55% accuracy on t
     Client client(director.port());
     const json model = read_json(data / "heart_disease" / "architecture.json");
     client.setup("heart", "hp", "classify", model, heart_run(), {{"p1", w1.port()}, {"p2", w2.port()}},
+                 // p1 registers no predict tags: its predictions POST brings them (the
+                 // original driver's journey).
                  {{{"train", {{"heart_disease", "data1", "iid_1"}}},
                    {"evaluate", {{"heart_disease", "data1", "non_iid_1"}}},
-                   {"predict", {{"heart_disease", "data1", "non_iid_1"}}}},
+                   {"predict", json::array()}},
                   {{"train", {{"heart_disease", "data2", "iid_2"}}},
                    {"evaluate", {{"heart_disease", "data2", "non_iid_2"}}},
                    {"predict", {{"heart_disease", "data2", "non_iid_2"}}}}});
@@ -112,6 +114,20 @@ TEST_CASE("heart_disease: two workers train a model that beats 55% accuracy on t
     CHECK(fs::exists(root / "p1" / "outputs" / "heart" / "hp" / "e1" / "r1" / "predict" /
                      "inference_predictions_predict.txt"));
     CHECK_FALSE(fs::exists(root / "director" / "outputs" / "heart" / "hp" / "e1" / "r1" / "predict"));
+    // The new predict tags are stored and leave the alignment valid: before, the alignment's
+    // basis held the old predict tags, so this POST and every later training, validation and
+    // prediction got 409 until the project was aligned again.
+    const std::string p1_tags = "/ttp/connect/collaborations/heart/projects/hp/participants/p1/registration/tags";
+    const json stored_predict = json::array({json::array({"heart_disease", "data1", "non_iid_1"})});
+    CHECK(client.call("GET", p1_tags)["data"]["predict"] == stored_predict);
+    client.wait_jobs(client.call("POST", "/ttp/evaluate/collaborations/heart/projects/hp/validations/e1/r1",
+                                 json::object(), 200));
+    // A refused request changes nothing: malformed tags (422), or a run that does not exist (404).
+    const std::string p1_predict = "/ttp/evaluate/participants/p1/collaborations/heart/predictions/hp/e1/";
+    client.call("POST", p1_predict + "r1", {{"tags", {{"hp", json::array({1, nullptr})}}}}, 422);
+    client.call("POST", p1_predict + "r9",
+                {{"tags", {{"hp", json::array({json::array({"heart_disease", "data1", "iid_1"})})}}}}, 404);
+    CHECK(client.call("GET", p1_tags)["data"]["predict"] == stored_predict);
     std::error_code ec;
     fs::remove_all(root, ec);
 }

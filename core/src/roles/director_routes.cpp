@@ -218,7 +218,7 @@ private:
                             {"evaluate", doc.value("evaluate", json::array())},
                             {"predict", doc.value("predict", json::array())}};
             if (cl.basis.contains(pid)) {
-                cl.basis[pid]["tags"] = std::move(doc);
+                cl.basis[pid]["tags"] = without_predict(std::move(doc));
             }
         }
         for (const auto& pid : cl.participants) {
@@ -228,6 +228,41 @@ private:
             }
         }
         return cl;
+    }
+
+    /// A list of tags as the Tag record holds them: lists of path tokens (strings).
+    static bool is_tag_list(const json& tags) {
+        if (!tags.is_array()) {
+            return false;
+        }
+        for (const auto& tag : tags) {
+            if (!tag.is_array()) {
+                return false;
+            }
+            for (const auto& token : tag) {
+                if (!token.is_string()) {
+                    return false;
+                }
+            }
+        }
+        return true;
+    }
+
+    /// The Tag fields an alignment depends on: all but `predict`. A predictions POST brings new
+    /// predict tags, which are aligned against the training superset when its job runs; with
+    /// them in the basis, every such POST found the alignment out of date (409) and left it so.
+    static json without_predict(json tag_doc) {
+        if (tag_doc.is_object()) {
+            tag_doc.erase("predict");
+        }
+        return tag_doc;
+    }
+    /// An alignment's stored basis as compared today (those archived before kept `predict`).
+    static json basis_without_predict(json basis) {
+        if (basis.is_object() && basis.contains("tags")) {
+            basis["tags"] = without_predict(std::move(basis["tags"]));
+        }
+        return basis;
     }
 
     /// The feature/label superset found by alignment, or null (auto_align off). Every registered
@@ -249,7 +284,8 @@ private:
             // A registration or tag change deletes the alignment with it, but an alignment job
             // that read the old ones may archive after that change: its basis tells. (Alignments
             // archived before bases were kept have none.)
-            if (doc.contains("basis") && cl.basis.contains(pid) && doc["basis"] != cl.basis[pid]) {
+            if (doc.contains("basis") && cl.basis.contains(pid) &&
+                basis_without_predict(doc["basis"]) != cl.basis[pid]) {
                 throw fail(409, "the alignment of participant '" + pid + "' in Project '" + p +
                                     "' was computed from a registration or tags that have changed since: " +
                                     again);
@@ -654,30 +690,41 @@ private:
             throw fail(404, "Participant '" + pt + "' has not registered for any matching project in Collaboration '" +
                                 c + "'!");
         }
-        // The director is the single writer: new predict tags are stored here, before the jobs,
-        // in the tags' turns with the PUT routes (a PUT meanwhile keeps its fields, and so do
-        // these).
+        std::set<std::string> registered;
+        for (const auto& reg : regs) {
+            registered.insert(rest::RecordStore::key_json(reg.key).value("project_id", ""));
+        }
+        // New predict tags are checked here and stored only once every job of the request is
+        // built: a request refused (404, 409, 422) changes nothing.
         std::vector<rest::RecordPatch> tag_updates;
+        std::map<std::string, json> new_predict;
         const json new_tags = body.value("tags", json::object());
         for (auto& [project_id, tags] : new_tags.items()) {
-            if (!tags.is_array()) {
-                throw Fail{Response::field_error(422, "field 'tags." + project_id + "' must be a list of tags", "tags")};
+            const std::string field = "tags." + project_id;
+            if (!is_tag_list(tags)) {
+                throw Fail{Response::field_error(
+                    422, "field '" + field + "' must be a list of tags (lists of strings)", field)};
+            }
+            if (registered.count(project_id) == 0) {
+                throw Fail{Response::field_error(
+                    422, "field '" + field + "' names a project that participant '" + pt +
+                             "' has not registered for in this request's scope",
+                    field)};
             }
             auto tag = require_record("Tag", {{"collab_id", c}, {"project_id", project_id}, {"participant_id", pt}},
                                       "Data tags does not exist for participant '" + pt + "' under Project '" +
                                           project_id + "'!");
             tag_updates.push_back({"Tag", tag.key, json{{"predict", tags}}});
-        }
-        if (!tag_updates.empty()) {
-            if (auto st = d_.merger->merge(tag_updates, std::chrono::seconds(30)); !st) {
-                throw fail(st.error());
-            }
+            new_predict[project_id] = tags;
         }
         std::vector<jobs::JobSpec> specs;
         for (const auto& reg : regs) {
             const std::string p = rest::RecordStore::key_json(reg.key).value("project_id", "");
             json project = project_doc(c, p);
             Cluster cl = cluster_of(c, p);
+            if (auto it = new_predict.find(p); it != new_predict.end() && cl.tags.contains(pt)) {
+                cl.tags[pt]["predict"] = it->second;  // as stored below, before the jobs
+            }
             json superset = superset_of(c, p, cl, body.value("auto_align", true));
             for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
                 require_trained(c, p, run);
@@ -685,6 +732,13 @@ private:
                 s.parameters["participants"] = json::array({pt});
                 s.parameters["metas"] = json::array({"predict"});
                 specs.push_back(std::move(s));
+            }
+        }
+        // The director is the single writer: the tags are stored in their turns with the PUT
+        // routes (a PUT meanwhile keeps its fields, and so do these), then the jobs go out.
+        if (!tag_updates.empty()) {
+            if (auto st = d_.merger->merge(tag_updates, std::chrono::seconds(30)); !st) {
+                throw fail(st.error());
             }
         }
         json jobs = submit(std::move(specs));
