@@ -305,6 +305,42 @@ TEST_CASE("A director serves its job service's and store writer's metrics at GET
 }
 #endif
 
+#if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS) && defined(SYNERGOS_CLI_FIXTURE_TTP_DIR)
+TEST_CASE("A director refuses two TTP functions claiming one job process, naming both",
+          "[cli][fatal]") {
+    TempDir dir;
+    const fs::path config = dir.path / "director.yaml";
+    std::ofstream(config) << "node: {id: cli-clash}\n"
+                             "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
+                             "plugins: {search_paths: ['" SYNERGOS_CLI_FIXTURE_TTP_DIR "']}\n"
+                             "logging:\n"
+                             "  backend: basic\n"
+                             "  options: {output: none, json_file: stderr}\n"
+                             "message_queue: memory\n"
+                             "storage: sqlite\n"
+                             "tracking: none\n"
+                             "ttp:\n"
+                             "  functions: [align, {name: fixture, options: {processes: preprocess}}]\n"
+                             "aggregators: []\n"
+                             "model: none\n";
+    Child child({"director", "--config", config.string(), "--port", "0"});
+    const auto code = child.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);  // before: it started, and the fixture took every preprocessing job
+    bool named = false;
+    for (const auto& r : records(child.err_lines())) {
+        if (r["event"] == "start-up failed") {
+            const std::string error = r["fields"]["error"];
+            INFO(error);
+            named = error.find("'fixture'") != std::string::npos &&
+                    error.find("'align'") != std::string::npos &&
+                    error.find("'preprocess'") != std::string::npos;
+        }
+    }
+    CHECK(named);
+}
+#endif
+
 #if defined(SYNERGOS_CLI_HAVE_GRAYLOG)
 TEST_CASE("A director with an unreadable token file refuses before it opens its store",
           "[cli][fatal]") {

@@ -4,7 +4,11 @@
 #include <synergos/core/runtime/roles.hpp>
 
 #include <cstdio>
+#include <exception>
+#include <map>
 #include <memory>
+#include <string>
+#include <vector>
 
 #include <synergos/core/config/security.hpp>
 #include <synergos/core/http/client.hpp>
@@ -26,11 +30,28 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-/// Which TTP function handles each job process (from each function's `processes()`).
-jobs::FunctionRegistry function_registry(Runtime& rt) {
+/// Which TTP function handles each job process (from each function's `processes()`). Two
+/// functions claiming one process is a configuration error naming both: the one listed later
+/// used to win silently (a fixture claiming `train` "succeeded" every training, writing nothing).
+sdk::Result<jobs::FunctionRegistry> function_registry(Runtime& rt) {
     jobs::FunctionRegistry registry;
+    std::map<std::string, std::string> owner;
     for (const auto& [name, fn] : rt.ttp_functions()) {
-        for (const auto& process : fn->processes()) {
+        std::vector<std::string> processes;
+        try {
+            processes = fn->processes();
+        } catch (const std::exception& e) {
+            return sdk::Error{sdk::ErrorCode::Internal,
+                              "ttp function '" + name + "' failed to list its processes: " + e.what()};
+        }
+        for (const auto& process : processes) {
+            if (auto it = owner.find(process); it != owner.end()) {
+                return sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                  "ttp function '" + name + "' claims process '" + process +
+                                      "', already handled by ttp function '" + it->second +
+                                      "'; list only one of them"};
+            }
+            owner[process] = name;
             registry[process] = fn;
         }
     }
@@ -106,7 +127,11 @@ sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::Messag
     o.job_timeout = std::chrono::seconds(rt.config().jobs.job_timeout_s);
     o.retry_pause = std::chrono::milliseconds(rt.config().jobs.retry_pause_ms);
     o.retry_pause_max = std::chrono::milliseconds(rt.config().jobs.retry_pause_max_ms);
-    parts->runner = std::make_unique<jobs::TtpRunner>(mq, rt.host_context("ttp").logger(), function_registry(rt),
+    auto registry = function_registry(rt);
+    if (!registry) {
+        return registry.error();
+    }
+    parts->runner = std::make_unique<jobs::TtpRunner>(mq, rt.host_context("ttp").logger(), std::move(*registry),
                                                       parts->workers.get(), aggregator_lookup(rt), o);
     if (auto st = parts->runner->start(); !st) {
         return st.error();
@@ -132,7 +157,11 @@ int run_director(Runtime& rt) {
     jo.outputs_dir = cfg.node.outputs_dir;
     // The in-process queue ends with the process: the service republishes at start what it held.
     jo.volatile_queue = cfg.message_queue.backend == "memory";
-    auto service = std::make_shared<jobs::JobService>(*storage, *mq, jobs_logger, function_registry(rt), rt.tracker(), jo);
+    auto registry = function_registry(rt);
+    if (!registry) {
+        return fail(rt, "start-up failed", registry.error().message);
+    }
+    auto service = std::make_shared<jobs::JobService>(*storage, *mq, jobs_logger, std::move(*registry), rt.tracker(), jo);
     if (auto st = service->start(); !st) {
         return fail(rt, "job service failed to start", st.message());
     }
@@ -219,8 +248,21 @@ int run_worker(Runtime& rt) {
     wc.participant_id = cfg.node.id;
     wc.data_dir = cfg.node.data_dir;
     wc.outputs_dir = cfg.node.outputs_dir;
+    std::map<std::string, std::string> pipeline_owner;
     for (const auto& [name, pipeline] : rt.data_pipelines()) {
-        wc.pipelines[pipeline->datatype()] = pipeline;
+        std::string datatype;
+        try {
+            datatype = pipeline->datatype();
+        } catch (const std::exception& e) {
+            return fail(rt, "start-up failed", "data plugin '" + name + "' failed to name its data type: " + e.what());
+        }
+        if (auto it = pipeline_owner.find(datatype); it != pipeline_owner.end()) {
+            return fail(rt, "start-up failed",
+                        "data plugin '" + name + "' handles data type '" + datatype +
+                            "', already handled by data plugin '" + it->second + "'; list only one of them");
+        }
+        pipeline_owner[datatype] = name;
+        wc.pipelines[datatype] = pipeline;
     }
     wc.model = rt.model();
     wc.logger = &rt.host_context("worker").logger();
