@@ -208,6 +208,13 @@ TEST_CASE("A director stops in reverse order on SIGTERM and exits 0", "[cli][lif
           std::vector<std::string>{"logging/basic", "storage/sqlite", "mq/memory",
                                    "system metrics"});
     CHECK(stopped == std::vector<std::string>(started.rbegin(), started.rend()));
+    // The connect routes' writer stops after the server and before the store it writes to.
+    const auto at = [&](const std::string& name) {
+        return std::find(stopped.begin(), stopped.end(), name) - stopped.begin();
+    };
+    CHECK(at("rest api") < at("rest writer"));
+    CHECK(at("rest writer") < at("storage/sqlite"));
+    CHECK(at("storage/sqlite") < static_cast<std::ptrdiff_t>(stopped.size()));
     CHECK(snapshot_censored);
     CHECK(stop_requested);
 }

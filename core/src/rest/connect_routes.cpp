@@ -761,6 +761,8 @@ public:
     }
 
     /// See RecordMerger::merge.
+    void stop_writes() noexcept override { writes_.stop(); }
+
     sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) override {
         // Turns are taken in one order (by record), so two merges never wait for each other;
         // one record's patches become one (later fields win).

@@ -39,13 +39,15 @@ WriteQueue::WriteQueue(sdk::StorageBackend& backend, std::shared_ptr<WriteMetric
     });
 }
 
-WriteQueue::~WriteQueue() {
+WriteQueue::~WriteQueue() { stop(); }
+
+void WriteQueue::stop() noexcept {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_ = true;
     }
     cv_.notify_all();
-    if (thread_.joinable()) {
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) {
         thread_.join();
     }
 }

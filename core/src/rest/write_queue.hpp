@@ -39,6 +39,8 @@ public:
     explicit WriteQueue(sdk::StorageBackend& backend, std::shared_ptr<WriteMetrics> metrics = nullptr);
     /// Finishes the group being applied, fails what is still queued (Unavailable), joins.
     ~WriteQueue();
+    /// What the destructor does, earlier: every later submit gets Unavailable. Idempotent.
+    void stop() noexcept;
     WriteQueue(const WriteQueue&) = delete;
     WriteQueue& operator=(const WriteQueue&) = delete;
 

@@ -182,6 +182,10 @@ int run_director(Runtime& rt) {
     sdk::Logger& rest_logger = rt.host_context("rest").logger();
     auto write_metrics = std::make_shared<rest::WriteMetrics>();
     auto merger = rest::register_connect_routes(*router, *storage, rest_logger, write_metrics);
+    // Stopped after the server and before the plugins: a commit still running when the server
+    // gives up on its answers ends before the store is stopped and freed (a write past the
+    // server's 10 s crashed the process at exit).
+    rt.add_component("rest writer", [merger] { merger->stop_writes(); });
     roles::register_director_routes(*router, {*storage, *service, rest_logger, rt.model(), merger});
     auto worker_client = worker_client_options(cfg);
     if (!worker_client) {

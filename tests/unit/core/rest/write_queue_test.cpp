@@ -274,3 +274,42 @@ TEST_CASE("WriteQueue never applies a committed group again when the backend's a
     CHECK(runs->front().key.back().value == "second");
     storage.stop();
 }
+
+TEST_CASE("WriteQueue::stop waits for the group being committed, fails the queued writes and "
+          "refuses later ones",
+          "[unit][rest]") {
+    synergos::testing::TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    synergos::plugins::sqlite::SqliteStorage storage(
+        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
+    REQUIRE(storage.start().is_ok());
+    HeldBackend held(storage);
+    WriteQueue queue(held);
+    std::vector<std::future<WriteQueue::Outcome>> outcomes;
+    auto submit = [&](const std::string& run) {
+        auto promise = std::make_shared<std::promise<WriteQueue::Outcome>>();
+        outcomes.push_back(promise->get_future());
+        queue.submit({insert_run(run)},
+                     [promise](WriteQueue::Outcome o) { promise->set_value(std::move(o)); });
+    };
+    submit("committing");
+    REQUIRE(held.wait_entered());
+    submit("queued");
+    // The director stops the writer before the store: stop() must not return while a commit
+    // still runs on the store (it did only when the routes were destroyed, after the store).
+    auto stopped = std::async(std::launch::async, [&] { queue.stop(); });
+    CHECK(stopped.wait_for(300ms) == std::future_status::timeout);
+    held.release();
+    REQUIRE(stopped.wait_for(10s) == std::future_status::ready);
+    REQUIRE(outcomes[0].wait_for(0s) == std::future_status::ready);
+    CHECK(outcomes[0].get().has_value());
+    REQUIRE(outcomes[1].wait_for(0s) == std::future_status::ready);
+    auto queued = outcomes[1].get();
+    REQUIRE_FALSE(queued.has_value());
+    CHECK(queued.error().code == sdk::ErrorCode::Unavailable);
+    submit("after");
+    REQUIRE(outcomes[2].wait_for(0s) == std::future_status::ready);
+    CHECK(outcomes[2].get().error().code == sdk::ErrorCode::Unavailable);
+    CHECK(held.sizes() == std::vector<std::size_t>{1});
+    storage.stop();
+}

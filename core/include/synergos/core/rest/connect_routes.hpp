@@ -52,6 +52,10 @@ public:
     /// first missing record; Timeout after `timeout` (the merge may then still be applied).
     /// Call from a thread that may block, never from a turn or a write callback.
     virtual sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) = 0;
+    /// Stops the routes' store writer: the group being committed ends, what is still queued
+    /// and every later write get Unavailable, and its thread is joined. Call once no request is
+    /// served any more and before the storage plugin stops: the writer must not outlive it.
+    virtual void stop_writes() noexcept = 0;
 };
 
 /// The connect routes' store writer, for `GET /metrics`: the writes it took, and its commits
