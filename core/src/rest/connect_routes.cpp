@@ -616,9 +616,10 @@ public:
             return error_response(rel.error());
         }
         auto fingerprint = fingerprint_of(*record, *rel);
+        // Keyed on the decoded key, not the path: every percent-encoding of one id kept a copy.
         std::string memo_key = method;
-        memo_key.push_back(' ');
-        memo_key += request.path;
+        memo_key.push_back('\0');
+        memo_key += turn_key(res.kind, *key);
         {
             std::lock_guard<std::mutex> lock(memo_mutex_);
             if (auto it = memo_.find(memo_key);
@@ -630,10 +631,18 @@ public:
         }
         Response response =
             ok(200, method, envelope_params(request), RecordStore::marshal(*record, &*rel));
-        std::lock_guard<std::mutex> lock(memo_mutex_);
-        if (memo_.size() >= kMemoEntries) {
-            memo_.clear();
+        if (response.body.size() > kMemoMaxBody) {
+            return response;
         }
+        std::lock_guard<std::mutex> lock(memo_mutex_);
+        if (memo_.size() >= kMemoEntries || memo_bytes_ + response.body.size() > kMemoBytes) {
+            memo_.clear();
+            memo_bytes_ = 0;
+        }
+        if (auto it = memo_.find(memo_key); it != memo_.end()) {
+            memo_bytes_ -= it->second.body.size();
+        }
+        memo_bytes_ += response.body.size();
         memo_.insert_or_assign(std::move(memo_key), Memo{std::move(fingerprint), response.body});
         return response;
     }
@@ -902,11 +911,16 @@ private:
         std::string body;
     };
     static constexpr std::size_t kMemoEntries = 1024;
+    /// Bodies above this are not kept, and all kept bodies stay under kMemoBytes: the count
+    /// alone let 1024 large records hold their answers (a 50 MB block each) for good.
+    static constexpr std::size_t kMemoMaxBody = std::size_t{1} << 20;
+    static constexpr std::size_t kMemoBytes = std::size_t{64} << 20;
 
     RecordStore store_;
     sdk::Logger& logger_;
     std::mutex memo_mutex_;
     std::unordered_map<std::string, Memo> memo_;
+    std::size_t memo_bytes_ = 0;  ///< the bodies in memo_, under memo_mutex_
     KeyedTurns turns_;
     WriteQueue writes_;  // last: its thread stops before the members above
 };

@@ -16,6 +16,7 @@
 #include <synergos/core/rest/record_store.hpp>
 
 #include "rest_fixture.hpp"
+#include "support/process_memory.hpp"
 #include "support/storage_double.hpp"
 
 namespace {
@@ -442,6 +443,33 @@ TEST_CASE("a GET answer reused while unchanged follows every change of the recor
     REQUIRE(s.call("POST", reg, registration_body()).status == 201);
     REQUIRE(relations(project, "Registration").size() == 1);
     CHECK(relations(project, "Registration")[0]["role"] == "host");
+}
+
+TEST_CASE("a GET answer is kept once per record, however its id is percent-encoded",
+          "[unit][rest]") {
+    RestServer s;
+    json big = collab_body("cccccccc");
+    big["mq"]["blob"] = std::string(600 * 1024, 'x');  // accepted: the mq block is open
+    REQUIRE(s.call("POST", kConnect + "/collaborations", big).status == 201);
+    const std::string plain = kConnect + "/collaborations/cccccccc";
+    const auto first = s.call("GET", plain);
+    REQUIRE(first.status == 200);
+    const long before = synergos::testing::status_kib("VmRSS:");
+    REQUIRE(before > 0);
+    // 100 spellings of one id (a different subset of its letters as %63): before, each kept a
+    // copy of the 600 KB answer, about 60 MB in all.
+    for (int mask = 1; mask <= 100; ++mask) {
+        std::string id;
+        for (int i = 0; i < 8; ++i) {
+            id += (mask >> i) & 1 ? "%63" : "c";
+        }
+        const auto r = s.call("GET", kConnect + "/collaborations/" + id);
+        REQUIRE(r.status == 200);
+        REQUIRE(r.body == first.body);
+    }
+    const long grown_kib = synergos::testing::status_kib("VmRSS:") - before;
+    INFO("resident size grew by " << grown_kib << " KiB");
+    CHECK(grown_kib < 24 * 1024);
 }
 
 TEST_CASE("concurrent PUTs of one record each keep their fields", "[unit][rest]") {
