@@ -131,16 +131,28 @@ sdk::Result<std::string> EvaluationFunction::execute(sdk::JobContext& ctx, std::
                 note(body.error());
                 return;
             }
+            // A `rows` that is not a whole number fails the job for good: value<int>() of 1e20
+            // was undefined, and of "12" threw an Internal error, retried for the same reply.
+            const json rows = body->value("rows", json(0));
+            if (!rows.is_number_integer()) {
+                note(sdk::Error{sdk::ErrorCode::InvalidArgument,
+                                "the reply of worker '" + nodes[i].participant_id + "' on " + evals[i].path +
+                                    " has 'rows' that is not a whole number: " + rows.dump().substr(0, 64)});
+                return;
+            }
             outputs[nodes[i].participant_id][kind_.meta] = {
                 {"statistics", body->value("statistics", json::object())},
                 {"res_path", body->value("res_path", json(nullptr))},
                 {"loss", body->value("loss", json(nullptr))},
-                {"rows", body->value("rows", 0)}};
+                {"rows", rows}};
         });
         if (!failures.empty()) {
             return failed();
         }
         return outputs.dump();
+    } catch (const json::type_error& e) {
+        // A parameter of the wrong type: the same again on every attempt, so not retried.
+        return sdk::Error{sdk::ErrorCode::InvalidArgument, std::string(kind_.process) + " failed: " + e.what()};
     } catch (const std::exception& e) {
         return sdk::Error{sdk::ErrorCode::Internal, std::string(kind_.process) + " failed: " + e.what()};
     }

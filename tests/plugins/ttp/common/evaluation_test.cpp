@@ -208,6 +208,17 @@ TEST_CASE("A worker reply a validation cannot read fails the job instead of drop
     auto r = fn.execute(ctx, kJob);
     REQUIRE_FALSE(r);
     CHECK_THAT(r.error().message, Catch::Contains("the reply of worker 'a'") && Catch::Contains("evaluate"));
+    // The same reply on every attempt: permanent, not retried (it was Internal, retried).
+    CHECK(r.error().code == sdk::ErrorCode::InvalidArgument);
+    for (const char* rows : {"1e20", "\"12\"", "2.5"}) {
+        EvalCtx bad;
+        bad.workers_.answers["evaluate"] = {200, std::string(R"({"statistics": {}, "rows": )") + rows + "}"};
+        auto refused = fn.execute(bad, kJob);
+        INFO(rows);
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().code == sdk::ErrorCode::InvalidArgument);
+        CHECK_THAT(refused.error().message, Catch::Contains("'rows'"));
+    }
 
     // An error body whose message is not a string is still reported with the worker's status.
     EvalCtx odd;
