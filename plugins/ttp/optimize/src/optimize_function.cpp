@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "trials.hpp"
 #include "ttp_common.hpp"
@@ -167,6 +168,7 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
         bool stopped = false;  // reached max_exec_duration with trials still running
         while (true) {
             bool changed = false;
+            bool unreadable = false;  // a job's state could not be read this time
             std::string pending;
             for (auto& t : trials) {
                 if (t.phase == "done") {
@@ -175,6 +177,16 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                 const std::string& id = t.phase == "train" ? t.train_job : t.validate_job;
                 auto r = poll(id, std::chrono::milliseconds(0));
                 if (!r) {
+                    const auto code = r.error().code;
+                    if (code == sdk::ErrorCode::Unavailable || code == sdk::ErrorCode::Timeout) {
+                        // The store is busy: read again at the next turn. Failing the trial
+                        // here ignored its job, which runs on (its score lost, its model kept).
+                        unreadable = true;
+                        if (pending.empty()) {
+                            pending = id;
+                        }
+                        continue;
+                    }
                     fail_trial(t, r.error().message);
                     changed = true;
                     continue;
@@ -242,7 +254,10 @@ sdk::Result<std::string> OptimizeFunction::execute(sdk::JobContext& ctx,
                 stopped = true;
                 break;
             }
-            if (!changed) {
+            if (unreadable) {
+                // wait_job would fail at once too: a pause instead of a busy loop.
+                std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms_));
+            } else if (!changed) {
                 // Sleeps on the director's job-change signal, not a clock: wakes when a job moves.
                 (void)ctx.wait_job(pending, std::chrono::milliseconds(poll_ms_));
             }

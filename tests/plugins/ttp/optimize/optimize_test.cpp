@@ -667,4 +667,44 @@ TEST_CASE("A search none of whose trials trained fails: nothing of it was archiv
     }
 }
 
+namespace {
+
+/// The store cannot be read for the first `failures` polls; then every train job has
+/// succeeded and every validation scores 0.8.
+class BusyStoreCtx final : public FakeSearchCtx {
+public:
+    explicit BusyStoreCtx(int failures) : failures_(failures) {}
+    sdk::Result<std::string> wait_job(const std::string& id, std::chrono::milliseconds) noexcept override {
+        if (failures_ > 0) {
+            --failures_;
+            return sdk::Error{sdk::ErrorCode::Unavailable, "storage 'sqlite': database is locked"};
+        }
+        const bool train = submitted.at(std::stoul(id.substr(4)) - 1).value("process", "") == "train";
+        return (train ? json{{"state", "succeeded"}, {"grid", 0}} : scored(0.8)).dump();
+    }
+
+private:
+    int failures_;
+};
+
+}  // namespace
+
+TEST_CASE("A search reads a trial's job again when the store was busy instead of failing the trial",
+          "[optimize]") {
+    // Before, one Unavailable read failed the trial for good while its job ran on: its score
+    // was never read and its model had no Run record.
+    BusyStoreCtx ctx(3);
+    sdk::testing::FakeHost host;
+    OptimizeFunction fn(host, sdk::Options(std::map<std::string, std::string>{{"poll_ms", "1"}}));
+    auto r = fn.execute(ctx, search_job(2).dump());
+    INFO((r ? *r : r.error().message));
+    REQUIRE(r);
+    const json out = json::parse(*r);
+    CHECK(out["finished"] == 2);
+    for (const auto& trial : out["trials"]) {
+        INFO(trial.dump());
+        CHECK(trial["state"] == "succeeded");
+    }
+}
+
 }  // namespace synergos::plugins::optimize
