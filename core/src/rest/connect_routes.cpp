@@ -380,18 +380,14 @@ public:
         if (!answer) {
             return;
         }
-        if (!res.create_replaces) {
-            write_create(res, method, std::move(responder), std::move(*answer), [] {});
-            return;
-        }
-        // A replacing POST takes the record's turn, as a PUT does: a PUT that read the record
-        // before this write and wrote its merge after it would put the old document back over
-        // an answered 201.
+        // Every create takes the record's turn, as a PUT and a DELETE do: a PUT that read the
+        // record before this write and wrote its merge after it would put the old document
+        // back over an answered 201 (for an Insert: the deleted predecessor's document).
         auto shared = std::make_shared<http::Responder>(std::move(responder));
         auto prepared = std::make_shared<PreparedWrite>(std::move(*answer));
         const std::string turn = turn_key(res.kind, prepared->batch.back().key);
         turns_.run(turn, [this, r = &res, method, shared, prepared](KeyedTurns::Done done) {
-            if (derives_alignment(r->kind)) {
+            if (r->create_replaces && derives_alignment(r->kind)) {
                 // Replacing what alignment was computed from drops that participant's
                 // alignment (as a DELETE of it would): training refuses until the project is
                 // aligned again. Read in the turn, so no PUT changes the record meanwhile.
@@ -742,19 +738,34 @@ public:
         if (!key) {
             return reply(error_response(key.error()));
         }
+        // In the record's turn, as a PUT and a create: a PUT queued behind this DELETE then
+        // reads what it left (404), never the deleted document it would write over a record
+        // created again under the key.
+        auto shared = std::make_shared<http::Responder>(std::move(responder));
+        turns_.run(turn_key(res.kind, *key), [this, r = &res, method, shared, key = *key,
+                                              out_params = envelope_params(request),
+                                              params = request.params](KeyedTurns::Done done) {
+            remove_in_turn(*r, method, std::move(*shared), key, out_params, params, std::move(done));
+        });
+    }
+
+    void remove_in_turn(const Resource& res, const std::string& method, http::Responder responder,
+                        const sdk::Key& key, const Json& out_params, const Params& params,
+                        KeyedTurns::Done done) {
         // The answer is the record as it was, with its relations (read before the cascade).
-        auto before = store_.read(res.kind, *key);
+        auto before = store_.read(res.kind, key);
         if (!before) {
+            done();
             if (before.error().code == sdk::ErrorCode::NotFound) {
-                return reply(Response::error(404, missing_message(res.kind, request.params)));
+                return responder.respond(Response::error(404, missing_message(res.kind, params)));
             }
-            return reply(error_response(before.error()));
+            return responder.respond(error_response(before.error()));
         }
-        submit(std::move(responder), RecordStore::cascade_delete(res.kind, *key),
-               [this, r = &res, method, out_params = envelope_params(request),
-                params = request.params, key = *key,
+        submit(std::move(responder), RecordStore::cascade_delete(res.kind, key),
+               [this, r = &res, method, out_params, params, key, done = std::move(done),
                 before = std::move(*before)](WriteQueue::Outcome deleted) mutable
                -> http::Responder::Producer {
+                   done();  // applied (or refused): the record's next turn reads what is left
                    if (!deleted) {
                        auto error = deleted.error().code == sdk::ErrorCode::NotFound
                                         ? Response::error(404, missing_message(r->kind, params))

@@ -780,6 +780,53 @@ TEST_CASE("a merge from another route waits for a PUT of its record and keeps it
     CHECK(missing.code() == synergos::sdk::ErrorCode::NotFound);
 }
 
+TEST_CASE("a PUT queued behind a DELETE and a create of its record never writes the deleted "
+          "document over the new one",
+          "[unit][rest]") {
+    HoldFirstUpdate* hook = nullptr;
+    RestServer s(RestServer::default_options(), [&](synergos::sdk::StorageBackend& inner) {
+        auto made = std::make_unique<HoldFirstUpdate>(inner, "Experiment");
+        hook = made.get();
+        return made;
+    });
+    build_tree(s, "c", "p", "w");
+    const std::string expts = project_path("c", "p") + "/experiments";
+    const std::string e1 = expts + "/e1";
+    const auto request = [&](const std::string& method, const std::string& path, const json& body) {
+        synergos::core::http::HttpClient client;
+        auto answer = client.request(method, "127.0.0.1", s.port(), path, body.dump(), "application/json",
+                                     std::chrono::seconds(20));
+        return answer ? answer->status : 0;
+    };
+    json renewed = experiment_body("e1");
+    renewed["model"][0]["structure"]["out_features"] = 7;
+    int put1 = 0, put2 = 0, deleted = 0, created = 0;
+    std::thread first([&] { put1 = request("PUT", e1, {{"x", 1}}); });
+    REQUIRE(hook->wait_holding());  // PUT 1 holds e1's turn; its Update is being applied
+    std::thread second([&] { put2 = request("PUT", e1, {{"y", 2}}); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::thread remove([&] { deleted = request("DELETE", e1, nullptr); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::thread create([&] { created = request("POST", expts, renewed); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    hook->release();
+    for (auto* t : {&first, &second, &remove, &create}) {
+        t->join();
+    }
+    CHECK(put1 == 200);
+    CHECK(put2 == 200);
+    CHECK(deleted == 200);
+    CHECK(created == 201);
+    // In arrival order: both PUTs, the DELETE, then the create. Before, PUT 2 read e1 when
+    // PUT 1's turn ended (before the DELETE and the create queued meanwhile were applied) and
+    // wrote the deleted document, with x and y, over the created one.
+    auto stored = body_of(s.call("GET", e1))["data"];
+    INFO(stored.dump());
+    CHECK(stored["model"][0]["structure"]["out_features"] == 7);
+    CHECK_FALSE(stored.contains("x"));
+    CHECK_FALSE(stored.contains("y"));
+}
+
 TEST_CASE("a record created under a key its deleted predecessor left records under starts empty",
           "[unit][rest]") {
     RestServer s;
