@@ -312,15 +312,26 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
             const std::string expt_id = update.value("expt_id", "");
             auto rec = ctx.storage().get("Experiment", ttp::experiment_key(job->collab(), job->project(), expt_id));
             if (!rec) {
-                continue;  // deleted since the job was submitted: nothing to fix
+                if (rec.error().code == sdk::ErrorCode::NotFound) {
+                    continue;  // deleted since the job was submitted: nothing to fix
+                }
+                return rec.error();  // not read: the fix would be lost without a word
             }
             auto doc = ttp::parse_object(rec->document, "stored experiment '" + expt_id + "'");
             if (!doc) {
                 return doc.error();
             }
-            const json updates = update.value("updates", json::object());
-            for (auto& [k, v] : updates.items()) {
-                (*doc)[k] = v;
+            const bool sized = superset.is_object() && superset.value("X", json()).is_array() &&
+                               superset.value("y", json()).is_array();
+            if (sized && doc->contains("model")) {
+                // The stored model fixed, not the one the job was submitted with: a PUT of the
+                // experiment while the workers were polled would otherwise be reverted.
+                (*doc)["model"] = auto_fix_model((*doc)["model"], superset["X"].size(), superset["y"].size());
+            } else {
+                const json updates = update.value("updates", json::object());
+                for (auto& [k, v] : updates.items()) {
+                    (*doc)[k] = v;
+                }
             }
             batch.push_back({sdk::WriteMode::Update, "Experiment", rec->key, doc->dump()});
         }
