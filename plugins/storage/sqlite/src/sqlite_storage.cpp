@@ -871,8 +871,15 @@ sdk::Result<std::vector<sdk::Record>> SqliteStorage::list(const sdk::Query& quer
                 stmt->bind(index++, field->name);
                 stmt->bind(index++, field->value);
             }
-            stmt->bind(index++, query.limit == 0 ? std::int64_t{-1}
-                                                 : static_cast<std::int64_t>(query.limit));
+            // Past INT64_MAX a cast turned them negative, which SQLite reads as none: an offset
+            // that large returned the first page instead of nothing.
+            constexpr auto kMax = static_cast<std::uint64_t>(INT64_MAX);
+            if (query.offset > kMax) {
+                return std::vector<sdk::Record>{};
+            }
+            stmt->bind(index++, query.limit == 0 || query.limit > kMax
+                                    ? std::int64_t{-1}
+                                    : static_cast<std::int64_t>(query.limit));
             stmt->bind(index, static_cast<std::int64_t>(query.offset));
             for (;;) {
                 auto row = stmt->step();

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -1070,4 +1071,25 @@ TEST_CASE("sqlite storage: a write past its deadline waits for its group commit 
     // commit it burnt about 700 ms.
     INFO("follower CPU " << follower.cpu_ms << " ms");
     CHECK(follower.cpu_ms < 200);
+}
+
+TEST_CASE("sqlite storage: a list limit or offset past INT64_MAX means no limit and nothing",
+          "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    SqliteStorage store(host, opts({{"synchronous", "NORMAL"}, {"wal_preallocate_mb", "0"}}));
+    REQUIRE(store.start().is_ok());
+    REQUIRE(store.apply({insert("Run", {{"run_id", "a"}}), insert("Run", {{"run_id", "b"}})}));
+    constexpr std::uint64_t kHuge = std::numeric_limits<std::uint64_t>::max();
+    // Before, the offset became -1, which SQLite reads as no offset: the first page came back.
+    auto past_end = store.list({"Run", {}, 0, kHuge});
+    REQUIRE(past_end);
+    CHECK(past_end->empty());
+    auto unbounded = store.list({"Run", {}, kHuge, 0});
+    REQUIRE(unbounded);
+    CHECK(unbounded->size() == 2);
+    auto second = store.list({"Run", {}, kHuge, 1});
+    REQUIRE(second);
+    CHECK(second->size() == 1);
+    store.stop();
 }
