@@ -400,7 +400,9 @@ SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options
     if (path_.empty()) {
         path_ = host.data_dir() + "/synergos.db";
     }
-    busy_timeout_ms_ = static_cast<int>(options.get_int("busy_timeout_ms", 5000));
+    // Range-checked before it becomes an int: 4294967297 ms was truncated to 1 ms.
+    const std::int64_t busy_timeout = options.get_int("busy_timeout_ms", 5000);
+    busy_timeout_ms_ = busy_timeout >= 0 && busy_timeout <= kMaxBusyTimeoutMs ? static_cast<int>(busy_timeout) : -1;
     synchronous_ = upper(options.get_string("synchronous", "FULL"));
     read_connections_ = static_cast<int>(options.get_int("read_connections", 4));
     commit_timeout_ = std::chrono::milliseconds(options.get_int("commit_timeout_ms", 30000));
@@ -421,10 +423,13 @@ SqliteStorage::SqliteStorage(sdk::HostContext& host, const sdk::Options& options
     } else if (checkpoint_frames_ < 16 || checkpoint_frames_ > 8192) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
                                    "storage 'sqlite': option 'checkpoint_frames' must be 16-8192"};
-    } else if (busy_timeout_ms_ < 0 || commit_timeout_.count() <= 0) {
+    } else if (busy_timeout_ms_ < 0) {
         option_error_ = sdk::Error{ErrorCode::InvalidArgument,
-                                   "storage 'sqlite': options 'busy_timeout_ms' and "
-                                   "'commit_timeout_ms' must be positive"};
+                                   "storage 'sqlite': option 'busy_timeout_ms' must be 0-" +
+                                       std::to_string(kMaxBusyTimeoutMs) + " (1 hour)"};
+    } else if (commit_timeout_.count() <= 0) {
+        option_error_ = sdk::Error{ErrorCode::InvalidArgument,
+                                   "storage 'sqlite': option 'commit_timeout_ms' must be positive"};
     }
 }
 

@@ -35,7 +35,7 @@ inline constexpr sdk::OptionSpec kOptions[] = {
     {"path", sdk::OptionType::Path, false, nullptr,
      "database file; default <data_dir>/synergos.db (parent folders are created)", false},
     {"busy_timeout_ms", sdk::OptionType::DurationMs, false, "5000",
-     "how long a statement waits for a lock held by another process", false},
+     "how long a statement waits for a lock held by another process (0-3600000)", false},
     {"synchronous", sdk::OptionType::String, false, "FULL",
      "SQLite synchronous level: OFF, NORMAL, FULL or EXTRA (FULL: a commit survives power loss)",
      false},
@@ -71,6 +71,9 @@ inline constexpr std::chrono::milliseconds kSnapshotMaxAge{50};
 
 /// At most this many cached reads of each kind (get, list) are kept.
 inline constexpr std::size_t kReadCacheEntries = 1024;
+
+/// The longest `busy_timeout_ms` accepted (one hour; the readers' waits add a second to it).
+inline constexpr std::int64_t kMaxBusyTimeoutMs = 3600 * 1000;
 
 /// The schema version this build migrates to.
 inline constexpr int kSchemaVersion = 3;

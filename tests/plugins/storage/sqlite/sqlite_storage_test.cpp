@@ -1093,3 +1093,21 @@ TEST_CASE("sqlite storage: a list limit or offset past INT64_MAX means no limit 
     CHECK(second->size() == 1);
     store.stop();
 }
+
+TEST_CASE("sqlite storage refuses a busy_timeout_ms outside 0 to one hour, naming it", "[unit][storage]") {
+    TempDir dir;
+    sdk::testing::FakeHost host(dir.path);
+    // 2^32 + 1 ms was cut to 1 ms by the cast to int and accepted.
+    for (const char* wrong : {"4294967297", "-1", "3600001"}) {
+        SqliteStorage bad(host, opts({{"path", dir.path + "/bad.db"}, {"busy_timeout_ms", wrong}}));
+        const auto st = bad.start();
+        INFO(wrong);
+        REQUIRE_FALSE(st.is_ok());
+        CHECK(st.code() == sdk::ErrorCode::InvalidArgument);
+        CHECK(st.message().find("busy_timeout_ms") != std::string::npos);
+    }
+    SqliteStorage ok(host, opts({{"path", dir.path + "/ok.db"}, {"busy_timeout_ms", "3600000"},
+                                 {"wal_preallocate_mb", "0"}}));
+    CHECK(ok.start().is_ok());
+    ok.stop();
+}
