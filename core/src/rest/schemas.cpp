@@ -32,17 +32,6 @@ bool is_string_array(const Json& v) {
     return true;
 }
 
-bool is_array_of_string_arrays(const Json& v) {
-    if (!v.is_array()) {
-        return false;
-    }
-    for (const auto& item : v) {
-        if (!is_string_array(item)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 Check fail(std::string field, std::string problem) {
     return FieldError{std::move(field), std::move(problem)};
@@ -324,7 +313,7 @@ Check tag(const Json& doc) {
         return fail("train", "is required");
     }
     for (const char* f : {"train", "evaluate", "predict"}) {
-        if (const Json* v = find(doc, f); v && !is_array_of_string_arrays(*v)) {
+        if (const Json* v = find(doc, f); v && !is_tag_list(*v)) {
             return fail(f, "must be an array of arrays of strings");
         }
     }
@@ -364,6 +353,18 @@ std::optional<FieldError> validate_document(std::string_view kind, const nlohman
         return tag(doc);
     }
     return std::nullopt;
+}
+
+bool is_tag_list(const Json& tags) {
+    if (!tags.is_array()) {
+        return false;
+    }
+    for (const auto& tag : tags) {
+        if (!is_string_array(tag)) {
+            return false;
+        }
+    }
+    return true;
 }
 
 std::optional<std::string> id_problem(std::string_view id) {

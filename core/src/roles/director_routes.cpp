@@ -12,6 +12,7 @@
 #include "synergos/core/rest/connect_routes.hpp"
 #include "synergos/core/rest/error_mapping.hpp"
 #include "synergos/core/rest/record_store.hpp"
+#include "synergos/core/rest/schemas.hpp"
 
 namespace synergos::core::roles {
 
@@ -228,24 +229,6 @@ private:
             }
         }
         return cl;
-    }
-
-    /// A list of tags as the Tag record holds them: lists of path tokens (strings).
-    static bool is_tag_list(const json& tags) {
-        if (!tags.is_array()) {
-            return false;
-        }
-        for (const auto& tag : tags) {
-            if (!tag.is_array()) {
-                return false;
-            }
-            for (const auto& token : tag) {
-                if (!token.is_string()) {
-                    return false;
-                }
-            }
-        }
-        return true;
     }
 
     /// The Tag fields an alignment depends on: all but `predict`. A predictions POST brings new
@@ -701,7 +684,7 @@ private:
         const json new_tags = body.value("tags", json::object());
         for (auto& [project_id, tags] : new_tags.items()) {
             const std::string field = "tags." + project_id;
-            if (!is_tag_list(tags)) {
+            if (!rest::is_tag_list(tags)) {
                 throw Fail{Response::field_error(
                     422, "field '" + field + "' must be a list of tags (lists of strings)", field)};
             }

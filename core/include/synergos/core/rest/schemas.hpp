@@ -23,6 +23,9 @@ struct FieldError {
 /// Checks a document of `kind` (without its id fields). nullopt when valid.
 std::optional<FieldError> validate_document(std::string_view kind, const nlohmann::json& doc);
 
+/// A list of data tags as a Tag record holds them: arrays of path tokens (strings).
+bool is_tag_list(const nlohmann::json& tags);
+
 /// Ids (path parameters and body id fields): 1-128 of [A-Za-z0-9_.:-], not "." or "..".
 /// Returns the problem, or nullopt when valid.
 std::optional<std::string> id_problem(std::string_view id);
