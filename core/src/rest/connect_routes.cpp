@@ -780,9 +780,10 @@ public:
                });
     }
 
-    /// See RecordMerger::merge.
+    /// See RecordMerger::stop_writes.
     void stop_writes() noexcept override { writes_.stop(); }
 
+    /// See RecordMerger::merge.
     sdk::Status merge(std::vector<RecordPatch> patches, std::chrono::milliseconds timeout) override {
         // Turns are taken in one order (by record), so two merges never wait for each other;
         // one record's patches become one (later fields win).
