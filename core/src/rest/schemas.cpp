@@ -32,7 +32,6 @@ bool is_string_array(const Json& v) {
     return true;
 }
 
-
 Check fail(std::string field, std::string problem) {
     return FieldError{std::move(field), std::move(problem)};
 }

@@ -7,6 +7,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,14 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
+/// Records `plugin` as the one handling `what` and returns nullopt, or returns the plugin that
+/// already does (two plugins claiming one job process or data type is a configuration error).
+std::optional<std::string> claim(std::map<std::string, std::string>& owners, const std::string& what,
+                                 const std::string& plugin) {
+    auto [it, fresh] = owners.try_emplace(what, plugin);
+    return fresh ? std::nullopt : std::optional<std::string>(it->second);
+}
+
 /// Which TTP function handles each job process (from each function's `processes()`). Two
 /// functions claiming one process is a configuration error naming both: the one listed later
 /// used to win silently (a fixture claiming `train` "succeeded" every training, writing nothing).
@@ -45,13 +54,12 @@ sdk::Result<jobs::FunctionRegistry> function_registry(Runtime& rt) {
                               "ttp function '" + name + "' failed to list its processes: " + e.what()};
         }
         for (const auto& process : processes) {
-            if (auto it = owner.find(process); it != owner.end()) {
+            if (auto other = claim(owner, process, name)) {
                 return sdk::Error{sdk::ErrorCode::InvalidArgument,
                                   "ttp function '" + name + "' claims process '" + process +
-                                      "', already handled by ttp function '" + it->second +
+                                      "', already handled by ttp function '" + *other +
                                       "'; list only one of them"};
             }
-            owner[process] = name;
             registry[process] = fn;
         }
     }
@@ -260,12 +268,11 @@ int run_worker(Runtime& rt) {
         } catch (const std::exception& e) {
             return fail(rt, "start-up failed", "data plugin '" + name + "' failed to name its data type: " + e.what());
         }
-        if (auto it = pipeline_owner.find(datatype); it != pipeline_owner.end()) {
+        if (auto other = claim(pipeline_owner, datatype, name)) {
             return fail(rt, "start-up failed",
                         "data plugin '" + name + "' handles data type '" + datatype +
-                            "', already handled by data plugin '" + it->second + "'; list only one of them");
+                            "', already handled by data plugin '" + *other + "'; list only one of them");
         }
-        pipeline_owner[datatype] = name;
         wc.pipelines[datatype] = pipeline;
     }
     wc.model = rt.model();

@@ -308,7 +308,12 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
             batch.push_back({sdk::WriteMode::Upsert, "Alignment", ttp::alignment_key(job->collab(), job->project(), pid),
                              doc.dump()});
         }
-        for (const auto& update : out->value("experiments", json::array())) {
+        // The stored models are fixed to the superset's sizes, not the ones the job was
+        // submitted with: a PUT of an experiment while the workers were polled would otherwise
+        // be reverted. (Execute lists experiments only when it aligned, so the sizes are there.)
+        const bool sized = superset.is_object() && superset.value("X", json()).is_array() &&
+                           superset.value("y", json()).is_array();
+        for (const auto& update : sized ? out->value("experiments", json::array()) : json::array()) {
             const std::string expt_id = update.value("expt_id", "");
             auto rec = ctx.storage().get("Experiment", ttp::experiment_key(job->collab(), job->project(), expt_id));
             if (!rec) {
@@ -321,18 +326,10 @@ sdk::Result<std::vector<sdk::Mutation>> AlignFunction::archive(sdk::ArchiveConte
             if (!doc) {
                 return doc.error();
             }
-            const bool sized = superset.is_object() && superset.value("X", json()).is_array() &&
-                               superset.value("y", json()).is_array();
-            if (sized && doc->contains("model")) {
-                // The stored model fixed, not the one the job was submitted with: a PUT of the
-                // experiment while the workers were polled would otherwise be reverted.
-                (*doc)["model"] = auto_fix_model((*doc)["model"], superset["X"].size(), superset["y"].size());
-            } else {
-                const json updates = update.value("updates", json::object());
-                for (auto& [k, v] : updates.items()) {
-                    (*doc)[k] = v;
-                }
+            if (!doc->contains("model")) {
+                continue;  // nothing to fix
             }
+            (*doc)["model"] = auto_fix_model((*doc)["model"], superset["X"].size(), superset["y"].size());
             batch.push_back({sdk::WriteMode::Update, "Experiment", rec->key, doc->dump()});
         }
         return batch;

@@ -78,6 +78,17 @@ private:
     std::atomic<bool> busy_{false};
 };
 
+/// A started sqlite store in a temporary folder, stopped at the end (synchronous NORMAL: these
+/// tests are about grouping, not about the fsync).
+struct Store {
+    synergos::testing::TempDir dir;
+    sdk::testing::FakeHost host{dir.path};
+    synergos::plugins::sqlite::SqliteStorage storage{
+        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}})};
+    Store() { REQUIRE(storage.start().is_ok()); }
+    ~Store() { storage.stop(); }
+};
+
 sdk::Mutation insert_run(const std::string& run) {
     return {sdk::WriteMode::Insert,
             "Run",
@@ -89,11 +100,8 @@ sdk::Mutation insert_run(const std::string& run) {
 
 TEST_CASE("WriteQueue commits queued batches as one and gives a conflicting batch its own outcome",
           "[unit][rest]") {
-    synergos::testing::TempDir dir;
-    sdk::testing::FakeHost host(dir.path);
-    synergos::plugins::sqlite::SqliteStorage storage(
-        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
-    REQUIRE(storage.start().is_ok());
+    Store store;
+    auto& storage = store.storage;
     REQUIRE(storage.apply({insert_run("taken")}).has_value());
     HeldBackend held(storage);
     std::vector<std::future<WriteQueue::Outcome>> outcomes;
@@ -153,16 +161,12 @@ TEST_CASE("WriteQueue commits queued batches as one and gives a conflicting batc
     auto runs = storage.list({"Run", {}, 0, 0});
     REQUIRE(runs.has_value());
     CHECK(runs->size() == 21);  // taken + r0..r19; first created and deleted
-    storage.stop();
 }
 
 TEST_CASE("WriteQueue gives a whole group the store's own failure instead of retrying each write",
           "[unit][rest]") {
-    synergos::testing::TempDir dir;
-    sdk::testing::FakeHost host(dir.path);
-    synergos::plugins::sqlite::SqliteStorage storage(
-        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
-    REQUIRE(storage.start().is_ok());
+    Store store;
+    auto& storage = store.storage;
     HeldBackend held(storage);
     held.stay_busy();
     std::vector<std::future<WriteQueue::Outcome>> outcomes;
@@ -191,15 +195,11 @@ TEST_CASE("WriteQueue gives a whole group the store's own failure instead of ret
     // The held write, then the ten queued ones once together. Before, each was then tried
     // again alone: with a store that times out, every write behind them waited ten timeouts.
     CHECK(held.sizes() == std::vector<std::size_t>{1, 10});
-    storage.stop();
 }
 
 TEST_CASE("WriteQueue commits a group without a conflict in one apply", "[unit][rest]") {
-    synergos::testing::TempDir dir;
-    sdk::testing::FakeHost host(dir.path);
-    synergos::plugins::sqlite::SqliteStorage storage(
-        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
-    REQUIRE(storage.start().is_ok());
+    Store store;
+    auto& storage = store.storage;
     HeldBackend held(storage);
     std::vector<std::future<WriteQueue::Outcome>> outcomes;
     {
@@ -226,17 +226,13 @@ TEST_CASE("WriteQueue commits a group without a conflict in one apply", "[unit][
     }
     CHECK(doc_ids.size() == 31);
     CHECK(held.sizes() == std::vector<std::size_t>{1, 30});
-    storage.stop();
 }
 
 TEST_CASE("WriteQueue never applies a committed group again when the backend's answer does not "
           "line up with its batches",
           "[unit][rest]") {
-    synergos::testing::TempDir dir;
-    sdk::testing::FakeHost host(dir.path);
-    synergos::plugins::sqlite::SqliteStorage storage(
-        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
-    REQUIRE(storage.start().is_ok());
+    Store store;
+    auto& storage = store.storage;
     HeldBackend held(storage);
     held.report_delete_where();
     std::vector<std::future<WriteQueue::Outcome>> outcomes;
@@ -272,17 +268,13 @@ TEST_CASE("WriteQueue never applies a committed group again when the backend's a
     REQUIRE(runs.has_value());
     REQUIRE(runs->size() == 1);
     CHECK(runs->front().key.back().value == "second");
-    storage.stop();
 }
 
 TEST_CASE("WriteQueue::stop waits for the group being committed, fails the queued writes and "
           "refuses later ones",
           "[unit][rest]") {
-    synergos::testing::TempDir dir;
-    sdk::testing::FakeHost host(dir.path);
-    synergos::plugins::sqlite::SqliteStorage storage(
-        host, sdk::Options(std::map<std::string, std::string>{{"synchronous", "NORMAL"}}));
-    REQUIRE(storage.start().is_ok());
+    Store store;
+    auto& storage = store.storage;
     HeldBackend held(storage);
     WriteQueue queue(held);
     std::vector<std::future<WriteQueue::Outcome>> outcomes;
@@ -311,5 +303,4 @@ TEST_CASE("WriteQueue::stop waits for the group being committed, fails the queue
     REQUIRE(outcomes[2].wait_for(0s) == std::future_status::ready);
     CHECK(outcomes[2].get().error().code == sdk::ErrorCode::Unavailable);
     CHECK(held.sizes() == std::vector<std::size_t>{1});
-    storage.stop();
 }
