@@ -312,6 +312,77 @@ TEST_CASE("A director serves its job service's and store writer's metrics at GET
 }
 #endif
 
+#if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS)
+namespace {
+
+/// A director whose log sink (the loader's `good` fixture) takes a minute to stop: a component
+/// that hangs in its stop. `node_extra` goes under `node:`.
+fs::path write_hanging_director_config(const fs::path& dir, const std::string& node_extra) {
+    const fs::path config = dir / "director.yaml";
+    std::ofstream(config) << "node: {id: cli-hang" << node_extra << "}\n"
+                          << "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
+                             "plugins: {search_paths: ['" SYNERGOS_TEST_FIXTURE_PLUGIN_DIR "']}\n"
+                             "logging: {backend: good, options: {stop_ms: 60000}}\n"
+                             "message_queue: memory\n"
+                             "storage: sqlite\n"
+                             "tracking: none\n"
+                             "ttp: {functions: []}\n"
+                             "aggregators: []\n"
+                             "model: none\n";
+    return config;
+}
+
+/// The `forced exit` record on stderr (null when there is none).
+json forced_exit(const Child& child) {
+    for (const auto& r : records(child.err_lines())) {
+        if (r["event"] == "forced exit") {
+            return r;
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+TEST_CASE("A second SIGTERM ends a director whose stop hangs, naming the component", "[cli][lifecycle]") {
+    TempDir dir;
+    Child child({"director", "--config", write_hanging_director_config(dir.path, "").string(), "--port", "0"});
+    REQUIRE(child.read_until([&](const auto&) { return !child.out_lines().empty(); }, kTimeout));
+    child.signal(SIGTERM);
+    // Every other component has stopped once the sink (the first started) is stopping.
+    REQUIRE(child.read_until([](const auto& lines) { return has_event(lines, "fixture sink stopping"); },
+                             kTimeout));
+    CHECK_FALSE(child.wait(std::chrono::milliseconds(500)).has_value());  // it does hang
+    child.signal(SIGTERM);
+    // Before: the second signal was ignored and the stop waited out the sink's minute.
+    const auto code = child.wait(std::chrono::seconds(10));
+    REQUIRE(code.has_value());
+    CHECK(*code == 128 + SIGTERM);
+    const json record = forced_exit(child);
+    INFO(child.out_text());
+    REQUIRE(record.is_object());
+    CHECK(record["fields"]["component"] == "logging/good");
+    CHECK(record["fields"]["reason"] == "a second SIGTERM while stopping");
+}
+
+TEST_CASE("A director whose stop outlasts node.stop_timeout_s exits 1, naming the component",
+          "[cli][lifecycle]") {
+    TempDir dir;
+    Child child({"director", "--config", write_hanging_director_config(dir.path, ", stop_timeout_s: 1").string(),
+                 "--port", "0"});
+    REQUIRE(child.read_until([&](const auto&) { return !child.out_lines().empty(); }, kTimeout));
+    child.signal(SIGTERM);
+    // Before: no limit, so still stopping after 20 s (the sink takes 60).
+    const auto code = child.wait(std::chrono::seconds(20));
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    const json record = forced_exit(child);
+    REQUIRE(record.is_object());
+    CHECK(record["fields"]["component"] == "logging/good");
+    CHECK(record["fields"]["reason"] == "stopping took longer than node.stop_timeout_s (1 s)");
+}
+#endif
+
 #if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS) && defined(SYNERGOS_CLI_FIXTURE_TTP_DIR)
 TEST_CASE("A director refuses two TTP functions claiming one job process, naming both",
           "[cli][fatal]") {

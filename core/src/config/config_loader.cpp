@@ -326,7 +326,10 @@ constexpr std::size_t kMaxConfigValues = 1'000'000;
 void refuse_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& source_name,
                            std::size_t& values, int depth = 0) {
     if (depth > 64) {
-        return;  // past any real config; the readers refuse such nesting by name
+        // Past any real config. Before, the walk stopped here, so aliases nested deeper were
+        // neither counted nor checked, and a plugin option expanded them all (out of memory).
+        const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
+        throw ConfigError(source_name, line, path, "nested deeper than 64 levels: refused");
     }
     if (++values > kMaxConfigValues) {
         const int line = node.Mark().line >= 0 ? node.Mark().line + 1 : 0;
@@ -523,7 +526,11 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
                   "gpus"});
 
     if (const YAML::Node n = root["node"]) {
-        r.check_keys(n, "node", {"id", "role"});
+        r.check_keys(n, "node", {"id", "role", "stop_timeout_s"});
+        if (n["stop_timeout_s"]) {
+            c.node.stop_timeout_s =
+                static_cast<int>(r.integer(n["stop_timeout_s"], "node.stop_timeout_s", 1, 86'400));
+        }
         if (n["id"]) {
             c.node.id = r.text(n["id"], "node.id");
             if (c.node.id.empty()) {

@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
+#include <arpa/inet.h>
+
 #include <synergos/core/config/runtime_config.hpp>
 
 #include <sched.h>
@@ -200,7 +202,7 @@ RuntimeConfig RuntimeConfig::defaults_for(Role role) {
 
 nlohmann::json RuntimeConfig::to_json() const {
     nlohmann::json j;
-    j["node"] = {{"id", node.id}, {"role", role_name(node.role)}};
+    j["node"] = {{"id", node.id}, {"role", role_name(node.role)}, {"stop_timeout_s", node.stop_timeout_s}};
     j["paths"] = {{"data_dir", node.data_dir},
                   {"outputs_dir", node.outputs_dir},
                   {"mlflow_dir", node.mlflow_dir}};
@@ -289,6 +291,14 @@ void validate(const RuntimeConfig& config) {
     };
     if (config.node.id.empty()) {
         fail("node.id", "must not be empty");
+    }
+    // The server binds this address: a host name passed every check and then failed the start,
+    // after the job service had resumed its jobs.
+    if (in6_addr any{}; ::inet_pton(AF_INET, config.http.host.c_str(), &any) != 1 &&
+                        ::inet_pton(AF_INET6, config.http.host.c_str(), &any) != 1) {
+        fail("http.host", "'" + config.http.host +
+                              "' is not an IP address to listen on (e.g. 127.0.0.1, 0.0.0.0 or ::; not a "
+                              "host name)");
     }
     for (const auto& [key, value] : {std::pair{"paths.data_dir", &config.node.data_dir},
                                      std::pair{"paths.outputs_dir", &config.node.outputs_dir},

@@ -119,6 +119,13 @@ bool LoggerFactory::has_sink() const {
     return sink_ != nullptr;
 }
 
+void LoggerFactory::flush_sink() noexcept {
+    std::shared_lock<std::shared_mutex> lock(route_mutex_);
+    if (sink_ != nullptr) {
+        sink_->flush();
+    }
+}
+
 void LoggerFactory::emit(sdk::Level level, std::string_view component, std::string_view event,
                          nlohmann::json fields, sdk::SourceLocation location) noexcept {
     if (!enabled(level)) {

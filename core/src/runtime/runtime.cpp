@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
+#include <system_error>
+#include <thread>
 
 #include <synergos/core/config/plugin_requests.hpp>
 #include <synergos/core/logging/censor.hpp>
@@ -56,7 +58,12 @@ Runtime::Runtime(RuntimeConfig config, RuntimeOptions options)
     }
     if (options_.handle_signals) {
         signals_ = std::make_unique<SignalWatcher>([this](int signal_number) {
-            request_stop(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+            const std::string name = signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+            if (stop_requested()) {
+                // The operator asked again: whatever is still stopping is not waited for.
+                force_exit("a second " + name + " while stopping", 128 + signal_number);
+            }
+            request_stop(name);
         });
     }
 }
@@ -345,8 +352,24 @@ void Runtime::stop_all() noexcept {
     if (steps.empty()) {
         return;
     }
+    {
+        std::lock_guard<std::mutex> lock(progress_mutex_);
+        stop_done_ = false;
+    }
+    std::thread watchdog;
+    if (options_.handle_signals) {
+        try {
+            watchdog = std::thread([this] { watch_stop(); });
+        } catch (const std::system_error& e) {
+            logger_.warn("stopping without a time limit", {{"error", e.what()}});
+        }
+    }
     logger_.info("stopping", {{"components", steps.size()}});
     for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+        {
+            std::lock_guard<std::mutex> lock(progress_mutex_);
+            stopping_ = it->name;
+        }
         logger_.info("stopping component", {{"component", it->name}});
         try {
             it->stop();
@@ -356,7 +379,49 @@ void Runtime::stop_all() noexcept {
         }
         logger_.info("component stopped", {{"component", it->name}});
     }
+    {
+        std::lock_guard<std::mutex> lock(progress_mutex_);
+        stopping_.clear();
+        stop_done_ = true;
+    }
+    progress_cv_.notify_all();
+    if (watchdog.joinable()) {
+        watchdog.join();
+    }
     logger_.info("stopped");
+}
+
+void Runtime::watch_stop() {
+    std::unique_lock<std::mutex> lock(progress_mutex_);
+    const auto limit = std::chrono::seconds(config_.node.stop_timeout_s);
+    if (progress_cv_.wait_for(lock, limit, [this] { return stop_done_; })) {
+        return;
+    }
+    lock.unlock();
+    force_exit("stopping took longer than node.stop_timeout_s (" +
+                   std::to_string(config_.node.stop_timeout_s) + " s)",
+               1);
+}
+
+void Runtime::force_exit(const std::string& reason, int code) noexcept {
+    // Logging can block behind a stuck sink: the process ends within 2 s whatever happens here.
+    try {
+        std::thread([code] {
+            std::this_thread::sleep_for(std::chrono::seconds(2));
+            std::_Exit(code);
+        }).detach();
+    } catch (...) {
+        std::_Exit(code);
+    }
+    std::string component;
+    {
+        std::lock_guard<std::mutex> lock(progress_mutex_);
+        component = stopping_;
+    }
+    fatal("forced exit", {{"reason", reason}, {"component", component}, {"exit_code", code}});
+    loggers_->flush_sink();
+    std::fflush(nullptr);
+    std::_Exit(code);
 }
 
 void Runtime::request_stop(const std::string& reason) {

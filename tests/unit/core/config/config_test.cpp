@@ -221,6 +221,14 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         auto e = expect_error([&] { load_text(text); });
         CHECK_THAT(e.what(), Catch::Contains("more than 1000000 values"));
     }
+    SECTION("a plugin option nested deeper than any config") {
+        // Before, the walk that counts values stopped at depth 64: aliases nested below it were
+        // never counted, and the option's JSON expanded every one of them.
+        const std::string text = "model: {backend: torch, options: {x: " + std::string(70, '[') + "1" +
+                                 std::string(70, ']') + "}}\n";
+        auto e = expect_error([&] { load_text(text); });
+        CHECK_THAT(e.what(), Catch::Contains("nested deeper than 64 levels"));
+    }
     SECTION("a negative connection limit per address") {
         auto e = expect_error([] { load_text("http: {max_connections_per_peer: -1}\n"); });
         CHECK(e.key() == "http.max_connections_per_peer");
@@ -249,6 +257,25 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         auto e = expect_error([] { load_text("jobs: {retry_pause_ms: 5000, retry_pause_max_ms: 1000}\n"); });
         CHECK(e.key() == "jobs.retry_pause_max_ms");
         CHECK_THAT(e.what(), Catch::Contains("5000"));
+    }
+    SECTION("a host name to listen on (the server binds addresses only)") {
+        TempDir dir;
+        const auto file = dir.write("named.yaml", "http: {host: worker-1.internal}\n");
+        // Before: accepted, and the director failed at start, after resuming its jobs.
+        auto e = expect_error([&] { build_config(Role::Worker, file, {}); });
+        CHECK(e.key() == "http.host");
+        CHECK_THAT(e.what(), Catch::Contains("worker-1.internal"));
+        FlagOverrides bracketed;
+        bracketed.host = "[::1]";
+        CHECK(expect_error([&] { build_config(Role::Director, std::nullopt, bracketed); }).key() == "http.host");
+        FlagOverrides v6;
+        v6.host = "::1";
+        CHECK(build_config(Role::Director, std::nullopt, v6).http.host == "::1");
+    }
+    SECTION("a stop time limit of zero (nothing could ever stop)") {
+        auto e = expect_error([] { load_text("node: {stop_timeout_s: 0}\n"); });
+        CHECK(e.key() == "node.stop_timeout_s");
+        CHECK(load_text("node: {stop_timeout_s: 5}\n").node.stop_timeout_s == 5);
     }
     SECTION("a job time limit past ten years") {
         auto e = expect_error([] { load_text("jobs: {job_timeout_s: 315360001}\n"); });

@@ -80,8 +80,8 @@ TEST_CASE("PluginLoader creates a well-formed plugin and reports its descriptor"
     CHECK(info.abi_major == SYNERGOS_SDK_ABI_MAJOR);
     CHECK(info.abi_minor == SYNERGOS_SDK_ABI_MINOR);
     CHECK(info.fingerprint == SYNERGOS_SDK_FINGERPRINT);
-    REQUIRE(info.option_info.size() == 2);
-    CHECK(info.option_keys == std::vector<std::string>{"prefix", "capacity"});
+    REQUIRE(info.option_info.size() == 3);
+    CHECK(info.option_keys == std::vector<std::string>{"prefix", "capacity", "stop_ms"});
     CHECK(info.option_info[1].default_value == std::optional<std::string>("8"));
     CHECK(std::string(info.options[0].key) == "prefix");
     sink.stop();

@@ -163,6 +163,10 @@ struct NodeConfig {
     std::string data_dir = "data";
     std::string outputs_dir = "outputs";
     std::string mlflow_dir = "mlflow";
+    /// `node.stop_timeout_s`: how long stopping may take before the process ends anyway, naming
+    /// the component still stopping. Under compose's 30 s grace period, so this process says
+    /// what hung before the engine's SIGKILL does it silently.
+    int stop_timeout_s = 25;
 };
 
 /// Everything a process needs to start.

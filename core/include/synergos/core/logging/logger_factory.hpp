@@ -99,6 +99,9 @@ public:
     /// Routes records back to the console; returns the sink that was attached (or nullptr).
     sdk::LogSink* detach_sink();
     bool has_sink() const;
+    /// Writes out what the attached sink buffers (nothing without one). For a process about to
+    /// end without stopping its sink.
+    void flush_sink() noexcept;
 
     /// Emits one record (used by HostLogger). Never throws.
     void emit(sdk::Level level, std::string_view component, std::string_view event,

@@ -72,7 +72,10 @@ struct FailedPlugin {
 struct RuntimeOptions {
     /// Where console records go (default: stderr). Tests capture them here.
     LoggerFactory::ConsoleWriter console;
-    /// Route SIGINT/SIGTERM to `request_stop` while the Runtime lives (one Runtime at a time).
+    /// Route SIGINT/SIGTERM to `request_stop` while the Runtime lives (one Runtime at a time),
+    /// and bound the stop as a process must: a signal once a stop was requested, or a `stop_all`
+    /// outlasting `node.stop_timeout_s`, ends the process at once ("forced exit", naming the
+    /// component still stopping; exit code 128 + signal, or 1).
     bool handle_signals = false;
     /// Where system metrics are read from (tests use a fake tree).
     SystemPaths system_paths;
@@ -160,6 +163,10 @@ private:
     };
 
     sdk::Status start_one(const PluginRequest& request);
+    /// Ends `stop_all` past `node.stop_timeout_s` (runs on its own thread during the stop).
+    void watch_stop();
+    /// Logs `forced exit` (on stderr even behind a sink), writes out the sink, _Exit(code).
+    [[noreturn]] void force_exit(const std::string& reason, int code) noexcept;
     template <typename Interface>
     sdk::Result<std::shared_ptr<Interface>> create(const PluginRequest& request, int* abi_minor = nullptr);
 
@@ -190,6 +197,11 @@ private:
     std::condition_variable stop_cv_;
     bool stop_requested_ = false;
     std::string stop_reason_;
+
+    std::mutex progress_mutex_;
+    std::condition_variable progress_cv_;
+    std::string stopping_;    ///< the component `stop_all` is stopping now
+    bool stop_done_ = false;  ///< `stop_all` finished (ends `watch_stop`)
 
     std::unique_ptr<SignalWatcher> signals_;
 };
