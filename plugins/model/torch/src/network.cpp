@@ -271,6 +271,18 @@ std::string batch_shape_text(at::IntArrayRef shape) {
     return s + "]";
 }
 
+void require_rows_by_columns(const std::vector<std::int64_t>& out) {
+    if (out.size() != 2) {
+        throw SpecError("the network's output must be 2-D (rows x columns), got " + batch_shape_text(out) +
+                        " (add a Flatten layer)");
+    }
+    if (out[0] != 2) {
+        // Scores would be read for the wrong rows (a Flatten with start_dim 0 folds the batch).
+        throw SpecError("the network's output must keep one row per sample: 2 samples gave " + shape_text(out) +
+                        " (a layer folds the batch dimension into another)");
+    }
+}
+
 std::string shape_text(at::IntArrayRef shape) {
     std::string s = "[";
     for (std::size_t i = 0; i < shape.size(); ++i) {
@@ -438,15 +450,16 @@ bool Network::has_untracked_batch_norm() const noexcept {
 sdk::Status check_shapes(const Architecture& layers, const std::vector<std::int64_t>& input_shape,
                          std::int64_t max_values) noexcept {
     try {
+        if (input_shape.empty()) {
+            check_size(layers, max_values);
+            Network network(layers, 0, /*initialise=*/false);  // each layer's own arguments
+            return sdk::Status::ok();
+        }
         check_size(layers, max_values, &input_shape);  // before allocating anything
         // Shapes do not depend on the weights: skip the seeded init (a second pass).
         Network network(layers, 0, /*initialise=*/false);
         const auto out = network.dry_run(input_shape);
-        if (out.size() != 2) {
-            return {sdk::ErrorCode::InvalidArgument,
-                    "the network's output must be 2-D (rows x columns), got " +
-                        batch_shape_text(out) + " (add a Flatten layer)"};
-        }
+        require_rows_by_columns(out);
         return sdk::Status::ok();
     } catch (const SpecError& e) {
         return {sdk::ErrorCode::InvalidArgument, e.what()};

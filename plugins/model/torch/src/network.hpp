@@ -70,5 +70,8 @@ std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b) noe
 std::string batch_shape_text(at::IntArrayRef shape);
 /// "[16, 4, 3, 3]".
 std::string shape_text(at::IntArrayRef shape);
+/// Throws SpecError unless a dry run's output (for its batch of 2) is rows x columns with one
+/// row per sample.
+void require_rows_by_columns(const std::vector<std::int64_t>& out);
 
 }  // namespace synergos::plugins::torch

@@ -118,10 +118,7 @@ std::string non_finite_entry(const Network& network) {
 std::int64_t output_width(Network& network, const sdk::Dataset& data, std::int64_t max_values) {
     check_size(network.layers(), max_values, &data.sample_shape);
     const auto out = network.dry_run(data.sample_shape);
-    if (out.size() != 2) {
-        throw SpecError("the network's output must be 2-D (rows x columns), got " +
-                        batch_shape_text(out) + " (add a Flatten layer)");
-    }
+    require_rows_by_columns(out);
     return out[1];
 }
 
@@ -711,13 +708,17 @@ sdk::Result<sdk::Inference> TorchModel::infer(const sdk::Dataset& data,
         // Scores are the probabilities the criterion reads the output as. BCEWithLogitsLoss and
         // CrossEntropyLoss take logits (they apply the sigmoid or softmax themselves): read raw,
         // the binary cut at 0.5 and the saved scores took a logit for a probability.
+        // An output already squashed by its own sigmoid or softmax is read as it is: squashed
+        // twice, every sigmoid output scored above 0.5 (all rows class 1).
         Tensor probabilities = raw;
+        const Activation last = network_->last_activation();
         if (log_softmax_here) {
             probabilities = ::torch::softmax(raw, 1);
-        } else if (is_classification(args, data) && args.criterion == CriterionKind::BceWithLogitsLoss) {
+        } else if (is_classification(args, data) && args.criterion == CriterionKind::BceWithLogitsLoss &&
+                   last != Activation::Sigmoid) {
             probabilities = ::torch::sigmoid(raw);
         } else if (is_classification(args, data) && args.criterion == CriterionKind::CrossEntropyLoss &&
-                   raw.size(1) > 1) {
+                   raw.size(1) > 1 && last != Activation::Softmax) {
             probabilities = ::torch::softmax(raw, 1);
         }
         const Tensor scores = probabilities.contiguous();

@@ -53,7 +53,9 @@ sdk::Result<std::unique_ptr<sdk::Model>> build_model(sdk::Logger& logger, Archit
 /// Dry-runs `layers` on a zero batch of `input_shape` (one sample's shape); InvalidArgument
 /// names the first layer that does not fit, or says the output is not rows x columns, or
 /// (before anything is allocated) names the layer whose parameters or output for one sample
-/// exceed `max_values`.
+/// exceed `max_values`. An empty `input_shape` is unknown (an image project, whose alignment
+/// names no features, or one sent without auto_align): the layers are built and their
+/// parameters bounded, and the shapes are left to the worker, which knows its data.
 sdk::Status check_shapes(const Architecture& layers, const std::vector<std::int64_t>& input_shape,
                          std::int64_t max_values) noexcept;
 

@@ -352,6 +352,17 @@ TrainArgs parse_train_args(std::string_view args_json) {
     if (a.nesterov && (a.dampening != 0.0 || a.initial_momentum() <= 0.0)) {
         FieldReader::fail("nesterov", "needs a momentum above 0 and dampening 0");
     }
+    // A cycled momentum is Adam's first beta, which must stay below 1: before, libtorch refused
+    // it when the optimizer was built, as "training failed in epoch -1: Invalid beta parameter".
+    if (a.cycles_momentum() && (a.optimizer == OptimizerKind::Adam || a.optimizer == OptimizerKind::AdamW)) {
+        for (const auto& [field, value] :
+             {std::pair{"base_momentum", a.cyclic.base_momentum}, std::pair{"max_momentum", a.cyclic.max_momentum}}) {
+            if (value >= 1.0) {
+                FieldReader::fail(field, "must be below 1 with " + a.optimizer_name +
+                                             " (it cycles the first beta; got " + json(value).dump() + ")");
+            }
+        }
+    }
     return a;
 }
 

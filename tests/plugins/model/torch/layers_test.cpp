@@ -288,6 +288,13 @@ TEST_CASE("validate finds shape mismatches and names the layer", "[unit][torch]"
       {"activation": "softmax", "is_input": false, "l_type": "Linear",
        "structure": {"bias": true, "in_features": 3136, "out_features": 3}}])";
     CHECK(f.backend.validate(femnist, args, {1, 28, 28}).is_ok());
+    // No shape known (an image project: its alignment names no features). Before, every such
+    // validate failed "input shape is empty", so the director refused image projects' jobs.
+    CHECK(f.backend.validate(femnist, args, {}).is_ok());
+    const auto huge = f.backend.validate(
+        net({layer("Linear", R"({"in_features": 100000, "out_features": 100000})")}), args, {});
+    CHECK(huge.code() == ErrorCode::InvalidArgument);  // the layers are still bounded
+    CHECK_THAT(huge.message(), Catch::Contains("max_parameters"));
 
     struct Case {
         std::string architecture;
@@ -309,9 +316,11 @@ TEST_CASE("validate finds shape mismatches and names the layer", "[unit][torch]"
         {net({layer("Conv2d", R"({"in_channels": 1, "out_channels": 2, "kernel_size": 3})")}),
          {1, 8, 8},
          {"output must be 2-D", "Flatten"}},
-        {net({layer("Linear", R"({"in_features": 4, "out_features": 3})")}),
-         {},
-         {"input shape is empty"}},
+        // Folds the batch into the rows: before, accepted, and scores were read for wrong rows.
+        {net({layer("Flatten", R"({"start_dim": 0, "end_dim": 1})"),
+              layer("Linear", R"({"in_features": 4, "out_features": 1})")}),
+         {3, 4},
+         {"one row per sample", "[6, 1]"}},
     };
     for (const auto& c : cases) {
         INFO(c.architecture);

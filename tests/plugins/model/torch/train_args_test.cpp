@@ -99,6 +99,8 @@ TEST_CASE("Mistyped or out-of-range run fields are errors naming the field", "[u
         Case{R"({"action": "cluster"})", "run field 'action'", false},
         Case{R"({"nesterov": true, "lr_scheduler": ""})", "run field 'nesterov'", false},
         Case{R"({"patience": -2})", "run field 'patience'", false},
+        Case{R"({"optimizer": "Adam", "max_momentum": 1.0})", "run field 'max_momentum' must be below 1 with Adam",
+             false},
         Case{R"([1, 2])", "must be a JSON object", false},
         Case{R"({})", "run field 'base_lr' is required by lr_scheduler CyclicLR", true},
         Case{R"({"base_lr": 0.1})", "run field 'max_lr' is required", true},

@@ -295,6 +295,21 @@ TEST_CASE("Outputs of logit criteria are scored as the probabilities the criteri
     }
     CHECK(out->loss == Approx(bce).epsilon(1e-6));  // the loss still takes the logits
 
+    // A sigmoid output is a probability already. Before, it was squashed again: every score
+    // landed in (0.5, 0.73) and every row read as class 1.
+    auto squashed = f.build(
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 1},
+            "activation": "sigmoid"}])",
+        "{}");
+    REQUIRE(squashed->load_state(linear_state(0.5, -0.25, 0.1)).is_ok());
+    auto read = squashed->infer(classify_data({2}, x, labels, 2),
+                                R"({"criterion": "BCEWithLogitsLoss", "action": "classify"})");
+    REQUIRE(read.has_value());
+    for (std::size_t r = 0; r < 3; ++r) {
+        const double z = 0.5 * kX[r][0] - 0.25 * kX[r][1] + 0.1;
+        CHECK(read->scores[r] == Approx(1 / (1 + std::exp(-z))).margin(1e-6));
+    }
+
     auto multi = f.build(
         R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3},
             "activation": ""}])",
