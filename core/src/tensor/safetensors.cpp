@@ -43,18 +43,20 @@ std::uint64_t read_u64_le(const unsigned char* p) noexcept {
     return v;
 }
 
-/// Element count of `shape`, or false when a dimension is negative or the product overflows.
+/// Element count of `shape`, or false when a dimension is negative or a partial product
+/// leaves int64 (Tensor::numel multiplies in int64 from the left: [2^62, 3, 0] counts 0 here
+/// but overflowed there, undefined behaviour).
 bool checked_numel(const std::vector<std::int64_t>& shape, std::uint64_t& numel) noexcept {
-    std::uint64_t n = 1;
+    std::int64_t n = 1;
     for (std::int64_t d : shape) {
         if (d < 0) {
             return false;
         }
-        if (__builtin_mul_overflow(n, static_cast<std::uint64_t>(d), &n)) {
+        if (__builtin_mul_overflow(n, d, &n)) {
             return false;
         }
     }
-    numel = n;
+    numel = static_cast<std::uint64_t>(n);
     return true;
 }
 

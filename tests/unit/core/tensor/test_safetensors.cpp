@@ -307,6 +307,11 @@ TEST_CASE("safetensors decode refuses malformed bodies with a message naming the
          raw_body(R"({"w":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,8]}})",
                   f32x2),
          "tensor 'w' has shape x dtype size"},
+        // Zero elements, but numel() multiplies from the left in int64: 2^62 * 3 overflowed
+        // there (undefined behaviour) after it was accepted here.
+        {"shape overflowing before its zero",
+         raw_body(R"({"w":{"dtype":"F32","shape":[4611686018427387904,3,0],"data_offsets":[0,0]}})", ""),
+         "tensor 'w' has shape x dtype size"},
         {"offsets out of range",
          raw_body(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", f32x2),
          "tensor 'w' has data_offsets [8, 16] outside"},
