@@ -170,7 +170,11 @@ Server parse_server(const std::string& url) {
     s.host = rest.substr(0, colon);
     if (colon != std::string::npos) {
         try {
-            const int p = std::stoi(rest.substr(colon + 1));
+            const std::string digits = rest.substr(colon + 1);
+            if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) {
+                throw std::invalid_argument("port");  // stoi read "5000abc" as 5000
+            }
+            const int p = std::stoi(digits);
             if (p <= 0 || p > 65535) {
                 throw std::out_of_range("port");
             }
@@ -400,6 +404,14 @@ const std::vector<std::string> kTagFields{"train", "evaluate", "predict", "model
 
 /// Whether a stored record's `data` already says what `wanted` says: the same value for each of
 /// `fields` (absent and null alike) and, for registrations, the same node_K blocks.
+/// A reply's `data` object, or an empty object when it has none (a proxy's or another
+/// service's answer). Read with find: a const json's operator[] on a missing key is undefined
+/// behaviour, not an exception.
+json data_of(const Api::Reply& reply) {
+    const auto it = reply.body.is_object() ? reply.body.find("data") : reply.body.end();
+    return it != reply.body.end() && it->is_object() ? *it : json::object();
+}
+
 bool holds(const json& data, const json& wanted, const std::vector<std::string>& fields) {
     if (!data.is_object() || !wanted.is_object()) {
         return false;
@@ -550,7 +562,9 @@ std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& ste
                     line += ", eval loss " + fmt(p["evaluate_loss"].get<double>(), 4);
                 }
                 if (p.contains("eta_s") && p["eta_s"].is_number() && state == "running") {
-                    line += ", ~" + std::to_string(static_cast<int>(std::ceil(p["eta_s"].get<double>()))) + " s left";
+                    // Clamped: a cast of a value past int's range is undefined behaviour.
+                    const double eta = std::clamp(std::ceil(p["eta_s"].get<double>()), 0.0, 1e9);
+                    line += ", ~" + std::to_string(static_cast<long long>(eta)) + " s left";
                 }
             }
             if ((state == "queued" || state == "running") && !job.value("reason", "").empty()) {
@@ -614,7 +628,7 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
     const Api::Reply held_expt = api.call("GET", eitem);
     if (held_expt.status != 200) {
         create_or_update(api, pbase + "/experiments", eitem, expt);
-    } else if (!same_model(held_expt.body["data"].value("model", json()), expt.value("model", json()),
+    } else if (!same_model(data_of(held_expt).value("model", json()), expt.value("model", json()),
                            alignment_fits(job))) {
         api.expect("PUT", eitem, expt, {200});
         const json steps_given = job.value("steps", json::array({"align"}));
@@ -657,11 +671,11 @@ int run_submit(const std::string& job_file, const ClientOptions& o, std::ostream
         // re-submit with `steps: [train]` found none.
         json tags = part["tags"];
         const Api::Reply held = api.call("GET", reg);
-        if (held.status != 200 || !holds(held.body["data"], registration, kRegistrationFields)) {
+        if (held.status != 200 || !holds(data_of(held), registration, kRegistrationFields)) {
             api.expect("POST", reg, registration, {201});
         }
         const Api::Reply held_tags = api.call("GET", reg + "/tags");
-        if (held_tags.status != 200 || !holds(held_tags.body["data"], tags, kTagFields)) {
+        if (held_tags.status != 200 || !holds(data_of(held_tags), tags, kTagFields)) {
             api.expect("POST", reg + "/tags", tags, {201});
         }
         if (tags.contains("predict") && tags["predict"].is_array() && !tags["predict"].empty()) {
@@ -1093,8 +1107,10 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
     if (const char* t = std::getenv("SYNERGOS_TOKEN_FILE")) {
         o.token_file = t;
     }
+    bool ca_from_env = false;
     if (const char* t = std::getenv("SYNERGOS_CA_FILE")) {
         o.ca_file = t;
+        ca_from_env = true;
     }
     std::string job_file;
     std::string state;
@@ -1119,11 +1135,16 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
             } else if (a == "--server") {
                 o.server = value("--server");
             } else if (a == "--token") {
+                // A flag beats the environment: a token from $SYNERGOS_TOKEN_FILE is not read.
                 o.token = value("--token");
+                o.token_file.clear();
             } else if (a == "--token-file") {
+                // Before, $SYNERGOS_TOKEN won over this flag and the wrong token was sent.
                 o.token_file = value("--token-file");
+                o.token.clear();
             } else if (a == "--ca-file") {
                 o.ca_file = value("--ca-file");
+                ca_from_env = false;
             } else if (a == "--json") {
                 o.json = true;
             } else if (a == "--timeout") {
@@ -1144,6 +1165,9 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
             std::cerr << "synergos " << command << ": " << e.what() << " (see synergos " << command << " --help)\n";
             return 64;
         }
+    }
+    if (ca_from_env && o.server.rfind("https://", 0) != 0) {
+        o.ca_file.clear();  // a default for https:// directors, not a mistake on an http:// one
     }
     if (command == "submit") {
         if (job_file.empty()) {

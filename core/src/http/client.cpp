@@ -24,6 +24,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <synergos/core/http/auth.hpp>
+
 #include "tls_policy.hpp"
 
 namespace synergos::core::http {
@@ -416,6 +418,18 @@ sdk::Status HttpClient::request_streaming(
     const std::string key = host + ":" + std::to_string(port);
     const std::string where =
         std::string(method) + (impl_->tls_ ? " https://" : " http://") + key + std::string(path);
+    if (!impl_->tls_ && !is_loopback_host(host)) {
+        // Anyone on the path could read the token and act as this client (the TTP towards its
+        // workers); the client commands refuse the same.
+        for (const auto& [name, value] : impl_->options_.default_headers) {
+            if (beast::iequals(name, "authorization")) {
+                return {sdk::ErrorCode::PermissionDenied,
+                        "http: " + where +
+                            ": a token is sent over TLS only, or to this machine (127.0.0.1, localhost): "
+                            "turn TLS on (worker_client.tls)"};
+            }
+        }
+    }
     const auto deadline = Clock::now() + timeout;
     const std::size_t limit = impl_->options_.max_response_bytes;
     std::uint64_t body_bytes = 0;

@@ -1,13 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 // Where the client commands send a token.
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
 #include <sstream>
+#include <string>
 
 #include <catch2/catch.hpp>
 
 #include <synergos/core/client/client.hpp>
 
+#include "stub_director.hpp"
+
 using synergos::core::client::ClientOptions;
+using synergos::core::http::Request;
+using synergos::core::http::Response;
 
 TEST_CASE("A client command sends no token over plain http to another machine", "[unit][client]") {
     ClientOptions o;
@@ -30,4 +39,56 @@ TEST_CASE("A client command sends no token over plain http to another machine", 
     std::ostringstream err3;
     CHECK(synergos::core::client::status(o, out, err3) == 2);
     CHECK(err3.str().find("unreachable") != std::string::npos);
+}
+
+namespace {
+
+/// Sets an environment variable for one scope.
+struct ScopedEnv {
+    std::string name;
+    ScopedEnv(std::string n, const std::string& value) : name(std::move(n)) { ::setenv(name.c_str(), value.c_str(), 1); }
+    ~ScopedEnv() { ::unsetenv(name.c_str()); }
+};
+
+}  // namespace
+
+TEST_CASE("A client flag beats the environment's token and CA", "[unit][client]") {
+    const std::string file_token = "file-token-0123456789abcdef";
+    synergos::tests::StubDirector server([&](const Request& r) {
+        if (r.header("authorization") != "Bearer " + file_token) {
+            return Response::error(401, "not the token of --token-file");
+        }
+        return Response::json(200, {{"data", nlohmann::json::array()}});
+    });
+    std::random_device rd;
+    const auto token_file =
+        std::filesystem::temp_directory_path() / ("synergos-client-token-" + std::to_string(rd()));
+    std::ofstream(token_file) << file_token << "\n";
+    const std::string url = server.url();
+    {
+        // Before, $SYNERGOS_TOKEN won over --token-file: the wrong token went out, 401.
+        ScopedEnv env("SYNERGOS_TOKEN", "env-token-0123456789abcdef");
+        const std::string file = token_file.string();
+        const char* argv[] = {"synergos", "status", "--server", url.c_str(), "--token-file", file.c_str()};
+        CHECK(synergos::core::client::main_if_client(6, argv) == 0);
+    }
+    {
+        // A CA in the environment is for https:// directors; before, an http:// one was refused
+        // with "--ca-file needs an https:// --server", a flag nobody gave.
+        ScopedEnv env("SYNERGOS_CA_FILE", "/nonexistent/ca.pem");
+        const std::string token = "--token";
+        const char* argv[] = {"synergos", "status", "--server", url.c_str(), token.c_str(), file_token.c_str()};
+        CHECK(synergos::core::client::main_if_client(6, argv) == 0);
+    }
+    std::error_code ec;
+    std::filesystem::remove(token_file, ec);
+}
+
+TEST_CASE("A --server port with trailing characters is refused", "[unit][client]") {
+    ClientOptions o;
+    o.server = "http://127.0.0.1:5000abc";
+    std::ostringstream out;
+    std::ostringstream err;
+    CHECK(synergos::core::client::status(o, out, err) == 2);
+    CHECK_THAT(err.str(), Catch::Contains("the port is not a number"));  // before: port 5000
 }

@@ -120,6 +120,22 @@ TEST_CASE("HttpClient reports a timeout when the response does not come in time"
     CHECK(client.request("POST", "127.0.0.1", f.port(), "/echo", "{}")->status == 200);
 }
 
+TEST_CASE("HttpClient sends a default token in plain HTTP only to this machine", "[unit][http]") {
+    Fixture f;
+    synergos::core::http::ClientOptions options;
+    options.default_headers.emplace_back("Authorization", "Bearer worker-token-0123456789");
+    HttpClient client(options);
+    CHECK(client.request("POST", "127.0.0.1", f.port(), "/echo", "{}")->status == 200);
+    // 0.0.0.0 is not a loopback name, though Linux delivers it over loopback: the request stays
+    // on this machine either way. Before, the token went out in the clear.
+    auto res = client.request("POST", "0.0.0.0", f.port(), "/echo", "{}");
+    REQUIRE_FALSE(res.has_value());
+    CHECK(res.error().code == ErrorCode::PermissionDenied);
+    CHECK_THAT(res.error().message, Catch::Contains("worker_client.tls"));
+    HttpClient tokenless;
+    CHECK(tokenless.request("POST", "0.0.0.0", f.port(), "/echo", "{}")->status == 200);
+}
+
 TEST_CASE("HttpClient reports an unreachable peer as Unavailable", "[unit][http]") {
     std::uint16_t port = 0;
     {
