@@ -16,8 +16,16 @@ jobs="${SYNERGOS_JOBS:-2}"
 export CCACHE_BASEDIR="$root" CCACHE_NOHASHDIR=true
 
 "$root/scripts/install-deps.sh"
-export SYNERGOS_TEST_AMQP_URL="${SYNERGOS_TEST_AMQP_URL:-$("$root/scripts/start-rabbitmq.sh")}"
-export SYNERGOS_TEST_RABBITMQCTL="${SYNERGOS_TEST_RABBITMQCTL:-$(command -v rabbitmqctl)}"
+# Assigned apart from `export`: `export X="$(cmd)"` takes export's status, so a broker that did
+# not start went unnoticed and every broker test ran against an empty URL.
+if [ -z "${SYNERGOS_TEST_AMQP_URL:-}" ]; then
+    SYNERGOS_TEST_AMQP_URL="$("$root/scripts/start-rabbitmq.sh")"
+fi
+# Debian puts rabbitmqctl in /usr/sbin, which a user's PATH may leave out.
+if [ -z "${SYNERGOS_TEST_RABBITMQCTL:-}" ]; then
+    SYNERGOS_TEST_RABBITMQCTL="$(PATH="$PATH:/usr/sbin:/sbin" command -v rabbitmqctl || true)"
+fi
+export SYNERGOS_TEST_AMQP_URL SYNERGOS_TEST_RABBITMQCTL
 echo "test: broker at $SYNERGOS_TEST_AMQP_URL"
 
 cmake --preset ci >/dev/null
