@@ -24,6 +24,10 @@
 #include "evaluation.hpp"
 #include "fedavg.hpp"
 #include "fedprox.hpp"
+#if __has_include("image_pipeline.hpp")  // the image plugin is built only where stb is installed
+#include "image_pipeline.hpp"
+#define SYNERGOS_E2E_HAVE_IMAGE 1
+#endif
 #include "memory_queue.hpp"
 #include "sqlite_storage.hpp"
 #include "synergos/core/http/client.hpp"
@@ -104,12 +108,18 @@ struct Worker {
     Worker(const std::string& id, const fs::path& root, const fs::path& data_dir)
         : host((root / id).string(), "worker"),
           tabular(host, opts()),
+#if defined(SYNERGOS_E2E_HAVE_IMAGE)
+          image(host, opts()),
+#endif
           model(host, opts()) {
         core::worker::WorkerServiceConfig c;
         c.participant_id = id;
         c.data_dir = data_dir.string();
         c.outputs_dir = (root / id / "outputs").string();
         c.pipelines["tabular"] = &tabular;
+#if defined(SYNERGOS_E2E_HAVE_IMAGE)
+        c.pipelines["image"] = &image;
+#endif
         c.model = &model;
         c.logger = &host.logger();
         service = std::make_unique<core::worker::WorkerService>(c);
@@ -126,6 +136,9 @@ struct Worker {
     std::function<void(const core::http::Request&)> before_request;
     sdk::testing::FakeHost host;
     plugins::tabular::TabularPipeline tabular;
+#if defined(SYNERGOS_E2E_HAVE_IMAGE)
+    plugins::image::ImagePipeline image;
+#endif
     plugins::torch::TorchBackend model;
     std::unique_ptr<core::worker::WorkerService> service;
     core::http::Router router;

@@ -180,4 +180,64 @@ TEST_CASE("abalone: two workers train a regression with R2 of at least 0.45 on t
     fs::remove_all(root, ec);
 }
 
+#if defined(SYNERGOS_E2E_HAVE_IMAGE)
+TEST_CASE("femnist: an image project aligns, trains and validates through the director", "[e2e][training]") {
+    // Before, the director validated each model against an input shape taken from the
+    // alignment's feature names, which an image project has none of: every train, validate and
+    // predict POST of an image project got 422 "input shape is empty".
+    const fs::path root = temp_root("femnist");
+    const fs::path images = fs::path(SYNERGOS_TEST_SOURCE_DIR) / "tests" / "data" / "images" / "femnist_evaluate";
+    for (const char* party : {"data1", "data2"}) {
+        for (const char* split : {"train", "evaluate"}) {
+            fs::create_directories(root / "data" / "femnist" / party);
+            fs::copy(images, root / "data" / "femnist" / party / split, fs::copy_options::recursive);
+        }
+    }
+    Worker w1("p1", root, root / "data");
+    Worker w2("p2", root, root / "data");
+    Director director(root / "director");
+    Client client(director.port());
+    // The femnist example's architecture and hyper-parameters (Synergos example datasets).
+    const json model = json::parse(R"([
+        {"activation": "relu", "is_input": true, "l_type": "Conv2d",
+         "structure": {"in_channels": 1, "out_channels": 4, "kernel_size": 3, "stride": 1, "padding": 1}},
+        {"activation": null, "is_input": false, "l_type": "Flatten", "structure": {}},
+        {"activation": "softmax", "is_input": false, "l_type": "Linear",
+         "structure": {"bias": true, "in_features": 3136, "out_features": 3}}])");
+    const json run = {{"algorithm", "FedAvg"}, {"rounds", 2}, {"epochs", 1}, {"base_lr", 0.0005},
+                      {"max_lr", 0.005}, {"criterion", "NLLLoss"}, {"seed", 42}};
+    client.setup("femnist", "fp", "classify", model, run, {{"p1", w1.port()}, {"p2", w2.port()}},
+                 {{{"train", {{"femnist", "data1", "train"}}}, {"evaluate", {{"femnist", "data1", "evaluate"}}}},
+                  {{"train", {{"femnist", "data2", "train"}}}, {"evaluate", {{"femnist", "data2", "evaluate"}}}}});
+    const std::string project = "/collaborations/femnist/projects/fp";
+    client.wait_jobs(client.call("POST", "/ttp/train" + project + "/alignments",
+                                 {{"auto_align", true}, {"auto_fix", true}}, 201));
+    auto expt = client.call("GET", "/ttp/connect" + project + "/experiments/e1")["data"];
+    CHECK(expt["model"][0]["structure"]["in_channels"] == 1);  // images: no feature count to fit
+    CHECK(expt["model"][2]["structure"]["out_features"] == 3);  // J, K, L
+
+    auto trained = client.wait_jobs(client.call("POST", "/ttp/train" + project + "/models/e1/r1", json::object(), 200));
+    CHECK(trained[0]["outputs"]["summary"]["rounds_run"].get<int>() == 2);
+    auto models = client.call("GET", "/ttp/train" + project + "/models/e1/r1")["data"];
+    REQUIRE(models.size() == 1);
+    CHECK(fs::exists(models[0]["global"]["path"].get<std::string>()));
+
+    client.wait_jobs(client.call("POST", "/ttp/evaluate" + project + "/validations/e1/r1", json::object(), 200));
+    auto validations = client.call("GET", "/ttp/evaluate" + project + "/validations/e1/r1")["data"];
+    REQUIRE(validations.size() == 2);
+    for (const auto& v : validations) {
+        const json& stats = v["evaluate"]["statistics"];
+        REQUIRE(stats["TPs"].size() == 3);
+        double rows = 0;
+        for (std::size_t c = 0; c < 3; ++c) {
+            rows += stats["TPs"][c].get<double>() + stats["FNs"][c].get<double>();
+        }
+        CHECK(rows == 89);  // mapping.csv's rows
+        WARN("femnist accuracy for " << v["key"]["participant_id"] << ": " << overall_accuracy(stats));
+    }
+    std::error_code ec;
+    fs::remove_all(root, ec);
+}
+#endif
+
 }  // namespace synergos::e2e
