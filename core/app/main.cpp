@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `synergos`: parses the command line, builds the config, dispatches to a role or a tool, and
-// turns the outcome into an exit code (0 ok, 1 failure, 2 command-line mistake).
+// turns the outcome into an exit code (0 ok, 1 failure, 2 command-line mistake, 78 a config
+// no restart can fix).
 #include <algorithm>
 #include <filesystem>
 #include <iostream>

@@ -400,6 +400,9 @@ TEST_CASE("security config: token sources and TLS files are checked with clear e
     CHECK_THAT(too_short, Catch::Contains("shorter than 16"));
     CHECK(too_short.find("abc\n") == std::string::npos);
     CHECK_THAT(bad("http: {tokens: [{file: missing.token}]}\n"), Catch::Contains("missing.token"));
+    // A device or FIFO is not read (a FIFO waited for a writer; /dev/zero grew without bound;
+    // before, /dev/null read as a token "shorter than 16").
+    CHECK_THAT(bad("http: {tokens: [{file: /dev/null}]}\n"), Catch::Contains("not a regular file"));
     CHECK_THAT(bad("http: {tls: {cert_file: a.pem}}\n"), Catch::Contains("http.tls"));
     CHECK_THAT(bad("http: {tls: {kye_file: a.pem}}\n"), Catch::Contains("kye_file"));
 
@@ -439,6 +442,9 @@ TEST_CASE("a role checks its tokens TLS files and outputs folder before anything
                        "http: {tls: {cert_file: /nonexistent.pem, key_file: /nonexistent.key}}\n"),
                Catch::Contains("http.tls.cert_file") && Catch::Contains("/nonexistent.pem") &&
                    Catch::Contains("No such file"));
+    // A FIFO or device: opening a FIFO waited for a writer (check-config hung on /dev/stdin).
+    CHECK_THAT(refused(core::Role::Director, "http: {tls: {cert_file: /dev/null, key_file: /dev/null}}\n"),
+               Catch::Contains("http.tls.cert_file") && Catch::Contains("not a regular file"));
     CHECK_THAT(refused(core::Role::Director, "http: {host: 0.0.0.0}\n"),
                Catch::Contains("--allow-insecure"));
     CHECK_THAT(refused(core::Role::Ttp, "message_queue: rabbitmq\nworker_client: {tls: true, ca_file: /nonexistent-ca.pem}\n"),

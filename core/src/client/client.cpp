@@ -1163,7 +1163,7 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
             }
         } catch (const std::exception& e) {
             std::cerr << "synergos " << command << ": " << e.what() << " (see synergos " << command << " --help)\n";
-            return 64;
+            return 2;  // a command-line mistake, as for every other command
         }
     }
     if (ca_from_env && o.server.rfind("https://", 0) != 0) {
@@ -1172,7 +1172,7 @@ std::optional<int> main_if_client(int argc, const char* const* argv) {
     if (command == "submit") {
         if (job_file.empty()) {
             std::cerr << "synergos submit: missing JOB.yaml (see synergos submit --help)\n";
-            return 64;
+            return 2;
         }
         return submit(job_file, o, std::cout, std::cerr);
     }

@@ -182,7 +182,7 @@ std::string help_text(std::optional<Command> command) {
         out << "Usage: synergos check-config FILE [OPTIONS]\n\n"
             << "Loads FILE, applies the flags, validates everything and opens every plugin it\n"
             << "names (options checked against each plugin's table). Exits 0 when valid,\n"
-            << "otherwise 1 with one line naming the file and key.\n"
+            << "otherwise 78 (EX_CONFIG) with one line naming the file and key.\n"
             << "It checks the file and every plugin's options; nothing is started or connected\n"
             << "to, so a broker or Graylog that is unreachable or refuses the credentials still\n"
             << "passes.\n\n";
@@ -270,6 +270,14 @@ CliInvocation parse_command_line(int argc, const char* const* argv) {
     inv.flags = flags_from(vm);
     if (*command == Command::CheckConfig) {
         auto file = opt<std::string>(vm, "file");
+        // A multi-token flag takes the positional FILE after it (`-l basic cfg.yaml`): a variant
+        // is 1 token (basic, memory) or 3 (VARIANT HOST PORT), so a 2nd or 4th is the FILE.
+        for (auto* variant : {&inv.flags.logging_variant, &inv.flags.queue}) {
+            if (!file && *variant && ((*variant)->size() == 2 || (*variant)->size() == 4)) {
+                file = (*variant)->back();
+                (*variant)->pop_back();
+            }
+        }
         if (file && inv.config_file && *file != *inv.config_file) {
             throw UsageError("synergos check-config: give the file once (FILE or --config)");
         }

@@ -381,6 +381,15 @@ std::string read_file(const std::string& path) {
     if (fs::is_directory(path, ec)) {
         throw ConfigError(path, 0, {}, "is a directory, not a config file");
     }
+    // A device or a FIFO (/dev/zero, /dev/stdin) was read to its end: memory without bound, or
+    // a wait for a writer that never comes.
+    if (!fs::is_regular_file(path, ec)) {
+        throw ConfigError(path, 0, {}, "is not a regular file");
+    }
+    constexpr std::uintmax_t kMaxConfigBytes = 16 * 1024 * 1024;
+    if (const auto size = fs::file_size(path, ec); !ec && size > kMaxConfigBytes) {
+        throw ConfigError(path, 0, {}, "is " + std::to_string(size) + " bytes, more than a config file's 16 MiB");
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         throw ConfigError(path, 0, {}, "cannot be read");

@@ -41,6 +41,10 @@ sdk::Status readable(const std::string& path, const std::string& key) {
     if (std::filesystem::is_directory(path, ec)) {
         return sdk::Status(sdk::ErrorCode::InvalidArgument, key + ": '" + path + "' is a directory, not a file");
     }
+    // Opening a FIFO waits for a writer: check-config hung on `cert_file: /dev/stdin`.
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+        return sdk::Status(sdk::ErrorCode::InvalidArgument, key + ": '" + path + "' is not a regular file");
+    }
     errno = 0;
     std::ifstream in(path, std::ios::binary);
     if (!in) {
@@ -113,6 +117,12 @@ sdk::Result<std::string> read_secret(const SecretSource& source, const std::stri
     std::string where;
     if (!source.file.empty()) {
         where = "file '" + source.file + "'";
+        std::error_code ec;
+        // Not a device, FIFO or directory (read to no end, waited on, or "too short").
+        if (std::filesystem::exists(source.file, ec) && (!std::filesystem::is_regular_file(source.file, ec) ||
+                                                         std::filesystem::file_size(source.file, ec) > 65536)) {
+            return secret_error(key, "the token " + where + " is not a regular file of at most 64 KiB");
+        }
         std::ifstream in(source.file, std::ios::binary);
         if (!in) {
             return secret_error(key, "cannot read the token " + where);

@@ -92,3 +92,10 @@ TEST_CASE("A --server port with trailing characters is refused", "[unit][client]
     CHECK(synergos::core::client::status(o, out, err) == 2);
     CHECK_THAT(err.str(), Catch::Contains("the port is not a number"));  // before: port 5000
 }
+
+TEST_CASE("A client usage mistake exits 2 like every other command's", "[unit][client]") {
+    const char* missing[] = {"synergos", "submit"};
+    CHECK(synergos::core::client::main_if_client(2, missing) == 2);  // before: 64
+    const char* unknown[] = {"synergos", "status", "--frobnicate"};
+    CHECK(synergos::core::client::main_if_client(3, unknown) == 2);
+}

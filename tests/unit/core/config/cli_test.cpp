@@ -73,6 +73,14 @@ TEST_CASE("The CLI knows its subcommands", "[unit][config][cli]") {
     const auto check = parse({"check-config", "configs/ttp.yaml"});
     CHECK(check.command == Command::CheckConfig);
     CHECK(check.config_file == "configs/ttp.yaml");
+    // A multi-token flag before FILE took it as one of its own (before: "missing FILE").
+    const auto after_flag = parse({"check-config", "-l", "basic", "x.yaml"});
+    CHECK(after_flag.config_file == "x.yaml");
+    CHECK(after_flag.flags.logging_variant == std::vector<std::string>{"basic"});
+    const auto after_queue = parse({"check-config", "--queue", "rabbitmq", "mq", "5672", "x.yaml"});
+    CHECK(after_queue.config_file == "x.yaml");
+    CHECK(after_queue.flags.queue == std::vector<std::string>{"rabbitmq", "mq", "5672"});
+    CHECK_THAT(synergos::core::help_text(Command::CheckConfig), Catch::Contains("otherwise 78"));
 
     const auto plugins = parse({"plugins", "--format", "json", "--plugin-path", "/p"});
     CHECK(plugins.command == Command::Plugins);

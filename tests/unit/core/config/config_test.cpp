@@ -272,6 +272,11 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         v6.host = "::1";
         CHECK(build_config(Role::Director, std::nullopt, v6).http.host == "::1");
     }
+    SECTION("a config that is a device, not a file") {
+        // /dev/zero or a FIFO was read to no end; /dev/null loaded as an empty config.
+        auto e = expect_error([] { build_config(Role::Director, std::string("/dev/null"), {}); });
+        CHECK_THAT(e.what(), Catch::Contains("not a regular file"));
+    }
     SECTION("a stop time limit of zero (nothing could ever stop)") {
         auto e = expect_error([] { load_text("node: {stop_timeout_s: 0}\n"); });
         CHECK(e.key() == "node.stop_timeout_s");
