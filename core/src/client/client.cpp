@@ -193,7 +193,10 @@ Server parse_server(const std::string& url) {
 class Api {
 public:
     explicit Api(const ClientOptions& o)
-        : o_(o), server_(parse_server(o.server)), http_(http_options(server_, o)) {
+        : o_(o),
+          deadline_(std::chrono::steady_clock::now() + o.timeout),
+          server_(parse_server(o.server)),
+          http_(http_options(server_, o)) {
         token_ = o.token;
         if (token_.empty() && !o.token_file.empty()) {
             std::ifstream in(o.token_file, std::ios::binary);
@@ -233,8 +236,16 @@ public:
         if (!token_.empty()) {
             headers.emplace_back("Authorization", "Bearer " + token_);
         }
+        // Each request within --timeout (the whole command's bound), and at most 60 s: before,
+        // every request could take 60 s whatever --timeout said.
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - std::chrono::steady_clock::now());
+        if (left.count() <= 0) {
+            throw Fail{1, method + " " + path + ": the --timeout of " + std::to_string(o_.timeout.count()) +
+                              " s ran out"};
+        }
         auto r = http_.request(method, server_.host, server_.port, path, body.is_null() ? std::string() : body.dump(),
-                               "application/json", std::chrono::seconds(60), headers);
+                               "application/json", std::min<std::chrono::milliseconds>(left, std::chrono::seconds(60)),
+                               headers);
         if (!r) {
             throw Fail{2, "director at " + o_.server + " unreachable: " + r.error().message};
         }
@@ -262,6 +273,7 @@ public:
 
 private:
     const ClientOptions& o_;
+    std::chrono::steady_clock::time_point deadline_;
     Server server_;
     http::HttpClient http_;
     std::string token_;

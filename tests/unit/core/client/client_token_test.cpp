@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Where the client commands send a token.
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <string>
@@ -98,4 +101,32 @@ TEST_CASE("A client usage mistake exits 2 like every other command's", "[unit][c
     CHECK(synergos::core::client::main_if_client(2, missing) == 2);  // before: 64
     const char* unknown[] = {"synergos", "status", "--frobnicate"};
     CHECK(synergos::core::client::main_if_client(3, unknown) == 2);
+}
+
+TEST_CASE("The --timeout option bounds each request, not only the polling", "[unit][client]") {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool released = false;
+    {
+        // Accepts and does not answer until released (10 s at most).
+        synergos::tests::StubDirector server([&](const Request&) {
+            std::unique_lock<std::mutex> lock(mutex);
+            cv.wait_for(lock, std::chrono::seconds(10), [&] { return released; });
+            return Response::json(200, {{"data", nlohmann::json::array()}});
+        });
+        ClientOptions o;
+        o.server = server.url();
+        o.timeout = std::chrono::seconds(1);
+        std::ostringstream out;
+        std::ostringstream err;
+        const auto began = std::chrono::steady_clock::now();
+        CHECK(synergos::core::client::status(o, out, err) != 0);
+        // Before: each request waited up to 60 s, here the handler's 10 s.
+        CHECK(std::chrono::steady_clock::now() - began < std::chrono::seconds(5));
+        {
+            std::lock_guard<std::mutex> lock(mutex);
+            released = true;
+        }
+        cv.notify_all();
+    }
 }

@@ -26,7 +26,7 @@ struct ClientOptions {
     std::string token_file;  ///< read the token from this file (when `token` is empty)
     std::string ca_file;     ///< https: CA that the director's certificate must chain to
     bool json = false;                              ///< machine-readable output
-    std::chrono::seconds timeout{7200};             ///< bound on the whole submit
+    std::chrono::seconds timeout{7200};             ///< bound on the whole command, each request within it
     std::chrono::milliseconds poll{500};            ///< job polling period
 };
 
