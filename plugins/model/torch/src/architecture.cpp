@@ -631,6 +631,14 @@ void check_size(const Architecture& layers, std::int64_t max_values,
     }
 }
 
+std::int64_t peak_values_per_sample(const Architecture& layers, const std::vector<std::int64_t>& sample_shape) {
+    std::int64_t peak = product(sample_shape);
+    for (const auto& shape : sample_shapes(layers, sample_shape)) {
+        peak = std::max(peak, product(shape));
+    }
+    return std::max<std::int64_t>(peak, 1);
+}
+
 std::string layer_label(const LayerSpec& layer) {
     return "layer " + std::to_string(layer.index) + " (" + layer.l_type + ")";
 }

@@ -120,6 +120,10 @@ std::vector<std::vector<std::int64_t>> sample_shapes(const Architecture& layers,
 void check_size(const Architecture& layers, std::int64_t max_values,
                 const std::vector<std::int64_t>* sample_shape = nullptr);
 
+/// The most values one sample holds at once: its input or the largest layer output (at least 1).
+/// A batch holds that many times its rows in one tensor.
+std::int64_t peak_values_per_sample(const Architecture& layers, const std::vector<std::int64_t>& sample_shape);
+
 /// "layer <i> (<l_type>)" for messages.
 std::string layer_label(const LayerSpec& layer);
 

@@ -519,6 +519,16 @@ sdk::Result<sdk::TrainReport> TorchModel::train(const sdk::Dataset& data,
         const Tensor y = targets_tensor(targets);
         const std::int64_t rows = data.rows;
         const std::int64_t batch = std::min<std::int64_t>(args.batch_size.value_or(rows), rows);
+        // max_parameters bounds one sample's values; a batch holds its rows times that (the
+        // default full batch of 60000 images took ~96 GB in one conv output: an OOM kill).
+        const std::int64_t peak = peak_values_per_sample(network_->layers(), data.sample_shape);
+        if (batch > max_values_ / peak) {
+            throw SpecError("a batch of " + std::to_string(batch) + " rows holds " + std::to_string(peak) +
+                            " values per row in one layer's output, more than the limit of " +
+                            std::to_string(max_values_) +
+                            " (torch plugin option max_parameters): give the run a batch_size of at most " +
+                            std::to_string(std::max<std::int64_t>(1, max_values_ / peak)));
+        }
         const bool batch_norm = network_->has_batch_norm();
         if (batch_norm && batch < 2) {
             throw SpecError("BatchNorm layers need batches of at least 2 rows (batch_size " +
@@ -676,6 +686,9 @@ sdk::Result<sdk::Inference> TorchModel::infer(const sdk::Dataset& data,
         const bool log_softmax_here = nll_after_softmax(*network_, args);
         const std::int64_t rows = data.rows;
         std::int64_t batch = std::min<std::int64_t>(args.batch_size.value_or(rows), rows);
+        // Inference needs no whole batch at once: it goes in pieces within max_parameters.
+        batch = std::min(batch, std::max<std::int64_t>(
+                                    1, max_values_ / peak_values_per_sample(network_->layers(), data.sample_shape)));
         // BatchNorm without running statistics normalises with the batch's own even in eval
         // mode, and a single row has none: batches of at least 2, a 1-row tail joins the batch
         // before. Other networks are row-wise in eval mode and keep their batches exactly.

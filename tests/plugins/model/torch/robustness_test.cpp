@@ -247,6 +247,25 @@ TEST_CASE("Architectures above max_parameters are refused before anything is all
                    Catch::Contains("layer 2 (Linear): its 31 parameters bring the network to "
                                    "1022, more than the limit of 1000"));
     }
+    SECTION("a batch's rows times one sample's values count for training; inference goes in pieces") {
+        // Before, only one sample was bounded: a full batch of 60000 images through a wide conv
+        // took ~96 GB in one layer's output and the worker was killed.
+        LimitFixture f("1000");
+        auto model = f.backend.build(net({layer("Linear", R"({"in_features": 8, "out_features": 1})")}), "{}");
+        REQUIRE(model.has_value());
+        std::vector<float> x(200 * 8, 0.25F);
+        std::vector<float> y(200, 1.0F);
+        const Dataset rows = regression_data({8}, x, y);
+        auto full = (*model)->train(rows, merge_args(args, R"({"epochs": 1})"), nullptr);  // 200 x 8
+        REQUIRE_FALSE(full.has_value());
+        CHECK(full.error().code == ErrorCode::InvalidArgument);
+        CHECK_THAT(full.error().message, Catch::Contains("batch_size of at most 125") &&
+                                             Catch::Contains("max_parameters"));
+        CHECK((*model)->train(rows, merge_args(args, R"({"epochs": 1, "batch_size": 100})"), nullptr).has_value());
+        auto inference = (*model)->infer(rows, args);  // in pieces of 125 rows
+        REQUIRE(inference.has_value());
+        CHECK(inference->rows == 200);
+    }
     SECTION("one sample's output of a layer counts too") {
         LimitFixture f("1000");
         // 200 parameters, but the conv output holds 100 x 28 x 28 = 78400 values per sample.
