@@ -21,9 +21,14 @@ std::size_t outputs_of(const std::vector<sdk::Mutation>& batch) {
     return n;
 }
 
-void deliver(const WriteQueue::Done& done, WriteQueue::Outcome outcome) noexcept {
+void deliver(WriteQueue::Done& done, WriteQueue::Outcome outcome) noexcept {
+    // Taken out first: each request is answered once, also when a later step of its group throws.
+    WriteQueue::Done callback = std::move(done);
+    done = nullptr;
     try {
-        done(std::move(outcome));
+        if (callback) {
+            callback(std::move(outcome));
+        }
     } catch (...) {
         // A callback must not take the writer down; the responder it dropped answers 500.
     }
@@ -105,7 +110,14 @@ void WriteQueue::run() {
         if (metrics_) {
             metrics_->requests.fetch_add(group.size(), std::memory_order_relaxed);
         }
-        apply_group(group);
+        try {
+            apply_group(group);
+        } catch (const std::exception& e) {
+            // Out of memory joining the group, say: an uncaught exception here ended the process.
+            for (auto& item : group) {
+                deliver(item.done, sdk::Error{sdk::ErrorCode::Internal, std::string("storage writer: ") + e.what()});
+            }
+        }
         group.clear();
     }
 }
