@@ -396,6 +396,12 @@ def check_dockerfile(source):
     build_runs = " ".join(r for w, r in build["ins"] if w == "RUN")
     check("build-deps.txt" in build_runs and "cmake --preset release" in build_runs,
           "Dockerfile: the build stage installs build-deps.txt and runs cmake --preset release")
+    # The image installs the build's part of the list only: the marker must be in both files.
+    marker = "# --- tests and benchmarks"
+    with open(os.path.join(source, "packaging", "build-deps.txt"), encoding="utf-8") as f:
+        deps = f.read()
+    check(("/^" + marker + "/,$d") in build_runs and any(l.startswith(marker) for l in deps.splitlines()),
+          "Dockerfile: the build stage stops build-deps.txt at its tests-and-benchmarks marker")
     runtime_runs = " ".join(r for w, r in runtime["ins"] if w == "RUN")
     check("runtime-deps.txt" in runtime_runs and "build-deps" not in runtime_runs,
           "Dockerfile: the runtime stage installs runtime-deps.txt only")
