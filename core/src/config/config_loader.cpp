@@ -874,6 +874,44 @@ void finalise(RuntimeConfig& c) {
     c.node.mlflow_dir = absolute_path(c.node.mlflow_dir);
 }
 
+namespace {
+
+/// The flag that set `key` (a config key), when one was given; nullptr otherwise.
+const char* flag_that_set(const std::string& key, const FlagOverrides& f) {
+    const auto under = [&](const char* section) {
+        const std::string s = section;
+        return key == s || key.rfind(s + ".", 0) == 0;
+    };
+    if (under("message_queue") && f.queue) {
+        return "--queue";
+    }
+    if (under("logging") && (f.logging_variant || f.logging_resolution_s)) {
+        return f.logging_variant ? "--logging_variant" : "--logging_resolution";
+    }
+    struct Single {
+        const char* key;
+        bool given;
+        const char* flag;
+    };
+    const Single singles[] = {{"node.id", f.id.has_value(), "--id"},
+                              {"http.host", f.host.has_value(), "--host"},
+                              {"http.port", f.port.has_value(), "--port"},
+                              {"paths.data_dir", f.data_dir.has_value(), "--data-dir"},
+                              {"paths.outputs_dir", f.outputs_dir.has_value(), "--outputs-dir"},
+                              {"paths.mlflow_dir", f.mlflow_dir.has_value(), "--mlflow-dir"},
+                              {"ttp.grid", f.grid.has_value(), "--grid"},
+                              {"cpus", f.cpus.has_value(), "--cpus"},
+                              {"gpus", f.gpus.has_value(), "--gpus"}};
+    for (const Single& s : singles) {
+        if (s.given && key == s.key) {
+            return s.flag;
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace
+
 RuntimeConfig build_config(std::optional<Role> role, const std::optional<std::string>& file,
                            const FlagOverrides& flags) {
     Role effective = role.value_or(Role::Director);
@@ -889,6 +927,13 @@ RuntimeConfig build_config(std::optional<Role> role, const std::optional<std::st
     try {
         validate(config);
     } catch (const ConfigError& e) {
+        // A flag that set the key owns the error: before, `worker --config w.yaml --queue memory`
+        // blamed w.yaml, whose queue was `none`.
+        if (e.file().empty() && e.line() == 0) {
+            if (const char* flag = flag_that_set(e.key(), flags)) {
+                throw ConfigError({}, 0, e.key(), e.detail() + " (set by " + flag + ")");
+            }
+        }
         // Name the file when the offending value came from it.
         if (e.file().empty() && file && e.line() == 0 && e.key().rfind("--", 0) != 0) {
             throw ConfigError(*file, 0, e.key(), e.detail());

@@ -272,6 +272,17 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         v6.host = "::1";
         CHECK(build_config(Role::Director, std::nullopt, v6).http.host == "::1");
     }
+    SECTION("a value a flag set is the flag's mistake, not the file's") {
+        TempDir dir;
+        const auto file = dir.write("worker.yaml", "node: {role: worker}\n");
+        FlagOverrides memory;
+        memory.queue = std::vector<std::string>{"memory"};
+        // Before: "worker.yaml: key 'message_queue.backend' ...", a key the file does not set.
+        auto e = expect_error([&] { build_config(Role::Worker, file, memory); });
+        CHECK(e.file().empty());
+        CHECK(e.key() == "message_queue.backend");
+        CHECK_THAT(e.what(), Catch::Contains("set by --queue"));
+    }
     SECTION("a config that is a device, not a file") {
         // /dev/zero or a FIFO was read to no end; /dev/null loaded as an empty config.
         auto e = expect_error([] { build_config(Role::Director, std::string("/dev/null"), {}); });
