@@ -146,18 +146,14 @@ TEST_CASE("plugins --format json prints a parsable listing", "[cli]") {
 #if defined(SYNERGOS_CLI_HAVE_BASIC_PLUGINS)
 namespace {
 
-/// A director on the basic sink (JSON records on stderr), the memory queue and SQLite, with no
-/// TTP functions, aggregators or model: `<dir>/director.yaml`. `logging_extra` adds lines to
-/// the logging block.
-fs::path write_director_config(const fs::path& dir, const std::string& node_id,
-                               const std::string& logging_extra = "") {
+/// A director on the memory queue and SQLite, with no TTP functions, aggregators or model:
+/// `<dir>/director.yaml`. `node` is the node mapping's body; `logging` the lines from the plugins
+/// block to the logging block.
+fs::path write_config(const fs::path& dir, const std::string& node, const std::string& logging) {
     const fs::path config = dir / "director.yaml";
-    std::ofstream(config) << "node: {id: " << node_id << "}\n"
+    std::ofstream(config) << "node: {" << node << "}\n"
                           << "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
-                             "logging:\n"
-                             "  backend: basic\n"
-                             "  options: {output: none, json_file: stderr}\n"
-                          << logging_extra
+                          << logging
                           << "message_queue: memory\n"
                              "storage: sqlite\n"
                              "tracking: none\n"
@@ -165,6 +161,17 @@ fs::path write_director_config(const fs::path& dir, const std::string& node_id,
                              "aggregators: []\n"
                              "model: none\n";
     return config;
+}
+
+/// The same on the basic sink (JSON records on stderr). `logging_extra` adds lines to the logging
+/// block.
+fs::path write_director_config(const fs::path& dir, const std::string& node_id,
+                               const std::string& logging_extra = "") {
+    return write_config(dir, "id: " + node_id,
+                        "logging:\n"
+                        "  backend: basic\n"
+                        "  options: {output: none, json_file: stderr}\n" +
+                            logging_extra);
 }
 
 }  // namespace
@@ -318,18 +325,9 @@ namespace {
 /// A director whose log sink (the loader's `good` fixture) takes a minute to stop: a component
 /// that hangs in its stop. `node_extra` goes under `node:`.
 fs::path write_hanging_director_config(const fs::path& dir, const std::string& node_extra) {
-    const fs::path config = dir / "director.yaml";
-    std::ofstream(config) << "node: {id: cli-hang" << node_extra << "}\n"
-                          << "paths: {data_dir: data, outputs_dir: outputs, mlflow_dir: mlflow}\n"
-                             "plugins: {search_paths: ['" SYNERGOS_TEST_FIXTURE_PLUGIN_DIR "']}\n"
-                             "logging: {backend: good, options: {stop_ms: 60000}}\n"
-                             "message_queue: memory\n"
-                             "storage: sqlite\n"
-                             "tracking: none\n"
-                             "ttp: {functions: []}\n"
-                             "aggregators: []\n"
-                             "model: none\n";
-    return config;
+    return write_config(dir, "id: cli-hang" + node_extra,
+                        "plugins: {search_paths: ['" SYNERGOS_TEST_FIXTURE_PLUGIN_DIR "']}\n"
+                        "logging: {backend: good, options: {stop_ms: 60000}}\n");
 }
 
 /// The `forced exit` record on stderr (null when there is none).
