@@ -306,6 +306,22 @@ Network::Network(Architecture layers, std::uint64_t seed, bool initialise)
         }
         modules_.push_back(std::move(module));
     }
+    for (std::size_t i = layers_.size(); i-- > 0;) {
+        const LayerSpec& l = layers_[i];
+        const bool class_dim = l.dim == 1 || l.dim == -1;
+        if (l.activation != Activation::Identity) {
+            output_op_ = {i, false, l.activation};
+        } else if (l.type == LayerType::Sigmoid) {
+            output_op_ = {i, true, Activation::Sigmoid};
+        } else if (l.type == LayerType::Softmax && class_dim) {
+            output_op_ = {i, true, Activation::Softmax};
+        } else if (l.type == LayerType::LogSoftmax && class_dim) {
+            output_op_ = {i, true, Activation::LogSoftmax};
+        } else if (l.type == LayerType::Dropout || l.type == LayerType::Identity) {
+            continue;  // keeps the output's shape and, in eval mode, its values
+        }
+        break;
+    }
 }
 
 ::torch::Tensor Network::activate(const ::torch::Tensor& x, std::size_t index) const {
@@ -338,12 +354,15 @@ Network::Network(Architecture layers, std::uint64_t seed, bool initialise)
     return x;
 }
 
-::torch::Tensor Network::forward(const ::torch::Tensor& input, bool skip_last_activation) {
+::torch::Tensor Network::forward(const ::torch::Tensor& input, bool skip_output_op) {
     ::torch::Tensor x = input;
-    const std::size_t last = modules_.size() - 1;
+    const bool skip = skip_output_op && output_op_.kind != Activation::Identity;
     for (std::size_t i = 0; i < modules_.size(); ++i) {
-        x = modules_[i].forward(x);
-        if (i != last || !skip_last_activation) {
+        const bool here = skip && i == output_op_.index;
+        if (!(here && output_op_.is_layer)) {
+            x = modules_[i].forward(x);
+        }
+        if (!(here && !output_op_.is_layer)) {
             x = activate(x, i);
         }
     }

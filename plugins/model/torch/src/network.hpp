@@ -29,9 +29,20 @@ public:
     /// Without `initialise` the weights keep libtorch's own init (enough for a shape check).
     Network(Architecture layers, std::uint64_t seed, bool initialise = true);
 
-    /// Runs the layers; with `skip_last_activation` the last activation is not applied
-    /// (the trainer then applies log_softmax itself for NLLLoss after softmax).
-    ::torch::Tensor forward(const ::torch::Tensor& x, bool skip_last_activation = false);
+    /// What squashes the output: the last layer's activation, or a Sigmoid, Softmax or
+    /// LogSoftmax layer (over dim 1), or either of them followed only by Dropout and Identity
+    /// layers without an activation (a softmax output auto_fix gave a Dropout after). `kind` is
+    /// Identity when nothing does.
+    struct OutputOp {
+        std::size_t index = 0;  ///< the layer
+        bool is_layer = false;  ///< the layer itself (Softmax...), not its activation
+        Activation kind = Activation::Identity;
+    };
+    const OutputOp& output_op() const noexcept { return output_op_; }
+
+    /// Runs the layers; with `skip_output_op` the output op is left out (the trainer then
+    /// applies log_softmax itself for NLLLoss after softmax).
+    ::torch::Tensor forward(const ::torch::Tensor& x, bool skip_output_op = false);
     /// Applies layer `index`'s activation to `x`.
     ::torch::Tensor activate(const ::torch::Tensor& x, std::size_t index) const;
 
@@ -54,12 +65,12 @@ public:
     bool has_batch_norm() const noexcept;
     /// A BatchNorm layer with track_running_stats false (batch statistics also in eval mode).
     bool has_untracked_batch_norm() const noexcept;
-    Activation last_activation() const noexcept { return layers_.back().activation; }
 
 private:
     Architecture layers_;
     std::shared_ptr<::torch::nn::Module> root_;  ///< owns the layer modules (registered by name)
     std::vector<::torch::nn::AnyModule> modules_;
+    OutputOp output_op_;
     std::shared_ptr<at::Generator> dropout_generator_;
 };
 

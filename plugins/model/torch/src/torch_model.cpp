@@ -122,11 +122,12 @@ std::int64_t output_width(Network& network, const sdk::Dataset& data, std::int64
     return out[1];
 }
 
-/// True when the trainer computes log_softmax of the last layer's output itself: NLLLoss after
-/// a softmax output is true cross-entropy here (the original fed probabilities to NLLLoss).
+/// True when the trainer computes log_softmax of the output itself: NLLLoss after a softmax
+/// output is true cross-entropy here (the original fed probabilities to NLLLoss). Before, only a
+/// softmax activation of the last layer counted: a Softmax layer, or a Dropout after the softmax
+/// layer, trained on -mean(p).
 bool nll_after_softmax(const Network& network, const TrainArgs& args) {
-    return args.criterion == CriterionKind::NllLoss &&
-           network.last_activation() == Activation::Softmax;
+    return args.criterion == CriterionKind::NllLoss && network.output_op().kind == Activation::Softmax;
 }
 
 /// The plain criterion. `out` is log-probabilities when nll_after_softmax.
@@ -724,7 +725,7 @@ sdk::Result<sdk::Inference> TorchModel::infer(const sdk::Dataset& data,
         // An output already squashed by its own sigmoid or softmax is read as it is: squashed
         // twice, every sigmoid output scored above 0.5 (all rows class 1).
         Tensor probabilities = raw;
-        const Activation last = network_->last_activation();
+        const Activation last = network_->output_op().kind;
         if (log_softmax_here) {
             probabilities = ::torch::softmax(raw, 1);
         } else if (is_classification(args, data) && args.criterion == CriterionKind::BceWithLogitsLoss &&

@@ -232,10 +232,19 @@ TEST_CASE("The first step of Adam, AdamW, RMSprop and Adagrad matches their upda
 
 TEST_CASE("NLLLoss after a softmax output is the true cross-entropy", "[unit][torch]") {
     TorchFixture f;
-    auto model = f.build(
+    // The softmax as the last layer's activation, as a layer of its own, or with a Dropout after
+    // it (auto_fix leaves layers after the output Linear). Before, only the first counted: the
+    // others computed -mean(p_true), the original's quirk.
+    const char* architecture = GENERATE(
         R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3},
             "activation": "softmax"}])",
-        "{}");
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3}, "activation": ""},
+            {"l_type": "Softmax", "structure": {"dim": 1}, "activation": ""}])",
+        R"([{"l_type": "Linear", "structure": {"in_features": 2, "out_features": 3},
+            "activation": "softmax"},
+            {"l_type": "Dropout", "structure": {"p": 0.5}, "activation": ""}])");
+    INFO(architecture);
+    auto model = f.build(architecture, "{}");
     const std::vector<float> w{1, 0, 0, 1, -1, 1};
     const std::vector<float> b{0, 0.5F, -0.5F};
     REQUIRE(model
