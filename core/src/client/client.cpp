@@ -13,6 +13,7 @@
 #include <iomanip>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -165,12 +166,34 @@ Server parse_server(const std::string& url) {
     } else if (rest.find("://") != std::string::npos) {
         throw Fail{2, "--server '" + url + "': only http:// and https:// are supported"};
     }
-    rest = rest.substr(0, rest.find('/'));
-    const auto colon = rest.rfind(':');
-    s.host = rest.substr(0, colon);
-    if (colon != std::string::npos) {
+    // The director's API is at the root: a path was dropped without a word.
+    if (const auto slash = rest.find('/'); slash != std::string::npos) {
+        if (rest.substr(slash) != "/") {
+            throw Fail{2, "--server '" + url + "': give the director's address only, without a path"};
+        }
+        rest.resize(slash);
+    }
+    // An IPv6 address is written in brackets ([::1]:5000): its colons are not the port's.
+    std::optional<std::string> port_text;
+    if (!rest.empty() && rest.front() == '[') {
+        const auto close = rest.find(']');
+        if (close == std::string::npos || (close + 1 < rest.size() && rest[close + 1] != ':')) {
+            throw Fail{2, "--server '" + url + "': an IPv6 address is written [ADDRESS] or [ADDRESS]:PORT"};
+        }
+        s.host = rest.substr(1, close - 1);
+        if (close + 1 < rest.size()) {
+            port_text = rest.substr(close + 2);
+        }
+    } else {
+        const auto colon = rest.rfind(':');
+        s.host = rest.substr(0, colon);
+        if (colon != std::string::npos) {
+            port_text = rest.substr(colon + 1);
+        }
+    }
+    if (port_text) {
         try {
-            const std::string digits = rest.substr(colon + 1);
+            const std::string& digits = *port_text;
             if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string::npos) {
                 throw std::invalid_argument("port");  // stoi read "5000abc" as 5000
             }

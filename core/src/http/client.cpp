@@ -467,7 +467,9 @@ sdk::Status HttpClient::request_streaming(
         }
         bhttp::request<bhttp::empty_body> req{verb, beast::string_view(path.data(), path.size()),
                                               11};
-        req.set(bhttp::field::host, key);
+        // An IPv6 literal goes in brackets (RFC 9110 7.2); "::1:5000" is no host and port.
+        req.set(bhttp::field::host,
+                host.find(':') == std::string::npos ? key : "[" + host + "]:" + std::to_string(port));
         req.set(bhttp::field::user_agent, impl_->options_.user_agent);
         const bool has_body =
             body_bytes > 0 || verb == bhttp::verb::post || verb == bhttp::verb::put;

@@ -130,3 +130,27 @@ TEST_CASE("The --timeout option bounds each request, not only the polling", "[un
         cv.notify_all();
     }
 }
+
+TEST_CASE("A --server with a path or a broken IPv6 bracket is refused naming the form", "[unit][client]") {
+    std::ostringstream out;
+    ClientOptions o;
+    // Before, the path was dropped and the root of the server was asked instead.
+    o.server = "http://127.0.0.1:1/synergos";
+    std::ostringstream err;
+    CHECK(synergos::core::client::status(o, out, err) == 2);
+    CHECK_THAT(err.str(), Catch::Contains("without a path"));
+    // Before, "[::1" became host "[:" and port 1.
+    o.server = "http://[::1";
+    std::ostringstream err2;
+    CHECK(synergos::core::client::status(o, out, err2) == 2);
+    CHECK_THAT(err2.str(), Catch::Contains("[ADDRESS]:PORT"));
+    // The bracketed form is read as an address and a port (nothing listens on port 1).
+    o.server = "http://[::1]:1";
+    std::ostringstream err3;
+    CHECK(synergos::core::client::status(o, out, err3) == 2);
+    CHECK_THAT(err3.str(), Catch::Contains("unreachable"));
+    o.server = "http://127.0.0.1:5000/";  // a trailing slash is the root
+    std::ostringstream err4;
+    synergos::core::client::status(o, out, err4);
+    CHECK_THAT(err4.str(), !Catch::Contains("without a path"));
+}
