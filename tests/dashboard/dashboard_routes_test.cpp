@@ -354,6 +354,28 @@ TEST_CASE("a finished run shows its history, model link and validation metrics",
     CHECK(one["validations"][0]["statistics"]["accuracy"] == 0.75);
 }
 
+TEST_CASE("a running job's page shows its own checkpoint's rounds and not another training's", "[dashboard]") {
+    Fixture f;
+    core::jobs::JobRecord job = f.h.put_job("job-watched", "running", "", json::object(), 1);
+    job.filters = {"c1", "p1", "e1", "r1"};
+    job.progress = {{"round", 2}, {"rounds", 5}, {"train_loss", 0.5}};
+    REQUIRE(f.h.storage->apply({core::jobs::JobStore(*f.h.storage).update_mutation(job)}));
+    const fs::path state = f.h.dir / "outputs" / "c1" / "p1" / "e1" / "r1" / "checkpoints" / "round_1" / "state.json";
+    const json history = {{"train", {{"0", 0.9}, {"1", 0.5}}}, {"evaluate", json::object()},
+                          {"local", {{"w1", {{"0", 0.8}, {"1", 0.4}}}}}};
+    // A later training of the same run (this job was cancelled, the run trained again) wrote
+    // round 1 over this job's.
+    write(state, json({{"job_id", "job-retrain"}, {"history", history}}).dump());
+    json one = data_of(get(f.router, "/v1/dashboard/jobs/job-watched"));
+    INFO(one.dump());
+    CHECK(one["history_source"] == "live");
+    CHECK(one["history"].value("local", json::object()).empty());
+    write(state, json({{"job_id", "job-watched"}, {"history", history}}).dump());
+    one = data_of(get(f.router, "/v1/dashboard/jobs/job-watched"));
+    CHECK(one["history_source"] == "checkpoint");
+    CHECK(one["history"]["local"]["w1"]["1"] == 0.4);
+}
+
 TEST_CASE("the tree nests collaborations, projects, experiments, runs and their jobs",
           "[dashboard]") {
     Fixture f;

@@ -516,7 +516,8 @@ private:
     }
 
     /// The latest checkpoint's history when this director shares the TTP's outputs folder
-    /// (standalone: embedded TTP): every round so far, global and per participant.
+    /// (standalone: embedded TTP) and the checkpoint is this job's: every round so far, global
+    /// and per participant.
     json checkpoint_history(const jobs::JobRecord& j) {
         if (d_.outputs_dir.empty() || j.filters.size() < 4 || !j.progress.contains("round") ||
             !j.progress["round"].is_number_integer()) {
@@ -537,6 +538,11 @@ private:
         }
         json state = json::parse(*text, nullptr, false);
         if (!state.is_object() || !state.contains("history") || !state["history"].is_object()) {
+            return nullptr;
+        }
+        // Another training of the same run (a retrain after this job was cancelled) writes the
+        // same folder: its rounds are not this job's.
+        if (state.value("job_id", json()) != json(j.job_id)) {
             return nullptr;
         }
         return state["history"];
