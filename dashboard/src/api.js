@@ -66,5 +66,6 @@ export const api = {
     jobs: () => call('GET', '/v1/dashboard/jobs'),
     run: (jobId) => call('GET', `/v1/dashboard/jobs/${encodeURIComponent(jobId)}`),
     tree: () => call('GET', '/v1/dashboard/tree'),
+    get: (path) => call('GET', path),
     cancel: (jobId) => call('POST', `/v1/jobs/${encodeURIComponent(jobId)}/cancel`),
 };

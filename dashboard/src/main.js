@@ -13,10 +13,21 @@ const kPollMs = Math.min(
     60000, Math.max(200, Number(new URLSearchParams(window.location.search).get('poll')) || 1000));
 const app = document.getElementById('app');
 const errorBox = document.getElementById('error');
+const actionBox = document.getElementById('action-error');
 
 let timer = null;
+let inflight = false;  // a poll is running: a second one would only repeat it
 let chart = null;
+let chartHolder = null;  // the chart's element, kept across polls with its zoom and legend
+let chartKey = '';       // its series: other series need a new chart
+let chartData = '';      // its data as drawn: unchanged data is not drawn again
 let generation = 0;  // bumps on navigation so a late answer never paints the wrong page
+let failures = 0;    // polls failed in a row: each waits twice as long as the one before
+let blocked = false;  // the director refused the token: no polling until one is saved
+let settled = false;  // the page shows a finished job: it changes rarely, so poll less
+let modelShown = null;  // {url, text}: the model record opened on the run page
+const optimizationsDone = new Map();  // finished optimize jobs: job_id -> their summary
+const kTerminal = new Set(['succeeded', 'failed', 'cancelled']);
 
 // ---- small DOM helpers -----------------------------------------------------------------------
 
@@ -54,6 +65,9 @@ function h(tag, attrs = {}, ...children) {
 // Elements a poll may keep when the new page has the same one at the same place: same tag and
 // same identity (a job's row, a test id). uPlot charts are rebuilt whole.
 function same_node(a, b) {
+    if (a === b) {
+        return true;
+    }
     if (a.nodeType !== b.nodeType || a.nodeName !== b.nodeName) {
         return false;
     }
@@ -80,6 +94,14 @@ function morph(parent, next) {
     }
     let cursor = parent.firstChild;
     next.forEach((n, i) => {
+        if (n === cursor) {  // the same element, kept whole (the chart)
+            cursor = cursor.nextSibling;
+            return;
+        }
+        if (n.parentNode === parent) {  // the same element, further on: moved here
+            parent.insertBefore(n, cursor);
+            return;
+        }
         const k = key(n);
         if (k !== null && keyed.has(k)) {
             const o = keyed.get(k);
@@ -181,6 +203,14 @@ function show_error(message) {
     errorBox.textContent = message || '';
 }
 
+// What an action (a cancel, opening a record) answered stays until dismissed or the next action:
+// polls clear only their own errors.
+function show_action_error(message) {
+    actionBox.hidden = !message;
+    document.getElementById('action-error-text').textContent = message || '';
+}
+document.getElementById('action-error-close').addEventListener('click', () => show_action_error(''));
+
 function job_label(job) {
     const f = job.filters || [];
     return f.length ? f.join(' / ') : job.job_id;
@@ -251,9 +281,11 @@ async function cancel(job) {
     }
     try {
         await api.cancel(job.job_id);
-        show_error('');
+        show_action_error('');
     } catch (e) {
-        show_error(e.message);
+        show_action_error(`Cancel of job ${job.job_id}: ${
+            e.status === 403 ? `${e.message} (cancelling needs a token with the admin scope)` :
+                               e.message}`);
     }
     refresh();
 }
@@ -279,8 +311,14 @@ async function page_jobs() {
                           (j) =>
                               h('tr', {'data-job': j.job_id, class: `state-${j.state}`},
                                 h('td', {},
-                                  h('a', {href: `#/run/${encodeURIComponent(j.job_id)}`},
-                                    j.job_id.slice(0, 8))),
+                                  // Ids start with their creation time: the random tail
+                                  // tells jobs apart.
+                                  h('a', {
+                                      href: `#/run/${encodeURIComponent(j.job_id)}`,
+                                      title: j.job_id,
+                                      class: 'job-id'
+                                  },
+                                    `\u2026${j.job_id.slice(-8)}`)),
                                 h('td', {}, j.process), h('td', {}, job_label(j)),
                                 h('td', {}, fmt(j.grid)), h('td', {class: 'state'}, j.state),
                                 progress_cell(j), h('td', {class: 'reason'}, j.reason || ''),
@@ -335,13 +373,49 @@ function loss_chart(history) {
                                                         points: {show: true},
                                                     }))),
     };
+    // The same series: the chart stays (a zoom or a series hidden in the legend stays with it)
+    // and only new data is drawn.
+    const key = JSON.stringify(lines.map(([name]) => name));
+    const text = JSON.stringify(data);
+    if (chart && chartHolder && chartHolder.isConnected && key === chartKey) {
+        if (text !== chartData) {
+            chart.setData(data);
+            chartData = text;
+            chartHolder.setAttribute('data-rounds', String(xs.length));
+        }
+        return chartHolder;
+    }
     const holder =
         h('div', {class: 'chart', 'data-testid': 'loss-chart', 'data-rounds': String(xs.length)});
+    drop_chart();
+    chart = new uPlot(opts, data, holder);
+    chartHolder = holder;
+    chartKey = key;
+    chartData = text;
+    return holder;
+}
+
+function drop_chart() {
     if (chart) {
         chart.destroy();
     }
-    chart = new uPlot(opts, data, holder);
-    return holder;
+    chart = null;
+    chartHolder = null;
+    chartKey = '';
+    chartData = '';
+}
+
+// The model record is a REST route behind the token: a plain link opens it without the
+// Authorization header (401 wherever tokens are set), so the page fetches it and shows it.
+async function show_model(url) {
+    try {
+        const record = await api.get(url);
+        modelShown = {url, text: JSON.stringify(record, null, 2)};
+        show_action_error('');
+    } catch (e) {
+        show_action_error(`Model record: ${e.message}`);
+    }
+    refresh();
 }
 
 /// A statistic: per-class lists show their mean (the classes in the tooltip).
@@ -366,6 +440,7 @@ function kv_table(obj, testid) {
 async function page_run(jobId) {
     const d = await api.run(jobId);
     const job = d.job;
+    settled = kTerminal.has(job.state);
     const p = job.progress || {};
     const body = [
         h('h1', {}, `Run ${job_label(job)}`),
@@ -416,10 +491,17 @@ async function page_run(jobId) {
 
     body.push(h('h2', {}, 'Outputs'));
     const links = [];
-    if (d.model_url) {
+    if (typeof d.model_url === 'string' && d.model_url.startsWith('/')) {
         links.push(
             h('li', {},
-              h('a', {href: d.model_url, 'data-testid': 'model-link', target: '_blank'},
+              h('a', {
+                  href: d.model_url,
+                  'data-testid': 'model-link',
+                  onclick: (ev) => {
+                      ev.preventDefault();
+                      show_model(d.model_url);
+                  }
+              },
                 'model record'),
               d.model_path ? ` (${d.model_path})` : ''));
     }
@@ -433,6 +515,9 @@ async function page_run(jobId) {
               m.store ? ` (store ${m.store})` : ''));
     }
     body.push(links.length ? h('ul', {}, links) : h('p', {class: 'empty'}, 'no outputs yet'));
+    if (modelShown && modelShown.url === d.model_url) {
+        body.push(h('pre', {class: 'record', 'data-testid': 'model-record'}, modelShown.text));
+    }
     return body;
 }
 
@@ -444,8 +529,20 @@ async function page_optimizations() {
             'p', {class: 'empty', 'data-testid': 'optimizations-empty'},
             'No hyper-parameter search yet (POST .../optimizations, optimize module active).'));
     }
-    for (const j of jobs) {
-        const o = (await api.run(j.job_id)).optimization || {};
+    // Every search's details at once; a finished one's never change, so they are kept.
+    const details = await Promise.all(jobs.map(async (j) => {
+        if (optimizationsDone.has(j.job_id)) {
+            return optimizationsDone.get(j.job_id);
+        }
+        const d = await api.run(j.job_id);
+        const o = d.optimization || {};
+        if (kTerminal.has(d.job.state)) {
+            optimizationsDone.set(j.job_id, o);
+        }
+        return o;
+    }));
+    for (const [index, j] of jobs.entries()) {
+        const o = details[index];
         const max = o.optimize_mode === 'max';
         const scored = (t) =>
             (typeof t.score === 'number' ? t.score : (max ? -Infinity : Infinity));
@@ -533,44 +630,75 @@ function route() {
     }
 }
 
+// The wait before the next poll: the page's period; longer for a finished job's page (it changes
+// only when, say, a validation lands); doubling after each failure in a row, up to 30 s.
+function next_delay() {
+    if (failures > 0) {
+        return Math.min(30000, kPollMs * 2 ** Math.min(failures, 8));
+    }
+    return settled ? Math.min(60000, kPollMs * 10) : kPollMs;
+}
+
 async function refresh() {
     const mine = generation;
     clearTimeout(timer);
+    timer = null;
+    if (document.hidden || inflight) {
+        return;  // a hidden tab does not poll (visibilitychange resumes); one poll at a time
+    }
+    inflight = true;
+    settled = false;
     const [nav, page] = route();
     document.querySelectorAll('nav a').forEach(
         (a) => a.classList.toggle('active', a.dataset.nav === nav));
     const live = document.getElementById('live');
     try {
         const content = await page();
+        inflight = false;
         if (mine !== generation) {
+            refresh();  // the page changed while this one loaded
             return;
         }
         morph(app, content.flat()
                        .filter((c) => c !== undefined && c !== null && c !== false)
                        .map((c) => (c instanceof Node ? c : document.createTextNode(String(c)))));
         show_error('');
+        failures = 0;
         live.classList.remove('stale');
         live.dataset.updated = new Date().toISOString();
     } catch (e) {
+        inflight = false;
         if (mine !== generation) {
+            refresh();
             return;
         }
+        failures += 1;
         live.classList.add('stale');
-        show_error(
-            e.status === 401 || e.status === 403 ? `${e.message} (enter an API token above)` :
-                                                   e.message);
+        if (e.status === 401 || e.status === 403) {
+            // The same token fails the same way: wait for another one.
+            blocked = true;
+            show_error(`${e.message} (enter an API token above; polling paused)`);
+        } else {
+            show_error(e.message);
+        }
     }
-    if (mine === generation) {
-        timer = setTimeout(refresh, kPollMs);
+    if (mine === generation && !blocked && !document.hidden) {
+        timer = setTimeout(refresh, next_delay());
     }
 }
 
+document.addEventListener('visibilitychange', () => {
+    if (!document.hidden && timer === null && !blocked) {
+        refresh();
+    }
+});
+
 window.addEventListener('hashchange', () => {
     generation += 1;
-    if (chart) {
-        chart.destroy();
-        chart = null;
-    }
+    drop_chart();
+    modelShown = null;
+    failures = 0;
+    blocked = false;
     app.replaceChildren(h('p', {class: 'empty'}, 'loading...'));
     refresh();
 });
@@ -580,6 +708,8 @@ tokenInput.value = token();
 document.getElementById('token-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
     set_token(tokenInput.value.trim());
+    failures = 0;
+    blocked = false;
     refresh();
 });
 

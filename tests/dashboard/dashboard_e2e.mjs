@@ -71,6 +71,29 @@ async function keptAcrossPolls(page, selector, what, waitMs) {
     }
 }
 
+/// Requests to URLs containing `part` that the page makes during `ms`.
+async function requestsDuring(page, part, ms) {
+    let n = 0;
+    const count = (r) => {
+        if (r.url().includes(part)) {
+            n += 1;
+        }
+    };
+    page.on('request', count);
+    await page.waitForTimeout(ms);
+    page.off('request', count);
+    return n;
+}
+
+/// Runs `step` and drops the console errors Chromium logs for the HTTP `status` answers the
+/// step provokes on purpose ("Failed to load resource: ... status of 403").
+async function expectingStatus(consoleErrors, status, step) {
+    const before = consoleErrors.length;
+    await step();
+    const added = consoleErrors.splice(before);
+    consoleErrors.push(...added.filter((m) => !m.includes(`status of ${status}`)));
+}
+
 async function until(what, probe, timeoutMs = 60000, everyMs = 200) {
     const deadline = Date.now() + timeoutMs;
     let last;
@@ -296,6 +319,46 @@ async function main() {
             page, `[data-testid="jobs-queued"] tr[data-job="${queued.job_id}"]`,
             'the queued job\'s row', 1000);
 
+        // The job column tells jobs apart: ids start with their creation time, so it shows
+        // their random tail (it showed 'job-01a2' for every job).
+        const idText =
+            await page.locator(`tr[data-job="${watched.job_id}"] a.job-id`).textContent();
+        if (!idText.endsWith(watched.job_id.slice(-8))) {
+            fail(`the job column shows '${idText}' for ${watched.job_id}`);
+        }
+
+        // A refused cancel (a read-only token: 403) stays on the page until dismissed; the
+        // next poll used to clear it within milliseconds, so Cancel seemed to do nothing.
+        await expectingStatus(consoleErrors, 403, async () => {
+            await page.route('**/v1/jobs/*/cancel', (r) => r.fulfill({
+                status: 403,
+                contentType: 'application/json',
+                body: JSON.stringify(
+                    {success: false, status: 403, message: 'this token has the read scope only'}),
+            }));
+            page.once('dialog', (d) => d.accept());
+            await queuedRow.locator('button.cancel').click({timeout: 10000});
+            const refused = page.locator('[data-testid="action-error"]');
+            await until(
+                'the refused cancel on the page',
+                async () => (await refused.isVisible()) &&
+                    (await refused.textContent()).includes('read scope only'),
+                10000);
+            await keptAcrossPolls(
+                page, '[data-testid="action-error"]', 'the refused cancel\'s message', 600);
+            if (!(await refused.isVisible())) {
+                fail('a poll cleared the refused cancel\'s message');
+            }
+            await page.locator('#action-error-close').click();
+            if (await refused.isVisible()) {
+                fail('the refused cancel\'s message stays after it is dismissed');
+            }
+            await page.unroute('**/v1/jobs/*/cancel');
+        });
+        if ((await job(queued.job_id)).state !== 'queued') {
+            fail('the refused cancel changed the queued job');
+        }
+
         // 2. Cancel the queued job from the jobs page (it waits behind the training).
         page.once('dialog', (d) => d.accept());
         await queuedRow.locator('button.cancel').click({timeout: 10000});
@@ -326,6 +389,21 @@ async function main() {
             });
             return Number(n) >= 1;
         }, 60000);
+        // New rounds are drawn into the same chart: rebuilding it at each poll reset a zoom or
+        // a series hidden in the legend within a second.
+        const liveChart = page.locator('[data-testid="loss-chart"]');
+        const drawn = Number(await liveChart.getAttribute('data-rounds'));
+        await page.evaluate(() => {
+            document.querySelector('[data-testid="loss-chart"]').__marked = true;
+        });
+        await until(
+            'a new round on the live chart',
+            async () => Number(await liveChart.getAttribute('data-rounds', {timeout: 1000})) > drawn,
+            60000);
+        if (!(await page.evaluate(
+                () => document.querySelector('[data-testid="loss-chart"]')?.__marked === true))) {
+            fail('the live chart was rebuilt for a new round instead of drawing it');
+        }
         const live = await page.locator('[data-testid="history-source"]').textContent();
         const running = await job(watched.job_id);
         log(`live run page: ${live} (job ${running.state})`);
@@ -394,8 +472,24 @@ async function main() {
         if (!modelRecord.data || modelRecord.data.length !== 1) {
             fail(`the model link ${modelHref} does not answer the model record`);
         }
-        // Polls keep what follows the chart too (the chart itself is rebuilt at each poll).
+        // Polls keep the chart and what follows it.
+        await keptAcrossPolls(page, '[data-testid="loss-chart"]', 'the finished run\'s chart', 600);
         await keptAcrossPolls(page, '[data-testid="model-link"]', 'the run page\'s model link', 600);
+        // A finished job's page changes rarely: it polls ten times less often (each poll of it
+        // reads the MLflow store).
+        const finishedPolls = await requestsDuring(page, `/v1/dashboard/jobs/${watched.job_id}`, 2000);
+        if (finishedPolls > 2) {
+            fail(`a finished job's page polled ${finishedPolls} times in 2 s at ?poll=250`);
+        }
+        // The model record opens on the page, fetched with the page's token (a plain link
+        // carries no Authorization header: 401 wherever tokens are set).
+        await page.locator('[data-testid="model-link"]').click();
+        const record = page.locator('[data-testid="model-record"]');
+        await until(
+            'the model record on the run page',
+            async () => (await record.count()) === 1 &&
+                (await record.textContent()).includes('watched_run'),
+            10000);
         log(`run page: chart with ${rounds} rounds, accuracy ${accuracy}`);
         await shot('run');
 
@@ -415,6 +509,46 @@ async function main() {
                  '').includes('director/ttp-0'),
             15000);
         await shot('cluster');
+        // A director that fails every poll is asked less and less often, and a refused token
+        // stops the polling until another one is saved.
+        await expectingStatus(consoleErrors, 503, async () => {
+            await page.route('**/v1/dashboard/cluster', (r) => r.fulfill({
+                status: 503,
+                contentType: 'application/json',
+                body: JSON.stringify({success: false, status: 503, message: 'unavailable'}),
+            }));
+            await page.goto(`${base}/?poll=250#/cluster`);
+            const failing = await requestsDuring(page, '/v1/dashboard/cluster', 3000);
+            // Without backing off: a poll every 250 ms, 12 in 3 s; backing off: 1 + 500 ms +
+            // 1 s + 2 s.
+            if (failing > 5) {
+                fail(`a failing director was polled ${failing} times in 3 s at ?poll=250`);
+            }
+            await page.unroute('**/v1/dashboard/cluster');
+        });
+        await expectingStatus(consoleErrors, 401, async () => {
+            await page.route('**/v1/dashboard/cluster', (r) => r.fulfill({
+                status: 401,
+                contentType: 'application/json',
+                body: JSON.stringify({success: false, status: 401, message: 'a token is required'}),
+            }));
+            await page.goto(`${base}/?poll=250#/cluster`);
+            await until(
+                'the refused token on the page',
+                async () => (await page.locator('#error').textContent()).includes('polling paused'),
+                10000);
+            const refused = await requestsDuring(page, '/v1/dashboard/cluster', 2000);
+            if (refused !== 0) {
+                fail(`the page polled ${refused} times in 2 s with a refused token`);
+            }
+            await page.unroute('**/v1/dashboard/cluster');
+            await page.locator('#token-form button').click();  // saving (an empty token) resumes
+            await until(
+                'the cluster page again after saving a token',
+                async () => (await page.locator('[data-testid="grid-0"]').count()) === 1 &&
+                    (await page.locator('#error').isHidden()),
+                10000);
+        });
         await page.goto(`${base}/#/tree`);
         await until('the collaboration tree', async () => {
             const t =
