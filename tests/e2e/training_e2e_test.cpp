@@ -205,7 +205,9 @@ TEST_CASE("femnist: an image project aligns, trains and validates through the di
         {"activation": "softmax", "is_input": false, "l_type": "Linear",
          "structure": {"bias": true, "in_features": 3136, "out_features": 3}}])");
     const json run = {{"algorithm", "FedAvg"}, {"rounds", 2}, {"epochs", 1}, {"base_lr", 0.0005},
-                      {"max_lr", 0.005}, {"criterion", "NLLLoss"}, {"seed", 42}};
+                      {"max_lr", 0.005}, {"criterion", "NLLLoss"}, {"seed", 42},
+                      // null: a full batch and no early stopping (the run POST refused both).
+                      {"batch_size", nullptr}, {"patience", nullptr}};
     client.setup("femnist", "fp", "classify", model, run, {{"p1", w1.port()}, {"p2", w2.port()}},
                  {{{"train", {{"femnist", "data1", "train"}}}, {"evaluate", {{"femnist", "data1", "evaluate"}}}},
                   {{"train", {{"femnist", "data2", "train"}}}, {"evaluate", {{"femnist", "data2", "evaluate"}}}}});

@@ -151,8 +151,13 @@ Check run(const Json& doc) {
     static constexpr const char* kBooleans[] = {"is_condensed", "use_CLR", "cycle_momentum",
                                                 "cumulative_delta"};
     for (const char* f : kIntegers) {
-        if (const Json* v = find(doc, f); v && !is_integer(*v)) {
-            return fail(f, "must be an integer");
+        // null is the trainer's "none": a full batch, no local early stopping.
+        const bool nullable = std::string_view(f) == "batch_size" || std::string_view(f) == "patience";
+        if (const Json* v = find(doc, f); v && !is_integer(*v) && !(nullable && v->is_null())) {
+            return fail(f, nullable ? "must be an integer or null" : "must be an integer");
+        }
+        if (const Json* v = find(doc, f); v && v->is_null()) {
+            continue;
         }
         // The trainers read these as 32-bit ints (a seed as 64-bit, through a double): a larger
         // value was stored and answered, then trained as some other number or not at all.
@@ -210,7 +215,9 @@ Check run(const Json& doc) {
         const char* field;
         std::vector<const char*> values;
     };
-    const Enum enums[] = {{"reduction", {"none", "mean", "sum"}},
+    // `none` (the original's schema allows it) leaves a loss per sample, which no training
+    // can step on: refused here, not by the job.
+    const Enum enums[] = {{"reduction", {"mean", "sum"}},
                           {"mode", {"triangular", "triangular2", "exp_range"}},
                           {"scale_mode", {"cycle", "iterations"}}};
     for (const auto& e : enums) {

@@ -509,7 +509,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         }
         const std::string action = params.value("action", "classify");
         const int rounds = run.value("rounds", 10);
-        const int patience = run.value("patience", 10);
+        // null: no early stopping (as for the workers' local stopper).
+        const json patience_field = run.value("patience", json(10));
+        const int patience =
+            patience_field.is_null() ? std::numeric_limits<int>::max() : patience_field.get<int>();
         const double delta = run.value("delta", 0.0);
         if (rounds < 1) {
             return sdk::Error{sdk::ErrorCode::InvalidArgument, "run field 'rounds' must be at least 1"};

@@ -981,6 +981,11 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
         bad_rounds["rounds"] = "2";
         json bad_reduction = run_body("r2");
         bad_reduction["reduction"] = "max";
+        // A loss per sample, which no training can step on: it used to fail the training job.
+        json none_reduction = run_body("r2");
+        none_reduction["reduction"] = "none";
+        json null_rounds = run_body("r2");
+        null_rounds["rounds"] = nullptr;
         json zero_rounds = run_body("r2");
         zero_rounds["rounds"] = 0;
         json bad_algorithm = run_body("r2");
@@ -1028,6 +1033,8 @@ TEST_CASE("connect routes answer client mistakes with the right 4xx", "[unit][re
               Case{project_path("c1", "p1") + "/experiments", bad_layer, "model[0].is_input"},
               Case{runs, bad_rounds, "rounds"},
               Case{runs, bad_reduction, "reduction"},
+              Case{runs, none_reduction, "reduction"},
+              Case{runs, null_rounds, "rounds"},
               Case{runs, zero_rounds, "rounds"},
               Case{runs, bad_algorithm, "algorithm"},
               Case{runs, path_algorithm, "algorithm"},
