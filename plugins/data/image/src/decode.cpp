@@ -147,14 +147,14 @@ constexpr int kMaxJpegScans = 256;
 
 /// True when `bytes` is a JPEG with more than kMaxJpegScans scans. Every SOS marker is the raw
 /// byte pair FF DA (entropy-coded data stuffs a data byte FF as FF 00), so counting the pairs
-/// counts at least the scans.
+/// counts at least the scans. A JPEG is what stb takes for one: fill bytes (FF) may come before
+/// the start marker.
 bool too_many_jpeg_scans(std::string_view bytes) {
-    if (bytes.size() < 2 || static_cast<unsigned char>(bytes[0]) != 0xFF ||
-        static_cast<unsigned char>(bytes[1]) != 0xD8) {
+    if (!starts_like_jpeg(bytes)) {
         return false;
     }
     int scans = 0;
-    for (std::size_t i = 2; i + 1 < bytes.size(); ++i) {
+    for (std::size_t i = 0; i + 1 < bytes.size(); ++i) {
         if (static_cast<unsigned char>(bytes[i]) == 0xFF &&
             static_cast<unsigned char>(bytes[i + 1]) == 0xDA && ++scans > kMaxJpegScans) {
             return true;
