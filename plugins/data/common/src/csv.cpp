@@ -2,6 +2,8 @@
 #include "csv.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <set>
 #include <utility>
@@ -161,6 +163,59 @@ sdk::Status require_inside(const std::filesystem::path& root, const std::filesys
 }
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+bool parse_number(std::string_view text, double& out) {
+    if (!text.empty() && text.front() == '+') {
+        text.remove_prefix(1);
+    }
+    if (text.empty()) {
+        return false;
+    }
+    double d = 0.0;
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), d);
+    if (ec != std::errc() || ptr != text.data() + text.size() || !std::isfinite(d)) {
+        return false;
+    }
+    out = d;
+    return true;
+}
+
+std::string level_name(double v) {
+    if (v == std::floor(v) && std::fabs(v) < 9.007199254740992e15) {
+        return std::to_string(static_cast<long long>(v));
+    }
+    char buf[64];
+    const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
+}
+
+std::string number_level_name(std::string_view text, double v) {
+    // Every integer of at most 15 digits is exact as a double: level_name names it the same.
+    constexpr std::size_t kExactDigits = 15;
+    std::string_view t = text;
+    bool negative = false;
+    if (!t.empty() && (t.front() == '+' || t.front() == '-')) {
+        negative = t.front() == '-';
+        t.remove_prefix(1);
+    }
+    const std::size_t dot = t.find('.');
+    std::string_view digits = t.substr(0, dot);
+    const std::string_view fraction = dot == std::string_view::npos ? std::string_view() : t.substr(dot + 1);
+    const auto all = [](std::string_view s, auto pred) {
+        return std::all_of(s.begin(), s.end(), [&](char c) { return pred(c); });
+    };
+    if (digits.empty() || !all(digits, [](char c) { return c >= '0' && c <= '9'; }) ||
+        !all(fraction, [](char c) { return c == '0'; })) {
+        return level_name(v);  // not an integer literal (a fraction, an exponent)
+    }
+    while (digits.size() > 1 && digits.front() == '0') {
+        digits.remove_prefix(1);
+    }
+    if (digits.size() <= kExactDigits) {
+        return level_name(v);
+    }
+    return (negative ? "-" : "") + std::string(digits);
+}
 
 std::string example(std::string_view v) {
     constexpr std::size_t kMax = 40;

@@ -42,6 +42,19 @@ sdk::Result<CsvTable> parse_csv(std::string text, const std::string& label);
 /// with replacement characters and never match them again.
 using sdk::is_utf8;
 
+/// A finite decimal number using the whole text (a leading `+` allowed).
+bool parse_number(std::string_view text, double& out);
+
+/// The name of a number level: an integer when integral ("3.0" -> "3"), else the shortest
+/// decimal that round-trips.
+std::string level_name(double v);
+
+/// The name of the level written `text`, which parse_number read as `v`: level_name(v), except
+/// that an integer literal of more digits than a double holds exactly is named by its digits
+/// (through the double, 123456789012345678 and 123456789012345679 were one level, named after
+/// neither; pandas keeps them apart as int64).
+std::string number_level_name(std::string_view text, double v);
+
 /// `s` in single quotes, for messages.
 std::string in_quotes(std::string_view s);
 

@@ -26,7 +26,9 @@ namespace synergos::plugins::image {
 
 using data::CsvTable;
 using data::example;
+using data::number_level_name;
 using data::parse_csv;
+using data::parse_number;
 using data::in_quotes;
 using data::is_utf8;
 
@@ -55,31 +57,6 @@ std::string_view trim(std::string_view v) {
 bool is_missing_token(std::string_view v) {
     return v.empty() || v == "NA" || v == "NaN" || v == "nan" || v == "null" || v == "None" ||
            v == "N/A" || v == "n/a" || v == "NULL" || v == "<NA>";
-}
-
-bool parse_number(std::string_view v, double& out) {
-    if (!v.empty() && v.front() == '+') {
-        v.remove_prefix(1);
-    }
-    if (v.empty()) {
-        return false;
-    }
-    double d = 0.0;
-    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
-    if (ec != std::errc() || ptr != v.data() + v.size() || !std::isfinite(d)) {
-        return false;
-    }
-    out = d;
-    return true;
-}
-
-std::string level_name(double v) {
-    if (v == std::floor(v) && std::fabs(v) < 9.007199254740992e15) {
-        return std::to_string(static_cast<long long>(v));
-    }
-    char buf[64];
-    const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
 }
 
 sdk::Result<std::string> read_file(const fs::path& path, std::int64_t max_bytes) {
@@ -332,9 +309,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     }
     std::vector<const Row*> kept;
     {
+        // By the target's name, not its spelling: one image listed as `2` and as `2.0` is one
+        // sample of class `target_2` (it was kept twice).
         std::set<std::pair<std::size_t, std::string>> seen;
         for (const Row& row : rows) {
-            if (seen.emplace(canonical[row.image], row.target).second) {
+            double v = 0.0;
+            std::string name = parse_number(row.target, v) ? number_level_name(row.target, v) : row.target;
+            if (seen.emplace(canonical[row.image], std::move(name)).second) {
                 kept.push_back(&row);
             }
         }
@@ -381,7 +362,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
                                " is not UTF-8 text; save mapping.csv as UTF-8");
             }
-            names[i] = number ? level_name(v) : kept[i]->target;
+            names[i] = number ? number_level_name(kept[i]->target, v) : kept[i]->target;
             order.emplace(names[i], number ? v : std::numeric_limits<double>::quiet_NaN());
         }
         std::vector<std::pair<std::string, double>> sorted(order.begin(), order.end());

@@ -28,7 +28,10 @@ namespace synergos::plugins::tabular {
 
 using data::CsvTable;
 using data::example;
+using data::level_name;
+using data::number_level_name;
 using data::parse_csv;
+using data::parse_number;
 using data::is_utf8;
 
 namespace {
@@ -126,23 +129,6 @@ bool is_missing_token(std::string_view v) {
     return false;
 }
 
-/// A finite decimal number using the whole text.
-bool parse_number(std::string_view v, double& out) {
-    if (!v.empty() && v.front() == '+') {
-        v.remove_prefix(1);
-    }
-    if (v.empty()) {
-        return false;
-    }
-    double d = 0.0;
-    const auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), d);
-    if (ec != std::errc() || ptr != v.data() + v.size() || !std::isfinite(d)) {
-        return false;
-    }
-    out = d;
-    return true;
-}
-
 bool parse_bool(std::string_view v, double& out) {
     if (v == "True" || v == "true" || v == "TRUE") {
         out = 1.0;
@@ -153,17 +139,6 @@ bool parse_bool(std::string_view v, double& out) {
         return true;
     }
     return false;
-}
-
-/// The name of a numeric level: an integer when integral ("3.0" -> "3"), else the shortest
-/// decimal that round-trips.
-std::string level_name(double v) {
-    if (v == std::floor(v) && std::fabs(v) < 9.007199254740992e15) {
-        return std::to_string(static_cast<long long>(v));
-    }
-    char buf[64];
-    const auto [ptr, ec] = std::to_chars(buf, buf + sizeof buf, v);
-    return ec == std::errc() ? std::string(buf, ptr) : std::to_string(v);
 }
 
 /// A numeric column refuses its data when more than this share of its non-empty cells do not
@@ -396,7 +371,7 @@ sdk::Status fill_categorical(Column& col, std::size_t index, const std::vector<S
             } else {
                 double v = kNaN;
                 if (parse_number(cell, v)) {
-                    key = level_name(v);
+                    key = number_level_name(cell, v);
                 } else {
                     key.assign(cell);
                 }

@@ -843,3 +843,28 @@ TEST_CASE("image names a numeric class alike in every split whatever the other c
     CHECK(load_ok({numbers.string()}).label_names ==
           std::vector<std::string>{"target_2", "target_3"});
 }
+
+TEST_CASE("image keeps integer classes past a double's precision apart and names them exactly",
+          "[unit][data][image]") {
+    // Read through a double, both were one class 'target_123456789012345680' of 2 samples.
+    TempDir tmp;
+    const fs::path dir = tmp.folder(
+        "ids", "image,target\na.png,123456789012345678\nb.png,123456789012345679\nc.png,+007\n");
+    write_png(dir / "a.png", 1, 1, 1, {1});
+    write_png(dir / "b.png", 1, 1, 1, {2});
+    write_png(dir / "c.png", 1, 1, 1, {3});
+    const Dataset ds = load_ok({dir.string()});
+    CHECK(ds.label_names == std::vector<std::string>{"target_7", "target_123456789012345678",
+                                                     "target_123456789012345679"});
+}
+
+TEST_CASE("image drops an image listed twice under two spellings of one class", "[unit][data][image]") {
+    // '2' and '2.0' are the class target_2: the image was kept twice, counted twice in it.
+    TempDir tmp;
+    const fs::path dir = tmp.folder("spellings", "image,target\na.png,2\na.png,2.0\nb.png,3\n");
+    write_png(dir / "a.png", 1, 1, 1, {1});
+    write_png(dir / "b.png", 1, 1, 1, {2});
+    const Dataset ds = load_ok({dir.string()});
+    CHECK(ds.rows == 2);
+    CHECK(Json::parse(ds.metadata_json)["duplicates_dropped"] == 1);
+}

@@ -255,6 +255,23 @@ TEST_CASE("tabular names levels as integers for numeric codes and sorts them num
     CHECK(ds.labels[1 * 3 + 0] == 1.0f);
 }
 
+TEST_CASE("tabular keeps integer levels past a double's precision apart and names them exactly",
+          "[unit][data][tabular]") {
+    // Read through a double, the two account ids were one level 'account_123456789012345680'.
+    TempDir tmp;
+    const Json schema = {{"account", "category"}, {"x", "float64"}, {"target", "int64"}};
+    const std::string dir = tmp.folder("ids", schema,
+                                       {{"data.csv",
+                                         "account,x,target\n"
+                                         "123456789012345678,1,0\n"
+                                         "123456789012345679,2,1\n"
+                                         "0042.000,3,0\n"}});
+    const Dataset ds = load_ok({dir});
+    CHECK(ds.feature_names == std::vector<std::string>{"account_123456789012345678",
+                                                       "account_123456789012345679",
+                                                       "account_42", "x"});
+}
+
 TEST_CASE("tabular scales a constant column to 0", "[unit][data][tabular]") {
     TempDir tmp;
     const std::string dir = tmp.folder("const", kSchema,
