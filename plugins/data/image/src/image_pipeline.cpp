@@ -125,16 +125,27 @@ struct Row {
     std::string where;  ///< "<mapping.csv> row <n>", for errors
 };
 
+/// One image file: its decoded pixels, or, when the options give the sample size, only its
+/// sample (made as soon as it is decoded: a split of full-size photos resized to 28 x 28 held
+/// every photo until the end, and was refused at max_split_bytes for pixels it did not keep).
 struct Decoded {
-    Image image;
+    Image image;                ///< pixels empty once `sample` is made
+    std::vector<float> sample;  ///< planar floats at the requested size, when it is given
     std::string file;
     std::uint64_t hash = 0;
+
+    /// Same input to the model: same sample, or same pixels.
+    bool same_as(const Decoded& o) const {
+        return sample.empty() ? image.width == o.image.width && image.pixels == o.image.pixels
+                              : sample == o.sample;
+    }
 };
 
-std::uint64_t fnv1a(const std::vector<unsigned char>& bytes) {
+std::uint64_t fnv1a(const void* data, std::size_t size) {
+    const auto* bytes = static_cast<const unsigned char*>(data);
     std::uint64_t h = 1469598103934665603ull;
-    for (unsigned char b : bytes) {
-        h = (h ^ b) * 1099511628211ull;
+    for (std::size_t i = 0; i < size; ++i) {
+        h = (h ^ bytes[i]) * 1099511628211ull;
     }
     return h;
 }
@@ -154,8 +165,26 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         return invalid("no dataset folder was given");
     }
 
+    // Sample size: explicit, or that of the first image (then every image must share it).
+    int height = s.height;
+    int width = s.width;
+    const bool explicit_size = height > 0;
+    // A requested size is bounded as source images are: 65535 x 65535 grayscale samples were
+    // allocated (17 GB per image) and filled.
+    if (explicit_size &&
+        static_cast<std::int64_t>(height) * width > limits.max_image_pixels) {
+        return Error{ErrorCode::ResourceExhausted,
+                     "image options 'height' x 'width' (" + std::to_string(height) + " x " +
+                         std::to_string(width) + ") are more than max_image_pixels (" +
+                         std::to_string(limits.max_image_pixels) + ")"};
+    }
+    const std::size_t sample_size = explicit_size ? static_cast<std::size_t>(channels) *
+                                                        static_cast<std::size_t>(height) *
+                                                        static_cast<std::size_t>(width)
+                                                  : 0;
+
     std::vector<Decoded> images;
-    std::int64_t decoded_bytes = 0;  // pixels of `images`, held until the samples are made
+    std::int64_t decoded_bytes = 0;  // what `images` hold: pixels, or samples once made
     std::unordered_map<std::string, std::size_t> image_index;  // by normalised path
     std::vector<Row> rows;
     std::int64_t rows_read = 0;
@@ -238,15 +267,25 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 if (!img) {
                     return img.error();
                 }
-                decoded_bytes += static_cast<std::int64_t>(img->pixels.size());
+                Decoded d{std::move(*img), {}, file.string(), 0};
+                if (explicit_size) {
+                    d.sample.resize(sample_size);
+                    to_planar(d.image, height, width, s.bilinear, d.sample.data());
+                    d.image.pixels = {};  // the sample is all that is used from here on
+                    d.hash = fnv1a(d.sample.data(), d.sample.size() * sizeof(float));
+                    decoded_bytes += static_cast<std::int64_t>(d.sample.size() * sizeof(float));
+                } else {
+                    d.hash = fnv1a(d.image.pixels.data(), d.image.pixels.size());
+                    decoded_bytes += static_cast<std::int64_t>(d.image.pixels.size());
+                }
                 if (decoded_bytes > limits.max_split_bytes) {
                     return Error{ErrorCode::ResourceExhausted,
-                                 "the split's images decode to more than " +
+                                 std::string(explicit_size ? "the split's samples take more than "
+                                                           : "the split's images decode to more than ") +
                                      std::to_string(limits.max_split_bytes) +
                                      " bytes (option max_split_bytes), at image " + file.string()};
                 }
-                const std::uint64_t hash = fnv1a(img->pixels);
-                images.push_back(Decoded{std::move(*img), file.string(), hash});
+                images.push_back(std::move(d));
                 it = image_index.emplace(file.string(), images.size() - 1).first;
             }
             if (static_cast<std::int64_t>(rows.size()) >= limits.max_images) {
@@ -262,19 +301,6 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                        " lists no image with a target");
     }
 
-    // Sample size: explicit, or that of the first image (then every image must share it).
-    int height = s.height;
-    int width = s.width;
-    const bool explicit_size = height > 0;
-    // A requested size is bounded as source images are: 65535 x 65535 grayscale samples were
-    // allocated (17 GB per image) and filled.
-    if (explicit_size &&
-        static_cast<std::int64_t>(height) * width > limits.max_image_pixels) {
-        return Error{ErrorCode::ResourceExhausted,
-                     "image options 'height' x 'width' (" + std::to_string(height) + " x " +
-                         std::to_string(width) + ") are more than max_image_pixels (" +
-                         std::to_string(limits.max_image_pixels) + ")"};
-    }
     if (!explicit_size) {
         height = images[rows.front().image].image.height;
         width = images[rows.front().image].image.width;
@@ -296,8 +322,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
             canonical[i] = i;
             auto& bucket = by_hash[images[i].hash];
             for (std::size_t j : bucket) {
-                if (images[j].image.width == images[i].image.width &&
-                    images[j].image.pixels == images[i].image.pixels) {
+                if (images[j].same_as(images[i])) {
                     canonical[i] = j;
                     break;
                 }
@@ -340,11 +365,15 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     ds.features.resize(n * sample);
     std::int64_t resized = 0;
     for (std::size_t i = 0; i < n; ++i) {
-        const Image& img = images[kept[i]->image].image;
-        if (img.height != height || img.width != width) {
+        const Decoded& d = images[kept[i]->image];
+        if (d.image.height != height || d.image.width != width) {
             ++resized;
         }
-        to_planar(img, height, width, s.bilinear, ds.features.data() + i * sample);
+        if (!d.sample.empty()) {
+            std::copy(d.sample.begin(), d.sample.end(), ds.features.begin() + static_cast<std::ptrdiff_t>(i * sample));
+        } else {
+            to_planar(d.image, height, width, s.bilinear, ds.features.data() + i * sample);
+        }
     }
 
     Json classes = Json::array();

@@ -358,6 +358,17 @@ TEST_CASE("image refuses a split that decodes to more than max_split_bytes", "[u
     auto samples = load("65536");
     REQUIRE_FALSE(samples);
     CHECK_THAT(samples.error().message, Catch::Contains("max_split_bytes") && Catch::Contains("8 samples"));
+    // With a requested size, each image becomes its sample as it is decoded: 8 samples of
+    // 8 x 8 floats (2 KiB) fit 20000 bytes although the pixels they come from (32 KiB) do not.
+    // The full-size pixels of every image were held until the end and counted.
+    auto resized = load("20000", R"({"height": 8, "width": 8})");
+    REQUIRE(resized);
+    CHECK(resized->rows == 8);
+    CHECK(resized->sample_shape == std::vector<std::int64_t>{1, 8, 8});
+    CHECK(Json::parse(resized->metadata_json)["resized"] == 8);
+    auto refused = load("1024", R"({"height": 8, "width": 8})");
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message, Catch::Contains("samples take more than") && Catch::Contains("e.png"));
     // Before, nothing bounded a split as a whole: small compressed files made gigabytes.
     FakeHost host;
     CHECK_THROWS_WITH(ImagePipeline(host, Options(std::map<std::string, std::string>{{"max_split_bytes", "0"}})),
