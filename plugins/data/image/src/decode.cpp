@@ -248,12 +248,13 @@ sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64
     return img;
 }
 
-void to_planar(const Image& src, int height, int width, bool bilinear, float* out) {
+void to_planar(const Image& src, int height, int width, bool bilinear, float* out, bool unit_range) {
     const auto c = static_cast<std::size_t>(src.channels);
     const auto h = static_cast<std::size_t>(height);
     const auto w = static_cast<std::size_t>(width);
     const auto sw = static_cast<std::size_t>(src.width);
-    constexpr float kScale = 1.0f / 255.0f;
+    const float kScale = unit_range ? 1.0f / 255.0f : 1.0f;
+    const double divisor = unit_range ? 255.0 : 1.0;
     const auto at = [&](std::size_t y, std::size_t x, std::size_t k) {
         return static_cast<float>(src.pixels[(y * sw + x) * c + k]);
     };
@@ -297,7 +298,7 @@ void to_planar(const Image& src, int height, int width, bool bilinear, float* ou
                 const double top = at(y0, x0, k) * (1 - wx) + at(y0, x1, k) * wx;
                 const double bottom = at(y1, x0, k) * (1 - wx) + at(y1, x1, k) * wx;
                 out[(k * h + y) * w + x] =
-                    static_cast<float>((top * (1 - wy) + bottom * wy) / 255.0);
+                    static_cast<float>((top * (1 - wy) + bottom * wy) / divisor);
             }
         }
     }

@@ -29,10 +29,12 @@ struct Image {
 sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64_t max_pixels,
                                 const std::string& label);
 
-/// Writes `src` as planar floats (C x height x width, channel-major) scaled to [0,1] into `out`,
+/// Writes `src` as planar floats (C x height x width, channel-major) scaled to [0,1] (or kept
+/// 0-255 when `unit_range` is false) into `out`,
 /// resizing when the size differs: nearest neighbour, or bilinear with pixel centres aligned
 /// (half-pixel offsets, edge pixels clamped: the PIL/OpenCV convention). `out` holds
 /// `src.channels * height * width` floats.
-void to_planar(const Image& src, int height, int width, bool bilinear, float* out);
+void to_planar(const Image& src, int height, int width, bool bilinear, float* out,
+               bool unit_range = true);
 
 }  // namespace synergos::plugins::image

@@ -108,9 +108,15 @@ sdk::Result<ImageSettings> settings_from(const std::string& options_json, ImageS
                 return invalid("image option 'resize' must be \"nearest\" or \"bilinear\"");
             }
             s.bilinear = v == "bilinear";
+        } else if (key == "pixel_range") {
+            if (!v.is_string() || (v != "unit" && v != "byte")) {
+                return invalid("image option 'pixel_range' must be \"unit\" ([0,1]) or \"byte\" "
+                               "(0-255, as the original Synergos)");
+            }
+            s.unit_range = v == "unit";
         } else {
             return invalid("unknown image option " + example(key) +
-                           " (known: color, height, width, resize)");
+                           " (known: color, height, width, resize, pixel_range)");
         }
     }
     if ((s.height == 0) != (s.width == 0)) {
@@ -270,7 +276,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 Decoded d{std::move(*img), {}, file.string(), 0};
                 if (explicit_size) {
                     d.sample.resize(sample_size);
-                    to_planar(d.image, height, width, s.bilinear, d.sample.data());
+                    to_planar(d.image, height, width, s.bilinear, d.sample.data(), s.unit_range);
                     d.image.pixels = {};  // the sample is all that is used from here on
                     d.hash = fnv1a(d.sample.data(), d.sample.size() * sizeof(float));
                     decoded_bytes += static_cast<std::int64_t>(d.sample.size() * sizeof(float));
@@ -372,7 +378,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         if (!d.sample.empty()) {
             std::copy(d.sample.begin(), d.sample.end(), ds.features.begin() + static_cast<std::ptrdiff_t>(i * sample));
         } else {
-            to_planar(d.image, height, width, s.bilinear, ds.features.data() + i * sample);
+            to_planar(d.image, height, width, s.bilinear, ds.features.data() + i * sample,
+                      s.unit_range);
         }
     }
 
@@ -461,7 +468,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     meta["color"] = s.color;
     meta["channels"] = channels;
     meta["resize"] = s.bilinear ? "bilinear" : "nearest";
-    meta["pixel_scale"] = "[0,1]";
+    meta["pixel_scale"] = s.unit_range ? "[0,1]" : "[0,255]";
     if (request.action == "classify") {
         meta["classes"] = classes;
     }
@@ -492,6 +499,7 @@ ImagePipeline::ImagePipeline(sdk::HostContext& host, const sdk::Options& options
     Json defaults = Json::object();
     defaults["color"] = options.get_string("color", "L");
     defaults["resize"] = options.get_string("resize", "bilinear");
+    defaults["pixel_range"] = options.get_string("pixel_range", "unit");
     const std::int64_t height = options.get_int("height", 0);
     const std::int64_t width = options.get_int("width", 0);
     if (height != 0 || width != 0) {
@@ -543,6 +551,9 @@ constexpr sdk::OptionSpec kOptions[] = {
      false},
     {"resize", sdk::OptionType::String, false, "bilinear",
      "resize filter when an image differs from the sample size: nearest or bilinear", false},
+    {"pixel_range", sdk::OptionType::String, false, "unit",
+     "pixel values as unit ([0,1], value / 255) or byte (0-255, as the original Synergos: for "
+     "models and learning rates carried over from it)", false},
     {"max_images", sdk::OptionType::Int, false, "100000", "most images (rows) in one split", false},
     {"max_image_pixels", sdk::OptionType::Int, false, "16777216",
      "largest source image (width x height), checked before decoding", false},

@@ -18,6 +18,7 @@ struct ImageSettings {
     int height = 0;           ///< 0: the size of the first image (then all must share it)
     int width = 0;
     bool bilinear = true;  ///< resize filter; false = nearest neighbour
+    bool unit_range = true;  ///< pixels as [0,1]; false = 0-255, as the original Synergos
 };
 
 /// Bounds on what one load may read.

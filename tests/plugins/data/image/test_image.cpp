@@ -166,6 +166,30 @@ TEST_CASE("image resizes with bilinear (pixel centres) or nearest filters", "[un
     CHECK(nn.features == std::vector<float>{0.0f, 0.0f, 1.0f, 1.0f});
 }
 
+TEST_CASE("image keeps pixel values 0-255 as the original Synergos with pixel_range byte",
+          "[unit][data][image]") {
+    TempDir tmp;
+    const fs::path dir = tmp.folder("range", "image,target\nramp.png,1\n");
+    write_png(dir / "ramp.png", 2, 1, 1, {0, 255});
+    const Dataset same = load_ok({dir.string()}, R"({"pixel_range": "byte"})");
+    CHECK(same.features == std::vector<float>{0.0f, 255.0f});
+    CHECK(Json::parse(same.metadata_json)["pixel_scale"] == "[0,255]");
+    const Dataset bi = load_ok({dir.string()}, R"({"height": 1, "width": 4, "pixel_range": "byte"})");
+    CHECK(bi.features == std::vector<float>{0.0f, 63.75f, 191.25f, 255.0f});
+    // The plugin option sets it for every folder; a folder's operations may override it.
+    FakeHost host;
+    ImagePipeline byte(host, Options(std::map<std::string, std::string>{{"pixel_range", "byte"}}));
+    auto loaded = byte.load(DataRequest{"classify", {dir.string()}, "{}"});
+    REQUIRE(loaded);
+    CHECK(loaded->features == std::vector<float>{0.0f, 255.0f});
+    CHECK(load_ok({dir.string()}).features == std::vector<float>{0.0f, 1.0f});
+    auto bad = byte.load(DataRequest{"classify", {dir.string()}, R"({"pixel_range": "percent"})"});
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("pixel_range"));
+    CHECK_THROWS_WITH(ImagePipeline(host, Options(std::map<std::string, std::string>{{"pixel_range", "x"}})),
+                      Catch::Contains("pixel_range"));
+}
+
 TEST_CASE("image reads JPEG files", "[unit][data][image]") {
     TempDir tmp;
     const fs::path dir = tmp.folder("jpeg", "image,target\ngray.jpg,0\ngray.jpeg,1\n");
