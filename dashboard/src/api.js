@@ -63,7 +63,8 @@ async function call(method, path, body) {
 
 export const api = {
     cluster: () => call('GET', '/v1/dashboard/cluster'),
-    jobs: () => call('GET', '/v1/dashboard/jobs'),
+    // Every unfinished job and the latest `finished` finished ones (all when not given).
+    jobs: (query = '') => call('GET', `/v1/dashboard/jobs${query}`),
     run: (jobId) => call('GET', `/v1/dashboard/jobs/${encodeURIComponent(jobId)}`),
     tree: () => call('GET', '/v1/dashboard/tree'),
     get: (path) => call('GET', path),

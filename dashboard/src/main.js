@@ -28,6 +28,7 @@ let settled = false;  // the page shows a finished job: it changes rarely, so po
 let modelShown = null;  // {url, text}: the model record opened on the run page
 const optimizationsDone = new Map();  // finished optimize jobs: job_id -> their summary
 const kTerminal = new Set(['succeeded', 'failed', 'cancelled']);
+const kFinishedShown = 200;  // finished jobs on the jobs page: the latest ones
 
 // ---- small DOM helpers -----------------------------------------------------------------------
 
@@ -291,7 +292,8 @@ async function cancel(job) {
 }
 
 async function page_jobs() {
-    const jobs = await api.jobs();
+    const jobs = await api.jobs(`?finished=${kFinishedShown}`);
+    const finished = jobs.filter((j) => kTerminal.has(j.state)).length;
     const groups = [
         ['queued', 'Queued', (j) => j.state === 'queued' || j.state === 'submitting'],
         ['running', 'Running', (j) => j.state === 'running'],
@@ -299,6 +301,10 @@ async function page_jobs() {
         ['failed', 'Failed or cancelled', (j) => j.state === 'failed' || j.state === 'cancelled'],
     ];
     const body = [h('h1', {}, 'Jobs')];
+    if (finished >= kFinishedShown) {
+        body.push(h('p', {class: 'note', 'data-testid': 'jobs-finished-limit'},
+                    `Finished, failed and cancelled: the latest ${kFinishedShown} (GET /v1/jobs lists every job).`));
+    }
     for (const [id, title, pick] of groups) {
         const list = jobs.filter(pick);
         body.push(
@@ -522,7 +528,7 @@ async function page_run(jobId) {
 }
 
 async function page_optimizations() {
-    const jobs = (await api.jobs()).filter((j) => j.process === 'optimize');
+    const jobs = await api.jobs('?process=optimize');
     const body = [h('h1', {}, 'Optimizations')];
     if (jobs.length === 0) {
         body.push(h(

@@ -330,6 +330,35 @@ TEST_CASE("job listings, a job's page data and the TTPs that ran them", "[dashbo
     CHECK(cluster["jobs"]["succeeded"] == 1);
 }
 
+TEST_CASE("the jobs listing keeps every unfinished job and the latest finished ones asked for", "[dashboard]") {
+    // The page polled every job ever run, each with its progress, every second.
+    Fixture f;
+    f.h.put_job("job-1", "succeeded", "", json::object());
+    f.h.put_job("job-2", "failed", "boom", json::object());
+    f.h.put_job("job-3", "queued", "", json::object());
+    f.h.put_job("job-4", "cancelled", "", json::object());
+    f.h.put_job("job-5", "running", "", json::object());
+    const auto ids = [&](const std::string& target) {
+        std::vector<std::string> out;
+        for (const auto& j : data_of(get(f.router, target))) {
+            out.push_back(j["job_id"].get<std::string>());
+        }
+        return out;
+    };
+    CHECK(ids("/v1/dashboard/jobs").size() == 5);
+    CHECK(ids("/v1/dashboard/jobs?finished=2") == std::vector<std::string>{"job-2", "job-3", "job-4", "job-5"});
+    CHECK(ids("/v1/dashboard/jobs?finished=0") == std::vector<std::string>{"job-3", "job-5"});
+    CHECK(ids("/v1/dashboard/jobs?state=failed") == std::vector<std::string>{"job-2"});
+    CHECK(ids("/v1/dashboard/jobs?process=optimize").empty());
+    CHECK(ids("/v1/dashboard/jobs?process=train&finished=1") == std::vector<std::string>{"job-3", "job-4", "job-5"});
+    const auto bad_value = get(f.router, "/v1/dashboard/jobs?finished=-1");
+    CHECK(bad_value.status == 400);
+    CHECK_THAT(bad_value.body, Catch::Contains("finished"));
+    const auto bad_name = get(f.router, "/v1/dashboard/jobs?limit=3");
+    CHECK(bad_name.status == 400);
+    CHECK_THAT(bad_name.body, Catch::Contains("limit"));
+}
+
 TEST_CASE("a finished run shows its history, model link and validation metrics", "[dashboard]") {
     Fixture f;
     f.h.start_ttp(0);

@@ -27,6 +27,7 @@
 
 #include <synergos/core/http/client.hpp>
 #include <synergos/core/rest/connect_routes.hpp>
+#include <synergos/core/roles/director_routes.hpp>
 #include <synergos/core/rest/error_mapping.hpp>
 #include <synergos/core/rest/record_store.hpp>
 #include <synergos/core/rest/schemas.hpp>
@@ -548,9 +549,40 @@ private:
         return state["history"];
     }
 
+    /// Every unfinished job, and the finished ones (all, or the latest `finished` of them: a
+    /// page polling every job ever run grew without end); `process` and `state` filter as on
+    /// /v1/jobs.
     Response jobs(const Request& req) {
+        auto q = roles::parse_query(req.query);
+        for (const auto& [key, value] : q) {
+            if (key != "process" && key != "state" && key != "finished") {
+                return Response::field_error(
+                    400, "unknown query parameter '" + key + "' (filters: process, state, finished)", key);
+            }
+        }
+        std::size_t finished = std::numeric_limits<std::size_t>::max();
+        if (q.count("finished") != 0) {
+            const std::string& v = q["finished"];
+            if (v.empty() || v.size() > 6 ||
+                !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+                return Response::field_error(
+                    400, "query 'finished' must be a number of jobs (0 to 999999)", "finished");
+            }
+            finished = static_cast<std::size_t>(std::stoul(v));
+        }
+        const auto all = must(d_.jobs.list({q["state"], q["process"], "", ""}));
+        std::size_t terminal = 0;
+        for (const auto& j : all) {
+            terminal += j.is_terminal() ? 1 : 0;
+        }
+        // Listed oldest first: the finished jobs kept are the last ones.
+        std::size_t skip = terminal > finished ? terminal - finished : 0;
         json data = json::array();
-        for (const auto& j : must(d_.jobs.list({}))) {
+        for (const auto& j : all) {
+            if (j.is_terminal() && skip > 0) {
+                --skip;
+                continue;
+            }
             record(j);
             data.push_back(compact(j));
         }
@@ -568,58 +600,99 @@ private:
             return m;
         }
         m["store"] = d_.mlflow_dir;
+        const fs::path store(d_.mlflow_dir);
         std::error_code ec;
-        for (fs::directory_iterator it(d_.mlflow_dir, ec), end; !ec && it != end;
-             it.increment(ec)) {
-            auto meta = read_small_file(it->path() / "meta.yaml", 1U << 16U);
-            if (!meta) {
+        // A job's own run never changes: found once, it is only checked to still be there (a
+        // run page polls, and each search read every experiment's meta.yaml and every run's tags).
+        {
+            std::lock_guard lock(mlflow_mu_);
+            if (auto it = mlflow_found_.find(job_id); it != mlflow_found_.end()) {
+                if (fs::is_directory(store / it->second["experiment_id"].get<std::string>() /
+                                         it->second["run_id"].get<std::string>(),
+                                     ec)) {
+                    return it->second;
+                }
+                mlflow_found_.erase(it);
+            }
+        }
+        std::optional<fs::path> folder;
+        {
+            std::lock_guard lock(mlflow_mu_);
+            if (auto it = experiment_folders_.find(experiment); it != experiment_folders_.end()) {
+                folder = store / it->second;
+            }
+        }
+        if (!folder || !names_experiment(*folder, experiment)) {
+            folder.reset();
+            for (fs::directory_iterator it(store, ec), end; !ec && it != end; it.increment(ec)) {
+                if (names_experiment(it->path(), experiment)) {
+                    folder = it->path();
+                    std::lock_guard lock(mlflow_mu_);
+                    if (experiment_folders_.size() >= kMaxRemembered) {
+                        experiment_folders_.clear();
+                    }
+                    experiment_folders_[experiment] = it->path().filename().string();
+                    break;
+                }
+            }
+        }
+        if (!folder) {
+            return m;
+        }
+        const std::string eid = folder->filename().string();
+        m["experiment_id"] = eid;
+        std::string best;
+        long best_rank = -1;
+        for (fs::directory_iterator rt(*folder, ec), rend; !ec && rt != rend; rt.increment(ec)) {
+            auto name = read_small_file(rt->path() / "tags" / "mlflow.runName", 4096);
+            if (!name || trim(*name) != r) {
                 continue;
             }
-            std::istringstream lines(*meta);
-            std::string line;
-            bool match = false;
-            while (std::getline(lines, line)) {
-                if (line.rfind("name:", 0) == 0 && trim(line.substr(5)) == experiment) {
-                    match = true;
-                }
+            const auto job = read_small_file(rt->path() / "tags" / "synergos.training_job", 4096);
+            const auto attempt = read_small_file(rt->path() / "tags" / "synergos.attempt", 64);
+            long rank = 1;
+            try {
+                rank = attempt ? std::stol(trim(*attempt)) : 1;
+            } catch (const std::exception&) {
             }
-            if (!match) {
-                continue;
+            if (job && !job_id.empty() && trim(*job) == job_id) {
+                rank = std::numeric_limits<long>::max();  // the run this very job logged to
             }
-            const std::string eid = it->path().filename().string();
-            m["experiment_id"] = eid;
-            std::string best;
-            long best_rank = -1;
-            for (fs::directory_iterator rt(it->path(), ec), rend; !ec && rt != rend;
-                 rt.increment(ec)) {
-                auto name = read_small_file(rt->path() / "tags" / "mlflow.runName", 4096);
-                if (!name || trim(*name) != r) {
-                    continue;
-                }
-                const auto job = read_small_file(rt->path() / "tags" / "synergos.training_job", 4096);
-                const auto attempt = read_small_file(rt->path() / "tags" / "synergos.attempt", 64);
-                long rank = 1;
-                try {
-                    rank = attempt ? std::stol(trim(*attempt)) : 1;
-                } catch (const std::exception&) {
-                }
-                if (job && !job_id.empty() && trim(*job) == job_id) {
-                    rank = std::numeric_limits<long>::max();  // the run this very job logged to
-                }
-                if (rank > best_rank) {
-                    best_rank = rank;
-                    best = rt->path().filename().string();
-                }
+            if (rank > best_rank) {
+                best_rank = rank;
+                best = rt->path().filename().string();
             }
-            if (!best.empty()) {
-                m["run_id"] = best;
-                if (!d_.mlflow_ui_url.empty()) {
-                    m["url"] = d_.mlflow_ui_url + "/#/experiments/" + eid + "/runs/" + best;
-                }
+        }
+        if (!best.empty()) {
+            m["run_id"] = best;
+            if (!d_.mlflow_ui_url.empty()) {
+                m["url"] = d_.mlflow_ui_url + "/#/experiments/" + eid + "/runs/" + best;
             }
-            break;
+        }
+        if (best_rank == std::numeric_limits<long>::max()) {
+            std::lock_guard lock(mlflow_mu_);
+            if (mlflow_found_.size() >= kMaxRemembered) {
+                mlflow_found_.clear();
+            }
+            mlflow_found_[job_id] = m;
         }
         return m;
+    }
+
+    /// True when MLflow experiment folder `dir`'s meta.yaml names `experiment`.
+    static bool names_experiment(const fs::path& dir, const std::string& experiment) {
+        auto meta = read_small_file(dir / "meta.yaml", 1U << 16U);
+        if (!meta) {
+            return false;
+        }
+        std::istringstream lines(*meta);
+        std::string line;
+        while (std::getline(lines, line)) {
+            if (line.rfind("name:", 0) == 0 && trim(line.substr(5)) == experiment) {
+                return true;
+            }
+        }
+        return false;
     }
 
     Response job(const Request& req) {
@@ -744,6 +817,10 @@ private:
     fs::path root_;
     std::unique_ptr<http::HttpClient> client_;
     std::mutex mu_;
+    static constexpr std::size_t kMaxRemembered = 4096;  ///< entries of each MLflow memo below
+    std::mutex mlflow_mu_;
+    std::map<std::string, std::string> experiment_folders_;  ///< MLflow experiment name -> folder
+    std::map<std::string, json> mlflow_found_;  ///< job -> the MLflow run tagged with it
     std::map<std::pair<std::string, int>, Health> health_;
     /// Probes in flight, shared by concurrent listings (guarded by mu_).
     std::map<std::pair<std::string, int>, std::shared_future<Health>> probing_;
