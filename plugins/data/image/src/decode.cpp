@@ -248,7 +248,8 @@ sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64
     return img;
 }
 
-void to_planar(const Image& src, int height, int width, bool bilinear, float* out, bool unit_range) {
+void to_planar(const Image& src, int height, int width, Resize resize, float* out, bool unit_range) {
+    const bool bilinear = resize == Resize::Bilinear;
     const auto c = static_cast<std::size_t>(src.channels);
     const auto h = static_cast<std::size_t>(height);
     const auto w = static_cast<std::size_t>(width);
@@ -261,6 +262,19 @@ void to_planar(const Image& src, int height, int width, bool bilinear, float* ou
     if (src.height == height && src.width == width) {
         for (std::size_t y = 0; y < h; ++y) {
             for (std::size_t x = 0; x < w; ++x) {
+                for (std::size_t k = 0; k < c; ++k) {
+                    out[(k * h + y) * w + x] = at(y, x, k) * kScale;
+                }
+            }
+        }
+        return;
+    }
+    if (resize == Resize::Pad) {
+        std::fill(out, out + c * h * w, 0.0f);
+        const std::size_t ch = std::min(h, static_cast<std::size_t>(src.height));
+        const std::size_t cw = std::min(w, sw);
+        for (std::size_t y = 0; y < ch; ++y) {
+            for (std::size_t x = 0; x < cw; ++x) {
                 for (std::size_t k = 0; k < c; ++k) {
                     out[(k * h + y) * w + x] = at(y, x, k) * kScale;
                 }

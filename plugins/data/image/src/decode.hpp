@@ -29,12 +29,18 @@ struct Image {
 sdk::Result<Image> decode_image(std::string_view bytes, int channels, std::int64_t max_pixels,
                                 const std::string& label);
 
+/// How an image of another size than the sample becomes one: stretched (bilinear or nearest
+/// neighbour), or placed at the top left of a zero sample (`Pad`, the original Synergos' way:
+/// its images of several sizes were zero-padded to the largest).
+enum class Resize { Bilinear, Nearest, Pad };
+
 /// Writes `src` as planar floats (C x height x width, channel-major) scaled to [0,1] (or kept
 /// 0-255 when `unit_range` is false) into `out`,
 /// resizing when the size differs: nearest neighbour, or bilinear with pixel centres aligned
 /// (half-pixel offsets, edge pixels clamped: the PIL/OpenCV convention). `out` holds
 /// `src.channels * height * width` floats.
-void to_planar(const Image& src, int height, int width, bool bilinear, float* out,
+/// With `Pad`, the part of `src` inside the sample is copied and the rest of the sample is 0.
+void to_planar(const Image& src, int height, int width, Resize resize, float* out,
                bool unit_range = true);
 
 }  // namespace synergos::plugins::image

@@ -104,10 +104,10 @@ sdk::Result<ImageSettings> settings_from(const std::string& options_json, ImageS
             }
             (key == "height" ? s.height : s.width) = v.get<int>();
         } else if (key == "resize") {
-            if (!v.is_string() || (v != "nearest" && v != "bilinear")) {
-                return invalid("image option 'resize' must be \"nearest\" or \"bilinear\"");
+            if (!v.is_string() || (v != "nearest" && v != "bilinear" && v != "pad")) {
+                return invalid("image option 'resize' must be \"nearest\", \"bilinear\" or \"pad\"");
             }
-            s.bilinear = v == "bilinear";
+            s.resize = v == "bilinear" ? Resize::Bilinear : v == "nearest" ? Resize::Nearest : Resize::Pad;
         } else if (key == "pixel_range") {
             if (!v.is_string() || (v != "unit" && v != "byte")) {
                 return invalid("image option 'pixel_range' must be \"unit\" ([0,1]) or \"byte\" "
@@ -274,9 +274,17 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                     return img.error();
                 }
                 Decoded d{std::move(*img), {}, file.string(), 0};
+                if (explicit_size && s.resize == Resize::Pad &&
+                    (d.image.height > height || d.image.width > width)) {
+                    return invalid("image " + file.string() + " is " + std::to_string(d.image.width) + "x" +
+                                   std::to_string(d.image.height) + ", larger than the sample size " +
+                                   std::to_string(width) + "x" + std::to_string(height) +
+                                   " (options width and height) that resize \"pad\" pads to; "
+                                   "raise them, or shrink with \"bilinear\" or \"nearest\"");
+                }
                 if (explicit_size) {
                     d.sample.resize(sample_size);
-                    to_planar(d.image, height, width, s.bilinear, d.sample.data(), s.unit_range);
+                    to_planar(d.image, height, width, s.resize, d.sample.data(), s.unit_range);
                     d.image.pixels = {};  // the sample is all that is used from here on
                     d.hash = fnv1a(d.sample.data(), d.sample.size() * sizeof(float));
                     decoded_bytes += static_cast<std::int64_t>(d.sample.size() * sizeof(float));
@@ -307,15 +315,28 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                        " lists no image with a target");
     }
 
-    if (!explicit_size) {
-        height = images[rows.front().image].image.height;
-        width = images[rows.front().image].image.width;
+    if (!explicit_size && s.resize == Resize::Pad) {
+        // The largest height and width of the split: every image is padded to them.
+        for (const Decoded& d : images) {
+            height = std::max(height, d.image.height);
+            width = std::max(width, d.image.width);
+        }
+        if (static_cast<std::int64_t>(height) * width > limits.max_image_pixels) {
+            return Error{ErrorCode::ResourceExhausted,
+                         "the split's largest height and width (" + std::to_string(width) + "x" +
+                             std::to_string(height) + ", resize \"pad\") are more than max_image_pixels (" +
+                             std::to_string(limits.max_image_pixels) + "); set the options height and width"};
+        }
+    } else if (!explicit_size) {
+        const Decoded& first = images[rows.front().image];
+        height = first.image.height;
+        width = first.image.width;
         for (const Decoded& d : images) {
             if (d.image.height != height || d.image.width != width) {
                 return invalid("image " + d.file + " is " + std::to_string(d.image.width) + "x" +
-                               std::to_string(d.image.height) + " but " + images.front().file +
-                               " is " + std::to_string(width) + "x" + std::to_string(height) +
-                               ": set the options height and width to resize them");
+                               std::to_string(d.image.height) + " but " + first.file + " is " +
+                               std::to_string(width) + "x" + std::to_string(height) +
+                               ": set the options height and width to resize them, or resize \"pad\"");
             }
         }
     }
@@ -378,7 +399,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         if (!d.sample.empty()) {
             std::copy(d.sample.begin(), d.sample.end(), ds.features.begin() + static_cast<std::ptrdiff_t>(i * sample));
         } else {
-            to_planar(d.image, height, width, s.bilinear, ds.features.data() + i * sample,
+            to_planar(d.image, height, width, s.resize, ds.features.data() + i * sample,
                       s.unit_range);
         }
     }
@@ -467,7 +488,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
     meta["pixel_width"] = width;
     meta["color"] = s.color;
     meta["channels"] = channels;
-    meta["resize"] = s.bilinear ? "bilinear" : "nearest";
+    meta["resize"] = s.resize == Resize::Bilinear ? "bilinear" : s.resize == Resize::Nearest ? "nearest" : "pad";
     meta["pixel_scale"] = s.unit_range ? "[0,1]" : "[0,255]";
     if (request.action == "classify") {
         meta["classes"] = classes;
@@ -550,7 +571,9 @@ constexpr sdk::OptionSpec kOptions[] = {
     {"width", sdk::OptionType::Int, false, "0", "default sample width; 0 = the first image's",
      false},
     {"resize", sdk::OptionType::String, false, "bilinear",
-     "resize filter when an image differs from the sample size: nearest or bilinear", false},
+     "how an image of another size becomes a sample: bilinear or nearest (stretched), or pad "
+     "(zero-padded at the bottom and right, as the original Synergos; without height and width "
+     "the sample is the largest image's size)", false},
     {"pixel_range", sdk::OptionType::String, false, "unit",
      "pixel values as unit ([0,1], value / 255) or byte (0-255, as the original Synergos: for "
      "models and learning rates carried over from it)", false},

@@ -9,15 +9,17 @@
 #include <synergos/sdk/options.hpp>
 #include <synergos/sdk/plugin.hpp>
 
+#include "decode.hpp"
+
 namespace synergos::plugins::image {
 
 /// How images become samples; plugin options give the defaults, `DataRequest::options_json`
-/// (`{"color": "L"|"RGB", "height": H, "width": W, "resize": "nearest"|"bilinear"}`) overrides.
+/// (`{"color": "L"|"RGB", "height": H, "width": W, "resize": "nearest"|"bilinear"|"pad"}`) overrides.
 struct ImageSettings {
     std::string color = "L";  ///< "L" (grayscale, 1 channel) or "RGB" (3 channels)
     int height = 0;           ///< 0: the size of the first image (then all must share it)
     int width = 0;
-    bool bilinear = true;  ///< resize filter; false = nearest neighbour
+    Resize resize = Resize::Bilinear;  ///< how an image of another size becomes a sample
     bool unit_range = true;  ///< pixels as [0,1]; false = 0-255, as the original Synergos
 };
 

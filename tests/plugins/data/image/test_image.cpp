@@ -166,6 +166,34 @@ TEST_CASE("image resizes with bilinear (pixel centres) or nearest filters", "[un
     CHECK(nn.features == std::vector<float>{0.0f, 0.0f, 1.0f, 1.0f});
 }
 
+TEST_CASE("image pads images of several sizes with zeros as the original Synergos with resize pad",
+          "[unit][data][image]") {
+    // Images of several sizes were refused unless height and width were given, and then
+    // stretched; the original zero-pads them to the largest.
+    TempDir tmp;
+    const fs::path dir = tmp.folder("sizes", "image,target\nwide.png,0\ntall.png,1\n");
+    write_png(dir / "wide.png", 3, 1, 1, {255, 255, 255});
+    write_png(dir / "tall.png", 1, 2, 1, {255, 255});
+    const Dataset ds = load_ok({dir.string()}, R"({"resize": "pad"})");
+    REQUIRE(ds.sample_shape == std::vector<std::int64_t>{1, 2, 3});
+    CHECK(ds.features == std::vector<float>{1, 1, 1, 0, 0, 0,    // wide: first row
+                                            1, 0, 0, 1, 0, 0});  // tall: first column
+    CHECK(Json::parse(ds.metadata_json)["resize"] == "pad");
+    // A given size pads to it, and refuses an image larger than it.
+    const Dataset sized = load_ok({dir.string()}, R"({"resize": "pad", "height": 2, "width": 4})");
+    CHECK(sized.sample_shape == std::vector<std::int64_t>{1, 2, 4});
+    CHECK(sized.features[3] == 0.0f);
+    FakeHost host;
+    ImagePipeline pipeline(host, Options());
+    auto small = pipeline.load(DataRequest{"classify", {dir.string()}, R"({"resize": "pad", "height": 1, "width": 3})"});
+    REQUIRE_FALSE(small);
+    CHECK_THAT(small.error().message, Catch::Contains("tall.png") && Catch::Contains("larger than the sample size"));
+    // Without pad, different sizes still need height and width, and the error says so.
+    auto mixed = pipeline.load(DataRequest{"classify", {dir.string()}, "{}"});
+    REQUIRE_FALSE(mixed);
+    CHECK_THAT(mixed.error().message, Catch::Contains("tall.png") && Catch::Contains("resize \"pad\""));
+}
+
 TEST_CASE("image keeps pixel values 0-255 as the original Synergos with pixel_range byte",
           "[unit][data][image]") {
     TempDir tmp;
