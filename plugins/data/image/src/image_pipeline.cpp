@@ -251,7 +251,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                 if (static_cast<std::int64_t>(images.size()) >= limits.max_images) {
                     return Error{ErrorCode::ResourceExhausted,
                                  "more than " + std::to_string(limits.max_images) +
-                                     " images in one split (option max_images)"};
+                                     " images in one split (option max_images), at " + where};
                 }
                 // A symbolic link may not lead out of the dataset folder.
                 const fs::path real = fs::canonical(file, ec);
@@ -305,14 +305,19 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
             if (static_cast<std::int64_t>(rows.size()) >= limits.max_images) {
                 return Error{ErrorCode::ResourceExhausted,
                              "more than " + std::to_string(limits.max_images) +
-                                 " rows in one split (option max_images)"};
+                                 " rows in one split (option max_images), at " + where};
             }
             rows.push_back(Row{it->second, std::string(target), where});
         }
     }
     if (rows.empty()) {
-        return invalid("dataset folder " + request.directories.front() +
-                       " lists no image with a target");
+        std::string folders;
+        for (const std::string& d : request.directories) {
+            folders += (folders.empty() ? "" : ", ") + d;
+        }
+        return invalid((request.directories.size() == 1 ? "dataset folder " : "dataset folders ") +
+                       folders + (request.directories.size() == 1 ? " lists" : " list") +
+                       " no image with a target");
     }
 
     if (!explicit_size && s.resize == Resize::Pad) {

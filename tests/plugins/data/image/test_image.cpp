@@ -194,6 +194,25 @@ TEST_CASE("image pads images of several sizes with zeros as the original Synergo
     CHECK_THAT(mixed.error().message, Catch::Contains("tall.png") && Catch::Contains("resize \"pad\""));
 }
 
+TEST_CASE("image names the mapping.csv row past max_images and every folder without a target",
+          "[unit][data][image]") {
+    TempDir tmp;
+    const fs::path dir = tmp.folder("many", "image,target\na.png,0\nb.png,1\n");
+    write_png(dir / "a.png", 1, 1, 1, {1});
+    write_png(dir / "b.png", 1, 1, 1, {2});
+    FakeHost host;
+    ImagePipeline one(host, Options(std::map<std::string, std::string>{{"max_images", "1"}}));
+    auto refused = one.load(DataRequest{"classify", {dir.string()}, "{}"});
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message, Catch::Contains("max_images") && Catch::Contains("mapping.csv row 2"));
+    const fs::path empty1 = tmp.folder("empty1", "image,target\na.png,\n");
+    const fs::path empty2 = tmp.folder("empty2", "image,target\na.png,NA\n");
+    ImagePipeline pipeline(host, Options());
+    auto none = pipeline.load(DataRequest{"classify", {empty1.string(), empty2.string()}, "{}"});
+    REQUIRE_FALSE(none);
+    CHECK_THAT(none.error().message, Catch::Contains("empty1") && Catch::Contains("empty2"));
+}
+
 TEST_CASE("image keeps pixel values 0-255 as the original Synergos with pixel_range byte",
           "[unit][data][image]") {
     TempDir tmp;
