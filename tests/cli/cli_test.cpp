@@ -276,6 +276,39 @@ TEST_CASE("A process started with --cpus N runs libtorch on N intra-op threads",
 }
 #endif
 
+TEST_CASE("A second director on the same data directory refuses to start and names the first",
+          "[cli][lifecycle]") {
+    // It came up, published the first one's running jobs again and trained them alongside it,
+    // over the same checkpoints, into one model reported as a success.
+    TempDir dir;
+    const fs::path config = write_director_config(dir.path, "cli-lock");
+    const auto started = [](Child& c) {
+        return c.read_until([](const auto& lines) { return has_event(lines, "role started"); }, kTimeout);
+    };
+    Child first({"director", "--config", config.string(), "--port", "0"});
+    REQUIRE(started(first));
+    Child second({"director", "--config", config.string(), "--port", "0"});
+    const auto code = second.wait(kTimeout);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    bool refused = false;
+    for (const auto& r : records(second.err_lines())) {
+        refused = refused || (r["event"] == "start-up refused" &&
+                              r["fields"]["error"].get<std::string>().find(
+                                  "in use by another director (pid " + std::to_string(first.pid()) + ")") !=
+                                  std::string::npos);
+        CHECK(r["event"] != "component started");  // not even the store
+    }
+    CHECK(refused);
+    // Once the first has stopped, the directory is free again.
+    first.signal(SIGTERM);
+    REQUIRE(first.wait(kTimeout).has_value());
+    Child third({"director", "--config", config.string(), "--port", "0"});
+    REQUIRE(started(third));
+    third.signal(SIGTERM);
+    CHECK(third.wait(kTimeout) == std::optional<int>(0));
+}
+
 TEST_CASE("A director serves its job service's and store writer's metrics at GET /metrics",
           "[cli][metrics]") {
     TempDir dir;

@@ -3,8 +3,15 @@
 // Runtime has loaded the plugins their config names.
 #include <synergos/core/runtime/roles.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -83,11 +90,70 @@ jobs::AggregatorLookup aggregator_lookup(Runtime& rt) {
 /// Checks what no plugin provides (exposure, tokens, TLS files, the outputs folder), then starts
 /// the plugins, or logs why not. Returns 0, or the exit code: kExitConfig for a setting no
 /// restart can fix (a service manager need not try again), 1 for a failure to start.
-int start(Runtime& rt) {
+/// A director's hold on its data directory, for as long as it runs: two directors on one store
+/// both published its running jobs again at start and trained them together, over the same
+/// checkpoints, into one model that reported success. Released when the process ends, however.
+class DirectoryLock {
+public:
+    static sdk::Result<std::unique_ptr<DirectoryLock>> acquire(const std::string& dir) {
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        const std::string path = (std::filesystem::path(dir) / "director.lock").string();
+        const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            return sdk::Error{sdk::ErrorCode::Unavailable,
+                              "cannot open the lock file " + path + ": " + std::strerror(errno)};
+        }
+        auto lock = std::unique_ptr<DirectoryLock>(new DirectoryLock(fd));
+        if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            const int error = errno;
+            if (error != EWOULDBLOCK) {
+                return sdk::Error{sdk::ErrorCode::Unavailable,
+                                  "cannot lock " + path + ": " + std::strerror(error)};
+            }
+            char pid[32] = {};
+            const ssize_t n = ::pread(fd, pid, sizeof pid - 1, 0);
+            std::string holder = n > 0 ? std::string(pid, static_cast<std::size_t>(n)) : std::string();
+            while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) {
+                holder.pop_back();
+            }
+            return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                              "the data directory " + dir + " is in use by another director" +
+                                  (holder.empty() ? std::string() : " (pid " + holder + ")") +
+                                  ", which holds " + path +
+                                  ": two directors on one store would both run its jobs"};
+        }
+        const std::string me = std::to_string(::getpid()) + "\n";
+        if (::ftruncate(fd, 0) == 0) {
+            (void)!::pwrite(fd, me.data(), me.size(), 0);
+        }
+        return lock;
+    }
+    ~DirectoryLock() { ::close(fd_); }
+    DirectoryLock(const DirectoryLock&) = delete;
+    DirectoryLock& operator=(const DirectoryLock&) = delete;
+
+private:
+    explicit DirectoryLock(int fd) : fd_(fd) {}
+    int fd_;
+};
+
+/// `lock`: where to keep the director's hold on its data directory, taken after the settings
+/// are checked and before any plugin (the store) starts.
+int start(Runtime& rt, std::unique_ptr<DirectoryLock>* lock = nullptr) {
     if (sdk::Status st = check_before_start(rt.config(), rt.logger()); !st) {
         rt.fatal("start-up refused", {{"error", st.message()}});
         rt.stop_all();
         return kExitConfig;
+    }
+    if (lock != nullptr) {
+        auto held = DirectoryLock::acquire(rt.config().node.data_dir);
+        if (!held) {
+            rt.fatal("start-up refused", {{"error", held.error().message}});
+            rt.stop_all();
+            return 1;
+        }
+        *lock = std::move(*held);
     }
     if (sdk::Status st = rt.start_plugins(); !st) {
         rt.fatal("start-up failed", {{"error", st.message()}});
@@ -150,7 +216,8 @@ sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::Messag
 }  // namespace
 
 int run_director(Runtime& rt) {
-    if (const int code = start(rt); code != 0) {
+    std::unique_ptr<DirectoryLock> lock;  // released when the director has stopped
+    if (const int code = start(rt, &lock); code != 0) {
         return code;
     }
     const auto& cfg = rt.config();
