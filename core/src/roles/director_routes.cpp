@@ -731,7 +731,8 @@ private:
     // ---- /v1/jobs ------------------------------------------------------------------------
 
     Response list_jobs(const Request& req) {
-        auto q = parse_query(req.query);
+        std::string repeated;
+        auto q = parse_query(req.query, &repeated);
         // A misspelt filter (`?status=failed`) would otherwise list every job as if it matched.
         static const std::set<std::string> kFilters{"state", "process", "collab_id", "project_id"};
         for (const auto& [key, value] : q) {
@@ -740,6 +741,16 @@ private:
                     400, "unknown query parameter '" + key + "' (filters: state, process, collab_id, project_id)",
                     key)};
             }
+            // `?state=` listed every job, as if no filter had been given.
+            if (value.empty()) {
+                throw Fail{Response::field_error(400, "query parameter '" + key + "' is empty", key)};
+            }
+        }
+        if (!repeated.empty()) {
+            // One value per filter: `?state=running&state=failed` is not "either".
+            throw Fail{Response::field_error(
+                400, "query parameter '" + repeated + "' is given more than once (one value per filter)",
+                repeated)};
         }
         static const std::set<std::string> kStates{"submitting", "queued", "running", "succeeded", "failed", "cancelled"};
         if (!q["state"].empty() && !kStates.count(q["state"])) {
@@ -769,7 +780,7 @@ private:
 
 }  // namespace
 
-std::map<std::string, std::string> parse_query(std::string_view query) {
+std::map<std::string, std::string> parse_query(std::string_view query, std::string* repeated) {
     std::map<std::string, std::string> out;
     while (!query.empty()) {
         const auto amp = query.find('&');
@@ -780,7 +791,11 @@ std::map<std::string, std::string> parse_query(std::string_view query) {
         std::string_view v = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
         auto dk = http::percent_decode(k);
         auto dv = http::percent_decode(v);
-        out[dk ? *dk : std::string(k)] = dv ? *dv : std::string(v);
+        std::string key = dk ? *dk : std::string(k);
+        if (repeated != nullptr && repeated->empty() && out.count(key) != 0) {
+            *repeated = key;
+        }
+        out[std::move(key)] = dv ? *dv : std::string(v);
     }
     return out;
 }

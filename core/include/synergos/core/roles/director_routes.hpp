@@ -36,6 +36,7 @@ struct DirectorRoutesDeps {
 void register_director_routes(http::Router& router, DirectorRoutesDeps deps);
 
 /// Parses `a=1&b=x%20y` into a map (later keys win); malformed escapes are kept verbatim.
-std::map<std::string, std::string> parse_query(std::string_view query);
+/// `repeated` (optional) receives the first key given more than once (the last value is kept).
+std::map<std::string, std::string> parse_query(std::string_view query, std::string* repeated = nullptr);
 
 }  // namespace synergos::core::roles

@@ -423,7 +423,9 @@ TEST_CASE("A TTP process killed with SIGKILL mid-job: the job is redelivered, co
     CHECK(listed("?process=train").empty());
     CHECK(listed("?collab_id=c2").empty());
     for (const auto& [query, field] : std::vector<std::pair<std::string, std::string>>{
-             {"?status=failed", "status"}, {"?state=done", "state"}, {"?limit=5", "limit"}}) {
+             {"?status=failed", "status"}, {"?state=done", "state"}, {"?limit=5", "limit"},
+             // An empty filter listed every job; a repeated one kept its last value only.
+             {"?state=", "state"}, {"?state=running&state=failed", "state"}}) {
         auto [code, body] = http(port, "GET", "/v1/jobs" + query);
         INFO(query << ": " << body.dump());
         CHECK(code == 400);
