@@ -37,7 +37,12 @@ namespace {
 struct Fail {
     int code;
     std::string message;
+    bool unreachable = false;  ///< no answer at all (the director is down or restarting)
 };
+
+/// How long the job wait rides out a director that does not answer: a restart (its jobs resume)
+/// ended the command at once with exit 2.
+constexpr auto kUnreachableGrace = std::chrono::seconds(60);
 
 /// Bounds on a job file once read: YAML aliases copy what they name, so a few hundred bytes
 /// can stand for billions of values; and deep nesting would overflow the stack.
@@ -270,7 +275,7 @@ public:
                                "application/json", std::min<std::chrono::milliseconds>(left, std::chrono::seconds(60)),
                                headers);
         if (!r) {
-            throw Fail{2, "director at " + o_.server + " unreachable: " + r.error().message};
+            throw Fail{2, "director at " + o_.server + " unreachable: " + r.error().message, true};
         }
         json parsed = json::parse(r->body, nullptr, false);
         if (r->status == 401 || r->status == 403) {
@@ -579,12 +584,31 @@ std::vector<json> wait_jobs(Api& api, const json& answer, const std::string& ste
     }
     std::vector<bool> finished(ids.size(), false);
     std::size_t remaining = ids.size();
+    std::optional<std::chrono::steady_clock::time_point> unreachable_since;
     while (remaining > 0) {
         for (std::size_t i = 0; i < ids.size(); ++i) {
             if (finished[i]) {
                 continue;
             }
-            json job = api.expect("GET", "/v1/jobs/" + ids[i], nullptr, {200})["data"];
+            json job;
+            try {
+                job = api.expect("GET", "/v1/jobs/" + ids[i], nullptr, {200})["data"];
+            } catch (const Fail& f) {
+                // A director restarting resumes its jobs: keep asking for a while.
+                const auto now = std::chrono::steady_clock::now();
+                if (!f.unreachable || (unreachable_since && now - *unreachable_since > kUnreachableGrace)) {
+                    throw;
+                }
+                if (!unreachable_since) {
+                    unreachable_since = now;
+                    if (!o.json) {
+                        out << step << ": " << f.message << "; asking again for up to "
+                            << kUnreachableGrace.count() << " s\n" << std::flush;
+                    }
+                }
+                break;  // wait a poll period, then start over
+            }
+            unreachable_since.reset();
             const std::string state = job.value("state", "");
             const json p = job.value("progress", json::object());
             std::string line = step + " " + ids[i] + " [grid " + std::to_string(job.value("grid", 0)) + "] " + state;

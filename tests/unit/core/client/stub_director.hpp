@@ -20,7 +20,8 @@ class StubDirector {
 public:
     using Answer = std::function<core::http::Response(const core::http::Request&)>;
 
-    explicit StubDirector(Answer answer) {
+    /// `port` 0: any free one.
+    explicit StubDirector(Answer answer, std::uint16_t port = 0) {
         for (const char* method : {"GET", "POST", "PUT", "DELETE"}) {
             std::string pattern;
             for (int depth = 0; depth < 12; ++depth) {
@@ -29,7 +30,7 @@ public:
             }
         }
         core::http::ServerOptions options;
-        options.port = 0;
+        options.port = port;
         server_ = std::make_unique<core::http::HttpServer>(options, router_, logger_);
         REQUIRE(server_->start().is_ok());
     }
