@@ -17,6 +17,7 @@ const actionBox = document.getElementById('action-error');
 
 let timer = null;
 let inflight = false;  // a poll is running: a second one would only repeat it
+let again = false;     // asked for while a poll ran (after an action): poll again at once
 let chart = null;
 let chartHolder = null;  // the chart's element, kept across polls with its zoom and legend
 let chartKey = '';       // its series: other series need a new chart
@@ -649,10 +650,15 @@ async function refresh() {
     const mine = generation;
     clearTimeout(timer);
     timer = null;
-    if (document.hidden || inflight) {
-        return;  // a hidden tab does not poll (visibilitychange resumes); one poll at a time
+    if (inflight) {
+        again = true;  // one poll at a time; the running one is followed by another at once
+        return;
+    }
+    if (document.hidden) {
+        return;  // a hidden tab does not poll (visibilitychange resumes)
     }
     inflight = true;
+    again = false;
     settled = false;
     const [nav, page] = route();
     document.querySelectorAll('nav a').forEach(
@@ -689,7 +695,9 @@ async function refresh() {
         }
     }
     if (mine === generation && !blocked && !document.hidden) {
-        timer = setTimeout(refresh, next_delay());
+        // What an action changed shows now, not a (finished job's) long period later.
+        timer = setTimeout(refresh, again ? 0 : next_delay());
+        again = false;
     }
 }
 

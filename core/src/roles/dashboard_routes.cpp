@@ -27,10 +27,10 @@
 
 #include <synergos/core/http/client.hpp>
 #include <synergos/core/rest/connect_routes.hpp>
-#include <synergos/core/roles/director_routes.hpp>
 #include <synergos/core/rest/error_mapping.hpp>
 #include <synergos/core/rest/record_store.hpp>
 #include <synergos/core/rest/schemas.hpp>
+#include <synergos/core/roles/director_routes.hpp>
 
 namespace synergos::core::roles {
 
