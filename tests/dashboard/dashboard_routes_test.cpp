@@ -355,6 +355,7 @@ TEST_CASE("the jobs listing keeps every unfinished job and the latest finished o
     CHECK(bad_value.status == 400);
     CHECK_THAT(bad_value.body, Catch::Contains("finished"));
     CHECK(get(f.router, "/v1/dashboard/jobs?state=").status == 400);
+    CHECK(get(f.router, "/v1/dashboard/jobs?state=done").status == 400);  // as on /v1/jobs
     CHECK(get(f.router, "/v1/dashboard/jobs?state=failed&state=queued").status == 400);
     const auto bad_name = get(f.router, "/v1/dashboard/jobs?limit=3");
     CHECK(bad_name.status == 400);

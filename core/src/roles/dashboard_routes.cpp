@@ -553,20 +553,9 @@ private:
     /// page polling every job ever run grew without end); `process` and `state` filter as on
     /// /v1/jobs.
     Response jobs(const Request& req) {
-        std::string repeated;
-        auto q = roles::parse_query(req.query, &repeated);
-        for (const auto& [key, value] : q) {
-            if (key != "process" && key != "state" && key != "finished") {
-                return Response::field_error(
-                    400, "unknown query parameter '" + key + "' (filters: process, state, finished)", key);
-            }
-            if (value.empty()) {
-                return Response::field_error(400, "query parameter '" + key + "' is empty", key);
-            }
-        }
-        if (!repeated.empty()) {
-            return Response::field_error(
-                400, "query parameter '" + repeated + "' is given more than once (one value per filter)", repeated);
+        std::map<std::string, std::string> q;
+        if (auto bad = roles::parse_filters(req.query, {"process", "state", "finished"}, q)) {
+            return std::move(*bad);
         }
         std::size_t finished = std::numeric_limits<std::size_t>::max();
         if (q.count("finished") != 0) {

@@ -731,32 +731,9 @@ private:
     // ---- /v1/jobs ------------------------------------------------------------------------
 
     Response list_jobs(const Request& req) {
-        std::string repeated;
-        auto q = parse_query(req.query, &repeated);
-        // A misspelt filter (`?status=failed`) would otherwise list every job as if it matched.
-        static const std::set<std::string> kFilters{"state", "process", "collab_id", "project_id"};
-        for (const auto& [key, value] : q) {
-            if (!kFilters.count(key)) {
-                throw Fail{Response::field_error(
-                    400, "unknown query parameter '" + key + "' (filters: state, process, collab_id, project_id)",
-                    key)};
-            }
-            // `?state=` listed every job, as if no filter had been given.
-            if (value.empty()) {
-                throw Fail{Response::field_error(400, "query parameter '" + key + "' is empty", key)};
-            }
-        }
-        if (!repeated.empty()) {
-            // One value per filter: `?state=running&state=failed` is not "either".
-            throw Fail{Response::field_error(
-                400, "query parameter '" + repeated + "' is given more than once (one value per filter)",
-                repeated)};
-        }
-        static const std::set<std::string> kStates{"submitting", "queued", "running", "succeeded", "failed", "cancelled"};
-        if (!q["state"].empty() && !kStates.count(q["state"])) {
-            throw Fail{Response::field_error(400, "query 'state' must be one of submitting, queued, running, "
-                                                  "succeeded, failed, cancelled",
-                                             "state")};
+        std::map<std::string, std::string> q;
+        if (auto bad = parse_filters(req.query, {"state", "process", "collab_id", "project_id"}, q)) {
+            throw Fail{std::move(*bad)};
         }
         auto jobs = must(d_.jobs.list({q["state"], q["process"], q["collab_id"], q["project_id"]}));
         json data = json::array();
@@ -798,6 +775,35 @@ std::map<std::string, std::string> parse_query(std::string_view query, std::stri
         out[std::move(key)] = dv ? *dv : std::string(v);
     }
     return out;
+}
+
+std::optional<http::Response> parse_filters(std::string_view query, const std::vector<std::string>& known,
+                                            std::map<std::string, std::string>& out) {
+    std::string repeated;
+    out = parse_query(query, &repeated);
+    for (const auto& [key, value] : out) {
+        if (std::find(known.begin(), known.end(), key) == known.end()) {
+            std::string names;
+            for (const auto& k : known) {
+                names += (names.empty() ? "" : ", ") + k;
+            }
+            return http::Response::field_error(400, "unknown query parameter '" + key + "' (filters: " + names + ")",
+                                               key);
+        }
+        if (value.empty()) {
+            return http::Response::field_error(400, "query parameter '" + key + "' is empty", key);
+        }
+    }
+    if (!repeated.empty()) {
+        return http::Response::field_error(
+            400, "query parameter '" + repeated + "' is given more than once (one value per filter)", repeated);
+    }
+    static const std::set<std::string> kStates{"submitting", "queued", "running", "succeeded", "failed", "cancelled"};
+    if (auto it = out.find("state"); it != out.end() && !kStates.count(it->second)) {
+        return http::Response::field_error(
+            400, "query 'state' must be one of submitting, queued, running, succeeded, failed, cancelled", "state");
+    }
+    return std::nullopt;
 }
 
 void register_director_routes(http::Router& router, DirectorRoutesDeps deps) {

@@ -129,6 +129,10 @@ struct Row {
     std::size_t image = 0;  ///< index into the decoded images
     std::string target;
     std::string where;  ///< "<mapping.csv> row <n>", for errors
+    /// The class the target names: a number by its value (`2.0` and `2` -> `2`), other text as
+    /// written; duplicates and labels both go by it.
+    std::string name;
+    double number = std::numeric_limits<double>::quiet_NaN();  ///< the target's value; NaN: text
 };
 
 /// One image file: its decoded pixels, or, when the options give the sample size, only its
@@ -307,7 +311,15 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
                              "more than " + std::to_string(limits.max_images) +
                                  " rows in one split (option max_images), at " + where};
             }
-            rows.push_back(Row{it->second, std::string(target), where});
+            Row row{it->second, std::string(target), where, {}};
+            double v = 0.0;
+            if (parse_number(target, v)) {
+                row.number = v;
+                row.name = number_level_name(target, v);
+            } else {
+                row.name = row.target;
+            }
+            rows.push_back(std::move(row));
         }
     }
     if (rows.empty()) {
@@ -370,9 +382,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         // sample of class `target_2` (it was kept twice).
         std::set<std::pair<std::size_t, std::string>> seen;
         for (const Row& row : rows) {
-            double v = 0.0;
-            std::string name = parse_number(row.target, v) ? number_level_name(row.target, v) : row.target;
-            if (seen.emplace(canonical[row.image], std::move(name)).second) {
+            if (seen.emplace(canonical[row.image], row.name).second) {
                 kept.push_back(&row);
             }
         }
@@ -415,17 +425,13 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         // number by its value (`2.0` -> `2`), any other text as written. (Naming them as
         // numbers only when the whole split was numeric made `2.0` `target_2` in one split and
         // `target_2.0` in another.) Numbers sort first by value, then texts bytewise.
-        std::vector<std::string> names(n);
         std::map<std::string, double> order;  // name -> its number, NaN for a text class
         for (std::size_t i = 0; i < n; ++i) {
-            double v = 0.0;
-            const bool number = parse_number(kept[i]->target, v);
-            if (!number && !is_utf8(kept[i]->target)) {
+            if (std::isnan(kept[i]->number) && !is_utf8(kept[i]->target)) {
                 return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
                                " is not UTF-8 text; save mapping.csv as UTF-8");
             }
-            names[i] = number ? number_level_name(kept[i]->target, v) : kept[i]->target;
-            order.emplace(names[i], number ? v : std::numeric_limits<double>::quiet_NaN());
+            order.emplace(kept[i]->name, kept[i]->number);
         }
         std::vector<std::pair<std::string, double>> sorted(order.begin(), order.end());
         std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
@@ -456,7 +462,7 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         std::vector<std::int64_t> counts(lw, 0);
         ds.labels.assign(n * lw, 0.0f);
         for (std::size_t i = 0; i < n; ++i) {
-            const std::size_t k = index.at(names[i]);
+            const std::size_t k = index.at(kept[i]->name);
             ds.labels[i * lw + k] = 1.0f;
             ++counts[k];
         }
@@ -467,8 +473,8 @@ sdk::Result<sdk::Dataset> load_impl(const sdk::DataRequest& request, const Image
         ds.label_names = {"target"};
         ds.labels.resize(n);
         for (std::size_t i = 0; i < n; ++i) {
-            double v = 0.0;
-            if (!parse_number(kept[i]->target, v)) {
+            const double v = kept[i]->number;
+            if (std::isnan(v)) {
                 return invalid("file " + kept[i]->where + ": target " + example(kept[i]->target) +
                                " is not a number (regression)");
             }

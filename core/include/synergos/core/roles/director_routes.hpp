@@ -9,7 +9,12 @@
 /// created jobs under `jobs`; the matching GET returns the archived records (404 until there are
 /// any), so the original clients' POST-then-poll pattern keeps working.
 
+#include <map>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <synergos/core/http/router.hpp>
 #include <synergos/core/jobs/job_service.hpp>
@@ -38,5 +43,11 @@ void register_director_routes(http::Router& router, DirectorRoutesDeps deps);
 /// Parses `a=1&b=x%20y` into a map (later keys win); malformed escapes are kept verbatim.
 /// `repeated` (optional) receives the first key given more than once (the last value is kept).
 std::map<std::string, std::string> parse_query(std::string_view query, std::string* repeated = nullptr);
+
+/// A job listing's query filters into `out`, or the 400 naming the parameter that is unknown
+/// (not in `known`: a misspelt `?status=failed` would list every job), empty (`?state=` did),
+/// given twice (`?state=a&state=b` is not "either"), or a `state` that no job has.
+std::optional<http::Response> parse_filters(std::string_view query, const std::vector<std::string>& known,
+                                            std::map<std::string, std::string>& out);
 
 }  // namespace synergos::core::roles
