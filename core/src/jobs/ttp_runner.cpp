@@ -363,8 +363,18 @@ void TtpRunner::publish_started(const ResultMessage& event) {
     if (stopping_) {
         return;
     }
-    events_.push_back(event);
+    events_.emplace_back(std::chrono::steady_clock::now() + options_.started_delay, event);
     events_wake_.notify_one();
+}
+
+void TtpRunner::withdraw_started(const std::string& job_id) {
+    std::lock_guard<std::mutex> lock(events_mutex_);
+    const auto pending = std::find_if(events_.begin(), events_.end(),
+                                      [&](const auto& e) { return e.second.job_id == job_id; });
+    if (pending != events_.end()) {
+        events_.erase(pending);
+        events_done_.notify_all();
+    }
 }
 
 void TtpRunner::events_loop() {
@@ -373,13 +383,21 @@ void TtpRunner::events_loop() {
         {
             std::unique_lock<std::mutex> lock(events_mutex_);
             events_wake_.wait(lock, [&] { return !events_.empty() || stopping_; });
+            // Held until due; withdraw_started may take it meanwhile (the wait then ends on
+            // the next event's time, or waits for one).
+            while (!stopping_ && !events_.empty() && events_.front().first > std::chrono::steady_clock::now()) {
+                events_wake_.wait_until(lock, events_.front().first);
+            }
             if (stopping_) {
                 // Started events are best effort: the result (or a redelivery) still follows.
                 events_.clear();
                 events_done_.notify_all();
                 return;
             }
-            next = std::move(events_.front());
+            if (events_.empty()) {
+                continue;  // withdrawn while it waited
+            }
+            next = std::move(events_.front().second);
             events_.pop_front();
             events_done_.notify_all();
         }
@@ -686,6 +704,7 @@ void TtpRunner::run_job(sdk::Consumer& consumer, const sdk::Delivery& delivery) 
 
     Ctx ctx(*this, job, std::move(*nodes));
     sdk::Result<std::string> outputs = fn->second->execute(ctx, delivery.message.body);
+    withdraw_started(job.job_id);  // whatever follows (result, retry, requeue) supersedes it
     const bool cancel_requested = current_cancelled_;
     const bool stopping = stopping_;  // read once: every branch below sees the same answer
     bool timed_out = false;

@@ -3,10 +3,12 @@
 // and the in-process `memory` queue backend.
 
 #include <condition_variable>
+#include <fstream>
 #include <functional>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "jobs_scenarios.hpp"
@@ -478,6 +480,50 @@ TEST_CASE("The job service counts its submits, events and commits for GET /metri
     }
     CHECK(events >= 3);
     CHECK(commits >= 2);  // the submit's records, then at least one commit of results
+}
+
+namespace {
+std::uint64_t events_taken(core::jobs::JobService& service) {
+    std::string page;
+    service.append_metrics(page);
+    const std::string name = "\nsynergos_job_events_total ";
+    const auto at = page.find(name);
+    return at == std::string::npos ? 0 : std::stoull(page.substr(at + name.size()));
+}
+}  // namespace
+
+TEST_CASE("A job that ends within the started delay sends no started event and a longer one does", "[jobs]") {
+    Harness h(Backend::Memory, 1);
+    h.start_director();
+    h.start_ttp(0);  // started_delay: its default, 20 ms
+    const auto ids = h.submit({h.spec("train", json{{"mode", "ok"}}), h.spec("train", json{{"mode", "ok"}}),
+                               h.spec("train", json{{"mode", "ok"}})});
+    for (const auto& id : ids) {
+        const auto job = h.wait(id);
+        REQUIRE(job.state == "succeeded");
+        CHECK_FALSE(job.started_at.empty());  // the result says it ran
+        CHECK(job.ttp_id == "ttp-0");
+    }
+    // Three results and nothing else: each started event was withdrawn when its job ended.
+    CHECK(events_taken(*h.service) == 3);
+
+    // Held until the gate file exists: a start time while it still runs can only come from
+    // its started event (progress does not set one; the result has not come).
+    const std::string gate = (h.dir / "gate").string();
+    const auto slow =
+        h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 30000}, {"until_file", gate}})}).front();
+    bool started = false;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!started && std::chrono::steady_clock::now() < deadline) {
+        auto job = h.service->get(slow);
+        REQUIRE(job);
+        REQUIRE_FALSE(job->is_terminal());
+        started = !job->started_at.empty();
+        std::this_thread::sleep_for(10ms);
+    }
+    CHECK(started);
+    std::ofstream(gate).put('x');
+    CHECK(h.wait(slow).state == "succeeded");
 }
 
 TEST_CASE("A result delivered twice is archived once", "[jobs]") {

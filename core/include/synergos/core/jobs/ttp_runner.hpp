@@ -56,6 +56,9 @@ struct TtpRunnerOptions {
     /// each further attempt, at most retry_pause_max. Zero: retried at once.
     std::chrono::milliseconds retry_pause{1000};
     std::chrono::milliseconds retry_pause_max{30000};
+    /// A job's "started" event goes out this long after it starts, and not at all if the job
+    /// ends first (its result says it ran): short jobs cost the broker one message less.
+    std::chrono::milliseconds started_delay{20};
     Topology topology;
 };
 
@@ -100,6 +103,8 @@ private:
     sdk::Status publish_event(const ResultMessage& event);
     /// Hands a started event to the events thread (waits, bounded, while its backlog is full).
     void publish_started(const ResultMessage& event);
+    /// Drops the job's started event if it has not gone out yet: the job has ended.
+    void withdraw_started(const std::string& job_id);
     void events_loop();
     /// Stops the running job once it has run for options_.job_timeout (control thread).
     void check_job_deadline();
@@ -132,7 +137,8 @@ private:
     std::mutex events_mutex_;
     std::condition_variable events_wake_;
     std::condition_variable events_done_;
-    std::deque<ResultMessage> events_;  ///< started events not yet published
+    /// Started events not yet published, each with the time it is due.
+    std::deque<std::pair<std::chrono::steady_clock::time_point, ResultMessage>> events_;
     /// A bounded set of keys, the oldest forgotten first. Thread-safe (a lock of its own).
     class RecentKeys {
     public:
