@@ -65,6 +65,32 @@ struct Connection {
     }
 };
 
+/// How often a waiting request asks its sink whether it was abandoned.
+constexpr std::chrono::milliseconds kAbandonPoll{100};
+
+/// Runs the connection's pending operations to their end. With a sink, every kAbandonPoll it
+/// asks whether the request was abandoned: then the socket is closed, the operations end
+/// (operation_aborted) and true is returned; the connection must not be reused.
+bool run_io(Connection& conn, ResponseSink* sink) {
+    conn.ioc.restart();
+    if (sink == nullptr) {
+        conn.ioc.run();
+        return false;
+    }
+    while (true) {
+        conn.ioc.run_for(kAbandonPoll);
+        if (conn.ioc.stopped()) {
+            return false;
+        }
+        if (sink->abandoned()) {
+            beast::error_code ignored;
+            conn.stream.socket().close(ignored);
+            conn.ioc.run();  // the aborted handlers, at once
+            return true;
+        }
+    }
+}
+
 /// An idle connection still usable: nothing to read (no EOF, no error, no stray bytes). A peer
 /// that closed it, or sent something unasked, would make the next request fail after it was
 /// sent, when it can no longer be retried safely.
@@ -262,8 +288,10 @@ public:
         }
     }
 
+    /// `sink` (optional): connecting stops when it says the request was abandoned.
     sdk::Result<std::unique_ptr<Connection>> connect(const std::string& host, std::uint16_t port,
-                                                     Clock::time_point deadline) {
+                                                     Clock::time_point deadline,
+                                                     ResponseSink* sink = nullptr) {
         auto conn = std::make_unique<Connection>();
         const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
         beast::error_code ec;
@@ -293,8 +321,10 @@ public:
         ec = {};
         conn->stream.async_connect(endpoints,
                                    [&](beast::error_code cec, const tcp::endpoint&) { ec = cec; });
-        conn->ioc.restart();
-        conn->ioc.run();
+        if (run_io(*conn, sink)) {
+            return sdk::Error{sdk::ErrorCode::Cancelled,
+                              "http: connecting to " + host + ":" + std::to_string(port) + " stopped by its caller"};
+        }
         if (ec) {
             const auto code =
                 ec == beast::error::timeout ? sdk::ErrorCode::Timeout : sdk::ErrorCode::Unavailable;
@@ -315,8 +345,10 @@ public:
             ec = {};
             conn->tls->async_handshake(net::ssl::stream_base::client,
                                        [&](beast::error_code hec) { ec = hec; });
-            conn->ioc.restart();
-            conn->ioc.run();
+            if (run_io(*conn, sink)) {
+                return sdk::Error{sdk::ErrorCode::Cancelled, "http: TLS handshake with " + host + ":" +
+                                                                 std::to_string(port) + " stopped by its caller"};
+            }
             if (ec) {
                 const auto code = ec == beast::error::timeout ? sdk::ErrorCode::Timeout
                                                               : sdk::ErrorCode::Unavailable;
@@ -443,6 +475,9 @@ sdk::Status HttpClient::request_streaming(
             buffers.emplace_back(part.data(), part.size());
         }
     }
+    const auto stopped = [&]() -> sdk::Status {
+        return {sdk::ErrorCode::Cancelled, "http: " + where + ": stopped by its caller"};
+    };
     auto failure = [&](const beast::error_code& ec) -> sdk::Status {
         if (ec == beast::error::timeout) {
             return {sdk::ErrorCode::Timeout, "http: " + where + " timed out after " +
@@ -459,7 +494,7 @@ sdk::Status HttpClient::request_streaming(
         auto conn = impl_->take_idle(key);
         const bool reused = conn != nullptr;
         if (!conn) {
-            auto fresh = impl_->connect(host, port, deadline);
+            auto fresh = impl_->connect(host, port, deadline, &sink);
             if (!fresh) {
                 return fresh.error();
             }
@@ -546,8 +581,9 @@ sdk::Status HttpClient::request_streaming(
                                      });
                 });
         });
-        conn->ioc.restart();
-        conn->ioc.run();
+        if (run_io(*conn, &sink)) {
+            return stopped();
+        }
         // Interim answers (100 Continue, 103 Early Hints) come before the real one: Beast
         // completes them as messages, and taking one as final would leave the real answer
         // for the next request on this connection. 101 ends HTTP on the connection: final.
@@ -561,8 +597,9 @@ sdk::Status HttpClient::request_streaming(
                     stream, conn->buffer, *parser,
                     [&](beast::error_code rec, std::size_t) { read_ec = rec; });
             });
-            conn->ioc.restart();
-            conn->ioc.run();
+            if (run_io(*conn, &sink)) {
+                return stopped();
+            }
         }
         if (write_ec && !read_ec && parser->is_header_done()) {
             write_ec = {};  // the server answered early (e.g. 413): that answer counts
@@ -638,8 +675,9 @@ sdk::Status HttpClient::request_streaming(
                                                got = n;
                                            });
                 });
-                conn->ioc.restart();
-                conn->ioc.run();
+                if (run_io(*conn, &sink)) {
+                    return stopped();
+                }
                 if (read_ec && got == 0) {
                     return failure(read_ec == net::error::eof ? bhttp::error::partial_message
                                                               : read_ec);
@@ -663,8 +701,9 @@ sdk::Status HttpClient::request_streaming(
                     bhttp::async_read(stream, conn->buffer, *parser,
                                       [&](beast::error_code rec, std::size_t) { read_ec = rec; });
                 });
-                conn->ioc.restart();
-                conn->ioc.run();
+                if (run_io(*conn, &sink)) {
+                    return stopped();
+                }
                 if (read_ec == bhttp::error::need_buffer) {
                     read_ec = {};
                 }

@@ -259,6 +259,64 @@ private:
 
 }  // namespace
 
+namespace {
+
+/// A sink whose caller gives up once `give_up` is set (a cancelled job).
+class GivingUp final : public synergos::core::http::ResponseSink {
+public:
+    synergos::sdk::Status on_head(const Response& head, std::optional<std::uint64_t>) override {
+        status = head.status;
+        return {};
+    }
+    std::span<char> next_buffer() override { return {piece_, sizeof piece_}; }
+    synergos::sdk::Status wrote(std::size_t n) override {
+        body.append(piece_, n);
+        return {};
+    }
+    synergos::sdk::Status on_end() override { return {}; }
+    bool abandoned() noexcept override { return give_up.load(); }
+
+    std::atomic<bool> give_up{false};
+    int status = 0;
+    std::string body;
+
+private:
+    char piece_[64];
+};
+
+}  // namespace
+
+TEST_CASE("HttpClient gives up a waiting request once its sink is abandoned and stays usable",
+          "[unit][http]") {
+    Fixture f;  // its /wait answers after 5 s unless released
+    HttpClient client;
+    GivingUp sink;
+    std::thread caller_gives_up([&] {
+        std::this_thread::sleep_for(300ms);
+        sink.give_up = true;
+    });
+    const auto began = std::chrono::steady_clock::now();
+    auto st = client.request_streaming("GET", "127.0.0.1", f.port(), "/wait", {}, "application/json",
+                                       30s, sink);
+    const auto took = std::chrono::steady_clock::now() - began;
+    caller_gives_up.join();
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.code() == ErrorCode::Cancelled);
+    CHECK_THAT(st.message(), Catch::Contains("/wait") && Catch::Contains("stopped by its caller"));
+    CHECK(took >= 250ms);
+    CHECK(took < 3s);  // not the 5 s of the answer, nor the 30 s of the timeout
+    CHECK(client.idle_connections() == 0);  // the abandoned connection is not reused
+    f.release();
+    // The client serves the next request on a fresh connection.
+    GivingUp quick;
+    const std::string hello = "hello";
+    const synergos::core::http::BodyParts parts{{hello.data(), hello.size()}};
+    REQUIRE(client.request_streaming("POST", "127.0.0.1", f.port(), "/echo", parts, "text/plain", 10s, quick)
+                .is_ok());
+    CHECK(quick.status == 200);
+    CHECK(quick.body == "hello");
+}
+
 TEST_CASE("HttpClient reads chunked and unframed bodies and skips the body of HEAD and 204",
           "[unit][http]") {
     HttpClient client;

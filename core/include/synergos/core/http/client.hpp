@@ -77,6 +77,13 @@ public:
     virtual bool on_retry() noexcept {
         return true;
     }
+    /// Asked every 100 ms while the request waits on the network (connecting, writing,
+    /// reading). True: the caller gave up (its job was cancelled, its process is stopping); the
+    /// connection is closed and the request ends with Cancelled. A request answered within
+    /// 100 ms ends normally whatever this says.
+    virtual bool abandoned() noexcept {
+        return false;
+    }
 };
 
 /// For sinks: makes room in `buf` after its `filled` bytes, towards `end` (a declared length,
@@ -119,7 +126,7 @@ public:
     /// As `request`, with the body sent from `body` (its pieces in order) and the response
     /// handed to `sink` as it arrives. A body of known length is read from the socket straight
     /// into the sink's buffers. The retry on a stale idle connection happens only before
-    /// `on_head`. Errors: those of `request`, or the sink's.
+    /// `on_head`. Errors: those of `request`, the sink's, or Cancelled (`sink.abandoned()`).
     sdk::Status request_streaming(
         std::string_view method, const std::string& host, std::uint16_t port, std::string_view path,
         const BodyParts& body, std::string_view content_type, std::chrono::milliseconds timeout,
