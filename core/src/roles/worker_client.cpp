@@ -186,8 +186,9 @@ constexpr std::size_t kMaxTextReplyBytes = std::size_t{16} << 20;
 class ReplySink final : public http::ResponseSink {
 public:
     ReplySink(const sdk::GridNode& node, ReplyGate* gate, Clock::time_point deadline,
-              SendGate* sends = nullptr, StreamTarget stream = {})
-        : node_(node), gate_(gate), deadline_(deadline), sends_(sends), stream_(stream) {}
+              SendGate* sends = nullptr, StreamTarget stream = {},
+              const jobs::StoppableWorkerClient::StopCheck* stop = nullptr)
+        : node_(node), gate_(gate), deadline_(deadline), sends_(sends), stream_(stream), stop_(stop) {}
     ReplySink(const ReplySink&) = delete;
     ReplySink& operator=(const ReplySink&) = delete;
     ~ReplySink() override {
@@ -225,6 +226,14 @@ public:
         if (holds_send_) {
             holds_send_ = false;
             sends_->release();
+        }
+    }
+
+    bool abandoned() noexcept override {
+        try {
+            return stop_ != nullptr && *stop_ && (*stop_)();
+        } catch (const std::exception&) {
+            return false;
         }
     }
 
@@ -567,6 +576,7 @@ private:
     Clock::time_point deadline_;
     SendGate* sends_;
     StreamTarget stream_;
+    const jobs::StoppableWorkerClient::StopCheck* stop_;  ///< the caller's; may be null or empty
     bool streaming_ = false;
     std::vector<Entry> entries_;
     std::vector<float> piece_;   ///< streamed bytes not yet handed to the visitor
@@ -737,12 +747,24 @@ HttpWorkerClient::~HttpWorkerClient() = default;
 
 sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
                                                      const sdk::WorkerRequest& request) noexcept {
+    return call(node, request, StopCheck{});
+}
+
+void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
+                                const std::vector<sdk::WorkerRequest>& requests,
+                                sdk::ReplyVisitor& visitor) noexcept {
+    call_all(nodes, requests, visitor, StopCheck{});
+}
+
+sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
+                                                     const sdk::WorkerRequest& request,
+                                                     const StopCheck& stop) noexcept {
     try {
         Body body;
         if (auto st = make_body(request, body); !st) {
             return st.error();
         }
-        ReplySink sink(node, nullptr, Clock::now() + request.timeout);
+        ReplySink sink(node, nullptr, Clock::now() + request.timeout, nullptr, {}, &stop);
         if (auto st = send(http_, node, request, body, sink, request.timeout); !st) {
             return st.error();
         }
@@ -754,7 +776,7 @@ sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
 
 void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
                                 const std::vector<sdk::WorkerRequest>& requests,
-                                sdk::ReplyVisitor& visitor) noexcept {
+                                sdk::ReplyVisitor& visitor, const StopCheck& stop) noexcept {
     const std::size_t n = std::min(nodes.size(), requests.size());
     struct Done {
         std::size_t index;
@@ -810,7 +832,7 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
                 try {
                     item.sink = std::make_unique<ReplySink>(
                         nodes[i], &*gate, Clock::now() + requests[i].timeout, &*sends,
-                        StreamTarget{streaming, &visit_mutex, i, &streamed, &*stream_gate});
+                        StreamTarget{streaming, &visit_mutex, i, &streamed, &*stream_gate}, &stop);
                     if (!encoded[b]) {
                         item.reply = encoded[b].error();
                     } else if (!item.sink->acquire_send()) {

@@ -755,6 +755,48 @@ private:
 
 }  // namespace
 
+TEST_CASE("worker client gives up the calls still waiting once its caller stops and keeps the replies that came",
+          "[unit][worker_client]") {
+    DeafWorker frozen;  // takes the connection, never reads nor answers (a SIGSTOPped worker)
+    Workers workers(2);
+    std::vector<sdk::GridNode> nodes = workers.nodes;
+    sdk::GridNode stuck;
+    stuck.participant_id = "frozen";
+    stuck.host = "127.0.0.1";
+    stuck.port = frozen.port;
+    nodes.push_back(stuck);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, /*replies_in_memory=*/1, /*concurrent_sends=*/4);
+    auto reqs = train_requests(3, model);
+    for (auto& r : reqs) {
+        r.timeout = 60s;
+    }
+    // The caller stops once both healthy replies were visited (as a job cancelled meanwhile).
+    class Counting final : public sdk::ReplyVisitor {
+    public:
+        void on_reply(std::size_t index, sdk::Result<sdk::WorkerReply>&& reply) noexcept override {
+            const bool ok = reply.has_value();
+            inner.on_reply(index, std::move(reply));
+            if (ok) {
+                ++answered;
+            }
+        }
+        Collect inner{false};
+        std::atomic<int> answered{0};
+    } visitor;
+    const auto began = std::chrono::steady_clock::now();
+    client.call_all(nodes, reqs, visitor, [&] { return visitor.answered.load() >= 2; });
+    CHECK(std::chrono::steady_clock::now() - began < 20s);  // not the calls' 60 s
+    for (std::size_t i = 0; i < 2; ++i) {
+        INFO("worker " << i << " " << visitor.inner.errors[i]);
+        CHECK(visitor.inner.statuses[i] == 200);
+        CHECK(visitor.inner.correct[i]);
+    }
+    REQUIRE(visitor.inner.errors.count(2) == 1);
+    CHECK_THAT(visitor.inner.errors[2], Catch::Contains("stopped by its caller"));
+}
+
 TEST_CASE("worker client receives streamed replies beside a reply that is still arriving",
           "[unit][worker_client]") {
     // Worker 0's reply takes seconds but keeps moving (no stall). The healthy workers answer

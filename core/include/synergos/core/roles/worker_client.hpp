@@ -12,11 +12,12 @@
 #include <vector>
 
 #include <synergos/core/http/client.hpp>
+#include <synergos/core/jobs/worker_calls.hpp>
 #include <synergos/sdk/ttp_function.hpp>
 
 namespace synergos::core::roles {
 
-class HttpWorkerClient final : public sdk::WorkerClient {
+class HttpWorkerClient final : public jobs::StoppableWorkerClient {
 public:
     /// `replies_in_memory` bounds the weight replies a `call_all` holds at once (being received
     /// or waiting for the visitor): the TTP's memory stays near that many models whatever the
@@ -58,6 +59,13 @@ public:
     void call_all(const std::vector<sdk::GridNode>& nodes,
                   const std::vector<sdk::WorkerRequest>& requests,
                   sdk::ReplyVisitor& visitor) noexcept override;
+    /// The same, given up on when `stop` says so (checked every 100 ms while a call waits on
+    /// the network): such a call ends with Cancelled and its connection is closed.
+    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request,
+                                       const StopCheck& stop) noexcept override;
+    void call_all(const std::vector<sdk::GridNode>& nodes,
+                  const std::vector<sdk::WorkerRequest>& requests, sdk::ReplyVisitor& visitor,
+                  const StopCheck& stop) noexcept override;
 
 private:
     class CallThreads;
