@@ -2,11 +2,13 @@
 #include "synergos/core/jobs/ttp_runner.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
 
 #include "synergos/core/jobs/tensor_files.hpp"
+#include "synergos/core/jobs/worker_calls.hpp"
 
 namespace synergos::core::jobs {
 
@@ -90,12 +92,37 @@ sdk::Result<std::vector<sdk::GridNode>> grid_nodes(const JobMessage& job) {
     return nodes;
 }
 
+/// A job's view of the TTP's worker client: its calls are given up once the job is cancelled,
+/// runs past its limit, or the TTP stops. A frozen worker (its connections open, no answer)
+/// used to hold the job, its cancel and the TTP's stop until the call's own timeout (a
+/// training round's: an hour by default).
+class JobWorkers final : public sdk::WorkerClient {
+public:
+    JobWorkers(StoppableWorkerClient& client, StoppableWorkerClient::StopCheck stop)
+        : client_(client), stop_(std::move(stop)) {}
+    sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request) noexcept override {
+        return client_.call(node, request, stop_);
+    }
+    void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+                  sdk::ReplyVisitor& visitor) noexcept override {
+        client_.call_all(nodes, requests, visitor, stop_);
+    }
+
+private:
+    StoppableWorkerClient& client_;
+    const StoppableWorkerClient::StopCheck stop_;
+};
+
 }  // namespace
 
 class TtpRunner::Ctx final : public sdk::JobContext {
 public:
     Ctx(TtpRunner& r, const JobMessage& job, std::vector<sdk::GridNode> nodes)
-        : r_(r), job_(job), nodes_(std::move(nodes)) {}
+        : r_(r), job_(job), nodes_(std::move(nodes)) {
+        if (auto* stoppable = dynamic_cast<StoppableWorkerClient*>(r_.workers_)) {
+            stoppable_.emplace(*stoppable, [this] { return is_cancelled(); });
+        }
+    }
 
     sdk::Logger& logger() noexcept override { return r_.logger_; }
     const std::string& job_id() const noexcept override { return job_.job_id; }
@@ -120,6 +147,9 @@ public:
         (void)r_.publish_event(e);
     }
     sdk::WorkerClient& workers() noexcept override {
+        if (stoppable_) {
+            return *stoppable_;
+        }
         return r_.workers_ ? *r_.workers_ : no_workers_;
     }
     sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
@@ -172,6 +202,7 @@ private:
     const JobMessage& job_;
     std::vector<sdk::GridNode> nodes_;
     NoWorkers no_workers_;
+    std::optional<JobWorkers> stoppable_;
 };
 
 void TtpRunner::RecentKeys::add(const std::string& key) {

@@ -642,6 +642,11 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             }
             reply->tensors = {};  // the other workers' copies: not kept as a buffer for later
         });
+        // A cancel (or the TTP stopping) gives up the calls still waiting: their failures are
+        // not the workers', and none of them is dropped for it.
+        if (ctx.is_cancelled()) {
+            return sdk::Error{sdk::ErrorCode::Cancelled, "stopped while the workers initialised"};
+        }
         if (!failures.empty()) {
             const int ok = static_cast<int>(std::count(alive.begin(), alive.end(), true));
             if (ok < quorum || ok == 0) {
@@ -891,6 +896,11 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                    },
                                    ctx.logger(), save_local ? dir : std::string(), r);
                     ctx.workers().call_all(active, reqs, fold);
+                    if (ctx.is_cancelled()) {
+                        // Calls still waiting were given up: the round is not finished with the
+                        // workers that did answer (a resumed job runs it again whole).
+                        return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r)};
+                    }
                     failures = fold.failures();
                     alive = fold.alive();
                     if (failures.empty()) {
@@ -995,6 +1005,9 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                                        {"participant", evaluators[i].participant_id}}));
                 }
             });
+            if (ctx.is_cancelled()) {
+                return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r) + "'s validation"};
+            }
             if (!failures.empty()) {
                 // As in training (the round's model is made already).
                 if (auto failed = drop_failed(r, "worker dropped at the round's validation")) {

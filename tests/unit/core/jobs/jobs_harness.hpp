@@ -159,7 +159,7 @@ struct Harness {
         o.ttp_id = "ttp-" + std::to_string(grid);
         o.outputs_dir = (dir / "outputs").string();
         o.topology = topology;
-        ttps.push_back(std::make_unique<core::jobs::TtpRunner>(new_queue(), host.logger(), registry, nullptr,
+        ttps.push_back(std::make_unique<core::jobs::TtpRunner>(new_queue(), host.logger(), registry, workers,
                                                                nullptr, o));
         REQUIRE(ttps.back()->start());
         return *ttps.back();
@@ -275,6 +275,7 @@ struct Harness {
     core::jobs::FunctionRegistry registry;
     core::jobs::Topology topology;
     json grid_nodes = json::array();
+    sdk::WorkerClient* workers = nullptr;  ///< the TTPs' worker client (none by default)
     std::vector<std::unique_ptr<sdk::MessageQueue>> queues;
     std::map<std::string, std::string> memory_options;  ///< for the memory backend
     std::unique_ptr<core::jobs::JobService> service;

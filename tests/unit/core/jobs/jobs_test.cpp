@@ -2,6 +2,8 @@
 // The job machinery end to end (director service, TTP runners, archival) on a real sqlite store
 // and the in-process `memory` queue backend.
 
+#include <unistd.h>
+
 #include <condition_variable>
 #include <fstream>
 #include <functional>
@@ -11,8 +13,12 @@
 #include <thread>
 #include <vector>
 
+#include <synergos/core/http/client.hpp>
+#include <synergos/core/roles/worker_client.hpp>
+
 #include "jobs_scenarios.hpp"
 #include "support/storage_double.hpp"
+#include "unit/core/http/http_test_util.hpp"
 
 namespace synergos::test {
 
@@ -524,6 +530,68 @@ TEST_CASE("A job that ends within the started delay sends no started event and a
     CHECK(started);
     std::ofstream(gate).put('x');
     CHECK(h.wait(slow).state == "succeeded");
+}
+
+namespace {
+/// A worker whose process is frozen (SIGSTOP): the kernel takes connections and requests for
+/// it, and nothing ever answers.
+class FrozenWorker {
+public:
+    FrozenWorker() {
+        listener_ = synergos::testing::listen_loopback(port, 8);
+        REQUIRE(listener_ >= 0);
+    }
+    ~FrozenWorker() { ::close(listener_); }
+    FrozenWorker(const FrozenWorker&) = delete;
+    FrozenWorker& operator=(const FrozenWorker&) = delete;
+    std::uint16_t port = 0;
+
+private:
+    int listener_ = -1;
+};
+
+/// Waits until the job has started on its TTP (its started event arrived).
+void await_started(Harness& h, const std::string& id) {
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+        auto job = h.service->get(id);
+        REQUIRE(job);
+        if (!job->started_at.empty()) {
+            return;
+        }
+        (void)h.service->wait(id, 50ms);
+    }
+    FAIL("job " << id << " did not start within 15 s");
+}
+}  // namespace
+
+TEST_CASE("A job waiting on a frozen worker is cancelled and its TTP stopped within seconds not at the call's timeout",
+          "[jobs]") {
+    FrozenWorker frozen;
+    synergos::core::http::HttpClient http;
+    synergos::core::roles::HttpWorkerClient workers(http);
+    Harness h(Backend::Memory, 1);
+    h.workers = &workers;
+    h.grid_nodes = json::array({json::array({json{{"participant_id", "frozen"}, {"host", "127.0.0.1"},
+                                                  {"port", frozen.port}}})});
+    h.start_director();
+    auto& ttp = h.start_ttp(0);
+    // The call would wait a minute for its answer; before, so did the cancel.
+    const auto id = h.submit({h.spec("train", json{{"mode", "call"}, {"timeout_ms", 60000}}, 0)}).front();
+    await_started(h, id);
+    const auto cancelled_at = std::chrono::steady_clock::now();
+    REQUIRE(h.service->cancel(id));
+    const auto job = h.wait(id, 90s);
+    CHECK(job.state == "cancelled");
+    CHECK(std::chrono::steady_clock::now() - cancelled_at < 10s);
+
+    const auto second = h.submit({h.spec("train", json{{"mode", "call"}, {"timeout_ms", 60000}}, 0)}).front();
+    await_started(h, second);
+    const auto stopping_at = std::chrono::steady_clock::now();
+    ttp.stop();
+    CHECK(std::chrono::steady_clock::now() - stopping_at < 10s);
+    // Interrupted by the stop, not ended: it goes back to the queue for the next TTP.
+    CHECK_FALSE(h.service->get(second)->is_terminal());
 }
 
 TEST_CASE("A result delivered twice is archived once", "[jobs]") {
