@@ -106,6 +106,7 @@ public:
         thread_ = std::thread([this] { serve(); });
     }
     ~RawWorker() {
+        frozen_trains = false;  // a held /train ends: its connection closes
         ::shutdown(listener_, SHUT_RDWR);
         thread_.join();
         ::close(listener_);
@@ -127,6 +128,7 @@ public:
     std::atomic<double> eval_loss{0.25};           ///< /evaluate's loss
     std::atomic<bool> rising_loss{false};          ///< each /evaluate's loss 0.125 above the last
     std::atomic<int> failing_evaluation{0};        ///< the /evaluate call with this number answers 500
+    std::atomic<bool> frozen_trains{false};        ///< /train never answers (a frozen process)
 
 private:
     void serve() {
@@ -204,6 +206,13 @@ private:
             }
             answer(fd, st, out, out.size());
         } else if (ends_with("/train")) {
+            if (frozen_trains) {
+                // Holds the connection open with no answer, for at most 30 s.
+                for (int i = 0; i < 3000 && frozen_trains; ++i) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                }
+                return;
+            }
             auto decoded = tensor::decode(std::string_view(body));
             if (!decoded) {
                 return refuse(fd, "the global model sent could not be decoded");
@@ -289,11 +298,12 @@ public:
     int grid() const noexcept override { return 0; }
     const std::vector<sdk::GridNode>& nodes() const noexcept override { return nodes_; }
     std::string outputs_dir() const override { return outputs_; }
-    bool is_cancelled() const noexcept override { return false; }
+    bool is_cancelled() const noexcept override { return cancelled.load(); }
     void report_progress(std::string_view progress) noexcept override {
         progress_.emplace_back(progress);
     }
-    sdk::WorkerClient& workers() noexcept override { return client_; }
+    /// As the TTP's: calls still waiting once the job is cancelled are given up.
+    sdk::WorkerClient& workers() noexcept override { return stoppable_; }
     sdk::Result<sdk::Aggregator*> aggregator(const std::string& name) noexcept override {
         if (name == "fedavg") {
             return static_cast<sdk::Aggregator*>(&fedavg_);
@@ -357,6 +367,29 @@ private:
     PlainAggregator plain_;
     synergos::core::http::HttpClient http_;
     synergos::core::roles::HttpWorkerClient client_;
+
+    class Stoppable final : public sdk::WorkerClient {
+    public:
+        Stoppable(synergos::core::roles::HttpWorkerClient& client, const std::atomic<bool>& cancelled)
+            : client_(client), stop_([&cancelled] { return cancelled.load(); }) {}
+        sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request) noexcept override {
+            return client_.call(node, request, stop_);
+        }
+        void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
+                      sdk::ReplyVisitor& visitor) noexcept override {
+            client_.call_all(nodes, requests, visitor, stop_);
+        }
+
+    private:
+        synergos::core::roles::HttpWorkerClient& client_;
+        synergos::core::jobs::StoppableWorkerClient::StopCheck stop_;
+    };
+
+public:
+    std::atomic<bool> cancelled{false};
+
+private:
+    Stoppable stoppable_{client_, cancelled};
 };
 
 struct TempDir {
@@ -549,6 +582,38 @@ TEST_CASE("train: a worker failing mid-reply fails the round, naming it, when th
     CHECK(out.error().message.find("worker 'p1'") != std::string::npos);
     CHECK(out.error().message.find("'p0'") == std::string::npos);
     CHECK_FALSE(fs::exists(dir.path + "/c/p/e/r/checkpoints/round_0/state.json"));
+}
+
+TEST_CASE("train: a job cancelled while a worker never answers its round keeps no round made without it",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 10);
+    RawWorker w1(1, 20);
+    RawWorker w2(2, 30);
+    w2.frozen_trains = true;
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node, w2.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    // Cancelled once the two others have answered round 0: the frozen worker's call is given
+    // up. Dropping it (the quorum of 2 allows a drop) would finish the round without it.
+    std::thread canceller([&] {
+        for (int i = 0; i < 3000 && (w0.trains < 1 || w1.trains < 1); ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        ctx.cancelled = true;
+    });
+    sdk::testing::FakeHost host;
+    synergos::plugins::train::TrainFunction train(
+        host, sdk::Options(std::map<std::string, std::string>{{"save_local_models", "false"}}));
+    const auto began = std::chrono::steady_clock::now();
+    auto out = train.execute(ctx, job(nodes, {{"rounds", 3}, {"algorithm", "fedavg"}, {"quorum", 2}}));
+    canceller.join();
+    CHECK(std::chrono::steady_clock::now() - began < std::chrono::seconds(20));
+    REQUIRE_FALSE(out.has_value());
+    INFO(out.error().message);
+    CHECK(out.error().code == sdk::ErrorCode::Cancelled);
+    CHECK(out.error().message == "stopped in round 0");
+    CHECK_FALSE(fs::exists(dir.path + "/c/p/e/r/checkpoints/round_0"));
 }
 
 TEST_CASE("train: a run's model is archived only under its run and a trial's under its experiment",
