@@ -720,8 +720,12 @@ void overlay_yaml(RuntimeConfig& c, const std::string& yaml_text, const std::str
         }
     }
     if (const YAML::Node n = root["worker_client"]) {
-        r.check_keys(n, "worker_client", {"tls", "ca_file", "cert_file", "key_file", "token"});
+        r.check_keys(n, "worker_client", {"tls", "ca_file", "cert_file", "key_file", "token", "health_check_interval_s"});
         auto& w = c.worker_client;
+        if (n["health_check_interval_s"]) {
+            w.health_check_interval_s =
+                r.integer(n["health_check_interval_s"], "worker_client.health_check_interval_s", 0, 3600);
+        }
         if (n["tls"]) {
             w.tls = r.boolean(n["tls"], "worker_client.tls");
         }

@@ -245,6 +245,7 @@ nlohmann::json RuntimeConfig::to_json() const {
     }
     j["http"]["tokens"] = std::move(tokens);
     j["worker_client"] = {{"tls", worker_client.tls},
+                          {"health_check_interval_s", worker_client.health_check_interval_s},
                           {"mutual_tls", !worker_client.cert_file.empty()},
                           {"token", worker_client.token.empty()
                                         ? nlohmann::json(nullptr)

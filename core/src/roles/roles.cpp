@@ -193,7 +193,8 @@ sdk::Result<std::shared_ptr<TtpParts>> start_ttp_runner(Runtime& rt, sdk::Messag
         return client_options.error();
     }
     parts->http = std::make_unique<http::HttpClient>(*client_options);
-    parts->workers = std::make_unique<roles::HttpWorkerClient>(*parts->http);
+    parts->workers = std::make_unique<roles::HttpWorkerClient>(
+        *parts->http, 1, 1, std::chrono::seconds(rt.config().worker_client.health_check_interval_s));
     jobs::TtpRunnerOptions o;
     o.grid = grid;
     o.ttp_id = ttp_id;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -179,6 +180,58 @@ constexpr std::size_t kStreamSlots = 8;
 /// below the client's 1 GiB: a worker cannot make the TTP hold a model's worth of text.
 constexpr std::size_t kMaxTextReplyBytes = std::size_t{16} << 20;
 
+/// Failed health checks in a row after which a worker whose call waits is taken as gone.
+constexpr int kHealthFailures = 3;
+
+/// While a call waits with no byte moving either way, checks every `interval` that its worker
+/// still answers `GET /v1/health` (any HTTP answer counts: a worker busy training answers it).
+/// A frozen worker, or one cut off by the network, keeps the call's connection open and would
+/// hold it to its timeout (a training round's: an hour); after kHealthFailures failed checks in a
+/// row it is taken as gone. Runs on the call's thread, between its network waits.
+class HealthWatch {
+public:
+    HealthWatch(http::HttpClient& http, const sdk::GridNode& node, std::chrono::milliseconds interval)
+        : http_(http), node_(node), interval_(interval) {}
+
+    /// `moved_at`: when the call's bytes last moved.
+    bool gone(Clock::time_point moved_at) {
+        const auto now = Clock::now();
+        if (interval_.count() <= 0 || now - moved_at < interval_ || now - probed_at_ < interval_ ||
+            node_.port <= 0 || node_.port > 65535) {
+            return false;
+        }
+        probed_at_ = now;
+        auto answer = http_.request("GET", node_.host, static_cast<std::uint16_t>(node_.port), "/v1/health", {},
+                                    "application/json", std::min<std::chrono::milliseconds>(interval_, kProbeTimeout));
+        if (answer) {
+            failures_ = 0;
+            return false;
+        }
+        last_error_ = answer.error().message;
+        return ++failures_ >= kHealthFailures;
+    }
+
+    /// Why the worker was taken as gone.
+    std::string reason() const {
+        const auto s = std::chrono::duration_cast<std::chrono::milliseconds>(interval_).count() / 1000.0;
+        std::ostringstream text;
+        text << "worker '" << node_.participant_id << "' stopped answering: " << kHealthFailures
+             << " health checks in a row failed while its call waited (one every " << s
+             << " s, worker_client.health_check_interval_s; the last: " << last_error_
+             << "); the call was given up";
+        return text.str();
+    }
+
+private:
+    static constexpr std::chrono::milliseconds kProbeTimeout{5000};
+    http::HttpClient& http_;
+    const sdk::GridNode& node_;
+    const std::chrono::milliseconds interval_;
+    Clock::time_point probed_at_{};
+    int failures_ = 0;
+    std::string last_error_;
+};
+
 /// Receives a worker's reply: a safetensors body of known length lands straight in the
 /// reply's tensors (8-byte length, header, then each tensor's bytes in data order), or, when a
 /// streaming visitor asks for it, each F32 tensor passes through a fixed buffer to the visitor
@@ -187,8 +240,10 @@ class ReplySink final : public http::ResponseSink {
 public:
     ReplySink(const sdk::GridNode& node, ReplyGate* gate, Clock::time_point deadline,
               SendGate* sends = nullptr, StreamTarget stream = {},
-              const jobs::StoppableWorkerClient::StopCheck* stop = nullptr)
-        : node_(node), gate_(gate), deadline_(deadline), sends_(sends), stream_(stream), stop_(stop) {}
+              const jobs::StoppableWorkerClient::StopCheck* stop = nullptr,
+              std::optional<HealthWatch> health = std::nullopt)
+        : node_(node), gate_(gate), deadline_(deadline), sends_(sends), stream_(stream), stop_(stop),
+          health_(std::move(health)) {}
     ReplySink(const ReplySink&) = delete;
     ReplySink& operator=(const ReplySink&) = delete;
     ~ReplySink() override {
@@ -217,6 +272,7 @@ public:
     }
 
     void on_body_progress(std::size_t n) noexcept override {
+        moved_at_ = Clock::now();
         if (holds_send_) {
             sends_->progress(n);
         }
@@ -231,10 +287,24 @@ public:
 
     bool abandoned() noexcept override {
         try {
-            return stop_ != nullptr && *stop_ && (*stop_)();
+            if (stop_ != nullptr && *stop_ && (*stop_)()) {
+                return true;
+            }
+            if (health_ && health_->gone(moved_at_)) {
+                gone_ = true;
+                return true;
+            }
         } catch (const std::exception&) {
-            return false;
         }
+        return false;
+    }
+
+    /// The call was given up because its worker stopped answering health checks: why.
+    std::optional<std::string> gone() const {
+        if (!gone_) {
+            return std::nullopt;
+        }
+        return health_->reason();
     }
 
     /// A resend is a send: it waits for a sending slot like the first one.
@@ -247,6 +317,7 @@ public:
     }
 
     sdk::Status on_head(const http::Response& head, std::optional<std::uint64_t> length) override {
+        moved_at_ = Clock::now();
         reply_.status = head.status;
         weights_ = head.content_type.rfind(tensor::kSafetensorsContentType, 0) == 0;
         if (weights_ && !length) {
@@ -303,6 +374,7 @@ public:
     }
 
     sdk::Status wrote(std::size_t n) override {
+        moved_at_ = Clock::now();
         filled_ += n;
         switch (stage_) {
             case Stage::Prefix:
@@ -577,6 +649,9 @@ private:
     SendGate* sends_;
     StreamTarget stream_;
     const jobs::StoppableWorkerClient::StopCheck* stop_;  ///< the caller's; may be null or empty
+    std::optional<HealthWatch> health_;                    ///< none: no checks
+    Clock::time_point moved_at_ = Clock::now();            ///< bytes last moved either way
+    bool gone_ = false;                                    ///< given up: health checks failed
     bool streaming_ = false;
     std::vector<Entry> entries_;
     std::vector<float> piece_;   ///< streamed bytes not yet handed to the visitor
@@ -637,9 +712,14 @@ sdk::Status send(http::HttpClient& http, const sdk::GridNode& node,
             return {sdk::ErrorCode::InvalidArgument,
                     "worker '" + node.participant_id + "' has no valid port"};
         }
-        return http.request_streaming(request.method, node.host,
-                                      static_cast<std::uint16_t>(node.port), request.path,
-                                      body.parts, body.content_type, timeout, sink);
+        auto st = http.request_streaming(request.method, node.host, static_cast<std::uint16_t>(node.port),
+                                         request.path, body.parts, body.content_type, timeout, sink);
+        if (!st) {
+            if (auto why = sink.gone()) {
+                return {sdk::ErrorCode::Unavailable, *why};
+            }
+        }
+        return st;
     } catch (const std::exception& e) {
         return {sdk::ErrorCode::Internal, std::string("worker call failed: ") + e.what()};
     }
@@ -737,10 +817,11 @@ private:
 };
 
 HttpWorkerClient::HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory,
-                                   std::size_t concurrent_sends)
+                                   std::size_t concurrent_sends, std::chrono::milliseconds health_check_interval)
     : http_(http),
       replies_in_memory_(replies_in_memory == 0 ? 1 : replies_in_memory),
       concurrent_sends_(concurrent_sends == 0 ? 1 : concurrent_sends),
+      health_check_interval_(health_check_interval),
       threads_(std::make_unique<CallThreads>()) {}
 
 HttpWorkerClient::~HttpWorkerClient() = default;
@@ -764,7 +845,8 @@ sdk::Result<sdk::WorkerReply> HttpWorkerClient::call(const sdk::GridNode& node,
         if (auto st = make_body(request, body); !st) {
             return st.error();
         }
-        ReplySink sink(node, nullptr, Clock::now() + request.timeout, nullptr, {}, &stop);
+        ReplySink sink(node, nullptr, Clock::now() + request.timeout, nullptr, {}, &stop,
+                       HealthWatch(http_, node, health_check_interval_));
         if (auto st = send(http_, node, request, body, sink, request.timeout); !st) {
             return st.error();
         }
@@ -832,7 +914,8 @@ void HttpWorkerClient::call_all(const std::vector<sdk::GridNode>& nodes,
                 try {
                     item.sink = std::make_unique<ReplySink>(
                         nodes[i], &*gate, Clock::now() + requests[i].timeout, &*sends,
-                        StreamTarget{streaming, &visit_mutex, i, &streamed, &*stream_gate}, &stop);
+                        StreamTarget{streaming, &visit_mutex, i, &streamed, &*stream_gate}, &stop,
+                        HealthWatch(http_, nodes[i], health_check_interval_));
                     if (!encoded[b]) {
                         item.reply = encoded[b].error();
                     } else if (!item.sink->acquire_send()) {

@@ -797,6 +797,43 @@ TEST_CASE("worker client gives up the calls still waiting once its caller stops 
     CHECK_THAT(visitor.inner.errors[2], Catch::Contains("stopped by its caller"));
 }
 
+TEST_CASE("worker client gives up a call whose worker stops answering its health checks and not a slow one that answers them",
+          "[unit][worker_client]") {
+    DeafWorker frozen;  // takes connections, answers nothing: neither the call nor /v1/health
+    Workers workers(1, -1, [] { std::this_thread::sleep_for(1500ms); });  // trains slowly
+    std::vector<sdk::GridNode> nodes = workers.nodes;
+    sdk::GridNode stuck;
+    stuck.participant_id = "frozen";
+    stuck.host = "127.0.0.1";
+    stuck.port = frozen.port;
+    nodes.push_back(stuck);
+    http::HttpClient http_client;
+    const sdk::TensorMap model = make_model();
+    HttpWorkerClient client(http_client, 1, 4, /*health_check_interval=*/200ms);
+    auto reqs = train_requests(2, model);
+    for (auto& r : reqs) {
+        r.timeout = 60s;
+    }
+    Collect visitor(false);
+    const auto began = std::chrono::steady_clock::now();
+    client.call_all(nodes, reqs, visitor);
+    CHECK(std::chrono::steady_clock::now() - began < 20s);  // not the calls' 60 s
+    INFO("worker 0: " << visitor.errors[0]);
+    CHECK(visitor.statuses[0] == 200);  // its health checks were answered while it trained
+    CHECK(visitor.correct[0]);
+    REQUIRE(visitor.errors.count(1) == 1);
+    CHECK_THAT(visitor.errors[1], Catch::Contains("worker 'frozen' stopped answering: 3 health checks in a row failed") &&
+                                      Catch::Contains("health_check_interval_s"));
+
+    // With the checks off, the same call waits for its timeout.
+    HttpWorkerClient unchecked(http_client, 1, 4, /*health_check_interval=*/0ms);
+    std::vector<sdk::WorkerRequest> one = train_requests(1, model);
+    one[0].timeout = 1500ms;
+    auto reply = unchecked.call(stuck, one[0]);
+    REQUIRE_FALSE(reply.has_value());
+    CHECK_THAT(reply.error().message, Catch::Contains("timed out"));
+}
+
 TEST_CASE("worker client receives streamed replies beside a reply that is still arriving",
           "[unit][worker_client]") {
     // Worker 0's reply takes seconds but keeps moving (no stall). The healthy workers answer

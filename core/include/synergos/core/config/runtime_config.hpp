@@ -110,6 +110,9 @@ struct WorkerClientConfig {
     std::string cert_file;  ///< client certificate for mutual TLS
     std::string key_file;
     SecretSource token;  ///< the bearer token workers expect from this TTP
+    /// While a call waits with nothing moving, the worker's health is checked this often; 3
+    /// failed checks in a row give the call up. 0: no checks.
+    std::int64_t health_check_interval_s = 10;
 };
 
 /// `http:` section (the REST server).

@@ -6,6 +6,7 @@
 /// requests, or safetensors bodies carrying the JSON in `__metadata__["json"]` when weights
 /// travel (docs/worker-protocol.md).
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -38,8 +39,13 @@ public:
     /// out beside them every 10 ms, so one slow worker does not hold the others back (on a TTP
     /// link slower than that, they end up going out side by side). A request's timeout counts
     /// its wait for a sending slot.
+    /// `health_check_interval`: while a call waits with no byte moving, its worker's
+    /// `GET /v1/health` is asked this often (5 s timeout); after 3 failures in a row the call
+    /// ends Unavailable, saying so (a frozen worker, or one cut off, would hold it to its
+    /// timeout). Zero: no checks.
     explicit HttpWorkerClient(http::HttpClient& http, std::size_t replies_in_memory = 1,
-                              std::size_t concurrent_sends = 1);
+                              std::size_t concurrent_sends = 1,
+                              std::chrono::milliseconds health_check_interval = std::chrono::seconds(10));
     ~HttpWorkerClient() override;
     HttpWorkerClient(const HttpWorkerClient&) = delete;
     HttpWorkerClient& operator=(const HttpWorkerClient&) = delete;
@@ -72,6 +78,7 @@ private:
     http::HttpClient& http_;
     std::size_t replies_in_memory_;
     std::size_t concurrent_sends_;
+    std::chrono::milliseconds health_check_interval_;
     /// Weight buffers of the last call's replies (at most `replies_in_memory_` models), reused
     /// by the next call's replies; dropped after a call whose replies streamed.
     std::mutex spares_mutex_;
