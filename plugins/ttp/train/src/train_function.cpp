@@ -65,12 +65,13 @@ std::optional<json> read_json_object(const std::string& path) {
 
 /// The newest round whose checkpoint is complete, from `<ckpt>/round_<k>/state.json`. The
 /// state file is written last (atomically), after the round's weights.
-std::optional<std::pair<int, json>> latest_checkpoint(const std::string& ckpt_dir) {
+/// The complete checkpoints (their state.json reads) in `ckpt_dir`, newest first.
+std::vector<std::pair<int, json>> complete_checkpoints(const std::string& ckpt_dir) {
+    std::vector<std::pair<int, json>> found;
     std::error_code ec;
     if (!fs::is_directory(ckpt_dir, ec)) {
-        return std::nullopt;
+        return found;
     }
-    std::optional<std::pair<int, json>> best;
     for (const auto& entry : fs::directory_iterator(ckpt_dir, ec)) {
         const std::string name = entry.path().filename().string();
         if (name.rfind("round_", 0) != 0) {
@@ -82,12 +83,12 @@ std::optional<std::pair<int, json>> latest_checkpoint(const std::string& ckpt_di
         } catch (...) {
             continue;
         }
-        auto state = read_json_object((entry.path() / "state.json").string());
-        if (state && (!best || round > best->first)) {
-            best = std::make_pair(round, std::move(*state));
+        if (auto state = read_json_object((entry.path() / "state.json").string())) {
+            found.emplace_back(round, std::move(*state));
         }
     }
-    return best;
+    std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    return found;
 }
 
 /// Removes the checkpoints of rounds before `keep_from` (errors are left: a later round tries
@@ -729,59 +730,80 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         int stale = 0;
         bool stopped_early = false;
         int last_round = -1;
-        if (auto ckpt = latest_checkpoint(ckpt_dir)) {
-            const std::string round_dir = ckpt_dir + "/round_" + std::to_string(ckpt->first);
-            const json& saved = ckpt->second;
-            std::string discard;  // why the checkpoints are not used
-            std::optional<sdk::TensorMap> weights;
+        // The newest checkpoint that reads back whole; one that does not (a disk fault) is
+        // removed and the one before it used: the previous round is kept for this (see
+        // prune_checkpoints), and the round after it is trained again.
+        const auto checkpoints = complete_checkpoints(ckpt_dir);
+        for (std::size_t c = 0; c < checkpoints.size(); ++c) {
+            const auto& [round, saved] = checkpoints[c];
+            const std::string round_dir = ckpt_dir + "/round_" + std::to_string(round);
             if (saved.value("job_id", json(nullptr)) != json(job->job_id)) {
-                discard = "left by an earlier training of this run";
-            } else if (auto read = ctx.read_tensors(round_dir + "/global_model.safetensors"); !read) {
-                discard = "unreadable (" + read.error().message + ")";
-            } else {
-                weights = std::move(*read);
-            }
-            if (!discard.empty()) {
+                // Left by an earlier training of the run (see above).
                 std::error_code ec;
                 fs::remove_all(ckpt_dir, ec);
                 ctx.logger().info("checkpoints not resumed; training starts at round 0",
                                   ttp::log_fields({{"job_id", job->job_id}, {"checkpoints", ckpt_dir},
-                                                   {"why", discard}, {"removed", !ec}}));
+                                                   {"why", "left by an earlier training of this run"},
+                                                   {"removed", !ec}}));
                 if (ec) {
                     return sdk::Error{sdk::ErrorCode::Unavailable,
-                                      "cannot remove the checkpoints " + discard + " in '" + ckpt_dir +
-                                          "': " + ec.message()};
+                                      "cannot remove the checkpoints left by an earlier training of this run in '" +
+                                          ckpt_dir + "': " + ec.message()};
                 }
-            } else {
-                global = std::move(*weights);
-                history = History::from_json(saved.value("history", json::object()));
-                start_round = ckpt->first + 1;
-                last_round = ckpt->first;
-                if (saved.value("has_aggregator_state", false)) {
-                    auto state = ctx.read_tensors(round_dir + "/aggregator_state.safetensors");
-                    if (!state) {
-                        return state.error();
-                    }
-                    if (auto st = session->load_state(*state); !st) {
-                        return sdk::Error{st.code(), "checkpoint of round " + std::to_string(ckpt->first) +
-                                                         ": " + st.message()};
-                    }
-                }
-                const json& early = saved.value("early_stopping", json::object());
-                if (early.is_object() && early.value("best", json(nullptr)).is_number()) {
-                    best = early["best"].get<double>();
-                }
-                if (early.is_object()) {
-                    stale = early.value("stale", 0);
-                    stopped_early = early.value("stopped", false);
-                }
-                if (stopped_early) {
-                    start_round = rounds;
-                }
-                ctx.logger().info("training resumed from checkpoint",
-                                  ttp::log_fields({{"job_id", job->job_id}, {"round", ckpt->first + 1},
-                                                   {"stopped_early", stopped_early}}));
+                break;
             }
+            auto weights = ctx.read_tensors(round_dir + "/global_model.safetensors");
+            std::optional<sdk::TensorMap> state;
+            sdk::Status loaded;
+            if (weights && saved.value("has_aggregator_state", false)) {
+                auto read = ctx.read_tensors(round_dir + "/aggregator_state.safetensors");
+                if (read) {
+                    state = std::move(*read);
+                } else {
+                    loaded = read.error();
+                }
+            }
+            if (!weights || !loaded) {
+                const std::string why = !weights ? weights.error().message : loaded.message();
+                std::error_code ec;
+                fs::remove_all(round_dir, ec);
+                ctx.logger().warn("checkpoint unreadable; removed, the one before it is tried",
+                                  ttp::log_fields({{"job_id", job->job_id}, {"round", round}, {"why", why},
+                                                   {"removed", !ec},
+                                                   {"next", c + 1 < checkpoints.size()
+                                                                ? json(checkpoints[c + 1].first)
+                                                                : json("none: training starts at round 0")}}));
+                if (ec) {
+                    return sdk::Error{sdk::ErrorCode::Unavailable, "checkpoint of round " + std::to_string(round) +
+                                                                       " is unreadable (" + why +
+                                                                       ") and cannot be removed: " + ec.message()};
+                }
+                continue;
+            }
+            if (state) {
+                if (auto st = session->load_state(*state); !st) {
+                    return sdk::Error{st.code(), "checkpoint of round " + std::to_string(round) + ": " + st.message()};
+                }
+            }
+            global = std::move(*weights);
+            history = History::from_json(saved.value("history", json::object()));
+            start_round = round + 1;
+            last_round = round;
+            const json& early = saved.value("early_stopping", json::object());
+            if (early.is_object() && early.value("best", json(nullptr)).is_number()) {
+                best = early["best"].get<double>();
+            }
+            if (early.is_object()) {
+                stale = early.value("stale", 0);
+                stopped_early = early.value("stopped", false);
+            }
+            if (stopped_early) {
+                start_round = rounds;
+            }
+            ctx.logger().info("training resumed from checkpoint",
+                              ttp::log_fields({{"job_id", job->job_id}, {"round", round + 1},
+                                               {"stopped_early", stopped_early}}));
+            break;
         }
         // A round whose model went out to the workers but whose checkpoint was not completed (the
         // job stopped in its validation) is taken up where it stopped, from the model written

@@ -710,6 +710,28 @@ TEST_CASE("train: only the newest two round checkpoints are kept", "[unit][ttp][
     CHECK(w0.trains == 5);
 }
 
+TEST_CASE("train: a job whose newest checkpoint does not read back resumes from the one before it",
+          "[unit][ttp][train]") {
+    RawWorker w0(0, 30);
+    RawWorker w1(1, 70);
+    const std::vector<sdk::GridNode> nodes{w0.node, w1.node};
+    TempDir dir;
+    Ctx ctx(nodes, dir.path);
+    const json run{{"rounds", 5}, {"algorithm", "FedAvg"}};
+    check_same(run_train(ctx, nodes, run, false), expected_global({0, 1}, {30, 70}, 5));
+    // A disk fault in the newest checkpoint's model (its state.json still reads).
+    const std::string round_4 = dir.path + "/c/p/e/r/checkpoints/round_4";
+    std::ofstream(round_4 + "/global_model.safetensors", std::ios::trunc) << "not a model";
+    // Delivered again: round 4 is trained again from round 3's checkpoint. Before, every
+    // checkpoint was removed and all five rounds ran again.
+    json outputs;
+    check_same(run_train(ctx, nodes, run, false, &outputs), expected_global({0, 1}, {30, 70}, 5));
+    CHECK(outputs["summary"]["resumed_at"] == 4);
+    CHECK(w0.trains == 6);
+    CHECK(ctx.logger_.contains("checkpoint unreadable; removed, the one before it is tried"));
+    CHECK(fs::exists(round_4 + "/state.json"));  // written again by the round run again
+}
+
 TEST_CASE("train: a job that stopped in a round's validation takes the round up from the model "
           "that went out instead of training it anew",
           "[unit][ttp][train]") {
