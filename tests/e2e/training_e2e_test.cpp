@@ -72,8 +72,18 @@ TEST_CASE("heart_disease: two workers train a model that beats 55% accuracy on t
     CHECK(expt["model"][0]["structure"]["out_features"] == 5);
     CHECK(expt["model"][0]["activation"] == "softmax");
 
-    auto trained = client.wait_jobs(client.call("POST", "/ttp/train/collaborations/heart/projects/hp/models/e1/r1",
-                                                json::object(), 200));
+    const json posted = client.call("POST", "/ttp/train/collaborations/heart/projects/hp/models/e1/r1",
+                                    json::object(), 200);
+    // A second training of the run while the first has not ended is refused, naming that job:
+    // both would train the run at once, each removing the other's checkpoints.
+    {
+        const std::string first = posted["jobs"][0]["job_id"];
+        const json refused = client.call("POST", "/ttp/train/collaborations/heart/projects/hp/models/e1/r1",
+                                         json::object(), 409);
+        CHECK_THAT(refused.value("message", ""), Catch::Contains("Run 'r1' of Experiment 'e1' is being trained by job '" +
+                                                                 first + "'"));
+    }
+    auto trained = client.wait_jobs(posted);
     CHECK(trained[0]["outputs"]["summary"]["rounds_run"].get<int>() >= 1);
     auto models = client.call("GET", "/ttp/train/collaborations/heart/projects/hp/models/e1/r1")["data"];
     REQUIRE(models.size() == 1);

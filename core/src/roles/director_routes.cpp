@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 
@@ -436,6 +437,27 @@ private:
                        "Models does not exist for specified keyword filters!");
     }
 
+    /// 409 when a run of `runs` has a training job that has not ended: a second one would
+    /// train the same run at once, each removing the other's checkpoints, and the model
+    /// archived last would win. Nothing is submitted.
+    void refuse_runs_in_training(const std::string& c, const std::string& p, const std::vector<jobs::JobSpec>& specs) {
+        std::set<std::pair<std::string, std::string>> wanted;
+        for (const auto& s : specs) {
+            wanted.emplace(s.keys.value("expt_id", ""), s.keys.value("run_id", ""));
+        }
+        for (const auto& job : must(d_.jobs.list({"", "train", c, p}))) {
+            if (job.is_terminal()) {
+                continue;
+            }
+            const std::pair<std::string, std::string> run{job.keys.value("expt_id", ""), job.keys.value("run_id", "")};
+            if (wanted.count(run) != 0) {
+                throw fail(409, "Run '" + run.second + "' of Experiment '" + run.first + "' is being trained by job '" +
+                                    job.job_id + "' (" + job.state + "); wait for it to end or cancel it "
+                                    "(POST /v1/jobs/" + job.job_id + "/cancel) before training the run again");
+            }
+        }
+    }
+
     Response post_models(const Request& req) {
         require_module("train");
         const auto& c = req.param("collab_id");
@@ -448,6 +470,9 @@ private:
         for (const auto& [expt, run] : combinations(c, p, req.param("expt_id"), req.param("run_id"))) {
             specs.push_back(combination_job("train", c, p, project, expt, run, cl, superset, body));
         }
+        // Checked and submitted under one lock: two POSTs at once cannot both pass the check.
+        std::lock_guard<std::mutex> training(train_submit_mutex_);
+        refuse_runs_in_training(c, p, specs);
         json jobs = submit(std::move(specs));
         return ok(200, "models.post", req, json::array(), &jobs);
     }
@@ -753,6 +778,7 @@ private:
 
     DirectorRoutesDeps d_;
     rest::RecordStore store_;
+    std::mutex train_submit_mutex_;  ///< post_models: the in-training check and the submit
 };
 
 }  // namespace
