@@ -101,14 +101,25 @@ public:
     JobWorkers(StoppableWorkerClient& client, StoppableWorkerClient::StopCheck stop)
         : client_(client), stop_(std::move(stop)) {}
     sdk::Result<sdk::WorkerReply> call(const sdk::GridNode& node, const sdk::WorkerRequest& request) noexcept override {
-        return client_.call(node, request, stop_);
+        return client_.call(node, request, stop_for_call());
     }
     void call_all(const std::vector<sdk::GridNode>& nodes, const std::vector<sdk::WorkerRequest>& requests,
                   sdk::ReplyVisitor& visitor) noexcept override {
-        client_.call_all(nodes, requests, visitor, stop_);
+        client_.call_all(nodes, requests, visitor, stop_for_call());
     }
 
 private:
+    /// Calls made once the job is stopping are its clean-up (asking the workers to drop the
+    /// run): they run to their own (short) timeouts instead of being given up at once.
+    const StoppableWorkerClient::StopCheck& stop_for_call() const {
+        static const StoppableWorkerClient::StopCheck none;
+        try {
+            return stop_ && stop_() ? none : stop_;
+        } catch (const std::exception&) {
+            return none;
+        }
+    }
+
     StoppableWorkerClient& client_;
     const StoppableWorkerClient::StopCheck stop_;
 };
@@ -417,7 +428,9 @@ void TtpRunner::events_loop() {
             // Held until due; withdraw_started may take it meanwhile (the wait then ends on
             // the next event's time, or waits for one).
             while (!stopping_ && !events_.empty() && events_.front().first > std::chrono::steady_clock::now()) {
-                events_wake_.wait_until(lock, events_.front().first);
+                // A copy: withdraw_started may erase the front while this waits.
+                const auto due = events_.front().first;
+                events_wake_.wait_until(lock, due);
             }
             if (stopping_) {
                 // Started events are best effort: the result (or a redelivery) still follows.

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -155,6 +156,9 @@ struct Harness {
         o.grid = grid;
         o.job_timeout = job_timeout;
         o.retry_pause = retry_pause;
+        if (started_delay) {
+            o.started_delay = *started_delay;
+        }
         o.receive_timeout = ttp_receive_timeout;
         o.ttp_id = "ttp-" + std::to_string(grid);
         o.outputs_dir = (dir / "outputs").string();
@@ -276,6 +280,7 @@ struct Harness {
     core::jobs::Topology topology;
     json grid_nodes = json::array();
     sdk::WorkerClient* workers = nullptr;  ///< the TTPs' worker client (none by default)
+    std::optional<std::chrono::milliseconds> started_delay;  ///< start_ttp: the TTP's default if unset
     std::vector<std::unique_ptr<sdk::MessageQueue>> queues;
     std::map<std::string, std::string> memory_options;  ///< for the memory backend
     std::unique_ptr<core::jobs::JobService> service;

@@ -500,8 +500,11 @@ std::uint64_t events_taken(core::jobs::JobService& service) {
 
 TEST_CASE("A job that ends within the started delay sends no started event and a longer one does", "[jobs]") {
     Harness h(Backend::Memory, 1);
+    // Long enough that the fixture's jobs (each appends and fsyncs a log line) end within it on
+    // a loaded machine; the default is 20 ms.
+    h.started_delay = 2s;
     h.start_director();
-    h.start_ttp(0);  // started_delay: its default, 20 ms
+    h.start_ttp(0);
     const auto ids = h.submit({h.spec("train", json{{"mode", "ok"}}), h.spec("train", json{{"mode", "ok"}}),
                                h.spec("train", json{{"mode", "ok"}})});
     for (const auto& id : ids) {
@@ -519,7 +522,7 @@ TEST_CASE("A job that ends within the started delay sends no started event and a
     const auto slow =
         h.submit({h.spec("train", json{{"mode", "sleep"}, {"ms", 30000}, {"until_file", gate}})}).front();
     bool started = false;
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (!started && std::chrono::steady_clock::now() < deadline) {
         auto job = h.service->get(slow);
         REQUIRE(job);
