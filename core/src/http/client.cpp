@@ -68,25 +68,29 @@ struct Connection {
 /// How often a waiting request asks its sink whether it was abandoned.
 constexpr std::chrono::milliseconds kAbandonPoll{100};
 
-/// Runs the connection's pending operations to their end. With a sink, every kAbandonPoll it
+/// Runs the connection's pending operations to their end. With a sink, whenever `next_check`
+/// has passed (it is the request's own, so a long reply read piece by piece is checked too) it
 /// asks whether the request was abandoned: then the socket is closed, the operations end
 /// (operation_aborted) and true is returned; the connection must not be reused.
-bool run_io(Connection& conn, ResponseSink* sink) {
+bool run_io(Connection& conn, ResponseSink* sink, Clock::time_point& next_check) {
     conn.ioc.restart();
     if (sink == nullptr) {
         conn.ioc.run();
         return false;
     }
     while (true) {
-        conn.ioc.run_for(kAbandonPoll);
+        if (Clock::now() >= next_check) {
+            next_check = Clock::now() + kAbandonPoll;
+            if (sink->abandoned()) {
+                beast::error_code ignored;
+                conn.stream.socket().close(ignored);
+                conn.ioc.run();  // the aborted handlers, at once
+                return true;
+            }
+        }
+        conn.ioc.run_until(next_check);
         if (conn.ioc.stopped()) {
             return false;
-        }
-        if (sink->abandoned()) {
-            beast::error_code ignored;
-            conn.stream.socket().close(ignored);
-            conn.ioc.run();  // the aborted handlers, at once
-            return true;
         }
     }
 }
@@ -288,10 +292,11 @@ public:
         }
     }
 
-    /// `sink` (optional): connecting stops when it says the request was abandoned.
+    /// `sink` (optional): connecting stops when it says the request was abandoned, asked
+    /// whenever `next_check` (the request's) has passed.
     sdk::Result<std::unique_ptr<Connection>> connect(const std::string& host, std::uint16_t port,
-                                                     Clock::time_point deadline,
-                                                     ResponseSink* sink = nullptr) {
+                                                     Clock::time_point deadline, ResponseSink* sink,
+                                                     Clock::time_point& next_check) {
         auto conn = std::make_unique<Connection>();
         const auto connect_deadline = std::min(deadline, Clock::now() + options_.connect_timeout);
         beast::error_code ec;
@@ -321,7 +326,7 @@ public:
         ec = {};
         conn->stream.async_connect(endpoints,
                                    [&](beast::error_code cec, const tcp::endpoint&) { ec = cec; });
-        if (run_io(*conn, sink)) {
+        if (run_io(*conn, sink, next_check)) {
             return sdk::Error{sdk::ErrorCode::Cancelled,
                               "http: connecting to " + host + ":" + std::to_string(port) + " stopped by its caller"};
         }
@@ -345,7 +350,7 @@ public:
             ec = {};
             conn->tls->async_handshake(net::ssl::stream_base::client,
                                        [&](beast::error_code hec) { ec = hec; });
-            if (run_io(*conn, sink)) {
+            if (run_io(*conn, sink, next_check)) {
                 return sdk::Error{sdk::ErrorCode::Cancelled, "http: TLS handshake with " + host + ":" +
                                                                  std::to_string(port) + " stopped by its caller"};
             }
@@ -463,6 +468,9 @@ sdk::Status HttpClient::request_streaming(
         }
     }
     const auto deadline = Clock::now() + timeout;
+    // Whether the caller abandoned the request is first asked after kAbandonPoll: a request
+    // answered sooner ends normally.
+    auto next_check = Clock::now() + kAbandonPoll;
     const std::size_t limit = impl_->options_.max_response_bytes;
     std::uint64_t body_bytes = 0;
     // The body is sent from the caller's memory: a copy per worker would hold one model per
@@ -494,7 +502,7 @@ sdk::Status HttpClient::request_streaming(
         auto conn = impl_->take_idle(key);
         const bool reused = conn != nullptr;
         if (!conn) {
-            auto fresh = impl_->connect(host, port, deadline, &sink);
+            auto fresh = impl_->connect(host, port, deadline, &sink, next_check);
             if (!fresh) {
                 return fresh.error();
             }
@@ -581,7 +589,7 @@ sdk::Status HttpClient::request_streaming(
                                      });
                 });
         });
-        if (run_io(*conn, &sink)) {
+        if (run_io(*conn, &sink, next_check)) {
             return stopped();
         }
         // Interim answers (100 Continue, 103 Early Hints) come before the real one: Beast
@@ -597,7 +605,7 @@ sdk::Status HttpClient::request_streaming(
                     stream, conn->buffer, *parser,
                     [&](beast::error_code rec, std::size_t) { read_ec = rec; });
             });
-            if (run_io(*conn, &sink)) {
+            if (run_io(*conn, &sink, next_check)) {
                 return stopped();
             }
         }
@@ -675,7 +683,7 @@ sdk::Status HttpClient::request_streaming(
                                                got = n;
                                            });
                 });
-                if (run_io(*conn, &sink)) {
+                if (run_io(*conn, &sink, next_check)) {
                     return stopped();
                 }
                 if (read_ec && got == 0) {
@@ -701,7 +709,7 @@ sdk::Status HttpClient::request_streaming(
                     bhttp::async_read(stream, conn->buffer, *parser,
                                       [&](beast::error_code rec, std::size_t) { read_ec = rec; });
                 });
-                if (run_io(*conn, &sink)) {
+                if (run_io(*conn, &sink, next_check)) {
                     return stopped();
                 }
                 if (read_ec == bhttp::error::need_buffer) {
