@@ -196,18 +196,26 @@ public:
     /// `moved_at`: when the call's bytes last moved.
     bool gone(Clock::time_point moved_at) {
         const auto now = Clock::now();
+        if (moved_at > probed_at_) {
+            failures_ = 0;  // bytes moved since the last check: failures count per stall
+        }
         if (interval_.count() <= 0 || now - moved_at < interval_ || now - probed_at_ < interval_ ||
             node_.port <= 0 || node_.port > 65535) {
             return false;
         }
         probed_at_ = now;
+        const auto timeout = std::clamp<std::chrono::milliseconds>(interval_, kMinProbeTimeout, kMaxProbeTimeout);
         auto answer = http_.request("GET", node_.host, static_cast<std::uint16_t>(node_.port), "/v1/health", {},
-                                    "application/json", std::min<std::chrono::milliseconds>(interval_, kProbeTimeout));
+                                    "application/json", timeout);
         if (answer) {
             failures_ = 0;
             return false;
         }
-        last_error_ = answer.error().message;
+        const std::string& why = answer.error().message;
+        if (why.find("cannot resolve") != std::string::npos || why.find("http: resolving") != std::string::npos) {
+            return false;  // says nothing of the worker (DNS, or this host's lookups): not counted
+        }
+        last_error_ = why;
         return ++failures_ >= kHealthFailures;
     }
 
@@ -223,7 +231,8 @@ public:
     }
 
 private:
-    static constexpr std::chrono::milliseconds kProbeTimeout{5000};
+    static constexpr std::chrono::milliseconds kMinProbeTimeout{1000};
+    static constexpr std::chrono::milliseconds kMaxProbeTimeout{5000};
     http::HttpClient& http_;
     const sdk::GridNode& node_;
     const std::chrono::milliseconds interval_;
