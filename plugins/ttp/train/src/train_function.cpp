@@ -91,9 +91,9 @@ std::vector<std::pair<int, json>> complete_checkpoints(const std::string& ckpt_d
     return found;
 }
 
-/// Removes the checkpoints of rounds before `keep_from` (errors are left: a later round tries
+/// Removes the checkpoints of the rounds `drop` picks (errors are left: a later round tries
 /// again).
-void prune_checkpoints(const std::string& ckpt_dir, int keep_from) {
+void remove_checkpoints_if(const std::string& ckpt_dir, const std::function<bool(int)>& drop) {
     std::error_code ec;
     std::vector<fs::path> old;
     for (fs::directory_iterator it(ckpt_dir, ec), end; !ec && it != end; it.increment(ec)) {
@@ -104,7 +104,7 @@ void prune_checkpoints(const std::string& ckpt_dir, int keep_from) {
         try {
             std::size_t used = 0;
             const int round = std::stoi(name.substr(6), &used);
-            if (used == name.size() - 6 && round < keep_from) {
+            if (used == name.size() - 6 && drop(round)) {
                 old.push_back(it->path());
             }
         } catch (const std::exception&) {
@@ -113,6 +113,11 @@ void prune_checkpoints(const std::string& ckpt_dir, int keep_from) {
     for (const auto& path : old) {
         fs::remove_all(path, ec);
     }
+}
+
+/// Removes the checkpoints of rounds before `keep_from`.
+void prune_checkpoints(const std::string& ckpt_dir, int keep_from) {
+    remove_checkpoints_if(ckpt_dir, [keep_from](int round) { return round < keep_from; });
 }
 
 int quorum_of(const json& run, std::size_t workers) {
@@ -645,7 +650,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
         });
         // A cancel (or the TTP stopping) gives up the calls still waiting: their failures are
         // not the workers', and none of them is dropped for it.
-        if (ctx.is_cancelled()) {
+        if (ctx.is_cancelled() && !failures.empty()) {
             return sdk::Error{sdk::ErrorCode::Cancelled, "stopped while the workers initialised"};
         }
         if (!failures.empty()) {
@@ -694,6 +699,9 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                  global = std::move(reply->tensors);
                              }
                          });
+            if (ctx.is_cancelled() && refused) {
+                return sdk::Error{sdk::ErrorCode::Cancelled, "stopped while the workers initialised"};
+            }
             if (refused) {
                 auto e = round_error(0, {{active.front().participant_id, *refused}});
                 return sdk::Error{e.code, "initialisation " + e.message.substr(e.message.find("failed"))};
@@ -765,6 +773,17 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
             }
             if (!weights || !loaded) {
                 const std::string why = !weights ? weights.error().message : loaded.message();
+                if (saved.value("has_aggregator_state", false)) {
+                    // Round `round`'s model went out already: going back a round would send a
+                    // second one for it, which the strategy's state (a noise accountant, say)
+                    // would not count. As for a released round that does not read back.
+                    return sdk::Error{sdk::ErrorCode::FailedPrecondition,
+                                      "the checkpoint of round " + std::to_string(round) + " in '" + round_dir +
+                                          "' does not read back (" + why +
+                                          "); resuming from an earlier round would send a second model for round " +
+                                          std::to_string(round) + ", which the strategy's saved state does not "
+                                          "count. Remove '" + ckpt_dir + "' to train the run from round 0"};
+                }
                 std::error_code ec;
                 fs::remove_all(round_dir, ec);
                 ctx.logger().warn("checkpoint unreadable; removed, the one before it is tried",
@@ -784,6 +803,11 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                 if (auto st = session->load_state(*state); !st) {
                     return sdk::Error{st.code(), "checkpoint of round " + std::to_string(round) + ": " + st.message()};
                 }
+            }
+            if (c > 0) {
+                // What the rounds after this one left (a released model of the round after
+                // the unreadable one) belongs to the models given up: they are trained again.
+                remove_checkpoints_if(ckpt_dir, [r = round](int other) { return other > r; });
             }
             global = std::move(*weights);
             history = History::from_json(saved.value("history", json::object()));
@@ -918,9 +942,10 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                    },
                                    ctx.logger(), save_local ? dir : std::string(), r);
                     ctx.workers().call_all(active, reqs, fold);
-                    if (ctx.is_cancelled()) {
+                    if (ctx.is_cancelled() && !fold.failures().empty()) {
                         // Calls still waiting were given up: the round is not finished with the
-                        // workers that did answer (a resumed job runs it again whole).
+                        // workers that did answer (a resumed job runs it again whole). A round
+                        // every worker answered is kept; the job stops before the next.
                         return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r)};
                     }
                     failures = fold.failures();
@@ -1027,7 +1052,7 @@ sdk::Result<std::string> TrainFunction::execute(sdk::JobContext& ctx, std::strin
                                                        {"participant", evaluators[i].participant_id}}));
                 }
             });
-            if (ctx.is_cancelled()) {
+            if (ctx.is_cancelled() && !failures.empty()) {
                 return sdk::Error{sdk::ErrorCode::Cancelled, "stopped in round " + std::to_string(r) + "'s validation"};
             }
             if (!failures.empty()) {

@@ -730,6 +730,23 @@ TEST_CASE("train: a job whose newest checkpoint does not read back resumes from 
     CHECK(w0.trains == 6);
     CHECK(ctx.logger_.contains("checkpoint unreadable; removed, the one before it is tried"));
     CHECK(fs::exists(round_4 + "/state.json"));  // written again by the round run again
+
+    // With a strategy's saved state (a noise accountant, say) going back a round would send a
+    // second model for the round that went out: refused, saying what to do.
+    json state;
+    std::ifstream(round_4 + "/state.json") >> state;
+    state["has_aggregator_state"] = true;
+    std::ofstream(round_4 + "/state.json", std::ios::trunc) << state.dump();
+    std::ofstream(round_4 + "/global_model.safetensors", std::ios::trunc) << "not a model";
+    sdk::testing::FakeHost host;
+    synergos::plugins::train::TrainFunction train(
+        host, sdk::Options(std::map<std::string, std::string>{{"save_local_models", "false"}}));
+    auto refused = train.execute(ctx, job(nodes, run));
+    REQUIRE_FALSE(refused.has_value());
+    CHECK(refused.error().code == sdk::ErrorCode::FailedPrecondition);
+    CHECK_THAT(refused.error().message, Catch::Contains("checkpoint of round 4") && Catch::Contains("Remove '"));
+    CHECK(fs::exists(round_4 + "/state.json"));  // left as it was
+    CHECK(w0.trains == 6);
 }
 
 TEST_CASE("train: a job that stopped in a round's validation takes the round up from the model "
