@@ -1354,7 +1354,9 @@ sdk::Result<JobRecord> JobService::get(const std::string& job_id) {
     return std::move(one.front());
 }
 
-sdk::Result<std::vector<JobRecord>> JobService::list(const JobFilter& filter) { return list_jobs(filter, true); }
+sdk::Result<std::vector<JobRecord>> JobService::list(const JobFilter& filter, bool explained) {
+    return list_jobs(filter, explained);
+}
 
 sdk::Result<std::vector<JobRecord>> JobService::list_jobs(const JobFilter& filter, bool explained) {
     // `submitting` and `queued` depend on the published overlay: filter after applying it.

@@ -445,7 +445,7 @@ private:
         for (const auto& s : specs) {
             wanted.emplace(s.keys.value("expt_id", ""), s.keys.value("run_id", ""));
         }
-        for (const auto& job : must(d_.jobs.list({"", "train", c, p}))) {
+        for (const auto& job : must(d_.jobs.list({"", "train", c, p}, /*explained=*/false))) {
             if (job.is_terminal()) {
                 continue;
             }

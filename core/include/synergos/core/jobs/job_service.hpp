@@ -111,8 +111,9 @@ public:
     /// or its place in line; a running job whose grid has no TTP says so).
     sdk::Result<JobRecord> get(const std::string& job_id);
     /// Jobs with their reasons brought up to date as get() does, without the place in line
-    /// (a queued job without a reason reads `waiting on grid <g>`).
-    sdk::Result<std::vector<JobRecord>> list(const JobFilter& filter);
+    /// (a queued job without a reason reads `waiting on grid <g>`); `explained` false: as
+    /// stored, with no broker query (states only).
+    sdk::Result<std::vector<JobRecord>> list(const JobFilter& filter, bool explained = true);
     /// Brings `jobs`' reasons up to date for an answer (`rank`: with each queued job's place in
     /// line, as get()), e.g. the jobs a submit returned; one broker query per grid.
     void explain(std::vector<JobRecord>& jobs, bool rank = true);
