@@ -125,6 +125,7 @@ aggregators: [fedavg]
 http: {host: 127.0.0.1, port: 0, threads: 4, body_limit_bytes: 1024, header_timeout_ms: 5,
        body_timeout_ms: 6, max_connections: 7, max_connections_per_peer: 3}
 jobs: {max_attempts: 5, job_timeout_s: 60, retry_pause_ms: 250, retry_pause_max_ms: 4000}
+worker_client: {health_check_interval_s: 0}
 cpus: 3
 gpus: 1
 )");
@@ -155,6 +156,7 @@ gpus: 1
     CHECK(c.jobs.max_attempts == 5);
     CHECK(c.jobs.retry_pause_ms == 250);
     CHECK(c.jobs.retry_pause_max_ms == 4000);
+    CHECK(c.worker_client.health_check_interval_s == 0);
     CHECK(c.cpus == 3);
     CHECK(c.gpus == 1);
 }
@@ -252,6 +254,10 @@ TEST_CASE("Config errors name the file, the line and the key", "[unit][config]")
         FlagOverrides broker;  // with a broker, a director runs no TTP: the value is not its
         broker.queue = std::vector<std::string>{"rabbitmq", "mq", "5672"};
         CHECK(build_config(Role::Director, file, broker).ttp.grid == 1);
+    }
+    SECTION("a worker health check interval past an hour") {
+        auto e = expect_error([] { load_text("worker_client: {health_check_interval_s: 3601}\n"); });
+        CHECK(e.key() == "worker_client.health_check_interval_s");
     }
     SECTION("a retry pause cap below the first pause") {
         auto e = expect_error([] { load_text("jobs: {retry_pause_ms: 5000, retry_pause_max_ms: 1000}\n"); });
