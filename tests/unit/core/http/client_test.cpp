@@ -317,6 +317,49 @@ TEST_CASE("HttpClient gives up a waiting request once its sink is abandoned and 
     CHECK(quick.body == "hello");
 }
 
+TEST_CASE("HttpClient gives up a reply that keeps trickling in once its sink is abandoned", "[unit][http]") {
+    // A byte every 20 ms of a 1 MB body: each read ends well within the 0.1 s between checks.
+    std::uint16_t port = 0;
+    const int listener = synergos::testing::listen_loopback(port, 4);
+    REQUIRE(listener >= 0);
+    std::atomic<bool> done{false};
+    std::thread server([&] {
+        const int fd = ::accept(listener, nullptr, nullptr);
+        if (fd < 0) {
+            return;
+        }
+        (void)synergos::testing::read_request(fd);
+        const std::string head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                                 "Content-Length: 1000000\r\n\r\n";
+        (void)!::write(fd, head.data(), head.size());
+        for (int i = 0; i < 1500 && !done; ++i) {  // at most 30 s
+            if (::write(fd, "x", 1) != 1) {
+                break;  // the client closed the connection
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        ::close(fd);
+    });
+    HttpClient client;
+    GivingUp sink;
+    std::thread caller_gives_up([&] {
+        std::this_thread::sleep_for(300ms);
+        sink.give_up = true;
+    });
+    const auto began = std::chrono::steady_clock::now();
+    auto st = client.request_streaming("GET", "127.0.0.1", port, "/slow", {}, "application/json", 60s, sink);
+    const auto took = std::chrono::steady_clock::now() - began;
+    caller_gives_up.join();
+    done = true;
+    ::shutdown(listener, SHUT_RDWR);
+    server.join();
+    ::close(listener);
+    REQUIRE_FALSE(st.is_ok());
+    CHECK(st.code() == ErrorCode::Cancelled);
+    CHECK(took < 5s);
+    CHECK_FALSE(sink.body.empty());  // it was receiving when it was given up
+}
+
 TEST_CASE("HttpClient reads chunked and unframed bodies and skips the body of HEAD and 204",
           "[unit][http]") {
     HttpClient client;
