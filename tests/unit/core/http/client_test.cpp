@@ -261,9 +261,11 @@ private:
 
 namespace {
 
-/// A sink whose caller gives up once `give_up` is set (a cancelled job).
+/// A sink whose caller gives up `after` its creation (a job cancelled then).
 class GivingUp final : public synergos::core::http::ResponseSink {
 public:
+    explicit GivingUp(std::chrono::milliseconds after = std::chrono::hours(1))
+        : give_up_at_(std::chrono::steady_clock::now() + after) {}
     synergos::sdk::Status on_head(const Response& head, std::optional<std::uint64_t>) override {
         status = head.status;
         return {};
@@ -274,13 +276,13 @@ public:
         return {};
     }
     synergos::sdk::Status on_end() override { return {}; }
-    bool abandoned() noexcept override { return give_up.load(); }
+    bool abandoned() noexcept override { return std::chrono::steady_clock::now() >= give_up_at_; }
 
-    std::atomic<bool> give_up{false};
     int status = 0;
     std::string body;
 
 private:
+    const std::chrono::steady_clock::time_point give_up_at_;
     char piece_[64];
 };
 
@@ -290,16 +292,11 @@ TEST_CASE("HttpClient gives up a waiting request once its sink is abandoned and 
           "[unit][http]") {
     Fixture f;  // its /wait answers after 5 s unless released
     HttpClient client;
-    GivingUp sink;
-    std::thread caller_gives_up([&] {
-        std::this_thread::sleep_for(300ms);
-        sink.give_up = true;
-    });
+    GivingUp sink(300ms);
     const auto began = std::chrono::steady_clock::now();
     auto st = client.request_streaming("GET", "127.0.0.1", f.port(), "/wait", {}, "application/json",
                                        30s, sink);
     const auto took = std::chrono::steady_clock::now() - began;
-    caller_gives_up.join();
     REQUIRE_FALSE(st.is_ok());
     CHECK(st.code() == ErrorCode::Cancelled);
     CHECK_THAT(st.message(), Catch::Contains("/wait") && Catch::Contains("stopped by its caller"));
@@ -341,15 +338,10 @@ TEST_CASE("HttpClient gives up a reply that keeps trickling in once its sink is 
         ::close(fd);
     });
     HttpClient client;
-    GivingUp sink;
-    std::thread caller_gives_up([&] {
-        std::this_thread::sleep_for(300ms);
-        sink.give_up = true;
-    });
+    GivingUp sink(300ms);
     const auto began = std::chrono::steady_clock::now();
     auto st = client.request_streaming("GET", "127.0.0.1", port, "/slow", {}, "application/json", 60s, sink);
     const auto took = std::chrono::steady_clock::now() - began;
-    caller_gives_up.join();
     done = true;
     ::shutdown(listener, SHUT_RDWR);
     server.join();

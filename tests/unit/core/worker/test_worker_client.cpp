@@ -755,15 +755,25 @@ private:
 
 }  // namespace
 
+namespace {
+
+/// A grid node for `worker` (a DeafWorker: connections taken, nothing answered).
+sdk::GridNode frozen_node(const DeafWorker& worker) {
+    sdk::GridNode node;
+    node.participant_id = "frozen";
+    node.host = "127.0.0.1";
+    node.port = worker.port;
+    return node;
+}
+
+}  // namespace
+
 TEST_CASE("worker client gives up the calls still waiting once its caller stops and keeps the replies that came",
           "[unit][worker_client]") {
     DeafWorker frozen;  // takes the connection, never reads nor answers (a SIGSTOPped worker)
     Workers workers(2);
     std::vector<sdk::GridNode> nodes = workers.nodes;
-    sdk::GridNode stuck;
-    stuck.participant_id = "frozen";
-    stuck.host = "127.0.0.1";
-    stuck.port = frozen.port;
+    const sdk::GridNode stuck = frozen_node(frozen);
     nodes.push_back(stuck);
     http::HttpClient http_client;
     const sdk::TensorMap model = make_model();
@@ -802,10 +812,7 @@ TEST_CASE("worker client gives up a call whose worker stops answering its health
     DeafWorker frozen;  // takes connections, answers nothing: neither the call nor /v1/health
     Workers workers(1, -1, [] { std::this_thread::sleep_for(1500ms); });  // trains slowly
     std::vector<sdk::GridNode> nodes = workers.nodes;
-    sdk::GridNode stuck;
-    stuck.participant_id = "frozen";
-    stuck.host = "127.0.0.1";
-    stuck.port = frozen.port;
+    const sdk::GridNode stuck = frozen_node(frozen);
     nodes.push_back(stuck);
     http::HttpClient http_client;
     const sdk::TensorMap model = make_model();
