@@ -79,8 +79,8 @@ bool run_io(Connection& conn, ResponseSink* sink, Clock::time_point& next_check)
         return false;
     }
     while (true) {
-        if (Clock::now() >= next_check) {
-            next_check = Clock::now() + kAbandonPoll;
+        if (const auto now = Clock::now(); now >= next_check) {
+            next_check = now + kAbandonPoll;
             if (sink->abandoned()) {
                 beast::error_code ignored;
                 conn.stream.socket().close(ignored);

@@ -63,9 +63,24 @@ std::optional<json> read_json_object(const std::string& path) {
     return value;
 }
 
-/// The newest round whose checkpoint is complete, from `<ckpt>/round_<k>/state.json`. The
-/// state file is written last (atomically), after the round's weights.
-/// The complete checkpoints (their state.json reads) in `ckpt_dir`, newest first.
+/// The round of a checkpoint folder named `round_<k>`, or none for any other name.
+std::optional<int> round_of(const std::string& name) {
+    if (name.rfind("round_", 0) != 0) {
+        return std::nullopt;
+    }
+    try {
+        std::size_t used = 0;
+        const int round = std::stoi(name.substr(6), &used);
+        if (used == name.size() - 6) {
+            return round;
+        }
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+}
+
+/// The complete checkpoints in `ckpt_dir` (`round_<k>/state.json` reads: it is written last,
+/// atomically, after the round's weights), newest first.
 std::vector<std::pair<int, json>> complete_checkpoints(const std::string& ckpt_dir) {
     std::vector<std::pair<int, json>> found;
     std::error_code ec;
@@ -73,18 +88,12 @@ std::vector<std::pair<int, json>> complete_checkpoints(const std::string& ckpt_d
         return found;
     }
     for (const auto& entry : fs::directory_iterator(ckpt_dir, ec)) {
-        const std::string name = entry.path().filename().string();
-        if (name.rfind("round_", 0) != 0) {
-            continue;
-        }
-        int round = -1;
-        try {
-            round = std::stoi(name.substr(6));
-        } catch (...) {
+        const auto round = round_of(entry.path().filename().string());
+        if (!round) {
             continue;
         }
         if (auto state = read_json_object((entry.path() / "state.json").string())) {
-            found.emplace_back(round, std::move(*state));
+            found.emplace_back(*round, std::move(*state));
         }
     }
     std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -97,17 +106,8 @@ void remove_checkpoints_if(const std::string& ckpt_dir, const std::function<bool
     std::error_code ec;
     std::vector<fs::path> old;
     for (fs::directory_iterator it(ckpt_dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (name.rfind("round_", 0) != 0) {
-            continue;
-        }
-        try {
-            std::size_t used = 0;
-            const int round = std::stoi(name.substr(6), &used);
-            if (used == name.size() - 6 && drop(round)) {
-                old.push_back(it->path());
-            }
-        } catch (const std::exception&) {
+        if (const auto round = round_of(it->path().filename().string()); round && drop(*round)) {
+            old.push_back(it->path());
         }
     }
     for (const auto& path : old) {
